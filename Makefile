@@ -1,0 +1,39 @@
+# MemoBuild. `make demo` and `make test` work on a fresh Debian machine with Node and npm:
+# bun comes from the npm registry when it is not on PATH; system tools from apt (as root).
+
+BUN_VERSION := 1.4.5
+LOCAL_BUN := $(CURDIR)/.tools/node_modules/.bin/bun
+BUN ?= $(or $(shell command -v bun 2>/dev/null),$(LOCAL_BUN))
+BINARY := dist/memobuild
+SOURCES := $(shell find src bin -name '*.ts' -not -name '*.test.ts' 2>/dev/null) package.json bun.lock
+
+# Extra arguments for `bun test`, e.g. TEST_ARGS="--reporter=junit --reporter-outfile=junit.xml".
+TEST_ARGS ?=
+
+.PHONY: install system-deps build test demo bench clean
+
+$(LOCAL_BUN):
+	npm install --prefix .tools --no-save --no-audit --no-fund --loglevel=error bun@$(BUN_VERSION)
+
+node_modules/.installed: package.json bun.lock | $(BUN)
+	$(BUN) install --frozen-lockfile
+	@touch $@
+
+install: node_modules/.installed
+
+system-deps:
+	@bash scripts/install-system-deps.sh
+
+$(BINARY): $(SOURCES) node_modules/.installed
+	$(BUN) build --compile --minify --sourcemap bin/memobuild.ts --outfile $(BINARY)
+
+build: $(BINARY)
+
+test: system-deps build
+	$(BUN) test $(TEST_ARGS)
+
+bench: build
+	$(BUN) run bench/parse-plan.ts
+
+clean:
+	rm -rf dist .tools node_modules

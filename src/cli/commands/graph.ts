@@ -1,0 +1,38 @@
+import type { Command } from "commander";
+import { planDockerfile } from "../../frontend/plan.ts";
+import { buildGraph } from "../../graph/graph.ts";
+import { GRAPH_FORMATS, renderGraph, type GraphFormat } from "../../graph/render.ts";
+import { UsageError } from "../errors.ts";
+import { collect, parseBuildArgs, readDockerfile } from "../inputs.ts";
+
+interface GraphOptions {
+  file?: string;
+  target?: string;
+  buildArg: string[];
+  format: string;
+}
+
+export function registerGraph(program: Command) {
+  program
+    .command("graph")
+    .summary("print the build graph of a Dockerfile")
+    .description(
+      "Print the steps of a Dockerfile as a graph: one node per step, edges for stage order, FROM <stage>, " +
+        "COPY --from and RUN --mount=from. Steps the --target does not need are pruned; the level of a node " +
+        "says which steps may run in parallel.",
+    )
+    .argument("[context]", "build context directory", ".")
+    .option("-f, --file <file>", "Dockerfile path (default: CONTEXT/Dockerfile; - for stdin)")
+    .option("--target <stage>", "build this stage (default: the last)")
+    .option("--build-arg <name=value>", "set a build-time variable (repeatable)", collect, [] as string[])
+    .option("--format <format>", `output format: ${GRAPH_FORMATS.join("|")}`, "text")
+    .action((context: string, options: GraphOptions) => {
+      if (!GRAPH_FORMATS.includes(options.format as GraphFormat)) {
+        throw new UsageError(`unknown --format "${options.format}" (use ${GRAPH_FORMATS.join(", ")})`);
+      }
+      const input = readDockerfile(context, options.file);
+      const plan = planDockerfile(input.text, { file: input.displayPath, buildArgs: parseBuildArgs(options.buildArg) });
+      for (const name of plan.unusedBuildArgs) process.stderr.write(`warning: build arg ${name} is not declared by any ARG\n`);
+      process.stdout.write(renderGraph(buildGraph(plan, options.target), options.format as GraphFormat));
+    });
+}

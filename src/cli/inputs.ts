@@ -1,0 +1,48 @@
+/** Reading what `build`, `graph` and `explain` share: context, Dockerfile, build args. */
+import { existsSync, readFileSync, statSync } from "node:fs";
+import { join, resolve } from "node:path";
+import { UsageError } from "./errors.ts";
+
+export interface DockerfileInput {
+  contextDir: string;
+  /** The path as the user named it (or as derived from the context): used in messages. */
+  displayPath: string;
+  text: string;
+}
+
+/** `-f FILE` is relative to the working directory, as with docker build; `-f -` is stdin. */
+export function readDockerfile(context: string, file: string | undefined): DockerfileInput {
+  const contextDir = resolve(context);
+  if (!existsSync(contextDir) || !statSync(contextDir).isDirectory()) {
+    throw new UsageError(`build context ${context} is not a directory`);
+  }
+  if (file === "-") return { contextDir, displayPath: "<stdin>", text: readFileSync(0, "utf8") };
+  const displayPath = file ?? join(context, "Dockerfile");
+  let text: string;
+  try {
+    text = readFileSync(resolve(displayPath), "utf8");
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    const reason = code === "ENOENT" ? "no such file" : code === "EISDIR" ? "is a directory" : (error as Error).message;
+    throw new UsageError(`cannot read Dockerfile ${displayPath}: ${reason}`);
+  }
+  return { contextDir, displayPath, text };
+}
+
+/** `--build-arg K=V`; `--build-arg K` takes K from the environment (or is ignored if unset). */
+export function parseBuildArgs(values: string[], env: NodeJS.ProcessEnv = process.env): Record<string, string> {
+  const args: Record<string, string> = {};
+  for (const value of values) {
+    const eq = value.indexOf("=");
+    const name = eq < 0 ? value : value.slice(0, eq);
+    if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(name)) {
+      throw new UsageError(`invalid --build-arg "${value}": expected NAME=VALUE`);
+    }
+    if (eq >= 0) args[name] = value.slice(eq + 1);
+    else if (env[name] !== undefined) args[name] = env[name]!;
+  }
+  return args;
+}
+
+/** Commander collector for repeatable options. */
+export const collect = (value: string, previous: string[]) => [...previous, value];

@@ -1,0 +1,44 @@
+/** The `memobuild` command line: one binary, one subcommand per job. */
+import { Command, CommanderError } from "commander";
+import packageJson from "../../package.json" with { type: "json" };
+import { DockerfileError } from "../frontend/errors.ts";
+import { registerGraph } from "./commands/graph.ts";
+import { UsageError } from "./errors.ts";
+
+export const VERSION = packageJson.version;
+
+export function createProgram(): Command {
+  const program = new Command("memobuild")
+    .description("Incremental, content-addressed container image builder")
+    .version(VERSION, "-v, --version", "print the version")
+    .helpOption("-h, --help", "show help")
+    .showHelpAfterError("(run with --help for usage)")
+    .exitOverride();
+  registerGraph(program);
+  for (const command of program.commands) command.exitOverride();
+  return program;
+}
+
+/** Runs the CLI; resolves to the process exit code. */
+export async function main(argv: string[]): Promise<number> {
+  const program = createProgram();
+  try {
+    await program.parseAsync(argv, { from: "user" });
+    return 0;
+  } catch (error) {
+    if (error instanceof CommanderError) {
+      // Help and --version exit 0; commander already printed any usage error.
+      return error.exitCode;
+    }
+    if (error instanceof DockerfileError) {
+      process.stderr.write(`${error.message}\n`);
+      return 1;
+    }
+    if (error instanceof UsageError) {
+      process.stderr.write(`memobuild: ${error.message}\n`);
+      return error.exitCode;
+    }
+    process.stderr.write(`memobuild: internal error: ${(error as Error).stack ?? error}\n`);
+    return 70;
+  }
+}
