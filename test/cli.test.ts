@@ -1,0 +1,136 @@
+import { afterAll, describe, expect, test } from "bun:test";
+import { copyFileSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import packageJson from "../package.json" with { type: "json" };
+import { memobuildBinary, runMemobuild } from "./support/binary.ts";
+
+const work = mkdtempSync(join(tmpdir(), "memobuild-cli-"));
+afterAll(() => rmSync(work, { recursive: true, force: true }));
+
+const DOCKERFILE = `# syntax=docker/dockerfile:1
+ARG BASE=busybox
+FROM \${BASE} AS build
+WORKDIR /src
+COPY . .
+RUN <<EOF
+make "all"
+EOF
+FROM \${BASE} AS lint
+RUN lint
+FROM scratch
+COPY --from=build /src/out /app
+`;
+
+const context = join(work, "project");
+mkdirSync(context);
+writeFileSync(join(context, "Dockerfile"), DOCKERFILE);
+
+describe("memobuild binary", () => {
+  test("--version prints the package version", () => {
+    const result = runMemobuild(["--version"]);
+    expect(result.exitCode).toBe(0);
+    expect(result.stdout.trim()).toBe(packageJson.version);
+  });
+
+  test("--help lists only the commands that exist", () => {
+    const result = runMemobuild(["--help"]);
+    expect(result.exitCode).toBe(0);
+    const commands = [...result.stdout.matchAll(/^  (\w+) /gm)].map((m) => m[1]);
+    expect(commands).toEqual(["graph", "help"]);
+    expect(runMemobuild(["graph", "--help"]).stdout).toContain("--format <format>");
+  });
+
+  test("an unknown command or option fails with a usage message", () => {
+    const unknown = runMemobuild(["bulid"]);
+    expect(unknown.exitCode).toBe(1);
+    expect(unknown.stderr).toContain("unknown command 'bulid'");
+    expect(runMemobuild(["graph", "--nope"]).exitCode).toBe(1);
+  });
+
+  test("graph --format json follows the contract", () => {
+    const result = runMemobuild(["graph", context, "--format", "json"]);
+    expect(result.stderr).toBe("");
+    expect(result.exitCode).toBe(0);
+    const json = JSON.parse(result.stdout);
+    expect(json.nodes.map((n: { id: string }) => n.id)).toEqual(["build/0", "build/1", "build/2", "build/3", "2/0", "2/1"]);
+    expect(json.nodes[3]).toEqual({
+      id: "build/3",
+      stage: "build",
+      instruction: 'RUN <<EOF\nmake "all"\nEOF',
+      level: 3,
+      deps: ["build/2"],
+    });
+    expect(json.nodes[5].deps).toEqual(["2/0", "build/3"]);
+    expect(json.edges).toContainEqual({ from: "build/3", to: "2/1", kind: "copy-from" });
+  });
+
+  test("graph --target and --build-arg", () => {
+    const result = runMemobuild(["graph", context, "--target", "lint", "--build-arg", "BASE=alpine", "--format", "json"]);
+    expect(result.exitCode).toBe(0);
+    const json = JSON.parse(result.stdout);
+    expect(json.nodes.map((n: { instruction: string }) => n.instruction)).toEqual(["FROM alpine AS lint", "RUN lint"]);
+  });
+
+  test("an undeclared --build-arg is a warning", () => {
+    const result = runMemobuild(["graph", context, "--build-arg", "NOPE=1"]);
+    expect(result.exitCode).toBe(0);
+    expect(result.stderr).toBe("warning: build arg NOPE is not declared by any ARG\n");
+  });
+
+  test("graph reads the Dockerfile from -f, relative to the working directory, or stdin", () => {
+    writeFileSync(join(work, "other.Dockerfile"), "FROM a\nRUN b\n");
+    expect(runMemobuild(["graph", "project", "-f", "other.Dockerfile"], { cwd: work }).stdout).toContain("RUN b");
+    expect(runMemobuild(["graph", context, "-f", "-"], { stdin: "FROM c\nRUN d\n" }).stdout).toContain("RUN d");
+  });
+
+  test("graph --format dot renders with Graphviz", () => {
+    const result = runMemobuild(["graph", context, "--format", "dot"]);
+    expect(result.exitCode).toBe(0);
+    const dot = Bun.spawnSync(["dot", "-Tsvg"], {
+      stdin: new TextEncoder().encode(result.stdout),
+      stdout: "pipe",
+      stderr: "pipe",
+    });
+    expect(dot.stderr.toString()).toBe("");
+    expect(dot.exitCode).toBe(0);
+    const svg = dot.stdout.toString();
+    expect(svg).toContain("<svg");
+    // Graphviz writes "-" as "&#45;" in SVG text.
+    expect(svg).toContain("COPY &#45;&#45;from=build /src/out /app");
+    expect(svg).toContain("<title>build/3&#45;&gt;2/1</title>");
+  });
+
+  test("graph --format mermaid and text", () => {
+    expect(runMemobuild(["graph", context, "--format", "mermaid"]).stdout).toStartWith("flowchart TD\n");
+    const text = runMemobuild(["graph", context]).stdout;
+    expect(text).toContain("level 0 (2 steps may run in parallel)");
+    expect(text).toContain("2 step(s) pruned");
+    expect(runMemobuild(["graph", context, "--format", "yaml"]).stderr).toBe(
+      'memobuild: unknown --format "yaml" (use text, dot, mermaid, json)\n',
+    );
+  });
+
+  test("a missing context or Dockerfile is a one-line error", () => {
+    const result = runMemobuild(["graph", join(work, "does-not-exist")]);
+    expect(result.exitCode).toBe(1);
+    expect(result.stderr).toMatch(/^memobuild: build context .* is not a directory\n$/);
+    const noFile = runMemobuild(["graph", work, "-f", join(work, "nope")]);
+    expect(noFile.stderr).toBe(`memobuild: cannot read Dockerfile ${join(work, "nope")}: no such file\n`);
+    expect(noFile.exitCode).toBe(1);
+  });
+
+  test("the binary works when copied alone to another directory", () => {
+    const alone = mkdtempSync(join(tmpdir(), "memobuild-alone-"));
+    try {
+      const copy = join(alone, "memobuild");
+      copyFileSync(memobuildBinary(), copy);
+      Bun.spawnSync(["chmod", "+x", copy]);
+      const result = runMemobuild(["graph", ".", "--format", "json"], { binary: copy, cwd: context });
+      expect(result.stderr).toBe("");
+      expect(JSON.parse(result.stdout).nodes).toHaveLength(6);
+    } finally {
+      rmSync(alone, { recursive: true, force: true });
+    }
+  });
+});
