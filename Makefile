@@ -32,6 +32,12 @@ build: $(BINARY)
 test: system-deps build
 	$(BUN) test $(TEST_ARGS)
 
+# Until the build engine lands, the demo shows the plan of the example build.
+demo: build
+	./$(BINARY) graph examples/hello
+	@echo
+	@echo "The same graph as Graphviz dot, Mermaid or JSON: ./$(BINARY) graph examples/hello --format dot|mermaid|json"
+
 bench: build
 	$(BUN) run bench/parse-plan.ts
 

