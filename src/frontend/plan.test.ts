@@ -9,7 +9,7 @@ const texts = (plan: Plan, stage = plan.stages.length - 1) => plan.stages[stage]
 const instruction = <K extends Instruction["kind"]>(plan: Plan, id: string, kind: K) => {
   const step = plan.stages.flatMap((s) => s.steps).find((s) => s.id === id)!;
   expect(step.instruction.kind).toBe(kind);
-  return step.instruction as Extract<Instruction, { kind: K }>;
+  return step.instruction as Instruction & { kind: K };
 };
 
 describe("ARG scoping", () => {

@@ -1,0 +1,298 @@
+/**
+ * The build context as the rest of MemoBuild sees it: which files a build may read (after
+ * `.dockerignore`), each with a content digest, and `select()` for what one COPY/ADD reads.
+ *
+ *   const context = loadContext({ contextDir, dockerfile, statCacheFile });
+ *   context.digest();                                  // the whole context
+ *   context.select(["src/", "*.json"], { owner });     // entries + digest for one COPY
+ */
+import { existsSync, readFileSync, statSync } from "node:fs";
+import { join, resolve } from "node:path";
+import { blake3Hex, hashFile } from "../hash/blake3.ts";
+import { IgnoreMatcher, IgnorePatternError, parseIgnoreFile, type IgnorePattern } from "./dockerignore.ts";
+import { directoryDigests, entryDigest, ROOT_OWNER, type DigestEntry, type Ownership } from "./digest.ts";
+import { ContextError } from "./errors.ts";
+import { cleanContextPath, displayPath, fsPath, quotePath, rawFromText, rootBuffer } from "./paths.ts";
+import { StatCache } from "./stat-cache.ts";
+import { walkContext, type EntryType, type ExcludedEntry, type WalkedEntry } from "./walk.ts";
+
+export interface ContextEntry extends DigestEntry {
+  /** Relative path as a byte string. */
+  path: string;
+  /** The path as UTF-8 text, for display and matching. */
+  name: string;
+  type: EntryType;
+  mode: number;
+  size: number;
+  uid: number;
+  gid: number;
+}
+
+export interface LoadOptions {
+  contextDir: string;
+  /** The Dockerfile: `<Dockerfile>.dockerignore` beside it wins over the context's `.dockerignore`. */
+  dockerfile?: string;
+  /** Where the stat cache lives; without it (or `statCache`) every file is hashed. */
+  statCacheFile?: string;
+  /** An open stat cache to use (and leave open) instead of a file. */
+  statCache?: StatCache;
+}
+
+export interface LoadStats {
+  files: number;
+  /** Files whose content was read and hashed in this load. */
+  hashed: number;
+  bytesHashed: number;
+  /** Files whose digest came from the stat cache. */
+  fromCache: number;
+}
+
+export interface Selection {
+  /** What each source matched: context paths (byte strings), in order. */
+  roots: { source: string; path: string; type: EntryType }[];
+  /** Every entry that lands: the roots and everything below directory roots. */
+  entries: ContextEntry[];
+  /** BLAKE3 over the sources and the trees they select, as they will land. */
+  digest: string;
+}
+
+export interface SelectOptions {
+  /** `--exclude` patterns, relative to each selected directory. */
+  excludes?: string[];
+  /** The owner the files will have (`--chown`); root by default. */
+  owner?: Ownership;
+}
+
+/** Finds the ignore file that applies: `<Dockerfile>.dockerignore`, else `<context>/.dockerignore`. */
+export function ignoreFileFor(contextDir: string, dockerfile?: string): string | undefined {
+  if (dockerfile) {
+    const specific = `${dockerfile}.dockerignore`;
+    if (existsSync(specific)) return specific;
+  }
+  const general = join(contextDir, ".dockerignore");
+  return existsSync(general) ? general : undefined;
+}
+
+export class BuildContext {
+  readonly byPath: Map<string, ContextEntry>;
+  private rootOwnedDigests?: Map<string, Buffer>;
+
+  constructor(
+    readonly root: string,
+    readonly entries: ContextEntry[],
+    readonly excluded: ExcludedEntry[],
+    readonly warnings: string[],
+    readonly ignoreFile: string | undefined,
+    readonly stats: LoadStats,
+  ) {
+    this.byPath = new Map(entries.map((e) => [e.path, e]));
+  }
+
+  /** Every directory's digest for files landing with `owner`; computed once for root. */
+  private directoryDigests(owner: Ownership): Map<string, Buffer> {
+    const isRoot = owner.uid === ROOT_OWNER.uid && owner.gid === ROOT_OWNER.gid;
+    if (!isRoot) return directoryDigests(this.entries, owner);
+    return (this.rootOwnedDigests ??= directoryDigests(this.entries, ROOT_OWNER));
+  }
+
+  /** Digest of the whole context as `COPY . /dst` would land it. */
+  digest(owner: Ownership = ROOT_OWNER): string {
+    return this.directoryDigests(owner).get("")!.toString("hex");
+  }
+
+  /** What a COPY/ADD with these sources reads, and its digest. */
+  select(sources: string[], options: SelectOptions = {}): Selection {
+    const owner = options.owner ?? ROOT_OWNER;
+    const excludes = options.excludes?.length
+      ? new IgnoreMatcher(options.excludes.map((pattern) => (pattern.startsWith("!") ? { pattern: pattern.slice(1), exclusion: true } : { pattern, exclusion: false })))
+      : undefined;
+    const roots: Selection["roots"] = [];
+    const selected = new Map<string, ContextEntry>();
+    // The owner and the exclude patterns change what lands, so they are part of the digest.
+    const parts: Buffer[] = [Buffer.from(JSON.stringify({ owner, excludes: options.excludes ?? [] }) + "\0", "utf8")];
+
+    for (const source of sources) {
+      const matched = this.resolveSource(source);
+      for (const path of matched) {
+        const root = path === "" ? undefined : this.byPath.get(path)!;
+        const type: EntryType = root?.type ?? "dir";
+        roots.push({ source, path, type });
+        let below: ContextEntry[] = [];
+        let digest: Buffer;
+        if (type === "dir") {
+          const prefix = path === "" ? "" : path + "/";
+          below = this.entries.filter((e) => e.path.startsWith(prefix) && e.path !== path);
+          let contents: Buffer;
+          if (excludes) {
+            below = below.filter((e) => !excludes.match(displayPath(e.path.slice(prefix.length))).excluded);
+            contents = directoryDigests(below, owner, path).get(path)!;
+          } else {
+            contents = this.directoryDigests(owner).get(path)!;
+          }
+          // The directory's own mode lands too (on a destination COPY creates).
+          digest = root ? entryDigest("", root, owner, contents) : contents;
+        } else {
+          digest = entryDigest(root!.path.slice(root!.path.lastIndexOf("/") + 1), root!, owner);
+        }
+        for (const entry of [...(root ? [root] : []), ...below]) selected.set(entry.path, entry);
+        parts.push(Buffer.from(`${path}\0`, "latin1"), digest);
+      }
+    }
+    return {
+      roots,
+      entries: [...selected.values()].sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0)),
+      digest: blake3Hex(Buffer.concat(parts)),
+    };
+  }
+
+  /**
+   * A COPY source → the context paths it names. Wildcards (`*`, `?`, `[…]`) match within one
+   * path component, as Go's filepath.Match; symlinks on the way are followed inside the
+   * context only.
+   */
+  resolveSource(source: string): string[] {
+    const cleaned = cleanContextPath(source);
+    if (cleaned.outside) throw new ContextError(`source ${JSON.stringify(source)} is outside the build context`);
+    const raw = rawFromText(cleaned.path);
+    if (/[*?[]/.test(cleaned.path)) {
+      const pattern = globToRegExp(cleaned.path, source);
+      const depth = cleaned.path.split("/").length;
+      const matches = this.entries
+        .filter((e) => e.path.split("/").length === depth && pattern.test(e.name))
+        .map((e) => this.followSymlinks(e.path, source));
+      if (matches.length === 0) {
+        throw new ContextError(`no files in the build context match ${JSON.stringify(source)} (or .dockerignore excludes them)`);
+      }
+      return [...new Set(matches)];
+    }
+    if (raw === "") return [""];
+    return [this.followSymlinks(raw, source)];
+  }
+
+  /** Resolves each symlink along `path` (all components) without leaving the context. */
+  private followSymlinks(path: string, source: string): string {
+    let remaining = path.split("/");
+    let resolved: string[] = [];
+    for (let hops = 0; remaining.length > 0; ) {
+      const component = remaining.shift()!;
+      const candidate = [...resolved, component].join("/");
+      const entry = this.byPath.get(candidate);
+      if (!entry) {
+        throw new ContextError(
+          `source ${JSON.stringify(source)} not found in the build context${this.isExcluded(candidate) ? " (.dockerignore excludes it)" : ""}`,
+        );
+      }
+      if (entry.type !== "symlink") {
+        resolved.push(component);
+        continue;
+      }
+      if (++hops > 40) throw new ContextError(`source ${JSON.stringify(source)}: too many levels of symbolic links`);
+      const target = entry.linkTarget ?? "";
+      const joined = target.startsWith("/") ? target : [...resolved, target].join("/");
+      const next = cleanContextPath(joined);
+      if (next.outside && !target.startsWith("/")) {
+        throw new ContextError(`source ${JSON.stringify(source)} leads outside the build context through symlink ${quotePath(candidate)}`);
+      }
+      // An absolute target is read relative to the context root, as BuildKit does.
+      resolved = [];
+      remaining = [...(next.path === "" ? [] : next.path.split("/")), ...remaining];
+    }
+    return resolved.join("/");
+  }
+
+  private isExcluded(path: string): boolean {
+    return this.excluded.some((e) => path === e.path || path.startsWith(e.path + "/"));
+  }
+}
+
+/** Go's filepath.Match pattern as an anchored regular expression. */
+function globToRegExp(pattern: string, source: string): RegExp {
+  let out = "^";
+  for (let i = 0; i < pattern.length; i++) {
+    const ch = pattern[i];
+    if (ch === "*") out += "[^/]*";
+    else if (ch === "?") out += "[^/]";
+    else if (ch === "\\" && i + 1 < pattern.length) out += "\\" + pattern[++i];
+    else if (ch === "[") {
+      const end = pattern.indexOf("]", i + 2);
+      if (end < 0) throw new ContextError(`invalid wildcard in ${JSON.stringify(source)}: unclosed [`);
+      let body = pattern.slice(i + 1, end);
+      if (body.startsWith("^") || body.startsWith("!")) body = "^" + body.slice(1);
+      out += `[${body.replace(/\\/g, "\\\\")}]`;
+      i = end;
+    } else out += ch.replace(/[.+(){}|$^\]]/g, "\\$&");
+  }
+  try {
+    return new RegExp(out + "$", "u");
+  } catch {
+    throw new ContextError(`invalid wildcard in ${JSON.stringify(source)}`);
+  }
+}
+
+function toEntry(walked: WalkedEntry, contentDigest?: Uint8Array): ContextEntry {
+  return {
+    path: walked.path,
+    name: displayPath(walked.path),
+    type: walked.type,
+    mode: Number(walked.stat.mode & 0o7777n),
+    size: walked.type === "file" ? Number(walked.stat.size) : 0,
+    uid: Number(walked.stat.uid),
+    gid: Number(walked.stat.gid),
+    contentDigest,
+    linkTarget: walked.linkTarget,
+  };
+}
+
+/** Walks the context, hashes what changed since the last load, and returns it. */
+export function loadContext(options: LoadOptions): BuildContext {
+  const contextDir = resolve(options.contextDir);
+  if (!existsSync(contextDir) || !statSync(contextDir).isDirectory()) {
+    throw new ContextError(`build context ${options.contextDir} is not a directory`);
+  }
+  const ignoreFile = ignoreFileFor(contextDir, options.dockerfile);
+  let patterns: IgnorePattern[] = [];
+  let matcher: IgnoreMatcher;
+  try {
+    if (ignoreFile) patterns = parseIgnoreFile(readFileSync(ignoreFile, "utf8"), ignoreFile);
+    matcher = new IgnoreMatcher(patterns);
+  } catch (error) {
+    if (error instanceof IgnorePatternError) throw new ContextError(error.message);
+    throw error;
+  }
+
+  const root = rootBuffer(contextDir);
+  const walked = walkContext(root, matcher);
+  const ownsCache = !options.statCache;
+  const cache = options.statCache ?? (options.statCacheFile ? StatCache.open(options.statCacheFile) : StatCache.disabled());
+  const stats: LoadStats = { files: 0, hashed: 0, bytesHashed: 0, fromCache: 0 };
+  const seen = new Set<string>();
+  try {
+    const hashedAtNs = BigInt(Date.now()) * 1_000_000n;
+    const entries = walked.entries.map((entry) => {
+      if (entry.type !== "file") return toEntry(entry);
+      stats.files++;
+      seen.add(entry.path);
+      const cached = cache.lookup(entry.path, entry.stat);
+      if (cached) {
+        stats.fromCache++;
+        return toEntry(entry, cached);
+      }
+      let result;
+      try {
+        result = hashFile(fsPath(root, entry.path));
+      } catch (error) {
+        const code = (error as NodeJS.ErrnoException).code;
+        const reason = code === "EACCES" ? "permission denied" : (error as Error).message;
+        throw new ContextError(`cannot read ${quotePath(entry.path)} in the build context: ${reason}`);
+      }
+      stats.hashed++;
+      stats.bytesHashed += result.size;
+      cache.record(entry.path, entry.stat, result.digest, hashedAtNs);
+      return toEntry(entry, result.digest);
+    });
+    cache.flush(seen);
+    return new BuildContext(contextDir, entries, walked.excluded, walked.warnings, ignoreFile, stats);
+  } finally {
+    if (ownsCache) cache.close();
+  }
+}

@@ -1,0 +1,151 @@
+/**
+ * Content digests of context trees: a Merkle hash over what a COPY/ADD would land. It covers
+ * each entry's name, type, permission and special mode bits, the uid/gid it will have in the
+ * image, symlink targets and file content; never mtime, atime, ctime or inode numbers. So
+ * `touch` changes nothing, while renaming, chmod or editing a file changes the digest.
+ *
+ * A directory's digest is BLAKE3 over its own header and one record per child:
+ *   u32 name length, name bytes, u8 type, u32 mode, u32 uid, u32 gid, then
+ *   file: 32-byte content digest | symlink: u32 length + target | dir: 32-byte dir digest.
+ * Children are sorted by name bytes. One hash call per directory keeps this cheap; every
+ * directory's digest is kept, so selecting a directory later is a lookup.
+ */
+import { blake3 } from "../hash/blake3.ts";
+import type { EntryType } from "./walk.ts";
+
+export interface DigestEntry {
+  /** Relative byte-string path. */
+  path: string;
+  type: EntryType;
+  /** Permission and special bits (mode & 0o7777). */
+  mode: number;
+  /** Content digest of a file (32 bytes). */
+  contentDigest?: Uint8Array;
+  /** Target of a symlink (byte string). */
+  linkTarget?: string;
+}
+
+export interface Ownership {
+  uid: number;
+  gid: number;
+}
+
+/** COPY and ADD land files as root unless --chown says otherwise. */
+export const ROOT_OWNER: Ownership = { uid: 0, gid: 0 };
+
+const TYPE_TAG: Record<EntryType, number> = { file: 1, dir: 2, symlink: 3 };
+const TREE_HEADER = Buffer.from("memobuild-tree-v1\0");
+
+/** Appends child records into one growing buffer without a Buffer per record. */
+class RecordWriter {
+  private buffer = Buffer.allocUnsafe(4096);
+  length = 0;
+
+  private ensure(extra: number) {
+    if (this.length + extra <= this.buffer.length) return;
+    const bigger = Buffer.allocUnsafe(Math.max(this.buffer.length * 2, this.length + extra));
+    this.buffer.copy(bigger, 0, 0, this.length);
+    this.buffer = bigger;
+  }
+
+  u32(value: number) {
+    this.ensure(4);
+    this.buffer.writeUInt32BE(value >>> 0, this.length);
+    this.length += 4;
+  }
+
+  bytes(data: Uint8Array) {
+    this.ensure(data.length);
+    this.buffer.set(data, this.length);
+    this.length += data.length;
+  }
+
+  /** A byte string (latin1) with a length prefix. */
+  raw(text: string) {
+    this.u32(text.length);
+    this.ensure(text.length);
+    this.length += this.buffer.write(text, this.length, "latin1");
+  }
+
+  header(type: EntryType, mode: number, owner: Ownership) {
+    this.ensure(13);
+    this.buffer.writeUInt8(TYPE_TAG[type], this.length);
+    this.buffer.writeUInt32BE(mode & 0o7777, this.length + 1);
+    this.buffer.writeUInt32BE(owner.uid >>> 0, this.length + 5);
+    this.buffer.writeUInt32BE(owner.gid >>> 0, this.length + 9);
+    this.length += 13;
+  }
+
+  digest(): Buffer {
+    const result = blake3(this.buffer.subarray(0, this.length));
+    this.length = 0;
+    return result;
+  }
+}
+
+function writeChild(writer: RecordWriter, name: string, entry: DigestEntry, owner: Ownership, dirDigest?: Uint8Array) {
+  writer.raw(name);
+  writer.header(entry.type, entry.mode, owner);
+  if (entry.type === "file") {
+    if (!entry.contentDigest) throw new Error(`no content digest for ${entry.path}`);
+    writer.bytes(entry.contentDigest);
+  } else if (entry.type === "symlink") {
+    writer.raw(entry.linkTarget ?? "");
+  } else {
+    writer.bytes(dirDigest!);
+  }
+}
+
+const byPath = (a: DigestEntry, b: DigestEntry) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0);
+
+function parentOf(path: string): string {
+  const slash = path.lastIndexOf("/");
+  return slash < 0 ? "" : path.slice(0, slash);
+}
+
+/**
+ * Digests of every directory of a tree: `entries` are the tree's entries (any order, paths
+ * relative to the context); the result maps each directory path ("" for the root) to its
+ * digest. Directory digests do not include the directory's own name or mode (its parent's
+ * record does), so a directory's digest is the digest of its contents.
+ */
+export function directoryDigests(
+  entries: Iterable<DigestEntry>,
+  owner: Ownership = ROOT_OWNER,
+  root = "",
+): Map<string, Buffer> {
+  const children = new Map<string, DigestEntry[]>([[root, []]]);
+  for (const entry of entries) {
+    const parent = parentOf(entry.path);
+    let list = children.get(parent);
+    if (!list) children.set(parent, (list = []));
+    list.push(entry);
+    if (entry.type === "dir" && !children.has(entry.path)) children.set(entry.path, []);
+  }
+  const digests = new Map<string, Buffer>();
+  const writer = new RecordWriter();
+  // Deepest directories first, so each child's digest exists before its parent needs it.
+  const order = [...children.keys()].sort((a, b) => depth(b) - depth(a));
+  for (const dir of order) {
+    writer.bytes(TREE_HEADER);
+    for (const child of children.get(dir)!.sort(byPath)) {
+      writeChild(writer, child.path.slice(dir === "" ? 0 : dir.length + 1), child, owner, digests.get(child.path));
+    }
+    digests.set(dir, writer.digest());
+  }
+  return digests;
+}
+
+function depth(path: string): number {
+  if (path === "") return 0;
+  let count = 1;
+  for (let i = 0; i < path.length; i++) if (path.charCodeAt(i) === 47) count++;
+  return count;
+}
+
+/** Digest of one entry as it lands under `name` (a file, a symlink, or a directory's digest). */
+export function entryDigest(name: string, entry: DigestEntry, owner: Ownership, dirDigest?: Uint8Array): Buffer {
+  const writer = new RecordWriter();
+  writeChild(writer, name, entry, owner, dirDigest);
+  return writer.digest();
+}
