@@ -2,6 +2,8 @@
 import { Command, CommanderError } from "commander";
 import packageJson from "../../package.json" with { type: "json" };
 import { DockerfileError } from "../frontend/errors.ts";
+import { ContextError } from "../context/errors.ts";
+import { registerContext } from "./commands/context.ts";
 import { registerGraph } from "./commands/graph.ts";
 import { UsageError } from "./errors.ts";
 
@@ -15,7 +17,12 @@ export function createProgram(): Command {
     .showHelpAfterError("(run with --help for usage)")
     .exitOverride();
   registerGraph(program);
-  for (const command of program.commands) command.exitOverride();
+  registerContext(program);
+  const exitOverride = (command: Command) => {
+    command.exitOverride();
+    command.commands.forEach(exitOverride);
+  };
+  program.commands.forEach(exitOverride);
   return program;
 }
 
@@ -32,6 +39,10 @@ export async function main(argv: string[]): Promise<number> {
     }
     if (error instanceof DockerfileError) {
       process.stderr.write(`${error.message}\n`);
+      return 1;
+    }
+    if (error instanceof ContextError) {
+      process.stderr.write(`memobuild: ${error.message}\n`);
       return 1;
     }
     if (error instanceof UsageError) {

@@ -7,7 +7,7 @@
  *   context.select(["src/", "*.json"], { owner });     // entries + digest for one COPY
  */
 import { existsSync, readFileSync, statSync } from "node:fs";
-import { join, resolve } from "node:path";
+import { join, relative, resolve } from "node:path";
 import { blake3Hex, hashFile } from "../hash/blake3.ts";
 import { IgnoreMatcher, IgnorePatternError, parseIgnoreFile, type IgnorePattern } from "./dockerignore.ts";
 import { directoryDigests, entryDigest, ROOT_OWNER, type DigestEntry, type Ownership } from "./digest.ts";
@@ -229,6 +229,12 @@ function globToRegExp(pattern: string, source: string): RegExp {
   }
 }
 
+/** A path as messages show it: relative to the working directory when it is below it. */
+function shownPath(path: string): string {
+  const shown = relative(process.cwd(), path);
+  return shown === "" || shown.startsWith("..") ? path : shown;
+}
+
 function toEntry(walked: WalkedEntry, contentDigest?: Uint8Array): ContextEntry {
   return {
     path: walked.path,
@@ -253,7 +259,7 @@ export function loadContext(options: LoadOptions): BuildContext {
   let patterns: IgnorePattern[] = [];
   let matcher: IgnoreMatcher;
   try {
-    if (ignoreFile) patterns = parseIgnoreFile(readFileSync(ignoreFile, "utf8"), ignoreFile);
+    if (ignoreFile) patterns = parseIgnoreFile(readFileSync(ignoreFile, "utf8"), shownPath(ignoreFile));
     matcher = new IgnoreMatcher(patterns);
   } catch (error) {
     if (error instanceof IgnorePatternError) throw new ContextError(error.message);

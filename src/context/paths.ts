@@ -5,9 +5,13 @@
  */
 import { posix } from "node:path";
 
-/** Joins a root directory and a relative byte-string path into a Buffer for fs calls. */
-export function fsPath(root: Buffer, relative: string): Buffer {
+/**
+ * Joins a root directory and a relative byte-string path for fs calls: a plain string when
+ * every byte is ASCII (the common, cheaper case), a Buffer otherwise.
+ */
+export function fsPath(root: Buffer, relative: string, rootText = root.toString("latin1")): string | Buffer {
   if (relative === "") return root;
+  if (ASCII.test(relative) && ASCII.test(rootText)) return `${rootText}/${relative}`;
   return Buffer.concat([root, Buffer.from("/"), Buffer.from(relative, "latin1")]);
 }
 

@@ -64,7 +64,7 @@ export class StatCache {
   private constructor(private readonly db: Database | undefined) {
     if (!db) return;
     for (const row of db.query("SELECT * FROM files").all() as Row[]) {
-      this.rows.set(Buffer.from(row.path).toString("latin1"), row);
+      this.rows.set(Buffer.from(row.path.buffer, row.path.byteOffset, row.path.byteLength).toString("latin1"), row);
     }
   }
 

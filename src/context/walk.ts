@@ -27,7 +27,7 @@ export interface ExcludedEntry {
 }
 
 export interface WalkResult {
-  /** Included entries, sorted by path bytes. */
+  /** Included entries: each directory before its contents, siblings sorted by name bytes. */
   entries: WalkedEntry[];
   /** Excluded entries at the top of each excluded subtree (what the walker did not descend). */
   excluded: ExcludedEntry[];
@@ -55,7 +55,14 @@ function ioError(action: string, raw: string, error: unknown): ContextError {
   return new ContextError(`cannot ${action} ${quotePath(raw) || "."} in the build context: ${reason}`);
 }
 
+const byName = (a: Dirent, b: Dirent) => {
+  const x = a.name as unknown as string;
+  const y = b.name as unknown as string;
+  return x < y ? -1 : x > y ? 1 : 0;
+};
+
 export function walkContext(root: Buffer, matcher: IgnoreMatcher): WalkResult {
+  const rootText = root.toString("latin1");
   const entries: WalkedEntry[] = [];
   const excluded: ExcludedEntry[] = [];
   const warnings: string[] = [];
@@ -64,11 +71,12 @@ export function walkContext(root: Buffer, matcher: IgnoreMatcher): WalkResult {
   const walk = (dir: string): boolean => {
     let children: Dirent[];
     try {
-      children = readdirSync(fsPath(root, dir), { encoding: "latin1", withFileTypes: true }) as Dirent[];
+      children = readdirSync(fsPath(root, dir, rootText), { encoding: "latin1", withFileTypes: true }) as Dirent[];
     } catch (error) {
       throw ioError("read directory", dir, error);
     }
     let includedAny = false;
+    children.sort(byName);
     for (const child of children) {
       const name = child.name as unknown as string;
       const path = dir === "" ? name : `${dir}/${name}`;
@@ -84,7 +92,7 @@ export function walkContext(root: Buffer, matcher: IgnoreMatcher): WalkResult {
         if (type === "dir" && matcher.hasExclusions && matcher.exceptionCouldMatchBelow(displayPath(path))) {
           const position = entries.length;
           if (walk(path)) {
-            entries.splice(position, 0, statEntry(root, path, type));
+            entries.splice(position, 0, statEntry(root, rootText, path, type));
             includedAny = true;
             continue;
           }
@@ -92,7 +100,7 @@ export function walkContext(root: Buffer, matcher: IgnoreMatcher): WalkResult {
         excluded.push({ path, type, decidedBy: verdict.decidedBy });
         continue;
       }
-      entries.push(statEntry(root, path, type));
+      entries.push(statEntry(root, rootText, path, type));
       includedAny = true;
       if (type === "dir") walk(path);
     }
@@ -100,13 +108,11 @@ export function walkContext(root: Buffer, matcher: IgnoreMatcher): WalkResult {
   };
 
   walk("");
-  // Byte order of full paths (what digests and listings use); the walk's order is per directory.
-  entries.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
   return { entries, excluded, warnings };
 }
 
-function statEntry(root: Buffer, path: string, type: EntryType): WalkedEntry {
-  const full = fsPath(root, path);
+function statEntry(root: Buffer, rootText: string, path: string, type: EntryType): WalkedEntry {
+  const full = fsPath(root, path, rootText);
   let stat: BigIntStats;
   try {
     stat = lstatSync(full, { bigint: true });

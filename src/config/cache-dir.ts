@@ -1,0 +1,19 @@
+/**
+ * Where MemoBuild keeps its caches: `--cache-dir`, else MEMOBUILD_CACHE_DIR, else
+ * `$XDG_CACHE_HOME/memobuild`, else `~/.cache/memobuild` (flags beat environment).
+ */
+import { homedir } from "node:os";
+import { join, resolve } from "node:path";
+import { blake3Hex } from "../hash/blake3.ts";
+
+export function resolveCacheDir(flag?: string, env: NodeJS.ProcessEnv = process.env): string {
+  if (flag) return resolve(flag);
+  if (env.MEMOBUILD_CACHE_DIR) return resolve(env.MEMOBUILD_CACHE_DIR);
+  if (env.XDG_CACHE_HOME) return join(resolve(env.XDG_CACHE_HOME), "memobuild");
+  return join(homedir(), ".cache", "memobuild");
+}
+
+/** The stat cache of one context directory (keyed by its absolute path). */
+export function statCacheFile(cacheDir: string, contextDir: string): string {
+  return join(cacheDir, "context-stat", `${blake3Hex(resolve(contextDir)).slice(0, 32)}.db`);
+}
