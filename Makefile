@@ -5,6 +5,8 @@ BUN_VERSION := 1.4.5
 LOCAL_BUN := $(CURDIR)/.tools/node_modules/.bin/bun
 BUN ?= $(or $(shell command -v bun 2>/dev/null),$(LOCAL_BUN))
 BINARY := dist/memobuild
+# Worker scripts are separate entry points of the compiled binary.
+WORKERS := src/hash/hash-worker.ts
 SOURCES := $(shell find src bin -name '*.ts' -not -name '*.test.ts' 2>/dev/null) package.json bun.lock
 
 # Extra arguments for `bun test`, e.g. TEST_ARGS="--reporter=junit --reporter-outfile=junit.xml".
@@ -25,7 +27,7 @@ system-deps:
 	@bash scripts/install-system-deps.sh
 
 $(BINARY): $(SOURCES) node_modules/.installed
-	$(BUN) build --compile --minify --sourcemap bin/memobuild.ts --outfile $(BINARY)
+	$(BUN) build --compile --minify --sourcemap bin/memobuild.ts $(WORKERS) --outfile $(BINARY)
 
 build: $(BINARY)
 

@@ -25,38 +25,38 @@ function write(relative: string, content = relative) {
 }
 const load = (options: { dockerfile?: string; cache?: boolean } = {}) =>
   loadContext({ contextDir: dir, dockerfile: options.dockerfile, statCacheFile: options.cache === false ? undefined : cacheFile });
-const names = (ctx: ReturnType<typeof load>) => ctx.entries.map((e) => e.name);
+const names = (ctx: Awaited<ReturnType<typeof load>>) => ctx.entries.map((e) => e.name);
 
 describe(".dockerignore in the walk", () => {
-  test("excluded directories are skipped unless an exception may re-include below them", () => {
+  test("excluded directories are skipped unless an exception may re-include below them", async () => {
     write("src/a.ts");
     write("node_modules/x/index.js");
     write("vendor/keep/k.go");
     write("vendor/drop/d.go");
     write("notes.md");
     write(".dockerignore", "node_modules\nvendor\n!vendor/keep\n*.md\n");
-    const ctx = load();
+    const ctx = await load();
     expect(names(ctx)).toEqual([".dockerignore", "src", "src/a.ts", "vendor", "vendor/keep", "vendor/keep/k.go"]);
     const excluded = Object.fromEntries(ctx.excluded.map((e) => [e.path, e.decidedBy?.source?.line]));
     expect(excluded).toEqual({ "node_modules": 1, "vendor/drop": 2, "notes.md": 4 });
   });
 
-  test("<Dockerfile>.dockerignore beside the Dockerfile wins over the root .dockerignore", () => {
+  test("<Dockerfile>.dockerignore beside the Dockerfile wins over the root .dockerignore", async () => {
     write("a.txt");
     write("b.txt");
     write(".dockerignore", "a.txt\n");
     write("build/app.Dockerfile", "FROM scratch\n");
     write("build/app.Dockerfile.dockerignore", "b.txt\n");
-    const ctx = load({ dockerfile: join(dir, "build/app.Dockerfile") });
+    const ctx = await load({ dockerfile: join(dir, "build/app.Dockerfile") });
     expect(ctx.ignoreFile).toBe(join(dir, "build/app.Dockerfile.dockerignore"));
     expect(names(ctx)).toContain("a.txt");
     expect(names(ctx)).not.toContain("b.txt");
-    expect(names(load({ dockerfile: join(dir, "Dockerfile") }))).not.toContain("a.txt");
+    expect(names(await load({ dockerfile: join(dir, "Dockerfile") }))).not.toContain("a.txt");
   });
 
-  test("an invalid pattern is an error naming the file and line", () => {
+  test("an invalid pattern is an error naming the file and line", async () => {
     write(".dockerignore", "ok\n!\n");
-    expect(() => load()).toThrow(new ContextError(`${join(dir, ".dockerignore")}:2: illegal exclusion pattern: "!"`));
+    expect(load()).rejects.toThrow(new ContextError(`${join(dir, ".dockerignore")}:2: illegal exclusion pattern: "!"`));
   });
 });
 
@@ -67,40 +67,40 @@ describe("content digests", () => {
     write("README", "readme\n");
   });
 
-  test("touch changes nothing", () => {
-    const before = load({ cache: false }).digest();
+  test("touch changes nothing", async () => {
+    const before = (await load({ cache: false })).digest();
     utimesSync(join(dir, "app/main.sh"), new Date(2001, 1, 1), new Date(2001, 1, 1));
-    expect(load({ cache: false }).digest()).toBe(before);
+    expect((await load({ cache: false })).digest()).toBe(before);
   });
 
-  test("editing, renaming, chmod and symlink targets all change it", () => {
-    const digests = new Set([load().digest()]);
+  test("editing, renaming, chmod and symlink targets all change it", async () => {
+    const digests = new Set([(await load()).digest()]);
     write("app/main.sh", "echo hello\n");
-    digests.add(load().digest());
+    digests.add((await load()).digest());
     renameSync(join(dir, "README"), join(dir, "README.md"));
-    digests.add(load().digest());
+    digests.add((await load()).digest());
     chmodSync(join(dir, "app/main.sh"), 0o755);
-    digests.add(load().digest());
+    digests.add((await load()).digest());
     chmodSync(join(dir, "app/lib"), 0o700);
-    digests.add(load().digest());
+    digests.add((await load()).digest());
     symlinkSync("main.sh", join(dir, "app/link"));
-    digests.add(load().digest());
+    digests.add((await load()).digest());
     rmSync(join(dir, "app/link"));
     symlinkSync("lib", join(dir, "app/link"));
-    digests.add(load().digest());
+    digests.add((await load()).digest());
     expect(digests.size).toBe(7);
   });
 
-  test("the owner files land with is part of the digest", () => {
-    const ctx = load();
+  test("the owner files land with is part of the digest", async () => {
+    const ctx = await load();
     expect(ctx.digest({ uid: 1000, gid: 1000 })).not.toBe(ctx.digest());
   });
 
-  test("select: files, directories, wildcards, excludes", () => {
+  test("select: files, directories, wildcards, excludes", async () => {
     write("config/a.json", "{}");
     write("config/b.json", "[]");
     write("config/c.yaml", "");
-    const ctx = load();
+    const ctx = await load();
     const dirSelection = ctx.select(["app"]);
     expect(dirSelection.roots).toEqual([{ source: "app", path: "app", type: "dir" }]);
     expect(dirSelection.entries.map((e) => e.name)).toEqual(["app", "app/lib", "app/lib/util.sh", "app/main.sh"]);
@@ -117,14 +117,14 @@ describe("content digests", () => {
 
     // A change outside the selection does not change its digest; one inside does.
     write("README", "changed\n");
-    const after = load();
+    const after = await load();
     expect(after.select(["app"]).digest).toBe(dirSelection.digest);
     write("app/main.sh", "changed\n");
-    expect(load().select(["app"]).digest).not.toBe(dirSelection.digest);
+    expect((await load()).select(["app"]).digest).not.toBe(dirSelection.digest);
   });
 
-  test("select: sources outside the context or missing are errors", () => {
-    const ctx = load();
+  test("select: sources outside the context or missing are errors", async () => {
+    const ctx = await load();
     expect(() => ctx.select(["../etc/passwd"])).toThrow('source "../etc/passwd" is outside the build context');
     expect(() => ctx.select(["app/../../x"])).toThrow("is outside the build context");
     expect(() => ctx.select(["missing.txt"])).toThrow('source "missing.txt" not found in the build context');
@@ -133,42 +133,42 @@ describe("content digests", () => {
 });
 
 describe("symlinks", () => {
-  test("are hashed as links and never followed by the walk, loops included", () => {
+  test("are hashed as links and never followed by the walk, loops included", async () => {
     write("real/file", "content");
     symlinkSync("b", join(dir, "a"));
     symlinkSync("a", join(dir, "b"));
     symlinkSync("..", join(dir, "real/up"));
     symlinkSync("/etc/passwd", join(dir, "abs"));
-    const ctx = load();
+    const ctx = await load();
     expect(names(ctx)).toEqual(["a", "abs", "b", "real", "real/file", "real/up"]);
     expect(ctx.byPath.get("abs")).toMatchObject({ type: "symlink", linkTarget: "/etc/passwd" });
     expect(() => ctx.select(["a"])).toThrow('source "a": too many levels of symbolic links');
   });
 
-  test("a source through a symlink resolves inside the context only", () => {
+  test("a source through a symlink resolves inside the context only", async () => {
     write("real/file", "content");
     symlinkSync("real", join(dir, "alias"));
     symlinkSync("../outside", join(dir, "escape"));
-    const ctx = load();
+    const ctx = await load();
     expect(ctx.select(["alias/file"]).roots).toEqual([{ source: "alias/file", path: "real/file", type: "file" }]);
     expect(() => ctx.select(["escape/x"])).toThrow('leads outside the build context through symlink escape');
   });
 });
 
 describe("special files and names", () => {
-  test("FIFOs are skipped with a warning", () => {
+  test("FIFOs are skipped with a warning", async () => {
     write("file");
     expect(Bun.spawnSync(["mkfifo", join(dir, "pipe")]).exitCode).toBe(0);
-    const ctx = load();
+    const ctx = await load();
     expect(names(ctx)).toEqual(["file"]);
     expect(ctx.warnings).toEqual(["skipping named pipe pipe: only files, directories and symlinks are sent"]);
   });
 
-  test("names with spaces, newlines and bytes that are not UTF-8", () => {
+  test("names with spaces, newlines and bytes that are not UTF-8", async () => {
     const root = Buffer.from(dir);
     const odd = [Buffer.from("with space.txt"), Buffer.from("new\nline"), Buffer.from([0x62, 0x61, 0x64, 0xff, 0xfe])];
     for (const name of odd) writeFileSync(Buffer.concat([root, Buffer.from("/"), name]), name);
-    const ctx = load();
+    const ctx = await load();
     expect(ctx.entries.map((e) => Buffer.from(e.path, "latin1").toString("hex")).sort()).toEqual(odd.map((n) => n.toString("hex")).sort());
     expect(ctx.entries.every((e) => e.contentDigest?.length === 32)).toBe(true);
     expect(ctx.select(["with space.txt"]).entries).toHaveLength(1);
@@ -177,26 +177,26 @@ describe("special files and names", () => {
     // The raw bytes are what is hashed: renaming the invalid name changes the digest.
     const before = ctx.digest();
     renameSync(Buffer.concat([root, Buffer.from("/"), odd[2]]), Buffer.concat([root, Buffer.from([0x2f, 0x62, 0x61, 0x64, 0xff, 0xfd])]));
-    expect(load().digest()).not.toBe(before);
+    expect((await load()).digest()).not.toBe(before);
   });
 });
 
 describe("stat cache", () => {
-  test("an unchanged file is not read again; an edited one is", () => {
+  test("an unchanged file is not read again; an edited one is", async () => {
     for (let i = 0; i < 20; i++) write(`f${i}`, `content ${i}`);
     Bun.sleepSync(150); // past the racy window, so the first load stores trusted rows
-    const cold = load();
+    const cold = await load();
     expect(cold.stats).toMatchObject({ files: 20, hashed: 20, fromCache: 0 });
-    const warm = load();
+    const warm = await load();
     expect(warm.stats).toMatchObject({ files: 20, hashed: 0, fromCache: 20 });
     expect(warm.digest()).toBe(cold.digest());
     write("f3", "content 3 edited");
-    const edited = load();
+    const edited = await load();
     expect(edited.stats).toMatchObject({ hashed: 1, fromCache: 19 });
     expect(edited.digest()).not.toBe(cold.digest());
   });
 
-  test("rows older than the racy window are trusted", () => {
+  test("rows older than the racy window are trusted", async () => {
     const cache = StatCache.open(join(work, `unit${counter}.db`));
     const stat = { size: 3n, mtimeNs: 1_000_000_000_000n, ctimeNs: 1_000_000_000_000n, ino: 7n, mode: 0o100644n, uid: 0n, gid: 0n } as never;
     // Whole-second timestamps: a 1 s-granular file system, so a two-second window.
@@ -213,7 +213,7 @@ describe("stat cache", () => {
     reopened.close();
   });
 
-  test("racy edit: a same-size edit right after hashing is never missed", () => {
+  test("racy edit: a same-size edit right after hashing is never missed", async () => {
     // Same-size edits microseconds apart, each checked against an uncached hash. On kernels that
     // stamp from a coarse clock, a write, a hash and another write within one tick leave size,
     // mtime and ctime unchanged and only the racy guard catches it; kernels with multigrain
@@ -223,9 +223,9 @@ describe("stat cache", () => {
     const cache = StatCache.inMemory();
     let content = "AAAA";
     for (let round = 0; round < 200; round++) {
-      const ctx = loadContext({ contextDir: dir, statCache: cache });
+      const ctx = await loadContext({ contextDir: dir, statCache: cache });
       const entry = ctx.byPath.get("racy.txt")!;
-      const truth = loadContext({ contextDir: dir }).byPath.get("racy.txt")!; // no cache at all
+      const truth = (await loadContext({ contextDir: dir })).byPath.get("racy.txt")!; // no cache at all
       expect(Buffer.from(entry.contentDigest!).toString("hex")).toBe(Buffer.from(truth.contentDigest!).toString("hex"));
       content = content === "AAAA" ? "BBBB" : "AAAA";
       write("racy.txt", content);
@@ -233,7 +233,7 @@ describe("stat cache", () => {
     cache.close();
   });
 
-  test("racy rows are re-hashed until they age past the window", () => {
+  test("racy rows are re-hashed until they age past the window", async () => {
     const cache = StatCache.inMemory();
     const mtime = 1_700_000_000_123_456_789n; // nanosecond timestamps: a 100 ms window
     const stat = { size: 4n, mtimeNs: mtime, ctimeNs: mtime, ino: 9n, mode: 0o100644n, uid: 0n, gid: 0n } as never;
@@ -247,7 +247,7 @@ describe("stat cache", () => {
   });
 });
 
-test("a tree of 100,000 entries", () => {
+test("a tree of 100,000 entries", async () => {
   // On tmpfs when there is one: creating 100,000 files on this ext4 takes a minute.
   const base = existsSync("/dev/shm") ? mkdtempSync("/dev/shm/memobuild-big-") : dir;
   dir = base;
@@ -257,10 +257,10 @@ test("a tree of 100,000 entries", () => {
     mkdirSync(sub, { recursive: true });
     for (let f = 0; f < 999; f++) writeFileSync(join(sub, `f${f}`), `${d}/${f}`);
   }
-  const ctx = load();
+  const ctx = await load();
   expect(ctx.entries.length).toBe(1 + 100 + 100 * 999); // big, 100 dirs, 99,900 files = 100,001
   expect(ctx.stats.hashed).toBe(99_900);
-  const again = load();
+  const again = await load();
   expect(again.digest()).toBe(ctx.digest());
   expect(ctx.select(["big/d7"]).entries).toHaveLength(1000);
   rmSync(base, { recursive: true, force: true });

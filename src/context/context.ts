@@ -8,7 +8,8 @@
  */
 import { existsSync, readFileSync, statSync } from "node:fs";
 import { join, relative, resolve } from "node:path";
-import { blake3Hex, hashFile } from "../hash/blake3.ts";
+import { blake3Hex } from "../hash/blake3.ts";
+import { FileHashError, hashFiles, type HashedFile } from "../hash/parallel.ts";
 import { IgnoreMatcher, IgnorePatternError, parseIgnoreFile, type IgnorePattern } from "./dockerignore.ts";
 import { directoryDigests, entryDigest, ROOT_OWNER, type DigestEntry, type Ownership } from "./digest.ts";
 import { ContextError } from "./errors.ts";
@@ -250,7 +251,7 @@ function toEntry(walked: WalkedEntry, contentDigest?: Uint8Array): ContextEntry 
 }
 
 /** Walks the context, hashes what changed since the last load, and returns it. */
-export function loadContext(options: LoadOptions): BuildContext {
+export async function loadContext(options: LoadOptions): Promise<BuildContext> {
   const contextDir = resolve(options.contextDir);
   if (!existsSync(contextDir) || !statSync(contextDir).isDirectory()) {
     throw new ContextError(`build context ${options.contextDir} is not a directory`);
@@ -274,27 +275,41 @@ export function loadContext(options: LoadOptions): BuildContext {
   const seen = new Set<string>();
   try {
     const hashedAtNs = BigInt(Date.now()) * 1_000_000n;
-    const entries = walked.entries.map((entry) => {
-      if (entry.type !== "file") return toEntry(entry);
+    const entries: ContextEntry[] = new Array(walked.entries.length);
+    const toHash: number[] = [];
+    walked.entries.forEach((entry, index) => {
+      if (entry.type !== "file") {
+        entries[index] = toEntry(entry);
+        return;
+      }
       stats.files++;
       seen.add(entry.path);
       const cached = cache.lookup(entry.path, entry.stat);
       if (cached) {
         stats.fromCache++;
-        return toEntry(entry, cached);
+        entries[index] = toEntry(entry, cached);
+      } else {
+        toHash.push(index);
       }
-      let result;
-      try {
-        result = hashFile(fsPath(root, entry.path));
-      } catch (error) {
-        const code = (error as NodeJS.ErrnoException).code;
-        const reason = code === "EACCES" ? "permission denied" : (error as Error).message;
-        throw new ContextError(`cannot read ${quotePath(entry.path)} in the build context: ${reason}`);
-      }
+    });
+
+    const rootText = root.toString("latin1");
+    let hashed: HashedFile[];
+    try {
+      hashed = await hashFiles(
+        toHash.map((index) => ({ path: fsPath(root, walked.entries[index].path, rootText), size: Number(walked.entries[index].stat.size) })),
+      );
+    } catch (error) {
+      if (!(error instanceof FileHashError)) throw error;
+      const reason = error.code === "EACCES" ? "permission denied" : error.code === "ENOENT" ? "it disappeared during the build" : error.message;
+      throw new ContextError(`cannot read ${quotePath(walked.entries[toHash[error.index]].path)} in the build context: ${reason}`);
+    }
+    toHash.forEach((index, i) => {
+      const entry = walked.entries[index];
       stats.hashed++;
-      stats.bytesHashed += result.size;
-      cache.record(entry.path, entry.stat, result.digest, hashedAtNs);
-      return toEntry(entry, result.digest);
+      stats.bytesHashed += hashed[i].size;
+      cache.record(entry.path, entry.stat, hashed[i].digest, hashedAtNs);
+      entries[index] = toEntry(entry, hashed[i].digest);
     });
     cache.flush(seen);
     return new BuildContext(contextDir, entries, walked.excluded, walked.warnings, ignoreFile, stats);

@@ -10,7 +10,7 @@ export const BINARY = resolve(REPO_ROOT, "dist/memobuild");
  */
 export function memobuildBinary(): string {
   if (!existsSync(BINARY)) {
-    const build = Bun.spawnSync(["bun", "build", "--compile", "bin/memobuild.ts", "--outfile", BINARY], {
+    const build = Bun.spawnSync(["bun", "build", "--compile", "bin/memobuild.ts", "src/hash/hash-worker.ts", "--outfile", BINARY], {
       cwd: REPO_ROOT,
       stderr: "pipe",
     });

@@ -19,9 +19,9 @@ function dockerfileFor(context: string, file?: string): string {
   return resolve(file ?? join(context, "Dockerfile"));
 }
 
-function load(context: string, options: CommonOptions): BuildContext {
+async function load(context: string, options: CommonOptions): Promise<BuildContext> {
   const contextDir = resolve(context);
-  const ctx = loadContext({
+  const ctx = await loadContext({
     contextDir,
     dockerfile: dockerfileFor(context, options.file),
     statCacheFile: statCacheFile(resolveCacheDir(options.cacheDir), contextDir),
@@ -73,9 +73,9 @@ export function registerContext(program: Command) {
     .option("--why <path>", "explain why PATH is included or excluded (repeatable; need not exist)", collect, [] as string[])
     .option("--json", "print JSON")
     .option("--cache-dir <dir>", "cache directory (default: $MEMOBUILD_CACHE_DIR or ~/.cache/memobuild)")
-    .action((contextArg: string, options: CommonOptions & { long?: boolean; excluded?: boolean; why: string[]; json?: boolean }) => {
+    .action(async (contextArg: string, options: CommonOptions & { long?: boolean; excluded?: boolean; why: string[]; json?: boolean }) => {
       if (options.why.length > 0) return explainPaths(contextArg, options);
-      const ctx = load(contextArg, options);
+      const ctx = await load(contextArg, options);
       if (options.excluded) {
         const rows = ctx.excluded.map((e) => ({
           path: displayPath(e.path),
@@ -118,10 +118,10 @@ export function registerContext(program: Command) {
     .option("--exclude <pattern>", "exclude pattern, as COPY --exclude (repeatable)", collect, [] as string[])
     .option("--chown <uid:gid>", "digest the files as owned by UID:GID (as COPY --chown would land them)")
     .option("--cache-dir <dir>", "cache directory (default: $MEMOBUILD_CACHE_DIR or ~/.cache/memobuild)")
-    .action((contextArg: string, sources: string[], options: CommonOptions & { exclude: string[]; chown?: string }) => {
+    .action(async (contextArg: string, sources: string[], options: CommonOptions & { exclude: string[]; chown?: string }) => {
       const owner = parseOwner(options.chown);
       const started = performance.now();
-      const ctx = load(contextArg, options);
+      const ctx = await load(contextArg, options);
       const selection = sources.length || options.exclude.length || owner ? ctx.select(sources.length ? sources : ["."], { excludes: options.exclude, owner }) : undefined;
       const digest = selection ? selection.digest : ctx.digest();
       const ms = performance.now() - started;

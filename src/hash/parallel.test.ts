@@ -1,0 +1,35 @@
+import { afterAll, expect, test } from "bun:test";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { hashFile } from "./blake3.ts";
+import { FileHashError, hashFiles } from "./parallel.ts";
+
+const dir = mkdtempSync(join(tmpdir(), "memobuild-parallel-"));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+// Enough files to take the parallel path (2,000+), of varied sizes.
+const files = Array.from({ length: 2500 }, (_, i) => {
+  const path = join(dir, `f${i}`);
+  writeFileSync(path, Buffer.alloc((i * 37) % 9000, i % 251));
+  return { path, size: (i * 37) % 9000 };
+});
+
+test("parallel hashing gives the same digests as hashing one by one, in order", async () => {
+  const results = await hashFiles(files, 3);
+  expect(results).toHaveLength(files.length);
+  results.forEach((result, i) => {
+    const expected = hashFile(files[i].path);
+    expect(result.size).toBe(expected.size);
+    expect(result.digest.equals(expected.digest)).toBe(true);
+  });
+});
+
+test("a file that cannot be read is reported with its index, from any thread", async () => {
+  for (const missing of [0, 1, 1234, 2499]) {
+    const list = files.map((f, i) => (i === missing ? { path: join(dir, "gone"), size: f.size } : f));
+    const error = await hashFiles(list, 3).catch((e) => e);
+    expect(error).toBeInstanceOf(FileHashError);
+    expect(error).toMatchObject({ index: missing, code: "ENOENT" });
+  }
+});
