@@ -41,7 +41,9 @@ demo: build
 	@echo "The same graph as Graphviz dot, Mermaid or JSON: ./$(BINARY) graph examples/hello --format dot|mermaid|json"
 
 bench: build
+	@bash scripts/install-system-deps.sh b3sum
 	$(BUN) run bench/parse-plan.ts
+	$(BUN) run bench/context-digest.ts
 
 clean:
 	rm -rf dist .tools node_modules

@@ -1,16 +1,22 @@
 #!/usr/bin/env bash
-# Installs the Debian packages the tests and the demo use, when they are missing.
-# Needs root (or sudo) and apt-get; prints what it would need otherwise.
+# Installs the Debian packages that provide the given commands, when they are missing.
+#   scripts/install-system-deps.sh            what the tests need
+#   scripts/install-system-deps.sh b3sum      also what a benchmark needs
+# Needs root (or sudo) and apt-get; says what is missing otherwise.
 set -euo pipefail
 
-# command → package that provides it
-declare -A wanted=(
+# command → Debian package
+declare -A package_of=(
   [dot]=graphviz
+  [b3sum]=b3sum
+  [setpriv]=util-linux
 )
+commands=("$@")
+[ ${#commands[@]} -eq 0 ] && commands=(dot setpriv)
 
 missing=()
-for command in "${!wanted[@]}"; do
-  command -v "$command" >/dev/null 2>&1 || missing+=("${wanted[$command]}")
+for command in "${commands[@]}"; do
+  command -v "$command" >/dev/null 2>&1 || missing+=("${package_of[$command]:-$command}")
 done
 [ ${#missing[@]} -eq 0 ] && exit 0
 
