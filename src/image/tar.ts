@@ -1,0 +1,266 @@
+/**
+ * Tar for image layers: a writer that emits exactly the entries it is given (ustar headers,
+ * PAX records when a field does not fit) and a reader for ustar, PAX and GNU long names.
+ *
+ * Own code rather than node-tar: layers need precise control of whiteout entries, owners,
+ * modes, hardlinks and timestamps, and extraction needs its own containment checks (node-tar's
+ * `preservePaths`, needed to keep absolute symlinks, also turns its path checks off).
+ * Names are byte strings (see context/paths.ts).
+ */
+import { closeSync, openSync, readSync } from "node:fs";
+
+export type TarEntryType = "file" | "dir" | "symlink" | "hardlink" | "char" | "block" | "fifo";
+
+export interface TarEntry {
+  /** Relative path as a byte string, without a leading "./" or "/"; directories without "/". */
+  name: string;
+  type: TarEntryType;
+  /** Permission and special bits. */
+  mode: number;
+  uid: number;
+  gid: number;
+  size: number;
+  /** Seconds since the epoch. */
+  mtime: number;
+  /** Symlink target or hardlink target (a name in the same archive). */
+  linkname?: string;
+  devmajor?: number;
+  devminor?: number;
+  /** Extended attributes (SCHILY.xattr.*), byte-string values. */
+  xattrs?: Record<string, string>;
+}
+
+const BLOCK = 512;
+const TYPE_FLAG: Record<TarEntryType, string> = { file: "0", hardlink: "1", symlink: "2", char: "3", block: "4", dir: "5", fifo: "6" };
+const FLAG_TYPE: Record<string, TarEntryType> = { "0": "file", "\0": "file", "7": "file", "1": "hardlink", "2": "symlink", "3": "char", "4": "block", "5": "dir", "6": "fifo" };
+
+function writeString(header: Buffer, text: string, offset: number, length: number) {
+  header.write(text, offset, Math.min(length, text.length), "latin1");
+}
+
+function writeOctal(header: Buffer, value: number, offset: number, length: number) {
+  header.write(value.toString(8).padStart(length - 1, "0") + "\0", offset, length, "latin1");
+}
+
+function paxRecord(key: string, value: string): string {
+  // "%d %s=%s\n", where the length counts itself; lengths are in bytes.
+  const body = ` ${key}=${value}\n`;
+  const bodyBytes = Buffer.byteLength(body, "latin1");
+  let length = bodyBytes + 1;
+  while (String(length).length + bodyBytes !== length) length = String(length).length + bodyBytes;
+  return `${length}${body}`;
+}
+
+function header(name: string, entry: { type: string; mode: number; uid: number; gid: number; size: number; mtime: number; linkname?: string; devmajor?: number; devminor?: number }): Buffer {
+  const block = Buffer.alloc(BLOCK);
+  writeString(block, name, 0, 100);
+  writeOctal(block, entry.mode & 0o7777, 100, 8);
+  writeOctal(block, entry.uid, 108, 8);
+  writeOctal(block, entry.gid, 116, 8);
+  writeOctal(block, entry.size, 124, 12);
+  writeOctal(block, Math.max(0, Math.floor(entry.mtime)), 136, 12);
+  block.fill(0x20, 148, 156); // checksum field counts as spaces
+  block.write(entry.type, 156, 1, "latin1");
+  writeString(block, entry.linkname ?? "", 157, 100);
+  block.write("ustar\0" + "00", 257, 8, "latin1");
+  writeOctal(block, entry.devmajor ?? 0, 329, 8);
+  writeOctal(block, entry.devminor ?? 0, 337, 8);
+  let sum = 0;
+  for (let i = 0; i < BLOCK; i++) sum += block[i];
+  block.write(sum.toString(8).padStart(6, "0") + "\0 ", 148, 8, "latin1");
+  return block;
+}
+
+const MAX_OCTAL_8 = 0o7777777;
+const MAX_OCTAL_12 = 0o77777777777;
+
+/** Writes entries to a sink; content is supplied by the caller right after each header. */
+export class TarWriter {
+  constructor(private readonly sink: (chunk: Uint8Array) => void) {}
+
+  /** Writes an entry's header (and its PAX record when needed). Then call `content()` for files. */
+  add(entry: TarEntry) {
+    const name = entry.type === "dir" ? `${entry.name}/` : entry.name;
+    const pax: string[] = [];
+    if (name.length > 100) pax.push(paxRecord("path", name));
+    if ((entry.linkname?.length ?? 0) > 100) pax.push(paxRecord("linkpath", entry.linkname!));
+    if (entry.size > MAX_OCTAL_12) pax.push(paxRecord("size", String(entry.size)));
+    if (entry.uid > MAX_OCTAL_8) pax.push(paxRecord("uid", String(entry.uid)));
+    if (entry.gid > MAX_OCTAL_8) pax.push(paxRecord("gid", String(entry.gid)));
+    for (const [key, value] of Object.entries(entry.xattrs ?? {}).sort()) pax.push(paxRecord(`SCHILY.xattr.${key}`, value));
+    if (pax.length > 0) {
+      const body = Buffer.from(pax.join(""), "latin1");
+      this.sink(header("PaxHeaders/" + name.slice(0, 80), { type: "x", mode: 0o644, uid: 0, gid: 0, size: body.length, mtime: entry.mtime }));
+      this.sink(body);
+      this.pad(body.length);
+    }
+    this.sink(
+      header(name.slice(0, 100), {
+        type: TYPE_FLAG[entry.type],
+        mode: entry.mode,
+        uid: Math.min(entry.uid, MAX_OCTAL_8),
+        gid: Math.min(entry.gid, MAX_OCTAL_8),
+        size: entry.type === "file" ? Math.min(entry.size, MAX_OCTAL_12) : 0,
+        mtime: entry.mtime,
+        linkname: entry.linkname?.slice(0, 100),
+        devmajor: entry.devmajor,
+        devminor: entry.devminor,
+      }),
+    );
+  }
+
+  /** Content of the file just added; `size` bytes in total, in as many chunks as you like. */
+  content(chunk: Uint8Array) {
+    this.sink(chunk);
+  }
+
+  /** Pads the content of the file just added to a whole block. */
+  pad(size: number) {
+    const remainder = size % BLOCK;
+    if (remainder !== 0) this.sink(new Uint8Array(BLOCK - remainder));
+  }
+
+  finish() {
+    this.sink(new Uint8Array(BLOCK * 2));
+  }
+}
+
+export class TarFormatError extends Error {}
+
+function readString(block: Buffer, offset: number, length: number): string {
+  const end = block.indexOf(0, offset);
+  return block.toString("latin1", offset, end < 0 || end > offset + length ? offset + length : end);
+}
+
+function readOctal(block: Buffer, offset: number, length: number): number {
+  if (block[offset] & 0x80) {
+    // base-256 (GNU) for large values
+    let value = 0;
+    for (let i = offset + 1; i < offset + length; i++) value = value * 256 + block[i];
+    return value;
+  }
+  const text = readString(block, offset, length).trim();
+  return text === "" ? 0 : parseInt(text, 8);
+}
+
+function parsePax(body: string): Record<string, string> {
+  const records: Record<string, string> = {};
+  let position = 0;
+  while (position < body.length) {
+    const space = body.indexOf(" ", position);
+    const length = parseInt(body.slice(position, space), 10);
+    if (!Number.isFinite(length) || length <= 0) throw new TarFormatError("malformed PAX record");
+    const record = body.slice(space + 1, position + length - 1);
+    const eq = record.indexOf("=");
+    records[record.slice(0, eq)] = record.slice(eq + 1);
+    position += length;
+  }
+  return records;
+}
+
+/** Reads a tar file entry by entry; `readContent` streams the current file's data. */
+export class TarReader {
+  private readonly fd: number;
+  private position = 0;
+  private remaining = 0;
+  private padding = 0;
+
+  constructor(path: string) {
+    this.fd = openSync(path, "r");
+  }
+
+  close() {
+    closeSync(this.fd);
+  }
+
+  private read(length: number): Buffer {
+    const buffer = Buffer.alloc(length);
+    let offset = 0;
+    while (offset < length) {
+      const n = readSync(this.fd, buffer, offset, length - offset, this.position);
+      if (n === 0) throw new TarFormatError("unexpected end of archive");
+      offset += n;
+      this.position += n;
+    }
+    return buffer;
+  }
+
+  private skipContent() {
+    this.position += this.remaining + this.padding;
+    this.remaining = 0;
+    this.padding = 0;
+  }
+
+  /** The next entry, or undefined at the end of the archive. */
+  next(): TarEntry | undefined {
+    this.skipContent();
+    let pax: Record<string, string> = {};
+    let longName: string | undefined;
+    let longLink: string | undefined;
+    for (;;) {
+      let block: Buffer;
+      try {
+        block = this.read(BLOCK);
+      } catch (error) {
+        if (error instanceof TarFormatError) return undefined; // archives may end without zero blocks
+        throw error;
+      }
+      if (block.every((b) => b === 0)) return undefined;
+      const stored = readOctal(block, 148, 8);
+      block.fill(0x20, 148, 156);
+      let sum = 0;
+      for (let i = 0; i < BLOCK; i++) sum += block[i];
+      if (sum !== stored) throw new TarFormatError(`bad header checksum at offset ${this.position - BLOCK}`);
+      const flag = String.fromCharCode(block[156] || 0x30);
+      const size = readOctal(block, 124, 12);
+      const paddedSize = Math.ceil(size / BLOCK) * BLOCK;
+      if (flag === "x" || flag === "g" || flag === "L" || flag === "K") {
+        const body = this.read(size).toString("latin1");
+        this.position += paddedSize - size;
+        if (flag === "x") pax = { ...pax, ...parsePax(body) };
+        else if (flag === "L") longName = body.replace(/\0+$/, "");
+        else if (flag === "K") longLink = body.replace(/\0+$/, "");
+        continue; // global headers ("g") carry nothing a layer needs
+      }
+      const type = FLAG_TYPE[flag];
+      if (!type) throw new TarFormatError(`unsupported tar entry type "${flag}"`);
+      const prefix = block.subarray(257, 263).toString("latin1") === "ustar\0" ? readString(block, 345, 155) : "";
+      let name = pax.path ?? longName ?? (prefix ? `${prefix}/${readString(block, 0, 100)}` : readString(block, 0, 100));
+      const xattrs: Record<string, string> = {};
+      for (const [key, value] of Object.entries(pax)) if (key.startsWith("SCHILY.xattr.")) xattrs[key.slice(13)] = value;
+      const entry: TarEntry = {
+        name,
+        type,
+        mode: readOctal(block, 100, 8) & 0o7777,
+        uid: pax.uid ? Number(pax.uid) : readOctal(block, 108, 8),
+        gid: pax.gid ? Number(pax.gid) : readOctal(block, 116, 8),
+        size: pax.size ? Number(pax.size) : size,
+        mtime: pax.mtime ? Number(pax.mtime) : readOctal(block, 136, 12),
+        linkname: pax.linkpath ?? longLink ?? readString(block, 157, 100),
+        devmajor: readOctal(block, 329, 8),
+        devminor: readOctal(block, 337, 8),
+        xattrs: Object.keys(xattrs).length ? xattrs : undefined,
+      };
+      if (entry.type === "dir" || name.endsWith("/")) {
+        name = name.replace(/\/+$/, "");
+        entry.name = name;
+        if (entry.type === "file" && flag !== "0") entry.type = "dir";
+      }
+      const dataSize = entry.type === "file" ? entry.size : size;
+      this.remaining = dataSize;
+      this.padding = Math.ceil(dataSize / BLOCK) * BLOCK - dataSize;
+      return entry;
+    }
+  }
+
+  /** Reads the current entry's content in chunks of at most `chunkSize` bytes. */
+  *readContent(chunkSize = 1024 * 1024): Generator<Buffer> {
+    while (this.remaining > 0) {
+      const chunk = this.read(Math.min(chunkSize, this.remaining));
+      this.remaining -= chunk.length;
+      yield chunk;
+    }
+    this.position += this.padding;
+    this.padding = 0;
+  }
+}
