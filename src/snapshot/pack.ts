@@ -1,0 +1,147 @@
+/**
+ * Packs a snapshot directory (overlayfs upper-dir format) into a layer: a tar with OCI
+ * whiteouts (0/0 character devices become `.wh.NAME`, opaque directories get `.wh..wh..opq`),
+ * entries sorted by name, hardlinks kept; then gzip. Returns the diff ID (sha256 of the tar)
+ * and the blob digest (sha256 of the gzip), both computed while writing.
+ */
+import { closeSync, createReadStream, createWriteStream, lstatSync, openSync, readdirSync, readlinkSync, readSync, writeSync, type Dirent } from "node:fs";
+import { pipeline } from "node:stream/promises";
+import { Transform } from "node:stream";
+import { createGzip } from "node:zlib";
+import { fsPath } from "../context/paths.ts";
+import { TarWriter, type TarEntry } from "../image/tar.ts";
+import { getXattr, OVERLAY_OPAQUE } from "./libc.ts";
+
+export interface PackedLayer {
+  /** sha256 of the uncompressed tar: the layer's diff ID. */
+  diffId: string;
+  /** sha256 of the gzip blob. */
+  digest: string;
+  /** Size of the gzip blob. */
+  size: number;
+  uncompressedSize: number;
+  /** Number of entries in the tar. */
+  entries: number;
+}
+
+export interface PackOptions {
+  /** Clamp every timestamp to this (SOURCE_DATE_EPOCH), in seconds. */
+  clampMtime?: number;
+}
+
+const byName = (a: Dirent, b: Dirent) => {
+  const x = a.name as unknown as string;
+  const y = b.name as unknown as string;
+  return x < y ? -1 : x > y ? 1 : 0;
+};
+
+/** Writes the tar of `directory` to `tarPath`; returns its diff ID and size. */
+export function writeLayerTar(directory: string, tarPath: string, options: PackOptions = {}): { diffId: string; size: number; entries: number } {
+  const root = Buffer.from(directory);
+  const at = (relative: string) => fsPath(root, relative, directory);
+  const fd = openSync(tarPath, "w", 0o600);
+  const hasher = new Bun.CryptoHasher("sha256");
+  let size = 0;
+  let entries = 0;
+  const writer = new TarWriter((chunk) => {
+    hasher.update(chunk);
+    writeSync(fd, chunk);
+    size += chunk.length;
+  });
+  const clamp = (mtime: number) => (options.clampMtime !== undefined ? Math.min(mtime, options.clampMtime) : mtime);
+  const firstNameOfInode = new Map<string, string>();
+  const buffer = Buffer.allocUnsafe(1024 * 1024);
+
+  const walk = (dir: string) => {
+    const children = (readdirSync(at(dir), { encoding: "latin1", withFileTypes: true }) as Dirent[]).sort(byName);
+    for (const child of children) {
+      const name = child.name as unknown as string;
+      const path = dir === "" ? name : `${dir}/${name}`;
+      const stat = lstatSync(at(path));
+      const base: TarEntry = { name: path, type: "file", mode: stat.mode & 0o7777, uid: stat.uid, gid: stat.gid, size: 0, mtime: clamp(Math.floor(stat.mtimeMs / 1000)) };
+      entries++;
+      if (stat.isCharacterDevice() && stat.rdev === 0) {
+        writer.add({ ...base, name: `${dir === "" ? "" : dir + "/"}.wh.${name}`, mode: 0o644, uid: 0, gid: 0 });
+        continue;
+      }
+      if (stat.isDirectory()) {
+        writer.add({ ...base, type: "dir" });
+        if (getXattr(at(path), OVERLAY_OPAQUE)?.toString() === "y") {
+          writer.add({ ...base, name: `${path}/.wh..wh..opq`, type: "file", mode: 0o644, uid: 0, gid: 0 });
+        }
+        walk(path);
+        continue;
+      }
+      if (stat.isSymbolicLink()) {
+        writer.add({ ...base, type: "symlink", linkname: readlinkSync(at(path), { encoding: "latin1" }) as string });
+        continue;
+      }
+      if (stat.isFile()) {
+        if (stat.nlink > 1) {
+          const inode = `${stat.dev}:${stat.ino}`;
+          const first = firstNameOfInode.get(inode);
+          if (first !== undefined) {
+            writer.add({ ...base, type: "hardlink", linkname: first });
+            continue;
+          }
+          firstNameOfInode.set(inode, path);
+        }
+        writer.add({ ...base, size: stat.size });
+        const file = openSync(at(path), "r");
+        try {
+          let offset = 0;
+          while (offset < stat.size) {
+            const n = readSync(file, buffer, 0, Math.min(buffer.length, stat.size - offset), offset);
+            if (n === 0) throw new Error(`${path} shrank while it was being packed`);
+            writer.content(n === buffer.length ? buffer : buffer.subarray(0, n));
+            offset += n;
+          }
+        } finally {
+          closeSync(file);
+        }
+        writer.pad(stat.size);
+        continue;
+      }
+      if (stat.isCharacterDevice() || stat.isBlockDevice()) {
+        const major = Math.floor(stat.rdev / 256) & 0xfff;
+        const minor = (stat.rdev & 0xff) | ((stat.rdev >> 12) & ~0xff);
+        writer.add({ ...base, type: stat.isCharacterDevice() ? "char" : "block", devmajor: major, devminor: minor });
+        continue;
+      }
+      if (stat.isFIFO()) {
+        writer.add({ ...base, type: "fifo" });
+        continue;
+      }
+      entries--; // sockets do not go into layers
+    }
+  };
+
+  try {
+    walk("");
+    writer.finish();
+  } finally {
+    closeSync(fd);
+  }
+  return { diffId: `sha256:${hasher.digest("hex")}`, size, entries };
+}
+
+/** gzip `tarPath` into `blobPath`, hashing the output. Deterministic for the same input. */
+export async function gzipLayer(tarPath: string, blobPath: string): Promise<{ digest: string; size: number }> {
+  const hasher = new Bun.CryptoHasher("sha256");
+  let size = 0;
+  const hash = new Transform({
+    transform(chunk: Buffer, _encoding, done) {
+      hasher.update(chunk);
+      size += chunk.length;
+      done(null, chunk);
+    },
+  });
+  await pipeline(createReadStream(tarPath), createGzip({ level: 6 }), hash, createWriteStream(blobPath, { mode: 0o600 }));
+  return { digest: `sha256:${hasher.digest("hex")}`, size };
+}
+
+export async function packLayer(directory: string, tarPath: string, blobPath: string, options: PackOptions = {}): Promise<PackedLayer> {
+  const tar = writeLayerTar(directory, tarPath, options);
+  const blob = await gzipLayer(tarPath, blobPath);
+  return { diffId: tar.diffId, digest: blob.digest, size: blob.size, uncompressedSize: tar.size, entries: tar.entries };
+}

@@ -1,0 +1,113 @@
+import { afterAll, describe, expect, test } from "bun:test";
+import { chmodSync, chownSync, existsSync, linkSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, readlinkSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { TarWriter, type TarEntry } from "../image/tar.ts";
+import { extractLayer, UnsafeLayerError } from "./extract.ts";
+import { getXattr, mknod, OVERLAY_OPAQUE, S_IFCHR, setXattr } from "./libc.ts";
+import { packLayer, writeLayerTar } from "./pack.ts";
+
+const work = mkdtempSync(join(tmpdir(), "memobuild-snapshot-"));
+afterAll(() => rmSync(work, { recursive: true, force: true }));
+let n = 0;
+const fresh = () => {
+  const dir = join(work, `d${++n}`);
+  mkdirSync(dir);
+  return dir;
+};
+
+function archive(entries: [Partial<TarEntry> & { name: string }, string?][]): string {
+  const file = join(work, `t${++n}.tar`);
+  const chunks: Uint8Array[] = [];
+  const writer = new TarWriter((c) => chunks.push(c));
+  for (const [partial, content] of entries) {
+    const data = Buffer.from(content ?? "");
+    writer.add({ type: "file", mode: 0o644, uid: 0, gid: 0, size: data.length, mtime: 1_600_000_000, ...partial });
+    if (data.length) {
+      writer.content(data);
+      writer.pad(data.length);
+    }
+  }
+  writer.finish();
+  writeFileSync(file, Buffer.concat(chunks));
+  return file;
+}
+
+describe("pack then extract", () => {
+  test("keeps modes, owners, setuid, symlinks, hardlinks and overlay whiteouts", async () => {
+    const upper = fresh();
+    mkdirSync(join(upper, "bin"));
+    writeFileSync(join(upper, "bin/tool"), "#!/bin/sh\n");
+    chownSync(join(upper, "bin/tool"), 1000, 1000);
+    chmodSync(join(upper, "bin/tool"), 0o4755);
+    linkSync(join(upper, "bin/tool"), join(upper, "bin/tool-alias"));
+    symlinkSync("/usr/bin/env", join(upper, "bin/abs"));
+    mknod(join(upper, "bin/deleted"), S_IFCHR, 0, 0); // overlay whiteout
+    mkdirSync(join(upper, "opaque"));
+    setXattr(join(upper, "opaque"), OVERLAY_OPAQUE, Buffer.from("y"));
+    writeFileSync(join(upper, "opaque/new"), "new");
+
+    const layer = await packLayer(upper, join(work, "l.tar"), join(work, "l.tar.gz"));
+    expect(layer.diffId).toMatch(/^sha256:[0-9a-f]{64}$/);
+    const listing = Bun.spawnSync(["tar", "-tvf", join(work, "l.tar")], { stdout: "pipe" }).stdout.toString();
+    expect(listing).toContain("bin/.wh.deleted");
+    expect(listing).toContain("opaque/.wh..wh..opq");
+    expect(listing).toMatch(/hrwsr-xr-x 1000\/1000 +0 .* bin\/tool-alias link to bin\/tool/);
+
+    const lower = fresh();
+    extractLayer(join(work, "l.tar"), lower);
+    const tool = lstatSync(join(lower, "bin/tool"));
+    expect([tool.mode & 0o7777, tool.uid, tool.gid, tool.nlink]).toEqual([0o4755, 1000, 1000, 2]);
+    expect(lstatSync(join(lower, "bin/tool-alias")).ino).toBe(tool.ino);
+    expect(readlinkSync(join(lower, "bin/abs"))).toBe("/usr/bin/env");
+    const whiteout = lstatSync(join(lower, "bin/deleted"));
+    expect(whiteout.isCharacterDevice() && whiteout.rdev === 0).toBe(true);
+    expect(getXattr(join(lower, "opaque"), OVERLAY_OPAQUE)?.toString()).toBe("y");
+    expect(readFileSync(join(lower, "opaque/new"), "utf8")).toBe("new");
+
+    // Packing the extracted snapshot gives the same layer, byte for byte.
+    expect(writeLayerTar(lower, join(work, "again.tar")).diffId).toBe(layer.diffId);
+  });
+
+  test("gzip output is deterministic", async () => {
+    const dir = fresh();
+    writeFileSync(join(dir, "f"), "x".repeat(10_000));
+    const a = await packLayer(dir, join(work, "a.tar"), join(work, "a.gz"));
+    const b = await packLayer(dir, join(work, "b.tar"), join(work, "b.gz"));
+    expect(a).toEqual(b);
+  });
+});
+
+describe("hostile layers are rejected and write nothing outside", () => {
+  const outside = join(work, "outside");
+  const cases: [string, [Partial<TarEntry> & { name: string }, string?][], RegExp][] = [
+    ["a .. path", [[{ name: "../outside" }, "x"]], /escapes the layer root/],
+    ["a .. path in the middle", [[{ name: "a/../../outside" }, "x"]], /escapes the layer root/],
+    ["an absolute path with ..", [[{ name: "/../../outside" }, "x"]], /escapes the layer root/],
+    ["a write through a symlink to a directory outside", [[{ name: "escape", type: "symlink", linkname: work }], [{ name: "escape/outside" }, "x"]], /through the symlink "escape"/],
+    ["a write through a relative symlink", [[{ name: "up", type: "symlink", linkname: "../.." }], [{ name: "up/outside" }, "x"]], /through the symlink "up"/],
+    ["a hardlink out of the layer", [[{ name: "h", type: "hardlink", linkname: "../../etc/passwd" }]], /escapes the layer root/],
+    ["a hardlink to something not in the layer", [[{ name: "h", type: "hardlink", linkname: "nope" }]], /not in the layer/],
+    ["a whiteout with ..", [[{ name: "a/.wh..." }]], /escapes the layer root/],
+  ];
+  for (const [name, entries, message] of cases) {
+    test(name, () => {
+      rmSync(outside, { force: true, recursive: true });
+      const dest = join(fresh(), "root");
+      mkdirSync(dest);
+      expect(() => extractLayer(archive(entries), dest)).toThrow(message);
+      expect(existsSync(outside)).toBe(false);
+      expect(existsSync(join(work, "etc"))).toBe(false);
+    });
+  }
+
+  test("the error type says the layer is unsafe", () => {
+    expect(() => extractLayer(archive([[{ name: "../x" }]]), fresh())).toThrow(UnsafeLayerError);
+  });
+
+  test("absolute symlinks are kept, not rewritten", () => {
+    const dest = fresh();
+    extractLayer(archive([[{ name: "etc/alt", type: "symlink", linkname: "/etc/passwd" }]]), dest);
+    expect(readlinkSync(join(dest, "etc/alt"))).toBe("/etc/passwd");
+  });
+});
