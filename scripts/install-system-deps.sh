@@ -10,9 +10,13 @@ declare -A package_of=(
   [dot]=graphviz
   [b3sum]=b3sum
   [setpriv]=util-linux
+  [busybox]=busybox-static
+  [crun]=crun
+  [skopeo]=skopeo
+  [umoci]=umoci
 )
 commands=("$@")
-[ ${#commands[@]} -eq 0 ] && commands=(dot setpriv)
+[ ${#commands[@]} -eq 0 ] && commands=(dot setpriv busybox crun skopeo umoci)
 
 missing=()
 for command in "${commands[@]}"; do

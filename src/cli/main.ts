@@ -3,7 +3,11 @@ import { Command, CommanderError } from "commander";
 import packageJson from "../../package.json" with { type: "json" };
 import { DockerfileError } from "../frontend/errors.ts";
 import { ContextError } from "../context/errors.ts";
+import { BuildError } from "../solver/solver.ts";
+import { registerBuild } from "./commands/build.ts";
 import { registerContext } from "./commands/context.ts";
+import { registerImage } from "./commands/image.ts";
+import { registerRun } from "./commands/run.ts";
 import { registerGraph } from "./commands/graph.ts";
 import { UsageError } from "./errors.ts";
 
@@ -16,8 +20,11 @@ export function createProgram(): Command {
     .helpOption("-h, --help", "show help")
     .showHelpAfterError("(run with --help for usage)")
     .exitOverride();
+  registerBuild(program);
   registerGraph(program);
   registerContext(program);
+  registerImage(program);
+  registerRun(program);
   const exitOverride = (command: Command) => {
     command.exitOverride();
     command.commands.forEach(exitOverride);
@@ -40,6 +47,10 @@ export async function main(argv: string[]): Promise<number> {
     if (error instanceof DockerfileError) {
       process.stderr.write(`${error.message}\n`);
       return 1;
+    }
+    if (error instanceof BuildError) {
+      process.stderr.write(`error: ${error.message}\n`);
+      return error.exitCode;
     }
     if (error instanceof ContextError) {
       process.stderr.write(`memobuild: ${error.message}\n`);

@@ -12,6 +12,7 @@ function open() {
     mknod: { args: [FFIType.ptr, FFIType.u32, FFIType.u64], returns: FFIType.i32 },
     lsetxattr: { args: [FFIType.ptr, FFIType.ptr, FFIType.ptr, FFIType.u64, FFIType.i32], returns: FFIType.i32 },
     lgetxattr: { args: [FFIType.ptr, FFIType.ptr, FFIType.ptr, FFIType.u64], returns: FFIType.i64 },
+    flock: { args: [FFIType.i32, FFIType.i32], returns: FFIType.i32 },
     __errno_location: { args: [], returns: FFIType.ptr },
     strerror: { args: [FFIType.i32], returns: FFIType.cstring },
   });
@@ -54,3 +55,16 @@ export function getXattr(path: string | Buffer, name: string): Buffer | undefine
 }
 
 export const OVERLAY_OPAQUE = "trusted.overlay.opaque";
+
+const LOCK_EX = 2;
+const LOCK_NB = 4;
+const LOCK_UN = 8;
+
+/** Takes an exclusive lock on an open file without waiting; false when another holds it. */
+export function tryLockExclusive(fd: number): boolean {
+  return symbols().flock(fd, LOCK_EX | LOCK_NB) === 0;
+}
+
+export function unlock(fd: number) {
+  symbols().flock(fd, LOCK_UN);
+}

@@ -1,0 +1,323 @@
+/**
+ * The local store in the cache directory:
+ *   blobs/sha256/<hex>     content-addressed blobs: gzip layers, configs, manifests
+ *   snapshots/<hex>/       each layer unpacked in overlayfs format (named by its diff ID)
+ *   mounts/<hex>/          RUN --mount=type=cache directories
+ *   tmp/<pid>-<random>/    staging; what a dead process left behind is removed on open
+ *   memobuild.db           SQLite (WAL): layers, step results, image references
+ *
+ * Every write is atomic: a blob or snapshot is complete in tmp/ and then renamed into place,
+ * and the database row that points to it is written after the rename. A crash at any moment
+ * leaves, at worst, unreferenced files. Blobs are verified against their digest when read.
+ */
+import { Database } from "bun:sqlite";
+import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeSync } from "node:fs";
+import { join } from "node:path";
+import { randomBytes } from "node:crypto";
+import { createReadStream, createWriteStream } from "node:fs";
+import { pipeline } from "node:stream/promises";
+import { Transform } from "node:stream";
+import { createGunzip } from "node:zlib";
+import { extractLayer } from "../snapshot/extract.ts";
+
+export interface LayerRecord {
+  diffId: string;
+  digest: string;
+  size: number;
+  uncompressedSize: number;
+  mediaType: string;
+}
+
+export interface StepRecord {
+  key: string;
+  /** The layer the step produced, or null for a step that changes only the config. */
+  diffId: string | null;
+}
+
+export interface ImageRecord {
+  ref: string;
+  manifestDigest: string;
+  created: string;
+}
+
+const SCHEMA = `
+CREATE TABLE IF NOT EXISTS layers (
+  diff_id TEXT PRIMARY KEY, digest TEXT NOT NULL, size INTEGER NOT NULL,
+  uncompressed_size INTEGER NOT NULL, media_type TEXT NOT NULL, last_used INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS steps (
+  key TEXT PRIMARY KEY, diff_id TEXT, created INTEGER NOT NULL, last_used INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS images (
+  ref TEXT PRIMARY KEY, manifest_digest TEXT NOT NULL, created TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS builds (
+  dockerfile TEXT NOT NULL, target TEXT NOT NULL, step_id TEXT NOT NULL, key TEXT NOT NULL,
+  inputs TEXT NOT NULL, PRIMARY KEY (dockerfile, target, step_id)
+);
+`;
+
+export class BlobVerificationError extends Error {}
+
+const hexOf = (digest: string) => {
+  const match = /^sha256:([0-9a-f]{64})$/.exec(digest);
+  if (!match) throw new Error(`not a sha256 digest: ${digest}`);
+  return match[1];
+};
+
+function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === "EPERM";
+  }
+}
+
+export class LocalStore {
+  readonly db: Database;
+  readonly tmpRoot: string;
+
+  private constructor(readonly dir: string) {
+    for (const sub of ["blobs/sha256", "snapshots", "mounts", "tmp"]) mkdirSync(join(dir, sub), { recursive: true });
+    this.tmpRoot = join(dir, "tmp");
+    this.db = new Database(join(dir, "memobuild.db"), { create: true, strict: true });
+    this.db.exec("PRAGMA busy_timeout = 30000");
+    this.db.exec("PRAGMA journal_mode = WAL");
+    this.db.exec(SCHEMA);
+  }
+
+  static open(dir: string): LocalStore {
+    const store = new LocalStore(dir);
+    store.removeAbandonedStaging();
+    return store;
+  }
+
+  close() {
+    this.db.close();
+  }
+
+  /** Staging directories of processes that died (kill -9, power loss): unmount and delete. */
+  private removeAbandonedStaging() {
+    for (const name of readdirSync(this.tmpRoot)) {
+      const pid = Number(name.split("-")[0]);
+      if (Number.isInteger(pid) && pid > 0 && processAlive(pid)) continue;
+      const path = join(this.tmpRoot, name);
+      unmountBelow(path);
+      rmSync(path, { recursive: true, force: true });
+    }
+  }
+
+  /** A fresh staging directory owned by this process. */
+  tempDir(label: string): string {
+    const path = join(this.tmpRoot, `${process.pid}-${randomBytes(6).toString("hex")}-${label}`);
+    mkdirSync(path, { recursive: true });
+    return path;
+  }
+
+  // ---- blobs
+
+  blobPath(digest: string): string {
+    return join(this.dir, "blobs/sha256", hexOf(digest));
+  }
+
+  hasBlob(digest: string): boolean {
+    return existsSync(this.blobPath(digest));
+  }
+
+  /** Moves a complete file whose digest the caller computed into the store. */
+  adoptBlob(file: string, digest: string) {
+    const target = this.blobPath(digest);
+    const fd = openSync(file, "r");
+    fsyncSync(fd);
+    closeSync(fd);
+    if (existsSync(target)) rmSync(file, { force: true });
+    else renameSync(file, target);
+  }
+
+  putBlob(data: Uint8Array | string): { digest: string; size: number } {
+    const bytes = typeof data === "string" ? Buffer.from(data) : data;
+    const digest = `sha256:${new Bun.CryptoHasher("sha256").update(bytes).digest("hex")}`;
+    if (!this.hasBlob(digest)) {
+      const file = join(this.tmpRoot, `${process.pid}-${randomBytes(6).toString("hex")}.blob`);
+      const fd = openSync(file, "w", 0o644);
+      writeSync(fd, bytes);
+      fsyncSync(fd);
+      closeSync(fd);
+      renameSync(file, this.blobPath(digest));
+    }
+    return { digest, size: bytes.length };
+  }
+
+  /** A blob's bytes, checked against its digest. */
+  readBlob(digest: string): Buffer {
+    let bytes: Buffer;
+    try {
+      bytes = readFileSync(this.blobPath(digest));
+    } catch {
+      throw new BlobVerificationError(`blob ${digest} is missing from the cache`);
+    }
+    const actual = `sha256:${new Bun.CryptoHasher("sha256").update(bytes).digest("hex")}`;
+    if (actual !== digest) throw new BlobVerificationError(`blob ${digest} is corrupt in the cache (its content hashes to ${actual})`);
+    return bytes;
+  }
+
+  readJson<T>(digest: string): T {
+    return JSON.parse(this.readBlob(digest).toString("utf8")) as T;
+  }
+
+  // ---- layers and snapshots
+
+  recordLayer(layer: LayerRecord) {
+    this.db
+      .query("INSERT OR REPLACE INTO layers VALUES (?, ?, ?, ?, ?, ?)")
+      .run(layer.diffId, layer.digest, layer.size, layer.uncompressedSize, layer.mediaType, Date.now());
+  }
+
+  layer(diffId: string): LayerRecord | undefined {
+    const row = this.db.query("SELECT * FROM layers WHERE diff_id = ?").get(diffId) as
+      | { diff_id: string; digest: string; size: number; uncompressed_size: number; media_type: string }
+      | null;
+    if (!row) return undefined;
+    return { diffId: row.diff_id, digest: row.digest, size: row.size, uncompressedSize: row.uncompressed_size, mediaType: row.media_type };
+  }
+
+  snapshotPath(diffId: string): string {
+    return join(this.dir, "snapshots", hexOf(diffId));
+  }
+
+  /** Moves a complete snapshot directory into place (another build may have won the race). */
+  adoptSnapshot(diffId: string, directory: string) {
+    const target = this.snapshotPath(diffId);
+    try {
+      renameSync(directory, target);
+    } catch (error) {
+      const code = (error as NodeJS.ErrnoException).code;
+      if (code !== "ENOTEMPTY" && code !== "EEXIST") throw error;
+      rmSync(directory, { recursive: true, force: true });
+    }
+  }
+
+  /** The layer's unpacked directory, unpacking (and verifying) its blob the first time. */
+  async ensureSnapshot(diffId: string): Promise<string> {
+    const target = this.snapshotPath(diffId);
+    if (existsSync(target)) return target;
+    const layer = this.layer(diffId);
+    if (!layer || !this.hasBlob(layer.digest)) throw new BlobVerificationError(`layer ${diffId} is not in the cache`);
+    const staging = this.tempDir("unpack");
+    try {
+      const tar = join(staging, "layer.tar");
+      await decompressVerified(this.blobPath(layer.digest), layer.digest, tar, diffId, layer.mediaType);
+      const root = join(staging, "root");
+      mkdirSync(root);
+      extractLayer(tar, root);
+      this.adoptSnapshot(diffId, root);
+    } finally {
+      rmSync(staging, { recursive: true, force: true });
+    }
+    return target;
+  }
+
+  // ---- steps
+
+  lookupStep(key: string): StepRecord | undefined {
+    const row = this.db.query("SELECT key, diff_id FROM steps WHERE key = ?").get(key) as { key: string; diff_id: string | null } | null;
+    if (!row) return undefined;
+    // A result is only usable when its layer is still there.
+    if (row.diff_id !== null && !existsSync(this.snapshotPath(row.diff_id))) {
+      const layer = this.layer(row.diff_id);
+      if (!layer || !this.hasBlob(layer.digest)) return undefined;
+    }
+    this.db.query("UPDATE steps SET last_used = ? WHERE key = ?").run(Date.now(), key);
+    return { key: row.key, diffId: row.diff_id };
+  }
+
+  recordStep(key: string, diffId: string | null) {
+    const now = Date.now();
+    this.db.query("INSERT OR REPLACE INTO steps VALUES (?, ?, ?, ?)").run(key, diffId, now, now);
+  }
+
+  // ---- what each step of the last build read (for `explain`)
+
+  recordBuildInputs(dockerfile: string, target: string, steps: { id: string; key: string; inputs: unknown }[]) {
+    const insert = this.db.query("INSERT OR REPLACE INTO builds VALUES (?, ?, ?, ?, ?)");
+    this.db.transaction(() => {
+      this.db.query("DELETE FROM builds WHERE dockerfile = ? AND target = ?").run(dockerfile, target);
+      for (const step of steps) insert.run(dockerfile, target, step.id, step.key, JSON.stringify(step.inputs));
+    })();
+  }
+
+  lastBuildInputs(dockerfile: string, target: string): Map<string, { key: string; inputs: unknown }> {
+    const rows = this.db.query("SELECT step_id, key, inputs FROM builds WHERE dockerfile = ? AND target = ?").all(dockerfile, target) as {
+      step_id: string;
+      key: string;
+      inputs: string;
+    }[];
+    return new Map(rows.map((r) => [r.step_id, { key: r.key, inputs: JSON.parse(r.inputs) }]));
+  }
+
+  // ---- image references
+
+  setImage(ref: string, manifestDigest: string) {
+    this.db.query("INSERT OR REPLACE INTO images VALUES (?, ?, ?)").run(ref, manifestDigest, new Date().toISOString());
+  }
+
+  image(ref: string): ImageRecord | undefined {
+    const row = this.db.query("SELECT ref, manifest_digest, created FROM images WHERE ref = ?").get(ref) as
+      | { ref: string; manifest_digest: string; created: string }
+      | null;
+    return row ? { ref: row.ref, manifestDigest: row.manifest_digest, created: row.created } : undefined;
+  }
+
+  images(): ImageRecord[] {
+    return (this.db.query("SELECT ref, manifest_digest, created FROM images ORDER BY ref").all() as { ref: string; manifest_digest: string; created: string }[]).map(
+      (r) => ({ ref: r.ref, manifestDigest: r.manifest_digest, created: r.created }),
+    );
+  }
+
+  removeImage(ref: string): boolean {
+    return this.db.query("DELETE FROM images WHERE ref = ?").run(ref).changes > 0;
+  }
+
+  mountDir(id: string): string {
+    return join(this.dir, "mounts", new Bun.CryptoHasher("sha256").update(id).digest("hex").slice(0, 32));
+  }
+
+  blobSize(digest: string): number {
+    return statSync(this.blobPath(digest)).size;
+  }
+}
+
+/** Decompresses a layer blob to `tarPath`, checking both the blob digest and the diff ID. */
+async function decompressVerified(blob: string, digest: string, tarPath: string, diffId: string, mediaType: string) {
+  const compressed = new Bun.CryptoHasher("sha256");
+  const uncompressed = new Bun.CryptoHasher("sha256");
+  const tap = (hasher: Bun.CryptoHasher) =>
+    new Transform({
+      transform(chunk: Buffer, _e, done) {
+        hasher.update(chunk);
+        done(null, chunk);
+      },
+    });
+  const gzipped = mediaType.endsWith("gzip");
+  if (gzipped) await pipeline(createReadStream(blob), tap(compressed), createGunzip(), tap(uncompressed), createWriteStream(tarPath));
+  else await pipeline(createReadStream(blob), tap(compressed), tap(uncompressed), createWriteStream(tarPath));
+  const actualDigest = `sha256:${compressed.digest("hex")}`;
+  if (actualDigest !== digest) throw new BlobVerificationError(`layer blob ${digest} is corrupt (hashes to ${actualDigest})`);
+  const actualDiffId = `sha256:${uncompressed.digest("hex")}`;
+  if (actualDiffId !== diffId) throw new BlobVerificationError(`layer ${digest} does not match its diff ID ${diffId}`);
+}
+
+/** Lazily unmounts every mount at or below `path` (left by a killed build). */
+export function unmountBelow(path: string) {
+  let mounts: string[];
+  try {
+    mounts = readFileSync("/proc/self/mountinfo", "utf8")
+      .split("\n")
+      .map((line) => line.split(" ")[4])
+      .filter((point) => point !== undefined && (point === path || point.startsWith(path + "/")));
+  } catch {
+    return;
+  }
+  for (const point of mounts.sort().reverse()) Bun.spawnSync(["umount", "-l", point], { stderr: "ignore" });
+}

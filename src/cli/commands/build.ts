@@ -1,0 +1,138 @@
+import type { Command } from "commander";
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
+import { resolve } from "node:path";
+import { LocalStore } from "../../cache/store.ts";
+import { resolveCacheDir, statCacheFile } from "../../config/cache-dir.ts";
+import { exportOciLayout } from "../../image/layout.ts";
+import { familiarReference, normalizeReference } from "../../image/reference.ts";
+import { jsonProgress, plainProgress } from "../../solver/progress.ts";
+import { build } from "../../solver/solver.ts";
+import { UsageError } from "../errors.ts";
+import { collect, parseBuildArgs, readDockerfile } from "../inputs.ts";
+
+interface BuildFlags {
+  file?: string;
+  tag: string[];
+  target?: string;
+  buildArg: string[];
+  output: string[];
+  metadataFile?: string;
+  cache: boolean;
+  progress: string;
+  cacheDir?: string;
+  secret: string[];
+  network: string;
+}
+
+/** `type=oci,dest=DIR` → { type, dest }. */
+export function parseOutput(spec: string): { type: "oci"; dest: string } {
+  const fields = Object.fromEntries(spec.split(",").map((kv) => {
+    const eq = kv.indexOf("=");
+    return eq < 0 ? [kv, ""] : [kv.slice(0, eq), kv.slice(eq + 1)];
+  }));
+  const type = fields.type ?? "";
+  if (type !== "oci") throw new UsageError(`--output type=${type || "?"} is not supported: use type=oci,dest=DIR`);
+  if (!fields.dest) throw new UsageError(`--output ${spec}: dest=DIR is required`);
+  return { type: "oci", dest: resolve(fields.dest) };
+}
+
+/** `id=ID,src=PATH` → the secret's bytes, read now so they never touch the cache. */
+export function parseSecret(spec: string): [string, Buffer] {
+  const fields = Object.fromEntries(spec.split(",").map((kv) => {
+    const eq = kv.indexOf("=");
+    return eq < 0 ? [kv, ""] : [kv.slice(0, eq), kv.slice(eq + 1)];
+  }));
+  const id = fields.id;
+  const source = fields.src ?? fields.source;
+  if (!id) throw new UsageError(`--secret ${spec}: id=ID is required`);
+  if (source) {
+    if (!existsSync(source)) throw new UsageError(`--secret id=${id}: file ${source} does not exist`);
+    return [id, readFileSync(source)];
+  }
+  const variable = fields.env ?? id;
+  const value = process.env[variable];
+  if (value === undefined) throw new UsageError(`--secret id=${id}: give src=PATH, or set the environment variable ${variable}`);
+  return [id, Buffer.from(value)];
+}
+
+export function registerBuild(program: Command) {
+  program
+    .command("build")
+    .summary("build an image from a Dockerfile")
+    .description(
+      "Build an image from a Dockerfile, running only the steps whose inputs changed. RUN steps run in a " +
+        "container (crun or runc) on an overlayfs snapshot; results are cached by content in the cache directory. " +
+        "Base images come from the local image store (memobuild image import).",
+    )
+    .argument("[context]", "build context directory", ".")
+    .option("-f, --file <file>", "Dockerfile (default: CONTEXT/Dockerfile; - for stdin)")
+    .option("-t, --tag <ref>", "name the image in the local store (repeatable)", collect, [] as string[])
+    .option("--target <stage>", "build this stage (default: the last)")
+    .option("--build-arg <name=value>", "set a build-time variable (repeatable)", collect, [] as string[])
+    .option("--output <spec>", "also export the image: type=oci,dest=DIR (repeatable)", collect, [] as string[])
+    .option("--metadata-file <file>", "write the image digest and every step's status as JSON")
+    .option("--no-cache", "run every step, ignoring cached results")
+    .option("--progress <mode>", "auto|plain|json", "auto")
+    .option("--cache-dir <dir>", "cache directory (default: $MEMOBUILD_CACHE_DIR or ~/.cache/memobuild)")
+    .option("--secret <spec>", "id=ID,src=PATH (or env=VAR): a secret for RUN --mount=type=secret (repeatable)", collect, [] as string[])
+    .option("--network <mode>", "network for RUN: none|host", "none")
+    .action(async (context: string, flags: BuildFlags) => {
+      if (!["auto", "plain", "json"].includes(flags.progress)) throw new UsageError(`--progress must be auto, plain or json`);
+      if (!["none", "host"].includes(flags.network)) throw new UsageError(`--network must be none or host`);
+      const outputs = flags.output.map(parseOutput);
+      const tags = flags.tag.map((tag) => {
+        try {
+          return normalizeReference(tag);
+        } catch (error) {
+          throw new UsageError((error as Error).message);
+        }
+      });
+      const secrets = new Map(flags.secret.map(parseSecret));
+      if (process.getuid?.() !== 0) throw new UsageError("memobuild build needs root (overlayfs mounts and the OCI runtime)");
+      const input = readDockerfile(context, flags.file);
+      const cacheDir = resolveCacheDir(flags.cacheDir);
+      const store = LocalStore.open(cacheDir);
+      const progress = flags.progress === "json" ? jsonProgress() : plainProgress();
+      try {
+        const result = await build({
+          contextDir: input.contextDir,
+          dockerfileText: input.text,
+          dockerfilePath: input.displayPath,
+          dockerfileAbsolute: flags.file === "-" ? undefined : resolve(input.displayPath),
+          buildArgs: parseBuildArgs(flags.buildArg),
+          target: flags.target,
+          noCache: !flags.cache,
+          store,
+          statCacheFile: statCacheFile(cacheDir, input.contextDir),
+          secrets,
+          network: flags.network as "none" | "host",
+          progress,
+        });
+        for (const tag of tags) store.setImage(tag, result.image.manifestDigest);
+        for (const output of outputs) exportOciLayout(store, result.image, output.dest, tags.map(familiarReference));
+        if (flags.metadataFile) {
+          writeFileSync(
+            flags.metadataFile,
+            JSON.stringify(
+              {
+                "containerimage.digest": result.image.manifestDigest,
+                "containerimage.config.digest": result.image.manifest.config.digest,
+                "image.name": tags.join(","),
+                steps: result.steps,
+              },
+              null,
+              2,
+            ) + "\n",
+          );
+        }
+        if (flags.progress !== "json") {
+          const executed = result.steps.filter((s) => s.status === "executed").length;
+          const cached = result.steps.filter((s) => s.status === "cached-local").length;
+          process.stderr.write(`image ${result.image.manifestDigest} (${executed} step(s) run, ${cached} cached)\n`);
+          for (const tag of tags) process.stderr.write(`naming to ${tag}\n`);
+        }
+      } finally {
+        store.close();
+      }
+    });
+}

@@ -1,0 +1,100 @@
+import type { Command } from "commander";
+import { resolve } from "node:path";
+import { LocalStore } from "../../cache/store.ts";
+import { resolveCacheDir } from "../../config/cache-dir.ts";
+import { importDockerArchive, importOciLayout, loadImage } from "../../image/layout.ts";
+import { familiarReference, normalizeReference } from "../../image/reference.ts";
+import { UsageError } from "../errors.ts";
+import { collect } from "../inputs.ts";
+
+function withStore<T>(cacheDirFlag: string | undefined, fn: (store: LocalStore) => T): T {
+  const store = LocalStore.open(resolveCacheDir(cacheDirFlag));
+  try {
+    return fn(store);
+  } finally {
+    store.close();
+  }
+}
+
+function normalized(text: string): string {
+  try {
+    return normalizeReference(text);
+  } catch (error) {
+    throw new UsageError((error as Error).message);
+  }
+}
+
+export function registerImage(program: Command) {
+  const image = program.command("image").summary("manage the local image store (base images and build results)");
+
+  image
+    .command("import")
+    .summary("add an image from an OCI layout or a docker archive")
+    .argument("<source>", "oci:DIR[:NAME] (NAME picks the image by its ref.name) or docker-archive:FILE")
+    .option("-t, --tag <ref>", "name it in the store (repeatable; default: the name in the source)", collect, [] as string[])
+    .option("--cache-dir <dir>", "cache directory (default: $MEMOBUILD_CACHE_DIR or ~/.cache/memobuild)")
+    .action((source: string, flags: { tag: string[]; cacheDir?: string }) =>
+      withStore(flags.cacheDir, (store) => {
+        let manifestDigest: string;
+        let names: string[];
+        if (source.startsWith("oci:")) {
+          const rest = source.slice(4);
+          const colon = rest.indexOf(":");
+          const dir = colon < 0 ? rest : rest.slice(0, colon);
+          const refName = colon < 0 ? undefined : rest.slice(colon + 1);
+          const imported = importOciLayout(store, resolve(dir), refName);
+          manifestDigest = imported.manifestDigest;
+          names = imported.refName && imported.refName.includes("/") ? [imported.refName] : [];
+        } else if (source.startsWith("docker-archive:")) {
+          const imported = importDockerArchive(store, resolve(source.slice("docker-archive:".length)));
+          manifestDigest = imported.manifestDigest;
+          names = imported.repoTags;
+        } else {
+          throw new UsageError(`unknown source "${source}": use oci:DIR[:NAME] or docker-archive:FILE`);
+        }
+        const refs = (flags.tag.length ? flags.tag : names).map(normalized);
+        if (refs.length === 0) throw new UsageError(`the image has no name: give one with --tag NAME (it is ${manifestDigest})`);
+        for (const ref of refs) {
+          store.setImage(ref, manifestDigest);
+          process.stdout.write(`${familiarReference(ref)} ${manifestDigest}\n`);
+        }
+      }),
+    );
+
+  image
+    .command("ls")
+    .summary("list the images in the local store")
+    .option("--cache-dir <dir>", "cache directory")
+    .action((flags: { cacheDir?: string }) =>
+      withStore(flags.cacheDir, (store) => {
+        const rows = store.images().map((record) => {
+          let size = "?";
+          try {
+            const img = loadImage(store, record.manifestDigest);
+            const bytes = img.manifest.layers.reduce((sum, l) => sum + l.size, 0);
+            size = `${(bytes / 1024 / 1024).toFixed(1)} MiB`;
+          } catch {
+            size = "damaged";
+          }
+          return [familiarReference(record.ref), record.manifestDigest.slice(0, 19), size, record.created.slice(0, 19).replace("T", " ")];
+        });
+        const header = ["REFERENCE", "DIGEST", "SIZE", "ADDED"];
+        const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
+        for (const row of [header, ...rows]) process.stdout.write(row.map((c, i) => c.padEnd(widths[i])).join("  ").trimEnd() + "\n");
+      }),
+    );
+
+  image
+    .command("rm")
+    .summary("remove image names from the local store")
+    .argument("<refs...>", "image references")
+    .option("--cache-dir <dir>", "cache directory")
+    .action((refs: string[], flags: { cacheDir?: string }) =>
+      withStore(flags.cacheDir, (store) => {
+        for (const ref of refs) {
+          if (!store.removeImage(normalized(ref))) throw new UsageError(`no image ${ref} in the local store`);
+          process.stdout.write(`untagged ${familiarReference(normalized(ref))}\n`);
+        }
+      }),
+    );
+}

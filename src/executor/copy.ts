@@ -1,0 +1,204 @@
+/**
+ * COPY and ADD without a container: the files are written straight into a new snapshot
+ * directory (the step's layer). Docker's destination rules apply: a relative destination is
+ * below WORKDIR; a directory source copies its contents; several sources need a destination
+ * directory ending in "/"; a file goes inside an existing directory of the same name.
+ * Parent directories that already exist below keep their mode and owner.
+ */
+import { chmodSync, copyFileSync, lchownSync, lstatSync, lutimesSync, mkdirSync, readdirSync, readlinkSync, symlinkSync, utimesSync, writeFileSync, type Stats } from "node:fs";
+import { join, posix } from "node:path";
+import type { BuildContext } from "../context/context.ts";
+import type { Ownership } from "../context/digest.ts";
+import { fsPath } from "../context/paths.ts";
+import type { Instruction } from "../frontend/instructions.ts";
+import type { LayerView } from "../snapshot/view.ts";
+
+export class CopyError extends Error {}
+
+type Transfer = Extract<Instruction, { kind: "COPY" | "ADD" }>;
+
+/** One thing to land: a file, directory or symlink with where its bytes come from. */
+interface Item {
+  /** Path in the image, absolute. */
+  target: string;
+  type: "file" | "dir" | "symlink";
+  mode: number;
+  mtime: number;
+  /** On-disk source for files. */
+  source?: string | Buffer;
+  content?: string;
+  linkTarget?: string | Buffer;
+}
+
+export interface CopyInputs {
+  instruction: Transfer;
+  workdir: string;
+  /** The image's filesystem below this step (for destination and parent-directory rules). */
+  view: LayerView;
+  owner: Ownership;
+  /** Where sources come from: the build context, or a directory (a stage's or image's rootfs). */
+  context?: BuildContext;
+  sourceRoot?: string;
+}
+
+export function destinationOf(instruction: Transfer, workdir: string): { path: string; isDir: boolean } {
+  const isDir = instruction.dest.endsWith("/") || instruction.dest === "." || instruction.dest.endsWith("/.");
+  return { path: posix.resolve(workdir || "/", instruction.dest), isDir };
+}
+
+/** Lists what the copy would land, without writing anything. */
+export function planCopy(inputs: CopyInputs): Item[] {
+  const { instruction } = inputs;
+  const dest = destinationOf(instruction, inputs.workdir);
+  const items: Item[] = [];
+  const roots: { name: string; items: (base: string) => Item[]; isDir: boolean }[] = [];
+
+  if (inputs.context && !inputs.sourceRoot) {
+    const selection = inputs.context.select(instruction.sources.length ? instruction.sources : [], { excludes: instruction.excludes });
+    for (const root of selection.roots) {
+      const entry = root.path === "" ? undefined : inputs.context.byPath.get(root.path)!;
+      const isDir = (entry?.type ?? "dir") === "dir";
+      const prefix = root.path === "" ? "" : root.path + "/";
+      const members = isDir ? selection.entries.filter((e) => e.path.startsWith(prefix) && e.path !== root.path) : [entry!];
+      const rootBuffer = Buffer.from(inputs.context.root);
+      roots.push({
+        name: root.path.slice(root.path.lastIndexOf("/") + 1),
+        isDir,
+        items: (base) =>
+          members.map((e) => {
+            const relative = isDir ? e.path.slice(prefix.length) : "";
+            const target = relative ? posix.join(base, Buffer.from(relative, "latin1").toString("utf8")) : base;
+            return {
+              target,
+              type: e.type,
+              mode: e.mode,
+              mtime: 0,
+              source: e.type === "file" ? fsPath(rootBuffer, e.path, inputs.context!.root) : undefined,
+              linkTarget: e.type === "symlink" ? Buffer.from(e.linkTarget ?? "", "latin1") : undefined,
+            };
+          }),
+      });
+    }
+  } else if (inputs.sourceRoot) {
+    for (const source of instruction.sources) {
+      for (const found of resolveInDirectory(inputs.sourceRoot, source)) {
+        const stat = lstatSync(found.path);
+        roots.push({ name: posix.basename(found.relative) || "", isDir: stat.isDirectory(), items: (base) => listTree(found.path, base, stat) });
+      }
+    }
+  }
+
+  const inlineCount = instruction.inline.length;
+  if (roots.length + inlineCount > 1 && !dest.isDir) {
+    throw new CopyError(`When using ${instruction.kind} with more than one source file, the destination must be a directory and end with a /`);
+  }
+  for (const root of roots) {
+    const base = root.isDir ? dest.path : dest.isDir || inputs.view.isDirectory(dest.path) ? posix.join(dest.path, root.name) : dest.path;
+    items.push(...root.items(base));
+  }
+  for (const file of instruction.inline) {
+    const target = dest.isDir || inputs.view.isDirectory(dest.path) ? posix.join(dest.path, file.name) : dest.path;
+    items.push({ target, type: "file", mode: 0o644, mtime: 0, content: file.content });
+  }
+  return items;
+}
+
+/** Wildcards match within one path component (Go's filepath.Match), from `root`. */
+function resolveInDirectory(root: string, source: string): { path: string; relative: string }[] {
+  const cleaned = posix.normalize("/" + source).replace(/\/+$/, "") || "/";
+  if (!/[*?[]/.test(cleaned)) {
+    const path = join(root, cleaned);
+    try {
+      lstatSync(path);
+    } catch {
+      throw new CopyError(`${source}: no such file or directory in the source`);
+    }
+    return [{ path, relative: cleaned }];
+  }
+  const matches = [...new Bun.Glob(cleaned.slice(1)).scanSync({ cwd: root, dot: true, onlyFiles: false, followSymlinks: false })].sort();
+  if (matches.length === 0) throw new CopyError(`no files match ${source} in the source`);
+  return matches.map((m) => ({ path: join(root, m), relative: "/" + m }));
+}
+
+function listTree(path: string, base: string, stat: Stats): Item[] {
+  const items: Item[] = [];
+  const visit = (current: string, target: string, s: Stats) => {
+    const mtime = Math.floor(s.mtimeMs / 1000);
+    if (s.isDirectory()) {
+      items.push({ target, type: "dir", mode: s.mode & 0o7777, mtime });
+      for (const name of readdirSync(current).sort()) visit(join(current, name), posix.join(target, name), lstatSync(join(current, name)));
+    } else if (s.isSymbolicLink()) {
+      items.push({ target, type: "symlink", mode: 0o777, mtime, linkTarget: readlinkSync(current, { encoding: "buffer" }) });
+    } else if (s.isFile()) {
+      items.push({ target, type: "file", mode: s.mode & 0o7777, mtime, source: current });
+    }
+  };
+  if (stat.isDirectory()) {
+    for (const name of readdirSync(path).sort()) visit(join(path, name), posix.join(base, name), lstatSync(join(path, name)));
+  } else visit(path, base, stat);
+  return items;
+}
+
+/** Writes the copy into `upper` (an empty snapshot directory). */
+export function executeCopy(inputs: CopyInputs, upper: string) {
+  const items = planCopy(inputs);
+  const chmod = inputs.instruction.chmod ? parseInt(inputs.instruction.chmod, 8) : undefined;
+  const { uid, gid } = inputs.owner;
+  const created = new Set<string>();
+  const dest = destinationOf(inputs.instruction, inputs.workdir);
+
+  /** Creates the parents of `target` in the layer, keeping lower metadata where it exists. */
+  const ensureParents = (target: string) => {
+    const parts = target.split("/").filter(Boolean);
+    for (let i = 1; i < parts.length; i++) ensureDirectory("/" + parts.slice(0, i).join("/"));
+  };
+  const ensureDirectory = (path: string) => {
+    if (path === "/" || created.has(path)) return;
+    created.add(path);
+    const local = join(upper, path);
+    const below = inputs.view.locate(path);
+    mkdirSync(local, { recursive: true });
+    if (below?.stat.isDirectory()) {
+      lchownSync(local, below.stat.uid, below.stat.gid);
+      chmodSync(local, below.stat.mode & 0o7777);
+      utimesSync(local, below.stat.atime, below.stat.mtime);
+    } else {
+      // New directories belong to the --chown owner, like BuildKit's.
+      lchownSync(local, uid, gid);
+      chmodSync(local, 0o755);
+    }
+  };
+
+  if (dest.isDir) {
+    ensureParents(dest.path + "/x");
+  }
+  for (const item of items) {
+    ensureParents(item.target);
+    const local = join(upper, item.target);
+    const mode = chmod ?? item.mode;
+    switch (item.type) {
+      case "dir":
+        mkdirSync(local, { recursive: true });
+        created.add(item.target);
+        lchownSync(local, uid, gid);
+        chmodSync(local, mode);
+        break;
+      case "file":
+        if (item.source !== undefined) copyFileSync(item.source, local);
+        else writeFileSync(local, item.content ?? "");
+        lchownSync(local, uid, gid);
+        chmodSync(local, mode);
+        if (item.mtime) utimesSync(local, item.mtime, item.mtime);
+        else if (item.source !== undefined) {
+          const s = lstatSync(item.source);
+          utimesSync(local, s.atime, s.mtime);
+        }
+        break;
+      case "symlink":
+        symlinkSync(item.linkTarget ?? "", local);
+        lchownSync(local, uid, gid);
+        if (item.mtime) lutimesSync(local, item.mtime, item.mtime);
+        break;
+    }
+  }
+}

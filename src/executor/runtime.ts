@@ -1,0 +1,131 @@
+/**
+ * Runs a process in a container through a real OCI runtime: crun, or runc when crun is missing.
+ * We write the bundle's config.json (namespaces, mounts, user, environment); the runtime does
+ * the rest. On hosts that mix cgroup v1 and v2 (hybrid mode) crun refuses to start, so the
+ * runtime is started in a private mount namespace with /sys/fs/cgroup/unified unmounted there.
+ */
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { randomBytes } from "node:crypto";
+
+export interface RuntimeMount {
+  destination: string;
+  type: "bind" | "tmpfs";
+  source: string;
+  options: string[];
+}
+
+export interface ContainerSpec {
+  rootfs: string;
+  args: string[];
+  env: string[];
+  cwd: string;
+  uid: number;
+  gid: number;
+  additionalGids?: number[];
+  mounts: RuntimeMount[];
+  /** "none" (own empty network namespace) or "host". */
+  network: "none" | "host";
+  hostname?: string;
+  readonlyRootfs?: boolean;
+}
+
+export interface RunOutput {
+  exitCode: number;
+  /** The last lines of combined output, for error messages. */
+  tail: string[];
+}
+
+export class RuntimeError extends Error {}
+
+/** Docker's default capability set for containers. */
+const CAPABILITIES = [
+  "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_MKNOD", "CAP_NET_RAW", "CAP_SETGID", "CAP_SETUID",
+  "CAP_SETFCAP", "CAP_SETPCAP", "CAP_NET_BIND_SERVICE", "CAP_SYS_CHROOT", "CAP_KILL", "CAP_AUDIT_WRITE",
+];
+
+export function findRuntime(): string {
+  for (const name of ["crun", "runc"]) {
+    const path = Bun.which(name) ?? (existsSync(`/usr/sbin/${name}`) ? `/usr/sbin/${name}` : undefined);
+    if (path) return path;
+  }
+  throw new RuntimeError("no OCI runtime found: install crun (apt-get install crun) or runc");
+}
+
+function hybridCgroups(): boolean {
+  try {
+    return readFileSync("/proc/self/mountinfo", "utf8").includes(" /sys/fs/cgroup/unified ");
+  } catch {
+    return false;
+  }
+}
+
+export function runtimeConfig(spec: ContainerSpec): object {
+  const namespaces = [{ type: "pid" }, { type: "ipc" }, { type: "uts" }, { type: "mount" }];
+  if (spec.network === "none") namespaces.push({ type: "network" });
+  return {
+    ociVersion: "1.0.2",
+    process: {
+      terminal: false,
+      user: { uid: spec.uid, gid: spec.gid, additionalGids: spec.additionalGids ?? [] },
+      args: spec.args,
+      env: spec.env,
+      cwd: spec.cwd,
+      capabilities: { bounding: CAPABILITIES, effective: CAPABILITIES, permitted: CAPABILITIES },
+      noNewPrivileges: false,
+    },
+    root: { path: spec.rootfs, readonly: spec.readonlyRootfs ?? false },
+    hostname: spec.hostname ?? "memobuild",
+    mounts: [
+      { destination: "/proc", type: "proc", source: "proc" },
+      { destination: "/dev", type: "tmpfs", source: "tmpfs", options: ["nosuid", "strictatime", "mode=755", "size=65536k"] },
+      { destination: "/dev/pts", type: "devpts", source: "devpts", options: ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620"] },
+      { destination: "/dev/shm", type: "tmpfs", source: "shm", options: ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"] },
+      { destination: "/dev/mqueue", type: "mqueue", source: "mqueue", options: ["nosuid", "noexec", "nodev"] },
+      { destination: "/sys", type: "sysfs", source: "sysfs", options: ["nosuid", "noexec", "nodev", "ro"] },
+      ...spec.mounts.map((m) => ({ destination: m.destination, type: m.type, source: m.source, options: m.options })),
+    ],
+    linux: {
+      namespaces,
+      maskedPaths: ["/proc/acpi", "/proc/kcore", "/proc/keys", "/proc/latency_stats", "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/sys/firmware", "/proc/scsi"],
+      readonlyPaths: ["/proc/asound", "/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"],
+    },
+  };
+}
+
+/**
+ * Runs the container to completion, streaming its output to `onOutput` line by line.
+ * `bundleDir` must exist; config.json is written there.
+ */
+export async function runContainer(spec: ContainerSpec, bundleDir: string, onOutput: (line: string, stream: "stdout" | "stderr") => void): Promise<RunOutput> {
+  const runtime = findRuntime();
+  writeFileSync(join(bundleDir, "config.json"), JSON.stringify(runtimeConfig(spec)));
+  const id = `memobuild-${process.pid}-${randomBytes(4).toString("hex")}`;
+  const command = hybridCgroups()
+    ? ["unshare", "--mount", "--propagation", "private", "sh", "-c", 'umount /sys/fs/cgroup/unified 2>/dev/null; exec "$@"', "sh", runtime, "run", "--bundle", bundleDir, id]
+    : [runtime, "run", "--bundle", bundleDir, id];
+  const child = Bun.spawn(command, { stdin: "ignore", stdout: "pipe", stderr: "pipe" });
+  const tail: string[] = [];
+  const pump = async (stream: ReadableStream<Uint8Array>, name: "stdout" | "stderr") => {
+    const decoder = new TextDecoder();
+    let pending = "";
+    for await (const chunk of stream) {
+      pending += decoder.decode(chunk, { stream: true });
+      let newline: number;
+      while ((newline = pending.indexOf("\n")) >= 0) {
+        const line = pending.slice(0, newline);
+        pending = pending.slice(newline + 1);
+        tail.push(line);
+        if (tail.length > 20) tail.shift();
+        onOutput(line, name);
+      }
+    }
+    if (pending) {
+      tail.push(pending);
+      onOutput(pending, name);
+    }
+  };
+  await Promise.all([pump(child.stdout, "stdout"), pump(child.stderr, "stderr")]);
+  const exitCode = await child.exited;
+  return { exitCode, tail };
+}

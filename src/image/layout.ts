@@ -1,0 +1,203 @@
+/**
+ * OCI image layouts and Docker archives in and out of the local store: manifests, the OCI
+ * layout exporter (`--output type=oci,dest=DIR`) and `memobuild image import`.
+ */
+import { copyFileSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import type { LocalStore } from "../cache/store.ts";
+import type { ImageConfig } from "./config.ts";
+import { TarReader } from "./tar.ts";
+
+export const MEDIA = {
+  manifest: "application/vnd.oci.image.manifest.v1+json",
+  index: "application/vnd.oci.image.index.v1+json",
+  config: "application/vnd.oci.image.config.v1+json",
+  layerGzip: "application/vnd.oci.image.layer.v1.tar+gzip",
+  layerTar: "application/vnd.oci.image.layer.v1.tar",
+  dockerManifest: "application/vnd.docker.distribution.manifest.v2+json",
+  dockerLayerGzip: "application/vnd.docker.image.rootfs.diff.tar.gzip",
+  dockerLayerTar: "application/vnd.docker.image.rootfs.diff.tar",
+  dockerConfig: "application/vnd.docker.container.image.v1+json",
+} as const;
+
+export interface Descriptor {
+  mediaType: string;
+  digest: string;
+  size: number;
+  annotations?: Record<string, string>;
+  platform?: { architecture: string; os: string; variant?: string };
+}
+
+export interface Manifest {
+  schemaVersion: 2;
+  mediaType: string;
+  config: Descriptor;
+  layers: Descriptor[];
+  annotations?: Record<string, string>;
+}
+
+export interface Index {
+  schemaVersion: 2;
+  mediaType?: string;
+  manifests: Descriptor[];
+}
+
+export const REF_NAME = "org.opencontainers.image.ref.name";
+
+/** An image in the store: its manifest and config, both read and verified. */
+export interface StoredImage {
+  manifestDigest: string;
+  manifest: Manifest;
+  config: ImageConfig;
+}
+
+export function loadImage(store: LocalStore, manifestDigest: string): StoredImage {
+  const manifest = store.readJson<Manifest>(manifestDigest);
+  if (manifest.mediaType === MEDIA.index || !manifest.layers) {
+    throw new Error(`${manifestDigest} is an image index; MemoBuild expects a single-platform manifest here`);
+  }
+  const config = store.readJson<ImageConfig>(manifest.config.digest);
+  if (config.rootfs.diff_ids.length !== manifest.layers.length) {
+    throw new Error(`image ${manifestDigest}: the config lists ${config.rootfs.diff_ids.length} layers, the manifest ${manifest.layers.length}`);
+  }
+  return { manifestDigest, manifest, config };
+}
+
+/**
+ * Writes config and manifest blobs for an image whose layers are already in the store.
+ * `configBytes` keeps an imported config byte for byte (and so its digest).
+ */
+export function storeImage(store: LocalStore, config: ImageConfig, layers: Descriptor[], annotations?: Record<string, string>, configBytes?: Buffer): StoredImage {
+  const configBlob = store.putBlob(configBytes ?? JSON.stringify(config));
+  const manifest: Manifest = {
+    schemaVersion: 2,
+    mediaType: MEDIA.manifest,
+    config: { mediaType: MEDIA.config, digest: configBlob.digest, size: configBlob.size },
+    layers,
+    ...(annotations ? { annotations } : {}),
+  };
+  const manifestBlob = store.putBlob(JSON.stringify(manifest));
+  return { manifestDigest: manifestBlob.digest, manifest, config };
+}
+
+/** `--output type=oci,dest=DIR`: an OCI image layout with the image and its tags. */
+export function exportOciLayout(store: LocalStore, image: StoredImage, dest: string, tags: string[]) {
+  mkdirSync(join(dest, "blobs/sha256"), { recursive: true });
+  const copy = (digest: string) => {
+    const target = join(dest, "blobs/sha256", digest.slice(7));
+    if (!existsSync(target)) copyFileSync(store.blobPath(digest), target);
+  };
+  for (const layer of image.manifest.layers) copy(layer.digest);
+  copy(image.manifest.config.digest);
+  copy(image.manifestDigest);
+  const descriptor: Descriptor = {
+    mediaType: MEDIA.manifest,
+    digest: image.manifestDigest,
+    size: store.blobSize(image.manifestDigest),
+    platform: { architecture: image.config.architecture, os: image.config.os, ...(image.config.variant ? { variant: image.config.variant } : {}) },
+  };
+  const manifests = tags.length ? tags.map((tag) => ({ ...descriptor, annotations: { [REF_NAME]: tag } })) : [descriptor];
+  writeFileSync(join(dest, "oci-layout"), JSON.stringify({ imageLayoutVersion: "1.0.0" }));
+  writeFileSync(join(dest, "index.json"), JSON.stringify({ schemaVersion: 2, mediaType: MEDIA.index, manifests } satisfies Index));
+}
+
+export class ImportError extends Error {}
+
+function sha256File(path: string): string {
+  const hasher = new Bun.CryptoHasher("sha256");
+  hasher.update(readFileSync(path));
+  return `sha256:${hasher.digest("hex")}`;
+}
+
+/** Copies a blob from `source` into the store after checking its digest. */
+function importBlob(store: LocalStore, source: string, digest: string) {
+  if (store.hasBlob(digest)) return;
+  if (!existsSync(source)) throw new ImportError(`blob ${digest} is missing from the layout`);
+  const actual = sha256File(source);
+  if (actual !== digest) throw new ImportError(`blob ${digest} in the layout is corrupt (hashes to ${actual})`);
+  const staging = join(store.tempDir("import"), "blob");
+  copyFileSync(source, staging);
+  store.adoptBlob(staging, digest);
+}
+
+function recordLayers(store: LocalStore, manifest: Manifest, config: ImageConfig) {
+  manifest.layers.forEach((layer, i) => {
+    store.recordLayer({
+      diffId: config.rootfs.diff_ids[i],
+      digest: layer.digest,
+      size: layer.size,
+      uncompressedSize: -1,
+      mediaType: layer.mediaType,
+    });
+  });
+}
+
+/**
+ * Imports one image from an OCI layout directory. `refName` selects the manifest by its
+ * `org.opencontainers.image.ref.name` (needed when the layout holds several).
+ */
+export function importOciLayout(store: LocalStore, dir: string, refName?: string): StoredImage & { refName?: string } {
+  const indexPath = join(dir, "index.json");
+  if (!existsSync(indexPath)) throw new ImportError(`${dir} is not an OCI image layout (no index.json)`);
+  const index = JSON.parse(readFileSync(indexPath, "utf8")) as Index;
+  const candidates = refName ? index.manifests.filter((m) => m.annotations?.[REF_NAME] === refName) : index.manifests;
+  if (candidates.length === 0) {
+    const names = index.manifests.map((m) => m.annotations?.[REF_NAME]).filter(Boolean);
+    throw new ImportError(`no image named "${refName}" in ${dir} (it has: ${names.join(", ") || "unnamed images"})`);
+  }
+  const digests = new Set(candidates.map((m) => m.digest));
+  if (digests.size > 1) throw new ImportError(`${dir} holds several images; name one: oci:${dir}:NAME`);
+  const chosen = candidates[0];
+  const blob = (digest: string) => join(dir, "blobs", digest.replace(":", "/"));
+  importBlob(store, blob(chosen.digest), chosen.digest);
+  let manifest = store.readJson<Manifest | Index>(chosen.digest) as Manifest;
+  if ((manifest as unknown as Index).manifests) {
+    throw new ImportError(`${chosen.digest} is a multi-platform index; import a single-platform image`);
+  }
+  importBlob(store, blob(manifest.config.digest), manifest.config.digest);
+  for (const layer of manifest.layers) importBlob(store, blob(layer.digest), layer.digest);
+  const config = store.readJson<ImageConfig>(manifest.config.digest);
+  recordLayers(store, manifest, config);
+  manifest = manifest as Manifest;
+  return { manifestDigest: chosen.digest, manifest, config, refName: chosen.annotations?.[REF_NAME] };
+}
+
+/** Imports the first image of a `docker save` archive; returns it and its RepoTags. */
+export function importDockerArchive(store: LocalStore, file: string): StoredImage & { repoTags: string[] } {
+  const staging = store.tempDir("docker-archive");
+  try {
+    const reader = new TarReader(file);
+    const members = new Map<string, string>();
+    try {
+      for (let entry = reader.next(); entry; entry = reader.next()) {
+        if (entry.type !== "file") continue;
+        const name = entry.name.replace(/^\.\//, "");
+        if (name.includes("..")) throw new ImportError(`unsafe member ${JSON.stringify(name)} in ${file}`);
+        const target = join(staging, `m${members.size}`);
+        writeFileSync(target, Buffer.concat([...reader.readContent()]));
+        members.set(name, target);
+      }
+    } finally {
+      reader.close();
+    }
+    const manifestFile = members.get("manifest.json");
+    if (!manifestFile) throw new ImportError(`${file} is not a docker archive (no manifest.json)`);
+    const [entry] = JSON.parse(readFileSync(manifestFile, "utf8")) as { Config: string; RepoTags?: string[]; Layers: string[] }[];
+    const configFile = members.get(entry.Config);
+    if (!configFile) throw new ImportError(`${file}: config ${entry.Config} is missing`);
+    const config = JSON.parse(readFileSync(configFile, "utf8")) as ImageConfig;
+    const layers: Descriptor[] = entry.Layers.map((name, i) => {
+      const path = members.get(name);
+      if (!path) throw new ImportError(`${file}: layer ${name} is missing`);
+      const digest = sha256File(path);
+      if (digest !== config.rootfs.diff_ids[i]) throw new ImportError(`${file}: layer ${name} does not match diff ID ${config.rootfs.diff_ids[i]}`);
+      importBlob(store, path, digest);
+      return { mediaType: MEDIA.layerTar, digest, size: store.blobSize(digest) };
+    });
+    const image = storeImage(store, config, layers, undefined, readFileSync(configFile));
+    recordLayers(store, image.manifest, config);
+    return { ...image, repoTags: entry.RepoTags ?? [] };
+  } finally {
+    rmSync(staging, { recursive: true, force: true });
+  }
+}

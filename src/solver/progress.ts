@@ -1,0 +1,50 @@
+/**
+ * Build progress: the solver reports events; a reporter prints them. `plain` prints numbered
+ * lines in BuildKit's plain style (output of RUN steps streams live); `json` prints one JSON
+ * object per event for tools.
+ */
+
+export type StepStatus = "executed" | "cached-local" | "cached-remote" | "skipped";
+
+export interface ProgressEvent {
+  type: "start" | "output" | "done" | "error" | "warning";
+  step?: string;
+  number?: number;
+  name?: string;
+  status?: StepStatus;
+  line?: string;
+  durationMs?: number;
+  message?: string;
+}
+
+export type ProgressSink = (event: ProgressEvent) => void;
+
+export function plainProgress(write: (text: string) => void = (t) => process.stderr.write(t)): ProgressSink {
+  return (event) => {
+    const n = event.number !== undefined ? `#${event.number} ` : "";
+    switch (event.type) {
+      case "start":
+        write(`${n}${event.name}\n`);
+        break;
+      case "output":
+        write(`${n}${event.line}\n`);
+        break;
+      case "done":
+        if (event.status === "executed") write(`${n}DONE ${((event.durationMs ?? 0) / 1000).toFixed(1)}s\n`);
+        else if (event.status === "cached-local" || event.status === "cached-remote") write(`${n}CACHED\n`);
+        break;
+      case "error":
+        write(`${n}ERROR ${event.message}\n`);
+        break;
+      case "warning":
+        write(`warning: ${event.message}\n`);
+        break;
+    }
+  };
+}
+
+export function jsonProgress(write: (text: string) => void = (t) => process.stdout.write(t)): ProgressSink {
+  return (event) => write(JSON.stringify({ time: new Date().toISOString(), ...event }) + "\n");
+}
+
+export const silentProgress: ProgressSink = () => {};

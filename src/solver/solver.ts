@@ -1,0 +1,431 @@
+/**
+ * The solver: turns a planned Dockerfile into an image, running only the steps whose inputs
+ * changed. Each step's key is BLAKE3 over its parent's key, the instruction as expanded, and
+ * the digests of what it reads (context files, another stage, a base image's manifest), plus
+ * the platform. Never mtimes or host paths. A key found in the local cache is a hit: its layer
+ * is reused and nothing runs.
+ */
+import { mkdirSync, rmSync } from "node:fs";
+import { join } from "node:path";
+import type { LocalStore } from "../cache/store.ts";
+import { loadContext, type BuildContext } from "../context/context.ts";
+import type { Ownership } from "../context/digest.ts";
+import { DockerfileError } from "../frontend/errors.ts";
+import { parseDockerfile } from "../frontend/parser.ts";
+import { plan as planStages, type Plan, type Stage, type Step } from "../frontend/plan.ts";
+import { formatPlatform, hostPlatform, parsePlatform, type Platform } from "../frontend/platform.ts";
+import { buildGraph, type BuildGraph } from "../graph/graph.ts";
+import { blake3Hex } from "../hash/blake3.ts";
+import { applyInstruction, cloneConfig, emptyConfig, historyEntry, type ImageConfig, type StageConfigState } from "../image/config.ts";
+import { loadImage, MEDIA, storeImage, type Descriptor, type StoredImage } from "../image/layout.ts";
+import { normalizeReference, ReferenceError } from "../image/reference.ts";
+import { packLayer } from "../snapshot/pack.ts";
+import { LayerView, resolveUser, UserResolutionError } from "../snapshot/view.ts";
+import { mountOverlay, unmount } from "../snapshot/overlay.ts";
+import { CopyError, executeCopy } from "../executor/copy.ts";
+import { executeRun, RunFailedError } from "../executor/run.ts";
+import type { ProgressSink, StepStatus } from "./progress.ts";
+
+export interface BuildOptions {
+  contextDir: string;
+  /** The Dockerfile's text and path as the user named it (for errors and .dockerignore). */
+  dockerfileText: string;
+  dockerfilePath: string;
+  dockerfileAbsolute?: string;
+  buildArgs: Record<string, string>;
+  target?: string;
+  noCache: boolean;
+  store: LocalStore;
+  statCacheFile?: string;
+  secrets: Map<string, Buffer>;
+  network: "none" | "host";
+  progress: ProgressSink;
+}
+
+export interface StepResult {
+  id: string;
+  stage: string;
+  instruction: string;
+  key: string;
+  status: StepStatus;
+  duration_ms: number;
+}
+
+export interface BuildResult {
+  image: StoredImage;
+  steps: StepResult[];
+  plan: Plan;
+  graph: BuildGraph;
+}
+
+/** A failure with the step that failed: instruction, location and the output's last lines. */
+export class BuildError extends Error {
+  constructor(
+    message: string,
+    readonly exitCode = 1,
+  ) {
+    super(message);
+  }
+}
+
+interface LayerRef {
+  diffId: string;
+  descriptor: Descriptor;
+}
+
+interface StageState {
+  key: string;
+  layers: LayerRef[];
+  config: ImageConfig;
+  configState: StageConfigState;
+}
+
+/** What a step's key was made from; kept so `explain` can say what changed. */
+export interface StepInputs {
+  parent?: string;
+  instruction: string;
+  platform: string;
+  base?: string;
+  fromStage?: string;
+  context?: { digest: string; files: Record<string, string> };
+  env?: [string, string][];
+}
+
+export function stepKey(inputs: StepInputs): string {
+  return blake3Hex(JSON.stringify(inputs));
+}
+
+function now(): string {
+  const epoch = process.env.SOURCE_DATE_EPOCH;
+  return epoch && /^\d+$/.test(epoch) ? new Date(Number(epoch) * 1000).toISOString() : new Date().toISOString();
+}
+
+/** Resolves FROM and --from image references against the local image store. */
+function imageResolver(store: LocalStore) {
+  const cache = new Map<string, StoredImage | undefined>();
+  return (ref: string): StoredImage | undefined => {
+    if (cache.has(ref)) return cache.get(ref);
+    let image: StoredImage | undefined;
+    try {
+      const record = store.image(normalizeReference(ref));
+      image = record ? loadImage(store, record.manifestDigest) : undefined;
+    } catch (error) {
+      if (!(error instanceof ReferenceError)) throw error;
+    }
+    cache.set(ref, image);
+    return image;
+  };
+}
+
+export async function build(options: BuildOptions): Promise<BuildResult> {
+  const { store, progress } = options;
+  const platform = hostPlatform();
+  const resolveImage = imageResolver(store);
+  const parsed = parseDockerfile(options.dockerfileText, options.dockerfilePath);
+  const plan = planStages(parsed, {
+    buildArgs: options.buildArgs,
+    platform,
+    images: (ref) => {
+      const image = resolveImage(ref);
+      return image ? { env: image.config.config.Env ?? [], onbuild: image.config.config.OnBuild ?? [] } : undefined;
+    },
+  });
+  for (const name of plan.unusedBuildArgs) progress({ type: "warning", message: `build arg ${name} is not declared by any ARG` });
+  const graph = buildGraph(plan, options.target);
+
+  let context: BuildContext | undefined;
+  const getContext = async () =>
+    (context ??= await loadContext({ contextDir: options.contextDir, dockerfile: options.dockerfileAbsolute, statCacheFile: options.statCacheFile }));
+
+  const states = new Map<number, StageState>();
+  const results: StepResult[] = [];
+  const inputsById: { id: string; key: string; inputs: StepInputs }[] = [];
+  let number = 0;
+  const platformText = formatPlatform(platform);
+
+  const layersOf = async (layers: LayerRef[]) => Promise.all(layers.map((l) => store.ensureSnapshot(l.diffId)));
+  const stageByReference = (reference: string, before: number): Stage | undefined => {
+    const lower = reference.toLowerCase();
+    return plan.stages.find((s, i) => i < before && (s.name === lower || String(s.index) === reference));
+  };
+
+  for (const stage of graph.stages) {
+    let state: StageState | undefined;
+    for (const step of stage.steps) {
+      const started = performance.now();
+      const stepNumber = ++number;
+      const name = `[${stage.id} ${step.index + 1}/${stage.steps.length}] ${step.text.split("\n")[0]}`;
+      const location = step.instruction.location;
+      const fail = (message: string, exitCode = 1): never => {
+        throw new BuildError(`${location.file}:${location.line}:${location.column ?? 1}: ${step.text.split("\n")[0]}: ${message}`, exitCode);
+      };
+      let status: StepStatus = "cached-local";
+      let inputs: StepInputs;
+      try {
+        if (step.index === 0) {
+          ({ state, inputs } = fromStep(step, stage, plan, states, resolveImage, platform, fail));
+          progress({ type: "start", number: stepNumber, step: step.id, name });
+        } else {
+          const current: StageState = state!;
+          inputs = { parent: current.key, instruction: step.text, platform: platformText };
+          const instruction = step.instruction;
+          if (instruction.kind === "RUN") {
+            inputs.env = step.runEnv;
+            for (const mount of instruction.mounts) {
+              if (mount.type !== "bind") continue;
+              if (mount.from === undefined) {
+                const selection = (await getContext()).select([mount.source || "."]);
+                inputs.context = { digest: selection.digest, files: fileDigests(selection.entries) };
+              } else {
+                const source = stageByReference(mount.from, stage.index);
+                inputs.fromStage = source ? states.get(source.index)!.key : resolveImage(mount.from)?.manifestDigest ?? fail(`--mount from=${mount.from}: no such stage or image in the local store`);
+              }
+            }
+          } else if (instruction.kind === "COPY" || instruction.kind === "ADD") {
+            const from = instruction.kind === "COPY" ? instruction.from : undefined;
+            if (from !== undefined) {
+              const source = stageByReference(from, stage.index);
+              inputs.fromStage = source ? states.get(source.index)!.key : resolveImage(from)?.manifestDigest ?? fail(`--from=${from}: no such stage, and no image ${from} in the local store`);
+            } else if (instruction.sources.length > 0) {
+              if (instruction.sources.some((s) => /^[a-z]+:\/\//i.test(s))) fail("ADD from URLs is not supported yet");
+              const owner = await ownerFor(instruction.chown, current, layersOf, fail);
+              const selection = (await getContext()).select(instruction.sources, { excludes: instruction.excludes, owner });
+              inputs.context = { digest: selection.digest, files: fileDigests(selection.entries) };
+            }
+          }
+          const key = stepKey(inputs);
+          progress({ type: "start", number: stepNumber, step: step.id, name });
+          const changesFilesystem = instruction.kind === "RUN" || instruction.kind === "COPY" || instruction.kind === "ADD";
+          const next: StageState = { ...current, key, config: cloneConfig(current.config), layers: [...current.layers], configState: { ...current.configState } };
+          if (!changesFilesystem) {
+            applyInstruction(next.config, instruction, next.configState);
+            next.config.history!.push(historyEntry(step.text, true, now()));
+            if (!store.lookupStep(key)) {
+              store.recordStep(key, null);
+              status = "executed";
+            }
+          } else {
+            const hit = options.noCache ? undefined : store.lookupStep(key);
+            let diffId: string;
+            if (hit && hit.diffId) {
+              diffId = hit.diffId;
+            } else {
+              status = "executed";
+              diffId = await executeStep(step, current, stage, {
+                options,
+                getContext,
+                layersOf,
+                states,
+                resolveImage,
+                stageByReference,
+                onOutput: (line) => progress({ type: "output", number: stepNumber, step: step.id, line }),
+                fail,
+              });
+              store.recordStep(key, diffId);
+            }
+            const layer = store.layer(diffId)!;
+            next.layers.push({ diffId, descriptor: { mediaType: layer.mediaType, digest: layer.digest, size: layer.size } });
+            next.config.rootfs.diff_ids.push(diffId);
+            next.config.history!.push(historyEntry(step.text, false, now()));
+          }
+          state = next;
+        }
+      } catch (error) {
+        if (error instanceof BuildError || error instanceof DockerfileError) throw error;
+        if (error instanceof RunFailedError) {
+          const tail = error.tail.length ? `\n  last output:\n${error.tail.map((l) => `    ${l}`).join("\n")}` : "";
+          progress({ type: "error", number: stepNumber, message: error.message });
+          fail(`${error.message}${tail}`, error.exitCode || 1);
+        }
+        if (error instanceof CopyError || error instanceof UserResolutionError || (error as Error).name === "ContextError") {
+          fail((error as Error).message);
+        }
+        throw error;
+      }
+      const duration = Math.round(performance.now() - started);
+      progress({ type: "done", number: stepNumber, step: step.id, status, durationMs: duration });
+      results.push({ id: step.id, stage: stage.id, instruction: step.text, key: state!.key, status, duration_ms: duration });
+      inputsById.push({ id: step.id, key: state!.key, inputs });
+    }
+    states.set(stage.index, state!);
+  }
+
+  for (const step of graph.pruned) {
+    results.push({ id: step.id, stage: plan.stages[step.stage].id, instruction: step.text, key: "", status: "skipped", duration_ms: 0 });
+  }
+  const final = states.get(graph.target.index)!;
+  const config = cloneConfig(final.config);
+  config.created = now();
+  const image = storeImage(store, config, final.layers.map((l) => l.descriptor));
+  store.recordBuildInputs(options.dockerfileAbsolute ?? options.dockerfilePath, graph.target.id, inputsById);
+  return { image, steps: results, plan, graph };
+}
+
+/** The per-file digests a step read, for `explain` (capped so huge contexts stay cheap). */
+function fileDigests(entries: { name: string; type: string; mode: number; contentDigest?: Uint8Array; linkTarget?: string }[]): Record<string, string> {
+  const files: Record<string, string> = {};
+  for (const entry of entries.slice(0, 5000)) {
+    files[entry.name] =
+      entry.type === "file" ? `${entry.mode.toString(8)}:${Buffer.from(entry.contentDigest!).toString("hex").slice(0, 16)}` : `${entry.type}:${entry.mode.toString(8)}:${entry.linkTarget ?? ""}`;
+  }
+  return files;
+}
+
+async function ownerFor(
+  chown: string | undefined,
+  state: StageState,
+  layersOf: (layers: LayerRef[]) => Promise<string[]>,
+  fail: (message: string) => never,
+): Promise<Ownership> {
+  if (!chown) return { uid: 0, gid: 0 };
+  if (/^\d+(:\d+)?$/.test(chown)) {
+    const [uid, gid] = chown.split(":");
+    return { uid: Number(uid), gid: Number(gid ?? uid) };
+  }
+  const view = new LayerView(await layersOf(state.layers));
+  try {
+    const user = resolveUser(chown, (path) => view.readFile(path));
+    return { uid: user.uid, gid: user.gid };
+  } catch (error) {
+    return fail(`--chown=${chown}: ${(error as Error).message}`);
+  }
+}
+
+function fromStep(
+  step: Step,
+  stage: Stage,
+  plan: Plan,
+  states: Map<number, StageState>,
+  resolveImage: (ref: string) => StoredImage | undefined,
+  platform: Platform,
+  fail: (message: string) => never,
+): { state: StageState; inputs: StepInputs } {
+  const platformText = formatPlatform(platform);
+  if (stage.platform !== undefined) {
+    const wanted = parsePlatform(stage.platform);
+    if (wanted.os !== platform.os || wanted.architecture !== platform.architecture) {
+      fail(`platform ${stage.platform} is not supported: this machine builds for ${platformText}`);
+    }
+  }
+  const base = stage.base;
+  if (base.kind === "stage") {
+    const parent = states.get(base.index)!;
+    const inputs: StepInputs = { instruction: step.text, platform: platformText, fromStage: parent.key };
+    return { state: { ...parent, key: stepKey(inputs), configState: { cmdSet: false } }, inputs };
+  }
+  if (base.kind === "scratch") {
+    const inputs: StepInputs = { instruction: "FROM scratch", platform: platformText };
+    return { state: { key: stepKey(inputs), layers: [], config: emptyConfig(platform), configState: { cmdSet: false } }, inputs };
+  }
+  const image = resolveImage(base.ref);
+  if (!image) {
+    fail(`image ${base.ref} is not in the local image store (add it with: memobuild image import oci:DIR or docker-archive:FILE)`);
+  }
+  if (image!.config.architecture !== platform.architecture || image!.config.os !== platform.os) {
+    fail(`image ${base.ref} is for ${image!.config.os}/${image!.config.architecture}, not ${platformText}`);
+  }
+  const inputs: StepInputs = { instruction: step.text, platform: platformText, base: image!.manifestDigest };
+  const config = cloneConfig(image!.config);
+  config.history ??= [];
+  config.config.OnBuild = null; // triggers run in this stage; they are not inherited further
+  return {
+    state: {
+      key: stepKey(inputs),
+      layers: image!.manifest.layers.map((descriptor, i) => ({ diffId: image!.config.rootfs.diff_ids[i], descriptor })),
+      config,
+      configState: { cmdSet: false },
+    },
+    inputs,
+  };
+}
+
+interface ExecuteContext {
+  options: BuildOptions;
+  getContext: () => Promise<BuildContext>;
+  layersOf: (layers: LayerRef[]) => Promise<string[]>;
+  states: Map<number, StageState>;
+  resolveImage: (ref: string) => StoredImage | undefined;
+  stageByReference: (reference: string, before: number) => Stage | undefined;
+  onOutput: (line: string) => void;
+  fail: (message: string) => never;
+}
+
+/** Runs a RUN/COPY/ADD step and stores its layer; returns the layer's diff ID. */
+async function executeStep(step: Step, current: StageState, stage: Stage, x: ExecuteContext): Promise<string> {
+  const { store } = x.options;
+  const instruction = step.instruction;
+  const lowers = await x.layersOf(current.layers);
+  let layerDir: string;
+  const staging = store.tempDir("step");
+  const mounted: string[] = [];
+  try {
+    if (instruction.kind === "RUN") {
+      const context = instruction.mounts.some((m) => m.type === "bind" && m.from === undefined) ? await x.getContext() : undefined;
+      layerDir = await executeRun({
+        instruction,
+        config: current.config,
+        env: step.runEnv ?? [],
+        lowers,
+        store,
+        context: context!,
+        stageLayers: (reference) => {
+          const source = x.stageByReference(reference, stage.index);
+          const layers = source ? x.states.get(source.index)?.layers : undefined;
+          return layers ? lowersSync(store, layers) : undefined;
+        },
+        secrets: x.options.secrets,
+        network: x.options.network,
+        onOutput: x.onOutput,
+      }, staging);
+    } else if (instruction.kind === "COPY" || instruction.kind === "ADD") {
+      layerDir = join(staging, "layer");
+      const view = new LayerView(lowers);
+      const owner = await ownerFor(instruction.chown, current, x.layersOf, x.fail);
+      const from = instruction.kind === "COPY" ? instruction.from : undefined;
+      let sourceRoot: string | undefined;
+      if (from !== undefined) {
+        const source = x.stageByReference(from, stage.index);
+        const layers = source ? x.states.get(source.index)!.layers : x.resolveImage(from)!.manifest.layers.map((d, i) => ({ diffId: x.resolveImage(from)!.config.rootfs.diff_ids[i], descriptor: d }));
+        const sourceLowers = await x.layersOf(layers);
+        sourceRoot = join(staging, "source");
+        if (sourceLowers.length > 0) {
+          mountOverlay({ lowers: [...sourceLowers].reverse(), target: sourceRoot });
+          mounted.push(sourceRoot);
+        } else {
+          mkdirSync(sourceRoot, { recursive: true });
+        }
+      }
+      mkdirSync(layerDir, { recursive: true });
+      executeCopy(
+        {
+          instruction,
+          workdir: current.config.config.WorkingDir || "/",
+          view,
+          owner,
+          context: sourceRoot ? undefined : await x.getContext(),
+          sourceRoot,
+        },
+        layerDir,
+      );
+    } else {
+      throw new Error(`${instruction.kind} has no executor`);
+    }
+    for (const target of mounted.splice(0)) unmount(target);
+    const tar = join(staging, "layer.tar");
+    const blob = join(staging, "layer.tar.gz");
+    const epoch = process.env.SOURCE_DATE_EPOCH;
+    const packed = await packLayer(layerDir, tar, blob, epoch && /^\d+$/.test(epoch) ? { clampMtime: Number(epoch) } : {});
+    store.adoptBlob(blob, packed.digest);
+    store.adoptSnapshot(packed.diffId, layerDir);
+    store.recordLayer({ diffId: packed.diffId, digest: packed.digest, size: packed.size, uncompressedSize: packed.uncompressedSize, mediaType: MEDIA.layerGzip });
+    return packed.diffId;
+  } finally {
+    for (const target of mounted) unmount(target);
+    rmSync(staging, { recursive: true, force: true });
+  }
+}
+
+/** Snapshot paths of layers already unpacked (stages built earlier in this build). */
+function lowersSync(store: LocalStore, layers: LayerRef[]): string[] {
+  return layers.map((l) => store.snapshotPath(l.diffId));
+}
