@@ -34,11 +34,18 @@ build: $(BINARY)
 test: system-deps build
 	$(BUN) test $(TEST_ARGS)
 
-# Until the build engine lands, the demo shows the plan of the example build.
-demo: build
-	./$(BINARY) graph examples/hello
-	@echo
-	@echo "The same graph as Graphviz dot, Mermaid or JSON: ./$(BINARY) graph examples/hello --format dot|mermaid|json"
+# The demo: build MemoBuild's own busybox base image offline, build the example project on it,
+# run the result with the OCI runtime, then rebuild to show every step cached.
+DEMO_CACHE ?= $(HOME)/.cache/memobuild
+demo: system-deps build
+	@bash scripts/prepare-base-rootfs.sh
+	./$(BINARY) build examples/base -t memobuild/busybox:latest --cache-dir $(DEMO_CACHE)
+	./$(BINARY) build examples/hello -t hello:latest --cache-dir $(DEMO_CACHE) --output type=oci,dest=dist/hello-oci
+	@echo "--- running hello:latest"
+	./$(BINARY) run hello:latest --cache-dir $(DEMO_CACHE)
+	./$(BINARY) run hello:latest --cache-dir $(DEMO_CACHE) -- Alice Bob
+	@echo "--- rebuilding: nothing should run"
+	./$(BINARY) build examples/hello -t hello:latest --cache-dir $(DEMO_CACHE)
 
 bench: build
 	@bash scripts/install-system-deps.sh b3sum

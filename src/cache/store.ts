@@ -32,6 +32,8 @@ export interface StepRecord {
   key: string;
   /** The layer the step produced, or null for a step that changes only the config. */
   diffId: string | null;
+  /** When the step first ran (milliseconds): history and image dates come from it. */
+  created: number;
 }
 
 export interface ImageRecord {
@@ -221,7 +223,7 @@ export class LocalStore {
   // ---- steps
 
   lookupStep(key: string): StepRecord | undefined {
-    const row = this.db.query("SELECT key, diff_id FROM steps WHERE key = ?").get(key) as { key: string; diff_id: string | null } | null;
+    const row = this.db.query("SELECT key, diff_id, created FROM steps WHERE key = ?").get(key) as { key: string; diff_id: string | null; created: number } | null;
     if (!row) return undefined;
     // A result is only usable when its layer is still there.
     if (row.diff_id !== null && !existsSync(this.snapshotPath(row.diff_id))) {
@@ -229,12 +231,13 @@ export class LocalStore {
       if (!layer || !this.hasBlob(layer.digest)) return undefined;
     }
     this.db.query("UPDATE steps SET last_used = ? WHERE key = ?").run(Date.now(), key);
-    return { key: row.key, diffId: row.diff_id };
+    return { key: row.key, diffId: row.diff_id, created: row.created };
   }
 
-  recordStep(key: string, diffId: string | null) {
+  recordStep(key: string, diffId: string | null): StepRecord {
     const now = Date.now();
     this.db.query("INSERT OR REPLACE INTO steps VALUES (?, ?, ?, ?)").run(key, diffId, now, now);
+    return { key, diffId, created: now };
   }
 
   // ---- what each step of the last build read (for `explain`)

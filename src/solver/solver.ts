@@ -95,9 +95,13 @@ export function stepKey(inputs: StepInputs): string {
   return blake3Hex(JSON.stringify(inputs));
 }
 
-function now(): string {
+/**
+ * A step's date: SOURCE_DATE_EPOCH when set, else when the step first ran (from its cache
+ * record), so rebuilding from cache gives the same image, digest included.
+ */
+function dateOf(createdMs: number): string {
   const epoch = process.env.SOURCE_DATE_EPOCH;
-  return epoch && /^\d+$/.test(epoch) ? new Date(Number(epoch) * 1000).toISOString() : new Date().toISOString();
+  return epoch && /^\d+$/.test(epoch) ? new Date(Number(epoch) * 1000).toISOString() : new Date(createdMs).toISOString();
 }
 
 /** Resolves FROM and --from image references against the local image store. */
@@ -141,6 +145,7 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
   const results: StepResult[] = [];
   const inputsById: { id: string; key: string; inputs: StepInputs }[] = [];
   let number = 0;
+  let latest = 0;
   const platformText = formatPlatform(platform);
 
   const layersOf = async (layers: LayerRef[]) => Promise.all(layers.map((l) => store.ensureSnapshot(l.diffId)));
@@ -199,16 +204,20 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
           const next: StageState = { ...current, key, config: cloneConfig(current.config), layers: [...current.layers], configState: { ...current.configState } };
           if (!changesFilesystem) {
             applyInstruction(next.config, instruction, next.configState);
-            next.config.history!.push(historyEntry(step.text, true, now()));
-            if (!store.lookupStep(key)) {
-              store.recordStep(key, null);
+            let record = store.lookupStep(key);
+            if (!record) {
+              record = store.recordStep(key, null);
               status = "executed";
             }
+            next.config.history!.push(historyEntry(step.text, true, dateOf(record.created)));
+            latest = Math.max(latest, record.created);
           } else {
             const hit = options.noCache ? undefined : store.lookupStep(key);
             let diffId: string;
+            let created: number;
             if (hit && hit.diffId) {
               diffId = hit.diffId;
+              created = hit.created;
             } else {
               status = "executed";
               diffId = await executeStep(step, current, stage, {
@@ -221,12 +230,13 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
                 onOutput: (line) => progress({ type: "output", number: stepNumber, step: step.id, line }),
                 fail,
               });
-              store.recordStep(key, diffId);
+              created = store.recordStep(key, diffId).created;
             }
             const layer = store.layer(diffId)!;
             next.layers.push({ diffId, descriptor: { mediaType: layer.mediaType, digest: layer.digest, size: layer.size } });
             next.config.rootfs.diff_ids.push(diffId);
-            next.config.history!.push(historyEntry(step.text, false, now()));
+            next.config.history!.push(historyEntry(step.text, false, dateOf(created)));
+            latest = Math.max(latest, created);
           }
           state = next;
         }
@@ -255,7 +265,7 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
   }
   const final = states.get(graph.target.index)!;
   const config = cloneConfig(final.config);
-  config.created = now();
+  config.created = dateOf(latest);
   const image = storeImage(store, config, final.layers.map((l) => l.descriptor));
   store.recordBuildInputs(options.dockerfileAbsolute ?? options.dockerfilePath, graph.target.id, inputsById);
   return { image, steps: results, plan, graph };
