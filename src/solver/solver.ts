@@ -172,8 +172,11 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
           progress({ type: "start", number: stepNumber, step: step.id, name });
         } else {
           const current: StageState = state!;
-          inputs = { parent: current.key, instruction: step.text, platform: platformText };
           const instruction = step.instruction;
+          // An ARG keys on its names, not its values: a value enters the key of each step that
+          // reads it (in its expanded text, or a RUN's environment), as in BuildKit.
+          const keyText = instruction.kind === "ARG" ? `ARG ${instruction.args.map((a) => a.name).join(" ")}` : step.text;
+          inputs = { parent: current.key, instruction: keyText, platform: platformText };
           if (instruction.kind === "RUN") {
             inputs.env = step.runEnv;
             for (const mount of instruction.mounts) {

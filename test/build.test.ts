@@ -1,0 +1,346 @@
+/**
+ * `memobuild build` end to end: real images from the compiled binary, checked with skopeo,
+ * umoci, the OCI JSON schemas, and by running them with crun.
+ */
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, utimesSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { gunzipSync } from "node:zlib";
+import { memobuildBinary, REPO_ROOT, runMemobuild, type RunResult } from "./support/binary.ts";
+import { ociSchemaErrors } from "./support/oci-schema.ts";
+
+const work = mkdtempSync(join(tmpdir(), "memobuild-build-"));
+const cacheDir = join(work, "cache");
+afterAll(() => rmSync(work, { recursive: true, force: true }));
+
+interface Metadata {
+  "containerimage.digest": string;
+  "containerimage.config.digest": string;
+  "image.name": string;
+  steps: { id: string; stage: string; instruction: string; key: string; status: string; duration_ms: number }[];
+}
+
+let projectCount = 0;
+function project(files: Record<string, string>): string {
+  const dir = join(work, `p${++projectCount}`);
+  for (const [name, content] of Object.entries(files)) {
+    mkdirSync(join(dir, name, ".."), { recursive: true });
+    writeFileSync(join(dir, name), content);
+  }
+  return dir;
+}
+
+function build(dir: string, ...args: string[]): RunResult & { metadata?: Metadata } {
+  const metadataFile = join(work, `meta-${Math.random().toString(36).slice(2)}.json`);
+  const result = runMemobuild(["build", dir, "--cache-dir", cacheDir, "--metadata-file", metadataFile, "--progress", "plain", ...args]);
+  const metadata = existsSync(metadataFile) ? (JSON.parse(readFileSync(metadataFile, "utf8")) as Metadata) : undefined;
+  return { ...result, metadata };
+}
+
+function mustBuild(dir: string, ...args: string[]): Metadata {
+  const result = build(dir, ...args);
+  if (result.exitCode !== 0) throw new Error(`build failed (${result.exitCode}):\n${result.stderr}`);
+  return result.metadata!;
+}
+
+const statuses = (m: Metadata) => Object.fromEntries(m.steps.map((s) => [s.id, s.status]));
+const executed = (m: Metadata) => m.steps.filter((s) => s.status === "executed").map((s) => s.id);
+
+beforeAll(() => {
+  const prepare = Bun.spawnSync(["bash", join(REPO_ROOT, "scripts/prepare-base-rootfs.sh")], { stderr: "pipe" });
+  if (prepare.exitCode !== 0) throw new Error(prepare.stderr.toString());
+  memobuildBinary();
+  mustBuild(join(REPO_ROOT, "examples/base"), "-t", "memobuild/busybox:latest");
+}, 120_000);
+
+describe("the example project", () => {
+  const oci = join(work, "hello-oci");
+  let first: Metadata;
+
+  test("builds, exports an OCI layout that skopeo, umoci and the schemas accept", () => {
+    first = mustBuild(join(REPO_ROOT, "examples/hello"), "-t", "hello:test", "--output", `type=oci,dest=${oci}`);
+    expect(first["containerimage.digest"]).toMatch(/^sha256:[0-9a-f]{64}$/);
+    expect(first["image.name"]).toBe("docker.io/library/hello:test");
+    expect(statuses(first)).toMatchObject({ "lint/0": "skipped", "lint/1": "skipped", "lint/2": "skipped" });
+
+    const index = JSON.parse(readFileSync(join(oci, "index.json"), "utf8"));
+    expect(ociSchemaErrors("index", index)).toEqual([]);
+    expect(ociSchemaErrors("layout", JSON.parse(readFileSync(join(oci, "oci-layout"), "utf8")))).toEqual([]);
+    const blob = (digest: string) => readFileSync(join(oci, "blobs/sha256", digest.slice(7)));
+    const manifest = JSON.parse(blob(index.manifests[0].digest).toString());
+    expect(ociSchemaErrors("manifest", manifest)).toEqual([]);
+    const config = JSON.parse(blob(manifest.config.digest).toString());
+    expect(ociSchemaErrors("config", config)).toEqual([]);
+    expect(config.config).toMatchObject({ User: "1000:1000", Entrypoint: ["/usr/local/bin/greet"], Cmd: ["world"] });
+    expect(index.manifests[0].digest).toBe(first["containerimage.digest"]);
+
+    const inspect = Bun.spawnSync(["skopeo", "inspect", `oci:${oci}:hello:test`], { stdout: "pipe", stderr: "pipe" });
+    expect(inspect.stderr.toString()).toBe("");
+    expect(JSON.parse(inspect.stdout.toString()).Digest).toBe(first["containerimage.digest"]);
+
+    const unpacked = join(work, "umoci-bundle");
+    const unpack = Bun.spawnSync(["umoci", "unpack", "--image", `${oci}:hello:test`, unpacked], { stderr: "pipe" });
+    expect(unpack.exitCode).toBe(0);
+    expect(readFileSync(join(unpacked, "rootfs/usr/local/bin/greet"), "utf8")).toContain('echo "hello, ${name}!"');
+    expect(existsSync(join(unpacked, "rootfs/cache"))).toBe(false); // the cache mount's stub is not in the layer
+  }, 60_000);
+
+  test("runs with crun", () => {
+    const result = runMemobuild(["run", "hello:test", "--cache-dir", cacheDir, "--", "Ada"]);
+    expect(result.stdout).toBe("hello, Ada!\n");
+    expect(result.exitCode).toBe(0);
+    const id = runMemobuild(["run", "memobuild/busybox", "--cache-dir", cacheDir, "--", "id"]);
+    expect(id.stdout).toBe("uid=0(root) gid=0(root)\n");
+  });
+
+  test("a no-op rebuild executes nothing and gives the same image", () => {
+    const again = mustBuild(join(REPO_ROOT, "examples/hello"), "-t", "hello:test");
+    expect(executed(again)).toEqual([]);
+    expect(again["containerimage.digest"]).toBe(first["containerimage.digest"]);
+  });
+
+  test("--build-arg invalidates only the steps that use it", () => {
+    const changed = mustBuild(join(REPO_ROOT, "examples/hello"), "--build-arg", "GREETING=hi");
+    // The RUNs see GREETING in their environment; the final stage copies their new output.
+    expect(executed(changed)).toEqual(["build/4", "build/5", "2/1", "2/2", "2/3", "2/4"]);
+    expect(statuses(changed)).toMatchObject({ "build/1": "cached-local", "build/2": "cached-local", "build/3": "cached-local" });
+  });
+});
+
+describe("incremental rebuilds", () => {
+  const dockerfile = [
+    "FROM memobuild/busybox AS compile",
+    "WORKDIR /app",
+    "COPY config.txt ./",
+    "RUN cat config.txt > built.txt",
+    "COPY src/ ./src/",
+    "RUN ls src > files.txt",
+    "FROM memobuild/busybox AS docs",
+    "COPY docs.txt /docs.txt",
+    "RUN wc -c /docs.txt > /size.txt",
+    "FROM memobuild/busybox",
+    "COPY --from=compile /app/files.txt /files.txt",
+    "COPY --from=docs /size.txt /size.txt",
+    'CMD ["cat", "/files.txt", "/size.txt"]',
+  ].join("\n");
+  let dir: string;
+  beforeAll(() => {
+    dir = project({ Dockerfile: dockerfile, "config.txt": "v1\n", "src/a.c": "int a;\n", "src/b.c": "int b;\n", "docs.txt": "docs\n" });
+    mustBuild(dir, "-t", "incremental:test");
+  });
+
+  test("editing one copied file re-runs only what follows that COPY, and its consumers", () => {
+    writeFileSync(join(dir, "src/a.c"), "int A;\n"); // same size
+    const m = mustBuild(dir);
+    // What follows in the final stage has new parents (the CMD only gets a new key); docs/* did not change.
+    expect(executed(m)).toEqual(["compile/4", "compile/5", "2/1", "2/2", "2/3"]);
+    expect(statuses(m)["docs/2"]).toBe("cached-local");
+  });
+
+  test("touch and mtime changes re-run nothing", () => {
+    const past = new Date(2001, 1, 1);
+    for (const file of ["config.txt", "src/a.c", "src/b.c", "docs.txt"]) utimesSync(join(dir, file), past, past);
+    expect(executed(mustBuild(dir))).toEqual([]);
+  });
+
+  test("a file excluded by .dockerignore does not affect the build", () => {
+    writeFileSync(join(dir, ".dockerignore"), "src/*.tmp\n");
+    mustBuild(dir);
+    writeFileSync(join(dir, "src/scratch.tmp"), "noise");
+    expect(executed(mustBuild(dir))).toEqual([]);
+  });
+
+  test("--no-cache runs every step", () => {
+    const m = mustBuild(dir, "--no-cache");
+    expect(executed(m)).toContain("compile/3");
+    expect(executed(m)).toContain("docs/2");
+  });
+
+  test("--target builds what the stage needs and skips the rest", () => {
+    const m = mustBuild(dir, "--target", "docs");
+    expect(m.steps.filter((s) => s.status === "skipped").map((s) => s.id)).toEqual([
+      "compile/0", "compile/1", "compile/2", "compile/3", "compile/4", "compile/5", "2/0", "2/1", "2/2", "2/3",
+    ]);
+  });
+});
+
+describe("RUN", () => {
+  test("a failing RUN stops the build with its exit code, instruction, location and output", () => {
+    const dir = project({ Dockerfile: "FROM memobuild/busybox\nRUN echo first line && echo oops >&2 && exit 3\nRUN echo never\n" });
+    const result = build(dir);
+    expect(result.exitCode).toBe(3);
+    expect(result.stderr).toContain(`error: ${join(dir, "Dockerfile")}:2:1: RUN echo first line && echo oops >&2 && exit 3: process did not complete successfully: exit code 3`);
+    expect(result.stderr).toContain("    oops");
+    expect(result.stderr).not.toContain("never");
+  });
+
+  test("ENV, WORKDIR, USER by name and SHELL reach the container; the network is off", () => {
+    const dir = project({
+      Dockerfile: [
+        "FROM memobuild/busybox",
+        "ARG WHO=builder",
+        "ENV GREETING=hello",
+        "WORKDIR /work/dir",
+        "USER app",
+        'SHELL ["/bin/sh", "-e", "-c"]',
+        'RUN echo "$GREETING $WHO $(pwd) $(id -u):$(id -g) $(cat /proc/net/dev | wc -l)" > /tmp/out.txt',
+        "USER root",
+        "RUN cp /tmp/out.txt /result.txt",
+        'CMD ["cat", "/result.txt"]',
+      ].join("\n"),
+    });
+    mustBuild(dir, "-t", "env:test");
+    const out = runMemobuild(["run", "env:test", "--cache-dir", cacheDir]).stdout;
+    // Only the loopback device: 2 header lines + lo.
+    expect(out).toBe("hello builder /work/dir 1000:1000 3\n");
+  });
+
+  test("a cache mount persists across builds and never lands in a layer", () => {
+    const dockerfile = (n: number) =>
+      `FROM memobuild/busybox\nRUN --mount=type=cache,target=/var/cache/app,id=counter echo ${n} >> /var/cache/app/log && cat /var/cache/app/log | wc -l > /count\nCMD ["cat", "/count"]\n`;
+    const dir = project({ Dockerfile: dockerfile(1) });
+    mustBuild(dir, "-t", "cachemount:test");
+    writeFileSync(join(dir, "Dockerfile"), dockerfile(2));
+    mustBuild(dir, "-t", "cachemount:test");
+    expect(runMemobuild(["run", "cachemount:test", "--cache-dir", cacheDir]).stdout.trim()).toBe("2");
+    const ls = runMemobuild(["run", "cachemount:test", "--cache-dir", cacheDir, "--", "ls", "/var/cache"]);
+    expect(ls.stdout).toBe("");
+  });
+
+  test("tmpfs and bind mounts from the context and from a stage", () => {
+    const dir = project({
+      Dockerfile: [
+        "FROM memobuild/busybox AS tools",
+        "RUN mkdir /tools && echo tool-data > /tools/data",
+        "FROM memobuild/busybox",
+        "RUN --mount=type=tmpfs,target=/scratch --mount=type=bind,source=input,target=/in --mount=type=bind,from=tools,source=/tools,target=/t \\",
+        "    cat /in/msg /t/data > /combined && touch /scratch/x && ! touch /in/readonly 2>/dev/null",
+        'CMD ["cat", "/combined"]',
+      ].join("\n"),
+      "input/msg": "from-context\n",
+    });
+    mustBuild(dir, "-t", "mounts:test");
+    expect(runMemobuild(["run", "mounts:test", "--cache-dir", cacheDir]).stdout).toBe("from-context\ntool-data\n");
+    const ls = runMemobuild(["run", "mounts:test", "--cache-dir", cacheDir, "--", "ls", "/"]).stdout.split("\n");
+    for (const stub of ["in", "t", "scratch"]) expect(ls).not.toContain(stub);
+  });
+
+  test("a secret is readable in RUN and appears in no blob, key, log or metadata", () => {
+    const secretValue = "s3cr3t-" + Math.random().toString(36).slice(2);
+    const secretFile = join(work, "token");
+    writeFileSync(secretFile, secretValue);
+    const dir = project({
+      Dockerfile: "FROM memobuild/busybox\nRUN --mount=type=secret,id=token test \"$(cat /run/secrets/token)\" = " + secretValue + " && echo ok > /checked\n",
+    });
+    // The Dockerfile names the value only to check it; the secret itself travels by --secret.
+    writeFileSync(join(dir, "Dockerfile"), "FROM memobuild/busybox\nARG EXPECTED\nRUN --mount=type=secret,id=token test \"$(cat /run/secrets/token)\" = \"$(echo $EXPECTED | rev)\" && echo ok > /checked\n");
+    const reversed = [...secretValue].reverse().join("");
+    const result = build(dir, "--secret", `id=token,src=${secretFile}`, "--build-arg", `EXPECTED=${reversed}`);
+    expect(result.exitCode).toBe(0);
+    expect(result.stderr).not.toContain(secretValue);
+    expect(JSON.stringify(result.metadata)).not.toContain(secretValue);
+    const needle = Buffer.from(secretValue);
+    const blobs = join(cacheDir, "blobs/sha256");
+    for (const name of readdirSync(blobs)) {
+      let bytes = readFileSync(join(blobs, name));
+      if (bytes[0] === 0x1f && bytes[1] === 0x8b) bytes = gunzipSync(bytes);
+      expect(bytes.includes(needle)).toBe(false);
+    }
+    const grep = Bun.spawnSync(["grep", "-rl", secretValue, cacheDir], { stdout: "pipe" });
+    expect(grep.stdout.toString()).toBe("");
+  });
+});
+
+describe("COPY", () => {
+  test("--chown by name, --chmod, several sources, wildcards and heredocs", () => {
+    const dir = project({
+      Dockerfile: [
+        "FROM memobuild/busybox",
+        "COPY --chown=app:app --chmod=0750 a.sh b.sh /opt/bin/",
+        "COPY conf/*.ini /etc/app/",
+        "COPY <<EOF /etc/motd",
+        "welcome",
+        "EOF",
+        'CMD ["sh", "-c", "stat -c \'%U:%G %a %n\' /opt/bin/* /etc/app/* /etc/motd; cat /etc/motd"]',
+      ].join("\n"),
+      "a.sh": "a",
+      "b.sh": "b",
+      "conf/x.ini": "x",
+      "conf/y.ini": "y",
+      "conf/z.txt": "z",
+    });
+    mustBuild(dir, "-t", "copy:test");
+    expect(runMemobuild(["run", "copy:test", "--cache-dir", cacheDir]).stdout).toBe(
+      ["app:app 750 /opt/bin/a.sh", "app:app 750 /opt/bin/b.sh", "root:root 644 /etc/app/x.ini", "root:root 644 /etc/app/y.ini", "root:root 644 /etc/motd", "welcome", ""].join("\n"),
+    );
+  });
+
+  test("sources outside the context, missing or through a symlink out are errors", () => {
+    for (const [source, message] of [
+      ["../etc/passwd", 'source "../etc/passwd" is outside the build context'],
+      ["missing.txt", 'source "missing.txt" not found in the build context'],
+      ["escape/passwd", 'source "escape/passwd" leads outside the build context through symlink escape'],
+      ["rooted/passwd", 'source "rooted/passwd" not found in the build context'], // absolute links stay inside
+    ]) {
+      const dir = project({ Dockerfile: `FROM memobuild/busybox\nCOPY ${source} /x\n` });
+      Bun.spawnSync(["ln", "-s", "../../../../etc", join(dir, "escape")]);
+      Bun.spawnSync(["ln", "-s", "/etc", join(dir, "rooted")]);
+      const result = build(dir);
+      expect(result.exitCode).toBe(1);
+      expect(result.stderr).toContain(`${join(dir, "Dockerfile")}:2:1: COPY ${source} /x: ${message}`);
+    }
+  });
+
+  test("several sources need a directory destination", () => {
+    const dir = project({ Dockerfile: "FROM memobuild/busybox\nCOPY a b /dest\n", a: "", b: "" });
+    expect(build(dir).stderr).toContain("the destination must be a directory and end with a /");
+  });
+});
+
+describe("the cache survives kill -9", () => {
+  test("a build killed in the middle leaves a cache the next build uses", async () => {
+    const dir = project({ Dockerfile: "FROM memobuild/busybox\nRUN echo one > /one\nRUN sleep 30\nRUN echo three > /three\n" });
+    const child = Bun.spawn([memobuildBinary(), "build", dir, "--cache-dir", cacheDir, "--progress", "plain"], { stderr: "pipe", stdout: "ignore" });
+    // Wait until the sleep step is running, then kill the builder outright.
+    const reader = child.stderr.getReader();
+    let seen = "";
+    while (!seen.includes("RUN sleep 30")) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      seen += new TextDecoder().decode(value);
+    }
+    await Bun.sleep(300);
+    child.kill("SIGKILL");
+    await child.exited;
+    Bun.spawnSync(["pkill", "-9", "-f", "sleep 30"]);
+    // The next build reuses the finished step and completes the rest.
+    writeFileSync(join(dir, "Dockerfile"), "FROM memobuild/busybox\nRUN echo one > /one\nRUN sleep 0\nRUN echo three > /three\n");
+    const m = mustBuild(dir);
+    expect(statuses(m)["0/1"]).toBe("cached-local");
+    expect(executed(m)).toEqual(["0/2", "0/3"]);
+    expect(readdirSync(join(cacheDir, "tmp")).filter((n) => !n.startsWith(`${process.pid}-`))).toEqual([]);
+  }, 60_000);
+});
+
+describe("images", () => {
+  test("image import oci: of an exported layout, image ls and rm", () => {
+    const dir = project({ Dockerfile: "FROM memobuild/busybox\nRUN echo exported > /marker\n" });
+    const out = join(work, "export-oci");
+    const m = mustBuild(dir, "--output", `type=oci,dest=${out}`, "-t", "exported:v1");
+    const otherCache = join(work, "other-cache");
+    const imported = runMemobuild(["image", "import", `oci:${out}:exported:v1`, "-t", "imported:v1", "--cache-dir", otherCache]);
+    expect(imported.stdout).toBe(`imported:v1 ${m["containerimage.digest"]}\n`);
+    expect(runMemobuild(["run", "imported:v1", "--cache-dir", otherCache, "--", "cat", "/marker"]).stdout).toBe("exported\n");
+    expect(runMemobuild(["image", "ls", "--cache-dir", otherCache]).stdout).toMatch(/^REFERENCE +DIGEST +SIZE +ADDED\nimported:v1 +sha256:/);
+    expect(runMemobuild(["image", "rm", "imported:v1", "--cache-dir", otherCache]).stdout).toBe("untagged imported:v1\n");
+    expect(runMemobuild(["run", "imported:v1", "--cache-dir", otherCache]).stderr).toBe("memobuild: no image imported:v1 in the local store\n");
+  });
+
+  test("a base image that is not in the store is a clear error", () => {
+    const dir = project({ Dockerfile: "FROM nothere:1.0\nRUN true\n" });
+    const result = build(dir);
+    expect(result.exitCode).toBe(1);
+    expect(result.stderr).toContain("image nothere:1.0 is not in the local image store");
+  });
+});
