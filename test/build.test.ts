@@ -165,6 +165,31 @@ describe("incremental rebuilds", () => {
   });
 });
 
+describe("memobuild explain", () => {
+  test("says which steps would hit, and for each miss what changed", () => {
+    const dir = project({
+      Dockerfile: ["FROM memobuild/busybox AS base", "ARG MODE=fast", "COPY app/ /app/", "RUN echo $MODE > /mode", "FROM base", "COPY --from=base /mode /final-mode"].join("\n"),
+      "app/main.sh": "echo main\n",
+      "app/util.sh": "echo util\n",
+    });
+    mustBuild(dir);
+    const explain = (...args: string[]) => runMemobuild(["explain", dir, "--cache-dir", cacheDir, ...args]);
+    expect(explain().stdout).toEndWith("6 of 6 step(s) would come from the cache; 0 would run\n");
+
+    writeFileSync(join(dir, "app/main.sh"), "echo MAIN\n");
+    writeFileSync(join(dir, "app/new.sh"), "new\n");
+    Bun.spawnSync(["chmod", "755", join(dir, "app/util.sh")]);
+    const out = explain("--build-arg", "MODE=slow").stdout;
+    expect(out).toContain("hit   base/1       ARG MODE=slow\n");
+    expect(out).toContain("MISS  base/2       COPY app/ /app/\n        files changed: app/main.sh (content), app/new.sh (added), app/util.sh (mode)\n");
+    expect(out).toContain("MISS  base/3       RUN echo $MODE > /mode\n        build args or environment changed: MODE\n");
+    expect(out).toContain("MISS  1/1          COPY --from=base /mode /final-mode\n        the stage or image it reads changed (base)\n");
+    expect(JSON.parse(explain("--json").stdout).find((e: { id: string }) => e.id === "base/2").reasons[0]).toMatch(/^files changed/);
+    // explain runs nothing: a build afterwards still has everything to do.
+    expect(executed(mustBuild(dir))).toContain("base/2");
+  });
+});
+
 describe("RUN", () => {
   test("a failing RUN stops the build with its exit code, instruction, location and output", () => {
     const dir = project({ Dockerfile: "FROM memobuild/busybox\nRUN echo first line && echo oops >&2 && exit 3\nRUN echo never\n" });

@@ -6,6 +6,7 @@ import { ContextError } from "../context/errors.ts";
 import { BuildError } from "../solver/solver.ts";
 import { registerBuild } from "./commands/build.ts";
 import { registerContext } from "./commands/context.ts";
+import { registerExplain } from "./commands/explain.ts";
 import { registerImage } from "./commands/image.ts";
 import { registerRun } from "./commands/run.ts";
 import { registerGraph } from "./commands/graph.ts";
@@ -22,6 +23,7 @@ export function createProgram(): Command {
     .exitOverride();
   registerBuild(program);
   registerGraph(program);
+  registerExplain(program);
   registerContext(program);
   registerImage(program);
   registerRun(program);

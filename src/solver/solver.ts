@@ -40,6 +40,8 @@ export interface BuildOptions {
   secrets: Map<string, Buffer>;
   network: "none" | "host";
   progress: ProgressSink;
+  /** Compute every step's key and whether it hits, but run nothing and store nothing. */
+  dryRun?: boolean;
 }
 
 export interface StepResult {
@@ -52,8 +54,11 @@ export interface StepResult {
 }
 
 export interface BuildResult {
-  image: StoredImage;
+  /** Undefined for a dry run. */
+  image?: StoredImage;
   steps: StepResult[];
+  /** What each step's key was made from, by step id. */
+  inputs: Map<string, StepInputs>;
   plan: Plan;
   graph: BuildGraph;
 }
@@ -209,7 +214,7 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
             applyInstruction(next.config, instruction, next.configState);
             let record = store.lookupStep(key);
             if (!record) {
-              record = store.recordStep(key, null);
+              record = options.dryRun ? { key, diffId: null, created: Date.now() } : store.recordStep(key, null);
               status = "executed";
             }
             next.config.history!.push(historyEntry(step.text, true, dateOf(record.created)));
@@ -221,6 +226,12 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
             if (hit && hit.diffId) {
               diffId = hit.diffId;
               created = hit.created;
+            } else if (options.dryRun) {
+              status = "executed";
+              state = next;
+              results.push({ id: step.id, stage: stage.id, instruction: step.text, key, status, duration_ms: 0 });
+              inputsById.push({ id: step.id, key, inputs });
+              continue;
             } else {
               status = "executed";
               diffId = await executeStep(step, current, stage, {
@@ -266,12 +277,14 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
   for (const step of graph.pruned) {
     results.push({ id: step.id, stage: plan.stages[step.stage].id, instruction: step.text, key: "", status: "skipped", duration_ms: 0 });
   }
+  const inputsMap = new Map(inputsById.map((i) => [i.id, i.inputs]));
+  if (options.dryRun) return { steps: results, inputs: inputsMap, plan, graph };
   const final = states.get(graph.target.index)!;
   const config = cloneConfig(final.config);
   config.created = dateOf(latest);
   const image = storeImage(store, config, final.layers.map((l) => l.descriptor));
   store.recordBuildInputs(options.dockerfileAbsolute ?? options.dockerfilePath, graph.target.id, inputsById);
-  return { image, steps: results, plan, graph };
+  return { image, steps: results, inputs: inputsMap, plan, graph };
 }
 
 /** The per-file digests a step read, for `explain` (capped so huge contexts stay cheap). */

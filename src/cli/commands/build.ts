@@ -108,15 +108,16 @@ export function registerBuild(program: Command) {
           network: flags.network as "none" | "host",
           progress,
         });
-        for (const tag of tags) store.setImage(tag, result.image.manifestDigest);
-        for (const output of outputs) exportOciLayout(store, result.image, output.dest, tags.map(familiarReference));
+        const image = result.image!;
+        for (const tag of tags) store.setImage(tag, image.manifestDigest);
+        for (const output of outputs) exportOciLayout(store, image, output.dest, tags.map(familiarReference));
         if (flags.metadataFile) {
           writeFileSync(
             flags.metadataFile,
             JSON.stringify(
               {
-                "containerimage.digest": result.image.manifestDigest,
-                "containerimage.config.digest": result.image.manifest.config.digest,
+                "containerimage.digest": image.manifestDigest,
+                "containerimage.config.digest": image.manifest.config.digest,
                 "image.name": tags.join(","),
                 steps: result.steps,
               },
@@ -128,7 +129,7 @@ export function registerBuild(program: Command) {
         if (flags.progress !== "json") {
           const executed = result.steps.filter((s) => s.status === "executed").length;
           const cached = result.steps.filter((s) => s.status === "cached-local").length;
-          process.stderr.write(`image ${result.image.manifestDigest} (${executed} step(s) run, ${cached} cached)\n`);
+          process.stderr.write(`image ${image.manifestDigest} (${executed} step(s) run, ${cached} cached)\n`);
           for (const tag of tags) process.stderr.write(`naming to ${tag}\n`);
         }
       } finally {

@@ -1,0 +1,62 @@
+import type { Command } from "commander";
+import { resolve } from "node:path";
+import { LocalStore } from "../../cache/store.ts";
+import { resolveCacheDir, statCacheFile } from "../../config/cache-dir.ts";
+import { explainSteps } from "../../solver/explain.ts";
+import { silentProgress } from "../../solver/progress.ts";
+import { build } from "../../solver/solver.ts";
+import { collect, parseBuildArgs, readDockerfile } from "../inputs.ts";
+
+export function registerExplain(program: Command) {
+  program
+    .command("explain")
+    .summary("say, for every step, whether it would hit the cache and why not")
+    .description(
+      "Compute every step's cache key without running anything, and compare each step's inputs with the last " +
+        "build of the same Dockerfile and target: which files changed and how, which build arg, which base image " +
+        "digest, which stage, or only the parent step.",
+    )
+    .argument("[context]", "build context directory", ".")
+    .option("-f, --file <file>", "Dockerfile (default: CONTEXT/Dockerfile)")
+    .option("--target <stage>", "the stage to build (default: the last)")
+    .option("--build-arg <name=value>", "set a build-time variable (repeatable)", collect, [] as string[])
+    .option("--json", "print JSON")
+    .option("--cache-dir <dir>", "cache directory (default: $MEMOBUILD_CACHE_DIR or ~/.cache/memobuild)")
+    .action(async (context: string, flags: { file?: string; target?: string; buildArg: string[]; json?: boolean; cacheDir?: string }) => {
+      const input = readDockerfile(context, flags.file);
+      const cacheDir = resolveCacheDir(flags.cacheDir);
+      const store = LocalStore.open(cacheDir);
+      try {
+        const dockerfileAbsolute = flags.file === "-" ? undefined : resolve(input.displayPath);
+        const result = await build({
+          contextDir: input.contextDir,
+          dockerfileText: input.text,
+          dockerfilePath: input.displayPath,
+          dockerfileAbsolute,
+          buildArgs: parseBuildArgs(flags.buildArg),
+          target: flags.target,
+          noCache: false,
+          store,
+          statCacheFile: statCacheFile(cacheDir, input.contextDir),
+          secrets: new Map(),
+          network: "none",
+          progress: silentProgress,
+          dryRun: true,
+        });
+        const last = store.lastBuildInputs(dockerfileAbsolute ?? input.displayPath, result.graph.target.id);
+        const explanations = explainSteps(result.steps, result.inputs, last);
+        if (flags.json) {
+          process.stdout.write(JSON.stringify(explanations, null, 2) + "\n");
+          return;
+        }
+        const misses = explanations.filter((e) => !e.hit).length;
+        for (const e of explanations) {
+          process.stdout.write(`${e.hit ? "hit " : "MISS"}  ${e.id.padEnd(12)} ${e.instruction.split("\n")[0]}\n`);
+          if (!e.hit) for (const reason of e.reasons) process.stdout.write(`        ${reason}\n`);
+        }
+        process.stdout.write(`${explanations.length - misses} of ${explanations.length} step(s) would come from the cache; ${misses} would run\n`);
+      } finally {
+        store.close();
+      }
+    });
+}

@@ -1,0 +1,80 @@
+/**
+ * Why a step hits or misses: its inputs now against the inputs of the same step in the last
+ * build of this Dockerfile and target. The answer names what changed: files (added, removed,
+ * content, mode), build args and environment, the base image's digest, a stage it reads, the
+ * instruction itself, or only its parent.
+ */
+import type { StepInputs, StepResult } from "./solver.ts";
+
+export interface Explanation {
+  id: string;
+  instruction: string;
+  hit: boolean;
+  reasons: string[];
+}
+
+function diffRecords(before: Record<string, string>, after: Record<string, string>): string[] {
+  const changes: string[] = [];
+  for (const [path, now] of Object.entries(after)) {
+    const was = before[path];
+    if (was === undefined) changes.push(`${path} (added)`);
+    else if (was !== now) {
+      const [wasMode] = was.split(":");
+      const [nowMode] = now.split(":");
+      changes.push(`${path} (${wasMode !== nowMode && was.slice(wasMode.length) === now.slice(nowMode.length) ? "mode" : "content"})`);
+    }
+  }
+  for (const path of Object.keys(before)) if (!(path in after)) changes.push(`${path} (removed)`);
+  return changes;
+}
+
+function list(items: string[], limit = 8): string {
+  return items.length <= limit ? items.join(", ") : `${items.slice(0, limit).join(", ")} and ${items.length - limit} more`;
+}
+
+export function explainSteps(
+  steps: StepResult[],
+  now: Map<string, StepInputs>,
+  last: Map<string, { key: string; inputs: unknown }>,
+): Explanation[] {
+  const keyOwner = new Map<string, string>();
+  for (const step of steps) keyOwner.set(step.key, step.id);
+  const lastKeyOwner = new Map<string, string>();
+  for (const [id, record] of last) lastKeyOwner.set(record.key, id);
+
+  return steps
+    .filter((s) => s.status !== "skipped")
+    .map((step) => {
+      const hit = step.status !== "executed";
+      const current = now.get(step.id)!;
+      const previous = last.get(step.id);
+      const reasons: string[] = [];
+      if (hit) return { id: step.id, instruction: step.instruction, hit, reasons: ["cached"] };
+      if (!previous) {
+        reasons.push("no earlier build of this step to compare with (first build, or the steps moved)");
+        return { id: step.id, instruction: step.instruction, hit, reasons };
+      }
+      const before = previous.inputs as StepInputs;
+      if (before.instruction !== current.instruction) reasons.push(`the instruction changed (was: ${before.instruction.split("\n")[0]})`);
+      if (before.base !== current.base) reasons.push(`the base image changed: ${before.base ?? "none"} → ${current.base ?? "none"}`);
+      if (before.platform !== current.platform) reasons.push(`the platform changed: ${before.platform} → ${current.platform}`);
+      if (before.fromStage !== current.fromStage) {
+        const source = current.fromStage ? keyOwner.get(current.fromStage) : undefined;
+        reasons.push(`the stage or image it reads changed${source ? ` (${source.split("/")[0]})` : ""}`);
+      }
+      if (before.context?.digest !== current.context?.digest) {
+        const changes = diffRecords(before.context?.files ?? {}, current.context?.files ?? {});
+        reasons.push(changes.length ? `files changed: ${list(changes)}` : "the files it reads changed (owner or exclude patterns)");
+      }
+      const envBefore = new Map(before.env ?? []);
+      const envNow = new Map(current.env ?? []);
+      const envChanged = [...new Set([...envBefore.keys(), ...envNow.keys()])].filter((k) => envBefore.get(k) !== envNow.get(k)).sort();
+      if (envChanged.length) reasons.push(`build args or environment changed: ${list(envChanged)}`);
+      if (reasons.length === 0 && before.parent !== current.parent) {
+        const parent = current.parent ? keyOwner.get(current.parent) : undefined;
+        reasons.push(`its parent step changed${parent ? ` (${parent})` : ""}`);
+      }
+      if (reasons.length === 0) reasons.push("same inputs as the last build, but the result is no longer in the cache (pruned, or built with another cache)");
+      return { id: step.id, instruction: step.instruction, hit, reasons };
+    });
+}
