@@ -348,6 +348,34 @@ describe("the cache survives kill -9", () => {
   }, 60_000);
 });
 
+describe("memobuild cache", () => {
+  test("du, gc to a size, prune; named images survive", () => {
+    const own = join(work, "gc-cache");
+    const run = (...args: string[]) => {
+      const end = args.indexOf("--"); // options go before the container's command
+      return runMemobuild(end < 0 ? [...args, "--cache-dir", own] : [...args.slice(0, end), "--cache-dir", own, ...args.slice(end)]);
+    };
+    const base = join(work, "base-oci");
+    mustBuild(join(REPO_ROOT, "examples/base"), "--output", `type=oci,dest=${base}`, "-t", "memobuild/busybox:latest");
+    expect(run("image", "import", `oci:${base}:memobuild/busybox:latest`).exitCode).toBe(0);
+    const dir = project({ Dockerfile: "FROM memobuild/busybox\nRUN head -c 300000 /dev/urandom > /blob\nRUN echo done > /done\n" });
+    const buildHere = () => runMemobuild(["build", dir, "--cache-dir", own, "--metadata-file", join(work, "gc.json")]);
+    expect(buildHere().exitCode).toBe(0);
+    expect(run("cache", "du").stdout).toMatch(/^blobs .*\nsnapshots .*\ncache mounts .*\ntotal .*\n\d+ step result\(s\), \d+ layer\(s\), 1 named image\(s\)/);
+    expect(run("cache", "ls").stdout.split("\n").length).toBeGreaterThan(3);
+
+    const gc = run("cache", "gc", "--max-size", "0");
+    expect(gc.stdout).toMatch(/^removed [1-9]\d* step result\(s\) and 2 layer\(s\), freed/);
+    expect(run("run", "memobuild/busybox", "--", "echo", "base survives").stdout).toBe("base survives\n");
+    expect(buildHere().exitCode).toBe(0);
+    const again = JSON.parse(readFileSync(join(work, "gc.json"), "utf8")) as Metadata;
+    expect(executed(again)).toEqual(["0/1", "0/2"]);
+
+    expect(run("cache", "prune").stdout).toMatch(/^removed \d+ step result\(s\) and 2 layer\(s\)/);
+    expect(run("cache", "gc", "--max-size", "lots").stderr).toBe('memobuild: invalid size "lots": use bytes or a number with K, M, G or T\n');
+  }, 60_000);
+});
+
 describe("images", () => {
   test("image import oci: of an exported layout, image ls and rm", () => {
     const dir = project({ Dockerfile: "FROM memobuild/busybox\nRUN echo exported > /marker\n" });

@@ -10,6 +10,7 @@
  * and the database row that points to it is written after the rename. A crash at any moment
  * leaves, at worst, unreferenced files. Blobs are verified against their digest when read.
  */
+import { UserError } from "../errors.ts";
 import { Database } from "bun:sqlite";
 import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeSync } from "node:fs";
 import { join } from "node:path";
@@ -19,6 +20,7 @@ import { pipeline } from "node:stream/promises";
 import { Transform } from "node:stream";
 import { createGunzip } from "node:zlib";
 import { extractLayer } from "../snapshot/extract.ts";
+import { tryLockExclusive, tryLockShared, unlock } from "../snapshot/libc.ts";
 
 export interface LayerRecord {
   diffId: string;
@@ -59,7 +61,7 @@ CREATE TABLE IF NOT EXISTS builds (
 );
 `;
 
-export class BlobVerificationError extends Error {}
+export class BlobVerificationError extends UserError {}
 
 const hexOf = (digest: string) => {
   const match = /^sha256:([0-9a-f]{64})$/.exec(digest);
@@ -89,21 +91,49 @@ export class LocalStore {
     this.db.exec(SCHEMA);
   }
 
+  private lockFd?: number;
+
+  /**
+   * Opens the store for building: holds a shared lock that garbage collection must wait for,
+   * so it never deletes a layer a running build has mounted.
+   */
   static open(dir: string): LocalStore {
     const store = new LocalStore(dir);
+    store.lockFd = openSync(join(dir, "gc.lock"), "a");
+    while (!tryLockShared(store.lockFd)) Bun.sleepSync(50);
+    store.removeAbandonedStaging();
+    return store;
+  }
+
+  /** Opens the store for garbage collection: exclusive, so no build is running. */
+  static openExclusive(dir: string): LocalStore | undefined {
+    const store = new LocalStore(dir);
+    const fd = openSync(join(dir, "gc.lock"), "a");
+    if (!tryLockExclusive(fd)) {
+      closeSync(fd);
+      store.db.close();
+      return undefined;
+    }
+    store.lockFd = fd;
     store.removeAbandonedStaging();
     return store;
   }
 
   close() {
     this.db.close();
+    if (this.lockFd !== undefined) {
+      unlock(this.lockFd);
+      closeSync(this.lockFd);
+      this.lockFd = undefined;
+    }
   }
 
   /** Staging directories of processes that died (kill -9, power loss): unmount and delete. */
   private removeAbandonedStaging() {
     for (const name of readdirSync(this.tmpRoot)) {
       const pid = Number(name.split("-")[0]);
-      if (Number.isInteger(pid) && pid > 0 && processAlive(pid)) continue;
+      if (Number.isInteger(pid) && pid > 0 && pid !== process.pid && processAlive(pid)) continue;
+      if (pid === process.pid) continue;
       const path = join(this.tmpRoot, name);
       unmountBelow(path);
       rmSync(path, { recursive: true, force: true });

@@ -2,9 +2,10 @@
 import { Command, CommanderError } from "commander";
 import packageJson from "../../package.json" with { type: "json" };
 import { DockerfileError } from "../frontend/errors.ts";
-import { ContextError } from "../context/errors.ts";
+import { UserError } from "../errors.ts";
 import { BuildError } from "../solver/solver.ts";
 import { registerBuild } from "./commands/build.ts";
+import { registerCache } from "./commands/cache.ts";
 import { registerContext } from "./commands/context.ts";
 import { registerExplain } from "./commands/explain.ts";
 import { registerImage } from "./commands/image.ts";
@@ -27,6 +28,7 @@ export function createProgram(): Command {
   registerContext(program);
   registerImage(program);
   registerRun(program);
+  registerCache(program);
   const exitOverride = (command: Command) => {
     command.exitOverride();
     command.commands.forEach(exitOverride);
@@ -54,7 +56,7 @@ export async function main(argv: string[]): Promise<number> {
       process.stderr.write(`error: ${error.message}\n`);
       return error.exitCode;
     }
-    if (error instanceof ContextError) {
+    if (error instanceof UserError) {
       process.stderr.write(`memobuild: ${error.message}\n`);
       return 1;
     }

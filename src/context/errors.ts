@@ -1,7 +1,7 @@
 /** A problem with the build context: a path outside it, an unreadable file, a bad pattern. */
-export class ContextError extends Error {
+import { UserError } from "../errors.ts";
+export class ContextError extends UserError {
   constructor(message: string) {
     super(message);
-    this.name = "ContextError";
   }
 }

@@ -5,6 +5,7 @@
  * directory ending in "/"; a file goes inside an existing directory of the same name.
  * Parent directories that already exist below keep their mode and owner.
  */
+import { UserError } from "../errors.ts";
 import { chmodSync, copyFileSync, lchownSync, lstatSync, lutimesSync, mkdirSync, readdirSync, readlinkSync, symlinkSync, utimesSync, writeFileSync, type Stats } from "node:fs";
 import { join, posix } from "node:path";
 import type { BuildContext } from "../context/context.ts";
@@ -13,7 +14,7 @@ import { fsPath } from "../context/paths.ts";
 import type { Instruction } from "../frontend/instructions.ts";
 import type { LayerView } from "../snapshot/view.ts";
 
-export class CopyError extends Error {}
+export class CopyError extends UserError {}
 
 type Transfer = Extract<Instruction, { kind: "COPY" | "ADD" }>;
 

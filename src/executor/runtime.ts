@@ -4,6 +4,7 @@
  * the rest. On hosts that mix cgroup v1 and v2 (hybrid mode) crun refuses to start, so the
  * runtime is started in a private mount namespace with /sys/fs/cgroup/unified unmounted there.
  */
+import { UserError } from "../errors.ts";
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { randomBytes } from "node:crypto";
@@ -36,7 +37,7 @@ export interface RunOutput {
   tail: string[];
 }
 
-export class RuntimeError extends Error {}
+export class RuntimeError extends UserError {}
 
 /** Docker's default capability set for containers. */
 const CAPABILITIES = [

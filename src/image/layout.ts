@@ -2,6 +2,7 @@
  * OCI image layouts and Docker archives in and out of the local store: manifests, the OCI
  * layout exporter (`--output type=oci,dest=DIR`) and `memobuild image import`.
  */
+import { UserError } from "../errors.ts";
 import { copyFileSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { LocalStore } from "../cache/store.ts";
@@ -101,7 +102,7 @@ export function exportOciLayout(store: LocalStore, image: StoredImage, dest: str
   writeFileSync(join(dest, "index.json"), JSON.stringify({ schemaVersion: 2, mediaType: MEDIA.index, manifests } satisfies Index));
 }
 
-export class ImportError extends Error {}
+export class ImportError extends UserError {}
 
 function sha256File(path: string): string {
   const hasher = new Bun.CryptoHasher("sha256");

@@ -3,6 +3,7 @@
  * `me/app` → `docker.io/me/app:latest`; a registry host is a first component with a dot or a
  * port, or `localhost`. `name@sha256:…` pins a digest.
  */
+import { UserError } from "../errors.ts";
 
 export interface ImageReference {
   registry: string;
@@ -11,7 +12,7 @@ export interface ImageReference {
   digest?: string;
 }
 
-export class ReferenceError extends Error {}
+export class ReferenceError extends UserError {}
 
 const COMPONENT = /^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$/;
 const TAG = /^[\w][\w.-]{0,127}$/;

@@ -6,6 +6,7 @@
  * Modes (setuid included), owners, hardlinks, symlinks (absolute ones kept as they are),
  * devices, FIFOs and timestamps are kept.
  */
+import { UserError } from "../errors.ts";
 import {
   chmodSync,
   closeSync,
@@ -26,7 +27,7 @@ import { fsPath } from "../context/paths.ts";
 import { TarReader, type TarEntry } from "../image/tar.ts";
 import { mknod, OVERLAY_OPAQUE, S_IFBLK, S_IFCHR, S_IFIFO, setXattr } from "./libc.ts";
 
-export class UnsafeLayerError extends Error {}
+export class UnsafeLayerError extends UserError {}
 
 const WHITEOUT_PREFIX = ".wh.";
 const OPAQUE_MARKER = ".wh..wh..opq";

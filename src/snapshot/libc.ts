@@ -56,6 +56,7 @@ export function getXattr(path: string | Buffer, name: string): Buffer | undefine
 
 export const OVERLAY_OPAQUE = "trusted.overlay.opaque";
 
+const LOCK_SH = 1;
 const LOCK_EX = 2;
 const LOCK_NB = 4;
 const LOCK_UN = 8;
@@ -63,6 +64,11 @@ const LOCK_UN = 8;
 /** Takes an exclusive lock on an open file without waiting; false when another holds it. */
 export function tryLockExclusive(fd: number): boolean {
   return symbols().flock(fd, LOCK_EX | LOCK_NB) === 0;
+}
+
+/** Takes a shared lock without waiting; false when someone holds it exclusively. */
+export function tryLockShared(fd: number): boolean {
+  return symbols().flock(fd, LOCK_SH | LOCK_NB) === 0;
 }
 
 export function unlock(fd: number) {

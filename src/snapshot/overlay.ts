@@ -3,10 +3,11 @@
  * common parent (the cache's snapshots/ directory) so that long layer stacks fit in the mount
  * option page.
  */
+import { UserError } from "../errors.ts";
 import { mkdirSync } from "node:fs";
 import { basename, dirname } from "node:path";
 
-export class MountError extends Error {}
+export class MountError extends UserError {}
 
 export interface OverlaySpec {
   /** Snapshot directories, top-most first (overlayfs order). At least one. */

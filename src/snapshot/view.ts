@@ -3,6 +3,7 @@
  * overlayfs would merge them: whiteouts hide, opaque directories hide what is below them.
  * Enough to read /etc/passwd or ask "is /app a directory?" without mounting anything.
  */
+import { UserError } from "../errors.ts";
 import { lstatSync, readFileSync, type Stats } from "node:fs";
 import { join } from "node:path";
 import { getXattr, OVERLAY_OPAQUE } from "./libc.ts";
@@ -58,7 +59,7 @@ export interface ResolvedUser {
   additionalGids: number[];
 }
 
-export class UserResolutionError extends Error {}
+export class UserResolutionError extends UserError {}
 
 function parseDatabase(text: string | undefined): string[][] {
   return (text ?? "").split("\n").filter((line) => line && !line.startsWith("#")).map((line) => line.split(":"));

@@ -20,9 +20,10 @@ import { applyInstruction, cloneConfig, emptyConfig, historyEntry, type ImageCon
 import { loadImage, MEDIA, storeImage, type Descriptor, type StoredImage } from "../image/layout.ts";
 import { normalizeReference, ReferenceError } from "../image/reference.ts";
 import { packLayer } from "../snapshot/pack.ts";
-import { LayerView, resolveUser, UserResolutionError } from "../snapshot/view.ts";
+import { LayerView, resolveUser } from "../snapshot/view.ts";
 import { mountOverlay, unmount } from "../snapshot/overlay.ts";
-import { CopyError, executeCopy } from "../executor/copy.ts";
+import { executeCopy } from "../executor/copy.ts";
+import { UserError } from "../errors.ts";
 import { executeRun, RunFailedError } from "../executor/run.ts";
 import type { ProgressSink, StepStatus } from "./progress.ts";
 
@@ -261,7 +262,7 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
           progress({ type: "error", number: stepNumber, message: error.message });
           fail(`${error.message}${tail}`, error.exitCode || 1);
         }
-        if (error instanceof CopyError || error instanceof UserResolutionError || (error as Error).name === "ContextError") {
+        if (error instanceof UserError) {
           fail((error as Error).message);
         }
         throw error;

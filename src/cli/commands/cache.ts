@@ -1,0 +1,104 @@
+import type { Command } from "commander";
+import { collectGarbage, parseSize, prune, usage } from "../../cache/gc.ts";
+import { LocalStore } from "../../cache/store.ts";
+import { resolveCacheDir } from "../../config/cache-dir.ts";
+import { UsageError } from "../errors.ts";
+
+function human(bytes: number): string {
+  const units = ["B", "KiB", "MiB", "GiB", "TiB"];
+  let value = bytes;
+  let unit = 0;
+  while (value >= 1024 && unit < units.length - 1) {
+    value /= 1024;
+    unit++;
+  }
+  return unit === 0 ? `${value} B` : `${value.toFixed(1)} ${units[unit]}`;
+}
+
+function exclusive(cacheDir: string | undefined, fn: (store: LocalStore) => void) {
+  const store = LocalStore.openExclusive(resolveCacheDir(cacheDir));
+  if (!store) throw new UsageError("a build is using the cache right now; run this again when it has finished");
+  try {
+    fn(store);
+  } finally {
+    store.close();
+  }
+}
+
+export function registerCache(program: Command) {
+  const cache = program.command("cache").summary("inspect and trim the local build cache");
+
+  cache
+    .command("ls")
+    .summary("list cached step results, most recently used first")
+    .option("--cache-dir <dir>", "cache directory")
+    .action((flags: { cacheDir?: string }) => {
+      const store = LocalStore.open(resolveCacheDir(flags.cacheDir));
+      try {
+        const rows = store.db
+          .query("SELECT s.key, s.diff_id, s.last_used, l.size FROM steps s LEFT JOIN layers l ON l.diff_id = s.diff_id ORDER BY s.last_used DESC")
+          .all() as { key: string; diff_id: string | null; last_used: number; size: number | null }[];
+        process.stdout.write("KEY               LAYER                SIZE        LAST USED\n");
+        for (const row of rows) {
+          const layer = row.diff_id ? row.diff_id.slice(0, 19) : "(config only)";
+          const size = row.size === null ? "-" : human(row.size);
+          process.stdout.write(`${row.key.slice(0, 16)}  ${layer.padEnd(19)}  ${size.padStart(10)}  ${new Date(row.last_used).toISOString().slice(0, 19).replace("T", " ")}\n`);
+        }
+      } finally {
+        store.close();
+      }
+    });
+
+  cache
+    .command("du")
+    .summary("show how much space the cache uses")
+    .option("--cache-dir <dir>", "cache directory")
+    .action((flags: { cacheDir?: string }) => {
+      const store = LocalStore.open(resolveCacheDir(flags.cacheDir));
+      try {
+        const u = usage(store);
+        process.stdout.write(
+          [
+            `blobs (compressed layers, configs, manifests)  ${human(u.blobs)}`,
+            `snapshots (unpacked layers)                    ${human(u.snapshots)}`,
+            `cache mounts (RUN --mount=type=cache)          ${human(u.mounts)}`,
+            `total                                          ${human(u.total)}`,
+            `${u.steps} step result(s), ${u.layers} layer(s), ${u.images} named image(s) in ${store.dir}`,
+            "",
+          ].join("\n"),
+        );
+      } finally {
+        store.close();
+      }
+    });
+
+  cache
+    .command("gc")
+    .summary("evict least recently used results until the cache fits a size")
+    .requiredOption("--max-size <size>", "the size to fit in, e.g. 10GB or 500M")
+    .option("--cache-dir <dir>", "cache directory")
+    .action((flags: { maxSize: string; cacheDir?: string }) => {
+      let max: number;
+      try {
+        max = parseSize(flags.maxSize);
+      } catch (error) {
+        throw new UsageError((error as Error).message);
+      }
+      exclusive(flags.cacheDir, (store) => {
+        const result = collectGarbage(store, max);
+        process.stdout.write(`removed ${result.stepsRemoved} step result(s) and ${result.layersRemoved} layer(s), freed ${human(result.bytesFreed)}; now ${human(usage(store).total)}\n`);
+      });
+    });
+
+  cache
+    .command("prune")
+    .summary("remove every cached step result (named images stay)")
+    .option("--mounts", "also empty the RUN --mount=type=cache directories")
+    .option("--cache-dir <dir>", "cache directory")
+    .action((flags: { mounts?: boolean; cacheDir?: string }) =>
+      exclusive(flags.cacheDir, (store) => {
+        const result = prune(store, { mounts: flags.mounts === true });
+        process.stdout.write(`removed ${result.stepsRemoved} step result(s) and ${result.layersRemoved} layer(s), freed ${human(result.bytesFreed)}\n`);
+      }),
+    );
+}
