@@ -8,6 +8,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { gunzipSync } from "node:zlib";
 import { memobuildBinary, REPO_ROOT, runMemobuild, type RunResult } from "./support/binary.ts";
+import { TarWriter } from "../src/image/tar.ts";
 import { ociSchemaErrors } from "./support/oci-schema.ts";
 
 const work = mkdtempSync(join(tmpdir(), "memobuild-build-"));
@@ -315,6 +316,34 @@ describe("COPY", () => {
       expect(result.exitCode).toBe(1);
       expect(result.stderr).toContain(`${join(dir, "Dockerfile")}:2:1: COPY ${source} /x: ${message}`);
     }
+  });
+
+  test("ADD unpacks local tar archives (plain, gzip, xz), safely; --unpack=false copies them", () => {
+    const dir = project({ Dockerfile: "", "payload/bin/tool": "#!/bin/sh\necho tool\n", "payload/etc/conf": "conf\n" });
+    Bun.spawnSync(["chmod", "755", join(dir, "payload/bin/tool")]);
+    Bun.spawnSync(["tar", "-cf", join(dir, "plain.tar"), "-C", join(dir, "payload"), "."]);
+    Bun.spawnSync(["tar", "-czf", join(dir, "app.tar.gz"), "-C", join(dir, "payload"), "bin"]);
+    Bun.spawnSync(["tar", "-cJf", join(dir, "conf.tar.xz"), "-C", join(dir, "payload"), "etc"]);
+    writeFileSync(
+      join(dir, "Dockerfile"),
+      "FROM memobuild/busybox\nADD app.tar.gz /opt/\nADD conf.tar.xz /opt/\nADD plain.tar /plain\nADD --unpack=false app.tar.gz /kept/\n" +
+        'CMD ["sh", "-c", "/opt/bin/tool; cat /opt/etc/conf /plain/etc/conf; ls /kept"]\n',
+    );
+    mustBuild(dir, "-t", "add:test");
+    expect(runMemobuild(["run", "add:test", "--cache-dir", cacheDir]).stdout).toBe("tool\nconf\nconf\napp.tar.gz\n");
+
+    // An archive with a path that climbs out is refused.
+    const evil = project({ Dockerfile: "FROM memobuild/busybox\nADD evil.tar /x/\n" });
+    const chunks: Uint8Array[] = [];
+    const writer = new TarWriter((c: Uint8Array) => chunks.push(c));
+    writer.add({ name: "../../escaped", type: "file", mode: 0o644, uid: 0, gid: 0, size: 1, mtime: 0 });
+    writer.content(Buffer.from("x"));
+    writer.pad(1);
+    writer.finish();
+    writeFileSync(join(evil, "evil.tar"), Buffer.concat(chunks));
+    const result = build(evil);
+    expect(result.exitCode).toBe(1);
+    expect(result.stderr).toContain('escapes the layer root');
   });
 
   test("several sources need a directory destination", () => {

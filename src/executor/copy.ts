@@ -6,7 +6,12 @@
  * Parent directories that already exist below keep their mode and owner.
  */
 import { UserError } from "../errors.ts";
-import { chmodSync, copyFileSync, lchownSync, lstatSync, lutimesSync, mkdirSync, readdirSync, readlinkSync, symlinkSync, utimesSync, writeFileSync, type Stats } from "node:fs";
+import {
+  chmodSync, closeSync, copyFileSync, lchownSync, lstatSync, lutimesSync, mkdirSync, openSync, readdirSync, readFileSync, readlinkSync,
+  readSync, rmSync, symlinkSync, utimesSync, writeFileSync, type Stats,
+} from "node:fs";
+import { gunzipSync } from "node:zlib";
+import { extractLayer } from "../snapshot/extract.ts";
 import { join, posix } from "node:path";
 import type { BuildContext } from "../context/context.ts";
 import type { Ownership } from "../context/digest.ts";
@@ -22,7 +27,8 @@ type Transfer = Extract<Instruction, { kind: "COPY" | "ADD" }>;
 interface Item {
   /** Path in the image, absolute. */
   target: string;
-  type: "file" | "dir" | "symlink";
+  /** "archive": a local tar ADD unpacks into `target` (a directory). */
+  type: "file" | "dir" | "symlink" | "archive";
   mode: number;
   mtime: number;
   /** On-disk source for files. */
@@ -93,9 +99,16 @@ export function planCopy(inputs: CopyInputs): Item[] {
   if (roots.length + inlineCount > 1 && !dest.isDir) {
     throw new CopyError(`When using ${instruction.kind} with more than one source file, the destination must be a directory and end with a /`);
   }
+  const unpack = instruction.kind === "ADD" && instruction.unpack !== false;
   for (const root of roots) {
     const base = root.isDir ? dest.path : dest.isDir || inputs.view.isDirectory(dest.path) ? posix.join(dest.path, root.name) : dest.path;
-    items.push(...root.items(base));
+    const rootItems = root.items(base);
+    // ADD unpacks a local tar archive (plain, gzip, bzip2 or xz) into the destination directory.
+    if (unpack && !root.isDir && rootItems.length === 1 && rootItems[0].type === "file" && rootItems[0].source !== undefined && archiveKind(rootItems[0].source)) {
+      items.push({ ...rootItems[0], type: "archive", target: dest.path });
+      continue;
+    }
+    items.push(...rootItems);
   }
   for (const file of instruction.inline) {
     const target = dest.isDir || inputs.view.isDirectory(dest.path) ? posix.join(dest.path, file.name) : dest.path;
@@ -138,6 +151,49 @@ function listTree(path: string, base: string, stat: Stats): Item[] {
     for (const name of readdirSync(path).sort()) visit(join(path, name), posix.join(base, name), lstatSync(join(path, name)));
   } else visit(path, base, stat);
   return items;
+}
+
+type ArchiveKind = "tar" | "gzip" | "bzip2" | "xz";
+
+/** Recognizes an archive by its first bytes, as Docker does. */
+export function archiveKind(path: string | Buffer): ArchiveKind | undefined {
+  const head = Buffer.alloc(262);
+  const fd = openSync(path, "r");
+  let n: number;
+  try {
+    n = readSync(fd, head, 0, head.length, 0);
+  } finally {
+    closeSync(fd);
+  }
+  if (n >= 2 && head[0] === 0x1f && head[1] === 0x8b) return "gzip";
+  if (n >= 3 && head.toString("latin1", 0, 3) === "BZh") return "bzip2";
+  if (n >= 6 && head.subarray(0, 6).equals(Buffer.from([0xfd, 0x37, 0x7a, 0x58, 0x5a, 0x00]))) return "xz";
+  if (n >= 262 && head.toString("latin1", 257, 262) === "ustar") return "tar";
+  return undefined;
+}
+
+/** Unpacks an archive into `directory` (inside the layer), safely. */
+function unpackArchive(source: string | Buffer, directory: string, owner: Ownership | undefined, scratch: string) {
+  const kind = archiveKind(source)!;
+  let tar: string | Buffer = source;
+  if (kind !== "tar") {
+    mkdirSync(scratch, { recursive: true });
+    tar = join(scratch, `archive-${Math.random().toString(36).slice(2)}.tar`);
+    if (kind === "gzip") writeFileSync(tar, gunzipSync(readFileSync(source)));
+    else {
+      const tool = kind === "bzip2" ? "bzip2" : "xz";
+      const result = Bun.spawnSync([tool, "-dc"], { stdin: Bun.file(source.toString()), stdout: "pipe", stderr: "pipe" });
+      if (result.exitCode !== 0) throw new CopyError(`cannot decompress ${source}: ${result.stderr.toString().trim() || `${tool} is missing`}`);
+      writeFileSync(tar, result.stdout);
+    }
+  }
+  try {
+    extractLayer(tar.toString(), directory, { whiteouts: false, owner });
+  } catch (error) {
+    throw new CopyError(`ADD ${source}: ${(error as Error).message}`);
+  } finally {
+    if (tar !== source) rmSync(scratch, { recursive: true, force: true });
+  }
 }
 
 /** Writes the copy into `upper` (an empty snapshot directory). */
@@ -199,6 +255,10 @@ export function executeCopy(inputs: CopyInputs, upper: string) {
         symlinkSync(item.linkTarget ?? "", local);
         lchownSync(local, uid, gid);
         if (item.mtime) lutimesSync(local, item.mtime, item.mtime);
+        break;
+      case "archive":
+        ensureDirectory(item.target);
+        unpackArchive(item.source!, local, inputs.instruction.chown ? inputs.owner : undefined, upper + ".scratch");
         break;
     }
   }

@@ -47,7 +47,15 @@ export interface ExtractResult {
   entries: number;
 }
 
-export function extractLayer(tarPath: string, destination: string): ExtractResult {
+export interface ExtractOptions {
+  /** Turn `.wh.` entries into overlay whiteouts (layers); false for plain archives (ADD). */
+  whiteouts?: boolean;
+  /** Give every entry this owner instead of the archive's (ADD --chown). */
+  owner?: { uid: number; gid: number };
+}
+
+export function extractLayer(tarPath: string, destination: string, options: ExtractOptions = {}): ExtractResult {
+  const whiteouts = options.whiteouts ?? true;
   const root = Buffer.from(destination);
   const rootText = destination;
   const at = (relative: string) => fsPath(root, relative, rootText);
@@ -98,11 +106,15 @@ export function extractLayer(tarPath: string, destination: string): ExtractResul
       const parent = slash < 0 ? "" : path.slice(0, slash);
       const base = path.slice(slash + 1);
 
-      if (base === OPAQUE_MARKER) {
+      if (options.owner) {
+        entry.uid = options.owner.uid;
+        entry.gid = options.owner.gid;
+      }
+      if (whiteouts && base === OPAQUE_MARKER) {
         setXattr(at(parent), OVERLAY_OPAQUE, Buffer.from("y"));
         continue;
       }
-      if (base.startsWith(WHITEOUT_PREFIX)) {
+      if (whiteouts && base.startsWith(WHITEOUT_PREFIX)) {
         const hidden = (parent ? parent + "/" : "") + base.slice(WHITEOUT_PREFIX.length);
         cleanEntryName(hidden);
         clear(hidden, false);
