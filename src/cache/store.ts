@@ -14,11 +14,6 @@ import { UserError } from "../errors.ts";
 import { Database } from "bun:sqlite";
 import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeSync } from "node:fs";
 import { join } from "node:path";
-import { randomBytes } from "node:crypto";
-import { createReadStream, createWriteStream } from "node:fs";
-import { pipeline } from "node:stream/promises";
-import { Transform } from "node:stream";
-import { createGunzip } from "node:zlib";
 import { extractLayer } from "../snapshot/extract.ts";
 import { tryLockExclusive, tryLockShared, unlock } from "../snapshot/libc.ts";
 
@@ -142,7 +137,7 @@ export class LocalStore {
 
   /** A fresh staging directory owned by this process. */
   tempDir(label: string): string {
-    const path = join(this.tmpRoot, `${process.pid}-${randomBytes(6).toString("hex")}-${label}`);
+    const path = join(this.tmpRoot, `${process.pid}-${randomHex(6)}-${label}`);
     mkdirSync(path, { recursive: true });
     return path;
   }
@@ -171,7 +166,7 @@ export class LocalStore {
     const bytes = typeof data === "string" ? Buffer.from(data) : data;
     const digest = `sha256:${new Bun.CryptoHasher("sha256").update(bytes).digest("hex")}`;
     if (!this.hasBlob(digest)) {
-      const file = join(this.tmpRoot, `${process.pid}-${randomBytes(6).toString("hex")}.blob`);
+      const file = join(this.tmpRoot, `${process.pid}-${randomHex(6)}.blob`);
       const fd = openSync(file, "w", 0o644);
       writeSync(fd, bytes);
       fsyncSync(fd);
@@ -323,6 +318,11 @@ export class LocalStore {
 
 /** Decompresses a layer blob to `tarPath`, checking both the blob digest and the diff ID. */
 async function decompressVerified(blob: string, digest: string, tarPath: string, diffId: string, mediaType: string) {
+  // Loaded here, not at start-up: only unpacking a layer needs streams.
+  const { createReadStream, createWriteStream } = await import("node:fs");
+  const { pipeline } = await import("node:stream/promises");
+  const { Transform } = await import("node:stream");
+  const { createGunzip } = await import("node:zlib");
   const compressed = new Bun.CryptoHasher("sha256");
   const uncompressed = new Bun.CryptoHasher("sha256");
   const tap = (hasher: Bun.CryptoHasher) =>
@@ -353,4 +353,9 @@ export function unmountBelow(path: string) {
     return;
   }
   for (const point of mounts.sort().reverse()) Bun.spawnSync(["umount", "-l", point], { stderr: "ignore" });
+}
+
+/** Random hex for unique names (Web Crypto: no node:crypto to load at start-up). */
+function randomHex(bytes: number): string {
+  return Buffer.from(crypto.getRandomValues(new Uint8Array(bytes))).toString("hex");
 }

@@ -10,7 +10,6 @@ import {
   chmodSync, closeSync, copyFileSync, lchownSync, lstatSync, lutimesSync, mkdirSync, openSync, readdirSync, readFileSync, readlinkSync,
   readSync, rmSync, symlinkSync, utimesSync, writeFileSync, type Stats,
 } from "node:fs";
-import { gunzipSync } from "node:zlib";
 import { extractLayer } from "../snapshot/extract.ts";
 import { join, posix } from "node:path";
 import type { BuildContext } from "../context/context.ts";
@@ -179,7 +178,7 @@ function unpackArchive(source: string | Buffer, directory: string, owner: Owners
   if (kind !== "tar") {
     mkdirSync(scratch, { recursive: true });
     tar = join(scratch, `archive-${Math.random().toString(36).slice(2)}.tar`);
-    if (kind === "gzip") writeFileSync(tar, gunzipSync(readFileSync(source)));
+    if (kind === "gzip") writeFileSync(tar, Bun.gunzipSync(readFileSync(source)));
     else {
       const tool = kind === "bzip2" ? "bzip2" : "xz";
       const result = Bun.spawnSync([tool, "-dc"], { stdin: Bun.file(source.toString()), stdout: "pipe", stderr: "pipe" });

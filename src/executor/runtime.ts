@@ -7,7 +7,6 @@
 import { UserError } from "../errors.ts";
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { randomBytes } from "node:crypto";
 
 export interface RuntimeMount {
   destination: string;
@@ -101,7 +100,7 @@ export function runtimeConfig(spec: ContainerSpec): object {
 export async function runContainer(spec: ContainerSpec, bundleDir: string, onOutput: (line: string, stream: "stdout" | "stderr") => void): Promise<RunOutput> {
   const runtime = findRuntime();
   writeFileSync(join(bundleDir, "config.json"), JSON.stringify(runtimeConfig(spec)));
-  const id = `memobuild-${process.pid}-${randomBytes(4).toString("hex")}`;
+  const id = `memobuild-${process.pid}-${randomHex(4)}`;
   const command = hybridCgroups()
     ? ["unshare", "--mount", "--propagation", "private", "sh", "-c", 'umount /sys/fs/cgroup/unified 2>/dev/null; exec "$@"', "sh", runtime, "run", "--bundle", bundleDir, id]
     : [runtime, "run", "--bundle", bundleDir, id];
@@ -129,4 +128,9 @@ export async function runContainer(spec: ContainerSpec, bundleDir: string, onOut
   await Promise.all([pump(child.stdout, "stdout"), pump(child.stderr, "stderr")]);
   const exitCode = await child.exited;
   return { exitCode, tail };
+}
+
+/** Random hex for unique names (Web Crypto: no node:crypto to load at start-up). */
+function randomHex(bytes: number): string {
+  return Buffer.from(crypto.getRandomValues(new Uint8Array(bytes))).toString("hex");
 }

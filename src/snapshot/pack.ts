@@ -4,10 +4,7 @@
  * entries sorted by name, hardlinks kept; then gzip. Returns the diff ID (sha256 of the tar)
  * and the blob digest (sha256 of the gzip), both computed while writing.
  */
-import { closeSync, createReadStream, createWriteStream, lstatSync, openSync, readdirSync, readlinkSync, readSync, writeSync, type Dirent } from "node:fs";
-import { pipeline } from "node:stream/promises";
-import { Transform } from "node:stream";
-import { createGzip } from "node:zlib";
+import { closeSync, lstatSync, openSync, readdirSync, readlinkSync, readSync, writeSync, type Dirent } from "node:fs";
 import { fsPath } from "../context/paths.ts";
 import { TarWriter, type TarEntry } from "../image/tar.ts";
 import { getXattr, OVERLAY_OPAQUE } from "./libc.ts";
@@ -127,6 +124,10 @@ export function writeLayerTar(directory: string, tarPath: string, options: PackO
 
 /** gzip `tarPath` into `blobPath`, hashing the output. Deterministic for the same input. */
 export async function gzipLayer(tarPath: string, blobPath: string): Promise<{ digest: string; size: number }> {
+  const { createReadStream, createWriteStream } = await import("node:fs");
+  const { pipeline } = await import("node:stream/promises");
+  const { Transform } = await import("node:stream");
+  const { createGzip } = await import("node:zlib");
   const hasher = new Bun.CryptoHasher("sha256");
   let size = 0;
   const hash = new Transform({

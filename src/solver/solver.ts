@@ -19,7 +19,7 @@ import { blake3Hex } from "../hash/blake3.ts";
 import { applyInstruction, cloneConfig, emptyConfig, historyEntry, type ImageConfig, type StageConfigState } from "../image/config.ts";
 import { loadImage, MEDIA, storeImage, type Descriptor, type StoredImage } from "../image/layout.ts";
 import { normalizeReference, ReferenceError } from "../image/reference.ts";
-import { packLayer } from "../snapshot/pack.ts";
+import { writeLayerTar } from "../snapshot/pack.ts";
 import { LayerView, resolveUser } from "../snapshot/view.ts";
 import { mountOverlay, unmount } from "../snapshot/overlay.ts";
 import { executeCopy } from "../executor/copy.ts";
@@ -438,13 +438,14 @@ async function executeStep(step: Step, current: StageState, stage: Stage, x: Exe
       throw new Error(`${instruction.kind} has no executor`);
     }
     for (const target of mounted.splice(0)) unmount(target);
+    // Layers stay uncompressed in the cache (the blob is the tar; its digest is the diff ID), as
+    // in BuildKit: compressing every layer at build time cost seconds on large contexts.
     const tar = join(staging, "layer.tar");
-    const blob = join(staging, "layer.tar.gz");
     const epoch = process.env.SOURCE_DATE_EPOCH;
-    const packed = await packLayer(layerDir, tar, blob, epoch && /^\d+$/.test(epoch) ? { clampMtime: Number(epoch) } : {});
-    store.adoptBlob(blob, packed.digest);
+    const packed = writeLayerTar(layerDir, tar, epoch && /^\d+$/.test(epoch) ? { clampMtime: Number(epoch) } : {});
+    store.adoptBlob(tar, packed.diffId);
     store.adoptSnapshot(packed.diffId, layerDir);
-    store.recordLayer({ diffId: packed.diffId, digest: packed.digest, size: packed.size, uncompressedSize: packed.uncompressedSize, mediaType: MEDIA.layerGzip });
+    store.recordLayer({ diffId: packed.diffId, digest: packed.diffId, size: packed.size, uncompressedSize: packed.size, mediaType: MEDIA.layerTar });
     return packed.diffId;
   } finally {
     for (const target of mounted) unmount(target);
