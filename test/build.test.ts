@@ -166,6 +166,29 @@ describe("incremental rebuilds", () => {
   });
 });
 
+describe("independent stages build in parallel", () => {
+  // Each stage waits for the other's marker in a shared cache mount: they can only both
+  // finish if they run at the same time.
+  const rendezvous = (id: string) => (me: string, other: string) =>
+    `RUN --mount=type=cache,target=/sync,id=${id} touch /sync/${me} && i=0; while [ ! -e /sync/${other} ]; do i=$((i+1)); [ $i -gt 60 ] && exit 7; sleep 0.1; done; echo ${me} > /${me}`;
+  const dockerfile = (id: string) => {
+    const run = rendezvous(id);
+    return ["FROM memobuild/busybox AS a", run("a", "b"), "FROM memobuild/busybox AS b", run("b", "a"), "FROM memobuild/busybox", "COPY --from=a /a /a", "COPY --from=b /b /b"].join("\n");
+  };
+
+  test("with --jobs 2 (or the default) both stages run at once", () => {
+    const dir = project({ Dockerfile: dockerfile(`r-${Date.now()}`) });
+    const m = mustBuild(dir, "--jobs", "2");
+    expect(executed(m)).toEqual(["a/1", "b/1", "2/1", "2/2"]);
+  });
+
+  test("with --jobs 1 they run one after the other (and this rendezvous cannot complete)", () => {
+    const dir = project({ Dockerfile: dockerfile(`s-${Date.now()}`) });
+    const result = build(dir, "--jobs", "1");
+    expect(result.exitCode).toBe(7);
+  }, 30_000);
+});
+
 describe("memobuild explain", () => {
   test("says which steps would hit, and for each miss what changed", () => {
     const dir = project({

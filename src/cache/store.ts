@@ -15,7 +15,7 @@ import { Database } from "bun:sqlite";
 import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeSync } from "node:fs";
 import { join } from "node:path";
 import { extractLayer } from "../snapshot/extract.ts";
-import { tryLockExclusive, tryLockShared, unlock } from "../snapshot/libc.ts";
+import { tryLockExclusive, tryLockShared, umount, unlock } from "../snapshot/libc.ts";
 
 export interface LayerRecord {
   diffId: string;
@@ -352,7 +352,7 @@ export function unmountBelow(path: string) {
   } catch {
     return;
   }
-  for (const point of mounts.sort().reverse()) Bun.spawnSync(["umount", "-l", point], { stderr: "ignore" });
+  for (const point of mounts.sort().reverse()) umount(point, true);
 }
 
 /** Random hex for unique names (Web Crypto: no node:crypto to load at start-up). */

@@ -13,6 +13,8 @@ function open() {
     lsetxattr: { args: [FFIType.ptr, FFIType.ptr, FFIType.ptr, FFIType.u64, FFIType.i32], returns: FFIType.i32 },
     lgetxattr: { args: [FFIType.ptr, FFIType.ptr, FFIType.ptr, FFIType.u64], returns: FFIType.i64 },
     flock: { args: [FFIType.i32, FFIType.i32], returns: FFIType.i32 },
+    mount: { args: [FFIType.ptr, FFIType.ptr, FFIType.ptr, FFIType.u64, FFIType.ptr], returns: FFIType.i32 },
+    umount2: { args: [FFIType.ptr, FFIType.i32], returns: FFIType.i32 },
     __errno_location: { args: [], returns: FFIType.ptr },
     strerror: { args: [FFIType.i32], returns: FFIType.cstring },
   });
@@ -73,4 +75,27 @@ export function tryLockShared(fd: number): boolean {
 
 export function unlock(fd: number) {
   symbols().flock(fd, LOCK_UN);
+}
+
+export const MS_RDONLY = 1;
+export const MS_REMOUNT = 32;
+export const MS_BIND = 4096;
+export const MS_REC = 16384;
+const MNT_DETACH = 2;
+
+/** mount(2). Throws with the system's reason on failure. */
+export function mount(source: string, target: string, type: string | null, flags: number, data: string | null) {
+  const rc = symbols().mount(
+    ptr(cString(source)),
+    ptr(cString(target)),
+    type === null ? null : ptr(cString(type)),
+    flags,
+    data === null ? null : ptr(cString(data)),
+  );
+  if (rc !== 0) fail("mount", target);
+}
+
+/** umount2(2); `lazy` detaches a mount that is still busy. Returns false on failure. */
+export function umount(target: string, lazy = false): boolean {
+  return symbols().umount2(ptr(cString(target)), lazy ? MNT_DETACH : 0) === 0;
 }

@@ -6,6 +6,7 @@
 import { UserError } from "../errors.ts";
 import { mkdirSync } from "node:fs";
 import { basename, dirname } from "node:path";
+import { mount, MS_BIND, MS_RDONLY, MS_REC, MS_REMOUNT, umount } from "./libc.ts";
 
 export class MountError extends UserError {}
 
@@ -26,22 +27,28 @@ export function mountOverlay(spec: OverlaySpec) {
   const lowers = spec.lowers.map((l) => (cwd ? basename(l) : l)).join(":");
   let options = `lowerdir=${lowers}`;
   if (spec.upper && spec.work) options += `,upperdir=${spec.upper},workdir=${spec.work}`;
-  const result = Bun.spawnSync(["mount", "-t", "overlay", "overlay", "-o", options, spec.target], { cwd, stderr: "pipe" });
-  if (result.exitCode !== 0) {
-    throw new MountError(`mounting overlay at ${spec.target} failed: ${result.stderr.toString().trim() || `exit ${result.exitCode}`}`);
+  // mount(2) directly (no /bin/mount process); relative lower paths resolve from the cwd.
+  const previous = process.cwd();
+  try {
+    if (cwd) process.chdir(cwd);
+    mount("overlay", spec.target, "overlay", 0, options);
+  } catch (error) {
+    throw new MountError(`mounting overlay at ${spec.target} failed: ${(error as Error).message}`);
+  } finally {
+    if (cwd) process.chdir(previous);
   }
 }
 
 export function bindMount(source: string, target: string, readonly: boolean) {
-  const result = Bun.spawnSync(["mount", "--bind", source, target], { stderr: "pipe" });
-  if (result.exitCode !== 0) throw new MountError(`bind mount of ${source} failed: ${result.stderr.toString().trim()}`);
-  if (readonly) Bun.spawnSync(["mount", "-o", "remount,bind,ro", target]);
+  try {
+    mount(source, target, null, MS_BIND | MS_REC, null);
+    if (readonly) mount(source, target, null, MS_REMOUNT | MS_BIND | MS_RDONLY, null);
+  } catch (error) {
+    throw new MountError(`bind mount of ${source} failed: ${(error as Error).message}`);
+  }
 }
 
 export function unmount(target: string) {
-  const result = Bun.spawnSync(["umount", target], { stderr: "pipe" });
-  if (result.exitCode !== 0) {
-    // Something still holds it (a process that has not exited yet): detach it lazily.
-    Bun.spawnSync(["umount", "-l", target], { stderr: "ignore" });
-  }
+  // Something may still hold it (a process that has not exited yet): then detach it lazily.
+  if (!umount(target)) umount(target, true);
 }

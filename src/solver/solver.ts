@@ -6,6 +6,7 @@
  * is reused and nothing runs.
  */
 import { mkdirSync, rmSync } from "node:fs";
+import { availableParallelism } from "node:os";
 import { join } from "node:path";
 import type { LocalStore } from "../cache/store.ts";
 import { loadContext, type BuildContext } from "../context/context.ts";
@@ -43,6 +44,8 @@ export interface BuildOptions {
   progress: ProgressSink;
   /** Compute every step's key and whether it hits, but run nothing and store nothing. */
   dryRun?: boolean;
+  /** How many stages may build at once (default: the number of CPUs). */
+  jobs?: number;
 }
 
 export interface StepResult {
@@ -143,15 +146,18 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
   for (const name of plan.unusedBuildArgs) progress({ type: "warning", message: `build arg ${name} is not declared by any ARG` });
   const graph = buildGraph(plan, options.target);
 
-  let context: BuildContext | undefined;
-  const getContext = async () =>
-    (context ??= await loadContext({ contextDir: options.contextDir, dockerfile: options.dockerfileAbsolute, statCacheFile: options.statCacheFile }));
+  // One load of the context per build, shared by the stages that read it.
+  let context: Promise<BuildContext> | undefined;
+  const getContext = () =>
+    (context ??= loadContext({ contextDir: options.contextDir, dockerfile: options.dockerfileAbsolute, statCacheFile: options.statCacheFile }));
 
   const states = new Map<number, StageState>();
   const results: StepResult[] = [];
   const inputsById: { id: string; key: string; inputs: StepInputs }[] = [];
-  let number = 0;
+  // Step numbers follow the graph's order, whatever order stages finish in.
+  const numbers = new Map(graph.nodes.map((node, i) => [node.id, i + 1]));
   let latest = 0;
+  let aborted = false;
   const platformText = formatPlatform(platform);
 
   const layersOf = async (layers: LayerRef[]) => Promise.all(layers.map((l) => store.ensureSnapshot(l.diffId)));
@@ -160,11 +166,12 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
     return plan.stages.find((s, i) => i < before && (s.name === lower || String(s.index) === reference));
   };
 
-  for (const stage of graph.stages) {
+  const buildStage = async (stage: Stage) => {
     let state: StageState | undefined;
     for (const step of stage.steps) {
+      if (aborted) return; // another stage failed: stop at the next step
       const started = performance.now();
-      const stepNumber = ++number;
+      const stepNumber = numbers.get(step.id)!;
       const name = `[${stage.id} ${step.index + 1}/${stage.steps.length}] ${step.text.split("\n")[0]}`;
       const location = step.instruction.location;
       const fail = (message: string, exitCode = 1): never => {
@@ -273,7 +280,19 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
       inputsById.push({ id: step.id, key: state!.key, inputs });
     }
     states.set(stage.index, state!);
-  }
+  };
+
+  await scheduleStages(graph.stages, plan, Math.max(1, options.jobs ?? availableParallelism()), async (stage) => {
+    try {
+      await buildStage(stage);
+    } catch (error) {
+      aborted = true;
+      throw error;
+    }
+  });
+  // Report steps in the graph's order.
+  results.sort((a, b) => (numbers.get(a.id) ?? 0) - (numbers.get(b.id) ?? 0));
+  inputsById.sort((a, b) => (numbers.get(a.id) ?? 0) - (numbers.get(b.id) ?? 0));
 
   for (const step of graph.pruned) {
     results.push({ id: step.id, stage: plan.stages[step.stage].id, instruction: step.text, key: "", status: "skipped", duration_ms: 0 });
@@ -451,6 +470,50 @@ async function executeStep(step: Step, current: StageState, stage: Stage, x: Exe
     for (const target of mounted) unmount(target);
     rmSync(staging, { recursive: true, force: true });
   }
+}
+
+/**
+ * Runs `buildStage` for every stage once the stages it reads (its base, COPY --from,
+ * RUN --mount from) are built, with at most `jobs` stages at once. The first failure is
+ * thrown after the stages already running have stopped.
+ */
+export async function scheduleStages(stages: Stage[], plan: Plan, jobs: number, buildStage: (stage: Stage) => Promise<void>) {
+  const included = new Set(stages.map((s) => s.index));
+  const done = new Map<number, Promise<void>>();
+  let running = 0;
+  const waiting: (() => void)[] = [];
+  const slot = async () => {
+    while (running >= jobs) await new Promise<void>((resolve) => waiting.push(resolve));
+    running++;
+  };
+  const release = () => {
+    running--;
+    waiting.shift()?.();
+  };
+  const dependencies = (stage: Stage) => {
+    const deps = new Set<number>();
+    if (stage.base.kind === "stage") deps.add(stage.base.index);
+    for (const step of stage.steps) for (const read of step.reads) deps.add(read);
+    return [...deps].filter((d) => included.has(d));
+  };
+  for (const stage of stages) {
+    const deps = dependencies(stage).map((d) => done.get(d)!);
+    done.set(
+      stage.index,
+      (async () => {
+        await Promise.all(deps);
+        await slot();
+        try {
+          await buildStage(stage);
+        } finally {
+          release();
+        }
+      })(),
+    );
+  }
+  const results = await Promise.allSettled(done.values());
+  const failure = results.find((r) => r.status === "rejected") as PromiseRejectedResult | undefined;
+  if (failure) throw failure.reason;
 }
 
 /** Snapshot paths of layers already unpacked (stages built earlier in this build). */

@@ -22,6 +22,7 @@ interface BuildFlags {
   cacheDir?: string;
   secret: string[];
   network: string;
+  jobs?: string;
 }
 
 /** `type=oci,dest=DIR` → { type, dest }. */
@@ -76,9 +77,12 @@ export function registerBuild(program: Command) {
     .option("--cache-dir <dir>", "cache directory (default: $MEMOBUILD_CACHE_DIR or ~/.cache/memobuild)")
     .option("--secret <spec>", "id=ID,src=PATH (or env=VAR): a secret for RUN --mount=type=secret (repeatable)", collect, [] as string[])
     .option("--network <mode>", "network for RUN: none|host", "none")
+    .option("--jobs <n>", "how many independent stages may build at once (default: the number of CPUs)")
     .action(async (context: string, flags: BuildFlags) => {
       if (!["auto", "plain", "json"].includes(flags.progress)) throw new UsageError(`--progress must be auto, plain or json`);
       if (!["none", "host"].includes(flags.network)) throw new UsageError(`--network must be none or host`);
+      const jobs = flags.jobs === undefined ? undefined : Number(flags.jobs);
+      if (jobs !== undefined && (!Number.isInteger(jobs) || jobs < 1)) throw new UsageError(`--jobs must be a whole number of at least 1`);
       const outputs = flags.output.map(parseOutput);
       const tags = flags.tag.map((tag) => {
         try {
@@ -107,6 +111,7 @@ export function registerBuild(program: Command) {
           secrets,
           network: flags.network as "none" | "host",
           progress,
+          jobs,
         });
         const image = result.image!;
         for (const tag of tags) store.setImage(tag, image.manifestDigest);

@@ -7,10 +7,10 @@ import { familiarReference, normalizeReference } from "../../image/reference.ts"
 import { UsageError } from "../errors.ts";
 import { collect } from "../inputs.ts";
 
-function withStore<T>(cacheDirFlag: string | undefined, fn: (store: LocalStore) => T): T {
+async function withStore<T>(cacheDirFlag: string | undefined, fn: (store: LocalStore) => T | Promise<T>): Promise<T> {
   const store = LocalStore.open(resolveCacheDir(cacheDirFlag));
   try {
-    return fn(store);
+    return await fn(store);
   } finally {
     store.close();
   }
@@ -33,8 +33,8 @@ export function registerImage(program: Command) {
     .argument("<source>", "oci:DIR[:NAME] (NAME picks the image by its ref.name) or docker-archive:FILE")
     .option("-t, --tag <ref>", "name it in the store (repeatable; default: the name in the source)", collect, [] as string[])
     .option("--cache-dir <dir>", "cache directory (default: $MEMOBUILD_CACHE_DIR or ~/.cache/memobuild)")
-    .action((source: string, flags: { tag: string[]; cacheDir?: string }) =>
-      withStore(flags.cacheDir, (store) => {
+    .action(async (source: string, flags: { tag: string[]; cacheDir?: string }) =>
+      withStore(flags.cacheDir, async (store) => {
         let manifestDigest: string;
         let names: string[];
         if (source.startsWith("oci:")) {
@@ -54,6 +54,8 @@ export function registerImage(program: Command) {
         }
         const refs = (flags.tag.length ? flags.tag : names).map(normalized);
         if (refs.length === 0) throw new UsageError(`the image has no name: give one with --tag NAME (it is ${manifestDigest})`);
+        // Unpack (and verify) the layers now, as docker import does, so builds start at once.
+        for (const diffId of loadImage(store, manifestDigest).config.rootfs.diff_ids) await store.ensureSnapshot(diffId);
         for (const ref of refs) {
           store.setImage(ref, manifestDigest);
           process.stdout.write(`${familiarReference(ref)} ${manifestDigest}\n`);
