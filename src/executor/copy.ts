@@ -11,6 +11,8 @@ import {
   readSync, rmSync, symlinkSync, utimesSync, writeFileSync, type Stats,
 } from "node:fs";
 import { extractLayer } from "../snapshot/extract.ts";
+import { IgnoreMatcher } from "../context/dockerignore.ts";
+import { isUrl, urlFileName, type Download } from "./download.ts";
 import { join, posix } from "node:path";
 import type { BuildContext } from "../context/context.ts";
 import type { Ownership } from "../context/digest.ts";
@@ -45,6 +47,8 @@ export interface CopyInputs {
   /** Where sources come from: the build context, or a directory (a stage's or image's rootfs). */
   context?: BuildContext;
   sourceRoot?: string;
+  /** ADD's URL sources, already fetched (and checked). */
+  downloads?: Download[];
 }
 
 export function destinationOf(instruction: Transfer, workdir: string): { path: string; isDir: boolean } {
@@ -57,10 +61,20 @@ export function planCopy(inputs: CopyInputs): Item[] {
   const { instruction } = inputs;
   const dest = destinationOf(instruction, inputs.workdir);
   const items: Item[] = [];
-  const roots: { name: string; items: (base: string) => Item[]; isDir: boolean }[] = [];
+  /** `relative`: the source's path from the context (or source) root, for --parents. */
+  const roots: { name: string; relative: string; items: (base: string) => Item[]; isDir: boolean }[] = [];
 
-  if (inputs.context && !inputs.sourceRoot) {
-    const selection = inputs.context.select(instruction.sources.length ? instruction.sources : [], { excludes: instruction.excludes });
+  for (const download of inputs.downloads ?? []) {
+    roots.push({
+      name: urlFileName(download.url),
+      relative: urlFileName(download.url),
+      isDir: false,
+      items: (base) => [{ target: base, type: "file", mode: 0o600, mtime: download.mtime, source: download.file }],
+    });
+  }
+  const localSources = instruction.sources.filter((s) => !isUrl(s));
+  if (inputs.context && !inputs.sourceRoot && localSources.length > 0) {
+    const selection = inputs.context.select(localSources, { excludes: instruction.excludes });
     for (const root of selection.roots) {
       const entry = root.path === "" ? undefined : inputs.context.byPath.get(root.path)!;
       const isDir = (entry?.type ?? "dir") === "dir";
@@ -69,6 +83,7 @@ export function planCopy(inputs: CopyInputs): Item[] {
       const rootBuffer = Buffer.from(inputs.context.root);
       roots.push({
         name: root.path.slice(root.path.lastIndexOf("/") + 1),
+        relative: pivoted(root.source, Buffer.from(root.path, "latin1").toString("utf8")),
         isDir,
         items: (base) =>
           members.map((e) => {
@@ -89,7 +104,13 @@ export function planCopy(inputs: CopyInputs): Item[] {
     for (const source of instruction.sources) {
       for (const found of resolveInDirectory(inputs.sourceRoot, source)) {
         const stat = lstatSync(found.path);
-        roots.push({ name: posix.basename(found.relative) || "", isDir: stat.isDirectory(), items: (base) => listTree(found.path, base, stat) });
+        const excluded = instruction.excludes.length ? excludeMatcher(instruction.excludes) : undefined;
+        roots.push({
+          name: posix.basename(found.relative) || "",
+          relative: pivoted(source, found.relative.replace(/^\/+/, "")),
+          isDir: stat.isDirectory(),
+          items: (base) => listTree(found.path, base, stat, excluded),
+        });
       }
     }
   }
@@ -99,11 +120,19 @@ export function planCopy(inputs: CopyInputs): Item[] {
     throw new CopyError(`When using ${instruction.kind} with more than one source file, the destination must be a directory and end with a /`);
   }
   const unpack = instruction.kind === "ADD" && instruction.unpack !== false;
+  const parents = instruction.kind === "COPY" && instruction.parents;
   for (const root of roots) {
-    const base = root.isDir ? dest.path : dest.isDir || inputs.view.isDirectory(dest.path) ? posix.join(dest.path, root.name) : dest.path;
+    const base = parents
+      ? posix.join(dest.path, root.relative) // --parents keeps the source's directories
+      : root.isDir
+        ? dest.path
+        : dest.isDir || inputs.view.isDirectory(dest.path)
+          ? posix.join(dest.path, root.name)
+          : dest.path;
     const rootItems = root.items(base);
     // ADD unpacks a local tar archive (plain, gzip, bzip2 or xz) into the destination directory.
-    if (unpack && !root.isDir && rootItems.length === 1 && rootItems[0].type === "file" && rootItems[0].source !== undefined && archiveKind(rootItems[0].source)) {
+    const fromUrl = inputs.downloads?.some((d) => d.file === rootItems[0]?.source);
+    if (unpack && !fromUrl && !root.isDir && rootItems.length === 1 && rootItems[0].type === "file" && rootItems[0].source !== undefined && archiveKind(rootItems[0].source)) {
       items.push({ ...rootItems[0], type: "archive", target: dest.path });
       continue;
     }
@@ -133,9 +162,25 @@ function resolveInDirectory(root: string, source: string): { path: string; relat
   return matches.map((m) => ({ path: join(root, m), relative: "/" + m }));
 }
 
-function listTree(path: string, base: string, stat: Stats): Item[] {
+/**
+ * The part of a source path --parents keeps: all of it, or what follows a `/./` pivot
+ * (`COPY --parents ./build/./bin/app /dst/` lands `/dst/bin/app`).
+ */
+function pivoted(source: string, path: string): string {
+  const pivot = source.indexOf("/./");
+  if (pivot < 0) return path;
+  const prefix = posix.normalize(source.slice(0, pivot)).replace(/^\.?\/*/, "");
+  return prefix && path.startsWith(prefix + "/") ? path.slice(prefix.length + 1) : path;
+}
+
+function excludeMatcher(patterns: string[]): IgnoreMatcher {
+  return new IgnoreMatcher(patterns.map((p) => (p.startsWith("!") ? { pattern: p.slice(1), exclusion: true } : { pattern: p, exclusion: false })));
+}
+
+function listTree(path: string, base: string, stat: Stats, excluded?: IgnoreMatcher): Item[] {
   const items: Item[] = [];
   const visit = (current: string, target: string, s: Stats) => {
+    if (excluded && target !== base && excluded.match(posix.relative(base, target)).excluded) return;
     const mtime = Math.floor(s.mtimeMs / 1000);
     if (s.isDirectory()) {
       items.push({ target, type: "dir", mode: s.mode & 0o7777, mtime });

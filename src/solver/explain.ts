@@ -66,6 +66,7 @@ export function explainSteps(
         const changes = diffRecords(before.context?.files ?? {}, current.context?.files ?? {});
         reasons.push(changes.length ? `files changed: ${list(changes)}` : "the files it reads changed (owner or exclude patterns)");
       }
+      if (JSON.stringify(before.urls ?? []) !== JSON.stringify(current.urls ?? [])) reasons.push("a URL it adds served different content (or its --checksum changed)");
       const envBefore = new Map(before.env ?? []);
       const envNow = new Map(current.env ?? []);
       const envChanged = [...new Set([...envBefore.keys(), ...envNow.keys()])].filter((k) => envBefore.get(k) !== envNow.get(k)).sort();

@@ -26,6 +26,7 @@ import { mountOverlay, unmount } from "../snapshot/overlay.ts";
 import { executeCopy } from "../executor/copy.ts";
 import { UserError } from "../errors.ts";
 import { executeRun, RunFailedError } from "../executor/run.ts";
+import { Downloads, isUrl } from "../executor/download.ts";
 import type { ProgressSink, StepStatus } from "./progress.ts";
 
 export interface BuildOptions {
@@ -98,6 +99,8 @@ export interface StepInputs {
   fromStage?: string;
   context?: { digest: string; files: Record<string, string> };
   env?: [string, string][];
+  /** ADD URL sources: their checksum, or the sha256 of what they served. */
+  urls?: string[];
 }
 
 export function stepKey(inputs: StepInputs): string {
@@ -154,6 +157,8 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
   const states = new Map<number, StageState>();
   const results: StepResult[] = [];
   const inputsById: { id: string; key: string; inputs: StepInputs }[] = [];
+  let downloadDir: string | undefined;
+  const downloads = new Downloads(() => (downloadDir ??= store.tempDir("downloads")));
   // Step numbers follow the graph's order, whatever order stages finish in.
   const numbers = new Map(graph.nodes.map((node, i) => [node.id, i + 1]));
   let latest = 0;
@@ -208,10 +213,21 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
               const source = stageByReference(from, stage.index);
               inputs.fromStage = source ? states.get(source.index)!.key : resolveImage(from)?.manifestDigest ?? fail(`--from=${from}: no such stage, and no image ${from} in the local store`);
             } else if (instruction.sources.length > 0) {
-              if (instruction.sources.some((s) => /^[a-z]+:\/\//i.test(s))) fail("ADD from URLs is not supported yet");
-              const owner = await ownerFor(instruction.chown, current, layersOf, fail);
-              const selection = (await getContext()).select(instruction.sources, { excludes: instruction.excludes, owner });
-              inputs.context = { digest: selection.digest, files: fileDigests(selection.entries) };
+              const urls = instruction.sources.filter(isUrl);
+              if (urls.length > 0 && instruction.kind !== "ADD") fail("COPY does not fetch URLs; use ADD");
+              if (instruction.kind === "ADD" && instruction.checksum && urls.length !== 1) fail("--checksum needs exactly one URL source");
+              // With --checksum the key needs no download; without, the content decides.
+              if (urls.length) {
+                inputs.urls = instruction.kind === "ADD" && instruction.checksum
+                  ? [instruction.checksum]
+                  : await Promise.all(urls.map(async (url) => (await downloads.fetch(url)).digest));
+              }
+              const local = instruction.sources.filter((s) => !isUrl(s));
+              if (local.length) {
+                const owner = await ownerFor(instruction.chown, current, layersOf, fail);
+                const selection = (await getContext()).select(local, { excludes: instruction.excludes, owner });
+                inputs.context = { digest: selection.digest, files: fileDigests(selection.entries) };
+              }
             }
           }
           const key = stepKey(inputs);
@@ -251,6 +267,7 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
                 stageByReference,
                 onOutput: (line) => progress({ type: "output", number: stepNumber, step: step.id, line }),
                 fail,
+                downloads,
               });
               created = store.recordStep(key, diffId).created;
             }
@@ -282,14 +299,18 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
     states.set(stage.index, state!);
   };
 
-  await scheduleStages(graph.stages, plan, Math.max(1, options.jobs ?? availableParallelism()), async (stage) => {
-    try {
-      await buildStage(stage);
-    } catch (error) {
-      aborted = true;
-      throw error;
-    }
-  });
+  try {
+    await scheduleStages(graph.stages, plan, Math.max(1, options.jobs ?? availableParallelism()), async (stage) => {
+      try {
+        await buildStage(stage);
+      } catch (error) {
+        aborted = true;
+        throw error;
+      }
+    });
+  } finally {
+    if (downloadDir) rmSync(downloadDir, { recursive: true, force: true });
+  }
   // Report steps in the graph's order.
   results.sort((a, b) => (numbers.get(a.id) ?? 0) - (numbers.get(b.id) ?? 0));
   inputsById.sort((a, b) => (numbers.get(a.id) ?? 0) - (numbers.get(b.id) ?? 0));
@@ -394,6 +415,7 @@ interface ExecuteContext {
   stageByReference: (reference: string, before: number) => Stage | undefined;
   onOutput: (line: string) => void;
   fail: (message: string) => never;
+  downloads: Downloads;
 }
 
 /** Runs a RUN/COPY/ADD step and stores its layer; returns the layer's diff ID. */
@@ -442,14 +464,19 @@ async function executeStep(step: Step, current: StageState, stage: Stage, x: Exe
         }
       }
       mkdirSync(layerDir, { recursive: true });
+      const urls = instruction.sources.filter(isUrl);
+      const checksum = instruction.kind === "ADD" ? instruction.checksum : undefined;
+      const fetched = await Promise.all(urls.map((url) => x.downloads.fetch(url, checksum)));
+      const needsContext = !sourceRoot && instruction.sources.some((s) => !isUrl(s));
       executeCopy(
         {
           instruction,
           workdir: current.config.config.WorkingDir || "/",
           view,
           owner,
-          context: sourceRoot ? undefined : await x.getContext(),
+          context: needsContext ? await x.getContext() : undefined,
           sourceRoot,
+          downloads: fetched,
         },
         layerDir,
       );

@@ -1,0 +1,74 @@
+/**
+ * ADD from a URL: each URL is fetched once per build, hashed while it streams to a staging
+ * file, and checked against `--checksum` when one is given. A step with a checksum keys on the
+ * checksum alone, so a cache hit needs no download at all.
+ */
+import { closeSync, openSync, writeSync } from "node:fs";
+import { join } from "node:path";
+import { UserError } from "../errors.ts";
+
+export interface Download {
+  url: string;
+  file: string;
+  /** `sha256:<hex>` of the content. */
+  digest: string;
+  /** Seconds since the epoch, from Last-Modified (0 when the server gives none). */
+  mtime: number;
+}
+
+export class DownloadError extends UserError {}
+
+export const isUrl = (source: string) => /^https?:\/\//i.test(source);
+
+export class Downloads {
+  private readonly pending = new Map<string, Promise<Download>>();
+  private count = 0;
+
+  constructor(private readonly directory: () => string) {}
+
+  fetch(url: string, checksum?: string): Promise<Download> {
+    let download = this.pending.get(url);
+    if (!download) {
+      download = this.fetchOnce(url);
+      this.pending.set(url, download);
+    }
+    return checksum ? download.then((d) => verify(d, checksum)) : download;
+  }
+
+  private async fetchOnce(url: string): Promise<Download> {
+    let response: Response;
+    try {
+      response = await fetch(url, { redirect: "follow" });
+    } catch (error) {
+      throw new DownloadError(`cannot fetch ${url}: ${(error as Error).message}`);
+    }
+    if (!response.ok || !response.body) throw new DownloadError(`cannot fetch ${url}: HTTP ${response.status} ${response.statusText}`);
+    const file = join(this.directory(), `download-${++this.count}`);
+    const fd = openSync(file, "w", 0o600);
+    const hashers = { sha256: new Bun.CryptoHasher("sha256"), sha384: new Bun.CryptoHasher("sha384"), sha512: new Bun.CryptoHasher("sha512") };
+    try {
+      for await (const chunk of response.body) {
+        for (const hasher of Object.values(hashers)) hasher.update(chunk);
+        writeSync(fd, chunk);
+      }
+    } finally {
+      closeSync(fd);
+    }
+    const modified = response.headers.get("last-modified");
+    const digests = Object.fromEntries(Object.entries(hashers).map(([name, h]) => [name, `${name}:${h.digest("hex")}`]));
+    return { url, file, digest: digests.sha256, mtime: modified ? Math.floor(Date.parse(modified) / 1000) || 0 : 0, ...{ all: digests } } as Download;
+  }
+}
+
+function verify(download: Download, checksum: string): Download {
+  const algorithm = checksum.split(":")[0];
+  const actual = (download as Download & { all: Record<string, string> }).all[algorithm];
+  if (actual !== checksum) throw new DownloadError(`checksum mismatch for ${download.url}: expected ${checksum}, got ${actual}`);
+  return download;
+}
+
+/** The file name an ADD of `url` lands as: the last path component. */
+export function urlFileName(url: string): string {
+  const name = new URL(url).pathname.split("/").filter(Boolean).pop();
+  return name ? decodeURIComponent(name) : "index.html";
+}
