@@ -495,7 +495,56 @@ describe("memobuild cache", () => {
   }, 60_000);
 });
 
+describe("two builds at once on one cache", () => {
+  test("both succeed and their results are reused afterwards", async () => {
+    const projects = [1, 2].map((n) =>
+      project({ Dockerfile: `FROM memobuild/busybox\nCOPY shared.txt /shared.txt\nRUN echo ${n} > /n && sleep 0.5\nRUN cat /shared.txt /n > /out\n`, "shared.txt": "same content\n" }),
+    );
+    const children = projects.map((dir) => Bun.spawn([memobuildBinary(), "build", dir, "--cache-dir", cacheDir], { stdout: "ignore", stderr: "pipe" }));
+    const codes = await Promise.all(children.map((c) => c.exited));
+    expect(codes).toEqual([0, 0]);
+    for (const dir of projects) expect(executed(mustBuild(dir))).toEqual([]);
+  }, 60_000);
+});
+
 describe("images", () => {
+  test("image import docker-archive: and ONBUILD triggers of a base image", () => {
+    // A docker archive, written by hand: manifest.json, config, one layer.
+    const dir = mkdtempSync(join(work, "archive-"));
+    const layerDir = join(dir, "layer");
+    mkdirSync(join(layerDir, "etc"), { recursive: true });
+    writeFileSync(join(layerDir, "etc/from-archive"), "archive\n");
+    const layerTar = join(dir, "layer.tar");
+    expect(Bun.spawnSync(["tar", "-cf", layerTar, "-C", layerDir, "."]).exitCode).toBe(0);
+    const diffId = `sha256:${new Bun.CryptoHasher("sha256").update(readFileSync(layerTar)).digest("hex")}`;
+    // Built on busybox: reuse its layers by exporting it and unpacking that layout's layers.
+    const baseOut = join(work, "archive-base-oci");
+    const baseMeta = mustBuild(join(REPO_ROOT, "examples/base"), "--output", `type=oci,dest=${baseOut}`);
+    const baseManifest = JSON.parse(readFileSync(join(baseOut, "blobs/sha256", baseMeta["containerimage.digest"].slice(7)), "utf8"));
+    const baseConfig = JSON.parse(readFileSync(join(baseOut, "blobs/sha256", baseManifest.config.digest.slice(7)), "utf8"));
+    const files: Record<string, string> = {};
+    const layers = baseManifest.layers.map((l: { digest: string }, i: number) => {
+      const name = `base${i}/layer.tar`;
+      mkdirSync(join(dir, `base${i}`));
+      writeFileSync(join(dir, name), readFileSync(join(baseOut, "blobs/sha256", l.digest.slice(7))));
+      files[name] = name;
+      return name;
+    });
+    const config = { ...baseConfig, config: { ...baseConfig.config, OnBuild: ["RUN echo triggered > /onbuild"] }, rootfs: { type: "layers", diff_ids: [...baseConfig.rootfs.diff_ids, diffId] } };
+    writeFileSync(join(dir, "config.json"), JSON.stringify(config));
+    writeFileSync(join(dir, "manifest.json"), JSON.stringify([{ Config: "config.json", RepoTags: ["archived:1"], Layers: [...layers, "layer.tar"] }]));
+    const archive = join(work, "image.tar");
+    expect(Bun.spawnSync(["tar", "-cf", archive, "-C", dir, "manifest.json", "config.json", "layer.tar", ...layers]).exitCode).toBe(0);
+
+    const imported = runMemobuild(["image", "import", `docker-archive:${archive}`, "--cache-dir", cacheDir]);
+    expect(imported.stderr).toBe("");
+    expect(imported.stdout).toMatch(/^archived:1 sha256:[0-9a-f]{64}\n$/);
+    const app = project({ Dockerfile: 'FROM archived:1\nCMD ["cat", "/etc/from-archive", "/onbuild"]\n' });
+    const m = mustBuild(app, "-t", "onbuild:test");
+    expect(m.steps.map((s) => s.instruction)).toEqual(["FROM archived:1", "RUN echo triggered > /onbuild", 'CMD ["cat","/etc/from-archive","/onbuild"]']);
+    expect(runMemobuild(["run", "onbuild:test", "--cache-dir", cacheDir]).stdout).toBe("archive\ntriggered\n");
+  }, 60_000);
+
   test("image import oci: of an exported layout, image ls and rm", () => {
     const dir = project({ Dockerfile: "FROM memobuild/busybox\nRUN echo exported > /marker\n" });
     const out = join(work, "export-oci");

@@ -447,7 +447,9 @@ async function executeStep(step: Step, current: StageState, stage: Stage, x: Exe
       }, staging);
     } else if (instruction.kind === "COPY" || instruction.kind === "ADD") {
       layerDir = join(staging, "layer");
-      const view = new LayerView(lowers);
+      // --link lays the files out without looking at the layers below (BuildKit's rule), so
+      // the layer does not depend on them: new directories get default modes.
+      const view = new LayerView(instruction.link ? [] : lowers);
       const owner = await ownerFor(instruction.chown, current, x.layersOf, x.fail);
       const from = instruction.kind === "COPY" ? instruction.from : undefined;
       let sourceRoot: string | undefined;
