@@ -51,6 +51,7 @@ bench: build
 	@bash scripts/install-system-deps.sh b3sum
 	$(BUN) run bench/parse-plan.ts
 	$(BUN) run bench/context-digest.ts
+	$(BUN) run bench/build-vs-buildkit.ts
 
 clean:
 	rm -rf dist .tools node_modules

@@ -14,6 +14,7 @@ declare -A package_of=(
   [crun]=crun
   [skopeo]=skopeo
   [umoci]=umoci
+  [dockerd]=docker.io
 )
 commands=("$@")
 [ ${#commands[@]} -eq 0 ] && commands=(dot setpriv busybox crun skopeo umoci)
