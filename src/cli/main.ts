@@ -10,6 +10,7 @@ import { registerContext } from "./commands/context.ts";
 import { registerExplain } from "./commands/explain.ts";
 import { registerImage } from "./commands/image.ts";
 import { registerRun } from "./commands/run.ts";
+import { registerServe } from "./commands/serve.ts";
 import { registerGraph } from "./commands/graph.ts";
 import { UsageError } from "./errors.ts";
 
@@ -29,6 +30,7 @@ export function createProgram(): Command {
   registerImage(program);
   registerRun(program);
   registerCache(program);
+  registerServe(program);
   const exitOverride = (command: Command) => {
     command.exitOverride();
     command.commands.forEach(exitOverride);

@@ -1,0 +1,80 @@
+import type { Command } from "commander";
+import { homedir } from "node:os";
+import { join, resolve } from "node:path";
+import { parseSize } from "../../cache/gc.ts";
+import { TokenSet, type Role } from "../../server/auth.ts";
+import { createLogger } from "../../server/log.ts";
+import { startServer } from "../../server/server.ts";
+import { UsageError } from "../errors.ts";
+import { collect } from "../inputs.ts";
+
+interface ServeFlags {
+  listen: string;
+  data?: string;
+  token: string[];
+  readOnlyToken: string[];
+  tokenFile?: string;
+  tlsCert?: string;
+  tlsKey?: string;
+  maxSize?: string;
+  maxBlob?: string;
+  insecureNoAuth?: boolean;
+}
+
+const size = (flag: string, value?: string) => {
+  if (value === undefined) return undefined;
+  try {
+    return parseSize(value);
+  } catch (error) {
+    throw new UsageError(`${flag}: ${(error as Error).message}`);
+  }
+};
+
+export function registerServe(program: Command) {
+  program
+    .command("serve")
+    .summary("run the shared remote cache server")
+    .description(
+      "Serve a remote build cache over HTTP: content-addressed blobs (verified on upload) and step results, " +
+        "behind bearer tokens, with Prometheus metrics at /metrics. Refuses a non-loopback address without a token.",
+    )
+    .option("--listen <host:port>", "address to listen on", "127.0.0.1:7070")
+    .option("--data <dir>", "where blobs and metadata live (default: ~/.local/share/memobuild/server)")
+    .option("--token <token>", "a read-write token (repeatable)", collect, [] as string[])
+    .option("--read-only-token <token>", "a read-only token (repeatable)", collect, [] as string[])
+    .option("--token-file <file>", 'tokens, one "TOKEN [rw|ro]" per line')
+    .option("--tls-cert <file>", "serve HTTPS with this certificate (PEM)")
+    .option("--tls-key <file>", "and this key (PEM)")
+    .option("--max-size <size>", "storage budget; least recently used results are evicted (e.g. 50GB)")
+    .option("--max-blob <size>", "largest blob accepted (e.g. 4GB)")
+    .option("--insecure-no-auth", "allow a non-loopback address without tokens")
+    .action(async (flags: ServeFlags) => {
+      const tokens: { token: string; role: Role }[] = [
+        ...flags.token.map((token) => ({ token, role: "rw" as Role })),
+        ...flags.readOnlyToken.map((token) => ({ token, role: "ro" as Role })),
+        ...(flags.tokenFile ? TokenSet.parseFile(flags.tokenFile) : []),
+      ];
+      const log = createLogger();
+      const server = startServer({
+        listen: flags.listen,
+        dataDir: resolve(flags.data ?? join(process.env.XDG_DATA_HOME ?? join(homedir(), ".local/share"), "memobuild/server")),
+        tokens,
+        tlsCert: flags.tlsCert,
+        tlsKey: flags.tlsKey,
+        maxSize: size("--max-size", flags.maxSize),
+        maxBlob: size("--max-blob", flags.maxBlob),
+        insecureNoAuth: flags.insecureNoAuth,
+        log,
+      });
+      process.stderr.write(`memobuild cache server listening on ${server.url}\n`);
+      await new Promise<void>((done) => {
+        const shutdown = async (signal: string) => {
+          log.info("shutting down", { signal });
+          await server.stop(); // in-flight requests finish; unfinished uploads stay in tmp/ and are dropped
+          done();
+        };
+        process.once("SIGTERM", () => void shutdown("SIGTERM"));
+        process.once("SIGINT", () => void shutdown("SIGINT"));
+      });
+    });
+}

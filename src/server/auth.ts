@@ -1,0 +1,55 @@
+/**
+ * Bearer tokens for the cache server. Each token is read-write or read-only; only their
+ * BLAKE3 hashes are kept in memory (and a short prefix of the hash names them in stats).
+ */
+import { readFileSync } from "node:fs";
+import { blake3Hex } from "../hash/blake3.ts";
+import { UserError } from "../errors.ts";
+
+export type Role = "rw" | "ro";
+
+export type AuthResult = { ok: true; role: Role; id: string } | { ok: false; status: 401; message: string };
+
+export class TokenSet {
+  private readonly roles = new Map<string, Role>();
+
+  constructor(entries: { token: string; role: Role }[]) {
+    for (const { token, role } of entries) {
+      if (token.length < 8) throw new UserError("a token must be at least 8 characters long");
+      this.roles.set(blake3Hex(token), role);
+    }
+  }
+
+  /** A file of `TOKEN [rw|ro]` lines; `#` starts a comment; the role defaults to rw. */
+  static parseFile(path: string): { token: string; role: Role }[] {
+    let text: string;
+    try {
+      text = readFileSync(path, "utf8");
+    } catch (error) {
+      throw new UserError(`cannot read token file ${path}: ${(error as Error).message}`);
+    }
+    return text.split("\n").flatMap((raw, index) => {
+      const line = raw.replace(/#.*/, "").trim();
+      if (!line) return [];
+      const [token, role = "rw", extra] = line.split(/\s+/);
+      if (extra !== undefined || (role !== "rw" && role !== "ro")) {
+        throw new UserError(`${path}:${index + 1}: expected "TOKEN [rw|ro]"`);
+      }
+      return [{ token, role: role as Role }];
+    });
+  }
+
+  get enabled(): boolean {
+    return this.roles.size > 0;
+  }
+
+  check(authorization: string | null | undefined): AuthResult {
+    if (!this.enabled) return { ok: true, role: "rw", id: "anonymous" };
+    const match = /^Bearer\s+(\S+)$/i.exec(authorization ?? "");
+    if (!match) return { ok: false, status: 401, message: "a bearer token is required (Authorization: Bearer TOKEN)" };
+    const hash = blake3Hex(match[1]);
+    const role = this.roles.get(hash);
+    if (!role) return { ok: false, status: 401, message: "the token is not valid" };
+    return { ok: true, role, id: hash.slice(0, 12) };
+  }
+}

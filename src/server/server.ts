@@ -1,0 +1,66 @@
+/** `memobuild serve`: the cache server on Bun.serve. */
+import { UserError } from "../errors.ts";
+import { createApp } from "./app.ts";
+import { TokenSet, type Role } from "./auth.ts";
+import { createLogger, type Logger } from "./log.ts";
+import { Metrics } from "./metrics.ts";
+import { Storage } from "./storage.ts";
+
+export interface ServeOptions {
+  listen: string;
+  dataDir: string;
+  tokens: { token: string; role: Role }[];
+  tlsCert?: string;
+  tlsKey?: string;
+  maxSize?: number;
+  maxBlob?: number;
+  insecureNoAuth?: boolean;
+  log?: Logger;
+}
+
+export interface RunningServer {
+  url: string;
+  storage: Storage;
+  /** Stops accepting; in-flight requests finish. */
+  stop(): Promise<void>;
+}
+
+export function parseListen(listen: string): { hostname: string; port: number } {
+  const match = /^(\[[^\]]+\]|[^:]*):(\d+)$/.exec(listen);
+  if (!match) throw new UserError(`--listen ${listen}: use HOST:PORT, e.g. 127.0.0.1:7070`);
+  return { hostname: match[1].replace(/^\[|\]$/g, "") || "0.0.0.0", port: Number(match[2]) };
+}
+
+const isLoopback = (host: string) => host === "localhost" || host === "::1" || /^127\./.test(host);
+
+export function startServer(options: ServeOptions): RunningServer {
+  const { hostname, port } = parseListen(options.listen);
+  const tokens = new TokenSet(options.tokens);
+  if (!tokens.enabled && !isLoopback(hostname) && !options.insecureNoAuth) {
+    throw new UserError(`refusing to listen on ${hostname} without a token: give --token or --token-file (or --insecure-no-auth)`);
+  }
+  if ((options.tlsCert === undefined) !== (options.tlsKey === undefined)) throw new UserError("--tls-cert and --tls-key go together");
+  const log = options.log ?? createLogger();
+  const storage = new Storage({ dataDir: options.dataDir, maxSize: options.maxSize, maxBlob: options.maxBlob });
+  const app = createApp(storage, tokens, new Metrics(), log);
+  const server = Bun.serve({
+    hostname,
+    port,
+    fetch: app.fetch,
+    // Blob sizes are limited by --max-blob (checked while streaming), not by a buffer.
+    maxRequestBodySize: Number.MAX_SAFE_INTEGER,
+    idleTimeout: 120,
+    ...(options.tlsCert ? { tls: { cert: Bun.file(options.tlsCert), key: Bun.file(options.tlsKey!) } } : {}),
+  });
+  const scheme = options.tlsCert ? "https" : "http";
+  const url = `${scheme}://${hostname.includes(":") ? `[${hostname}]` : hostname}:${server.port}`;
+  log.info("listening", { url, data: options.dataDir, auth: tokens.enabled ? "tokens" : "none" });
+  return {
+    url,
+    storage,
+    async stop() {
+      await server.stop(false);
+      storage.close();
+    },
+  };
+}
