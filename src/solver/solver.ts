@@ -27,6 +27,7 @@ import { executeCopy } from "../executor/copy.ts";
 import { UserError } from "../errors.ts";
 import { executeRun, RunFailedError } from "../executor/run.ts";
 import { Downloads, isUrl } from "../executor/download.ts";
+import { RemoteCacheError, type RemoteCache } from "../remote/client.ts";
 import type { ProgressSink, StepStatus } from "./progress.ts";
 
 export interface BuildOptions {
@@ -47,6 +48,10 @@ export interface BuildOptions {
   dryRun?: boolean;
   /** How many stages may build at once (default: the number of CPUs). */
   jobs?: number;
+  /** The shared remote cache, when one is configured. */
+  remote?: RemoteCache;
+  /** wait (default): the build waits for uploads at its end; off: upload nothing. */
+  remoteUpload?: "wait" | "background" | "off";
 }
 
 export interface StepResult {
@@ -171,6 +176,63 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
     return plan.stages.find((s, i) => i < before && (s.name === lower || String(s.index) === reference));
   };
 
+  const remote = options.dryRun ? undefined : options.remote;
+
+  /** Uploads a result the remote may not have (new ones always; cached ones if it lacks them). */
+  const shareWithRemote = (key: string, diffId: string | null, created: number, isNew = false) => {
+    if (!remote || options.remoteUpload === "off") return;
+    remote.enqueue(async () => {
+      if (!isNew && (await remote.hasAction(key))) return;
+      const layer = diffId ? store.layer(diffId) : undefined;
+      await remote.upload(
+        key,
+        { diffId, created, ...(layer ? { layer: { blake3: "", digest: layer.digest, size: layer.size, mediaType: layer.mediaType } } : {}) },
+        layer ? store.blobPath(layer.digest) : undefined,
+      );
+    });
+  };
+
+  /** A step that only changes the config (or a FROM): local record, then the remote. */
+  const satisfyConfigOnly = async (key: string): Promise<{ status: StepStatus; created: number }> => {
+    const local = store.lookupStep(key);
+    if (local) {
+      shareWithRemote(key, null, local.created);
+      return { status: "cached-local", created: local.created };
+    }
+    if (options.dryRun) return { status: "executed", created: Date.now() };
+    const action = remote && !options.noCache ? await remote.getAction(key) : undefined;
+    if (action && action.diffId === null) {
+      store.recordStep(key, null);
+      return { status: "cached-remote", created: action.created };
+    }
+    const record = store.recordStep(key, null);
+    shareWithRemote(key, null, record.created, true);
+    return { status: "executed", created: record.created };
+  };
+
+  /** A layer from the remote: downloaded, checked (BLAKE3, sha256, diff ID), then stored. */
+  const importFromRemote = async (key: string): Promise<{ diffId: string; created: number } | undefined> => {
+    const action = await remote!.getAction(key);
+    if (!action?.diffId || !action.layer) return undefined;
+    const { diffId, layer } = action;
+    if (!store.layer(diffId) || !store.hasBlob(layer.digest)) {
+      const staging = store.tempDir("remote");
+      try {
+        const file = join(staging, "blob");
+        if (!(await remote!.fetchBlob(layer.blake3, file))) return undefined;
+        const digest = await sha256File(file);
+        if (digest !== layer.digest) throw new RemoteCacheError(`the remote cache's result for step ${key.slice(0, 12)} does not match its digest`);
+        store.adoptBlob(file, layer.digest);
+        store.recordLayer({ diffId, digest: layer.digest, size: layer.size, uncompressedSize: layer.size, mediaType: layer.mediaType });
+      } finally {
+        rmSync(staging, { recursive: true, force: true });
+      }
+    }
+    await store.ensureSnapshot(diffId); // verifies the diff ID while unpacking
+    store.recordStep(key, diffId);
+    return { diffId, created: action.created };
+  };
+
   const buildStage = async (stage: Stage) => {
     let state: StageState | undefined;
     for (const step of stage.steps) {
@@ -188,6 +250,7 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
         if (step.index === 0) {
           ({ state, inputs } = fromStep(step, stage, plan, states, resolveImage, platform, fail));
           progress({ type: "start", number: stepNumber, step: step.id, name });
+          status = (await satisfyConfigOnly(state.key)).status;
         } else {
           const current: StageState = state!;
           const instruction = step.instruction;
@@ -236,20 +299,27 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
           const next: StageState = { ...current, key, config: cloneConfig(current.config), layers: [...current.layers], configState: { ...current.configState } };
           if (!changesFilesystem) {
             applyInstruction(next.config, instruction, next.configState);
-            let record = store.lookupStep(key);
-            if (!record) {
-              record = options.dryRun ? { key, diffId: null, created: Date.now() } : store.recordStep(key, null);
-              status = "executed";
-            }
-            next.config.history!.push(historyEntry(step.text, true, dateOf(record.created)));
-            latest = Math.max(latest, record.created);
+            const satisfied = await satisfyConfigOnly(key);
+            status = satisfied.status;
+            next.config.history!.push(historyEntry(step.text, true, dateOf(satisfied.created)));
+            latest = Math.max(latest, satisfied.created);
           } else {
             const hit = options.noCache ? undefined : store.lookupStep(key);
-            let diffId: string;
-            let created: number;
+            let diffId: string | undefined;
+            let created = 0;
             if (hit && hit.diffId) {
               diffId = hit.diffId;
               created = hit.created;
+              shareWithRemote(key, hit.diffId, hit.created);
+            } else if (remote && !options.noCache && !options.dryRun) {
+              const fromRemote = await importFromRemote(key);
+              if (fromRemote) {
+                ({ diffId, created } = fromRemote);
+                status = "cached-remote";
+              }
+            }
+            if (diffId !== undefined) {
+              // satisfied from a cache
             } else if (options.dryRun) {
               status = "executed";
               state = next;
@@ -270,6 +340,7 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
                 downloads,
               });
               created = store.recordStep(key, diffId).created;
+              shareWithRemote(key, diffId, created, true);
             }
             const layer = store.layer(diffId)!;
             next.layers.push({ diffId, descriptor: { mediaType: layer.mediaType, digest: layer.digest, size: layer.size } });
@@ -325,6 +396,7 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
   config.created = dateOf(latest);
   const image = storeImage(store, config, final.layers.map((l) => l.descriptor));
   store.recordBuildInputs(options.dockerfileAbsolute ?? options.dockerfilePath, graph.target.id, inputsById);
+  if (remote && options.remoteUpload !== "background") await remote.flush();
   return { image, steps: results, inputs: inputsMap, plan, graph };
 }
 
@@ -543,6 +615,12 @@ export async function scheduleStages(stages: Stage[], plan: Plan, jobs: number, 
   const results = await Promise.allSettled(done.values());
   const failure = results.find((r) => r.status === "rejected") as PromiseRejectedResult | undefined;
   if (failure) throw failure.reason;
+}
+
+async function sha256File(path: string): Promise<string> {
+  const hasher = new Bun.CryptoHasher("sha256");
+  for await (const chunk of Bun.file(path).stream()) hasher.update(chunk);
+  return `sha256:${hasher.digest("hex")}`;
 }
 
 /** Snapshot paths of layers already unpacked (stages built earlier in this build). */

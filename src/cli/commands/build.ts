@@ -7,6 +7,8 @@ import { exportOciLayout } from "../../image/layout.ts";
 import { familiarReference, normalizeReference } from "../../image/reference.ts";
 import { jsonProgress, plainProgress } from "../../solver/progress.ts";
 import { build } from "../../solver/solver.ts";
+import { resolveRemote } from "../../config/remote.ts";
+import { RemoteCache } from "../../remote/client.ts";
 import { UsageError } from "../errors.ts";
 import { collect, parseBuildArgs, readDockerfile } from "../inputs.ts";
 
@@ -23,6 +25,10 @@ interface BuildFlags {
   secret: string[];
   network: string;
   jobs?: string;
+  remote?: string;
+  remoteToken?: string;
+  remoteRequired?: boolean;
+  remoteUpload: string;
 }
 
 /** `type=oci,dest=DIR` → { type, dest }. */
@@ -78,6 +84,10 @@ export function registerBuild(program: Command) {
     .option("--secret <spec>", "id=ID,src=PATH (or env=VAR): a secret for RUN --mount=type=secret (repeatable)", collect, [] as string[])
     .option("--network <mode>", "network for RUN: none|host", "none")
     .option("--jobs <n>", "how many independent stages may build at once (default: the number of CPUs)")
+    .option("--remote <url>", "shared remote cache (default: $MEMOBUILD_REMOTE_URL or the config file)")
+    .option("--remote-token <token>", "token for the remote cache (default: $MEMOBUILD_TOKEN or the config file)")
+    .option("--remote-required", "fail the build when the remote cache does not answer, instead of going local-only")
+    .option("--remote-upload <mode>", "wait (upload during the build, wait at its end) | background (report first) | off", "wait")
     .action(async (context: string, flags: BuildFlags) => {
       if (!["auto", "plain", "json"].includes(flags.progress)) throw new UsageError(`--progress must be auto, plain or json`);
       if (!["none", "host"].includes(flags.network)) throw new UsageError(`--network must be none or host`);
@@ -92,11 +102,22 @@ export function registerBuild(program: Command) {
         }
       });
       const secrets = new Map(flags.secret.map(parseSecret));
+      if (!["wait", "background", "off"].includes(flags.remoteUpload)) throw new UsageError("--remote-upload must be wait, background or off");
+      const remoteSettings = resolveRemote({ url: flags.remote, token: flags.remoteToken });
       if (process.getuid?.() !== 0) throw new UsageError("memobuild build needs root (overlayfs mounts and the OCI runtime)");
       const input = readDockerfile(context, flags.file);
       const cacheDir = resolveCacheDir(flags.cacheDir);
       const store = LocalStore.open(cacheDir);
       const progress = flags.progress === "json" ? jsonProgress() : plainProgress();
+      const remote = remoteSettings.url
+        ? new RemoteCache({
+            url: remoteSettings.url,
+            token: remoteSettings.token,
+            required: flags.remoteRequired,
+            warn: (message) => progress({ type: "warning", message }),
+          })
+        : undefined;
+      await remote?.probe(); // a wrong token is an error before any work
       try {
         const result = await build({
           contextDir: input.contextDir,
@@ -112,6 +133,8 @@ export function registerBuild(program: Command) {
           network: flags.network as "none" | "host",
           progress,
           jobs,
+          remote,
+          remoteUpload: flags.remoteUpload as "wait" | "background" | "off",
         });
         const image = result.image!;
         for (const tag of tags) store.setImage(tag, image.manifestDigest);
@@ -132,11 +155,14 @@ export function registerBuild(program: Command) {
           );
         }
         if (flags.progress !== "json") {
-          const executed = result.steps.filter((s) => s.status === "executed").length;
-          const cached = result.steps.filter((s) => s.status === "cached-local").length;
-          process.stderr.write(`image ${image.manifestDigest} (${executed} step(s) run, ${cached} cached)\n`);
+          const count = (status: string) => result.steps.filter((s) => s.status === status).length;
+          const remoteHits = count("cached-remote");
+          process.stderr.write(
+            `image ${image.manifestDigest} (${count("executed")} step(s) run, ${count("cached-local")} cached${remoteHits ? `, ${remoteHits} from the remote cache` : ""})\n`,
+          );
           for (const tag of tags) process.stderr.write(`naming to ${tag}\n`);
         }
+        await remote?.flush(); // background uploads finish after the report
       } finally {
         store.close();
       }

@@ -1,0 +1,184 @@
+/**
+ * The remote cache client. Lookups go local first, then here; a remote hit is verified (BLAKE3
+ * of the blob, then the layer's diff ID) before the local store takes it. New results upload
+ * while the build goes on; the build waits for them at the end.
+ *
+ * A remote that is down or failing does not fail the build: transient errors are retried with
+ * exponential backoff and jitter, then one warning, and the rest of the build is local-only
+ * (`required` turns that into an error). A wrong token is an error at the first request.
+ */
+import { closeSync, openSync, rmSync, writeSync } from "node:fs";
+import { UserError } from "../errors.ts";
+import { Blake3Hasher, hashFile } from "../hash/blake3.ts";
+
+export class RemoteCacheError extends UserError {}
+
+export interface RemoteOptions {
+  url: string;
+  token?: string;
+  /** Fail the build instead of going local-only when the remote does not answer. */
+  required?: boolean;
+  warn: (message: string) => void;
+  /** Attempts per request for transient failures. */
+  attempts?: number;
+}
+
+/** A step's result as the remote stores it. */
+export interface RemoteAction {
+  /** BLAKE3 hashes of the blobs the action needs (the server checks they are stored). */
+  blobs: string[];
+  diffId: string | null;
+  layer?: { blake3: string; digest: string; size: number; mediaType: string };
+  created: number;
+}
+
+class Transient extends Error {}
+
+export class RemoteCache {
+  private disabled = false;
+  private readonly attempts: number;
+  private readonly uploads: Promise<void>[] = [];
+  readonly base: string;
+
+  constructor(private readonly options: RemoteOptions) {
+    this.base = options.url.replace(/\/+$/, "");
+    this.attempts = options.attempts ?? 4;
+  }
+
+  get available(): boolean {
+    return !this.disabled;
+  }
+
+  private headers(extra: Record<string, string> = {}): Record<string, string> {
+    return { ...(this.options.token ? { authorization: `Bearer ${this.options.token}` } : {}), ...extra };
+  }
+
+  /** One request with retries; undefined when the remote is (or just became) unavailable. */
+  private async request(method: string, path: string, init: { body?: string | Blob; headers?: Record<string, string> } = {}): Promise<Response | undefined> {
+    if (this.disabled) return undefined;
+    let lastError = "";
+    for (let attempt = 0; attempt < this.attempts; attempt++) {
+      if (attempt > 0) await Bun.sleep(Math.min(2000, 100 * 2 ** attempt) * (0.5 + Math.random()));
+      try {
+        const response = await fetch(`${this.base}${path}`, { method, headers: this.headers(init.headers), body: init.body, signal: AbortSignal.timeout(300_000) });
+        if (response.status === 401 || response.status === 403) {
+          const detail = await response.text().catch(() => "");
+          throw new RemoteCacheError(`the remote cache at ${this.base} refused the token (HTTP ${response.status}${detail ? `: ${safeError(detail)}` : ""})`);
+        }
+        if (response.status >= 500 || response.status === 429) throw new Transient(`HTTP ${response.status}`);
+        return response;
+      } catch (error) {
+        if (error instanceof RemoteCacheError) throw error;
+        lastError = (error as Error).message;
+      }
+    }
+    return this.giveUp(`${method} ${path}: ${lastError}`);
+  }
+
+  private giveUp(reason: string): undefined {
+    if (this.options.required) throw new RemoteCacheError(`the remote cache at ${this.base} is not answering (${reason})`);
+    if (!this.disabled) this.options.warn(`remote cache at ${this.base} is not answering (${reason}); continuing with the local cache only`);
+    this.disabled = true;
+    return undefined;
+  }
+
+  async getAction(key: string): Promise<RemoteAction | undefined> {
+    const response = await this.request("GET", `/v1/actions/${key}`);
+    if (!response || response.status === 404) return undefined;
+    if (!response.ok) return this.giveUp(`GET action: HTTP ${response.status}`);
+    try {
+      return (await response.json()) as RemoteAction;
+    } catch {
+      return undefined;
+    }
+  }
+
+  async hasAction(key: string): Promise<boolean> {
+    const response = await this.request("HEAD", `/v1/actions/${key}`);
+    return response?.status === 200;
+  }
+
+  /**
+   * Downloads a blob to `file`, hashing as it streams; throws (and deletes the file) when the
+   * content is not what its name says. False when the remote does not have it.
+   */
+  async fetchBlob(hash: string, file: string): Promise<boolean> {
+    const response = await this.request("GET", `/v1/blobs/${hash}`);
+    if (!response || response.status === 404 || !response.body) return false;
+    if (!response.ok) return !!this.giveUp(`GET blob: HTTP ${response.status}`);
+    const hasher = new Blake3Hasher();
+    const fd = openSync(file, "w", 0o600);
+    try {
+      for await (const chunk of response.body) {
+        hasher.update(chunk);
+        writeSync(fd, chunk);
+      }
+    } catch (error) {
+      closeSync(fd);
+      rmSync(file, { force: true });
+      this.giveUp(`GET blob: ${(error as Error).message}`);
+      return false;
+    }
+    closeSync(fd);
+    const actual = hasher.digest("hex");
+    if (actual !== hash) {
+      rmSync(file, { force: true });
+      throw new RemoteCacheError(`the remote cache sent a corrupt blob: ${hash} hashes to ${actual}; nothing was kept`);
+    }
+    return true;
+  }
+
+  /** Uploads a file as a blob (unless the remote has it) and then the action. */
+  async upload(key: string, action: Omit<RemoteAction, "blobs">, layerFile?: string): Promise<void> {
+    if (this.disabled) return;
+    const blobs: string[] = [];
+    let layer = action.layer;
+    if (layerFile && layer) {
+      const { digest } = hashFile(layerFile);
+      const hash = digest.toString("hex");
+      layer = { ...layer, blake3: hash };
+      blobs.push(hash);
+      const head = await this.request("HEAD", `/v1/blobs/${hash}`);
+      if (!head) return;
+      if (head.status === 404) {
+        const put = await this.request("PUT", `/v1/blobs/${hash}`, { body: Bun.file(layerFile), headers: { "content-type": "application/octet-stream" } });
+        if (!put) return;
+        if (!put.ok) {
+          this.options.warn(`remote cache refused a layer upload (HTTP ${put.status}: ${safeError(await put.text())})`);
+          return;
+        }
+      }
+    }
+    const put = await this.request("PUT", `/v1/actions/${key}`, { body: JSON.stringify({ ...action, layer, blobs }), headers: { "content-type": "application/json" } });
+    if (put && !put.ok) this.options.warn(`remote cache refused a result (HTTP ${put.status}: ${safeError(await put.text())})`);
+  }
+
+  /** Starts an upload that runs alongside the build. */
+  enqueue(upload: () => Promise<void>) {
+    this.uploads.push(
+      upload().catch((error) => {
+        if (error instanceof RemoteCacheError && this.options.required) throw error;
+        this.options.warn(`remote cache upload failed: ${(error as Error).message}`);
+      }),
+    );
+  }
+
+  /** Waits for every upload started so far. */
+  async flush(): Promise<void> {
+    await Promise.all(this.uploads);
+  }
+
+  /** Checks the remote answers and accepts the token (the first request of a build). */
+  async probe(): Promise<void> {
+    const response = await this.request("HEAD", `/v1/actions/${"0".repeat(64)}`);
+    if (response && response.status !== 404 && response.status !== 200) this.giveUp(`HTTP ${response.status}`);
+  }
+}
+
+function safeError(body: string): string {
+  try {
+    return (JSON.parse(body) as { error?: string }).error ?? body.slice(0, 200);
+  } catch {
+    return body.slice(0, 200);
+  }
+}
