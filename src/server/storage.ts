@@ -8,7 +8,8 @@
  *
  * An upload streams to tmp/ while being hashed; a body whose hash is not its name is refused
  * and deleted, and a complete one appears by rename. Eviction keeps storage under a budget:
- * least recently used actions go first, and a blob goes only when no kept action needs it.
+ * blobs no action needs go first (once past a grace period for the action that should follow),
+ * then the least recently used actions, and a blob goes only when no kept action needs it.
  */
 import { Database } from "bun:sqlite";
 import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readdirSync, renameSync, rmSync, statSync, writeSync } from "node:fs";
@@ -33,6 +34,11 @@ export interface StorageOptions {
   maxSize?: number;
   /** Largest single blob accepted. */
   maxBlob?: number;
+  /**
+   * A blob no action names yet is kept this long: a client uploads blobs first and the action
+   * that names them right after, and eviction must not fall between the two.
+   */
+  pendingGraceMs?: number;
 }
 
 const SCHEMA = `
@@ -186,9 +192,10 @@ export class Storage {
       used -= size;
       evicted++;
     };
+    const graceEnds = Date.now() - (this.options.pendingGraceMs ?? 10 * 60_000);
     const unreferenced = this.db
-      .query("SELECT hash, size FROM blobs WHERE hash NOT IN (SELECT hash FROM action_blobs) ORDER BY last_access ASC")
-      .all() as { hash: string; size: number }[];
+      .query("SELECT hash, size FROM blobs WHERE hash NOT IN (SELECT hash FROM action_blobs) AND last_access < ? ORDER BY last_access ASC")
+      .all(graceEnds) as { hash: string; size: number }[];
     for (const blob of unreferenced) {
       if (used <= max) break;
       removeBlob(blob.hash, blob.size);

@@ -1,0 +1,169 @@
+import { afterAll, beforeEach, describe, expect, test } from "bun:test";
+import { existsSync, mkdtempSync, readdirSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { blake3Hex } from "../hash/blake3.ts";
+import { createApp } from "./app.ts";
+import { TokenSet } from "./auth.ts";
+import { createLogger } from "./log.ts";
+import { Metrics } from "./metrics.ts";
+import { Storage } from "./storage.ts";
+
+const work = mkdtempSync(join(tmpdir(), "memobuild-server-"));
+afterAll(() => rmSync(work, { recursive: true, force: true }));
+
+const RW = "read-write-token";
+const RO = "read-only-token";
+let storage: Storage;
+let app: ReturnType<typeof createApp>;
+let n = 0;
+
+function setup(options: { maxSize?: number; maxBlob?: number } = {}) {
+  storage?.close();
+  storage = new Storage({ dataDir: join(work, `data${++n}`), ...options });
+  app = createApp(storage, new TokenSet([{ token: RW, role: "rw" }, { token: RO, role: "ro" }]), new Metrics(), createLogger({ MEMOBUILD_LOG: "error" }));
+}
+beforeEach(() => setup());
+
+const call = (method: string, path: string, options: { token?: string; body?: string | Uint8Array } = {}) =>
+  app.fetch(
+    new Request(`http://cache${path}`, {
+      method,
+      body: options.body,
+      headers: options.token === undefined ? {} : { authorization: `Bearer ${options.token}` },
+    }),
+  );
+const json = async (response: Response) => (await response.json()) as Record<string, unknown>;
+const put = (body: string, token = RW) => call("PUT", `/v1/blobs/${blake3Hex(body)}`, { token, body });
+
+describe("blobs", () => {
+  test("PUT then HEAD and GET; a second PUT is 200", async () => {
+    expect((await put("hello")).status).toBe(201);
+    expect((await put("hello")).status).toBe(200);
+    const head = await call("HEAD", `/v1/blobs/${blake3Hex("hello")}`, { token: RO });
+    expect([head.status, head.headers.get("content-length")]).toEqual([200, "5"]);
+    expect(await (await call("GET", `/v1/blobs/${blake3Hex("hello")}`, { token: RO })).text()).toBe("hello");
+    expect((await call("GET", `/v1/blobs/${blake3Hex("other")}`, { token: RO })).status).toBe(404);
+  });
+
+  test("a body that does not hash to its name is refused with 400 and nothing is stored", async () => {
+    const response = await call("PUT", `/v1/blobs/${blake3Hex("expected")}`, { token: RW, body: "something else" });
+    expect(response.status).toBe(400);
+    expect(String((await json(response)).error)).toContain("nothing stored");
+    expect((await call("HEAD", `/v1/blobs/${blake3Hex("expected")}`, { token: RO })).status).toBe(404);
+    expect(storage.strayFiles()).toEqual([]);
+  });
+
+  test("401 without a valid token, 403 for a read-only token writing", async () => {
+    expect((await call("PUT", `/v1/blobs/${blake3Hex("x")}`, { body: "x" })).status).toBe(401);
+    expect((await call("GET", `/v1/blobs/${blake3Hex("x")}`)).status).toBe(401);
+    expect((await call("GET", `/v1/blobs/${blake3Hex("x")}`, { token: "wrong-token" })).status).toBe(401);
+    const readOnly = await put("x", RO);
+    expect(readOnly.status).toBe(403);
+    expect(await json(readOnly)).toEqual({ error: "this token is read-only" });
+  });
+
+  test("413 over --max-blob, and nothing kept", async () => {
+    setup({ maxBlob: 10 });
+    const response = await put("this body is longer than ten bytes");
+    expect(response.status).toBe(413);
+    expect(storage.strayFiles()).toEqual([]);
+  });
+
+  test("names that are not hashes (path-like, traversal, wrong case) are rejected", async () => {
+    for (const name of ["..%2f..%2fetc%2fpasswd", "%2e%2e", "../x", blake3Hex("a").toUpperCase(), "abc"]) {
+      const response = await call("GET", `/v1/blobs/${name}`, { token: RO });
+      expect([400, 404]).toContain(response.status);
+      expect(response.headers.get("content-type")).toContain("application/json");
+    }
+    expect((await call("PUT", "/v1/actions/..%2f..%2fx", { token: RW, body: "{}" })).status).toBe(400);
+  });
+});
+
+describe("actions", () => {
+  const key = blake3Hex("step key");
+
+  test("accepted only when every blob they name is stored", async () => {
+    const action = JSON.stringify({ blobs: [blake3Hex("layer")], diffId: "sha256:x" });
+    const early = await call("PUT", `/v1/actions/${key}`, { token: RW, body: action });
+    expect(early.status).toBe(400);
+    expect(String((await json(early)).error)).toContain("not stored");
+    await put("layer");
+    expect((await call("PUT", `/v1/actions/${key}`, { token: RW, body: action })).status).toBe(201);
+    expect(await (await call("GET", `/v1/actions/${key}`, { token: RO })).text()).toBe(action);
+    expect((await call("HEAD", `/v1/actions/${key}`, { token: RO })).status).toBe(200);
+    expect((await call("PUT", `/v1/actions/${key}`, { token: RW, body: "not json" })).status).toBe(400);
+  });
+
+  test("eviction keeps storage under --max-size and never strands a kept action", async () => {
+    setup({ maxSize: 100 });
+    // (Evicting after each blob upload, before its action arrives, must not lose the blob.)
+    const blob = (i: number) => `blob-${i}-${"x".repeat(30)}`; // 37+ bytes each
+    for (let i = 0; i < 6; i++) {
+      await put(blob(i));
+      await call("PUT", `/v1/actions/${blake3Hex(`key-${i}`)}`, { token: RW, body: JSON.stringify({ blobs: [blake3Hex(blob(i))] }) });
+      storage.evict();
+    }
+    expect(storage.storageBytes()).toBeLessThanOrEqual(100);
+    // Every action still stored has its blobs.
+    for (let i = 0; i < 6; i++) {
+      const action = await call("GET", `/v1/actions/${blake3Hex(`key-${i}`)}`, { token: RO });
+      if (action.status === 200) expect((await call("HEAD", `/v1/blobs/${blake3Hex(blob(i))}`, { token: RO })).status).toBe(200);
+    }
+    // The newest survived; the oldest went.
+    expect((await call("HEAD", `/v1/actions/${blake3Hex("key-5")}`, { token: RO })).status).toBe(200);
+    expect((await call("HEAD", `/v1/actions/${blake3Hex("key-0")}`, { token: RO })).status).toBe(404);
+    expect(storage.evictions).toBeGreaterThan(0);
+  });
+});
+
+test("blobs no action names are evicted first, once their grace period is over", async () => {
+  setup({ maxSize: 50 });
+  storage.options.pendingGraceMs = 0;
+  const orphan = "orphan-" + "o".repeat(40);
+  await put(orphan);
+  const kept = "kept-" + "k".repeat(20);
+  await put(kept);
+  await call("PUT", `/v1/actions/${blake3Hex("k")}`, { token: RW, body: JSON.stringify({ blobs: [blake3Hex(kept)] }) });
+  storage.evict();
+  expect((await call("HEAD", `/v1/blobs/${blake3Hex(orphan)}`, { token: RO })).status).toBe(404);
+  expect((await call("HEAD", `/v1/blobs/${blake3Hex(kept)}`, { token: RO })).status).toBe(200);
+});
+
+describe("health and metrics", () => {
+  test("/healthz is open; /metrics needs a token and uses memobuild_ names", async () => {
+    expect(await json(await call("GET", "/healthz"))).toEqual({ status: "ok" });
+    expect((await call("GET", "/metrics")).status).toBe(401);
+    await put("counted");
+    await call("GET", `/v1/blobs/${blake3Hex("counted")}`, { token: RO });
+    await call("GET", `/v1/blobs/${blake3Hex("missing")}`, { token: RO });
+    await call("PUT", `/v1/blobs/${blake3Hex("a")}`, { token: RW, body: "b" });
+    const text = await (await call("GET", "/metrics", { token: RO })).text();
+    for (const line of [
+      'memobuild_cache_hits_total{kind="blob"} 1',
+      'memobuild_cache_misses_total{kind="blob"} 1',
+      "memobuild_bytes_in_total 7",
+      "memobuild_bytes_out_total 7",
+      'memobuild_upload_rejections_total{reason="mismatch"} 1',
+      "memobuild_storage_bytes 7",
+      "memobuild_evictions 0",
+      "# TYPE memobuild_requests_total counter",
+    ]) {
+      expect(text).toContain(line);
+    }
+    for (const line of text.split("\n").filter((l) => l && !l.startsWith("#"))) expect(line).toMatch(/^memobuild_/);
+  });
+});
+
+test("uploads cut off by a crash leave nothing visible after a restart", () => {
+  const dir = join(work, "crash");
+  const first = new Storage({ dataDir: dir });
+  // What a killed upload leaves: a partial file in tmp/.
+  Bun.write(join(dir, "tmp", "partial-upload"), "half a blob");
+  first.close();
+  const second = new Storage({ dataDir: dir });
+  expect(readdirSync(join(dir, "tmp"))).toEqual([]);
+  expect(second.counts()).toEqual({ blobs: 0, actions: 0 });
+  second.close();
+  expect(existsSync(join(dir, "cache.db"))).toBe(true);
+});

@@ -1,0 +1,170 @@
+/**
+ * The remote cache end to end: `memobuild serve` as a real process on loopback, and builds on
+ * two "machines" (separate cache directories) sharing it.
+ */
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { blake3Hex } from "../src/hash/blake3.ts";
+import { memobuildBinary, REPO_ROOT, runMemobuild } from "./support/binary.ts";
+
+const work = mkdtempSync(join(tmpdir(), "memobuild-remote-"));
+const TOKEN = "team-token-for-tests";
+const baseOci = join(work, "base-oci");
+afterAll(() => rmSync(work, { recursive: true, force: true }));
+
+interface Server {
+  url: string;
+  process: ReturnType<typeof Bun.spawn>;
+  data: string;
+}
+
+let portCounter = 17000 + (process.pid % 1000) * 10;
+async function startServer(args: string[] = [], data = join(work, `data-${portCounter}`)): Promise<Server> {
+  const port = ++portCounter;
+  const child = Bun.spawn([memobuildBinary(), "serve", "--listen", `127.0.0.1:${port}`, "--data", data, ...args], { stdout: "ignore", stderr: "pipe" });
+  const url = `http://127.0.0.1:${port}`;
+  for (let i = 0; i < 100; i++) {
+    try {
+      if ((await fetch(`${url}/healthz`)).ok) return { url, process: child, data };
+    } catch {
+      // not listening yet
+    }
+    await Bun.sleep(50);
+  }
+  throw new Error(`server did not start: ${await new Response(child.stderr).text()}`);
+}
+
+async function stop(server: Server, signal: NodeJS.Signals = "SIGTERM") {
+  server.process.kill(signal);
+  await server.process.exited;
+}
+
+/** A machine: its own cache directory, with the busybox base image imported. */
+function machine(name: string): string {
+  const cache = join(work, `machine-${name}`);
+  const result = runMemobuild(["image", "import", `oci:${baseOci}:memobuild/busybox:latest`, "--cache-dir", cache]);
+  if (result.exitCode !== 0) throw new Error(result.stderr);
+  return cache;
+}
+
+/** Runs a build without blocking this process (the server may be a child of it). */
+async function build(cache: string, args: string[], env: Record<string, string> = {}) {
+  const metadata = join(work, `meta-${Math.random().toString(36).slice(2)}.json`);
+  const child = Bun.spawn([memobuildBinary(), "build", join(REPO_ROOT, "examples/hello"), "--cache-dir", cache, "--metadata-file", metadata, ...args], {
+    stdout: "pipe",
+    stderr: "pipe",
+    env: { ...process.env, ...env },
+  });
+  const [stderr, exitCode] = await Promise.all([new Response(child.stderr).text(), child.exited]);
+  const meta = existsSync(metadata) ? JSON.parse(readFileSync(metadata, "utf8")) : undefined;
+  return { stderr, exitCode, meta };
+}
+
+beforeAll(() => {
+  const prepare = Bun.spawnSync(["bash", join(REPO_ROOT, "scripts/prepare-base-rootfs.sh")], { stderr: "pipe" });
+  if (prepare.exitCode !== 0) throw new Error(prepare.stderr.toString());
+  const result = runMemobuild(["build", join(REPO_ROOT, "examples/base"), "--cache-dir", join(work, "base-cache"), "-t", "memobuild/busybox:latest", "--output", `type=oci,dest=${baseOci}`]);
+  if (result.exitCode !== 0) throw new Error(result.stderr);
+}, 120_000);
+
+describe("two machines sharing a remote cache", () => {
+  test("machine B gets every step from the remote: nothing runs, same image", async () => {
+    const server = await startServer(["--token", TOKEN]);
+    try {
+      const a = await build(machine("a"), ["--remote", server.url, "--remote-token", TOKEN]);
+      expect(a.exitCode).toBe(0);
+      // Machine B configures the remote through the environment.
+      const b = await build(machine("b"), [], { MEMOBUILD_REMOTE_URL: server.url, MEMOBUILD_TOKEN: TOKEN });
+      expect(b.exitCode).toBe(0);
+      const statuses = new Set(b.meta.steps.filter((s: { status: string }) => s.status !== "skipped").map((s: { status: string }) => s.status));
+      expect([...statuses]).toEqual(["cached-remote"]);
+      expect(b.meta["containerimage.digest"]).toBe(a.meta["containerimage.digest"]);
+      expect(b.stderr).toContain("11 from the remote cache");
+      // B can run what it got.
+      expect(runMemobuild(["run", "memobuild/busybox", "--cache-dir", join(work, "machine-b"), "--", "true"]).exitCode).toBe(0);
+    } finally {
+      await stop(server);
+    }
+  }, 60_000);
+
+  test("a wrong token is an error at the first request", async () => {
+    const server = await startServer(["--token", TOKEN]);
+    try {
+      const result = await build(machine("c"), ["--remote", server.url, "--remote-token", "not-the-token"]);
+      expect(result.exitCode).toBe(1);
+      expect(result.stderr).toBe(`memobuild: the remote cache at ${server.url} refused the token (HTTP 401)\n`);
+    } finally {
+      await stop(server);
+    }
+  });
+
+  test("with the server stopped, a build succeeds with one warning; --remote-required fails", async () => {
+    const server = await startServer(["--token", TOKEN]);
+    await stop(server);
+    const cache = machine("d");
+    const result = await build(cache, ["--remote", server.url, "--remote-token", TOKEN]);
+    expect(result.exitCode).toBe(0);
+    expect(result.stderr.match(/warning: remote cache at .* is not answering/g)).toHaveLength(1);
+    const required = await build(cache, ["--remote", server.url, "--remote-token", TOKEN, "--remote-required", "--no-cache"]);
+    expect(required.exitCode).toBe(1);
+    expect(required.stderr).toContain(`memobuild: the remote cache at ${server.url} is not answering`);
+  }, 60_000);
+});
+
+describe("the server process", () => {
+  test("refuses a non-loopback address without a token", () => {
+    const result = runMemobuild(["serve", "--listen", "0.0.0.0:0", "--data", join(work, "refused")]);
+    expect(result.exitCode).toBe(1);
+    expect(result.stderr).toBe("memobuild: refusing to listen on 0.0.0.0 without a token: give --token or --token-file (or --insecure-no-auth)\n");
+  });
+
+  test("read-only tokens from a token file; a server killed mid-upload leaves no partial blob", async () => {
+    const tokenFile = join(work, "tokens");
+    writeFileSync(tokenFile, `# team tokens\n${TOKEN} rw\nreader-token-123 ro\n`);
+    const data = join(work, "killed-data");
+    const server = await startServer(["--token-file", tokenFile], data);
+    const body = new Uint8Array(8 * 1024 * 1024).fill(7);
+    const hash = blake3Hex(body);
+    // Send half of the body, then kill the server outright.
+    let push: (chunk: Uint8Array) => void = () => {};
+    const stream = new ReadableStream<Uint8Array>({
+      start(controller) {
+        push = (chunk) => controller.enqueue(chunk);
+      },
+    });
+    const upload = fetch(`${server.url}/v1/blobs/${hash}`, {
+      method: "PUT",
+      body: stream,
+      headers: { authorization: `Bearer ${TOKEN}` },
+      // @ts-expect-error Bun streams request bodies with duplex: "half"
+      duplex: "half",
+    }).catch(() => undefined);
+    push(body.subarray(0, body.length / 2));
+    await Bun.sleep(300);
+    await stop(server, "SIGKILL");
+    await upload;
+    const restarted = await startServer(["--token-file", tokenFile], data);
+    try {
+      const head = await fetch(`${restarted.url}/v1/blobs/${hash}`, { method: "HEAD", headers: { authorization: "Bearer reader-token-123" } });
+      expect(head.status).toBe(404);
+      expect(readdirSync(join(data, "tmp"))).toEqual([]);
+      const blobs = existsSync(join(data, "blobs")) ? readdirSync(join(data, "blobs")) : [];
+      expect(blobs).toEqual([]);
+      const readOnlyPut = await fetch(`${restarted.url}/v1/blobs/${hash}`, { method: "PUT", body, headers: { authorization: "Bearer reader-token-123" } });
+      expect(readOnlyPut.status).toBe(403);
+      const full = await fetch(`${restarted.url}/v1/blobs/${hash}`, { method: "PUT", body, headers: { authorization: `Bearer ${TOKEN}` } });
+      expect(full.status).toBe(201);
+    } finally {
+      await stop(restarted);
+    }
+  }, 60_000);
+
+  test("SIGTERM stops the server cleanly", async () => {
+    const server = await startServer([]);
+    server.process.kill("SIGTERM");
+    expect(await server.process.exited).toBe(0);
+    mkdirSync(join(work, "unused"), { recursive: true });
+  });
+});
