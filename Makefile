@@ -52,6 +52,7 @@ bench: build
 	$(BUN) run bench/parse-plan.ts
 	$(BUN) run bench/context-digest.ts
 	$(BUN) run bench/build-vs-buildkit.ts
+	$(BUN) run bench/server.ts
 
 clean:
 	rm -rf dist .tools node_modules

@@ -15,6 +15,8 @@ declare -A package_of=(
   [skopeo]=skopeo
   [umoci]=umoci
   [dockerd]=docker.io
+  [wrk]=wrk
+  [nginx]=nginx-light
 )
 commands=("$@")
 [ ${#commands[@]} -eq 0 ] && commands=(dot setpriv busybox crun skopeo umoci)

@@ -138,7 +138,6 @@ describe("the server process", () => {
       method: "PUT",
       body: stream,
       headers: { authorization: `Bearer ${TOKEN}` },
-      // @ts-expect-error Bun streams request bodies with duplex: "half"
       duplex: "half",
     }).catch(() => undefined);
     push(body.subarray(0, body.length / 2));

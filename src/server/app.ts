@@ -66,7 +66,9 @@ export function createApp(storage: Storage, tokens: TokenSet, metrics: Metrics, 
     if (c.req.method === "HEAD") return c.body(null, 200, { "content-length": String(size) });
     c.set("bytesOut", size);
     metrics.inc("memobuild_bytes_out_total", "Bytes sent in blob and action bodies", {}, size);
-    return new Response(Bun.file(storage.blobPath(hash)), { headers: { "content-type": "application/octet-stream", "content-length": String(size) } });
+    const headers = { "content-type": "application/octet-stream", "content-length": String(size) };
+    const small = storage.smallBlob(hash);
+    return new Response(small ?? Bun.file(storage.blobPath(hash)), { headers });
   });
 
   app.put("/v1/blobs/:hash", async (c) => {

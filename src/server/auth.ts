@@ -43,8 +43,20 @@ export class TokenSet {
     return this.roles.size > 0;
   }
 
+  /** Recent answers by header value, so a busy client is not re-hashed on every request. */
+  private readonly recent = new Map<string, AuthResult>();
+
   check(authorization: string | null | undefined): AuthResult {
     if (!this.enabled) return { ok: true, role: "rw", id: "anonymous" };
+    const cached = this.recent.get(authorization ?? "");
+    if (cached) return cached;
+    const result = this.verify(authorization);
+    if (this.recent.size > 1000) this.recent.clear();
+    this.recent.set(authorization ?? "", result);
+    return result;
+  }
+
+  private verify(authorization: string | null | undefined): AuthResult {
     const match = /^Bearer\s+(\S+)$/i.exec(authorization ?? "");
     if (!match) return { ok: false, status: 401, message: "a bearer token is required (Authorization: Bearer TOKEN)" };
     const hash = blake3Hex(match[1]);

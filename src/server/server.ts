@@ -52,6 +52,7 @@ export function startServer(options: ServeOptions): RunningServer {
     idleTimeout: 120,
     ...(options.tlsCert ? { tls: { cert: Bun.file(options.tlsCert), key: Bun.file(options.tlsKey!) } } : {}),
   });
+  const flusher = setInterval(() => storage.flush(), 1000);
   const scheme = options.tlsCert ? "https" : "http";
   const url = `${scheme}://${hostname.includes(":") ? `[${hostname}]` : hostname}:${server.port}`;
   log.info("listening", { url, data: options.dataDir, auth: tokens.enabled ? "tokens" : "none" });
@@ -60,6 +61,7 @@ export function startServer(options: ServeOptions): RunningServer {
     storage,
     async stop() {
       await server.stop(false);
+      clearInterval(flusher);
       storage.close();
     },
   };

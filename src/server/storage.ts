@@ -12,7 +12,7 @@
  * then the least recently used actions, and a blob goes only when no kept action needs it.
  */
 import { Database } from "bun:sqlite";
-import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readdirSync, renameSync, rmSync, statSync, writeSync } from "node:fs";
+import { closeSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeSync } from "node:fs";
 import { join } from "node:path";
 import { Blake3Hasher } from "../hash/blake3.ts";
 
@@ -54,6 +54,23 @@ export class Storage {
   private readonly blobDir: string;
   private readonly tmpDir: string;
   evictions = 0;
+  /** hash → size of every stored blob: a hit needs no query and no stat. */
+  private readonly sizes = new Map<string, number>();
+  /**
+   * Last-access times and token stats are written in batches (flush()), not per request:
+   * a write transaction per cache hit would cap hits at a few thousand a second.
+   */
+  private readonly touchedBlobs = new Map<string, number>();
+  private readonly touchedActions = new Map<string, number>();
+  private readonly tokenUse = new Map<string, { requests: number; bytesIn: number; bytesOut: number }>();
+  /**
+   * Small blobs (≤ 64 KiB) served from memory, least recently used out past 64 MiB: opening
+   * and sending a file per request costs more than the request itself for these.
+   */
+  private readonly smallBlobs = new Map<string, Uint8Array>();
+  private smallBlobBytes = 0;
+  static readonly SMALL_BLOB = 64 * 1024;
+  static readonly SMALL_BLOB_CACHE = 64 * 1024 * 1024;
 
   constructor(readonly options: StorageOptions) {
     this.blobDir = join(options.dataDir, "blobs");
@@ -67,9 +84,29 @@ export class Storage {
     this.db.exec("PRAGMA journal_mode = WAL");
     this.db.exec("PRAGMA synchronous = NORMAL");
     this.db.exec(SCHEMA);
+    for (const row of this.db.query("SELECT hash, size FROM blobs").all() as { hash: string; size: number }[]) this.sizes.set(row.hash, row.size);
+  }
+
+  /** Writes batched access times and token stats. */
+  flush() {
+    if (this.touchedBlobs.size + this.touchedActions.size + this.tokenUse.size === 0) return;
+    this.db.transaction(() => {
+      const blob = this.db.query("UPDATE blobs SET last_access = ? WHERE hash = ?");
+      for (const [hash, time] of this.touchedBlobs) blob.run(time, hash);
+      const action = this.db.query("UPDATE actions SET last_access = ? WHERE key = ?");
+      for (const [key, time] of this.touchedActions) action.run(time, key);
+      const stats = this.db.query(
+        "INSERT INTO token_stats VALUES (?, ?, ?, ?) ON CONFLICT(token) DO UPDATE SET requests = requests + excluded.requests, bytes_in = bytes_in + excluded.bytes_in, bytes_out = bytes_out + excluded.bytes_out",
+      );
+      for (const [token, use] of this.tokenUse) stats.run(token, use.requests, use.bytesIn, use.bytesOut);
+    })();
+    this.touchedBlobs.clear();
+    this.touchedActions.clear();
+    this.tokenUse.clear();
   }
 
   close() {
+    this.flush();
     this.db.close();
   }
 
@@ -78,16 +115,35 @@ export class Storage {
   }
 
   hasBlob(hash: string): boolean {
-    return this.db.query("SELECT 1 FROM blobs WHERE hash = ?").get(hash) !== null && existsSync(this.blobPath(hash));
+    return this.sizes.has(hash);
   }
 
   blobSize(hash: string): number | undefined {
-    const row = this.db.query("SELECT size FROM blobs WHERE hash = ?").get(hash) as { size: number } | null;
-    return row?.size;
+    return this.sizes.get(hash);
   }
 
   touchBlob(hash: string) {
-    this.db.query("UPDATE blobs SET last_access = ? WHERE hash = ?").run(Date.now(), hash);
+    this.touchedBlobs.set(hash, Date.now());
+  }
+
+  /** A small blob's bytes from memory (read from disk the first time); undefined if large. */
+  smallBlob(hash: string): Uint8Array | undefined {
+    const size = this.sizes.get(hash);
+    if (size === undefined || size > Storage.SMALL_BLOB) return undefined;
+    let bytes = this.smallBlobs.get(hash);
+    if (bytes) {
+      this.smallBlobs.delete(hash); // most recently used goes last
+    } else {
+      bytes = readFileSync(this.blobPath(hash));
+      this.smallBlobBytes += bytes.length;
+      for (const [old, data] of this.smallBlobs) {
+        if (this.smallBlobBytes <= Storage.SMALL_BLOB_CACHE) break;
+        this.smallBlobs.delete(old);
+        this.smallBlobBytes -= data.length;
+      }
+    }
+    this.smallBlobs.set(hash, bytes);
+    return bytes;
   }
 
   /** Stores a blob from a stream, verifying its BLAKE3 hash as it arrives. */
@@ -127,6 +183,7 @@ export class Storage {
       mkdirSync(join(this.blobDir, hash.slice(0, 2)), { recursive: true });
       renameSync(temp, this.blobPath(hash));
       this.db.query("INSERT OR REPLACE INTO blobs VALUES (?, ?, ?)").run(hash, size, Date.now());
+      this.sizes.set(hash, size);
     }
     return { size, existed };
   }
@@ -134,7 +191,7 @@ export class Storage {
   getAction(key: string): string | undefined {
     const row = this.db.query("SELECT body FROM actions WHERE key = ?").get(key) as { body: string } | null;
     if (!row) return undefined;
-    this.db.query("UPDATE actions SET last_access = ? WHERE key = ?").run(Date.now(), key);
+    this.touchedActions.set(key, Date.now());
     return row.body;
   }
 
@@ -168,7 +225,9 @@ export class Storage {
   }
 
   storageBytes(): number {
-    return (this.db.query("SELECT COALESCE(SUM(size), 0) AS n FROM blobs").get() as { n: number }).n;
+    let total = 0;
+    for (const size of this.sizes.values()) total += size;
+    return total;
   }
 
   counts(): { blobs: number; actions: number } {
@@ -185,10 +244,18 @@ export class Storage {
     const max = this.options.maxSize;
     if (max === undefined) return 0;
     let used = this.storageBytes();
+    if (used <= max) return 0;
+    this.flush(); // eviction orders by access time
     let evicted = 0;
     const removeBlob = (hash: string, size: number) => {
       rmSync(this.blobPath(hash), { force: true });
       this.db.query("DELETE FROM blobs WHERE hash = ?").run(hash);
+      this.sizes.delete(hash);
+      const cached = this.smallBlobs.get(hash);
+      if (cached) {
+        this.smallBlobs.delete(hash);
+        this.smallBlobBytes -= cached.length;
+      }
       used -= size;
       evicted++;
     };
@@ -218,14 +285,14 @@ export class Storage {
   }
 
   recordTokenUse(token: string, bytesIn: number, bytesOut: number) {
-    this.db
-      .query(
-        "INSERT INTO token_stats VALUES (?, 1, ?, ?) ON CONFLICT(token) DO UPDATE SET requests = requests + 1, bytes_in = bytes_in + excluded.bytes_in, bytes_out = bytes_out + excluded.bytes_out",
-      )
-      .run(token, bytesIn, bytesOut);
+    const use = this.tokenUse.get(token) ?? { requests: 0, bytesIn: 0, bytesOut: 0 };
+    use.requests++;
+    use.bytesIn += bytesIn;
+    use.bytesOut += bytesOut;
+    this.tokenUse.set(token, use);
   }
 
-  /** Blob files on disk that the database does not know (for tests and checks). */
+  /** Blob files on disk that the index does not know, and leftover uploads (for checks). */
   strayFiles(): string[] {
     const stray: string[] = [];
     for (const prefix of readdirSync(this.blobDir)) {
