@@ -160,6 +160,27 @@ describe("the server process", () => {
     }
   }, 60_000);
 
+  test("serves HTTPS with --tls-cert and --tls-key", async () => {
+    const cert = join(work, "cert.pem");
+    const key = join(work, "key.pem");
+    const made = Bun.spawnSync(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1", "-keyout", key, "-out", cert], { stderr: "pipe" });
+    expect(made.exitCode).toBe(0);
+    const port = ++portCounter;
+    const child = Bun.spawn([memobuildBinary(), "serve", "--listen", `127.0.0.1:${port}`, "--data", join(work, "tls-data"), "--tls-cert", cert, "--tls-key", key], { stdout: "ignore", stderr: "pipe" });
+    try {
+      let response: Response | undefined;
+      for (let i = 0; i < 100 && !response; i++) {
+        response = await fetch(`https://127.0.0.1:${port}/healthz`, { tls: { rejectUnauthorized: false } } as RequestInit).catch(() => undefined);
+        if (!response) await Bun.sleep(50);
+      }
+      expect(await response!.json()).toEqual({ status: "ok" });
+      await expect(fetch(`http://127.0.0.1:${port}/healthz`)).rejects.toThrow();
+    } finally {
+      child.kill("SIGTERM");
+      await child.exited;
+    }
+  });
+
   test("SIGTERM stops the server cleanly", async () => {
     const server = await startServer([]);
     server.process.kill("SIGTERM");
