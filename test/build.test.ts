@@ -84,7 +84,7 @@ describe("the example project", () => {
     const unpack = Bun.spawnSync(["umoci", "unpack", "--image", `${oci}:hello:test`, unpacked], { stderr: "pipe" });
     expect(unpack.exitCode).toBe(0);
     expect(readFileSync(join(unpacked, "rootfs/usr/local/bin/greet"), "utf8")).toContain('echo "hello, ${name}!"');
-    expect(existsSync(join(unpacked, "rootfs/cache"))).toBe(false); // the cache mount's stub is not in the layer
+    expect(existsSync(join(unpacked, "rootfs/cache"))).toBe(false); // the cache mount's mount point is not in the layer
   }, 60_000);
 
   test("runs with crun", () => {
@@ -273,7 +273,7 @@ describe("RUN", () => {
     mustBuild(dir, "-t", "mounts:test");
     expect(runMemobuild(["run", "mounts:test", "--cache-dir", cacheDir]).stdout).toBe("from-context\ntool-data\n");
     const ls = runMemobuild(["run", "mounts:test", "--cache-dir", cacheDir, "--", "ls", "/"]).stdout.split("\n");
-    for (const stub of ["in", "t", "scratch"]) expect(ls).not.toContain(stub);
+    for (const point of ["in", "t", "scratch"]) expect(ls).not.toContain(point);
   });
 
   test("a secret is readable in RUN and appears in no blob, key, log or metadata", () => {

@@ -125,11 +125,3 @@ export function prune(store: LocalStore, options: { mounts: boolean }): GcResult
   }
   return { stepsRemoved, layersRemoved: swept.layers, bytesFreed: bytes };
 }
-
-/** "10GB", "500M", "1.5g", plain bytes. */
-export function parseSize(text: string): number {
-  const match = /^(\d+(?:\.\d+)?)\s*([kmgt]?)(i?b)?$/i.exec(text.trim());
-  if (!match) throw new Error(`invalid size "${text}": use bytes or a number with K, M, G or T`);
-  const scale = { "": 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3, t: 1024 ** 4 }[match[2].toLowerCase() as "" | "k" | "m" | "g" | "t"];
-  return Math.floor(Number(match[1]) * scale);
-}

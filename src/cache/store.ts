@@ -10,6 +10,7 @@
  * and the database row that points to it is written after the rename. A crash at any moment
  * leaves, at worst, unreferenced files. Blobs are verified against their digest when read.
  */
+import { randomHex } from "../util/random.ts";
 import { UserError } from "../errors.ts";
 import { Database } from "bun:sqlite";
 import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeSync } from "node:fs";
@@ -353,9 +354,4 @@ export function unmountBelow(path: string) {
     return;
   }
   for (const point of mounts.sort().reverse()) umount(point, true);
-}
-
-/** Random hex for unique names (Web Crypto: no node:crypto to load at start-up). */
-function randomHex(bytes: number): string {
-  return Buffer.from(crypto.getRandomValues(new Uint8Array(bytes))).toString("hex");
 }

@@ -82,14 +82,14 @@ export async function executeRun(inputs: RunInputs, work: string): Promise<strin
     const user = resolveUser(config.config.User, (path) => readIfFile(join(rootfs, path)));
 
     // Mount points that do not exist yet are created for the run and removed afterwards.
-    const stubs: string[] = [];
+    const createdMountPoints: string[] = [];
     const runtimeMounts: RuntimeMount[] = [];
     const env = new Map(inputs.env);
     if (!env.has("PATH")) env.set("PATH", DEFAULT_PATH);
     for (const mount of instruction.mounts) {
       const target = mount.type === "secret" ? mount.target : posix.resolve(cwd, mount.target);
       if (target && !existsSync(join(rootfs, target))) {
-        stubs.push(target);
+        createdMountPoints.push(target);
         mkdirSync(join(rootfs, target), { recursive: true });
       }
       switch (mount.type) {
@@ -115,7 +115,7 @@ export async function executeRun(inputs: RunInputs, work: string): Promise<strin
             const file = join(secretDir, `s${runtimeMounts.length}`);
             writeFileSync(file, value, { mode: mount.mode });
             chownSync(file, mount.uid, mount.gid);
-            if (stubs.at(-1) === mount.target) {
+            if (createdMountPoints.at(-1) === mount.target) {
               rmdirSync(join(rootfs, mount.target));
               writeFileSync(join(rootfs, mount.target), "");
             }
@@ -150,7 +150,7 @@ export async function executeRun(inputs: RunInputs, work: string): Promise<strin
       throw new RunFailedError(`process did not complete successfully: exit code ${result.exitCode}`, result.exitCode, result.tail);
     }
     for (const target of mounted.splice(0).reverse()) unmount(target);
-    removeStubs(upper, stubs);
+    removeCreatedMountPoints(upper, createdMountPoints);
     const layer = join(work, "layer");
     renameSync(upper, layer);
     return layer;
@@ -222,9 +222,9 @@ function bindSource(inputs: RunInputs, mount: Extract<Mount, { type: "bind" }>, 
 }
 
 /** Removes mount points the run created, when they are still empty. */
-function removeStubs(upper: string, stubs: string[]) {
-  for (const stub of stubs.reverse()) {
-    let path = join(upper, stub);
+function removeCreatedMountPoints(upper: string, createdMountPoints: string[]) {
+  for (const mountPoint of createdMountPoints.reverse()) {
+    let path = join(upper, mountPoint);
     try {
       const stat = lstatSync(path);
       if (stat.isDirectory() && readdirSync(path).length === 0) rmdirSync(path);
@@ -232,8 +232,8 @@ function removeStubs(upper: string, stubs: string[]) {
     } catch {
       continue;
     }
-    // Parents created only for the stub go too.
-    for (let parent = posix.dirname(stub); parent !== "/"; parent = posix.dirname(parent)) {
+    // Parents created only for the mountPoint go too.
+    for (let parent = posix.dirname(mountPoint); parent !== "/"; parent = posix.dirname(parent)) {
       path = join(upper, parent);
       try {
         if (readdirSync(path).length > 0) break;

@@ -4,6 +4,7 @@
  * the rest. On hosts that mix cgroup v1 and v2 (hybrid mode) crun refuses to start, so the
  * runtime is started in a private mount namespace with /sys/fs/cgroup/unified unmounted there.
  */
+import { randomHex } from "../util/random.ts";
 import { UserError } from "../errors.ts";
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
@@ -128,9 +129,4 @@ export async function runContainer(spec: ContainerSpec, bundleDir: string, onOut
   await Promise.all([pump(child.stdout, "stdout"), pump(child.stderr, "stderr")]);
   const exitCode = await child.exited;
   return { exitCode, tail };
-}
-
-/** Random hex for unique names (Web Crypto: no node:crypto to load at start-up). */
-function randomHex(bytes: number): string {
-  return Buffer.from(crypto.getRandomValues(new Uint8Array(bytes))).toString("hex");
 }

@@ -2,6 +2,7 @@
  * `RUN --mount=type=…,target=…` specifications, parsed and validated (BuildKit's option names
  * and defaults). The spec is comma-separated with CSV quoting, as BuildKit reads it.
  */
+import { parseSize } from "../util/sizes.ts";
 
 export type Mount =
   | { type: "bind"; target: string; source: string; from?: string; readonly: boolean }
@@ -70,12 +71,6 @@ function parseNumber(key: string, value: string, radix: number): number {
   return parseInt(value, radix);
 }
 
-function parseSize(value: string): number {
-  const match = /^(\d+(?:\.\d+)?)\s*([kmgt]?)i?b?$/i.exec(value);
-  if (!match) throw new Error(`invalid value for size: ${value}`);
-  const scale = { "": 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3, t: 1024 ** 4 }[match[2].toLowerCase()]!;
-  return Math.floor(Number(match[1]) * scale);
-}
 
 export function parseMount(spec: string): Mount {
   const options = new Map<string, string | undefined>();

@@ -1,19 +1,10 @@
 import type { Command } from "commander";
-import { collectGarbage, parseSize, prune, usage } from "../../cache/gc.ts";
+import { formatBytes, parseSize } from "../../util/sizes.ts";
+import { collectGarbage, prune, usage } from "../../cache/gc.ts";
 import { LocalStore } from "../../cache/store.ts";
 import { resolveCacheDir } from "../../config/cache-dir.ts";
 import { UsageError } from "../errors.ts";
 
-function human(bytes: number): string {
-  const units = ["B", "KiB", "MiB", "GiB", "TiB"];
-  let value = bytes;
-  let unit = 0;
-  while (value >= 1024 && unit < units.length - 1) {
-    value /= 1024;
-    unit++;
-  }
-  return unit === 0 ? `${value} B` : `${value.toFixed(1)} ${units[unit]}`;
-}
 
 function exclusive(cacheDir: string | undefined, fn: (store: LocalStore) => void) {
   const store = LocalStore.openExclusive(resolveCacheDir(cacheDir));
@@ -41,7 +32,7 @@ export function registerCache(program: Command) {
         process.stdout.write("KEY               LAYER                SIZE        LAST USED\n");
         for (const row of rows) {
           const layer = row.diff_id ? row.diff_id.slice(0, 19) : "(config only)";
-          const size = row.size === null ? "-" : human(row.size);
+          const size = row.size === null ? "-" : formatBytes(row.size);
           process.stdout.write(`${row.key.slice(0, 16)}  ${layer.padEnd(19)}  ${size.padStart(10)}  ${new Date(row.last_used).toISOString().slice(0, 19).replace("T", " ")}\n`);
         }
       } finally {
@@ -59,10 +50,10 @@ export function registerCache(program: Command) {
         const u = usage(store);
         process.stdout.write(
           [
-            `blobs (compressed layers, configs, manifests)  ${human(u.blobs)}`,
-            `snapshots (unpacked layers)                    ${human(u.snapshots)}`,
-            `cache mounts (RUN --mount=type=cache)          ${human(u.mounts)}`,
-            `total                                          ${human(u.total)}`,
+            `blobs (layers, configs, manifests)             ${formatBytes(u.blobs)}`,
+            `snapshots (unpacked layers)                    ${formatBytes(u.snapshots)}`,
+            `cache mounts (RUN --mount=type=cache)          ${formatBytes(u.mounts)}`,
+            `total                                          ${formatBytes(u.total)}`,
             `${u.steps} step result(s), ${u.layers} layer(s), ${u.images} named image(s) in ${store.dir}`,
             "",
           ].join("\n"),
@@ -86,7 +77,7 @@ export function registerCache(program: Command) {
       }
       exclusive(flags.cacheDir, (store) => {
         const result = collectGarbage(store, max);
-        process.stdout.write(`removed ${result.stepsRemoved} step result(s) and ${result.layersRemoved} layer(s), freed ${human(result.bytesFreed)}; now ${human(usage(store).total)}\n`);
+        process.stdout.write(`removed ${result.stepsRemoved} step result(s) and ${result.layersRemoved} layer(s), freed ${formatBytes(result.bytesFreed)}; now ${formatBytes(usage(store).total)}\n`);
       });
     });
 
@@ -98,7 +89,7 @@ export function registerCache(program: Command) {
     .action((flags: { mounts?: boolean; cacheDir?: string }) =>
       exclusive(flags.cacheDir, (store) => {
         const result = prune(store, { mounts: flags.mounts === true });
-        process.stdout.write(`removed ${result.stepsRemoved} step result(s) and ${result.layersRemoved} layer(s), freed ${human(result.bytesFreed)}\n`);
+        process.stdout.write(`removed ${result.stepsRemoved} step result(s) and ${result.layersRemoved} layer(s), freed ${formatBytes(result.bytesFreed)}\n`);
       }),
     );
 }

@@ -1,4 +1,5 @@
 import { Command } from "commander";
+import { formatBytes } from "../../util/sizes.ts";
 import { existsSync, readFileSync } from "node:fs";
 import { join, relative, resolve } from "node:path";
 import { resolveCacheDir, statCacheFile } from "../../config/cache-dir.ts";
@@ -36,16 +37,6 @@ function describeEntry(entry: ContextEntry): string {
   return quotePath(entry.path);
 }
 
-function humanBytes(bytes: number): string {
-  const units = ["B", "KiB", "MiB", "GiB", "TiB"];
-  let value = bytes;
-  let unit = 0;
-  while (value >= 1024 && unit < units.length - 1) {
-    value /= 1024;
-    unit++;
-  }
-  return `${unit === 0 ? value : value.toFixed(1)} ${units[unit]}`;
-}
 
 function parseOwner(value: string | undefined): { uid: number; gid: number } | undefined {
   if (value === undefined) return undefined;
@@ -129,7 +120,7 @@ export function registerContext(program: Command) {
       const bytes = files.reduce((sum, e) => sum + e.size, 0);
       process.stdout.write(`blake3:${digest}\n`);
       process.stderr.write(
-        `${files.length} file(s), ${humanBytes(bytes)}; ${ctx.stats.hashed} hashed (${humanBytes(ctx.stats.bytesHashed)}), ` +
+        `${files.length} file(s), ${formatBytes(bytes)}; ${ctx.stats.hashed} hashed (${formatBytes(ctx.stats.bytesHashed)}), ` +
           `${ctx.stats.fromCache} unchanged since the last look; ${ms.toFixed(0)} ms\n`,
       );
     });

@@ -1,7 +1,7 @@
 import type { Command } from "commander";
 import { homedir } from "node:os";
 import { join, resolve } from "node:path";
-import { parseSize } from "../../cache/gc.ts";
+import { parseSize } from "../../util/sizes.ts";
 import { TokenSet, type Role } from "../../server/auth.ts";
 import { createLogger } from "../../server/log.ts";
 import { startServer } from "../../server/server.ts";

@@ -1,0 +1,21 @@
+/** Byte sizes as people write and read them: "500M", "1.5g", "10GB" ↔ "1.4 GiB". */
+
+const UNITS = { "": 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3, t: 1024 ** 4 } as const;
+
+/** Parses bytes or a number with K, M, G or T (binary units; "B" and "iB" suffixes allowed). */
+export function parseSize(text: string): number {
+  const match = /^(\d+(?:\.\d+)?)\s*([kmgt]?)(i?b)?$/i.exec(text.trim());
+  if (!match) throw new Error(`invalid size "${text}": use bytes or a number with K, M, G or T`);
+  return Math.floor(Number(match[1]) * UNITS[match[2].toLowerCase() as keyof typeof UNITS]);
+}
+
+export function formatBytes(bytes: number): string {
+  const units = ["B", "KiB", "MiB", "GiB", "TiB"];
+  let value = bytes;
+  let unit = 0;
+  while (value >= 1024 && unit < units.length - 1) {
+    value /= 1024;
+    unit++;
+  }
+  return unit === 0 ? `${value} B` : `${value.toFixed(1)} ${units[unit]}`;
+}
