@@ -71,6 +71,7 @@ describe("the example project", () => {
     const blob = (digest: string) => readFileSync(join(oci, "blobs/sha256", digest.slice(7)));
     const manifest = JSON.parse(blob(index.manifests[0].digest).toString());
     expect(ociSchemaErrors("manifest", manifest)).toEqual([]);
+    expect(new Set(manifest.layers.map((l: { mediaType: string }) => l.mediaType))).toEqual(new Set(["application/vnd.oci.image.layer.v1.tar+gzip"]));
     const config = JSON.parse(blob(manifest.config.digest).toString());
     expect(ociSchemaErrors("config", config)).toEqual([]);
     expect(config.config).toMatchObject({ User: "1000:1000", Entrypoint: ["/usr/local/bin/greet"], Cmd: ["world"] });
@@ -95,8 +96,12 @@ describe("the example project", () => {
     expect(id.stdout).toBe("uid=0(root) gid=0(root)\n");
   });
 
+  test("the base image exports for other caches", () => {
+    mustBuild(join(REPO_ROOT, "examples/base"), "--output", `type=oci,dest=${join(work, "hello-base-oci")}`, "-t", "memobuild/busybox:latest");
+  });
+
   test("a no-op rebuild executes nothing and gives the same image", () => {
-    const again = mustBuild(join(REPO_ROOT, "examples/hello"), "-t", "hello:test");
+    const again = mustBuild(join(REPO_ROOT, "examples/hello"), "-t", "hello:test", "--output", `type=oci,dest=${join(work, "hello-oci-again")}`);
     expect(executed(again)).toEqual([]);
     expect(again["containerimage.digest"]).toBe(first["containerimage.digest"]);
   });
@@ -496,6 +501,67 @@ describe("memobuild cache", () => {
   }, 60_000);
 });
 
+describe("exporters", () => {
+  test("oci-archive and docker-archive read by skopeo; oci-archive imports; uncompressed OCI", () => {
+    const dir = project({ Dockerfile: "FROM memobuild/busybox\nRUN echo exported > /marker\nCMD [\"cat\", \"/marker\"]\n" });
+    const ociArchive = join(work, "img.oci.tar");
+    const dockerArchive = join(work, "img.docker.tar");
+    const plain = join(work, "img-plain");
+    const m = mustBuild(dir, "-t", "exp:1", "--output", `type=oci-archive,dest=${ociArchive}`, "--output", `type=docker-archive,dest=${dockerArchive}`, "--output", `type=oci,dest=${plain},compression=uncompressed`);
+    const outputs = (m as unknown as { outputs: { type: string; digest: string }[] }).outputs;
+    expect(outputs.map((o) => o.type)).toEqual(["oci-archive", "docker-archive", "oci"]);
+    expect(m["containerimage.digest"]).toBe(outputs[0].digest);
+
+    const inspect = (ref: string) => {
+      const result = Bun.spawnSync(["skopeo", "inspect", ref], { stdout: "pipe", stderr: "pipe" });
+      expect(result.stderr.toString()).toBe("");
+      return JSON.parse(result.stdout.toString());
+    };
+    expect(inspect(`oci-archive:${ociArchive}:exp:1`).Digest).toBe(outputs[0].digest);
+    expect(inspect(`docker-archive:${dockerArchive}`).Layers).toHaveLength(3);
+    const saved = Bun.spawnSync(["tar", "-xOf", dockerArchive, "manifest.json"], { stdout: "pipe" }).stdout.toString();
+    expect(JSON.parse(saved)[0].RepoTags).toEqual(["exp:1"]);
+    const plainManifest = JSON.parse(readFileSync(join(plain, "blobs/sha256", outputs[2].digest.slice(7)), "utf8"));
+    expect(plainManifest.layers.every((l: { mediaType: string }) => l.mediaType === "application/vnd.oci.image.layer.v1.tar")).toBe(true);
+
+    // Round trip: skopeo turns the docker archive into an OCI archive; MemoBuild imports that.
+    const viaSkopeo = join(work, "via-skopeo.tar");
+    const copy = Bun.spawnSync(["skopeo", "copy", `docker-archive:${dockerArchive}`, `oci-archive:${viaSkopeo}:via:1`], { stderr: "pipe" });
+    expect(copy.stderr.toString()).toBe("");
+    const other = join(work, "export-cache");
+    expect(runMemobuild(["image", "import", `oci-archive:${viaSkopeo}:via:1`, "-t", "via:1", "--cache-dir", other]).exitCode).toBe(0);
+    expect(runMemobuild(["run", "via:1", "--cache-dir", other]).stdout).toBe("exported\n");
+    // And image export writes the same archive as the build did.
+    const again = join(work, "again.oci.tar");
+    expect(runMemobuild(["image", "export", "exp:1", "--output", `type=oci-archive,dest=${again}`, "--cache-dir", cacheDir]).stdout).toBe(`${outputs[0].digest}\n`);
+    expect(runMemobuild(["image", "export", "exp:1", "--output", "type=tarball,dest=x", "--cache-dir", cacheDir]).stderr).toBe(
+      "memobuild: --output type=tarball is not supported: use oci, oci-archive or docker-archive\n",
+    );
+  });
+});
+
+describe("reproducible builds", () => {
+  test("with SOURCE_DATE_EPOCH, two clean builds in different directories give the same digest", () => {
+    const digests = [1, 2].map((n) => {
+      const dir = join(work, `repro-${n}`);
+      Bun.spawnSync(["cp", "-r", join(REPO_ROOT, "examples/hello"), dir]);
+      Bun.spawnSync(["touch", "-d", `2030-01-0${n}`, join(dir, "src/greet.sh.in")]); // different mtimes
+      const cache = join(work, `repro-cache-${n}`);
+      const imported = runMemobuild(["image", "import", `oci:${join(work, "hello-base-oci")}:memobuild/busybox:latest`, "--cache-dir", cache]);
+      expect(imported.exitCode).toBe(0);
+      const metadata = join(work, `repro-${n}.json`);
+      const args = ["build", dir, "--cache-dir", cache, "--metadata-file", metadata, "--output", `type=oci,dest=${join(work, `repro-oci-${n}`)}`];
+      // Once through the environment, once as a build arg: both count.
+      const result = n === 1 ? runMemobuild(args, { env: { SOURCE_DATE_EPOCH: "1700000000" } }) : runMemobuild([...args, "--build-arg", "SOURCE_DATE_EPOCH=1700000000"]);
+      expect(result.stderr).not.toContain("warning");
+      return JSON.parse(readFileSync(metadata, "utf8"))["containerimage.digest"];
+    });
+    expect(digests[0]).toBe(digests[1]);
+    const config = JSON.parse(readFileSync(join(work, "repro-oci-1/blobs/sha256", JSON.parse(readFileSync(join(work, "repro-oci-1/blobs/sha256", digests[0].slice(7)), "utf8")).config.digest.slice(7)), "utf8"));
+    expect(config.created).toBe("2023-11-14T22:13:20.000Z");
+  }, 60_000);
+});
+
 describe("two builds at once on one cache", () => {
   test("both succeed and their results are reused afterwards", async () => {
     const projects = [1, 2].map((n) =>
@@ -520,7 +586,7 @@ describe("images", () => {
     const diffId = `sha256:${new Bun.CryptoHasher("sha256").update(readFileSync(layerTar)).digest("hex")}`;
     // Built on busybox: reuse its layers by exporting it and unpacking that layout's layers.
     const baseOut = join(work, "archive-base-oci");
-    const baseMeta = mustBuild(join(REPO_ROOT, "examples/base"), "--output", `type=oci,dest=${baseOut}`);
+    const baseMeta = mustBuild(join(REPO_ROOT, "examples/base"), "--output", `type=oci,dest=${baseOut},compression=uncompressed`);
     const baseManifest = JSON.parse(readFileSync(join(baseOut, "blobs/sha256", baseMeta["containerimage.digest"].slice(7)), "utf8"));
     const baseConfig = JSON.parse(readFileSync(join(baseOut, "blobs/sha256", baseManifest.config.digest.slice(7)), "utf8"));
     const files: Record<string, string> = {};

@@ -51,6 +51,10 @@ CREATE TABLE IF NOT EXISTS steps (
 CREATE TABLE IF NOT EXISTS images (
   ref TEXT PRIMARY KEY, manifest_digest TEXT NOT NULL, created TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS compressed_layers (
+  diff_id TEXT NOT NULL, algorithm TEXT NOT NULL, digest TEXT NOT NULL, size INTEGER NOT NULL,
+  PRIMARY KEY (diff_id, algorithm)
+);
 CREATE TABLE IF NOT EXISTS builds (
   dockerfile TEXT NOT NULL, target TEXT NOT NULL, step_id TEXT NOT NULL, key TEXT NOT NULL,
   inputs TEXT NOT NULL, PRIMARY KEY (dockerfile, target, step_id)
@@ -208,6 +212,18 @@ export class LocalStore {
       | null;
     if (!row) return undefined;
     return { diffId: row.diff_id, digest: row.digest, size: row.size, uncompressedSize: row.uncompressed_size, mediaType: row.media_type };
+  }
+
+  /** A layer's compressed blob made by an earlier export, if any. */
+  compressedLayer(diffId: string, algorithm: string): { digest: string; size: number } | undefined {
+    const row = this.db.query("SELECT digest, size FROM compressed_layers WHERE diff_id = ? AND algorithm = ?").get(diffId, algorithm) as
+      | { digest: string; size: number }
+      | null;
+    return row ?? undefined;
+  }
+
+  recordCompressedLayer(diffId: string, algorithm: string, digest: string, size: number) {
+    this.db.query("INSERT OR REPLACE INTO compressed_layers VALUES (?, ?, ?, ?)").run(diffId, algorithm, digest, size);
   }
 
   snapshotPath(diffId: string): string {

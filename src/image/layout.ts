@@ -81,27 +81,6 @@ export function storeImage(store: LocalStore, config: ImageConfig, layers: Descr
   return { manifestDigest: manifestBlob.digest, manifest, config };
 }
 
-/** `--output type=oci,dest=DIR`: an OCI image layout with the image and its tags. */
-export function exportOciLayout(store: LocalStore, image: StoredImage, dest: string, tags: string[]) {
-  mkdirSync(join(dest, "blobs/sha256"), { recursive: true });
-  const copy = (digest: string) => {
-    const target = join(dest, "blobs/sha256", digest.slice(7));
-    if (!existsSync(target)) copyFileSync(store.blobPath(digest), target);
-  };
-  for (const layer of image.manifest.layers) copy(layer.digest);
-  copy(image.manifest.config.digest);
-  copy(image.manifestDigest);
-  const descriptor: Descriptor = {
-    mediaType: MEDIA.manifest,
-    digest: image.manifestDigest,
-    size: store.blobSize(image.manifestDigest),
-    platform: { architecture: image.config.architecture, os: image.config.os, ...(image.config.variant ? { variant: image.config.variant } : {}) },
-  };
-  const manifests = tags.length ? tags.map((tag) => ({ ...descriptor, annotations: { [REF_NAME]: tag } })) : [descriptor];
-  writeFileSync(join(dest, "oci-layout"), JSON.stringify({ imageLayoutVersion: "1.0.0" }));
-  writeFileSync(join(dest, "index.json"), JSON.stringify({ schemaVersion: 2, mediaType: MEDIA.index, manifests } satisfies Index));
-}
-
 export class ImportError extends UserError {}
 
 function sha256File(path: string): string {
@@ -161,6 +140,31 @@ export function importOciLayout(store: LocalStore, dir: string, refName?: string
   recordLayers(store, manifest, config);
   manifest = manifest as Manifest;
   return { manifestDigest: chosen.digest, manifest, config, refName: chosen.annotations?.[REF_NAME] };
+}
+
+/** Imports one image from an OCI archive (an OCI layout in a tar). */
+export function importOciArchive(store: LocalStore, file: string, refName?: string): StoredImage & { refName?: string } {
+  const staging = store.tempDir("oci-archive");
+  try {
+    const reader = new TarReader(file);
+    try {
+      for (let entry = reader.next(); entry; entry = reader.next()) {
+        const name = entry.name.replace(/^\.\//, "");
+        if (entry.type === "dir") continue;
+        // Only what a layout holds; nothing else is written, so no path can escape.
+        if (entry.type !== "file" || !/^(oci-layout|index\.json|blobs\/sha256\/[0-9a-f]{64})$/.test(name)) {
+          throw new ImportError(`${file}: unexpected member ${JSON.stringify(name)} in an OCI archive`);
+        }
+        mkdirSync(join(staging, name, ".."), { recursive: true });
+        writeFileSync(join(staging, name), Buffer.concat([...reader.readContent()]));
+      }
+    } finally {
+      reader.close();
+    }
+    return importOciLayout(store, staging, refName);
+  } finally {
+    rmSync(staging, { recursive: true, force: true });
+  }
 }
 
 /** Imports the first image of a `docker save` archive; returns it and its RepoTags. */

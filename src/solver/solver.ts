@@ -113,12 +113,14 @@ export function stepKey(inputs: StepInputs): string {
 }
 
 /**
- * A step's date: SOURCE_DATE_EPOCH when set, else when the step first ran (from its cache
- * record), so rebuilding from cache gives the same image, digest included.
+ * SOURCE_DATE_EPOCH (seconds), from `--build-arg` or the environment, as BuildKit reads it.
+ * With it, new layers' file times are clamped to it and history and config dates are it.
  */
-function dateOf(createdMs: number): string {
-  const epoch = process.env.SOURCE_DATE_EPOCH;
-  return epoch && /^\d+$/.test(epoch) ? new Date(Number(epoch) * 1000).toISOString() : new Date(createdMs).toISOString();
+export function sourceDateEpoch(buildArgs: Record<string, string>, env: NodeJS.ProcessEnv = process.env): number | undefined {
+  const text = buildArgs.SOURCE_DATE_EPOCH ?? env.SOURCE_DATE_EPOCH;
+  if (text === undefined || text === "") return undefined;
+  if (!/^\d+$/.test(text)) throw new UserError(`SOURCE_DATE_EPOCH must be whole seconds since 1970, not "${text}"`);
+  return Number(text);
 }
 
 /** Resolves FROM and --from image references against the local image store. */
@@ -141,6 +143,9 @@ function imageResolver(store: LocalStore) {
 export async function build(options: BuildOptions): Promise<BuildResult> {
   const { store, progress } = options;
   const platform = hostPlatform();
+  const epoch = sourceDateEpoch(options.buildArgs);
+  /** A step's date: the epoch when set, else when the step first ran (so a rebuild from cache is identical). */
+  const dateOf = (createdMs: number) => new Date(epoch !== undefined ? epoch * 1000 : createdMs).toISOString();
   const resolveImage = imageResolver(store);
   const parsed = parseDockerfile(options.dockerfileText, options.dockerfilePath);
   const plan = planStages(parsed, {
@@ -151,7 +156,9 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
       return image ? { env: image.config.config.Env ?? [], onbuild: image.config.config.OnBuild ?? [] } : undefined;
     },
   });
-  for (const name of plan.unusedBuildArgs) progress({ type: "warning", message: `build arg ${name} is not declared by any ARG` });
+  for (const name of plan.unusedBuildArgs) {
+    if (name !== "SOURCE_DATE_EPOCH") progress({ type: "warning", message: `build arg ${name} is not declared by any ARG` });
+  }
   const graph = buildGraph(plan, options.target);
 
   // One load of the context per build, shared by the stages that read it.
@@ -561,8 +568,8 @@ async function executeStep(step: Step, current: StageState, stage: Stage, x: Exe
     // Layers stay uncompressed in the cache (the blob is the tar; its digest is the diff ID), as
     // in BuildKit: compressing every layer at build time cost seconds on large contexts.
     const tar = join(staging, "layer.tar");
-    const epoch = process.env.SOURCE_DATE_EPOCH;
-    const packed = writeLayerTar(layerDir, tar, epoch && /^\d+$/.test(epoch) ? { clampMtime: Number(epoch) } : {});
+    const epoch = sourceDateEpoch(x.options.buildArgs);
+    const packed = writeLayerTar(layerDir, tar, epoch !== undefined ? { clampMtime: epoch } : {});
     store.adoptBlob(tar, packed.diffId);
     store.adoptSnapshot(packed.diffId, layerDir);
     store.recordLayer({ diffId: packed.diffId, digest: packed.diffId, size: packed.size, uncompressedSize: packed.size, mediaType: MEDIA.layerTar });

@@ -25,9 +25,10 @@ export interface RunResult {
   stderr: string;
 }
 
-export function runMemobuild(args: string[], options: { cwd?: string; stdin?: string; binary?: string } = {}): RunResult {
+export function runMemobuild(args: string[], options: { cwd?: string; stdin?: string; binary?: string; env?: Record<string, string> } = {}): RunResult {
   const result = Bun.spawnSync([options.binary ?? memobuildBinary(), ...args], {
     cwd: options.cwd,
+    env: options.env ? { ...process.env, ...options.env } : undefined,
     stdin: options.stdin === undefined ? "ignore" : new TextEncoder().encode(options.stdin),
     stdout: "pipe",
     stderr: "pipe",

@@ -3,8 +3,8 @@ import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { resolve } from "node:path";
 import { LocalStore } from "../../cache/store.ts";
 import { resolveCacheDir, statCacheFile } from "../../config/cache-dir.ts";
-import { exportOciLayout } from "../../image/layout.ts";
-import { familiarReference, normalizeReference } from "../../image/reference.ts";
+import { exportImage, parseOutputSpec } from "../../image/export.ts";
+import { normalizeReference } from "../../image/reference.ts";
 import { jsonProgress, plainProgress } from "../../solver/progress.ts";
 import { build } from "../../solver/solver.ts";
 import { resolveRemote } from "../../config/remote.ts";
@@ -29,18 +29,6 @@ interface BuildFlags {
   remoteToken?: string;
   remoteRequired?: boolean;
   remoteUpload: string;
-}
-
-/** `type=oci,dest=DIR` → { type, dest }. */
-export function parseOutput(spec: string): { type: "oci"; dest: string } {
-  const fields = Object.fromEntries(spec.split(",").map((kv) => {
-    const eq = kv.indexOf("=");
-    return eq < 0 ? [kv, ""] : [kv.slice(0, eq), kv.slice(eq + 1)];
-  }));
-  const type = fields.type ?? "";
-  if (type !== "oci") throw new UsageError(`--output type=${type || "?"} is not supported: use type=oci,dest=DIR`);
-  if (!fields.dest) throw new UsageError(`--output ${spec}: dest=DIR is required`);
-  return { type: "oci", dest: resolve(fields.dest) };
 }
 
 /** `id=ID,src=PATH` → the secret's bytes, read now so they never touch the cache. */
@@ -76,7 +64,7 @@ export function registerBuild(program: Command) {
     .option("-t, --tag <ref>", "name the image in the local store (repeatable)", collect, [] as string[])
     .option("--target <stage>", "build this stage (default: the last)")
     .option("--build-arg <name=value>", "set a build-time variable (repeatable)", collect, [] as string[])
-    .option("--output <spec>", "also export the image: type=oci,dest=DIR (repeatable)", collect, [] as string[])
+    .option("--output <spec>", "also export: type=oci,dest=DIR | type=oci-archive,dest=FILE | type=docker-archive,dest=FILE; oci ones take compression=gzip|uncompressed (repeatable)", collect, [] as string[])
     .option("--metadata-file <file>", "write the image digest and every step's status as JSON")
     .option("--no-cache", "run every step, ignoring cached results")
     .option("--progress <mode>", "auto|plain|json", "auto")
@@ -93,7 +81,7 @@ export function registerBuild(program: Command) {
       if (!["none", "host"].includes(flags.network)) throw new UsageError(`--network must be none or host`);
       const jobs = flags.jobs === undefined ? undefined : Number(flags.jobs);
       if (jobs !== undefined && (!Number.isInteger(jobs) || jobs < 1)) throw new UsageError(`--jobs must be a whole number of at least 1`);
-      const outputs = flags.output.map(parseOutput);
+      const outputs = flags.output.map((spec) => parseOutputSpec(spec, (path) => resolve(path)));
       const tags = flags.tag.map((tag) => {
         try {
           return normalizeReference(tag);
@@ -138,15 +126,21 @@ export function registerBuild(program: Command) {
         });
         const image = result.image!;
         for (const tag of tags) store.setImage(tag, image.manifestDigest);
-        for (const output of outputs) exportOciLayout(store, image, output.dest, tags.map(familiarReference));
+        const exported: { type: string; dest: string; digest: string }[] = [];
+        for (const output of outputs) {
+          const result = await exportImage(store, image, output, tags);
+          exported.push({ type: output.type, dest: output.dest, digest: result.manifestDigest });
+        }
         if (flags.metadataFile) {
           writeFileSync(
             flags.metadataFile,
             JSON.stringify(
               {
-                "containerimage.digest": image.manifestDigest,
+                // The digest of the image as exported (compressed layers), as BuildKit reports it.
+                "containerimage.digest": exported[0]?.digest ?? image.manifestDigest,
                 "containerimage.config.digest": image.manifest.config.digest,
                 "image.name": tags.join(","),
+                outputs: exported,
                 steps: result.steps,
               },
               null,

@@ -2,7 +2,8 @@ import type { Command } from "commander";
 import { resolve } from "node:path";
 import { LocalStore } from "../../cache/store.ts";
 import { resolveCacheDir } from "../../config/cache-dir.ts";
-import { importDockerArchive, importOciLayout, loadImage } from "../../image/layout.ts";
+import { exportImage, parseOutputSpec } from "../../image/export.ts";
+import { importDockerArchive, importOciArchive, importOciLayout, loadImage } from "../../image/layout.ts";
 import { familiarReference, normalizeReference } from "../../image/reference.ts";
 import { UsageError } from "../errors.ts";
 import { collect } from "../inputs.ts";
@@ -30,7 +31,7 @@ export function registerImage(program: Command) {
   image
     .command("import")
     .summary("add an image from an OCI layout or a docker archive")
-    .argument("<source>", "oci:DIR[:NAME] (NAME picks the image by its ref.name) or docker-archive:FILE")
+    .argument("<source>", "oci:DIR[:NAME] or oci-archive:FILE[:NAME] (NAME picks the image by its ref.name), or docker-archive:FILE")
     .option("-t, --tag <ref>", "name it in the store (repeatable; default: the name in the source)", collect, [] as string[])
     .option("--cache-dir <dir>", "cache directory (default: $MEMOBUILD_CACHE_DIR or ~/.cache/memobuild)")
     .action(async (source: string, flags: { tag: string[]; cacheDir?: string }) =>
@@ -45,12 +46,18 @@ export function registerImage(program: Command) {
           const imported = importOciLayout(store, resolve(dir), refName);
           manifestDigest = imported.manifestDigest;
           names = imported.refName && imported.refName.includes("/") ? [imported.refName] : [];
+        } else if (source.startsWith("oci-archive:")) {
+          const rest = source.slice("oci-archive:".length);
+          const colon = rest.indexOf(":");
+          const imported = importOciArchive(store, resolve(colon < 0 ? rest : rest.slice(0, colon)), colon < 0 ? undefined : rest.slice(colon + 1));
+          manifestDigest = imported.manifestDigest;
+          names = imported.refName && imported.refName.includes("/") ? [imported.refName] : [];
         } else if (source.startsWith("docker-archive:")) {
           const imported = importDockerArchive(store, resolve(source.slice("docker-archive:".length)));
           manifestDigest = imported.manifestDigest;
           names = imported.repoTags;
         } else {
-          throw new UsageError(`unknown source "${source}": use oci:DIR[:NAME] or docker-archive:FILE`);
+          throw new UsageError(`unknown source "${source}": use oci:DIR[:NAME], oci-archive:FILE[:NAME] or docker-archive:FILE`);
         }
         const refs = (flags.tag.length ? flags.tag : names).map(normalized);
         if (refs.length === 0) throw new UsageError(`the image has no name: give one with --tag NAME (it is ${manifestDigest})`);
@@ -60,6 +67,23 @@ export function registerImage(program: Command) {
           store.setImage(ref, manifestDigest);
           process.stdout.write(`${familiarReference(ref)} ${manifestDigest}\n`);
         }
+      }),
+    );
+
+  image
+    .command("export")
+    .summary("write an image from the store as an OCI layout, OCI archive or Docker archive")
+    .argument("<image>", "image reference")
+    .requiredOption("--output <spec>", "type=oci,dest=DIR | type=oci-archive,dest=FILE | type=docker-archive,dest=FILE (oci ones: compression=gzip|uncompressed)")
+    .option("--cache-dir <dir>", "cache directory")
+    .action(async (ref: string, flags: { output: string; cacheDir?: string }) =>
+      withStore(flags.cacheDir, async (store) => {
+        const output = parseOutputSpec(flags.output, (path) => resolve(path));
+        const canonical = normalized(ref);
+        const record = store.image(canonical);
+        if (!record) throw new UsageError(`no image ${ref} in the local store`);
+        const exported = await exportImage(store, loadImage(store, record.manifestDigest), output, [canonical]);
+        process.stdout.write(`${exported.manifestDigest}\n`);
       }),
     );
 

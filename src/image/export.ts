@@ -1,0 +1,176 @@
+/**
+ * Exporters: an image from the local store written as an OCI layout directory, an OCI
+ * archive (that layout in a tar) or a Docker archive (what `docker load` reads).
+ *
+ * Layers stay uncompressed in the store; an export compresses them (gzip by default, or
+ * uncompressed), once per layer: the compressed blob is cached in the store. The exported
+ * manifest names the compressed layers, so its digest is the one a registry would see.
+ */
+import { closeSync, copyFileSync, existsSync, mkdirSync, openSync, readFileSync, readSync, rmSync, statSync, writeFileSync, writeSync } from "node:fs";
+import { join } from "node:path";
+import type { LocalStore } from "../cache/store.ts";
+import { UserError } from "../errors.ts";
+import { gzipLayer } from "../snapshot/pack.ts";
+import { MEDIA, REF_NAME, type Descriptor, type Index, type Manifest, type StoredImage } from "./layout.ts";
+import { familiarReference } from "./reference.ts";
+import { TarWriter } from "./tar.ts";
+
+export type Compression = "gzip" | "uncompressed";
+
+export type OutputSpec =
+  | { type: "oci"; dest: string; compression: Compression }
+  | { type: "oci-archive"; dest: string; compression: Compression }
+  | { type: "docker-archive"; dest: string };
+
+export class OutputError extends UserError {}
+
+/** `type=oci,dest=DIR[,compression=gzip|uncompressed]`, `type=oci-archive,dest=FILE`, `type=docker-archive,dest=FILE`. */
+export function parseOutputSpec(spec: string, resolvePath: (path: string) => string): OutputSpec {
+  const fields = new Map<string, string>();
+  for (const part of spec.split(",")) {
+    const eq = part.indexOf("=");
+    fields.set(eq < 0 ? part : part.slice(0, eq), eq < 0 ? "" : part.slice(eq + 1));
+  }
+  const type = fields.get("type") ?? "";
+  const dest = fields.get("dest");
+  const known = ["type", "dest", "compression"];
+  for (const key of fields.keys()) if (!known.includes(key)) throw new OutputError(`--output ${spec}: unknown option "${key}"`);
+  if (!["oci", "oci-archive", "docker-archive"].includes(type)) {
+    throw new OutputError(`--output type=${type || "?"} is not supported: use oci, oci-archive or docker-archive`);
+  }
+  if (!dest) throw new OutputError(`--output ${spec}: dest=PATH is required`);
+  const compression = (fields.get("compression") ?? "gzip") as Compression;
+  if (compression !== "gzip" && compression !== "uncompressed") throw new OutputError(`--output ${spec}: compression must be gzip or uncompressed`);
+  if (type === "docker-archive") {
+    if (fields.has("compression")) throw new OutputError("--output type=docker-archive has no compression option (docker load reads plain layers)");
+    return { type, dest: resolvePath(dest) };
+  }
+  return { type: type as "oci" | "oci-archive", dest: resolvePath(dest), compression };
+}
+
+/** The layer's blob in `compression`, compressing it (once) if needed. */
+async function layerIn(store: LocalStore, layer: Descriptor, diffId: string, compression: Compression): Promise<Descriptor> {
+  const isGzip = layer.mediaType.endsWith("gzip");
+  if (compression === "uncompressed" || isGzip) {
+    if (compression === "uncompressed" && isGzip) throw new OutputError(`layer ${layer.digest} is stored compressed; export it with compression=gzip`);
+    return { mediaType: isGzip ? MEDIA.layerGzip : MEDIA.layerTar, digest: layer.digest, size: layer.size };
+  }
+  const cached = store.compressedLayer(diffId, "gzip");
+  if (cached && store.hasBlob(cached.digest)) return { mediaType: MEDIA.layerGzip, digest: cached.digest, size: cached.size };
+  const staging = store.tempDir("compress");
+  try {
+    const file = join(staging, "layer.tar.gz");
+    const { digest, size } = await gzipLayer(store.blobPath(layer.digest), file);
+    store.adoptBlob(file, digest);
+    store.recordCompressedLayer(diffId, "gzip", digest, size);
+    return { mediaType: MEDIA.layerGzip, digest, size };
+  } finally {
+    rmSync(staging, { recursive: true, force: true });
+  }
+}
+
+export interface ExportedImage {
+  manifestDigest: string;
+  manifestSize: number;
+  manifest: Manifest;
+  /** Every blob the export needs: layers, config, manifest. */
+  blobs: string[];
+}
+
+/** Prepares the manifest an export writes (compressing layers as asked). */
+export async function prepareExport(store: LocalStore, image: StoredImage, compression: Compression): Promise<ExportedImage> {
+  const layers = await Promise.all(image.manifest.layers.map((layer, i) => layerIn(store, layer, image.config.rootfs.diff_ids[i], compression)));
+  const manifest: Manifest = { ...image.manifest, layers };
+  const { digest, size } = store.putBlob(JSON.stringify(manifest));
+  return { manifestDigest: digest, manifestSize: size, manifest, blobs: [...layers.map((l) => l.digest), manifest.config.digest, digest] };
+}
+
+function platformOf(image: StoredImage) {
+  return { architecture: image.config.architecture, os: image.config.os, ...(image.config.variant ? { variant: image.config.variant } : {}) };
+}
+
+function indexFor(image: StoredImage, exported: ExportedImage, tags: string[]): Index {
+  const descriptor: Descriptor = { mediaType: MEDIA.manifest, digest: exported.manifestDigest, size: exported.manifestSize, platform: platformOf(image) };
+  const manifests = tags.length ? tags.map((tag) => ({ ...descriptor, annotations: { [REF_NAME]: familiarReference(tag) } })) : [descriptor];
+  return { schemaVersion: 2, mediaType: MEDIA.index, manifests };
+}
+
+/** `type=oci`: an OCI image layout directory. */
+export async function exportOciLayout(store: LocalStore, image: StoredImage, dest: string, tags: string[], compression: Compression = "gzip"): Promise<ExportedImage> {
+  const exported = await prepareExport(store, image, compression);
+  mkdirSync(join(dest, "blobs/sha256"), { recursive: true });
+  for (const digest of exported.blobs) {
+    const target = join(dest, "blobs/sha256", digest.slice(7));
+    if (!existsSync(target)) copyFileSync(store.blobPath(digest), target);
+  }
+  writeFileSync(join(dest, "oci-layout"), JSON.stringify({ imageLayoutVersion: "1.0.0" }));
+  writeFileSync(join(dest, "index.json"), JSON.stringify(indexFor(image, exported, tags)));
+  return exported;
+}
+
+/** Writes a tar of named members whose content comes from files or bytes, streaming files. */
+function writeTar(file: string, members: { name: string; source: string | Buffer }[]) {
+  const fd = openSync(file, "w", 0o644);
+  try {
+    const writer = new TarWriter((chunk) => writeSync(fd, chunk));
+    const buffer = Buffer.allocUnsafe(1024 * 1024);
+    for (const member of members) {
+      const size = typeof member.source === "string" ? statSync(member.source).size : member.source.length;
+      writer.add({ name: member.name, type: "file", mode: 0o644, uid: 0, gid: 0, size, mtime: 0 });
+      if (typeof member.source === "string") {
+        const input = openSync(member.source, "r");
+        try {
+          let offset = 0;
+          while (offset < size) {
+            const n = readSync(input, buffer, 0, Math.min(buffer.length, size - offset), offset);
+            if (n === 0) throw new Error(`${member.source} shrank while it was being exported`);
+            writer.content(n === buffer.length ? buffer : buffer.subarray(0, n));
+            offset += n;
+          }
+        } finally {
+          closeSync(input);
+        }
+      } else writer.content(member.source);
+      writer.pad(size);
+    }
+    writer.finish();
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** `type=oci-archive`: the OCI layout, as a tar file. */
+export async function exportOciArchive(store: LocalStore, image: StoredImage, dest: string, tags: string[], compression: Compression = "gzip"): Promise<ExportedImage> {
+  const exported = await prepareExport(store, image, compression);
+  writeTar(dest, [
+    { name: "oci-layout", source: Buffer.from(JSON.stringify({ imageLayoutVersion: "1.0.0" })) },
+    { name: "index.json", source: Buffer.from(JSON.stringify(indexFor(image, exported, tags))) },
+    ...exported.blobs.map((digest) => ({ name: `blobs/sha256/${digest.slice(7)}`, source: store.blobPath(digest) })),
+  ]);
+  return exported;
+}
+
+/** `type=docker-archive`: what `docker save` writes and `docker load` reads (plain layers). */
+export async function exportDockerArchive(store: LocalStore, image: StoredImage, dest: string, tags: string[]): Promise<ExportedImage> {
+  const exported = await prepareExport(store, image, "uncompressed");
+  const configHex = image.manifest.config.digest.slice(7);
+  const layers = exported.manifest.layers.map((layer) => ({ name: `${layer.digest.slice(7)}/layer.tar`, source: store.blobPath(layer.digest) }));
+  const manifest = [{ Config: `${configHex}.json`, RepoTags: tags.map(familiarReference), Layers: layers.map((l) => l.name) }];
+  writeTar(dest, [
+    { name: "manifest.json", source: Buffer.from(JSON.stringify(manifest)) },
+    { name: `${configHex}.json`, source: readFileSync(store.blobPath(image.manifest.config.digest)) },
+    ...layers,
+  ]);
+  return exported;
+}
+
+export async function exportImage(store: LocalStore, image: StoredImage, output: OutputSpec, tags: string[]): Promise<ExportedImage> {
+  switch (output.type) {
+    case "oci":
+      return exportOciLayout(store, image, output.dest, tags, output.compression);
+    case "oci-archive":
+      return exportOciArchive(store, image, output.dest, tags, output.compression);
+    case "docker-archive":
+      return exportDockerArchive(store, image, output.dest, tags);
+  }
+}
