@@ -17,9 +17,12 @@ declare -A package_of=(
   [dockerd]=docker.io
   [wrk]=wrk
   [nginx]=nginx-light
+  [docker-registry]=docker-registry
+  [htpasswd]=apache2-utils
+  [openssl]=openssl
 )
 commands=("$@")
-[ ${#commands[@]} -eq 0 ] && commands=(dot setpriv busybox crun skopeo umoci)
+[ ${#commands[@]} -eq 0 ] && commands=(dot setpriv busybox crun skopeo umoci docker-registry htpasswd openssl)
 
 missing=()
 for command in "${commands[@]}"; do
@@ -38,3 +41,7 @@ echo "installing Debian packages: ${missing[*]}" >&2
 export DEBIAN_FRONTEND=noninteractive
 $sudo apt-get update -qq >/dev/null
 $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+# Debian starts a registry on :5000 (all interfaces); the tests run their own on loopback.
+if [[ " ${missing[*]} " == *" docker-registry "* ]] && command -v systemctl >/dev/null 2>&1; then
+  $sudo systemctl disable --now docker-registry >/dev/null 2>&1 || true
+fi

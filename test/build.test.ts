@@ -535,7 +535,7 @@ describe("exporters", () => {
     const again = join(work, "again.oci.tar");
     expect(runMemobuild(["image", "export", "exp:1", "--output", `type=oci-archive,dest=${again}`, "--cache-dir", cacheDir]).stdout).toBe(`${outputs[0].digest}\n`);
     expect(runMemobuild(["image", "export", "exp:1", "--output", "type=tarball,dest=x", "--cache-dir", cacheDir]).stderr).toBe(
-      "memobuild: --output type=tarball is not supported: use oci, oci-archive or docker-archive\n",
+      "memobuild: --output type=tarball is not supported: use oci, oci-archive, docker-archive or registry\n",
     );
   });
 });
@@ -625,10 +625,11 @@ describe("images", () => {
     expect(runMemobuild(["run", "imported:v1", "--cache-dir", otherCache]).stderr).toBe("memobuild: no image imported:v1 in the local store\n");
   });
 
-  test("a base image that is not in the store is a clear error", () => {
-    const dir = project({ Dockerfile: "FROM nothere:1.0\nRUN true\n" });
+  test("a base image that is not in the store is pulled; one that cannot be is a clear error", () => {
+    const dir = project({ Dockerfile: "FROM 127.0.0.1:9/nothere:1.0\nRUN true\n" });
     const result = build(dir);
     expect(result.exitCode).toBe(1);
-    expect(result.stderr).toContain("image nothere:1.0 is not in the local image store");
+    expect(result.stderr).toContain("pulling 127.0.0.1:9/nothere:1.0: it is not in the local image store");
+    expect(result.stderr).toContain("memobuild: cannot reach registry 127.0.0.1:9 (http://127.0.0.1:9/v2/nothere/manifests/1.0)");
   });
 });

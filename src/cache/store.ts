@@ -55,6 +55,10 @@ CREATE TABLE IF NOT EXISTS compressed_layers (
   diff_id TEXT NOT NULL, algorithm TEXT NOT NULL, digest TEXT NOT NULL, size INTEGER NOT NULL,
   PRIMARY KEY (diff_id, algorithm)
 );
+CREATE TABLE IF NOT EXISTS layer_sources (
+  digest TEXT NOT NULL, registry TEXT NOT NULL, repository TEXT NOT NULL,
+  PRIMARY KEY (digest, registry, repository)
+);
 CREATE TABLE IF NOT EXISTS builds (
   dockerfile TEXT NOT NULL, target TEXT NOT NULL, step_id TEXT NOT NULL, key TEXT NOT NULL,
   inputs TEXT NOT NULL, PRIMARY KEY (dockerfile, target, step_id)
@@ -224,6 +228,15 @@ export class LocalStore {
 
   recordCompressedLayer(diffId: string, algorithm: string, digest: string, size: number) {
     this.db.query("INSERT OR REPLACE INTO compressed_layers VALUES (?, ?, ?, ?)").run(diffId, algorithm, digest, size);
+  }
+
+  /** Registries and repositories known to hold a blob (for cross-repository mounts). */
+  recordLayerSource(digest: string, registry: string, repository: string) {
+    this.db.query("INSERT OR IGNORE INTO layer_sources VALUES (?, ?, ?)").run(digest, registry, repository);
+  }
+
+  layerSources(digest: string): { registry: string; repository: string }[] {
+    return this.db.query("SELECT registry, repository FROM layer_sources WHERE digest = ?").all(digest) as { registry: string; repository: string }[];
   }
 
   snapshotPath(diffId: string): string {

@@ -18,6 +18,7 @@ import { TarWriter } from "./tar.ts";
 export type Compression = "gzip" | "uncompressed";
 
 export type OutputSpec =
+  | { type: "registry" }
   | { type: "oci"; dest: string; compression: Compression }
   | { type: "oci-archive"; dest: string; compression: Compression }
   | { type: "docker-archive"; dest: string };
@@ -35,8 +36,12 @@ export function parseOutputSpec(spec: string, resolvePath: (path: string) => str
   const dest = fields.get("dest");
   const known = ["type", "dest", "compression"];
   for (const key of fields.keys()) if (!known.includes(key)) throw new OutputError(`--output ${spec}: unknown option "${key}"`);
-  if (!["oci", "oci-archive", "docker-archive"].includes(type)) {
-    throw new OutputError(`--output type=${type || "?"} is not supported: use oci, oci-archive or docker-archive`);
+  if (!["oci", "oci-archive", "docker-archive", "registry"].includes(type)) {
+    throw new OutputError(`--output type=${type || "?"} is not supported: use oci, oci-archive, docker-archive or registry`);
+  }
+  if (type === "registry") {
+    if (dest !== undefined) throw new OutputError("--output type=registry pushes every -t name; it takes no dest");
+    return { type: "registry" };
   }
   if (!dest) throw new OutputError(`--output ${spec}: dest=PATH is required`);
   const compression = (fields.get("compression") ?? "gzip") as Compression;
@@ -164,7 +169,7 @@ export async function exportDockerArchive(store: LocalStore, image: StoredImage,
   return exported;
 }
 
-export async function exportImage(store: LocalStore, image: StoredImage, output: OutputSpec, tags: string[]): Promise<ExportedImage> {
+export async function exportImage(store: LocalStore, image: StoredImage, output: Exclude<OutputSpec, { type: "registry" }>, tags: string[]): Promise<ExportedImage> {
   switch (output.type) {
     case "oci":
       return exportOciLayout(store, image, output.dest, tags, output.compression);

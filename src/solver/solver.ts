@@ -52,6 +52,8 @@ export interface BuildOptions {
   remote?: RemoteCache;
   /** wait (default): the build waits for uploads at its end; off: upload nothing. */
   remoteUpload?: "wait" | "background" | "off";
+  /** Fetches an image the local store lacks (from its registry). */
+  pull?: (ref: string) => Promise<void>;
 }
 
 export interface StepResult {
@@ -126,7 +128,7 @@ export function sourceDateEpoch(buildArgs: Record<string, string>, env: NodeJS.P
 /** Resolves FROM and --from image references against the local image store. */
 function imageResolver(store: LocalStore) {
   const cache = new Map<string, StoredImage | undefined>();
-  return (ref: string): StoredImage | undefined => {
+  const resolve = (ref: string): StoredImage | undefined => {
     if (cache.has(ref)) return cache.get(ref);
     let image: StoredImage | undefined;
     try {
@@ -138,6 +140,27 @@ function imageResolver(store: LocalStore) {
     cache.set(ref, image);
     return image;
   };
+  return Object.assign(resolve, { forget: (ref: string) => cache.delete(ref) });
+}
+
+/** Image references a plan reads that are not stages: bases, COPY --from, RUN --mount from. */
+function imageReferences(plan: Plan): Set<string> {
+  const refs = new Set<string>();
+  const isStage = (reference: string, before: number) =>
+    plan.stages.some((s, i) => i < before && (s.name === reference.toLowerCase() || String(s.index) === reference));
+  for (const stage of plan.stages) {
+    if (stage.base.kind === "image") refs.add(stage.base.ref);
+    for (const step of stage.steps) {
+      const instruction = step.instruction;
+      if (instruction.kind === "COPY" && instruction.from !== undefined && !isStage(instruction.from, stage.index)) refs.add(instruction.from);
+      if (instruction.kind === "RUN") {
+        for (const mount of instruction.mounts) {
+          if ((mount.type === "bind" || mount.type === "cache") && mount.from !== undefined && !isStage(mount.from, stage.index)) refs.add(mount.from);
+        }
+      }
+    }
+  }
+  return refs;
 }
 
 export async function build(options: BuildOptions): Promise<BuildResult> {
@@ -148,6 +171,15 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
   const dateOf = (createdMs: number) => new Date(epoch !== undefined ? epoch * 1000 : createdMs).toISOString();
   const resolveImage = imageResolver(store);
   const parsed = parseDockerfile(options.dockerfileText, options.dockerfilePath);
+  // Images the store lacks are pulled first, so planning sees their ENV and ONBUILD.
+  if (options.pull) {
+    for (const ref of imageReferences(planStages(parsed, { buildArgs: options.buildArgs, platform }))) {
+      if (resolveImage(ref)) continue;
+      progress({ type: "warning", message: `pulling ${ref}: it is not in the local image store` });
+      await options.pull(ref);
+      resolveImage.forget(ref);
+    }
+  }
   const plan = planStages(parsed, {
     buildArgs: options.buildArgs,
     platform,
@@ -465,7 +497,7 @@ function fromStep(
   }
   const image = resolveImage(base.ref);
   if (!image) {
-    fail(`image ${base.ref} is not in the local image store (add it with: memobuild image import oci:DIR or docker-archive:FILE)`);
+    fail(`image ${base.ref} is not in the local image store (pull it with: memobuild image pull ${base.ref}, or import it)`);
   }
   if (image!.config.architecture !== platform.architecture || image!.config.os !== platform.os) {
     fail(`image ${base.ref} is for ${image!.config.os}/${image!.config.architecture}, not ${platformText}`);

@@ -8,6 +8,8 @@ import { normalizeReference } from "../../image/reference.ts";
 import { jsonProgress, plainProgress } from "../../solver/progress.ts";
 import { build } from "../../solver/solver.ts";
 import { resolveRemote } from "../../config/remote.ts";
+import { insecureRegistries } from "../../registry/client.ts";
+import { pullImage, pushImage } from "../../registry/transfer.ts";
 import { RemoteCache } from "../../remote/client.ts";
 import { UsageError } from "../errors.ts";
 import { collect, parseBuildArgs, readDockerfile } from "../inputs.ts";
@@ -29,6 +31,7 @@ interface BuildFlags {
   remoteToken?: string;
   remoteRequired?: boolean;
   remoteUpload: string;
+  insecureRegistry: string[];
 }
 
 /** `id=ID,src=PATH` → the secret's bytes, read now so they never touch the cache. */
@@ -64,7 +67,8 @@ export function registerBuild(program: Command) {
     .option("-t, --tag <ref>", "name the image in the local store (repeatable)", collect, [] as string[])
     .option("--target <stage>", "build this stage (default: the last)")
     .option("--build-arg <name=value>", "set a build-time variable (repeatable)", collect, [] as string[])
-    .option("--output <spec>", "also export: type=oci,dest=DIR | type=oci-archive,dest=FILE | type=docker-archive,dest=FILE; oci ones take compression=gzip|uncompressed (repeatable)", collect, [] as string[])
+    .option("--output <spec>", "also export: type=oci,dest=DIR | type=oci-archive,dest=FILE | type=docker-archive,dest=FILE | type=registry (push every -t); oci ones take compression=gzip|uncompressed (repeatable)", collect, [] as string[])
+    .option("--insecure-registry <host>", "use plain HTTP for this registry (repeatable; also $MEMOBUILD_INSECURE_REGISTRIES)", collect, [] as string[])
     .option("--metadata-file <file>", "write the image digest and every step's status as JSON")
     .option("--no-cache", "run every step, ignoring cached results")
     .option("--progress <mode>", "auto|plain|json", "auto")
@@ -82,6 +86,8 @@ export function registerBuild(program: Command) {
       const jobs = flags.jobs === undefined ? undefined : Number(flags.jobs);
       if (jobs !== undefined && (!Number.isInteger(jobs) || jobs < 1)) throw new UsageError(`--jobs must be a whole number of at least 1`);
       const outputs = flags.output.map((spec) => parseOutputSpec(spec, (path) => resolve(path)));
+      if (outputs.some((o) => o.type === "registry") && flags.tag.length === 0) throw new UsageError("--output type=registry pushes the -t names: give at least one");
+      const registry = { insecure: insecureRegistries(flags.insecureRegistry) };
       const tags = flags.tag.map((tag) => {
         try {
           return normalizeReference(tag);
@@ -123,11 +129,19 @@ export function registerBuild(program: Command) {
           jobs,
           remote,
           remoteUpload: flags.remoteUpload as "wait" | "background" | "off",
+          pull: async (ref) => void (await pullImage(store, ref, registry, (line) => progress({ type: "output", line }))),
         });
         const image = result.image!;
         for (const tag of tags) store.setImage(tag, image.manifestDigest);
         const exported: { type: string; dest: string; digest: string }[] = [];
         for (const output of outputs) {
+          if (output.type === "registry") {
+            for (const tag of tags) {
+              const digest = await pushImage(store, image, tag, registry, (line) => progress({ type: "output", line: `push ${tag}: ${line}` }));
+              exported.push({ type: "registry", dest: tag, digest });
+            }
+            continue;
+          }
           const result = await exportImage(store, image, output, tags);
           exported.push({ type: output.type, dest: output.dest, digest: result.manifestDigest });
         }

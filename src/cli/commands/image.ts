@@ -4,6 +4,8 @@ import { LocalStore } from "../../cache/store.ts";
 import { resolveCacheDir } from "../../config/cache-dir.ts";
 import { exportImage, parseOutputSpec } from "../../image/export.ts";
 import { importDockerArchive, importOciArchive, importOciLayout, loadImage } from "../../image/layout.ts";
+import { insecureRegistries } from "../../registry/client.ts";
+import { pullImage, pushImage } from "../../registry/transfer.ts";
 import { familiarReference, normalizeReference } from "../../image/reference.ts";
 import { UsageError } from "../errors.ts";
 import { collect } from "../inputs.ts";
@@ -71,6 +73,36 @@ export function registerImage(program: Command) {
     );
 
   image
+    .command("pull")
+    .summary("fetch an image from a registry into the local store")
+    .argument("<image>", "image reference, e.g. registry.example.com:5000/team/app:1.0 or …@sha256:…")
+    .option("--insecure-registry <host>", "use plain HTTP for this registry (repeatable; also $MEMOBUILD_INSECURE_REGISTRIES)", collect, [] as string[])
+    .option("--cache-dir <dir>", "cache directory")
+    .action(async (ref: string, flags: { insecureRegistry: string[]; cacheDir?: string }) =>
+      withStore(flags.cacheDir, async (store) => {
+        const image = await pullImage(store, normalized(ref), { insecure: insecureRegistries(flags.insecureRegistry) }, (line) => process.stderr.write(`${line}\n`));
+        process.stdout.write(`${familiarReference(normalized(ref))} ${image.manifestDigest}\n`);
+      }),
+    );
+
+  image
+    .command("push")
+    .summary("send an image from the local store to a registry")
+    .argument("<image>", "the image's name in the store, which is also where it goes")
+    .option("--insecure-registry <host>", "use plain HTTP for this registry (repeatable; also $MEMOBUILD_INSECURE_REGISTRIES)", collect, [] as string[])
+    .option("--cache-dir <dir>", "cache directory")
+    .action(async (ref: string, flags: { insecureRegistry: string[]; cacheDir?: string }) =>
+      withStore(flags.cacheDir, async (store) => {
+        const record = store.image(normalized(ref));
+        if (!record) throw new UsageError(`no image ${ref} in the local store`);
+        const digest = await pushImage(store, loadImage(store, record.manifestDigest), normalized(ref), { insecure: insecureRegistries(flags.insecureRegistry) }, (line) =>
+          process.stderr.write(`${line}\n`),
+        );
+        process.stdout.write(`${familiarReference(normalized(ref))} ${digest}\n`);
+      }),
+    );
+
+  image
     .command("export")
     .summary("write an image from the store as an OCI layout, OCI archive or Docker archive")
     .argument("<image>", "image reference")
@@ -79,6 +111,7 @@ export function registerImage(program: Command) {
     .action(async (ref: string, flags: { output: string; cacheDir?: string }) =>
       withStore(flags.cacheDir, async (store) => {
         const output = parseOutputSpec(flags.output, (path) => resolve(path));
+        if (output.type === "registry") throw new UsageError("to send an image to a registry, use memobuild image push");
         const canonical = normalized(ref);
         const record = store.image(canonical);
         if (!record) throw new UsageError(`no image ${ref} in the local store`);

@@ -1,0 +1,236 @@
+/**
+ * A client for the OCI distribution API (registries). Authentication follows the registry's
+ * challenge: on 401 with `WWW-Authenticate: Bearer realm=…,service=…,scope=…` a token is
+ * fetched from the realm (with credentials when there are some), on `Basic` the credentials
+ * are sent as they are. Credentials come from ~/.docker/config.json (`auths`). Plain HTTP is
+ * used only for registries named insecure (--insecure-registry, MEMOBUILD_INSECURE_REGISTRIES)
+ * and for loopback addresses. Every blob and manifest is checked against its digest.
+ */
+import { closeSync, existsSync, openSync, readFileSync, rmSync, statSync, writeSync } from "node:fs";
+import { homedir } from "node:os";
+import { join } from "node:path";
+import { UserError } from "../errors.ts";
+import type { ImageReference } from "../image/reference.ts";
+
+export class RegistryError extends UserError {}
+
+export const MANIFEST_TYPES = [
+  "application/vnd.oci.image.manifest.v1+json",
+  "application/vnd.oci.image.index.v1+json",
+  "application/vnd.docker.distribution.manifest.v2+json",
+  "application/vnd.docker.distribution.manifest.list.v2+json",
+];
+
+export interface RegistryOptions {
+  insecure?: string[];
+  /** Where Docker's credentials are (default ~/.docker/config.json). */
+  dockerConfig?: string;
+}
+
+interface Credentials {
+  username: string;
+  password: string;
+}
+
+const CHUNK = 16 * 1024 * 1024;
+
+/** docker.io is served by registry-1.docker.io. */
+function hostOf(registry: string): string {
+  return registry === "docker.io" ? "registry-1.docker.io" : registry;
+}
+
+function isLoopback(host: string): boolean {
+  const name = host.replace(/:\d+$/, "").replace(/^\[|\]$/g, "");
+  return name === "localhost" || name === "::1" || /^127\./.test(name);
+}
+
+function parseChallenge(header: string): { scheme: string; params: Record<string, string> } {
+  const space = header.indexOf(" ");
+  const scheme = (space < 0 ? header : header.slice(0, space)).toLowerCase();
+  const params: Record<string, string> = {};
+  for (const match of header.slice(space + 1).matchAll(/(\w+)="([^"]*)"/g)) params[match[1]] = match[2];
+  return { scheme, params };
+}
+
+export function insecureRegistries(flags: string[] = [], env: NodeJS.ProcessEnv = process.env): string[] {
+  return [...flags, ...(env.MEMOBUILD_INSECURE_REGISTRIES ?? "").split(",")].map((s) => s.trim()).filter(Boolean);
+}
+
+export class RegistryClient {
+  private readonly tokens = new Map<string, string>();
+  private readonly base: string;
+  private readonly host: string;
+
+  constructor(
+    readonly registry: string,
+    private readonly options: RegistryOptions = {},
+  ) {
+    this.host = hostOf(registry);
+    const plain = (options.insecure ?? []).includes(registry) || (options.insecure ?? []).includes(this.host) || isLoopback(this.host);
+    this.base = `${plain ? "http" : "https"}://${this.host}`;
+  }
+
+  private credentials(): Credentials | undefined {
+    const file = this.options.dockerConfig ?? join(process.env.DOCKER_CONFIG ?? join(homedir(), ".docker"), "config.json");
+    if (!existsSync(file)) return undefined;
+    let auths: Record<string, { auth?: string; username?: string; password?: string }>;
+    try {
+      auths = (JSON.parse(readFileSync(file, "utf8")) as { auths?: typeof auths }).auths ?? {};
+    } catch (error) {
+      throw new RegistryError(`cannot read ${file}: ${(error as Error).message}`);
+    }
+    const keys = [this.registry, this.host, `https://${this.host}`, `http://${this.host}`, ...(this.registry === "docker.io" ? ["https://index.docker.io/v1/"] : [])];
+    for (const key of keys) {
+      const entry = auths[key];
+      if (!entry) continue;
+      if (entry.auth) {
+        const decoded = Buffer.from(entry.auth, "base64").toString("utf8");
+        const colon = decoded.indexOf(":");
+        return { username: decoded.slice(0, colon), password: decoded.slice(colon + 1) };
+      }
+      if (entry.username && entry.password) return { username: entry.username, password: entry.password };
+    }
+    return undefined;
+  }
+
+  /** A request with the auth the registry asks for; `scope` is the token scope to ask for. */
+  private async request(method: string, path: string, scope: string, init: { headers?: Record<string, string>; body?: string | Blob | Uint8Array } = {}): Promise<Response> {
+    const url = path.startsWith("http") ? path : `${this.base}${path}`;
+    const send = (auth?: string) =>
+      fetch(url, { method, headers: { ...(init.headers ?? {}), ...(auth ? { authorization: auth } : {}) }, body: init.body, redirect: "follow" }).catch((error: Error) => {
+        throw new RegistryError(`cannot reach registry ${this.registry} (${url}): ${error.message}`);
+      });
+    const cached = this.tokens.get(scope);
+    let response = await send(cached);
+    if (response.status !== 401) return response;
+    const challenge = parseChallenge(response.headers.get("www-authenticate") ?? "");
+    const credentials = this.credentials();
+    let auth: string;
+    if (challenge.scheme === "basic") {
+      if (!credentials) throw new RegistryError(`registry ${this.registry} needs a login: add it to ~/.docker/config.json (auths)`);
+      auth = `Basic ${Buffer.from(`${credentials.username}:${credentials.password}`).toString("base64")}`;
+    } else if (challenge.scheme === "bearer" && challenge.params.realm) {
+      const realm = new URL(challenge.params.realm);
+      if (challenge.params.service) realm.searchParams.set("service", challenge.params.service);
+      realm.searchParams.set("scope", challenge.params.scope ?? scope);
+      const tokenResponse = await fetch(realm, {
+        headers: credentials ? { authorization: `Basic ${Buffer.from(`${credentials.username}:${credentials.password}`).toString("base64")}` } : {},
+      }).catch((error: Error) => {
+        throw new RegistryError(`cannot reach the token service ${realm.origin}: ${error.message}`);
+      });
+      if (!tokenResponse.ok) throw new RegistryError(`the token service for ${this.registry} refused (HTTP ${tokenResponse.status})`);
+      const body = (await tokenResponse.json()) as { token?: string; access_token?: string };
+      const token = body.token ?? body.access_token;
+      if (!token) throw new RegistryError(`the token service for ${this.registry} sent no token`);
+      auth = `Bearer ${token}`;
+    } else {
+      throw new RegistryError(`registry ${this.registry} refused access (HTTP 401) without a challenge MemoBuild understands`);
+    }
+    this.tokens.set(scope, auth);
+    if (init.body instanceof ReadableStream) throw new RegistryError("cannot resend a streamed body after authenticating");
+    response = await send(auth);
+    if (response.status === 401) throw new RegistryError(`registry ${this.registry} refused the credentials for ${scope}`);
+    return response;
+  }
+
+  private async fail(response: Response, what: string): Promise<never> {
+    let detail = "";
+    try {
+      const body = (await response.json()) as { errors?: { code: string; message: string }[] };
+      detail = body.errors?.map((e) => `${e.code}: ${e.message}`).join("; ") ?? "";
+    } catch {
+      // not JSON
+    }
+    throw new RegistryError(`${what}: HTTP ${response.status}${detail ? ` (${detail})` : ""}`);
+  }
+
+  /** A manifest or index by tag or digest: its bytes, checked against the digest. */
+  async getManifest(repository: string, reference: string): Promise<{ bytes: Buffer; mediaType: string; digest: string }> {
+    const response = await this.request("GET", `/v2/${repository}/manifests/${reference}`, `repository:${repository}:pull`, { headers: { accept: MANIFEST_TYPES.join(", ") } });
+    if (response.status === 404) throw new RegistryError(`${this.registry}/${repository}:${reference} not found in the registry`);
+    if (!response.ok) await this.fail(response, `fetching the manifest of ${repository}:${reference}`);
+    const bytes = Buffer.from(await response.arrayBuffer());
+    const digest = `sha256:${new Bun.CryptoHasher("sha256").update(bytes).digest("hex")}`;
+    const expected = reference.startsWith("sha256:") ? reference : response.headers.get("docker-content-digest");
+    if (expected && expected !== digest) {
+      throw new RegistryError(`the registry's manifest for ${repository}:${reference} does not match its digest (${expected}, content hashes to ${digest})`);
+    }
+    const mediaType = (response.headers.get("content-type") ?? "").split(";")[0] || (JSON.parse(bytes.toString()) as { mediaType?: string }).mediaType || "";
+    return { bytes, mediaType, digest };
+  }
+
+  /** Downloads a blob to `file`, hashing as it streams; nothing is kept on a mismatch. */
+  async getBlob(repository: string, digest: string, file: string): Promise<number> {
+    const response = await this.request("GET", `/v2/${repository}/blobs/${digest}`, `repository:${repository}:pull`);
+    if (!response.ok || !response.body) await this.fail(response, `fetching blob ${digest}`);
+    const hasher = new Bun.CryptoHasher("sha256");
+    const fd = openSync(file, "w", 0o600);
+    let size = 0;
+    try {
+      for await (const chunk of response.body!) {
+        hasher.update(chunk);
+        writeSync(fd, chunk);
+        size += chunk.length;
+      }
+    } finally {
+      closeSync(fd);
+    }
+    const actual = `sha256:${hasher.digest("hex")}`;
+    if (actual !== digest) {
+      rmSync(file, { force: true });
+      throw new RegistryError(`blob ${digest} from ${this.registry}/${repository} is corrupt (its content hashes to ${actual}); nothing was kept`);
+    }
+    return size;
+  }
+
+  async hasBlob(repository: string, digest: string): Promise<boolean> {
+    const response = await this.request("HEAD", `/v2/${repository}/blobs/${digest}`, `repository:${repository}:pull,push`);
+    return response.status === 200;
+  }
+
+  /** Uploads a blob (file) unless the registry has it; tries a cross-repository mount first. */
+  async putBlob(repository: string, digest: string, file: string, mountFrom?: string): Promise<"exists" | "mounted" | "uploaded"> {
+    const scope = `repository:${repository}:pull,push`;
+    if (await this.hasBlob(repository, digest)) return "exists";
+    const mount = mountFrom ? `?mount=${encodeURIComponent(digest)}&from=${encodeURIComponent(mountFrom)}` : "";
+    const start = await this.request("POST", `/v2/${repository}/blobs/uploads/${mount}`, mountFrom ? `${scope} repository:${mountFrom}:pull` : scope);
+    if (start.status === 201) return "mounted";
+    if (start.status !== 202) await this.fail(start, `starting the upload of ${digest}`);
+    let location = this.absolute(start.headers.get("location"));
+    const size = statSync(file).size;
+    const withDigest = (loc: string) => `${loc}${loc.includes("?") ? "&" : "?"}digest=${encodeURIComponent(digest)}`;
+    if (size <= CHUNK) {
+      const put = await this.request("PUT", withDigest(location), scope, { body: Bun.file(file), headers: { "content-type": "application/octet-stream" } });
+      if (put.status !== 201) await this.fail(put, `uploading blob ${digest}`);
+      return "uploaded";
+    }
+    // Chunked: PATCH each range, then PUT with the digest.
+    for (let offset = 0; offset < size; offset += CHUNK) {
+      const end = Math.min(size, offset + CHUNK);
+      const patch = await this.request("PATCH", location, scope, {
+        body: Bun.file(file).slice(offset, end),
+        headers: { "content-type": "application/octet-stream", "content-range": `${offset}-${end - 1}` },
+      });
+      if (patch.status !== 202) await this.fail(patch, `uploading blob ${digest} (bytes ${offset}-${end - 1})`);
+      location = this.absolute(patch.headers.get("location")) || location;
+    }
+    const done = await this.request("PUT", withDigest(location), scope, { headers: { "content-length": "0" } });
+    if (done.status !== 201) await this.fail(done, `finishing the upload of ${digest}`);
+    return "uploaded";
+  }
+
+  async putManifest(repository: string, reference: string, bytes: Buffer, mediaType: string): Promise<string> {
+    const response = await this.request("PUT", `/v2/${repository}/manifests/${reference}`, `repository:${repository}:pull,push`, { body: bytes, headers: { "content-type": mediaType } });
+    if (response.status !== 201) await this.fail(response, `pushing the manifest ${repository}:${reference}`);
+    return `sha256:${new Bun.CryptoHasher("sha256").update(bytes).digest("hex")}`;
+  }
+
+  private absolute(location: string | null): string {
+    if (!location) return "";
+    return location.startsWith("http") ? location : `${this.base}${location}`;
+  }
+}
+
+export function clientFor(ref: ImageReference, options: RegistryOptions): RegistryClient {
+  return new RegistryClient(ref.registry, options);
+}

@@ -1,0 +1,88 @@
+/**
+ * `image pull` and `image push`: images between a registry and the local store.
+ * A pull picks this machine's platform from an index, checks every manifest and blob against
+ * its digest (and each layer against its diff ID while unpacking), and keeps the registry's
+ * manifest byte for byte, so the stored image has the registry's digest. A push sends gzip
+ * layers, skipping blobs the registry has and mounting ones it has in another repository.
+ */
+import { rmSync } from "node:fs";
+import { join } from "node:path";
+import type { LocalStore } from "../cache/store.ts";
+import { hostPlatform, type Platform } from "../frontend/platform.ts";
+import { prepareExport } from "../image/export.ts";
+import { loadImage, MEDIA, type Index, type Manifest, type StoredImage } from "../image/layout.ts";
+import type { ImageConfig } from "../image/config.ts";
+import { formatReference, parseReference } from "../image/reference.ts";
+import { RegistryClient, RegistryError, type RegistryOptions } from "./client.ts";
+
+const INDEX_TYPES = new Set(["application/vnd.oci.image.index.v1+json", "application/vnd.docker.distribution.manifest.list.v2+json"]);
+
+function matches(platform: Platform, candidate?: { os?: string; architecture?: string; variant?: string }): boolean {
+  if (!candidate) return false;
+  return candidate.os === platform.os && candidate.architecture === platform.architecture && (!platform.variant || !candidate.variant || candidate.variant === platform.variant);
+}
+
+/** Pulls `refText` into the store and names it there; returns the stored image. */
+export async function pullImage(store: LocalStore, refText: string, options: RegistryOptions, onProgress: (line: string) => void = () => {}): Promise<StoredImage> {
+  const ref = parseReference(refText);
+  const client = new RegistryClient(ref.registry, options);
+  const platform = hostPlatform();
+  let manifest = await client.getManifest(ref.repository, ref.digest ?? ref.tag!);
+  if (INDEX_TYPES.has(manifest.mediaType)) {
+    const index = JSON.parse(manifest.bytes.toString()) as Index;
+    const chosen = index.manifests.find((m) => matches(platform, m.platform));
+    if (!chosen) {
+      const offered = index.manifests.map((m) => [m.platform?.os, m.platform?.architecture, m.platform?.variant].filter(Boolean).join("/")).join(", ");
+      throw new RegistryError(`${refText} has no image for ${platform.os}/${platform.architecture} (it has: ${offered})`);
+    }
+    manifest = await client.getManifest(ref.repository, chosen.digest);
+  }
+  const parsed = JSON.parse(manifest.bytes.toString()) as Manifest;
+  if (!parsed.config || !Array.isArray(parsed.layers)) throw new RegistryError(`${refText}: the registry sent something that is not an image manifest`);
+
+  const staging = store.tempDir("pull");
+  try {
+    const configFile = join(staging, "config");
+    await client.getBlob(ref.repository, parsed.config.digest, configFile);
+    store.adoptBlob(configFile, parsed.config.digest);
+    const config = store.readJson<ImageConfig>(parsed.config.digest);
+    if (config.rootfs.diff_ids.length !== parsed.layers.length) {
+      throw new RegistryError(`${refText}: the config lists ${config.rootfs.diff_ids.length} layers, the manifest ${parsed.layers.length}`);
+    }
+    for (const [i, layer] of parsed.layers.entries()) {
+      if (!store.hasBlob(layer.digest)) {
+        onProgress(`pulling layer ${i + 1}/${parsed.layers.length} ${layer.digest.slice(0, 19)} (${layer.size} bytes)`);
+        const file = join(staging, `layer-${i}`);
+        await client.getBlob(ref.repository, layer.digest, file);
+        store.adoptBlob(file, layer.digest);
+      }
+      store.recordLayer({ diffId: config.rootfs.diff_ids[i], digest: layer.digest, size: layer.size, uncompressedSize: -1, mediaType: layer.mediaType });
+      store.recordLayerSource(layer.digest, ref.registry, ref.repository);
+    }
+    const stored = store.putBlob(manifest.bytes);
+    if (stored.digest !== manifest.digest) throw new RegistryError("internal error: the stored manifest changed");
+    // Unpacking checks every layer against its diff ID; a lying registry fails here.
+    for (const diffId of config.rootfs.diff_ids) await store.ensureSnapshot(diffId);
+    const name = formatReference(ref);
+    store.setImage(name, manifest.digest);
+    return loadImage(store, manifest.digest);
+  } finally {
+    rmSync(staging, { recursive: true, force: true });
+  }
+}
+
+/** Pushes a stored image to `refText` (its tag, or its digest); returns the manifest digest. */
+export async function pushImage(store: LocalStore, image: StoredImage, refText: string, options: RegistryOptions, onProgress: (line: string) => void = () => {}): Promise<string> {
+  const ref = parseReference(refText);
+  const client = new RegistryClient(ref.registry, options);
+  const exported = await prepareExport(store, image, "gzip");
+  const blobs = [...exported.manifest.layers.map((l) => l.digest), exported.manifest.config.digest];
+  for (const digest of blobs) {
+    const from = store.layerSources(digest).find((s) => s.registry === ref.registry && s.repository !== ref.repository);
+    const result = await client.putBlob(ref.repository, digest, store.blobPath(digest), from?.repository);
+    onProgress(`${digest.slice(0, 19)}: ${result}`);
+    store.recordLayerSource(digest, ref.registry, ref.repository);
+  }
+  const manifestBytes = store.readBlob(exported.manifestDigest);
+  return client.putManifest(ref.repository, ref.digest ?? ref.tag!, manifestBytes, MEDIA.manifest);
+}
