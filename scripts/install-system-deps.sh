@@ -22,7 +22,7 @@ declare -A package_of=(
   [openssl]=openssl
 )
 commands=("$@")
-[ ${#commands[@]} -eq 0 ] && commands=(dot setpriv busybox crun skopeo umoci docker-registry htpasswd openssl)
+[ ${#commands[@]} -eq 0 ] && commands=(dot setpriv busybox crun skopeo umoci docker-registry htpasswd openssl dockerd)
 
 missing=()
 for command in "${commands[@]}"; do

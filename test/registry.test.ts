@@ -112,6 +112,68 @@ describe("push and pull", () => {
   });
 });
 
+describe("indexes, large layers, docker load", () => {
+  test("a multi-platform index: this machine's platform is picked, or the error lists what there is", async () => {
+    const repo = `${plain.host}/multi/app`;
+    expect(skopeo("copy", "--dest-tls-verify=false", `oci:${baseOci}:memobuild/busybox:latest`, `docker://${repo}:single`).exitCode).toBe(0);
+    const raw = skopeo("inspect", "--raw", "--tls-verify=false", `docker://${repo}:single`).stdout;
+    const digest = `sha256:${new Bun.CryptoHasher("sha256").update(raw).digest("hex")}`;
+    const arch = process.arch === "arm64" ? "arm64" : "amd64";
+    const entry = (architecture: string) => ({ mediaType: "application/vnd.oci.image.manifest.v1+json", digest, size: raw.length, platform: { os: "linux", architecture } });
+    const putIndex = (tag: string, manifests: object[]) =>
+      fetch(`http://${repo.replace(plain.host, `${plain.host}/v2`)}/manifests/${tag}`, {
+        method: "PUT",
+        headers: { "content-type": "application/vnd.oci.image.index.v1+json" },
+        body: JSON.stringify({ schemaVersion: 2, mediaType: "application/vnd.oci.image.index.v1+json", manifests }),
+      });
+    expect((await putIndex("multi", [entry("s390x"), entry(arch)])).status).toBe(201);
+    const pulled = await memobuild(["image", "pull", `${repo}:multi`, "--cache-dir", join(work, "index-cache")]);
+    expect(pulled.stdout).toBe(`${repo}:multi ${digest}\n`);
+    expect((await putIndex("other", [entry("s390x"), entry("riscv64")])).status).toBe(201);
+    const none = await memobuild(["image", "pull", `${repo}:other`, "--cache-dir", join(work, "index-cache")]);
+    expect(none.stderr).toBe(`memobuild: ${repo}:other has no image for linux/${arch} (it has: linux/s390x, linux/riscv64)\n`);
+  }, 60_000);
+
+  test("a layer over the chunk size is pushed in chunks and pulled back intact", async () => {
+    const cache = join(work, "chunk-cache");
+    expect(runMemobuild(["image", "import", `oci:${baseOci}:memobuild/busybox:latest`, "--cache-dir", cache]).exitCode).toBe(0);
+    const dir = mkdtempSync(join(work, "chunked-"));
+    writeFileSync(join(dir, "Dockerfile"), 'FROM memobuild/busybox\nRUN head -c 40000000 /dev/urandom > /big && md5sum /big > /big.md5\nCMD ["md5sum", "-c", "/big.md5"]\n');
+    const ref = `${plain.host}/chunked/app:1`;
+    const built = await memobuild(["build", dir, "--cache-dir", cache, "-t", ref, "--output", "type=registry"]);
+    expect(built.stderr).toContain("uploaded");
+    expect(built.exitCode).toBe(0);
+    const other = join(work, "chunk-pull");
+    expect((await memobuild(["image", "pull", ref, "--cache-dir", other])).exitCode).toBe(0);
+    expect(runMemobuild(["run", ref, "--cache-dir", other]).stdout).toBe("/big: OK\n");
+  }, 120_000);
+
+  test("a docker archive loads into Debian's dockerd", async () => {
+    const cache = join(work, "docker-load-cache");
+    expect(runMemobuild(["image", "import", `oci:${baseOci}:memobuild/busybox:latest`, "--cache-dir", cache]).exitCode).toBe(0);
+    const dir = mkdtempSync(join(work, "load-"));
+    writeFileSync(join(dir, "Dockerfile"), 'FROM memobuild/busybox\nRUN echo loaded > /marker\nCMD ["cat", "/marker"]\n');
+    const archive = join(work, "load.tar");
+    expect((await memobuild(["build", dir, "--cache-dir", cache, "-t", "loadme:1", "--output", `type=docker-archive,dest=${archive}`])).exitCode).toBe(0);
+    const socket = join(work, "docker.sock");
+    const env = { ...process.env, DOCKER_HOST: `unix://${socket}` };
+    const daemon = Bun.spawn(["dockerd", "--iptables=false", "--ip-masq=false", "--bridge=none", "--host", `unix://${socket}`, "--data-root", join(work, "docker-data"), "--exec-root", join(work, "docker-exec"), "--pidfile", join(work, "docker.pid")], { stdout: "ignore", stderr: "ignore" });
+    const docker = existsSync("/usr/bin/docker") ? "/usr/bin/docker" : "docker";
+    try {
+      for (let i = 0; i < 150 && Bun.spawnSync([docker, "info"], { env, stdout: "ignore", stderr: "ignore" }).exitCode !== 0; i++) await Bun.sleep(200);
+      const load = Bun.spawnSync([docker, "load", "-i", archive], { env, stdout: "pipe", stderr: "pipe" });
+      expect(load.stderr.toString()).toBe("");
+      expect(load.stdout.toString()).toContain("Loaded image: loadme:1");
+      const inspect = Bun.spawnSync([docker, "image", "inspect", "loadme:1", "--format", "{{json .Config.Cmd}}"], { env, stdout: "pipe" });
+      expect(inspect.stdout.toString().trim()).toBe('["cat","/marker"]');
+    } finally {
+      daemon.kill("SIGTERM");
+      await daemon.exited;
+      Bun.spawnSync(["sh", "-c", `grep ' ${work}/docker' /proc/mounts | cut -d' ' -f2 | sort -r | xargs -r -n1 umount -l`]);
+    }
+  }, 120_000);
+});
+
 describe("a registry that lies", () => {
   const blobFile = (storage: string, digest: string) => join(storage, "docker/registry/v2/blobs/sha256", digest.slice(7, 9), digest.slice(7), "data");
 

@@ -56,8 +56,8 @@ export function parseOutputSpec(spec: string, resolvePath: (path: string) => str
 /** The layer's blob in `compression`, compressing it (once) if needed. */
 async function layerIn(store: LocalStore, layer: Descriptor, diffId: string, compression: Compression): Promise<Descriptor> {
   const isGzip = layer.mediaType.endsWith("gzip");
+  if (compression === "uncompressed" && isGzip) return plainLayer(store, layer, diffId);
   if (compression === "uncompressed" || isGzip) {
-    if (compression === "uncompressed" && isGzip) throw new OutputError(`layer ${layer.digest} is stored compressed; export it with compression=gzip`);
     return { mediaType: isGzip ? MEDIA.layerGzip : MEDIA.layerTar, digest: layer.digest, size: layer.size };
   }
   const cached = store.compressedLayer(diffId, "gzip");
@@ -72,6 +72,27 @@ async function layerIn(store: LocalStore, layer: Descriptor, diffId: string, com
   } finally {
     rmSync(staging, { recursive: true, force: true });
   }
+}
+
+/** A gzip layer (pulled or imported) as a plain tar: its blob is named by the diff ID. */
+async function plainLayer(store: LocalStore, layer: Descriptor, diffId: string): Promise<Descriptor> {
+  if (!store.hasBlob(diffId)) {
+    const staging = store.tempDir("decompress");
+    try {
+      const file = join(staging, "layer.tar");
+      const { createReadStream, createWriteStream } = await import("node:fs");
+      const { pipeline } = await import("node:stream/promises");
+      const { createGunzip } = await import("node:zlib");
+      await pipeline(createReadStream(store.blobPath(layer.digest)), createGunzip(), createWriteStream(file));
+      const hasher = new Bun.CryptoHasher("sha256");
+      for await (const chunk of Bun.file(file).stream()) hasher.update(chunk);
+      if (`sha256:${hasher.digest("hex")}` !== diffId) throw new OutputError(`layer ${layer.digest} does not decompress to its diff ID ${diffId}`);
+      store.adoptBlob(file, diffId);
+    } finally {
+      rmSync(staging, { recursive: true, force: true });
+    }
+  }
+  return { mediaType: MEDIA.layerTar, digest: diffId, size: store.blobSize(diffId) };
 }
 
 export interface ExportedImage {
