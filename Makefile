@@ -53,6 +53,7 @@ bench: build
 	$(BUN) run bench/context-digest.ts
 	$(BUN) run bench/build-vs-buildkit.ts
 	$(BUN) run bench/server.ts
+	$(BUN) run bench/registry.ts
 
 clean:
 	rm -rf dist .tools node_modules

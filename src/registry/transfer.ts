@@ -49,7 +49,10 @@ export async function pullImage(store: LocalStore, refText: string, options: Reg
     if (config.rootfs.diff_ids.length !== parsed.layers.length) {
       throw new RegistryError(`${refText}: the config lists ${config.rootfs.diff_ids.length} layers, the manifest ${parsed.layers.length}`);
     }
-    for (const [i, layer] of parsed.layers.entries()) {
+    // Layers download and unpack concurrently (a few at a time); unpacking checks each layer
+    // against its diff ID, so a lying registry fails here, before the image is named.
+    const pullLayer = async (i: number) => {
+      const layer = parsed.layers[i];
       if (!store.hasBlob(layer.digest)) {
         onProgress(`pulling layer ${i + 1}/${parsed.layers.length} ${layer.digest.slice(0, 19)} (${layer.size} bytes)`);
         const file = join(staging, `layer-${i}`);
@@ -58,11 +61,15 @@ export async function pullImage(store: LocalStore, refText: string, options: Reg
       }
       store.recordLayer({ diffId: config.rootfs.diff_ids[i], digest: layer.digest, size: layer.size, uncompressedSize: -1, mediaType: layer.mediaType });
       store.recordLayerSource(layer.digest, ref.registry, ref.repository);
-    }
+      await store.ensureSnapshot(config.rootfs.diff_ids[i]);
+    };
+    let next = 0;
+    const worker = async () => {
+      while (next < parsed.layers.length) await pullLayer(next++);
+    };
+    await Promise.all(Array.from({ length: Math.min(3, parsed.layers.length) }, worker));
     const stored = store.putBlob(manifest.bytes);
     if (stored.digest !== manifest.digest) throw new RegistryError("internal error: the stored manifest changed");
-    // Unpacking checks every layer against its diff ID; a lying registry fails here.
-    for (const diffId of config.rootfs.diff_ids) await store.ensureSnapshot(diffId);
     const name = formatReference(ref);
     store.setImage(name, manifest.digest);
     return loadImage(store, manifest.digest);
