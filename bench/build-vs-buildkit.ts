@@ -69,7 +69,7 @@ function measure(label: string, build: (fresh: boolean) => number, edit: () => v
   return result;
 }
 
-function compare(name: string, mb: Timings, bk: Timings) {
+function compare(mb: Timings, bk: Timings) {
   const r = (a: number, b: number) => `${(a / b).toFixed(2)}x`;
   console.log(`  ratio (memobuild / buildkit): cold ${r(mb.cold, bk.cold)} (goal < 0.5)   no-op ${r(mb.noop, bk.noop)} (goal < 0.2)   edit ${r(mb.edit, bk.edit)} (goal < 0.5)`);
 }
@@ -122,7 +122,7 @@ try {
   console.log("\nexample project (examples/hello: 2 stages, RUN with a cache mount, COPY --from)");
   const smallMb = measure("memobuild", memobuild(small), editSmall);
   const smallBk = measure("buildkit", buildkit(small), editSmall);
-  compare("small", smallMb, smallBk);
+  compare(smallMb, smallBk);
 
   // 2. A large context copied by COPY.
   const large = join(work, "large");
@@ -135,7 +135,7 @@ try {
   console.log(`large context (${values.files} files, ${values.mb} MB, COPY then RUN)`);
   const largeMb = measure("memobuild", memobuild(large), editLarge);
   const largeBk = measure("buildkit", buildkit(large), editLarge);
-  compare("large", largeMb, largeBk);
+  compare(largeMb, largeBk);
 } finally {
   if (daemon) {
     daemon.kill("SIGTERM");

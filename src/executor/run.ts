@@ -12,8 +12,8 @@ import type { BuildContext } from "../context/context.ts";
 import type { Instruction } from "../frontend/instructions.ts";
 import type { Mount } from "../frontend/mounts.ts";
 import { DEFAULT_PATH, DEFAULT_SHELL, type ImageConfig } from "../image/config.ts";
-import { bindMount, mountOverlay, unmount } from "../snapshot/overlay.ts";
-import { resolveUser } from "../snapshot/view.ts";
+import { mountOverlay, unmount } from "../snapshot/overlay.ts";
+import { LayerView, resolveUser } from "../snapshot/view.ts";
 import { executeCopy } from "./copy.ts";
 import { acquireCacheMount, type CacheMountLease } from "./cache-mount.ts";
 import { runContainer, type RuntimeMount } from "./runtime.ts";
@@ -193,7 +193,7 @@ function bindSource(inputs: RunInputs, mount: Extract<Mount, { type: "bind" }>, 
       {
         instruction: { kind: "COPY", location: inputs.instruction.location, sources: [source], inline: [], dest: "/", link: false, excludes: [], parents: false },
         workdir: "/",
-        view: { isDirectory: () => true, locate: () => undefined, readFile: () => undefined, layers: [] } as never,
+        view: new LayerView([]), // a fresh directory: nothing below it
         owner: { uid: 0, gid: 0 },
         context: inputs.context,
       },

@@ -77,10 +77,6 @@ export function unlock(fd: number) {
   symbols().flock(fd, LOCK_UN);
 }
 
-export const MS_RDONLY = 1;
-export const MS_REMOUNT = 32;
-export const MS_BIND = 4096;
-export const MS_REC = 16384;
 const MNT_DETACH = 2;
 
 /** mount(2). Throws with the system's reason on failure. */

@@ -6,7 +6,7 @@
 import { UserError } from "../errors.ts";
 import { mkdirSync } from "node:fs";
 import { basename, dirname } from "node:path";
-import { mount, MS_BIND, MS_RDONLY, MS_REC, MS_REMOUNT, umount } from "./libc.ts";
+import { mount, umount } from "./libc.ts";
 
 export class MountError extends UserError {}
 
@@ -36,15 +36,6 @@ export function mountOverlay(spec: OverlaySpec) {
     throw new MountError(`mounting overlay at ${spec.target} failed: ${(error as Error).message}`);
   } finally {
     if (cwd) process.chdir(previous);
-  }
-}
-
-export function bindMount(source: string, target: string, readonly: boolean) {
-  try {
-    mount(source, target, null, MS_BIND | MS_REC, null);
-    if (readonly) mount(source, target, null, MS_REMOUNT | MS_BIND | MS_RDONLY, null);
-  } catch (error) {
-    throw new MountError(`bind mount of ${source} failed: ${(error as Error).message}`);
   }
 }
 

@@ -1,25 +1,13 @@
 /**
  * Packs a snapshot directory (overlayfs upper-dir format) into a layer: a tar with OCI
  * whiteouts (0/0 character devices become `.wh.NAME`, opaque directories get `.wh..wh..opq`),
- * entries sorted by name, hardlinks kept; then gzip. Returns the diff ID (sha256 of the tar)
- * and the blob digest (sha256 of the gzip), both computed while writing.
+ * entries sorted by name, hardlinks kept, its diff ID (sha256) computed while writing; and
+ * gzip for exports, hashed while writing.
  */
 import { closeSync, lstatSync, openSync, readdirSync, readlinkSync, readSync, writeSync, type Dirent } from "node:fs";
 import { fsPath } from "../context/paths.ts";
 import { TarWriter, type TarEntry } from "../image/tar.ts";
 import { getXattr, OVERLAY_OPAQUE } from "./libc.ts";
-
-export interface PackedLayer {
-  /** sha256 of the uncompressed tar: the layer's diff ID. */
-  diffId: string;
-  /** sha256 of the gzip blob. */
-  digest: string;
-  /** Size of the gzip blob. */
-  size: number;
-  uncompressedSize: number;
-  /** Number of entries in the tar. */
-  entries: number;
-}
 
 export interface PackOptions {
   /** Clamp every timestamp to this (SOURCE_DATE_EPOCH), in seconds. */
@@ -139,10 +127,4 @@ export async function gzipLayer(tarPath: string, blobPath: string): Promise<{ di
   });
   await pipeline(createReadStream(tarPath), createGzip({ level: 6 }), hash, createWriteStream(blobPath, { mode: 0o600 }));
   return { digest: `sha256:${hasher.digest("hex")}`, size };
-}
-
-export async function packLayer(directory: string, tarPath: string, blobPath: string, options: PackOptions = {}): Promise<PackedLayer> {
-  const tar = writeLayerTar(directory, tarPath, options);
-  const blob = await gzipLayer(tarPath, blobPath);
-  return { diffId: tar.diffId, digest: blob.digest, size: blob.size, uncompressedSize: tar.size, entries: tar.entries };
 }

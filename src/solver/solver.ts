@@ -287,7 +287,7 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
       let inputs: StepInputs;
       try {
         if (step.index === 0) {
-          ({ state, inputs } = fromStep(step, stage, plan, states, resolveImage, platform, fail));
+          ({ state, inputs } = fromStep(step, stage, states, resolveImage, platform, fail));
           progress({ type: "start", number: stepNumber, step: step.id, name });
           status = (await satisfyConfigOnly(state.key)).status;
         } else {
@@ -410,7 +410,7 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
   };
 
   try {
-    await scheduleStages(graph.stages, plan, Math.max(1, options.jobs ?? availableParallelism()), async (stage) => {
+    await scheduleStages(graph.stages, Math.max(1, options.jobs ?? availableParallelism()), async (stage) => {
       try {
         await buildStage(stage);
       } catch (error) {
@@ -472,7 +472,6 @@ async function ownerFor(
 function fromStep(
   step: Step,
   stage: Stage,
-  plan: Plan,
   states: Map<number, StageState>,
   resolveImage: (ref: string) => StoredImage | undefined,
   platform: Platform,
@@ -617,7 +616,7 @@ async function executeStep(step: Step, current: StageState, stage: Stage, x: Exe
  * RUN --mount from) are built, with at most `jobs` stages at once. The first failure is
  * thrown after the stages already running have stopped.
  */
-export async function scheduleStages(stages: Stage[], plan: Plan, jobs: number, buildStage: (stage: Stage) => Promise<void>) {
+export async function scheduleStages(stages: Stage[], jobs: number, buildStage: (stage: Stage) => Promise<void>) {
   const included = new Set(stages.map((s) => s.index));
   const done = new Map<number, Promise<void>>();
   let running = 0;
