@@ -44,5 +44,8 @@ export function parseBuildArgs(values: string[], env: NodeJS.ProcessEnv = proces
   return args;
 }
 
-/** Commander collector for repeatable options. */
-export const collect = (value: string, previous: string[]) => [...previous, value];
+/**
+ * Commander collector for repeatable options. They have no declared default (Commander would
+ * print "(default: [])" in the help); createProgram fills in [] for those not given.
+ */
+export const collect = (value: string, previous?: string[]) => [...(previous ?? []), value];

@@ -13,6 +13,7 @@ import { registerRun } from "./commands/run.ts";
 import { registerServe } from "./commands/serve.ts";
 import { registerGraph } from "./commands/graph.ts";
 import { UsageError } from "./errors.ts";
+import { collect } from "./inputs.ts";
 
 export const VERSION = packageJson.version;
 
@@ -36,6 +37,13 @@ export function createProgram(): Command {
     command.commands.forEach(exitOverride);
   };
   program.commands.forEach(exitOverride);
+  // Repeatable options not given on the command line are empty lists.
+  program.hook("preAction", (_program, command) => {
+    for (const option of command.options) {
+      const name = option.attributeName();
+      if (option.parseArg === collect && command.getOptionValue(name) === undefined) command.setOptionValue(name, []);
+    }
+  });
   return program;
 }
 

@@ -59,21 +59,21 @@ export function registerBuild(program: Command) {
     .summary("build an image from a Dockerfile")
     .description(
       "Build an image from a Dockerfile, running only the steps whose inputs changed. RUN steps run in a " +
-        "container (crun or runc) on an overlayfs snapshot; results are cached by content in the cache directory. " +
-        "Base images come from the local image store (memobuild image import).",
+        "container (crun or runc) on an overlayfs snapshot; results are cached by content in the cache directory " +
+        "and, with --remote, shared through a cache server. Base images come from the local image store, or are pulled.",
     )
     .argument("[context]", "build context directory", ".")
     .option("-f, --file <file>", "Dockerfile (default: CONTEXT/Dockerfile; - for stdin)")
-    .option("-t, --tag <ref>", "name the image in the local store (repeatable)", collect, [] as string[])
+    .option("-t, --tag <ref>", "name the image in the local store (repeatable)", collect)
     .option("--target <stage>", "build this stage (default: the last)")
-    .option("--build-arg <name=value>", "set a build-time variable (repeatable)", collect, [] as string[])
-    .option("--output <spec>", "also export: type=oci,dest=DIR | type=oci-archive,dest=FILE | type=docker-archive,dest=FILE | type=registry (push every -t); oci ones take compression=gzip|uncompressed (repeatable)", collect, [] as string[])
-    .option("--insecure-registry <host>", "use plain HTTP for this registry (repeatable; also $MEMOBUILD_INSECURE_REGISTRIES)", collect, [] as string[])
+    .option("--build-arg <name=value>", "set a build-time variable (repeatable)", collect)
+    .option("--output <spec>", "also export: type=oci,dest=DIR | type=oci-archive,dest=FILE | type=docker-archive,dest=FILE | type=registry (push every -t); oci ones take compression=gzip|uncompressed (repeatable)", collect)
+    .option("--insecure-registry <host>", "use plain HTTP for this registry (repeatable; also $MEMOBUILD_INSECURE_REGISTRIES)", collect)
     .option("--metadata-file <file>", "write the image digest and every step's status as JSON")
     .option("--no-cache", "run every step, ignoring cached results")
     .option("--progress <mode>", "auto|plain|json", "auto")
     .option("--cache-dir <dir>", "cache directory (default: $MEMOBUILD_CACHE_DIR or ~/.cache/memobuild)")
-    .option("--secret <spec>", "id=ID,src=PATH (or env=VAR): a secret for RUN --mount=type=secret (repeatable)", collect, [] as string[])
+    .option("--secret <spec>", "id=ID,src=PATH (or env=VAR): a secret for RUN --mount=type=secret (repeatable)", collect)
     .option("--network <mode>", "network for RUN: none|host", "none")
     .option("--jobs <n>", "how many independent stages may build at once (default: the number of CPUs)")
     .option("--remote <url>", "shared remote cache (default: $MEMOBUILD_REMOTE_URL or the config file)")

@@ -61,7 +61,7 @@ export function registerContext(program: Command) {
     .option("-f, --file <file>", "Dockerfile (its <name>.dockerignore beside it wins over .dockerignore)")
     .option("-l, --long", "show type, mode, size and content digest")
     .option("--excluded", "list what .dockerignore excludes instead, with the pattern that decided it")
-    .option("--why <path>", "explain why PATH is included or excluded (repeatable; need not exist)", collect, [] as string[])
+    .option("--why <path>", "explain why PATH is included or excluded (repeatable; need not exist)", collect)
     .option("--json", "print JSON")
     .option("--cache-dir <dir>", "cache directory (default: $MEMOBUILD_CACHE_DIR or ~/.cache/memobuild)")
     .action(async (contextArg: string, options: CommonOptions & { long?: boolean; excluded?: boolean; why: string[]; json?: boolean }) => {
@@ -106,7 +106,7 @@ export function registerContext(program: Command) {
     .argument("[context]", "build context directory", ".")
     .argument("[sources...]", "COPY sources (paths or wildcards, relative to the context); default: the whole context")
     .option("-f, --file <file>", "Dockerfile (its <name>.dockerignore beside it wins over .dockerignore)")
-    .option("--exclude <pattern>", "exclude pattern, as COPY --exclude (repeatable)", collect, [] as string[])
+    .option("--exclude <pattern>", "exclude pattern, as COPY --exclude (repeatable)", collect)
     .option("--chown <uid:gid>", "digest the files as owned by UID:GID (as COPY --chown would land them)")
     .option("--cache-dir <dir>", "cache directory (default: $MEMOBUILD_CACHE_DIR or ~/.cache/memobuild)")
     .action(async (contextArg: string, sources: string[], options: CommonOptions & { exclude: string[]; chown?: string }) => {

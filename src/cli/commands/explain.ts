@@ -19,7 +19,7 @@ export function registerExplain(program: Command) {
     .argument("[context]", "build context directory", ".")
     .option("-f, --file <file>", "Dockerfile (default: CONTEXT/Dockerfile)")
     .option("--target <stage>", "the stage to build (default: the last)")
-    .option("--build-arg <name=value>", "set a build-time variable (repeatable)", collect, [] as string[])
+    .option("--build-arg <name=value>", "set a build-time variable (repeatable)", collect)
     .option("--json", "print JSON")
     .option("--cache-dir <dir>", "cache directory (default: $MEMOBUILD_CACHE_DIR or ~/.cache/memobuild)")
     .action(async (context: string, flags: { file?: string; target?: string; buildArg: string[]; json?: boolean; cacheDir?: string }) => {

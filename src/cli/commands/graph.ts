@@ -24,7 +24,7 @@ export function registerGraph(program: Command) {
     .argument("[context]", "build context directory", ".")
     .option("-f, --file <file>", "Dockerfile path (default: CONTEXT/Dockerfile; - for stdin)")
     .option("--target <stage>", "build this stage (default: the last)")
-    .option("--build-arg <name=value>", "set a build-time variable (repeatable)", collect, [] as string[])
+    .option("--build-arg <name=value>", "set a build-time variable (repeatable)", collect)
     .option("--format <format>", `output format: ${GRAPH_FORMATS.join("|")}`, "text")
     .action((context: string, options: GraphOptions) => {
       if (!GRAPH_FORMATS.includes(options.format as GraphFormat)) {

@@ -34,7 +34,7 @@ export function registerImage(program: Command) {
     .command("import")
     .summary("add an image from an OCI layout or a docker archive")
     .argument("<source>", "oci:DIR[:NAME] or oci-archive:FILE[:NAME] (NAME picks the image by its ref.name), or docker-archive:FILE")
-    .option("-t, --tag <ref>", "name it in the store (repeatable; default: the name in the source)", collect, [] as string[])
+    .option("-t, --tag <ref>", "name it in the store (repeatable; default: the name in the source)", collect)
     .option("--cache-dir <dir>", "cache directory (default: $MEMOBUILD_CACHE_DIR or ~/.cache/memobuild)")
     .action(async (source: string, flags: { tag: string[]; cacheDir?: string }) =>
       withStore(flags.cacheDir, async (store) => {
@@ -76,7 +76,7 @@ export function registerImage(program: Command) {
     .command("pull")
     .summary("fetch an image from a registry into the local store")
     .argument("<image>", "image reference, e.g. registry.example.com:5000/team/app:1.0 or …@sha256:…")
-    .option("--insecure-registry <host>", "use plain HTTP for this registry (repeatable; also $MEMOBUILD_INSECURE_REGISTRIES)", collect, [] as string[])
+    .option("--insecure-registry <host>", "use plain HTTP for this registry (repeatable; also $MEMOBUILD_INSECURE_REGISTRIES)", collect)
     .option("--cache-dir <dir>", "cache directory")
     .action(async (ref: string, flags: { insecureRegistry: string[]; cacheDir?: string }) =>
       withStore(flags.cacheDir, async (store) => {
@@ -89,7 +89,7 @@ export function registerImage(program: Command) {
     .command("push")
     .summary("send an image from the local store to a registry")
     .argument("<image>", "the image's name in the store, which is also where it goes")
-    .option("--insecure-registry <host>", "use plain HTTP for this registry (repeatable; also $MEMOBUILD_INSECURE_REGISTRIES)", collect, [] as string[])
+    .option("--insecure-registry <host>", "use plain HTTP for this registry (repeatable; also $MEMOBUILD_INSECURE_REGISTRIES)", collect)
     .option("--cache-dir <dir>", "cache directory")
     .action(async (ref: string, flags: { insecureRegistry: string[]; cacheDir?: string }) =>
       withStore(flags.cacheDir, async (store) => {
