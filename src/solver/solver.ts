@@ -16,10 +16,8 @@ import { parseDockerfile } from "../frontend/parser.ts";
 import { plan as planStages, type Plan, type Stage, type Step } from "../frontend/plan.ts";
 import { formatPlatform, hostPlatform, parsePlatform, type Platform } from "../frontend/platform.ts";
 import { buildGraph, type BuildGraph } from "../graph/graph.ts";
-import { blake3Hex } from "../hash/blake3.ts";
 import { applyInstruction, cloneConfig, emptyConfig, historyEntry, type ImageConfig, type StageConfigState } from "../image/config.ts";
-import { loadImage, MEDIA, storeImage, type Descriptor, type StoredImage } from "../image/layout.ts";
-import { normalizeReference, ReferenceError } from "../image/reference.ts";
+import { MEDIA, storeImage, type Descriptor, type StoredImage } from "../image/layout.ts";
 import { writeLayerTar } from "../snapshot/pack.ts";
 import { LayerView, resolveUser } from "../snapshot/view.ts";
 import { mountOverlay, unmount } from "../snapshot/overlay.ts";
@@ -27,8 +25,14 @@ import { executeCopy } from "../executor/copy.ts";
 import { UserError } from "../errors.ts";
 import { executeRun, RunFailedError } from "../executor/run.ts";
 import { Downloads, isUrl } from "../executor/download.ts";
-import { RemoteCacheError, type RemoteCache } from "../remote/client.ts";
+import type { RemoteCache } from "../remote/client.ts";
 import type { ProgressSink, StepStatus } from "./progress.ts";
+import { imageReferences, imageResolver } from "./images.ts";
+import { stepKey, type StepInputs } from "./keys.ts";
+import { scheduleStages } from "./schedule.ts";
+import { CacheSync } from "./cache-sync.ts";
+
+export { stepKey, type StepInputs } from "./keys.ts";
 
 export interface BuildOptions {
   contextDir: string;
@@ -97,23 +101,6 @@ interface StageState {
   configState: StageConfigState;
 }
 
-/** What a step's key was made from; kept so `explain` can say what changed. */
-export interface StepInputs {
-  parent?: string;
-  instruction: string;
-  platform: string;
-  base?: string;
-  fromStage?: string;
-  context?: { digest: string; files: Record<string, string> };
-  env?: [string, string][];
-  /** ADD URL sources: their checksum, or the sha256 of what they served. */
-  urls?: string[];
-}
-
-export function stepKey(inputs: StepInputs): string {
-  return blake3Hex(JSON.stringify(inputs));
-}
-
 /**
  * SOURCE_DATE_EPOCH (seconds), from `--build-arg` or the environment, as BuildKit reads it.
  * With it, new layers' file times are clamped to it and history and config dates are it.
@@ -123,44 +110,6 @@ export function sourceDateEpoch(buildArgs: Record<string, string>, env: NodeJS.P
   if (text === undefined || text === "") return undefined;
   if (!/^\d+$/.test(text)) throw new UserError(`SOURCE_DATE_EPOCH must be whole seconds since 1970, not "${text}"`);
   return Number(text);
-}
-
-/** Resolves FROM and --from image references against the local image store. */
-function imageResolver(store: LocalStore) {
-  const cache = new Map<string, StoredImage | undefined>();
-  const resolve = (ref: string): StoredImage | undefined => {
-    if (cache.has(ref)) return cache.get(ref);
-    let image: StoredImage | undefined;
-    try {
-      const record = store.image(normalizeReference(ref));
-      image = record ? loadImage(store, record.manifestDigest) : undefined;
-    } catch (error) {
-      if (!(error instanceof ReferenceError)) throw error;
-    }
-    cache.set(ref, image);
-    return image;
-  };
-  return Object.assign(resolve, { forget: (ref: string) => cache.delete(ref) });
-}
-
-/** Image references a plan reads that are not stages: bases, COPY --from, RUN --mount from. */
-function imageReferences(plan: Plan): Set<string> {
-  const refs = new Set<string>();
-  const isStage = (reference: string, before: number) =>
-    plan.stages.some((s, i) => i < before && (s.name === reference.toLowerCase() || String(s.index) === reference));
-  for (const stage of plan.stages) {
-    if (stage.base.kind === "image") refs.add(stage.base.ref);
-    for (const step of stage.steps) {
-      const instruction = step.instruction;
-      if (instruction.kind === "COPY" && instruction.from !== undefined && !isStage(instruction.from, stage.index)) refs.add(instruction.from);
-      if (instruction.kind === "RUN") {
-        for (const mount of instruction.mounts) {
-          if ((mount.type === "bind" || mount.type === "cache") && mount.from !== undefined && !isStage(mount.from, stage.index)) refs.add(mount.from);
-        }
-      }
-    }
-  }
-  return refs;
 }
 
 export async function build(options: BuildOptions): Promise<BuildResult> {
@@ -217,60 +166,7 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
 
   const remote = options.dryRun ? undefined : options.remote;
 
-  /** Uploads a result the remote may not have (new ones always; cached ones if it lacks them). */
-  const shareWithRemote = (key: string, diffId: string | null, created: number, isNew = false) => {
-    if (!remote || options.remoteUpload === "off") return;
-    remote.enqueue(async () => {
-      if (!isNew && (await remote.hasAction(key))) return;
-      const layer = diffId ? store.layer(diffId) : undefined;
-      await remote.upload(
-        key,
-        { diffId, created, ...(layer ? { layer: { blake3: "", digest: layer.digest, size: layer.size, mediaType: layer.mediaType } } : {}) },
-        layer ? store.blobPath(layer.digest) : undefined,
-      );
-    });
-  };
-
-  /** A step that only changes the config (or a FROM): local record, then the remote. */
-  const satisfyConfigOnly = async (key: string): Promise<{ status: StepStatus; created: number }> => {
-    const local = store.lookupStep(key);
-    if (local) {
-      shareWithRemote(key, null, local.created);
-      return { status: "cached-local", created: local.created };
-    }
-    if (options.dryRun) return { status: "executed", created: Date.now() };
-    const action = remote && !options.noCache ? await remote.getAction(key) : undefined;
-    if (action && action.diffId === null) {
-      store.recordStep(key, null);
-      return { status: "cached-remote", created: action.created };
-    }
-    const record = store.recordStep(key, null);
-    shareWithRemote(key, null, record.created, true);
-    return { status: "executed", created: record.created };
-  };
-
-  /** A layer from the remote: downloaded, checked (BLAKE3, sha256, diff ID), then stored. */
-  const importFromRemote = async (key: string): Promise<{ diffId: string; created: number } | undefined> => {
-    const action = await remote!.getAction(key);
-    if (!action?.diffId || !action.layer) return undefined;
-    const { diffId, layer } = action;
-    if (!store.layer(diffId) || !store.hasBlob(layer.digest)) {
-      const staging = store.tempDir("remote");
-      try {
-        const file = join(staging, "blob");
-        if (!(await remote!.fetchBlob(layer.blake3, file))) return undefined;
-        const digest = await sha256File(file);
-        if (digest !== layer.digest) throw new RemoteCacheError(`the remote cache's result for step ${key.slice(0, 12)} does not match its digest`);
-        store.adoptBlob(file, layer.digest);
-        store.recordLayer({ diffId, digest: layer.digest, size: layer.size, uncompressedSize: layer.size, mediaType: layer.mediaType });
-      } finally {
-        rmSync(staging, { recursive: true, force: true });
-      }
-    }
-    await store.ensureSnapshot(diffId); // verifies the diff ID while unpacking
-    store.recordStep(key, diffId);
-    return { diffId, created: action.created };
-  };
+  const sync = new CacheSync(store, remote, { noCache: options.noCache, dryRun: options.dryRun === true, upload: options.remoteUpload ?? "wait" });
 
   const buildStage = async (stage: Stage) => {
     let state: StageState | undefined;
@@ -289,7 +185,7 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
         if (step.index === 0) {
           ({ state, inputs } = fromStep(step, stage, states, resolveImage, platform, fail));
           progress({ type: "start", number: stepNumber, step: step.id, name });
-          status = (await satisfyConfigOnly(state.key)).status;
+          status = (await sync.configOnly(state.key)).status;
         } else {
           const current: StageState = state!;
           const instruction = step.instruction;
@@ -338,7 +234,7 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
           const next: StageState = { ...current, key, config: cloneConfig(current.config), layers: [...current.layers], configState: { ...current.configState } };
           if (!changesFilesystem) {
             applyInstruction(next.config, instruction, next.configState);
-            const satisfied = await satisfyConfigOnly(key);
+            const satisfied = await sync.configOnly(key);
             status = satisfied.status;
             next.config.history!.push(historyEntry(step.text, true, dateOf(satisfied.created)));
             latest = Math.max(latest, satisfied.created);
@@ -349,23 +245,23 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
             if (hit && hit.diffId) {
               diffId = hit.diffId;
               created = hit.created;
-              shareWithRemote(key, hit.diffId, hit.created);
-            } else if (remote && !options.noCache && !options.dryRun) {
-              const fromRemote = await importFromRemote(key);
+              sync.share(key, hit.diffId, hit.created);
+            } else {
+              const fromRemote = await sync.importLayer(key);
               if (fromRemote) {
                 ({ diffId, created } = fromRemote);
                 status = "cached-remote";
               }
             }
-            if (diffId !== undefined) {
-              // satisfied from a cache
-            } else if (options.dryRun) {
+            if (diffId === undefined && options.dryRun) {
+              // A dry run (explain) stops here: the step would run.
               status = "executed";
               state = next;
               results.push({ id: step.id, stage: stage.id, instruction: step.text, key, status, duration_ms: 0 });
               inputsById.push({ id: step.id, key, inputs });
               continue;
-            } else {
+            }
+            if (diffId === undefined) {
               status = "executed";
               diffId = await executeStep(step, current, stage, {
                 options,
@@ -379,7 +275,7 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
                 downloads,
               });
               created = store.recordStep(key, diffId).created;
-              shareWithRemote(key, diffId, created, true);
+              sync.share(key, diffId, created, true);
             }
             const layer = store.layer(diffId)!;
             next.layers.push({ diffId, descriptor: { mediaType: layer.mediaType, digest: layer.digest, size: layer.size } });
@@ -611,55 +507,6 @@ async function executeStep(step: Step, current: StageState, stage: Stage, x: Exe
   }
 }
 
-/**
- * Runs `buildStage` for every stage once the stages it reads (its base, COPY --from,
- * RUN --mount from) are built, with at most `jobs` stages at once. The first failure is
- * thrown after the stages already running have stopped.
- */
-export async function scheduleStages(stages: Stage[], jobs: number, buildStage: (stage: Stage) => Promise<void>) {
-  const included = new Set(stages.map((s) => s.index));
-  const done = new Map<number, Promise<void>>();
-  let running = 0;
-  const waiting: (() => void)[] = [];
-  const slot = async () => {
-    while (running >= jobs) await new Promise<void>((resolve) => waiting.push(resolve));
-    running++;
-  };
-  const release = () => {
-    running--;
-    waiting.shift()?.();
-  };
-  const dependencies = (stage: Stage) => {
-    const deps = new Set<number>();
-    if (stage.base.kind === "stage") deps.add(stage.base.index);
-    for (const step of stage.steps) for (const read of step.reads) deps.add(read);
-    return [...deps].filter((d) => included.has(d));
-  };
-  for (const stage of stages) {
-    const deps = dependencies(stage).map((d) => done.get(d)!);
-    done.set(
-      stage.index,
-      (async () => {
-        await Promise.all(deps);
-        await slot();
-        try {
-          await buildStage(stage);
-        } finally {
-          release();
-        }
-      })(),
-    );
-  }
-  const results = await Promise.allSettled(done.values());
-  const failure = results.find((r) => r.status === "rejected") as PromiseRejectedResult | undefined;
-  if (failure) throw failure.reason;
-}
-
-async function sha256File(path: string): Promise<string> {
-  const hasher = new Bun.CryptoHasher("sha256");
-  for await (const chunk of Bun.file(path).stream()) hasher.update(chunk);
-  return `sha256:${hasher.digest("hex")}`;
-}
 
 /** Snapshot paths of layers already unpacked (stages built earlier in this build). */
 function lowersSync(store: LocalStore, layers: LayerRef[]): string[] {

@@ -1,0 +1,89 @@
+/**
+ * How a step is satisfied from the caches: the local store first, then the remote one. A remote
+ * result is checked (BLAKE3 while downloading, sha256, diff ID while unpacking) before the local
+ * store takes it; results the remote lacks are uploaded alongside the build.
+ */
+import { rmSync } from "node:fs";
+import { join } from "node:path";
+import type { LocalStore } from "../cache/store.ts";
+import { RemoteCacheError, type RemoteCache } from "../remote/client.ts";
+import type { StepStatus } from "./progress.ts";
+
+export interface CacheSyncOptions {
+  noCache: boolean;
+  dryRun: boolean;
+  upload: "wait" | "background" | "off";
+}
+
+async function sha256File(path: string): Promise<string> {
+  const hasher = new Bun.CryptoHasher("sha256");
+  for await (const chunk of Bun.file(path).stream()) hasher.update(chunk);
+  return `sha256:${hasher.digest("hex")}`;
+}
+
+export class CacheSync {
+  constructor(
+    private readonly store: LocalStore,
+    private readonly remote: RemoteCache | undefined,
+    private readonly options: CacheSyncOptions,
+  ) {}
+
+  /** Uploads a result the remote may not have (new ones always; cached ones if it lacks them). */
+  share(key: string, diffId: string | null, created: number, isNew = false) {
+    const { remote, store } = this;
+    if (!remote || this.options.upload === "off" || this.options.dryRun) return;
+    remote.enqueue(async () => {
+      if (!isNew && (await remote.hasAction(key))) return;
+      const layer = diffId ? store.layer(diffId) : undefined;
+      await remote.upload(
+        key,
+        { diffId, created, ...(layer ? { layer: { blake3: "", digest: layer.digest, size: layer.size, mediaType: layer.mediaType } } : {}) },
+        layer ? store.blobPath(layer.digest) : undefined,
+      );
+    });
+  }
+
+  /** A step that only changes the config (or a FROM): local record, then the remote. */
+  async configOnly(key: string): Promise<{ status: StepStatus; created: number }> {
+    const { store, remote } = this;
+    const local = store.lookupStep(key);
+    if (local) {
+      this.share(key, null, local.created);
+      return { status: "cached-local", created: local.created };
+    }
+    if (this.options.dryRun) return { status: "executed", created: Date.now() };
+    const action = remote && !this.options.noCache ? await remote.getAction(key) : undefined;
+    if (action && action.diffId === null) {
+      store.recordStep(key, null);
+      return { status: "cached-remote", created: action.created };
+    }
+    const record = store.recordStep(key, null);
+    this.share(key, null, record.created, true);
+    return { status: "executed", created: record.created };
+  }
+
+  /** A layer from the remote, checked then stored; undefined when the remote lacks it. */
+  async importLayer(key: string): Promise<{ diffId: string; created: number } | undefined> {
+    const { store, remote } = this;
+    if (!remote || this.options.noCache || this.options.dryRun) return undefined;
+    const action = await remote.getAction(key);
+    if (!action?.diffId || !action.layer) return undefined;
+    const { diffId, layer } = action;
+    if (!store.layer(diffId) || !store.hasBlob(layer.digest)) {
+      const staging = store.tempDir("remote");
+      try {
+        const file = join(staging, "blob");
+        if (!(await remote.fetchBlob(layer.blake3, file))) return undefined;
+        const digest = await sha256File(file);
+        if (digest !== layer.digest) throw new RemoteCacheError(`the remote cache's result for step ${key.slice(0, 12)} does not match its digest`);
+        store.adoptBlob(file, layer.digest);
+        store.recordLayer({ diffId, digest: layer.digest, size: layer.size, uncompressedSize: layer.size, mediaType: layer.mediaType });
+      } finally {
+        rmSync(staging, { recursive: true, force: true });
+      }
+    }
+    await store.ensureSnapshot(diffId); // verifies the diff ID while unpacking
+    store.recordStep(key, diffId);
+    return { diffId, created: action.created };
+  }
+}

@@ -1,0 +1,43 @@
+/** Which images a build reads, and finding them in the local image store. */
+import type { LocalStore } from "../cache/store.ts";
+import type { Plan } from "../frontend/plan.ts";
+import { loadImage, type StoredImage } from "../image/layout.ts";
+import { normalizeReference, ReferenceError } from "../image/reference.ts";
+
+/** Resolves FROM and --from image references against the local image store. */
+export function imageResolver(store: LocalStore) {
+  const cache = new Map<string, StoredImage | undefined>();
+  const resolve = (ref: string): StoredImage | undefined => {
+    if (cache.has(ref)) return cache.get(ref);
+    let image: StoredImage | undefined;
+    try {
+      const record = store.image(normalizeReference(ref));
+      image = record ? loadImage(store, record.manifestDigest) : undefined;
+    } catch (error) {
+      if (!(error instanceof ReferenceError)) throw error;
+    }
+    cache.set(ref, image);
+    return image;
+  };
+  return Object.assign(resolve, { forget: (ref: string) => cache.delete(ref) });
+}
+
+/** Image references a plan reads that are not stages: bases, COPY --from, RUN --mount from. */
+export function imageReferences(plan: Plan): Set<string> {
+  const refs = new Set<string>();
+  const isStage = (reference: string, before: number) =>
+    plan.stages.some((s, i) => i < before && (s.name === reference.toLowerCase() || String(s.index) === reference));
+  for (const stage of plan.stages) {
+    if (stage.base.kind === "image") refs.add(stage.base.ref);
+    for (const step of stage.steps) {
+      const instruction = step.instruction;
+      if (instruction.kind === "COPY" && instruction.from !== undefined && !isStage(instruction.from, stage.index)) refs.add(instruction.from);
+      if (instruction.kind === "RUN") {
+        for (const mount of instruction.mounts) {
+          if ((mount.type === "bind" || mount.type === "cache") && mount.from !== undefined && !isStage(mount.from, stage.index)) refs.add(mount.from);
+        }
+      }
+    }
+  }
+  return refs;
+}
