@@ -46,7 +46,9 @@ export function writeLayerTar(directory: string, tarPath: string, options: PackO
       const base: TarEntry = { name: path, type: "file", mode: stat.mode & 0o7777, uid: stat.uid, gid: stat.gid, size: 0, mtime: clamp(Math.floor(stat.mtimeMs / 1000)) };
       entries++;
       if (stat.isCharacterDevice() && stat.rdev === 0) {
-        writer.add({ ...base, name: `${dir === "" ? "" : dir + "/"}.wh.${name}`, mode: 0o644, uid: 0, gid: 0 });
+        // A whiteout's time means nothing and cannot survive extraction (mknod stamps "now"):
+        // a fixed 0 keeps repacked and reproduced layers identical.
+        writer.add({ ...base, name: `${dir === "" ? "" : dir + "/"}.wh.${name}`, mode: 0o644, uid: 0, gid: 0, mtime: 0 });
         continue;
       }
       if (stat.isDirectory()) {

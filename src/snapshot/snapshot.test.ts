@@ -1,5 +1,5 @@
 import { afterAll, describe, expect, test } from "bun:test";
-import { chmodSync, chownSync, existsSync, linkSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, readlinkSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { chmodSync, chownSync, existsSync, linkSync, utimesSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, readlinkSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { TarWriter, type TarEntry } from "../image/tar.ts";
@@ -43,6 +43,7 @@ describe("pack then extract", () => {
     linkSync(join(upper, "bin/tool"), join(upper, "bin/tool-alias"));
     symlinkSync("/usr/bin/env", join(upper, "bin/abs"));
     mknod(join(upper, "bin/deleted"), S_IFCHR, 0, 0); // overlay whiteout
+    utimesSync(join(upper, "bin/deleted"), 1_000_000_000, 1_000_000_000); // its time must not matter
     mkdirSync(join(upper, "opaque"));
     setXattr(join(upper, "opaque"), OVERLAY_OPAQUE, Buffer.from("y"));
     writeFileSync(join(upper, "opaque/new"), "new");
