@@ -1,6 +1,7 @@
 /** Reading what `build`, `graph` and `explain` share: context, Dockerfile, build args. */
 import { existsSync, readFileSync, statSync } from "node:fs";
 import { join, resolve } from "node:path";
+import type { Command } from "commander";
 import { UsageError } from "./errors.ts";
 
 export interface DockerfileInput {
@@ -8,6 +9,15 @@ export interface DockerfileInput {
   /** The path as the user named it (or as derived from the context): used in messages. */
   displayPath: string;
   text: string;
+}
+
+/** The inputs `build`, `graph` and `explain` share: [context], -f, --target, --build-arg. */
+export function dockerfileOptions(command: Command): Command {
+  return command
+    .argument("[context]", "build context directory", ".")
+    .option("-f, --file <file>", "Dockerfile, relative to the working directory (default: CONTEXT/Dockerfile; - for stdin)")
+    .option("--target <stage>", "the stage to build (default: the last)")
+    .option("--build-arg <name=value>", "set a build-time variable (repeatable; NAME alone takes it from the environment)", collect);
 }
 
 /** `-f FILE` is relative to the working directory, as with docker build; `-f -` is stdin. */

@@ -12,7 +12,7 @@ import { insecureRegistries } from "../../registry/client.ts";
 import { pullImage, pushImage } from "../../registry/transfer.ts";
 import { RemoteCache } from "../../remote/client.ts";
 import { UsageError } from "../errors.ts";
-import { collect, parseBuildArgs, readDockerfile } from "../inputs.ts";
+import { collect, dockerfileOptions, parseBuildArgs, readDockerfile } from "../inputs.ts";
 
 interface BuildFlags {
   file?: string;
@@ -54,19 +54,14 @@ export function parseSecret(spec: string): [string, Buffer] {
 }
 
 export function registerBuild(program: Command) {
-  program
-    .command("build")
+  dockerfileOptions(program.command("build"))
     .summary("build an image from a Dockerfile")
     .description(
       "Build an image from a Dockerfile, running only the steps whose inputs changed. RUN steps run in a " +
         "container (crun or runc) on an overlayfs snapshot; results are cached by content in the cache directory " +
         "and, with --remote, shared through a cache server. Base images come from the local image store, or are pulled.",
     )
-    .argument("[context]", "build context directory", ".")
-    .option("-f, --file <file>", "Dockerfile (default: CONTEXT/Dockerfile; - for stdin)")
     .option("-t, --tag <ref>", "name the image in the local store (repeatable)", collect)
-    .option("--target <stage>", "build this stage (default: the last)")
-    .option("--build-arg <name=value>", "set a build-time variable (repeatable)", collect)
     .option("--output <spec>", "also export: type=oci,dest=DIR | type=oci-archive,dest=FILE | type=docker-archive,dest=FILE | type=registry (push every -t); oci ones take compression=gzip|uncompressed (repeatable)", collect)
     .option("--insecure-registry <host>", "use plain HTTP for this registry (repeatable; also $MEMOBUILD_INSECURE_REGISTRIES)", collect)
     .option("--metadata-file <file>", "write the image digest and every step's status as JSON")

@@ -5,21 +5,16 @@ import { resolveCacheDir, statCacheFile } from "../../config/cache-dir.ts";
 import { explainSteps } from "../../solver/explain.ts";
 import { silentProgress } from "../../solver/progress.ts";
 import { build } from "../../solver/solver.ts";
-import { collect, parseBuildArgs, readDockerfile } from "../inputs.ts";
+import { dockerfileOptions, parseBuildArgs, readDockerfile } from "../inputs.ts";
 
 export function registerExplain(program: Command) {
-  program
-    .command("explain")
+  dockerfileOptions(program.command("explain"))
     .summary("say, for every step, whether it would hit the cache and why not")
     .description(
       "Compute every step's cache key without running anything, and compare each step's inputs with the last " +
         "build of the same Dockerfile and target: which files changed and how, which build arg, which base image " +
         "digest, which stage, or only the parent step.",
     )
-    .argument("[context]", "build context directory", ".")
-    .option("-f, --file <file>", "Dockerfile (default: CONTEXT/Dockerfile)")
-    .option("--target <stage>", "the stage to build (default: the last)")
-    .option("--build-arg <name=value>", "set a build-time variable (repeatable)", collect)
     .option("--json", "print JSON")
     .option("--cache-dir <dir>", "cache directory (default: $MEMOBUILD_CACHE_DIR or ~/.cache/memobuild)")
     .action(async (context: string, flags: { file?: string; target?: string; buildArg: string[]; json?: boolean; cacheDir?: string }) => {

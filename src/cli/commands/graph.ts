@@ -3,7 +3,7 @@ import { planDockerfile } from "../../frontend/plan.ts";
 import { buildGraph } from "../../graph/graph.ts";
 import { GRAPH_FORMATS, renderGraph, type GraphFormat } from "../../graph/render.ts";
 import { UsageError } from "../errors.ts";
-import { collect, parseBuildArgs, readDockerfile } from "../inputs.ts";
+import { dockerfileOptions, parseBuildArgs, readDockerfile } from "../inputs.ts";
 
 interface GraphOptions {
   file?: string;
@@ -13,18 +13,13 @@ interface GraphOptions {
 }
 
 export function registerGraph(program: Command) {
-  program
-    .command("graph")
+  dockerfileOptions(program.command("graph"))
     .summary("print the build graph of a Dockerfile")
     .description(
       "Print the steps of a Dockerfile as a graph: one node per step, edges for stage order, FROM <stage>, " +
         "COPY --from and RUN --mount=from. Steps the --target does not need are pruned; the level of a node " +
         "says which steps may run in parallel.",
     )
-    .argument("[context]", "build context directory", ".")
-    .option("-f, --file <file>", "Dockerfile path (default: CONTEXT/Dockerfile; - for stdin)")
-    .option("--target <stage>", "build this stage (default: the last)")
-    .option("--build-arg <name=value>", "set a build-time variable (repeatable)", collect)
     .option("--format <format>", `output format: ${GRAPH_FORMATS.join("|")}`, "text")
     .action((context: string, options: GraphOptions) => {
       if (!GRAPH_FORMATS.includes(options.format as GraphFormat)) {
