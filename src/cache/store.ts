@@ -92,8 +92,14 @@ export class LocalStore {
     this.db = new Database(join(dir, "memobuild.db"), { create: true, strict: true });
     this.db.exec("PRAGMA busy_timeout = 30000");
     this.db.exec("PRAGMA journal_mode = WAL");
+    // A cache: a crash may lose the last commits, never consistency (WAL), and every row is
+    // written after the files it points to are in place.
+    this.db.exec("PRAGMA synchronous = NORMAL");
     this.db.exec(SCHEMA);
   }
+
+  /** Steps used in this run; their last_used is written in one transaction on close. */
+  private readonly usedSteps = new Set<string>();
 
   private lockFd?: number;
 
@@ -124,6 +130,14 @@ export class LocalStore {
   }
 
   close() {
+    if (this.usedSteps.size > 0) {
+      const now = Date.now();
+      const touch = this.db.query("UPDATE steps SET last_used = ? WHERE key = ?");
+      this.db.transaction(() => {
+        for (const key of this.usedSteps) touch.run(now, key);
+      })();
+      this.usedSteps.clear();
+    }
     this.db.close();
     if (this.lockFd !== undefined) {
       unlock(this.lockFd);
@@ -285,7 +299,7 @@ export class LocalStore {
       const layer = this.layer(row.diff_id);
       if (!layer || !this.hasBlob(layer.digest)) return undefined;
     }
-    this.db.query("UPDATE steps SET last_used = ? WHERE key = ?").run(Date.now(), key);
+    this.usedSteps.add(key); // last_used, for LRU eviction, is written on close
     return { key: row.key, diffId: row.diff_id, created: row.created };
   }
 

@@ -90,6 +90,9 @@ function platformArgs(platform: Platform): Record<string, string> {
   };
 }
 
+/** Build args BuildKit reads without an ARG (the build itself uses them, not the Dockerfile). */
+const PREDEFINED_ARGS = new Set(["SOURCE_DATE_EPOCH"]);
+
 const SYNTAX_FRONTEND = /^(docker\.io\/)?docker\/dockerfile(-upstream)?(:[\w.-]+)?(@sha256:[0-9a-f]{64})?$/;
 
 /** Variables as one stage sees them while it is planned. */
@@ -365,7 +368,8 @@ export function plan(parsed: ParseResult, options: PlanOptions = {}): Plan {
   }
   finishStage();
 
-  const unusedBuildArgs = Object.keys(buildArgs).filter((name) => !consumedBuildArgs.has(name) && !(name in platformArgs(platform)));
+  const predefined = (name: string) => name in platformArgs(platform) || PREDEFINED_ARGS.has(name);
+  const unusedBuildArgs = Object.keys(buildArgs).filter((name) => !consumedBuildArgs.has(name) && !predefined(name));
   return {
     file,
     syntax: syntax?.value,

@@ -128,16 +128,23 @@ export class RemoteCache {
     return true;
   }
 
-  /** Uploads a file as a blob (unless the remote has it) and then the action. */
-  async upload(key: string, action: Omit<RemoteAction, "blobs">, layerFile?: string): Promise<void> {
+  /**
+   * Uploads a step's layer file as a blob (unless the remote has it), then the action naming
+   * it; the blob's BLAKE3 name is computed here from the file.
+   */
+  async upload(
+    key: string,
+    action: { diffId: string | null; created: number },
+    layer?: { file: string; digest: string; size: number; mediaType: string },
+  ): Promise<void> {
     if (this.disabled) return;
     const blobs: string[] = [];
-    let layer = action.layer;
-    if (layerFile && layer) {
-      const { digest } = hashFile(layerFile);
-      const hash = digest.toString("hex");
-      layer = { ...layer, blake3: hash };
+    let described: RemoteAction["layer"];
+    if (layer) {
+      const hash = hashFile(layer.file).digest.toString("hex");
+      described = { blake3: hash, digest: layer.digest, size: layer.size, mediaType: layer.mediaType };
       blobs.push(hash);
+      const layerFile = layer.file; // streamed from disk, never held in memory
       const head = await this.request("HEAD", `/v1/blobs/${hash}`);
       if (!head) return;
       if (head.status === 404) {
@@ -149,7 +156,8 @@ export class RemoteCache {
         }
       }
     }
-    const put = await this.request("PUT", `/v1/actions/${key}`, { body: JSON.stringify({ ...action, layer, blobs }), headers: { "content-type": "application/json" } });
+    const body: RemoteAction = { ...action, ...(described ? { layer: described } : {}), blobs };
+    const put = await this.request("PUT", `/v1/actions/${key}`, { body: JSON.stringify(body), headers: { "content-type": "application/json" } });
     if (put && !put.ok) this.options.warn(`remote cache refused a result (HTTP ${put.status}: ${safeError(await put.text())})`);
   }
 

@@ -35,11 +35,7 @@ export class CacheSync {
     remote.enqueue(async () => {
       if (!isNew && (await remote.hasAction(key))) return;
       const layer = diffId ? store.layer(diffId) : undefined;
-      await remote.upload(
-        key,
-        { diffId, created, ...(layer ? { layer: { blake3: "", digest: layer.digest, size: layer.size, mediaType: layer.mediaType } } : {}) },
-        layer ? store.blobPath(layer.digest) : undefined,
-      );
+      await remote.upload(key, { diffId, created }, layer && { file: store.blobPath(layer.digest), digest: layer.digest, size: layer.size, mediaType: layer.mediaType });
     });
   }
 

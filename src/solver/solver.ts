@@ -137,9 +137,7 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
       return image ? { env: image.config.config.Env ?? [], onbuild: image.config.config.OnBuild ?? [] } : undefined;
     },
   });
-  for (const name of plan.unusedBuildArgs) {
-    if (name !== "SOURCE_DATE_EPOCH") progress({ type: "warning", message: `build arg ${name} is not declared by any ARG` });
-  }
+  for (const name of plan.unusedBuildArgs) progress({ type: "warning", message: `build arg ${name} is not declared by any ARG` });
   const graph = buildGraph(plan, options.target);
 
   // One load of the context per build, shared by the stages that read it.
