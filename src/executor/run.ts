@@ -5,7 +5,7 @@
  * stage, read-only unless rw), tmpfs, secret (from --secret; never in a layer, key or log).
  * Mount points that did not exist are removed from the layer afterwards.
  */
-import { chownSync, existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, renameSync, rmdirSync, rmSync, writeFileSync } from "node:fs";
+import { chownSync, existsSync, lstatSync, mkdirSync, readdirSync, renameSync, rmdirSync, rmSync, writeFileSync } from "node:fs";
 import { join, posix } from "node:path";
 import type { LocalStore } from "../cache/store.ts";
 import type { BuildContext } from "../context/context.ts";
@@ -13,7 +13,7 @@ import type { Instruction } from "../frontend/instructions.ts";
 import type { Mount } from "../frontend/mounts.ts";
 import { DEFAULT_PATH, DEFAULT_SHELL, type ImageConfig } from "../image/config.ts";
 import { mountOverlay, unmount } from "../snapshot/overlay.ts";
-import { LayerView, resolveUser } from "../snapshot/view.ts";
+import { LayerView, resolveUser, rootfsFileReader } from "../snapshot/view.ts";
 import { executeCopy } from "./copy.ts";
 import { acquireCacheMount, type CacheMountLease } from "./cache-mount.ts";
 import { runContainer, type RuntimeMount } from "./runtime.ts";
@@ -79,7 +79,7 @@ export async function executeRun(inputs: RunInputs, work: string): Promise<strin
 
     const cwd = config.config.WorkingDir || "/";
     mkdirSync(join(rootfs, cwd), { recursive: true }); // WORKDIR exists for RUN, as in BuildKit
-    const user = resolveUser(config.config.User, (path) => readIfFile(join(rootfs, path)));
+    const user = resolveUser(config.config.User, rootfsFileReader(rootfs));
 
     // Mount points that do not exist yet are created for the run and removed afterwards.
     const createdMountPoints: string[] = [];
@@ -158,14 +158,6 @@ export async function executeRun(inputs: RunInputs, work: string): Promise<strin
     for (const target of mounted.reverse()) unmount(target);
     for (const lease of leases) lease.release();
     if (secretDir) rmSync(secretDir, { recursive: true, force: true });
-  }
-}
-
-function readIfFile(path: string): string | undefined {
-  try {
-    return lstatSync(path).isFile() ? readFileSync(path, "utf8") : undefined;
-  } catch {
-    return undefined;
   }
 }
 

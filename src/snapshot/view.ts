@@ -53,6 +53,22 @@ export class LayerView {
   }
 }
 
+/**
+ * Reads a file (e.g. /etc/passwd) from a mounted root filesystem without following symlinks
+ * anywhere on the path: an image's `/etc -> /` must not make us read the host's files.
+ */
+export function rootfsFileReader(rootfs: string): (path: string) => string | undefined {
+  return (path) => {
+    let current = rootfs;
+    for (const part of path.split("/").filter(Boolean)) {
+      current = join(current, part);
+      const stat = tryLstat(current);
+      if (!stat || stat.isSymbolicLink()) return undefined;
+    }
+    return tryLstat(current)?.isFile() ? readFileSync(current, "utf8") : undefined;
+  };
+}
+
 export interface ResolvedUser {
   uid: number;
   gid: number;

@@ -8,8 +8,7 @@ import { loadImage } from "../../image/layout.ts";
 import { normalizeReference } from "../../image/reference.ts";
 import { runContainer } from "../../executor/runtime.ts";
 import { mountOverlay, unmount } from "../../snapshot/overlay.ts";
-import { resolveUser } from "../../snapshot/view.ts";
-import { readFileSync } from "node:fs";
+import { resolveUser, rootfsFileReader } from "../../snapshot/view.ts";
 import { UsageError } from "../errors.ts";
 
 export function registerRun(program: Command) {
@@ -39,13 +38,7 @@ export function registerRun(program: Command) {
         const args = [...(c.Entrypoint ?? []), ...(command.length ? command : (c.Cmd ?? []))];
         if (args.length === 0) throw new UsageError(`image ${ref} has no CMD or ENTRYPOINT: give a command`);
         const env = c.Env?.length ? c.Env : [`PATH=${DEFAULT_PATH}`];
-        const user = resolveUser(c.User, (path) => {
-          try {
-            return readFileSync(join(rootfs, path), "utf8");
-          } catch {
-            return undefined;
-          }
-        });
+        const user = resolveUser(c.User, rootfsFileReader(rootfs));
         const cwd = c.WorkingDir || "/";
         mkdirSync(join(rootfs, cwd), { recursive: true });
         const result = await runContainer(
