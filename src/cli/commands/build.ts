@@ -1,8 +1,8 @@
 import type { Command } from "commander";
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { resolve } from "node:path";
-import { LocalStore } from "../../cache/store.ts";
-import { resolveCacheDir, statCacheFile } from "../../config/cache-dir.ts";
+import { statCacheFile } from "../../config/cache-dir.ts";
+import { withStore } from "../store.ts";
 import { exportImage, parseOutputSpec } from "../../image/export.ts";
 import { normalizeReference } from "../../image/reference.ts";
 import { jsonProgress, plainProgress } from "../../solver/progress.ts";
@@ -95,8 +95,6 @@ export function registerBuild(program: Command) {
       const remoteSettings = resolveRemote({ url: flags.remote, token: flags.remoteToken });
       if (process.getuid?.() !== 0) throw new UsageError("memobuild build needs root (overlayfs mounts and the OCI runtime)");
       const input = readDockerfile(context, flags.file);
-      const cacheDir = resolveCacheDir(flags.cacheDir);
-      const store = LocalStore.open(cacheDir);
       const progress = flags.progress === "json" ? jsonProgress() : plainProgress();
       const remote = remoteSettings.url
         ? new RemoteCache({
@@ -107,7 +105,7 @@ export function registerBuild(program: Command) {
           })
         : undefined;
       await remote?.probe(); // a wrong token is an error before any work
-      try {
+      await withStore(flags.cacheDir, async (store) => {
         const result = await build({
           contextDir: input.contextDir,
           dockerfileText: input.text,
@@ -117,7 +115,7 @@ export function registerBuild(program: Command) {
           target: flags.target,
           noCache: !flags.cache,
           store,
-          statCacheFile: statCacheFile(cacheDir, input.contextDir),
+          statCacheFile: statCacheFile(store.dir, input.contextDir),
           secrets,
           network: flags.network as "none" | "host",
           progress,
@@ -166,8 +164,6 @@ export function registerBuild(program: Command) {
           for (const tag of tags) process.stderr.write(`naming to ${tag}\n`);
         }
         await remote?.flush(); // background uploads finish after the report
-      } finally {
-        store.close();
-      }
+      });
     });
 }

@@ -1,20 +1,9 @@
 import type { Command } from "commander";
 import { formatBytes, parseSize } from "../../util/sizes.ts";
 import { collectGarbage, prune, usage } from "../../cache/gc.ts";
-import { LocalStore } from "../../cache/store.ts";
-import { resolveCacheDir } from "../../config/cache-dir.ts";
+import { withExclusiveStore, withStore } from "../store.ts";
 import { UsageError } from "../errors.ts";
 
-
-function exclusive(cacheDir: string | undefined, fn: (store: LocalStore) => void) {
-  const store = LocalStore.openExclusive(resolveCacheDir(cacheDir));
-  if (!store) throw new UsageError("a build is using the cache right now; run this again when it has finished");
-  try {
-    fn(store);
-  } finally {
-    store.close();
-  }
-}
 
 export function registerCache(program: Command) {
   const cache = program.command("cache").summary("inspect and trim the local build cache");
@@ -23,9 +12,8 @@ export function registerCache(program: Command) {
     .command("ls")
     .summary("list cached step results, most recently used first")
     .option("--cache-dir <dir>", "cache directory")
-    .action((flags: { cacheDir?: string }) => {
-      const store = LocalStore.open(resolveCacheDir(flags.cacheDir));
-      try {
+    .action((flags: { cacheDir?: string }) =>
+      withStore(flags.cacheDir, (store) => {
         const rows = store.db
           .query("SELECT s.key, s.diff_id, s.last_used, l.size FROM steps s LEFT JOIN layers l ON l.diff_id = s.diff_id ORDER BY s.last_used DESC")
           .all() as { key: string; diff_id: string | null; last_used: number; size: number | null }[];
@@ -35,18 +23,15 @@ export function registerCache(program: Command) {
           const size = row.size === null ? "-" : formatBytes(row.size);
           process.stdout.write(`${row.key.slice(0, 16)}  ${layer.padEnd(19)}  ${size.padStart(10)}  ${new Date(row.last_used).toISOString().slice(0, 19).replace("T", " ")}\n`);
         }
-      } finally {
-        store.close();
-      }
-    });
+      }),
+    );
 
   cache
     .command("du")
     .summary("show how much space the cache uses")
     .option("--cache-dir <dir>", "cache directory")
-    .action((flags: { cacheDir?: string }) => {
-      const store = LocalStore.open(resolveCacheDir(flags.cacheDir));
-      try {
+    .action((flags: { cacheDir?: string }) =>
+      withStore(flags.cacheDir, (store) => {
         const u = usage(store);
         process.stdout.write(
           [
@@ -58,10 +43,8 @@ export function registerCache(program: Command) {
             "",
           ].join("\n"),
         );
-      } finally {
-        store.close();
-      }
-    });
+      }),
+    );
 
   cache
     .command("gc")
@@ -75,7 +58,7 @@ export function registerCache(program: Command) {
       } catch (error) {
         throw new UsageError((error as Error).message);
       }
-      exclusive(flags.cacheDir, (store) => {
+      withExclusiveStore(flags.cacheDir, (store) => {
         const result = collectGarbage(store, max);
         process.stdout.write(`removed ${result.stepsRemoved} step result(s) and ${result.layersRemoved} layer(s), freed ${formatBytes(result.bytesFreed)}; now ${formatBytes(usage(store).total)}\n`);
       });
@@ -87,7 +70,7 @@ export function registerCache(program: Command) {
     .option("--mounts", "also empty the RUN --mount=type=cache directories")
     .option("--cache-dir <dir>", "cache directory")
     .action((flags: { mounts?: boolean; cacheDir?: string }) =>
-      exclusive(flags.cacheDir, (store) => {
+      withExclusiveStore(flags.cacheDir, (store) => {
         const result = prune(store, { mounts: flags.mounts === true });
         process.stdout.write(`removed ${result.stepsRemoved} step result(s) and ${result.layersRemoved} layer(s), freed ${formatBytes(result.bytesFreed)}\n`);
       }),

@@ -1,7 +1,7 @@
 import type { Command } from "commander";
 import { resolve } from "node:path";
-import { LocalStore } from "../../cache/store.ts";
-import { resolveCacheDir, statCacheFile } from "../../config/cache-dir.ts";
+import { statCacheFile } from "../../config/cache-dir.ts";
+import { withStore } from "../store.ts";
 import { explainSteps } from "../../solver/explain.ts";
 import { silentProgress } from "../../solver/progress.ts";
 import { build } from "../../solver/solver.ts";
@@ -19,9 +19,7 @@ export function registerExplain(program: Command) {
     .option("--cache-dir <dir>", "cache directory (default: $MEMOBUILD_CACHE_DIR or ~/.cache/memobuild)")
     .action(async (context: string, flags: { file?: string; target?: string; buildArg: string[]; json?: boolean; cacheDir?: string }) => {
       const input = readDockerfile(context, flags.file);
-      const cacheDir = resolveCacheDir(flags.cacheDir);
-      const store = LocalStore.open(cacheDir);
-      try {
+      await withStore(flags.cacheDir, async (store) => {
         const dockerfileAbsolute = flags.file === "-" ? undefined : resolve(input.displayPath);
         const result = await build({
           contextDir: input.contextDir,
@@ -32,7 +30,7 @@ export function registerExplain(program: Command) {
           target: flags.target,
           noCache: false,
           store,
-          statCacheFile: statCacheFile(cacheDir, input.contextDir),
+          statCacheFile: statCacheFile(store.dir, input.contextDir),
           secrets: new Map(),
           network: "none",
           progress: silentProgress,
@@ -50,8 +48,6 @@ export function registerExplain(program: Command) {
           if (!e.hit) for (const reason of e.reasons) process.stdout.write(`        ${reason}\n`);
         }
         process.stdout.write(`${explanations.length - misses} of ${explanations.length} step(s) would come from the cache; ${misses} would run\n`);
-      } finally {
-        store.close();
-      }
+      });
     });
 }

@@ -1,7 +1,6 @@
 import type { Command } from "commander";
 import { resolve } from "node:path";
-import { LocalStore } from "../../cache/store.ts";
-import { resolveCacheDir } from "../../config/cache-dir.ts";
+import { withStore } from "../store.ts";
 import { exportImage, parseOutputSpec } from "../../image/export.ts";
 import { importDockerArchive, importOciArchive, importOciLayout, loadImage } from "../../image/layout.ts";
 import { insecureRegistries } from "../../registry/client.ts";
@@ -9,15 +8,6 @@ import { pullImage, pushImage } from "../../registry/transfer.ts";
 import { familiarReference, normalizeReference } from "../../image/reference.ts";
 import { UsageError } from "../errors.ts";
 import { collect } from "../inputs.ts";
-
-async function withStore<T>(cacheDirFlag: string | undefined, fn: (store: LocalStore) => T | Promise<T>): Promise<T> {
-  const store = LocalStore.open(resolveCacheDir(cacheDirFlag));
-  try {
-    return await fn(store);
-  } finally {
-    store.close();
-  }
-}
 
 function normalized(text: string): string {
   try {
@@ -40,19 +30,12 @@ export function registerImage(program: Command) {
       withStore(flags.cacheDir, async (store) => {
         let manifestDigest: string;
         let names: string[];
-        if (source.startsWith("oci:")) {
-          const rest = source.slice(4);
-          const colon = rest.indexOf(":");
-          const dir = colon < 0 ? rest : rest.slice(0, colon);
-          const refName = colon < 0 ? undefined : rest.slice(colon + 1);
-          const imported = importOciLayout(store, resolve(dir), refName);
+        const oci = /^(oci|oci-archive):([^:]+)(?::(.+))?$/.exec(source); // KIND:PATH[:NAME]
+        if (oci) {
+          const [, kind, path, refName] = oci;
+          const imported = (kind === "oci" ? importOciLayout : importOciArchive)(store, resolve(path), refName);
           manifestDigest = imported.manifestDigest;
-          names = imported.refName && imported.refName.includes("/") ? [imported.refName] : [];
-        } else if (source.startsWith("oci-archive:")) {
-          const rest = source.slice("oci-archive:".length);
-          const colon = rest.indexOf(":");
-          const imported = importOciArchive(store, resolve(colon < 0 ? rest : rest.slice(0, colon)), colon < 0 ? undefined : rest.slice(colon + 1));
-          manifestDigest = imported.manifestDigest;
+          // A layout's ref.name is often just a tag; only a full name can name the image here.
           names = imported.refName && imported.refName.includes("/") ? [imported.refName] : [];
         } else if (source.startsWith("docker-archive:")) {
           const imported = importDockerArchive(store, resolve(source.slice("docker-archive:".length)));

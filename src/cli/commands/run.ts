@@ -1,8 +1,7 @@
 import type { Command } from "commander";
 import { mkdirSync, rmSync } from "node:fs";
 import { join } from "node:path";
-import { LocalStore } from "../../cache/store.ts";
-import { resolveCacheDir } from "../../config/cache-dir.ts";
+import { withStore } from "../store.ts";
 import { DEFAULT_PATH } from "../../image/config.ts";
 import { loadImage } from "../../image/layout.ts";
 import { normalizeReference } from "../../image/reference.ts";
@@ -21,36 +20,39 @@ export function registerRun(program: Command) {
     .option("--cache-dir <dir>", "cache directory")
     .action(async (ref: string, command: string[], flags: { network: string; cacheDir?: string }) => {
       if (process.getuid?.() !== 0) throw new UsageError("memobuild run needs root (overlayfs and the OCI runtime)");
-      const store = LocalStore.open(resolveCacheDir(flags.cacheDir));
-      const work = store.tempDir("container");
-      const rootfs = join(work, "rootfs");
-      let mounted = false;
-      try {
-        const record = store.image(normalizeReference(ref));
-        if (!record) throw new UsageError(`no image ${ref} in the local store`);
-        const image = loadImage(store, record.manifestDigest);
-        const lowers = await Promise.all(image.config.rootfs.diff_ids.map((diffId) => store.ensureSnapshot(diffId)));
-        for (const dir of ["upper", "work", "bundle"]) mkdirSync(join(work, dir));
-        if (lowers.length === 0) mkdirSync(join(work, "empty")), lowers.push(join(work, "empty"));
-        mountOverlay({ lowers: [...lowers].reverse(), upper: join(work, "upper"), work: join(work, "work"), target: rootfs });
-        mounted = true;
-        const c = image.config.config;
-        const args = [...(c.Entrypoint ?? []), ...(command.length ? command : (c.Cmd ?? []))];
-        if (args.length === 0) throw new UsageError(`image ${ref} has no CMD or ENTRYPOINT: give a command`);
-        const env = c.Env?.length ? c.Env : [`PATH=${DEFAULT_PATH}`];
-        const user = resolveUser(c.User, rootfsFileReader(rootfs));
-        const cwd = c.WorkingDir || "/";
-        mkdirSync(join(rootfs, cwd), { recursive: true });
-        const result = await runContainer(
-          { rootfs, args, env, cwd, uid: user.uid, gid: user.gid, additionalGids: user.additionalGids, mounts: [], network: flags.network === "host" ? "host" : "none" },
-          join(work, "bundle"),
-          (line, stream) => (stream === "stdout" ? process.stdout : process.stderr).write(line + "\n"),
-        );
-        process.exitCode = result.exitCode;
-      } finally {
-        if (mounted) unmount(rootfs);
-        rmSync(work, { recursive: true, force: true });
-        store.close();
-      }
+      await withStore(flags.cacheDir, async (store) => {
+        const work = store.tempDir("container");
+        const rootfs = join(work, "rootfs");
+        let mounted = false;
+        try {
+          const record = store.image(normalizeReference(ref));
+          if (!record) throw new UsageError(`no image ${ref} in the local store`);
+          const image = loadImage(store, record.manifestDigest);
+          const lowers = await Promise.all(image.config.rootfs.diff_ids.map((diffId) => store.ensureSnapshot(diffId)));
+          for (const dir of ["upper", "work", "bundle"]) mkdirSync(join(work, dir));
+          if (lowers.length === 0) {
+            mkdirSync(join(work, "empty")); // overlayfs needs a lower directory, even for scratch
+            lowers.push(join(work, "empty"));
+          }
+          mountOverlay({ lowers: [...lowers].reverse(), upper: join(work, "upper"), work: join(work, "work"), target: rootfs });
+          mounted = true;
+          const c = image.config.config;
+          const args = [...(c.Entrypoint ?? []), ...(command.length ? command : (c.Cmd ?? []))];
+          if (args.length === 0) throw new UsageError(`image ${ref} has no CMD or ENTRYPOINT: give a command`);
+          const env = c.Env?.length ? c.Env : [`PATH=${DEFAULT_PATH}`];
+          const user = resolveUser(c.User, rootfsFileReader(rootfs));
+          const cwd = c.WorkingDir || "/";
+          mkdirSync(join(rootfs, cwd), { recursive: true });
+          const result = await runContainer(
+            { rootfs, args, env, cwd, uid: user.uid, gid: user.gid, additionalGids: user.additionalGids, mounts: [], network: flags.network === "host" ? "host" : "none" },
+            join(work, "bundle"),
+            (line, stream) => (stream === "stdout" ? process.stdout : process.stderr).write(line + "\n"),
+          );
+          process.exitCode = result.exitCode;
+        } finally {
+          if (mounted) unmount(rootfs);
+          rmSync(work, { recursive: true, force: true });
+        }
+      });
     });
 }
