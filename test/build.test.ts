@@ -251,6 +251,17 @@ describe("RUN", () => {
     expect(out).toBe("hello builder /work/dir 1000:1000 3\n");
   });
 
+  test("RUN --network=host and build --network host see the host's interfaces", () => {
+    const hostInterfaces = readFileSync("/proc/net/dev", "utf8").trim().split("\n").length;
+    const dir = project({
+      Dockerfile: 'FROM memobuild/busybox\nRUN --network=host wc -l < /proc/net/dev > /a\nRUN wc -l < /proc/net/dev > /b\nCMD ["cat", "/a", "/b"]\n',
+    });
+    mustBuild(dir, "-t", "net:a");
+    expect(runMemobuild(["run", "net:a", "--cache-dir", cacheDir]).stdout).toBe(`${hostInterfaces}\n3\n`);
+    mustBuild(dir, "-t", "net:b", "--network", "host", "--no-cache");
+    expect(runMemobuild(["run", "net:b", "--cache-dir", cacheDir]).stdout).toBe(`${hostInterfaces}\n${hostInterfaces}\n`);
+  });
+
   test("a cache mount persists across builds and never lands in a layer", () => {
     const dockerfile = (n: number) =>
       `FROM memobuild/busybox\nRUN --mount=type=cache,target=/var/cache/app,id=counter echo ${n} >> /var/cache/app/log && cat /var/cache/app/log | wc -l > /count\nCMD ["cat", "/count"]\n`;

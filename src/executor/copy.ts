@@ -248,11 +248,12 @@ export function executeCopy(inputs: CopyInputs, upper: string) {
   const created = new Set<string>();
   const dest = destinationOf(inputs.instruction, inputs.workdir);
 
-  /** Creates the parents of `target` in the layer, keeping lower metadata where it exists. */
-  const ensureParents = (target: string) => {
-    const parts = target.split("/").filter(Boolean);
-    for (let i = 1; i < parts.length; i++) ensureDirectory("/" + parts.slice(0, i).join("/"));
+  /** Creates `path` and its ancestors in the layer, each keeping lower metadata where it exists. */
+  const ensureDirectories = (path: string) => {
+    const parts = path.split("/").filter(Boolean);
+    for (let i = 1; i <= parts.length; i++) ensureDirectory("/" + parts.slice(0, i).join("/"));
   };
+  const ensureParents = (target: string) => ensureDirectories(posix.dirname(target));
   const ensureDirectory = (path: string) => {
     if (path === "/" || created.has(path)) return;
     created.add(path);
@@ -270,9 +271,7 @@ export function executeCopy(inputs: CopyInputs, upper: string) {
     }
   };
 
-  if (dest.isDir) {
-    ensureParents(dest.path + "/x");
-  }
+  if (dest.isDir) ensureDirectories(dest.path);
   for (const item of items) {
     ensureParents(item.target);
     const local = join(upper, item.target);
@@ -301,7 +300,7 @@ export function executeCopy(inputs: CopyInputs, upper: string) {
         if (item.mtime) lutimesSync(local, item.mtime, item.mtime);
         break;
       case "archive":
-        ensureDirectory(item.target);
+        ensureDirectories(item.target);
         unpackArchive(item.source!, local, inputs.instruction.chown ? inputs.owner : undefined, upper + ".scratch");
         break;
     }
