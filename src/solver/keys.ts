@@ -12,6 +12,7 @@ export interface StepInputs {
   platform: string;
   base?: string;
   fromStage?: string;
+  /** `digest` covers every file; `files` (per-file digests) is kept only for `explain`. */
   context?: { digest: string; files: Record<string, string> };
   env?: [string, string][];
   /** ADD URL sources: their checksum, or the sha256 of what they served. */
@@ -19,5 +20,6 @@ export interface StepInputs {
 }
 
 export function stepKey(inputs: StepInputs): string {
-  return blake3Hex(JSON.stringify(inputs));
+  const { context, ...rest } = inputs;
+  return blake3Hex(JSON.stringify(context ? { ...rest, context: context.digest } : rest));
 }
