@@ -16,6 +16,15 @@ export interface CacheMountLease {
 
 type CacheMount = Extract<Mount, { type: "cache" }>;
 
+/** Where RUN's cache mounts come from (the local store's mounts/ directory). */
+export interface CacheMountProvider {
+  acquire(mount: CacheMount): Promise<CacheMountLease>;
+}
+
+export function storeCacheMounts(store: LocalStore): CacheMountProvider {
+  return { acquire: (mount) => acquireCacheMount(store, mount) };
+}
+
 function prepare(path: string, mount: CacheMount) {
   if (existsSync(path)) return;
   mkdirSync(path, { recursive: true, mode: mount.mode });

@@ -1,166 +1,222 @@
 /**
- * COPY and ADD without a container: the files are written straight into a new snapshot
- * directory (the step's layer). Docker's destination rules apply: a relative destination is
- * below WORKDIR; a directory source copies its contents; several sources need a destination
- * directory ending in "/"; a file goes inside an existing directory of the same name.
- * Parent directories that already exist below keep their mode and owner.
+ * COPY and ADD without a container. Files are written into `root`: the image's file system as
+ * it will be after the step (an overlay whose upper directory becomes the layer, or the bare
+ * layer for --link). Every read and write goes through the root-confined file system, so a
+ * symlink in the base, in the context or in a stage is followed inside the image only.
+ *
+ * Docker's destination rules apply: a relative destination is below WORKDIR; the destination
+ * named in the Dockerfile is resolved through symlinks as BuildKit does (`COPY a /linkdir/`
+ * writes where the link points; `COPY a /link-to-file` writes through it); a directory source
+ * copies its contents; several sources need a destination directory ending in "/"; a file
+ * goes inside an existing directory of the same name. Entries below the destination replace
+ * what is there (a symlink is replaced, not written through). New parent directories get
+ * mode 0755 and the --chown owner; existing ones keep theirs.
+ *
+ * Paths here are byte strings (one character per byte, see context/paths.ts): names that are
+ * not ASCII or not UTF-8 land exactly as they were read.
  */
+import { closeSync, openSync } from "node:fs";
+import { posix } from "node:path";
 import { UserError } from "../errors.ts";
-import {
-  chmodSync, closeSync, copyFileSync, lchownSync, lstatSync, lutimesSync, mkdirSync, openSync, readdirSync, readFileSync, readlinkSync,
-  readSync, rmSync, symlinkSync, utimesSync, writeFileSync, type Stats,
-} from "node:fs";
-import { extractLayer } from "../snapshot/extract.ts";
-import { IgnoreMatcher } from "../context/dockerignore.ts";
-import { isUrl, urlFileName, type Download } from "./download.ts";
-import { join, posix } from "node:path";
 import type { BuildContext } from "../context/context.ts";
 import type { Ownership } from "../context/digest.ts";
-import { fsPath } from "../context/paths.ts";
+import { IgnoreMatcher } from "../context/dockerignore.ts";
+import { displayPath, quotePath, rawFromText } from "../context/paths.ts";
 import type { Instruction } from "../frontend/instructions.ts";
-import type { LayerView } from "../snapshot/view.ts";
+import { Root, type Stat } from "../rootfs/root.ts";
+import { extractInto } from "../snapshot/extract.ts";
+import { decompressArchive, archiveKindOf } from "./archive.ts";
+import { isUrl, urlFileName, type Download } from "./download.ts";
 
 export class CopyError extends UserError {}
 
 type Transfer = Extract<Instruction, { kind: "COPY" | "ADD" }>;
 
-/** One thing to land: a file, directory or symlink with where its bytes come from. */
+/** Where an item's bytes come from. */
+type ItemSource = { context: string } | { stage: string } | { host: string } | { content: string };
+
+/** One thing to land: a file, directory or symlink. */
 interface Item {
-  /** Path in the image, absolute. */
+  /** Path in the image, absolute, a byte string. */
   target: string;
   /** "archive": a local tar ADD unpacks into `target` (a directory). */
   type: "file" | "dir" | "symlink" | "archive";
   mode: number;
-  mtime: number;
-  /** On-disk source for files. */
-  source?: string | Buffer;
-  content?: string;
-  linkTarget?: string | Buffer;
+  /** Seconds; undefined: the source's own time. */
+  mtime?: number;
+  /** The owner it keeps without --chown (files from a stage keep theirs, as in BuildKit). */
+  owner?: Ownership;
+  source?: ItemSource;
+  linkTarget?: string;
 }
 
 export interface CopyInputs {
   instruction: Transfer;
   workdir: string;
-  /** The image's filesystem below this step (for destination and parent-directory rules). */
-  view: LayerView;
+  /** The image's file system the step writes into. */
+  root: Root;
+  /** The --chown owner (root when not given). */
   owner: Ownership;
-  /** Where sources come from: the build context, or a directory (a stage's or image's rootfs). */
+  /** Where sources come from: the build context, or (COPY --from) a stage's or image's file system. */
   context?: BuildContext;
-  sourceRoot?: string;
+  source?: Root;
   /** ADD's URL sources, already fetched (and checked). */
   downloads?: Download[];
+  /** A private directory for decompressing archives. */
+  scratch: string;
 }
+
+const raw = (path: string) => Buffer.from(path, "latin1");
 
 export function destinationOf(instruction: Transfer, workdir: string): { path: string; isDir: boolean } {
   const isDir = instruction.dest.endsWith("/") || instruction.dest === "." || instruction.dest.endsWith("/.");
-  return { path: posix.resolve(workdir || "/", instruction.dest), isDir };
+  return { path: rawFromText(posix.resolve(workdir || "/", instruction.dest)), isDir };
+}
+
+interface SourceRoot {
+  name: string;
+  /** The source's path from the context (or stage) root, for --parents. */
+  relative: string;
+  isDir: boolean;
+  items: (base: string) => Item[];
 }
 
 /** Lists what the copy would land, without writing anything. */
 export function planCopy(inputs: CopyInputs): Item[] {
-  const { instruction } = inputs;
+  const { instruction, root } = inputs;
   const dest = destinationOf(instruction, inputs.workdir);
-  const items: Item[] = [];
-  /** `relative`: the source's path from the context (or source) root, for --parents. */
-  const roots: { name: string; relative: string; items: (base: string) => Item[]; isDir: boolean }[] = [];
-
-  for (const download of inputs.downloads ?? []) {
-    roots.push({
-      name: urlFileName(download.url),
-      relative: urlFileName(download.url),
-      isDir: false,
-      items: (base) => [{ target: base, type: "file", mode: 0o600, mtime: download.mtime, source: download.file }],
-    });
-  }
-  const localSources = instruction.sources.filter((s) => !isUrl(s));
-  if (inputs.context && !inputs.sourceRoot && localSources.length > 0) {
-    const selection = inputs.context.select(localSources, { excludes: instruction.excludes });
-    for (const root of selection.roots) {
-      const entry = root.path === "" ? undefined : inputs.context.byPath.get(root.path)!;
-      const isDir = (entry?.type ?? "dir") === "dir";
-      const prefix = root.path === "" ? "" : root.path + "/";
-      const members = isDir ? selection.entries.filter((e) => e.path.startsWith(prefix) && e.path !== root.path) : [entry!];
-      const rootBuffer = Buffer.from(inputs.context.root);
-      roots.push({
-        name: root.path.slice(root.path.lastIndexOf("/") + 1),
-        relative: pivoted(root.source, Buffer.from(root.path, "latin1").toString("utf8")),
-        isDir,
-        items: (base) =>
-          members.map((e) => {
-            const relative = isDir ? e.path.slice(prefix.length) : "";
-            const target = relative ? posix.join(base, Buffer.from(relative, "latin1").toString("utf8")) : base;
-            return {
-              target,
-              type: e.type,
-              mode: e.mode,
-              mtime: 0,
-              source: e.type === "file" ? fsPath(rootBuffer, e.path, inputs.context!.root) : undefined,
-              linkTarget: e.type === "symlink" ? Buffer.from(e.linkTarget ?? "", "latin1") : undefined,
-            };
-          }),
-      });
-    }
-  } else if (inputs.sourceRoot) {
-    for (const source of instruction.sources) {
-      for (const found of resolveInDirectory(inputs.sourceRoot, source)) {
-        const stat = lstatSync(found.path);
-        const excluded = instruction.excludes.length ? excludeMatcher(instruction.excludes) : undefined;
-        roots.push({
-          name: posix.basename(found.relative) || "",
-          relative: pivoted(source, found.relative.replace(/^\/+/, "")),
-          isDir: stat.isDirectory(),
-          items: (base) => listTree(found.path, base, stat, excluded),
-        });
-      }
-    }
-  }
-
-  const inlineCount = instruction.inline.length;
-  if (roots.length + inlineCount > 1 && !dest.isDir) {
+  const roots = [...downloadRoots(inputs.downloads ?? []), ...(inputs.source ? stageRoots(inputs, inputs.source) : contextRoots(inputs))];
+  if (roots.length + instruction.inline.length > 1 && !dest.isDir) {
     throw new CopyError(`When using ${instruction.kind} with more than one source file, the destination must be a directory and end with a /`);
   }
+  // The destination as named is followed through symlinks inside the image (BuildKit's RootPath).
+  const resolvedDest = root.resolvePath(raw(dest.path)).toString("latin1");
+  const destIsDir = dest.isDir || (root.stat(raw(resolvedDest))?.isDirectory() ?? false);
   const unpack = instruction.kind === "ADD" && instruction.unpack !== false;
   const parents = instruction.kind === "COPY" && instruction.parents;
-  for (const root of roots) {
-    const base = parents
-      ? posix.join(dest.path, root.relative) // --parents keeps the source's directories
-      : root.isDir
-        ? dest.path
-        : dest.isDir || inputs.view.isDirectory(dest.path)
-          ? posix.join(dest.path, root.name)
-          : dest.path;
-    const rootItems = root.items(base);
+  const items: Item[] = [];
+  for (const source of roots) {
+    const base = parents ? posix.join(resolvedDest, source.relative) : source.isDir ? resolvedDest : destIsDir ? posix.join(resolvedDest, source.name) : resolvedDest;
+    const rootItems = source.items(base);
+    const only = rootItems[0];
     // ADD unpacks a local tar archive (plain, gzip, bzip2 or xz) into the destination directory.
-    const fromUrl = inputs.downloads?.some((d) => d.file === rootItems[0]?.source);
-    if (unpack && !fromUrl && !root.isDir && rootItems.length === 1 && rootItems[0].type === "file" && rootItems[0].source !== undefined && archiveKind(rootItems[0].source)) {
-      items.push({ ...rootItems[0], type: "archive", target: dest.path });
-      continue;
+    if (unpack && !source.isDir && rootItems.length === 1 && only.type === "file" && only.source && !("host" in only.source) && inputs.source === undefined) {
+      if (withSource(inputs, only.source, (fd) => archiveKindOf(fd)) !== undefined) {
+        items.push({ ...only, type: "archive", target: resolvedDest });
+        continue;
+      }
     }
+    if (source.isDir) items.push({ target: base, type: "dir", mode: -1 });
     items.push(...rootItems);
   }
   for (const file of instruction.inline) {
-    const target = dest.isDir || inputs.view.isDirectory(dest.path) ? posix.join(dest.path, file.name) : dest.path;
-    items.push({ target, type: "file", mode: 0o644, mtime: 0, content: file.content });
+    const name = rawFromText(file.name);
+    items.push({ target: destIsDir ? posix.join(resolvedDest, name) : resolvedDest, type: "file", mode: 0o644, mtime: 0, source: { content: file.content } });
   }
   return items;
 }
 
-/** Wildcards match within one path component (Go's filepath.Match), from `root`. */
-function resolveInDirectory(root: string, source: string): { path: string; relative: string }[] {
-  const cleaned = posix.normalize("/" + source).replace(/\/+$/, "") || "/";
-  if (!/[*?[]/.test(cleaned)) {
-    const path = join(root, cleaned);
-    try {
-      lstatSync(path);
-    } catch {
-      throw new CopyError(`${source}: no such file or directory in the source`);
-    }
-    return [{ path, relative: cleaned }];
-  }
-  const matches = [...new Bun.Glob(cleaned.slice(1)).scanSync({ cwd: root, dot: true, onlyFiles: false, followSymlinks: false })].sort();
-  if (matches.length === 0) throw new CopyError(`no files match ${source} in the source`);
-  return matches.map((m) => ({ path: join(root, m), relative: "/" + m }));
+function downloadRoots(downloads: Download[]): SourceRoot[] {
+  return downloads.map((download) => ({
+    name: rawFromText(urlFileName(download.url)),
+    relative: rawFromText(urlFileName(download.url)),
+    isDir: false,
+    items: (base) => [{ target: base, type: "file", mode: 0o600, mtime: download.mtime, source: { host: download.file } }],
+  }));
 }
+
+function contextRoots(inputs: CopyInputs): SourceRoot[] {
+  const { instruction, context } = inputs;
+  const local = instruction.sources.filter((s) => !isUrl(s));
+  if (!context || local.length === 0) return [];
+  const selection = context.select(local, { excludes: instruction.excludes });
+  return selection.roots.map((root) => {
+    const entry = root.path === "" ? undefined : context.byPath.get(root.path)!;
+    const isDir = (entry?.type ?? "dir") === "dir";
+    const prefix = root.path === "" ? "" : root.path + "/";
+    const members = isDir ? selection.entries.filter((e) => e.path.startsWith(prefix) && e.path !== root.path) : [entry!];
+    return {
+      name: root.path.slice(root.path.lastIndexOf("/") + 1),
+      relative: pivoted(rawFromText(root.source), root.path),
+      isDir,
+      items: (base: string) =>
+        members.map((e) => ({
+          target: isDir ? posix.join(base, e.path.slice(prefix.length)) : base,
+          type: e.type,
+          mode: e.mode,
+          source: e.type === "file" ? { context: e.path } : undefined,
+          linkTarget: e.type === "symlink" ? (e.linkTarget ?? "") : undefined,
+        })),
+    };
+  });
+}
+
+function stageRoots(inputs: CopyInputs, source: Root): SourceRoot[] {
+  const { instruction } = inputs;
+  const excluded = instruction.excludes.length ? excludeMatcher(instruction.excludes) : undefined;
+  const roots: SourceRoot[] = [];
+  for (const text of instruction.sources) {
+    for (const found of matchInRoot(source, rawFromText(text), text)) {
+      // A symlink named as the source is followed (BuildKit copies what it points to).
+      const real = source.resolvePath(raw(found)).toString("latin1");
+      const stat = source.lstat(raw(real));
+      if (!stat) throw new CopyError(`${text}: no such file or directory in the source`);
+      roots.push({
+        name: posix.basename(found),
+        relative: pivoted(rawFromText(text), found.replace(/^\/+/, "")),
+        isDir: stat.isDirectory(),
+        items: (base) => listTree(source, real, base, stat, excluded),
+      });
+    }
+  }
+  return roots;
+}
+
+/** A source path or wildcard (matching within one component, as Go's filepath.Match) in `root`. */
+function matchInRoot(root: Root, pattern: string, text: string): string[] {
+  const parts = posix.normalize("/" + pattern).split("/").filter(Boolean);
+  if (!parts.some((p) => /[*?[]/.test(p))) {
+    const path = "/" + parts.join("/");
+    if (!root.lstat(raw(path))) throw new CopyError(`${text}: no such file or directory in the source`);
+    return [path];
+  }
+  let candidates = ["/"];
+  for (const part of parts) {
+    if (!/[*?[]/.test(part)) {
+      candidates = candidates.map((c) => posix.join(c, part)).filter((c) => root.lstat(raw(c)));
+      continue;
+    }
+    const matcher = componentPattern(part);
+    candidates = candidates.flatMap((c) => {
+      if (!root.stat(raw(c))?.isDirectory()) return [];
+      return root.readdir(raw(c)).map((n) => n.toString("latin1")).filter((n) => matcher.test(n)).sort().map((n) => posix.join(c, n));
+    });
+  }
+  if (candidates.length === 0) throw new CopyError(`no files match ${text} in the source`);
+  return candidates;
+}
+
+/** Go's filepath.Match for one component: `*`, `?`, `[...]` (with `^`/`!`), `\` escapes. */
+function componentPattern(pattern: string): RegExp {
+  let out = "";
+  for (let i = 0; i < pattern.length; i++) {
+    const c = pattern[i];
+    if (c === "*") out += "[^/]*";
+    else if (c === "?") out += "[^/]";
+    else if (c === "\\" && i + 1 < pattern.length) out += escapeRegExp(pattern[++i]);
+    else if (c === "[") {
+      const end = pattern.indexOf("]", i + 2);
+      if (end < 0) throw new CopyError(`bad pattern ${JSON.stringify(pattern)}`);
+      let body = pattern.slice(i + 1, end);
+      if (body.startsWith("^") || body.startsWith("!")) body = "^" + body.slice(1);
+      out += `[${body.replace(/[\]\\]/g, "\\$&")}]`;
+      i = end;
+    } else out += escapeRegExp(c);
+  }
+  return new RegExp(`^${out}$`, "s");
+}
+
+const escapeRegExp = (text: string) => text.replace(/[.*+?^${}()|[\]\\/]/g, "\\$&");
 
 /**
  * The part of a source path --parents keeps: all of it, or what follows a `/./` pivot
@@ -177,132 +233,134 @@ function excludeMatcher(patterns: string[]): IgnoreMatcher {
   return new IgnoreMatcher(patterns.map((p) => (p.startsWith("!") ? { pattern: p.slice(1), exclusion: true } : { pattern: p, exclusion: false })));
 }
 
-function listTree(path: string, base: string, stat: Stats, excluded?: IgnoreMatcher): Item[] {
+/** The entries of a stage's tree at `path` (never following a symlink below it), landing at `base`. */
+function listTree(source: Root, path: string, base: string, stat: Stat, excluded?: IgnoreMatcher): Item[] {
   const items: Item[] = [];
-  const visit = (current: string, target: string, s: Stats) => {
-    if (excluded && target !== base && excluded.match(posix.relative(base, target)).excluded) return;
-    const mtime = Math.floor(s.mtimeMs / 1000);
-    if (s.isDirectory()) {
-      items.push({ target, type: "dir", mode: s.mode & 0o7777, mtime });
-      for (const name of readdirSync(current).sort()) visit(join(current, name), posix.join(target, name), lstatSync(join(current, name)));
-    } else if (s.isSymbolicLink()) {
-      items.push({ target, type: "symlink", mode: 0o777, mtime, linkTarget: readlinkSync(current, { encoding: "buffer" }) });
-    } else if (s.isFile()) {
-      items.push({ target, type: "file", mode: s.mode & 0o7777, mtime, source: current });
+  const item = (from: string, target: string, s: Stat): Item | undefined => {
+    const common = { target, mode: s.mode & 0o7777, mtime: s.mtime[0], owner: { uid: s.uid, gid: s.gid } };
+    if (s.isDirectory()) return { ...common, type: "dir" };
+    if (s.isSymbolicLink()) return { ...common, type: "symlink", linkTarget: source.readlink(raw(from)).toString("latin1") };
+    if (s.isFile()) return { ...common, type: "file", source: { stage: from } };
+    return undefined; // devices, FIFOs and sockets are not copied
+  };
+  const visit = (from: string, target: string, s: Stat) => {
+    if (excluded && excluded.match(displayPath(posix.relative(base, target))).excluded) return;
+    const found = item(from, target, s);
+    if (!found) return;
+    items.push(found);
+    if (s.isDirectory()) visitChildren(from, target);
+  };
+  const visitChildren = (from: string, target: string) => {
+    const names = source.readdir(raw(from)).map((n) => n.toString("latin1")).sort();
+    for (const name of names) {
+      const child = posix.join(from, name);
+      const childStat = source.lstat(raw(child));
+      if (childStat) visit(child, posix.join(target, name), childStat);
     }
   };
-  if (stat.isDirectory()) {
-    for (const name of readdirSync(path).sort()) visit(join(path, name), posix.join(base, name), lstatSync(join(path, name)));
-  } else visit(path, base, stat);
+  if (stat.isDirectory()) visitChildren(path, base);
+  else {
+    const found = item(path, base, stat);
+    if (found) items.push(found);
+  }
   return items;
 }
 
-type ArchiveKind = "tar" | "gzip" | "bzip2" | "xz";
-
-/** Recognizes an archive by its first bytes, as Docker does. */
-export function archiveKind(path: string | Buffer): ArchiveKind | undefined {
-  const head = Buffer.alloc(262);
-  const fd = openSync(path, "r");
-  let n: number;
+/** Opens an item's source for reading and runs `use` with the descriptor. */
+function withSource<T>(inputs: CopyInputs, source: ItemSource, use: (fd: number, stat: Stat) => T): T {
+  let fd: number;
+  let root: Root | undefined;
+  if ("context" in source) {
+    // The walk recorded a regular file: a symlink or FIFO put there since is refused.
+    root = Root.open(inputs.context!.root, { symlinks: "none" });
+    try {
+      fd = root.openFile(raw(source.context), false);
+    } catch (error) {
+      root.close();
+      throw new CopyError(`${quotePath(source.context)} in the build context cannot be read: ${(error as Error).message}`);
+    }
+  } else if ("stage" in source) fd = inputs.source!.openFile(raw(source.stage), false);
+  else if ("host" in source) fd = openSync(source.host, "r");
+  else throw new Error("inline content has no file");
   try {
-    n = readSync(fd, head, 0, head.length, 0);
+    const stat = fdStat(fd);
+    if (!stat.isFile()) throw new CopyError(`${displayPath("context" in source ? source.context : "stage" in source ? source.stage : source.host)} is not a regular file any more`);
+    return use(fd, stat);
   } finally {
     closeSync(fd);
-  }
-  if (n >= 2 && head[0] === 0x1f && head[1] === 0x8b) return "gzip";
-  if (n >= 3 && head.toString("latin1", 0, 3) === "BZh") return "bzip2";
-  if (n >= 6 && head.subarray(0, 6).equals(Buffer.from([0xfd, 0x37, 0x7a, 0x58, 0x5a, 0x00]))) return "xz";
-  if (n >= 262 && head.toString("latin1", 257, 262) === "ustar") return "tar";
-  return undefined;
-}
-
-/** Unpacks an archive into `directory` (inside the layer), safely. */
-function unpackArchive(source: string | Buffer, directory: string, owner: Ownership | undefined, scratch: string) {
-  const kind = archiveKind(source)!;
-  let tar: string | Buffer = source;
-  if (kind !== "tar") {
-    mkdirSync(scratch, { recursive: true });
-    tar = join(scratch, `archive-${Math.random().toString(36).slice(2)}.tar`);
-    if (kind === "gzip") writeFileSync(tar, Bun.gunzipSync(readFileSync(source)));
-    else {
-      const tool = kind === "bzip2" ? "bzip2" : "xz";
-      const result = Bun.spawnSync([tool, "-dc"], { stdin: Bun.file(source.toString()), stdout: "pipe", stderr: "pipe" });
-      if (result.exitCode !== 0) throw new CopyError(`cannot decompress ${source}: ${result.stderr.toString().trim() || `${tool} is missing`}`);
-      writeFileSync(tar, result.stdout);
-    }
-  }
-  try {
-    extractLayer(tar.toString(), directory, { whiteouts: false, owner });
-  } catch (error) {
-    throw new CopyError(`ADD ${source}: ${(error as Error).message}`);
-  } finally {
-    if (tar !== source) rmSync(scratch, { recursive: true, force: true });
+    root?.close();
   }
 }
 
-/** Writes the copy into `upper` (an empty snapshot directory). */
-export function executeCopy(inputs: CopyInputs, upper: string) {
+function fdStat(fd: number): Stat {
+  return Root.statDescriptor(fd);
+}
+
+/** Writes the copy into `inputs.root`. */
+export function executeCopy(inputs: CopyInputs) {
   const items = planCopy(inputs);
-  const chmod = inputs.instruction.chmod ? parseInt(inputs.instruction.chmod, 8) : undefined;
-  const { uid, gid } = inputs.owner;
-  const created = new Set<string>();
-  const dest = destinationOf(inputs.instruction, inputs.workdir);
-
-  /** Creates `path` and its ancestors in the layer, each keeping lower metadata where it exists. */
-  const ensureDirectories = (path: string) => {
-    const parts = path.split("/").filter(Boolean);
-    for (let i = 1; i <= parts.length; i++) ensureDirectory("/" + parts.slice(0, i).join("/"));
-  };
-  const ensureParents = (target: string) => ensureDirectories(posix.dirname(target));
+  const { root, instruction } = inputs;
+  const chmod = instruction.chmod ? parseInt(instruction.chmod, 8) : undefined;
+  const chown = instruction.chown ? inputs.owner : undefined;
+  const newDirectory = { mode: 0o755, owner: inputs.owner };
+  const dest = destinationOf(instruction, inputs.workdir);
+  const ensured = new Set<string>();
+  /** Parents made or checked once per copy (what is below them is ours). */
   const ensureDirectory = (path: string) => {
-    if (path === "/" || created.has(path)) return;
-    created.add(path);
-    const local = join(upper, path);
-    const below = inputs.view.locate(path);
-    mkdirSync(local, { recursive: true });
-    if (below?.stat.isDirectory()) {
-      lchownSync(local, below.stat.uid, below.stat.gid);
-      chmodSync(local, below.stat.mode & 0o7777);
-      utimesSync(local, below.stat.atime, below.stat.mtime);
-    } else {
-      // New directories belong to the --chown owner, like BuildKit's.
-      lchownSync(local, uid, gid);
-      chmodSync(local, 0o755);
-    }
+    if (path === "/" || ensured.has(path)) return;
+    root.mkdirAll(raw(path), newDirectory);
+    ensured.add(path);
+  };
+  const forget = (path: string) => {
+    if (!ensured.has(path)) return;
+    for (const known of [...ensured]) if (known === path || known.startsWith(path + "/")) ensured.delete(known);
   };
 
-  if (dest.isDir) ensureDirectories(dest.path);
+  if (dest.isDir) ensureDirectory(root.resolvePath(raw(dest.path)).toString("latin1"));
   for (const item of items) {
-    ensureParents(item.target);
-    const local = join(upper, item.target);
+    const target = raw(item.target);
+    const owner = chown ?? item.owner ?? inputs.owner;
+    if (item.type === "dir") {
+      ensureDirectory(posix.dirname(item.target));
+      // The destination of a directory source (mode -1) keeps what it has, or is made new.
+      if (item.mode < 0) ensureDirectory(item.target);
+      else {
+        forget(item.target);
+        if (!root.mkdir(target, { mode: chmod ?? item.mode, owner })) root.setAttributes(target, { owner, mode: chmod ?? item.mode });
+        ensured.add(item.target);
+      }
+      continue;
+    }
+    ensureDirectory(posix.dirname(item.target));
+    forget(item.target);
     const mode = chmod ?? item.mode;
     switch (item.type) {
-      case "dir":
-        mkdirSync(local, { recursive: true });
-        created.add(item.target);
-        lchownSync(local, uid, gid);
-        chmodSync(local, mode);
-        break;
       case "file":
-        if (item.source !== undefined) copyFileSync(item.source, local);
-        else writeFileSync(local, item.content ?? "");
-        lchownSync(local, uid, gid);
-        chmodSync(local, mode);
-        if (item.mtime) utimesSync(local, item.mtime, item.mtime);
-        else if (item.source !== undefined) {
-          const s = lstatSync(item.source);
-          utimesSync(local, s.atime, s.mtime);
+        if (item.source && "content" in item.source) {
+          root.writeFile(target, { content: item.source.content }, { mode, owner, mtime: item.mtime });
+        } else {
+          withSource(inputs, item.source!, (fd, stat) => root.writeFile(target, { from: fd, size: stat.size }, { mode, owner, mtime: item.mtime || stat.mtime[0] }));
         }
         break;
       case "symlink":
-        symlinkSync(item.linkTarget ?? "", local);
-        lchownSync(local, uid, gid);
-        if (item.mtime) lutimesSync(local, item.mtime, item.mtime);
+        root.symlink(raw(item.linkTarget ?? ""), target, { owner, mtime: item.mtime });
         break;
       case "archive":
-        ensureDirectories(item.target);
-        unpackArchive(item.source!, local, inputs.instruction.chown ? inputs.owner : undefined, upper + ".scratch");
+        ensureDirectory(item.target);
+        withSource(inputs, item.source!, (fd) => unpackArchive(fd, inputs, item.target, chown));
         break;
     }
+  }
+}
+
+/** Unpacks the archive open as `fd` into `directory` of the root. */
+function unpackArchive(fd: number, inputs: CopyInputs, directory: string, owner: Ownership | undefined) {
+  const tar = decompressArchive(fd, inputs.scratch);
+  try {
+    extractInto(tar.path, inputs.root, { whiteouts: false, owner, base: directory });
+  } catch (error) {
+    throw new CopyError(`${inputs.instruction.kind} ${inputs.instruction.sources.join(" ")}: ${(error as Error).message}`);
+  } finally {
+    tar.remove();
   }
 }

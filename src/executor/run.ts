@@ -5,17 +5,18 @@
  * stage, read-only unless rw), tmpfs, secret (from --secret; never in a layer, key or log).
  * Mount points that did not exist are removed from the layer afterwards.
  */
-import { chownSync, existsSync, lstatSync, mkdirSync, readdirSync, renameSync, rmdirSync, rmSync, writeFileSync } from "node:fs";
+import { chownSync, closeSync, existsSync, mkdirSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { join, posix } from "node:path";
-import type { LocalStore } from "../cache/store.ts";
-import type { BuildContext } from "../context/context.ts";
 import type { Instruction } from "../frontend/instructions.ts";
 import type { Mount } from "../frontend/mounts.ts";
-import { DEFAULT_PATH, DEFAULT_SHELL, type ImageConfig } from "../image/config.ts";
+import { DEFAULT_PATH, DEFAULT_SHELL } from "../image/config.ts";
+import { Root } from "../rootfs/root.ts";
+import { mount, O_PATH } from "../snapshot/libc.ts";
 import { mountOverlay, unmount } from "../snapshot/overlay.ts";
-import { LayerView, resolveUser, rootfsFileReader } from "../snapshot/view.ts";
+import { resolveUser } from "../snapshot/view.ts";
 import { executeCopy } from "./copy.ts";
-import { acquireCacheMount, type CacheMountLease } from "./cache-mount.ts";
+import type { CacheMountLease } from "./cache-mount.ts";
+import type { StepRequest } from "./executor.ts";
 import { runContainer, type RuntimeMount } from "./runtime.ts";
 
 type Run = Extract<Instruction, { kind: "RUN" }>;
@@ -28,22 +29,6 @@ export class RunFailedError extends Error {
   ) {
     super(message);
   }
-}
-
-export interface RunInputs {
-  instruction: Run;
-  config: ImageConfig;
-  /** The step's environment: ENV and ARG values in scope. */
-  env: [string, string][];
-  /** Parent layers' snapshot directories, bottom first. */
-  lowers: string[];
-  store: LocalStore;
-  context: BuildContext;
-  /** Snapshot directories (bottom first) of stages a mount reads, by stage reference. */
-  stageLayers: (reference: string) => string[] | undefined;
-  secrets: Map<string, Buffer>;
-  network: "none" | "host";
-  onOutput: (line: string) => void;
 }
 
 /** The command RUN runs: a lone heredoc is the script; other heredocs go to the shell. */
@@ -62,8 +47,9 @@ export function runArgs(instruction: Run, shell: string[] | undefined): string[]
  * Runs the step in `work` (a staging directory the caller removes); returns the directory
  * holding its layer (overlay upper format), inside `work`.
  */
-export async function executeRun(inputs: RunInputs, work: string): Promise<string> {
-  const { store, instruction, config } = inputs;
+export async function executeRun(request: StepRequest, work: string): Promise<string> {
+  const { instruction, config } = request;
+  if (instruction.kind !== "RUN") throw new Error("not a RUN step");
   const upper = join(work, "upper");
   const overlayWork = join(work, "work");
   const rootfs = join(work, "rootfs");
@@ -71,39 +57,50 @@ export async function executeRun(inputs: RunInputs, work: string): Promise<strin
   for (const dir of [upper, overlayWork, rootfs, bundle]) mkdirSync(dir, { recursive: true });
   const mounted: string[] = [];
   const leases: CacheMountLease[] = [];
+  const held = new Held(work);
   let secretDir: string | undefined;
   try {
-    const lowers = inputs.lowers.length ? [...inputs.lowers].reverse() : [emptyLower(work)];
-    mountOverlay({ lowers, upper, work: overlayWork, target: rootfs });
+    const layers = request.lowers.length ? request.lowers : [emptyLower(work)];
+    mountOverlay({ layers, upper, work: overlayWork, target: rootfs });
     mounted.push(rootfs);
+    const root = held.root(rootfs);
 
+    const user = resolveUser(config.config.User, (path) => root.readFile(path)?.toString("utf8"));
     const cwd = config.config.WorkingDir || "/";
-    mkdirSync(join(rootfs, cwd), { recursive: true }); // WORKDIR exists for RUN, as in BuildKit
-    const user = resolveUser(config.config.User, rootfsFileReader(rootfs));
+    // WORKDIR exists for RUN, owned by the user, as in BuildKit.
+    root.mkdirAll(cwd, { mode: 0o755, owner: { uid: user.uid, gid: user.gid } });
+    const createdMountPoints: Buffer[] = [];
 
-    // Mount points that do not exist yet are created for the run and removed afterwards.
-    const createdMountPoints: string[] = [];
     const runtimeMounts: RuntimeMount[] = [];
-    const env = new Map(inputs.env);
+    const env = new Map(request.env);
     if (!env.has("PATH")) env.set("PATH", DEFAULT_PATH);
+    /** Makes the mount point (a directory, or an empty file for a file source) when it is missing. */
+    const mountPoint = (target: string, kind: "dir" | "file") => {
+      if (root.stat(target)) return;
+      if (kind === "dir") createdMountPoints.push(...root.mkdirAll(target));
+      else {
+        createdMountPoints.push(...root.mkdirAll(posix.dirname(target)));
+        const file = root.resolvePath(target);
+        root.writeFile(file, { content: "" }, { mode: 0o644 });
+        createdMountPoints.push(file);
+      }
+    };
     for (const mount of instruction.mounts) {
       const target = mount.type === "secret" ? mount.target : posix.resolve(cwd, mount.target);
-      if (target && !existsSync(join(rootfs, target))) {
-        createdMountPoints.push(target);
-        mkdirSync(join(rootfs, target), { recursive: true });
-      }
       switch (mount.type) {
         case "cache": {
-          const lease = await acquireCacheMount(store, mount);
+          const lease = await request.cacheMounts.acquire(mount);
           leases.push(lease);
+          mountPoint(target!, "dir");
           runtimeMounts.push({ destination: target!, type: "bind", source: lease.path, options: ["rbind", mount.readonly ? "ro" : "rw"] });
           break;
         }
         case "tmpfs":
+          mountPoint(target!, "dir");
           runtimeMounts.push({ destination: target!, type: "tmpfs", source: "tmpfs", options: ["nosuid", "nodev", ...(mount.sizeBytes ? [`size=${mount.sizeBytes}`] : [])] });
           break;
         case "secret": {
-          const value = inputs.secrets.get(mount.id);
+          const value = request.secrets.get(mount.id);
           if (value === undefined) {
             if (mount.required) throw new RunFailedError(`secret "${mount.id}" is required but was not given (--secret id=${mount.id},src=PATH)`, 1, []);
             break;
@@ -115,17 +112,15 @@ export async function executeRun(inputs: RunInputs, work: string): Promise<strin
             const file = join(secretDir, `s${runtimeMounts.length}`);
             writeFileSync(file, value, { mode: mount.mode });
             chownSync(file, mount.uid, mount.gid);
-            if (createdMountPoints.at(-1) === mount.target) {
-              rmdirSync(join(rootfs, mount.target));
-              writeFileSync(join(rootfs, mount.target), "");
-            }
+            mountPoint(mount.target, "file");
             runtimeMounts.push({ destination: mount.target, type: "bind", source: file, options: ["bind", "ro"] });
           }
           break;
         }
         case "bind": {
-          const source = bindSource(inputs, mount, work, mounted);
-          runtimeMounts.push({ destination: target!, type: "bind", source, options: ["rbind", mount.readonly ? "ro" : "rw"] });
+          const source = bindSource(request, mount, work, mounted, held);
+          mountPoint(target!, source.kind);
+          runtimeMounts.push({ destination: target!, type: "bind", source: source.path, options: ["rbind", mount.readonly ? "ro" : "rw"] });
           break;
         }
       }
@@ -141,24 +136,65 @@ export async function executeRun(inputs: RunInputs, work: string): Promise<strin
         gid: user.gid,
         additionalGids: user.additionalGids,
         mounts: runtimeMounts,
-        network: inputs.network === "host" || instruction.network === "host" ? "host" : "none",
+        network: request.network === "host" || instruction.network === "host" ? "host" : "none",
       },
       bundle,
-      inputs.onOutput,
+      request.onOutput,
     );
     if (result.exitCode !== 0) {
       throw new RunFailedError(`process did not complete successfully: exit code ${result.exitCode}`, result.exitCode, result.tail);
     }
+    removeCreatedMountPoints(root, createdMountPoints);
+    held.close();
     for (const target of mounted.splice(0).reverse()) unmount(target);
-    removeCreatedMountPoints(upper, createdMountPoints);
     const layer = join(work, "layer");
     renameSync(upper, layer);
     return layer;
   } finally {
+    held.close();
     for (const target of mounted.reverse()) unmount(target);
     for (const lease of leases) lease.release();
     if (secretDir) rmSync(secretDir, { recursive: true, force: true });
   }
+}
+
+/** Roots a RUN holds open, and the private binds it made, until its container is gone. */
+class Held {
+  private readonly roots: Root[] = [];
+  private readonly binds: string[] = [];
+  constructor(private readonly work: string) {}
+  root(directory: string): Root {
+    const root = Root.open(directory);
+    this.roots.push(root);
+    return root;
+  }
+  /**
+   * A path the runtime can bind: exactly the entry open as `fd`, wherever links pointed. The
+   * entry is bind-mounted (through its descriptor) onto a path of our own staging directory,
+   * which has no links, so the runtime (perhaps in another mount namespace) opens that.
+   */
+  bindDescriptor(fd: number, kind: "dir" | "file"): string {
+    try {
+      const point = join(this.work, `bind-point-${this.binds.length}`);
+      if (kind === "dir") mkdirSync(point);
+      else writeFileSync(point, "");
+      mountAt(`/proc/self/fd/${fd}`, point);
+      this.binds.push(point);
+      return point;
+    } finally {
+      closeSync(fd);
+    }
+  }
+  close() {
+    for (const point of this.binds.splice(0).reverse()) unmount(point);
+    for (const root of this.roots.splice(0)) root.close();
+  }
+}
+
+const MS_BIND = 4096;
+const MS_REC = 16384;
+function mountAt(source: string, target: string) {
+  mount(source, target, null, MS_BIND | MS_REC, null);
 }
 
 function emptyLower(work: string): string {
@@ -174,65 +210,57 @@ function makeSecretDir(): string {
   return dir;
 }
 
-/** Where a bind mount's content comes from: a copy of context files, or a stage's rootfs. */
-function bindSource(inputs: RunInputs, mount: Extract<Mount, { type: "bind" }>, work: string, mounted: string[]): string {
+/**
+ * Where a bind mount's content comes from: a copy of context files (the context as the build
+ * sees it, .dockerignore applied), or a stage's file system with the source looked up inside
+ * it. The runtime gets a descriptor path, so what it binds is exactly what was looked up.
+ */
+function bindSource(request: StepRequest, mount: Extract<Mount, { type: "bind" }>, work: string, mounted: string[], held: Held): { path: string; kind: "dir" | "file" } {
   const dir = join(work, `bind-${mounted.length}-${Math.random().toString(36).slice(2, 8)}`);
+  const source = mount.source || ".";
   if (mount.from === undefined) {
-    // The context as the build sees it (.dockerignore applied), not the raw directory.
     mkdirSync(dir);
-    const source = mount.source || ".";
-    executeCopy(
-      {
-        instruction: { kind: "COPY", location: inputs.instruction.location, sources: [source], inline: [], dest: "/", link: false, excludes: [], parents: false },
-        workdir: "/",
-        view: new LayerView([]), // a fresh directory: nothing below it
-        owner: { uid: 0, gid: 0 },
-        context: inputs.context,
-      },
-      dir,
-    );
-    const selected = inputs.context.byPath.get(inputs.context.resolveSource(source)[0]);
-    if (selected && selected.type !== "dir") return join(dir, posix.basename(source));
-    return dir;
+    const context = request.context!;
+    const copyRoot = held.root(dir);
+    executeCopy({
+      instruction: { kind: "COPY", location: request.instruction.location, sources: [source], inline: [], dest: "/", link: false, excludes: [], parents: false },
+      workdir: "/",
+      root: copyRoot,
+      owner: { uid: 0, gid: 0 },
+      context,
+      scratch: work,
+    });
+    const selected = context.resolveSource(source)[0];
+    const isDir = selected === "" || context.byPath.get(selected)?.type === "dir";
+    const inside = isDir ? "/" : "/" + selected.slice(selected.lastIndexOf("/") + 1);
+    const kind = isDir ? "dir" : "file";
+    return { path: held.bindDescriptor(copyRoot.open(Buffer.from(inside, "latin1"), O_PATH), kind), kind };
   }
-  const layers = inputs.stageLayers(mount.from);
+  const layers = request.sources.get(mount.from);
   if (!layers) throw new RunFailedError(`--mount from=${mount.from}: no such stage or image`, 1, []);
-  const root = join(dir, "root");
-  if (mount.readonly) {
-    mountOverlay({ lowers: [...layers].reverse(), target: root });
-  } else {
-    const upper = join(dir, "upper");
-    const overlayWork = join(dir, "work");
-    mkdirSync(upper, { recursive: true });
-    mkdirSync(overlayWork, { recursive: true });
-    mountOverlay({ lowers: [...layers].reverse(), upper, work: overlayWork, target: root });
+  const rootDir = join(dir, "root");
+  mkdirSync(rootDir, { recursive: true });
+  if (layers.length > 0) {
+    if (mount.readonly) mountOverlay({ layers, target: rootDir });
+    else {
+      for (const sub of ["upper", "work"]) mkdirSync(join(dir, sub));
+      mountOverlay({ layers, upper: join(dir, "upper"), work: join(dir, "work"), target: rootDir });
+    }
+    mounted.push(rootDir);
   }
-  mounted.push(root);
-  const source = join(root, posix.normalize("/" + (mount.source || "/")));
-  if (!existsSync(source)) throw new RunFailedError(`--mount from=${mount.from}: ${mount.source} does not exist there`, 1, []);
-  return source;
+  const stageRoot = held.root(rootDir);
+  const stat = stageRoot.stat(source);
+  if (!stat) throw new RunFailedError(`--mount from=${mount.from}: ${mount.source} does not exist there`, 1, []);
+  const kind = stat.isDirectory() ? "dir" : "file";
+  return { path: held.bindDescriptor(stageRoot.open(source, O_PATH), kind), kind };
 }
 
-/** Removes mount points the run created, when they are still empty. */
-function removeCreatedMountPoints(upper: string, createdMountPoints: string[]) {
-  for (const mountPoint of createdMountPoints.reverse()) {
-    let path = join(upper, mountPoint);
-    try {
-      const stat = lstatSync(path);
-      if (stat.isDirectory() && readdirSync(path).length === 0) rmdirSync(path);
-      else if (stat.isFile() && stat.size === 0) rmSync(path);
-    } catch {
-      continue;
-    }
-    // Parents created only for the mountPoint go too.
-    for (let parent = posix.dirname(mountPoint); parent !== "/"; parent = posix.dirname(parent)) {
-      path = join(upper, parent);
-      try {
-        if (readdirSync(path).length > 0) break;
-        rmdirSync(path);
-      } catch {
-        break;
-      }
-    }
+/** Removes mount points (and the parents made for them) the run created, when still empty. */
+function removeCreatedMountPoints(root: Root, created: Buffer[]) {
+  for (const path of [...created].reverse()) {
+    const stat = root.lstat(path);
+    if (!stat) continue;
+    const empty = stat.isDirectory() ? root.readdir(path).length === 0 : stat.isFile() && stat.size === 0;
+    if (empty) root.remove(path);
   }
 }

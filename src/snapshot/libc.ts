@@ -1,9 +1,11 @@
 /**
  * The few system calls Node's fs lacks and layers need: mknod (overlay whiteouts are 0/0
- * character devices; device and FIFO entries) and extended attributes (overlay's opaque
- * directory marker). Through bun:ffi, which works inside the compiled binary.
+ * character devices; device and FIFO entries), extended attributes (overlay's opaque
+ * directory marker), and the *at() family with openat2(2), on which the root-confined file
+ * system (src/rootfs) is built. Through bun:ffi, which works inside the compiled binary.
  */
 import { dlopen, FFIType, ptr, read } from "bun:ffi";
+import { constants as osConstants } from "node:os";
 
 let libc: ReturnType<typeof open> | undefined;
 
@@ -12,9 +14,24 @@ function open() {
     mknod: { args: [FFIType.ptr, FFIType.u32, FFIType.u64], returns: FFIType.i32 },
     lsetxattr: { args: [FFIType.ptr, FFIType.ptr, FFIType.ptr, FFIType.u64, FFIType.i32], returns: FFIType.i32 },
     lgetxattr: { args: [FFIType.ptr, FFIType.ptr, FFIType.ptr, FFIType.u64], returns: FFIType.i64 },
+    getxattr: { args: [FFIType.ptr, FFIType.ptr, FFIType.ptr, FFIType.u64], returns: FFIType.i64 },
+    setxattr: { args: [FFIType.ptr, FFIType.ptr, FFIType.ptr, FFIType.u64, FFIType.i32], returns: FFIType.i32 },
     flock: { args: [FFIType.i32, FFIType.i32], returns: FFIType.i32 },
     mount: { args: [FFIType.ptr, FFIType.ptr, FFIType.ptr, FFIType.u64, FFIType.ptr], returns: FFIType.i32 },
     umount2: { args: [FFIType.ptr, FFIType.i32], returns: FFIType.i32 },
+    syscall: { args: [FFIType.i64, FFIType.i64, FFIType.ptr, FFIType.ptr, FFIType.u64], returns: FFIType.i64 },
+    mkdirat: { args: [FFIType.i32, FFIType.ptr, FFIType.u32], returns: FFIType.i32 },
+    symlinkat: { args: [FFIType.ptr, FFIType.i32, FFIType.ptr], returns: FFIType.i32 },
+    linkat: { args: [FFIType.i32, FFIType.ptr, FFIType.i32, FFIType.ptr, FFIType.i32], returns: FFIType.i32 },
+    unlinkat: { args: [FFIType.i32, FFIType.ptr, FFIType.i32], returns: FFIType.i32 },
+    renameat: { args: [FFIType.i32, FFIType.ptr, FFIType.i32, FFIType.ptr], returns: FFIType.i32 },
+    fchownat: { args: [FFIType.i32, FFIType.ptr, FFIType.u32, FFIType.u32, FFIType.i32], returns: FFIType.i32 },
+    utimensat: { args: [FFIType.i32, FFIType.ptr, FFIType.ptr, FFIType.i32], returns: FFIType.i32 },
+    mknodat: { args: [FFIType.i32, FFIType.ptr, FFIType.u32, FFIType.u64], returns: FFIType.i32 },
+    readlinkat: { args: [FFIType.i32, FFIType.ptr, FFIType.ptr, FFIType.u64], returns: FFIType.i64 },
+    statx: { args: [FFIType.i32, FFIType.ptr, FFIType.i32, FFIType.u32, FFIType.ptr], returns: FFIType.i32 },
+    copy_file_range: { args: [FFIType.i32, FFIType.ptr, FFIType.i32, FFIType.ptr, FFIType.u64, FFIType.u32], returns: FFIType.i64 },
+    close: { args: [FFIType.i32], returns: FFIType.i32 },
     __errno_location: { args: [], returns: FFIType.ptr },
     strerror: { args: [FFIType.i32], returns: FFIType.cstring },
   });
@@ -27,6 +44,155 @@ function errno(): number {
   return read.i32(symbols().__errno_location()!, 0);
 }
 
+/** A failed system call, with Node's error code (`ENOENT`, `ELOOP`, ...) in `code`. */
+export class SystemError extends Error {
+  constructor(
+    readonly call: string,
+    readonly path: string,
+    readonly errno: number,
+  ) {
+    const code = errnoName(errno);
+    super(`${call} ${path}: ${symbols().strerror(errno)} (${code})`);
+    this.code = code;
+  }
+  readonly code: string;
+}
+
+let errnoNames: Map<number, string> | undefined;
+function errnoName(value: number): string {
+  errnoNames ??= new Map(Object.entries(osConstants.errno).map(([name, n]) => [n as number, name]));
+  return errnoNames.get(value) ?? `E${value}`;
+}
+
+function check(rc: number | bigint, call: string, path: string | Buffer): number {
+  const n = Number(rc);
+  if (n < 0) throw new SystemError(call, path.toString(), errno());
+  return n;
+}
+
+// ---- the *at() family, for src/rootfs
+
+export const AT_FDCWD = -100;
+export const AT_SYMLINK_NOFOLLOW = 0x100;
+export const AT_REMOVEDIR = 0x200;
+export const AT_EMPTY_PATH = 0x1000;
+export const O_PATH = 0o10000000;
+export const O_CLOEXEC = 0o2000000; // the same on x86_64 and arm64; node:fs does not export it
+export const RESOLVE_NO_XDEV = 0x01;
+export const RESOLVE_NO_MAGICLINKS = 0x02;
+export const RESOLVE_NO_SYMLINKS = 0x04;
+export const RESOLVE_BENEATH = 0x08;
+export const RESOLVE_IN_ROOT = 0x10;
+const SYS_OPENAT2 = 437; // the same number on every architecture (new syscalls share one table)
+
+/** openat2(2): opens `path` relative to `dirFd` under the `resolve` restrictions. */
+export function openat2(dirFd: number, path: string | Buffer, flags: number, mode: number, resolve: number): number {
+  const how = new BigUint64Array([BigInt(flags), BigInt(mode), BigInt(resolve)]);
+  return check(symbols().syscall(SYS_OPENAT2, dirFd, ptr(cString(path)), ptr(how), 24), "openat2", path);
+}
+
+export function mkdirat(dirFd: number, name: string | Buffer, mode: number) {
+  check(symbols().mkdirat(dirFd, ptr(cString(name)), mode), "mkdir", name);
+}
+
+export function symlinkat(target: string | Buffer, dirFd: number, name: string | Buffer) {
+  check(symbols().symlinkat(ptr(cString(target)), dirFd, ptr(cString(name))), "symlink", name);
+}
+
+export function linkat(oldDirFd: number, oldName: string | Buffer, newDirFd: number, newName: string | Buffer, flags = 0) {
+  check(symbols().linkat(oldDirFd, ptr(cString(oldName)), newDirFd, ptr(cString(newName)), flags), "link", newName);
+}
+
+export function unlinkat(dirFd: number, name: string | Buffer, flags = 0) {
+  check(symbols().unlinkat(dirFd, ptr(cString(name)), flags), flags & AT_REMOVEDIR ? "rmdir" : "unlink", name);
+}
+
+export function renameat(oldDirFd: number, oldName: string | Buffer, newDirFd: number, newName: string | Buffer) {
+  check(symbols().renameat(oldDirFd, ptr(cString(oldName)), newDirFd, ptr(cString(newName))), "rename", oldName);
+}
+
+export function fchownat(dirFd: number, name: string | Buffer, uid: number, gid: number, flags: number) {
+  check(symbols().fchownat(dirFd, ptr(cString(name)), uid >>> 0, gid >>> 0, flags), "chown", name);
+}
+
+/** Sets access and modification times (whole seconds plus nanoseconds). */
+export function utimensat(dirFd: number, name: string | Buffer, atime: [number, number], mtime: [number, number], flags: number) {
+  const times = new BigInt64Array([BigInt(atime[0]), BigInt(atime[1]), BigInt(mtime[0]), BigInt(mtime[1])]);
+  check(symbols().utimensat(dirFd, ptr(cString(name)), ptr(times), flags), "utimes", name);
+}
+
+export function mknodat(dirFd: number, name: string | Buffer, mode: number, major = 0, minor = 0) {
+  check(symbols().mknodat(dirFd, ptr(cString(name)), mode, makedev(major, minor)), "mknod", name);
+}
+
+export function readlinkat(dirFd: number, name: string | Buffer): Buffer {
+  const buffer = Buffer.allocUnsafe(4096);
+  const n = check(symbols().readlinkat(dirFd, ptr(cString(name)), ptr(buffer), buffer.length), "readlink", name);
+  return Buffer.from(buffer.subarray(0, n));
+}
+
+export function closeFd(fd: number) {
+  symbols().close(fd);
+}
+
+/** What statx(2) reports, in an architecture-independent layout. */
+export interface RawStat {
+  mode: number;
+  uid: number;
+  gid: number;
+  nlink: number;
+  size: number;
+  ino: bigint;
+  dev: string;
+  rdevMajor: number;
+  rdevMinor: number;
+  atime: [number, number];
+  mtime: [number, number];
+}
+
+const STATX_BASIC_STATS = 0x7ff;
+const statxBuffer = new DataView(new ArrayBuffer(256));
+
+/** statx(2) of `name` in `dirFd` (AT_EMPTY_PATH with "" for the fd itself); undefined when absent. */
+export function statxAt(dirFd: number, name: string | Buffer, flags: number): RawStat | undefined {
+  const rc = symbols().statx(dirFd, ptr(cString(name)), flags, STATX_BASIC_STATS, ptr(statxBuffer));
+  if (rc !== 0) {
+    const code = errno();
+    if (code === osConstants.errno.ENOENT || code === osConstants.errno.ENOTDIR) return undefined;
+    throw new SystemError("stat", name.toString(), code);
+  }
+  const v = statxBuffer;
+  const time = (offset: number): [number, number] => [Number(v.getBigInt64(offset, true)), v.getUint32(offset + 8, true)];
+  return {
+    nlink: v.getUint32(16, true),
+    uid: v.getUint32(20, true),
+    gid: v.getUint32(24, true),
+    mode: v.getUint16(28, true),
+    ino: v.getBigUint64(32, true),
+    size: Number(v.getBigUint64(40, true)),
+    atime: time(64),
+    mtime: time(112),
+    rdevMajor: v.getUint32(128, true),
+    rdevMinor: v.getUint32(132, true),
+    dev: `${v.getUint32(136, true)}:${v.getUint32(140, true)}`,
+  };
+}
+
+/** Copies `length` bytes between two open files in the kernel; false when it cannot (then copy by hand). */
+export function copyFileRange(from: number, to: number, length: number): boolean {
+  let left = length;
+  while (left > 0) {
+    const n = Number(symbols().copy_file_range(from, null, to, null, Math.min(left, 1 << 30), 0));
+    if (n < 0) {
+      if (left === length) return false;
+      throw new SystemError("copy_file_range", "", errno());
+    }
+    if (n === 0) break;
+    left -= n;
+  }
+  return true;
+}
+
 function fail(call: string, path: string | Buffer): never {
   const code = errno();
   throw new Error(`${call} ${path.toString()}: ${symbols().strerror(code)}`);
@@ -36,10 +202,13 @@ export const S_IFCHR = 0o020000;
 export const S_IFBLK = 0o060000;
 export const S_IFIFO = 0o010000;
 
+/** glibc's makedev() */
+function makedev(major: number, minor: number): bigint {
+  return (BigInt(major & 0xfff) << 8n) | BigInt(minor & 0xff) | (BigInt(minor & ~0xff) << 12n) | (BigInt(major & ~0xfff) << 32n);
+}
+
 export function mknod(path: string | Buffer, mode: number, major = 0, minor = 0) {
-  // glibc's makedev()
-  const dev = (BigInt(major & 0xfff) << 8n) | BigInt(minor & 0xff) | (BigInt(minor & ~0xff) << 12n) | (BigInt(major & ~0xfff) << 32n);
-  if (symbols().mknod(ptr(cString(path)), mode, dev) !== 0) fail("mknod", path);
+  if (symbols().mknod(ptr(cString(path)), mode, makedev(major, minor)) !== 0) fail("mknod", path);
 }
 
 export function setXattr(path: string | Buffer, name: string, value: Buffer) {
@@ -48,10 +217,18 @@ export function setXattr(path: string | Buffer, name: string, value: Buffer) {
   }
 }
 
-/** The attribute's value, or undefined when the file does not have it. */
-export function getXattr(path: string | Buffer, name: string): Buffer | undefined {
+/** Sets an attribute on what `path` leads to (for /proc/self/fd/N links to an open entry). */
+export function setXattrFollow(path: string, name: string, value: Buffer) {
+  if (symbols().setxattr(ptr(cString(path)), ptr(cString(name)), value.length ? ptr(value) : null, value.length, 0) !== 0) {
+    fail("setxattr", path);
+  }
+}
+
+/** The attribute's value, or undefined when the file does not have it. `follow` for /proc/self/fd/N links. */
+export function getXattr(path: string | Buffer, name: string, follow = false): Buffer | undefined {
   const buffer = Buffer.alloc(256);
-  const length = Number(symbols().lgetxattr(ptr(cString(path)), ptr(cString(name)), ptr(buffer), buffer.length));
+  const call = follow ? symbols().getxattr : symbols().lgetxattr;
+  const length = Number(call(ptr(cString(path)), ptr(cString(name)), ptr(buffer), buffer.length));
   if (length < 0) return undefined;
   return buffer.subarray(0, length);
 }

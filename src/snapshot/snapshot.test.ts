@@ -87,11 +87,10 @@ describe("hostile layers are rejected and write nothing outside", () => {
     ["a .. path", [[{ name: "../outside" }, "x"]], /escapes the layer root/],
     ["a .. path in the middle", [[{ name: "a/../../outside" }, "x"]], /escapes the layer root/],
     ["an absolute path with ..", [[{ name: "/../../outside" }, "x"]], /escapes the layer root/],
-    ["a write through a symlink to a directory outside", [[{ name: "escape", type: "symlink", linkname: work }], [{ name: "escape/outside" }, "x"]], /through the symlink "escape"/],
-    ["a write through a relative symlink", [[{ name: "up", type: "symlink", linkname: "../.." }], [{ name: "up/outside" }, "x"]], /through the symlink "up"/],
     ["a hardlink out of the layer", [[{ name: "h", type: "hardlink", linkname: "../../etc/passwd" }]], /escapes the layer root/],
     ["a hardlink to something not in the layer", [[{ name: "h", type: "hardlink", linkname: "nope" }]], /not in the layer/],
-    ["a whiteout with ..", [[{ name: "a/.wh..." }]], /escapes the layer root/],
+    ["a whiteout with ..", [[{ name: "a/.wh..." }]], /names no file/],
+    ["a whiteout of the layer root", [[{ name: ".wh." }]], /names no file/],
   ];
   for (const [name, entries, message] of cases) {
     test(name, () => {
@@ -106,6 +105,37 @@ describe("hostile layers are rejected and write nothing outside", () => {
 
   test("the error type says the layer is unsafe", () => {
     expect(() => extractLayer(archive([[{ name: "../x" }]]), fresh())).toThrow(UnsafeLayerError);
+  });
+
+  // A symlink in the layer is followed inside the destination, never on the host: the entry
+  // lands where the link points when the destination is taken as `/`.
+  const hostDir = join(work, "host-dir");
+  const contained: [string, [Partial<TarEntry> & { name: string }, string?][], string][] = [
+    ["a write through an absolute symlink to a host directory", [[{ name: "escape", type: "symlink", linkname: hostDir }], [{ name: "escape/marker" }, "evil"]], `${hostDir}/marker`],
+    ["a write through a relative symlink that climbs out", [[{ name: "up", type: "symlink", linkname: "../../../.." }], [{ name: `up${hostDir}/marker` }, "evil"]], `${hostDir}/marker`],
+    ["a chain of relative links", [[{ name: "a", type: "symlink", linkname: "b/../../.." }], [{ name: "b", type: "symlink", linkname: "." }], [{ name: `a${hostDir}/marker` }, "evil"]], `${hostDir}/marker`],
+  ];
+  for (const [name, entries, landed] of contained) {
+    test(name, () => {
+      mkdirSync(hostDir, { recursive: true });
+      writeFileSync(join(hostDir, "marker"), "host");
+      const dest = join(fresh(), "root");
+      mkdirSync(dest);
+      extractLayer(archive(entries), dest);
+      expect(readFileSync(join(hostDir, "marker"), "utf8")).toBe("host");
+      expect(readFileSync(join(dest, landed), "utf8")).toBe("evil");
+    });
+  }
+
+  test("a hard link through a symlink to a host directory never links a host file", () => {
+    mkdirSync(hostDir, { recursive: true });
+    writeFileSync(join(hostDir, "shadow"), "host secret");
+    const dest = join(fresh(), "root");
+    mkdirSync(dest);
+    const entries: [Partial<TarEntry> & { name: string }, string?][] = [[{ name: "l", type: "symlink", linkname: hostDir }], [{ name: "x", type: "hardlink", linkname: "l/shadow" }]];
+    expect(() => extractLayer(archive(entries), dest)).toThrow(/hardlink "x"/);
+    expect(existsSync(join(dest, "x"))).toBe(false);
+    expect(lstatSync(join(hostDir, "shadow")).nlink).toBe(1);
   });
 
   test("absolute symlinks are kept, not rewritten", () => {

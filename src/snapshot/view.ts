@@ -4,40 +4,37 @@
  * Enough to read /etc/passwd or ask "is /app a directory?" without mounting anything.
  */
 import { UserError } from "../errors.ts";
-import { lstatSync, readFileSync, type Stats } from "node:fs";
-import { join } from "node:path";
-import { getXattr, OVERLAY_OPAQUE } from "./libc.ts";
-
-const isWhiteout = (stat: Stats) => stat.isCharacterDevice() && stat.rdev === 0;
-
-function tryLstat(path: string): Stats | undefined {
-  try {
-    return lstatSync(path);
-  } catch {
-    return undefined;
-  }
-}
+import { Root, type Stat } from "../rootfs/root.ts";
+import { OVERLAY_OPAQUE } from "./libc.ts";
 
 export class LayerView {
   /** `layers` are snapshot directories, bottom (base) first. */
   constructor(readonly layers: string[]) {}
 
-  /** Where `path` (absolute in the image) is, or undefined when it does not exist. */
-  locate(path: string): { file: string; stat: Stats } | undefined {
+  /**
+   * The layer that provides `path` (absolute in the image) and its entry, or undefined when it
+   * does not exist. A symlink on the way ends the search: this view never follows links (it
+   * reads /etc/passwd and /etc/group, which real images keep as plain files).
+   */
+  locate(path: string): { layer: string; stat: Stat } | undefined {
     const parts = path.split("/").filter(Boolean);
     for (let i = this.layers.length - 1; i >= 0; i--) {
       const layer = this.layers[i];
-      let hiddenBelow = false;
-      for (let depth = 1; depth < parts.length; depth++) {
-        const ancestor = tryLstat(join(layer, ...parts.slice(0, depth)));
-        if (!ancestor) continue;
-        if (isWhiteout(ancestor) || !ancestor.isDirectory()) return undefined;
-        if (getXattr(join(layer, ...parts.slice(0, depth)), OVERLAY_OPAQUE)?.toString() === "y") hiddenBelow = true;
-      }
-      const file = join(layer, ...parts);
-      const stat = tryLstat(file);
-      if (stat) return isWhiteout(stat) ? undefined : { file, stat };
-      if (hiddenBelow) return undefined;
+      const found = Root.with(layer, (root): { stat?: Stat; stop: boolean } => {
+        let hiddenBelow = false;
+        for (let depth = 1; depth < parts.length; depth++) {
+          const prefix = parts.slice(0, depth).join("/");
+          const ancestor = root.lstat(prefix);
+          if (!ancestor) continue;
+          if (ancestor.isWhiteout() || !ancestor.isDirectory()) return { stop: true };
+          if (root.getXattr(prefix, OVERLAY_OPAQUE)?.toString() === "y") hiddenBelow = true;
+        }
+        const stat = parts.length ? root.lstat(parts.join("/")) : root.lstat("/");
+        if (stat) return stat.isWhiteout() ? { stop: true } : { stat, stop: true };
+        return { stop: hiddenBelow };
+      }, { symlinks: "none" });
+      if (found.stat) return { layer, stat: found.stat };
+      if (found.stop) return undefined;
     }
     return undefined;
   }
@@ -45,28 +42,12 @@ export class LayerView {
   readFile(path: string): string | undefined {
     const found = this.locate(path);
     if (!found || !found.stat.isFile()) return undefined;
-    return readFileSync(found.file, "utf8");
+    return Root.with(found.layer, (root) => root.readFile(path)?.toString("utf8"), { symlinks: "none" });
   }
 
   isDirectory(path: string): boolean {
     return this.locate(path)?.stat.isDirectory() ?? false;
   }
-}
-
-/**
- * Reads a file (e.g. /etc/passwd) from a mounted root filesystem without following symlinks
- * anywhere on the path: an image's `/etc -> /` must not make us read the host's files.
- */
-export function rootfsFileReader(rootfs: string): (path: string) => string | undefined {
-  return (path) => {
-    let current = rootfs;
-    for (const part of path.split("/").filter(Boolean)) {
-      current = join(current, part);
-      const stat = tryLstat(current);
-      if (!stat || stat.isSymbolicLink()) return undefined;
-    }
-    return tryLstat(current)?.isFile() ? readFileSync(current, "utf8") : undefined;
-  };
 }
 
 export interface ResolvedUser {

@@ -5,9 +5,8 @@
  * the platform. Never mtimes or host paths. A key found in the local cache is a hit: its layer
  * is reused and nothing runs.
  */
-import { mkdirSync, rmSync } from "node:fs";
+import { rmSync } from "node:fs";
 import { availableParallelism } from "node:os";
-import { join } from "node:path";
 import type { LocalStore } from "../cache/store.ts";
 import { loadContext, type BuildContext } from "../context/context.ts";
 import type { Ownership } from "../context/digest.ts";
@@ -18,13 +17,15 @@ import { formatPlatform, hostPlatform, parsePlatform, type Platform } from "../f
 import { buildGraph, type BuildGraph } from "../graph/graph.ts";
 import { applyInstruction, cloneConfig, emptyConfig, historyEntry, type ImageConfig, type StageConfigState } from "../image/config.ts";
 import { MEDIA, storeImage, type Descriptor, type StoredImage } from "../image/layout.ts";
-import { writeLayerTar } from "../snapshot/pack.ts";
 import { LayerView, resolveUser } from "../snapshot/view.ts";
-import { mountOverlay, unmount } from "../snapshot/overlay.ts";
-import { executeCopy } from "../executor/copy.ts";
 import { UserError } from "../errors.ts";
-import { executeRun, RunFailedError } from "../executor/run.ts";
-import { Downloads, isUrl } from "../executor/download.ts";
+import { RunFailedError } from "../executor/run.ts";
+import { Downloads, isUrl, type Download } from "../executor/download.ts";
+import { LocalExecutor, type Executor, type StepInstruction, type StepRequest } from "../executor/executor.ts";
+import { storeCacheMounts } from "../executor/cache-mount.ts";
+import type { Instruction } from "../frontend/instructions.ts";
+import { blake3Hex } from "../hash/blake3.ts";
+import { removeTree } from "../rootfs/root.ts";
 import type { RemoteCache } from "../remote/client.ts";
 import type { ProgressSink, StepStatus } from "./progress.ts";
 import { imageReferences, imageResolver } from "./images.ts";
@@ -58,6 +59,8 @@ export interface BuildOptions {
   remoteUpload?: "wait" | "background" | "off";
   /** Fetches an image the local store lacks (from its registry). */
   pull?: (ref: string) => Promise<void>;
+  /** Runs the steps that miss (default: the real one; tests give a fake). */
+  executor?: Executor;
 }
 
 export interface StepResult {
@@ -162,6 +165,67 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
     return plan.stages.find((s, i) => i < before && (s.name === lower || String(s.index) === reference));
   };
 
+  /** What a RUN/COPY/ADD reads, resolved once; the key's inputs are filled in as it goes. */
+  const resolveReads = async (instruction: StepInstruction, step: Step, stage: Stage, current: StageState, inputs: StepInputs, fail: (message: string) => never): Promise<StepReads> => {
+    const sources = new Map<string, LayerRef[]>();
+    /** A stage (built earlier) or an image: its layers for the executor, its identity for the key. */
+    const sourceFor = (reference: string, what: string): string => {
+      const source = stageByReference(reference, stage.index);
+      if (source) {
+        const built = states.get(source.index)!;
+        sources.set(reference, built.layers);
+        return built.key;
+      }
+      const image = resolveImage(reference) ?? fail(`${what}: no such stage, and no image ${reference} in the local store`);
+      sources.set(reference, imageLayers(image));
+      return image.manifestDigest;
+    };
+    const reads: StepReads = { sources, owner: { uid: 0, gid: 0 }, downloads: async () => [] };
+    if (instruction.kind === "RUN") {
+      inputs.env = step.runEnv;
+      const digests: string[] = [];
+      const files: Record<string, string> = {};
+      const stageKeys: string[] = [];
+      for (const mount of instruction.mounts) {
+        if (mount.type !== "bind") continue;
+        if (mount.from !== undefined) {
+          stageKeys.push(sourceFor(mount.from, `--mount from=${mount.from}`));
+          continue;
+        }
+        reads.context = await getContext();
+        const selection = reads.context.select([mount.source || "."]);
+        digests.push(selection.digest);
+        Object.assign(files, fileDigests(selection.entries));
+      }
+      // Every bind mount counts: the key changes when any of them does.
+      if (digests.length) inputs.context = { digest: digests.length === 1 ? digests[0] : blake3Hex(digests.join(",")), files };
+      if (stageKeys.length) inputs.fromStage = stageKeys.join(",");
+      return reads;
+    }
+    reads.owner = await ownerFor(instruction.chown, current, layersOf, fail);
+    const from = instruction.kind === "COPY" ? instruction.from : undefined;
+    if (from !== undefined) {
+      inputs.fromStage = sourceFor(from, `--from=${from}`);
+      return reads;
+    }
+    const urls = instruction.sources.filter(isUrl);
+    if (urls.length > 0 && instruction.kind !== "ADD") fail("COPY does not fetch URLs; use ADD");
+    const checksum = instruction.kind === "ADD" ? instruction.checksum : undefined;
+    if (checksum && urls.length !== 1) fail("--checksum needs exactly one URL source");
+    if (urls.length) {
+      // With --checksum the key needs no download; without, the content decides.
+      inputs.urls = checksum ? [checksum] : await Promise.all(urls.map(async (url) => (await downloads.fetch(url)).digest));
+      reads.downloads = () => Promise.all(urls.map((url) => downloads.fetch(url, checksum)));
+    }
+    const local = instruction.sources.filter((s) => !isUrl(s));
+    if (local.length) {
+      reads.context = await getContext();
+      const selection = reads.context.select(local, { excludes: instruction.excludes, owner: reads.owner });
+      inputs.context = { digest: selection.digest, files: fileDigests(selection.entries) };
+    }
+    return reads;
+  };
+
   const remote = options.dryRun ? undefined : options.remote;
 
   const sync = new CacheSync(store, remote, { noCache: options.noCache, dryRun: options.dryRun === true, upload: options.remoteUpload ?? "wait" });
@@ -191,44 +255,11 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
           // reads it (in its expanded text, or a RUN's environment), as in BuildKit.
           const keyText = instruction.kind === "ARG" ? `ARG ${instruction.args.map((a) => a.name).join(" ")}` : step.text;
           inputs = { parent: current.key, instruction: keyText, platform: platformText };
-          if (instruction.kind === "RUN") {
-            inputs.env = step.runEnv;
-            for (const mount of instruction.mounts) {
-              if (mount.type !== "bind") continue;
-              if (mount.from === undefined) {
-                const selection = (await getContext()).select([mount.source || "."]);
-                inputs.context = { digest: selection.digest, files: fileDigests(selection.entries) };
-              } else {
-                const source = stageByReference(mount.from, stage.index);
-                inputs.fromStage = source ? states.get(source.index)!.key : resolveImage(mount.from)?.manifestDigest ?? fail(`--mount from=${mount.from}: no such stage or image in the local store`);
-              }
-            }
-          } else if (instruction.kind === "COPY" || instruction.kind === "ADD") {
-            const from = instruction.kind === "COPY" ? instruction.from : undefined;
-            if (from !== undefined) {
-              const source = stageByReference(from, stage.index);
-              inputs.fromStage = source ? states.get(source.index)!.key : resolveImage(from)?.manifestDigest ?? fail(`--from=${from}: no such stage, and no image ${from} in the local store`);
-            } else if (instruction.sources.length > 0) {
-              const urls = instruction.sources.filter(isUrl);
-              if (urls.length > 0 && instruction.kind !== "ADD") fail("COPY does not fetch URLs; use ADD");
-              if (instruction.kind === "ADD" && instruction.checksum && urls.length !== 1) fail("--checksum needs exactly one URL source");
-              // With --checksum the key needs no download; without, the content decides.
-              if (urls.length) {
-                inputs.urls = instruction.kind === "ADD" && instruction.checksum
-                  ? [instruction.checksum]
-                  : await Promise.all(urls.map(async (url) => (await downloads.fetch(url)).digest));
-              }
-              const local = instruction.sources.filter((s) => !isUrl(s));
-              if (local.length) {
-                const owner = await ownerFor(instruction.chown, current, layersOf, fail);
-                const selection = (await getContext()).select(local, { excludes: instruction.excludes, owner });
-                inputs.context = { digest: selection.digest, files: fileDigests(selection.entries) };
-              }
-            }
-          }
+          // What the step reads is resolved once: the same values make its key and run it.
+          const reads = isFilesystemStep(instruction) ? await resolveReads(instruction, step, stage, current, inputs, fail) : undefined;
           const key = stepKey(inputs);
           progress({ type: "start", number: stepNumber, step: step.id, name });
-          const changesFilesystem = instruction.kind === "RUN" || instruction.kind === "COPY" || instruction.kind === "ADD";
+          const changesFilesystem = isFilesystemStep(instruction);
           const next: StageState = { ...current, key, config: cloneConfig(current.config), layers: [...current.layers], configState: { ...current.configState } };
           if (!changesFilesystem) {
             applyInstruction(next.config, instruction, next.configState);
@@ -261,23 +292,26 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
             }
             if (diffId === undefined) {
               status = "executed";
-              diffId = await executeStep(step, current, stage, {
-                options,
-                getContext,
-                layersOf,
-                states,
-                resolveImage,
-                stageByReference,
+              diffId = await executeStep(options, {
+                instruction: instruction as StepInstruction,
+                config: current.config,
+                env: step.runEnv ?? [],
+                lowers: await layersOf(current.layers),
+                sources: await sourceSnapshots(reads!.sources, layersOf),
+                context: reads!.context,
+                owner: reads!.owner,
+                downloads: await reads!.downloads(),
+                epoch,
+                secrets: options.secrets,
+                network: options.network,
+                cacheMounts: storeCacheMounts(store),
                 onOutput: (line) => progress({ type: "output", number: stepNumber, step: step.id, line }),
-                fail,
-                downloads,
               });
               created = store.recordStep(key, diffId).created;
               sync.share(key, diffId, created, true);
             }
             const layer = store.layer(diffId)!;
             next.layers.push({ diffId, descriptor: { mediaType: layer.mediaType, digest: layer.digest, size: layer.size } });
-            next.config.rootfs.diff_ids.push(diffId);
             next.config.history!.push(historyEntry(step.text, false, dateOf(created)));
             latest = Math.max(latest, created);
           }
@@ -327,6 +361,8 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
   const final = states.get(graph.target.index)!;
   const config = cloneConfig(final.config);
   config.created = dateOf(latest);
+  // The layer list is the one source of the config's diff IDs.
+  config.rootfs.diff_ids = final.layers.map((l) => l.diffId);
   const image = storeImage(store, config, final.layers.map((l) => l.descriptor));
   store.recordBuildInputs(options.dockerfileAbsolute ?? options.dockerfilePath, graph.target.id, inputsById);
   if (remote && options.remoteUpload !== "background") await remote.flush();
@@ -402,7 +438,7 @@ function fromStep(
   return {
     state: {
       key: stepKey(inputs),
-      layers: image!.manifest.layers.map((descriptor, i) => ({ diffId: image!.config.rootfs.diff_ids[i], descriptor })),
+      layers: imageLayers(image!),
       config,
       configState: { cmdSet: false },
     },
@@ -410,103 +446,42 @@ function fromStep(
   };
 }
 
-interface ExecuteContext {
-  options: BuildOptions;
-  getContext: () => Promise<BuildContext>;
-  layersOf: (layers: LayerRef[]) => Promise<string[]>;
-  states: Map<number, StageState>;
-  resolveImage: (ref: string) => StoredImage | undefined;
-  stageByReference: (reference: string, before: number) => Stage | undefined;
-  onOutput: (line: string) => void;
-  fail: (message: string) => never;
-  downloads: Downloads;
+/** What a RUN/COPY/ADD step reads, resolved once by the solver. */
+interface StepReads {
+  /** Stages and images it reads, by the reference the Dockerfile uses. */
+  sources: Map<string, LayerRef[]>;
+  context?: BuildContext;
+  owner: Ownership;
+  downloads: () => Promise<Download[]>;
 }
 
-/** Runs a RUN/COPY/ADD step and stores its layer; returns the layer's diff ID. */
-async function executeStep(step: Step, current: StageState, stage: Stage, x: ExecuteContext): Promise<string> {
-  const { store } = x.options;
-  const instruction = step.instruction;
-  const lowers = await x.layersOf(current.layers);
-  let layerDir: string;
-  const staging = store.tempDir("step");
-  const mounted: string[] = [];
+const isFilesystemStep = (instruction: Instruction): instruction is StepInstruction =>
+  instruction.kind === "RUN" || instruction.kind === "COPY" || instruction.kind === "ADD";
+
+function imageLayers(image: StoredImage): LayerRef[] {
+  return image.manifest.layers.map((descriptor, i) => ({ diffId: image.config.rootfs.diff_ids[i], descriptor }));
+}
+
+/** Runs a RUN/COPY/ADD step through the executor and stores its layer; returns the diff ID. */
+async function executeStep(options: BuildOptions, request: Omit<StepRequest, "work">): Promise<string> {
+  const { store } = options;
+  const work = store.tempDir("step");
   try {
-    if (instruction.kind === "RUN") {
-      const context = instruction.mounts.some((m) => m.type === "bind" && m.from === undefined) ? await x.getContext() : undefined;
-      layerDir = await executeRun({
-        instruction,
-        config: current.config,
-        env: step.runEnv ?? [],
-        lowers,
-        store,
-        context: context!,
-        stageLayers: (reference) => {
-          const source = x.stageByReference(reference, stage.index);
-          const layers = source ? x.states.get(source.index)?.layers : undefined;
-          return layers ? lowersSync(store, layers) : undefined;
-        },
-        secrets: x.options.secrets,
-        network: x.options.network,
-        onOutput: x.onOutput,
-      }, staging);
-    } else if (instruction.kind === "COPY" || instruction.kind === "ADD") {
-      layerDir = join(staging, "layer");
-      // --link lays the files out without looking at the layers below (BuildKit's rule), so
-      // the layer does not depend on them: new directories get default modes.
-      const view = new LayerView(instruction.link ? [] : lowers);
-      const owner = await ownerFor(instruction.chown, current, x.layersOf, x.fail);
-      const from = instruction.kind === "COPY" ? instruction.from : undefined;
-      let sourceRoot: string | undefined;
-      if (from !== undefined) {
-        const source = x.stageByReference(from, stage.index);
-        const layers = source ? x.states.get(source.index)!.layers : x.resolveImage(from)!.manifest.layers.map((d, i) => ({ diffId: x.resolveImage(from)!.config.rootfs.diff_ids[i], descriptor: d }));
-        const sourceLowers = await x.layersOf(layers);
-        sourceRoot = join(staging, "source");
-        if (sourceLowers.length > 0) {
-          mountOverlay({ lowers: [...sourceLowers].reverse(), target: sourceRoot });
-          mounted.push(sourceRoot);
-        } else {
-          mkdirSync(sourceRoot, { recursive: true });
-        }
-      }
-      mkdirSync(layerDir, { recursive: true });
-      const urls = instruction.sources.filter(isUrl);
-      const checksum = instruction.kind === "ADD" ? instruction.checksum : undefined;
-      const fetched = await Promise.all(urls.map((url) => x.downloads.fetch(url, checksum)));
-      const needsContext = !sourceRoot && instruction.sources.some((s) => !isUrl(s));
-      executeCopy(
-        {
-          instruction,
-          workdir: current.config.config.WorkingDir || "/",
-          view,
-          owner,
-          context: needsContext ? await x.getContext() : undefined,
-          sourceRoot,
-          downloads: fetched,
-        },
-        layerDir,
-      );
-    } else {
-      throw new Error(`${instruction.kind} has no executor`);
-    }
-    for (const target of mounted.splice(0)) unmount(target);
+    const layer = await (options.executor ?? new LocalExecutor()).execute({ ...request, work });
     // Layers stay uncompressed in the cache (the blob is the tar; its digest is the diff ID), as
     // in BuildKit: compressing every layer at build time cost seconds on large contexts.
-    const tar = join(staging, "layer.tar");
-    const epoch = sourceDateEpoch(x.options.buildArgs);
-    const packed = writeLayerTar(layerDir, tar, epoch !== undefined ? { clampMtime: epoch } : {});
-    store.adoptBlob(tar, packed.diffId);
-    store.adoptSnapshot(packed.diffId, layerDir);
-    store.recordLayer({ diffId: packed.diffId, digest: packed.diffId, size: packed.size, uncompressedSize: packed.size, mediaType: MEDIA.layerTar });
-    return packed.diffId;
+    store.adoptBlob(layer.tar, layer.diffId);
+    store.adoptSnapshot(layer.diffId, layer.directory);
+    store.recordLayer({ diffId: layer.diffId, digest: layer.diffId, size: layer.size, uncompressedSize: layer.size, mediaType: MEDIA.layerTar });
+    return layer.diffId;
   } finally {
-    for (const target of mounted) unmount(target);
-    rmSync(staging, { recursive: true, force: true });
+    removeTree(work);
   }
 }
 
-
-/** Snapshot paths of layers already unpacked (stages built earlier in this build). */
-function lowersSync(store: LocalStore, layers: LayerRef[]): string[] {
-  return layers.map((l) => store.snapshotPath(l.diffId));
+/** Snapshot directories (bottom first) of the stages and images a step reads. */
+async function sourceSnapshots(sources: Map<string, LayerRef[]>, layersOf: (layers: LayerRef[]) => Promise<string[]>): Promise<Map<string, string[]>> {
+  const result = new Map<string, string[]>();
+  for (const [reference, layers] of sources) result.set(reference, await layersOf(layers));
+  return result;
 }

@@ -1,21 +1,40 @@
-import { existsSync } from "node:fs";
-import { resolve } from "node:path";
+import { existsSync, readdirSync, statSync } from "node:fs";
+import { join, resolve } from "node:path";
 
 export const REPO_ROOT = resolve(import.meta.dir, "../..");
 export const BINARY = resolve(REPO_ROOT, "dist/memobuild");
 
+/** The newest modification time among the sources the binary is built from. */
+function newestSource(): number {
+  let newest = 0;
+  const visit = (dir: string) => {
+    for (const entry of readdirSync(dir, { withFileTypes: true })) {
+      const path = join(dir, entry.name);
+      if (entry.isDirectory()) visit(path);
+      else if (entry.name.endsWith(".ts") && !entry.name.endsWith(".test.ts")) newest = Math.max(newest, statSync(path).mtimeMs);
+    }
+  };
+  for (const dir of ["src", "bin"]) visit(join(REPO_ROOT, dir));
+  for (const file of ["package.json", "bun.lock"]) newest = Math.max(newest, statSync(join(REPO_ROOT, file)).mtimeMs);
+  return newest;
+}
+
+let checked = false;
+
 /**
  * The compiled binary the end-to-end tests run. `make test` builds it first; when it is missing
- * (a bare `bun test`), it is built here so the tests still exercise the real executable.
+ * or older than a source file (a bare `bun test` after an edit), it is rebuilt here so the tests
+ * never exercise a stale executable.
  */
 export function memobuildBinary(): string {
-  if (!existsSync(BINARY)) {
-    const build = Bun.spawnSync(["bun", "build", "--compile", "bin/memobuild.ts", "src/hash/hash-worker.ts", "--outfile", BINARY], {
+  if (!checked && (!existsSync(BINARY) || statSync(BINARY).mtimeMs < newestSource())) {
+    const build = Bun.spawnSync([process.execPath, "build", "--compile", "--minify", "--sourcemap", "bin/memobuild.ts", "src/hash/hash-worker.ts", "--outfile", BINARY], {
       cwd: REPO_ROOT,
       stderr: "pipe",
     });
     if (build.exitCode !== 0) throw new Error(`building ${BINARY} failed: ${build.stderr.toString()}`);
   }
+  checked = true;
   return BINARY;
 }
 

@@ -7,7 +7,8 @@ import { loadImage } from "../../image/layout.ts";
 import { normalizeReference } from "../../image/reference.ts";
 import { runContainer } from "../../executor/runtime.ts";
 import { mountOverlay, unmount } from "../../snapshot/overlay.ts";
-import { resolveUser, rootfsFileReader } from "../../snapshot/view.ts";
+import { resolveUser } from "../../snapshot/view.ts";
+import { Root } from "../../rootfs/root.ts";
 import { UsageError } from "../errors.ts";
 
 export function registerRun(program: Command) {
@@ -34,15 +35,18 @@ export function registerRun(program: Command) {
             mkdirSync(join(work, "empty")); // overlayfs needs a lower directory, even for scratch
             lowers.push(join(work, "empty"));
           }
-          mountOverlay({ lowers: [...lowers].reverse(), upper: join(work, "upper"), work: join(work, "work"), target: rootfs });
+          mountOverlay({ layers: lowers, upper: join(work, "upper"), work: join(work, "work"), target: rootfs });
           mounted = true;
           const c = image.config.config;
           const args = [...(c.Entrypoint ?? []), ...(command.length ? command : (c.Cmd ?? []))];
           if (args.length === 0) throw new UsageError(`image ${ref} has no CMD or ENTRYPOINT: give a command`);
           const env = c.Env?.length ? c.Env : [`PATH=${DEFAULT_PATH}`];
-          const user = resolveUser(c.User, rootfsFileReader(rootfs));
           const cwd = c.WorkingDir || "/";
-          mkdirSync(join(rootfs, cwd), { recursive: true });
+          const user = Root.with(rootfs, (root) => {
+            const resolved = resolveUser(c.User, (path) => root.readFile(path)?.toString("utf8"));
+            root.mkdirAll(cwd, { mode: 0o755, owner: { uid: resolved.uid, gid: resolved.gid } });
+            return resolved;
+          });
           const result = await runContainer(
             { rootfs, args, env, cwd, uid: user.uid, gid: user.gid, additionalGids: user.additionalGids, mounts: [], network: flags.network === "host" ? "host" : "none" },
             join(work, "bundle"),

@@ -1,0 +1,539 @@
+/**
+ * A directory treated as `/`: the ONE way MemoBuild touches an image's file system (a rootfs, a
+ * snapshot, a layer being written, an archive being unpacked, a mount's source).
+ *
+ * Any path in such a tree may be a symlink planted by a Dockerfile, a layer or a context, and
+ * may change between a check and its use. So paths are never joined onto the root and handed to
+ * the host: every lookup is openat2(2) relative to the root's file descriptor with
+ * RESOLVE_IN_ROOT (symlinks followed, absolute ones re-rooted, `..` clamped at the root, as the
+ * kernel would if the root were `/`), and every change is an *at() call on the parent
+ * directory's descriptor that never follows the last component. The semantics follow runc's
+ * securejoin and BuildKit's continuity `fs.RootPath`: a path whose tail does not exist yet
+ * resolves lexically from its last existing directory (so `COPY x /link/` writes where the link
+ * points, even when that directory is still to be made).
+ *
+ * Paths in and out are `string` (UTF-8 text) or `Buffer` (raw bytes, for names that are not
+ * UTF-8). Names returned (readdir, readlink, resolve) are Buffers.
+ */
+import { chmodSync, closeSync, constants, fchmodSync, fchownSync, futimesSync, readdirSync, readSync, writeSync } from "node:fs";
+import { UserError } from "../errors.ts";
+import {
+  AT_EMPTY_PATH, AT_REMOVEDIR, AT_SYMLINK_NOFOLLOW, closeFd, O_CLOEXEC, copyFileRange, fchownat, getXattr, linkat, mkdirat, mknodat, O_PATH, openat2,
+  readlinkat, RESOLVE_BENEATH, RESOLVE_IN_ROOT, RESOLVE_NO_MAGICLINKS, RESOLVE_NO_SYMLINKS, RESOLVE_NO_XDEV, setXattrFollow, statxAt,
+  symlinkat, SystemError, unlinkat, utimensat, type RawStat,
+} from "../snapshot/libc.ts";
+
+export type PathArg = string | Buffer;
+
+const S_IFMT = 0o170000;
+const MAX_SYMLINKS = 40; // Linux's limit
+
+/** A file's metadata (statx), never following a final symlink unless asked. */
+export class Stat {
+  constructor(private readonly raw: RawStat) {}
+  get mode() { return this.raw.mode; }
+  get uid() { return this.raw.uid; }
+  get gid() { return this.raw.gid; }
+  get size() { return this.raw.size; }
+  get nlink() { return this.raw.nlink; }
+  get ino() { return this.raw.ino; }
+  get dev() { return this.raw.dev; }
+  get rdevMajor() { return this.raw.rdevMajor; }
+  get rdevMinor() { return this.raw.rdevMinor; }
+  /** [seconds, nanoseconds] */
+  get atime() { return this.raw.atime; }
+  get mtime() { return this.raw.mtime; }
+  isDirectory() { return (this.raw.mode & S_IFMT) === 0o040000; }
+  isFile() { return (this.raw.mode & S_IFMT) === 0o100000; }
+  isSymbolicLink() { return (this.raw.mode & S_IFMT) === 0o120000; }
+  isCharacterDevice() { return (this.raw.mode & S_IFMT) === 0o020000; }
+  isBlockDevice() { return (this.raw.mode & S_IFMT) === 0o060000; }
+  isFIFO() { return (this.raw.mode & S_IFMT) === 0o010000; }
+  isSocket() { return (this.raw.mode & S_IFMT) === 0o140000; }
+  /** An overlayfs whiteout: a 0/0 character device. */
+  isWhiteout() { return this.isCharacterDevice() && this.raw.rdevMajor === 0 && this.raw.rdevMinor === 0; }
+}
+
+export class RootPathError extends UserError {}
+
+const ASCII = /^[\x00-\x7f]*$/;
+/** Internally a path is a "byte string": one JS character per byte (latin1). */
+const toRaw = (path: PathArg): string => (typeof path === "string" ? (ASCII.test(path) ? path : Buffer.from(path, "utf8").toString("latin1")) : path.toString("latin1"));
+/** What the libc wrappers take: the plain string when ASCII, else the bytes. */
+const sys = (raw: string): string | Buffer => (ASCII.test(raw) ? raw : Buffer.from(raw, "latin1"));
+const components = (raw: string) => raw.split("/").filter((part) => part !== "" && part !== ".");
+const display = (raw: string) => Buffer.from(raw, "latin1").toString("utf8");
+
+export interface Owner {
+  uid: number;
+  gid: number;
+}
+
+export interface NewEntry {
+  mode: number;
+  owner?: Owner;
+  /** Modification (and access) time in seconds; omitted: now. */
+  mtime?: number;
+}
+
+export class Root {
+  private constructor(
+    /** The host directory this root is, for messages only. */
+    readonly path: string,
+    private fd: number,
+    /** openat2 resolve flags for lookups from the root. */
+    private readonly resolve: number,
+  ) {}
+
+  /**
+   * Opens `directory` (a trusted host path: a store or staging directory) as a root.
+   * `symlinks: "none"` refuses every symlink on a lookup (a build context, a single layer read
+   * on its own); the default follows them inside the root.
+   */
+  static open(directory: string, options: { symlinks?: "in-root" | "none" } = {}): Root {
+    const fd = openat2(-100, directory, O_PATH | constants.O_DIRECTORY | O_CLOEXEC, 0, 0);
+    const resolve = options.symlinks === "none" ? RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS : RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS;
+    return new Root(directory, fd, resolve);
+  }
+
+  /** Runs `use` with a root opened on `directory`, closing it after. */
+  static with<T>(directory: string, use: (root: Root) => T, options?: { symlinks?: "in-root" | "none" }): T {
+    const root = Root.open(directory, options);
+    try {
+      return use(root);
+    } finally {
+      root.close();
+    }
+  }
+
+  /** The metadata of an open descriptor (of a file opened through a root, say). */
+  static statDescriptor(fd: number): Stat {
+    return new Stat(statxAt(fd, "", AT_EMPTY_PATH)!);
+  }
+
+  close() {
+    if (this.fd >= 0) closeFd(this.fd);
+    this.fd = -1;
+  }
+
+  // ---- lookups
+
+  /** Opens `path` (looked up in the root) with `flags`; the caller closes the descriptor. */
+  open(path: PathArg, flags: number, mode = 0): number {
+    const relative = components(toRaw(path)).join("/") || ".";
+    return openat2(this.fd, sys(relative), flags | O_CLOEXEC, mode, this.resolve);
+  }
+
+  /** The entry at `path` itself (a final symlink is not followed); undefined when absent. */
+  lstat(path: PathArg): Stat | undefined {
+    const raw = toRaw(path);
+    if (components(raw).length === 0) return new Stat(statxAt(this.fd, "", AT_EMPTY_PATH)!);
+    try {
+      return this.atParent(raw, (dirFd, name) => {
+        const found = statxAt(dirFd, sys(name), AT_SYMLINK_NOFOLLOW);
+        return found && new Stat(found);
+      });
+    } catch (error) {
+      if (missing(error)) return undefined;
+      throw error;
+    }
+  }
+
+  /** What `path` leads to, symlinks followed inside the root; undefined when absent. */
+  stat(path: PathArg): Stat | undefined {
+    let fd: number;
+    try {
+      fd = this.open(path, O_PATH);
+    } catch (error) {
+      if (missing(error)) return undefined;
+      throw error;
+    }
+    try {
+      return new Stat(statxAt(fd, "", AT_EMPTY_PATH)!);
+    } finally {
+      closeFd(fd);
+    }
+  }
+
+  /**
+   * Where `path` really is: an absolute path in the root with no symlink on it, as the kernel
+   * would resolve it if the root were `/`. Components that do not exist resolve lexically, so
+   * a dangling link leads to where its target would be. The final component is followed
+   * unless `followFinal` is false.
+   */
+  resolvePath(path: PathArg, followFinal = true): Buffer {
+    const pending = components(toRaw(path));
+    const resolved: string[] = [];
+    const dirFds: number[] = [];
+    const current = () => (dirFds.length ? dirFds[dirFds.length - 1] : this.fd);
+    let exists = true;
+    let links = 0;
+    try {
+      while (pending.length > 0) {
+        const part = pending.shift()!;
+        if (part === "..") {
+          if (resolved.pop() !== undefined && exists) closeFd(dirFds.pop()!);
+          else if (!exists && resolved.length === dirFds.length) exists = true;
+          continue;
+        }
+        if (!exists || (pending.length === 0 && !followFinal)) {
+          resolved.push(part);
+          exists = false;
+          continue;
+        }
+        const stat = statxAt(current(), sys(part), AT_SYMLINK_NOFOLLOW);
+        if (stat && (stat.mode & S_IFMT) === 0o120000) {
+          if (++links > MAX_SYMLINKS) throw new RootPathError(`${display(toRaw(path))}: too many levels of symbolic links in ${this.path}`);
+          const target = readlinkat(current(), sys(part)).toString("latin1");
+          if (target.startsWith("/")) {
+            resolved.length = 0;
+            for (const fd of dirFds.splice(0)) closeFd(fd);
+          }
+          pending.unshift(...components(target));
+          continue;
+        }
+        resolved.push(part);
+        if (stat && (stat.mode & S_IFMT) === 0o040000 && pending.length > 0) {
+          dirFds.push(openat2(current(), sys(part), O_PATH | constants.O_DIRECTORY | constants.O_NOFOLLOW | O_CLOEXEC, 0, RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS));
+        } else exists = false; // a file or nothing: what follows is lexical
+      }
+    } finally {
+      for (const fd of dirFds) closeFd(fd);
+    }
+    return Buffer.from("/" + resolved.join("/"), "latin1");
+  }
+
+  /** Names in the directory at `path` (symlinks followed in the root), unsorted. */
+  readdir(path: PathArg): Buffer[] {
+    const fd = this.open(path, constants.O_RDONLY | constants.O_DIRECTORY);
+    try {
+      return readdirSync(`/proc/self/fd/${fd}`, { encoding: "buffer" }) as Buffer[];
+    } finally {
+      closeSync(fd);
+    }
+  }
+
+  readlink(path: PathArg): Buffer {
+    return this.atParent(toRaw(path), (dirFd, name) => readlinkat(dirFd, sys(name)));
+  }
+
+  /** A file's bytes, symlinks followed inside the root; undefined when absent or not a file. */
+  readFile(path: PathArg): Buffer | undefined {
+    let fd: number;
+    try {
+      fd = this.open(path, constants.O_RDONLY | constants.O_NONBLOCK);
+    } catch (error) {
+      if (missing(error) || ["EISDIR", "ELOOP"].includes((error as SystemError).code)) return undefined;
+      throw error;
+    }
+    try {
+      const stat = statxAt(fd, "", AT_EMPTY_PATH)!;
+      if ((stat.mode & S_IFMT) !== 0o100000) return undefined;
+      const chunks: Buffer[] = [];
+      for (;;) {
+        const chunk = Buffer.allocUnsafe(Math.max(stat.size + 1, 4096));
+        const n = readSync(fd, chunk, 0, chunk.length, null);
+        if (n === 0) break;
+        chunks.push(chunk.subarray(0, n));
+      }
+      return Buffer.concat(chunks);
+    } finally {
+      closeSync(fd);
+    }
+  }
+
+  /** Opens a regular file for reading; `follow: false` refuses a final symlink. */
+  openFile(path: PathArg, follow = true): number {
+    const raw = toRaw(path);
+    if (follow) return this.open(raw, constants.O_RDONLY | constants.O_NONBLOCK);
+    return this.atParent(raw, (dirFd, name) =>
+      openat2(dirFd, sys(name), constants.O_RDONLY | constants.O_NONBLOCK | constants.O_NOFOLLOW | O_CLOEXEC, 0, RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS),
+    );
+  }
+
+  getXattr(path: PathArg, name: string): Buffer | undefined {
+    return this.withEntry(toRaw(path), (fd) => getXattr(`/proc/self/fd/${fd}`, name, true));
+  }
+
+  // ---- changes (a final symlink is never followed)
+
+  /**
+   * Makes `path` and its missing parents as directories (symlinks on the way followed inside
+   * the root, as `mkdir -p` would with the root as `/`). Returns what it created, as resolved
+   * paths, parents first.
+   */
+  mkdirAll(path: PathArg, entry: NewEntry = { mode: 0o755 }): Buffer[] {
+    const resolved = components(this.resolvePath(path).toString("latin1"));
+    const created: Buffer[] = [];
+    const fds: number[] = [];
+    try {
+      let dirFd = this.fd;
+      for (let i = 0; i < resolved.length; i++) {
+        const name = sys(resolved[i]);
+        let stat = statxAt(dirFd, name, AT_SYMLINK_NOFOLLOW);
+        if (!stat) {
+          try {
+            mkdirat(dirFd, name, 0o700);
+            const made = Buffer.from("/" + resolved.slice(0, i + 1).join("/"), "latin1");
+            this.applyAt(dirFd, resolved[i], entry, true);
+            created.push(made);
+          } catch (error) {
+            if ((error as SystemError).code !== "EEXIST") throw error;
+          }
+          stat = statxAt(dirFd, name, AT_SYMLINK_NOFOLLOW);
+        }
+        if (!stat || (stat.mode & S_IFMT) !== 0o040000) {
+          throw new RootPathError(`cannot create directory /${display(resolved.slice(0, i + 1).join("/"))}: a file that is not a directory is in the way`);
+        }
+        dirFd = openat2(dirFd, name, O_PATH | constants.O_DIRECTORY | constants.O_NOFOLLOW | O_CLOEXEC, 0, RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS);
+        fds.push(dirFd);
+      }
+    } finally {
+      for (const fd of fds) closeFd(fd);
+    }
+    return created;
+  }
+
+  /** Creates a directory (its parent must exist); an existing directory is kept as it is. */
+  mkdir(path: PathArg, entry: NewEntry): boolean {
+    return this.atParent(toRaw(path), (dirFd, name) => {
+      const existing = statxAt(dirFd, sys(name), AT_SYMLINK_NOFOLLOW);
+      if (existing && (existing.mode & S_IFMT) === 0o040000) return false;
+      if (existing) unlinkat(dirFd, sys(name), 0);
+      mkdirat(dirFd, sys(name), 0o700);
+      this.applyAt(dirFd, name, entry, true);
+      return true;
+    });
+  }
+
+  /**
+   * Writes a new regular file at `path`, replacing what is there unless it is a directory.
+   * The bytes come from `content`, from `chunks` as they arrive, or from the open file `from`
+   * (`size` bytes).
+   */
+  writeFile(path: PathArg, source: { content: Uint8Array | string } | { chunks: Iterable<Uint8Array> } | { from: number; size: number }, entry: NewEntry) {
+    this.atParent(toRaw(path), (dirFd, name) => {
+      this.clearAt(dirFd, name, false);
+      const fd = openat2(
+        dirFd,
+        sys(name),
+        constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW | O_CLOEXEC,
+        0o600,
+        RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS,
+      );
+      try {
+        if ("content" in source) writeAll(fd, typeof source.content === "string" ? Buffer.from(source.content) : source.content);
+        else if ("chunks" in source) for (const chunk of source.chunks) writeAll(fd, chunk);
+        else copyContent(source.from, fd, source.size);
+        // chown first: it clears setuid/setgid bits, which chmod then sets.
+        if (entry.owner) fchownSync(fd, entry.owner.uid, entry.owner.gid);
+        fchmodSync(fd, entry.mode & 0o7777);
+        if (entry.mtime !== undefined) futimesSync(fd, entry.mtime, entry.mtime);
+      } finally {
+        closeSync(fd);
+      }
+    });
+  }
+
+  symlink(target: PathArg, path: PathArg, entry: Omit<NewEntry, "mode"> = {}) {
+    this.atParent(toRaw(path), (dirFd, name) => {
+      this.clearAt(dirFd, name, false);
+      symlinkat(sys(toRaw(target)), dirFd, sys(name));
+      this.applyAt(dirFd, name, { mode: 0o777, ...entry }, false);
+    });
+  }
+
+  /** A hard link at `path` to the entry at `existing` (itself, not what a symlink there points to). */
+  link(existing: PathArg, path: PathArg) {
+    this.atParent(toRaw(existing), (oldDirFd, oldName) => {
+      const stat = statxAt(oldDirFd, sys(oldName), AT_SYMLINK_NOFOLLOW);
+      if (!stat) throw new RootPathError(`cannot link to ${display(toRaw(existing))}: it does not exist`);
+      if ((stat.mode & S_IFMT) === 0o040000) throw new RootPathError(`cannot link to ${display(toRaw(existing))}: it is a directory`);
+      this.atParent(toRaw(path), (newDirFd, newName) => {
+        this.clearAt(newDirFd, newName, false);
+        linkat(oldDirFd, sys(oldName), newDirFd, sys(newName), 0);
+      });
+    });
+  }
+
+  /** A device, FIFO or (0/0 character device) overlay whiteout. */
+  mknod(path: PathArg, mode: number, major = 0, minor = 0, entry: Omit<NewEntry, "mode"> = {}) {
+    this.atParent(toRaw(path), (dirFd, name) => {
+      this.clearAt(dirFd, name, false);
+      mknodat(dirFd, sys(name), mode, major, minor);
+      this.applyAt(dirFd, name, { mode: mode & 0o7777, ...entry }, true);
+    });
+  }
+
+  /** Sets owner, then mode (never on a symlink), then times, of the entry itself. */
+  setAttributes(path: PathArg, entry: Partial<NewEntry>) {
+    this.atParent(toRaw(path), (dirFd, name) => {
+      const stat = statxAt(dirFd, sys(name), AT_SYMLINK_NOFOLLOW);
+      if (!stat) throw new RootPathError(`${display(toRaw(path))} does not exist in ${this.path}`);
+      this.applyAt(dirFd, name, entry, (stat.mode & S_IFMT) !== 0o120000);
+    });
+  }
+
+  setXattr(path: PathArg, name: string, value: Buffer) {
+    this.withEntry(toRaw(path), (fd) => setXattrFollow(`/proc/self/fd/${fd}`, name, value));
+  }
+
+  /** Removes the entry at `path` (a directory must be empty); false when there was nothing. */
+  remove(path: PathArg): boolean {
+    return this.atParent(toRaw(path), (dirFd, name) => {
+      const stat = statxAt(dirFd, sys(name), AT_SYMLINK_NOFOLLOW);
+      if (!stat) return false;
+      unlinkat(dirFd, sys(name), (stat.mode & S_IFMT) === 0o040000 ? AT_REMOVEDIR : 0);
+      return true;
+    });
+  }
+
+  /**
+   * Removes `path` and everything below it without following a symlink and without crossing
+   * into another file system (a mount left behind is refused, never emptied).
+   */
+  removeAll(path: PathArg) {
+    const raw = toRaw(path);
+    if (components(raw).length === 0) {
+      const fd = this.open(".", constants.O_RDONLY | constants.O_DIRECTORY);
+      try {
+        removeChildren(fd, this.path);
+      } finally {
+        closeSync(fd);
+      }
+      return;
+    }
+    this.atParent(raw, (dirFd, name) => this.clearAt(dirFd, name, false));
+  }
+
+  // ---- helpers
+
+  /** Runs `use` with the parent directory of `raw` (looked up in the root) and the last name. */
+  private atParent<T>(raw: string, use: (dirFd: number, name: string) => T): T {
+    const parts = components(raw);
+    const name = parts.pop();
+    if (name === undefined || name === "..") throw new RootPathError(`${display(raw) || "/"} does not name an entry below ${this.path}`);
+    const dirFd = parts.length === 0 ? this.fd : this.open(parts.join("/"), O_PATH | constants.O_DIRECTORY);
+    try {
+      return use(dirFd, name);
+    } finally {
+      if (dirFd !== this.fd) closeFd(dirFd);
+    }
+  }
+
+  /** Runs `use` with an O_PATH descriptor of the entry itself (a symlink is refused). */
+  private withEntry<T>(raw: string, use: (fd: number) => T): T {
+    const fd =
+      components(raw).length === 0
+        ? openat2(this.fd, ".", O_PATH | O_CLOEXEC, 0, 0)
+        : this.atParent(raw, (dirFd, name) => openat2(dirFd, sys(name), O_PATH | constants.O_NOFOLLOW | O_CLOEXEC, 0, RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS));
+    try {
+      if ((statxAt(fd, "", AT_EMPTY_PATH)!.mode & S_IFMT) === 0o120000) throw new RootPathError(`${display(raw)} is a symlink`);
+      return use(fd);
+    } finally {
+      closeFd(fd);
+    }
+  }
+
+  /** Owner, mode and times of `name` in `dirFd`; mode only when `chmod` (not for symlinks). */
+  private applyAt(dirFd: number, name: string, entry: Partial<NewEntry>, chmod: boolean) {
+    if (entry.owner) fchownat(dirFd, sys(name), entry.owner.uid, entry.owner.gid, AT_SYMLINK_NOFOLLOW);
+    if (chmod && entry.mode !== undefined) {
+      const fd = openat2(dirFd, sys(name), O_PATH | constants.O_NOFOLLOW | O_CLOEXEC, 0, RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS);
+      try {
+        // The magic link names exactly the inode just opened without following anything.
+        chmodSync(`/proc/self/fd/${fd}`, entry.mode & 0o7777);
+      } finally {
+        closeFd(fd);
+      }
+    }
+    if (entry.mtime !== undefined) utimensat(dirFd, sys(name), [entry.mtime, 0], [entry.mtime, 0], AT_SYMLINK_NOFOLLOW);
+  }
+
+  /** Removes whatever is at `name` unless it is a directory and `keepDirectory`. */
+  private clearAt(dirFd: number, name: string, keepDirectory: boolean) {
+    const stat = statxAt(dirFd, sys(name), AT_SYMLINK_NOFOLLOW);
+    if (!stat) return;
+    if ((stat.mode & S_IFMT) !== 0o040000) {
+      unlinkat(dirFd, sys(name), 0);
+      return;
+    }
+    if (keepDirectory) return;
+    const fd = openChildDirectory(dirFd, sys(name), display(name));
+    try {
+      removeChildren(fd, display(name));
+    } finally {
+      closeSync(fd);
+    }
+    unlinkat(dirFd, sys(name), AT_REMOVEDIR);
+  }
+
+  /** Replaces (or removes) what is at `path` the way a new entry of that kind would: public for extraction. */
+  clear(path: PathArg, keepDirectory: boolean) {
+    this.atParent(toRaw(path), (dirFd, name) => this.clearAt(dirFd, name, keepDirectory));
+  }
+}
+
+/** Empties the directory open as `dirFd`, never leaving its file system. */
+function removeChildren(dirFd: number, label: string) {
+  const own = statxAt(dirFd, "", AT_EMPTY_PATH)!.dev;
+  for (const entry of readdirSync(`/proc/self/fd/${dirFd}`, { encoding: "buffer" }) as Buffer[]) {
+    const stat = statxAt(dirFd, entry, AT_SYMLINK_NOFOLLOW);
+    if (!stat) continue;
+    if ((stat.mode & S_IFMT) !== 0o040000) {
+      unlinkat(dirFd, entry, 0);
+      continue;
+    }
+    if (stat.dev !== own) throw mountPointError(`${label}/${entry.toString()}`);
+    const child = openChildDirectory(dirFd, entry, `${label}/${entry.toString()}`);
+    try {
+      removeChildren(child, `${label}/${entry.toString()}`);
+    } finally {
+      closeSync(child);
+    }
+    unlinkat(dirFd, entry, AT_REMOVEDIR);
+  }
+}
+
+const mountPointError = (label: string) => new RootPathError(`${label} is a mount point: not removing what is mounted there`);
+
+/** Opens a child directory for removal: never through a link, never across a mount (also a bind of the same file system). */
+function openChildDirectory(dirFd: number, name: string | Buffer, label: string): number {
+  try {
+    return openat2(dirFd, name, constants.O_RDONLY | constants.O_DIRECTORY | constants.O_NOFOLLOW | O_CLOEXEC, 0, RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_XDEV);
+  } catch (error) {
+    if ((error as SystemError).code === "EXDEV") throw mountPointError(label);
+    throw error;
+  }
+}
+
+/** Copies `size` bytes from one descriptor to another: in the kernel when it can. */
+function copyContent(from: number, to: number, size: number) {
+  if (size === 0 || copyFileRange(from, to, size)) return;
+  const buffer = Buffer.allocUnsafe(Math.min(size, 1 << 20));
+  for (;;) {
+    const n = readSync(from, buffer, 0, buffer.length, null);
+    if (n === 0) break;
+    writeAll(to, buffer.subarray(0, n));
+  }
+}
+
+function writeAll(fd: number, bytes: Uint8Array) {
+  for (let offset = 0; offset < bytes.length; ) offset += writeSync(fd, bytes, offset, bytes.length - offset);
+}
+
+function missing(error: unknown): boolean {
+  const code = (error as SystemError).code;
+  return code === "ENOENT" || code === "ENOTDIR";
+}
+
+/** Removes a host directory that MemoBuild owns (a snapshot, a staging directory) safely. */
+export function removeTree(directory: string) {
+  const slash = directory.lastIndexOf("/");
+  const parent = slash <= 0 ? "/" : directory.slice(0, slash);
+  try {
+    Root.with(parent, (root) => root.removeAll(directory.slice(slash + 1)), { symlinks: "none" });
+  } catch (error) {
+    if (!missing(error)) throw error;
+  }
+}
