@@ -3,7 +3,8 @@
  * results until the cache fits a size. Layers that a named image in the store uses are never
  * evicted; a layer goes (blob and snapshot) once no kept step or image refers to it.
  */
-import { existsSync, readdirSync, rmSync, statSync } from "node:fs";
+import { existsSync, statSync } from "node:fs";
+import { removeTree } from "../rootfs/root.ts";
 import { join } from "node:path";
 import { loadImage } from "../image/layout.ts";
 import type { LocalStore } from "./store.ts";
@@ -29,8 +30,7 @@ export function usage(store: LocalStore): Usage {
   const blobs = directorySize(join(store.dir, "blobs"));
   const snapshots = directorySize(join(store.dir, "snapshots"));
   const mounts = directorySize(join(store.dir, "mounts"));
-  const count = (table: string) => (store.db.query(`SELECT COUNT(*) AS n FROM ${table}`).get() as { n: number }).n;
-  return { blobs, snapshots, mounts, total: blobs + snapshots + mounts, steps: count("steps"), layers: count("layers"), images: count("images") };
+  return { blobs, snapshots, mounts, total: blobs + snapshots + mounts, ...store.counts() };
 }
 
 /** Every blob and layer a named image needs. */
@@ -66,26 +66,22 @@ function layerBytes(store: LocalStore, diffId: string): number {
 
 /** Deletes layers no kept step or image refers to; returns bytes freed and count. */
 function sweep(store: LocalStore, protect: { layers: Set<string>; blobs: Set<string> }): { layers: number; bytes: number } {
-  const referenced = new Set((store.db.query("SELECT DISTINCT diff_id FROM steps WHERE diff_id IS NOT NULL").all() as { diff_id: string }[]).map((r) => r.diff_id));
+  const referenced = store.stepLayerIds();
   let layers = 0;
   let bytes = 0;
-  for (const { diff_id: diffId, digest } of store.db.query("SELECT diff_id, digest FROM layers").all() as { diff_id: string; digest: string }[]) {
+  for (const { diffId, digest } of store.layers()) {
     if (referenced.has(diffId) || protect.layers.has(diffId)) continue;
     bytes += layerBytes(store, diffId);
-    rmSync(store.snapshotPath(diffId), { recursive: true, force: true });
-    if (!protect.blobs.has(digest)) rmSync(store.blobPath(digest), { force: true });
-    store.db.query("DELETE FROM layers WHERE diff_id = ?").run(diffId);
+    store.removeSnapshot(diffId);
+    if (!protect.blobs.has(digest)) store.removeBlob(digest);
+    store.deleteLayer(diffId);
     layers++;
   }
   // Config and manifest blobs of builds that no image is named for.
-  for (const name of readdirSync(join(store.dir, "blobs/sha256"))) {
-    const digest = `sha256:${name}`;
-    if (protect.blobs.has(digest)) continue;
-    const isLayer = store.db.query("SELECT 1 FROM layers WHERE digest = ?").get(digest);
-    if (!isLayer) {
-      bytes += statSync(store.blobPath(digest)).size;
-      rmSync(store.blobPath(digest), { force: true });
-    }
+  for (const digest of store.blobDigests()) {
+    if (protect.blobs.has(digest) || store.isLayerBlob(digest)) continue;
+    bytes += store.blobSize(digest);
+    store.removeBlob(digest);
   }
   return { layers, bytes };
 }
@@ -99,12 +95,11 @@ export function collectGarbage(store: LocalStore, maxBytes: number): GcResult {
   result.layersRemoved += first.layers;
   result.bytesFreed += first.bytes;
   total -= first.bytes;
-  const steps = store.db.query("SELECT key, diff_id FROM steps ORDER BY last_used ASC").all() as { key: string; diff_id: string | null }[];
-  for (const step of steps) {
+  for (const step of store.stepsByLastUse()) {
     if (total <= maxBytes) break;
-    store.db.query("DELETE FROM steps WHERE key = ?").run(step.key);
+    store.deleteStep(step.key);
     result.stepsRemoved++;
-    if (step.diff_id === null) continue;
+    if (step.diffId === null) continue;
     const swept = sweep(store, protect);
     result.layersRemoved += swept.layers;
     result.bytesFreed += swept.bytes;
@@ -116,12 +111,12 @@ export function collectGarbage(store: LocalStore, maxBytes: number): GcResult {
 /** Removes every step result (and, with `mounts`, the cache mounts); keeps named images. */
 export function prune(store: LocalStore, options: { mounts: boolean }): GcResult {
   const protect = protectedByImages(store);
-  const stepsRemoved = store.db.query("DELETE FROM steps").run().changes;
+  const stepsRemoved = store.deleteAllSteps();
   const swept = sweep(store, protect);
   let bytes = swept.bytes;
   if (options.mounts) {
     bytes += directorySize(join(store.dir, "mounts"));
-    rmSync(join(store.dir, "mounts"), { recursive: true, force: true });
+    removeTree(join(store.dir, "mounts"));
   }
   return { stepsRemoved, layersRemoved: swept.layers, bytesFreed: bytes };
 }

@@ -7,8 +7,10 @@
  *   memobuild.db           SQLite (WAL): layers, step results, image references
  *
  * Every write is atomic: a blob or snapshot is complete in tmp/ and then renamed into place,
- * and the database row that points to it is written after the rename. A crash at any moment
- * leaves, at worst, unreferenced files. Blobs are verified against their digest when read.
+ * and the database row that points to it is written after the rename. Deletion is the same in
+ * reverse: a snapshot is renamed out of snapshots/ into tmp/ first and only then emptied, so a
+ * directory under snapshots/ is always complete (a crash mid-delete leaves a tmp/ directory of
+ * a dead process, removed on the next open). Blobs are verified against their digest when read.
  */
 import { randomHex } from "../util/random.ts";
 import { UserError } from "../errors.ts";
@@ -16,6 +18,7 @@ import { Database } from "bun:sqlite";
 import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeSync } from "node:fs";
 import { join } from "node:path";
 import { extractLayer } from "../snapshot/extract.ts";
+import { removeTree } from "../rootfs/root.ts";
 import { tryLockExclusive, tryLockShared, umount, unlock } from "../snapshot/libc.ts";
 
 export interface LayerRecord {
@@ -154,7 +157,7 @@ export class LocalStore {
       if (pid === process.pid) continue;
       const path = join(this.tmpRoot, name);
       unmountBelow(path);
-      rmSync(path, { recursive: true, force: true });
+      removeTree(path);
     }
   }
 
@@ -257,6 +260,30 @@ export class LocalStore {
     return join(this.dir, "snapshots", hexOf(diffId));
   }
 
+  /**
+   * Deletes a layer's snapshot: renamed out of snapshots/ first (atomic), then emptied, so no
+   * half-deleted snapshot can ever be found and used.
+   */
+  removeSnapshot(diffId: string) {
+    const doomed = join(this.tmpRoot, `${process.pid}-${randomHex(6)}-deleted`);
+    try {
+      renameSync(this.snapshotPath(diffId), doomed);
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === "ENOENT") return;
+      throw error;
+    }
+    removeTree(doomed);
+  }
+
+  removeBlob(digest: string) {
+    rmSync(this.blobPath(digest), { force: true });
+  }
+
+  /** Every blob's digest in blobs/. */
+  blobDigests(): string[] {
+    return readdirSync(join(this.dir, "blobs/sha256")).filter((n) => /^[0-9a-f]{64}$/.test(n)).map((n) => `sha256:${n}`);
+  }
+
   /** Moves a complete snapshot directory into place (another build may have won the race). */
   adoptSnapshot(diffId: string, directory: string) {
     const target = this.snapshotPath(diffId);
@@ -265,7 +292,7 @@ export class LocalStore {
     } catch (error) {
       const code = (error as NodeJS.ErrnoException).code;
       if (code !== "ENOTEMPTY" && code !== "EEXIST") throw error;
-      rmSync(directory, { recursive: true, force: true });
+      removeTree(directory);
     }
   }
 
@@ -284,7 +311,7 @@ export class LocalStore {
       extractLayer(tar, root);
       this.adoptSnapshot(diffId, root);
     } finally {
-      rmSync(staging, { recursive: true, force: true });
+      removeTree(staging);
     }
     return target;
   }
@@ -307,6 +334,51 @@ export class LocalStore {
     const now = Date.now();
     this.db.query("INSERT OR REPLACE INTO steps VALUES (?, ?, ?, ?)").run(key, diffId, now, now);
     return { key, diffId, created: now };
+  }
+
+  /** Diff IDs that some step result produced. */
+  stepLayerIds(): Set<string> {
+    const rows = this.db.query("SELECT DISTINCT diff_id FROM steps WHERE diff_id IS NOT NULL").all() as { diff_id: string }[];
+    return new Set(rows.map((r) => r.diff_id));
+  }
+
+  /** Step results, least recently used first. */
+  stepsByLastUse(): { key: string; diffId: string | null }[] {
+    const rows = this.db.query("SELECT key, diff_id FROM steps ORDER BY last_used ASC").all() as { key: string; diff_id: string | null }[];
+    return rows.map((r) => ({ key: r.key, diffId: r.diff_id }));
+  }
+
+  deleteStep(key: string) {
+    this.db.query("DELETE FROM steps WHERE key = ?").run(key);
+  }
+
+  /** Removes every step result; returns how many there were. */
+  deleteAllSteps(): number {
+    return this.db.query("DELETE FROM steps").run().changes;
+  }
+
+  /** Every layer record. */
+  layers(): LayerRecord[] {
+    const rows = this.db.query("SELECT diff_id FROM layers").all() as { diff_id: string }[];
+    return rows.map((r) => this.layer(r.diff_id)!);
+  }
+
+  /** Forgets a layer (and its compressed forms) in one transaction; files are removed by the caller first. */
+  deleteLayer(diffId: string) {
+    this.db.transaction(() => {
+      this.db.query("DELETE FROM layers WHERE diff_id = ?").run(diffId);
+      this.db.query("DELETE FROM compressed_layers WHERE diff_id = ?").run(diffId);
+    })();
+  }
+
+  /** True when some layer's blob is `digest` (layer blobs are kept with their layer). */
+  isLayerBlob(digest: string): boolean {
+    return this.db.query("SELECT 1 FROM layers WHERE digest = ? UNION SELECT 1 FROM compressed_layers WHERE digest = ?").get(digest, digest) !== null;
+  }
+
+  counts(): { steps: number; layers: number; images: number } {
+    const count = (table: string) => (this.db.query(`SELECT COUNT(*) AS n FROM ${table}`).get() as { n: number }).n;
+    return { steps: count("steps"), layers: count("layers"), images: count("images") };
   }
 
   // ---- what each step of the last build read (for `explain`)

@@ -27,6 +27,8 @@ let checked = false;
  * never exercise a stale executable.
  */
 export function memobuildBinary(): string {
+  // To prove a test fails on an older build: MEMOBUILD_TEST_BINARY=/path/to/old/memobuild bun test ...
+  if (process.env.MEMOBUILD_TEST_BINARY) return process.env.MEMOBUILD_TEST_BINARY;
   if (!checked && (!existsSync(BINARY) || statSync(BINARY).mtimeMs < newestSource())) {
     const build = Bun.spawnSync([process.execPath, "build", "--compile", "--minify", "--sourcemap", "bin/memobuild.ts", "src/hash/hash-worker.ts", "--outfile", BINARY], {
       cwd: REPO_ROOT,

@@ -1,0 +1,225 @@
+/**
+ * An untrusted repository built on a CI machine must not reach the host: each case below is a
+ * way a Dockerfile, a context or a layer once read or wrote the host's files. A host directory
+ * full of marker files sits outside every root; each build points links at it, and the test
+ * proves it unchanged (same names, same contents, same link counts) and that nothing of it
+ * reached the image.
+ */
+import { afterAll, beforeAll, beforeEach, describe, expect, test } from "bun:test";
+import { lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { memobuildBinary, REPO_ROOT, runMemobuild, type RunResult } from "./support/binary.ts";
+import { TarWriter, type TarEntry } from "../src/image/tar.ts";
+
+const work = mkdtempSync(join(tmpdir(), "memobuild-confine-"));
+const cacheDir = join(work, "cache");
+const host = join(work, "host");
+afterAll(() => rmSync(work, { recursive: true, force: true }));
+
+/** Every entry under the host directory with its type, content and link count. */
+function hostState(): string {
+  return readdirSync(host, { recursive: true })
+    .map(String)
+    .sort()
+    .map((name) => {
+      const stat = lstatSync(join(host, name));
+      return `${name} ${stat.mode.toString(8)} ${stat.nlink} ${stat.isFile() ? readFileSync(join(host, name), "utf8") : ""}`;
+    })
+    .join("\n");
+}
+
+beforeEach(() => {
+  rmSync(host, { recursive: true, force: true });
+  mkdirSync(join(host, "dir"), { recursive: true });
+  writeFileSync(join(host, "marker"), "host marker");
+  writeFileSync(join(host, "shadow"), "host secret");
+  writeFileSync(join(host, "dir/file"), "host file");
+});
+
+let count = 0;
+function project(files: Record<string, string>, links: Record<string, string> = {}): string {
+  const dir = join(work, `p${++count}`);
+  for (const [name, content] of Object.entries(files)) {
+    mkdirSync(join(dir, name, ".."), { recursive: true });
+    writeFileSync(join(dir, name), content);
+  }
+  for (const [name, target] of Object.entries(links)) {
+    mkdirSync(join(dir, name, ".."), { recursive: true });
+    symlinkSync(target, join(dir, name));
+  }
+  return dir;
+}
+
+function build(dir: string, ...args: string[]): RunResult {
+  return runMemobuild(["build", dir, "--cache-dir", cacheDir, "--progress", "plain", ...args]);
+}
+
+function run(ref: string, ...command: string[]): RunResult {
+  return runMemobuild(["run", ref, "--cache-dir", cacheDir, "--", ...command]);
+}
+
+/** The build either fails or succeeds; either way the host is exactly as it was. */
+function expectHostUntouched(result: RunResult, before: string) {
+  expect(hostState()).toBe(before);
+  return result;
+}
+
+beforeAll(() => {
+  const prepare = Bun.spawnSync(["bash", join(REPO_ROOT, "scripts/prepare-base-rootfs.sh")], { stderr: "pipe" });
+  if (prepare.exitCode !== 0) throw new Error(prepare.stderr.toString());
+  memobuildBinary();
+  const base = build(join(REPO_ROOT, "examples/base"), "-t", "memobuild/busybox:latest");
+  if (base.exitCode !== 0) throw new Error(base.stderr);
+}, 120_000);
+
+describe("escapes from the issue, each kept inside the image", () => {
+  test("a rw bind mount of a stage's link to a host directory writes into the stage, not the host", () => {
+    const before = hostState();
+    const dir = project({
+      Dockerfile: [
+        "FROM memobuild/busybox AS evil",
+        `RUN ln -s ${host} /esc && ln -s / /root-link`,
+        "FROM memobuild/busybox",
+        "RUN --mount=type=bind,from=evil,source=/esc,target=/h,rw sh -c 'echo pwned > /h/marker; echo new > /h/created; ls /h > /listing' || true",
+        "RUN --mount=type=bind,from=evil,source=/root-link/etc,target=/e cat /e/hostname > /seen-hostname 2>&1 || true",
+      ].join("\n"),
+    });
+    expectHostUntouched(build(dir, "-t", "bind-escape:test"), before);
+    // The bind source resolved inside the stage: nothing of the host was listed or read.
+    const listing = run("bind-escape:test", "cat", "/listing").stdout;
+    expect(listing).not.toContain("shadow");
+    expect(run("bind-escape:test", "cat", "/seen-hostname").stdout).not.toBe(readFileSync("/etc/hostname", "utf8"));
+  });
+
+  test("COPY a/ b/ /dst/ with a/s -> host dir and b/s/file writes inside the image", () => {
+    const before = hostState();
+    const dir = project(
+      { Dockerfile: "FROM memobuild/busybox\nCOPY a/ b/ /dst/\n", "b/s/marker": "evil", "b/s/file": "evil" },
+      { "a/s": host },
+    );
+    expectHostUntouched(build(dir, "-t", "copy-escape:test"), before);
+  });
+
+  test("ADD of a tar with l -> host dir and a hard link x -> l/shadow never links the host file", () => {
+    const before = hostState();
+    const dir = project({ Dockerfile: "FROM memobuild/busybox\nADD evil.tar /\nRUN cat /x > /stolen 2>&1 || true\n" });
+    writeFileSync(join(dir, "evil.tar"), tar([[{ name: "l", type: "symlink", linkname: host }], [{ name: "x", type: "hardlink", linkname: "l/shadow" }]]));
+    const result = expectHostUntouched(build(dir, "-t", "hardlink-escape:test"), before);
+    if (result.exitCode === 0) expect(run("hardlink-escape:test", "cat", "/stolen").stdout).not.toContain("host secret");
+    else expect(result.stderr).toContain('hardlink "x"');
+  });
+
+  test("a write through a layer's link to a host directory lands inside the image", () => {
+    const before = hostState();
+    const dir = project({ Dockerfile: "FROM memobuild/busybox\nADD evil.tar /\n" });
+    writeFileSync(join(dir, "evil.tar"), tar([[{ name: "l", type: "symlink", linkname: host }], [{ name: "l/marker" }, "evil"]]));
+    const result = expectHostUntouched(build(dir, "-t", "layer-write:test"), before);
+    expect(result.exitCode).toBe(0);
+    expect(run("layer-write:test", "cat", `${host}/marker`).stdout).toBe("evil\n");
+  });
+
+  test("COPY --from a stage's link to a host file copies nothing of the host", () => {
+    const before = hostState();
+    const dir = project({
+      Dockerfile: [`FROM memobuild/busybox AS evil`, `RUN ln -s ${host} /esc`, "FROM memobuild/busybox", "COPY --from=evil /esc/shadow /x"].join("\n"),
+    });
+    const result = expectHostUntouched(build(dir, "-t", "from-escape:test"), before);
+    expect(result.exitCode).toBe(1);
+    expect(result.stderr).toContain("/esc/shadow: no such file or directory in the source");
+  });
+
+  const mountTargets: [string, string][] = [
+    ["WORKDIR", `WORKDIR /esc/wd\nRUN true`],
+    ["a tmpfs mount target", `RUN --mount=type=tmpfs,target=/esc/tmp true`],
+    ["a cache mount target", `RUN --mount=type=cache,target=/esc/cache true`],
+    ["a secret mount target", `RUN --mount=type=secret,id=s,target=/esc/secret true`],
+    ["a context bind mount target", `RUN --mount=type=bind,source=Dockerfile,target=/esc/bound true`],
+  ];
+  for (const [name, instruction] of mountTargets) {
+    test(`${name} through a link to a host directory makes nothing on the host`, () => {
+      const before = hostState();
+      const secret = join(work, "secret.txt");
+      writeFileSync(secret, "value");
+      const dir = project({ Dockerfile: `FROM memobuild/busybox\nRUN ln -s ${host} /esc\n${instruction}\n` });
+      const result = expectHostUntouched(build(dir, "--secret", `id=s,src=${secret}`), before);
+      expect(result.exitCode).toBe(0);
+    });
+  }
+});
+
+describe("symlinked destinations are written through, as BuildKit does", () => {
+  test("COPY into a linked directory and onto a link to a file", () => {
+    const dir = project({
+      Dockerfile: [
+        "FROM memobuild/busybox",
+        "RUN mkdir /real && ln -s /real /linkdir && echo old > /real/f && ln -s /real/f /linkfile",
+        "COPY a.txt /linkdir/",
+        "COPY b.txt /linkfile",
+      ].join("\n"),
+      "a.txt": "a\n",
+      "b.txt": "b\n",
+    });
+    const result = build(dir, "-t", "linkdest:test");
+    expect(result.exitCode).toBe(0);
+    const view = run("linkdest:test", "sh", "-c", "readlink /linkdir; readlink /linkfile; cat /real/a.txt /real/f").stdout;
+    expect(view).toBe("/real\n/real/f\na\nb\n");
+  });
+
+  test("a usr-merged base keeps /lib a link when COPY writes below it", () => {
+    const dir = project({
+      Dockerfile: ["FROM memobuild/busybox", "RUN mkdir -p /usr/lib && echo keep > /usr/lib/libkeep.so && ln -s usr/lib /lib", "COPY libnew.so /lib/"].join("\n"),
+      "libnew.so": "new\n",
+    });
+    expect(build(dir, "-t", "usrmerge:test").exitCode).toBe(0);
+    expect(run("usrmerge:test", "sh", "-c", "readlink /lib; ls /usr/lib").stdout).toBe("usr/lib\nlibkeep.so\nlibnew.so\n");
+  });
+});
+
+describe("layer stacks and mount sources the overlay used to refuse", () => {
+  test("the same layer twice in a stack", () => {
+    const dir = project({ Dockerfile: "FROM memobuild/busybox\nCOPY f /f\nRUN rm /f\nCOPY f /f\nRUN rm /f\nRUN test ! -e /f\n", f: "x" });
+    const result = build(dir);
+    expect(result.stderr).not.toContain("Too many levels");
+    expect(result.exitCode).toBe(0);
+  });
+
+  test("a single-layer stage as a COPY --from source and as a bind-mount source", () => {
+    const dir = project({
+      Dockerfile: ["FROM scratch AS one", "COPY f /f", "FROM memobuild/busybox", "COPY --from=one /f /g", "RUN --mount=type=bind,from=one,target=/m cat /m/f /g > /both"].join("\n"),
+      f: "one\n",
+    });
+    expect(build(dir, "-t", "onelayer:test").exitCode).toBe(0);
+    expect(run("onelayer:test", "cat", "/both").stdout).toBe("one\none\n");
+  });
+
+  test("a bind mount of a single file, from the context and from a stage", () => {
+    const dir = project({
+      Dockerfile: [
+        "FROM memobuild/busybox AS mod",
+        "RUN echo from-stage > /stage.mod",
+        "FROM memobuild/busybox",
+        "WORKDIR /src",
+        "RUN --mount=type=bind,source=go.mod,target=go.mod --mount=type=bind,from=mod,source=/stage.mod,target=/src/stage.mod cat go.mod stage.mod > /out",
+      ].join("\n"),
+      "go.mod": "module x\n",
+    });
+    expect(build(dir, "-t", "filebind:test").exitCode).toBe(0);
+    expect(run("filebind:test", "sh", "-c", "cat /out; ls -A /src").stdout).toBe("module x\nfrom-stage\n");
+  });
+});
+
+function tar(entries: [Partial<TarEntry> & { name: string }, string?][]): Buffer {
+  const chunks: Uint8Array[] = [];
+  const writer = new TarWriter((c) => chunks.push(c));
+  for (const [entry, content] of entries) {
+    const body = Buffer.from(content ?? "");
+    writer.add({ type: "file", mode: 0o644, uid: 0, gid: 0, mtime: 0, ...entry, size: entry.type && entry.type !== "file" ? 0 : body.length });
+    if (body.length) {
+      writer.content(body);
+      writer.pad(body.length);
+    }
+  }
+  writer.finish();
+  return Buffer.concat(chunks);
+}
