@@ -223,3 +223,39 @@ function tar(entries: [Partial<TarEntry> & { name: string }, string?][]): Buffer
   writer.finish();
   return Buffer.concat(chunks);
 }
+
+describe("cache gc killed while it deletes", () => {
+  test("20 kill -9s during prune: every later build sees complete snapshots", async () => {
+    const files = 5000;
+    const crashCache = join(work, "crash-cache");
+    const crashBuild = (n: number) =>
+      // SOURCE_DATE_EPOCH makes the files layer reproducible: a re-run meets the directory a
+      // killed gc was deleting, which is where a half-deleted snapshot used to be adopted.
+      runMemobuild(["build", dir, "--cache-dir", crashCache, "--progress", "plain", "--build-arg", `N=${n}`, "--build-arg", "SOURCE_DATE_EPOCH=0"]);
+    const dir = project({
+      Dockerfile: [
+        "FROM memobuild/busybox",
+        `RUN mkdir /many && cd /many && seq 1 ${files} | xargs touch`,
+        "ARG N",
+        // Runs every time (N changes): counts what the layer below really holds.
+        `RUN echo "round $N" && test "$(ls /many | wc -l)" -eq ${files}`,
+      ].join("\n"),
+    });
+    const base = runMemobuild(["build", join(REPO_ROOT, "examples/base"), "-t", "memobuild/busybox:latest", "--cache-dir", crashCache]);
+    expect(base.exitCode).toBe(0);
+    let killedMidway = 0;
+    for (let round = 0; round < 20; round++) {
+      const result = crashBuild(round);
+      if (result.exitCode !== 0) throw new Error(`round ${round}: ${result.stderr}`);
+      const gc = Bun.spawn([memobuildBinary(), "cache", "prune", "--cache-dir", crashCache], { stdout: "ignore", stderr: "ignore" });
+      await Bun.sleep(5 + Math.floor(Math.random() * 60));
+      gc.kill("SIGKILL");
+      if ((await gc.exited) !== 0) killedMidway++;
+    }
+    expect(crashBuild(99).exitCode).toBe(0);
+    // Most kills landed before prune finished; each one was followed by a correct build.
+    expect(killedMidway).toBeGreaterThan(0);
+    const staging = readdirSync(join(crashCache, "tmp"));
+    expect(staging).toEqual([]);
+  }, 240_000);
+});
