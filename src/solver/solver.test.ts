@@ -1,0 +1,181 @@
+/**
+ * The solver with a fake executor (as BuildKit tests its solver with fake ops): keys, cache
+ * hits and misses, parallel stages, a failing step and --target pruning, with no root, no
+ * overlayfs and no OCI runtime. The fake packs a tiny real layer so the store and the image
+ * are real.
+ */
+import { afterAll, describe, expect, test } from "bun:test";
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { LocalStore } from "../cache/store.ts";
+import type { Executor, StepLayer, StepRequest } from "../executor/executor.ts";
+import { writeLayerTar } from "../snapshot/pack.ts";
+import { silentProgress } from "./progress.ts";
+import { build, BuildError, type BuildResult } from "./solver.ts";
+
+const work = mkdtempSync(join(tmpdir(), "memobuild-solver-"));
+afterAll(() => rmSync(work, { recursive: true, force: true }));
+
+/** Records every step it is asked to run; its layer holds one file named after the step. */
+class FakeExecutor implements Executor {
+  readonly ran: string[] = [];
+  constructor(private readonly behave: (request: StepRequest) => Promise<void> | void = () => {}) {}
+  async execute(request: StepRequest): Promise<StepLayer> {
+    const text = request.instruction.kind === "RUN" && request.instruction.command.form === "shell" ? request.instruction.command.text : request.instruction.kind;
+    this.ran.push(text);
+    await this.behave(request);
+    const directory = join(request.work, "layer");
+    mkdirSync(directory);
+    writeFileSync(join(directory, "step"), `${text} ${request.lowers.length} ${[...request.sources.keys()].join(",")}`);
+    const tar = join(request.work, "layer.tar");
+    const packed = writeLayerTar(directory, tar, { clampMtime: 0 });
+    return { directory, tar, diffId: packed.diffId, size: packed.size };
+  }
+}
+
+let projects = 0;
+function project(dockerfile: string, files: Record<string, string> = {}) {
+  const dir = join(work, `p${++projects}`);
+  mkdirSync(dir);
+  writeFileSync(join(dir, "Dockerfile"), dockerfile);
+  for (const [name, content] of Object.entries(files)) writeFileSync(join(dir, name), content);
+  const cache = join(dir, ".cache");
+  return {
+    dir,
+    async build(executor: Executor, options: { target?: string; noCache?: boolean } = {}): Promise<BuildResult> {
+      const store = LocalStore.open(cache);
+      try {
+        return await build({
+          contextDir: dir,
+          dockerfileText: dockerfile,
+          dockerfilePath: "Dockerfile",
+          buildArgs: {},
+          noCache: options.noCache ?? false,
+          target: options.target,
+          store,
+          secrets: new Map(),
+          network: "none",
+          progress: silentProgress,
+          executor,
+        });
+      } finally {
+        store.close();
+      }
+    },
+  };
+}
+
+const statuses = (result: BuildResult) => Object.fromEntries(result.steps.map((s) => [s.id, s.status]));
+
+describe("solver with a fake executor", () => {
+  test("a miss runs, a rebuild hits and runs nothing, an edit misses only what reads it", async () => {
+    const p = project("FROM scratch\nRUN first\nCOPY a.txt /a\nRUN last\n", { "a.txt": "one" });
+    const cold = new FakeExecutor();
+    const first = await p.build(cold);
+    expect(cold.ran).toEqual(["first", "COPY", "last"]);
+    expect(statuses(first)).toEqual({ "0/0": "executed", "0/1": "executed", "0/2": "executed", "0/3": "executed" });
+
+    const warm = new FakeExecutor();
+    const again = await p.build(warm);
+    expect(warm.ran).toEqual([]);
+    expect(statuses(again)).toEqual({ "0/0": "cached-local", "0/1": "cached-local", "0/2": "cached-local", "0/3": "cached-local" });
+    expect(again.image!.manifestDigest).toBe(first.image!.manifestDigest);
+    expect(again.image!.config.rootfs.diff_ids).toHaveLength(3);
+
+    writeFileSync(join(p.dir, "a.txt"), "two");
+    const edited = new FakeExecutor();
+    const third = await p.build(edited);
+    expect(edited.ran).toEqual(["COPY", "last"]);
+    expect(third.steps.find((s) => s.id === "0/1")!.key).toBe(first.steps.find((s) => s.id === "0/1")!.key);
+    expect(third.steps.find((s) => s.id === "0/2")!.key).not.toBe(first.steps.find((s) => s.id === "0/2")!.key);
+  });
+
+  test("the executor gets the parent layers and the stages a step reads, resolved", async () => {
+    const p = project("FROM scratch AS tools\nRUN make-tools\nFROM scratch\nRUN one\nCOPY --from=tools /x /x\nRUN --mount=type=bind,from=tools,target=/t use\n");
+    const requests: StepRequest[] = [];
+    await p.build(new FakeExecutor((r) => void requests.push(r)));
+    const copy = requests.find((r) => r.instruction.kind === "COPY")!;
+    expect(copy.lowers).toHaveLength(1);
+    expect([...copy.sources.keys()]).toEqual(["tools"]);
+    expect(copy.sources.get("tools")).toHaveLength(1);
+    const use = requests.find((r) => r.instruction.kind === "RUN" && r.instruction.command.form === "shell" && r.instruction.command.text === "use")!;
+    expect(use.lowers).toHaveLength(2);
+    expect(use.sources.get("tools")).toEqual(copy.sources.get("tools")!);
+  });
+
+  test("a stage read by --mount from= keys the step: rebuilding the stage misses the reader", async () => {
+    const p = project("FROM scratch AS tools\nCOPY t.txt /t\nFROM scratch\nRUN --mount=type=bind,from=tools,target=/t use\n", { "t.txt": "1" });
+    await p.build(new FakeExecutor());
+    writeFileSync(join(p.dir, "t.txt"), "2");
+    const again = new FakeExecutor();
+    await p.build(again);
+    expect(again.ran).toEqual(["COPY", "use"]);
+  });
+
+  test("FROM <stage> and a context bind mount key their steps: an edit misses the readers", async () => {
+    const p = project("FROM scratch AS base\nCOPY b.txt /b\nFROM base\nRUN child\nFROM scratch\nRUN --mount=type=bind,source=m.txt,target=/m reader\n", { "b.txt": "1", "m.txt": "1" });
+    await p.build(new FakeExecutor());
+    writeFileSync(join(p.dir, "b.txt"), "2");
+    const afterBase = new FakeExecutor();
+    await p.build(afterBase);
+    expect(afterBase.ran).toEqual(["COPY", "child"]);
+    writeFileSync(join(p.dir, "m.txt"), "2");
+    const afterMount = new FakeExecutor();
+    await p.build(afterMount);
+    expect(afterMount.ran).toEqual(["reader"]);
+  });
+
+  test("independent stages run at the same time", async () => {
+    const p = project("FROM scratch AS a\nRUN left\nFROM scratch AS b\nRUN right\nFROM scratch\nCOPY --from=a /x /a\nCOPY --from=b /x /b\n");
+    let waiting: (() => void) | undefined;
+    const met: string[] = [];
+    // Each of the two stage steps waits for the other: only parallel stages get through.
+    const rendezvous = (request: StepRequest) => {
+      if (request.instruction.kind !== "RUN") return;
+      met.push("arrived");
+      if (waiting) {
+        waiting();
+        return;
+      }
+      return Promise.race([
+        new Promise<void>((resolve) => (waiting = resolve)),
+        Bun.sleep(5000).then(() => {
+          throw new Error("the other stage never started: stages ran one after the other");
+        }),
+      ]);
+    };
+    const result = await p.build(new FakeExecutor(rendezvous));
+    expect(met).toEqual(["arrived", "arrived"]);
+    expect(statuses(result)["2/2"]).toBe("executed");
+  });
+
+  test("a failing step stops the build with its location; nothing after it runs", async () => {
+    const p = project("FROM scratch\nRUN ok\nRUN broken\nRUN never\n");
+    const executor = new FakeExecutor((r) => {
+      if (r.instruction.kind === "RUN" && r.instruction.command.form === "shell" && r.instruction.command.text === "broken") throw new BuildError("broken: exit code 2", 2);
+    });
+    await expect(p.build(executor)).rejects.toThrow("broken: exit code 2");
+    expect(executor.ran).toEqual(["ok", "broken"]);
+    // What succeeded before the failure is cached: a fixed rerun starts at the broken step.
+    const again = new FakeExecutor();
+    await p.build(again);
+    expect(again.ran).toEqual(["broken", "never"]);
+  });
+
+  test("--target prunes stages the target does not need; their steps are skipped", async () => {
+    const p = project("FROM scratch AS lint\nRUN lint\nFROM scratch AS app\nRUN compile\nFROM app AS test\nRUN test\n");
+    const executor = new FakeExecutor();
+    const result = await p.build(executor, { target: "app" });
+    expect(executor.ran).toEqual(["compile"]);
+    expect(statuses(result)).toMatchObject({ "lint/1": "skipped", "app/1": "executed", "test/1": "skipped" });
+  });
+
+  test("--no-cache runs every step again", async () => {
+    const p = project("FROM scratch\nRUN once\n");
+    await p.build(new FakeExecutor());
+    const again = new FakeExecutor();
+    await p.build(again, { noCache: true });
+    expect(again.ran).toEqual(["once"]);
+  });
+});
