@@ -114,15 +114,17 @@ describe("solver with a fake executor", () => {
   });
 
   test("FROM <stage> and a context bind mount key their steps: an edit misses the readers", async () => {
-    const p = project("FROM scratch AS base\nCOPY b.txt /b\nFROM base\nRUN child\nFROM scratch\nRUN --mount=type=bind,source=m.txt,target=/m reader\n", { "b.txt": "1", "m.txt": "1" });
-    await p.build(new FakeExecutor());
-    writeFileSync(join(p.dir, "b.txt"), "2");
+    const stages = project("FROM scratch AS base\nCOPY b.txt /b\nFROM base\nRUN child\n", { "b.txt": "1" });
+    await stages.build(new FakeExecutor());
+    writeFileSync(join(stages.dir, "b.txt"), "2");
     const afterBase = new FakeExecutor();
-    await p.build(afterBase);
+    await stages.build(afterBase);
     expect(afterBase.ran).toEqual(["COPY", "child"]);
-    writeFileSync(join(p.dir, "m.txt"), "2");
+    const mounts = project("FROM scratch\nRUN --mount=type=bind,source=m.txt,target=/m reader\n", { "m.txt": "1" });
+    await mounts.build(new FakeExecutor());
+    writeFileSync(join(mounts.dir, "m.txt"), "2");
     const afterMount = new FakeExecutor();
-    await p.build(afterMount);
+    await mounts.build(afterMount);
     expect(afterMount.ran).toEqual(["reader"]);
   });
 
