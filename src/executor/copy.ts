@@ -269,14 +269,11 @@ function listTree(source: Root, path: string, base: string, stat: Stat, excluded
 /** Opens an item's source for reading and runs `use` with the descriptor. */
 function withSource<T>(inputs: CopyInputs, source: ItemSource, use: (fd: number, stat: Stat) => T): T {
   let fd: number;
-  let root: Root | undefined;
   if ("context" in source) {
     // The walk recorded a regular file: a symlink or FIFO put there since is refused.
-    root = Root.open(inputs.context!.root, { symlinks: "none" });
     try {
-      fd = root.openFile(raw(source.context), false);
+      fd = contextRoot(inputs).openFile(raw(source.context), false);
     } catch (error) {
-      root.close();
       throw new CopyError(`${quotePath(source.context)} in the build context cannot be read: ${(error as Error).message}`);
     }
   } else if ("stage" in source) fd = inputs.source!.openFile(raw(source.stage), false);
@@ -288,8 +285,15 @@ function withSource<T>(inputs: CopyInputs, source: ItemSource, use: (fd: number,
     return use(fd, stat);
   } finally {
     closeSync(fd);
-    root?.close();
   }
+}
+
+/** The build context as a root that follows no links, opened once per copy. */
+const openContextRoots = new WeakMap<CopyInputs, Root>();
+function contextRoot(inputs: CopyInputs): Root {
+  let root = openContextRoots.get(inputs);
+  if (!root) openContextRoots.set(inputs, (root = Root.open(inputs.context!.root, { symlinks: "none" })));
+  return root;
 }
 
 function fdStat(fd: number): Stat {
@@ -298,7 +302,15 @@ function fdStat(fd: number): Stat {
 
 /** Writes the copy into `inputs.root`. */
 export function executeCopy(inputs: CopyInputs) {
-  const items = planCopy(inputs);
+  try {
+    writeItems(inputs, planCopy(inputs));
+  } finally {
+    openContextRoots.get(inputs)?.close();
+    openContextRoots.delete(inputs);
+  }
+}
+
+function writeItems(inputs: CopyInputs, items: Item[]) {
   const { root, instruction } = inputs;
   const chmod = instruction.chmod ? parseInt(instruction.chmod, 8) : undefined;
   const chown = instruction.chown ? inputs.owner : undefined;

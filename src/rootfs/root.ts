@@ -111,7 +111,23 @@ export class Root {
     return new Stat(statxAt(fd, "", AT_EMPTY_PATH)!);
   }
 
+  /**
+   * The last parent directory looked up, kept open: a COPY writes thousands of files into the
+   * same few directories. Dropped by anything that could change how a path resolves (a link
+   * made, a directory or link removed or replaced).
+   */
+  private parent?: { path: string; fd: number };
+
+  /** Set when an operation may have changed how the cached parent's path resolves. */
+  private staleParent = false;
+
+  private forgetParent() {
+    if (this.parent) closeFd(this.parent.fd);
+    this.parent = undefined;
+  }
+
   close() {
+    this.forgetParent();
     if (this.fd >= 0) closeFd(this.fd);
     this.fd = -1;
   }
@@ -383,6 +399,7 @@ export class Root {
     return this.atParent(toRaw(path), (dirFd, name) => {
       const stat = statxAt(dirFd, sys(name), AT_SYMLINK_NOFOLLOW);
       if (!stat) return false;
+      if ((stat.mode & S_IFMT) !== 0o100000) this.staleParent = true;
       unlinkat(dirFd, sys(name), (stat.mode & S_IFMT) === 0o040000 ? AT_REMOVEDIR : 0);
       return true;
     });
@@ -413,11 +430,20 @@ export class Root {
     const parts = components(raw);
     const name = parts.pop();
     if (name === undefined || name === "..") throw new RootPathError(`${display(raw) || "/"} does not name an entry below ${this.path}`);
-    const dirFd = parts.length === 0 ? this.fd : this.open(parts.join("/"), O_PATH | constants.O_DIRECTORY);
     try {
-      return use(dirFd, name);
+      if (parts.length === 0) return use(this.fd, name);
+      const dirPath = parts.join("/");
+      if (this.parent?.path !== dirPath) {
+        const fd = this.open(dirPath, O_PATH | constants.O_DIRECTORY);
+        this.forgetParent();
+        this.parent = { path: dirPath, fd };
+      }
+      return use(this.parent.fd, name);
     } finally {
-      if (dirFd !== this.fd) closeFd(dirFd);
+      if (this.staleParent) {
+        this.staleParent = false;
+        this.forgetParent();
+      }
     }
   }
 
@@ -454,6 +480,7 @@ export class Root {
   private clearAt(dirFd: number, name: string, keepDirectory: boolean) {
     const stat = statxAt(dirFd, sys(name), AT_SYMLINK_NOFOLLOW);
     if (!stat) return;
+    if ((stat.mode & S_IFMT) !== 0o100000) this.staleParent = true;
     if ((stat.mode & S_IFMT) !== 0o040000) {
       unlinkat(dirFd, sys(name), 0);
       return;
