@@ -4,7 +4,7 @@
  * entries sorted by name, hardlinks kept, its diff ID (sha256) computed while writing; and
  * gzip for exports, hashed while writing.
  */
-import { closeSync, lstatSync, openSync, readdirSync, readlinkSync, readSync, writeSync, type Dirent } from "node:fs";
+import { closeSync, constants, lstatSync, openSync, readdirSync, readlinkSync, readSync, writeSync, type Dirent } from "node:fs";
 import { fsPath } from "../context/paths.ts";
 import { TarWriter, type TarEntry } from "../image/tar.ts";
 import { getXattr, OVERLAY_OPAQUE } from "./libc.ts";
@@ -74,7 +74,8 @@ export function writeLayerTar(directory: string, tarPath: string, options: PackO
           firstNameOfInode.set(inode, path);
         }
         writer.add({ ...base, size: stat.size });
-        const file = openSync(at(path), "r");
+        // O_NOFOLLOW: an entry lstat()ed as a file and swapped for a link since is refused, not followed.
+        const file = openSync(at(path), constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
         try {
           let offset = 0;
           while (offset < stat.size) {
