@@ -86,7 +86,6 @@ function executeTransfer(request: StepRequest): string {
     let target = layer;
     if (!instruction.link && request.lowers.length > 0) {
       target = join(work, "rootfs");
-      mkdirSync(join(work, "overlay-work"));
       mountOverlay({ layers: request.lowers, upper: layer, work: join(work, "overlay-work"), target });
       mounted.push(target);
     }
@@ -98,11 +97,8 @@ function executeTransfer(request: StepRequest): string {
       const layers = request.sources.get(from);
       if (!layers) throw new Error(`the solver gave no layers for --from=${from}`);
       const sourceDir = join(work, "source");
-      mkdirSync(sourceDir);
-      if (layers.length > 0) {
-        mountOverlay({ layers, target: sourceDir });
-        mounted.push(sourceDir);
-      }
+      mountOverlay({ layers, target: sourceDir });
+      mounted.push(sourceDir);
       source = Root.open(sourceDir);
       roots.push(source);
     }

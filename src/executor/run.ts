@@ -51,17 +51,15 @@ export async function executeRun(request: StepRequest, work: string): Promise<st
   const { instruction, config } = request;
   if (instruction.kind !== "RUN") throw new Error("not a RUN step");
   const upper = join(work, "upper");
-  const overlayWork = join(work, "work");
   const rootfs = join(work, "rootfs");
   const bundle = join(work, "bundle");
-  for (const dir of [upper, overlayWork, rootfs, bundle]) mkdirSync(dir, { recursive: true });
+  mkdirSync(bundle);
   const mounted: string[] = [];
   const leases: CacheMountLease[] = [];
   const held = new Held(work);
   let secretDir: string | undefined;
   try {
-    const layers = request.lowers.length ? request.lowers : [emptyLower(work)];
-    mountOverlay({ layers, upper, work: overlayWork, target: rootfs });
+    mountOverlay({ layers: request.lowers, upper, work: join(work, "work"), target: rootfs });
     mounted.push(rootfs);
     const root = held.root(rootfs);
 
@@ -197,12 +195,6 @@ function mountAt(source: string, target: string) {
   mount(source, target, null, MS_BIND | MS_REC, null);
 }
 
-function emptyLower(work: string): string {
-  const dir = join(work, "empty");
-  mkdirSync(dir, { recursive: true });
-  return dir;
-}
-
 function makeSecretDir(): string {
   const base = existsSync("/dev/shm") ? "/dev/shm" : "/run";
   const dir = join(base, `memobuild-secrets-${process.pid}-${Math.random().toString(36).slice(2)}`);
@@ -239,15 +231,8 @@ function bindSource(request: StepRequest, mount: Extract<Mount, { type: "bind" }
   const layers = request.sources.get(mount.from);
   if (!layers) throw new RunFailedError(`--mount from=${mount.from}: no such stage or image`, 1, []);
   const rootDir = join(dir, "root");
-  mkdirSync(rootDir, { recursive: true });
-  if (layers.length > 0) {
-    if (mount.readonly) mountOverlay({ layers, target: rootDir });
-    else {
-      for (const sub of ["upper", "work"]) mkdirSync(join(dir, sub));
-      mountOverlay({ layers, upper: join(dir, "upper"), work: join(dir, "work"), target: rootDir });
-    }
-    mounted.push(rootDir);
-  }
+  mountOverlay(mount.readonly ? { layers, target: rootDir } : { layers, upper: join(dir, "upper"), work: join(dir, "work"), target: rootDir });
+  mounted.push(rootDir);
   const stageRoot = held.root(rootDir);
   const stat = stageRoot.stat(source);
   if (!stat) throw new RunFailedError(`--mount from=${mount.from}: ${mount.source} does not exist there`, 1, []);

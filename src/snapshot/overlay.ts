@@ -11,9 +11,9 @@ import { mount, umount } from "./libc.ts";
 export class MountError extends UserError {}
 
 export interface OverlaySpec {
-  /** Snapshot directories, bottom (base) first, as everywhere in MemoBuild. At least one. */
+  /** Snapshot directories, bottom (base) first, as everywhere in MemoBuild; may be empty. */
   layers: string[];
-  /** Writable upper and work directories; omit both for a read-only mount. */
+  /** Writable upper and work directories (made when missing); omit both for a read-only mount. */
   upper?: string;
   work?: string;
   target: string;
@@ -23,21 +23,23 @@ export interface OverlaySpec {
  * The lower directories overlayfs accepts for a stack, top-most first. overlayfs refuses the
  * same directory twice ("Too many levels of symbolic links"): a layer that repeats (COPY f; RUN
  * rm f; COPY f) keeps only its top-most place, which merges to the same tree because the upper
- * copy holds every entry, whiteout and opaque marker the lower one does. A read-only overlay
- * needs two lowers: a single layer gets `empty` below it.
+ * copy holds every entry, whiteout and opaque marker the lower one does. overlayfs also needs
+ * one lower directory (two for a read-only mount): empty ones fill in for scratch and
+ * single-layer images.
  */
-export function overlayLowers(lowers: string[], readOnly: boolean, empty: () => string): string[] {
+export function overlayLowers(lowers: string[], readOnly: boolean, empty: (n: number) => string): string[] {
   const unique = lowers.filter((l, i) => lowers.indexOf(l) === i);
-  return readOnly && unique.length === 1 ? [...unique, empty()] : unique;
+  for (let n = 0; unique.length < (readOnly ? 2 : 1); n++) unique.push(empty(n));
+  return unique;
 }
 
 export function mountOverlay(spec: OverlaySpec) {
-  if (spec.layers.length === 0) throw new MountError("an overlay needs at least one lower directory");
-  mkdirSync(spec.target, { recursive: true });
+  // Our own staging paths (never paths inside an image): plain mkdir is right here.
+  for (const dir of [spec.target, spec.upper, spec.work]) if (dir) mkdirSync(dir, { recursive: true });
   const readOnly = !(spec.upper && spec.work);
   // overlayfs lists lower directories top-most first.
-  const specLowers = overlayLowers([...spec.layers].reverse(), readOnly, () => {
-    const empty = `${spec.target}.empty`;
+  const specLowers = overlayLowers([...spec.layers].reverse(), readOnly, (n) => {
+    const empty = `${spec.target}.empty-${n}`;
     mkdirSync(empty, { recursive: true });
     return empty;
   });

@@ -1,5 +1,5 @@
 import type { Command } from "commander";
-import { mkdirSync, rmSync } from "node:fs";
+import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { withStore } from "../store.ts";
 import { DEFAULT_PATH } from "../../image/config.ts";
@@ -8,7 +8,7 @@ import { normalizeReference } from "../../image/reference.ts";
 import { runContainer } from "../../executor/runtime.ts";
 import { mountOverlay, unmount } from "../../snapshot/overlay.ts";
 import { resolveUser } from "../../snapshot/view.ts";
-import { Root } from "../../rootfs/root.ts";
+import { removeTree, Root } from "../../rootfs/root.ts";
 import { UsageError } from "../errors.ts";
 
 export function registerRun(program: Command) {
@@ -30,11 +30,7 @@ export function registerRun(program: Command) {
           if (!record) throw new UsageError(`no image ${ref} in the local store`);
           const image = loadImage(store, record.manifestDigest);
           const lowers = await Promise.all(image.config.rootfs.diff_ids.map((diffId) => store.ensureSnapshot(diffId)));
-          for (const dir of ["upper", "work", "bundle"]) mkdirSync(join(work, dir));
-          if (lowers.length === 0) {
-            mkdirSync(join(work, "empty")); // overlayfs needs a lower directory, even for scratch
-            lowers.push(join(work, "empty"));
-          }
+          mkdirSync(join(work, "bundle"));
           mountOverlay({ layers: lowers, upper: join(work, "upper"), work: join(work, "work"), target: rootfs });
           mounted = true;
           const c = image.config.config;
@@ -55,7 +51,7 @@ export function registerRun(program: Command) {
           process.exitCode = result.exitCode;
         } finally {
           if (mounted) unmount(rootfs);
-          rmSync(work, { recursive: true, force: true });
+          removeTree(work); // holds an image tree: never follow a link or cross a mount left there
         }
       });
     });
