@@ -21,7 +21,7 @@ function compressionOf(head: Buffer): Exclude<ArchiveKind, "tar"> | undefined {
 }
 
 /** A tar header block: its checksum (bytes summed with the checksum field as spaces) matches. */
-export function isTarHeader(block: Buffer): boolean {
+function isTarHeader(block: Buffer): boolean {
   if (block.length < 512) return false;
   const stored = parseInt(block.toString("latin1", 148, 156).replace(/[\0 ]+$/g, "").trim(), 8);
   if (!Number.isFinite(stored)) return false;

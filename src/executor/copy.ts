@@ -23,7 +23,7 @@ import type { Ownership } from "../context/digest.ts";
 import { IgnoreMatcher } from "../context/dockerignore.ts";
 import { displayPath, quotePath, rawFromText } from "../context/paths.ts";
 import type { Instruction } from "../frontend/instructions.ts";
-import { Root, type Stat } from "../rootfs/root.ts";
+import { EnsuredDirectories, Root, type Stat } from "../rootfs/root.ts";
 import { extractInto } from "../snapshot/extract.ts";
 import { decompressArchive, archiveKindOf } from "./archive.ts";
 import { isUrl, urlFileName, type Download } from "./download.ts";
@@ -82,7 +82,7 @@ interface SourceRoot {
 }
 
 /** Lists what the copy would land, without writing anything. */
-export function planCopy(inputs: CopyInputs): Item[] {
+function planCopy(inputs: CopyInputs, files: SourceFiles): Item[] {
   const { instruction, root } = inputs;
   const dest = destinationOf(instruction, inputs.workdir);
   const roots = [...downloadRoots(inputs.downloads ?? []), ...(inputs.source ? stageRoots(inputs, inputs.source) : contextRoots(inputs))];
@@ -101,7 +101,7 @@ export function planCopy(inputs: CopyInputs): Item[] {
     const only = rootItems[0];
     // ADD unpacks a local tar archive (plain, gzip, bzip2 or xz) into the destination directory.
     if (unpack && !source.isDir && rootItems.length === 1 && only.type === "file" && only.source && !("host" in only.source) && inputs.source === undefined) {
-      if (withSource(inputs, only.source, (fd) => archiveKindOf(fd)) !== undefined) {
+      if (files.with(only.source, (fd) => archiveKindOf(fd)) !== undefined) {
         items.push({ ...only, type: "archive", target: resolvedDest });
         continue;
       }
@@ -266,100 +266,96 @@ function listTree(source: Root, path: string, base: string, stat: Stat, excluded
   return items;
 }
 
-/** Opens an item's source for reading and runs `use` with the descriptor. */
-function withSource<T>(inputs: CopyInputs, source: ItemSource, use: (fd: number, stat: Stat) => T): T {
-  let fd: number;
-  if ("context" in source) {
-    // The walk recorded a regular file: a symlink or FIFO put there since is refused.
+/**
+ * Opens the files items come from: context files through a root that follows no links (the
+ * walk saw a regular file; a link or FIFO put there since is refused), stage files through the
+ * stage's root, downloads by their own path. The context root is opened once per copy.
+ */
+class SourceFiles {
+  private contextRoot?: Root;
+  constructor(private readonly inputs: CopyInputs) {}
+
+  /** Runs `use` with the open, regular source file and its metadata. */
+  with<T>(source: ItemSource, use: (fd: number, stat: Stat) => T): T {
+    const fd = this.open(source);
     try {
-      fd = contextRoot(inputs).openFile(raw(source.context), false);
+      const stat = Root.statDescriptor(fd);
+      if (!stat.isFile()) throw new CopyError(`${this.describe(source)} is not a regular file any more`);
+      return use(fd, stat);
+    } finally {
+      closeSync(fd);
+    }
+  }
+
+  close() {
+    this.contextRoot?.close();
+  }
+
+  private open(source: ItemSource): number {
+    if ("stage" in source) return this.inputs.source!.openFile(raw(source.stage), false);
+    if ("host" in source) return openSync(source.host, "r");
+    if (!("context" in source)) throw new Error("inline content has no file");
+    try {
+      this.contextRoot ??= Root.open(this.inputs.context!.root, { symlinks: "none" });
+      return this.contextRoot.openFile(raw(source.context), false);
     } catch (error) {
       throw new CopyError(`${quotePath(source.context)} in the build context cannot be read: ${(error as Error).message}`);
     }
-  } else if ("stage" in source) fd = inputs.source!.openFile(raw(source.stage), false);
-  else if ("host" in source) fd = openSync(source.host, "r");
-  else throw new Error("inline content has no file");
-  try {
-    const stat = fdStat(fd);
-    if (!stat.isFile()) throw new CopyError(`${displayPath("context" in source ? source.context : "stage" in source ? source.stage : source.host)} is not a regular file any more`);
-    return use(fd, stat);
-  } finally {
-    closeSync(fd);
   }
-}
 
-/** The build context as a root that follows no links, opened once per copy. */
-const openContextRoots = new WeakMap<CopyInputs, Root>();
-function contextRoot(inputs: CopyInputs): Root {
-  let root = openContextRoots.get(inputs);
-  if (!root) openContextRoots.set(inputs, (root = Root.open(inputs.context!.root, { symlinks: "none" })));
-  return root;
-}
-
-function fdStat(fd: number): Stat {
-  return Root.statDescriptor(fd);
+  private describe(source: ItemSource): string {
+    return "context" in source ? quotePath(source.context) : "stage" in source ? displayPath(source.stage) : "host" in source ? source.host : "inline content";
+  }
 }
 
 /** Writes the copy into `inputs.root`. */
 export function executeCopy(inputs: CopyInputs) {
+  const files = new SourceFiles(inputs);
   try {
-    writeItems(inputs, planCopy(inputs));
+    writeItems(inputs, planCopy(inputs, files), files);
   } finally {
-    openContextRoots.get(inputs)?.close();
-    openContextRoots.delete(inputs);
+    files.close();
   }
 }
 
-function writeItems(inputs: CopyInputs, items: Item[]) {
+function writeItems(inputs: CopyInputs, items: Item[], files: SourceFiles) {
   const { root, instruction } = inputs;
   const chmod = instruction.chmod ? parseInt(instruction.chmod, 8) : undefined;
   const chown = instruction.chown ? inputs.owner : undefined;
-  const newDirectory = { mode: 0o755, owner: inputs.owner };
   const dest = destinationOf(instruction, inputs.workdir);
-  const ensured = new Set<string>();
-  /** Parents made or checked once per copy (what is below them is ours). */
-  const ensureDirectory = (path: string) => {
-    if (path === "/" || ensured.has(path)) return;
-    root.mkdirAll(raw(path), newDirectory);
-    ensured.add(path);
-  };
-  const forget = (path: string) => {
-    if (!ensured.has(path)) return;
-    for (const known of [...ensured]) if (known === path || known.startsWith(path + "/")) ensured.delete(known);
-  };
+  const directories = new EnsuredDirectories(root, { mode: 0o755, owner: inputs.owner });
 
-  if (dest.isDir) ensureDirectory(root.resolvePath(raw(dest.path)).toString("latin1"));
+  if (dest.isDir) directories.ensure(root.resolvePath(raw(dest.path)).toString("latin1"));
   for (const item of items) {
     const target = raw(item.target);
     const owner = chown ?? item.owner ?? inputs.owner;
+    directories.ensure(posix.dirname(item.target));
     if (item.type === "dir") {
-      ensureDirectory(posix.dirname(item.target));
       // The destination of a directory source (mode -1) keeps what it has, or is made new.
-      if (item.mode < 0) ensureDirectory(item.target);
+      if (item.mode < 0) directories.ensure(item.target);
       else {
-        forget(item.target);
+        directories.forget(item.target);
         if (!root.mkdir(target, { mode: chmod ?? item.mode, owner })) root.setAttributes(target, { owner, mode: chmod ?? item.mode });
-        ensured.add(item.target);
+        directories.add(item.target);
       }
       continue;
     }
-    ensureDirectory(posix.dirname(item.target));
-    forget(item.target);
+    directories.forget(item.target);
     const mode = chmod ?? item.mode;
     switch (item.type) {
       case "file":
         if (item.source && "content" in item.source) {
           root.writeFile(target, { content: item.source.content }, { mode, owner, mtime: item.mtime });
         } else {
-          withSource(inputs, item.source!, (fd, stat) => root.writeFile(target, { from: fd, size: stat.size }, { mode, owner, mtime: item.mtime || stat.mtime[0] }));
+          files.with(item.source!, (fd, stat) => root.writeFile(target, { from: fd, size: stat.size }, { mode, owner, mtime: item.mtime || stat.mtime[0] }));
         }
         break;
       case "symlink":
         root.symlink(raw(item.linkTarget ?? ""), target, { owner, mtime: item.mtime });
         break;
       case "archive":
-        ensureDirectory(item.target);
-        withSource(inputs, item.source!, (fd) => unpackArchive(fd, inputs, item.target, chown));
+        directories.ensure(item.target);
+        files.with(item.source!, (fd) => unpackArchive(fd, inputs, item.target, chown));
         break;
     }
   }

@@ -233,8 +233,12 @@ export class Root {
     return this.atParent(toRaw(path), (dirFd, name) => readlinkat(dirFd, sys(name)));
   }
 
-  /** A file's bytes, symlinks followed inside the root; undefined when absent or not a file. */
-  readFile(path: PathArg): Buffer | undefined {
+  /**
+   * A small file's bytes (/etc/passwd, /etc/group), symlinks followed inside the root;
+   * undefined when absent or not a regular file. More than `limit` bytes is an error: an image
+   * cannot make us read gigabytes into memory.
+   */
+  readFile(path: PathArg, limit = 16 * 1024 * 1024): Buffer | undefined {
     let fd: number;
     try {
       fd = this.open(path, constants.O_RDONLY | constants.O_NONBLOCK);
@@ -245,14 +249,15 @@ export class Root {
     try {
       const stat = statxAt(fd, "", AT_EMPTY_PATH)!;
       if ((stat.mode & S_IFMT) !== 0o100000) return undefined;
-      const chunks: Buffer[] = [];
-      for (;;) {
-        const chunk = Buffer.allocUnsafe(Math.max(stat.size + 1, 4096));
-        const n = readSync(fd, chunk, 0, chunk.length, null);
-        if (n === 0) break;
-        chunks.push(chunk.subarray(0, n));
+      // Sized from the file, grown if it grows while read, never past the limit.
+      let buffer = Buffer.allocUnsafe(Math.min(stat.size, limit) + 1);
+      let length = 0;
+      for (let n; length <= limit && (n = readSync(fd, buffer, length, buffer.length - length, null)) > 0; ) {
+        length += n;
+        if (length === buffer.length && length <= limit) buffer = Buffer.concat([buffer, Buffer.allocUnsafe(Math.min(buffer.length, limit + 1 - buffer.length))]);
       }
-      return Buffer.concat(chunks);
+      if (length > limit) throw new RootPathError(`${display(toRaw(path))} in ${this.path} is larger than ${limit} bytes: not reading it`);
+      return Buffer.from(buffer.subarray(0, length));
     } finally {
       closeSync(fd);
     }
@@ -495,9 +500,36 @@ export class Root {
     unlinkat(dirFd, sys(name), AT_REMOVEDIR);
   }
 
-  /** Replaces (or removes) what is at `path` the way a new entry of that kind would: public for extraction. */
-  clear(path: PathArg, keepDirectory: boolean) {
-    this.atParent(toRaw(path), (dirFd, name) => this.clearAt(dirFd, name, keepDirectory));
+}
+
+/**
+ * Directories made (or found) once while writing many entries into a root (a COPY, a layer
+ * being unpacked): each parent is resolved and made the first time only. An entry that
+ * replaces one of them (a file or link where a directory was) forgets it and what was below.
+ */
+export class EnsuredDirectories {
+  private readonly known = new Set<string>();
+  constructor(
+    private readonly root: Root,
+    private readonly entry: NewEntry,
+  ) {}
+
+  /** Makes `path` (a byte string) and its parents as needed. */
+  ensure(path: string) {
+    if (path === "/" || path === "" || this.known.has(path)) return;
+    this.root.mkdirAll(Buffer.from(path, "latin1"), this.entry);
+    this.known.add(path);
+  }
+
+  /** `path` is a directory now (made by the caller). */
+  add(path: string) {
+    this.known.add(path);
+  }
+
+  /** Something else is about to be written at `path`. */
+  forget(path: string) {
+    if (!this.known.has(path)) return;
+    for (const known of [...this.known]) if (known === path || known.startsWith(path + "/")) this.known.delete(known);
   }
 }
 

@@ -8,7 +8,7 @@
  * they are), devices, FIFOs and timestamps are kept.
  */
 import { UserError } from "../errors.ts";
-import { Root } from "../rootfs/root.ts";
+import { EnsuredDirectories, Root } from "../rootfs/root.ts";
 import { TarReader, type TarEntry } from "../image/tar.ts";
 import { OVERLAY_OPAQUE, S_IFBLK, S_IFCHR, S_IFIFO } from "./libc.ts";
 
@@ -52,6 +52,7 @@ export function extractInto(tarPath: string, root: Root, options: ExtractOptions
   const base = (options.base ?? "").replace(/^\/+|\/+$/g, "");
   const at = (relative: string) => (base ? (relative ? `${base}/${relative}` : base) : relative);
   const reader = new TarReader(tarPath);
+  const directories = new EnsuredDirectories(root, { mode: 0o755 });
   const directoryTimes: [Buffer, number][] = [];
   let count = 0;
   try {
@@ -62,7 +63,7 @@ export function extractInto(tarPath: string, root: Root, options: ExtractOptions
       const slash = path.lastIndexOf("/");
       const parent = slash < 0 ? "" : path.slice(0, slash);
       const name = path.slice(slash + 1);
-      if (parent) root.mkdirAll(raw(at(parent)), { mode: 0o755 });
+      if (parent) directories.ensure(at(parent));
       if (options.owner) {
         entry.uid = options.owner.uid;
         entry.gid = options.owner.gid;
@@ -76,12 +77,18 @@ export function extractInto(tarPath: string, root: Root, options: ExtractOptions
         if (hidden === "" || hidden === "." || hidden === "..") {
           throw new UnsafeLayerError(`layer entry ${JSON.stringify(entry.name)} is a whiteout that names no file`);
         }
-        root.mknod(raw(at(parent ? `${parent}/${hidden}` : hidden)), S_IFCHR, 0, 0);
+        const whiteout = at(parent ? `${parent}/${hidden}` : hidden);
+        directories.forget(whiteout);
+        root.mknod(raw(whiteout), S_IFCHR, 0, 0);
         continue;
       }
       const target = raw(at(path));
+      directories.forget(at(path));
       writeEntry(entry, target, root, reader, (name) => raw(at(cleanEntryName(name))));
-      if (entry.type === "dir") directoryTimes.push([target, entry.mtime]);
+      if (entry.type === "dir") {
+        directories.add(at(path));
+        directoryTimes.push([target, entry.mtime]);
+      }
     }
   } catch (error) {
     if (error instanceof UserError) throw error;
