@@ -98,6 +98,12 @@ describe("every operation stays in the root", () => {
     });
   }
 
+  test("a file larger than the read limit is an error that names it, not a memory spike", () => {
+    writeFileSync(join(rootDir, "real/big"), Buffer.alloc(2048));
+    expect(root.readFile("/real/big", 4096)?.length).toBe(2048);
+    expect(() => root.readFile("/real/big", 1024)).toThrow(/\/real\/big in .* is larger than 1024 bytes/);
+  });
+
   test("reads never see a host file", () => {
     expect(root.readFile("/abs/marker")).toBeUndefined();
     expect(root.readFile(`/up${host}/marker`)).toBeUndefined();

@@ -104,28 +104,25 @@ describe("solver with a fake executor", () => {
     expect(use.sources.get("tools")).toEqual(copy.sources.get("tools")!);
   });
 
-  test("a stage read by --mount from= keys the step: rebuilding the stage misses the reader", async () => {
-    const p = project("FROM scratch AS tools\nCOPY t.txt /t\nFROM scratch\nRUN --mount=type=bind,from=tools,target=/t use\n", { "t.txt": "1" });
+  /** Builds once, edits one context file, builds again: what the second build ran. */
+  async function ranAfterEdit(dockerfile: string, file: string): Promise<string[]> {
+    const p = project(dockerfile, { [file]: "1" });
     await p.build(new FakeExecutor());
-    writeFileSync(join(p.dir, "t.txt"), "2");
+    writeFileSync(join(p.dir, file), "2");
     const again = new FakeExecutor();
     await p.build(again);
-    expect(again.ran).toEqual(["COPY", "use"]);
-  });
+    return again.ran;
+  }
 
-  test("FROM <stage> and a context bind mount key their steps: an edit misses the readers", async () => {
-    const stages = project("FROM scratch AS base\nCOPY b.txt /b\nFROM base\nRUN child\n", { "b.txt": "1" });
-    await stages.build(new FakeExecutor());
-    writeFileSync(join(stages.dir, "b.txt"), "2");
-    const afterBase = new FakeExecutor();
-    await stages.build(afterBase);
-    expect(afterBase.ran).toEqual(["COPY", "child"]);
-    const mounts = project("FROM scratch\nRUN --mount=type=bind,source=m.txt,target=/m reader\n", { "m.txt": "1" });
-    await mounts.build(new FakeExecutor());
-    writeFileSync(join(mounts.dir, "m.txt"), "2");
-    const afterMount = new FakeExecutor();
-    await mounts.build(afterMount);
-    expect(afterMount.ran).toEqual(["reader"]);
+  test("what a step reads keys it: an edit misses exactly the steps that read it", async () => {
+    // A stage read by --mount from=
+    expect(await ranAfterEdit("FROM scratch AS tools\nCOPY t.txt /t\nFROM scratch\nRUN --mount=type=bind,from=tools,target=/t use\n", "t.txt")).toEqual(["COPY", "use"]);
+    // The parent stage of FROM <stage>
+    expect(await ranAfterEdit("FROM scratch AS base\nCOPY b.txt /b\nFROM base\nRUN child\n", "b.txt")).toEqual(["COPY", "child"]);
+    // A file bind-mounted from the context
+    expect(await ranAfterEdit("FROM scratch\nRUN --mount=type=bind,source=m.txt,target=/m reader\n", "m.txt")).toEqual(["reader"]);
+    // One of several bind mounts (each counts, not only the last)
+    expect(await ranAfterEdit("FROM scratch\nRUN --mount=type=bind,source=m.txt,target=/m --mount=type=bind,source=Dockerfile,target=/o reader\n", "m.txt")).toEqual(["reader"]);
   });
 
   test("independent stages run at the same time", async () => {

@@ -158,8 +158,3 @@ export function treeLines(tree: Map<string, TreeEntry>, under?: string[]): strin
     .sort(([a], [b]) => (a < b ? -1 : 1))
     .map(([path, e]) => `${path} ${e.type} ${e.mode} ${e.owner}${e.content !== undefined ? " " + e.content : ""}`);
 }
-
-export function hasDockerd(): boolean {
-  return existsSync("/usr/sbin/dockerd") || Bun.which("dockerd") !== null;
-}
-
