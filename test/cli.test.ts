@@ -37,7 +37,7 @@ describe("memobuild binary", () => {
     const result = runMemobuild(["--help"]);
     expect(result.exitCode).toBe(0);
     const commands = [...result.stdout.matchAll(/^  (\w+) /gm)].map((m) => m[1]);
-    expect(commands).toEqual(["build", "graph", "explain", "context", "image", "run", "cache", "serve", "help"]);
+    expect(commands).toEqual(["build", "graph", "explain", "context", "image", "run", "cache", "serve", "key", "help"]);
     expect(runMemobuild(["graph", "--help"]).stdout).toContain("--format <format>");
   });
 

@@ -221,10 +221,41 @@ export class LocalStore {
 
   // ---- layers and snapshots
 
+  /**
+   * Records a layer this process made (its blob is the tar it just hashed). Write-once: a diff
+   * ID that already names a blob in the cache keeps that blob; only a row whose blob is gone is
+   * replaced.
+   */
   recordLayer(layer: LayerRecord) {
+    if (this.usableLayer(layer.diffId)) return;
     this.db
       .query("INSERT OR REPLACE INTO layers VALUES (?, ?, ?, ?, ?, ?)")
       .run(layer.diffId, layer.digest, layer.size, layer.uncompressedSize, layer.mediaType, Date.now());
+  }
+
+  /**
+   * Records a layer that came from outside (an import, a registry, the remote cache) and
+   * unpacks it. Nothing from outside is believed: a new layer is unpacked and checked against
+   * its diff ID before its row is written, and a diff ID the cache already has keeps its blob
+   * (another blob claiming it must still prove it, or the import fails). So an image can never
+   * change what an existing diff ID exports as.
+   */
+  async adoptLayer(layer: LayerRecord): Promise<void> {
+    const existing = this.usableLayer(layer.diffId);
+    if (existing?.digest === layer.digest) {
+      await this.ensureSnapshot(layer.diffId);
+      return;
+    }
+    if (existing || existsSync(this.snapshotPath(layer.diffId))) await this.verifyLayerBlob(layer);
+    else await this.unpackLayer(layer);
+    if (!existing) this.recordLayer(layer);
+    await this.ensureSnapshot(layer.diffId);
+  }
+
+  /** The layer row for a diff ID when its blob is still in the cache. */
+  private usableLayer(diffId: string): LayerRecord | undefined {
+    const existing = this.layer(diffId);
+    return existing && this.hasBlob(existing.digest) ? existing : undefined;
   }
 
   layer(diffId: string): LayerRecord | undefined {
@@ -300,20 +331,30 @@ export class LocalStore {
   async ensureSnapshot(diffId: string): Promise<string> {
     const target = this.snapshotPath(diffId);
     if (existsSync(target)) return target;
-    const layer = this.layer(diffId);
-    if (!layer || !this.hasBlob(layer.digest)) throw new BlobVerificationError(`layer ${diffId} is not in the cache`);
+    const layer = this.usableLayer(diffId);
+    if (!layer) throw new BlobVerificationError(`layer ${diffId} is not in the cache`);
+    await this.unpackLayer(layer);
+    return target;
+  }
+
+  /** Unpacks a layer's blob into its snapshot, checking the blob digest and the diff ID. */
+  private async unpackLayer(layer: LayerRecord) {
     const staging = this.tempDir("unpack");
     try {
       const tar = join(staging, "layer.tar");
-      await decompressVerified(this.blobPath(layer.digest), layer.digest, tar, diffId, layer.mediaType);
+      await decompressVerified(this.blobPath(layer.digest), layer.digest, tar, layer.diffId, layer.mediaType);
       const root = join(staging, "root");
       mkdirSync(root);
       extractLayer(tar, root);
-      this.adoptSnapshot(diffId, root);
+      this.adoptSnapshot(layer.diffId, root);
     } finally {
       removeTree(staging);
     }
-    return target;
+  }
+
+  /** Checks that a layer's blob holds the tar its diff ID names, keeping nothing. */
+  private async verifyLayerBlob(layer: LayerRecord) {
+    await decompressVerified(this.blobPath(layer.digest), layer.digest, "/dev/null", layer.diffId, layer.mediaType);
   }
 
   // ---- steps
@@ -330,7 +371,14 @@ export class LocalStore {
     return { key: row.key, diffId: row.diff_id, created: row.created };
   }
 
+  /**
+   * Records a step's result. Write-once: a key whose result is still usable keeps it (a step
+   * run again with --no-cache does not change what the key means for other builds); only a
+   * result whose layer is gone is replaced. Returns the record the store holds.
+   */
   recordStep(key: string, diffId: string | null): StepRecord {
+    const existing = this.lookupStep(key);
+    if (existing) return existing;
     const now = Date.now();
     this.db.query("INSERT OR REPLACE INTO steps VALUES (?, ?, ?, ?)").run(key, diffId, now, now);
     return { key, diffId, created: now };

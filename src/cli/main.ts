@@ -9,6 +9,7 @@ import { registerCache } from "./commands/cache.ts";
 import { registerContext } from "./commands/context.ts";
 import { registerExplain } from "./commands/explain.ts";
 import { registerImage } from "./commands/image.ts";
+import { registerKey } from "./commands/key.ts";
 import { registerRun } from "./commands/run.ts";
 import { registerServe } from "./commands/serve.ts";
 import { registerGraph } from "./commands/graph.ts";
@@ -32,6 +33,7 @@ export function createProgram(): Command {
   registerRun(program);
   registerCache(program);
   registerServe(program);
+  registerKey(program);
   const exitOverride = (command: Command) => {
     command.exitOverride();
     command.commands.forEach(exitOverride);

@@ -1,7 +1,9 @@
 /**
- * Where the remote cache is: flags beat the environment (MEMOBUILD_REMOTE_URL, MEMOBUILD_TOKEN),
- * which beats the config file ($XDG_CONFIG_HOME/memobuild/config.json, else
- * ~/.config/memobuild/config.json: `{ "remote": { "url": "...", "token": "..." } }`).
+ * Where the remote cache is and how far to trust it: flags beat the environment
+ * (MEMOBUILD_REMOTE_URL, MEMOBUILD_TOKEN, MEMOBUILD_REMOTE_SIGN_KEY, MEMOBUILD_REMOTE_TRUST:
+ * public keys separated by commas), which beats the config file ($XDG_CONFIG_HOME/memobuild/
+ * config.json, else ~/.config/memobuild/config.json:
+ * `{ "remote": { "url": "...", "token": "...", "signKey": "FILE", "trust": ["ed25519:…"] } }`).
  */
 import { existsSync, readFileSync } from "node:fs";
 import { homedir } from "node:os";
@@ -11,6 +13,10 @@ import { UserError } from "../errors.ts";
 export interface RemoteSettings {
   url?: string;
   token?: string;
+  /** A file holding the Ed25519 private key that signs uploaded results. */
+  signKey?: string;
+  /** Public keys whose signed results this client accepts (none: any result). */
+  trust?: string[];
 }
 
 export function configFile(env: NodeJS.ProcessEnv = process.env): string {
@@ -19,18 +25,31 @@ export function configFile(env: NodeJS.ProcessEnv = process.env): string {
 
 function fromFile(path: string): RemoteSettings {
   if (!existsSync(path)) return {};
+  let remote: Record<string, unknown> | undefined;
   try {
-    const parsed = JSON.parse(readFileSync(path, "utf8")) as { remote?: RemoteSettings };
-    return { url: parsed.remote?.url, token: parsed.remote?.token };
+    remote = (JSON.parse(readFileSync(path, "utf8")) as { remote?: Record<string, unknown> }).remote;
   } catch (error) {
     throw new UserError(`cannot read ${path}: ${(error as Error).message}`);
   }
+  const text = (name: string) => {
+    const value = remote?.[name];
+    if (value !== undefined && typeof value !== "string") throw new UserError(`${path}: remote.${name} must be a string`);
+    return value as string | undefined;
+  };
+  const trust = remote?.trust;
+  if (trust !== undefined && !(Array.isArray(trust) && trust.every((k) => typeof k === "string"))) {
+    throw new UserError(`${path}: remote.trust must be a list of public keys ("ed25519:…")`);
+  }
+  return { url: text("url"), token: text("token"), signKey: text("signKey"), trust: trust as string[] | undefined };
 }
 
 export function resolveRemote(flags: RemoteSettings, env: NodeJS.ProcessEnv = process.env): RemoteSettings {
   const file = fromFile(configFile(env));
   const url = flags.url ?? env.MEMOBUILD_REMOTE_URL ?? file.url;
   const token = flags.token ?? env.MEMOBUILD_TOKEN ?? file.token;
+  const signKey = flags.signKey ?? env.MEMOBUILD_REMOTE_SIGN_KEY ?? file.signKey;
+  const envTrust = env.MEMOBUILD_REMOTE_TRUST?.split(",").map((k) => k.trim()).filter(Boolean);
+  const trust = flags.trust?.length ? flags.trust : envTrust?.length ? envTrust : file.trust;
   if (url !== undefined && !/^https?:\/\/[^/]+/.test(url)) throw new UserError(`remote cache URL "${url}" must start with http:// or https://`);
-  return { url, token };
+  return { url, token, signKey, trust };
 }

@@ -100,16 +100,14 @@ function importBlob(store: LocalStore, source: string, digest: string) {
   store.adoptBlob(staging, digest);
 }
 
-function recordLayers(store: LocalStore, manifest: Manifest, config: ImageConfig) {
-  manifest.layers.forEach((layer, i) => {
-    store.recordLayer({
-      diffId: config.rootfs.diff_ids[i],
-      digest: layer.digest,
-      size: layer.size,
-      uncompressedSize: -1,
-      mediaType: layer.mediaType,
-    });
-  });
+/**
+ * Records and unpacks an imported image's layers, each checked against its diff ID (the store
+ * never lets an image change what a diff ID it already has stands for).
+ */
+export async function adoptImageLayers(store: LocalStore, manifest: Manifest, config: ImageConfig) {
+  for (const [i, layer] of manifest.layers.entries()) {
+    await store.adoptLayer({ diffId: config.rootfs.diff_ids[i], digest: layer.digest, size: layer.size, uncompressedSize: -1, mediaType: layer.mediaType });
+  }
 }
 
 /**
@@ -137,7 +135,6 @@ export function importOciLayout(store: LocalStore, dir: string, refName?: string
   importBlob(store, blob(manifest.config.digest), manifest.config.digest);
   for (const layer of manifest.layers) importBlob(store, blob(layer.digest), layer.digest);
   const config = store.readJson<ImageConfig>(manifest.config.digest);
-  recordLayers(store, manifest, config);
   manifest = manifest as Manifest;
   return { manifestDigest: chosen.digest, manifest, config, refName: chosen.annotations?.[REF_NAME] };
 }
@@ -200,7 +197,6 @@ export function importDockerArchive(store: LocalStore, file: string): StoredImag
       return { mediaType: MEDIA.layerTar, digest, size: store.blobSize(digest) };
     });
     const image = storeImage(store, config, layers, undefined, readFileSync(configFile));
-    recordLayers(store, image.manifest, config);
     return { ...image, repoTags: entry.RepoTags ?? [] };
   } finally {
     rmSync(staging, { recursive: true, force: true });

@@ -59,9 +59,8 @@ export async function pullImage(store: LocalStore, refText: string, options: Reg
         await client.getBlob(ref.repository, layer.digest, file);
         store.adoptBlob(file, layer.digest);
       }
-      store.recordLayer({ diffId: config.rootfs.diff_ids[i], digest: layer.digest, size: layer.size, uncompressedSize: -1, mediaType: layer.mediaType });
+      await store.adoptLayer({ diffId: config.rootfs.diff_ids[i], digest: layer.digest, size: layer.size, uncompressedSize: -1, mediaType: layer.mediaType });
       store.recordLayerSource(layer.digest, ref.registry, ref.repository);
-      await store.ensureSnapshot(config.rootfs.diff_ids[i]);
     };
     let next = 0;
     const worker = async () => {

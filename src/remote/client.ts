@@ -10,6 +10,9 @@
 import { closeSync, openSync, rmSync, writeSync } from "node:fs";
 import { UserError } from "../errors.ts";
 import { Blake3Hasher, hashFile } from "../hash/blake3.ts";
+import { checkSignature, parsePublicKey, type RemoteAction, type SigningKey } from "./action.ts";
+
+export type { RemoteAction } from "./action.ts";
 
 export class RemoteCacheError extends UserError {}
 
@@ -21,18 +24,19 @@ export interface RemoteOptions {
   warn: (message: string) => void;
   /** Attempts per request for transient failures. */
   attempts?: number;
-}
-
-/** A step's result as the remote stores it. */
-export interface RemoteAction {
-  /** BLAKE3 hashes of the blobs the action needs (the server checks they are stored). */
-  blobs: string[];
-  diffId: string | null;
-  layer?: { blake3: string; digest: string; size: number; mediaType: string };
-  created: number;
+  /** Signs every action uploaded. */
+  signer?: SigningKey;
+  /** Public keys (`ed25519:…`): when given, only results signed by one of them are used. */
+  trust?: string[];
 }
 
 class Transient extends Error {}
+
+export interface ConflictSide {
+  author: string | null;
+  signer: string | null;
+  result: string;
+}
 
 export class RemoteCache {
   private disabled = false;
@@ -40,9 +44,14 @@ export class RemoteCache {
   private readonly uploads: Promise<void>[] = [];
   readonly base: string;
 
+  /** Why a result the remote holds was not used, by step key ("untrusted signer", ...). */
+  readonly refused = new Map<string, string>();
+  private readonly trusted?: Set<string>;
+
   constructor(private readonly options: RemoteOptions) {
     this.base = options.url.replace(/\/+$/, "");
     this.attempts = options.attempts ?? 4;
+    if (options.trust?.length) this.trusted = new Set(options.trust.map((text) => (parsePublicKey(text), text.trim())));
   }
 
   get available(): boolean {
@@ -82,15 +91,35 @@ export class RemoteCache {
     return undefined;
   }
 
+  /**
+   * The remote's result for a step, when it has one this client accepts: with a trust list,
+   * only a result whose signature verifies here, by a trusted key (the server is not trusted to
+   * have checked). A refused result is a miss, and `refused` says why.
+   */
   async getAction(key: string): Promise<RemoteAction | undefined> {
     const response = await this.request("GET", `/v1/actions/${key}`);
     if (!response || response.status === 404) return undefined;
     if (!response.ok) return this.giveUp(`GET action: HTTP ${response.status}`);
+    let action: RemoteAction;
     try {
-      return (await response.json()) as RemoteAction;
+      action = (await response.json()) as RemoteAction;
     } catch {
       return undefined;
     }
+    if (!this.trusted) return action;
+    const signature = checkSignature(key, action);
+    if (!signature) this.refused.set(key, "remote result is not signed, and --remote-trust asks for a trusted signer");
+    else if ("error" in signature) this.refused.set(key, `remote result has a bad signature: ${signature.error}`);
+    else if (!this.trusted.has(signature.signer)) this.refused.set(key, `remote result from an untrusted signer (${signature.signer})`);
+    else return action;
+    return undefined;
+  }
+
+  /** Conflicts the remote recorded (different results offered for one key), newest first. */
+  async conflicts(): Promise<{ key: string; time: number; first: ConflictSide; second: ConflictSide }[]> {
+    const response = await this.request("GET", "/v1/conflicts");
+    if (!response?.ok) return [];
+    return ((await response.json()) as { conflicts: { key: string; time: number; first: ConflictSide; second: ConflictSide }[] }).conflicts;
   }
 
   async hasAction(key: string): Promise<boolean> {
@@ -156,9 +185,12 @@ export class RemoteCache {
         }
       }
     }
-    const body: RemoteAction = { ...action, ...(described ? { layer: described } : {}), blobs };
+    const unsigned: RemoteAction = { ...action, ...(described ? { layer: described } : {}), blobs };
+    const body = this.options.signer ? this.options.signer.sign(key, unsigned) : unsigned;
     const put = await this.request("PUT", `/v1/actions/${key}`, { body: JSON.stringify(body), headers: { "content-type": "application/json" } });
-    if (put && !put.ok) this.options.warn(`remote cache refused a result (HTTP ${put.status}: ${safeError(await put.text())})`);
+    if (put?.status === 409) {
+      this.options.warn(`the remote cache already holds a different result for step ${key.slice(0, 12)} and kept it: the step is not deterministic (or someone else's result is there); see GET /v1/conflicts`);
+    } else if (put && !put.ok) this.options.warn(`remote cache refused a result (HTTP ${put.status}: ${safeError(await put.text())})`);
   }
 
   /** Starts an upload that runs alongside the build. */

@@ -84,7 +84,7 @@ describe("actions", () => {
   const key = blake3Hex("step key");
 
   test("accepted only when every blob they name is stored", async () => {
-    const action = JSON.stringify({ blobs: [blake3Hex("layer")], diffId: "sha256:x" });
+    const action = JSON.stringify({ blobs: [blake3Hex("layer")], diffId: `sha256:${"1".repeat(64)}` });
     const early = await call("PUT", `/v1/actions/${key}`, { token: RW, body: action });
     expect(early.status).toBe(400);
     expect(String((await json(early)).error)).toContain("not stored");
@@ -93,6 +93,66 @@ describe("actions", () => {
     expect(await (await call("GET", `/v1/actions/${key}`, { token: RO })).text()).toBe(action);
     expect((await call("HEAD", `/v1/actions/${key}`, { token: RO })).status).toBe(200);
     expect((await call("PUT", `/v1/actions/${key}`, { token: RW, body: "not json" })).status).toBe(400);
+  });
+
+  test("a read-only token cannot store an action", async () => {
+    await put("layer");
+    const response = await call("PUT", `/v1/actions/${key}`, { token: RO, body: JSON.stringify({ blobs: [blake3Hex("layer")] }) });
+    expect(response.status).toBe(403);
+    expect((await call("HEAD", `/v1/actions/${key}`, { token: RO })).status).toBe(404);
+  });
+
+  test("write-once: the same result again is 200, a different one is 409, kept, listed and counted", async () => {
+    await put("honest");
+    await put("evil");
+    const honest = JSON.stringify({ blobs: [blake3Hex("honest")], diffId: null, created: 1 });
+    expect((await call("PUT", `/v1/actions/${key}`, { token: RW, body: honest })).status).toBe(201);
+    // The same result made at another time is the same result.
+    const again = JSON.stringify({ blobs: [blake3Hex("honest")], diffId: null, created: 2 });
+    expect((await call("PUT", `/v1/actions/${key}`, { token: RW, body: again })).status).toBe(200);
+    const evil = JSON.stringify({ blobs: [blake3Hex("evil")], diffId: null, created: 3 });
+    const refused = await call("PUT", `/v1/actions/${key}`, { token: RW, body: evil });
+    expect(refused.status).toBe(409);
+    expect(String((await json(refused)).error)).toContain("already has a different result");
+    expect(await (await call("GET", `/v1/actions/${key}`, { token: RO })).text()).toBe(honest);
+    const listed = (await json(await call("GET", "/v1/conflicts", { token: RO }))).conflicts as { key: string; first: { author: string }; second: { author: string } }[];
+    expect(listed).toHaveLength(1);
+    expect(listed[0].key).toBe(key);
+    expect(listed[0].first.author).toBe(blake3Hex(RW).slice(0, 12));
+    expect(await json(await call("GET", `/v1/conflicts?key=${blake3Hex("other")}`, { token: RO }))).toEqual({ conflicts: [] });
+    expect(await (await call("GET", "/metrics", { token: RO })).text()).toContain("memobuild_action_conflicts_total 1");
+  });
+
+  test("a signature that does not verify is refused; a good one is stored with its signer", async () => {
+    const { SigningKey } = await import("../remote/action.ts");
+    const ci = SigningKey.generate().key;
+    await put("layer");
+    const action = { blobs: [blake3Hex("layer")], diffId: null, created: 5 };
+    const signed = ci.sign(key, action);
+    const forged = { ...signed, blobs: [blake3Hex("layer")], created: 6 }; // the signature covers created
+    const refused = await call("PUT", `/v1/actions/${key}`, { token: RW, body: JSON.stringify(forged) });
+    expect(refused.status).toBe(400);
+    expect(String((await json(refused)).error)).toBe(`the signature by ${ci.publicKey} does not verify`);
+    expect((await call("PUT", `/v1/actions/${key}`, { token: RW, body: JSON.stringify(signed) })).status).toBe(201);
+    expect(storage.db.query("SELECT signer FROM actions WHERE key = ?").get(key)).toEqual({ signer: ci.publicKey });
+  });
+
+  test("eviction never deletes a blob that a kept action still needs", async () => {
+    setup({ maxSize: 60 });
+    const shared = `shared-${"s".repeat(30)}`;
+    const own = `own-${"o".repeat(30)}`;
+    await put(shared);
+    await put(own);
+    // The older action needs both blobs; the newer one needs only the shared blob.
+    await call("PUT", `/v1/actions/${blake3Hex("old")}`, { token: RW, body: JSON.stringify({ blobs: [blake3Hex(shared), blake3Hex(own)] }) });
+    await Bun.sleep(5);
+    await call("PUT", `/v1/actions/${blake3Hex("new")}`, { token: RW, body: JSON.stringify({ blobs: [blake3Hex(shared)] }) });
+    storage.evict();
+    expect((await call("HEAD", `/v1/actions/${blake3Hex("old")}`, { token: RO })).status).toBe(404);
+    expect((await call("HEAD", `/v1/blobs/${blake3Hex(own)}`, { token: RO })).status).toBe(404);
+    expect((await call("HEAD", `/v1/actions/${blake3Hex("new")}`, { token: RO })).status).toBe(200);
+    expect((await call("HEAD", `/v1/blobs/${blake3Hex(shared)}`, { token: RO })).status).toBe(200);
+    expect(existsSync(storage.blobPath(blake3Hex(shared)))).toBe(true);
   });
 
   test("eviction keeps storage under --max-size and never strands a kept action", async () => {
@@ -106,10 +166,9 @@ describe("actions", () => {
     }
     expect(storage.storageBytes()).toBeLessThanOrEqual(100);
     // Every action still stored has its blobs.
-    for (let i = 0; i < 6; i++) {
-      const action = await call("GET", `/v1/actions/${blake3Hex(`key-${i}`)}`, { token: RO });
-      if (action.status === 200) expect((await call("HEAD", `/v1/blobs/${blake3Hex(blob(i))}`, { token: RO })).status).toBe(200);
-    }
+    const kept = [0, 1, 2, 3, 4, 5].filter((i) => storage.hasAction(blake3Hex(`key-${i}`)));
+    expect(kept.length).toBeGreaterThan(0);
+    for (const i of kept) expect((await call("HEAD", `/v1/blobs/${blake3Hex(blob(i))}`, { token: RO })).status).toBe(200);
     // The newest survived; the oldest went.
     expect((await call("HEAD", `/v1/actions/${blake3Hex("key-5")}`, { token: RO })).status).toBe(200);
     expect((await call("HEAD", `/v1/actions/${blake3Hex("key-0")}`, { token: RO })).status).toBe(404);

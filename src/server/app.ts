@@ -1,11 +1,13 @@
 /**
  * The cache server's HTTP API (Hono, web-standard Request/Response):
- *   HEAD|GET|PUT /v1/blobs/{blake3}   HEAD|GET|PUT /v1/actions/{key}   GET /healthz   GET /metrics
- * Errors are JSON `{ "error": "..." }`: 400 bad input or a hash mismatch, 401 no valid token,
- * 403 a read-only token writing, 404 a miss, 413 over the size limit.
+ *   HEAD|GET|PUT /v1/blobs/{blake3}   HEAD|GET|PUT /v1/actions/{key}   GET /v1/conflicts
+ *   GET /healthz   GET /metrics
+ * Errors are JSON `{ "error": "..." }`: 400 bad input, a hash mismatch or a bad signature,
+ * 401 no valid token, 403 a read-only token writing, 404 a miss, 409 a different result for a
+ * key that has one (actions are write-once), 413 over the size limit.
  */
 import { Hono, type Context } from "hono";
-import { HASH, UploadRejected, type Storage } from "./storage.ts";
+import { ActionConflict, HASH, UploadRejected, type Storage } from "./storage.ts";
 import type { TokenSet } from "./auth.ts";
 import type { Metrics } from "./metrics.ts";
 import type { Logger } from "./log.ts";
@@ -16,7 +18,9 @@ type Env = { Variables: { role: "rw" | "ro"; token: string; bytesIn: number; byt
 
 export function createApp(storage: Storage, tokens: TokenSet, metrics: Metrics, log: Logger): Hono<Env> {
   const app = new Hono<Env>();
-  const error = (c: Context, status: 400 | 401 | 403 | 404 | 413 | 500, message: string) => c.json({ error: message }, status);
+  const error = (c: Context, status: 400 | 401 | 403 | 404 | 409 | 413 | 500, message: string) => c.json({ error: message }, status);
+  const CONFLICTS = ["memobuild_action_conflicts_total", "Action uploads refused because the key already had a different result"] as const;
+  metrics.inc(...CONFLICTS, {}, 0); // present from the start, so an alert can watch it
 
   app.use("*", async (c, next) => {
     const started = performance.now();
@@ -110,16 +114,27 @@ export function createApp(storage: Storage, tokens: TokenSet, metrics: Metrics, 
       metrics.inc("memobuild_upload_rejections_total", "Uploads refused, by reason", { reason: "too-large" });
       return error(c, 413, `an action may be at most ${MAX_ACTION_BYTES} bytes`);
     }
+    let outcome: "stored" | "same";
     try {
-      storage.putAction(c.req.param("key"), text);
+      outcome = storage.putAction(c.req.param("key"), text, c.get("token"));
     } catch (cause) {
       if (!(cause instanceof UploadRejected)) throw cause;
       metrics.inc("memobuild_upload_rejections_total", "Uploads refused, by reason", { reason: cause.reason });
+      if (cause instanceof ActionConflict) {
+        metrics.inc(...CONFLICTS);
+        log.warn("conflicting result refused", { ...cause.conflict });
+      }
       return error(c, cause.status, cause.message);
     }
     c.set("bytesIn", text.length);
     metrics.inc("memobuild_bytes_in_total", "Bytes received in uploads", {}, text.length);
-    return c.json({ key: c.req.param("key") }, 201);
+    return c.json({ key: c.req.param("key") }, outcome === "stored" ? 201 : 200);
+  });
+
+  app.get("/v1/conflicts", (c) => {
+    const key = c.req.query("key");
+    if (key !== undefined && !HASH.test(key)) return error(c, 400, "key must be a 64-hex-digit step key");
+    return c.json({ conflicts: storage.conflicts({ key, limit: 1000 }) });
   });
 
   app.notFound((c) => error(c, 404, `no route for ${c.req.method} ${c.req.path}`));

@@ -15,13 +15,14 @@ import { Database } from "bun:sqlite";
 import { closeSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeSync } from "node:fs";
 import { join } from "node:path";
 import { Blake3Hasher } from "../hash/blake3.ts";
+import { checkSignature, resultDigest, type RemoteAction } from "../remote/action.ts";
 
 export const HASH = /^[0-9a-f]{64}$/;
 
 export class UploadRejected extends Error {
   constructor(
-    readonly status: 400 | 413,
-    readonly reason: "mismatch" | "too-large" | "aborted" | "missing-blobs" | "invalid",
+    readonly status: 400 | 409 | 413,
+    readonly reason: "mismatch" | "too-large" | "aborted" | "missing-blobs" | "invalid" | "bad-signature" | "conflict",
     message: string,
   ) {
     super(message);
@@ -46,6 +47,12 @@ CREATE TABLE IF NOT EXISTS blobs (hash TEXT PRIMARY KEY, size INTEGER NOT NULL, 
 CREATE TABLE IF NOT EXISTS actions (key TEXT PRIMARY KEY, body TEXT NOT NULL, size INTEGER NOT NULL, last_access INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS action_blobs (key TEXT NOT NULL, hash TEXT NOT NULL, PRIMARY KEY (key, hash));
 CREATE INDEX IF NOT EXISTS action_blobs_hash ON action_blobs (hash);
+CREATE TABLE IF NOT EXISTS conflicts (
+  id INTEGER PRIMARY KEY AUTOINCREMENT, key TEXT NOT NULL, time INTEGER NOT NULL,
+  first_author TEXT, first_signer TEXT, first_result TEXT NOT NULL,
+  second_author TEXT, second_signer TEXT, second_result TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS conflicts_key ON conflicts (key);
 CREATE TABLE IF NOT EXISTS token_stats (token TEXT PRIMARY KEY, requests INTEGER NOT NULL, bytes_in INTEGER NOT NULL, bytes_out INTEGER NOT NULL);
 `;
 
@@ -84,6 +91,7 @@ export class Storage {
     this.db.exec("PRAGMA journal_mode = WAL");
     this.db.exec("PRAGMA synchronous = NORMAL");
     this.db.exec(SCHEMA);
+    addMissingColumns(this.db, "actions", ["author TEXT", "signer TEXT", "result TEXT"]);
     for (const row of this.db.query("SELECT hash, size FROM blobs").all() as { hash: string; size: number }[]) this.sizes.set(row.hash, row.size);
   }
 
@@ -199,29 +207,58 @@ export class Storage {
     return this.db.query("SELECT 1 FROM actions WHERE key = ?").get(key) !== null;
   }
 
-  /** Stores an action; every blob it names (`blobs: [hash…]`) must already be here. */
-  putAction(key: string, body: string) {
-    let parsed: { blobs?: unknown };
-    try {
-      parsed = JSON.parse(body);
-    } catch {
-      throw new UploadRejected(400, "invalid", "the action is not JSON");
-    }
-    const blobs = parsed.blobs ?? [];
-    if (!Array.isArray(blobs) || !blobs.every((b) => typeof b === "string" && HASH.test(b))) {
-      throw new UploadRejected(400, "invalid", 'the action\'s "blobs" must be a list of BLAKE3 hashes');
-    }
-    const missing = (blobs as string[]).filter((b) => !this.hasBlob(b));
+  /**
+   * Stores an action, once: every blob it names (`blobs: [hash…]`) must already be here, and a
+   * signature, when there is one, must verify. A key that already has a result keeps it: the
+   * same result again is "same"; a different one is refused (409) and recorded as a conflict,
+   * since a step whose result changes is non-deterministic or someone is trying to replace it.
+   */
+  putAction(key: string, body: string, author: string): "stored" | "same" {
+    const action = parseAction(body);
+    const signature = checkSignature(key, action);
+    if (signature && "error" in signature) throw new UploadRejected(400, "bad-signature", signature.error);
+    const signer = signature?.signer ?? null;
+    const missing = action.blobs.filter((b) => !this.hasBlob(b));
     if (missing.length) throw new UploadRejected(400, "missing-blobs", `the action names blobs that are not stored: ${missing.join(", ")}`);
+    const result = resultDigest(key, action);
     const now = Date.now();
-    this.db.transaction(() => {
-      this.db.query("INSERT OR REPLACE INTO actions VALUES (?, ?, ?, ?)").run(key, body, body.length, now);
-      this.db.query("DELETE FROM action_blobs WHERE key = ?").run(key);
-      for (const blob of blobs as string[]) {
+    const outcome = this.db.transaction((): "stored" | "same" | Conflict => {
+      const existing = this.db.query("SELECT author, signer, result FROM actions WHERE key = ?").get(key) as { author: string | null; signer: string | null; result: string | null } | null;
+      if (existing) {
+        const first = existing.result ?? resultDigest(key, parseAction(this.getAction(key)!));
+        if (first === result) return "same";
+        const conflict: Conflict = { key, time: now, first: { author: existing.author, signer: existing.signer, result: first }, second: { author, signer, result } };
+        this.db
+          .query("INSERT INTO conflicts (key, time, first_author, first_signer, first_result, second_author, second_signer, second_result) VALUES (?, ?, ?, ?, ?, ?, ?, ?)")
+          .run(key, now, existing.author, existing.signer, first, author, signer, result);
+        return conflict;
+      }
+      this.db.query("INSERT INTO actions (key, body, size, last_access, author, signer, result) VALUES (?, ?, ?, ?, ?, ?, ?)").run(key, body, body.length, now, author, signer, result);
+      for (const blob of action.blobs) {
         this.db.query("INSERT OR IGNORE INTO action_blobs VALUES (?, ?)").run(key, blob);
         this.db.query("UPDATE blobs SET last_access = ? WHERE hash = ?").run(now, blob);
       }
+      return "stored";
     })();
+    if (typeof outcome !== "string") throw new ActionConflict(outcome);
+    return outcome;
+  }
+
+  /** Conflicts recorded, newest first (optionally for one key). */
+  conflicts(options: { key?: string; limit?: number } = {}): Conflict[] {
+    const rows = this.db
+      .query(`SELECT * FROM conflicts ${options.key ? "WHERE key = $key" : ""} ORDER BY id DESC LIMIT $limit`)
+      .all({ ...(options.key ? { key: options.key } : {}), limit: options.limit ?? 100 }) as Record<string, string | number | null>[];
+    return rows.map((r) => ({
+      key: r.key as string,
+      time: r.time as number,
+      first: { author: r.first_author as string | null, signer: r.first_signer as string | null, result: r.first_result as string },
+      second: { author: r.second_author as string | null, signer: r.second_signer as string | null, result: r.second_result as string },
+    }));
+  }
+
+  conflictCount(): number {
+    return (this.db.query("SELECT COUNT(*) AS n FROM conflicts").get() as { n: number }).n;
   }
 
   storageBytes(): number {
@@ -304,4 +341,48 @@ export class Storage {
   fileSize(hash: string): number {
     return statSync(this.blobPath(hash)).size;
   }
+}
+
+export interface Conflict {
+  key: string;
+  time: number;
+  first: { author: string | null; signer: string | null; result: string };
+  second: { author: string | null; signer: string | null; result: string };
+}
+
+export class ActionConflict extends UploadRejected {
+  constructor(readonly conflict: Conflict) {
+    super(409, "conflict", `step ${conflict.key} already has a different result (${conflict.first.result.slice(0, 12)}); results are write-once, so this one (${conflict.second.result.slice(0, 12)}) was refused and recorded as a conflict`);
+  }
+}
+
+const DIGEST = /^sha256:[0-9a-f]{64}$/;
+
+/** An action body, checked field by field: only well-formed results are stored or compared. */
+function parseAction(body: string): RemoteAction {
+  let parsed: Partial<RemoteAction>;
+  try {
+    parsed = JSON.parse(body);
+  } catch {
+    throw new UploadRejected(400, "invalid", "the action is not JSON");
+  }
+  const invalid = (message: string) => new UploadRejected(400, "invalid", message);
+  if (typeof parsed !== "object" || parsed === null) throw invalid("the action must be a JSON object");
+  const blobs = parsed.blobs ?? [];
+  if (!Array.isArray(blobs) || !blobs.every((b) => typeof b === "string" && HASH.test(b))) throw invalid('the action\'s "blobs" must be a list of BLAKE3 hashes');
+  const diffId = parsed.diffId ?? null;
+  if (diffId !== null && (typeof diffId !== "string" || !DIGEST.test(diffId))) throw invalid('the action\'s "diffId" must be a sha256 digest or null');
+  const layer = parsed.layer;
+  if (layer !== undefined) {
+    const ok = typeof layer === "object" && layer !== null && HASH.test(String(layer.blake3)) && DIGEST.test(String(layer.digest)) && Number.isSafeInteger(layer.size) && typeof layer.mediaType === "string";
+    if (!ok) throw invalid('the action\'s "layer" must have blake3, digest, size and mediaType');
+  }
+  if (parsed.created !== undefined && !Number.isSafeInteger(parsed.created)) throw invalid('the action\'s "created" must be a whole number of milliseconds');
+  return { ...parsed, blobs, diffId, layer, created: parsed.created ?? 0 } as RemoteAction;
+}
+
+/** Older databases lack columns added since; SQLite adds them in place. */
+function addMissingColumns(db: Database, table: string, columns: string[]) {
+  const have = new Set((db.query(`PRAGMA table_info(${table})`).all() as { name: string }[]).map((c) => c.name));
+  for (const column of columns) if (!have.has(column.split(" ")[0])) db.exec(`ALTER TABLE ${table} ADD COLUMN ${column}`);
 }

@@ -47,7 +47,7 @@ export class CacheSync {
       this.share(key, null, local.created);
       return { status: "cached-local", created: local.created };
     }
-    if (this.options.dryRun) return { status: "executed", created: Date.now() };
+    if (this.options.dryRun) return { status: (await this.remoteHas(key)) ? "cached-remote" : "executed", created: Date.now() };
     const action = remote && !this.options.noCache ? await remote.getAction(key) : undefined;
     if (action && action.diffId === null) {
       store.recordStep(key, null);
@@ -56,6 +56,17 @@ export class CacheSync {
     const record = store.recordStep(key, null);
     this.share(key, null, record.created, true);
     return { status: "executed", created: record.created };
+  }
+
+  /** For a dry run: whether the remote holds a result for the key that this client accepts. */
+  async remoteHas(key: string): Promise<boolean> {
+    return !!this.remote && !this.options.noCache && (await this.remote.getAction(key)) !== undefined;
+  }
+
+  /** What to tell the user about the remote's result for a key it did not use. */
+  note(key: string): { remote_refused?: string } {
+    const refused = this.remote?.refused.get(key);
+    return refused ? { remote_refused: refused } : {};
   }
 
   /** A layer from the remote, checked then stored; undefined when the remote lacks it. */
@@ -73,12 +84,12 @@ export class CacheSync {
         const digest = await sha256File(file);
         if (digest !== layer.digest) throw new RemoteCacheError(`the remote cache's result for step ${key.slice(0, 12)} does not match its digest`);
         store.adoptBlob(file, layer.digest);
-        store.recordLayer({ diffId, digest: layer.digest, size: layer.size, uncompressedSize: layer.size, mediaType: layer.mediaType });
       } finally {
         rmSync(staging, { recursive: true, force: true });
       }
     }
-    await store.ensureSnapshot(diffId); // verifies the diff ID while unpacking
+    // Verifies the diff ID while unpacking; never changes a layer the store already has.
+    await store.adoptLayer({ diffId, digest: layer.digest, size: layer.size, uncompressedSize: layer.size, mediaType: layer.mediaType });
     store.recordStep(key, diffId);
     return { diffId, created: action.created };
   }

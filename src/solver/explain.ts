@@ -11,6 +11,8 @@ export interface Explanation {
   instruction: string;
   hit: boolean;
   reasons: string[];
+  /** Conflicts the remote cache recorded for this step's key (non-determinism, or an attack). */
+  conflicts?: string[];
 }
 
 function diffRecords(before: Record<string, string>, after: Record<string, string>): string[] {
@@ -49,7 +51,8 @@ export function explainSteps(
       const current = now.get(step.id)!;
       const previous = last.get(step.id);
       const reasons: string[] = [];
-      if (hit) return { id: step.id, instruction: step.instruction, hit, reasons: ["cached"] };
+      if (hit) return { id: step.id, instruction: step.instruction, hit, reasons: [step.status === "cached-remote" ? "cached in the remote cache" : "cached"] };
+      if (step.remote_refused) reasons.push(step.remote_refused);
       if (!previous) {
         reasons.push("no earlier build of this step to compare with (first build, or the steps moved)");
         return { id: step.id, instruction: step.instruction, hit, reasons };

@@ -70,6 +70,8 @@ export interface StepResult {
   key: string;
   status: StepStatus;
   duration_ms: number;
+  /** Why the remote's result for this step was not used (e.g. an untrusted signer). */
+  remote_refused?: string;
 }
 
 export interface BuildResult {
@@ -226,7 +228,8 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
     return reads;
   };
 
-  const remote = options.dryRun ? undefined : options.remote;
+  // A dry run asks the remote what it holds; CacheSync never downloads or uploads for one.
+  const remote = options.remote;
 
   const sync = new CacheSync(store, remote, { noCache: options.noCache, dryRun: options.dryRun === true, upload: options.remoteUpload ?? "wait" });
 
@@ -283,10 +286,10 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
               }
             }
             if (diffId === undefined && options.dryRun) {
-              // A dry run (explain) stops here: the step would run.
-              status = "executed";
+              // A dry run (explain) stops here: the step would come from the remote, or run.
+              status = (await sync.remoteHas(key)) ? "cached-remote" : "executed";
               state = next;
-              results.push({ id: step.id, stage: stage.id, instruction: step.text, key, status, duration_ms: 0 });
+              results.push({ id: step.id, stage: stage.id, instruction: step.text, key, status, duration_ms: 0, ...sync.note(key) });
               inputsById.push({ id: step.id, key, inputs });
               continue;
             }
@@ -331,7 +334,7 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
       }
       const duration = Math.round(performance.now() - started);
       progress({ type: "done", number: stepNumber, step: step.id, status, durationMs: duration });
-      results.push({ id: step.id, stage: stage.id, instruction: step.text, key: state!.key, status, duration_ms: duration });
+      results.push({ id: step.id, stage: stage.id, instruction: step.text, key: state!.key, status, duration_ms: duration, ...sync.note(state!.key) });
       inputsById.push({ id: step.id, key: state!.key, inputs });
     }
     states.set(stage.index, state!);

@@ -7,14 +7,13 @@ import { exportImage, parseOutputSpec } from "../../image/export.ts";
 import { normalizeReference } from "../../image/reference.ts";
 import { jsonProgress, plainProgress } from "../../solver/progress.ts";
 import { build } from "../../solver/solver.ts";
-import { resolveRemote } from "../../config/remote.ts";
 import { insecureRegistries } from "../../registry/client.ts";
 import { pullImage, pushImage } from "../../registry/transfer.ts";
-import { RemoteCache } from "../../remote/client.ts";
+import { openRemote, remoteOptions, type RemoteFlags } from "../remote.ts";
 import { UsageError } from "../errors.ts";
 import { collect, dockerfileOptions, parseBuildArgs, readDockerfile } from "../inputs.ts";
 
-interface BuildFlags {
+interface BuildFlags extends RemoteFlags {
   file?: string;
   tag: string[];
   target?: string;
@@ -27,9 +26,6 @@ interface BuildFlags {
   secret: string[];
   network: string;
   jobs?: string;
-  remote?: string;
-  remoteToken?: string;
-  remoteRequired?: boolean;
   remoteUpload: string;
   insecureRegistry: string[];
 }
@@ -54,7 +50,7 @@ export function parseSecret(spec: string): [string, Buffer] {
 }
 
 export function registerBuild(program: Command) {
-  dockerfileOptions(program.command("build"))
+  remoteOptions(dockerfileOptions(program.command("build")))
     .summary("build an image from a Dockerfile")
     .description(
       "Build an image from a Dockerfile, running only the steps whose inputs changed. RUN steps run in a " +
@@ -71,9 +67,6 @@ export function registerBuild(program: Command) {
     .option("--secret <spec>", "id=ID,src=PATH (or env=VAR): a secret for RUN --mount=type=secret (repeatable)", collect)
     .option("--network <mode>", "network for RUN: none|host", "none")
     .option("--jobs <n>", "how many independent stages may build at once (default: the number of CPUs)")
-    .option("--remote <url>", "shared remote cache (default: $MEMOBUILD_REMOTE_URL or the config file)")
-    .option("--remote-token <token>", "token for the remote cache (default: $MEMOBUILD_TOKEN or the config file)")
-    .option("--remote-required", "fail the build when the remote cache does not answer, instead of going local-only")
     .option("--remote-upload <mode>", "wait (upload during the build, wait at its end) | background (report first) | off", "wait")
     .action(async (context: string, flags: BuildFlags) => {
       if (!["auto", "plain", "json"].includes(flags.progress)) throw new UsageError(`--progress must be auto, plain or json`);
@@ -92,18 +85,10 @@ export function registerBuild(program: Command) {
       });
       const secrets = new Map(flags.secret.map(parseSecret));
       if (!["wait", "background", "off"].includes(flags.remoteUpload)) throw new UsageError("--remote-upload must be wait, background or off");
-      const remoteSettings = resolveRemote({ url: flags.remote, token: flags.remoteToken });
       if (process.getuid?.() !== 0) throw new UsageError("memobuild build needs root (overlayfs mounts and the OCI runtime)");
       const input = readDockerfile(context, flags.file);
       const progress = flags.progress === "json" ? jsonProgress() : plainProgress();
-      const remote = remoteSettings.url
-        ? new RemoteCache({
-            url: remoteSettings.url,
-            token: remoteSettings.token,
-            required: flags.remoteRequired,
-            warn: (message) => progress({ type: "warning", message }),
-          })
-        : undefined;
+      const remote = openRemote(flags, (message) => progress({ type: "warning", message }));
       await remote?.probe(); // a wrong token is an error before any work
       await withStore(flags.cacheDir, async (store) => {
         const result = await build({

@@ -2,13 +2,15 @@ import type { Command } from "commander";
 import { resolve } from "node:path";
 import { statCacheFile } from "../../config/cache-dir.ts";
 import { withStore } from "../store.ts";
-import { explainSteps } from "../../solver/explain.ts";
+import { explainSteps, type Explanation } from "../../solver/explain.ts";
 import { silentProgress } from "../../solver/progress.ts";
 import { build } from "../../solver/solver.ts";
 import { dockerfileOptions, parseBuildArgs, readDockerfile } from "../inputs.ts";
+import { openRemote, remoteOptions, type RemoteFlags } from "../remote.ts";
+import type { RemoteCache } from "../../remote/client.ts";
 
 export function registerExplain(program: Command) {
-  dockerfileOptions(program.command("explain"))
+  remoteOptions(dockerfileOptions(program.command("explain")))
     .summary("say, for every step, whether it would hit the cache and why not")
     .description(
       "Compute every step's cache key without running anything, and compare each step's inputs with the last " +
@@ -17,8 +19,9 @@ export function registerExplain(program: Command) {
     )
     .option("--json", "print JSON")
     .option("--cache-dir <dir>", "cache directory (default: $MEMOBUILD_CACHE_DIR or ~/.cache/memobuild)")
-    .action(async (context: string, flags: { file?: string; target?: string; buildArg: string[]; json?: boolean; cacheDir?: string }) => {
+    .action(async (context: string, flags: RemoteFlags & { file?: string; target?: string; buildArg: string[]; json?: boolean; cacheDir?: string }) => {
       const input = readDockerfile(context, flags.file);
+      const remote = openRemote(flags, (message) => process.stderr.write(`warning: ${message}\n`));
       await withStore(flags.cacheDir, async (store) => {
         const dockerfileAbsolute = flags.file === "-" ? undefined : resolve(input.displayPath);
         const result = await build({
@@ -35,9 +38,11 @@ export function registerExplain(program: Command) {
           network: "none",
           progress: silentProgress,
           dryRun: true,
+          remote,
         });
         const last = store.lastBuildInputs(dockerfileAbsolute ?? input.displayPath, result.graph.target.id);
         const explanations = explainSteps(result.steps, result.inputs, last);
+        if (remote) await addConflicts(remote, result.steps, explanations);
         if (flags.json) {
           process.stdout.write(JSON.stringify(explanations, null, 2) + "\n");
           return;
@@ -46,8 +51,24 @@ export function registerExplain(program: Command) {
         for (const e of explanations) {
           process.stdout.write(`${e.hit ? "hit " : "MISS"}  ${e.id.padEnd(12)} ${e.instruction.split("\n")[0]}\n`);
           if (!e.hit) for (const reason of e.reasons) process.stdout.write(`        ${reason}\n`);
+          for (const conflict of e.conflicts ?? []) process.stdout.write(`        CONFLICT ${conflict}\n`);
         }
         process.stdout.write(`${explanations.length - misses} of ${explanations.length} step(s) would come from the cache; ${misses} would run\n`);
       });
     });
+}
+
+/** Marks the steps whose key the remote cache saw conflicting results for. */
+async function addConflicts(remote: RemoteCache, steps: { id: string; key: string }[], explanations: Explanation[]) {
+  const byKey = new Map<string, string[]>();
+  for (const c of await remote.conflicts()) {
+    const who = (side: { author: string | null; signer: string | null }) => [side.signer ? `signer ${side.signer}` : "unsigned", side.author ? `token ${side.author}` : undefined].filter(Boolean).join(", ");
+    const line = `${new Date(c.time).toISOString()}: the remote kept result ${c.first.result.slice(0, 12)} (${who(c.first)}) and refused ${c.second.result.slice(0, 12)} (${who(c.second)}): the step is not deterministic, or someone tried to replace its result`;
+    byKey.set(c.key, [...(byKey.get(c.key) ?? []), line]);
+  }
+  const keyOf = new Map(steps.map((s) => [s.id, s.key]));
+  for (const e of explanations) {
+    const lines = byKey.get(keyOf.get(e.id) ?? "");
+    if (lines) e.conflicts = lines;
+  }
 }

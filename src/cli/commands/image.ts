@@ -2,7 +2,7 @@ import type { Command } from "commander";
 import { resolve } from "node:path";
 import { withStore } from "../store.ts";
 import { exportImage, parseOutputSpec } from "../../image/export.ts";
-import { importDockerArchive, importOciArchive, importOciLayout, loadImage } from "../../image/layout.ts";
+import { adoptImageLayers, importDockerArchive, importOciArchive, importOciLayout, loadImage } from "../../image/layout.ts";
 import { insecureRegistries } from "../../registry/client.ts";
 import { pullImage, pushImage } from "../../registry/transfer.ts";
 import { familiarReference, normalizeReference } from "../../image/reference.ts";
@@ -47,7 +47,8 @@ export function registerImage(program: Command) {
         const refs = (flags.tag.length ? flags.tag : names).map(normalized);
         if (refs.length === 0) throw new UsageError(`the image has no name: give one with --tag NAME (it is ${manifestDigest})`);
         // Unpack (and verify) the layers now, as docker import does, so builds start at once.
-        for (const diffId of loadImage(store, manifestDigest).config.rootfs.diff_ids) await store.ensureSnapshot(diffId);
+        const image = loadImage(store, manifestDigest);
+        await adoptImageLayers(store, image.manifest, image.config);
         for (const ref of refs) {
           store.setImage(ref, manifestDigest);
           process.stdout.write(`${familiarReference(ref)} ${manifestDigest}\n`);

@@ -1,0 +1,175 @@
+/**
+ * Trust (issue 11), end to end with the compiled binary: what a cache key or a diff ID stands
+ * for can never be changed by an image, an import, or another writer of the shared cache.
+ */
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { memobuildBinary, REPO_ROOT, runMemobuild } from "./support/binary.ts";
+import { startCacheServer, type CacheServer } from "./support/server.ts";
+
+const work = mkdtempSync(join(tmpdir(), "memobuild-trust-"));
+afterAll(() => rmSync(work, { recursive: true, force: true }));
+const baseOci = join(work, "base-oci");
+
+const sha256 = (bytes: Uint8Array) => `sha256:${new Bun.CryptoHasher("sha256").update(bytes).digest("hex")}`;
+const blobFile = (layout: string, digest: string) => join(layout, "blobs/sha256", digest.slice(7));
+const readJson = (layout: string, digest: string) => JSON.parse(readFileSync(blobFile(layout, digest), "utf8"));
+
+function mustRun(args: string[]) {
+  const result = runMemobuild(args);
+  if (result.exitCode !== 0) throw new Error(`memobuild ${args.join(" ")} failed (${result.exitCode}):\n${result.stderr}`);
+  return result;
+}
+
+function project(name: string, files: Record<string, string>): string {
+  const dir = join(work, name);
+  for (const [file, content] of Object.entries(files)) {
+    mkdirSync(join(dir, file, ".."), { recursive: true });
+    writeFileSync(join(dir, file), content);
+  }
+  return dir;
+}
+
+/** Builds into an uncompressed OCI layout; returns the layout's manifest digest. */
+function buildLayout(cache: string, dir: string, out: string): { manifestDigest: string; manifest: { layers: { digest: string; size: number }[]; config: { digest: string } } } {
+  rmSync(out, { recursive: true, force: true });
+  const meta = join(work, "meta.json");
+  mustRun(["build", dir, "--cache-dir", cache, "--progress", "plain", "--metadata-file", meta, "--output", `type=oci,dest=${out},compression=uncompressed`]);
+  const manifestDigest = JSON.parse(readFileSync(meta, "utf8"))["containerimage.digest"];
+  return { manifestDigest, manifest: readJson(out, manifestDigest) };
+}
+
+beforeAll(() => {
+  const prepare = Bun.spawnSync(["bash", join(REPO_ROOT, "scripts/prepare-base-rootfs.sh")], { stderr: "pipe" });
+  if (prepare.exitCode !== 0) throw new Error(prepare.stderr.toString());
+  memobuildBinary();
+  mustRun(["build", join(REPO_ROOT, "examples/base"), "--cache-dir", join(work, "base-cache"), "-t", "memobuild/busybox:latest", "--output", `type=oci,dest=${baseOci}`]);
+}, 120_000);
+
+describe("the local store is write-once", () => {
+  test("an imported image that claims an existing diff ID for other bytes is refused, and builds keep exporting the real layer", () => {
+    const cache = join(work, "victim-cache");
+    mustRun(["build", join(REPO_ROOT, "examples/base"), "--cache-dir", cache, "-t", "memobuild/busybox:latest"]);
+    const honest = project("honest", { Dockerfile: "FROM memobuild/busybox\nRUN echo honest > /f\n" });
+    const first = buildLayout(cache, honest, join(work, "honest-oci"));
+    const runLayer = first.manifest.layers.at(-1)!;
+
+    // The attacker's image: the same config (so the same diff IDs), but its last layer's bytes
+    // are another tar.
+    const evil = join(work, "evil-oci");
+    cpSync(join(work, "honest-oci"), evil, { recursive: true });
+    const evilRoot = join(work, "evil-root");
+    mkdirSync(evilRoot);
+    writeFileSync(join(evilRoot, "f"), "evil\n");
+    const evilTar = join(work, "evil.tar");
+    expect(Bun.spawnSync(["tar", "-cf", evilTar, "-C", evilRoot, "f"]).exitCode).toBe(0);
+    const evilBytes = readFileSync(evilTar);
+    const evilDigest = sha256(evilBytes);
+    writeFileSync(blobFile(evil, evilDigest), evilBytes);
+    const manifest = { ...first.manifest, layers: [...first.manifest.layers.slice(0, -1), { ...runLayer, digest: evilDigest, size: evilBytes.length }] };
+    const manifestBytes = Buffer.from(JSON.stringify(manifest));
+    writeFileSync(blobFile(evil, sha256(manifestBytes)), manifestBytes);
+    writeFileSync(join(evil, "index.json"), JSON.stringify({ schemaVersion: 2, manifests: [{ mediaType: "application/vnd.oci.image.manifest.v1+json", digest: sha256(manifestBytes), size: manifestBytes.length }] }));
+
+    const imported = runMemobuild(["image", "import", `oci:${evil}`, "-t", "evil:1", "--cache-dir", cache]);
+    expect(imported.exitCode).toBe(1);
+    expect(imported.stderr).toContain(`layer ${evilDigest} does not match its diff ID ${runLayer.digest}`);
+
+    // The victim's rebuild runs nothing and still exports the honest layer.
+    const again = buildLayout(cache, honest, join(work, "honest-oci-2"));
+    expect(again.manifestDigest).toBe(first.manifestDigest);
+    expect(readFileSync(blobFile(join(work, "honest-oci-2"), runLayer.digest)).length).toBe(runLayer.size);
+  }, 120_000);
+});
+
+/** Runs memobuild without blocking this process (the cache server's log is drained here). */
+async function memobuild(args: string[], env: Record<string, string> = {}) {
+  const child = Bun.spawn([memobuildBinary(), ...args], { stdout: "pipe", stderr: "pipe", env: { ...process.env, ...env } });
+  const [stdout, stderr, exitCode] = await Promise.all([new Response(child.stdout).text(), new Response(child.stderr).text(), child.exited]);
+  return { stdout, stderr, exitCode };
+}
+
+type StepMeta = { id: string; key: string; status: string; remote_refused?: string };
+
+/** A machine: its own cache with the base image, and a build command for it. */
+function machine(name: string) {
+  const cache = join(work, `machine-${name}`);
+  // The same base image everywhere (a base built on each machine would have its own dates).
+  mustRun(["image", "import", `oci:${baseOci}:memobuild/busybox:latest`, "--cache-dir", cache]);
+  return {
+    cache,
+    async build(dir: string, args: string[]): Promise<StepMeta[]> {
+      const meta = join(work, `meta-${name}-${Math.random().toString(36).slice(2)}.json`);
+      const result = await memobuild(["build", dir, "--cache-dir", cache, "--progress", "plain", "--metadata-file", meta, ...args]);
+      if (result.exitCode !== 0) throw new Error(`build on ${name} failed:\n${result.stderr}`);
+      return JSON.parse(readFileSync(meta, "utf8")).steps;
+    },
+  };
+}
+
+describe("signed results and a trust policy", () => {
+  const TOKEN = "ci-and-laptops-token";
+  let server: CacheServer;
+  let ciKey: string;
+  let ciPublic: string;
+  let otherKey: string;
+  beforeAll(async () => {
+    server = await startCacheServer(join(work, "server"), ["--token", TOKEN]);
+    ciKey = join(work, "ci.key");
+    ciPublic = mustRun(["key", "generate", "--out", ciKey]).stdout.trim();
+    otherKey = join(work, "other.key");
+    mustRun(["key", "generate", "--out", otherKey]);
+  }, 60_000);
+  afterAll(() => server?.stop());
+
+  test("key generate writes a private key only its owner reads, and prints the public key", () => {
+    expect(ciPublic).toMatch(/^ed25519:[A-Za-z0-9_-]{43}$/);
+    expect(readFileSync(`${ciKey}.pub`, "utf8")).toBe(`${ciPublic}\n`);
+    expect(statSync(ciKey).mode & 0o777).toBe(0o600);
+    const again = runMemobuild(["key", "generate", "--out", ciKey]);
+    expect(again.exitCode).toBe(1);
+    expect(again.stderr).toContain("already exists");
+  });
+
+  test("a laptop that trusts CI's key uses CI's results, and runs what another key signed", async () => {
+    const remote = ["--remote", server.url, "--remote-token", TOKEN];
+    const fromCi = project("from-ci", { Dockerfile: "FROM memobuild/busybox\nRUN echo ci > /ci\n" });
+    const fromOther = project("from-other", { Dockerfile: "FROM memobuild/busybox\nRUN echo other > /other\n" });
+    await machine("ci").build(fromCi, [...remote, "--remote-sign-key", ciKey]);
+    await machine("intruder").build(fromOther, [...remote, "--remote-sign-key", otherKey]);
+
+    const laptop = machine("laptop");
+    const trusting = [...remote, "--remote-trust", ciPublic];
+    expect((await laptop.build(fromCi, trusting)).map((s) => s.status)).toEqual(["cached-remote", "cached-remote"]);
+    // explain, before the build, says why the other result would not be used.
+    const explained = await memobuild(["explain", fromOther, "--cache-dir", laptop.cache, ...trusting]);
+    expect(explained.stdout).toContain("MISS  0/1          RUN echo other > /other\n        remote result from an untrusted signer (ed25519:");
+    const steps = await laptop.build(fromOther, trusting);
+    expect(steps.map((s) => s.status)).toEqual(["cached-local", "executed"]);
+    expect(steps[1].remote_refused).toMatch(/^remote result from an untrusted signer \(ed25519:[A-Za-z0-9_-]{43}\)$/);
+    // Without a trust list, nothing changes for existing users: any stored result is used.
+    expect((await machine("trusting-anyone").build(fromOther, remote)).map((s) => s.status)).toEqual(["cached-remote", "cached-remote"]);
+  }, 120_000);
+
+  test("a second, different result for a key is refused and recorded; explain shows the conflict", async () => {
+    const remote = ["--remote", server.url, "--remote-token", TOKEN];
+    // Not deterministic: each run writes another time stamp.
+    const dir = project("racy", { Dockerfile: "FROM memobuild/busybox\nRUN cat /proc/uptime /proc/loadavg > /stamp\n" });
+    const first = await machine("first").build(dir, remote);
+    expect(first[1].status).toBe("executed");
+    const second = machine("second");
+    const result = await memobuild(["build", dir, "--cache-dir", second.cache, "--progress", "plain", "--no-cache", ...remote]);
+    expect(result.exitCode).toBe(0);
+    expect(result.stderr).toContain("the remote cache already holds a different result for step");
+    const conflicts = (await (await fetch(`${server.url}/v1/conflicts`, { headers: { authorization: `Bearer ${TOKEN}` } })).json()) as { conflicts: { key: string }[] };
+    expect(conflicts.conflicts.filter((c) => c.key === first[1].key).length).toBe(1);
+    const explained = await memobuild(["explain", dir, "--cache-dir", machine("third").cache, ...remote]);
+    expect(explained.stdout).toMatch(/hit   0\/1          RUN cat \/proc\/uptime \/proc\/loadavg > \/stamp\n        CONFLICT .*: the remote kept result [0-9a-f]{12} \(unsigned, token [0-9a-f]{12}\) and refused [0-9a-f]{12}/);
+    const metrics = await (await fetch(`${server.url}/metrics`, { headers: { authorization: `Bearer ${TOKEN}` } })).text();
+    // (The laptop above also uploaded its own run of a step that writes a file's time.)
+    expect(metrics).toContain(`memobuild_action_conflicts_total ${conflicts.conflicts.length}`);
+    expect(server.log()).toContain("conflicting result refused");
+  }, 120_000);
+});
