@@ -3,7 +3,7 @@
  * for can never be changed by an image, an import, or another writer of the shared cache.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { memobuildBinary, REPO_ROOT, runMemobuild } from "./support/binary.ts";
@@ -173,3 +173,105 @@ describe("signed results and a trust policy", () => {
     expect(server.log()).toContain("conflicting result refused");
   }, 120_000);
 });
+
+describe("builds that need consent, and secrets", () => {
+  let cache: string;
+  beforeAll(() => {
+    cache = join(work, "consent-cache");
+    mustRun(["image", "import", `oci:${baseOci}:memobuild/busybox:latest`, "--cache-dir", cache]);
+  });
+  const build = (dir: string, ...args: string[]) => runMemobuild(["build", dir, "--cache-dir", cache, "--progress", "plain", ...args]);
+
+  test("RUN --network=host and --security=insecure fail without --allow, and work with it", () => {
+    const host = project("host-net", { Dockerfile: "FROM memobuild/busybox\nRUN --network=host cat /proc/net/dev > /devices\n" });
+    const refused = build(host);
+    expect(refused.exitCode).toBe(1);
+    expect(refused.stderr).toContain(`${join(host, "Dockerfile")}:2:1: RUN --network=host cat /proc/net/dev > /devices: RUN --network=host uses the host's network: run the build with --allow network.host to let it`);
+    expect(build(host, "--allow", "network.host").exitCode).toBe(0);
+
+    // Mounting needs CAP_SYS_ADMIN: only a privileged (insecure) RUN has it.
+    const insecure = project("insecure", { Dockerfile: "FROM memobuild/busybox\nRUN --security=insecure mkdir /m && mount -t tmpfs none /m && echo mounted > /m/x\n" });
+    expect(build(insecure).stderr).toContain("run the build with --allow security.insecure to let it");
+    const allowed = build(insecure, "--allow", "security.insecure");
+    expect(allowed.stderr).not.toContain("error");
+    expect(allowed.exitCode).toBe(0);
+    const sandboxed = project("sandboxed", { Dockerfile: "FROM memobuild/busybox\nRUN mkdir /m && mount -t tmpfs none /m\n" });
+    expect(build(sandboxed).exitCode).not.toBe(0);
+    expect(build(host, "--allow", "network.nope").stderr).toContain("--allow network.nope: unknown entitlement");
+  }, 60_000);
+
+  test("--secret takes type=, id=, src= and env=, and refuses unknown keys", () => {
+    const dir = project("secret-kinds", {
+      Dockerfile: "FROM memobuild/busybox\nRUN --mount=type=secret,id=a --mount=type=secret,id=b --mount=type=secret,id=C,env=C cat /run/secrets/a /run/secrets/b && test \"$C\" = from-c\n",
+      "a.txt": "from-a\n",
+    });
+    const env = { ...process.env, B_VALUE: "from-b\n", C: "from-c" };
+    const ok = Bun.spawnSync([memobuildBinary(), "build", dir, "--cache-dir", cache, "--progress", "plain", "--secret", `id=a,src=${join(dir, "a.txt")}`, "--secret", "type=env,id=b,env=B_VALUE", "--secret", "id=C"], { env, stderr: "pipe" });
+    expect(ok.stderr.toString()).toContain("from-a\n#2 from-b");
+    expect(ok.exitCode).toBe(0);
+    const unknown = runMemobuild(["build", dir, "--cache-dir", cache, "--secret", "id=a,file=x"]);
+    expect(unknown.exitCode).toBe(1);
+    expect(unknown.stderr).toBe('memobuild: --secret id=a,file=x: unknown key "file" (use type=, id=, src= or env=)\n');
+    expect(runMemobuild(["build", dir, "--cache-dir", cache, "--secret", "type=ssh,id=a"]).stderr).toContain('type must be file or env, not "ssh"');
+  }, 60_000);
+
+  test("a secret the build was not given is absent; required=true makes it an error", () => {
+    const dir = project("no-secret", { Dockerfile: "FROM memobuild/busybox\nRUN --mount=type=secret,id=nope test ! -e /run/secrets/nope && test ! -e /run/secrets\nRUN --mount=type=secret,id=nope,required=true true\n" });
+    const result = build(dir);
+    expect(result.exitCode).toBe(1);
+    expect(result.stderr).toContain('secret "nope" is required but was not given');
+    expect(result.stderr).toContain("#2 DONE");
+  }, 60_000);
+
+  test("an env secret is never in a file under the cache or /dev/shm: during the RUN, after it, and after kill -9", async () => {
+    const secret = `very-secret-${Math.random().toString(36).slice(2)}`;
+    const findSecret = () => {
+      const found = Bun.spawnSync(["grep", "-rlaF", secret, cache, "/dev/shm"], { stdout: "pipe", stderr: "ignore" });
+      return found.stdout.toString().trim();
+    };
+    const dir = project("env-secret", { Dockerfile: "FROM memobuild/busybox\nRUN --mount=type=secret,id=tok,env=TOKEN --mount=type=secret,id=tok,target=/tok test -n \"$TOKEN\" && echo $((6 * 7)) running && sleep 60\n" });
+    const child = Bun.spawn([memobuildBinary(), "build", dir, "--cache-dir", cache, "--progress", "plain", "--secret", "id=tok,env=SECRET_FOR_TEST"], {
+      env: { ...process.env, SECRET_FOR_TEST: secret },
+      stdout: "ignore",
+      stderr: "pipe",
+    });
+    try {
+      await secretRunKilled(child, cache, findSecret);
+    } finally {
+      // Whatever happens above, nothing this test started keeps running.
+      child.kill("SIGKILL");
+      for (const name of existsSync("/run/crun") ? readdirSync("/run/crun").filter((n) => n.startsWith(`memobuild-${child.pid}-`)) : []) {
+        Bun.spawnSync(["crun", "kill", name, "KILL"]);
+        Bun.spawnSync(["crun", "delete", "-f", name]);
+      }
+    }
+  }, 60_000);
+});
+
+/** Waits for the RUN to be running, kills the build with -9, and checks what is left. */
+async function secretRunKilled(child: ReturnType<typeof Bun.spawn>, cache: string, findSecret: () => string) {
+  let output = "";
+  const decoder = new TextDecoder();
+  const reader = (child.stderr as ReadableStream<Uint8Array>).getReader();
+  while (!output.includes("42 running")) {
+    const { value, done } = await reader.read();
+    if (done) throw new Error(`the build ended early:\n${output}`);
+    output += decoder.decode(value);
+  }
+  // Running now, with the secret in its environment and mounted as a file.
+  expect(findSecret()).toBe("");
+  const containers = () => (existsSync("/run/crun") ? readdirSync("/run/crun").filter((n) => n.startsWith(`memobuild-${child.pid}-`)) : []);
+  expect(containers()).toHaveLength(1);
+  child.kill("SIGKILL");
+  await child.exited;
+  expect(findSecret()).toBe("");
+  // The container died with the build.
+  for (let i = 0; i < 50 && containers().length; i++) await Bun.sleep(100);
+  expect(containers()).toEqual([]);
+  // The next command removes the killed RUN's private tmpfs (the only place the value was).
+  const leftover = () => readFileSync("/proc/self/mountinfo", "utf8").split("\n").filter((l) => l.includes(`/run/memobuild/${child.pid}-`));
+  expect(leftover()).toHaveLength(1);
+  mustRun(["image", "ls", "--cache-dir", cache]);
+  expect(leftover()).toEqual([]);
+  expect(existsSync("/run/memobuild") ? readdirSync("/run/memobuild").filter((n) => n.startsWith(`${child.pid}-`)) : []).toEqual([]);
+}

@@ -19,6 +19,8 @@ import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readdirSync, rea
 import { join } from "node:path";
 import { extractLayer } from "../snapshot/extract.ts";
 import { removeTree } from "../rootfs/root.ts";
+import { removeAbandonedTmpfs } from "../executor/private-tmpfs.ts";
+import { reapAbandonedContainers } from "../executor/runtime.ts";
 import { tryLockExclusive, tryLockShared, umount, unlock } from "../snapshot/libc.ts";
 
 export interface LayerRecord {
@@ -159,6 +161,8 @@ export class LocalStore {
       unmountBelow(path);
       removeTree(path);
     }
+    reapAbandonedContainers(processAlive); // a killed build's RUN
+    removeAbandonedTmpfs(processAlive); // and its secrets
   }
 
   /** A fresh staging directory owned by this process. */

@@ -5,7 +5,8 @@
  * stage, read-only unless rw), tmpfs, secret (from --secret; never in a layer, key or log).
  * Mount points that did not exist are removed from the layer afterwards.
  */
-import { chownSync, closeSync, existsSync, mkdirSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import { PrivateTmpfs } from "./private-tmpfs.ts";
+import { chownSync, closeSync, mkdirSync, renameSync, writeFileSync } from "node:fs";
 import { join, posix } from "node:path";
 import type { Instruction } from "../frontend/instructions.ts";
 import type { Mount } from "../frontend/mounts.ts";
@@ -52,12 +53,12 @@ export async function executeRun(request: StepRequest, work: string): Promise<st
   if (instruction.kind !== "RUN") throw new Error("not a RUN step");
   const upper = join(work, "upper");
   const rootfs = join(work, "rootfs");
-  const bundle = join(work, "bundle");
-  mkdirSync(bundle);
+  // The bundle (its config.json holds env secrets) and secret files live in memory only.
+  const secure = PrivateTmpfs.create();
+  const bundle = secure.path;
   const mounted: string[] = [];
   const leases: CacheMountLease[] = [];
   const held = new Held(work);
-  let secretDir: string | undefined;
   try {
     mountOverlay({ layers: request.lowers, upper, work: join(work, "work"), target: rootfs });
     mounted.push(rootfs);
@@ -105,9 +106,8 @@ export async function executeRun(request: StepRequest, work: string): Promise<st
           }
           if (mount.env) env.set(mount.env, value.toString("utf8"));
           if (mount.target) {
-            // Secrets live in memory (tmpfs), never in the cache directory or a layer.
-            secretDir ??= makeSecretDir();
-            const file = join(secretDir, `s${runtimeMounts.length}`);
+            // Secrets live in memory (a private tmpfs), never in the cache directory or a layer.
+            const file = join(secure.path, `secret-${runtimeMounts.length}`);
             writeFileSync(file, value, { mode: mount.mode });
             chownSync(file, mount.uid, mount.gid);
             mountPoint(mount.target, "file");
@@ -135,6 +135,7 @@ export async function executeRun(request: StepRequest, work: string): Promise<st
         additionalGids: user.additionalGids,
         mounts: runtimeMounts,
         network: request.network === "host" || instruction.network === "host" ? "host" : "none",
+        privileged: instruction.security === "insecure",
       },
       bundle,
       request.onOutput,
@@ -152,7 +153,7 @@ export async function executeRun(request: StepRequest, work: string): Promise<st
     held.close();
     for (const target of mounted.reverse()) unmount(target);
     for (const lease of leases) lease.release();
-    if (secretDir) rmSync(secretDir, { recursive: true, force: true });
+    secure.remove();
   }
 }
 
@@ -195,12 +196,6 @@ function mountAt(source: string, target: string) {
   mount(source, target, null, MS_BIND | MS_REC, null);
 }
 
-function makeSecretDir(): string {
-  const base = existsSync("/dev/shm") ? "/dev/shm" : "/run";
-  const dir = join(base, `memobuild-secrets-${process.pid}-${Math.random().toString(36).slice(2)}`);
-  mkdirSync(dir, { mode: 0o700 });
-  return dir;
-}
 
 /**
  * Where a bind mount's content comes from: a copy of context files (the context as the build

@@ -6,7 +6,7 @@
  */
 import { randomHex } from "../util/random.ts";
 import { UserError } from "../errors.ts";
-import { existsSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 
 export interface RuntimeMount {
@@ -29,6 +29,11 @@ export interface ContainerSpec {
   network: "none" | "host";
   hostname?: string;
   readonlyRootfs?: boolean;
+  /**
+   * RUN --security=insecure: every capability, /proc and /sys writable and unmasked, as
+   * BuildKit's privileged mode (the host's devices are not added: /dev stays the container's).
+   */
+  privileged?: boolean;
 }
 
 export interface RunOutput {
@@ -44,6 +49,25 @@ const CAPABILITIES = [
   "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_MKNOD", "CAP_NET_RAW", "CAP_SETGID", "CAP_SETUID",
   "CAP_SETFCAP", "CAP_SETPCAP", "CAP_NET_BIND_SERVICE", "CAP_SYS_CHROOT", "CAP_KILL", "CAP_AUDIT_WRITE",
 ];
+
+/** Capability names by number (linux/capability.h, up to CAP_CHECKPOINT_RESTORE = 40). */
+const CAPABILITY_NAMES = [
+  "CHOWN", "DAC_OVERRIDE", "DAC_READ_SEARCH", "FOWNER", "FSETID", "KILL", "SETGID", "SETUID", "SETPCAP", "LINUX_IMMUTABLE",
+  "NET_BIND_SERVICE", "NET_BROADCAST", "NET_ADMIN", "NET_RAW", "IPC_LOCK", "IPC_OWNER", "SYS_MODULE", "SYS_RAWIO", "SYS_CHROOT",
+  "SYS_PTRACE", "SYS_PACCT", "SYS_ADMIN", "SYS_BOOT", "SYS_NICE", "SYS_RESOURCE", "SYS_TIME", "SYS_TTY_CONFIG", "MKNOD", "LEASE",
+  "AUDIT_WRITE", "AUDIT_CONTROL", "SETFCAP", "MAC_OVERRIDE", "MAC_ADMIN", "SYSLOG", "WAKE_ALARM", "BLOCK_SUSPEND", "AUDIT_READ",
+  "PERFMON", "BPF", "CHECKPOINT_RESTORE",
+].map((name) => `CAP_${name}`);
+
+/**
+ * For a privileged RUN: every capability this process may hand on (its bounding set), as
+ * Docker's privileged mode does; asking for one outside it makes the runtime fail.
+ */
+function allCapabilities(): string[] {
+  const line = /^CapBnd:\s*([0-9a-f]+)$/m.exec(readFileSync("/proc/self/status", "utf8"));
+  const bits = BigInt(`0x${line?.[1] ?? "0"}`);
+  return CAPABILITY_NAMES.filter((_, bit) => (bits >> BigInt(bit)) & 1n);
+}
 
 export function findRuntime(): string {
   for (const name of ["crun", "runc"]) {
@@ -64,6 +88,7 @@ function hybridCgroups(): boolean {
 export function runtimeConfig(spec: ContainerSpec): object {
   const namespaces = [{ type: "pid" }, { type: "ipc" }, { type: "uts" }, { type: "mount" }];
   if (spec.network === "none") namespaces.push({ type: "network" });
+  const capabilities = spec.privileged ? allCapabilities() : CAPABILITIES;
   return {
     ociVersion: "1.0.2",
     process: {
@@ -72,7 +97,7 @@ export function runtimeConfig(spec: ContainerSpec): object {
       args: spec.args,
       env: spec.env,
       cwd: spec.cwd,
-      capabilities: { bounding: CAPABILITIES, effective: CAPABILITIES, permitted: CAPABILITIES },
+      capabilities: { bounding: capabilities, effective: capabilities, permitted: capabilities },
       noNewPrivileges: false,
     },
     root: { path: spec.rootfs, readonly: spec.readonlyRootfs ?? false },
@@ -83,13 +108,13 @@ export function runtimeConfig(spec: ContainerSpec): object {
       { destination: "/dev/pts", type: "devpts", source: "devpts", options: ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620"] },
       { destination: "/dev/shm", type: "tmpfs", source: "shm", options: ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"] },
       { destination: "/dev/mqueue", type: "mqueue", source: "mqueue", options: ["nosuid", "noexec", "nodev"] },
-      { destination: "/sys", type: "sysfs", source: "sysfs", options: ["nosuid", "noexec", "nodev", "ro"] },
+      { destination: "/sys", type: "sysfs", source: "sysfs", options: ["nosuid", "noexec", "nodev", spec.privileged ? "rw" : "ro"] },
       ...spec.mounts.map((m) => ({ destination: m.destination, type: m.type, source: m.source, options: m.options })),
     ],
     linux: {
       namespaces,
-      maskedPaths: ["/proc/acpi", "/proc/kcore", "/proc/keys", "/proc/latency_stats", "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/sys/firmware", "/proc/scsi"],
-      readonlyPaths: ["/proc/asound", "/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"],
+      maskedPaths: spec.privileged ? [] : ["/proc/acpi", "/proc/kcore", "/proc/keys", "/proc/latency_stats", "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/sys/firmware", "/proc/scsi"],
+      readonlyPaths: spec.privileged ? [] : ["/proc/asound", "/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"],
     },
   };
 }
@@ -106,6 +131,7 @@ export async function runContainer(spec: ContainerSpec, bundleDir: string, onOut
     ? ["unshare", "--mount", "--propagation", "private", "sh", "-c", 'umount /sys/fs/cgroup/unified 2>/dev/null; exec "$@"', "sh", runtime, "run", "--bundle", bundleDir, id]
     : [runtime, "run", "--bundle", bundleDir, id];
   const child = Bun.spawn(command, { stdin: "ignore", stdout: "pipe", stderr: "pipe" });
+  const watchdog = killWithThisProcess(runtime, id);
   const tail: string[] = [];
   const pump = async (stream: ReadableStream<Uint8Array>, name: "stdout" | "stderr") => {
     const decoder = new TextDecoder();
@@ -126,7 +152,41 @@ export async function runContainer(spec: ContainerSpec, bundleDir: string, onOut
       onOutput(pending, name);
     }
   };
-  await Promise.all([pump(child.stdout, "stdout"), pump(child.stderr, "stderr")]);
-  const exitCode = await child.exited;
-  return { exitCode, tail };
+  try {
+    await Promise.all([pump(child.stdout, "stdout"), pump(child.stderr, "stderr")]);
+    return { exitCode: await child.exited, tail };
+  } finally {
+    watchdog.kill();
+  }
+}
+
+/**
+ * A container outlives its runtime process (its init is reparented when `crun run` dies), so
+ * a build killed with -9 would leave it running. This watchdog holds a pipe from us: when we
+ * die, the kernel closes it, `read` returns, and the container is killed and deleted.
+ */
+function killWithThisProcess(runtime: string, id: string) {
+  return Bun.spawn(["sh", "-c", 'read _; "$0" kill "$1" KILL 2>/dev/null; "$0" delete -f "$1" 2>/dev/null', runtime, id], { stdin: "pipe", stdout: "ignore", stderr: "ignore" });
+}
+
+/**
+ * Containers of memobuild processes that are gone (the watchdog died too, or the machine lost
+ * power mid-RUN): killed and deleted by the next command.
+ */
+export function reapAbandonedContainers(alive: (pid: number) => boolean) {
+  for (const stateRoot of ["/run/crun", "/run/runc"]) {
+    let names: string[];
+    try {
+      names = readdirSync(stateRoot);
+    } catch {
+      continue;
+    }
+    for (const name of names) {
+      const match = /^memobuild-(\d+)-[0-9a-f]+$/.exec(name);
+      if (!match || Number(match[1]) === process.pid || alive(Number(match[1]))) continue;
+      const runtime = stateRoot.endsWith("crun") ? "crun" : "runc";
+      Bun.spawnSync([runtime, "kill", name, "KILL"], { stdout: "ignore", stderr: "ignore" });
+      Bun.spawnSync([runtime, "delete", "-f", name], { stdout: "ignore", stderr: "ignore" });
+    }
+  }
 }

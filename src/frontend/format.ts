@@ -31,7 +31,7 @@ export function formatInstruction(instruction: Instruction): string {
       if (instruction.stageName) parts.push("AS", instruction.stageName);
       break;
     case "RUN":
-      parts.push(...instruction.mounts.map((m) => `--mount=${formatMount(m)}`), ...flag("network", instruction.network));
+      parts.push(...instruction.mounts.map((m) => `--mount=${formatMount(m)}`), ...flag("network", instruction.network), ...flag("security", instruction.security === "insecure" ? "insecure" : undefined));
       parts.push(command(instruction.command));
       return parts.join(" ") + heredocs(instruction.heredocs);
     case "CMD":

@@ -28,6 +28,8 @@ export type Instruction = Common &
         heredocs: InlineFile[];
         mounts: Mount[];
         network?: "default" | "none" | "host";
+        /** insecure: a privileged container (needs --allow security.insecure). */
+        security?: "sandbox" | "insecure";
       }
     | { kind: "CMD" | "ENTRYPOINT"; command: CommandLine }
     | { kind: "SHELL"; shell: string[] }
@@ -222,8 +224,8 @@ function convert(ctx: NodeContext, x: Expander): Instruction {
         throw ctx.error(`invalid --network value "${network}": use default, none or host`, "--network");
       }
       const security = str("security");
-      if (security !== undefined && security !== "sandbox") {
-        throw ctx.error(`--security=${security} is not supported: RUN always runs sandboxed`, "--security");
+      if (security !== undefined && security !== "sandbox" && security !== "insecure") {
+        throw ctx.error(`invalid --security value "${security}": use sandbox or insecure`, "--security");
       }
       const mounts = list("mount").map((spec) => {
         try {
@@ -240,6 +242,7 @@ function convert(ctx: NodeContext, x: Expander): Instruction {
         heredocs: ctx.node.heredocs.map((h) => ({ name: h.name, content: h.content })),
         mounts,
         network: network as "default" | "none" | "host" | undefined,
+        security: security as "sandbox" | "insecure" | undefined,
       };
     }
     case "CMD":

@@ -48,6 +48,8 @@ export interface BuildOptions {
   statCacheFile?: string;
   secrets: Map<string, Buffer>;
   network: "none" | "host";
+  /** What the person running the build consents to: network.host, security.insecure. */
+  allow?: ReadonlySet<string>;
   progress: ProgressSink;
   /** Compute every step's key and whether it hits, but run nothing and store nothing. */
   dryRun?: boolean;
@@ -246,6 +248,7 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
       };
       let status: StepStatus = "cached-local";
       let inputs: StepInputs;
+      checkEntitlements(step.instruction, options.allow ?? new Set(), fail);
       try {
         if (step.index === 0) {
           ({ state, inputs } = fromStep(step, stage, states, resolveImage, platform, fail));
@@ -487,4 +490,15 @@ async function sourceSnapshots(sources: Map<string, LayerRef[]>, layersOf: (laye
   const result = new Map<string, string[]>();
   for (const [reference, layers] of sources) result.set(reference, await layersOf(layers));
   return result;
+}
+
+/** A step that reaches outside the sandbox needs the consent of whoever runs the build. */
+function checkEntitlements(instruction: Instruction, allow: ReadonlySet<string>, fail: (message: string) => never) {
+  if (instruction.kind !== "RUN") return;
+  if (instruction.network === "host" && !allow.has("network.host")) {
+    fail("RUN --network=host uses the host's network: run the build with --allow network.host to let it");
+  }
+  if (instruction.security === "insecure" && !allow.has("security.insecure")) {
+    fail("RUN --security=insecure runs a privileged container: run the build with --allow security.insecure to let it");
+  }
 }

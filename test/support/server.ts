@@ -20,7 +20,7 @@ export async function startCacheServer(data: string, args: string[] = [], env: R
     env: { ...process.env, ...env },
   });
   let log = "";
-  let announced: (url: string) => void;
+  let announced = (_url: string) => {};
   const listening = new Promise<string>((resolve) => (announced = resolve));
   // Drained for as long as the server runs, so its request log never blocks it.
   void (async () => {

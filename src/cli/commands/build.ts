@@ -25,28 +25,46 @@ interface BuildFlags extends RemoteFlags {
   cacheDir?: string;
   secret: string[];
   network: string;
+  allow: string[];
   jobs?: string;
   remoteUpload: string;
   insecureRegistry: string[];
 }
 
-/** `id=ID,src=PATH` → the secret's bytes, read now so they never touch the cache. */
+/**
+ * `--secret` as buildx reads it: `[type=file|env,]id=ID[,src=PATH|,env=VAR]`. Without src or
+ * env, the variable named ID. The value is read now, so no path or variable is read later.
+ */
 export function parseSecret(spec: string): [string, Buffer] {
-  const fields = Object.fromEntries(spec.split(",").map((kv) => {
-    const eq = kv.indexOf("=");
-    return eq < 0 ? [kv, ""] : [kv.slice(0, eq), kv.slice(eq + 1)];
-  }));
-  const id = fields.id;
-  const source = fields.src ?? fields.source;
+  const fields: Record<string, string> = {};
+  for (const field of spec.split(",")) {
+    const eq = field.indexOf("=");
+    const key = eq < 0 ? field : field.slice(0, eq);
+    if (!["type", "id", "src", "source", "env"].includes(key)) throw new UsageError(`--secret ${spec}: unknown key "${key}" (use type=, id=, src= or env=)`);
+    fields[key] = eq < 0 ? "" : field.slice(eq + 1);
+  }
+  const { id, type = "file" } = fields;
   if (!id) throw new UsageError(`--secret ${spec}: id=ID is required`);
-  if (source) {
+  if (type !== "file" && type !== "env") throw new UsageError(`--secret ${spec}: type must be file or env, not "${type}"`);
+  const source = fields.src ?? fields.source;
+  if (type === "file" && source !== undefined) {
     if (!existsSync(source)) throw new UsageError(`--secret id=${id}: file ${source} does not exist`);
     return [id, readFileSync(source)];
   }
-  const variable = fields.env ?? id;
+  const variable = fields.env ?? source ?? id;
   const value = process.env[variable];
-  if (value === undefined) throw new UsageError(`--secret id=${id}: give src=PATH, or set the environment variable ${variable}`);
+  if (value === undefined) throw new UsageError(`--secret id=${id}: the environment variable ${variable} is not set${type === "file" ? " (or give src=PATH)" : ""}`);
   return [id, Buffer.from(value)];
+}
+
+const ENTITLEMENTS = ["network.host", "security.insecure"] as const;
+export type Entitlement = (typeof ENTITLEMENTS)[number];
+
+export function parseEntitlements(values: string[]): Set<Entitlement> {
+  for (const value of values) {
+    if (!(ENTITLEMENTS as readonly string[]).includes(value)) throw new UsageError(`--allow ${value}: unknown entitlement (use ${ENTITLEMENTS.join(" or ")})`);
+  }
+  return new Set(values as Entitlement[]);
 }
 
 export function registerBuild(program: Command) {
@@ -64,8 +82,9 @@ export function registerBuild(program: Command) {
     .option("--no-cache", "run every step, ignoring cached results")
     .option("--progress <mode>", "auto|plain|json", "auto")
     .option("--cache-dir <dir>", "cache directory (default: $MEMOBUILD_CACHE_DIR or ~/.cache/memobuild)")
-    .option("--secret <spec>", "id=ID,src=PATH (or env=VAR): a secret for RUN --mount=type=secret (repeatable)", collect)
+    .option("--secret <spec>", "[type=file|env,]id=ID[,src=PATH|,env=VAR]: a secret for RUN --mount=type=secret (repeatable)", collect)
     .option("--network <mode>", "network for RUN: none|host", "none")
+    .option("--allow <entitlement>", "let the Dockerfile use network.host (RUN --network=host) or security.insecure (RUN --security=insecure) (repeatable)", collect)
     .option("--jobs <n>", "how many independent stages may build at once (default: the number of CPUs)")
     .option("--remote-upload <mode>", "wait (upload during the build, wait at its end) | background (report first) | off", "wait")
     .action(async (context: string, flags: BuildFlags) => {
@@ -84,6 +103,7 @@ export function registerBuild(program: Command) {
         }
       });
       const secrets = new Map(flags.secret.map(parseSecret));
+      const allow = parseEntitlements(flags.allow);
       if (!["wait", "background", "off"].includes(flags.remoteUpload)) throw new UsageError("--remote-upload must be wait, background or off");
       if (process.getuid?.() !== 0) throw new UsageError("memobuild build needs root (overlayfs mounts and the OCI runtime)");
       const input = readDockerfile(context, flags.file);
@@ -103,6 +123,7 @@ export function registerBuild(program: Command) {
           statCacheFile: statCacheFile(store.dir, input.contextDir),
           secrets,
           network: flags.network as "none" | "host",
+          allow,
           progress,
           jobs,
           remote,

@@ -1,0 +1,63 @@
+/**
+ * A tmpfs of our own for what must never reach a disk during a RUN: secret files and the
+ * runtime's config.json (which holds env secrets). Each RUN mounts a fresh one under
+ * /run/memobuild/PID-RANDOM (mode 0700, root only) and unmounts it when the RUN ends. A tmpfs
+ * keeps its files until it is unmounted, so after a kill -9 the next memobuild command
+ * unmounts the ones of dead processes (`removeAbandonedTmpfs`).
+ *
+ * Not /dev/shm: that is one tmpfs shared by every process on the machine, and a file left
+ * there by a killed build stays readable until reboot.
+ */
+import { mkdirSync, readdirSync, readFileSync, rmdirSync } from "node:fs";
+import { join } from "node:path";
+import { randomHex } from "../util/random.ts";
+import { mount, umount } from "../snapshot/libc.ts";
+
+const BASE = "/run/memobuild";
+const MS_NOSUID = 2;
+const MS_NODEV = 4;
+const MS_NOEXEC = 8;
+
+export class PrivateTmpfs {
+  private constructor(readonly path: string) {}
+
+  static create(): PrivateTmpfs {
+    mkdirSync(BASE, { recursive: true, mode: 0o700 });
+    const path = join(BASE, `${process.pid}-${randomHex(6)}`);
+    mkdirSync(path, { mode: 0o700 });
+    try {
+      mount("tmpfs", path, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=0700,size=64m");
+    } catch (error) {
+      rmdirSync(path);
+      throw error;
+    }
+    return new PrivateTmpfs(path);
+  }
+
+  remove() {
+    umount(this.path, true);
+    rmdirSync(this.path);
+  }
+}
+
+/** Unmounts and removes the private tmpfs of every process that is gone. */
+export function removeAbandonedTmpfs(alive: (pid: number) => boolean) {
+  let names: string[];
+  try {
+    names = readdirSync(BASE);
+  } catch {
+    return;
+  }
+  const mounted = new Set(readFileSync("/proc/self/mountinfo", "utf8").split("\n").map((line) => line.split(" ")[4]));
+  for (const name of names) {
+    const pid = Number(name.split("-")[0]);
+    if (Number.isInteger(pid) && pid > 0 && (pid === process.pid || alive(pid))) continue;
+    const path = join(BASE, name);
+    if (mounted.has(path)) umount(path, true);
+    try {
+      rmdirSync(path);
+    } catch {
+      // not empty: not one of ours (ours are mount points, empty once unmounted)
+    }
+  }
+}
