@@ -12,7 +12,7 @@ SOURCES := $(shell find src bin -name '*.ts' -not -name '*.test.ts' 2>/dev/null)
 # Extra arguments for `bun test`, e.g. TEST_ARGS="--reporter=junit --reporter-outfile=junit.xml".
 TEST_ARGS ?=
 
-.PHONY: install system-deps build test demo bench clean
+.PHONY: install system-deps build test demo bench clean audit
 
 $(LOCAL_BUN):
 	npm install --prefix .tools --no-save --no-audit --no-fund --loglevel=error bun@$(BUN_VERSION)
@@ -57,3 +57,7 @@ bench: build
 
 clean:
 	rm -rf dist .tools node_modules
+
+# Dependency advisories, and no secret of the test suite in any file the tests leave behind.
+audit: system-deps build
+	BUN=$(BUN) bash scripts/audit.sh

@@ -10,7 +10,8 @@ import { memobuildBinary, REPO_ROOT, runMemobuild } from "./support/binary.ts";
 import { startCacheServer, type CacheServer } from "./support/server.ts";
 
 const work = mkdtempSync(join(tmpdir(), "memobuild-trust-"));
-afterAll(() => rmSync(work, { recursive: true, force: true }));
+// `make audit` keeps what the tests leave (MEMOBUILD_TEST_KEEP=1) and searches it for the secrets.
+afterAll(() => process.env.MEMOBUILD_TEST_KEEP || rmSync(work, { recursive: true, force: true }));
 const baseOci = join(work, "base-oci");
 
 const sha256 = (bytes: Uint8Array) => `sha256:${new Bun.CryptoHasher("sha256").update(bytes).digest("hex")}`;
@@ -224,7 +225,7 @@ describe("builds that need consent, and secrets", () => {
   }, 60_000);
 
   test("an env secret is never in a file under the cache or /dev/shm: during the RUN, after it, and after kill -9", async () => {
-    const secret = `very-secret-${Math.random().toString(36).slice(2)}`;
+    const secret = process.env.MEMOBUILD_TEST_SECRET ?? `very-secret-${Math.random().toString(36).slice(2)}`;
     const findSecret = () => {
       const found = Bun.spawnSync(["grep", "-rlaF", secret, cache, "/dev/shm"], { stdout: "pipe", stderr: "ignore" });
       return found.stdout.toString().trim();
@@ -275,3 +276,51 @@ async function secretRunKilled(child: ReturnType<typeof Bun.spawn>, cache: strin
   expect(leftover()).toEqual([]);
   expect(existsSync("/run/memobuild") ? readdirSync("/run/memobuild").filter((n) => n.startsWith(`${child.pid}-`)) : []).toEqual([]);
 }
+
+/** The openssl recipe the README documents: a CA, a server certificate for 127.0.0.1, a client certificate. */
+function makeCertificates(dir: string) {
+  mkdirSync(dir, { recursive: true });
+  const openssl = (...args: string[]) => {
+    const result = Bun.spawnSync(["openssl", ...args], { cwd: dir, stderr: "pipe" });
+    if (result.exitCode !== 0) throw new Error(`openssl ${args.join(" ")}: ${result.stderr}`);
+  };
+  const ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"];
+  openssl("req", "-x509", ...ec, "-days", "1", "-subj", "/CN=memobuild test CA", "-keyout", "ca.key", "-out", "ca.pem");
+  writeFileSync(join(dir, "server.ext"), "subjectAltName=IP:127.0.0.1\n");
+  openssl("req", ...ec, "-subj", "/CN=127.0.0.1", "-keyout", "server.key", "-out", "server.csr");
+  openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-days", "1", "-extfile", "server.ext", "-out", "server.pem");
+  openssl("req", ...ec, "-subj", "/CN=ci-runner", "-keyout", "client.key", "-out", "client.csr");
+  openssl("x509", "-req", "-in", "client.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-days", "1", "-out", "client.pem");
+  // A client certificate from a CA the server does not know.
+  openssl("req", "-x509", ...ec, "-days", "1", "-subj", "/CN=stranger", "-keyout", "stranger.key", "-out", "stranger.pem");
+  return (name: string) => join(dir, name);
+}
+
+describe("mutual TLS", () => {
+  test("the server refuses a client without a certificate from its CA at the handshake; builds with one use it", async () => {
+    const file = makeCertificates(join(work, "pki"));
+    const server = await startCacheServer(join(work, "mtls-server"), ["--tls-cert", file("server.pem"), "--tls-key", file("server.key"), "--tls-client-ca", file("ca.pem")]);
+    try {
+      expect(server.url).toStartWith("https://127.0.0.1:");
+      const ca = readFileSync(file("ca.pem"), "utf8");
+      const get = (tls: Record<string, string>) => fetch(`${server.url}/healthz`, { tls: { ca, ...tls } } as RequestInit);
+      expect((await get({ cert: readFileSync(file("client.pem"), "utf8"), key: readFileSync(file("client.key"), "utf8") })).status).toBe(200);
+      await expect(get({})).rejects.toThrow();
+      await expect(get({ cert: readFileSync(file("stranger.pem"), "utf8"), key: readFileSync(file("stranger.key"), "utf8") })).rejects.toThrow();
+
+      const cache = join(work, "mtls-cache");
+      mustRun(["image", "import", `oci:${baseOci}:memobuild/busybox:latest`, "--cache-dir", cache]);
+      const dir = project("mtls", { Dockerfile: "FROM memobuild/busybox\nRUN echo over mtls > /m\n" });
+      const remote = ["--remote", server.url, "--remote-cacert", file("ca.pem"), "--remote-required"];
+      const without = await memobuild(["build", dir, "--cache-dir", cache, ...remote]);
+      expect(without.exitCode).toBe(1);
+      expect(without.stderr).toContain(`the remote cache at ${server.url} is not answering`);
+      const withCert = await memobuild(["build", dir, "--cache-dir", cache, ...remote, "--remote-cert", file("client.pem"), "--remote-key", file("client.key")]);
+      expect(withCert.stderr).toContain("2 step(s) run");
+      expect(withCert.exitCode).toBe(0);
+      expect(server.log()).toContain("method=PUT path=/v1/actions/");
+    } finally {
+      await server.stop();
+    }
+  }, 120_000);
+});

@@ -1,9 +1,10 @@
 /**
  * Where the remote cache is and how far to trust it: flags beat the environment
  * (MEMOBUILD_REMOTE_URL, MEMOBUILD_TOKEN, MEMOBUILD_REMOTE_SIGN_KEY, MEMOBUILD_REMOTE_TRUST:
- * public keys separated by commas), which beats the config file ($XDG_CONFIG_HOME/memobuild/
+ * public keys separated by commas, MEMOBUILD_REMOTE_CACERT, _CERT, _KEY), which beats the config file ($XDG_CONFIG_HOME/memobuild/
  * config.json, else ~/.config/memobuild/config.json:
- * `{ "remote": { "url": "...", "token": "...", "signKey": "FILE", "trust": ["ed25519:…"] } }`).
+ * `{ "remote": { "url": "...", "token": "...", "signKey": "FILE", "trust": ["ed25519:…"],
+ * "cacert": "FILE", "cert": "FILE", "key": "FILE" } }`).
  */
 import { existsSync, readFileSync } from "node:fs";
 import { homedir } from "node:os";
@@ -17,6 +18,10 @@ export interface RemoteSettings {
   signKey?: string;
   /** Public keys whose signed results this client accepts (none: any result). */
   trust?: string[];
+  /** PEM files: the CA that signed the server's certificate, and a client certificate and key (mutual TLS). */
+  cacert?: string;
+  cert?: string;
+  key?: string;
 }
 
 export function configFile(env: NodeJS.ProcessEnv = process.env): string {
@@ -40,7 +45,7 @@ function fromFile(path: string): RemoteSettings {
   if (trust !== undefined && !(Array.isArray(trust) && trust.every((k) => typeof k === "string"))) {
     throw new UserError(`${path}: remote.trust must be a list of public keys ("ed25519:…")`);
   }
-  return { url: text("url"), token: text("token"), signKey: text("signKey"), trust: trust as string[] | undefined };
+  return { url: text("url"), token: text("token"), signKey: text("signKey"), trust: trust as string[] | undefined, cacert: text("cacert"), cert: text("cert"), key: text("key") };
 }
 
 export function resolveRemote(flags: RemoteSettings, env: NodeJS.ProcessEnv = process.env): RemoteSettings {
@@ -51,5 +56,9 @@ export function resolveRemote(flags: RemoteSettings, env: NodeJS.ProcessEnv = pr
   const envTrust = env.MEMOBUILD_REMOTE_TRUST?.split(",").map((k) => k.trim()).filter(Boolean);
   const trust = flags.trust?.length ? flags.trust : envTrust?.length ? envTrust : file.trust;
   if (url !== undefined && !/^https?:\/\/[^/]+/.test(url)) throw new UserError(`remote cache URL "${url}" must start with http:// or https://`);
-  return { url, token, signKey, trust };
+  const cacert = flags.cacert ?? env.MEMOBUILD_REMOTE_CACERT ?? file.cacert;
+  const cert = flags.cert ?? env.MEMOBUILD_REMOTE_CERT ?? file.cert;
+  const key = flags.key ?? env.MEMOBUILD_REMOTE_KEY ?? file.key;
+  if ((cert === undefined) !== (key === undefined)) throw new UserError("a client certificate and its key go together (--remote-cert and --remote-key)");
+  return { url, token, signKey, trust, cacert, cert, key };
 }

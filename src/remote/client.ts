@@ -28,6 +28,8 @@ export interface RemoteOptions {
   signer?: SigningKey;
   /** Public keys (`ed25519:…`): when given, only results signed by one of them are used. */
   trust?: string[];
+  /** PEM text: a CA for the server's certificate; a client certificate and key (mutual TLS). */
+  tls?: { ca?: string; cert?: string; key?: string };
 }
 
 class Transient extends Error {}
@@ -69,7 +71,13 @@ export class RemoteCache {
     for (let attempt = 0; attempt < this.attempts; attempt++) {
       if (attempt > 0) await Bun.sleep(Math.min(2000, 100 * 2 ** attempt) * (0.5 + Math.random()));
       try {
-        const response = await fetch(`${this.base}${path}`, { method, headers: this.headers(init.headers), body: init.body, signal: AbortSignal.timeout(300_000) });
+        const response = await fetch(`${this.base}${path}`, {
+          method,
+          headers: this.headers(init.headers),
+          body: init.body,
+          signal: AbortSignal.timeout(300_000),
+          tls: this.options.tls,
+        } as RequestInit);
         if (response.status === 401 || response.status === 403) {
           const detail = await response.text().catch(() => "");
           throw new RemoteCacheError(`the remote cache at ${this.base} refused the token (HTTP ${response.status}${detail ? `: ${safeError(detail)}` : ""})`);

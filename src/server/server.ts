@@ -1,4 +1,5 @@
 /** `memobuild serve`: the cache server on Bun.serve. */
+import { existsSync } from "node:fs";
 import { UserError } from "../errors.ts";
 import { createApp } from "./app.ts";
 import { TokenSet, type Role } from "./auth.ts";
@@ -12,6 +13,8 @@ export interface ServeOptions {
   tokens: { token: string; role: Role }[];
   tlsCert?: string;
   tlsKey?: string;
+  /** Mutual TLS: only clients with a certificate signed by this CA complete the handshake. */
+  tlsClientCa?: string;
   maxSize?: number;
   maxBlob?: number;
   insecureNoAuth?: boolean;
@@ -31,6 +34,11 @@ export function parseListen(listen: string): { hostname: string; port: number } 
   return { hostname: match[1].replace(/^\[|\]$/g, "") || "0.0.0.0", port: Number(match[2]) };
 }
 
+function tlsOptions(options: ServeOptions) {
+  const client = options.tlsClientCa ? { ca: Bun.file(options.tlsClientCa), requestCert: true, rejectUnauthorized: true } : {};
+  return { cert: Bun.file(options.tlsCert!), key: Bun.file(options.tlsKey!), ...client };
+}
+
 const isLoopback = (host: string) => host === "localhost" || host === "::1" || /^127\./.test(host);
 
 export function startServer(options: ServeOptions): RunningServer {
@@ -40,6 +48,10 @@ export function startServer(options: ServeOptions): RunningServer {
     throw new UserError(`refusing to listen on ${hostname} without a token: give --token or --token-file (or --insecure-no-auth)`);
   }
   if ((options.tlsCert === undefined) !== (options.tlsKey === undefined)) throw new UserError("--tls-cert and --tls-key go together");
+  if (options.tlsClientCa && !options.tlsCert) throw new UserError("--tls-client-ca needs --tls-cert and --tls-key (mutual TLS is TLS)");
+  for (const file of [options.tlsCert, options.tlsKey, options.tlsClientCa]) {
+    if (file !== undefined && !existsSync(file)) throw new UserError(`TLS file ${file} does not exist`);
+  }
   const log = options.log ?? createLogger();
   const storage = new Storage({ dataDir: options.dataDir, maxSize: options.maxSize, maxBlob: options.maxBlob });
   const app = createApp(storage, tokens, new Metrics(), log);
@@ -50,12 +62,12 @@ export function startServer(options: ServeOptions): RunningServer {
     // Blob sizes are limited by --max-blob (checked while streaming), not by a buffer.
     maxRequestBodySize: Number.MAX_SAFE_INTEGER,
     idleTimeout: 120,
-    ...(options.tlsCert ? { tls: { cert: Bun.file(options.tlsCert), key: Bun.file(options.tlsKey!) } } : {}),
+    ...(options.tlsCert ? { tls: tlsOptions(options) } : {}),
   });
   const flusher = setInterval(() => storage.flush(), 1000);
   const scheme = options.tlsCert ? "https" : "http";
   const url = `${scheme}://${hostname.includes(":") ? `[${hostname}]` : hostname}:${server.port}`;
-  log.info("listening", { url, data: options.dataDir, auth: tokens.enabled ? "tokens" : "none" });
+  log.info("listening", { url, data: options.dataDir, auth: tokens.enabled ? "tokens" : "none", clientCertificates: options.tlsClientCa ? "required" : undefined });
   return {
     url,
     storage,

@@ -16,6 +16,7 @@ interface ServeFlags {
   tokenFile?: string;
   tlsCert?: string;
   tlsKey?: string;
+  tlsClientCa?: string;
   maxSize?: string;
   maxBlob?: string;
   insecureNoAuth?: boolean;
@@ -45,6 +46,7 @@ export function registerServe(program: Command) {
     .option("--token-file <file>", 'tokens, one "TOKEN [rw|ro]" per line')
     .option("--tls-cert <file>", "serve HTTPS with this certificate (PEM)")
     .option("--tls-key <file>", "and this key (PEM)")
+    .option("--tls-client-ca <file>", "mutual TLS: refuse clients without a certificate signed by this CA (PEM)")
     .option("--max-size <size>", "storage budget; least recently used results are evicted (e.g. 50GB)")
     .option("--max-blob <size>", "largest blob accepted (e.g. 4GB)")
     .option("--insecure-no-auth", "allow a non-loopback address without tokens")
@@ -61,6 +63,7 @@ export function registerServe(program: Command) {
         tokens,
         tlsCert: flags.tlsCert,
         tlsKey: flags.tlsKey,
+        tlsClientCa: flags.tlsClientCa,
         maxSize: size("--max-size", flags.maxSize),
         maxBlob: size("--max-blob", flags.maxBlob),
         insecureNoAuth: flags.insecureNoAuth,
