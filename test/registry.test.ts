@@ -217,7 +217,7 @@ describe("authentication", () => {
     expect(runMemobuild(["image", "import", `oci:${baseOci}:memobuild/busybox:latest`, "-t", `${secured.host}/team/base:1`, "--cache-dir", cache]).exitCode).toBe(0);
     const denied = await memobuild(["image", "push", `${secured.host}/team/base:1`, "--cache-dir", cache], { DOCKER_CONFIG: join(work, "no-docker-config") });
     expect(denied.exitCode).toBe(1);
-    expect(denied.stderr).toBe(`memobuild: registry ${secured.host} needs a login: add it to ~/.docker/config.json (auths)\n`);
+    expect(denied.stderr).toBe(`memobuild: registry ${secured.host} needs a login: add it to ~/.docker/config.json (auths, credHelpers or credsStore)\n`);
     const dockerConfig = join(work, "docker-config");
     mkdirSync(dockerConfig, { recursive: true });
     writeFileSync(join(dockerConfig, "config.json"), JSON.stringify({ auths: { [secured.host]: { auth: Buffer.from("builder:s3cret-pass").toString("base64") } } }));
@@ -226,6 +226,32 @@ describe("authentication", () => {
     expect(pushed.exitCode).toBe(0);
     const pulled = await memobuild(["image", "pull", `${secured.host}/team/base:1`, "--cache-dir", join(work, "basic-pull")], { DOCKER_CONFIG: dockerConfig });
     expect(pulled.exitCode).toBe(0);
+
+    // The same login from a credential helper (the docker-credential-* protocol), named for
+    // this registry (credHelpers) or for every registry (credsStore).
+    const helpers = join(work, "helpers");
+    mkdirSync(helpers, { recursive: true });
+    const asked = join(work, "helper-asked");
+    writeFileSync(
+      join(helpers, "docker-credential-memotest"),
+      `#!/bin/sh\n[ "$1" = get ] || exit 2\nread server\necho "$server" >> ${asked}\n` +
+        `if [ "$server" = "${secured.host}" ]; then echo '{"ServerURL":"${secured.host}","Username":"builder","Secret":"s3cret-pass"}'; else echo "credentials not found in native keychain"; exit 1; fi\n`,
+      { mode: 0o755 },
+    );
+    const env = (config: object) => {
+      const dir = join(work, `docker-config-${Object.keys(config)[0]}`);
+      mkdirSync(dir, { recursive: true });
+      writeFileSync(join(dir, "config.json"), JSON.stringify(config));
+      return { DOCKER_CONFIG: dir, PATH: `${helpers}:${process.env.PATH}` };
+    };
+    for (const config of [{ credHelpers: { [secured.host]: "memotest" } }, { credsStore: "memotest" }]) {
+      const viaHelper = await memobuild(["image", "pull", `${secured.host}/team/base:1`, "--cache-dir", join(work, `helper-pull-${Object.keys(config)[0]}`)], env(config));
+      expect(viaHelper.stderr).not.toContain("memobuild:");
+      expect(viaHelper.exitCode).toBe(0);
+    }
+    expect(readFileSync(asked, "utf8")).toBe(`${secured.host}\n${secured.host}\n`);
+    const missing = await memobuild(["image", "pull", `${secured.host}/team/base:1`, "--cache-dir", join(work, "helper-missing")], env({ credsStore: "nothere" }));
+    expect(missing.stderr).toBe("memobuild: the Docker config names credential helper docker-credential-nothere, which is not on PATH\n");
   }, 60_000);
 
   test("a registry that needs a bearer token (the WWW-Authenticate challenge flow)", async () => {

@@ -2,7 +2,7 @@
  * A client for the OCI distribution API (registries). Authentication follows the registry's
  * challenge: on 401 with `WWW-Authenticate: Bearer realm=…,service=…,scope=…` a token is
  * fetched from the realm (with credentials when there are some), on `Basic` the credentials
- * are sent as they are. Credentials come from ~/.docker/config.json (`auths`). Plain HTTP is
+ * are sent as they are. Credentials come from ~/.docker/config.json (credential helpers, or `auths`). Plain HTTP is
  * used only for registries named insecure (--insecure-registry, MEMOBUILD_INSECURE_REGISTRIES)
  * and for loopback addresses. Every blob and manifest is checked against its digest.
  */
@@ -70,18 +70,29 @@ export class RegistryClient {
     this.base = `${plain ? "http" : "https"}://${this.host}`;
   }
 
+  /**
+   * Docker's credentials for this registry, found as Docker finds them: a `credHelpers` entry
+   * for the registry, else the `credsStore` helper, else `auths` in the file. Helpers are
+   * `docker-credential-NAME get` programs (the server on stdin, JSON on stdout).
+   */
   private credentials(): Credentials | undefined {
     const file = this.options.dockerConfig ?? join(process.env.DOCKER_CONFIG ?? join(homedir(), ".docker"), "config.json");
     if (!existsSync(file)) return undefined;
-    let auths: Record<string, { auth?: string; username?: string; password?: string }>;
+    let config: DockerConfig;
     try {
-      auths = (JSON.parse(readFileSync(file, "utf8")) as { auths?: typeof auths }).auths ?? {};
+      config = JSON.parse(readFileSync(file, "utf8")) as DockerConfig;
     } catch (error) {
       throw new RegistryError(`cannot read ${file}: ${(error as Error).message}`);
     }
     const keys = [this.registry, this.host, `https://${this.host}`, `http://${this.host}`, ...(this.registry === "docker.io" ? ["https://index.docker.io/v1/"] : [])];
+    const helper = keys.map((key) => config.credHelpers?.[key]).find(Boolean);
+    if (helper) return credentialHelper(helper, keys);
+    if (config.credsStore) {
+      const stored = credentialHelper(config.credsStore, keys);
+      if (stored) return stored;
+    }
     for (const key of keys) {
-      const entry = auths[key];
+      const entry = config.auths?.[key];
       if (!entry) continue;
       if (entry.auth) {
         const decoded = Buffer.from(entry.auth, "base64").toString("utf8");
@@ -107,7 +118,7 @@ export class RegistryClient {
     const credentials = this.credentials();
     let auth: string;
     if (challenge.scheme === "basic") {
-      if (!credentials) throw new RegistryError(`registry ${this.registry} needs a login: add it to ~/.docker/config.json (auths)`);
+      if (!credentials) throw new RegistryError(`registry ${this.registry} needs a login: add it to ~/.docker/config.json (auths, credHelpers or credsStore)`);
       auth = `Basic ${Buffer.from(`${credentials.username}:${credentials.password}`).toString("base64")}`;
     } else if (challenge.scheme === "bearer" && challenge.params.realm) {
       const realm = new URL(challenge.params.realm);
@@ -233,4 +244,38 @@ export class RegistryClient {
 
 export function clientFor(ref: ImageReference, options: RegistryOptions): RegistryClient {
   return new RegistryClient(ref.registry, options);
+}
+
+interface DockerConfig {
+  auths?: Record<string, { auth?: string; username?: string; password?: string }>;
+  credHelpers?: Record<string, string>;
+  credsStore?: string;
+}
+
+/**
+ * Asks `docker-credential-NAME get` for each server name Docker might have stored the login
+ * under; undefined when the helper has none ("credentials not found").
+ */
+function credentialHelper(name: string, servers: string[]): Credentials | undefined {
+  if (!/^[A-Za-z0-9_.-]+$/.test(name)) throw new RegistryError(`credential helper name "${name}" in the Docker config is not a plain name`);
+  const program = `docker-credential-${name}`;
+  const path = Bun.which(program);
+  if (!path) throw new RegistryError(`the Docker config names credential helper ${program}, which is not on PATH`);
+  for (const server of servers) {
+    const result = Bun.spawnSync([path, "get"], { stdin: Buffer.from(server), stdout: "pipe", stderr: "pipe", timeout: 30_000 });
+    const output = result.stdout.toString().trim();
+    if (result.exitCode !== 0) {
+      if (/credentials not found/i.test(output + result.stderr.toString())) continue;
+      throw new RegistryError(`credential helper ${program} failed for ${server}: ${(output || result.stderr.toString()).trim().slice(0, 200) || `exit code ${result.exitCode}`}`);
+    }
+    let answer: { Username?: unknown; Secret?: unknown };
+    try {
+      answer = JSON.parse(output);
+    } catch {
+      throw new RegistryError(`credential helper ${program} answered something that is not JSON for ${server}`);
+    }
+    if (typeof answer.Username !== "string" || typeof answer.Secret !== "string") throw new RegistryError(`credential helper ${program} gave no Username and Secret for ${server}`);
+    return { username: answer.Username, password: answer.Secret };
+  }
+  return undefined;
 }
