@@ -349,7 +349,12 @@ export class LocalStore {
       await decompressVerified(this.blobPath(layer.digest), layer.digest, tar, layer.diffId, layer.mediaType);
       const root = join(staging, "root");
       mkdirSync(root);
-      extractLayer(tar, root);
+      try {
+        extractLayer(tar, root);
+      } catch (error) {
+        if (error instanceof UserError) throw new BlobVerificationError(`layer ${layer.digest}: ${error.message}`);
+        throw error;
+      }
       this.adoptSnapshot(layer.diffId, root);
     } finally {
       removeTree(staging);

@@ -2,7 +2,7 @@ import { afterAll, expect, test } from "bun:test";
 import { mkdtempSync, rmSync, writeFileSync, mkdirSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { TarReader, TarWriter, type TarEntry } from "./tar.ts";
+import { TarFormatError, TarReader, TarWriter, type TarEntry } from "./tar.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "memobuild-tar-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -72,4 +72,69 @@ test("the reader reads what GNU tar writes, long names included", () => {
   for (let entry = reader.next(); entry; entry = reader.next()) names.push(entry.name);
   reader.close();
   expect(names).toContain(`./${"a".repeat(120)}/f`);
+});
+
+/** A raw ustar header with any field text (valid or not) and a correct checksum. */
+function rawHeader(fields: { name: string; flag: string; size?: string; mode?: string; raw?: (block: Buffer) => void }): Buffer {
+  const block = Buffer.alloc(512);
+  block.write(fields.name, 0, "latin1");
+  block.write(fields.mode ?? "0000644\0", 100, "latin1");
+  block.write("0000000\0", 108, "latin1");
+  block.write("0000000\0", 116, "latin1");
+  block.write(fields.size ?? "00000000000\0", 124, "latin1");
+  block.write("00000000000\0", 136, "latin1");
+  block.write(fields.flag, 156, "latin1");
+  block.write("ustar\x0000", 257, "latin1");
+  fields.raw?.(block);
+  block.fill(0x20, 148, 156);
+  let sum = 0;
+  for (const byte of block) sum += byte;
+  block.write(sum.toString(8).padStart(6, "0") + "\0 ", 148, "latin1");
+  return block;
+}
+
+const padded = (body: Buffer) => Buffer.concat([body, Buffer.alloc((512 - (body.length % 512)) % 512)]);
+const paxEntry = (records: string) => {
+  const body = Buffer.from(records, "latin1");
+  return Buffer.concat([rawHeader({ name: "pax", flag: "x", size: body.length.toString(8).padStart(11, "0") + "\0" }), padded(body)]);
+};
+const record = (key: string, value: string) => {
+  const text = ` ${key}=${value}\n`;
+  let length = text.length + 1;
+  while (`${length}${text}`.length !== length) length++;
+  return `${length}${text}`;
+};
+
+/** Reads every entry (and content) of an archive; returns the error message, if any. */
+function readAll(bytes: Buffer): string | undefined {
+  const file = join(dir, `hostile-${Math.random().toString(36).slice(2)}.tar`);
+  writeFileSync(file, Buffer.concat([bytes, Buffer.alloc(1024)]));
+  const reader = new TarReader(file);
+  try {
+    for (let entry = reader.next(); entry; entry = reader.next()) for (const _ of reader.readContent());
+    return undefined;
+  } catch (error) {
+    expect(error).toBeInstanceOf(TarFormatError);
+    return (error as Error).message;
+  } finally {
+    reader.close();
+  }
+}
+
+test("hostile headers are refused with the offset, never looped on or allocated", () => {
+  const file = rawHeader({ name: "f", flag: "0" });
+  // A negative PAX size once sent the reader back to the same header forever.
+  expect(readAll(Buffer.concat([paxEntry(record("size", "-1536")), file]))).toBe('PAX size="-1536" is not a number (entry at offset 1024)');
+  expect(readAll(Buffer.concat([paxEntry(record("uid", "12abc")), file]))).toBe('PAX uid="12abc" is not a number (entry at offset 1024)');
+  expect(readAll(Buffer.concat([paxEntry(record("size", "99999999999999999999")), file]))).toBe("PAX size is too large (entry at offset 1024)");
+  expect(readAll(Buffer.concat([paxEntry("9999 path=x\n"), file]))).toBe("malformed PAX record at offset 512");
+  expect(readAll(Buffer.concat([paxEntry("0 x=y\n"), file]))).toBe("malformed PAX record at offset 512");
+  expect(readAll(Buffer.concat([paxEntry("6 =yz\n"), file]))).toBe("PAX record without a key at offset 512");
+  // A PAX header that declares 8 GB is not read into memory.
+  expect(readAll(rawHeader({ name: "pax", flag: "x", size: "77777777777\0" }))).toBe("a PAX record of 8589934591 bytes at offset 0 is over the limit of 1048576");
+  expect(readAll(rawHeader({ name: "f", flag: "0", size: "12x4\0" }))).toBe('size "12x4" is not an octal number in the tar header at offset 0');
+  expect(readAll(rawHeader({ name: "f", flag: "0", mode: "-000644\0" }))).toBe('mode "-000644" is not an octal number in the tar header at offset 0');
+  expect(readAll(rawHeader({ name: "f", flag: "0", raw: (b) => b.fill(0xff, 124, 136) }))).toBe("negative size in the tar header at offset 0");
+  // A file whose declared size runs past the end of the archive.
+  expect(readAll(rawHeader({ name: "f", flag: "0", size: "00000100000\0" }))).toBe("unexpected end of archive");
 });

@@ -8,6 +8,7 @@
  * Names are byte strings (see context/paths.ts).
  */
 import { closeSync, openSync, readSync } from "node:fs";
+import { UserError } from "../errors.ts";
 
 export type TarEntryType = "file" | "dir" | "symlink" | "hardlink" | "char" | "block" | "fifo";
 
@@ -125,35 +126,60 @@ export class TarWriter {
   }
 }
 
-export class TarFormatError extends Error {}
+/** A tar that breaks the format; the message says what and at which byte offset. */
+export class TarFormatError extends UserError {}
+
+/**
+ * PAX, GNU long-name and long-link records are read into memory: at most this many bytes each
+ * (Go's archive/tar, which BuildKit uses, has the same limit).
+ */
+export const MAX_SPECIAL_ENTRY = 1024 * 1024;
 
 function readString(block: Buffer, offset: number, length: number): string {
   const end = block.indexOf(0, offset);
   return block.toString("latin1", offset, end < 0 || end > offset + length ? offset + length : end);
 }
 
-function readOctal(block: Buffer, offset: number, length: number): number {
+/** A numeric header field: octal digits (space or NUL padded), or GNU base-256; never negative. */
+function readOctal(block: Buffer, offset: number, length: number, field: string, at: number): number {
   if (block[offset] & 0x80) {
-    // base-256 (GNU) for large values
-    let value = 0;
+    if (block[offset] === 0xff) throw new TarFormatError(`negative ${field} in the tar header at offset ${at}`);
+    let value = block[offset] & 0x7f;
     for (let i = offset + 1; i < offset + length; i++) value = value * 256 + block[i];
+    if (!Number.isSafeInteger(value)) throw new TarFormatError(`${field} too large in the tar header at offset ${at}`);
     return value;
   }
-  const text = readString(block, offset, length).trim();
+  const text = readString(block, offset, length).replace(/^[ \0]+|[ \0]+$/g, "");
+  if (!/^[0-7]*$/.test(text)) throw new TarFormatError(`${field} ${JSON.stringify(text)} is not an octal number in the tar header at offset ${at}`);
   return text === "" ? 0 : parseInt(text, 8);
 }
 
-function parsePax(body: string): Record<string, string> {
+/** A PAX number: decimal digits (mtime may carry a fraction); anything else is refused. */
+function paxNumber(pax: Record<string, string>, key: string, at: number, fraction = false): number | undefined {
+  const text = pax[key];
+  if (text === undefined) return undefined;
+  if (!(fraction ? /^\d+(\.\d+)?$/ : /^\d+$/).test(text)) throw new TarFormatError(`PAX ${key}=${JSON.stringify(text.slice(0, 40))} is not a number (entry at offset ${at})`);
+  const value = Math.floor(Number(text));
+  if (!Number.isSafeInteger(value)) throw new TarFormatError(`PAX ${key} is too large (entry at offset ${at})`);
+  return value;
+}
+
+/** PAX records, `LENGTH KEY=VALUE\n` each; a length that does not frame a record is refused. */
+function parsePax(body: string, at: number): Record<string, string> {
   const records: Record<string, string> = {};
   let position = 0;
   while (position < body.length) {
+    if (body.charCodeAt(position) === 0) break; // NUL padding after the last record
     const space = body.indexOf(" ", position);
-    const length = parseInt(body.slice(position, space), 10);
-    if (!Number.isFinite(length) || length <= 0) throw new TarFormatError("malformed PAX record");
-    const record = body.slice(space + 1, position + length - 1);
+    const digits = space < 0 ? "" : body.slice(position, space);
+    const length = /^\d{1,7}$/.test(digits) ? Number(digits) : NaN;
+    const end = position + length;
+    if (!(length > digits.length + 1) || end > body.length || body[end - 1] !== "\n") throw new TarFormatError(`malformed PAX record at offset ${at + position}`);
+    const record = body.slice(space + 1, end - 1);
     const eq = record.indexOf("=");
+    if (eq <= 0) throw new TarFormatError(`PAX record without a key at offset ${at + position}`);
     records[record.slice(0, eq)] = record.slice(eq + 1);
-    position += length;
+    position = end;
   }
   return records;
 }
@@ -206,18 +232,20 @@ export class TarReader {
         throw error;
       }
       if (block.every((b) => b === 0)) return undefined;
-      const stored = readOctal(block, 148, 8);
+      const at = this.position - BLOCK;
+      const stored = readOctal(block, 148, 8, "checksum", at);
       block.fill(0x20, 148, 156);
       let sum = 0;
       for (let i = 0; i < BLOCK; i++) sum += block[i];
-      if (sum !== stored) throw new TarFormatError(`bad header checksum at offset ${this.position - BLOCK}`);
+      if (sum !== stored) throw new TarFormatError(`bad header checksum at offset ${at}`);
       const flag = String.fromCharCode(block[156] || 0x30);
-      const size = readOctal(block, 124, 12);
+      const size = readOctal(block, 124, 12, "size", at);
       const paddedSize = Math.ceil(size / BLOCK) * BLOCK;
       if (flag === "x" || flag === "g" || flag === "L" || flag === "K") {
+        if (size > MAX_SPECIAL_ENTRY) throw new TarFormatError(`a ${flag === "L" || flag === "K" ? "GNU long name" : "PAX"} record of ${size} bytes at offset ${at} is over the limit of ${MAX_SPECIAL_ENTRY}`);
         const body = this.read(size).toString("latin1");
         this.position += paddedSize - size;
-        if (flag === "x") pax = { ...pax, ...parsePax(body) };
+        if (flag === "x") pax = { ...pax, ...parsePax(body, at + BLOCK) };
         else if (flag === "L") longName = body.replace(/\0+$/, "");
         else if (flag === "K") longLink = body.replace(/\0+$/, "");
         continue; // global headers ("g") carry nothing a layer needs
@@ -231,14 +259,14 @@ export class TarReader {
       const entry: TarEntry = {
         name,
         type,
-        mode: readOctal(block, 100, 8) & 0o7777,
-        uid: pax.uid ? Number(pax.uid) : readOctal(block, 108, 8),
-        gid: pax.gid ? Number(pax.gid) : readOctal(block, 116, 8),
-        size: pax.size ? Number(pax.size) : size,
-        mtime: pax.mtime ? Number(pax.mtime) : readOctal(block, 136, 12),
+        mode: readOctal(block, 100, 8, "mode", at) & 0o7777,
+        uid: paxNumber(pax, "uid", at) ?? readOctal(block, 108, 8, "uid", at),
+        gid: paxNumber(pax, "gid", at) ?? readOctal(block, 116, 8, "gid", at),
+        size: paxNumber(pax, "size", at) ?? size,
+        mtime: paxNumber(pax, "mtime", at, true) ?? readOctal(block, 136, 12, "mtime", at),
         linkname: pax.linkpath ?? longLink ?? readString(block, 157, 100),
-        devmajor: readOctal(block, 329, 8),
-        devminor: readOctal(block, 337, 8),
+        devmajor: readOctal(block, 329, 8, "devmajor", at),
+        devminor: readOctal(block, 337, 8, "devminor", at),
         xattrs: Object.keys(xattrs).length ? xattrs : undefined,
       };
       if (entry.type === "dir" || name.endsWith("/")) {
