@@ -6,11 +6,13 @@
  * used only for registries named insecure (--insecure-registry, MEMOBUILD_INSECURE_REGISTRIES)
  * and for loopback addresses. Every blob and manifest is checked against its digest.
  */
-import { closeSync, existsSync, openSync, readFileSync, rmSync, statSync, writeSync } from "node:fs";
+import { closeSync, existsSync, openSync, readFileSync, rmSync, statfsSync, statSync, writeSync } from "node:fs";
 import { homedir } from "node:os";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { UserError } from "../errors.ts";
 import type { ImageReference } from "../image/reference.ts";
+import { limit, limitHint } from "../config/limits.ts";
+import { fetchWithTimeout, NetworkError, readBody, readBodyBytes } from "../util/network.ts";
 
 export class RegistryError extends UserError {}
 
@@ -107,10 +109,28 @@ export class RegistryClient {
   /** A request with the auth the registry asks for; `scope` is the token scope to ask for. */
   private async request(method: string, path: string, scope: string, init: { headers?: Record<string, string>; body?: string | Blob | Uint8Array } = {}): Promise<Response> {
     const url = path.startsWith("http") ? path : `${this.base}${path}`;
-    const send = (auth?: string) =>
-      fetch(url, { method, headers: { ...(init.headers ?? {}), ...(auth ? { authorization: auth } : {}) }, body: init.body, redirect: "follow" }).catch((error: Error) => {
-        throw new RegistryError(`cannot reach registry ${this.registry} (${url}): ${error.message}`);
-      });
+    const send = async (auth?: string): Promise<Response> => {
+      // Reads are retried on transient failures (a reset connection, 5xx, 429); writes are not.
+      const attempts = method === "GET" || method === "HEAD" ? 3 : 1;
+      for (let attempt = 1; ; attempt++) {
+        let response: Response | undefined;
+        let failure: string;
+        try {
+          response = await fetchWithTimeout(url, { method, headers: { ...(init.headers ?? {}), ...(auth ? { authorization: auth } : {}) }, body: init.body, redirect: "follow" }, `registry ${this.registry} (${method} ${url})`);
+          if (response.status < 500 && response.status !== 429) return response;
+          failure = `HTTP ${response.status}`;
+        } catch (error) {
+          if (error instanceof NetworkError) failure = error.message;
+          else failure = `cannot reach registry ${this.registry} (${url}): ${(error as Error).message}`;
+        }
+        if (attempt >= attempts) {
+          if (response) return response;
+          throw new RegistryError(failure);
+        }
+        await response?.body?.cancel().catch(() => {});
+        await Bun.sleep(200 * 2 ** attempt * (0.5 + Math.random()));
+      }
+    };
     const cached = this.tokens.get(scope);
     let response = await send(cached);
     if (response.status !== 401) return response;
@@ -124,14 +144,18 @@ export class RegistryClient {
       const realm = new URL(challenge.params.realm);
       if (challenge.params.service) realm.searchParams.set("service", challenge.params.service);
       realm.searchParams.set("scope", challenge.params.scope ?? scope);
-      const tokenResponse = await fetch(realm, {
-        headers: credentials ? { authorization: `Basic ${Buffer.from(`${credentials.username}:${credentials.password}`).toString("base64")}` } : {},
-      }).catch((error: Error) => {
-        throw new RegistryError(`cannot reach the token service ${realm.origin}: ${error.message}`);
+      const service = `the token service ${realm.origin}`;
+      const tokenResponse = await fetchWithTimeout(realm, { headers: credentials ? { authorization: `Basic ${Buffer.from(`${credentials.username}:${credentials.password}`).toString("base64")}` } : {} }, service).catch((error: Error) => {
+        throw new RegistryError(error instanceof NetworkError ? error.message : `cannot reach ${service}: ${error.message}`);
       });
       if (!tokenResponse.ok) throw new RegistryError(`the token service for ${this.registry} refused (HTTP ${tokenResponse.status})`);
-      const body = (await tokenResponse.json()) as { token?: string; access_token?: string };
-      const token = body.token ?? body.access_token;
+      let body: { token?: unknown; access_token?: unknown };
+      try {
+        body = JSON.parse((await readBodyBytes(tokenResponse, 1024 * 1024, service, (max) => `its answer is larger than ${max} bytes`)).toString("utf8"));
+      } catch (error) {
+        throw new RegistryError(error instanceof NetworkError ? error.message : `${service} answered something that is not JSON`);
+      }
+      const token = typeof body?.token === "string" ? body.token : typeof body?.access_token === "string" ? body.access_token : undefined;
       if (!token) throw new RegistryError(`the token service for ${this.registry} sent no token`);
       auth = `Bearer ${token}`;
     } else {
@@ -160,7 +184,7 @@ export class RegistryClient {
     const response = await this.request("GET", `/v2/${repository}/manifests/${reference}`, `repository:${repository}:pull`, { headers: { accept: MANIFEST_TYPES.join(", ") } });
     if (response.status === 404) throw new RegistryError(`${this.registry}/${repository}:${reference} not found in the registry`);
     if (!response.ok) await this.fail(response, `fetching the manifest of ${repository}:${reference}`);
-    const bytes = Buffer.from(await response.arrayBuffer());
+    const bytes = await readBodyBytes(response, limit("manifestBytes"), `the manifest of ${this.registry}/${repository}:${reference}`, (max) => `it is larger than ${max} bytes ${limitHint("manifestBytes")}`);
     const digest = `sha256:${new Bun.CryptoHasher("sha256").update(bytes).digest("hex")}`;
     const expected = reference.startsWith("sha256:") ? reference : response.headers.get("docker-content-digest");
     if (expected && expected !== digest) {
@@ -170,26 +194,35 @@ export class RegistryClient {
     return { bytes, mediaType, digest };
   }
 
-  /** Downloads a blob to `file`, hashing as it streams; nothing is kept on a mismatch. */
-  async getBlob(repository: string, digest: string, file: string): Promise<number> {
+  /**
+   * Downloads a blob to `file`, hashing as it streams: at most the `declaredSize` its manifest
+   * gives (a registry that sends more is cut off), and nothing is kept on a mismatch.
+   */
+  async getBlob(repository: string, digest: string, file: string, declaredSize: number): Promise<number> {
+    const what = `blob ${digest} from ${this.registry}/${repository}`;
+    if (!Number.isSafeInteger(declaredSize) || declaredSize < 0) throw new RegistryError(`${what}: the manifest declares an invalid size (${declaredSize})`);
+    if (declaredSize > limit("blobBytes")) throw new RegistryError(`${what}: the manifest declares ${declaredSize} bytes, over the limit ${limitHint("blobBytes")}`);
+    const free = freeBytes(dirname(file));
+    if (declaredSize > free) throw new RegistryError(`${what}: ${declaredSize} bytes do not fit in the ${free} bytes free on the cache's file system`);
     const response = await this.request("GET", `/v2/${repository}/blobs/${digest}`, `repository:${repository}:pull`);
     if (!response.ok || !response.body) await this.fail(response, `fetching blob ${digest}`);
     const hasher = new Bun.CryptoHasher("sha256");
     const fd = openSync(file, "w", 0o600);
     let size = 0;
+    let complete = false;
     try {
-      for await (const chunk of response.body!) {
+      for await (const chunk of readBody(response, declaredSize, what, (max) => `the registry sent more than the ${max} bytes the manifest declares`)) {
         hasher.update(chunk);
         writeSync(fd, chunk);
         size += chunk.length;
       }
+      if (size !== declaredSize) throw new RegistryError(`${what}: the registry sent ${size} bytes, the manifest declares ${declaredSize}; nothing was kept`);
+      const actual = `sha256:${hasher.digest("hex")}`;
+      if (actual !== digest) throw new RegistryError(`${what} is corrupt (its content hashes to ${actual}); nothing was kept`);
+      complete = true;
     } finally {
       closeSync(fd);
-    }
-    const actual = `sha256:${hasher.digest("hex")}`;
-    if (actual !== digest) {
-      rmSync(file, { force: true });
-      throw new RegistryError(`blob ${digest} from ${this.registry}/${repository} is corrupt (its content hashes to ${actual}); nothing was kept`);
+      if (!complete) rmSync(file, { force: true });
     }
     return size;
   }
@@ -278,4 +311,9 @@ function credentialHelper(name: string, servers: string[]): Credentials | undefi
     return { username: answer.Username, password: answer.Secret };
   }
   return undefined;
+}
+
+function freeBytes(dir: string): number {
+  const stats = statfsSync(dir);
+  return Number(stats.bavail) * Number(stats.bsize);
 }
