@@ -1,5 +1,5 @@
 import { afterAll, beforeEach, describe, expect, test } from "bun:test";
-import { existsSync, mkdtempSync, readdirSync, rmSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { blake3Hex } from "../hash/blake3.ts";
@@ -44,6 +44,25 @@ describe("blobs", () => {
     expect([head.status, head.headers.get("content-length")]).toEqual([200, "5"]);
     expect(await (await call("GET", `/v1/blobs/${blake3Hex("hello")}`, { token: RO })).text()).toBe("hello");
     expect((await call("GET", `/v1/blobs/${blake3Hex("other")}`, { token: RO })).status).toBe(404);
+  });
+
+  test("a blob already stored is drained and checked, not written again; a wrong body for it changes nothing", async () => {
+    expect((await put("kept")).status).toBe(201);
+    const path = storage.blobPath(blake3Hex("kept"));
+    const before = statSync(path);
+    // With no staging directory at all, a second upload still succeeds: it touches no disk.
+    const tmp = join(storage.options.dataDir, "tmp");
+    rmSync(tmp, { recursive: true });
+    writeFileSync(tmp, "not a directory");
+    expect((await put("kept")).status).toBe(200);
+    rmSync(tmp);
+    mkdirSync(tmp);
+    expect(statSync(path).ino).toBe(before.ino); // the same file: not replaced by a rename
+    expect(statSync(path).mtimeMs).toBe(before.mtimeMs);
+    const wrong = await call("PUT", `/v1/blobs/${blake3Hex("kept")}`, { token: RW, body: "not kept" });
+    expect(wrong.status).toBe(400);
+    expect(await (await call("GET", `/v1/blobs/${blake3Hex("kept")}`, { token: RO })).text()).toBe("kept");
+    expect(storage.strayFiles()).toEqual([]);
   });
 
   test("a body that does not hash to its name is refused with 400 and nothing is stored", async () => {

@@ -12,7 +12,8 @@
  * then the least recently used actions, and a blob goes only when no kept action needs it.
  */
 import { Database } from "bun:sqlite";
-import { closeSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeSync } from "node:fs";
+import { mkdirSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
+import { mkdir, open, rename, rm, type FileHandle } from "node:fs/promises";
 import { join } from "node:path";
 import { Blake3Hasher } from "../hash/blake3.ts";
 import { checkSignature, resultDigest, type RemoteAction } from "../remote/action.ts";
@@ -154,46 +155,63 @@ export class Storage {
     return bytes;
   }
 
-  /** Stores a blob from a stream, verifying its BLAKE3 hash as it arrives. */
+  /**
+   * Stores a blob from a stream, verifying its BLAKE3 hash as it arrives. The disk work is
+   * asynchronous (writes, fsync and rename run off the event loop, so downloads keep flowing
+   * while uploads land), and a blob that is already stored is only drained and checked, never
+   * written again.
+   */
   async putBlob(hash: string, body: ReadableStream<Uint8Array>, declaredLength?: number): Promise<{ size: number; existed: boolean }> {
     const max = this.options.maxBlob;
     if (max !== undefined && declaredLength !== undefined && declaredLength > max) {
       throw new UploadRejected(413, "too-large", `blob of ${declaredLength} bytes is over the limit of ${max}`);
     }
+    if (this.hasBlob(hash)) {
+      const size = await this.receive(hash, body, undefined);
+      return { size, existed: true };
+    }
     const temp = join(this.tmpDir, `${hash}-${process.hrtime.bigint()}`);
-    const fd = openSync(temp, "w", 0o600);
+    const file = await open(temp, "w", 0o600);
+    let size: number;
+    try {
+      size = await this.receive(hash, body, file);
+      await file.sync(); // durable before it is visible
+    } catch (error) {
+      await file.close();
+      await rm(temp, { force: true });
+      throw error;
+    }
+    await file.close();
+    if (this.hasBlob(hash)) {
+      await rm(temp, { force: true }); // the same blob arrived meanwhile
+      return { size, existed: true };
+    }
+    await mkdir(join(this.blobDir, hash.slice(0, 2)), { recursive: true });
+    await rename(temp, this.blobPath(hash));
+    this.db.query("INSERT OR REPLACE INTO blobs VALUES (?, ?, ?)").run(hash, size, Date.now());
+    this.sizes.set(hash, size);
+    return { size, existed: false };
+  }
+
+  /** Reads an upload to its end (into `file` when given), hashing it; throws unless it is `hash`. */
+  private async receive(hash: string, body: ReadableStream<Uint8Array>, file: FileHandle | undefined): Promise<number> {
+    const max = this.options.maxBlob;
     const hasher = new Blake3Hasher();
     let size = 0;
-    let complete = false;
     try {
-      try {
-        for await (const chunk of body) {
-          size += chunk.length;
-          if (max !== undefined && size > max) throw new UploadRejected(413, "too-large", `blob is over the limit of ${max} bytes`);
-          hasher.update(chunk);
-          writeSync(fd, chunk);
-        }
-      } catch (error) {
-        if (error instanceof UploadRejected) throw error;
-        throw new UploadRejected(400, "aborted", `upload did not complete: ${(error as Error).message}`);
+      for await (const chunk of body) {
+        size += chunk.length;
+        if (max !== undefined && size > max) throw new UploadRejected(413, "too-large", `blob is over the limit of ${max} bytes`);
+        hasher.update(chunk);
+        if (file) await file.write(chunk);
       }
-      const actual = hasher.digest("hex");
-      if (actual !== hash) throw new UploadRejected(400, "mismatch", `body hashes to ${actual}, not ${hash}: nothing stored`);
-      fsyncSync(fd);
-      complete = true;
-    } finally {
-      closeSync(fd);
-      if (!complete) rmSync(temp, { force: true });
+    } catch (error) {
+      if (error instanceof UploadRejected) throw error;
+      throw new UploadRejected(400, "aborted", `upload did not complete: ${(error as Error).message}`);
     }
-    const existed = this.hasBlob(hash);
-    if (existed) rmSync(temp, { force: true });
-    else {
-      mkdirSync(join(this.blobDir, hash.slice(0, 2)), { recursive: true });
-      renameSync(temp, this.blobPath(hash));
-      this.db.query("INSERT OR REPLACE INTO blobs VALUES (?, ?, ?)").run(hash, size, Date.now());
-      this.sizes.set(hash, size);
-    }
-    return { size, existed };
+    const actual = hasher.digest("hex");
+    if (actual !== hash) throw new UploadRejected(400, "mismatch", `body hashes to ${actual}, not ${hash}: nothing stored`);
+    return size;
   }
 
   getAction(key: string): string | undefined {
