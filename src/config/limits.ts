@@ -21,8 +21,6 @@ const LIMITS = {
   blobBytes: { variable: "MEMOBUILD_MAX_BLOB_SIZE", fallback: 64 * 1024 * 1024 * 1024, unit: "bytes" },
   /** Layers in one image (overlayfs stacks and the mount's option page run out past this). */
   layers: { variable: "MEMOBUILD_MAX_LAYERS", fallback: 127, unit: "count" },
-  /** Bytes written when one layer or ADD archive is extracted. */
-  extractBytes: { variable: "MEMOBUILD_MAX_EXTRACT_SIZE", fallback: 64 * 1024 * 1024 * 1024, unit: "bytes" },
   /** A network connection that sends nothing for this long is given up. */
   idleSeconds: { variable: "MEMOBUILD_NETWORK_TIMEOUT", fallback: 60, unit: "seconds" },
 } satisfies Record<string, Limit>;
