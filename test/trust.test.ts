@@ -83,6 +83,21 @@ describe("the local store is write-once", () => {
     expect(again.manifestDigest).toBe(first.manifestDigest);
     expect(readFileSync(blobFile(join(work, "honest-oci-2"), runLayer.digest)).length).toBe(runLayer.size);
   }, 120_000);
+
+  test("a step run again with --no-cache does not change what its key means for later builds", () => {
+    const cache = join(work, "no-cache-cache");
+    mustRun(["image", "import", `oci:${baseOci}:memobuild/busybox:latest`, "--cache-dir", cache]);
+    const dir = project("racy-local", { Dockerfile: "FROM memobuild/busybox\nRUN cat /proc/uptime /proc/loadavg > /stamp\n" });
+    const digest = (...args: string[]) => {
+      const meta = join(work, "racy-meta.json");
+      mustRun(["build", dir, "--cache-dir", cache, "--metadata-file", meta, ...args]);
+      return JSON.parse(readFileSync(meta, "utf8"))["containerimage.digest"] as string;
+    };
+    const first = digest();
+    const rerun = digest("--no-cache");
+    expect(rerun).not.toBe(first); // the step is not deterministic, and this build used its own run
+    expect(digest()).toBe(first);
+  }, 60_000);
 });
 
 /** Runs memobuild without blocking this process (the cache server's log is drained here). */
