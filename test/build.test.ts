@@ -252,6 +252,16 @@ describe("RUN", () => {
     expect(out).toBe("hello builder /work/dir 1000:1000 3\n");
   });
 
+  test("RUN output without newlines is passed on in bounded lines, every byte of it", () => {
+    const dir = project({ Dockerfile: "FROM memobuild/busybox\nRUN head -c 3000000 /dev/zero | tr '\\0' x\n" });
+    const result = build(dir);
+    expect(result.exitCode).toBe(0);
+    const lines = result.stderr.split("\n").filter((l) => l.startsWith("#2 x"));
+    expect(lines.length).toBe(Math.ceil(3_000_000 / (16 * 1024)));
+    expect(Math.max(...lines.map((l) => l.length))).toBe(16 * 1024 + 3);
+    expect(lines.reduce((total, l) => total + l.length - 3, 0)).toBe(3_000_000);
+  });
+
   test("RUN --network=host and build --network host see the host's interfaces", () => {
     const hostInterfaces = readFileSync("/proc/net/dev", "utf8").trim().split("\n").length;
     const dir = project({

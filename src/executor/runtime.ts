@@ -44,6 +44,9 @@ export interface RunOutput {
 
 export class RuntimeError extends UserError {}
 
+/** The longest line of RUN output passed on as one line. */
+export const MAX_LINE = 16 * 1024;
+
 /** Docker's default capability set for containers. */
 const CAPABILITIES = [
   "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_MKNOD", "CAP_NET_RAW", "CAP_SETGID", "CAP_SETUID",
@@ -139,9 +142,12 @@ export async function runContainer(spec: ContainerSpec, bundleDir: string, onOut
     for await (const chunk of stream) {
       pending += decoder.decode(chunk, { stream: true });
       let newline: number;
-      while ((newline = pending.indexOf("\n")) >= 0) {
-        const line = pending.slice(0, newline);
-        pending = pending.slice(newline + 1);
+      // A line is cut at MAX_LINE characters (the rest follows as further lines), so output
+      // without newlines costs bounded memory; every byte is still shown.
+      while ((newline = pending.indexOf("\n")) >= 0 || pending.length > MAX_LINE) {
+        const cut = newline >= 0 && newline <= MAX_LINE ? newline : MAX_LINE;
+        const line = pending.slice(0, cut);
+        pending = pending.slice(cut === newline ? cut + 1 : cut);
         tail.push(line);
         if (tail.length > 20) tail.shift();
         onOutput(line, name);
