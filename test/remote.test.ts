@@ -8,38 +8,16 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { blake3Hex } from "../src/hash/blake3.ts";
 import { memobuildBinary, REPO_ROOT, runMemobuild } from "./support/binary.ts";
+import { startCacheServer, type CacheServer } from "./support/server.ts";
 
 const work = mkdtempSync(join(tmpdir(), "memobuild-remote-"));
 const TOKEN = "team-token-for-tests";
 const baseOci = join(work, "base-oci");
 afterAll(() => rmSync(work, { recursive: true, force: true }));
 
-interface Server {
-  url: string;
-  process: ReturnType<typeof Bun.spawn>;
-  data: string;
-}
-
-let portCounter = 17000 + (process.pid % 1000) * 10;
-async function startServer(args: string[] = [], data = join(work, `data-${portCounter}`)): Promise<Server> {
-  const port = ++portCounter;
-  const child = Bun.spawn([memobuildBinary(), "serve", "--listen", `127.0.0.1:${port}`, "--data", data, ...args], { stdout: "ignore", stderr: "pipe" });
-  const url = `http://127.0.0.1:${port}`;
-  for (let i = 0; i < 100; i++) {
-    try {
-      if ((await fetch(`${url}/healthz`)).ok) return { url, process: child, data };
-    } catch {
-      // not listening yet
-    }
-    await Bun.sleep(50);
-  }
-  throw new Error(`server did not start: ${await new Response(child.stderr).text()}`);
-}
-
-async function stop(server: Server, signal: NodeJS.Signals = "SIGTERM") {
-  server.process.kill(signal);
-  await server.process.exited;
-}
+let servers = 0;
+const startServer = (args: string[] = [], data = join(work, `data-${++servers}`)): Promise<CacheServer> => startCacheServer(data, args);
+const stop = (server: CacheServer, signal: NodeJS.Signals = "SIGTERM") => server.stop(signal);
 
 /** A machine: its own cache directory, with the busybox base image imported. */
 function machine(name: string): string {
@@ -165,19 +143,14 @@ describe("the server process", () => {
     const key = join(work, "key.pem");
     const made = Bun.spawnSync(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1", "-keyout", key, "-out", cert], { stderr: "pipe" });
     expect(made.exitCode).toBe(0);
-    const port = ++portCounter;
-    const child = Bun.spawn([memobuildBinary(), "serve", "--listen", `127.0.0.1:${port}`, "--data", join(work, "tls-data"), "--tls-cert", cert, "--tls-key", key], { stdout: "ignore", stderr: "pipe" });
+    const server = await startServer(["--tls-cert", cert, "--tls-key", key], join(work, "tls-data"));
     try {
-      let response: Response | undefined;
-      for (let i = 0; i < 100 && !response; i++) {
-        response = await fetch(`https://127.0.0.1:${port}/healthz`, { tls: { rejectUnauthorized: false } } as RequestInit).catch(() => undefined);
-        if (!response) await Bun.sleep(50);
-      }
-      expect(await response!.json()).toEqual({ status: "ok" });
-      await expect(fetch(`http://127.0.0.1:${port}/healthz`)).rejects.toThrow();
+      expect(server.url).toStartWith("https://127.0.0.1:");
+      const response = await fetch(`${server.url}/healthz`, { tls: { rejectUnauthorized: false } } as RequestInit);
+      expect(await response.json()).toEqual({ status: "ok" });
+      await expect(fetch(server.url.replace("https:", "http:") + "/healthz")).rejects.toThrow();
     } finally {
-      child.kill("SIGTERM");
-      await child.exited;
+      await stop(server);
     }
   });
 

@@ -191,8 +191,8 @@ export function reapAbandonedContainers(alive: (pid: number) => boolean) {
       const match = /^memobuild-(\d+)-[0-9a-f]+$/.exec(name);
       if (!match || Number(match[1]) === process.pid || alive(Number(match[1]))) continue;
       const runtime = stateRoot.endsWith("crun") ? "crun" : "runc";
-      Bun.spawnSync([runtime, "kill", name, "KILL"], { stdout: "ignore", stderr: "ignore" });
-      Bun.spawnSync([runtime, "delete", "-f", name], { stdout: "ignore", stderr: "ignore" });
+      Bun.spawnSync([runtime, "kill", name, "KILL"], { stdout: "ignore", stderr: "ignore", timeout: 10_000 });
+      Bun.spawnSync([runtime, "delete", "-f", name], { stdout: "ignore", stderr: "ignore", timeout: 10_000 });
     }
   }
 }

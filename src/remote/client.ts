@@ -10,6 +10,7 @@
 import { closeSync, openSync, rmSync, writeSync } from "node:fs";
 import { UserError } from "../errors.ts";
 import { Blake3Hasher, hashFile } from "../hash/blake3.ts";
+import { NetworkError, readBody, readBodyBytes } from "../util/network.ts";
 import { checkSignature, parsePublicKey, type RemoteAction, type SigningKey } from "./action.ts";
 
 export type { RemoteAction } from "./action.ts";
@@ -110,8 +111,10 @@ export class RemoteCache {
     if (!response.ok) return this.giveUp(`GET action: HTTP ${response.status}`);
     let action: RemoteAction;
     try {
-      action = (await response.json()) as RemoteAction;
-    } catch {
+      // The server stores at most 1 MiB per action; more is not an action.
+      action = JSON.parse((await readBodyBytes(response, 1024 * 1024, `the remote's result for step ${key.slice(0, 12)}`, (max) => `larger than ${max} bytes`)).toString("utf8")) as RemoteAction;
+    } catch (error) {
+      if (error instanceof NetworkError) return this.giveUp(error.message);
       return undefined;
     }
     if (!this.trusted) return action;
@@ -139,14 +142,15 @@ export class RemoteCache {
    * Downloads a blob to `file`, hashing as it streams; throws (and deletes the file) when the
    * content is not what its name says. False when the remote does not have it.
    */
-  async fetchBlob(hash: string, file: string): Promise<boolean> {
+  async fetchBlob(hash: string, file: string, size: number): Promise<boolean> {
     const response = await this.request("GET", `/v1/blobs/${hash}`);
     if (!response || response.status === 404 || !response.body) return false;
     if (!response.ok) return !!this.giveUp(`GET blob: HTTP ${response.status}`);
     const hasher = new Blake3Hasher();
     const fd = openSync(file, "w", 0o600);
     try {
-      for await (const chunk of response.body) {
+      // At most the size its action declares, and never a stalled connection.
+      for await (const chunk of readBody(response, size, `blob ${hash}`, (max) => `the remote cache sent more than the ${max} bytes its result declares`)) {
         hasher.update(chunk);
         writeSync(fd, chunk);
       }

@@ -80,7 +80,7 @@ export class CacheSync {
       const staging = store.tempDir("remote");
       try {
         const file = join(staging, "blob");
-        if (!(await remote.fetchBlob(layer.blake3, file))) return undefined;
+        if (!(await remote.fetchBlob(layer.blake3, file, layer.size))) return undefined;
         const digest = await sha256File(file);
         if (digest !== layer.digest) throw new RemoteCacheError(`the remote cache's result for step ${key.slice(0, 12)} does not match its digest`);
         store.adoptBlob(file, layer.digest);

@@ -8,8 +8,13 @@ import { UserError } from "../errors.ts";
 
 export class NetworkError extends UserError {}
 
-/** fetch() with a deadline for the response's headers (the body is read with `readBody`). */
+/**
+ * fetch() with a deadline for the response's headers (the body is read with `readBody`). A
+ * request that sends a body gets none: its answer comes only after the upload, however long
+ * that takes.
+ */
 export async function fetchWithTimeout(url: string | URL, init: RequestInit, what: string): Promise<Response> {
+  if (init.body !== undefined && init.body !== null) return fetch(url, init);
   const seconds = limit("idleSeconds");
   const controller = new AbortController();
   const timer = setTimeout(() => controller.abort(), seconds * 1000);

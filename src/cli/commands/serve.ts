@@ -69,8 +69,8 @@ export function registerServe(program: Command) {
         insecureNoAuth: flags.insecureNoAuth,
         log,
       });
-      process.stderr.write(`memobuild cache server listening on ${server.url}\n`);
-      await new Promise<void>((done) => {
+      // Handlers first: a SIGTERM sent as soon as the address is announced still shuts down cleanly.
+      const stopped = new Promise<void>((done) => {
         const shutdown = async (signal: string) => {
           log.info("shutting down", { signal });
           await server.stop(); // in-flight requests finish; unfinished uploads stay in tmp/ and are dropped
@@ -79,5 +79,7 @@ export function registerServe(program: Command) {
         process.once("SIGTERM", () => void shutdown("SIGTERM"));
         process.once("SIGINT", () => void shutdown("SIGINT"));
       });
+      process.stderr.write(`memobuild cache server listening on ${server.url}\n`);
+      await stopped;
     });
 }
