@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { memobuildBinary, REPO_ROOT, runMemobuild } from "./support/binary.ts";
+import { REPO_ROOT, runMemobuild, runMemobuildAsync } from "./support/binary.ts";
 
 const work = mkdtempSync(join(tmpdir(), "memobuild-registry-"));
 const baseOci = join(work, "base-oci");
@@ -44,11 +44,7 @@ async function registry(name: string, auth = ""): Promise<{ host: string; storag
   return { host: `127.0.0.1:${port}`, storage };
 }
 
-async function memobuild(args: string[], env: Record<string, string> = {}) {
-  const child = Bun.spawn([memobuildBinary(), ...args], { stdout: "pipe", stderr: "pipe", env: { ...process.env, ...env } });
-  const [stdout, stderr, exitCode] = await Promise.all([new Response(child.stdout).text(), new Response(child.stderr).text(), child.exited]);
-  return { stdout, stderr, exitCode };
-}
+const memobuild = runMemobuildAsync;
 
 function skopeo(...args: string[]) {
   const result = Bun.spawnSync(["skopeo", ...args], { stdout: "pipe", stderr: "pipe" });

@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { memobuildBinary, REPO_ROOT, runMemobuild } from "./support/binary.ts";
+import { memobuildBinary, REPO_ROOT, runMemobuild, runMemobuildAsync } from "./support/binary.ts";
 import { startCacheServer, type CacheServer } from "./support/server.ts";
 
 const work = mkdtempSync(join(tmpdir(), "memobuild-trust-"));
@@ -100,12 +100,7 @@ describe("the local store is write-once", () => {
   }, 60_000);
 });
 
-/** Runs memobuild without blocking this process (the cache server's log is drained here). */
-async function memobuild(args: string[], env: Record<string, string> = {}) {
-  const child = Bun.spawn([memobuildBinary(), ...args], { stdout: "pipe", stderr: "pipe", env: { ...process.env, ...env } });
-  const [stdout, stderr, exitCode] = await Promise.all([new Response(child.stdout).text(), new Response(child.stderr).text(), child.exited]);
-  return { stdout, stderr, exitCode };
-}
+const memobuild = runMemobuildAsync;
 
 type StepMeta = { id: string; key: string; status: string; remote_refused?: string };
 

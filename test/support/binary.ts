@@ -46,6 +46,16 @@ export interface RunResult {
   stderr: string;
 }
 
+/**
+ * The binary without blocking this process: for tests whose server (a child of this process)
+ * must keep answering while the command runs.
+ */
+export async function runMemobuildAsync(args: string[], env: Record<string, string> = {}): Promise<RunResult> {
+  const child = Bun.spawn([memobuildBinary(), ...args], { stdout: "pipe", stderr: "pipe", env: { ...process.env, ...env } });
+  const [stdout, stderr, exitCode] = await Promise.all([new Response(child.stdout).text(), new Response(child.stderr).text(), child.exited]);
+  return { stdout, stderr, exitCode };
+}
+
 export function runMemobuild(args: string[], options: { cwd?: string; stdin?: string; binary?: string; env?: Record<string, string> } = {}): RunResult {
   const result = Bun.spawnSync([options.binary ?? memobuildBinary(), ...args], {
     cwd: options.cwd,
