@@ -153,6 +153,20 @@ describe("symlinks", () => {
     expect(ctx.select(["alias/file"]).roots).toEqual([{ source: "alias/file", path: "real/file", type: "file" }]);
     expect(() => ctx.select(["escape/x"])).toThrow('leads outside the build context through symlink escape');
   });
+
+  test("a symlink to a path missing in the context says so, and where an absolute target is read", async () => {
+    write("real/file", "content");
+    symlinkSync("/etc/passwd", join(dir, "abs"));
+    symlinkSync("real/gone", join(dir, "dangling"));
+    symlinkSync("real", join(dir, "alias"));
+    const ctx = await load();
+    expect(() => ctx.select(["abs"])).toThrow(
+      'source "abs": symlink abs points to "/etc/passwd", which is not in the build context, and an absolute target is read inside the context, as BuildKit does',
+    );
+    expect(() => ctx.select(["dangling"])).toThrow('source "dangling": symlink dangling points to "real/gone", which is not in the build context');
+    // Past the link's own target, a missing name is the source's fault, not the link's.
+    expect(() => ctx.select(["alias/missing"])).toThrow('source "alias/missing" not found in the build context');
+  });
 });
 
 describe("special files and names", () => {
@@ -162,6 +176,7 @@ describe("special files and names", () => {
     const ctx = await load();
     expect(names(ctx)).toEqual(["file"]);
     expect(ctx.warnings).toEqual(["skipping named pipe pipe: only files, directories and symlinks are sent"]);
+    expect(() => ctx.select(["pipe"])).toThrow('source "pipe": pipe is a named pipe; only files, directories and symlinks can be copied');
   });
 
   test("names with spaces, newlines and bytes that are not UTF-8", async () => {

@@ -15,7 +15,7 @@ import { directoryDigests, entryDigest, ROOT_OWNER, type DigestEntry, type Owner
 import { ContextError } from "./errors.ts";
 import { cleanContextPath, displayPath, fsPath, quotePath, rawFromText, rootBuffer } from "./paths.ts";
 import { StatCache } from "./stat-cache.ts";
-import { walkContext, type EntryType, type ExcludedEntry, type WalkedEntry } from "./walk.ts";
+import { walkContext, type EntryType, type ExcludedEntry, type SkippedEntry, type WalkedEntry } from "./walk.ts";
 
 export interface ContextEntry extends DigestEntry {
   /** Relative path as a byte string. */
@@ -82,6 +82,7 @@ export class BuildContext {
     readonly root: string,
     readonly entries: ContextEntry[],
     readonly excluded: ExcludedEntry[],
+    readonly skipped: SkippedEntry[],
     readonly warnings: string[],
     readonly ignoreFile: string | undefined,
     readonly stats: LoadStats,
@@ -174,23 +175,23 @@ export class BuildContext {
   private followSymlinks(path: string, source: string): string {
     let remaining = path.split("/");
     let resolved: string[] = [];
+    // The symlink whose target is being resolved, while its components are: a miss there is its fault.
+    let via: { link: string; target: string; left: number } | undefined;
     for (let hops = 0; remaining.length > 0; ) {
       const component = remaining.shift()!;
       const candidate = [...resolved, component].join("/");
       const entry = this.byPath.get(candidate);
-      if (!entry) {
-        throw new ContextError(
-          `source ${JSON.stringify(source)} not found in the build context${this.isExcluded(candidate) ? " (.dockerignore excludes it)" : ""}`,
-        );
-      }
+      if (!entry) throw this.notFound(source, candidate, via);
       if (entry.type !== "symlink") {
         resolved.push(component);
+        if (via && --via.left <= 0) via = undefined;
         continue;
       }
       if (++hops > 40) throw new ContextError(`source ${JSON.stringify(source)}: too many levels of symbolic links`);
       const target = entry.linkTarget ?? "";
       const joined = target.startsWith("/") ? target : [...resolved, target].join("/");
       const next = cleanContextPath(joined);
+      via = { link: candidate, target, left: next.path === "" ? 0 : next.path.split("/").length };
       if (next.outside && !target.startsWith("/")) {
         throw new ContextError(`source ${JSON.stringify(source)} leads outside the build context through symlink ${quotePath(candidate)}`);
       }
@@ -199,6 +200,21 @@ export class BuildContext {
       remaining = [...(next.path === "" ? [] : next.path.split("/")), ...remaining];
     }
     return resolved.join("/");
+  }
+
+  /** Why `candidate` (reached from `source`, maybe through a symlink) is not there to copy. */
+  private notFound(source: string, candidate: string, via?: { link: string; target: string }): ContextError {
+    const named = `source ${JSON.stringify(source)}`;
+    const special = this.skipped.find((s) => s.path === candidate);
+    if (special) return new ContextError(`${named}: ${quotePath(candidate)} is a ${special.kind}; only files, directories and symlinks can be copied`);
+    if (this.isExcluded(candidate)) return new ContextError(`${named} not found in the build context (.dockerignore excludes it)`);
+    if (via) {
+      const absolute = via.target.startsWith("/") ? ", and an absolute target is read inside the context, as BuildKit does" : "";
+      return new ContextError(
+        `${named}: symlink ${quotePath(via.link)} points to ${JSON.stringify(via.target)}, which is not in the build context${absolute}`,
+      );
+    }
+    return new ContextError(`${named} not found in the build context`);
   }
 
   private isExcluded(path: string): boolean {
@@ -312,7 +328,7 @@ export async function loadContext(options: LoadOptions): Promise<BuildContext> {
       entries[index] = toEntry(entry, hashed[i].digest);
     });
     cache.flush(seen);
-    return new BuildContext(contextDir, entries, walked.excluded, walked.warnings, ignoreFile, stats);
+    return new BuildContext(contextDir, entries, walked.excluded, walked.skipped, walked.warnings, ignoreFile, stats);
   } finally {
     if (ownsCache) cache.close();
   }

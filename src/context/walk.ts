@@ -26,11 +26,18 @@ export interface ExcludedEntry {
   decidedBy?: IgnorePattern;
 }
 
+/** A socket, FIFO or device the walk did not send (so a COPY naming it can say why). */
+export interface SkippedEntry {
+  path: string;
+  kind: string;
+}
+
 export interface WalkResult {
   /** Included entries: each directory before its contents, siblings sorted by name bytes. */
   entries: WalkedEntry[];
   /** Excluded entries at the top of each excluded subtree (what the walker did not descend). */
   excluded: ExcludedEntry[];
+  skipped: SkippedEntry[];
   warnings: string[];
 }
 
@@ -65,6 +72,7 @@ export function walkContext(root: Buffer, matcher: IgnoreMatcher): WalkResult {
   const rootText = root.toString("latin1");
   const entries: WalkedEntry[] = [];
   const excluded: ExcludedEntry[] = [];
+  const skipped: SkippedEntry[] = [];
   const warnings: string[] = [];
 
   /** Walks `dir`; returns whether anything below it was included. */
@@ -82,6 +90,7 @@ export function walkContext(root: Buffer, matcher: IgnoreMatcher): WalkResult {
       const path = dir === "" ? name : `${dir}/${name}`;
       const type = typeOf(child);
       if (type === "special") {
+        skipped.push({ path, kind: specialKind(child) });
         warnings.push(`skipping ${specialKind(child)} ${quotePath(path)}: only files, directories and symlinks are sent`);
         continue;
       }
@@ -108,7 +117,7 @@ export function walkContext(root: Buffer, matcher: IgnoreMatcher): WalkResult {
   };
 
   walk("");
-  return { entries, excluded, warnings };
+  return { entries, excluded, skipped, warnings };
 }
 
 function statEntry(root: Buffer, rootText: string, path: string, type: EntryType): WalkedEntry {
