@@ -7,7 +7,7 @@ import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, 
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { gunzipSync } from "node:zlib";
-import { memobuildBinary, REPO_ROOT, runMemobuild, type RunResult } from "./support/binary.ts";
+import { memobuildBinary, REPO_ROOT, runMemobuild, runMemobuildAsync, type RunResult } from "./support/binary.ts";
 import { TarWriter } from "../src/image/tar.ts";
 import { ociSchemaErrors } from "./support/oci-schema.ts";
 
@@ -525,6 +525,20 @@ describe("memobuild cache", () => {
 
     expect(run("cache", "prune").stdout).toMatch(/^removed \d+ step result\(s\) and 2 layer\(s\)/);
     expect(run("cache", "gc", "--max-size", "lots").stderr).toBe('memobuild: invalid size "lots": use bytes or a number with K, M, G or T\n');
+  }, 60_000);
+
+  test("gc during a build waits for it, says so, and the build's result survives", async () => {
+    const own = join(work, "gc-during-cache");
+    expect(runMemobuild(["build", join(REPO_ROOT, "examples/base"), "-t", "memobuild/busybox:latest", "--cache-dir", own]).exitCode).toBe(0);
+    const dir = project({ Dockerfile: "FROM memobuild/busybox\nRUN sleep 2 && echo built > /built\n" });
+    const build = runMemobuildAsync(["build", dir, "--cache-dir", own, "-t", "during:gc"]);
+    await Bun.sleep(1000); // the build holds the cache by now: it is in its RUN
+    const gc = await runMemobuildAsync(["cache", "gc", "--max-size", "0", "--cache-dir", own]);
+    expect((await build).exitCode).toBe(0);
+    expect(gc.stderr).toBe("memobuild: waiting for the builds using the cache to finish (Ctrl-C to stop)\n");
+    expect(gc.exitCode).toBe(0);
+    // gc ran after the build: the image it named is whole.
+    expect(runMemobuild(["run", "during:gc", "--cache-dir", own, "--", "cat", "/built"]).stdout).toBe("built\n");
   }, 60_000);
 });
 

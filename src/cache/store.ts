@@ -120,14 +120,16 @@ export class LocalStore {
     return store;
   }
 
-  /** Opens the store for garbage collection: exclusive, so no build is running. */
-  static openExclusive(dir: string): LocalStore | undefined {
+  /**
+   * Opens the store for garbage collection: exclusive, so no build is running. Waits for the
+   * builds that hold it (calling `onWait` once, so the user knows why nothing happens).
+   */
+  static openExclusive(dir: string, onWait: () => void): LocalStore {
     const store = new LocalStore(dir);
     const fd = openSync(join(dir, "gc.lock"), "a");
-    if (!tryLockExclusive(fd)) {
-      closeSync(fd);
-      store.db.close();
-      return undefined;
+    for (let waited = false; !tryLockExclusive(fd); waited = true) {
+      if (!waited) onWait();
+      Bun.sleepSync(100);
     }
     store.lockFd = fd;
     store.removeAbandonedStaging();

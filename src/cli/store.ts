@@ -1,7 +1,6 @@
 /** Opening the local store for a command, and always closing it (which releases its lock). */
 import { LocalStore } from "../cache/store.ts";
 import { resolveCacheDir } from "../config/cache-dir.ts";
-import { UsageError } from "./errors.ts";
 
 /** The store, shared with other builds (garbage collection waits for it). */
 export async function withStore<T>(cacheDirFlag: string | undefined, fn: (store: LocalStore) => T | Promise<T>): Promise<T> {
@@ -13,10 +12,11 @@ export async function withStore<T>(cacheDirFlag: string | undefined, fn: (store:
   }
 }
 
-/** The store alone (for gc and prune): refused while a build is using it. */
+/** The store alone (for gc and prune): waits until no build is using it, and says so. */
 export async function withExclusiveStore<T>(cacheDirFlag: string | undefined, fn: (store: LocalStore) => T | Promise<T>): Promise<T> {
-  const store = LocalStore.openExclusive(resolveCacheDir(cacheDirFlag));
-  if (!store) throw new UsageError("a build is using the cache right now; run this again when it has finished");
+  const store = LocalStore.openExclusive(resolveCacheDir(cacheDirFlag), () =>
+    process.stderr.write("memobuild: waiting for the builds using the cache to finish (Ctrl-C to stop)\n"),
+  );
   try {
     return await fn(store);
   } finally {
