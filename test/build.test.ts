@@ -500,6 +500,21 @@ describe("the cache survives kill -9", () => {
   }, 60_000);
 });
 
+describe("deep images", () => {
+  test("a RUN on 130 layers mounts them all (64-digit names would overflow the mount options at 63)", () => {
+    const files: Record<string, string> = {};
+    const lines = ["FROM memobuild/busybox"];
+    for (let i = 0; i < 130; i++) {
+      files[`f${i}`] = `${i}\n`;
+      lines.push(`COPY f${i} /deep/`);
+    }
+    lines.push("RUN cat /deep/f0 /deep/f129 > /ends");
+    const dir = project({ ...files, Dockerfile: lines.join("\n") + "\n" });
+    mustBuild(dir, "-t", "deep:130");
+    expect(runMemobuild(["run", "deep:130", "--cache-dir", cacheDir, "--", "cat", "/ends"]).stdout).toBe("0\n129\n");
+  }, 60_000);
+});
+
 describe("memobuild cache", () => {
   test("du, gc to a size, prune; named images survive", () => {
     const own = join(work, "gc-cache");

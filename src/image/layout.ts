@@ -3,11 +3,13 @@
  * layout exporter (`--output type=oci,dest=DIR`) and `memobuild image import`.
  */
 import { UserError } from "../errors.ts";
-import { copyFileSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { closeSync, copyFileSync, existsSync, mkdirSync, openSync, readFileSync, readSync, rmSync, statSync, writeSync } from "node:fs";
 import { join } from "node:path";
 import type { LocalStore } from "../cache/store.ts";
 import type { ImageConfig } from "./config.ts";
 import { TarReader } from "./tar.ts";
+import { limit, limitHint } from "../config/limits.ts";
+import { parseImageConfig, parseImageIndex, parseImageManifest } from "./validate.ts";
 
 export const MEDIA = {
   manifest: "application/vnd.oci.image.manifest.v1+json",
@@ -83,10 +85,35 @@ export function storeImage(store: LocalStore, config: ImageConfig, layers: Descr
 
 export class ImportError extends UserError {}
 
+/** sha256 of a file, read in chunks (layers can be larger than memory). */
 function sha256File(path: string): string {
   const hasher = new Bun.CryptoHasher("sha256");
-  hasher.update(readFileSync(path));
+  const fd = openSync(path, "r");
+  try {
+    const chunk = Buffer.allocUnsafe(1024 * 1024);
+    for (let n; (n = readSync(fd, chunk)) > 0; ) hasher.update(chunk.subarray(0, n));
+  } finally {
+    closeSync(fd);
+  }
   return `sha256:${hasher.digest("hex")}`;
+}
+
+/** Writes the tar entry being read to `target`, chunk by chunk. */
+function writeEntry(reader: TarReader, target: string) {
+  const fd = openSync(target, "wx", 0o600);
+  try {
+    for (const chunk of reader.readContent()) writeSync(fd, chunk);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** A JSON file of an archive or layout, bounded by `limitName` before it is read. */
+function readSmallFile(path: string, what: string, limitName: "manifestBytes" | "configBytes"): Buffer {
+  if (!existsSync(path)) throw new ImportError(`${what} is missing`);
+  const size = statSync(path).size;
+  if (size > limit(limitName)) throw new ImportError(`${what} is ${size} bytes, over the limit ${limitHint(limitName)}`);
+  return readFileSync(path);
 }
 
 /** Copies a blob from `source` into the store after checking its digest. */
@@ -98,6 +125,15 @@ function importBlob(store: LocalStore, source: string, digest: string) {
   const staging = join(store.tempDir("import"), "blob");
   copyFileSync(source, staging);
   store.adoptBlob(staging, digest);
+}
+
+/** A small JSON blob of a layout (manifest or config), checked against its digest, then parsed. */
+function layoutJson<T>(dir: string, digest: string, what: string, limitName: "manifestBytes" | "configBytes", parse: (bytes: Buffer, what: string) => T): T {
+  const path = join(dir, "blobs", digest.replace(":", "/"));
+  const bytes = readSmallFile(path, `${what} ${digest}`, limitName);
+  const actual = `sha256:${new Bun.CryptoHasher("sha256").update(bytes).digest("hex")}`;
+  if (actual !== digest) throw new ImportError(`${what}: blob ${digest} in the layout is corrupt (hashes to ${actual})`);
+  return parse(bytes, `${what} ${digest}`);
 }
 
 /**
@@ -112,12 +148,13 @@ export async function adoptImageLayers(store: LocalStore, manifest: Manifest, co
 
 /**
  * Imports one image from an OCI layout directory. `refName` selects the manifest by its
- * `org.opencontainers.image.ref.name` (needed when the layout holds several).
+ * `org.opencontainers.image.ref.name` (needed when the layout holds several). Every JSON file is
+ * validated (and every blob checked against its digest) before anything enters the store.
  */
 export function importOciLayout(store: LocalStore, dir: string, refName?: string): StoredImage & { refName?: string } {
   const indexPath = join(dir, "index.json");
   if (!existsSync(indexPath)) throw new ImportError(`${dir} is not an OCI image layout (no index.json)`);
-  const index = JSON.parse(readFileSync(indexPath, "utf8")) as Index;
+  const index = parseImageIndex(readSmallFile(indexPath, indexPath, "manifestBytes"), indexPath);
   const candidates = refName ? index.manifests.filter((m) => m.annotations?.[REF_NAME] === refName) : index.manifests;
   if (candidates.length === 0) {
     const names = index.manifests.map((m) => m.annotations?.[REF_NAME]).filter(Boolean);
@@ -126,16 +163,13 @@ export function importOciLayout(store: LocalStore, dir: string, refName?: string
   const digests = new Set(candidates.map((m) => m.digest));
   if (digests.size > 1) throw new ImportError(`${dir} holds several images; name one: oci:${dir}:NAME`);
   const chosen = candidates[0];
+  if (chosen.mediaType === MEDIA.index) throw new ImportError(`${chosen.digest} is a multi-platform index; import a single-platform image`);
+  const manifest = layoutJson(dir, chosen.digest, `${dir}: manifest`, "manifestBytes", parseImageManifest);
+  const config = layoutJson(dir, manifest.config.digest, `${dir}: config`, "configBytes", (bytes, what) => parseImageConfig(bytes, what, manifest.layers.length));
   const blob = (digest: string) => join(dir, "blobs", digest.replace(":", "/"));
-  importBlob(store, blob(chosen.digest), chosen.digest);
-  let manifest = store.readJson<Manifest | Index>(chosen.digest) as Manifest;
-  if ((manifest as unknown as Index).manifests) {
-    throw new ImportError(`${chosen.digest} is a multi-platform index; import a single-platform image`);
-  }
-  importBlob(store, blob(manifest.config.digest), manifest.config.digest);
   for (const layer of manifest.layers) importBlob(store, blob(layer.digest), layer.digest);
-  const config = store.readJson<ImageConfig>(manifest.config.digest);
-  manifest = manifest as Manifest;
+  importBlob(store, blob(manifest.config.digest), manifest.config.digest);
+  importBlob(store, blob(chosen.digest), chosen.digest);
   return { manifestDigest: chosen.digest, manifest, config, refName: chosen.annotations?.[REF_NAME] };
 }
 
@@ -152,8 +186,9 @@ export function importOciArchive(store: LocalStore, file: string, refName?: stri
         if (entry.type !== "file" || !/^(oci-layout|index\.json|blobs\/sha256\/[0-9a-f]{64})$/.test(name)) {
           throw new ImportError(`${file}: unexpected member ${JSON.stringify(name)} in an OCI archive`);
         }
+        if (existsSync(join(staging, name))) throw new ImportError(`${file}: member ${JSON.stringify(name)} appears twice`);
         mkdirSync(join(staging, name, ".."), { recursive: true });
-        writeFileSync(join(staging, name), Buffer.concat([...reader.readContent()]));
+        writeEntry(reader, join(staging, name));
       }
     } finally {
       reader.close();
@@ -162,6 +197,24 @@ export function importOciArchive(store: LocalStore, file: string, refName?: stri
   } finally {
     rmSync(staging, { recursive: true, force: true });
   }
+}
+
+/** `docker save`'s manifest.json: a list of images, each a config member and layer members. */
+function parseDockerArchiveManifest(bytes: Buffer, what: string): { Config: string; RepoTags: string[]; Layers: string[] } {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(bytes.toString("utf8"));
+  } catch {
+    throw new ImportError(`${what} is not JSON`);
+  }
+  const entry = (Array.isArray(parsed) ? parsed[0] : undefined) as { Config?: unknown; RepoTags?: unknown; Layers?: unknown } | undefined;
+  const strings = (value: unknown) => Array.isArray(value) && value.every((v) => typeof v === "string");
+  if (typeof entry?.Config !== "string" || !strings(entry.Layers) || (entry.RepoTags != null && !strings(entry.RepoTags))) {
+    throw new ImportError(`${what}: expected [{"Config": NAME, "Layers": [NAME, ...], "RepoTags": [...]}]`);
+  }
+  const layers = entry.Layers as string[];
+  if (layers.length > limit("layers")) throw new ImportError(`${what}: ${layers.length} layers is over the limit ${limitHint("layers")}`);
+  return { Config: entry.Config, RepoTags: (entry.RepoTags as string[] | null) ?? [], Layers: layers };
 }
 
 /** Imports the first image of a `docker save` archive; returns it and its RepoTags. */
@@ -174,9 +227,9 @@ export function importDockerArchive(store: LocalStore, file: string): StoredImag
       for (let entry = reader.next(); entry; entry = reader.next()) {
         if (entry.type !== "file") continue;
         const name = entry.name.replace(/^\.\//, "");
-        if (name.includes("..")) throw new ImportError(`unsafe member ${JSON.stringify(name)} in ${file}`);
+        // Members are staged under numbered names: a member's own name is never a path here.
         const target = join(staging, `m${members.size}`);
-        writeFileSync(target, Buffer.concat([...reader.readContent()]));
+        writeEntry(reader, target);
         members.set(name, target);
       }
     } finally {
@@ -184,10 +237,11 @@ export function importDockerArchive(store: LocalStore, file: string): StoredImag
     }
     const manifestFile = members.get("manifest.json");
     if (!manifestFile) throw new ImportError(`${file} is not a docker archive (no manifest.json)`);
-    const [entry] = JSON.parse(readFileSync(manifestFile, "utf8")) as { Config: string; RepoTags?: string[]; Layers: string[] }[];
+    const entry = parseDockerArchiveManifest(readSmallFile(manifestFile, `${file}: manifest.json`, "manifestBytes"), `${file}: manifest.json`);
     const configFile = members.get(entry.Config);
     if (!configFile) throw new ImportError(`${file}: config ${entry.Config} is missing`);
-    const config = JSON.parse(readFileSync(configFile, "utf8")) as ImageConfig;
+    const configBytes = readSmallFile(configFile, `${file}: config ${entry.Config}`, "configBytes");
+    const config = parseImageConfig(configBytes, `${file}: config ${entry.Config}`, entry.Layers.length);
     const layers: Descriptor[] = entry.Layers.map((name, i) => {
       const path = members.get(name);
       if (!path) throw new ImportError(`${file}: layer ${name} is missing`);
@@ -196,8 +250,8 @@ export function importDockerArchive(store: LocalStore, file: string): StoredImag
       importBlob(store, path, digest);
       return { mediaType: MEDIA.layerTar, digest, size: store.blobSize(digest) };
     });
-    const image = storeImage(store, config, layers, undefined, readFileSync(configFile));
-    return { ...image, repoTags: entry.RepoTags ?? [] };
+    const image = storeImage(store, config, layers, undefined, configBytes);
+    return { ...image, repoTags: entry.RepoTags };
   } finally {
     rmSync(staging, { recursive: true, force: true });
   }

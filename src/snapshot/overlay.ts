@@ -1,12 +1,14 @@
 /**
- * overlayfs mounts over snapshot directories. Lower directories are passed relative to their
- * common parent (the cache's snapshots/ directory) so that long layer stacks fit in the mount
- * option page.
+ * overlayfs mounts over snapshot directories. The mount options must fit in one page (4 KiB):
+ * 64-hex-digit snapshot names would stop at 63 layers, so each lower directory is passed as a
+ * short symlink (`0`, `1`, …, which overlayfs follows) in a directory beside the mount point.
  */
 import { UserError } from "../errors.ts";
-import { mkdirSync } from "node:fs";
-import { basename, dirname } from "node:path";
+import { mkdirSync, rmSync, symlinkSync } from "node:fs";
 import { mount, umount } from "./libc.ts";
+
+/** overlayfs's own limit on lower layers (OVL_MAX_STACK in the kernel). */
+export const MAX_OVERLAY_LAYERS = 500;
 
 export class MountError extends UserError {}
 
@@ -34,6 +36,9 @@ export function overlayLowers(lowers: string[], readOnly: boolean, empty: (n: nu
 }
 
 export function mountOverlay(spec: OverlaySpec) {
+  if (spec.layers.length > MAX_OVERLAY_LAYERS) {
+    throw new MountError(`${spec.layers.length} layers are more than overlayfs can stack (${MAX_OVERLAY_LAYERS}); squash some of the image's layers`);
+  }
   // Our own staging paths (never paths inside an image): plain mkdir is right here.
   for (const dir of [spec.target, spec.upper, spec.work]) if (dir) mkdirSync(dir, { recursive: true });
   const readOnly = !(spec.upper && spec.work);
@@ -43,20 +48,23 @@ export function mountOverlay(spec: OverlaySpec) {
     mkdirSync(empty, { recursive: true });
     return empty;
   });
-  const parents = new Set(specLowers.map((l) => dirname(l)));
-  const cwd = parents.size === 1 ? [...parents][0] : undefined;
-  const lowers = specLowers.map((l) => (cwd ? basename(l) : l)).join(":");
-  let options = `lowerdir=${lowers}`;
+  const names = `${spec.target}.lowers`;
+  rmSync(names, { recursive: true, force: true });
+  mkdirSync(names);
+  specLowers.forEach((lower, i) => symlinkSync(lower, `${names}/${i.toString(36)}`));
+  let options = `lowerdir=${specLowers.map((_, i) => i.toString(36)).join(":")}`;
   if (spec.upper && spec.work) options += `,upperdir=${spec.upper},workdir=${spec.work}`;
-  // mount(2) directly (no /bin/mount process); relative lower paths resolve from the cwd.
+  // mount(2) directly (no /bin/mount process); the short lower names resolve from the cwd.
   const previous = process.cwd();
   try {
-    if (cwd) process.chdir(cwd);
+    process.chdir(names);
     mount("overlay", spec.target, "overlay", 0, options);
   } catch (error) {
     throw new MountError(`mounting overlay at ${spec.target} failed: ${(error as Error).message}`);
   } finally {
-    if (cwd) process.chdir(previous);
+    process.chdir(previous);
+    // overlayfs holds the directories themselves once mounted; the names are no longer needed.
+    rmSync(names, { recursive: true, force: true });
   }
 }
 

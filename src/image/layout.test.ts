@@ -1,0 +1,111 @@
+/** Importing OCI layouts and archives that lie: each is refused, named, and nothing is stored. */
+import { afterAll, describe, expect, test } from "bun:test";
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { LocalStore } from "../cache/store.ts";
+import { importDockerArchive, importOciArchive, importOciLayout, MEDIA } from "./layout.ts";
+import { TarWriter } from "./tar.ts";
+
+const work = mkdtempSync(join(tmpdir(), "memobuild-layout-"));
+afterAll(() => rmSync(work, { recursive: true, force: true }));
+const sha256 = (bytes: string | Buffer) => `sha256:${new Bun.CryptoHasher("sha256").update(bytes).digest("hex")}`;
+let count = 0;
+
+/** An OCI layout whose index, manifest and config are the given texts (blobs under their digests). */
+function layout(parts: { index?: (manifest: string) => string; manifest?: (config: string) => string; config?: string }): string {
+  const dir = join(work, `layout-${++count}`);
+  mkdirSync(join(dir, "blobs/sha256"), { recursive: true });
+  const put = (text: string) => {
+    writeFileSync(join(dir, "blobs", sha256(text).replace(":", "/")), text);
+    return sha256(text);
+  };
+  const config = parts.config ?? JSON.stringify({ architecture: "amd64", os: "linux", rootfs: { type: "layers", diff_ids: [] } });
+  const configDigest = put(config);
+  const manifest = (parts.manifest ?? ((c) => JSON.stringify({ schemaVersion: 2, mediaType: MEDIA.manifest, config: { mediaType: MEDIA.config, digest: c, size: config.length }, layers: [] })))(configDigest);
+  const manifestDigest = put(manifest);
+  writeFileSync(join(dir, "oci-layout"), '{"imageLayoutVersion":"1.0.0"}');
+  writeFileSync(join(dir, "index.json"), (parts.index ?? ((m) => JSON.stringify({ schemaVersion: 2, manifests: [{ mediaType: MEDIA.manifest, digest: m, size: manifest.length }] })))(manifestDigest));
+  return dir;
+}
+
+function withStore<T>(fn: (store: LocalStore) => T): T {
+  const store = LocalStore.open(join(work, `store-${++count}`));
+  try {
+    return fn(store);
+  } finally {
+    store.close();
+  }
+}
+
+const storedBlobs = (store: LocalStore) => readdirSync(join(store.dir, "blobs/sha256"));
+const layers = (n: number) => Array.from({ length: n }, (_, i) => ({ mediaType: MEDIA.layerTar, digest: sha256(String(i)), size: 1 }));
+const manifestWith = (fields: object) => (c: string) => JSON.stringify({ schemaVersion: 2, config: { mediaType: MEDIA.config, digest: c, size: 2 }, layers: [], ...fields });
+
+describe("importing an OCI layout that lies", () => {
+  const cases: [string, Parameters<typeof layout>[0], RegExp][] = [
+    ["an index that is not JSON", { index: () => "{ not json" }, /index\.json is not JSON$/],
+    ["an index without a manifests list", { index: () => "{}" }, /index\.json has no manifests list$/],
+    ["an index naming a digest that is not sha256", { index: () => JSON.stringify({ manifests: [{ digest: "sha256:../../x", size: 1 }] }) }, /manifest 1 has digest "sha256:\.\.\/\.\.\/x", not a sha256 digest$/],
+    ["a manifest that is not JSON", { manifest: () => "nope" }, /manifest sha256:[0-9a-f]{64}: the manifest is not JSON$/],
+    ["10,000 layers", { manifest: manifestWith({ layers: layers(10_000) }) }, /10000 layers is over the limit \(the limit is MEMOBUILD_MAX_LAYERS=500\)$/],
+    ["a layer size that is not a whole number", { manifest: manifestWith({ layers: [{ digest: sha256("x"), size: -1 }] }) }, /layer 1 \(sha256:[0-9a-f]{64}\) has an invalid size -1$/],
+    ["a config that is not JSON", { config: "{ nope" }, /config sha256:[0-9a-f]{64} is not JSON$/],
+    ["a diff ID that is a path", { config: JSON.stringify({ rootfs: { diff_ids: ["sha256:../.."] } }) }, /diff ID "sha256:\.\.\/\.\." is not a sha256 digest$/],
+    ["fewer diff IDs than layers", { manifest: manifestWith({ layers: layers(1) }) }, /config sha256:[0-9a-f]{64} lists 0 layers, the manifest 1$/],
+  ];
+  for (const [name, parts, message] of cases) {
+    test(`${name}: refused, named, nothing stored`, () => {
+      const dir = layout(parts);
+      withStore((store) => {
+        expect(() => importOciLayout(store, dir)).toThrow(message);
+        expect(storedBlobs(store)).toEqual([]);
+      });
+    });
+  }
+
+  test("a manifest blob whose bytes do not match its digest", () => {
+    const dir = layout({});
+    const index = JSON.parse(readFileSync(join(dir, "index.json"), "utf8"));
+    writeFileSync(join(dir, "blobs", index.manifests[0].digest.replace(":", "/")), "{}");
+    withStore((store) => expect(() => importOciLayout(store, dir)).toThrow(/manifest: blob sha256:[0-9a-f]{64} in the layout is corrupt \(hashes to sha256:44136fa/));
+  });
+
+  test("an honest layout imports", () => {
+    withStore((store) => expect(importOciLayout(store, layout({})).manifest.layers).toEqual([]));
+  });
+});
+
+describe("importing archives that lie", () => {
+  /** A tar of the given members, in order (a name may repeat). */
+  function archive(...members: [string, string][]): string {
+    const file = join(work, `archive-${++count}.tar`);
+    const chunks: Uint8Array[] = [];
+    const writer = new TarWriter((chunk) => chunks.push(chunk));
+    for (const [name, text] of members) {
+      writer.add({ name, type: "file", mode: 0o644, uid: 0, gid: 0, size: text.length, mtime: 0 });
+      writer.content(Buffer.from(text));
+      writer.pad(text.length);
+    }
+    writer.finish();
+    writeFileSync(file, Buffer.concat(chunks));
+    return file;
+  }
+
+  test("a docker archive whose manifest.json has the wrong shape", () => {
+    for (const text of ["[]", '[{"Config": 1, "Layers": []}]', '[{"Config": "c", "Layers": [3]}]', "{"]) {
+      const file = archive(["manifest.json", text]);
+      withStore((store) => expect(() => importDockerArchive(store, file)).toThrow(/manifest\.json(: expected \[\{"Config": NAME| is not JSON)/));
+    }
+  });
+
+  test("a docker archive with 10,000 layers", () => {
+    const file = archive(["manifest.json", JSON.stringify([{ Config: "c.json", Layers: Array.from({ length: 10_000 }, (_, i) => `${i}/layer.tar`) }])]);
+    withStore((store) => expect(() => importDockerArchive(store, file)).toThrow("manifest.json: 10000 layers is over the limit"));
+  });
+
+  test("an OCI archive that holds a member twice", () => {
+    const file = archive(["index.json", "{}"], ["index.json", "{}"]);
+    withStore((store) => expect(() => importOciArchive(store, file)).toThrow('member "index.json" appears twice'));
+  });
+});
