@@ -8,3 +8,15 @@ export class UserError extends Error {
     this.name = new.target.name;
   }
 }
+
+/** A full disk or quota (ENOSPC, EDQUOT) is the environment's doing, not a bug: say so plainly. */
+export class DiskFullError extends UserError {}
+
+/** `error` as a DiskFullError when it is one (anything else: undefined). */
+export function diskFullError(error: unknown): DiskFullError | undefined {
+  const { code, path } = (error ?? {}) as { code?: string; path?: string };
+  if (code !== "ENOSPC" && code !== "EDQUOT") return undefined;
+  const where = path ? ` (writing ${path})` : "";
+  const what = code === "EDQUOT" ? "the disk quota is used up" : "no space left on the device";
+  return new DiskFullError(`${what}${where}: free some space, or shrink the cache with \`memobuild cache gc --max-size SIZE\``);
+}

@@ -15,13 +15,15 @@
 import { randomHex } from "../util/random.ts";
 import { UserError } from "../errors.ts";
 import { Database } from "bun:sqlite";
-import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeSync } from "node:fs";
+import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { extractLayer } from "../snapshot/extract.ts";
+import { limit, limitHint } from "../config/limits.ts";
 import { removeTree } from "../rootfs/root.ts";
 import { removeAbandonedTmpfs } from "../executor/private-tmpfs.ts";
 import { reapAbandonedContainers } from "../executor/runtime.ts";
 import { tryLockExclusive, tryLockShared, umount, unlock } from "../snapshot/libc.ts";
+import { writeAll } from "../util/write-all.ts";
 
 export interface LayerRecord {
   diffId: string;
@@ -200,7 +202,7 @@ export class LocalStore {
     if (!this.hasBlob(digest)) {
       const file = join(this.tmpRoot, `${process.pid}-${randomHex(6)}.blob`);
       const fd = openSync(file, "w", 0o644);
-      writeSync(fd, bytes);
+      writeAll(fd, bytes);
       fsyncSync(fd);
       closeSync(fd);
       renameSync(file, this.blobPath(digest));
@@ -500,16 +502,21 @@ async function decompressVerified(blob: string, digest: string, tarPath: string,
   const { createGunzip } = await import("node:zlib");
   const compressed = new Bun.CryptoHasher("sha256");
   const uncompressed = new Bun.CryptoHasher("sha256");
-  const tap = (hasher: Bun.CryptoHasher) =>
+  const maxBytes = limit("unpackedBytes");
+  let bytes = 0;
+  const tap = (hasher: Bun.CryptoHasher, counted = false) =>
     new Transform({
       transform(chunk: Buffer, _e, done) {
         hasher.update(chunk);
+        if (counted && (bytes += chunk.length) > maxBytes) {
+          return done(new BlobVerificationError(`layer ${digest} unpacks to more than ${maxBytes} bytes ${limitHint("unpackedBytes")}`));
+        }
         done(null, chunk);
       },
     });
   const gzipped = mediaType.endsWith("gzip");
-  if (gzipped) await pipeline(createReadStream(blob), tap(compressed), createGunzip(), tap(uncompressed), createWriteStream(tarPath));
-  else await pipeline(createReadStream(blob), tap(compressed), tap(uncompressed), createWriteStream(tarPath));
+  if (gzipped) await pipeline(createReadStream(blob), tap(compressed), createGunzip(), tap(uncompressed, true), createWriteStream(tarPath));
+  else await pipeline(createReadStream(blob), tap(compressed), tap(uncompressed, true), createWriteStream(tarPath));
   const actualDigest = `sha256:${compressed.digest("hex")}`;
   if (actualDigest !== digest) throw new BlobVerificationError(`layer blob ${digest} is corrupt (hashes to ${actualDigest})`);
   const actualDiffId = `sha256:${uncompressed.digest("hex")}`;

@@ -2,7 +2,7 @@
 import { Command, CommanderError } from "commander";
 import packageJson from "../../package.json" with { type: "json" };
 import { DockerfileError } from "../frontend/errors.ts";
-import { UserError } from "../errors.ts";
+import { diskFullError, UserError } from "../errors.ts";
 import { BuildError } from "../solver/solver.ts";
 import { registerBuild } from "./commands/build.ts";
 import { registerCache } from "./commands/cache.ts";
@@ -75,6 +75,11 @@ export async function main(argv: string[]): Promise<number> {
     if (error instanceof UsageError) {
       process.stderr.write(`memobuild: ${error.message}\n`);
       return error.exitCode;
+    }
+    const diskFull = diskFullError(error);
+    if (diskFull) {
+      process.stderr.write(`memobuild: ${diskFull.message}\n`);
+      return 1;
     }
     process.stderr.write(`memobuild: internal error: ${(error as Error).stack ?? error}\n`);
     return 70;

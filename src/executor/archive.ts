@@ -8,6 +8,7 @@ import { join } from "node:path";
 import { constants as zlibConstants, gunzipSync } from "node:zlib";
 import { UserError } from "../errors.ts";
 import { randomHex } from "../util/random.ts";
+import { limit, limitHint } from "../config/limits.ts";
 
 export type ArchiveKind = "tar" | "gzip" | "bzip2" | "xz";
 
@@ -66,9 +67,14 @@ export function decompressArchive(fd: number, scratch: string): { path: string; 
   const kind = archiveKindOf(fd);
   if (kind === "tar" || kind === undefined) return { path: self, remove: () => {} };
   const out = join(scratch, `archive-${randomHex(6)}.tar`);
-  const result = Bun.spawnSync([TOOLS[kind], "-dc"], { stdin: Bun.file(self), stdout: Bun.file(out), stderr: "pipe" });
+  // A file-size limit on the decompressor bounds what a small bomb can write (it gets SIGXFSZ).
+  const maxBytes = limit("unpackedBytes");
+  const result = Bun.spawnSync(["prlimit", `--fsize=${maxBytes}`, "--", TOOLS[kind], "-dc"], { stdin: Bun.file(self), stdout: Bun.file(out), stderr: "pipe" });
   if (result.exitCode !== 0) {
     rmSync(out, { force: true });
+    if (result.signalCode === "SIGXFSZ" || result.exitCode === 128 + 25) {
+      throw new UserError(`the ${kind} archive unpacks to more than ${maxBytes} bytes ${limitHint("unpackedBytes")}`);
+    }
     throw new UserError(`cannot decompress the ${kind} archive: ${result.stderr.toString().trim() || `${TOOLS[kind]} failed`}`);
   }
   return { path: out, remove: () => rmSync(out, { force: true }) };

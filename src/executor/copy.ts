@@ -17,7 +17,7 @@
  */
 import { closeSync, openSync } from "node:fs";
 import { posix } from "node:path";
-import { UserError } from "../errors.ts";
+import { diskFullError, UserError } from "../errors.ts";
 import type { BuildContext } from "../context/context.ts";
 import type { Ownership } from "../context/digest.ts";
 import { IgnoreMatcher } from "../context/dockerignore.ts";
@@ -363,12 +363,13 @@ function writeItems(inputs: CopyInputs, items: Item[], files: SourceFiles) {
 
 /** Unpacks the archive open as `fd` into `directory` of the root. */
 function unpackArchive(fd: number, inputs: CopyInputs, directory: string, owner: Ownership | undefined) {
-  const tar = decompressArchive(fd, inputs.scratch);
+  let tar: ReturnType<typeof decompressArchive> | undefined;
   try {
+    tar = decompressArchive(fd, inputs.scratch);
     extractInto(tar.path, inputs.root, { whiteouts: false, owner, base: directory });
   } catch (error) {
-    throw new CopyError(`${inputs.instruction.kind} ${inputs.instruction.sources.join(" ")}: ${(error as Error).message}`);
+    throw new CopyError(`${inputs.instruction.kind} ${inputs.instruction.sources.join(" ")}: ${(diskFullError(error) ?? (error as Error)).message}`);
   } finally {
-    tar.remove();
+    tar?.remove();
   }
 }

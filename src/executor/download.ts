@@ -3,9 +3,10 @@
  * file, and checked against `--checksum` when one is given. A step with a checksum keys on the
  * checksum alone, so a cache hit needs no download at all.
  */
-import { closeSync, openSync, writeSync } from "node:fs";
+import { closeSync, openSync } from "node:fs";
 import { join } from "node:path";
 import { UserError } from "../errors.ts";
+import { writeAll } from "../util/write-all.ts";
 
 export interface Download {
   url: string;
@@ -49,7 +50,7 @@ export class Downloads {
     try {
       for await (const chunk of response.body) {
         for (const hasher of Object.values(hashers)) hasher.update(chunk);
-        writeSync(fd, chunk);
+        writeAll(fd, chunk);
       }
     } finally {
       closeSync(fd);

@@ -6,7 +6,7 @@
  * uncompressed), once per layer: the compressed blob is cached in the store. The exported
  * manifest names the compressed layers, so its digest is the one a registry would see.
  */
-import { closeSync, copyFileSync, existsSync, mkdirSync, openSync, readFileSync, readSync, rmSync, statSync, writeFileSync, writeSync } from "node:fs";
+import { closeSync, copyFileSync, existsSync, mkdirSync, openSync, readFileSync, readSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { LocalStore } from "../cache/store.ts";
 import { UserError } from "../errors.ts";
@@ -14,6 +14,7 @@ import { gzipLayer } from "../snapshot/pack.ts";
 import { MEDIA, REF_NAME, type Descriptor, type Index, type Manifest, type StoredImage } from "./layout.ts";
 import { familiarReference } from "./reference.ts";
 import { TarWriter } from "./tar.ts";
+import { writeAll } from "../util/write-all.ts";
 
 export type Compression = "gzip" | "uncompressed";
 
@@ -138,7 +139,7 @@ export async function exportOciLayout(store: LocalStore, image: StoredImage, des
 function writeTar(file: string, members: { name: string; source: string | Buffer }[]) {
   const fd = openSync(file, "w", 0o644);
   try {
-    const writer = new TarWriter((chunk) => writeSync(fd, chunk));
+    const writer = new TarWriter((chunk) => writeAll(fd, chunk));
     const buffer = Buffer.allocUnsafe(1024 * 1024);
     for (const member of members) {
       const size = typeof member.source === "string" ? statSync(member.source).size : member.source.length;

@@ -3,13 +3,14 @@
  * layout exporter (`--output type=oci,dest=DIR`) and `memobuild image import`.
  */
 import { UserError } from "../errors.ts";
-import { closeSync, copyFileSync, existsSync, mkdirSync, openSync, readFileSync, readSync, rmSync, statSync, writeSync } from "node:fs";
+import { closeSync, copyFileSync, existsSync, mkdirSync, openSync, readFileSync, readSync, rmSync, statSync } from "node:fs";
 import { join } from "node:path";
 import type { LocalStore } from "../cache/store.ts";
 import type { ImageConfig } from "./config.ts";
 import { TarReader } from "./tar.ts";
 import { limit, limitHint } from "../config/limits.ts";
 import { parseImageConfig, parseImageIndex, parseImageManifest } from "./validate.ts";
+import { writeAll } from "../util/write-all.ts";
 
 export const MEDIA = {
   manifest: "application/vnd.oci.image.manifest.v1+json",
@@ -102,7 +103,7 @@ function sha256File(path: string): string {
 function writeEntry(reader: TarReader, target: string) {
   const fd = openSync(target, "wx", 0o600);
   try {
-    for (const chunk of reader.readContent()) writeSync(fd, chunk);
+    for (const chunk of reader.readContent()) writeAll(fd, chunk);
   } finally {
     closeSync(fd);
   }
@@ -122,9 +123,13 @@ function importBlob(store: LocalStore, source: string, digest: string) {
   if (!existsSync(source)) throw new ImportError(`blob ${digest} is missing from the layout`);
   const actual = sha256File(source);
   if (actual !== digest) throw new ImportError(`blob ${digest} in the layout is corrupt (hashes to ${actual})`);
-  const staging = join(store.tempDir("import"), "blob");
-  copyFileSync(source, staging);
-  store.adoptBlob(staging, digest);
+  const dir = store.tempDir("import");
+  try {
+    copyFileSync(source, join(dir, "blob"));
+    store.adoptBlob(join(dir, "blob"), digest);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 }
 
 /** A small JSON blob of a layout (manifest or config), checked against its digest, then parsed. */

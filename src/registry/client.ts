@@ -6,13 +6,14 @@
  * used only for registries named insecure (--insecure-registry, MEMOBUILD_INSECURE_REGISTRIES)
  * and for loopback addresses. Every blob and manifest is checked against its digest.
  */
-import { closeSync, existsSync, openSync, readFileSync, rmSync, statfsSync, statSync, writeSync } from "node:fs";
+import { closeSync, existsSync, openSync, readFileSync, rmSync, statfsSync, statSync } from "node:fs";
 import { homedir } from "node:os";
 import { dirname, join } from "node:path";
 import { UserError } from "../errors.ts";
 import type { ImageReference } from "../image/reference.ts";
 import { limit, limitHint } from "../config/limits.ts";
 import { fetchWithTimeout, NetworkError, readBody, readBodyBytes } from "../util/network.ts";
+import { writeAll } from "../util/write-all.ts";
 
 export class RegistryError extends UserError {}
 
@@ -213,7 +214,7 @@ export class RegistryClient {
     try {
       for await (const chunk of readBody(response, declaredSize, what, (max) => `the registry sent more than the ${max} bytes the manifest declares`)) {
         hasher.update(chunk);
-        writeSync(fd, chunk);
+        writeAll(fd, chunk);
         size += chunk.length;
       }
       if (size !== declaredSize) throw new RegistryError(`${what}: the registry sent ${size} bytes, the manifest declares ${declaredSize}; nothing was kept`);

@@ -7,11 +7,12 @@
  * exponential backoff and jitter, then one warning, and the rest of the build is local-only
  * (`required` turns that into an error). A wrong token is an error at the first request.
  */
-import { closeSync, openSync, rmSync, writeSync } from "node:fs";
+import { closeSync, openSync, rmSync } from "node:fs";
 import { UserError } from "../errors.ts";
 import { Blake3Hasher, hashFile } from "../hash/blake3.ts";
 import { NetworkError, readBody, readBodyBytes } from "../util/network.ts";
 import { checkSignature, parsePublicKey, type RemoteAction, type SigningKey } from "./action.ts";
+import { writeAll } from "../util/write-all.ts";
 
 export type { RemoteAction } from "./action.ts";
 
@@ -152,7 +153,7 @@ export class RemoteCache {
       // At most the size its action declares, and never a stalled connection.
       for await (const chunk of readBody(response, size, `blob ${hash}`, (max) => `the remote cache sent more than the ${max} bytes its result declares`)) {
         hasher.update(chunk);
-        writeSync(fd, chunk);
+        writeAll(fd, chunk);
       }
     } catch (error) {
       closeSync(fd);

@@ -15,13 +15,14 @@
  * Paths in and out are `string` (UTF-8 text) or `Buffer` (raw bytes, for names that are not
  * UTF-8). Names returned (readdir, readlink, resolve) are Buffers.
  */
-import { chmodSync, closeSync, constants, fchmodSync, fchownSync, futimesSync, readdirSync, readSync, writeSync } from "node:fs";
+import { chmodSync, closeSync, constants, fchmodSync, fchownSync, futimesSync, readdirSync, readSync } from "node:fs";
 import { UserError } from "../errors.ts";
 import {
   AT_EMPTY_PATH, AT_REMOVEDIR, AT_SYMLINK_NOFOLLOW, closeFd, O_CLOEXEC, copyFileRange, fchownat, getXattr, linkat, mkdirat, mknodat, O_PATH, openat2,
   readlinkat, RESOLVE_BENEATH, RESOLVE_IN_ROOT, RESOLVE_NO_MAGICLINKS, RESOLVE_NO_SYMLINKS, RESOLVE_NO_XDEV, setXattrFollow, statxAt,
   symlinkat, SystemError, unlinkat, utimensat, type RawStat,
 } from "../snapshot/libc.ts";
+import { writeAll } from "../util/write-all.ts";
 
 export type PathArg = string | Buffer;
 
@@ -575,10 +576,6 @@ function copyContent(from: number, to: number, size: number) {
     if (n === 0) break;
     writeAll(to, buffer.subarray(0, n));
   }
-}
-
-function writeAll(fd: number, bytes: Uint8Array) {
-  for (let offset = 0; offset < bytes.length; ) offset += writeSync(fd, bytes, offset, bytes.length - offset);
 }
 
 function missing(error: unknown): boolean {

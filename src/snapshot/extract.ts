@@ -7,7 +7,7 @@
  * `..` are rejected. Modes (setuid included), owners, hardlinks, symlinks (absolute ones kept as
  * they are), devices, FIFOs and timestamps are kept.
  */
-import { UserError } from "../errors.ts";
+import { diskFullError, UserError } from "../errors.ts";
 import { EnsuredDirectories, Root } from "../rootfs/root.ts";
 import { TarReader, type TarEntry } from "../image/tar.ts";
 import { OVERLAY_OPAQUE, S_IFBLK, S_IFCHR, S_IFIFO } from "./libc.ts";
@@ -92,7 +92,7 @@ export function extractInto(tarPath: string, root: Root, options: ExtractOptions
     }
   } catch (error) {
     if (error instanceof UserError) throw error;
-    throw new UnsafeLayerError(`cannot unpack layer entry: ${(error as Error).message}`);
+    throw diskFullError(error) ?? new UnsafeLayerError(`cannot unpack layer entry: ${(error as Error).message}`);
   } finally {
     reader.close();
   }

@@ -4,10 +4,11 @@
  * entries sorted by name, hardlinks kept, its diff ID (sha256) computed while writing; and
  * gzip for exports, hashed while writing.
  */
-import { closeSync, constants, lstatSync, openSync, readdirSync, readlinkSync, readSync, writeSync, type Dirent } from "node:fs";
+import { closeSync, constants, lstatSync, openSync, readdirSync, readlinkSync, readSync, type Dirent } from "node:fs";
 import { fsPath } from "../context/paths.ts";
 import { TarWriter, type TarEntry } from "../image/tar.ts";
 import { getXattr, OVERLAY_OPAQUE } from "./libc.ts";
+import { writeAll } from "../util/write-all.ts";
 
 export interface PackOptions {
   /** Clamp every timestamp to this (SOURCE_DATE_EPOCH), in seconds. */
@@ -30,7 +31,7 @@ export function writeLayerTar(directory: string, tarPath: string, options: PackO
   let entries = 0;
   const writer = new TarWriter((chunk) => {
     hasher.update(chunk);
-    writeSync(fd, chunk);
+    writeAll(fd, chunk);
     size += chunk.length;
   });
   const clamp = (mtime: number) => (options.clampMtime !== undefined ? Math.min(mtime, options.clampMtime) : mtime);

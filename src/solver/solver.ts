@@ -18,7 +18,7 @@ import { buildGraph, type BuildGraph } from "../graph/graph.ts";
 import { applyInstruction, cloneConfig, emptyConfig, historyEntry, type ImageConfig, type StageConfigState } from "../image/config.ts";
 import { MEDIA, storeImage, type Descriptor, type StoredImage } from "../image/layout.ts";
 import { LayerView, resolveUser } from "../snapshot/view.ts";
-import { UserError } from "../errors.ts";
+import { diskFullError, UserError } from "../errors.ts";
 import { RunFailedError } from "../executor/run.ts";
 import { Downloads, isUrl, type Download } from "../executor/download.ts";
 import { LocalExecutor, type Executor, type StepInstruction, type StepRequest } from "../executor/executor.ts";
@@ -333,6 +333,8 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
         if (error instanceof UserError) {
           fail((error as Error).message);
         }
+        const diskFull = diskFullError(error);
+        if (diskFull) fail(diskFull.message);
         throw error;
       }
       const duration = Math.round(performance.now() - started);
