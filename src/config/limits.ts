@@ -19,6 +19,8 @@ const LIMITS = {
   configBytes: { variable: "MEMOBUILD_MAX_CONFIG_SIZE", fallback: 8 * 1024 * 1024, unit: "bytes" },
   /** One blob (a layer) from a registry or the remote cache. */
   blobBytes: { variable: "MEMOBUILD_MAX_BLOB_SIZE", fallback: 64 * 1024 * 1024 * 1024, unit: "bytes" },
+  /** One file fetched by `ADD URL`. */
+  downloadBytes: { variable: "MEMOBUILD_MAX_DOWNLOAD_SIZE", fallback: 64 * 1024 * 1024 * 1024, unit: "bytes" },
   /** What one layer or ADD archive decompresses to (a small gzip can claim terabytes). */
   unpackedBytes: { variable: "MEMOBUILD_MAX_UNPACKED_SIZE", fallback: 64 * 1024 * 1024 * 1024, unit: "bytes" },
   /** Layers in one image pulled or imported (overlayfs stacks at most 500: MAX_OVERLAY_LAYERS). */

@@ -3,10 +3,12 @@
  * file, and checked against `--checksum` when one is given. A step with a checksum keys on the
  * checksum alone, so a cache hit needs no download at all.
  */
-import { closeSync, openSync } from "node:fs";
+import { closeSync, openSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { UserError } from "../errors.ts";
 import { writeAll } from "../util/write-all.ts";
+import { BodyTooLargeError, fetchWithTimeout, NetworkError, readBody } from "../util/network.ts";
+import { limit, limitHint } from "../config/limits.ts";
 
 export interface Download {
   url: string;
@@ -36,22 +38,42 @@ export class Downloads {
     return checksum ? download.then((d) => verify(d, checksum)) : download;
   }
 
+  /** The whole download is tried again (a fresh file) after a transient failure: a reset, a stall, 5xx, 429. */
   private async fetchOnce(url: string): Promise<Download> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await this.download(url);
+      } catch (error) {
+        if (!(error instanceof TransientDownloadError) || attempt >= ATTEMPTS) throw error;
+        await Bun.sleep(200 * 2 ** attempt * (0.5 + Math.random()));
+      }
+    }
+  }
+
+  private async download(url: string): Promise<Download> {
+    const what = `ADD ${url}`;
     let response: Response;
     try {
-      response = await fetch(url, { redirect: "follow" });
+      response = await fetchWithTimeout(url, { redirect: "follow" }, what);
     } catch (error) {
-      throw new DownloadError(`cannot fetch ${url}: ${(error as Error).message}`);
+      throw new TransientDownloadError(error instanceof NetworkError ? error.message : `cannot fetch ${url}: ${(error as Error).message}`);
     }
+    if (response.status >= 500 || response.status === 429) throw new TransientDownloadError(`cannot fetch ${url}: HTTP ${response.status} ${response.statusText}`);
     if (!response.ok || !response.body) throw new DownloadError(`cannot fetch ${url}: HTTP ${response.status} ${response.statusText}`);
     const file = join(this.directory(), `download-${++this.count}`);
     const fd = openSync(file, "w", 0o600);
     const hashers = { sha256: new Bun.CryptoHasher("sha256"), sha384: new Bun.CryptoHasher("sha384"), sha512: new Bun.CryptoHasher("sha512") };
+    const max = limit("downloadBytes");
     try {
-      for await (const chunk of response.body) {
+      for await (const chunk of readBody(response, max, what, (m) => `larger than ${m} bytes ${limitHint("downloadBytes")}`)) {
         for (const hasher of Object.values(hashers)) hasher.update(chunk);
         writeAll(fd, chunk);
       }
+    } catch (error) {
+      rmSync(file, { force: true });
+      // Too large is final; a stall or a reset is worth another try.
+      if (error instanceof NetworkError && !(error instanceof BodyTooLargeError)) throw new TransientDownloadError(error.message);
+      throw error;
     } finally {
       closeSync(fd);
     }
@@ -60,6 +82,11 @@ export class Downloads {
     return { url, file, digest: digests.sha256, mtime: modified ? Math.floor(Date.parse(modified) / 1000) || 0 : 0, ...{ all: digests } } as Download;
   }
 }
+
+const ATTEMPTS = 3;
+
+/** A failure worth trying again; the last one is reported as it is. */
+class TransientDownloadError extends DownloadError {}
 
 function verify(download: Download, checksum: string): Download {
   const algorithm = checksum.split(":")[0];

@@ -8,6 +8,9 @@ import { UserError } from "../errors.ts";
 
 export class NetworkError extends UserError {}
 
+/** A body over its byte limit: final, never worth another try. */
+export class BodyTooLargeError extends NetworkError {}
+
 /**
  * fetch() with a deadline for the response's headers (the body is read with `readBody`). A
  * request that sends a body gets none: its answer comes only after the upload, however long
@@ -28,30 +31,53 @@ export async function fetchWithTimeout(url: string | URL, init: RequestInit, wha
   }
 }
 
+/** A transfer slower than this over a whole timeout window is given up (as curl's --speed-limit). */
+export const MIN_BYTES_PER_WINDOW = 1024;
+
 /**
  * A response body in chunks: refused (and the connection closed) past `max` bytes, or when
- * nothing arrives for the idle timeout.
+ * fewer than MIN_BYTES_PER_WINDOW bytes arrive in a timeout window: a peer that trickles one
+ * byte now and then holds a build no longer than one that sends nothing.
  */
 export async function* readBody(response: Response, max: number, what: string, tooLarge: (max: number) => string): AsyncGenerator<Uint8Array> {
   const declared = Number(response.headers.get("content-length") ?? NaN);
   if (declared > max) {
     await response.body?.cancel().catch(() => {});
-    throw new NetworkError(`${what}: ${tooLarge(max)}`);
+    throw new BodyTooLargeError(`${what}: ${tooLarge(max)}`);
   }
   if (!response.body) return;
   const seconds = limit("idleSeconds");
   const reader = response.body.getReader();
+  const tooSlow = (bytes: number) =>
+    new NetworkError(
+      bytes === 0
+        ? `${what}: nothing received for ${seconds} s (MEMOBUILD_NETWORK_TIMEOUT)`
+        : `${what}: only ${bytes} bytes received in ${seconds} s, too slow (MEMOBUILD_NETWORK_TIMEOUT)`,
+    );
   let total = 0;
+  let windowStart = performance.now();
+  let windowBytes = 0;
+  let pending: ReturnType<typeof reader.read> | undefined;
   try {
     for (;;) {
+      pending ??= reader.read();
+      const left = windowStart + seconds * 1000 - performance.now();
       let timer: ReturnType<typeof setTimeout> | undefined;
-      const idle = new Promise<"idle">((resolve) => (timer = setTimeout(() => resolve("idle"), seconds * 1000)));
-      const next = await Promise.race([reader.read(), idle]).finally(() => clearTimeout(timer));
-      if (next === "idle") throw new NetworkError(`${what}: nothing received for ${seconds} s (MEMOBUILD_NETWORK_TIMEOUT)`);
-      if (next.done) return;
-      total += next.value.length;
-      if (total > max) throw new NetworkError(`${what}: ${tooLarge(max)}`);
-      yield next.value;
+      const timeout = new Promise<"timeout">((resolve) => (timer = setTimeout(() => resolve("timeout"), Math.max(0, left))));
+      const next = await Promise.race([pending, timeout]).finally(() => clearTimeout(timer));
+      if (next !== "timeout") {
+        pending = undefined;
+        if (next.done) return;
+        total += next.value.length;
+        windowBytes += next.value.length;
+        if (total > max) throw new BodyTooLargeError(`${what}: ${tooLarge(max)}`);
+        yield next.value;
+      }
+      if (performance.now() - windowStart >= seconds * 1000) {
+        if (windowBytes < MIN_BYTES_PER_WINDOW) throw tooSlow(windowBytes);
+        windowStart = performance.now();
+        windowBytes = 0;
+      }
     }
   } catch (error) {
     await reader.cancel().catch(() => {});
