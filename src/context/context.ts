@@ -6,6 +6,7 @@
  *   context.digest();                                  // the whole context
  *   context.select(["src/", "*.json"], { owner });     // entries + digest for one COPY
  */
+import { RE2JS } from "re2js";
 import { existsSync, readFileSync, statSync } from "node:fs";
 import { join, relative, resolve } from "node:path";
 import { blake3Hex } from "../hash/blake3.ts";
@@ -160,7 +161,7 @@ export class BuildContext {
       const pattern = globToRegExp(cleaned.path, source);
       const depth = cleaned.path.split("/").length;
       const matches = this.entries
-        .filter((e) => e.path.split("/").length === depth && pattern.test(e.name))
+        .filter((e) => e.path.split("/").length === depth && pattern.matches(e.name))
         .map((e) => this.followSymlinks(e.path, source));
       if (matches.length === 0) {
         throw new ContextError(`no files in the build context match ${JSON.stringify(source)} (or .dockerignore excludes them)`);
@@ -222,14 +223,17 @@ export class BuildContext {
   }
 }
 
-/** Go's filepath.Match pattern as an anchored regular expression. */
-function globToRegExp(pattern: string, source: string): RegExp {
+/**
+ * Go's filepath.Match pattern as an anchored regular expression, run by RE2JS: the pattern is
+ * the Dockerfile's, and `a*a*a*…b` makes a backtracking engine (JS RegExp) take exponential time.
+ */
+function globToRegExp(pattern: string, source: string): RE2JS {
   let out = "^";
   for (let i = 0; i < pattern.length; i++) {
     const ch = pattern[i];
     if (ch === "*") out += "[^/]*";
     else if (ch === "?") out += "[^/]";
-    else if (ch === "\\" && i + 1 < pattern.length) out += "\\" + pattern[++i];
+    else if (ch === "\\" && i + 1 < pattern.length) out += RE2JS.quote(pattern[++i]);
     else if (ch === "[") {
       const end = pattern.indexOf("]", i + 2);
       if (end < 0) throw new ContextError(`invalid wildcard in ${JSON.stringify(source)}: unclosed [`);
@@ -240,7 +244,7 @@ function globToRegExp(pattern: string, source: string): RegExp {
     } else out += ch.replace(/[.+(){}|$^\]]/g, "\\$&");
   }
   try {
-    return new RegExp(out + "$", "u");
+    return RE2JS.compile(out + "$");
   } catch {
     throw new ContextError(`invalid wildcard in ${JSON.stringify(source)}`);
   }

@@ -8,6 +8,7 @@
  * `memobuild context ls` need two things that library does not expose: which pattern (and
  * line) decided a path, and whether an exception could match below an excluded directory.
  */
+import { RE2JS } from "re2js";
 import { posix } from "node:path";
 
 export interface IgnorePattern {
@@ -66,7 +67,10 @@ class CompiledPattern {
   readonly exclusion: boolean;
   readonly dirs: string[];
   readonly matchType: MatchType;
-  readonly regexp?: RegExp;
+  /** RE2JS, not RegExp: Docker matches with Go's linear-time regexp, and a pattern like `a*a*a*…b` would make a backtracking engine take exponential time on every path. */
+  readonly regexp?: RE2JS;
+  /** The same pattern matching the path or any parent directory of it, in one linear pass. */
+  readonly regexpOrParent?: RE2JS;
 
   constructor(readonly origin: IgnorePattern) {
     this.exclusion = origin.exclusion;
@@ -76,7 +80,8 @@ class CompiledPattern {
     this.matchType = matchType;
     if (matchType === "regexp") {
       try {
-        this.regexp = new RegExp(source, "u");
+        this.regexp = RE2JS.compile(source);
+        this.regexpOrParent = RE2JS.compile(`${source.slice(0, -1)}(?:/(?s:.*))?$`);
       } catch (error) {
         throw new IgnorePatternError(`invalid pattern ${JSON.stringify(origin.pattern)}: ${(error as Error).message}`);
       }
@@ -96,7 +101,7 @@ class CompiledPattern {
         return suffix.startsWith("/") && path === suffix.slice(1);
       }
       case "regexp":
-        return this.regexp!.test(path);
+        return this.regexp!.matches(path);
     }
   }
 }
@@ -189,12 +194,18 @@ export class IgnoreMatcher {
     let decidedBy: IgnorePattern | undefined;
     const parent = goDir(path);
     const parentDirs = parent === "." ? [] : parent.split("/");
+    // The walker's paths: relative, no empty, "." or ".." components (the parents are then prefixes).
+    const clean = path !== "" && path.split("/").every((c) => c !== "" && c !== "." && c !== "..");
     for (const pattern of this.patterns) {
       // An exclusion only matters once something matched; an inclusion only before.
       if (pattern.exclusion !== excluded) continue;
-      let matched = pattern.match(path);
-      for (let i = 0; !matched && i < parentDirs.length; i++) {
-        matched = pattern.match(parentDirs.slice(0, i + 1).join("/"));
+      let matched: boolean;
+      if (pattern.regexpOrParent && clean) {
+        // One pass instead of one per parent: a deep path and a long pattern cost n×m, not n×m×depth.
+        matched = pattern.regexpOrParent.matches(path);
+      } else {
+        matched = pattern.match(path);
+        for (let i = 0; !matched && i < parentDirs.length; i++) matched = pattern.match(parentDirs.slice(0, i + 1).join("/"));
       }
       if (matched) {
         excluded = !pattern.exclusion;
@@ -217,10 +228,23 @@ export class IgnoreMatcher {
         if (part === undefined) return false; // shorter than dir: it matches dir or a parent only
         if (part.includes("**")) return true;
         if (/[*?[\\]/.test(part)) {
-          if (!new RegExp(translate(part).source, "u").test(components[i])) return false;
+          if (!componentMatches(part, components[i])) return false;
         } else if (part !== components[i]) return false;
       }
       return p.dirs.length > components.length;
     });
+  }
+}
+
+/**
+ * Whether one component of a pattern matches one path component. A component that is no
+ * regular expression on its own (`a[/]b` split at its slash) might match: say so, and the
+ * walker descends (it only costs a look).
+ */
+function componentMatches(part: string, component: string): boolean {
+  try {
+    return RE2JS.compile(translate(part).source).matches(component);
+  } catch {
+    return true;
   }
 }

@@ -15,6 +15,7 @@
  * Paths here are byte strings (one character per byte, see context/paths.ts): names that are
  * not ASCII or not UTF-8 land exactly as they were read.
  */
+import { RE2JS } from "re2js";
 import { closeSync, openSync } from "node:fs";
 import { posix } from "node:path";
 import { diskFullError, UserError } from "../errors.ts";
@@ -189,15 +190,18 @@ function matchInRoot(root: Root, pattern: string, text: string): string[] {
     const matcher = componentPattern(part);
     candidates = candidates.flatMap((c) => {
       if (!root.stat(raw(c))?.isDirectory()) return [];
-      return root.readdir(raw(c)).map((n) => n.toString("latin1")).filter((n) => matcher.test(n)).sort().map((n) => posix.join(c, n));
+      return root.readdir(raw(c)).map((n) => n.toString("latin1")).filter((n) => matcher.matches(n)).sort().map((n) => posix.join(c, n));
     });
   }
   if (candidates.length === 0) throw new CopyError(`no files match ${text} in the source`);
   return candidates;
 }
 
-/** Go's filepath.Match for one component: `*`, `?`, `[...]` (with `^`/`!`), `\` escapes. */
-function componentPattern(pattern: string): RegExp {
+/**
+ * Go's filepath.Match for one component: `*`, `?`, `[...]` (with `^`/`!`), `\` escapes. Run by
+ * RE2JS (linear time, as Go's regexp): the pattern is the Dockerfile's.
+ */
+function componentPattern(pattern: string): RE2JS {
   let out = "";
   for (let i = 0; i < pattern.length; i++) {
     const c = pattern[i];
@@ -213,7 +217,11 @@ function componentPattern(pattern: string): RegExp {
       i = end;
     } else out += escapeRegExp(c);
   }
-  return new RegExp(`^${out}$`, "s");
+  try {
+    return RE2JS.compile(`^${out}$`, RE2JS.DOTALL);
+  } catch {
+    throw new CopyError(`bad pattern ${JSON.stringify(pattern)}`);
+  }
 }
 
 const escapeRegExp = (text: string) => text.replace(/[.*+?^${}()|[\]\\/]/g, "\\$&");

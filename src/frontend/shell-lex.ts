@@ -8,6 +8,7 @@
  */
 
 /** Variables visible to an expansion. `undefined` means unset; "" means set but empty. */
+import { RE2JS } from "re2js";
 export type EnvLookup = (name: string) => string | undefined;
 
 export interface LexOptions {
@@ -325,8 +326,8 @@ class WordLexer {
       throw error;
     }
     const value = this.lookup(name) ?? "";
-    const regex = shellPatternToRegExp(pattern, true, false, replaceAll ? "gu" : "u");
-    return value.replace(regex, () => replacement);
+    const matcher = shellPatternToRegExp(pattern, true, false).matcher(value);
+    return replaceAll ? matcher.replaceAll(() => replacement) : matcher.replaceFirst(() => replacement);
   }
 
   /** A variable name: letters, digits and `_`; or all digits; or one special parameter. */
@@ -348,8 +349,12 @@ class WordLexer {
   }
 }
 
-/** Converts a shell pattern (`*`, `?`, `\` escapes) to a regular expression. */
-function shellPatternToRegExp(pattern: string, greedy: boolean, anchored: boolean, flags = "u"): RegExp {
+/**
+ * Converts a shell pattern (`*`, `?`, `\` escapes) to a regular expression, run by RE2JS: the
+ * pattern comes from a Dockerfile, and `a*a*a*…b` would take a backtracking engine (JS RegExp)
+ * exponential time; RE2 is linear, as Go's regexp that BuildKit uses.
+ */
+function shellPatternToRegExp(pattern: string, greedy: boolean, anchored: boolean): RE2JS {
   let out = anchored ? "^" : "";
   const chars = Array.from(pattern);
   for (let i = 0; i < chars.length; i++) {
@@ -370,12 +375,12 @@ function shellPatternToRegExp(pattern: string, greedy: boolean, anchored: boolea
       out += ch.replace(/[[\]{}.+()|^$/]/g, "\\$&");
     }
   }
-  return new RegExp(out, flags);
+  return RE2JS.compile(out);
 }
 
 function trimPrefix(pattern: string, value: string, greedy: boolean): string {
-  const match = shellPatternToRegExp(pattern, greedy, true).exec(value);
-  return match ? value.slice(match[0].length) : value;
+  const matcher = shellPatternToRegExp(pattern, greedy, true).matcher(value);
+  return matcher.find() ? value.slice(matcher.end()) : value;
 }
 
 /** Reverses a pattern while keeping each escape before the character it escapes. */

@@ -205,7 +205,7 @@ export function importOciArchive(store: LocalStore, file: string, refName?: stri
 }
 
 /** `docker save`'s manifest.json: a list of images, each a config member and layer members. */
-function parseDockerArchiveManifest(bytes: Buffer, what: string): { Config: string; RepoTags: string[]; Layers: string[] } {
+export function parseDockerArchiveManifest(bytes: Buffer, what: string): { Config: string; RepoTags: string[]; Layers: string[] } {
   let parsed: unknown;
   try {
     parsed = JSON.parse(bytes.toString("utf8"));

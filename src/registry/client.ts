@@ -47,12 +47,49 @@ function isLoopback(host: string): boolean {
   return name === "localhost" || name === "::1" || /^127\./.test(name);
 }
 
-function parseChallenge(header: string): { scheme: string; params: Record<string, string> } {
+/** A `WWW-Authenticate` header: its scheme (lower case) and quoted parameters. */
+export function parseChallenge(header: string): { scheme: string; params: Record<string, string> } {
   const space = header.indexOf(" ");
   const scheme = (space < 0 ? header : header.slice(0, space)).toLowerCase();
+  return { scheme, params: challengeParams(space < 0 ? "" : header.slice(space + 1)) };
+}
+
+/**
+ * `key="value", key="value"`, read in one pass: a regular expression with a backtracking engine
+ * takes quadratic time on a long header without `=` (the registry sends it).
+ */
+function challengeParams(text: string): Record<string, string> {
   const params: Record<string, string> = {};
-  for (const match of header.slice(space + 1).matchAll(/(\w+)="([^"]*)"/g)) params[match[1]] = match[2];
-  return { scheme, params };
+  for (let i = 0; i < text.length; ) {
+    let key = i;
+    while (key < text.length && /\w/.test(text[key])) key++;
+    if (key > i && text[key] === "=" && text[key + 1] === '"') {
+      const close = text.indexOf('"', key + 2);
+      if (close < 0) break;
+      params[text.slice(i, key)] = text.slice(key + 2, close);
+      i = close + 1;
+    } else i = Math.max(key, i + 1);
+  }
+  return params;
+}
+
+/**
+ * Where to ask for a bearer token: the challenge's realm, which must be an http(s) URL, and
+ * https unless the registry itself is spoken to over http (credentials are sent there).
+ */
+export function tokenRealm(challenge: { params: Record<string, string> }, scope: string, registryIsHttp: boolean, registry: string): URL {
+  let realm: URL;
+  try {
+    realm = new URL(challenge.params.realm);
+  } catch {
+    throw new RegistryError(`registry ${registry} names a token service that is not a URL: ${JSON.stringify(challenge.params.realm.slice(0, 200))}`);
+  }
+  if (realm.protocol !== "https:" && !(realm.protocol === "http:" && registryIsHttp)) {
+    throw new RegistryError(`registry ${registry} names a token service at ${JSON.stringify(realm.origin)}; only https is accepted${registryIsHttp ? " (or http)" : ""}`);
+  }
+  if (challenge.params.service) realm.searchParams.set("service", challenge.params.service);
+  realm.searchParams.set("scope", challenge.params.scope ?? scope);
+  return realm;
 }
 
 export function insecureRegistries(flags: string[] = [], env: NodeJS.ProcessEnv = process.env): string[] {
@@ -142,9 +179,7 @@ export class RegistryClient {
       if (!credentials) throw new RegistryError(`registry ${this.registry} needs a login: add it to ~/.docker/config.json (auths, credHelpers or credsStore)`);
       auth = `Basic ${Buffer.from(`${credentials.username}:${credentials.password}`).toString("base64")}`;
     } else if (challenge.scheme === "bearer" && challenge.params.realm) {
-      const realm = new URL(challenge.params.realm);
-      if (challenge.params.service) realm.searchParams.set("service", challenge.params.service);
-      realm.searchParams.set("scope", challenge.params.scope ?? scope);
+      const realm = tokenRealm(challenge, scope, this.base.startsWith("http:"), this.registry);
       const service = `the token service ${realm.origin}`;
       const tokenResponse = await fetchWithTimeout(realm, { headers: credentials ? { authorization: `Basic ${Buffer.from(`${credentials.username}:${credentials.password}`).toString("base64")}` } : {} }, service).catch((error: Error) => {
         throw new RegistryError(error instanceof NetworkError ? error.message : `cannot reach ${service}: ${error.message}`);
