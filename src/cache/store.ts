@@ -110,6 +110,9 @@ export class LocalStore {
 
   private lockFd?: number;
 
+  /** Blobs checked against their digest by this process (each is read once). */
+  private readonly checkedBlobs = new Set<string>();
+
   /**
    * Opens the store for building: holds a shared lock that garbage collection must wait for,
    * so it never deletes a layer a running build has mounted.
@@ -221,6 +224,36 @@ export class LocalStore {
     const actual = `sha256:${new Bun.CryptoHasher("sha256").update(bytes).digest("hex")}`;
     if (actual !== digest) throw new BlobVerificationError(`blob ${digest} is corrupt in the cache (its content hashes to ${actual})`);
     return bytes;
+  }
+
+  /**
+   * Checks a (large) blob against its digest, streaming. A corrupt one (a bad disk, a hand
+   * edit) is removed with the layers that name it, so the steps that made it run again on the
+   * next build instead of failing forever; the error says so.
+   */
+  async checkBlob(digest: string): Promise<void> {
+    if (this.checkedBlobs.has(digest)) return;
+    const hasher = new Bun.CryptoHasher("sha256");
+    try {
+      for await (const chunk of Bun.file(this.blobPath(digest)).stream()) hasher.update(chunk);
+    } catch {
+      throw new BlobVerificationError(`blob ${digest} is missing from the cache`);
+    }
+    const actual = `sha256:${hasher.digest("hex")}`;
+    if (actual !== digest) {
+      this.forgetBlob(digest);
+      throw new BlobVerificationError(`blob ${digest} is corrupt in the cache (its content hashes to ${actual}); it was removed, and the steps that made it run again on the next build`);
+    }
+    this.checkedBlobs.add(digest);
+  }
+
+  /** A corrupt blob: the file and every layer row (plain or compressed) that names it. */
+  private forgetBlob(digest: string) {
+    rmSync(this.blobPath(digest), { force: true });
+    this.db.transaction(() => {
+      this.db.query("DELETE FROM compressed_layers WHERE digest = ? OR diff_id IN (SELECT diff_id FROM layers WHERE digest = ?)").run(digest, digest);
+      this.db.query("DELETE FROM layers WHERE digest = ?").run(digest);
+    })();
   }
 
   readJson<T>(digest: string): T {
@@ -376,10 +409,8 @@ export class LocalStore {
     const row = this.db.query("SELECT key, diff_id, created FROM steps WHERE key = ?").get(key) as { key: string; diff_id: string | null; created: number } | null;
     if (!row) return undefined;
     // A result is only usable when its layer is still there.
-    if (row.diff_id !== null && !existsSync(this.snapshotPath(row.diff_id))) {
-      const layer = this.layer(row.diff_id);
-      if (!layer || !this.hasBlob(layer.digest)) return undefined;
-    }
+    // Exports need the layer's blob, not only its snapshot.
+    if (row.diff_id !== null && !this.usableLayer(row.diff_id)) return undefined;
     this.usedSteps.add(key); // last_used, for LRU eviction, is written on close
     return { key: row.key, diffId: row.diff_id, created: row.created };
   }

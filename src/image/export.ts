@@ -56,6 +56,14 @@ export function parseOutputSpec(spec: string, resolvePath: (path: string) => str
 
 /** The layer's blob in `compression`, compressing it (once) if needed. */
 async function layerIn(store: LocalStore, layer: Descriptor, diffId: string, compression: Compression): Promise<Descriptor> {
+  // Compressing a damaged blob would give a new blob with a valid digest: check the source first.
+  await store.checkBlob(layer.digest);
+  const out = await exportedLayer(store, layer, diffId, compression);
+  await store.checkBlob(out.digest);
+  return out;
+}
+
+async function exportedLayer(store: LocalStore, layer: Descriptor, diffId: string, compression: Compression): Promise<Descriptor> {
   const isGzip = layer.mediaType.endsWith("gzip");
   if (compression === "uncompressed" && isGzip) return plainLayer(store, layer, diffId);
   if (compression === "uncompressed" || isGzip) {

@@ -58,6 +58,12 @@ export class RemoteCache {
     if (options.trust?.length) this.trusted = new Set(options.trust.map((text) => (parsePublicKey(text), text.trim())));
   }
 
+  /** A result the remote sent that failed a check here: not used, and the user is told once. */
+  distrust(key: string, reason: string) {
+    this.refused.set(key, reason);
+    this.options.warn(`step ${key.slice(0, 12)}: ${reason}; running it here instead`);
+  }
+
   get available(): boolean {
     return !this.disabled;
   }
@@ -165,7 +171,7 @@ export class RemoteCache {
     const actual = hasher.digest("hex");
     if (actual !== hash) {
       rmSync(file, { force: true });
-      throw new RemoteCacheError(`the remote cache sent a corrupt blob: ${hash} hashes to ${actual}; nothing was kept`);
+      throw new RemoteCacheError(`blob ${hash} from the remote cache hashes to ${actual}; nothing was kept`);
     }
     return true;
   }

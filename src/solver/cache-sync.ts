@@ -7,6 +7,7 @@ import { rmSync } from "node:fs";
 import { join } from "node:path";
 import type { LocalStore } from "../cache/store.ts";
 import { RemoteCacheError, type RemoteCache } from "../remote/client.ts";
+import { DiskFullError, UserError } from "../errors.ts";
 import type { StepStatus } from "./progress.ts";
 
 export interface CacheSyncOptions {
@@ -76,20 +77,27 @@ export class CacheSync {
     const action = await remote.getAction(key);
     if (!action?.diffId || !action.layer) return undefined;
     const { diffId, layer } = action;
-    if (!store.layer(diffId) || !store.hasBlob(layer.digest)) {
-      const staging = store.tempDir("remote");
-      try {
-        const file = join(staging, "blob");
-        if (!(await remote.fetchBlob(layer.blake3, file, layer.size))) return undefined;
-        const digest = await sha256File(file);
-        if (digest !== layer.digest) throw new RemoteCacheError(`the remote cache's result for step ${key.slice(0, 12)} does not match its digest`);
-        store.adoptBlob(file, layer.digest);
-      } finally {
-        rmSync(staging, { recursive: true, force: true });
+    try {
+      if (!store.layer(diffId) || !store.hasBlob(layer.digest)) {
+        const staging = store.tempDir("remote");
+        try {
+          const file = join(staging, "blob");
+          if (!(await remote.fetchBlob(layer.blake3, file, layer.size))) return undefined;
+          const digest = await sha256File(file);
+          if (digest !== layer.digest) throw new RemoteCacheError(`layer ${layer.digest} from the remote cache hashes to ${digest}`);
+          store.adoptBlob(file, layer.digest);
+        } finally {
+          rmSync(staging, { recursive: true, force: true });
+        }
       }
+      // Verifies the diff ID while unpacking; never changes a layer the store already has.
+      await store.adoptLayer({ diffId, digest: layer.digest, size: layer.size, uncompressedSize: layer.size, mediaType: layer.mediaType });
+    } catch (error) {
+      // A lying remote costs a rebuild of the step, never a wrong layer or a failed build.
+      if (!(error instanceof UserError) || error instanceof DiskFullError) throw error;
+      remote.distrust(key, `remote result is corrupt: ${error.message}`);
+      return undefined;
     }
-    // Verifies the diff ID while unpacking; never changes a layer the store already has.
-    await store.adoptLayer({ diffId, digest: layer.digest, size: layer.size, uncompressedSize: layer.size, mediaType: layer.mediaType });
     store.recordStep(key, diffId);
     return { diffId, created: action.created };
   }
