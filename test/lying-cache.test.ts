@@ -84,6 +84,18 @@ beforeAll(async () => {
   }
 }, 120_000);
 
+interface Action { diffId: string; layer: { blake3: string; size: number } }
+/** Rewrites the stored action of `key` (given the action of step 0/2 to borrow from). */
+function editAction(data: string, key: string, edit: (action: Action, other: Action) => Action) {
+  const db = new Database(join(data, "cache.db"));
+  try {
+    const body = (k: string) => JSON.parse((db.query("SELECT body FROM actions WHERE key = ?").get(k) as { body: string }).body) as Action;
+    db.query("UPDATE actions SET body = ? WHERE key = ?").run(JSON.stringify(edit(body(key), body(keys["0/2"]))), key);
+  } finally {
+    db.close();
+  }
+}
+
 let copies = 0;
 /** A server on a copy of the pristine data, corrupted by `corrupt` before it starts. */
 async function lyingServer(corrupt: (data: string) => void): Promise<CacheServer> {
@@ -110,6 +122,18 @@ describe("a remote cache that lies", () => {
       "a truncated layer",
       (data) => truncateSync(storedAction(data, keys["0/1"]).blobFile, 20),
       /remote result is corrupt: blob [0-9a-f]{64} from the remote cache hashes to [0-9a-f]{64}; nothing was kept/,
+    ],
+    [
+      // The blob is intact (its BLAKE3 matches), but it is not the layer the action names.
+      "an action naming another step's blob",
+      (data) => editAction(data, keys["0/1"], (action, other) => ({ ...action, layer: { ...action.layer, blake3: other.layer.blake3, size: other.layer.size } })),
+      /remote result is corrupt: layer sha256:[0-9a-f]{64} from the remote cache hashes to sha256:[0-9a-f]{64}/,
+    ],
+    [
+      // Blob and digest agree, but the diff ID is another layer's: caught while unpacking.
+      "an action claiming another step's diff ID",
+      (data) => editAction(data, keys["0/1"], (action, other) => ({ ...action, diffId: other.diffId })),
+      /remote result is corrupt: layer sha256:[0-9a-f]{64} does not match its diff ID sha256:[0-9a-f]{64}/,
     ],
   ];
   for (const [name, corrupt, reason] of corruptions) {
@@ -173,6 +197,22 @@ describe("a local cache that lies", () => {
     }],
     ["a truncated layer blob", (file) => truncateSync(file, 20)],
   ];
+  test("a flipped byte in an image config: the build that reads it names the blob and stops", async () => {
+    const cache = machine();
+    const db = new Database(join(cache, "memobuild.db"), { readonly: true });
+    const { manifest_digest: manifestDigest } = db.query("SELECT manifest_digest FROM images").get() as { manifest_digest: string };
+    db.close();
+    const manifest = JSON.parse(readFileSync(join(cache, "blobs/sha256", manifestDigest.slice(7)), "utf8"));
+    const configFile = join(cache, "blobs/sha256", manifest.config.digest.slice(7));
+    const bytes = readFileSync(configFile);
+    bytes[bytes.length >> 1] ^= 0x01;
+    writeFileSync(configFile, bytes);
+    const result = await build(cache, []);
+    expect(result.stderr).toContain(`blob ${manifest.config.digest} is corrupt in the cache (its content hashes to sha256:`);
+    expect(result.stderr).not.toContain("internal error");
+    expect(result.exitCode).toBe(1);
+  }, 60_000);
+
   for (const [name, damage] of damages) {
     test(`${name}: an export names it and writes no image with it`, async () => {
       const { cache, digest } = await damagedMachine(damage);

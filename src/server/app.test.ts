@@ -96,6 +96,11 @@ describe("blobs", () => {
       expect(response.headers.get("content-type")).toContain("application/json");
     }
     expect((await call("PUT", "/v1/actions/..%2f..%2fx", { token: RW, body: "{}" })).status).toBe(400);
+    // A hash with anything before or after it is no name either (the pattern is anchored).
+    for (const name of [`${blake3Hex("a")}x`, `x${blake3Hex("a")}`, `${blake3Hex("a")}0`]) {
+      expect((await call("GET", `/v1/blobs/${name}`, { token: RO })).status).toBe(400);
+      expect((await call("GET", `/v1/actions/${name}`, { token: RO })).status).toBe(400);
+    }
   });
 });
 
