@@ -543,6 +543,14 @@ describe("memobuild cache", () => {
     expect(run("cache", "gc", "--max-size", "lots").stderr).toBe('memobuild: invalid size "lots": use bytes or a number with K, M, G or T\n');
   }, 60_000);
 
+  test("gc to a size the cache already fits keeps every step's layer: a rebuild runs nothing", () => {
+    const dir = project({ Dockerfile: "FROM memobuild/busybox\nRUN echo kept > /kept\nRUN echo also > /also\n" });
+    mustBuild(dir);
+    const gc = runMemobuild(["cache", "gc", "--max-size", "1T", "--cache-dir", cacheDir]);
+    expect(gc.exitCode).toBe(0);
+    expect(executed(mustBuild(dir))).toEqual([]);
+  });
+
   test("gc during a build waits for it, says so, and the build's result survives", async () => {
     const own = join(work, "gc-during-cache");
     expect(runMemobuild(["build", join(REPO_ROOT, "examples/base"), "-t", "memobuild/busybox:latest", "--cache-dir", own]).exitCode).toBe(0);
