@@ -126,7 +126,8 @@ function translate(pattern: string): { matchType: MatchType; source: string } {
             matchType = "regexp";
           }
         } else {
-          source += "(.*/)?";
+          // Non-capturing: with hundreds of groups, RE2 copies every capture per step.
+          source += "(?:.*/)?";
           matchType = "regexp";
         }
         if (atStart) matchType = "suffix";
@@ -194,19 +195,16 @@ export class IgnoreMatcher {
     let decidedBy: IgnorePattern | undefined;
     const parent = goDir(path);
     const parentDirs = parent === "." ? [] : parent.split("/");
-    // The walker's paths: relative, no empty, "." or ".." components (the parents are then prefixes).
-    const clean = path !== "" && path.split("/").every((c) => c !== "" && c !== "." && c !== "..");
     for (const pattern of this.patterns) {
       // An exclusion only matters once something matched; an inclusion only before.
       if (pattern.exclusion !== excluded) continue;
-      let matched: boolean;
-      if (pattern.regexpOrParent && clean) {
-        // One pass instead of one per parent: a deep path and a long pattern cost n×m, not n×m×depth.
-        matched = pattern.regexpOrParent.matches(path);
-      } else {
-        matched = pattern.match(path);
-        for (let i = 0; !matched && i < parentDirs.length; i++) matched = pattern.match(parentDirs.slice(0, i + 1).join("/"));
+      let matched = pattern.match(path);
+      if (!matched && pattern.regexpOrParent && parentDirs.length > 0) {
+        // The parents are exactly the prefixes of `parent` that end before a slash (or at its
+        // end): one pass over `parent` instead of one per parent, n×m rather than n×m×depth.
+        matched = pattern.regexpOrParent.matches(parent);
       }
+      for (let i = 0; !matched && !pattern.regexpOrParent && i < parentDirs.length; i++) matched = pattern.match(parentDirs.slice(0, i + 1).join("/"));
       if (matched) {
         excluded = !pattern.exclusion;
         decidedBy = pattern.origin;
