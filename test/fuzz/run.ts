@@ -24,7 +24,7 @@ const { values } = parseArgs({
     count: { type: "string" },
     seconds: { type: "string" },
     from: { type: "string", default: "0" },
-    "time-limit": { type: "string", default: "2000" },
+    "time-limit": { type: "string", default: "5000" },
     "max-rss": { type: "string", default: "1536" },
     "crash-dir": { type: "string", default: join(import.meta.dir, "crashes") },
     worker: { type: "boolean", default: false },
