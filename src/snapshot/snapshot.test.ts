@@ -91,6 +91,7 @@ describe("hostile layers are rejected and write nothing outside", () => {
     ["a hardlink to something not in the layer", [[{ name: "h", type: "hardlink", linkname: "nope" }]], /not in the layer/],
     ["a whiteout with ..", [[{ name: "a/.wh..." }]], /names no file/],
     ["a whiteout of the layer root", [[{ name: ".wh." }]], /names no file/],
+    ["a whiteout of a directory's own entry", [[{ name: "d/.wh." }]], /names no file/],
   ];
   for (const [name, entries, message] of cases) {
     test(name, () => {
