@@ -8,7 +8,7 @@ import { mkdirSync, mkdtempSync, readdirSync, rmSync, statfsSync, writeFileSync 
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { memobuildBinary, REPO_ROOT, runMemobuild } from "./support/binary.ts";
-import { TarWriter } from "../src/image/tar.ts";
+import { tarBytes } from "./support/tar.ts";
 
 const work = mkdtempSync(join(tmpdir(), "memobuild-disk-full-"));
 const disk = join(work, "disk");
@@ -50,15 +50,7 @@ afterAll(() => {
 
 const random = (bytes: number) => Buffer.from(crypto.getRandomValues(new Uint8Array(bytes)));
 
-function tarOf(name: string, content: Buffer): Buffer {
-  const chunks: Uint8Array[] = [];
-  const writer = new TarWriter((chunk) => chunks.push(chunk));
-  writer.add({ name, type: "file", mode: 0o644, uid: 0, gid: 0, size: content.length, mtime: 0 });
-  writer.content(content);
-  writer.pad(content.length);
-  writer.finish();
-  return Buffer.concat(chunks);
-}
+const tarOf = (name: string, content: Buffer) => tarBytes([[{ name }, content]]);
 
 describe("a full disk", () => {
   // [case, room left, command]: the RUN itself fits, packing its layer does not.
@@ -91,16 +83,7 @@ describe("a full disk", () => {
     const layerDigest = `sha256:${new Bun.CryptoHasher("sha256").update(layer).digest("hex")}`;
     const config = JSON.stringify({ architecture: "amd64", os: "linux", rootfs: { type: "layers", diff_ids: [layerDigest] } });
     const manifest = JSON.stringify([{ Config: "config.json", RepoTags: ["full:1"], Layers: ["layer.tar"] }]);
-    const files = { "manifest.json": Buffer.from(manifest), "config.json": Buffer.from(config), "layer.tar": layer };
-    const chunks: Uint8Array[] = [];
-    const writer = new TarWriter((chunk) => chunks.push(chunk));
-    for (const [name, content] of Object.entries(files)) {
-      writer.add({ name, type: "file", mode: 0o644, uid: 0, gid: 0, size: content.length, mtime: 0 });
-      writer.content(content);
-      writer.pad(content.length);
-    }
-    writer.finish();
-    writeFileSync(archive, Buffer.concat(chunks));
+    writeFileSync(archive, tarBytes([[{ name: "manifest.json" }, manifest], [{ name: "config.json" }, config], [{ name: "layer.tar" }, layer]]));
     fillLeaving(300_000);
     try {
       const result = memobuild("image", "import", `docker-archive:${archive}`);

@@ -24,6 +24,7 @@ import { removeAbandonedTmpfs } from "../executor/private-tmpfs.ts";
 import { reapAbandonedContainers } from "../executor/runtime.ts";
 import { tryLockExclusive, tryLockShared, umount, unlock } from "../snapshot/libc.ts";
 import { writeAll } from "../util/write-all.ts";
+import { sha256File } from "../hash/sha256.ts";
 
 export interface LayerRecord {
   diffId: string;
@@ -233,13 +234,12 @@ export class LocalStore {
    */
   async checkBlob(digest: string): Promise<void> {
     if (this.checkedBlobs.has(digest)) return;
-    const hasher = new Bun.CryptoHasher("sha256");
+    let actual: string;
     try {
-      for await (const chunk of Bun.file(this.blobPath(digest)).stream()) hasher.update(chunk);
+      actual = await sha256File(this.blobPath(digest));
     } catch {
       throw new BlobVerificationError(`blob ${digest} is missing from the cache`);
     }
-    const actual = `sha256:${hasher.digest("hex")}`;
     if (actual !== digest) {
       this.forgetBlob(digest);
       throw new BlobVerificationError(`blob ${digest} is corrupt in the cache (its content hashes to ${actual}); it was removed, and the steps that made it run again on the next build`);

@@ -15,6 +15,7 @@ import { MEDIA, REF_NAME, type Descriptor, type Index, type Manifest, type Store
 import { familiarReference } from "./reference.ts";
 import { TarWriter } from "./tar.ts";
 import { writeAll } from "../util/write-all.ts";
+import { sha256File } from "../hash/sha256.ts";
 
 export type Compression = "gzip" | "uncompressed";
 
@@ -93,9 +94,7 @@ async function plainLayer(store: LocalStore, layer: Descriptor, diffId: string):
       const { pipeline } = await import("node:stream/promises");
       const { createGunzip } = await import("node:zlib");
       await pipeline(createReadStream(store.blobPath(layer.digest)), createGunzip(), createWriteStream(file));
-      const hasher = new Bun.CryptoHasher("sha256");
-      for await (const chunk of Bun.file(file).stream()) hasher.update(chunk);
-      if (`sha256:${hasher.digest("hex")}` !== diffId) throw new OutputError(`layer ${layer.digest} does not decompress to its diff ID ${diffId}`);
+      if ((await sha256File(file)) !== diffId) throw new OutputError(`layer ${layer.digest} does not decompress to its diff ID ${diffId}`);
       store.adoptBlob(file, diffId);
     } finally {
       rmSync(staging, { recursive: true, force: true });

@@ -5,7 +5,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { LocalStore } from "../cache/store.ts";
 import { importDockerArchive, importOciArchive, importOciLayout, MEDIA } from "./layout.ts";
-import { TarWriter } from "./tar.ts";
+import { tarBytes } from "../../test/support/tar.ts";
 
 const work = mkdtempSync(join(tmpdir(), "memobuild-layout-"));
 afterAll(() => rmSync(work, { recursive: true, force: true }));
@@ -80,15 +80,7 @@ describe("importing archives that lie", () => {
   /** A tar of the given members, in order (a name may repeat). */
   function archive(...members: [string, string][]): string {
     const file = join(work, `archive-${++count}.tar`);
-    const chunks: Uint8Array[] = [];
-    const writer = new TarWriter((chunk) => chunks.push(chunk));
-    for (const [name, text] of members) {
-      writer.add({ name, type: "file", mode: 0o644, uid: 0, gid: 0, size: text.length, mtime: 0 });
-      writer.content(Buffer.from(text));
-      writer.pad(text.length);
-    }
-    writer.finish();
-    writeFileSync(file, Buffer.concat(chunks));
+    writeFileSync(file, tarBytes(members.map(([name, text]) => [{ name }, text])));
     return file;
   }
 

@@ -3,11 +3,12 @@
  * layout exporter (`--output type=oci,dest=DIR`) and `memobuild image import`.
  */
 import { UserError } from "../errors.ts";
-import { closeSync, copyFileSync, existsSync, mkdirSync, openSync, readFileSync, readSync, rmSync, statSync } from "node:fs";
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync, rmSync, statSync } from "node:fs";
 import { join } from "node:path";
 import type { LocalStore } from "../cache/store.ts";
 import type { ImageConfig } from "./config.ts";
 import { TarReader } from "./tar.ts";
+import { sha256Digest, sha256FileSync } from "../hash/sha256.ts";
 import { limit, limitHint } from "../config/limits.ts";
 import { parseImageConfig, parseImageIndex, parseImageManifest } from "./validate.ts";
 import { writeAll } from "../util/write-all.ts";
@@ -86,27 +87,19 @@ export function storeImage(store: LocalStore, config: ImageConfig, layers: Descr
 
 export class ImportError extends UserError {}
 
-/** sha256 of a file, read in chunks (layers can be larger than memory). */
-function sha256File(path: string): string {
+/** Writes the tar entry being read to `target`, chunk by chunk; returns its sha256 digest. */
+function writeEntry(reader: TarReader, target: string): string {
   const hasher = new Bun.CryptoHasher("sha256");
-  const fd = openSync(path, "r");
+  const fd = openSync(target, "wx", 0o600);
   try {
-    const chunk = Buffer.allocUnsafe(1024 * 1024);
-    for (let n; (n = readSync(fd, chunk)) > 0; ) hasher.update(chunk.subarray(0, n));
+    for (const chunk of reader.readContent()) {
+      hasher.update(chunk);
+      writeAll(fd, chunk);
+    }
   } finally {
     closeSync(fd);
   }
   return `sha256:${hasher.digest("hex")}`;
-}
-
-/** Writes the tar entry being read to `target`, chunk by chunk. */
-function writeEntry(reader: TarReader, target: string) {
-  const fd = openSync(target, "wx", 0o600);
-  try {
-    for (const chunk of reader.readContent()) writeAll(fd, chunk);
-  } finally {
-    closeSync(fd);
-  }
 }
 
 /** A JSON file of an archive or layout, bounded by `limitName` before it is read. */
@@ -117,15 +110,14 @@ function readSmallFile(path: string, what: string, limitName: "manifestBytes" | 
   return readFileSync(path);
 }
 
-/** Copies a blob from `source` into the store after checking its digest. */
+/** Copies a blob from `source` into the store, hashing it in the same pass; kept only when it is `digest`. */
 function importBlob(store: LocalStore, source: string, digest: string) {
   if (store.hasBlob(digest)) return;
   if (!existsSync(source)) throw new ImportError(`blob ${digest} is missing from the layout`);
-  const actual = sha256File(source);
-  if (actual !== digest) throw new ImportError(`blob ${digest} in the layout is corrupt (hashes to ${actual})`);
   const dir = store.tempDir("import");
   try {
-    copyFileSync(source, join(dir, "blob"));
+    const actual = sha256FileSync(source, join(dir, "blob"));
+    if (actual !== digest) throw new ImportError(`blob ${digest} in the layout is corrupt (hashes to ${actual})`);
     store.adoptBlob(join(dir, "blob"), digest);
   } finally {
     rmSync(dir, { recursive: true, force: true });
@@ -136,7 +128,7 @@ function importBlob(store: LocalStore, source: string, digest: string) {
 function layoutJson<T>(dir: string, digest: string, what: string, limitName: "manifestBytes" | "configBytes", parse: (bytes: Buffer, what: string) => T): T {
   const path = join(dir, "blobs", digest.replace(":", "/"));
   const bytes = readSmallFile(path, `${what} ${digest}`, limitName);
-  const actual = `sha256:${new Bun.CryptoHasher("sha256").update(bytes).digest("hex")}`;
+  const actual = sha256Digest(bytes);
   if (actual !== digest) throw new ImportError(`${what}: blob ${digest} in the layout is corrupt (hashes to ${actual})`);
   return parse(bytes, `${what} ${digest}`);
 }
@@ -227,33 +219,32 @@ export function importDockerArchive(store: LocalStore, file: string): StoredImag
   const staging = store.tempDir("docker-archive");
   try {
     const reader = new TarReader(file);
-    const members = new Map<string, string>();
+    const members = new Map<string, { path: string; digest: string }>();
     try {
       for (let entry = reader.next(); entry; entry = reader.next()) {
         if (entry.type !== "file") continue;
         const name = entry.name.replace(/^\.\//, "");
         // Members are staged under numbered names: a member's own name is never a path here.
-        const target = join(staging, `m${members.size}`);
-        writeEntry(reader, target);
-        members.set(name, target);
+        const path = join(staging, `m${members.size}`);
+        members.set(name, { path, digest: writeEntry(reader, path) });
       }
     } finally {
       reader.close();
     }
-    const manifestFile = members.get("manifest.json");
+    const manifestFile = members.get("manifest.json")?.path;
     if (!manifestFile) throw new ImportError(`${file} is not a docker archive (no manifest.json)`);
     const entry = parseDockerArchiveManifest(readSmallFile(manifestFile, `${file}: manifest.json`, "manifestBytes"), `${file}: manifest.json`);
-    const configFile = members.get(entry.Config);
+    const configFile = members.get(entry.Config)?.path;
     if (!configFile) throw new ImportError(`${file}: config ${entry.Config} is missing`);
     const configBytes = readSmallFile(configFile, `${file}: config ${entry.Config}`, "configBytes");
     const config = parseImageConfig(configBytes, `${file}: config ${entry.Config}`, entry.Layers.length);
     const layers: Descriptor[] = entry.Layers.map((name, i) => {
-      const path = members.get(name);
-      if (!path) throw new ImportError(`${file}: layer ${name} is missing`);
-      const digest = sha256File(path);
-      if (digest !== config.rootfs.diff_ids[i]) throw new ImportError(`${file}: layer ${name} does not match diff ID ${config.rootfs.diff_ids[i]}`);
-      importBlob(store, path, digest);
-      return { mediaType: MEDIA.layerTar, digest, size: store.blobSize(digest) };
+      const member = members.get(name);
+      if (!member) throw new ImportError(`${file}: layer ${name} is missing`);
+      if (member.digest !== config.rootfs.diff_ids[i]) throw new ImportError(`${file}: layer ${name} does not match diff ID ${config.rootfs.diff_ids[i]}`);
+      // Hashed while it was written: the staged file (on the store's file system) is the blob.
+      if (!store.hasBlob(member.digest)) store.adoptBlob(member.path, member.digest);
+      return { mediaType: MEDIA.layerTar, digest: member.digest, size: store.blobSize(member.digest) };
     });
     const image = storeImage(store, config, layers, undefined, configBytes);
     return { ...image, repoTags: entry.RepoTags };

@@ -8,18 +8,13 @@ import { join } from "node:path";
 import type { LocalStore } from "../cache/store.ts";
 import { RemoteCacheError, type RemoteCache } from "../remote/client.ts";
 import { DiskFullError, UserError } from "../errors.ts";
+import { sha256File } from "../hash/sha256.ts";
 import type { StepStatus } from "./progress.ts";
 
 export interface CacheSyncOptions {
   noCache: boolean;
   dryRun: boolean;
   upload: "wait" | "background" | "off";
-}
-
-async function sha256File(path: string): Promise<string> {
-  const hasher = new Bun.CryptoHasher("sha256");
-  for await (const chunk of Bun.file(path).stream()) hasher.update(chunk);
-  return `sha256:${hasher.digest("hex")}`;
 }
 
 export class CacheSync {

@@ -17,7 +17,10 @@ import { parseArgs } from "node:util";
 import { mutate, Random } from "./mutate.ts";
 import { removeScratch, TARGETS, type Target } from "./targets.ts";
 
+// Flags only when run as a command: imported by the test, the defaults hold (and the test
+// runner's own arguments are not read as ours).
 const { values } = parseArgs({
+  args: import.meta.main ? process.argv.slice(2) : [],
   options: {
     target: { type: "string" },
     seed: { type: "string" },

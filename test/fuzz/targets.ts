@@ -11,7 +11,8 @@ import { planDockerfile } from "../../src/frontend/plan.ts";
 import { ExpansionError, expandWords } from "../../src/frontend/shell-lex.ts";
 import { IgnoreMatcher, IgnorePatternError, parseIgnoreFile } from "../../src/context/dockerignore.ts";
 import { archiveKindOf } from "../../src/executor/archive.ts";
-import { TarReader, TarWriter, type TarEntry } from "../../src/image/tar.ts";
+import { TarReader } from "../../src/image/tar.ts";
+import { tarBytes } from "../support/tar.ts";
 import { parseImageConfig, parseImageIndex, parseImageManifest } from "../../src/image/validate.ts";
 import { parseDockerArchiveManifest } from "../../src/image/layout.ts";
 import { parseChallenge, tokenRealm } from "../../src/registry/client.ts";
@@ -49,26 +50,11 @@ function scratchFile(name: string, bytes: Buffer): string {
   return path;
 }
 
-function tarOf(entries: [Partial<TarEntry> & { name: string }, string?][]): Buffer {
-  const chunks: Uint8Array[] = [];
-  const writer = new TarWriter((chunk) => chunks.push(chunk));
-  for (const [entry, content = ""] of entries) {
-    const full: TarEntry = { type: "file", mode: 0o644, uid: 0, gid: 0, mtime: 1, size: content.length, ...entry };
-    writer.add(full);
-    if (full.type === "file") {
-      writer.content(Buffer.from(content, "latin1"));
-      writer.pad(content.length);
-    }
-  }
-  writer.finish();
-  return Buffer.concat(chunks);
-}
-
 const TAR_SEEDS = () => [
-  tarOf([[{ name: "etc", type: "dir", mode: 0o755 }], [{ name: "etc/passwd" }, "root:x:0:0::/root:/bin/sh\n"]]),
-  tarOf([[{ name: "bin/sh", type: "symlink", linkname: "/bin/busybox" }], [{ name: "bin/ls", type: "hardlink", linkname: "bin/sh" }]]),
-  tarOf([[{ name: `${"long/".repeat(30)}name`, uid: 99_999_999, xattrs: { "user.k": "v" } }, "x"]]),
-  tarOf([[{ name: "d/.wh.gone" }], [{ name: "d/.wh..wh..opq" }], [{ name: "dev/null", type: "char", devmajor: 1, devminor: 3 }], [{ name: "p", type: "fifo" }]]),
+  tarBytes([[{ name: "etc", type: "dir", mode: 0o755 }], [{ name: "etc/passwd" }, "root:x:0:0::/root:/bin/sh\n"]]),
+  tarBytes([[{ name: "bin/sh", type: "symlink", linkname: "/bin/busybox" }], [{ name: "bin/ls", type: "hardlink", linkname: "bin/sh" }]]),
+  tarBytes([[{ name: `${"long/".repeat(30)}name`, uid: 99_999_999, xattrs: { "user.k": "v" } }, "x"]]),
+  tarBytes([[{ name: "d/.wh.gone" }], [{ name: "d/.wh..wh..opq" }], [{ name: "dev/null", type: "char", devmajor: 1, devminor: 3 }], [{ name: "p", type: "fifo" }]]),
 ];
 
 const tarReader: Target = {

@@ -30,6 +30,7 @@ export function registerRun(program: Command) {
           if (!record) throw new UsageError(`no image ${ref} in the local store`);
           const image = loadImage(store, record.manifestDigest);
           const lowers = await Promise.all(image.config.rootfs.diff_ids.map((diffId) => store.ensureSnapshot(diffId)));
+          // `work` is our own staging directory (beside the rootfs mount, never inside an image): plain mkdir is right.
           mkdirSync(join(work, "bundle"));
           mountOverlay({ layers: lowers, upper: join(work, "upper"), work: join(work, "work"), target: rootfs });
           mounted = true;
