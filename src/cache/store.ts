@@ -24,6 +24,7 @@ import { removeAbandonedTmpfs } from "../executor/private-tmpfs.ts";
 import { reapAbandonedContainers } from "../executor/runtime.ts";
 import { tryLockExclusive, tryLockShared, umount, unlock } from "../snapshot/libc.ts";
 import { writeAll } from "../util/write-all.ts";
+import { addMissingColumns } from "../util/sqlite.ts";
 import { sha256File } from "../hash/sha256.ts";
 
 export interface LayerRecord {
@@ -40,6 +41,8 @@ export interface StepRecord {
   diffId: string | null;
   /** When the step first ran (milliseconds): history and image dates come from it. */
   created: number;
+  /** How long the step took when it ran: what a cache hit saves. */
+  durationMs?: number;
 }
 
 export interface ImageRecord {
@@ -104,6 +107,7 @@ export class LocalStore {
     // written after the files it points to are in place.
     this.db.exec("PRAGMA synchronous = NORMAL");
     this.db.exec(SCHEMA);
+    addMissingColumns(this.db, "steps", ["duration_ms INTEGER"]);
   }
 
   /** Steps used in this run; their last_used is written in one transaction on close. */
@@ -406,13 +410,18 @@ export class LocalStore {
   // ---- steps
 
   lookupStep(key: string): StepRecord | undefined {
-    const row = this.db.query("SELECT key, diff_id, created FROM steps WHERE key = ?").get(key) as { key: string; diff_id: string | null; created: number } | null;
+    const row = this.db.query("SELECT key, diff_id, created, duration_ms FROM steps WHERE key = ?").get(key) as {
+      key: string;
+      diff_id: string | null;
+      created: number;
+      duration_ms: number | null;
+    } | null;
     if (!row) return undefined;
     // A result is only usable when its layer is still there.
     // Exports need the layer's blob, not only its snapshot.
     if (row.diff_id !== null && !this.usableLayer(row.diff_id)) return undefined;
     this.usedSteps.add(key); // last_used, for LRU eviction, is written on close
-    return { key: row.key, diffId: row.diff_id, created: row.created };
+    return { key: row.key, diffId: row.diff_id, created: row.created, durationMs: row.duration_ms ?? undefined };
   }
 
   /**
@@ -420,12 +429,12 @@ export class LocalStore {
    * run again with --no-cache does not change what the key means for other builds); only a
    * result whose layer is gone is replaced. Returns the record the store holds.
    */
-  recordStep(key: string, diffId: string | null): StepRecord {
+  recordStep(key: string, diffId: string | null, durationMs?: number): StepRecord {
     const existing = this.lookupStep(key);
     if (existing) return existing;
     const now = Date.now();
-    this.db.query("INSERT OR REPLACE INTO steps VALUES (?, ?, ?, ?)").run(key, diffId, now, now);
-    return { key, diffId, created: now };
+    this.db.query("INSERT OR REPLACE INTO steps (key, diff_id, created, last_used, duration_ms) VALUES (?, ?, ?, ?, ?)").run(key, diffId, now, now, durationMs ?? null);
+    return { key, diffId, created: now, durationMs };
   }
 
   /** Diff IDs that some step result produced. */

@@ -18,6 +18,8 @@ export interface RemoteAction {
   diffId: string | null;
   layer?: { blake3: string; digest: string; size: number; mediaType: string };
   created: number;
+  /** How long the step took where it ran: what a hit saves (a measurement, not part of the result). */
+  duration_ms?: number;
   signature?: { signer: string; value: string };
 }
 

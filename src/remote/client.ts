@@ -73,7 +73,11 @@ export class RemoteCache {
   }
 
   /** One request with retries; undefined when the remote is (or just became) unavailable. */
-  private async request(method: string, path: string, init: { body?: string | Blob; headers?: Record<string, string> } = {}): Promise<Response | undefined> {
+  private async request(
+    method: string,
+    path: string,
+    init: { body?: string | Blob; headers?: Record<string, string>; timeoutMs?: number } = {},
+  ): Promise<Response | undefined> {
     if (this.disabled) return undefined;
     let lastError = "";
     for (let attempt = 0; attempt < this.attempts; attempt++) {
@@ -83,7 +87,7 @@ export class RemoteCache {
           method,
           headers: this.headers(init.headers),
           body: init.body,
-          signal: AbortSignal.timeout(300_000),
+          signal: AbortSignal.timeout(init.timeoutMs ?? 300_000),
           tls: this.options.tls,
         } as RequestInit);
         if (response.status === 401 || response.status === 403) {
@@ -182,7 +186,7 @@ export class RemoteCache {
    */
   async upload(
     key: string,
-    action: { diffId: string | null; created: number },
+    action: { diffId: string | null; created: number; duration_ms?: number },
     layer?: { file: string; digest: string; size: number; mediaType: string },
   ): Promise<void> {
     if (this.disabled) return;
@@ -225,6 +229,20 @@ export class RemoteCache {
   /** Waits for every upload started so far. */
   async flush(): Promise<void> {
     await Promise.all(this.uploads);
+  }
+
+  /**
+   * Sends a batch of build events (the build hub). False when they were not taken: the remote is
+   * away (one warning, shared with the cache: a build never warns twice for one outage) or too
+   * old to take reports (one warning of its own).
+   */
+  async report(buildId: string, events: unknown[]): Promise<boolean> {
+    const body = JSON.stringify({ events });
+    const response = await this.request("POST", `/v1/builds/${buildId}/events`, { body, headers: { "content-type": "application/json" }, timeoutMs: 10_000 });
+    if (!response) return false;
+    if (response.ok) return true;
+    this.options.warn(`the remote cache did not take this build's report (HTTP ${response.status}: ${safeError(await response.text())}); the build goes on without it`);
+    return false;
   }
 
   /** Checks the remote answers and accepts the token (the first request of a build). */

@@ -4,9 +4,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { blake3Hex } from "../hash/blake3.ts";
 import { createApp } from "./app.ts";
-import { TokenSet } from "./auth.ts";
 import { createLogger } from "./log.ts";
-import { Metrics } from "./metrics.ts";
+import { createParts, type ServerParts } from "./parts.ts";
 import { Storage } from "./storage.ts";
 
 const work = mkdtempSync(join(tmpdir(), "memobuild-server-"));
@@ -15,13 +14,16 @@ afterAll(() => rmSync(work, { recursive: true, force: true }));
 const RW = "read-write-token";
 const RO = "read-only-token";
 let storage: Storage;
+let parts: ServerParts | undefined;
 let app: ReturnType<typeof createApp>;
 let n = 0;
 
 function setup(options: { maxSize?: number; maxBlob?: number } = {}) {
-  storage?.close();
-  storage = new Storage({ dataDir: join(work, `data${++n}`), ...options });
-  app = createApp(storage, new TokenSet([{ token: RW, role: "rw" }, { token: RO, role: "ro" }]), new Metrics(), createLogger({ MEMOBUILD_LOG: "error" }));
+  void parts?.close();
+  const tokens = [{ token: RW, role: "rw" as const }, { token: RO, role: "ro" as const }];
+  parts = createParts({ dataDir: join(work, `data${++n}`), ...options, tokens, log: createLogger({ MEMOBUILD_LOG: "error" }) });
+  storage = parts.storage;
+  app = createApp(parts);
 }
 beforeEach(() => setup());
 
@@ -229,7 +231,7 @@ describe("health and metrics", () => {
       "memobuild_bytes_out_total 7",
       'memobuild_upload_rejections_total{reason="mismatch"} 1',
       "memobuild_storage_bytes 7",
-      "memobuild_evictions 0",
+      "memobuild_evictions_total 0",
       "# TYPE memobuild_requests_total counter",
     ]) {
       expect(text).toContain(line);

@@ -1,34 +1,57 @@
 /**
  * The cache server's HTTP API (Hono, web-standard Request/Response):
  *   HEAD|GET|PUT /v1/blobs/{blake3}   HEAD|GET|PUT /v1/actions/{key}   GET /v1/conflicts
- *   GET /healthz   GET /metrics
+ *   GET /healthz   GET /metrics   and the build hub (hub-routes.ts): builds, events, the dashboard
  * Errors are JSON `{ "error": "..." }`: 400 bad input, a hash mismatch or a bad signature,
  * 401 no valid token, 403 a read-only token writing, 404 a miss, 409 a different result for a
  * key that has one (actions are write-once), 413 over the size limit.
  */
 import { Hono, type Context } from "hono";
+import { getCookie } from "hono/cookie";
 import { ActionConflict, HASH, UploadRejected, type Storage } from "./storage.ts";
-import type { TokenSet } from "./auth.ts";
+import type { AuthResult, TokenSet } from "./auth.ts";
+import { error, sameOrigin, type AppEnv } from "./http.ts";
 import type { Metrics } from "./metrics.ts";
 import type { Logger } from "./log.ts";
+import type { BuildHub } from "./hub.ts";
+import { SESSION_COOKIE, type Sessions } from "./sessions.ts";
+import { hubRoutes } from "./hub-routes.ts";
 
 const MAX_ACTION_BYTES = 1024 * 1024;
 
-type Env = { Variables: { role: "rw" | "ro"; token: string; bytesIn: number; bytesOut: number } };
 
-export function createApp(storage: Storage, tokens: TokenSet, metrics: Metrics, log: Logger): Hono<Env> {
-  const app = new Hono<Env>();
-  const error = (c: Context, status: 400 | 401 | 403 | 404 | 409 | 413 | 500, message: string) => c.json({ error: message }, status);
-  const CONFLICTS = ["memobuild_action_conflicts_total", "Action uploads refused because the key already had a different result"] as const;
-  metrics.inc(...CONFLICTS, {}, 0); // present from the start, so an alert can watch it
+/** What the server is made of; each part is built (and tested) on its own. */
+export interface AppParts {
+  storage: Storage;
+  tokens: TokenSet;
+  metrics: Metrics;
+  log: Logger;
+  hub: BuildHub;
+  sessions: Sessions;
+}
+
+/** The route a request counts under in metrics: a fixed set, never a client's path. */
+function routeOf(path: string): string {
+  if (path.startsWith("/v1/blobs/")) return "blobs";
+  if (path.startsWith("/v1/actions/")) return "actions";
+  if (path.startsWith("/v1/builds")) return "builds";
+  if (path.startsWith("/assets/")) return "assets";
+  const known = ["/v1/events", "/v1/conflicts", "/v1/stats", "/healthz", "/metrics", "/login", "/logout", "/"];
+  return known.includes(path) ? path.slice(1).replace("v1/", "") || "dashboard" : "other";
+}
+
+export function createApp(parts: AppParts): Hono<AppEnv> {
+  const { storage, tokens, metrics, log, hub, sessions } = parts;
+  const app = new Hono<AppEnv>();
 
   app.use("*", async (c, next) => {
     const started = performance.now();
     c.set("bytesIn", 0);
     c.set("bytesOut", 0);
     await next();
-    const route = c.req.path.startsWith("/v1/blobs/") ? "blobs" : c.req.path.startsWith("/v1/actions/") ? "actions" : c.req.path.slice(1) || "root";
-    metrics.inc("memobuild_requests_total", "HTTP requests by method, route and status", { method: c.req.method, route, status: String(c.res.status) });
+    const route = routeOf(c.req.path);
+    metrics.requests.inc({ method: c.req.method, route, status: String(c.res.status) });
+    metrics.requestSeconds.observe({ method: c.req.method, route }, (performance.now() - started) / 1000);
     const token = c.get("token");
     if (token) storage.recordTokenUse(token, c.get("bytesIn"), c.get("bytesOut"));
     log.info("request", { method: c.req.method, path: c.req.path, status: c.res.status, ms: Math.round(performance.now() - started), token });
@@ -36,8 +59,23 @@ export function createApp(storage: Storage, tokens: TokenSet, metrics: Metrics, 
 
   app.get("/healthz", (c) => c.json({ status: "ok" }));
 
+  /**
+   * A bearer token, or a dashboard session: the cookie only reads (GET), and only from this
+   * server's own pages (Origin), so another site cannot act with a logged-in browser.
+   */
+  const authenticate = (c: Context): AuthResult => {
+    const header = c.req.header("authorization");
+    if (header !== undefined || !tokens.enabled) return tokens.check(header);
+    const session = sessions.get(getCookie(c, SESSION_COOKIE));
+    if (!session) return tokens.check(header);
+    if (c.req.method !== "GET" || !sameOrigin(c)) {
+      return { ok: false, status: 401, message: "a dashboard login may only read, from the dashboard" };
+    }
+    return { ok: true, role: session.role, id: session.token };
+  };
+
   app.use("/v1/*", async (c, next) => {
-    const auth = tokens.check(c.req.header("authorization"));
+    const auth = authenticate(c);
     if (!auth.ok) return error(c, 401, auth.message);
     c.set("role", auth.role);
     c.set("token", auth.id);
@@ -45,15 +83,17 @@ export function createApp(storage: Storage, tokens: TokenSet, metrics: Metrics, 
     await next();
   });
 
-  app.get("/metrics", (c) => {
+  app.get("/metrics", async (c) => {
     if (tokens.enabled && !tokens.check(c.req.header("authorization")).ok) return error(c, 401, "a bearer token is required");
     const { blobs, actions } = storage.counts();
-    metrics.set("memobuild_storage_bytes", "Bytes of blobs stored", storage.storageBytes());
-    metrics.set("memobuild_blobs", "Blobs stored", blobs);
-    metrics.set("memobuild_actions", "Actions stored", actions);
-    metrics.set("memobuild_evictions", "Blobs and actions evicted since start", storage.evictions);
-    return c.text(metrics.render(), 200, { "content-type": "text/plain; version=0.0.4" });
+    metrics.storageBytes.set(storage.storageBytes());
+    metrics.blobs.set(blobs);
+    metrics.actions.set(actions);
+    metrics.evictions.inc(storage.evictions - evictionsCounted);
+    evictionsCounted = storage.evictions;
+    return c.text(await metrics.render(), 200, { "content-type": metrics.contentType });
   });
+  let evictionsCounted = 0;
 
   const validHash = (c: Context, name: string) => HASH.test(c.req.param(name) ?? "");
 
@@ -62,14 +102,14 @@ export function createApp(storage: Storage, tokens: TokenSet, metrics: Metrics, 
     const hash = c.req.param("hash");
     const size = storage.hasBlob(hash) ? storage.blobSize(hash) : undefined;
     if (size === undefined) {
-      metrics.inc("memobuild_cache_misses_total", "Lookups that found nothing", { kind: "blob" });
+      metrics.misses.inc({ kind: "blob" });
       return error(c, 404, "no such blob");
     }
-    metrics.inc("memobuild_cache_hits_total", "Lookups that found what they asked for", { kind: "blob" });
+    metrics.hits.inc({ kind: "blob" });
     storage.touchBlob(hash);
     if (c.req.method === "HEAD") return c.body(null, 200, { "content-length": String(size) });
     c.set("bytesOut", size);
-    metrics.inc("memobuild_bytes_out_total", "Bytes sent in blob and action bodies", {}, size);
+    metrics.bytesOut.inc(size);
     const headers = { "content-type": "application/octet-stream", "content-length": String(size) };
     const small = storage.smallBlob(hash);
     return new Response(small ?? Bun.file(storage.blobPath(hash)), { headers });
@@ -83,12 +123,12 @@ export function createApp(storage: Storage, tokens: TokenSet, metrics: Metrics, 
     try {
       const result = await storage.putBlob(c.req.param("hash"), body, length ? Number(length) : undefined);
       c.set("bytesIn", result.size);
-      metrics.inc("memobuild_bytes_in_total", "Bytes received in uploads", {}, result.size);
+      metrics.bytesIn.inc(result.size);
       storage.evict();
       return c.json({ hash: c.req.param("hash"), size: result.size }, result.existed ? 200 : 201);
     } catch (cause) {
       if (!(cause instanceof UploadRejected)) throw cause;
-      metrics.inc("memobuild_upload_rejections_total", "Uploads refused, by reason", { reason: cause.reason });
+      metrics.uploadRejections.inc({ reason: cause.reason });
       return error(c, cause.status, cause.message);
     }
   });
@@ -97,13 +137,13 @@ export function createApp(storage: Storage, tokens: TokenSet, metrics: Metrics, 
     if (!validHash(c, "key")) return error(c, 400, "an action is named by its 64-hex-digit key");
     const body = c.req.method === "HEAD" ? (storage.hasAction(c.req.param("key")) ? "" : undefined) : storage.getAction(c.req.param("key"));
     if (body === undefined) {
-      metrics.inc("memobuild_cache_misses_total", "Lookups that found nothing", { kind: "action" });
+      metrics.misses.inc({ kind: "action" });
       return error(c, 404, "no such action");
     }
-    metrics.inc("memobuild_cache_hits_total", "Lookups that found what they asked for", { kind: "action" });
+    metrics.hits.inc({ kind: "action" });
     if (c.req.method === "HEAD") return c.body(null, 200);
     c.set("bytesOut", body.length);
-    metrics.inc("memobuild_bytes_out_total", "Bytes sent in blob and action bodies", {}, body.length);
+    metrics.bytesOut.inc(body.length);
     return c.body(body, 200, { "content-type": "application/json" });
   });
 
@@ -111,7 +151,7 @@ export function createApp(storage: Storage, tokens: TokenSet, metrics: Metrics, 
     if (!validHash(c, "key")) return error(c, 400, "an action is named by its 64-hex-digit key");
     const text = await c.req.text();
     if (text.length > MAX_ACTION_BYTES) {
-      metrics.inc("memobuild_upload_rejections_total", "Uploads refused, by reason", { reason: "too-large" });
+      metrics.uploadRejections.inc({ reason: "too-large" });
       return error(c, 413, `an action may be at most ${MAX_ACTION_BYTES} bytes`);
     }
     let outcome: "stored" | "same";
@@ -119,15 +159,16 @@ export function createApp(storage: Storage, tokens: TokenSet, metrics: Metrics, 
       outcome = storage.putAction(c.req.param("key"), text, c.get("token"));
     } catch (cause) {
       if (!(cause instanceof UploadRejected)) throw cause;
-      metrics.inc("memobuild_upload_rejections_total", "Uploads refused, by reason", { reason: cause.reason });
+      metrics.uploadRejections.inc({ reason: cause.reason });
       if (cause instanceof ActionConflict) {
-        metrics.inc(...CONFLICTS);
+        metrics.conflicts.inc();
         log.warn("conflicting result refused", { ...cause.conflict });
+        hub.conflict(cause.conflict);
       }
       return error(c, cause.status, cause.message);
     }
     c.set("bytesIn", text.length);
-    metrics.inc("memobuild_bytes_in_total", "Bytes received in uploads", {}, text.length);
+    metrics.bytesIn.inc(text.length);
     return c.json({ key: c.req.param("key") }, outcome === "stored" ? 201 : 200);
   });
 
@@ -136,6 +177,8 @@ export function createApp(storage: Storage, tokens: TokenSet, metrics: Metrics, 
     if (key !== undefined && !HASH.test(key)) return error(c, 400, "key must be a 64-hex-digit step key");
     return c.json({ conflicts: storage.conflicts({ key, limit: 1000 }) });
   });
+
+  app.route("/", hubRoutes(parts));
 
   app.notFound((c) => error(c, 404, `no route for ${c.req.method} ${c.req.path}`));
   app.onError((cause, c) => {

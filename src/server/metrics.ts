@@ -1,56 +1,67 @@
-/** Counters and gauges for GET /metrics, in the Prometheus text format. */
-
-type Labels = Record<string, string>;
-
-interface Metric {
-  help: string;
-  type: "counter" | "gauge";
-  values: Map<string, number>;
-}
-
-const labelText = (labels: Labels) => {
-  const entries = Object.entries(labels);
-  return entries.length ? `{${entries.map(([k, v]) => `${k}="${v.replace(/["\\\n]/g, "_")}"`).join(",")}}` : "";
-};
+/**
+ * GET /metrics in the Prometheus text format, through prom-client (it works inside the compiled
+ * binary, and gets histograms and escaping right). Every metric the server exports is declared
+ * here, once, with its type: counters only go up, gauges are read from storage at scrape time.
+ */
+import { Counter, Gauge, Histogram, Registry } from "prom-client";
 
 export class Metrics {
-  private readonly metrics = new Map<string, Metric>();
-  /** Formatted label sets by their values: formatting on every request showed up in profiles. */
-  private readonly labelCache = new Map<string, string>();
+  readonly registry = new Registry();
+  private readonly registers = [this.registry];
 
-  private labels(labels: Labels): string {
-    let key = "";
-    for (const name in labels) key += `${name}\u0000${labels[name]}\u0001`;
-    let text = this.labelCache.get(key);
-    if (text === undefined) {
-      text = labelText(labels);
-      if (this.labelCache.size < 10_000) this.labelCache.set(key, text);
-    }
-    return text;
+  readonly requests = new Counter({ name: "memobuild_requests_total", help: "HTTP requests by method, route and status", labelNames: ["method", "route", "status"], registers: this.registers });
+  readonly requestSeconds = new Histogram({
+    name: "memobuild_http_request_duration_seconds",
+    help: "Time to answer an HTTP request (to its headers), by method and route",
+    labelNames: ["method", "route"],
+    buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10, 60],
+    registers: this.registers,
+  });
+  readonly hits = new Counter({ name: "memobuild_cache_hits_total", help: "Lookups that found what they asked for, by kind (blob, action)", labelNames: ["kind"], registers: this.registers });
+  readonly misses = new Counter({ name: "memobuild_cache_misses_total", help: "Lookups that found nothing, by kind (blob, action)", labelNames: ["kind"], registers: this.registers });
+  readonly bytesIn = new Counter({ name: "memobuild_bytes_in_total", help: "Bytes received in uploads", registers: this.registers });
+  readonly bytesOut = new Counter({ name: "memobuild_bytes_out_total", help: "Bytes sent in blob and action bodies", registers: this.registers });
+  readonly uploadRejections = new Counter({ name: "memobuild_upload_rejections_total", help: "Uploads refused, by reason", labelNames: ["reason"], registers: this.registers });
+  readonly conflicts = new Counter({ name: "memobuild_action_conflicts_total", help: "Action uploads refused because the key already had a different result", registers: this.registers });
+  readonly evictions = new Counter({ name: "memobuild_evictions_total", help: "Blobs and actions evicted to stay under --max-size", registers: this.registers });
+  readonly builds = new Counter({ name: "memobuild_builds_total", help: "Builds reported as finished, by result", labelNames: ["result"], registers: this.registers });
+  readonly buildSeconds = new Histogram({
+    name: "memobuild_build_duration_seconds",
+    help: "Duration of reported builds, by result",
+    labelNames: ["result"],
+    buckets: [1, 5, 10, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200],
+    registers: this.registers,
+  });
+  readonly buildSteps = new Counter({
+    name: "memobuild_build_steps_total",
+    help: "Steps of reported builds by how they were satisfied (executed = a miss; cached-local, cached-remote = hits)",
+    labelNames: ["status"],
+    registers: this.registers,
+  });
+  readonly webhookDeliveries = new Counter({
+    name: "memobuild_webhook_deliveries_total",
+    help: "Webhook delivery attempts by outcome (delivered, retry, failed = gave up)",
+    labelNames: ["outcome"],
+    registers: this.registers,
+  });
+  readonly storageBytes = new Gauge({ name: "memobuild_storage_bytes", help: "Bytes of blobs stored", registers: this.registers });
+  readonly blobs = new Gauge({ name: "memobuild_blobs", help: "Blobs stored", registers: this.registers });
+  readonly actions = new Gauge({ name: "memobuild_actions", help: "Actions stored", registers: this.registers });
+  readonly watchers = new Gauge({ name: "memobuild_event_watchers", help: "WebSocket clients watching build events", registers: this.registers });
+  readonly webhookQueue = new Gauge({ name: "memobuild_webhook_pending", help: "Webhook deliveries waiting to be sent or retried", registers: this.registers });
+
+  constructor() {
+    // Present from the start at zero, so an alert can watch them before the first event.
+    this.conflicts.inc(0);
+    this.evictions.inc(0);
+    for (const result of ["success", "failed"]) this.builds.inc({ result }, 0);
   }
 
-  private metric(name: string, help: string, type: Metric["type"]): Metric {
-    let metric = this.metrics.get(name);
-    if (!metric) this.metrics.set(name, (metric = { help, type, values: new Map() }));
-    return metric;
+  render(): Promise<string> {
+    return this.registry.metrics();
   }
 
-  inc(name: string, help: string, labels: Labels = {}, by = 1) {
-    const metric = this.metric(name, help, "counter");
-    const key = this.labels(labels);
-    metric.values.set(key, (metric.values.get(key) ?? 0) + by);
-  }
-
-  set(name: string, help: string, value: number, labels: Labels = {}) {
-    this.metric(name, help, "gauge").values.set(labelText(labels), value);
-  }
-
-  render(): string {
-    const lines: string[] = [];
-    for (const [name, metric] of [...this.metrics].sort(([a], [b]) => a.localeCompare(b))) {
-      lines.push(`# HELP ${name} ${metric.help}`, `# TYPE ${name} ${metric.type}`);
-      for (const [labels, value] of metric.values) lines.push(`${name}${labels} ${value}`);
-    }
-    return lines.join("\n") + "\n";
+  get contentType(): string {
+    return this.registry.contentType;
   }
 }

@@ -2,10 +2,12 @@
 import { existsSync } from "node:fs";
 import { UserError } from "../errors.ts";
 import { createApp } from "./app.ts";
-import { TokenSet, type Role } from "./auth.ts";
+import type { Role } from "./auth.ts";
 import { createLogger, type Logger } from "./log.ts";
-import { Metrics } from "./metrics.ts";
-import { Storage } from "./storage.ts";
+import type { Storage } from "./storage.ts";
+import { websocket } from "hono/bun";
+import type { BuildHub } from "./hub.ts";
+import { createParts, type PartsOptions } from "./parts.ts";
 
 export interface ServeOptions {
   listen: string;
@@ -19,11 +21,16 @@ export interface ServeOptions {
   maxBlob?: number;
   insecureNoAuth?: boolean;
   log?: Logger;
+  /** Build history kept: builds older than this (ms) or beyond the newest `historyMaxBuilds` go. */
+  historyMaxAgeMs?: number;
+  historyMaxBuilds?: number;
+  webhooks?: PartsOptions["webhooks"];
 }
 
 export interface RunningServer {
   url: string;
   storage: Storage;
+  hub: BuildHub;
   /** Stops accepting; in-flight requests finish. */
   stop(): Promise<void>;
 }
@@ -43,8 +50,7 @@ const isLoopback = (host: string) => host === "localhost" || host === "::1" || /
 
 export function startServer(options: ServeOptions): RunningServer {
   const { hostname, port } = parseListen(options.listen);
-  const tokens = new TokenSet(options.tokens);
-  if (!tokens.enabled && !isLoopback(hostname) && !options.insecureNoAuth) {
+  if (options.tokens.length === 0 && !isLoopback(hostname) && !options.insecureNoAuth) {
     throw new UserError(`refusing to listen on ${hostname} without a token: give --token or --token-file (or --insecure-no-auth)`);
   }
   if ((options.tlsCert === undefined) !== (options.tlsKey === undefined)) throw new UserError("--tls-cert and --tls-key go together");
@@ -53,28 +59,40 @@ export function startServer(options: ServeOptions): RunningServer {
     if (file !== undefined && !existsSync(file)) throw new UserError(`TLS file ${file} does not exist`);
   }
   const log = options.log ?? createLogger();
-  const storage = new Storage({ dataDir: options.dataDir, maxSize: options.maxSize, maxBlob: options.maxBlob });
-  const app = createApp(storage, tokens, new Metrics(), log);
+  const parts = createParts({ dataDir: options.dataDir, maxSize: options.maxSize, maxBlob: options.maxBlob, tokens: options.tokens, log, webhooks: options.webhooks });
+  const { storage, history, hub, tokens } = parts;
+  const app = createApp(parts);
+  const retention = () => {
+    const removed = history.prune({ before: Date.now() - (options.historyMaxAgeMs ?? 30 * 86_400_000), keep: options.historyMaxBuilds ?? 10_000 });
+    if (removed) log.info("build history pruned", { builds: removed });
+  };
+  retention();
   const server = Bun.serve({
     hostname,
     port,
     fetch: app.fetch,
+    websocket,
     // Blob sizes are limited by --max-blob (checked while streaming), not by a buffer.
     maxRequestBodySize: Number.MAX_SAFE_INTEGER,
     idleTimeout: 120,
     ...(options.tlsCert ? { tls: tlsOptions(options) } : {}),
   });
   const flusher = setInterval(() => storage.flush(), 1000);
+  const pruner = setInterval(retention, 600_000);
   const scheme = options.tlsCert ? "https" : "http";
   const url = `${scheme}://${hostname.includes(":") ? `[${hostname}]` : hostname}:${server.port}`;
   log.info("listening", { url, data: options.dataDir, auth: tokens.enabled ? "tokens" : "none", clientCertificates: options.tlsClientCa ? "required" : undefined });
   return {
     url,
     storage,
+    hub,
     async stop() {
+      // Watchers hold their sockets open: close them, or stopping waits for them forever.
+      hub.disconnectAll();
       await server.stop(false);
       clearInterval(flusher);
-      storage.close();
+      clearInterval(pruner);
+      await parts.close();
     },
   };
 }

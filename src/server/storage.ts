@@ -16,6 +16,7 @@ import { mkdirSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs"
 import { mkdir, open, rename, rm, type FileHandle } from "node:fs/promises";
 import { join } from "node:path";
 import { Blake3Hasher } from "../hash/blake3.ts";
+import { addMissingColumns } from "../util/sqlite.ts";
 import { checkSignature, resultDigest, type RemoteAction } from "../remote/action.ts";
 
 export const HASH = /^[0-9a-f]{64}$/;
@@ -275,6 +276,17 @@ export class Storage {
     }));
   }
 
+  /** Requests and bytes by token (a short hash prefix names each), busiest first. */
+  tokenStats(): { token: string; requests: number; bytesIn: number; bytesOut: number }[] {
+    this.flush();
+    return this.db.query("SELECT token, requests, bytes_in AS bytesIn, bytes_out AS bytesOut FROM token_stats ORDER BY requests DESC LIMIT 100").all() as {
+      token: string;
+      requests: number;
+      bytesIn: number;
+      bytesOut: number;
+    }[];
+  }
+
   conflictCount(): number {
     return (this.db.query("SELECT COUNT(*) AS n FROM conflicts").get() as { n: number }).n;
   }
@@ -396,11 +408,6 @@ function parseAction(body: string): RemoteAction {
     if (!ok) throw invalid('the action\'s "layer" must have blake3, digest, size and mediaType');
   }
   if (parsed.created !== undefined && !Number.isSafeInteger(parsed.created)) throw invalid('the action\'s "created" must be a whole number of milliseconds');
+  if (parsed.duration_ms !== undefined && !(Number.isSafeInteger(parsed.duration_ms) && parsed.duration_ms >= 0)) throw invalid('the action\'s "duration_ms" must be a whole number of milliseconds');
   return { ...parsed, blobs, diffId, layer, created: parsed.created ?? 0 } as RemoteAction;
-}
-
-/** Older databases lack columns added since; SQLite adds them in place. */
-function addMissingColumns(db: Database, table: string, columns: string[]) {
-  const have = new Set((db.query(`PRAGMA table_info(${table})`).all() as { name: string }[]).map((c) => c.name));
-  for (const column of columns) if (!have.has(column.split(" ")[0])) db.exec(`ALTER TABLE ${table} ADD COLUMN ${column}`);
 }

@@ -11,6 +11,9 @@ import { DiskFullError, UserError } from "../errors.ts";
 import { sha256File } from "../hash/sha256.ts";
 import type { StepStatus } from "./progress.ts";
 
+/** A duration the remote sent, when it is one (it only feeds "time saved"). */
+const measured = (ms: unknown): number | undefined => (Number.isSafeInteger(ms) && (ms as number) >= 0 ? (ms as number) : undefined);
+
 export interface CacheSyncOptions {
   noCache: boolean;
   dryRun: boolean;
@@ -25,32 +28,34 @@ export class CacheSync {
   ) {}
 
   /** Uploads a result the remote may not have (new ones always; cached ones if it lacks them). */
-  share(key: string, diffId: string | null, created: number, isNew = false) {
+  share(key: string, diffId: string | null, created: number, durationMs: number | undefined, isNew = false) {
     const { remote, store } = this;
     if (!remote || this.options.upload === "off" || this.options.dryRun) return;
     remote.enqueue(async () => {
       if (!isNew && (await remote.hasAction(key))) return;
       const layer = diffId ? store.layer(diffId) : undefined;
-      await remote.upload(key, { diffId, created }, layer && { file: store.blobPath(layer.digest), digest: layer.digest, size: layer.size, mediaType: layer.mediaType });
+      const action = { diffId, created, ...(durationMs !== undefined ? { duration_ms: durationMs } : {}) };
+      await remote.upload(key, action, layer && { file: store.blobPath(layer.digest), digest: layer.digest, size: layer.size, mediaType: layer.mediaType });
     });
   }
 
   /** A step that only changes the config (or a FROM): local record, then the remote. */
-  async configOnly(key: string): Promise<{ status: StepStatus; created: number }> {
+  async configOnly(key: string): Promise<{ status: StepStatus; created: number; savedMs?: number }> {
     const { store, remote } = this;
     const local = store.lookupStep(key);
     if (local) {
-      this.share(key, null, local.created);
-      return { status: "cached-local", created: local.created };
+      this.share(key, null, local.created, local.durationMs);
+      return { status: "cached-local", created: local.created, savedMs: local.durationMs };
     }
     if (this.options.dryRun) return { status: (await this.remoteHas(key)) ? "cached-remote" : "executed", created: Date.now() };
     const action = remote && !this.options.noCache ? await remote.getAction(key) : undefined;
     if (action && action.diffId === null) {
-      store.recordStep(key, null);
-      return { status: "cached-remote", created: action.created };
+      store.recordStep(key, null, measured(action.duration_ms));
+      return { status: "cached-remote", created: action.created, savedMs: measured(action.duration_ms) };
     }
-    const record = store.recordStep(key, null);
-    this.share(key, null, record.created, true);
+    // Config-only steps take no measurable time; 0 says so (unlike "unknown").
+    const record = store.recordStep(key, null, 0);
+    this.share(key, null, record.created, 0, true);
     return { status: "executed", created: record.created };
   }
 
@@ -66,7 +71,7 @@ export class CacheSync {
   }
 
   /** A layer from the remote, checked then stored; undefined when the remote lacks it. */
-  async importLayer(key: string): Promise<{ diffId: string; created: number } | undefined> {
+  async importLayer(key: string): Promise<{ diffId: string; created: number; durationMs?: number } | undefined> {
     const { store, remote } = this;
     if (!remote || this.options.noCache || this.options.dryRun) return undefined;
     const action = await remote.getAction(key);
@@ -93,7 +98,8 @@ export class CacheSync {
       remote.distrust(key, `remote result is corrupt: ${error.message}`);
       return undefined;
     }
-    store.recordStep(key, diffId);
-    return { diffId, created: action.created };
+    const durationMs = measured(action.duration_ms);
+    store.recordStep(key, diffId, durationMs);
+    return { diffId, created: action.created, durationMs };
   }
 }

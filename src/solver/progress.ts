@@ -6,8 +6,16 @@
 
 export type StepStatus = "executed" | "cached-local" | "cached-remote" | "skipped";
 
+/** A step of the graph, as the `plan` event lists them before anything runs. */
+export interface PlannedStep {
+  id: string;
+  stage: string;
+  number: number;
+  name: string;
+}
+
 export interface ProgressEvent {
-  type: "start" | "output" | "done" | "error" | "warning";
+  type: "plan" | "context" | "start" | "output" | "done" | "error" | "warning";
   step?: string;
   number?: number;
   name?: string;
@@ -15,6 +23,18 @@ export interface ProgressEvent {
   line?: string;
   durationMs?: number;
   message?: string;
+  /** plan: every step the target needs, in the graph's order; and the Dockerfile's target stage. */
+  steps?: PlannedStep[];
+  target?: string;
+  /** done: the step's key; for a hit, how long the step took when it ran; for a miss, why. */
+  key?: string;
+  savedMs?: number;
+  layerSize?: number;
+  reasons?: string[];
+  /** context: the digest of the whole build context (after .dockerignore), once it is read. */
+  digest?: string;
+  /** error: the failed command's last lines of output. */
+  tail?: string[];
 }
 
 export type ProgressSink = (event: ProgressEvent) => void;

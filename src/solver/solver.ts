@@ -32,6 +32,7 @@ import { imageReferences, imageResolver } from "./images.ts";
 import { stepKey, type StepInputs } from "./keys.ts";
 import { scheduleStages } from "./schedule.ts";
 import { CacheSync } from "./cache-sync.ts";
+import { explainSteps } from "./explain.ts";
 
 export { stepKey, type StepInputs } from "./keys.ts";
 
@@ -146,11 +147,25 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
   });
   for (const name of plan.unusedBuildArgs) progress({ type: "warning", message: `build arg ${name} is not declared by any ARG` });
   const graph = buildGraph(plan, options.target);
+  const stepName = (stage: Stage, step: Step) => `[${stage.id} ${step.index + 1}/${stage.steps.length}] ${step.text.split("\n")[0]}`;
+  progress({
+    type: "plan",
+    target: graph.target.id,
+    steps: graph.nodes.map((node, i) => {
+      const stage = plan.stages[node.step.stage];
+      return { id: node.id, stage: stage.id, number: i + 1, name: stepName(stage, node.step) };
+    }),
+  });
+  // The last build of this Dockerfile and target: a step that runs says what changed since.
+  const previous = options.dryRun ? undefined : store.lastBuildInputs(options.dockerfileAbsolute ?? options.dockerfilePath, graph.target.id);
 
   // One load of the context per build, shared by the stages that read it.
   let context: Promise<BuildContext> | undefined;
   const getContext = () =>
-    (context ??= loadContext({ contextDir: options.contextDir, dockerfile: options.dockerfileAbsolute, statCacheFile: options.statCacheFile }));
+    (context ??= loadContext({ contextDir: options.contextDir, dockerfile: options.dockerfileAbsolute, statCacheFile: options.statCacheFile }).then((loaded) => {
+      progress({ type: "context", digest: loaded.digest() });
+      return loaded;
+    }));
 
   const states = new Map<number, StageState>();
   const results: StepResult[] = [];
@@ -241,19 +256,22 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
       if (aborted) return; // another stage failed: stop at the next step
       const started = performance.now();
       const stepNumber = numbers.get(step.id)!;
-      const name = `[${stage.id} ${step.index + 1}/${stage.steps.length}] ${step.text.split("\n")[0]}`;
+      const name = stepName(stage, step);
       const location = step.instruction.location;
       const fail = (message: string, exitCode = 1): never => {
         throw new BuildError(`${location.file}:${location.line}:${location.column ?? 1}: ${step.text.split("\n")[0]}: ${message}`, exitCode);
       };
       let status: StepStatus = "cached-local";
       let inputs: StepInputs;
+      /** For a hit: how long the step took when it ran. */
+      let savedMs: number | undefined;
+      let layerSize: number | undefined;
       checkEntitlements(step.instruction, options.allow ?? new Set(), fail);
       try {
         if (step.index === 0) {
           ({ state, inputs } = fromStep(step, stage, states, resolveImage, platform, fail));
           progress({ type: "start", number: stepNumber, step: step.id, name });
-          status = (await sync.configOnly(state.key)).status;
+          ({ status, savedMs } = await sync.configOnly(state.key));
         } else {
           const current: StageState = state!;
           const instruction = step.instruction;
@@ -270,7 +288,7 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
           if (!changesFilesystem) {
             applyInstruction(next.config, instruction, next.configState);
             const satisfied = await sync.configOnly(key);
-            status = satisfied.status;
+            ({ status, savedMs } = satisfied);
             next.config.history!.push(historyEntry(step.text, true, dateOf(satisfied.created)));
             latest = Math.max(latest, satisfied.created);
           } else {
@@ -280,11 +298,12 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
             if (hit && hit.diffId) {
               diffId = hit.diffId;
               created = hit.created;
-              sync.share(key, hit.diffId, hit.created);
+              savedMs = hit.durationMs;
+              sync.share(key, hit.diffId, hit.created, hit.durationMs);
             } else {
               const fromRemote = await sync.importLayer(key);
               if (fromRemote) {
-                ({ diffId, created } = fromRemote);
+                ({ diffId, created, durationMs: savedMs } = fromRemote);
                 status = "cached-remote";
               }
             }
@@ -313,10 +332,12 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
                 cacheMounts: storeCacheMounts(store),
                 onOutput: (line) => progress({ type: "output", number: stepNumber, step: step.id, line }),
               });
-              created = store.recordStep(key, diffId).created;
-              sync.share(key, diffId, created, true);
+              const durationMs = Math.round(performance.now() - started);
+              created = store.recordStep(key, diffId, durationMs).created;
+              sync.share(key, diffId, created, durationMs, true);
             }
             const layer = store.layer(diffId)!;
+            layerSize = layer.size;
             next.layers.push({ diffId, descriptor: { mediaType: layer.mediaType, digest: layer.digest, size: layer.size } });
             next.config.history!.push(historyEntry(step.text, false, dateOf(created)));
             latest = Math.max(latest, created);
@@ -327,7 +348,7 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
         if (error instanceof BuildError || error instanceof DockerfileError) throw error;
         if (error instanceof RunFailedError) {
           const tail = error.tail.length ? `\n  last output:\n${error.tail.map((l) => `    ${l}`).join("\n")}` : "";
-          progress({ type: "error", number: stepNumber, message: error.message });
+          progress({ type: "error", number: stepNumber, step: step.id, message: error.message, tail: error.tail.slice(-20) });
           fail(`${error.message}${tail}`, error.exitCode || 1);
         }
         if (error instanceof UserError) {
@@ -338,9 +359,12 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
         throw error;
       }
       const duration = Math.round(performance.now() - started);
-      progress({ type: "done", number: stepNumber, step: step.id, status, durationMs: duration });
-      results.push({ id: step.id, stage: stage.id, instruction: step.text, key: state!.key, status, duration_ms: duration, ...sync.note(state!.key) });
+      const result: StepResult = { id: step.id, stage: stage.id, instruction: step.text, key: state!.key, status, duration_ms: duration, ...sync.note(state!.key) };
+      results.push(result);
       inputsById.push({ id: step.id, key: state!.key, inputs });
+      const reasons = status === "executed" && previous ? missReasons(result, results, inputsById, previous) : undefined;
+      const saved = status === "cached-local" || status === "cached-remote" ? savedMs : undefined;
+      progress({ type: "done", number: stepNumber, step: step.id, status, durationMs: duration, key: state!.key, savedMs: saved, layerSize, reasons });
     }
     states.set(stage.index, state!);
   };
@@ -375,6 +399,17 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
   store.recordBuildInputs(options.dockerfileAbsolute ?? options.dockerfilePath, graph.target.id, inputsById);
   if (remote && options.remoteUpload !== "background") await remote.flush();
   return { image, steps: results, inputs: inputsMap, plan, graph };
+}
+
+/** Why a step that ran missed, against the last build, while later steps are still running. */
+function missReasons(
+  result: StepResult,
+  results: StepResult[],
+  inputs: { id: string; inputs: StepInputs }[],
+  previous: Map<string, { key: string; inputs: unknown }>,
+): string[] {
+  const now = new Map(inputs.map((i) => [i.id, i.inputs]));
+  return explainSteps([...results.filter((r) => r !== result), result], now, previous).at(-1)!.reasons;
 }
 
 /** The per-file digests a step read, for `explain` (capped so huge contexts stay cheap). */

@@ -1,0 +1,61 @@
+/**
+ * What a build tells the build hub (`memobuild serve`): the wire format shared by the reporting
+ * client and the server that checks, stores and broadcasts it. `seq` numbers a build's events
+ * from 1, so a batch sent twice is taken once and a reader sees them in order.
+ */
+import type { CiMetadata } from "./ci.ts";
+
+export const STEP_STATES = ["queued", "running", "executed", "cached-local", "cached-remote", "failed"] as const;
+export type StepState = (typeof STEP_STATES)[number];
+
+export interface ReportedStep {
+  id: string;
+  stage: string;
+  number: number;
+  name: string;
+}
+
+export interface BuildStarted {
+  type: "build.started";
+  seq: number;
+  time: number;
+  dockerfile: string;
+  target?: string;
+  platform: string;
+  host: string;
+  labels: Record<string, string>;
+  ci?: CiMetadata;
+  steps: ReportedStep[];
+}
+
+export interface StepUpdated {
+  type: "step.updated";
+  seq: number;
+  time: number;
+  step: string;
+  state: StepState;
+  durationMs?: number;
+  /** A hit: how long the step took when it ran. */
+  savedMs?: number;
+  layerSize?: number;
+  /** A miss: why (as `memobuild explain` says it). */
+  reasons?: string[];
+  /** A failure: the last lines of the step's output. */
+  tail?: string[];
+}
+
+export interface BuildFinished {
+  type: "build.finished";
+  seq: number;
+  time: number;
+  result: "success" | "failed";
+  error?: string;
+  image?: string;
+  context?: string;
+  durationMs: number;
+  executed: number;
+  cached: number;
+  savedMs: number;
+}
+
+export type BuildEvent = BuildStarted | StepUpdated | BuildFinished;

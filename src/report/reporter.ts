@@ -1,0 +1,154 @@
+/**
+ * Reports a build to the build hub as it happens: progress events become build.started,
+ * step.updated and build.finished, queued here and sent in batches by a timer, so the build
+ * never waits for the network. When the hub does not take a batch (server away, too old), the
+ * rest is dropped: the sender has already warned once.
+ */
+import { randomUUID } from "node:crypto";
+import type { ProgressEvent, ProgressSink } from "../solver/progress.ts";
+import type { CiMetadata } from "./ci.ts";
+import type { BuildEvent, BuildFinished, StepUpdated } from "./events.ts";
+
+export interface BuildInfo {
+  dockerfile: string;
+  platform: string;
+  host: string;
+  labels: Record<string, string>;
+  ci?: CiMetadata;
+}
+
+type Send = (buildId: string, events: BuildEvent[]) => Promise<boolean>;
+type Unsent<T> = T extends BuildEvent ? Omit<T, "seq" | "time"> : never;
+
+export interface ReporterOptions {
+  /** How often queued events are sent. */
+  intervalMs?: number;
+  /** Events kept while the hub is slow; past this, step updates are dropped (never the end). */
+  maxQueued?: number;
+  /** How long close() waits for the last batches. */
+  closeTimeoutMs?: number;
+  warn?: (message: string) => void;
+}
+
+const BATCH = 200;
+
+/** A wait that never keeps the process alive by itself. */
+const pause = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, Math.max(1, ms)).unref?.());
+
+export class BuildReporter {
+  readonly id = randomUUID();
+  private readonly queue: BuildEvent[] = [];
+  private seq = 0;
+  private started = false;
+  private sending: Promise<void> | undefined;
+  private stopped = false;
+  private readonly timer: ReturnType<typeof setInterval>;
+  private readonly begin = Date.now();
+  private readonly totals = { executed: 0, cached: 0, savedMs: 0 };
+  private context: string | undefined;
+  private dropped = false;
+
+  constructor(
+    private readonly send: Send,
+    private readonly info: BuildInfo,
+    private readonly options: ReporterOptions = {},
+  ) {
+    this.timer = setInterval(() => this.pump(), options.intervalMs ?? 200);
+    this.timer.unref?.();
+  }
+
+  /** A progress sink: put it beside the one that prints. */
+  readonly sink: ProgressSink = (event) => {
+    switch (event.type) {
+      case "plan":
+        this.start(event);
+        break;
+      case "context":
+        this.context = event.digest;
+        break;
+      case "start":
+        if (event.step) this.step({ step: event.step, state: "running" });
+        break;
+      case "done":
+        if (event.step && event.status && event.status !== "skipped") this.done(event);
+        break;
+      case "error":
+        if (event.step) this.step({ step: event.step, state: "failed", tail: event.tail, reasons: event.message ? [event.message] : undefined });
+        break;
+    }
+  };
+
+  private start(plan: ProgressEvent) {
+    if (this.started) return;
+    this.started = true;
+    this.push({ type: "build.started", ...this.info, target: plan.target, steps: plan.steps ?? [] });
+  }
+
+  private done(event: ProgressEvent) {
+    const cached = event.status !== "executed";
+    if (cached) {
+      this.totals.cached++;
+      this.totals.savedMs += event.savedMs ?? 0;
+    } else this.totals.executed++;
+    this.step({
+      step: event.step!,
+      state: event.status as StepUpdated["state"],
+      durationMs: event.durationMs,
+      savedMs: cached ? event.savedMs : undefined,
+      layerSize: event.layerSize,
+      reasons: event.reasons,
+    });
+  }
+
+  private step(update: Omit<StepUpdated, "type" | "seq" | "time">) {
+    if (this.queue.length >= (this.options.maxQueued ?? 10_000)) {
+      this.dropped = true;
+      return;
+    }
+    this.push({ type: "step.updated", ...update });
+  }
+
+  /** The end of the build: its result, then the last batches (bounded wait). */
+  async finish(outcome: { result: BuildFinished["result"]; image?: string; error?: string }): Promise<void> {
+    if (!this.started) this.push({ type: "build.started", ...this.info, steps: [] });
+    this.push({ type: "build.finished", ...outcome, context: this.context, durationMs: Date.now() - this.begin, ...this.totals });
+    await this.close();
+  }
+
+  private push(event: Unsent<BuildEvent>) {
+    if (this.stopped) return;
+    this.queue.push({ ...event, seq: ++this.seq, time: Date.now() } as BuildEvent);
+  }
+
+  private pump() {
+    if (this.sending || this.stopped || this.queue.length === 0) return;
+    const batch = this.queue.splice(0, BATCH);
+    this.sending = this.send(this.id, batch)
+      .catch(() => false)
+      .then((taken) => {
+        if (!taken) this.stop();
+        this.sending = undefined;
+      });
+  }
+
+  private stop() {
+    this.stopped = true;
+    this.queue.length = 0;
+    clearInterval(this.timer);
+  }
+
+  /** Sends what is queued; gives up after closeTimeoutMs (the build is done, the report is late). */
+  async close(): Promise<void> {
+    const deadline = Date.now() + (this.options.closeTimeoutMs ?? 15_000);
+    while (!this.stopped && (this.queue.length > 0 || this.sending)) {
+      if (Date.now() > deadline) {
+        this.options.warn?.("the build report did not reach the remote cache in time; its history for this build is incomplete");
+        break;
+      }
+      this.pump();
+      await Promise.race([this.sending ?? pause(10), pause(deadline - Date.now())]);
+    }
+    if (this.dropped) this.options.warn?.("the remote cache was too slow to take every step update; some are missing from its history");
+    this.stop();
+  }
+}

@@ -1,0 +1,338 @@
+/**
+ * Build history for the build hub: builds, their steps, and every event in the order it was
+ * taken (the event id is what a reconnecting watcher resumes from). `HistoryStore` is the
+ * interface the hub needs; `SqliteHistory` keeps it in DATA/history.db, apart from the cache's
+ * database so a burst of reports never waits on a blob upload's transaction.
+ */
+import { Database } from "bun:sqlite";
+import { join } from "node:path";
+import type { BuildEvent, StepState } from "../report/events.ts";
+import type { Delivery, DeliveryStore } from "./webhooks.ts";
+
+/** An event as the hub publishes it: the reported event, its build, and its place in the log. */
+export type HubEvent = BuildEvent & { id: number; build: string };
+
+export interface BuildSummary {
+  id: string;
+  token: string;
+  result: "running" | "success" | "failed";
+  started: number;
+  finished?: number;
+  dockerfile: string;
+  target?: string;
+  platform: string;
+  host: string;
+  labels: Record<string, string>;
+  ci?: { provider: string; repository?: string; branch?: string; commit?: string; url?: string };
+  image?: string;
+  context?: string;
+  error?: string;
+  durationMs?: number;
+  executed: number;
+  cached: number;
+  /** cached / (cached + executed); undefined before any step finished. */
+  hitRate?: number;
+  savedMs: number;
+}
+
+export interface BuildStep {
+  id: string;
+  stage: string;
+  number: number;
+  name: string;
+  state: StepState;
+  /** When it started running (the reporter's clock). */
+  started?: number;
+  durationMs?: number;
+  savedMs?: number;
+  layerSize?: number;
+  reasons?: string[];
+  tail?: string[];
+}
+
+export interface BuildFilter {
+  label?: { name: string; value: string };
+  result?: BuildSummary["result"];
+  branch?: string;
+  /** From 1. */
+  page: number;
+  perPage: number;
+}
+
+export interface HistoryStats {
+  /** Per hour, oldest first: builds finished and their steps' hits and misses. */
+  hourly: { hour: number; builds: number; executed: number; cached: number; savedMs: number }[];
+  topMissed: { name: string; misses: number }[];
+  topSavers: { name: string; hits: number; savedMs: number }[];
+}
+
+export interface HistoryStore extends DeliveryStore {
+  /** The token that started a build, or undefined for a build not seen yet. */
+  owner(build: string): string | undefined;
+  lastSeq(build: string): number;
+  eventCount(build: string): number;
+  /** Stores a batch of one build's events (in order, new ones only); returns them as published. */
+  append(build: string, token: string, events: BuildEvent[]): HubEvent[];
+  list(filter: BuildFilter): { builds: BuildSummary[]; total: number };
+  get(build: string): (BuildSummary & { steps: BuildStep[] }) | undefined;
+  /** Events after `since`, oldest first, at most `limit`. */
+  eventsSince(since: number, limit: number): HubEvent[];
+  lastEventId(): number;
+  /** Drops builds finished (or started) before `before`, and all but the newest `keep`. */
+  prune(options: { before: number; keep: number }): number;
+  stats(since: number): HistoryStats;
+  close(): void;
+}
+
+const SCHEMA = `
+CREATE TABLE IF NOT EXISTS builds (
+  id TEXT PRIMARY KEY, token TEXT NOT NULL, result TEXT NOT NULL, started INTEGER NOT NULL, finished INTEGER,
+  branch TEXT, last_seq INTEGER NOT NULL, events INTEGER NOT NULL,
+  executed INTEGER NOT NULL DEFAULT 0, cached INTEGER NOT NULL DEFAULT 0, saved_ms INTEGER NOT NULL DEFAULT 0,
+  info TEXT NOT NULL, outcome TEXT
+);
+CREATE INDEX IF NOT EXISTS builds_started ON builds (started);
+CREATE INDEX IF NOT EXISTS builds_finished ON builds (finished);
+CREATE TABLE IF NOT EXISTS build_labels (build TEXT NOT NULL, name TEXT NOT NULL, value TEXT NOT NULL, PRIMARY KEY (build, name));
+CREATE INDEX IF NOT EXISTS build_labels_value ON build_labels (name, value);
+CREATE TABLE IF NOT EXISTS build_steps (
+  build TEXT NOT NULL, step TEXT NOT NULL, number INTEGER NOT NULL, stage TEXT NOT NULL, name TEXT NOT NULL,
+  state TEXT NOT NULL, started INTEGER, duration_ms INTEGER, saved_ms INTEGER, layer_size INTEGER, reasons TEXT, tail TEXT,
+  PRIMARY KEY (build, step)
+);
+CREATE TABLE IF NOT EXISTS events (id INTEGER PRIMARY KEY AUTOINCREMENT, build TEXT NOT NULL, body TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS events_build ON events (build);
+CREATE TABLE IF NOT EXISTS webhook_deliveries (
+  id INTEGER PRIMARY KEY AUTOINCREMENT, message_id TEXT NOT NULL, url TEXT NOT NULL, type TEXT NOT NULL, body TEXT NOT NULL,
+  attempts INTEGER NOT NULL, next_attempt INTEGER NOT NULL, status TEXT NOT NULL, last_status INTEGER, last_error TEXT, created INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS webhook_deliveries_due ON webhook_deliveries (status, next_attempt);
+`;
+
+type Row = Record<string, string | number | null>;
+
+export class SqliteHistory implements HistoryStore {
+  private readonly db: Database;
+
+  constructor(dataDir: string) {
+    this.db = new Database(join(dataDir, "history.db"), { create: true, strict: true });
+    this.db.exec("PRAGMA busy_timeout = 10000");
+    this.db.exec("PRAGMA journal_mode = WAL");
+    this.db.exec("PRAGMA synchronous = NORMAL");
+    this.db.exec(SCHEMA);
+  }
+
+  owner(build: string): string | undefined {
+    return (this.db.query("SELECT token FROM builds WHERE id = ?").get(build) as { token: string } | null)?.token;
+  }
+
+  lastSeq(build: string): number {
+    return (this.db.query("SELECT last_seq FROM builds WHERE id = ?").get(build) as { last_seq: number } | null)?.last_seq ?? 0;
+  }
+
+  eventCount(build: string): number {
+    return (this.db.query("SELECT events FROM builds WHERE id = ?").get(build) as { events: number } | null)?.events ?? 0;
+  }
+
+  append(build: string, token: string, events: BuildEvent[]): HubEvent[] {
+    return this.db.transaction(() => events.map((event) => this.appendOne(build, token, event)))();
+  }
+
+  private appendOne(build: string, token: string, event: BuildEvent): HubEvent {
+    switch (event.type) {
+      case "build.started": {
+        const { type: _t, seq: _s, time, steps, labels, ...info } = event;
+        this.db
+          .query("INSERT OR IGNORE INTO builds (id, token, result, started, branch, last_seq, events, info) VALUES (?, ?, 'running', ?, ?, 0, 0, ?)")
+          .run(build, token, time, info.ci?.branch ?? null, JSON.stringify({ ...info, labels }));
+        const label = this.db.query("INSERT OR REPLACE INTO build_labels VALUES (?, ?, ?)");
+        for (const [name, value] of Object.entries(labels)) label.run(build, name, value);
+        const step = this.db.query("INSERT OR IGNORE INTO build_steps (build, step, number, stage, name, state) VALUES (?, ?, ?, ?, ?, 'queued')");
+        for (const s of steps) step.run(build, s.id, s.number, s.stage, s.name);
+        break;
+      }
+      case "step.updated":
+        this.db
+          .query(
+            `UPDATE build_steps SET state = ?, started = CASE WHEN ? = 'running' THEN ? ELSE started END,
+             duration_ms = coalesce(?, duration_ms), saved_ms = coalesce(?, saved_ms),
+             layer_size = coalesce(?, layer_size), reasons = coalesce(?, reasons), tail = coalesce(?, tail) WHERE build = ? AND step = ?`,
+          )
+          .run(
+            event.state,
+            event.state,
+            event.time,
+            event.durationMs ?? null,
+            event.savedMs ?? null,
+            event.layerSize ?? null,
+            event.reasons ? JSON.stringify(event.reasons) : null,
+            event.tail ? JSON.stringify(event.tail) : null,
+            build,
+            event.step,
+          );
+        break;
+      case "build.finished": {
+        const { type: _t, seq: _s, time, result, executed, cached, savedMs, ...outcome } = event;
+        this.db
+          .query("UPDATE builds SET result = ?, finished = ?, executed = ?, cached = ?, saved_ms = ?, outcome = ? WHERE id = ?")
+          .run(result, time, executed, cached, savedMs, JSON.stringify(outcome), build);
+        break;
+      }
+    }
+    this.db.query("UPDATE builds SET last_seq = ?, events = events + 1 WHERE id = ?").run(event.seq, build);
+    const { id } = this.db.query("INSERT INTO events (build, body) VALUES (?, ?) RETURNING id").get(build, JSON.stringify(event)) as { id: number };
+    return { ...event, id, build };
+  }
+
+  list(filter: BuildFilter): { builds: BuildSummary[]; total: number } {
+    const where: string[] = [];
+    const params: Record<string, string | number> = {};
+    if (filter.result) (where.push("result = $result"), (params.result = filter.result));
+    if (filter.branch) (where.push("branch = $branch"), (params.branch = filter.branch));
+    if (filter.label) {
+      where.push("id IN (SELECT build FROM build_labels WHERE name = $labelName AND value = $labelValue)");
+      Object.assign(params, { labelName: filter.label.name, labelValue: filter.label.value });
+    }
+    const clause = where.length ? `WHERE ${where.join(" AND ")}` : "";
+    const total = (this.db.query(`SELECT count(*) AS n FROM builds ${clause}`).get(params) as { n: number }).n;
+    const rows = this.db
+      .query(`SELECT * FROM builds ${clause} ORDER BY started DESC, rowid DESC LIMIT $limit OFFSET $offset`)
+      .all({ ...params, limit: filter.perPage, offset: (filter.page - 1) * filter.perPage }) as Row[];
+    return { builds: rows.map(toSummary), total };
+  }
+
+  get(build: string): (BuildSummary & { steps: BuildStep[] }) | undefined {
+    const row = this.db.query("SELECT * FROM builds WHERE id = ?").get(build) as Row | null;
+    if (!row) return undefined;
+    const steps = (this.db.query("SELECT * FROM build_steps WHERE build = ? ORDER BY number").all(build) as Row[]).map(toStep);
+    return { ...toSummary(row), steps };
+  }
+
+  eventsSince(since: number, limit: number): HubEvent[] {
+    const rows = this.db.query("SELECT id, build, body FROM events WHERE id > ? ORDER BY id LIMIT ?").all(since, limit) as { id: number; build: string; body: string }[];
+    return rows.map((r) => ({ ...(JSON.parse(r.body) as BuildEvent), id: r.id, build: r.build }));
+  }
+
+  lastEventId(): number {
+    return (this.db.query("SELECT max(id) AS id FROM events").get() as { id: number | null }).id ?? 0;
+  }
+
+  prune({ before, keep }: { before: number; keep: number }): number {
+    return this.db.transaction(() => {
+      const doomed = this.db
+        .query(
+          `SELECT id FROM builds WHERE coalesce(finished, started) < $before
+           UNION SELECT id FROM builds ORDER BY started DESC LIMIT -1 OFFSET $keep`,
+        )
+        .all({ before, keep }) as { id: string }[];
+      for (const { id } of doomed) {
+        for (const table of ["events", "build_steps", "build_labels"]) this.db.query(`DELETE FROM ${table} WHERE build = ?`).run(id);
+        this.db.query("DELETE FROM builds WHERE id = ?").run(id);
+      }
+      return doomed.length;
+    })();
+  }
+
+  stats(since: number): HistoryStats {
+    const hourly = this.db
+      .query(
+        `SELECT finished / 3600000 * 3600000 AS hour, count(*) AS builds, sum(executed) AS executed, sum(cached) AS cached, sum(saved_ms) AS savedMs
+         FROM builds WHERE finished >= ? GROUP BY hour ORDER BY hour`,
+      )
+      .all(since) as HistoryStats["hourly"];
+    const recent = "build IN (SELECT id FROM builds WHERE started >= $since)";
+    const topMissed = this.db
+      .query(`SELECT name, count(*) AS misses FROM build_steps WHERE state = 'executed' AND ${recent} GROUP BY name ORDER BY misses DESC, name LIMIT 10`)
+      .all({ since }) as HistoryStats["topMissed"];
+    const topSavers = this.db
+      .query(
+        `SELECT name, count(*) AS hits, sum(saved_ms) AS savedMs FROM build_steps
+         WHERE state IN ('cached-local', 'cached-remote') AND ${recent} GROUP BY name ORDER BY savedMs DESC, name LIMIT 10`,
+      )
+      .all({ since }) as HistoryStats["topSavers"];
+    return { hourly, topMissed, topSavers };
+  }
+
+  queueDelivery(d: Omit<Delivery, "id">) {
+    this.db
+      .query("INSERT INTO webhook_deliveries (message_id, url, type, body, attempts, next_attempt, status, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?)")
+      .run(d.messageId, d.url, d.type, d.body, d.attempts, d.nextAttempt, d.status, d.created);
+    // The log keeps the last 10,000 deliveries; pending ones are never dropped.
+    this.db.query("DELETE FROM webhook_deliveries WHERE status != 'pending' AND id <= (SELECT max(id) FROM webhook_deliveries) - 10000").run();
+  }
+
+  dueDeliveries(now: number, limit: number): Delivery[] {
+    return (this.db.query("SELECT * FROM webhook_deliveries WHERE status = 'pending' AND next_attempt <= ? ORDER BY id LIMIT ?").all(now, limit) as Row[]).map(toDelivery);
+  }
+
+  updateDelivery(id: number, change: Pick<Delivery, "attempts" | "nextAttempt" | "status"> & { lastStatus?: number; lastError?: string }) {
+    this.db
+      .query("UPDATE webhook_deliveries SET attempts = ?, next_attempt = ?, status = ?, last_status = ?, last_error = ? WHERE id = ?")
+      .run(change.attempts, change.nextAttempt, change.status, change.lastStatus ?? null, change.lastError ?? null, id);
+  }
+
+  recentDeliveries(limit: number): Delivery[] {
+    return (this.db.query("SELECT * FROM webhook_deliveries ORDER BY id DESC LIMIT ?").all(limit) as Row[]).map(toDelivery);
+  }
+
+  pendingDeliveries(): number {
+    return (this.db.query("SELECT count(*) AS n FROM webhook_deliveries WHERE status = 'pending'").get() as { n: number }).n;
+  }
+
+  close() {
+    this.db.close();
+  }
+}
+
+function toDelivery(row: Row): Delivery {
+  return {
+    id: row.id as number,
+    messageId: row.message_id as string,
+    url: row.url as string,
+    type: row.type as Delivery["type"],
+    body: row.body as string,
+    attempts: row.attempts as number,
+    nextAttempt: row.next_attempt as number,
+    status: row.status as Delivery["status"],
+    ...(row.last_status !== null ? { lastStatus: row.last_status as number } : {}),
+    ...(row.last_error !== null ? { lastError: row.last_error as string } : {}),
+    created: row.created as number,
+  };
+}
+
+function toSummary(row: Row): BuildSummary {
+  const info = JSON.parse(row.info as string) as Omit<BuildSummary, "id" | "token" | "result" | "started" | "executed" | "cached" | "savedMs">;
+  const outcome = row.outcome ? (JSON.parse(row.outcome as string) as Pick<BuildSummary, "image" | "context" | "error" | "durationMs">) : {};
+  const executed = row.executed as number;
+  const cached = row.cached as number;
+  return {
+    id: row.id as string,
+    token: row.token as string,
+    result: row.result as BuildSummary["result"],
+    started: row.started as number,
+    ...(row.finished !== null ? { finished: row.finished as number } : {}),
+    ...info,
+    ...outcome,
+    executed,
+    cached,
+    ...(executed + cached > 0 ? { hitRate: cached / (executed + cached) } : {}),
+    savedMs: row.saved_ms as number,
+  };
+}
+
+function toStep(row: Row): BuildStep {
+  const optional = <T>(value: string | number | null, parse: (v: string | number) => T) => (value === null ? undefined : parse(value));
+  return {
+    id: row.step as string,
+    stage: row.stage as string,
+    number: row.number as number,
+    name: row.name as string,
+    state: row.state as StepState,
+    started: optional(row.started, Number),
+    durationMs: optional(row.duration_ms, Number),
+    savedMs: optional(row.saved_ms, Number),
+    layerSize: optional(row.layer_size, Number),
+    reasons: optional(row.reasons, (v) => JSON.parse(v as string) as string[]),
+    tail: optional(row.tail, (v) => JSON.parse(v as string) as string[]),
+  };
+}

@@ -1,0 +1,20 @@
+/** What every route module of the server shares: its context variables and its error shape. */
+import type { Context } from "hono";
+import type { Role } from "./auth.ts";
+
+export type AppEnv = { Variables: { role: Role; token: string; bytesIn: number; bytesOut: number } };
+export type ErrorStatus = 400 | 401 | 403 | 404 | 409 | 413 | 426 | 500;
+
+/** Errors are JSON `{ "error": "..." }` everywhere. */
+export const error = (c: Context, status: ErrorStatus, message: string) => c.json({ error: message }, status);
+
+/** True when a browser request comes from this server's own pages (or from no page at all). */
+export function sameOrigin(c: Context): boolean {
+  const origin = c.req.header("origin");
+  if (origin === undefined) return true;
+  try {
+    return new URL(origin).host === c.req.header("host");
+  } catch {
+    return false;
+  }
+}

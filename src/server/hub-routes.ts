@@ -1,0 +1,159 @@
+/**
+ * The build hub's routes:
+ *   POST /v1/builds/{id}/events   a build reports a batch of its events
+ *   GET  /v1/builds[?label=K=V&result=&branch=&page=&per_page=]   newest first
+ *   GET  /v1/builds/{id}          a build and its steps
+ *   GET  /v1/events[?since=ID]    WebSocket: every event after ID, then live ones
+ *   GET  /v1/stats                the dashboard's cache panels
+ *   GET  /   POST /login   POST /logout   GET /assets/…   the dashboard
+ * A read-only token may report builds (a pull request's CI should be seen too) and watch; it
+ * still never writes the cache.
+ */
+import { Hono, type Context } from "hono";
+import { upgradeWebSocket } from "hono/bun";
+import { deleteCookie, getCookie, setCookie } from "hono/cookie";
+import type { ServerWebSocket } from "bun";
+import { dashboardAssets } from "../dashboard/assets.ts";
+import type { AppParts } from "./app.ts";
+import { error, sameOrigin, type AppEnv } from "./http.ts";
+import { BUILD_ID, HubError } from "./hub.ts";
+import type { HubEvent } from "./history.ts";
+import { SESSION_COOKIE } from "./sessions.ts";
+
+const MAX_REPORT_BYTES = 4 * 1024 * 1024;
+/** A watcher this far behind on the socket is cut off; it reconnects with its last id. */
+const MAX_SOCKET_BUFFER = 4 * 1024 * 1024;
+const STATS_WINDOW_MS = 7 * 24 * 3600_000;
+
+export function hubRoutes(parts: AppParts): Hono<AppEnv> {
+  const { hub, storage, tokens, sessions } = parts;
+  const app = new Hono<AppEnv>();
+  const assets = dashboardAssets();
+
+  app.post("/v1/builds/:id/events", async (c) => {
+    const text = await c.req.text();
+    if (text.length > MAX_REPORT_BYTES) return error(c, 413, `a report may be at most ${MAX_REPORT_BYTES} bytes`);
+    let body: unknown;
+    try {
+      body = JSON.parse(text);
+    } catch {
+      return error(c, 400, "the report is not JSON");
+    }
+    try {
+      c.set("bytesIn", text.length);
+      return c.json({ accepted: hub.report(c.req.param("id"), c.get("token"), body) });
+    } catch (cause) {
+      if (cause instanceof HubError) return error(c, cause.status, cause.message);
+      throw cause;
+    }
+  });
+
+  app.get("/v1/builds", (c) => {
+    const page = Math.max(1, wholeNumber(c.req.query("page"), 1));
+    const perPage = Math.min(200, Math.max(1, wholeNumber(c.req.query("per_page"), 50)));
+    const label = c.req.query("label");
+    const eq = label?.indexOf("=") ?? -1;
+    if (label !== undefined && eq < 1) return error(c, 400, "label=NAME=VALUE");
+    const result = c.req.query("result");
+    if (result !== undefined && !["running", "success", "failed"].includes(result)) return error(c, 400, "result is running, success or failed");
+    // The last event id first: a watcher that starts from it misses nothing listed after.
+    const lastEvent = hub.store.lastEventId();
+    const { builds, total } = hub.store.list({
+      page,
+      perPage,
+      result: result as "running" | "success" | "failed" | undefined,
+      branch: c.req.query("branch") || undefined,
+      label: label ? { name: label.slice(0, eq), value: label.slice(eq + 1) } : undefined,
+    });
+    return c.json({ builds, total, page, perPage, lastEvent });
+  });
+
+  app.get("/v1/builds/:id", (c) => {
+    const id = c.req.param("id");
+    const build = BUILD_ID.test(id) ? hub.store.get(id) : undefined;
+    return build ? c.json(build) : error(c, 404, "no such build");
+  });
+
+  app.get(
+    "/v1/events",
+    upgradeWebSocket((c) => {
+      const since = wholeNumber(c.req.query("since"), 0);
+      let stop: (() => void) | undefined;
+      return {
+        onOpen(_event, ws) {
+          const socket = ws.raw as ServerWebSocket<unknown>;
+          const send = (event: HubEvent | { type: "resync"; id: number }) => {
+            if (socket.getBufferedAmount() > MAX_SOCKET_BUFFER) {
+              stop?.();
+              socket.close(1013, "too far behind: reconnect with since= the last id seen");
+              return;
+            }
+            socket.send(JSON.stringify(event));
+          };
+          const disconnect = () => socket.close(1001, "the server is stopping");
+          const watching = hub.watch(since, send, disconnect);
+          if (watching === "too-far-behind") {
+            // More was missed than is worth replaying: reload the lists, then watch from here.
+            send({ type: "resync", id: hub.store.lastEventId() });
+            stop = hub.watch(0, send, disconnect) as () => void;
+          } else stop = watching;
+        },
+        onClose() {
+          stop?.();
+        },
+      };
+    }),
+  );
+  app.get("/v1/events", (c) => error(c, 426, "GET /v1/events is a WebSocket: send Upgrade: websocket"));
+
+  app.get("/v1/stats", (c) => {
+    const { blobs, actions } = storage.counts();
+    return c.json({
+      cache: { bytes: storage.storageBytes(), maxBytes: storage.options.maxSize ?? null, blobs, actions },
+      ...hub.store.stats(Date.now() - STATS_WINDOW_MS),
+      tokens: storage.tokenStats(),
+      conflicts: storage.conflicts({ limit: 20 }),
+      webhooks: hub.store.recentDeliveries(50).map(({ body: _body, ...delivery }) => delivery),
+    });
+  });
+
+  // ---- the dashboard
+
+  const secure = (c: Context) => new URL(c.req.url).protocol === "https:";
+  const loggedIn = (c: Context) => !tokens.enabled || sessions.get(getCookie(c, SESSION_COOKIE)) !== undefined;
+  const page = (c: Context, html: string, status: 200 | 401 = 200) =>
+    c.html(html, status, {
+      // Nothing from elsewhere: scripts, styles and connections are this server's own.
+      "content-security-policy": "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+      "x-content-type-options": "nosniff",
+      "referrer-policy": "no-referrer",
+    });
+
+  app.get("/", (c) => (loggedIn(c) ? page(c, assets.html) : page(c, assets.login(false))));
+  app.get("/assets/dashboard.js", (c) => c.body(assets.script, 200, { "content-type": "text/javascript; charset=utf-8", "cache-control": "no-cache" }));
+  app.get("/assets/dashboard.css", (c) => c.body(assets.style, 200, { "content-type": "text/css; charset=utf-8", "cache-control": "no-cache" }));
+
+  app.post("/login", async (c) => {
+    if (!sameOrigin(c)) return error(c, 403, "log in from the dashboard's own page");
+    const form = await c.req.parseBody().catch(() => ({}) as Record<string, unknown>);
+    const token = typeof form.token === "string" ? form.token : "";
+    const auth = tokens.check(`Bearer ${token}`);
+    if (!tokens.enabled) return c.redirect("/", 303);
+    if (!auth.ok || !token) return page(c, assets.login(true), 401);
+    setCookie(c, SESSION_COOKIE, sessions.create(auth.role, auth.id), { httpOnly: true, sameSite: "Strict", secure: secure(c), path: "/", maxAge: 12 * 3600 });
+    return c.redirect("/", 303);
+  });
+
+  app.post("/logout", (c) => {
+    sessions.delete(getCookie(c, SESSION_COOKIE));
+    deleteCookie(c, SESSION_COOKIE, { path: "/" });
+    return c.redirect("/", 303);
+  });
+
+  return app;
+}
+
+function wholeNumber(text: string | undefined, fallback: number): number {
+  const value = Number(text);
+  return text !== undefined && Number.isSafeInteger(value) && value >= 0 ? value : fallback;
+}

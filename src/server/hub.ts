@@ -1,0 +1,217 @@
+/**
+ * The build hub: takes the events builds report (checked field by field: any client may send
+ * anything), stores them, and hands each to the watchers (WebSocket) and the webhooks, in the
+ * order they were stored. A build belongs to the token that started it; its events are taken
+ * once each (by `seq`), so a batch sent again changes nothing.
+ */
+import { STEP_STATES, type BuildEvent, type BuildFinished, type BuildStarted, type StepUpdated } from "../report/events.ts";
+import type { HistoryStore, HubEvent } from "./history.ts";
+import type { Metrics } from "./metrics.ts";
+import type { Webhooks } from "./webhooks.ts";
+
+export class HubError extends Error {
+  constructor(
+    readonly status: 400 | 403 | 413,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+export const BUILD_ID = /^[A-Za-z0-9_-]{8,64}$/;
+const MAX_BATCH = 1000;
+const MAX_EVENTS_PER_BUILD = 50_000;
+const MAX_STEPS = 5000;
+
+type Watcher = (event: HubEvent) => void;
+
+export class BuildHub {
+  /** Watchers, each with how to disconnect it when the server stops. */
+  private readonly watchers = new Map<Watcher, () => void>();
+
+  constructor(
+    readonly store: HistoryStore,
+    private readonly metrics: Metrics,
+    private readonly webhooks?: Webhooks,
+  ) {}
+
+  /** Takes a batch of one build's events from `token`; returns how many were new. */
+  report(build: string, token: string, body: unknown): number {
+    if (!BUILD_ID.test(build)) throw new HubError(400, "a build id is 8 to 64 letters, digits, - or _");
+    const list = (body as { events?: unknown } | null)?.events;
+    if (!Array.isArray(list)) throw new HubError(400, 'the body must be {"events": [...]}');
+    if (list.length > MAX_BATCH) throw new HubError(413, `at most ${MAX_BATCH} events per request`);
+    const events = list.map((raw, i) => parseEvent(raw, `events[${i}]`));
+    const owner = this.store.owner(build);
+    if (owner !== undefined && owner !== token) throw new HubError(403, "this build was started with another token");
+    let last = this.store.lastSeq(build);
+    const fresh: BuildEvent[] = [];
+    for (const event of events) {
+      if (event.seq <= last) continue; // sent before: taken already
+      if (owner === undefined && fresh.length === 0 && event.type !== "build.started") throw new HubError(400, "a build's first event must be build.started");
+      if (owner !== undefined || fresh.length > 0) {
+        if (event.type === "build.started") throw new HubError(400, `${event.seq}: the build has started already`);
+      }
+      fresh.push(event);
+      last = event.seq;
+    }
+    if (this.store.eventCount(build) + fresh.length > MAX_EVENTS_PER_BUILD) throw new HubError(413, `a build may report at most ${MAX_EVENTS_PER_BUILD} events`);
+    const stored = this.store.append(build, token, fresh);
+    for (const event of stored) this.publish(event);
+    return stored.length;
+  }
+
+  private publish(event: HubEvent) {
+    for (const watcher of this.watchers.keys()) watcher(event);
+    if (event.type === "step.updated" && (event.state === "executed" || event.state === "cached-local" || event.state === "cached-remote")) {
+      this.metrics.buildSteps.inc({ status: event.state });
+    }
+    if (event.type !== "build.finished") return;
+    this.metrics.builds.inc({ result: event.result });
+    this.metrics.buildSeconds.observe({ result: event.result }, event.durationMs / 1000);
+    if (!this.webhooks) return;
+    const build = this.store.get(event.build);
+    const { steps: _steps, token: _token, ...summary } = build ?? { steps: [], token: "" };
+    this.webhooks.publish("build.finished", summary);
+    if (event.result === "failed") this.webhooks.publish("build.failed", summary);
+  }
+
+  /**
+   * Watches every event stored after `since` (0: only new ones): the missed ones first, then
+   * live ones as they come, with nothing lost or repeated in between. Returns the unsubscribe,
+   * or "too-far-behind" when more than `maxReplay` were missed (the watcher reloads instead).
+   */
+  watch(since: number, watcher: Watcher, disconnect: () => void = () => {}, maxReplay = 10_000): (() => void) | "too-far-behind" {
+    if (since > 0) {
+      const missed = this.store.eventsSince(since, maxReplay + 1);
+      if (missed.length > maxReplay) return "too-far-behind";
+      for (const event of missed) watcher(event);
+    }
+    // Stored events are published synchronously after their transaction: subscribing in the
+    // same turn as the replay leaves no gap.
+    this.watchers.set(watcher, disconnect);
+    this.metrics.watchers.set(this.watchers.size);
+    return () => {
+      this.watchers.delete(watcher);
+      this.metrics.watchers.set(this.watchers.size);
+    };
+  }
+
+  /** Disconnects every watcher (the server is stopping; they reconnect to the next one). */
+  disconnectAll() {
+    for (const disconnect of [...this.watchers.values()]) disconnect();
+    this.watchers.clear();
+    this.metrics.watchers.set(0);
+  }
+
+  /** A different result offered for a step key that had one: the dashboard and webhooks hear of it. */
+  conflict(details: unknown) {
+    this.webhooks?.publish("cache.conflict", details);
+  }
+}
+
+// ---- checking what a client sent
+
+const fail = (where: string, message: string): never => {
+  throw new HubError(400, `${where}: ${message}`);
+};
+
+function text(value: unknown, where: string, max: number, optional = false): string | undefined {
+  if (value === undefined && optional) return undefined;
+  if (typeof value !== "string") return fail(where, "must be a string");
+  return value.length > max ? value.slice(0, max) : value;
+}
+
+function count(value: unknown, where: string, optional = false): number | undefined {
+  if (value === undefined && optional) return undefined;
+  if (!Number.isSafeInteger(value) || (value as number) < 0) return fail(where, "must be a whole number, 0 or more");
+  return value as number;
+}
+
+function lines(value: unknown, where: string, maxLines: number): string[] | undefined {
+  if (value === undefined) return undefined;
+  if (!Array.isArray(value)) return fail(where, "must be a list of strings");
+  return value.slice(-maxLines).map((line, i) => text(line, `${where}[${i}]`, 4000)!);
+}
+
+function record(value: unknown, where: string, maxEntries: number): Record<string, string> {
+  if (value === undefined) return {};
+  if (typeof value !== "object" || value === null || Array.isArray(value)) return fail(where, "must be an object of strings");
+  const entries = Object.entries(value);
+  if (entries.length > maxEntries) fail(where, `at most ${maxEntries} entries`);
+  return Object.fromEntries(entries.map(([k, v]) => [text(k, where, 128)!, text(v, `${where}.${k}`, 1024)!]));
+}
+
+function parseEvent(raw: unknown, where: string): BuildEvent {
+  if (typeof raw !== "object" || raw === null) return fail(where, "must be an object");
+  const e = raw as Record<string, unknown>;
+  const seq = count(e.seq, `${where}.seq`)!;
+  if (seq < 1) fail(`${where}.seq`, "starts at 1");
+  const base = { seq, time: count(e.time, `${where}.time`)! };
+  switch (e.type) {
+    case "build.started": {
+      if (!Array.isArray(e.steps)) fail(`${where}.steps`, "must be a list");
+      const steps = e.steps as unknown[];
+      if (steps.length > MAX_STEPS) fail(`${where}.steps`, `at most ${MAX_STEPS}`);
+      const ci = e.ci === undefined ? undefined : record(e.ci, `${where}.ci`, 8);
+      if (ci && typeof ci.provider !== "string") fail(`${where}.ci.provider`, "must be a string");
+      const started: BuildStarted = {
+        type: "build.started",
+        ...base,
+        dockerfile: text(e.dockerfile, `${where}.dockerfile`, 1024)!,
+        target: text(e.target, `${where}.target`, 256, true),
+        platform: text(e.platform, `${where}.platform`, 64)!,
+        host: text(e.host, `${where}.host`, 256)!,
+        labels: record(e.labels, `${where}.labels`, 64),
+        ...(ci ? { ci: ci as unknown as BuildStarted["ci"] } : {}),
+        steps: steps.map((s, i) => {
+          const step = (typeof s === "object" && s !== null ? s : fail(`${where}.steps[${i}]`, "must be an object")) as Record<string, unknown>;
+          return {
+            id: text(step.id, `${where}.steps[${i}].id`, 256)!,
+            stage: text(step.stage, `${where}.steps[${i}].stage`, 256)!,
+            number: count(step.number, `${where}.steps[${i}].number`)!,
+            name: text(step.name, `${where}.steps[${i}].name`, 1024)!,
+          };
+        }),
+      };
+      return started;
+    }
+    case "step.updated": {
+      if (!(STEP_STATES as readonly unknown[]).includes(e.state)) fail(`${where}.state`, `must be one of ${STEP_STATES.join(", ")}`);
+      const update: StepUpdated = {
+        type: "step.updated",
+        ...base,
+        step: text(e.step, `${where}.step`, 256)!,
+        state: e.state as StepUpdated["state"],
+      };
+      const durationMs = count(e.durationMs, `${where}.durationMs`, true);
+      const savedMs = count(e.savedMs, `${where}.savedMs`, true);
+      const layerSize = count(e.layerSize, `${where}.layerSize`, true);
+      const reasons = lines(e.reasons, `${where}.reasons`, 20);
+      const tail = lines(e.tail, `${where}.tail`, 50);
+      return { ...update, ...defined({ durationMs, savedMs, layerSize, reasons, tail }) };
+    }
+    case "build.finished": {
+      if (e.result !== "success" && e.result !== "failed") fail(`${where}.result`, "must be success or failed");
+      const finished: BuildFinished = {
+        type: "build.finished",
+        ...base,
+        result: e.result as BuildFinished["result"],
+        durationMs: count(e.durationMs, `${where}.durationMs`)!,
+        executed: count(e.executed, `${where}.executed`)!,
+        cached: count(e.cached, `${where}.cached`)!,
+        savedMs: count(e.savedMs, `${where}.savedMs`)!,
+      };
+      const image = text(e.image, `${where}.image`, 200, true);
+      const context = text(e.context, `${where}.context`, 200, true);
+      const error = text(e.error, `${where}.error`, 8000, true);
+      return { ...finished, ...defined({ image, context, error }) };
+    }
+    default:
+      return fail(`${where}.type`, "must be build.started, step.updated or build.finished");
+  }
+}
+
+function defined<T extends Record<string, unknown>>(fields: T): Partial<T> {
+  return Object.fromEntries(Object.entries(fields).filter(([, v]) => v !== undefined)) as Partial<T>;
+}

@@ -1,0 +1,49 @@
+/** Builds the server's parts from its options: one place, used by `serve` and by the tests. */
+import type { AppParts } from "./app.ts";
+import { TokenSet, type Role } from "./auth.ts";
+import { SqliteHistory } from "./history.ts";
+import { BuildHub } from "./hub.ts";
+import { createLogger, type Logger } from "./log.ts";
+import { Metrics } from "./metrics.ts";
+import { Sessions } from "./sessions.ts";
+import { Storage, type StorageOptions } from "./storage.ts";
+import { Webhooks, type WebhookTarget } from "./webhooks.ts";
+
+export interface PartsOptions extends StorageOptions {
+  tokens: { token: string; role: Role }[];
+  log?: Logger;
+  webhooks?: { targets: WebhookTarget[]; key: Buffer; retryBaseMs?: number; maxAttempts?: number; pollMs?: number };
+}
+
+export interface ServerParts extends AppParts {
+  history: SqliteHistory;
+  webhooks?: Webhooks;
+  close(): Promise<void>;
+}
+
+export function createParts(options: PartsOptions): ServerParts {
+  const { tokens: entries, log = createLogger(), webhooks: hooks, ...storageOptions } = options;
+  const tokens = new TokenSet(entries); // a bad token is an error before anything is created
+  const storage = new Storage(storageOptions);
+  const metrics = new Metrics();
+  const history = new SqliteHistory(options.dataDir);
+  const webhooks = hooks?.targets.length ? new Webhooks({ ...hooks, store: history, metrics, log }) : undefined;
+  const hub = new BuildHub(history, metrics, webhooks);
+  return {
+    storage,
+    tokens,
+    metrics,
+    log,
+    hub,
+    sessions: new Sessions(),
+    history,
+    webhooks,
+    async close() {
+      hub.disconnectAll();
+      webhooks?.stop();
+      await webhooks?.settle();
+      storage.close();
+      history.close();
+    },
+  };
+}
