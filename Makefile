@@ -7,7 +7,7 @@ BUN ?= $(or $(shell command -v bun 2>/dev/null),$(LOCAL_BUN))
 BINARY := dist/memobuild
 # Worker scripts are separate entry points of the compiled binary.
 WORKERS := src/hash/hash-worker.ts
-SOURCES := $(shell find src bin -name '*.ts' -not -name '*.test.ts' 2>/dev/null) package.json bun.lock
+SOURCES := $(shell find src bin \( -name '*.ts' -o -name '*.css' \) -not -name '*.test.ts' 2>/dev/null) package.json bun.lock
 
 # Extra arguments for `bun test`, e.g. TEST_ARGS="--reporter=junit --reporter-outfile=junit.xml".
 TEST_ARGS ?=

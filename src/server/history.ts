@@ -222,7 +222,7 @@ export class SqliteHistory implements HistoryStore {
       const doomed = this.db
         .query(
           `SELECT id FROM builds WHERE coalesce(finished, started) < $before
-           UNION SELECT id FROM builds ORDER BY started DESC LIMIT -1 OFFSET $keep`,
+           UNION SELECT id FROM (SELECT id FROM builds ORDER BY started DESC, rowid DESC LIMIT -1 OFFSET $keep)`,
         )
         .all({ before, keep }) as { id: string }[];
       for (const { id } of doomed) {

@@ -19,3 +19,12 @@ export function formatBytes(bytes: number): string {
   }
   return unit === 0 ? `${value} B` : `${value.toFixed(1)} ${units[unit]}`;
 }
+
+const PERIODS = { s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000, w: 604_800_000 } as const;
+
+/** A period such as "90d", "12h" or "2w", in milliseconds. */
+export function parsePeriod(text: string): number {
+  const match = /^(\d+)\s*([smhdw])$/i.exec(text.trim());
+  if (!match) throw new Error(`invalid period "${text}": use a number with s, m, h, d or w (e.g. 30d)`);
+  return Number(match[1]) * PERIODS[match[2].toLowerCase() as keyof typeof PERIODS];
+}

@@ -5,7 +5,11 @@ import { statCacheFile } from "../../config/cache-dir.ts";
 import { withStore } from "../store.ts";
 import { exportImage, parseOutputSpec } from "../../image/export.ts";
 import { normalizeReference } from "../../image/reference.ts";
-import { jsonProgress, plainProgress } from "../../solver/progress.ts";
+import { hostname } from "node:os";
+import { formatPlatform, hostPlatform } from "../../frontend/platform.ts";
+import { jsonProgress, plainProgress, type ProgressSink } from "../../solver/progress.ts";
+import { BuildReporter } from "../../report/reporter.ts";
+import { ciMetadata } from "../../report/ci.ts";
 import { build } from "../../solver/solver.ts";
 import { insecureRegistries } from "../../registry/client.ts";
 import { pullImage, pushImage } from "../../registry/transfer.ts";
@@ -28,7 +32,21 @@ interface BuildFlags extends RemoteFlags {
   allow: string[];
   jobs?: string;
   remoteUpload: string;
+  remoteReport: string;
+  buildLabel: string[];
   insecureRegistry: string[];
+}
+
+/** `--build-label k=v`: labels of the build (not the image) in the build hub's history. */
+export function parseBuildLabels(values: string[]): Record<string, string> {
+  const labels: Record<string, string> = {};
+  for (const value of values) {
+    const eq = value.indexOf("=");
+    if (eq < 1) throw new UsageError(`--build-label ${value}: use NAME=VALUE`);
+    labels[value.slice(0, eq)] = value.slice(eq + 1);
+  }
+  if (Object.keys(labels).length > 64) throw new UsageError("--build-label: at most 64 labels");
+  return labels;
 }
 
 /**
@@ -55,6 +73,16 @@ export function parseSecret(spec: string): [string, Buffer] {
   const value = process.env[variable];
   if (value === undefined) throw new UsageError(`--secret id=${id}: the environment variable ${variable} is not set${type === "file" ? " (or give src=PATH)" : ""}`);
   return [id, Buffer.from(value)];
+}
+
+/** Runs the build; a failure is reported (when reporting) before it propagates. */
+async function reported<T>(reporter: BuildReporter | undefined, run: () => Promise<T>): Promise<T> {
+  try {
+    return await run();
+  } catch (error) {
+    await reporter?.finish({ result: "failed", error: (error as Error).message });
+    throw error;
+  }
 }
 
 const ENTITLEMENTS = ["network.host", "security.insecure"] as const;
@@ -87,6 +115,8 @@ export function registerBuild(program: Command) {
     .option("--allow <entitlement>", "let the Dockerfile use network.host (RUN --network=host) or security.insecure (RUN --security=insecure) (repeatable)", collect)
     .option("--jobs <n>", "how many independent stages may build at once (default: the number of CPUs)")
     .option("--remote-upload <mode>", "wait (upload during the build, wait at its end) | background (report first) | off", "wait")
+    .option("--remote-report <mode>", "on: report the build (steps, misses and why, result) to the remote cache's build hub | off", "on")
+    .option("--build-label <name=value>", "a label for this build in the build hub's history, e.g. team=web (repeatable)", collect)
     .action(async (context: string, flags: BuildFlags) => {
       if (!["auto", "plain", "json"].includes(flags.progress)) throw new UsageError(`--progress must be auto, plain or json`);
       if (!["none", "host"].includes(flags.network)) throw new UsageError(`--network must be none or host`);
@@ -105,12 +135,25 @@ export function registerBuild(program: Command) {
       const secrets = new Map(flags.secret.map(parseSecret));
       const allow = parseEntitlements(flags.allow);
       if (!["wait", "background", "off"].includes(flags.remoteUpload)) throw new UsageError("--remote-upload must be wait, background or off");
+      if (!["on", "off"].includes(flags.remoteReport)) throw new UsageError("--remote-report must be on or off");
+      const buildLabels = parseBuildLabels(flags.buildLabel);
       if (process.getuid?.() !== 0) throw new UsageError("memobuild build needs root (overlayfs mounts and the OCI runtime)");
       const input = readDockerfile(context, flags.file);
-      const progress = flags.progress === "json" ? jsonProgress() : plainProgress();
-      const remote = openRemote(flags, (message) => progress({ type: "warning", message }));
+      const printer = flags.progress === "json" ? jsonProgress() : plainProgress();
+      const remote = openRemote(flags, (message) => printer({ type: "warning", message }));
       await remote?.probe(); // a wrong token is an error before any work
-      await withStore(flags.cacheDir, async (store) => {
+      const reporter =
+        remote && flags.remoteReport === "on"
+          ? new BuildReporter((id, events) => remote.report(id, events), {
+              dockerfile: input.displayPath,
+              platform: formatPlatform(hostPlatform()),
+              host: hostname(),
+              labels: buildLabels,
+              ci: ciMetadata(),
+            }, { warn: (message) => printer({ type: "warning", message }) })
+          : undefined;
+      const progress: ProgressSink = reporter ? (event) => (printer(event), reporter.sink(event)) : printer;
+      await reported(reporter, () => withStore(flags.cacheDir, async (store) => {
         const result = await build({
           contextDir: input.contextDir,
           dockerfileText: input.text,
@@ -144,6 +187,7 @@ export function registerBuild(program: Command) {
           const result = await exportImage(store, image, output, tags);
           exported.push({ type: output.type, dest: output.dest, digest: result.manifestDigest });
         }
+        await reporter?.finish({ result: "success", image: exported[0]?.digest ?? image.manifestDigest });
         if (flags.metadataFile) {
           writeFileSync(
             flags.metadataFile,
@@ -170,6 +214,6 @@ export function registerBuild(program: Command) {
           for (const tag of tags) process.stderr.write(`naming to ${tag}\n`);
         }
         await remote?.flush(); // background uploads finish after the report
-      });
+      }));
     });
 }

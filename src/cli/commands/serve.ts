@@ -1,7 +1,8 @@
 import type { Command } from "commander";
 import { homedir } from "node:os";
 import { join, resolve } from "node:path";
-import { parseSize } from "../../util/sizes.ts";
+import { parsePeriod, parseSize } from "../../util/sizes.ts";
+import { parseWebhookEvents, parseWebhookSecret, readWebhookSecret, WEBHOOK_EVENTS } from "../../server/webhooks.ts";
 import { TokenSet, type Role } from "../../server/auth.ts";
 import { createLogger } from "../../server/log.ts";
 import { startServer } from "../../server/server.ts";
@@ -20,6 +21,12 @@ interface ServeFlags {
   maxSize?: string;
   maxBlob?: string;
   insecureNoAuth?: boolean;
+  webhook: string[];
+  webhookEvents: string;
+  webhookSecret?: string;
+  webhookSecretFile?: string;
+  historyMaxAge: string;
+  historyMaxBuilds: string;
 }
 
 const size = (flag: string, value?: string) => {
@@ -30,6 +37,31 @@ const size = (flag: string, value?: string) => {
     throw new UsageError(`${flag}: ${(error as Error).message}`);
   }
 };
+
+const period = (flag: string, value: string) => {
+  try {
+    return parsePeriod(value);
+  } catch (error) {
+    throw new UsageError(`${flag}: ${(error as Error).message}`);
+  }
+};
+
+function webhookOptions(flags: ServeFlags) {
+  const secretText = flags.webhookSecret ?? process.env.MEMOBUILD_WEBHOOK_SECRET;
+  if (flags.webhook.length === 0) {
+    if (secretText !== undefined || flags.webhookSecretFile) throw new UsageError("a webhook secret without --webhook: name where to send events");
+    return undefined;
+  }
+  for (const url of flags.webhook) {
+    if (!/^https?:\/\/[^\s]+$/.test(url) || !URL.canParse(url)) throw new UsageError(`--webhook ${url}: use an http:// or https:// URL`);
+  }
+  if ((secretText === undefined) === (flags.webhookSecretFile === undefined)) {
+    throw new UsageError("--webhook needs a signing secret: give --webhook-secret whsec_… (or $MEMOBUILD_WEBHOOK_SECRET) or --webhook-secret-file, one of them");
+  }
+  const key = flags.webhookSecretFile ? readWebhookSecret(flags.webhookSecretFile) : parseWebhookSecret(secretText!);
+  const events = parseWebhookEvents(flags.webhookEvents);
+  return { targets: flags.webhook.map((url) => ({ url, events })), key };
+}
 
 export function registerServe(program: Command) {
   program
@@ -50,6 +82,12 @@ export function registerServe(program: Command) {
     .option("--max-size <size>", "storage budget; least recently used results are evicted (e.g. 50GB)")
     .option("--max-blob <size>", "largest blob accepted (e.g. 4GB)")
     .option("--insecure-no-auth", "allow a non-loopback address without tokens")
+    .option("--history-max-age <period>", "keep reported builds this long (e.g. 30d, 12h)", "30d")
+    .option("--history-max-builds <n>", "keep at most this many reported builds", "10000")
+    .option("--webhook <url>", "POST build and cache events here, signed as Standard Webhooks (repeatable)", collect)
+    .option("--webhook-events <list>", `which events the webhooks get: ${WEBHOOK_EVENTS.join(",")}`, WEBHOOK_EVENTS.join(","))
+    .option("--webhook-secret <whsec>", "the signing secret, whsec_<base64> (also $MEMOBUILD_WEBHOOK_SECRET)")
+    .option("--webhook-secret-file <file>", "read the signing secret from this file")
     .action(async (flags: ServeFlags) => {
       const tokens: { token: string; role: Role }[] = [
         ...flags.token.map((token) => ({ token, role: "rw" as Role })),
@@ -57,6 +95,9 @@ export function registerServe(program: Command) {
         ...(flags.tokenFile ? TokenSet.parseFile(flags.tokenFile) : []),
       ];
       const log = createLogger();
+      const historyMaxAgeMs = period("--history-max-age", flags.historyMaxAge);
+      const historyMaxBuilds = Number(flags.historyMaxBuilds);
+      if (!Number.isSafeInteger(historyMaxBuilds) || historyMaxBuilds < 1) throw new UsageError("--history-max-builds must be a whole number of at least 1");
       const server = startServer({
         listen: flags.listen,
         dataDir: resolve(flags.data ?? join(process.env.XDG_DATA_HOME ?? join(homedir(), ".local/share"), "memobuild/server")),
@@ -68,6 +109,9 @@ export function registerServe(program: Command) {
         maxBlob: size("--max-blob", flags.maxBlob),
         insecureNoAuth: flags.insecureNoAuth,
         log,
+        historyMaxAgeMs,
+        historyMaxBuilds,
+        webhooks: webhookOptions(flags),
       });
       // Handlers first: a SIGTERM sent as soon as the address is announced still shuts down cleanly.
       const stopped = new Promise<void>((done) => {
