@@ -1,0 +1,93 @@
+import { afterAll, afterEach, expect, test } from "bun:test";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { RemoteCache } from "../remote/client.ts";
+import { createLogger } from "../server/log.ts";
+import { startServer, type RunningServer } from "../server/server.ts";
+import { BuildReporter } from "./reporter.ts";
+
+const work = mkdtempSync(join(tmpdir(), "memobuild-reporter-"));
+afterAll(() => rmSync(work, { recursive: true, force: true }));
+const TOKEN = "reporter-token";
+const servers: RunningServer[] = [];
+afterEach(async () => {
+  for (const server of servers.splice(0)) await server.stop();
+});
+
+const info = { dockerfile: "Dockerfile", platform: "linux/amd64", host: "laptop", labels: { team: "web" } };
+
+function client(url: string, warnings: string[]) {
+  const remote = new RemoteCache({ url, token: TOKEN, warn: (m) => warnings.push(m), attempts: 2 });
+  return new BuildReporter((id, events) => remote.report(id, events), info, { intervalMs: 20, warn: (m) => warnings.push(m) });
+}
+
+/** What the solver says during a two-step build: plan, a cached FROM, a RUN that ran. */
+function play(reporter: BuildReporter) {
+  reporter.sink({ type: "plan", target: "app", steps: [{ id: "app/0", stage: "app", number: 1, name: "FROM x" }, { id: "app/1", stage: "app", number: 2, name: "RUN y" }] });
+  reporter.sink({ type: "start", step: "app/0", number: 1 });
+  reporter.sink({ type: "done", step: "app/0", number: 1, status: "cached-local", durationMs: 2, savedMs: 3000 });
+  reporter.sink({ type: "context", digest: "c".repeat(64) });
+  reporter.sink({ type: "start", step: "app/1", number: 2 });
+  reporter.sink({ type: "output", step: "app/1", number: 2, line: "compiling" });
+  reporter.sink({ type: "done", step: "app/1", number: 2, status: "executed", durationMs: 700, layerSize: 42, reasons: ["files changed: a (content)"] });
+}
+
+test("a build's progress reaches the hub as one build with its steps, totals and context", async () => {
+  const server = startServer({ listen: "127.0.0.1:0", dataDir: join(work, "a"), tokens: [{ token: TOKEN, role: "rw" }], log: createLogger({ MEMOBUILD_LOG: "error" }) });
+  servers.push(server);
+  const warnings: string[] = [];
+  const reporter = client(server.url, warnings);
+  play(reporter);
+  await reporter.finish({ result: "success", image: `sha256:${"e".repeat(64)}` });
+  expect(warnings).toEqual([]);
+  const build = server.hub.store.get(reporter.id)!;
+  expect(build).toMatchObject({ result: "success", target: "app", executed: 1, cached: 1, hitRate: 0.5, savedMs: 3000, context: "c".repeat(64), labels: { team: "web" } });
+  expect(build.steps.map((s) => [s.id, s.state, s.durationMs])).toEqual([
+    ["app/0", "cached-local", 2],
+    ["app/1", "executed", 700],
+  ]);
+  expect(build.steps[1].reasons).toEqual(["files changed: a (content)"]);
+  // Output lines are not sent live; a failed step's tail is.
+  expect(server.hub.store.eventsSince(0, 100).map((e) => e.type)).toEqual(["build.started", ...Array(4).fill("step.updated"), "build.finished"]);
+});
+
+test("a failed build is reported with the failed step's output", async () => {
+  const server = startServer({ listen: "127.0.0.1:0", dataDir: join(work, "b"), tokens: [{ token: TOKEN, role: "rw" }], log: createLogger({ MEMOBUILD_LOG: "error" }) });
+  servers.push(server);
+  const reporter = client(server.url, []);
+  reporter.sink({ type: "plan", target: "app", steps: [{ id: "app/1", stage: "app", number: 1, name: "RUN false" }] });
+  reporter.sink({ type: "start", step: "app/1", number: 1 });
+  reporter.sink({ type: "error", step: "app/1", number: 1, message: "exit code 1", tail: ["boom"] });
+  await reporter.finish({ result: "failed", error: "Dockerfile:2: RUN false: exit code 1" });
+  const build = server.hub.store.get(reporter.id)!;
+  expect(build).toMatchObject({ result: "failed", error: "Dockerfile:2: RUN false: exit code 1" });
+  expect(build.steps[0]).toMatchObject({ state: "failed", tail: ["boom"] });
+});
+
+test("with no server, the build is not held up: one warning, and the report is dropped", async () => {
+  const warnings: string[] = [];
+  const reporter = client("http://127.0.0.1:1", warnings);
+  play(reporter);
+  const started = performance.now();
+  await reporter.finish({ result: "success" });
+  expect(performance.now() - started).toBeLessThan(5000);
+  expect(warnings.length).toBe(1);
+  expect(warnings[0]).toContain("not answering");
+});
+
+test("a server that takes the connection and never answers costs at most the close timeout", async () => {
+  const silent = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
+  try {
+    const warnings: string[] = [];
+    const remote = new RemoteCache({ url: `http://127.0.0.1:${silent.port}`, warn: (m) => warnings.push(m), attempts: 1 });
+    const reporter = new BuildReporter((id, events) => remote.report(id, events), info, { intervalMs: 20, closeTimeoutMs: 300, warn: (m) => warnings.push(m) });
+    play(reporter);
+    const started = performance.now();
+    await reporter.finish({ result: "success" });
+    expect(performance.now() - started).toBeLessThan(2000);
+    expect(warnings).toEqual(["the build report did not reach the remote cache in time; its history for this build is incomplete"]);
+  } finally {
+    silent.stop(true);
+  }
+});
