@@ -20,9 +20,10 @@ declare -A package_of=(
   [docker-registry]=docker-registry
   [htpasswd]=apache2-utils
   [openssl]=openssl
+  [chromium]=chromium
 )
 commands=("$@")
-[ ${#commands[@]} -eq 0 ] && commands=(dot setpriv busybox crun skopeo umoci docker-registry htpasswd openssl dockerd)
+[ ${#commands[@]} -eq 0 ] && commands=(dot setpriv busybox crun skopeo umoci docker-registry htpasswd openssl dockerd chromium)
 
 missing=()
 for command in "${commands[@]}"; do

@@ -126,7 +126,8 @@ export function hubRoutes(parts: AppParts): Hono<AppEnv> {
       // Nothing from elsewhere: scripts, styles and connections are this server's own.
       "content-security-policy": "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
       "x-content-type-options": "nosniff",
-      "referrer-policy": "no-referrer",
+      // same-origin, not no-referrer: with no-referrer a form POST says "Origin: null", which the login refuses.
+      "referrer-policy": "same-origin",
     });
 
   app.get("/", (c) => (loggedIn(c) ? page(c, assets.html) : page(c, assets.login(false))));

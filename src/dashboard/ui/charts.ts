@@ -9,8 +9,8 @@ export interface Point {
 
 /** A line over time (y from 0 to 1, e.g. a hit rate), with a dot and a tooltip per point. */
 export function lineChart(points: Point[], options: { width?: number; height?: number; empty?: string } = {}): string {
-  const width = options.width ?? 560;
-  const height = options.height ?? 160;
+  const width = options.width ?? 1100;
+  const height = options.height ?? 200;
   const pad = 28;
   if (points.length === 0) return `<p class="muted">${esc(options.empty ?? "No data yet.")}</p>`;
   const xs = points.map((p) => p.x);
@@ -27,7 +27,7 @@ export function lineChart(points: Point[], options: { width?: number; height?: n
 export function barChart(rows: { label: string; value: number; text: string }[], empty = "No data yet."): string {
   if (rows.length === 0) return `<p class="muted">${esc(empty)}</p>`;
   const top = Math.max(...rows.map((r) => r.value), 1);
-  const width = 560;
+  const width = 360;
   const rowHeight = 34;
   const body = rows
     .map((r, i) => {
@@ -44,8 +44,8 @@ export function barChart(rows: { label: string; value: number; text: string }[],
 export function waterfall(rows: { label: string; start: number; length: number; state: string }[]): string {
   if (rows.length === 0) return "";
   const end = Math.max(...rows.map((r) => r.start + r.length), 1);
-  const rowHeight = 18;
-  const width = 560;
+  const rowHeight = 14;
+  const width = 1100;
   const labelWidth = 0;
   const bars = rows
     .map((r, i) => {

@@ -58,7 +58,9 @@ const STATE_TEXT: Record<string, string> = {
   failed: "failed",
 };
 
-const title = (b: Build) => `${b.dockerfile}${b.target ? ` → ${b.target}` : ""}`;
+/** Unnamed stages are shown as BuildKit shows them: stage-N. */
+const stageName = (stage: string) => (/^\d+$/.test(stage) ? `stage-${stage}` : stage);
+const title = (b: Build) => `${b.dockerfile}${b.target ? ` → ${stageName(b.target)}` : ""}`;
 const isHit = (state: string) => state === "cached-local" || state === "cached-remote";
 
 function badge(result: string): string {
@@ -80,7 +82,7 @@ export function stepGraph(steps: Step[]): string {
   }
   const columns = [...stages].map(
     ([stage, list]) =>
-      `<div class="stage"><div class="stage-name">${esc(stage)}</div>${list
+      `<div class="stage"><div class="stage-name">${esc(stageName(stage))}</div>${list
         .map(
           (s) =>
             `<div class="step state-${esc(s.state)}" data-step="${esc(s.id)}" data-state="${esc(s.state)}" title="${esc(s.name)}"><span class="step-name">${esc(s.name.replace(/^\[[^\]]*\]\s*/, ""))}</span><span class="step-meta">${esc(STATE_TEXT[s.state] ?? s.state)}${s.durationMs !== undefined && !isHit(s.state) ? ` · ${duration(s.durationMs)}` : ""}</span></div>`,
