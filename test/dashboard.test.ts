@@ -12,6 +12,11 @@ import { chromium, type Browser, type Page } from "playwright-core";
 import { memobuildBinary, REPO_ROOT, runMemobuild } from "./support/binary.ts";
 import { startCacheServer, type CacheServer } from "./support/server.ts";
 
+// Code passed to page.evaluate runs in the browser; the project's types have no DOM.
+declare const window: Record<string, unknown>;
+declare const document: { createElement(tag: "canvas"): { width: number; height: number; getContext(kind: "2d"): { drawImage(image: unknown, x: number, y: number): void; getImageData(x: number, y: number, w: number, h: number): { data: Uint8ClampedArray } } | null } };
+declare const Image: new () => { src: string; width: number; height: number; decode(): Promise<void> };
+
 const work = mkdtempSync(join(tmpdir(), "memobuild-dashboard-"));
 const ARTIFACTS = join(REPO_ROOT, "test-artifacts");
 const TOKEN = "dashboard-token-for-tests";
@@ -78,7 +83,7 @@ test("log in, watch a build live, open its page", async () => {
   await page.waitForSelector("text=Nothing is building right now.");
   await page.waitForSelector('[data-live="true"]');
   // Set in this page only: still there at the end means the page never reloaded.
-  await page.evaluate(() => ((window as unknown as { stayed: boolean }).stayed = true));
+  await page.evaluate(() => (window.stayed = true));
 
   const dir = join(work, "app");
   mkdirSync(dir, { recursive: true });
@@ -95,7 +100,7 @@ test("log in, watch a build live, open its page", async () => {
   expect(await screenshot(page, "dashboard-live.png")).toBeGreaterThan(20);
   expect(await build.exited).toBe(0);
   await page.waitForSelector('tr[data-result="success"]', { timeout: 30_000 });
-  expect(await page.evaluate(() => (window as unknown as { stayed?: boolean }).stayed)).toBe(true);
+  expect(await page.evaluate(() => window.stayed)).toBe(true);
 
   await page.click('tr[data-result="success"] a');
   await page.waitForSelector('table.steps tr[data-step="0/2"][data-state="executed"]');
@@ -134,6 +139,6 @@ test("what builds report is shown as text, never run as markup", async () => {
   expect(await page.textContent("main")).toContain(hostile);
   expect(await page.$("main img")).toBeNull();
   expect(await page.$('a[href^="javascript:"]')).toBeNull();
-  expect(await page.evaluate(() => (window as unknown as { pwned?: number }).pwned)).toBeUndefined();
+  expect(await page.evaluate(() => window.pwned)).toBeUndefined();
   await page.close();
 }, 60_000);

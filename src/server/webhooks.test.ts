@@ -6,6 +6,8 @@ import { randomBytes } from "node:crypto";
 // An independent implementation of the Standard Webhooks verification, as a receiver would use.
 import { Webhook } from "standardwebhooks";
 import type { BuildEvent } from "../report/events.ts";
+import { blake3Hex } from "../hash/blake3.ts";
+import { createApp } from "./app.ts";
 import { createLogger } from "./log.ts";
 import { createParts, type ServerParts } from "./parts.ts";
 import { parseWebhookEvents, parseWebhookSecret, signWebhook } from "./webhooks.ts";
@@ -124,6 +126,22 @@ test("a message written down survives a restart of the server and is delivered b
   await until(() => second.history.recentDeliveries(1)[0]?.status === "delivered", "the retry");
   expect(target.received.length).toBe(2);
   expect(target.received[1].headers["webhook-id"]).toBe(target.received[0].headers["webhook-id"]);
+});
+
+test("a conflicting result offered for a step key fires cache.conflict with both sides", async () => {
+  const target = receiver([]);
+  const parts = hub(target.url, "cache.conflict");
+  const app = createApp(parts);
+  const put = (path: string, body: string) => app.fetch(new Request(`http://hub${path}`, { method: "PUT", body }));
+  for (const blob of ["honest", "evil"]) await put(`/v1/blobs/${blake3Hex(blob)}`, blob);
+  const key = blake3Hex("step");
+  expect((await put(`/v1/actions/${key}`, JSON.stringify({ blobs: [blake3Hex("honest")], diffId: null, created: 1 }))).status).toBe(201);
+  expect((await put(`/v1/actions/${key}`, JSON.stringify({ blobs: [blake3Hex("evil")], diffId: null, created: 2 }))).status).toBe(409);
+  await until(() => target.received.length === 1, "the conflict webhook");
+  const payload = new Webhook(SECRET).verify(target.received[0].body, target.received[0].headers) as { type: string; data: { key: string; first: { result: string }; second: { result: string } } };
+  expect(payload.type).toBe("cache.conflict");
+  expect(payload.data.key).toBe(key);
+  expect(payload.data.first.result).not.toBe(payload.data.second.result);
 });
 
 test("the signature is the spec's: base64 HMAC-SHA256 of id.timestamp.body under the decoded secret", () => {
