@@ -9,7 +9,8 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { chromium, type Browser, type Page } from "playwright-core";
-import { memobuildBinary, REPO_ROOT, runMemobuild } from "./support/binary.ts";
+import { memobuildBinary, REPO_ROOT } from "./support/binary.ts";
+import { buildBaseImage, machineWithBase, writeProject } from "./support/base-image.ts";
 import { startCacheServer, type CacheServer } from "./support/server.ts";
 
 // Code passed to page.evaluate runs in the browser; the project's types have no DOM.
@@ -25,10 +26,7 @@ let browser: Browser;
 let server: CacheServer;
 
 beforeAll(async () => {
-  const prepare = Bun.spawnSync(["bash", join(REPO_ROOT, "scripts/prepare-base-rootfs.sh")], { stderr: "pipe" });
-  if (prepare.exitCode !== 0) throw new Error(prepare.stderr.toString());
-  const base = runMemobuild(["build", join(REPO_ROOT, "examples/base"), "--cache-dir", join(work, "base-cache"), "-t", "memobuild/busybox:latest", "--output", `type=oci,dest=${baseOci}`]);
-  if (base.exitCode !== 0) throw new Error(base.stderr);
+  buildBaseImage(work, baseOci);
   server = await startCacheServer(join(work, "data"), ["--token", TOKEN]);
   // Root runs chromium without its user-namespace sandbox (it has none to drop into here).
   browser = await chromium.launch({ executablePath: "/usr/bin/chromium", headless: true, args: ["--no-sandbox"] });
@@ -85,12 +83,8 @@ test("log in, watch a build live, open its page", async () => {
   // Set in this page only: still there at the end means the page never reloaded.
   await page.evaluate(() => (window.stayed = true));
 
-  const dir = join(work, "app");
-  mkdirSync(dir, { recursive: true });
-  writeFileSync(join(dir, "Dockerfile"), "FROM memobuild/busybox\nRUN sleep 1.5 && echo one > /1\nRUN sleep 1.5 && echo two > /2\n");
-  const cache = join(work, "cache");
-  const imported = runMemobuild(["image", "import", `oci:${baseOci}:memobuild/busybox:latest`, "--cache-dir", cache]);
-  expect(imported.exitCode).toBe(0);
+  const dir = writeProject(join(work, "app"), { Dockerfile: "FROM memobuild/busybox\nRUN sleep 1.5 && echo one > /1\nRUN sleep 1.5 && echo two > /2\n" });
+  const cache = machineWithBase(join(work, "cache"), baseOci);
   const build = Bun.spawn([memobuildBinary(), "build", dir, "--cache-dir", cache, "--remote", server.url, "--remote-token", TOKEN, "--build-label", "demo=dashboard"], { stdout: "ignore", stderr: "pipe" });
 
   // The build appears, its first RUN runs, then is done while the second runs.

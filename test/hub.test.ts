@@ -3,10 +3,11 @@
  * and the history says what ran, what hit, why each miss happened, and what the cache saved.
  */
 import { afterAll, beforeAll, expect, test } from "bun:test";
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { memobuildBinary, REPO_ROOT, runMemobuild, runMemobuildAsync } from "./support/binary.ts";
+import { memobuildBinary, runMemobuildAsync } from "./support/binary.ts";
+import { buildBaseImage, machineWithBase, writeProject } from "./support/base-image.ts";
 import { startCacheServer } from "./support/server.ts";
 
 const work = mkdtempSync(join(tmpdir(), "memobuild-hub-e2e-"));
@@ -14,28 +15,10 @@ afterAll(() => rmSync(work, { recursive: true, force: true }));
 const TOKEN = "hub-token-for-tests";
 const baseOci = join(work, "base-oci");
 
-beforeAll(() => {
-  const prepare = Bun.spawnSync(["bash", join(REPO_ROOT, "scripts/prepare-base-rootfs.sh")], { stderr: "pipe" });
-  if (prepare.exitCode !== 0) throw new Error(prepare.stderr.toString());
-  const base = runMemobuild(["build", join(REPO_ROOT, "examples/base"), "--cache-dir", join(work, "base-cache"), "-t", "memobuild/busybox:latest", "--output", `type=oci,dest=${baseOci}`]);
-  if (base.exitCode !== 0) throw new Error(base.stderr);
-}, 120_000);
+beforeAll(() => buildBaseImage(work, baseOci), 120_000);
 
-function machine(name: string): string {
-  const cache = join(work, `machine-${name}`);
-  const result = runMemobuild(["image", "import", `oci:${baseOci}:memobuild/busybox:latest`, "--cache-dir", cache]);
-  if (result.exitCode !== 0) throw new Error(result.stderr);
-  return cache;
-}
-
-function project(name: string, files: Record<string, string>): string {
-  const dir = join(work, name);
-  for (const [file, content] of Object.entries(files)) {
-    mkdirSync(join(dir, file, ".."), { recursive: true });
-    writeFileSync(join(dir, file), content);
-  }
-  return dir;
-}
+const machine = (name: string) => machineWithBase(join(work, `machine-${name}`), baseOci);
+const project = (name: string, files: Record<string, string>) => writeProject(join(work, name), files);
 
 interface Listed {
   id: string;

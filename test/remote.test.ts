@@ -9,6 +9,7 @@ import { join } from "node:path";
 import { blake3Hex } from "../src/hash/blake3.ts";
 import { memobuildBinary, REPO_ROOT, runMemobuild } from "./support/binary.ts";
 import { startCacheServer, type CacheServer } from "./support/server.ts";
+import { buildBaseImage, machineWithBase } from "./support/base-image.ts";
 
 const work = mkdtempSync(join(tmpdir(), "memobuild-remote-"));
 const TOKEN = "team-token-for-tests";
@@ -20,12 +21,7 @@ const startServer = (args: string[] = [], data = join(work, `data-${++servers}`)
 const stop = (server: CacheServer, signal: NodeJS.Signals = "SIGTERM") => server.stop(signal);
 
 /** A machine: its own cache directory, with the busybox base image imported. */
-function machine(name: string): string {
-  const cache = join(work, `machine-${name}`);
-  const result = runMemobuild(["image", "import", `oci:${baseOci}:memobuild/busybox:latest`, "--cache-dir", cache]);
-  if (result.exitCode !== 0) throw new Error(result.stderr);
-  return cache;
-}
+const machine = (name: string) => machineWithBase(join(work, `machine-${name}`), baseOci);
 
 /** Runs a build without blocking this process (the server may be a child of it). */
 async function build(cache: string, args: string[], env: Record<string, string> = {}) {
@@ -40,12 +36,7 @@ async function build(cache: string, args: string[], env: Record<string, string> 
   return { stderr, exitCode, meta };
 }
 
-beforeAll(() => {
-  const prepare = Bun.spawnSync(["bash", join(REPO_ROOT, "scripts/prepare-base-rootfs.sh")], { stderr: "pipe" });
-  if (prepare.exitCode !== 0) throw new Error(prepare.stderr.toString());
-  const result = runMemobuild(["build", join(REPO_ROOT, "examples/base"), "--cache-dir", join(work, "base-cache"), "-t", "memobuild/busybox:latest", "--output", `type=oci,dest=${baseOci}`]);
-  if (result.exitCode !== 0) throw new Error(result.stderr);
-}, 120_000);
+beforeAll(() => buildBaseImage(work, baseOci), 120_000);
 
 describe("two machines sharing a remote cache", () => {
   test("machine B gets every step from the remote: nothing runs, same image", async () => {

@@ -8,6 +8,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { memobuildBinary, REPO_ROOT, runMemobuild, runMemobuildAsync } from "./support/binary.ts";
 import { startCacheServer, type CacheServer } from "./support/server.ts";
+import { writeProject } from "./support/base-image.ts";
 
 const work = mkdtempSync(join(tmpdir(), "memobuild-trust-"));
 // `make audit` keeps what the tests leave (MEMOBUILD_TEST_KEEP=1) and searches it for the secrets.
@@ -24,14 +25,7 @@ function mustRun(args: string[]) {
   return result;
 }
 
-function project(name: string, files: Record<string, string>): string {
-  const dir = join(work, name);
-  for (const [file, content] of Object.entries(files)) {
-    mkdirSync(join(dir, file, ".."), { recursive: true });
-    writeFileSync(join(dir, file), content);
-  }
-  return dir;
-}
+const project = (name: string, files: Record<string, string>) => writeProject(join(work, name), files);
 
 /** Builds into an uncompressed OCI layout; returns the layout's manifest digest. */
 function buildLayout(cache: string, dir: string, out: string): { manifestDigest: string; manifest: { layers: { digest: string; size: number }[]; config: { digest: string } } } {

@@ -3,13 +3,9 @@
  * show a build's repository, branch, commit and job page. Each value is clipped: it is shown to
  * the whole team and must stay a label, not a payload.
  */
-export interface CiMetadata {
-  provider: string;
-  repository?: string;
-  branch?: string;
-  commit?: string;
-  url?: string;
-}
+import type { CiMetadata } from "./events.ts";
+
+export type { CiMetadata } from "./events.ts";
 
 type Env = Record<string, string | undefined>;
 

@@ -3,7 +3,14 @@
  * client and the server that checks, stores and broadcasts it. `seq` numbers a build's events
  * from 1, so a batch sent twice is taken once and a reader sees them in order.
  */
-import type { CiMetadata } from "./ci.ts";
+/** The CI system a build ran in (read from its environment by ci.ts). */
+export interface CiMetadata {
+  provider: string;
+  repository?: string;
+  branch?: string;
+  commit?: string;
+  url?: string;
+}
 
 export const STEP_STATES = ["queued", "running", "executed", "cached-local", "cached-remote", "failed"] as const;
 export type StepState = (typeof STEP_STATES)[number];
@@ -59,3 +66,39 @@ export interface BuildFinished {
 }
 
 export type BuildEvent = BuildStarted | StepUpdated | BuildFinished;
+
+// ---- builds as the hub gives them back (GET /v1/builds, the dashboard)
+
+export interface BuildSummary {
+  id: string;
+  token: string;
+  result: "running" | "success" | "failed";
+  started: number;
+  finished?: number;
+  dockerfile: string;
+  target?: string;
+  platform: string;
+  host: string;
+  labels: Record<string, string>;
+  ci?: CiMetadata;
+  image?: string;
+  context?: string;
+  error?: string;
+  durationMs?: number;
+  executed: number;
+  cached: number;
+  /** cached / (cached + executed); undefined before any step finished. */
+  hitRate?: number;
+  savedMs: number;
+}
+
+export interface BuildStep extends ReportedStep {
+  state: StepState;
+  /** When it started running (the reporter's clock). */
+  started?: number;
+  durationMs?: number;
+  savedMs?: number;
+  layerSize?: number;
+  reasons?: string[];
+  tail?: string[];
+}

@@ -6,49 +6,13 @@
  */
 import { Database } from "bun:sqlite";
 import { join } from "node:path";
-import type { BuildEvent, StepState } from "../report/events.ts";
+import type { BuildEvent, BuildStep, BuildSummary, StepState } from "../report/events.ts";
+
+export type { BuildStep, BuildSummary } from "../report/events.ts";
 import type { Delivery, DeliveryStore } from "./webhooks.ts";
 
 /** An event as the hub publishes it: the reported event, its build, and its place in the log. */
 export type HubEvent = BuildEvent & { id: number; build: string };
-
-export interface BuildSummary {
-  id: string;
-  token: string;
-  result: "running" | "success" | "failed";
-  started: number;
-  finished?: number;
-  dockerfile: string;
-  target?: string;
-  platform: string;
-  host: string;
-  labels: Record<string, string>;
-  ci?: { provider: string; repository?: string; branch?: string; commit?: string; url?: string };
-  image?: string;
-  context?: string;
-  error?: string;
-  durationMs?: number;
-  executed: number;
-  cached: number;
-  /** cached / (cached + executed); undefined before any step finished. */
-  hitRate?: number;
-  savedMs: number;
-}
-
-export interface BuildStep {
-  id: string;
-  stage: string;
-  number: number;
-  name: string;
-  state: StepState;
-  /** When it started running (the reporter's clock). */
-  started?: number;
-  durationMs?: number;
-  savedMs?: number;
-  layerSize?: number;
-  reasons?: string[];
-  tail?: string[];
-}
 
 export interface BuildFilter {
   label?: { name: string; value: string };

@@ -1,43 +1,11 @@
 /** The dashboard's pages as HTML strings; every reported value goes through esc(). */
 import { barChart, lineChart, waterfall } from "./charts.ts";
 import { ago, bytes, duration, esc, percent, short } from "./format.ts";
+import type { BuildStep, BuildSummary } from "../../report/events.ts";
 
-export interface Step {
-  id: string;
-  stage: string;
-  number: number;
-  name: string;
-  state: string;
-  started?: number;
-  durationMs?: number;
-  savedMs?: number;
-  layerSize?: number;
-  reasons?: string[];
-  tail?: string[];
-}
-
-export interface Build {
-  id: string;
-  token?: string;
-  result: "running" | "success" | "failed";
-  started: number;
-  finished?: number;
-  dockerfile: string;
-  target?: string;
-  platform: string;
-  host: string;
-  labels: Record<string, string>;
-  ci?: { provider: string; repository?: string; branch?: string; commit?: string; url?: string };
-  image?: string;
-  context?: string;
-  error?: string;
-  durationMs?: number;
-  executed: number;
-  cached: number;
-  hitRate?: number;
-  savedMs: number;
-  steps?: Step[];
-}
+export type Step = BuildStep;
+/** A build as listed; the dashboard fills in its steps when it has them. */
+export type Build = BuildSummary & { steps?: BuildStep[] };
 
 export interface Stats {
   cache: { bytes: number; maxBytes: number | null; blobs: number; actions: number };
