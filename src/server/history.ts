@@ -6,6 +6,7 @@
  */
 import { Database } from "bun:sqlite";
 import { join } from "node:path";
+import { addMissingColumns } from "../util/sqlite.ts";
 import type { BuildEvent, BuildStep, BuildSummary, StepState } from "../report/events.ts";
 
 export type { BuildStep, BuildSummary } from "../report/events.ts";
@@ -42,6 +43,8 @@ export interface HistoryStore extends DeliveryStore {
   /** Events after `since`, oldest first, at most `limit`. */
   eventsSince(since: number, limit: number): HubEvent[];
   lastEventId(): number;
+  /** Builds still running that have reported nothing since `before` (server time). */
+  stale(before: number): { id: string; token: string; lastSeq: number; started: number; executed: number; cached: number; savedMs: number }[];
   /** Drops builds finished (or started) before `before`, and all but the newest `keep`. */
   prune(options: { before: number; keep: number }): number;
   stats(since: number): HistoryStats;
@@ -51,7 +54,7 @@ export interface HistoryStore extends DeliveryStore {
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS builds (
   id TEXT PRIMARY KEY, token TEXT NOT NULL, result TEXT NOT NULL, started INTEGER NOT NULL, finished INTEGER,
-  branch TEXT, last_seq INTEGER NOT NULL, events INTEGER NOT NULL,
+  branch TEXT, last_seq INTEGER NOT NULL, events INTEGER NOT NULL, updated INTEGER,
   executed INTEGER NOT NULL DEFAULT 0, cached INTEGER NOT NULL DEFAULT 0, saved_ms INTEGER NOT NULL DEFAULT 0,
   info TEXT NOT NULL, outcome TEXT
 );
@@ -84,6 +87,7 @@ export class SqliteHistory implements HistoryStore {
     this.db.exec("PRAGMA journal_mode = WAL");
     this.db.exec("PRAGMA synchronous = NORMAL");
     this.db.exec(SCHEMA);
+    addMissingColumns(this.db, "builds", ["updated INTEGER"]);
   }
 
   owner(build: string): string | undefined {
@@ -143,7 +147,7 @@ export class SqliteHistory implements HistoryStore {
         break;
       }
     }
-    this.db.query("UPDATE builds SET last_seq = ?, events = events + 1 WHERE id = ?").run(event.seq, build);
+    this.db.query("UPDATE builds SET last_seq = ?, events = events + 1, updated = ? WHERE id = ?").run(event.seq, Date.now(), build);
     const { id } = this.db.query("INSERT INTO events (build, body) VALUES (?, ?) RETURNING id").get(build, JSON.stringify(event)) as { id: number };
     return { ...event, id, build };
   }
@@ -179,6 +183,18 @@ export class SqliteHistory implements HistoryStore {
 
   lastEventId(): number {
     return (this.db.query("SELECT max(id) AS id FROM events").get() as { id: number | null }).id ?? 0;
+  }
+
+  stale(before: number) {
+    return this.db
+      .query(
+        `SELECT b.id, b.token, b.last_seq AS lastSeq, b.started,
+           (SELECT count(*) FROM build_steps s WHERE s.build = b.id AND s.state = 'executed') AS executed,
+           (SELECT count(*) FROM build_steps s WHERE s.build = b.id AND s.state IN ('cached-local', 'cached-remote')) AS cached,
+           (SELECT coalesce(sum(saved_ms), 0) FROM build_steps s WHERE s.build = b.id AND s.state IN ('cached-local', 'cached-remote')) AS savedMs
+         FROM builds b WHERE b.result = 'running' AND coalesce(b.updated, 0) < ?`,
+      )
+      .all(before) as { id: string; token: string; lastSeq: number; started: number; executed: number; cached: number; savedMs: number }[];
   }
 
   prune({ before, keep }: { before: number; keep: number }): number {

@@ -175,6 +175,20 @@ test("retention drops builds past the age limit and beyond the newest N, with th
   expect(parts.history.list({ page: 1, perPage: 50 }).total).toBe(0);
 });
 
+test("a build that stopped reporting is ended as failed, with an event watchers see", () => {
+  const { parts } = hubApp();
+  parts.hub.report("build-dead-0001", "t", { events: wholeBuild("success").slice(0, 3) });
+  parts.hub.report("build-done-0001", "t", { events: wholeBuild("success") });
+  const seen: { type: string; build: string }[] = [];
+  parts.hub.watch(0, (e) => seen.push(e));
+  expect(parts.hub.expireStale(Date.now() - 60_000)).toBe(0); // still fresh
+  expect(parts.hub.expireStale(Date.now() + 1)).toBe(1);
+  expect(parts.history.get("build-dead-0001")).toMatchObject({ result: "failed", cached: 1, savedMs: 4000, error: expect.stringContaining("stopped reporting") });
+  expect(parts.history.get("build-done-0001")!.result).toBe("success");
+  expect(seen).toMatchObject([{ type: "build.finished", build: "build-dead-0001" }]);
+  expect(parts.hub.expireStale(Date.now() + 1)).toBe(0);
+});
+
 describe("live events over a WebSocket", () => {
   async function server() {
     const running = startServer({ listen: "127.0.0.1:0", dataDir: join(work, `ws${++n}`), tokens, log: quiet });

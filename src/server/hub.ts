@@ -97,6 +97,31 @@ export class BuildHub {
     };
   }
 
+  /**
+   * Ends the builds that stopped reporting (killed, or cut off) before `before`: each gets a
+   * build.finished "failed" event, stored and sent like any other, so no dashboard shows a dead
+   * build as running forever. Returns how many.
+   */
+  expireStale(before: number): number {
+    const stale = this.store.stale(before);
+    for (const build of stale) {
+      const now = Date.now();
+      const event: BuildFinished = {
+        type: "build.finished",
+        seq: build.lastSeq + 1,
+        time: now,
+        result: "failed",
+        error: "the build stopped reporting before it finished (killed, or cut off from this server)",
+        durationMs: Math.max(0, now - build.started),
+        executed: build.executed,
+        cached: build.cached,
+        savedMs: build.savedMs,
+      };
+      for (const stored of this.store.append(build.id, build.token, [event])) this.publish(stored);
+    }
+    return stale.length;
+  }
+
   /** Disconnects every watcher (the server is stopping; they reconnect to the next one). */
   disconnectAll() {
     for (const disconnect of [...this.watchers.values()]) disconnect();

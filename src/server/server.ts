@@ -24,6 +24,8 @@ export interface ServeOptions {
   /** Build history kept: builds older than this (ms) or beyond the newest `historyMaxBuilds` go. */
   historyMaxAgeMs?: number;
   historyMaxBuilds?: number;
+  /** A running build silent this long is marked failed. */
+  staleBuildMs?: number;
   webhooks?: PartsOptions["webhooks"];
 }
 
@@ -63,6 +65,10 @@ export function startServer(options: ServeOptions): RunningServer {
   const { storage, history, hub, tokens } = parts;
   const app = createApp(parts);
   const retention = () => {
+    // A build silent for a day is not coming back (a step reports when it starts and ends, so
+    // only a single step running that long is silent that long).
+    const expired = hub.expireStale(Date.now() - (options.staleBuildMs ?? 86_400_000));
+    if (expired) log.info("builds that stopped reporting marked failed", { builds: expired });
     const removed = history.prune({ before: Date.now() - (options.historyMaxAgeMs ?? 30 * 86_400_000), keep: options.historyMaxBuilds ?? 10_000 });
     if (removed) log.info("build history pruned", { builds: removed });
   };
