@@ -115,6 +115,30 @@ describe("the example project", () => {
   });
 });
 
+describe("the flags buildx users type", () => {
+  test("-q prints only the image ID, --iidfile writes it, --label labels the image (beside its own LABELs)", () => {
+    const dir = project({ Dockerfile: "FROM memobuild/busybox\nLABEL own=dockerfile\nRUN echo q > /q\n" });
+    const iid = join(work, "iid");
+    const out = join(work, "labelled-oci");
+    const result = build(dir, "-q", "--iidfile", iid, "--label", "org.opencontainers.image.source=https://example.com/repo", "--label", "own=flag", "--output", `type=oci,dest=${out},compression=uncompressed`);
+    expect(result.exitCode).toBe(0);
+    const configDigest = result.metadata!["containerimage.config.digest"];
+    expect(result.stdout).toBe(`${configDigest}\n`);
+    expect(result.stderr).toBe("");
+    expect(readFileSync(iid, "utf8")).toBe(configDigest);
+    const blob = (digest: string) => JSON.parse(readFileSync(join(out, "blobs/sha256", digest.slice(7)), "utf8"));
+    const config = blob(configDigest);
+    expect(config.config.Labels).toEqual({ own: "flag", "org.opencontainers.image.source": "https://example.com/repo" });
+    // A label changes only the config: the layers are the same, and the step cached.
+    const plain = build(dir, "-q");
+    expect(plain.metadata!["containerimage.config.digest"]).not.toBe(configDigest);
+    expect(executed(plain.metadata!)).toEqual([]);
+    const bad = build(dir, "--label", "novalue");
+    expect(bad.exitCode).not.toBe(0);
+    expect(bad.stderr).toContain("--label novalue: use NAME=VALUE");
+  });
+});
+
 describe("incremental rebuilds", () => {
   const dockerfile = [
     "FROM memobuild/busybox AS compile",

@@ -68,3 +68,9 @@ export function jsonProgress(write: (text: string) => void = (t) => process.stdo
 }
 
 export const silentProgress: ProgressSink = () => {};
+
+/** `-q`: nothing but warnings (on stderr), so stdout holds only the image ID. */
+export function quietProgress(write: (text: string) => void = (t) => process.stderr.write(t)): ProgressSink {
+  const plain = plainProgress(write);
+  return (event) => event.type === "warning" && plain(event);
+}

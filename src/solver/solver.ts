@@ -62,6 +62,8 @@ export interface BuildOptions {
   remoteUpload?: "wait" | "background" | "off";
   /** Fetches an image the local store lacks (from its registry). */
   pull?: (ref: string) => Promise<void>;
+  /** `--label`: labels added to the final image's config (after the Dockerfile's own). */
+  labels?: Record<string, string>;
   /** Runs the steps that miss (default: the real one; tests give a fake). */
   executor?: Executor;
 }
@@ -393,6 +395,7 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
   const final = states.get(graph.target.index)!;
   const config = cloneConfig(final.config);
   config.created = dateOf(latest);
+  if (options.labels && Object.keys(options.labels).length) config.config.Labels = { ...(config.config.Labels ?? {}), ...options.labels };
   // The layer list is the one source of the config's diff IDs.
   config.rootfs.diff_ids = final.layers.map((l) => l.diffId);
   const image = storeImage(store, config, final.layers.map((l) => l.descriptor));

@@ -7,7 +7,7 @@ import { exportImage, parseOutputSpec } from "../../image/export.ts";
 import { normalizeReference } from "../../image/reference.ts";
 import { hostname } from "node:os";
 import { formatPlatform, hostPlatform } from "../../frontend/platform.ts";
-import { jsonProgress, plainProgress, type ProgressSink } from "../../solver/progress.ts";
+import { jsonProgress, plainProgress, quietProgress, type ProgressSink } from "../../solver/progress.ts";
 import { BuildReporter } from "../../report/reporter.ts";
 import { ciMetadata } from "../../report/ci.ts";
 import { build } from "../../solver/solver.ts";
@@ -34,18 +34,21 @@ interface BuildFlags extends RemoteFlags {
   remoteUpload: string;
   remoteReport: string;
   buildLabel: string[];
+  label: string[];
+  quiet?: boolean;
+  iidfile?: string;
   insecureRegistry: string[];
 }
 
-/** `--build-label k=v`: labels of the build (not the image) in the build hub's history. */
-export function parseBuildLabels(values: string[]): Record<string, string> {
+/** `--label k=v` (the image's) and `--build-label k=v` (the build's, in the build hub). */
+export function parseLabels(flag: string, values: string[]): Record<string, string> {
   const labels: Record<string, string> = {};
   for (const value of values) {
     const eq = value.indexOf("=");
-    if (eq < 1) throw new UsageError(`--build-label ${value}: use NAME=VALUE`);
+    if (eq < 1) throw new UsageError(`${flag} ${value}: use NAME=VALUE`);
     labels[value.slice(0, eq)] = value.slice(eq + 1);
   }
-  if (Object.keys(labels).length > 64) throw new UsageError("--build-label: at most 64 labels");
+  if (Object.keys(labels).length > 64) throw new UsageError(`${flag}: at most 64 labels`);
   return labels;
 }
 
@@ -104,6 +107,9 @@ export function registerBuild(program: Command) {
         "and, with --remote, shared through a cache server. Base images come from the local image store, or are pulled.",
     )
     .option("-t, --tag <ref>", "name the image in the local store (repeatable)", collect)
+    .option("--label <name=value>", "set a label on the image, as LABEL would (repeatable)", collect)
+    .option("-q, --quiet", "print only the image ID (its config digest) on stdout; warnings and errors still go to stderr")
+    .option("--iidfile <file>", "write the image ID (its config digest) to this file")
     .option("--output <spec>", "also export: type=oci,dest=DIR | type=oci-archive,dest=FILE | type=docker-archive,dest=FILE | type=registry (push every -t); oci ones take compression=gzip|uncompressed (repeatable)", collect)
     .option("--insecure-registry <host>", "use plain HTTP for this registry (repeatable; also $MEMOBUILD_INSECURE_REGISTRIES)", collect)
     .option("--metadata-file <file>", "write the image digest and every step's status as JSON")
@@ -136,10 +142,11 @@ export function registerBuild(program: Command) {
       const allow = parseEntitlements(flags.allow);
       if (!["wait", "background", "off"].includes(flags.remoteUpload)) throw new UsageError("--remote-upload must be wait, background or off");
       if (!["on", "off"].includes(flags.remoteReport)) throw new UsageError("--remote-report must be on or off");
-      const buildLabels = parseBuildLabels(flags.buildLabel);
+      const buildLabels = parseLabels("--build-label", flags.buildLabel);
+      const imageLabels = parseLabels("--label", flags.label);
       if (process.getuid?.() !== 0) throw new UsageError("memobuild build needs root (overlayfs mounts and the OCI runtime)");
       const input = readDockerfile(context, flags.file);
-      const printer = flags.progress === "json" ? jsonProgress() : plainProgress();
+      const printer = flags.quiet ? quietProgress() : flags.progress === "json" ? jsonProgress() : plainProgress();
       const remote = openRemote(flags, (message) => printer({ type: "warning", message }));
       await remote?.probe(); // a wrong token is an error before any work
       const reporter =
@@ -171,6 +178,7 @@ export function registerBuild(program: Command) {
           jobs,
           remote,
           remoteUpload: flags.remoteUpload as "wait" | "background" | "off",
+          labels: imageLabels,
           pull: async (ref) => void (await pullImage(store, ref, registry, (line) => progress({ type: "output", line }))),
         });
         const image = result.image!;
@@ -205,7 +213,10 @@ export function registerBuild(program: Command) {
             ) + "\n",
           );
         }
-        if (flags.progress !== "json") {
+        const imageId = image.manifest.config.digest;
+        if (flags.iidfile) writeFileSync(flags.iidfile, imageId);
+        if (flags.quiet) process.stdout.write(`${imageId}\n`);
+        else if (flags.progress !== "json") {
           const count = (status: string) => result.steps.filter((s) => s.status === status).length;
           const remoteHits = count("cached-remote");
           process.stderr.write(
