@@ -10,7 +10,7 @@ import { Hono, type Context } from "hono";
 import { getCookie } from "hono/cookie";
 import { ActionConflict, HASH, UploadRejected, type Storage } from "./storage.ts";
 import type { AuthResult, TokenSet } from "./auth.ts";
-import { error, sameOrigin, type AppEnv } from "./http.ts";
+import { boundedText, error, sameOrigin, type AppEnv } from "./http.ts";
 import type { Metrics } from "./metrics.ts";
 import type { Logger } from "./log.ts";
 import type { BuildHub } from "./hub.ts";
@@ -149,8 +149,8 @@ export function createApp(parts: AppParts): Hono<AppEnv> {
 
   app.put("/v1/actions/:key", async (c) => {
     if (!validHash(c, "key")) return error(c, 400, "an action is named by its 64-hex-digit key");
-    const text = await c.req.text();
-    if (text.length > MAX_ACTION_BYTES) {
+    const text = await boundedText(c.req.raw, MAX_ACTION_BYTES);
+    if (text === undefined) {
       metrics.uploadRejections.inc({ reason: "too-large" });
       return error(c, 413, `an action may be at most ${MAX_ACTION_BYTES} bytes`);
     }

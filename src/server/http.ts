@@ -18,3 +18,18 @@ export function sameOrigin(c: Context): boolean {
     return false;
   }
 }
+
+/** A request body as text, read only up to `max` bytes: undefined when it is longer. */
+export async function boundedText(request: Request, max: number): Promise<string | undefined> {
+  const declared = Number(request.headers.get("content-length") ?? NaN);
+  if (declared > max) return undefined;
+  if (!request.body) return "";
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  for await (const chunk of request.body as unknown as AsyncIterable<Uint8Array>) {
+    size += chunk.byteLength;
+    if (size > max) return undefined;
+    chunks.push(chunk);
+  }
+  return Buffer.concat(chunks).toString("utf8");
+}

@@ -15,7 +15,7 @@ import { deleteCookie, getCookie, setCookie } from "hono/cookie";
 import type { ServerWebSocket } from "bun";
 import { dashboardAssets } from "../dashboard/assets.ts";
 import type { AppParts } from "./app.ts";
-import { error, sameOrigin, type AppEnv } from "./http.ts";
+import { boundedText, error, sameOrigin, type AppEnv } from "./http.ts";
 import { BUILD_ID, HubError } from "./hub.ts";
 import type { HubEvent } from "./history.ts";
 import { SESSION_COOKIE } from "./sessions.ts";
@@ -31,8 +31,8 @@ export function hubRoutes(parts: AppParts): Hono<AppEnv> {
   const assets = dashboardAssets();
 
   app.post("/v1/builds/:id/events", async (c) => {
-    const text = await c.req.text();
-    if (text.length > MAX_REPORT_BYTES) return error(c, 413, `a report may be at most ${MAX_REPORT_BYTES} bytes`);
+    const text = await boundedText(c.req.raw, MAX_REPORT_BYTES);
+    if (text === undefined) return error(c, 413, `a report may be at most ${MAX_REPORT_BYTES} bytes`);
     let body: unknown;
     try {
       body = JSON.parse(text);

@@ -151,6 +151,25 @@ describe("reporting and reading builds", () => {
     expect(parts.history.lastEventId()).toBe(0);
   });
 
+  test("a report over 4 MiB is refused while it streams, declared or not", async () => {
+    const { app } = hubApp();
+    const chunk = new Uint8Array(1024 * 1024).fill(32);
+    let sent = 0;
+    const endless = new ReadableStream<Uint8Array>({
+      pull(controller) {
+        sent++;
+        if (sent > 64) controller.close();
+        else controller.enqueue(chunk);
+      },
+    });
+    const headers = { authorization: `Bearer ${RW}` };
+    const response = await app.fetch(new Request(`http://hub.test/v1/builds/${BUILD}/events`, { method: "POST", body: endless, headers, duplex: "half" } as RequestInit));
+    expect(response.status).toBe(413);
+    expect(sent).toBeLessThan(10); // stopped reading, not buffered whole
+    const declared = await app.fetch(new Request(`http://hub.test/v1/builds/${BUILD}/events`, { method: "POST", body: "{}", headers: { ...headers, "content-length": String(64 * 1024 * 1024) } }));
+    expect(declared.status).toBe(413);
+  });
+
   test("a bad build id is refused; long strings are clipped, not stored whole", async () => {
     const { call } = hubApp();
     expect((await call("POST", "/v1/builds/..%2F..%2Fx/events", { token: RW, body: { events: [started(1)] } })).status).toBe(400);
