@@ -14,7 +14,7 @@
  */
 import { randomHex } from "../util/random.ts";
 import { UserError } from "../errors.ts";
-import { Database } from "bun:sqlite";
+import type { Database } from "bun:sqlite";
 import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { extractLayer } from "../snapshot/extract.ts";
@@ -24,7 +24,7 @@ import { removeAbandonedTmpfs } from "../executor/private-tmpfs.ts";
 import { reapAbandonedContainers } from "../executor/runtime.ts";
 import { tryLockExclusive, tryLockShared, umount, unlock } from "../snapshot/libc.ts";
 import { writeAll } from "../util/write-all.ts";
-import { addMissingColumns } from "../util/sqlite.ts";
+import { addMissingColumns, openDatabase } from "../util/sqlite.ts";
 import { sha256File } from "../hash/sha256.ts";
 
 export interface LayerRecord {
@@ -100,13 +100,7 @@ export class LocalStore {
   private constructor(readonly dir: string) {
     for (const sub of ["blobs/sha256", "snapshots", "mounts", "tmp"]) mkdirSync(join(dir, sub), { recursive: true });
     this.tmpRoot = join(dir, "tmp");
-    this.db = new Database(join(dir, "memobuild.db"), { create: true, strict: true });
-    this.db.exec("PRAGMA busy_timeout = 30000");
-    this.db.exec("PRAGMA journal_mode = WAL");
-    // A cache: a crash may lose the last commits, never consistency (WAL), and every row is
-    // written after the files it points to are in place.
-    this.db.exec("PRAGMA synchronous = NORMAL");
-    this.db.exec(SCHEMA);
+    this.db = openDatabase(join(dir, "memobuild.db"), SCHEMA, 30_000);
     addMissingColumns(this.db, "steps", ["duration_ms INTEGER"]);
   }
 

@@ -22,16 +22,20 @@ export interface ReportedStep {
   name: string;
 }
 
-export interface BuildStarted {
-  type: "build.started";
-  seq: number;
-  time: number;
+/** What a build is: where it came from and what it builds. */
+export interface BuildInfo {
   dockerfile: string;
   target?: string;
   platform: string;
   host: string;
   labels: Record<string, string>;
   ci?: CiMetadata;
+}
+
+export interface BuildStarted extends BuildInfo {
+  type: "build.started";
+  seq: number;
+  time: number;
   steps: ReportedStep[];
 }
 
@@ -69,18 +73,12 @@ export type BuildEvent = BuildStarted | StepUpdated | BuildFinished;
 
 // ---- builds as the hub gives them back (GET /v1/builds, the dashboard)
 
-export interface BuildSummary {
+export interface BuildSummary extends BuildInfo {
   id: string;
   token: string;
   result: "running" | "success" | "failed";
   started: number;
   finished?: number;
-  dockerfile: string;
-  target?: string;
-  platform: string;
-  host: string;
-  labels: Record<string, string>;
-  ci?: CiMetadata;
   image?: string;
   context?: string;
   error?: string;

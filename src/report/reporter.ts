@@ -6,16 +6,7 @@
  */
 import { randomUUID } from "node:crypto";
 import type { ProgressEvent, ProgressSink } from "../solver/progress.ts";
-import type { CiMetadata } from "./ci.ts";
-import type { BuildEvent, BuildFinished, StepUpdated } from "./events.ts";
-
-export interface BuildInfo {
-  dockerfile: string;
-  platform: string;
-  host: string;
-  labels: Record<string, string>;
-  ci?: CiMetadata;
-}
+import type { BuildEvent, BuildFinished, BuildInfo, StepUpdated } from "./events.ts";
 
 type Send = (buildId: string, events: BuildEvent[]) => Promise<boolean>;
 type Unsent<T> = T extends BuildEvent ? Omit<T, "seq" | "time"> : never;
@@ -50,7 +41,8 @@ export class BuildReporter {
 
   constructor(
     private readonly send: Send,
-    private readonly info: BuildInfo,
+    /** The target comes later, from the plan. */
+    private readonly info: Omit<BuildInfo, "target">,
     private readonly options: ReporterOptions = {},
   ) {
     this.timer = setInterval(() => this.pump(), options.intervalMs ?? 200);

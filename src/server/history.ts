@@ -4,9 +4,9 @@
  * interface the hub needs; `SqliteHistory` keeps it in DATA/history.db, apart from the cache's
  * database so a burst of reports never waits on a blob upload's transaction.
  */
-import { Database } from "bun:sqlite";
+import type { Database } from "bun:sqlite";
 import { join } from "node:path";
-import { addMissingColumns } from "../util/sqlite.ts";
+import { addMissingColumns, openDatabase } from "../util/sqlite.ts";
 import type { BuildEvent, BuildStep, BuildSummary, StepState } from "../report/events.ts";
 
 export type { BuildStep, BuildSummary } from "../report/events.ts";
@@ -82,11 +82,7 @@ export class SqliteHistory implements HistoryStore {
   private readonly db: Database;
 
   constructor(dataDir: string) {
-    this.db = new Database(join(dataDir, "history.db"), { create: true, strict: true });
-    this.db.exec("PRAGMA busy_timeout = 10000");
-    this.db.exec("PRAGMA journal_mode = WAL");
-    this.db.exec("PRAGMA synchronous = NORMAL");
-    this.db.exec(SCHEMA);
+    this.db = openDatabase(join(dataDir, "history.db"), SCHEMA);
     addMissingColumns(this.db, "builds", ["updated INTEGER"]);
   }
 

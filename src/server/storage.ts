@@ -11,12 +11,12 @@
  * blobs no action needs go first (once past a grace period for the action that should follow),
  * then the least recently used actions, and a blob goes only when no kept action needs it.
  */
-import { Database } from "bun:sqlite";
+import type { Database } from "bun:sqlite";
 import { mkdirSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
 import { mkdir, open, rename, rm, type FileHandle } from "node:fs/promises";
 import { join } from "node:path";
 import { Blake3Hasher } from "../hash/blake3.ts";
-import { addMissingColumns } from "../util/sqlite.ts";
+import { addMissingColumns, openDatabase } from "../util/sqlite.ts";
 import { checkSignature, resultDigest, type RemoteAction } from "../remote/action.ts";
 
 export const HASH = /^[0-9a-f]{64}$/;
@@ -88,11 +88,7 @@ export class Storage {
     // Uploads cut off by a crash or a kill are discarded whole.
     rmSync(this.tmpDir, { recursive: true, force: true });
     mkdirSync(this.tmpDir, { recursive: true });
-    this.db = new Database(join(options.dataDir, "cache.db"), { create: true, strict: true });
-    this.db.exec("PRAGMA busy_timeout = 10000");
-    this.db.exec("PRAGMA journal_mode = WAL");
-    this.db.exec("PRAGMA synchronous = NORMAL");
-    this.db.exec(SCHEMA);
+    this.db = openDatabase(join(options.dataDir, "cache.db"), SCHEMA);
     addMissingColumns(this.db, "actions", ["author TEXT", "signer TEXT", "result TEXT"]);
     for (const row of this.db.query("SELECT hash, size FROM blobs").all() as { hash: string; size: number }[]) this.sizes.set(row.hash, row.size);
   }
