@@ -41,44 +41,46 @@ export function explainSteps(
 ): Explanation[] {
   const keyOwner = new Map<string, string>();
   for (const step of steps) keyOwner.set(step.key, step.id);
-  const lastKeyOwner = new Map<string, string>();
-  for (const [id, record] of last) lastKeyOwner.set(record.key, id);
+  return steps.filter((s) => s.status !== "skipped").map((step) => explainStep(step, now.get(step.id)!, last, keyOwner));
+}
 
-  return steps
-    .filter((s) => s.status !== "skipped")
-    .map((step) => {
-      const hit = step.status !== "executed";
-      const current = now.get(step.id)!;
-      const previous = last.get(step.id);
-      const reasons: string[] = [];
-      if (hit) return { id: step.id, instruction: step.instruction, hit, reasons: [step.status === "cached-remote" ? "cached in the remote cache" : "cached"] };
-      if (step.remote_refused) reasons.push(step.remote_refused);
-      if (!previous) {
-        reasons.push("no earlier build of this step to compare with (first build, or the steps moved)");
-        return { id: step.id, instruction: step.instruction, hit, reasons };
-      }
-      const before = previous.inputs as StepInputs;
-      if (before.instruction !== current.instruction) reasons.push(`the instruction changed (was: ${before.instruction.split("\n")[0]})`);
-      if (before.base !== current.base) reasons.push(`the base image changed: ${before.base ?? "none"} → ${current.base ?? "none"}`);
-      if (before.platform !== current.platform) reasons.push(`the platform changed: ${before.platform} → ${current.platform}`);
-      if (before.fromStage !== current.fromStage) {
-        const source = current.fromStage ? keyOwner.get(current.fromStage) : undefined;
-        reasons.push(`the stage or image it reads changed${source ? ` (${source.split("/")[0]})` : ""}`);
-      }
-      if (before.context?.digest !== current.context?.digest) {
-        const changes = diffRecords(before.context?.files ?? {}, current.context?.files ?? {});
-        reasons.push(changes.length ? `files changed: ${list(changes)}` : "the files it reads changed (owner or exclude patterns)");
-      }
-      if (JSON.stringify(before.urls ?? []) !== JSON.stringify(current.urls ?? [])) reasons.push("a URL it adds served different content (or its --checksum changed)");
-      const envBefore = new Map(before.env ?? []);
-      const envNow = new Map(current.env ?? []);
-      const envChanged = [...new Set([...envBefore.keys(), ...envNow.keys()])].filter((k) => envBefore.get(k) !== envNow.get(k)).sort();
-      if (envChanged.length) reasons.push(`build args or environment changed: ${list(envChanged)}`);
-      if (reasons.length === 0 && before.parent !== current.parent) {
-        const parent = current.parent ? keyOwner.get(current.parent) : undefined;
-        reasons.push(`its parent step changed${parent ? ` (${parent})` : ""}`);
-      }
-      if (reasons.length === 0) reasons.push("same inputs as the last build, but the result is no longer in the cache (pruned, or built with another cache)");
-      return { id: step.id, instruction: step.instruction, hit, reasons };
-    });
+/** One step's explanation; `keyOwner` names the steps (by key) its parent or source may be. */
+export function explainStep(
+  step: StepResult,
+  current: StepInputs,
+  last: Map<string, { key: string; inputs: unknown }>,
+  keyOwner: Map<string, string>,
+): Explanation {
+  const hit = step.status !== "executed";
+  const previous = last.get(step.id);
+  const reasons: string[] = [];
+  if (hit) return { id: step.id, instruction: step.instruction, hit, reasons: [step.status === "cached-remote" ? "cached in the remote cache" : "cached"] };
+  if (step.remote_refused) reasons.push(step.remote_refused);
+  if (!previous) {
+    reasons.push("no earlier build of this step to compare with (first build, or the steps moved)");
+    return { id: step.id, instruction: step.instruction, hit, reasons };
+  }
+  const before = previous.inputs as StepInputs;
+  if (before.instruction !== current.instruction) reasons.push(`the instruction changed (was: ${before.instruction.split("\n")[0]})`);
+  if (before.base !== current.base) reasons.push(`the base image changed: ${before.base ?? "none"} → ${current.base ?? "none"}`);
+  if (before.platform !== current.platform) reasons.push(`the platform changed: ${before.platform} → ${current.platform}`);
+  if (before.fromStage !== current.fromStage) {
+    const source = current.fromStage ? keyOwner.get(current.fromStage) : undefined;
+    reasons.push(`the stage or image it reads changed${source ? ` (${source.split("/")[0]})` : ""}`);
+  }
+  if (before.context?.digest !== current.context?.digest) {
+    const changes = diffRecords(before.context?.files ?? {}, current.context?.files ?? {});
+    reasons.push(changes.length ? `files changed: ${list(changes)}` : "the files it reads changed (owner or exclude patterns)");
+  }
+  if (JSON.stringify(before.urls ?? []) !== JSON.stringify(current.urls ?? [])) reasons.push("a URL it adds served different content (or its --checksum changed)");
+  const envBefore = new Map(before.env ?? []);
+  const envNow = new Map(current.env ?? []);
+  const envChanged = [...new Set([...envBefore.keys(), ...envNow.keys()])].filter((k) => envBefore.get(k) !== envNow.get(k)).sort();
+  if (envChanged.length) reasons.push(`build args or environment changed: ${list(envChanged)}`);
+  if (reasons.length === 0 && before.parent !== current.parent) {
+    const parent = current.parent ? keyOwner.get(current.parent) : undefined;
+    reasons.push(`its parent step changed${parent ? ` (${parent})` : ""}`);
+  }
+  if (reasons.length === 0) reasons.push("same inputs as the last build, but the result is no longer in the cache (pruned, or built with another cache)");
+  return { id: step.id, instruction: step.instruction, hit, reasons };
 }

@@ -32,7 +32,7 @@ import { imageReferences, imageResolver } from "./images.ts";
 import { stepKey, type StepInputs } from "./keys.ts";
 import { scheduleStages } from "./schedule.ts";
 import { CacheSync } from "./cache-sync.ts";
-import { explainSteps } from "./explain.ts";
+import { explainStep } from "./explain.ts";
 
 export { stepKey, type StepInputs } from "./keys.ts";
 
@@ -172,6 +172,8 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
   const states = new Map<number, StageState>();
   const results: StepResult[] = [];
   const inputsById: { id: string; key: string; inputs: StepInputs }[] = [];
+  /** Step ids by key, for naming the parent or source a miss comes from. */
+  const keyOwner = new Map<string, string>();
   let downloadDir: string | undefined;
   const downloads = new Downloads(() => (downloadDir ??= store.tempDir("downloads")));
   // Step numbers follow the graph's order, whatever order stages finish in.
@@ -364,7 +366,9 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
       const result: StepResult = { id: step.id, stage: stage.id, instruction: step.text, key: state!.key, status, duration_ms: duration, ...sync.note(state!.key) };
       results.push(result);
       inputsById.push({ id: step.id, key: state!.key, inputs });
-      const reasons = status === "executed" && previous ? missReasons(result, results, inputsById, previous) : undefined;
+      keyOwner.set(result.key, result.id);
+      // Why it ran, against the last build, while later steps still run (one step, not all again).
+      const reasons = status === "executed" && previous ? explainStep(result, inputs, previous, keyOwner).reasons : undefined;
       const saved = status === "cached-local" || status === "cached-remote" ? savedMs : undefined;
       progress({ type: "done", number: stepNumber, step: step.id, status, durationMs: duration, key: state!.key, savedMs: saved, layerSize, reasons });
     }
@@ -402,17 +406,6 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
   store.recordBuildInputs(options.dockerfileAbsolute ?? options.dockerfilePath, graph.target.id, inputsById);
   if (remote && options.remoteUpload !== "background") await remote.flush();
   return { image, steps: results, inputs: inputsMap, plan, graph };
-}
-
-/** Why a step that ran missed, against the last build, while later steps are still running. */
-function missReasons(
-  result: StepResult,
-  results: StepResult[],
-  inputs: { id: string; inputs: StepInputs }[],
-  previous: Map<string, { key: string; inputs: unknown }>,
-): string[] {
-  const now = new Map(inputs.map((i) => [i.id, i.inputs]));
-  return explainSteps([...results.filter((r) => r !== result), result], now, previous).at(-1)!.reasons;
 }
 
 /** The per-file digests a step read, for `explain` (capped so huge contexts stay cheap). */
