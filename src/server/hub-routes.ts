@@ -136,8 +136,10 @@ export function hubRoutes(parts: AppParts): Hono<AppEnv> {
 
   app.post("/login", async (c) => {
     if (!sameOrigin(c)) return error(c, 403, "log in from the dashboard's own page");
-    const form = await c.req.parseBody().catch(() => ({}) as Record<string, unknown>);
-    const token = typeof form.token === "string" ? form.token : "";
+    // A login form is a few hundred bytes; nothing longer is read.
+    const body = await boundedText(c.req.raw, 16 * 1024);
+    if (body === undefined) return error(c, 413, "a login form is at most 16 KiB");
+    const token = new URLSearchParams(body).get("token") ?? "";
     const auth = tokens.check(`Bearer ${token}`);
     if (!tokens.enabled) return c.redirect("/", 303);
     if (!auth.ok || !token) return page(c, assets.login(true), 401);

@@ -298,6 +298,13 @@ describe("the dashboard", () => {
     expect((await call("GET", "/v1/stats", { headers: { cookie: session } })).status).toBe(200);
   });
 
+  test("a login form longer than a form is refused unread", async () => {
+    const { call } = hubApp();
+    const huge = await call("POST", "/login", { body: `token=${"x".repeat(100_000)}`, headers: { "content-type": "application/x-www-form-urlencoded" } });
+    expect(huge.status).toBe(413);
+    expect(huge.headers.get("set-cookie")).toBeNull();
+  });
+
   test("a session only reads, and only from the dashboard's own pages", async () => {
     const { call } = hubApp();
     const login = await call("POST", "/login", { body: `token=${RW}`, headers: { "content-type": "application/x-www-form-urlencoded" } });

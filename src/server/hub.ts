@@ -48,9 +48,10 @@ export class BuildHub {
     const fresh: BuildEvent[] = [];
     for (const event of events) {
       if (event.seq <= last) continue; // sent before: taken already
-      if (owner === undefined && fresh.length === 0 && event.type !== "build.started") throw new HubError(400, "a build's first event must be build.started");
-      if (owner !== undefined || fresh.length > 0) {
-        if (event.type === "build.started") throw new HubError(400, `${event.seq}: the build has started already`);
+      // build.started comes first, and only first.
+      const first = owner === undefined && fresh.length === 0;
+      if (first !== (event.type === "build.started")) {
+        throw new HubError(400, first ? "a build's first event must be build.started" : `${event.seq}: the build has started already`);
       }
       fresh.push(event);
       last = event.seq;
