@@ -6,7 +6,7 @@
  * BuildKit's solver/executor split; the solver is tested with a fake executor.
  */
 import { mkdirSync } from "node:fs";
-import { join } from "node:path";
+import { join, posix } from "node:path";
 import type { BuildContext } from "../context/context.ts";
 import type { Ownership } from "../context/digest.ts";
 import type { Instruction } from "../frontend/instructions.ts";
@@ -19,7 +19,8 @@ import { executeCopy } from "./copy.ts";
 import type { Download } from "./download.ts";
 import { executeRun } from "./run.ts";
 
-export type StepInstruction = Extract<Instruction, { kind: "RUN" | "COPY" | "ADD" }>;
+/** The instructions that make a layer (WORKDIR creates its directory, as BuildKit does). */
+export type StepInstruction = Extract<Instruction, { kind: "RUN" | "COPY" | "ADD" | "WORKDIR" }>;
 
 export interface StepRequest {
   instruction: StepInstruction;
@@ -33,7 +34,7 @@ export interface StepRequest {
   sources: Map<string, string[]>;
   /** The build context, when the step reads it. */
   context?: BuildContext;
-  /** The --chown owner, resolved once (root when not given). */
+  /** The --chown owner (for WORKDIR: the USER), resolved once (root when not given). */
   owner: Ownership;
   /** ADD's URL sources, fetched and checked. */
   downloads: Download[];
@@ -63,11 +64,46 @@ export interface Executor {
 /** Runs steps for real: overlayfs, the OCI runtime, the root-confined copier. */
 export class LocalExecutor implements Executor {
   async execute(request: StepRequest): Promise<StepLayer> {
-    const directory = request.instruction.kind === "RUN" ? await executeRun(request, request.work) : executeTransfer(request);
+    const { instruction } = request;
+    const directory =
+      instruction.kind === "RUN" ? await executeRun(request, request.work) : instruction.kind === "WORKDIR" ? executeWorkdir(request) : executeTransfer(request);
     const tar = join(request.work, "layer.tar");
     const packed = writeLayerTar(directory, tar, request.epoch !== undefined ? { clampMtime: request.epoch } : {});
     return { directory, tar, diffId: packed.diffId, size: packed.size };
   }
+}
+
+/**
+ * The lower layers as one root (an overlay whose upper directory becomes the layer), for `use`;
+ * unmounted after. Without lowers the layer directory is the root itself.
+ */
+function withLayerRoot<T>(request: StepRequest, overlay: boolean, use: (root: Root, layer: string) => T): T {
+  const layer = join(request.work, "layer");
+  mkdirSync(layer);
+  let target = layer;
+  if (overlay && request.lowers.length > 0) {
+    target = join(request.work, "rootfs");
+    mountOverlay({ layers: request.lowers, upper: layer, work: join(request.work, "overlay-work"), target });
+  }
+  try {
+    return Root.with(target, (root) => use(root, layer));
+  } finally {
+    if (target !== layer) unmount(target);
+  }
+}
+
+/**
+ * WORKDIR: the directory and its missing parents, owned by the USER (BuildKit's mkdir -p with
+ * the user). The layer is made even when the directory exists, as BuildKit makes one.
+ */
+function executeWorkdir(request: StepRequest): string {
+  const { instruction } = request;
+  if (instruction.kind !== "WORKDIR") throw new Error("not a WORKDIR");
+  const path = posix.resolve(request.config.config.WorkingDir || "/", instruction.path);
+  return withLayerRoot(request, true, (root, layer) => {
+    root.mkdirAll(path, { mode: 0o755, owner: request.owner });
+    return layer;
+  });
 }
 
 /**
@@ -77,44 +113,35 @@ export class LocalExecutor implements Executor {
  */
 function executeTransfer(request: StepRequest): string {
   const { instruction, work } = request;
-  if (instruction.kind === "RUN") throw new Error("RUN is not a transfer");
-  const layer = join(work, "layer");
-  mkdirSync(layer);
-  const mounted: string[] = [];
-  const roots: Root[] = [];
-  try {
-    let target = layer;
-    if (!instruction.link && request.lowers.length > 0) {
-      target = join(work, "rootfs");
-      mountOverlay({ layers: request.lowers, upper: layer, work: join(work, "overlay-work"), target });
-      mounted.push(target);
-    }
-    const root = Root.open(target);
-    roots.push(root);
-    let source: Root | undefined;
+  if (instruction.kind !== "COPY" && instruction.kind !== "ADD") throw new Error(`${instruction.kind} is not a transfer`);
+  return withLayerRoot(request, !instruction.link, (root, layer) => {
     const from = instruction.kind === "COPY" ? instruction.from : undefined;
-    if (from !== undefined) {
-      const layers = request.sources.get(from);
-      if (!layers) throw new Error(`the solver gave no layers for --from=${from}`);
-      const sourceDir = join(work, "source");
-      mountOverlay({ layers, target: sourceDir });
-      mounted.push(sourceDir);
-      source = Root.open(sourceDir);
-      roots.push(source);
+    if (from === undefined) {
+      copyInto(request, instruction, root);
+      return layer;
     }
-    executeCopy({
-      instruction,
-      workdir: request.config.config.WorkingDir || "/",
-      root,
-      owner: request.owner,
-      context: request.context,
-      source,
-      downloads: request.downloads,
-      scratch: work,
-    });
-  } finally {
-    for (const root of roots) root.close();
-    for (const target of mounted.reverse()) unmount(target);
-  }
-  return layer;
+    const layers = request.sources.get(from);
+    if (!layers) throw new Error(`the solver gave no layers for --from=${from}`);
+    const sourceDir = join(work, "source");
+    mountOverlay({ layers, target: sourceDir });
+    try {
+      Root.with(sourceDir, (source) => copyInto(request, instruction, root, source));
+    } finally {
+      unmount(sourceDir);
+    }
+    return layer;
+  });
+}
+
+function copyInto(request: StepRequest, instruction: Extract<StepInstruction, { kind: "COPY" | "ADD" }>, root: Root, source?: Root) {
+  executeCopy({
+    instruction,
+    workdir: request.config.config.WorkingDir || "/",
+    root,
+    owner: request.owner,
+    context: request.context,
+    source,
+    downloads: request.downloads,
+    scratch: request.work,
+  });
 }

@@ -235,12 +235,13 @@ function bindSource(request: StepRequest, mount: Extract<Mount, { type: "bind" }
   return { path: held.bindDescriptor(stageRoot.open(source, O_PATH), kind), kind };
 }
 
-/** Removes mount points (and the parents made for them) the run created, when still empty. */
+/**
+ * Removes the empty files the run made as mount points for file mounts. Directories made for
+ * mounts stay, empty, as BuildKit leaves them (its image of `--mount target=/new/dir` has /new/dir).
+ */
 function removeCreatedMountPoints(root: Root, created: Buffer[]) {
   for (const path of [...created].reverse()) {
     const stat = root.lstat(path);
-    if (!stat) continue;
-    const empty = stat.isDirectory() ? root.readdir(path).length === 0 : stat.isFile() && stat.size === 0;
-    if (empty) root.remove(path);
+    if (stat?.isFile() && stat.size === 0) root.remove(path);
   }
 }

@@ -85,6 +85,14 @@ export interface Expander {
   heredoc(text: string): string;
 }
 
+/** `9000-9002/udp` → one entry per port, as BuildKit stores them (nat.ParsePortSpecs). */
+function exposedPorts(ctx: { error(message: string, word?: string): Error }, spec: string): string[] {
+  const [range, protocol = "tcp"] = spec.toLowerCase().split("/");
+  const [start, end = start] = range.split("-").map(Number);
+  if (start > 65535 || end > 65535 || end < start) throw ctx.error(`invalid port range "${spec}": ports are 0-65535, the first no larger than the last`, spec);
+  return Array.from({ length: end - start + 1 }, (_, i) => `${start + i}/${protocol}`);
+}
+
 /** Expands nothing: for ONBUILD triggers, which run later in another build. */
 export const LITERAL: Expander = { word: (t) => t, words: (t) => [t], heredoc: (t) => t };
 
@@ -302,7 +310,7 @@ function convert(ctx: NodeContext, x: Expander): Instruction {
           throw ctx.error(`invalid port "${port}": use PORT[-PORT][/tcp|/udp|/sctp]`, port);
         }
       }
-      return { kind: "EXPOSE", location, ports: ports.map((p) => (p.includes("/") ? p.toLowerCase() : `${p}/tcp`)) };
+      return { kind: "EXPOSE", location, ports: ports.flatMap((p) => exposedPorts(ctx, p)) };
     }
     case "VOLUME": {
       if (args.length === 0) throw ctx.error("VOLUME requires at least one argument");

@@ -57,7 +57,8 @@ export function emptyConfig(platform: { os: string; architecture: string; varian
     architecture: platform.architecture,
     os: platform.os,
     ...(platform.variant ? { variant: platform.variant } : {}),
-    config: { Env: [`PATH=${DEFAULT_PATH}`] },
+    // BuildKit's empty image has WorkingDir "/" (dockerfile2llb's emptyImage): FROM scratch shows it.
+    config: { Env: [`PATH=${DEFAULT_PATH}`], WorkingDir: "/" },
     rootfs: { type: "layers", diff_ids: [] },
     history: [],
   };

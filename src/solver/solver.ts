@@ -7,6 +7,7 @@
  */
 import { rmSync } from "node:fs";
 import { availableParallelism } from "node:os";
+import { posix } from "node:path";
 import type { LocalStore } from "../cache/store.ts";
 import { loadContext, type BuildContext } from "../context/context.ts";
 import type { Ownership } from "../context/digest.ts";
@@ -204,6 +205,10 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
       return image.manifestDigest;
     };
     const reads: StepReads = { sources, owner: { uid: 0, gid: 0 }, downloads: async () => [] };
+    if (instruction.kind === "WORKDIR") {
+      reads.owner = await ownerFor(current.config.config.User, current, layersOf, fail, "USER");
+      return reads;
+    }
     if (instruction.kind === "RUN") {
       inputs.env = step.runEnv;
       const digests: string[] = [];
@@ -274,6 +279,7 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
       try {
         if (step.index === 0) {
           ({ state, inputs } = fromStep(step, stage, states, resolveImage, platform, fail));
+          state = withoutTriggers(state);
           progress({ type: "start", number: stepNumber, step: step.id, name });
           ({ status, savedMs } = await sync.configOnly(state.key));
         } else {
@@ -284,16 +290,17 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
           const keyText = instruction.kind === "ARG" ? `ARG ${instruction.args.map((a) => a.name).join(" ")}` : step.text;
           inputs = { parent: current.key, instruction: keyText, platform: platformText };
           // What the step reads is resolved once: the same values make its key and run it.
-          const reads = isFilesystemStep(instruction) ? await resolveReads(instruction, step, stage, current, inputs, fail) : undefined;
+          const changesFilesystem = makesLayer(instruction, current.config);
+          const reads = changesFilesystem ? await resolveReads(instruction, step, stage, current, inputs, fail) : undefined;
           const key = stepKey(inputs);
           progress({ type: "start", number: stepNumber, step: step.id, name });
-          const changesFilesystem = isFilesystemStep(instruction);
           const next: StageState = { ...current, key, config: cloneConfig(current.config), layers: [...current.layers], configState: { ...current.configState } };
+          if (!isLayerOnly(instruction)) applyInstruction(next.config, instruction, next.configState);
           if (!changesFilesystem) {
-            applyInstruction(next.config, instruction, next.configState);
             const satisfied = await sync.configOnly(key);
             ({ status, savedMs } = satisfied);
-            next.config.history!.push(historyEntry(step.text, true, dateOf(satisfied.created)));
+            // BuildKit records no history for ONBUILD (dockerfile2llb's dispatchOnbuild).
+            if (instruction.kind !== "ONBUILD") next.config.history!.push(historyEntry(step.text, true, dateOf(satisfied.created)));
             latest = Math.max(latest, satisfied.created);
           } else {
             const hit = options.noCache ? undefined : store.lookupStep(key);
@@ -408,6 +415,14 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
   return { image, steps: results, inputs: inputsMap, plan, graph };
 }
 
+/** The base's ONBUILD triggers run in this stage (the planner put them first) and are cleared. */
+function withoutTriggers(state: StageState): StageState {
+  if (!state.config.config.OnBuild?.length) return state;
+  const config = cloneConfig(state.config);
+  config.config.OnBuild = null;
+  return { ...state, config };
+}
+
 /** The per-file digests a step read, for `explain` (capped so huge contexts stay cheap). */
 function fileDigests(entries: { name: string; type: string; mode: number; contentDigest?: Uint8Array; linkTarget?: string }[]): Record<string, string> {
   const files: Record<string, string> = {};
@@ -423,6 +438,7 @@ async function ownerFor(
   state: StageState,
   layersOf: (layers: LayerRef[]) => Promise<string[]>,
   fail: (message: string) => never,
+  what = "--chown",
 ): Promise<Ownership> {
   if (!chown) return { uid: 0, gid: 0 };
   if (/^\d+(:\d+)?$/.test(chown)) {
@@ -434,7 +450,7 @@ async function ownerFor(
     const user = resolveUser(chown, (path) => view.readFile(path));
     return { uid: user.uid, gid: user.gid };
   } catch (error) {
-    return fail(`--chown=${chown}: ${(error as Error).message}`);
+    return fail(`${what}=${chown}: ${(error as Error).message}`);
   }
 }
 
@@ -494,8 +510,14 @@ interface StepReads {
   downloads: () => Promise<Download[]>;
 }
 
-const isFilesystemStep = (instruction: Instruction): instruction is StepInstruction =>
-  instruction.kind === "RUN" || instruction.kind === "COPY" || instruction.kind === "ADD";
+/** RUN, COPY and ADD change only the filesystem; WORKDIR changes the config and may make a layer. */
+const isLayerOnly = (instruction: Instruction) => instruction.kind === "RUN" || instruction.kind === "COPY" || instruction.kind === "ADD";
+
+/** Whether the step makes a layer: BuildKit's WORKDIR creates its directory, unless it is "/". */
+function makesLayer(instruction: Instruction, config: ImageConfig): instruction is StepInstruction {
+  if (instruction.kind === "WORKDIR") return posix.resolve(config.config.WorkingDir || "/", instruction.path) !== "/";
+  return isLayerOnly(instruction);
+}
 
 function imageLayers(image: StoredImage): LayerRef[] {
   return image.manifest.layers.map((descriptor, i) => ({ diffId: image.config.rootfs.diff_ids[i], descriptor }));
