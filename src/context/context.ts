@@ -28,6 +28,8 @@ export interface ContextEntry extends DigestEntry {
   size: number;
   uid: number;
   gid: number;
+  /** For a file with other hard links in the context: its inode (`dev:ino`), shared by them all. */
+  inode?: string;
 }
 
 export interface LoadOptions {
@@ -50,8 +52,11 @@ export interface LoadStats {
 }
 
 export interface Selection {
-  /** What each source matched: context paths (byte strings), in order. */
-  roots: { source: string; path: string; type: EntryType }[];
+  /**
+   * What each source matched: context paths (byte strings, symlinks resolved), in order, and
+   * the name it lands under (a symlink named as a source lands under its own name, as BuildKit).
+   */
+  roots: { source: string; path: string; name: string; type: EntryType }[];
   /** Every entry that lands: the roots and everything below directory roots. */
   entries: ContextEntry[];
   /** BLAKE3 over the sources and the trees they select, as they will land. */
@@ -115,11 +120,10 @@ export class BuildContext {
     const parts: Buffer[] = [Buffer.from(JSON.stringify({ owner, excludes: options.excludes ?? [] }) + "\0", "utf8")];
 
     for (const source of sources) {
-      const matched = this.resolveSource(source);
-      for (const path of matched) {
+      for (const { path, name } of this.resolveSourceNamed(source)) {
         const root = path === "" ? undefined : this.byPath.get(path)!;
         const type: EntryType = root?.type ?? "dir";
-        roots.push({ source, path, type });
+        roots.push({ source, path, name, type });
         let below: ContextEntry[] = [];
         let digest: Buffer;
         if (type === "dir") {
@@ -135,17 +139,16 @@ export class BuildContext {
           // The directory's own mode lands too (on a destination COPY creates).
           digest = root ? entryDigest("", root, owner, contents) : contents;
         } else {
-          digest = entryDigest(root!.path.slice(root!.path.lastIndexOf("/") + 1), root!, owner);
+          digest = entryDigest(name, root!, owner);
         }
         for (const entry of [...(root ? [root] : []), ...below]) selected.set(entry.path, entry);
         parts.push(Buffer.from(`${path}\0`, "latin1"), digest);
       }
     }
-    return {
-      roots,
-      entries: [...selected.values()].sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0)),
-      digest: blake3Hex(Buffer.concat(parts)),
-    };
+    const entries = [...selected.values()].sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
+    // Files that land hard-linked to each other land as one inode: that is part of what lands.
+    for (const [member, first] of hardLinkGroups(entries)) parts.push(Buffer.from(`link\0${member}\0${first}\0`, "latin1"));
+    return { roots, entries, digest: blake3Hex(Buffer.concat(parts)) };
   }
 
   /**
@@ -154,6 +157,12 @@ export class BuildContext {
    * context only.
    */
   resolveSource(source: string): string[] {
+    return this.resolveSourceNamed(source).map((match) => match.path);
+  }
+
+  /** resolveSource with the name each match lands under: its own, before links are followed. */
+  resolveSourceNamed(source: string): { path: string; name: string }[] {
+    const named = (path: string) => ({ path: this.followSymlinks(path, source), name: path.slice(path.lastIndexOf("/") + 1) });
     const cleaned = cleanContextPath(source);
     if (cleaned.outside) throw new ContextError(`source ${JSON.stringify(source)} is outside the build context`);
     const raw = rawFromText(cleaned.path);
@@ -162,14 +171,12 @@ export class BuildContext {
       const depth = cleaned.path.split("/").length;
       const matches = this.entries
         .filter((e) => e.path.split("/").length === depth && pattern.matches(e.name))
-        .map((e) => this.followSymlinks(e.path, source));
-      if (matches.length === 0) {
-        throw new ContextError(`no files in the build context match ${JSON.stringify(source)} (or .dockerignore excludes them)`);
-      }
-      return [...new Set(matches)];
+        .map((e) => named(e.path));
+      // A wildcard that matches nothing copies nothing, as BuildKit's COPY (AllowEmptyWildcard).
+      return matches.filter((m, i) => matches.findIndex((o) => o.path === m.path && o.name === m.name) === i);
     }
-    if (raw === "") return [""];
-    return [this.followSymlinks(raw, source)];
+    if (raw === "") return [{ path: "", name: "" }];
+    return [named(raw)];
   }
 
   /** Resolves each symlink along `path` (all components) without leaving the context. */
@@ -256,6 +263,22 @@ function shownPath(path: string): string {
   return shown === "" || shown.startsWith("..") ? path : shown;
 }
 
+/**
+ * Hard links among `entries` (sorted by path): each file that shares its inode with an earlier
+ * one → that first path. BuildKit keeps such files linked within one COPY.
+ */
+export function hardLinkGroups(entries: ContextEntry[]): Map<string, string> {
+  const first = new Map<string, string>();
+  const links = new Map<string, string>();
+  for (const entry of entries) {
+    if (!entry.inode) continue;
+    const seen = first.get(entry.inode);
+    if (seen === undefined) first.set(entry.inode, entry.path);
+    else links.set(entry.path, seen);
+  }
+  return links;
+}
+
 function toEntry(walked: WalkedEntry, contentDigest?: Uint8Array): ContextEntry {
   return {
     path: walked.path,
@@ -267,6 +290,7 @@ function toEntry(walked: WalkedEntry, contentDigest?: Uint8Array): ContextEntry 
     gid: Number(walked.stat.gid),
     contentDigest,
     linkTarget: walked.linkTarget,
+    ...(walked.type === "file" && walked.stat.nlink > 1n ? { inode: `${walked.stat.dev}:${walked.stat.ino}` } : {}),
   };
 }
 

@@ -49,6 +49,8 @@ interface Item {
   owner?: Ownership;
   source?: ItemSource;
   linkTarget?: string;
+  /** Files with the same key are one inode in the source: the first lands, the rest link to it. */
+  hardLinkKey?: string;
 }
 
 export interface CopyInputs {
@@ -137,7 +139,7 @@ function contextRoots(inputs: CopyInputs): SourceRoot[] {
     const prefix = root.path === "" ? "" : root.path + "/";
     const members = isDir ? selection.entries.filter((e) => e.path.startsWith(prefix) && e.path !== root.path) : [entry!];
     return {
-      name: root.path.slice(root.path.lastIndexOf("/") + 1),
+      name: root.name,
       relative: pivoted(rawFromText(root.source), root.path),
       isDir,
       items: (base: string) =>
@@ -147,6 +149,7 @@ function contextRoots(inputs: CopyInputs): SourceRoot[] {
           mode: e.mode,
           source: e.type === "file" ? { context: e.path } : undefined,
           linkTarget: e.type === "symlink" ? (e.linkTarget ?? "") : undefined,
+          hardLinkKey: e.inode,
         })),
     };
   });
@@ -248,7 +251,7 @@ function listTree(source: Root, path: string, base: string, stat: Stat, excluded
     const common = { target, mode: s.mode & 0o7777, mtime: s.mtime[0], owner: { uid: s.uid, gid: s.gid } };
     if (s.isDirectory()) return { ...common, type: "dir" };
     if (s.isSymbolicLink()) return { ...common, type: "symlink", linkTarget: source.readlink(raw(from)).toString("latin1") };
-    if (s.isFile()) return { ...common, type: "file", source: { stage: from } };
+    if (s.isFile()) return { ...common, type: "file", source: { stage: from }, ...(s.nlink > 1 ? { hardLinkKey: `${s.dev}:${s.ino}` } : {}) };
     return undefined; // devices, FIFOs and sockets are not copied
   };
   const visit = (from: string, target: string, s: Stat) => {
@@ -330,10 +333,13 @@ function writeItems(inputs: CopyInputs, items: Item[], files: SourceFiles) {
   const { root, instruction } = inputs;
   const chmod = instruction.chmod ? parseInt(instruction.chmod, 8) : undefined;
   const chown = instruction.chown ? inputs.owner : undefined;
+  // A wildcard that matched nothing lands nothing, not even the destination (BuildKit).
+  if (items.length === 0) return;
   const dest = destinationOf(instruction, inputs.workdir);
   const directories = new EnsuredDirectories(root, { mode: 0o755, owner: inputs.owner });
 
   if (dest.isDir) directories.ensure(root.resolvePath(raw(dest.path)).toString("latin1"));
+  const landed = new Map<string, string>(); // hard-link key → where its first file landed
   for (const item of items) {
     const target = raw(item.target);
     const owner = chown ?? item.owner ?? inputs.owner;
@@ -352,6 +358,11 @@ function writeItems(inputs: CopyInputs, items: Item[], files: SourceFiles) {
     const mode = chmod ?? item.mode;
     switch (item.type) {
       case "file":
+        if (item.hardLinkKey && landed.has(item.hardLinkKey)) {
+          root.link(raw(landed.get(item.hardLinkKey)!), target);
+          break;
+        }
+        if (item.hardLinkKey) landed.set(item.hardLinkKey, item.target);
         if (item.source && "content" in item.source) {
           root.writeFile(target, { content: item.source.content }, { mode, owner, mtime: item.mtime });
         } else {

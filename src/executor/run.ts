@@ -6,7 +6,7 @@
  * Mount points that did not exist are removed from the layer afterwards.
  */
 import { PrivateTmpfs } from "./private-tmpfs.ts";
-import { chownSync, closeSync, mkdirSync, renameSync, writeFileSync } from "node:fs";
+import { chownSync, closeSync, mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
 import { join, posix } from "node:path";
 import type { Instruction } from "../frontend/instructions.ts";
 import type { Mount } from "../frontend/mounts.ts";
@@ -84,6 +84,16 @@ export async function executeRun(request: StepRequest, work: string): Promise<st
         createdMountPoints.push(file);
       }
     };
+    // What BuildKit's runc gives every RUN and leaves behind: /dev (0755, where the runtime
+    // would make it 1755) stays; /etc/hosts and /etc/resolv.conf are mounted read-only and their
+    // stub files removed after, while a new /etc stays.
+    if (!root.lstat("/dev")) root.mkdirAll("/dev", { mode: 0o755 });
+    for (const [name, content] of networkFiles(request.network === "host" || instruction.network === "host")) {
+      const file = join(secure.path, name.replaceAll("/", "_"));
+      writeFileSync(file, content, { mode: 0o644 });
+      mountPoint(name, "file");
+      runtimeMounts.push({ destination: name, type: "bind", source: file, options: ["bind", "ro"] });
+    }
     for (const mount of instruction.mounts) {
       const target = mount.type === "secret" ? mount.target : posix.resolve(cwd, mount.target);
       switch (mount.type) {
@@ -157,6 +167,23 @@ export async function executeRun(request: StepRequest, work: string): Promise<st
   }
 }
 
+/** /etc/hosts and /etc/resolv.conf for a RUN, as BuildKit writes them. */
+function networkFiles(hostNetwork: boolean): [string, string][] {
+  const hosts = "127.0.0.1\tlocalhost buildkitsandbox\n::1\tlocalhost ip6-localhost ip6-loopback\n";
+  let resolv = "";
+  if (hostNetwork) {
+    try {
+      resolv = readFileSync("/etc/resolv.conf", "utf8").slice(0, 64 * 1024);
+    } catch {
+      // no resolver configured on the host: an empty file, as the container would see
+    }
+  }
+  return [
+    ["/etc/hosts", hosts],
+    ["/etc/resolv.conf", resolv],
+  ];
+}
+
 /** Roots a RUN holds open, and the private binds it made, until its container is gone. */
 class Held {
   private readonly roots: Root[] = [];
@@ -218,6 +245,7 @@ function bindSource(request: StepRequest, mount: Extract<Mount, { type: "bind" }
       scratch: work,
     });
     const selected = context.resolveSource(source)[0];
+    if (selected === undefined) throw new RunFailedError(`--mount source=${source}: nothing in the build context matches`, 1, []);
     const isDir = selected === "" || context.byPath.get(selected)?.type === "dir";
     const inside = isDir ? "/" : "/" + selected.slice(selected.lastIndexOf("/") + 1);
     const kind = isDir ? "dir" : "file";

@@ -2,6 +2,7 @@
  * `RUN --mount=type=…,target=…` specifications, parsed and validated (BuildKit's option names
  * and defaults). The spec is comma-separated with CSV quoting, as BuildKit reads it.
  */
+import { posix } from "node:path";
 import { parseSize } from "../util/sizes.ts";
 
 export type Mount =
@@ -98,10 +99,10 @@ export function parseMount(spec: string): Mount {
   const number = (key: string, fallback: number, radix = 10) =>
     options.has(key) ? parseNumber(key, options.get(key) ?? "", radix) : fallback;
 
-  if (type !== "secret" && !target) throw new Error(`type=${type} needs target=PATH`);
   switch (type) {
+    // Without target= a mount lands on the working directory (dockerfile2llb joins "" to it).
     case "bind":
-      return { type, target: target!, source: options.get("source") ?? "", from: options.get("from"), readonly: readonly ?? true };
+      return { type, target: target ?? "", source: options.get("source") ?? "", from: options.get("from"), readonly: readonly ?? true };
     case "cache": {
       const sharing = options.get("sharing") ?? "shared";
       if (sharing !== "shared" && sharing !== "private" && sharing !== "locked") {
@@ -109,8 +110,9 @@ export function parseMount(spec: string): Mount {
       }
       return {
         type,
-        target: target!,
-        id: options.get("id") || target!,
+        target: target ?? "",
+        // BuildKit's default id is the cleaned target ("." without one).
+        id: options.get("id") || posix.normalize(target || "."),
         sharing,
         source: options.get("source"),
         from: options.get("from"),
@@ -122,7 +124,7 @@ export function parseMount(spec: string): Mount {
     }
     case "tmpfs": {
       const size = options.get("size");
-      return { type, target: target!, sizeBytes: size === undefined ? undefined : parseSize(size) };
+      return { type, target: target ?? "", sizeBytes: size === undefined ? undefined : parseSize(size) };
     }
     default: {
       const env = options.get("env");
@@ -160,7 +162,7 @@ export function formatMount(mount: Mount): string {
       if (value !== defaultMode) fields.push(`mode=0${(value as number).toString(8)}`);
       continue;
     }
-    if (key === "id" && mount.type === "cache" && value === mount.target) continue;
+    if (key === "id" && mount.type === "cache" && value === posix.normalize(mount.target || ".")) continue;
     if (key === "target" && mount.type === "secret" && value === `/run/secrets/${mount.id}`) continue;
     fields.push(`${key}=${String(value)}`);
   }

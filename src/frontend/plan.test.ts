@@ -146,8 +146,8 @@ describe("instructions", () => {
   });
 
   test("metadata instructions", () => {
-    const plan = planOf("FROM a\nARG P=8080\nEXPOSE $P 53/UDP 9000-9010\nVOLUME [\"/data\", \"/logs\"]\nUSER app:app\nSTOPSIGNAL SIGQUIT\nLABEL a=b \"c d\"=e\nMAINTAINER me\n");
-    expect(instruction(plan, "0/2", "EXPOSE").ports).toEqual(["8080/tcp", "53/udp", "9000-9010/tcp"]);
+    const plan = planOf("FROM a\nARG P=8080\nEXPOSE $P 53/UDP 9000-9002\nVOLUME [\"/data\", \"/logs\"]\nUSER app:app\nSTOPSIGNAL SIGQUIT\nLABEL a=b \"c d\"=e\nMAINTAINER me\n");
+    expect(instruction(plan, "0/2", "EXPOSE").ports).toEqual(["8080/tcp", "53/udp", "9000/tcp", "9001/tcp", "9002/tcp"]);
     expect(instruction(plan, "0/3", "VOLUME").paths).toEqual(["/data", "/logs"]);
     expect(instruction(plan, "0/4", "USER").user).toBe("app:app");
     expect(instruction(plan, "0/5", "STOPSIGNAL").signal).toBe("SIGQUIT");

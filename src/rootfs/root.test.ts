@@ -4,7 +4,7 @@
  * and a use. Every test plants host markers outside the root and proves them untouched.
  */
 import { afterAll, beforeEach, describe, expect, test } from "bun:test";
-import { existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { closeSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { mount, umount } from "../snapshot/libc.ts";
@@ -172,5 +172,38 @@ describe("a root that follows no symlinks (a build context)", () => {
     } finally {
       context.close();
     }
+  });
+});
+
+describe("names that are not ASCII", () => {
+  test("a file below a non-ASCII directory opens by its text name and by its bytes, links followed or not", () => {
+    mkdirSync(join(rootDir, "Ωmega/ünï"), { recursive: true });
+    writeFileSync(join(rootDir, "Ωmega/ünï/ß"), "deep");
+    const byText = "Ωmega/ünï/ß";
+    const byBytes = Buffer.from(byText, "utf8");
+    for (const path of [byText, byBytes]) {
+      for (const follow of [true, false]) {
+        const fd = root.openFile(path, follow);
+        try {
+          expect(readFileSync(fd, "utf8")).toBe("deep");
+        } finally {
+          closeSync(fd);
+        }
+      }
+    }
+    expect(root.lstat(byText)?.isFile()).toBe(true);
+  });
+});
+
+describe("hard links", () => {
+  test("a link between two directories (the second lookup replaces the cached parent)", () => {
+    mkdirSync(join(rootDir, "a/deep"), { recursive: true });
+    mkdirSync(join(rootDir, "b/other"), { recursive: true });
+    writeFileSync(join(rootDir, "a/deep/f"), "one inode");
+    root.link("/a/deep/f", "/b/other/g");
+    root.link("/a/deep/f", "/a/deep/h");
+    expect(lstatSync(join(rootDir, "b/other/g")).ino).toBe(lstatSync(join(rootDir, "a/deep/f")).ino);
+    expect(lstatSync(join(rootDir, "a/deep/h")).nlink).toBe(3);
+    expect(hostState()).toBe("dir\ndir/file=host file\nmarker=host");
   });
 });

@@ -267,7 +267,7 @@ export class Root {
   /** Opens a regular file for reading; `follow: false` refuses a final symlink. */
   openFile(path: PathArg, follow = true): number {
     const raw = toRaw(path);
-    if (follow) return this.open(raw, constants.O_RDONLY | constants.O_NONBLOCK);
+    if (follow) return this.open(Buffer.from(raw, "latin1"), constants.O_RDONLY | constants.O_NONBLOCK);
     return this.atParent(raw, (dirFd, name) =>
       openat2(dirFd, sys(name), constants.O_RDONLY | constants.O_NONBLOCK | constants.O_NOFOLLOW | O_CLOEXEC, 0, RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS),
     );
@@ -367,7 +367,13 @@ export class Root {
 
   /** A hard link at `path` to the entry at `existing` (itself, not what a symlink there points to). */
   link(existing: PathArg, path: PathArg) {
-    this.atParent(toRaw(existing), (oldDirFd, oldName) => {
+    // The existing entry's directory gets its own descriptor: the new path's lookup may replace
+    // the cached parent, and with it a descriptor still in use.
+    const parts = components(toRaw(existing));
+    const oldName = parts.pop();
+    if (oldName === undefined || oldName === "..") throw new RootPathError(`cannot link to ${display(toRaw(existing)) || "/"}`);
+    const oldDirFd = parts.length ? this.open(Buffer.from(parts.join("/"), "latin1"), O_PATH | constants.O_DIRECTORY) : this.fd;
+    try {
       const stat = statxAt(oldDirFd, sys(oldName), AT_SYMLINK_NOFOLLOW);
       if (!stat) throw new RootPathError(`cannot link to ${display(toRaw(existing))}: it does not exist`);
       if ((stat.mode & S_IFMT) === 0o040000) throw new RootPathError(`cannot link to ${display(toRaw(existing))}: it is a directory`);
@@ -375,7 +381,9 @@ export class Root {
         this.clearAt(newDirFd, newName, false);
         linkat(oldDirFd, sys(oldName), newDirFd, sys(newName), 0);
       });
-    });
+    } finally {
+      if (oldDirFd !== this.fd) closeFd(oldDirFd);
+    }
   }
 
   /** A device, FIFO or (0/0 character device) overlay whiteout. */
@@ -440,7 +448,7 @@ export class Root {
       if (parts.length === 0) return use(this.fd, name);
       const dirPath = parts.join("/");
       if (this.parent?.path !== dirPath) {
-        const fd = this.open(dirPath, O_PATH | constants.O_DIRECTORY);
+        const fd = this.open(Buffer.from(dirPath, "latin1"), O_PATH | constants.O_DIRECTORY);
         this.forgetParent();
         this.parent = { path: dirPath, fd };
       }

@@ -194,6 +194,8 @@ export const cases: Record<string, ParityCase[]> = {
     { name: "COPY --from a named stage", dockerfile: "FROM memobuild/busybox AS build\nRUN mkdir /out && echo artefact > /out/a\nFROM scratch\nCOPY --from=build /out /\n" },
     { name: "COPY --from a stage index", dockerfile: "FROM memobuild/busybox\nRUN echo zero > /z\nFROM scratch\nCOPY --from=0 /z /z\n" },
     { name: "COPY --from an image", dockerfile: scratch("COPY --from=memobuild/busybox /etc/passwd /p") },
+    { name: "COPY --from keeps hard links of a stage", dockerfile: "FROM memobuild/busybox AS a\nRUN mkdir -p /s/x /s/y && echo l > /s/x/f && ln /s/x/f /s/y/g && ln /s/x/f /s/x/h\nFROM scratch\nCOPY --from=a /s /s\n" },
+    { name: "hard links across directories of the context", dockerfile: scratch("COPY . /c"), files: { "p/one": "same\n", "q/keep": "k\n" }, hardlinks: { "q/two": "p/one" } },
     { name: "COPY --from a stage follows a symlink named as source", dockerfile: "FROM memobuild/busybox AS a\nRUN echo t > /target && ln -s /target /link\nFROM scratch\nCOPY --from=a /link /dst\n" },
     { name: "FROM a stage inherits its config and files", dockerfile: "FROM memobuild/busybox AS parent\nENV P=1\nWORKDIR /pw\nRUN echo p > /p\nFROM parent\nRUN echo c > /c\n" },
     { name: "stage names are case-insensitive", dockerfile: "FROM memobuild/busybox AS Builder\nRUN echo b > /b\nFROM scratch\nCOPY --from=builder /b /b\n" },
