@@ -21,9 +21,10 @@ declare -A package_of=(
   [htpasswd]=apache2-utils
   [openssl]=openssl
   [chromium]=chromium
+  [ssh-agent]=openssh-client
 )
 commands=("$@")
-[ ${#commands[@]} -eq 0 ] && commands=(dot setpriv busybox crun skopeo umoci docker-registry htpasswd openssl dockerd chromium)
+[ ${#commands[@]} -eq 0 ] && commands=(dot setpriv busybox crun skopeo umoci docker-registry htpasswd openssl dockerd chromium ssh-agent)
 
 missing=()
 for command in "${commands[@]}"; do

@@ -352,6 +352,37 @@ describe("RUN", () => {
     const grep = Bun.spawnSync(["grep", "-rl", secretValue, cacheDir], { stdout: "pipe" });
     expect(grep.stdout.toString()).toBe("");
   });
+
+  test("--ssh forwards an agent: a socket at SSH_AUTH_SOCK with the mount's owner and mode, gone from the layer; the key nowhere", () => {
+    const key = join(work, "id_ed25519");
+    expect(Bun.spawnSync(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", key]).exitCode).toBe(0);
+    const privateKey = readFileSync(key, "utf8").split("\n")[1]; // a line of the key's body
+    const dir = project({
+      Dockerfile:
+        "FROM memobuild/busybox\n" +
+        "RUN --mount=type=ssh,uid=1000,mode=0660 test -S \"$SSH_AUTH_SOCK\" && stat -c '%a %u' \"$SSH_AUTH_SOCK\" > /seen && echo \"$SSH_AUTH_SOCK\" >> /seen\n" +
+        "RUN --mount=type=ssh,id=deploy,target=/agent.sock,required=true test -S /agent.sock\n",
+    });
+    const out = join(work, "ssh-oci");
+    const result = build(dir, "--ssh", `default=${key}`, "--ssh", `deploy=${key}`, "--output", `type=oci,dest=${out},compression=uncompressed`);
+    expect(result.exitCode).toBe(0);
+    const inLayers = (script: string) => Bun.spawnSync(["sh", "-c", `cd ${out}/blobs/sha256 && for f in *; do ${script} 2>/dev/null; done`], { stdout: "pipe" }).stdout.toString();
+    expect(inLayers("tar -xOf $f seen")).toBe("660 1000\n/run/buildkit/ssh_agent.0\n");
+    const listing = inLayers("tar -tf $f").split("\n");
+    expect(listing).toContain("run/buildkit/"); // the mount point's directory stays, as BuildKit's
+    expect(listing.filter((name) => name.includes("ssh_agent") || name.includes("agent.sock"))).toEqual([]); // the socket stubs do not
+    const grep = Bun.spawnSync(["grep", "-rlF", privateKey, cacheDir, out], { stdout: "pipe" });
+    expect(grep.stdout.toString()).toBe("");
+  });
+
+  test("RUN --mount=type=ssh,required=true without --ssh fails naming the agent; without required it runs", () => {
+    const dir = project({ Dockerfile: "FROM memobuild/busybox\nRUN --mount=type=ssh,id=deploy,required=true true\n" });
+    const result = build(dir);
+    expect(result.exitCode).not.toBe(0);
+    expect(result.stderr).toContain('ssh agent "deploy" is required but was not given (--ssh deploy');
+    const optional = project({ Dockerfile: "FROM memobuild/busybox\nRUN --mount=type=ssh test -z \"$SSH_AUTH_SOCK\"\n" });
+    expect(build(optional).exitCode).toBe(0);
+  });
 });
 
 describe("COPY", () => {

@@ -18,6 +18,7 @@ import type { CacheMountProvider } from "./cache-mount.ts";
 import { executeCopy } from "./copy.ts";
 import type { Download } from "./download.ts";
 import { executeRun } from "./run.ts";
+import type { SshAgents } from "./ssh.ts";
 
 /** The instructions that make a layer (WORKDIR creates its directory, as BuildKit does). */
 export type StepInstruction = Extract<Instruction, { kind: "RUN" | "COPY" | "ADD" | "WORKDIR" }>;
@@ -41,6 +42,8 @@ export interface StepRequest {
   /** SOURCE_DATE_EPOCH: file times in the layer are clamped to it. */
   epoch?: number;
   secrets: Map<string, Buffer>;
+  /** Agents RUN --mount=type=ssh may forward, by ID (none when not given). */
+  ssh?: SshAgents;
   network: "none" | "host";
   cacheMounts: CacheMountProvider;
   onOutput: (line: string) => void;

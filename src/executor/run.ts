@@ -16,6 +16,7 @@ import { mount, O_PATH } from "../snapshot/libc.ts";
 import { mountOverlay, unmount } from "../snapshot/overlay.ts";
 import { resolveUser } from "../snapshot/view.ts";
 import { executeCopy } from "./copy.ts";
+import { relayAgent } from "./ssh.ts";
 import type { CacheMountLease } from "./cache-mount.ts";
 import type { StepRequest } from "./executor.ts";
 import { runContainer, type RuntimeMount } from "./runtime.ts";
@@ -59,6 +60,7 @@ export async function executeRun(request: StepRequest, work: string): Promise<st
   const mounted: string[] = [];
   const leases: CacheMountLease[] = [];
   const held = new Held(work);
+  const relays: { stop(): void }[] = [];
   try {
     mountOverlay({ layers: request.lowers, upper, work: join(work, "work"), target: rootfs });
     mounted.push(rootfs);
@@ -71,6 +73,7 @@ export async function executeRun(request: StepRequest, work: string): Promise<st
     const createdMountPoints: Buffer[] = [];
 
     const runtimeMounts: RuntimeMount[] = [];
+    let sshMounts = 0;
     const env = new Map(request.env);
     if (!env.has("PATH")) env.set("PATH", DEFAULT_PATH);
     /** Makes the mount point (a directory, or an empty file for a file source) when it is missing. */
@@ -125,6 +128,22 @@ export async function executeRun(request: StepRequest, work: string): Promise<st
           }
           break;
         }
+        case "ssh": {
+          const agent = request.ssh?.socket(mount.id);
+          if (agent === undefined) {
+            if (mount.required) throw new RunFailedError(`ssh agent "${mount.id}" is required but was not given (--ssh ${mount.id}[=SOCKET|KEY])`, 1, []);
+            break;
+          }
+          // Each RUN gets a socket of its own (in memory, with the mount's owner and mode) that
+          // relays to the agent; the first ssh mount is SSH_AUTH_SOCK, as in BuildKit.
+          const destination = mount.target ? posix.resolve(cwd, mount.target) : `/run/buildkit/ssh_agent.${sshMounts}`;
+          const socket = join(secure.path, `ssh-${sshMounts}.sock`);
+          relays.push(relayAgent(agent, socket, mount));
+          if (sshMounts++ === 0) env.set("SSH_AUTH_SOCK", destination);
+          mountPoint(destination, "file");
+          runtimeMounts.push({ destination, type: "bind", source: socket, options: ["bind"] });
+          break;
+        }
         case "bind": {
           const source = bindSource(request, mount, work, mounted, held);
           mountPoint(target!, source.kind);
@@ -163,6 +182,7 @@ export async function executeRun(request: StepRequest, work: string): Promise<st
     held.close();
     for (const target of mounted.reverse()) unmount(target);
     for (const lease of leases) lease.release();
+    for (const relay of relays) relay.stop();
     secure.remove();
   }
 }

@@ -20,13 +20,16 @@ export type Mount =
       gid: number;
     }
   | { type: "tmpfs"; target: string; sizeBytes?: number }
-  | { type: "secret"; id: string; target?: string; env?: string; required: boolean; mode: number; uid: number; gid: number };
+  | { type: "secret"; id: string; target?: string; env?: string; required: boolean; mode: number; uid: number; gid: number }
+  /** target "" means BuildKit's /run/buildkit/ssh_agent.N (N counts the RUN's ssh mounts). */
+  | { type: "ssh"; id: string; target: string; required: boolean; mode: number; uid: number; gid: number };
 
 const KEYS: Record<Mount["type"], string[]> = {
   bind: ["type", "target", "source", "from", "readonly", "readwrite"],
   cache: ["type", "target", "source", "from", "readonly", "readwrite", "id", "sharing", "mode", "uid", "gid"],
   tmpfs: ["type", "target", "size"],
   secret: ["type", "target", "id", "env", "required", "mode", "uid", "gid"],
+  ssh: ["type", "target", "id", "required", "mode", "uid", "gid"],
 };
 
 const ALIASES: Record<string, string> = {
@@ -84,8 +87,7 @@ export function parseMount(spec: string): Mount {
     options.set(key, eq < 0 ? undefined : field.slice(eq + 1));
   }
   const type = options.get("type") ?? "bind";
-  if (type === "ssh") throw new Error("type=ssh is not supported (no SSH agent forwarding)");
-  if (!(type in KEYS)) throw new Error(`unknown mount type "${type}" (use bind, cache, tmpfs or secret)`);
+  if (!(type in KEYS)) throw new Error(`unknown mount type "${type}" (use bind, cache, tmpfs, secret or ssh)`);
   const allowed = KEYS[type as Mount["type"]];
   for (const key of options.keys()) {
     if (!allowed.includes(key)) throw new Error(`unknown option "${key}" for type=${type}`);
@@ -122,6 +124,16 @@ export function parseMount(spec: string): Mount {
         gid: number("gid", 0),
       };
     }
+    case "ssh":
+      return {
+        type,
+        id: options.get("id") || "default",
+        target: target ?? "",
+        required: options.has("required") ? parseBool("required", options.get("required")) : false,
+        mode: number("mode", 0o600, 8),
+        uid: number("uid", 0),
+        gid: number("gid", 0),
+      };
     case "tmpfs": {
       const size = options.get("size");
       return { type, target: target ?? "", sizeBytes: size === undefined ? undefined : parseSize(size) };
@@ -158,12 +170,14 @@ export function formatMount(mount: Mount): string {
       continue;
     }
     if (key === "mode") {
-      const defaultMode = mount.type === "secret" ? 0o400 : 0o755;
+      const defaultMode = mount.type === "secret" ? 0o400 : mount.type === "ssh" ? 0o600 : 0o755;
       if (value !== defaultMode) fields.push(`mode=0${(value as number).toString(8)}`);
       continue;
     }
     if (key === "id" && mount.type === "cache" && value === posix.normalize(mount.target || ".")) continue;
     if (key === "target" && mount.type === "secret" && value === `/run/secrets/${mount.id}`) continue;
+    if (key === "id" && mount.type === "ssh" && value === "default") continue;
+    if (key === "target" && value === "") continue;
     fields.push(`${key}=${String(value)}`);
   }
   return fields.join(",");

@@ -24,6 +24,7 @@ import { RunFailedError } from "../executor/run.ts";
 import { Downloads, isUrl, type Download } from "../executor/download.ts";
 import { LocalExecutor, type Executor, type StepInstruction, type StepRequest } from "../executor/executor.ts";
 import { storeCacheMounts } from "../executor/cache-mount.ts";
+import type { SshAgents } from "../executor/ssh.ts";
 import type { Instruction } from "../frontend/instructions.ts";
 import { blake3Hex } from "../hash/blake3.ts";
 import { removeTree } from "../rootfs/root.ts";
@@ -49,6 +50,8 @@ export interface BuildOptions {
   store: LocalStore;
   statCacheFile?: string;
   secrets: Map<string, Buffer>;
+  /** SSH agents for RUN --mount=type=ssh, by ID. */
+  ssh?: SshAgents;
   network: "none" | "host";
   /** What the person running the build consents to: network.host, security.insecure. */
   allow?: ReadonlySet<string>;
@@ -339,6 +342,7 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
                 downloads: await reads!.downloads(),
                 epoch,
                 secrets: options.secrets,
+                ssh: options.ssh,
                 network: options.network,
                 cacheMounts: storeCacheMounts(store),
                 onOutput: (line) => progress({ type: "output", number: stepNumber, step: step.id, line }),

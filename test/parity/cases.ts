@@ -21,7 +21,7 @@ export interface ParityCase {
   dirs?: string[];
   /** Modes set on context paths after they are written. */
   modes?: Record<string, number>;
-  /** Flags both builders get: --build-arg, --target, --secret. */
+  /** Flags both builders get: --build-arg, --target, --secret (SECRET_PATH: the context's secret.txt), --ssh (SSH_SOCKET: a running agent). */
   flags?: string[];
   /** Both builders must refuse it. */
   bothFail?: boolean;
@@ -155,6 +155,8 @@ export const cases: Record<string, ParityCase[]> = {
     { name: "a bind onto a path that does not exist in the image", dockerfile: from("RUN --mount=type=bind,source=dir,target=/new/mount/point cat /new/mount/point/x > /copied"), files: fewFiles },
     { name: "a secret as a file", dockerfile: from("RUN --mount=type=secret,id=tok wc -c < /run/secrets/tok > /len"), files: { "secret.txt": "s3cr3t" }, flags: ["--secret", "id=tok,src=SECRET_PATH"] },
     { name: "a secret mounted at a target", dockerfile: from("RUN --mount=type=secret,id=tok,target=/etc/tok wc -c < /etc/tok > /len"), files: { "secret.txt": "s3cr3t" }, flags: ["--secret", "id=tok,src=SECRET_PATH"] },
+    { name: "an SSH agent at the default socket", dockerfile: from("RUN --mount=type=ssh test -S $SSH_AUTH_SOCK && echo $SSH_AUTH_SOCK > /sock"), flags: ["--ssh", "default=SSH_SOCKET"] },
+    { name: "an SSH agent at a target", dockerfile: from("RUN --mount=type=ssh,target=/tmp/agent/s.sock,mode=0666 test -S /tmp/agent/s.sock && echo $SSH_AUTH_SOCK > /sock"), flags: ["--ssh", "default=SSH_SOCKET"] },
     { name: "an optional secret that is missing", dockerfile: from("RUN --mount=type=secret,id=absent ls /run/secrets > /list 2>&1 || true") },
   ],
   "metadata instructions": [

@@ -22,10 +22,13 @@ import { type ImageSummary, summarizeImage } from "./image.ts";
 const work = mkdtempSync(join(tmpdir(), "memobuild-parity-"));
 const cache = join(work, "cache");
 let buildkit: BuildKit;
+let agent: ReturnType<typeof Bun.spawn> | undefined;
+const agentSocket = join(work, "ssh-agent.sock");
 let count = 0;
 
 beforeAll(async () => {
   buildkit = await BuildKit.start(join(work, "docker"));
+  agent = Bun.spawn(["ssh-agent", "-D", "-a", agentSocket], { stdout: "ignore", stderr: "ignore" });
   buildBaseImage(work, join(work, "base-oci"));
   const base = runMemobuild(["build", join(REPO_ROOT, "examples/base"), "--cache-dir", cache, "-t", "memobuild/busybox:latest", "--output", `type=docker-archive,dest=${join(work, "base.tar")}`]);
   if (base.exitCode !== 0) throw new Error(base.stderr);
@@ -33,6 +36,7 @@ beforeAll(async () => {
 }, 180_000);
 
 afterAll(async () => {
+  agent?.kill();
   await buildkit?.stop();
   rmSync(work, { recursive: true, force: true });
 });
@@ -44,9 +48,9 @@ function buildWithMemobuild(dir: string, flags: string[], dest: string): { summa
   return { summary: summarizeImage(dest, `${dest}-layers`) };
 }
 
-/** The case's flags, with SECRET_PATH standing for its context's secret.txt. */
+/** The case's flags, with SECRET_PATH standing for its context's secret.txt and SSH_SOCKET for the agent. */
 function caseFlags(c: ParityCase, dir: string): string[] {
-  return (c.flags ?? []).map((flag) => flag.replace("SECRET_PATH", join(dir, "secret.txt")));
+  return (c.flags ?? []).map((flag) => flag.replace("SECRET_PATH", join(dir, "secret.txt")).replace("SSH_SOCKET", agentSocket));
 }
 
 function runCase(c: ParityCase) {

@@ -14,6 +14,7 @@ import { build } from "../../solver/solver.ts";
 import { insecureRegistries } from "../../registry/client.ts";
 import { pullImage, pushImage } from "../../registry/transfer.ts";
 import { openRemote, remoteOptions, type RemoteFlags } from "../remote.ts";
+import { parseSshSpec, SshAgents } from "../../executor/ssh.ts";
 import { UsageError } from "../errors.ts";
 import { collect, dockerfileOptions, parseBuildArgs, readDockerfile } from "../inputs.ts";
 
@@ -28,6 +29,7 @@ interface BuildFlags extends RemoteFlags {
   progress: string;
   cacheDir?: string;
   secret: string[];
+  ssh: string[];
   network: string;
   allow: string[];
   jobs?: string;
@@ -117,6 +119,7 @@ export function registerBuild(program: Command) {
     .option("--progress <mode>", "auto|plain|json", "auto")
     .option("--cache-dir <dir>", "cache directory (default: $MEMOBUILD_CACHE_DIR or ~/.cache/memobuild)")
     .option("--secret <spec>", "[type=file|env,]id=ID[,src=PATH|,env=VAR]: a secret for RUN --mount=type=secret (repeatable)", collect)
+    .option("--ssh <spec>", "ID[=SOCKET|KEY[,KEY]]: an SSH agent for RUN --mount=type=ssh; `default` alone forwards $SSH_AUTH_SOCK (repeatable)", collect)
     .option("--network <mode>", "network for RUN: none|host", "none")
     .option("--allow <entitlement>", "let the Dockerfile use network.host (RUN --network=host) or security.insecure (RUN --security=insecure) (repeatable)", collect)
     .option("--jobs <n>", "how many independent stages may build at once (default: the number of CPUs)")
@@ -139,6 +142,13 @@ export function registerBuild(program: Command) {
         }
       });
       const secrets = new Map(flags.secret.map(parseSecret));
+      const sshSpecs = (flags.ssh ?? []).map((spec) => {
+        try {
+          return parseSshSpec(spec);
+        } catch (error) {
+          throw new UsageError((error as Error).message);
+        }
+      });
       const allow = parseEntitlements(flags.allow);
       if (!["wait", "background", "off"].includes(flags.remoteUpload)) throw new UsageError("--remote-upload must be wait, background or off");
       if (!["on", "off"].includes(flags.remoteReport)) throw new UsageError("--remote-report must be on or off");
@@ -161,6 +171,7 @@ export function registerBuild(program: Command) {
           : undefined;
       const progress: ProgressSink = reporter ? (event) => (printer(event), reporter.sink(event)) : printer;
       await reported(reporter, () => withStore(flags.cacheDir, async (store) => {
+        const ssh = await SshAgents.start(sshSpecs);
         const result = await build({
           contextDir: input.contextDir,
           dockerfileText: input.text,
@@ -180,7 +191,8 @@ export function registerBuild(program: Command) {
           remoteUpload: flags.remoteUpload as "wait" | "background" | "off",
           labels: imageLabels,
           pull: async (ref) => void (await pullImage(store, ref, registry, (line) => progress({ type: "output", line }))),
-        });
+          ssh,
+        }).finally(() => ssh.stop());
         const image = result.image!;
         for (const tag of tags) store.setImage(tag, image.manifestDigest);
         const exported: { type: string; dest: string; digest: string }[] = [];
