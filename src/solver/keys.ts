@@ -17,6 +17,11 @@ export interface StepInputs {
   env?: [string, string][];
   /** ADD URL sources: their checksum, or the sha256 of what they served. */
   urls?: string[];
+  /**
+   * WORKDIR: the uid:gid its directory is made with. (It also keeps these keys apart from those
+   * of older versions, where WORKDIR only changed the config and made no layer.)
+   */
+  owner?: string;
 }
 
 export function stepKey(inputs: StepInputs): string {

@@ -170,6 +170,21 @@ describe("solver with a fake executor", () => {
     expect(statuses(result)).toMatchObject({ "lint/1": "skipped", "app/1": "executed", "test/1": "skipped" });
   });
 
+  test("WORKDIR makes a layer (its directory, owned by USER) unless it is /; ONBUILD adds no history", async () => {
+    const p = project("FROM scratch\nUSER 5:6\nWORKDIR /app\nWORKDIR /\nONBUILD RUN x\nENV A=1\n");
+    const executor = new FakeExecutor();
+    const owners: string[] = [];
+    const recording = new FakeExecutor((request) => void owners.push(`${request.owner.uid}:${request.owner.gid}`));
+    const result = await p.build(recording);
+    expect(recording.ran).toEqual(["WORKDIR"]);
+    expect(owners).toEqual(["5:6"]);
+    expect(result.image!.manifest.layers.length).toBe(1);
+    // USER, WORKDIR /app, WORKDIR /, ENV: one entry each; ONBUILD none.
+    expect(result.image!.config.history!.map((h) => h.created_by?.split(" ")[0])).toEqual(["USER", "WORKDIR", "WORKDIR", "ENV"]);
+    expect(result.image!.config.config.WorkingDir).toBe("/");
+    expect((await p.build(executor)).steps.every((s) => s.status !== "executed")).toBe(true);
+  });
+
   test("--no-cache runs every step again", async () => {
     const p = project("FROM scratch\nRUN once\n");
     await p.build(new FakeExecutor());

@@ -210,6 +210,7 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
     const reads: StepReads = { sources, owner: { uid: 0, gid: 0 }, downloads: async () => [] };
     if (instruction.kind === "WORKDIR") {
       reads.owner = await ownerFor(current.config.config.User, current, layersOf, fail, "USER");
+      inputs.owner = `${reads.owner.uid}:${reads.owner.gid}`;
       return reads;
     }
     if (instruction.kind === "RUN") {
