@@ -133,7 +133,7 @@ const CASES: { name: string; dockerfile: string; at: string; message: string }[]
     name: "unknown mount type",
     dockerfile: "FROM a\nRUN --mount=type=nfs,target=/x make\n",
     at: "2:5",
-    message: 'invalid --mount: unknown mount type "nfs" (use bind, cache, tmpfs or secret)',
+    message: 'invalid --mount: unknown mount type "nfs" (use bind, cache, tmpfs, secret or ssh)',
   },
   {
     name: "unknown mount option",
