@@ -173,7 +173,8 @@ export class BuildContext {
         .filter((e) => e.path.split("/").length === depth && pattern.matches(e.name))
         .map((e) => named(e.path));
       // A wildcard that matches nothing copies nothing, as BuildKit's COPY (AllowEmptyWildcard).
-      return matches.filter((m, i) => matches.findIndex((o) => o.path === m.path && o.name === m.name) === i);
+      const seen = new Set<string>();
+      return matches.filter((m) => !seen.has(`${m.path}\0${m.name}`) && seen.add(`${m.path}\0${m.name}`));
     }
     if (raw === "") return [{ path: "", name: "" }];
     return [named(raw)];

@@ -6,11 +6,11 @@
  * BuildKit's solver/executor split; the solver is tested with a fake executor.
  */
 import { mkdirSync } from "node:fs";
-import { join, posix } from "node:path";
+import { join } from "node:path";
 import type { BuildContext } from "../context/context.ts";
 import type { Ownership } from "../context/digest.ts";
 import type { Instruction } from "../frontend/instructions.ts";
-import type { ImageConfig } from "../image/config.ts";
+import { workdirAfter, type ImageConfig } from "../image/config.ts";
 import { Root } from "../rootfs/root.ts";
 import { mountOverlay, unmount } from "../snapshot/overlay.ts";
 import { writeLayerTar } from "../snapshot/pack.ts";
@@ -102,7 +102,7 @@ function withLayerRoot<T>(request: StepRequest, overlay: boolean, use: (root: Ro
 function executeWorkdir(request: StepRequest): string {
   const { instruction } = request;
   if (instruction.kind !== "WORKDIR") throw new Error("not a WORKDIR");
-  const path = posix.resolve(request.config.config.WorkingDir || "/", instruction.path);
+  const path = workdirAfter(request.config, instruction.path);
   return withLayerRoot(request, true, (root, layer) => {
     root.mkdirAll(path, { mode: 0o755, owner: request.owner });
     return layer;

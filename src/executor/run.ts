@@ -88,8 +88,8 @@ export async function executeRun(request: StepRequest, work: string): Promise<st
       }
     };
     // What BuildKit's runc gives every RUN and leaves behind: /dev (0755, where the runtime
-    // would make it 1755) stays; /etc/hosts and /etc/resolv.conf are mounted read-only and their
-    // stub files removed after, while a new /etc stays.
+    // would make it 1755) stays; /etc/hosts and /etc/resolv.conf are mounted read-only on empty
+    // mount-point files that are removed after, while a new /etc stays.
     if (!root.lstat("/dev")) root.mkdirAll("/dev", { mode: 0o755 });
     for (const [name, content] of networkFiles(request.network === "host" || instruction.network === "host")) {
       const file = join(secure.path, name.replaceAll("/", "_"));

@@ -37,6 +37,12 @@ describe("--ssh specs", () => {
     await expect(SshAgents.start([{ id: "default", paths: [] }], {})).rejects.toThrow("SSH_AUTH_SOCK is not set");
   });
 
+  test("a key with a passphrase is refused at once, naming ssh-add and the key (no prompt, no hang)", async () => {
+    const key = join(work, "locked");
+    expect(Bun.spawnSync(["ssh-keygen", "-q", "-t", "ed25519", "-N", "secret-passphrase", "-f", key]).exitCode).toBe(0);
+    await expect(SshAgents.start([{ id: "locked", paths: [key] }])).rejects.toThrow(`--ssh locked: ssh-add could not load ${key}`);
+  });
+
   test("a path that is neither a socket nor a key", async () => {
     await expect(SshAgents.start([{ id: "x", paths: [join(work, "missing")] }])).rejects.toThrow("neither a socket nor a key file");
   });
@@ -62,7 +68,6 @@ describe("forwarding", () => {
     } finally {
       agents.stop();
     }
-    expect(agents.socket("default")).toBeDefined();
   });
 
   test("an existing agent socket is forwarded as it is, and stop() ends only agents it started", async () => {

@@ -85,7 +85,14 @@ export class SshAgents {
     this.started.push({ process: agent, dir });
     for (let i = 0; i < 100 && !existsSync(socket); i++) await Bun.sleep(20);
     if (!existsSync(socket)) throw new SshError(`--ssh ${spec.id}: ssh-agent did not start`);
-    const add = Bun.spawnSync(["ssh-add", "-q", ...spec.paths], { env: { SSH_AUTH_SOCK: socket, PATH: process.env.PATH }, stdin: "ignore", stdout: "pipe", stderr: "pipe" });
+    // A key with a passphrase cannot be asked for here: ssh-add must fail, not prompt or hang.
+    const add = Bun.spawnSync(["ssh-add", "-q", ...spec.paths], {
+      env: { SSH_AUTH_SOCK: socket, SSH_ASKPASS_REQUIRE: "never", PATH: process.env.PATH },
+      stdin: "ignore",
+      stdout: "pipe",
+      stderr: "pipe",
+      timeout: 10_000,
+    });
     if (add.exitCode !== 0) throw new SshError(`--ssh ${spec.id}: ssh-add could not load ${spec.paths.join(", ")}: ${add.stderr.toString().trim()}`);
     return socket;
   }

@@ -80,6 +80,11 @@ function setEnv(config: ImageConfig, name: string, value: string) {
   else env.push(`${name}=${value}`);
 }
 
+/** The working directory after `WORKDIR path`: relative to the current one, as Docker's rule. */
+export function workdirAfter(config: ImageConfig, path: string): string {
+  return posix.resolve(config.config.WorkingDir || "/", path);
+}
+
 /** A command in the form the config stores: exec form as is, shell form through the shell. */
 export function commandArgs(command: CommandLine, shell: string[] | undefined): string[] {
   return command.form === "exec" ? [...command.args] : [...(shell ?? DEFAULT_SHELL), command.text];
@@ -105,7 +110,7 @@ export function applyInstruction(config: ImageConfig, instruction: Instruction, 
       for (const [key, value] of instruction.pairs) c.Labels[key] = value;
       break;
     case "WORKDIR":
-      c.WorkingDir = posix.resolve(c.WorkingDir || "/", instruction.path);
+      c.WorkingDir = workdirAfter(config, instruction.path);
       break;
     case "USER":
       c.User = instruction.user;

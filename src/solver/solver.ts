@@ -7,7 +7,6 @@
  */
 import { rmSync } from "node:fs";
 import { availableParallelism } from "node:os";
-import { posix } from "node:path";
 import type { LocalStore } from "../cache/store.ts";
 import { loadContext, type BuildContext } from "../context/context.ts";
 import type { Ownership } from "../context/digest.ts";
@@ -16,7 +15,7 @@ import { parseDockerfile } from "../frontend/parser.ts";
 import { plan as planStages, type Plan, type Stage, type Step } from "../frontend/plan.ts";
 import { formatPlatform, hostPlatform, parsePlatform, type Platform } from "../frontend/platform.ts";
 import { buildGraph, type BuildGraph } from "../graph/graph.ts";
-import { applyInstruction, cloneConfig, emptyConfig, historyEntry, type ImageConfig, type StageConfigState } from "../image/config.ts";
+import { applyInstruction, cloneConfig, emptyConfig, historyEntry, workdirAfter, type ImageConfig, type StageConfigState } from "../image/config.ts";
 import { MEDIA, storeImage, type Descriptor, type StoredImage } from "../image/layout.ts";
 import { LayerView, resolveUser } from "../snapshot/view.ts";
 import { diskFullError, UserError } from "../errors.ts";
@@ -520,7 +519,7 @@ const isLayerOnly = (instruction: Instruction) => instruction.kind === "RUN" || 
 
 /** Whether the step makes a layer: BuildKit's WORKDIR creates its directory, unless it is "/". */
 function makesLayer(instruction: Instruction, config: ImageConfig): instruction is StepInstruction {
-  if (instruction.kind === "WORKDIR") return posix.resolve(config.config.WorkingDir || "/", instruction.path) !== "/";
+  if (instruction.kind === "WORKDIR") return workdirAfter(config, instruction.path) !== "/";
   return isLayerOnly(instruction);
 }
 
