@@ -22,9 +22,10 @@ declare -A package_of=(
   [openssl]=openssl
   [chromium]=chromium
   [ssh-agent]=openssh-client
+  [tmux]=tmux
 )
 commands=("$@")
-[ ${#commands[@]} -eq 0 ] && commands=(dot setpriv busybox crun skopeo umoci docker-registry htpasswd openssl dockerd chromium ssh-agent)
+[ ${#commands[@]} -eq 0 ] && commands=(dot setpriv busybox crun skopeo umoci docker-registry htpasswd openssl dockerd chromium ssh-agent tmux)
 
 missing=()
 for command in "${commands[@]}"; do

@@ -37,15 +37,15 @@ describe("memobuild binary", () => {
     const result = runMemobuild(["--help"]);
     expect(result.exitCode).toBe(0);
     const commands = [...result.stdout.matchAll(/^  (\w+) /gm)].map((m) => m[1]);
-    expect(commands).toEqual(["build", "graph", "explain", "context", "image", "run", "cache", "serve", "key", "help"]);
+    expect(commands).toEqual(["init", "build", "graph", "explain", "context", "image", "run", "cache", "serve", "key", "config", "help"]);
     expect(runMemobuild(["graph", "--help"]).stdout).toContain("--format <format>");
   });
 
-  test("an unknown command or option fails with a usage message", () => {
+  test("an unknown command or option fails with a usage message and exit code 2", () => {
     const unknown = runMemobuild(["bulid"]);
-    expect(unknown.exitCode).toBe(1);
+    expect(unknown.exitCode).toBe(2);
     expect(unknown.stderr).toContain("unknown command 'bulid'");
-    expect(runMemobuild(["graph", "--nope"]).exitCode).toBe(1);
+    expect(runMemobuild(["graph", "--nope"]).exitCode).toBe(2);
   });
 
   test("graph --format json follows the contract", () => {
@@ -113,11 +113,11 @@ describe("memobuild binary", () => {
 
   test("a missing context or Dockerfile is a one-line error", () => {
     const result = runMemobuild(["graph", join(work, "does-not-exist")]);
-    expect(result.exitCode).toBe(1);
+    expect(result.exitCode).toBe(2);
     expect(result.stderr).toMatch(/^memobuild: build context .* is not a directory\n$/);
     const noFile = runMemobuild(["graph", work, "-f", join(work, "nope")]);
     expect(noFile.stderr).toBe(`memobuild: cannot read Dockerfile ${join(work, "nope")}: no such file\n`);
-    expect(noFile.exitCode).toBe(1);
+    expect(noFile.exitCode).toBe(2);
   });
 
   test("the binary works when copied alone to another directory", () => {

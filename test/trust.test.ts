@@ -134,7 +134,7 @@ describe("signed results and a trust policy", () => {
     expect(readFileSync(`${ciKey}.pub`, "utf8")).toBe(`${ciPublic}\n`);
     expect(statSync(ciKey).mode & 0o777).toBe(0o600);
     const again = runMemobuild(["key", "generate", "--out", ciKey]);
-    expect(again.exitCode).toBe(1);
+    expect(again.exitCode).toBe(2);
     expect(again.stderr).toContain("already exists");
   });
 
@@ -215,7 +215,7 @@ describe("builds that need consent, and secrets", () => {
     expect(ok.stderr.toString()).toContain("from-a\n#2 from-b");
     expect(ok.exitCode).toBe(0);
     const unknown = runMemobuild(["build", dir, "--cache-dir", cache, "--secret", "id=a,file=x"]);
-    expect(unknown.exitCode).toBe(1);
+    expect(unknown.exitCode).toBe(2);
     expect(unknown.stderr).toBe('memobuild: --secret id=a,file=x: unknown key "file" (use type=, id=, src= or env=)\n');
     expect(runMemobuild(["build", dir, "--cache-dir", cache, "--secret", "type=ssh,id=a"]).stderr).toContain('type must be file or env, not "ssh"');
   }, 60_000);

@@ -1,6 +1,7 @@
 /** Reading what `build`, `graph` and `explain` share: context, Dockerfile, build args. */
 import { existsSync, readFileSync, statSync } from "node:fs";
-import { join, resolve } from "node:path";
+import { isAbsolute, join, relative, resolve } from "node:path";
+import { value, type Settings } from "../config/settings.ts";
 import type { Command } from "commander";
 import { UsageError } from "./errors.ts";
 
@@ -14,10 +15,18 @@ export interface DockerfileInput {
 /** The inputs `build`, `graph` and `explain` share: [context], -f, --target, --build-arg. */
 export function dockerfileOptions(command: Command): Command {
   return command
-    .argument("[context]", "build context directory", ".")
+    .argument("[context]", "build context directory (default: the config's context, else .)")
     .option("-f, --file <file>", "Dockerfile, relative to the working directory (default: CONTEXT/Dockerfile; - for stdin)")
     .option("--target <stage>", "the stage to build (default: the last)")
     .option("--build-arg <name=value>", "set a build-time variable (repeatable; NAME alone takes it from the environment)", collect);
+}
+
+/** The Dockerfile the settings name: -f (or the config's dockerfile), else CONTEXT/Dockerfile. */
+export function readDockerfileFrom(settings: Settings): DockerfileInput {
+  const context = value<string>(settings, "context");
+  const file = value<string | undefined>(settings, "dockerfile");
+  const shown = (path: string) => (isAbsolute(path) && !relative(process.cwd(), path).startsWith("..") ? relative(process.cwd(), path) || "." : path);
+  return readDockerfile(shown(context), file === undefined || file === "-" ? file : shown(file));
 }
 
 /** `-f FILE` is relative to the working directory, as with docker build; `-f -` is stdin. */

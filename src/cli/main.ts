@@ -13,10 +13,15 @@ import { registerKey } from "./commands/key.ts";
 import { registerRun } from "./commands/run.ts";
 import { registerServe } from "./commands/serve.ts";
 import { registerGraph } from "./commands/graph.ts";
+import { registerConfig } from "./commands/config.ts";
+import { registerInit } from "./commands/init.ts";
 import { UsageError } from "./errors.ts";
 import { collect } from "./inputs.ts";
 
 export const VERSION = packageJson.version;
+
+/** Exit codes, as the README's table lists them. A failed RUN step exits 1. */
+export const EXIT = { ok: 0, failed: 1, usage: 2, internal: 70 } as const;
 
 export function createProgram(): Command {
   const program = new Command("memobuild")
@@ -25,6 +30,7 @@ export function createProgram(): Command {
     .helpOption("-h, --help", "show help")
     .showHelpAfterError("(run with --help for usage)")
     .exitOverride();
+  registerInit(program);
   registerBuild(program);
   registerGraph(program);
   registerExplain(program);
@@ -34,6 +40,7 @@ export function createProgram(): Command {
   registerCache(program);
   registerServe(program);
   registerKey(program);
+  registerConfig(program);
   const exitOverride = (command: Command) => {
     command.exitOverride();
     command.commands.forEach(exitOverride);
@@ -57,8 +64,8 @@ export async function main(argv: string[]): Promise<number> {
     return 0;
   } catch (error) {
     if (error instanceof CommanderError) {
-      // Help and --version exit 0; commander already printed any usage error.
-      return error.exitCode;
+      // Help and --version exit 0; commander already printed the usage error.
+      return error.exitCode === 0 ? 0 : EXIT.usage;
     }
     if (error instanceof DockerfileError) {
       process.stderr.write(`${error.message}\n`);
@@ -82,6 +89,6 @@ export async function main(argv: string[]): Promise<number> {
       return 1;
     }
     process.stderr.write(`memobuild: internal error: ${(error as Error).stack ?? error}\n`);
-    return 70;
+    return EXIT.internal;
   }
 }

@@ -2,21 +2,11 @@
 import type { Command } from "commander";
 import { readFileSync } from "node:fs";
 import { UserError } from "../errors.ts";
-import { resolveRemote } from "../config/remote.ts";
+import { remoteSettings } from "../config/remote.ts";
+import { value, type Settings } from "../config/settings.ts";
 import { SigningKey } from "../remote/action.ts";
 import { RemoteCache } from "../remote/client.ts";
 import { collect } from "./inputs.ts";
-
-export interface RemoteFlags {
-  remote?: string;
-  remoteToken?: string;
-  remoteRequired?: boolean;
-  remoteSignKey?: string;
-  remoteTrust: string[];
-  remoteCacert?: string;
-  remoteCert?: string;
-  remoteKey?: string;
-}
 
 export function remoteOptions(command: Command): Command {
   return command
@@ -27,28 +17,22 @@ export function remoteOptions(command: Command): Command {
     .option("--remote-trust <pubkey>", "use only remote results signed by this public key (repeatable; also $MEMOBUILD_REMOTE_TRUST, config remote.trust)", collect)
     .option("--remote-cacert <file>", "trust this CA (PEM) for the remote cache's HTTPS certificate")
     .option("--remote-cert <file>", "client certificate (PEM) for a remote cache that requires mutual TLS")
-    .option("--remote-key <file>", "the client certificate's key (PEM)");
+    .option("--remote-key <file>", "the client certificate's key (PEM)")
+    .option("--remote-upload <mode>", "wait (upload during the build, wait at its end) | background (report first) | off (default: wait)")
+    .option("--remote-report <mode>", "on: report the build (steps, misses and why, result) to the remote cache's build hub | off (default: on)");
 }
 
-/** The remote cache the flags, environment and config name; undefined when none is set. */
-export function openRemote(flags: RemoteFlags, warn: (message: string) => void): RemoteCache | undefined {
-  const settings = resolveRemote({
-    url: flags.remote,
-    token: flags.remoteToken,
-    signKey: flags.remoteSignKey,
-    trust: flags.remoteTrust,
-    cacert: flags.remoteCacert,
-    cert: flags.remoteCert,
-    key: flags.remoteKey,
-  });
-  if (!settings.url) return undefined;
+/** The remote cache the settings name (flags, environment, config files); undefined when none is set. */
+export function openRemote(settings: Settings, warn: (message: string) => void): RemoteCache | undefined {
+  const remote = remoteSettings(settings, warn);
+  if (!remote.url) return undefined;
   return new RemoteCache({
-    url: settings.url,
-    token: settings.token,
-    required: flags.remoteRequired,
-    signer: settings.signKey ? SigningKey.load(settings.signKey) : undefined,
-    trust: settings.trust,
-    tls: { ca: readPem(settings.cacert), cert: readPem(settings.cert), key: readPem(settings.key) },
+    url: remote.url,
+    token: remote.token,
+    required: value<boolean>(settings, "remote.required"),
+    signer: remote.signKey ? SigningKey.load(remote.signKey) : undefined,
+    trust: remote.trust,
+    tls: { ca: readPem(remote.cacert), cert: readPem(remote.cert), key: readPem(remote.key) },
     warn,
   });
 }

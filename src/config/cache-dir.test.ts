@@ -1,12 +1,20 @@
 import { expect, test } from "bun:test";
-import { homedir } from "node:os";
+import { mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
+import { homedir, tmpdir } from "node:os";
+import { join } from "node:path";
 import { resolveCacheDir, statCacheFile } from "./cache-dir.ts";
 
-test("flag, then MEMOBUILD_CACHE_DIR, then XDG_CACHE_HOME, then ~/.cache", () => {
-  expect(resolveCacheDir("/flag", { MEMOBUILD_CACHE_DIR: "/env", XDG_CACHE_HOME: "/xdg" })).toBe("/flag");
-  expect(resolveCacheDir(undefined, { MEMOBUILD_CACHE_DIR: "/env", XDG_CACHE_HOME: "/xdg" })).toBe("/env");
-  expect(resolveCacheDir(undefined, { XDG_CACHE_HOME: "/xdg" })).toBe("/xdg/memobuild");
-  expect(resolveCacheDir(undefined, {})).toBe(`${homedir()}/.cache/memobuild`);
+test("flag, then MEMOBUILD_CACHE_DIR, then the user config, then XDG_CACHE_HOME, then ~/.cache", () => {
+  const none = { XDG_CONFIG_HOME: "/nonexistent" };
+  expect(resolveCacheDir("/flag", { ...none, MEMOBUILD_CACHE_DIR: "/env", XDG_CACHE_HOME: "/xdg" })).toBe("/flag");
+  expect(resolveCacheDir(undefined, { ...none, MEMOBUILD_CACHE_DIR: "/env", XDG_CACHE_HOME: "/xdg" })).toBe("/env");
+  expect(resolveCacheDir(undefined, { ...none, XDG_CACHE_HOME: "/xdg" })).toBe("/xdg/memobuild");
+  expect(resolveCacheDir(undefined, none)).toBe(`${homedir()}/.cache/memobuild`);
+  const config = mkdtempSync(join(tmpdir(), "memobuild-config-"));
+  mkdirSync(join(config, "memobuild"));
+  writeFileSync(join(config, "memobuild/config.json"), JSON.stringify({ cacheDir: "/configured" }));
+  expect(resolveCacheDir(undefined, { XDG_CONFIG_HOME: config, XDG_CACHE_HOME: "/xdg" })).toBe("/configured");
+  expect(resolveCacheDir(undefined, { XDG_CONFIG_HOME: config, MEMOBUILD_CACHE_DIR: "/env" })).toBe("/env");
 });
 
 test("each context directory has its own stat cache file", () => {

@@ -270,8 +270,8 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
       const stepNumber = numbers.get(step.id)!;
       const name = stepName(stage, step);
       const location = step.instruction.location;
-      const fail = (message: string, exitCode = 1): never => {
-        throw new BuildError(`${location.file}:${location.line}:${location.column ?? 1}: ${step.text.split("\n")[0]}: ${message}`, exitCode);
+      const fail = (message: string): never => {
+        throw new BuildError(`${location.file}:${location.line}:${location.column ?? 1}: ${step.text.split("\n")[0]}: ${message}`);
       };
       let status: StepStatus = "cached-local";
       let inputs: StepInputs;
@@ -364,7 +364,7 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
         if (error instanceof RunFailedError) {
           const tail = error.tail.length ? `\n  last output:\n${error.tail.map((l) => `    ${l}`).join("\n")}` : "";
           progress({ type: "error", number: stepNumber, step: step.id, message: error.message, tail: error.tail.slice(-20) });
-          fail(`${error.message}${tail}`, error.exitCode || 1);
+          fail(`${error.message}${tail}`); // the RUN's own code is in the message; the build exits 1, as buildx does
         }
         if (error instanceof UserError) {
           fail((error as Error).message);

@@ -13,31 +13,23 @@ import { ciMetadata } from "../../report/ci.ts";
 import { build } from "../../solver/solver.ts";
 import { insecureRegistries } from "../../registry/client.ts";
 import { pullImage, pushImage } from "../../registry/transfer.ts";
-import { openRemote, remoteOptions, type RemoteFlags } from "../remote.ts";
+import { openRemote, remoteOptions } from "../remote.ts";
+import { commandSettings, type SettingFlags } from "../settings.ts";
+import { value } from "../../config/settings.ts";
 import { parseSshSpec, SshAgents } from "../../executor/ssh.ts";
 import { UsageError } from "../errors.ts";
-import { collect, dockerfileOptions, parseBuildArgs, readDockerfile } from "../inputs.ts";
+import { collect, dockerfileOptions, readDockerfileFrom } from "../inputs.ts";
 
-interface BuildFlags extends RemoteFlags {
-  file?: string;
-  tag: string[];
-  target?: string;
-  buildArg: string[];
+interface BuildFlags extends SettingFlags {
   output: string[];
   metadataFile?: string;
   cache: boolean;
-  progress: string;
-  cacheDir?: string;
   secret: string[];
   ssh: string[];
   network: string;
   allow: string[];
-  jobs?: string;
-  remoteUpload: string;
-  remoteReport: string;
   buildLabel: string[];
   label: string[];
-  quiet?: boolean;
   iidfile?: string;
   insecureRegistry: string[];
 }
@@ -116,25 +108,23 @@ export function registerBuild(program: Command) {
     .option("--insecure-registry <host>", "use plain HTTP for this registry (repeatable; also $MEMOBUILD_INSECURE_REGISTRIES)", collect)
     .option("--metadata-file <file>", "write the image digest and every step's status as JSON")
     .option("--no-cache", "run every step, ignoring cached results")
-    .option("--progress <mode>", "auto|plain|json", "auto")
+    .option("--progress <mode>", "auto|tty|plain|json|quiet (default: auto: tty on a terminal, else plain)")
     .option("--cache-dir <dir>", "cache directory (default: $MEMOBUILD_CACHE_DIR or ~/.cache/memobuild)")
     .option("--secret <spec>", "[type=file|env,]id=ID[,src=PATH|,env=VAR]: a secret for RUN --mount=type=secret (repeatable)", collect)
     .option("--ssh <spec>", "ID[=SOCKET|KEY[,KEY]]: an SSH agent for RUN --mount=type=ssh; `default` alone forwards $SSH_AUTH_SOCK (repeatable)", collect)
     .option("--network <mode>", "network for RUN: none|host", "none")
     .option("--allow <entitlement>", "let the Dockerfile use network.host (RUN --network=host) or security.insecure (RUN --security=insecure) (repeatable)", collect)
     .option("--jobs <n>", "how many independent stages may build at once (default: the number of CPUs)")
-    .option("--remote-upload <mode>", "wait (upload during the build, wait at its end) | background (report first) | off", "wait")
-    .option("--remote-report <mode>", "on: report the build (steps, misses and why, result) to the remote cache's build hub | off", "on")
     .option("--build-label <name=value>", "a label for this build in the build hub's history, e.g. team=web (repeatable)", collect)
-    .action(async (context: string, flags: BuildFlags) => {
-      if (!["auto", "plain", "json"].includes(flags.progress)) throw new UsageError(`--progress must be auto, plain or json`);
+    .action(async (context: string | undefined, flags: BuildFlags) => {
+      const settings = commandSettings(flags, context);
+      const progressMode = value<string>(settings, "progress");
       if (!["none", "host"].includes(flags.network)) throw new UsageError(`--network must be none or host`);
-      const jobs = flags.jobs === undefined ? undefined : Number(flags.jobs);
-      if (jobs !== undefined && (!Number.isInteger(jobs) || jobs < 1)) throw new UsageError(`--jobs must be a whole number of at least 1`);
+      const jobs = value<number | undefined>(settings, "jobs");
       const outputs = flags.output.map((spec) => parseOutputSpec(spec, (path) => resolve(path)));
-      if (outputs.some((o) => o.type === "registry") && flags.tag.length === 0) throw new UsageError("--output type=registry pushes the -t names: give at least one");
+      if (outputs.some((o) => o.type === "registry") && value<string[]>(settings, "tags").length === 0) throw new UsageError("--output type=registry pushes the -t names: give at least one");
       const registry = { insecure: insecureRegistries(flags.insecureRegistry) };
-      const tags = flags.tag.map((tag) => {
+      const tags = value<string[]>(settings, "tags").map((tag) => {
         try {
           return normalizeReference(tag);
         } catch (error) {
@@ -150,17 +140,15 @@ export function registerBuild(program: Command) {
         }
       });
       const allow = parseEntitlements(flags.allow);
-      if (!["wait", "background", "off"].includes(flags.remoteUpload)) throw new UsageError("--remote-upload must be wait, background or off");
-      if (!["on", "off"].includes(flags.remoteReport)) throw new UsageError("--remote-report must be on or off");
       const buildLabels = parseLabels("--build-label", flags.buildLabel);
       const imageLabels = parseLabels("--label", flags.label);
       if (process.getuid?.() !== 0) throw new UsageError("memobuild build needs root (overlayfs mounts and the OCI runtime)");
-      const input = readDockerfile(context, flags.file);
-      const printer = flags.quiet ? quietProgress() : flags.progress === "json" ? jsonProgress() : plainProgress();
-      const remote = openRemote(flags, (message) => printer({ type: "warning", message }));
+      const input = readDockerfileFrom(settings);
+      const printer = progressMode === "quiet" ? quietProgress() : progressMode === "json" ? jsonProgress() : plainProgress();
+      const remote = openRemote(settings, (message) => printer({ type: "warning", message }));
       await remote?.probe(); // a wrong token is an error before any work
       const reporter =
-        remote && flags.remoteReport === "on"
+        remote && value(settings, "remote.report") === "on"
           ? new BuildReporter((id, events) => remote.report(id, events), {
               dockerfile: input.displayPath,
               platform: formatPlatform(hostPlatform()),
@@ -170,15 +158,15 @@ export function registerBuild(program: Command) {
             }, { warn: (message) => printer({ type: "warning", message }) })
           : undefined;
       const progress: ProgressSink = reporter ? (event) => (printer(event), reporter.sink(event)) : printer;
-      await reported(reporter, () => withStore(flags.cacheDir, async (store) => {
+      await reported(reporter, () => withStore(value(settings, "cacheDir"), async (store) => {
         const ssh = await SshAgents.start(sshSpecs);
         const result = await build({
           contextDir: input.contextDir,
           dockerfileText: input.text,
           dockerfilePath: input.displayPath,
-          dockerfileAbsolute: flags.file === "-" ? undefined : resolve(input.displayPath),
-          buildArgs: parseBuildArgs(flags.buildArg),
-          target: flags.target,
+          dockerfileAbsolute: input.displayPath === "<stdin>" ? undefined : resolve(input.displayPath),
+          buildArgs: value(settings, "buildArgs"),
+          target: value(settings, "target"),
           noCache: !flags.cache,
           store,
           statCacheFile: statCacheFile(store.dir, input.contextDir),
@@ -188,7 +176,7 @@ export function registerBuild(program: Command) {
           progress,
           jobs,
           remote,
-          remoteUpload: flags.remoteUpload as "wait" | "background" | "off",
+          remoteUpload: value(settings, "remote.upload"),
           labels: imageLabels,
           pull: async (ref) => void (await pullImage(store, ref, registry, (line) => progress({ type: "output", line }))),
           ssh,
@@ -227,8 +215,8 @@ export function registerBuild(program: Command) {
         }
         const imageId = image.manifest.config.digest;
         if (flags.iidfile) writeFileSync(flags.iidfile, imageId);
-        if (flags.quiet) process.stdout.write(`${imageId}\n`);
-        else if (flags.progress !== "json") {
+        if (progressMode === "quiet") process.stdout.write(`${imageId}\n`);
+        else if (progressMode !== "json") {
           const count = (status: string) => result.steps.filter((s) => s.status === status).length;
           const remoteHits = count("cached-remote");
           process.stderr.write(

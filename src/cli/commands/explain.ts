@@ -5,8 +5,10 @@ import { withStore } from "../store.ts";
 import { explainSteps, type Explanation } from "../../solver/explain.ts";
 import { silentProgress } from "../../solver/progress.ts";
 import { build } from "../../solver/solver.ts";
-import { dockerfileOptions, parseBuildArgs, readDockerfile } from "../inputs.ts";
-import { openRemote, remoteOptions, type RemoteFlags } from "../remote.ts";
+import { dockerfileOptions, readDockerfileFrom } from "../inputs.ts";
+import { openRemote, remoteOptions } from "../remote.ts";
+import { commandSettings, type SettingFlags } from "../settings.ts";
+import { value } from "../../config/settings.ts";
 import type { RemoteCache } from "../../remote/client.ts";
 
 export function registerExplain(program: Command) {
@@ -19,18 +21,19 @@ export function registerExplain(program: Command) {
     )
     .option("--json", "print JSON")
     .option("--cache-dir <dir>", "cache directory (default: $MEMOBUILD_CACHE_DIR or ~/.cache/memobuild)")
-    .action(async (context: string, flags: RemoteFlags & { file?: string; target?: string; buildArg: string[]; json?: boolean; cacheDir?: string }) => {
-      const input = readDockerfile(context, flags.file);
-      const remote = openRemote(flags, (message) => process.stderr.write(`warning: ${message}\n`));
-      await withStore(flags.cacheDir, async (store) => {
-        const dockerfileAbsolute = flags.file === "-" ? undefined : resolve(input.displayPath);
+    .action(async (context: string | undefined, flags: SettingFlags & { json?: boolean }) => {
+      const settings = commandSettings(flags, context);
+      const input = readDockerfileFrom(settings);
+      const remote = openRemote(settings, (message) => process.stderr.write(`warning: ${message}\n`));
+      await withStore(value(settings, "cacheDir"), async (store) => {
+        const dockerfileAbsolute = input.displayPath === "<stdin>" ? undefined : resolve(input.displayPath);
         const result = await build({
           contextDir: input.contextDir,
           dockerfileText: input.text,
           dockerfilePath: input.displayPath,
           dockerfileAbsolute,
-          buildArgs: parseBuildArgs(flags.buildArg),
-          target: flags.target,
+          buildArgs: value(settings, "buildArgs"),
+          target: value(settings, "target"),
           noCache: false,
           store,
           statCacheFile: statCacheFile(store.dir, input.contextDir),

@@ -3,12 +3,11 @@ import { planDockerfile } from "../../frontend/plan.ts";
 import { buildGraph } from "../../graph/graph.ts";
 import { GRAPH_FORMATS, renderGraph, type GraphFormat } from "../../graph/render.ts";
 import { UsageError } from "../errors.ts";
-import { dockerfileOptions, parseBuildArgs, readDockerfile } from "../inputs.ts";
+import { dockerfileOptions, readDockerfileFrom } from "../inputs.ts";
+import { commandSettings, type SettingFlags } from "../settings.ts";
+import { value } from "../../config/settings.ts";
 
-interface GraphOptions {
-  file?: string;
-  target?: string;
-  buildArg: string[];
+interface GraphOptions extends SettingFlags {
   format: string;
 }
 
@@ -21,13 +20,14 @@ export function registerGraph(program: Command) {
         "says which steps may run in parallel.",
     )
     .option("--format <format>", `output format: ${GRAPH_FORMATS.join("|")}`, "text")
-    .action((context: string, options: GraphOptions) => {
+    .action((context: string | undefined, options: GraphOptions) => {
       if (!GRAPH_FORMATS.includes(options.format as GraphFormat)) {
         throw new UsageError(`unknown --format "${options.format}" (use ${GRAPH_FORMATS.join(", ")})`);
       }
-      const input = readDockerfile(context, options.file);
-      const plan = planDockerfile(input.text, { file: input.displayPath, buildArgs: parseBuildArgs(options.buildArg) });
+      const settings = commandSettings(options, context);
+      const input = readDockerfileFrom(settings);
+      const plan = planDockerfile(input.text, { file: input.displayPath, buildArgs: value(settings, "buildArgs") });
       for (const name of plan.unusedBuildArgs) process.stderr.write(`warning: build arg ${name} is not declared by any ARG\n`);
-      process.stdout.write(renderGraph(buildGraph(plan, options.target), options.format as GraphFormat));
+      process.stdout.write(renderGraph(buildGraph(plan, value(settings, "target")), options.format as GraphFormat));
     });
 }

@@ -1,0 +1,55 @@
+/** Writing what `memobuild init` decided: each file whole or not at all (temp file + rename). */
+import { chmodSync, existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
+import { dirname, join } from "node:path";
+import { configSchema, PROJECT_FILE } from "../config/settings.ts";
+import { UserError } from "../errors.ts";
+
+export const SCHEMA_FILE = ".memobuild.schema.json";
+
+export interface ProjectConfig {
+  dockerfile?: string;
+  target?: string;
+  tags?: string[];
+  buildArgs?: Record<string, string>;
+  remote?: { url: string; trust?: string[] };
+}
+
+export function writeAtomic(file: string, text: string, mode = 0o644) {
+  mkdirSync(dirname(file), { recursive: true });
+  const temp = `${file}.${process.pid}.tmp`;
+  writeFileSync(temp, text, { mode });
+  chmodSync(temp, mode); // the umask may have narrowed it; a 0600 file must not start wider
+  renameSync(temp, file);
+}
+
+/** memobuild.json and the schema editors read beside it. */
+export function writeProjectConfig(dir: string, config: ProjectConfig) {
+  writeAtomic(join(dir, SCHEMA_FILE), JSON.stringify(configSchema(), null, 2) + "\n");
+  writeAtomic(join(dir, PROJECT_FILE), JSON.stringify({ $schema: `./${SCHEMA_FILE}`, ...config }, null, 2) + "\n");
+}
+
+/** Merges remote settings into the user file (mode 0600: it holds a token), keeping the rest. */
+export function mergeUserConfig(file: string, remote: Record<string, string>) {
+  let current: Record<string, unknown> = {};
+  if (existsSync(file)) {
+    try {
+      current = JSON.parse(readFileSync(file, "utf8"));
+    } catch (error) {
+      throw new UserError(`${file}: not valid JSON, not changed: ${(error as Error).message}`);
+    }
+  }
+  const merged = { ...current, remote: { ...(current.remote as object), ...remote } };
+  writeAtomic(file, JSON.stringify(merged, null, 2) + "\n", 0o600);
+}
+
+/** Appends the patterns a .dockerignore does not hold yet; returns those added. */
+export function extendDockerignore(dir: string, patterns: string[]): string[] {
+  const file = join(dir, ".dockerignore");
+  const existing = existsSync(file) ? readFileSync(file, "utf8") : "";
+  const have = new Set(existing.split("\n").map((l) => l.trim()));
+  const added = patterns.filter((p) => !have.has(p));
+  if (added.length === 0) return [];
+  const header = existing ? (existing.endsWith("\n") ? "" : "\n") : "# Left out of the build context (memobuild init)\n";
+  writeAtomic(file, `${existing}${header}${added.join("\n")}\n`);
+  return added;
+}
