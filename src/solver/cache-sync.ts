@@ -45,6 +45,8 @@ export class CacheSync {
     const local = store.lookupStep(key);
     if (local) {
       this.share(key, null, local.created, local.durationMs);
+      // --no-cache runs every step: a config-only step "runs" (it is recomputed), keeping its first date.
+      if (this.options.noCache) return { status: "executed", created: local.created };
       return { status: "cached-local", created: local.created, savedMs: local.durationMs };
     }
     if (this.options.dryRun) return { status: (await this.remoteHas(key)) ? "cached-remote" : "executed", created: Date.now() };

@@ -64,7 +64,12 @@ export function plainProgress(write: (text: string) => void = (t) => process.std
 }
 
 export function jsonProgress(write: (text: string) => void = (t) => process.stdout.write(t)): ProgressSink {
-  return (event) => write(JSON.stringify({ time: new Date().toISOString(), ...event }) + "\n");
+  return (event) => write(jsonLine(event));
+}
+
+/** One JSON event per line, with its time first. */
+export function jsonLine(event: object): string {
+  return JSON.stringify({ time: new Date().toISOString(), ...event }) + "\n";
 }
 
 export const silentProgress: ProgressSink = () => {};

@@ -185,11 +185,13 @@ describe("solver with a fake executor", () => {
     expect((await p.build(executor)).steps.every((s) => s.status !== "executed")).toBe(true);
   });
 
-  test("--no-cache runs every step again", async () => {
-    const p = project("FROM scratch\nRUN once\n");
-    await p.build(new FakeExecutor());
+  test("--no-cache runs every step again, config-only steps counted as run, with the same image", async () => {
+    const p = project("FROM scratch\nENV A=1\nRUN once\nLABEL b=2\n");
+    const first = await p.build(new FakeExecutor());
     const again = new FakeExecutor();
-    await p.build(again, { noCache: true });
+    const rebuilt = await p.build(again, { noCache: true });
     expect(again.ran).toEqual(["once"]);
+    expect(rebuilt.steps.map((s) => s.status)).toEqual(["executed", "executed", "executed", "executed"]);
+    expect(rebuilt.image!.manifest.config.digest).toBe(first.image!.manifest.config.digest);
   });
 });

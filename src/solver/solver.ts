@@ -152,7 +152,8 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
   });
   for (const name of plan.unusedBuildArgs) progress({ type: "warning", message: `build arg ${name} is not declared by any ARG` });
   const graph = buildGraph(plan, options.target);
-  const stepName = (stage: Stage, step: Step) => `[${stage.id} ${step.index + 1}/${stage.steps.length}] ${step.text.split("\n")[0]}`;
+  // Unnamed stages are `stage-N` in progress, as BuildKit shows them.
+  const stepName = (stage: Stage, step: Step) => `[${stage.name ?? `stage-${stage.index}`} ${step.index + 1}/${stage.steps.length}] ${step.text.split("\n")[0]}`;
   progress({
     type: "plan",
     target: graph.target.id,

@@ -3,11 +3,14 @@
  * touched), one window of a given size running one command, keys sent and the screen read back.
  */
 import { randomBytes } from "node:crypto";
+import { rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 
 export interface Terminal {
   send(...keys: string[]): void;
-  /** The screen as text, lines right-trimmed. */
-  screen(): string;
+  /** The screen as text, lines right-trimmed; with what scrolled off the top unless `visibleOnly`. */
+  screen(visibleOnly?: boolean): string;
   /** Waits until the screen matches; throws with the screen after timeoutMs. */
   waitFor(pattern: RegExp, timeoutMs?: number): Promise<string>;
   resize(columns: number, rows: number): void;
@@ -25,7 +28,15 @@ export function openTerminal(command: string[], options: { columns: number; rows
   // remain-on-exit keeps the last screen readable after the command ends.
   tmux("-f", "/dev/null", "new-session", "-d", "-s", "t", "-x", String(options.columns), "-y", String(options.rows), "-c", options.cwd, ...env, ...command);
   tmux("set-option", "-t", "t", "remain-on-exit", "on");
-  const screen = () => tmux("capture-pane", "-p", "-t", "t").split("\n").map((l) => l.trimEnd()).join("\n").trimEnd();
+  // -J joins lines the terminal wrapped, so a long line reads as the one line it was written as;
+  // -S - includes what scrolled off the top (tmux scrolls a dead pane to print "Pane is dead").
+  const screen = (visibleOnly = false) =>
+    tmux("capture-pane", "-p", "-J", ...(visibleOnly ? [] : ["-S", "-"]), "-t", "t")
+      .split("\n")
+      .map((l) => l.trimEnd())
+      .filter((l) => !l.startsWith("Pane is dead"))
+      .join("\n")
+      .trimEnd();
   return {
     send: (...keys) => void tmux("send-keys", "-t", "t", ...keys),
     screen,
@@ -39,6 +50,9 @@ export function openTerminal(command: string[], options: { columns: number; rows
       }
     },
     resize: (columns, rows) => void tmux("resize-window", "-t", "t", "-x", String(columns), "-y", String(rows)),
-    stop: () => void Bun.spawnSync(["tmux", "-L", socket, "kill-server"]),
+    stop: () => {
+      Bun.spawnSync(["tmux", "-L", socket, "kill-server"]);
+      rmSync(join(tmpdir(), `tmux-${process.getuid?.() ?? 0}`, socket), { force: true }); // tmux leaves its socket file
+    },
   };
 }

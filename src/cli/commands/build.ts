@@ -7,7 +7,12 @@ import { exportImage, parseOutputSpec } from "../../image/export.ts";
 import { normalizeReference } from "../../image/reference.ts";
 import { hostname } from "node:os";
 import { formatPlatform, hostPlatform } from "../../frontend/platform.ts";
-import { jsonProgress, plainProgress, quietProgress, type ProgressSink } from "../../solver/progress.ts";
+import type { ProgressSink } from "../../solver/progress.ts";
+import { displayMode, openDisplay, type BuildOutcome, type Display, type OutputResult } from "../display.ts";
+import type { LocalStore } from "../../cache/store.ts";
+import type { OutputSpec } from "../../image/export.ts";
+import type { RegistryOptions } from "../../registry/client.ts";
+import type { StoredImage } from "../../image/layout.ts";
 import { BuildReporter } from "../../report/reporter.ts";
 import { ciMetadata } from "../../report/ci.ts";
 import { build } from "../../solver/solver.ts";
@@ -72,11 +77,12 @@ export function parseSecret(spec: string): [string, Buffer] {
   return [id, Buffer.from(value)];
 }
 
-/** Runs the build; a failure is reported (when reporting) before it propagates. */
-async function reported<T>(reporter: BuildReporter | undefined, run: () => Promise<T>): Promise<T> {
+/** Runs the build; a failure ends the display and is reported (when reporting) before it propagates. */
+async function reported<T>(reporter: BuildReporter | undefined, display: Display, run: () => Promise<T>): Promise<T> {
   try {
     return await run();
   } catch (error) {
+    display.abort();
     await reporter?.finish({ result: "failed", error: (error as Error).message });
     throw error;
   }
@@ -144,7 +150,8 @@ export function registerBuild(program: Command) {
       const imageLabels = parseLabels("--label", flags.label);
       if (process.getuid?.() !== 0) throw new UsageError("memobuild build needs root (overlayfs mounts and the OCI runtime)");
       const input = readDockerfileFrom(settings);
-      const printer = progressMode === "quiet" ? quietProgress() : progressMode === "json" ? jsonProgress() : plainProgress();
+      const display = openDisplay(displayMode(progressMode));
+      const printer = display.sink;
       const remote = openRemote(settings, (message) => printer({ type: "warning", message }));
       await remote?.probe(); // a wrong token is an error before any work
       const reporter =
@@ -158,7 +165,7 @@ export function registerBuild(program: Command) {
             }, { warn: (message) => printer({ type: "warning", message }) })
           : undefined;
       const progress: ProgressSink = reporter ? (event) => (printer(event), reporter.sink(event)) : printer;
-      await reported(reporter, () => withStore(value(settings, "cacheDir"), async (store) => {
+      await reported(reporter, display, () => withStore(value(settings, "cacheDir"), async (store) => {
         const ssh = await SshAgents.start(sshSpecs);
         const result = await build({
           contextDir: input.contextDir,
@@ -183,48 +190,42 @@ export function registerBuild(program: Command) {
         }).finally(() => ssh.stop());
         const image = result.image!;
         for (const tag of tags) store.setImage(tag, image.manifestDigest);
-        const exported: { type: string; dest: string; digest: string }[] = [];
-        for (const output of outputs) {
-          if (output.type === "registry") {
-            for (const tag of tags) {
-              const digest = await pushImage(store, image, tag, registry, (line) => progress({ type: "output", line: `push ${tag}: ${line}` }));
-              exported.push({ type: "registry", dest: tag, digest });
-            }
-            continue;
-          }
-          const result = await exportImage(store, image, output, tags);
-          exported.push({ type: output.type, dest: output.dest, digest: result.manifestDigest });
-        }
-        await reporter?.finish({ result: "success", image: exported[0]?.digest ?? image.manifestDigest });
-        if (flags.metadataFile) {
-          writeFileSync(
-            flags.metadataFile,
-            JSON.stringify(
-              {
-                // The digest of the image as exported (compressed layers), as BuildKit reports it.
-                "containerimage.digest": exported[0]?.digest ?? image.manifestDigest,
-                "containerimage.config.digest": image.manifest.config.digest,
-                "image.name": tags.join(","),
-                outputs: exported,
-                steps: result.steps,
-              },
-              null,
-              2,
-            ) + "\n",
-          );
-        }
-        const imageId = image.manifest.config.digest;
-        if (flags.iidfile) writeFileSync(flags.iidfile, imageId);
-        if (progressMode === "quiet") process.stdout.write(`${imageId}\n`);
-        else if (progressMode !== "json") {
-          const count = (status: string) => result.steps.filter((s) => s.status === status).length;
-          const remoteHits = count("cached-remote");
-          process.stderr.write(
-            `image ${image.manifestDigest} (${count("executed")} step(s) run, ${count("cached-local")} cached${remoteHits ? `, ${remoteHits} from the remote cache` : ""})\n`,
-          );
-          for (const tag of tags) process.stderr.write(`naming to ${tag}\n`);
-        }
+        const exported = await exportOutputs(store, image, outputs, tags, registry, progress);
+        const outcome: BuildOutcome = { imageId: image.manifest.config.digest, digest: exported[0]?.digest ?? image.manifestDigest, outputs: exported, tags, steps: result.steps };
+        await reporter?.finish({ result: "success", image: outcome.digest });
+        if (flags.metadataFile) writeMetadata(flags.metadataFile, outcome);
+        if (flags.iidfile) writeFileSync(flags.iidfile, outcome.imageId);
+        display.finish(outcome);
         await remote?.flush(); // background uploads finish after the report
       }));
     });
+}
+
+/** Each output in turn; each listed with the digest a user meets there. */
+async function exportOutputs(store: LocalStore, image: StoredImage, outputs: OutputSpec[], tags: string[], registry: RegistryOptions, progress: ProgressSink): Promise<OutputResult[]> {
+  const exported: OutputResult[] = [];
+  for (const output of outputs) {
+    if (output.type === "registry") {
+      for (const tag of tags) {
+        const digest = await pushImage(store, image, tag, registry, (line) => progress({ type: "output", line: `push ${tag}: ${line}` }));
+        exported.push({ type: "registry", dest: tag, digest });
+      }
+      continue;
+    }
+    const result = await exportImage(store, image, output, tags);
+    exported.push({ type: output.type, dest: output.dest, digest: result.manifestDigest });
+  }
+  return exported;
+}
+
+function writeMetadata(file: string, outcome: BuildOutcome) {
+  const metadata = {
+    // The digest of the image as exported (compressed layers), as BuildKit reports it.
+    "containerimage.digest": outcome.digest,
+    "containerimage.config.digest": outcome.imageId,
+    "image.name": outcome.tags.join(","),
+    outputs: outcome.outputs,
+    steps: outcome.steps,
+  };
+  writeFileSync(file, JSON.stringify(metadata, null, 2) + "\n");
 }

@@ -112,16 +112,19 @@ export function registerImage(program: Command) {
       withStore(flags.cacheDir, (store) => {
         const rows = store.images().map((record) => {
           let size = "?";
+          let id = "?";
           try {
             const img = loadImage(store, record.manifestDigest);
             const bytes = img.manifest.layers.reduce((sum, l) => sum + l.size, 0);
             size = `${(bytes / 1024 / 1024).toFixed(1)} MiB`;
+            id = img.manifest.config.digest.slice(7, 19);
           } catch {
             size = "damaged";
           }
-          return [familiarReference(record.ref), record.manifestDigest.slice(0, 19), size, record.created.slice(0, 19).replace("T", " ")];
+          return [familiarReference(record.ref), id, record.manifestDigest.slice(0, 19), size, record.created.slice(0, 19).replace("T", " ")];
         });
-        const header = ["REFERENCE", "DIGEST", "SIZE", "ADDED"];
+        // IMAGE ID is the config digest, as `docker images` and `build -q` show it.
+        const header = ["REFERENCE", "IMAGE ID", "DIGEST", "SIZE", "ADDED"];
         const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
         for (const row of [header, ...rows]) process.stdout.write(row.map((c, i) => c.padEnd(widths[i])).join("  ").trimEnd() + "\n");
       }),

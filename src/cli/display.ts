@@ -1,0 +1,88 @@
+/**
+ * What a build shows, by `--progress` mode: live events while it runs, then the result. `plain`
+ * and `tty` end with a summary on stderr; `quiet` prints only the image ID on stdout; `json`
+ * ends with a `result` event on stdout, so a script needs no metadata file.
+ */
+import { jsonLine, jsonProgress, plainProgress, quietProgress, type ProgressSink } from "../solver/progress.ts";
+import { seconds, ttyProgress, type TtyProgress } from "../solver/tty-progress.ts";
+import type { StepResult } from "../solver/solver.ts";
+
+export type DisplayMode = "tty" | "plain" | "json" | "quiet";
+
+export interface OutputResult {
+  type: string;
+  dest: string;
+  /** The manifest digest a user meets there (the registry's after a push, the archive's...). */
+  digest: string;
+}
+
+export interface BuildOutcome {
+  /** The image ID: the config digest, as `docker images` shows it. */
+  imageId: string;
+  /** The digest of the first output, else of the image in the local store. */
+  digest: string;
+  outputs: OutputResult[];
+  tags: string[];
+  steps: StepResult[];
+}
+
+export interface Display {
+  sink: ProgressSink;
+  finish(outcome: BuildOutcome): void;
+  /** The build failed: a live display ends cleanly (the error itself is printed by main). */
+  abort(): void;
+}
+
+export function displayMode(setting: string, stderrIsTty = !!process.stderr.isTTY): DisplayMode {
+  if (setting === "auto") return stderrIsTty && process.env.TERM !== "dumb" ? "tty" : "plain";
+  return setting as DisplayMode;
+}
+
+export function openDisplay(mode: DisplayMode, start = performance.now()): Display {
+  let savedMs = 0;
+  const tally = (sink: ProgressSink): ProgressSink => (event) => {
+    if (event.type === "done" && event.savedMs) savedMs += event.savedMs;
+    sink(event);
+  };
+  const summary = (outcome: BuildOutcome) => summaryLines(outcome, savedMs, performance.now() - start);
+  switch (mode) {
+    case "tty": {
+      const tty: TtyProgress = ttyProgress();
+      return { sink: tally(tty.sink), finish: (outcome) => tty.finish(summary(outcome)), abort: () => tty.finish() };
+    }
+    case "json": {
+      const json = jsonProgress();
+      return {
+        sink: json,
+        finish: ({ imageId, digest, outputs, tags, steps }) =>
+          void process.stdout.write(jsonLine({ type: "result", imageId, digest, configDigest: imageId, outputs, tags, ...counts(steps) })),
+        abort: () => {},
+      };
+    }
+    case "quiet":
+      return { sink: quietProgress(), finish: ({ imageId }) => void process.stdout.write(`${imageId}\n`), abort: () => {} };
+    case "plain": {
+      const plain = plainProgress();
+      return { sink: tally(plain), finish: (outcome) => void process.stderr.write(summary(outcome).map((l) => `${l}\n`).join("")), abort: () => {} };
+    }
+  }
+}
+
+function counts(steps: StepResult[]) {
+  const count = (status: string) => steps.filter((s) => s.status === status).length;
+  return { run: count("executed"), cached: count("cached-local"), cachedRemote: count("cached-remote") };
+}
+
+/** `image sha256:… (2 step(s) run, 9 cached: 82% hit rate, 12.3s saved) in 4.1s`, each output, each name. */
+export function summaryLines(outcome: BuildOutcome, savedMs: number, elapsedMs: number): string[] {
+  const { run, cached, cachedRemote } = counts(outcome.steps);
+  const hits = cached + cachedRemote;
+  const rate = run + hits ? Math.round((100 * hits) / (run + hits)) : 100;
+  const remote = cachedRemote ? `, ${cachedRemote} from the remote cache` : "";
+  const saved = savedMs ? `, ${seconds(savedMs)} saved` : "";
+  return [
+    `image ${outcome.digest} (${run} step(s) run, ${cached} cached${remote}: ${rate}% hit rate${saved}) in ${seconds(elapsedMs)}`,
+    ...outcome.outputs.map((o) => `output ${o.type} ${o.dest} ${o.digest}`),
+    ...outcome.tags.map((tag) => `naming to ${tag}`),
+  ];
+}
