@@ -396,6 +396,20 @@ export class LocalStore {
     }
   }
 
+  /** Hands `use` the layer as a plain tar (its blob digest and diff ID checked), removed after. */
+  async withLayerTar<T>(diffId: string, use: (tar: string) => T): Promise<T> {
+    const layer = this.usableLayer(diffId);
+    if (!layer) throw new BlobVerificationError(`layer ${diffId} is not in the cache`);
+    const staging = this.tempDir("layer-tar");
+    try {
+      const tar = join(staging, "layer.tar");
+      await decompressVerified(this.blobPath(layer.digest), layer.digest, tar, layer.diffId, layer.mediaType);
+      return use(tar);
+    } finally {
+      removeTree(staging);
+    }
+  }
+
   /** Checks that a layer's blob holds the tar its diff ID names, keeping nothing. */
   private async verifyLayerBlob(layer: LayerRecord) {
     await decompressVerified(this.blobPath(layer.digest), layer.digest, "/dev/null", layer.diffId, layer.mediaType);

@@ -12,14 +12,14 @@ export type DisplayMode = "tty" | "plain" | "json" | "quiet";
 export interface OutputResult {
   type: string;
   dest: string;
-  /** The manifest digest a user meets there (the registry's after a push, the archive's...). */
-  digest: string;
+  /** The manifest digest a user meets there (the registry's after a push, the archive's...); none for a file system. */
+  digest?: string;
 }
 
 export interface BuildOutcome {
   /** The image ID: the config digest, as `docker images` shows it. */
   imageId: string;
-  /** The digest of the first output, else of the image in the local store. */
+  /** The digest of the first output that has one (an image), else of the image in the local store. */
   digest: string;
   outputs: OutputResult[];
   tags: string[];
@@ -82,7 +82,7 @@ export function summaryLines(outcome: BuildOutcome, savedMs: number, elapsedMs: 
   const saved = savedMs ? `, ${seconds(savedMs)} saved` : "";
   return [
     `image ${outcome.digest} (${run} step(s) run, ${cached} cached${remote}: ${rate}% hit rate${saved}) in ${seconds(elapsedMs)}`,
-    ...outcome.outputs.map((o) => `output ${o.type} ${o.dest} ${o.digest}`),
+    ...outcome.outputs.map((o) => `output ${o.type} ${o.dest}${o.digest ? ` ${o.digest}` : ""}`),
     ...outcome.tags.map((tag) => `naming to ${tag}`),
   ];
 }

@@ -5,6 +5,7 @@
  * copies, packs) and returns the layer in its staging directory for the solver to store.
  * BuildKit's solver/executor split; the solver is tested with a fake executor.
  */
+import type { Sandbox } from "./sandbox.ts";
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import type { BuildContext } from "../context/context.ts";
@@ -45,6 +46,8 @@ export interface StepRequest {
   /** Agents RUN --mount=type=ssh may forward, by ID (none when not given). */
   ssh?: SshAgents;
   network: "none" | "host";
+  /** --add-host, --shm-size, --ulimit. */
+  sandbox?: Sandbox;
   cacheMounts: CacheMountProvider;
   onOutput: (line: string) => void;
   /** An empty staging directory of the step's own; the caller removes it. */

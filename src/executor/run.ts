@@ -5,6 +5,7 @@
  * stage, read-only unless rw), tmpfs, secret (from --secret; never in a layer, key or log).
  * Mount points that did not exist are removed from the layer afterwards.
  */
+import { rlimits } from "./sandbox.ts";
 import { PrivateTmpfs } from "./private-tmpfs.ts";
 import { chownSync, closeSync, mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
 import { join, posix } from "node:path";
@@ -91,7 +92,7 @@ export async function executeRun(request: StepRequest, work: string): Promise<st
     // would make it 1755) stays; /etc/hosts and /etc/resolv.conf are mounted read-only on empty
     // mount-point files that are removed after, while a new /etc stays.
     if (!root.lstat("/dev")) root.mkdirAll("/dev", { mode: 0o755 });
-    for (const [name, content] of networkFiles(request.network === "host" || instruction.network === "host")) {
+    for (const [name, content] of networkFiles(request.network === "host" || instruction.network === "host", request.sandbox?.hosts ?? [])) {
       const file = join(secure.path, name.replaceAll("/", "_"));
       writeFileSync(file, content, { mode: 0o644 });
       mountPoint(name, "file");
@@ -165,6 +166,8 @@ export async function executeRun(request: StepRequest, work: string): Promise<st
         mounts: runtimeMounts,
         network: request.network === "host" || instruction.network === "host" ? "host" : "none",
         privileged: instruction.security === "insecure",
+        shmBytes: request.sandbox?.shmBytes,
+        rlimits: rlimits(request.sandbox?.ulimits ?? []),
       },
       bundle,
       request.onOutput,
@@ -187,9 +190,9 @@ export async function executeRun(request: StepRequest, work: string): Promise<st
   }
 }
 
-/** /etc/hosts and /etc/resolv.conf for a RUN, as BuildKit writes them. */
-function networkFiles(hostNetwork: boolean): [string, string][] {
-  const hosts = "127.0.0.1\tlocalhost buildkitsandbox\n::1\tlocalhost ip6-localhost ip6-loopback\n";
+/** /etc/hosts (with --add-host's entries after BuildKit's own) and /etc/resolv.conf for a RUN. */
+function networkFiles(hostNetwork: boolean, extraHosts: [string, string][]): [string, string][] {
+  const hosts = "127.0.0.1\tlocalhost buildkitsandbox\n::1\tlocalhost ip6-localhost ip6-loopback\n" + extraHosts.map(([name, address]) => `${address}\t${name}\n`).join("");
   let resolv = "";
   if (hostNetwork) {
     try {

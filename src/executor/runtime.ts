@@ -34,6 +34,9 @@ export interface ContainerSpec {
    * BuildKit's privileged mode (the host's devices are not added: /dev stays the container's).
    */
   privileged?: boolean;
+  /** /dev/shm's size (default 64 MiB). */
+  shmBytes?: number;
+  rlimits?: { type: string; soft: number; hard: number }[];
 }
 
 export interface RunOutput {
@@ -102,6 +105,7 @@ export function runtimeConfig(spec: ContainerSpec): object {
       cwd: spec.cwd,
       capabilities: { bounding: capabilities, effective: capabilities, permitted: capabilities },
       noNewPrivileges: false,
+      ...(spec.rlimits?.length ? { rlimits: spec.rlimits } : {}),
     },
     root: { path: spec.rootfs, readonly: spec.readonlyRootfs ?? false },
     hostname: spec.hostname ?? "memobuild",
@@ -109,7 +113,7 @@ export function runtimeConfig(spec: ContainerSpec): object {
       { destination: "/proc", type: "proc", source: "proc" },
       { destination: "/dev", type: "tmpfs", source: "tmpfs", options: ["nosuid", "strictatime", "mode=755", "size=65536k"] },
       { destination: "/dev/pts", type: "devpts", source: "devpts", options: ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620"] },
-      { destination: "/dev/shm", type: "tmpfs", source: "shm", options: ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"] },
+      { destination: "/dev/shm", type: "tmpfs", source: "shm", options: ["nosuid", "noexec", "nodev", "mode=1777", `size=${Math.ceil((spec.shmBytes ?? 64 * 1024 * 1024) / 1024)}k`] },
       { destination: "/dev/mqueue", type: "mqueue", source: "mqueue", options: ["nosuid", "noexec", "nodev"] },
       { destination: "/sys", type: "sysfs", source: "sysfs", options: ["nosuid", "noexec", "nodev", spec.privileged ? "rw" : "ro"] },
       ...spec.mounts.map((m) => ({ destination: m.destination, type: m.type, source: m.source, options: m.options })),

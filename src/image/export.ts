@@ -23,7 +23,10 @@ export type OutputSpec =
   | { type: "registry" }
   | { type: "oci"; dest: string; compression: Compression }
   | { type: "oci-archive"; dest: string; compression: Compression }
-  | { type: "docker-archive"; dest: string };
+  | { type: "docker-archive"; dest: string }
+  /** The file system itself (filesystem-export.ts): a directory, or one tar. */
+  | { type: "local"; dest: string }
+  | { type: "tar"; dest: string };
 
 export class OutputError extends UserError {}
 
@@ -38,8 +41,8 @@ export function parseOutputSpec(spec: string, resolvePath: (path: string) => str
   const dest = fields.get("dest");
   const known = ["type", "dest", "compression"];
   for (const key of fields.keys()) if (!known.includes(key)) throw new OutputError(`--output ${spec}: unknown option "${key}"`);
-  if (!["oci", "oci-archive", "docker-archive", "registry"].includes(type)) {
-    throw new OutputError(`--output type=${type || "?"} is not supported: use oci, oci-archive, docker-archive or registry`);
+  if (!["oci", "oci-archive", "docker-archive", "registry", "local", "tar"].includes(type)) {
+    throw new OutputError(`--output type=${type || "?"} is not supported: use oci, oci-archive, docker-archive, registry, local or tar`);
   }
   if (type === "registry") {
     if (dest !== undefined) throw new OutputError("--output type=registry pushes every -t name; it takes no dest");
@@ -48,6 +51,10 @@ export function parseOutputSpec(spec: string, resolvePath: (path: string) => str
   if (!dest) throw new OutputError(`--output ${spec}: dest=PATH is required`);
   const compression = (fields.get("compression") ?? "gzip") as Compression;
   if (compression !== "gzip" && compression !== "uncompressed") throw new OutputError(`--output ${spec}: compression must be gzip or uncompressed`);
+  if (type === "local" || type === "tar") {
+    if (fields.has("compression")) throw new OutputError(`--output type=${type} writes the file system itself; it has no compression option`);
+    return { type: type as "local" | "tar", dest: resolvePath(dest) } as OutputSpec;
+  }
   if (type === "docker-archive") {
     if (fields.has("compression")) throw new OutputError("--output type=docker-archive has no compression option (docker load reads plain layers)");
     return { type, dest: resolvePath(dest) };
@@ -198,7 +205,9 @@ export async function exportDockerArchive(store: LocalStore, image: StoredImage,
   return exported;
 }
 
-export async function exportImage(store: LocalStore, image: StoredImage, output: Exclude<OutputSpec, { type: "registry" }>, tags: string[]): Promise<ExportedImage> {
+export type ImageOutput = Exclude<OutputSpec, { type: "registry" | "local" | "tar" }>;
+
+export async function exportImage(store: LocalStore, image: StoredImage, output: ImageOutput, tags: string[]): Promise<ExportedImage> {
   switch (output.type) {
     case "oci":
       return exportOciLayout(store, image, output.dest, tags, output.compression);

@@ -33,8 +33,12 @@ export interface ExtractResult {
 }
 
 export interface ExtractOptions {
-  /** Turn `.wh.` entries into overlay whiteouts (layers); false for plain archives (ADD). */
-  whiteouts?: boolean;
+  /**
+   * `.wh.` entries: true (the default) turns them into overlay whiteouts (a snapshot); "apply"
+   * deletes what they name, for layers unpacked one over another into a plain tree (`-o
+   * type=local`); false keeps them as files (plain archives, ADD).
+   */
+  whiteouts?: boolean | "apply";
   /** Give every entry this owner instead of the archive's (ADD --chown). */
   owner?: { uid: number; gid: number };
   /** Unpack below this directory of the root (ADD's destination); default the root itself. */
@@ -54,6 +58,8 @@ export function extractInto(tarPath: string, root: Root, options: ExtractOptions
   const reader = new TarReader(tarPath);
   const directories = new EnsuredDirectories(root, { mode: 0o755 });
   const directoryTimes: [Buffer, number][] = [];
+  /** Paths this layer wrote (an opaque directory keeps them). */
+  const written = new Set<string>();
   let count = 0;
   try {
     for (let entry = reader.next(); entry; entry = reader.next()) {
@@ -68,6 +74,16 @@ export function extractInto(tarPath: string, root: Root, options: ExtractOptions
         entry.uid = options.owner.uid;
         entry.gid = options.owner.gid;
       }
+      if (whiteouts === "apply" && name === OPAQUE_MARKER) {
+        // The directory hides what lower layers put in it; this layer's own entries stay.
+        for (const child of root.readdir(raw(at(parent)))) {
+          const childPath = `${parent ? `${parent}/` : ""}${child.toString("latin1")}`;
+          if (written.has(childPath)) continue;
+          directories.forget(at(childPath));
+          root.removeAll(raw(at(childPath)));
+        }
+        continue;
+      }
       if (whiteouts && name === OPAQUE_MARKER) {
         root.setXattr(raw(at(parent)), OVERLAY_OPAQUE, Buffer.from("y"));
         continue;
@@ -79,11 +95,14 @@ export function extractInto(tarPath: string, root: Root, options: ExtractOptions
         }
         const whiteout = at(parent ? `${parent}/${hidden}` : hidden);
         directories.forget(whiteout);
-        root.mknod(raw(whiteout), S_IFCHR, 0, 0);
+        if (whiteouts === "apply") root.removeAll(raw(whiteout));
+        else root.mknod(raw(whiteout), S_IFCHR, 0, 0);
         continue;
       }
       const target = raw(at(path));
       directories.forget(at(path));
+      if (whiteouts === "apply") replaceLower(root, target, entry.type === "dir");
+      written.add(path);
       writeEntry(entry, target, root, reader, (name) => raw(at(cleanEntryName(name))));
       if (entry.type === "dir") {
         directories.add(at(path));
@@ -99,6 +118,12 @@ export function extractInto(tarPath: string, root: Root, options: ExtractOptions
   // Directory times last: creating their children changed them.
   for (const [path, mtime] of directoryTimes.reverse()) root.setAttributes(path, { mtime });
   return { entries: count };
+}
+
+/** A lower layer's entry where this layer puts another: gone, unless both are directories (they merge). */
+function replaceLower(root: Root, path: Buffer, isDirectory: boolean) {
+  const existing = root.lstat(path);
+  if (existing && !(isDirectory && existing.isDirectory())) root.removeAll(path);
 }
 
 /** Tar names are byte strings (latin1); the file system takes their bytes. */

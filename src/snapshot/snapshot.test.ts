@@ -145,3 +145,45 @@ describe("hostile layers are rejected and write nothing outside", () => {
     expect(readlinkSync(join(dest, "etc/alt"))).toBe("/etc/passwd");
   });
 });
+
+describe("layers applied one over another into a plain tree (-o type=local)", () => {
+  test("whiteouts delete, opaque directories hide the layers below, a type change replaces", () => {
+    const dest = fresh();
+    const lower = archive([
+      [{ name: "d", type: "dir", mode: 0o755 }],
+      [{ name: "d/old" }, "old"],
+      [{ name: "gone" }, "gone"],
+      [{ name: "keep" }, "keep"],
+      [{ name: "was-dir", type: "dir", mode: 0o755 }],
+      [{ name: "was-dir/child" }, "child"],
+      [{ name: "was-file" }, "file"],
+    ]);
+    const upper = archive([
+      [{ name: "d", type: "dir", mode: 0o700 }],
+      [{ name: "d/.wh..wh..opq" }],
+      [{ name: "d/new" }, "new"],
+      [{ name: ".wh.gone" }],
+      [{ name: "was-dir" }, "now a file"],
+      [{ name: "was-file", type: "dir", mode: 0o755 }],
+      [{ name: "was-file/inside" }, "inside"],
+    ]);
+    extractLayer(lower, dest, { whiteouts: "apply" });
+    extractLayer(upper, dest, { whiteouts: "apply" });
+    expect(Bun.spawnSync(["find", ".", "-mindepth", "1"], { cwd: dest }).stdout.toString().split("\n").filter(Boolean).sort()).toEqual(["./d", "./d/new", "./keep", "./was-dir", "./was-file", "./was-file/inside"]);
+    expect(readFileSync(join(dest, "was-dir"), "utf8")).toBe("now a file");
+    expect(lstatSync(join(dest, "d")).mode & 0o777).toBe(0o700);
+  });
+
+  test("a symlink a lower layer planted toward the host is removed or followed inside the tree, never outside", () => {
+    const host = join(work, "host-dir");
+    mkdirSync(host, { recursive: true });
+    writeFileSync(join(host, "marker"), "untouched");
+    const dest = fresh();
+    extractLayer(archive([[{ name: "l", type: "symlink", linkname: host }], [{ name: "m", type: "symlink", linkname: host }]]), dest, { whiteouts: "apply" });
+    // The whiteout removes the link itself; an entry below the other link lands inside the tree.
+    extractLayer(archive([[{ name: ".wh.l" }], [{ name: "m/marker" }, "replaced"], [{ name: "m/.wh..wh..opq" }]]), dest, { whiteouts: "apply" });
+    expect(readFileSync(join(host, "marker"), "utf8")).toBe("untouched");
+    expect(existsSync(join(dest, "l"))).toBe(false);
+    expect(readFileSync(join(dest, host, "marker"), "utf8")).toBe("replaced");
+  });
+});

@@ -22,6 +22,8 @@ export interface StepInputs {
    * of older versions, where WORKDIR only changed the config and made no layer.)
    */
   owner?: string;
+  /** RUN: --add-host, --shm-size and --ulimit, when given (see executor/sandbox.ts). */
+  sandbox?: string;
 }
 
 export function stepKey(inputs: StepInputs): string {

@@ -5,6 +5,7 @@
  * the platform. Never mtimes or host paths. A key found in the local cache is a hit: its layer
  * is reused and nothing runs.
  */
+import { describeSandbox, type Sandbox } from "../executor/sandbox.ts";
 import { rmSync } from "node:fs";
 import { availableParallelism } from "node:os";
 import type { LocalStore } from "../cache/store.ts";
@@ -46,12 +47,18 @@ export interface BuildOptions {
   buildArgs: Record<string, string>;
   target?: string;
   noCache: boolean;
+  /** --no-cache-filter: stages (names or indexes) that run without the cache. */
+  noCacheStages?: Set<string>;
+  /** --pull: look every base image up in its registry, even when the store has it. */
+  pullAlways?: boolean;
   store: LocalStore;
   statCacheFile?: string;
   secrets: Map<string, Buffer>;
   /** SSH agents for RUN --mount=type=ssh, by ID. */
   ssh?: SshAgents;
   network: "none" | "host";
+  /** --add-host, --shm-size, --ulimit: every RUN's container. */
+  sandbox?: Sandbox;
   /** What the person running the build consents to: network.host, security.insecure. */
   allow?: ReadonlySet<string>;
   progress: ProgressSink;
@@ -136,8 +143,9 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
   // Images the store lacks are pulled first, so planning sees their ENV and ONBUILD.
   if (options.pull) {
     for (const ref of imageReferences(planStages(parsed, { buildArgs: options.buildArgs, platform }))) {
-      if (resolveImage(ref)) continue;
-      progress({ type: "warning", message: `pulling ${ref}: it is not in the local image store` });
+      const stored = resolveImage(ref);
+      if (stored && !options.pullAlways) continue;
+      if (!stored) progress({ type: "warning", message: `pulling ${ref}: it is not in the local image store` });
       await options.pull(ref);
       resolveImage.forget(ref);
     }
@@ -261,9 +269,14 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
   // A dry run asks the remote what it holds; CacheSync never downloads or uploads for one.
   const remote = options.remote;
 
-  const sync = new CacheSync(store, remote, { noCache: options.noCache, dryRun: options.dryRun === true, upload: options.remoteUpload ?? "wait" });
+  const syncOptions = { dryRun: options.dryRun === true, upload: options.remoteUpload ?? "wait" } as const;
+  const cachedSync = new CacheSync(store, remote, { ...syncOptions, noCache: options.noCache });
+  const uncachedSync = new CacheSync(store, remote, { ...syncOptions, noCache: true });
+  // --no-cache-filter names stages (by name or index) whose steps run without the cache.
+  const noCacheIn = (stage: Stage) => options.noCache || [stage.name, String(stage.index)].some((n) => n !== undefined && options.noCacheStages?.has(n));
 
   const buildStage = async (stage: Stage) => {
+    const sync = noCacheIn(stage) ? uncachedSync : cachedSync;
     let state: StageState | undefined;
     for (const step of stage.steps) {
       if (aborted) return; // another stage failed: stop at the next step
@@ -292,7 +305,8 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
           // An ARG keys on its names, not its values: a value enters the key of each step that
           // reads it (in its expanded text, or a RUN's environment), as in BuildKit.
           const keyText = instruction.kind === "ARG" ? `ARG ${instruction.args.map((a) => a.name).join(" ")}` : step.text;
-          inputs = { parent: current.key, instruction: keyText, platform: platformText };
+          const sandbox = instruction.kind === "RUN" ? describeSandbox(options.sandbox) : undefined;
+          inputs = { parent: current.key, instruction: keyText, platform: platformText, ...(sandbox ? { sandbox } : {}) };
           // What the step reads is resolved once: the same values make its key and run it.
           const changesFilesystem = makesLayer(instruction, current.config);
           const reads = changesFilesystem ? await resolveReads(instruction, step, stage, current, inputs, fail) : undefined;
@@ -307,7 +321,7 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
             if (instruction.kind !== "ONBUILD") next.config.history!.push(historyEntry(step.text, true, dateOf(satisfied.created)));
             latest = Math.max(latest, satisfied.created);
           } else {
-            const hit = options.noCache ? undefined : store.lookupStep(key);
+            const hit = noCacheIn(stage) ? undefined : store.lookupStep(key);
             let diffId: string | undefined;
             let created = 0;
             if (hit && hit.diffId) {
@@ -345,6 +359,7 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
                 secrets: options.secrets,
                 ssh: options.ssh,
                 network: options.network,
+                sandbox: options.sandbox,
                 cacheMounts: storeCacheMounts(store),
                 onOutput: (line) => progress({ type: "output", number: stepNumber, step: step.id, line }),
               });

@@ -202,6 +202,8 @@ export const cases: Record<string, ParityCase[]> = {
     { name: "FROM a stage inherits its config and files", dockerfile: "FROM memobuild/busybox AS parent\nENV P=1\nWORKDIR /pw\nRUN echo p > /p\nFROM parent\nRUN echo c > /c\n" },
     { name: "stage names are case-insensitive", dockerfile: "FROM memobuild/busybox AS Builder\nRUN echo b > /b\nFROM scratch\nCOPY --from=builder /b /b\n" },
     { name: "--target stops at a middle stage", dockerfile: "FROM memobuild/busybox AS mid\nRUN echo mid > /mid\nFROM mid AS last\nRUN echo last > /last\n", flags: ["--target", "mid"] },
+    // (--ulimit and --shm-size are not compared: Debian's `docker build` does not pass them to BuildKit.)
+    { name: "--add-host entries in /etc/hosts", dockerfile: from("RUN cat /etc/hosts > /hosts"), flags: ["--add-host", "db:10.1.2.3", "--add-host", "cache:10.1.2.4"] },
     { name: "unused stages do not change the result", dockerfile: "FROM memobuild/busybox AS unused\nRUN exit 1\nFROM memobuild/busybox\nRUN echo ok > /ok\n" },
   ],
 };

@@ -7,12 +7,13 @@ import { silentProgress } from "../../solver/progress.ts";
 import { build } from "../../solver/solver.ts";
 import { dockerfileOptions, readDockerfileFrom } from "../inputs.ts";
 import { openRemote, remoteOptions } from "../remote.ts";
-import { commandSettings, type SettingFlags } from "../settings.ts";
+import { commandSettings } from "../settings.ts";
+import { buildFlagOptions, checkPlatform, sandboxFrom, type BuildFlags } from "../build-flags.ts";
 import { value } from "../../config/settings.ts";
 import type { RemoteCache } from "../../remote/client.ts";
 
 export function registerExplain(program: Command) {
-  remoteOptions(dockerfileOptions(program.command("explain")))
+  remoteOptions(buildFlagOptions(dockerfileOptions(program.command("explain"))))
     .summary("say, for every step, whether it would hit the cache and why not")
     .description(
       "Compute every step's cache key without running anything, and compare each step's inputs with the last " +
@@ -20,9 +21,11 @@ export function registerExplain(program: Command) {
         "digest, which stage, or only the parent step.",
     )
     .option("--json", "print JSON")
-    .option("--cache-dir <dir>", "cache directory (default: $MEMOBUILD_CACHE_DIR or ~/.cache/memobuild)")
-    .action(async (context: string | undefined, flags: SettingFlags & { json?: boolean }) => {
+    .action(async (context: string | undefined, flags: BuildFlags & { json?: boolean }) => {
+      // The flags of build are taken, so a build command line works with the verb changed;
+      // those that change a key (args, target, --add-host, --shm-size, --ulimit) are used.
       const settings = commandSettings(flags, context);
+      checkPlatform(flags.platform);
       const input = readDockerfileFrom(settings);
       const remote = openRemote(settings, (message) => process.stderr.write(`warning: ${message}\n`));
       await withStore(value(settings, "cacheDir"), async (store) => {
@@ -39,6 +42,7 @@ export function registerExplain(program: Command) {
           statCacheFile: statCacheFile(store.dir, input.contextDir),
           secrets: new Map(),
           network: "none",
+          sandbox: sandboxFrom(flags),
           progress: silentProgress,
           dryRun: true,
           remote,

@@ -4,15 +4,19 @@ import { buildGraph } from "../../graph/graph.ts";
 import { GRAPH_FORMATS, renderGraph, type GraphFormat } from "../../graph/render.ts";
 import { UsageError } from "../errors.ts";
 import { dockerfileOptions, readDockerfileFrom } from "../inputs.ts";
-import { commandSettings, type SettingFlags } from "../settings.ts";
+import { commandSettings } from "../settings.ts";
+import { buildFlagOptions, type BuildFlags } from "../build-flags.ts";
+import { remoteOptions } from "../remote.ts";
 import { value } from "../../config/settings.ts";
 
-interface GraphOptions extends SettingFlags {
+interface GraphOptions extends BuildFlags {
   format: string;
 }
 
 export function registerGraph(program: Command) {
-  dockerfileOptions(program.command("graph"))
+  // The flags of build are taken (a build command line works with the verb changed); only the
+  // Dockerfile's, the target and the build args shape the graph.
+  remoteOptions(buildFlagOptions(dockerfileOptions(program.command("graph"))))
     .summary("print the build graph of a Dockerfile")
     .description(
       "Print the steps of a Dockerfile as a graph: one node per step, edges for stage order, FROM <stage>, " +

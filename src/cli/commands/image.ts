@@ -1,3 +1,4 @@
+import { exportFilesystem, exportFilesystemTar } from "../../image/filesystem-export.ts";
 import type { Command } from "commander";
 import { resolve } from "node:path";
 import { withStore } from "../store.ts";
@@ -90,7 +91,7 @@ export function registerImage(program: Command) {
     .command("export")
     .summary("write an image from the store as an OCI layout, OCI archive or Docker archive")
     .argument("<image>", "image reference")
-    .requiredOption("--output <spec>", "type=oci,dest=DIR | type=oci-archive,dest=FILE | type=docker-archive,dest=FILE (oci ones: compression=gzip|uncompressed)")
+    .requiredOption("--output <spec>", "type=oci,dest=DIR | type=oci-archive,dest=FILE | type=docker-archive,dest=FILE (oci ones: compression=gzip|uncompressed) | type=local,dest=DIR | type=tar,dest=FILE (the file system)")
     .option("--cache-dir <dir>", "cache directory")
     .action(async (ref: string, flags: { output: string; cacheDir?: string }) =>
       withStore(flags.cacheDir, async (store) => {
@@ -99,7 +100,10 @@ export function registerImage(program: Command) {
         const canonical = normalized(ref);
         const record = store.image(canonical);
         if (!record) throw new UsageError(`no image ${ref} in the local store`);
-        const exported = await exportImage(store, loadImage(store, record.manifestDigest), output, [canonical]);
+        const image = loadImage(store, record.manifestDigest);
+        if (output.type === "local") return exportFilesystem(store, image, output.dest);
+        if (output.type === "tar") return exportFilesystemTar(store, image, output.dest);
+        const exported = await exportImage(store, image, output, [canonical]);
         process.stdout.write(`${exported.manifestDigest}\n`);
       }),
     );

@@ -1,0 +1,162 @@
+/**
+ * The flags of `build`, which `explain` and `graph` accept too (a user copies a build command
+ * and changes the verb), and what they mean once parsed.
+ */
+import { Option, type Command } from "commander";
+import { existsSync, readFileSync } from "node:fs";
+import { resolve } from "node:path";
+import { formatPlatform, hostPlatform } from "../frontend/platform.ts";
+import { parseOutputSpec, type OutputSpec } from "../image/export.ts";
+import { parseAddHost, parseShmSize, parseUlimit, type Sandbox } from "../executor/sandbox.ts";
+import { UsageError } from "./errors.ts";
+import { collect } from "./inputs.ts";
+import type { SettingFlags } from "./settings.ts";
+
+export interface BuildFlags extends SettingFlags {
+  output: string[];
+  push?: boolean;
+  metadataFile?: string;
+  cache: boolean;
+  noCacheFilter: string[];
+  pull?: boolean;
+  platform?: string;
+  secret: string[];
+  ssh: string[];
+  network: string;
+  addHost: string[];
+  shmSize?: string;
+  ulimit: string[];
+  allow: string[];
+  buildLabel: string[];
+  label: string[];
+  iidfile?: string;
+  insecureRegistry: string[];
+}
+
+/** Every option of `build` beyond the Dockerfile's (-f, --target, --build-arg) and the remote's. */
+export function buildFlagOptions(command: Command): Command {
+  return command
+    .option("-t, --tag <ref>", "name the image in the local store (repeatable)", collect)
+    .option("--label <name=value>", "set a label on the image, as LABEL would (repeatable)", collect)
+    .option("-q, --quiet", "print only the image ID (its config digest) on stdout; warnings and errors still go to stderr")
+    .option("--iidfile <file>", "write the image ID (its config digest) to this file")
+    .option("-o, --output <spec>", "also export: type=oci,dest=DIR | type=oci-archive,dest=FILE | type=docker-archive,dest=FILE (oci ones take compression=gzip|uncompressed) | type=registry (push every -t) | type=local,dest=DIR | type=tar,dest=FILE (the file system) (repeatable)", collect)
+    .option("--push", "push every -t name (the same as --output type=registry)")
+    .option("--insecure-registry <host>", "use plain HTTP for this registry (repeatable; also $MEMOBUILD_INSECURE_REGISTRIES)", collect)
+    .option("--metadata-file <file>", "write the image digest and every step's status as JSON")
+    .option("--no-cache", "run every step, ignoring cached results")
+    .addOption(valueOption("--no-cache-filter <stage>", "run the steps of these stages (names or indexes, comma-separated; repeatable) without the cache"))
+    .option("--pull", "look every base image up in its registry, even when the local store has it")
+    .option("--platform <os/arch>", "the platform to build for: this machine's (other platforms need emulation, which MemoBuild does not do)")
+    .option("--progress <mode>", "auto|tty|plain|json|quiet (default: auto: tty on a terminal, else plain)")
+    .option("--cache-dir <dir>", "cache directory (default: $MEMOBUILD_CACHE_DIR, the config's cacheDir, or ~/.cache/memobuild)")
+    .option("--secret <spec>", "[type=file|env,]id=ID[,src=PATH|,env=VAR]: a secret for RUN --mount=type=secret (repeatable)", collect)
+    .option("--ssh <spec>", "ID[=SOCKET|KEY[,KEY]]: an SSH agent for RUN --mount=type=ssh; `default` alone forwards $SSH_AUTH_SOCK (repeatable)", collect)
+    .option("--network <mode>", "network for RUN: none|host", "none")
+    .option("--add-host <name:ip>", "an /etc/hosts entry for every RUN (repeatable)", collect)
+    .option("--shm-size <size>", "the size of /dev/shm in every RUN, e.g. 256m (default: 64m)")
+    .option("--ulimit <name=soft[:hard]>", "a resource limit for every RUN, e.g. nofile=1024:2048 (repeatable)", collect)
+    .option("--allow <entitlement>", "let the Dockerfile use network.host (RUN --network=host) or security.insecure (RUN --security=insecure) (repeatable)", collect)
+    .option("--jobs <n>", "how many independent stages may build at once (default: the number of CPUs)")
+    .option("--build-label <name=value>", "a label for this build in the build hub's history, e.g. team=web (repeatable)", collect);
+}
+
+/**
+ * A repeatable option whose name starts with --no- but takes values, as buildx's
+ * --no-cache-filter (Commander would make any --no-X the boolean negation of --X).
+ */
+function valueOption(flags: string, description: string): Option {
+  const option = new Option(flags, description).argParser(collect);
+  option.negate = false;
+  return option;
+}
+
+/** A UserError from a parser, as a usage error (exit code 2). */
+export function usage<T>(parse: () => T): T {
+  try {
+    return parse();
+  } catch (error) {
+    throw new UsageError((error as Error).message);
+  }
+}
+
+/** --add-host, --shm-size, --ulimit; undefined when none is given. */
+export function sandboxFrom(flags: Pick<BuildFlags, "addHost" | "shmSize" | "ulimit">): Sandbox | undefined {
+  if (!flags.addHost.length && flags.shmSize === undefined && !flags.ulimit.length) return undefined;
+  return usage(() => ({
+    hosts: flags.addHost.map(parseAddHost),
+    shmBytes: flags.shmSize === undefined ? undefined : parseShmSize(flags.shmSize),
+    ulimits: flags.ulimit.map(parseUlimit),
+  }));
+}
+
+/** --platform: this machine's is the only one MemoBuild builds for. */
+export function checkPlatform(flag: string | undefined) {
+  if (flag === undefined) return;
+  const host = formatPlatform(hostPlatform());
+  const given = flag.toLowerCase().replace(/^linux\/x86_64$/, "linux/amd64").replace(/^linux\/aarch64$/, "linux/arm64");
+  if (given.split(",").some((p) => p !== host)) {
+    throw new UsageError(`--platform ${flag}: MemoBuild builds for this machine's platform only (${host}); another needs emulation, which it does not do`);
+  }
+}
+
+/** --no-cache-filter a,b --no-cache-filter c → {a, b, c}. */
+export function noCacheStages(values: string[]): Set<string> {
+  return new Set(values.flatMap((v) => v.split(",")).map((v) => v.trim().toLowerCase()).filter(Boolean));
+}
+
+/** --output specs, and --push as type=registry. */
+export function outputsFrom(flags: Pick<BuildFlags, "output" | "push">): OutputSpec[] {
+  const outputs = flags.output.map((spec) => usage(() => parseOutputSpec(spec, (path) => resolve(path))));
+  if (flags.push && !outputs.some((o) => o.type === "registry")) outputs.push({ type: "registry" });
+  return outputs;
+}
+
+/** `--label k=v` (the image's) and `--build-label k=v` (the build's, in the build hub). */
+export function parseLabels(flag: string, values: string[]): Record<string, string> {
+  const labels: Record<string, string> = {};
+  for (const value of values) {
+    const eq = value.indexOf("=");
+    if (eq < 1) throw new UsageError(`${flag} ${value}: use NAME=VALUE`);
+    labels[value.slice(0, eq)] = value.slice(eq + 1);
+  }
+  if (Object.keys(labels).length > 64) throw new UsageError(`${flag}: at most 64 labels`);
+  return labels;
+}
+
+/**
+ * `--secret` as buildx reads it: `[type=file|env,]id=ID[,src=PATH|,env=VAR]`. Without src or
+ * env, the variable named ID. The value is read now, so no path or variable is read later.
+ */
+export function parseSecret(spec: string): [string, Buffer] {
+  const fields: Record<string, string> = {};
+  for (const field of spec.split(",")) {
+    const eq = field.indexOf("=");
+    const key = eq < 0 ? field : field.slice(0, eq);
+    if (!["type", "id", "src", "source", "env"].includes(key)) throw new UsageError(`--secret ${spec}: unknown key "${key}" (use type=, id=, src= or env=)`);
+    fields[key] = eq < 0 ? "" : field.slice(eq + 1);
+  }
+  const { id, type = "file" } = fields;
+  if (!id) throw new UsageError(`--secret ${spec}: id=ID is required`);
+  if (type !== "file" && type !== "env") throw new UsageError(`--secret ${spec}: type must be file or env, not "${type}"`);
+  const source = fields.src ?? fields.source;
+  if (type === "file" && source !== undefined) {
+    if (!existsSync(source)) throw new UsageError(`--secret id=${id}: file ${source} does not exist`);
+    return [id, readFileSync(source)];
+  }
+  const variable = fields.env ?? source ?? id;
+  const value = process.env[variable];
+  if (value === undefined) throw new UsageError(`--secret id=${id}: the environment variable ${variable} is not set${type === "file" ? " (or give src=PATH)" : ""}`);
+  return [id, Buffer.from(value)];
+}
+
+const ENTITLEMENTS = ["network.host", "security.insecure"] as const;
+export type Entitlement = (typeof ENTITLEMENTS)[number];
+
+export function parseEntitlements(values: string[]): Set<Entitlement> {
+  for (const value of values) {
+    if (!(ENTITLEMENTS as readonly string[]).includes(value)) throw new UsageError(`--allow ${value}: unknown entitlement (use ${ENTITLEMENTS.join(" or ")})`);
+  }
+  return new Set(values as Entitlement[]);
+}
+

@@ -1,0 +1,144 @@
+/**
+ * The buildx flags people type, with buildx's meaning, end to end from the binary:
+ * -o type=local|tar, --push, --platform, --add-host, --shm-size, --ulimit, --no-cache-filter,
+ * and `explain`/`graph` taking a build command line with the verb changed.
+ */
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { lstatSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { runMemobuild } from "./support/binary.ts";
+import { buildBaseImage, machineWithBase, writeProject } from "./support/base-image.ts";
+import { formatPlatform, hostPlatform } from "../src/frontend/platform.ts";
+
+const work = mkdtempSync(join(tmpdir(), "memobuild-flags-"));
+const baseOci = join(work, "base-oci");
+afterAll(() => rmSync(work, { recursive: true, force: true }));
+let cache = "";
+beforeAll(() => {
+  buildBaseImage(work, baseOci);
+  cache = machineWithBase(join(work, "cache"), baseOci);
+}, 120_000);
+
+const build = (dir: string, ...args: string[]) => runMemobuild(["build", dir, "--cache-dir", cache, "--progress", "plain", ...args]);
+function mustBuild(dir: string, ...args: string[]) {
+  const result = build(dir, ...args);
+  if (result.exitCode !== 0) throw new Error(`build failed (${result.exitCode}):\n${result.stderr}`);
+  return result;
+}
+
+/** Every path below `root` with its type, mode, owner, size or link target, and content. */
+function tree(root: string): string[] {
+  const lines: string[] = [];
+  const visit = (dir: string, prefix: string) => {
+    for (const name of readdirSync(dir).sort()) {
+      const path = join(dir, name);
+      const stat = lstatSync(path);
+      const what = stat.isSymbolicLink() ? `-> ${readlinkSync(path)}` : stat.isFile() ? `file ${readFileSync(path).toString("base64").slice(0, 40)}` : stat.isDirectory() ? "dir" : `other ${stat.rdev}`;
+      lines.push(`${prefix}${name} ${(stat.mode & 0o7777).toString(8)} ${stat.uid}:${stat.gid} ${what}`);
+      if (stat.isDirectory()) visit(path, `${prefix}${name}/`);
+    }
+  };
+  visit(root, "");
+  return lines;
+}
+
+const layered = "FROM memobuild/busybox AS base\nRUN mkdir -p /d/sub && echo a > /d/sub/f && echo b > /d/g && ln -s /etc /d/etclink && chmod 4755 /d/g\nRUN rm -rf /d/sub && rm /d/g && mkdir /d/g && echo new > /d/g/x\nFROM base\nCOPY f /f\n";
+
+describe("-o type=local and type=tar: the file system itself", () => {
+  test("type=local gives the tree umoci unpacks from the OCI output, whiteouts applied", () => {
+    const dir = writeProject(join(work, "local"), { Dockerfile: layered, f: "f\n" });
+    const local = join(work, "local-out");
+    const oci = join(work, "local-oci");
+    const result = mustBuild(dir, "-t", "local:1", "-o", `type=local,dest=${local}`, "--output", `type=oci,dest=${oci}`);
+    expect(result.stderr).toContain(`output local ${local}\n`);
+    const bundle = join(work, "umoci-bundle");
+    const unpack = Bun.spawnSync(["umoci", "unpack", "--image", `${oci}:local:1`, bundle], { stderr: "pipe" });
+    expect(unpack.stderr.toString()).toBe("");
+    expect(tree(local)).toEqual(tree(join(bundle, "rootfs")));
+    expect(tree(local)).toContain("d/g/x 644 0:0 file " + Buffer.from("new\n").toString("base64"));
+    expect(tree(local).some((l) => l.startsWith("d/sub"))).toBe(false);
+    // The summary's digest is the image output's, not a file system's.
+    const index = JSON.parse(readFileSync(join(oci, "index.json"), "utf8"));
+    expect(result.stderr).toContain(`image ${index.manifests[0].digest} (`);
+  });
+
+  test("type=tar holds the same tree; a non-empty directory is refused, nothing mixed in", () => {
+    const dir = writeProject(join(work, "tar"), { Dockerfile: layered, f: "f\n" });
+    const tarFile = join(work, "fs.tar");
+    const local = join(work, "tar-local");
+    mustBuild(dir, "-o", `type=tar,dest=${tarFile}`, "-o", `type=local,dest=${local}`);
+    const extracted = join(work, "tar-extracted");
+    Bun.spawnSync(["mkdir", "-p", extracted]);
+    expect(Bun.spawnSync(["tar", "-xpf", tarFile, "-C", extracted]).exitCode).toBe(0);
+    expect(tree(extracted)).toEqual(tree(local));
+    const again = build(dir, "-o", `type=local,dest=${local}`);
+    expect(again.exitCode).toBe(1);
+    expect(again.stderr).toContain(`--output type=local,dest=${local}: the directory is not empty`);
+  });
+});
+
+describe("flags that change what every RUN sees, and its key", () => {
+  const probe = "FROM memobuild/busybox\nRUN cat /etc/hosts > /hosts && ulimit -Sn > /soft && ulimit -Hn > /hard && df -k /dev/shm | tail -1 | awk '{print $2}' > /shm\n";
+
+  test("--add-host, --ulimit and --shm-size reach the container; changing one runs the RUN again", () => {
+    const dir = writeProject(join(work, "sandbox"), { Dockerfile: probe });
+    const out = join(work, "sandbox-out");
+    const flags = ["--add-host", "db:10.1.2.3", "--add-host", "v6:[fd00::1]", "--ulimit", "nofile=512:1024", "--shm-size", "128m"];
+    mustBuild(dir, ...flags, "-o", `type=local,dest=${out}`);
+    expect(readFileSync(join(out, "hosts"), "utf8")).toBe("127.0.0.1\tlocalhost buildkitsandbox\n::1\tlocalhost ip6-localhost ip6-loopback\n10.1.2.3\tdb\nfd00::1\tv6\n");
+    expect(readFileSync(join(out, "soft"), "utf8")).toBe("512\n");
+    expect(readFileSync(join(out, "hard"), "utf8")).toBe("1024\n");
+    expect(readFileSync(join(out, "shm"), "utf8")).toBe(`${128 * 1024}\n`);
+    expect(build(dir, ...flags).stderr).toContain("(0 step(s) run, 2 cached");
+    const changed = build(dir, "--add-host", "db:10.9.9.9");
+    expect(changed.stderr).toContain("(1 step(s) run, 1 cached");
+    const explained = runMemobuild(["explain", dir, "--cache-dir", cache, "--add-host", "db:10.7.7.7", "--shm-size", "1g"]);
+    expect(explained.stdout).toContain("--add-host, --shm-size or --ulimit changed: host db=10.9.9.9 → host db=10.7.7.7; shm 1073741824");
+  });
+
+  test("bad values are usage errors that name the flag", () => {
+    const dir = writeProject(join(work, "bad"), { Dockerfile: probe });
+    const cases: [string[], string][] = [
+      [["--add-host", "db"], "--add-host db: use NAME:IP"],
+      [["--add-host", "db:999.1.1.1"], '"999.1.1.1" is not an IP address'],
+      [["--add-host", "db:host-gateway"], "host-gateway needs a bridge network"],
+      [["--ulimit", "files=1"], 'unknown limit "files"'],
+      [["--ulimit", "nofile=10:5"], "the soft limit is above the hard one"],
+      [["--shm-size", "lots"], "--shm-size lots: invalid size"],
+      [["--platform", "linux/s390x"], `MemoBuild builds for this machine's platform only (${formatPlatform(hostPlatform())})`],
+      [["--push"], "--push and --output type=registry push the -t names: give at least one"],
+      [["-o", "type=local"], "dest=PATH is required"],
+      [["-o", "type=tar,dest=x,compression=gzip"], "type=tar writes the file system itself; it has no compression option"],
+    ];
+    for (const [flags, message] of cases) {
+      const result = build(dir, ...flags);
+      expect({ flags, exitCode: result.exitCode, stderr: result.stderr }).toEqual({ flags, exitCode: 2, stderr: expect.stringContaining(message) });
+    }
+    expect(build(dir, "--platform", formatPlatform(hostPlatform())).exitCode).toBe(0);
+  });
+});
+
+describe("--no-cache-filter and commands that take a build's flags", () => {
+  const stages = "FROM memobuild/busybox AS deps\nRUN echo deps > /deps\nFROM memobuild/busybox AS app\nRUN echo app > /app\nCOPY --from=deps /deps /deps\n";
+
+  test("--no-cache-filter runs the named stages' steps again and takes the rest from the cache", () => {
+    const dir = writeProject(join(work, "filter"), { Dockerfile: stages });
+    const meta = join(work, "filter-meta.json");
+    mustBuild(dir);
+    mustBuild(dir, "--no-cache-filter", "deps", "--metadata-file", meta);
+    const steps = JSON.parse(readFileSync(meta, "utf8")).steps as { id: string; status: string }[];
+    expect(Object.fromEntries(steps.map((s) => [s.id, s.status]))).toEqual({ "deps/0": "executed", "deps/1": "executed", "app/0": "cached-local", "app/1": "cached-local", "app/2": "cached-local" });
+  });
+
+  test("graph and explain accept a build command line with the verb changed", () => {
+    const dir = writeProject(join(work, "verbs"), { Dockerfile: stages });
+    const line = ["-t", "x:1", "--push", "-q", "--progress", "plain", "--label", "a=b", "--no-cache-filter", "deps", "--pull", "-o", "type=local,dest=/nonexistent", "--secret", "id=s,env=HOME", "--build-label", "team=web"];
+    const graph = runMemobuild(["graph", dir, ...line]);
+    expect(graph.stderr).toBe("");
+    expect(graph.exitCode).toBe(0);
+    const explain = runMemobuild(["explain", dir, "--cache-dir", cache, ...line]);
+    expect(explain.stderr).toBe("");
+    expect(explain.exitCode).toBe(0);
+  });
+});
