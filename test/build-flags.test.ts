@@ -142,3 +142,25 @@ describe("--no-cache-filter and commands that take a build's flags", () => {
     expect(explain.exitCode).toBe(0);
   });
 });
+
+describe("image import of MemoBuild's own output", () => {
+  test("finds the name it wrote; a layout named only by a tag asks for one", () => {
+    const dir = writeProject(join(work, "roundtrip"), { Dockerfile: "FROM memobuild/busybox\nRUN echo x > /x\n" });
+    const oci = join(work, "roundtrip-oci");
+    mustBuild(dir, "-t", "team/app:2", "-t", "app:3", "-o", `type=oci,dest=${oci}`);
+    const other = join(work, "other-machine");
+    const imported = runMemobuild(["image", "import", `oci:${oci}:app:3`, "--cache-dir", other]);
+    expect(imported.stderr).toBe("");
+    expect(imported.stdout).toMatch(/^app:3 sha256:[0-9a-f]{64}\n$/);
+    const archive = join(work, "roundtrip.tar");
+    mustBuild(dir, "-t", "solo:1", "-o", `type=oci-archive,dest=${archive}`);
+    const fromArchive = runMemobuild(["image", "import", `oci-archive:${archive}`, "--cache-dir", other]);
+    expect(fromArchive.exitCode).toBe(0);
+    expect(runMemobuild(["image", "ls", "--cache-dir", other]).stdout).toMatch(/^solo:1 /m);
+    const tagOnly = join(work, "tag-only");
+    expect(Bun.spawnSync(["skopeo", "copy", "-q", `oci:${oci}:app:3`, `oci:${tagOnly}:latest`]).exitCode).toBe(0);
+    const unnamed = runMemobuild(["image", "import", `oci:${tagOnly}`, "--cache-dir", other]);
+    expect(unnamed.exitCode).toBe(2);
+    expect(unnamed.stderr).toContain('the image is named only by its tag "latest": give a name with --tag NAME');
+  });
+});

@@ -36,8 +36,10 @@ export function registerImage(program: Command) {
           const [, kind, path, refName] = oci;
           const imported = (kind === "oci" ? importOciLayout : importOciArchive)(store, resolve(path), refName);
           manifestDigest = imported.manifestDigest;
-          // A layout's ref.name is often just a tag; only a full name can name the image here.
-          names = imported.refName && imported.refName.includes("/") ? [imported.refName] : [];
+          // A layout's ref.name is often just a tag ("latest"), which names no image; a name with a
+          // repository has a ":", "/" or "@" (a tag can hold none of them): `pp:2`, as MemoBuild writes it.
+          names = imported.refName && /[:/@]/.test(imported.refName) ? [imported.refName] : [];
+          if (!names.length && imported.refName && !flags.tag.length) throw new UsageError(`the image is named only by its tag "${imported.refName}": give a name with --tag NAME (it is ${imported.manifestDigest})`);
         } else if (source.startsWith("docker-archive:")) {
           const imported = importDockerArchive(store, resolve(source.slice("docker-archive:".length)));
           manifestDigest = imported.manifestDigest;
