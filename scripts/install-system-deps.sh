@@ -23,9 +23,11 @@ declare -A package_of=(
   [chromium]=chromium
   [ssh-agent]=openssh-client
   [tmux]=tmux
+  [zsh]=zsh
+  [fish]=fish
 )
 commands=("$@")
-[ ${#commands[@]} -eq 0 ] && commands=(dot setpriv busybox crun skopeo umoci docker-registry htpasswd openssl dockerd chromium ssh-agent tmux)
+[ ${#commands[@]} -eq 0 ] && commands=(dot setpriv busybox crun skopeo umoci docker-registry htpasswd openssl dockerd chromium ssh-agent tmux zsh fish)
 
 missing=()
 for command in "${commands[@]}"; do

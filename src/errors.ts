@@ -9,6 +9,16 @@ export class UserError extends Error {
   }
 }
 
+/** A mistake in how the command was called (a bad flag value, a missing file it names): exit code 2. */
+export class UsageError extends UserError {
+  constructor(
+    message: string,
+    readonly exitCode = 2,
+  ) {
+    super(message);
+  }
+}
+
 /** A full disk or quota (ENOSPC, EDQUOT) is the environment's doing, not a bug: say so plainly. */
 export class DiskFullError extends UserError {}
 

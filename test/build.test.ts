@@ -251,7 +251,7 @@ describe("RUN", () => {
     const dir = project({ Dockerfile: "FROM memobuild/busybox\nRUN echo first line && echo oops >&2 && exit 3\nRUN echo never\n" });
     const result = build(dir);
     expect(result.exitCode).toBe(1);
-    expect(result.stderr).toContain(`error: ${join(dir, "Dockerfile")}:2:1: RUN echo first line && echo oops >&2 && exit 3: process did not complete successfully: exit code 3`);
+    expect(result.stderr).toContain(`memobuild: ${join(dir, "Dockerfile")}:2:1: RUN echo first line && echo oops >&2 && exit 3: process did not complete successfully: exit code 3`);
     expect(result.stderr).toContain("    oops");
     expect(result.stderr).not.toContain("never");
   });

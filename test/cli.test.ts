@@ -1,5 +1,5 @@
 import { afterAll, describe, expect, test } from "bun:test";
-import { copyFileSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import packageJson from "../package.json" with { type: "json" };
@@ -37,7 +37,7 @@ describe("memobuild binary", () => {
     const result = runMemobuild(["--help"]);
     expect(result.exitCode).toBe(0);
     const commands = [...result.stdout.matchAll(/^  (\w+) /gm)].map((m) => m[1]);
-    expect(commands).toEqual(["init", "build", "graph", "explain", "context", "image", "run", "cache", "serve", "key", "config", "help"]);
+    expect(commands).toEqual(["init", "build", "graph", "explain", "context", "image", "run", "cache", "serve", "key", "config", "completion", "help"]);
     expect(runMemobuild(["graph", "--help"]).stdout).toContain("--format <format>");
   });
 
@@ -132,5 +132,60 @@ describe("memobuild binary", () => {
     } finally {
       rmSync(alone, { recursive: true, force: true });
     }
+  });
+});
+
+describe("logs and errors", () => {
+  test("MEMOBUILD_LOG=debug with MEMOBUILD_JSON_LOGS=1: JSON lines on stderr, stdout keeps only the data", () => {
+    const plain = runMemobuild(["graph", context, "--format", "json"]);
+    const logged = runMemobuild(["graph", context, "--format", "json", "--target", "build"], { env: { MEMOBUILD_LOG: "debug", MEMOBUILD_JSON_LOGS: "1" } });
+    expect(logged.exitCode).toBe(0);
+    expect(JSON.parse(logged.stdout).target).toBe("build");
+    const lines = logged.stderr.trimEnd().split("\n").map((l) => JSON.parse(l));
+    expect(lines[0]).toMatchObject({ level: "debug", msg: "command", argv: expect.stringContaining("graph") });
+    expect(lines).toContainEqual(expect.objectContaining({ level: "debug", msg: "setting", key: "target", source: "flag" }));
+    expect(plain.stderr).toBe(""); // the default level says nothing on success
+  });
+
+  test("every error has one form: `memobuild: ...`, or one JSON line with its exit code", () => {
+    const usage = runMemobuild(["graph", "--nope"]);
+    expect(usage.stderr.split("\n")[0]).toBe("memobuild: unknown option '--nope'");
+    const json = runMemobuild(["graph", join(work, "missing")], { env: { MEMOBUILD_JSON_LOGS: "1" } });
+    expect(json.exitCode).toBe(2);
+    expect(JSON.parse(json.stderr)).toEqual({ time: expect.any(String), level: "error", msg: `build context ${join(work, "missing")} is not a directory`, exitCode: 2 });
+  });
+});
+
+describe("shell completion", () => {
+  const script = (shell: string) => {
+    const result = runMemobuild(["completion", shell]);
+    expect(result.exitCode).toBe(0);
+    const file = join(work, `completion.${shell}`);
+    writeFileSync(file, result.stdout);
+    return file;
+  };
+
+  test("bash completes commands, subcommands, each command's flags and flag values", () => {
+    const file = script("bash");
+    const complete = (words: string) => {
+      const count = words.split(" ").length - 1;
+      const run = Bun.spawnSync(["bash", "-c", `source ${file}; COMP_WORDS=(${words}); COMP_CWORD=${count}; _memobuild; echo "\${COMPREPLY[*]}"`]);
+      return run.stdout.toString().trim();
+    };
+    expect(complete("memobuild bu")).toBe("build");
+    expect(complete("memobuild image l")).toBe("ls");
+    expect(complete("memobuild build --no-cache-f")).toBe("--no-cache-filter");
+    expect(complete("memobuild build --progress ''")).toBe("auto tty plain json quiet");
+    expect(complete("memobuild cache g")).toBe("gc");
+  });
+
+  test("fish completes the same, and the zsh script is valid zsh that lists every flag", () => {
+    const fish = script("fish");
+    const run = Bun.spawnSync(["fish", "-c", `source ${fish}; complete -C "memobuild image l"; complete -C "memobuild build --no-cache-f"`]);
+    expect(run.stdout.toString()).toBe("ls\tlist the images in the local store\n--no-cache-filter\trun the steps of these stages (names or indexes, comma-separated; repeatable) without the cache\n");
+    const zsh = script("zsh");
+    expect(Bun.spawnSync(["zsh", "-n", zsh]).exitCode).toBe(0);
+    expect(readFileSync(zsh, "utf8")).toContain("'--no-cache-filter:run the steps of these stages");
+    expect(runMemobuild(["completion", "tcsh"]).stderr).toBe("memobuild: completion tcsh: use bash, zsh or fish\n");
   });
 });

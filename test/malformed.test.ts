@@ -192,16 +192,16 @@ describe("malformed Dockerfiles give one located line and exit 1", () => {
       writeFileSync(file, c.dockerfile);
       const result = runMemobuild(["graph", work, "-f", file]);
       expect(result.stdout).toBe("");
-      expect(result.stderr).toBe(`${file}:${c.at}: ${c.message}\n`);
+      expect(result.stderr).toBe(`memobuild: ${file}:${c.at}: ${c.message}\n`);
       expect(result.exitCode).toBe(1);
     });
   });
 
-  test("an unknown --target names the file and the stages", () => {
+  test("an unknown --target names the flag, the file and the stages, and points at no line", () => {
     const file = join(work, "target.Dockerfile");
     writeFileSync(file, "FROM a AS one\nFROM b AS two\n");
     const result = runMemobuild(["graph", work, "-f", file, "--target", "three"]);
-    expect(result.stderr).toBe(`${file}:1:1: target stage "three" could not be found (stages: one, two)\n`);
-    expect(result.exitCode).toBe(1);
+    expect(result.stderr).toBe(`memobuild: --target three: ${file} has no such stage (stages: one, two)\n`);
+    expect(result.exitCode).toBe(2);
   });
 });

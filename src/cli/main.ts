@@ -15,7 +15,9 @@ import { registerServe } from "./commands/serve.ts";
 import { registerGraph } from "./commands/graph.ts";
 import { registerConfig } from "./commands/config.ts";
 import { registerInit } from "./commands/init.ts";
+import { registerCompletion } from "./commands/completion.ts";
 import { UsageError } from "./errors.ts";
+import { log } from "../util/log.ts";
 import { collect } from "./inputs.ts";
 
 export const VERSION = packageJson.version;
@@ -41,6 +43,7 @@ export function createProgram(): Command {
   registerServe(program);
   registerKey(program);
   registerConfig(program);
+  registerCompletion(program);
   const exitOverride = (command: Command) => {
     command.exitOverride();
     command.commands.forEach(exitOverride);
@@ -59,36 +62,39 @@ export function createProgram(): Command {
 /** Runs the CLI; resolves to the process exit code. */
 export async function main(argv: string[]): Promise<number> {
   const program = createProgram();
+  // Commander's own usage errors go through the same one format as every other error.
+  program.configureOutput({ outputError: (text) => reportError(text.replace(/^error: /, "").trimEnd(), EXIT.usage) });
+  for (const command of allCommands(program)) command.configureOutput({ outputError: (text) => reportError(text.replace(/^error: /, "").trimEnd(), EXIT.usage) });
+  log().debug("command", { argv: argv.join(" ") });
   try {
     await program.parseAsync(argv, { from: "user" });
-    return 0;
+    return EXIT.ok;
   } catch (error) {
-    if (error instanceof CommanderError) {
-      // Help and --version exit 0; commander already printed the usage error.
-      return error.exitCode === 0 ? 0 : EXIT.usage;
-    }
-    if (error instanceof DockerfileError) {
-      process.stderr.write(`${error.message}\n`);
-      return 1;
-    }
-    if (error instanceof BuildError) {
-      process.stderr.write(`error: ${error.message}\n`);
-      return error.exitCode;
-    }
-    if (error instanceof UserError) {
-      process.stderr.write(`memobuild: ${error.message}\n`);
-      return 1;
-    }
-    if (error instanceof UsageError) {
-      process.stderr.write(`memobuild: ${error.message}\n`);
-      return error.exitCode;
-    }
-    const diskFull = diskFullError(error);
-    if (diskFull) {
-      process.stderr.write(`memobuild: ${diskFull.message}\n`);
-      return 1;
-    }
-    process.stderr.write(`memobuild: internal error: ${(error as Error).stack ?? error}\n`);
-    return EXIT.internal;
+    if (error instanceof CommanderError) return error.exitCode === 0 ? EXIT.ok : EXIT.usage; // already reported
+    const { message, exitCode } = describeError(error);
+    reportError(message, exitCode);
+    return exitCode;
   }
+}
+
+function allCommands(command: Command): Command[] {
+  return command.commands.flatMap((c) => [c, ...allCommands(c)]);
+}
+
+/** What an error says and the exit code it gives (see EXIT). */
+function describeError(error: unknown): { message: string; exitCode: number } {
+  if (error instanceof UsageError) return { message: error.message, exitCode: error.exitCode };
+  if (error instanceof DockerfileError || error instanceof BuildError || error instanceof UserError) return { message: error.message, exitCode: EXIT.failed };
+  const diskFull = diskFullError(error);
+  if (diskFull) return { message: diskFull.message, exitCode: EXIT.failed };
+  return { message: `internal error: ${(error as Error).stack ?? error}`, exitCode: EXIT.internal };
+}
+
+/**
+ * The one error format: `memobuild: MESSAGE` on stderr (a Dockerfile's errors start with
+ * `PATH:LINE:COL:` after it), or with MEMOBUILD_JSON_LOGS=1 one JSON line with level "error".
+ */
+function reportError(message: string, exitCode: number) {
+  if (process.env.MEMOBUILD_JSON_LOGS === "1") log().error(message, { exitCode });
+  else process.stderr.write(`memobuild: ${message}\n`);
 }

@@ -2,6 +2,7 @@
 import { resolve } from "node:path";
 import { loadLayers, resolveSettings, SETTINGS, type SettingKey, type Settings } from "../config/settings.ts";
 import { UsageError } from "./errors.ts";
+import { log } from "../util/log.ts";
 import { parseBuildArgs } from "./inputs.ts";
 
 /** The flags (as Commander names them) that set a setting; any may be absent. */
@@ -40,6 +41,12 @@ function jobsFlag(text: string | undefined): number | undefined {
 }
 
 export function commandSettings(flags: SettingFlags, context?: string): Settings {
+  const settings = resolveFlags(flags, context);
+  for (const [key, { source, origin }] of Object.entries(settings)) if (source !== "default") log().debug("setting", { key, source, origin });
+  return settings;
+}
+
+function resolveFlags(flags: SettingFlags, context?: string): Settings {
   const absolute = (path: string | undefined) => (path === undefined || path === "-" ? path : resolve(path));
   const buildArgs = flags.buildArg?.length ? parseBuildArgs(flags.buildArg) : undefined;
   return resolveSettings(

@@ -8,6 +8,7 @@
  * - `--build-arg` overrides the value of a declared ARG; undeclared ones are reported unused;
  * - ENV values go into the image config, ARG values only into the build environment.
  */
+import { UsageError } from "../errors.ts";
 import { DockerfileError, type SourceRange } from "./errors.ts";
 import { toInstruction, type Expander, type Instruction } from "./instructions.ts";
 import { parseDockerfile, type Directive, type Node, type ParseResult } from "./parser.ts";
@@ -400,7 +401,8 @@ export function targetStage(plan: Plan, target?: string): Stage {
   const stage = plan.stages.find((s) => s.name === lower) ?? (/^\d+$/.test(target) ? plan.stages[Number(target)] : undefined);
   if (!stage) {
     const names = plan.stages.map((s) => s.id).join(", ");
-    throw new DockerfileError(`target stage "${target}" could not be found (stages: ${names})`, { file: plan.file, line: 1 });
+    // A flag's value, not a line of the Dockerfile: no line to point at.
+    throw new UsageError(`--target ${target}: ${plan.file} has no such stage (stages: ${names})`);
   }
   return stage;
 }

@@ -7,6 +7,7 @@
  * exponential backoff and jitter, then one warning, and the rest of the build is local-only
  * (`required` turns that into an error). A wrong token is an error at the first request.
  */
+import { log } from "../util/log.ts";
 import { closeSync, openSync, rmSync } from "node:fs";
 import { UserError } from "../errors.ts";
 import { Blake3Hasher, hashFile } from "../hash/blake3.ts";
@@ -82,6 +83,7 @@ export class RemoteCache {
     let lastError = "";
     for (let attempt = 0; attempt < this.attempts; attempt++) {
       if (attempt > 0) await Bun.sleep(Math.min(2000, 100 * 2 ** attempt) * (0.5 + Math.random()));
+      const started = performance.now();
       try {
         const response = await fetch(`${this.base}${path}`, {
           method,
@@ -94,11 +96,13 @@ export class RemoteCache {
           const detail = await response.text().catch(() => "");
           throw new RemoteCacheError(`the remote cache at ${this.base} refused the token (HTTP ${response.status}${detail ? `: ${safeError(detail)}` : ""})`);
         }
+        log().debug("remote cache", { method, path, status: response.status, ms: Math.round(performance.now() - started), attempt });
         if (response.status >= 500 || response.status === 429) throw new Transient(`HTTP ${response.status}`);
         return response;
       } catch (error) {
         if (error instanceof RemoteCacheError) throw error;
         lastError = (error as Error).message;
+        log().debug("remote cache failed", { method, path, error: lastError, attempt });
       }
     }
     return this.giveUp(`${method} ${path}: ${lastError}`);

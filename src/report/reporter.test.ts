@@ -3,7 +3,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { RemoteCache } from "../remote/client.ts";
-import { createLogger } from "../server/log.ts";
+import { createLogger } from "../util/log.ts";
 import { startServer, type RunningServer } from "../server/server.ts";
 import { BuildReporter } from "./reporter.ts";
 

@@ -4,7 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { blake3Hex } from "../hash/blake3.ts";
 import { createApp } from "./app.ts";
-import { createLogger } from "./log.ts";
+import { createLogger } from "../util/log.ts";
 import { createParts, type ServerParts } from "./parts.ts";
 import { Storage } from "./storage.ts";
 

@@ -12,7 +12,7 @@ import { ActionConflict, HASH, UploadRejected, type Storage } from "./storage.ts
 import type { AuthResult, TokenSet } from "./auth.ts";
 import { boundedText, error, sameOrigin, type AppEnv } from "./http.ts";
 import type { Metrics } from "./metrics.ts";
-import type { Logger } from "./log.ts";
+import type { Logger } from "../util/log.ts";
 import type { BuildHub } from "./hub.ts";
 import { SESSION_COOKIE, type Sessions } from "./sessions.ts";
 import { hubRoutes } from "./hub-routes.ts";

@@ -3,7 +3,7 @@ import type { AppParts } from "./app.ts";
 import { TokenSet, type Role } from "./auth.ts";
 import { SqliteHistory } from "./history.ts";
 import { BuildHub } from "./hub.ts";
-import { createLogger, type Logger } from "./log.ts";
+import { createLogger, type Logger } from "../util/log.ts";
 import { Metrics } from "./metrics.ts";
 import { Sessions } from "./sessions.ts";
 import { Storage, type StorageOptions } from "./storage.ts";

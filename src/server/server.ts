@@ -3,7 +3,7 @@ import { existsSync } from "node:fs";
 import { UserError } from "../errors.ts";
 import { createApp } from "./app.ts";
 import type { Role } from "./auth.ts";
-import { createLogger, type Logger } from "./log.ts";
+import { createLogger, type Logger } from "../util/log.ts";
 import type { Storage } from "./storage.ts";
 import { websocket } from "hono/bun";
 import type { BuildHub } from "./hub.ts";

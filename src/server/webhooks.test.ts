@@ -8,7 +8,7 @@ import { Webhook } from "standardwebhooks";
 import type { BuildEvent } from "../report/events.ts";
 import { blake3Hex } from "../hash/blake3.ts";
 import { createApp } from "./app.ts";
-import { createLogger } from "./log.ts";
+import { createLogger } from "../util/log.ts";
 import { createParts, type ServerParts } from "./parts.ts";
 import { parseWebhookEvents, parseWebhookSecret, signWebhook } from "./webhooks.ts";
 

@@ -13,7 +13,7 @@
 import { createHmac, randomBytes } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { UserError } from "../errors.ts";
-import type { Logger } from "./log.ts";
+import type { Logger } from "../util/log.ts";
 import type { Metrics } from "./metrics.ts";
 
 export const WEBHOOK_EVENTS = ["build.finished", "build.failed", "cache.conflict"] as const;

@@ -4,7 +4,7 @@ import { join, resolve } from "node:path";
 import { parsePeriod, parseSize } from "../../util/sizes.ts";
 import { parseWebhookEvents, parseWebhookSecret, readWebhookSecret, WEBHOOK_EVENTS } from "../../server/webhooks.ts";
 import { TokenSet, type Role } from "../../server/auth.ts";
-import { createLogger } from "../../server/log.ts";
+import { createLogger } from "../../util/log.ts";
 import { startServer } from "../../server/server.ts";
 import { UsageError } from "../errors.ts";
 import { collect } from "../inputs.ts";

@@ -1,6 +1,7 @@
 /**
- * Structured logs: one JSON object per line with MEMOBUILD_JSON_LOGS=1, else `level message
- * key=value`. MEMOBUILD_LOG sets the level (error|warn|info|debug|trace; default info).
+ * Structured logs, for the server and the client alike, on stderr (never mixed into stdout's
+ * data): one JSON object per line with MEMOBUILD_JSON_LOGS=1, else `level message key=value`.
+ * MEMOBUILD_LOG sets the level (error|warn|info|debug|trace; default info).
  */
 const LEVELS = ["error", "warn", "info", "debug", "trace"] as const;
 type Level = (typeof LEVELS)[number];
@@ -24,4 +25,11 @@ export function createLogger(env: NodeJS.ProcessEnv = process.env, write: (line:
     }
   };
   return { error: emit("error"), warn: emit("warn"), info: emit("info"), debug: emit("debug") };
+}
+
+let processLogger: Logger | undefined;
+
+/** This process's logger, from its environment (made on first use). */
+export function log(): Logger {
+  return (processLogger ??= createLogger());
 }
