@@ -658,7 +658,7 @@ describe("exporters", () => {
     const again = join(work, "again.oci.tar");
     expect(runMemobuild(["image", "export", "exp:1", "--output", `type=oci-archive,dest=${again}`, "--cache-dir", cacheDir]).stdout).toBe(`${outputs[0].digest}\n`);
     expect(runMemobuild(["image", "export", "exp:1", "--output", "type=tarball,dest=x", "--cache-dir", cacheDir]).stderr).toBe(
-      "memobuild: --output type=tarball is not supported: use oci, oci-archive, docker-archive or registry\n",
+      "memobuild: --output type=tarball is not supported: use oci, oci-archive, docker-archive, registry, local or tar\n",
     );
   });
 });
@@ -743,7 +743,7 @@ describe("images", () => {
     const imported = runMemobuild(["image", "import", `oci:${out}:exported:v1`, "-t", "imported:v1", "--cache-dir", otherCache]);
     expect(imported.stdout).toBe(`imported:v1 ${m["containerimage.digest"]}\n`);
     expect(runMemobuild(["run", "imported:v1", "--cache-dir", otherCache, "--", "cat", "/marker"]).stdout).toBe("exported\n");
-    expect(runMemobuild(["image", "ls", "--cache-dir", otherCache]).stdout).toMatch(/^REFERENCE +DIGEST +SIZE +ADDED\nimported:v1 +sha256:/);
+    expect(runMemobuild(["image", "ls", "--cache-dir", otherCache]).stdout).toMatch(/^REFERENCE +IMAGE ID +DIGEST +SIZE +ADDED\nimported:v1 +[0-9a-f]{12} +sha256:/);
     expect(runMemobuild(["image", "rm", "imported:v1", "--cache-dir", otherCache]).stdout).toBe("untagged imported:v1\n");
     expect(runMemobuild(["run", "imported:v1", "--cache-dir", otherCache]).stderr).toBe("memobuild: no image imported:v1 in the local store\n");
   });

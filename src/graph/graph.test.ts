@@ -47,7 +47,7 @@ describe("build graph", () => {
   });
 
   test("unknown --target names the stages there are", () => {
-    expect(() => graphOf("nope")).toThrow(/target stage "nope" could not be found \(stages: deps, tools, build, unused, final\)/);
+    expect(() => graphOf("nope")).toThrow(/--target nope: Dockerfile has no such stage \(stages: deps, tools, build, unused, final\)/);
   });
 
   test("json has the contract's fields", () => {
