@@ -588,10 +588,13 @@ describe("memobuild cache", () => {
     const buildHere = () => runMemobuild(["build", dir, "--cache-dir", own, "--metadata-file", join(work, "gc.json")]);
     expect(buildHere().exitCode).toBe(0);
     expect(run("cache", "du").stdout).toMatch(/^blobs .*\nsnapshots .*\ncache mounts .*\ntotal .*\n\d+ step result\(s\), \d+ layer\(s\), 1 named image\(s\)/);
-    expect(run("cache", "ls").stdout.split("\n").length).toBeGreaterThan(3);
+    const ls = run("cache", "ls").stdout.split("\n");
+    expect(ls[0]).toMatch(/^KEY +LAYER +SIZE +LAST USED +INSTRUCTION$/);
+    expect(ls.filter((l) => l.endsWith("  RUN head -c 300000 /dev/urandom > /blob"))).toHaveLength(1);
+    expect(ls.filter((l) => l.endsWith("  FROM memobuild/busybox"))).toHaveLength(1);
 
-    const gc = run("cache", "gc", "--max-size", "0");
-    expect(gc.stdout).toMatch(/^removed [1-9]\d* step result\(s\) and 2 layer\(s\), freed/);
+    const gc = run("cache", "gc", "--max-size", "0.5M");
+    expect(gc.stdout).toMatch(/^removed [1-9]\d* step result\(s\) and 2 layer\(s\), freed \d+\.\d MiB; now \d+\.\d MiB of 0\.5 MiB\n$/);
     expect(run("run", "memobuild/busybox", "--", "echo", "base survives").stdout).toBe("base survives\n");
     expect(buildHere().exitCode).toBe(0);
     const again = JSON.parse(readFileSync(join(work, "gc.json"), "utf8")) as Metadata;

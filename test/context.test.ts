@@ -128,6 +128,13 @@ describe("memobuild context digest", () => {
     expect(result.exitCode).toBe(1);
   });
 
+  test("a file given where the context directory goes says what is expected", () => {
+    const file = memobuild("context", "digest", "project/src/main.sh");
+    expect(file.exitCode).toBe(2);
+    expect(file.stderr).toBe("memobuild: project/src/main.sh is a file, and the first argument is the build context directory: `memobuild context digest DIR [SOURCE...]` (e.g. `memobuild context digest . project/src/main.sh` for that file's digest)\n");
+    expect(memobuild("context", "ls", "nowhere").stderr).toBe("memobuild: build context nowhere does not exist\n");
+  });
+
   test("an unreadable file is an error naming it", () => {
     // Root reads everything, so run as nobody over a context nobody owns but one file.
     const dir = mkdtempSync(join(work, "unreadable-"));

@@ -101,7 +101,7 @@ export class LocalStore {
     for (const sub of ["blobs/sha256", "snapshots", "mounts", "tmp"]) mkdirSync(join(dir, sub), { recursive: true });
     this.tmpRoot = join(dir, "tmp");
     this.db = openDatabase(join(dir, "memobuild.db"), SCHEMA, 30_000);
-    addMissingColumns(this.db, "steps", ["duration_ms INTEGER"]);
+    addMissingColumns(this.db, "steps", ["duration_ms INTEGER", "instruction TEXT"]);
   }
 
   /** Steps used in this run; their last_used is written in one transaction on close. */
@@ -437,11 +437,13 @@ export class LocalStore {
    * run again with --no-cache does not change what the key means for other builds); only a
    * result whose layer is gone is replaced. Returns the record the store holds.
    */
-  recordStep(key: string, diffId: string | null, durationMs?: number): StepRecord {
+  /** Records a step's result (write-once: an existing one is kept). `instruction` is for `cache ls` (its first line, 200 characters at most). */
+  recordStep(key: string, diffId: string | null, durationMs?: number, instruction?: string): StepRecord {
     const existing = this.lookupStep(key);
     if (existing) return existing;
     const now = Date.now();
-    this.db.query("INSERT OR REPLACE INTO steps (key, diff_id, created, last_used, duration_ms) VALUES (?, ?, ?, ?, ?)").run(key, diffId, now, now, durationMs ?? null);
+    const shown = instruction?.split("\n")[0]!.slice(0, 200) ?? null;
+    this.db.query("INSERT OR REPLACE INTO steps (key, diff_id, created, last_used, duration_ms, instruction) VALUES (?, ?, ?, ?, ?, ?)").run(key, diffId, now, now, durationMs ?? null, shown);
     return { key, diffId, created: now, durationMs };
   }
 

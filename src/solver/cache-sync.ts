@@ -40,7 +40,7 @@ export class CacheSync {
   }
 
   /** A step that only changes the config (or a FROM): local record, then the remote. */
-  async configOnly(key: string): Promise<{ status: StepStatus; created: number; savedMs?: number }> {
+  async configOnly(key: string, instruction: string): Promise<{ status: StepStatus; created: number; savedMs?: number }> {
     const { store, remote } = this;
     const local = store.lookupStep(key);
     if (local) {
@@ -52,11 +52,11 @@ export class CacheSync {
     if (this.options.dryRun) return { status: (await this.remoteHas(key)) ? "cached-remote" : "executed", created: Date.now() };
     const action = remote && !this.options.noCache ? await remote.getAction(key) : undefined;
     if (action && action.diffId === null) {
-      store.recordStep(key, null, measured(action.duration_ms));
+      store.recordStep(key, null, measured(action.duration_ms), instruction);
       return { status: "cached-remote", created: action.created, savedMs: measured(action.duration_ms) };
     }
     // Config-only steps take no measurable time; 0 says so (unlike "unknown").
-    const record = store.recordStep(key, null, 0);
+    const record = store.recordStep(key, null, 0, instruction);
     this.share(key, null, record.created, 0, true);
     return { status: "executed", created: record.created };
   }
@@ -73,7 +73,7 @@ export class CacheSync {
   }
 
   /** A layer from the remote, checked then stored; undefined when the remote lacks it. */
-  async importLayer(key: string): Promise<{ diffId: string; created: number; durationMs?: number } | undefined> {
+  async importLayer(key: string, instruction: string): Promise<{ diffId: string; created: number; durationMs?: number } | undefined> {
     const { store, remote } = this;
     if (!remote || this.options.noCache || this.options.dryRun) return undefined;
     const action = await remote.getAction(key);
@@ -101,7 +101,7 @@ export class CacheSync {
       return undefined;
     }
     const durationMs = measured(action.duration_ms);
-    store.recordStep(key, diffId, durationMs);
+    store.recordStep(key, diffId, durationMs, instruction);
     return { diffId, created: action.created, durationMs };
   }
 }

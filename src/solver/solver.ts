@@ -298,7 +298,7 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
           ({ state, inputs } = fromStep(step, stage, states, resolveImage, platform, fail));
           state = withoutTriggers(state);
           progress({ type: "start", number: stepNumber, step: step.id, name });
-          ({ status, savedMs } = await sync.configOnly(state.key));
+          ({ status, savedMs } = await sync.configOnly(state.key, step.text));
         } else {
           const current: StageState = state!;
           const instruction = step.instruction;
@@ -315,7 +315,7 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
           const next: StageState = { ...current, key, config: cloneConfig(current.config), layers: [...current.layers], configState: { ...current.configState } };
           if (!isLayerOnly(instruction)) applyInstruction(next.config, instruction, next.configState);
           if (!changesFilesystem) {
-            const satisfied = await sync.configOnly(key);
+            const satisfied = await sync.configOnly(key, step.text);
             ({ status, savedMs } = satisfied);
             // BuildKit records no history for ONBUILD (dockerfile2llb's dispatchOnbuild).
             if (instruction.kind !== "ONBUILD") next.config.history!.push(historyEntry(step.text, true, dateOf(satisfied.created)));
@@ -330,7 +330,7 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
               savedMs = hit.durationMs;
               sync.share(key, hit.diffId, hit.created, hit.durationMs);
             } else {
-              const fromRemote = await sync.importLayer(key);
+              const fromRemote = await sync.importLayer(key, step.text);
               if (fromRemote) {
                 ({ diffId, created, durationMs: savedMs } = fromRemote);
                 status = "cached-remote";
@@ -364,7 +364,7 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
                 onOutput: (line) => progress({ type: "output", number: stepNumber, step: step.id, line }),
               });
               const durationMs = Math.round(performance.now() - started);
-              created = store.recordStep(key, diffId, durationMs).created;
+              created = store.recordStep(key, diffId, durationMs, step.text).created;
               sync.share(key, diffId, created, durationMs, true);
             }
             const layer = store.layer(diffId)!;

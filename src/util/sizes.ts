@@ -20,6 +20,13 @@ export function formatBytes(bytes: number): string {
   return unit === 0 ? `${value} B` : `${value.toFixed(1)} ${units[unit]}`;
 }
 
+/** `bytes` in the unit `example` was written in ("500M" → "123.4 MiB"; bytes when it had none). */
+export function formatInUnitOf(bytes: number, example: string): string {
+  const unit = (/^\s*\d+(?:\.\d+)?\s*([kmgt]?)/i.exec(example)?.[1] ?? "").toLowerCase() as keyof typeof UNITS;
+  if (unit === "") return `${bytes} B`;
+  return `${(bytes / UNITS[unit]).toFixed(1)} ${unit.toUpperCase()}iB`;
+}
+
 const PERIODS = { s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000, w: 604_800_000 } as const;
 
 /** A period such as "90d", "12h" or "2w", in milliseconds. */

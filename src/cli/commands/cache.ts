@@ -1,5 +1,5 @@
 import type { Command } from "commander";
-import { formatBytes, parseSize } from "../../util/sizes.ts";
+import { formatBytes, formatInUnitOf, parseSize } from "../../util/sizes.ts";
 import { collectGarbage, prune, usage } from "../../cache/gc.ts";
 import { withExclusiveStore, withStore } from "../store.ts";
 import { UsageError } from "../errors.ts";
@@ -15,13 +15,15 @@ export function registerCache(program: Command) {
     .action((flags: { cacheDir?: string }) =>
       withStore(flags.cacheDir, (store) => {
         const rows = store.db
-          .query("SELECT s.key, s.diff_id, s.last_used, l.size FROM steps s LEFT JOIN layers l ON l.diff_id = s.diff_id ORDER BY s.last_used DESC")
-          .all() as { key: string; diff_id: string | null; last_used: number; size: number | null }[];
-        process.stdout.write("KEY               LAYER                SIZE        LAST USED\n");
+          .query("SELECT s.key, s.diff_id, s.last_used, s.instruction, l.size FROM steps s LEFT JOIN layers l ON l.diff_id = s.diff_id ORDER BY s.last_used DESC")
+          .all() as { key: string; diff_id: string | null; last_used: number; instruction: string | null; size: number | null }[];
+        process.stdout.write("KEY               LAYER                SIZE        LAST USED            INSTRUCTION\n");
         for (const row of rows) {
           const layer = row.diff_id ? row.diff_id.slice(0, 19) : "(config only)";
           const size = row.size === null ? "-" : formatBytes(row.size);
-          process.stdout.write(`${row.key.slice(0, 16)}  ${layer.padEnd(19)}  ${size.padStart(10)}  ${new Date(row.last_used).toISOString().slice(0, 19).replace("T", " ")}\n`);
+          // Results recorded by versions before the instruction was kept show "-".
+          const instruction = row.instruction ?? "-";
+          process.stdout.write(`${row.key.slice(0, 16)}  ${layer.padEnd(19)}  ${size.padStart(10)}  ${new Date(row.last_used).toISOString().slice(0, 19).replace("T", " ")}  ${instruction}\n`);
         }
       }),
     );
@@ -60,7 +62,9 @@ export function registerCache(program: Command) {
       }
       withExclusiveStore(flags.cacheDir, (store) => {
         const result = collectGarbage(store, max);
-        process.stdout.write(`removed ${result.stepsRemoved} step result(s) and ${result.layersRemoved} layer(s), freed ${formatBytes(result.bytesFreed)}; now ${formatBytes(usage(store).total)}\n`);
+        // Sizes in the unit the user gave (--max-size 500M: megabytes), so the numbers compare at a glance.
+        const inUnit = (bytes: number) => formatInUnitOf(bytes, flags.maxSize);
+        process.stdout.write(`removed ${result.stepsRemoved} step result(s) and ${result.layersRemoved} layer(s), freed ${inUnit(result.bytesFreed)}; now ${inUnit(usage(store).total)} of ${inUnit(max)}\n`);
       });
     });
 

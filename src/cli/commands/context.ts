@@ -1,11 +1,10 @@
 import { Command } from "commander";
 import { formatBytes } from "../../util/sizes.ts";
-import { existsSync, readFileSync } from "node:fs";
+import { readFileSync, statSync } from "node:fs";
 import { join, relative, resolve } from "node:path";
 import { resolveCacheDir, statCacheFile } from "../../config/cache-dir.ts";
 import { loadContext, ignoreFileFor, type BuildContext, type ContextEntry } from "../../context/context.ts";
 import { IgnoreMatcher, parseIgnoreFile } from "../../context/dockerignore.ts";
-import { ContextError } from "../../context/errors.ts";
 import { displayPath, quotePath } from "../../context/paths.ts";
 import { UsageError } from "../errors.ts";
 import { collect } from "../inputs.ts";
@@ -22,6 +21,7 @@ function dockerfileFor(context: string, file?: string): string {
 
 async function load(context: string, options: CommonOptions): Promise<BuildContext> {
   const contextDir = resolve(context);
+  checkContextArgument(context);
   const ctx = await loadContext({
     contextDir,
     dockerfile: dockerfileFor(context, options.file),
@@ -126,10 +126,19 @@ export function registerContext(program: Command) {
     });
 }
 
+/** The first argument is the context directory; a file there is a likely mix-up, said plainly. */
+function checkContextArgument(context: string) {
+  const stat = statSync(resolve(context), { throwIfNoEntry: false });
+  if (!stat) throw new UsageError(`build context ${context} does not exist`);
+  if (!stat.isDirectory()) {
+    throw new UsageError(`${context} is a file, and the first argument is the build context directory: \`memobuild context digest DIR [SOURCE...]\` (e.g. \`memobuild context digest . ${context}\` for that file's digest)`);
+  }
+}
+
 /** `context ls --why PATH`: which .dockerignore line decides PATH, without walking anything. */
 function explainPaths(contextArg: string, options: CommonOptions & { why: string[] }) {
   const contextDir = resolve(contextArg);
-  if (!existsSync(contextDir)) throw new ContextError(`build context ${contextArg} is not a directory`);
+  checkContextArgument(contextArg);
   const ignoreFile = ignoreFileFor(contextDir, dockerfileFor(contextArg, options.file));
   const shown = ignoreFile ? (relative(process.cwd(), ignoreFile).startsWith("..") ? ignoreFile : relative(process.cwd(), ignoreFile)) : undefined;
   const patterns = ignoreFile ? parseIgnoreFile(readFileSync(ignoreFile, "utf8"), shown) : [];
