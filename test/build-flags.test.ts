@@ -143,6 +143,23 @@ describe("--no-cache-filter and commands that take a build's flags", () => {
   });
 });
 
+describe("--annotation", () => {
+  test("annotates the manifest (buildx's default type), in the store and every image output", () => {
+    const dir = writeProject(join(work, "annotated"), { Dockerfile: "FROM memobuild/busybox\nRUN echo a > /a\n" });
+    const oci = join(work, "annotated-oci");
+    const result = mustBuild(dir, "--annotation", "org.opencontainers.image.source=https://example.com/repo", "--annotation", "manifest:team=web", "-o", `type=oci,dest=${oci}`);
+    const index = JSON.parse(readFileSync(join(oci, "index.json"), "utf8"));
+    const manifest = JSON.parse(readFileSync(join(oci, "blobs/sha256", index.manifests[0].digest.slice(7)), "utf8"));
+    expect(manifest.annotations).toEqual({ "org.opencontainers.image.source": "https://example.com/repo", team: "web" });
+    const inspected = JSON.parse(Bun.spawnSync(["skopeo", "inspect", `oci:${oci}`]).stdout.toString());
+    expect(inspected.Digest).toBe(index.manifests[0].digest);
+    expect(result.stderr).toContain(`image ${index.manifests[0].digest} (`);
+    const refused = build(dir, "--annotation", "index:a=b");
+    expect(refused.exitCode).toBe(2);
+    expect(refused.stderr).toContain("MemoBuild writes a single-platform manifest and no image index");
+  });
+});
+
 describe("image import of MemoBuild's own output", () => {
   test("finds the name it wrote; a layout named only by a tag asks for one", () => {
     const dir = writeProject(join(work, "roundtrip"), { Dockerfile: "FROM memobuild/busybox\nRUN echo x > /x\n" });

@@ -101,6 +101,32 @@ describe("push and pull", () => {
     expect(push.stderr.match(/: mounted/g)?.length).toBe(2);
   }, 60_000);
 
+  test("--pull looks a base up again though the store has it; --push pushes every -t and prints the registry's digest", async () => {
+    const tag = `${plain.host}/pull/base:1`;
+    expect(skopeo("copy", "--dest-tls-verify=false", `oci:${baseOci}:memobuild/busybox:latest`, `docker://${tag}`).exitCode).toBe(0);
+    const cache = join(work, "pull-again-cache");
+    const dir = mkdtempSync(join(work, "pull-again-"));
+    writeFileSync(join(dir, "Dockerfile"), `FROM ${tag}\nRUN cat /marker 2>/dev/null > /seen || echo none > /seen\n`);
+    const seen = async (...flags: string[]) => {
+      const out = mkdtempSync(join(work, "seen-"));
+      rmSync(out, { recursive: true });
+      const result = await memobuild(["build", dir, "--cache-dir", cache, "--progress", "plain", "-o", `type=local,dest=${out}`, ...flags]);
+      expect(result.stderr).not.toContain("memobuild:");
+      return readFileSync(join(out, "seen"), "utf8").trim();
+    };
+    expect(await seen()).toBe("none");
+    // The tag moves to an image with /marker.
+    const marked = mkdtempSync(join(work, "marked-"));
+    writeFileSync(join(marked, "Dockerfile"), `FROM ${tag}\nRUN echo new > /marker\n`);
+    const push = await memobuild(["build", marked, "--cache-dir", join(work, "marked-cache"), "-t", tag, "--push"]);
+    expect(push.exitCode).toBe(0);
+    const digest = JSON.parse(skopeo("inspect", "--tls-verify=false", `docker://${tag}`).stdout).Digest;
+    expect(push.stderr).toContain(`image ${digest} (`); // the digest the registry has
+    expect(push.stderr).toContain(`output registry ${tag} ${digest}\n`);
+    expect(await seen()).toBe("none"); // the store's copy of the tag, as docker build without --pull
+    expect(await seen("--pull")).toBe("new");
+  }, 60_000);
+
   test("a missing image is a clear error", async () => {
     const result = await memobuild(["image", "pull", `${plain.host}/nothing/here:1`, "--cache-dir", join(work, "missing-cache")]);
     expect(result.exitCode).toBe(1);

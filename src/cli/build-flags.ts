@@ -29,6 +29,7 @@ export interface BuildFlags extends SettingFlags {
   allow: string[];
   buildLabel: string[];
   label: string[];
+  annotation: string[];
   iidfile?: string;
   insecureRegistry: string[];
 }
@@ -38,6 +39,7 @@ export function buildFlagOptions(command: Command): Command {
   return command
     .option("-t, --tag <ref>", "name the image in the local store (repeatable)", collect)
     .option("--label <name=value>", "set a label on the image, as LABEL would (repeatable)", collect)
+    .option("--annotation <[manifest:]key=value>", "an annotation on the image's manifest (repeatable)", collect)
     .option("-q, --quiet", "print only the image ID (its config digest) on stdout; warnings and errors still go to stderr")
     .option("--iidfile <file>", "write the image ID (its config digest) to this file")
     .option("-o, --output <spec>", "also export: type=oci,dest=DIR | type=oci-archive,dest=FILE | type=docker-archive,dest=FILE (oci ones take compression=gzip|uncompressed) | type=registry (push every -t) | type=local,dest=DIR | type=tar,dest=FILE (the file system) (repeatable)", collect)
@@ -103,6 +105,25 @@ export function checkPlatform(flag: string | undefined) {
 /** --no-cache-filter a,b --no-cache-filter c → {a, b, c}. */
 export function noCacheStages(values: string[]): Set<string> {
   return new Set(values.flatMap((v) => v.split(",")).map((v) => v.trim().toLowerCase()).filter(Boolean));
+}
+
+/**
+ * `--annotation [TYPE:]KEY=VALUE` as buildx reads it. MemoBuild writes one single-platform
+ * manifest, so TYPE is `manifest` (the default); the index types have nothing to annotate.
+ */
+export function parseAnnotations(values: string[]): Record<string, string> {
+  const annotations: Record<string, string> = {};
+  for (const spec of values) {
+    const typed = /^([a-z-]+)(\[[^\]]*\])?:(.*)$/.exec(spec);
+    const type = typed && ["manifest", "index", "manifest-descriptor", "index-descriptor"].includes(typed[1]!) ? typed[1]! : "manifest";
+    if (typed?.[2]) throw new UsageError(`--annotation ${spec}: a platform selector needs a multi-platform build, and MemoBuild builds one platform`);
+    if (type !== "manifest") throw new UsageError(`--annotation ${spec}: MemoBuild writes a single-platform manifest and no image index; annotate the manifest (manifest:KEY=VALUE, the default)`);
+    const pair = typed && type === typed[1] ? typed[3]! : spec;
+    const eq = pair.indexOf("=");
+    if (eq < 1) throw new UsageError(`--annotation ${spec}: use [manifest:]KEY=VALUE`);
+    annotations[pair.slice(0, eq)] = pair.slice(eq + 1);
+  }
+  return annotations;
 }
 
 /** --output specs, and --push as type=registry. */

@@ -74,6 +74,8 @@ export interface BuildOptions {
   pull?: (ref: string) => Promise<void>;
   /** `--label`: labels added to the final image's config (after the Dockerfile's own). */
   labels?: Record<string, string>;
+  /** `--annotation`: annotations on the final image's manifest. */
+  annotations?: Record<string, string>;
   /** Runs the steps that miss (default: the real one; tests give a fake). */
   executor?: Executor;
 }
@@ -429,7 +431,8 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
   if (options.labels && Object.keys(options.labels).length) config.config.Labels = { ...(config.config.Labels ?? {}), ...options.labels };
   // The layer list is the one source of the config's diff IDs.
   config.rootfs.diff_ids = final.layers.map((l) => l.diffId);
-  const image = storeImage(store, config, final.layers.map((l) => l.descriptor));
+  const annotations = options.annotations && Object.keys(options.annotations).length ? options.annotations : undefined;
+  const image = storeImage(store, config, final.layers.map((l) => l.descriptor), annotations);
   store.recordBuildInputs(options.dockerfileAbsolute ?? options.dockerfilePath, graph.target.id, inputsById);
   if (remote && options.remoteUpload !== "background") await remote.flush();
   return { image, steps: results, inputs: inputsMap, plan, graph };

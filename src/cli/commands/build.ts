@@ -25,7 +25,7 @@ import { value } from "../../config/settings.ts";
 import { parseSshSpec, SshAgents } from "../../executor/ssh.ts";
 import { UsageError } from "../errors.ts";
 import { dockerfileOptions, readDockerfileFrom } from "../inputs.ts";
-import { buildFlagOptions, checkPlatform, noCacheStages, outputsFrom, parseEntitlements, parseLabels, parseSecret, sandboxFrom, usage, type BuildFlags } from "../build-flags.ts";
+import { buildFlagOptions, checkPlatform, noCacheStages, outputsFrom, parseAnnotations, parseEntitlements, parseLabels, parseSecret, sandboxFrom, usage, type BuildFlags } from "../build-flags.ts";
 
 /** Runs the build; a failure ends the display and is reported (when reporting) before it propagates. */
 async function reported<T>(reporter: BuildReporter | undefined, display: Display, run: () => Promise<T>): Promise<T> {
@@ -62,6 +62,7 @@ export function registerBuild(program: Command) {
       const allow = parseEntitlements(flags.allow);
       const buildLabels = parseLabels("--build-label", flags.buildLabel);
       const imageLabels = parseLabels("--label", flags.label);
+      const annotations = parseAnnotations(flags.annotation);
       if (process.getuid?.() !== 0) throw new UsageError("memobuild build needs root (overlayfs mounts and the OCI runtime)");
       const input = readDockerfileFrom(settings);
       const display = openDisplay(displayMode(progressMode));
@@ -102,6 +103,7 @@ export function registerBuild(program: Command) {
           remote,
           remoteUpload: value(settings, "remote.upload"),
           labels: imageLabels,
+          annotations,
           pull: async (ref) => void (await pullImage(store, ref, registry, (line) => progress({ type: "output", line }))),
           ssh,
         }).finally(() => ssh.stop());
