@@ -143,6 +143,50 @@ describe("--no-cache-filter and commands that take a build's flags", () => {
   });
 });
 
+describe("--build-context", () => {
+  const dockerfile = "FROM memobuild/busybox AS base\nRUN echo stage > /who\nFROM base\nCOPY --from=docs a.md /docs/a.md\nRUN --mount=from=docs,target=/d cat /d/b.md > /mounted\nRUN (cat /who 2>/dev/null || echo image) > /seen\n";
+
+  test("a directory is read by COPY --from and RUN --mount from, and its files are in the keys", () => {
+    const dir = writeProject(join(work, "named"), { Dockerfile: dockerfile, "../named-docs/a.md": "a1\n", "../named-docs/b.md": "b1\n" });
+    const docs = join(work, "named-docs");
+    const out = (n: number) => join(work, `named-out-${n}`);
+    mustBuild(dir, "--build-context", `docs=${docs}`, "-o", `type=local,dest=${out(1)}`);
+    expect(readFileSync(join(out(1), "docs/a.md"), "utf8")).toBe("a1\n");
+    expect(readFileSync(join(out(1), "mounted"), "utf8")).toBe("b1\n");
+    expect(readFileSync(join(out(1), "seen"), "utf8")).toBe("stage\n");
+    writeProject(docs, { "b.md": "b2\n" });
+    const meta = join(work, "named-meta.json");
+    mustBuild(dir, "--build-context", `docs=${docs}`, "-o", `type=local,dest=${out(2)}`, "--metadata-file", meta);
+    expect(readFileSync(join(out(2), "mounted"), "utf8")).toBe("b2\n");
+    const statuses = Object.fromEntries((JSON.parse(readFileSync(meta, "utf8")).steps as { id: string; status: string }[]).map((s) => [s.id, s.status]));
+    expect(statuses).toMatchObject({ "1/1": "cached-local", "1/2": "executed" }); // a.md did not change; b.md did
+  });
+
+  test("docker-image:// and oci-layout:// replace an image, or a stage of the same name, as buildx does", () => {
+    const dir = writeProject(join(work, "named-image"), { Dockerfile: dockerfile, "../named-image-docs/a.md": "a\n", "../named-image-docs/b.md": "b\n" });
+    const docs = `docs=${join(work, "named-image-docs")}`;
+    const out = join(work, "named-image-out");
+    mustBuild(dir, "--build-context", docs, "--build-context", "base=docker-image://memobuild/busybox", "-o", `type=local,dest=${out}`);
+    expect(readFileSync(join(out, "seen"), "utf8")).toBe("image\n"); // the stage "base" never ran
+    const layout = join(work, "named-layout");
+    mustBuild(writeProject(join(work, "named-base"), { Dockerfile: "FROM memobuild/busybox\nRUN echo layout > /who\n" }), "-t", "team/base:7", "-o", `type=oci,dest=${layout}`);
+    const fromLayout = join(work, "named-layout-out");
+    mustBuild(dir, "--build-context", docs, "--build-context", `base=oci-layout://${layout}:team/base:7`, "-o", `type=local,dest=${fromLayout}`);
+    expect(readFileSync(join(fromLayout, "seen"), "utf8")).toBe("layout\n");
+    const graph = runMemobuild(["graph", dir, "--build-context", "base=docker-image://memobuild/busybox"]);
+    expect(graph.stdout).toContain("2 step(s) pruned");
+  });
+
+  test("FROM a directory, a missing directory and an unsupported source are clear errors", () => {
+    const dir = writeProject(join(work, "named-bad"), { Dockerfile: "FROM tools\nRUN true\n" });
+    const fromDir = build(dir, "--build-context", `tools=${work}`);
+    expect(fromDir.exitCode).toBe(1);
+    expect(fromDir.stderr).toContain("--build-context tools is a directory, and FROM needs an image");
+    expect(build(dir, "--build-context", "tools=./nowhere").stderr).toContain("--build-context tools=./nowhere: ./nowhere is not a directory");
+    expect(build(dir, "--build-context", "tools=https://example.com/x.tar").stderr).toContain("https sources are not supported");
+  });
+});
+
 describe("--annotation", () => {
   test("annotates the manifest (buildx's default type), in the store and every image output", () => {
     const dir = writeProject(join(work, "annotated"), { Dockerfile: "FROM memobuild/busybox\nRUN echo a > /a\n" });

@@ -3,8 +3,8 @@
  * and changes the verb), and what they mean once parsed.
  */
 import { Option, type Command } from "commander";
-import { existsSync, readFileSync } from "node:fs";
-import { resolve } from "node:path";
+import { existsSync, readFileSync, statSync } from "node:fs";
+import { join, resolve } from "node:path";
 import { formatPlatform, hostPlatform } from "../frontend/platform.ts";
 import { parseOutputSpec, type OutputSpec } from "../image/export.ts";
 import { parseAddHost, parseShmSize, parseUlimit, type Sandbox } from "../executor/sandbox.ts";
@@ -19,6 +19,7 @@ export interface BuildFlags extends SettingFlags {
   cache: boolean;
   noCacheFilter: string[];
   pull?: boolean;
+  buildContext: string[];
   platform?: string;
   secret: string[];
   ssh: string[];
@@ -48,6 +49,7 @@ export function buildFlagOptions(command: Command): Command {
     .option("--metadata-file <file>", "write the image digest and every step's status as JSON")
     .option("--no-cache", "run every step, ignoring cached results")
     .addOption(valueOption("--no-cache-filter <stage>", "run the steps of these stages (names or indexes, comma-separated; repeatable) without the cache"))
+    .option("--build-context <name=value>", "a named context for FROM/COPY --from/RUN --mount from=NAME: a directory, docker-image://REF or oci-layout://DIR[:TAG] (repeatable)", collect)
     .option("--pull", "look every base image up in its registry, even when the local store has it")
     .option("--platform <os/arch>", "the platform to build for: this machine's (other platforms need emulation, which MemoBuild does not do)")
     .option("--progress <mode>", "auto|tty|plain|json|quiet (default: auto: tty on a terminal, else plain)")
@@ -124,6 +126,34 @@ export function parseAnnotations(values: string[]): Record<string, string> {
     annotations[pair.slice(0, eq)] = pair.slice(eq + 1);
   }
   return annotations;
+}
+
+/** A `--build-context` value, parsed (nothing read yet). */
+export type NamedContextSpec = { name: string } & ({ kind: "local"; dir: string } | { kind: "docker-image"; ref: string } | { kind: "oci-layout"; dir: string; tag?: string });
+
+/** `--build-context NAME=DIR|docker-image://REF|oci-layout://DIR[:TAG]`, as buildx reads it. */
+export function parseBuildContexts(values: string[]): NamedContextSpec[] {
+  return values.map((spec) => {
+    const eq = spec.indexOf("=");
+    if (eq < 1) throw new UsageError(`--build-context ${spec}: use NAME=DIR, NAME=docker-image://REF or NAME=oci-layout://DIR[:TAG]`);
+    const name = spec.slice(0, eq).toLowerCase();
+    const value = spec.slice(eq + 1);
+    if (value.startsWith("docker-image://")) return { name, kind: "docker-image", ref: value.slice("docker-image://".length) };
+    if (value.startsWith("oci-layout://")) {
+      const rest = value.slice("oci-layout://".length);
+      if (rest.includes("@")) throw new UsageError(`--build-context ${spec}: choose the image in the layout by its tag (DIR:TAG), not by digest`);
+      // DIR:TAG, where TAG is a ref.name in the layout, which may hold ":" and "/" itself
+      // (MemoBuild writes `team/app:3`): DIR is the first prefix that is a layout.
+      for (let colon = rest.indexOf(":"); colon > 0; colon = rest.indexOf(":", colon + 1)) {
+        if (existsSync(join(resolve(rest.slice(0, colon)), "index.json"))) return { name, kind: "oci-layout", dir: resolve(rest.slice(0, colon)), tag: rest.slice(colon + 1) };
+      }
+      return { name, kind: "oci-layout", dir: resolve(rest) };
+    }
+    if (/^[a-z][a-z0-9+.-]*:\/\//i.test(value)) throw new UsageError(`--build-context ${spec}: ${value.split(":")[0]} sources are not supported (use a directory, docker-image:// or oci-layout://)`);
+    const dir = resolve(value);
+    if (!existsSync(dir) || !statSync(dir).isDirectory()) throw new UsageError(`--build-context ${spec}: ${value} is not a directory`);
+    return { name, kind: "local", dir };
+  });
 }
 
 /** --output specs, and --push as type=registry. */

@@ -36,6 +36,8 @@ export interface StepRequest {
   sources: Map<string, string[]>;
   /** The build context, when the step reads it. */
   context?: BuildContext;
+  /** Local --build-context directories the step reads (COPY --from=NAME, RUN --mount from=NAME). */
+  namedContexts?: Map<string, BuildContext>;
   /** The --chown owner (for WORKDIR: the USER), resolved once (root when not given). */
   owner: Ownership;
   /** ADD's URL sources, fetched and checked. */
@@ -122,8 +124,9 @@ function executeTransfer(request: StepRequest): string {
   if (instruction.kind !== "COPY" && instruction.kind !== "ADD") throw new Error(`${instruction.kind} is not a transfer`);
   return withLayerRoot(request, !instruction.link, (root, layer) => {
     const from = instruction.kind === "COPY" ? instruction.from : undefined;
-    if (from === undefined) {
-      copyInto(request, instruction, root);
+    const named = from !== undefined ? request.namedContexts?.get(from) : undefined;
+    if (from === undefined || named) {
+      copyInto(named ? { ...request, context: named } : request, instruction, root);
       return layer;
     }
     const layers = request.sources.get(from);

@@ -255,9 +255,10 @@ function mountAt(source: string, target: string) {
 function bindSource(request: StepRequest, mount: Extract<Mount, { type: "bind" }>, work: string, mounted: string[], held: Held): { path: string; kind: "dir" | "file" } {
   const dir = join(work, `bind-${mounted.length}-${Math.random().toString(36).slice(2, 8)}`);
   const source = mount.source || ".";
-  if (mount.from === undefined) {
+  const named = mount.from !== undefined ? request.namedContexts?.get(mount.from) : undefined;
+  if (mount.from === undefined || named) {
     mkdirSync(dir);
-    const context = request.context!;
+    const context = named ?? request.context!;
     const copyRoot = held.root(dir);
     executeCopy({
       instruction: { kind: "COPY", location: request.instruction.location, sources: [source], inline: [], dest: "/", link: false, excludes: [], parents: false },

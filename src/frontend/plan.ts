@@ -75,6 +75,8 @@ export interface PlanOptions {
   platform?: Platform;
   /** Config of base images, when known; expansion then sees their ENV like BuildKit does. */
   images?: (ref: string) => ImageInfo | undefined;
+  /** `--build-context` names (lower case): FROM/--from NAME means the context, even over a stage of that name. */
+  namedContexts?: ReadonlySet<string>;
 }
 
 /** ARGs BuildKit defines without a declaration (global scope; a stage must `ARG` them). */
@@ -195,6 +197,7 @@ export function plan(parsed: ParseResult, options: PlanOptions = {}): Plan {
 
   const findStage = (reference: string, before: number): number | undefined => {
     const lower = reference.toLowerCase();
+    if (options.namedContexts?.has(lower)) return undefined; // the named context wins, as in BuildKit
     const byName = stages.findIndex((s, i) => i < before && s.name === lower);
     if (byName >= 0) return byName;
     if (/^\d+$/.test(reference)) {

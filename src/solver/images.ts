@@ -22,13 +22,13 @@ export function imageResolver(store: LocalStore) {
   return Object.assign(resolve, { forget: (ref: string) => cache.delete(ref) });
 }
 
-/** Image references a plan reads that are not stages: bases, COPY --from, RUN --mount from. */
-export function imageReferences(plan: Plan): Set<string> {
+/** Image references a plan reads that are not stages (nor `named` contexts): bases, COPY --from, RUN --mount from. */
+export function imageReferences(plan: Plan, named: ReadonlySet<string> = new Set()): Set<string> {
   const refs = new Set<string>();
   const isStage = (reference: string, before: number) =>
-    plan.stages.some((s, i) => i < before && (s.name === reference.toLowerCase() || String(s.index) === reference));
+    named.has(reference.toLowerCase()) || plan.stages.some((s, i) => i < before && (s.name === reference.toLowerCase() || String(s.index) === reference));
   for (const stage of plan.stages) {
-    if (stage.base.kind === "image") refs.add(stage.base.ref);
+    if (stage.base.kind === "image" && !named.has(stage.base.ref.toLowerCase())) refs.add(stage.base.ref);
     for (const step of stage.steps) {
       const instruction = step.instruction;
       if (instruction.kind === "COPY" && instruction.from !== undefined && !isStage(instruction.from, stage.index)) refs.add(instruction.from);

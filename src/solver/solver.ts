@@ -5,6 +5,7 @@
  * the platform. Never mtimes or host paths. A key found in the local cache is a hit: its layer
  * is reused and nothing runs.
  */
+import { statCacheFile } from "../config/cache-dir.ts";
 import { describeSandbox, type Sandbox } from "../executor/sandbox.ts";
 import { rmSync } from "node:fs";
 import { availableParallelism } from "node:os";
@@ -74,6 +75,8 @@ export interface BuildOptions {
   pull?: (ref: string) => Promise<void>;
   /** `--label`: labels added to the final image's config (after the Dockerfile's own). */
   labels?: Record<string, string>;
+  /** `--build-context NAME=…`, by lower-case name: an image, or a local directory. */
+  namedContexts?: Map<string, NamedContext>;
   /** `--annotation`: annotations on the final image's manifest. */
   annotations?: Record<string, string>;
   /** Runs the steps that miss (default: the real one; tests give a fake). */
@@ -111,6 +114,9 @@ export class BuildError extends Error {
   }
 }
 
+/** What a `--build-context` name stands for. */
+export type NamedContext = { kind: "image"; image: StoredImage } | { kind: "local"; dir: string };
+
 interface LayerRef {
   diffId: string;
   descriptor: Descriptor;
@@ -140,11 +146,18 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
   const epoch = sourceDateEpoch(options.buildArgs);
   /** A step's date: the epoch when set, else when the step first ran (so a rebuild from cache is identical). */
   const dateOf = (createdMs: number) => new Date(epoch !== undefined ? epoch * 1000 : createdMs).toISOString();
-  const resolveImage = imageResolver(store);
+  const named = options.namedContexts ?? new Map<string, NamedContext>();
+  const namedNames = new Set(named.keys());
+  const storeImages = imageResolver(store);
+  // A name given an image by --build-context resolves to that image wherever an image is read.
+  const resolveImage = Object.assign((ref: string) => {
+    const context = named.get(ref.toLowerCase());
+    return context?.kind === "image" ? context.image : context ? undefined : storeImages(ref);
+  }, { forget: storeImages.forget });
   const parsed = parseDockerfile(options.dockerfileText, options.dockerfilePath);
   // Images the store lacks are pulled first, so planning sees their ENV and ONBUILD.
   if (options.pull) {
-    for (const ref of imageReferences(planStages(parsed, { buildArgs: options.buildArgs, platform }))) {
+    for (const ref of imageReferences(planStages(parsed, { buildArgs: options.buildArgs, platform, namedContexts: namedNames }), namedNames)) {
       const stored = resolveImage(ref);
       if (stored && !options.pullAlways) continue;
       if (!stored) progress({ type: "warning", message: `pulling ${ref}: it is not in the local image store` });
@@ -155,6 +168,7 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
   const plan = planStages(parsed, {
     buildArgs: options.buildArgs,
     platform,
+    namedContexts: namedNames,
     images: (ref) => {
       const image = resolveImage(ref);
       return image ? { env: image.config.config.Env ?? [], onbuild: image.config.config.OnBuild ?? [] } : undefined;
@@ -202,6 +216,18 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
     return plan.stages.find((s, i) => i < before && (s.name === lower || String(s.index) === reference));
   };
 
+  // Each local --build-context directory is read once per build, like the main context.
+  const namedLoads = new Map<string, Promise<BuildContext>>();
+  const getNamedContext = (name: string, dir: string) => {
+    let load = namedLoads.get(name);
+    if (!load) namedLoads.set(name, (load = loadContext({ contextDir: dir, statCacheFile: statCacheFile(store.dir, dir) })));
+    return load;
+  };
+  const localContext = (reference: string) => {
+    const context = named.get(reference.toLowerCase());
+    return context?.kind === "local" ? context : undefined;
+  };
+
   /** What a RUN/COPY/ADD reads, resolved once; the key's inputs are filled in as it goes. */
   const resolveReads = async (instruction: StepInstruction, step: Step, stage: Stage, current: StageState, inputs: StepInputs, fail: (message: string) => never): Promise<StepReads> => {
     const sources = new Map<string, LayerRef[]>();
@@ -217,7 +243,7 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
       sources.set(reference, imageLayers(image));
       return image.manifestDigest;
     };
-    const reads: StepReads = { sources, owner: { uid: 0, gid: 0 }, downloads: async () => [] };
+    const reads: StepReads = { sources, named: new Map(), owner: { uid: 0, gid: 0 }, downloads: async () => [] };
     if (instruction.kind === "WORKDIR") {
       reads.owner = await ownerFor(current.config.config.User, current, layersOf, fail, "USER");
       inputs.owner = `${reads.owner.uid}:${reads.owner.gid}`;
@@ -230,12 +256,14 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
       const stageKeys: string[] = [];
       for (const mount of instruction.mounts) {
         if (mount.type !== "bind") continue;
-        if (mount.from !== undefined) {
+        const namedDir = mount.from !== undefined ? localContext(mount.from) : undefined;
+        if (mount.from !== undefined && !namedDir) {
           stageKeys.push(sourceFor(mount.from, `--mount from=${mount.from}`));
           continue;
         }
-        reads.context = await getContext();
-        const selection = reads.context.select([mount.source || "."]);
+        const context = namedDir ? await getNamedContext(mount.from!.toLowerCase(), namedDir.dir) : (reads.context = await getContext());
+        if (namedDir) reads.named.set(mount.from!, context);
+        const selection = context.select([mount.source || "."]);
         digests.push(selection.digest);
         Object.assign(files, fileDigests(selection.entries));
       }
@@ -246,6 +274,15 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
     }
     reads.owner = await ownerFor(instruction.chown, current, layersOf, fail);
     const from = instruction.kind === "COPY" ? instruction.from : undefined;
+    const namedDir = from !== undefined ? localContext(from) : undefined;
+    if (from !== undefined && namedDir) {
+      // A local --build-context reads like the main context: the files it selects are the key.
+      const context = await getNamedContext(from.toLowerCase(), namedDir.dir);
+      reads.named.set(from, context);
+      const selection = context.select(instruction.sources, { excludes: instruction.excludes, owner: reads.owner });
+      inputs.context = { digest: selection.digest, files: fileDigests(selection.entries) };
+      return reads;
+    }
     if (from !== undefined) {
       inputs.fromStage = sourceFor(from, `--from=${from}`);
       return reads;
@@ -297,6 +334,9 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
       checkEntitlements(step.instruction, options.allow ?? new Set(), fail);
       try {
         if (step.index === 0) {
+          if (stage.base.kind === "image" && localContext(stage.base.ref)) {
+            fail(`--build-context ${stage.base.ref} is a directory, and FROM needs an image (docker-image://REF or oci-layout://DIR); COPY --from=${stage.base.ref} and RUN --mount from=${stage.base.ref} read a directory`);
+          }
           ({ state, inputs } = fromStep(step, stage, states, resolveImage, platform, fail));
           state = withoutTriggers(state);
           progress({ type: "start", number: stepNumber, step: step.id, name });
@@ -355,6 +395,7 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
                 lowers: await layersOf(current.layers),
                 sources: await sourceSnapshots(reads!.sources, layersOf),
                 context: reads!.context,
+                namedContexts: reads!.named,
                 owner: reads!.owner,
                 downloads: await reads!.downloads(),
                 epoch,
@@ -528,6 +569,8 @@ function fromStep(
 interface StepReads {
   /** Stages and images it reads, by the reference the Dockerfile uses. */
   sources: Map<string, LayerRef[]>;
+  /** Local --build-context directories it reads, by the reference the Dockerfile uses. */
+  named: Map<string, BuildContext>;
   context?: BuildContext;
   owner: Ownership;
   downloads: () => Promise<Download[]>;

@@ -25,7 +25,8 @@ import { value } from "../../config/settings.ts";
 import { parseSshSpec, SshAgents } from "../../executor/ssh.ts";
 import { UsageError } from "../errors.ts";
 import { dockerfileOptions, readDockerfileFrom } from "../inputs.ts";
-import { buildFlagOptions, checkPlatform, noCacheStages, outputsFrom, parseAnnotations, parseEntitlements, parseLabels, parseSecret, sandboxFrom, usage, type BuildFlags } from "../build-flags.ts";
+import { resolveNamedContexts } from "../named-contexts.ts";
+import { buildFlagOptions, checkPlatform, noCacheStages, outputsFrom, parseAnnotations, parseBuildContexts, parseEntitlements, parseLabels, parseSecret, sandboxFrom, usage, type BuildFlags } from "../build-flags.ts";
 
 /** Runs the build; a failure ends the display and is reported (when reporting) before it propagates. */
 async function reported<T>(reporter: BuildReporter | undefined, display: Display, run: () => Promise<T>): Promise<T> {
@@ -59,6 +60,7 @@ export function registerBuild(program: Command) {
       const secrets = new Map(flags.secret.map(parseSecret));
       const sshSpecs = flags.ssh.map((spec) => usage(() => parseSshSpec(spec)));
       const sandbox = sandboxFrom(flags);
+      const contextSpecs = parseBuildContexts(flags.buildContext);
       const allow = parseEntitlements(flags.allow);
       const buildLabels = parseLabels("--build-label", flags.buildLabel);
       const imageLabels = parseLabels("--label", flags.label);
@@ -81,6 +83,8 @@ export function registerBuild(program: Command) {
           : undefined;
       const progress: ProgressSink = reporter ? (event) => (printer(event), reporter.sink(event)) : printer;
       await reported(reporter, display, () => withStore(value(settings, "cacheDir"), async (store) => {
+        const pull = async (ref: string) => void (await pullImage(store, ref, registry, (line) => progress({ type: "output", line })));
+        const namedContexts = await resolveNamedContexts(contextSpecs, store, pull, flags.pull);
         const ssh = await SshAgents.start(sshSpecs);
         const result = await build({
           contextDir: input.contextDir,
@@ -104,7 +108,8 @@ export function registerBuild(program: Command) {
           remoteUpload: value(settings, "remote.upload"),
           labels: imageLabels,
           annotations,
-          pull: async (ref) => void (await pullImage(store, ref, registry, (line) => progress({ type: "output", line }))),
+          pull,
+          namedContexts,
           ssh,
         }).finally(() => ssh.stop());
         const image = result.image!;

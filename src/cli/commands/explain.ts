@@ -8,7 +8,8 @@ import { build } from "../../solver/solver.ts";
 import { dockerfileOptions, readDockerfileFrom } from "../inputs.ts";
 import { openRemote, remoteOptions } from "../remote.ts";
 import { commandSettings } from "../settings.ts";
-import { buildFlagOptions, checkPlatform, sandboxFrom, type BuildFlags } from "../build-flags.ts";
+import { buildFlagOptions, checkPlatform, parseBuildContexts, sandboxFrom, type BuildFlags } from "../build-flags.ts";
+import { resolveNamedContexts } from "../named-contexts.ts";
 import { value } from "../../config/settings.ts";
 import type { RemoteCache } from "../../remote/client.ts";
 
@@ -28,7 +29,9 @@ export function registerExplain(program: Command) {
       checkPlatform(flags.platform);
       const input = readDockerfileFrom(settings);
       const remote = openRemote(settings, (message) => process.stderr.write(`warning: ${message}\n`));
+      const contextSpecs = parseBuildContexts(flags.buildContext);
       await withStore(value(settings, "cacheDir"), async (store) => {
+        const namedContexts = await resolveNamedContexts(contextSpecs, store, undefined);
         const dockerfileAbsolute = input.displayPath === "<stdin>" ? undefined : resolve(input.displayPath);
         const result = await build({
           contextDir: input.contextDir,
@@ -43,6 +46,7 @@ export function registerExplain(program: Command) {
           secrets: new Map(),
           network: "none",
           sandbox: sandboxFrom(flags),
+          namedContexts,
           progress: silentProgress,
           dryRun: true,
           remote,

@@ -5,7 +5,7 @@ import { GRAPH_FORMATS, renderGraph, type GraphFormat } from "../../graph/render
 import { UsageError } from "../errors.ts";
 import { dockerfileOptions, readDockerfileFrom } from "../inputs.ts";
 import { commandSettings } from "../settings.ts";
-import { buildFlagOptions, type BuildFlags } from "../build-flags.ts";
+import { buildFlagOptions, parseBuildContexts, type BuildFlags } from "../build-flags.ts";
 import { remoteOptions } from "../remote.ts";
 import { value } from "../../config/settings.ts";
 
@@ -30,7 +30,8 @@ export function registerGraph(program: Command) {
       }
       const settings = commandSettings(options, context);
       const input = readDockerfileFrom(settings);
-      const plan = planDockerfile(input.text, { file: input.displayPath, buildArgs: value(settings, "buildArgs") });
+      const namedContexts = new Set(parseBuildContexts(options.buildContext).map((c) => c.name));
+      const plan = planDockerfile(input.text, { file: input.displayPath, buildArgs: value(settings, "buildArgs"), namedContexts });
       for (const name of plan.unusedBuildArgs) process.stderr.write(`warning: build arg ${name} is not declared by any ARG\n`);
       process.stdout.write(renderGraph(buildGraph(plan, value(settings, "target")), options.format as GraphFormat));
     });

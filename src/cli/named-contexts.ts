@@ -1,0 +1,37 @@
+/** `--build-context` values made concrete before a build: images found (or pulled, or imported), directories kept. */
+import type { LocalStore } from "../cache/store.ts";
+import { importOciLayout, loadImage } from "../image/layout.ts";
+import { normalizeReference } from "../image/reference.ts";
+import type { NamedContext } from "../solver/solver.ts";
+import { UserError } from "../errors.ts";
+import type { NamedContextSpec } from "./build-flags.ts";
+import { usage } from "./build-flags.ts";
+
+export async function resolveNamedContexts(
+  specs: NamedContextSpec[],
+  store: LocalStore,
+  pull: ((ref: string) => Promise<void>) | undefined,
+  pullAlways = false,
+): Promise<Map<string, NamedContext>> {
+  const contexts = new Map<string, NamedContext>();
+  for (const spec of specs) {
+    if (spec.kind === "local") {
+      contexts.set(spec.name, { kind: "local", dir: spec.dir });
+      continue;
+    }
+    if (spec.kind === "oci-layout") {
+      const image = importOciLayout(store, spec.dir, spec.tag);
+      contexts.set(spec.name, { kind: "image", image });
+      continue;
+    }
+    const ref = usage(() => normalizeReference(spec.ref));
+    let record = store.image(ref);
+    if ((!record || pullAlways) && pull) {
+      await pull(spec.ref);
+      record = store.image(ref);
+    }
+    if (!record) throw new UserError(`--build-context ${spec.name}=docker-image://${spec.ref}: the image is not in the local image store (memobuild image pull ${spec.ref})`);
+    contexts.set(spec.name, { kind: "image", image: loadImage(store, record.manifestDigest) });
+  }
+  return contexts;
+}
