@@ -15,6 +15,7 @@ import type { SettingFlags } from "./settings.ts";
 export interface BuildFlags extends SettingFlags {
   output: string[];
   push?: boolean;
+  load?: boolean;
   metadataFile?: string;
   cache: boolean;
   noCacheFilter: string[];
@@ -45,6 +46,7 @@ export function buildFlagOptions(command: Command): Command {
     .option("--iidfile <file>", "write the image ID (its config digest) to this file")
     .option("-o, --output <spec>", "also export: type=oci,dest=DIR | type=oci-archive,dest=FILE | type=docker-archive,dest=FILE (oci ones take compression=gzip|uncompressed) | type=registry (push every -t) | type=local,dest=DIR | type=tar,dest=FILE (the file system) (repeatable)", collect)
     .option("--push", "push every -t name (the same as --output type=registry)")
+    .option("--load", "load the image (with its -t names) into the Docker Engine at $DOCKER_HOST (default: the local socket)")
     .option("--insecure-registry <host>", "use plain HTTP for this registry (repeatable; also $MEMOBUILD_INSECURE_REGISTRIES)", collect)
     .option("--metadata-file <file>", "write the image digest and every step's status as JSON")
     .option("--no-cache", "run every step, ignoring cached results")

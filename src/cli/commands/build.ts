@@ -1,7 +1,9 @@
 import { exportFilesystem, exportFilesystemTar } from "../../image/filesystem-export.ts";
 import type { Command } from "commander";
 import { writeFileSync } from "node:fs";
-import { resolve } from "node:path";
+import { join, resolve } from "node:path";
+import { dockerEndpoint, loadIntoDocker } from "../../image/docker-load.ts";
+import { removeTree } from "../../rootfs/root.ts";
 import { statCacheFile } from "../../config/cache-dir.ts";
 import { withStore } from "../store.ts";
 import { exportImage } from "../../image/export.ts";
@@ -61,6 +63,7 @@ export function registerBuild(program: Command) {
       const sshSpecs = flags.ssh.map((spec) => usage(() => parseSshSpec(spec)));
       const sandbox = sandboxFrom(flags);
       const contextSpecs = parseBuildContexts(flags.buildContext);
+      if (flags.load) usage(() => dockerEndpoint()); // a DOCKER_HOST it cannot use is an error before any work
       const allow = parseEntitlements(flags.allow);
       const buildLabels = parseLabels("--build-label", flags.buildLabel);
       const imageLabels = parseLabels("--label", flags.label);
@@ -115,6 +118,7 @@ export function registerBuild(program: Command) {
         const image = result.image!;
         for (const tag of tags) store.setImage(tag, image.manifestDigest);
         const exported = await exportOutputs(store, image, outputs, tags, registry, progress);
+        if (flags.load) exported.push(await loadImage(store, image, tags, progress));
         const outcome: BuildOutcome = { imageId: image.manifest.config.digest, digest: exported.find((o) => o.digest)?.digest ?? image.manifestDigest, outputs: exported, tags, steps: result.steps };
         await reporter?.finish({ result: "success", image: outcome.digest });
         if (flags.metadataFile) writeMetadata(flags.metadataFile, outcome);
@@ -158,4 +162,18 @@ function writeMetadata(file: string, outcome: BuildOutcome) {
     steps: outcome.steps,
   };
   writeFileSync(file, JSON.stringify(metadata, null, 2) + "\n");
+}
+
+/** --load: a docker archive of the image, streamed to the Docker Engine. */
+async function loadImage(store: LocalStore, image: StoredImage, tags: string[], progress: ProgressSink): Promise<OutputResult> {
+  const staging = store.tempDir("docker-load");
+  try {
+    const archive = join(staging, "image.tar");
+    await exportImage(store, image, { type: "docker-archive", dest: archive }, tags);
+    for (const line of await loadIntoDocker(archive)) progress({ type: "output", line: `load: ${line}` });
+    // The engine names it by its image ID (build -q prints it), not by a manifest digest.
+    return { type: "docker", dest: dockerEndpoint().shown };
+  } finally {
+    removeTree(staging);
+  }
 }
