@@ -131,6 +131,13 @@ describe("--no-cache-filter and commands that take a build's flags", () => {
     expect(Object.fromEntries(steps.map((s) => [s.id, s.status]))).toEqual({ "deps/0": "executed", "deps/1": "executed", "app/0": "cached-local", "app/1": "cached-local", "app/2": "cached-local" });
   });
 
+  test("graph reads a base image's ENV from the local store, as the build will", () => {
+    const dir = writeProject(join(work, "graph-env"), { Dockerfile: "FROM memobuild/busybox\nENV PATH=/opt/bin:$PATH\n" });
+    const graph = runMemobuild(["graph", dir, "--cache-dir", cache]);
+    expect(graph.stderr).toBe("");
+    expect(graph.stdout).toContain("ENV PATH=/opt/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
+  });
+
   test("graph and explain accept a build command line with the verb changed", () => {
     const dir = writeProject(join(work, "verbs"), { Dockerfile: stages });
     const line = ["-t", "x:1", "--push", "-q", "--progress", "plain", "--label", "a=b", "--no-cache-filter", "deps", "--pull", "-o", "type=local,dest=/nonexistent", "--secret", "id=s,env=HOME", "--build-label", "team=web"];

@@ -189,3 +189,15 @@ describe("shell completion", () => {
     expect(runMemobuild(["completion", "tcsh"]).stderr).toBe("memobuild: completion tcsh: use bash, zsh or fish\n");
   });
 });
+
+describe("graph shows values as a build would see them", () => {
+  test("ARG as written with the value used; a variable a missing base image may set is named", () => {
+    const dir = join(work, "graph-values");
+    mkdirSync(dir, { recursive: true });
+    writeFileSync(join(dir, "Dockerfile"), "FROM example/base\nARG V=1\nARG W\nENV PATH=/opt/bin:$PATH\n");
+    const result = runMemobuild(["graph", dir, "--build-arg", "W=x", "--cache-dir", join(work, "no-cache")]);
+    expect(result.stdout).toContain("  0/1  ARG V=1   (V=1)   <- 0/0\n");
+    expect(result.stdout).toContain("  0/2  ARG W   (W=x)   <- 0/1\n");
+    expect(result.stderr).toBe(`warning: ${join(dir, "Dockerfile")}:4: $PATH may come from the base image example/base, which is not in the local store: it reads as empty here (memobuild image pull example/base)\n`);
+  });
+});

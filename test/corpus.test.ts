@@ -25,7 +25,8 @@ describe("real-world Dockerfiles plan", () => {
     test(`${origin.repository.replace("https://github.com/", "")}: ${origin.path}`, () => {
       const args = Object.entries(origin.buildArgs ?? {}).flatMap(([k, v]) => ["--build-arg", `${k}=${v}`]);
       const result = runMemobuild(["graph", "-f", join(corpus, origin.file), "--format", "json", ...args, emptyContext]);
-      expect(result.stderr).toBe("");
+      // Only the note that a base image this machine lacks may set a variable the file reads.
+      expect(result.stderr.split("\n").filter((l) => l && !/^warning: .*: \$\w+ may come from the base image /.test(l))).toEqual([]);
       expect(result.exitCode).toBe(0);
       expect(JSON.parse(result.stdout).nodes.length).toBeGreaterThan(0);
     });

@@ -34,6 +34,8 @@ export interface Step {
   usedArgs: string[];
   /** Set when the step came from a base stage's ONBUILD trigger. */
   trigger?: SourceRange;
+  /** ARG: the instruction as written (`text` has the values used in place of defaults). */
+  written?: string;
 }
 
 export interface Stage {
@@ -59,6 +61,8 @@ export interface Plan {
   stages: Stage[];
   /** `--build-arg` names that no ARG declared. */
   unusedBuildArgs: string[];
+  /** Names expanded as empty in a stage whose base image's config was not known (they may be set there). */
+  unknownFromBase: { image: string; name: string; location: SourceRange }[];
   warnings: { message: string; location: SourceRange }[];
 }
 
@@ -104,11 +108,14 @@ class Scope {
   vars = new Map<string, string>();
   /** Names whose current value came from an ARG. */
   argNames = new Set<string>();
+  /** The base image, when its config (ENV) is not known: an unset name may really be set there. */
+  unknownBase?: string;
 
   clone(): Scope {
     const copy = new Scope();
     copy.vars = new Map(this.vars);
     copy.argNames = new Set(this.argNames);
+    copy.unknownBase = this.unknownBase;
     return copy;
   }
   lookup: EnvLookup = (name) => this.vars.get(name);
@@ -138,11 +145,13 @@ export function plan(parsed: ParseResult, options: PlanOptions = {}): Plan {
   }
 
   /** Expansion within a scope, remembering which ARG-sourced names were looked up. */
+  const unknownFromBase: Plan["unknownFromBase"] = [];
   const expanderFor = (scope: Scope, used: Set<string>, location: () => SourceRange): Expander => {
     const run = (text: string, mode: "word" | "words" | "heredoc") => {
       try {
         const result = expand(text, scope.lookup, { escapeToken, skipQuotes: mode === "heredoc" });
         for (const name of [...result.matched, ...result.unmatched]) if (scope.argNames.has(name)) used.add(name);
+        if (scope.unknownBase) for (const name of result.unmatched) unknownFromBase.push({ image: scope.unknownBase, name, location: location() });
         return result;
       } catch (error) {
         if (error instanceof ExpansionError) throw new DockerfileError(error.message, location());
@@ -228,6 +237,7 @@ export function plan(parsed: ParseResult, options: PlanOptions = {}): Plan {
     if (trigger) instruction.location = trigger;
     switch (instruction.kind) {
       case "ARG":
+        step.written = formatInstruction(instruction);
         for (const arg of instruction.args) {
           let value: string | undefined;
           if (Object.hasOwn(buildArgs, arg.name)) {
@@ -329,6 +339,7 @@ export function plan(parsed: ParseResult, options: PlanOptions = {}): Plan {
         }
         base = { kind: "image", ref: fromInstruction.image };
         scope = new Scope();
+        if (options.images && !options.images(fromInstruction.image)) scope.unknownBase = fromInstruction.image;
         for (const entry of options.images?.(fromInstruction.image)?.env ?? []) {
           const eq = entry.indexOf("=");
           if (eq > 0) scope.vars.set(entry.slice(0, eq), entry.slice(eq + 1));
@@ -380,6 +391,7 @@ export function plan(parsed: ParseResult, options: PlanOptions = {}): Plan {
     escapeToken,
     directives: parsed.directives,
     metaArgs,
+    unknownFromBase,
     stages,
     unusedBuildArgs,
     warnings,

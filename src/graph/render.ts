@@ -1,4 +1,5 @@
 /** `memobuild graph` output formats: text, Graphviz dot, Mermaid and JSON. */
+import type { Step } from "../frontend/plan.ts";
 import { levels, type BuildGraph } from "./graph.ts";
 
 export const GRAPH_FORMATS = ["text", "dot", "mermaid", "json"] as const;
@@ -31,6 +32,13 @@ export function graphJson(graph: BuildGraph) {
   };
 }
 
+/** ARG as written, with the values used beside it (`ARG W   (W=x)`); other steps as expanded. */
+function shownText(step: Step): string {
+  if (step.written === undefined || step.instruction.kind !== "ARG") return step.text;
+  const values = step.instruction.args.map((a) => `${a.name}=${a.value ?? "(unset)"}`).join(" ");
+  return `${step.written}   (${values})`;
+}
+
 /** The first line of an instruction, with a note of how many heredoc lines follow. */
 function oneLine(text: string): string {
   const lines = text.split("\n");
@@ -49,7 +57,7 @@ function renderText(graph: BuildGraph): string {
     out.push(`level ${level}${group.length > 1 ? ` (${group.length} steps may run in parallel)` : ""}`);
     for (const node of group) {
       const after = node.deps.length ? `   <- ${node.deps.join(", ")}` : "";
-      out.push(`  ${node.id.padEnd(width)}  ${oneLine(node.step.text)}${after}`);
+      out.push(`  ${node.id.padEnd(width)}  ${oneLine(shownText(node.step))}${after}`);
     }
   });
   return out.join("\n") + "\n";
