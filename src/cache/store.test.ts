@@ -1,0 +1,167 @@
+/**
+ * The local store in process: every read checked against its digest, results write-once,
+ * corrupt data removed rather than used, and gc keeping exactly what kept steps and named
+ * images need.
+ */
+import { afterAll, describe, expect, test } from "bun:test";
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { TarWriter } from "../image/tar.ts";
+import { storeImage } from "../image/layout.ts";
+import { BlobVerificationError, LocalStore } from "./store.ts";
+import { collectGarbage, prune } from "./gc.ts";
+
+const work = mkdtempSync(join(tmpdir(), "memobuild-store-"));
+afterAll(() => rmSync(work, { recursive: true, force: true }));
+let n = 0;
+const fresh = () => LocalStore.open(join(work, `store${++n}`));
+const MEDIA_TAR = "application/vnd.oci.image.layer.v1.tar";
+
+/** A one-file layer tar in the store's blobs, recorded as a layer (uncompressed: digest = diff ID). */
+function layer(store: LocalStore, name: string, content: string) {
+  const chunks: Uint8Array[] = [];
+  const writer = new TarWriter((c) => chunks.push(c));
+  writer.add({ type: "file", name, mode: 0o644, uid: 0, gid: 0, size: content.length, mtime: 1 });
+  writer.content(Buffer.from(content));
+  writer.pad(content.length);
+  writer.finish();
+  const blob = store.putBlob(Buffer.concat(chunks));
+  const record = { diffId: blob.digest, digest: blob.digest, size: blob.size, uncompressedSize: blob.size, mediaType: MEDIA_TAR };
+  store.recordLayer(record);
+  return record;
+}
+
+describe("blobs are checked whenever they are read", () => {
+  test("readBlob: a changed or missing blob is an error naming the digest", () => {
+    const store = fresh();
+    const { digest } = store.putBlob("config bytes");
+    expect(store.readBlob(digest).toString()).toBe("config bytes");
+    writeFileSync(store.blobPath(digest), "config BYTES");
+    expect(() => store.readBlob(digest)).toThrow(new RegExp(`^blob ${digest} is corrupt in the cache \\(its content hashes to sha256:[0-9a-f]{64}\\)$`));
+    rmSync(store.blobPath(digest));
+    expect(() => store.readBlob(digest)).toThrow(`blob ${digest} is missing from the cache`);
+    store.close();
+  });
+
+  test("checkBlob: a corrupt layer blob is removed with its layer rows, so its steps run again", async () => {
+    const store = fresh();
+    const good = layer(store, "a", "a content");
+    await store.checkBlob(good.digest);
+    const bad = layer(store, "b", "b content");
+    store.recordStep("k".repeat(64), bad.diffId, 5, "RUN make");
+    expect(store.lookupStep("k".repeat(64))?.diffId).toBe(bad.diffId);
+    writeFileSync(store.blobPath(bad.digest), "not the layer");
+    await expect(store.checkBlob(bad.digest)).rejects.toThrow(BlobVerificationError);
+    expect(store.hasBlob(bad.digest)).toBe(false);
+    expect(store.layer(bad.diffId)).toBeUndefined();
+    expect(store.lookupStep("k".repeat(64))).toBeUndefined(); // its result is no longer usable
+    expect(store.layer(good.diffId)).toBeDefined();
+    store.close();
+  });
+
+  test("adoptLayer: a blob that is not the tar its diff ID names is refused, and a known diff ID keeps its blob", async () => {
+    const store = fresh();
+    const real = layer(store, "f", "real");
+    const other = store.putBlob("something else entirely");
+    await expect(store.adoptLayer({ ...real, digest: other.digest, size: other.size })).rejects.toThrow(BlobVerificationError);
+    expect(store.layer(real.diffId)?.digest).toBe(real.digest);
+    const lying = store.putBlob("not a tar at all");
+    await expect(store.adoptLayer({ diffId: `sha256:${"9".repeat(64)}`, digest: lying.digest, size: lying.size, uncompressedSize: lying.size, mediaType: MEDIA_TAR })).rejects.toThrow();
+    expect(store.layer(`sha256:${"9".repeat(64)}`)).toBeUndefined();
+    store.close();
+  });
+});
+
+describe("step results are write-once", () => {
+  test("a second record for a key keeps the first; the instruction is kept for cache ls", () => {
+    const store = fresh();
+    const first = store.recordStep("s".repeat(64), null, 7, "ENV A=1\nmore");
+    const second = store.recordStep("s".repeat(64), null, 99, "ENV A=2");
+    expect(second).toEqual(first);
+    expect(store.db.query("SELECT instruction, duration_ms FROM steps").get()).toEqual({ instruction: "ENV A=1", duration_ms: 7 });
+    store.close();
+  });
+
+  test("a recorded layer keeps its blob; only a row whose blob is gone is replaced", () => {
+    const store = fresh();
+    const real = layer(store, "x", "x");
+    const other = store.putBlob("other");
+    store.recordLayer({ ...real, digest: other.digest });
+    expect(store.layer(real.diffId)?.digest).toBe(real.digest);
+    rmSync(store.blobPath(real.digest));
+    store.recordLayer({ ...real, digest: other.digest });
+    expect(store.layer(real.diffId)?.digest).toBe(other.digest);
+    store.close();
+  });
+});
+
+describe("gc keeps what kept steps and named images need", () => {
+  test("an unreferenced layer goes; a layer a kept step or an image needs stays", async () => {
+    const store = fresh();
+    const kept = layer(store, "kept", "k");
+    const imaged = layer(store, "imaged", "i");
+    const loose = layer(store, "loose", "l");
+    store.recordStep("1".repeat(64), kept.diffId, 1);
+    const image = storeImage(store, { architecture: "amd64", os: "linux", config: {}, rootfs: { type: "layers", diff_ids: [imaged.diffId] } } as never, [{ mediaType: MEDIA_TAR, digest: imaged.digest, size: imaged.size }]);
+    store.setImage("docker.io/library/kept:1", image.manifestDigest);
+    const result = collectGarbage(store, Number.MAX_SAFE_INTEGER);
+    expect(result.layersRemoved).toBe(1);
+    expect(store.layer(loose.diffId)).toBeUndefined();
+    expect(store.hasBlob(loose.digest)).toBe(false);
+    expect(store.layer(kept.diffId)).toBeDefined();
+    expect(store.layer(imaged.diffId)).toBeDefined();
+    expect(store.hasBlob(image.manifestDigest)).toBe(true);
+    expect(store.hasBlob(image.manifest.config.digest)).toBe(true);
+    store.close();
+  });
+
+  test("to fit a size, the least recently used results go first, and a layer two steps share stays while one needs it", () => {
+    const store = fresh();
+    const shared = layer(store, "shared", "s".repeat(8192));
+    const old = layer(store, "old", "o".repeat(8192));
+    store.recordStep("a".repeat(64), old.diffId, 1);
+    store.recordStep("b".repeat(64), shared.diffId, 1);
+    store.recordStep("c".repeat(64), shared.diffId, 1);
+    store.db.query("UPDATE steps SET last_used = CASE key WHEN ? THEN 1 WHEN ? THEN 2 ELSE 3 END").run("a".repeat(64), "b".repeat(64));
+    const total = () => Number(Bun.spawnSync(["du", "-sb", join(store.dir, "blobs"), join(store.dir, "snapshots")]).stdout.toString().split("\n").filter(Boolean).reduce((sum, line) => sum + Number(line.split("\t")[0]), 0));
+    // Just under what the cache holds: the oldest result goes, and its layer with it; nothing more.
+    const first = collectGarbage(store, total() - 1);
+    expect(first).toMatchObject({ stepsRemoved: 1, layersRemoved: 1 });
+    expect(store.lookupStep("a".repeat(64))).toBeUndefined();
+    expect(store.layer(old.diffId)).toBeUndefined();
+    // Room for nothing: b goes but its layer stays while c needs it, then c goes and the layer with it.
+    store.db.query("UPDATE steps SET last_used = CASE key WHEN ? THEN 1 ELSE 2 END").run("b".repeat(64));
+    const all = collectGarbage(store, 0);
+    expect(all).toMatchObject({ stepsRemoved: 2, layersRemoved: 1 });
+    expect(store.layer(shared.diffId)).toBeUndefined();
+    store.close();
+  });
+
+  test("prune removes every result but keeps named images", () => {
+    const store = fresh();
+    const a = layer(store, "a", "a");
+    store.recordStep("d".repeat(64), a.diffId, 1);
+    const result = prune(store, { mounts: false });
+    expect(result).toMatchObject({ stepsRemoved: 1, layersRemoved: 1 });
+    expect(store.counts().steps).toBe(0);
+    store.close();
+  });
+});
+
+describe("what a crashed process left", () => {
+  test("staging directories of dead processes are removed when the store opens; live ones stay", () => {
+    const dir = join(work, `store${++n}`);
+    LocalStore.open(dir).close();
+    const tmp = join(dir, "tmp");
+    const dead = join(tmp, "999999999-abcdef-step");
+    const live = join(tmp, `${process.ppid}-abcdef-step`);
+    mkdirSync(join(dead, "rootfs"), { recursive: true });
+    mkdirSync(live, { recursive: true });
+    const store = LocalStore.open(dir);
+    expect(existsSync(dead)).toBe(false);
+    expect(existsSync(live)).toBe(true);
+    expect(readdirSync(tmp).some((name) => name.startsWith(`${process.pid}-`))).toBe(false);
+    store.close();
+  });
+});

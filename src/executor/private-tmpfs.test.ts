@@ -1,0 +1,57 @@
+/** The private tmpfs that holds a RUN's secrets: mounted as it should be, and gone after the RUN or a crash. */
+import { describe, expect, test } from "bun:test";
+import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { mount } from "../snapshot/libc.ts";
+import { PrivateTmpfs, removeAbandonedTmpfs } from "./private-tmpfs.ts";
+
+const mountOf = (path: string) =>
+  readFileSync("/proc/self/mountinfo", "utf8")
+    .split("\n")
+    .map((line) => line.split(" "))
+    .find((fields) => fields[4] === path);
+
+describe("a RUN's private tmpfs", () => {
+  test("is a tmpfs of its own (0700, nosuid, nodev, noexec, 64 MiB) under /run/memobuild, named by this process", () => {
+    const tmpfs = PrivateTmpfs.create();
+    try {
+      expect(tmpfs.path).toMatch(new RegExp(`^/run/memobuild/${process.pid}-[0-9a-f]{12}$`));
+      const fields = mountOf(tmpfs.path)!;
+      expect(fields).toBeDefined();
+      const options = fields[5]!.split(",");
+      for (const flag of ["nosuid", "nodev", "noexec"]) expect(options).toContain(flag);
+      const separator = fields.indexOf("-");
+      expect(fields[separator + 1]).toBe("tmpfs");
+      expect(fields[separator + 3]).toContain("size=65536k");
+      expect(fields[separator + 3]).toContain("mode=700");
+      expect(statSync("/run/memobuild").mode & 0o777).toBe(0o700);
+      writeFileSync(join(tmpfs.path, "secret"), "s3cr3t");
+    } finally {
+      tmpfs.remove();
+    }
+    expect(mountOf(tmpfs.path)).toBeUndefined();
+    expect(existsSync(tmpfs.path)).toBe(false);
+  });
+
+  test("after a crash, the next command unmounts the tmpfs of dead processes and keeps the living's", () => {
+    const dead = "/run/memobuild/999999999-deadbeef0000";
+    const living = "/run/memobuild/1-aaaaaaaaaaaa"; // pid 1 is alive
+    const foreign = "/run/memobuild/999999998-notours";
+    for (const path of [dead, living, foreign]) mkdirSync(path, { recursive: true });
+    mount("tmpfs", dead, "tmpfs", 0, "size=1m");
+    writeFileSync(join(dead, "secret"), "left by a kill -9");
+    writeFileSync(join(foreign, "file"), "not a mount point");
+    const own = PrivateTmpfs.create();
+    try {
+      removeAbandonedTmpfs((pid) => pid === 1);
+      expect(mountOf(dead)).toBeUndefined();
+      expect(existsSync(dead)).toBe(false);
+      expect(existsSync(living)).toBe(true);
+      expect(readFileSync(join(foreign, "file"), "utf8")).toBe("not a mount point"); // never emptied
+      expect(mountOf(own.path)).toBeDefined(); // this process's own
+    } finally {
+      own.remove();
+      Bun.spawnSync(["rm", "-rf", living, foreign]);
+    }
+  });
+});

@@ -1,0 +1,154 @@
+/**
+ * The remote-cache client against the real server app, in process (Bun.serve on a free
+ * loopback port): what it accepts, what it refuses and says why, and how it behaves when the
+ * server lies, refuses, or is gone.
+ */
+import { afterAll, afterEach, beforeEach, describe, expect, test } from "bun:test";
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { blake3Hex } from "../hash/blake3.ts";
+import { createApp } from "../server/app.ts";
+import { createParts, type ServerParts } from "../server/parts.ts";
+import { createLogger } from "../util/log.ts";
+import { SigningKey } from "./action.ts";
+import { RemoteCache, RemoteCacheError } from "./client.ts";
+
+const work = mkdtempSync(join(tmpdir(), "memobuild-client-"));
+afterAll(() => rmSync(work, { recursive: true, force: true }));
+
+const RW = "client-test-rw-token";
+const RO = "client-test-ro-token";
+const KEY = "a".repeat(64);
+let parts: ServerParts;
+let server: ReturnType<typeof Bun.serve>;
+let url: string;
+let n = 0;
+let warnings: string[];
+
+beforeEach(() => {
+  parts = createParts({ dataDir: join(work, `data${++n}`), tokens: [{ token: RW, role: "rw" }, { token: RO, role: "ro" }], log: createLogger({ MEMOBUILD_LOG: "error" }) });
+  server = Bun.serve({ port: 0, hostname: "127.0.0.1", fetch: createApp(parts).fetch });
+  url = `http://127.0.0.1:${server.port}`;
+  warnings = [];
+});
+afterEach(async () => {
+  server.stop(true);
+  await parts.close();
+});
+
+const client = (options: Partial<ConstructorParameters<typeof RemoteCache>[0]> = {}) => new RemoteCache({ url, token: RW, warn: (m) => warnings.push(m), attempts: 1, ...options });
+function layerFile(content: string) {
+  const file = join(work, `layer-${++n}`);
+  writeFileSync(file, content);
+  return { file, digest: `sha256:${"1".repeat(64)}`, size: content.length, mediaType: "application/vnd.oci.image.layer.v1.tar" };
+}
+
+describe("results round trip", () => {
+  test("an uploaded layer and action come back; the blob is checked against its name", async () => {
+    const remote = client();
+    await remote.upload(KEY, { diffId: `sha256:${"2".repeat(64)}`, created: 1000, duration_ms: 42 }, layerFile("layer bytes"));
+    expect(warnings).toEqual([]);
+    expect(await remote.hasAction(KEY)).toBe(true);
+    expect(await remote.hasAction("b".repeat(64))).toBe(false);
+    const action = (await client({ token: RO }).getAction(KEY))!;
+    expect(action).toMatchObject({ diffId: `sha256:${"2".repeat(64)}`, created: 1000, duration_ms: 42, layer: { blake3: blake3Hex("layer bytes"), size: 11 } });
+    const file = join(work, "fetched");
+    expect(await remote.fetchBlob(action.layer!.blake3, file, action.layer!.size)).toBe(true);
+    expect(readFileSync(file, "utf8")).toBe("layer bytes");
+    expect(await remote.fetchBlob(blake3Hex("absent"), join(work, "absent"), 10)).toBe(false);
+    expect(await remote.getAction("c".repeat(64))).toBeUndefined();
+  });
+
+  test("a stored blob that was changed underneath is refused, and nothing is kept", async () => {
+    const remote = client();
+    await remote.upload(KEY, { diffId: `sha256:${"2".repeat(64)}`, created: 1 }, layerFile("the real layer"));
+    const hash = blake3Hex("the real layer");
+    writeFileSync(parts.storage.blobPath(hash), "the evil layer"); // same length, other bytes
+    const file = join(work, "corrupt");
+    await expect(remote.fetchBlob(hash, file, 14)).rejects.toThrow(`blob ${hash} from the remote cache hashes to ${blake3Hex("the evil layer")}; nothing was kept`);
+    expect(existsSync(file)).toBe(false);
+  });
+
+  test("a blob longer than its action declares is cut off and not kept", async () => {
+    const remote = client();
+    await remote.upload(KEY, { diffId: `sha256:${"2".repeat(64)}`, created: 1 }, layerFile("0123456789"));
+    const file = join(work, "long");
+    expect(await remote.fetchBlob(blake3Hex("0123456789"), file, 5)).toBe(false);
+    expect(existsSync(file)).toBe(false);
+    expect(warnings.join("\n")).toContain("the remote cache sent more than the 5 bytes its result declares");
+  });
+
+  test("a second, different result for a key is refused by the server and the client says so", async () => {
+    const remote = client();
+    await remote.upload(KEY, { diffId: null, created: 1 });
+    await remote.upload(KEY, { diffId: null, created: 2 }); // the same result, another time: no conflict
+    expect(warnings).toEqual([]);
+    await remote.upload(KEY, { diffId: `sha256:${"3".repeat(64)}`, created: 3 });
+    expect(warnings).toEqual([expect.stringContaining(`already holds a different result for step ${KEY.slice(0, 12)} and kept it`)]);
+    const conflicts = await remote.conflicts();
+    expect(conflicts.map((c) => c.key)).toEqual([KEY]);
+  });
+
+  test("a read-only token cannot upload: the refusal is reported, nothing is stored", async () => {
+    const remote = client({ token: RO });
+    await expect(remote.upload(KEY, { diffId: null, created: 1 })).rejects.toThrow(RemoteCacheError);
+    expect(await client().hasAction(KEY)).toBe(false);
+  });
+});
+
+describe("trust", () => {
+  test("with a trust list, only results signed by a trusted key are used; the reason for each refusal is kept", async () => {
+    const ci = SigningKey.generate().key;
+    const other = SigningKey.generate().key;
+    await client({ signer: ci }).upload(KEY, { diffId: null, created: 1 });
+    await client({ signer: other }).upload("b".repeat(64), { diffId: null, created: 1 });
+    await client().upload("c".repeat(64), { diffId: null, created: 1 });
+    const trusting = client({ trust: [ci.publicKey] });
+    expect(await trusting.getAction(KEY)).toBeDefined();
+    expect(await trusting.getAction("b".repeat(64))).toBeUndefined();
+    expect(await trusting.getAction("c".repeat(64))).toBeUndefined();
+    expect(trusting.refused.get("b".repeat(64))).toBe(`remote result from an untrusted signer (${other.publicKey})`);
+    expect(trusting.refused.get("c".repeat(64))).toBe("remote result is not signed, and --remote-trust asks for a trusted signer");
+    expect(trusting.refused.has(KEY)).toBe(false);
+    // Without a trust list every result is used.
+    expect(await client().getAction("c".repeat(64))).toBeDefined();
+  });
+
+  test("a signed result changed on the server no longer verifies", async () => {
+    const ci = SigningKey.generate().key;
+    await client({ signer: ci }).upload(KEY, { diffId: null, created: 1 });
+    const { body } = parts.storage.db.query("SELECT body FROM actions WHERE key = ?").get(KEY) as { body: string };
+    const changed = body.replace('"diffId":null', `"diffId":"sha256:${"4".repeat(64)}"`);
+    expect(changed).not.toBe(body);
+    parts.storage.db.query("UPDATE actions SET body = ? WHERE key = ?").run(changed, KEY);
+    const trusting = client({ trust: [ci.publicKey] });
+    expect(await trusting.getAction(KEY)).toBeUndefined();
+    expect(trusting.refused.get(KEY)).toStartWith("remote result has a bad signature");
+  });
+});
+
+describe("a remote that refuses or is gone", () => {
+  test("a wrong token is an error at the first request, naming the server", async () => {
+    await expect(client({ token: "wrong-token-value" }).probe()).rejects.toThrow(`the remote cache at ${url} refused the token (HTTP 401`);
+  });
+
+  test("a server that does not answer: one warning, then local-only; with required, an error", async () => {
+    server.stop(true);
+    const remote = client();
+    expect(await remote.getAction(KEY)).toBeUndefined();
+    expect(await remote.hasAction(KEY)).toBe(false);
+    expect(remote.available).toBe(false);
+    expect(warnings).toHaveLength(1);
+    expect(warnings[0]).toStartWith(`remote cache at ${url} is not answering`);
+    await expect(client({ required: true }).getAction(KEY)).rejects.toThrow(`the remote cache at ${url} is not answering`);
+  });
+
+  test("an answer larger than an action can be is not taken as one", async () => {
+    server.stop(true);
+    server = Bun.serve({ port: 0, hostname: "127.0.0.1", fetch: () => new Response("x".repeat(2 * 1024 * 1024)) });
+    const remote = new RemoteCache({ url: `http://127.0.0.1:${server.port}`, warn: (m) => warnings.push(m), attempts: 1 });
+    expect(await remote.getAction(KEY)).toBeUndefined();
+    expect(warnings.join("\n")).toContain("larger than 1048576 bytes");
+  });
+});
