@@ -12,7 +12,7 @@ SOURCES := $(shell find src bin \( -name '*.ts' -o -name '*.css' \) -not -name '
 # Extra arguments for `bun test`, e.g. TEST_ARGS="--reporter=junit --reporter-outfile=junit.xml".
 TEST_ARGS ?=
 
-.PHONY: install system-deps build test demo bench clean audit
+.PHONY: install system-deps build test demo bench clean audit mutation
 
 $(LOCAL_BUN):
 	npm install --prefix .tools --no-save --no-audit --no-fund --loglevel=error bun@$(BUN_VERSION)
@@ -46,6 +46,12 @@ demo: system-deps build
 	./$(BINARY) run hello:latest --cache-dir $(DEMO_CACHE) -- Alice Bob
 	@echo "--- rebuilding: nothing should run"
 	./$(BINARY) build examples/hello -t hello:latest --cache-dir $(DEMO_CACHE)
+
+# Mutation testing of the modules that protect users (not in CI: it takes a while).
+# MODULES="stat-cache root-resolver" limits it; reports in reports/mutation/.
+MODULES ?=
+mutation: install
+	$(BUN) scripts/mutation.ts $(MODULES)
 
 bench: build
 	@bash scripts/install-system-deps.sh b3sum

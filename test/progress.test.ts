@@ -151,4 +151,21 @@ describe("tty in a real terminal", () => {
       }
     }, 60_000);
   }
+
+  test("colours on a terminal, none with NO_COLOR", async () => {
+    const dir = writeProject(join(work, "colors"), { Dockerfile: "FROM memobuild/busybox\nRUN echo hi\n" });
+    const cache = machineWithBase(join(work, "colors-cache"), baseOci);
+    const screens: string[] = [];
+    for (const env of [{}, { NO_COLOR: "1" }]) {
+      const terminal = openTerminal(["sh", "-c", `${memobuildBinary()} build . --cache-dir ${cache} --no-cache; echo EXIT=$?`], { columns: 100, rows: 20, cwd: dir, env });
+      try {
+        await terminal.waitFor(/EXIT=0/, 30_000);
+        screens.push(terminal.colored());
+      } finally {
+        terminal.stop();
+      }
+    }
+    expect(screens[0]).toMatch(/\x1b\[3[0-9]m=>/);
+    expect(screens[1]).not.toMatch(/\x1b\[[0-9;]*m/);
+  }, 60_000);
 });

@@ -13,6 +13,8 @@ export interface Terminal {
   screen(visibleOnly?: boolean): string;
   /** Waits until the screen matches; throws with the screen after timeoutMs. */
   waitFor(pattern: RegExp, timeoutMs?: number): Promise<string>;
+  /** The screen with its colour escape sequences (capture-pane -e). */
+  colored(): string;
   resize(columns: number, rows: number): void;
   stop(): void;
 }
@@ -49,6 +51,7 @@ export function openTerminal(command: string[], options: { columns: number; rows
         await Bun.sleep(50);
       }
     },
+    colored: () => tmux("capture-pane", "-p", "-e", "-S", "-", "-t", "t"),
     resize: (columns, rows) => void tmux("resize-window", "-t", "t", "-x", String(columns), "-y", String(rows)),
     stop: () => {
       Bun.spawnSync(["tmux", "-L", socket, "kill-server"]);
