@@ -393,15 +393,18 @@ function parseAction(body: string): RemoteAction {
     throw new UploadRejected(400, "invalid", "the action is not JSON");
   }
   const invalid = (message: string) => new UploadRejected(400, "invalid", message);
-  if (typeof parsed !== "object" || parsed === null) throw invalid("the action must be a JSON object");
+  if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed)) throw invalid("the action must be a JSON object");
   const blobs = parsed.blobs ?? [];
   if (!Array.isArray(blobs) || !blobs.every((b) => typeof b === "string" && HASH.test(b))) throw invalid('the action\'s "blobs" must be a list of BLAKE3 hashes');
   const diffId = parsed.diffId ?? null;
   if (diffId !== null && (typeof diffId !== "string" || !DIGEST.test(diffId))) throw invalid('the action\'s "diffId" must be a sha256 digest or null');
   const layer = parsed.layer;
   if (layer !== undefined) {
-    const ok = typeof layer === "object" && layer !== null && HASH.test(String(layer.blake3)) && DIGEST.test(String(layer.digest)) && Number.isSafeInteger(layer.size) && typeof layer.mediaType === "string";
+    const ok = typeof layer === "object" && layer !== null && HASH.test(String(layer.blake3)) && DIGEST.test(String(layer.digest)) && Number.isSafeInteger(layer.size) && layer.size >= 0 && typeof layer.mediaType === "string";
     if (!ok) throw invalid('the action\'s "layer" must have blake3, digest, size and mediaType');
+    // The layer's blob is one the action names, so "every blob it names is stored" covers it.
+    if (!blobs.includes(layer.blake3)) throw invalid('the action\'s "layer" blob must be among its "blobs"');
+    if (diffId === null) throw invalid('an action with a "layer" needs its "diffId"');
   }
   if (parsed.created !== undefined && !Number.isSafeInteger(parsed.created)) throw invalid('the action\'s "created" must be a whole number of milliseconds');
   if (parsed.duration_ms !== undefined && !(Number.isSafeInteger(parsed.duration_ms) && parsed.duration_ms >= 0)) throw invalid('the action\'s "duration_ms" must be a whole number of milliseconds');

@@ -1,0 +1,218 @@
+/**
+ * The cache server's storage in process: uploads verified and bounded, actions validated field by
+ * field and write-once, eviction by access time that never breaks a kept action, and nothing
+ * served from memory after it is gone.
+ */
+import { afterAll, describe, expect, test } from "bun:test";
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { blake3Hex } from "../hash/blake3.ts";
+import { Storage, UploadRejected } from "./storage.ts";
+
+const work = mkdtempSync(join(tmpdir(), "memobuild-storage-"));
+afterAll(() => rmSync(work, { recursive: true, force: true }));
+let n = 0;
+const storage = (options: { maxSize?: number; maxBlob?: number; pendingGraceMs?: number } = {}) => new Storage({ dataDir: join(work, `d${++n}`), ...options });
+const stream = (...chunks: (string | Uint8Array)[]) =>
+  new ReadableStream<Uint8Array>({
+    start(controller) {
+      for (const chunk of chunks) controller.enqueue(typeof chunk === "string" ? new TextEncoder().encode(chunk) : chunk);
+      controller.close();
+    },
+  });
+const put = (s: Storage, body: string) => s.putBlob(blake3Hex(body), stream(body), body.length);
+const rejection = async (promise: Promise<unknown>) => {
+  try {
+    await promise;
+  } catch (error) {
+    if (error instanceof UploadRejected) return { status: error.status, reason: error.reason, message: error.message };
+    throw error;
+  }
+  throw new Error("not rejected");
+};
+const KEY = "a".repeat(64);
+const DIFF = `sha256:${"b".repeat(64)}`;
+
+describe("blob uploads", () => {
+  test("stored once, verified; a body that is not its name is refused and nothing is left", async () => {
+    const s = storage();
+    expect(await put(s, "hello")).toEqual({ size: 5, existed: false });
+    expect(await put(s, "hello")).toEqual({ size: 5, existed: true });
+    expect(await rejection(s.putBlob(blake3Hex("hello"), stream("HELLO")))).toMatchObject({ status: 400, reason: "mismatch" });
+    expect(await rejection(s.putBlob(blake3Hex("other"), stream("not other")))).toMatchObject({ status: 400, reason: "mismatch" });
+    expect(s.hasBlob(blake3Hex("other"))).toBe(false);
+    expect(s.strayFiles()).toEqual([]);
+    expect(s.counts()).toEqual({ blobs: 1, actions: 0 });
+    s.close();
+  });
+
+  test("over --max-blob: refused by its declared length before reading, or as soon as it streams past", async () => {
+    const s = storage({ maxBlob: 10 });
+    expect(await put(s, "0123456789")).toMatchObject({ size: 10 });
+    expect(await rejection(s.putBlob(blake3Hex("01234567890"), stream("01234567890"), 11))).toEqual({ status: 413, reason: "too-large", message: "blob of 11 bytes is over the limit of 10" });
+    expect(await rejection(s.putBlob(blake3Hex("01234567890"), stream("012345", "67890")))).toEqual({ status: 413, reason: "too-large", message: "blob is over the limit of 10 bytes" });
+    expect(s.strayFiles()).toEqual([]);
+    s.close();
+  });
+
+  test("an upload that breaks off is refused as aborted and leaves no file", async () => {
+    const s = storage();
+    const broken = new ReadableStream<Uint8Array>({
+      start(controller) {
+        controller.enqueue(new TextEncoder().encode("part"));
+        controller.error(new Error("connection reset"));
+      },
+    });
+    expect(await rejection(s.putBlob(blake3Hex("partial"), broken))).toEqual({ status: 400, reason: "aborted", message: "upload did not complete: connection reset" });
+    expect(s.strayFiles()).toEqual([]);
+    s.close();
+  });
+
+  test("small blobs are served from memory, only while they exist", async () => {
+    const s = storage({ maxSize: 1, pendingGraceMs: -1000 });
+    await put(s, "small");
+    expect(new TextDecoder().decode(s.smallBlob(blake3Hex("small")))).toBe("small");
+    expect(s.smallBlob(blake3Hex("never stored"))).toBeUndefined();
+    const large = "x".repeat(Storage.SMALL_BLOB + 1);
+    await put(s, large);
+    expect(s.smallBlob(blake3Hex(large))).toBeUndefined();
+    expect(s.evict()).toBe(2);
+    expect(s.smallBlob(blake3Hex("small"))).toBeUndefined();
+    s.close();
+  });
+});
+
+describe("actions", () => {
+  const valid = { diffId: DIFF, created: 1, duration_ms: 5, blobs: [] as string[] };
+  const cases: [string, unknown, string][] = [
+    ["not JSON", "{", "the action is not JSON"],
+    ["not an object", "[1]", "the action must be a JSON object"],
+    ["null", "null", "the action must be a JSON object"],
+    ["blobs not a list", { ...valid, blobs: "x" }, 'the action\'s "blobs"'],
+    ["a blob name that is not a hash", { ...valid, blobs: ["xyz"] }, 'the action\'s "blobs"'],
+    ["a blob name that is not a string", { ...valid, blobs: [1] }, 'the action\'s "blobs"'],
+    ["a diffId that is not a digest", { ...valid, diffId: "sha256:1234" }, 'the action\'s "diffId"'],
+    ["a diffId that is a number", { ...valid, diffId: 7 }, 'the action\'s "diffId"'],
+    ["a layer without blake3", { ...valid, layer: { digest: DIFF, size: 1, mediaType: "m" } }, 'the action\'s "layer" must have blake3, digest, size and mediaType'],
+    ["a layer with a bad digest", { ...valid, blobs: ["c".repeat(64)], layer: { blake3: "c".repeat(64), digest: "md5:x", size: 1, mediaType: "m" } }, 'the action\'s "layer" must have'],
+    ["a layer with a negative size", { ...valid, blobs: ["c".repeat(64)], layer: { blake3: "c".repeat(64), digest: DIFF, size: -1, mediaType: "m" } }, 'the action\'s "layer" must have'],
+    ["a layer with no media type", { ...valid, blobs: ["c".repeat(64)], layer: { blake3: "c".repeat(64), digest: DIFF, size: 1 } }, 'the action\'s "layer" must have'],
+    ["a layer that is null", { ...valid, layer: null }, 'the action\'s "layer"'],
+    ["a layer whose blob it does not name", { ...valid, layer: { blake3: "c".repeat(64), digest: DIFF, size: 1, mediaType: "m" } }, 'the action\'s "layer" blob must be among its "blobs"'],
+    ["a layer without a diffId", { ...valid, diffId: null, blobs: ["c".repeat(64)], layer: { blake3: "c".repeat(64), digest: DIFF, size: 1, mediaType: "m" } }, 'an action with a "layer" needs its "diffId"'],
+    ["created not whole", { ...valid, created: 1.5 }, 'the action\'s "created" must be a whole number of milliseconds'],
+    ["a negative duration", { ...valid, duration_ms: -1 }, 'the action\'s "duration_ms"'],
+    ["a duration that is not a number", { ...valid, duration_ms: "5" }, 'the action\'s "duration_ms"'],
+  ];
+  for (const [name, action, message] of cases) {
+    test(`refused: ${name}`, () => {
+      const s = storage();
+      const body = typeof action === "string" ? action : JSON.stringify(action);
+      let error: unknown;
+      try {
+        s.putAction(KEY, body, "author");
+      } catch (e) {
+        error = e;
+      }
+      expect(error).toBeInstanceOf(UploadRejected);
+      expect((error as UploadRejected).reason).toBe("invalid");
+      expect((error as Error).message).toContain(message);
+      expect(s.hasAction(KEY)).toBe(false);
+      s.close();
+    });
+  }
+
+  test("accepted: config-only, with a layer, without created or duration; a blob it names must be stored", async () => {
+    const s = storage();
+    expect(s.putAction(KEY, JSON.stringify({ diffId: null, blobs: [] }), "a")).toBe("stored");
+    await put(s, "layer");
+    const layer = { blake3: blake3Hex("layer"), digest: DIFF, size: 5, mediaType: "application/vnd.oci.image.layer.v1.tar" };
+    expect(s.putAction("b".repeat(64), JSON.stringify({ diffId: DIFF, layer, blobs: [blake3Hex("layer")], created: 3, duration_ms: 0 }), "a")).toBe("stored");
+    expect(() => s.putAction("c".repeat(64), JSON.stringify({ diffId: DIFF, blobs: [blake3Hex("absent")] }), "a")).toThrow(`the action names blobs that are not stored: ${blake3Hex("absent")}`);
+    expect(JSON.parse(s.getAction("b".repeat(64))!)).toMatchObject({ diffId: DIFF, layer });
+    s.close();
+  });
+
+  test("write-once: the same result is 'same'; another is a 409 conflict, recorded with both sides", () => {
+    const s = storage();
+    expect(s.putAction(KEY, JSON.stringify({ diffId: null, blobs: [], created: 1 }), "first-author")).toBe("stored");
+    expect(s.putAction(KEY, JSON.stringify({ diffId: null, blobs: [], created: 2 }), "first-author")).toBe("same");
+    let conflict: UploadRejected | undefined;
+    try {
+      s.putAction(KEY, JSON.stringify({ diffId: DIFF, blobs: [] }), "second-author");
+    } catch (error) {
+      conflict = error as UploadRejected;
+    }
+    expect(conflict?.status).toBe(409);
+    expect(conflict?.message).toStartWith(`step ${KEY} already has a different result (`);
+    expect(JSON.parse(s.getAction(KEY)!).diffId).toBeNull();
+    const [recorded] = s.conflicts();
+    expect(recorded).toMatchObject({ key: KEY, first: { author: "first-author", signer: null }, second: { author: "second-author", signer: null } });
+    expect(recorded!.first.result).not.toBe(recorded!.second.result);
+    expect(s.conflictCount()).toBe(1);
+    s.close();
+  });
+});
+
+describe("eviction and bookkeeping", () => {
+  test("unreferenced blobs go first, least recently used first; a blob a kept action needs stays", async () => {
+    const s = storage({ maxSize: 10, pendingGraceMs: -1000 });
+    await put(s, "aaaaa"); // referenced by an action below
+    await put(s, "bbbbb");
+    await put(s, "ccccc");
+    s.putAction(KEY, JSON.stringify({ diffId: DIFF, blobs: [blake3Hex("aaaaa")], layer: { blake3: blake3Hex("aaaaa"), digest: DIFF, size: 5, mediaType: "m" } }), "x");
+    s.touchBlob(blake3Hex("bbbbb")); // b was used recently: c goes first
+    s.db.query("UPDATE blobs SET last_access = 0 WHERE hash = ?").run(blake3Hex("ccccc"));
+    expect(s.evict()).toBe(1);
+    expect(s.hasBlob(blake3Hex("ccccc"))).toBe(false);
+    expect(s.hasBlob(blake3Hex("bbbbb"))).toBe(true);
+    expect(s.hasBlob(blake3Hex("aaaaa"))).toBe(true);
+    expect(s.storageBytes()).toBe(10);
+    s.close();
+  });
+
+  test("past that, the least recently used action goes with the blobs only it needed", async () => {
+    const s = storage({ maxSize: 5, pendingGraceMs: -1000 });
+    await put(s, "old-1");
+    await put(s, "new-2");
+    const action = (blob: string) => JSON.stringify({ diffId: DIFF, blobs: [blake3Hex(blob)], layer: { blake3: blake3Hex(blob), digest: DIFF, size: 5, mediaType: "m" } });
+    s.putAction("1".repeat(64), action("old-1"), "x");
+    s.putAction("2".repeat(64), action("new-2"), "x");
+    s.db.query("UPDATE actions SET last_access = CASE key WHEN ? THEN 1 ELSE 2 END").run("1".repeat(64));
+    expect(s.evict()).toBe(2); // the action and its blob
+    expect(s.hasAction("1".repeat(64))).toBe(false);
+    expect(s.hasBlob(blake3Hex("old-1"))).toBe(false);
+    expect(s.hasAction("2".repeat(64))).toBe(true);
+    expect(s.hasBlob(blake3Hex("new-2"))).toBe(true);
+    expect(storage({}).evict()).toBe(0); // no budget: nothing to do
+    s.close();
+  });
+
+  test("access times and token use are written in batches and survive a reopen", async () => {
+    const dir = join(work, `d${++n}`);
+    const s = new Storage({ dataDir: dir });
+    await put(s, "touched");
+    s.recordTokenUse("token-a", 10, 0);
+    s.recordTokenUse("token-a", 5, 7);
+    s.touchBlob(blake3Hex("touched"));
+    expect(s.getAction("9".repeat(64))).toBeUndefined();
+    s.close();
+    const again = new Storage({ dataDir: dir });
+    expect(again.tokenStats()).toEqual([{ token: "token-a", requests: 2, bytesIn: 15, bytesOut: 7 }]);
+    expect(again.storageBytes()).toBe(7);
+    again.close();
+  });
+
+  test("a crash's leftover upload is discarded at start; a blob file the index does not know is reported", async () => {
+    const dir = join(work, `d${++n}`);
+    mkdirSync(join(dir, "tmp"), { recursive: true });
+    writeFileSync(join(dir, "tmp", "half-an-upload"), "x");
+    const s = new Storage({ dataDir: dir });
+    expect(s.strayFiles()).toEqual([]);
+    mkdirSync(join(dir, "blobs", "ab"), { recursive: true });
+    writeFileSync(join(dir, "blobs", "ab", `ab${"0".repeat(62)}`), "unknown");
+    expect(s.strayFiles()).toEqual([`ab${"0".repeat(62)}`]);
+    s.close();
+  });
+});
