@@ -26,10 +26,11 @@ interface Module {
 }
 
 export const MODULES: Module[] = [
-  { name: "server-storage-auth", mutate: ["src/server/storage.ts", "src/server/auth.ts"], tests: "src/server/app.test.ts" },
+  { name: "server-storage-auth", mutate: ["src/server/storage.ts", "src/server/auth.ts"], tests: "src/server/storage.test.ts src/server/auth.test.ts src/server/app.test.ts src/remote/client.test.ts" },
   { name: "remote-client", mutate: ["src/remote/client.ts"], tests: "src/remote/client.test.ts" },
   { name: "cache-store-gc", mutate: ["src/cache/store.ts", "src/cache/gc.ts"], tests: "src/cache/store.test.ts" },
-  { name: "step-keys", mutate: ["src/solver/keys.ts"], tests: "src/solver/solver.test.ts" },
+  // The key rule, and where the solver fills in what a key is made of (what a step reads, its base).
+  { name: "step-keys", mutate: ["src/solver/keys.ts", "src/solver/solver.ts:232-306", "src/solver/solver.ts:521-565"], tests: "src/solver/solver.test.ts" },
   { name: "stat-cache", mutate: ["src/context/stat-cache.ts"], tests: "src/context/stat-cache.test.ts src/context/context.test.ts" },
   { name: "layer-extraction", mutate: ["src/snapshot/extract.ts"], tests: "src/snapshot/snapshot.test.ts" },
   { name: "secrets", mutate: ["src/executor/private-tmpfs.ts"], tests: "src/executor/private-tmpfs.test.ts" },

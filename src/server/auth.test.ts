@@ -46,7 +46,7 @@ describe("checking a request", () => {
   });
 
   test("no header, another scheme, junk around the token or an unknown token: 401 with why", () => {
-    const required = { ok: false, status: 401, message: "a bearer token is required (Authorization: Bearer TOKEN)" };
+    const required = { ok: false, status: 401, message: "a bearer token is required (Authorization: Bearer TOKEN)" } as const;
     for (const header of [null, undefined, "", "Basic d3JpdGU=", "Bearer", "xBearer write-token-123", "Bearer write-token-123 extra", "Bearerwrite-token-123"]) {
       expect(tokens.check(header)).toEqual(required);
     }

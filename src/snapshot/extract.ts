@@ -101,7 +101,6 @@ export function extractInto(tarPath: string, root: Root, options: ExtractOptions
       }
       const target = raw(at(path));
       directories.forget(at(path));
-      if (whiteouts === "apply") replaceLower(root, target, entry.type === "dir");
       written.add(path);
       writeEntry(entry, target, root, reader, (name) => raw(at(cleanEntryName(name))));
       if (entry.type === "dir") {
@@ -118,12 +117,6 @@ export function extractInto(tarPath: string, root: Root, options: ExtractOptions
   // Directory times last: creating their children changed them.
   for (const [path, mtime] of directoryTimes.reverse()) root.setAttributes(path, { mtime });
   return { entries: count };
-}
-
-/** A lower layer's entry where this layer puts another: gone, unless both are directories (they merge). */
-function replaceLower(root: Root, path: Buffer, isDirectory: boolean) {
-  const existing = root.lstat(path);
-  if (existing && !(isDirectory && existing.isDirectory())) root.removeAll(path);
 }
 
 /** Tar names are byte strings (latin1); the file system takes their bytes. */
