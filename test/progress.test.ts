@@ -156,7 +156,7 @@ describe("tty in a real terminal", () => {
     const dir = writeProject(join(work, "colors"), { Dockerfile: "FROM memobuild/busybox\nRUN echo hi\n" });
     const cache = machineWithBase(join(work, "colors-cache"), baseOci);
     const screens: string[] = [];
-    for (const env of [{}, { NO_COLOR: "1" }]) {
+    for (const env of [{}, { NO_COLOR: "1" }] as Record<string, string>[]) {
       const terminal = openTerminal(["sh", "-c", `${memobuildBinary()} build . --cache-dir ${cache} --no-cache; echo EXIT=$?`], { columns: 100, rows: 20, cwd: dir, env });
       try {
         await terminal.waitFor(/EXIT=0/, 30_000);
