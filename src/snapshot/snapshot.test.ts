@@ -3,7 +3,8 @@ import { chmodSync, chownSync, existsSync, linkSync, utimesSync, lstatSync, mkdi
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { TarWriter, type TarEntry } from "../image/tar.ts";
-import { extractLayer, UnsafeLayerError } from "./extract.ts";
+import { extractInto, extractLayer, UnsafeLayerError } from "./extract.ts";
+import { Root } from "../rootfs/root.ts";
 import { getXattr, mknod, OVERLAY_OPAQUE, S_IFCHR, setXattr } from "./libc.ts";
 import { gzipLayer, writeLayerTar } from "./pack.ts";
 
@@ -185,5 +186,59 @@ describe("layers applied one over another into a plain tree (-o type=local)", ()
     expect(readFileSync(join(host, "marker"), "utf8")).toBe("untouched");
     expect(existsSync(join(dest, "l"))).toBe(false);
     expect(readFileSync(join(dest, host, "marker"), "utf8")).toBe("replaced");
+  });
+});
+
+describe("what an entry becomes", () => {
+  test("names are cleaned (./a//b/), the root entry is skipped, and the count is every entry read", () => {
+    const dest = fresh();
+    const result = extractLayer(archive([[{ name: "./", type: "dir", mode: 0o755 }], [{ name: "./a//b/", type: "dir", mode: 0o750 }], [{ name: "./a/./b//f" }, "f"]]), dest);
+    expect(result.entries).toBe(3);
+    expect(readFileSync(join(dest, "a/b/f"), "utf8")).toBe("f");
+    expect(lstatSync(join(dest, "a/b")).mode & 0o777).toBe(0o750);
+  });
+
+  test("ADD's options: below a base directory (slashes trimmed), every entry owned as --chown says", () => {
+    const dest = fresh();
+    mkdirSync(join(dest, "dst"));
+    Root.with(dest, (root) => extractInto(archive([[{ name: "d", type: "dir", mode: 0o755, uid: 7, gid: 7 }], [{ name: "d/f", uid: 7, gid: 7 }, "x"]]), root, { whiteouts: false, base: "//dst/", owner: { uid: 1000, gid: 2000 } }));
+    for (const path of ["dst/d", "dst/d/f"]) expect([lstatSync(join(dest, path)).uid, lstatSync(join(dest, path)).gid]).toEqual([1000, 2000]);
+    expect(existsSync(join(dest, "d"))).toBe(false);
+  });
+
+  test("devices, FIFOs and symlinks keep their type, numbers, owner and time", () => {
+    const dest = fresh();
+    extractLayer(
+      archive([
+        [{ name: "null", type: "char", mode: 0o666, devmajor: 1, devminor: 3 }],
+        [{ name: "loop", type: "block", mode: 0o660, devmajor: 7, devminor: 1 }],
+        [{ name: "pipe", type: "fifo", mode: 0o640 }],
+        [{ name: "link", type: "symlink", linkname: "target", uid: 5, gid: 6, mtime: 1_500_000_000 }],
+      ]),
+      dest,
+    );
+    const stat = (name: string) => lstatSync(join(dest, name));
+    expect([stat("null").isCharacterDevice(), stat("null").rdev, stat("null").mode & 0o777]).toEqual([true, (1 << 8) | 3, 0o666]);
+    expect([stat("loop").isBlockDevice(), stat("loop").rdev]).toEqual([true, (7 << 8) | 1]);
+    expect([stat("pipe").isFIFO(), stat("pipe").mode & 0o777]).toEqual([true, 0o640]);
+    expect([readlinkSync(join(dest, "link")), stat("link").uid, stat("link").gid, stat("link").mtimeMs]).toEqual(["target", 5, 6, 1_500_000_000_000]);
+  });
+
+  test("a directory's time is its own, though its children were written after it", () => {
+    const dest = fresh();
+    extractLayer(archive([[{ name: "d", type: "dir", mode: 0o755, mtime: 1_000_000_000 }], [{ name: "d/e", type: "dir", mode: 0o755, mtime: 1_100_000_000 }], [{ name: "d/e/f", mtime: 1_200_000_000 }, "f"]]), dest);
+    expect(lstatSync(join(dest, "d")).mtimeMs).toBe(1_000_000_000_000);
+    expect(lstatSync(join(dest, "d/e")).mtimeMs).toBe(1_100_000_000_000);
+  });
+
+  test("a directory replaced by a file, then an entry below that name: refused, naming the file in the way", () => {
+    const dest = fresh();
+    const entries: [Partial<TarEntry> & { name: string }, string?][] = [[{ name: "d", type: "dir", mode: 0o755 }], [{ name: "d/a" }, "a"], [{ name: "d" }, "now a file"], [{ name: "d/b" }, "b"]];
+    expect(() => extractLayer(archive(entries), dest, { whiteouts: "apply" })).toThrow("cannot create directory /d: a file that is not a directory is in the way");
+    expect(readFileSync(join(dest, "d"), "utf8")).toBe("now a file");
+  });
+
+  test("a hard link with no target is unsafe, named", () => {
+    expect(() => extractLayer(archive([[{ name: "h", type: "hardlink", linkname: "./" }]]), fresh())).toThrow('hardlink "h" has no target');
   });
 });
