@@ -8,7 +8,7 @@ import { mkdirSync, mkdtempSync, rmSync, statSync, utimesSync, writeFileSync } f
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { loadContext } from "./context.ts";
-import { StatCache } from "./stat-cache.ts";
+import { racyWindowNs, StatCache } from "./stat-cache.ts";
 
 const work = mkdtempSync(join(tmpdir(), "memobuild-coarse-"));
 const mountPoint = join(work, "fs");
@@ -78,4 +78,56 @@ describe("the stat cache on a file system with whole-second timestamps", () => {
       cache.close();
     });
   }
+});
+
+describe("the stat cache's rules, on stat values made up to isolate each one", () => {
+  const HOUR = 3_600_000_000_000n;
+  const base = { size: 10n, mtimeNs: 1_700_000_000_123_456_789n, ctimeNs: 1_700_000_000_223_456_789n, ino: 42n, mode: 0o100644n, uid: 1000n, gid: 1000n };
+  const stat = (changes: Partial<typeof base> = {}) => ({ ...base, ...changes }) as unknown as import("node:fs").BigIntStats;
+  const digest = new Uint8Array([1, 2, 3]);
+  const later = base.ctimeNs + HOUR;
+
+  test("a row is used only when size, mtime, ctime, inode, mode, owner and group are all unchanged", () => {
+    const cache = StatCache.inMemory();
+    cache.record("f", stat(), digest, later);
+    expect(cache.lookup("f", stat())).toEqual(digest);
+    const changes: Partial<typeof base>[] = [{ size: 11n }, { mtimeNs: base.mtimeNs + 1n }, { ctimeNs: base.ctimeNs + 1n }, { ino: 43n }, { mode: 0o100755n }, { uid: 0n }, { gid: 0n }];
+    for (const change of changes) expect({ change, hit: cache.lookup("f", stat(change)) }).toEqual({ change, hit: undefined });
+    expect(cache.lookup("other", stat())).toBeUndefined();
+  });
+
+  test("racy: a change within the window of the hash (by mtime or by ctime alone) is never trusted", () => {
+    const cache = StatCache.inMemory();
+    const window = 100_000_000n;
+    cache.record("by-mtime", stat({ mtimeNs: later - window + 1n, ctimeNs: later - HOUR }), digest, later);
+    cache.record("by-ctime", stat({ mtimeNs: later - HOUR, ctimeNs: later - window + 1n }), digest, later);
+    cache.record("at-the-edge", stat({ mtimeNs: later - window, ctimeNs: later - window }), digest, later);
+    expect(cache.lookup("by-mtime", stat({ mtimeNs: later - window + 1n, ctimeNs: later - HOUR }))).toBeUndefined();
+    expect(cache.lookup("by-ctime", stat({ mtimeNs: later - HOUR, ctimeNs: later - window + 1n }))).toBeUndefined();
+    expect(cache.lookup("at-the-edge", stat({ mtimeNs: later - window, ctimeNs: later - window }))).toEqual(digest);
+  });
+
+  test("the window is two seconds when both times are whole seconds (a coarse file system), else 100 ms", () => {
+    expect(racyWindowNs(5_000_000_000n, 6_000_000_000n)).toBe(2_000_000_000n);
+    expect(racyWindowNs(5_000_000_000n, 6_000_000_001n)).toBe(100_000_000n);
+    expect(racyWindowNs(5_000_000_001n, 6_000_000_000n)).toBe(100_000_000n);
+  });
+
+  test("rows survive a reopen; rows of paths no longer seen are dropped once they outnumber the live ones", () => {
+    const file = join(mkdtempSync(join(tmpdir(), "memobuild-statcache-")), "c.db");
+    const cache = StatCache.open(file);
+    for (let i = 0; i < 1200; i++) cache.record(`gone-${i}`, stat(), digest, later);
+    cache.record("kept", stat(), digest, later);
+    cache.flush(new Set(["kept"]));
+    cache.close();
+    const reopened = StatCache.open(file);
+    expect(reopened.size).toBe(1);
+    expect(reopened.lookup("kept", stat())).toEqual(digest);
+    reopened.close();
+    const small = StatCache.open(file);
+    for (let i = 0; i < 10; i++) small.record(`few-${i}`, stat(), digest, later);
+    small.flush(new Set(["kept"])); // 11 rows for 1 live path: under the threshold, nothing dropped
+    small.close();
+    expect(StatCache.open(file).size).toBe(11);
+  });
 });
