@@ -207,3 +207,129 @@ describe("hard links", () => {
     expect(hostState()).toBe("dir\ndir/file=host file\nmarker=host");
   });
 });
+
+describe("resolvePath: components that do not exist, and coming back up", () => {
+  const cases: [string, string][] = [
+    ["/missing/x/../../real/sub", "/real/sub"], // up out of what does not exist, back onto what does
+    ["/missing/../real/rel/z", "/real/sub/z"], // and links are followed again there
+    ["/real/sub/../../linkdir/q", "/real/q"],
+    ["/linkdir/../real", "/real"], // .. of a followed link is the target's parent
+    ["/abs/../real", "HOSTPARENT/real"], // the link is re-rooted: its target's parent, inside the root
+    ["/", "/"],
+    ["", "/"],
+  ];
+  for (const [path, expected] of cases) test(JSON.stringify(path), () => expect(root.resolvePath(path).toString()).toBe(expected.replace("HOSTPARENT", join(host, ".."))));
+
+  test("a chain of 40 links resolves; 41 is too many", () => {
+    for (let i = 0; i < 41; i++) symlinkSync(`l${i + 1}`, join(rootDir, `l${i}`));
+    writeFileSync(join(rootDir, "l41"), "end");
+    expect(root.resolvePath("/l1").toString()).toBe("/l41"); // l1 … l40: 40 links
+    expect(() => root.resolvePath("/l0")).toThrow(`/l0: too many levels of symbolic links in ${rootDir}`);
+  });
+});
+
+describe("what each operation does inside the root", () => {
+  test("stat reports each type, and a whiteout is a 0/0 character device", () => {
+    mkdirSync(join(rootDir, "types"));
+    writeFileSync(join(rootDir, "types/f"), "12345");
+    mknodAt(join(rootDir, "types/wh"), "c", 0, 0);
+    mknodAt(join(rootDir, "types/null"), "c", 1, 3);
+    mknodAt(join(rootDir, "types/blk"), "b", 7, 0);
+    mknodAt(join(rootDir, "types/fifo"), "p");
+    const kinds = (name: string) => {
+      const s = root.lstat(`/types/${name}`)!;
+      return [s.isFile(), s.isDirectory(), s.isSymbolicLink(), s.isCharacterDevice(), s.isBlockDevice(), s.isFIFO(), s.isSocket(), s.isWhiteout()].map(Number).join("");
+    };
+    expect(kinds("f")).toBe("10000000");
+    expect(kinds("wh")).toBe("00010001");
+    expect(kinds("null")).toBe("00010000");
+    expect(kinds("blk")).toBe("00001000");
+    expect(kinds("fifo")).toBe("00000100");
+    expect(root.lstat("/linkdir")!.isSymbolicLink()).toBe(true);
+    expect(root.stat("/linkdir")!.isDirectory()).toBe(true);
+    const f = root.lstat("/types/f")!;
+    expect([f.size, f.nlink, f.uid, f.gid, f.mode & 0o170000]).toEqual([5, 1, 0, 0, 0o100000]);
+    expect(root.lstat("/types/null")!.rdevMajor).toBe(1);
+    expect(root.lstat("/types/null")!.rdevMinor).toBe(3);
+    expect(root.lstat("/nothing")).toBeUndefined();
+    expect(root.stat("/nothing/below")).toBeUndefined();
+    expect(root.lstat("/")!.isDirectory()).toBe(true);
+  });
+
+  test("readFile: a file's bytes up to the limit; nothing for a directory, a missing file or a device", () => {
+    writeFileSync(join(rootDir, "exact"), "1234");
+    expect(root.readFile("/exact", 4)!.toString()).toBe("1234");
+    expect(() => root.readFile("/exact", 3)).toThrow("/exact in " + rootDir + " is larger than");
+    expect(root.readFile("/real")).toBeUndefined();
+    expect(root.readFile("/nothing")).toBeUndefined();
+    expect(root.readFile("/linkfile")!.toString()).toBe("inside");
+    writeFileSync(join(rootDir, "big"), Buffer.alloc(70_000, 7));
+    expect(root.readFile("/big")!.length).toBe(70_000);
+    writeFileSync(join(rootDir, "empty"), "");
+    expect(root.readFile("/empty")!.length).toBe(0);
+  });
+
+  test("mkdirAll makes what is missing (and says what), mkdir keeps a directory and replaces a file", () => {
+    const created = root.mkdirAll("/a/b/c", { mode: 0o750, owner: { uid: 12, gid: 34 } });
+    expect(created.map(String)).toEqual(["/a", "/a/b", "/a/b/c"]);
+    expect(root.mkdirAll("/a/b/c").map(String)).toEqual([]);
+    expect([lstatSync(join(rootDir, "a/b")).mode & 0o777, lstatSync(join(rootDir, "a/b")).uid, lstatSync(join(rootDir, "a/b")).gid]).toEqual([0o750, 12, 34]);
+    expect(() => root.mkdirAll("/real/file.txt/x")).toThrow("cannot create directory /real/file.txt: a file that is not a directory is in the way");
+    expect(root.mkdir("/a", { mode: 0o700 })).toBe(false);
+    writeFileSync(join(rootDir, "was-file"), "x");
+    expect(root.mkdir("/was-file", { mode: 0o711 })).toBe(true);
+    expect(lstatSync(join(rootDir, "was-file")).isDirectory()).toBe(true);
+    expect(lstatSync(join(rootDir, "was-file")).mode & 0o777).toBe(0o711);
+  });
+
+  test("link: a second name for a file; never for a directory, a missing file or the root", () => {
+    root.link("/real/file.txt", "/real/hard");
+    expect(lstatSync(join(rootDir, "real/hard")).ino).toBe(lstatSync(join(rootDir, "real/file.txt")).ino);
+    expect(() => root.link("/real", "/dirlink")).toThrow("cannot link to /real");
+    expect(() => root.link("/nothing", "/l")).toThrow("cannot link to /nothing: it does not exist");
+    expect(() => root.link("/", "/l")).toThrow("cannot link to /");
+    expect(() => root.link("/real/..", "/l")).toThrow("cannot link to /real/..");
+  });
+
+  test("remove, setAttributes, readlink, mknod and xattrs each act on the entry itself", () => {
+    expect(root.remove("/nothing")).toBe(false);
+    expect(root.remove("/real/file.txt")).toBe(true);
+    expect(existsSync(join(rootDir, "real/file.txt"))).toBe(false);
+    expect(root.remove("/linkdir")).toBe(true); // the link, not its target
+    expect(existsSync(join(rootDir, "real/sub"))).toBe(true);
+    expect(() => root.setAttributes("/nothing", { mode: 0o600 })).toThrow(`/nothing does not exist in ${rootDir}`);
+    root.setAttributes("/real/sub", { mode: 0o701, mtime: 1_000_000 });
+    expect([lstatSync(join(rootDir, "real/sub")).mode & 0o777, lstatSync(join(rootDir, "real/sub")).mtimeMs]).toEqual([0o701, 1_000_000_000]);
+    expect(root.readlink("/abs").toString()).toBe(host);
+    root.mknod("/real/dev", 0o020000 | 0o640, 1, 5, { owner: { uid: 3, gid: 4 } });
+    const dev = lstatSync(join(rootDir, "real/dev"));
+    expect([dev.isCharacterDevice(), dev.mode & 0o777, dev.rdev, dev.uid, dev.gid]).toEqual([true, 0o640, (1 << 8) | 5, 3, 4]);
+    root.setXattr("/real/sub", "user.note", Buffer.from("v"));
+    expect(root.getXattr("/real/sub", "user.note")?.toString()).toBe("v");
+    expect(root.getXattr("/real/sub", "user.none")).toBeUndefined();
+    expect(hostState()).toBe("dir\ndir/file=host file\nmarker=host");
+  });
+
+  test("removeAll of the root empties it and keeps it; writeFile copies from an open file, empty or not", () => {
+    const source = join(work, `source-${Math.random()}`);
+    writeFileSync(source, "copied bytes");
+    const fd = require("node:fs").openSync(source, "r");
+    root.writeFile("/copy", { from: fd, size: 12 }, { mode: 0o640 });
+    root.writeFile("/empty-copy", { from: fd, size: 0 }, { mode: 0o600 });
+    closeSync(fd);
+    expect(readFileSync(join(rootDir, "copy"), "utf8")).toBe("copied bytes");
+    expect(readFileSync(join(rootDir, "empty-copy"), "utf8")).toBe("");
+    root.writeFile("/chunked", { chunks: [Buffer.from("a"), Buffer.from("b")] }, { mode: 0o644 });
+    expect(readFileSync(join(rootDir, "chunked"), "utf8")).toBe("ab");
+    root.removeAll("/");
+    expect(readdirSync(rootDir)).toEqual([]);
+    expect(hostState()).toBe("dir\ndir/file=host file\nmarker=host");
+  });
+});
+
+/** mknod(1) for the test's special files. */
+function mknodAt(path: string, type: "c" | "b" | "p", major?: number, minor?: number) {
+  const args = type === "p" ? [path, "p"] : [path, type, String(major), String(minor)];
+  const result = Bun.spawnSync(["mknod", ...args]);
+  if (result.exitCode !== 0) throw new Error(`mknod ${args.join(" ")}: ${result.stderr}`);
+}
