@@ -25,10 +25,23 @@ let server: ReturnType<typeof Bun.serve>;
 let url: string;
 let n = 0;
 let warnings: string[];
+/** Every request the server saw, and a hook that may answer one in the app's place (a flaky or lying server). */
+let seen: string[];
+let hook: ((request: Request) => Response | undefined) | undefined;
 
 beforeEach(() => {
-  parts = createParts({ dataDir: join(work, `data${++n}`), tokens: [{ token: RW, role: "rw" }, { token: RO, role: "ro" }], log: createLogger({ MEMOBUILD_LOG: "error" }) });
-  server = Bun.serve({ port: 0, hostname: "127.0.0.1", fetch: createApp(parts).fetch });
+  parts = createParts({ dataDir: join(work, `data${++n}`), tokens: [{ token: RW, role: "rw" }, { token: RO, role: "ro" }], log: createLogger({ MEMOBUILD_LOG: "error" }), maxBlob: 1000 });
+  const app = createApp(parts);
+  seen = [];
+  hook = undefined;
+  server = Bun.serve({
+    port: 0,
+    hostname: "127.0.0.1",
+    fetch: (request) => {
+      seen.push(`${request.method} ${new URL(request.url).pathname}`);
+      return hook?.(request) ?? app.fetch(request);
+    },
+  });
   url = `http://127.0.0.1:${server.port}`;
   warnings = [];
 });
@@ -150,5 +163,100 @@ describe("a remote that refuses or is gone", () => {
     const remote = new RemoteCache({ url: `http://127.0.0.1:${server.port}`, warn: (m) => warnings.push(m), attempts: 1 });
     expect(await remote.getAction(KEY)).toBeUndefined();
     expect(warnings.join("\n")).toContain("larger than 1048576 bytes");
+  });
+});
+
+describe("retries, refusals and the build hub", () => {
+  test("a 503 or 429 is retried up to the attempts given; then the remote is given up with one warning", async () => {
+    let failures = 2;
+    hook = () => (failures-- > 0 ? new Response("busy", { status: failures === 1 ? 503 : 429 }) : undefined);
+    const patient = client({ attempts: 3, url: `${url}///` });
+    expect(await patient.hasAction(KEY)).toBe(false);
+    expect(seen).toEqual([`HEAD /v1/actions/${KEY}`, `HEAD /v1/actions/${KEY}`, `HEAD /v1/actions/${KEY}`]);
+    expect(patient.available).toBe(true);
+    hook = () => new Response("down", { status: 500 });
+    const remote = client({ attempts: 2 });
+    expect(await remote.getAction(KEY)).toBeUndefined();
+    expect(await remote.fetchBlob(blake3Hex("x"), join(work, "x"), 1)).toBe(false);
+    expect(remote.available).toBe(false);
+    expect(warnings).toEqual([`remote cache at ${url} is not answering (GET /v1/actions/${KEY}: HTTP 500); continuing with the local cache only`]);
+    // Once given up, nothing more is asked.
+    const before = seen.length;
+    await remote.upload(KEY, { diffId: null, created: 1 });
+    expect(seen.length).toBe(before);
+  });
+
+  test("an answer that is not 200, 404 or a retry gives the remote up; probe says so too", async () => {
+    hook = () => new Response("teapot", { status: 418 });
+    const remote = client();
+    expect(await remote.getAction(KEY)).toBeUndefined();
+    expect(warnings[0]).toContain("(GET action: HTTP 418)");
+    const blobs = client();
+    expect(await blobs.fetchBlob(blake3Hex("x"), join(work, "y"), 1)).toBe(false);
+    expect(warnings[1]).toContain("(GET blob: HTTP 418)");
+    const probing = client();
+    await probing.probe();
+    expect(probing.available).toBe(false);
+    expect(warnings[2]).toContain("(HTTP 418)");
+    expect(await client().conflicts()).toEqual([]);
+    hook = undefined;
+    const fine = client();
+    await fine.probe();
+    expect(fine.available).toBe(true);
+  });
+
+  test("a blob the remote has is not sent again; a refused layer or result is a warning that says why", async () => {
+    const remote = client();
+    const layer = layerFile("once");
+    await remote.upload(KEY, { diffId: `sha256:${"2".repeat(64)}`, created: 1 }, layer);
+    await remote.upload("b".repeat(64), { diffId: `sha256:${"2".repeat(64)}`, created: 1 }, layer);
+    expect(seen.filter((r) => r.startsWith("PUT /v1/blobs/"))).toHaveLength(1);
+    await remote.upload("c".repeat(64), { diffId: `sha256:${"2".repeat(64)}`, created: 1 }, layerFile("x".repeat(2000)));
+    expect(warnings.at(-1)).toMatch(/^remote cache refused a layer upload \(HTTP 413: .*over the limit of 1000/);
+    hook = (request) => (request.method === "PUT" && request.url.includes("/v1/actions/") ? Response.json({ error: "no thanks" }, { status: 400 }) : undefined);
+    await remote.upload("d".repeat(64), { diffId: null, created: 1 });
+    expect(warnings.at(-1)).toBe("remote cache refused a result (HTTP 400: no thanks)");
+    hook = (request) => (request.method === "PUT" ? new Response("plain text reason", { status: 400 }) : undefined);
+    await remote.upload("e".repeat(64), { diffId: null, created: 1 });
+    expect(warnings.at(-1)).toBe("remote cache refused a result (HTTP 400: plain text reason)");
+  });
+
+  test("uploads run in the background; a failure is a warning, or with --remote-required the build's error", async () => {
+    const remote = client();
+    remote.enqueue(() => remote.upload(KEY, { diffId: null, created: 1 }));
+    remote.enqueue(async () => {
+      throw new Error("disk went away");
+    });
+    await remote.flush();
+    expect(await remote.hasAction(KEY)).toBe(true);
+    expect(warnings).toEqual(["remote cache upload failed: disk went away"]);
+    const strict = client({ required: true });
+    strict.enqueue(async () => {
+      throw new RemoteCacheError("refused");
+    });
+    await expect(strict.flush()).rejects.toThrow("refused");
+    const lenient = client();
+    lenient.enqueue(async () => {
+      throw new RemoteCacheError("refused too");
+    });
+    await lenient.flush();
+    expect(warnings.at(-1)).toBe("remote cache upload failed: refused too");
+  });
+
+  test("build reports: taken, refused with a warning, or dropped when the remote is away", async () => {
+    const remote = client();
+    expect(await remote.report("build-0001", [])).toBe(true);
+    hook = () => Response.json({ error: "too old" }, { status: 404 });
+    expect(await remote.report("build-1", [])).toBe(false);
+    expect(warnings).toEqual(["the remote cache did not take this build's report (HTTP 404: too old); the build goes on without it"]);
+    server.stop(true);
+    expect(await client().report("build-2", [])).toBe(false);
+  });
+
+  test("distrust: the result is refused here, and the user is told once with the step", () => {
+    const remote = client();
+    remote.distrust(KEY, "remote result is corrupt: bad digest");
+    expect(remote.refused.get(KEY)).toBe("remote result is corrupt: bad digest");
+    expect(warnings).toEqual([`step ${KEY.slice(0, 12)}: remote result is corrupt: bad digest; running it here instead`]);
   });
 });
