@@ -89,6 +89,10 @@ describe("actions", () => {
     ["not JSON", "{", "the action is not JSON"],
     ["not an object", "[1]", "the action must be a JSON object"],
     ["null", "null", "the action must be a JSON object"],
+    ["a number", "42", "the action must be a JSON object"],
+    ["a string", '"text"', "the action must be a JSON object"],
+    ["a diffId with junk before the digest", { ...valid, diffId: `x${DIFF}` }, 'the action\'s "diffId"'],
+    ["a diffId with junk after the digest", { ...valid, diffId: `${DIFF}x` }, 'the action\'s "diffId"'],
     ["blobs not a list", { ...valid, blobs: "x" }, 'the action\'s "blobs"'],
     ["a blob name that is not a hash", { ...valid, blobs: ["xyz"] }, 'the action\'s "blobs"'],
     ["a blob name that is not a string", { ...valid, blobs: [1] }, 'the action\'s "blobs"'],
@@ -156,6 +160,53 @@ describe("actions", () => {
 });
 
 describe("eviction and bookkeeping", () => {
+  test("a blob two actions share stays when the older action goes, and goes with the last one", async () => {
+    const s = storage({ maxSize: 5, pendingGraceMs: -1000 });
+    await put(s, "share");
+    await put(s, "extra");
+    const action = (blobs: string[]) => JSON.stringify({ diffId: DIFF, blobs: blobs.map(blake3Hex), layer: { blake3: blake3Hex(blobs[0]!), digest: DIFF, size: 5, mediaType: "m" } });
+    s.putAction("1".repeat(64), action(["share", "extra"]), "x");
+    s.putAction("2".repeat(64), action(["share"]), "x");
+    s.db.query("UPDATE actions SET last_access = CASE key WHEN ? THEN 1 ELSE 2 END").run("1".repeat(64));
+    expect(s.evict()).toBe(2); // action 1 and "extra", which only it needed
+    expect(s.hasAction("1".repeat(64))).toBe(false);
+    expect(s.hasBlob(blake3Hex("extra"))).toBe(false);
+    expect(s.hasBlob(blake3Hex("share"))).toBe(true); // action 2 still needs it
+    expect(s.hasAction("2".repeat(64))).toBe(true);
+    s.close();
+  });
+
+  test("exactly at the budget nothing goes; a blob still within its upload grace is never taken, even with no action left to evict", async () => {
+    const s = storage({ maxSize: 5, pendingGraceMs: 60_000 });
+    await put(s, "12345");
+    expect(s.evict()).toBe(0);
+    await put(s, "67890"); // over the budget, but uploaded a moment ago: its action may be on the way
+    expect(s.evict()).toBe(0);
+    expect(s.hasBlob(blake3Hex("67890"))).toBe(true);
+    s.close();
+  });
+
+  test("refusals carry the reason a client sees: missing blobs, a bad signature", () => {
+    const s = storage();
+    const missing = (() => {
+      try {
+        s.putAction(KEY, JSON.stringify({ diffId: null, blobs: ["d".repeat(64)] }), "x");
+      } catch (error) {
+        return error as UploadRejected;
+      }
+    })();
+    expect([missing?.status, missing?.reason]).toEqual([400, "missing-blobs"]);
+    const forged = (() => {
+      try {
+        s.putAction(KEY, JSON.stringify({ diffId: null, blobs: [], signature: { key: "ed25519:AAAA", value: "AAAA" } }), "x");
+      } catch (error) {
+        return error as UploadRejected;
+      }
+    })();
+    expect([forged?.status, forged?.reason]).toEqual([400, "bad-signature"]);
+    s.close();
+  });
+
   test("unreferenced blobs go first, least recently used first; a blob a kept action needs stays", async () => {
     const s = storage({ maxSize: 10, pendingGraceMs: -1000 });
     await put(s, "aaaaa"); // referenced by an action below
