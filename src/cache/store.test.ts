@@ -4,7 +4,7 @@
  * images need.
  */
 import { afterAll, describe, expect, test } from "bun:test";
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { TarWriter } from "../image/tar.ts";
@@ -162,6 +162,162 @@ describe("what a crashed process left", () => {
     expect(existsSync(dead)).toBe(false);
     expect(existsSync(live)).toBe(true);
     expect(readdirSync(tmp).some((name) => name.startsWith(`${process.pid}-`))).toBe(false);
+    store.close();
+  });
+});
+
+describe("layers in the store", () => {
+  const gzipLayer = (store: LocalStore, name: string, content: string) => {
+    const chunks: Uint8Array[] = [];
+    const writer = new TarWriter((c) => chunks.push(c));
+    writer.add({ type: "file", name, mode: 0o644, uid: 0, gid: 0, size: content.length, mtime: 1 });
+    writer.content(Buffer.from(content));
+    writer.pad(content.length);
+    writer.finish();
+    const tar = Buffer.concat(chunks);
+    const diffId = `sha256:${new Bun.CryptoHasher("sha256").update(tar).digest("hex")}`;
+    const blob = store.putBlob(Bun.gzipSync(tar));
+    return { diffId, digest: blob.digest, size: blob.size, uncompressedSize: tar.length, mediaType: "application/vnd.oci.image.layer.v1.tar+gzip" };
+  };
+
+  test("a gzip layer from outside is unpacked once, checked against its digest and diff ID; its tar is handed out checked", async () => {
+    const store = fresh();
+    const layer = gzipLayer(store, "etc/hostname", "box\n");
+    await store.adoptLayer(layer);
+    const snapshot = await store.ensureSnapshot(layer.diffId);
+    expect(readFileSync(join(snapshot, "etc/hostname"), "utf8")).toBe("box\n");
+    await store.adoptLayer(layer); // again: nothing to do
+    expect(await store.withLayerTar(layer.diffId, (tar) => readFileSync(tar).length)).toBe(layer.uncompressedSize);
+    expect(readdirSync(join(store.dir, "tmp"))).toEqual([]);
+    await expect(store.ensureSnapshot(`sha256:${"7".repeat(64)}`)).rejects.toThrow(`layer sha256:${"7".repeat(64)} is not in the cache`);
+    await expect(store.withLayerTar(`sha256:${"7".repeat(64)}`, () => 0)).rejects.toThrow("is not in the cache");
+    store.close();
+  });
+
+  test("a gzip blob that is not its digest, or unpacks to another diff ID, is refused, naming the layer", async () => {
+    const store = fresh();
+    const layer = gzipLayer(store, "f", "content");
+    await expect(store.adoptLayer({ ...layer, diffId: `sha256:${"8".repeat(64)}` })).rejects.toThrow(`layer ${layer.digest} does not match its diff ID`);
+    const other = gzipLayer(store, "g", "other");
+    writeFileSync(store.blobPath(other.digest), Bun.gzipSync(Buffer.from("tampered")));
+    await expect(store.adoptLayer(other)).rejects.toThrow(`layer blob ${other.digest} is corrupt`);
+    expect(store.layer(other.diffId)).toBeUndefined();
+    expect(readdirSync(join(store.dir, "tmp"))).toEqual([]);
+    store.close();
+  });
+
+  test("a layer that unpacks past MEMOBUILD_MAX_UNPACKED_SIZE is refused", async () => {
+    const store = fresh();
+    const layer = gzipLayer(store, "big", "x".repeat(100_000));
+    process.env.MEMOBUILD_MAX_UNPACKED_SIZE = "50000";
+    try {
+      await expect(store.adoptLayer(layer)).rejects.toThrow(`layer ${layer.digest} unpacks to more than 50000 bytes`);
+    } finally {
+      delete process.env.MEMOBUILD_MAX_UNPACKED_SIZE;
+    }
+    store.close();
+  });
+
+  test("compressed forms, sources and snapshots are recorded and removed as asked", async () => {
+    const store = fresh();
+    const layer = gzipLayer(store, "f", "x");
+    await store.adoptLayer(layer);
+    store.recordCompressedLayer(layer.diffId, "zstd", `sha256:${"c".repeat(64)}`, 3);
+    expect(store.compressedLayer(layer.diffId, "zstd")).toEqual({ digest: `sha256:${"c".repeat(64)}`, size: 3 });
+    expect(store.compressedLayer(layer.diffId, "gzip")).toBeUndefined();
+    expect(store.isLayerBlob(layer.digest)).toBe(true);
+    expect(store.isLayerBlob(`sha256:${"c".repeat(64)}`)).toBe(true);
+    expect(store.isLayerBlob(`sha256:${"d".repeat(64)}`)).toBe(false);
+    store.recordLayerSource(layer.digest, "registry.example", "team/app");
+    store.recordLayerSource(layer.digest, "registry.example", "team/app");
+    expect(store.layerSources(layer.digest)).toEqual([{ registry: "registry.example", repository: "team/app" }]);
+    store.removeSnapshot(layer.diffId);
+    expect(existsSync(store.snapshotPath(layer.diffId))).toBe(false);
+    store.removeSnapshot(layer.diffId); // already gone: nothing to do
+    expect(readdirSync(join(store.dir, "tmp"))).toEqual([]);
+    expect(store.blobDigests()).toEqual([layer.digest]);
+    store.close();
+  });
+
+  test("adoptBlob moves a file in, or drops it when the blob is already there; adoptSnapshot keeps the first", () => {
+    const store = fresh();
+    const file = join(work, `blob-${++n}`);
+    writeFileSync(file, "adopted");
+    const digest = `sha256:${new Bun.CryptoHasher("sha256").update("adopted").digest("hex")}`;
+    store.adoptBlob(file, digest);
+    expect(existsSync(file)).toBe(false);
+    writeFileSync(file, "adopted");
+    store.adoptBlob(file, digest);
+    expect(existsSync(file)).toBe(false);
+    expect(store.readBlob(digest).toString()).toBe("adopted");
+    const first = store.tempDir("snap");
+    writeFileSync(join(first, "one"), "1");
+    store.adoptSnapshot(`sha256:${"5".repeat(64)}`, first);
+    const second = store.tempDir("snap");
+    writeFileSync(join(second, "two"), "2");
+    store.adoptSnapshot(`sha256:${"5".repeat(64)}`, second);
+    expect(readdirSync(store.snapshotPath(`sha256:${"5".repeat(64)}`))).toEqual(["one"]);
+    expect(existsSync(second)).toBe(false);
+    expect(() => store.blobPath("md5:abc")).toThrow("not a sha256 digest: md5:abc");
+    store.close();
+  });
+});
+
+describe("records a command reads back", () => {
+  test("image names, the last build's inputs, cache mount directories", () => {
+    const store = fresh();
+    store.setImage("docker.io/library/app:1", `sha256:${"a".repeat(64)}`);
+    expect(store.image("docker.io/library/app:1")).toMatchObject({ ref: "docker.io/library/app:1", manifestDigest: `sha256:${"a".repeat(64)}` });
+    expect(store.image("docker.io/library/app:2")).toBeUndefined();
+    expect(store.removeImage("docker.io/library/app:1")).toBe(true);
+    expect(store.removeImage("docker.io/library/app:1")).toBe(false);
+    store.recordBuildInputs("/p/Dockerfile", "final", [{ id: "0/1", key: "k1", inputs: { a: 1 } }]);
+    store.recordBuildInputs("/p/Dockerfile", "final", [{ id: "0/2", key: "k2", inputs: { b: 2 } }]);
+    expect([...store.lastBuildInputs("/p/Dockerfile", "final")]).toEqual([["0/2", { key: "k2", inputs: { b: 2 } }]]);
+    expect(store.lastBuildInputs("/p/Dockerfile", "other").size).toBe(0);
+    expect(store.mountDir("go-cache")).toBe(store.mountDir("go-cache"));
+    expect(store.mountDir("go-cache")).not.toBe(store.mountDir("npm-cache"));
+    expect(store.mountDir("../../etc")).toMatch(new RegExp(`^${join(store.dir, "mounts")}/[0-9a-f]{32}$`));
+    store.close();
+  });
+
+  test("a used result's last use is written when the store closes", () => {
+    const dir = join(work, `store${++n}`);
+    const store = LocalStore.open(dir);
+    store.recordStep("u".repeat(64), null, 1);
+    store.db.query("UPDATE steps SET last_used = 5").run();
+    store.close();
+    const again = LocalStore.open(dir);
+    expect(again.lookupStep("u".repeat(64))).toBeDefined();
+    again.close();
+    const third = LocalStore.open(dir);
+    expect((third.db.query("SELECT last_used FROM steps").get() as { last_used: number }).last_used).toBeGreaterThan(5);
+    third.close();
+  });
+
+  test("gc waits for the builds that hold the store, and says so once", async () => {
+    const dir = join(work, `store${++n}`);
+    const build = LocalStore.open(dir);
+    let waits = 0;
+    setTimeout(() => build.close(), 300);
+    const child = Bun.spawn([process.execPath, "-e", `const { LocalStore } = await import(${JSON.stringify(join(import.meta.dir, "store.ts"))}); let waits = 0; LocalStore.openExclusive(${JSON.stringify(dir)}, () => waits++).close(); console.log(waits);`], { stdout: "pipe" });
+    const output = await new Response(child.stdout).text();
+    expect(await child.exited).toBe(0);
+    waits = Number(output.trim());
+    expect(waits).toBe(1);
+  });
+
+  test("prune --mounts empties the cache mounts too; unnamed builds' config and manifest blobs go", () => {
+    const store = fresh();
+    mkdirSync(join(store.mountDir("m"), "sub"), { recursive: true });
+    writeFileSync(join(store.mountDir("m"), "sub/file"), "cached");
+    const orphan = store.putBlob('{"config":"of a build no image is named for"}');
+    const kept = prune(store, { mounts: false });
+    expect(kept.bytesFreed).toBeGreaterThan(0);
+    expect(store.hasBlob(orphan.digest)).toBe(false);
+    expect(existsSync(store.mountDir("m"))).toBe(true);
+    prune(store, { mounts: true });
+    expect(existsSync(store.mountDir("m"))).toBe(false);
     store.close();
   });
 });
