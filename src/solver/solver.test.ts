@@ -12,7 +12,7 @@ import { LocalStore } from "../cache/store.ts";
 import type { Executor, StepLayer, StepRequest } from "../executor/executor.ts";
 import { writeLayerTar } from "../snapshot/pack.ts";
 import { silentProgress } from "./progress.ts";
-import { build, BuildError, type BuildResult } from "./solver.ts";
+import { build, BuildError, type BuildResult, type NamedContext } from "./solver.ts";
 
 const work = mkdtempSync(join(tmpdir(), "memobuild-solver-"));
 afterAll(() => rmSync(work, { recursive: true, force: true }));
@@ -43,12 +43,13 @@ function project(dockerfile: string, files: Record<string, string> = {}) {
   const cache = join(dir, ".cache");
   return {
     dir,
-    async build(executor: Executor, options: { target?: string; noCache?: boolean } = {}): Promise<BuildResult> {
+    /** `dockerfile` builds another text in the same project and cache (an edit of the Dockerfile). */
+    async build(executor: Executor, options: { target?: string; noCache?: boolean; namedContexts?: Map<string, NamedContext>; dockerfile?: string } = {}): Promise<BuildResult> {
       const store = LocalStore.open(cache);
       try {
         return await build({
           contextDir: dir,
-          dockerfileText: dockerfile,
+          dockerfileText: options.dockerfile ?? dockerfile,
           dockerfilePath: "Dockerfile",
           buildArgs: {},
           noCache: options.noCache ?? false,
@@ -58,6 +59,7 @@ function project(dockerfile: string, files: Record<string, string> = {}) {
           network: "none",
           progress: silentProgress,
           executor,
+          namedContexts: options.namedContexts,
         });
       } finally {
         store.close();
@@ -193,5 +195,68 @@ describe("solver with a fake executor", () => {
     expect(again.ran).toEqual(["once"]);
     expect(rebuilt.steps.map((s) => s.status)).toEqual(["executed", "executed", "executed", "executed"]);
     expect(rebuilt.image!.manifest.config.digest).toBe(first.image!.manifest.config.digest);
+  });
+});
+
+describe("what a step's key is made of (each a protection: a key that missed an input would reuse a stale result)", () => {
+  const ran = async (p: ReturnType<typeof project>, options: Parameters<ReturnType<typeof project>["build"]>[1] = {}) => {
+    const executor = new FakeExecutor();
+    await p.build(executor, options);
+    return executor.ran;
+  };
+
+  test("the files a RUN bind-mounts from the context, each of them", async () => {
+    const p = project("FROM scratch\nRUN --mount=type=bind,source=a.txt,target=/a --mount=type=bind,source=b.txt,target=/b use\n", { "a.txt": "1", "b.txt": "1", "other.txt": "1" });
+    expect(await ran(p)).toEqual(["use"]);
+    writeFileSync(join(p.dir, "other.txt"), "2");
+    expect(await ran(p)).toEqual([]);
+    writeFileSync(join(p.dir, "b.txt"), "2");
+    expect(await ran(p)).toEqual(["use"]);
+    writeFileSync(join(p.dir, "a.txt"), "2");
+    expect(await ran(p)).toEqual(["use"]);
+  });
+
+  test("the stage a RUN mounts, the stage COPY --from reads, and the stage FROM builds on", async () => {
+    const dockerfile = (v: string) => `FROM scratch AS dep\nRUN make-${v}\nFROM scratch AS mount\nRUN --mount=from=dep,target=/d use-mount\nFROM scratch AS copy\nCOPY --from=dep /step /s\nFROM dep AS child\nRUN on-top\nFROM scratch\nCOPY --from=mount /step /1\nCOPY --from=copy /s /2\nCOPY --from=child /step /3\n`;
+    const p = project(dockerfile("1"));
+    await ran(p);
+    const executor = new FakeExecutor();
+    await p.build(executor, { dockerfile: dockerfile("2") });
+    expect(executor.ran).toEqual(expect.arrayContaining(["make-2", "use-mount", "on-top"]));
+    expect(executor.ran.filter((r) => r === "COPY").length).toBe(4); // COPY --from=dep and the three of the last stage
+  });
+
+  test("a local --build-context's files, as COPY --from=NAME reads them", async () => {
+    const p = project("FROM scratch\nCOPY --from=docs a.md /a.md\n");
+    const docs = join(p.dir, "docs");
+    mkdirSync(docs);
+    writeFileSync(join(docs, "a.md"), "1");
+    writeFileSync(join(docs, "other.md"), "1");
+    const named = new Map<string, NamedContext>([["docs", { kind: "local", dir: docs }]]);
+    expect(await ran(p, { namedContexts: named })).toEqual(["COPY"]);
+    writeFileSync(join(docs, "other.md"), "2");
+    expect(await ran(p, { namedContexts: named })).toEqual([]);
+    writeFileSync(join(docs, "a.md"), "2");
+    expect(await ran(p, { namedContexts: named })).toEqual(["COPY"]);
+  });
+
+  test("the user a WORKDIR's directory is made for", async () => {
+    const p = project("FROM scratch\nUSER 1000\nWORKDIR /app\n");
+    expect(await ran(p)).toEqual(["WORKDIR"]);
+    expect(await ran(p)).toEqual([]);
+    expect(await ran(p, { dockerfile: "FROM scratch\nUSER 1001\nWORKDIR /app\n" })).toEqual(["WORKDIR"]);
+  });
+
+  test("what a step may not read is an error naming it", async () => {
+    const cases: [string, RegExp][] = [
+      ["FROM scratch\nCOPY https://example.com/x /x\n", /COPY does not fetch URLs; use ADD/],
+      ["FROM scratch\nADD --checksum=sha256:" + "0".repeat(64) + " https://example.com/a https://example.com/b /x/\n", /--checksum needs exactly one URL source/],
+      ["FROM scratch\nCOPY --from=nowhere /x /x\n", /--from=nowhere: no such stage, and no image nowhere in the local store/],
+      ["FROM no-such-image\n", /image no-such-image is not in the local image store/],
+      ["FROM --platform=linux/s390x scratch\n", /platform linux\/s390x is not supported: this machine builds for/],
+    ];
+    for (const [dockerfile, message] of cases) {
+      await expect(project(dockerfile).build(new FakeExecutor())).rejects.toThrow(message);
+    }
   });
 });
