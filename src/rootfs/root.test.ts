@@ -8,7 +8,7 @@ import { closeSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, 
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { mount, umount } from "../snapshot/libc.ts";
-import { removeTree, Root } from "./root.ts";
+import { EnsuredDirectories, removeTree, Root } from "./root.ts";
 
 const work = mkdtempSync(join(tmpdir(), "memobuild-root-"));
 afterAll(() => rmSync(work, { recursive: true, force: true }));
@@ -333,3 +333,89 @@ function mknodAt(path: string, type: "c" | "b" | "p", major?: number, minor?: nu
   const result = Bun.spawnSync(["mknod", ...args]);
   if (result.exitCode !== 0) throw new Error(`mknod ${args.join(" ")}: ${result.stderr}`);
 }
+
+describe("the edges each protection stands on", () => {
+  test("an absolute link below the root's top re-roots; .. after a missing name comes back onto what exists and follows links again", () => {
+    symlinkSync("/real/sub", join(rootDir, "real/abs2"));
+    expect(root.resolvePath("/real/abs2/x").toString()).toBe("/real/sub/x");
+    expect(root.resolvePath("/missing/../linkdir/x").toString()).toBe("/real/x");
+    expect(root.resolvePath("/missing/deeper/../../linkdir").toString()).toBe("/real");
+  });
+
+  test("an operation on the root itself or on .. names no entry, and is refused", () => {
+    for (const path of ["/", "", "/real/..", "/.."]) {
+      expect(() => root.remove(path)).toThrow("does not name");
+      expect(() => root.writeFile(path, { content: "x" }, { mode: 0o644 })).toThrow("does not name");
+    }
+    expect(hostState()).toBe("dir\ndir/file=host file\nmarker=host");
+  });
+
+  test("a directory removed and made again: the next write goes to the new one, not a cached old one", () => {
+    root.writeFile("/real/sub/a", { content: "a" }, { mode: 0o644 });
+    root.removeAll("/real/sub");
+    root.mkdir("/real/sub", { mode: 0o755 });
+    root.writeFile("/real/sub/b", { content: "b" }, { mode: 0o644 });
+    expect(readdirSync(join(rootDir, "real/sub"))).toEqual(["b"]);
+    root.writeFile("/real/sub/c", { content: "c" }, { mode: 0o644 });
+    root.remove("/real/sub/c");
+    root.remove("/real/sub/b");
+    root.remove("/real/sub");
+    root.mkdir("/real/sub", { mode: 0o755 });
+    root.writeFile("/real/sub/d", { content: "d" }, { mode: 0o644 });
+    expect(readdirSync(join(rootDir, "real/sub"))).toEqual(["d"]);
+  });
+
+  test("a file whose size stat does not tell (procfs) is read whole, up to the limit; copies from it fall back to reading", () => {
+    Root.with("/proc/self", (proc) => {
+      const status = proc.readFile("/status")!;
+      expect(status.toString()).toContain("Name:");
+      expect(() => proc.readFile("/status", 10)).toThrow("is larger than");
+    });
+    const fd = require("node:fs").openSync("/proc/self/status", "r");
+    root.writeFile("/status-copy", { from: fd, size: 20 }, { mode: 0o644 });
+    closeSync(fd);
+    expect(readFileSync(join(rootDir, "status-copy"), "utf8")).toStartWith("Name:");
+  });
+
+  test("openFile follows a final link only when asked; lstat below a file is nothing, not an error", () => {
+    const fd = root.openFile("/linkfile");
+    closeSync(fd);
+    expect(() => root.openFile("/linkfile", false)).toThrow();
+    expect(root.lstat("/real/file.txt/below")).toBeUndefined();
+  });
+
+  test("removeTree: a missing path is nothing to do; a file or a tree goes; a link is removed, not followed", () => {
+    removeTree(join(rootDir, "not-there"));
+    removeTree(join(rootDir, "real/file.txt"));
+    expect(existsSync(join(rootDir, "real/file.txt"))).toBe(false);
+    removeTree(join(rootDir, "abs"));
+    expect(existsSync(join(rootDir, "abs"))).toBe(false);
+    removeTree(join(rootDir, "real"));
+    expect(existsSync(join(rootDir, "real"))).toBe(false);
+    expect(hostState()).toBe("dir\ndir/file=host file\nmarker=host");
+  });
+});
+
+describe("directories made once (EnsuredDirectories)", () => {
+  test("ensure makes a path and remembers it; forget makes it make it again", () => {
+    const ensured = new EnsuredDirectories(root, { mode: 0o751 });
+    ensured.ensure("made/deep");
+    expect(lstatSync(join(rootDir, "made/deep")).mode & 0o777).toBe(0o751);
+    ensured.ensure("/");
+    ensured.ensure("");
+    rmSync(join(rootDir, "made"), { recursive: true });
+    ensured.ensure("made/deep"); // remembered: not made again
+    expect(existsSync(join(rootDir, "made"))).toBe(false);
+    ensured.forget("made");
+    ensured.ensure("made/deep");
+    expect(existsSync(join(rootDir, "made/deep"))).toBe(true);
+    ensured.add("other");
+    ensured.ensure("other");
+    expect(existsSync(join(rootDir, "other"))).toBe(false);
+    ensured.forget("made/deep");
+    rmSync(join(rootDir, "made/deep"), { recursive: true });
+    ensured.ensure("made/deep");
+    expect(existsSync(join(rootDir, "made/deep"))).toBe(true);
+    ensured.forget("unknown"); // nothing remembered there: nothing to do
+  });
+});

@@ -527,6 +527,8 @@ export class EnsuredDirectories {
   ensure(path: string) {
     if (path === "/" || path === "" || this.known.has(path)) return;
     this.root.mkdirAll(Buffer.from(path, "latin1"), this.entry);
+    // Every parent is known too, so forgetting a parent (replaced by a file) forgets its children.
+    for (let end = path.indexOf("/", 1); end > 0; end = path.indexOf("/", end + 1)) this.known.add(path.slice(0, end));
     this.known.add(path);
   }
 
