@@ -9,7 +9,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { TarWriter } from "../image/tar.ts";
 import { storeImage } from "../image/layout.ts";
-import { BlobVerificationError, LocalStore } from "./store.ts";
+import { BlobVerificationError, LocalStore, unmountBelow } from "./store.ts";
 import { collectGarbage, prune } from "./gc.ts";
 
 const work = mkdtempSync(join(tmpdir(), "memobuild-store-"));
@@ -318,6 +318,75 @@ describe("records a command reads back", () => {
     expect(existsSync(store.mountDir("m"))).toBe(true);
     prune(store, { mounts: true });
     expect(existsSync(store.mountDir("m"))).toBe(false);
+    store.close();
+  });
+});
+
+describe("more edges the store stands on", () => {
+  test("unmountBelow takes the mounts below a path and nothing that only shares its prefix", () => {
+    const base = mkdtempSync(join(work, "mounts-"));
+    for (const dir of ["a/m", "ab"]) mkdirSync(join(base, dir), { recursive: true });
+    for (const dir of ["a/m", "ab"]) expect(Bun.spawnSync(["mount", "-t", "tmpfs", "tmpfs", join(base, dir)]).exitCode).toBe(0);
+    const mounted = () => readFileSync("/proc/self/mountinfo", "utf8").split("\n").map((l) => l.split(" ")[4]).filter((p) => p?.startsWith(base));
+    try {
+      unmountBelow(join(base, "a"));
+      expect(mounted()).toEqual([join(base, "ab")]);
+    } finally {
+      Bun.spawnSync(["umount", join(base, "ab")]);
+      Bun.spawnSync(["umount", join(base, "a/m")]);
+    }
+  });
+
+  test("staging left by dead processes goes (with what is mounted in it), as do names that are no pid; a live process's stays", () => {
+    const dir = join(work, `store${++n}`);
+    LocalStore.open(dir).close();
+    const tmp = join(dir, "tmp");
+    const dead = join(tmp, "999999999-aa-step");
+    for (const name of ["999999999-aa-step/rootfs", "garbage", "0-zero", `${process.ppid}-live`]) mkdirSync(join(tmp, name), { recursive: true });
+    expect(Bun.spawnSync(["mount", "-t", "tmpfs", "tmpfs", join(dead, "rootfs")]).exitCode).toBe(0);
+    const store = LocalStore.open(dir);
+    expect(readdirSync(tmp).sort()).toEqual([`${process.ppid}-live`]);
+    expect(readFileSync("/proc/self/mountinfo", "utf8")).not.toContain(dead);
+    store.close();
+  });
+
+  test("a layer whose tar is unsafe is a verification error naming the layer; plain tars count toward the unpacked limit too", async () => {
+    const store = fresh();
+    const chunks: Uint8Array[] = [];
+    const writer = new TarWriter((c) => chunks.push(c));
+    writer.add({ type: "file", name: "../escape", mode: 0o644, uid: 0, gid: 0, size: 1, mtime: 1 });
+    writer.content(Buffer.from("x"));
+    writer.pad(1);
+    writer.finish();
+    const blob = store.putBlob(Buffer.concat(chunks));
+    await expect(store.adoptLayer({ diffId: blob.digest, digest: blob.digest, size: blob.size, uncompressedSize: blob.size, mediaType: MEDIA_TAR })).rejects.toThrow(`layer ${blob.digest}: layer entry "../escape" escapes the layer root`);
+    const big = store.putBlob(Buffer.alloc(100_000, 1));
+    process.env.MEMOBUILD_MAX_UNPACKED_SIZE = "50000";
+    try {
+      await expect(store.adoptLayer({ diffId: big.digest, digest: big.digest, size: big.size, uncompressedSize: big.size, mediaType: MEDIA_TAR })).rejects.toThrow("unpacks to more than 50000 bytes");
+    } finally {
+      delete process.env.MEMOBUILD_MAX_UNPACKED_SIZE;
+    }
+    store.close();
+  });
+
+  test("blobDigests lists blobs only (not a stray temp file); a long instruction is kept to 200 characters", () => {
+    const store = fresh();
+    const blob = store.putBlob("b");
+    writeFileSync(join(store.dir, "blobs/sha256", "partial.tmp"), "x");
+    expect(store.blobDigests()).toEqual([blob.digest]);
+    store.recordStep("i".repeat(64), null, 1, "RUN " + "x".repeat(500));
+    expect((store.db.query("SELECT instruction FROM steps").get() as { instruction: string }).instruction).toHaveLength(200);
+    store.close();
+  });
+
+  test("gc reports what it freed", () => {
+    const store = fresh();
+    const loose = layer(store, "loose", "l".repeat(20_000));
+    const blobBytes = store.blobSize(loose.digest);
+    const result = collectGarbage(store, Number.MAX_SAFE_INTEGER);
+    expect(result.layersRemoved).toBe(1);
+    expect(result.bytesFreed).toBeGreaterThanOrEqual(blobBytes);
     store.close();
   });
 });
