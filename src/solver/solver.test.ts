@@ -5,12 +5,16 @@
  * are real.
  */
 import { afterAll, describe, expect, test } from "bun:test";
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { LocalStore } from "../cache/store.ts";
 import type { Executor, StepLayer, StepRequest } from "../executor/executor.ts";
 import { writeLayerTar } from "../snapshot/pack.ts";
+import { storeImage } from "../image/layout.ts";
+import { hostPlatform } from "../frontend/platform.ts";
+
+const hostArchitecture = () => hostPlatform().architecture;
 import { silentProgress } from "./progress.ts";
 import { build, BuildError, type BuildResult, type NamedContext } from "./solver.ts";
 
@@ -20,10 +24,13 @@ afterAll(() => rmSync(work, { recursive: true, force: true }));
 /** Records every step it is asked to run; its layer holds one file named after the step. */
 class FakeExecutor implements Executor {
   readonly ran: string[] = [];
+  /** What each step was given to read: stage/image sources and local named contexts, by reference. */
+  readonly reads: string[][] = [];
   constructor(private readonly behave: (request: StepRequest) => Promise<void> | void = () => {}) {}
   async execute(request: StepRequest): Promise<StepLayer> {
     const text = request.instruction.kind === "RUN" && request.instruction.command.form === "shell" ? request.instruction.command.text : request.instruction.kind;
     this.ran.push(text);
+    this.reads.push([...request.sources.keys(), ...[...(request.namedContexts?.keys() ?? [])].map((k) => `named:${k}`)]);
     await this.behave(request);
     const directory = join(request.work, "layer");
     mkdirSync(directory);
@@ -258,5 +265,77 @@ describe("what a step's key is made of (each a protection: a key that missed an 
     for (const [dockerfile, message] of cases) {
       await expect(project(dockerfile).build(new FakeExecutor())).rejects.toThrow(message);
     }
+  });
+});
+
+describe("base images and what steps are given to read", () => {
+  /** A one-layer image named `ref` in the project's store, for `os/architecture`. */
+  async function addImage(p: ReturnType<typeof project>, ref: string, content: string, platform = { os: "linux", architecture: hostArchitecture() }) {
+    const store = LocalStore.open(join(p.dir, ".cache"));
+    try {
+      const dir = join(p.dir, `img-${Math.random().toString(36).slice(2)}`);
+      mkdirSync(dir);
+      writeFileSync(join(dir, "file"), content);
+      const tar = join(p.dir, `img-${Math.random().toString(36).slice(2)}.tar`);
+      const packed = writeLayerTar(dir, tar, { clampMtime: 0 });
+      const blob = store.putBlob(readFileSync(tar));
+      store.recordLayer({ diffId: packed.diffId, digest: blob.digest, size: blob.size, uncompressedSize: blob.size, mediaType: "application/vnd.oci.image.layer.v1.tar" });
+      const config = { ...platform, created: "2020-01-01T00:00:00Z", config: { Env: ["PATH=/bin"] }, rootfs: { type: "layers", diff_ids: [packed.diffId] }, history: [] };
+      const image = storeImage(store, config as never, [{ mediaType: "application/vnd.oci.image.layer.v1.tar", digest: blob.digest, size: blob.size }]);
+      store.setImage(ref, image.manifestDigest);
+      return image;
+    } finally {
+      store.close();
+    }
+  }
+
+  test("FROM an image keys on its manifest digest: the same name on another image runs everything again", async () => {
+    const p = project("FROM docker.io/library/base:1\nRUN on-top\n");
+    await addImage(p, "docker.io/library/base:1", "one");
+    const first = new FakeExecutor();
+    const result = await p.build(first);
+    expect(first.ran).toEqual(["on-top"]);
+    expect(result.image!.config.config.Env).toEqual(["PATH=/bin"]);
+    expect(result.image!.manifest.layers).toHaveLength(2);
+    const again = new FakeExecutor();
+    await p.build(again);
+    expect(again.ran).toEqual([]);
+    await addImage(p, "docker.io/library/base:1", "two");
+    const moved = new FakeExecutor();
+    await p.build(moved);
+    expect(moved.ran).toEqual(["on-top"]);
+  });
+
+  test("an image for another platform is refused, naming both", async () => {
+    const p = project("FROM docker.io/library/other:1\n");
+    await addImage(p, "docker.io/library/other:1", "x", { os: "linux", architecture: "s390x" });
+    await expect(p.build(new FakeExecutor())).rejects.toThrow(/image docker\.io\/library\/other:1 is for linux\/s390x, not linux\//);
+  });
+
+  test("COPY --from an image and RUN --mount from a stage are given those sources; a cache mount is not a context read", async () => {
+    const p = project("FROM scratch AS s\nRUN in-stage\nFROM scratch\nCOPY --from=docker.io/library/img:1 /file /f\nRUN --mount=from=s,target=/s use\nRUN --mount=type=cache,target=/c cached-run\n", { "x.txt": "1" });
+    await addImage(p, "docker.io/library/img:1", "img");
+    const executor = new FakeExecutor();
+    await p.build(executor);
+    expect(executor.reads[executor.ran.indexOf("COPY")]).toEqual(["docker.io/library/img:1"]);
+    expect(executor.reads[executor.ran.indexOf("use")]).toEqual(["s"]);
+    writeFileSync(join(p.dir, "x.txt"), "2");
+    const again = new FakeExecutor();
+    await p.build(again);
+    expect(again.ran).toEqual([]); // no step reads x.txt; the cache mount reads no context
+  });
+
+  test("a RUN given a local --build-context mount sees it by its name", async () => {
+    const p = project("FROM scratch\nRUN --mount=from=Docs,target=/d use\n");
+    const docs = join(p.dir, "docs");
+    mkdirSync(docs);
+    writeFileSync(join(docs, "a"), "1");
+    const executor = new FakeExecutor();
+    await p.build(executor, { namedContexts: new Map<string, NamedContext>([["docs", { kind: "local", dir: docs }]]) });
+    expect(executor.reads[0]).toEqual(["named:Docs"]);
+    writeFileSync(join(docs, "a"), "2");
+    const again = new FakeExecutor();
+    await p.build(again, { namedContexts: new Map<string, NamedContext>([["docs", { kind: "local", dir: docs }]]) });
+    expect(again.ran).toEqual(["use"]);
   });
 });
