@@ -260,3 +260,50 @@ describe("retries, refusals and the build hub", () => {
     expect(warnings).toEqual([`step ${KEY.slice(0, 12)}: remote result is corrupt: bad digest; running it here instead`]);
   });
 });
+
+describe("the client's smaller promises", () => {
+  test("every attempt is used and no more; four by default", async () => {
+    hook = () => new Response("busy", { status: 503 });
+    expect(await client({ attempts: 2 }).hasAction(KEY)).toBe(false);
+    expect(seen).toHaveLength(2);
+    seen.length = 0;
+    expect(await new RemoteCache({ url, token: RW, warn: () => {} }).hasAction(KEY)).toBe(false);
+    expect(seen).toHaveLength(4);
+  }, 20_000);
+
+  test("a refused token's error carries the server's reason", async () => {
+    hook = () => Response.json({ error: "token revoked" }, { status: 403 });
+    await expect(client().getAction(KEY)).rejects.toThrow(`the remote cache at ${url} refused the token (HTTP 403: token revoked)`);
+  });
+
+  test("requests failing together still warn once; a 404 or a body that is not JSON is a miss, not an outage", async () => {
+    const remote = client();
+    expect(await remote.getAction(KEY)).toBeUndefined(); // 404
+    hook = (request) => (request.method === "GET" && request.url.includes("/v1/actions/") ? new Response("not json") : undefined);
+    expect(await remote.getAction(KEY)).toBeUndefined();
+    expect(remote.available).toBe(true);
+    expect(warnings).toEqual([]);
+    server.stop(true);
+    await Promise.all([remote.getAction(KEY), remote.hasAction(KEY), remote.conflicts()]);
+    expect(warnings).toHaveLength(1);
+    expect(await remote.conflicts()).toEqual([]);
+  });
+
+  test("an upload to a remote that stops answering gives up quietly (one warning), it does not throw", async () => {
+    hook = () => new Response("busy", { status: 503 });
+    const remote = client();
+    await remote.upload(KEY, { diffId: `sha256:${"2".repeat(64)}`, created: 1 }, layerFile("data"));
+    expect(warnings).toHaveLength(1);
+    hook = (request) => (request.method === "PUT" ? new Response("busy", { status: 503 }) : undefined);
+    const later = client();
+    await later.upload("b".repeat(64), { diffId: `sha256:${"2".repeat(64)}`, created: 1 }, layerFile("data2"));
+    await client().upload("c".repeat(64), { diffId: null, created: 1 }).catch((error) => warnings.push(`threw ${error}`));
+    expect(warnings.filter((w) => w.startsWith("threw"))).toEqual([]);
+  });
+
+  test("a long error body is cut to 200 characters in the warning", async () => {
+    hook = (request) => (request.method === "PUT" ? new Response("e".repeat(300), { status: 400 }) : undefined);
+    await client().upload(KEY, { diffId: null, created: 1 });
+    expect(warnings).toEqual([`remote cache refused a result (HTTP 400: ${"e".repeat(200)})`]);
+  });
+});
