@@ -37,13 +37,16 @@ describe("a RUN's private tmpfs", () => {
     const dead = "/run/memobuild/999999999-deadbeef0000";
     const living = "/run/memobuild/1-aaaaaaaaaaaa"; // pid 1 is alive
     const foreign = "/run/memobuild/999999998-notours";
-    for (const path of [dead, living, foreign]) mkdirSync(path, { recursive: true });
+    const notPids = ["/run/memobuild/0-zero", "/run/memobuild/garbage"]; // no process owns these names
+    for (const path of [dead, living, foreign, ...notPids]) mkdirSync(path, { recursive: true });
     mount("tmpfs", dead, "tmpfs", 0, "size=1m");
     writeFileSync(join(dead, "secret"), "left by a kill -9");
     writeFileSync(join(foreign, "file"), "not a mount point");
     const own = PrivateTmpfs.create();
     try {
-      removeAbandonedTmpfs((pid) => pid === 1);
+      // kill(0, 0) answers for the process group: pid 0 must never count as a live owner.
+      removeAbandonedTmpfs((pid) => pid === 1 || pid === 0);
+      for (const path of notPids) expect(existsSync(path)).toBe(false);
       expect(mountOf(dead)).toBeUndefined();
       expect(existsSync(dead)).toBe(false);
       expect(existsSync(living)).toBe(true);
