@@ -74,6 +74,12 @@ describe("an invalid file names the file, the key and what is expected", () => {
     });
   }
 
+  test("a file larger than 1 MiB is refused without being read", () => {
+    const dir = mkdtempSync(join(tmpdir(), "memobuild-settings-"));
+    writeFileSync(join(dir, "memobuild.json"), " ".repeat(1024 * 1024 + 1));
+    expect(() => readConfigFile(join(dir, "memobuild.json"), "project")).toThrow("larger than 1048576 bytes");
+  });
+
   test("a bad environment variable names it", () => {
     expect(() => resolveSettings({}, { env: { MEMOBUILD_JOBS: "many" } })).toThrow('$MEMOBUILD_JOBS: expected a whole number of at least 1, not "many"');
   });

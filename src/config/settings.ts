@@ -8,7 +8,7 @@
  * may not hold credentials, choose where the cache lives, or point at keys on the host. Those
  * keys are refused there with an error that says where they belong.
  */
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync, readFileSync, statSync } from "node:fs";
 import { homedir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { UserError } from "../errors.ts";
@@ -67,6 +67,7 @@ export interface Resolved {
 export type Settings = Record<SettingKey, Resolved>;
 
 export const PROJECT_FILE = "memobuild.json";
+const MAX_CONFIG_BYTES = 1024 * 1024;
 
 export function userConfigFile(env: NodeJS.ProcessEnv = process.env): string {
   return join(env.XDG_CONFIG_HOME || join(homedir(), ".config"), "memobuild", "config.json");
@@ -85,6 +86,8 @@ type Values = Partial<Record<SettingKey, unknown>>;
 /** Reads and checks one config file; every mistake names the file, the key and what is expected. */
 export function readConfigFile(file: string, layer: "project" | "user"): Values {
   let parsed: unknown;
+  // A project file comes with the repository: a huge one is refused, never read whole.
+  if (statSync(file).size > MAX_CONFIG_BYTES) throw new UserError(`${file}: larger than ${MAX_CONFIG_BYTES} bytes; a config file is a few lines`);
   try {
     parsed = JSON.parse(readFileSync(file, "utf8"));
   } catch (error) {

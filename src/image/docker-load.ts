@@ -4,6 +4,7 @@
  * needed. The engine's answer is a stream of JSON messages; an error in it is the load's error.
  */
 import { UserError } from "../errors.ts";
+import { readBodyBytes } from "../util/network.ts";
 
 export class DockerLoadError extends UserError {}
 
@@ -30,8 +31,13 @@ export async function loadIntoDocker(archive: string, host?: string, timeoutMs =
   } catch (error) {
     throw new DockerLoadError(`--load: no Docker Engine answers at ${endpoint.shown}: ${(error as Error).message}`);
   }
-  // The answer is small (a line per image); anything past 1 MiB is not an engine talking.
-  const text = (await response.text()).slice(0, 1024 * 1024);
+  // The answer is small (a line per image); more than 1 MiB is not an engine talking, and is not read.
+  let text: string;
+  try {
+    text = (await readBodyBytes(response, 1024 * 1024, `the answer of the Docker Engine at ${endpoint.shown}`, (max) => `longer than ${max} bytes`)).toString("utf8");
+  } catch (error) {
+    throw new DockerLoadError(`--load: ${(error as Error).message}`);
+  }
   if (!response.ok) throw new DockerLoadError(`--load: the Docker Engine at ${endpoint.shown} answered HTTP ${response.status}: ${text.trim().slice(0, 500)}`);
   const loaded: string[] = [];
   for (const line of text.split("\n").filter((l) => l.trim())) {
