@@ -18,15 +18,20 @@ let n = 0;
 const fresh = () => LocalStore.open(join(work, `store${++n}`));
 const MEDIA_TAR = "application/vnd.oci.image.layer.v1.tar";
 
-/** A one-file layer tar in the store's blobs, recorded as a layer (uncompressed: digest = diff ID). */
-function layer(store: LocalStore, name: string, content: string) {
+/** A tar holding one file. */
+function tarOf(name: string, content: string): Buffer {
   const chunks: Uint8Array[] = [];
   const writer = new TarWriter((c) => chunks.push(c));
   writer.add({ type: "file", name, mode: 0o644, uid: 0, gid: 0, size: content.length, mtime: 1 });
   writer.content(Buffer.from(content));
   writer.pad(content.length);
   writer.finish();
-  const blob = store.putBlob(Buffer.concat(chunks));
+  return Buffer.concat(chunks);
+}
+
+/** A one-file layer tar in the store's blobs, recorded as a layer (uncompressed: digest = diff ID). */
+function layer(store: LocalStore, name: string, content: string) {
+  const blob = store.putBlob(tarOf(name, content));
   const record = { diffId: blob.digest, digest: blob.digest, size: blob.size, uncompressedSize: blob.size, mediaType: MEDIA_TAR };
   store.recordLayer(record);
   return record;
@@ -168,15 +173,9 @@ describe("what a crashed process left", () => {
 
 describe("layers in the store", () => {
   const gzipLayer = (store: LocalStore, name: string, content: string) => {
-    const chunks: Uint8Array[] = [];
-    const writer = new TarWriter((c) => chunks.push(c));
-    writer.add({ type: "file", name, mode: 0o644, uid: 0, gid: 0, size: content.length, mtime: 1 });
-    writer.content(Buffer.from(content));
-    writer.pad(content.length);
-    writer.finish();
-    const tar = Buffer.concat(chunks);
+    const tar = tarOf(name, content);
     const diffId = `sha256:${new Bun.CryptoHasher("sha256").update(tar).digest("hex")}`;
-    const blob = store.putBlob(Bun.gzipSync(tar));
+    const blob = store.putBlob(Bun.gzipSync(new Uint8Array(tar)));
     return { diffId, digest: blob.digest, size: blob.size, uncompressedSize: tar.length, mediaType: "application/vnd.oci.image.layer.v1.tar+gzip" };
   };
 
