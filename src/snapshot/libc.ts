@@ -38,6 +38,11 @@ function open() {
 }
 
 const symbols = () => (libc ??= open()).symbols;
+/**
+ * A NUL-terminated copy of a path, passed to the call itself (not as `ptr(...)` of a
+ * temporary): a Buffer only `ptr()` pointed at could be collected while the call, or the
+ * making of its next argument, still needed it — that wrote a garbage symlink target once.
+ */
 const cString = (path: string | Buffer) => (typeof path === "string" ? Buffer.from(path + "\0") : Buffer.concat([path, Buffer.from([0])]));
 
 function errno(): number {
@@ -88,46 +93,46 @@ const SYS_OPENAT2 = 437; // the same number on every architecture (new syscalls 
 /** openat2(2): opens `path` relative to `dirFd` under the `resolve` restrictions. */
 export function openat2(dirFd: number, path: string | Buffer, flags: number, mode: number, resolve: number): number {
   const how = new BigUint64Array([BigInt(flags), BigInt(mode), BigInt(resolve)]);
-  return check(symbols().syscall(SYS_OPENAT2, dirFd, ptr(cString(path)), ptr(how), 24), "openat2", path);
+  return check(symbols().syscall(SYS_OPENAT2, dirFd, cString(path), how, 24), "openat2", path);
 }
 
 export function mkdirat(dirFd: number, name: string | Buffer, mode: number) {
-  check(symbols().mkdirat(dirFd, ptr(cString(name)), mode), "mkdir", name);
+  check(symbols().mkdirat(dirFd, cString(name), mode), "mkdir", name);
 }
 
 export function symlinkat(target: string | Buffer, dirFd: number, name: string | Buffer) {
-  check(symbols().symlinkat(ptr(cString(target)), dirFd, ptr(cString(name))), "symlink", name);
+  check(symbols().symlinkat(cString(target), dirFd, cString(name)), "symlink", name);
 }
 
 export function linkat(oldDirFd: number, oldName: string | Buffer, newDirFd: number, newName: string | Buffer, flags = 0) {
-  check(symbols().linkat(oldDirFd, ptr(cString(oldName)), newDirFd, ptr(cString(newName)), flags), "link", newName);
+  check(symbols().linkat(oldDirFd, cString(oldName), newDirFd, cString(newName), flags), "link", newName);
 }
 
 export function unlinkat(dirFd: number, name: string | Buffer, flags = 0) {
-  check(symbols().unlinkat(dirFd, ptr(cString(name)), flags), flags & AT_REMOVEDIR ? "rmdir" : "unlink", name);
+  check(symbols().unlinkat(dirFd, cString(name), flags), flags & AT_REMOVEDIR ? "rmdir" : "unlink", name);
 }
 
 export function renameat(oldDirFd: number, oldName: string | Buffer, newDirFd: number, newName: string | Buffer) {
-  check(symbols().renameat(oldDirFd, ptr(cString(oldName)), newDirFd, ptr(cString(newName))), "rename", oldName);
+  check(symbols().renameat(oldDirFd, cString(oldName), newDirFd, cString(newName)), "rename", oldName);
 }
 
 export function fchownat(dirFd: number, name: string | Buffer, uid: number, gid: number, flags: number) {
-  check(symbols().fchownat(dirFd, ptr(cString(name)), uid >>> 0, gid >>> 0, flags), "chown", name);
+  check(symbols().fchownat(dirFd, cString(name), uid >>> 0, gid >>> 0, flags), "chown", name);
 }
 
 /** Sets access and modification times (whole seconds plus nanoseconds). */
 export function utimensat(dirFd: number, name: string | Buffer, atime: [number, number], mtime: [number, number], flags: number) {
   const times = new BigInt64Array([BigInt(atime[0]), BigInt(atime[1]), BigInt(mtime[0]), BigInt(mtime[1])]);
-  check(symbols().utimensat(dirFd, ptr(cString(name)), ptr(times), flags), "utimes", name);
+  check(symbols().utimensat(dirFd, cString(name), times, flags), "utimes", name);
 }
 
 export function mknodat(dirFd: number, name: string | Buffer, mode: number, major = 0, minor = 0) {
-  check(symbols().mknodat(dirFd, ptr(cString(name)), mode, makedev(major, minor)), "mknod", name);
+  check(symbols().mknodat(dirFd, cString(name), mode, makedev(major, minor)), "mknod", name);
 }
 
 export function readlinkat(dirFd: number, name: string | Buffer): Buffer {
   const buffer = Buffer.allocUnsafe(4096);
-  const n = check(symbols().readlinkat(dirFd, ptr(cString(name)), ptr(buffer), buffer.length), "readlink", name);
+  const n = check(symbols().readlinkat(dirFd, cString(name), buffer, buffer.length), "readlink", name);
   return Buffer.from(buffer.subarray(0, n));
 }
 
@@ -155,7 +160,7 @@ const statxBuffer = new DataView(new ArrayBuffer(256));
 
 /** statx(2) of `name` in `dirFd` (AT_EMPTY_PATH with "" for the fd itself); undefined when absent. */
 export function statxAt(dirFd: number, name: string | Buffer, flags: number): RawStat | undefined {
-  const rc = symbols().statx(dirFd, ptr(cString(name)), flags, STATX_BASIC_STATS, ptr(statxBuffer));
+  const rc = symbols().statx(dirFd, cString(name), flags, STATX_BASIC_STATS, ptr(statxBuffer)); // module-level: always alive
   if (rc !== 0) {
     const code = errno();
     if (code === osConstants.errno.ENOENT || code === osConstants.errno.ENOTDIR) return undefined;
@@ -208,18 +213,18 @@ function makedev(major: number, minor: number): bigint {
 }
 
 export function mknod(path: string | Buffer, mode: number, major = 0, minor = 0) {
-  if (symbols().mknod(ptr(cString(path)), mode, makedev(major, minor)) !== 0) fail("mknod", path);
+  if (symbols().mknod(cString(path), mode, makedev(major, minor)) !== 0) fail("mknod", path);
 }
 
 export function setXattr(path: string | Buffer, name: string, value: Buffer) {
-  if (symbols().lsetxattr(ptr(cString(path)), ptr(cString(name)), value.length ? ptr(value) : null, value.length, 0) !== 0) {
+  if (symbols().lsetxattr(cString(path), cString(name), value.length ? value : null, value.length, 0) !== 0) {
     fail("setxattr", path);
   }
 }
 
 /** Sets an attribute on what `path` leads to (for /proc/self/fd/N links to an open entry). */
 export function setXattrFollow(path: string, name: string, value: Buffer) {
-  if (symbols().setxattr(ptr(cString(path)), ptr(cString(name)), value.length ? ptr(value) : null, value.length, 0) !== 0) {
+  if (symbols().setxattr(cString(path), cString(name), value.length ? value : null, value.length, 0) !== 0) {
     fail("setxattr", path);
   }
 }
@@ -228,7 +233,7 @@ export function setXattrFollow(path: string, name: string, value: Buffer) {
 export function getXattr(path: string | Buffer, name: string, follow = false): Buffer | undefined {
   const buffer = Buffer.alloc(256);
   const call = follow ? symbols().getxattr : symbols().lgetxattr;
-  const length = Number(call(ptr(cString(path)), ptr(cString(name)), ptr(buffer), buffer.length));
+  const length = Number(call(cString(path), cString(name), buffer, buffer.length));
   if (length < 0) return undefined;
   return buffer.subarray(0, length);
 }
@@ -259,16 +264,16 @@ const MNT_DETACH = 2;
 /** mount(2). Throws with the system's reason on failure. */
 export function mount(source: string, target: string, type: string | null, flags: number, data: string | null) {
   const rc = symbols().mount(
-    ptr(cString(source)),
-    ptr(cString(target)),
-    type === null ? null : ptr(cString(type)),
+    cString(source),
+    cString(target),
+    type === null ? null : cString(type),
     flags,
-    data === null ? null : ptr(cString(data)),
+    data === null ? null : cString(data),
   );
   if (rc !== 0) fail("mount", target);
 }
 
 /** umount2(2); `lazy` detaches a mount that is still busy. Returns false on failure. */
 export function umount(target: string, lazy = false): boolean {
-  return symbols().umount2(ptr(cString(target)), lazy ? MNT_DETACH : 0) === 0;
+  return symbols().umount2(cString(target), lazy ? MNT_DETACH : 0) === 0;
 }
