@@ -1,7 +1,8 @@
 /** The private tmpfs that holds a RUN's secrets: mounted as it should be, and gone after the RUN or a crash. */
 import { describe, expect, test } from "bun:test";
-import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
-import { join } from "node:path";
+import { chmodSync, closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
 import { mount } from "../snapshot/libc.ts";
 import { PrivateTmpfs, removeAbandonedTmpfs } from "./private-tmpfs.ts";
 
@@ -22,6 +23,7 @@ describe("a RUN's private tmpfs", () => {
       for (const flag of ["nosuid", "nodev", "noexec"]) expect(options).toContain(flag);
       const separator = fields.indexOf("-");
       expect(fields[separator + 1]).toBe("tmpfs");
+      expect(fields[separator + 2]).toBe("tmpfs"); // the source findmnt shows
       expect(fields[separator + 3]).toContain("size=65536k");
       expect(fields[separator + 3]).toContain("mode=700");
       expect(statSync("/run/memobuild").mode & 0o777).toBe(0o700);
@@ -55,6 +57,54 @@ describe("a RUN's private tmpfs", () => {
     } finally {
       own.remove();
       Bun.spawnSync(["rm", "-rf", living, foreign]);
+    }
+  });
+
+  test("is unmounted even while a process of the RUN still holds a file open in it", () => {
+    const tmpfs = PrivateTmpfs.create();
+    const fd = openSync(join(tmpfs.path, "secret"), "w");
+    try {
+      tmpfs.remove();
+      expect(mountOf(tmpfs.path)).toBeUndefined();
+      expect(existsSync(tmpfs.path)).toBe(false);
+    } finally {
+      closeSync(fd);
+    }
+  });
+
+  test("a dead process's tmpfs is removed even while something still holds a file open in it", () => {
+    const base = mkdtempSync(join(tmpdir(), "memobuild-tmpfs-"));
+    const dead = join(base, "999999999-deadbeef0000");
+    mkdirSync(dead);
+    mount("tmpfs", dead, "tmpfs", 0, "size=1m");
+    const fd = openSync(join(dead, "secret"), "w");
+    try {
+      removeAbandonedTmpfs(() => false, base);
+      expect(mountOf(dead)).toBeUndefined();
+      expect(readdirSync(base)).toEqual([]);
+    } finally {
+      closeSync(fd);
+      rmSync(base, { recursive: true, force: true });
+    }
+  });
+
+  test("with no tmpfs directory yet (no build since boot), cleaning up is a no-op", () => {
+    expect(() => removeAbandonedTmpfs(() => false, join(tmpdir(), "memobuild-no-such-dir", "memobuild"))).not.toThrow();
+  });
+
+  test("when the mount is refused, the directory made for it is removed and the error is the mount's", () => {
+    // An unprivileged process may make the directory but not mount: run create() as nobody.
+    const base = mkdtempSync(join(tmpdir(), "memobuild-tmpfs-"));
+    chmodSync(base, 0o777);
+    try {
+      const module = resolve(import.meta.dir, "private-tmpfs.ts");
+      const script = `const { PrivateTmpfs } = await import(${JSON.stringify(module)}); try { PrivateTmpfs.create(${JSON.stringify(base)}); } catch (e) { console.log(e.message); }`;
+      const child = Bun.spawnSync(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", process.execPath, "-e", script], { stderr: "pipe" });
+      expect(child.stderr.toString()).toBe("");
+      expect(child.stdout.toString()).toMatch(/mount.*(EPERM|not permitted)/i);
+      expect(readdirSync(base)).toEqual([]);
+    } finally {
+      rmSync(base, { recursive: true, force: true });
     }
   });
 });
