@@ -7,8 +7,11 @@
  *   bun scripts/mutation.ts [module...]     (default: all; see MODULES)
  *
  * Stryker runs under Bun (it needs Node 22; Bun runs it), with its command runner calling
- * `bun test`. Each module's report goes to reports/mutation/<module>.json; the summary table
- * (killed, survived, score) is printed at the end and written to reports/mutation/summary.txt.
+ * `bun test`. Each module's report goes to reports/mutation/<module>.json and its surviving
+ * mutants, one per line, to <module>.survivors.txt; the summary table (killed, survived,
+ * ignored, score) is printed at the end and written to reports/mutation/summary.txt. "Ignored"
+ * are mutants a `// Stryker disable` comment switches off: each comment says why the mutant
+ * cannot change what users get (an equivalent mutant), and they do not count in the score.
  */
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
@@ -24,12 +27,26 @@ interface Module {
   tests: string;
 }
 
+/**
+ * `file:start-end` for Stryker: the lines of the function whose first line contains `opening`,
+ * up to the closing brace at its indentation (found by text, so edits above it do not shift it).
+ */
+function span(file: string, opening: string): string {
+  const lines = readFileSync(join(ROOT, file), "utf8").split("\n");
+  const start = lines.findIndex((line) => line.includes(opening));
+  if (start < 0) throw new Error(`${file}: no line contains ${JSON.stringify(opening)}`);
+  const indent = /^\s*/.exec(lines[start])![0];
+  const end = lines.findIndex((line, i) => i > start && (line === `${indent}}` || line === `${indent}};`));
+  if (end < 0) throw new Error(`${file}: the function at line ${start + 1} has no closing brace at its indentation`);
+  return `${file}:${start + 1}-${end + 1}`;
+}
+
 export const MODULES: Module[] = [
   { name: "server-storage-auth", mutate: ["src/server/storage.ts", "src/server/auth.ts"], tests: "src/server/storage.test.ts src/server/auth.test.ts src/server/app.test.ts src/remote/client.test.ts" },
   { name: "remote-client", mutate: ["src/remote/client.ts"], tests: "src/remote/client.test.ts src/server/app.test.ts" },
   { name: "cache-store-gc", mutate: ["src/cache/store.ts", "src/cache/gc.ts"], tests: "src/cache/store.test.ts" },
   // The key rule, and where the solver fills in what a key is made of (what a step reads, its base).
-  { name: "step-keys", mutate: ["src/solver/keys.ts", "src/solver/solver.ts:232-306", "src/solver/solver.ts:521-565"], tests: "src/solver/solver.test.ts" },
+  { name: "step-keys", mutate: ["src/solver/keys.ts", span("src/solver/solver.ts", "const resolveReads = "), span("src/solver/solver.ts", "function fromStep(")], tests: "src/solver/solver.test.ts" },
   { name: "stat-cache", mutate: ["src/context/stat-cache.ts"], tests: "src/context/stat-cache.test.ts" },
   { name: "layer-extraction", mutate: ["src/snapshot/extract.ts"], tests: "src/snapshot/snapshot.test.ts" },
   { name: "secrets", mutate: ["src/executor/private-tmpfs.ts"], tests: "src/executor/private-tmpfs.test.ts" },
@@ -41,7 +58,32 @@ interface Counts {
   survived: number;
   timeout: number;
   noCoverage: number;
+  /** Switched off by a `// Stryker disable` comment, which says why the mutant is equivalent. */
+  ignored: number;
   errors: number;
+}
+
+interface ReportedMutant {
+  status: string;
+  mutatorName: string;
+  replacement?: string;
+  location: { start: { line: number; column: number }; end: { line: number; column: number } };
+}
+
+/** One line per surviving mutant: where, which mutator, the code and what it became. */
+function survivorLines(files: Record<string, { source: string; mutants: ReportedMutant[] }>): string[] {
+  const lines: string[] = [];
+  for (const [file, { source, mutants }] of Object.entries(files)) {
+    const text = source.split("\n");
+    for (const mutant of mutants) {
+      if (mutant.status !== "Survived" && mutant.status !== "NoCoverage") continue;
+      const { start, end } = mutant.location;
+      const original = start.line === end.line ? text[start.line - 1].slice(start.column - 1, end.column - 1) : `${text[start.line - 1].slice(start.column - 1)} …`;
+      const shorten = (code: string) => code.replace(/\s+/g, " ").trim().slice(0, 80);
+      lines.push(`${file}:${start.line} ${mutant.mutatorName}${mutant.status === "NoCoverage" ? " (no test reaches it)" : ""}: ${shorten(original)} => ${shorten(mutant.replacement ?? "")}`);
+    }
+  }
+  return lines;
 }
 
 function run(module: Module): Counts {
@@ -69,38 +111,43 @@ function run(module: Module): Counts {
   writeFileSync(configFile, JSON.stringify(config, null, 2));
   const result = Bun.spawnSync([BUN, join(ROOT, "node_modules/@stryker-mutator/core/bin/stryker.js"), "run", configFile], { cwd: ROOT, stdout: "inherit", stderr: "inherit" });
   if (result.exitCode !== 0) throw new Error(`stryker failed on ${module.name} (exit ${result.exitCode})`);
-  const json = JSON.parse(readFileSync(report, "utf8")) as { files: Record<string, { mutants: { status: string }[] }> };
-  const counts: Counts = { killed: 0, survived: 0, timeout: 0, noCoverage: 0, errors: 0 };
+  const json = JSON.parse(readFileSync(report, "utf8")) as { files: Record<string, { source: string; mutants: ReportedMutant[] }> };
+  writeFileSync(join(reports, `${module.name}.survivors.txt`), survivorLines(json.files).join("\n") + "\n");
+  const counts: Counts = { killed: 0, survived: 0, timeout: 0, noCoverage: 0, ignored: 0, errors: 0 };
   for (const file of Object.values(json.files)) {
     for (const mutant of file.mutants) {
       if (mutant.status === "Killed") counts.killed++;
       else if (mutant.status === "Survived") counts.survived++;
       else if (mutant.status === "Timeout") counts.timeout++;
       else if (mutant.status === "NoCoverage") counts.noCoverage++;
+      else if (mutant.status === "Ignored") counts.ignored++;
       else counts.errors++;
     }
   }
   return counts;
 }
 
-const wanted = process.argv.slice(2);
-const chosen = wanted.length ? MODULES.filter((m) => wanted.includes(m.name)) : MODULES;
-if (chosen.length !== (wanted.length || MODULES.length)) throw new Error(`unknown module; known: ${MODULES.map((m) => m.name).join(", ")}`);
-const rows: string[] = [];
-const total: Counts = { killed: 0, survived: 0, timeout: 0, noCoverage: 0, errors: 0 };
-for (const module of chosen) {
-  const counts = run(module);
-  for (const key of Object.keys(total) as (keyof Counts)[]) total[key] += counts[key];
-  // A timeout counts as killed (the mutant hung the tests), as Stryker scores it.
-  const detected = counts.killed + counts.timeout;
-  const all = detected + counts.survived + counts.noCoverage;
-  rows.push(`${module.name.padEnd(22)} ${String(detected).padStart(6)} ${String(counts.survived + counts.noCoverage).padStart(9)} ${((100 * detected) / Math.max(1, all)).toFixed(1).padStart(7)}%`);
+// Only when run: the module table is imported by its test.
+if (import.meta.main) {
+  const wanted = process.argv.slice(2);
+  const chosen = wanted.length ? MODULES.filter((m) => wanted.includes(m.name)) : MODULES;
+  if (chosen.length !== (wanted.length || MODULES.length)) throw new Error(`unknown module; known: ${MODULES.map((m) => m.name).join(", ")}`);
+  const rows: string[] = [];
+  const total: Counts = { killed: 0, survived: 0, timeout: 0, noCoverage: 0, ignored: 0, errors: 0 };
+  for (const module of chosen) {
+    const counts = run(module);
+    for (const key of Object.keys(total) as (keyof Counts)[]) total[key] += counts[key];
+    // A timeout counts as killed (the mutant hung the tests), as Stryker scores it.
+    const detected = counts.killed + counts.timeout;
+    const all = detected + counts.survived + counts.noCoverage;
+    rows.push(`${module.name.padEnd(22)} ${String(detected).padStart(6)} ${String(counts.survived + counts.noCoverage).padStart(9)} ${String(counts.ignored).padStart(8)} ${((100 * detected) / Math.max(1, all)).toFixed(1).padStart(7)}%`);
+  }
+  const detected = total.killed + total.timeout;
+  const summary = [
+    `${"module".padEnd(22)} ${"killed".padStart(6)} ${"survived".padStart(9)} ${"ignored".padStart(8)} ${"score".padStart(8)}`,
+    ...rows,
+    `${"all".padEnd(22)} ${String(detected).padStart(6)} ${String(total.survived + total.noCoverage).padStart(9)} ${String(total.ignored).padStart(8)} ${((100 * detected) / Math.max(1, detected + total.survived + total.noCoverage)).toFixed(1).padStart(7)}%`,
+  ].join("\n");
+  writeFileSync(join(ROOT, "reports/mutation/summary.txt"), summary + "\n");
+  process.stdout.write(`\n${summary}\n`);
 }
-const detected = total.killed + total.timeout;
-const summary = [
-  `${"module".padEnd(22)} ${"killed".padStart(6)} ${"survived".padStart(9)} ${"score".padStart(8)}`,
-  ...rows,
-  `${"all".padEnd(22)} ${String(detected).padStart(6)} ${String(total.survived + total.noCoverage).padStart(9)} ${((100 * detected) / Math.max(1, detected + total.survived + total.noCoverage)).toFixed(1).padStart(7)}%`,
-].join("\n");
-writeFileSync(join(ROOT, "reports/mutation/summary.txt"), summary + "\n");
-process.stdout.write(`\n${summary}\n`);

@@ -26,11 +26,17 @@ class FakeExecutor implements Executor {
   readonly ran: string[] = [];
   /** What each step was given to read: stage/image sources and local named contexts, by reference. */
   readonly reads: string[][] = [];
+  /** What each step was given as ADD downloads. */
+  readonly downloads: StepRequest["downloads"][] = [];
   constructor(private readonly behave: (request: StepRequest) => Promise<void> | void = () => {}) {}
   async execute(request: StepRequest): Promise<StepLayer> {
     const text = request.instruction.kind === "RUN" && request.instruction.command.form === "shell" ? request.instruction.command.text : request.instruction.kind;
     this.ran.push(text);
     this.reads.push([...request.sources.keys(), ...[...(request.namedContexts?.keys() ?? [])].map((k) => `named:${k}`)]);
+    this.downloads.push(request.downloads);
+    // Only ADD fetches: every other step is given no downloads (an empty list, as the type says).
+    if (request.instruction.kind !== "ADD") expect(request.downloads).toEqual([]);
+    expect(request.owner).toEqual({ uid: expect.any(Number), gid: expect.any(Number) });
     await this.behave(request);
     const directory = join(request.work, "layer");
     mkdirSync(directory);
@@ -74,6 +80,18 @@ function project(dockerfile: string, files: Record<string, string> = {}) {
     },
   };
 }
+
+/** Step keys of the Dockerfile in "the key of each kind of input is stable" (linux/amd64). */
+const GOLDEN_KEYS: Record<string, string> = {
+  "dep/0": "d656e0720e5d8f8f9068c73acfe688c35c39acc230c5b625f65b340e67a1c439",
+  "dep/1": "f61e7ef646b42d017330a7d98c6dd55a82371c23b865430ba094a58df38af6b9",
+  "dep/2": "02aa4d54e4dd0d27e158abfab880074d46b78acbc98f3e7195c448d974f6bbee",
+  "1/0": "d3f2c5e98ce84dec8cac68bc6d5d9e910e441fec81c200846b948d849a18e660",
+  "1/1": "79da288af2318ab6a7fda34569316b4795991daad2ff2cae6d20bcc357e3a89c",
+  "1/2": "1a27471dfcb2ef70860ceb22ddf01c7f2d0fc7734eadde4c12a38531f5c28a43",
+  "1/3": "6f26520e4604e9041d1aa1b7921cc559cd0d1caada1e4cbb752c79d669b5090e",
+  "1/4": "9c03ebcb068459b0af9dd33d67bd9c38fa5b61dbfa54846c58830e7fa5abbfbe",
+};
 
 const statuses = (result: BuildResult) => Object.fromEntries(result.steps.map((s) => [s.id, s.status]));
 
@@ -254,11 +272,62 @@ describe("what a step's key is made of (each a protection: a key that missed an 
     expect(await ran(p, { dockerfile: "FROM scratch\nUSER 1001\nWORKDIR /app\n" })).toEqual(["WORKDIR"]);
   });
 
+  test("a RUN mounting the whole context (no source) reads all of it, as the main context, not a named one", async () => {
+    const p = project("FROM scratch\nRUN --mount=type=bind,target=/ctx everything\n", { "x.txt": "1" });
+    const executor = new FakeExecutor();
+    await p.build(executor);
+    expect(executor.reads[0]).toEqual([]);
+    writeFileSync(join(p.dir, "x.txt"), "2");
+    expect(await ran(p)).toEqual(["everything"]);
+  });
+
+  test("each file a step reads is kept with its digest, so explain can name the one that changed", async () => {
+    const p = project("FROM scratch\nRUN --mount=type=bind,source=a.txt,target=/a --mount=type=bind,source=b.txt,target=/b use\nCOPY a.txt /a\n", { "a.txt": "1", "b.txt": "1" });
+    const result = await p.build(new FakeExecutor());
+    expect(Object.keys(result.inputs.get("0/1")!.context!.files).sort()).toEqual(["a.txt", "b.txt"]);
+    expect(Object.keys(result.inputs.get("0/2")!.context!.files)).toEqual(["a.txt"]);
+    // A step that reads nothing of the context has no context input at all.
+    expect(result.inputs.get("0/0")!.context).toBeUndefined();
+  });
+
+  test("COPY --exclude: an excluded file is not read, from the main context or a local --build-context", async () => {
+    // Patterns apply below a directory source (BuildKit ignores them for file sources: moby/buildkit#5489).
+    const p = project("FROM scratch\nCOPY --exclude=skip.txt src /app/\nCOPY --from=docs --exclude=skip.md . /docs/\n");
+    const docs = join(p.dir, "docs");
+    for (const dir of [docs, join(p.dir, "src")]) mkdirSync(dir);
+    for (const file of ["src/keep.txt", "src/skip.txt", "docs/keep.md", "docs/skip.md"]) writeFileSync(join(p.dir, file), "1");
+    const named = new Map<string, NamedContext>([["docs", { kind: "local", dir: docs }]]);
+    const executor = new FakeExecutor();
+    await p.build(executor, { namedContexts: named });
+    expect(executor.reads[1]).toEqual(["named:docs"]); // the executor is given the named context it copies from
+    writeFileSync(join(p.dir, "src/skip.txt"), "2");
+    writeFileSync(join(docs, "skip.md"), "2");
+    expect(await ran(p, { namedContexts: named })).toEqual([]);
+    writeFileSync(join(p.dir, "src/keep.txt"), "2");
+    writeFileSync(join(docs, "keep.md"), "2");
+    expect(await ran(p, { namedContexts: named })).toEqual(["COPY", "COPY"]);
+  });
+
+  test("the key of each kind of input is stable across versions (a change re-runs every user's cache: make it on purpose)", async () => {
+    // Pinned for linux/amd64 (the platform is part of every key). If a change is deliberate,
+    // print the new keys and update them here; the README's cache notes should say so.
+    if (hostArchitecture() !== "amd64") return;
+    const p = project(
+      "FROM scratch AS dep\nRUN --mount=type=bind,source=a.txt,target=/a one\nRUN --mount=type=bind,source=a.txt,target=/a --mount=type=bind,source=b.txt,target=/b two\n" +
+        "FROM dep\nRUN --mount=from=dep,target=/d --mount=from=dep,target=/e stages\nUSER 7:8\nWORKDIR /w\nCOPY a.txt /a\n",
+      { "a.txt": "a", "b.txt": "b" },
+    );
+    const result = await p.build(new FakeExecutor());
+    expect(Object.fromEntries(result.steps.map((step) => [step.id, step.key]))).toEqual(GOLDEN_KEYS);
+  });
+
   test("what a step may not read is an error naming it", async () => {
     const cases: [string, RegExp][] = [
       ["FROM scratch\nCOPY https://example.com/x /x\n", /COPY does not fetch URLs; use ADD/],
       ["FROM scratch\nADD --checksum=sha256:" + "0".repeat(64) + " https://example.com/a https://example.com/b /x/\n", /--checksum needs exactly one URL source/],
       ["FROM scratch\nCOPY --from=nowhere /x /x\n", /--from=nowhere: no such stage, and no image nowhere in the local store/],
+      ["FROM scratch\nRUN --mount=from=nowhere,target=/n x\n", /--mount from=nowhere: no such stage, and no image nowhere in the local store/],
+      ["FROM scratch\nUSER ghost\nWORKDIR /w\n", /USER=ghost: /],
       ["FROM no-such-image\n", /image no-such-image is not in the local image store/],
       ["FROM --platform=linux/s390x scratch\n", /platform linux\/s390x is not supported: this machine builds for/],
     ];
@@ -270,17 +339,22 @@ describe("what a step's key is made of (each a protection: a key that missed an 
 
 describe("base images and what steps are given to read", () => {
   /** A one-layer image named `ref` in the project's store, for `os/architecture`. */
-  async function addImage(p: ReturnType<typeof project>, ref: string, content: string, platform = { os: "linux", architecture: hostArchitecture() }) {
+  async function addImage(p: ReturnType<typeof project>, ref: string, content: string, platform = { os: "linux", architecture: hostArchitecture() }, extra: { files?: Record<string, string>; config?: Record<string, unknown>; history?: unknown[] | null } = {}) {
     const store = LocalStore.open(join(p.dir, ".cache"));
     try {
       const dir = join(p.dir, `img-${Math.random().toString(36).slice(2)}`);
       mkdirSync(dir);
       writeFileSync(join(dir, "file"), content);
+      for (const [name, text] of Object.entries(extra.files ?? {})) {
+        mkdirSync(join(dir, name, ".."), { recursive: true });
+        writeFileSync(join(dir, name), text);
+      }
       const tar = join(p.dir, `img-${Math.random().toString(36).slice(2)}.tar`);
       const packed = writeLayerTar(dir, tar, { clampMtime: 0 });
       const blob = store.putBlob(readFileSync(tar));
       store.recordLayer({ diffId: packed.diffId, digest: blob.digest, size: blob.size, uncompressedSize: blob.size, mediaType: "application/vnd.oci.image.layer.v1.tar" });
-      const config = { ...platform, created: "2020-01-01T00:00:00Z", config: { Env: ["PATH=/bin"] }, rootfs: { type: "layers", diff_ids: [packed.diffId] }, history: [] };
+      const config: Record<string, unknown> = { ...platform, created: "2020-01-01T00:00:00Z", config: { Env: ["PATH=/bin"], ...extra.config }, rootfs: { type: "layers", diff_ids: [packed.diffId] }, history: [] };
+      if (extra.history === null) delete config.history;
       const image = storeImage(store, config as never, [{ mediaType: "application/vnd.oci.image.layer.v1.tar", digest: blob.digest, size: blob.size }]);
       store.setImage(ref, image.manifestDigest);
       return image;
@@ -337,5 +411,94 @@ describe("base images and what steps are given to read", () => {
     const again = new FakeExecutor();
     await p.build(again, { namedContexts: new Map<string, NamedContext>([["docs", { kind: "local", dir: docs }]]) });
     expect(again.ran).toEqual(["use"]);
+  });
+
+  test("WORKDIR's owner is USER as the image's /etc/passwd names it: the same name for another uid is another key", async () => {
+    const p = project("FROM docker.io/library/users:1\nUSER app\nWORKDIR /w\n");
+    await addImage(p, "docker.io/library/users:1", "x", undefined, { files: { "etc/passwd": "root:x:0:0::/root:/bin/sh\napp:x:1000:1001::/w:/bin/sh\n" } });
+    const result = await p.build(new FakeExecutor());
+    expect(result.inputs.get("0/2")!.owner).toBe("1000:1001");
+  });
+
+  test("FROM --platform: this machine's platform builds; another OS or architecture is refused", async () => {
+    const host = `linux/${hostArchitecture()}`;
+    const built = await project(`FROM --platform=${host} scratch\nRUN x\n`).build(new FakeExecutor());
+    expect(built.inputs.get("0/0")!.platform).toBe(host);
+    for (const other of [`windows/${hostArchitecture()}`, "linux/s390x"]) {
+      await expect(project(`FROM --platform=${other} scratch\n`).build(new FakeExecutor())).rejects.toThrow(`platform ${other} is not supported: this machine builds for ${host}`);
+    }
+  });
+
+  test("an image for another OS is refused, as one for another architecture is", async () => {
+    const p = project("FROM docker.io/library/win:1\n");
+    await addImage(p, "docker.io/library/win:1", "x", { os: "windows", architecture: hostArchitecture() });
+    await expect(p.build(new FakeExecutor())).rejects.toThrow(`image docker.io/library/win:1 is for windows/${hostArchitecture()}, not linux/`);
+  });
+
+  test("a base image without history gets one entry per step built on it", async () => {
+    const p = project("FROM docker.io/library/nohistory:1\nRUN a\nENV B=1\n");
+    await addImage(p, "docker.io/library/nohistory:1", "x", undefined, { history: null });
+    const result = await p.build(new FakeExecutor());
+    expect(result.image!.config.history!.map((h) => h.created_by?.split(" ")[0])).toEqual(["RUN", "ENV"]);
+  });
+
+  test("a new ENTRYPOINT drops the CMD a base image or parent stage set, but not one set in the same stage", async () => {
+    const p = project("FROM docker.io/library/cmd:1 AS fromimage\nENTRYPOINT [\"e\"]\nFROM scratch AS parent\nCMD [\"p\"]\nFROM parent AS child\nENTRYPOINT [\"e\"]\nFROM scratch\nCMD [\"own\"]\nENTRYPOINT [\"e\"]\n");
+    await addImage(p, "docker.io/library/cmd:1", "x", undefined, { config: { Cmd: ["from-image"] } });
+    const cases: [string | undefined, string[] | null][] = [["fromimage", null], ["child", null], [undefined, ["own"]]];
+    for (const [target, cmd] of cases) {
+      const result = await p.build(new FakeExecutor(), { target });
+      expect(result.image!.config.config.Cmd ?? null).toEqual(cmd);
+    }
+  });
+});
+
+describe("ADD from a URL", () => {
+  let content = "v1";
+  let requests = 0;
+  const server = Bun.serve({ port: 0, hostname: "127.0.0.1", fetch: () => (requests++, new Response(content)) });
+  afterAll(() => server.stop(true));
+  const url = `http://127.0.0.1:${server.port}/file`;
+  const sha256 = (text: string) => `sha256:${new Bun.CryptoHasher("sha256").update(text).digest("hex")}`;
+
+  test("without --checksum, what the URL serves keys the step; the executor is given the download", async () => {
+    content = "v1";
+    const p = project(`FROM scratch\nADD ${url} /f\nCOPY a.txt /a\n`, { "a.txt": "1" });
+    const first = new FakeExecutor();
+    const result = await p.build(first);
+    expect(first.ran).toEqual(["ADD", "COPY"]);
+    expect(first.downloads[0]!.map((d) => d.digest)).toEqual([sha256("v1")]);
+    expect(result.inputs.get("0/1")!.urls).toEqual([sha256("v1")]);
+    expect(result.inputs.get("0/1")!.context).toBeUndefined(); // a URL is not a context read
+    const same = new FakeExecutor();
+    await p.build(same);
+    expect(same.ran).toEqual([]);
+    content = "v2";
+    const changed = new FakeExecutor();
+    await p.build(changed);
+    expect(changed.ran).toEqual(["ADD", "COPY"]);
+  });
+
+  test("with --checksum, the checksum keys the step: a cache hit downloads nothing", async () => {
+    content = "pinned";
+    const p = project(`FROM scratch\nADD --checksum=${sha256("pinned")} ${url} /f\n`);
+    requests = 0;
+    const first = new FakeExecutor();
+    const result = await p.build(first);
+    expect(result.inputs.get("0/1")!.urls).toEqual([sha256("pinned")]);
+    expect(first.downloads[0]!.map((d) => d.digest)).toEqual([sha256("pinned")]);
+    expect(requests).toBe(1);
+    const again = new FakeExecutor();
+    await p.build(again);
+    expect(again.ran).toEqual([]);
+    expect(requests).toBe(1);
+  });
+
+  test("ADD with a URL and a local file reads both", async () => {
+    content = "v1";
+    const p = project(`FROM scratch\nADD ${url} a.txt /d/\n`, { "a.txt": "1" });
+    const result = await p.build(new FakeExecutor());
+    expect(result.inputs.get("0/1")!.urls).toEqual([sha256("v1")]);
+    expect(Object.keys(result.inputs.get("0/1")!.context!.files)).toEqual(["a.txt"]);
   });
 });

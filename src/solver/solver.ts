@@ -261,6 +261,7 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
           stageKeys.push(sourceFor(mount.from, `--mount from=${mount.from}`));
           continue;
         }
+        // Stryker disable next-line MethodExpression: the name only keys the per-build memo of loaded contexts; any one case does
         const context = namedDir ? await getNamedContext(mount.from!.toLowerCase(), namedDir.dir) : (reads.context = await getContext());
         if (namedDir) reads.named.set(mount.from!, context);
         const selection = context.select([mount.source || "."]);
@@ -273,10 +274,13 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
       return reads;
     }
     reads.owner = await ownerFor(instruction.chown, current, layersOf, fail);
+    // Stryker disable next-line ConditionalExpression: ADD has no `from`; the check is for the type
     const from = instruction.kind === "COPY" ? instruction.from : undefined;
     const namedDir = from !== undefined ? localContext(from) : undefined;
+    // Stryker disable next-line ConditionalExpression: namedDir implies from; the check is for the type
     if (from !== undefined && namedDir) {
       // A local --build-context reads like the main context: the files it selects are the key.
+      // Stryker disable next-line MethodExpression: the name only keys the per-build memo of loaded contexts
       const context = await getNamedContext(from.toLowerCase(), namedDir.dir);
       reads.named.set(from, context);
       const selection = context.select(instruction.sources, { excludes: instruction.excludes, owner: reads.owner });
@@ -289,6 +293,7 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
     }
     const urls = instruction.sources.filter(isUrl);
     if (urls.length > 0 && instruction.kind !== "ADD") fail("COPY does not fetch URLs; use ADD");
+    // Stryker disable next-line ConditionalExpression: COPY has no `checksum`; the check is for the type
     const checksum = instruction.kind === "ADD" ? instruction.checksum : undefined;
     if (checksum && urls.length !== 1) fail("--checksum needs exactly one URL source");
     if (urls.length) {
@@ -537,10 +542,12 @@ function fromStep(
   if (base.kind === "stage") {
     const parent = states.get(base.index)!;
     const inputs: StepInputs = { instruction: step.text, platform: platformText, fromStage: parent.key };
+    // Stryker disable next-line ObjectLiteral: an absent cmdSet reads as false
     return { state: { ...parent, key: stepKey(inputs), configState: { cmdSet: false } }, inputs };
   }
   if (base.kind === "scratch") {
     const inputs: StepInputs = { instruction: "FROM scratch", platform: platformText };
+    // Stryker disable next-line ObjectLiteral,BooleanLiteral: scratch has no CMD for an ENTRYPOINT to drop
     return { state: { key: stepKey(inputs), layers: [], config: emptyConfig(platform), configState: { cmdSet: false } }, inputs };
   }
   const image = resolveImage(base.ref);
@@ -559,6 +566,7 @@ function fromStep(
       key: stepKey(inputs),
       layers: imageLayers(image!),
       config,
+      // Stryker disable next-line ObjectLiteral: an absent cmdSet reads as false
       configState: { cmdSet: false },
     },
     inputs,
