@@ -3,9 +3,8 @@
  * results until the cache fits a size. Layers that a named image in the store uses are never
  * evicted; a layer goes (blob and snapshot) once no kept step or image refers to it.
  */
-import { existsSync, statSync } from "node:fs";
 import { removeTree } from "../rootfs/root.ts";
-import { join } from "node:path";
+import { join, resolve } from "node:path";
 import { loadImage } from "../image/layout.ts";
 import type { LocalStore } from "./store.ts";
 
@@ -21,8 +20,9 @@ export interface Usage {
 
 /** Bytes under a directory (apparent size), without following symlinks. */
 export function directorySize(path: string): number {
-  if (!existsSync(path)) return 0;
-  const result = Bun.spawnSync(["du", "-sb", "--", path], { stdout: "pipe", stderr: "ignore" });
+  // An absolute path cannot be read as an option; a missing one prints nothing: 0.
+  // Stryker disable next-line ObjectLiteral: only where du's complaints about a missing path go
+  const result = Bun.spawnSync(["du", "-sb", resolve(path)], { stdout: "pipe", stderr: "ignore" });
   return Number(result.stdout.toString().split("\t")[0]) || 0;
 }
 
@@ -57,27 +57,21 @@ export interface GcResult {
   bytesFreed: number;
 }
 
-function layerBytes(store: LocalStore, diffId: string): number {
-  const layer = store.layer(diffId);
-  let bytes = 0;
-  if (layer && store.hasBlob(layer.digest)) bytes += statSync(store.blobPath(layer.digest)).size;
-  return bytes + directorySize(store.snapshotPath(diffId));
-}
-
 /** Deletes layers no kept step or image refers to; returns bytes freed and count. */
 function sweep(store: LocalStore, protect: { layers: Set<string>; blobs: Set<string> }): { layers: number; bytes: number } {
   const referenced = store.stepLayerIds();
   let layers = 0;
   let bytes = 0;
-  for (const { diffId, digest } of store.layers()) {
+  for (const { diffId } of store.layers()) {
     if (referenced.has(diffId) || protect.layers.has(diffId)) continue;
-    bytes += layerBytes(store, diffId);
+    bytes += directorySize(store.snapshotPath(diffId));
     store.removeSnapshot(diffId);
-    if (!protect.blobs.has(digest)) store.removeBlob(digest);
+    // The row goes before the blob: a crash in between leaves a loose blob the next gc takes.
     store.deleteLayer(diffId);
     layers++;
   }
-  // Config and manifest blobs of builds that no image is named for.
+  // Blobs no layer row and no named image needs: the swept layers' (plain and compressed),
+  // and config and manifest blobs of builds no image is named for.
   for (const digest of store.blobDigests()) {
     if (protect.blobs.has(digest) || store.isLayerBlob(digest)) continue;
     bytes += store.blobSize(digest);
@@ -99,6 +93,7 @@ export function collectGarbage(store: LocalStore, maxBytes: number): GcResult {
     if (total <= maxBytes) break;
     store.deleteStep(step.key);
     result.stepsRemoved++;
+    // Stryker disable next-line ConditionalExpression: a config-only step frees no layer; this only skips a sweep that finds nothing
     if (step.diffId === null) continue;
     const swept = sweep(store, protect);
     result.layersRemoved += swept.layers;

@@ -4,13 +4,13 @@
  * images need.
  */
 import { afterAll, describe, expect, test } from "bun:test";
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { TarWriter } from "../image/tar.ts";
 import { storeImage } from "../image/layout.ts";
 import { BlobVerificationError, LocalStore, unmountBelow } from "./store.ts";
-import { collectGarbage, prune } from "./gc.ts";
+import { collectGarbage, directorySize, prune, usage } from "./gc.ts";
 
 const work = mkdtempSync(join(tmpdir(), "memobuild-store-"));
 afterAll(() => rmSync(work, { recursive: true, force: true }));
@@ -386,6 +386,179 @@ describe("more edges the store stands on", () => {
     const result = collectGarbage(store, Number.MAX_SAFE_INTEGER);
     expect(result.layersRemoved).toBe(1);
     expect(result.bytesFreed).toBeGreaterThanOrEqual(blobBytes);
+    store.close();
+  });
+});
+
+describe("what the mutants of the store showed untested", () => {
+  test("a new store has the layout DESIGN.md gives, and its snapshots are unpacked under snapshots/<hex>", async () => {
+    const store = fresh();
+    for (const sub of ["blobs/sha256", "snapshots", "mounts", "tmp"]) expect(existsSync(join(store.dir, sub))).toBe(true);
+    const recorded = layer(store, "etc/motd", "hello");
+    const snapshot = await store.ensureSnapshot(recorded.diffId); // unpacked on first use
+    expect(snapshot).toBe(join(store.dir, "snapshots", recorded.diffId.slice("sha256:".length)));
+    expect(readFileSync(join(snapshot, "etc/motd"), "utf8")).toBe("hello");
+    // A snapshot that is there is used as it is, even once its row is gone.
+    store.deleteLayer(recorded.diffId);
+    expect(await store.ensureSnapshot(recorded.diffId)).toBe(snapshot);
+    store.close();
+  });
+
+  test("a digest that is not exactly sha256:<64 hex> names no file (no path out of blobs/)", () => {
+    const store = fresh();
+    const hex = "a".repeat(64);
+    for (const bad of [`sha256:${hex}/../../x`, `xsha256:${hex}`, `sha256:${hex}0`]) expect(() => store.blobPath(bad)).toThrow(`not a sha256 digest: ${bad}`);
+    writeFileSync(join(store.dir, "blobs/sha256", `x${hex}`), "stray");
+    writeFileSync(join(store.dir, "blobs/sha256", `${hex}.part`), "stray");
+    expect(store.blobDigests()).toEqual([]);
+    store.close();
+  });
+
+  test("closing releases the lock and the database", () => {
+    const dir = join(work, `store${++n}`);
+    const store = LocalStore.open(dir);
+    store.close();
+    expect(() => store.db.query("SELECT 1").get()).toThrow();
+    LocalStore.openExclusive(dir, () => {
+      throw new Error("gc waited for a store that was closed");
+    }).close();
+  });
+
+  test("gc's exclusive open removes what dead processes left too; a process's own staging survives its second open", () => {
+    const dir = join(work, `store${++n}`);
+    const first = LocalStore.open(dir);
+    const own = first.tempDir("mine");
+    LocalStore.open(dir).close();
+    expect(existsSync(own)).toBe(true);
+    first.close();
+    const dead = join(dir, "tmp", "999999999-aa-step");
+    mkdirSync(dead);
+    LocalStore.openExclusive(dir, () => {}).close();
+    expect(existsSync(dead)).toBe(false);
+  });
+
+  test("opening a store unmounts the secrets tmpfs a killed build left", () => {
+    const dead = "/run/memobuild/999999997-cafe00000000";
+    mkdirSync(dead, { recursive: true });
+    Bun.spawnSync(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", dead]);
+    fresh().close();
+    expect(existsSync(dead)).toBe(false);
+  });
+
+  test("a string blob is stored as its UTF-8 bytes and sized in bytes", () => {
+    const store = fresh();
+    const blob = store.putBlob("héllo ✓");
+    expect(blob.size).toBe(Buffer.byteLength("héllo ✓"));
+    expect(blob.digest).toBe(`sha256:${new Bun.CryptoHasher("sha256").update(Buffer.from("héllo ✓")).digest("hex")}`);
+    expect(store.readBlob(blob.digest).toString()).toBe("héllo ✓");
+    store.close();
+  });
+
+  test("checkBlob names a missing blob, and a corrupt one with what happens next", async () => {
+    const store = fresh();
+    const missing = `sha256:${"e".repeat(64)}`;
+    await expect(store.checkBlob(missing)).rejects.toThrow(new BlobVerificationError(`blob ${missing} is missing from the cache`));
+    const bad = layer(store, "c", "c");
+    writeFileSync(store.blobPath(bad.digest), "changed");
+    const hashed = `sha256:${new Bun.CryptoHasher("sha256").update("changed").digest("hex")}`;
+    await expect(store.checkBlob(bad.digest)).rejects.toThrow(
+      `blob ${bad.digest} is corrupt in the cache (its content hashes to ${hashed}); it was removed, and the steps that made it run again on the next build`,
+    );
+    store.removeBlob(bad.digest); // already gone: no error
+    store.close();
+  });
+
+  test("adoptSnapshot: a source that is not there is an error, not a lost race", () => {
+    const store = fresh();
+    expect(() => store.adoptSnapshot(`sha256:${"6".repeat(64)}`, join(store.dir, "tmp", "no-such-dir"))).toThrow(/ENOENT/);
+    store.close();
+  });
+
+  test("the unpacked-size limit is inclusive and counts the tar once (not the compressed bytes too)", async () => {
+    const store = fresh();
+    const tar = tarOf("f", "z".repeat(3000));
+    const blob = store.putBlob(tar);
+    const record = { diffId: blob.digest, digest: blob.digest, size: blob.size, uncompressedSize: blob.size, mediaType: MEDIA_TAR };
+    process.env.MEMOBUILD_MAX_UNPACKED_SIZE = String(tar.length);
+    try {
+      await store.adoptLayer(record);
+      expect(store.layer(record.diffId)).toBeDefined();
+      const over = store.putBlob(tarOf("g", "z".repeat(3000 + 512)));
+      await expect(store.adoptLayer({ diffId: over.digest, digest: over.digest, size: over.size, uncompressedSize: over.size, mediaType: MEDIA_TAR })).rejects.toThrow(`unpacks to more than ${tar.length} bytes`);
+    } finally {
+      delete process.env.MEMOBUILD_MAX_UNPACKED_SIZE;
+    }
+    store.close();
+  });
+
+  test("unmountBelow detaches a mount even while a file in it is held open", () => {
+    const base = mkdtempSync(join(work, "busy-"));
+    expect(Bun.spawnSync(["mount", "-t", "tmpfs", "tmpfs", base]).exitCode).toBe(0);
+    const fd = openSync(join(base, "held"), "w");
+    try {
+      unmountBelow(base);
+      expect(readFileSync("/proc/self/mountinfo", "utf8")).not.toContain(` ${base} `);
+    } finally {
+      closeSync(fd);
+      Bun.spawnSync(["umount", "-l", base]);
+    }
+  });
+});
+
+describe("gc's accounting", () => {
+  const usageTotal = (store: LocalStore) => usage(store).total;
+
+  test("bytes freed are what the cache shrank by, layers and loose blobs alike", async () => {
+    const store = fresh();
+    const loose = layer(store, "loose", "l".repeat(20_000));
+    await store.ensureSnapshot(loose.diffId);
+    store.putBlob('{"config":"of a build no image is named for"}');
+    const kept = layer(store, "kept", "k");
+    store.recordStep("1".repeat(64), kept.diffId, 1);
+    const before = usageTotal(store);
+    const result = collectGarbage(store, Number.MAX_SAFE_INTEGER);
+    expect(result).toMatchObject({ stepsRemoved: 0, layersRemoved: 1 });
+    expect(result.bytesFreed).toBe(before - usageTotal(store));
+    store.close();
+  });
+
+  test("what the first sweep frees counts toward the size: a cache that then fits loses no result", async () => {
+    const store = fresh();
+    const loose = layer(store, "loose", "l".repeat(20_000));
+    await store.ensureSnapshot(loose.diffId);
+    const used = layer(store, "used", "u".repeat(20_000));
+    store.recordStep("2".repeat(64), used.diffId, 1);
+    const before = usageTotal(store);
+    const looseBytes = store.blobSize(loose.digest) + directorySize(store.snapshotPath(loose.diffId));
+    // Exactly the size left after the loose layer goes: it fits, so the step stays.
+    const result = collectGarbage(store, before - looseBytes);
+    expect(result).toMatchObject({ stepsRemoved: 0, layersRemoved: 1, bytesFreed: looseBytes });
+    expect(store.lookupStep("2".repeat(64))).toBeDefined();
+    // One byte less and the step goes, its freed bytes counted.
+    const afterFirst = usageTotal(store);
+    const second = collectGarbage(store, afterFirst - 1);
+    expect(second).toMatchObject({ stepsRemoved: 1, layersRemoved: 1 });
+    expect(second.bytesFreed).toBe(afterFirst - usageTotal(store));
+    store.close();
+  });
+
+  test("prune --mounts counts the cache mounts it empties", () => {
+    const store = fresh();
+    mkdirSync(store.mountDir("m"), { recursive: true });
+    writeFileSync(join(store.mountDir("m"), "file"), "x".repeat(10_000));
+    const mounts = directorySize(join(store.dir, "mounts"));
+    expect(prune(store, { mounts: true }).bytesFreed).toBe(mounts);
+    expect(directorySize(join(store.dir, "mounts"))).toBe(0);
+    store.close();
+  });
+
+  test("a named image's layer blob stays even with no layer row for it", () => {
+    const store = fresh();
+    const blob = store.putBlob(tarOf("f", "image only"));
+    const image = storeImage(store, { architecture: "amd64", os: "linux", config: {}, rootfs: { type: "layers", diff_ids: [blob.digest] } } as never, [{ mediaType: MEDIA_TAR, digest: blob.digest, size: blob.size }]);
+    store.setImage("docker.io/library/only:1", image.manifestDigest);
+    collectGarbage(store, 0);
+    expect(store.hasBlob(blob.digest)).toBe(true);
     store.close();
   });
 });
