@@ -419,3 +419,233 @@ describe("directories made once (EnsuredDirectories)", () => {
     ensured.forget("unknown"); // nothing remembered there: nothing to do
   });
 });
+
+
+/** Descriptors this process has open: an operation that leaks one fails a COPY of many files. */
+const openDescriptors = () => readdirSync("/proc/self/fd").length;
+
+/** Runs `action`, expecting it to throw or not; either way it must not change the descriptors open. */
+function noLeak(action: () => unknown) {
+  const before = openDescriptors();
+  try {
+    action();
+  } catch {
+    // failures must not leak either
+  }
+  expect(openDescriptors()).toBe(before);
+}
+
+describe("what the mutants of the resolver showed untested", () => {
+  test("no operation leaves a descriptor open, whether it succeeds or fails", () => {
+    mkdirSync(join(rootDir, "real/sub/d1/d2"), { recursive: true });
+    symlinkSync("/real/sub", join(rootDir, "tosub"));
+    root.close();
+    noLeak(() => Root.with(rootDir, () => {}));
+    noLeak(() => Root.with(rootDir, () => { throw new Error("inside"); }));
+    noLeak(() => {
+      const fd = require("node:fs").openSync(join(rootDir, "real/file.txt"), "r");
+      try {
+        Root.statDescriptor(fd);
+      } finally {
+        closeSync(fd);
+      }
+    });
+    const operations: ((r: Root) => unknown)[] = [
+      (r) => r.stat("/real/file.txt"),
+      (r) => r.stat("/nothing/x"),
+      (r) => r.lstat("/real/file.txt"),
+      (r) => r.resolvePath("/tosub/d1/d2/x"),
+      (r) => r.resolvePath("/linkdir/sub/d1/../d1/d2"),
+      (r) => r.readdir("/real"),
+      (r) => r.readdir("/real/file.txt"),
+      (r) => r.readlink("/abs"),
+      (r) => r.readFile("/real/file.txt"),
+      (r) => r.readFile("/real/file.txt", 1),
+      (r) => r.readFile("/real"),
+      (r) => r.mkdirAll("/m1/m2/m3"),
+      (r) => r.mkdirAll("/real/file.txt/below"),
+      (r) => r.mkdir("/real/sub/d1/new", { mode: 0o755 }),
+      (r) => r.writeFile("/real/sub/d1/f", { content: "x" }, { mode: 0o644 }),
+      (r) => r.writeFile("/real/sub/d1/d2", { content: "over a directory" }, { mode: 0o644 }),
+      (r) => r.writeFile("/missing-parent/f", { content: "x" }, { mode: 0o644 }),
+      (r) => r.symlink("/x", "/real/sub/l"),
+      (r) => r.link("/real/file.txt", "/real/sub/hard"),
+      (r) => r.link("/real/sub", "/real/sub/hard2"),
+      (r) => r.link("/nothing", "/real/sub/hard3"),
+      (r) => r.mknod("/real/sub/fifo", 0o010000 | 0o644),
+      (r) => r.setAttributes("/real/sub/fifo", { mode: 0o600 }),
+      (r) => r.setXattr("/real/sub", "user.a", Buffer.from("b")),
+      (r) => r.getXattr("/real/sub", "user.a"),
+      (r) => r.getXattr("/abs", "user.a"),
+      (r) => r.remove("/real/sub/fifo"),
+      (r) => r.removeAll("/m1"),
+      (r) => r.removeAll("/real/sub/d1"),
+      (r) => closeSync(r.openFile("/linkfile")),
+      (r) => r.openFile("/linkfile", false),
+    ];
+    // Each in a root of its own, which caches a parent first: closing it must close everything.
+    for (const operation of operations) {
+      noLeak(() =>
+        Root.with(rootDir, (r) => {
+          r.writeFile("/real/sub/warm", { content: "w" }, { mode: 0o644 });
+          operation(r);
+        }),
+      );
+    }
+    noLeak(() => removeTree(join(rootDir, "real")));
+    noLeak(() => removeTree(join(rootDir, "no-such", "x")));
+    root = Root.open(rootDir);
+  });
+
+  test("close is idempotent and never closes a descriptor it no longer owns", () => {
+    const r = Root.open(rootDir);
+    r.writeFile("/real/sub/x", { content: "x" }, { mode: 0o644 }); // caches a parent
+    const before = openDescriptors();
+    r.close();
+    expect(openDescriptors()).toBe(before - 2); // the root and its cached parent
+    r.close();
+    expect(() => require("node:fs").fstatSync(1)).not.toThrow(); // stdout is still open
+    expect(openDescriptors()).toBe(before - 2);
+  });
+
+  test("a root opens by a relative path too, and describes an open descriptor", () => {
+    const relative = require("node:path").relative(process.cwd(), rootDir);
+    Root.with(relative, (r) => expect(r.readFile("/real/file.txt")!.toString()).toBe("inside"));
+    const fd = require("node:fs").openSync(join(rootDir, "real/file.txt"), "r");
+    try {
+      const stat = Root.statDescriptor(fd);
+      expect([stat.isFile(), stat.size]).toEqual([true, 6]);
+    } finally {
+      closeSync(fd);
+    }
+  });
+
+  test("Stat reports inode, device and times as the kernel does, and a socket and devices that are not whiteouts as such", () => {
+    const host = lstatSync(join(rootDir, "real/file.txt"), { bigint: true });
+    const stat = root.lstat("/real/file.txt")!;
+    expect(BigInt(stat.ino)).toBe(host.ino);
+    expect(stat.dev).toBe(Bun.spawnSync(["stat", "-c", "%Hd:%Ld", join(rootDir, "real/file.txt")]).stdout.toString().trim());
+    expect(BigInt(stat.mtime[0]) * 1_000_000_000n + BigInt(stat.mtime[1])).toBe(host.mtimeNs);
+    expect(BigInt(stat.atime[0]) * 1_000_000_000n + BigInt(stat.atime[1])).toBe(host.atimeNs);
+    const socket = join(rootDir, "sock");
+    expect(Bun.spawnSync(["python3", "-c", `import socket; socket.socket(socket.AF_UNIX).bind(${JSON.stringify(socket)})`]).exitCode).toBe(0);
+    expect(root.lstat("/sock")!.isSocket()).toBe(true);
+    expect(root.lstat("/real/file.txt")!.isSocket()).toBe(false);
+    mknodAt(join(rootDir, "c50"), "c", 5, 0);
+    mknodAt(join(rootDir, "c05"), "c", 0, 5);
+    expect([root.lstat("/c50")!.isWhiteout(), root.lstat("/c05")!.isWhiteout()]).toEqual([false, false]);
+  });
+
+  test("lookups fail loudly for what is not a missing name (a name too long, a symlink loop)", () => {
+    const long = "/" + "n".repeat(300);
+    expect(() => root.lstat(long)).toThrow(/ENAMETOOLONG/);
+    expect(() => root.stat(long)).toThrow(/ENAMETOOLONG/);
+    expect(() => root.readFile(long)).toThrow(/ENAMETOOLONG/);
+    symlinkSync("loop2", join(rootDir, "loop1"));
+    symlinkSync("loop1", join(rootDir, "loop2"));
+    expect(() => root.stat("/loop1")).toThrow(/ELOOP/);
+    expect(root.readFile("/loop1")).toBeUndefined(); // a file that cannot be opened as one: nothing
+  });
+
+  test("resolvePath: what follows a file or a missing name is lexical, even where a same-named link exists beside it", () => {
+    symlinkSync("/elsewhere", join(rootDir, "real/s"));
+    symlinkSync("/elsewhere", join(rootDir, "top"));
+    expect(root.resolvePath("/real/file.txt/s").toString()).toBe("/real/file.txt/s");
+    expect(root.resolvePath("/real/missing/s").toString()).toBe("/real/missing/s");
+    // Back up out of two missing names: still below a missing one, so /top is not followed.
+    expect(root.resolvePath("/missing1/missing2/../top").toString()).toBe("/missing1/top");
+    // Not following the final name still follows the ones before it.
+    expect(root.resolvePath("/linkdir/rel", false).toString()).toBe("/real/rel");
+  });
+
+  test("readFile of a file whose size stat does not tell: exactly the limit is read, one byte more is refused", () => {
+    const cmdline = readFileSync("/proc/self/cmdline");
+    Root.with("/proc/self", (proc) => {
+      expect(proc.readFile("/cmdline", cmdline.length)).toEqual(cmdline);
+      expect(() => proc.readFile("/cmdline", cmdline.length - 1)).toThrow("is larger than");
+    });
+  });
+
+  test("mkdirAll: made with mode 0755 by default; a refused mkdir is that error, not 'a file is in the way'", () => {
+    root.mkdirAll("/plain/dir");
+    expect(lstatSync(join(rootDir, "plain/dir")).mode & 0o7777).toBe(0o755);
+    mkdirSync(join(rootDir, "ro"));
+    mount("tmpfs", join(rootDir, "ro"), "tmpfs", 1 /* MS_RDONLY */, "size=1m");
+    try {
+      expect(() => root.mkdirAll("/ro/x")).toThrow(/EROFS/);
+    } finally {
+      umount(join(rootDir, "ro"));
+    }
+  });
+
+  test("writeFile of a string writes its UTF-8 bytes", () => {
+    root.writeFile("/utf8", { content: "héllo ✓" }, { mode: 0o644 });
+    expect(readFileSync(join(rootDir, "utf8"))).toEqual(Buffer.from("héllo ✓"));
+  });
+
+  test("making a symlink or changing attributes at a symlink never changes its target", () => {
+    writeFileSync(join(rootDir, "target"), "t", { mode: 0o640 });
+    require("node:fs").chmodSync(join(rootDir, "target"), 0o640);
+    root.symlink("/target", "/sym", { mtime: 5 });
+    root.setAttributes("/sym", { mode: 0o777, mtime: 7 });
+    expect(lstatSync(join(rootDir, "target")).mode & 0o777).toBe(0o640);
+    expect(lstatSync(join(rootDir, "sym")).mtimeMs).toBe(7000);
+    expect(() => root.getXattr("/sym", "user.x")).toThrow("/sym is a symlink");
+  });
+
+  test("link and mknod replace a directory in their way, with all below it", () => {
+    mkdirSync(join(rootDir, "d1/inner"), { recursive: true });
+    mkdirSync(join(rootDir, "d2/inner"), { recursive: true });
+    root.link("/real/file.txt", "/d1");
+    expect(readFileSync(join(rootDir, "d1"), "utf8")).toBe("inside");
+    root.mknod("/d2", 0o010000 | 0o644);
+    expect(lstatSync(join(rootDir, "d2")).isFIFO()).toBe(true);
+    expect(() => root.link("..", "/l")).toThrow("cannot link to ..");
+  });
+
+  test("errors for the root itself name it as /", () => {
+    expect(() => root.remove("/")).toThrow(`/ does not name an entry below ${rootDir}`);
+    expect(() => root.remove("/real/..")).toThrow(`/real/.. does not name an entry below ${rootDir}`);
+  });
+
+  test("xattrs on the root itself", () => {
+    root.setXattr("/", "user.top", Buffer.from("1"));
+    expect(root.getXattr("/", "user.top")?.toString()).toBe("1");
+    expect(root.getXattr("", "user.top")?.toString()).toBe("1");
+  });
+
+  test("a top-level directory replaced by a link: a write below it follows the new link, not the old directory's cached descriptor", () => {
+    for (const replace of ["remove", "removeAll"] as const) {
+      mkdirSync(join(rootDir, "top"));
+      root.writeFile("/top/a", { content: "a" }, { mode: 0o644 }); // caches /top as the parent
+      if (replace === "remove") {
+        root.remove("/top/a");
+        root.remove("/top");
+      } else root.removeAll("/top");
+      root.symlink("/real", "/top");
+      root.writeFile(`/top/b-${replace}`, { content: "b" }, { mode: 0o644 });
+      expect(readFileSync(join(rootDir, `real/b-${replace}`), "utf8")).toBe("b");
+      root.remove("/top");
+    }
+  });
+
+  test("removeTree: never the parent itself ('/', '.', '..'); a relative name is below the working directory; a mount below is refused", () => {
+    for (const path of ["/", ".", "..", "", "a/.."]) expect(() => removeTree(path)).toThrow("it names no directory below a parent");
+    const cwd = process.cwd();
+    process.chdir(rootDir);
+    try {
+      removeTree("real");
+    } finally {
+      process.chdir(cwd);
+    }
+    expect(existsSync(join(rootDir, "real"))).toBe(false);
+    mkdirSync(join(rootDir, "t/m"), { recursive: true });
+    mount("tmpfs", join(rootDir, "t/m"), "tmpfs", 0, "size=1m");
+    try {
+      expect(() => removeTree(join(rootDir, "t"))).toThrow("t/m is a mount point: not removing what is mounted there");
+    } finally {
+      umount(join(rootDir, "t/m"));
+    }
+    expect(hostState()).toBe("dir\ndir/file=host file\nmarker=host");
+  });
+});
