@@ -130,8 +130,10 @@ function run(module: Module): Counts {
 // Only when run: the module table is imported by its test.
 if (import.meta.main) {
   const wanted = process.argv.slice(2);
-  const chosen = wanted.length ? MODULES.filter((m) => wanted.includes(m.name)) : MODULES;
-  if (chosen.length !== (wanted.length || MODULES.length)) throw new Error(`unknown module; known: ${MODULES.map((m) => m.name).join(", ")}`);
+  const unknown = wanted.filter((name) => !MODULES.some((m) => m.name === name));
+  if (unknown.length) throw new Error(`unknown module ${unknown.join(", ")}; known: ${MODULES.map((m) => m.name).join(", ")}`);
+  // In the order asked for.
+  const chosen = wanted.length ? wanted.map((name) => MODULES.find((m) => m.name === name)!) : MODULES;
   const rows: string[] = [];
   const total: Counts = { killed: 0, survived: 0, timeout: 0, noCoverage: 0, ignored: 0, errors: 0 };
   for (const module of chosen) {
