@@ -341,7 +341,8 @@ describe("more edges the store stands on", () => {
     LocalStore.open(dir).close();
     const tmp = join(dir, "tmp");
     const dead = join(tmp, "999999999-aa-step");
-    for (const name of ["999999999-aa-step/rootfs", "garbage", "0-zero", `${process.ppid}-live`]) mkdirSync(join(tmp, name), { recursive: true });
+    // 1999999990 is no pid (above pid_max), though its first digit is init's.
+    for (const name of ["999999999-aa-step/rootfs", "garbage", "0-zero", "1999999990-aa-step", `${process.ppid}-live`]) mkdirSync(join(tmp, name), { recursive: true });
     expect(Bun.spawnSync(["mount", "-t", "tmpfs", "tmpfs", join(dead, "rootfs")]).exitCode).toBe(0);
     const store = LocalStore.open(dir);
     expect(readdirSync(tmp).sort()).toEqual([`${process.ppid}-live`]);
@@ -445,6 +446,18 @@ describe("what the mutants of the store showed untested", () => {
     expect(existsSync(dead)).toBe(false);
   });
 
+  test("writing blobs leaves no descriptor open", () => {
+    const store = fresh();
+    const descriptors = () => readdirSync("/proc/self/fd").length;
+    const before = descriptors();
+    store.putBlob("leak check");
+    const file = join(store.tmpRoot, `${process.pid}-adopt`);
+    writeFileSync(file, "adopt check");
+    store.adoptBlob(file, `sha256:${new Bun.CryptoHasher("sha256").update("adopt check").digest("hex")}`);
+    expect(descriptors()).toBe(before);
+    store.close();
+  });
+
   test("a string blob is stored as its UTF-8 bytes and sized in bytes", () => {
     const store = fresh();
     const blob = store.putBlob("héllo ✓");
@@ -521,6 +534,8 @@ describe("gc's accounting", () => {
     const expected = layerBytes(store, loose) + config.size;
     const result = collectGarbage(store, Number.MAX_SAFE_INTEGER);
     expect(result).toEqual({ stepsRemoved: 0, layersRemoved: 1, bytesFreed: expected });
+    expect(existsSync(store.snapshotPath(loose.diffId))).toBe(false);
+    expect(store.hasBlob(config.digest)).toBe(false);
     store.close();
   });
 
@@ -548,6 +563,8 @@ describe("gc's accounting", () => {
     const mounts = directorySize(join(store.dir, "mounts"));
     expect(prune(store, { mounts: true }).bytesFreed).toBe(mounts);
     expect(directorySize(join(store.dir, "mounts"))).toBe(0);
+    expect(existsSync(join(store.dir, "memobuild.db"))).toBe(true); // the mounts went, not the store
+    for (const sub of ["blobs/sha256", "snapshots", "tmp"]) expect(existsSync(join(store.dir, sub))).toBe(true);
     store.close();
   });
 
