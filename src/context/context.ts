@@ -315,7 +315,7 @@ export async function loadContext(options: LoadOptions): Promise<BuildContext> {
   const root = rootBuffer(contextDir);
   const walked = walkContext(root, matcher);
   const ownsCache = !options.statCache;
-  const cache = options.statCache ?? (options.statCacheFile ? StatCache.open(options.statCacheFile) : StatCache.disabled());
+  const cache = options.statCache ?? (options.statCacheFile ? StatCache.open(options.statCacheFile) : StatCache.inMemory());
   const stats: LoadStats = { files: 0, hashed: 0, bytesHashed: 0, fromCache: 0 };
   const seen = new Set<string>();
   try {

@@ -4,7 +4,7 @@
  * mtime and ctime unchanged and only the racy guard can notice it.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { mkdirSync, mkdtempSync, rmSync, statSync, utimesSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, rmSync, statSync, utimesSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { loadContext } from "./context.ts";
@@ -129,5 +129,34 @@ describe("the stat cache's rules, on stat values made up to isolate each one", (
     small.flush(new Set(["kept"])); // 11 rows for 1 live path: under the threshold, nothing dropped
     small.close();
     expect(StatCache.open(file).size).toBe(11);
+  });
+
+  test("pruning starts past twice the live paths plus 1,000, and what it drops is gone from memory too", () => {
+    const file = join(mkdtempSync(join(tmpdir(), "memobuild-statcache-")), "c.db");
+    const cache = StatCache.open(file);
+    const live = new Set<string>();
+    for (let i = 0; i < 10; i++) live.add(`live-${i}`);
+    for (const path of live) cache.record(path, stat(), digest, later);
+    // 2 × 10 + 1000 rows in all: at the threshold, nothing is dropped.
+    for (let i = 0; i < 1010; i++) cache.record(`gone-${i}`, stat(), digest, later);
+    cache.flush(live);
+    expect(cache.size).toBe(1020);
+    cache.record("gone-one-more", stat(), digest, later);
+    cache.flush(live);
+    expect(cache.size).toBe(10);
+    expect(cache.lookup("gone-0", stat())).toBeUndefined();
+    cache.close();
+    expect(StatCache.open(file).size).toBe(10);
+  });
+
+  test("a new cache file is created, and closing checkpoints it (no write-ahead log left behind)", () => {
+    const file = join(mkdtempSync(join(tmpdir(), "memobuild-statcache-")), "new", "c.db");
+    const cache = StatCache.open(file);
+    cache.record("f", stat(), digest, later);
+    cache.flush();
+    expect(existsSync(`${file}-wal`)).toBe(true);
+    cache.close();
+    expect(existsSync(`${file}-wal`)).toBe(false);
+    expect(StatCache.open(file).lookup("f", stat())).toEqual(digest);
   });
 });

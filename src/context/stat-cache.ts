@@ -79,15 +79,8 @@ export class StatCache {
     return new StatCache(db);
   }
 
-  /** A cache that lives only as long as this process (for one-off runs and tests). */
+  /** A cache that lives only as long as this process: nothing is written (one-off runs, tests). */
   static inMemory(): StatCache {
-    const db = new Database(":memory:", { safeIntegers: true, strict: true });
-    db.exec(SCHEMA);
-    return new StatCache(db);
-  }
-
-  /** A cache that remembers nothing: every file is hashed. */
-  static disabled(): StatCache {
     return new StatCache(undefined);
   }
 
@@ -142,7 +135,9 @@ export class StatCache {
    */
   flush(seen?: Set<string>) {
     if (!this.db) return;
+    // Stryker disable next-line ArrayDeclaration: removing a path that has no row removes nothing
     const stale = seen && this.rows.size > 2 * seen.size + 1000 ? [...this.rows.keys()].filter((p) => !seen.has(p)) : [];
+    // Stryker disable next-line ConditionalExpression,EqualityOperator: an empty transaction writes nothing
     if (this.pending.length === 0 && stale.length === 0) return;
     const upsert = this.db.query(
       "INSERT OR REPLACE INTO files VALUES ($path, $size, $mtime_ns, $ctime_ns, $ino, $mode, $uid, $gid, $digest, $racy)",

@@ -57,6 +57,7 @@ describe("resolvePath: as the kernel would with the root as /", () => {
     ["/up/etc/passwd", "/etc/passwd"],
     ["/missing/../real", "/real"],
     ["/real/file.txt/x", "/real/file.txt/x"],
+    ["/real/sub/../rel/y", "/real/sub/y"], // after .., links are looked up in the parent again
   ];
   for (const [path, expected, follow] of cases) {
     test(`${path}${follow === false ? " (final not followed)" : ""}`, () => {
@@ -439,6 +440,7 @@ describe("what the mutants of the resolver showed untested", () => {
   test("no operation leaves a descriptor open, whether it succeeds or fails", () => {
     mkdirSync(join(rootDir, "real/sub/d1/d2"), { recursive: true });
     symlinkSync("/real/sub", join(rootDir, "tosub"));
+    symlinkSync("/real", join(rootDir, "real/sub/d1/back")); // absolute, below open directories
     root.close();
     noLeak(() => Root.with(rootDir, () => {}));
     noLeak(() => Root.with(rootDir, () => { throw new Error("inside"); }));
@@ -456,6 +458,7 @@ describe("what the mutants of the resolver showed untested", () => {
       (r) => r.lstat("/real/file.txt"),
       (r) => r.resolvePath("/tosub/d1/d2/x"),
       (r) => r.resolvePath("/linkdir/sub/d1/../d1/d2"),
+      (r) => r.resolvePath("/real/sub/d1/back/sub/d1"),
       (r) => r.readdir("/real"),
       (r) => r.readdir("/real/file.txt"),
       (r) => r.readlink("/abs"),
@@ -482,6 +485,7 @@ describe("what the mutants of the resolver showed untested", () => {
       (r) => r.removeAll("/real/sub/d1"),
       (r) => closeSync(r.openFile("/linkfile")),
       (r) => r.openFile("/linkfile", false),
+      (r) => r.removeAll("/"), // last: it empties the root
     ];
     // Each in a root of its own, which caches a parent first: closing it must close everything.
     for (const operation of operations) {
@@ -600,11 +604,16 @@ describe("what the mutants of the resolver showed untested", () => {
     expect(readFileSync(join(rootDir, "d1"), "utf8")).toBe("inside");
     root.mknod("/d2", 0o010000 | 0o644);
     expect(lstatSync(join(rootDir, "d2")).isFIFO()).toBe(true);
-    expect(() => root.link("..", "/l")).toThrow("cannot link to ..");
+    expect(() => root.link("..", "/l")).toThrow(/^cannot link to \.\.$/);
+    expect(() => root.link("", "/l")).toThrow(/^cannot link to \/$/);
+    writeFileSync(join(rootDir, "was-file"), "x");
+    root.symlink("/real", "/was-file");
+    expect(lstatSync(join(rootDir, "was-file")).isSymbolicLink()).toBe(true);
   });
 
   test("errors for the root itself name it as /", () => {
     expect(() => root.remove("/")).toThrow(`/ does not name an entry below ${rootDir}`);
+    expect(() => root.remove("")).toThrow(new RegExp(`^/ does not name an entry below ${rootDir}$`));
     expect(() => root.remove("/real/..")).toThrow(`/real/.. does not name an entry below ${rootDir}`);
   });
 
@@ -620,6 +629,7 @@ describe("what the mutants of the resolver showed untested", () => {
       root.writeFile("/top/a", { content: "a" }, { mode: 0o644 }); // caches /top as the parent
       if (replace === "remove") {
         root.remove("/top/a");
+        root.lstat("/top/a"); // caches /top again: only removing /top itself can say it is stale
         root.remove("/top");
       } else root.removeAll("/top");
       root.symlink("/real", "/top");
@@ -639,13 +649,14 @@ describe("what the mutants of the resolver showed untested", () => {
       process.chdir(cwd);
     }
     expect(existsSync(join(rootDir, "real"))).toBe(false);
-    mkdirSync(join(rootDir, "t/m"), { recursive: true });
-    mount("tmpfs", join(rootDir, "t/m"), "tmpfs", 0, "size=1m");
+    mkdirSync(join(rootDir, "t/a/m"), { recursive: true });
+    mount("tmpfs", join(rootDir, "t/a/m"), "tmpfs", 0, "size=1m");
     try {
-      expect(() => removeTree(join(rootDir, "t"))).toThrow("t/m is a mount point: not removing what is mounted there");
+      expect(() => removeTree(join(rootDir, "t"))).toThrow(/^t\/a\/m is a mount point: not removing what is mounted there$/);
     } finally {
-      umount(join(rootDir, "t/m"));
+      umount(join(rootDir, "t/a/m"));
     }
+    expect(() => removeTree(join(rootDir, "no-such", "x"))).not.toThrow();
     expect(hostState()).toBe("dir\ndir/file=host file\nmarker=host");
   });
 });

@@ -3,7 +3,7 @@ import { chmodSync, chownSync, existsSync, linkSync, utimesSync, lstatSync, mkdi
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { TarWriter, type TarEntry } from "../image/tar.ts";
-import { extractInto, extractLayer, UnsafeLayerError } from "./extract.ts";
+import { cleanEntryName, extractInto, extractLayer, UnsafeLayerError } from "./extract.ts";
 import { Root } from "../rootfs/root.ts";
 import { getXattr, mknod, OVERLAY_OPAQUE, S_IFCHR, setXattr } from "./libc.ts";
 import { gzipLayer, writeLayerTar } from "./pack.ts";
@@ -212,7 +212,7 @@ describe("what an entry becomes", () => {
       archive([
         [{ name: "null", type: "char", mode: 0o666, devmajor: 1, devminor: 3 }],
         [{ name: "loop", type: "block", mode: 0o660, devmajor: 7, devminor: 1 }],
-        [{ name: "pipe", type: "fifo", mode: 0o640 }],
+        [{ name: "pipe", type: "fifo", mode: 0o640, uid: 8, gid: 9, mtime: 1_400_000_000 }],
         [{ name: "link", type: "symlink", linkname: "target", uid: 5, gid: 6, mtime: 1_500_000_000 }],
       ]),
       dest,
@@ -220,7 +220,7 @@ describe("what an entry becomes", () => {
     const stat = (name: string) => lstatSync(join(dest, name));
     expect([stat("null").isCharacterDevice(), stat("null").rdev, stat("null").mode & 0o777]).toEqual([true, (1 << 8) | 3, 0o666]);
     expect([stat("loop").isBlockDevice(), stat("loop").rdev]).toEqual([true, (7 << 8) | 1]);
-    expect([stat("pipe").isFIFO(), stat("pipe").mode & 0o777]).toEqual([true, 0o640]);
+    expect([stat("pipe").isFIFO(), stat("pipe").mode & 0o777, stat("pipe").uid, stat("pipe").gid, stat("pipe").mtimeMs]).toEqual([true, 0o640, 8, 9, 1_400_000_000_000]);
     expect([readlinkSync(join(dest, "link")), stat("link").uid, stat("link").gid, stat("link").mtimeMs]).toEqual(["target", 5, 6, 1_500_000_000_000]);
   });
 
@@ -241,4 +241,57 @@ describe("what an entry becomes", () => {
   test("a hard link with no target is unsafe, named", () => {
     expect(() => extractLayer(archive([[{ name: "h", type: "hardlink", linkname: "./" }]]), fresh())).toThrow('hardlink "h" has no target');
   });
+
+  test("cleanEntryName drops empty and . parts and keeps the rest in order", () => {
+    expect(cleanEntryName("./a//b/./c/")).toBe("a/b/c");
+    expect(cleanEntryName("//")).toBe("");
+  });
+
+  test("a nested base directory keeps its inner slashes; parents a layer does not list are made 0755", () => {
+    const dest = fresh();
+    mkdirSync(join(dest, "deep/er"), { recursive: true });
+    Root.with(dest, (root) => extractInto(archive([[{ name: "implicit/parent/f" }, "x"]]), root, { whiteouts: false, base: "/deep/er/" }));
+    expect(readFileSync(join(dest, "deep/er/implicit/parent/f"), "utf8")).toBe("x");
+    expect(lstatSync(join(dest, "deep/er/implicit")).mode & 0o7777).toBe(0o755);
+  });
+
+  test("an opaque marker at the top of a layer (apply) clears the lower layers' top level but keeps this layer's", () => {
+    const dest = fresh();
+    extractLayer(archive([[{ name: "lower" }, "l"], [{ name: "dir", type: "dir", mode: 0o755 }], [{ name: "dir/f" }, "f"]]), dest, { whiteouts: "apply" });
+    extractLayer(archive([[{ name: "mine" }, "m"], [{ name: ".wh..wh..opq" }]]), dest, { whiteouts: "apply" });
+    expect(Bun.spawnSync(["find", ".", "-mindepth", "1"], { cwd: dest }).stdout.toString().split("\n").filter(Boolean)).toEqual(["./mine"]);
+  });
+
+  test("a directory an opaque marker or a whiteout removed (apply) is made again for a later entry below it", () => {
+    const dest = fresh();
+    extractLayer(archive([[{ name: "d", type: "dir", mode: 0o755 }], [{ name: "d/old", type: "dir", mode: 0o755 }], [{ name: "d/old/x" }, "x"], [{ name: "w", type: "dir", mode: 0o755 }], [{ name: "w/x" }, "x"]]), dest, { whiteouts: "apply" });
+    extractLayer(
+      archive([[{ name: "d/old/y" }, "y"], [{ name: "d/.wh..wh..opq" }], [{ name: "d/old/z" }, "z"], [{ name: "w/q" }, "q"], [{ name: ".wh.w" }], [{ name: "w/again" }, "again"]]),
+      dest,
+      { whiteouts: "apply" },
+    );
+    expect(readFileSync(join(dest, "d/old/z"), "utf8")).toBe("z");
+    expect(readFileSync(join(dest, "w/again"), "utf8")).toBe("again");
+  });
+
+  test("a whiteout named .wh.. would hide its own directory: refused", () => {
+    expect(() => extractLayer(archive([[{ name: "d", type: "dir", mode: 0o755 }], [{ name: "d/.wh.." }]]), fresh())).toThrow('layer entry "d/.wh.." is a whiteout that names no file');
+  });
+
+  test("a system error while unpacking names the entry's trouble; an unsafe entry's own error passes as it is; the tar is closed either way", () => {
+    const descriptors = () => require("node:fs").readdirSync("/proc/self/fd").length;
+    const dest = fresh();
+    mkdirSync(join(dest, "ro"));
+    const { mount, umount } = require("./libc.ts");
+    mount("tmpfs", join(dest, "ro"), "tmpfs", 1 /* MS_RDONLY */, "size=1m");
+    const before = descriptors();
+    try {
+      expect(() => Root.with(dest, (root) => extractInto(archive([[{ name: "f" }, "x"]]), root, { base: "ro" }))).toThrow(/^cannot unpack layer entry: .*EROFS/);
+    } finally {
+      umount(join(dest, "ro"));
+    }
+    expect(() => extractLayer(archive([[{ name: "../x" }, "x"]]), fresh())).toThrow(/^layer entry "\.\.\/x" escapes the layer root$/);
+    expect(descriptors()).toBe(before);
+  });
 });
+
