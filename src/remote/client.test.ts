@@ -306,4 +306,69 @@ describe("the client's smaller promises", () => {
     await client().upload(KEY, { diffId: null, created: 1 });
     expect(warnings).toEqual([`remote cache refused a result (HTTP 400: ${"e".repeat(200)})`]);
   });
+
+  test("once given up, the remote is asked nothing more", async () => {
+    hook = () => new Response("busy", { status: 503 });
+    const remote = client();
+    expect(await remote.hasAction(KEY)).toBe(false);
+    const asked = seen.length;
+    expect(await remote.getAction(KEY)).toBeUndefined();
+    await remote.upload(KEY, { diffId: null, created: 1 });
+    expect(seen.length).toBe(asked);
+    expect(warnings).toHaveLength(1);
+  });
+
+  test("a refused token with no reason says just the status", async () => {
+    hook = () => new Response("", { status: 401 });
+    await expect(client().getAction(KEY)).rejects.toThrow(new RemoteCacheError(`the remote cache at ${url} refused the token (HTTP 401)`));
+  });
+
+  test("a JSON error without a reason is cut to 200 characters too", async () => {
+    const long = JSON.stringify({ detail: "d".repeat(300) });
+    hook = (request) => (request.method === "PUT" ? new Response(long, { status: 400 }) : undefined);
+    await client().upload(KEY, { diffId: null, created: 1 });
+    expect(warnings).toEqual([`remote cache refused a result (HTTP 400: ${long.slice(0, 200)})`]);
+  });
 });
+
+describe("what the client asks, and how", () => {
+  test("existence checks are HEAD requests (no body is sent back), downloads GET; a URL's trailing slashes are dropped", async () => {
+    const remote = client({ url: `${url}//` });
+    await remote.probe();
+    expect(await remote.hasAction(KEY)).toBe(false);
+    await remote.upload(KEY, { diffId: `sha256:${"2".repeat(64)}`, created: 1 }, layerFile("bytes"));
+    const hash = blake3Hex("bytes");
+    expect(await remote.fetchBlob(hash, join(work, `got-${++n}`), 5)).toBe(true);
+    expect(await remote.conflicts()).toEqual([]);
+    expect(seen).toEqual([`HEAD /v1/actions/${"0".repeat(64)}`, `HEAD /v1/actions/${KEY}`, `HEAD /v1/blobs/${hash}`, `PUT /v1/blobs/${hash}`, `PUT /v1/actions/${KEY}`, `GET /v1/blobs/${hash}`, "GET /v1/conflicts"]);
+  });
+
+  test("a blob the remote does not have is a miss: the remote stays in use", async () => {
+    const remote = client();
+    expect(await remote.fetchBlob(blake3Hex("absent"), join(work, `absent-${++n}`), 6)).toBe(false);
+    expect(remote.available).toBe(true);
+    expect(warnings).toEqual([]);
+  });
+
+  test("a trust list entry is taken as written, surrounding blanks and all", async () => {
+    const ci = SigningKey.generate().key;
+    await client({ signer: ci }).upload(KEY, { diffId: null, created: 1 });
+    expect(await client({ trust: [`  ${ci.publicKey}\n`] }).getAction(KEY)).toBeDefined();
+  });
+
+  test("downloads leave no descriptor open, kept or refused", async () => {
+    const descriptors = () => require("node:fs").readdirSync("/proc/self/fd").length;
+    const remote = client();
+    await remote.upload(KEY, { diffId: `sha256:${"2".repeat(64)}`, created: 1 }, layerFile("twelve bytes"));
+    const hash = blake3Hex("twelve bytes");
+    await remote.upload("b".repeat(64), { diffId: `sha256:${"2".repeat(64)}`, created: 1 }, layerFile("other bytes!"));
+    const before = descriptors();
+    expect(await remote.fetchBlob(hash, join(work, `d-${++n}`), 12)).toBe(true);
+    expect(await remote.fetchBlob(hash, join(work, `d-${++n}`), 5)).toBe(false); // cut off: given up
+    const other = blake3Hex("other bytes!");
+    writeFileSync(parts.storage.blobPath(other), "OTHER bytes!"); // before the server ever read it
+    await expect(client().fetchBlob(other, join(work, `d-${++n}`), 12)).rejects.toThrow(RemoteCacheError);
+    expect(descriptors()).toBe(before);
+  });
+});
+
