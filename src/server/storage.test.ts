@@ -213,8 +213,8 @@ describe("eviction and bookkeeping", () => {
     await put(s, "bbbbb");
     await put(s, "ccccc");
     s.putAction(KEY, JSON.stringify({ diffId: DIFF, blobs: [blake3Hex("aaaaa")], layer: { blake3: blake3Hex("aaaaa"), digest: DIFF, size: 5, mediaType: "m" } }), "x");
-    s.touchBlob(blake3Hex("bbbbb")); // b was used recently: c goes first
-    s.db.query("UPDATE blobs SET last_access = 0 WHERE hash = ?").run(blake3Hex("ccccc"));
+    s.db.query("UPDATE blobs SET last_access = CASE hash WHEN ? THEN 0 ELSE 1 END").run(blake3Hex("bbbbb"));
+    s.touchBlob(blake3Hex("bbbbb")); // b, the oldest, was used just now: c goes first
     expect(s.evict()).toBe(1);
     expect(s.hasBlob(blake3Hex("ccccc"))).toBe(false);
     expect(s.hasBlob(blake3Hex("bbbbb"))).toBe(true);
@@ -231,6 +231,7 @@ describe("eviction and bookkeeping", () => {
     s.putAction("1".repeat(64), action("old-1"), "x");
     s.putAction("2".repeat(64), action("new-2"), "x");
     s.db.query("UPDATE actions SET last_access = CASE key WHEN ? THEN 1 ELSE 2 END").run("1".repeat(64));
+    s.getAction("2".repeat(64)); // read now: still the newer one
     expect(s.evict()).toBe(2); // the action and its blob
     expect(s.hasAction("1".repeat(64))).toBe(false);
     expect(s.hasBlob(blake3Hex("old-1"))).toBe(false);
@@ -266,4 +267,139 @@ describe("eviction and bookkeeping", () => {
     expect(s.strayFiles()).toEqual([`ab${"0".repeat(62)}`]);
     s.close();
   });
+
+  test("reading an action makes it recent: the other one goes first", async () => {
+    const s = storage({ maxSize: 5, pendingGraceMs: -1000 });
+    await put(s, "one-1");
+    await put(s, "two-2");
+    const action = (blob: string) => JSON.stringify({ diffId: DIFF, blobs: [blake3Hex(blob)], layer: { blake3: blake3Hex(blob), digest: DIFF, size: 5, mediaType: "m" } });
+    s.putAction("1".repeat(64), action("one-1"), "x");
+    s.putAction("2".repeat(64), action("two-2"), "x");
+    s.db.query("UPDATE actions SET last_access = CASE key WHEN ? THEN 1 ELSE 2 END").run("1".repeat(64));
+    expect(s.getAction("1".repeat(64))).toBeDefined(); // the older one, read now
+    s.evict();
+    expect([s.hasAction("1".repeat(64)), s.hasAction("2".repeat(64))]).toEqual([true, false]);
+    s.close();
+  });
+
+  test("with no budget nothing is evicted, not even an unreferenced blob past its grace", async () => {
+    const s = storage({ pendingGraceMs: -1000 });
+    await put(s, "loose");
+    expect(s.evict()).toBe(0);
+    expect(s.hasBlob(blake3Hex("loose"))).toBe(true);
+    s.close();
+  });
+
+  test("token use is counted once, and read without waiting for a flush", () => {
+    const s = storage();
+    s.recordTokenUse("t", 1, 2);
+    expect(s.tokenStats()).toEqual([{ token: "t", requests: 1, bytesIn: 1, bytesOut: 2 }]);
+    expect(s.tokenStats()).toEqual([{ token: "t", requests: 1, bytesIn: 1, bytesOut: 2 }]);
+    s.close();
+    expect(() => s.db.query("SELECT 1").get()).toThrow(); // closed
+  });
 });
+
+describe("what the mutants of storage showed untested", () => {
+  test("a data directory that does not exist yet is made, parents and all", async () => {
+    const s = new Storage({ dataDir: join(work, `new${++n}`, "deeper", "data") });
+    await put(s, "fine");
+    expect(s.fileSize(blake3Hex("fine"))).toBe(4);
+    s.close();
+  });
+
+  test("the small-blob cache stays within its memory, keeps the most recent, and lets evicted blobs go", async () => {
+    const s = new Storage({ dataDir: join(work, `d${++n}`), smallBlobCacheBytes: 10, maxSize: 100, pendingGraceMs: -1000 });
+    for (const body of ["aaaa", "bbbb", "cccc"]) await put(s, body);
+    for (const body of ["aaaa", "bbbb", "cccc"]) s.smallBlob(blake3Hex(body));
+    expect(s.smallBlobCacheUsed).toBe(8); // 12 bytes read, the oldest dropped
+    // The two most recent are served from memory even with their files gone; the oldest is not.
+    for (const body of ["bbbb", "cccc"]) rmSync(s.blobPath(blake3Hex(body)));
+    expect(new TextDecoder().decode(s.smallBlob(blake3Hex("bbbb")))).toBe("bbbb");
+    expect(new TextDecoder().decode(s.smallBlob(blake3Hex("cccc")))).toBe("cccc");
+    expect(s.smallBlobCacheUsed).toBe(8);
+    // Reading "bbbb" again made it the most recent: a new read drops "cccc", not it.
+    rmSync(s.blobPath(blake3Hex("aaaa")));
+    await put(s, "dddd");
+    s.smallBlob(blake3Hex("dddd"));
+    expect(new TextDecoder().decode(s.smallBlob(blake3Hex("cccc")) ?? new Uint8Array())).toBe("cccc");
+    expect(s.smallBlobCacheUsed).toBe(8);
+    // An evicted blob leaves the cache's memory too.
+    const tight = new Storage({ dataDir: join(work, `d${++n}`), maxSize: 0, pendingGraceMs: -1000 });
+    await put(tight, "gone");
+    tight.smallBlob(blake3Hex("gone"));
+    expect(tight.smallBlobCacheUsed).toBe(4);
+    tight.evict();
+    expect(tight.smallBlobCacheUsed).toBe(0);
+    tight.close();
+    s.close();
+  });
+
+  test("the same blob uploaded twice at once is stored once; the later upload leaves nothing behind", async () => {
+    const s = storage();
+    const body = "concurrent";
+    const slow = () => {
+      let release!: () => void;
+      const gate = new Promise<void>((resolve) => (release = resolve));
+      const readable = new ReadableStream<Uint8Array>({
+        async start(controller) {
+          controller.enqueue(new TextEncoder().encode(body.slice(0, 5)));
+          await gate;
+          controller.enqueue(new TextEncoder().encode(body.slice(5)));
+          controller.close();
+        },
+      });
+      return { readable, release };
+    };
+    const first = slow();
+    const second = slow();
+    const uploads = [s.putBlob(blake3Hex(body), first.readable, body.length), s.putBlob(blake3Hex(body), second.readable, body.length)];
+    await Bun.sleep(20);
+    first.release();
+    const one = await uploads[0];
+    second.release();
+    const two = await uploads[1];
+    expect([one, two]).toEqual([{ size: 10, existed: false }, { size: 10, existed: true }]);
+    expect(s.strayFiles()).toEqual([]);
+    s.close();
+  });
+
+  test("refusals name every missing blob, and a conflict both results", () => {
+    const s = storage();
+    const [x, y] = [blake3Hex("x"), blake3Hex("y")];
+    expect(() => s.putAction(KEY, JSON.stringify({ diffId: null, blobs: [x, y] }), "a")).toThrow(`the action names blobs that are not stored: ${x}, ${y}`);
+    s.putAction(KEY, JSON.stringify({ diffId: null, created: 1 }), "a");
+    let error: unknown;
+    try {
+      s.putAction(KEY, JSON.stringify({ diffId: DIFF, created: 2 }), "b");
+    } catch (caught) {
+      error = caught;
+    }
+    const conflict = (error as { conflict: { first: { result: string }; second: { result: string } }; reason: string; message: string });
+    expect(conflict.reason).toBe("conflict");
+    expect(conflict.message).toBe(`step ${KEY} already has a different result (${conflict.conflict.first.result.slice(0, 12)}); results are write-once, so this one (${conflict.conflict.second.result.slice(0, 12)}) was refused and recorded as a conflict`);
+    s.close();
+  });
+
+  test("an action stored before results were recorded (no result column) still compares as the same", () => {
+    const s = storage();
+    const body = JSON.stringify({ diffId: null, created: 5 });
+    s.putAction(KEY, body, "a");
+    s.db.query("UPDATE actions SET result = NULL").run();
+    expect(s.putAction(KEY, body, "a")).toBe("same");
+    s.close();
+  });
+
+  test("fields that only look right as text are refused; an action without blobs and a layer of 0 bytes are fine", async () => {
+    const s = storage();
+    const hash = blake3Hex("z");
+    for (const body of [{ diffId: null, blobs: [[hash]] }, { diffId: [DIFF] }]) {
+      expect(() => s.putAction(KEY, JSON.stringify(body), "a")).toThrow(UploadRejected);
+    }
+    expect(s.putAction(KEY, JSON.stringify({ diffId: null }), "a")).toBe("stored");
+    await s.putBlob(blake3Hex(""), stream(), 0);
+    expect(s.putAction("e".repeat(64), JSON.stringify({ diffId: DIFF, blobs: [blake3Hex("")], layer: { blake3: blake3Hex(""), digest: DIFF, size: 0, mediaType: "m" } }), "a")).toBe("stored");
+    s.close();
+  });
+});
+
