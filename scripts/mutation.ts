@@ -111,7 +111,13 @@ function run(module: Module): Counts {
   writeFileSync(configFile, JSON.stringify(config, null, 2));
   const result = Bun.spawnSync([BUN, join(ROOT, "node_modules/@stryker-mutator/core/bin/stryker.js"), "run", configFile], { cwd: ROOT, stdout: "inherit", stderr: "inherit" });
   if (result.exitCode !== 0) throw new Error(`stryker failed on ${module.name} (exit ${result.exitCode})`);
-  const json = JSON.parse(readFileSync(report, "utf8")) as { files: Record<string, { source: string; mutants: ReportedMutant[] }> };
+  return countReport(module);
+}
+
+/** Counts a module's report (and writes its survivor list). */
+function countReport(module: Module): Counts {
+  const reports = join(ROOT, "reports/mutation");
+  const json = JSON.parse(readFileSync(join(reports, `${module.name}.json`), "utf8")) as { files: Record<string, { source: string; mutants: ReportedMutant[] }> };
   writeFileSync(join(reports, `${module.name}.survivors.txt`), survivorLines(json.files).join("\n") + "\n");
   const counts: Counts = { killed: 0, survived: 0, timeout: 0, noCoverage: 0, ignored: 0, errors: 0 };
   for (const file of Object.values(json.files)) {
@@ -127,9 +133,22 @@ function run(module: Module): Counts {
   return counts;
 }
 
-// Only when run: the module table is imported by its test.
+/**
+ * One row: killed (timeouts count as killed, as Stryker scores them), survived, ignored, the
+ * score, and the score as if every ignored mutant had survived (so switching mutants off can
+ * never be what makes the number).
+ */
+function row(name: string, counts: Counts): string {
+  const detected = counts.killed + counts.timeout;
+  const survived = counts.survived + counts.noCoverage;
+  const percent = (part: number, all: number) => `${((100 * part) / Math.max(1, all)).toFixed(1)}%`;
+  return [name.padEnd(22), String(detected).padStart(6), String(survived).padStart(9), String(counts.ignored).padStart(8), percent(detected, detected + survived).padStart(8), percent(detected, detected + survived + counts.ignored).padStart(16)].join(" ");
+}
+
+// Only when run: the module table is imported by its test. `--summary` only re-reads the reports.
 if (import.meta.main) {
-  const wanted = process.argv.slice(2);
+  const summaryOnly = process.argv.includes("--summary");
+  const wanted = process.argv.slice(2).filter((arg) => arg !== "--summary");
   const unknown = wanted.filter((name) => !MODULES.some((m) => m.name === name));
   if (unknown.length) throw new Error(`unknown module ${unknown.join(", ")}; known: ${MODULES.map((m) => m.name).join(", ")}`);
   // In the order asked for.
@@ -137,19 +156,12 @@ if (import.meta.main) {
   const rows: string[] = [];
   const total: Counts = { killed: 0, survived: 0, timeout: 0, noCoverage: 0, ignored: 0, errors: 0 };
   for (const module of chosen) {
-    const counts = run(module);
+    const counts = summaryOnly ? countReport(module) : run(module);
     for (const key of Object.keys(total) as (keyof Counts)[]) total[key] += counts[key];
-    // A timeout counts as killed (the mutant hung the tests), as Stryker scores it.
-    const detected = counts.killed + counts.timeout;
-    const all = detected + counts.survived + counts.noCoverage;
-    rows.push(`${module.name.padEnd(22)} ${String(detected).padStart(6)} ${String(counts.survived + counts.noCoverage).padStart(9)} ${String(counts.ignored).padStart(8)} ${((100 * detected) / Math.max(1, all)).toFixed(1).padStart(7)}%`);
+    rows.push(row(module.name, counts));
   }
-  const detected = total.killed + total.timeout;
-  const summary = [
-    `${"module".padEnd(22)} ${"killed".padStart(6)} ${"survived".padStart(9)} ${"ignored".padStart(8)} ${"score".padStart(8)}`,
-    ...rows,
-    `${"all".padEnd(22)} ${String(detected).padStart(6)} ${String(total.survived + total.noCoverage).padStart(9)} ${String(total.ignored).padStart(8)} ${((100 * detected) / Math.max(1, detected + total.survived + total.noCoverage)).toFixed(1).padStart(7)}%`,
-  ].join("\n");
+  const header = ["module".padEnd(22), "killed".padStart(6), "survived".padStart(9), "ignored".padStart(8), "score".padStart(8), "ignored as lived".padStart(16)].join(" ");
+  const summary = [header, ...rows, row("all", total)].join("\n");
   writeFileSync(join(ROOT, "reports/mutation/summary.txt"), summary + "\n");
   process.stdout.write(`\n${summary}\n`);
 }
