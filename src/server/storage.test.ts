@@ -4,7 +4,7 @@
  * served from memory after it is gone.
  */
 import { afterAll, describe, expect, test } from "bun:test";
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { blake3Hex } from "../hash/blake3.ts";
@@ -308,31 +308,34 @@ describe("what the mutants of storage showed untested", () => {
     s.close();
   });
 
-  test("the small-blob cache stays within its memory, keeps the most recent, and lets evicted blobs go", async () => {
-    const s = new Storage({ dataDir: join(work, `d${++n}`), smallBlobCacheBytes: 10, maxSize: 100, pendingGraceMs: -1000 });
+  test("the small-blob cache stays within its memory, keeps the most recently read, and lets evicted blobs go", async () => {
+    const s = new Storage({ dataDir: join(work, `d${++n}`), smallBlobCacheBytes: 8, maxSize: 100, pendingGraceMs: -1000 });
+    const text = (body: string) => new TextDecoder().decode(s.smallBlob(blake3Hex(body)));
     for (const body of ["aaaa", "bbbb", "cccc"]) await put(s, body);
     for (const body of ["aaaa", "bbbb", "cccc"]) s.smallBlob(blake3Hex(body));
-    expect(s.smallBlobCacheUsed).toBe(8); // 12 bytes read, the oldest dropped
-    // The two most recent are served from memory even with their files gone; the oldest is not.
-    for (const body of ["bbbb", "cccc"]) rmSync(s.blobPath(blake3Hex(body)));
-    expect(new TextDecoder().decode(s.smallBlob(blake3Hex("bbbb")))).toBe("bbbb");
-    expect(new TextDecoder().decode(s.smallBlob(blake3Hex("cccc")))).toBe("cccc");
-    expect(s.smallBlobCacheUsed).toBe(8);
-    // Reading "bbbb" again made it the most recent: a new read drops "cccc", not it.
-    rmSync(s.blobPath(blake3Hex("aaaa")));
+    expect(s.smallBlobCacheUsed).toBe(8); // exactly the limit: two of the three
+    // With their files gone, the two most recent are still served from memory; the oldest is not.
+    for (const body of ["aaaa", "bbbb", "cccc"]) rmSync(s.blobPath(blake3Hex(body)));
+    expect([text("bbbb"), text("cccc")]).toEqual(["bbbb", "cccc"]);
+    expect(() => s.smallBlob(blake3Hex("aaaa"))).toThrow(/ENOENT/);
+    // Reading "bbbb" makes it the most recent: the next blob read pushes "cccc" out, not it.
+    expect(text("bbbb")).toBe("bbbb");
     await put(s, "dddd");
-    s.smallBlob(blake3Hex("dddd"));
-    expect(new TextDecoder().decode(s.smallBlob(blake3Hex("cccc")) ?? new Uint8Array())).toBe("cccc");
+    expect(text("dddd")).toBe("dddd");
+    expect(text("bbbb")).toBe("bbbb");
+    expect(() => s.smallBlob(blake3Hex("cccc"))).toThrow(/ENOENT/);
     expect(s.smallBlobCacheUsed).toBe(8);
-    // An evicted blob leaves the cache's memory too.
+    s.close();
+    // An evicted blob leaves the disk and the cache's memory.
     const tight = new Storage({ dataDir: join(work, `d${++n}`), maxSize: 0, pendingGraceMs: -1000 });
     await put(tight, "gone");
     tight.smallBlob(blake3Hex("gone"));
     expect(tight.smallBlobCacheUsed).toBe(4);
     tight.evict();
     expect(tight.smallBlobCacheUsed).toBe(0);
+    expect(tight.strayFiles()).toEqual([]);
+    expect(existsSync(tight.blobPath(blake3Hex("gone")))).toBe(false);
     tight.close();
-    s.close();
   });
 
   test("the same blob uploaded twice at once is stored once; the later upload leaves nothing behind", async () => {
@@ -393,8 +396,9 @@ describe("what the mutants of storage showed untested", () => {
   test("fields that only look right as text are refused; an action without blobs and a layer of 0 bytes are fine", async () => {
     const s = storage();
     const hash = blake3Hex("z");
+    await s.putBlob(hash, stream("z"), 1); // stored: only the list's shape is wrong below
     for (const body of [{ diffId: null, blobs: [[hash]] }, { diffId: [DIFF] }]) {
-      expect(() => s.putAction(KEY, JSON.stringify(body), "a")).toThrow(UploadRejected);
+      expect(() => s.putAction(KEY, JSON.stringify(body), "a")).toThrow(expect.objectContaining({ reason: "invalid" }));
     }
     expect(s.putAction(KEY, JSON.stringify({ diffId: null }), "a")).toBe("stored");
     await s.putBlob(blake3Hex(""), stream(), 0);
