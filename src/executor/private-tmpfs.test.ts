@@ -3,7 +3,7 @@ import { describe, expect, test } from "bun:test";
 import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
-import { mount } from "../snapshot/libc.ts";
+import { mount, umount } from "../snapshot/libc.ts";
 import { PrivateTmpfs, removeAbandonedTmpfs } from "./private-tmpfs.ts";
 
 const mountOf = (path: string) =>
@@ -84,6 +84,7 @@ describe("a RUN's private tmpfs", () => {
       expect(readdirSync(base)).toEqual([]);
     } finally {
       closeSync(fd);
+      umount(dead, true); // when the cleanup under test failed: leave no mount behind
       rmSync(base, { recursive: true, force: true });
     }
   });
