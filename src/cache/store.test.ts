@@ -4,7 +4,7 @@
  * images need.
  */
 import { afterAll, describe, expect, test } from "bun:test";
-import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { TarWriter } from "../image/tar.ts";
@@ -413,6 +413,15 @@ describe("what the mutants of the store showed untested", () => {
     writeFileSync(join(store.dir, "blobs/sha256", `${hex}.part`), "stray");
     expect(store.blobDigests()).toEqual([]);
     store.close();
+  });
+
+  test("a link planted as gc.lock is not followed: the store refuses to open", () => {
+    const dir = join(work, `store${++n}`);
+    mkdirSync(dir);
+    const target = join(work, `lock-target-${n}`);
+    symlinkSync(target, join(dir, "gc.lock"));
+    expect(() => LocalStore.open(dir)).toThrow(/ELOOP/);
+    expect(existsSync(target)).toBe(false);
   });
 
   test("closing releases the lock and the database", () => {

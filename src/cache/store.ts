@@ -15,7 +15,7 @@
 import { randomHex } from "../util/random.ts";
 import { UserError } from "../errors.ts";
 import type { Database } from "bun:sqlite";
-import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, statSync } from "node:fs";
+import { closeSync, constants, existsSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { extractLayer } from "../snapshot/extract.ts";
 import { limit, limitHint } from "../config/limits.ts";
@@ -89,12 +89,10 @@ function processAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
     return true;
-    // EPERM (alive, another user's) never reaches root, which builds run as.
-    // Stryker disable BlockStatement,ConditionalExpression,StringLiteral
   } catch (error) {
+    // EPERM: alive, another user's (never seen as root, which builds run as).
     return (error as NodeJS.ErrnoException).code === "EPERM";
   }
-  // Stryker restore all
 }
 
 export class LocalStore {
@@ -348,13 +346,10 @@ export class LocalStore {
     const doomed = join(this.tmpRoot, `${process.pid}-${randomHex(6)}-deleted`);
     try {
       renameSync(this.snapshotPath(diffId), doomed);
-      // Other rename errors (EIO, EXDEV) cannot be made to happen here.
-      // Stryker disable BlockStatement,ConditionalExpression
     } catch (error) {
-      if ((error as NodeJS.ErrnoException).code === "ENOENT") return;
+      if ((error as NodeJS.ErrnoException).code === "ENOENT") return; // already gone
       throw error;
     }
-    // Stryker restore all
     removeTree(doomed);
   }
 
@@ -606,7 +601,8 @@ export function unmountBelow(path: string) {
 /** Opens the store's gc.lock (making the store directory if need be). */
 function openLock(dir: string): number {
   mkdirSync(dir, { recursive: true });
-  return openSync(join(dir, "gc.lock"), "a");
+  // The store's own directory, not an image root; still, a link planted as gc.lock is not followed.
+  return openSync(join(dir, "gc.lock"), constants.O_WRONLY | constants.O_CREAT | constants.O_APPEND | constants.O_NOFOLLOW, 0o644);
 }
 
 /** Flushes a file's bytes to disk before it is renamed into place (durable, not only atomic). */
