@@ -1,13 +1,15 @@
 /**
- * Validates JSON against the OCI image-spec schemas in ../shared/conformance/oci-schema
- * (draft-04). Their relative $refs resolve against whatever `id` encloses them (…/schema/,
- * …/schema/image/, …/schema/descriptor/…), so every file is registered under every base an
- * `id` in the set implies.
+ * Validates JSON against the OCI image-spec schemas in schema/oci (draft-04; opencontainers/
+ * image-spec's, as schema/oci/SOURCE records). Their relative $refs resolve against whatever
+ * `id` encloses them (…/schema/, …/schema/image/, …/schema/descriptor/…), so every file is
+ * registered under every base an `id` in the set implies.
  */
 import Ajv from "ajv-draft-04";
 import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import { conformanceDir } from "./conformance.ts";
+
+/** The project's copy, so that checking its own output needs nothing from outside the repository. */
+export const OCI_SCHEMA_DIR = join(import.meta.dir, "../../schema/oci");
 
 let ajv: Ajv | undefined;
 
@@ -15,9 +17,8 @@ function load(): Ajv {
   const instance = new Ajv({ strict: false, allErrors: true, logger: false });
   instance.addFormat("uri", /^[a-z][a-z0-9+.-]*:/i);
   instance.addFormat("date-time", /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$/);
-  const dir = conformanceDir("oci-schema");
-  const files = readdirSync(dir).filter((f) => f.endsWith(".json"));
-  const schemas = new Map(files.map((file) => [file, JSON.parse(readFileSync(join(dir, file), "utf8"))]));
+  const files = readdirSync(OCI_SCHEMA_DIR).filter((f) => f.endsWith(".json"));
+  const schemas = new Map(files.map((file) => [file, JSON.parse(readFileSync(join(OCI_SCHEMA_DIR, file), "utf8"))]));
   const bases = new Set<string>();
   const collect = (node: unknown) => {
     if (!node || typeof node !== "object") return;
