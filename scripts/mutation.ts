@@ -15,6 +15,7 @@
  */
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
+import { conformanceRoot } from "../test/support/conformance.ts";
 
 const ROOT = resolve(import.meta.dir, "..");
 const BUN = process.execPath;
@@ -90,7 +91,8 @@ function run(module: Module): Counts {
   const reports = join(ROOT, "reports/mutation");
   mkdirSync(reports, { recursive: true });
   const report = join(reports, `${module.name}.json`);
-  const conformance = process.env.MEMOBUILD_CONFORMANCE_DIR ?? resolve(ROOT, "../shared/conformance");
+  // Stryker runs the tests in a sandbox copy of the tree: the data is named by its absolute path.
+  const conformance = conformanceRoot();
   const config = {
     testRunner: "command",
     commandRunner: { command: `${JAIL} env MEMOBUILD_CONFORMANCE_DIR=${conformance} ${BUN} test ${module.tests}` },

@@ -1,17 +1,16 @@
 import { describe, expect, test } from "bun:test";
 import { readFileSync } from "node:fs";
-import { conformanceDir } from "../../test/support/conformance.ts";
+import { describeConformance } from "../../test/support/conformance.ts";
 import { IgnoreMatcher, IgnorePatternError, parseIgnoreFile } from "./dockerignore.ts";
-
-const data = JSON.parse(readFileSync(conformanceDir("dockerignore/cases.json"), "utf8")) as {
-  cases: { patterns: string[]; path: string; excluded: boolean }[];
-  ignorefile: { text: string; patterns: string[] };
-};
 
 const toPatterns = (list: string[]) =>
   list.map((p) => (p.startsWith("!") ? { pattern: p.slice(1), exclusion: true } : { pattern: p, exclusion: false }));
 
-describe("moby/patternmatcher conformance", () => {
+describeConformance("moby/patternmatcher conformance", "dockerignore/cases.json", (file) => {
+  const data = JSON.parse(readFileSync(file, "utf8")) as {
+    cases: { patterns: string[]; path: string; excluded: boolean }[];
+    ignorefile: { text: string; patterns: string[] };
+  };
   test("has all 72 cases", () => expect(data.cases.length).toBe(72));
   data.cases.forEach((c, index) => {
     test(`#${index}: ${JSON.stringify(c.patterns)} ${c.excluded ? "excludes" : "keeps"} ${c.path}`, () => {

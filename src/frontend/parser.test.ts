@@ -1,11 +1,10 @@
 import { describe, expect, test } from "bun:test";
 import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import { conformanceDir } from "../../test/support/conformance.ts";
+import { describeConformance } from "../../test/support/conformance.ts";
 import { dumpNode, goQuote, parseDockerfile } from "./parser.ts";
 
-describe("BuildKit parser testfiles", () => {
-  const root = conformanceDir("buildkit-parser");
+describeConformance("BuildKit parser testfiles", "buildkit-parser", (root) => {
   const names = readdirSync(root).sort();
   test("all 33 testfiles are present", () => expect(names.length).toBe(33));
   for (const name of names) {

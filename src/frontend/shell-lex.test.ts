@@ -1,12 +1,12 @@
 import { describe, expect, test } from "bun:test";
 import { readFileSync } from "node:fs";
-import { conformanceDir } from "../../test/support/conformance.ts";
+import { describeConformance } from "../../test/support/conformance.ts";
 import { envFromMap, expand, expandWord, expandWords } from "./shell-lex.ts";
 
 /** BuildKit's envVarTest: `PLATFORM|input|expected`, run for every A (all) and U (unix) line. */
-describe("BuildKit envVarTest conformance", () => {
+describeConformance("BuildKit envVarTest conformance", "buildkit-shell/envVarTest", (file) => {
   const env = envFromMap({ PWD: "/home", SHELL: "bash", KOREAN: "한국어", NULL: "" });
-  const lines = readFileSync(conformanceDir("buildkit-shell/envVarTest"), "utf8").split("\n");
+  const lines = readFileSync(file, "utf8").split("\n");
   const cases = lines
     .map((line, index) => ({ line, number: index + 1 }))
     .filter(({ line }) => !line.startsWith("#") && line.trim() !== "")
@@ -31,8 +31,8 @@ describe("BuildKit envVarTest conformance", () => {
 });
 
 /** BuildKit's wordsTest: `ENV k=v` lines extend the environment; `input | w1,w2`. */
-describe("BuildKit wordsTest conformance", () => {
-  const lines = readFileSync(conformanceDir("buildkit-shell/wordsTest"), "utf8").split("\n");
+describeConformance("BuildKit wordsTest conformance", "buildkit-shell/wordsTest", (file) => {
+  const lines = readFileSync(file, "utf8").split("\n");
   const vars = new Map<string, string>();
   let count = 0;
   lines.forEach((line, index) => {

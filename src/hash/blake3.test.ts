@@ -1,8 +1,8 @@
-import { afterAll, describe, expect, test } from "bun:test";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { afterAll, expect, test } from "bun:test";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { conformanceDir } from "../../test/support/conformance.ts";
+import { describeConformance } from "../../test/support/conformance.ts";
 import { Blake3Hasher, blake3Hex, hashFile } from "./blake3.ts";
 
 interface Vector {
@@ -11,11 +11,6 @@ interface Vector {
   keyed_hash: string;
   derive_key: string;
 }
-const vectors = (await Bun.file(conformanceDir("blake3/test_vectors.json")).json()) as {
-  key: string;
-  context_string: string;
-  cases: Vector[];
-};
 
 /** The vectors' input: bytes 0, 1, …, 250, 0, 1, … */
 const input = (length: number) => Uint8Array.from({ length }, (_, i) => i % 251);
@@ -24,7 +19,8 @@ const work = mkdtempSync(join(tmpdir(), "memobuild-b3-"));
 afterAll(() => rmSync(work, { recursive: true, force: true }));
 
 // The library has no extended output, so each vector's first 32 bytes (64 hex) are compared.
-describe("BLAKE3 official test vectors", () => {
+describeConformance("BLAKE3 official test vectors", "blake3/test_vectors.json", (file) => {
+  const vectors = JSON.parse(readFileSync(file, "utf8")) as { key: string; context_string: string; cases: Vector[] };
   test("all 35 vectors are present", () => expect(vectors.cases.length).toBe(35));
   for (const v of vectors.cases) {
     test(`input length ${v.input_len}`, () => {

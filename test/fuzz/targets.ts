@@ -12,6 +12,7 @@ import { ExpansionError, expandWords } from "../../src/frontend/shell-lex.ts";
 import { IgnoreMatcher, IgnorePatternError, parseIgnoreFile } from "../../src/context/dockerignore.ts";
 import { archiveKindOf } from "../../src/executor/archive.ts";
 import { TarReader } from "../../src/image/tar.ts";
+import { conformanceRoot } from "../support/conformance.ts";
 import { tarBytes } from "../support/tar.ts";
 import { parseImageConfig, parseImageIndex, parseImageManifest } from "../../src/image/validate.ts";
 import { parseDockerArchiveManifest } from "../../src/image/layout.ts";
@@ -137,10 +138,9 @@ const imageJson: Target = {
   },
 };
 
-/** The shared conformance data, when it is beside the checkout (seeds only: the harness runs without it). */
+/** The conformance data's files, when it is there: extra seeds only, so the harness runs without it. */
 function conformanceFiles(subdir: string, name: (file: string) => boolean): Buffer[] {
-  const root = process.env.MEMOBUILD_CONFORMANCE_DIR ?? join(import.meta.dir, "../../../shared/conformance");
-  const dir = join(root, subdir);
+  const dir = join(conformanceRoot(), subdir);
   if (!existsSync(dir)) return [];
   const files: Buffer[] = [];
   const visit = (path: string) => {
