@@ -10,7 +10,7 @@ import { lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, s
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { memobuildBinary, REPO_ROOT, runMemobuild, type RunResult } from "./support/binary.ts";
-import { TarWriter, type TarEntry } from "../src/image/tar.ts";
+import { TarWriter, type TarEntry } from "../src/sys/tar.ts";
 
 const work = mkdtempSync(join(tmpdir(), "memobuild-confine-"));
 const cacheDir = join(work, "cache");

@@ -60,7 +60,7 @@ test("builds report themselves: steps, the reason of every miss, and the time hi
     expect(b1.image).toMatch(/^sha256:[0-9a-f]{64}$/);
     expect(b1.context).toMatch(/^[0-9a-f]{64}$/);
     expect(b2.context).not.toBe(b1.context);
-    expect(b3).toMatchObject({ executed: 0, cached: 3 });
+    expect(b3).toMatchObject({ executed: 0, cached: 2 }); // COPY and RUN; the FROM does no work, so it counts neither way
 
     const detail2 = await api<Detail>(server.url, `/v1/builds/${b2.id}`);
     const copy = detail2.steps.find((s) => s.id.endsWith("/1"))!;

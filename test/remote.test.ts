@@ -47,10 +47,15 @@ describe("two machines sharing a remote cache", () => {
       // Machine B configures the remote through the environment.
       const b = await build(machine("b"), [], { MEMOBUILD_REMOTE_URL: server.url, MEMOBUILD_TOKEN: TOKEN });
       expect(b.exitCode).toBe(0);
-      const statuses = new Set(b.meta.steps.filter((s: { status: string }) => s.status !== "skipped").map((s: { status: string }) => s.status));
-      expect([...statuses]).toEqual(["cached-remote"]);
+      // Each result comes from the remote; a step of the same key later in the build (two stages
+      // FROM the same image are the same step, whatever they are called) may then hit locally.
+      const seen = new Set<string>();
+      for (const step of b.meta.steps.filter((s: { status: string }) => s.status !== "skipped") as { key: string; status: string }[]) {
+        expect(step.status).toBe(seen.has(step.key) && step.status === "cached-local" ? "cached-local" : "cached-remote");
+        seen.add(step.key);
+      }
       expect(b.meta["containerimage.digest"]).toBe(a.meta["containerimage.digest"]);
-      expect(b.stderr).toContain("11 from the remote cache");
+      expect(b.stderr).toContain("(0 step(s) run, 0 cached, 5 from the remote cache: 100% hit rate"); // the 5 steps that do work
       // B can run what it got.
       expect(runMemobuild(["run", "memobuild/busybox", "--cache-dir", join(work, "machine-b"), "--", "true"]).exitCode).toBe(0);
     } finally {

@@ -5,7 +5,6 @@
  */
 import { removeTree } from "../rootfs/root.ts";
 import { join, resolve } from "node:path";
-import { loadImage } from "../image/layout.ts";
 import type { LocalStore } from "./store.ts";
 
 export interface Usage {
@@ -39,11 +38,14 @@ function protectedByImages(store: LocalStore): { layers: Set<string>; blobs: Set
   const blobs = new Set<string>();
   for (const record of store.images()) {
     try {
-      const image = loadImage(store, record.manifestDigest);
+      // Only the digests an image names matter here, so the manifest and config are read as
+      // plain JSON (the image/ folder builds on the store, not the other way round).
+      const manifest = store.readJson<{ config: { digest: string }; layers: { digest: string }[] }>(record.manifestDigest);
+      const config = store.readJson<{ rootfs: { diff_ids: string[] } }>(manifest.config.digest);
       blobs.add(record.manifestDigest);
-      blobs.add(image.manifest.config.digest);
-      for (const diffId of image.config.rootfs.diff_ids) layers.add(diffId);
-      for (const layer of image.manifest.layers) blobs.add(layer.digest);
+      blobs.add(manifest.config.digest);
+      for (const diffId of config.rootfs.diff_ids) layers.add(diffId);
+      for (const layer of manifest.layers) blobs.add(layer.digest);
     } catch {
       // A damaged image protects nothing; `image ls` shows it as damaged.
     }

@@ -18,11 +18,10 @@ import type { Database } from "bun:sqlite";
 import { closeSync, constants, existsSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { extractLayer } from "../snapshot/extract.ts";
-import { limit, limitHint } from "../config/limits.ts";
+import { limit, limitHint } from "../util/limits.ts";
 import { removeTree } from "../rootfs/root.ts";
-import { removeAbandonedTmpfs } from "../executor/private-tmpfs.ts";
-import { reapAbandonedContainers } from "../executor/runtime.ts";
-import { tryLockExclusive, tryLockShared, umount } from "../snapshot/libc.ts";
+import { processAlive } from "../util/process.ts";
+import { tryLockExclusive, tryLockShared, umount } from "../sys/libc.ts";
 import { writeAll } from "../util/write-all.ts";
 import { addMissingColumns, openDatabase } from "../util/sqlite.ts";
 import { sha256File } from "../hash/sha256.ts";
@@ -84,19 +83,10 @@ const hexOf = (digest: string) => {
   return match[1];
 };
 
-function processAlive(pid: number): boolean {
-  if (!(pid > 0)) return false; // 0 and negative pids name process groups; NaN is no pid
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    // EPERM: alive, another user's (never seen as root, which builds run as).
-    return (error as NodeJS.ErrnoException).code === "EPERM";
-  }
-}
 
 export class LocalStore {
-  readonly db: Database;
+  /** Private: callers ask the store, never its tables (tests read it as store["db"]). */
+  private readonly db: Database;
   readonly tmpRoot: string;
 
   private constructor(
@@ -164,8 +154,6 @@ export class LocalStore {
       unmountBelow(path);
       removeTree(path);
     }
-    reapAbandonedContainers(processAlive); // a killed build's RUN
-    removeAbandonedTmpfs(processAlive); // and its secrets
   }
 
   /** A fresh staging directory owned by this process. */
@@ -458,6 +446,13 @@ export class LocalStore {
     const shown = instruction?.split("\n")[0]!.slice(0, 200) ?? null;
     this.db.query("INSERT OR REPLACE INTO steps (key, diff_id, created, last_used, duration_ms, instruction) VALUES (?, ?, ?, ?, ?, ?)").run(key, diffId, now, now, durationMs ?? null, shown);
     return { key, diffId, created: now, durationMs };
+  }
+
+  /** Every step result, most recently used first (what `memobuild cache ls` shows). */
+  stepResults(): { key: string; diffId: string | null; lastUsed: number; instruction: string | null; size: number | null }[] {
+    return this.db
+      .query("SELECT s.key, s.diff_id AS diffId, s.last_used AS lastUsed, s.instruction, l.size FROM steps s LEFT JOIN layers l ON l.diff_id = s.diff_id ORDER BY s.last_used DESC")
+      .all() as { key: string; diffId: string | null; lastUsed: number; instruction: string | null; size: number | null }[];
   }
 
   /** Diff IDs that some step result produced. */

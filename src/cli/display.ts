@@ -3,8 +3,9 @@
  * and `tty` end with a summary on stderr; `quiet` prints only the image ID on stdout; `json`
  * ends with a `result` event on stdout, so a script needs no metadata file.
  */
-import { jsonLine, jsonProgress, plainProgress, quietProgress, type ProgressSink } from "../solver/progress.ts";
-import { seconds, ttyProgress, type TtyProgress } from "../solver/tty-progress.ts";
+import type { ProgressSink } from "../solver/progress.ts";
+import { jsonLine, jsonProgress, plainProgress, quietProgress } from "./progress.ts";
+import { seconds, ttyProgress, type TtyProgress } from "./tty-progress.ts";
 import type { StepResult } from "../solver/solver.ts";
 
 export type DisplayMode = "tty" | "plain" | "json" | "quiet";
@@ -68,8 +69,9 @@ export function openDisplay(mode: DisplayMode, start = performance.now()): Displ
   }
 }
 
+/** Steps that did work (config-only steps never run anything, so they never count). */
 function counts(steps: StepResult[]) {
-  const count = (status: string) => steps.filter((s) => s.status === status).length;
+  const count = (status: string) => steps.filter((s) => s.status === status && !s.config_only).length;
   return { run: count("executed"), cached: count("cached-local"), cachedRemote: count("cached-remote") };
 }
 

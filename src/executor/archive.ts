@@ -8,7 +8,7 @@ import { join } from "node:path";
 import { constants as zlibConstants, gunzipSync } from "node:zlib";
 import { UserError } from "../errors.ts";
 import { randomHex } from "../util/random.ts";
-import { limit, limitHint } from "../config/limits.ts";
+import { limit, limitHint } from "../util/limits.ts";
 
 export type ArchiveKind = "tar" | "gzip" | "bzip2" | "xz";
 

@@ -3,43 +3,80 @@
  * of a layer. sharing=shared lets every build use the directory at once; locked makes builds
  * take turns; private gives a build its own directory when the shared one is in use. Locks are
  * flock(2) on a file beside the directory, so they hold across processes and vanish with them.
+ *
+ * As in BuildKit, a cache's identity is its id and what it starts from: `from=` a stage or image
+ * (at `source=`) seeds a new directory with those files, and uid/gid/mode other than the defaults
+ * start it as a directory with that owner and mode (BuildKit bases such a mount on a made
+ * directory, so it is another cache than the plain id).
  */
-import { chownSync, closeSync, existsSync, mkdirSync, openSync } from "node:fs";
-import type { LocalStore } from "../cache/store.ts";
+import { chownSync, closeSync, existsSync, mkdirSync, openSync, renameSync } from "node:fs";
+import { dirname } from "node:path";
 import type { Mount } from "../frontend/mounts.ts";
-import { tryLockExclusive, unlock } from "../snapshot/libc.ts";
+import { removeTree } from "../rootfs/root.ts";
+import { tryLockExclusive, unlock } from "../sys/libc.ts";
 
 export interface CacheMountLease {
   path: string;
   release(): void;
 }
 
-type CacheMount = Extract<Mount, { type: "cache" }>;
+export type CacheMount = Extract<Mount, { type: "cache" }>;
+
+/** What a new cache directory starts with: files of a stage or image. */
+export interface CacheMountSeed {
+  /** What the files are (their layers and the source path): part of the cache's identity. */
+  identity: string;
+  /** Fills a new, empty directory. */
+  fill(directory: string): void;
+}
 
 /** Where RUN's cache mounts come from (the local store's mounts/ directory). */
 export interface CacheMountProvider {
-  acquire(mount: CacheMount): Promise<CacheMountLease>;
+  acquire(mount: CacheMount, seed?: CacheMountSeed): Promise<CacheMountLease>;
 }
 
-export function storeCacheMounts(store: LocalStore): CacheMountProvider {
-  return { acquire: (mount) => acquireCacheMount(store, mount) };
+/** Cache mounts kept in directories named by `directoryOf(identity)`. */
+export function directoryCacheMounts(directoryOf: (identity: string) => string): CacheMountProvider {
+  return { acquire: (mount, seed) => acquireCacheMount(directoryOf(cacheIdentity(mount, seed)), mount, seed) };
 }
 
-function prepare(path: string, mount: CacheMount) {
+/** The id alone for a plain mount (so existing caches stay); with what it starts from otherwise. */
+export function cacheIdentity(mount: CacheMount, seed?: CacheMountSeed): string {
+  if (seed) return `${mount.id}\0from\0${seed.identity}`;
+  const plain = mount.uid === 0 && mount.gid === 0 && mount.mode === 0o755;
+  return plain ? mount.id : `${mount.id}\0mkdir\0${mount.uid}:${mount.gid}:${mount.mode.toString(8)}`;
+}
+
+/** Makes the directory when it is missing; a seeded one is filled beside it and renamed, so no build sees it half made. */
+function prepare(path: string, mount: CacheMount, seed?: CacheMountSeed) {
   if (existsSync(path)) return;
-  mkdirSync(path, { recursive: true, mode: mount.mode });
-  chownSync(path, mount.uid, mount.gid);
+  if (!seed) {
+    mkdirSync(path, { recursive: true, mode: mount.mode });
+    chownSync(path, mount.uid, mount.gid);
+    return;
+  }
+  mkdirSync(dirname(path), { recursive: true });
+  const staging = `${path}.new-${process.pid}-${Math.random().toString(36).slice(2)}`;
+  mkdirSync(staging, { mode: mount.mode });
+  try {
+    chownSync(staging, mount.uid, mount.gid);
+    seed.fill(staging);
+    renameSync(staging, path);
+  } catch (error) {
+    removeTree(staging);
+    // Another build made it first: theirs is as good as ours.
+    if (!existsSync(path)) throw error;
+  }
 }
 
-export async function acquireCacheMount(store: LocalStore, mount: CacheMount): Promise<CacheMountLease> {
-  const base = store.mountDir(mount.id);
+export async function acquireCacheMount(base: string, mount: CacheMount, seed?: CacheMountSeed): Promise<CacheMountLease> {
   if (mount.sharing === "shared") {
-    prepare(base, mount);
+    prepare(base, mount, seed);
     return { path: base, release: () => {} };
   }
   for (let instance = 0; ; instance++) {
     const path = instance === 0 ? base : `${base}-${instance}`;
-    prepare(path, mount);
+    prepare(path, mount, seed);
     const fd = openSync(`${path}.lock`, "a");
     if (tryLockExclusive(fd)) {
       return {

@@ -8,7 +8,7 @@ import { join } from "node:path";
 import { UserError } from "../errors.ts";
 import { writeAll } from "../util/write-all.ts";
 import { BodyTooLargeError, fetchWithTimeout, NetworkError, readBody } from "../util/network.ts";
-import { limit, limitHint } from "../config/limits.ts";
+import { limit, limitHint } from "../util/limits.ts";
 
 export interface Download {
   url: string;

@@ -3,7 +3,7 @@ import { describe, expect, test } from "bun:test";
 import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
-import { mount, umount } from "../snapshot/libc.ts";
+import { mount, umount } from "../sys/libc.ts";
 import { PrivateTmpfs, removeAbandonedTmpfs } from "./private-tmpfs.ts";
 
 const mountOf = (path: string) =>

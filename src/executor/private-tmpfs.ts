@@ -11,7 +11,7 @@
 import { mkdirSync, readdirSync, rmdirSync } from "node:fs";
 import { join } from "node:path";
 import { randomHex } from "../util/random.ts";
-import { mount, umount } from "../snapshot/libc.ts";
+import { mount, umount } from "../sys/libc.ts";
 
 const BASE = "/run/memobuild";
 const MS_NOSUID = 2;

@@ -13,13 +13,13 @@ import type { Instruction } from "../frontend/instructions.ts";
 import type { Mount } from "../frontend/mounts.ts";
 import { DEFAULT_PATH, DEFAULT_SHELL } from "../image/config.ts";
 import { Root } from "../rootfs/root.ts";
-import { mount, O_PATH } from "../snapshot/libc.ts";
+import { mount, O_PATH } from "../sys/libc.ts";
 import { mountOverlay, unmount } from "../snapshot/overlay.ts";
 import { resolveUser } from "../snapshot/view.ts";
 import { executeCopy } from "./copy.ts";
 import { relayAgent } from "./ssh.ts";
-import type { CacheMountLease } from "./cache-mount.ts";
-import type { StepRequest } from "./executor.ts";
+import type { CacheMount, CacheMountLease, CacheMountSeed } from "./cache-mount.ts";
+import type { ResolvedStep } from "./request.ts";
 import { runContainer, type RuntimeMount } from "./runtime.ts";
 
 type Run = Extract<Instruction, { kind: "RUN" }>;
@@ -50,7 +50,7 @@ export function runArgs(instruction: Run, shell: string[] | undefined): string[]
  * Runs the step in `work` (a staging directory the caller removes); returns the directory
  * holding its layer (overlay upper format), inside `work`.
  */
-export async function executeRun(request: StepRequest, work: string): Promise<string> {
+export async function executeRun(request: ResolvedStep, work: string): Promise<string> {
   const { instruction, config } = request;
   if (instruction.kind !== "RUN") throw new Error("not a RUN step");
   const upper = join(work, "upper");
@@ -102,7 +102,7 @@ export async function executeRun(request: StepRequest, work: string): Promise<st
       const target = mount.type === "secret" ? mount.target : posix.resolve(cwd, mount.target);
       switch (mount.type) {
         case "cache": {
-          const lease = await request.cacheMounts.acquire(mount);
+          const lease = await request.cacheMounts.acquire(mount, cacheSeed(request, mount, work));
           leases.push(lease);
           mountPoint(target!, "dir");
           runtimeMounts.push({ destination: target!, type: "bind", source: lease.path, options: ["rbind", mount.readonly ? "ro" : "rw"] });
@@ -252,10 +252,10 @@ function mountAt(source: string, target: string) {
  * sees it, .dockerignore applied), or a stage's file system with the source looked up inside
  * it. The runtime gets a descriptor path, so what it binds is exactly what was looked up.
  */
-function bindSource(request: StepRequest, mount: Extract<Mount, { type: "bind" }>, work: string, mounted: string[], held: Held): { path: string; kind: "dir" | "file" } {
+function bindSource(request: ResolvedStep, mount: Extract<Mount, { type: "bind" }>, work: string, mounted: string[], held: Held): { path: string; kind: "dir" | "file" } {
   const dir = join(work, `bind-${mounted.length}-${Math.random().toString(36).slice(2, 8)}`);
   const source = mount.source || ".";
-  const named = mount.from !== undefined ? request.namedContexts?.get(mount.from) : undefined;
+  const named = mount.from !== undefined ? request.namedContexts.get(mount.from) : undefined;
   if (mount.from === undefined || named) {
     mkdirSync(dir);
     const context = named ?? request.context!;
@@ -285,6 +285,42 @@ function bindSource(request: StepRequest, mount: Extract<Mount, { type: "bind" }
   if (!stat) throw new RunFailedError(`--mount from=${mount.from}: ${mount.source} does not exist there`, 1, []);
   const kind = stat.isDirectory() ? "dir" : "file";
   return { path: held.bindDescriptor(stageRoot.open(source, O_PATH), kind), kind };
+}
+
+/**
+ * `--mount=type=cache,from=STAGE,source=DIR`: a new cache starts with the stage's (or image's)
+ * files below DIR, copied as COPY --from copies them (owners kept, links never followed out).
+ */
+function cacheSeed(request: ResolvedStep, mount: CacheMount, work: string): CacheMountSeed | undefined {
+  if (mount.from === undefined) return undefined;
+  const layers = request.sources.get(mount.from);
+  if (!layers) throw new RunFailedError(`--mount from=${mount.from}: no such stage or image`, 1, []);
+  const source = mount.source || "/";
+  return {
+    identity: `${layers.join(",")}:${source}`,
+    fill: (directory) => {
+      if (layers.length === 0) return; // an empty stage seeds nothing
+      const stageDir = join(work, `cache-seed-${Math.random().toString(36).slice(2, 8)}`);
+      mountOverlay({ layers, target: stageDir });
+      try {
+        Root.with(stageDir, (stage) => {
+          if (!stage.stat(source)) throw new RunFailedError(`--mount type=cache,from=${mount.from}: ${source} does not exist there`, 1, []);
+          Root.with(directory, (root) =>
+            executeCopy({
+              instruction: { kind: "COPY", location: request.instruction.location, sources: [source], inline: [], dest: "/", link: false, excludes: [], parents: false },
+              workdir: "/",
+              root,
+              owner: { uid: 0, gid: 0 },
+              source: stage,
+              scratch: work,
+            }),
+          );
+        });
+      } finally {
+        unmount(stageDir);
+      }
+    },
+  };
 }
 
 /**

@@ -13,7 +13,7 @@ import { UserError } from "../errors.ts";
 import { gzipLayer } from "../snapshot/pack.ts";
 import { MEDIA, REF_NAME, type Descriptor, type Index, type Manifest, type StoredImage } from "./layout.ts";
 import { familiarReference } from "./reference.ts";
-import { TarWriter } from "./tar.ts";
+import { TarWriter } from "../sys/tar.ts";
 import { writeAll } from "../util/write-all.ts";
 import { sha256File } from "../hash/sha256.ts";
 

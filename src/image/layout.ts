@@ -7,9 +7,9 @@ import { closeSync, existsSync, mkdirSync, openSync, readFileSync, rmSync, statS
 import { join } from "node:path";
 import type { LocalStore } from "../cache/store.ts";
 import type { ImageConfig } from "./config.ts";
-import { TarReader } from "./tar.ts";
+import { TarReader } from "../sys/tar.ts";
 import { sha256Digest, sha256FileSync } from "../hash/sha256.ts";
-import { limit, limitHint } from "../config/limits.ts";
+import { limit, limitHint } from "../util/limits.ts";
 import { parseImageConfig, parseImageIndex, parseImageManifest } from "./validate.ts";
 import { writeAll } from "../util/write-all.ts";
 

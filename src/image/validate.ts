@@ -3,7 +3,7 @@
  * anything is fetched, unpacked or stored for it: digests are sha256, sizes whole numbers, the
  * layer count within the limit, and diff IDs digests. `what` names the input in every message.
  */
-import { limit, limitHint } from "../config/limits.ts";
+import { limit, limitHint } from "../util/limits.ts";
 import { UserError } from "../errors.ts";
 import type { ImageConfig } from "./config.ts";
 import type { Descriptor, Index, Manifest } from "./layout.ts";

@@ -11,7 +11,7 @@ import { homedir } from "node:os";
 import { dirname, join } from "node:path";
 import { UserError } from "../errors.ts";
 import type { ImageReference } from "../image/reference.ts";
-import { limit, limitHint } from "../config/limits.ts";
+import { limit, limitHint } from "../util/limits.ts";
 import { fetchWithTimeout, NetworkError, readBody, readBodyBytes } from "../util/network.ts";
 import { writeAll } from "../util/write-all.ts";
 

@@ -14,7 +14,7 @@ import { loadImage, MEDIA, type StoredImage } from "../image/layout.ts";
 import { parseImageConfig, parseImageIndex, parseImageManifest } from "../image/validate.ts";
 import { formatReference, parseReference } from "../image/reference.ts";
 import { RegistryClient, RegistryError, type RegistryOptions } from "./client.ts";
-import { limit, limitHint } from "../config/limits.ts";
+import { limit, limitHint } from "../util/limits.ts";
 
 const INDEX_TYPES = new Set(["application/vnd.oci.image.index.v1+json", "application/vnd.docker.distribution.manifest.list.v2+json"]);
 

@@ -52,6 +52,17 @@ test("a build's progress reaches the hub as one build with its steps, totals and
   expect(server.hub.store.eventsSince(0, 100).map((e) => e.type)).toEqual(["build.started", ...Array(4).fill("step.updated"), "build.finished"]);
 });
 
+test("steps that change only the config are reported but count neither as run nor as cached", async () => {
+  const server = startServer({ listen: "127.0.0.1:0", dataDir: join(work, "config-only"), tokens: [{ token: TOKEN, role: "rw" }], log: createLogger({ MEMOBUILD_LOG: "error" }) });
+  servers.push(server);
+  const reporter = client(server.url, []);
+  reporter.sink({ type: "plan", target: "app", steps: [{ id: "app/0", stage: "app", number: 1, name: "FROM x" }, { id: "app/1", stage: "app", number: 2, name: "RUN y" }] });
+  reporter.sink({ type: "done", step: "app/0", number: 1, status: "executed", durationMs: 0, configOnly: true });
+  reporter.sink({ type: "done", step: "app/1", number: 2, status: "cached-local", durationMs: 1, savedMs: 10 });
+  await reporter.finish({ result: "success" });
+  expect(server.hub.store.get(reporter.id)!).toMatchObject({ executed: 0, cached: 1, hitRate: 1 });
+});
+
 test("a failed build is reported with the failed step's output", async () => {
   const server = startServer({ listen: "127.0.0.1:0", dataDir: join(work, "b"), tokens: [{ token: TOKEN, role: "rw" }], log: createLogger({ MEMOBUILD_LOG: "error" }) });
   servers.push(server);

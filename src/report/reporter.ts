@@ -78,7 +78,10 @@ export class BuildReporter {
 
   private done(event: ProgressEvent) {
     const cached = event.status !== "executed";
-    if (cached) {
+    // Config-only steps (FROM, ENV, ARG...) never run anything: the totals count steps that do work.
+    if (event.configOnly) {
+      // neither a hit nor a miss
+    } else if (cached) {
       this.totals.cached++;
       this.totals.savedMs += event.savedMs ?? 0;
     } else this.totals.executed++;

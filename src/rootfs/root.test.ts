@@ -7,7 +7,7 @@ import { afterAll, beforeEach, describe, expect, test } from "bun:test";
 import { closeSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { mount, umount } from "../snapshot/libc.ts";
+import { mount, umount } from "../sys/libc.ts";
 import { EnsuredDirectories, removeTree, Root } from "./root.ts";
 
 const work = mkdtempSync(join(tmpdir(), "memobuild-root-"));

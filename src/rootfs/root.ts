@@ -22,7 +22,7 @@ import {
   AT_EMPTY_PATH, AT_REMOVEDIR, AT_SYMLINK_NOFOLLOW, closeFd, O_CLOEXEC, copyFileRange, fchownat, getXattr, linkat, mkdirat, mknodat, O_PATH, openat2,
   readlinkat, RESOLVE_BENEATH, RESOLVE_IN_ROOT, RESOLVE_NO_MAGICLINKS, RESOLVE_NO_SYMLINKS, RESOLVE_NO_XDEV, setXattrFollow, statxAt,
   symlinkat, SystemError, unlinkat, utimensat, type RawStat,
-} from "../snapshot/libc.ts";
+} from "../sys/libc.ts";
 import { writeAll } from "../util/write-all.ts";
 
 export type PathArg = string | Buffer;

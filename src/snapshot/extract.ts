@@ -9,8 +9,8 @@
  */
 import { diskFullError, UserError } from "../errors.ts";
 import { EnsuredDirectories, Root } from "../rootfs/root.ts";
-import { TarReader, type TarEntry } from "../image/tar.ts";
-import { OVERLAY_OPAQUE, S_IFBLK, S_IFCHR, S_IFIFO } from "./libc.ts";
+import { TarReader, type TarEntry } from "../sys/tar.ts";
+import { OVERLAY_OPAQUE, S_IFBLK, S_IFCHR, S_IFIFO } from "../sys/libc.ts";
 
 export class UnsafeLayerError extends UserError {}
 

@@ -5,7 +5,7 @@
  */
 import { UserError } from "../errors.ts";
 import { mkdirSync, rmSync, symlinkSync } from "node:fs";
-import { mount, umount } from "./libc.ts";
+import { mount, umount } from "../sys/libc.ts";
 
 /** overlayfs's own limit on lower layers (OVL_MAX_STACK in the kernel). */
 export const MAX_OVERLAY_LAYERS = 500;

@@ -6,8 +6,8 @@
  */
 import { closeSync, constants, lstatSync, openSync, readdirSync, readlinkSync, readSync, type Dirent } from "node:fs";
 import { fsPath } from "../context/paths.ts";
-import { TarWriter, type TarEntry } from "../image/tar.ts";
-import { getXattr, OVERLAY_OPAQUE } from "./libc.ts";
+import { TarWriter, type TarEntry } from "../sys/tar.ts";
+import { getXattr, OVERLAY_OPAQUE } from "../sys/libc.ts";
 import { writeAll } from "../util/write-all.ts";
 
 export interface PackOptions {

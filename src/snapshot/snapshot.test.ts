@@ -2,10 +2,10 @@ import { afterAll, describe, expect, test } from "bun:test";
 import { chmodSync, chownSync, existsSync, linkSync, utimesSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, readlinkSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { TarWriter, type TarEntry } from "../image/tar.ts";
+import { TarWriter, type TarEntry } from "../sys/tar.ts";
 import { cleanEntryName, extractInto, extractLayer, UnsafeLayerError } from "./extract.ts";
 import { Root } from "../rootfs/root.ts";
-import { getXattr, mknod, OVERLAY_OPAQUE, S_IFCHR, setXattr } from "./libc.ts";
+import { getXattr, mknod, OVERLAY_OPAQUE, S_IFCHR, setXattr } from "../sys/libc.ts";
 import { gzipLayer, writeLayerTar } from "./pack.ts";
 
 const work = mkdtempSync(join(tmpdir(), "memobuild-snapshot-"));
@@ -282,7 +282,7 @@ describe("what an entry becomes", () => {
     const descriptors = () => require("node:fs").readdirSync("/proc/self/fd").length;
     const dest = fresh();
     mkdirSync(join(dest, "ro"));
-    const { mount, umount } = require("./libc.ts");
+    const { mount, umount } = require("../sys/libc.ts");
     mount("tmpfs", join(dest, "ro"), "tmpfs", 1 /* MS_RDONLY */, "size=1m");
     const before = descriptors();
     try {

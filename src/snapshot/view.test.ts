@@ -2,7 +2,7 @@ import { afterAll, describe, expect, test } from "bun:test";
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { mknod, OVERLAY_OPAQUE, S_IFCHR, setXattr } from "./libc.ts";
+import { mknod, OVERLAY_OPAQUE, S_IFCHR, setXattr } from "../sys/libc.ts";
 import { LayerView, resolveUser, UserResolutionError } from "./view.ts";
 
 const work = mkdtempSync(join(tmpdir(), "memobuild-view-"));

@@ -5,7 +5,7 @@
  */
 import { UserError } from "../errors.ts";
 import { Root, type Stat } from "../rootfs/root.ts";
-import { OVERLAY_OPAQUE } from "./libc.ts";
+import { OVERLAY_OPAQUE } from "../sys/libc.ts";
 
 export class LayerView {
   /** `layers` are snapshot directories, bottom (base) first. */

@@ -8,7 +8,11 @@ import type { StepInputs, StepResult } from "./solver.ts";
 
 export interface Explanation {
   id: string;
+  /** As the build output shows the step: `[build 5/6] RUN make`. */
+  name: string;
   instruction: string;
+  /** FROM, ENV, ARG...: the step changes only the config, so it never runs anything. */
+  configOnly: boolean;
   hit: boolean;
   reasons: string[];
   /** Conflicts the remote cache recorded for this step's key (non-determinism, or an attack). */
@@ -54,11 +58,12 @@ export function explainStep(
   const hit = step.status !== "executed";
   const previous = last.get(step.id);
   const reasons: string[] = [];
-  if (hit) return { id: step.id, instruction: step.instruction, hit, reasons: [step.status === "cached-remote" ? "cached in the remote cache" : "cached"] };
+  const about = { id: step.id, name: step.name, instruction: step.instruction, configOnly: step.config_only === true, hit };
+  if (hit) return { ...about, reasons: [step.status === "cached-remote" ? "cached in the remote cache" : "cached"] };
   if (step.remote_refused) reasons.push(step.remote_refused);
   if (!previous) {
-    reasons.push("no earlier build of this step to compare with (first build, or the steps moved)");
-    return { id: step.id, instruction: step.instruction, hit, reasons };
+    reasons.push("no earlier build of this step to compare with (first build, or the stage was renamed or moved)");
+    return { ...about, reasons };
   }
   const before = previous.inputs as StepInputs;
   if (before.instruction !== current.instruction) reasons.push(`the instruction changed (was: ${before.instruction.split("\n")[0]})`);
@@ -84,5 +89,5 @@ export function explainStep(
     reasons.push(`its parent step changed${parent ? ` (${parent})` : ""}`);
   }
   if (reasons.length === 0) reasons.push("same inputs as the last build, but the result is no longer in the cache (pruned, or built with another cache)");
-  return { id: step.id, instruction: step.instruction, hit, reasons };
+  return { ...about, reasons };
 }

@@ -9,7 +9,7 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "nod
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { LocalStore } from "../cache/store.ts";
-import type { Executor, StepLayer, StepRequest } from "../executor/executor.ts";
+import type { Executor, ExecutorResources, StepIO, StepLayer, StepRequest } from "../executor/request.ts";
 import { writeLayerTar } from "../snapshot/pack.ts";
 import { storeImage } from "../image/layout.ts";
 import { hostPlatform } from "../frontend/platform.ts";
@@ -21,27 +21,37 @@ import { build, BuildError, type BuildResult, type NamedContext } from "./solver
 const work = mkdtempSync(join(tmpdir(), "memobuild-solver-"));
 afterAll(() => rmSync(work, { recursive: true, force: true }));
 
-/** Records every step it is asked to run; its layer holds one file named after the step. */
+/**
+ * Records every step it is asked to run; its layer holds one file named after the step. It
+ * resolves what a request names through the build's resources, as the local executor does.
+ */
 class FakeExecutor implements Executor {
   readonly ran: string[] = [];
   /** What each step was given to read: stage/image sources and local named contexts, by reference. */
   readonly reads: string[][] = [];
   /** What each step was given as ADD downloads. */
   readonly downloads: StepRequest["downloads"][] = [];
+  resources?: ExecutorResources;
   constructor(private readonly behave: (request: StepRequest) => Promise<void> | void = () => {}) {}
-  async execute(request: StepRequest): Promise<StepLayer> {
+  async execute(request: StepRequest, io: StepIO): Promise<StepLayer> {
+    // A request is plain data: it survives JSON as it is.
+    expect(JSON.parse(JSON.stringify(request))).toEqual(request);
     const text = request.instruction.kind === "RUN" && request.instruction.command.form === "shell" ? request.instruction.command.text : request.instruction.kind;
     this.ran.push(text);
-    this.reads.push([...request.sources.keys(), ...[...(request.namedContexts?.keys() ?? [])].map((k) => `named:${k}`)]);
+    this.reads.push([...Object.keys(request.sources), ...Object.keys(request.namedContexts).map((k) => `named:${k}`)]);
     this.downloads.push(request.downloads);
     // Only ADD fetches: every other step is given no downloads (an empty list, as the type says).
     if (request.instruction.kind !== "ADD") expect(request.downloads).toEqual([]);
     expect(request.owner).toEqual({ uid: expect.any(Number), gid: expect.any(Number) });
+    // Everything it names can be found.
+    await this.resources!.snapshots([...request.lowers, ...Object.values(request.sources).flat()]);
+    for (const digest of [...(request.context ? [request.context] : []), ...Object.values(request.namedContexts)]) this.resources!.context(digest);
+    for (const download of request.downloads) await this.resources!.download(download.url, download.digest);
     await this.behave(request);
-    const directory = join(request.work, "layer");
+    const directory = join(io.work, "layer");
     mkdirSync(directory);
-    writeFileSync(join(directory, "step"), `${text} ${request.lowers.length} ${[...request.sources.keys()].join(",")}`);
-    const tar = join(request.work, "layer.tar");
+    writeFileSync(join(directory, "step"), `${text} ${request.lowers.length} ${Object.keys(request.sources).join(",")}`);
+    const tar = join(io.work, "layer.tar");
     const packed = writeLayerTar(directory, tar, { clampMtime: 0 });
     return { directory, tar, diffId: packed.diffId, size: packed.size };
   }
@@ -57,7 +67,7 @@ function project(dockerfile: string, files: Record<string, string> = {}) {
   return {
     dir,
     /** `dockerfile` builds another text in the same project and cache (an edit of the Dockerfile). */
-    async build(executor: Executor, options: { target?: string; noCache?: boolean; namedContexts?: Map<string, NamedContext>; dockerfile?: string } = {}): Promise<BuildResult> {
+    async build(executor: FakeExecutor, options: { target?: string; noCache?: boolean; namedContexts?: Map<string, NamedContext>; dockerfile?: string } = {}): Promise<BuildResult> {
       const store = LocalStore.open(cache);
       try {
         return await build({
@@ -71,7 +81,7 @@ function project(dockerfile: string, files: Record<string, string> = {}) {
           secrets: new Map(),
           network: "none",
           progress: silentProgress,
-          executor,
+          executor: (resources) => ((executor.resources = resources), executor),
           namedContexts: options.namedContexts,
         });
       } finally {
@@ -83,14 +93,16 @@ function project(dockerfile: string, files: Record<string, string> = {}) {
 
 /** Step keys of the Dockerfile in "the key of each kind of input is stable" (linux/amd64). */
 const GOLDEN_KEYS: Record<string, string> = {
-  "dep/0": "d656e0720e5d8f8f9068c73acfe688c35c39acc230c5b625f65b340e67a1c439",
-  "dep/1": "f61e7ef646b42d017330a7d98c6dd55a82371c23b865430ba094a58df38af6b9",
-  "dep/2": "02aa4d54e4dd0d27e158abfab880074d46b78acbc98f3e7195c448d974f6bbee",
-  "1/0": "d3f2c5e98ce84dec8cac68bc6d5d9e910e441fec81c200846b948d849a18e660",
-  "1/1": "79da288af2318ab6a7fda34569316b4795991daad2ff2cae6d20bcc357e3a89c",
-  "1/2": "1a27471dfcb2ef70860ceb22ddf01c7f2d0fc7734eadde4c12a38531f5c28a43",
-  "1/3": "6f26520e4604e9041d1aa1b7921cc559cd0d1caada1e4cbb752c79d669b5090e",
-  "1/4": "9c03ebcb068459b0af9dd33d67bd9c38fa5b61dbfa54846c58830e7fa5abbfbe",
+  "dep/0": "20b7ec3c69ac27404c71b7fea9ce0e2a9532ff01789f2f5be4569101776542d7",
+  "dep/1": "595332d19f47ddc742a813518ae71c6acc537a7cfd703a14a25e5e43a2d31d3c",
+  "dep/2": "0951fe0036d43c4b7563afccd79f7d7331282ccbb9f97e48cab098af6b525438",
+  "1/0": "e9672e2dc28602a423209fb5f94e542415d20632b4cbbe0d285ea3bb2bf68bcb",
+  "1/1": "acb09497c654461236d147f752756170b8adc0118a5a6ffc8d6b71f942de5fcd",
+  "1/2": "20cba03860a482d4a4834cd257627fd717423322b4ed9194e92ca8289546d51d",
+  "1/3": "194c651965ca06c7bd15604d7b6c6135ca955f0769a44845a99afda2f057f1be",
+  "1/4": "e7d645fccbc969fe39c80a75721f50da16283156c836d468bfd7514d677e93e3",
+  "1/5": "ddfa40245f0339656988cf2c2688a8946c55b5ef6cf32aac6feb3207cdae1930",
+  "1/6": "a4e101cb113e65e2728e8f73df808db41d66d7a2233618467506824a0a54a309",
 };
 
 const statuses = (result: BuildResult) => Object.fromEntries(result.steps.map((s) => [s.id, s.status]));
@@ -124,11 +136,11 @@ describe("solver with a fake executor", () => {
     await p.build(new FakeExecutor((r) => void requests.push(r)));
     const copy = requests.find((r) => r.instruction.kind === "COPY")!;
     expect(copy.lowers).toHaveLength(1);
-    expect([...copy.sources.keys()]).toEqual(["tools"]);
-    expect(copy.sources.get("tools")).toHaveLength(1);
+    expect(Object.keys(copy.sources)).toEqual(["tools"]);
+    expect(copy.sources.tools).toHaveLength(1);
     const use = requests.find((r) => r.instruction.kind === "RUN" && r.instruction.command.form === "shell" && r.instruction.command.text === "use")!;
     expect(use.lowers).toHaveLength(2);
-    expect(use.sources.get("tools")).toEqual(copy.sources.get("tools")!);
+    expect(use.sources.tools).toEqual(copy.sources.tools);
   });
 
   /** Builds once, edits one context file, builds again: what the second build ran. */
@@ -150,6 +162,32 @@ describe("solver with a fake executor", () => {
     expect(await ranAfterEdit("FROM scratch\nRUN --mount=type=bind,source=m.txt,target=/m reader\n", "m.txt")).toEqual(["reader"]);
     // One of several bind mounts (each counts, not only the last)
     expect(await ranAfterEdit("FROM scratch\nRUN --mount=type=bind,source=m.txt,target=/m --mount=type=bind,source=Dockerfile,target=/o reader\n", "m.txt")).toEqual(["reader"]);
+  });
+
+  test("keys follow what a stage reference stands for, never its spelling: renames, --from=N and moved stages keep every hit", async () => {
+    const before = "FROM scratch AS build\nRUN compile\nFROM scratch AS lint\nRUN lint\nFROM build AS app\nCOPY --from=build /a /a\nRUN --mount=from=build,target=/b --mount=type=cache,from=lint,target=/c use\n";
+    const variants = [
+      // the stage renamed everywhere
+      before.replaceAll("build", "builder"),
+      // references by index instead of by name
+      "FROM scratch AS build\nRUN compile\nFROM scratch AS lint\nRUN lint\nFROM 0 AS app\nCOPY --from=0 /a /a\nRUN --mount=from=0,target=/b --mount=type=cache,from=1,target=/c use\n",
+      // an independent stage moved before the other, and the final stage renamed
+      "FROM scratch AS lint\nRUN lint\nFROM scratch AS build\nRUN compile\nFROM build AS release\nCOPY --from=build /a /a\nRUN --mount=from=build,target=/b --mount=type=cache,from=lint,target=/c use\n",
+    ];
+    const p = project(before);
+    const first = new FakeExecutor();
+    await p.build(first);
+    expect(first.ran).toEqual(["compile", "lint", "COPY", "use"]);
+    for (const dockerfile of variants) {
+      const again = new FakeExecutor();
+      const result = await p.build(again, { dockerfile });
+      expect({ dockerfile, ran: again.ran }).toEqual({ dockerfile, ran: [] });
+      expect(result.steps.filter((s) => s.status === "executed")).toEqual([]);
+    }
+    // What a referenced stage contains still decides: a changed stage misses everything that reads it.
+    const changed = new FakeExecutor();
+    await p.build(changed, { dockerfile: before.replace("RUN lint", "RUN lint --strict") });
+    expect(changed.ran).toEqual(["lint --strict", "use"]);
   });
 
   test("independent stages run at the same time", async () => {
@@ -212,9 +250,11 @@ describe("solver with a fake executor", () => {
     expect((await p.build(executor)).steps.every((s) => s.status !== "executed")).toBe(true);
   });
 
-  test("--no-cache runs every step again, config-only steps counted as run, with the same image", async () => {
+  test("--no-cache runs every step again (config-only steps are recomputed and marked so: they never count as run), with the same image", async () => {
     const p = project("FROM scratch\nENV A=1\nRUN once\nLABEL b=2\n");
     const first = await p.build(new FakeExecutor());
+    expect(first.steps.map((s) => s.config_only ?? false)).toEqual([true, true, false, true]);
+    expect(first.steps.map((s) => s.name)).toEqual(["[stage-0 1/4] FROM scratch", "[stage-0 2/4] ENV A=1", "[stage-0 3/4] RUN once", "[stage-0 4/4] LABEL b=2"]);
     const again = new FakeExecutor();
     const rebuilt = await p.build(again, { noCache: true });
     expect(again.ran).toEqual(["once"]);
@@ -314,7 +354,7 @@ describe("what a step's key is made of (each a protection: a key that missed an 
     if (hostArchitecture() !== "amd64") return;
     const p = project(
       "FROM scratch AS dep\nRUN --mount=type=bind,source=a.txt,target=/a one\nRUN --mount=type=bind,source=a.txt,target=/a --mount=type=bind,source=b.txt,target=/b two\n" +
-        "FROM dep\nRUN --mount=from=dep,target=/d --mount=from=dep,target=/e stages\nUSER 7:8\nWORKDIR /w\nCOPY a.txt /a\n",
+        "FROM dep\nRUN --mount=from=dep,target=/d --mount=from=dep,target=/e stages\nUSER 7:8\nWORKDIR /w\nCOPY a.txt /a\nCOPY --from=dep /x /x\nRUN --mount=type=cache,from=dep,target=/c seeded\n",
       { "a.txt": "a", "b.txt": "b" },
     );
     const result = await p.build(new FakeExecutor());

@@ -3,7 +3,7 @@
  * timeout is aborted, and a body is read chunk by chunk with the same idle timeout and a byte
  * limit, so a peer that trickles, stalls or sends without end costs at most that much.
  */
-import { limit } from "../config/limits.ts";
+import { limit } from "./limits.ts";
 import { UserError } from "../errors.ts";
 
 export class NetworkError extends UserError {}

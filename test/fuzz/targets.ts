@@ -11,7 +11,7 @@ import { planDockerfile } from "../../src/frontend/plan.ts";
 import { ExpansionError, expandWords } from "../../src/frontend/shell-lex.ts";
 import { IgnoreMatcher, IgnorePatternError, parseIgnoreFile } from "../../src/context/dockerignore.ts";
 import { archiveKindOf } from "../../src/executor/archive.ts";
-import { TarReader } from "../../src/image/tar.ts";
+import { TarReader } from "../../src/sys/tar.ts";
 import { conformanceRoot } from "../support/conformance.ts";
 import { tarBytes } from "../support/tar.ts";
 import { parseImageConfig, parseImageIndex, parseImageManifest } from "../../src/image/validate.ts";

@@ -148,6 +148,16 @@ export const cases: Record<string, ParityCase[]> = {
   ],
   "RUN --mount": [
     { name: "a cache mount leaves only its mount point", dockerfile: from("RUN --mount=type=cache,target=/var/cache/x echo c > /var/cache/x/c && ls /var/cache/x > /listed") },
+    {
+      name: "a cache mount from a stage starts with that stage's files below source",
+      dockerfile:
+        "FROM memobuild/busybox AS seed\nRUN mkdir -p /seed/d && echo seeded > /seed/d/f && echo top > /seed/t\nFROM memobuild/busybox\n" +
+        "RUN --mount=type=cache,id=parity-seeded,from=seed,source=/seed,target=/c ls -R /c > /listed && cat /c/d/f > /content\n",
+    },
+    {
+      name: "a cache mount's uid, gid and mode make it another cache than the plain id",
+      dockerfile: from("RUN --mount=type=cache,id=parity-owned,target=/c echo plain > /c/p\nRUN --mount=type=cache,id=parity-owned,target=/c,uid=1000,gid=1001,mode=0700 ls /c > /listed && stat -c '%u %g %a' /c > /owner"),
+    },
     { name: "a tmpfs mount leaves only its mount point", dockerfile: from("RUN --mount=type=tmpfs,target=/scratch echo t > /scratch/t && ls /scratch > /listed") },
     { name: "a bind of the context", dockerfile: from("RUN --mount=type=bind,source=dir,target=/src cat /src/x > /copied"), files: fewFiles },
     { name: "a bind without target= (the context at the working directory)", dockerfile: from("WORKDIR /src\nRUN --mount=type=bind cat a.txt > /copied"), files: fewFiles },

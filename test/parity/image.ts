@@ -6,7 +6,7 @@
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join, posix } from "node:path";
 import { gunzipSync } from "node:zlib";
-import { TarReader } from "../../src/image/tar.ts";
+import { TarReader } from "../../src/sys/tar.ts";
 
 /** One entry of a flattened root filesystem; times are left out on purpose. */
 export interface TreeEntry {

@@ -1,4 +1,4 @@
-import { TarWriter, type TarEntry } from "../../src/image/tar.ts";
+import { TarWriter, type TarEntry } from "../../src/sys/tar.ts";
 
 /** A tar archive of the given entries, in order (a name may repeat): files get their content. */
 export function tarBytes(entries: [Partial<TarEntry> & { name: string }, (string | Buffer)?][]): Buffer {

@@ -14,16 +14,14 @@ export function registerCache(program: Command) {
     .option("--cache-dir <dir>", "cache directory")
     .action((flags: { cacheDir?: string }) =>
       withStore(flags.cacheDir, (store) => {
-        const rows = store.db
-          .query("SELECT s.key, s.diff_id, s.last_used, s.instruction, l.size FROM steps s LEFT JOIN layers l ON l.diff_id = s.diff_id ORDER BY s.last_used DESC")
-          .all() as { key: string; diff_id: string | null; last_used: number; instruction: string | null; size: number | null }[];
+        const rows = store.stepResults();
         process.stdout.write("KEY               LAYER                SIZE        LAST USED            INSTRUCTION\n");
         for (const row of rows) {
-          const layer = row.diff_id ? row.diff_id.slice(0, 19) : "(config only)";
+          const layer = row.diffId ? row.diffId.slice(0, 19) : "(config only)";
           const size = row.size === null ? "-" : formatBytes(row.size);
           // Results recorded by versions before the instruction was kept show "-".
           const instruction = row.instruction ?? "-";
-          process.stdout.write(`${row.key.slice(0, 16)}  ${layer.padEnd(19)}  ${size.padStart(10)}  ${new Date(row.last_used).toISOString().slice(0, 19).replace("T", " ")}  ${instruction}\n`);
+          process.stdout.write(`${row.key.slice(0, 16)}  ${layer.padEnd(19)}  ${size.padStart(10)}  ${new Date(row.lastUsed).toISOString().slice(0, 19).replace("T", " ")}  ${instruction}\n`);
         }
       }),
     );

@@ -58,13 +58,15 @@ export function registerExplain(program: Command) {
           process.stdout.write(JSON.stringify(explanations, null, 2) + "\n");
           return;
         }
-        const misses = explanations.filter((e) => !e.hit).length;
+        // Only steps that do work (RUN, COPY, ADD, WORKDIR) count, as in the build's summary.
+        const work = explanations.filter((e) => !e.configOnly);
+        const misses = work.filter((e) => !e.hit).length;
         for (const e of explanations) {
-          process.stdout.write(`${e.hit ? "hit " : "MISS"}  ${e.id.padEnd(12)} ${e.instruction.split("\n")[0]}\n`);
+          process.stdout.write(`${e.hit ? "hit " : "MISS"}  ${e.name}\n`);
           if (!e.hit) for (const reason of e.reasons) process.stdout.write(`        ${reason}\n`);
           for (const conflict of e.conflicts ?? []) process.stdout.write(`        CONFLICT ${conflict}\n`);
         }
-        process.stdout.write(`${explanations.length - misses} of ${explanations.length} step(s) would come from the cache; ${misses} would run\n`);
+        process.stdout.write(`${work.length - misses} of ${work.length} step(s) would come from the cache; ${misses} would run\n`);
       });
     });
 }

@@ -10,7 +10,7 @@
  * to go back up are counted at the width the terminal has now, asked of it at each frame.
  * RUN output is untrusted bytes: control characters are removed before it reaches the terminal.
  */
-import type { PlannedStep, ProgressEvent, ProgressSink } from "./progress.ts";
+import type { PlannedStep, ProgressEvent, ProgressSink } from "../solver/progress.ts";
 
 export interface TtyOutput {
   write(text: string): void;

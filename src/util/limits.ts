@@ -4,7 +4,7 @@
  * variable raises it.
  */
 import { UserError } from "../errors.ts";
-import { parseSize } from "../util/sizes.ts";
+import { parseSize } from "./sizes.ts";
 
 interface Limit {
   variable: string;

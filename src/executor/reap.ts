@@ -1,0 +1,12 @@
+/**
+ * What a killed build (kill -9, power loss) leaves of the executor: its RUN's container and the
+ * private tmpfs that held its secrets. Every command that opens the cache calls this first.
+ */
+import { processAlive } from "../util/process.ts";
+import { removeAbandonedTmpfs } from "./private-tmpfs.ts";
+import { reapAbandonedContainers } from "./runtime.ts";
+
+export function reapAbandoned() {
+  reapAbandonedContainers(processAlive); // a killed build's RUN
+  removeAbandonedTmpfs(processAlive); // and its secrets
+}

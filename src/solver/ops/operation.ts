@@ -1,0 +1,103 @@
+/**
+ * Steps as operations, as BuildKit's `solver.Op` has CacheMap and Exec: each instruction kind
+ * says what it reads and what its key is made of, and (when it changes the file system) the
+ * plain-data request that executes it. The solver walks the graph and never asks which kind a
+ * step is.
+ */
+import type { Ownership } from "../../context/digest.ts";
+import type { Sandbox } from "../../executor/sandbox.ts";
+import { resolveUser } from "../../snapshot/view.ts";
+import type { StepRequest } from "../../executor/request.ts";
+import type { Stage, Step } from "../../frontend/plan.ts";
+import { formatPlatform, type Platform } from "../../frontend/platform.ts";
+import { keyText, type StepInputs } from "../keys.ts";
+import { copyState, diffIds, type StageState } from "../state.ts";
+import type { BuildWorld } from "../world.ts";
+
+/** What an operation is given: the step, the state it starts from, and the build around it. */
+export interface StepScope {
+  step: Step;
+  stage: Stage;
+  /** The stage as the previous step left it; none for FROM. */
+  parent?: StageState;
+  world: BuildWorld;
+  build: BuildSettings;
+  /** Throws the step's error, with its location. */
+  fail: (message: string) => never;
+}
+
+/** Build-wide settings an operation may put in a key or a request. */
+export interface BuildSettings {
+  platform: Platform;
+  network: "none" | "host";
+  sandbox?: Sandbox;
+  /** The sandbox as it enters RUN keys (only when given). */
+  sandboxKey?: string;
+  epoch?: number;
+  /** What the person running the build consents to: network.host, security.insecure. */
+  allow: ReadonlySet<string>;
+}
+
+export interface StepPlan {
+  inputs: StepInputs;
+  /** How to execute the step when it misses; config-only steps have none. */
+  request?: StepRequest;
+  /** The stage after the step, before the layer it makes (if any) is added; its key is the solver's. */
+  next: StageState;
+  /** Whether the step adds a history entry (FROM and ONBUILD add none). */
+  history: boolean;
+}
+
+export type Operation = (scope: StepScope) => Promise<StepPlan>;
+
+/** The inputs every step after FROM starts with: its parent, its text as keyed, the platform. */
+export function baseInputs(scope: StepScope): StepInputs {
+  return { parent: scope.parent!.key, instruction: keyText(scope.step.instruction), platform: formatPlatform(scope.build.platform) };
+}
+
+/** A request with what every layer step carries; the operation adds what it reads. */
+export function baseRequest(scope: StepScope, instruction: StepRequest["instruction"]): StepRequest {
+  const parent = scope.parent!;
+  return {
+    instruction,
+    config: parent.config,
+    env: [],
+    lowers: diffIds(parent.layers),
+    sources: {},
+    namedContexts: {},
+    owner: { uid: 0, gid: 0 },
+    downloads: [],
+    ...(scope.build.epoch !== undefined ? { epoch: scope.build.epoch } : {}),
+    network: scope.build.network,
+    ...(scope.build.sandbox ? { sandbox: scope.build.sandbox } : {}),
+  };
+}
+
+/** The parent's state, copied for the step to change. */
+export const nextState = (scope: StepScope) => copyState(scope.parent!);
+
+/** The per-file digests a step read, for `explain` (capped so huge contexts stay cheap). */
+export function fileDigests(entries: { name: string; type: string; mode: number; contentDigest?: Uint8Array; linkTarget?: string }[]): Record<string, string> {
+  const files: Record<string, string> = {};
+  for (const entry of entries.slice(0, 5000)) {
+    files[entry.name] =
+      entry.type === "file" ? `${entry.mode.toString(8)}:${Buffer.from(entry.contentDigest!).toString("hex").slice(0, 16)}` : `${entry.type}:${entry.mode.toString(8)}:${entry.linkTarget ?? ""}`;
+  }
+  return files;
+}
+
+/** The uid:gid a user (a name, or ids) stands for in the stage's /etc/passwd and /etc/group. */
+export async function ownerOf(scope: StepScope, user: string | undefined, what: string): Promise<Ownership> {
+  if (!user) return { uid: 0, gid: 0 };
+  if (/^\d+(:\d+)?$/.test(user)) {
+    const [uid, gid] = user.split(":");
+    return { uid: Number(uid), gid: Number(gid ?? uid) };
+  }
+  const read = await scope.world.reader(scope.parent!);
+  try {
+    const found = resolveUser(user, read);
+    return { uid: found.uid, gid: found.gid };
+  } catch (error) {
+    return scope.fail(`${what}=${user}: ${(error as Error).message}`);
+  }
+}

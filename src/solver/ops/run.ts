@@ -1,0 +1,61 @@
+/**
+ * RUN: keyed on its command, its environment (ENV and the build args in scope), the sandbox
+ * options, and what its mounts read: each context file a bind mount selects, and the key of each
+ * stage (or digest of each image) a bind or cache mount names with `from=`.
+ */
+import { blake3Hex } from "../../hash/blake3.ts";
+import type { BuildContext } from "../../context/context.ts";
+import type { Instruction } from "../../frontend/instructions.ts";
+import { baseInputs, baseRequest, fileDigests, nextState, type Operation, type StepScope } from "./operation.ts";
+
+type Run = Extract<Instruction, { kind: "RUN" }>;
+
+export const runOperation: Operation = async (scope) => {
+  const instruction = scope.step.instruction;
+  if (instruction.kind !== "RUN") throw new Error(`${instruction.kind} is not RUN`);
+  checkEntitlements(instruction, scope);
+  const inputs = { ...baseInputs(scope), env: scope.step.runEnv, ...(scope.build.sandboxKey ? { sandbox: scope.build.sandboxKey } : {}) };
+  const request = { ...baseRequest(scope, instruction), env: scope.step.runEnv ?? [] };
+  const digests: string[] = [];
+  const files: Record<string, string> = {};
+  const sourceKeys: string[] = [];
+  for (const mount of instruction.mounts) {
+    if ((mount.type !== "bind" && mount.type !== "cache") || (mount.type === "cache" && mount.from === undefined)) continue;
+    const named = mount.from !== undefined ? scope.world.localContext(mount.from) : undefined;
+    if (mount.from !== undefined && !named) {
+      const source = scope.world.source(mount.from, scope.stage.index) ?? scope.fail(`--mount from=${mount.from}: no such stage, and no image ${mount.from} in the local store`);
+      request.sources[mount.from] = source.layers.map((l) => l.diffId);
+      sourceKeys.push(source.identity);
+      continue;
+    }
+    if (mount.type === "cache") continue; // a cache mount is seeded from a stage or image only
+    const context = await mountedContext(scope, mount.from, named?.dir);
+    if (mount.from !== undefined) request.namedContexts[mount.from] = context.digest();
+    else request.context = context.digest();
+    // "" selects the whole context too
+    const selection = context.select([mount.source || "."]);
+    digests.push(selection.digest);
+    Object.assign(files, fileDigests(selection.entries));
+  }
+  // Every mount counts: the key changes when any of them does.
+  const read = {
+    ...(digests.length ? { context: { digest: digests.length === 1 ? digests[0] : blake3Hex(digests.join(",")), files } } : {}),
+    ...(sourceKeys.length ? { fromStage: sourceKeys.join(",") } : {}),
+  };
+  return { inputs: { ...inputs, ...read }, request, next: nextState(scope), history: true };
+};
+
+function mountedContext(scope: StepScope, from: string | undefined, dir: string | undefined): Promise<BuildContext> {
+  return from !== undefined && dir !== undefined ? scope.world.namedContext(from, dir) : scope.world.context();
+}
+
+/** A step that reaches outside the sandbox needs the consent of whoever runs the build. */
+function checkEntitlements(instruction: Run, scope: StepScope) {
+  const { allow } = scope.build;
+  if (instruction.network === "host" && !allow.has("network.host")) {
+    scope.fail("RUN --network=host uses the host's network: run the build with --allow network.host to let it");
+  }
+  if (instruction.security === "insecure" && !allow.has("security.insecure")) {
+    scope.fail("RUN --security=insecure runs a privileged container: run the build with --allow security.insecure to let it");
+  }
+}

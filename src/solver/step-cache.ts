@@ -1,0 +1,133 @@
+/**
+ * The one place that decides how a step is satisfied: the local store, then the remote cache
+ * (its result checked: BLAKE3 while downloading, sha256, diff ID while unpacking), then
+ * executing it. Layer steps and config-only steps go the same way; `--no-cache` skips both
+ * lookups. Results the remote lacks are uploaded alongside the build.
+ */
+import { rmSync } from "node:fs";
+import { join } from "node:path";
+import type { LocalStore } from "../cache/store.ts";
+import { RemoteCacheError, type RemoteAction, type RemoteCache } from "../remote/client.ts";
+import { DiskFullError, UserError } from "../errors.ts";
+import { sha256File } from "../hash/sha256.ts";
+import type { StepStatus } from "./progress.ts";
+
+/** A duration the remote sent, when it is one (it only feeds "time saved"). */
+const measured = (ms: unknown): number | undefined => (Number.isSafeInteger(ms) && (ms as number) >= 0 ? (ms as number) : undefined);
+
+export interface StepCacheOptions {
+  /** Decide what would happen, but run, store and upload nothing. */
+  dryRun: boolean;
+  upload: "wait" | "background" | "off";
+}
+
+/** How a step was satisfied. `diffId` is its layer (null for a config-only step, or a dry run). */
+export interface Satisfied {
+  status: StepStatus;
+  diffId: string | null;
+  /** When the result was first made (history and config dates use it). */
+  created: number;
+  /** For a hit: how long the step took when it ran. */
+  savedMs?: number;
+}
+
+/** Runs a layer step that missed; the layer is in the local store when it resolves. */
+export type Execute = () => Promise<{ diffId: string; durationMs: number }>;
+
+export class StepCache {
+  constructor(
+    private readonly store: LocalStore,
+    private readonly remote: RemoteCache | undefined,
+    private readonly options: StepCacheOptions,
+  ) {}
+
+  /** Local hit → remote hit → execute (`execute` is absent for config-only steps). */
+  async satisfy(key: string, text: string, noCache: boolean, execute?: Execute): Promise<Satisfied> {
+    if (!noCache) {
+      const makesLayer = execute !== undefined;
+      const hit = this.localHit(key, makesLayer) ?? (await this.remoteHit(key, text, makesLayer));
+      if (hit) return hit;
+    }
+    if (this.options.dryRun) return { status: "executed", diffId: null, created: Date.now() };
+    if (!execute) {
+      // Config-only steps take no measurable time; 0 says so (unlike "unknown"). A --no-cache
+      // rebuild keeps the first date, so the image stays the same.
+      const isNew = !this.store.lookupStep(key);
+      const record = this.store.recordStep(key, null, 0, text);
+      this.share(key, null, record.created, 0, isNew);
+      return { status: "executed", diffId: null, created: record.created };
+    }
+    const { diffId, durationMs } = await execute();
+    const created = this.store.recordStep(key, diffId, durationMs, text).created;
+    this.share(key, diffId, created, durationMs, true);
+    return { status: "executed", diffId, created };
+  }
+
+  /** What to tell the user about the remote's result for a key it did not use. */
+  note(key: string): { remote_refused?: string } {
+    const refused = this.remote?.refused.get(key);
+    return refused ? { remote_refused: refused } : {};
+  }
+
+  private localHit(key: string, makesLayer: boolean): Satisfied | undefined {
+    const local = this.store.lookupStep(key);
+    if (!local || (local.diffId === null) === makesLayer) return undefined;
+    this.share(key, local.diffId, local.created, local.durationMs);
+    return { status: "cached-local", diffId: local.diffId, created: local.created, savedMs: local.durationMs };
+  }
+
+  private async remoteHit(key: string, text: string, makesLayer: boolean): Promise<Satisfied | undefined> {
+    const { remote } = this;
+    if (!remote) return undefined;
+    const action = await remote.getAction(key);
+    if (!action || (action.diffId === null) === makesLayer) return undefined;
+    // A dry run says where the result would come from, and fetches nothing.
+    if (this.options.dryRun) return { status: "cached-remote", diffId: null, created: action.created };
+    const diffId = makesLayer ? await this.importLayer(key, action) : null;
+    if (diffId === undefined) return undefined;
+    const savedMs = measured(action.duration_ms);
+    this.store.recordStep(key, diffId, savedMs, text);
+    return { status: "cached-remote", diffId, created: action.created, savedMs };
+  }
+
+  /** Uploads a result the remote may not have (new ones always; cached ones if it lacks them). */
+  private share(key: string, diffId: string | null, created: number, durationMs: number | undefined, isNew = false) {
+    const { remote, store } = this;
+    if (!remote || this.options.upload === "off" || this.options.dryRun) return;
+    remote.enqueue(async () => {
+      if (!isNew && (await remote.hasAction(key))) return;
+      const layer = diffId ? store.layer(diffId) : undefined;
+      const action = { diffId, created, ...(durationMs !== undefined ? { duration_ms: durationMs } : {}) };
+      await remote.upload(key, action, layer && { file: store.blobPath(layer.digest), digest: layer.digest, size: layer.size, mediaType: layer.mediaType });
+    });
+  }
+
+  /** A layer from the remote, checked then stored; undefined when it cannot be had or is wrong. */
+  private async importLayer(key: string, action: RemoteAction): Promise<string | undefined> {
+    const { store, remote } = this;
+    const { diffId, layer } = action;
+    if (!diffId || !layer || !remote) return undefined;
+    try {
+      if (!store.layer(diffId) || !store.hasBlob(layer.digest)) {
+        const staging = store.tempDir("remote");
+        try {
+          const file = join(staging, "blob");
+          if (!(await remote.fetchBlob(layer.blake3, file, layer.size))) return undefined;
+          const digest = await sha256File(file);
+          if (digest !== layer.digest) throw new RemoteCacheError(`layer ${layer.digest} from the remote cache hashes to ${digest}`);
+          store.adoptBlob(file, layer.digest);
+        } finally {
+          rmSync(staging, { recursive: true, force: true });
+        }
+      }
+      // Verifies the diff ID while unpacking; never changes a layer the store already has.
+      await store.adoptLayer({ diffId, digest: layer.digest, size: layer.size, uncompressedSize: layer.size, mediaType: layer.mediaType });
+      return diffId;
+    } catch (error) {
+      // A lying remote costs a rebuild of the step, never a wrong layer or a failed build.
+      if (!(error instanceof UserError) || error instanceof DiskFullError) throw error;
+      remote.distrust(key, `remote result is corrupt: ${error.message}`);
+      return undefined;
+    }
+  }
+}
