@@ -4,7 +4,8 @@
  * content, mode), build args and environment, the base image's digest, a stage it reads, the
  * instruction itself, or only its parent.
  */
-import type { StepInputs, StepResult } from "./solver.ts";
+import type { StepInputs } from "./keys.ts";
+import type { StepResult } from "./result.ts";
 
 export interface Explanation {
   id: string;
@@ -43,17 +44,20 @@ export function explainSteps(
   now: Map<string, StepInputs>,
   last: Map<string, { key: string; inputs: unknown }>,
 ): Explanation[] {
-  const keyOwner = new Map<string, string>();
-  for (const step of steps) keyOwner.set(step.key, step.id);
+  const keyOwner = new Map<string, KeyOwner>();
+  for (const step of steps) keyOwner.set(step.key, step);
   return steps.filter((s) => s.status !== "skipped").map((step) => explainStep(step, now.get(step.id)!, last, keyOwner));
 }
+
+/** The step a key belongs to, to name a parent or a stage read. */
+export type KeyOwner = Pick<StepResult, "stage" | "name">;
 
 /** One step's explanation; `keyOwner` names the steps (by key) its parent or source may be. */
 export function explainStep(
   step: StepResult,
   current: StepInputs,
   last: Map<string, { key: string; inputs: unknown }>,
-  keyOwner: Map<string, string>,
+  keyOwner: Map<string, KeyOwner>,
 ): Explanation {
   const hit = step.status !== "executed";
   const previous = last.get(step.id);
@@ -71,7 +75,7 @@ export function explainStep(
   if (before.platform !== current.platform) reasons.push(`the platform changed: ${before.platform} → ${current.platform}`);
   if (before.fromStage !== current.fromStage) {
     const source = current.fromStage ? keyOwner.get(current.fromStage) : undefined;
-    reasons.push(`the stage or image it reads changed${source ? ` (${source.split("/")[0]})` : ""}`);
+    reasons.push(`the stage or image it reads changed${source ? ` (${source.stage})` : ""}`);
   }
   if (before.context?.digest !== current.context?.digest) {
     const changes = diffRecords(before.context?.files ?? {}, current.context?.files ?? {});
@@ -86,7 +90,7 @@ export function explainStep(
   if (envChanged.length) reasons.push(`build args or environment changed: ${list(envChanged)}`);
   if (reasons.length === 0 && before.parent !== current.parent) {
     const parent = current.parent ? keyOwner.get(current.parent) : undefined;
-    reasons.push(`its parent step changed${parent ? ` (${parent})` : ""}`);
+    reasons.push(`its parent step changed${parent ? ` (${parent.name})` : ""}`);
   }
   if (reasons.length === 0) reasons.push("same inputs as the last build, but the result is no longer in the cache (pruned, or built with another cache)");
   return { ...about, reasons };

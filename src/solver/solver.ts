@@ -21,11 +21,12 @@ import { MEDIA, storeImage, type StoredImage } from "../image/layout.ts";
 import { removeTree } from "../rootfs/root.ts";
 import type { RemoteCache } from "../remote/client.ts";
 import { UserError } from "../errors.ts";
-import { explainStep } from "./explain.ts";
+import { explainStep, type KeyOwner } from "./explain.ts";
 import { imageReferences, imageResolver } from "./images.ts";
 import { stepKey, type StepInputs } from "./keys.ts";
 import { operationFor, type BuildSettings, type StepPlan } from "./ops/index.ts";
-import type { ProgressSink, StepStatus } from "./progress.ts";
+import type { ProgressSink } from "./progress.ts";
+import type { StepResult } from "./result.ts";
 import { scheduleStages } from "./schedule.ts";
 import { stepError, stepFailure } from "./failure.ts";
 import { StepCache, type Satisfied } from "./step-cache.ts";
@@ -34,6 +35,7 @@ import { BuildWorld, type NamedContext } from "./world.ts";
 
 export { stepKey, type StepInputs } from "./keys.ts";
 export { BuildError } from "./failure.ts";
+export type { StepResult } from "./result.ts";
 export type { NamedContext } from "./world.ts";
 
 export interface BuildOptions {
@@ -80,20 +82,6 @@ export interface BuildOptions {
   executor?: (resources: ExecutorResources) => Executor;
 }
 
-export interface StepResult {
-  id: string;
-  stage: string;
-  /** As the build output shows it: `[build 5/6] RUN make`. */
-  name: string;
-  instruction: string;
-  key: string;
-  status: StepStatus;
-  duration_ms: number;
-  /** A step that changes only the config (FROM, ENV, ARG...): it never does work, so it never counts as run. */
-  config_only?: true;
-  /** Why the remote's result for this step was not used (e.g. an untrusted signer). */
-  remote_refused?: string;
-}
 
 export interface BuildResult {
   /** Undefined for a dry run. */
@@ -177,7 +165,7 @@ class Solve {
   private readonly results: StepResult[] = [];
   private readonly inputs: { id: string; key: string; inputs: StepInputs }[] = [];
   /** Step ids by key, for naming the parent or source a miss comes from. */
-  private readonly keyOwner = new Map<string, string>();
+  private readonly keyOwner = new Map<string, KeyOwner>();
   /** Step numbers follow the graph's order, whatever order stages finish in. */
   private readonly numbers: Map<string, number>;
   /** The last build of this Dockerfile and target: a step that runs says what changed since. */
@@ -280,7 +268,7 @@ class Solve {
     const result: StepResult = { id: step.id, stage: stage.id, name, instruction: step.text, key, status, duration_ms: duration, ...(planned.request ? {} : { config_only: true as const }), ...this.cache.note(key) };
     this.results.push(result);
     this.inputs.push({ id: step.id, key, inputs: planned.inputs });
-    this.keyOwner.set(key, step.id);
+    this.keyOwner.set(key, result);
     // Why it ran, against the last build, while later steps still run (one step, not all again).
     const reasons = status === "executed" && this.previous ? explainStep(result, planned.inputs, this.previous, this.keyOwner).reasons : undefined;
     const savedMs = status === "cached-local" || status === "cached-remote" ? satisfied.savedMs : undefined;
