@@ -221,6 +221,37 @@ describe("independent stages build in parallel", () => {
   }, 30_000);
 });
 
+describe("keys follow what a stage reference stands for, never how it is written", () => {
+  const original = [
+    "FROM memobuild/busybox AS build",
+    `RUN echo built-${Date.now()} > /artifact`,
+    "FROM memobuild/busybox AS docs",
+    "RUN echo docs > /docs",
+    "FROM memobuild/busybox",
+    "COPY --from=build /artifact /artifact",
+    "RUN --mount=from=docs,target=/d cat /d/docs > /docs-copy",
+  ];
+  const variants: [string, string[]][] = [
+    ["a stage renamed", original.map((l) => l.replace("AS build", "AS builder").replace("--from=build", "--from=builder"))],
+    ["--from=N for --from=NAME", original.map((l) => l.replace("--from=build", "--from=0").replace("from=docs", "from=1"))],
+    ["an independent stage moved", [...original.slice(2, 4), ...original.slice(0, 2), ...original.slice(4).map((l) => l.replace("from=docs", "from=0").replace("from=build", "from=1"))]],
+  ];
+
+  test("renaming a stage, --from=0 for --from=build and moving an independent stage keep every hit; changing a stage's content does not", () => {
+    const dir = project({ Dockerfile: original.join("\n") });
+    const first = mustBuild(dir);
+    expect(executed(first).filter((id) => !id.endsWith("/0"))).toEqual(["build/1", "docs/1", "2/1", "2/2"]);
+    for (const [what, lines] of variants) {
+      writeFileSync(join(dir, "Dockerfile"), lines.join("\n"));
+      const again = mustBuild(dir);
+      // Nothing runs (the image's history still records the instructions as written).
+      expect({ what, executed: executed(again) }).toEqual({ what, executed: [] });
+    }
+    writeFileSync(join(dir, "Dockerfile"), original.map((l) => l.replace("echo docs", "echo DOCS")).join("\n"));
+    expect(executed(mustBuild(dir))).toEqual(["docs/1", "2/2"]);
+  });
+});
+
 describe("memobuild explain", () => {
   test("says which steps would hit, and for each miss what changed", () => {
     const dir = project({
