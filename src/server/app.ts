@@ -154,7 +154,7 @@ export function createApp(parts: AppParts): Hono<AppEnv> {
       metrics.uploadRejections.inc({ reason: "too-large" });
       return error(c, 413, `an action may be at most ${MAX_ACTION_BYTES} bytes`);
     }
-    let outcome: "stored" | "same";
+    let outcome: "stored" | "same" | "signed";
     try {
       outcome = storage.putAction(c.req.param("key"), text, c.get("token"));
     } catch (cause) {
@@ -169,7 +169,9 @@ export function createApp(parts: AppParts): Hono<AppEnv> {
     }
     c.set("bytesIn", text.length);
     metrics.bytesIn.inc(text.length);
-    return c.json({ key: c.req.param("key") }, outcome === "stored" ? 201 : 200);
+    // The signer kept: an uploader whose signature was not the one kept ("same" as a copy
+    // stored unsigned-then-signed by someone else) learns it here.
+    return c.json({ key: c.req.param("key"), outcome, signer: storage.signerOf(c.req.param("key")) }, outcome === "same" ? 200 : 201);
   });
 
   app.get("/v1/conflicts", (c) => {

@@ -198,12 +198,21 @@ describe("eviction and bookkeeping", () => {
     expect([missing?.status, missing?.reason]).toEqual([400, "missing-blobs"]);
     const forged = (() => {
       try {
-        s.putAction(KEY, JSON.stringify({ diffId: null, blobs: [], signature: { key: "ed25519:AAAA", value: "AAAA" } }), "x");
+        s.putAction(KEY, JSON.stringify({ diffId: null, blobs: [], signature: { signer: `ed25519:${"A".repeat(43)}`, value: "AAAA" } }), "x");
       } catch (error) {
         return error as UploadRejected;
       }
     })();
     expect([forged?.status, forged?.reason]).toEqual([400, "bad-signature"]);
+    // A signature that names no signer is no signature: malformed, like any other field.
+    const shapeless = (() => {
+      try {
+        s.putAction(KEY, JSON.stringify({ diffId: null, blobs: [], signature: { key: "ed25519:AAAA", value: "AAAA" } }), "x");
+      } catch (error) {
+        return error as UploadRejected;
+      }
+    })();
+    expect([shapeless?.status, shapeless?.reason]).toEqual([400, "invalid"]);
     s.close();
   });
 
