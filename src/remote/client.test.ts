@@ -197,6 +197,27 @@ describe("malformed results: a miss and one warning, never a crash", () => {
   });
 });
 
+describe("build reports", () => {
+  test("nothing that looks like a credential is sent; a report over the token's budget (429) is one warning, not an outage", async () => {
+    let sent = "";
+    hook = (request) => {
+      if (!request.url.includes("/events")) return undefined;
+      return (async () => {
+        sent = await request.text();
+        return Response.json({ error: "this token may report at most 8 bytes a minute" }, { status: 429 });
+      })() as unknown as Response;
+    };
+    const remote = client({ attempts: 3 });
+    const took = await remote.report("build-0001", [{ type: "build.started", ci: { repository: "https://ci:tok3n-tok3n@git.example/r.git" }, steps: [{ name: "RUN curl https://x/?access_token=abc123" }] }]);
+    expect(took).toBe(false);
+    expect(sent).not.toContain("tok3n-tok3n");
+    expect(sent).not.toContain("abc123");
+    expect(seen.filter((r) => r.includes("/events"))).toHaveLength(1);
+    expect(remote.available).toBe(true);
+    expect(warnings).toEqual(["the remote cache did not take this build's report (HTTP 429: this token may report at most 8 bytes a minute); the build goes on without it"]);
+  });
+});
+
 describe("write-once, and a signed upload that meets an earlier copy", () => {
   test("the same result, signed, replaces an unsigned copy: readers who trust the signer then hit it", async () => {
     const ci = SigningKey.generate().key;

@@ -14,6 +14,7 @@ import { Blake3Hasher, hashFile } from "../hash/blake3.ts";
 import { NetworkError, readBody, readBodyBytes } from "../util/network.ts";
 import { checkSignature, parsePublicKey, validateAction, type RemoteAction, type SigningKey } from "./action.ts";
 import { terminalText } from "../util/terminal-text.ts";
+import { redactCredentials } from "../report/redact.ts";
 import { writeAll } from "../util/write-all.ts";
 
 export type { RemoteAction } from "./action.ts";
@@ -100,7 +101,7 @@ export class RemoteCache {
   private async request(
     method: string,
     path: string,
-    init: { body?: string | Blob; headers?: Record<string, string>; timeoutMs?: number } = {},
+    init: { body?: string | Blob; headers?: Record<string, string>; timeoutMs?: number; retryBusy?: boolean } = {},
   ): Promise<Response | undefined> {
     if (this.disabled) return undefined;
     // Stryker disable next-line StringLiteral: every attempt sets it before it is read
@@ -124,7 +125,8 @@ export class RemoteCache {
         }
         // Stryker disable next-line all: debug log text (the CLI tests read it end to end)
         log().debug("remote cache", { method, path, status: response.status, ms: Math.round(performance.now() - started), attempt });
-        if (response.status >= 500 || response.status === 429) throw new Transient(`HTTP ${response.status}`);
+        // A 429 on a build report is a quota (a minute's budget), not an outage: answered, not retried.
+        if (response.status >= 500 || (response.status === 429 && init.retryBusy !== false)) throw new Transient(`HTTP ${response.status}`);
         return response;
       } catch (error) {
         if (error instanceof RemoteCacheError) throw error;
@@ -309,9 +311,10 @@ export class RemoteCache {
    */
   async report(buildId: string, events: unknown[]): Promise<boolean> {
     if (!this.sends) return false;
-    const body = JSON.stringify({ events });
-    // Stryker disable next-line ObjectLiteral,StringLiteral: the server reads bodies by route, not by content type
-    const response = await this.request("POST", `/v1/builds/${buildId}/events`, { body, headers: { "content-type": "application/json" }, timeoutMs: 10_000 });
+    // Nothing that looks like a credential leaves in a report (a CI's repository URL with its
+    // token, a RUN line with one): every string is redacted (the server does it again).
+    const body = JSON.stringify({ events }, (_key, value: unknown) => (typeof value === "string" ? redactCredentials(value) : value));
+    const response = await this.request("POST", `/v1/builds/${buildId}/events`, { body, headers: { "content-type": "application/json" }, timeoutMs: 10_000, retryBusy: false });
     if (!response) return false;
     if (response.ok) return true;
     this.options.warn(`the remote cache did not take this build's report (HTTP ${response.status}: ${await safeError(response)}); the build goes on without it`);
