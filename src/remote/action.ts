@@ -25,6 +25,8 @@ export interface RemoteAction {
 
 const HASH = /^[0-9a-f]{64}$/;
 const DIGEST = /^sha256:[0-9a-f]{64}$/;
+/** The largest time a Date holds (ECMAScript: 8.64e15 ms either side of 1970). */
+export const MAX_DATE_MS = 8.64e15;
 
 /**
  * An action as JSON, checked field by field, or why it is not one. The server stores only what
@@ -48,7 +50,8 @@ export function validateAction(value: unknown): RemoteAction | string {
     if (!blobs.includes(layer.blake3)) return 'the action\'s "layer" blob must be among its "blobs"';
     if (diffId === null) return 'an action with a "layer" needs its "diffId"';
   }
-  if (parsed.created !== undefined && !Number.isSafeInteger(parsed.created)) return 'the action\'s "created" must be a whole number of milliseconds';
+  // Within what a Date can hold: a creation time dates an image (toISOString throws past it).
+  if (parsed.created !== undefined && !(Number.isSafeInteger(parsed.created) && Math.abs(parsed.created as number) <= MAX_DATE_MS)) return 'the action\'s "created" must be a whole number of milliseconds';
   if (parsed.duration_ms !== undefined && !(Number.isSafeInteger(parsed.duration_ms) && (parsed.duration_ms as number) >= 0)) return 'the action\'s "duration_ms" must be a whole number of milliseconds';
   const signature = parsed.signature as RemoteAction["signature"] | undefined;
   if (signature !== undefined && (typeof signature !== "object" || signature === null || typeof signature.signer !== "string" || typeof signature.value !== "string")) {

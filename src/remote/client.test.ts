@@ -164,6 +164,7 @@ describe("malformed results: a miss and one warning, never a crash", () => {
       { blobs: [], diffId: `sha256:${"1".repeat(64)}`, layer: { blake3: "b".repeat(64), digest: `sha256:${"1".repeat(64)}`, size: 1, mediaType: "m" } },
       { blobs: ["b".repeat(64)], diffId: `sha256:${"1".repeat(64)}`, layer: { blake3: "b".repeat(64), digest: "x", size: -1 } },
       { blobs: [], diffId: null, created: "yesterday" },
+      { blobs: [], diffId: null, created: 9e15 }, // past what a Date holds: dating the image would throw
       { blobs: [], diffId: null, duration_ms: -5 },
       { blobs: [], diffId: null, signature: 5 },
       { blobs: [], diffId: null, signature: { signer: 1, value: [] } },
@@ -189,7 +190,7 @@ describe("malformed results: a miss and one warning, never a crash", () => {
     const side = (author: unknown) => ({ author, signer: null, result: "c".repeat(64) });
     hook = (request) =>
       request.url.includes("/v1/conflicts")
-        ? Response.json({ conflicts: [{ key: KEY, time: 5, first: side("\x1b]0;pwned\x07tok\x1b[2J"), second: side(null) }, { key: "../x", time: 1, first: side(null), second: side(null) }, { key: KEY, time: 1, first: side(7), second: side(null) }, null] })
+        ? Response.json({ conflicts: [{ key: KEY, time: 5, first: side("\x1b]0;pwned\x07tok\x1b[2J"), second: side(null) }, { key: "../x", time: 1, first: side(null), second: side(null) }, { key: KEY, time: 1, first: side(7), second: side(null) }, { key: KEY, time: 9e15, first: side(null), second: side(null) }, null] })
         : undefined;
     expect(await client().conflicts()).toEqual([{ key: KEY, time: 5, first: { author: "tok", signer: null, result: "c".repeat(64) }, second: { author: null, signer: null, result: "c".repeat(64) } }]);
     hook = (request) => (request.url.includes("/v1/conflicts") ? Response.json({ conflicts: "none" }) : undefined);

@@ -12,7 +12,7 @@ import { closeSync, openSync, rmSync } from "node:fs";
 import { UserError } from "../errors.ts";
 import { Blake3Hasher, hashFile } from "../hash/blake3.ts";
 import { NetworkError, readBody, readBodyBytes } from "../util/network.ts";
-import { checkSignature, parsePublicKey, validateAction, type RemoteAction, type SigningKey } from "./action.ts";
+import { checkSignature, MAX_DATE_MS, parsePublicKey, validateAction, type RemoteAction, type SigningKey } from "./action.ts";
 import { terminalText } from "../util/terminal-text.ts";
 import { redactCredentials } from "../report/redact.ts";
 import { writeAll } from "../util/write-all.ts";
@@ -364,7 +364,8 @@ const HEX64 = /^[0-9a-f]{64}$/;
 /** One conflict as the server lists it, checked, with the text it holds safe to print. */
 function parseConflict(value: unknown): RemoteConflict | undefined {
   const c = value as Partial<Record<keyof RemoteConflict, unknown>> | null;
-  if (typeof c !== "object" || c === null || typeof c.key !== "string" || !HEX64.test(c.key) || !Number.isSafeInteger(c.time)) return undefined;
+  const time = c?.time;
+  if (typeof c !== "object" || c === null || typeof c.key !== "string" || !HEX64.test(c.key) || !Number.isSafeInteger(time) || Math.abs(time as number) > MAX_DATE_MS) return undefined;
   const side = (raw: unknown): ConflictSide | undefined => {
     const s = raw as Partial<Record<keyof ConflictSide, unknown>> | null;
     const optionalText = (v: unknown) => (v === null || v === undefined ? null : typeof v === "string" ? terminalText(v, { max: 100 }) : undefined);
