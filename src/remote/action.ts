@@ -25,6 +25,14 @@ export interface RemoteAction {
 
 const HASH = /^[0-9a-f]{64}$/;
 const DIGEST = /^sha256:[0-9a-f]{64}$/;
+/** What a layer may be: it goes into image manifests as it is, so only what a layer is. */
+const LAYER_TYPES: ReadonlySet<unknown> = new Set([
+  "application/vnd.oci.image.layer.v1.tar",
+  "application/vnd.oci.image.layer.v1.tar+gzip",
+  "application/vnd.oci.image.layer.v1.tar+zstd",
+  "application/vnd.docker.image.rootfs.diff.tar",
+  "application/vnd.docker.image.rootfs.diff.tar.gzip",
+]);
 /** The largest time a Date holds (ECMAScript: 8.64e15 ms either side of 1970). */
 export const MAX_DATE_MS = 8.64e15;
 
@@ -44,8 +52,8 @@ export function validateAction(value: unknown): RemoteAction | string {
   const layer = parsed.layer as RemoteAction["layer"] | undefined;
   if (layer !== undefined) {
     // Stryker disable next-line ConditionalExpression: a layer that is no object has none of the fields checked next
-    const ok = typeof layer === "object" && layer !== null && HASH.test(String(layer.blake3)) && DIGEST.test(String(layer.digest)) && Number.isSafeInteger(layer.size) && layer.size >= 0 && typeof layer.mediaType === "string" && layer.mediaType.length <= 256;
-    if (!ok) return 'the action\'s "layer" must have blake3, digest, size and mediaType';
+    const ok = typeof layer === "object" && layer !== null && HASH.test(String(layer.blake3)) && DIGEST.test(String(layer.digest)) && Number.isSafeInteger(layer.size) && layer.size >= 0 && LAYER_TYPES.has(layer.mediaType);
+    if (!ok) return 'the action\'s "layer" must have blake3, digest, size and mediaType (a layer media type)';
     // The layer's blob is one the action names, so "every blob it names is stored" covers it.
     if (!blobs.includes(layer.blake3)) return 'the action\'s "layer" blob must be among its "blobs"';
     if (diffId === null) return 'an action with a "layer" needs its "diffId"';

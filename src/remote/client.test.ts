@@ -161,7 +161,7 @@ describe("malformed results: a miss and one warning, never a crash", () => {
       { blobs: "x", diffId: null },
       { blobs: [1], diffId: null },
       { blobs: [], diffId: "sha256:zz" },
-      { blobs: [], diffId: `sha256:${"1".repeat(64)}`, layer: { blake3: "b".repeat(64), digest: `sha256:${"1".repeat(64)}`, size: 1, mediaType: "m" } },
+      { blobs: [], diffId: `sha256:${"1".repeat(64)}`, layer: { blake3: "b".repeat(64), digest: `sha256:${"1".repeat(64)}`, size: 1, mediaType: "application/vnd.oci.image.layer.v1.tar" } },
       { blobs: ["b".repeat(64)], diffId: `sha256:${"1".repeat(64)}`, layer: { blake3: "b".repeat(64), digest: "x", size: -1 } },
       { blobs: [], diffId: null, created: "yesterday" },
       { blobs: [], diffId: null, created: 9e15 }, // past what a Date holds: dating the image would throw

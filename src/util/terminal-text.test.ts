@@ -81,7 +81,7 @@ describe("a hostile server's words reach the user as text", () => {
     let call = 0;
     // HEAD blob: missing; PUT blob: refused with the hostile text.
     answer = () => (++call === 1 ? new Response(null, { status: 404 }) : new Response(HOSTILE, { status: 400 }));
-    await remote.upload("b".repeat(64), { diffId: `sha256:${"1".repeat(64)}`, created: 1 }, { file, digest: `sha256:${"1".repeat(64)}`, size: 1, mediaType: "m" });
+    await remote.upload("b".repeat(64), { diffId: `sha256:${"1".repeat(64)}`, created: 1 }, { file, digest: `sha256:${"1".repeat(64)}`, size: 1, mediaType: "application/vnd.oci.image.layer.v1.tar" });
     answer = () => Response.json({ blobs: [], diffId: null, created: 1, signature: { signer: HOSTILE, value: "AA" } });
     expect(await remote.getAction("c".repeat(64))).toBeUndefined();
     answer = () => Response.json({ blobs: HOSTILE, diffId: null });
