@@ -10,7 +10,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { BuildEvent } from "../report/events.ts";
 import { createApp } from "./app.ts";
-import type { HubLimits } from "./hub.ts";
+import { STATE_ALLOWANCE, type HubLimits } from "./hub.ts";
 import { createLogger } from "../util/log.ts";
 import { createParts, type ServerParts } from "./parts.ts";
 import { REPORT_QUOTAS } from "./quotas.ts";
@@ -80,30 +80,40 @@ describe("every field is bounded in bytes", () => {
 });
 
 describe("a read-only token cannot fill the server", () => {
-  test("the attack campaign's reports, scaled: one build stops at its byte budget, and reading it back is as small", async () => {
+  test("the attack campaign's reports, scaled: a build past its byte budget keeps only step states, then is refused; reading it back is as small", async () => {
     // The minute's budget would stop this flood sooner (a test below): here only the build's counts.
     const { report, call, parts } = hubApp({ quotas: { ro: { ...REPORT_QUOTAS.ro, perMinute: 1 << 30 }, rw: REPORT_QUOTAS.rw } });
     const build = "build-flood-0001";
     expect((await report(RO, build, [started(400)])).status).toBe(200);
     let seq = 2;
+    for (let step = 0; step < 400; step += 10) {
+      expect((await report(RO, build, Array.from({ length: 10 }, (_, i) => failedWithTail(seq + i, step + i)))).status).toBe(200);
+      seq += 10;
+    }
+    const limit = REPORT_QUOTAS.ro.perBuild + STATE_ALLOWANCE;
+    expect(parts.history.buildBytes(build)).toBeLessThanOrEqual(limit);
+    const read = (await (await call("GET", `/v1/builds/${build}`, RO)).json()) as { steps: { state: string; tail?: string[] }[] };
+    expect(read.steps.every((s) => s.state === "failed")).toBe(true); // every state arrived
+    expect(read.steps.at(-1)!.tail).toBeUndefined(); // the output past the budget did not
+    expect(read.steps[0].tail!.length).toBeGreaterThan(0);
+    expect(Buffer.byteLength(JSON.stringify(read))).toBeLessThanOrEqual(limit);
+    // Still past it: refused, and the refusal says why.
     let refused: Response | undefined;
-    for (let step = 0; step < 400 && !refused; step += 10) {
-      const batch = Array.from({ length: 10 }, (_, i) => failedWithTail(seq + i, step + i));
-      const answer = await report(RO, build, batch);
-      if (answer.status === 200) seq += 10;
+    for (let i = 0; i < 10_000 && !refused; i += 500) {
+      const states = Array.from({ length: 500 }, (_, j) => ({ type: "step.updated", seq: seq + j, time: 1, step: `s/${(i + j) % 400}`, state: "running" }));
+      const answer = await report(RO, build, states);
+      if (answer.status === 200) seq += 500;
       else refused = answer;
     }
     expect(refused?.status).toBe(413);
     expect(String(((await refused!.json()) as { error: string }).error)).toContain(`at most ${REPORT_QUOTAS.ro.perBuild} bytes`);
-    expect(parts.history.buildBytes(build)).toBeLessThanOrEqual(REPORT_QUOTAS.ro.perBuild);
-    const answer = await call("GET", `/v1/builds/${build}`, RO);
-    expect((await answer.arrayBuffer()).byteLength).toBeLessThanOrEqual(REPORT_QUOTAS.ro.perBuild);
+    expect(parts.history.buildBytes(build)).toBeLessThanOrEqual(limit);
     // The database holds each reported byte about twice (the event log and the build's rows).
     const db = join(parts.storage.options.dataDir, "history.db");
     const other = new Database(db);
     other.exec("PRAGMA wal_checkpoint(TRUNCATE)"); // the WAL counts writes, not what is kept
     other.close();
-    expect(statSync(db).size).toBeLessThan(2 * REPORT_QUOTAS.ro.perBuild + 1024 * 1024);
+    expect(statSync(db).size).toBeLessThan(2 * limit + 1024 * 1024);
   });
 
   test("a token over its storage budget loses its own oldest builds; other tokens' builds stay", async () => {

@@ -25,6 +25,8 @@ export const BUILD_ID = /^[A-Za-z0-9_-]{8,64}$/;
 const MAX_BATCH = 1000;
 const MAX_EVENTS_PER_BUILD = 50_000;
 const MAX_STEPS = 5000;
+/** Past its budget, a build may still store this many bytes of step states and its end. */
+export const STATE_ALLOWANCE = 512 * 1024;
 
 type Watcher = (event: HubEvent) => void;
 
@@ -88,20 +90,39 @@ export class BuildHub {
       last = event.seq;
     }
     if (this.store.eventCount(build) + fresh.length > MAX_EVENTS_PER_BUILD) throw new HubError(413, `a build may report at most ${MAX_EVENTS_PER_BUILD} events`);
-    this.makeRoom(build, token, role, fresh.reduce((sum, event) => sum + eventBytes(event), 0));
-    const stored = this.store.append(build, token, fresh, role);
+    const kept = this.fit(build, role, fresh);
+    this.makeRoom(build, token, role, kept.reduce((sum, event) => sum + eventBytes(event), 0));
+    const stored = this.store.append(build, token, kept, role);
     for (const event of stored) this.publish(event);
     if (this.store.totalBytes() > this.historyMaxBytes) this.store.shrink({ maxBytes: this.historyMaxBytes, except: build });
     return stored.length;
   }
 
-  /** Refuses what a build may not add; frees the token's oldest builds for what it may. */
+  /**
+   * A build's events within its byte budget. Past the budget, steps still change state and the
+   * build still finishes (the dashboard must not show it running forever), but without their
+   * output and miss reasons, within an allowance for such small events; past that, 413.
+   */
+  private fit(build: string, role: Role, events: BuildEvent[]): BuildEvent[] {
+    const { perBuild } = this.quotas[role];
+    const used = this.store.buildBytes(build);
+    const bytes = events.reduce((sum, event) => sum + eventBytes(event), 0);
+    if (used + bytes <= perBuild) return events;
+    const lean = events.map((event) => {
+      if (event.type !== "step.updated") return event;
+      const { tail: _tail, reasons: _reasons, ...rest } = event;
+      return rest;
+    });
+    const leanBytes = lean.reduce((sum, event) => sum + eventBytes(event), 0);
+    if (used + leanBytes > perBuild + STATE_ALLOWANCE) {
+      throw new HubError(413, `a build reported with a ${role === "ro" ? "read-only" : "read-write"} token may store at most ${perBuild} bytes (and ${STATE_ALLOWANCE} more of step states); this one has ${used} and sent ${leanBytes} more`);
+    }
+    return lean;
+  }
+
+  /** Frees the token's oldest builds for what it may add; refuses what does not fit. */
   private makeRoom(build: string, token: string, role: Role, bytes: number) {
     const quota = this.quotas[role];
-    const used = this.store.buildBytes(build);
-    if (used + bytes > quota.perBuild) {
-      throw new HubError(413, `a build reported with a ${role === "ro" ? "read-only" : "read-write"} token may store at most ${quota.perBuild} bytes; this one has ${used} and sent ${bytes} more`);
-    }
     if (this.store.tokenBytes(token) + bytes <= quota.perToken) return;
     this.store.shrink({ maxBytes: quota.perToken - bytes, token, except: build });
     if (this.store.tokenBytes(token) + bytes > quota.perToken) throw new HubError(413, `this token's builds may store at most ${quota.perToken} bytes`);
