@@ -93,7 +93,11 @@ export class SqliteHistory implements HistoryStore {
 
   constructor(dataDir: string) {
     this.db = openDatabase(join(dataDir, "history.db"), SCHEMA);
+    const counted = (this.db.query("PRAGMA table_info(builds)").all() as { name: string }[]).some((c) => c.name === "bytes");
     addMissingColumns(this.db, "builds", ["updated INTEGER", "bytes INTEGER NOT NULL DEFAULT 0", "role TEXT"]);
+    // A history from before byte budgets: its builds count what their events hold, so size
+    // pruning and token budgets see them too.
+    if (!counted) this.db.exec("UPDATE builds SET bytes = (SELECT coalesce(sum(length(CAST(body AS BLOB))), 0) FROM events WHERE events.build = builds.id)");
   }
 
   owner(build: string): string | undefined {

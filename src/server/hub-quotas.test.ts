@@ -14,6 +14,7 @@ import { STATE_ALLOWANCE, type HubLimits } from "./hub.ts";
 import { createLogger } from "../util/log.ts";
 import { createParts, type ServerParts } from "./parts.ts";
 import { REPORT_QUOTAS } from "./quotas.ts";
+import { SqliteHistory } from "./history.ts";
 
 const work = mkdtempSync(join(tmpdir(), "memobuild-quotas-"));
 afterAll(() => rmSync(work, { recursive: true, force: true }));
@@ -150,6 +151,25 @@ describe("a read-only token cannot fill the server", () => {
     expect(statuses).toEqual([200, 200, 429, 429, 429]);
     expect((await report(RO2, "build-rate-other", [started(1), failedWithTail(2, 0)])).status).toBe(200);
   });
+});
+
+test("a history from before byte budgets counts its builds' bytes when opened", async () => {
+  const { report, parts } = hubApp();
+  expect((await report(RO, "build-legacy-01", [started(1), failedWithTail(2, 0)])).status).toBe(200);
+  const bytes = parts.history.buildBytes("build-legacy-01");
+  expect(bytes).toBeGreaterThan(8192);
+  const data = parts.storage.options.dataDir;
+  await parts.close();
+  open.splice(open.indexOf(parts), 1);
+  const db = new Database(join(data, "history.db"));
+  db.exec("ALTER TABLE builds DROP COLUMN bytes");
+  db.close();
+  const reopened = new SqliteHistory(data);
+  try {
+    expect(reopened.buildBytes("build-legacy-01")).toBe(bytes);
+  } finally {
+    reopened.close();
+  }
 });
 
 describe("nothing that looks like a credential is stored or shown", () => {
