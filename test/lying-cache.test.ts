@@ -124,9 +124,10 @@ describe("a remote cache that lies", () => {
       /remote result is corrupt: blob [0-9a-f]{64} from the remote cache hashes to [0-9a-f]{64}; nothing was kept/,
     ],
     [
-      // The blob is intact (its BLAKE3 matches), but it is not the layer the action names.
+      // The blob is intact (its BLAKE3 matches), but it is not the layer the action names. (An
+      // action whose layer blob is not among its blobs is not even well-formed: refused sooner.)
       "an action naming another step's blob",
-      (data) => editAction(data, keys["0/1"], (action, other) => ({ ...action, layer: { ...action.layer, blake3: other.layer.blake3, size: other.layer.size } })),
+      (data) => editAction(data, keys["0/1"], (action, other) => ({ ...action, blobs: [other.layer.blake3], layer: { ...action.layer, blake3: other.layer.blake3, size: other.layer.size } })),
       /remote result is corrupt: layer sha256:[0-9a-f]{64} from the remote cache hashes to sha256:[0-9a-f]{64}/,
     ],
     [

@@ -3,7 +3,7 @@
  * two "machines" (separate cache directories) sharing it.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { blake3Hex } from "../src/hash/blake3.ts";
@@ -37,6 +37,43 @@ async function build(cache: string, args: string[], env: Record<string, string> 
 }
 
 beforeAll(() => buildBaseImage(work, baseOci), 120_000);
+
+describe("a server only the project file names", () => {
+  test("is looked up but sent nothing: no result, no build report, until the user file names it too", async () => {
+    const server = await startServer(); // no tokens: it would take anything sent
+    const project = join(work, "project-named");
+    const xdg = join(work, "project-named-xdg");
+    cpSync(join(REPO_ROOT, "examples/hello"), project, { recursive: true });
+    mkdirSync(join(project, ".git"));
+    writeFileSync(join(project, "memobuild.json"), JSON.stringify({ remote: { url: server.url } }));
+    const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith("MEMOBUILD_")));
+    const run = async (cache: string) => {
+      const child = Bun.spawn([memobuildBinary(), "build", "--cache-dir", cache, "--progress", "plain"], { cwd: project, stdout: "pipe", stderr: "pipe", env: { ...env, XDG_CONFIG_HOME: xdg } });
+      const [stderr, exitCode] = await Promise.all([new Response(child.stderr).text(), child.exited]);
+      return { stderr, exitCode };
+    };
+    const sent = async () => {
+      const metrics = await (await fetch(`${server.url}/metrics`)).text();
+      const builds = ((await (await fetch(`${server.url}/v1/builds`)).json()) as { total: number }).total;
+      return { actions: Number(/^memobuild_actions (\d+)/m.exec(metrics)?.[1]), builds };
+    };
+    try {
+      const first = await run(machine("project-named-1"));
+      expect(first.exitCode).toBe(0);
+      expect(first.stderr).toContain(`${server.url} is named only by ${join(project, "memobuild.json")}: results are looked up there, but no result and no build report is sent to it`);
+      expect(await sent()).toEqual({ actions: 0, builds: 0 });
+      mkdirSync(join(xdg, "memobuild"), { recursive: true });
+      writeFileSync(join(xdg, "memobuild/config.json"), JSON.stringify({ remote: { url: server.url } }));
+      const vouched = await run(machine("project-named-2"));
+      expect(vouched.exitCode).toBe(0);
+      const after = await sent();
+      expect(after.actions).toBeGreaterThan(0);
+      expect(after.builds).toBe(1);
+    } finally {
+      await stop(server);
+    }
+  }, 120_000);
+});
 
 describe("two machines sharing a remote cache", () => {
   test("machine B gets every step from the remote: nothing runs, same image", async () => {

@@ -19,6 +19,7 @@ import { registerCompletion } from "./commands/completion.ts";
 import { UsageError } from "./errors.ts";
 import { log } from "../util/log.ts";
 import { collect } from "./inputs.ts";
+import { terminalText } from "../util/terminal-text.ts";
 
 export const VERSION = packageJson.version;
 
@@ -96,5 +97,7 @@ function describeError(error: unknown): { message: string; exitCode: number } {
  */
 function reportError(message: string, exitCode: number) {
   if (process.env.MEMOBUILD_JSON_LOGS === "1") log().error(message, { exitCode });
-  else process.stderr.write(`memobuild: ${message}\n`);
+  // The last stop of every error: text from a server, a registry or an image it may quote is
+  // printed as text, never obeyed by the terminal (its lines are kept).
+  else process.stderr.write(`memobuild: ${terminalText(message, { multiline: true })}\n`);
 }

@@ -32,6 +32,7 @@ export function openRemote(settings: Settings, warn: (message: string) => void):
     required: value<boolean>(settings, "remote.required"),
     signer: remote.signKey ? SigningKey.load(remote.signKey) : undefined,
     trust: remote.trust,
+    readOnly: remote.readOnly,
     tls: { ca: readPem(remote.cacert), cert: readPem(remote.cert), key: readPem(remote.key) },
     warn,
   });

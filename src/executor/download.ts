@@ -9,6 +9,7 @@ import { UserError } from "../errors.ts";
 import { writeAll } from "../util/write-all.ts";
 import { BodyTooLargeError, fetchWithTimeout, NetworkError, readBody } from "../util/network.ts";
 import { limit, limitHint } from "../util/limits.ts";
+import { terminalText } from "../util/terminal-text.ts";
 
 export interface Download {
   url: string;
@@ -58,8 +59,10 @@ export class Downloads {
     } catch (error) {
       throw new TransientDownloadError(error instanceof NetworkError ? error.message : `cannot fetch ${url}: ${(error as Error).message}`);
     }
-    if (response.status >= 500 || response.status === 429) throw new TransientDownloadError(`cannot fetch ${url}: HTTP ${response.status} ${response.statusText}`);
-    if (!response.ok || !response.body) throw new DownloadError(`cannot fetch ${url}: HTTP ${response.status} ${response.statusText}`);
+    // The server's reason phrase reaches the terminal: as text, never as escape sequences.
+    const reason = terminalText(response.statusText, { max: 100 });
+    if (response.status >= 500 || response.status === 429) throw new TransientDownloadError(`cannot fetch ${url}: HTTP ${response.status} ${reason}`);
+    if (!response.ok || !response.body) throw new DownloadError(`cannot fetch ${url}: HTTP ${response.status} ${reason}`);
     const file = join(this.directory(), `download-${++this.count}`);
     const fd = openSync(file, "w", 0o600);
     const hashers = { sha256: new Bun.CryptoHasher("sha256"), sha384: new Bun.CryptoHasher("sha384"), sha512: new Bun.CryptoHasher("sha512") };

@@ -14,6 +14,7 @@ import type { ImageReference } from "../image/reference.ts";
 import { limit, limitHint } from "../util/limits.ts";
 import { fetchWithTimeout, NetworkError, readBody, readBodyBytes } from "../util/network.ts";
 import { writeAll } from "../util/write-all.ts";
+import { terminalText } from "../util/terminal-text.ts";
 
 export class RegistryError extends UserError {}
 
@@ -212,7 +213,8 @@ export class RegistryClient {
     } catch {
       // not JSON
     }
-    throw new RegistryError(`${what}: HTTP ${response.status}${detail ? ` (${detail})` : ""}`);
+    // A registry's words reach the terminal: as text, never as escape sequences.
+    throw new RegistryError(`${what}: HTTP ${response.status}${detail ? ` (${terminalText(detail, { max: 500 })})` : ""}`);
   }
 
   /** A manifest or index by tag or digest: its bytes, checked against the digest. */

@@ -23,6 +23,58 @@ export interface RemoteAction {
   signature?: { signer: string; value: string };
 }
 
+const HASH = /^[0-9a-f]{64}$/;
+const DIGEST = /^sha256:[0-9a-f]{64}$/;
+/** What a layer may be: it goes into image manifests as it is, so only what a layer is. */
+const LAYER_TYPES: ReadonlySet<unknown> = new Set([
+  "application/vnd.oci.image.layer.v1.tar",
+  "application/vnd.oci.image.layer.v1.tar+gzip",
+  "application/vnd.oci.image.layer.v1.tar+zstd",
+  "application/vnd.docker.image.rootfs.diff.tar",
+  "application/vnd.docker.image.rootfs.diff.tar.gzip",
+]);
+/** The largest time a Date holds (ECMAScript: 8.64e15 ms either side of 1970). */
+export const MAX_DATE_MS = 8.64e15;
+
+/**
+ * An action as JSON, checked field by field, or why it is not one. The server stores only what
+ * this returns (so what it verified is what readers get), and the client checks again what a
+ * server sends (a lying or old server must cost a miss, never a crash). Unknown fields are
+ * dropped; `blobs` defaults to none, `diffId` to null, `created` to 0.
+ */
+export function validateAction(value: unknown): RemoteAction | string {
+  if (typeof value !== "object" || value === null || Array.isArray(value)) return "the action must be a JSON object";
+  const parsed = value as Partial<Record<keyof RemoteAction, unknown>>;
+  const blobs = parsed.blobs ?? [];
+  if (!Array.isArray(blobs) || !blobs.every((b) => typeof b === "string" && HASH.test(b))) return 'the action\'s "blobs" must be a list of BLAKE3 hashes';
+  const diffId = parsed.diffId ?? null;
+  if (diffId !== null && (typeof diffId !== "string" || !DIGEST.test(diffId))) return 'the action\'s "diffId" must be a sha256 digest or null';
+  const layer = parsed.layer as RemoteAction["layer"] | undefined;
+  if (layer !== undefined) {
+    // Stryker disable next-line ConditionalExpression: a layer that is no object has none of the fields checked next
+    const ok = typeof layer === "object" && layer !== null && HASH.test(String(layer.blake3)) && DIGEST.test(String(layer.digest)) && Number.isSafeInteger(layer.size) && layer.size >= 0 && LAYER_TYPES.has(layer.mediaType);
+    if (!ok) return 'the action\'s "layer" must have blake3, digest, size and mediaType (a layer media type)';
+    // The layer's blob is one the action names, so "every blob it names is stored" covers it.
+    if (!blobs.includes(layer.blake3)) return 'the action\'s "layer" blob must be among its "blobs"';
+    if (diffId === null) return 'an action with a "layer" needs its "diffId"';
+  }
+  // Within what a Date can hold: a creation time dates an image (toISOString throws past it).
+  if (parsed.created !== undefined && !(Number.isSafeInteger(parsed.created) && Math.abs(parsed.created as number) <= MAX_DATE_MS)) return 'the action\'s "created" must be a whole number of milliseconds';
+  if (parsed.duration_ms !== undefined && !(Number.isSafeInteger(parsed.duration_ms) && (parsed.duration_ms as number) >= 0)) return 'the action\'s "duration_ms" must be a whole number of milliseconds';
+  const signature = parsed.signature as RemoteAction["signature"] | undefined;
+  if (signature !== undefined && (typeof signature !== "object" || signature === null || typeof signature.signer !== "string" || typeof signature.value !== "string")) {
+    return 'the action\'s "signature" must name its signer and value as strings';
+  }
+  return {
+    blobs: blobs as string[],
+    diffId: diffId as string | null,
+    ...(layer ? { layer: { blake3: layer.blake3, digest: layer.digest, size: layer.size, mediaType: layer.mediaType } } : {}),
+    created: (parsed.created as number | undefined) ?? 0,
+    ...(parsed.duration_ms !== undefined ? { duration_ms: parsed.duration_ms as number } : {}),
+    ...(signature ? { signature: { signer: signature.signer, value: signature.value } } : {}),
+  };
+}
+
 /** What a result IS: every digest it names. Two results for one key differ when this differs. */
 export function resultText(key: string, action: Pick<RemoteAction, "blobs" | "diffId" | "layer">): string {
   const layer = action.layer;

@@ -141,6 +141,107 @@ describe("trust", () => {
   });
 });
 
+describe("malformed results: a miss and one warning, never a crash", () => {
+  test("a signed result uploaded without blobs is stored as the server checked it: a trusting reader uses it", async () => {
+    const ci = SigningKey.generate().key;
+    const { blobs: _blobs, ...withoutBlobs } = ci.sign(KEY, { blobs: [], diffId: null, created: 1 });
+    const put = await fetch(`${url}/v1/actions/${KEY}`, { method: "PUT", headers: { authorization: `Bearer ${RW}`, "content-type": "application/json" }, body: JSON.stringify(withoutBlobs) });
+    expect(put.status).toBe(201);
+    const trusting = client({ trust: [ci.publicKey] });
+    expect(await trusting.getAction(KEY)).toMatchObject({ blobs: [], diffId: null, created: 1, signature: { signer: ci.publicKey } });
+    expect(warnings).toEqual([]);
+  });
+
+  test("whatever a lying server sends for a result, a reader (trusting or not) gets a miss, the reason, and one warning", async () => {
+    const ci = SigningKey.generate().key;
+    const lies: unknown[] = [
+      null,
+      [],
+      "text",
+      { blobs: "x", diffId: null },
+      { blobs: [1], diffId: null },
+      { blobs: [], diffId: "sha256:zz" },
+      { blobs: [], diffId: `sha256:${"1".repeat(64)}`, layer: { blake3: "b".repeat(64), digest: `sha256:${"1".repeat(64)}`, size: 1, mediaType: "application/vnd.oci.image.layer.v1.tar" } },
+      { blobs: ["b".repeat(64)], diffId: `sha256:${"1".repeat(64)}`, layer: { blake3: "b".repeat(64), digest: "x", size: -1 } },
+      { blobs: [], diffId: null, created: "yesterday" },
+      { blobs: [], diffId: null, created: 9e15 }, // past what a Date holds: dating the image would throw
+      { blobs: [], diffId: null, duration_ms: -5 },
+      { blobs: [], diffId: null, signature: 5 },
+      { blobs: [], diffId: null, signature: { signer: 1, value: [] } },
+    ];
+    let lie: unknown;
+    hook = (request) => (request.method === "GET" && request.url.includes("/v1/actions/") ? Response.json(lie) : undefined);
+    for (const options of [{ trust: [ci.publicKey] }, {}]) {
+      warnings = [];
+      const reader = client(options);
+      for (const [i, body] of lies.entries()) {
+        lie = body;
+        const key = i.toString(16).padStart(64, "0");
+        expect(await reader.getAction(key)).toBeUndefined();
+        expect(reader.refused.get(key)).toStartWith("remote result is malformed: ");
+      }
+      expect(reader.available).toBe(true);
+      expect(warnings).toHaveLength(1);
+      expect(warnings[0]).toContain("sent a result that is not one");
+    }
+  });
+
+  test("a conflict list is read entry by entry: malformed entries are dropped, text is made safe to print", async () => {
+    const side = (author: unknown) => ({ author, signer: null, result: "c".repeat(64) });
+    hook = (request) =>
+      request.url.includes("/v1/conflicts")
+        ? Response.json({ conflicts: [{ key: KEY, time: 5, first: side("\x1b]0;pwned\x07tok\x1b[2J"), second: side(null) }, { key: "../x", time: 1, first: side(null), second: side(null) }, { key: KEY, time: 1, first: side(7), second: side(null) }, { key: KEY, time: 9e15, first: side(null), second: side(null) }, null] })
+        : undefined;
+    expect(await client().conflicts()).toEqual([{ key: KEY, time: 5, first: { author: "tok", signer: null, result: "c".repeat(64) }, second: { author: null, signer: null, result: "c".repeat(64) } }]);
+    hook = (request) => (request.url.includes("/v1/conflicts") ? Response.json({ conflicts: "none" }) : undefined);
+    expect(await client().conflicts()).toEqual([]);
+  });
+});
+
+describe("build reports", () => {
+  test("nothing that looks like a credential is sent; a report over the token's budget (429) is one warning, not an outage", async () => {
+    let sent = "";
+    hook = (request) => {
+      if (!request.url.includes("/events")) return undefined;
+      return (async () => {
+        sent = await request.text();
+        return Response.json({ error: "this token may report at most 8 bytes a minute" }, { status: 429 });
+      })() as unknown as Response;
+    };
+    const remote = client({ attempts: 3 });
+    const took = await remote.report("build-0001", [{ type: "build.started", ci: { repository: "https://ci:tok3n-tok3n@git.example/r.git" }, steps: [{ name: "RUN curl https://x/?access_token=abc123" }] }]);
+    expect(took).toBe(false);
+    expect(sent).not.toContain("tok3n-tok3n");
+    expect(sent).not.toContain("abc123");
+    expect(seen.filter((r) => r.includes("/events"))).toHaveLength(1);
+    expect(remote.available).toBe(true);
+    expect(warnings).toEqual(["the remote cache did not take this build's report (HTTP 429: this token may report at most 8 bytes a minute); the build goes on without it"]);
+  });
+});
+
+describe("write-once, and a signed upload that meets an earlier copy", () => {
+  test("the same result, signed, replaces an unsigned copy: readers who trust the signer then hit it", async () => {
+    const ci = SigningKey.generate().key;
+    await client().upload(KEY, { diffId: null, created: 1 });
+    await client({ signer: ci }).upload(KEY, { diffId: null, created: 1 });
+    expect(await client({ trust: [ci.publicKey] }).getAction(KEY)).toMatchObject({ signature: { signer: ci.publicKey } });
+    expect(warnings).toEqual([]);
+    // Never the other way: an unsigned copy later does not replace the signed one.
+    await client().upload(KEY, { diffId: null, created: 1 });
+    expect(await client({ trust: [ci.publicKey] }).getAction(KEY)).toBeDefined();
+  });
+
+  test("a copy signed by another key is kept, and the uploader is told that readers who trust it will not hit", async () => {
+    const ci = SigningKey.generate().key;
+    const other = SigningKey.generate().key;
+    await client({ signer: other }).upload(KEY, { diffId: null, created: 1 });
+    await client({ signer: ci }).upload(KEY, { diffId: null, created: 1 });
+    expect(warnings).toHaveLength(1);
+    expect(warnings[0]).toContain(`kept an earlier copy of step ${KEY.slice(0, 12)}'s result, signed by another key (${other.publicKey})`);
+    expect(await client({ trust: [ci.publicKey] }).getAction(KEY)).toBeUndefined();
+  });
+});
+
 describe("a remote that refuses or is gone", () => {
   test("a wrong token is an error at the first request, naming the server", async () => {
     await expect(client({ token: "wrong-token-value" }).probe()).rejects.toThrow(`the remote cache at ${url} refused the token (HTTP 401`);
@@ -282,10 +383,12 @@ describe("the client's smaller promises", () => {
     hook = (request) => (request.method === "GET" && request.url.includes("/v1/actions/") ? new Response("not json") : undefined);
     expect(await remote.getAction(KEY)).toBeUndefined();
     expect(remote.available).toBe(true);
-    expect(warnings).toEqual([]);
+    // Not an outage: one warning that the server sends results that are none, and a miss.
+    expect(warnings).toHaveLength(1);
+    expect(warnings[0]).toContain("remote result is malformed: it is not JSON");
     server.stop(true);
     await Promise.all([remote.getAction(KEY), remote.hasAction(KEY), remote.conflicts()]);
-    expect(warnings).toHaveLength(1);
+    expect(warnings).toHaveLength(2);
     expect(await remote.conflicts()).toEqual([]);
   });
 

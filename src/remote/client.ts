@@ -12,7 +12,9 @@ import { closeSync, openSync, rmSync } from "node:fs";
 import { UserError } from "../errors.ts";
 import { Blake3Hasher, hashFile } from "../hash/blake3.ts";
 import { NetworkError, readBody, readBodyBytes } from "../util/network.ts";
-import { checkSignature, parsePublicKey, type RemoteAction, type SigningKey } from "./action.ts";
+import { checkSignature, MAX_DATE_MS, parsePublicKey, validateAction, type RemoteAction, type SigningKey } from "./action.ts";
+import { terminalText } from "../util/terminal-text.ts";
+import { redactCredentials } from "../report/redact.ts";
 import { writeAll } from "../util/write-all.ts";
 
 export type { RemoteAction } from "./action.ts";
@@ -33,6 +35,8 @@ export interface RemoteOptions {
   trust?: string[];
   /** PEM text: a CA for the server's certificate; a client certificate and key (mutual TLS). */
   tls?: { ca?: string; cert?: string; key?: string };
+  /** Look results up only: no upload and no build report (a server only a project file names). */
+  readOnly?: boolean;
 }
 
 class Transient extends Error {}
@@ -62,12 +66,31 @@ export class RemoteCache {
 
   /** A result the remote sent that failed a check here: not used, and the user is told once. */
   distrust(key: string, reason: string) {
+    this.refused.set(key, terminalText(reason));
+    this.options.warn(`step ${key.slice(0, 12)}: ${terminalText(reason)}; running it here instead`);
+  }
+
+  private warnedMalformed = false;
+
+  /**
+   * A result that is not a well-formed action (a lying, broken or old server): a miss like any
+   * refused result, and one warning for the whole build, not one per step.
+   */
+  private malformed(key: string, why: string): undefined {
+    const reason = `remote result is malformed: ${terminalText(why, { max: 200 })}`;
     this.refused.set(key, reason);
-    this.options.warn(`step ${key.slice(0, 12)}: ${reason}; running it here instead`);
+    if (!this.warnedMalformed) this.options.warn(`the remote cache at ${this.base} sent a result that is not one (step ${key.slice(0, 12)}: ${reason}); such results are ignored`);
+    this.warnedMalformed = true;
+    return undefined;
   }
 
   get available(): boolean {
     return !this.disabled;
+  }
+
+  /** Whether results and reports may be sent to this remote (not one only a project file names). */
+  get sends(): boolean {
+    return !this.options.readOnly;
   }
 
   private headers(extra: Record<string, string> = {}): Record<string, string> {
@@ -78,7 +101,7 @@ export class RemoteCache {
   private async request(
     method: string,
     path: string,
-    init: { body?: string | Blob; headers?: Record<string, string>; timeoutMs?: number } = {},
+    init: { body?: string | Blob; headers?: Record<string, string>; timeoutMs?: number; retryBusy?: boolean } = {},
   ): Promise<Response | undefined> {
     if (this.disabled) return undefined;
     // Stryker disable next-line StringLiteral: every attempt sets it before it is read
@@ -97,13 +120,13 @@ export class RemoteCache {
           tls: this.options.tls,
         } as RequestInit);
         if (response.status === 401 || response.status === 403) {
-          // Stryker disable next-line ArrowFunction,StringLiteral: only a body that cannot be read takes the fallback
-          const detail = await response.text().catch(() => "");
-          throw new RemoteCacheError(`the remote cache at ${this.base} refused the token (HTTP ${response.status}${detail ? `: ${safeError(detail)}` : ""})`);
+          const detail = await safeError(response);
+          throw new RemoteCacheError(`the remote cache at ${this.base} refused the token (HTTP ${response.status}${detail ? `: ${detail}` : ""})`);
         }
         // Stryker disable next-line all: debug log text (the CLI tests read it end to end)
         log().debug("remote cache", { method, path, status: response.status, ms: Math.round(performance.now() - started), attempt });
-        if (response.status >= 500 || response.status === 429) throw new Transient(`HTTP ${response.status}`);
+        // A 429 on a build report is a quota (a minute's budget), not an outage: answered, not retried.
+        if (response.status >= 500 || (response.status === 429 && init.retryBusy !== false)) throw new Transient(`HTTP ${response.status}`);
         return response;
       } catch (error) {
         if (error instanceof RemoteCacheError) throw error;
@@ -131,28 +154,43 @@ export class RemoteCache {
     const response = await this.request("GET", `/v1/actions/${key}`);
     if (!response || response.status === 404) return undefined;
     if (!response.ok) return this.giveUp(`GET action: HTTP ${response.status}`);
-    let action: RemoteAction;
+    let parsed: unknown;
     try {
       // The server stores at most 1 MiB per action; more is not an action.
-      action = JSON.parse((await readBodyBytes(response, 1024 * 1024, `the remote's result for step ${key.slice(0, 12)}`, (max) => `larger than ${max} bytes`)).toString("utf8")) as RemoteAction;
+      parsed = JSON.parse((await readBodyBytes(response, 1024 * 1024, `the remote's result for step ${key.slice(0, 12)}`, (max) => `larger than ${max} bytes`)).toString("utf8"));
     } catch (error) {
       if (error instanceof NetworkError) return this.giveUp(error.message);
-      return undefined;
+      return this.malformed(key, "it is not JSON");
     }
+    // Every field is checked before any is used: the signature check and the solver read them.
+    const action = validateAction(parsed);
+    if (typeof action === "string") return this.malformed(key, action);
     if (!this.trusted) return action;
     const signature = checkSignature(key, action);
     if (!signature) this.refused.set(key, "remote result is not signed, and --remote-trust asks for a trusted signer");
-    else if ("error" in signature) this.refused.set(key, `remote result has a bad signature: ${signature.error}`);
-    else if (!this.trusted.has(signature.signer)) this.refused.set(key, `remote result from an untrusted signer (${signature.signer})`);
+    else if ("error" in signature) this.refused.set(key, `remote result has a bad signature: ${terminalText(signature.error)}`);
+    else if (!this.trusted.has(signature.signer)) this.refused.set(key, `remote result from an untrusted signer (${terminalText(signature.signer)})`);
     else return action;
     return undefined;
   }
 
-  /** Conflicts the remote recorded (different results offered for one key), newest first. */
-  async conflicts(): Promise<{ key: string; time: number; first: ConflictSide; second: ConflictSide }[]> {
+  /**
+   * Conflicts the remote recorded (different results offered for one key), newest first. Only
+   * well-formed entries are kept, their text made safe to print; an answer that is not a list
+   * of them is none.
+   */
+  async conflicts(): Promise<RemoteConflict[]> {
     const response = await this.request("GET", "/v1/conflicts");
     if (!response?.ok) return [];
-    return ((await response.json()) as { conflicts: { key: string; time: number; first: ConflictSide; second: ConflictSide }[] }).conflicts;
+    let body: unknown;
+    try {
+      body = JSON.parse((await readBodyBytes(response, 16 * 1024 * 1024, "the remote's conflict list", (max) => `larger than ${max} bytes`)).toString("utf8"));
+    } catch (error) {
+      if (error instanceof NetworkError) return this.giveUp(error.message) ?? [];
+      return [];
+    }
+    const list = (body as { conflicts?: unknown } | null)?.conflicts;
+    return Array.isArray(list) ? list.flatMap((entry) => parseConflict(entry) ?? []) : [];
   }
 
   async hasAction(key: string): Promise<boolean> {
@@ -204,7 +242,7 @@ export class RemoteCache {
     layer?: { file: string; digest: string; size: number; mediaType: string },
   ): Promise<void> {
     // Stryker disable next-line ConditionalExpression: a disabled remote answers no request anyway; this only skips hashing the layer
-    if (this.disabled) return;
+    if (this.disabled || !this.sends) return;
     const blobs: string[] = [];
     let described: RemoteAction["layer"];
     if (layer) {
@@ -219,7 +257,7 @@ export class RemoteCache {
         const put = await this.request("PUT", `/v1/blobs/${hash}`, { body: Bun.file(layerFile), headers: { "content-type": "application/octet-stream" } });
         if (!put) return;
         if (!put.ok) {
-          this.options.warn(`remote cache refused a layer upload (HTTP ${put.status}: ${safeError(await put.text())})`);
+          this.options.warn(`remote cache refused a layer upload (HTTP ${put.status}: ${await safeError(put)})`);
           return;
         }
       }
@@ -230,7 +268,25 @@ export class RemoteCache {
     const put = await this.request("PUT", `/v1/actions/${key}`, { body: JSON.stringify(body), headers: { "content-type": "application/json" } });
     if (put?.status === 409) {
       this.options.warn(`the remote cache already holds a different result for step ${key.slice(0, 12)} and kept it: the step is not deterministic (or someone else's result is there); see GET /v1/conflicts`);
-    } else if (put && !put.ok) this.options.warn(`remote cache refused a result (HTTP ${put.status}: ${safeError(await put.text())})`);
+    } else if (put && !put.ok) this.options.warn(`remote cache refused a result (HTTP ${put.status}: ${await safeError(put)})`);
+    else if (put && this.options.signer) await this.checkKeptSigner(key, put);
+  }
+
+  /**
+   * A signed upload the remote answered "same" to may not be what readers get: the copy kept
+   * may be signed by another key, and readers who trust only this one never hit that key. The
+   * server names the signer it kept; anything else than this client's key is said once per step.
+   */
+  private async checkKeptSigner(key: string, put: Response) {
+    let kept: unknown;
+    try {
+      kept = (JSON.parse((await readBodyBytes(put, 64 * 1024, "the remote's answer", (max) => `larger than ${max} bytes`)).toString("utf8")) as { signer?: unknown } | null)?.signer;
+    } catch {
+      return; // an older server says nothing about the signer
+    }
+    if (kept === undefined || kept === this.options.signer!.publicKey) return;
+    const who = typeof kept === "string" ? `signed by another key (${terminalText(kept, { max: 80 })})` : "unsigned";
+    this.options.warn(`the remote cache kept an earlier copy of step ${key.slice(0, 12)}'s result, ${who}: readers who trust only your key will not use it (see SECURITY.md, "write-once")`);
   }
 
   /** Starts an upload that runs alongside the build. */
@@ -254,12 +310,14 @@ export class RemoteCache {
    * old to take reports (one warning of its own).
    */
   async report(buildId: string, events: unknown[]): Promise<boolean> {
-    const body = JSON.stringify({ events });
-    // Stryker disable next-line ObjectLiteral,StringLiteral: the server reads bodies by route, not by content type
-    const response = await this.request("POST", `/v1/builds/${buildId}/events`, { body, headers: { "content-type": "application/json" }, timeoutMs: 10_000 });
+    if (!this.sends) return false;
+    // Nothing that looks like a credential leaves in a report (a CI's repository URL with its
+    // token, a RUN line with one): every string is redacted (the server does it again).
+    const body = JSON.stringify({ events }, (_key, value: unknown) => (typeof value === "string" ? redactCredentials(value) : value));
+    const response = await this.request("POST", `/v1/builds/${buildId}/events`, { body, headers: { "content-type": "application/json" }, timeoutMs: 10_000, retryBusy: false });
     if (!response) return false;
     if (response.ok) return true;
-    this.options.warn(`the remote cache did not take this build's report (HTTP ${response.status}: ${safeError(await response.text())}); the build goes on without it`);
+    this.options.warn(`the remote cache did not take this build's report (HTTP ${response.status}: ${await safeError(response)}); the build goes on without it`);
     return false;
   }
 
@@ -273,10 +331,50 @@ export class RemoteCache {
   }
 }
 
-function safeError(body: string): string {
+/**
+ * A server's error answer as one printable line: its JSON `error` when it has one, else its
+ * text; at most 200 characters, read from at most 64 KiB, control sequences stripped (a server
+ * must not set a terminal's title, clear it or print a fake line).
+ */
+async function safeError(response: Response): Promise<string> {
+  let body: string;
   try {
-    return (JSON.parse(body) as { error?: string }).error ?? body.slice(0, 200);
+    body = (await readBodyBytes(response, 64 * 1024, "the remote's error", (max) => `larger than ${max} bytes`)).toString("utf8");
   } catch {
-    return body.slice(0, 200);
+    return "";
   }
+  let text: unknown = body;
+  try {
+    text = (JSON.parse(body) as { error?: unknown }).error ?? body;
+  } catch {
+    // not JSON: the text as it is
+  }
+  return terminalText(typeof text === "string" ? text.slice(0, 200) : body.slice(0, 200));
+}
+
+export interface RemoteConflict {
+  key: string;
+  time: number;
+  first: ConflictSide;
+  second: ConflictSide;
+}
+
+const HEX64 = /^[0-9a-f]{64}$/;
+
+/** One conflict as the server lists it, checked, with the text it holds safe to print. */
+function parseConflict(value: unknown): RemoteConflict | undefined {
+  const c = value as Partial<Record<keyof RemoteConflict, unknown>> | null;
+  const time = c?.time;
+  if (typeof c !== "object" || c === null || typeof c.key !== "string" || !HEX64.test(c.key) || !Number.isSafeInteger(time) || Math.abs(time as number) > MAX_DATE_MS) return undefined;
+  const side = (raw: unknown): ConflictSide | undefined => {
+    const s = raw as Partial<Record<keyof ConflictSide, unknown>> | null;
+    const optionalText = (v: unknown) => (v === null || v === undefined ? null : typeof v === "string" ? terminalText(v, { max: 100 }) : undefined);
+    if (typeof s !== "object" || s === null || typeof s.result !== "string" || !HEX64.test(s.result)) return undefined;
+    const author = optionalText(s.author);
+    const signer = optionalText(s.signer);
+    return author === undefined || signer === undefined ? undefined : { author, signer, result: s.result };
+  };
+  const first = side(c.first);
+  const second = side(c.second);
+  return first && second ? { key: c.key, time: c.time as number, first, second } : undefined;
 }

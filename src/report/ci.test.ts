@@ -34,6 +34,11 @@ describe("ciMetadata", () => {
     expect(ciMetadata({ HOME: "/root" })).toBeUndefined();
   });
 
+  test("a repository URL's credentials are not reported (Jenkins' GIT_URL may carry user:token@)", () => {
+    const metadata = ciMetadata({ JENKINS_URL: "https://j/", GIT_URL: "https://jenkins:11a2b3c4d5e6@git.example.com/org/repo.git", BUILD_URL: "https://j/job/1/?token=trigger-secret" });
+    expect(metadata).toMatchObject({ repository: "https://git.example.com/org/repo.git", url: "https://j/job/1/?token=***" });
+  });
+
   test("values are clipped to labels", () => {
     expect(ciMetadata({ GITLAB_CI: "true", CI_COMMIT_REF_NAME: "b".repeat(10_000) })!.branch!.length).toBe(300);
   });

@@ -4,6 +4,7 @@
  * the whole team and must stay a label, not a payload.
  */
 import type { CiMetadata } from "./events.ts";
+import { redactCredentials } from "./redact.ts";
 
 export type { CiMetadata } from "./events.ts";
 
@@ -79,7 +80,8 @@ const PROVIDERS: Provider[] = [
   },
 ];
 
-const clip = (value: string | undefined) => (value ? value.slice(0, 300) : undefined);
+/** A label, not a payload, and never a credential (Jenkins' GIT_URL may hold `user:token@`). */
+const clip = (value: string | undefined) => (value ? redactCredentials(value).slice(0, 300) : undefined);
 
 export function ciMetadata(env: Env = process.env): CiMetadata | undefined {
   const provider = PROVIDERS.find((p) => p.detect(env));

@@ -40,6 +40,24 @@ function routeOf(path: string): string {
   return known.includes(path) ? path.slice(1).replace("v1/", "") || "dashboard" : "other";
 }
 
+/**
+ * A write another web site's page could make a visitor's browser send. Such a page can POST a
+ * "simple" request (text/plain, a form) to any address, the loopback one of a tokenless server
+ * too, without asking first; anything else (a PUT, a JSON body, an Authorization header) needs
+ * the server's consent, which this server never gives. So a write is refused when the browser
+ * says it comes from another site (Sec-Fetch-Site, Origin), and a POST that carries no token
+ * must say it is JSON, which a cross-site page cannot send without that consent.
+ */
+function crossSiteWrite(c: Context): boolean {
+  if (c.req.method === "GET" || c.req.method === "HEAD") return false;
+  const site = c.req.header("sec-fetch-site");
+  return (site !== undefined && site !== "same-origin" && site !== "none") || !sameOrigin(c);
+}
+
+function untypedAnonymousPost(c: Context): boolean {
+  return c.req.method === "POST" && c.req.header("authorization") === undefined && !/^application\/json\s*(;|$)/i.test(c.req.header("content-type") ?? "");
+}
+
 export function createApp(parts: AppParts): Hono<AppEnv> {
   const { storage, tokens, metrics, log, hub, sessions } = parts;
   const app = new Hono<AppEnv>();
@@ -75,8 +93,10 @@ export function createApp(parts: AppParts): Hono<AppEnv> {
   };
 
   app.use("/v1/*", async (c, next) => {
+    if (crossSiteWrite(c)) return error(c, 403, "a write from another site's page is refused");
     const auth = authenticate(c);
     if (!auth.ok) return error(c, 401, auth.message);
+    if (untypedAnonymousPost(c)) return error(c, 415, "a POST without a token must be JSON (content-type: application/json)");
     c.set("role", auth.role);
     c.set("token", auth.id);
     if (c.req.method === "PUT" && auth.role !== "rw") return error(c, 403, "this token is read-only");
@@ -154,7 +174,7 @@ export function createApp(parts: AppParts): Hono<AppEnv> {
       metrics.uploadRejections.inc({ reason: "too-large" });
       return error(c, 413, `an action may be at most ${MAX_ACTION_BYTES} bytes`);
     }
-    let outcome: "stored" | "same";
+    let outcome: "stored" | "same" | "signed";
     try {
       outcome = storage.putAction(c.req.param("key"), text, c.get("token"));
     } catch (cause) {
@@ -169,7 +189,9 @@ export function createApp(parts: AppParts): Hono<AppEnv> {
     }
     c.set("bytesIn", text.length);
     metrics.bytesIn.inc(text.length);
-    return c.json({ key: c.req.param("key") }, outcome === "stored" ? 201 : 200);
+    // The signer kept: an uploader whose signature was not the one kept ("same" as a copy
+    // stored unsigned-then-signed by someone else) learns it here.
+    return c.json({ key: c.req.param("key"), outcome, signer: storage.signerOf(c.req.param("key")) }, outcome === "same" ? 200 : 201);
   });
 
   app.get("/v1/conflicts", (c) => {

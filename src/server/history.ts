@@ -11,6 +11,7 @@ import type { BuildEvent, BuildStep, BuildSummary, StepState } from "../report/e
 
 export type { BuildStep, BuildSummary } from "../report/events.ts";
 import type { Delivery, DeliveryStore } from "./webhooks.ts";
+import type { Role } from "./auth.ts";
 
 /** An event as the hub publishes it: the reported event, its build, and its place in the log. */
 export type HubEvent = BuildEvent & { id: number; build: string };
@@ -37,7 +38,16 @@ export interface HistoryStore extends DeliveryStore {
   lastSeq(build: string): number;
   eventCount(build: string): number;
   /** Stores a batch of one build's events (in order, new ones only); returns them as published. */
-  append(build: string, token: string, events: BuildEvent[]): HubEvent[];
+  append(build: string, token: string, events: BuildEvent[], role?: Role): HubEvent[];
+  /** Bytes of reported JSON kept: for one build, for a token's builds, in all. */
+  buildBytes(build: string): number;
+  tokenBytes(token: string): number;
+  totalBytes(): number;
+  /**
+   * Drops the oldest builds (of `token`, else read-only tokens' first; finished before
+   * running; never `except`) until the bytes kept are at most `maxBytes`. Returns how many went.
+   */
+  shrink(options: { maxBytes: number; token?: string; except?: string }): number;
   list(filter: BuildFilter): { builds: BuildSummary[]; total: number };
   get(build: string): (BuildSummary & { steps: BuildStep[] }) | undefined;
   /** Events after `since`, oldest first, at most `limit`. */
@@ -45,8 +55,8 @@ export interface HistoryStore extends DeliveryStore {
   lastEventId(): number;
   /** Builds still running that have reported nothing since `before` (server time). */
   stale(before: number): { id: string; token: string; lastSeq: number; started: number; executed: number; cached: number; savedMs: number }[];
-  /** Drops builds finished (or started) before `before`, and all but the newest `keep`. */
-  prune(options: { before: number; keep: number }): number;
+  /** Drops builds finished (or started) before `before`, all but the newest `keep`, and the oldest past `maxBytes`. */
+  prune(options: { before: number; keep: number; maxBytes?: number }): number;
   stats(since: number): HistoryStats;
   close(): void;
 }
@@ -83,7 +93,11 @@ export class SqliteHistory implements HistoryStore {
 
   constructor(dataDir: string) {
     this.db = openDatabase(join(dataDir, "history.db"), SCHEMA);
-    addMissingColumns(this.db, "builds", ["updated INTEGER"]);
+    const counted = (this.db.query("PRAGMA table_info(builds)").all() as { name: string }[]).some((c) => c.name === "bytes");
+    addMissingColumns(this.db, "builds", ["updated INTEGER", "bytes INTEGER NOT NULL DEFAULT 0", "role TEXT"]);
+    // A history from before byte budgets: its builds count what their events hold, so size
+    // pruning and token budgets see them too.
+    if (!counted) this.db.exec("UPDATE builds SET bytes = (SELECT coalesce(sum(length(CAST(body AS BLOB))), 0) FROM events WHERE events.build = builds.id)");
   }
 
   owner(build: string): string | undefined {
@@ -98,17 +112,55 @@ export class SqliteHistory implements HistoryStore {
     return (this.db.query("SELECT events FROM builds WHERE id = ?").get(build) as { events: number } | null)?.events ?? 0;
   }
 
-  append(build: string, token: string, events: BuildEvent[]): HubEvent[] {
-    return this.db.transaction(() => events.map((event) => this.appendOne(build, token, event)))();
+  append(build: string, token: string, events: BuildEvent[], role: Role = "rw"): HubEvent[] {
+    return this.db.transaction(() => events.map((event) => this.appendOne(build, token, event, role)))();
   }
 
-  private appendOne(build: string, token: string, event: BuildEvent): HubEvent {
+  buildBytes(build: string): number {
+    return (this.db.query("SELECT bytes FROM builds WHERE id = ?").get(build) as { bytes: number } | null)?.bytes ?? 0;
+  }
+
+  tokenBytes(token: string): number {
+    return (this.db.query("SELECT coalesce(sum(bytes), 0) AS n FROM builds WHERE token = ?").get(token) as { n: number }).n;
+  }
+
+  totalBytes(): number {
+    return (this.db.query("SELECT coalesce(sum(bytes), 0) AS n FROM builds").get() as { n: number }).n;
+  }
+
+  shrink({ maxBytes, token, except }: { maxBytes: number; token?: string; except?: string }): number {
+    return this.db.transaction(() => {
+      let kept = token === undefined ? this.totalBytes() : this.tokenBytes(token);
+      if (kept <= maxBytes) return 0;
+      const candidates = this.db
+        .query(
+          `SELECT id, bytes FROM builds WHERE id != $except ${token === undefined ? "" : "AND token = $token"}
+           ORDER BY coalesce(role, 'rw') = 'ro' DESC, result = 'running', started, rowid`,
+        )
+        .all({ except: except ?? "", ...(token === undefined ? {} : { token }) }) as { id: string; bytes: number }[];
+      const doomed: string[] = [];
+      for (const candidate of candidates) {
+        if (kept <= maxBytes) break;
+        doomed.push(candidate.id);
+        kept -= candidate.bytes;
+      }
+      for (const id of doomed) this.drop(id);
+      return doomed.length;
+    })();
+  }
+
+  private drop(id: string) {
+    for (const table of ["events", "build_steps", "build_labels"]) this.db.query(`DELETE FROM ${table} WHERE build = ?`).run(id);
+    this.db.query("DELETE FROM builds WHERE id = ?").run(id);
+  }
+
+  private appendOne(build: string, token: string, event: BuildEvent, role: Role): HubEvent {
     switch (event.type) {
       case "build.started": {
         const { type: _t, seq: _s, time, steps, labels, ...info } = event;
         this.db
-          .query("INSERT OR IGNORE INTO builds (id, token, result, started, branch, last_seq, events, info) VALUES (?, ?, 'running', ?, ?, 0, 0, ?)")
-          .run(build, token, time, info.ci?.branch ?? null, JSON.stringify({ ...info, labels }));
+          .query("INSERT OR IGNORE INTO builds (id, token, result, started, branch, last_seq, events, info, role) VALUES (?, ?, 'running', ?, ?, 0, 0, ?, ?)")
+          .run(build, token, time, info.ci?.branch ?? null, JSON.stringify({ ...info, labels }), role);
         const label = this.db.query("INSERT OR REPLACE INTO build_labels VALUES (?, ?, ?)");
         for (const [name, value] of Object.entries(labels)) label.run(build, name, value);
         const step = this.db.query("INSERT OR IGNORE INTO build_steps (build, step, number, stage, name, state) VALUES (?, ?, ?, ?, ?, 'queued')");
@@ -143,8 +195,9 @@ export class SqliteHistory implements HistoryStore {
         break;
       }
     }
-    this.db.query("UPDATE builds SET last_seq = ?, events = events + 1, updated = ? WHERE id = ?").run(event.seq, Date.now(), build);
-    const { id } = this.db.query("INSERT INTO events (build, body) VALUES (?, ?) RETURNING id").get(build, JSON.stringify(event)) as { id: number };
+    const body = JSON.stringify(event);
+    this.db.query("UPDATE builds SET last_seq = ?, events = events + 1, updated = ?, bytes = bytes + ? WHERE id = ?").run(event.seq, Date.now(), Buffer.byteLength(body), build);
+    const { id } = this.db.query("INSERT INTO events (build, body) VALUES (?, ?) RETURNING id").get(build, body) as { id: number };
     return { ...event, id, build };
   }
 
@@ -193,20 +246,18 @@ export class SqliteHistory implements HistoryStore {
       .all(before) as { id: string; token: string; lastSeq: number; started: number; executed: number; cached: number; savedMs: number }[];
   }
 
-  prune({ before, keep }: { before: number; keep: number }): number {
-    return this.db.transaction(() => {
+  prune({ before, keep, maxBytes }: { before: number; keep: number; maxBytes?: number }): number {
+    const byAge = this.db.transaction(() => {
       const doomed = this.db
         .query(
           `SELECT id FROM builds WHERE coalesce(finished, started) < $before
            UNION SELECT id FROM (SELECT id FROM builds ORDER BY started DESC, rowid DESC LIMIT -1 OFFSET $keep)`,
         )
         .all({ before, keep }) as { id: string }[];
-      for (const { id } of doomed) {
-        for (const table of ["events", "build_steps", "build_labels"]) this.db.query(`DELETE FROM ${table} WHERE build = ?`).run(id);
-        this.db.query("DELETE FROM builds WHERE id = ?").run(id);
-      }
+      for (const { id } of doomed) this.drop(id);
       return doomed.length;
     })();
+    return byAge + (maxBytes === undefined ? 0 : this.shrink({ maxBytes }));
   }
 
   stats(since: number): HistoryStats {

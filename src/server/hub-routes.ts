@@ -19,6 +19,7 @@ import { boundedText, error, sameOrigin, type AppEnv } from "./http.ts";
 import { BUILD_ID, HubError } from "./hub.ts";
 import type { HubEvent } from "./history.ts";
 import { SESSION_COOKIE } from "./sessions.ts";
+import { redactCredentials, urlOrigin } from "../report/redact.ts";
 
 const MAX_REPORT_BYTES = 4 * 1024 * 1024;
 /** A watcher this far behind on the socket is cut off; it reconnects with its last id. */
@@ -33,15 +34,16 @@ export function hubRoutes(parts: AppParts): Hono<AppEnv> {
   app.post("/v1/builds/:id/events", async (c) => {
     const text = await boundedText(c.req.raw, MAX_REPORT_BYTES);
     if (text === undefined) return error(c, 413, `a report may be at most ${MAX_REPORT_BYTES} bytes`);
-    let body: unknown;
-    try {
-      body = JSON.parse(text);
-    } catch {
-      return error(c, 400, "the report is not JSON");
-    }
     try {
       c.set("bytesIn", text.length);
-      return c.json({ accepted: hub.report(c.req.param("id"), c.get("token"), body) });
+      hub.admit(c.get("token"), c.get("role"), Buffer.byteLength(text));
+      let body: unknown;
+      try {
+        body = JSON.parse(text);
+      } catch {
+        return error(c, 400, "the report is not JSON");
+      }
+      return c.json({ accepted: hub.report(c.req.param("id"), c.get("token"), body, c.get("role")) });
     } catch (cause) {
       if (cause instanceof HubError) return error(c, cause.status, cause.message);
       throw cause;
@@ -113,7 +115,13 @@ export function hubRoutes(parts: AppParts): Hono<AppEnv> {
       ...hub.store.stats(Date.now() - STATS_WINDOW_MS),
       tokens: storage.tokenStats(),
       conflicts: storage.conflicts({ limit: 20 }),
-      webhooks: hub.store.recentDeliveries(50).map(({ body: _body, ...delivery }) => delivery),
+      // A webhook URL is a credential (Slack's and Teams' carry their secret in the path): the
+      // API shows where deliveries go (scheme and host) and never the URL, to any role.
+      webhooks: hub.store.recentDeliveries(50).map(({ body: _body, url, lastError, ...delivery }) => ({
+        ...delivery,
+        url: urlOrigin(url),
+        ...(lastError !== undefined ? { lastError: redactCredentials(lastError.replaceAll(url, urlOrigin(url))) } : {}),
+      })),
     });
   });
 

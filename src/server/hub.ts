@@ -8,10 +8,13 @@ import { STEP_STATES, type BuildEvent, type BuildFinished, type BuildStarted, ty
 import type { HistoryStore, HubEvent } from "./history.ts";
 import type { Metrics } from "./metrics.ts";
 import type { Webhooks } from "./webhooks.ts";
+import type { Role } from "./auth.ts";
+import { redactCredentials } from "../report/redact.ts";
+import { HISTORY_MAX_BYTES, RateBudget, REPORT_QUOTAS, type ReportQuota } from "./quotas.ts";
 
 export class HubError extends Error {
   constructor(
-    readonly status: 400 | 403 | 413,
+    readonly status: 400 | 403 | 413 | 429,
     message: string,
   ) {
     super(message);
@@ -22,21 +25,51 @@ export const BUILD_ID = /^[A-Za-z0-9_-]{8,64}$/;
 const MAX_BATCH = 1000;
 const MAX_EVENTS_PER_BUILD = 50_000;
 const MAX_STEPS = 5000;
+/** Past its budget, a build may still store this many bytes of step states and its end. */
+export const STATE_ALLOWANCE = 512 * 1024;
 
 type Watcher = (event: HubEvent) => void;
+
+export interface HubLimits {
+  quotas?: Record<Role, ReportQuota>;
+  /** The whole history's size in bytes: past it, the oldest builds go (read-only tokens' first). */
+  historyMaxBytes?: number;
+}
 
 export class BuildHub {
   /** Watchers, each with how to disconnect it when the server stops. */
   private readonly watchers = new Map<Watcher, () => void>();
 
+  private readonly quotas: Record<Role, ReportQuota>;
+  readonly historyMaxBytes: number;
+  private readonly rate = new RateBudget();
+
   constructor(
     readonly store: HistoryStore,
     private readonly metrics: Metrics,
     private readonly webhooks?: Webhooks,
-  ) {}
+    limits: HubLimits = {},
+  ) {
+    this.quotas = limits.quotas ?? REPORT_QUOTAS;
+    this.historyMaxBytes = limits.historyMaxBytes ?? HISTORY_MAX_BYTES;
+  }
 
-  /** Takes a batch of one build's events from `token`; returns how many were new. */
-  report(build: string, token: string, body: unknown): number {
+  /**
+   * A report of `bytes` from `token` is admitted when its role's per-minute budget has room
+   * (checked before the body is parsed: an over-budget token costs no parsing).
+   */
+  admit(token: string, role: Role, bytes: number) {
+    const { perMinute } = this.quotas[role];
+    if (!this.rate.take(token, bytes, perMinute)) throw new HubError(429, `this token may report at most ${perMinute} bytes a minute; try again in a minute`);
+  }
+
+  /**
+   * Takes a batch of one build's events from `token`; returns how many were new. What a build
+   * stores is bounded in bytes (each field, the build, the token's builds, the whole history):
+   * a build over its budget is refused (413); a token over its budget loses its oldest builds;
+   * a history over its size loses its oldest builds, read-only tokens' first.
+   */
+  report(build: string, token: string, body: unknown, role: Role = "rw"): number {
     if (!BUILD_ID.test(build)) throw new HubError(400, "a build id is 8 to 64 letters, digits, - or _");
     const list = (body as { events?: unknown } | null)?.events;
     if (!Array.isArray(list)) throw new HubError(400, 'the body must be {"events": [...]}');
@@ -57,9 +90,42 @@ export class BuildHub {
       last = event.seq;
     }
     if (this.store.eventCount(build) + fresh.length > MAX_EVENTS_PER_BUILD) throw new HubError(413, `a build may report at most ${MAX_EVENTS_PER_BUILD} events`);
-    const stored = this.store.append(build, token, fresh);
+    const kept = this.fit(build, role, fresh);
+    this.makeRoom(build, token, role, kept.reduce((sum, event) => sum + eventBytes(event), 0));
+    const stored = this.store.append(build, token, kept, role);
     for (const event of stored) this.publish(event);
+    if (this.store.totalBytes() > this.historyMaxBytes) this.store.shrink({ maxBytes: this.historyMaxBytes, except: build });
     return stored.length;
+  }
+
+  /**
+   * A build's events within its byte budget. Past the budget, steps still change state and the
+   * build still finishes (the dashboard must not show it running forever), but without their
+   * output and miss reasons, within an allowance for such small events; past that, 413.
+   */
+  private fit(build: string, role: Role, events: BuildEvent[]): BuildEvent[] {
+    const { perBuild } = this.quotas[role];
+    const used = this.store.buildBytes(build);
+    const bytes = events.reduce((sum, event) => sum + eventBytes(event), 0);
+    if (used + bytes <= perBuild) return events;
+    const lean = events.map((event) => {
+      if (event.type !== "step.updated") return event;
+      const { tail: _tail, reasons: _reasons, ...rest } = event;
+      return rest;
+    });
+    const leanBytes = lean.reduce((sum, event) => sum + eventBytes(event), 0);
+    if (used + leanBytes > perBuild + STATE_ALLOWANCE) {
+      throw new HubError(413, `a build reported with a ${role === "ro" ? "read-only" : "read-write"} token may store at most ${perBuild} bytes (and ${STATE_ALLOWANCE} more of step states); this one has ${used} and sent ${leanBytes} more`);
+    }
+    return lean;
+  }
+
+  /** Frees the token's oldest builds for what it may add; refuses what does not fit. */
+  private makeRoom(build: string, token: string, role: Role, bytes: number) {
+    const quota = this.quotas[role];
+    if (this.store.tokenBytes(token) + bytes <= quota.perToken) return;
+    this.store.shrink({ maxBytes: quota.perToken - bytes, token, except: build });
+    if (this.store.tokenBytes(token) + bytes > quota.perToken) throw new HubError(413, `this token's builds may store at most ${quota.perToken} bytes`);
   }
 
   private publish(event: HubEvent) {
@@ -142,10 +208,26 @@ const fail = (where: string, message: string): never => {
   throw new HubError(400, `${where}: ${message}`);
 };
 
-function text(value: unknown, where: string, max: number, optional = false): string | undefined {
+/** Bytes the hub counts for an event: its JSON as stored. */
+export const eventBytes = (event: BuildEvent) => Buffer.byteLength(JSON.stringify(event));
+
+/** The first `max` bytes of UTF-8 text, never half a character. */
+function clipBytes(value: string, max: number): string {
+  if (Buffer.byteLength(value) <= max) return value;
+  const clipped = Buffer.from(value).subarray(0, max).toString("utf8");
+  // A character cut in two decodes as U+FFFD: drop it.
+  return clipped.endsWith("\uFFFD") ? clipped.slice(0, -1) : clipped;
+}
+
+/**
+ * A string field: credentials taken out (the history is shown to every read-only token), then
+ * clipped to `maxBytes` of UTF-8.
+ */
+function text(value: unknown, where: string, maxBytes: number, optional = false): string | undefined {
   if (value === undefined && optional) return undefined;
   if (typeof value !== "string") return fail(where, "must be a string");
-  return value.length > max ? value.slice(0, max) : value;
+  // The pattern never needs more than a line: huge inputs are cut first (a bound on the work).
+  return clipBytes(redactCredentials(value.length > 4 * maxBytes ? value.slice(0, 4 * maxBytes) : value), maxBytes);
 }
 
 function count(value: unknown, where: string, optional = false): number | undefined {
@@ -154,18 +236,35 @@ function count(value: unknown, where: string, optional = false): number | undefi
   return value as number;
 }
 
-function lines(value: unknown, where: string, maxLines: number): string[] | undefined {
+/**
+ * Lines of text, at most `maxLines` and `maxBytes` in all: the last ones kept (a failed step's
+ * output ends with why it failed), each line at most 1000 bytes.
+ */
+function lines(value: unknown, where: string, maxLines: number, maxBytes: number): string[] | undefined {
   if (value === undefined) return undefined;
   if (!Array.isArray(value)) return fail(where, "must be a list of strings");
-  return value.slice(-maxLines).map((line, i) => text(line, `${where}[${i}]`, 4000)!);
+  const kept: string[] = [];
+  let bytes = 0;
+  const bad = value.findIndex((line) => typeof line !== "string");
+  if (bad >= 0) fail(`${where}[${bad}]`, "must be a string");
+  for (const line of value.slice(-maxLines).reverse()) {
+    const clipped = text(line, where, 1000)!;
+    bytes += Buffer.byteLength(clipped) + 4; // its quotes and comma in the JSON stored
+    if (bytes > maxBytes) break;
+    kept.unshift(clipped);
+  }
+  return kept;
 }
 
+/** An object of strings: at most `maxEntries`, keys 128 bytes, values 1 KiB, 8 KiB in all. */
 function record(value: unknown, where: string, maxEntries: number): Record<string, string> {
   if (value === undefined) return {};
   if (typeof value !== "object" || value === null || Array.isArray(value)) return fail(where, "must be an object of strings");
   const entries = Object.entries(value);
   if (entries.length > maxEntries) fail(where, `at most ${maxEntries} entries`);
-  return Object.fromEntries(entries.map(([k, v]) => [text(k, where, 128)!, text(v, `${where}.${k}`, 1024)!]));
+  const parsed = entries.map(([k, v]) => [text(k, where, 128)!, text(v, `${where}.${k}`, 1024)!]);
+  if (Buffer.byteLength(JSON.stringify(parsed)) > 8192) fail(where, "at most 8 KiB in all");
+  return Object.fromEntries(parsed);
 }
 
 function parseEvent(raw: unknown, where: string): BuildEvent {
@@ -213,8 +312,8 @@ function parseEvent(raw: unknown, where: string): BuildEvent {
       const durationMs = count(e.durationMs, `${where}.durationMs`, true);
       const savedMs = count(e.savedMs, `${where}.savedMs`, true);
       const layerSize = count(e.layerSize, `${where}.layerSize`, true);
-      const reasons = lines(e.reasons, `${where}.reasons`, 20);
-      const tail = lines(e.tail, `${where}.tail`, 50);
+      const reasons = lines(e.reasons, `${where}.reasons`, 20, 4096);
+      const tail = lines(e.tail, `${where}.tail`, 50, 8192);
       return { ...update, ...defined({ durationMs, savedMs, layerSize, reasons, tail }) };
     }
     case "build.finished": {

@@ -2,7 +2,7 @@
 import type { AppParts } from "./app.ts";
 import { TokenSet, type Role } from "./auth.ts";
 import { SqliteHistory } from "./history.ts";
-import { BuildHub } from "./hub.ts";
+import { BuildHub, type HubLimits } from "./hub.ts";
 import { createLogger, type Logger } from "../util/log.ts";
 import { Metrics } from "./metrics.ts";
 import { Sessions } from "./sessions.ts";
@@ -13,6 +13,8 @@ export interface PartsOptions extends StorageOptions {
   tokens: { token: string; role: Role }[];
   log?: Logger;
   webhooks?: { targets: WebhookTarget[]; key: Buffer; retryBaseMs?: number; maxAttempts?: number; pollMs?: number };
+  /** The build hub's report quotas and history size (defaults: quotas.ts). */
+  hubLimits?: HubLimits;
 }
 
 export interface ServerParts extends AppParts {
@@ -22,13 +24,13 @@ export interface ServerParts extends AppParts {
 }
 
 export function createParts(options: PartsOptions): ServerParts {
-  const { tokens: entries, log = createLogger(), webhooks: hooks, ...storageOptions } = options;
+  const { tokens: entries, log = createLogger(), webhooks: hooks, hubLimits, ...storageOptions } = options;
   const tokens = new TokenSet(entries); // a bad token is an error before anything is created
   const storage = new Storage(storageOptions);
   const metrics = new Metrics();
   const history = new SqliteHistory(options.dataDir);
   const webhooks = hooks?.targets.length ? new Webhooks({ ...hooks, store: history, metrics, log }) : undefined;
-  const hub = new BuildHub(history, metrics, webhooks);
+  const hub = new BuildHub(history, metrics, webhooks, hubLimits);
   return {
     storage,
     tokens,

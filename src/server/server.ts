@@ -69,7 +69,7 @@ export function startServer(options: ServeOptions): RunningServer {
     // only a single step running that long is silent that long).
     const expired = hub.expireStale(Date.now() - (options.staleBuildMs ?? 86_400_000));
     if (expired) log.info("builds that stopped reporting marked failed", { builds: expired });
-    const removed = history.prune({ before: Date.now() - (options.historyMaxAgeMs ?? 30 * 86_400_000), keep: options.historyMaxBuilds ?? 10_000 });
+    const removed = history.prune({ before: Date.now() - (options.historyMaxAgeMs ?? 30 * 86_400_000), keep: options.historyMaxBuilds ?? 10_000, maxBytes: hub.historyMaxBytes });
     if (removed) log.info("build history pruned", { builds: removed });
   };
   retention();

@@ -98,13 +98,13 @@ describe("actions", () => {
     ["a blob name that is not a string", { ...valid, blobs: [1] }, 'the action\'s "blobs"'],
     ["a diffId that is not a digest", { ...valid, diffId: "sha256:1234" }, 'the action\'s "diffId"'],
     ["a diffId that is a number", { ...valid, diffId: 7 }, 'the action\'s "diffId"'],
-    ["a layer without blake3", { ...valid, layer: { digest: DIFF, size: 1, mediaType: "m" } }, 'the action\'s "layer" must have blake3, digest, size and mediaType'],
-    ["a layer with a bad digest", { ...valid, blobs: ["c".repeat(64)], layer: { blake3: "c".repeat(64), digest: "md5:x", size: 1, mediaType: "m" } }, 'the action\'s "layer" must have'],
-    ["a layer with a negative size", { ...valid, blobs: ["c".repeat(64)], layer: { blake3: "c".repeat(64), digest: DIFF, size: -1, mediaType: "m" } }, 'the action\'s "layer" must have'],
+    ["a layer without blake3", { ...valid, layer: { digest: DIFF, size: 1, mediaType: "application/vnd.oci.image.layer.v1.tar" } }, 'the action\'s "layer" must have blake3, digest, size and mediaType'],
+    ["a layer with a bad digest", { ...valid, blobs: ["c".repeat(64)], layer: { blake3: "c".repeat(64), digest: "md5:x", size: 1, mediaType: "application/vnd.oci.image.layer.v1.tar" } }, 'the action\'s "layer" must have'],
+    ["a layer with a negative size", { ...valid, blobs: ["c".repeat(64)], layer: { blake3: "c".repeat(64), digest: DIFF, size: -1, mediaType: "application/vnd.oci.image.layer.v1.tar" } }, 'the action\'s "layer" must have'],
     ["a layer with no media type", { ...valid, blobs: ["c".repeat(64)], layer: { blake3: "c".repeat(64), digest: DIFF, size: 1 } }, 'the action\'s "layer" must have'],
     ["a layer that is null", { ...valid, layer: null }, 'the action\'s "layer"'],
-    ["a layer whose blob it does not name", { ...valid, layer: { blake3: "c".repeat(64), digest: DIFF, size: 1, mediaType: "m" } }, 'the action\'s "layer" blob must be among its "blobs"'],
-    ["a layer without a diffId", { ...valid, diffId: null, blobs: ["c".repeat(64)], layer: { blake3: "c".repeat(64), digest: DIFF, size: 1, mediaType: "m" } }, 'an action with a "layer" needs its "diffId"'],
+    ["a layer whose blob it does not name", { ...valid, layer: { blake3: "c".repeat(64), digest: DIFF, size: 1, mediaType: "application/vnd.oci.image.layer.v1.tar" } }, 'the action\'s "layer" blob must be among its "blobs"'],
+    ["a layer without a diffId", { ...valid, diffId: null, blobs: ["c".repeat(64)], layer: { blake3: "c".repeat(64), digest: DIFF, size: 1, mediaType: "application/vnd.oci.image.layer.v1.tar" } }, 'an action with a "layer" needs its "diffId"'],
     ["created not whole", { ...valid, created: 1.5 }, 'the action\'s "created" must be a whole number of milliseconds'],
     ["a negative duration", { ...valid, duration_ms: -1 }, 'the action\'s "duration_ms"'],
     ["a duration that is not a number", { ...valid, duration_ms: "5" }, 'the action\'s "duration_ms"'],
@@ -164,7 +164,7 @@ describe("eviction and bookkeeping", () => {
     const s = storage({ maxSize: 5, pendingGraceMs: -1000 });
     await put(s, "share");
     await put(s, "extra");
-    const action = (blobs: string[]) => JSON.stringify({ diffId: DIFF, blobs: blobs.map(blake3Hex), layer: { blake3: blake3Hex(blobs[0]!), digest: DIFF, size: 5, mediaType: "m" } });
+    const action = (blobs: string[]) => JSON.stringify({ diffId: DIFF, blobs: blobs.map(blake3Hex), layer: { blake3: blake3Hex(blobs[0]!), digest: DIFF, size: 5, mediaType: "application/vnd.oci.image.layer.v1.tar" } });
     s.putAction("1".repeat(64), action(["share", "extra"]), "x");
     s.putAction("2".repeat(64), action(["share"]), "x");
     s.db.query("UPDATE actions SET last_access = CASE key WHEN ? THEN 1 ELSE 2 END").run("1".repeat(64));
@@ -198,12 +198,21 @@ describe("eviction and bookkeeping", () => {
     expect([missing?.status, missing?.reason]).toEqual([400, "missing-blobs"]);
     const forged = (() => {
       try {
-        s.putAction(KEY, JSON.stringify({ diffId: null, blobs: [], signature: { key: "ed25519:AAAA", value: "AAAA" } }), "x");
+        s.putAction(KEY, JSON.stringify({ diffId: null, blobs: [], signature: { signer: `ed25519:${"A".repeat(43)}`, value: "AAAA" } }), "x");
       } catch (error) {
         return error as UploadRejected;
       }
     })();
     expect([forged?.status, forged?.reason]).toEqual([400, "bad-signature"]);
+    // A signature that names no signer is no signature: malformed, like any other field.
+    const shapeless = (() => {
+      try {
+        s.putAction(KEY, JSON.stringify({ diffId: null, blobs: [], signature: { key: "ed25519:AAAA", value: "AAAA" } }), "x");
+      } catch (error) {
+        return error as UploadRejected;
+      }
+    })();
+    expect([shapeless?.status, shapeless?.reason]).toEqual([400, "invalid"]);
     s.close();
   });
 
@@ -212,7 +221,7 @@ describe("eviction and bookkeeping", () => {
     await put(s, "aaaaa"); // referenced by an action below
     await put(s, "bbbbb");
     await put(s, "ccccc");
-    s.putAction(KEY, JSON.stringify({ diffId: DIFF, blobs: [blake3Hex("aaaaa")], layer: { blake3: blake3Hex("aaaaa"), digest: DIFF, size: 5, mediaType: "m" } }), "x");
+    s.putAction(KEY, JSON.stringify({ diffId: DIFF, blobs: [blake3Hex("aaaaa")], layer: { blake3: blake3Hex("aaaaa"), digest: DIFF, size: 5, mediaType: "application/vnd.oci.image.layer.v1.tar" } }), "x");
     s.db.query("UPDATE blobs SET last_access = CASE hash WHEN ? THEN 0 ELSE 1 END").run(blake3Hex("bbbbb"));
     s.touchBlob(blake3Hex("bbbbb")); // b, the oldest, was used just now: c goes first
     expect(s.evict()).toBe(1);
@@ -227,7 +236,7 @@ describe("eviction and bookkeeping", () => {
     const s = storage({ maxSize: 5, pendingGraceMs: -1000 });
     await put(s, "old-1");
     await put(s, "new-2");
-    const action = (blob: string) => JSON.stringify({ diffId: DIFF, blobs: [blake3Hex(blob)], layer: { blake3: blake3Hex(blob), digest: DIFF, size: 5, mediaType: "m" } });
+    const action = (blob: string) => JSON.stringify({ diffId: DIFF, blobs: [blake3Hex(blob)], layer: { blake3: blake3Hex(blob), digest: DIFF, size: 5, mediaType: "application/vnd.oci.image.layer.v1.tar" } });
     s.putAction("1".repeat(64), action("old-1"), "x");
     s.putAction("2".repeat(64), action("new-2"), "x");
     s.db.query("UPDATE actions SET last_access = CASE key WHEN ? THEN 1 ELSE 2 END").run("1".repeat(64));
@@ -272,7 +281,7 @@ describe("eviction and bookkeeping", () => {
     const s = storage({ maxSize: 5, pendingGraceMs: -1000 });
     await put(s, "one-1");
     await put(s, "two-2");
-    const action = (blob: string) => JSON.stringify({ diffId: DIFF, blobs: [blake3Hex(blob)], layer: { blake3: blake3Hex(blob), digest: DIFF, size: 5, mediaType: "m" } });
+    const action = (blob: string) => JSON.stringify({ diffId: DIFF, blobs: [blake3Hex(blob)], layer: { blake3: blake3Hex(blob), digest: DIFF, size: 5, mediaType: "application/vnd.oci.image.layer.v1.tar" } });
     s.putAction("1".repeat(64), action("one-1"), "x");
     s.putAction("2".repeat(64), action("two-2"), "x");
     s.db.query("UPDATE actions SET last_access = CASE key WHEN ? THEN 1 ELSE 2 END").run("1".repeat(64));
@@ -402,7 +411,7 @@ describe("what the mutants of storage showed untested", () => {
     }
     expect(s.putAction(KEY, JSON.stringify({ diffId: null }), "a")).toBe("stored");
     await s.putBlob(blake3Hex(""), stream(), 0);
-    expect(s.putAction("e".repeat(64), JSON.stringify({ diffId: DIFF, blobs: [blake3Hex("")], layer: { blake3: blake3Hex(""), digest: DIFF, size: 0, mediaType: "m" } }), "a")).toBe("stored");
+    expect(s.putAction("e".repeat(64), JSON.stringify({ diffId: DIFF, blobs: [blake3Hex("")], layer: { blake3: blake3Hex(""), digest: DIFF, size: 0, mediaType: "application/vnd.oci.image.layer.v1.tar" } }), "a")).toBe("stored");
     s.close();
   });
 });

@@ -17,7 +17,7 @@ import { mkdir, open, rename, rm, type FileHandle } from "node:fs/promises";
 import { join } from "node:path";
 import { Blake3Hasher } from "../hash/blake3.ts";
 import { addMissingColumns, openDatabase } from "../util/sqlite.ts";
-import { checkSignature, resultDigest, type RemoteAction } from "../remote/action.ts";
+import { checkSignature, resultDigest, validateAction, type RemoteAction } from "../remote/action.ts";
 
 export const HASH = /^[0-9a-f]{64}$/;
 
@@ -241,8 +241,15 @@ export class Storage {
    * signature, when there is one, must verify. A key that already has a result keeps it: the
    * same result again is "same"; a different one is refused (409) and recorded as a conflict,
    * since a step whose result changes is non-deterministic or someone is trying to replace it.
+   *
+   * One exception keeps write-once honest rather than blind: the same result, signed, replaces
+   * an UNSIGNED copy of it ("signed"). The result (every digest) does not change, so no reader
+   * gets other bytes; without it, an unsigned copy stored first (by a developer's read-write
+   * token, or planted) would make CI's signed upload a silent "same" and readers who trust CI
+   * would never hit that key. A copy signed by another key is kept (first signer wins); the
+   * answer names the signer kept (`signerOf`), so the uploader can see and say it.
    */
-  putAction(key: string, body: string, author: string): "stored" | "same" {
+  putAction(key: string, body: string, author: string): "stored" | "same" | "signed" {
     const action = parseAction(body);
     const signature = checkSignature(key, action);
     if (signature && "error" in signature) throw new UploadRejected(400, "bad-signature", signature.error);
@@ -251,18 +258,28 @@ export class Storage {
     if (missing.length) throw new UploadRejected(400, "missing-blobs", `the action names blobs that are not stored: ${missing.join(", ")}`);
     const result = resultDigest(key, action);
     const now = Date.now();
-    const outcome = this.db.transaction((): "stored" | "same" | Conflict => {
+    // What was checked is what is kept: the normalized copy, never the body as sent (a field
+    // the check defaulted, such as a missing "blobs", would reach readers as it was sent).
+    const stored = JSON.stringify(action);
+    const outcome = this.db.transaction((): "stored" | "same" | "signed" | Conflict => {
       const existing = this.db.query("SELECT author, signer, result FROM actions WHERE key = ?").get(key) as { author: string | null; signer: string | null; result: string | null } | null;
       if (existing) {
         const first = existing.result ?? resultDigest(key, parseAction(this.getAction(key)!));
-        if (first === result) return "same";
+        if (first === result) {
+          if (existing.signer !== null || signer === null) return "same";
+          // Conditional on what was read: only an unsigned copy of this very result is replaced.
+          const changed = this.db
+            .query("UPDATE actions SET body = ?, size = ?, author = ?, signer = ?, result = ? WHERE key = ? AND signer IS NULL")
+            .run(stored, stored.length, author, signer, result, key).changes;
+          return changed ? "signed" : "same";
+        }
         const conflict: Conflict = { key, time: now, first: { author: existing.author, signer: existing.signer, result: first }, second: { author, signer, result } };
         this.db
           .query("INSERT INTO conflicts (key, time, first_author, first_signer, first_result, second_author, second_signer, second_result) VALUES (?, ?, ?, ?, ?, ?, ?, ?)")
           .run(key, now, existing.author, existing.signer, first, author, signer, result);
         return conflict;
       }
-      this.db.query("INSERT INTO actions (key, body, size, last_access, author, signer, result) VALUES (?, ?, ?, ?, ?, ?, ?)").run(key, body, body.length, now, author, signer, result);
+      this.db.query("INSERT INTO actions (key, body, size, last_access, author, signer, result) VALUES (?, ?, ?, ?, ?, ?, ?)").run(key, stored, stored.length, now, author, signer, result);
       for (const blob of action.blobs) {
         this.db.query("INSERT OR IGNORE INTO action_blobs VALUES (?, ?)").run(key, blob);
         this.db.query("UPDATE blobs SET last_access = ? WHERE hash = ?").run(now, blob);
@@ -271,6 +288,11 @@ export class Storage {
     })();
     if (typeof outcome !== "string") throw new ActionConflict(outcome);
     return outcome;
+  }
+
+  /** Who signed the result kept for a key (null: unsigned or no result). */
+  signerOf(key: string): string | null {
+    return (this.db.query("SELECT signer FROM actions WHERE key = ?").get(key) as { signer: string | null } | null)?.signer ?? null;
   }
 
   /** Conflicts recorded, newest first (optionally for one key). */
@@ -406,32 +428,15 @@ export class ActionConflict extends UploadRejected {
   }
 }
 
-const DIGEST = /^sha256:[0-9a-f]{64}$/;
-
 /** An action body, checked field by field: only well-formed results are stored or compared. */
 function parseAction(body: string): RemoteAction {
-  let parsed: Partial<RemoteAction>;
+  let parsed: unknown;
   try {
     parsed = JSON.parse(body);
   } catch {
     throw new UploadRejected(400, "invalid", "the action is not JSON");
   }
-  const invalid = (message: string) => new UploadRejected(400, "invalid", message);
-  if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed)) throw invalid("the action must be a JSON object");
-  const blobs = parsed.blobs ?? [];
-  if (!Array.isArray(blobs) || !blobs.every((b) => typeof b === "string" && HASH.test(b))) throw invalid('the action\'s "blobs" must be a list of BLAKE3 hashes');
-  const diffId = parsed.diffId ?? null;
-  if (diffId !== null && (typeof diffId !== "string" || !DIGEST.test(diffId))) throw invalid('the action\'s "diffId" must be a sha256 digest or null');
-  const layer = parsed.layer;
-  if (layer !== undefined) {
-    // Stryker disable next-line ConditionalExpression: a layer that is no object has none of the fields checked next
-    const ok = typeof layer === "object" && layer !== null && HASH.test(String(layer.blake3)) && DIGEST.test(String(layer.digest)) && Number.isSafeInteger(layer.size) && layer.size >= 0 && typeof layer.mediaType === "string";
-    if (!ok) throw invalid('the action\'s "layer" must have blake3, digest, size and mediaType');
-    // The layer's blob is one the action names, so "every blob it names is stored" covers it.
-    if (!blobs.includes(layer.blake3)) throw invalid('the action\'s "layer" blob must be among its "blobs"');
-    if (diffId === null) throw invalid('an action with a "layer" needs its "diffId"');
-  }
-  if (parsed.created !== undefined && !Number.isSafeInteger(parsed.created)) throw invalid('the action\'s "created" must be a whole number of milliseconds');
-  if (parsed.duration_ms !== undefined && !(Number.isSafeInteger(parsed.duration_ms) && parsed.duration_ms >= 0)) throw invalid('the action\'s "duration_ms" must be a whole number of milliseconds');
-  return { ...parsed, blobs, diffId, layer, created: parsed.created ?? 0 } as RemoteAction;
+  const action = validateAction(parsed);
+  if (typeof action === "string") throw new UploadRejected(400, "invalid", action);
+  return action;
 }

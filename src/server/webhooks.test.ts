@@ -88,6 +88,17 @@ test("a receiver that fails twice gets the event on the third try, with the same
   expect(metrics).toContain('memobuild_webhook_deliveries_total{outcome="delivered"} 1');
 });
 
+test("a redirect is not followed: a receiver cannot bounce a signed delivery elsewhere", async () => {
+  const elsewhere = receiver([]);
+  const bouncer = Bun.serve({ hostname: "127.0.0.1", port: 0, fetch: () => new Response(null, { status: 307, headers: { location: elsewhere.url } }) });
+  cleanups.push(() => bouncer.stop(true));
+  const parts = hub(`http://127.0.0.1:${bouncer.port}/hook`, "build.finished", 1);
+  parts.hub.report("build-hook-0009", "t", { events: finished("success") });
+  await until(() => ["failed", "delivered"].includes(parts.history.recentDeliveries(1)[0]?.status), "the one attempt");
+  expect(parts.history.recentDeliveries(1)[0]).toMatchObject({ status: "failed", attempts: 1, lastStatus: 307 });
+  expect(elsewhere.received).toEqual([]);
+});
+
 test("a tampered body or another secret does not verify", async () => {
   const target = receiver([]);
   hub(target.url).hub.report("build-hook-0002", "t", { events: finished("failed") });

@@ -75,7 +75,7 @@ export function registerBuild(program: Command) {
       const remote = openRemote(settings, (message) => printer({ type: "warning", message }));
       await remote?.probe(); // a wrong token is an error before any work
       const reporter =
-        remote && value(settings, "remote.report") === "on"
+        remote?.sends && value(settings, "remote.report") === "on"
           ? new BuildReporter((id, events) => remote.report(id, events), {
               dockerfile: input.displayPath,
               platform: formatPlatform(hostPlatform()),

@@ -12,6 +12,7 @@ import { buildFlagOptions, checkPlatform, parseBuildContexts, sandboxFrom, type 
 import { resolveNamedContexts } from "../named-contexts.ts";
 import { value } from "../../config/settings.ts";
 import type { RemoteCache } from "../../remote/client.ts";
+import { terminalText } from "../../util/terminal-text.ts";
 
 export function registerExplain(program: Command) {
   remoteOptions(buildFlagOptions(dockerfileOptions(program.command("explain"))))
@@ -63,8 +64,9 @@ export function registerExplain(program: Command) {
         const misses = work.filter((e) => !e.hit).length;
         for (const e of explanations) {
           process.stdout.write(`${e.hit ? "hit " : "MISS"}  ${e.name}\n`);
-          if (!e.hit) for (const reason of e.reasons) process.stdout.write(`        ${reason}\n`);
-          for (const conflict of e.conflicts ?? []) process.stdout.write(`        CONFLICT ${conflict}\n`);
+          // Reasons quote the context's file names (a pull request's) and conflicts the server's words.
+          if (!e.hit) for (const reason of e.reasons) process.stdout.write(`        ${terminalText(reason)}\n`);
+          for (const conflict of e.conflicts ?? []) process.stdout.write(`        CONFLICT ${terminalText(conflict)}\n`);
         }
         process.stdout.write(`${work.length - misses} of ${work.length} step(s) would come from the cache; ${misses} would run\n`);
       });
