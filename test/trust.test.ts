@@ -150,7 +150,7 @@ describe("signed results and a trust policy", () => {
     expect((await laptop.build(fromCi, trusting)).map((s) => s.status)).toEqual(["cached-remote", "cached-remote"]);
     // explain, before the build, says why the other result would not be used.
     const explained = await memobuild(["explain", fromOther, "--cache-dir", laptop.cache, ...trusting]);
-    expect(explained.stdout).toContain("MISS  0/1          RUN echo other > /other\n        remote result from an untrusted signer (ed25519:");
+    expect(explained.stdout).toContain("MISS  [stage-0 2/2] RUN echo other > /other\n        remote result from an untrusted signer (ed25519:");
     const steps = await laptop.build(fromOther, trusting);
     expect(steps.map((s) => s.status)).toEqual(["cached-local", "executed"]);
     expect(steps[1].remote_refused).toMatch(/^remote result from an untrusted signer \(ed25519:[A-Za-z0-9_-]{43}\)$/);
@@ -171,7 +171,7 @@ describe("signed results and a trust policy", () => {
     const conflicts = (await (await fetch(`${server.url}/v1/conflicts`, { headers: { authorization: `Bearer ${TOKEN}` } })).json()) as { conflicts: { key: string }[] };
     expect(conflicts.conflicts.filter((c) => c.key === first[1].key).length).toBe(1);
     const explained = await memobuild(["explain", dir, "--cache-dir", machine("third").cache, ...remote]);
-    expect(explained.stdout).toMatch(/hit   0\/1          RUN cat \/proc\/uptime \/proc\/loadavg > \/stamp\n        CONFLICT .*: the remote kept result [0-9a-f]{12} \(unsigned, token [0-9a-f]{12}\) and refused [0-9a-f]{12}/);
+    expect(explained.stdout).toMatch(/hit   \[stage-0 2\/2\] RUN cat \/proc\/uptime \/proc\/loadavg > \/stamp\n        CONFLICT .*: the remote kept result [0-9a-f]{12} \(unsigned, token [0-9a-f]{12}\) and refused [0-9a-f]{12}/);
     const metrics = await (await fetch(`${server.url}/metrics`, { headers: { authorization: `Bearer ${TOKEN}` } })).text();
     // (The laptop above also uploaded its own run of a step that writes a file's time.)
     expect(metrics).toContain(`memobuild_action_conflicts_total ${conflicts.conflicts.length}`);
