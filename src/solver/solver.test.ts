@@ -5,7 +5,7 @@
  * are real.
  */
 import { afterAll, describe, expect, test } from "bun:test";
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { LocalStore } from "../cache/store.ts";
@@ -13,8 +13,10 @@ import type { Executor, ExecutorResources, StepIO, StepLayer, StepRequest } from
 import { writeLayerTar } from "../snapshot/pack.ts";
 import { storeImage } from "../image/layout.ts";
 import { hostPlatform } from "../frontend/platform.ts";
+import { blake3 } from "../hash/blake3.ts";
 
 const hostArchitecture = () => hostPlatform().architecture;
+import type { Sandbox } from "../executor/sandbox.ts";
 import { silentProgress } from "./progress.ts";
 import { build, BuildError, type BuildResult, type NamedContext } from "./solver.ts";
 
@@ -57,6 +59,17 @@ class FakeExecutor implements Executor {
   }
 }
 
+interface BuildOverrides {
+  target?: string;
+  noCache?: boolean;
+  namedContexts?: Map<string, NamedContext>;
+  /** Another Dockerfile text in the same project and cache (an edit of the Dockerfile). */
+  dockerfile?: string;
+  buildArgs?: Record<string, string>;
+  allow?: string[];
+  sandbox?: Sandbox;
+}
+
 let projects = 0;
 function project(dockerfile: string, files: Record<string, string> = {}) {
   const dir = join(work, `p${++projects}`);
@@ -67,15 +80,17 @@ function project(dockerfile: string, files: Record<string, string> = {}) {
   return {
     dir,
     /** `dockerfile` builds another text in the same project and cache (an edit of the Dockerfile). */
-    async build(executor: FakeExecutor, options: { target?: string; noCache?: boolean; namedContexts?: Map<string, NamedContext>; dockerfile?: string } = {}): Promise<BuildResult> {
+    async build(executor: FakeExecutor, options: BuildOverrides = {}): Promise<BuildResult> {
       const store = LocalStore.open(cache);
       try {
         return await build({
           contextDir: dir,
           dockerfileText: options.dockerfile ?? dockerfile,
           dockerfilePath: "Dockerfile",
-          buildArgs: {},
+          buildArgs: options.buildArgs ?? {},
           noCache: options.noCache ?? false,
+          allow: new Set(options.allow ?? []),
+          sandbox: options.sandbox,
           target: options.target,
           store,
           secrets: new Map(),
@@ -540,5 +555,101 @@ describe("ADD from a URL", () => {
     const result = await p.build(new FakeExecutor());
     expect(result.inputs.get("0/1")!.urls).toEqual([sha256("v1")]);
     expect(Object.keys(result.inputs.get("0/1")!.context!.files)).toEqual(["a.txt"]);
+  });
+});
+
+describe("what each operation keys on and asks the executor for", () => {
+  const keyOf = async (dockerfile: string, id: string, options: BuildOverrides = {}) => (await project(dockerfile).build(new FakeExecutor(), options)).steps.find((s) => s.id === id)!.key;
+  const requestsOf = async (dockerfile: string, options: BuildOverrides = {}, files: Record<string, string> = {}) => {
+    const requests: StepRequest[] = [];
+    await project(dockerfile, files).build(new FakeExecutor((r) => void requests.push(r)), options);
+    return requests;
+  };
+
+  test("ARG keys on its names, each of them, and not on their values (a value keys the steps that read it)", async () => {
+    expect(await keyOf("FROM scratch\nARG A=1\n", "0/1")).toBe(await keyOf("FROM scratch\nARG A=2\n", "0/1"));
+    expect(await keyOf("FROM scratch\nARG A\n", "0/1")).not.toBe(await keyOf("FROM scratch\nARG B\n", "0/1"));
+    expect(await keyOf("FROM scratch\nARG A B\n", "0/1")).not.toBe(await keyOf("FROM scratch\nARG AB\n", "0/1"));
+  });
+
+  test("RUN leaves the sandbox only with the matching consent: --network=host needs network.host, --security=insecure needs security.insecure", async () => {
+    const host = "FROM scratch\nRUN --network=host x\n";
+    const insecure = "FROM scratch\nRUN --security=insecure x\n";
+    await expect(project(host).build(new FakeExecutor())).rejects.toThrow("RUN --network=host uses the host's network: run the build with --allow network.host to let it");
+    await expect(project(host).build(new FakeExecutor(), { allow: ["security.insecure"] })).rejects.toThrow("--allow network.host");
+    await expect(project(insecure).build(new FakeExecutor())).rejects.toThrow("RUN --security=insecure runs a privileged container: run the build with --allow security.insecure to let it");
+    await expect(project(insecure).build(new FakeExecutor(), { allow: ["network.host"] })).rejects.toThrow("--allow security.insecure");
+    expect((await requestsOf(host, { allow: ["network.host"] })).map((r) => r.instruction.kind)).toEqual(["RUN"]);
+    expect((await requestsOf(insecure, { allow: ["security.insecure"] })).map((r) => r.instruction.kind)).toEqual(["RUN"]);
+  });
+
+  test("--add-host, --shm-size and --ulimit key a RUN and reach its request; without them neither changes", async () => {
+    const sandbox: Sandbox = { hosts: [["db", "10.0.0.1"]], ulimits: [], shmBytes: 1024 };
+    const dockerfile = "FROM scratch\nENV A=1\nRUN x\n";
+    const plain = await project(dockerfile).build(new FakeExecutor());
+    expect(plain.inputs.get("0/2")!.sandbox).toBeUndefined();
+    const sandboxed = await project(dockerfile).build(new FakeExecutor(), { sandbox });
+    expect(sandboxed.inputs.get("0/2")!.sandbox).toBe("host db=10.0.0.1; shm 1024");
+    expect(sandboxed.steps[2].key).not.toBe(plain.steps[2].key);
+    const [run] = await requestsOf(dockerfile, { sandbox });
+    expect(run.sandbox).toEqual(sandbox);
+    expect(run.env).toEqual([["A", "1"]]);
+    const [unsandboxed] = await requestsOf(dockerfile);
+    expect("sandbox" in unsandboxed).toBe(false);
+  });
+
+  test("SOURCE_DATE_EPOCH reaches every request (layer times are clamped to it); without it no request has one", async () => {
+    const dockerfile = "FROM scratch\nCOPY a.txt /a\nRUN x\n";
+    const clamped = await requestsOf(dockerfile, { buildArgs: { SOURCE_DATE_EPOCH: "1700000000" } }, { "a.txt": "a" });
+    expect(clamped.map((r) => r.epoch)).toEqual([1700000000, 1700000000]);
+    const unclamped = await requestsOf(dockerfile, {}, { "a.txt": "a" });
+    expect(unclamped.map((r) => "epoch" in r)).toEqual([false, false]);
+  });
+
+  test("tmpfs, secret and cache mounts read no context: editing a context file keeps the RUN's hit", async () => {
+    const p = project("FROM scratch\nRUN --mount=type=tmpfs,target=/t --mount=type=secret,id=s --mount=type=cache,target=/c x\n", { "f.txt": "1" });
+    await p.build(new FakeExecutor());
+    writeFileSync(join(p.dir, "f.txt"), "2");
+    const again = new FakeExecutor();
+    await p.build(again);
+    expect(again.ran).toEqual([]);
+  });
+
+  test("FROM a local --build-context directory is refused, naming what FROM needs", async () => {
+    const p = project("FROM docs\n");
+    mkdirSync(join(p.dir, "docs"));
+    await expect(p.build(new FakeExecutor(), { namedContexts: new Map([["docs", { kind: "local", dir: join(p.dir, "docs") }]]) })).rejects.toThrow(
+      "--build-context docs is a directory, and FROM needs an image (docker-image://REF or oci-layout://DIR); COPY --from=docs and RUN --mount from=docs read a directory",
+    );
+  });
+
+  test("a parent stage's ONBUILD triggers run in the child and are not inherited further; FROM adds no history", async () => {
+    const p = project("FROM scratch AS parent\nONBUILD ENV T=1\nFROM parent\nLABEL l=1\n");
+    const result = await p.build(new FakeExecutor());
+    expect(result.image!.config.config.OnBuild).toBeNull();
+    expect(result.image!.config.config.Env).toContain("T=1");
+    expect(result.image!.config.history!.map((h) => h.created_by?.split(" ")[0])).toEqual(["ENV", "LABEL"]);
+    // A stage without triggers keeps its config as it is (no OnBuild written where there was none).
+    const plain = await project("FROM scratch\nLABEL l=1\n").build(new FakeExecutor());
+    expect("OnBuild" in plain.image!.config.config).toBe(false);
+  });
+
+  test("what a step read is kept per file for explain: mode and content digest, or type, mode and link target", async () => {
+    const p = project("FROM scratch\nCOPY . /\n", { "f.txt": "content" });
+    mkdirSync(join(p.dir, "d"));
+    symlinkSync("f.txt", join(p.dir, "link"));
+    const files = (await p.build(new FakeExecutor())).inputs.get("0/1")!.context!.files;
+    const digest = Buffer.from(blake3("content")).toString("hex").slice(0, 16);
+    expect(files["f.txt"]).toBe(`644:${digest}`);
+    expect(files["link"]).toBe("symlink:777:f.txt");
+    expect(files["d"]).toBe("dir:755:");
+  });
+
+  test("a numeric USER is its ids (gid = uid when no group is given); a name must be in the image", async () => {
+    const ownerOf = async (user: string) => (await project(`FROM scratch\nUSER ${user}\nWORKDIR /w\n`).build(new FakeExecutor())).inputs.get("0/2")!.owner;
+    expect(await ownerOf("12")).toBe("12:12");
+    expect(await ownerOf("7:89")).toBe("7:89");
+    await expect(ownerOf("app12")).rejects.toThrow("USER=app12: unable to find user app12");
+    await expect(ownerOf("12:staff")).rejects.toThrow("USER=12:staff: unable to find group staff");
   });
 });

@@ -24,7 +24,7 @@ import { UserError } from "../errors.ts";
 import { explainStep, type KeyOwner } from "./explain.ts";
 import { imageReferences, imageResolver } from "./images.ts";
 import { stepKey, type StepInputs } from "./keys.ts";
-import { operationFor, type BuildSettings, type StepPlan } from "./ops/index.ts";
+import { planStep, type BuildSettings, type StepPlan } from "./ops/index.ts";
 import type { ProgressSink } from "./progress.ts";
 import type { StepResult } from "./result.ts";
 import { scheduleStages } from "./schedule.ts";
@@ -236,7 +236,7 @@ class Solve {
       throw stepError(step, message);
     };
     return await this.reportingFailures(step, number, async () => {
-      const planned = await operationFor(step.instruction.kind)({ step, stage, parent, world: this.world, build: this.settings, fail });
+      const planned = await planStep({ step, stage, parent, world: this.world, build: this.settings, fail });
       const key = stepKey(planned.inputs);
       this.options.progress({ type: "start", number, step: step.id, name });
       const request = planned.request;

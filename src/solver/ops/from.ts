@@ -6,24 +6,29 @@
 import { cloneConfig, emptyConfig } from "../../image/config.ts";
 import { formatPlatform, parsePlatform } from "../../frontend/platform.ts";
 import { keyText } from "../keys.ts";
+import type { Instruction } from "../../frontend/instructions.ts";
 import { imageLayers, type StageState } from "../state.ts";
+
+type BaseState = Omit<StageState, "key">;
 import type { Operation, StepScope } from "./operation.ts";
 
-export const fromOperation: Operation = async (scope) => {
+export const fromOperation: Operation<Extract<Instruction, { kind: "FROM" }>> = async (scope, instruction) => {
   checkPlatform(scope);
   const { stage, build } = scope;
   const platform = formatPlatform(build.platform);
-  const instruction = keyText(scope.step.instruction);
+  const text = keyText(instruction);
   const base = stage.base;
-  let next: StageState;
+  let next: BaseState;
   if (base.kind === "stage") {
     const parent = scope.world.stages.get(base.index)!;
-    next = { ...parent, configState: { cmdSet: false } };
-    return finish({ instruction, platform, fromStage: parent.key }, next);
+    // Stryker disable next-line ObjectLiteral: an absent cmdSet reads as false
+    next = { layers: parent.layers, config: parent.config, configState: { cmdSet: false } };
+    return finish({ instruction: text, platform, fromStage: parent.key }, next);
   }
   if (base.kind === "scratch") {
-    next = { key: "", layers: [], config: emptyConfig(build.platform), configState: { cmdSet: false } };
-    return finish({ instruction, platform }, next);
+    // Stryker disable next-line ObjectLiteral,BooleanLiteral: scratch has no CMD for an ENTRYPOINT to drop
+    next = { layers: [], config: emptyConfig(build.platform), configState: { cmdSet: false } };
+    return finish({ instruction: text, platform }, next);
   }
   if (scope.world.localContext(base.ref)) {
     scope.fail(`--build-context ${base.ref} is a directory, and FROM needs an image (docker-image://REF or oci-layout://DIR); COPY --from=${base.ref} and RUN --mount from=${base.ref} read a directory`);
@@ -35,12 +40,13 @@ export const fromOperation: Operation = async (scope) => {
   const config = cloneConfig(image.config);
   config.history ??= [];
   config.config.OnBuild = null;
-  next = { key: "", layers: imageLayers(image), config, configState: { cmdSet: false } };
-  return finish({ instruction, platform, base: image.manifestDigest }, next);
+  // Stryker disable next-line ObjectLiteral: an absent cmdSet reads as false
+  next = { layers: imageLayers(image), config, configState: { cmdSet: false } };
+  return finish({ instruction: text, platform, base: image.manifestDigest }, next);
 };
 
 /** The base's ONBUILD triggers run in this stage (the planner put them first) and are not inherited further. */
-function finish(inputs: { instruction: string; platform: string; base?: string; fromStage?: string }, state: StageState) {
+function finish(inputs: { instruction: string; platform: string; base?: string; fromStage?: string }, state: BaseState) {
   if (!state.config.config.OnBuild?.length) return { inputs, next: state, history: false };
   const config = cloneConfig(state.config);
   config.config.OnBuild = null;

@@ -4,23 +4,21 @@
  * stage (or digest of each image) a bind or cache mount names with `from=`.
  */
 import { blake3Hex } from "../../hash/blake3.ts";
-import type { BuildContext } from "../../context/context.ts";
 import type { Instruction } from "../../frontend/instructions.ts";
 import { baseInputs, baseRequest, fileDigests, nextState, type Operation, type StepScope } from "./operation.ts";
 
 type Run = Extract<Instruction, { kind: "RUN" }>;
 
-export const runOperation: Operation = async (scope) => {
-  const instruction = scope.step.instruction;
-  if (instruction.kind !== "RUN") throw new Error(`${instruction.kind} is not RUN`);
+export const runOperation: Operation<Run> = async (scope, instruction) => {
   checkEntitlements(instruction, scope);
   const inputs = { ...baseInputs(scope), env: scope.step.runEnv, ...(scope.build.sandboxKey ? { sandbox: scope.build.sandboxKey } : {}) };
+  // Stryker disable next-line LogicalOperator,ArrayDeclaration: the planner gives every RUN its environment
   const request = { ...baseRequest(scope, instruction), env: scope.step.runEnv ?? [] };
   const digests: string[] = [];
   const files: Record<string, string> = {};
   const sourceKeys: string[] = [];
   for (const mount of instruction.mounts) {
-    if ((mount.type !== "bind" && mount.type !== "cache") || (mount.type === "cache" && mount.from === undefined)) continue;
+    if (mount.type !== "bind" && mount.type !== "cache") continue;
     const named = mount.from !== undefined ? scope.world.localContext(mount.from) : undefined;
     if (mount.from !== undefined && !named) {
       const source = scope.world.source(mount.from, scope.stage.index) ?? scope.fail(`--mount from=${mount.from}: no such stage, and no image ${mount.from} in the local store`);
@@ -28,11 +26,11 @@ export const runOperation: Operation = async (scope) => {
       sourceKeys.push(source.identity);
       continue;
     }
-    if (mount.type === "cache") continue; // a cache mount is seeded from a stage or image only
-    const context = await mountedContext(scope, mount.from, named?.dir);
-    if (mount.from !== undefined) request.namedContexts[mount.from] = context.digest();
+    if (mount.type === "cache") continue; // a cache mount reads no context: it is only ever seeded from a stage or image
+    const context = named ? await scope.world.namedContext(mount.from!, named.dir) : await scope.world.context();
+    if (named) request.namedContexts[mount.from!] = context.digest();
     else request.context = context.digest();
-    // "" selects the whole context too
+    // Stryker disable next-line StringLiteral: "" selects the whole context too
     const selection = context.select([mount.source || "."]);
     digests.push(selection.digest);
     Object.assign(files, fileDigests(selection.entries));
@@ -45,9 +43,6 @@ export const runOperation: Operation = async (scope) => {
   return { inputs: { ...inputs, ...read }, request, next: nextState(scope), history: true };
 };
 
-function mountedContext(scope: StepScope, from: string | undefined, dir: string | undefined): Promise<BuildContext> {
-  return from !== undefined && dir !== undefined ? scope.world.namedContext(from, dir) : scope.world.context();
-}
 
 /** A step that reaches outside the sandbox needs the consent of whoever runs the build. */
 function checkEntitlements(instruction: Run, scope: StepScope) {

@@ -11,9 +11,7 @@ import type { StepRequest } from "../../executor/request.ts";
 
 type Transfer = Extract<Instruction, { kind: "COPY" | "ADD" }>;
 
-export const transferOperation: Operation = async (scope) => {
-  const instruction = scope.step.instruction;
-  if (instruction.kind !== "COPY" && instruction.kind !== "ADD") throw new Error(`${instruction.kind} is not COPY or ADD`);
+export const transferOperation: Operation<Transfer> = async (scope, instruction) => {
   const owner = await ownerOf(scope, instruction.chown, "--chown");
   const inputs = baseInputs(scope);
   const request = { ...baseRequest(scope, instruction), owner };

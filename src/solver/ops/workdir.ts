@@ -2,15 +2,14 @@
  * WORKDIR: changes the config, and makes its directory (and missing parents) owned by the USER,
  * as BuildKit does; "/" makes no layer. The owner is part of the key.
  */
+import type { Instruction } from "../../frontend/instructions.ts";
 import { applyInstruction, workdirAfter } from "../../image/config.ts";
 import { baseInputs, baseRequest, nextState, ownerOf, type Operation } from "./operation.ts";
 import { configOperation } from "./config.ts";
 
-export const workdirOperation: Operation = async (scope) => {
-  const instruction = scope.step.instruction;
-  if (instruction.kind !== "WORKDIR") throw new Error(`${instruction.kind} is not WORKDIR`);
+export const workdirOperation: Operation<Extract<Instruction, { kind: "WORKDIR" }>> = async (scope, instruction) => {
   const parent = scope.parent!;
-  if (workdirAfter(parent.config, instruction.path) === "/") return configOperation(scope);
+  if (workdirAfter(parent.config, instruction.path) === "/") return configOperation(scope, instruction);
   const owner = await ownerOf(scope, parent.config.config.User, "USER");
   const next = nextState(scope);
   applyInstruction(next.config, instruction, next.configState);
