@@ -94,7 +94,6 @@ export function fileDigests(entries: { name: string; type: string; mode: number;
 export async function ownerOf(scope: StepScope, user: string | undefined, what: string): Promise<Ownership> {
   // Stryker disable next-line ConditionalExpression: a shortcut; resolveUser gives root for no user too
   if (!user) return { uid: 0, gid: 0 };
-  // Stryker disable next-line Regex: ":\d" or ":\D+" for the group changes nothing: resolveUser reads numeric groups the same way
   if (/^\d+(:\d+)?$/.test(user)) {
     const [uid, gid] = user.split(":");
     return { uid: Number(uid), gid: Number(gid ?? uid) };
