@@ -1,8 +1,9 @@
 /** Writing what `memobuild init` decided: each file whole or not at all (temp file + rename). */
-import { chmodSync, existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { configSchema, PROJECT_FILE } from "../config/settings.ts";
 import { UserError } from "../errors.ts";
+import { writeFileAtomic } from "../util/host-file.ts";
 
 export const SCHEMA_FILE = ".memobuild.schema.json";
 
@@ -14,12 +15,10 @@ export interface ProjectConfig {
   remote?: { url: string; trust?: string[] };
 }
 
+/** Writes `file` whole or not at all, with exactly `mode` (the umask does not narrow it). */
 export function writeAtomic(file: string, text: string, mode = 0o644) {
   mkdirSync(dirname(file), { recursive: true });
-  const temp = `${file}.${process.pid}.tmp`;
-  writeFileSync(temp, text, { mode });
-  chmodSync(temp, mode); // the umask may have narrowed it; a 0600 file must not start wider
-  renameSync(temp, file);
+  writeFileAtomic(file, text, mode);
 }
 
 /** memobuild.json and the schema editors read beside it. */

@@ -1,6 +1,6 @@
 import { exportFilesystem, exportFilesystemTar } from "../../image/filesystem-export.ts";
 import type { Command } from "commander";
-import { writeFileSync } from "node:fs";
+import { writeFileAtomic } from "../../util/host-file.ts";
 import { join, resolve } from "node:path";
 import { dockerEndpoint, loadIntoDocker } from "../../image/docker-load.ts";
 import { removeTree } from "../../rootfs/root.ts";
@@ -122,7 +122,7 @@ export function registerBuild(program: Command) {
         const outcome: BuildOutcome = { imageId: image.manifest.config.digest, digest: exported.find((o) => o.digest)?.digest ?? image.manifestDigest, outputs: exported, tags, steps: result.steps };
         await reporter?.finish({ result: "success", image: outcome.digest });
         if (flags.metadataFile) writeMetadata(flags.metadataFile, outcome);
-        if (flags.iidfile) writeFileSync(flags.iidfile, outcome.imageId);
+        if (flags.iidfile) writeFileAtomic(flags.iidfile, outcome.imageId);
         display.finish(outcome);
         await remote?.flush(); // background uploads finish after the report
       }));
@@ -161,7 +161,7 @@ function writeMetadata(file: string, outcome: BuildOutcome) {
     outputs: outcome.outputs,
     steps: outcome.steps,
   };
-  writeFileSync(file, JSON.stringify(metadata, null, 2) + "\n");
+  writeFileAtomic(file, JSON.stringify(metadata, null, 2) + "\n");
 }
 
 /** --load: a docker archive of the image, streamed to the Docker Engine. */
