@@ -8,11 +8,11 @@
  * may not hold credentials, choose where the cache lives, or point at keys on the host. Those
  * keys are refused there with an error that says where they belong.
  */
-import { existsSync, lstatSync, readlinkSync, realpathSync } from "node:fs";
+import { existsSync, lstatSync, realpathSync } from "node:fs";
 import { homedir } from "node:os";
-import { basename, dirname, join, resolve } from "node:path";
+import { dirname, join, resolve } from "node:path";
 import { UserError } from "../errors.ts";
-import { HostFileError, readRegularFile } from "../util/host-file.ts";
+import { HostFileError, isInside, kernelPath, readRegularFile } from "../util/host-file.ts";
 import { parseJsonText } from "../util/json-text.ts";
 
 export type Source = "flag" | "env" | "project" | "user" | "default";
@@ -127,42 +127,11 @@ function projectPath(file: string, layer: "project" | "user", key: string, value
   if (layer === "user") return path;
   const project = realpathSync(dirname(file));
   const real = kernelPath(path);
-  if (real !== project && !real.startsWith(project === "/" ? "/" : project + "/")) {
+  if (!isInside(real, project)) {
     const how = real === path ? "" : ` (it resolves to ${real})`;
     throw new UserError(`${file}: ${key}: ${value} is outside the project's directory ${project}${how}; a project file comes with the repository and may only name paths inside it. Give a path outside on the command line instead (${key === "context" ? "memobuild build DIR" : "-f FILE"})`);
   }
   return path;
-}
-
-const MAX_SYMLINKS = 40; // Linux's limit
-
-function isSymlink(path: string): boolean {
-  try {
-    return lstatSync(path).isSymbolicLink();
-  } catch {
-    return false; // missing, or below a file (ENOTDIR)
-  }
-}
-
-/**
- * Where `path` leads, symlinks resolved as the kernel would: the longest existing prefix by
- * realpath, a dangling link by its target, and the missing rest appended as it is.
- */
-function kernelPath(path: string, links = 0): string {
-  const missing: string[] = [];
-  for (let current = path; ; current = dirname(current)) {
-    try {
-      return join(realpathSync(current), ...missing.reverse());
-    } catch (error) {
-      const code = (error as NodeJS.ErrnoException).code;
-      if (code !== "ENOENT" && code !== "ENOTDIR") throw error;
-    }
-    if (isSymlink(current)) {
-      if (links >= MAX_SYMLINKS) throw new UserError(`${path}: too many levels of symbolic links`);
-      return kernelPath(join(resolve(dirname(current), readlinkSync(current)), ...missing.reverse()), links + 1);
-    }
-    missing.push(basename(current));
-  }
 }
 
 /**

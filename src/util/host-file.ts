@@ -17,8 +17,8 @@
  * sense), checked to be a regular file on the open descriptor, and read with a byte limit that
  * does not trust stat.
  */
-import { closeSync, constants, fchmodSync, fsyncSync, openSync, readSync } from "node:fs";
-import { basename, dirname } from "node:path";
+import { closeSync, constants, fchmodSync, fsyncSync, lstatSync, openSync, readlinkSync, readSync, realpathSync } from "node:fs";
+import { basename, dirname, join, resolve } from "node:path";
 import { UserError } from "../errors.ts";
 import { AT_EMPTY_PATH, AT_FDCWD, closeFd, O_CLOEXEC, O_PATH, openat2, renameat, RESOLVE_BENEATH, RESOLVE_NO_SYMLINKS, statxAt, SystemError, unlinkat } from "../snapshot/libc.ts";
 import { randomHex } from "./random.ts";
@@ -160,4 +160,41 @@ export function readRegularFile(path: string, options: ReadOptions): Buffer {
   } finally {
     closeSync(fd);
   }
+}
+
+const MAX_SYMLINKS = 40; // Linux's limit
+
+function isSymlink(path: string): boolean {
+  try {
+    return lstatSync(path).isSymbolicLink();
+  } catch {
+    return false; // missing, or below a file (ENOTDIR)
+  }
+}
+
+/**
+ * Where `path` leads, symlinks resolved as the kernel would: the longest existing prefix by
+ * realpath, a dangling link by its target, and the missing rest appended as it is.
+ */
+export function kernelPath(path: string, links = 0): string {
+  const missing: string[] = [];
+  for (let current = path; ; current = dirname(current)) {
+    try {
+      return join(realpathSync(current), ...missing.reverse());
+    } catch (error) {
+      const code = (error as NodeJS.ErrnoException).code;
+      if (code === "ELOOP") throw new HostFileError(`${path}: too many levels of symbolic links`);
+      if (code !== "ENOENT" && code !== "ENOTDIR") throw error;
+    }
+    if (isSymlink(current)) {
+      if (links >= MAX_SYMLINKS) throw new HostFileError(`${path}: too many levels of symbolic links`);
+      return kernelPath(join(resolve(dirname(current), readlinkSync(current)), ...missing.reverse()), links + 1);
+    }
+    missing.push(basename(current));
+  }
+}
+
+/** Whether the resolved path `real` is `dir` or below it (both as kernelPath/realpath give them). */
+export function isInside(real: string, dir: string): boolean {
+  return real === dir || real.startsWith(dir === "/" ? "/" : dir + "/");
 }
