@@ -35,10 +35,10 @@ interface Setting {
 }
 
 export const SETTINGS = {
-  dockerfile: { kind: { type: "string", path: true }, project: true, description: "the Dockerfile (default: CONTEXT/Dockerfile)" },
-  context: { kind: { type: "string", path: true }, project: true, description: "the build context directory (default: the project file's directory, else the working directory)", default: "." },
+  dockerfile: { kind: { type: "string", path: true }, project: true, description: "the Dockerfile (default: CONTEXT/Dockerfile); in a project file, inside the project's directory" },
+  context: { kind: { type: "string", path: true }, project: true, description: "the build context directory (default: the project file's directory, else the working directory); in a project file, inside the project's directory", default: "." },
   target: { kind: { type: "string" }, project: true, description: "the stage to build (default: the last)" },
-  tags: { kind: { type: "strings" }, project: true, description: "names for the built image (-t)", default: [] },
+  tags: { kind: { type: "strings" }, project: true, description: "names for the built image (-t); a project file may not retag an image it did not name", default: [] },
   buildArgs: { kind: { type: "map" }, project: true, description: "build-time variables (--build-arg); flags override single names", default: {} },
   progress: { kind: { type: "enum", values: ["auto", "tty", "plain", "json", "quiet"] }, env: "MEMOBUILD_PROGRESS", project: true, description: "how a build reports progress: auto is tty on a terminal, else plain", default: "auto" },
   jobs: { kind: { type: "integer", minimum: 1 }, env: "MEMOBUILD_JOBS", project: true, description: "how many independent stages may build at once (default: the number of CPUs)" },
@@ -49,7 +49,7 @@ export const SETTINGS = {
   "remote.upload": { kind: { type: "enum", values: ["wait", "background", "off"] }, env: "MEMOBUILD_REMOTE_UPLOAD", project: true, description: "when results are uploaded", default: "wait" },
   "remote.report": { kind: { type: "enum", values: ["on", "off"] }, env: "MEMOBUILD_REMOTE_REPORT", project: true, description: "report builds to the remote cache's build hub", default: "on" },
   "remote.signKey": { kind: { type: "string", path: true }, env: "MEMOBUILD_REMOTE_SIGN_KEY", project: false, description: "an Ed25519 private key file that signs uploaded results" },
-  "remote.trust": { kind: { type: "strings" }, env: "MEMOBUILD_REMOTE_TRUST", project: true, description: "public keys whose signed results are used (none: any result)", default: [] },
+  "remote.trust": { kind: { type: "strings" }, env: "MEMOBUILD_REMOTE_TRUST", project: true, description: "public keys whose signed results are used (none: any result); a project file only narrows the user's list", default: [] },
   "remote.cacert": { kind: { type: "string", path: true }, env: "MEMOBUILD_REMOTE_CACERT", project: false, description: "the CA (PEM) that signed the server's certificate" },
   "remote.cert": { kind: { type: "string", path: true }, env: "MEMOBUILD_REMOTE_CERT", project: false, description: "a client certificate (PEM) for mutual TLS" },
   "remote.key": { kind: { type: "string", path: true }, env: "MEMOBUILD_REMOTE_KEY", project: false, description: "the client certificate's key (PEM)" },
