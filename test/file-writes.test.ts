@@ -132,6 +132,13 @@ describe("links planted where MemoBuild writes are never followed", () => {
       await exportOciLayout(store, image, layout, ["app:1"]);
       expect(JSON.parse(readFileSync(join(layout, "index.json"), "utf8")).manifests[0].annotations["org.opencontainers.image.ref.name"]).toBe("app:1");
 
+      const linked = join(dir, "linked-layout");
+      mkdirSync(linked);
+      mkdirSync(join(dir, "elsewhere"));
+      symlinkSync(join(dir, "elsewhere"), join(linked, "blobs"));
+      await expect(exportOciLayout(store, image, linked, [])).rejects.toThrow(`--output type=oci,dest=${linked}: blobs is not a directory (a symbolic link is not followed)`);
+      expect(readdirSync(join(dir, "elsewhere"))).toEqual([]);
+
       for (const [name, write] of [["oci.tar", exportOciArchive], ["docker.tar", exportDockerArchive]] as const) {
         symlinkSync(victim.path, join(dir, name));
         await write(store, image, join(dir, name), []);

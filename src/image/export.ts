@@ -144,7 +144,13 @@ function indexFor(image: StoredImage, exported: ExportedImage, tags: string[]): 
  */
 export async function exportOciLayout(store: LocalStore, image: StoredImage, dest: string, tags: string[], compression: Compression = "gzip"): Promise<ExportedImage> {
   const exported = await prepareExport(store, image, compression);
-  mkdirSync(join(dest, "blobs/sha256"), { recursive: true });
+  mkdirSync(dest, { recursive: true });
+  // Files are renamed into these directories: a link committed in their place (`blobs -> /etc/cron.d`) would take them elsewhere.
+  for (const dir of ["blobs", "blobs/sha256"]) {
+    const stat = lstatSync(join(dest, dir), { throwIfNoEntry: false });
+    if (!stat) mkdirSync(join(dest, dir));
+    else if (!stat.isDirectory()) throw new OutputError(`--output type=oci,dest=${dest}: ${dir} is not a directory (a symbolic link is not followed)`);
+  }
   for (const digest of exported.blobs) {
     const target = join(dest, "blobs/sha256", digest.slice(7));
     if (!lstatSync(target, { throwIfNoEntry: false })?.isFile()) writeFileAtomic(target, (fd) => copyFileInto(store.blobPath(digest), fd));

@@ -41,7 +41,7 @@ function kindOf(mode: number): string {
     case 0o020000: return "a character device";
     case 0o060000: return "a block device";
     case 0o140000: return "a socket";
-    default: return "not a regular file";
+    default: return "of an unknown type";
   }
 }
 
