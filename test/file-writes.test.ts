@@ -36,6 +36,7 @@ const OWN_PATHS: { file: string; line: string; why: string }[] = [
   { file: "src/executor/run.ts", line: "renameSync(upper, layer)", why: "inside the step's staging directory" },
   { file: "src/executor/run.ts", line: 'writeFileSync(point, "")', why: "a bind point in the step's staging directory" },
   { file: "src/executor/cache-mount.ts", line: "openSync(`${path}.lock`", why: "a cache mount's lock in the store, O_NOFOLLOW" },
+  { file: "src/executor/cache-mount.ts", line: "renameSync(staging, path)", why: "a seeded cache directory, from beside it in the store's mounts/" },
   { file: "src/executor/download.ts", line: 'openSync(file, "w"', why: "an ADD download in a store staging directory" },
   { file: "src/executor/runtime.ts", line: 'writeFileSync(join(bundleDir, "config.json")', why: "the runtime bundle in the RUN's private tmpfs" },
   { file: "src/image/export.ts", line: "createWriteStream(file)", why: "a decompressed layer in a store staging directory" },

@@ -14,7 +14,7 @@ import { parseImageConfig, parseImageIndex, parseImageManifest } from "./validat
 import { writeAll } from "../util/write-all.ts";
 import { checkRegular, HostFileError, readBounded, readRegularFile } from "../util/host-file.ts";
 import { Root } from "../rootfs/root.ts";
-import type { SystemError } from "../snapshot/libc.ts";
+import type { SystemError } from "../sys/libc.ts";
 
 export const MEDIA = {
   manifest: "application/vnd.oci.image.manifest.v1+json",

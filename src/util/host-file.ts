@@ -20,7 +20,7 @@
 import { closeSync, constants, fchmodSync, fsyncSync, lstatSync, openSync, readlinkSync, readSync, realpathSync } from "node:fs";
 import { basename, dirname, join, resolve } from "node:path";
 import { UserError } from "../errors.ts";
-import { AT_EMPTY_PATH, AT_FDCWD, closeFd, O_CLOEXEC, O_PATH, openat2, renameat, RESOLVE_BENEATH, RESOLVE_NO_SYMLINKS, statxAt, SystemError, unlinkat } from "../snapshot/libc.ts";
+import { AT_EMPTY_PATH, AT_FDCWD, closeFd, O_CLOEXEC, O_PATH, openat2, renameat, RESOLVE_BENEATH, RESOLVE_NO_SYMLINKS, statxAt, SystemError, unlinkat } from "../sys/libc.ts";
 import { randomHex } from "./random.ts";
 import { writeAll } from "./write-all.ts";
 
