@@ -41,6 +41,11 @@ describe("writeFileAtomic", () => {
     expect(readdirSync(d)).toEqual(["out"]);
   });
 
+  test("a missing directory is a clear error", () => {
+    const d = dir();
+    expect(() => writeFileAtomic(join(d, "no/such/out"), "x")).toThrow(new HostFileError(`cannot write ${join(d, "no/such/out")}: ${join(d, "no/such")} does not exist`));
+  });
+
   test("temporary names are hidden, random and fit in a name even for the longest destination", () => {
     const a = temporaryName("image.tar");
     expect(a).toMatch(/^\.image\.tar\.[0-9a-f]{16}\.tmp$/);

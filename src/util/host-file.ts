@@ -73,31 +73,39 @@ function createTemporary(dirFd: number, name: string): { temp: string; fd: numbe
  * the bytes, or a function that writes them to the descriptor it is given.
  */
 export function writeFileAtomic(path: string, content: Uint8Array | string | ((fd: number) => void), mode = 0o644): void {
-  const dirFd = openat2(AT_FDCWD, dirname(path), O_PATH | constants.O_DIRECTORY | O_CLOEXEC, 0, 0);
+  const dirFd = openDirectory(path);
   try {
     const name = basename(path);
     const { temp, fd } = createTemporary(dirFd, name);
+    let open = true;
     let renamed = false;
     try {
       if (typeof content === "function") content(fd);
       else writeAll(fd, typeof content === "string" ? Buffer.from(content) : content);
       fchmodSync(fd, mode); // on the descriptor: nothing by name is changed
       fsyncSync(fd);
+      open = false;
       closeSync(fd);
       renameat(dirFd, temp, dirFd, name);
       renamed = true;
     } finally {
-      if (!renamed) {
-        try {
-          closeSync(fd);
-        } catch {
-          // already closed before the rename failed
-        }
-        unlinkat(dirFd, temp);
-      }
+      // Closed once only: another thread (the hash workers) may be given the same number after.
+      if (open) closeSync(fd);
+      if (!renamed) unlinkat(dirFd, temp);
     }
   } finally {
     closeFd(dirFd);
+  }
+}
+
+/** The directory `path` is to be written in, held open (a link on the way is the user's to make). */
+function openDirectory(path: string): number {
+  try {
+    return openat2(AT_FDCWD, dirname(path), O_PATH | constants.O_DIRECTORY | O_CLOEXEC, 0, 0);
+  } catch (error) {
+    const code = (error as SystemError).code;
+    const why = code === "ENOENT" ? "does not exist" : code === "ENOTDIR" ? "is not a directory" : (error as Error).message;
+    throw new HostFileError(`cannot write ${path}: ${dirname(path)} ${why}`);
   }
 }
 
