@@ -138,6 +138,16 @@ describe("a layout's files are read as bounded regular files, never through a li
     }
   });
 
+  test("index.json over the manifest limit is refused, naming the variable that raises it", () => {
+    const dir = layout({ index: (m) => JSON.stringify({ schemaVersion: 2, manifests: [{ mediaType: MEDIA.manifest, digest: m, size: 1 }], pad: "x".repeat(2000) }) });
+    process.env.MEMOBUILD_MAX_MANIFEST_SIZE = "1000";
+    try {
+      withStore((store) => expect(() => importOciLayout(store, dir)).toThrow(`${join(dir, "index.json")} is larger than 1000 bytes (the limit is MEMOBUILD_MAX_MANIFEST_SIZE=1000)`));
+    } finally {
+      delete process.env.MEMOBUILD_MAX_MANIFEST_SIZE;
+    }
+  });
+
   test("a layer blob is read no further than the size its descriptor declares", () => {
     const layer = "layer bytes";
     const dir = layout({ manifest: manifestWith({ layers: [{ mediaType: MEDIA.layerTar, digest: sha256(layer), size: layer.length - 1 }] }), config: JSON.stringify({ architecture: "amd64", os: "linux", rootfs: { type: "layers", diff_ids: [sha256(layer)] } }) });

@@ -12,7 +12,7 @@ import { sha256Digest, sha256FileSync } from "../hash/sha256.ts";
 import { limit, limitHint } from "../util/limits.ts";
 import { parseImageConfig, parseImageIndex, parseImageManifest } from "./validate.ts";
 import { writeAll } from "../util/write-all.ts";
-import { checkRegular, HostFileError, readBounded, readRegularFile } from "../util/host-file.ts";
+import { checkRegular, HostFileError, openRegularFile, readBounded } from "../util/host-file.ts";
 import { Root } from "../rootfs/root.ts";
 import type { SystemError } from "../sys/libc.ts";
 
@@ -108,8 +108,15 @@ function writeEntry(reader: TarReader, target: string): string {
 /** A JSON member of a docker archive (staged by us under a numbered name), bounded by `limitName`. */
 function readSmallFile(path: string, what: string, limitName: "manifestBytes" | "configBytes"): Buffer {
   if (!existsSync(path)) throw new ImportError(`${what} is missing`);
-  return readRegularFile(path, { what, limit: limit(limitName) });
+  const fd = openRegularFile(path, { what });
+  try {
+    return readBounded(fd, limit(limitName), () => tooLarge(what, limitName));
+  } finally {
+    closeSync(fd);
+  }
 }
+
+const tooLarge = (what: string, limitName: "manifestBytes" | "configBytes") => new ImportError(`${what} is larger than ${limit(limitName)} bytes ${limitHint(limitName)}`);
 
 /**
  * Opens a file of an OCI layout for reading. A layout is an image's: its names are looked up
@@ -139,7 +146,7 @@ function openLayoutFile(layout: Root, name: string, what: string): number {
 function readLayoutFile(layout: Root, name: string, what: string, limitName: "manifestBytes" | "configBytes"): Buffer {
   const fd = openLayoutFile(layout, name, what);
   try {
-    return readBounded(fd, limit(limitName), () => new ImportError(`${what} is larger than ${limit(limitName)} bytes ${limitHint(limitName)}`));
+    return readBounded(fd, limit(limitName), () => tooLarge(what, limitName));
   } finally {
     closeSync(fd);
   }
