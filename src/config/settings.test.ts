@@ -4,7 +4,7 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSyn
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { remoteSettings } from "./remote.ts";
-import { configSchema, findProjectFile, loadLayers, readConfigFile, resolveSettings } from "./settings.ts";
+import { configSchema, findProjectFile, loadLayers, readConfigFile, resolveSettings, SETTINGS, SETTING_KEYS } from "./settings.ts";
 
 const work = mkdtempSync(join(tmpdir(), "memobuild-settings-"));
 afterAll(() => rmSync(work, { recursive: true, force: true }));
@@ -235,5 +235,35 @@ describe("a project file's remote.trust can only narrow the user's", () => {
     );
     // The environment and flags are the user's: they replace the list as before.
     expect(resolveSettings({}, loadLayers(widened.cwd, { ...widened.env, MEMOBUILD_REMOTE_TRUST: "ed25519:x" }))["remote.trust"].value).toEqual(["ed25519:x"]);
+  });
+});
+
+describe("every value a project file may set is harmless, confined or narrowed", () => {
+  /** Each key a project file may set, and what keeps it from widening what the user allowed. */
+  const PROJECT_KEYS: Record<string, string> = {
+    dockerfile: "confined: inside the project's directory",
+    context: "confined: inside the project's directory",
+    target: "harmless: a stage of the project's own Dockerfile",
+    tags: "narrowed: only new names or the project's own (src/cli/project-tags.ts)",
+    buildArgs: "harmless: what the project's own Dockerfile may declare anyway",
+    progress: "harmless: display",
+    jobs: "harmless: parallel stages of the project's own build",
+    "remote.url": "narrowed: the user's token is withheld from a URL only the project names (remote.ts)",
+    "remote.required": "harmless: can only make the build fail",
+    "remote.upload": "harmless: when, not what, is uploaded",
+    "remote.report": "harmless: reports go to remote.url, under its token rule",
+    "remote.trust": "narrowed: intersected with the user's list",
+  };
+
+  test("the list above is every key a project file may set (a new one needs a decision here)", () => {
+    expect(SETTING_KEYS.filter((key) => SETTINGS[key].project).sort()).toEqual(Object.keys(PROJECT_KEYS).sort());
+  });
+
+  test("every path a project file may set is refused outside the project", () => {
+    const dir = mkdtempSync(join(work, "paths-"));
+    for (const key of SETTING_KEYS.filter((k) => SETTINGS[k].project && (SETTINGS[k].kind as { path?: boolean }).path)) {
+      writeFileSync(join(dir, "memobuild.json"), JSON.stringify({ [key]: "/etc" }));
+      expect(() => readConfigFile(join(dir, "memobuild.json"), "project")).toThrow(`${key}: /etc is outside the project's directory`);
+    }
   });
 });
