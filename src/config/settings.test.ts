@@ -248,15 +248,15 @@ describe("every value a project file may set is harmless, confined or narrowed",
     buildArgs: "harmless: what the project's own Dockerfile may declare anyway",
     progress: "harmless: display",
     jobs: "harmless: parallel stages of the project's own build",
-    "remote.url": "narrowed: the user's token is withheld from a URL only the project names (remote.ts)",
+    "remote.url": "narrowed: a server only the project names is used read-only: no token, result or report goes there (remote.ts)",
     "remote.required": "harmless: can only make the build fail",
     "remote.upload": "harmless: when, not what, is uploaded",
-    "remote.report": "harmless: reports go to remote.url, under its token rule",
+    "remote.report": "harmless: reports go to remote.url, under its rule",
     "remote.trust": "narrowed: intersected with the user's list",
   };
 
   test("the list above is every key a project file may set (a new one needs a decision here)", () => {
-    expect(SETTING_KEYS.filter((key) => SETTINGS[key].project).sort()).toEqual(Object.keys(PROJECT_KEYS).sort());
+    expect(SETTING_KEYS.filter((key) => SETTINGS[key].project).sort() as string[]).toEqual(Object.keys(PROJECT_KEYS).sort());
   });
 
   test("every path a project file may set is refused outside the project", () => {
