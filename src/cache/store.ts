@@ -48,6 +48,8 @@ export interface ImageRecord {
   ref: string;
   manifestDigest: string;
   created: string;
+  /** The project directory whose memobuild.json named it (a project file may only retag its own images). */
+  project?: string;
 }
 
 const SCHEMA = `
@@ -98,6 +100,7 @@ export class LocalStore {
     this.tmpRoot = join(dir, "tmp");
     this.db = openDatabase(join(dir, "memobuild.db"), SCHEMA, 30_000);
     addMissingColumns(this.db, "steps", ["duration_ms INTEGER", "instruction TEXT"]);
+    addMissingColumns(this.db, "images", ["project TEXT"]);
   }
 
   /** Steps used in this run; their last_used is written in one transaction on close. */
@@ -521,21 +524,18 @@ export class LocalStore {
 
   // ---- image references
 
-  setImage(ref: string, manifestDigest: string) {
-    this.db.query("INSERT OR REPLACE INTO images VALUES (?, ?, ?)").run(ref, manifestDigest, new Date().toISOString());
+  /** Names an image; `project` when the name came from that project's memobuild.json (else the user's, or a pull's). */
+  setImage(ref: string, manifestDigest: string, project?: string) {
+    this.db.query("INSERT OR REPLACE INTO images (ref, manifest_digest, created, project) VALUES (?, ?, ?, ?)").run(ref, manifestDigest, new Date().toISOString(), project ?? null);
   }
 
   image(ref: string): ImageRecord | undefined {
-    const row = this.db.query("SELECT ref, manifest_digest, created FROM images WHERE ref = ?").get(ref) as
-      | { ref: string; manifest_digest: string; created: string }
-      | null;
-    return row ? { ref: row.ref, manifestDigest: row.manifest_digest, created: row.created } : undefined;
+    const row = this.db.query("SELECT ref, manifest_digest, created, project FROM images WHERE ref = ?").get(ref) as ImageRow | null;
+    return row ? imageRecord(row) : undefined;
   }
 
   images(): ImageRecord[] {
-    return (this.db.query("SELECT ref, manifest_digest, created FROM images ORDER BY ref").all() as { ref: string; manifest_digest: string; created: string }[]).map(
-      (r) => ({ ref: r.ref, manifestDigest: r.manifest_digest, created: r.created }),
-    );
+    return (this.db.query("SELECT ref, manifest_digest, created, project FROM images ORDER BY ref").all() as ImageRow[]).map(imageRecord);
   }
 
   removeImage(ref: string): boolean {
@@ -549,6 +549,17 @@ export class LocalStore {
   blobSize(digest: string): number {
     return statSync(this.blobPath(digest)).size;
   }
+}
+
+interface ImageRow {
+  ref: string;
+  manifest_digest: string;
+  created: string;
+  project: string | null;
+}
+
+function imageRecord(row: ImageRow): ImageRecord {
+  return { ref: row.ref, manifestDigest: row.manifest_digest, created: row.created, ...(row.project ? { project: row.project } : {}) };
 }
 
 /** Decompresses a layer blob to `tarPath`, checking both the blob digest and the diff ID. */

@@ -3,7 +3,10 @@
  * and changes the verb), and what they mean once parsed.
  */
 import { Option, type Command } from "commander";
-import { existsSync, readFileSync, statSync } from "node:fs";
+import { existsSync, statSync } from "node:fs";
+import { TMPFS_BYTES } from "../executor/private-tmpfs.ts";
+import { HostFileError, readRegularFile } from "../util/host-file.ts";
+import { formatBytes } from "../util/sizes.ts";
 import { join, resolve } from "node:path";
 import { formatPlatform, hostPlatform } from "../frontend/platform.ts";
 import { parseOutputSpec, type OutputSpec } from "../image/export.ts";
@@ -178,6 +181,22 @@ export function parseLabels(flag: string, values: string[]): Record<string, stri
 }
 
 /**
+ * A secret file: the user named it (a link is followed), but it must be a regular file (a
+ * FIFO or /dev/zero would be read forever) that fits in the in-memory file system a RUN gets its
+ * secrets in: a larger one could never be mounted.
+ */
+function readSecretFile(id: string, source: string): Buffer {
+  if (!existsSync(source)) throw new UsageError(`--secret id=${id}: file ${source} does not exist`);
+  try {
+    return readRegularFile(source, { follow: true, limit: TMPFS_BYTES, what: `--secret id=${id}: ${source}` });
+  } catch (error) {
+    if (!(error instanceof HostFileError)) throw error;
+    const tooLarge = `is larger than ${TMPFS_BYTES} bytes: not reading it`;
+    throw new UsageError(error.message.replace(tooLarge, `is larger than ${formatBytes(TMPFS_BYTES)}, the in-memory file system a RUN's secrets live in`));
+  }
+}
+
+/**
  * `--secret` as buildx reads it: `[type=file|env,]id=ID[,src=PATH|,env=VAR]`. Without src or
  * env, the variable named ID. The value is read now, so no path or variable is read later.
  */
@@ -193,10 +212,7 @@ export function parseSecret(spec: string): [string, Buffer] {
   if (!id) throw new UsageError(`--secret ${spec}: id=ID is required`);
   if (type !== "file" && type !== "env") throw new UsageError(`--secret ${spec}: type must be file or env, not "${type}"`);
   const source = fields.src ?? fields.source;
-  if (type === "file" && source !== undefined) {
-    if (!existsSync(source)) throw new UsageError(`--secret id=${id}: file ${source} does not exist`);
-    return [id, readFileSync(source)];
-  }
+  if (type === "file" && source !== undefined) return [id, readSecretFile(id, source)];
   const variable = fields.env ?? source ?? id;
   const value = process.env[variable];
   if (value === undefined) throw new UsageError(`--secret id=${id}: the environment variable ${variable} is not set${type === "file" ? " (or give src=PATH)" : ""}`);

@@ -1,5 +1,6 @@
 /** Reading what `build`, `graph` and `explain` share: context, Dockerfile, build args. */
-import { existsSync, readFileSync, statSync } from "node:fs";
+import { existsSync, readFileSync, realpathSync, statSync } from "node:fs";
+import { HostFileError, isInside, kernelPath, readRegularFile } from "../util/host-file.ts";
 import { isAbsolute, join, relative, resolve } from "node:path";
 import { value, type Settings } from "../config/settings.ts";
 import type { Command } from "commander";
@@ -29,7 +30,16 @@ export function readDockerfileFrom(settings: Settings): DockerfileInput {
   return readDockerfile(shown(context), file === undefined || file === "-" ? file : shown(file));
 }
 
-/** `-f FILE` is relative to the working directory, as with docker build; `-f -` is stdin. */
+/** A Dockerfile larger than this is refused unread (the largest real ones are a few hundred KiB). */
+export const MAX_DOCKERFILE_BYTES = 16 * 1024 * 1024;
+
+/**
+ * `-f FILE` is relative to the working directory, as with docker build; `-f -` is stdin. A file
+ * the user named may be a link (docker follows it); CONTEXT/Dockerfile, which only the
+ * repository names, must resolve inside the context (a committed `Dockerfile -> /etc/shadow`
+ * would print the file's first line in the parse error). Either must be a regular file, read up
+ * to MAX_DOCKERFILE_BYTES (a link to /dev/zero or a FIFO is refused, not read forever).
+ */
 export function readDockerfile(context: string, file: string | undefined): DockerfileInput {
   const contextDir = resolve(context);
   if (!existsSync(contextDir) || !statSync(contextDir).isDirectory()) {
@@ -37,13 +47,16 @@ export function readDockerfile(context: string, file: string | undefined): Docke
   }
   if (file === "-") return { contextDir, displayPath: "<stdin>", text: readFileSync(0, "utf8") };
   const displayPath = file ?? join(context, "Dockerfile");
+  if (file === undefined) {
+    const real = kernelPath(resolve(displayPath));
+    if (!isInside(real, realpathSync(contextDir))) throw new UsageError(`cannot read Dockerfile ${displayPath}: it is a link out of the build context (to ${real}); name it with -f if that is meant`);
+  }
   let text: string;
   try {
-    text = readFileSync(resolve(displayPath), "utf8");
+    text = readRegularFile(resolve(displayPath), { follow: true, limit: MAX_DOCKERFILE_BYTES, what: `Dockerfile ${displayPath}` }).toString("utf8");
   } catch (error) {
-    const code = (error as NodeJS.ErrnoException).code;
-    const reason = code === "ENOENT" ? "no such file" : code === "EISDIR" ? "is a directory" : (error as Error).message;
-    throw new UsageError(`cannot read Dockerfile ${displayPath}: ${reason}`);
+    if (!(error instanceof HostFileError)) throw new UsageError(`cannot read Dockerfile ${displayPath}: ${(error as Error).message}`);
+    throw new UsageError(error.message.endsWith(" does not exist") ? `cannot read Dockerfile ${displayPath}: no such file` : error.message);
   }
   return { contextDir, displayPath, text };
 }

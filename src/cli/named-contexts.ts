@@ -1,6 +1,6 @@
 /** `--build-context` values made concrete before a build: images found (or pulled, or imported), directories kept. */
 import type { LocalStore } from "../cache/store.ts";
-import { importOciLayout, loadImage } from "../image/layout.ts";
+import { adoptImageLayers, importOciLayout, loadImage } from "../image/layout.ts";
 import { normalizeReference } from "../image/reference.ts";
 import type { NamedContext } from "../solver/solver.ts";
 import { UserError } from "../errors.ts";
@@ -21,6 +21,8 @@ export async function resolveNamedContexts(
     }
     if (spec.kind === "oci-layout") {
       const image = importOciLayout(store, spec.dir, spec.tag);
+      // Unpacked now, as `image import` does: a base image's layers must be in the cache to mount.
+      await adoptImageLayers(store, image.manifest, image.config);
       contexts.set(spec.name, { kind: "image", image });
       continue;
     }

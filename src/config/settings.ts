@@ -8,10 +8,12 @@
  * may not hold credentials, choose where the cache lives, or point at keys on the host. Those
  * keys are refused there with an error that says where they belong.
  */
-import { existsSync, readFileSync, statSync } from "node:fs";
+import { existsSync, lstatSync, realpathSync } from "node:fs";
 import { homedir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { UserError } from "../errors.ts";
+import { HostFileError, isInside, kernelPath, readRegularFile } from "../util/host-file.ts";
+import { parseJsonText } from "../util/json-text.ts";
 
 export type Source = "flag" | "env" | "project" | "user" | "default";
 
@@ -33,10 +35,10 @@ interface Setting {
 }
 
 export const SETTINGS = {
-  dockerfile: { kind: { type: "string", path: true }, project: true, description: "the Dockerfile (default: CONTEXT/Dockerfile)" },
-  context: { kind: { type: "string", path: true }, project: true, description: "the build context directory (default: the project file's directory, else the working directory)", default: "." },
+  dockerfile: { kind: { type: "string", path: true }, project: true, description: "the Dockerfile (default: CONTEXT/Dockerfile); in a project file, inside the project's directory" },
+  context: { kind: { type: "string", path: true }, project: true, description: "the build context directory (default: the project file's directory, else the working directory); in a project file, inside the project's directory", default: "." },
   target: { kind: { type: "string" }, project: true, description: "the stage to build (default: the last)" },
-  tags: { kind: { type: "strings" }, project: true, description: "names for the built image (-t)", default: [] },
+  tags: { kind: { type: "strings" }, project: true, description: "names for the built image (-t); a project file may not retag an image it did not name", default: [] },
   buildArgs: { kind: { type: "map" }, project: true, description: "build-time variables (--build-arg); flags override single names", default: {} },
   progress: { kind: { type: "enum", values: ["auto", "tty", "plain", "json", "quiet"] }, env: "MEMOBUILD_PROGRESS", project: true, description: "how a build reports progress: auto is tty on a terminal, else plain", default: "auto" },
   jobs: { kind: { type: "integer", minimum: 1 }, env: "MEMOBUILD_JOBS", project: true, description: "how many independent stages may build at once (default: the number of CPUs)" },
@@ -47,7 +49,7 @@ export const SETTINGS = {
   "remote.upload": { kind: { type: "enum", values: ["wait", "background", "off"] }, env: "MEMOBUILD_REMOTE_UPLOAD", project: true, description: "when results are uploaded", default: "wait" },
   "remote.report": { kind: { type: "enum", values: ["on", "off"] }, env: "MEMOBUILD_REMOTE_REPORT", project: true, description: "report builds to the remote cache's build hub", default: "on" },
   "remote.signKey": { kind: { type: "string", path: true }, env: "MEMOBUILD_REMOTE_SIGN_KEY", project: false, description: "an Ed25519 private key file that signs uploaded results" },
-  "remote.trust": { kind: { type: "strings" }, env: "MEMOBUILD_REMOTE_TRUST", project: true, description: "public keys whose signed results are used (none: any result)", default: [] },
+  "remote.trust": { kind: { type: "strings" }, env: "MEMOBUILD_REMOTE_TRUST", project: true, description: "public keys whose signed results are used (none: any result); a project file only narrows the user's list", default: [] },
   "remote.cacert": { kind: { type: "string", path: true }, env: "MEMOBUILD_REMOTE_CACERT", project: false, description: "the CA (PEM) that signed the server's certificate" },
   "remote.cert": { kind: { type: "string", path: true }, env: "MEMOBUILD_REMOTE_CERT", project: false, description: "a client certificate (PEM) for mutual TLS" },
   "remote.key": { kind: { type: "string", path: true }, env: "MEMOBUILD_REMOTE_KEY", project: false, description: "the client certificate's key (PEM)" },
@@ -73,10 +75,13 @@ export function userConfigFile(env: NodeJS.ProcessEnv = process.env): string {
   return join(env.XDG_CONFIG_HOME || join(homedir(), ".config"), "memobuild", "config.json");
 }
 
-/** The nearest memobuild.json from `dir` up, stopping at the repository's root (a .git entry). */
+/**
+ * The nearest memobuild.json from `dir` up, stopping at the repository's root (a .git entry).
+ * Found by the entry itself: a link there (even a dangling one) is found, and then refused.
+ */
 export function findProjectFile(dir: string): string | undefined {
   for (let current = resolve(dir); ; current = dirname(current)) {
-    if (existsSync(join(current, PROJECT_FILE))) return join(current, PROJECT_FILE);
+    if (lstatSync(join(current, PROJECT_FILE), { throwIfNoEntry: false })) return join(current, PROJECT_FILE);
     if (existsSync(join(current, ".git")) || dirname(current) === current) return undefined;
   }
 }
@@ -85,14 +90,7 @@ type Values = Partial<Record<SettingKey, unknown>>;
 
 /** Reads and checks one config file; every mistake names the file, the key and what is expected. */
 export function readConfigFile(file: string, layer: "project" | "user"): Values {
-  let parsed: unknown;
-  // A project file comes with the repository: a huge one is refused, never read whole.
-  if (statSync(file).size > MAX_CONFIG_BYTES) throw new UserError(`${file}: larger than ${MAX_CONFIG_BYTES} bytes; a config file is a few lines`);
-  try {
-    parsed = JSON.parse(readFileSync(file, "utf8"));
-  } catch (error) {
-    throw new UserError(`${file}: not valid JSON: ${(error as Error).message}`);
-  }
+  const parsed = parseJsonText(readConfigText(file, layer), file);
   if (!isObject(parsed)) throw new UserError(`${file}: expected a JSON object`);
   const flat: Record<string, unknown> = {};
   for (const [key, value] of Object.entries(parsed)) {
@@ -111,9 +109,47 @@ export function readConfigFile(file: string, layer: "project" | "user"): Values 
     }
     const problem = check(setting.kind, value);
     if (problem) throw new UserError(`${file}: ${key}: expected ${problem}`);
-    values[key as SettingKey] = setting.kind.type === "string" && setting.kind.path ? resolve(dirname(file), value as string) : value;
+    values[key as SettingKey] = setting.kind.type === "string" && setting.kind.path ? projectPath(file, layer, key, value as string) : value;
   }
   return values;
+}
+
+/**
+ * A path a config file names, relative to the file. From a project file it must stay inside
+ * the project's directory (the one holding the file) once every symlink is resolved as the
+ * kernel would: `{"context": "/home/ci/.docker"}` or a committed link `ctx -> /etc` would put
+ * host files into the image, and a Dockerfile outside would be printed in a parse error.
+ * (buildx bake asks for `--allow fs.read=PATH` for that; here, a path outside is given on the
+ * command line, which the user types.)
+ */
+function projectPath(file: string, layer: "project" | "user", key: string, value: string): string {
+  const path = resolve(dirname(file), value);
+  if (layer === "user") return path;
+  const project = realpathSync(dirname(file));
+  const real = kernelPath(path);
+  if (!isInside(real, project)) {
+    const how = real === path ? "" : ` (it resolves to ${real})`;
+    throw new UserError(`${file}: ${key}: ${value} is outside the project's directory ${project}${how}; a project file comes with the repository and may only name paths inside it. Give a path outside on the command line instead (${key === "context" ? "memobuild build DIR" : "-f FILE"})`);
+  }
+  return path;
+}
+
+/**
+ * A config file's text. A project file comes with the repository: it must be the file itself
+ * (a link could lead to /dev/zero, a FIFO or a token file), and no config file is read past
+ * MAX_CONFIG_BYTES, whatever its size claims. The user's own file may be a link (dotfile managers
+ * make them). Parse errors name the line and column, never the text (parseJsonText).
+ */
+function readConfigText(file: string, layer: "project" | "user"): string {
+  const follow = layer === "user";
+  const limit = MAX_CONFIG_BYTES;
+  try {
+    return readRegularFile(file, { limit, follow }).toString("utf8");
+  } catch (error) {
+    if (!(error instanceof HostFileError)) throw error;
+    const why = error.message.startsWith(`${file} is a symbolic link`) ? "; a project file must be the file itself, as it comes with the repository" : "";
+    throw new UserError(`${error.message.replace(`is larger than ${limit} bytes`, `is larger than ${limit} bytes (a config file is a few lines)`)}${why}`);
+  }
 }
 
 function isObject(value: unknown): value is Record<string, unknown> {
@@ -190,12 +226,29 @@ export function resolveSettings(flags: Values, layers: Layers): Settings {
     const [first, ...lower] = candidates;
     settings[key] = first ? { ...first, ...(lower.length ? { lower } : {}) } : { value: setting.default, source: "default" };
   }
+  if (settings["remote.trust"].source === "project") settings["remote.trust"] = narrowedTrust(settings["remote.trust"], layers);
   // In a project, the context is the project's directory unless something says otherwise.
   if (settings.context.source === "default" && layers.project) settings.context = { value: dirname(layers.project.file), source: "project", origin: layers.project.file };
   // Build args merge name by name: a file gives defaults, a flag overrides one name.
   const fileArgs = { ...(layers.user?.values.buildArgs as object), ...(layers.project?.values.buildArgs as object) };
   if (settings.buildArgs.source === "flag") settings.buildArgs.value = { ...fileArgs, ...(flags.buildArgs as object) };
   return settings;
+}
+
+/**
+ * A project file's trust list may only narrow the user's: with no list of the user's (every
+ * result is used) it applies as it is; otherwise only the keys on both lists are trusted, and
+ * none in common is refused (an empty list would mean "trust every result", the widest). A
+ * pull request that adds its own key to memobuild.json so gains nothing.
+ */
+function narrowedTrust(project: Resolved, layers: Layers): Resolved {
+  const user = (layers.user?.values["remote.trust"] as string[] | undefined) ?? [];
+  if (user.length === 0) return project;
+  const both = (project.value as string[]).filter((key) => user.includes(key));
+  if (both.length === 0) {
+    throw new UserError(`${project.origin}: remote.trust: none of its keys is on your own trust list (${layers.user!.file}); a project file can only narrow that list, never replace it`);
+  }
+  return { ...project, value: both };
 }
 
 /** The value of a setting, typed by the caller. */

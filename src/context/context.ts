@@ -7,7 +7,8 @@
  *   context.select(["src/", "*.json"], { owner });     // entries + digest for one COPY
  */
 import { RE2JS } from "re2js";
-import { existsSync, readFileSync, statSync } from "node:fs";
+import { existsSync, lstatSync, statSync } from "node:fs";
+import { HostFileError, readRegularFile } from "../util/host-file.ts";
 import { join, relative, resolve } from "node:path";
 import { blake3Hex } from "../hash/blake3.ts";
 import { FileHashError, hashFiles, type HashedFile } from "../hash/parallel.ts";
@@ -72,12 +73,30 @@ export interface SelectOptions {
 
 /** Finds the ignore file that applies: `<Dockerfile>.dockerignore`, else `<context>/.dockerignore`. */
 export function ignoreFileFor(contextDir: string, dockerfile?: string): string | undefined {
+  // By the entry itself: a link there (even a dangling one) is found, and refused by readIgnoreFile.
+  const present = (path: string) => lstatSync(path, { throwIfNoEntry: false }) !== undefined;
   if (dockerfile) {
     const specific = `${dockerfile}.dockerignore`;
-    if (existsSync(specific)) return specific;
+    if (present(specific)) return specific;
   }
   const general = join(contextDir, ".dockerignore");
-  return existsSync(general) ? general : undefined;
+  return present(general) ? general : undefined;
+}
+
+/** A .dockerignore larger than this is refused unread. */
+const MAX_IGNORE_FILE_BYTES = 16 * 1024 * 1024;
+
+/**
+ * A .dockerignore's text. It comes with the repository: it must be the file itself (a link
+ * could lead to /dev/zero, a FIFO or a file outside), a regular file, read within a limit.
+ */
+export function readIgnoreFile(path: string, shown: string): string {
+  try {
+    return readRegularFile(path, { follow: false, limit: MAX_IGNORE_FILE_BYTES, what: shown }).toString("utf8");
+  } catch (error) {
+    if (error instanceof HostFileError) throw new ContextError(error.message);
+    throw error;
+  }
 }
 
 export class BuildContext {
@@ -305,7 +324,7 @@ export async function loadContext(options: LoadOptions): Promise<BuildContext> {
   let patterns: IgnorePattern[] = [];
   let matcher: IgnoreMatcher;
   try {
-    if (ignoreFile) patterns = parseIgnoreFile(readFileSync(ignoreFile, "utf8"), shownPath(ignoreFile));
+    if (ignoreFile) patterns = parseIgnoreFile(readIgnoreFile(ignoreFile, shownPath(ignoreFile)), shownPath(ignoreFile));
     matcher = new IgnoreMatcher(patterns);
   } catch (error) {
     if (error instanceof IgnorePatternError) throw new ContextError(error.message);

@@ -9,7 +9,7 @@
  * start it as a directory with that owner and mode (BuildKit bases such a mount on a made
  * directory, so it is another cache than the plain id).
  */
-import { chownSync, closeSync, existsSync, mkdirSync, openSync, renameSync } from "node:fs";
+import { chownSync, closeSync, constants, existsSync, mkdirSync, openSync, renameSync } from "node:fs";
 import { dirname } from "node:path";
 import type { Mount } from "../frontend/mounts.ts";
 import { removeTree } from "../rootfs/root.ts";
@@ -77,7 +77,8 @@ export async function acquireCacheMount(base: string, mount: CacheMount, seed?: 
   for (let instance = 0; ; instance++) {
     const path = instance === 0 ? base : `${base}-${instance}`;
     prepare(path, mount, seed);
-    const fd = openSync(`${path}.lock`, "a");
+    // The store's own directory; still, a link planted at the lock's name is not followed (as gc.lock).
+    const fd = openSync(`${path}.lock`, constants.O_WRONLY | constants.O_CREAT | constants.O_APPEND | constants.O_NOFOLLOW, 0o644);
     if (tryLockExclusive(fd)) {
       return {
         path,

@@ -14,6 +14,8 @@ import { randomHex } from "../util/random.ts";
 import { mount, umount } from "../sys/libc.ts";
 
 const BASE = "/run/memobuild";
+/** The size of each RUN's tmpfs: every secret file of the RUN, and the runtime's config, must fit. */
+export const TMPFS_BYTES = 64 * 1024 * 1024;
 const MS_NOSUID = 2;
 const MS_NODEV = 4;
 const MS_NOEXEC = 8;
@@ -27,7 +29,7 @@ export class PrivateTmpfs {
     // Stryker disable next-line ObjectLiteral: the tmpfs mounted over it has mode 0700 itself; this covers the empty moment before
     mkdirSync(path, { mode: 0o700 });
     try {
-      mount("tmpfs", path, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=0700,size=64m");
+      mount("tmpfs", path, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, `mode=0700,size=${TMPFS_BYTES}`);
     } catch (error) {
       rmdirSync(path);
       throw error;

@@ -6,7 +6,8 @@
  * Mount points that did not exist are removed from the layer afterwards.
  */
 import { rlimits } from "./sandbox.ts";
-import { PrivateTmpfs } from "./private-tmpfs.ts";
+import { PrivateTmpfs, TMPFS_BYTES } from "./private-tmpfs.ts";
+import { formatBytes } from "../util/sizes.ts";
 import { chownSync, closeSync, mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
 import { join, posix } from "node:path";
 import type { Instruction } from "../frontend/instructions.ts";
@@ -31,6 +32,20 @@ export class RunFailedError extends Error {
     readonly tail: string[],
   ) {
     super(message);
+  }
+}
+
+/**
+ * A secret file in the RUN's private tmpfs. Full, it is that tmpfs (TMPFS_BYTES, in memory) and
+ * not the disk: said so, instead of the disk-full advice to shrink the cache.
+ */
+function writeSecret(file: string, value: Buffer, mode: number, id: string) {
+  try {
+    writeFileSync(file, value, { mode });
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== "ENOSPC") throw error;
+    const size = formatBytes(value.length);
+    throw new RunFailedError(`secret "${id}" (${size}) does not fit, with this RUN's other secrets, in the ${formatBytes(TMPFS_BYTES)} in-memory file system secrets are mounted from`, 1, []);
   }
 }
 
@@ -122,7 +137,7 @@ export async function executeRun(request: ResolvedStep, work: string): Promise<s
           if (mount.target) {
             // Secrets live in memory (a private tmpfs), never in the cache directory or a layer.
             const file = join(secure.path, `secret-${runtimeMounts.length}`);
-            writeFileSync(file, value, { mode: mount.mode });
+            writeSecret(file, value, mount.mode, mount.id);
             chownSync(file, mount.uid, mount.gid);
             mountPoint(mount.target, "file");
             runtimeMounts.push({ destination: mount.target, type: "bind", source: file, options: ["bind", "ro"] });

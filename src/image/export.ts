@@ -6,7 +6,7 @@
  * uncompressed), once per layer: the compressed blob is cached in the store. The exported
  * manifest names the compressed layers, so its digest is the one a registry would see.
  */
-import { closeSync, copyFileSync, existsSync, mkdirSync, openSync, readFileSync, readSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { closeSync, lstatSync, mkdirSync, openSync, readFileSync, readSync, rmSync, statSync } from "node:fs";
 import { join } from "node:path";
 import type { LocalStore } from "../cache/store.ts";
 import { UserError } from "../errors.ts";
@@ -15,6 +15,7 @@ import { MEDIA, REF_NAME, type Descriptor, type Index, type Manifest, type Store
 import { familiarReference } from "./reference.ts";
 import { TarWriter } from "../sys/tar.ts";
 import { writeAll } from "../util/write-all.ts";
+import { writeFileAtomic } from "../util/host-file.ts";
 import { sha256File } from "../hash/sha256.ts";
 
 export type Compression = "gzip" | "uncompressed";
@@ -136,48 +137,68 @@ function indexFor(image: StoredImage, exported: ExportedImage, tags: string[]): 
   return { schemaVersion: 2, mediaType: MEDIA.index, manifests };
 }
 
-/** `type=oci`: an OCI image layout directory. */
+/**
+ * `type=oci`: an OCI image layout directory. Each file is written beside its name and renamed
+ * over it (writeFileAtomic): a link planted at a blob's name or at index.json is replaced, never
+ * written through. A blob already there as a regular file is kept (a layout is content-addressed).
+ */
 export async function exportOciLayout(store: LocalStore, image: StoredImage, dest: string, tags: string[], compression: Compression = "gzip"): Promise<ExportedImage> {
   const exported = await prepareExport(store, image, compression);
-  mkdirSync(join(dest, "blobs/sha256"), { recursive: true });
+  mkdirSync(dest, { recursive: true });
+  // Files are renamed into these directories: a link committed in their place (`blobs -> /etc/cron.d`) would take them elsewhere.
+  for (const dir of ["blobs", "blobs/sha256"]) {
+    const stat = lstatSync(join(dest, dir), { throwIfNoEntry: false });
+    if (!stat) mkdirSync(join(dest, dir));
+    else if (!stat.isDirectory()) throw new OutputError(`--output type=oci,dest=${dest}: ${dir} is not a directory (a symbolic link is not followed)`);
+  }
   for (const digest of exported.blobs) {
     const target = join(dest, "blobs/sha256", digest.slice(7));
-    if (!existsSync(target)) copyFileSync(store.blobPath(digest), target);
+    if (!lstatSync(target, { throwIfNoEntry: false })?.isFile()) writeFileAtomic(target, (fd) => copyFileInto(store.blobPath(digest), fd));
   }
-  writeFileSync(join(dest, "oci-layout"), JSON.stringify({ imageLayoutVersion: "1.0.0" }));
-  writeFileSync(join(dest, "index.json"), JSON.stringify(indexFor(image, exported, tags)));
+  writeFileAtomic(join(dest, "oci-layout"), JSON.stringify({ imageLayoutVersion: "1.0.0" }));
+  writeFileAtomic(join(dest, "index.json"), JSON.stringify(indexFor(image, exported, tags)));
   return exported;
 }
 
-/** Writes a tar of named members whose content comes from files or bytes, streaming files. */
-function writeTar(file: string, members: { name: string; source: string | Buffer }[]) {
-  const fd = openSync(file, "w", 0o644);
+/** Appends the whole of `source` (a store blob) to the open file `fd`. */
+function copyFileInto(source: string, fd: number) {
+  const input = openSync(source, "r");
   try {
-    const writer = new TarWriter((chunk) => writeAll(fd, chunk));
     const buffer = Buffer.allocUnsafe(1024 * 1024);
-    for (const member of members) {
-      const size = typeof member.source === "string" ? statSync(member.source).size : member.source.length;
-      writer.add({ name: member.name, type: "file", mode: 0o644, uid: 0, gid: 0, size, mtime: 0 });
-      if (typeof member.source === "string") {
-        const input = openSync(member.source, "r");
-        try {
-          let offset = 0;
-          while (offset < size) {
-            const n = readSync(input, buffer, 0, Math.min(buffer.length, size - offset), offset);
-            if (n === 0) throw new Error(`${member.source} shrank while it was being exported`);
-            writer.content(n === buffer.length ? buffer : buffer.subarray(0, n));
-            offset += n;
-          }
-        } finally {
-          closeSync(input);
-        }
-      } else writer.content(member.source);
-      writer.pad(size);
-    }
-    writer.finish();
+    for (let n; (n = readSync(input, buffer, 0, buffer.length, null)) > 0; ) writeAll(fd, buffer.subarray(0, n));
   } finally {
-    closeSync(fd);
+    closeSync(input);
   }
+}
+
+/** Writes a tar of named members whose content comes from files or bytes, streaming files; whole or not at all. */
+function writeTar(file: string, members: { name: string; source: string | Buffer }[]) {
+  writeFileAtomic(file, (fd) => writeTarTo(fd, members));
+}
+
+function writeTarTo(fd: number, members: { name: string; source: string | Buffer }[]) {
+  const writer = new TarWriter((chunk) => writeAll(fd, chunk));
+  const buffer = Buffer.allocUnsafe(1024 * 1024);
+  for (const member of members) {
+    const size = typeof member.source === "string" ? statSync(member.source).size : member.source.length;
+    writer.add({ name: member.name, type: "file", mode: 0o644, uid: 0, gid: 0, size, mtime: 0 });
+    if (typeof member.source === "string") {
+      const input = openSync(member.source, "r");
+      try {
+        let offset = 0;
+        while (offset < size) {
+          const n = readSync(input, buffer, 0, Math.min(buffer.length, size - offset), offset);
+          if (n === 0) throw new Error(`${member.source} shrank while it was being exported`);
+          writer.content(n === buffer.length ? buffer : buffer.subarray(0, n));
+          offset += n;
+        }
+      } finally {
+        closeSync(input);
+      }
+    } else writer.content(member.source);
+    writer.pad(size);
+  }
+  writer.finish();
 }
 
 /** `type=oci-archive`: the OCI layout, as a tar file. */

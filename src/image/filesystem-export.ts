@@ -4,21 +4,19 @@
  * hide what is below), no image metadata. Each layer goes through the root-confined unpacker, so
  * a symlink an earlier layer planted (`etc -> /etc`) is followed inside DIR only.
  */
-import { existsSync, lstatSync, mkdirSync, readdirSync, renameSync } from "node:fs";
+import { existsSync, lstatSync, mkdirSync, readdirSync, readlinkSync } from "node:fs";
 import { dirname, join } from "node:path";
 import type { LocalStore } from "../cache/store.ts";
 import { UserError } from "../errors.ts";
 import { removeTree, Root } from "../rootfs/root.ts";
 import { extractInto } from "../snapshot/extract.ts";
 import { writeLayerTar } from "../snapshot/pack.ts";
+import { writeFileAtomic } from "../util/host-file.ts";
 import type { StoredImage } from "./layout.ts";
 
 /** Unpacks the image into `dest`: a new directory, or an empty one. */
 export async function exportFilesystem(store: LocalStore, image: StoredImage, dest: string): Promise<void> {
-  if (existsSync(dest)) {
-    if (!lstatSync(dest).isDirectory()) throw new UserError(`--output type=local,dest=${dest}: not a directory`);
-    if (readdirSync(dest).length > 0) throw new UserError(`--output type=local,dest=${dest}: the directory is not empty (nothing of the image is mixed with what is there)`);
-  } else mkdirSync(dest, { recursive: true });
+  prepareDirectory(dest);
   const root = Root.open(dest);
   try {
     for (const diffId of image.config.rootfs.diff_ids) {
@@ -29,16 +27,35 @@ export async function exportFilesystem(store: LocalStore, image: StoredImage, de
   }
 }
 
-/** The image's file system as one tar file at `dest` (written whole, then renamed into place). */
+/**
+ * Checks that `dest` is an empty directory, or makes it; every refusal says what is in the way.
+ * A symbolic link is refused, also one to an empty directory: the repository being built can
+ * commit one at the name the user gives (`out -> /etc/sudoers.d`).
+ */
+function prepareDirectory(dest: string) {
+  const problem = (reason: string) => new UserError(`--output type=local,dest=${dest}: ${reason}`);
+  const stat = lstatSync(dest, { throwIfNoEntry: false });
+  if (!stat) {
+    try {
+      mkdirSync(dest, { recursive: true });
+    } catch (error) {
+      throw problem(`cannot make the directory: ${(error as Error).message}`);
+    }
+    return;
+  }
+  if (stat.isSymbolicLink()) throw problem(`a symbolic link (to ${readlinkSync(dest)}), not followed: name the directory itself`);
+  if (!stat.isDirectory()) throw problem("not a directory");
+  if (readdirSync(dest).length > 0) throw problem("the directory is not empty (nothing of the image is mixed with what is there)");
+}
+
+/** The image's file system as one tar file at `dest` (written whole beside it, then renamed into place). */
 export async function exportFilesystemTar(store: LocalStore, image: StoredImage, dest: string): Promise<void> {
   if (!existsSync(dirname(dest))) throw new UserError(`--output type=tar,dest=${dest}: ${dirname(dest)} does not exist`);
   const staging = store.tempDir("tar-export");
   try {
     const tree = join(staging, "rootfs");
     await exportFilesystem(store, image, tree);
-    const partial = `${dest}.${process.pid}.partial`;
-    writeLayerTar(tree, partial);
-    renameSync(partial, dest);
+    writeFileAtomic(dest, (fd) => void writeLayerTar(tree, fd));
   } finally {
     removeTree(staging);
   }

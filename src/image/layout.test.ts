@@ -1,6 +1,6 @@
 /** Importing OCI layouts and archives that lie: each is refused, named, and nothing is stored. */
 import { afterAll, describe, expect, test } from "bun:test";
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { LocalStore } from "../cache/store.ts";
@@ -99,5 +99,62 @@ describe("importing archives that lie", () => {
   test("an OCI archive that holds a member twice", () => {
     const file = archive(["index.json", "{}"], ["index.json", "{}"]);
     withStore((store) => expect(() => importOciArchive(store, file)).toThrow('member "index.json" appears twice'));
+  });
+});
+
+describe("a layout's files are read as bounded regular files, never through a link", () => {
+  const replaceWith = (path: string, make: "zero-link" | "fifo" | "host-link") => {
+    rmSync(path);
+    if (make === "fifo") expect(Bun.spawnSync(["mkfifo", path]).exitCode).toBe(0);
+    else symlinkSync(make === "zero-link" ? "/dev/zero" : "/etc/passwd", path);
+  };
+  const blobPath = (dir: string, digest: string) => join(dir, "blobs", digest.replace(":", "/"));
+  const indexDigests = (dir: string) => {
+    const index = JSON.parse(readFileSync(join(dir, "index.json"), "utf8"));
+    const manifest = JSON.parse(readFileSync(blobPath(dir, index.manifests[0].digest), "utf8"));
+    return { manifest: index.manifests[0].digest as string, config: manifest.config.digest as string };
+  };
+
+  for (const make of ["zero-link", "fifo", "host-link"] as const) {
+    test(`index.json as a ${make}: refused at once, nothing stored`, () => {
+      const dir = layout({});
+      replaceWith(join(dir, "index.json"), make);
+      withStore((store) => {
+        const what = make === "fifo" ? "is a FIFO, not a regular file" : "is a symbolic link (or below one): a layout's files are read without following links";
+        expect(() => importOciLayout(store, dir)).toThrow(`${join(dir, "index.json")} ${what}`);
+        expect(storedBlobs(store)).toEqual([]);
+      });
+    });
+  }
+
+  test("a manifest or config blob linked to /dev/zero, or a FIFO, is refused", () => {
+    for (const which of ["manifest", "config"] as const) {
+      for (const make of ["zero-link", "fifo"] as const) {
+        const dir = layout({});
+        const digest = indexDigests(dir)[which];
+        replaceWith(blobPath(dir, digest), make);
+        withStore((store) => expect(() => importOciLayout(store, dir)).toThrow(`${dir}: ${which} ${digest} ${make === "fifo" ? "is a FIFO" : "is a symbolic link"}`));
+      }
+    }
+  });
+
+  test("index.json over the manifest limit is refused, naming the variable that raises it", () => {
+    const dir = layout({ index: (m) => JSON.stringify({ schemaVersion: 2, manifests: [{ mediaType: MEDIA.manifest, digest: m, size: 1 }], pad: "x".repeat(2000) }) });
+    process.env.MEMOBUILD_MAX_MANIFEST_SIZE = "1000";
+    try {
+      withStore((store) => expect(() => importOciLayout(store, dir)).toThrow(`${join(dir, "index.json")} is larger than 1000 bytes (the limit is MEMOBUILD_MAX_MANIFEST_SIZE=1000)`));
+    } finally {
+      delete process.env.MEMOBUILD_MAX_MANIFEST_SIZE;
+    }
+  });
+
+  test("a layer blob is read no further than the size its descriptor declares", () => {
+    const layer = "layer bytes";
+    const dir = layout({ manifest: manifestWith({ layers: [{ mediaType: MEDIA.layerTar, digest: sha256(layer), size: layer.length - 1 }] }), config: JSON.stringify({ architecture: "amd64", os: "linux", rootfs: { type: "layers", diff_ids: [sha256(layer)] } }) });
+    writeFileSync(blobPath(dir, sha256(layer)), layer);
+    withStore((store) => {
+      expect(() => importOciLayout(store, dir)).toThrow(`${dir}: blob ${sha256(layer)} is larger than the ${layer.length - 1} bytes its descriptor declares`);
+      expect(storedBlobs(store)).not.toContain(sha256(layer).slice(7));
+    });
   });
 });

@@ -3,7 +3,7 @@
  * layout exporter (`--output type=oci,dest=DIR`) and `memobuild image import`.
  */
 import { UserError } from "../errors.ts";
-import { closeSync, existsSync, mkdirSync, openSync, readFileSync, rmSync, statSync } from "node:fs";
+import { closeSync, existsSync, lstatSync, mkdirSync, openSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import type { LocalStore } from "../cache/store.ts";
 import type { ImageConfig } from "./config.ts";
@@ -12,6 +12,9 @@ import { sha256Digest, sha256FileSync } from "../hash/sha256.ts";
 import { limit, limitHint } from "../util/limits.ts";
 import { parseImageConfig, parseImageIndex, parseImageManifest } from "./validate.ts";
 import { writeAll } from "../util/write-all.ts";
+import { checkRegular, HostFileError, openRegularFile, readBounded } from "../util/host-file.ts";
+import { Root } from "../rootfs/root.ts";
+import type { SystemError } from "../sys/libc.ts";
 
 export const MEDIA = {
   manifest: "application/vnd.oci.image.manifest.v1+json",
@@ -102,32 +105,75 @@ function writeEntry(reader: TarReader, target: string): string {
   return `sha256:${hasher.digest("hex")}`;
 }
 
-/** A JSON file of an archive or layout, bounded by `limitName` before it is read. */
+/** A JSON member of a docker archive (staged by us under a numbered name), bounded by `limitName`. */
 function readSmallFile(path: string, what: string, limitName: "manifestBytes" | "configBytes"): Buffer {
   if (!existsSync(path)) throw new ImportError(`${what} is missing`);
-  const size = statSync(path).size;
-  if (size > limit(limitName)) throw new ImportError(`${what} is ${size} bytes, over the limit ${limitHint(limitName)}`);
-  return readFileSync(path);
+  const fd = openRegularFile(path, { what });
+  try {
+    return readBounded(fd, limit(limitName), () => tooLarge(what, limitName));
+  } finally {
+    closeSync(fd);
+  }
 }
 
-/** Copies a blob from `source` into the store, hashing it in the same pass; kept only when it is `digest`. */
-function importBlob(store: LocalStore, source: string, digest: string) {
-  if (store.hasBlob(digest)) return;
-  if (!existsSync(source)) throw new ImportError(`blob ${digest} is missing from the layout`);
-  const dir = store.tempDir("import");
+const tooLarge = (what: string, limitName: "manifestBytes" | "configBytes") => new ImportError(`${what} is larger than ${limit(limitName)} bytes ${limitHint(limitName)}`);
+
+/**
+ * Opens a file of an OCI layout for reading. A layout is an image's: its names are looked up
+ * below the layout's directory without following any link (a link to /dev/zero, a FIFO or a
+ * host file makes no sense in a layout), and only a regular file is opened.
+ */
+function openLayoutFile(layout: Root, name: string, what: string): number {
+  let fd: number;
   try {
-    const actual = sha256FileSync(source, join(dir, "blob"));
-    if (actual !== digest) throw new ImportError(`blob ${digest} in the layout is corrupt (hashes to ${actual})`);
-    store.adoptBlob(join(dir, "blob"), digest);
+    fd = layout.openFile(name, false);
+  } catch (error) {
+    const code = (error as SystemError).code;
+    if (code === "ENOENT" || code === "ENOTDIR") throw new ImportError(`${what} is missing`);
+    if (code === "ELOOP" || code === "EXDEV") throw new ImportError(`${what} is a symbolic link (or below one): a layout's files are read without following links`);
+    throw error;
+  }
+  try {
+    checkRegular(fd, what);
+    return fd;
+  } catch (error) {
+    closeSync(fd);
+    throw error instanceof HostFileError ? new ImportError(error.message) : error;
+  }
+}
+
+/** A small file of a layout (index.json, a manifest, a config): at most `limitName` bytes, whatever stat says. */
+function readLayoutFile(layout: Root, name: string, what: string, limitName: "manifestBytes" | "configBytes"): Buffer {
+  const fd = openLayoutFile(layout, name, what);
+  try {
+    return readBounded(fd, limit(limitName), () => tooLarge(what, limitName));
   } finally {
-    rmSync(dir, { recursive: true, force: true });
+    closeSync(fd);
+  }
+}
+
+const blobName = (digest: string) => `blobs/${digest.replace(":", "/")}`;
+
+/** Copies a blob of the layout into the store, hashing it in the same pass; kept only when it is `digest` (of at most `size` bytes). */
+function importBlob(store: LocalStore, layout: Root, dir: string, digest: string, size: number) {
+  if (store.hasBlob(digest)) return;
+  const what = `${dir}: blob ${digest}`;
+  const fd = openLayoutFile(layout, blobName(digest), what);
+  const staging = store.tempDir("import");
+  try {
+    const actual = sha256FileSync(fd, join(staging, "blob"), size);
+    if (actual === undefined) throw new ImportError(`${what} is larger than the ${size} bytes its descriptor declares`);
+    if (actual !== digest) throw new ImportError(`blob ${digest} in the layout is corrupt (hashes to ${actual})`);
+    store.adoptBlob(join(staging, "blob"), digest);
+  } finally {
+    closeSync(fd);
+    rmSync(staging, { recursive: true, force: true });
   }
 }
 
 /** A small JSON blob of a layout (manifest or config), checked against its digest, then parsed. */
-function layoutJson<T>(dir: string, digest: string, what: string, limitName: "manifestBytes" | "configBytes", parse: (bytes: Buffer, what: string) => T): T {
-  const path = join(dir, "blobs", digest.replace(":", "/"));
-  const bytes = readSmallFile(path, `${what} ${digest}`, limitName);
+function layoutJson<T>(layout: Root, digest: string, what: string, limitName: "manifestBytes" | "configBytes", parse: (bytes: Buffer, what: string) => T): T {
+  const bytes = readLayoutFile(layout, blobName(digest), `${what} ${digest}`, limitName);
   const actual = sha256Digest(bytes);
   if (actual !== digest) throw new ImportError(`${what}: blob ${digest} in the layout is corrupt (hashes to ${actual})`);
   return parse(bytes, `${what} ${digest}`);
@@ -149,9 +195,13 @@ export async function adoptImageLayers(store: LocalStore, manifest: Manifest, co
  * validated (and every blob checked against its digest) before anything enters the store.
  */
 export function importOciLayout(store: LocalStore, dir: string, refName?: string): StoredImage & { refName?: string } {
+  if (!lstatSync(join(dir, "index.json"), { throwIfNoEntry: false })) throw new ImportError(`${dir} is not an OCI image layout (no index.json)`);
+  return Root.with(dir, (layout) => importFromLayout(store, layout, dir, refName), { symlinks: "none" });
+}
+
+function importFromLayout(store: LocalStore, layout: Root, dir: string, refName?: string): StoredImage & { refName?: string } {
   const indexPath = join(dir, "index.json");
-  if (!existsSync(indexPath)) throw new ImportError(`${dir} is not an OCI image layout (no index.json)`);
-  const index = parseImageIndex(readSmallFile(indexPath, indexPath, "manifestBytes"), indexPath);
+  const index = parseImageIndex(readLayoutFile(layout, "index.json", indexPath, "manifestBytes"), indexPath);
   const candidates = refName ? index.manifests.filter((m) => m.annotations?.[REF_NAME] === refName) : index.manifests;
   if (candidates.length === 0) {
     const names = index.manifests.map((m) => m.annotations?.[REF_NAME]).filter(Boolean);
@@ -161,12 +211,11 @@ export function importOciLayout(store: LocalStore, dir: string, refName?: string
   if (digests.size > 1) throw new ImportError(`${dir} holds several images; name one: oci:${dir}:NAME`);
   const chosen = candidates[0];
   if (chosen.mediaType === MEDIA.index) throw new ImportError(`${chosen.digest} is a multi-platform index; import a single-platform image`);
-  const manifest = layoutJson(dir, chosen.digest, `${dir}: manifest`, "manifestBytes", parseImageManifest);
-  const config = layoutJson(dir, manifest.config.digest, `${dir}: config`, "configBytes", (bytes, what) => parseImageConfig(bytes, what, manifest.layers.length));
-  const blob = (digest: string) => join(dir, "blobs", digest.replace(":", "/"));
-  for (const layer of manifest.layers) importBlob(store, blob(layer.digest), layer.digest);
-  importBlob(store, blob(manifest.config.digest), manifest.config.digest);
-  importBlob(store, blob(chosen.digest), chosen.digest);
+  const manifest = layoutJson(layout, chosen.digest, `${dir}: manifest`, "manifestBytes", parseImageManifest);
+  const config = layoutJson(layout, manifest.config.digest, `${dir}: config`, "configBytes", (bytes, what) => parseImageConfig(bytes, what, manifest.layers.length));
+  for (const layer of manifest.layers) importBlob(store, layout, dir, layer.digest, layer.size);
+  importBlob(store, layout, dir, manifest.config.digest, manifest.config.size);
+  importBlob(store, layout, dir, chosen.digest, chosen.size);
   return { manifestDigest: chosen.digest, manifest, config, refName: chosen.annotations?.[REF_NAME] };
 }
 

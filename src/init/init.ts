@@ -2,10 +2,13 @@
  * `memobuild init`: one flow for the wizard and for `--yes`. Every question goes through a
  * Prompter; answers given as flags are not asked; with `--yes` the rest take their defaults.
  */
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync } from "node:fs";
 import { basename, dirname, join } from "node:path";
 import { PROJECT_FILE, userConfigFile } from "../config/settings.ts";
 import { UserError } from "../errors.ts";
+import { MAX_DOCKERFILE_BYTES } from "../cli/inputs.ts";
+import { ignoreFileFor, readIgnoreFile } from "../context/context.ts";
+import { readRegularFile } from "../util/host-file.ts";
 import { normalizeReference } from "../image/reference.ts";
 import { SigningKey } from "../remote/action.ts";
 import { findDockerfiles, proposeIgnores, summarizeDockerfile } from "./detect.ts";
@@ -53,7 +56,7 @@ export async function runInit(root: string, preset: Preset, ask: Prompter, env: 
   const project: ProjectConfig = {};
   project.dockerfile = await chooseDockerfile(root, preset, ask);
   const summary = existsSync(join(root, project.dockerfile))
-    ? summarizeDockerfile(readFileSync(join(root, project.dockerfile), "utf8"), project.dockerfile)
+    ? summarizeDockerfile(readRegularFile(join(root, project.dockerfile), { follow: true, limit: MAX_DOCKERFILE_BYTES, what: project.dockerfile }).toString("utf8"), project.dockerfile)
     : { stages: [], args: [], problem: "it does not exist yet" };
   if (summary.problem) ask.warn(`${project.dockerfile}: ${summary.problem}`);
   const target = preset.target ?? (summary.stages.length > 1 ? await ask.select("Which stage is the image?", summary.stages.map((s) => ({ value: s, label: s })), summary.stages.at(-1)!) : undefined);
@@ -87,7 +90,8 @@ async function chooseDockerfile(root: string, preset: Preset, ask: Prompter): Pr
 }
 
 async function chooseIgnores(root: string, ask: Prompter): Promise<string[]> {
-  const existing = existsSync(join(root, ".dockerignore")) ? readFileSync(join(root, ".dockerignore"), "utf8").split("\n").map((l) => l.trim()) : [];
+  const file = ignoreFileFor(root);
+  const existing = file ? readIgnoreFile(file, ".dockerignore").split("\n").map((l) => l.trim()) : [];
   const proposals = proposeIgnores(root).filter((p) => !existing.includes(p.pattern));
   if (proposals.length === 0) return [];
   const choices = proposals.map((p) => ({ value: p.pattern, label: p.pattern, hint: p.reason }));

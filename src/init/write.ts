@@ -1,8 +1,11 @@
 /** Writing what `memobuild init` decided: each file whole or not at all (temp file + rename). */
-import { chmodSync, existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { configSchema, PROJECT_FILE } from "../config/settings.ts";
 import { UserError } from "../errors.ts";
+import { readRegularFile, writeFileAtomic } from "../util/host-file.ts";
+import { parseJsonText } from "../util/json-text.ts";
+import { ignoreFileFor, readIgnoreFile } from "../context/context.ts";
 
 export const SCHEMA_FILE = ".memobuild.schema.json";
 
@@ -14,12 +17,10 @@ export interface ProjectConfig {
   remote?: { url: string; trust?: string[] };
 }
 
+/** Writes `file` whole or not at all, with exactly `mode` (the umask does not narrow it). */
 export function writeAtomic(file: string, text: string, mode = 0o644) {
   mkdirSync(dirname(file), { recursive: true });
-  const temp = `${file}.${process.pid}.tmp`;
-  writeFileSync(temp, text, { mode });
-  chmodSync(temp, mode); // the umask may have narrowed it; a 0600 file must not start wider
-  renameSync(temp, file);
+  writeFileAtomic(file, text, mode);
 }
 
 /** memobuild.json and the schema editors read beside it. */
@@ -32,10 +33,13 @@ export function writeProjectConfig(dir: string, config: ProjectConfig) {
 export function mergeUserConfig(file: string, remote: Record<string, string>) {
   let current: Record<string, unknown> = {};
   if (existsSync(file)) {
+    // The user's own file (a link is theirs to make), still read as a bounded regular file; a
+    // mistake says where, not what: the file holds a token.
+    const text = readRegularFile(file, { follow: true, limit: 1024 * 1024 }).toString("utf8");
     try {
-      current = JSON.parse(readFileSync(file, "utf8"));
+      current = parseJsonText(text, file) as Record<string, unknown>;
     } catch (error) {
-      throw new UserError(`${file}: not valid JSON, not changed: ${(error as Error).message}`);
+      throw new UserError(`${(error as Error).message}; not changed`);
     }
   }
   const merged = { ...current, remote: { ...(current.remote as object), ...remote } };
@@ -45,7 +49,7 @@ export function mergeUserConfig(file: string, remote: Record<string, string>) {
 /** Appends the patterns a .dockerignore does not hold yet; returns those added. */
 export function extendDockerignore(dir: string, patterns: string[]): string[] {
   const file = join(dir, ".dockerignore");
-  const existing = existsSync(file) ? readFileSync(file, "utf8") : "";
+  const existing = ignoreFileFor(dir) ? readIgnoreFile(file, file) : "";
   const have = new Set(existing.split("\n").map((l) => l.trim()));
   const added = patterns.filter((p) => !have.has(p));
   if (added.length === 0) return [];

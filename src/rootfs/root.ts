@@ -24,6 +24,7 @@ import {
   symlinkat, SystemError, unlinkat, utimensat, type RawStat,
 } from "../sys/libc.ts";
 import { writeAll } from "../util/write-all.ts";
+import { readBounded } from "../util/host-file.ts";
 
 export type PathArg = string | Buffer;
 
@@ -255,16 +256,7 @@ export class Root {
       const stat = statxAt(fd, "", AT_EMPTY_PATH)!;
       if ((stat.mode & S_IFMT) !== 0o100000) return undefined;
       // Read to the end, whatever stat says (procfs says 0), and never past the limit.
-      const chunks: Buffer[] = [];
-      let length = 0;
-      // Stryker disable next-line ArithmeticOperator,MethodExpression: another chunk size reads the same bytes
-      const chunk = Buffer.allocUnsafe(Math.min(limit + 1, 64 * 1024));
-      for (let n; (n = readSync(fd, chunk, 0, chunk.length, null)) > 0; ) {
-        length += n;
-        if (length > limit) throw new RootPathError(`${display(toRaw(path))} in ${this.path} is larger than ${limit} bytes: not reading it`);
-        chunks.push(Buffer.from(chunk.subarray(0, n)));
-      }
-      return Buffer.concat(chunks, length);
+      return readBounded(fd, limit, () => new RootPathError(`${display(toRaw(path))} in ${this.path} is larger than ${limit} bytes: not reading it`));
     } finally {
       closeSync(fd);
     }

@@ -21,11 +21,14 @@ const byName = (a: Dirent, b: Dirent) => {
   return x < y ? -1 : x > y ? 1 : 0;
 };
 
-/** Writes the tar of `directory` to `tarPath`; returns its diff ID and size. */
-export function writeLayerTar(directory: string, tarPath: string, options: PackOptions = {}): { diffId: string; size: number; entries: number } {
+/**
+ * Writes the tar of `directory` to `tarPath` (a file in a directory of our own), or to an open
+ * descriptor (a file made by writeFileAtomic, which the caller closes); returns its diff ID and size.
+ */
+export function writeLayerTar(directory: string, tarPath: string | number, options: PackOptions = {}): { diffId: string; size: number; entries: number } {
   const root = Buffer.from(directory);
   const at = (relative: string) => fsPath(root, relative, directory);
-  const fd = openSync(tarPath, "w", 0o600);
+  const fd = typeof tarPath === "number" ? tarPath : openSync(tarPath, "w", 0o600);
   const hasher = new Bun.CryptoHasher("sha256");
   let size = 0;
   let entries = 0;
@@ -109,7 +112,7 @@ export function writeLayerTar(directory: string, tarPath: string, options: PackO
     walk("");
     writer.finish();
   } finally {
-    closeSync(fd);
+    if (typeof tarPath !== "number") closeSync(fd);
   }
   return { diffId: `sha256:${hasher.digest("hex")}`, size, entries };
 }

@@ -1,6 +1,6 @@
 import { exportFilesystem, exportFilesystemTar } from "../../image/filesystem-export.ts";
 import type { Command } from "commander";
-import { writeFileSync } from "node:fs";
+import { writeFileAtomic } from "../../util/host-file.ts";
 import { join, resolve } from "node:path";
 import { dockerEndpoint, loadIntoDocker } from "../../image/docker-load.ts";
 import { removeTree } from "../../rootfs/root.ts";
@@ -28,6 +28,7 @@ import { parseSshSpec, SshAgents } from "../../executor/ssh.ts";
 import { UsageError } from "../errors.ts";
 import { dockerfileOptions, readDockerfileFrom } from "../inputs.ts";
 import { resolveNamedContexts } from "../named-contexts.ts";
+import { checkProjectTags } from "../project-tags.ts";
 import { buildFlagOptions, checkPlatform, noCacheStages, outputsFrom, parseAnnotations, parseBuildContexts, parseEntitlements, parseLabels, parseSecret, sandboxFrom, usage, type BuildFlags } from "../build-flags.ts";
 
 /** Runs the build; a failure ends the display and is reported (when reporting) before it propagates. */
@@ -87,6 +88,7 @@ export function registerBuild(program: Command) {
       const progress: ProgressSink = reporter ? (event) => (printer(event), reporter.sink(event)) : printer;
       await reported(reporter, display, () => withStore(value(settings, "cacheDir"), async (store) => {
         const pull = async (ref: string) => void (await pullImage(store, ref, registry, (line) => progress({ type: "output", line })));
+        const tagOwner = checkProjectTags(store, tags, settings); // before any work
         const namedContexts = await resolveNamedContexts(contextSpecs, store, pull, flags.pull);
         const ssh = await SshAgents.start(sshSpecs);
         const result = await build({
@@ -116,13 +118,13 @@ export function registerBuild(program: Command) {
           ssh,
         }).finally(() => ssh.stop());
         const image = result.image!;
-        for (const tag of tags) store.setImage(tag, image.manifestDigest);
+        for (const tag of tags) store.setImage(tag, image.manifestDigest, tagOwner);
         const exported = await exportOutputs(store, image, outputs, tags, registry, progress);
         if (flags.load) exported.push(await loadImage(store, image, tags, progress));
         const outcome: BuildOutcome = { imageId: image.manifest.config.digest, digest: exported.find((o) => o.digest)?.digest ?? image.manifestDigest, outputs: exported, tags, steps: result.steps };
         await reporter?.finish({ result: "success", image: outcome.digest });
         if (flags.metadataFile) writeMetadata(flags.metadataFile, outcome);
-        if (flags.iidfile) writeFileSync(flags.iidfile, outcome.imageId);
+        if (flags.iidfile) writeFileAtomic(flags.iidfile, outcome.imageId);
         display.finish(outcome);
         await remote?.flush(); // background uploads finish after the report
       }));
@@ -161,7 +163,7 @@ function writeMetadata(file: string, outcome: BuildOutcome) {
     outputs: outcome.outputs,
     steps: outcome.steps,
   };
-  writeFileSync(file, JSON.stringify(metadata, null, 2) + "\n");
+  writeFileAtomic(file, JSON.stringify(metadata, null, 2) + "\n");
 }
 
 /** --load: a docker archive of the image, streamed to the Docker Engine. */

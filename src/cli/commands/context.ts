@@ -1,9 +1,9 @@
 import { Command } from "commander";
 import { formatBytes } from "../../util/sizes.ts";
-import { readFileSync, statSync } from "node:fs";
+import { statSync } from "node:fs";
 import { join, relative, resolve } from "node:path";
 import { resolveCacheDir, statCacheFile } from "../../config/cache-dir.ts";
-import { loadContext, ignoreFileFor, type BuildContext, type ContextEntry } from "../../context/context.ts";
+import { loadContext, ignoreFileFor, readIgnoreFile, type BuildContext, type ContextEntry } from "../../context/context.ts";
 import { IgnoreMatcher, parseIgnoreFile } from "../../context/dockerignore.ts";
 import { displayPath, quotePath } from "../../context/paths.ts";
 import { UsageError } from "../errors.ts";
@@ -141,7 +141,7 @@ function explainPaths(contextArg: string, options: CommonOptions & { why: string
   checkContextArgument(contextArg);
   const ignoreFile = ignoreFileFor(contextDir, dockerfileFor(contextArg, options.file));
   const shown = ignoreFile ? (relative(process.cwd(), ignoreFile).startsWith("..") ? ignoreFile : relative(process.cwd(), ignoreFile)) : undefined;
-  const patterns = ignoreFile ? parseIgnoreFile(readFileSync(ignoreFile, "utf8"), shown) : [];
+  const patterns = ignoreFile ? parseIgnoreFile(readIgnoreFile(ignoreFile, shown!), shown) : [];
   const matcher = new IgnoreMatcher(patterns);
   for (const path of options.why) {
     const cleaned = path.replace(/^\.?\/+/, "").replace(/\/+$/, "");

@@ -1,5 +1,6 @@
 import type { Command } from "commander";
 import { existsSync, writeFileSync } from "node:fs";
+import { writeFileAtomic } from "../../util/host-file.ts";
 import { SigningKey } from "../../remote/action.ts";
 import { UsageError } from "../errors.ts";
 
@@ -17,7 +18,7 @@ export function registerKey(program: Command) {
       if (existsSync(flags.out)) throw new UsageError(`${flags.out} already exists; a key is never overwritten (choose another --out)`);
       const { key, pem } = SigningKey.generate();
       writeFileSync(flags.out, pem, { mode: 0o600, flag: "wx" });
-      writeFileSync(`${flags.out}.pub`, `${key.publicKey}\n`, { flag: "w" });
+      writeFileAtomic(`${flags.out}.pub`, `${key.publicKey}\n`); // a link planted at FILE.pub is replaced, not written through
       process.stdout.write(`${key.publicKey}\n`);
     });
 }

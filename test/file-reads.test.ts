@@ -1,0 +1,136 @@
+/**
+ * The class "a file read from a path a project or an image controls": every read of a host path
+ * in src/ either goes through readRegularFile/readBounded (src/util/host-file.ts) or an image
+ * root (src/rootfs/root.ts), or is listed below with why its path is MemoBuild's own or one the
+ * user typed. And each reader of a project's files is given what a repository can commit in
+ * their place: a link to /dev/zero, a FIFO, a link out of the project.
+ */
+import { afterAll, describe, expect, test } from "bun:test";
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, relative } from "node:path";
+import { parseSecret } from "../src/cli/build-flags.ts";
+import { readDockerfile } from "../src/cli/inputs.ts";
+import { loadContext } from "../src/context/context.ts";
+import { REPO_ROOT } from "./support/binary.ts";
+
+const work = mkdtempSync(join(tmpdir(), "memobuild-file-reads-"));
+afterAll(() => rmSync(work, { recursive: true, force: true }));
+
+/** Where a host file is read without the bounded reader, with why a project or an image cannot choose that path. */
+const OWN_PATHS: { file: string; line: string; why: string }[] = [
+  { file: "src/hash/sha256.ts", line: 'openSync(path, "r")', why: "store blobs and staged files (a layout's blobs come as a descriptor, bounded)" },
+  { file: "src/hash/sha256.ts", line: "Bun.file(path).stream()", why: "store staging files" },
+  { file: "src/hash/blake3.ts", line: 'openSync(path, "r")', why: "context files the walker found as regular files (lstat), below a context opened without links" },
+  { file: "src/snapshot/pack.ts", line: "openSync(at(path), constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK)", why: "a snapshot's files: no link followed, FIFOs do not block" },
+  { file: "src/snapshot/pack.ts", line: "createReadStream(tarPath)", why: "a layer tar in a store staging directory" },
+  { file: "src/cache/store.ts", line: "readFileSync(this.blobPath(digest))", why: "a store blob" },
+  { file: "src/cache/store.ts", line: "createReadStream(blob)", why: "a store blob" },
+  { file: "src/cache/store.ts", line: 'readFileSync("/proc/self/mountinfo"', why: "procfs" },
+  { file: "src/cache/store.ts", line: 'openSync(path, "r")', why: "a store blob being checked" },
+  { file: "src/executor/copy.ts", line: 'openSync(source.host, "r")', why: "an ADD download in a store staging directory" },
+  { file: "src/executor/run.ts", line: 'readFileSync("/etc/resolv.conf"', why: "the host's resolver configuration" },
+  { file: "src/executor/archive.ts", line: "Bun.file(self)", why: "an ADD archive staged in the store" },
+  { file: "src/executor/runtime.ts", line: 'readFileSync("/proc/self/status"', why: "procfs" },
+  { file: "src/executor/runtime.ts", line: 'readFileSync("/proc/self/mountinfo"', why: "procfs" },
+  { file: "src/sys/tar.ts", line: 'openSync(path, "r")', why: "archives the user names (image import, ADD staged in the store)" },
+  { file: "src/image/docker-load.ts", line: "Bun.file(archive)", why: "a docker archive in a store staging directory" },
+  { file: "src/image/export.ts", line: "createReadStream(store.blobPath", why: "a store blob" },
+  { file: "src/image/export.ts", line: 'openSync(source, "r")', why: "a store blob" },
+  { file: "src/image/export.ts", line: 'openSync(member.source, "r")', why: "a store blob" },
+  { file: "src/image/export.ts", line: "readFileSync(store.blobPath", why: "a store blob" },
+  { file: "src/cli/remote.ts", line: 'readFileSync(file, "utf8")', why: "TLS files: user settings only (a project file may not set them)" },
+  { file: "src/cli/inputs.ts", line: 'readFileSync(0, "utf8")', why: "-f -: standard input, the user's" },
+  { file: "src/registry/transfer.ts", line: "readFileSync(configFile)", why: "a pulled config in a store staging directory, bounded when fetched" },
+  { file: "src/registry/client.ts", line: 'readFileSync(file, "utf8")', why: "the user's ~/.docker/config.json" },
+  { file: "src/registry/client.ts", line: "Bun.file(file)", why: "a store blob being pushed" },
+  { file: "src/remote/action.ts", line: 'readFileSync(file, "utf8")', why: "the signing key: user settings only" },
+  { file: "src/remote/client.ts", line: "Bun.file(layerFile)", why: "a store blob being uploaded" },
+  { file: "src/server/storage.ts", line: "readFileSync(this.blobPath(hash))", why: "the server's own blob" },
+  { file: "src/server/auth.ts", line: 'readFileSync(path, "utf8")', why: "the server's --token-file, named by whoever runs it" },
+  { file: "src/server/server.ts", line: "Bun.file(options.tlsClientCa)", why: "serve's TLS flags" },
+  { file: "src/server/server.ts", line: "Bun.file(options.tlsCert!)", why: "serve's TLS flags" },
+  { file: "src/server/app.ts", line: "Bun.file(storage.blobPath(hash))", why: "the server's own blob" },
+  { file: "src/server/webhooks.ts", line: 'readFileSync(file, "utf8")', why: "serve's --webhook-secret-file" },
+];
+
+const READS = /\b(readFileSync|createReadStream|Bun\.file)\s*\(|\bopenSync\([^]*("r"|O_RDONLY)/;
+
+function sourceFiles(dir: string): string[] {
+  return readdirSync(dir, { withFileTypes: true }).flatMap((entry) => {
+    const path = join(dir, entry.name);
+    if (entry.isDirectory()) return sourceFiles(path);
+    return entry.name.endsWith(".ts") && !entry.name.endsWith(".test.ts") ? [path] : [];
+  });
+}
+
+describe("every host file MemoBuild reads", () => {
+  test("is read by the bounded reader or an image root, or is a path of MemoBuild's own or the user's (listed with the reason)", () => {
+    const unlisted: string[] = [];
+    const used = new Set<number>();
+    for (const path of sourceFiles(join(REPO_ROOT, "src"))) {
+      const file = relative(REPO_ROOT, path);
+      if (file === "src/util/host-file.ts" || file === "src/rootfs/root.ts") continue;
+      readFileSync(path, "utf8").split("\n").forEach((text, i) => {
+        if (!READS.test(text) || /^\s*(\*|\/\/)/.test(text)) return;
+        const entry = OWN_PATHS.findIndex((own) => own.file === file && text.includes(own.line));
+        if (entry < 0) unlisted.push(`${file}:${i + 1}: ${text.trim()}`);
+        else used.add(entry);
+      });
+    }
+    expect(unlisted).toEqual([]);
+    expect(OWN_PATHS.filter((_, i) => !used.has(i)).map((own) => `${own.file}: ${own.line}`)).toEqual([]);
+  });
+});
+
+function project(): string {
+  const dir = mkdtempSync(join(work, "project-"));
+  writeFileSync(join(dir, "secret"), "root:$6$hash:0:0\n");
+  mkdirSync(join(dir, "ctx"));
+  return dir;
+}
+const mkfifo = (path: string) => expect(Bun.spawnSync(["mkfifo", path]).exitCode).toBe(0);
+
+describe("a project's Dockerfile and .dockerignore", () => {
+  test("CONTEXT/Dockerfile must resolve inside the context; -f may name a link; neither may be a device or a FIFO", () => {
+    const dir = project();
+    const ctx = join(dir, "ctx");
+    symlinkSync(join(dir, "secret"), join(ctx, "Dockerfile"));
+    expect(() => readDockerfile(ctx, undefined)).toThrow(`cannot read Dockerfile ${ctx}/Dockerfile: it is a link out of the build context (to ${join(dir, "secret")}); name it with -f if that is meant`);
+    expect(readDockerfile(ctx, join(ctx, "Dockerfile")).text).toBe("root:$6$hash:0:0\n"); // the user typed it
+    rmSync(join(ctx, "Dockerfile"));
+    symlinkSync("/dev/zero", join(ctx, "Dockerfile"));
+    expect(() => readDockerfile(ctx, join(ctx, "Dockerfile"))).toThrow(`Dockerfile ${ctx}/Dockerfile is a character device, not a regular file: not reading it`);
+    rmSync(join(ctx, "Dockerfile"));
+    mkfifo(join(ctx, "Dockerfile"));
+    expect(() => readDockerfile(ctx, undefined)).toThrow(`Dockerfile ${ctx}/Dockerfile is a FIFO, not a regular file`);
+  });
+
+  test(".dockerignore linked anywhere (to /dev/zero, or dangling) or a FIFO is refused, not read or skipped", async () => {
+    for (const make of ["/dev/zero", "/nonexistent", "fifo"]) {
+      const dir = project();
+      const ctx = join(dir, "ctx");
+      writeFileSync(join(ctx, "Dockerfile"), "FROM scratch\n");
+      if (make === "fifo") mkfifo(join(ctx, ".dockerignore"));
+      else symlinkSync(make, join(ctx, ".dockerignore"));
+      const what = make === "fifo" ? "is a FIFO, not a regular file" : "is a symbolic link: not followed";
+      await expect(loadContext({ contextDir: ctx })).rejects.toThrow(`.dockerignore ${what}`);
+    }
+  });
+});
+
+describe("--secret src=", () => {
+  test("a device, a FIFO or more than the secrets' 64 MiB in-memory file system is refused at once, naming the secret", () => {
+    const dir = project();
+    expect(() => parseSecret("id=zero,src=/dev/zero")).toThrow("--secret id=zero: /dev/zero is a character device, not a regular file: not reading it");
+    mkfifo(join(dir, "fifo"));
+    expect(() => parseSecret(`id=pipe,src=${join(dir, "fifo")}`)).toThrow(`--secret id=pipe: ${join(dir, "fifo")} is a FIFO, not a regular file`);
+    const big = join(dir, "big");
+    writeFileSync(big, "");
+    expect(Bun.spawnSync(["truncate", "-s", "70M", big]).exitCode).toBe(0);
+    expect(() => parseSecret(`id=big,src=${big}`)).toThrow(`--secret id=big: ${big} is larger than 64.0 MiB, the in-memory file system a RUN's secrets live in`);
+    writeFileSync(join(dir, "token"), "s3cr3t");
+    symlinkSync(join(dir, "token"), join(dir, "link"));
+    expect(parseSecret(`id=ok,src=${join(dir, "link")}`)).toEqual(["ok", Buffer.from("s3cr3t")]); // the user named it
+  });
+});
