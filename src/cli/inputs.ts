@@ -1,4 +1,5 @@
 /** Reading what `build`, `graph` and `explain` share: context, Dockerfile, build args. */
+import { MAX_DOCKERFILE_BYTES } from "../frontend/parser.ts";
 import { existsSync, readFileSync, realpathSync, statSync } from "node:fs";
 import { HostFileError, isInside, kernelPath, readRegularFile } from "../util/host-file.ts";
 import { isAbsolute, join, relative, resolve } from "node:path";
@@ -30,8 +31,6 @@ export function readDockerfileFrom(settings: Settings): DockerfileInput {
   return readDockerfile(shown(context), file === undefined || file === "-" ? file : shown(file));
 }
 
-/** A Dockerfile larger than this is refused unread (the largest real ones are a few hundred KiB). */
-export const MAX_DOCKERFILE_BYTES = 16 * 1024 * 1024;
 
 /**
  * `-f FILE` is relative to the working directory, as with docker build; `-f -` is stdin. A file

@@ -10,6 +10,9 @@
 import { expand } from "./shell-lex.ts";
 import { DockerfileError, type SourceRange } from "./errors.ts";
 
+/** The largest Dockerfile read (a Dockerfile is text; a bigger "file" is a mistake or an attack). */
+export const MAX_DOCKERFILE_BYTES = 16 * 1024 * 1024;
+
 export interface Heredoc {
   /** The delimiter word with quotes removed. */
   name: string;

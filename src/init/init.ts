@@ -6,7 +6,7 @@ import { existsSync } from "node:fs";
 import { basename, dirname, join } from "node:path";
 import { PROJECT_FILE, userConfigFile } from "../config/settings.ts";
 import { UserError } from "../errors.ts";
-import { MAX_DOCKERFILE_BYTES } from "../cli/inputs.ts";
+import { MAX_DOCKERFILE_BYTES } from "../frontend/parser.ts";
 import { ignoreFileFor, readIgnoreFile } from "../context/context.ts";
 import { readRegularFile } from "../util/host-file.ts";
 import { normalizeReference } from "../image/reference.ts";
