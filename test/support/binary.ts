@@ -30,7 +30,8 @@ export function memobuildBinary(): string {
   // To prove a test fails on an older build: MEMOBUILD_TEST_BINARY=/path/to/old/memobuild bun test ...
   if (process.env.MEMOBUILD_TEST_BINARY) return process.env.MEMOBUILD_TEST_BINARY;
   if (!checked && (!existsSync(BINARY) || statSync(BINARY).mtimeMs < newestSource())) {
-    const build = Bun.spawnSync([process.execPath, "build", "--compile", "--minify", "--sourcemap", "bin/memobuild.ts", "src/hash/hash-worker.ts", "--outfile", BINARY], {
+    // The Makefile's rule, so tests run the binary users get (its compile flags are chosen there).
+    const build = Bun.spawnSync(["make", "--no-print-directory", "-s", "build", `BUN=${process.execPath}`], {
       cwd: REPO_ROOT,
       stderr: "pipe",
     });
