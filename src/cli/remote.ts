@@ -4,8 +4,7 @@ import { readFileSync } from "node:fs";
 import { UserError } from "../errors.ts";
 import { remoteSettings } from "../config/remote.ts";
 import { value, type Settings } from "../config/settings.ts";
-import { SigningKey } from "../remote/action.ts";
-import { RemoteCache } from "../remote/client.ts";
+import type { RemoteCache } from "../remote/client.ts";
 import { collect } from "./inputs.ts";
 
 export function remoteOptions(command: Command): Command {
@@ -22,10 +21,14 @@ export function remoteOptions(command: Command): Command {
     .option("--remote-report <mode>", "on: report the build (steps, misses and why, result) to the remote cache's build hub | off (default: on)");
 }
 
-/** The remote cache the settings name (flags, environment, config files); undefined when none is set. */
-export function openRemote(settings: Settings, warn: (message: string) => void): RemoteCache | undefined {
+/**
+ * The remote cache the settings name (flags, environment, config files); undefined when none is
+ * set. The client loads only then: `graph` declares these flags without needing it.
+ */
+export async function openRemote(settings: Settings, warn: (message: string) => void): Promise<RemoteCache | undefined> {
   const remote = remoteSettings(settings, warn);
   if (!remote.url) return undefined;
+  const [{ RemoteCache }, { SigningKey }] = await Promise.all([import("../remote/client.ts"), import("../remote/action.ts")]);
   return new RemoteCache({
     url: remote.url,
     token: remote.token,

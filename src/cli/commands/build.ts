@@ -1,8 +1,6 @@
-import { exportFilesystem, exportFilesystemTar } from "../../image/filesystem-export.ts";
 import type { Command } from "commander";
 import { writeFileAtomic } from "../../util/host-file.ts";
 import { join, resolve } from "node:path";
-import { dockerEndpoint, loadIntoDocker } from "../../image/docker-load.ts";
 import { removeTree } from "../../rootfs/root.ts";
 import { statCacheFile } from "../../config/cache-dir.ts";
 import { withStore } from "../store.ts";
@@ -16,11 +14,9 @@ import type { LocalStore } from "../../cache/store.ts";
 import type { OutputSpec } from "../../image/export.ts";
 import type { RegistryOptions } from "../../registry/client.ts";
 import type { StoredImage } from "../../image/layout.ts";
-import { BuildReporter } from "../../report/reporter.ts";
-import { ciMetadata } from "../../report/ci.ts";
+import type { BuildReporter } from "../../report/reporter.ts";
 import { build } from "../../solver/solver.ts";
 import { insecureRegistries } from "../../registry/client.ts";
-import { pullImage, pushImage } from "../../registry/transfer.ts";
 import { openRemote, remoteOptions } from "../remote.ts";
 import { commandSettings } from "../settings.ts";
 import { value } from "../../config/settings.ts";
@@ -30,6 +26,12 @@ import { dockerfileOptions, readDockerfileFrom } from "../inputs.ts";
 import { resolveNamedContexts } from "../named-contexts.ts";
 import { checkProjectTags } from "../project-tags.ts";
 import { buildFlagOptions, checkPlatform, noCacheStages, outputsFrom, parseAnnotations, parseBuildContexts, parseEntitlements, parseLabels, parseSecret, sandboxFrom, usage, type BuildFlags } from "../build-flags.ts";
+
+// What only some builds use loads when one does: the registry transfer (pulling a missing base
+// image, pushing), the Docker Engine client (--load), filesystem outputs, the build hub reporter.
+const registryTransfer = () => import("../../registry/transfer.ts");
+const dockerLoad = () => import("../../image/docker-load.ts");
+const filesystemExport = () => import("../../image/filesystem-export.ts");
 
 /** Runs the build; a failure ends the display and is reported (when reporting) before it propagates. */
 async function reported<T>(reporter: BuildReporter | undefined, display: Display, run: () => Promise<T>): Promise<T> {
@@ -64,7 +66,10 @@ export function registerBuild(program: Command) {
       const sshSpecs = flags.ssh.map((spec) => usage(() => parseSshSpec(spec)));
       const sandbox = sandboxFrom(flags);
       const contextSpecs = parseBuildContexts(flags.buildContext);
-      if (flags.load) usage(() => dockerEndpoint()); // a DOCKER_HOST it cannot use is an error before any work
+      if (flags.load) {
+        const { dockerEndpoint } = await dockerLoad();
+        usage(() => dockerEndpoint()); // a DOCKER_HOST it cannot use is an error before any work
+      }
       const allow = parseEntitlements(flags.allow);
       const buildLabels = parseLabels("--build-label", flags.buildLabel);
       const imageLabels = parseLabels("--label", flags.label);
@@ -73,21 +78,21 @@ export function registerBuild(program: Command) {
       const input = readDockerfileFrom(settings);
       const display = openDisplay(displayMode(progressMode));
       const printer = display.sink;
-      const remote = openRemote(settings, (message) => printer({ type: "warning", message }));
+      const remote = await openRemote(settings, (message) => printer({ type: "warning", message }));
       await remote?.probe(); // a wrong token is an error before any work
       const reporter =
         remote?.sends && value(settings, "remote.report") === "on"
-          ? new BuildReporter((id, events) => remote.report(id, events), {
+          ? new (await import("../../report/reporter.ts")).BuildReporter((id, events) => remote.report(id, events), {
               dockerfile: input.displayPath,
               platform: formatPlatform(hostPlatform()),
               host: hostname(),
               labels: buildLabels,
-              ci: ciMetadata(),
+              ci: (await import("../../report/ci.ts")).ciMetadata(),
             }, { warn: (message) => printer({ type: "warning", message }) })
           : undefined;
       const progress: ProgressSink = reporter ? (event) => (printer(event), reporter.sink(event)) : printer;
       await reported(reporter, display, () => withStore(value(settings, "cacheDir"), async (store) => {
-        const pull = async (ref: string) => void (await pullImage(store, ref, registry, (line) => progress({ type: "output", line })));
+        const pull = async (ref: string) => void (await (await registryTransfer()).pullImage(store, ref, registry, (line) => progress({ type: "output", line })));
         const tagOwner = checkProjectTags(store, tags, settings); // before any work
         const namedContexts = await resolveNamedContexts(contextSpecs, store, pull, flags.pull);
         const ssh = await SshAgents.start(sshSpecs);
@@ -137,12 +142,14 @@ async function exportOutputs(store: LocalStore, image: StoredImage, outputs: Out
   for (const output of outputs) {
     if (output.type === "registry") {
       for (const tag of tags) {
+        const { pushImage } = await registryTransfer();
         const digest = await pushImage(store, image, tag, registry, (line) => progress({ type: "output", line: `push ${tag}: ${line}` }));
         exported.push({ type: "registry", dest: tag, digest });
       }
       continue;
     }
     if (output.type === "local" || output.type === "tar") {
+      const { exportFilesystem, exportFilesystemTar } = await filesystemExport();
       if (output.type === "local") await exportFilesystem(store, image, output.dest);
       else await exportFilesystemTar(store, image, output.dest);
       exported.push({ type: output.type, dest: output.dest });
@@ -168,6 +175,7 @@ function writeMetadata(file: string, outcome: BuildOutcome) {
 
 /** --load: a docker archive of the image, streamed to the Docker Engine. */
 async function loadImage(store: LocalStore, image: StoredImage, tags: string[], progress: ProgressSink): Promise<OutputResult> {
+  const { dockerEndpoint, loadIntoDocker } = await dockerLoad();
   const staging = store.tempDir("docker-load");
   try {
     const archive = join(staging, "image.tar");

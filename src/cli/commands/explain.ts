@@ -29,7 +29,7 @@ export function registerExplain(program: Command) {
       const settings = commandSettings(flags, context);
       checkPlatform(flags.platform);
       const input = readDockerfileFrom(settings);
-      const remote = openRemote(settings, (message) => process.stderr.write(`warning: ${message}\n`));
+      const remote = await openRemote(settings, (message) => process.stderr.write(`warning: ${message}\n`));
       const contextSpecs = parseBuildContexts(flags.buildContext);
       await withStore(value(settings, "cacheDir"), async (store) => {
         const namedContexts = await resolveNamedContexts(contextSpecs, store, undefined);

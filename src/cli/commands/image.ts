@@ -1,11 +1,9 @@
-import { exportFilesystem, exportFilesystemTar } from "../../image/filesystem-export.ts";
 import type { Command } from "commander";
 import { resolve } from "node:path";
 import { withStore } from "../store.ts";
 import { exportImage, parseOutputSpec } from "../../image/export.ts";
 import { adoptImageLayers, importDockerArchive, importOciArchive, importOciLayout, loadImage } from "../../image/layout.ts";
 import { insecureRegistries } from "../../registry/client.ts";
-import { pullImage, pushImage } from "../../registry/transfer.ts";
 import { familiarReference, normalizeReference } from "../../image/reference.ts";
 import { UsageError } from "../errors.ts";
 import { collect } from "../inputs.ts";
@@ -67,6 +65,7 @@ export function registerImage(program: Command) {
     .option("--cache-dir <dir>", "cache directory")
     .action(async (ref: string, flags: { insecureRegistry: string[]; cacheDir?: string }) =>
       withStore(flags.cacheDir, async (store) => {
+        const { pullImage } = await import("../../registry/transfer.ts");
         const image = await pullImage(store, normalized(ref), { insecure: insecureRegistries(flags.insecureRegistry) }, (line) => process.stderr.write(`${line}\n`));
         process.stdout.write(`${familiarReference(normalized(ref))} ${image.manifestDigest}\n`);
       }),
@@ -82,6 +81,7 @@ export function registerImage(program: Command) {
       withStore(flags.cacheDir, async (store) => {
         const record = store.image(normalized(ref));
         if (!record) throw new UsageError(`no image ${ref} in the local store`);
+        const { pushImage } = await import("../../registry/transfer.ts");
         const digest = await pushImage(store, loadImage(store, record.manifestDigest), normalized(ref), { insecure: insecureRegistries(flags.insecureRegistry) }, (line) =>
           process.stderr.write(`${line}\n`),
         );
@@ -103,8 +103,11 @@ export function registerImage(program: Command) {
         const record = store.image(canonical);
         if (!record) throw new UsageError(`no image ${ref} in the local store`);
         const image = loadImage(store, record.manifestDigest);
-        if (output.type === "local") return exportFilesystem(store, image, output.dest);
-        if (output.type === "tar") return exportFilesystemTar(store, image, output.dest);
+        if (output.type === "local" || output.type === "tar") {
+          // Loaded for these outputs only, as the registry transfer is for pull and push.
+          const { exportFilesystem, exportFilesystemTar } = await import("../../image/filesystem-export.ts");
+          return output.type === "local" ? exportFilesystem(store, image, output.dest) : exportFilesystemTar(store, image, output.dest);
+        }
         const exported = await exportImage(store, image, output, [canonical]);
         process.stdout.write(`${exported.manifestDigest}\n`);
       }),
