@@ -56,13 +56,18 @@ MODULES ?=
 mutation: install
 	$(BUN) scripts/mutation.ts $(MODULES)
 
+# A benchmark, not a test: nothing fails on timing and CI never runs it. This build against the
+# binary of BASELINE, a git ref (default: the last release tag v*, else HEAD~20), compiled by its
+# own `make build` in a scratch clone ($TMPDIR/memobuild-bench-baselines, kept per commit), and
+# against BuildKit where dockerd is installed; interleaved in one run, one table of ratios
+# (start-up, the example project and a generated COPY context: cold, no-op, one file edited;
+# context digest beside b3sum). As root. E.g. make bench BASELINE=v0.1.0 BENCH_ARGS="--runs 5 --files 20000 --mb 500".
+# Each peer's own benchmark runs alone: bun run bench/{parse-plan,context-digest,build-vs-buildkit,server,server-mixed-load,registry}.ts
+BASELINE ?=
+BENCH_ARGS ?=
 bench: build
-	@bash scripts/install-system-deps.sh b3sum
-	$(BUN) run bench/parse-plan.ts
-	$(BUN) run bench/context-digest.ts
-	$(BUN) run bench/build-vs-buildkit.ts
-	$(BUN) run bench/server.ts
-	$(BUN) run bench/registry.ts
+	@bash scripts/install-system-deps.sh b3sum umoci
+	$(BUN) run bench/ab-binaries.ts $(if $(BASELINE),--baseline $(BASELINE)) $(BENCH_ARGS)
 
 clean:
 	rm -rf dist .tools node_modules

@@ -7,49 +7,21 @@
  *
  *   sudo bun run bench/build-vs-buildkit.ts [--files N] [--mb M] [--runs R]
  */
-import { appendFileSync, cpSync, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { appendFileSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
-import { memobuildBinary, REPO_ROOT } from "../test/support/binary.ts";
+import { memobuildBinary } from "../test/support/binary.ts";
 import { generateContext } from "./generate-context.ts";
+import { baseImageOci, DOCKER, type Dockerd, ensureTools, helloProjectForDocker, importBaseIntoDocker, median, startDockerd, timed } from "./support.ts";
 
 const { values } = parseArgs({
   options: { files: { type: "string", default: "20000" }, mb: { type: "string", default: "500" }, runs: { type: "string", default: "3" } },
 });
 const runs = Number(values.runs);
 const work = mkdtempSync(join(tmpdir(), "memobuild-vs-buildkit-"));
-const socket = join(work, "docker.sock");
-const dockerEnv = { ...process.env, DOCKER_HOST: `unix://${socket}`, DOCKER_BUILDKIT: "1" };
 const binary = memobuildBinary();
-// Debian's client matches its daemon (20.10); a newer client elsewhere on PATH may not.
-const DOCKER = existsSync("/usr/bin/docker") ? "/usr/bin/docker" : "docker";
-
-function sh(command: string[], options: { env?: Record<string, string | undefined>; cwd?: string; quiet?: boolean } = {}): number {
-  const start = performance.now();
-  const result = Bun.spawnSync(command, { env: options.env ?? process.env, cwd: options.cwd, stdout: "pipe", stderr: "pipe" });
-  const ms = performance.now() - start;
-  if (result.exitCode !== 0) throw new Error(`${command.join(" ")} failed:\n${result.stderr.toString().slice(-2000)}`);
-  return ms;
-}
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
-
-function ensureTools() {
-  const missing = ["dockerd", "docker", "umoci"].filter((t) => !Bun.which(t));
-  if (missing.length) sh(["bash", join(REPO_ROOT, "scripts/install-system-deps.sh"), ...missing.map((m) => (m === "dockerd" || m === "docker" ? "dockerd" : m))]);
-}
-
-async function startDockerd(): Promise<ReturnType<typeof Bun.spawn>> {
-  const daemon = Bun.spawn(
-    ["dockerd", "--iptables=false", "--ip-masq=false", "--bridge=none", "--host", `unix://${socket}`, "--data-root", join(work, "docker-data"), "--exec-root", join(work, "docker-exec"), "--pidfile", join(work, "docker.pid")],
-    { stdout: "ignore", stderr: Bun.file(join(work, "dockerd.log")) },
-  );
-  for (let i = 0; i < 100; i++) {
-    if (Bun.spawnSync([DOCKER, "info"], { env: dockerEnv, stdout: "ignore", stderr: "ignore" }).exitCode === 0) return daemon;
-    await Bun.sleep(200);
-  }
-  throw new Error(`dockerd did not start; see ${join(work, "dockerd.log")}`);
-}
+const sh = (command: string[], options: { env?: Record<string, string | undefined> } = {}) => timed(command, options).wallMs;
 
 interface Timings {
   cold: number;
@@ -74,19 +46,15 @@ function compare(mb: Timings, bk: Timings) {
   console.log(`  ratio (memobuild / buildkit): cold ${r(mb.cold, bk.cold)} (goal < 0.5)   no-op ${r(mb.noop, bk.noop)} (goal < 0.2)   edit ${r(mb.edit, bk.edit)} (goal < 0.5)`);
 }
 
-let daemon: ReturnType<typeof Bun.spawn> | undefined;
+let docker: Dockerd | undefined;
 try {
   if (process.getuid?.() !== 0) throw new Error("run as root: both builders need it");
-  ensureTools();
-  sh(["bash", join(REPO_ROOT, "scripts/prepare-base-rootfs.sh")]);
-
+  ensureTools(["dockerd", "docker", "umoci"]);
   // The base image, built by MemoBuild, exported as OCI, and imported into Docker from its rootfs.
-  const baseCache = join(work, "base-cache");
-  const baseOci = join(work, "base-oci");
-  sh([binary, "build", join(REPO_ROOT, "examples/base"), "--cache-dir", baseCache, "-t", "memobuild/busybox:latest", "--output", `type=oci,dest=${baseOci}`]);
-  sh(["umoci", "unpack", "--image", `${baseOci}:memobuild/busybox:latest`, join(work, "base-bundle")]);
-  daemon = await startDockerd();
-  sh(["sh", "-c", `tar -C ${join(work, "base-bundle/rootfs")} -c . | ${DOCKER} import - memobuild/busybox:latest`], { env: dockerEnv });
+  const baseOci = baseImageOci(binary, work);
+  docker = await startDockerd(work);
+  const dockerEnv = docker.env;
+  importBaseIntoDocker(docker, baseOci, work);
 
   const memobuild = (project: string) => {
     const cache = join(work, `mb-cache-${project.split("/").pop()}`);
@@ -105,18 +73,7 @@ try {
 
   // 1. The example project.
   const small = join(work, "hello");
-  cpSync(join(REPO_ROOT, "examples/hello"), small, { recursive: true });
-  // Docker 20.10's built-in frontend has no heredocs, and a syntax line would make BuildKit
-  // fetch a newer frontend image (offline: impossible). The same steps, heredoc written inline:
-  const dockerfile = join(small, "Dockerfile");
-  const text = (await Bun.file(dockerfile).text())
-    .replace(/^# syntax=.*\n/m, "")
-    .replace(
-      /RUN --mount=type=cache,target=\/cache <<EOF\n[\s\S]*?\nEOF\n/,
-      'RUN --mount=type=cache,target=/cache set -e; mkdir -p /out/bin; sed "s/@GREETING@/${GREETING}/" greet.sh.in > /out/bin/greet; chmod 0755 /out/bin/greet; date -u +%s > /cache/last-build\n',
-    );
-  if (text.includes("<<EOF")) throw new Error("could not rewrite the example's heredoc for Docker 20.10");
-  writeFileSync(dockerfile, text);
+  helloProjectForDocker(small);
   let edits = 0;
   const editSmall = () => appendFileSync(join(small, "src/greet.sh.in"), `# edit ${++edits}\n`);
   console.log("\nexample project (examples/hello: 2 stages, RUN with a cache mount, COPY --from)");
@@ -137,10 +94,7 @@ try {
   const largeBk = measure("buildkit", buildkit(large), editLarge);
   compare(largeMb, largeBk);
 } finally {
-  if (daemon) {
-    daemon.kill("SIGTERM");
-    await daemon.exited;
-  }
+  await docker?.stop();
   Bun.spawnSync(["sh", "-c", `grep ' ${work}' /proc/mounts | cut -d' ' -f2 | sort -r | xargs -r -n1 umount -l`]);
   rmSync(work, { recursive: true, force: true });
 }
