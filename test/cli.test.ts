@@ -33,6 +33,14 @@ describe("memobuild binary", () => {
     expect(result.stdout.trim()).toBe(packageJson.version);
   });
 
+  test("-v is --version, also before a command as Commander has it; a closed pipe is no error", () => {
+    expect(runMemobuild(["-v"])).toEqual({ exitCode: 0, stdout: `${packageJson.version}\n`, stderr: "" });
+    // With anything else on the line, Commander decides: -v before a command still prints the version.
+    expect(runMemobuild(["-v", "build"]).stdout).toBe(`${packageJson.version}\n`);
+    const piped = Bun.spawnSync(["sh", "-c", `"${memobuildBinary()}" --version | true`], { stderr: "pipe" });
+    expect({ exitCode: piped.exitCode, stderr: piped.stderr.toString() }).toEqual({ exitCode: 0, stderr: "" });
+  });
+
   test("--help lists only the commands that exist", () => {
     const result = runMemobuild(["--help"]);
     expect(result.exitCode).toBe(0);
