@@ -157,7 +157,7 @@ try {
   console.log("context digest ...");
   contextDigest(join(large, "data"), binaries);
   await table(baselineLabel, true);
-  if (!wantBuildkit) console.log("(no dockerd here: no BuildKit column)");
+  if (!wantBuildkit) console.log("(no BuildKit: --buildkit off, or no dockerd installed)");
 } finally {
   await docker?.stop();
   Bun.spawnSync(["sh", "-c", `grep ' ${work}' /proc/mounts | cut -d' ' -f2 | sort -r | xargs -r -n1 umount -l`]);
