@@ -37,6 +37,8 @@ COMPILE_FLAGS := --splitting --minify --sourcemap --bytecode --format esm
 
 $(BINARY): $(SOURCES) node_modules/.installed
 	$(BUN) build --compile $(COMPILE_FLAGS) bin/memobuild.ts $(WORKERS) --outfile $(BINARY)
+	@# The source maps are inside the binary; the copies written beside it (one per chunk) are not needed.
+	@rm -f $(dir $(BINARY))*.map
 
 build: $(BINARY)
 
