@@ -383,6 +383,7 @@ describe("what a step's key is made of (each a protection: a key that missed an 
       ["FROM scratch\nCOPY --from=nowhere /x /x\n", /--from=nowhere: no such stage, and no image nowhere in the local store/],
       ["FROM scratch\nRUN --mount=from=nowhere,target=/n x\n", /--mount from=nowhere: no such stage, and no image nowhere in the local store/],
       ["FROM scratch\nUSER ghost\nWORKDIR /w\n", /USER=ghost: /],
+      ["FROM scratch\nCOPY --chown=ghost a /a\n", /--chown=ghost: unable to find user ghost/],
       ["FROM no-such-image\n", /image no-such-image is not in the local image store/],
       ["FROM --platform=linux/s390x scratch\n", /platform linux\/s390x is not supported: this machine builds for/],
     ];
@@ -643,6 +644,16 @@ describe("what each operation keys on and asks the executor for", () => {
     expect(files["f.txt"]).toBe(`644:${digest}`);
     expect(files["link"]).toBe("symlink:777:f.txt");
     expect(files["d"]).toBe("dir:755:");
+  });
+
+  test("WORKDIR sets the working directory; COPY and ADD add a history entry each, as RUN does", async () => {
+    const result = await project("FROM scratch\nWORKDIR /app\nCOPY a.txt /a\nADD a.txt /b\n", { "a.txt": "a" }).build(new FakeExecutor());
+    expect(result.image!.config.config.WorkingDir).toBe("/app");
+    expect(result.image!.config.history!.map((h) => [h.created_by?.split(" ")[0], h.empty_layer ?? false])).toEqual([
+      ["WORKDIR", false],
+      ["COPY", false],
+      ["ADD", false],
+    ]);
   });
 
   test("a numeric USER is its ids (gid = uid when no group is given); a name must be in the image", async () => {

@@ -15,6 +15,7 @@ export const transferOperation: Operation<Transfer> = async (scope, instruction)
   const owner = await ownerOf(scope, instruction.chown, "--chown");
   const inputs = baseInputs(scope);
   const request = { ...baseRequest(scope, instruction), owner };
+  // Stryker disable next-line ConditionalExpression: ADD has no `from`; the check is for the type
   const from = instruction.kind === "COPY" ? instruction.from : undefined;
   if (from !== undefined) await readFrom(scope, from, instruction, inputs, request);
   else await readContextAndUrls(scope, instruction, inputs, request);
@@ -39,6 +40,7 @@ async function readFrom(scope: StepScope, from: string, instruction: Transfer, i
 async function readContextAndUrls(scope: StepScope, instruction: Transfer, inputs: StepInputs, request: StepRequest) {
   const urls = instruction.sources.filter(isUrl);
   if (urls.length > 0 && instruction.kind !== "ADD") scope.fail("COPY does not fetch URLs; use ADD");
+  // Stryker disable next-line ConditionalExpression: COPY has no `checksum`; the check is for the type
   const checksum = instruction.kind === "ADD" ? instruction.checksum : undefined;
   if (checksum && urls.length !== 1) scope.fail("--checksum needs exactly one URL source");
   if (urls.length) {
