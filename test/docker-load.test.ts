@@ -30,7 +30,7 @@ test("--load puts the image and its names into the engine at DOCKER_HOST, which 
   const imageId = built.stdout.trim();
   expect(engine.docker("image", "inspect", "app:1", "--format", "{{.Id}} {{.RepoTags}}").stdout.trim()).toBe(`${imageId} [app:1 team/app:2]`);
   expect(engine.docker("run", "--rm", "--network", "none", "app:1").stdout).toBe("loaded\n");
-});
+}, 60_000); // a build, a load and a container start: past bun's 5 s default on a busy machine
 
 test("with no engine answering, --load is a clear error naming where it looked", () => {
   const dir = writeProject(join(work, "none"), { Dockerfile: "FROM memobuild/busybox\n" });
