@@ -16,6 +16,8 @@ import type { Logger } from "../util/log.ts";
 import type { BuildHub } from "./hub.ts";
 import { SESSION_COOKIE, type Sessions } from "./sessions.ts";
 import { hubRoutes } from "./hub-routes.ts";
+import type { JobQueue } from "./jobs.ts";
+import { jobRoutes } from "./jobs-routes.ts";
 
 const MAX_ACTION_BYTES = 1024 * 1024;
 
@@ -28,6 +30,8 @@ export interface AppParts {
   log: Logger;
   hub: BuildHub;
   sessions: Sessions;
+  /** The remote-execution queue (absent: the server runs no builds). */
+  jobs?: JobQueue;
 }
 
 /** The route a request counts under in metrics: a fixed set, never a client's path. */
@@ -99,7 +103,7 @@ export function createApp(parts: AppParts): Hono<AppEnv> {
     if (untypedAnonymousPost(c)) return error(c, 415, "a POST without a token must be JSON (content-type: application/json)");
     c.set("role", auth.role);
     c.set("token", auth.id);
-    if (c.req.method === "PUT" && auth.role !== "rw") return error(c, 403, "this token is read-only");
+    if (c.req.method === "PUT" && auth.role === "ro") return error(c, 403, "this token is read-only");
     await next();
   });
 
@@ -109,6 +113,10 @@ export function createApp(parts: AppParts): Hono<AppEnv> {
     metrics.storageBytes.set(storage.storageBytes());
     metrics.blobs.set(blobs);
     metrics.actions.set(actions);
+    if (parts.jobs) {
+      metrics.queueDepth.set(parts.jobs.depth());
+      metrics.workers.set(parts.jobs.workers().filter((w) => w.lastSeen > Date.now() - 60_000).length);
+    }
     metrics.evictions.inc(storage.evictions - evictionsCounted);
     evictionsCounted = storage.evictions;
     return c.text(await metrics.render(), 200, { "content-type": metrics.contentType });
@@ -201,6 +209,7 @@ export function createApp(parts: AppParts): Hono<AppEnv> {
   });
 
   app.route("/", hubRoutes(parts));
+  if (parts.jobs) app.route("/", jobRoutes(parts.jobs));
 
   app.notFound((c) => error(c, 404, `no route for ${c.req.method} ${c.req.path}`));
   app.onError((cause, c) => {
