@@ -143,13 +143,13 @@ export function createApp(parts: AppParts): Hono<AppEnv> {
     return new Response(small ?? Bun.file(storage.blobPath(hash)), { headers });
   });
 
-  app.put("/v1/blobs/:hash", async (c) => {
+  const storeBlob = async (c: Context<AppEnv>) => {
     if (!validHash(c, "hash")) return error(c, 400, "a blob is named by its 64-hex-digit BLAKE3 hash");
     const body = c.req.raw.body;
     if (!body) return error(c, 400, "the request has no body");
     const length = c.req.header("content-length");
     try {
-      const result = await storage.putBlob(c.req.param("hash"), body, length ? Number(length) : undefined);
+      const result = await storage.putBlob(c.req.param("hash")!, body, length ? Number(length) : undefined);
       c.set("bytesIn", result.size);
       metrics.bytesIn.inc(result.size);
       storage.evict();
@@ -159,7 +159,12 @@ export function createApp(parts: AppParts): Hono<AppEnv> {
       metrics.uploadRejections.inc({ reason: cause.reason });
       return error(c, cause.status, cause.message);
     }
-  });
+  };
+  app.put("/v1/blobs/:hash", storeBlob);
+  // The inputs of a build submitted for remote execution (context files, local base images), from
+  // any token, a read-only one too: blobs are checked against their name and inert (only a
+  // result points to a blob, and only workers write results of remote builds).
+  if (parts.jobs) app.post("/v1/inputs/:hash", storeBlob);
 
   app.on(["GET", "HEAD"], "/v1/actions/:key", (c) => {
     if (!validHash(c, "key")) return error(c, 400, "an action is named by its 64-hex-digit key");

@@ -6,7 +6,7 @@
  *   GET    /v1/jobs/{id}/events?since=N&wait=MS   the submitter follows its job (long poll)
  *   DELETE /v1/jobs/{id}                the submitter cancels
  *   POST   /v1/workers/claim            worker role: the best job for it, or 204 after a wait
- *   POST   /v1/jobs/{id}/heartbeat | /events | /finish   worker role, under the job's lease
+ *   POST   /v1/jobs/{id}/heartbeat | /events | /finish | /release   worker role, under the job's lease
  *   GET    /v1/workers                  registered workers and what they run
  */
 import { Hono, type Context } from "hono";
@@ -91,6 +91,12 @@ export function jobRoutes(queue: JobQueue): Hono<AppEnv> {
     const body = await jsonBody(c, MAX_EVENTS_BYTES);
     if (!body || !Array.isArray(body.events)) return error(c, 400, 'events are JSON { "lease": ..., "events": [...] }');
     return queue.appendEvents(c.req.param("id"), String(body.lease ?? ""), body.events) ? c.json({ ok: true }) : error(c, 409, "the lease on this job is not yours any more");
+  });
+
+  app.post("/v1/jobs/:id/release", async (c) => {
+    if (!isWorker(c)) return error(c, 403, "only a worker token may hand a job back");
+    const body = await jsonBody(c, 4096);
+    return queue.release(c.req.param("id"), String(body?.lease ?? "")) ? c.json({ ok: true }) : error(c, 409, "the lease on this job is not yours any more");
   });
 
   app.post("/v1/jobs/:id/finish", async (c) => {

@@ -41,6 +41,8 @@ export interface WorkerSummary {
 export interface Claimed {
   id: string;
   lease: string;
+  /** Heartbeat well within this. */
+  leaseMs: number;
   definition: unknown;
 }
 
@@ -61,6 +63,10 @@ CREATE TABLE IF NOT EXISTS job_events (job TEXT NOT NULL, seq INTEGER NOT NULL, 
 CREATE TABLE IF NOT EXISTS workers (name TEXT PRIMARY KEY, labels TEXT NOT NULL, last_seen INTEGER NOT NULL);
 `;
 
+/** A worker counts as idle this long after it last asked for work. */
+const IDLE_MS = 30_000;
+/** How long a job waits for the idle worker that holds most of it before any worker may take it. */
+const AFFINITY_WAIT_MS = 2_000;
 /** At most this many events are kept per job (a build's progress; the rest is dropped, said once). */
 const MAX_EVENTS = 20_000;
 /** Finished jobs and their events are kept this long for followers that reconnect late. */
@@ -72,6 +78,8 @@ export class JobQueue {
   private readonly maxAttempts: number;
   /** Wakes long polls in this process when something they wait for may have happened. */
   private readonly waiters = new Set<() => void>();
+  /** Workers waiting for work now (name → what they hold, when they last asked). */
+  private readonly idle = new Map<string, { holds: BloomFilter; since: number }>();
 
   constructor(dataDir: string, options: QueueOptions = {}) {
     this.db = openDatabase(join(dataDir, "jobs.db"), SCHEMA);
@@ -86,15 +94,26 @@ export class JobQueue {
     return id;
   }
 
-  /** The best queued job for this worker, leased to it; undefined when the queue is empty. */
+  /**
+   * The best queued job for this worker, leased to it; undefined when there is none for it. A
+   * job another idle worker holds more of waits for that worker (for AFFINITY_WAIT_MS at most).
+   */
   claim(worker: { name: string; labels: Record<string, string>; holds: BloomFilter }, now = Date.now()): Claimed | undefined {
     this.expire(now);
     this.db.query("INSERT OR REPLACE INTO workers VALUES (?, ?, ?)").run(worker.name, JSON.stringify(worker.labels), now);
-    return this.db.transaction(() => {
-      const queued = this.db.query("SELECT id, submitter, hints FROM jobs WHERE state = 'queued' ORDER BY created LIMIT 200").all() as { id: string; submitter: string; hints: string }[];
-      if (queued.length === 0) return undefined;
+    this.idle.set(worker.name, { holds: worker.holds, since: now });
+    const claimed = this.db.transaction(() => {
+      const queued = this.db.query("SELECT id, submitter, hints, created FROM jobs WHERE state = 'queued' ORDER BY created LIMIT 200").all() as { id: string; submitter: string; hints: string; created: number }[];
       const running = new Map((this.db.query("SELECT submitter, count(*) AS n FROM jobs WHERE state = 'running' GROUP BY submitter").all() as { submitter: string; n: number }[]).map((r) => [r.submitter, r.n]));
-      const scored = queued.map((job, order) => ({ ...job, order, affinity: (JSON.parse(job.hints) as string[]).filter((key) => worker.holds.has(key)).length }));
+      const held = (holds: BloomFilter, hints: string[]) => hints.filter((key) => holds.has(key)).length;
+      const others = [...this.idle].filter(([name, w]) => name !== worker.name && w.since > now - IDLE_MS).map(([, w]) => w.holds);
+      const scored = queued
+        .map((job, order) => {
+          const hints = JSON.parse(job.hints) as string[];
+          return { ...job, order, affinity: held(worker.holds, hints), best: Math.max(0, ...others.map((holds) => held(holds, hints))) };
+        })
+        .filter((job) => job.affinity >= job.best || job.created < now - AFFINITY_WAIT_MS);
+      if (scored.length === 0) return undefined;
       scored.sort((a, b) => b.affinity - a.affinity || (running.get(a.submitter) ?? 0) - (running.get(b.submitter) ?? 0) || a.order - b.order);
       const best = scored[0];
       const lease = randomUUID();
@@ -102,8 +121,10 @@ export class JobQueue {
         .query("UPDATE jobs SET state = 'running', worker = ?, lease = ?, lease_expires = ?, started = coalesce(started, ?), attempts = attempts + 1, affinity = ? WHERE id = ? AND state = 'queued'")
         .run(worker.name, lease, now + this.leaseMs, now, best.affinity, best.id);
       const { definition } = this.db.query("SELECT definition FROM jobs WHERE id = ?").get(best.id) as { definition: string };
-      return { id: best.id, lease, definition: JSON.parse(definition) };
+      return { id: best.id, lease, leaseMs: this.leaseMs, definition: JSON.parse(definition) };
     })();
+    if (claimed) this.idle.delete(worker.name);
+    return claimed;
   }
 
   /** Keeps a lease alive; says whether it is still the job's and whether the submitter cancelled. */
@@ -134,6 +155,13 @@ export class JobQueue {
     const changed = this.db
       .query("UPDATE jobs SET state = CASE cancel WHEN 1 THEN 'cancelled' ELSE ? END, finished = ?, lease = NULL, result = ?, error = ? WHERE id = ? AND lease = ? AND state = 'running'")
       .run(state, now, "result" in outcome ? JSON.stringify(outcome.result) : null, "error" in outcome ? outcome.error.slice(0, 64 * 1024) : null, id, lease).changes;
+    this.wake();
+    return changed === 1;
+  }
+
+  /** A worker that stops (SIGTERM) hands its job back at once, for another worker. */
+  release(id: string, lease: string): boolean {
+    const changed = this.db.query("UPDATE jobs SET state = CASE cancel WHEN 1 THEN 'cancelled' ELSE 'queued' END, lease = NULL, worker = NULL, attempts = attempts - 1 WHERE id = ? AND lease = ? AND state = 'running'").run(id, lease).changes;
     this.wake();
     return changed === 1;
   }
