@@ -22,6 +22,10 @@ afterAll(() => rmSync(work, { recursive: true, force: true }));
 
 /** Where a file is created or renamed, with why that path cannot be one a user or a repository named. */
 const OWN_PATHS: { file: string; line: string; why: string }[] = [
+  { file: "src/worker/worker.ts", line: "await Bun.write(dockerfile, definition.dockerfile.text)", why: "a job's Dockerfile in the job's staging directory of the worker's store" },
+  { file: "src/worker/job.ts", line: 'writeFileSync(join(dir, "oci-layout")', why: "a base image laid out in the job's staging directory" },
+  { file: "src/worker/job.ts", line: 'writeFileSync(join(dir, "index.json")', why: "a base image laid out in the job's staging directory" },
+  { file: "src/builder/remote-build.ts", line: "writeFileSync(file, JSON.stringify(value))", why: "the context manifest in a store staging directory" },
   { file: "src/hash/sha256.ts", line: 'openSync(copyTo, "wx"', why: "copies into a store staging directory; O_EXCL never follows a link" },
   { file: "src/snapshot/pack.ts", line: 'openSync(tarPath, "w"', why: "a layer tar in a store staging directory (exports pass a descriptor from writeFileAtomic)" },
   { file: "src/snapshot/pack.ts", line: "createWriteStream(blobPath", why: "a gzip blob in a store staging directory" },

@@ -20,6 +20,7 @@ const COMMANDS: Record<string, () => Promise<Register>> = {
   run: async () => (await import("./commands/run.ts")).registerRun,
   cache: async () => (await import("./commands/cache.ts")).registerCache,
   serve: async () => (await import("./commands/serve.ts")).registerServe,
+  worker: async () => (await import("./commands/worker.ts")).registerWorker,
   key: async () => (await import("./commands/key.ts")).registerKey,
   config: async () => (await import("./commands/config.ts")).registerConfig,
   completion: async () => (await import("./commands/completion.ts")).registerCompletion,

@@ -16,6 +16,8 @@ import type { Logger } from "../util/log.ts";
 import type { BuildHub } from "./hub.ts";
 import { SESSION_COOKIE, type Sessions } from "./sessions.ts";
 import { hubRoutes } from "./hub-routes.ts";
+import type { JobQueue } from "./jobs.ts";
+import { jobRoutes } from "./jobs-routes.ts";
 
 const MAX_ACTION_BYTES = 1024 * 1024;
 
@@ -28,6 +30,8 @@ export interface AppParts {
   log: Logger;
   hub: BuildHub;
   sessions: Sessions;
+  /** The remote-execution queue (absent: the server runs no builds). */
+  jobs?: JobQueue;
 }
 
 /** The route a request counts under in metrics: a fixed set, never a client's path. */
@@ -99,7 +103,7 @@ export function createApp(parts: AppParts): Hono<AppEnv> {
     if (untypedAnonymousPost(c)) return error(c, 415, "a POST without a token must be JSON (content-type: application/json)");
     c.set("role", auth.role);
     c.set("token", auth.id);
-    if (c.req.method === "PUT" && auth.role !== "rw") return error(c, 403, "this token is read-only");
+    if (c.req.method === "PUT" && auth.role === "ro") return error(c, 403, "this token is read-only");
     await next();
   });
 
@@ -109,6 +113,10 @@ export function createApp(parts: AppParts): Hono<AppEnv> {
     metrics.storageBytes.set(storage.storageBytes());
     metrics.blobs.set(blobs);
     metrics.actions.set(actions);
+    if (parts.jobs) {
+      metrics.queueDepth.set(parts.jobs.depth());
+      metrics.workers.set(parts.jobs.workers().filter((w) => w.lastSeen > Date.now() - 60_000).length);
+    }
     metrics.evictions.inc(storage.evictions - evictionsCounted);
     evictionsCounted = storage.evictions;
     return c.text(await metrics.render(), 200, { "content-type": metrics.contentType });
@@ -135,13 +143,13 @@ export function createApp(parts: AppParts): Hono<AppEnv> {
     return new Response(small ?? Bun.file(storage.blobPath(hash)), { headers });
   });
 
-  app.put("/v1/blobs/:hash", async (c) => {
+  const storeBlob = async (c: Context<AppEnv>) => {
     if (!validHash(c, "hash")) return error(c, 400, "a blob is named by its 64-hex-digit BLAKE3 hash");
     const body = c.req.raw.body;
     if (!body) return error(c, 400, "the request has no body");
     const length = c.req.header("content-length");
     try {
-      const result = await storage.putBlob(c.req.param("hash"), body, length ? Number(length) : undefined);
+      const result = await storage.putBlob(c.req.param("hash")!, body, length ? Number(length) : undefined);
       c.set("bytesIn", result.size);
       metrics.bytesIn.inc(result.size);
       storage.evict();
@@ -151,7 +159,12 @@ export function createApp(parts: AppParts): Hono<AppEnv> {
       metrics.uploadRejections.inc({ reason: cause.reason });
       return error(c, cause.status, cause.message);
     }
-  });
+  };
+  app.put("/v1/blobs/:hash", storeBlob);
+  // The inputs of a build submitted for remote execution (context files, local base images), from
+  // any token, a read-only one too: blobs are checked against their name and inert (only a
+  // result points to a blob, and only workers write results of remote builds).
+  if (parts.jobs) app.post("/v1/inputs/:hash", storeBlob);
 
   app.on(["GET", "HEAD"], "/v1/actions/:key", (c) => {
     if (!validHash(c, "key")) return error(c, 400, "an action is named by its 64-hex-digit key");
@@ -201,6 +214,7 @@ export function createApp(parts: AppParts): Hono<AppEnv> {
   });
 
   app.route("/", hubRoutes(parts));
+  if (parts.jobs) app.route("/", jobRoutes(parts.jobs));
 
   app.notFound((c) => error(c, 404, `no route for ${c.req.method} ${c.req.path}`));
   app.onError((cause, c) => {

@@ -23,8 +23,8 @@ describe("token files", () => {
   });
 
   test("a bad line is an error naming the file and the line", () => {
-    expect(() => TokenSet.parseFile(file("bad-role", "ok-token-1234\nsome-token-1234 admin\n"))).toThrow(`${join(work, "bad-role")}:2: expected "TOKEN [rw|ro]"`);
-    expect(() => TokenSet.parseFile(file("extra", "\n\nsome-token-1234 ro extra\n"))).toThrow(`${join(work, "extra")}:3: expected "TOKEN [rw|ro]"`);
+    expect(() => TokenSet.parseFile(file("bad-role", "ok-token-1234\nsome-token-1234 admin\n"))).toThrow(`${join(work, "bad-role")}:2: expected "TOKEN [rw|ro|worker]"`);
+    expect(() => TokenSet.parseFile(file("extra", "\n\nsome-token-1234 ro extra\n"))).toThrow(`${join(work, "extra")}:3: expected "TOKEN [rw|ro|worker]"`);
     expect(() => TokenSet.parseFile(join(work, "missing"))).toThrow(`cannot read token file ${join(work, "missing")}: `);
   });
 

@@ -6,7 +6,8 @@ import { readFileSync } from "node:fs";
 import { blake3Hex } from "../hash/blake3.ts";
 import { UserError } from "../errors.ts";
 
-export type Role = "rw" | "ro";
+/** rw writes results; ro only reads; worker writes results and runs others' builds (remote execution). */
+export type Role = "rw" | "ro" | "worker";
 
 export type AuthResult = { ok: true; role: Role; id: string } | { ok: false; status: 401; message: string };
 
@@ -20,7 +21,7 @@ export class TokenSet {
     }
   }
 
-  /** A file of `TOKEN [rw|ro]` lines; `#` starts a comment; the role defaults to rw. */
+  /** A file of `TOKEN [rw|ro|worker]` lines; `#` starts a comment; the role defaults to rw. */
   static parseFile(path: string): { token: string; role: Role }[] {
     let text: string;
     try {
@@ -32,8 +33,8 @@ export class TokenSet {
       const line = raw.replace(/#.*/, "").trim();
       if (!line) return [];
       const [token, role = "rw", extra] = line.split(/\s+/);
-      if (extra !== undefined || (role !== "rw" && role !== "ro")) {
-        throw new UserError(`${path}:${index + 1}: expected "TOKEN [rw|ro]"`);
+      if (extra !== undefined || (role !== "rw" && role !== "ro" && role !== "worker")) {
+        throw new UserError(`${path}:${index + 1}: expected "TOKEN [rw|ro|worker]"`);
       }
       return [{ token, role: role as Role }];
     });

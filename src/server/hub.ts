@@ -10,7 +10,7 @@ import type { Metrics } from "./metrics.ts";
 import type { Webhooks } from "./webhooks.ts";
 import type { Role } from "./auth.ts";
 import { redactCredentials } from "../report/redact.ts";
-import { HISTORY_MAX_BYTES, RateBudget, REPORT_QUOTAS, type ReportQuota } from "./quotas.ts";
+import { HISTORY_MAX_BYTES, quotaClass, RateBudget, REPORT_QUOTAS, type QuotaClass, type ReportQuota } from "./quotas.ts";
 
 export class HubError extends Error {
   constructor(
@@ -31,7 +31,7 @@ export const STATE_ALLOWANCE = 512 * 1024;
 type Watcher = (event: HubEvent) => void;
 
 export interface HubLimits {
-  quotas?: Record<Role, ReportQuota>;
+  quotas?: Record<QuotaClass, ReportQuota>;
   /** The whole history's size in bytes: past it, the oldest builds go (read-only tokens' first). */
   historyMaxBytes?: number;
 }
@@ -40,7 +40,7 @@ export class BuildHub {
   /** Watchers, each with how to disconnect it when the server stops. */
   private readonly watchers = new Map<Watcher, () => void>();
 
-  private readonly quotas: Record<Role, ReportQuota>;
+  private readonly quotas: Record<QuotaClass, ReportQuota>;
   readonly historyMaxBytes: number;
   private readonly rate = new RateBudget();
 
@@ -59,7 +59,7 @@ export class BuildHub {
    * (checked before the body is parsed: an over-budget token costs no parsing).
    */
   admit(token: string, role: Role, bytes: number) {
-    const { perMinute } = this.quotas[role];
+    const { perMinute } = this.quotas[quotaClass(role)];
     if (!this.rate.take(token, bytes, perMinute)) throw new HubError(429, `this token may report at most ${perMinute} bytes a minute; try again in a minute`);
   }
 
@@ -104,7 +104,7 @@ export class BuildHub {
    * output and miss reasons, within an allowance for such small events; past that, 413.
    */
   private fit(build: string, role: Role, events: BuildEvent[]): BuildEvent[] {
-    const { perBuild } = this.quotas[role];
+    const { perBuild } = this.quotas[quotaClass(role)];
     const used = this.store.buildBytes(build);
     const bytes = events.reduce((sum, event) => sum + eventBytes(event), 0);
     if (used + bytes <= perBuild) return events;
@@ -122,7 +122,7 @@ export class BuildHub {
 
   /** Frees the token's oldest builds for what it may add; refuses what does not fit. */
   private makeRoom(build: string, token: string, role: Role, bytes: number) {
-    const quota = this.quotas[role];
+    const quota = this.quotas[quotaClass(role)];
     if (this.store.tokenBytes(token) + bytes <= quota.perToken) return;
     this.store.shrink({ maxBytes: quota.perToken - bytes, token, except: build });
     if (this.store.tokenBytes(token) + bytes > quota.perToken) throw new HubError(413, `this token's builds may store at most ${quota.perToken} bytes`);

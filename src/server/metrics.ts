@@ -48,6 +48,8 @@ export class Metrics {
   readonly blobs = new Gauge({ name: "memobuild_blobs", help: "Blobs stored", registers: this.registers });
   readonly actions = new Gauge({ name: "memobuild_actions", help: "Actions stored", registers: this.registers });
   readonly watchers = new Gauge({ name: "memobuild_event_watchers", help: "WebSocket clients watching build events", registers: this.registers });
+  readonly queueDepth = new Gauge({ name: "memobuild_queue_depth", help: "Builds waiting for a worker (remote execution)", registers: this.registers });
+  readonly workers = new Gauge({ name: "memobuild_workers", help: "Workers that asked for work in the last minute", registers: this.registers });
   readonly webhookQueue = new Gauge({ name: "memobuild_webhook_pending", help: "Webhook deliveries waiting to be sent or retried", registers: this.registers });
 
   constructor() {

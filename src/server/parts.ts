@@ -8,6 +8,7 @@ import { Metrics } from "./metrics.ts";
 import { Sessions } from "./sessions.ts";
 import { Storage, type StorageOptions } from "./storage.ts";
 import { Webhooks, type WebhookTarget } from "./webhooks.ts";
+import { JobQueue } from "./jobs.ts";
 
 export interface PartsOptions extends StorageOptions {
   tokens: { token: string; role: Role }[];
@@ -15,6 +16,8 @@ export interface PartsOptions extends StorageOptions {
   webhooks?: { targets: WebhookTarget[]; key: Buffer; retryBaseMs?: number; maxAttempts?: number; pollMs?: number };
   /** The build hub's report quotas and history size (defaults: quotas.ts). */
   hubLimits?: HubLimits;
+  /** Remote execution's queue: how long a worker's lease lasts without a heartbeat. */
+  jobLeaseMs?: number;
 }
 
 export interface ServerParts extends AppParts {
@@ -24,13 +27,14 @@ export interface ServerParts extends AppParts {
 }
 
 export function createParts(options: PartsOptions): ServerParts {
-  const { tokens: entries, log = createLogger(), webhooks: hooks, hubLimits, ...storageOptions } = options;
+  const { tokens: entries, log = createLogger(), webhooks: hooks, hubLimits, jobLeaseMs, ...storageOptions } = options;
   const tokens = new TokenSet(entries); // a bad token is an error before anything is created
   const storage = new Storage(storageOptions);
   const metrics = new Metrics();
   const history = new SqliteHistory(options.dataDir);
   const webhooks = hooks?.targets.length ? new Webhooks({ ...hooks, store: history, metrics, log }) : undefined;
   const hub = new BuildHub(history, metrics, webhooks, hubLimits);
+  const jobs = new JobQueue(options.dataDir, { leaseMs: jobLeaseMs });
   return {
     storage,
     tokens,
@@ -40,12 +44,14 @@ export function createParts(options: PartsOptions): ServerParts {
     sessions: new Sessions(),
     history,
     webhooks,
+    jobs,
     async close() {
       hub.disconnectAll();
       webhooks?.stop();
       await webhooks?.settle();
       storage.close();
       history.close();
+      jobs.close();
     },
   };
 }

@@ -18,7 +18,11 @@ export interface ReportQuota {
 
 const MiB = 1024 * 1024;
 
-export const REPORT_QUOTAS: Record<Role, ReportQuota> = {
+/** Quotas come in two sizes: read-only tokens, and tokens that write (read-write, workers). */
+export type QuotaClass = "rw" | "ro";
+export const quotaClass = (role: Role): QuotaClass => (role === "ro" ? "ro" : "rw");
+
+export const REPORT_QUOTAS: Record<QuotaClass, ReportQuota> = {
   rw: { perBuild: 8 * MiB, perToken: 512 * MiB, perMinute: 64 * MiB },
   ro: { perBuild: 2 * MiB, perToken: 64 * MiB, perMinute: 8 * MiB },
 };

@@ -27,6 +27,8 @@ export interface ServeOptions {
   /** A running build silent this long is marked failed. */
   staleBuildMs?: number;
   webhooks?: PartsOptions["webhooks"];
+  /** Remote execution: a worker's lease on a job without a heartbeat (default 30 s). */
+  jobLeaseMs?: number;
 }
 
 export interface RunningServer {
@@ -61,7 +63,7 @@ export function startServer(options: ServeOptions): RunningServer {
     if (file !== undefined && !existsSync(file)) throw new UserError(`TLS file ${file} does not exist`);
   }
   const log = options.log ?? createLogger();
-  const parts = createParts({ dataDir: options.dataDir, maxSize: options.maxSize, maxBlob: options.maxBlob, tokens: options.tokens, log, webhooks: options.webhooks });
+  const parts = createParts({ dataDir: options.dataDir, maxSize: options.maxSize, maxBlob: options.maxBlob, tokens: options.tokens, log, webhooks: options.webhooks, jobLeaseMs: options.jobLeaseMs });
   const { storage, history, hub, tokens } = parts;
   const app = createApp(parts);
   const retention = () => {

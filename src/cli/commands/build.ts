@@ -16,13 +16,18 @@ import type { RegistryOptions } from "../../registry/client.ts";
 import type { StoredImage } from "../../image/layout.ts";
 import type { BuildReporter } from "../../report/reporter.ts";
 import { build } from "../../solver/solver.ts";
+import { buildRemotely } from "../../builder/remote-build.ts";
+import { JobsClient } from "../../remote/jobs-client.ts";
+import { RemoteCache } from "../../remote/client.ts";
+import { remoteSettings } from "../../config/remote.ts";
+import type { Settings } from "../../config/settings.ts";
 import { insecureRegistries } from "../../registry/client.ts";
 import { openRemote, remoteOptions } from "../remote.ts";
 import { commandSettings } from "../settings.ts";
 import { value } from "../../config/settings.ts";
 import { parseSshSpec, SshAgents } from "../../executor/ssh.ts";
 import { UsageError } from "../errors.ts";
-import { dockerfileOptions, readDockerfileFrom } from "../inputs.ts";
+import { dockerfileOptions, readDockerfileFrom, type DockerfileInput } from "../inputs.ts";
 import { resolveNamedContexts } from "../named-contexts.ts";
 import { checkProjectTags } from "../project-tags.ts";
 import { buildFlagOptions, checkPlatform, noCacheStages, outputsFrom, parseAnnotations, parseBuildContexts, parseEntitlements, parseLabels, parseSecret, sandboxFrom, usage, type BuildFlags } from "../build-flags.ts";
@@ -52,7 +57,8 @@ export function registerBuild(program: Command) {
         "container (crun or runc) on an overlayfs snapshot; results are cached by content in the cache directory " +
         "and, with --remote, shared through a cache server. Base images come from the local image store, or are pulled.",
     )
-    .action(async (context: string | undefined, flags: BuildFlags) => {
+    .option("--builder <url>", "run the build on a worker of this cache server (remote execution; also $MEMOBUILD_BUILDER); the image and outputs end up here")
+    .action(async (context: string | undefined, flags: BuildFlags & { builder?: string }) => {
       const settings = commandSettings(flags, context);
       const progressMode = value<string>(settings, "progress");
       if (!["none", "host"].includes(flags.network)) throw new UsageError(`--network must be none or host`);
@@ -96,32 +102,35 @@ export function registerBuild(program: Command) {
         const tagOwner = checkProjectTags(store, tags, settings); // before any work
         const namedContexts = await resolveNamedContexts(contextSpecs, store, pull, flags.pull);
         const ssh = await SshAgents.start(sshSpecs);
-        const result = await build({
-          contextDir: input.contextDir,
-          dockerfileText: input.text,
-          dockerfilePath: input.displayPath,
-          dockerfileAbsolute: input.displayPath === "<stdin>" ? undefined : resolve(input.displayPath),
-          buildArgs: value(settings, "buildArgs"),
-          target: value(settings, "target"),
-          noCache: !flags.cache,
-          noCacheStages: noCacheStages(flags.noCacheFilter),
-          pullAlways: flags.pull,
-          sandbox,
-          store,
-          statCacheFile: statCacheFile(store.dir, input.contextDir),
-          secrets,
-          network: flags.network as "none" | "host",
-          allow,
-          progress,
-          jobs,
-          remote,
-          remoteUpload: value(settings, "remote.upload"),
-          labels: imageLabels,
-          annotations,
-          pull,
-          namedContexts,
-          ssh,
-        }).finally(() => ssh.stop());
+        const builder = flags.builder ?? process.env.MEMOBUILD_BUILDER;
+        const result = builder
+          ? await buildOnWorker(builder, settings, flags, store, input, progress).finally(() => ssh.stop())
+          : await build({
+            contextDir: input.contextDir,
+            dockerfileText: input.text,
+            dockerfilePath: input.displayPath,
+            dockerfileAbsolute: input.displayPath === "<stdin>" ? undefined : resolve(input.displayPath),
+            buildArgs: value(settings, "buildArgs"),
+            target: value(settings, "target"),
+            noCache: !flags.cache,
+            noCacheStages: noCacheStages(flags.noCacheFilter),
+            pullAlways: flags.pull,
+            sandbox,
+            store,
+            statCacheFile: statCacheFile(store.dir, input.contextDir),
+            secrets,
+            network: flags.network as "none" | "host",
+            allow,
+            progress,
+            jobs,
+            remote,
+            remoteUpload: value(settings, "remote.upload"),
+            labels: imageLabels,
+            annotations,
+            pull,
+            namedContexts,
+            ssh,
+          }).finally(() => ssh.stop());
         const image = result.image!;
         for (const tag of tags) store.setImage(tag, image.manifestDigest, tagOwner);
         const exported = await exportOutputs(store, image, outputs, tags, registry, progress);
@@ -134,6 +143,32 @@ export function registerBuild(program: Command) {
         await remote?.flush(); // background uploads finish after the report
       }));
     });
+}
+
+/** `--builder URL`: the build runs on one of the server's workers; the image comes back to this store. */
+async function buildOnWorker(builder: string, settings: Settings, flags: BuildFlags, store: LocalStore, input: DockerfileInput, progress: ProgressSink) {
+  const unsupported = [flags.secret.length && "--secret", flags.ssh.length && "--ssh", flags.buildContext.length && "--build-context", flags.network !== "none" && "--network", flags.allow.length && "--allow (a worker grants entitlements itself)"].filter(Boolean);
+  if (unsupported.length) throw new UsageError(`--builder: ${unsupported.join(", ")} cannot be used with a remote builder yet`);
+  const remote = remoteSettings(settings, (message) => progress({ type: "warning", message }));
+  const jobs = new JobsClient({ url: builder, token: remote.token });
+  const cache = new RemoteCache({ url: builder, token: remote.token, warn: (message) => progress({ type: "warning", message }), required: true });
+  const options = {
+    contextDir: input.contextDir,
+    dockerfileText: input.text,
+    dockerfilePath: input.displayPath,
+    dockerfileAbsolute: input.displayPath === "<stdin>" ? undefined : resolve(input.displayPath),
+    statCacheFile: statCacheFile(store.dir, input.contextDir),
+    // SOURCE_DATE_EPOCH from this environment reaches the worker as the build arg BuildKit also reads.
+    buildArgs: { ...(process.env.SOURCE_DATE_EPOCH ? { SOURCE_DATE_EPOCH: process.env.SOURCE_DATE_EPOCH } : {}), ...value<Record<string, string>>(settings, "buildArgs") },
+    target: value<string | undefined>(settings, "target"),
+    noCache: !flags.cache,
+  };
+  // The keys of the build's steps, computed here, let the server send it where they are cached.
+  const hints = await build({ ...options, store, secrets: new Map(), network: "none", progress: () => {}, dryRun: true }).then(
+    (planned) => planned.steps.map((s) => s.key).filter(Boolean),
+    () => [],
+  );
+  return buildRemotely({ ...options, jobs, remote: cache, store, labels: parseLabels("--label", flags.label), progress, hints });
 }
 
 /** Each output in turn; each listed with the digest a user meets there. */

@@ -14,6 +14,7 @@ interface ServeFlags {
   data?: string;
   token: string[];
   readOnlyToken: string[];
+  workerToken: string[];
   tokenFile?: string;
   tlsCert?: string;
   tlsKey?: string;
@@ -27,6 +28,7 @@ interface ServeFlags {
   webhookSecretFile?: string;
   historyMaxAge: string;
   historyMaxBuilds: string;
+  jobLease: string;
 }
 
 const size = (flag: string, value?: string) => {
@@ -44,6 +46,12 @@ const period = (flag: string, value: string) => {
   } catch (error) {
     throw new UsageError(`${flag}: ${(error as Error).message}`);
   }
+};
+
+const seconds = (flag: string, value: string) => {
+  const number = Number(value);
+  if (!(number > 0) || !Number.isFinite(number)) throw new UsageError(`${flag}: give a number of seconds above 0, not "${value}"`);
+  return number;
 };
 
 function webhookOptions(flags: ServeFlags) {
@@ -75,7 +83,9 @@ export function registerServe(program: Command) {
     .option("--data <dir>", "where blobs and metadata live (default: ~/.local/share/memobuild/server)")
     .option("--token <token>", "a read-write token (repeatable)", collect)
     .option("--read-only-token <token>", "a read-only token (repeatable)", collect)
-    .option("--token-file <file>", 'tokens, one "TOKEN [rw|ro]" per line')
+    .option("--worker-token <token>", "a token for `memobuild worker`: runs queued builds and writes their results (repeatable)", collect)
+    .option("--token-file <file>", 'tokens, one "TOKEN [rw|ro|worker]" per line')
+    .option("--job-lease <seconds>", "remote builds: a worker silent this long loses its job to another", "30")
     .option("--tls-cert <file>", "serve HTTPS with this certificate (PEM)")
     .option("--tls-key <file>", "and this key (PEM)")
     .option("--tls-client-ca <file>", "mutual TLS: refuse clients without a certificate signed by this CA (PEM)")
@@ -92,6 +102,7 @@ export function registerServe(program: Command) {
       const tokens: { token: string; role: Role }[] = [
         ...flags.token.map((token) => ({ token, role: "rw" as Role })),
         ...flags.readOnlyToken.map((token) => ({ token, role: "ro" as Role })),
+        ...flags.workerToken.map((token) => ({ token, role: "worker" as Role })),
         ...(flags.tokenFile ? TokenSet.parseFile(flags.tokenFile) : []),
       ];
       const log = createLogger();
@@ -112,6 +123,7 @@ export function registerServe(program: Command) {
         historyMaxAgeMs,
         historyMaxBuilds,
         webhooks: webhookOptions(flags),
+        jobLeaseMs: seconds("--job-lease", flags.jobLease) * 1000,
       });
       // Handlers first: a SIGTERM sent as soon as the address is announced still shuts down cleanly.
       const stopped = new Promise<void>((done) => {

@@ -1,0 +1,201 @@
+/**
+ * `memobuild build --builder URL`: the build runs on a worker, and ends here as if it had run
+ * here. The client sends what only it has — the context's files the server lacks, and base
+ * images from its own store — as blobs, submits the build's definition, follows the worker's
+ * progress in the same display, and imports the image (checked blob by blob) into its store,
+ * so tags and every `-o` output are written locally as after a local build.
+ */
+import { rmSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import type { LocalStore } from "../cache/store.ts";
+import { loadContext, type BuildContext } from "../context/context.ts";
+import { UserError } from "../errors.ts";
+import { parseDockerfile } from "../frontend/parser.ts";
+import { plan as planStages } from "../frontend/plan.ts";
+import { hostPlatform } from "../frontend/platform.ts";
+import { sha256File } from "../hash/sha256.ts";
+import { loadImage, type StoredImage } from "../image/layout.ts";
+import { JobsClient, JobsError } from "../remote/jobs-client.ts";
+import { parseBlobRef, type BlobRef, type ContextFile, type ImageBlobs, type JobDefinition } from "../remote/job-definition.ts";
+import type { RemoteCache } from "../remote/client.ts";
+import { Root } from "../rootfs/root.ts";
+import { imageReferences, imageResolver } from "../solver/images.ts";
+import type { ProgressEvent, ProgressSink } from "../solver/progress.ts";
+import type { StepResult } from "../solver/result.ts";
+import { terminalText } from "../util/terminal-text.ts";
+
+export interface RemoteBuildOptions {
+  jobs: JobsClient;
+  /** The same server's cache, for downloading the image's blobs (checked as every download is). */
+  remote: RemoteCache;
+  store: LocalStore;
+  contextDir: string;
+  dockerfileText: string;
+  dockerfilePath: string;
+  dockerfileAbsolute?: string;
+  statCacheFile?: string;
+  buildArgs: Record<string, string>;
+  target?: string;
+  noCache: boolean;
+  labels: Record<string, string>;
+  progress: ProgressSink;
+  /** Keys of the steps (from a dry run here), so the server can send the job where they are cached. */
+  hints?: string[];
+}
+
+export class RemoteBuildError extends UserError {}
+
+/** At most this many context files go up at once. */
+const UPLOADS = 8;
+
+export async function buildRemotely(options: RemoteBuildOptions): Promise<{ image: StoredImage; steps: StepResult[] }> {
+  const { jobs, progress } = options;
+  const context = await loadContext({ contextDir: options.contextDir, dockerfile: options.dockerfileAbsolute, statCacheFile: options.statCacheFile });
+  progress({ type: "context", digest: context.digest() });
+  const definition: JobDefinition = {
+    version: 1,
+    dockerfile: { text: options.dockerfileText, path: options.dockerfilePath },
+    buildArgs: options.buildArgs,
+    ...(options.target !== undefined ? { target: options.target } : {}),
+    noCache: options.noCache,
+    context: { manifest: await uploadContext(options, context), digest: context.digest() },
+    images: await uploadImages(options),
+    labels: options.labels,
+  };
+  const id = await jobs.submit(definition, options.hints ?? []);
+  const cancel = () => void jobs.cancel(id).finally(() => process.exit(130));
+  process.once("SIGINT", cancel);
+  try {
+    const outcome = await follow(jobs, id, progress);
+    return { image: await importImage(options, outcome.image), steps: outcome.steps };
+  } finally {
+    process.removeListener("SIGINT", cancel);
+  }
+}
+
+/** The context's files the server lacks go up as blobs; then the manifest that names them all. */
+async function uploadContext(options: RemoteBuildOptions, context: BuildContext): Promise<string> {
+  const entries: ContextFile[] = context.entries.map((e) =>
+    e.type === "file"
+      ? { path: e.path, type: "file", mode: e.mode, blake3: Buffer.from(e.contentDigest!).toString("hex"), size: e.size }
+      : e.type === "symlink"
+        ? { path: e.path, type: "symlink", mode: e.mode, target: e.linkTarget! }
+        : { path: e.path, type: "dir", mode: e.mode },
+  );
+  // Files are read through a root that follows no link, so a link put there since the walk
+  // cannot send a file from outside the context (its content would not match its name anyway).
+  // Opened by hand, not with Root.with: the reads wait for uploads, and the root must stay open.
+  const root = Root.open(context.root, { symlinks: "none" });
+  try {
+    const files = entries.filter((e) => e.type === "file");
+    const sent = new Set<string>();
+    for (let i = 0; i < files.length; i += UPLOADS) {
+      await Promise.all(
+        files.slice(i, i + UPLOADS).map(async (file) => {
+          if (sent.has(file.blake3!)) return;
+          sent.add(file.blake3!);
+          const fd = root.openFile(Buffer.from(file.path, "latin1"), false);
+          await options.jobs.putBlobFrom(fd, file.blake3!);
+        }),
+      );
+    }
+  } finally {
+    root.close();
+  }
+  return putJson(options, { entries });
+}
+
+/** Base images the Dockerfile reads that are in this machine's store: their blobs go up. */
+async function uploadImages(options: RemoteBuildOptions): Promise<Record<string, ImageBlobs>> {
+  const plan = planStages(parseDockerfile(options.dockerfileText, options.dockerfilePath), { buildArgs: options.buildArgs, platform: hostPlatform() });
+  const resolve = imageResolver(options.store);
+  const images: Record<string, ImageBlobs> = {};
+  for (const ref of imageReferences(plan)) {
+    const image = resolve(ref);
+    if (!image) continue; // the worker pulls it from its registry
+    const blob = async (digest: string, mediaType?: string): Promise<BlobRef> => ({
+      blake3: await options.jobs.putBlob(options.store.blobPath(digest)),
+      digest,
+      size: options.store.blobSize(digest),
+      ...(mediaType ? { mediaType } : {}),
+    });
+    images[ref] = {
+      manifest: await blob(image.manifestDigest, image.manifest.mediaType),
+      config: await blob(image.manifest.config.digest, image.manifest.config.mediaType),
+      layers: await Promise.all(image.manifest.layers.map((l) => blob(l.digest, l.mediaType))),
+    };
+  }
+  return images;
+}
+
+async function putJson(options: RemoteBuildOptions, value: unknown): Promise<string> {
+  const staging = options.store.tempDir("builder");
+  try {
+    const file = join(staging, "blob.json");
+    writeFileSync(file, JSON.stringify(value));
+    return await options.jobs.putBlob(file);
+  } finally {
+    rmSync(staging, { recursive: true, force: true });
+  }
+}
+
+/** The worker's progress, shown as it comes; the job's outcome, checked. */
+async function follow(jobs: JobsClient, id: string, progress: ProgressSink): Promise<{ image: ImageBlobs; steps: StepResult[] }> {
+  let since = 0;
+  for (;;) {
+    const followed = await jobs.follow(id, since);
+    for (const { seq, event } of followed.events) {
+      since = Math.max(since, seq);
+      const shown = progressEvent(event);
+      if (shown) progress(shown);
+    }
+    if (followed.state === "queued" || followed.state === "running") continue;
+    if (followed.state !== "succeeded") throw new RemoteBuildError(`the build ${followed.state === "cancelled" ? "was cancelled" : "failed"} on worker ${terminalText(followed.worker ?? "(none)", { max: 64 })}: ${terminalText(followed.error ?? "no reason given", { max: 4000 })}`);
+    return parseOutcome(followed.result, followed.worker);
+  }
+}
+
+const EVENT_TYPES = new Set(["plan", "context", "start", "output", "done", "error", "warning"]);
+
+/** A worker's event as this display shows it: known types only, every text made safe for a terminal. */
+function progressEvent(raw: unknown): ProgressEvent | undefined {
+  if (typeof raw !== "object" || raw === null || !EVENT_TYPES.has((raw as { type?: unknown }).type as string)) return undefined;
+  return JSON.parse(JSON.stringify(raw, (_, value) => (typeof value === "string" ? terminalText(value, { max: 16 * 1024 }) : value))) as ProgressEvent;
+}
+
+function parseOutcome(result: unknown, worker: string | undefined): { image: ImageBlobs; steps: StepResult[] } {
+  const value = result as { image?: { manifest?: unknown; config?: unknown; layers?: unknown }; steps?: unknown } | undefined;
+  if (!value?.image || !Array.isArray(value.image.layers) || !Array.isArray(value.steps)) throw new JobsError("the worker's result is not an image and its steps");
+  const image = { manifest: parseBlobRef(value.image.manifest, "result.image.manifest"), config: parseBlobRef(value.image.config, "result.image.config"), layers: value.image.layers.map((l, i) => parseBlobRef(l, `result.image.layers[${i}]`)) };
+  const steps = (value.steps as StepResult[]).filter((s) => typeof s === "object" && s !== null && typeof s.id === "string").map((s) => ({ ...s, ...(worker ? { worker } : {}) }));
+  return { image, steps };
+}
+
+/** The image the worker made, from the server's blobs, each checked against its digest before the store takes it. */
+async function importImage(options: RemoteBuildOptions, image: ImageBlobs): Promise<StoredImage> {
+  const { store, remote } = options;
+  const staging = store.tempDir("builder-import");
+  try {
+    const fetch = async (blob: BlobRef) => {
+      if (store.hasBlob(blob.digest)) return;
+      const file = join(staging, blob.blake3);
+      if (!(await remote.fetchBlob(blob.blake3, file, blob.size))) throw new RemoteBuildError(`the build server lost blob ${blob.digest} of the image it built`);
+      const digest = await sha256File(file);
+      if (digest !== blob.digest) throw new RemoteBuildError(`blob ${blob.digest} of the built image hashes to ${digest}`);
+      store.adoptBlob(file, blob.digest);
+    };
+    await fetch(image.manifest);
+    await fetch(image.config);
+    const config = store.readJson<{ rootfs?: { diff_ids?: unknown } }>(image.config.digest);
+    const diffIds = config.rootfs?.diff_ids;
+    if (!Array.isArray(diffIds) || diffIds.length !== image.layers.length) throw new RemoteBuildError("the built image's config does not list one diff ID per layer");
+    for (const [i, layer] of image.layers.entries()) {
+      await fetch(layer);
+      // Checks the diff ID while unpacking; never changes a layer the store already has.
+      await store.adoptLayer({ diffId: String(diffIds[i]), digest: layer.digest, size: layer.size, uncompressedSize: -1, mediaType: layer.mediaType ?? "application/vnd.oci.image.layer.v1.tar" });
+    }
+    return loadImage(store, image.manifest.digest);
+  } finally {
+    rmSync(staging, { recursive: true, force: true });
+  }
+}

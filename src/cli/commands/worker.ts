@@ -1,0 +1,63 @@
+import type { Command } from "commander";
+import { hostname } from "node:os";
+import { resolveCacheDir } from "../../config/cache-dir.ts";
+import { Worker } from "../../worker/worker.ts";
+import { UsageError } from "../errors.ts";
+import { collect } from "../inputs.ts";
+import { parseEntitlements, parseLabels } from "../build-flags.ts";
+
+interface WorkerFlags {
+  server?: string;
+  token?: string;
+  name?: string;
+  jobs: string;
+  cacheDir?: string;
+  signKey?: string;
+  label: string[];
+  allow: string[];
+}
+
+export function registerWorker(program: Command) {
+  program
+    .command("worker")
+    .summary("run builds from a cache server's queue (remote execution)")
+    .description(
+      "Take builds that `memobuild build --builder URL` submitted to the server and run them here, with this " +
+        "machine's executor and cache; results go to the server's shared cache, signed with --sign-key. The " +
+        "server sends each build where its steps are already cached. Needs a worker token (serve --worker-token).",
+    )
+    .option("--server <url>", "the cache server whose queue to take builds from (default: $MEMOBUILD_REMOTE_URL)")
+    .option("--token <token>", "a worker token (default: $MEMOBUILD_TOKEN)")
+    .option("--name <name>", "how the server and the hub name this worker (default: the host name)")
+    .option("--jobs <n>", "builds at once", "1")
+    .option("--cache-dir <dir>", "this worker's own cache (default: $MEMOBUILD_CACHE_DIR, else ~/.cache/memobuild)")
+    .option("--sign-key <file>", "sign every result with this Ed25519 key (from `memobuild key generate`); readers trust its public key")
+    .option("--label <k=v>", "a label the server shows for this worker (repeatable)", collect, [])
+    .option("--allow <entitlement>", "let the builds this worker runs use network.host or security.insecure (a submitter cannot)", collect, [])
+    .action(async (flags: WorkerFlags) => {
+      const server = flags.server ?? process.env.MEMOBUILD_REMOTE_URL;
+      const token = flags.token ?? process.env.MEMOBUILD_TOKEN;
+      if (!server) throw new UsageError("memobuild worker needs --server URL (or $MEMOBUILD_REMOTE_URL)");
+      if (!token) throw new UsageError("memobuild worker needs a worker token: --token T (or $MEMOBUILD_TOKEN)");
+      const jobs = Number(flags.jobs);
+      if (!Number.isSafeInteger(jobs) || jobs < 1) throw new UsageError("--jobs must be a whole number of at least 1");
+      if (process.getuid?.() !== 0) throw new UsageError("memobuild worker needs root (its builds mount overlayfs and run the OCI runtime)");
+      const allow = [...parseEntitlements(flags.allow)];
+      const worker = new Worker({
+        server,
+        token,
+        name: flags.name ?? hostname(),
+        jobs,
+        cacheDir: resolveCacheDir(flags.cacheDir),
+        signKey: flags.signKey,
+        labels: parseLabels("--label", flags.label),
+        allow,
+        binary: process.execPath,
+        log: (line) => process.stderr.write(`${line}\n`),
+      });
+      process.once("SIGTERM", () => void worker.stop());
+      process.once("SIGINT", () => void worker.stop());
+      process.stderr.write(`memobuild worker ${flags.name ?? hostname()} taking builds from ${server}\n`);
+      await worker.run();
+    });
+}

@@ -1,0 +1,128 @@
+/**
+ * What a client sends a worker to build: the Dockerfile and its arguments, the build context as
+ * a manifest of files stored as blobs, and the base images only the client has, as blobs. It is
+ * a definition, not results: the worker plans and keys the build itself from it, so what it
+ * writes to the shared cache under a key is what that key says, whoever submitted the job.
+ * Everything here comes from the submitter, so the worker checks it field by field.
+ */
+import { UserError } from "../errors.ts";
+
+/** A blob as the server stores it (BLAKE3), with the OCI digest it must also have. */
+export interface BlobRef {
+  blake3: string;
+  digest: string;
+  size: number;
+  mediaType?: string;
+}
+
+export interface ImageBlobs {
+  manifest: BlobRef;
+  config: BlobRef;
+  layers: BlobRef[];
+}
+
+export interface ContextFile {
+  /** The path in the context ("/"-separated, no "." or ".." parts), as latin1 bytes. */
+  path: string;
+  type: "file" | "dir" | "symlink";
+  mode: number;
+  blake3?: string;
+  size?: number;
+  target?: string;
+}
+
+export interface ContextManifest {
+  entries: ContextFile[];
+}
+
+export interface JobDefinition {
+  version: 1;
+  dockerfile: { text: string; path: string };
+  buildArgs: Record<string, string>;
+  target?: string;
+  noCache: boolean;
+  /** The BLAKE3 name of the context manifest blob, and the context's digest the worker must get from it. */
+  context: { manifest: string; digest: string };
+  /** Base images the client has and the registry may not, by the reference the Dockerfile uses. */
+  images: Record<string, ImageBlobs>;
+  labels: Record<string, string>;
+}
+
+export class JobDefinitionError extends UserError {}
+
+const HASH = /^[0-9a-f]{64}$/;
+const DIGEST = /^sha256:[0-9a-f]{64}$/;
+const MAX_ENTRIES = 1_000_000;
+
+function fail(field: string, expected: string): never {
+  throw new JobDefinitionError(`job definition: ${field}: expected ${expected}`);
+}
+
+const isRecord = (value: unknown): value is Record<string, unknown> => typeof value === "object" && value !== null && !Array.isArray(value);
+
+function strings(value: unknown, field: string): Record<string, string> {
+  if (!isRecord(value)) fail(field, "an object of strings");
+  for (const [k, v] of Object.entries(value)) if (typeof v !== "string" || k.length > 1024 || v.length > 1024 * 1024) fail(`${field}.${k}`, "a string");
+  return value as Record<string, string>;
+}
+
+export function parseBlobRef(value: unknown, field: string): BlobRef {
+  if (!isRecord(value)) fail(field, "a blob");
+  if (typeof value.blake3 !== "string" || !HASH.test(value.blake3)) fail(`${field}.blake3`, "64 hex digits");
+  if (typeof value.digest !== "string" || !DIGEST.test(value.digest)) fail(`${field}.digest`, "sha256:<64 hex>");
+  if (!Number.isSafeInteger(value.size) || (value.size as number) < 0) fail(`${field}.size`, "a size in bytes");
+  if (value.mediaType !== undefined && (typeof value.mediaType !== "string" || value.mediaType.length > 256)) fail(`${field}.mediaType`, "a media type");
+  return { blake3: value.blake3, digest: value.digest, size: value.size as number, ...(value.mediaType ? { mediaType: value.mediaType as string } : {}) };
+}
+
+export function parseJobDefinition(value: unknown): JobDefinition {
+  if (!isRecord(value) || value.version !== 1) fail("version", "1");
+  const dockerfile = value.dockerfile;
+  if (!isRecord(dockerfile) || typeof dockerfile.text !== "string" || typeof dockerfile.path !== "string" || dockerfile.path.length > 4096) fail("dockerfile", "{ text, path }");
+  const context = value.context;
+  if (!isRecord(context) || typeof context.manifest !== "string" || !HASH.test(context.manifest) || typeof context.digest !== "string" || !HASH.test(context.digest)) fail("context", "{ manifest: BLAKE3, digest: 64 hex }");
+  if (value.target !== undefined && typeof value.target !== "string") fail("target", "a stage name");
+  if (!isRecord(value.images)) fail("images", "an object");
+  const images: Record<string, ImageBlobs> = {};
+  for (const [ref, image] of Object.entries(value.images)) {
+    if (!isRecord(image) || !Array.isArray(image.layers) || ref.length > 512) fail(`images.${ref}`, "{ manifest, config, layers }");
+    images[ref] = { manifest: parseBlobRef(image.manifest, `images.${ref}.manifest`), config: parseBlobRef(image.config, `images.${ref}.config`), layers: image.layers.map((l, i) => parseBlobRef(l, `images.${ref}.layers[${i}]`)) };
+  }
+  return {
+    version: 1,
+    dockerfile: { text: dockerfile.text as string, path: dockerfile.path as string },
+    buildArgs: strings(value.buildArgs ?? {}, "buildArgs"),
+    ...(value.target !== undefined ? { target: value.target as string } : {}),
+    noCache: value.noCache === true,
+    context: { manifest: context.manifest as string, digest: context.digest as string },
+    images,
+    labels: strings(value.labels ?? {}, "labels"),
+  };
+}
+
+/** A context manifest from the blob its definition names: every path relative and clean. */
+export function parseContextManifest(value: unknown): ContextManifest {
+  if (!isRecord(value) || !Array.isArray(value.entries) || value.entries.length > MAX_ENTRIES) fail("context manifest", "{ entries: [...] }");
+  const entries = value.entries.map((raw, i): ContextFile => {
+    const field = `context.entries[${i}]`;
+    if (!isRecord(raw) || typeof raw.path !== "string") fail(field, "{ path, type, mode }");
+    const path = raw.path;
+    if (path === "" || path.startsWith("/") || path.split("/").some((part) => part === "" || part === "." || part === "..") || path.includes("\0")) fail(`${field}.path`, "a clean relative path");
+    if (!Number.isSafeInteger(raw.mode) || (raw.mode as number) < 0 || (raw.mode as number) > 0o7777) fail(`${field}.mode`, "permission bits");
+    const mode = raw.mode as number;
+    switch (raw.type) {
+      case "dir":
+        return { path, type: "dir", mode };
+      case "symlink":
+        if (typeof raw.target !== "string" || raw.target.length > 4096 || raw.target.includes("\0")) fail(`${field}.target`, "a link target");
+        return { path, type: "symlink", mode, target: raw.target };
+      case "file":
+        if (typeof raw.blake3 !== "string" || !HASH.test(raw.blake3)) fail(`${field}.blake3`, "64 hex digits");
+        if (!Number.isSafeInteger(raw.size) || (raw.size as number) < 0) fail(`${field}.size`, "a size in bytes");
+        return { path, type: "file", mode, blake3: raw.blake3, size: raw.size as number };
+      default:
+        return fail(`${field}.type`, "file, dir or symlink");
+    }
+  });
+  return { entries };
+}

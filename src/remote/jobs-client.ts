@@ -1,0 +1,160 @@
+/**
+ * The remote-execution side of the server's API (server/jobs-routes.ts), for both ends: a
+ * client submits and follows a build; a worker claims, heartbeats, reports and finishes it.
+ * Blobs go up and down by BLAKE3, as the cache's do; everything read is checked by the caller.
+ */
+import { closeSync } from "node:fs";
+import { UserError } from "../errors.ts";
+import { hashFile } from "../hash/blake3.ts";
+import { terminalText } from "../util/terminal-text.ts";
+
+export class JobsError extends UserError {}
+
+export interface JobsClientOptions {
+  url: string;
+  token?: string;
+  tls?: { ca?: string; cert?: string; key?: string };
+}
+
+export interface Followed {
+  state: "queued" | "running" | "succeeded" | "failed" | "cancelled";
+  worker?: string;
+  events: { seq: number; event: unknown }[];
+  result?: unknown;
+  error?: string;
+}
+
+export interface Claimed {
+  id: string;
+  lease: string;
+  leaseMs: number;
+  definition: unknown;
+}
+
+const MAX_ANSWER_BYTES = 8 * 1024 * 1024;
+
+export class JobsClient {
+  readonly base: string;
+
+  constructor(private readonly options: JobsClientOptions) {
+    this.base = options.url.replace(/\/+$/, "");
+  }
+
+  private async call(method: string, path: string, body?: unknown, timeoutMs = 60_000): Promise<Response> {
+    let response: Response;
+    try {
+      response = await fetch(`${this.base}${path}`, {
+        method,
+        headers: { ...(this.options.token ? { authorization: `Bearer ${this.options.token}` } : {}), ...(body !== undefined ? { "content-type": "application/json" } : {}) },
+        body: body === undefined ? undefined : JSON.stringify(body),
+        signal: AbortSignal.timeout(timeoutMs),
+        tls: this.options.tls,
+      } as RequestInit);
+    } catch (error) {
+      throw new JobsError(`the build server at ${this.base} does not answer (${method} ${path}: ${(error as Error).message})`);
+    }
+    if (response.status === 401 || response.status === 403) throw new JobsError(`the build server at ${this.base} refused the token (HTTP ${response.status}: ${await errorText(response)})`);
+    return response;
+  }
+
+  private async json<T>(response: Response, what: string): Promise<T> {
+    if (!response.ok) throw new JobsError(`${what}: HTTP ${response.status} ${await errorText(response)}`);
+    const text = await response.text();
+    if (text.length > MAX_ANSWER_BYTES) throw new JobsError(`${what}: the answer is larger than ${MAX_ANSWER_BYTES} bytes`);
+    try {
+      return JSON.parse(text) as T;
+    } catch {
+      throw new JobsError(`${what}: the answer is not JSON`);
+    }
+  }
+
+  async submit(definition: unknown, hints: string[]): Promise<string> {
+    const { id } = await this.json<{ id: unknown }>(await this.call("POST", "/v1/jobs", { definition, hints }), "submitting the build");
+    if (typeof id !== "string" || !/^[0-9a-f-]{36}$/.test(id)) throw new JobsError("submitting the build: the server answered no job id");
+    return id;
+  }
+
+  async follow(id: string, since: number, waitMs = 20_000): Promise<Followed> {
+    const followed = await this.json<Followed>(await this.call("GET", `/v1/jobs/${id}/events?since=${since}&wait=${waitMs}`, undefined, waitMs + 30_000), "following the build");
+    if (!followed || !Array.isArray(followed.events) || typeof followed.state !== "string") throw new JobsError("following the build: the server's answer is not a job");
+    return followed;
+  }
+
+  async cancel(id: string): Promise<void> {
+    await this.call("DELETE", `/v1/jobs/${id}`);
+  }
+
+  /** The next job for this worker, or undefined when none came within the wait. */
+  async claim(worker: { name: string; labels: Record<string, string>; holds: string }, waitMs = 20_000): Promise<Claimed | undefined> {
+    const response = await this.call("POST", `/v1/workers/claim?wait=${waitMs}`, worker, waitMs + 30_000);
+    if (response.status === 204) return undefined;
+    return this.json<Claimed>(response, "claiming a job");
+  }
+
+  /** "ok", "cancelled" (the submitter gave up), or "lost" (the lease went to another worker). */
+  async heartbeat(id: string, lease: string): Promise<"ok" | "cancelled" | "lost"> {
+    const response = await this.call("POST", `/v1/jobs/${id}/heartbeat`, { lease });
+    if (response.status === 409) return "lost";
+    const { state } = await this.json<{ state: "ok" | "cancelled" }>(response, "keeping the job");
+    return state;
+  }
+
+  async events(id: string, lease: string, events: unknown[]): Promise<boolean> {
+    return (await this.call("POST", `/v1/jobs/${id}/events`, { lease, events })).ok;
+  }
+
+  async finish(id: string, lease: string, outcome: { result: unknown } | { error: string }): Promise<boolean> {
+    return (await this.call("POST", `/v1/jobs/${id}/finish`, { lease, ...outcome })).ok;
+  }
+
+  async release(id: string, lease: string): Promise<void> {
+    await this.call("POST", `/v1/jobs/${id}/release`, { lease });
+  }
+
+  /** Uploads a file as a blob unless the server has it; returns its BLAKE3 name. */
+  async putBlob(file: string): Promise<string> {
+    const hash = hashFile(file).digest.toString("hex");
+    await this.upload(hash, () => Bun.file(file));
+    return hash;
+  }
+
+  /**
+   * Uploads what an open descriptor holds as the blob named `hash` (the server checks the name
+   * while it streams, so a file changed since it was hashed is refused); closes the descriptor.
+   */
+  async putBlobFrom(fd: number, hash: string): Promise<void> {
+    try {
+      await this.upload(hash, () => Bun.file(fd));
+    } finally {
+      closeSync(fd);
+    }
+  }
+
+  private async upload(hash: string, body: () => Blob) {
+    const head = await this.call("HEAD", `/v1/blobs/${hash}`);
+    if (head.status === 200) return;
+    let put: Response;
+    try {
+      // A build's inputs go up as such (a read-only token may send them); a server without tokens takes blobs as they are.
+      put = await fetch(`${this.base}/v1/${this.options.token ? "inputs" : "blobs"}/${hash}`, {
+        method: this.options.token ? "POST" : "PUT",
+        headers: { ...(this.options.token ? { authorization: `Bearer ${this.options.token}` } : {}), "content-type": "application/octet-stream" },
+        body: body(),
+        tls: this.options.tls,
+      } as RequestInit);
+    } catch (error) {
+      throw new JobsError(`uploading blob ${hash.slice(0, 12)} to ${this.base}: ${(error as Error).message}`);
+    }
+    if (!put.ok) throw new JobsError(`uploading blob ${hash.slice(0, 12)} to ${this.base}: HTTP ${put.status} ${await errorText(put)}`);
+  }
+}
+
+async function errorText(response: Response): Promise<string> {
+  try {
+    const text = (await response.text()).slice(0, 4096);
+    const parsed = JSON.parse(text) as { error?: unknown };
+    return terminalText(typeof parsed.error === "string" ? parsed.error : text, { max: 300 });
+  } catch {
+    return "";
+  }
+}

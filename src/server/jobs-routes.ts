@@ -1,0 +1,111 @@
+/**
+ * Remote execution's routes (see jobs.ts):
+ *   POST   /v1/jobs                    any token: submit a build (a read-only token too: the
+ *                                      results are written by the worker, never the submitter)
+ *   GET    /v1/jobs                    recent jobs: state, worker, attempts, cache affinity
+ *   GET    /v1/jobs/{id}/events?since=N&wait=MS   the submitter follows its job (long poll)
+ *   DELETE /v1/jobs/{id}                the submitter cancels
+ *   POST   /v1/workers/claim            worker role: the best job for it, or 204 after a wait
+ *   POST   /v1/jobs/{id}/heartbeat | /events | /finish | /release   worker role, under the job's lease
+ *   GET    /v1/workers                  registered workers and what they run
+ */
+import { Hono, type Context } from "hono";
+import { BloomFilter } from "../util/bloom.ts";
+import { boundedText, error, type AppEnv } from "./http.ts";
+import type { JobQueue } from "./jobs.ts";
+
+const MAX_JOB_BYTES = 4 * 1024 * 1024;
+const MAX_EVENTS_BYTES = 4 * 1024 * 1024;
+const MAX_WAIT_MS = 25_000;
+
+async function jsonBody(c: Context, max: number): Promise<Record<string, unknown> | undefined> {
+  const text = await boundedText(c.req.raw, max);
+  if (text === undefined) return undefined;
+  try {
+    const body = JSON.parse(text) as unknown;
+    return body && typeof body === "object" && !Array.isArray(body) ? (body as Record<string, unknown>) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+const waitOf = (c: Context) => Math.min(MAX_WAIT_MS, Math.max(0, Number(c.req.query("wait") ?? 0) || 0));
+const isWorker = (c: Context) => c.get("role") === "worker";
+
+export function jobRoutes(queue: JobQueue): Hono<AppEnv> {
+  const app = new Hono<AppEnv>();
+
+  app.post("/v1/jobs", async (c) => {
+    const body = await jsonBody(c, MAX_JOB_BYTES);
+    if (!body || typeof body.definition !== "object" || body.definition === null) return error(c, 400, `a job is JSON { "definition": {...}, "hints": [keys] } of at most ${MAX_JOB_BYTES} bytes`);
+    const hints = Array.isArray(body.hints) ? body.hints.filter((h): h is string => typeof h === "string" && /^[0-9a-f]{64}$/.test(h)).slice(0, 10_000) : [];
+    return c.json({ id: queue.submit(c.get("token"), body.definition, hints) }, 201);
+  });
+
+  app.get("/v1/jobs", (c) => c.json({ jobs: queue.jobs(), depth: queue.depth() }));
+  app.get("/v1/workers", (c) => c.json({ workers: queue.workers() }));
+
+  app.get("/v1/jobs/:id/events", async (c) => {
+    const id = c.req.param("id");
+    const since = Math.max(0, Number(c.req.query("since") ?? 0) || 0);
+    const wait = waitOf(c);
+    const deadline = Date.now() + wait;
+    for (;;) {
+      queue.expire();
+      const job = queue.follow(id, since);
+      // Another token's job is as absent as one that never was.
+      if (!job || job.submitter !== c.get("token")) return error(c, 404, "no such job");
+      const { submitter: _, ...shown } = job;
+      const ended = job.state !== "queued" && job.state !== "running";
+      if (job.events.length || ended || Date.now() >= deadline) return c.json(shown);
+      await queue.changed(Math.min(1000, deadline - Date.now()));
+    }
+  });
+
+  app.delete("/v1/jobs/:id", (c) => (queue.cancel(c.req.param("id"), c.get("token")) ? c.json({ cancelled: true }) : error(c, 404, "no such job running")));
+
+  app.post("/v1/workers/claim", async (c) => {
+    if (!isWorker(c)) return error(c, 403, "only a worker token may claim jobs");
+    const body = await jsonBody(c, 64 * 1024);
+    if (!body || typeof body.name !== "string" || !/^[\w.@-]{1,64}$/.test(body.name)) return error(c, 400, "a claim names its worker (letters, digits, . _ - @; at most 64)");
+    const labels = Object.fromEntries(Object.entries(typeof body.labels === "object" && body.labels ? body.labels : {}).filter(([k, v]) => typeof v === "string" && k.length <= 64 && (v as string).length <= 256).slice(0, 32)) as Record<string, string>;
+    const worker = { name: body.name, labels, holds: BloomFilter.decode(body.holds) };
+    const deadline = Date.now() + waitOf(c);
+    for (;;) {
+      const claimed = queue.claim(worker);
+      if (claimed) return c.json(claimed);
+      if (Date.now() >= deadline) return c.body(null, 204);
+      await queue.changed(Math.min(1000, deadline - Date.now()));
+    }
+  });
+
+  app.post("/v1/jobs/:id/heartbeat", async (c) => {
+    if (!isWorker(c)) return error(c, 403, "only a worker token may hold a job");
+    const body = await jsonBody(c, 4096);
+    const state = queue.heartbeat(c.req.param("id"), String(body?.lease ?? ""));
+    return state === "lost" ? error(c, 409, "the lease on this job is not yours any more") : c.json({ state });
+  });
+
+  app.post("/v1/jobs/:id/events", async (c) => {
+    if (!isWorker(c)) return error(c, 403, "only a worker token may report a job's progress");
+    const body = await jsonBody(c, MAX_EVENTS_BYTES);
+    if (!body || !Array.isArray(body.events)) return error(c, 400, 'events are JSON { "lease": ..., "events": [...] }');
+    return queue.appendEvents(c.req.param("id"), String(body.lease ?? ""), body.events) ? c.json({ ok: true }) : error(c, 409, "the lease on this job is not yours any more");
+  });
+
+  app.post("/v1/jobs/:id/release", async (c) => {
+    if (!isWorker(c)) return error(c, 403, "only a worker token may hand a job back");
+    const body = await jsonBody(c, 4096);
+    return queue.release(c.req.param("id"), String(body?.lease ?? "")) ? c.json({ ok: true }) : error(c, 409, "the lease on this job is not yours any more");
+  });
+
+  app.post("/v1/jobs/:id/finish", async (c) => {
+    if (!isWorker(c)) return error(c, 403, "only a worker token may finish a job");
+    const body = await jsonBody(c, MAX_JOB_BYTES);
+    if (!body || (body.result === undefined && typeof body.error !== "string")) return error(c, 400, 'a job ends with { "lease": ..., "result": {...} } or { "lease": ..., "error": "..." }');
+    const outcome = body.result !== undefined ? { result: body.result } : { error: String(body.error) };
+    return queue.finish(c.req.param("id"), String(body.lease ?? ""), outcome) ? c.json({ ok: true }) : error(c, 409, "the lease on this job is not yours any more");
+  });
+
+  return app;
+}

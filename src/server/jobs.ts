@@ -1,0 +1,265 @@
+/**
+ * The build queue for remote execution: clients submit builds, workers claim them under a lease
+ * they keep alive with heartbeats, report progress, and finish them. A lease that runs out (a
+ * worker killed or cut off) puts the job back in the queue for another worker; an answer under
+ * a lease that is no longer current changes nothing, so a result is never written twice.
+ *
+ * Which queued job a worker gets: the one whose steps it holds most of (its Bloom filter of
+ * keys against the job's key hints), and among equals the job of the submitter with the fewest
+ * running jobs, oldest first, so one flood of jobs does not starve the rest.
+ */
+import type { Database } from "bun:sqlite";
+import { randomUUID } from "node:crypto";
+import { join } from "node:path";
+import { BloomFilter } from "../util/bloom.ts";
+import { openDatabase } from "../util/sqlite.ts";
+
+export type JobState = "queued" | "running" | "succeeded" | "failed" | "cancelled";
+
+export interface JobSummary {
+  id: string;
+  submitter: string;
+  state: JobState;
+  created: number;
+  started?: number;
+  finished?: number;
+  worker?: string;
+  attempts: number;
+  /** How many of the job's key hints the worker that took it held (cache affinity). */
+  affinity?: number;
+  hints: number;
+  error?: string;
+}
+
+export interface WorkerSummary {
+  name: string;
+  labels: Record<string, string>;
+  lastSeen: number;
+  running: string[];
+}
+
+export interface Claimed {
+  id: string;
+  lease: string;
+  /** Heartbeat well within this. */
+  leaseMs: number;
+  definition: unknown;
+}
+
+export interface QueueOptions {
+  /** How long a lease lasts without a heartbeat (default 30 s). */
+  leaseMs?: number;
+  /** Claims of one job before it fails (a job that kills every worker must not kill them all). */
+  maxAttempts?: number;
+}
+
+const SCHEMA = `
+CREATE TABLE IF NOT EXISTS jobs (
+  id TEXT PRIMARY KEY, submitter TEXT NOT NULL, state TEXT NOT NULL, definition TEXT NOT NULL, hints TEXT NOT NULL,
+  created INTEGER NOT NULL, started INTEGER, finished INTEGER, worker TEXT, lease TEXT, lease_expires INTEGER,
+  attempts INTEGER NOT NULL DEFAULT 0, affinity INTEGER, result TEXT, error TEXT, cancel INTEGER NOT NULL DEFAULT 0);
+CREATE INDEX IF NOT EXISTS jobs_state ON jobs (state, created);
+CREATE TABLE IF NOT EXISTS job_events (job TEXT NOT NULL, seq INTEGER NOT NULL, body TEXT NOT NULL, PRIMARY KEY (job, seq));
+CREATE TABLE IF NOT EXISTS workers (name TEXT PRIMARY KEY, labels TEXT NOT NULL, last_seen INTEGER NOT NULL);
+`;
+
+/** A worker counts as idle this long after it last asked for work. */
+const IDLE_MS = 30_000;
+/** How long a job waits for the idle worker that holds most of it before any worker may take it. */
+const AFFINITY_WAIT_MS = 2_000;
+/** At most this many events are kept per job (a build's progress; the rest is dropped, said once). */
+const MAX_EVENTS = 20_000;
+/** Finished jobs and their events are kept this long for followers that reconnect late. */
+const KEEP_FINISHED_MS = 24 * 3600_000;
+
+export class JobQueue {
+  private readonly db: Database;
+  private readonly leaseMs: number;
+  private readonly maxAttempts: number;
+  /** Wakes long polls in this process when something they wait for may have happened. */
+  private readonly waiters = new Set<() => void>();
+  /** Workers waiting for work now (name → what they hold, when they last asked). */
+  private readonly idle = new Map<string, { holds: BloomFilter; since: number }>();
+
+  constructor(dataDir: string, options: QueueOptions = {}) {
+    this.db = openDatabase(join(dataDir, "jobs.db"), SCHEMA);
+    this.leaseMs = options.leaseMs ?? 30_000;
+    this.maxAttempts = options.maxAttempts ?? 3;
+  }
+
+  submit(submitter: string, definition: unknown, hints: string[], now = Date.now()): string {
+    const id = randomUUID();
+    this.db.query("INSERT INTO jobs (id, submitter, state, definition, hints, created) VALUES (?, ?, 'queued', ?, ?, ?)").run(id, submitter, JSON.stringify(definition), JSON.stringify(hints), now);
+    this.wake();
+    return id;
+  }
+
+  /**
+   * The best queued job for this worker, leased to it; undefined when there is none for it. A
+   * job another idle worker holds more of waits for that worker (for AFFINITY_WAIT_MS at most).
+   */
+  claim(worker: { name: string; labels: Record<string, string>; holds: BloomFilter }, now = Date.now()): Claimed | undefined {
+    this.expire(now);
+    this.db.query("INSERT OR REPLACE INTO workers VALUES (?, ?, ?)").run(worker.name, JSON.stringify(worker.labels), now);
+    this.idle.set(worker.name, { holds: worker.holds, since: now });
+    const claimed = this.db.transaction(() => {
+      const queued = this.db.query("SELECT id, submitter, hints, created FROM jobs WHERE state = 'queued' ORDER BY created LIMIT 200").all() as { id: string; submitter: string; hints: string; created: number }[];
+      const running = new Map((this.db.query("SELECT submitter, count(*) AS n FROM jobs WHERE state = 'running' GROUP BY submitter").all() as { submitter: string; n: number }[]).map((r) => [r.submitter, r.n]));
+      const held = (holds: BloomFilter, hints: string[]) => hints.filter((key) => holds.has(key)).length;
+      const others = [...this.idle].filter(([name, w]) => name !== worker.name && w.since > now - IDLE_MS).map(([, w]) => w.holds);
+      const scored = queued
+        .map((job, order) => {
+          const hints = JSON.parse(job.hints) as string[];
+          return { ...job, order, affinity: held(worker.holds, hints), best: Math.max(0, ...others.map((holds) => held(holds, hints))) };
+        })
+        .filter((job) => job.affinity >= job.best || job.created < now - AFFINITY_WAIT_MS);
+      if (scored.length === 0) return undefined;
+      scored.sort((a, b) => b.affinity - a.affinity || (running.get(a.submitter) ?? 0) - (running.get(b.submitter) ?? 0) || a.order - b.order);
+      const best = scored[0];
+      const lease = randomUUID();
+      this.db
+        .query("UPDATE jobs SET state = 'running', worker = ?, lease = ?, lease_expires = ?, started = coalesce(started, ?), attempts = attempts + 1, affinity = ? WHERE id = ? AND state = 'queued'")
+        .run(worker.name, lease, now + this.leaseMs, now, best.affinity, best.id);
+      const { definition } = this.db.query("SELECT definition FROM jobs WHERE id = ?").get(best.id) as { definition: string };
+      return { id: best.id, lease, leaseMs: this.leaseMs, definition: JSON.parse(definition) };
+    })();
+    if (claimed) this.idle.delete(worker.name);
+    return claimed;
+  }
+
+  /** Keeps a lease alive; says whether it is still the job's and whether the submitter cancelled. */
+  heartbeat(id: string, lease: string, now = Date.now()): "ok" | "lost" | "cancelled" {
+    const row = this.db.query("SELECT lease, state, cancel FROM jobs WHERE id = ?").get(id) as { lease: string | null; state: JobState; cancel: number } | null;
+    if (!row || row.lease !== lease || row.state !== "running") return "lost";
+    if (row.cancel) return "cancelled";
+    this.db.query("UPDATE jobs SET lease_expires = ? WHERE id = ? AND lease = ?").run(now + this.leaseMs, id, lease);
+    return "ok";
+  }
+
+  /** Progress events of a running job, under its current lease; false when the lease is not. */
+  appendEvents(id: string, lease: string, events: unknown[]): boolean {
+    const ok = this.db.transaction(() => {
+      if (!this.holds(id, lease)) return false;
+      const { n } = this.db.query("SELECT count(*) AS n FROM job_events WHERE job = ?").get(id) as { n: number };
+      const insert = this.db.query("INSERT INTO job_events VALUES (?, ?, ?)");
+      events.slice(0, Math.max(0, MAX_EVENTS - n)).forEach((event, i) => insert.run(id, n + i + 1, JSON.stringify(event)));
+      return true;
+    })();
+    if (ok) this.wake();
+    return ok;
+  }
+
+  /** The end of a job, under its current lease; false (and nothing changed) when the lease is not. */
+  finish(id: string, lease: string, outcome: { result: unknown } | { error: string }, now = Date.now()): boolean {
+    const state: JobState = "result" in outcome ? "succeeded" : "failed";
+    const changed = this.db
+      .query("UPDATE jobs SET state = CASE cancel WHEN 1 THEN 'cancelled' ELSE ? END, finished = ?, lease = NULL, result = ?, error = ? WHERE id = ? AND lease = ? AND state = 'running'")
+      .run(state, now, "result" in outcome ? JSON.stringify(outcome.result) : null, "error" in outcome ? outcome.error.slice(0, 64 * 1024) : null, id, lease).changes;
+    this.wake();
+    return changed === 1;
+  }
+
+  /** A worker that stops (SIGTERM) hands its job back at once, for another worker. */
+  release(id: string, lease: string): boolean {
+    const changed = this.db.query("UPDATE jobs SET state = CASE cancel WHEN 1 THEN 'cancelled' ELSE 'queued' END, lease = NULL, worker = NULL, attempts = attempts - 1 WHERE id = ? AND lease = ? AND state = 'running'").run(id, lease).changes;
+    this.wake();
+    return changed === 1;
+  }
+
+  /** The submitter gives up: a queued job ends at once, a running one when its worker hears of it. */
+  cancel(id: string, submitter: string, now = Date.now()): boolean {
+    const changed = this.db
+      .query("UPDATE jobs SET cancel = 1, state = CASE state WHEN 'queued' THEN 'cancelled' ELSE state END, finished = CASE state WHEN 'queued' THEN ? ELSE finished END WHERE id = ? AND submitter = ? AND state IN ('queued', 'running')")
+      .run(now, id, submitter).changes;
+    this.wake();
+    return changed === 1;
+  }
+
+  /** A job as its submitter follows it: its state, the events after `since`, and its outcome. */
+  follow(id: string, since: number): { state: JobState; submitter: string; worker?: string; events: { seq: number; event: unknown }[]; result?: unknown; error?: string } | undefined {
+    const row = this.db.query("SELECT state, submitter, worker, result, error FROM jobs WHERE id = ?").get(id) as { state: JobState; submitter: string; worker: string | null; result: string | null; error: string | null } | null;
+    if (!row) return undefined;
+    const events = (this.db.query("SELECT seq, body FROM job_events WHERE job = ? AND seq > ? ORDER BY seq LIMIT 1000").all(id, since) as { seq: number; body: string }[]).map((e) => ({ seq: e.seq, event: JSON.parse(e.body) }));
+    return {
+      state: row.state,
+      submitter: row.submitter,
+      ...(row.worker ? { worker: row.worker } : {}),
+      events,
+      ...(row.result ? { result: JSON.parse(row.result) } : {}),
+      ...(row.error ? { error: row.error } : {}),
+    };
+  }
+
+  /** Resolves when something changes, or after `ms` (long polls). */
+  changed(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const done = () => {
+        clearTimeout(timer);
+        this.waiters.delete(done);
+        resolve();
+      };
+      const timer = setTimeout(done, ms);
+      this.waiters.add(done);
+    });
+  }
+
+  jobs(limit = 100): JobSummary[] {
+    const rows = this.db.query("SELECT * FROM jobs ORDER BY created DESC LIMIT ?").all(limit) as Record<string, unknown>[];
+    return rows.map((r) => ({
+      id: r.id as string,
+      submitter: r.submitter as string,
+      state: r.state as JobState,
+      created: r.created as number,
+      ...(r.started ? { started: r.started as number } : {}),
+      ...(r.finished ? { finished: r.finished as number } : {}),
+      ...(r.worker ? { worker: r.worker as string } : {}),
+      attempts: r.attempts as number,
+      ...(r.affinity !== null ? { affinity: r.affinity as number } : {}),
+      hints: (JSON.parse(r.hints as string) as unknown[]).length,
+      ...(r.error ? { error: r.error as string } : {}),
+    }));
+  }
+
+  workers(): WorkerSummary[] {
+    const running = this.db.query("SELECT worker, id FROM jobs WHERE state = 'running'").all() as { worker: string; id: string }[];
+    return (this.db.query("SELECT * FROM workers ORDER BY name").all() as { name: string; labels: string; last_seen: number }[]).map((w) => ({
+      name: w.name,
+      labels: JSON.parse(w.labels),
+      lastSeen: w.last_seen,
+      running: running.filter((r) => r.worker === w.name).map((r) => r.id),
+    }));
+  }
+
+  /** Jobs waiting for a worker. */
+  depth(): number {
+    return (this.db.query("SELECT count(*) AS n FROM jobs WHERE state = 'queued'").get() as { n: number }).n;
+  }
+
+  /** Leases that ran out go back to the queue (or fail, after too many attempts); old jobs go. */
+  expire(now = Date.now()) {
+    this.db.query("UPDATE jobs SET state = 'failed', finished = ?, lease = NULL, error = 'every worker that took this job stopped answering' WHERE state = 'running' AND lease_expires < ? AND attempts >= ?").run(now, now, this.maxAttempts);
+    const lost = this.db.query("SELECT id, worker FROM jobs WHERE state = 'running' AND lease_expires < ?").all(now) as { id: string; worker: string }[];
+    for (const job of lost) {
+      // The follower hears why its build starts again (steps already done hit the shared cache).
+      const { n } = this.db.query("SELECT count(*) AS n FROM job_events WHERE job = ?").get(job.id) as { n: number };
+      const message = `worker ${job.worker} stopped answering; the build goes to another worker`;
+      this.db.query("INSERT INTO job_events VALUES (?, ?, ?)").run(job.id, n + 1, JSON.stringify({ type: "warning", message }));
+    }
+    this.db.query("UPDATE jobs SET state = CASE cancel WHEN 1 THEN 'cancelled' ELSE 'queued' END, lease = NULL, worker = NULL WHERE state = 'running' AND lease_expires < ?").run(now);
+    if (lost.length) this.wake();
+    this.db.query("DELETE FROM job_events WHERE job IN (SELECT id FROM jobs WHERE finished < ?)").run(now - KEEP_FINISHED_MS);
+    this.db.query("DELETE FROM jobs WHERE finished < ?").run(now - KEEP_FINISHED_MS);
+  }
+
+  close() {
+    this.db.close();
+  }
+
+  private holds(id: string, lease: string): boolean {
+    return !!this.db.query("SELECT 1 FROM jobs WHERE id = ? AND lease = ? AND state = 'running'").get(id, lease);
+  }
+
+  private wake() {
+    for (const waiter of [...this.waiters]) waiter();
+  }
+}

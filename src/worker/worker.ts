@@ -1,0 +1,203 @@
+/**
+ * `memobuild worker`: takes builds from the server's queue and runs them here, up to `jobs` at
+ * once. Each claim carries a Bloom filter of the step keys this worker's cache holds (so the
+ * server can send a job where it will hit); each job runs under a lease kept with heartbeats.
+ * A job whose submitter cancels, or whose lease went elsewhere, is killed at once (and its
+ * container reaped); on SIGTERM the worker takes no more work and hands back what it runs.
+ */
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { LocalStore } from "../cache/store.ts";
+import { reapAbandoned } from "../executor/reap.ts";
+import { RemoteCache } from "../remote/client.ts";
+import { parseJobDefinition, type JobDefinition } from "../remote/job-definition.ts";
+import { JobsClient, type Claimed } from "../remote/jobs-client.ts";
+import { removeTree } from "../rootfs/root.ts";
+import { BloomFilter } from "../util/bloom.ts";
+import { terminalText } from "../util/terminal-text.ts";
+import { layOutImages, materializeContext, publishImage, type JobPlace } from "./job.ts";
+
+export interface WorkerOptions {
+  server: string;
+  token: string;
+  name: string;
+  jobs: number;
+  cacheDir: string;
+  signKey?: string;
+  labels: Record<string, string>;
+  /** Entitlements this worker grants the builds it runs (never the submitter's to give). */
+  allow: string[];
+  /** This program, which runs each build. */
+  binary: string;
+  tls?: { ca?: string; cert?: string; key?: string };
+  log: (line: string) => void;
+}
+
+export class Worker {
+  private readonly jobs: JobsClient;
+  private readonly remote: RemoteCache;
+  private stopping = false;
+  private readonly running = new Map<string, { lease: string; child?: ReturnType<typeof Bun.spawn> }>();
+
+  constructor(private readonly options: WorkerOptions) {
+    this.jobs = new JobsClient({ url: options.server, token: options.token, tls: options.tls });
+    this.remote = new RemoteCache({ url: options.server, token: options.token, tls: options.tls, warn: (m) => options.log(`warning: ${m}`) });
+  }
+
+  /** Claims and runs jobs until `stop`. */
+  async run(): Promise<void> {
+    const slots: Promise<void>[] = [];
+    for (let slot = 0; slot < this.options.jobs; slot++) slots.push(this.loop());
+    await Promise.all(slots);
+  }
+
+  /** No more claims; running builds are killed and handed back to the queue for another worker. */
+  async stop() {
+    this.stopping = true;
+    for (const [id, job] of this.running) {
+      job.child?.kill("SIGKILL");
+      await this.jobs.release(id, job.lease).catch(() => {});
+    }
+  }
+
+  private async loop() {
+    while (!this.stopping) {
+      let claimed: Claimed | undefined;
+      try {
+        claimed = await this.jobs.claim({ name: this.options.name, labels: this.options.labels, holds: this.holdings() }, 10_000);
+      } catch (error) {
+        this.options.log(`cannot reach ${this.options.server}: ${(error as Error).message}; trying again`);
+        await Bun.sleep(2000);
+        continue;
+      }
+      if (claimed && !this.stopping) await this.runJob(claimed);
+      else if (claimed) await this.jobs.release(claimed.id, claimed.lease).catch(() => {});
+    }
+  }
+
+  /** The step keys this worker's cache holds. */
+  private holdings(): string {
+    const store = LocalStore.open(this.options.cacheDir);
+    try {
+      return BloomFilter.of(store.stepResults().map((s) => s.key)).encode();
+    } finally {
+      store.close();
+    }
+  }
+
+  private async runJob(claimed: Claimed) {
+    const { id, lease } = claimed;
+    this.options.log(`job ${id}: started`);
+    this.running.set(id, { lease });
+    const work = this.workDir(id);
+    const beat = setInterval(() => void this.heartbeat(id, lease), Math.max(200, Math.floor(claimed.leaseMs / 3)));
+    try {
+      const definition = parseJobDefinition(claimed.definition);
+      const outcome = await this.build(id, definition, { jobs: this.jobs, remote: this.remote, cacheDir: this.options.cacheDir, work });
+      if (!this.running.has(id)) return; // cancelled or lost: someone else answers for it now
+      await this.jobs.finish(id, lease, outcome);
+      this.options.log(`job ${id}: ${"result" in outcome ? "done" : `failed: ${outcome.error.split("\n")[0]}`}`);
+    } catch (error) {
+      const message = terminalText((error as Error).message, { max: 4000 });
+      this.options.log(`job ${id}: failed: ${message}`);
+      if (this.running.has(id)) await this.jobs.finish(id, lease, { error: message }).catch(() => {});
+    } finally {
+      clearInterval(beat);
+      this.running.delete(id);
+      removeTree(work);
+    }
+  }
+
+  private workDir(id: string): string {
+    const store = LocalStore.open(this.options.cacheDir);
+    try {
+      return store.tempDir(`job-${id.slice(0, 8)}`);
+    } finally {
+      store.close();
+    }
+  }
+
+  /** Keeps the lease; a cancelled or lost job is killed at once and its container reaped. */
+  private async heartbeat(id: string, lease: string) {
+    const job = this.running.get(id);
+    if (!job) return;
+    const state = await this.jobs.heartbeat(id, lease).catch(() => "ok" as const); // a missed beat is retried by the next
+    if (state === "ok") return;
+    this.options.log(`job ${id}: ${state === "cancelled" ? "cancelled by its submitter" : "lost its lease to another worker"}; stopping it`);
+    job.child?.kill("SIGKILL");
+    await job.child?.exited;
+    reapAbandoned();
+    if (state === "cancelled") await this.jobs.finish(id, lease, { error: "cancelled by its submitter" }).catch(() => {});
+    this.running.delete(id);
+  }
+
+  /** Runs the build as this program's own `build`, its JSON progress forwarded to the server. */
+  private async build(id: string, definition: JobDefinition, place: JobPlace): Promise<{ result: unknown } | { error: string }> {
+    const contextDir = await materializeContext(place, definition);
+    const imageFlags = await layOutImages(place, definition.images);
+    const dockerfile = join(place.work, "Dockerfile");
+    await Bun.write(dockerfile, definition.dockerfile.text);
+    const metadata = join(place.work, "metadata.json");
+    const args = [
+      "build", contextDir, "-f", dockerfile, "--cache-dir", this.options.cacheDir, "--progress", "json", "--metadata-file", metadata,
+      "--remote", this.options.server, "--remote-upload", "wait", "--remote-report", "off",
+      ...(this.options.signKey ? ["--remote-sign-key", this.options.signKey] : []),
+      ...Object.entries(definition.buildArgs).flatMap(([k, v]) => ["--build-arg", `${k}=${v}`]),
+      ...(definition.target !== undefined ? ["--target", definition.target] : []),
+      ...(definition.noCache ? ["--no-cache"] : []),
+      ...Object.entries(definition.labels).flatMap(([k, v]) => ["--label", `${k}=${v}`]),
+      ...this.options.allow.flatMap((a) => ["--allow", a]),
+      ...imageFlags,
+    ];
+    // The token by environment (not on a command line others can read); no settings of this
+    // machine's user, and no project file: the working directory is the job's own.
+    const env = { ...cleanEnvironment(), MEMOBUILD_TOKEN: this.options.token, XDG_CONFIG_HOME: join(place.work, "config") };
+    const child = Bun.spawn([this.options.binary, ...args], { cwd: place.work, env, stdout: "pipe", stderr: "pipe" });
+    const job = this.running.get(id);
+    if (job) job.child = child;
+    const [stderr] = await Promise.all([new Response(child.stderr).text(), this.forward(id, child.stdout)]);
+    const code = await child.exited;
+    if (code !== 0) return { error: terminalText(stderr.trim().split("\n").slice(-20).join("\n") || `the build exited with ${code}`, { max: 8000 }) };
+    const meta = JSON.parse(readFileSync(metadata, "utf8")) as { "containerimage.digest": string; steps: unknown[] };
+    const image = await publishImage(place, meta["containerimage.digest"]);
+    return { result: { image, steps: meta.steps } };
+  }
+
+  /** The build's progress, one JSON event a line, to the server in batches. */
+  private async forward(id: string, stdout: ReadableStream<Uint8Array>) {
+    let pending: unknown[] = [];
+    let buffer = "";
+    const send = async () => {
+      const job = this.running.get(id);
+      if (!job || pending.length === 0) return;
+      const batch = pending;
+      pending = [];
+      await this.jobs.events(id, job.lease, batch).catch(() => false);
+    };
+    const timer = setInterval(() => void send(), 200);
+    try {
+      const decoder = new TextDecoder();
+      for await (const chunk of stdout) {
+        buffer += decoder.decode(chunk, { stream: true });
+        const lines = buffer.split("\n");
+        buffer = lines.pop()!;
+        for (const line of lines) {
+          try {
+            const event = JSON.parse(line) as { type?: string };
+            if (event.type !== "result") pending.push(event);
+          } catch {
+            // not an event: the build prints only events on stdout
+          }
+        }
+      }
+    } finally {
+      clearInterval(timer);
+      await send();
+    }
+  }
+}
+
+/** The worker's environment without MemoBuild's own settings (the job's build sets what it needs). */
+function cleanEnvironment(): Record<string, string> {
+  return Object.fromEntries(Object.entries(process.env).filter(([k, v]) => v !== undefined && !k.startsWith("MEMOBUILD_") && !k.startsWith("SSH_AUTH_SOCK"))) as Record<string, string>;
+}

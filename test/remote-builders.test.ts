@@ -1,0 +1,158 @@
+/**
+ * Remote execution end to end: `memobuild serve` with two `memobuild worker` processes (each its
+ * own cache and signing key) and clients that build with `--builder`. A read-only submitter's
+ * build runs on a worker, gives the same image as a local build, and its results are shared,
+ * written and signed by the worker; the next build of the project goes to the worker that holds
+ * it; a worker killed in the middle of a RUN loses the build to the other, and the build succeeds.
+ */
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { REPO_ROOT, memobuildBinary, runMemobuild } from "./support/binary.ts";
+import { buildBaseImage, machineWithBase, writeProject } from "./support/base-image.ts";
+import { startCacheServer, type CacheServer } from "./support/server.ts";
+
+const work = mkdtempSync(join(tmpdir(), "memobuild-builders-"));
+const baseOci = join(work, "base-oci");
+const CLIENT = "read-only-submitter";
+const WORKER = "worker-token-0123";
+let server: CacheServer;
+const workers = new Map<string, { process: ReturnType<typeof Bun.spawn>; log: () => string; publicKey: string }>();
+
+function startWorker(name: string) {
+  const key = join(work, `${name}.key`);
+  const publicKey = runMemobuild(["key", "generate", "--out", key]).stdout.trim();
+  const child = Bun.spawn([memobuildBinary(), "worker", "--server", server.url, "--token", WORKER, "--name", name, "--cache-dir", join(work, `cache-${name}`), "--sign-key", key], { stdout: "ignore", stderr: "pipe" });
+  let log = "";
+  void (async () => {
+    const decoder = new TextDecoder();
+    for await (const chunk of child.stderr as ReadableStream<Uint8Array>) log += decoder.decode(chunk, { stream: true });
+  })();
+  workers.set(name, { process: child, log: () => log, publicKey });
+}
+
+beforeAll(async () => {
+  buildBaseImage(work, baseOci);
+  server = await startCacheServer(join(work, "server"), ["--read-only-token", CLIENT, "--worker-token", WORKER, "--job-lease", "2"]);
+  startWorker("w1");
+  startWorker("w2");
+}, 180_000);
+
+afterAll(async () => {
+  for (const worker of workers.values()) worker.process.kill("SIGKILL");
+  await server?.stop();
+  rmSync(work, { recursive: true, force: true });
+});
+
+const api = async <T>(path: string): Promise<T> => (await (await fetch(`${server.url}${path}`, { headers: { authorization: `Bearer ${CLIENT}` } })).json()) as T;
+
+async function remoteBuild(dir: string, cache: string, ...args: string[]) {
+  const metadata = join(work, `meta-${Math.random().toString(36).slice(2)}.json`);
+  const child = Bun.spawn([memobuildBinary(), "build", dir, "--cache-dir", cache, "--builder", server.url, "--remote-token", CLIENT, "--metadata-file", metadata, "--progress", "plain", ...args], {
+    stdout: "pipe",
+    stderr: "pipe",
+    env: { ...process.env, SOURCE_DATE_EPOCH: "1700000000" },
+  });
+  const [stderr, exitCode] = await Promise.all([new Response(child.stderr).text(), child.exited]);
+  return { stderr, exitCode, meta: existsSync(metadata) ? JSON.parse(readFileSync(metadata, "utf8")) : undefined };
+}
+
+describe("builds through --builder", () => {
+  test("a read-only submitter's build runs on a worker: the same image as a local build, results written and signed by the worker", async () => {
+    const local = runMemobuild(["build", join(REPO_ROOT, "examples/hello"), "--cache-dir", machineWithBase(join(work, "local"), baseOci), "--metadata-file", join(work, "local.json"), "-q"], { env: { SOURCE_DATE_EPOCH: "1700000000" } });
+    expect(local.exitCode).toBe(0);
+    const client = machineWithBase(join(work, "client"), baseOci);
+    const remote = await remoteBuild(join(REPO_ROOT, "examples/hello"), client, "-t", "hello:remote");
+    expect(remote.stderr).toContain("naming to docker.io/library/hello:remote");
+    expect(remote.exitCode).toBe(0);
+    expect(remote.meta["containerimage.digest"]).toBe(JSON.parse(readFileSync(join(work, "local.json"), "utf8"))["containerimage.digest"]);
+    // Every step names the worker that ran it; the image is in the client's store and runs.
+    const steps = remote.meta.steps as { worker?: string; key: string; status: string }[];
+    const worker = steps[0].worker!;
+    expect(["w1", "w2"]).toContain(worker);
+    expect(steps.every((s) => s.worker === worker)).toBe(true);
+    expect(runMemobuild(["run", "hello:remote", "--cache-dir", client, "--", "remote"]).stdout).toBe("hello, remote!\n");
+    // The results are in the shared cache, signed by that worker's key.
+    const run = steps.find((s) => s.status === "executed" && s.key)!;
+    const action = await api<{ signature?: { signer: string } }>(`/v1/actions/${run.key}`);
+    expect(action.signature?.signer).toBe(workers.get(worker)!.publicKey);
+    // The submitter itself still cannot write anything to the cache.
+    const put = await fetch(`${server.url}/v1/actions/${"a".repeat(64)}`, { method: "PUT", headers: { authorization: `Bearer ${CLIENT}`, "content-type": "application/json" }, body: "{}" });
+    expect(put.status).toBe(403);
+  }, 120_000);
+
+  test("the next build of a project goes to the worker that holds its steps (affinity in /v1/jobs)", async () => {
+    const dir = writeProject(join(work, "affinity"), { Dockerfile: "FROM memobuild/busybox\nCOPY a.txt /a\nRUN cat /a > /b\n", "a.txt": "1\n" });
+    const client = machineWithBase(join(work, "client-affinity"), baseOci);
+    const first = await remoteBuild(dir, client);
+    expect(first.exitCode).toBe(0);
+    const owner = first.meta.steps[0].worker as string;
+    for (let i = 0; i < 2; i++) {
+      const again = await remoteBuild(dir, client);
+      expect(again.exitCode).toBe(0);
+      expect(again.meta.steps[0].worker).toBe(owner);
+    }
+    const { jobs } = await api<{ jobs: { worker?: string; affinity?: number; hints: number }[] }>("/v1/jobs");
+    expect(jobs[0]).toMatchObject({ worker: owner });
+    expect(jobs[0].affinity).toBeGreaterThan(0);
+  }, 120_000);
+
+  test("a worker killed in the middle of a RUN loses the build to the other worker, and the build succeeds", async () => {
+    const dir = writeProject(join(work, "killed"), { Dockerfile: `FROM memobuild/busybox\nRUN sleep 3 && echo survived-${Date.now()} > /s\n` });
+    const client = machineWithBase(join(work, "client-killed"), baseOci);
+    const building = remoteBuild(dir, client);
+    let victim: string | undefined;
+    for (let i = 0; i < 100 && !victim; i++) {
+      await Bun.sleep(100);
+      const { jobs } = await api<{ jobs: { state: string; worker?: string }[] }>("/v1/jobs");
+      if (jobs[0]?.state === "running") victim = jobs[0].worker;
+    }
+    expect(victim).toBeDefined();
+    await Bun.sleep(800); // inside the RUN
+    workers.get(victim!)!.process.kill("SIGKILL");
+    const result = await building;
+    expect(result.stderr).toContain(`worker ${victim} stopped answering; the build goes to another worker`);
+    expect(result.exitCode).toBe(0);
+    expect(result.meta.steps[0].worker).not.toBe(victim);
+    startWorker(victim!); // for the tests after this one
+  }, 120_000);
+
+  test("Ctrl-C on the client cancels the build on its worker: no container of it is left running", async () => {
+    const dir = writeProject(join(work, "cancelled"), { Dockerfile: `FROM memobuild/busybox\nRUN sleep 60 && echo never-${Date.now()} > /n\n` });
+    const client = Bun.spawn([memobuildBinary(), "build", dir, "--cache-dir", machineWithBase(join(work, "client-cancelled"), baseOci), "--builder", server.url, "--remote-token", CLIENT, "--progress", "plain"], { stdout: "ignore", stderr: "pipe" });
+    let worker: string | undefined;
+    for (let i = 0; i < 100 && !worker; i++) {
+      await Bun.sleep(100);
+      const { jobs } = await api<{ jobs: { state: string; worker?: string }[] }>("/v1/jobs");
+      if (jobs[0]?.state === "running") worker = jobs[0].worker;
+    }
+    expect(worker).toBeDefined();
+    // The RUN's container is up: one of the worker's builds (a child of the worker) holds it.
+    const containersOf = (parent: number) =>
+      (existsSync("/run/crun") ? readdirSync("/run/crun") : []).filter((name) => {
+        const pid = /^memobuild-(\d+)-/.exec(name)?.[1];
+        return pid !== undefined && existsSync(`/proc/${pid}/status`) && readFileSync(`/proc/${pid}/status`, "utf8").includes(`\nPPid:\t${parent}\n`);
+      });
+    const workerPid = workers.get(worker!)!.process.pid;
+    for (let i = 0; i < 100 && containersOf(workerPid).length === 0; i++) await Bun.sleep(100);
+    const running = containersOf(workerPid);
+    expect(running).toHaveLength(1);
+    client.kill("SIGINT");
+    expect(await client.exited).toBe(130);
+    // The container itself is gone (killed and deleted), not only the build that started it.
+    const left = () => running.filter((name) => existsSync(join("/run/crun", name)));
+    for (let i = 0; i < 100 && left().length > 0; i++) await Bun.sleep(100);
+    expect(left()).toEqual([]);
+    const { jobs } = await api<{ jobs: { state: string }[] }>("/v1/jobs");
+    expect(jobs[0].state).toBe("cancelled");
+    expect(workers.get(worker!)!.log()).toContain("cancelled by its submitter; stopping it");
+  }, 120_000);
+
+  test("what a remote builder cannot do yet is refused before anything is sent", async () => {
+    const dir = writeProject(join(work, "refused"), { Dockerfile: "FROM memobuild/busybox\n" });
+    const result = await remoteBuild(dir, machineWithBase(join(work, "client-refused"), baseOci), "--secret", "id=s,env=HOME");
+    expect(result.exitCode).toBe(2);
+    expect(result.stderr).toContain("--builder: --secret cannot be used with a remote builder yet");
+  });
+});
