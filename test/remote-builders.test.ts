@@ -149,10 +149,33 @@ describe("builds through --builder", () => {
     expect(workers.get(worker!)!.log()).toContain("cancelled by its submitter; stopping it");
   }, 120_000);
 
+  test("a secret reaches the worker's RUN from the client for that build only, and is at rest nowhere", async () => {
+    const secret = `s3cr3t-${Date.now()}-value`;
+    const dir = writeProject(join(work, "secret"), { Dockerfile: "FROM memobuild/busybox\nRUN --mount=type=secret,id=token,required=true wc -c < /run/secrets/token > /len\n" });
+    const client = machineWithBase(join(work, "client-secret"), baseOci);
+    const out = join(work, "secret-out");
+    const child = Bun.spawn([memobuildBinary(), "build", dir, "--cache-dir", client, "--builder", server.url, "--remote-token", CLIENT, "--secret", "id=token,env=MY_TOKEN", "-o", `type=local,dest=${out}`], {
+      stdout: "pipe",
+      stderr: "pipe",
+      env: { ...process.env, MY_TOKEN: secret },
+    });
+    const [stderr, code] = await Promise.all([new Response(child.stderr).text(), child.exited]);
+    expect(stderr).not.toContain(secret);
+    expect(code).toBe(0);
+    expect(readFileSync(join(out, "len"), "utf8").trim()).toBe(String(secret.length));
+    // Nothing under the test's directory (the server's data, both workers' caches, the clients') holds it.
+    const grep = Bun.spawnSync(["grep", "-rl", "--binary-files=text", secret, work], { stdout: "pipe" });
+    expect(grep.stdout.toString()).toBe("");
+    // A build that needs the secret and does not give it fails on the worker, naming it.
+    const without = await remoteBuild(dir, client, "--no-cache");
+    expect(without.exitCode).toBe(1);
+    expect(without.stderr).toContain('secret \"token\" is required but was not given');
+  }, 120_000);
+
   test("what a remote builder cannot do yet is refused before anything is sent", async () => {
     const dir = writeProject(join(work, "refused"), { Dockerfile: "FROM memobuild/busybox\n" });
-    const result = await remoteBuild(dir, machineWithBase(join(work, "client-refused"), baseOci), "--secret", "id=s,env=HOME");
+    const result = await remoteBuild(dir, machineWithBase(join(work, "client-refused"), baseOci), "--build-context", `docs=${dir}`);
     expect(result.exitCode).toBe(2);
-    expect(result.stderr).toContain("--builder: --secret cannot be used with a remote builder yet");
+    expect(result.stderr).toContain("--builder: --build-context cannot be used with a remote builder yet");
   });
 });

@@ -41,6 +41,8 @@ export interface RemoteBuildOptions {
   progress: ProgressSink;
   /** Keys of the steps (from a dry run here), so the server can send the job where they are cached. */
   hints?: string[];
+  /** `--secret` values: they stay here until the worker's build asks for them, and go only to it. */
+  secrets?: ReadonlyMap<string, Buffer>;
 }
 
 export class RemoteBuildError extends UserError {}
@@ -61,12 +63,14 @@ export async function buildRemotely(options: RemoteBuildOptions): Promise<{ imag
     context: { manifest: await uploadContext(options, context), digest: context.digest() },
     images: await uploadImages(options),
     labels: options.labels,
+    secrets: [...(options.secrets?.keys() ?? [])],
   };
+  const secrets = secretTexts(options.secrets); // before anything is submitted
   const id = await jobs.submit(definition, options.hints ?? []);
   const cancel = () => void jobs.cancel(id).finally(() => process.exit(130));
   process.once("SIGINT", cancel);
   try {
-    const outcome = await follow(jobs, id, progress);
+    const outcome = await follow(jobs, id, progress, secrets);
     return { image: await importImage(options, outcome.image), steps: outcome.steps };
   } finally {
     process.removeListener("SIGINT", cancel);
@@ -139,11 +143,23 @@ async function putJson(options: RemoteBuildOptions, value: unknown): Promise<str
   }
 }
 
+/** Secrets travel as JSON text (a worker's build reads them from its environment): text only. */
+function secretTexts(secrets: ReadonlyMap<string, Buffer> | undefined): Record<string, string> {
+  const texts: Record<string, string> = {};
+  for (const [id, value] of secrets ?? []) {
+    const text = value.toString("utf8");
+    if (!Buffer.from(text, "utf8").equals(value) || text.includes("\0")) throw new RemoteBuildError(`--secret id=${id}: a remote builder takes text secrets only (this one is binary)`);
+    texts[id] = text;
+  }
+  return texts;
+}
+
 /** The worker's progress, shown as it comes; the job's outcome, checked. */
-async function follow(jobs: JobsClient, id: string, progress: ProgressSink): Promise<{ image: ImageBlobs; steps: StepResult[] }> {
+async function follow(jobs: JobsClient, id: string, progress: ProgressSink, secrets: Record<string, string>): Promise<{ image: ImageBlobs; steps: StepResult[] }> {
   let since = 0;
   for (;;) {
     const followed = await jobs.follow(id, since);
+    if (followed.asks) await jobs.answerSecrets(id, Object.fromEntries(followed.asks.filter((s) => s in secrets).map((s) => [s, secrets[s]])));
     for (const { seq, event } of followed.events) {
       since = Math.max(since, seq);
       const shown = progressEvent(event);

@@ -46,6 +46,8 @@ export interface JobDefinition {
   /** Base images the client has and the registry may not, by the reference the Dockerfile uses. */
   images: Record<string, ImageBlobs>;
   labels: Record<string, string>;
+  /** Ids of the secrets the client holds for the build: the worker asks for their values while it runs. */
+  secrets: string[];
 }
 
 export class JobDefinitionError extends UserError {}
@@ -97,7 +99,13 @@ export function parseJobDefinition(value: unknown): JobDefinition {
     context: { manifest: context.manifest as string, digest: context.digest as string },
     images,
     labels: strings(value.labels ?? {}, "labels"),
+    secrets: secretIds(value.secrets ?? []),
   };
+}
+
+function secretIds(value: unknown): string[] {
+  if (!Array.isArray(value) || value.length > 64 || value.some((id) => typeof id !== "string" || !/^[\w.-]{1,256}$/.test(id))) fail("secrets", "at most 64 ids (letters, digits, . _ -)");
+  return value as string[];
 }
 
 /** A context manifest from the blob its definition names: every path relative and clean. */

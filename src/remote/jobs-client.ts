@@ -18,6 +18,8 @@ export interface JobsClientOptions {
 
 export interface Followed {
   state: "queued" | "running" | "succeeded" | "failed" | "cancelled";
+  /** The ids of secrets the job's worker waits for. */
+  asks?: string[];
   worker?: string;
   events: { seq: number; event: unknown }[];
   result?: unknown;
@@ -78,6 +80,20 @@ export class JobsClient {
     const followed = await this.json<Followed>(await this.call("GET", `/v1/jobs/${id}/events?since=${since}&wait=${waitMs}`, undefined, waitMs + 30_000), "following the build");
     if (!followed || !Array.isArray(followed.events) || typeof followed.state !== "string") throw new JobsError("following the build: the server's answer is not a job");
     return followed;
+  }
+
+  /** The submitter answers a worker's ask for secrets (over this connection only; the server keeps nothing). */
+  async answerSecrets(id: string, values: Record<string, string>): Promise<void> {
+    const response = await this.call("POST", `/v1/jobs/${id}/secrets/answer`, { values });
+    if (!response.ok && response.status !== 409) throw new JobsError(`answering for the build's secrets: HTTP ${response.status} ${await errorText(response)}`);
+  }
+
+  /** The worker's side: the values of its build's secrets, from the submitter, through the server. */
+  async askSecrets(id: string, lease: string, ids: string[]): Promise<Record<string, string>> {
+    const response = await this.call("POST", `/v1/jobs/${id}/secrets`, { lease, ids }, 120_000);
+    const { values } = await this.json<{ values?: unknown }>(response, "asking for the build's secrets");
+    if (typeof values !== "object" || values === null) throw new JobsError("asking for the build's secrets: the answer holds no values");
+    return Object.fromEntries(Object.entries(values).filter(([k, v]) => ids.includes(k) && typeof v === "string")) as Record<string, string>;
   }
 
   async cancel(id: string): Promise<void> {

@@ -7,12 +7,15 @@
  *   DELETE /v1/jobs/{id}                the submitter cancels
  *   POST   /v1/workers/claim            worker role: the best job for it, or 204 after a wait
  *   POST   /v1/jobs/{id}/heartbeat | /events | /finish | /release   worker role, under the job's lease
+ *   POST   /v1/jobs/{id}/secrets        worker role: waits for the submitter's answer (secret-relay.ts)
+ *   POST   /v1/jobs/{id}/secrets/answer the submitter answers (it sees `asks` while it follows)
  *   GET    /v1/workers                  registered workers and what they run
  */
 import { Hono, type Context } from "hono";
 import { BloomFilter } from "../util/bloom.ts";
 import { boundedText, error, type AppEnv } from "./http.ts";
 import type { JobQueue } from "./jobs.ts";
+import { SecretRelay } from "./secret-relay.ts";
 
 const MAX_JOB_BYTES = 4 * 1024 * 1024;
 const MAX_EVENTS_BYTES = 4 * 1024 * 1024;
@@ -32,7 +35,10 @@ async function jsonBody(c: Context, max: number): Promise<Record<string, unknown
 const waitOf = (c: Context) => Math.min(MAX_WAIT_MS, Math.max(0, Number(c.req.query("wait") ?? 0) || 0));
 const isWorker = (c: Context) => c.get("role") === "worker";
 
-export function jobRoutes(queue: JobQueue): Hono<AppEnv> {
+/** How long a worker waits for the submitter to answer for its build's secrets. */
+const SECRET_WAIT_MS = 60_000;
+
+export function jobRoutes(queue: JobQueue, relay = new SecretRelay()): Hono<AppEnv> {
   const app = new Hono<AppEnv>();
 
   app.post("/v1/jobs", async (c) => {
@@ -56,8 +62,9 @@ export function jobRoutes(queue: JobQueue): Hono<AppEnv> {
       // Another token's job is as absent as one that never was.
       if (!job || job.submitter !== c.get("token")) return error(c, 404, "no such job");
       const { submitter: _, ...shown } = job;
+      const asks = relay.asks(id);
       const ended = job.state !== "queued" && job.state !== "running";
-      if (job.events.length || ended || Date.now() >= deadline) return c.json(shown);
+      if (job.events.length || asks || ended || Date.now() >= deadline) return c.json({ ...shown, ...(asks ? { asks } : {}) });
       await queue.changed(Math.min(1000, deadline - Date.now()));
     }
   });
@@ -91,6 +98,25 @@ export function jobRoutes(queue: JobQueue): Hono<AppEnv> {
     const body = await jsonBody(c, MAX_EVENTS_BYTES);
     if (!body || !Array.isArray(body.events)) return error(c, 400, 'events are JSON { "lease": ..., "events": [...] }');
     return queue.appendEvents(c.req.param("id"), String(body.lease ?? ""), body.events) ? c.json({ ok: true }) : error(c, 409, "the lease on this job is not yours any more");
+  });
+
+  // A worker asks for its build's secrets; the request waits until the submitter answers.
+  app.post("/v1/jobs/:id/secrets", async (c) => {
+    if (!isWorker(c)) return error(c, 403, "only a worker token may ask for a job's secrets");
+    const body = await jsonBody(c, 64 * 1024);
+    const ids = Array.isArray(body?.ids) ? body.ids.filter((i): i is string => typeof i === "string" && i.length <= 256).slice(0, 64) : [];
+    if (!queue.holds(c.req.param("id"), String(body?.lease ?? ""))) return error(c, 409, "the lease on this job is not yours any more");
+    const values = await relay.ask(c.req.param("id"), ids, SECRET_WAIT_MS, () => queue.notify());
+    // Never logged, never stored: the answer goes from the submitter's request to this one.
+    return values ? c.json({ values }) : error(c, 504, "the submitter did not answer for the build's secrets (it must follow its build)");
+  });
+
+  app.post("/v1/jobs/:id/secrets/answer", async (c) => {
+    const job = queue.follow(c.req.param("id"), Number.MAX_SAFE_INTEGER);
+    if (!job || job.submitter !== c.get("token")) return error(c, 404, "no such job");
+    const body = await jsonBody(c, 4 * 1024 * 1024);
+    if (!body || typeof body.values !== "object" || body.values === null) return error(c, 400, 'an answer is JSON { "values": { "ID": "value" } }');
+    return relay.answer(c.req.param("id"), body.values as Record<string, unknown>) ? c.json({ ok: true }) : error(c, 409, "the job's worker is not waiting for secrets");
   });
 
   app.post("/v1/jobs/:id/release", async (c) => {

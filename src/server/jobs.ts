@@ -255,7 +255,12 @@ export class JobQueue {
     this.db.close();
   }
 
-  private holds(id: string, lease: string): boolean {
+  /** Wakes the long polls of this process (something they wait for may have happened). */
+  notify() {
+    this.wake();
+  }
+
+  holds(id: string, lease: string): boolean {
     return !!this.db.query("SELECT 1 FROM jobs WHERE id = ? AND lease = ? AND state = 'running'").get(id, lease);
   }
 

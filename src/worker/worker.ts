@@ -138,6 +138,11 @@ export class Worker {
     const dockerfile = join(place.work, "Dockerfile");
     await Bun.write(dockerfile, definition.dockerfile.text);
     const metadata = join(place.work, "metadata.json");
+    // The build's secrets, asked of the submitter now, reach the build by its environment only
+    // (never a file, the queue, a log or this worker's cache).
+    const secretValues = definition.secrets.length ? await this.jobs.askSecrets(id, this.running.get(id)!.lease, definition.secrets) : {};
+    const secretEnv = Object.fromEntries(Object.entries(secretValues).map(([, value], i) => [`JOB_SECRET_${i}`, value]));
+    const secretFlags = Object.keys(secretValues).flatMap((secretId, i) => ["--secret", `id=${secretId},env=JOB_SECRET_${i}`]);
     const args = [
       "build", contextDir, "-f", dockerfile, "--cache-dir", this.options.cacheDir, "--progress", "json", "--metadata-file", metadata,
       "--remote", this.options.server, "--remote-upload", "wait", "--remote-report", "off",
@@ -148,10 +153,11 @@ export class Worker {
       ...Object.entries(definition.labels).flatMap(([k, v]) => ["--label", `${k}=${v}`]),
       ...this.options.allow.flatMap((a) => ["--allow", a]),
       ...imageFlags,
+      ...secretFlags,
     ];
     // The token by environment (not on a command line others can read); no settings of this
     // machine's user, and no project file: the working directory is the job's own.
-    const env = { ...cleanEnvironment(), MEMOBUILD_TOKEN: this.options.token, XDG_CONFIG_HOME: join(place.work, "config") };
+    const env = { ...cleanEnvironment(), ...secretEnv, MEMOBUILD_TOKEN: this.options.token, XDG_CONFIG_HOME: join(place.work, "config") };
     const child = Bun.spawn([this.options.binary, ...args], { cwd: place.work, env, stdout: "pipe", stderr: "pipe" });
     const job = this.running.get(id);
     if (job) job.child = child;

@@ -147,7 +147,7 @@ export function registerBuild(program: Command) {
 
 /** `--builder URL`: the build runs on one of the server's workers; the image comes back to this store. */
 async function buildOnWorker(builder: string, settings: Settings, flags: BuildFlags, store: LocalStore, input: DockerfileInput, progress: ProgressSink) {
-  const unsupported = [flags.secret.length && "--secret", flags.ssh.length && "--ssh", flags.buildContext.length && "--build-context", flags.network !== "none" && "--network", flags.allow.length && "--allow (a worker grants entitlements itself)"].filter(Boolean);
+  const unsupported = [flags.ssh.length && "--ssh", flags.buildContext.length && "--build-context", flags.network !== "none" && "--network", flags.allow.length && "--allow (a worker grants entitlements itself)"].filter(Boolean);
   if (unsupported.length) throw new UsageError(`--builder: ${unsupported.join(", ")} cannot be used with a remote builder yet`);
   const remote = remoteSettings(settings, (message) => progress({ type: "warning", message }));
   const jobs = new JobsClient({ url: builder, token: remote.token });
@@ -168,7 +168,7 @@ async function buildOnWorker(builder: string, settings: Settings, flags: BuildFl
     (planned) => planned.steps.map((s) => s.key).filter(Boolean),
     () => [],
   );
-  return buildRemotely({ ...options, jobs, remote: cache, store, labels: parseLabels("--label", flags.label), progress, hints });
+  return buildRemotely({ ...options, jobs, remote: cache, store, labels: parseLabels("--label", flags.label), progress, hints, secrets: new Map(flags.secret.map(parseSecret)) });
 }
 
 /** Each output in turn; each listed with the digest a user meets there. */
