@@ -21,13 +21,14 @@ declare const Image: new () => { src: string; width: number; height: number; dec
 const work = mkdtempSync(join(tmpdir(), "memobuild-dashboard-"));
 const ARTIFACTS = join(REPO_ROOT, "test-artifacts");
 const TOKEN = "dashboard-token-for-tests";
+const WORKER_TOKEN = "dashboard-worker-token";
 const baseOci = join(work, "base-oci");
 let browser: Browser;
 let server: CacheServer;
 
 beforeAll(async () => {
   buildBaseImage(work, baseOci);
-  server = await startCacheServer(join(work, "data"), ["--token", TOKEN]);
+  server = await startCacheServer(join(work, "data"), ["--token", TOKEN, "--worker-token", WORKER_TOKEN]);
   // Root runs chromium without its user-namespace sandbox (it has none to drop into here).
   browser = await chromium.launch({ executablePath: "/usr/bin/chromium", headless: true, args: ["--no-sandbox"] });
   mkdirSync(ARTIFACTS, { recursive: true });
@@ -134,5 +135,27 @@ test("what builds report is shown as text, never run as markup", async () => {
   expect(await page.$("main img")).toBeNull();
   expect(await page.$('a[href^="javascript:"]')).toBeNull();
   expect(await page.evaluate(() => window.pwned)).toBeUndefined();
+  await page.close();
+}, 60_000);
+
+test("the Workers page shows the queue, where each remote build runs, and the workers, as text", async () => {
+  const hostile = `<img src=x onerror="window.pwned=1">`;
+  const post = (path: string, token: string, body: unknown) => fetch(`${server.url}${path}`, { method: "POST", headers: { authorization: `Bearer ${token}`, "content-type": "application/json" }, body: JSON.stringify(body) });
+  const running = (await (await post("/v1/jobs", TOKEN, { definition: { version: 1 }, hints: [] })).json()) as { id: string };
+  const claimed = (await (await post("/v1/workers/claim", WORKER_TOKEN, { name: "runner-1", labels: { zone: hostile } })).json()) as { id: string };
+  expect(claimed.id).toBe(running.id);
+  const waiting = (await (await post("/v1/jobs", TOKEN, { definition: { version: 1 }, hints: [] })).json()) as { id: string };
+  const page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
+  await page.goto(server.url);
+  await page.fill("#token", TOKEN);
+  await page.click("button[type=submit]");
+  await page.click('nav a[href="#/workers"]');
+  await page.waitForSelector(`tr[data-job="${running.id}"][data-state="running"]`);
+  await page.waitForSelector(`tr[data-job="${waiting.id}"][data-state="queued"]`);
+  const text = await page.textContent("main");
+  expect(text).toContain("1 build(s) waiting for a worker");
+  expect(await page.textContent('tr[data-worker="runner-1"]')).toContain(`zone=${hostile}`);
+  expect(await page.evaluate(() => window.pwned)).toBeUndefined();
+  expect(await screenshot(page, "dashboard-workers.png")).toBeGreaterThan(20);
   await page.close();
 }, 60_000);

@@ -5,7 +5,7 @@
  * download from elsewhere, quick on a slow laptop.
  */
 import { esc } from "./format.ts";
-import { buildPage, buildsPage, cachePage, type Build, type Stats, type Step } from "./views.ts";
+import { buildPage, buildsPage, cachePage, workersPage, type Build, type Job, type Stats, type Step, type Worker } from "./views.ts";
 
 interface HubEvent {
   id: number;
@@ -20,6 +20,8 @@ let lastEvent = 0;
 let stats: Stats | undefined;
 let statsLoaded = 0;
 let connected = false;
+let queue: { jobs: Job[]; depth: number; workers: Worker[] } | undefined;
+let queueLoaded = 0;
 
 const app = document.getElementById("app")!;
 
@@ -114,7 +116,7 @@ function render() {
   const now = Date.now();
   const route = location.hash.replace(/^#/, "") || "/";
   const nav = (path: string, text: string, active: boolean) => `<a href="#${path}"${active ? ' class="active"' : ""}>${text}</a>`;
-  const header = `<header class="top"><h1>MemoBuild</h1><nav>${nav("/", "Builds", route === "/" || route.startsWith("/builds/"))}${nav("/cache", "Cache", route === "/cache")}</nav>
+  const header = `<header class="top"><h1>MemoBuild</h1><nav>${nav("/", "Builds", route === "/" || route.startsWith("/builds/"))}${nav("/cache", "Cache", route === "/cache")}${nav("/workers", "Workers", route === "/workers")}</nav>
 <span class="live-state ${connected ? "on" : "off"}" data-live="${connected}">${connected ? "live" : "reconnecting…"}</span>
 <form method="post" action="/logout"><button type="submit" class="link">Log out</button></form></header>`;
   let body: string;
@@ -125,6 +127,12 @@ function render() {
     else {
       body = '<p class="muted">Loading…</p>';
       void loadBuild(decodeURIComponent(match[1])).catch((e) => (app.innerHTML = `${header}<p class="error">${esc((e as Error).message)}</p>`));
+    }
+  } else if (route === "/workers") {
+    body = queue ? workersPage(queue.jobs, queue.depth, queue.workers, now) : '<p class="muted">Loading…</p>';
+    if (now - queueLoaded > 2_000) {
+      queueLoaded = now;
+      void Promise.all([api<{ jobs: Job[]; depth: number }>("/v1/jobs"), api<{ workers: Worker[] }>("/v1/workers")]).then(([j, w]) => ((queue = { ...j, workers: w.workers }), redraw()));
     }
   } else if (route === "/cache") {
     body = stats ? cachePage(stats) : '<p class="muted">Loading…</p>';

@@ -165,3 +165,41 @@ export function cachePage(stats: Stats): string {
   }</section>
 </div>`;
 }
+
+/** Remote execution: what waits, what runs where, and the workers (GET /v1/jobs, /v1/workers). */
+export interface Job {
+  id: string;
+  state: string;
+  created: number;
+  started?: number;
+  finished?: number;
+  worker?: string;
+  attempts: number;
+  affinity?: number;
+  hints: number;
+  error?: string;
+}
+
+export interface Worker {
+  name: string;
+  labels: Record<string, string>;
+  lastSeen: number;
+  running: string[];
+}
+
+export function workersPage(jobs: Job[], depth: number, workers: Worker[], now: number): string {
+  const seen = (w: Worker) => (now - w.lastSeen < 60_000 ? (w.running.length ? "busy" : "idle") : "gone");
+  const workerRows = workers
+    .map((w) => `<tr data-worker="${esc(w.name)}"><td>${esc(w.name)}</td><td>${esc(seen(w))}</td><td>${w.running.map((id) => `<code>${esc(short(id))}</code>`).join(" ")}</td><td>${Object.entries(w.labels).map(([k, v]) => `<span class="tag">${esc(`${k}=${v}`)}</span>`).join(" ")}</td><td>${esc(ago(w.lastSeen, now))}</td></tr>`)
+    .join("");
+  const jobRows = jobs
+    .map((j) => {
+      const took = j.started ? duration((j.finished ?? now) - j.started) : "";
+      const affinity = j.affinity !== undefined && j.hints ? `${j.affinity} of ${j.hints}` : "";
+      return `<tr data-job="${esc(j.id)}" data-state="${esc(j.state)}"><td><code>${esc(short(j.id))}</code></td><td>${badge(j.state === "succeeded" ? "success" : j.state)}</td><td>${esc(j.worker ?? "")}</td><td>${esc(affinity)}</td><td>${j.attempts}</td><td>${esc(ago(j.created, now))}</td><td>${esc(took)}</td><td class="error">${esc(j.error?.split("\n")[0] ?? "")}</td></tr>`;
+    })
+    .join("");
+  return `<section class="card"><h3>Queue</h3><p>${depth} build(s) waiting for a worker</p>
+<table class="jobs"><thead><tr><th>Build</th><th>State</th><th>Worker</th><th>Steps it held</th><th>Attempts</th><th>Submitted</th><th>Took</th><th>Error</th></tr></thead><tbody>${jobRows || '<tr><td colspan="8" class="muted">No remote builds yet.</td></tr>'}</tbody></table></section>
+<section class="card"><h3>Workers</h3><table class="workers"><thead><tr><th>Name</th><th>State</th><th>Running</th><th>Labels</th><th>Last seen</th></tr></thead><tbody>${workerRows || '<tr><td colspan="5" class="muted">No worker has asked for work yet.</td></tr>'}</tbody></table></section>`;
+}
