@@ -37,6 +37,10 @@ export interface BuildFlags extends SettingFlags {
   annotation: string[];
   iidfile?: string;
   insecureRegistry: string[];
+  provenance?: string[];
+  sbom?: string[];
+  attest?: string[];
+  signKey?: string;
 }
 
 /** Every option of `build` beyond the Dockerfile's (-f, --target, --build-arg) and the remote's. */
@@ -67,7 +71,11 @@ export function buildFlagOptions(command: Command): Command {
     .option("--ulimit <name=soft[:hard]>", "a resource limit for every RUN, e.g. nofile=1024:2048 (repeatable)", collect)
     .option("--allow <entitlement>", "let the Dockerfile use network.host (RUN --network=host) or security.insecure (RUN --security=insecure) (repeatable)", collect)
     .option("--jobs <n>", "how many independent stages may build at once (default: the number of CPUs)")
-    .option("--build-label <name=value>", "a label for this build in the build hub's history, e.g. team=web (repeatable)", collect);
+    .option("--build-label <name=value>", "a label for this build in the build hub's history, e.g. team=web (repeatable)", collect)
+    .option("--provenance <spec>", "attach SLSA v1 provenance: true|false|mode=min|mode=max (as buildx)", collect)
+    .option("--sbom <spec>", "attach an SPDX 2.3 SBOM read from the image's package data: true|false", collect)
+    .option("--attest <spec>", "type=provenance[,mode=min|max] | type=sbom [,disabled=true] (repeatable, as buildx)", collect)
+    .option("--sign-key <file>", "sign the image (and its attestations) the way cosign does, with this ECDSA P-256 PEM key (memobuild key generate --type ecdsa-p256)");
 }
 
 /**
@@ -160,6 +168,9 @@ export function parseBuildContexts(values: string[]): NamedContextSpec[] {
     return { name, kind: "local", dir };
   });
 }
+
+/** Whether any flag asks for attestations or a signature (only then is src/attest/ loaded). */
+export const attestFlagsGiven = (flags: Pick<BuildFlags, "provenance" | "sbom" | "attest" | "signKey">) => Boolean(flags.provenance?.length || flags.sbom?.length || flags.attest?.length || flags.signKey);
 
 /** --output specs, and --push as type=registry. */
 export function outputsFrom(flags: Pick<BuildFlags, "output" | "push">): OutputSpec[] {

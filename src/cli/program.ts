@@ -22,6 +22,7 @@ const COMMANDS: Record<string, () => Promise<Register>> = {
   serve: async () => (await import("./commands/serve.ts")).registerServe,
   worker: async () => (await import("./commands/worker.ts")).registerWorker,
   key: async () => (await import("./commands/key.ts")).registerKey,
+  verify: async () => (await import("./commands/verify.ts")).registerVerify,
   config: async () => (await import("./commands/config.ts")).registerConfig,
   completion: async () => (await import("./commands/completion.ts")).registerCompletion,
 };

@@ -131,19 +131,32 @@ function platformOf(image: StoredImage) {
   return { architecture: image.config.architecture, os: image.config.os, ...(image.config.variant ? { variant: image.config.variant } : {}) };
 }
 
-function indexFor(image: StoredImage, exported: ExportedImage, tags: string[]): Index {
+/**
+ * Manifests an export writes beside the image (attestations, signatures): each an index entry and
+ * every blob (in the store) it needs. Made once the exported manifest, and so its digest, is known.
+ */
+export interface Extra {
+  descriptor: Descriptor;
+  blobs: string[];
+}
+export type Extras = (exported: ExportedImage) => Promise<Extra[]>;
+
+function indexFor(image: StoredImage, exported: ExportedImage, tags: string[], extras: Extra[] = []): Index {
   const descriptor: Descriptor = { mediaType: MEDIA.manifest, digest: exported.manifestDigest, size: exported.manifestSize, platform: platformOf(image) };
   const manifests = tags.length ? tags.map((tag) => ({ ...descriptor, annotations: { [REF_NAME]: familiarReference(tag) } })) : [descriptor];
-  return { schemaVersion: 2, mediaType: MEDIA.index, manifests };
+  return { schemaVersion: 2, mediaType: MEDIA.index, manifests: [...manifests, ...extras.map((e) => e.descriptor)] };
 }
+
+const blobsWith = (exported: ExportedImage, extras: Extra[]) => [...new Set([...exported.blobs, ...extras.flatMap((e) => e.blobs)])];
 
 /**
  * `type=oci`: an OCI image layout directory. Each file is written beside its name and renamed
  * over it (writeFileAtomic): a link planted at a blob's name or at index.json is replaced, never
  * written through. A blob already there as a regular file is kept (a layout is content-addressed).
  */
-export async function exportOciLayout(store: LocalStore, image: StoredImage, dest: string, tags: string[], compression: Compression = "gzip"): Promise<ExportedImage> {
+export async function exportOciLayout(store: LocalStore, image: StoredImage, dest: string, tags: string[], compression: Compression = "gzip", extras?: Extras): Promise<ExportedImage> {
   const exported = await prepareExport(store, image, compression);
+  const extra = (await extras?.(exported)) ?? [];
   mkdirSync(dest, { recursive: true });
   // Files are renamed into these directories: a link committed in their place (`blobs -> /etc/cron.d`) would take them elsewhere.
   for (const dir of ["blobs", "blobs/sha256"]) {
@@ -151,12 +164,12 @@ export async function exportOciLayout(store: LocalStore, image: StoredImage, des
     if (!stat) mkdirSync(join(dest, dir));
     else if (!stat.isDirectory()) throw new OutputError(`--output type=oci,dest=${dest}: ${dir} is not a directory (a symbolic link is not followed)`);
   }
-  for (const digest of exported.blobs) {
+  for (const digest of blobsWith(exported, extra)) {
     const target = join(dest, "blobs/sha256", digest.slice(7));
     if (!lstatSync(target, { throwIfNoEntry: false })?.isFile()) writeFileAtomic(target, (fd) => copyFileInto(store.blobPath(digest), fd));
   }
   writeFileAtomic(join(dest, "oci-layout"), JSON.stringify({ imageLayoutVersion: "1.0.0" }));
-  writeFileAtomic(join(dest, "index.json"), JSON.stringify(indexFor(image, exported, tags)));
+  writeFileAtomic(join(dest, "index.json"), JSON.stringify(indexFor(image, exported, tags, extra)));
   return exported;
 }
 
@@ -202,12 +215,13 @@ function writeTarTo(fd: number, members: { name: string; source: string | Buffer
 }
 
 /** `type=oci-archive`: the OCI layout, as a tar file. */
-export async function exportOciArchive(store: LocalStore, image: StoredImage, dest: string, tags: string[], compression: Compression = "gzip"): Promise<ExportedImage> {
+export async function exportOciArchive(store: LocalStore, image: StoredImage, dest: string, tags: string[], compression: Compression = "gzip", extras?: Extras): Promise<ExportedImage> {
   const exported = await prepareExport(store, image, compression);
+  const extra = (await extras?.(exported)) ?? [];
   writeTar(dest, [
     { name: "oci-layout", source: Buffer.from(JSON.stringify({ imageLayoutVersion: "1.0.0" })) },
-    { name: "index.json", source: Buffer.from(JSON.stringify(indexFor(image, exported, tags))) },
-    ...exported.blobs.map((digest) => ({ name: `blobs/sha256/${digest.slice(7)}`, source: store.blobPath(digest) })),
+    { name: "index.json", source: Buffer.from(JSON.stringify(indexFor(image, exported, tags, extra))) },
+    ...blobsWith(exported, extra).map((digest) => ({ name: `blobs/sha256/${digest.slice(7)}`, source: store.blobPath(digest) })),
   ]);
   return exported;
 }
@@ -228,12 +242,13 @@ export async function exportDockerArchive(store: LocalStore, image: StoredImage,
 
 export type ImageOutput = Exclude<OutputSpec, { type: "registry" | "local" | "tar" }>;
 
-export async function exportImage(store: LocalStore, image: StoredImage, output: ImageOutput, tags: string[]): Promise<ExportedImage> {
+/** `extras` go into OCI layouts and archives; a docker archive has no index to hold them. */
+export async function exportImage(store: LocalStore, image: StoredImage, output: ImageOutput, tags: string[], extras?: Extras): Promise<ExportedImage> {
   switch (output.type) {
     case "oci":
-      return exportOciLayout(store, image, output.dest, tags, output.compression);
+      return exportOciLayout(store, image, output.dest, tags, output.compression, extras);
     case "oci-archive":
-      return exportOciArchive(store, image, output.dest, tags, output.compression);
+      return exportOciArchive(store, image, output.dest, tags, output.compression, extras);
     case "docker-archive":
       return exportDockerArchive(store, image, output.dest, tags);
   }

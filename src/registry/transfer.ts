@@ -9,7 +9,7 @@ import { readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import type { LocalStore } from "../cache/store.ts";
 import { hostPlatform, type Platform } from "../frontend/platform.ts";
-import { prepareExport } from "../image/export.ts";
+import { prepareExport, type Extra, type Extras } from "../image/export.ts";
 import { loadImage, MEDIA, type StoredImage } from "../image/layout.ts";
 import { parseImageConfig, parseImageIndex, parseImageManifest } from "../image/validate.ts";
 import { formatReference, parseReference } from "../image/reference.ts";
@@ -76,7 +76,7 @@ export async function pullImage(store: LocalStore, refText: string, options: Reg
 }
 
 /** Pushes a stored image to `refText` (its tag, or its digest); returns the manifest digest. */
-export async function pushImage(store: LocalStore, image: StoredImage, refText: string, options: RegistryOptions, onProgress: (line: string) => void = () => {}): Promise<string> {
+export async function pushImage(store: LocalStore, image: StoredImage, refText: string, options: RegistryOptions, onProgress: (line: string) => void = () => {}, extras?: Extras): Promise<string> {
   const ref = parseReference(refText);
   const client = new RegistryClient(ref.registry, options);
   const exported = await prepareExport(store, image, "gzip");
@@ -88,5 +88,25 @@ export async function pushImage(store: LocalStore, image: StoredImage, refText: 
     store.recordLayerSource(digest, ref.registry, ref.repository);
   }
   const manifestBytes = store.readBlob(exported.manifestDigest);
-  return client.putManifest(ref.repository, ref.digest ?? ref.tag!, manifestBytes, MEDIA.manifest);
+  const extra = (await extras?.(exported)) ?? [];
+  if (!extra.length) return client.putManifest(ref.repository, ref.digest ?? ref.tag!, manifestBytes, MEDIA.manifest);
+  // With attestations the name points to an index of the image and them, as BuildKit pushes it.
+  await client.putManifest(ref.repository, exported.manifestDigest, manifestBytes, MEDIA.manifest);
+  for (const attachment of extra) await pushExtra(store, client, ref.repository, attachment.descriptor.digest, attachment);
+  const { architecture, os, variant } = image.config;
+  const imageDescriptor = { mediaType: MEDIA.manifest, digest: exported.manifestDigest, size: exported.manifestSize, platform: { architecture, os, ...(variant ? { variant } : {}) } };
+  const index = { schemaVersion: 2, mediaType: MEDIA.index, manifests: [imageDescriptor, ...extra.map((e) => e.descriptor)] };
+  return client.putManifest(ref.repository, ref.digest ?? ref.tag!, Buffer.from(JSON.stringify(index)), MEDIA.index);
+}
+
+/** Pushes a stored manifest and its blobs to `repository`, naming it `reference` (a tag or its digest). */
+export async function pushExtra(store: LocalStore, client: RegistryClient, repository: string, reference: string, extra: Extra): Promise<string> {
+  for (const digest of extra.blobs) if (digest !== extra.descriptor.digest) await client.putBlob(repository, digest, store.blobPath(digest));
+  return client.putManifest(repository, reference, store.readBlob(extra.descriptor.digest), extra.descriptor.mediaType);
+}
+
+/** Pushes a stored manifest (a signature, say) into the repository of `refText`, under `tag`. */
+export async function pushTagged(store: LocalStore, refText: string, tag: string, extra: Extra, options: RegistryOptions): Promise<string> {
+  const ref = parseReference(refText);
+  return pushExtra(store, new RegistryClient(ref.registry, options), ref.repository, tag, extra);
 }

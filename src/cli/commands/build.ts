@@ -15,13 +15,14 @@ import type { OutputSpec } from "../../image/export.ts";
 import type { RegistryOptions } from "../../registry/client.ts";
 import type { StoredImage } from "../../image/layout.ts";
 import type { BuildReporter } from "../../report/reporter.ts";
-import { build } from "../../solver/solver.ts";
+import { build, sourceDateEpoch } from "../../solver/solver.ts";
 import { buildRemotely } from "../../builder/remote-build.ts";
 import { JobsClient } from "../../remote/jobs-client.ts";
 import { RemoteCache } from "../../remote/client.ts";
 import { remoteSettings } from "../../config/remote.ts";
 import type { Settings } from "../../config/settings.ts";
 import { insecureRegistries } from "../../registry/client.ts";
+import type { Attester } from "../../attest/attest.ts";
 import { openRemote, remoteOptions } from "../remote.ts";
 import { commandSettings } from "../settings.ts";
 import { value } from "../../config/settings.ts";
@@ -30,11 +31,12 @@ import { UsageError } from "../errors.ts";
 import { dockerfileOptions, readDockerfileFrom, type DockerfileInput } from "../inputs.ts";
 import { resolveNamedContexts } from "../named-contexts.ts";
 import { checkProjectTags } from "../project-tags.ts";
-import { buildFlagOptions, checkPlatform, noCacheStages, outputsFrom, parseAnnotations, parseBuildContexts, parseEntitlements, parseLabels, parseSecret, sandboxFrom, usage, type BuildFlags } from "../build-flags.ts";
+import { attestFlagsGiven, buildFlagOptions, checkPlatform, noCacheStages, outputsFrom, parseAnnotations, parseBuildContexts, parseEntitlements, parseLabels, parseSecret, sandboxFrom, usage, type BuildFlags } from "../build-flags.ts";
 
 // What only some builds use loads when one does: the registry transfer (pulling a missing base
 // image, pushing), the Docker Engine client (--load), filesystem outputs, the build hub reporter.
 const registryTransfer = () => import("../../registry/transfer.ts");
+const attestations = () => import("../attestations.ts");
 const dockerLoad = () => import("../../image/docker-load.ts");
 const filesystemExport = () => import("../../image/filesystem-export.ts");
 
@@ -80,6 +82,7 @@ export function registerBuild(program: Command) {
       const buildLabels = parseLabels("--build-label", flags.buildLabel);
       const imageLabels = parseLabels("--label", flags.label);
       const annotations = parseAnnotations(flags.annotation);
+      const attesting = attestFlagsGiven(flags) ? (await attestations()).attestPlan(flags, outputs, tags) : undefined;
       if (process.getuid?.() !== 0) throw new UsageError("memobuild build needs root (overlayfs mounts and the OCI runtime)");
       const input = readDockerfileFrom(settings);
       const display = openDisplay(displayMode(progressMode));
@@ -133,7 +136,20 @@ export function registerBuild(program: Command) {
           }).finally(() => ssh.stop());
         const image = result.image!;
         for (const tag of tags) store.setImage(tag, image.manifestDigest, tagOwner);
-        const exported = await exportOutputs(store, image, outputs, tags, registry, progress);
+        const attester = attesting
+          ? await (await attestations()).attesterFor(attesting, store, image, result, {
+              dockerfileText: input.text,
+              dockerfilePath: input.displayPath,
+              contextDir: input.contextDir,
+              dockerfileAbsolute: input.displayPath === "<stdin>" ? undefined : resolve(input.displayPath),
+              statCacheFile: statCacheFile(store.dir, input.contextDir),
+              target: value(settings, "target"),
+              buildArgs: value(settings, "buildArgs"),
+              labels: imageLabels,
+              sourceDateEpoch: sourceDateEpoch(value(settings, "buildArgs")),
+            }, tags)
+          : undefined;
+        const exported = await exportOutputs(store, image, outputs, tags, registry, progress, attester);
         if (flags.load) exported.push(await loadImage(store, image, tags, progress));
         const outcome: BuildOutcome = { imageId: image.manifest.config.digest, digest: exported.find((o) => o.digest)?.digest ?? image.manifestDigest, outputs: exported, tags, steps: result.steps };
         await reporter?.finish({ result: "success", image: outcome.digest });
@@ -172,13 +188,17 @@ async function buildOnWorker(builder: string, settings: Settings, flags: BuildFl
 }
 
 /** Each output in turn; each listed with the digest a user meets there. */
-async function exportOutputs(store: LocalStore, image: StoredImage, outputs: OutputSpec[], tags: string[], registry: RegistryOptions, progress: ProgressSink): Promise<OutputResult[]> {
+async function exportOutputs(store: LocalStore, image: StoredImage, outputs: OutputSpec[], tags: string[], registry: RegistryOptions, progress: ProgressSink, attester?: Attester): Promise<OutputResult[]> {
   const exported: OutputResult[] = [];
   for (const output of outputs) {
     if (output.type === "registry") {
       for (const tag of tags) {
-        const { pushImage } = await registryTransfer();
-        const digest = await pushImage(store, image, tag, registry, (line) => progress({ type: "output", line: `push ${tag}: ${line}` }));
+        const { pushImage, pushTagged } = await registryTransfer();
+        const digest = await pushImage(store, image, tag, registry, (line) => progress({ type: "output", line: `push ${tag}: ${line}` }), attester?.registryExtras());
+        for (const signature of attester?.registrySignatures(digest, attester.identityOf(tag)) ?? []) {
+          await pushTagged(store, tag, signature.tag, signature.extra, registry);
+          progress({ type: "output", line: `push ${tag}: signed as ${signature.tag}` });
+        }
         exported.push({ type: "registry", dest: tag, digest });
       }
       continue;
@@ -190,7 +210,7 @@ async function exportOutputs(store: LocalStore, image: StoredImage, outputs: Out
       exported.push({ type: output.type, dest: output.dest });
       continue;
     }
-    const result = await exportImage(store, image, output, tags);
+    const result = await exportImage(store, image, output, tags, attester?.layoutExtras());
     exported.push({ type: output.type, dest: output.dest, digest: result.manifestDigest });
   }
   return exported;

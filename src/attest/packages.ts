@@ -1,0 +1,126 @@
+/**
+ * What is installed in an image, from its own package data: dpkg's status (and distroless
+ * status.d), apk's installed database, npm package.json under node_modules, Python
+ * *.dist-info/METADATA, and the build information Go writes into its binaries.
+ */
+export type PackageType = "deb" | "apk" | "npm" | "pypi" | "golang";
+
+export interface Package {
+  type: PackageType;
+  name: string;
+  version: string;
+  arch?: string;
+  license?: string;
+  /** The file it was found in, from the image's root. */
+  source: string;
+  purl: string;
+}
+
+/** Blank-line separated paragraphs of `Key: value` lines (continuations start with a space). */
+function paragraphs(text: string, separator: RegExp): Map<string, string>[] {
+  return text.split(/\n\s*\n/).map((block) => {
+    const fields = new Map<string, string>();
+    let last: string | undefined;
+    for (const line of block.split("\n")) {
+      if (/^[ \t]/.test(line) && last) fields.set(last, `${fields.get(last)}\n${line.trim()}`);
+      else {
+        const match = separator.exec(line);
+        if (match) fields.set((last = match[1]!), match[2]!.trim());
+      }
+    }
+    return fields;
+  });
+}
+
+const enc = (text: string) => encodeURIComponent(text);
+
+/** `/etc/os-release`'s ID (debian, ubuntu, alpine…), the purl namespace of system packages. */
+export function osId(files: Map<string, Buffer>, fallback: string): string {
+  const text = (files.get("etc/os-release") ?? files.get("usr/lib/os-release"))?.toString("utf8") ?? "";
+  return /^ID="?([^"\n]+)"?$/m.exec(text)?.[1]?.toLowerCase() ?? fallback;
+}
+
+export function dpkgPackages(text: string, source: string, distro: string): Package[] {
+  return paragraphs(text, /^([A-Za-z0-9-]+):(.*)$/)
+    .filter((p) => p.get("Package") && p.get("Version") && (!p.has("Status") || /\binstalled$/.test(p.get("Status")!)))
+    .map((p) => {
+      const [name, version, arch] = [p.get("Package")!, p.get("Version")!, p.get("Architecture")];
+      return { type: "deb", name, version, arch, source, purl: `pkg:deb/${distro}/${enc(name)}@${enc(version)}${arch ? `?arch=${enc(arch)}` : ""}` };
+    });
+}
+
+export function apkPackages(text: string, source: string, distro: string): Package[] {
+  return paragraphs(text, /^([A-Za-z]):(.*)$/)
+    .filter((p) => p.get("P") && p.get("V"))
+    .map((p) => {
+      const [name, version, arch] = [p.get("P")!, p.get("V")!, p.get("A")];
+      return { type: "apk", name, version, arch, license: p.get("L"), source, purl: `pkg:apk/${distro}/${enc(name)}@${enc(version)}${arch ? `?arch=${enc(arch)}` : ""}` };
+    });
+}
+
+export function npmPackage(text: string, source: string): Package[] {
+  let json: { name?: unknown; version?: unknown; license?: unknown };
+  try {
+    json = JSON.parse(text);
+  } catch {
+    return []; // a broken package.json describes nothing
+  }
+  if (typeof json.name !== "string" || typeof json.version !== "string") return [];
+  const [scope, bare] = json.name.startsWith("@") ? json.name.split("/", 2) : [undefined, json.name];
+  const purl = `pkg:npm/${scope ? `${enc(scope)}/` : ""}${enc(bare!)}@${enc(json.version)}`;
+  return [{ type: "npm", name: json.name, version: json.version, license: typeof json.license === "string" ? json.license : undefined, source, purl }];
+}
+
+export function pythonPackage(text: string, source: string): Package[] {
+  const headers = paragraphs(text.split(/\n\n/)[0] ?? "", /^([A-Za-z0-9-]+):(.*)$/)[0]!;
+  const [name, version] = [headers.get("Name"), headers.get("Version")];
+  if (!name || !version) return [];
+  const license = headers.get("License-Expression") ?? headers.get("License");
+  // PEP 503 normalized name, as the pypi purl type asks.
+  const normalized = name.toLowerCase().replace(/[-_.]+/g, "-");
+  return [{ type: "pypi", name, version, license, source, purl: `pkg:pypi/${enc(normalized)}@${enc(version)}` }];
+}
+
+function uvarint(bytes: Buffer, at: number): [number, number] {
+  let value = 0;
+  for (let shift = 0, i = at; i < bytes.length && shift < 35; i++, shift += 7) {
+    value += (bytes[i]! & 0x7f) * 2 ** shift;
+    if (!(bytes[i]! & 0x80)) return [value, i + 1];
+  }
+  return [-1, at];
+}
+
+/**
+ * The main module and dependencies of a Go binary (Go 1.18+ writes its build information inline:
+ * the magic, pointer size, flags with bit 2 set, then two varint-prefixed strings at offset 32:
+ * the Go version and the module information between 16-byte sentinels).
+ */
+export function goPackages(binary: Buffer, source: string): Package[] {
+  const at = binary.indexOf(Buffer.from("\xff Go buildinf:", "latin1"));
+  if (at < 0 || !(binary[at + 15]! & 2)) return [];
+  let [length, next] = uvarint(binary, at + 32);
+  if (length < 0) return [];
+  [length, next] = uvarint(binary, next + length);
+  if (length < 33) return [];
+  const info = binary.subarray(next + 16, next + length - 16).toString("utf8");
+  return info.split("\n").flatMap((line): Package[] => {
+    const [kind, path, version] = line.split("\t");
+    if ((kind !== "mod" && kind !== "dep") || !path || !version || version === "(devel)") return [];
+    return [{ type: "golang", name: path, version, source, purl: `pkg:golang/${path.split("/").map(enc).join("/")}@${enc(version)}` }];
+  });
+}
+
+/** Every package the files show, sorted by type, name and version (a stable document). */
+export function packagesIn(files: Map<string, Buffer>): Package[] {
+  const found: Package[] = [];
+  for (const [path, content] of files) {
+    const text = () => content.toString("utf8");
+    if (path === "var/lib/dpkg/status" || path.startsWith("var/lib/dpkg/status.d/")) found.push(...dpkgPackages(text(), `/${path}`, osId(files, "debian")));
+    else if (path === "lib/apk/db/installed") found.push(...apkPackages(text(), `/${path}`, osId(files, "alpine")));
+    else if (path.endsWith("/package.json")) found.push(...npmPackage(text(), `/${path}`));
+    else if (path.endsWith(".dist-info/METADATA")) found.push(...pythonPackage(text(), `/${path}`));
+    else if (!path.endsWith("os-release")) found.push(...goPackages(content, `/${path}`));
+  }
+  const order = (p: Package) => `${p.type}\0${p.name}\0${p.version}\0${p.source}`;
+  return found.sort((a, b) => (order(a) < order(b) ? -1 : order(a) > order(b) ? 1 : 0));
+}

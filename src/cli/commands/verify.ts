@@ -1,0 +1,29 @@
+import type { Command } from "commander";
+import { loadPublicKey } from "../../attest/sign.ts";
+import { layoutSource, registrySource } from "../../attest/sources.ts";
+import { describeProvenance, verifyImage } from "../../attest/verify.ts";
+import { insecureRegistries } from "../../registry/client.ts";
+import { usage } from "../build-flags.ts";
+import { collect } from "../inputs.ts";
+
+export function registerVerify(program: Command) {
+  program
+    .command("verify")
+    .argument("<image>", "a registry reference (NAME:TAG or NAME@DIGEST) or oci:DIR[:NAME]")
+    .summary("check an image's signature (and provenance) with a public key")
+    .description(
+      "Check the cosign-format signature (sha256-<hex>.sig) of IMAGE against the digest IMAGE points to, with the ECDSA P-256 public key --key. " +
+        "With --provenance, also check that the SLSA provenance attached to the image names it and matches the signed copy, and print what it says.",
+    )
+    .requiredOption("--key <file>", "the public key (PEM), e.g. FILE.pub from memobuild key generate --type ecdsa-p256")
+    .option("--provenance", "also check the provenance attestation and print it")
+    .option("--insecure-registry <host>", "use plain HTTP for this registry (repeatable; also $MEMOBUILD_INSECURE_REGISTRIES)", collect)
+    .action(async (image: string, flags: { key: string; provenance?: boolean; insecureRegistry?: string[] }) => {
+      const key = usage(() => loadPublicKey(flags.key));
+      const source = image.startsWith("oci:") ? layoutSource(image) : registrySource(image, { insecure: insecureRegistries(flags.insecureRegistry ?? []) });
+      const verified = await verifyImage(source, key, { provenance: !!flags.provenance });
+      const lines = [`${image}: signature verified: ${verified.digest} of ${verified.identity || "(no repository)"}`];
+      if (verified.provenance) lines.push(`provenance verified for ${verified.imageDigest}:`, ...describeProvenance(verified.provenance).map((l) => `  ${l}`));
+      process.stdout.write(lines.join("\n") + "\n");
+    });
+}
