@@ -100,14 +100,17 @@ export function goPackages(binary: Buffer, source: string): Package[] {
   if (at < 0 || !(binary[at + 15]! & 2)) return [];
   let [length, next] = uvarint(binary, at + 32);
   if (length < 0) return [];
+  const goVersion = binary.subarray(next, next + length).toString("utf8");
+  // The standard library it was linked with, named as SBOM tools name it.
+  const packages: Package[] = /^go[0-9.]+/.test(goVersion) ? [{ type: "golang", name: "stdlib", version: goVersion, source, purl: `pkg:golang/stdlib@${enc(goVersion)}` }] : [];
   [length, next] = uvarint(binary, next + length);
-  if (length < 33) return [];
+  if (length < 33) return packages;
   const info = binary.subarray(next + 16, next + length - 16).toString("utf8");
-  return info.split("\n").flatMap((line): Package[] => {
+  return packages.concat(info.split("\n").flatMap((line): Package[] => {
     const [kind, path, version] = line.split("\t");
     if ((kind !== "mod" && kind !== "dep") || !path || !version || version === "(devel)") return [];
     return [{ type: "golang", name: path, version, source, purl: `pkg:golang/${path.split("/").map(enc).join("/")}@${enc(version)}` }];
-  });
+  }));
 }
 
 /** Every package the files show, sorted by type, name and version (a stable document). */
