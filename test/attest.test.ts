@@ -322,3 +322,15 @@ describe("a signed OCI layout", () => {
     expect(altered.stderr).toContain(`manifest ${signature.digest} does not match its digest (it was altered)`);
   });
 });
+
+test("an OCI archive carries the attestations too, and imports as the image alone", async () => {
+  const archive = join(work, "attested.tar");
+  const built = await runMemobuildAsync([...BUILD, "--provenance", "true", "-o", `type=oci-archive,dest=${archive}`, "--metadata-file", join(work, "archive.json")], ENV);
+  expect(built.exitCode).toBe(0);
+  const index = JSON.parse(Bun.spawnSync(["tar", "-xOf", archive, "index.json"]).stdout.toString());
+  const digest = json(join(work, "archive.json"))["containerimage.digest"];
+  expect(index.manifests.map((m: Descriptor) => m.annotations?.["vnd.docker.reference.digest"] ?? m.digest)).toEqual([digest, digest]);
+  const imported = runMemobuild(["image", "import", `oci-archive:${archive}`, "--cache-dir", join(work, "import-cache"), "--tag", "demo/imported:1"]);
+  expect(imported.stderr).toBe("");
+  expect(imported.exitCode).toBe(0);
+});

@@ -202,7 +202,9 @@ export function importOciLayout(store: LocalStore, dir: string, refName?: string
 function importFromLayout(store: LocalStore, layout: Root, dir: string, refName?: string): StoredImage & { refName?: string } {
   const indexPath = join(dir, "index.json");
   const index = parseImageIndex(readLayoutFile(layout, "index.json", indexPath, "manifestBytes"), indexPath);
-  const candidates = refName ? index.manifests.filter((m) => m.annotations?.[REF_NAME] === refName) : index.manifests;
+  // Attestation manifests and cosign signatures beside an image are not images to import.
+  const images = index.manifests.filter((m) => m.annotations?.["vnd.docker.reference.type"] !== "attestation-manifest" && !/^sha256-[0-9a-f]{64}\.(sig|att)$/.test(m.annotations?.[REF_NAME] ?? ""));
+  const candidates = refName ? images.filter((m) => m.annotations?.[REF_NAME] === refName) : images;
   if (candidates.length === 0) {
     const names = index.manifests.map((m) => m.annotations?.[REF_NAME]).filter(Boolean);
     throw new ImportError(`no image named "${refName}" in ${dir} (it has: ${names.join(", ") || "unnamed images"})`);
