@@ -334,3 +334,18 @@ test("an OCI archive carries the attestations too, and imports as the image alon
   expect(imported.stderr).toBe("");
   expect(imported.exitCode).toBe(0);
 });
+
+test("verify --rebuild reproduces the digest from the recorded inputs, and names a changed context", async () => {
+  const repro = writeProject(join(work, "repro"), { Dockerfile: "FROM memobuild/busybox:latest\nARG WHO\nCOPY a.txt /a.txt\nRUN echo \"$WHO\" > /who\n", "a.txt": "one\n" });
+  const layout = join(work, "repro-oci");
+  const built = await runMemobuildAsync(["build", repro, "--cache-dir", cache, "--no-cache", "--build-arg", "WHO=me", "-t", "demo/repro:1", "--provenance", "true", "--sign-key", join(work, "signer.key"), "-o", `type=oci,dest=${layout}`], { SOURCE_DATE_EPOCH: "1700000000" });
+  expect(built.exitCode).toBe(0);
+  const verify = (...more: string[]) => runMemobuildAsync(["verify", `oci:${layout}:demo/repro:1`, "--key", join(work, "signer.key.pub"), "--cache-dir", cache, ...more]);
+  const same = await verify("--rebuild", repro);
+  expect(same.stderr).toBe("");
+  expect(same.stdout).toContain(`rebuilt ${json(join(layout, "index.json")).manifests[0].digest}: the same image, reproduced`);
+  writeFileSync(join(repro, "a.txt"), "two\n");
+  const changed = await verify("--rebuild", repro);
+  expect(changed.exitCode).not.toBe(0);
+  expect(changed.stderr).toMatch(/the context .* is blake3:[0-9a-f]{64}; the provenance records blake3:[0-9a-f]{64}/);
+}, 60_000);

@@ -45,7 +45,7 @@ describe("memobuild binary", () => {
     const result = runMemobuild(["--help"]);
     expect(result.exitCode).toBe(0);
     const commands = [...result.stdout.matchAll(/^  (\w+) /gm)].map((m) => m[1]);
-    expect(commands).toEqual(["init", "build", "graph", "explain", "context", "image", "run", "cache", "serve", "worker", "key", "config", "completion", "help"]);
+    expect(commands).toEqual(["init", "build", "graph", "explain", "context", "image", "run", "cache", "serve", "worker", "key", "verify", "config", "completion", "help"]);
     expect(runMemobuild(["graph", "--help"]).stdout).toContain("--format <format>");
   });
 

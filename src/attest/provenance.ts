@@ -41,6 +41,8 @@ export interface BuildRecord {
   buildArgs: Record<string, string>;
   platform: string;
   labels: Record<string, string>;
+  /** SOURCE_DATE_EPOCH, when the build had one: a rebuild needs it to make the same bytes. */
+  sourceDateEpoch?: number;
   dependencies: Dependency[];
   steps: StepRecord[];
 }
@@ -70,6 +72,7 @@ export function provenanceStatement(record: BuildRecord, subject: Subject, mode:
     buildArgs: record.buildArgs,
     platform: record.platform,
     labels: record.labels,
+    ...(record.sourceDateEpoch !== undefined ? { sourceDateEpoch: record.sourceDateEpoch } : {}),
   };
   const internalParameters: Record<string, unknown> = { memobuildVersion: record.version, mode };
   if (mode === "max") internalParameters.steps = record.steps.map((s) => ({ id: s.id, instruction: s.instruction, key: s.key, inputs: s.inputs }));

@@ -69,6 +69,7 @@ export async function attesterFor(plan: AttestPlan, store: LocalStore, image: St
       buildArgs: facts.buildArgs,
       platform,
       labels: facts.labels,
+      sourceDateEpoch: facts.sourceDateEpoch,
     },
     result,
   );

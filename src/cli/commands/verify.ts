@@ -5,6 +5,7 @@ import { describeProvenance, verifyImage } from "../../attest/verify.ts";
 import { insecureRegistries } from "../../registry/client.ts";
 import { usage } from "../build-flags.ts";
 import { collect } from "../inputs.ts";
+import { rebuild, RebuildError } from "../rebuild.ts";
 
 export function registerVerify(program: Command) {
   program
@@ -17,13 +18,21 @@ export function registerVerify(program: Command) {
     )
     .requiredOption("--key <file>", "the public key (PEM), e.g. FILE.pub from memobuild key generate --type ecdsa-p256")
     .option("--provenance", "also check the provenance attestation and print it")
+    .option("--rebuild <context>", "rebuild from the recorded inputs (this directory holds the context; checked against the provenance) with the recorded SOURCE_DATE_EPOCH and no cache, and say whether the digest is the same (implies --provenance)")
+    .option("--secret <spec>", "a secret the rebuild needs, as build --secret (repeatable)", collect)
+    .option("--cache-dir <dir>", "the cache directory the rebuild uses (for its base images)")
     .option("--insecure-registry <host>", "use plain HTTP for this registry (repeatable; also $MEMOBUILD_INSECURE_REGISTRIES)", collect)
-    .action(async (image: string, flags: { key: string; provenance?: boolean; insecureRegistry?: string[] }) => {
+    .action(async (image: string, flags: { key: string; provenance?: boolean; rebuild?: string; secret?: string[]; cacheDir?: string; insecureRegistry?: string[] }) => {
       const key = usage(() => loadPublicKey(flags.key));
       const source = image.startsWith("oci:") ? layoutSource(image) : registrySource(image, { insecure: insecureRegistries(flags.insecureRegistry ?? []) });
-      const verified = await verifyImage(source, key, { provenance: !!flags.provenance });
+      const verified = await verifyImage(source, key, { provenance: !!flags.provenance || flags.rebuild !== undefined });
       const lines = [`${image}: signature verified: ${verified.digest} of ${verified.identity || "(no repository)"}`];
       if (verified.provenance) lines.push(`provenance verified for ${verified.imageDigest}:`, ...describeProvenance(verified.provenance).map((l) => `  ${l}`));
       process.stdout.write(lines.join("\n") + "\n");
+      if (flags.rebuild === undefined || !verified.provenance) return;
+      const extra = [...(flags.secret ?? []).flatMap((s) => ["--secret", s]), ...(flags.cacheDir ? ["--cache-dir", flags.cacheDir] : [])];
+      const rebuilt = await rebuild(verified.provenance, flags.rebuild, extra);
+      if (rebuilt !== verified.imageDigest) throw new RebuildError(`rebuilt ${rebuilt}, not ${verified.imageDigest}: the build did not reproduce`);
+      process.stdout.write(`rebuilt ${rebuilt}: the same image, reproduced\n`);
     });
 }

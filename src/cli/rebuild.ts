@@ -1,0 +1,65 @@
+/**
+ * `verify --rebuild CONTEXT`: builds again from what the provenance records (the Dockerfile and
+ * context, checked against their recorded digests first; build args, target, labels; the
+ * recorded SOURCE_DATE_EPOCH) without the cache, and says whether the image digest is the same.
+ */
+import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { basename, join, resolve } from "node:path";
+import type { SlsaProvenance } from "../attest/provenance.ts";
+import { sha256Hex, type Statement } from "../attest/statement.ts";
+import { loadContext } from "../context/context.ts";
+import { UserError } from "../errors.ts";
+
+export class RebuildError extends UserError {}
+
+interface Recorded {
+  dockerfile?: { path?: string; digest?: { sha256?: string } };
+  context?: { digest?: { blake3?: string } };
+  target?: string;
+  buildArgs?: Record<string, string>;
+  labels?: Record<string, string>;
+  sourceDateEpoch?: number;
+}
+
+/** This program, as a command line (the compiled binary, or bun running the entry point). */
+const self = () => (basename(process.execPath) === "bun" ? [process.execPath, process.argv[1]!] : [process.execPath]);
+
+/** The build command that repeats the recorded build into `dest`, after checking the inputs are the recorded ones. */
+export async function rebuildCommand(provenance: Statement<SlsaProvenance>, contextDir: string, dest: string, extra: string[]): Promise<{ argv: string[]; env: Record<string, string> }> {
+  const recorded = provenance.predicate.buildDefinition.externalParameters as Recorded;
+  const context = resolve(contextDir);
+  const dockerfile = join(context, recorded.dockerfile?.path ?? "Dockerfile");
+  if (!existsSync(dockerfile)) throw new RebuildError(`--rebuild ${contextDir}: the recorded Dockerfile ${recorded.dockerfile?.path} is not in it`);
+  const dockerfileDigest = sha256Hex(readFileSync(dockerfile));
+  if (recorded.dockerfile?.digest?.sha256 !== dockerfileDigest) {
+    throw new RebuildError(`--rebuild: ${dockerfile} is sha256:${dockerfileDigest}; the provenance records sha256:${recorded.dockerfile?.digest?.sha256}`);
+  }
+  const recordedContext = recorded.context?.digest?.blake3;
+  if (recordedContext) {
+    const actual = (await loadContext({ contextDir: context, dockerfile })).digest();
+    if (actual !== recordedContext) throw new RebuildError(`--rebuild: the context ${contextDir} is blake3:${actual}; the provenance records blake3:${recordedContext}`);
+  }
+  const argv = [...self(), "build", context, "-f", dockerfile, "--no-cache", "--progress", "quiet", "-o", `type=oci,dest=${dest}`, ...extra];
+  if (recorded.target) argv.push("--target", recorded.target);
+  for (const [name, value] of Object.entries(recorded.buildArgs ?? {})) argv.push("--build-arg", `${name}=${value}`);
+  for (const [name, value] of Object.entries(recorded.labels ?? {})) argv.push("--label", `${name}=${value}`);
+  const env: Record<string, string> = {};
+  if (recorded.sourceDateEpoch !== undefined) env.SOURCE_DATE_EPOCH = String(recorded.sourceDateEpoch);
+  return { argv, env };
+}
+
+/** Rebuilds; the digest the rebuild made, to compare with the provenance's subject. */
+export async function rebuild(provenance: Statement<SlsaProvenance>, contextDir: string, extra: string[]): Promise<string> {
+  const dir = mkdtempSync(join(tmpdir(), "memobuild-rebuild-"));
+  try {
+    const { argv, env } = await rebuildCommand(provenance, contextDir, join(dir, "oci"), extra);
+    // The rebuild's own errors go straight to the user; its stdout (the image ID) is not wanted.
+    const code = await Bun.spawn(argv, { stdout: "ignore", stderr: "inherit", env: { ...process.env, ...env } }).exited;
+    if (code !== 0) throw new RebuildError(`--rebuild: the build failed (exit code ${code})`);
+    const index = JSON.parse(readFileSync(join(dir, "oci", "index.json"), "utf8")) as { manifests: { digest: string }[] };
+    return index.manifests[0]!.digest;
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
