@@ -12,6 +12,7 @@ import { join } from "node:path";
 import { buildBaseImage, machineWithBase, writeProject } from "./support/base-image.ts";
 import { runMemobuild, runMemobuildAsync } from "./support/binary.ts";
 import { attestSchemaErrors } from "./support/attest-schema.ts";
+import { startCacheServer } from "./support/server.ts";
 import { ociSchemaErrors } from "./support/oci-schema.ts";
 
 const work = mkdtempSync(join(tmpdir(), "memobuild-attest-"));
@@ -348,4 +349,26 @@ test("verify --rebuild reproduces the digest from the recorded inputs, and names
   const changed = await verify("--rebuild", repro);
   expect(changed.exitCode).not.toBe(0);
   expect(changed.stderr).toMatch(/the context .* is blake3:[0-9a-f]{64}; the provenance records blake3:[0-9a-f]{64}/);
+}, 60_000);
+
+test("a result reused from the remote cache is recorded as such, with the key that signed it; the token is not", async () => {
+  const TOKEN = "remote-token-4b1d9a77c2";
+  const server = await startCacheServer(join(work, "server-data"), ["--token", TOKEN]);
+  try {
+    const shared = writeProject(join(work, "shared"), { Dockerfile: "FROM memobuild/busybox:latest\nRUN echo shared > /shared\n" });
+    const ciPublic = runMemobuild(["key", "generate", "--out", join(work, "ci-ed25519.key")]).stdout.trim();
+    const remote = ["--remote", server.url, "--remote-token", TOKEN];
+    const ci = await runMemobuildAsync(["build", shared, "--cache-dir", machineWithBase(join(work, "ci-cache"), baseOci), ...remote, "--remote-sign-key", join(work, "ci-ed25519.key"), "--remote-upload", "wait"]);
+    expect(ci.exitCode).toBe(0);
+    const layout = join(work, "from-remote");
+    const laptop = await runMemobuildAsync(["build", shared, "--cache-dir", machineWithBase(join(work, "laptop-cache"), baseOci), ...remote, "--remote-trust", ciPublic, "-t", "demo/shared:1", "--provenance", "mode=max", "-o", `type=oci,dest=${layout}`]);
+    expect(laptop.exitCode).toBe(0);
+    const attestation = json(join(layout, "index.json")).manifests[1];
+    const provenanceBytes = readFileSync(blob(layout, json(blob(layout, attestation.digest)).layers[0].digest), "utf8");
+    const byproducts = JSON.parse(provenanceBytes).predicate.runDetails.byproducts;
+    expect(byproducts[1].annotations).toEqual({ instruction: "RUN echo shared > /shared", status: "cached-remote", signer: ciPublic });
+    expect(provenanceBytes).not.toContain(TOKEN);
+  } finally {
+    await server.stop();
+  }
 }, 60_000);

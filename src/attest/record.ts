@@ -56,7 +56,7 @@ export function stepRecords(result: BuildOutcome): StepRecord[] {
     const inputs = result.inputs?.get(step.id);
     // The per-file digests are for `explain`; the directory digest already covers them.
     const trimmed = inputs?.context ? { ...inputs, context: { digest: inputs.context.digest } } : inputs;
-    return { id: step.id, instruction: step.instruction, key: step.key, status: step.status, ...(trimmed ? { inputs: trimmed } : {}) };
+    return { id: step.id, instruction: step.instruction, key: step.key, status: step.status, ...(step.signer ? { signer: step.signer } : {}), ...(trimmed ? { inputs: trimmed } : {}) };
   });
 }
 

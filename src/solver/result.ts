@@ -14,4 +14,6 @@ export interface StepResult {
   config_only?: true;
   /** Why the remote's result for this step was not used (e.g. an untrusted signer). */
   remote_refused?: string;
+  /** A result reused from the remote: the key that signed it (its signature verified here). */
+  signer?: string;
 }

@@ -265,7 +265,7 @@ class Solve {
     const { key, name, planned, satisfied } = done;
     const { status } = satisfied;
     const duration = this.options.dryRun ? 0 : Math.round(performance.now() - done.started);
-    const result: StepResult = { id: step.id, stage: stage.id, name, instruction: step.text, key, status, duration_ms: duration, ...(planned.request ? {} : { config_only: true as const }), ...this.cache.note(key) };
+    const result: StepResult = { id: step.id, stage: stage.id, name, instruction: step.text, key, status, duration_ms: duration, ...(planned.request ? {} : { config_only: true as const }), ...this.cache.note(key), ...(satisfied.signer ? { signer: satisfied.signer } : {}) };
     this.results.push(result);
     this.inputs.push({ id: step.id, key, inputs: planned.inputs });
     this.keyOwner.set(key, result);

@@ -8,6 +8,7 @@ import { rmSync } from "node:fs";
 import { join } from "node:path";
 import type { LocalStore } from "../cache/store.ts";
 import { RemoteCacheError, type RemoteAction, type RemoteCache } from "../remote/client.ts";
+import { checkSignature } from "../remote/action.ts";
 import { DiskFullError, UserError } from "../errors.ts";
 import { sha256File } from "../hash/sha256.ts";
 import type { StepStatus } from "./progress.ts";
@@ -29,6 +30,8 @@ export interface Satisfied {
   created: number;
   /** For a hit: how long the step took when it ran. */
   savedMs?: number;
+  /** For a remote hit: the key whose signature on the result verifies here (provenance says who made it). */
+  signer?: string;
 }
 
 /** Runs a layer step that missed; the layer is in the local store when it resolves. */
@@ -87,7 +90,8 @@ export class StepCache {
     if (diffId === undefined) return undefined;
     const savedMs = measured(action.duration_ms);
     this.store.recordStep(key, diffId, savedMs, text);
-    return { status: "cached-remote", diffId, created: action.created, savedMs };
+    const signed = action.signature ? checkSignature(key, action) : undefined;
+    return { status: "cached-remote", diffId, created: action.created, savedMs, ...(signed && "signer" in signed ? { signer: signed.signer } : {}) };
   }
 
   /** Uploads a result the remote may not have (new ones always; cached ones if it lacks them). */
