@@ -25,9 +25,10 @@ declare -A package_of=(
   [tmux]=tmux
   [zsh]=zsh
   [fish]=fish
+  [rpm]=rpm
 )
 commands=("$@")
-[ ${#commands[@]} -eq 0 ] && commands=(dot setpriv busybox crun skopeo umoci docker-registry htpasswd openssl dockerd chromium ssh-agent tmux zsh fish)
+[ ${#commands[@]} -eq 0 ] && commands=(dot setpriv busybox crun skopeo umoci docker-registry htpasswd openssl dockerd chromium ssh-agent tmux zsh fish rpm)
 
 missing=()
 for command in "${commands[@]}"; do

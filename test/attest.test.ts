@@ -13,6 +13,7 @@ import { buildBaseImage, machineWithBase, writeProject } from "./support/base-im
 import { runMemobuild, runMemobuildAsync } from "./support/binary.ts";
 import { attestSchemaErrors } from "./support/attest-schema.ts";
 import { startCacheServer } from "./support/server.ts";
+import { makeRpmDatabase } from "./support/rpmdb.ts";
 import { ociSchemaErrors } from "./support/oci-schema.ts";
 
 const work = mkdtempSync(join(tmpdir(), "memobuild-attest-"));
@@ -50,6 +51,7 @@ const project = writeProject(join(work, "project"), {
     "RUN --mount=type=secret,id=token test -s /run/secrets/token",
     "COPY status /var/lib/dpkg/status",
     "COPY installed /lib/apk/db/installed",
+    "COPY rpmdb.sqlite /var/lib/rpm/rpmdb.sqlite",
     "COPY left-pad.json /app/node_modules/left-pad/package.json",
     "COPY gone.json /app/node_modules/gone/package.json",
     "COPY METADATA /usr/lib/python3/site-packages/requests-2.31.0.dist-info/METADATA",
@@ -71,6 +73,7 @@ const EXPECTED_PURLS = [
   "pkg:deb/debian/tzdata-lite@2024a-1?arch=all",
   "pkg:npm/left-pad@1.3.0",
   "pkg:pypi/requests@2.31.0",
+  "pkg:rpm/unknown/hand-rpm@1.2.3-4?arch=noarch",
 ];
 
 const BUILD = ["build", project, "--cache-dir", cache, "--progress", "plain", "--secret", "id=token,env=MB_ATTEST_TOKEN", "--ssh", `agent=${SSH_SOCKET}`];
@@ -85,6 +88,8 @@ async function waitFor(url: string) {
 }
 
 beforeAll(async () => {
+  const rpm = makeRpmDatabase(work, [{ name: "hand-rpm", version: "1.2.3", release: "4", arch: "noarch", license: "MIT" }]);
+  writeFileSync(join(project, "rpmdb.sqlite"), rpm.database);
   buildBaseImage(work, baseOci);
   machineWithBase(cache, baseOci);
   sshServer = createServer();
@@ -161,8 +166,8 @@ describe("an OCI layout", () => {
     expect(buildDefinition.externalParameters.context.digest.blake3).toMatch(/^[0-9a-f]{64}$/);
     const base = json(join(baseOci, "index.json")).manifests[0].digest;
     expect(buildDefinition.resolvedDependencies).toEqual([{ uri: "pkg:docker/memobuild/busybox@latest?platform=linux%2Famd64", digest: { sha256: base.slice(7) }, name: "memobuild/busybox:latest" }]);
-    expect(buildDefinition.internalParameters.steps.length).toBe(8);
-    expect(runDetails.byproducts.map((b: { annotations: { status: string } }) => b.annotations.status)).toEqual(Array(8).fill("executed"));
+    expect(buildDefinition.internalParameters.steps.length).toBe(9);
+    expect(runDetails.byproducts.map((b: { annotations: { status: string } }) => b.annotations.status)).toEqual(Array(9).fill("executed"));
   });
 
   test("no secret value, token or --ssh socket appears in anything written", () => {

@@ -14,7 +14,7 @@ const ELF_MAGIC = Buffer.from([0x7f, 0x45, 0x4c, 0x46]);
 
 /** Is `path` package data: a database, a package's manifest, or (maybe) a Go binary? */
 export function wantedPath(path: string, mode: number): "data" | "executable" | undefined {
-  if (/^(var\/lib\/dpkg\/status|var\/lib\/dpkg\/status\.d\/[^/]+|lib\/apk\/db\/installed|etc\/os-release|usr\/lib\/os-release)$/.test(path)) return "data";
+  if (/^(var\/lib\/dpkg\/status|var\/lib\/dpkg\/status\.d\/[^/]+|lib\/apk\/db\/installed|(var\/lib|usr\/lib\/sysimage)\/rpm\/rpmdb\.sqlite(-wal)?|etc\/os-release|usr\/lib\/os-release)$/.test(path)) return "data";
   if (/(^|\/)node_modules\/(@[^/]+\/)?[^/@][^/]*\/package\.json$/.test(path)) return "data";
   if (/(^|\/)[^/]+\.dist-info\/METADATA$/.test(path)) return "data";
   if (mode & 0o111) return "executable";

@@ -1,6 +1,9 @@
 import { expect, test } from "bun:test";
-import { readFileSync } from "node:fs";
-import { apkPackages, dpkgPackages, goPackages, npmPackage, packagesIn, pythonPackage } from "./packages.ts";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { makeRpmDatabase } from "../../test/support/rpmdb.ts";
+import { apkPackages, dpkgPackages, goPackages, npmPackage, packagesIn, pythonPackage, rpmPackages } from "./packages.ts";
 
 const DPKG = `Package: libc6
 Status: install ok installed
@@ -74,4 +77,21 @@ test("packagesIn: each file read by its kind, sorted, os-release naming the dist
     ["app/node_modules/a/package.json", Buffer.from('{"name":"a","version":"1.0.0"}')],
   ]);
   expect(packagesIn(files).map((p) => p.purl)).toEqual(["pkg:deb/ubuntu/libc6@2.36-9%2Bdeb12u4?arch=amd64", "pkg:deb/ubuntu/zlib1g@1%3A1.2.13.dfsg-1?arch=amd64", "pkg:npm/a@1.0.0"]);
+});
+
+test("rpm: what `rpm -qa` lists in a database Debian's rpm wrote, epoch and arch in the purl", () => {
+  const work = mkdtempSync(join(tmpdir(), "memobuild-rpm-"));
+  try {
+    const { database, listed } = makeRpmDatabase(work, [
+      { name: "hand-rpm", version: "1.2.3", release: "4", arch: "noarch", license: "MIT" },
+      { name: "epoch-rpm", version: "0.9", release: "1.el9", epoch: 2, arch: "x86_64", license: "GPL-2.0-only" },
+    ]);
+    const packages = rpmPackages(database, undefined, "/var/lib/rpm/rpmdb.sqlite", "rocky");
+    const epochOf = (purl: string) => /epoch=(\d+)/.exec(purl)?.[1] ?? "0";
+    expect(packages.map((p) => `${p.name} ${epochOf(p.purl)}:${p.version} ${p.arch}`).sort()).toEqual(listed);
+    expect(packages.map((p) => p.purl).sort()).toEqual(["pkg:rpm/rocky/epoch-rpm@0.9-1.el9?arch=x86_64&epoch=2", "pkg:rpm/rocky/hand-rpm@1.2.3-4?arch=noarch"]);
+    expect(() => rpmPackages(Buffer.from("not sqlite"), undefined, "/var/lib/rpm/rpmdb.sqlite", "x")).toThrow("/var/lib/rpm/rpmdb.sqlite in the image is not a readable RPM database");
+  } finally {
+    rmSync(work, { recursive: true, force: true });
+  }
 });

@@ -1,9 +1,16 @@
 /**
  * What is installed in an image, from its own package data: dpkg's status (and distroless
- * status.d), apk's installed database, npm package.json under node_modules, Python
- * *.dist-info/METADATA, and the build information Go writes into its binaries.
+ * status.d), apk's installed database, the RPM database (rpm 4.16+'s SQLite one), npm
+ * package.json under node_modules, Python *.dist-info/METADATA, and the build information Go
+ * writes into its binaries.
  */
-export type PackageType = "deb" | "apk" | "npm" | "pypi" | "golang";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { Database } from "bun:sqlite";
+import { UserError } from "../errors.ts";
+
+export type PackageType = "deb" | "apk" | "rpm" | "npm" | "pypi" | "golang";
 
 export interface Package {
   type: PackageType;
@@ -56,6 +63,61 @@ export function apkPackages(text: string, source: string, distro: string): Packa
       const [name, version, arch] = [p.get("P")!, p.get("V")!, p.get("A")];
       return { type: "apk", name, version, arch, license: p.get("L"), source, purl: `pkg:apk/${distro}/${enc(name)}@${enc(version)}${arch ? `?arch=${enc(arch)}` : ""}` };
     });
+}
+
+const RPM_TAG = { name: 1000, version: 1001, release: 1002, epoch: 1003, license: 1014, arch: 1022 } as const;
+
+/**
+ * The tags of one RPM header as the database stores it: the count of index entries and the
+ * size of the data, then entries of (tag, type, offset, count), then the data. Strings (types
+ * 6, 8, 9: the first of an array) end at a NUL; type 4 is a big-endian int32.
+ */
+export function rpmHeaderTags(blob: Buffer): Map<number, string | number> {
+  const tags = new Map<number, string | number>();
+  if (blob.length < 8) return tags;
+  const count = blob.readUInt32BE(0);
+  const data = 8 + count * 16;
+  if (data > blob.length) return tags;
+  for (let i = 0; i < count; i++) {
+    const at = 8 + i * 16;
+    const [tag, type, offset] = [blob.readUInt32BE(at), blob.readUInt32BE(at + 4), blob.readUInt32BE(at + 8)];
+    const start = data + offset;
+    if (start >= blob.length) continue;
+    if (type === 6 || type === 8 || type === 9) {
+      const end = blob.indexOf(0, start);
+      tags.set(tag, blob.subarray(start, end < 0 ? blob.length : end).toString("utf8"));
+    } else if (type === 4 && start + 4 <= blob.length) tags.set(tag, blob.readUInt32BE(start));
+  }
+  return tags;
+}
+
+/** The packages in an RPM SQLite database (with its write-ahead log, when the image has one). */
+export function rpmPackages(database: Buffer, wal: Buffer | undefined, source: string, distro: string): Package[] {
+  const dir = mkdtempSync(join(tmpdir(), "memobuild-rpmdb-"));
+  try {
+    writeFileSync(join(dir, "rpmdb.sqlite"), database);
+    if (wal) writeFileSync(join(dir, "rpmdb.sqlite-wal"), wal);
+    const db = new Database(join(dir, "rpmdb.sqlite"));
+    try {
+      const rows = db.query("SELECT blob FROM Packages ORDER BY hnum").all() as { blob: Uint8Array }[];
+      return rows.flatMap((row): Package[] => {
+        const tags = rpmHeaderTags(Buffer.from(row.blob));
+        const [name, version, release, epoch, arch, license] = [RPM_TAG.name, RPM_TAG.version, RPM_TAG.release, RPM_TAG.epoch, RPM_TAG.arch, RPM_TAG.license].map((t) => tags.get(t));
+        // gpg-pubkey entries are the signing keys rpm trusts, not software.
+        if (typeof name !== "string" || typeof version !== "string" || name === "gpg-pubkey") return [];
+        const full = typeof release === "string" ? `${version}-${release}` : version;
+        const query = [...(typeof arch === "string" ? [`arch=${enc(arch)}`] : []), ...(typeof epoch === "number" ? [`epoch=${epoch}`] : [])];
+        const purl = `pkg:rpm/${distro}/${enc(name)}@${enc(full)}${query.length ? `?${query.join("&")}` : ""}`;
+        return [{ type: "rpm", name, version: full, arch: typeof arch === "string" ? arch : undefined, license: typeof license === "string" ? license : undefined, source, purl }];
+      });
+    } finally {
+      db.close();
+    }
+  } catch (error) {
+    throw new UserError(`SBOM: ${source} in the image is not a readable RPM database (${(error as Error).message})`);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 }
 
 export function npmPackage(text: string, source: string): Package[] {
@@ -120,6 +182,8 @@ export function packagesIn(files: Map<string, Buffer>): Package[] {
     const text = () => content.toString("utf8");
     if (path === "var/lib/dpkg/status" || path.startsWith("var/lib/dpkg/status.d/")) found.push(...dpkgPackages(text(), `/${path}`, osId(files, "debian")));
     else if (path === "lib/apk/db/installed") found.push(...apkPackages(text(), `/${path}`, osId(files, "alpine")));
+    else if (path.endsWith("/rpmdb.sqlite")) found.push(...rpmPackages(content, files.get(`${path}-wal`), `/${path}`, osId(files, "unknown")));
+    else if (path.endsWith("/rpmdb.sqlite-wal")) continue;
     else if (path.endsWith("/package.json")) found.push(...npmPackage(text(), `/${path}`));
     else if (path.endsWith(".dist-info/METADATA")) found.push(...pythonPackage(text(), `/${path}`));
     else if (!path.endsWith("os-release")) found.push(...goPackages(content, `/${path}`));
