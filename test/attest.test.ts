@@ -377,3 +377,21 @@ test("a result reused from the remote cache is recorded as such, with the key th
     await server.stop();
   }
 }, 60_000);
+
+test("ADD URLs are resolved dependencies, with the sha256 of what they served", async () => {
+  const served = "fetched over http\n";
+  const server = Bun.serve({ hostname: "127.0.0.1", port: 0, fetch: () => new Response(served) });
+  try {
+    const url = `http://127.0.0.1:${server.port}/file.txt`;
+    const dir = writeProject(join(work, "add-url"), { Dockerfile: `FROM memobuild/busybox:latest\nADD ${url} /file.txt\n` });
+    const layout = join(work, "add-url-oci");
+    const built = await runMemobuildAsync(["build", dir, "--cache-dir", cache, "--provenance", "true", "-o", `type=oci,dest=${layout}`]);
+    expect(built.exitCode).toBe(0);
+    const attestation = json(join(layout, "index.json")).manifests[1];
+    const provenance = json(blob(layout, json(blob(layout, attestation.digest)).layers[0].digest));
+    expect(attestSchemaErrors("slsa", provenance)).toEqual([]);
+    expect(provenance.predicate.buildDefinition.resolvedDependencies[1]).toEqual({ uri: url, digest: { sha256: new Bun.CryptoHasher("sha256").update(served).digest("hex") } });
+  } finally {
+    server.stop(true);
+  }
+}, 60_000);
