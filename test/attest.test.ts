@@ -6,7 +6,7 @@
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { createServer, type Server } from "node:net";
-import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { buildBaseImage, machineWithBase, writeProject } from "./support/base-image.ts";
@@ -248,6 +248,15 @@ describe("a signed registry push", () => {
     const { ok, payload } = await opensslVerify("demo/signed", digest, join(work, "signer.key.pub"));
     expect(ok).toBe(true);
     expect(payload.critical).toEqual({ identity: { "docker-reference": `${registryHost}/demo/signed` }, image: { "docker-manifest-digest": digest }, type: "cosign container image signature" });
+  });
+
+  test("key generate --type ecdsa-p256 wrote PKCS#8 (mode 0600) and SPKI PEM, as openssl reads them", () => {
+    const key = join(work, "signer.key");
+    expect(statSync(key).mode & 0o777).toBe(0o600);
+    expect(readFileSync(key, "utf8")).toStartWith("-----BEGIN PRIVATE KEY-----\n");
+    const text = Bun.spawnSync(["openssl", "pkey", "-in", key, "-noout", "-text"]).stdout.toString();
+    expect(text).toContain("ASN1 OID: prime256v1");
+    expect(readFileSync(`${key}.pub`, "utf8")).toStartWith("-----BEGIN PUBLIC KEY-----\n");
   });
 
   test("another key does not verify it", async () => {

@@ -52,6 +52,8 @@ const OWN_PATHS: { file: string; line: string; why: string }[] = [
   { file: "src/server/storage.ts", line: "await rename(temp, this.blobPath(hash))", why: "from the data directory's tmp/ into its blobs/" },
   { file: "src/snapshot/overlay.ts", line: "symlinkSync(lower,", why: "the lower-directory links beside a mount point in the store" },
   { file: "src/cli/main.ts", line: "Bun.write(Bun.stdout,", why: "the version, to standard output (descriptor 1): no path at all" },
+  { file: "src/attest/packages.ts", line: 'writeFileSync(join(dir, "rpmdb.sqlite"), database)', why: "an image's RPM database, copied into a directory mkdtemp just made for it" },
+  { file: "src/attest/packages.ts", line: 'writeFileSync(join(dir, "rpmdb.sqlite-wal"), wal)', why: "its write-ahead log, beside it in that directory" },
 ];
 
 const WRITES = /\b(writeFileSync|appendFileSync|copyFileSync|renameSync|createWriteStream|symlinkSync|linkSync|Bun\.write)\s*\(|\bawait (rename|open)\(/;

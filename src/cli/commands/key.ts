@@ -20,16 +20,20 @@ export function registerKey(program: Command) {
     .action((flags: { out: string; type: string }) => {
       if (!["ed25519", "ecdsa-p256"].includes(flags.type)) throw new UsageError(`--type must be ed25519 or ecdsa-p256, not "${flags.type}"`);
       if (existsSync(flags.out)) throw new UsageError(`${flags.out} already exists; a key is never overwritten (choose another --out)`);
-      if (flags.type === "ecdsa-p256") {
-        const { privatePem, publicPem } = generateEcdsaKey();
-        writeFileSync(flags.out, privatePem, { mode: 0o600, flag: "wx" });
-        writeFileSync(`${flags.out}.pub`, publicPem, { flag: "w" });
-        process.stdout.write(publicPem);
-        return;
-      }
-      const { key, pem } = SigningKey.generate();
+      const { pem, publicText } = flags.type === "ecdsa-p256" ? ecdsaKey() : ed25519Key();
       writeFileSync(flags.out, pem, { mode: 0o600, flag: "wx" });
-      writeFileAtomic(`${flags.out}.pub`, `${key.publicKey}\n`); // a link planted at FILE.pub is replaced, not written through
-      process.stdout.write(`${key.publicKey}\n`);
+      writeFileAtomic(`${flags.out}.pub`, publicText); // a link planted at FILE.pub is replaced, not written through
+      process.stdout.write(publicText);
     });
+}
+
+function ed25519Key(): { pem: string; publicText: string } {
+  const { key, pem } = SigningKey.generate();
+  return { pem, publicText: `${key.publicKey}\n` };
+}
+
+/** PKCS#8 and SPKI PEM, as cosign and openssl read them. */
+function ecdsaKey(): { pem: string; publicText: string } {
+  const { privatePem, publicPem } = generateEcdsaKey();
+  return { pem: privatePem, publicText: publicPem };
 }
