@@ -52,6 +52,7 @@ const project = writeProject(join(work, "project"), {
     "COPY status /var/lib/dpkg/status",
     "COPY installed /lib/apk/db/installed",
     "COPY rpmdb.sqlite /var/lib/rpm/rpmdb.sqlite",
+    "COPY --chmod=755 goapp /usr/local/bin/goapp",
     "COPY left-pad.json /app/node_modules/left-pad/package.json",
     "COPY gone.json /app/node_modules/gone/package.json",
     "COPY METADATA /usr/lib/python3/site-packages/requests-2.31.0.dist-info/METADATA",
@@ -71,6 +72,9 @@ const EXPECTED_PURLS = [
   "pkg:apk/alpine/musl-hand@1.2.4-r2?arch=x86_64",
   "pkg:deb/debian/hello-deb@2.10-3?arch=amd64",
   "pkg:deb/debian/tzdata-lite@2024a-1?arch=all",
+  "pkg:golang/example.com/goapp@v1.4.0",
+  "pkg:golang/golang.org/x/text@v0.14.0",
+  "pkg:golang/stdlib@go1.21.6",
   "pkg:npm/left-pad@1.3.0",
   "pkg:pypi/requests@2.31.0",
   "pkg:rpm/unknown/hand-rpm@1.2.3-4?arch=noarch",
@@ -78,6 +82,21 @@ const EXPECTED_PURLS = [
 
 const BUILD = ["build", project, "--cache-dir", cache, "--progress", "plain", "--secret", "id=token,env=MB_ATTEST_TOKEN", "--ssh", `agent=${SSH_SOCKET}`];
 const ENV = { MB_ATTEST_TOKEN: SECRET_VALUE };
+
+/**
+ * An ELF file with Go's inline build information (Go 1.18+: "\xff Go buildinf:", pointer size,
+ * flags 2, then at offset 32 two varint-prefixed strings, the module text between 16-byte
+ * sentinels), as `go version -m` reads it; no Go toolchain is packaged for the tests.
+ */
+function goBinary(version: string, modinfo: string): Buffer {
+  const header = Buffer.alloc(32);
+  header.write("\xff Go buildinf:", 0, "latin1");
+  header[14] = 8;
+  header[15] = 2;
+  const text = Buffer.concat([Buffer.alloc(16, 0x31), Buffer.from(modinfo), Buffer.alloc(16, 0x32)]);
+  const varint = (n: number) => (n < 128 ? Buffer.from([n]) : Buffer.from([(n & 0x7f) | 0x80, n >> 7]));
+  return Buffer.concat([Buffer.from("\x7fELF", "latin1"), Buffer.alloc(4092), header, varint(version.length), Buffer.from(version), varint(text.length), text]);
+}
 
 async function waitFor(url: string) {
   for (let i = 0; i < 100; i++) {
@@ -90,6 +109,7 @@ async function waitFor(url: string) {
 beforeAll(async () => {
   const rpm = makeRpmDatabase(work, [{ name: "hand-rpm", version: "1.2.3", release: "4", arch: "noarch", license: "MIT" }]);
   writeFileSync(join(project, "rpmdb.sqlite"), rpm.database);
+  writeFileSync(join(project, "goapp"), goBinary("go1.21.6", "path\texample.com/goapp\nmod\texample.com/goapp\tv1.4.0\th1:a=\ndep\tgolang.org/x/text\tv0.14.0\th1:b=\n"));
   buildBaseImage(work, baseOci);
   machineWithBase(cache, baseOci);
   sshServer = createServer();
@@ -166,8 +186,8 @@ describe("an OCI layout", () => {
     expect(buildDefinition.externalParameters.context.digest.blake3).toMatch(/^[0-9a-f]{64}$/);
     const base = json(join(baseOci, "index.json")).manifests[0].digest;
     expect(buildDefinition.resolvedDependencies).toEqual([{ uri: "pkg:docker/memobuild/busybox@latest?platform=linux%2Famd64", digest: { sha256: base.slice(7) }, name: "memobuild/busybox:latest" }]);
-    expect(buildDefinition.internalParameters.steps.length).toBe(9);
-    expect(runDetails.byproducts.map((b: { annotations: { status: string } }) => b.annotations.status)).toEqual(Array(9).fill("executed"));
+    expect(buildDefinition.internalParameters.steps.length).toBe(10);
+    expect(runDetails.byproducts.map((b: { annotations: { status: string } }) => b.annotations.status)).toEqual(Array(10).fill("executed"));
   });
 
   test("no secret value, token or --ssh socket appears in anything written", () => {

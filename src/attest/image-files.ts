@@ -21,9 +21,13 @@ export function wantedPath(path: string, mode: number): "data" | "executable" | 
   return undefined;
 }
 
-function read(reader: TarReader): Buffer {
+/** The entry's content; for a candidate Go binary, undefined as soon as it is not ELF (the rest is skipped by next()). */
+function read(reader: TarReader, onlyElf: boolean): Buffer | undefined {
   const chunks: Buffer[] = [];
-  for (const chunk of reader.readContent()) chunks.push(Buffer.from(chunk));
+  for (const chunk of reader.readContent()) {
+    if (onlyElf && chunks.length === 0 && !Buffer.from(chunk.subarray(0, 4)).equals(ELF_MAGIC)) return undefined;
+    chunks.push(Buffer.from(chunk));
+  }
   return Buffer.concat(chunks);
 }
 
@@ -55,9 +59,9 @@ function applyLayer(tar: string, files: Map<string, Buffer>, ancestors: Set<stri
       if (entry.type !== "file" || entry.size > MAX_DATA_BYTES) continue;
       const wanted = wantedPath(path, entry.mode);
       if (!wanted) continue;
-      const content = read(reader);
+      const content = read(reader, wanted === "executable");
       // An executable is kept only when it is an ELF file carrying Go build information.
-      if (wanted === "executable" && !(content.subarray(0, 4).equals(ELF_MAGIC) && content.includes(GO_MAGIC))) continue;
+      if (!content || (wanted === "executable" && !content.includes(GO_MAGIC))) continue;
       files.set(path, content);
       added.add(path);
       for (let at = path.indexOf("/"); at > 0; at = path.indexOf("/", at + 1)) ancestors.add(path.slice(0, at));
