@@ -319,7 +319,7 @@ describe("a signed OCI layout", () => {
   const layout = join(work, "signed-oci");
 
   beforeAll(async () => {
-    const built = await runMemobuildAsync([...BUILD, "-t", "demo/signed-oci:1", "--provenance", "mode=min", "--sign-key", join(work, "signer.key"), "-o", `type=oci,dest=${layout}`], ENV);
+    const built = await runMemobuildAsync([...BUILD, "-t", "demo/signed-oci:1", "--provenance", "mode=min,builder-id=https://ci.example/runner/7", "--sign-key", join(work, "signer.key"), "-o", `type=oci,dest=${layout}`], ENV);
     if (built.exitCode !== 0) throw new Error(built.stderr);
   }, 120_000);
 
@@ -329,6 +329,7 @@ describe("a signed OCI layout", () => {
     const verify = runMemobuild(["verify", `oci:${layout}:demo/signed-oci:1`, "--key", join(work, "signer.key.pub"), "--provenance"]);
     expect(verify.stderr).toBe("");
     expect(verify.exitCode).toBe(0);
+    expect(verify.stdout).toContain("builder: https://ci.example/runner/7 (invocation ");
   });
 
   test("a tampered provenance (blobs and digests rewritten to match) fails against the signed copy", () => {

@@ -1,7 +1,7 @@
 /**
  * What a build attests, from the flags as buildx spells them: `--provenance true|false|min|max|
- * mode=min|mode=max`, `--sbom true|false`, `--attest type=provenance,mode=max`, `--attest
- * type=sbom`, `…,disabled=true`. Without any of them a build attests nothing (and so writes
+ * mode=min|mode=max[,builder-id=URI]`, `--sbom true|false`, `--attest type=provenance,mode=max`,
+ * `--attest type=sbom`, `…,disabled=true`. Without any of them a build attests nothing (and so writes
  * exactly what it wrote before these flags existed).
  */
 import { UserError } from "../errors.ts";
@@ -10,6 +10,8 @@ export type ProvenanceMode = "min" | "max";
 
 export interface AttestOptions {
   provenance?: ProvenanceMode;
+  /** `builder-id=URI`, as buildx takes it: who the provenance says built the image. */
+  builderId?: string;
   sbom: boolean;
 }
 
@@ -31,22 +33,32 @@ function bool(flag: string, value: string): boolean {
   throw new AttestOptionError(`${flag}: "${value}" is not true or false`);
 }
 
-/** One provenance spec; undefined when it turns provenance off. */
-function provenanceSpec(flag: string, spec: string): ProvenanceMode | undefined {
+/** One provenance spec; mode undefined when it turns provenance off. */
+function provenanceSpec(flag: string, spec: string): { mode?: ProvenanceMode; builderId?: string } {
   const lone = spec.trim().toLowerCase();
-  if (lone === "min" || lone === "max") return lone;
-  if (!lone.includes("=")) return bool(flag, lone) ? "min" : undefined;
-  let mode: ProvenanceMode = "min";
+  if (lone === "min" || lone === "max") return { mode: lone };
+  if (!lone.includes("=")) return { mode: bool(flag, lone) ? "min" : undefined };
+  const parsed: { mode?: ProvenanceMode; builderId?: string } = { mode: "min" };
   for (const [key, value] of fieldsOf(spec)) {
     if (key === "type") continue;
     if (key === "disabled") {
-      if (bool(`${flag} disabled`, value)) return undefined;
+      if (bool(`${flag} disabled`, value)) return {};
     } else if (key === "mode") {
       if (value !== "min" && value !== "max") throw new AttestOptionError(`${flag} ${spec}: mode must be min or max`);
-      mode = value;
-    } else throw new AttestOptionError(`${flag} ${spec}: unknown option "${key}" (MemoBuild reads mode= and disabled=)`);
+      parsed.mode = value;
+    } else if (key === "builder-id") {
+      if (!URL.canParse(value)) throw new AttestOptionError(`${flag} ${spec}: builder-id must be a URI`);
+      parsed.builderId = value;
+    } else if (key === "version") {
+      if (value !== "v1") throw new AttestOptionError(`${flag} ${spec}: MemoBuild writes SLSA provenance v1 only (version=v1)`);
+    } else throw new AttestOptionError(`${flag} ${spec}: unknown option "${key}" (MemoBuild reads mode=, builder-id=, version=v1 and disabled=)`);
   }
-  return mode;
+  return parsed;
+}
+
+function setProvenance(options: AttestOptions, parsed: { mode?: ProvenanceMode; builderId?: string }) {
+  options.provenance = parsed.mode;
+  if (parsed.builderId) options.builderId = parsed.builderId;
 }
 
 /** One SBOM spec: on or off. MemoBuild reads the image itself; it runs no generator image. */
@@ -65,11 +77,11 @@ function sbomSpec(flag: string, spec: string): boolean {
 /** The flags, in the order given: a later flag wins over an earlier one for the same kind. */
 export function attestOptions(flags: { provenance?: string[]; sbom?: string[]; attest?: string[] }): AttestOptions {
   const options: AttestOptions = { sbom: false };
-  for (const spec of flags.provenance ?? []) options.provenance = provenanceSpec("--provenance", spec);
+  for (const spec of flags.provenance ?? []) setProvenance(options, provenanceSpec("--provenance", spec));
   for (const spec of flags.sbom ?? []) options.sbom = sbomSpec("--sbom", spec);
   for (const spec of flags.attest ?? []) {
     const type = fieldsOf(spec).get("type");
-    if (type === "provenance") options.provenance = provenanceSpec("--attest", spec);
+    if (type === "provenance") setProvenance(options, provenanceSpec("--attest", spec));
     else if (type === "sbom") options.sbom = sbomSpec("--attest", spec);
     else throw new AttestOptionError(`--attest ${spec}: type must be provenance or sbom`);
   }

@@ -58,7 +58,7 @@ export async function attesterFor(plan: AttestPlan, store: LocalStore, image: St
   const record = buildRecord(
     {
       version: packageJson.version,
-      builderId: `https://memobuild.dev/builders/local/${encodeURIComponent(hostname())}`,
+      builderId: plan.options.builderId ?? `https://memobuild.dev/builders/local/${encodeURIComponent(hostname())}`,
       invocationId: randomUUID(),
       startedOn: plan.startedOn,
       finishedOn: new Date(),

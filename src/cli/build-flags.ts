@@ -72,7 +72,7 @@ export function buildFlagOptions(command: Command): Command {
     .option("--allow <entitlement>", "let the Dockerfile use network.host (RUN --network=host) or security.insecure (RUN --security=insecure) (repeatable)", collect)
     .option("--jobs <n>", "how many independent stages may build at once (default: the number of CPUs)")
     .option("--build-label <name=value>", "a label for this build in the build hub's history, e.g. team=web (repeatable)", collect)
-    .option("--provenance <spec>", "attach SLSA v1 provenance: true|false|mode=min|mode=max (as buildx)", collect)
+    .option("--provenance <spec>", "attach SLSA v1 provenance: true|false|mode=min|mode=max[,builder-id=URI] (as buildx)", collect)
     .option("--sbom <spec>", "attach an SPDX 2.3 SBOM read from the image's package data: true|false", collect)
     .option("--attest <spec>", "type=provenance[,mode=min|max] | type=sbom [,disabled=true] (repeatable, as buildx)", collect)
     .option("--sign-key <file>", "sign the image (and its attestations) the way cosign does, with this ECDSA P-256 PEM key (memobuild key generate --type ecdsa-p256)");
