@@ -262,6 +262,15 @@ describe("a signed registry push", () => {
     expect(ociSchemaErrors("index", index)).toEqual([]);
     expect(index.manifests.map((m) => m.platform?.os)).toEqual(["linux", "unknown"]);
     expect(index.manifests[1]!.annotations!["vnd.docker.reference.digest"]).toBe(index.manifests[0]!.digest);
+    // skopeo (containers/image) reads it: the index by its digest, and with --all copies the attestation too.
+    const inspect = Bun.spawnSync(["skopeo", "inspect", "--tls-verify=false", `docker://${ref}`], { stdout: "pipe", stderr: "pipe" });
+    expect(inspect.stderr.toString()).toBe("");
+    expect(JSON.parse(inspect.stdout.toString()).Digest).toBe(digest);
+    const copied = join(work, "skopeo-copy");
+    const copy = Bun.spawnSync(["skopeo", "copy", "--all", "--src-tls-verify=false", `docker://${ref}`, `oci:${copied}:copy`], { stdout: "pipe", stderr: "pipe" });
+    expect(copy.exitCode).toBe(0);
+    const copiedIndex = json(blob(copied, json(join(copied, "index.json")).manifests[0].digest));
+    expect(copiedIndex.manifests.map((m: Descriptor) => m.digest)).toEqual(index.manifests.map((m) => m.digest));
   });
 
   test("the sha256-<hex>.sig signature verifies with openssl and the signer's key, names the digest and repository", async () => {
