@@ -2,7 +2,7 @@ import { describe, expect, test } from "bun:test";
 import { join, relative } from "node:path";
 import { commandsFor } from "./program.ts";
 
-const ALL = ["init", "build", "graph", "explain", "context", "image", "run", "cache", "serve", "worker", "key", "config", "completion"];
+const ALL = ["init", "build", "graph", "explain", "context", "image", "run", "cache", "serve", "worker", "key", "verify", "config", "completion"];
 
 describe("the commands a command line loads", () => {
   test("the command it names, and only that one", () => {
