@@ -29,7 +29,10 @@ export interface AttestRequest {
 }
 
 export class Attester {
+  /** Read once: the image's packages do not depend on how an output compresses its layers. */
   private packages?: Promise<Package[]>;
+  /** The image manifest last pushed and what was said about it, for the signatures that follow. */
+  private pushed?: { digest: string; statements: Statement[] };
 
   constructor(private readonly store: LocalStore, private readonly image: StoredImage, private readonly request: AttestRequest) {}
 
@@ -67,8 +70,6 @@ export class Attester {
       return extras;
     };
   }
-
-  private pushed?: { digest: string; statements: Statement[] };
 
   /** For a registry push: the attestation manifest in the pushed index (signatures come after). */
   registryExtras(): Extras {
