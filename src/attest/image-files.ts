@@ -32,7 +32,7 @@ function read(reader: TarReader, onlyElf: boolean): Buffer | undefined {
 }
 
 /** Applies one layer's entries to `files`. */
-function applyLayer(tar: string, files: Map<string, Buffer>, ancestors: Set<string>) {
+export function applyLayer(tar: string, files: Map<string, Buffer>, ancestors: Set<string>) {
   const added = new Set<string>();
   const reader = new TarReader(tar);
   try {
