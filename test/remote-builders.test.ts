@@ -12,6 +12,7 @@ import { join } from "node:path";
 import { REPO_ROOT, memobuildBinary, runMemobuild } from "./support/binary.ts";
 import { buildBaseImage, machineWithBase, writeProject } from "./support/base-image.ts";
 import { startCacheServer, type CacheServer } from "./support/server.ts";
+import { attestSchemaErrors } from "./support/attest-schema.ts";
 
 const work = mkdtempSync(join(tmpdir(), "memobuild-builders-"));
 const baseOci = join(work, "base-oci");
@@ -80,6 +81,23 @@ describe("builds through --builder", () => {
     // The submitter itself still cannot write anything to the cache.
     const put = await fetch(`${server.url}/v1/actions/${"a".repeat(64)}`, { method: "PUT", headers: { authorization: `Bearer ${CLIENT}`, "content-type": "application/json" }, body: "{}" });
     expect(put.status).toBe(403);
+  }, 120_000);
+
+  test("provenance of a build run on a worker names the worker as the builder and by each step, and the base image", async () => {
+    const client = machineWithBase(join(work, "client-provenance"), baseOci);
+    const layout = join(work, "provenance-oci");
+    const built = await remoteBuild(join(REPO_ROOT, "examples/hello"), client, "-t", "hello:attested", "--provenance", "mode=max", "-o", `type=oci,dest=${layout}`);
+    expect(built.exitCode).toBe(0);
+    const blob = (digest: string) => JSON.parse(readFileSync(join(layout, "blobs/sha256", digest.slice(7)), "utf8"));
+    const attestation = JSON.parse(readFileSync(join(layout, "index.json"), "utf8")).manifests[1];
+    const provenance = blob(blob(attestation.digest).layers[0].digest);
+    expect(attestSchemaErrors("slsa", provenance)).toEqual([]);
+    const worker = built.meta.steps[0].worker as string;
+    expect(provenance.predicate.runDetails.builder.id).toBe(`https://memobuild.dev/builders/worker/${worker}`);
+    const ran = provenance.predicate.runDetails.byproducts.filter((b: { annotations: { status: string } }) => b.annotations.status !== "skipped");
+    expect(ran.every((b: { annotations: { worker?: string } }) => b.annotations.worker === worker)).toBe(true);
+    expect(provenance.predicate.buildDefinition.resolvedDependencies.map((d: { name: string }) => d.name)).toEqual(["memobuild/busybox:latest"]);
+    expect(provenance.predicate.buildDefinition.internalParameters.steps.map((s: { key: string }) => s.key)).toEqual(built.meta.steps.map((s: { key: string }) => s.key));
   }, 120_000);
 
   test("the next build of a project goes to the worker that holds its steps (affinity in /v1/jobs)", async () => {

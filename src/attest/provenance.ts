@@ -20,6 +20,8 @@ export interface StepRecord {
   inputs?: unknown;
   /** The key that signed a reused remote result, when the cache said. */
   signer?: string;
+  /** The worker that satisfied the step, for a build run with --builder. */
+  worker?: string;
 }
 
 export interface Dependency {
@@ -84,7 +86,7 @@ export function provenanceStatement(record: BuildRecord, subject: Subject, mode:
       byproducts: record.steps.map((s) => ({
         name: `step:${s.id}`,
         digest: { blake3: s.key },
-        annotations: { instruction: s.instruction, status: s.status, ...(s.signer ? { signer: s.signer } : {}) },
+        annotations: { instruction: s.instruction, status: s.status, ...(s.signer ? { signer: s.signer } : {}), ...(s.worker ? { worker: s.worker } : {}) },
       })),
     },
   });

@@ -6,8 +6,8 @@
 import type { BuildResult } from "../solver/solver.ts";
 
 /**
- * What a build returns: a local build has the plan and every step's key inputs; a build run on a
- * worker (--builder) only its steps.
+ * What a build returns: its steps, and the plan and every step's key inputs (a build run on a
+ * worker has them from the local dry run that computed its keys, when that run could plan it).
  */
 export type BuildOutcome = Pick<BuildResult, "steps"> & Partial<Pick<BuildResult, "plan" | "inputs">>;
 import type { Step } from "../frontend/plan.ts";
@@ -56,7 +56,8 @@ export function stepRecords(result: BuildOutcome): StepRecord[] {
     const inputs = result.inputs?.get(step.id);
     // The per-file digests are for `explain`; the directory digest already covers them.
     const trimmed = inputs?.context ? { ...inputs, context: { digest: inputs.context.digest } } : inputs;
-    return { id: step.id, instruction: step.instruction, key: step.key, status: step.status, ...(step.signer ? { signer: step.signer } : {}), ...(trimmed ? { inputs: trimmed } : {}) };
+    const by = { ...(step.signer ? { signer: step.signer } : {}), ...(step.worker ? { worker: step.worker } : {}) };
+    return { id: step.id, instruction: step.instruction, key: step.key, status: step.status, ...by, ...(trimmed ? { inputs: trimmed } : {}) };
   });
 }
 
@@ -64,4 +65,10 @@ export type RecordBase = Omit<BuildRecord, "dependencies" | "steps">;
 
 export function buildRecord(base: RecordBase, result: BuildOutcome): BuildRecord {
   return { ...base, dependencies: dependenciesOf(result, base.platform), steps: stepRecords(result) };
+}
+
+/** Who built it: the worker that ran the build (--builder), else this machine. */
+export function builderIdOf(result: BuildOutcome, host: string): string {
+  const worker = result.steps.find((s) => s.worker)?.worker;
+  return worker ? `https://memobuild.dev/builders/worker/${encodeURIComponent(worker)}` : `https://memobuild.dev/builders/local/${encodeURIComponent(host)}`;
 }

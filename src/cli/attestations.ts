@@ -9,7 +9,7 @@ import { relative } from "node:path";
 import packageJson from "../../package.json" with { type: "json" };
 import { Attester } from "../attest/attest.ts";
 import { attestOptions, attestsAnything, type AttestOptions } from "../attest/options.ts";
-import { buildRecord, type BuildOutcome } from "../attest/record.ts";
+import { buildRecord, builderIdOf, type BuildOutcome } from "../attest/record.ts";
 import { loadSigningKey, signatureIdentity } from "../attest/sign.ts";
 import { sha256Hex } from "../attest/statement.ts";
 import type { LocalStore } from "../cache/store.ts";
@@ -58,7 +58,7 @@ export async function attesterFor(plan: AttestPlan, store: LocalStore, image: St
   const record = buildRecord(
     {
       version: packageJson.version,
-      builderId: plan.options.builderId ?? `https://memobuild.dev/builders/local/${encodeURIComponent(hostname())}`,
+      builderId: plan.options.builderId ?? builderIdOf(result, hostname()),
       invocationId: randomUUID(),
       startedOn: plan.startedOn,
       finishedOn: new Date(),

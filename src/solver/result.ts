@@ -16,4 +16,6 @@ export interface StepResult {
   remote_refused?: string;
   /** A result reused from the remote: the key that signed it (its signature verified here). */
   signer?: string;
+  /** A build run on a worker (--builder): the worker's name. */
+  worker?: string;
 }

@@ -179,12 +179,12 @@ async function buildOnWorker(builder: string, settings: Settings, flags: BuildFl
     target: value<string | undefined>(settings, "target"),
     noCache: !flags.cache,
   };
-  // The keys of the build's steps, computed here, let the server send it where they are cached.
-  const hints = await build({ ...options, store, secrets: new Map(), network: "none", progress: () => {}, dryRun: true }).then(
-    (planned) => planned.steps.map((s) => s.key).filter(Boolean),
-    () => [],
-  );
-  return buildRemotely({ ...options, jobs, remote: cache, store, labels: parseLabels("--label", flags.label), progress, hints, secrets: new Map(flags.secret.map(parseSecret)) });
+  // The keys of the build's steps, computed here, let the server send it where they are cached;
+  // the plan and inputs behind them are what provenance records of the build.
+  const planned = await build({ ...options, store, secrets: new Map(), network: "none", progress: () => {}, dryRun: true }).catch(() => undefined);
+  const hints = planned ? planned.steps.map((s) => s.key).filter(Boolean) : [];
+  const built = await buildRemotely({ ...options, jobs, remote: cache, store, labels: parseLabels("--label", flags.label), progress, hints, secrets: new Map(flags.secret.map(parseSecret)) });
+  return { ...built, plan: planned?.plan, inputs: planned?.inputs };
 }
 
 /** Each output in turn; each listed with the digest a user meets there. */
