@@ -19,6 +19,10 @@ afterAll(() => rmSync(work, { recursive: true, force: true }));
 
 /** Where a host file is read without the bounded reader, with why a project or an image cannot choose that path. */
 const OWN_PATHS: { file: string; line: string; why: string }[] = [
+  { file: "src/cli/rebuild.ts", line: 'readFileSync(join(dir, "oci", "index.json")', why: "the layout the rebuild wrote into a private temporary directory" },
+  { file: "src/attest/sign.ts", line: "createPrivateKey(readFileSync(file))", why: "the key file the user names with --sign-key (never a project file's)" },
+  { file: "src/attest/sign.ts", line: "createPublicKey(readFileSync(file))", why: "the public key the user names with verify --key" },
+  { file: "src/attest/sources.ts", line: 'readFileSync(join(dir, "blob"))', why: "a blob downloaded into a private temporary directory, size-bounded by its descriptor" },
   { file: "src/worker/worker.ts", line: "readFileSync(metadata", why: "the metadata file the job's own build wrote into the job's staging directory" },
   { file: "src/worker/job.ts", line: 'readFileSync(manifestFile, "utf8")', why: "the context manifest, downloaded into the job's staging directory and checked against its BLAKE3 name" },
   { file: "src/worker/job.ts", line: 'openSync(file, "r")', why: "a downloaded blob in the job's staging directory, checked against its BLAKE3 name" },

@@ -1,4 +1,5 @@
 /** Where `verify` reads an image from: a registry (by tag or digest) or an OCI layout directory. */
+import { readRegularFile } from "../util/host-file.ts";
 import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -36,6 +37,9 @@ export function registrySource(refText: string, options: RegistryOptions): Image
   };
 }
 
+/** Manifests, indexes, configs and attestations: JSON well under this. */
+const MAX_LAYOUT_JSON = 16 * 1024 * 1024;
+
 /** `oci:DIR[:NAME]`: the image NAME (its ref.name) in the layout, or its only image. */
 export function layoutSource(spec: string): ImageSource {
   const rest = spec.slice("oci:".length);
@@ -43,11 +47,12 @@ export function layoutSource(spec: string): ImageSource {
   const dir = colon < 0 ? rest : rest.slice(0, colon);
   const name = colon < 0 ? undefined : rest.slice(colon + 1);
   if (!existsSync(join(dir, "index.json"))) throw new VerifyError(`${dir} is not an OCI layout (no index.json)`);
-  const index = JSON.parse(readFileSync(join(dir, "index.json"), "utf8")) as Index;
+  // A layout is anyone's: its files are read as regular files only, never through a link, and bounded.
+  const index = JSON.parse(readRegularFile(join(dir, "index.json"), { limit: MAX_LAYOUT_JSON, what: `${spec}: index.json` }).toString("utf8")) as Index;
   const read = (digest: string, what: string): Buffer => {
     const path = join(dir, "blobs", digest.replace(":", "/"));
     if (!/^sha256:[0-9a-f]{64}$/.test(digest) || !existsSync(path)) throw new VerifyError(`${spec}: ${what} ${digest} is missing from the layout`);
-    const bytes = readFileSync(path);
+    const bytes = readRegularFile(path, { limit: MAX_LAYOUT_JSON, what: `${spec}: ${what} ${digest}` });
     if (`sha256:${sha256Hex(bytes)}` !== digest) throw new VerifyError(`${spec}: ${what} ${digest} does not match its digest (it was altered)`);
     return bytes;
   };

@@ -3,6 +3,8 @@
  * context, checked against their recorded digests first; build args, target, labels; the
  * recorded SOURCE_DATE_EPOCH) without the cache, and says whether the image digest is the same.
  */
+import { isInside, readRegularFile } from "../util/host-file.ts";
+import { MAX_DOCKERFILE_BYTES } from "../frontend/parser.ts";
 import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { basename, join, resolve } from "node:path";
@@ -29,9 +31,12 @@ const self = () => (basename(process.execPath) === "bun" ? [process.execPath, pr
 export async function rebuildCommand(provenance: Statement<SlsaProvenance>, contextDir: string, dest: string, extra: string[]): Promise<{ argv: string[]; env: Record<string, string> }> {
   const recorded = provenance.predicate.buildDefinition.externalParameters as Recorded;
   const context = resolve(contextDir);
-  const dockerfile = join(context, recorded.dockerfile?.path ?? "Dockerfile");
-  if (!existsSync(dockerfile)) throw new RebuildError(`--rebuild ${contextDir}: the recorded Dockerfile ${recorded.dockerfile?.path} is not in it`);
-  const dockerfileDigest = sha256Hex(readFileSync(dockerfile));
+  // The provenance names the Dockerfile: it must be inside the context given, and a regular file.
+  const recordedPath = recorded.dockerfile?.path ?? "Dockerfile";
+  const dockerfile = resolve(context, recordedPath);
+  if (!isInside(dockerfile, context)) throw new RebuildError(`--rebuild: the provenance names the Dockerfile ${recordedPath}, outside the context ${contextDir}`);
+  if (!existsSync(dockerfile)) throw new RebuildError(`--rebuild ${contextDir}: the recorded Dockerfile ${recordedPath} is not in it`);
+  const dockerfileDigest = sha256Hex(readRegularFile(dockerfile, { limit: MAX_DOCKERFILE_BYTES, what: `Dockerfile ${recordedPath}` }));
   if (recorded.dockerfile?.digest?.sha256 !== dockerfileDigest) {
     throw new RebuildError(`--rebuild: ${dockerfile} is sha256:${dockerfileDigest}; the provenance records sha256:${recorded.dockerfile?.digest?.sha256}`);
   }
