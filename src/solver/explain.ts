@@ -82,6 +82,7 @@ export function explainStep(
     reasons.push(changes.length ? `files changed: ${list(changes)}` : "the files it reads changed (owner or exclude patterns)");
   }
   if (before.sandbox !== current.sandbox) reasons.push(`--add-host, --shm-size or --ulimit changed: ${before.sandbox ?? "none"} → ${current.sandbox ?? "none"}`);
+  if (before.epoch !== current.epoch) reasons.push(`SOURCE_DATE_EPOCH changed: ${before.epoch ?? "none"} → ${current.epoch ?? "none"}`);
   if (before.owner !== current.owner) reasons.push(`the owner of the directory it makes changed: ${before.owner ?? "none"} → ${current.owner ?? "none"}`);
   if (JSON.stringify(before.urls ?? []) !== JSON.stringify(current.urls ?? [])) reasons.push("a URL it adds served different content (or its --checksum changed)");
   const envBefore = new Map(before.env ?? []);

@@ -33,6 +33,8 @@ export interface StepInputs {
   owner?: string;
   /** RUN: --add-host, --shm-size and --ulimit, when given (see executor/sandbox.ts). */
   sandbox?: string;
+  /** Steps that make a layer: SOURCE_DATE_EPOCH, when set (it clamps the layer's file times). */
+  epoch?: number;
 }
 
 export function stepKey(inputs: StepInputs): string {

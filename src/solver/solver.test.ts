@@ -599,6 +599,15 @@ describe("what each operation keys on and asks the executor for", () => {
     expect("sandbox" in unsandboxed).toBe(false);
   });
 
+  test("SOURCE_DATE_EPOCH keys every step that makes a layer (its file times are clamped to it), and no other", async () => {
+    const dockerfile = "FROM scratch\nENV A=1\nCOPY a.txt /a\nRUN x\n";
+    const plain = await project(dockerfile, { "a.txt": "a" }).build(new FakeExecutor());
+    const clamped = await project(dockerfile, { "a.txt": "a" }).build(new FakeExecutor(), { buildArgs: { SOURCE_DATE_EPOCH: "1700000000" } });
+    expect(clamped.steps.map((s, i) => s.key === plain.steps[i].key)).toEqual([true, true, false, false]);
+    expect(clamped.inputs.get("0/2")!.epoch).toBe(1700000000);
+    expect(plain.inputs.get("0/2")!.epoch).toBeUndefined();
+  });
+
   test("SOURCE_DATE_EPOCH reaches every request (layer times are clamped to it); without it no request has one", async () => {
     const dockerfile = "FROM scratch\nCOPY a.txt /a\nRUN x\n";
     const clamped = await requestsOf(dockerfile, { buildArgs: { SOURCE_DATE_EPOCH: "1700000000" } }, { "a.txt": "a" });

@@ -57,6 +57,14 @@ export function baseInputs(scope: StepScope): StepInputs {
   return { parent: scope.parent!.key, instruction: keyText(scope.step.instruction), platform: formatPlatform(scope.build.platform) };
 }
 
+/**
+ * The inputs of a step that makes a layer: SOURCE_DATE_EPOCH clamps the layer's file times, so it
+ * keys the layer (absent without it, so keys of builds without it are unchanged).
+ */
+export function layerInputs(scope: StepScope): StepInputs {
+  return { ...baseInputs(scope), ...(scope.build.epoch !== undefined ? { epoch: scope.build.epoch } : {}) };
+}
+
 /** A request with what every layer step carries; the operation adds what it reads. */
 export function baseRequest(scope: StepScope, instruction: StepRequest["instruction"]): StepRequest {
   const parent = scope.parent!;

@@ -5,13 +5,13 @@
  */
 import { blake3Hex } from "../../hash/blake3.ts";
 import type { Instruction } from "../../frontend/instructions.ts";
-import { baseInputs, baseRequest, fileDigests, nextState, type Operation, type StepScope } from "./operation.ts";
+import { layerInputs, baseRequest, fileDigests, nextState, type Operation, type StepScope } from "./operation.ts";
 
 type Run = Extract<Instruction, { kind: "RUN" }>;
 
 export const runOperation: Operation<Run> = async (scope, instruction) => {
   checkEntitlements(instruction, scope);
-  const inputs = { ...baseInputs(scope), env: scope.step.runEnv, ...(scope.build.sandboxKey ? { sandbox: scope.build.sandboxKey } : {}) };
+  const inputs = { ...layerInputs(scope), env: scope.step.runEnv, ...(scope.build.sandboxKey ? { sandbox: scope.build.sandboxKey } : {}) };
   // Stryker disable next-line LogicalOperator,ArrayDeclaration: the planner gives every RUN its environment
   const request = { ...baseRequest(scope, instruction), env: scope.step.runEnv ?? [] };
   const digests: string[] = [];

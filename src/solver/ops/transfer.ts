@@ -6,14 +6,14 @@
 import { isUrl } from "../../executor/download.ts";
 import type { Instruction } from "../../frontend/instructions.ts";
 import type { StepInputs } from "../keys.ts";
-import { baseInputs, baseRequest, fileDigests, nextState, ownerOf, type Operation, type StepScope } from "./operation.ts";
+import { layerInputs, baseRequest, fileDigests, nextState, ownerOf, type Operation, type StepScope } from "./operation.ts";
 import type { StepRequest } from "../../executor/request.ts";
 
 type Transfer = Extract<Instruction, { kind: "COPY" | "ADD" }>;
 
 export const transferOperation: Operation<Transfer> = async (scope, instruction) => {
   const owner = await ownerOf(scope, instruction.chown, "--chown");
-  const inputs = baseInputs(scope);
+  const inputs = layerInputs(scope);
   const request = { ...baseRequest(scope, instruction), owner };
   // Stryker disable next-line ConditionalExpression: ADD has no `from`; the check is for the type
   const from = instruction.kind === "COPY" ? instruction.from : undefined;

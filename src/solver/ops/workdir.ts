@@ -4,7 +4,7 @@
  */
 import type { Instruction } from "../../frontend/instructions.ts";
 import { applyInstruction, workdirAfter } from "../../image/config.ts";
-import { baseInputs, baseRequest, nextState, ownerOf, type Operation } from "./operation.ts";
+import { layerInputs, baseRequest, nextState, ownerOf, type Operation } from "./operation.ts";
 import { configOperation } from "./config.ts";
 
 export const workdirOperation: Operation<Extract<Instruction, { kind: "WORKDIR" }>> = async (scope, instruction) => {
@@ -14,7 +14,7 @@ export const workdirOperation: Operation<Extract<Instruction, { kind: "WORKDIR" 
   const next = nextState(scope);
   applyInstruction(next.config, instruction, next.configState);
   return {
-    inputs: { ...baseInputs(scope), owner: `${owner.uid}:${owner.gid}` },
+    inputs: { ...layerInputs(scope), owner: `${owner.uid}:${owner.gid}` },
     request: { ...baseRequest(scope, instruction), owner },
     next,
     history: true,
