@@ -10,6 +10,9 @@
  */
 import { blake3Hex } from "../hash/blake3.ts";
 import { checkTextSignature } from "./action.ts";
+import type { MountLabel } from "./mount-types.ts";
+
+export type { MountLabel, MountScopeInfo, MountVersionInfo } from "./mount-types.ts";
 
 export const MOUNT_FORMAT = "memobuild-cache-mount-v1";
 
@@ -20,12 +23,6 @@ export interface MountFile {
   mode: number;
   blake3: string;
   size: number;
-}
-
-/** What a version is named by: a display name, never part of any check but the signature. */
-export interface MountLabel {
-  id: string;
-  scope: string | null;
 }
 
 export interface MountManifest {
@@ -102,28 +99,4 @@ export function signerOf(manifest: MountManifest): { signer?: string } | { error
   if (manifest.signature === undefined) return {};
   const { signature, ...unsigned } = manifest;
   return checkTextSignature(canonicalText(unsigned), signature);
-}
-
-/** What one version is, as the server lists it (without its files). */
-export interface MountVersionInfo {
-  id: string;
-  parent: string | null;
-  signer: string | null;
-  /** The token that published it (a short hash prefix, as in the server's stats). */
-  author: string | null;
-  created: number;
-  published: number;
-  files: number;
-  size: number;
-  /** Files whose content was not in the parent version. */
-  changed: number;
-}
-
-export interface MountScopeInfo {
-  scope: string;
-  label: MountLabel;
-  versions: number;
-  /** Bytes of the distinct files of every version kept. */
-  stored: number;
-  current: MountVersionInfo;
 }
