@@ -72,15 +72,26 @@ export function parseManifest(body: unknown, id: string): { manifest: MountManif
   if (m.format !== MOUNT_FORMAT) return { error: `format must be "${MOUNT_FORMAT}"` };
   if (typeof m.scope !== "string" || !HEX64.test(m.scope)) return { error: "scope must be 64 hex digits" };
   if (typeof m.label !== "object" || m.label === null || typeof m.label.id !== "string" || !(m.label.scope === null || typeof m.label.scope === "string")) return { error: "label must be { id: string, scope: string | null }" };
+  if (m.label.id.length > 256 || (m.label.scope?.length ?? 0) > 128) return { error: "label: an id is at most 256 characters, a scope 128" };
   if (!(m.parent === null || (typeof m.parent === "string" && HEX64.test(m.parent)))) return { error: "parent must be null or a version id" };
   if (!Number.isSafeInteger(m.created) || m.created < 0) return { error: "created must be a time in milliseconds" };
   if (!Array.isArray(m.files)) return { error: "files must be a list" };
   let previous = "";
+  const paths = new Set<string>();
   for (const [index, file] of m.files.entries()) {
     const problem = badPath(file?.path) ?? fileProblem(file);
     if (problem) return { error: `files[${index}]: ${problem}` };
     if (index > 0 && !(file.path > previous)) return { error: `files[${index}]: paths must be sorted and unique (${JSON.stringify(file.path)} after ${JSON.stringify(previous)})` };
     previous = file.path;
+    paths.add(file.path);
+  }
+  // A path is a file or a directory, not both ("a" and "a/b").
+  for (const [index, file] of m.files.entries()) {
+    const parts = file.path.split("/");
+    for (let i = 1; i < parts.length; i++) {
+      const parent = parts.slice(0, i).join("/");
+      if (paths.has(parent)) return { error: `files[${index}]: ${JSON.stringify(file.path)} is below ${JSON.stringify(parent)}, which is a file` };
+    }
   }
   const { signature: _, ...unsigned } = m;
   if (versionId(unsigned) !== id) return { error: `the manifest's BLAKE3 is not ${id}` };

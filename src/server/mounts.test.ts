@@ -92,6 +92,9 @@ describe("shared cache mounts on the server", () => {
     expect(((await bad.json()) as { error: string }).error).toStartWith("bad signature");
     const escaping = { ...good.manifest, created: 8, files: [{ ...good.manifest.files[0], path: "../../etc/passwd" }] };
     expect((await call("PUT", `/v1/mounts/${SCOPE}/${versionId(escaping)}`, JSON.stringify(escaping))).status).toBe(400);
+    const both = { ...good.manifest, created: 9, files: [good.manifest.files[0], { ...good.manifest.files[0], path: "a.tgz-x" }, { ...good.manifest.files[0], path: "a.tgz/inside" }] };
+    const bothResponse = await call("PUT", `/v1/mounts/${SCOPE}/${versionId(both)}`, JSON.stringify(both));
+    expect(((await bothResponse.json()) as { error: string }).error).toBe('files[2]: "a.tgz/inside" is below "a.tgz", which is a file');
   });
 
   test("a signed version records its signer", async () => {
