@@ -37,6 +37,8 @@ export const MAX_MANIFEST_BYTES = 64 * 1024 * 1024;
 export const DEFAULT_MOUNT_BUDGET = 2 * 1024 * 1024 * 1024;
 
 const blobKey = (version: string) => `mount:${version}`;
+/** Every column but the manifest itself (which may be megabytes): what listings read. */
+const INFO = "seq, id, scope, parent, label_id, label_scope, signer, author, created, published, files, size, changed";
 
 type Row = { seq: number; id: string; scope: string; parent: string | null; label_id: string; label_scope: string | null; signer: string | null; author: string | null; created: number; published: number; files: number; size: number; changed: number };
 
@@ -77,7 +79,7 @@ export class MountStore {
   }
 
   scopes(): MountScopeInfo[] {
-    const rows = this.db.query("SELECT * FROM mount_versions WHERE seq IN (SELECT MAX(seq) FROM mount_versions GROUP BY scope) ORDER BY published DESC").all() as Row[];
+    const rows = this.db.query(`SELECT ${INFO} FROM mount_versions WHERE seq IN (SELECT MAX(seq) FROM mount_versions GROUP BY scope) ORDER BY published DESC`).all() as Row[];
     return rows.map((row) => ({
       scope: row.scope,
       label: { id: row.label_id, scope: row.label_scope },
@@ -88,7 +90,7 @@ export class MountStore {
   }
 
   versions(scope: string): MountVersionInfo[] {
-    return (this.db.query("SELECT * FROM mount_versions WHERE scope = ? ORDER BY seq DESC").all(scope) as Row[]).map(info);
+    return (this.db.query(`SELECT ${INFO} FROM mount_versions WHERE scope = ? ORDER BY seq DESC`).all(scope) as Row[]).map(info);
   }
 
   manifest(scope: string, id: string): string | undefined {
