@@ -161,10 +161,12 @@ export class MountStore {
     const seen = new Set<string>();
     let bytes = 0;
     let keep = 0;
+    // Each version's distinct files, from the rows that keep its blobs (no manifest parsed).
+    const files = this.db.query("SELECT b.hash AS hash, b.size AS size FROM action_blobs a JOIN blobs b ON b.hash = a.hash WHERE a.key = ?");
     for (const row of rows) {
-      for (const file of this.filesOf(row.id)) {
-        if (seen.has(file.blake3)) continue;
-        seen.add(file.blake3);
+      for (const file of files.all(blobKey(row.id)) as { hash: string; size: number }[]) {
+        if (seen.has(file.hash)) continue;
+        seen.add(file.hash);
         bytes += file.size;
       }
       if (keep > 0 && bytes > this.budget) break;
