@@ -109,6 +109,7 @@ test("log in, watch a build live, open its page", async () => {
   await page.click('nav a[href="#/cache"]');
   await page.waitForSelector("svg.chart.line");
   expect(await page.textContent("main")).toContain("Steps that miss most");
+  await page.waitForSelector("text=No shared cache mount yet"); // the cache mounts panel, from GET /v1/mounts
   expect(await screenshot(page, "dashboard-cache.png")).toBeGreaterThan(20);
 
   expect(elsewhere).toEqual([]);

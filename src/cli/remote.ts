@@ -5,7 +5,10 @@ import { UserError } from "../errors.ts";
 import { remoteSettings } from "../config/remote.ts";
 import { value, type Settings } from "../config/settings.ts";
 import type { RemoteCache } from "../remote/client.ts";
+import type { RemoteCacheMounts } from "../remote/mount-sync.ts";
+import type { LocalStore } from "../cache/store.ts";
 import { collect } from "./inputs.ts";
+import { limit } from "../util/limits.ts";
 
 export function remoteOptions(command: Command): Command {
   return command
@@ -39,6 +42,46 @@ export async function openRemote(settings: Settings, warn: (message: string) => 
     tls: { ca: readPem(remote.cacert), cert: readPem(remote.cert), key: readPem(remote.key) },
     warn,
   });
+}
+
+/** --remote-cache-mounts and --cache-mount-scope: the RUN --mount=type=cache directories shared through `remote`, unless off. */
+export function cacheMountOptions(command: Command): Command {
+  return command
+    .option("--remote-cache-mounts <mode>", "share RUN --mount=type=cache directories through the remote: on (fetch; publish after a build that succeeded) | read (fetch only) | off (default: read; also $MEMOBUILD_REMOTE_CACHE_MOUNTS, config remote.cacheMounts)")
+    .option("--cache-mount-scope <name>", "keep shared cache mounts apart under this name (a branch, say)");
+}
+
+export interface CacheMountChoice {
+  mode: "on" | "read" | "off";
+  scopeName?: string;
+}
+
+/**
+ * The cache-mount settings, checked before any work. `on` publishes into caches every later
+ * build of the team starts from, so it never comes from a project file (a pull request could
+ * turn it on and have CI's token and key publish what its RUN planted): there it may only be
+ * read or off.
+ */
+export function cacheMountChoice(settings: Settings, scopeName: string | undefined): CacheMountChoice {
+  if (scopeName !== undefined && !/^[A-Za-z0-9][A-Za-z0-9._\/-]{0,127}$/.test(scopeName)) {
+    throw new UserError(`--cache-mount-scope "${scopeName}": use up to 128 letters, digits and . _ / -, starting with a letter or digit`);
+  }
+  const mode = value<"on" | "read" | "off">(settings, "remote.cacheMounts");
+  const { source, origin } = settings["remote.cacheMounts"];
+  if (mode === "on" && source === "project") {
+    throw new UserError(`${origin}: remote.cacheMounts: a project file may say read or off, not on (it comes with the repository, and on publishes to the team's caches); say on with --remote-cache-mounts, $MEMOBUILD_REMOTE_CACHE_MOUNTS or your user config`);
+  }
+  return { mode, scopeName };
+}
+
+/** The cache mounts shared through `remote` (loaded only when there is one and mounts are not off). */
+export async function openCacheMounts(choice: CacheMountChoice, settings: Settings, remote: RemoteCache | undefined, store: LocalStore, warn: (message: string) => void): Promise<RemoteCacheMounts | undefined> {
+  const { mode, scopeName } = choice;
+  if (!remote || mode === "off") return undefined;
+  const { signKey, trust } = remoteSettings(settings, () => {});
+  const [{ RemoteCacheMounts }, { SigningKey }] = await Promise.all([import("../remote/mount-sync.ts"), import("../remote/action.ts")]);
+  const signer = signKey ? SigningKey.load(signKey) : undefined;
+  return new RemoteCacheMounts({ remote, mode, scopeName, trust, signer, warn, staging: () => store.tempDir("cache-mount"), timeoutMs: limit("cacheMountFetchSeconds") * 1000 });
 }
 
 function readPem(file: string | undefined): string | undefined {

@@ -20,6 +20,7 @@ export interface SettingFlags {
   remoteRequired?: boolean;
   remoteUpload?: string;
   remoteReport?: string;
+  remoteCacheMounts?: string;
   remoteSignKey?: string;
   remoteTrust?: string[];
   remoteCacert?: string;
@@ -64,6 +65,7 @@ function resolveFlags(flags: SettingFlags, context?: string): Settings {
       "remote.required": flags.remoteRequired,
       "remote.upload": oneOf("--remote-upload", flags.remoteUpload, "remote.upload"),
       "remote.report": oneOf("--remote-report", flags.remoteReport, "remote.report"),
+      "remote.cacheMounts": oneOf("--remote-cache-mounts", flags.remoteCacheMounts, "remote.cacheMounts"),
       "remote.signKey": absolute(flags.remoteSignKey),
       "remote.trust": flags.remoteTrust,
       "remote.cacert": absolute(flags.remoteCacert),

@@ -253,6 +253,7 @@ describe("every value a project file may set is harmless, confined or narrowed",
     "remote.upload": "harmless: when, not what, is uploaded",
     "remote.report": "harmless: reports go to remote.url, under its rule",
     "remote.trust": "narrowed: intersected with the user's list",
+    "remote.cacheMounts": "narrowed: read or off only; on from a project file is an error (cacheMountChoice, src/cli/remote.ts)",
   };
 
   test("the list above is every key a project file may set (a new one needs a decision here)", () => {

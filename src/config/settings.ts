@@ -48,6 +48,7 @@ export const SETTINGS = {
   "remote.required": { kind: { type: "boolean" }, env: "MEMOBUILD_REMOTE_REQUIRED", project: true, description: "fail when the remote cache does not answer, instead of going local-only", default: false },
   "remote.upload": { kind: { type: "enum", values: ["wait", "background", "off"] }, env: "MEMOBUILD_REMOTE_UPLOAD", project: true, description: "when results are uploaded", default: "wait" },
   "remote.report": { kind: { type: "enum", values: ["on", "off"] }, env: "MEMOBUILD_REMOTE_REPORT", project: true, description: "report builds to the remote cache's build hub", default: "on" },
+  "remote.cacheMounts": { kind: { type: "enum", values: ["on", "read", "off"] }, env: "MEMOBUILD_REMOTE_CACHE_MOUNTS", project: true, description: "share RUN --mount=type=cache directories through the remote: on (fetch, and publish after a build that succeeded), read (fetch only), off", default: "read" },
   "remote.signKey": { kind: { type: "string", path: true }, env: "MEMOBUILD_REMOTE_SIGN_KEY", project: false, description: "an Ed25519 private key file that signs uploaded results" },
   "remote.trust": { kind: { type: "strings" }, env: "MEMOBUILD_REMOTE_TRUST", project: true, description: "public keys whose signed results are used (none: any result); a project file only narrows the user's list", default: [] },
   "remote.cacert": { kind: { type: "string", path: true }, env: "MEMOBUILD_REMOTE_CACERT", project: false, description: "the CA (PEM) that signed the server's certificate" },

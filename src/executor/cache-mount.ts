@@ -9,7 +9,7 @@
  * start it as a directory with that owner and mode (BuildKit bases such a mount on a made
  * directory, so it is another cache than the plain id).
  */
-import { chownSync, closeSync, constants, existsSync, mkdirSync, openSync, renameSync } from "node:fs";
+import { chownSync, closeSync, constants, existsSync, mkdirSync, openSync, renameSync, writeFileSync } from "node:fs";
 import { dirname } from "node:path";
 import type { Mount } from "../frontend/mounts.ts";
 import { removeTree } from "../rootfs/root.ts";
@@ -69,7 +69,16 @@ function prepare(path: string, mount: CacheMount, seed?: CacheMountSeed) {
   }
 }
 
+/** DIR.id names the mount for `memobuild cache mounts ls` (a directory's name is a hash of its identity). */
+function labelDirectory(base: string, mount: CacheMount, seed?: CacheMountSeed) {
+  const file = `${base}.id`;
+  if (existsSync(file)) return;
+  mkdirSync(dirname(base), { recursive: true });
+  writeFileSync(file, seed ? `${mount.id} (from another stage or image)` : mount.id);
+}
+
 export async function acquireCacheMount(base: string, mount: CacheMount, seed?: CacheMountSeed): Promise<CacheMountLease> {
+  labelDirectory(base, mount, seed);
   if (mount.sharing === "shared") {
     prepare(base, mount, seed);
     return { path: base, release: () => {} };

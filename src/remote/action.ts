@@ -131,6 +131,11 @@ export class SigningKey {
     }
   }
 
+  /** Signs any text (a cache-mount version signs its manifest's canonical text). */
+  signText(text: string): { signer: string; value: string } {
+    return { signer: this.publicKey, value: sign(null, Buffer.from(text), this.key).toString("base64") };
+  }
+
   sign(key: string, action: RemoteAction): RemoteAction {
     return { ...action, signature: { signer: this.publicKey, value: sign(null, signedBytes(key, action), this.key).toString("base64") } };
   }
@@ -150,4 +155,17 @@ export function checkSignature(key: string, action: RemoteAction): { signer: str
   const { signature: _, ...unsigned } = action;
   const ok = verify(null, signedBytes(key, unsigned), publicKey, Buffer.from(value, "base64"));
   return ok ? { signer } : { error: `the signature by ${signer} does not verify` };
+}
+
+/** The signer of `text` when `signature` verifies for it; else why not. */
+export function checkTextSignature(text: string, signature: unknown): { signer: string } | { error: string } {
+  const { signer, value } = (signature ?? {}) as { signer?: unknown; value?: unknown };
+  if (typeof signer !== "string" || typeof value !== "string") return { error: "the signature must name its signer and value as strings" };
+  let publicKey: KeyObject;
+  try {
+    publicKey = parsePublicKey(signer);
+  } catch (error) {
+    return { error: (error as Error).message };
+  }
+  return verify(null, Buffer.from(text), publicKey, Buffer.from(value, "base64")) ? { signer } : { error: `the signature by ${signer} does not verify` };
 }

@@ -97,11 +97,11 @@ export class RemoteCache {
     return { ...(this.options.token ? { authorization: `Bearer ${this.options.token}` } : {}), ...extra };
   }
 
-  /** One request with retries; undefined when the remote is (or just became) unavailable. */
-  private async request(
+  /** One request with retries; undefined when the remote is (or just became) unavailable. Shared with the cache-mount sync (mount-sync.ts), so one outage warns once. */
+  async request(
     method: string,
     path: string,
-    init: { body?: string | Blob; headers?: Record<string, string>; timeoutMs?: number; retryBusy?: boolean } = {},
+    init: { body?: string | Blob; headers?: Record<string, string>; timeoutMs?: number; retryBusy?: boolean; signal?: AbortSignal } = {},
   ): Promise<Response | undefined> {
     if (this.disabled) return undefined;
     // Stryker disable next-line StringLiteral: every attempt sets it before it is read
@@ -110,13 +110,15 @@ export class RemoteCache {
       // Back-off timing only: how long to wait between attempts changes no answer.
       // Stryker disable next-line all
       if (attempt > 0) await Bun.sleep(Math.min(2000, 100 * 2 ** attempt) * (0.5 + Math.random()));
+      // A caller that gave up (a cache-mount fetch past its time) ends here: no retry, the remote stays in use.
+      if (init.signal?.aborted) return undefined;
       const started = performance.now();
       try {
         const response = await fetch(`${this.base}${path}`, {
           method,
           headers: this.headers(init.headers),
           body: init.body,
-          signal: AbortSignal.timeout(init.timeoutMs ?? 300_000),
+          signal: AbortSignal.any([AbortSignal.timeout(init.timeoutMs ?? 300_000), ...(init.signal ? [init.signal] : [])]),
           tls: this.options.tls,
         } as RequestInit);
         if (response.status === 401 || response.status === 403) {
@@ -130,6 +132,7 @@ export class RemoteCache {
         return response;
       } catch (error) {
         if (error instanceof RemoteCacheError) throw error;
+        if (init.signal?.aborted) return undefined;
         lastError = (error as Error).message;
         // Stryker disable next-line all: debug log text (the CLI tests read it end to end)
         log().debug("remote cache failed", { method, path, error: lastError, attempt });

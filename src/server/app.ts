@@ -18,6 +18,7 @@ import { SESSION_COOKIE, type Sessions } from "./sessions.ts";
 import { hubRoutes } from "./hub-routes.ts";
 import type { JobQueue } from "./jobs.ts";
 import { jobRoutes } from "./jobs-routes.ts";
+import { mountRoutes, type MountStore } from "./mounts.ts";
 
 const MAX_ACTION_BYTES = 1024 * 1024;
 
@@ -32,6 +33,7 @@ export interface AppParts {
   sessions: Sessions;
   /** The remote-execution queue (absent: the server runs no builds). */
   jobs?: JobQueue;
+  mounts: MountStore;
 }
 
 /** The route a request counts under in metrics: a fixed set, never a client's path. */
@@ -39,6 +41,7 @@ function routeOf(path: string): string {
   if (path.startsWith("/v1/blobs/")) return "blobs";
   if (path.startsWith("/v1/actions/")) return "actions";
   if (path.startsWith("/v1/builds")) return "builds";
+  if (path.startsWith("/v1/mounts")) return "mounts";
   if (path.startsWith("/assets/")) return "assets";
   const known = ["/v1/events", "/v1/conflicts", "/v1/stats", "/healthz", "/metrics", "/login", "/logout", "/"];
   return known.includes(path) ? path.slice(1).replace("v1/", "") || "dashboard" : "other";
@@ -215,6 +218,7 @@ export function createApp(parts: AppParts): Hono<AppEnv> {
 
   app.route("/", hubRoutes(parts));
   if (parts.jobs) app.route("/", jobRoutes(parts.jobs));
+  app.route("/", mountRoutes(parts.mounts));
 
   app.notFound((c) => error(c, 404, `no route for ${c.req.method} ${c.req.path}`));
   app.onError((cause, c) => {

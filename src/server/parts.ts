@@ -5,6 +5,7 @@ import { SqliteHistory } from "./history.ts";
 import { BuildHub, type HubLimits } from "./hub.ts";
 import { createLogger, type Logger } from "../util/log.ts";
 import { Metrics } from "./metrics.ts";
+import { MountStore } from "./mounts.ts";
 import { Sessions } from "./sessions.ts";
 import { Storage, type StorageOptions } from "./storage.ts";
 import { Webhooks, type WebhookTarget } from "./webhooks.ts";
@@ -13,6 +14,8 @@ import { JobQueue } from "./jobs.ts";
 export interface PartsOptions extends StorageOptions {
   tokens: { token: string; role: Role }[];
   log?: Logger;
+  /** Bytes each shared cache mount may keep (mounts.ts). */
+  mountBudget?: number;
   webhooks?: { targets: WebhookTarget[]; key: Buffer; retryBaseMs?: number; maxAttempts?: number; pollMs?: number };
   /** The build hub's report quotas and history size (defaults: quotas.ts). */
   hubLimits?: HubLimits;
@@ -27,7 +30,7 @@ export interface ServerParts extends AppParts {
 }
 
 export function createParts(options: PartsOptions): ServerParts {
-  const { tokens: entries, log = createLogger(), webhooks: hooks, hubLimits, jobLeaseMs, ...storageOptions } = options;
+  const { tokens: entries, log = createLogger(), webhooks: hooks, hubLimits, jobLeaseMs, mountBudget, ...storageOptions } = options;
   const tokens = new TokenSet(entries); // a bad token is an error before anything is created
   const storage = new Storage(storageOptions);
   const metrics = new Metrics();
@@ -42,6 +45,7 @@ export function createParts(options: PartsOptions): ServerParts {
     log,
     hub,
     sessions: new Sessions(),
+    mounts: new MountStore(storage, mountBudget),
     history,
     webhooks,
     jobs,

@@ -19,6 +19,7 @@ export interface ServeOptions {
   tlsClientCa?: string;
   maxSize?: number;
   maxBlob?: number;
+  mountBudget?: number;
   insecureNoAuth?: boolean;
   log?: Logger;
   /** Build history kept: builds older than this (ms) or beyond the newest `historyMaxBuilds` go. */
@@ -63,7 +64,7 @@ export function startServer(options: ServeOptions): RunningServer {
     if (file !== undefined && !existsSync(file)) throw new UserError(`TLS file ${file} does not exist`);
   }
   const log = options.log ?? createLogger();
-  const parts = createParts({ dataDir: options.dataDir, maxSize: options.maxSize, maxBlob: options.maxBlob, tokens: options.tokens, log, webhooks: options.webhooks, jobLeaseMs: options.jobLeaseMs });
+  const parts = createParts({ dataDir: options.dataDir, maxSize: options.maxSize, maxBlob: options.maxBlob, mountBudget: options.mountBudget, tokens: options.tokens, log, webhooks: options.webhooks, jobLeaseMs: options.jobLeaseMs });
   const { storage, history, hub, tokens } = parts;
   const app = createApp(parts);
   const retention = () => {

@@ -8,7 +8,7 @@
 import { availableParallelism } from "node:os";
 import type { LocalStore } from "../cache/store.ts";
 import { describeSandbox, type Sandbox } from "../executor/sandbox.ts";
-import { directoryCacheMounts } from "../executor/cache-mount.ts";
+import { directoryCacheMounts, type CacheMountProvider } from "../executor/cache-mount.ts";
 import { LocalExecutor } from "../executor/executor.ts";
 import type { Executor, ExecutorResources, StepRequest } from "../executor/request.ts";
 import type { SshAgents } from "../executor/ssh.ts";
@@ -70,6 +70,8 @@ export interface BuildOptions {
   remote?: RemoteCache;
   /** wait (default): the build waits for uploads at its end; off: upload nothing. */
   remoteUpload?: "wait" | "background" | "off";
+  /** Wraps the local RUN --mount=type=cache directories (to share them through the remote, say). */
+  cacheMounts?: (local: CacheMountProvider) => CacheMountProvider;
   /** Fetches an image the local store lacks (from its registry). */
   pull?: (ref: string) => Promise<void>;
   /** `--label`: labels added to the final image's config (after the Dockerfile's own). */
@@ -183,7 +185,8 @@ class Solve {
     const sandboxKey = describeSandbox(options.sandbox);
     this.settings = { platform: hostPlatform(), network: options.network, sandbox: options.sandbox, sandboxKey, epoch: this.epoch, allow: options.allow ?? new Set() };
     this.cache = new StepCache(options.store, options.remote, { dryRun: options.dryRun === true, upload: options.remoteUpload ?? "wait" });
-    const resources = world.resources({ secrets: options.secrets, ssh: options.ssh, cacheMounts: directoryCacheMounts((identity) => options.store.mountDir(identity)) });
+    const localMounts = directoryCacheMounts((identity) => options.store.mountDir(identity));
+    const resources = world.resources({ secrets: options.secrets, ssh: options.ssh, cacheMounts: options.cacheMounts ? options.cacheMounts(localMounts) : localMounts });
     this.executor = options.executor ? options.executor(resources) : new LocalExecutor(resources);
     this.numbers = new Map(graph.nodes.map((node, i) => [node.id, i + 1]));
     this.previous = options.dryRun ? undefined : options.store.lastBuildInputs(this.buildName(), graph.target.id);

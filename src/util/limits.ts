@@ -27,6 +27,8 @@ const LIMITS = {
   layers: { variable: "MEMOBUILD_MAX_LAYERS", fallback: 500, unit: "count" },
   /** A network connection that sends nothing for this long is given up. */
   idleSeconds: { variable: "MEMOBUILD_NETWORK_TIMEOUT", fallback: 60, unit: "seconds" },
+  /** Bringing a RUN --mount=type=cache directory up to the shared version: past this, the local copy is used. */
+  cacheMountFetchSeconds: { variable: "MEMOBUILD_CACHE_MOUNT_TIMEOUT", fallback: 60, unit: "seconds" },
 } satisfies Record<string, Limit>;
 
 export type LimitName = keyof typeof LIMITS;

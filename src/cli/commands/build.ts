@@ -23,7 +23,7 @@ import { remoteSettings } from "../../config/remote.ts";
 import type { Settings } from "../../config/settings.ts";
 import { insecureRegistries } from "../../registry/client.ts";
 import type { Attester } from "../../attest/attest.ts";
-import { openRemote, remoteOptions } from "../remote.ts";
+import { cacheMountChoice, cacheMountOptions, openCacheMounts, openRemote, remoteOptions } from "../remote.ts";
 import { commandSettings } from "../settings.ts";
 import { value } from "../../config/settings.ts";
 import { parseSshSpec, SshAgents } from "../../executor/ssh.ts";
@@ -52,7 +52,7 @@ async function reported<T>(reporter: BuildReporter | undefined, display: Display
 }
 
 export function registerBuild(program: Command) {
-  remoteOptions(buildFlagOptions(dockerfileOptions(program.command("build"))))
+  cacheMountOptions(remoteOptions(buildFlagOptions(dockerfileOptions(program.command("build")))))
     .summary("build an image from a Dockerfile")
     .description(
       "Build an image from a Dockerfile, running only the steps whose inputs changed. RUN steps run in a " +
@@ -60,7 +60,7 @@ export function registerBuild(program: Command) {
         "and, with --remote, shared through a cache server. Base images come from the local image store, or are pulled.",
     )
     .option("--builder <url>", "run the build on a worker of this cache server (remote execution; also $MEMOBUILD_BUILDER); the image and outputs end up here")
-    .action(async (context: string | undefined, flags: BuildFlags & { builder?: string }) => {
+    .action(async (context: string | undefined, flags: BuildFlags & { builder?: string; cacheMountScope?: string }) => {
       const settings = commandSettings(flags, context);
       const progressMode = value<string>(settings, "progress");
       if (!["none", "host"].includes(flags.network)) throw new UsageError(`--network must be none or host`);
@@ -84,6 +84,7 @@ export function registerBuild(program: Command) {
       const annotations = parseAnnotations(flags.annotation);
       const attesting = attestFlagsGiven(flags) ? (await attestations()).attestPlan(flags, outputs, tags) : undefined;
       if (process.getuid?.() !== 0) throw new UsageError("memobuild build needs root (overlayfs mounts and the OCI runtime)");
+      const mountChoice = cacheMountChoice(settings, flags.cacheMountScope);
       const input = readDockerfileFrom(settings);
       const display = openDisplay(displayMode(progressMode));
       const printer = display.sink;
@@ -106,6 +107,8 @@ export function registerBuild(program: Command) {
         const namedContexts = await resolveNamedContexts(contextSpecs, store, pull, flags.pull);
         const ssh = await SshAgents.start(sshSpecs);
         const builder = flags.builder ?? process.env.MEMOBUILD_BUILDER;
+        // A build on a worker (--builder) uses the worker's own local cache mounts; none are shared from here.
+        const mounts = builder ? undefined : await openCacheMounts(mountChoice, settings, remote, store, (message) => printer({ type: "warning", message }));
         const result = builder
           ? await buildOnWorker(builder, settings, flags, store, input, progress).finally(() => ssh.stop())
           : await build({
@@ -133,6 +136,7 @@ export function registerBuild(program: Command) {
             pull,
             namedContexts,
             ssh,
+            cacheMounts: mounts && ((local) => mounts.wrap(local)),
           }).finally(() => ssh.stop());
         const image = result.image!;
         for (const tag of tags) store.setImage(tag, image.manifestDigest, tagOwner);
@@ -151,6 +155,7 @@ export function registerBuild(program: Command) {
           : undefined;
         const exported = await exportOutputs(store, image, outputs, tags, registry, progress, attester);
         if (flags.load) exported.push(await loadImage(store, image, tags, progress));
+        await mounts?.publish(); // commit on success: any failure above publishes nothing
         const outcome: BuildOutcome = { imageId: image.manifest.config.digest, digest: exported.find((o) => o.digest)?.digest ?? image.manifestDigest, outputs: exported, tags, steps: result.steps };
         await reporter?.finish({ result: "success", image: outcome.digest });
         if (flags.metadataFile) writeMetadata(flags.metadataFile, outcome);

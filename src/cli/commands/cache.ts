@@ -1,6 +1,11 @@
 import type { Command } from "commander";
 import { formatBytes, formatInUnitOf, parseSize } from "../../util/sizes.ts";
-import { collectGarbage, prune, usage } from "../../cache/gc.ts";
+import { collectGarbage, directorySize, prune, usage } from "../../cache/gc.ts";
+import { existsSync, readdirSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import type { MountScopeInfo } from "../../remote/mount-manifest.ts";
+import { openRemote } from "../remote.ts";
+import { commandSettings } from "../settings.ts";
 import { withExclusiveStore, withStore } from "../store.ts";
 import { UsageError } from "../errors.ts";
 
@@ -77,4 +82,52 @@ export function registerCache(program: Command) {
         process.stdout.write(`removed ${result.stepsRemoved} step result(s) and ${result.layersRemoved} layer(s), freed ${formatBytes(result.bytesFreed)}\n`);
       }),
     );
+  registerCacheMounts(cache);
+}
+
+/** `memobuild cache mounts ls [--remote]`: the RUN --mount=type=cache directories here, or on the remote. */
+export function registerCacheMounts(cache: Command) {
+  cache
+    .command("mounts")
+    .summary("RUN --mount=type=cache directories")
+    .command("ls")
+    .summary("list cache mounts: ids, sizes, the shared version each holds (--remote: versions on the cache server and who published them)")
+    .option("--cache-dir <dir>", "cache directory")
+    .option("--remote", "list the cache server's shared mounts ($MEMOBUILD_REMOTE_URL or the config file's remote.url)")
+    .action(async (flags: { cacheDir?: string; remote?: boolean }) => {
+      if (flags.remote) return listRemoteMounts();
+      const { readMountState } = await import("../../remote/mount-sync.ts");
+      withStore(flags.cacheDir, (store) => {
+        const dir = join(store.dir, "mounts");
+        const names = existsSync(dir) ? readdirSync(dir, { withFileTypes: true }).filter((e) => e.isDirectory() && !e.name.includes(".")).map((e) => e.name).sort() : [];
+        process.stdout.write("ID                    DIRECTORY                           SIZE  VERSION       SIGNER\n");
+        for (const name of names) {
+          const path = join(dir, name);
+          const base = join(dir, name.replace(/-\d+$/, ""));
+          const id = existsSync(`${base}.id`) ? readFileSync(`${base}.id`, "utf8") : "-";
+          const state = readMountState(path);
+          const version = state?.version ? state.version.slice(0, 12) : "-";
+          process.stdout.write(`${id.padEnd(20)}  ${name.padEnd(32)}  ${formatBytes(directorySize(path)).padStart(9)}  ${version.padEnd(12)}  ${shortKey(state?.signer ?? null)}\n`);
+        }
+      });
+    });
+}
+
+const shortKey = (key: string | null) => (key ? `${key.slice(0, 20)}…` : "-");
+
+async function listRemoteMounts() {
+  const settings = commandSettings({});
+  const remote = await openRemote(settings, (message) => process.stderr.write(`memobuild: warning: ${message}\n`));
+  if (!remote) throw new UsageError("--remote lists the cache server's mounts: set $MEMOBUILD_REMOTE_URL or remote.url in a config file");
+  const response = await remote.request("GET", "/v1/mounts", { timeoutMs: 30_000 });
+  if (!response?.ok) throw new UsageError(`the remote cache at ${remote.base} did not list its cache mounts${response ? ` (HTTP ${response.status})` : ""}`);
+  const { scopes } = (await response.json()) as { scopes: MountScopeInfo[] };
+  process.stdout.write("ID                    SCOPE         VERSIONS  FILES        SIZE      STORED  CURRENT       PUBLISHED BY             WHEN\n");
+  for (const s of scopes) {
+    const by = s.current.signer ? shortKey(s.current.signer) : `token ${s.current.author ?? "-"}`;
+    const when = new Date(s.current.published).toISOString().slice(0, 19).replace("T", " ");
+    process.stdout.write(
+      `${s.label.id.padEnd(20)}  ${(s.label.scope ?? "-").padEnd(12)}  ${String(s.versions).padStart(8)}  ${String(s.current.files).padStart(5)}  ${formatBytes(s.current.size).padStart(10)}  ${formatBytes(s.stored).padStart(10)}  ${s.current.id.slice(0, 12)}  ${by.padEnd(23)}  ${when}\n`,
+    );
+  }
 }

@@ -21,6 +21,7 @@ interface ServeFlags {
   tlsClientCa?: string;
   maxSize?: string;
   maxBlob?: string;
+  cacheMountBudget?: string;
   insecureNoAuth?: boolean;
   webhook: string[];
   webhookEvents: string;
@@ -91,6 +92,7 @@ export function registerServe(program: Command) {
     .option("--tls-client-ca <file>", "mutual TLS: refuse clients without a certificate signed by this CA (PEM)")
     .option("--max-size <size>", "storage budget; least recently used results are evicted (e.g. 50GB)")
     .option("--max-blob <size>", "largest blob accepted (e.g. 4GB)")
+    .option("--cache-mount-budget <size>", "bytes each shared RUN --mount=type=cache may keep; older versions go first (default: 2GB)")
     .option("--insecure-no-auth", "allow a non-loopback address without tokens")
     .option("--history-max-age <period>", "keep reported builds this long (e.g. 30d, 12h)", "30d")
     .option("--history-max-builds <n>", "keep at most this many reported builds", "10000")
@@ -118,6 +120,7 @@ export function registerServe(program: Command) {
         tlsClientCa: flags.tlsClientCa,
         maxSize: size("--max-size", flags.maxSize),
         maxBlob: size("--max-blob", flags.maxBlob),
+        mountBudget: size("--cache-mount-budget", flags.cacheMountBudget),
         insecureNoAuth: flags.insecureNoAuth,
         log,
         historyMaxAgeMs,

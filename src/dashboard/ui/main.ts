@@ -6,6 +6,7 @@
  */
 import { esc } from "./format.ts";
 import { buildPage, buildsPage, cachePage, workersPage, type Build, type Job, type Stats, type Step, type Worker } from "./views.ts";
+import type { MountScopeInfo } from "../../remote/mount-types.ts";
 
 interface HubEvent {
   id: number;
@@ -18,6 +19,7 @@ interface HubEvent {
 const builds = new Map<string, Build>();
 let lastEvent = 0;
 let stats: Stats | undefined;
+let mounts: MountScopeInfo[] = [];
 let statsLoaded = 0;
 let connected = false;
 let queue: { jobs: Job[]; depth: number; workers: Worker[] } | undefined;
@@ -135,10 +137,12 @@ function render() {
       void Promise.all([api<{ jobs: Job[]; depth: number }>("/v1/jobs"), api<{ workers: Worker[] }>("/v1/workers")]).then(([j, w]) => ((queue = { ...j, workers: w.workers }), redraw()));
     }
   } else if (route === "/cache") {
-    body = stats ? cachePage(stats) : '<p class="muted">Loading…</p>';
+    body = stats ? cachePage(stats, mounts) : '<p class="muted">Loading…</p>';
     if (now - statsLoaded > 10_000) {
       statsLoaded = now;
-      void api<Stats>("/v1/stats").then((s) => ((stats = s), redraw()));
+      // A server without shared cache mounts (older) answers 404: the panel is then empty.
+      const shared = api<{ scopes: MountScopeInfo[] }>("/v1/mounts").catch(() => ({ scopes: [] }));
+      void Promise.all([api<Stats>("/v1/stats"), shared]).then(([s, m]) => ((stats = s), (mounts = m.scopes), redraw()));
     }
   } else {
     const all = [...builds.values()].sort((a, b) => b.started - a.started);

@@ -2,6 +2,7 @@
 import { barChart, lineChart, waterfall } from "./charts.ts";
 import { ago, bytes, duration, esc, percent, short } from "./format.ts";
 import type { BuildStep, BuildSummary } from "../../report/events.ts";
+import type { MountScopeInfo } from "../../remote/mount-types.ts";
 
 export type Step = BuildStep;
 /** A build as listed; the dashboard fills in its steps when it has them. */
@@ -133,7 +134,17 @@ ${timeline.length ? `<h3>Timeline</h3>${waterfall(timeline)}` : ""}
 ${output}`;
 }
 
-export function cachePage(stats: Stats): string {
+/** Shared RUN --mount=type=cache directories (GET /v1/mounts): each one's current version and who published it. */
+export function mountsPanel(scopes: MountScopeInfo[]): string {
+  if (!scopes.length) return '<p class="muted">No shared cache mount yet (see <code>memobuild build --remote-cache-mounts on</code>).</p>';
+  const rows = scopes.map((s) => {
+    const by = s.current.signer ? short(s.current.signer.replace(/^ed25519:/, "")) : `token ${s.current.author ?? "?"}`;
+    return `<tr data-mount="${esc(s.label.id)}"><td>${esc(s.label.id)}</td><td>${esc(s.label.scope ?? "–")}</td><td class="num">${s.versions}</td><td class="num">${s.current.files}</td><td class="num">${esc(bytes(s.current.size))}</td><td class="num">${esc(bytes(s.stored))}</td><td class="num">${s.current.changed}</td><td>${esc(by)}</td><td>${esc(ago(s.current.published))}</td></tr>`;
+  });
+  return `<table><thead><tr><th>Id</th><th>Scope</th><th class="num">Versions</th><th class="num">Files</th><th class="num">Size</th><th class="num">Stored</th><th class="num">Changed in last publish</th><th>Published by</th><th>When</th></tr></thead><tbody>${rows.join("")}</tbody></table>`;
+}
+
+export function cachePage(stats: Stats, mounts: MountScopeInfo[] = []): string {
   const { cache } = stats;
   const used = cache.maxBytes ? cache.bytes / cache.maxBytes : undefined;
   const points = stats.hourly
@@ -146,6 +157,7 @@ export function cachePage(stats: Stats): string {
 <section class="card"><h3>Steps that miss most</h3>${barChart(stats.topMissed.map((m) => ({ label: m.name, value: m.misses, text: `${m.misses}×` })), "No misses recorded.")}</section>
 <section class="card"><h3>Steps that save the most time</h3>${barChart(stats.topSavers.map((m) => ({ label: m.name, value: m.savedMs, text: `${duration(m.savedMs)} (${m.hits} hits)` })), "No hits recorded.")}</section>
 <section class="card"><h3>Use by token</h3>${barChart(tokens, "No requests yet.")}</section>
+<section class="card wide"><h3>Cache mounts</h3>${mountsPanel(mounts)}</section>
 <section class="card"><h3>Conflicts</h3>${
     stats.conflicts.length
       ? `<table><thead><tr><th>Step key</th><th>When</th><th>First by</th><th>Refused from</th></tr></thead><tbody>${stats.conflicts

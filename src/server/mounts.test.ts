@@ -1,0 +1,134 @@
+import { afterAll, afterEach, describe, expect, test } from "bun:test";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { blake3Hex } from "../hash/blake3.ts";
+import { SigningKey } from "../remote/action.ts";
+import { canonicalText, MOUNT_FORMAT, mountScope, versionId, type MountManifest } from "../remote/mount-manifest.ts";
+import { createLogger } from "../util/log.ts";
+import { createApp } from "./app.ts";
+import { createParts, type ServerParts } from "./parts.ts";
+
+const work = mkdtempSync(join(tmpdir(), "memobuild-mounts-server-"));
+afterAll(() => rmSync(work, { recursive: true, force: true }));
+
+const RW = "read-write-token";
+const RO = "read-only-token";
+let parts: ServerParts | undefined;
+let n = 0;
+afterEach(() => parts?.close());
+
+function server(options: { mountBudget?: number; maxSize?: number; pendingGraceMs?: number } = {}) {
+  parts = createParts({ dataDir: join(work, `data${++n}`), ...options, tokens: [{ token: RW, role: "rw" }, { token: RO, role: "ro" }], log: createLogger({ MEMOBUILD_LOG: "error" }) });
+  const app = createApp(parts);
+  return (method: string, path: string, body?: string, token = RW) => app.fetch(new Request(`http://cache${path}`, { method, body, headers: { authorization: `Bearer ${token}` } }));
+}
+type Call = ReturnType<typeof server>;
+
+const SCOPE = mountScope("npm", undefined);
+
+/** A version of `files` (name → content), its blobs uploaded first. */
+async function publish(call: Call, files: Record<string, string>, options: { parent?: string | null; key?: SigningKey; created?: number; token?: string; scope?: string } = {}) {
+  for (const content of Object.values(files)) await call("PUT", `/v1/blobs/${blake3Hex(content)}`, content);
+  const unsigned: MountManifest = {
+    format: MOUNT_FORMAT,
+    scope: options.scope ?? SCOPE,
+    label: { id: "npm", scope: null },
+    parent: options.parent ?? null,
+    created: options.created ?? 1,
+    files: Object.entries(files).sort().map(([path, content]) => ({ path, mode: 0o644, blake3: blake3Hex(content), size: content.length })),
+  };
+  const manifest = options.key ? { ...unsigned, signature: options.key.signText(canonicalText(unsigned)) } : unsigned;
+  const id = versionId(unsigned);
+  const response = await call("PUT", `/v1/mounts/${unsigned.scope}/${id}`, JSON.stringify(manifest), options.token);
+  return { id, response, manifest };
+}
+
+const versions = async (call: Call) => ((await (await call("GET", `/v1/mounts/${SCOPE}`)).json()) as { versions: { id: string; parent: string | null; signer: string | null; changed: number }[] }).versions;
+
+describe("shared cache mounts on the server", () => {
+  test("a version is published, listed and served; a read-only token fetches but gets 403 publishing", async () => {
+    const call = server();
+    const first = await publish(call, { "a.tgz": "A", "b.tgz": "B" });
+    expect(first.response.status).toBe(201);
+    expect((await publish(call, { "a.tgz": "A", "b.tgz": "B" })).response.status).toBe(200); // the same again
+    const served = await call("GET", `/v1/mounts/${SCOPE}/${first.id}`, undefined, RO);
+    expect(JSON.parse(await served.text())).toEqual(first.manifest);
+    const refused = await publish(call, { "c.tgz": "C" }, { token: RO });
+    expect(refused.response.status).toBe(403);
+    expect((await versions(call)).map((v) => v.id)).toEqual([first.id]);
+  });
+
+  test("two publishers from one parent are both kept; the newer is current; nothing is merged", async () => {
+    const call = server();
+    const parent = await publish(call, { "a.tgz": "A" });
+    const left = await publish(call, { "a.tgz": "A", "left.tgz": "L" }, { parent: parent.id, created: 2 });
+    const right = await publish(call, { "a.tgz": "A", "right.tgz": "R" }, { parent: parent.id, created: 3 });
+    const listed = await versions(call);
+    expect(listed.map((v) => [v.id, v.parent, v.changed])).toEqual([
+      [right.id, parent.id, 1],
+      [left.id, parent.id, 1],
+      [parent.id, null, 1],
+    ]);
+    const current = JSON.parse(await (await call("GET", `/v1/mounts/${SCOPE}/${right.id}`)).text()) as MountManifest;
+    expect(current.files.map((f) => f.path)).toEqual(["a.tgz", "right.tgz"]);
+  });
+
+  test("refuses a version naming files not uploaded, a wrong name, another scope, and a bad signature", async () => {
+    const call = server();
+    const good = await publish(call, { "a.tgz": "A" });
+    const missing = { ...good.manifest, files: [...good.manifest.files, { path: "z", mode: 0o644, blake3: blake3Hex("never sent"), size: 10 }] };
+    const missingResponse = await call("PUT", `/v1/mounts/${SCOPE}/${versionId(missing)}`, JSON.stringify(missing));
+    expect([missingResponse.status, ((await missingResponse.json()) as { error: string }).error]).toEqual([400, "1 file(s) are not stored with the size the manifest gives (upload them first), e.g. z"]);
+    const renamed = { ...good.manifest, created: 99 };
+    expect((await call("PUT", `/v1/mounts/${SCOPE}/${good.id}`.replace(good.id, blake3Hex("x")), JSON.stringify(renamed))).status).toBe(400);
+    const other = mountScope("pip", undefined);
+    expect((await call("PUT", `/v1/mounts/${other}/${versionId({ ...good.manifest, created: 5 })}`, JSON.stringify({ ...good.manifest, created: 5 }))).status).toBe(400);
+    const key = SigningKey.generate().key;
+    const forged = { ...good.manifest, created: 7, signature: key.signText("something else") };
+    const { signature: _, ...unsigned } = forged;
+    const bad = await call("PUT", `/v1/mounts/${SCOPE}/${versionId(unsigned)}`, JSON.stringify(forged));
+    expect(bad.status).toBe(400);
+    expect(((await bad.json()) as { error: string }).error).toStartWith("bad signature");
+    const escaping = { ...good.manifest, created: 8, files: [{ ...good.manifest.files[0], path: "../../etc/passwd" }] };
+    expect((await call("PUT", `/v1/mounts/${SCOPE}/${versionId(escaping)}`, JSON.stringify(escaping))).status).toBe(400);
+    const both = { ...good.manifest, created: 9, files: [good.manifest.files[0], { ...good.manifest.files[0], path: "a.tgz-x" }, { ...good.manifest.files[0], path: "a.tgz/inside" }] };
+    const bothResponse = await call("PUT", `/v1/mounts/${SCOPE}/${versionId(both)}`, JSON.stringify(both));
+    expect(((await bothResponse.json()) as { error: string }).error).toBe('files[2]: "a.tgz/inside" is below "a.tgz", which is a file');
+  });
+
+  test("a signed version records its signer", async () => {
+    const call = server();
+    const key = SigningKey.generate().key;
+    await publish(call, { "a.tgz": "A" }, { key });
+    expect((await versions(call))[0].signer).toBe(key.publicKey);
+  });
+
+  test("old versions go past the scope's budget, the newest stays; their files are then ordinary unneeded blobs", async () => {
+    const call = server({ mountBudget: 100, maxSize: 150, pendingGraceMs: 0 });
+    const big = (c: string) => c.repeat(40);
+    const v1 = await publish(call, { a: big("a") });
+    const v2 = await publish(call, { a: big("a"), b: big("b") }, { parent: v1.id, created: 2 });
+    expect((await versions(call)).map((v) => v.id)).toEqual([v2.id, v1.id]); // 80 bytes: both fit
+    const v3 = await publish(call, { b: big("b"), c: big("c") }, { parent: v2.id, created: 3 });
+    expect((await versions(call)).map((v) => v.id)).toEqual([v3.id]); // a, b, c: 120 bytes
+    // The storage's own eviction (over 150 bytes) takes what no version needs, oldest first ("a",
+    // then "d"), never b or c, though they are older than "d".
+    await call("PUT", `/v1/blobs/${blake3Hex("d".repeat(100))}`, "d".repeat(100));
+    parts!.storage.evict();
+    expect([big("a"), big("b"), big("c")].map((c) => parts!.storage.hasBlob(blake3Hex(c)))).toEqual([false, true, true]);
+    const tooBig = await publish(call, { x: "x".repeat(101) }, { created: 4 });
+    expect(tooBig.response.status).toBe(413);
+  });
+
+  test("the same files in two mounts are stored once", async () => {
+    const call = server();
+    await publish(call, { "a.tgz": "same content" });
+    await publish(call, { "a.tgz": "same content" }, { scope: mountScope("yarn", undefined) });
+    const missing = await call("POST", "/v1/mounts/missing", JSON.stringify({ hashes: [blake3Hex("same content"), blake3Hex("new")] }), RO);
+    expect(await missing.json()).toEqual({ missing: [blake3Hex("new")] });
+    expect(parts!.storage.counts().blobs).toBe(1);
+    const listed = (await (await call("GET", "/v1/mounts")).json()) as { scopes: { stored: number }[] };
+    expect(listed.scopes.map((s) => s.stored)).toEqual([12, 12]);
+  });
+});
