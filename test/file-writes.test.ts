@@ -22,6 +22,10 @@ afterAll(() => rmSync(work, { recursive: true, force: true }));
 
 /** Where a file is created or renamed, with why that path cannot be one a user or a repository named. */
 const OWN_PATHS: { file: string; line: string; why: string }[] = [
+  { file: "src/executor/cache-mount.ts", line: "writeFileSync(file, seed ?", why: "a cache mount's label beside its directory in the store's mounts/" },
+  { file: "src/remote/mount-sync.ts", line: "writeFileSync(temporary, JSON.stringify(state))", why: "a cache mount's sync state beside its directory in the store's mounts/" },
+  { file: "src/remote/mount-sync.ts", line: "renameSync(temporary, stateFile(path))", why: "a cache mount's sync state beside its directory in the store's mounts/" },
+  { file: "src/remote/mount-sync.ts", line: 'openSync(file, "w", 0o600)', why: "a downloaded file in a store staging directory" },
   { file: "src/worker/worker.ts", line: "await Bun.write(dockerfile, definition.dockerfile.text)", why: "a job's Dockerfile in the job's staging directory of the worker's store" },
   { file: "src/worker/job.ts", line: 'writeFileSync(join(dir, "oci-layout")', why: "a base image laid out in the job's staging directory" },
   { file: "src/worker/job.ts", line: 'writeFileSync(join(dir, "index.json")', why: "a base image laid out in the job's staging directory" },

@@ -18,6 +18,7 @@
  * copy that holds a version no trusted key signed (left by a build with other settings) is
  * emptied before a RUN sees it, and never published from.
  */
+import { terminalText } from "../util/terminal-text.ts";
 import { closeSync, openSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { Blake3Hasher } from "../hash/blake3.ts";
@@ -130,7 +131,7 @@ export class RemoteCacheMounts implements CacheMountProvider {
   private warnOnce(message: string) {
     if (this.warned) return;
     this.warned = true;
-    this.options.warn(message);
+    this.options.warn(terminalText(message, { max: 2000 }));
   }
 
   /** Brings `path` to the newest trusted version; false when it could not (the local copy stays). */
@@ -281,7 +282,7 @@ export class RemoteCacheMounts implements CacheMountProvider {
     const id = versionId(unsigned);
     const response = await this.options.remote.request("PUT", `/v1/mounts/${used.scope}/${id}`, { body: JSON.stringify(manifest), headers: { "content-type": "application/json" } });
     if (!response) return;
-    if (!response.ok) throw new Error(`HTTP ${response.status}: ${(await response.text()).slice(0, 200)}`);
+    if (!response.ok) throw new Error(`HTTP ${response.status}: ${await answerText(response)}`);
     writeState(used.path, { scope: used.scope, label: used.label, version: id, signer: signer?.publicKey ?? null, files: [...local.values()] });
     log().debug("cache mount published", { id: used.label.id, version: id.slice(0, 12), files: files.length });
   }
@@ -292,7 +293,7 @@ export class RemoteCacheMounts implements CacheMountProvider {
     const asked = await this.options.remote.request("POST", "/v1/mounts/missing", { body: JSON.stringify({ hashes }), headers: { "content-type": "application/json" } });
     if (!asked) return false;
     if (!asked.ok) throw new Error(`HTTP ${asked.status} asking which files the server lacks`);
-    const missing = new Set(((await asked.json()) as { missing: string[] }).missing);
+    const missing = new Set((JSON.parse((await readBodyBytes(asked, MAX_LIST_BYTES, "the server's list of missing files", (max) => `larger than ${max} bytes`)).toString("utf8")) as { missing: string[] }).missing);
     const byHash = new Map(files.filter((file) => missing.has(file.blake3)).map((file) => [file.blake3, file]));
     const queue = [...byHash.values()];
     const worker = async () => {
@@ -307,9 +308,18 @@ export class RemoteCacheMounts implements CacheMountProvider {
     try {
       const put = await this.options.remote.request("PUT", `/v1/blobs/${file.blake3}`, { body: Bun.file(`/proc/self/fd/${fd}`), headers: { "content-type": "application/octet-stream" } });
       // A file changed since it was hashed is refused (400): this version is not published.
-      if (put && !put.ok) throw new Error(`the server refused ${file.path} (HTTP ${put.status}: ${(await put.text()).slice(0, 200)})`);
+      if (put && !put.ok) throw new Error(`the server refused ${file.path} (HTTP ${put.status}: ${await answerText(put)})`);
     } finally {
       closeSync(fd);
     }
+  }
+}
+
+/** A server's error text, bounded and safe to print. */
+async function answerText(response: Response): Promise<string> {
+  try {
+    return terminalText((await readBodyBytes(response, 4096, "the server's answer", () => "too long")).toString("utf8"), { max: 200 });
+  } catch {
+    return "";
   }
 }

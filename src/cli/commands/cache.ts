@@ -1,3 +1,5 @@
+import { readBodyBytes } from "../../util/network.ts";
+import { terminalText } from "../../util/terminal-text.ts";
 import type { Command } from "commander";
 import { formatBytes, formatInUnitOf, parseSize } from "../../util/sizes.ts";
 import { collectGarbage, directorySize, prune, usage } from "../../cache/gc.ts";
@@ -104,7 +106,8 @@ export function registerCacheMounts(cache: Command) {
         for (const name of names) {
           const path = join(dir, name);
           const base = join(dir, name.replace(/-\d+$/, ""));
-          const id = existsSync(`${base}.id`) ? readFileSync(`${base}.id`, "utf8") : "-";
+          // A mount's id comes from a Dockerfile: shown as text only.
+          const id = existsSync(`${base}.id`) ? terminalText(readFileSync(`${base}.id`, "utf8"), { max: 200 }) : "-";
           const state = readMountState(path);
           const version = state?.version ? state.version.slice(0, 12) : "-";
           process.stdout.write(`${id.padEnd(20)}  ${name.padEnd(32)}  ${formatBytes(directorySize(path)).padStart(9)}  ${version.padEnd(12)}  ${shortKey(state?.signer ?? null)}\n`);
@@ -121,13 +124,14 @@ async function listRemoteMounts() {
   if (!remote) throw new UsageError("--remote lists the cache server's mounts: set $MEMOBUILD_REMOTE_URL or remote.url in a config file");
   const response = await remote.request("GET", "/v1/mounts", { timeoutMs: 30_000 });
   if (!response?.ok) throw new UsageError(`the remote cache at ${remote.base} did not list its cache mounts${response ? ` (HTTP ${response.status})` : ""}`);
-  const { scopes } = (await response.json()) as { scopes: MountScopeInfo[] };
+  // The server's answer is bounded, and every text in it made safe for a terminal before it is printed.
+  const { scopes } = JSON.parse((await readBodyBytes(response, 16 * 1024 * 1024, "the list of cache mounts", (max) => `larger than ${max} bytes`)).toString("utf8")) as { scopes: MountScopeInfo[] };
   process.stdout.write("ID                    SCOPE         VERSIONS  FILES        SIZE      STORED  CURRENT       PUBLISHED BY             WHEN\n");
   for (const s of scopes) {
-    const by = s.current.signer ? shortKey(s.current.signer) : `token ${s.current.author ?? "-"}`;
+    const by = terminalText(s.current.signer ? shortKey(s.current.signer) : `token ${s.current.author ?? "-"}`, { max: 40 });
     const when = new Date(s.current.published).toISOString().slice(0, 19).replace("T", " ");
     process.stdout.write(
-      `${s.label.id.padEnd(20)}  ${(s.label.scope ?? "-").padEnd(12)}  ${String(s.versions).padStart(8)}  ${String(s.current.files).padStart(5)}  ${formatBytes(s.current.size).padStart(10)}  ${formatBytes(s.stored).padStart(10)}  ${s.current.id.slice(0, 12)}  ${by.padEnd(23)}  ${when}\n`,
+      `${terminalText(s.label.id, { max: 200 }).padEnd(20)}  ${terminalText(s.label.scope ?? "-", { max: 100 }).padEnd(12)}  ${String(s.versions).padStart(8)}  ${String(s.current.files).padStart(5)}  ${formatBytes(s.current.size).padStart(10)}  ${formatBytes(s.stored).padStart(10)}  ${terminalText(s.current.id, { max: 12 }).slice(0, 12)}  ${by.padEnd(23)}  ${when}\n`,
     );
   }
 }
