@@ -22,6 +22,8 @@ afterAll(() => rmSync(work, { recursive: true, force: true }));
 
 /** Where a file is created or renamed, with why that path cannot be one a user or a repository named. */
 const OWN_PATHS: { file: string; line: string; why: string }[] = [
+  { file: "src/registry/build-cache.ts", line: "writeFileSync(file, readRegularFile(blobPath(blob.digest)", why: "a build cache's blob into a store staging file (--cache-from)" },
+  { file: "src/registry/build-cache.ts", line: "writeFileSync(recordsFile, JSON.stringify({ version: 1, results }))", why: "the list of results in a store staging directory (--cache-to)" },
   { file: "src/worker/worker.ts", line: "await Bun.write(dockerfile, definition.dockerfile.text)", why: "a job's Dockerfile in the job's staging directory of the worker's store" },
   { file: "src/worker/job.ts", line: 'writeFileSync(join(dir, "oci-layout")', why: "a base image laid out in the job's staging directory" },
   { file: "src/worker/job.ts", line: 'writeFileSync(join(dir, "index.json")', why: "a base image laid out in the job's staging directory" },
