@@ -23,6 +23,8 @@ const OWN_PATHS: { file: string; line: string; why: string }[] = [
   { file: "src/remote/mount-files.ts", line: "openSync(contentOf(file.blake3)", why: "a downloaded file in a store staging directory, checked against its BLAKE3 name" },
   { file: "src/remote/mount-sync.ts", line: "readFileSync(stateFile(path)", why: "a cache mount's sync state in the store's mounts/" },
   { file: "src/remote/mount-sync.ts", line: "Bun.file(`/proc/self/fd/${fd}`)", why: "a cache mount's file opened through a root that follows no link" },
+  { file: "src/registry/build-cache.ts", line: 'openSync(file, "r")', why: "a store blob (a layer) copied into a --cache-to directory" },
+  { file: "src/registry/build-cache.ts", line: "Bun.file(recordsFile).size", why: "the list of results this build wrote into a store staging directory" },
   { file: "src/cli/rebuild.ts", line: 'readFileSync(join(dir, "oci", "index.json")', why: "the layout the rebuild wrote into a private temporary directory" },
   { file: "src/attest/sign.ts", line: "createPrivateKey(readFileSync(file))", why: "the key file the user names with --sign-key (never a project file's)" },
   { file: "src/attest/sign.ts", line: "createPublicKey(readFileSync(file))", why: "the public key the user names with verify --key" },

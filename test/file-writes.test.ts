@@ -26,6 +26,8 @@ const OWN_PATHS: { file: string; line: string; why: string }[] = [
   { file: "src/remote/mount-sync.ts", line: "writeFileSync(temporary, JSON.stringify(state))", why: "a cache mount's sync state beside its directory in the store's mounts/" },
   { file: "src/remote/mount-sync.ts", line: "renameSync(temporary, stateFile(path))", why: "a cache mount's sync state beside its directory in the store's mounts/" },
   { file: "src/remote/mount-sync.ts", line: 'openSync(file, "w", 0o600)', why: "a downloaded file in a store staging directory" },
+  { file: "src/registry/build-cache.ts", line: "writeFileSync(file, readRegularFile(blobPath(blob.digest)", why: "a build cache's blob into a store staging file (--cache-from)" },
+  { file: "src/registry/build-cache.ts", line: "writeFileSync(recordsFile, JSON.stringify({ version: 1, results }))", why: "the list of results in a store staging directory (--cache-to)" },
   { file: "src/worker/worker.ts", line: "await Bun.write(dockerfile, definition.dockerfile.text)", why: "a job's Dockerfile in the job's staging directory of the worker's store" },
   { file: "src/worker/job.ts", line: 'writeFileSync(join(dir, "oci-layout")', why: "a base image laid out in the job's staging directory" },
   { file: "src/worker/job.ts", line: 'writeFileSync(join(dir, "index.json")', why: "a base image laid out in the job's staging directory" },

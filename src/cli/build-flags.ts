@@ -2,6 +2,8 @@
  * The flags of `build`, which `explain` and `graph` accept too (a user copies a build command
  * and changes the verb), and what they mean once parsed.
  */
+import type { CacheSpec } from "../registry/build-cache.ts";
+import { parseReference } from "../image/reference.ts";
 import { Option, type Command } from "commander";
 import { existsSync, statSync } from "node:fs";
 import { TMPFS_BYTES } from "../executor/private-tmpfs.ts";
@@ -37,6 +39,8 @@ export interface BuildFlags extends SettingFlags {
   annotation: string[];
   iidfile?: string;
   insecureRegistry: string[];
+  cacheFrom: string[];
+  cacheTo: string[];
   provenance?: string[];
   sbom?: string[];
   attest?: string[];
@@ -71,6 +75,8 @@ export function buildFlagOptions(command: Command): Command {
     .option("--ulimit <name=soft[:hard]>", "a resource limit for every RUN, e.g. nofile=1024:2048 (repeatable)", collect)
     .option("--allow <entitlement>", "let the Dockerfile use network.host (RUN --network=host) or security.insecure (RUN --security=insecure) (repeatable)", collect)
     .option("--jobs <n>", "how many independent stages may build at once (default: the number of CPUs)")
+    .option("--cache-from <spec>", "read step results from a build cache: type=registry,ref=REF | type=local,src=DIR | REF (repeatable: tried in order, after the remote cache; one that cannot be read costs a warning)", collect)
+    .option("--cache-to <spec>", "write the build's step results as a build cache: type=registry,ref=REF | type=local,dest=DIR [,mode=min|max] [,ignore-error=true] (repeatable)", collect)
     .option("--build-label <name=value>", "a label for this build in the build hub's history, e.g. team=web (repeatable)", collect)
     .option("--provenance <spec>", "attach SLSA v1 provenance: true|false|mode=min|mode=max[,builder-id=URI] (as buildx)", collect)
     .option("--sbom <spec>", "attach an SPDX 2.3 SBOM read from the image's package data: true|false", collect)
@@ -240,3 +246,35 @@ export function parseEntitlements(values: string[]): Set<Entitlement> {
   return new Set(values as Entitlement[]);
 }
 
+
+/**
+ * `--cache-from` / `--cache-to`, as buildx spells them: `type=registry,ref=REF` (REF alone too),
+ * `type=local,src=DIR` (from) or `dest=DIR` (to), `mode=min|max` (to; min: the target stage's
+ * own steps, as BuildKit's min keeps the exported image's layers), `ignore-error=true|false`.
+ */
+export function parseCacheSpec(flag: "--cache-from" | "--cache-to", spec: string): CacheSpec {
+  if (!spec.includes("=")) return { type: "registry", ref: usage(() => (parseReference(spec), spec)), mode: "min", ignoreError: flag === "--cache-from" };
+  const fields: Record<string, string> = {};
+  for (const field of spec.split(",")) {
+    const eq = field.indexOf("=");
+    const key = field.slice(0, eq < 0 ? undefined : eq).trim();
+    const allowed = flag === "--cache-from" ? ["type", "ref", "src"] : ["type", "ref", "dest", "mode", "ignore-error"];
+    if (!allowed.includes(key)) throw new UsageError(`${flag} ${spec}: unknown key "${key}" (use ${allowed.join(", ")})`);
+    fields[key] = eq < 0 ? "" : field.slice(eq + 1);
+  }
+  const mode = fields.mode ?? "min";
+  if (mode !== "min" && mode !== "max") throw new UsageError(`${flag} ${spec}: mode must be min or max`);
+  const ignoreError = fields["ignore-error"] === undefined ? flag === "--cache-from" : /^(true|1)$/i.test(fields["ignore-error"]);
+  const type = fields.type ?? "registry";
+  if (type === "registry") {
+    if (!fields.ref) throw new UsageError(`${flag} ${spec}: type=registry needs ref=REF`);
+    usage(() => parseReference(fields.ref));
+    return { type, ref: fields.ref, mode, ignoreError };
+  }
+  if (type === "local") {
+    const dir = flag === "--cache-from" ? fields.src : fields.dest;
+    if (!dir) throw new UsageError(`${flag} ${spec}: type=local needs ${flag === "--cache-from" ? "src" : "dest"}=DIR`);
+    return { type, dir: resolve(dir), mode, ignoreError };
+  }
+  throw new UsageError(`${flag} ${spec}: type ${type} is not supported (use registry or local)`);
+}

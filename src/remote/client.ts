@@ -18,6 +18,7 @@ import { redactCredentials } from "../report/redact.ts";
 import { writeAll } from "../util/write-all.ts";
 
 export type { RemoteAction } from "./action.ts";
+import type { ResultSource } from "./result-source.ts";
 
 export class RemoteCacheError extends UserError {}
 
@@ -47,7 +48,7 @@ export interface ConflictSide {
   result: string;
 }
 
-export class RemoteCache {
+export class RemoteCache implements ResultSource {
   private disabled = false;
   private readonly attempts: number;
   // Stryker disable next-line ArrayDeclaration: waiting for a value that is no promise waits for nothing
@@ -194,6 +195,10 @@ export class RemoteCache {
     }
     const list = (body as { conflicts?: unknown } | null)?.conflicts;
     return Array.isArray(list) ? list.flatMap((entry) => parseConflict(entry) ?? []) : [];
+  }
+
+  fetchLayer(layer: NonNullable<RemoteAction["layer"]>, file: string): Promise<boolean> {
+    return this.fetchBlob(layer.blake3, file, layer.size);
   }
 
   async hasAction(key: string): Promise<boolean> {

@@ -20,6 +20,7 @@ import { cloneConfig, historyEntry } from "../image/config.ts";
 import { MEDIA, storeImage, type StoredImage } from "../image/layout.ts";
 import { removeTree } from "../rootfs/root.ts";
 import type { RemoteCache } from "../remote/client.ts";
+import type { ResultSource } from "../remote/result-source.ts";
 import { UserError } from "../errors.ts";
 import { explainStep, type KeyOwner } from "./explain.ts";
 import { imageReferences, imageResolver } from "./images.ts";
@@ -68,6 +69,8 @@ export interface BuildOptions {
   jobs?: number;
   /** The shared remote cache, when one is configured. */
   remote?: RemoteCache;
+  /** `--cache-from`: more places to find results in, after the remote cache, in order. */
+  cacheFrom?: ResultSource[];
   /** wait (default): the build waits for uploads at its end; off: upload nothing. */
   remoteUpload?: "wait" | "background" | "off";
   /** Wraps the local RUN --mount=type=cache directories (to share them through the remote, say). */
@@ -184,7 +187,7 @@ class Solve {
     this.epoch = sourceDateEpoch(options.buildArgs);
     const sandboxKey = describeSandbox(options.sandbox);
     this.settings = { platform: hostPlatform(), network: options.network, sandbox: options.sandbox, sandboxKey, epoch: this.epoch, allow: options.allow ?? new Set() };
-    this.cache = new StepCache(options.store, options.remote, { dryRun: options.dryRun === true, upload: options.remoteUpload ?? "wait" });
+    this.cache = new StepCache(options.store, options.remote, { dryRun: options.dryRun === true, upload: options.remoteUpload ?? "wait" }, options.cacheFrom);
     const localMounts = directoryCacheMounts((identity) => options.store.mountDir(identity));
     const resources = world.resources({ secrets: options.secrets, ssh: options.ssh, cacheMounts: options.cacheMounts ? options.cacheMounts(localMounts) : localMounts });
     this.executor = options.executor ? options.executor(resources) : new LocalExecutor(resources);

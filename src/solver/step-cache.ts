@@ -8,6 +8,7 @@ import { rmSync } from "node:fs";
 import { join } from "node:path";
 import type { LocalStore } from "../cache/store.ts";
 import { RemoteCacheError, type RemoteAction, type RemoteCache } from "../remote/client.ts";
+import type { ResultSource } from "../remote/result-source.ts";
 import { checkSignature } from "../remote/action.ts";
 import { DiskFullError, UserError } from "../errors.ts";
 import { sha256File } from "../hash/sha256.ts";
@@ -38,11 +39,17 @@ export interface Satisfied {
 export type Execute = () => Promise<{ diffId: string; durationMs: number }>;
 
 export class StepCache {
+  /** Where results may come from besides the local store: the remote cache first, then each --cache-from. */
+  private readonly sources: ResultSource[];
+
   constructor(
     private readonly store: LocalStore,
     private readonly remote: RemoteCache | undefined,
     private readonly options: StepCacheOptions,
-  ) {}
+    cacheFrom: ResultSource[] = [],
+  ) {
+    this.sources = [...(remote ? [remote] : []), ...cacheFrom];
+  }
 
   /** Local hit → remote hit → execute (`execute` is absent for config-only steps). */
   async satisfy(key: string, text: string, noCache: boolean, execute?: Execute): Promise<Satisfied> {
@@ -66,9 +73,9 @@ export class StepCache {
     return { status: "executed", diffId, created };
   }
 
-  /** What to tell the user about the remote's result for a key it did not use. */
+  /** What to tell the user about a result for a key it did not use (the first source's reason). */
   note(key: string): { remote_refused?: string } {
-    const refused = this.remote?.refused.get(key);
+    const refused = this.sources.map((source) => source.refused.get(key)).find(Boolean);
     return refused ? { remote_refused: refused } : {};
   }
 
@@ -79,19 +86,21 @@ export class StepCache {
     return { status: "cached-local", diffId: local.diffId, created: local.created, savedMs: local.durationMs };
   }
 
+  /** The first source, in order, that has a result this build accepts and whose layer checks out. */
   private async remoteHit(key: string, text: string, makesLayer: boolean): Promise<Satisfied | undefined> {
-    const { remote } = this;
-    if (!remote) return undefined;
-    const action = await remote.getAction(key);
-    if (!action || (action.diffId === null) === makesLayer) return undefined;
-    // A dry run says where the result would come from, and fetches nothing.
-    if (this.options.dryRun) return { status: "cached-remote", diffId: null, created: action.created };
-    const diffId = makesLayer ? await this.importLayer(key, action) : null;
-    if (diffId === undefined) return undefined;
-    const savedMs = measured(action.duration_ms);
-    this.store.recordStep(key, diffId, savedMs, text);
-    const signed = action.signature ? checkSignature(key, action) : undefined;
-    return { status: "cached-remote", diffId, created: action.created, savedMs, ...(signed && "signer" in signed ? { signer: signed.signer } : {}) };
+    for (const source of this.sources) {
+      const action = await source.getAction(key);
+      if (!action || (action.diffId === null) === makesLayer) continue;
+      // A dry run says where the result would come from, and fetches nothing.
+      if (this.options.dryRun) return { status: "cached-remote", diffId: null, created: action.created };
+      const diffId = makesLayer ? await this.importLayer(key, action, source) : null;
+      if (diffId === undefined) continue;
+      const savedMs = measured(action.duration_ms);
+      this.store.recordStep(key, diffId, savedMs, text);
+      const signed = action.signature ? checkSignature(key, action) : undefined;
+      return { status: "cached-remote", diffId, created: action.created, savedMs, ...(signed && "signer" in signed ? { signer: signed.signer } : {}) };
+    }
+    return undefined;
   }
 
   /** Uploads a result the remote may not have (new ones always; cached ones if it lacks them). */
@@ -107,16 +116,16 @@ export class StepCache {
   }
 
   /** A layer from the remote, checked then stored; undefined when it cannot be had or is wrong. */
-  private async importLayer(key: string, action: RemoteAction): Promise<string | undefined> {
-    const { store, remote } = this;
+  private async importLayer(key: string, action: RemoteAction, source: ResultSource): Promise<string | undefined> {
+    const { store } = this;
     const { diffId, layer } = action;
-    if (!diffId || !layer || !remote) return undefined;
+    if (!diffId || !layer) return undefined;
     try {
       if (!store.layer(diffId) || !store.hasBlob(layer.digest)) {
         const staging = store.tempDir("remote");
         try {
           const file = join(staging, "blob");
-          if (!(await remote.fetchBlob(layer.blake3, file, layer.size))) return undefined;
+          if (!(await source.fetchLayer(layer, file))) return undefined;
           const digest = await sha256File(file);
           if (digest !== layer.digest) throw new RemoteCacheError(`layer ${layer.digest} from the remote cache hashes to ${digest}`);
           store.adoptBlob(file, layer.digest);
@@ -130,7 +139,7 @@ export class StepCache {
     } catch (error) {
       // A lying remote costs a rebuild of the step, never a wrong layer or a failed build.
       if (!(error instanceof UserError) || error instanceof DiskFullError) throw error;
-      remote.distrust(key, `remote result is corrupt: ${error.message}`);
+      source.distrust(key, `remote result is corrupt: ${error.message}`);
       return undefined;
     }
   }

@@ -20,6 +20,13 @@ import { buildRemotely } from "../../builder/remote-build.ts";
 import { JobsClient } from "../../remote/jobs-client.ts";
 import { RemoteCache } from "../../remote/client.ts";
 import { remoteSettings } from "../../config/remote.ts";
+import type { CacheSpec } from "../../registry/build-cache.ts";
+import type { ResultSource } from "../../remote/result-source.ts";
+import type { StepResult } from "../../solver/result.ts";
+import type { Plan, Stage } from "../../frontend/plan.ts";
+import type { BuildGraph } from "../../graph/graph.ts";
+import { SigningKey } from "../../remote/action.ts";
+import { UserError } from "../../errors.ts";
 import type { Settings } from "../../config/settings.ts";
 import { insecureRegistries } from "../../registry/client.ts";
 import type { Attester } from "../../attest/attest.ts";
@@ -31,7 +38,7 @@ import { UsageError } from "../errors.ts";
 import { dockerfileOptions, readDockerfileFrom, type DockerfileInput } from "../inputs.ts";
 import { resolveNamedContexts } from "../named-contexts.ts";
 import { checkProjectTags } from "../project-tags.ts";
-import { attestFlagsGiven, buildFlagOptions, checkPlatform, noCacheStages, outputsFrom, parseAnnotations, parseBuildContexts, parseEntitlements, parseLabels, parseSecret, sandboxFrom, usage, type BuildFlags } from "../build-flags.ts";
+import { attestFlagsGiven, buildFlagOptions, checkPlatform, noCacheStages, outputsFrom, parseAnnotations, parseBuildContexts, parseCacheSpec, parseEntitlements, parseLabels, parseSecret, sandboxFrom, usage, type BuildFlags } from "../build-flags.ts";
 
 // What only some builds use loads when one does: the registry transfer (pulling a missing base
 // image, pushing), the Docker Engine client (--load), filesystem outputs, the build hub reporter.
@@ -71,6 +78,8 @@ export function registerBuild(program: Command) {
       const registry = { insecure: insecureRegistries(flags.insecureRegistry) };
       const tags = value<string[]>(settings, "tags").map((tag) => usage(() => normalizeReference(tag)));
       const secrets = new Map(flags.secret.map(parseSecret));
+      const cacheFrom = flags.cacheFrom.map((spec) => parseCacheSpec("--cache-from", spec));
+      const cacheTo = flags.cacheTo.map((spec) => parseCacheSpec("--cache-to", spec));
       const sshSpecs = flags.ssh.map((spec) => usage(() => parseSshSpec(spec)));
       const sandbox = sandboxFrom(flags);
       const contextSpecs = parseBuildContexts(flags.buildContext);
@@ -109,6 +118,7 @@ export function registerBuild(program: Command) {
         const builder = flags.builder ?? process.env.MEMOBUILD_BUILDER;
         // A build on a worker (--builder) uses the worker's own local cache mounts; none are shared from here.
         const mounts = builder ? undefined : await openCacheMounts(mountChoice, settings, remote, store, (message) => printer({ type: "warning", message }));
+        const buildCaches = cacheFrom.length ? await openBuildCaches(cacheFrom, settings, store, registry, progress) : [];
         const result = builder
           ? await buildOnWorker(builder, settings, flags, store, input, progress).finally(() => ssh.stop())
           : await build({
@@ -137,9 +147,11 @@ export function registerBuild(program: Command) {
             namedContexts,
             ssh,
             cacheMounts: mounts && ((local) => mounts.wrap(local)),
+            cacheFrom: buildCaches,
           }).finally(() => ssh.stop());
         const image = result.image!;
         for (const tag of tags) store.setImage(tag, image.manifestDigest, tagOwner);
+        if ("graph" in result) for (const spec of cacheTo) await writeBuildCache(spec, result, settings, store, registry, progress);
         const attester = attesting
           ? await (await attestations()).attesterFor(attesting, store, image, result, {
               dockerfileText: input.text,
@@ -166,9 +178,38 @@ export function registerBuild(program: Command) {
     });
 }
 
+/** `--cache-from`: each build cache that can be read, in order (one that cannot costs a warning). */
+async function openBuildCaches(specs: CacheSpec[], settings: Settings, store: LocalStore, registry: RegistryOptions, progress: ProgressSink): Promise<ResultSource[]> {
+  const { BuildCacheSource } = await import("../../registry/build-cache.ts");
+  const warn = (message: string) => progress({ type: "warning", message });
+  const trust = remoteSettings(settings, warn).trust;
+  const opened = await Promise.all(specs.map((spec) => BuildCacheSource.open(spec, { registry, trust, warn, scratch: store.tempDir("cache-from") })));
+  return opened.filter((source) => source !== undefined);
+}
+
+/**
+ * `--cache-to`: the build's results as a build cache. mode=max: every step the build ran or
+ * reused; min: the target stage and the stages it is built FROM (what the image is made of).
+ */
+async function writeBuildCache(spec: CacheSpec, result: { steps: StepResult[]; plan: Plan; graph: BuildGraph }, settings: Settings, store: LocalStore, registry: RegistryOptions, progress: ProgressSink) {
+  const { exportBuildCache } = await import("../../registry/build-cache.ts");
+  const chain = new Set<string>();
+  for (let stage: Stage | undefined = result.graph.target; stage; stage = stage.base.kind === "stage" ? result.plan.stages[stage.base.index] : undefined) chain.add(stage.id);
+  const keys = result.steps.filter((s) => s.key && s.status !== "skipped" && (spec.mode === "max" || chain.has(s.stage))).map((s) => s.key);
+  const signKey = remoteSettings(settings, () => {}).signKey;
+  const where = spec.type === "registry" ? spec.ref : spec.dir;
+  try {
+    const written = await exportBuildCache(spec, store, keys, { registry, signer: signKey ? SigningKey.load(signKey) : undefined });
+    progress({ type: "output", line: `cache: ${written} step result(s) written to ${where}` });
+  } catch (error) {
+    if (!spec.ignoreError) throw new UserError(`--cache-to ${where}: ${(error as Error).message} (add ignore-error=true to go on without it)`);
+    progress({ type: "warning", message: `--cache-to ${where}: not written (${(error as Error).message})` });
+  }
+}
+
 /** `--builder URL`: the build runs on one of the server's workers; the image comes back to this store. */
 async function buildOnWorker(builder: string, settings: Settings, flags: BuildFlags, store: LocalStore, input: DockerfileInput, progress: ProgressSink) {
-  const unsupported = [flags.ssh.length && "--ssh", flags.buildContext.length && "--build-context", flags.network !== "none" && "--network", flags.allow.length && "--allow (a worker grants entitlements itself)"].filter(Boolean);
+  const unsupported = [flags.ssh.length && "--ssh", flags.cacheFrom.length && "--cache-from", flags.cacheTo.length && "--cache-to", flags.buildContext.length && "--build-context", flags.network !== "none" && "--network", flags.allow.length && "--allow (a worker grants entitlements itself)"].filter(Boolean);
   if (unsupported.length) throw new UsageError(`--builder: ${unsupported.join(", ")} cannot be used with a remote builder yet`);
   const remote = remoteSettings(settings, (message) => progress({ type: "warning", message }));
   const jobs = new JobsClient({ url: builder, token: remote.token });
