@@ -4,7 +4,7 @@
  * and `explain`/`graph` taking a build command line with the verb changed.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { lstatSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync } from "node:fs";
+import { lstatSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { runMemobuild } from "./support/binary.ts";
@@ -230,5 +230,31 @@ describe("image import of MemoBuild's own output", () => {
     const unnamed = runMemobuild(["image", "import", `oci:${tagOnly}`, "--cache-dir", other]);
     expect(unnamed.exitCode).toBe(2);
     expect(unnamed.stderr).toContain('the image is named only by its tag "latest": give a name with --tag NAME');
+  });
+});
+
+describe("--check", () => {
+  test("lists each finding (rule, file, line) on stdout, builds nothing, and exits 1; a clean Dockerfile exits 0; a normal build shows them before its summary", () => {
+    const dir = writeProject(join(work, "checked"), { Dockerfile: "FROM memobuild/busybox as Build\nCMD echo hi\n" });
+    const checked = runMemobuild(["build", dir, "--check", "--cache-dir", cache]);
+    expect(checked.exitCode).toBe(1);
+    expect(checked.stdout).toBe(
+      `${join(dir, "Dockerfile")}:1: FromAsCasing: 'as' and 'FROM' keywords' casing do not match\n` +
+        `${join(dir, "Dockerfile")}:1: StageNameCasing: Stage name 'Build' should be lowercase\n` +
+        `${join(dir, "Dockerfile")}:2: JSONArgsRecommended: JSON arguments recommended for CMD to prevent unintended behavior related to OS signals\n` +
+        "Check complete, 3 warning(s) found.\n",
+    );
+    expect(checked.stderr).toContain("the build checks found 3 warning(s)");
+    const built = build(dir);
+    expect(built.exitCode).toBe(0);
+    expect(built.stderr).toContain("3 warning(s) found (memobuild build --check lists them; # check=skip=RULE turns one off):\n - FromAsCasing:");
+    writeFileSync(join(dir, "Dockerfile"), 'FROM memobuild/busybox AS build\nCMD ["echo", "hi"]\n');
+    expect(runMemobuild(["build", dir, "--check", "--cache-dir", cache])).toMatchObject({ exitCode: 0, stdout: "Check complete, no warnings found.\n" });
+    // # check=error=true makes a finding fail the build itself.
+    writeFileSync(join(dir, "Dockerfile"), "# check=error=true\nFROM memobuild/busybox\nCMD echo hi\n");
+    const failed = build(dir);
+    expect(failed.exitCode).toBe(1);
+    expect(failed.stderr).toContain("the build checks failed (# check=error=true):");
+    expect(failed.stderr).toContain("JSONArgsRecommended");
   });
 });

@@ -94,6 +94,7 @@ describe("plain, quiet and json", () => {
       run: 2, // the RUN and the COPY: steps that change only the config never count as run
       cached: 0,
       cachedRemote: 0,
+      checks: [],
     });
   });
 });

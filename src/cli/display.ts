@@ -7,6 +7,7 @@ import type { ProgressSink } from "../solver/progress.ts";
 import { jsonLine, jsonProgress, plainProgress, quietProgress } from "./progress.ts";
 import { seconds, ttyProgress, type TtyProgress } from "./tty-progress.ts";
 import type { StepResult } from "../solver/solver.ts";
+import type { Finding } from "../frontend/lint.ts";
 
 export type DisplayMode = "tty" | "plain" | "json" | "quiet";
 
@@ -25,6 +26,8 @@ export interface BuildOutcome {
   outputs: OutputResult[];
   tags: string[];
   steps: StepResult[];
+  /** What the build checks found (shown before the summary, as BuildKit shows its warnings). */
+  checks?: Finding[];
 }
 
 export interface Display {
@@ -55,8 +58,8 @@ export function openDisplay(mode: DisplayMode, start = performance.now()): Displ
       const json = jsonProgress();
       return {
         sink: json,
-        finish: ({ imageId, digest, outputs, tags, steps }) =>
-          void process.stdout.write(jsonLine({ type: "result", imageId, digest, configDigest: imageId, outputs, tags, ...counts(steps) })),
+        finish: ({ imageId, digest, outputs, tags, steps, checks }) =>
+          void process.stdout.write(jsonLine({ type: "result", imageId, digest, configDigest: imageId, outputs, tags, ...counts(steps), checks: checks ?? [] })),
         abort: () => {},
       };
     }
@@ -82,7 +85,10 @@ export function summaryLines(outcome: BuildOutcome, savedMs: number, elapsedMs: 
   const rate = run + hits ? Math.round((100 * hits) / (run + hits)) : 100;
   const remote = cachedRemote ? `, ${cachedRemote} from the remote cache` : "";
   const saved = savedMs ? `, ${seconds(savedMs)} saved` : "";
+  const checks = outcome.checks ?? [];
   return [
+    ...(checks.length ? [`${checks.length} warning(s) found (memobuild build --check lists them; # check=skip=RULE turns one off):`] : []),
+    ...checks.map((f) => ` - ${f.rule}: ${f.message} (${f.file}:${f.line})`),
     `image ${outcome.digest} (${run} step(s) run, ${cached} cached${remote}: ${rate}% hit rate${saved}) in ${seconds(elapsedMs)}`,
     ...outcome.outputs.map((o) => `output ${o.type} ${o.dest}${o.digest ? ` ${o.digest}` : ""}`),
     ...outcome.tags.map((tag) => `naming to ${tag}`),

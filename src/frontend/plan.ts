@@ -64,6 +64,8 @@ export interface Plan {
   /** Names expanded as empty in a stage whose base image's config was not known (they may be set there). */
   unknownFromBase: { image: string; name: string; location: SourceRange }[];
   warnings: { message: string; location: SourceRange }[];
+  /** Variables an instruction read plainly that nothing defined (where the base's ENV is known): the UndefinedVar check. */
+  undefinedVars: { name: string; location: SourceRange }[];
 }
 
 /** What the planner may know about a base image (from the image store). */
@@ -146,12 +148,14 @@ export function plan(parsed: ParseResult, options: PlanOptions = {}): Plan {
 
   /** Expansion within a scope, remembering which ARG-sourced names were looked up. */
   const unknownFromBase: Plan["unknownFromBase"] = [];
+  const undefinedVars: Plan["undefinedVars"] = [];
   const expanderFor = (scope: Scope, used: Set<string>, location: () => SourceRange): Expander => {
     const run = (text: string, mode: "word" | "words" | "heredoc") => {
       try {
         const result = expand(text, scope.lookup, { escapeToken, skipQuotes: mode === "heredoc" });
         for (const name of [...result.matched, ...result.unmatched]) if (scope.argNames.has(name)) used.add(name);
         if (scope.unknownBase) for (const name of result.unmatched) unknownFromBase.push({ image: scope.unknownBase, name, location: location() });
+        else for (const name of result.undefinedPlain) undefinedVars.push({ name, location: location() });
         return result;
       } catch (error) {
         if (error instanceof ExpansionError) throw new DockerfileError(error.message, location());
@@ -395,6 +399,7 @@ export function plan(parsed: ParseResult, options: PlanOptions = {}): Plan {
     stages,
     unusedBuildArgs,
     warnings,
+    undefinedVars,
   };
 }
 

@@ -31,6 +31,8 @@ export interface WordResult {
   matched: Set<string>;
   /** Names of the variables it looked up and found unset. */
   unmatched: Set<string>;
+  /** Of those, the ones read plainly ($NAME, ${NAME}), without a default or alternative to fall back on. */
+  undefinedPlain: Set<string>;
 }
 
 export class ExpansionError extends Error {}
@@ -56,12 +58,12 @@ export function expand(source: string, env: EnvLookup, options: LexOptions = {})
   const escapeToken = options.escapeToken ?? "\\";
   if (!source.includes("$") && !source.includes(escapeToken) && !/['"]/.test(source)) {
     const words = source.split(/\s+/u).filter((w) => w !== "");
-    return { word: source, words, matched: new Set(), unmatched: new Set() };
+    return { word: source, words, matched: new Set(), unmatched: new Set(), undefinedPlain: new Set() };
   }
   const lexer = new WordLexer(source, env, options);
   try {
     const { word, words } = lexer.processUntil(undefined, lexer.rawEscapes);
-    return { word, words, matched: lexer.matched, unmatched: lexer.unmatched };
+    return { word, words, matched: lexer.matched, unmatched: lexer.unmatched, undefinedPlain: lexer.undefinedPlain };
   } catch (error) {
     if (error instanceof ExpansionError) {
       throw new ExpansionError(`failed to process ${JSON.stringify(source)}: ${error.message}`);
@@ -124,6 +126,7 @@ class WordLexer {
   readonly skipQuotes: boolean;
   readonly matched = new Set<string>();
   readonly unmatched = new Set<string>();
+  readonly undefinedPlain = new Set<string>();
 
   constructor(
     source: string,
@@ -142,6 +145,13 @@ class WordLexer {
   }
   private next(): string | undefined {
     return this.chars[this.pos++];
+  }
+
+  /** A plain reference: a name with nothing to fall back on when it is unset. */
+  private plain(name: string): string {
+    const value = this.lookup(name);
+    if (value === undefined) this.undefinedPlain.add(name);
+    return value ?? "";
   }
 
   private lookup(name: string): string | undefined {
@@ -244,7 +254,7 @@ class WordLexer {
     if (this.peek() !== "{") {
       const name = this.name();
       if (name === "") return "$";
-      return this.lookup(name) ?? "";
+      return this.plain(name);
     }
     this.next(); // the '{'
     const first = this.peek();
@@ -255,7 +265,7 @@ class WordLexer {
     const name = this.name();
     let modifier = this.next();
     if (modifier === undefined) throw new ExpansionError("syntax error: missing '}'");
-    if (modifier === "}") return this.lookup(name) ?? "";
+    if (modifier === "}") return this.plain(name);
 
     if (modifier === "/") return this.substitute(name);
 

@@ -13,6 +13,8 @@ import { LocalExecutor } from "../executor/executor.ts";
 import type { Executor, ExecutorResources, StepRequest } from "../executor/request.ts";
 import type { SshAgents } from "../executor/ssh.ts";
 import { parseDockerfile } from "../frontend/parser.ts";
+import { checkPolicy, lintDockerfile, type Finding } from "../frontend/lint.ts";
+import { DockerfileError } from "../frontend/errors.ts";
 import { plan as planStages, type Plan, type Stage, type Step } from "../frontend/plan.ts";
 import { hostPlatform } from "../frontend/platform.ts";
 import { buildGraph, type BuildGraph } from "../graph/graph.ts";
@@ -89,6 +91,8 @@ export interface BuildOptions {
 
 
 export interface BuildResult {
+  /** What the build checks found (BuildKit's rules; `build --check` lists them). */
+  checks: Finding[];
   /** Undefined for a dry run. */
   image?: StoredImage;
   steps: StepResult[];
@@ -135,7 +139,7 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
 }
 
 /** Parses and plans; images the store lacks are pulled first, so planning sees their ENV and ONBUILD. */
-async function planBuild(options: BuildOptions, image: ((ref: string) => StoredImage | undefined) & { forget(ref: string): void }, named: Set<string>): Promise<Plan> {
+async function planBuild(options: BuildOptions, image: ((ref: string) => StoredImage | undefined) & { forget(ref: string): void }, named: Set<string>): Promise<Plan & { checks: Finding[] }> {
   const { progress } = options;
   const platform = hostPlatform();
   const parsed = parseDockerfile(options.dockerfileText, options.dockerfilePath);
@@ -158,7 +162,11 @@ async function planBuild(options: BuildOptions, image: ((ref: string) => StoredI
     },
   });
   for (const name of plan.unusedBuildArgs) progress({ type: "warning", message: `build arg ${name} is not declared by any ARG` });
-  return plan;
+  const findings = lintDockerfile(parsed, plan);
+  if (findings.length && checkPolicy(parsed).error) {
+    throw new DockerfileError(`the build checks failed (# check=error=true):\n${findings.map((f) => `  ${f.file}:${f.line}: ${f.rule}: ${f.message}`).join("\n")}`, { file: parsed.file, line: findings[0].line });
+  }
+  return Object.assign(plan, { checks: findings });
 }
 
 /** One build's walk over the graph: each step planned by its operation, then satisfied once. */
@@ -212,11 +220,12 @@ class Solve {
     });
     const steps = this.orderedResults();
     const inputs = new Map(this.inputs.map((i) => [i.id, i.inputs]));
-    if (options.dryRun) return { steps, inputs, plan, graph };
+    const checks = (plan as Plan & { checks?: Finding[] }).checks ?? [];
+    if (options.dryRun) return { steps, inputs, plan, graph, checks };
     const image = this.storeFinalImage();
     options.store.recordBuildInputs(this.buildName(), graph.target.id, this.inputs);
     if (options.remote && options.remoteUpload !== "background") await options.remote.flush();
-    return { image, steps, inputs, plan, graph };
+    return { image, steps, inputs, plan, graph, checks };
   }
 
   private buildName() {

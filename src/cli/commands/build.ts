@@ -17,6 +17,7 @@ import type { StoredImage } from "../../image/layout.ts";
 import type { BuildReporter } from "../../report/reporter.ts";
 import { build, sourceDateEpoch } from "../../solver/solver.ts";
 import { buildRemotely } from "../../builder/remote-build.ts";
+import { runChecks } from "../check.ts";
 import { JobsClient } from "../../remote/jobs-client.ts";
 import { RemoteCache } from "../../remote/client.ts";
 import { remoteSettings } from "../../config/remote.ts";
@@ -66,8 +67,9 @@ export function registerBuild(program: Command) {
         "container (crun or runc) on an overlayfs snapshot; results are cached by content in the cache directory " +
         "and, with --remote, shared through a cache server. Base images come from the local image store, or are pulled.",
     )
+    .option("--check", "run the build checks (BuildKit's rules) on the Dockerfile and build nothing: each finding with its rule, file and line; exit code 1 when there are any")
     .option("--builder <url>", "run the build on a worker of this cache server (remote execution; also $MEMOBUILD_BUILDER); the image and outputs end up here")
-    .action(async (context: string | undefined, flags: BuildFlags & { builder?: string; cacheMountScope?: string }) => {
+    .action(async (context: string | undefined, flags: BuildFlags & { builder?: string; cacheMountScope?: string; check?: boolean }) => {
       const settings = commandSettings(flags, context);
       const progressMode = value<string>(settings, "progress");
       if (!["none", "host"].includes(flags.network)) throw new UsageError(`--network must be none or host`);
@@ -92,6 +94,12 @@ export function registerBuild(program: Command) {
       const imageLabels = parseLabels("--label", flags.label);
       const annotations = parseAnnotations(flags.annotation);
       const attesting = attestFlagsGiven(flags) ? (await attestations()).attestPlan(flags, outputs, tags) : undefined;
+      if (flags.check) {
+        const input = readDockerfileFrom(settings);
+        const findings = await withStore(value(settings, "cacheDir"), (store) => runChecks(input, value(settings, "buildArgs"), store, (text) => process.stdout.write(text)));
+        if (findings.length) throw new UserError(`the build checks found ${findings.length} warning(s) in ${input.displayPath}`);
+        return;
+      }
       if (process.getuid?.() !== 0) throw new UsageError("memobuild build needs root (overlayfs mounts and the OCI runtime)");
       const mountChoice = cacheMountChoice(settings, flags.cacheMountScope);
       const input = readDockerfileFrom(settings);
@@ -168,7 +176,7 @@ export function registerBuild(program: Command) {
         const exported = await exportOutputs(store, image, outputs, tags, registry, progress, attester);
         if (flags.load) exported.push(await loadImage(store, image, tags, progress));
         await mounts?.publish(); // commit on success: any failure above publishes nothing
-        const outcome: BuildOutcome = { imageId: image.manifest.config.digest, digest: exported.find((o) => o.digest)?.digest ?? image.manifestDigest, outputs: exported, tags, steps: result.steps };
+        const outcome: BuildOutcome = { imageId: image.manifest.config.digest, digest: exported.find((o) => o.digest)?.digest ?? image.manifestDigest, outputs: exported, tags, steps: result.steps, checks: "checks" in result ? result.checks : [] };
         await reporter?.finish({ result: "success", image: outcome.digest });
         if (flags.metadataFile) writeMetadata(flags.metadataFile, outcome);
         if (flags.iidfile) writeFileAtomic(flags.iidfile, outcome.imageId);
