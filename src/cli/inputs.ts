@@ -1,11 +1,12 @@
 /** Reading what `build`, `graph` and `explain` share: context, Dockerfile, build args. */
 import { MAX_DOCKERFILE_BYTES } from "../frontend/parser.ts";
-import { existsSync, readFileSync, realpathSync, statSync } from "node:fs";
+import { existsSync, realpathSync, statSync } from "node:fs";
 import { HostFileError, isInside, kernelPath, readRegularFile } from "../util/host-file.ts";
 import { isAbsolute, join, relative, resolve } from "node:path";
 import { value, type Settings } from "../config/settings.ts";
 import type { Command } from "commander";
 import { UsageError } from "./errors.ts";
+import { gitContext, isGitUrl, stdinContext, stdinDockerfile } from "./context-source.ts";
 
 export interface DockerfileInput {
   contextDir: string;
@@ -27,6 +28,7 @@ export function dockerfileOptions(command: Command): Command {
 export function readDockerfileFrom(settings: Settings): DockerfileInput {
   const context = value<string>(settings, "context");
   const file = value<string | undefined>(settings, "dockerfile");
+  if (context === "-" || isGitUrl(context)) return readPreparedContext(context, file);
   const shown = (path: string) => (isAbsolute(path) && !relative(process.cwd(), path).startsWith("..") ? relative(process.cwd(), path) || "." : path);
   return readDockerfile(shown(context), file === undefined || file === "-" ? file : shown(file));
 }
@@ -44,7 +46,7 @@ export function readDockerfile(context: string, file: string | undefined): Docke
   if (!existsSync(contextDir) || !statSync(contextDir).isDirectory()) {
     throw new UsageError(`build context ${context} is not a directory`);
   }
-  if (file === "-") return { contextDir, displayPath: "<stdin>", text: readFileSync(0, "utf8") };
+  if (file === "-") return { contextDir, displayPath: "<stdin>", text: stdinDockerfile() };
   const displayPath = file ?? join(context, "Dockerfile");
   if (file === undefined) {
     const real = kernelPath(resolve(displayPath));
@@ -58,6 +60,19 @@ export function readDockerfile(context: string, file: string | undefined): Docke
     throw new UsageError(error.message.endsWith(" does not exist") ? `cannot read Dockerfile ${displayPath}: no such file` : error.message);
   }
   return { contextDir, displayPath, text };
+}
+
+/** `-` (stdin: a Dockerfile, or a tar of the context) and git URLs, made into a directory first. */
+function readPreparedContext(context: string, file: string | undefined): DockerfileInput {
+  if (context === "-" && file === "-") throw new UsageError("the context and the Dockerfile cannot both come from stdin (-)");
+  const prepared = context === "-" ? stdinContext() : gitContext(context);
+  if ("commit" in prepared) process.stderr.write(`memobuild: git context ${prepared.shown} at commit ${prepared.commit}\n`);
+  if (prepared.dockerfileText !== undefined) {
+    if (file !== undefined) throw new UsageError("stdin held a Dockerfile, so there is no context for -f to name a file in (send a tar of the context instead)");
+    return { contextDir: prepared.dir, displayPath: "<stdin>", text: prepared.dockerfileText };
+  }
+  // -f names a file as the user sees it (from the working directory), else the context's own Dockerfile.
+  return file === undefined ? { ...readDockerfile(prepared.dir, undefined), displayPath: `${prepared.shown}/Dockerfile` } : readDockerfile(prepared.dir, file);
 }
 
 /** `--build-arg K=V`; `--build-arg K` takes K from the environment (or is ignored if unset). */

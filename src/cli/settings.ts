@@ -1,4 +1,5 @@
 /** The settings a command runs with: its flags on top of the environment and config files. */
+import { isGitUrl } from "./context-source.ts";
 import { resolve } from "node:path";
 import { loadLayers, resolveSettings, SETTINGS, type SettingKey, type Settings } from "../config/settings.ts";
 import { UsageError } from "./errors.ts";
@@ -52,7 +53,8 @@ function resolveFlags(flags: SettingFlags, context?: string): Settings {
   const buildArgs = flags.buildArg?.length ? parseBuildArgs(flags.buildArg) : undefined;
   return resolveSettings(
     {
-      context: absolute(context),
+      // stdin (-) and git URLs are no paths: kept as given (inputs.ts prepares them).
+      context: context !== undefined && isGitUrl(context) ? context : absolute(context),
       dockerfile: absolute(flags.file),
       target: flags.target,
       tags: flags.tag,
