@@ -8,6 +8,7 @@ set -euo pipefail
 # command → Debian package
 declare -A package_of=(
   [dot]=graphviz
+  [git]=git
   [b3sum]=b3sum
   [setpriv]=util-linux
   [busybox]=busybox-static
@@ -28,7 +29,7 @@ declare -A package_of=(
   [rpm]=rpm
 )
 commands=("$@")
-[ ${#commands[@]} -eq 0 ] && commands=(dot setpriv busybox crun skopeo umoci docker-registry htpasswd openssl dockerd chromium ssh-agent tmux zsh fish rpm)
+[ ${#commands[@]} -eq 0 ] && commands=(git dot setpriv busybox crun skopeo umoci docker-registry htpasswd openssl dockerd chromium ssh-agent tmux zsh fish rpm)
 
 missing=()
 for command in "${commands[@]}"; do
