@@ -16,6 +16,7 @@ export interface SettingFlags {
   quiet?: boolean;
   jobs?: string;
   cacheDir?: string;
+  signKey?: string;
   remote?: string;
   remoteToken?: string;
   remoteRequired?: boolean;
@@ -62,6 +63,7 @@ function resolveFlags(flags: SettingFlags, context?: string): Settings {
       progress: flags.quiet ? "quiet" : oneOf("--progress", flags.progress, "progress"),
       jobs: jobsFlag(flags.jobs),
       cacheDir: absolute(flags.cacheDir),
+      signKey: absolute(flags.signKey),
       "remote.url": flags.remote,
       "remote.token": flags.remoteToken,
       "remote.required": flags.remoteRequired,

@@ -89,7 +89,7 @@ describe("an invalid file names the file, the key and what is expected", () => {
 });
 
 describe("a project file, which comes with the repository, cannot reach credentials or the host", () => {
-  for (const key of ["cacheDir", "remote.token", "remote.signKey", "remote.cacert", "remote.cert", "remote.key"]) {
+  for (const key of ["cacheDir", "signKey", "remote.token", "remote.signKey", "remote.cacert", "remote.cert", "remote.key"]) {
     test(`${key} is refused in a project file and accepted in the user file`, () => {
       const dir = mkdtempSync(join(work, "s-"));
       const [outer, inner] = key.split(".");

@@ -43,6 +43,7 @@ export const SETTINGS = {
   progress: { kind: { type: "enum", values: ["auto", "tty", "plain", "json", "quiet"] }, env: "MEMOBUILD_PROGRESS", project: true, description: "how a build reports progress: auto is tty on a terminal, else plain", default: "auto" },
   jobs: { kind: { type: "integer", minimum: 1 }, env: "MEMOBUILD_JOBS", project: true, description: "how many independent stages may build at once (default: the number of CPUs)" },
   cacheDir: { kind: { type: "string", path: true }, env: "MEMOBUILD_CACHE_DIR", project: false, description: "the local cache directory (default: $XDG_CACHE_HOME/memobuild or ~/.cache/memobuild)" },
+  signKey: { kind: { type: "string", path: true }, env: "MEMOBUILD_SIGN_KEY", project: false, description: "an ECDSA P-256 private key (PEM) that signs built images the way cosign does (--sign-key)" },
   "remote.url": { kind: { type: "string" }, env: "MEMOBUILD_REMOTE_URL", project: true, description: "the shared cache server (memobuild serve)" },
   "remote.token": { kind: { type: "string", secret: true }, env: "MEMOBUILD_TOKEN", project: false, description: "the token for the remote cache" },
   "remote.required": { kind: { type: "boolean" }, env: "MEMOBUILD_REMOTE_REQUIRED", project: true, description: "fail when the remote cache does not answer, instead of going local-only", default: false },

@@ -93,7 +93,9 @@ export function registerBuild(program: Command) {
       const buildLabels = parseLabels("--build-label", flags.buildLabel);
       const imageLabels = parseLabels("--label", flags.label);
       const annotations = parseAnnotations(flags.annotation);
-      const attesting = attestFlagsGiven(flags) ? (await attestations()).attestPlan(flags, outputs, tags) : undefined;
+      // --sign-key, else the signKey setting (environment or user config; never a project file's).
+      const signing = { ...flags, signKey: value<string | undefined>(settings, "signKey") };
+      const attesting = attestFlagsGiven(signing) ? (await attestations()).attestPlan(signing, outputs, tags) : undefined;
       if (flags.check) {
         const input = readDockerfileFrom(settings);
         const findings = await withStore(value(settings, "cacheDir"), (store) => runChecks(input, value(settings, "buildArgs"), store, (text) => process.stdout.write(text)));
