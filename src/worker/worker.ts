@@ -90,7 +90,7 @@ export class Worker {
     this.options.log(`job ${id}: started`);
     this.running.set(id, { lease });
     const work = this.workDir(id);
-    const beat = setInterval(() => void this.heartbeat(id, lease), Math.max(200, Math.floor(claimed.leaseMs / 3)));
+    const beat = setInterval(() => void this.heartbeat(id, lease), Math.max(200, Math.floor(claimed.leaseMs / 4)));
     try {
       const definition = parseJobDefinition(claimed.definition);
       const outcome = await this.build(id, definition, { jobs: this.jobs, remote: this.remote, cacheDir: this.options.cacheDir, work });
