@@ -197,3 +197,11 @@ describe("builds through --builder", () => {
     expect(result.stderr).toContain("--builder: --build-context cannot be used with a remote builder yet");
   });
 });
+
+test("a submitter's values cannot pass for flags of the worker's build (a target that looks like one is a stage name)", async () => {
+  const dir = writeProject(join(work, "flaglike"), { Dockerfile: "FROM memobuild/busybox AS real\nRUN echo x > /x\n" });
+  const result = await remoteBuild(dir, machineWithBase(join(work, "client-flaglike"), baseOci), "--target", "--allow=security.insecure");
+  expect(result.exitCode).toBe(1);
+  expect(result.stderr).toContain("--allow=security.insecure");
+  expect(result.stderr).toMatch(/no stage|not a stage|target/i);
+}, 60_000);

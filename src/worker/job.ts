@@ -84,7 +84,7 @@ export async function layOutImages(place: JobPlace, images: Record<string, Image
     writeFileSync(join(dir, "oci-layout"), JSON.stringify({ imageLayoutVersion: "1.0.0" }));
     const descriptor = { mediaType: image.manifest.mediaType ?? "application/vnd.oci.image.manifest.v1+json", digest: image.manifest.digest, size: image.manifest.size };
     writeFileSync(join(dir, "index.json"), JSON.stringify({ schemaVersion: 2, manifests: [descriptor] }));
-    flags.push("--build-context", `${ref}=oci-layout://${dir}`);
+    flags.push(`--build-context=${ref}=oci-layout://${dir}`);
   }
   return flags;
 }

@@ -142,15 +142,16 @@ export class Worker {
     // (never a file, the queue, a log or this worker's cache).
     const secretValues = definition.secrets.length ? await this.jobs.askSecrets(id, this.running.get(id)!.lease, definition.secrets) : {};
     const secretEnv = Object.fromEntries(Object.entries(secretValues).map(([, value], i) => [`JOB_SECRET_${i}`, value]));
-    const secretFlags = Object.keys(secretValues).flatMap((secretId, i) => ["--secret", `id=${secretId},env=JOB_SECRET_${i}`]);
+    const secretFlags = Object.keys(secretValues).map((secretId, i) => `--secret=id=${secretId},env=JOB_SECRET_${i}`);
     const args = [
       "build", contextDir, "-f", dockerfile, "--cache-dir", this.options.cacheDir, "--progress", "json", "--metadata-file", metadata,
       "--remote", this.options.server, "--remote-upload", "wait", "--remote-report", "off",
       ...(this.options.signKey ? ["--remote-sign-key", this.options.signKey] : []),
-      ...Object.entries(definition.buildArgs).flatMap(([k, v]) => ["--build-arg", `${k}=${v}`]),
-      ...(definition.target !== undefined ? ["--target", definition.target] : []),
+      // The submitter's values are joined to their flag (--flag=VALUE), so none can pass for a flag of its own.
+      ...Object.entries(definition.buildArgs).map(([k, v]) => `--build-arg=${k}=${v}`),
+      ...(definition.target !== undefined ? [`--target=${definition.target}`] : []),
       ...(definition.noCache ? ["--no-cache"] : []),
-      ...Object.entries(definition.labels).flatMap(([k, v]) => ["--label", `${k}=${v}`]),
+      ...Object.entries(definition.labels).map(([k, v]) => `--label=${k}=${v}`),
       ...this.options.allow.flatMap((a) => ["--allow", a]),
       ...imageFlags,
       ...secretFlags,
