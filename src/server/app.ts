@@ -14,7 +14,7 @@ import { boundedText, error, sameOrigin, type AppEnv } from "./http.ts";
 import type { Metrics } from "./metrics.ts";
 import type { Logger } from "../util/log.ts";
 import type { BuildHub } from "./hub.ts";
-import { SESSION_COOKIE, type Sessions } from "./sessions.ts";
+import { SESSION_COOKIE, type SessionStore } from "./sessions.ts";
 import { hubRoutes } from "./hub-routes.ts";
 import type { JobQueue } from "./jobs.ts";
 import { jobRoutes } from "./jobs-routes.ts";
@@ -30,10 +30,11 @@ export interface AppParts {
   metrics: Metrics;
   log: Logger;
   hub: BuildHub;
-  sessions: Sessions;
+  sessions: SessionStore;
   /** The remote-execution queue (absent: the server runs no builds). */
   jobs?: JobQueue;
-  mounts: MountStore;
+  /** Shared cache mounts (absent with --db: they are kept in the SQLite index only, for now). */
+  mounts?: MountStore;
 }
 
 /** The route a request counts under in metrics: a fixed set, never a client's path. */
@@ -88,10 +89,10 @@ export function createApp(parts: AppParts): Hono<AppEnv> {
    * A bearer token, or a dashboard session: the cookie only reads (GET), and only from this
    * server's own pages (Origin), so another site cannot act with a logged-in browser.
    */
-  const authenticate = (c: Context): AuthResult => {
+  const authenticate = async (c: Context): Promise<AuthResult> => {
     const header = c.req.header("authorization");
     if (header !== undefined || !tokens.enabled) return tokens.check(header);
-    const session = sessions.get(getCookie(c, SESSION_COOKIE));
+    const session = await sessions.get(getCookie(c, SESSION_COOKIE));
     if (!session) return tokens.check(header);
     if (c.req.method !== "GET" || !sameOrigin(c)) {
       return { ok: false, status: 401, message: "a dashboard login may only read, from the dashboard" };
@@ -101,7 +102,7 @@ export function createApp(parts: AppParts): Hono<AppEnv> {
 
   app.use("/v1/*", async (c, next) => {
     if (crossSiteWrite(c)) return error(c, 403, "a write from another site's page is refused");
-    const auth = authenticate(c);
+    const auth = await authenticate(c);
     if (!auth.ok) return error(c, 401, auth.message);
     if (untypedAnonymousPost(c)) return error(c, 415, "a POST without a token must be JSON (content-type: application/json)");
     c.set("role", auth.role);
@@ -112,8 +113,8 @@ export function createApp(parts: AppParts): Hono<AppEnv> {
 
   app.get("/metrics", async (c) => {
     if (tokens.enabled && !tokens.check(c.req.header("authorization")).ok) return error(c, 401, "a bearer token is required");
-    const { blobs, actions } = storage.counts();
-    metrics.storageBytes.set(storage.storageBytes());
+    const { blobs, actions, bytes } = await storage.counts();
+    metrics.storageBytes.set(bytes);
     metrics.blobs.set(blobs);
     metrics.actions.set(actions);
     if (parts.jobs) {
@@ -128,10 +129,10 @@ export function createApp(parts: AppParts): Hono<AppEnv> {
 
   const validHash = (c: Context, name: string) => HASH.test(c.req.param(name) ?? "");
 
-  app.on(["GET", "HEAD"], "/v1/blobs/:hash", (c) => {
+  app.on(["GET", "HEAD"], "/v1/blobs/:hash", async (c) => {
     if (!validHash(c, "hash")) return error(c, 400, "a blob is named by its 64-hex-digit BLAKE3 hash");
     const hash = c.req.param("hash");
-    const size = storage.hasBlob(hash) ? storage.blobSize(hash) : undefined;
+    const size = await storage.blobSize(hash);
     if (size === undefined) {
       metrics.misses.inc({ kind: "blob" });
       return error(c, 404, "no such blob");
@@ -142,7 +143,7 @@ export function createApp(parts: AppParts): Hono<AppEnv> {
     c.set("bytesOut", size);
     metrics.bytesOut.inc(size);
     const headers = { "content-type": "application/octet-stream", "content-length": String(size) };
-    const small = storage.smallBlob(hash);
+    const small = await storage.smallBlob(hash, size);
     return new Response(small ?? Bun.file(storage.blobPath(hash)), { headers });
   });
 
@@ -155,7 +156,7 @@ export function createApp(parts: AppParts): Hono<AppEnv> {
       const result = await storage.putBlob(c.req.param("hash")!, body, length ? Number(length) : undefined);
       c.set("bytesIn", result.size);
       metrics.bytesIn.inc(result.size);
-      storage.evict();
+      await storage.evict();
       return c.json({ hash: c.req.param("hash"), size: result.size }, result.existed ? 200 : 201);
     } catch (cause) {
       if (!(cause instanceof UploadRejected)) throw cause;
@@ -169,9 +170,10 @@ export function createApp(parts: AppParts): Hono<AppEnv> {
   // result points to a blob, and only workers write results of remote builds).
   if (parts.jobs) app.post("/v1/inputs/:hash", storeBlob);
 
-  app.on(["GET", "HEAD"], "/v1/actions/:key", (c) => {
+  app.on(["GET", "HEAD"], "/v1/actions/:key", async (c) => {
     if (!validHash(c, "key")) return error(c, 400, "an action is named by its 64-hex-digit key");
-    const body = c.req.method === "HEAD" ? (storage.hasAction(c.req.param("key")) ? "" : undefined) : storage.getAction(c.req.param("key"));
+    const key = c.req.param("key");
+    const body = c.req.method === "HEAD" ? ((await storage.hasAction(key)) ? "" : undefined) : await storage.getAction(key);
     if (body === undefined) {
       metrics.misses.inc({ kind: "action" });
       return error(c, 404, "no such action");
@@ -192,14 +194,14 @@ export function createApp(parts: AppParts): Hono<AppEnv> {
     }
     let outcome: "stored" | "same" | "signed";
     try {
-      outcome = storage.putAction(c.req.param("key"), text, c.get("token"));
+      outcome = await storage.putAction(c.req.param("key"), text, c.get("token"));
     } catch (cause) {
       if (!(cause instanceof UploadRejected)) throw cause;
       metrics.uploadRejections.inc({ reason: cause.reason });
       if (cause instanceof ActionConflict) {
         metrics.conflicts.inc();
         log.warn("conflicting result refused", { ...cause.conflict });
-        hub.conflict(cause.conflict);
+        await hub.conflict(cause.conflict);
       }
       return error(c, cause.status, cause.message);
     }
@@ -207,18 +209,18 @@ export function createApp(parts: AppParts): Hono<AppEnv> {
     metrics.bytesIn.inc(text.length);
     // The signer kept: an uploader whose signature was not the one kept ("same" as a copy
     // stored unsigned-then-signed by someone else) learns it here.
-    return c.json({ key: c.req.param("key"), outcome, signer: storage.signerOf(c.req.param("key")) }, outcome === "same" ? 200 : 201);
+    return c.json({ key: c.req.param("key"), outcome, signer: await storage.signerOf(c.req.param("key")) }, outcome === "same" ? 200 : 201);
   });
 
-  app.get("/v1/conflicts", (c) => {
+  app.get("/v1/conflicts", async (c) => {
     const key = c.req.query("key");
     if (key !== undefined && !HASH.test(key)) return error(c, 400, "key must be a 64-hex-digit step key");
-    return c.json({ conflicts: storage.conflicts({ key, limit: 1000 }) });
+    return c.json({ conflicts: await storage.conflicts({ key, limit: 1000 }) });
   });
 
   app.route("/", hubRoutes(parts));
   if (parts.jobs) app.route("/", jobRoutes(parts.jobs));
-  app.route("/", mountRoutes(parts.mounts));
+  if (parts.mounts) app.route("/", mountRoutes(parts.mounts));
 
   app.notFound((c) => error(c, 404, `no route for ${c.req.method} ${c.req.path}`));
   app.onError((cause, c) => {

@@ -1,12 +1,17 @@
 /** Builds the server's parts from its options: one place, used by `serve` and by the tests. */
+import type { SQL } from "bun";
+import { mkdirSync } from "node:fs";
 import type { AppParts } from "./app.ts";
 import { TokenSet, type Role } from "./auth.ts";
-import { SqliteHistory } from "./history.ts";
+import { PgCacheIndex } from "./cache-index-pg.ts";
+import { SqliteHistory, type HistoryStore } from "./history.ts";
+import { PgHistory } from "./history-pg.ts";
 import { BuildHub, type HubLimits } from "./hub.ts";
 import { createLogger, type Logger } from "../util/log.ts";
 import { Metrics } from "./metrics.ts";
 import { MountStore } from "./mounts.ts";
-import { Sessions } from "./sessions.ts";
+import { migrate, openPostgres } from "./pg.ts";
+import { PgSessions, Sessions } from "./sessions.ts";
 import { Storage, type StorageOptions } from "./storage.ts";
 import { Webhooks, type WebhookTarget } from "./webhooks.ts";
 import { JobQueue } from "./jobs.ts";
@@ -21,31 +26,53 @@ export interface PartsOptions extends StorageOptions {
   hubLimits?: HubLimits;
   /** Remote execution's queue: how long a worker's lease lasts without a heartbeat. */
   jobLeaseMs?: number;
+  /** postgres://…: every piece of metadata there (shared by replicas); default: SQLite files in dataDir. */
+  db?: string;
 }
 
 export interface ServerParts extends AppParts {
-  history: SqliteHistory;
+  history: HistoryStore;
   webhooks?: Webhooks;
   close(): Promise<void>;
 }
 
-export function createParts(options: PartsOptions): ServerParts {
-  const { tokens: entries, log = createLogger(), webhooks: hooks, hubLimits, jobLeaseMs, mountBudget, ...storageOptions } = options;
+/** The metadata stores: SQLite files in the data directory, or one PostgreSQL database. */
+async function metadata(options: PartsOptions) {
+  if (options.db === undefined) {
+    mkdirSync(options.dataDir, { recursive: true });
+    return { sql: undefined, index: undefined, history: new SqliteHistory(options.dataDir), sessions: new Sessions() };
+  }
+  const sql: SQL = openPostgres(options.db);
+  try {
+    await migrate(sql);
+  } catch (error) {
+    await sql.close();
+    throw error;
+  }
+  return { sql, index: new PgCacheIndex(sql), history: new PgHistory(sql), sessions: new PgSessions(sql) };
+}
+
+export async function createParts(options: PartsOptions): Promise<ServerParts> {
+  const { tokens: entries, log = createLogger(), webhooks: hooks, hubLimits, jobLeaseMs, mountBudget, db: _db, ...storageOptions } = options;
   const tokens = new TokenSet(entries); // a bad token is an error before anything is created
-  const storage = new Storage(storageOptions);
+  const { sql, index, history, sessions } = await metadata(options);
+  const storage = new Storage(storageOptions, index);
   const metrics = new Metrics();
-  const history = new SqliteHistory(options.dataDir);
   const webhooks = hooks?.targets.length ? new Webhooks({ ...hooks, store: history, metrics, log }) : undefined;
   const hub = new BuildHub(history, metrics, webhooks, hubLimits);
-  const jobs = new JobQueue(options.dataDir, { leaseMs: jobLeaseMs });
+  await hub.start();
+  // The job queue and cache mounts keep their state in SQLite files of this server: shared by
+  // replicas only once they have PostgreSQL stores too, so a --db server runs without them.
+  const jobs = sql ? undefined : new JobQueue(options.dataDir, { leaseMs: jobLeaseMs });
+  const mounts = sql ? undefined : new MountStore(storage, mountBudget);
   return {
     storage,
     tokens,
     metrics,
     log,
     hub,
-    sessions: new Sessions(),
-    mounts: new MountStore(storage, mountBudget),
+    sessions,
+    mounts,
     history,
     webhooks,
     jobs,
@@ -53,9 +80,10 @@ export function createParts(options: PartsOptions): ServerParts {
       hub.disconnectAll();
       webhooks?.stop();
       await webhooks?.settle();
-      storage.close();
-      history.close();
-      jobs.close();
+      await storage.close();
+      await history.close();
+      jobs?.close();
+      await sql?.close();
     },
   };
 }

@@ -111,7 +111,7 @@ export function registerServe(program: Command) {
       const historyMaxAgeMs = period("--history-max-age", flags.historyMaxAge);
       const historyMaxBuilds = Number(flags.historyMaxBuilds);
       if (!Number.isSafeInteger(historyMaxBuilds) || historyMaxBuilds < 1) throw new UsageError("--history-max-builds must be a whole number of at least 1");
-      const server = startServer({
+      const server = await startServer({
         listen: flags.listen,
         dataDir: resolve(flags.data ?? join(process.env.XDG_DATA_HOME ?? join(homedir(), ".local/share"), "memobuild/server")),
         tokens,
