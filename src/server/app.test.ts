@@ -1,5 +1,5 @@
-import { afterAll, beforeEach, describe, expect, test } from "bun:test";
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { afterAll, beforeEach, describe, expect, spyOn, test } from "bun:test";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { blake3Hex } from "../hash/blake3.ts";
@@ -8,6 +8,7 @@ import { createLogger } from "../util/log.ts";
 import { createParts, type ServerParts } from "./parts.ts";
 import { Storage } from "./storage.ts";
 import { BACKENDS } from "../../test/support/backends.ts";
+import { RemoteCache } from "../remote/client.ts";
 
 const work = mkdtempSync(join(tmpdir(), "memobuild-server-"));
 afterAll(() => rmSync(work, { recursive: true, force: true }));
@@ -19,13 +20,13 @@ for (const backend of BACKENDS) describe(`the cache server on ${backend.name}`, 
   let storage: Storage;
   let parts: ServerParts | undefined;
   let app: ReturnType<typeof createApp>;
-  const open = async (options: { dataDir: string }) => new Storage(options, await backend.index(options.dataDir));
+  const open = async (options: { dataDir: string }) => new Storage(options, await backend.index(options.dataDir), await backend.blobStore(options.dataDir));
 
-  async function setup(options: { maxSize?: number; maxBlob?: number } = {}) {
+  async function setup(options: { maxSize?: number; maxBlob?: number; blobsRedirect?: boolean } = {}) {
     await parts?.close();
     const tokens = [{ token: RW, role: "rw" as const }, { token: RO, role: "ro" as const }];
     const dataDir = join(work, `data${++n}`);
-    parts = await createParts({ dataDir, ...options, tokens, log: createLogger({ MEMOBUILD_LOG: "error" }), db: await backend.db(dataDir) });
+    parts = await createParts({ dataDir, ...options, tokens, log: createLogger({ MEMOBUILD_LOG: "error" }), ...(await backend.options(dataDir)) });
     storage = parts.storage;
     app = createApp(parts);
   }
@@ -55,17 +56,22 @@ for (const backend of BACKENDS) describe(`the cache server on ${backend.name}`, 
 
     test("a blob already stored is drained and checked, not written again; a wrong body for it changes nothing", async () => {
       expect((await put("kept")).status).toBe(201);
-      const path = storage.blobPath(blake3Hex("kept"));
-      const before = statSync(path);
-      // With no staging directory at all, a second upload still succeeds: it touches no disk.
-      const tmp = join(storage.options.dataDir, "tmp");
-      rmSync(tmp, { recursive: true });
-      writeFileSync(tmp, "not a directory");
-      expect((await put("kept")).status).toBe(200);
-      rmSync(tmp);
-      mkdirSync(tmp);
-      expect(statSync(path).ino).toBe(before.ino); // the same file: not replaced by a rename
-      expect(statSync(path).mtimeMs).toBe(before.mtimeMs);
+      const begin = spyOn(storage.blobs, "begin");
+      if (backend.files) {
+        const path = storage.blobPath(blake3Hex("kept"));
+        const before = statSync(path);
+        // With no staging directory at all, a second upload still succeeds: it touches no disk.
+        const tmp = join(storage.options.dataDir, "tmp");
+        rmSync(tmp, { recursive: true });
+        writeFileSync(tmp, "not a directory");
+        expect((await put("kept")).status).toBe(200);
+        rmSync(tmp);
+        mkdirSync(tmp);
+        expect(statSync(path).ino).toBe(before.ino); // the same file: not replaced by a rename
+        expect(statSync(path).mtimeMs).toBe(before.mtimeMs);
+      } else expect((await put("kept")).status).toBe(200);
+      expect(begin).not.toHaveBeenCalled(); // no write of any kind was started
+      begin.mockRestore();
       const wrong = await call("PUT", `/v1/blobs/${blake3Hex("kept")}`, { token: RW, body: "not kept" });
       expect(wrong.status).toBe(400);
       expect(await (await call("GET", `/v1/blobs/${blake3Hex("kept")}`, { token: RO })).text()).toBe("kept");
@@ -184,7 +190,7 @@ for (const backend of BACKENDS) describe(`the cache server on ${backend.name}`, 
       expect((await call("HEAD", `/v1/blobs/${blake3Hex(own)}`, { token: RO })).status).toBe(404);
       expect((await call("HEAD", `/v1/actions/${blake3Hex("new")}`, { token: RO })).status).toBe(200);
       expect((await call("HEAD", `/v1/blobs/${blake3Hex(shared)}`, { token: RO })).status).toBe(200);
-      expect(existsSync(storage.blobPath(blake3Hex(shared)))).toBe(true);
+      expect(await storage.blobs.names()).toContain(blake3Hex(shared));
     });
 
     test("eviction keeps storage under --max-size and never strands a kept action", async () => {
@@ -222,6 +228,39 @@ for (const backend of BACKENDS) describe(`the cache server on ${backend.name}`, 
     expect((await call("HEAD", `/v1/blobs/${blake3Hex(kept)}`, { token: RO })).status).toBe(200);
   });
 
+  describe("readiness and redirects", () => {
+    test("/readyz is 200 while the database and the blob store answer, 503 once one does not", async () => {
+      expect(await json(await call("GET", "/readyz"))).toEqual({ status: "ready" });
+      await parts!.close(); // its stores are closed: they no longer answer
+      const down = await call("GET", "/readyz");
+      expect(down.status).toBe(503);
+      expect(await json(down)).toEqual({ error: "the database or the blob store does not answer" });
+      parts = undefined;
+      await setup();
+    });
+
+    // Only an object store can hand out URLs (the directory store refuses the flag: parts.ts).
+    test.if(!backend.files)("--blobs-redirect: a large blob is a 307 to a presigned URL the client follows and verifies; small ones are served", async () => {
+      await setup({ blobsRedirect: true });
+      const large = "L".repeat(Storage.SMALL_BLOB + 1);
+      await put(large);
+      await put("small");
+      const redirect = await call("GET", `/v1/blobs/${blake3Hex(large)}`, { token: RO });
+      expect(redirect.status).toBe(307);
+      expect(redirect.headers.get("location")).toContain("X-Amz-Signature=");
+      expect(await (await call("GET", `/v1/blobs/${blake3Hex("small")}`, { token: RO })).text()).toBe("small");
+      const server = Bun.serve({ hostname: "127.0.0.1", port: 0, fetch: (request) => app.fetch(request) });
+      try {
+        const remote = new RemoteCache({ url: `http://127.0.0.1:${server.port}`, token: RO, warn: (m) => expect(m).toBe(""), attempts: 1 });
+        const file = join(work, `fetched-${++n}`);
+        expect(await remote.fetchBlob(blake3Hex(large), file, large.length)).toBe(true);
+        expect(readFileSync(file, "utf8")).toBe(large);
+      } finally {
+        server.stop(true);
+      }
+    });
+  });
+
   describe("health and metrics", () => {
     test("/healthz is open; /metrics needs a token and uses memobuild_ names", async () => {
       expect(await json(await call("GET", "/healthz"))).toEqual({ status: "ok" });
@@ -250,14 +289,17 @@ for (const backend of BACKENDS) describe(`the cache server on ${backend.name}`, 
   test("uploads cut off by a crash leave nothing visible after a restart", async () => {
     const dir = join(work, `crash${++n}`);
     const first = await open({ dataDir: dir });
-    // What a killed upload leaves: a partial file in tmp/.
-    Bun.write(join(dir, "tmp", "partial-upload"), "half a blob");
+    // What a killed upload leaves: bytes written, never committed (a process killed stops there).
+    const upload = await first.blobs.begin(blake3Hex("half a blob"));
+    await upload.write(new TextEncoder().encode("half a"));
     await first.close();
     const second = await open({ dataDir: dir });
-    expect(readdirSync(join(dir, "tmp"))).toEqual([]);
+    expect(await second.strayFiles()).toEqual([]);
+    expect(await second.blobs.names()).toEqual([]);
     expect(await second.counts()).toEqual({ blobs: 0, actions: 0, bytes: 0 });
     await second.close();
     // The default keeps its index beside the blobs; PostgreSQL keeps it in the database.
-    expect(existsSync(join(dir, "cache.db"))).toBe(backend.name === "sqlite");
+    expect(existsSync(join(dir, "cache.db"))).toBe(backend.name === "sqlite+directory");
+    await upload.abandon(); // this process was not killed: its handle is let go
   });
 });

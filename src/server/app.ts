@@ -8,7 +8,7 @@
  */
 import { Hono, type Context } from "hono";
 import { getCookie } from "hono/cookie";
-import { ActionConflict, HASH, UploadRejected, type Storage } from "./storage.ts";
+import { ActionConflict, HASH, Storage, UploadRejected } from "./storage.ts";
 import type { AuthResult, TokenSet } from "./auth.ts";
 import { boundedText, error, sameOrigin, type AppEnv } from "./http.ts";
 import type { Metrics } from "./metrics.ts";
@@ -35,6 +35,10 @@ export interface AppParts {
   jobs?: JobQueue;
   /** Shared cache mounts (absent with --db: they are kept in the SQLite index only, for now). */
   mounts?: MountStore;
+  /** Whether the metadata and blob stores answer (GET /readyz); absent: always ready. */
+  ready?: () => Promise<void>;
+  /** Large blob GETs answered with a short-lived URL of the blob store (when it has them). */
+  blobsRedirect?: boolean;
 }
 
 /** The route a request counts under in metrics: a fixed set, never a client's path. */
@@ -44,7 +48,7 @@ function routeOf(path: string): string {
   if (path.startsWith("/v1/builds")) return "builds";
   if (path.startsWith("/v1/mounts")) return "mounts";
   if (path.startsWith("/assets/")) return "assets";
-  const known = ["/v1/events", "/v1/conflicts", "/v1/stats", "/healthz", "/metrics", "/login", "/logout", "/"];
+  const known = ["/v1/events", "/v1/conflicts", "/v1/stats", "/healthz", "/readyz", "/metrics", "/login", "/logout", "/"];
   return known.includes(path) ? path.slice(1).replace("v1/", "") || "dashboard" : "other";
 }
 
@@ -84,6 +88,18 @@ export function createApp(parts: AppParts): Hono<AppEnv> {
   });
 
   app.get("/healthz", (c) => c.json({ status: "ok" }));
+
+  // Readiness, apart from liveness: a replica whose database or blob store does not answer is
+  // taken out of the load balancer's rotation, not restarted.
+  app.get("/readyz", async (c) => {
+    try {
+      await parts.ready?.();
+      return c.json({ status: "ready" });
+    } catch (cause) {
+      log.warn("not ready", { error: String(cause) });
+      return error(c, 503, "the database or the blob store does not answer");
+    }
+  });
 
   /**
    * A bearer token, or a dashboard session: the cookie only reads (GET), and only from this
@@ -143,8 +159,13 @@ export function createApp(parts: AppParts): Hono<AppEnv> {
     c.set("bytesOut", size);
     metrics.bytesOut.inc(size);
     const headers = { "content-type": "application/octet-stream", "content-length": String(size) };
+    const presign = storage.blobs.presign?.bind(storage.blobs);
+    if (parts.blobsRedirect && presign && size > Storage.SMALL_BLOB) {
+      // The client fetches from the store and verifies the bytes as it verifies any download.
+      return c.redirect(presign(hash, 300), 307);
+    }
     const small = await storage.smallBlob(hash, size);
-    return new Response(small ?? Bun.file(storage.blobPath(hash)), { headers });
+    return new Response(small ?? storage.blobs.body(hash), { headers });
   });
 
   const storeBlob = async (c: Context<AppEnv>) => {

@@ -24,7 +24,7 @@ afterEach(async () => {
 for (const backend of BACKENDS) describe(`browsers and ${backend.name}`, () => {
   async function server(tokens: { token: string; role: "rw" | "ro" }[]) {
     const dataDir = join(work, `data${++n}`);
-    const parts = await createParts({ dataDir, tokens, log: createLogger({ MEMOBUILD_LOG: "error" }), db: await backend.db(dataDir) });
+    const parts = await createParts({ dataDir, tokens, log: createLogger({ MEMOBUILD_LOG: "error" }), ...(await backend.options(dataDir)) });
     open.push(parts);
     const app = createApp(parts);
     return (method: string, path: string, headers: Record<string, string>, body?: string) => app.fetch(new Request(`http://127.0.0.1:7070${path}`, { method, headers: { host: "127.0.0.1:7070", ...headers }, body }));

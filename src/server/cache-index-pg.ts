@@ -22,8 +22,13 @@ export class PgCacheIndex implements CacheIndex {
     return row ? num(row.size) : undefined;
   }
 
-  async addBlob(hash: string, size: number, now: number) {
-    await this.sql`INSERT INTO blobs VALUES (${hash}, ${size}, ${now}) ON CONFLICT (hash) DO NOTHING`;
+  /** Under the blob's lock, which eviction takes before deleting the bytes of a blob it forgot. */
+  async addBlob(hash: string, size: number, now: number, commit: () => Promise<void>) {
+    await this.sql.begin(async (tx) => {
+      await tx`SELECT pg_advisory_xact_lock(${LOCKS.blob}, hashtext(${hash}))`;
+      await commit();
+      await tx`INSERT INTO blobs VALUES (${hash}, ${size}, ${now}) ON CONFLICT (hash) DO NOTHING`;
+    });
   }
 
   async getAction(key: string) {
@@ -116,7 +121,21 @@ export class PgCacheIndex implements CacheIndex {
    * taken leaves the work to the holder). Killed midway, the transaction rolls back whole;
    * blob bytes are deleted only after it commits, so no row ever names bytes that are gone.
    */
-  async evict(max: number, graceEnds: number): Promise<Evicted | undefined> {
+  async evict(max: number, graceEnds: number, remove: (hash: string) => Promise<void>): Promise<Evicted | undefined> {
+    const evicted = await this.forget(max, graceEnds);
+    // The entries are gone for good; now the bytes, each under the blob's lock and only if no
+    // upload stored the blob again meanwhile (it would have put the bytes back in place).
+    for (const hash of evicted?.blobs ?? []) {
+      await this.sql.begin(async (tx) => {
+        await tx`SELECT pg_advisory_xact_lock(${LOCKS.blob}, hashtext(${hash}))`;
+        const [again] = await tx`SELECT 1 FROM blobs WHERE hash = ${hash}`;
+        if (!again) await remove(hash);
+      });
+    }
+    return evicted;
+  }
+
+  private async forget(max: number, graceEnds: number): Promise<Evicted | undefined> {
     return await this.sql.begin(async (tx) => {
       const [lock] = await tx`SELECT pg_try_advisory_xact_lock(${LOCKS.evict}) AS taken`;
       if (!lock.taken) return undefined;

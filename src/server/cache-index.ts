@@ -53,8 +53,12 @@ export interface CacheIndex {
   /** Whether the store answers (readiness). */
   ping(): Promise<void>;
   blobSize(hash: string): Promise<number | undefined>;
-  /** Records a verified, stored blob (a second record of the same blob changes nothing). */
-  addBlob(hash: string, size: number, now: number): Promise<void>;
+  /**
+   * Makes a verified upload the blob: `commit` puts its bytes in place, then the blob is
+   * recorded (a second record of the same blob changes nothing). Shared indexes run the two
+   * under the blob's lock, so an eviction of the same blob never falls between them.
+   */
+  addBlob(hash: string, size: number, now: number, commit: () => Promise<void>): Promise<void>;
   getAction(key: string): Promise<string | undefined>;
   hasAction(key: string): Promise<boolean>;
   /**
@@ -74,9 +78,11 @@ export interface CacheIndex {
    * Forgets entries until the blobs recorded take at most `max` bytes: blobs no action needs
    * and not used since `graceEnds` first (least recently used), then the least recently used
    * actions and the blobs only they needed. A blob a kept action needs is never forgotten.
-   * Returns undefined when another replica is evicting now (it does the work).
+   * `remove` deletes a forgotten blob's bytes, after its entry is gone for good (killed in
+   * between, bytes nobody names are left, never an entry naming no bytes). Returns undefined
+   * when another replica is evicting now (it does the work).
    */
-  evict(max: number, graceEnds: number): Promise<Evicted | undefined>;
+  evict(max: number, graceEnds: number, remove: (hash: string) => Promise<void>): Promise<Evicted | undefined>;
   close(): Promise<void>;
 }
 
@@ -127,7 +133,8 @@ export class SqliteCacheIndex implements CacheIndex {
     return this.sizes.get(hash);
   }
 
-  async addBlob(hash: string, size: number, now: number) {
+  async addBlob(hash: string, size: number, now: number, commit: () => Promise<void>) {
+    await commit();
     this.db.query("INSERT OR IGNORE INTO blobs VALUES (?, ?, ?)").run(hash, size, now);
     this.sizes.set(hash, size);
   }
@@ -214,7 +221,7 @@ export class SqliteCacheIndex implements CacheIndex {
     })();
   }
 
-  async evict(max: number, graceEnds: number): Promise<Evicted> {
+  async evict(max: number, graceEnds: number, remove: (hash: string) => Promise<void>): Promise<Evicted> {
     let used = 0;
     for (const size of this.sizes.values()) used += size;
     const gone: string[] = [];
@@ -245,6 +252,8 @@ export class SqliteCacheIndex implements CacheIndex {
         if (!this.db.query("SELECT 1 FROM action_blobs WHERE hash = ?").get(hash) && this.sizes.has(hash)) forget(hash);
       }
     }
+    // One process: nothing can store these again between the entries going and the bytes going.
+    for (const hash of gone) await remove(hash);
     return { blobs: gone, count };
   }
 

@@ -36,7 +36,7 @@ for (const backend of BACKENDS) describe(`report quotas on ${backend.name}`, () 
 
   async function hubApp(hubLimits?: HubLimits, webhooks?: Parameters<typeof createParts>[0]["webhooks"]) {
     const dataDir = join(work, `hub${++n}`);
-    const parts = await createParts({ dataDir, tokens, log: createLogger({ MEMOBUILD_LOG: "error" }), hubLimits, webhooks, db: await backend.db(dataDir) });
+    const parts = await createParts({ dataDir, tokens, log: createLogger({ MEMOBUILD_LOG: "error" }), hubLimits, webhooks, ...(await backend.options(dataDir)) });
     open.push(parts);
     const app = createApp(parts);
     const call = (method: string, path: string, token: string | undefined, body?: unknown) =>
@@ -113,7 +113,7 @@ for (const backend of BACKENDS) describe(`report quotas on ${backend.name}`, () 
       expect(String(((await refused!.json()) as { error: string }).error)).toContain(`at most ${REPORT_QUOTAS.ro.perBuild} bytes`);
       expect(await parts.history.buildBytes(build)).toBeLessThanOrEqual(limit);
       // The database holds each reported byte about twice (the event log and the build's rows).
-      if (backend.name === "sqlite") {
+      if (backend.name === "sqlite+directory") {
         const db = join(parts.storage.options.dataDir, "history.db");
         const other = new Database(db);
         other.exec("PRAGMA wal_checkpoint(TRUNCATE)"); // the WAL counts writes, not what is kept
@@ -159,7 +159,7 @@ for (const backend of BACKENDS) describe(`report quotas on ${backend.name}`, () 
   });
 
   // Only an SQLite history can be from before byte budgets: PostgreSQL's schema began with them.
-  if (backend.name === "sqlite") test("a history from before byte budgets counts its builds' bytes when opened", async () => {
+  if (backend.name === "sqlite+directory") test("a history from before byte budgets counts its builds' bytes when opened", async () => {
     const { report, parts } = await hubApp();
     expect((await report(RO, "build-legacy-01", [started(1), failedWithTail(2, 0)])).status).toBe(200);
     const bytes = await parts.history.buildBytes("build-legacy-01");

@@ -30,7 +30,7 @@ for (const backend of BACKENDS) describe(`the build hub on ${backend.name}`, () 
 
   async function hubApp() {
     const dataDir = join(work, `hub${++n}`);
-    const parts = await createParts({ dataDir, tokens, log: quiet, db: await backend.db(dataDir) });
+    const parts = await createParts({ dataDir, tokens, log: quiet, ...(await backend.options(dataDir)) });
     open.push(parts);
     const app = createApp(parts);
     const call = (method: string, path: string, options: { token?: string; body?: unknown; headers?: Record<string, string> } = {}) =>
@@ -213,7 +213,7 @@ for (const backend of BACKENDS) describe(`the build hub on ${backend.name}`, () 
   describe("live events over a WebSocket", () => {
     async function server() {
       const dataDir = join(work, `ws${++n}`);
-      const running = await startServer({ listen: "127.0.0.1:0", dataDir, tokens, log: quiet, db: await backend.db(dataDir) });
+      const running = await startServer({ listen: "127.0.0.1:0", dataDir, tokens, log: quiet, ...(await backend.options(dataDir)) });
       open.push(running);
       return running;
     }

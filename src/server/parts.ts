@@ -1,9 +1,11 @@
 /** Builds the server's parts from its options: one place, used by `serve` and by the tests. */
 import type { SQL } from "bun";
 import { mkdirSync } from "node:fs";
+import { UserError } from "../errors.ts";
 import type { AppParts } from "./app.ts";
 import { TokenSet, type Role } from "./auth.ts";
 import { PgCacheIndex } from "./cache-index-pg.ts";
+import { S3Blobs, parseS3Url } from "./blobs-s3.ts";
 import { SqliteHistory, type HistoryStore } from "./history.ts";
 import { PgHistory } from "./history-pg.ts";
 import { BuildHub, type HubLimits } from "./hub.ts";
@@ -28,6 +30,12 @@ export interface PartsOptions extends StorageOptions {
   jobLeaseMs?: number;
   /** postgres://…: every piece of metadata there (shared by replicas); default: SQLite files in dataDir. */
   db?: string;
+  /** s3://BUCKET[/PREFIX]?endpoint=…&region=…: blob bytes there; default: files in dataDir. */
+  blobs?: string;
+  /** Where the S3 credentials are read from (default: the process environment). */
+  blobsEnv?: Record<string, string | undefined>;
+  /** Large blob GETs redirected to a presigned URL of the blob store. */
+  blobsRedirect?: boolean;
 }
 
 export interface ServerParts extends AppParts {
@@ -38,6 +46,7 @@ export interface ServerParts extends AppParts {
 
 /** The metadata stores: SQLite files in the data directory, or one PostgreSQL database. */
 async function metadata(options: PartsOptions) {
+  if (options.blobsRedirect && options.blobs === undefined) throw new UserError("--blobs-redirect needs --blobs s3://…: only an object store can hand out URLs");
   if (options.db === undefined) {
     mkdirSync(options.dataDir, { recursive: true });
     return { sql: undefined, index: undefined, history: new SqliteHistory(options.dataDir), sessions: new Sessions() };
@@ -53,10 +62,11 @@ async function metadata(options: PartsOptions) {
 }
 
 export async function createParts(options: PartsOptions): Promise<ServerParts> {
-  const { tokens: entries, log = createLogger(), webhooks: hooks, hubLimits, jobLeaseMs, mountBudget, db: _db, ...storageOptions } = options;
+  const { tokens: entries, log = createLogger(), webhooks: hooks, hubLimits, jobLeaseMs, mountBudget, db: _db, blobs: blobsUrl, blobsEnv, blobsRedirect, ...storageOptions } = options;
   const tokens = new TokenSet(entries); // a bad token is an error before anything is created
+  const blobs = blobsUrl === undefined ? undefined : new S3Blobs(parseS3Url(blobsUrl), blobsEnv);
   const { sql, index, history, sessions } = await metadata(options);
-  const storage = new Storage(storageOptions, index);
+  const storage = new Storage(storageOptions, index, blobs);
   const metrics = new Metrics();
   const webhooks = hooks?.targets.length ? new Webhooks({ ...hooks, store: history, metrics, log }) : undefined;
   const hub = new BuildHub(history, metrics, webhooks, hubLimits);
@@ -76,6 +86,10 @@ export async function createParts(options: PartsOptions): Promise<ServerParts> {
     history,
     webhooks,
     jobs,
+    blobsRedirect,
+    async ready() {
+      await Promise.all([storage.index.ping(), storage.blobs.ping()]);
+    },
     async close() {
       hub.disconnectAll();
       webhooks?.stop();

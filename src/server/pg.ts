@@ -7,8 +7,11 @@
 import { SQL } from "bun";
 import { UserError } from "../errors.ts";
 
-/** Advisory lock ids (one namespace per database): which replica may do what. */
-export const LOCKS = { migrate: 7_240_001, evict: 7_240_002, events: 7_240_003 } as const;
+/**
+ * Advisory lock ids (one namespace per database): which replica may do what. `blob` is the
+ * first half of a two-part key, the second is the hash's hashtext().
+ */
+export const LOCKS = { migrate: 7_240_001, evict: 7_240_002, events: 7_240_003, blob: 7_240_004 } as const;
 
 /**
  * Each entry is one schema version, applied in order and never edited once released (a new

@@ -30,8 +30,11 @@ export interface ServeOptions {
   webhooks?: PartsOptions["webhooks"];
   /** Remote execution: a worker's lease on a job without a heartbeat (default 30 s). */
   jobLeaseMs?: number;
-  /** postgres://… (see PartsOptions.db). */
+  /** postgres://… and s3://… (see PartsOptions). */
   db?: string;
+  blobs?: string;
+  blobsEnv?: Record<string, string | undefined>;
+  blobsRedirect?: boolean;
 }
 
 export interface RunningServer {
@@ -66,7 +69,7 @@ export async function startServer(options: ServeOptions): Promise<RunningServer>
     if (file !== undefined && !existsSync(file)) throw new UserError(`TLS file ${file} does not exist`);
   }
   const log = options.log ?? createLogger();
-  const parts = await createParts({ dataDir: options.dataDir, maxSize: options.maxSize, maxBlob: options.maxBlob, mountBudget: options.mountBudget, tokens: options.tokens, log, webhooks: options.webhooks, jobLeaseMs: options.jobLeaseMs, db: options.db });
+  const parts = await createParts({ dataDir: options.dataDir, maxSize: options.maxSize, maxBlob: options.maxBlob, mountBudget: options.mountBudget, tokens: options.tokens, log, webhooks: options.webhooks, jobLeaseMs: options.jobLeaseMs, db: options.db, blobs: options.blobs, blobsEnv: options.blobsEnv, blobsRedirect: options.blobsRedirect });
   const { storage, history, hub, tokens } = parts;
   const app = createApp(parts);
   const retention = async () => {

@@ -11,9 +11,7 @@
  * blobs no action needs go first (once past a grace period for the action that should follow),
  * then the least recently used actions, and a blob goes only when no kept action needs it.
  */
-import { mkdirSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
-import { mkdir, open, rename, rm, type FileHandle } from "node:fs/promises";
-import { join } from "node:path";
+import { DirectoryBlobs, type BlobStore, type BlobUpload } from "./blobs.ts";
 import { Blake3Hasher } from "../hash/blake3.ts";
 import { SqliteCacheIndex, type CacheIndex, type Conflict, type TokenStat, type TokenUse } from "./cache-index.ts";
 import { checkSignature, resultDigest, validateAction, type RemoteAction } from "../remote/action.ts";
@@ -48,8 +46,7 @@ export interface StorageOptions {
 }
 
 export class Storage {
-  private readonly blobDir: string;
-  private readonly tmpDir: string;
+  readonly blobs: BlobStore;
   evictions = 0;
   /**
    * Last-access times and token stats are written in batches (flush()), not per request:
@@ -72,16 +69,11 @@ export class Storage {
   constructor(
     readonly options: StorageOptions,
     index?: CacheIndex,
+    blobs?: BlobStore,
   ) {
-    this.blobDir = join(options.dataDir, "blobs");
-    this.tmpDir = join(options.dataDir, "tmp");
     // Stryker disable next-line ArithmeticOperator: how much memory the cache may use changes no answer
     this.smallBlobCacheLimit = options.smallBlobCacheBytes ?? 64 * 1024 * 1024;
-    mkdirSync(this.blobDir, { recursive: true });
-    // Uploads cut off by a crash or a kill are discarded whole.
-    rmSync(this.tmpDir, { recursive: true, force: true });
-    // Stryker disable next-line ObjectLiteral,BooleanLiteral: its parent was made just above
-    mkdirSync(this.tmpDir, { recursive: true });
+    this.blobs = blobs ?? new DirectoryBlobs(options.dataDir);
     this.index = index ?? new SqliteCacheIndex(options.dataDir);
   }
 
@@ -105,8 +97,9 @@ export class Storage {
     await this.index.close();
   }
 
+  /** Where the default store keeps a blob's file (tests and checks of the directory store). */
   blobPath(hash: string): string {
-    return join(this.blobDir, hash.slice(0, 2), hash);
+    return (this.blobs as DirectoryBlobs).blobPath(hash);
   }
 
   async hasBlob(hash: string): Promise<boolean> {
@@ -130,7 +123,7 @@ export class Storage {
     if (bytes) {
       this.smallBlobs.delete(hash); // most recently used goes last
     } else {
-      bytes = readFileSync(this.blobPath(hash));
+      bytes = await this.blobs.read(hash);
       this.smallBlobBytes += bytes.length;
       for (const [old, data] of this.smallBlobs) {
         if (this.smallBlobBytes <= this.smallBlobCacheLimit) break;
@@ -143,10 +136,9 @@ export class Storage {
   }
 
   /**
-   * Stores a blob from a stream, verifying its BLAKE3 hash as it arrives. The disk work is
-   * asynchronous (writes, fsync and rename run off the event loop, so downloads keep flowing
-   * while uploads land), and a blob that is already stored is only drained and checked, never
-   * written again.
+   * Stores a blob from a stream, verifying its BLAKE3 hash as it arrives; the bytes become the
+   * blob (committed, then recorded) only once the hash matched. A blob that is already stored
+   * is only drained and checked, never written again.
    */
   async putBlob(hash: string, body: ReadableStream<Uint8Array>, declaredLength?: number): Promise<{ size: number; existed: boolean }> {
     const max = this.options.maxBlob;
@@ -158,32 +150,24 @@ export class Storage {
       const size = await this.receive(hash, body, undefined);
       return { size, existed: true };
     }
-    const temp = join(this.tmpDir, `${hash}-${process.hrtime.bigint()}`);
-    const file = await open(temp, "w", 0o600);
+    const upload = await this.blobs.begin(hash);
     let size: number;
     try {
-      size = await this.receive(hash, body, file);
-      await file.sync(); // durable before it is visible
+      size = await this.receive(hash, body, upload);
     } catch (error) {
-      await file.close();
-      // Stryker disable next-line ObjectLiteral,BooleanLiteral: the file is there: this call made it
-      await rm(temp, { force: true });
+      await upload.abandon();
       throw error;
     }
-    await file.close();
     if (await this.hasBlob(hash)) {
-      // Stryker disable next-line ObjectLiteral,BooleanLiteral: the file is there: this call made it
-      await rm(temp, { force: true }); // the same blob arrived meanwhile
+      await upload.abandon(); // the same blob arrived meanwhile
       return { size, existed: true };
     }
-    await mkdir(join(this.blobDir, hash.slice(0, 2)), { recursive: true });
-    await rename(temp, this.blobPath(hash));
-    await this.index.addBlob(hash, size, Date.now());
+    await this.index.addBlob(hash, size, Date.now(), () => upload.commit());
     return { size, existed: false };
   }
 
   /** Reads an upload to its end (into `file` when given), hashing it; throws unless it is `hash`. */
-  private async receive(hash: string, body: ReadableStream<Uint8Array>, file: FileHandle | undefined): Promise<number> {
+  private async receive(hash: string, body: ReadableStream<Uint8Array>, upload: BlobUpload | undefined): Promise<number> {
     const max = this.options.maxBlob;
     const hasher = new Blake3Hasher();
     let size = 0;
@@ -193,7 +177,7 @@ export class Storage {
         // Stryker disable next-line ConditionalExpression: a comparison with undefined is false anyway
         if (max !== undefined && size > max) throw new UploadRejected(413, "too-large", `blob is over the limit of ${max} bytes`);
         hasher.update(chunk);
-        if (file) await file.write(chunk);
+        if (upload) await upload.write(chunk);
       }
     } catch (error) {
       if (error instanceof UploadRejected) throw error;
@@ -280,18 +264,16 @@ export class Storage {
   /**
    * Brings storage under the budget: unreferenced blobs first (least recently used), then the
    * least recently used actions and the blobs only they needed. Returns how many went. A blob's
-   * bytes go after its entry: killed in between, a file no entry names is left, never an entry
-   * naming no file.
+   * bytes go after its entry: killed in between, bytes no entry names are left, never an entry
+   * naming no bytes.
    */
   async evict(): Promise<number> {
     const max = this.options.maxSize;
     if (max === undefined) return 0;
     await this.flush(); // eviction orders by access time
-    const evicted = await this.index.evict(max, Date.now() - (this.options.pendingGraceMs ?? 10 * 60_000));
+    const evicted = await this.index.evict(max, Date.now() - (this.options.pendingGraceMs ?? 10 * 60_000), (hash) => this.blobs.delete(hash));
     if (!evicted) return 0;
     for (const hash of evicted.blobs) {
-      // Stryker disable next-line ObjectLiteral,BooleanLiteral: a stored blob's file is there
-      rmSync(this.blobPath(hash), { force: true });
       const cached = this.smallBlobs.get(hash);
       if (cached) {
         this.smallBlobs.delete(hash);
@@ -310,13 +292,11 @@ export class Storage {
     this.tokenUse.set(token, use);
   }
 
-  /** Blob files on disk that the index does not know, and leftover uploads (for checks). */
+  /** Blobs stored that the index does not know, and leftover uploads (for checks). */
   async strayFiles(): Promise<string[]> {
     const stray: string[] = [];
-    for (const prefix of readdirSync(this.blobDir)) {
-      for (const name of readdirSync(join(this.blobDir, prefix))) if (!(await this.hasBlob(name))) stray.push(name);
-    }
-    return stray.concat(readdirSync(this.tmpDir));
+    for (const name of await this.blobs.names()) if (!(await this.hasBlob(name))) stray.push(name);
+    return stray.concat(await this.blobs.leftovers());
   }
 
   /** Bytes the small-blob memory cache really holds (counted, not the running total it keeps). */
@@ -327,7 +307,7 @@ export class Storage {
   }
 
   fileSize(hash: string): number {
-    return statSync(this.blobPath(hash)).size;
+    return (this.blobs as DirectoryBlobs).fileSize(hash);
   }
 }
 

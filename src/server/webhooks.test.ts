@@ -48,7 +48,7 @@ for (const backend of BACKENDS) describe(`webhooks on ${backend.name}`, () => {
     const dataDir = join(work, `d${Math.random().toString(36).slice(2)}`);
     const parts = await createParts({
       dataDir,
-      db: await backend.db(dataDir),
+      ...(await backend.options(dataDir)),
       tokens: [],
       log: quiet,
       webhooks: { targets: [{ url, events: parseWebhookEvents(events) }], key: parseWebhookSecret(SECRET), retryBaseMs: 50, maxAttempts, pollMs: 20 },
@@ -127,14 +127,14 @@ for (const backend of BACKENDS) describe(`webhooks on ${backend.name}`, () => {
   test("a message written down survives a restart of the server and is delivered by the next one, with its id", async () => {
     const target = receiver([500]);
     const dataDir = join(work, `restart-${backend.name}`);
-    const db = await backend.db(dataDir);
+    const stores = await backend.options(dataDir);
     const webhooks = (retryBaseMs: number) => ({ targets: [{ url: target.url, events: parseWebhookEvents("build.finished") }], key: parseWebhookSecret(SECRET), retryBaseMs, pollMs: 20 });
     // The first server's attempt fails; its retry is a minute away when it stops.
-    const first = await createParts({ dataDir, db, tokens: [], log: quiet, webhooks: webhooks(60_000) });
+    const first = await createParts({ dataDir, ...stores, tokens: [], log: quiet, webhooks: webhooks(60_000) });
     await first.hub.report("build-hook-0005", "t", { events: finished("success") });
     await until(async () => (await first.history.recentDeliveries(1))[0]?.attempts === 1, "a first failed attempt");
     await first.close();
-    const second = await createParts({ dataDir, db, tokens: [], log: quiet, webhooks: webhooks(50) });
+    const second = await createParts({ dataDir, ...stores, tokens: [], log: quiet, webhooks: webhooks(50) });
     cleanups.push(() => second.close());
     const [pending] = await second.history.recentDeliveries(1);
     expect(pending).toMatchObject({ status: "pending", attempts: 1, lastStatus: 500 });
