@@ -58,48 +58,56 @@ export class PgHistory implements HistoryStore {
       // Another replica may have taken some of these since the hub looked: seq decides.
       const [row] = await tx`SELECT last_seq FROM builds WHERE id = ${build}`;
       let last = row ? num(row.last_seq) : 0;
-      const out: HubEvent[] = [];
-      for (const event of events) {
-        if (event.seq <= last || (row === undefined && out.length === 0 && event.type !== "build.started")) continue;
-        out.push(await this.appendOne(tx, build, token, event, role));
+      const fresh = events.filter((event, i) => {
+        if (event.seq <= last || (row === undefined && i === 0 && event.type !== "build.started")) return false;
         last = event.seq;
-      }
-      if (out.length) await tx`SELECT pg_notify(${CHANNEL}, ${String(out.at(-1)!.id)})`;
+        return true;
+      });
+      if (fresh.length === 0) return [] as HubEvent[];
+      // Sent one after another without waiting for each answer (the connection pipelines them,
+      // in order): a batch of a thousand events is not a thousand round trips.
+      const pending: Promise<unknown>[] = [];
+      const ids = fresh.map((event) => this.appendOne(tx, build, token, event, role, pending));
+      const bytes = fresh.reduce((sum, event) => sum + Buffer.byteLength(JSON.stringify(event)), 0);
+      pending.push(tx`UPDATE builds SET last_seq = ${last}, events = events + ${fresh.length}, updated = ${Date.now()}, bytes = bytes + ${bytes} WHERE id = ${build}`);
+      const out = await Promise.all(ids.map(async (id, i) => ({ ...fresh[i], id: await id, build })));
+      await Promise.all(pending);
+      await tx`SELECT pg_notify(${CHANNEL}, ${String(out.at(-1)!.id)})`;
       return out;
     });
     return stored;
   }
 
-  private async appendOne(tx: Tx, build: string, token: string, event: BuildEvent, role: Role): Promise<HubEvent> {
+  /** Queues one event's statements on `pending`; resolves to the event's id. */
+  private appendOne(tx: Tx, build: string, token: string, event: BuildEvent, role: Role, pending: Promise<unknown>[]): Promise<number> {
     switch (event.type) {
       case "build.started": {
         const { type: _t, seq: _s, time, steps, labels, ...info } = event;
-        await tx`INSERT INTO builds (id, token, result, started, branch, last_seq, events, info, role)
-          VALUES (${build}, ${token}, 'running', ${time}, ${info.ci?.branch ?? null}, 0, 0, ${JSON.stringify({ ...info, labels })}, ${role}) ON CONFLICT DO NOTHING`;
+        pending.push(tx`INSERT INTO builds (id, token, result, started, branch, last_seq, events, info, role)
+          VALUES (${build}, ${token}, 'running', ${time}, ${info.ci?.branch ?? null}, 0, 0, ${JSON.stringify({ ...info, labels })}, ${role}) ON CONFLICT DO NOTHING`);
         for (const [name, value] of Object.entries(labels)) {
-          await tx`INSERT INTO build_labels VALUES (${build}, ${name}, ${value}) ON CONFLICT (build, name) DO UPDATE SET value = excluded.value`;
+          pending.push(tx`INSERT INTO build_labels VALUES (${build}, ${name}, ${value}) ON CONFLICT (build, name) DO UPDATE SET value = excluded.value`);
         }
         for (const s of steps) {
-          await tx`INSERT INTO build_steps (build, step, number, stage, name, state) VALUES (${build}, ${s.id}, ${s.number}, ${s.stage}, ${s.name}, 'queued') ON CONFLICT DO NOTHING`;
+          pending.push(tx`INSERT INTO build_steps (build, step, number, stage, name, state) VALUES (${build}, ${s.id}, ${s.number}, ${s.stage}, ${s.name}, 'queued') ON CONFLICT DO NOTHING`);
         }
         break;
       }
       case "step.updated":
-        await tx`UPDATE build_steps SET state = ${event.state}, started = CASE WHEN ${event.state} = 'running' THEN ${event.time}::bigint ELSE started END,
+        pending.push(tx`UPDATE build_steps SET state = ${event.state}, started = CASE WHEN ${event.state} = 'running' THEN ${event.time}::bigint ELSE started END,
           duration_ms = coalesce(${event.durationMs ?? null}::bigint, duration_ms), saved_ms = coalesce(${event.savedMs ?? null}::bigint, saved_ms),
           layer_size = coalesce(${event.layerSize ?? null}::bigint, layer_size), reasons = coalesce(${event.reasons ? JSON.stringify(event.reasons) : null}::text, reasons),
-          tail = coalesce(${event.tail ? JSON.stringify(event.tail) : null}::text, tail) WHERE build = ${build} AND step = ${event.step}`;
+          tail = coalesce(${event.tail ? JSON.stringify(event.tail) : null}::text, tail) WHERE build = ${build} AND step = ${event.step}`);
         break;
       case "build.finished": {
         const { type: _t, seq: _s, time, result, executed, cached, savedMs, ...outcome } = event;
-        await tx`UPDATE builds SET result = ${result}, finished = ${time}, executed = ${executed}, cached = ${cached}, saved_ms = ${savedMs}, outcome = ${JSON.stringify(outcome)} WHERE id = ${build}`;
+        pending.push(tx`UPDATE builds SET result = ${result}, finished = ${time}, executed = ${executed}, cached = ${cached}, saved_ms = ${savedMs}, outcome = ${JSON.stringify(outcome)} WHERE id = ${build}`);
         break;
       }
     }
-    const body = JSON.stringify(event);
-    await tx`UPDATE builds SET last_seq = ${event.seq}, events = events + 1, updated = ${Date.now()}, bytes = bytes + ${Buffer.byteLength(body)} WHERE id = ${build}`;
-    const [{ id }] = await tx`INSERT INTO events (build, body) VALUES (${build}, ${body}) RETURNING id`;
-    return { ...event, id: num(id), build };
+    const inserted = tx`INSERT INTO events (build, body) VALUES (${build}, ${JSON.stringify(event)}) RETURNING id`;
+    pending.push(inserted);
+    return inserted.then(([row]: { id: string }[]) => num(row.id));
   }
 
   async buildBytes(build: string) {
