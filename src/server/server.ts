@@ -8,6 +8,7 @@ import type { Storage } from "./storage.ts";
 import { websocket } from "hono/bun";
 import type { BuildHub } from "./hub.ts";
 import { createParts, type PartsOptions } from "./parts.ts";
+import { redactUrl } from "./pg.ts";
 
 export interface ServeOptions {
   listen: string;
@@ -96,7 +97,8 @@ export async function startServer(options: ServeOptions): Promise<RunningServer>
   const pruner = setInterval(() => void retention().catch(warn("history retention failed")), 600_000);
   const scheme = options.tlsCert ? "https" : "http";
   const url = `${scheme}://${hostname.includes(":") ? `[${hostname}]` : hostname}:${server.port}`;
-  log.info("listening", { url, data: options.dataDir, auth: tokens.enabled ? "tokens" : "none", clientCertificates: options.tlsClientCa ? "required" : undefined });
+  const stores = { db: options.db === undefined ? undefined : redactUrl(options.db), blobs: options.blobs };
+  log.info("listening", { url, data: options.dataDir, ...stores, auth: tokens.enabled ? "tokens" : "none", clientCertificates: options.tlsClientCa ? "required" : undefined });
   return {
     url,
     storage,

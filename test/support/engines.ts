@@ -151,6 +151,21 @@ rgw data = ${dir}/rgw
 `;
 }
 
+/**
+ * Runs `step` again while it fails with `transient` in its error: a monitor just started
+ * answers "EPERM: problem getting command descriptions" until it has formed its quorum.
+ */
+async function settled(step: () => unknown, transient: string) {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return step();
+    } catch (error) {
+      if (attempt === 20 || !String(error).includes(transient)) throw error;
+      await Bun.sleep(250 * Math.min(attempt, 4));
+    }
+  }
+}
+
 async function startRgw(): Promise<S3Engine> {
   for (const command of ["ceph-mon", "ceph-osd", "radosgw", "radosgw-admin", "monmaptool", "ceph"]) {
     if (spawnSync("sh", ["-c", `command -v ${command}`]).status !== 0) throw new Error(`${command} is not installed: run scripts/install-system-deps.sh (Debian: ceph-mon ceph-osd radosgw ceph-common)`);
@@ -167,21 +182,11 @@ async function startRgw(): Promise<S3Engine> {
   run(["monmaptool", "--create", "--addv", "a", `v1:127.0.0.1:${monPort}`, "--fsid", fsid, join(dir, "monmap")], "monmaptool");
   run(["ceph-mon", "-c", conf, "--mkfs", "-i", "a", "--monmap", join(dir, "monmap")], "ceph-mon --mkfs");
   run(["ceph-mon", "-c", conf, "-i", "a"], "ceph-mon");
-  // The OSD is registered under the id and uuid its store was made with (memstore keeps its own).
-  run(["ceph-osd", "-c", conf, "-i", "0", "--mkfs"], "ceph-osd --mkfs");
-  const osdUuid = readFileSync(join(dir, "osd", "fsid"), "utf8").trim();
-  run(["ceph", "-c", conf, "--connect-timeout", "30", "osd", "new", osdUuid, "0"], "ceph osd new");
-  // A new OSD's first start sometimes meets a monitor that has not settled its entry yet
-  // ("wrong fsid"); a moment later it starts.
-  for (let attempt = 1; ; attempt++) {
-    try {
-      run(["ceph-osd", "-c", conf, "-i", "0"], "ceph-osd");
-      break;
-    } catch (error) {
-      if (attempt === 5 || !String(error).includes("wrong fsid")) throw error;
-      await Bun.sleep(500 * attempt);
-    }
-  }
+  const osdUuid = randomUUID();
+  run(["ceph-osd", "-c", conf, "-i", "0", "--mkfs", "--osd-uuid", osdUuid], "ceph-osd --mkfs");
+  await settled(() => run(["ceph", "-c", conf, "--connect-timeout", "30", "osd", "new", osdUuid, "0"], "ceph osd new"), "EPERM");
+  // A new OSD's first start sometimes meets a monitor that has not settled its entry yet.
+  await settled(() => run(["ceph-osd", "-c", conf, "-i", "0"], "ceph-osd"), "wrong fsid");
   run(["radosgw", "-c", conf, "-n", "client.rgw"], "radosgw");
   const [accessKeyId, secretAccessKey] = [`AK${randomBytes(8).toString("hex").toUpperCase()}`, randomBytes(20).toString("hex")];
   run(["radosgw-admin", "-c", conf, "user", "create", "--uid", "memobuild", "--display-name", "memobuild tests", "--access-key", accessKeyId, "--secret", secretAccessKey], "radosgw-admin user create");
