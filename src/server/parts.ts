@@ -64,6 +64,9 @@ async function metadata(options: PartsOptions) {
 export async function createParts(options: PartsOptions): Promise<ServerParts> {
   const { tokens: entries, log = createLogger(), webhooks: hooks, hubLimits, jobLeaseMs, mountBudget, db: _db, blobs: blobsUrl, blobsEnv, blobsRedirect, ...storageOptions } = options;
   const tokens = new TokenSet(entries); // a bad token is an error before anything is created
+  if (options.db !== undefined && entries.some((entry) => entry.role === "worker")) {
+    throw new UserError("--worker-token: remote builds are not available with --db yet (their queue is kept in this server's own files)");
+  }
   const blobs = blobsUrl === undefined ? undefined : new S3Blobs(parseS3Url(blobsUrl), blobsEnv);
   const { sql, index, history, sessions } = await metadata(options);
   const storage = new Storage(storageOptions, index, blobs);
