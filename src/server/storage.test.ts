@@ -313,6 +313,30 @@ for (const backend of BACKENDS) describe(`storage on ${backend.name}`, () => {
       await s.close();
     });
 
+    // Replicas are processes of their own only on a shared back end.
+    test.if(!backend.files)("two replicas evicting at once: one does the work, to the budget and no further, and every kept action keeps its blobs", async () => {
+      const dataDir = join(work, `d${++n}`);
+      const [one, two] = [await open({ dataDir, maxSize: 100, pendingGraceMs: -1000 }), await open({ dataDir, maxSize: 100, pendingGraceMs: -1000 })];
+      const blob = (i: number) => `blob-${String(i).padStart(2, "0")}-${"x".repeat(12)}`; // 20 bytes
+      for (let i = 0; i < 10; i++) {
+        const s = i % 2 ? one : two;
+        await put(s, blob(i));
+        await s.putAction(blake3Hex(`key-${i}`), JSON.stringify({ diffId: null, blobs: [blake3Hex(blob(i))] }), "x");
+        await backend.exec(s, "UPDATE actions SET last_access = $1 WHERE key = $2", [i, blake3Hex(`key-${i}`)]);
+      }
+      const evicted = await Promise.all([one.evict(), two.evict()]);
+      expect(evicted.sort((a, b) => a - b)).toEqual([0, 10]); // the oldest five actions and their five blobs, by one of them
+      expect(await one.storageBytes()).toBe(100);
+      const names = await one.blobs.names();
+      for (let i = 0; i < 10; i++) {
+        const kept = await two.hasAction(blake3Hex(`key-${i}`));
+        expect(kept).toBe(i >= 5);
+        expect(await one.hasBlob(blake3Hex(blob(i)))).toBe(kept);
+        expect(names.includes(blake3Hex(blob(i)))).toBe(kept);
+      }
+      await Promise.all([one.close(), two.close()]);
+    });
+
     test("with no budget nothing is evicted, not even an unreferenced blob past its grace", async () => {
       const s = await storage({ pendingGraceMs: -1000 });
       await put(s, "loose");

@@ -144,6 +144,26 @@ for (const backend of BACKENDS) describe(`webhooks on ${backend.name}`, () => {
     expect(target.received[1].headers["webhook-id"]).toBe(target.received[0].headers["webhook-id"]);
   });
 
+  test("a delivery claimed by a replica that died is delivered by another once its lease ends, with the same webhook-id", async () => {
+    const target = receiver([]);
+    const dataDir = join(work, `lease-${Math.random().toString(36).slice(2)}`);
+    const stores = await backend.options(dataDir);
+    // The replica that dies: it writes a message down and claims it, then never sends it.
+    const dead = await createParts({ dataDir, ...stores, tokens: [], log: quiet });
+    cleanups.push(() => dead.close());
+    const now = Date.now();
+    await dead.history.queueDelivery({ messageId: "msg_claimed_by_the_dead", url: target.url, type: "build.finished", body: "{}", attempts: 0, nextAttempt: 0, status: "pending", created: now });
+    expect((await dead.history.claimDeliveries(now, 16, now + 1500)).map((d) => d.messageId)).toEqual(["msg_claimed_by_the_dead"]);
+    const other = await createParts({ dataDir, ...stores, tokens: [], log: quiet, webhooks: { targets: [{ url: target.url, events: parseWebhookEvents("build.finished") }], key: parseWebhookSecret(SECRET), pollMs: 20 } });
+    cleanups.push(() => other.close());
+    await Bun.sleep(500);
+    expect(target.received).toEqual([]); // still held by the dead replica's lease
+    await until(() => target.received.length === 1, "the delivery after the lease");
+    expect(target.received[0].headers["webhook-id"]).toBe("msg_claimed_by_the_dead");
+    await until(async () => (await other.history.recentDeliveries(1))[0]?.status === "delivered", "the delivery to be logged");
+    expect(target.received.length).toBe(1);
+  });
+
   test("a conflicting result offered for a step key fires cache.conflict with both sides", async () => {
     const target = receiver([]);
     const parts = await hub(target.url, "cache.conflict");
