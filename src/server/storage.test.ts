@@ -337,6 +337,21 @@ for (const backend of BACKENDS) describe(`storage on ${backend.name}`, () => {
       await Promise.all([one.close(), two.close()]);
     });
 
+    test("killed between an eviction's entries and its bytes: the bytes left are stray (never served), and the blob can be stored again", async () => {
+      const s = await storage({ maxSize: 0, pendingGraceMs: -1000 });
+      await put(s, "doomed");
+      const killed = s.index.evict(0, Date.now() + 1000, async () => {
+        throw new Error("killed before deleting the bytes");
+      });
+      await expect(killed).rejects.toThrow("killed before deleting the bytes");
+      expect(await s.hasBlob(blake3Hex("doomed"))).toBe(false);
+      expect(await s.strayFiles()).toEqual([blake3Hex("doomed")]);
+      expect(await put(s, "doomed")).toEqual({ size: 6, existed: false });
+      expect(new TextDecoder().decode(await s.blobs.read(blake3Hex("doomed")))).toBe("doomed");
+      expect(await s.strayFiles()).toEqual([]);
+      await s.close();
+    });
+
     test("with no budget nothing is evicted, not even an unreferenced blob past its grace", async () => {
       const s = await storage({ pendingGraceMs: -1000 });
       await put(s, "loose");
