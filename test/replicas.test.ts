@@ -27,7 +27,7 @@ const cleanups: (() => unknown)[] = [];
 afterEach(async () => {
   for (const server of running.splice(0)) await server.stop("SIGKILL");
   for (const cleanup of cleanups.splice(0)) await cleanup();
-});
+}, 60_000);
 
 /** `count` replicas on a fresh database and bucket prefix; the first gets its database from $MEMOBUILD_DB. */
 async function replicas(count: number, args: string[] = []): Promise<CacheServer[]> {
@@ -69,7 +69,7 @@ test("a result stored through one replica is a hit through the other; another re
   const fresh = blake3Hex("raced step");
   const statuses = await Promise.all([call(one, "PUT", `/v1/actions/${fresh}`, action("layer")), call(two, "PUT", `/v1/actions/${fresh}`, action("evil"))]);
   expect(statuses.map((r) => r.status).sort()).toEqual([201, 409]);
-});
+}, 60_000);
 
 test("a watcher on one replica gets every event of a build reported to the other, in order; since=ID resumes on either", async () => {
   const [one, two] = await replicas(2);
@@ -104,7 +104,7 @@ test("a watcher on one replica gets every event of a build reported to the other
   const until = Date.now() + 15_000;
   while (resumed.length < 2 && Date.now() < until) await Bun.sleep(50);
   expect(resumed.map((m) => m.seq)).toEqual([3, 4]);
-});
+}, 60_000);
 
 test("a dashboard login made on one replica works on the other, and a logout on the other ends it", async () => {
   const [one, two] = await replicas(2);
@@ -115,7 +115,7 @@ test("a dashboard login made on one replica works on the other, and a logout on 
   expect((await fetch(`${two.url}/v1/builds`, { headers: { cookie, origin: two.url } })).status).toBe(200);
   await fetch(`${two.url}/logout`, { method: "POST", headers: { cookie, origin: two.url }, redirect: "manual" });
   expect((await fetch(`${one.url}/v1/builds`, { headers: { cookie, origin: one.url } })).status).toBe(401);
-});
+}, 60_000);
 
 test("a webhook is delivered once, whichever replica takes it, with both running", async () => {
   const received: { id: string; type: string }[] = [];
@@ -144,7 +144,7 @@ test("a webhook is delivered once, whichever replica takes it, with both running
   await Bun.sleep(2000); // both replicas poll every half second: a second delivery would come now
   expect(received.length).toBe(2);
   expect(new Set(received.map((r) => r.id)).size).toBe(2);
-});
+}, 60_000);
 
 test("kill -9 of a replica mid-upload: the other answers 404 for that blob, then stores and serves it whole", async () => {
   const [one, two] = await replicas(2);
@@ -177,4 +177,4 @@ test("kill -9 of a replica mid-upload: the other answers 404 for that blob, then
   expect((await call(two, "PUT", `/v1/blobs/${hash}`, whole)).status).toBe(201);
   const served = new Uint8Array(await (await call(two, "GET", `/v1/blobs/${hash}`, undefined, RO)).arrayBuffer());
   expect([served.length, blake3Hex(served)]).toEqual([whole.length, hash]);
-});
+}, 60_000);

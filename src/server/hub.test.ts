@@ -8,6 +8,7 @@ import { createLogger } from "../util/log.ts";
 import { createParts, type ServerParts } from "./parts.ts";
 import { startServer, type RunningServer } from "./server.ts";
 import { BACKENDS } from "../../test/support/backends.ts";
+import { SQL } from "bun";
 
 const work = mkdtempSync(join(tmpdir(), "memobuild-hub-"));
 afterAll(() => rmSync(work, { recursive: true, force: true }));
@@ -195,6 +196,22 @@ for (const backend of BACKENDS) describe(`the build hub on ${backend.name}`, () 
     expect(await parts.history.prune({ before: 2_000_000, keep: 100 })).toBe(4);
     expect((await parts.history.list({ page: 1, perPage: 50 })).total).toBe(0);
   });
+
+  // Only a shared store has other writers; the default's events are all this process's own.
+  test.if(!backend.files)("an event another replica stored without a notification still reaches the watchers (the store is read now and then)", async () => {
+    const { parts } = await hubApp();
+    const seen: { build: string; type: string }[] = [];
+    await parts.hub.watch(0, (e) => seen.push(e));
+    const sql = new SQL((await backend.db(parts.storage.options.dataDir))!);
+    try {
+      await sql`INSERT INTO events (build, body) VALUES ('build-silent-0001', ${JSON.stringify(started(1))})`;
+    } finally {
+      await sql.close();
+    }
+    const deadline = Date.now() + 15_000;
+    while (seen.length === 0 && Date.now() < deadline) await Bun.sleep(50);
+    expect(seen).toMatchObject([{ build: "build-silent-0001", type: "build.started" }]);
+  }, 20_000);
 
   test("a build that stopped reporting is ended as failed, with an event watchers see", async () => {
     const { parts } = await hubApp();

@@ -56,6 +56,7 @@ export class BuildHub {
   private published = 0;
   private pumping = false;
   private pumpAgain = false;
+  private sweeper?: ReturnType<typeof setInterval>;
 
   constructor(
     readonly store: HistoryStore,
@@ -68,10 +69,19 @@ export class BuildHub {
   }
 
   /** Starts from the events stored so far (watchers get what is stored from now on). */
-  async start() {
+  async start(sweepMs = 2000) {
     this.published = await this.store.lastEventId();
+    if (!this.store.onEvents) return;
     // Another replica stored events: read them from the store, which is the source of truth.
-    this.store.onEvents?.(() => this.pump());
+    this.store.onEvents(() => void this.pump().catch(() => {}));
+    // A notification can be missed (a dropped connection): the store is read now and then anyway.
+    this.sweeper = setInterval(() => void this.pump().catch(() => {}), sweepMs);
+    this.sweeper.unref();
+  }
+
+  /** Stops reading the store for other replicas' events. */
+  stop() {
+    clearInterval(this.sweeper);
   }
 
   /**

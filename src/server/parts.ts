@@ -95,6 +95,7 @@ export async function createParts(options: PartsOptions): Promise<ServerParts> {
     },
     async close() {
       hub.disconnectAll();
+      hub.stop();
       webhooks?.stop();
       await webhooks?.settle();
       await storage.close();
