@@ -162,7 +162,7 @@ for (const backend of BACKENDS) describe(`webhooks on ${backend.name}`, () => {
     expect(target.received[0].headers["webhook-id"]).toBe("msg_claimed_by_the_dead");
     await until(async () => (await other.history.recentDeliveries(1))[0]?.status === "delivered", "the delivery to be logged");
     expect(target.received.length).toBe(1);
-  });
+  }, 20_000);
 
   test("a conflicting result offered for a step key fires cache.conflict with both sides", async () => {
     const target = receiver([]);
