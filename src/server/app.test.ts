@@ -261,6 +261,22 @@ for (const backend of BACKENDS) describe(`the cache server on ${backend.name}`, 
     });
   });
 
+  // Only a shared store has another replica to evict what this one holds in memory.
+  test.if(!backend.files)("a blob another replica evicted: a GET may still get its bytes from memory, a HEAD (which an uploader trusts) says 404", async () => {
+    await put("held in memory");
+    expect(await (await call("GET", `/v1/blobs/${blake3Hex("held in memory")}`, { token: RO })).text()).toBe("held in memory");
+    const dataDir = storage.options.dataDir;
+    const other = await createParts({ dataDir, maxSize: 0, pendingGraceMs: -1000, tokens: [], log: createLogger({ MEMOBUILD_LOG: "error" }), ...(await backend.options(dataDir)) });
+    try {
+      expect(await other.storage.evict()).toBe(1);
+    } finally {
+      await other.close();
+    }
+    expect((await call("HEAD", `/v1/blobs/${blake3Hex("held in memory")}`, { token: RO })).status).toBe(404);
+    expect(await (await call("GET", `/v1/blobs/${blake3Hex("held in memory")}`, { token: RO })).text()).toBe("held in memory");
+    expect((await put("held in memory")).status).toBe(201); // stored again, not taken for present
+  });
+
   describe("health and metrics", () => {
     test("/healthz is open; /metrics needs a token and uses memobuild_ names", async () => {
       expect(await json(await call("GET", "/healthz"))).toEqual({ status: "ok" });

@@ -148,7 +148,10 @@ export function createApp(parts: AppParts): Hono<AppEnv> {
   app.on(["GET", "HEAD"], "/v1/blobs/:hash", async (c) => {
     if (!validHash(c, "hash")) return error(c, 400, "a blob is named by its 64-hex-digit BLAKE3 hash");
     const hash = c.req.param("hash");
-    const size = await storage.blobSize(hash);
+    // A GET of a blob this server holds in memory needs no question to the index: its bytes are
+    // its name, right whoever stored or evicted it since. (A HEAD asks: an uploader trusts it.)
+    const inMemory = c.req.method === "GET" ? storage.memoryCopy(hash) : undefined;
+    const size = inMemory?.length ?? (await storage.blobSize(hash));
     if (size === undefined) {
       metrics.misses.inc({ kind: "blob" });
       return error(c, 404, "no such blob");
@@ -164,7 +167,7 @@ export function createApp(parts: AppParts): Hono<AppEnv> {
       // The client fetches from the store and verifies the bytes as it verifies any download.
       return c.redirect(presign(hash, 300), 307);
     }
-    const small = await storage.smallBlob(hash, size);
+    const small = inMemory ?? (await storage.smallBlob(hash, size));
     return new Response(small ?? storage.blobs.body(hash), { headers });
   });
 

@@ -114,6 +114,16 @@ export class Storage {
     this.touchedBlobs.set(hash, Date.now());
   }
 
+  /** A small blob's bytes if they are in memory now (nothing is read or asked). */
+  memoryCopy(hash: string): Uint8Array | undefined {
+    const bytes = this.smallBlobs.get(hash);
+    if (bytes) {
+      this.smallBlobs.delete(hash); // most recently used goes last
+      this.smallBlobs.set(hash, bytes);
+    }
+    return bytes;
+  }
+
   /** A small blob's bytes from memory (read from disk the first time); undefined if large. */
   async smallBlob(hash: string, knownSize?: number): Promise<Uint8Array | undefined> {
     const size = knownSize ?? (await this.index.blobSize(hash));
