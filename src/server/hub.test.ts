@@ -213,6 +213,22 @@ for (const backend of BACKENDS) describe(`the build hub on ${backend.name}`, () 
     expect(seen).toMatchObject([{ build: "build-silent-0001", type: "build.started" }]);
   }, 20_000);
 
+  test.if(!backend.files)("builds reported to two replicas at once reach a watcher on either whole, each event once, in the order of their ids", async () => {
+    const { parts: one } = await hubApp();
+    const dataDir = one.storage.options.dataDir;
+    const two = await createParts({ dataDir, tokens, log: quiet, ...(await backend.options(dataDir)) });
+    open.push(two);
+    const seen: { id: number; build: string }[] = [];
+    await one.hub.watch(0, (e) => seen.push(e));
+    const builds = Array.from({ length: 12 }, (_, i) => `build-race-${String(i).padStart(4, "0")}`);
+    await Promise.all(builds.map((build, i) => (i % 2 ? one : two).hub.report(build, "t", { events: wholeBuild("success") })));
+    const deadline = Date.now() + 15_000;
+    while (seen.length < builds.length * 8 && Date.now() < deadline) await Bun.sleep(50);
+    const ids = seen.map((e) => e.id);
+    expect(ids.length).toBe(builds.length * 8);
+    expect(ids).toEqual([...new Set(ids)].sort((a, b) => a - b));
+  }, 30_000);
+
   test("a build that stopped reporting is ended as failed, with an event watchers see", async () => {
     const { parts } = await hubApp();
     await parts.hub.report("build-dead-0001", "t", { events: wholeBuild("success").slice(0, 3) });
