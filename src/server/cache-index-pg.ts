@@ -41,8 +41,17 @@ export class PgCacheIndex implements CacheIndex {
   }
 
   async putAction(entry: ActionEntry): Promise<PutActionOutcome> {
+    // A key evicted between the insert that found it and the read of it is simply tried again.
+    for (let attempt = 1; ; attempt++) {
+      const outcome = await this.putActionOnce(entry);
+      if (outcome !== "evicted meanwhile") return outcome;
+      if (attempt === 3) throw new Error(`step ${entry.key}: evicted while being stored, three times over`);
+    }
+  }
+
+  private async putActionOnce(entry: ActionEntry): Promise<PutActionOutcome | "evicted meanwhile"> {
     const { key, body, author, signer, result, blobs, now } = entry;
-    return await this.sql.begin(async (tx): Promise<PutActionOutcome> => {
+    return await this.sql.begin(async (tx): Promise<PutActionOutcome | "evicted meanwhile"> => {
       if (blobs.length) {
         // Marking the blobs used locks their rows: an eviction deciding about them waits, then
         // sees them recent and leaves them; one that went first made them missing here.
@@ -57,7 +66,8 @@ export class PgCacheIndex implements CacheIndex {
         for (const blob of blobs) await tx`INSERT INTO action_blobs VALUES (${key}, ${blob}) ON CONFLICT DO NOTHING`;
         return "stored";
       }
-      const [existing] = await tx`SELECT author, signer, result FROM actions WHERE key = ${key}`;
+      const [existing] = await tx`SELECT author, signer, result FROM actions WHERE key = ${key} FOR UPDATE`;
+      if (!existing) return "evicted meanwhile";
       if (existing.result === result) {
         if (existing.signer !== null || signer === null) return "same";
         const changed = await tx`UPDATE actions SET body = ${body}, size = ${body.length}, author = ${author}, signer = ${signer}, result = ${result}
