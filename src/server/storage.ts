@@ -1,13 +1,12 @@
 /**
  * The remote cache's storage: blobs named by their BLAKE3 hash, and actions (a step's result:
- * JSON naming the blobs it needs), with metadata in a CacheIndex (SQLite by default, cache-index.ts).
+ * JSON naming the blobs it needs). The metadata is a CacheIndex (cache-index.ts: SQLite in
+ * DATA/cache.db by default, or PostgreSQL), the bytes a BlobStore (blobs.ts: DATA/blobs/ by
+ * default, or S3).
  *
- *   DATA/blobs/ab/abcdef…   complete, verified blobs only
- *   DATA/tmp/               uploads in progress (emptied at start: a crash leaves nothing visible)
- *   DATA/cache.db           blobs, actions, which blobs each action needs, per-token stats
- *
- * An upload streams to tmp/ while being hashed; a body whose hash is not its name is refused
- * and deleted, and a complete one appears by rename. Eviction keeps storage under a budget:
+ * An upload is hashed while it streams into the blob store; a body whose hash is not its name
+ * is refused and never becomes visible, and a complete one is committed, then recorded.
+ * Eviction keeps storage under a budget:
  * blobs no action needs go first (once past a grace period for the action that should follow),
  * then the least recently used actions, and a blob goes only when no kept action needs it.
  */
