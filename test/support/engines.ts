@@ -34,7 +34,9 @@ export async function freePort(): Promise<number> {
  * shell waits for this pid to go, then runs `stop` (which names exactly the engine's processes).
  */
 function reapWhenGone(stop: string) {
-  const watcher = Bun.spawn(["sh", "-c", `while kill -0 ${process.pid} 2>/dev/null; do sleep 1; done; ${stop}`], { stdio: ["ignore", "ignore", "ignore"] });
+  // In a session of its own: a Ctrl-C (or a timeout) that stops the test run's process group
+  // must not stop the watcher with it.
+  const watcher = Bun.spawn(["setsid", "sh", "-c", `while kill -0 ${process.pid} 2>/dev/null; do sleep 1; done; ${stop}`], { stdio: ["ignore", "ignore", "ignore"] });
   watcher.unref();
 }
 
