@@ -27,9 +27,14 @@ declare -A package_of=(
   [zsh]=zsh
   [fish]=fish
   [rpm]=rpm
+  [pg_ctlcluster]=postgresql
+  [ceph-mon]=ceph-mon
+  [ceph-osd]=ceph-osd
+  [radosgw]=radosgw
+  [ceph]=ceph-common
 )
 commands=("$@")
-[ ${#commands[@]} -eq 0 ] && commands=(git dot setpriv busybox crun skopeo umoci docker-registry htpasswd openssl dockerd chromium ssh-agent tmux zsh fish rpm)
+[ ${#commands[@]} -eq 0 ] && commands=(git dot setpriv busybox crun skopeo umoci docker-registry htpasswd openssl dockerd chromium ssh-agent tmux zsh fish rpm pg_ctlcluster ceph-mon ceph-osd radosgw ceph)
 
 missing=()
 for command in "${commands[@]}"; do

@@ -62,11 +62,11 @@ const OWN_PATHS: { file: string; line: string; why: string }[] = [
   { file: "src/registry/client.ts", line: "Bun.file(file)", why: "a store blob being pushed" },
   { file: "src/remote/action.ts", line: 'readFileSync(file, "utf8")', why: "the signing key: user settings only" },
   { file: "src/remote/client.ts", line: "Bun.file(layerFile)", why: "a store blob being uploaded" },
-  { file: "src/server/storage.ts", line: "readFileSync(this.blobPath(hash))", why: "the server's own blob" },
+  { file: "src/server/blobs.ts", line: "readFileSync(this.blobPath(hash))", why: "the server's own blob" },
+  { file: "src/server/blobs.ts", line: "Bun.file(this.blobPath(hash))", why: "the server's own blob" },
   { file: "src/server/auth.ts", line: 'readFileSync(path, "utf8")', why: "the server's --token-file, named by whoever runs it" },
   { file: "src/server/server.ts", line: "Bun.file(options.tlsClientCa)", why: "serve's TLS flags" },
   { file: "src/server/server.ts", line: "Bun.file(options.tlsCert!)", why: "serve's TLS flags" },
-  { file: "src/server/app.ts", line: "Bun.file(storage.blobPath(hash))", why: "the server's own blob" },
   { file: "src/server/webhooks.ts", line: 'readFileSync(file, "utf8")', why: "serve's --webhook-secret-file" },
 ];
 

@@ -10,6 +10,7 @@ import { join } from "node:path";
 import { blake3Hex } from "../hash/blake3.ts";
 import { createApp } from "../server/app.ts";
 import { createParts, type ServerParts } from "../server/parts.ts";
+import type { SqliteCacheIndex } from "../server/cache-index.ts";
 import { createLogger } from "../util/log.ts";
 import { SigningKey } from "./action.ts";
 import { RemoteCache, RemoteCacheError } from "./client.ts";
@@ -29,8 +30,8 @@ let warnings: string[];
 let seen: string[];
 let hook: ((request: Request) => Response | undefined) | undefined;
 
-beforeEach(() => {
-  parts = createParts({ dataDir: join(work, `data${++n}`), tokens: [{ token: RW, role: "rw" }, { token: RO, role: "ro" }], log: createLogger({ MEMOBUILD_LOG: "error" }), maxBlob: 1000 });
+beforeEach(async () => {
+  parts = await createParts({ dataDir: join(work, `data${++n}`), tokens: [{ token: RW, role: "rw" }, { token: RO, role: "ro" }], log: createLogger({ MEMOBUILD_LOG: "error" }), maxBlob: 1000 });
   const app = createApp(parts);
   seen = [];
   hook = undefined;
@@ -131,10 +132,10 @@ describe("trust", () => {
   test("a signed result changed on the server no longer verifies", async () => {
     const ci = SigningKey.generate().key;
     await client({ signer: ci }).upload(KEY, { diffId: null, created: 1 });
-    const { body } = parts.storage.db.query("SELECT body FROM actions WHERE key = ?").get(KEY) as { body: string };
+    const { body } = (parts.storage.index as SqliteCacheIndex).db.query("SELECT body FROM actions WHERE key = ?").get(KEY) as { body: string };
     const changed = body.replace('"diffId":null', `"diffId":"sha256:${"4".repeat(64)}"`);
     expect(changed).not.toBe(body);
-    parts.storage.db.query("UPDATE actions SET body = ? WHERE key = ?").run(changed, KEY);
+    (parts.storage.index as SqliteCacheIndex).db.query("UPDATE actions SET body = ? WHERE key = ?").run(changed, KEY);
     const trusting = client({ trust: [ci.publicKey] });
     expect(await trusting.getAction(KEY)).toBeUndefined();
     expect(trusting.refused.get(KEY)).toStartWith("remote result has a bad signature");

@@ -23,8 +23,8 @@ let seen: string[];
 let n = 0;
 let warnings: string[];
 
-beforeEach(() => {
-  parts = createParts({ dataDir: join(work, `data${++n}`), tokens: [], log: createLogger({ MEMOBUILD_LOG: "error" }) });
+beforeEach(async () => {
+  parts = await createParts({ dataDir: join(work, `data${++n}`), tokens: [], log: createLogger({ MEMOBUILD_LOG: "error" }) });
   const app = createApp(parts);
   seen = [];
   warnings = [];

@@ -34,14 +34,14 @@ function play(reporter: BuildReporter) {
 }
 
 test("a build's progress reaches the hub as one build with its steps, totals and context", async () => {
-  const server = startServer({ listen: "127.0.0.1:0", dataDir: join(work, "a"), tokens: [{ token: TOKEN, role: "rw" }], log: createLogger({ MEMOBUILD_LOG: "error" }) });
+  const server = await startServer({ listen: "127.0.0.1:0", dataDir: join(work, "a"), tokens: [{ token: TOKEN, role: "rw" }], log: createLogger({ MEMOBUILD_LOG: "error" }) });
   servers.push(server);
   const warnings: string[] = [];
   const reporter = client(server.url, warnings);
   play(reporter);
   await reporter.finish({ result: "success", image: `sha256:${"e".repeat(64)}` });
   expect(warnings).toEqual([]);
-  const build = server.hub.store.get(reporter.id)!;
+  const build = (await server.hub.store.get(reporter.id))!;
   expect(build).toMatchObject({ result: "success", target: "app", executed: 1, cached: 1, hitRate: 0.5, savedMs: 3000, context: "c".repeat(64), labels: { team: "web" } });
   expect(build.steps.map((s) => [s.id, s.state, s.durationMs])).toEqual([
     ["app/0", "cached-local", 2],
@@ -49,29 +49,29 @@ test("a build's progress reaches the hub as one build with its steps, totals and
   ]);
   expect(build.steps[1].reasons).toEqual(["files changed: a (content)"]);
   // Output lines are not sent live; a failed step's tail is.
-  expect(server.hub.store.eventsSince(0, 100).map((e) => e.type)).toEqual(["build.started", ...Array(4).fill("step.updated"), "build.finished"]);
+  expect((await server.hub.store.eventsSince(0, 100)).map((e) => e.type)).toEqual(["build.started", ...Array(4).fill("step.updated"), "build.finished"]);
 });
 
 test("steps that change only the config are reported but count neither as run nor as cached", async () => {
-  const server = startServer({ listen: "127.0.0.1:0", dataDir: join(work, "config-only"), tokens: [{ token: TOKEN, role: "rw" }], log: createLogger({ MEMOBUILD_LOG: "error" }) });
+  const server = await startServer({ listen: "127.0.0.1:0", dataDir: join(work, "config-only"), tokens: [{ token: TOKEN, role: "rw" }], log: createLogger({ MEMOBUILD_LOG: "error" }) });
   servers.push(server);
   const reporter = client(server.url, []);
   reporter.sink({ type: "plan", target: "app", steps: [{ id: "app/0", stage: "app", number: 1, name: "FROM x" }, { id: "app/1", stage: "app", number: 2, name: "RUN y" }] });
   reporter.sink({ type: "done", step: "app/0", number: 1, status: "executed", durationMs: 0, configOnly: true });
   reporter.sink({ type: "done", step: "app/1", number: 2, status: "cached-local", durationMs: 1, savedMs: 10 });
   await reporter.finish({ result: "success" });
-  expect(server.hub.store.get(reporter.id)!).toMatchObject({ executed: 0, cached: 1, hitRate: 1 });
+  expect((await server.hub.store.get(reporter.id))!).toMatchObject({ executed: 0, cached: 1, hitRate: 1 });
 });
 
 test("a failed build is reported with the failed step's output", async () => {
-  const server = startServer({ listen: "127.0.0.1:0", dataDir: join(work, "b"), tokens: [{ token: TOKEN, role: "rw" }], log: createLogger({ MEMOBUILD_LOG: "error" }) });
+  const server = await startServer({ listen: "127.0.0.1:0", dataDir: join(work, "b"), tokens: [{ token: TOKEN, role: "rw" }], log: createLogger({ MEMOBUILD_LOG: "error" }) });
   servers.push(server);
   const reporter = client(server.url, []);
   reporter.sink({ type: "plan", target: "app", steps: [{ id: "app/1", stage: "app", number: 1, name: "RUN false" }] });
   reporter.sink({ type: "start", step: "app/1", number: 1 });
   reporter.sink({ type: "error", step: "app/1", number: 1, message: "exit code 1", tail: ["boom"] });
   await reporter.finish({ result: "failed", error: "Dockerfile:2: RUN false: exit code 1" });
-  const build = server.hub.store.get(reporter.id)!;
+  const build = (await server.hub.store.get(reporter.id))!;
   expect(build).toMatchObject({ result: "failed", error: "Dockerfile:2: RUN false: exit code 1" });
   expect(build.steps[0]).toMatchObject({ state: "failed", tail: ["boom"] });
 });

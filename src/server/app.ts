@@ -8,13 +8,13 @@
  */
 import { Hono, type Context } from "hono";
 import { getCookie } from "hono/cookie";
-import { ActionConflict, HASH, UploadRejected, type Storage } from "./storage.ts";
+import { ActionConflict, HASH, Storage, UploadRejected } from "./storage.ts";
 import type { AuthResult, TokenSet } from "./auth.ts";
 import { boundedText, error, sameOrigin, type AppEnv } from "./http.ts";
 import type { Metrics } from "./metrics.ts";
 import type { Logger } from "../util/log.ts";
 import type { BuildHub } from "./hub.ts";
-import { SESSION_COOKIE, type Sessions } from "./sessions.ts";
+import { SESSION_COOKIE, type SessionStore } from "./sessions.ts";
 import { hubRoutes } from "./hub-routes.ts";
 import type { JobQueue } from "./jobs.ts";
 import { jobRoutes } from "./jobs-routes.ts";
@@ -30,10 +30,15 @@ export interface AppParts {
   metrics: Metrics;
   log: Logger;
   hub: BuildHub;
-  sessions: Sessions;
+  sessions: SessionStore;
   /** The remote-execution queue (absent: the server runs no builds). */
   jobs?: JobQueue;
-  mounts: MountStore;
+  /** Shared cache mounts (absent with --db: they are kept in the SQLite index only, for now). */
+  mounts?: MountStore;
+  /** Whether the metadata and blob stores answer (GET /readyz); absent: always ready. */
+  ready?: () => Promise<void>;
+  /** Large blob GETs answered with a short-lived URL of the blob store (when it has them). */
+  blobsRedirect?: boolean;
 }
 
 /** The route a request counts under in metrics: a fixed set, never a client's path. */
@@ -43,7 +48,7 @@ function routeOf(path: string): string {
   if (path.startsWith("/v1/builds")) return "builds";
   if (path.startsWith("/v1/mounts")) return "mounts";
   if (path.startsWith("/assets/")) return "assets";
-  const known = ["/v1/events", "/v1/conflicts", "/v1/stats", "/healthz", "/metrics", "/login", "/logout", "/"];
+  const known = ["/v1/events", "/v1/conflicts", "/v1/stats", "/healthz", "/readyz", "/metrics", "/login", "/logout", "/"];
   return known.includes(path) ? path.slice(1).replace("v1/", "") || "dashboard" : "other";
 }
 
@@ -84,14 +89,26 @@ export function createApp(parts: AppParts): Hono<AppEnv> {
 
   app.get("/healthz", (c) => c.json({ status: "ok" }));
 
+  // Readiness, apart from liveness: a replica whose database or blob store does not answer is
+  // taken out of the load balancer's rotation, not restarted.
+  app.get("/readyz", async (c) => {
+    try {
+      await parts.ready?.();
+      return c.json({ status: "ready" });
+    } catch (cause) {
+      log.warn("not ready", { error: String(cause) });
+      return error(c, 503, "the database or the blob store does not answer");
+    }
+  });
+
   /**
    * A bearer token, or a dashboard session: the cookie only reads (GET), and only from this
    * server's own pages (Origin), so another site cannot act with a logged-in browser.
    */
-  const authenticate = (c: Context): AuthResult => {
+  const authenticate = async (c: Context): Promise<AuthResult> => {
     const header = c.req.header("authorization");
     if (header !== undefined || !tokens.enabled) return tokens.check(header);
-    const session = sessions.get(getCookie(c, SESSION_COOKIE));
+    const session = await sessions.get(getCookie(c, SESSION_COOKIE));
     if (!session) return tokens.check(header);
     if (c.req.method !== "GET" || !sameOrigin(c)) {
       return { ok: false, status: 401, message: "a dashboard login may only read, from the dashboard" };
@@ -101,7 +118,7 @@ export function createApp(parts: AppParts): Hono<AppEnv> {
 
   app.use("/v1/*", async (c, next) => {
     if (crossSiteWrite(c)) return error(c, 403, "a write from another site's page is refused");
-    const auth = authenticate(c);
+    const auth = await authenticate(c);
     if (!auth.ok) return error(c, 401, auth.message);
     if (untypedAnonymousPost(c)) return error(c, 415, "a POST without a token must be JSON (content-type: application/json)");
     c.set("role", auth.role);
@@ -112,8 +129,8 @@ export function createApp(parts: AppParts): Hono<AppEnv> {
 
   app.get("/metrics", async (c) => {
     if (tokens.enabled && !tokens.check(c.req.header("authorization")).ok) return error(c, 401, "a bearer token is required");
-    const { blobs, actions } = storage.counts();
-    metrics.storageBytes.set(storage.storageBytes());
+    const { blobs, actions, bytes } = await storage.counts();
+    metrics.storageBytes.set(bytes);
     metrics.blobs.set(blobs);
     metrics.actions.set(actions);
     if (parts.jobs) {
@@ -128,10 +145,13 @@ export function createApp(parts: AppParts): Hono<AppEnv> {
 
   const validHash = (c: Context, name: string) => HASH.test(c.req.param(name) ?? "");
 
-  app.on(["GET", "HEAD"], "/v1/blobs/:hash", (c) => {
+  app.on(["GET", "HEAD"], "/v1/blobs/:hash", async (c) => {
     if (!validHash(c, "hash")) return error(c, 400, "a blob is named by its 64-hex-digit BLAKE3 hash");
     const hash = c.req.param("hash");
-    const size = storage.hasBlob(hash) ? storage.blobSize(hash) : undefined;
+    // A GET of a blob this server holds in memory needs no question to the index: its bytes are
+    // its name, right whoever stored or evicted it since. (A HEAD asks: an uploader trusts it.)
+    const inMemory = c.req.method === "GET" ? storage.memoryCopy(hash) : undefined;
+    const size = inMemory?.length ?? (await storage.blobSize(hash));
     if (size === undefined) {
       metrics.misses.inc({ kind: "blob" });
       return error(c, 404, "no such blob");
@@ -142,8 +162,13 @@ export function createApp(parts: AppParts): Hono<AppEnv> {
     c.set("bytesOut", size);
     metrics.bytesOut.inc(size);
     const headers = { "content-type": "application/octet-stream", "content-length": String(size) };
-    const small = storage.smallBlob(hash);
-    return new Response(small ?? Bun.file(storage.blobPath(hash)), { headers });
+    const presign = storage.blobs.presign?.bind(storage.blobs);
+    if (parts.blobsRedirect && presign && size > Storage.SMALL_BLOB) {
+      // The client fetches from the store and verifies the bytes as it verifies any download.
+      return c.redirect(presign(hash, 300), 307);
+    }
+    const small = inMemory ?? (await storage.smallBlob(hash, size));
+    return new Response(small ?? storage.blobs.body(hash), { headers });
   });
 
   const storeBlob = async (c: Context<AppEnv>) => {
@@ -155,7 +180,7 @@ export function createApp(parts: AppParts): Hono<AppEnv> {
       const result = await storage.putBlob(c.req.param("hash")!, body, length ? Number(length) : undefined);
       c.set("bytesIn", result.size);
       metrics.bytesIn.inc(result.size);
-      storage.evict();
+      await storage.evict();
       return c.json({ hash: c.req.param("hash"), size: result.size }, result.existed ? 200 : 201);
     } catch (cause) {
       if (!(cause instanceof UploadRejected)) throw cause;
@@ -169,9 +194,10 @@ export function createApp(parts: AppParts): Hono<AppEnv> {
   // result points to a blob, and only workers write results of remote builds).
   if (parts.jobs) app.post("/v1/inputs/:hash", storeBlob);
 
-  app.on(["GET", "HEAD"], "/v1/actions/:key", (c) => {
+  app.on(["GET", "HEAD"], "/v1/actions/:key", async (c) => {
     if (!validHash(c, "key")) return error(c, 400, "an action is named by its 64-hex-digit key");
-    const body = c.req.method === "HEAD" ? (storage.hasAction(c.req.param("key")) ? "" : undefined) : storage.getAction(c.req.param("key"));
+    const key = c.req.param("key");
+    const body = c.req.method === "HEAD" ? ((await storage.hasAction(key)) ? "" : undefined) : await storage.getAction(key);
     if (body === undefined) {
       metrics.misses.inc({ kind: "action" });
       return error(c, 404, "no such action");
@@ -192,14 +218,14 @@ export function createApp(parts: AppParts): Hono<AppEnv> {
     }
     let outcome: "stored" | "same" | "signed";
     try {
-      outcome = storage.putAction(c.req.param("key"), text, c.get("token"));
+      outcome = await storage.putAction(c.req.param("key"), text, c.get("token"));
     } catch (cause) {
       if (!(cause instanceof UploadRejected)) throw cause;
       metrics.uploadRejections.inc({ reason: cause.reason });
       if (cause instanceof ActionConflict) {
         metrics.conflicts.inc();
         log.warn("conflicting result refused", { ...cause.conflict });
-        hub.conflict(cause.conflict);
+        await hub.conflict(cause.conflict);
       }
       return error(c, cause.status, cause.message);
     }
@@ -207,18 +233,18 @@ export function createApp(parts: AppParts): Hono<AppEnv> {
     metrics.bytesIn.inc(text.length);
     // The signer kept: an uploader whose signature was not the one kept ("same" as a copy
     // stored unsigned-then-signed by someone else) learns it here.
-    return c.json({ key: c.req.param("key"), outcome, signer: storage.signerOf(c.req.param("key")) }, outcome === "same" ? 200 : 201);
+    return c.json({ key: c.req.param("key"), outcome, signer: await storage.signerOf(c.req.param("key")) }, outcome === "same" ? 200 : 201);
   });
 
-  app.get("/v1/conflicts", (c) => {
+  app.get("/v1/conflicts", async (c) => {
     const key = c.req.query("key");
     if (key !== undefined && !HASH.test(key)) return error(c, 400, "key must be a 64-hex-digit step key");
-    return c.json({ conflicts: storage.conflicts({ key, limit: 1000 }) });
+    return c.json({ conflicts: await storage.conflicts({ key, limit: 1000 }) });
   });
 
   app.route("/", hubRoutes(parts));
   if (parts.jobs) app.route("/", jobRoutes(parts.jobs));
-  app.route("/", mountRoutes(parts.mounts));
+  if (parts.mounts) app.route("/", mountRoutes(parts.mounts));
 
   app.notFound((c) => error(c, 404, `no route for ${c.req.method} ${c.req.path}`));
   app.onError((cause, c) => {

@@ -34,31 +34,33 @@ export interface HistoryStats {
 
 export interface HistoryStore extends DeliveryStore {
   /** The token that started a build, or undefined for a build not seen yet. */
-  owner(build: string): string | undefined;
-  lastSeq(build: string): number;
-  eventCount(build: string): number;
+  owner(build: string): Promise<string | undefined>;
+  lastSeq(build: string): Promise<number>;
+  eventCount(build: string): Promise<number>;
   /** Stores a batch of one build's events (in order, new ones only); returns them as published. */
-  append(build: string, token: string, events: BuildEvent[], role?: Role): HubEvent[];
+  append(build: string, token: string, events: BuildEvent[], role?: Role): Promise<HubEvent[]>;
   /** Bytes of reported JSON kept: for one build, for a token's builds, in all. */
-  buildBytes(build: string): number;
-  tokenBytes(token: string): number;
-  totalBytes(): number;
+  buildBytes(build: string): Promise<number>;
+  tokenBytes(token: string): Promise<number>;
+  totalBytes(): Promise<number>;
   /**
    * Drops the oldest builds (of `token`, else read-only tokens' first; finished before
    * running; never `except`) until the bytes kept are at most `maxBytes`. Returns how many went.
    */
-  shrink(options: { maxBytes: number; token?: string; except?: string }): number;
-  list(filter: BuildFilter): { builds: BuildSummary[]; total: number };
-  get(build: string): (BuildSummary & { steps: BuildStep[] }) | undefined;
+  shrink(options: { maxBytes: number; token?: string; except?: string }): Promise<number>;
+  list(filter: BuildFilter): Promise<{ builds: BuildSummary[]; total: number }>;
+  get(build: string): Promise<(BuildSummary & { steps: BuildStep[] }) | undefined>;
   /** Events after `since`, oldest first, at most `limit`. */
-  eventsSince(since: number, limit: number): HubEvent[];
-  lastEventId(): number;
+  eventsSince(since: number, limit: number): Promise<HubEvent[]>;
+  lastEventId(): Promise<number>;
   /** Builds still running that have reported nothing since `before` (server time). */
-  stale(before: number): { id: string; token: string; lastSeq: number; started: number; executed: number; cached: number; savedMs: number }[];
+  stale(before: number): Promise<{ id: string; token: string; lastSeq: number; started: number; executed: number; cached: number; savedMs: number }[]>;
   /** Drops builds finished (or started) before `before`, all but the newest `keep`, and the oldest past `maxBytes`. */
-  prune(options: { before: number; keep: number; maxBytes?: number }): number;
-  stats(since: number): HistoryStats;
-  close(): void;
+  prune(options: { before: number; keep: number; maxBytes?: number }): Promise<number>;
+  stats(since: number): Promise<HistoryStats>;
+  /** Calls `listener` when another process may have stored events (a store shared by replicas). */
+  onEvents?(listener: () => void): void;
+  close(): Promise<void>;
 }
 
 const SCHEMA = `
@@ -95,42 +97,55 @@ export class SqliteHistory implements HistoryStore {
     this.db = openDatabase(join(dataDir, "history.db"), SCHEMA);
     const counted = (this.db.query("PRAGMA table_info(builds)").all() as { name: string }[]).some((c) => c.name === "bytes");
     addMissingColumns(this.db, "builds", ["updated INTEGER", "bytes INTEGER NOT NULL DEFAULT 0", "role TEXT"]);
+    addMissingColumns(this.db, "webhook_deliveries", ["lease_until INTEGER NOT NULL DEFAULT 0"]);
     // A history from before byte budgets: its builds count what their events hold, so size
     // pruning and token budgets see them too.
     if (!counted) this.db.exec("UPDATE builds SET bytes = (SELECT coalesce(sum(length(CAST(body AS BLOB))), 0) FROM events WHERE events.build = builds.id)");
   }
 
-  owner(build: string): string | undefined {
+  async owner(build: string): Promise<string | undefined> {
     return (this.db.query("SELECT token FROM builds WHERE id = ?").get(build) as { token: string } | null)?.token;
   }
 
-  lastSeq(build: string): number {
+  async lastSeq(build: string): Promise<number> {
     return (this.db.query("SELECT last_seq FROM builds WHERE id = ?").get(build) as { last_seq: number } | null)?.last_seq ?? 0;
   }
 
-  eventCount(build: string): number {
+  async eventCount(build: string): Promise<number> {
     return (this.db.query("SELECT events FROM builds WHERE id = ?").get(build) as { events: number } | null)?.events ?? 0;
   }
 
-  append(build: string, token: string, events: BuildEvent[], role: Role = "rw"): HubEvent[] {
+  async append(build: string, token: string, events: BuildEvent[], role: Role = "rw"): Promise<HubEvent[]> {
     return this.db.transaction(() => events.map((event) => this.appendOne(build, token, event, role)))();
   }
 
-  buildBytes(build: string): number {
+  async buildBytes(build: string): Promise<number> {
     return (this.db.query("SELECT bytes FROM builds WHERE id = ?").get(build) as { bytes: number } | null)?.bytes ?? 0;
   }
 
-  tokenBytes(token: string): number {
+  async tokenBytes(token: string): Promise<number> {
+    return this.tokenBytesNow(token);
+  }
+
+  private tokenBytesNow(token: string): number {
     return (this.db.query("SELECT coalesce(sum(bytes), 0) AS n FROM builds WHERE token = ?").get(token) as { n: number }).n;
   }
 
-  totalBytes(): number {
+  async totalBytes(): Promise<number> {
+    return this.totalBytesNow();
+  }
+
+  private totalBytesNow(): number {
     return (this.db.query("SELECT coalesce(sum(bytes), 0) AS n FROM builds").get() as { n: number }).n;
   }
 
-  shrink({ maxBytes, token, except }: { maxBytes: number; token?: string; except?: string }): number {
+  async shrink(options: { maxBytes: number; token?: string; except?: string }): Promise<number> {
+    return this.shrinkNow(options);
+  }
+
+  private shrinkNow({ maxBytes, token, except }: { maxBytes: number; token?: string; except?: string }): number {
     return this.db.transaction(() => {
-      let kept = token === undefined ? this.totalBytes() : this.tokenBytes(token);
+      let kept = token === undefined ? this.totalBytesNow() : this.tokenBytesNow(token);
       if (kept <= maxBytes) return 0;
       const candidates = this.db
         .query(
@@ -201,7 +216,7 @@ export class SqliteHistory implements HistoryStore {
     return { ...event, id, build };
   }
 
-  list(filter: BuildFilter): { builds: BuildSummary[]; total: number } {
+  async list(filter: BuildFilter): Promise<{ builds: BuildSummary[]; total: number }> {
     const where: string[] = [];
     const params: Record<string, string | number> = {};
     if (filter.result) (where.push("result = $result"), (params.result = filter.result));
@@ -218,23 +233,23 @@ export class SqliteHistory implements HistoryStore {
     return { builds: rows.map(toSummary), total };
   }
 
-  get(build: string): (BuildSummary & { steps: BuildStep[] }) | undefined {
+  async get(build: string): Promise<(BuildSummary & { steps: BuildStep[] }) | undefined> {
     const row = this.db.query("SELECT * FROM builds WHERE id = ?").get(build) as Row | null;
     if (!row) return undefined;
     const steps = (this.db.query("SELECT * FROM build_steps WHERE build = ? ORDER BY number").all(build) as Row[]).map(toStep);
     return { ...toSummary(row), steps };
   }
 
-  eventsSince(since: number, limit: number): HubEvent[] {
+  async eventsSince(since: number, limit: number): Promise<HubEvent[]> {
     const rows = this.db.query("SELECT id, build, body FROM events WHERE id > ? ORDER BY id LIMIT ?").all(since, limit) as { id: number; build: string; body: string }[];
     return rows.map((r) => ({ ...(JSON.parse(r.body) as BuildEvent), id: r.id, build: r.build }));
   }
 
-  lastEventId(): number {
+  async lastEventId(): Promise<number> {
     return (this.db.query("SELECT max(id) AS id FROM events").get() as { id: number | null }).id ?? 0;
   }
 
-  stale(before: number) {
+  async stale(before: number) {
     return this.db
       .query(
         `SELECT b.id, b.token, b.last_seq AS lastSeq, b.started,
@@ -246,7 +261,7 @@ export class SqliteHistory implements HistoryStore {
       .all(before) as { id: string; token: string; lastSeq: number; started: number; executed: number; cached: number; savedMs: number }[];
   }
 
-  prune({ before, keep, maxBytes }: { before: number; keep: number; maxBytes?: number }): number {
+  async prune({ before, keep, maxBytes }: { before: number; keep: number; maxBytes?: number }): Promise<number> {
     const byAge = this.db.transaction(() => {
       const doomed = this.db
         .query(
@@ -257,10 +272,10 @@ export class SqliteHistory implements HistoryStore {
       for (const { id } of doomed) this.drop(id);
       return doomed.length;
     })();
-    return byAge + (maxBytes === undefined ? 0 : this.shrink({ maxBytes }));
+    return byAge + (maxBytes === undefined ? 0 : this.shrinkNow({ maxBytes }));
   }
 
-  stats(since: number): HistoryStats {
+  async stats(since: number): Promise<HistoryStats> {
     const hourly = this.db
       .query(
         `SELECT finished / 3600000 * 3600000 AS hour, count(*) AS builds, sum(executed) AS executed, sum(cached) AS cached, sum(saved_ms) AS savedMs
@@ -280,7 +295,7 @@ export class SqliteHistory implements HistoryStore {
     return { hourly, topMissed, topSavers };
   }
 
-  queueDelivery(d: Omit<Delivery, "id">) {
+  async queueDelivery(d: Omit<Delivery, "id">) {
     this.db
       .query("INSERT INTO webhook_deliveries (message_id, url, type, body, attempts, next_attempt, status, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?)")
       .run(d.messageId, d.url, d.type, d.body, d.attempts, d.nextAttempt, d.status, d.created);
@@ -288,30 +303,36 @@ export class SqliteHistory implements HistoryStore {
     this.db.query("DELETE FROM webhook_deliveries WHERE status != 'pending' AND id <= (SELECT max(id) FROM webhook_deliveries) - 10000").run();
   }
 
-  dueDeliveries(now: number, limit: number): Delivery[] {
-    return (this.db.query("SELECT * FROM webhook_deliveries WHERE status = 'pending' AND next_attempt <= ? ORDER BY id LIMIT ?").all(now, limit) as Row[]).map(toDelivery);
+  async claimDeliveries(now: number, limit: number, leaseUntil: number): Promise<Delivery[]> {
+    const rows = this.db
+      .query(
+        `UPDATE webhook_deliveries SET lease_until = ? WHERE id IN
+           (SELECT id FROM webhook_deliveries WHERE status = 'pending' AND next_attempt <= ? AND lease_until < ? ORDER BY id LIMIT ?) RETURNING *`,
+      )
+      .all(leaseUntil, now, now, limit) as Row[];
+    return rows.map(toDelivery).sort((a, b) => a.id - b.id);
   }
 
-  updateDelivery(id: number, change: Pick<Delivery, "attempts" | "nextAttempt" | "status"> & { lastStatus?: number; lastError?: string }) {
+  async updateDelivery(id: number, change: Pick<Delivery, "attempts" | "nextAttempt" | "status"> & { lastStatus?: number; lastError?: string }) {
     this.db
-      .query("UPDATE webhook_deliveries SET attempts = ?, next_attempt = ?, status = ?, last_status = ?, last_error = ? WHERE id = ?")
+      .query("UPDATE webhook_deliveries SET attempts = ?, next_attempt = ?, status = ?, last_status = ?, last_error = ?, lease_until = 0 WHERE id = ?")
       .run(change.attempts, change.nextAttempt, change.status, change.lastStatus ?? null, change.lastError ?? null, id);
   }
 
-  recentDeliveries(limit: number): Delivery[] {
+  async recentDeliveries(limit: number): Promise<Delivery[]> {
     return (this.db.query("SELECT * FROM webhook_deliveries ORDER BY id DESC LIMIT ?").all(limit) as Row[]).map(toDelivery);
   }
 
-  pendingDeliveries(): number {
+  async pendingDeliveries(): Promise<number> {
     return (this.db.query("SELECT count(*) AS n FROM webhook_deliveries WHERE status = 'pending'").get() as { n: number }).n;
   }
 
-  close() {
+  async close() {
     this.db.close();
   }
 }
 
-function toDelivery(row: Row): Delivery {
+export function toDelivery(row: Row): Delivery {
   return {
     id: row.id as number,
     messageId: row.message_id as string,
@@ -327,7 +348,7 @@ function toDelivery(row: Row): Delivery {
   };
 }
 
-function toSummary(row: Row): BuildSummary {
+export function toSummary(row: Row): BuildSummary {
   const info = JSON.parse(row.info as string) as Omit<BuildSummary, "id" | "token" | "result" | "started" | "executed" | "cached" | "savedMs">;
   const outcome = row.outcome ? (JSON.parse(row.outcome as string) as Pick<BuildSummary, "image" | "context" | "error" | "durationMs">) : {};
   const executed = row.executed as number;
@@ -347,7 +368,7 @@ function toSummary(row: Row): BuildSummary {
   };
 }
 
-function toStep(row: Row): BuildStep {
+export function toStep(row: Row): BuildStep {
   const optional = <T>(value: string | number | null, parse: (v: string | number) => T) => (value === null ? undefined : parse(value));
   return {
     id: row.step as string,

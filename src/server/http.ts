@@ -3,7 +3,7 @@ import type { Context } from "hono";
 import type { Role } from "./auth.ts";
 
 export type AppEnv = { Variables: { role: Role; token: string; bytesIn: number; bytesOut: number } };
-export type ErrorStatus = 400 | 401 | 403 | 404 | 409 | 413 | 415 | 426 | 429 | 500 | 504;
+export type ErrorStatus = 400 | 401 | 403 | 404 | 409 | 413 | 415 | 426 | 429 | 500 | 503 | 504;
 
 /** Errors are JSON `{ "error": "..." }` everywhere. */
 export const error = (c: Context, status: ErrorStatus, message: string) => c.json({ error: message }, status);

@@ -43,14 +43,14 @@ export function hubRoutes(parts: AppParts): Hono<AppEnv> {
       } catch {
         return error(c, 400, "the report is not JSON");
       }
-      return c.json({ accepted: hub.report(c.req.param("id"), c.get("token"), body, c.get("role")) });
+      return c.json({ accepted: await hub.report(c.req.param("id"), c.get("token"), body, c.get("role")) });
     } catch (cause) {
       if (cause instanceof HubError) return error(c, cause.status, cause.message);
       throw cause;
     }
   });
 
-  app.get("/v1/builds", (c) => {
+  app.get("/v1/builds", async (c) => {
     const page = Math.max(1, wholeNumber(c.req.query("page"), 1));
     const perPage = Math.min(200, Math.max(1, wholeNumber(c.req.query("per_page"), 50)));
     const label = c.req.query("label");
@@ -59,8 +59,8 @@ export function hubRoutes(parts: AppParts): Hono<AppEnv> {
     const result = c.req.query("result");
     if (result !== undefined && !["running", "success", "failed"].includes(result)) return error(c, 400, "result is running, success or failed");
     // The last event id first: a watcher that starts from it misses nothing listed after.
-    const lastEvent = hub.store.lastEventId();
-    const { builds, total } = hub.store.list({
+    const lastEvent = await hub.store.lastEventId();
+    const { builds, total } = await hub.store.list({
       page,
       perPage,
       result: result as "running" | "success" | "failed" | undefined,
@@ -70,9 +70,9 @@ export function hubRoutes(parts: AppParts): Hono<AppEnv> {
     return c.json({ builds, total, page, perPage, lastEvent });
   });
 
-  app.get("/v1/builds/:id", (c) => {
+  app.get("/v1/builds/:id", async (c) => {
     const id = c.req.param("id");
-    const build = BUILD_ID.test(id) ? hub.store.get(id) : undefined;
+    const build = BUILD_ID.test(id) ? await hub.store.get(id) : undefined;
     return build ? c.json(build) : error(c, 404, "no such build");
   });
 
@@ -81,8 +81,9 @@ export function hubRoutes(parts: AppParts): Hono<AppEnv> {
     upgradeWebSocket((c) => {
       const since = wholeNumber(c.req.query("since"), 0);
       let stop: (() => void) | undefined;
+      let closed = false;
       return {
-        onOpen(_event, ws) {
+        async onOpen(_event, ws) {
           const socket = ws.raw as ServerWebSocket<unknown>;
           const send = (event: HubEvent | { type: "resync"; id: number }) => {
             if (socket.getBufferedAmount() > MAX_SOCKET_BUFFER) {
@@ -93,14 +94,17 @@ export function hubRoutes(parts: AppParts): Hono<AppEnv> {
             socket.send(JSON.stringify(event));
           };
           const disconnect = () => socket.close(1001, "the server is stopping");
-          const watching = hub.watch(since, send, disconnect);
+          let watching = await hub.watch(since, send, disconnect);
           if (watching === "too-far-behind") {
             // More was missed than is worth replaying: reload the lists, then watch from here.
-            send({ type: "resync", id: hub.store.lastEventId() });
-            stop = hub.watch(0, send, disconnect) as () => void;
-          } else stop = watching;
+            send({ type: "resync", id: await hub.store.lastEventId() });
+            watching = (await hub.watch(0, send, disconnect)) as () => void;
+          }
+          stop = watching;
+          if (closed) stop(); // closed while the replay was read
         },
         onClose() {
+          closed = true;
           stop?.();
         },
       };
@@ -108,16 +112,16 @@ export function hubRoutes(parts: AppParts): Hono<AppEnv> {
   );
   app.get("/v1/events", (c) => error(c, 426, "GET /v1/events is a WebSocket: send Upgrade: websocket"));
 
-  app.get("/v1/stats", (c) => {
-    const { blobs, actions } = storage.counts();
+  app.get("/v1/stats", async (c) => {
+    const { blobs, actions, bytes } = await storage.counts();
     return c.json({
-      cache: { bytes: storage.storageBytes(), maxBytes: storage.options.maxSize ?? null, blobs, actions },
-      ...hub.store.stats(Date.now() - STATS_WINDOW_MS),
-      tokens: storage.tokenStats(),
-      conflicts: storage.conflicts({ limit: 20 }),
+      cache: { bytes, maxBytes: storage.options.maxSize ?? null, blobs, actions },
+      ...(await hub.store.stats(Date.now() - STATS_WINDOW_MS)),
+      tokens: await storage.tokenStats(),
+      conflicts: await storage.conflicts({ limit: 20 }),
       // A webhook URL is a credential (Slack's and Teams' carry their secret in the path): the
       // API shows where deliveries go (scheme and host) and never the URL, to any role.
-      webhooks: hub.store.recentDeliveries(50).map(({ body: _body, url, lastError, ...delivery }) => ({
+      webhooks: (await hub.store.recentDeliveries(50)).map(({ body: _body, url, lastError, ...delivery }) => ({
         ...delivery,
         url: urlOrigin(url),
         ...(lastError !== undefined ? { lastError: redactCredentials(lastError.replaceAll(url, urlOrigin(url))) } : {}),
@@ -128,7 +132,7 @@ export function hubRoutes(parts: AppParts): Hono<AppEnv> {
   // ---- the dashboard
 
   const secure = (c: Context) => new URL(c.req.url).protocol === "https:";
-  const loggedIn = (c: Context) => !tokens.enabled || sessions.get(getCookie(c, SESSION_COOKIE)) !== undefined;
+  const loggedIn = async (c: Context) => !tokens.enabled || (await sessions.get(getCookie(c, SESSION_COOKIE))) !== undefined;
   const page = (c: Context, html: string, status: 200 | 401 = 200) =>
     c.html(html, status, {
       // Nothing from elsewhere: scripts, styles and connections are this server's own.
@@ -138,7 +142,7 @@ export function hubRoutes(parts: AppParts): Hono<AppEnv> {
       "referrer-policy": "same-origin",
     });
 
-  app.get("/", (c) => (loggedIn(c) ? page(c, assets.html) : page(c, assets.login(false))));
+  app.get("/", async (c) => ((await loggedIn(c)) ? page(c, assets.html) : page(c, assets.login(false))));
   app.get("/assets/dashboard.js", (c) => c.body(assets.script, 200, { "content-type": "text/javascript; charset=utf-8", "cache-control": "no-cache" }));
   app.get("/assets/dashboard.css", (c) => c.body(assets.style, 200, { "content-type": "text/css; charset=utf-8", "cache-control": "no-cache" }));
 
@@ -151,12 +155,12 @@ export function hubRoutes(parts: AppParts): Hono<AppEnv> {
     const auth = tokens.check(`Bearer ${token}`);
     if (!tokens.enabled) return c.redirect("/", 303);
     if (!auth.ok || !token) return page(c, assets.login(true), 401);
-    setCookie(c, SESSION_COOKIE, sessions.create(auth.role, auth.id), { httpOnly: true, sameSite: "Strict", secure: secure(c), path: "/", maxAge: 12 * 3600 });
+    setCookie(c, SESSION_COOKIE, await sessions.create(auth.role, auth.id), { httpOnly: true, sameSite: "Strict", secure: secure(c), path: "/", maxAge: 12 * 3600 });
     return c.redirect("/", 303);
   });
 
-  app.post("/logout", (c) => {
-    sessions.delete(getCookie(c, SESSION_COOKIE));
+  app.post("/logout", async (c) => {
+    await sessions.delete(getCookie(c, SESSION_COOKIE));
     deleteCookie(c, SESSION_COOKIE, { path: "/" });
     return c.redirect("/", 303);
   });

@@ -36,13 +36,27 @@ export interface HubLimits {
   historyMaxBytes?: number;
 }
 
+interface WatcherState {
+  send: Watcher;
+  disconnect: () => void;
+  /** The last event id this watcher got. */
+  cursor: number;
+  /** Events that came while its replay was being read (undefined once live). */
+  buffer?: HubEvent[];
+}
+
 export class BuildHub {
   /** Watchers, each with how to disconnect it when the server stops. */
-  private readonly watchers = new Map<Watcher, () => void>();
+  private readonly watchers = new Set<WatcherState>();
 
   private readonly quotas: Record<QuotaClass, ReportQuota>;
   readonly historyMaxBytes: number;
   private readonly rate = new RateBudget();
+  /** The last event id handed to watchers: the next pump reads what was stored after it. */
+  private published = 0;
+  private pumping = false;
+  private pumpAgain = false;
+  private sweeper?: ReturnType<typeof setInterval>;
 
   constructor(
     readonly store: HistoryStore,
@@ -52,6 +66,22 @@ export class BuildHub {
   ) {
     this.quotas = limits.quotas ?? REPORT_QUOTAS;
     this.historyMaxBytes = limits.historyMaxBytes ?? HISTORY_MAX_BYTES;
+  }
+
+  /** Starts from the events stored so far (watchers get what is stored from now on). */
+  async start(sweepMs = 2000) {
+    this.published = await this.store.lastEventId();
+    if (!this.store.onEvents) return;
+    // Another replica stored events: read them from the store, which is the source of truth.
+    this.store.onEvents(() => void this.pump().catch(() => {}));
+    // A notification can be missed (a dropped connection): the store is read now and then anyway.
+    this.sweeper = setInterval(() => void this.pump().catch(() => {}), sweepMs);
+    this.sweeper.unref();
+  }
+
+  /** Stops reading the store for other replicas' events. */
+  stop() {
+    clearInterval(this.sweeper);
   }
 
   /**
@@ -69,15 +99,15 @@ export class BuildHub {
    * a build over its budget is refused (413); a token over its budget loses its oldest builds;
    * a history over its size loses its oldest builds, read-only tokens' first.
    */
-  report(build: string, token: string, body: unknown, role: Role = "rw"): number {
+  async report(build: string, token: string, body: unknown, role: Role = "rw"): Promise<number> {
     if (!BUILD_ID.test(build)) throw new HubError(400, "a build id is 8 to 64 letters, digits, - or _");
     const list = (body as { events?: unknown } | null)?.events;
     if (!Array.isArray(list)) throw new HubError(400, 'the body must be {"events": [...]}');
     if (list.length > MAX_BATCH) throw new HubError(413, `at most ${MAX_BATCH} events per request`);
     const events = list.map((raw, i) => parseEvent(raw, `events[${i}]`));
-    const owner = this.store.owner(build);
+    const owner = await this.store.owner(build);
     if (owner !== undefined && owner !== token) throw new HubError(403, "this build was started with another token");
-    let last = this.store.lastSeq(build);
+    let last = await this.store.lastSeq(build);
     const fresh: BuildEvent[] = [];
     for (const event of events) {
       if (event.seq <= last) continue; // sent before: taken already
@@ -89,12 +119,12 @@ export class BuildHub {
       fresh.push(event);
       last = event.seq;
     }
-    if (this.store.eventCount(build) + fresh.length > MAX_EVENTS_PER_BUILD) throw new HubError(413, `a build may report at most ${MAX_EVENTS_PER_BUILD} events`);
-    const kept = this.fit(build, role, fresh);
-    this.makeRoom(build, token, role, kept.reduce((sum, event) => sum + eventBytes(event), 0));
-    const stored = this.store.append(build, token, kept, role);
-    for (const event of stored) this.publish(event);
-    if (this.store.totalBytes() > this.historyMaxBytes) this.store.shrink({ maxBytes: this.historyMaxBytes, except: build });
+    if ((await this.store.eventCount(build)) + fresh.length > MAX_EVENTS_PER_BUILD) throw new HubError(413, `a build may report at most ${MAX_EVENTS_PER_BUILD} events`);
+    const kept = await this.fit(build, role, fresh);
+    await this.makeRoom(build, token, role, kept.reduce((sum, event) => sum + eventBytes(event), 0));
+    const stored = await this.store.append(build, token, kept, role);
+    await this.stored(stored);
+    if ((await this.store.totalBytes()) > this.historyMaxBytes) await this.store.shrink({ maxBytes: this.historyMaxBytes, except: build });
     return stored.length;
   }
 
@@ -103,9 +133,9 @@ export class BuildHub {
    * build still finishes (the dashboard must not show it running forever), but without their
    * output and miss reasons, within an allowance for such small events; past that, 413.
    */
-  private fit(build: string, role: Role, events: BuildEvent[]): BuildEvent[] {
+  private async fit(build: string, role: Role, events: BuildEvent[]): Promise<BuildEvent[]> {
     const { perBuild } = this.quotas[quotaClass(role)];
-    const used = this.store.buildBytes(build);
+    const used = await this.store.buildBytes(build);
     const bytes = events.reduce((sum, event) => sum + eventBytes(event), 0);
     if (used + bytes <= perBuild) return events;
     const lean = events.map((event) => {
@@ -121,15 +151,23 @@ export class BuildHub {
   }
 
   /** Frees the token's oldest builds for what it may add; refuses what does not fit. */
-  private makeRoom(build: string, token: string, role: Role, bytes: number) {
+  private async makeRoom(build: string, token: string, role: Role, bytes: number) {
     const quota = this.quotas[quotaClass(role)];
-    if (this.store.tokenBytes(token) + bytes <= quota.perToken) return;
-    this.store.shrink({ maxBytes: quota.perToken - bytes, token, except: build });
-    if (this.store.tokenBytes(token) + bytes > quota.perToken) throw new HubError(413, `this token's builds may store at most ${quota.perToken} bytes`);
+    if ((await this.store.tokenBytes(token)) + bytes <= quota.perToken) return;
+    await this.store.shrink({ maxBytes: quota.perToken - bytes, token, except: build });
+    if ((await this.store.tokenBytes(token)) + bytes > quota.perToken) throw new HubError(413, `this token's builds may store at most ${quota.perToken} bytes`);
   }
 
-  private publish(event: HubEvent) {
-    for (const watcher of this.watchers.keys()) watcher(event);
+  /**
+   * What follows from events this server stored: metrics and webhooks here (once, on the
+   * replica that took the report), watchers on every replica (through the store).
+   */
+  private async stored(events: HubEvent[]) {
+    for (const event of events) await this.count(event);
+    if (events.length) await this.pump();
+  }
+
+  private async count(event: HubEvent) {
     if (event.type === "step.updated" && (event.state === "executed" || event.state === "cached-local" || event.state === "cached-remote")) {
       this.metrics.buildSteps.inc({ status: event.state });
     }
@@ -137,10 +175,47 @@ export class BuildHub {
     this.metrics.builds.inc({ result: event.result });
     this.metrics.buildSeconds.observe({ result: event.result }, event.durationMs / 1000);
     if (!this.webhooks) return;
-    const build = this.store.get(event.build);
+    const build = await this.store.get(event.build);
     const { steps: _steps, token: _token, ...summary } = build ?? { steps: [], token: "" };
-    this.webhooks.publish("build.finished", summary);
-    if (event.result === "failed") this.webhooks.publish("build.failed", summary);
+    await this.webhooks.publish("build.finished", summary);
+    if (event.result === "failed") await this.webhooks.publish("build.failed", summary);
+  }
+
+  /**
+   * Hands watchers every event stored after the last one handed, in id order, read from the
+   * store (whichever replica stored them). One pass at a time; a call during a pass makes
+   * another pass follow, so nothing stored before a call is left unread.
+   */
+  async pump(): Promise<void> {
+    if (this.pumping) {
+      this.pumpAgain = true;
+      while (this.pumping) await Bun.sleep(1);
+      return;
+    }
+    this.pumping = true;
+    try {
+      do {
+        this.pumpAgain = false;
+        for (;;) {
+          const events = await this.store.eventsSince(this.published, 1000);
+          for (const event of events) this.deliver(event);
+          if (events.length) this.published = events.at(-1)!.id;
+          if (events.length < 1000) break;
+        }
+      } while (this.pumpAgain);
+    } finally {
+      this.pumping = false;
+    }
+  }
+
+  private deliver(event: HubEvent) {
+    for (const watcher of this.watchers) {
+      if (watcher.buffer) watcher.buffer.push(event);
+      else if (event.id > watcher.cursor) {
+        watcher.cursor = event.id;
+        watcher.send(event);
+      }
+    }
   }
 
   /**
@@ -148,15 +223,22 @@ export class BuildHub {
    * live ones as they come, with nothing lost or repeated in between. Returns the unsubscribe,
    * or "too-far-behind" when more than `maxReplay` were missed (the watcher reloads instead).
    */
-  watch(since: number, watcher: Watcher, disconnect: () => void = () => {}, maxReplay = 10_000): (() => void) | "too-far-behind" {
+  async watch(since: number, send: Watcher, disconnect: () => void = () => {}, maxReplay = 10_000): Promise<(() => void) | "too-far-behind"> {
+    // Subscribed before the replay is read: what is handed out meanwhile waits in the buffer,
+    // and the cursor drops what the replay already had.
+    const watcher: WatcherState = { send, disconnect, cursor: since > 0 ? since : this.published, buffer: [] };
+    this.watchers.add(watcher);
     if (since > 0) {
-      const missed = this.store.eventsSince(since, maxReplay + 1);
-      if (missed.length > maxReplay) return "too-far-behind";
-      for (const event of missed) watcher(event);
+      const missed = await this.store.eventsSince(since, maxReplay + 1);
+      if (missed.length > maxReplay) {
+        this.watchers.delete(watcher);
+        return "too-far-behind";
+      }
+      for (const event of missed) (watcher.cursor = event.id), send(event);
     }
-    // Stored events are published synchronously after their transaction: subscribing in the
-    // same turn as the replay leaves no gap.
-    this.watchers.set(watcher, disconnect);
+    const buffered = watcher.buffer!;
+    watcher.buffer = undefined;
+    for (const event of buffered) if (event.id > watcher.cursor) (watcher.cursor = event.id), send(event);
     this.metrics.watchers.set(this.watchers.size);
     return () => {
       this.watchers.delete(watcher);
@@ -169,8 +251,8 @@ export class BuildHub {
    * build.finished "failed" event, stored and sent like any other, so no dashboard shows a dead
    * build as running forever. Returns how many.
    */
-  expireStale(before: number): number {
-    const stale = this.store.stale(before);
+  async expireStale(before: number): Promise<number> {
+    const stale = await this.store.stale(before);
     for (const build of stale) {
       const now = Date.now();
       const event: BuildFinished = {
@@ -184,21 +266,21 @@ export class BuildHub {
         cached: build.cached,
         savedMs: build.savedMs,
       };
-      for (const stored of this.store.append(build.id, build.token, [event])) this.publish(stored);
+      await this.stored(await this.store.append(build.id, build.token, [event]));
     }
     return stale.length;
   }
 
   /** Disconnects every watcher (the server is stopping; they reconnect to the next one). */
   disconnectAll() {
-    for (const disconnect of [...this.watchers.values()]) disconnect();
+    for (const watcher of [...this.watchers]) watcher.disconnect();
     this.watchers.clear();
     this.metrics.watchers.set(0);
   }
 
   /** A different result offered for a step key that had one: the dashboard and webhooks hear of it. */
-  conflict(details: unknown) {
-    this.webhooks?.publish("cache.conflict", details);
+  async conflict(details: unknown) {
+    await this.webhooks?.publish("cache.conflict", details);
   }
 }
 

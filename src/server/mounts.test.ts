@@ -18,12 +18,12 @@ let parts: ServerParts | undefined;
 let n = 0;
 afterEach(() => parts?.close());
 
-function server(options: { mountBudget?: number; maxSize?: number; pendingGraceMs?: number } = {}) {
-  parts = createParts({ dataDir: join(work, `data${++n}`), ...options, tokens: [{ token: RW, role: "rw" }, { token: RO, role: "ro" }], log: createLogger({ MEMOBUILD_LOG: "error" }) });
+async function server(options: { mountBudget?: number; maxSize?: number; pendingGraceMs?: number } = {}) {
+  parts = await createParts({ dataDir: join(work, `data${++n}`), ...options, tokens: [{ token: RW, role: "rw" }, { token: RO, role: "ro" }], log: createLogger({ MEMOBUILD_LOG: "error" }) });
   const app = createApp(parts);
   return (method: string, path: string, body?: string, token = RW) => app.fetch(new Request(`http://cache${path}`, { method, body, headers: { authorization: `Bearer ${token}` } }));
 }
-type Call = ReturnType<typeof server>;
+type Call = Awaited<ReturnType<typeof server>>;
 
 const SCOPE = mountScope("npm", undefined);
 
@@ -48,7 +48,7 @@ const versions = async (call: Call) => ((await (await call("GET", `/v1/mounts/${
 
 describe("shared cache mounts on the server", () => {
   test("a version is published, listed and served; a read-only token fetches but gets 403 publishing", async () => {
-    const call = server();
+    const call = await server();
     const first = await publish(call, { "a.tgz": "A", "b.tgz": "B" });
     expect(first.response.status).toBe(201);
     expect((await publish(call, { "a.tgz": "A", "b.tgz": "B" })).response.status).toBe(200); // the same again
@@ -60,7 +60,7 @@ describe("shared cache mounts on the server", () => {
   });
 
   test("two publishers from one parent are both kept; the newer is current; nothing is merged", async () => {
-    const call = server();
+    const call = await server();
     const parent = await publish(call, { "a.tgz": "A" });
     const left = await publish(call, { "a.tgz": "A", "left.tgz": "L" }, { parent: parent.id, created: 2 });
     const right = await publish(call, { "a.tgz": "A", "right.tgz": "R" }, { parent: parent.id, created: 3 });
@@ -75,7 +75,7 @@ describe("shared cache mounts on the server", () => {
   });
 
   test("refuses a version naming files not uploaded, a wrong name, another scope, and a bad signature", async () => {
-    const call = server();
+    const call = await server();
     const good = await publish(call, { "a.tgz": "A" });
     const missing = { ...good.manifest, files: [...good.manifest.files, { path: "z", mode: 0o644, blake3: blake3Hex("never sent"), size: 10 }] };
     const missingResponse = await call("PUT", `/v1/mounts/${SCOPE}/${versionId(missing)}`, JSON.stringify(missing));
@@ -98,14 +98,14 @@ describe("shared cache mounts on the server", () => {
   });
 
   test("a signed version records its signer", async () => {
-    const call = server();
+    const call = await server();
     const key = SigningKey.generate().key;
     await publish(call, { "a.tgz": "A" }, { key });
     expect((await versions(call))[0].signer).toBe(key.publicKey);
   });
 
   test("old versions go past the scope's budget, the newest stays; their files are then ordinary unneeded blobs", async () => {
-    const call = server({ mountBudget: 100, maxSize: 150, pendingGraceMs: 0 });
+    const call = await server({ mountBudget: 100, maxSize: 150, pendingGraceMs: 0 });
     const big = (c: string) => c.repeat(40);
     const v1 = await publish(call, { a: big("a") });
     const v2 = await publish(call, { a: big("a"), b: big("b") }, { parent: v1.id, created: 2 });
@@ -115,19 +115,19 @@ describe("shared cache mounts on the server", () => {
     // The storage's own eviction (over 150 bytes) takes what no version needs, oldest first ("a",
     // then "d"), never b or c, though they are older than "d".
     await call("PUT", `/v1/blobs/${blake3Hex("d".repeat(100))}`, "d".repeat(100));
-    parts!.storage.evict();
-    expect([big("a"), big("b"), big("c")].map((c) => parts!.storage.hasBlob(blake3Hex(c)))).toEqual([false, true, true]);
+    await parts!.storage.evict();
+    expect(await Promise.all([big("a"), big("b"), big("c")].map((c) => parts!.storage.hasBlob(blake3Hex(c))))).toEqual([false, true, true]);
     const tooBig = await publish(call, { x: "x".repeat(101) }, { created: 4 });
     expect(tooBig.response.status).toBe(413);
   });
 
   test("the same files in two mounts are stored once", async () => {
-    const call = server();
+    const call = await server();
     await publish(call, { "a.tgz": "same content" });
     await publish(call, { "a.tgz": "same content" }, { scope: mountScope("yarn", undefined) });
     const missing = await call("POST", "/v1/mounts/missing", JSON.stringify({ hashes: [blake3Hex("same content"), blake3Hex("new")] }), RO);
     expect(await missing.json()).toEqual({ missing: [blake3Hex("new")] });
-    expect(parts!.storage.counts().blobs).toBe(1);
+    expect((await parts!.storage.counts()).blobs).toBe(1);
     const listed = (await (await call("GET", "/v1/mounts")).json()) as { scopes: { stored: number }[] };
     expect(listed.scopes.map((s) => s.stored)).toEqual([12, 12]);
   });

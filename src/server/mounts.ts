@@ -20,6 +20,7 @@
 import { Hono } from "hono";
 import type { Database } from "bun:sqlite";
 import { HASH, type Storage } from "./storage.ts";
+import { SqliteCacheIndex } from "./cache-index.ts";
 import { boundedText, error, type AppEnv } from "./http.ts";
 import { parseManifest, signerOf, type MountManifest, type MountScopeInfo, type MountVersionInfo } from "../remote/mount-manifest.ts";
 
@@ -69,12 +70,17 @@ export class MountStore {
   published = 0;
   evicted = 0;
 
+  /** The cache's SQLite index: versions keep their files as rows beside the actions' (sync reads). */
+  private readonly index: SqliteCacheIndex;
+
   constructor(
     private readonly storage: Storage,
     /** Bytes each scope may keep (the distinct files of its versions). */
     readonly budget = DEFAULT_MOUNT_BUDGET,
   ) {
-    this.db = storage.db;
+    if (!(storage.index instanceof SqliteCacheIndex)) throw new Error("cache mounts are kept in the SQLite cache index");
+    this.index = storage.index;
+    this.db = this.index.db;
     this.db.exec(SCHEMA);
   }
 
@@ -98,7 +104,7 @@ export class MountStore {
   }
 
   missing(hashes: string[]): string[] {
-    return [...new Set(hashes)].filter((hash) => !this.storage.hasBlob(hash));
+    return [...new Set(hashes)].filter((hash) => !this.index.known(hash));
   }
 
   /** Stores a version; "same" when it is stored already. Throws MountRejected. */
@@ -136,7 +142,7 @@ export class MountStore {
     if (parsed.manifest.scope !== scope) throw new MountRejected(400, `the manifest is for scope ${parsed.manifest.scope}, not ${scope}`);
     const bytes = [...new Map(parsed.manifest.files.map((file) => [file.blake3, file.size])).values()].reduce((a, b) => a + b, 0);
     if (bytes > this.budget) throw new MountRejected(413, `the version holds ${bytes} bytes; a cache mount may keep at most ${this.budget}`);
-    const absent = parsed.manifest.files.filter((file) => this.storage.blobSize(file.blake3) !== file.size);
+    const absent = parsed.manifest.files.filter((file) => this.index.sizeOf(file.blake3) !== file.size);
     if (absent.length) {
       throw new MountRejected(400, `${absent.length} file(s) are not stored with the size the manifest gives (upload them first), e.g. ${absent.slice(0, 3).map((f) => f.path).join(", ")}`);
     }

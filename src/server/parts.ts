@@ -1,12 +1,19 @@
 /** Builds the server's parts from its options: one place, used by `serve` and by the tests. */
+import type { SQL } from "bun";
+import { mkdirSync } from "node:fs";
+import { UserError } from "../errors.ts";
 import type { AppParts } from "./app.ts";
 import { TokenSet, type Role } from "./auth.ts";
-import { SqliteHistory } from "./history.ts";
+import { PgCacheIndex } from "./cache-index-pg.ts";
+import { S3Blobs, parseS3Url } from "./blobs-s3.ts";
+import { SqliteHistory, type HistoryStore } from "./history.ts";
+import { PgHistory } from "./history-pg.ts";
 import { BuildHub, type HubLimits } from "./hub.ts";
 import { createLogger, type Logger } from "../util/log.ts";
 import { Metrics } from "./metrics.ts";
 import { MountStore } from "./mounts.ts";
-import { Sessions } from "./sessions.ts";
+import { migrate, openPostgres } from "./pg.ts";
+import { PgSessions, Sessions } from "./sessions.ts";
 import { Storage, type StorageOptions } from "./storage.ts";
 import { Webhooks, type WebhookTarget } from "./webhooks.ts";
 import { JobQueue } from "./jobs.ts";
@@ -21,41 +28,80 @@ export interface PartsOptions extends StorageOptions {
   hubLimits?: HubLimits;
   /** Remote execution's queue: how long a worker's lease lasts without a heartbeat. */
   jobLeaseMs?: number;
+  /** postgres://…: every piece of metadata there (shared by replicas); default: SQLite files in dataDir. */
+  db?: string;
+  /** s3://BUCKET[/PREFIX]?endpoint=…&region=…: blob bytes there; default: files in dataDir. */
+  blobs?: string;
+  /** Where the S3 credentials are read from (default: the process environment). */
+  blobsEnv?: Record<string, string | undefined>;
+  /** Large blob GETs redirected to a presigned URL of the blob store. */
+  blobsRedirect?: boolean;
 }
 
 export interface ServerParts extends AppParts {
-  history: SqliteHistory;
+  history: HistoryStore;
   webhooks?: Webhooks;
   close(): Promise<void>;
 }
 
-export function createParts(options: PartsOptions): ServerParts {
-  const { tokens: entries, log = createLogger(), webhooks: hooks, hubLimits, jobLeaseMs, mountBudget, ...storageOptions } = options;
+/** The metadata stores: SQLite files in the data directory, or one PostgreSQL database. */
+async function metadata(options: PartsOptions) {
+  if (options.blobsRedirect && options.blobs === undefined) throw new UserError("--blobs-redirect needs --blobs s3://…: only an object store can hand out URLs");
+  if (options.db === undefined) {
+    mkdirSync(options.dataDir, { recursive: true });
+    return { sql: undefined, index: undefined, history: new SqliteHistory(options.dataDir), sessions: new Sessions() };
+  }
+  const sql: SQL = openPostgres(options.db);
+  try {
+    await migrate(sql);
+  } catch (error) {
+    await sql.close();
+    throw error;
+  }
+  return { sql, index: new PgCacheIndex(sql), history: new PgHistory(sql), sessions: new PgSessions(sql) };
+}
+
+export async function createParts(options: PartsOptions): Promise<ServerParts> {
+  const { tokens: entries, log = createLogger(), webhooks: hooks, hubLimits, jobLeaseMs, mountBudget, db: _db, blobs: blobsUrl, blobsEnv, blobsRedirect, ...storageOptions } = options;
   const tokens = new TokenSet(entries); // a bad token is an error before anything is created
-  const storage = new Storage(storageOptions);
+  if (options.db !== undefined && entries.some((entry) => entry.role === "worker")) {
+    throw new UserError("--worker-token: remote builds are not available with --db yet (their queue is kept in this server's own files)");
+  }
+  const blobs = blobsUrl === undefined ? undefined : new S3Blobs(parseS3Url(blobsUrl), blobsEnv);
+  const { sql, index, history, sessions } = await metadata(options);
+  const storage = new Storage(storageOptions, index, blobs);
   const metrics = new Metrics();
-  const history = new SqliteHistory(options.dataDir);
   const webhooks = hooks?.targets.length ? new Webhooks({ ...hooks, store: history, metrics, log }) : undefined;
   const hub = new BuildHub(history, metrics, webhooks, hubLimits);
-  const jobs = new JobQueue(options.dataDir, { leaseMs: jobLeaseMs });
+  await hub.start();
+  // The job queue and cache mounts keep their state in SQLite files of this server: shared by
+  // replicas only once they have PostgreSQL stores too, so a --db server runs without them.
+  const jobs = sql ? undefined : new JobQueue(options.dataDir, { leaseMs: jobLeaseMs });
+  const mounts = sql ? undefined : new MountStore(storage, mountBudget);
   return {
     storage,
     tokens,
     metrics,
     log,
     hub,
-    sessions: new Sessions(),
-    mounts: new MountStore(storage, mountBudget),
+    sessions,
+    mounts,
     history,
     webhooks,
     jobs,
+    blobsRedirect,
+    async ready() {
+      await Promise.all([storage.index.ping(), storage.blobs.ping()]);
+    },
     async close() {
       hub.disconnectAll();
+      hub.stop();
       webhooks?.stop();
       await webhooks?.settle();
-      storage.close();
-      history.close();
-      jobs.close();
+      await storage.close();
+      await history.close();
+      jobs?.close();
+      await sql?.close();
     },
   };
 }

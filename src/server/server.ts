@@ -8,6 +8,7 @@ import type { Storage } from "./storage.ts";
 import { websocket } from "hono/bun";
 import type { BuildHub } from "./hub.ts";
 import { createParts, type PartsOptions } from "./parts.ts";
+import { redactUrl } from "./pg.ts";
 
 export interface ServeOptions {
   listen: string;
@@ -30,6 +31,11 @@ export interface ServeOptions {
   webhooks?: PartsOptions["webhooks"];
   /** Remote execution: a worker's lease on a job without a heartbeat (default 30 s). */
   jobLeaseMs?: number;
+  /** postgres://… and s3://… (see PartsOptions). */
+  db?: string;
+  blobs?: string;
+  blobsEnv?: Record<string, string | undefined>;
+  blobsRedirect?: boolean;
 }
 
 export interface RunningServer {
@@ -53,7 +59,7 @@ function tlsOptions(options: ServeOptions) {
 
 const isLoopback = (host: string) => host === "localhost" || host === "::1" || /^127\./.test(host);
 
-export function startServer(options: ServeOptions): RunningServer {
+export async function startServer(options: ServeOptions): Promise<RunningServer> {
   const { hostname, port } = parseListen(options.listen);
   if (options.tokens.length === 0 && !isLoopback(hostname) && !options.insecureNoAuth) {
     throw new UserError(`refusing to listen on ${hostname} without a token: give --token or --token-file (or --insecure-no-auth)`);
@@ -64,18 +70,18 @@ export function startServer(options: ServeOptions): RunningServer {
     if (file !== undefined && !existsSync(file)) throw new UserError(`TLS file ${file} does not exist`);
   }
   const log = options.log ?? createLogger();
-  const parts = createParts({ dataDir: options.dataDir, maxSize: options.maxSize, maxBlob: options.maxBlob, mountBudget: options.mountBudget, tokens: options.tokens, log, webhooks: options.webhooks, jobLeaseMs: options.jobLeaseMs });
+  const parts = await createParts({ dataDir: options.dataDir, maxSize: options.maxSize, maxBlob: options.maxBlob, mountBudget: options.mountBudget, tokens: options.tokens, log, webhooks: options.webhooks, jobLeaseMs: options.jobLeaseMs, db: options.db, blobs: options.blobs, blobsEnv: options.blobsEnv, blobsRedirect: options.blobsRedirect });
   const { storage, history, hub, tokens } = parts;
   const app = createApp(parts);
-  const retention = () => {
+  const retention = async () => {
     // A build silent for a day is not coming back (a step reports when it starts and ends, so
     // only a single step running that long is silent that long).
-    const expired = hub.expireStale(Date.now() - (options.staleBuildMs ?? 86_400_000));
+    const expired = await hub.expireStale(Date.now() - (options.staleBuildMs ?? 86_400_000));
     if (expired) log.info("builds that stopped reporting marked failed", { builds: expired });
-    const removed = history.prune({ before: Date.now() - (options.historyMaxAgeMs ?? 30 * 86_400_000), keep: options.historyMaxBuilds ?? 10_000, maxBytes: hub.historyMaxBytes });
+    const removed = await history.prune({ before: Date.now() - (options.historyMaxAgeMs ?? 30 * 86_400_000), keep: options.historyMaxBuilds ?? 10_000, maxBytes: hub.historyMaxBytes });
     if (removed) log.info("build history pruned", { builds: removed });
   };
-  retention();
+  await retention();
   const server = Bun.serve({
     hostname,
     port,
@@ -86,11 +92,13 @@ export function startServer(options: ServeOptions): RunningServer {
     idleTimeout: 120,
     ...(options.tlsCert ? { tls: tlsOptions(options) } : {}),
   });
-  const flusher = setInterval(() => storage.flush(), 1000);
-  const pruner = setInterval(retention, 600_000);
+  const warn = (what: string) => (cause: unknown) => log.warn(what, { error: String(cause) });
+  const flusher = setInterval(() => void storage.flush().catch(warn("access times could not be written")), 1000);
+  const pruner = setInterval(() => void retention().catch(warn("history retention failed")), 600_000);
   const scheme = options.tlsCert ? "https" : "http";
   const url = `${scheme}://${hostname.includes(":") ? `[${hostname}]` : hostname}:${server.port}`;
-  log.info("listening", { url, data: options.dataDir, auth: tokens.enabled ? "tokens" : "none", clientCertificates: options.tlsClientCa ? "required" : undefined });
+  const stores = { db: options.db === undefined ? undefined : redactUrl(options.db), blobs: options.blobs };
+  log.info("listening", { url, data: options.dataDir, ...stores, auth: tokens.enabled ? "tokens" : "none", clientCertificates: options.tlsClientCa ? "required" : undefined });
   return {
     url,
     storage,

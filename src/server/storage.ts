@@ -1,23 +1,21 @@
 /**
  * The remote cache's storage: blobs named by their BLAKE3 hash, and actions (a step's result:
- * JSON naming the blobs it needs), with metadata in SQLite (WAL).
+ * JSON naming the blobs it needs). The metadata is a CacheIndex (cache-index.ts: SQLite in
+ * DATA/cache.db by default, or PostgreSQL), the bytes a BlobStore (blobs.ts: DATA/blobs/ by
+ * default, or S3).
  *
- *   DATA/blobs/ab/abcdef…   complete, verified blobs only
- *   DATA/tmp/               uploads in progress (emptied at start: a crash leaves nothing visible)
- *   DATA/cache.db           blobs, actions, which blobs each action needs, per-token stats
- *
- * An upload streams to tmp/ while being hashed; a body whose hash is not its name is refused
- * and deleted, and a complete one appears by rename. Eviction keeps storage under a budget:
+ * An upload is hashed while it streams into the blob store; a body whose hash is not its name
+ * is refused and never becomes visible, and a complete one is committed, then recorded.
+ * Eviction keeps storage under a budget:
  * blobs no action needs go first (once past a grace period for the action that should follow),
  * then the least recently used actions, and a blob goes only when no kept action needs it.
  */
-import type { Database } from "bun:sqlite";
-import { mkdirSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
-import { mkdir, open, rename, rm, type FileHandle } from "node:fs/promises";
-import { join } from "node:path";
+import { DirectoryBlobs, type BlobStore, type BlobUpload } from "./blobs.ts";
 import { Blake3Hasher } from "../hash/blake3.ts";
-import { addMissingColumns, openDatabase } from "../util/sqlite.ts";
+import { SqliteCacheIndex, type CacheIndex, type Conflict, type TokenStat, type TokenUse } from "./cache-index.ts";
 import { checkSignature, resultDigest, validateAction, type RemoteAction } from "../remote/action.ts";
+
+export type { Conflict } from "./cache-index.ts";
 
 export const HASH = /^[0-9a-f]{64}$/;
 
@@ -46,111 +44,95 @@ export interface StorageOptions {
   smallBlobCacheBytes?: number;
 }
 
-const SCHEMA = `
-CREATE TABLE IF NOT EXISTS blobs (hash TEXT PRIMARY KEY, size INTEGER NOT NULL, last_access INTEGER NOT NULL);
-CREATE TABLE IF NOT EXISTS actions (key TEXT PRIMARY KEY, body TEXT NOT NULL, size INTEGER NOT NULL, last_access INTEGER NOT NULL);
-CREATE TABLE IF NOT EXISTS action_blobs (key TEXT NOT NULL, hash TEXT NOT NULL, PRIMARY KEY (key, hash));
-CREATE INDEX IF NOT EXISTS action_blobs_hash ON action_blobs (hash);
-CREATE TABLE IF NOT EXISTS conflicts (
-  id INTEGER PRIMARY KEY AUTOINCREMENT, key TEXT NOT NULL, time INTEGER NOT NULL,
-  first_author TEXT, first_signer TEXT, first_result TEXT NOT NULL,
-  second_author TEXT, second_signer TEXT, second_result TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS conflicts_key ON conflicts (key);
-CREATE TABLE IF NOT EXISTS token_stats (token TEXT PRIMARY KEY, requests INTEGER NOT NULL, bytes_in INTEGER NOT NULL, bytes_out INTEGER NOT NULL);
-`;
-
 export class Storage {
-  readonly db: Database;
-  private readonly blobDir: string;
-  private readonly tmpDir: string;
+  readonly blobs: BlobStore;
   evictions = 0;
-  /** hash → size of every stored blob: a hit needs no query and no stat. */
-  private readonly sizes = new Map<string, number>();
   /**
    * Last-access times and token stats are written in batches (flush()), not per request:
    * a write transaction per cache hit would cap hits at a few thousand a second.
    */
   private readonly touchedBlobs = new Map<string, number>();
   private readonly touchedActions = new Map<string, number>();
-  private readonly tokenUse = new Map<string, { requests: number; bytesIn: number; bytesOut: number }>();
+  private readonly tokenUse = new Map<string, TokenUse>();
   /**
    * Small blobs (≤ 64 KiB) served from memory, least recently used out past 64 MiB: opening
-   * and sending a file per request costs more than the request itself for these.
+   * and sending a file per request costs more than the request itself for these. Blobs are
+   * named by their content, so a copy in memory is never stale, whoever stored it.
    */
   private readonly smallBlobs = new Map<string, Uint8Array>();
   private smallBlobBytes = 0;
   static readonly SMALL_BLOB = 64 * 1024;
   private readonly smallBlobCacheLimit: number;
+  readonly index: CacheIndex;
 
-  constructor(readonly options: StorageOptions) {
-    this.blobDir = join(options.dataDir, "blobs");
-    this.tmpDir = join(options.dataDir, "tmp");
+  constructor(
+    readonly options: StorageOptions,
+    index?: CacheIndex,
+    blobs?: BlobStore,
+  ) {
     // Stryker disable next-line ArithmeticOperator: how much memory the cache may use changes no answer
     this.smallBlobCacheLimit = options.smallBlobCacheBytes ?? 64 * 1024 * 1024;
-    mkdirSync(this.blobDir, { recursive: true });
-    // Uploads cut off by a crash or a kill are discarded whole.
-    rmSync(this.tmpDir, { recursive: true, force: true });
-    // Stryker disable next-line ObjectLiteral,BooleanLiteral: its parent was made just above
-    mkdirSync(this.tmpDir, { recursive: true });
-    this.db = openDatabase(join(options.dataDir, "cache.db"), SCHEMA);
-    addMissingColumns(this.db, "actions", ["author TEXT", "signer TEXT", "result TEXT"]);
-    for (const row of this.db.query("SELECT hash, size FROM blobs").all() as { hash: string; size: number }[]) this.sizes.set(row.hash, row.size);
+    this.blobs = blobs ?? new DirectoryBlobs(options.dataDir);
+    this.index = index ?? new SqliteCacheIndex(options.dataDir);
   }
 
   /** Writes batched access times and token stats. */
-  flush() {
+  async flush() {
     // Stryker disable next-line ConditionalExpression,ArithmeticOperator: an empty transaction writes nothing
     if (this.touchedBlobs.size + this.touchedActions.size + this.tokenUse.size === 0) return;
-    this.db.transaction(() => {
-      const blob = this.db.query("UPDATE blobs SET last_access = ? WHERE hash = ?");
-      for (const [hash, time] of this.touchedBlobs) blob.run(time, hash);
-      const action = this.db.query("UPDATE actions SET last_access = ? WHERE key = ?");
-      for (const [key, time] of this.touchedActions) action.run(time, key);
-      const stats = this.db.query(
-        "INSERT INTO token_stats VALUES (?, ?, ?, ?) ON CONFLICT(token) DO UPDATE SET requests = requests + excluded.requests, bytes_in = bytes_in + excluded.bytes_in, bytes_out = bytes_out + excluded.bytes_out",
-      );
-      for (const [token, use] of this.tokenUse) stats.run(token, use.requests, use.bytesIn, use.bytesOut);
-    })();
-    // Writing the same access times again changes nothing; token use must not be counted twice.
-    // Stryker disable next-line CallExpression
+    // Taken out before the write: what arrives meanwhile goes in the next batch, and token use
+    // is never counted twice.
+    const blobs = new Map(this.touchedBlobs);
+    const actions = new Map(this.touchedActions);
+    const tokens = new Map(this.tokenUse);
     this.touchedBlobs.clear();
-    // Stryker disable next-line CallExpression
     this.touchedActions.clear();
     this.tokenUse.clear();
+    await this.index.flush(blobs, actions, tokens);
   }
 
-  close() {
-    this.flush();
-    this.db.close();
+  async close() {
+    await this.flush();
+    await this.index.close();
   }
 
+  /** Where the default store keeps a blob's file (tests and checks of the directory store). */
   blobPath(hash: string): string {
-    return join(this.blobDir, hash.slice(0, 2), hash);
+    return (this.blobs as DirectoryBlobs).blobPath(hash);
   }
 
-  hasBlob(hash: string): boolean {
-    return this.sizes.has(hash);
+  async hasBlob(hash: string): Promise<boolean> {
+    return (await this.index.blobSize(hash)) !== undefined;
   }
 
-  blobSize(hash: string): number | undefined {
-    return this.sizes.get(hash);
+  blobSize(hash: string): Promise<number | undefined> {
+    return this.index.blobSize(hash);
   }
 
   touchBlob(hash: string) {
     this.touchedBlobs.set(hash, Date.now());
   }
 
+  /** A small blob's bytes if they are in memory now (nothing is read or asked). */
+  memoryCopy(hash: string): Uint8Array | undefined {
+    const bytes = this.smallBlobs.get(hash);
+    if (bytes) {
+      this.smallBlobs.delete(hash); // most recently used goes last
+      this.smallBlobs.set(hash, bytes);
+    }
+    return bytes;
+  }
+
   /** A small blob's bytes from memory (read from disk the first time); undefined if large. */
-  smallBlob(hash: string): Uint8Array | undefined {
-    const size = this.sizes.get(hash);
+  async smallBlob(hash: string, knownSize?: number): Promise<Uint8Array | undefined> {
+    const size = knownSize ?? (await this.index.blobSize(hash));
     // Stryker disable next-line EqualityOperator: whether a blob of exactly 64 KiB is kept in memory changes no answer
     if (size === undefined || size > Storage.SMALL_BLOB) return undefined;
     let bytes = this.smallBlobs.get(hash);
     if (bytes) {
       this.smallBlobs.delete(hash); // most recently used goes last
     } else {
-      bytes = readFileSync(this.blobPath(hash));
+      bytes = await this.blobs.read(hash);
       this.smallBlobBytes += bytes.length;
       for (const [old, data] of this.smallBlobs) {
         if (this.smallBlobBytes <= this.smallBlobCacheLimit) break;
@@ -163,10 +145,9 @@ export class Storage {
   }
 
   /**
-   * Stores a blob from a stream, verifying its BLAKE3 hash as it arrives. The disk work is
-   * asynchronous (writes, fsync and rename run off the event loop, so downloads keep flowing
-   * while uploads land), and a blob that is already stored is only drained and checked, never
-   * written again.
+   * Stores a blob from a stream, verifying its BLAKE3 hash as it arrives; the bytes become the
+   * blob (committed, then recorded) only once the hash matched. A blob that is already stored
+   * is only drained and checked, never written again.
    */
   async putBlob(hash: string, body: ReadableStream<Uint8Array>, declaredLength?: number): Promise<{ size: number; existed: boolean }> {
     const max = this.options.maxBlob;
@@ -174,37 +155,28 @@ export class Storage {
     if (max !== undefined && declaredLength !== undefined && declaredLength > max) {
       throw new UploadRejected(413, "too-large", `blob of ${declaredLength} bytes is over the limit of ${max}`);
     }
-    if (this.hasBlob(hash)) {
+    if (await this.hasBlob(hash)) {
       const size = await this.receive(hash, body, undefined);
       return { size, existed: true };
     }
-    const temp = join(this.tmpDir, `${hash}-${process.hrtime.bigint()}`);
-    const file = await open(temp, "w", 0o600);
+    const upload = await this.blobs.begin(hash);
     let size: number;
     try {
-      size = await this.receive(hash, body, file);
-      await file.sync(); // durable before it is visible
+      size = await this.receive(hash, body, upload);
     } catch (error) {
-      await file.close();
-      // Stryker disable next-line ObjectLiteral,BooleanLiteral: the file is there: this call made it
-      await rm(temp, { force: true });
+      await upload.abandon();
       throw error;
     }
-    await file.close();
-    if (this.hasBlob(hash)) {
-      // Stryker disable next-line ObjectLiteral,BooleanLiteral: the file is there: this call made it
-      await rm(temp, { force: true }); // the same blob arrived meanwhile
+    if (await this.hasBlob(hash)) {
+      await upload.abandon(); // the same blob arrived meanwhile
       return { size, existed: true };
     }
-    await mkdir(join(this.blobDir, hash.slice(0, 2)), { recursive: true });
-    await rename(temp, this.blobPath(hash));
-    this.db.query("INSERT OR REPLACE INTO blobs VALUES (?, ?, ?)").run(hash, size, Date.now());
-    this.sizes.set(hash, size);
+    await this.index.addBlob(hash, size, Date.now(), () => upload.commit());
     return { size, existed: false };
   }
 
   /** Reads an upload to its end (into `file` when given), hashing it; throws unless it is `hash`. */
-  private async receive(hash: string, body: ReadableStream<Uint8Array>, file: FileHandle | undefined): Promise<number> {
+  private async receive(hash: string, body: ReadableStream<Uint8Array>, upload: BlobUpload | undefined): Promise<number> {
     const max = this.options.maxBlob;
     const hasher = new Blake3Hasher();
     let size = 0;
@@ -214,7 +186,7 @@ export class Storage {
         // Stryker disable next-line ConditionalExpression: a comparison with undefined is false anyway
         if (max !== undefined && size > max) throw new UploadRejected(413, "too-large", `blob is over the limit of ${max} bytes`);
         hasher.update(chunk);
-        if (file) await file.write(chunk);
+        if (upload) await upload.write(chunk);
       }
     } catch (error) {
       if (error instanceof UploadRejected) throw error;
@@ -225,15 +197,14 @@ export class Storage {
     return size;
   }
 
-  getAction(key: string): string | undefined {
-    const row = this.db.query("SELECT body FROM actions WHERE key = ?").get(key) as { body: string } | null;
-    if (!row) return undefined;
-    this.touchedActions.set(key, Date.now());
-    return row.body;
+  async getAction(key: string): Promise<string | undefined> {
+    const body = await this.index.getAction(key);
+    if (body !== undefined) this.touchedActions.set(key, Date.now());
+    return body;
   }
 
-  hasAction(key: string): boolean {
-    return this.db.query("SELECT 1 FROM actions WHERE key = ?").get(key) !== null;
+  hasAction(key: string): Promise<boolean> {
+    return this.index.hasAction(key);
   }
 
   /**
@@ -249,141 +220,77 @@ export class Storage {
    * would never hit that key. A copy signed by another key is kept (first signer wins); the
    * answer names the signer kept (`signerOf`), so the uploader can see and say it.
    */
-  putAction(key: string, body: string, author: string): "stored" | "same" | "signed" {
+  async putAction(key: string, body: string, author: string): Promise<"stored" | "same" | "signed"> {
     const action = parseAction(body);
     const signature = checkSignature(key, action);
     if (signature && "error" in signature) throw new UploadRejected(400, "bad-signature", signature.error);
     const signer = signature?.signer ?? null;
-    const missing = action.blobs.filter((b) => !this.hasBlob(b));
-    if (missing.length) throw new UploadRejected(400, "missing-blobs", `the action names blobs that are not stored: ${missing.join(", ")}`);
-    const result = resultDigest(key, action);
-    const now = Date.now();
     // What was checked is what is kept: the normalized copy, never the body as sent (a field
     // the check defaulted, such as a missing "blobs", would reach readers as it was sent).
-    const stored = JSON.stringify(action);
-    const outcome = this.db.transaction((): "stored" | "same" | "signed" | Conflict => {
-      const existing = this.db.query("SELECT author, signer, result FROM actions WHERE key = ?").get(key) as { author: string | null; signer: string | null; result: string | null } | null;
-      if (existing) {
-        const first = existing.result ?? resultDigest(key, parseAction(this.getAction(key)!));
-        if (first === result) {
-          if (existing.signer !== null || signer === null) return "same";
-          // Conditional on what was read: only an unsigned copy of this very result is replaced.
-          const changed = this.db
-            .query("UPDATE actions SET body = ?, size = ?, author = ?, signer = ?, result = ? WHERE key = ? AND signer IS NULL")
-            .run(stored, stored.length, author, signer, result, key).changes;
-          return changed ? "signed" : "same";
-        }
-        const conflict: Conflict = { key, time: now, first: { author: existing.author, signer: existing.signer, result: first }, second: { author, signer, result } };
-        this.db
-          .query("INSERT INTO conflicts (key, time, first_author, first_signer, first_result, second_author, second_signer, second_result) VALUES (?, ?, ?, ?, ?, ?, ?, ?)")
-          .run(key, now, existing.author, existing.signer, first, author, signer, result);
-        return conflict;
-      }
-      this.db.query("INSERT INTO actions (key, body, size, last_access, author, signer, result) VALUES (?, ?, ?, ?, ?, ?, ?)").run(key, stored, stored.length, now, author, signer, result);
-      for (const blob of action.blobs) {
-        this.db.query("INSERT OR IGNORE INTO action_blobs VALUES (?, ?)").run(key, blob);
-        this.db.query("UPDATE blobs SET last_access = ? WHERE hash = ?").run(now, blob);
-      }
-      return "stored";
-    })();
-    if (typeof outcome !== "string") throw new ActionConflict(outcome);
-    return outcome;
+    const outcome = await this.index.putAction({
+      key,
+      body: JSON.stringify(action),
+      author,
+      signer,
+      result: resultDigest(key, action),
+      blobs: action.blobs,
+      now: Date.now(),
+      resultOf: (stored) => resultDigest(key, parseAction(stored)),
+    });
+    if (typeof outcome === "string") return outcome;
+    if ("missing" in outcome) throw new UploadRejected(400, "missing-blobs", `the action names blobs that are not stored: ${outcome.missing.join(", ")}`);
+    throw new ActionConflict(outcome.conflict);
   }
 
   /** Who signed the result kept for a key (null: unsigned or no result). */
-  signerOf(key: string): string | null {
-    return (this.db.query("SELECT signer FROM actions WHERE key = ?").get(key) as { signer: string | null } | null)?.signer ?? null;
+  signerOf(key: string): Promise<string | null> {
+    return this.index.signerOf(key);
   }
 
   /** Conflicts recorded, newest first (optionally for one key). */
-  conflicts(options: { key?: string; limit?: number } = {}): Conflict[] {
-    const rows = this.db
-      .query(`SELECT * FROM conflicts ${options.key ? "WHERE key = $key" : ""} ORDER BY id DESC LIMIT $limit`)
-      .all({ ...(options.key ? { key: options.key } : {}), limit: options.limit ?? 100 }) as Record<string, string | number | null>[];
-    return rows.map((r) => ({
-      key: r.key as string,
-      time: r.time as number,
-      first: { author: r.first_author as string | null, signer: r.first_signer as string | null, result: r.first_result as string },
-      second: { author: r.second_author as string | null, signer: r.second_signer as string | null, result: r.second_result as string },
-    }));
+  conflicts(options: { key?: string; limit?: number } = {}): Promise<Conflict[]> {
+    return this.index.conflicts({ key: options.key, limit: options.limit ?? 100 });
   }
 
   /** Requests and bytes by token (a short hash prefix names each), busiest first. */
-  tokenStats(): { token: string; requests: number; bytesIn: number; bytesOut: number }[] {
-    this.flush();
-    return this.db.query("SELECT token, requests, bytes_in AS bytesIn, bytes_out AS bytesOut FROM token_stats ORDER BY requests DESC LIMIT 100").all() as {
-      token: string;
-      requests: number;
-      bytesIn: number;
-      bytesOut: number;
-    }[];
+  async tokenStats(): Promise<TokenStat[]> {
+    await this.flush();
+    return await this.index.tokenStats();
   }
 
-  conflictCount(): number {
-    return (this.db.query("SELECT COUNT(*) AS n FROM conflicts").get() as { n: number }).n;
+  conflictCount(): Promise<number> {
+    return this.index.conflictCount();
   }
 
-  storageBytes(): number {
-    let total = 0;
-    for (const size of this.sizes.values()) total += size;
-    return total;
+  async storageBytes(): Promise<number> {
+    return (await this.index.counts()).bytes;
   }
 
-  counts(): { blobs: number; actions: number } {
-    const blobs = (this.db.query("SELECT COUNT(*) AS n FROM blobs").get() as { n: number }).n;
-    const actions = (this.db.query("SELECT COUNT(*) AS n FROM actions").get() as { n: number }).n;
-    return { blobs, actions };
+  counts(): Promise<{ blobs: number; actions: number; bytes: number }> {
+    return this.index.counts();
   }
 
   /**
    * Brings storage under the budget: unreferenced blobs first (least recently used), then the
-   * least recently used actions and the blobs only they needed. Returns how many went.
+   * least recently used actions and the blobs only they needed. Returns how many went. A blob's
+   * bytes go after its entry: killed in between, bytes no entry names are left, never an entry
+   * naming no bytes.
    */
-  evict(): number {
+  async evict(): Promise<number> {
     const max = this.options.maxSize;
     if (max === undefined) return 0;
-    let used = this.storageBytes();
-    // Stryker disable next-line ConditionalExpression,EqualityOperator: with nothing to free, the loops below stop at once
-    if (used <= max) return 0;
-    this.flush(); // eviction orders by access time
-    let evicted = 0;
-    const removeBlob = (hash: string, size: number) => {
-      // Stryker disable next-line ObjectLiteral,BooleanLiteral: a stored blob's file is there
-      rmSync(this.blobPath(hash), { force: true });
-      this.db.query("DELETE FROM blobs WHERE hash = ?").run(hash);
-      this.sizes.delete(hash);
+    await this.flush(); // eviction orders by access time
+    const evicted = await this.index.evict(max, Date.now() - (this.options.pendingGraceMs ?? 10 * 60_000), (hash) => this.blobs.delete(hash));
+    if (!evicted) return 0;
+    for (const hash of evicted.blobs) {
       const cached = this.smallBlobs.get(hash);
       if (cached) {
         this.smallBlobs.delete(hash);
         this.smallBlobBytes -= cached.length;
       }
-      used -= size;
-      evicted++;
-    };
-    const graceEnds = Date.now() - (this.options.pendingGraceMs ?? 10 * 60_000);
-    const unreferenced = this.db
-      .query("SELECT hash, size FROM blobs WHERE hash NOT IN (SELECT hash FROM action_blobs) AND last_access < ? ORDER BY last_access ASC")
-      .all(graceEnds) as { hash: string; size: number }[];
-    for (const blob of unreferenced) {
-      if (used <= max) break;
-      removeBlob(blob.hash, blob.size);
     }
-    while (used > max) {
-      const oldest = this.db.query("SELECT key FROM actions ORDER BY last_access ASC LIMIT 1").get() as { key: string } | null;
-      if (!oldest) break;
-      const needed = (this.db.query("SELECT hash FROM action_blobs WHERE key = ?").all(oldest.key) as { hash: string }[]).map((r) => r.hash);
-      this.db.query("DELETE FROM actions WHERE key = ?").run(oldest.key);
-      this.db.query("DELETE FROM action_blobs WHERE key = ?").run(oldest.key);
-      evicted++;
-      for (const hash of needed) {
-        const stillNeeded = this.db.query("SELECT 1 FROM action_blobs WHERE hash = ?").get(hash);
-        const size = this.blobSize(hash);
-        // Stryker disable next-line ConditionalExpression: an action's blobs are stored (putAction checks), so their size is known
-        if (!stillNeeded && size !== undefined) removeBlob(hash, size);
-      }
-    }
-    this.evictions += evicted;
-    return evicted;
+    this.evictions += evicted.count;
+    return evicted.count;
   }
 
   recordTokenUse(token: string, bytesIn: number, bytesOut: number) {
@@ -394,13 +301,11 @@ export class Storage {
     this.tokenUse.set(token, use);
   }
 
-  /** Blob files on disk that the index does not know, and leftover uploads (for checks). */
-  strayFiles(): string[] {
+  /** Blobs stored that the index does not know, and leftover uploads (for checks). */
+  async strayFiles(): Promise<string[]> {
     const stray: string[] = [];
-    for (const prefix of readdirSync(this.blobDir)) {
-      for (const name of readdirSync(join(this.blobDir, prefix))) if (!this.hasBlob(name)) stray.push(name);
-    }
-    return stray.concat(readdirSync(this.tmpDir));
+    for (const name of await this.blobs.names()) if (!(await this.hasBlob(name))) stray.push(name);
+    return stray.concat(await this.blobs.leftovers());
   }
 
   /** Bytes the small-blob memory cache really holds (counted, not the running total it keeps). */
@@ -411,15 +316,8 @@ export class Storage {
   }
 
   fileSize(hash: string): number {
-    return statSync(this.blobPath(hash)).size;
+    return (this.blobs as DirectoryBlobs).fileSize(hash);
   }
-}
-
-export interface Conflict {
-  key: string;
-  time: number;
-  first: { author: string | null; signer: string | null; result: string };
-  second: { author: string | null; signer: string | null; result: string };
 }
 
 export class ActionConflict extends UploadRejected {

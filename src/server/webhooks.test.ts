@@ -1,4 +1,4 @@
-import { afterAll, afterEach, expect, test } from "bun:test";
+import { afterAll, afterEach, describe, expect, test } from "bun:test";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -11,6 +11,7 @@ import { createApp } from "./app.ts";
 import { createLogger } from "../util/log.ts";
 import { createParts, type ServerParts } from "./parts.ts";
 import { parseWebhookEvents, parseWebhookSecret, signWebhook } from "./webhooks.ts";
+import { BACKENDS } from "../../test/support/backends.ts";
 
 const work = mkdtempSync(join(tmpdir(), "memobuild-webhooks-"));
 afterAll(() => rmSync(work, { recursive: true, force: true }));
@@ -42,120 +43,145 @@ function receiver(answers: number[]) {
   return { url: `http://127.0.0.1:${server.port}/hook`, received };
 }
 
-function hub(url: string, events = "build.finished,build.failed,cache.conflict", maxAttempts = 10): ServerParts {
-  const parts = createParts({
-    dataDir: join(work, `d${Math.random().toString(36).slice(2)}`),
-    tokens: [],
-    log: quiet,
-    webhooks: { targets: [{ url, events: parseWebhookEvents(events) }], key: parseWebhookSecret(SECRET), retryBaseMs: 50, maxAttempts, pollMs: 20 },
+for (const backend of BACKENDS) describe(`webhooks on ${backend.name}`, () => {
+  async function hub(url: string, events = "build.finished,build.failed,cache.conflict", maxAttempts = 10): Promise<ServerParts> {
+    const dataDir = join(work, `d${Math.random().toString(36).slice(2)}`);
+    const parts = await createParts({
+      dataDir,
+      ...(await backend.options(dataDir)),
+      tokens: [],
+      log: quiet,
+      webhooks: { targets: [{ url, events: parseWebhookEvents(events) }], key: parseWebhookSecret(SECRET), retryBaseMs: 50, maxAttempts, pollMs: 20 },
+    });
+    cleanups.push(() => parts.close());
+    return parts;
+  }
+
+  const finished = (result: "success" | "failed"): BuildEvent[] => [
+    { type: "build.started", seq: 1, time: 1, dockerfile: "Dockerfile", platform: "linux/amd64", host: "h", labels: { team: "web" }, steps: [] },
+    { type: "build.finished", seq: 2, time: 2, result, durationMs: 1500, executed: 1, cached: 3, savedMs: 9000 },
+  ];
+
+  async function until(check: () => boolean | Promise<boolean>, what: string) {
+    const deadline = Date.now() + 10_000;
+    while (!(await check())) {
+      if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+      await Bun.sleep(20);
+    }
+  }
+
+  test("a receiver that fails twice gets the event on the third try, with the same webhook-id and a signature any Standard Webhooks library accepts", async () => {
+    const target = receiver([500, 503]);
+    const parts = await hub(target.url);
+    await parts.hub.report("build-hook-0001", "t", { events: finished("success") });
+    await until(() => target.received.length === 3, "three attempts");
+    const ids = new Set(target.received.map((r) => r.headers["webhook-id"]));
+    expect(ids.size).toBe(1);
+    expect([...ids][0]).toMatch(/^msg_[0-9a-f]{32}$/);
+    const verifier = new Webhook(SECRET);
+    for (const attempt of target.received) {
+      const payload = verifier.verify(attempt.body, attempt.headers) as { type: string; data: Record<string, unknown> };
+      expect(payload.type).toBe("build.finished");
+      expect(payload.data).toMatchObject({ id: "build-hook-0001", result: "success", savedMs: 9000, labels: { team: "web" } });
+      expect(payload.data.token).toBeUndefined();
+    }
+    await until(async () => (await parts.history.recentDeliveries(1))[0]?.status === "delivered", "the delivery to be logged");
+    expect((await parts.history.recentDeliveries(1))[0]).toMatchObject({ attempts: 3, status: "delivered", lastStatus: 200 });
+    const metrics = await parts.metrics.render();
+    expect(metrics).toContain('memobuild_webhook_deliveries_total{outcome="retry"} 2');
+    expect(metrics).toContain('memobuild_webhook_deliveries_total{outcome="delivered"} 1');
   });
-  cleanups.push(() => parts.close());
-  return parts;
-}
 
-const finished = (result: "success" | "failed"): BuildEvent[] => [
-  { type: "build.started", seq: 1, time: 1, dockerfile: "Dockerfile", platform: "linux/amd64", host: "h", labels: { team: "web" }, steps: [] },
-  { type: "build.finished", seq: 2, time: 2, result, durationMs: 1500, executed: 1, cached: 3, savedMs: 9000 },
-];
+  test("a redirect is not followed: a receiver cannot bounce a signed delivery elsewhere", async () => {
+    const elsewhere = receiver([]);
+    const bouncer = Bun.serve({ hostname: "127.0.0.1", port: 0, fetch: () => new Response(null, { status: 307, headers: { location: elsewhere.url } }) });
+    cleanups.push(() => bouncer.stop(true));
+    const parts = await hub(`http://127.0.0.1:${bouncer.port}/hook`, "build.finished", 1);
+    await parts.hub.report("build-hook-0009", "t", { events: finished("success") });
+    await until(async () => ["failed", "delivered"].includes((await parts.history.recentDeliveries(1))[0]?.status), "the one attempt");
+    expect((await parts.history.recentDeliveries(1))[0]).toMatchObject({ status: "failed", attempts: 1, lastStatus: 307 });
+    expect(elsewhere.received).toEqual([]);
+  });
 
-async function until(check: () => boolean, what: string) {
-  const deadline = Date.now() + 10_000;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await Bun.sleep(20);
-  }
-}
+  test("a tampered body or another secret does not verify", async () => {
+    const target = receiver([]);
+    (await hub(target.url)).hub.report("build-hook-0002", "t", { events: finished("failed") });
+    await until(() => target.received.length === 2, "build.finished and build.failed");
+    expect(target.received.map((r) => JSON.parse(r.body).type).sort()).toEqual(["build.failed", "build.finished"]);
+    const [first] = target.received;
+    expect(() => new Webhook(SECRET).verify(first.body.replace("failed", "success"), first.headers)).toThrow();
+    expect(() => new Webhook(`whsec_${randomBytes(32).toString("base64")}`).verify(first.body, first.headers)).toThrow();
+  });
 
-test("a receiver that fails twice gets the event on the third try, with the same webhook-id and a signature any Standard Webhooks library accepts", async () => {
-  const target = receiver([500, 503]);
-  const parts = hub(target.url);
-  parts.hub.report("build-hook-0001", "t", { events: finished("success") });
-  await until(() => target.received.length === 3, "three attempts");
-  const ids = new Set(target.received.map((r) => r.headers["webhook-id"]));
-  expect(ids.size).toBe(1);
-  expect([...ids][0]).toMatch(/^msg_[0-9a-f]{32}$/);
-  const verifier = new Webhook(SECRET);
-  for (const attempt of target.received) {
-    const payload = verifier.verify(attempt.body, attempt.headers) as { type: string; data: Record<string, unknown> };
-    expect(payload.type).toBe("build.finished");
-    expect(payload.data).toMatchObject({ id: "build-hook-0001", result: "success", savedMs: 9000, labels: { team: "web" } });
-    expect(payload.data.token).toBeUndefined();
-  }
-  await until(() => parts.history.recentDeliveries(1)[0]?.status === "delivered", "the delivery to be logged");
-  expect(parts.history.recentDeliveries(1)[0]).toMatchObject({ attempts: 3, status: "delivered", lastStatus: 200 });
-  const metrics = await parts.metrics.render();
-  expect(metrics).toContain('memobuild_webhook_deliveries_total{outcome="retry"} 2');
-  expect(metrics).toContain('memobuild_webhook_deliveries_total{outcome="delivered"} 1');
+  test("only the chosen events are sent; a receiver that never answers 2xx is given up on after the last attempt", async () => {
+    const target = receiver([500, 500, 500, 500, 500]);
+    const parts = await hub(target.url, "build.failed", 3);
+    await parts.hub.report("build-hook-0003", "t", { events: finished("success") });
+    await parts.hub.report("build-hook-0004", "t", { events: finished("failed") });
+    await until(async () => (await parts.history.recentDeliveries(1))[0]?.status === "failed", "giving up");
+    expect(target.received.length).toBe(3);
+    expect(target.received.every((r) => JSON.parse(r.body).type === "build.failed")).toBe(true);
+    expect(await parts.metrics.render()).toContain('memobuild_webhook_deliveries_total{outcome="failed"} 1');
+  });
+
+  test("a message written down survives a restart of the server and is delivered by the next one, with its id", async () => {
+    const target = receiver([500]);
+    const dataDir = join(work, `restart-${backend.name}`);
+    const stores = await backend.options(dataDir);
+    const webhooks = (retryBaseMs: number) => ({ targets: [{ url: target.url, events: parseWebhookEvents("build.finished") }], key: parseWebhookSecret(SECRET), retryBaseMs, pollMs: 20 });
+    // The first server's attempt fails; its retry is a minute away when it stops.
+    const first = await createParts({ dataDir, ...stores, tokens: [], log: quiet, webhooks: webhooks(60_000) });
+    await first.hub.report("build-hook-0005", "t", { events: finished("success") });
+    await until(async () => (await first.history.recentDeliveries(1))[0]?.attempts === 1, "a first failed attempt");
+    await first.close();
+    const second = await createParts({ dataDir, ...stores, tokens: [], log: quiet, webhooks: webhooks(50) });
+    cleanups.push(() => second.close());
+    const [pending] = await second.history.recentDeliveries(1);
+    expect(pending).toMatchObject({ status: "pending", attempts: 1, lastStatus: 500 });
+    await second.history.updateDelivery(pending.id, { attempts: 1, nextAttempt: 0, status: "pending" }); // the minute has passed
+    await until(async () => (await second.history.recentDeliveries(1))[0]?.status === "delivered", "the retry");
+    expect(target.received.length).toBe(2);
+    expect(target.received[1].headers["webhook-id"]).toBe(target.received[0].headers["webhook-id"]);
+  });
+
+  test("a delivery claimed by a replica that died is delivered by another once its lease ends, with the same webhook-id", async () => {
+    const target = receiver([]);
+    const dataDir = join(work, `lease-${Math.random().toString(36).slice(2)}`);
+    const stores = await backend.options(dataDir);
+    // The replica that dies: it writes a message down and claims it, then never sends it.
+    const dead = await createParts({ dataDir, ...stores, tokens: [], log: quiet });
+    cleanups.push(() => dead.close());
+    const now = Date.now();
+    await dead.history.queueDelivery({ messageId: "msg_claimed_by_the_dead", url: target.url, type: "build.finished", body: "{}", attempts: 0, nextAttempt: 0, status: "pending", created: now });
+    expect((await dead.history.claimDeliveries(now, 16, now + 1500)).map((d) => d.messageId)).toEqual(["msg_claimed_by_the_dead"]);
+    const other = await createParts({ dataDir, ...stores, tokens: [], log: quiet, webhooks: { targets: [{ url: target.url, events: parseWebhookEvents("build.finished") }], key: parseWebhookSecret(SECRET), pollMs: 20 } });
+    cleanups.push(() => other.close());
+    await Bun.sleep(500);
+    expect(target.received).toEqual([]); // still held by the dead replica's lease
+    await until(() => target.received.length === 1, "the delivery after the lease");
+    expect(target.received[0].headers["webhook-id"]).toBe("msg_claimed_by_the_dead");
+    await until(async () => (await other.history.recentDeliveries(1))[0]?.status === "delivered", "the delivery to be logged");
+    expect(target.received.length).toBe(1);
+  }, 20_000);
+
+  test("a conflicting result offered for a step key fires cache.conflict with both sides", async () => {
+    const target = receiver([]);
+    const parts = await hub(target.url, "cache.conflict");
+    const app = createApp(parts);
+    const put = (path: string, body: string) => app.fetch(new Request(`http://hub${path}`, { method: "PUT", body }));
+    for (const blob of ["honest", "evil"]) await put(`/v1/blobs/${blake3Hex(blob)}`, blob);
+    const key = blake3Hex("step");
+    expect((await put(`/v1/actions/${key}`, JSON.stringify({ blobs: [blake3Hex("honest")], diffId: null, created: 1 }))).status).toBe(201);
+    expect((await put(`/v1/actions/${key}`, JSON.stringify({ blobs: [blake3Hex("evil")], diffId: null, created: 2 }))).status).toBe(409);
+    await until(() => target.received.length === 1, "the conflict webhook");
+    const payload = new Webhook(SECRET).verify(target.received[0].body, target.received[0].headers) as { type: string; data: { key: string; first: { result: string }; second: { result: string } } };
+    expect(payload.type).toBe("cache.conflict");
+    expect(payload.data.key).toBe(key);
+    expect(payload.data.first.result).not.toBe(payload.data.second.result);
+  });
 });
 
-test("a redirect is not followed: a receiver cannot bounce a signed delivery elsewhere", async () => {
-  const elsewhere = receiver([]);
-  const bouncer = Bun.serve({ hostname: "127.0.0.1", port: 0, fetch: () => new Response(null, { status: 307, headers: { location: elsewhere.url } }) });
-  cleanups.push(() => bouncer.stop(true));
-  const parts = hub(`http://127.0.0.1:${bouncer.port}/hook`, "build.finished", 1);
-  parts.hub.report("build-hook-0009", "t", { events: finished("success") });
-  await until(() => ["failed", "delivered"].includes(parts.history.recentDeliveries(1)[0]?.status), "the one attempt");
-  expect(parts.history.recentDeliveries(1)[0]).toMatchObject({ status: "failed", attempts: 1, lastStatus: 307 });
-  expect(elsewhere.received).toEqual([]);
-});
-
-test("a tampered body or another secret does not verify", async () => {
-  const target = receiver([]);
-  hub(target.url).hub.report("build-hook-0002", "t", { events: finished("failed") });
-  await until(() => target.received.length === 2, "build.finished and build.failed");
-  expect(target.received.map((r) => JSON.parse(r.body).type).sort()).toEqual(["build.failed", "build.finished"]);
-  const [first] = target.received;
-  expect(() => new Webhook(SECRET).verify(first.body.replace("failed", "success"), first.headers)).toThrow();
-  expect(() => new Webhook(`whsec_${randomBytes(32).toString("base64")}`).verify(first.body, first.headers)).toThrow();
-});
-
-test("only the chosen events are sent; a receiver that never answers 2xx is given up on after the last attempt", async () => {
-  const target = receiver([500, 500, 500, 500, 500]);
-  const parts = hub(target.url, "build.failed", 3);
-  parts.hub.report("build-hook-0003", "t", { events: finished("success") });
-  parts.hub.report("build-hook-0004", "t", { events: finished("failed") });
-  await until(() => parts.history.recentDeliveries(1)[0]?.status === "failed", "giving up");
-  expect(target.received.length).toBe(3);
-  expect(target.received.every((r) => JSON.parse(r.body).type === "build.failed")).toBe(true);
-  expect(await parts.metrics.render()).toContain('memobuild_webhook_deliveries_total{outcome="failed"} 1');
-});
-
-test("a message written down survives a restart of the server and is delivered by the next one, with its id", async () => {
-  const target = receiver([500]);
-  const dataDir = join(work, "restart");
-  const webhooks = (retryBaseMs: number) => ({ targets: [{ url: target.url, events: parseWebhookEvents("build.finished") }], key: parseWebhookSecret(SECRET), retryBaseMs, pollMs: 20 });
-  // The first server's attempt fails; its retry is a minute away when it stops.
-  const first = createParts({ dataDir, tokens: [], log: quiet, webhooks: webhooks(60_000) });
-  first.hub.report("build-hook-0005", "t", { events: finished("success") });
-  await until(() => first.history.recentDeliveries(1)[0]?.attempts === 1, "a first failed attempt");
-  await first.close();
-  const second = createParts({ dataDir, tokens: [], log: quiet, webhooks: webhooks(50) });
-  cleanups.push(() => second.close());
-  const pending = second.history.recentDeliveries(1)[0];
-  expect(pending).toMatchObject({ status: "pending", attempts: 1, lastStatus: 500 });
-  second.history.updateDelivery(pending.id, { attempts: 1, nextAttempt: 0, status: "pending" }); // the minute has passed
-  await until(() => second.history.recentDeliveries(1)[0]?.status === "delivered", "the retry");
-  expect(target.received.length).toBe(2);
-  expect(target.received[1].headers["webhook-id"]).toBe(target.received[0].headers["webhook-id"]);
-});
-
-test("a conflicting result offered for a step key fires cache.conflict with both sides", async () => {
-  const target = receiver([]);
-  const parts = hub(target.url, "cache.conflict");
-  const app = createApp(parts);
-  const put = (path: string, body: string) => app.fetch(new Request(`http://hub${path}`, { method: "PUT", body }));
-  for (const blob of ["honest", "evil"]) await put(`/v1/blobs/${blake3Hex(blob)}`, blob);
-  const key = blake3Hex("step");
-  expect((await put(`/v1/actions/${key}`, JSON.stringify({ blobs: [blake3Hex("honest")], diffId: null, created: 1 }))).status).toBe(201);
-  expect((await put(`/v1/actions/${key}`, JSON.stringify({ blobs: [blake3Hex("evil")], diffId: null, created: 2 }))).status).toBe(409);
-  await until(() => target.received.length === 1, "the conflict webhook");
-  const payload = new Webhook(SECRET).verify(target.received[0].body, target.received[0].headers) as { type: string; data: { key: string; first: { result: string }; second: { result: string } } };
-  expect(payload.type).toBe("cache.conflict");
-  expect(payload.data.key).toBe(key);
-  expect(payload.data.first.result).not.toBe(payload.data.second.result);
-});
-
-test("the signature is the spec's: base64 HMAC-SHA256 of id.timestamp.body under the decoded secret", () => {
+test("the signature is the spec's: base64 HMAC-SHA256 of id.timestamp.body under the decoded secret", async () => {
   const key = Buffer.from("MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", "base64");
   // The example from the Standard Webhooks specification's test vectors (whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw).
   expect(signWebhook(key, "msg_p5jXN8AQM9LWM0D4loKWxJek", 1614265330, '{"test": 2432232314}')).toBe("v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=");

@@ -14,20 +14,23 @@ export interface LoadResult {
   errors: string[];
 }
 
-export async function mixedLoad(options: { url: string; token: string; seconds: number; downloaders: number; uploaders: number }): Promise<LoadResult> {
+/** `url` may name several replicas: each client talks to one of them (no stickiness needed). */
+export async function mixedLoad(options: { url: string | string[]; token: string; seconds: number; downloaders: number; uploaders: number }): Promise<LoadResult> {
   const headers = { authorization: `Bearer ${options.token}` };
+  const urls = typeof options.url === "string" ? [options.url] : options.url;
   const small = new Uint8Array(4096).fill(7);
   const smallHash = blake3Hex(small);
-  await fetch(`${options.url}/v1/blobs/${smallHash}`, { method: "PUT", headers, body: small });
+  await fetch(`${urls[0]}/v1/blobs/${smallHash}`, { method: "PUT", headers, body: small });
   const latencies: number[] = [];
   const errors: string[] = [];
   let uploads = 0;
   const deadline = performance.now() + options.seconds * 1000;
-  const download = async () => {
+  const download = async (client: number) => {
+    const url = urls[client % urls.length];
     while (performance.now() < deadline) {
       const started = performance.now();
       try {
-        const response = await fetch(`${options.url}/v1/blobs/${smallHash}`, { headers });
+        const response = await fetch(`${url}/v1/blobs/${smallHash}`, { headers });
         const body = await response.arrayBuffer();
         if (response.status !== 200 || body.byteLength !== 4096) errors.push(`GET: HTTP ${response.status}`);
       } catch (error) {
@@ -37,12 +40,13 @@ export async function mixedLoad(options: { url: string; token: string; seconds: 
     }
   };
   const upload = async (client: number) => {
+    const url = urls[client % urls.length];
     for (let n = 0; performance.now() < deadline; n++) {
       const body = new Uint8Array(64 * 1024);
       new DataView(body.buffer).setFloat64(0, Math.random());
       body.set(new TextEncoder().encode(`${client}-${n}`), 8);
       try {
-        const response = await fetch(`${options.url}/v1/blobs/${blake3Hex(body)}`, { method: "PUT", headers, body });
+        const response = await fetch(`${url}/v1/blobs/${blake3Hex(body)}`, { method: "PUT", headers, body });
         await response.arrayBuffer();
         if (response.status !== 201) errors.push(`PUT: HTTP ${response.status}`);
         else uploads++;
@@ -51,7 +55,7 @@ export async function mixedLoad(options: { url: string; token: string; seconds: 
       }
     }
   };
-  await Promise.all([...Array.from({ length: options.downloaders }, download), ...Array.from({ length: options.uploaders }, (_, i) => upload(i))]);
+  await Promise.all([...Array.from({ length: options.downloaders }, (_, i) => download(i)), ...Array.from({ length: options.uploaders }, (_, i) => upload(i))]);
   latencies.sort((a, b) => a - b);
   return {
     hits: latencies.length,

@@ -30,6 +30,9 @@ interface ServeFlags {
   historyMaxAge: string;
   historyMaxBuilds: string;
   jobLease: string;
+  db?: string;
+  blobs?: string;
+  blobsRedirect?: boolean;
 }
 
 const size = (flag: string, value?: string) => {
@@ -82,6 +85,9 @@ export function registerServe(program: Command) {
     )
     .option("--listen <host:port>", "address to listen on", "127.0.0.1:7070")
     .option("--data <dir>", "where blobs and metadata live (default: ~/.local/share/memobuild/server)")
+    .option("--db <url>", "keep metadata in PostgreSQL, postgres://USER@HOST:PORT/DB (also $MEMOBUILD_DB); replicas share it")
+    .option("--blobs <url>", "keep blobs in S3, s3://BUCKET[/PREFIX]?endpoint=URL&region=R (credentials: $AWS_ACCESS_KEY_ID, $AWS_SECRET_ACCESS_KEY)")
+    .option("--blobs-redirect", "answer large blob downloads with a short-lived URL of the S3 store")
     .option("--token <token>", "a read-write token (repeatable)", collect)
     .option("--read-only-token <token>", "a read-only token (repeatable)", collect)
     .option("--worker-token <token>", "a token for `memobuild worker`: runs queued builds and writes their results (repeatable)", collect)
@@ -111,7 +117,7 @@ export function registerServe(program: Command) {
       const historyMaxAgeMs = period("--history-max-age", flags.historyMaxAge);
       const historyMaxBuilds = Number(flags.historyMaxBuilds);
       if (!Number.isSafeInteger(historyMaxBuilds) || historyMaxBuilds < 1) throw new UsageError("--history-max-builds must be a whole number of at least 1");
-      const server = startServer({
+      const server = await startServer({
         listen: flags.listen,
         dataDir: resolve(flags.data ?? join(process.env.XDG_DATA_HOME ?? join(homedir(), ".local/share"), "memobuild/server")),
         tokens,
@@ -127,6 +133,9 @@ export function registerServe(program: Command) {
         historyMaxBuilds,
         webhooks: webhookOptions(flags),
         jobLeaseMs: seconds("--job-lease", flags.jobLease) * 1000,
+        db: flags.db ?? (process.env.MEMOBUILD_DB || undefined),
+        blobs: flags.blobs,
+        blobsRedirect: flags.blobsRedirect,
       });
       // Handlers first: a SIGTERM sent as soon as the address is announced still shuts down cleanly.
       const stopped = new Promise<void>((done) => {
