@@ -37,7 +37,8 @@ afterAll(() => {
 
 let count = 0;
 const machine = (name: string) => machineWithBase(join(work, `machine-${name}-${++count}`), baseOci);
-const startServer = (args: string[] = []) => startCacheServer(join(work, `data-${++count}`), ["--token", TOKEN, "--read-only-token", READER, ...args]);
+// Each request is logged at debug: the tests count blob uploads from those lines.
+const startServer = (args: string[] = []) => startCacheServer(join(work, `data-${++count}`), ["--token", TOKEN, "--read-only-token", READER, ...args], { MEMOBUILD_LOG: "debug" });
 
 /** A RUN that fetches the packages it lacks into the npm-like cache, then "installs" them. */
 const fetchPackages = (id: string, packages: number, extra = "") =>
@@ -135,7 +136,7 @@ describe("a cache mount follows the team through the remote cache", () => {
     writeProject(project, { "memobuild.json": '{ "remote": { "cacheMounts": "off" } }' });
     expect(runMemobuild(["build", "--cache-dir", machine("project-file")], { cwd: project }).exitCode).toBe(0);
     // A server without tokens, so that a build without one may read (and could write) there.
-    const server = await startCacheServer(join(work, `data-${++count}`));
+    const server = await startCacheServer(join(work, `data-${++count}`), [], { MEMOBUILD_LOG: "debug" });
     try {
       writeProject(project, { Dockerfile: `FROM memobuild/busybox\n${fetchPackages("gems", 2)}\n`, "memobuild.json": JSON.stringify({ remote: { url: server.url } }) });
       const child = Bun.spawn([memobuildBinary(), "build", "--cache-dir", machine("project-url"), "--network", "host", "--remote-cache-mounts", "on"], { cwd: project, stdout: "pipe", stderr: "pipe", env: { ...process.env, MEMOBUILD_TOKEN: TOKEN } });

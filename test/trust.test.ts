@@ -303,7 +303,7 @@ function makeCertificates(dir: string) {
 describe("mutual TLS", () => {
   test("the server refuses a client without a certificate from its CA at the handshake; builds with one use it", async () => {
     const file = makeCertificates(join(work, "pki"));
-    const server = await startCacheServer(join(work, "mtls-server"), ["--tls-cert", file("server.pem"), "--tls-key", file("server.key"), "--tls-client-ca", file("ca.pem")]);
+    const server = await startCacheServer(join(work, "mtls-server"), ["--tls-cert", file("server.pem"), "--tls-key", file("server.key"), "--tls-client-ca", file("ca.pem")], { MEMOBUILD_LOG: "debug" });
     try {
       expect(server.url).toStartWith("https://127.0.0.1:");
       const ca = readFileSync(file("ca.pem"), "utf8");

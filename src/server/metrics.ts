@@ -7,6 +7,8 @@ import { Counter, Gauge, Histogram, Registry } from "prom-client";
 
 export class Metrics {
   readonly registry = new Registry();
+  /** Requests since the last traffic line (server.ts logs one a minute, then resets these). */
+  readonly traffic = { requests: 0, errors: 0 };
   private readonly registers = [this.registry];
 
   readonly requests = new Counter({ name: "memobuild_requests_total", help: "HTTP requests by method, route and status", labelNames: ["method", "route", "status"], registers: this.registers });

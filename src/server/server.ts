@@ -29,6 +29,8 @@ export interface ServeOptions {
   /** A running build silent this long is marked failed. */
   staleBuildMs?: number;
   webhooks?: PartsOptions["webhooks"];
+  /** How often the traffic line is logged (default a minute). */
+  trafficLogMs?: number;
   /** Remote execution: a worker's lease on a job without a heartbeat (default 30 s). */
   jobLeaseMs?: number;
   /** postgres://… and s3://… (see PartsOptions). */
@@ -95,6 +97,12 @@ export async function startServer(options: ServeOptions): Promise<RunningServer>
   const warn = (what: string) => (cause: unknown) => log.warn(what, { error: String(cause) });
   const flusher = setInterval(() => void storage.flush().catch(warn("access times could not be written")), 1000);
   const pruner = setInterval(() => void retention().catch(warn("history retention failed")), 600_000);
+  // One line a minute of traffic at info (each request is at debug); nothing when there was none.
+  const traffic = setInterval(() => {
+    const { requests, errors } = parts.metrics.traffic;
+    if (requests) log.info("traffic in the last minute", { requests, errors });
+    parts.metrics.traffic.requests = parts.metrics.traffic.errors = 0;
+  }, options.trafficLogMs ?? 60_000);
   const scheme = options.tlsCert ? "https" : "http";
   const url = `${scheme}://${hostname.includes(":") ? `[${hostname}]` : hostname}:${server.port}`;
   const stores = { db: options.db === undefined ? undefined : redactUrl(options.db), blobs: options.blobs };
@@ -109,6 +117,7 @@ export async function startServer(options: ServeOptions): Promise<RunningServer>
       await server.stop(false);
       clearInterval(flusher);
       clearInterval(pruner);
+      clearInterval(traffic);
       await parts.close();
     },
   };
