@@ -27,9 +27,10 @@ declare -A package_of=(
   [zsh]=zsh
   [fish]=fish
   [rpm]=rpm
+  [slirp4netns]=slirp4netns
 )
 commands=("$@")
-[ ${#commands[@]} -eq 0 ] && commands=(git dot setpriv busybox crun skopeo umoci docker-registry htpasswd openssl dockerd chromium ssh-agent tmux zsh fish rpm)
+[ ${#commands[@]} -eq 0 ] && commands=(git dot setpriv busybox crun slirp4netns skopeo umoci docker-registry htpasswd openssl dockerd chromium ssh-agent tmux zsh fish rpm)
 
 missing=()
 for command in "${commands[@]}"; do

@@ -102,7 +102,7 @@ describe("flags that change what every RUN sees, and its key", () => {
     const cases: [string[], string][] = [
       [["--add-host", "db"], "--add-host db: use NAME:IP"],
       [["--add-host", "db:999.1.1.1"], '"999.1.1.1" is not an IP address'],
-      [["--add-host", "db:host-gateway"], "host-gateway needs a bridge network"],
+      [["--add-host", "db:gateway"], '"gateway" is not an IP address (or host-gateway)'],
       [["--ulimit", "files=1"], 'unknown limit "files"'],
       [["--ulimit", "nofile=10:5"], "the soft limit is above the hard one"],
       [["--shm-size", "lots"], "--shm-size lots: invalid size"],

@@ -289,7 +289,7 @@ describe("RUN", () => {
     expect(result.stderr).not.toContain("never");
   });
 
-  test("ENV, WORKDIR, USER by name and SHELL reach the container; the network is off", () => {
+  test("ENV, WORKDIR, USER by name and SHELL reach the container; the network is RUN's own", () => {
     const dir = project({
       Dockerfile: [
         "FROM memobuild/busybox",
@@ -306,8 +306,8 @@ describe("RUN", () => {
     });
     mustBuild(dir, "-t", "env:test");
     const out = runMemobuild(["run", "env:test", "--cache-dir", cacheDir]).stdout;
-    // Only the loopback device: 2 header lines + lo.
-    expect(out).toBe("hello builder /work/dir 1000:1000 3\n");
+    // 2 header lines + lo + the sandbox's tap0 (test/network.test.ts tests the network itself).
+    expect(out).toBe("hello builder /work/dir 1000:1000 4\n");
   });
 
   test("RUN output without newlines is passed on in bounded lines, every byte of it", () => {
@@ -326,7 +326,7 @@ describe("RUN", () => {
       Dockerfile: 'FROM memobuild/busybox\nRUN --network=host wc -l < /proc/net/dev > /a\nRUN wc -l < /proc/net/dev > /b\nCMD ["cat", "/a", "/b"]\n',
     });
     mustBuild(dir, "-t", "net:a", "--allow", "network.host");
-    expect(runMemobuild(["run", "net:a", "--cache-dir", cacheDir]).stdout).toBe(`${hostInterfaces}\n3\n`);
+    expect(runMemobuild(["run", "net:a", "--cache-dir", cacheDir]).stdout).toBe(`${hostInterfaces}\n4\n`);
     mustBuild(dir, "-t", "net:b", "--network", "host", "--no-cache", "--allow", "network.host");
     expect(runMemobuild(["run", "net:b", "--cache-dir", cacheDir]).stdout).toBe(`${hostInterfaces}\n${hostInterfaces}\n`);
   });

@@ -13,6 +13,7 @@ import { join, resolve } from "node:path";
 import { formatPlatform, hostPlatform } from "../frontend/platform.ts";
 import { parseOutputSpec, type OutputSpec } from "../image/export.ts";
 import { parseAddHost, parseShmSize, parseUlimit, type Sandbox } from "../executor/sandbox.ts";
+import { NETWORK_MODES, type NetworkMode } from "../executor/network.ts";
 import { UsageError } from "./errors.ts";
 import { collect } from "./inputs.ts";
 import type { SettingFlags } from "./settings.ts";
@@ -69,8 +70,8 @@ export function buildFlagOptions(command: Command): Command {
     .option("--cache-dir <dir>", "cache directory (default: $MEMOBUILD_CACHE_DIR, the config's cacheDir, or ~/.cache/memobuild)")
     .option("--secret <spec>", "[type=file|env,]id=ID[,src=PATH|,env=VAR]: a secret for RUN --mount=type=secret (repeatable)", collect)
     .option("--ssh <spec>", "ID[=SOCKET|KEY[,KEY]]: an SSH agent for RUN --mount=type=ssh; `default` alone forwards $SSH_AUTH_SOCK (repeatable)", collect)
-    .option("--network <mode>", "network for RUN: none|host", "none")
-    .option("--add-host <name:ip>", "an /etc/hosts entry for every RUN (repeatable)", collect)
+    .option("--network <mode>", "network for RUN: default (its own, with outbound access through slirp4netns) | none | host (needs --allow network.host)", "default")
+    .option("--add-host <name:ip>", "an /etc/hosts entry for every RUN; NAME:host-gateway reaches the host's own loopback (repeatable)", collect)
     .option("--shm-size <size>", "the size of /dev/shm in every RUN, e.g. 256m (default: 64m)")
     .option("--ulimit <name=soft[:hard]>", "a resource limit for every RUN, e.g. nofile=1024:2048 (repeatable)", collect)
     .option("--allow <entitlement>", "let the Dockerfile use network.host (RUN --network=host) or security.insecure (RUN --security=insecure) (repeatable)", collect)
@@ -101,6 +102,14 @@ export function usage<T>(parse: () => T): T {
   } catch (error) {
     throw new UsageError((error as Error).message);
   }
+}
+
+/** --network default|none|host; host only with --allow network.host, as BuildKit's entitlement. */
+export function networkFrom(flags: Pick<BuildFlags, "network" | "allow">): NetworkMode {
+  const mode = flags.network;
+  if (!(NETWORK_MODES as readonly string[]).includes(mode)) throw new UsageError(`--network ${mode}: use ${NETWORK_MODES.join(", ")}`);
+  if (mode === "host" && !flags.allow.includes("network.host")) throw new UsageError("--network host uses the host's network: add --allow network.host to let it");
+  return mode as NetworkMode;
 }
 
 /** --add-host, --shm-size, --ulimit; undefined when none is given. */

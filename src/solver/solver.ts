@@ -8,6 +8,7 @@
 import { availableParallelism } from "node:os";
 import type { LocalStore } from "../cache/store.ts";
 import { describeSandbox, type Sandbox } from "../executor/sandbox.ts";
+import type { NetworkMode } from "../executor/network.ts";
 import { directoryCacheMounts, type CacheMountProvider } from "../executor/cache-mount.ts";
 import { LocalExecutor } from "../executor/executor.ts";
 import type { Executor, ExecutorResources, StepRequest } from "../executor/request.ts";
@@ -59,7 +60,8 @@ export interface BuildOptions {
   secrets: Map<string, Buffer>;
   /** SSH agents for RUN --mount=type=ssh, by ID. */
   ssh?: SshAgents;
-  network: "none" | "host";
+  /** RUN's network: default (a sandbox with outbound access), none or host (see executor/network.ts). */
+  network: NetworkMode;
   /** --add-host, --shm-size, --ulimit: every RUN's container. */
   sandbox?: Sandbox;
   /** What the person running the build consents to: network.host, security.insecure. */

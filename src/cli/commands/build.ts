@@ -39,7 +39,7 @@ import { UsageError } from "../errors.ts";
 import { dockerfileOptions, readDockerfileFrom, type DockerfileInput } from "../inputs.ts";
 import { resolveNamedContexts } from "../named-contexts.ts";
 import { checkProjectTags } from "../project-tags.ts";
-import { attestFlagsGiven, buildFlagOptions, checkPlatform, noCacheStages, outputsFrom, parseAnnotations, parseBuildContexts, parseCacheSpec, parseEntitlements, parseLabels, parseSecret, sandboxFrom, usage, type BuildFlags } from "../build-flags.ts";
+import { attestFlagsGiven, buildFlagOptions, checkPlatform, networkFrom, noCacheStages, outputsFrom, parseAnnotations, parseBuildContexts, parseCacheSpec, parseEntitlements, parseLabels, parseSecret, sandboxFrom, usage, type BuildFlags } from "../build-flags.ts";
 
 // What only some builds use loads when one does: the registry transfer (pulling a missing base
 // image, pushing), the Docker Engine client (--load), filesystem outputs, the build hub reporter.
@@ -72,7 +72,7 @@ export function registerBuild(program: Command) {
     .action(async (context: string | undefined, flags: BuildFlags & { builder?: string; cacheMountScope?: string; check?: boolean }) => {
       const settings = commandSettings(flags, context);
       const progressMode = value<string>(settings, "progress");
-      if (!["none", "host"].includes(flags.network)) throw new UsageError(`--network must be none or host`);
+      const network = networkFrom(flags);
       const jobs = value<number | undefined>(settings, "jobs");
       checkPlatform(flags.platform);
       const outputs = outputsFrom(flags);
@@ -145,7 +145,7 @@ export function registerBuild(program: Command) {
             store,
             statCacheFile: statCacheFile(store.dir, input.contextDir),
             secrets,
-            network: flags.network as "none" | "host",
+            network,
             allow,
             progress,
             jobs,
@@ -219,7 +219,7 @@ async function writeBuildCache(spec: CacheSpec, result: { steps: StepResult[]; p
 
 /** `--builder URL`: the build runs on one of the server's workers; the image comes back to this store. */
 async function buildOnWorker(builder: string, settings: Settings, flags: BuildFlags, store: LocalStore, input: DockerfileInput, progress: ProgressSink) {
-  const unsupported = [flags.ssh.length && "--ssh", flags.cacheFrom.length && "--cache-from", flags.cacheTo.length && "--cache-to", flags.buildContext.length && "--build-context", flags.network !== "none" && "--network", flags.allow.length && "--allow (a worker grants entitlements itself)"].filter(Boolean);
+  const unsupported = [flags.ssh.length && "--ssh", flags.cacheFrom.length && "--cache-from", flags.cacheTo.length && "--cache-to", flags.buildContext.length && "--build-context", flags.network !== "default" && "--network (a worker gives RUN the default network)", flags.allow.length && "--allow (a worker grants entitlements itself)"].filter(Boolean);
   if (unsupported.length) throw new UsageError(`--builder: ${unsupported.join(", ")} cannot be used with a remote builder yet`);
   const remote = remoteSettings(settings, (message) => progress({ type: "warning", message }));
   const jobs = new JobsClient({ url: builder, token: remote.token });
@@ -237,7 +237,7 @@ async function buildOnWorker(builder: string, settings: Settings, flags: BuildFl
   };
   // The keys of the build's steps, computed here, let the server send it where they are cached;
   // the plan and inputs behind them are what provenance records of the build.
-  const planned = await build({ ...options, store, secrets: new Map(), network: "none", progress: () => {}, dryRun: true }).catch(() => undefined);
+  const planned = await build({ ...options, store, secrets: new Map(), network: "default", progress: () => {}, dryRun: true }).catch(() => undefined);
   const hints = planned ? planned.steps.map((s) => s.key).filter(Boolean) : [];
   const built = await buildRemotely({ ...options, jobs, remote: cache, store, labels: parseLabels("--label", flags.label), progress, hints, secrets: new Map(flags.secret.map(parseSecret)) });
   return { ...built, plan: planned?.plan, inputs: planned?.inputs };
