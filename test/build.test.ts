@@ -780,8 +780,8 @@ describe("images", () => {
     expect(imported.stdout).toBe(`imported:v1 ${m["containerimage.digest"]}\n`);
     expect(runMemobuild(["run", "imported:v1", "--cache-dir", otherCache, "--", "cat", "/marker"]).stdout).toBe("exported\n");
     expect(runMemobuild(["image", "ls", "--cache-dir", otherCache]).stdout).toMatch(/^REFERENCE +IMAGE ID +DIGEST +SIZE +ADDED\nimported:v1 +[0-9a-f]{12} +sha256:/);
-    expect(runMemobuild(["image", "rm", "imported:v1", "--cache-dir", otherCache]).stdout).toBe("untagged imported:v1\n");
-    expect(runMemobuild(["run", "imported:v1", "--cache-dir", otherCache]).stderr).toBe("memobuild: no image imported:v1 in the local store\n");
+    expect(runMemobuild(["image", "rm", "imported:v1", "--cache-dir", otherCache]).stdout).toMatch(/^untagged imported:v1\ndeleted sha256:[0-9a-f]{64}\n$/);
+    expect(runMemobuild(["run", "imported:v1", "--cache-dir", otherCache]).stderr).toStartWith("memobuild: no image imported:v1 in the local store (");
   });
 
   test("a base image that is not in the store is pulled; one that cannot be is a clear error", () => {

@@ -121,8 +121,7 @@ describe("push and pull", () => {
     const push = await memobuild(["build", marked, "--cache-dir", join(work, "marked-cache"), "-t", tag, "--push"]);
     expect(push.exitCode).toBe(0);
     const digest = JSON.parse(skopeo("inspect", "--tls-verify=false", `docker://${tag}`).stdout).Digest;
-    expect(push.stderr).toContain(`image ${digest} (`); // the digest the registry has
-    expect(push.stderr).toContain(`output registry ${tag} ${digest}\n`);
+    expect(push.stderr).toContain(`output registry ${tag} manifest ${digest}\n`); // the digest the registry has
     expect(await seen()).toBe("none"); // the store's copy of the tag, as docker build without --pull
     expect(await seen("--pull")).toBe("new");
   }, 60_000);

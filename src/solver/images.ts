@@ -2,20 +2,16 @@
 import type { LocalStore } from "../cache/store.ts";
 import type { Plan } from "../frontend/plan.ts";
 import { loadImage, type StoredImage } from "../image/layout.ts";
-import { normalizeReference, ReferenceError } from "../image/reference.ts";
+import { findImage } from "../image/lookup.ts";
 
-/** Resolves FROM and --from image references against the local image store. */
+/** Resolves FROM and --from image references (names or image IDs) against the local image store. */
 export function imageResolver(store: LocalStore) {
   const cache = new Map<string, StoredImage | undefined>();
   const resolve = (ref: string): StoredImage | undefined => {
     if (cache.has(ref)) return cache.get(ref);
-    let image: StoredImage | undefined;
-    try {
-      const record = store.image(normalizeReference(ref));
-      image = record ? loadImage(store, record.manifestDigest) : undefined;
-    } catch (error) {
-      if (!(error instanceof ReferenceError)) throw error;
-    }
+    // A name, or an image ID (full or a unique prefix) of a build before this one.
+    const found = findImage(store, ref);
+    const image = found ? loadImage(store, found.manifestDigest) : undefined;
     cache.set(ref, image);
     return image;
   };

@@ -27,6 +27,7 @@ import type { ResultSource } from "../remote/result-source.ts";
 import { UserError } from "../errors.ts";
 import { explainStep, type KeyOwner } from "./explain.ts";
 import { imageReferences, imageResolver } from "./images.ts";
+import { isImageIdText } from "../image/lookup.ts";
 import { stepKey, type StepInputs } from "./keys.ts";
 import { planStep, type BuildSettings, type StepPlan } from "./ops/index.ts";
 import type { ProgressSink } from "./progress.ts";
@@ -149,6 +150,11 @@ async function planBuild(options: BuildOptions, image: ((ref: string) => StoredI
     for (const ref of imageReferences(planStages(parsed, { buildArgs: options.buildArgs, platform, namedContexts: named }), named)) {
       const stored = image(ref);
       if (stored && !options.pullAlways) continue;
+      // An ID names an image of this store only: there is nothing to pull.
+      if (isImageIdText(ref)) {
+        if (stored) continue;
+        throw new UserError(`${options.dockerfilePath}: no image with ID ${ref} in the local store (\`memobuild image ls\` lists them)`);
+      }
       if (!stored) progress({ type: "warning", message: `pulling ${ref}: it is not in the local image store` });
       await options.pull(ref);
       image.forget(ref);
@@ -348,6 +354,9 @@ class Solve {
     // The layer list is the one source of the config's diff IDs.
     config.rootfs.diff_ids = final.layers.map((l) => l.diffId);
     const annotations = options.annotations && Object.keys(options.annotations).length ? options.annotations : undefined;
-    return storeImage(options.store, config, final.layers.map((l) => l.descriptor), annotations);
+    const stored = storeImage(options.store, config, final.layers.map((l) => l.descriptor), annotations);
+    // Named or not, the image can be found by the ID `-q` prints (run, export, FROM it).
+    options.store.recordImageId(stored.manifest.config.digest, stored.manifestDigest);
+    return stored;
   }
 }

@@ -178,7 +178,15 @@ export function registerBuild(program: Command) {
         const exported = await exportOutputs(store, image, outputs, tags, registry, progress, attester);
         if (flags.load) exported.push(await loadImage(store, image, tags, progress));
         await mounts?.publish(); // commit on success: any failure above publishes nothing
-        const outcome: BuildOutcome = { imageId: image.manifest.config.digest, digest: exported.find((o) => o.digest)?.digest ?? image.manifestDigest, outputs: exported, tags, steps: result.steps, checks: "checks" in result ? result.checks : [] };
+        const outcome: BuildOutcome = {
+          imageId: image.manifest.config.digest,
+          digest: exported.find((o) => o.digest)?.digest ?? image.manifestDigest,
+          manifestDigest: image.manifestDigest,
+          outputs: exported,
+          tags,
+          steps: result.steps,
+          checks: "checks" in result ? result.checks : [],
+        };
         await reporter?.finish({ result: "success", image: outcome.digest });
         if (flags.metadataFile) writeMetadata(flags.metadataFile, outcome);
         if (flags.iidfile) writeFileAtomic(flags.iidfile, outcome.imageId);
