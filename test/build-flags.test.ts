@@ -109,7 +109,7 @@ describe("flags that change what every RUN sees, and its key", () => {
       [["--platform", "linux/s390x"], `MemoBuild builds for this machine's platform only (${formatPlatform(hostPlatform())})`],
       [["--push"], "--push and --output type=registry push the -t names: give at least one"],
       [["-o", "type=local"], "dest=PATH is required"],
-      [["-o", "type=tar,dest=x,compression=gzip"], "type=tar writes the file system itself; it has no compression option"],
+      [["-o", "type=tar,dest=x,compression=gzip"], 'type=tar takes no "compression" (it takes dest)'],
     ];
     for (const [flags, message] of cases) {
       const result = build(dir, ...flags);

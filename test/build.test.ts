@@ -694,7 +694,7 @@ describe("exporters", () => {
     const again = join(work, "again.oci.tar");
     expect(runMemobuild(["image", "export", "exp:1", "--output", `type=oci-archive,dest=${again}`, "--cache-dir", cacheDir]).stdout).toBe(`${outputs[0].digest}\n`);
     expect(runMemobuild(["image", "export", "exp:1", "--output", "type=tarball,dest=x", "--cache-dir", cacheDir]).stderr).toBe(
-      "memobuild: --output type=tarball is not supported: use oci, oci-archive, docker-archive, registry, local or tar\n",
+      "memobuild: --output type=tarball is not supported: use oci, oci-archive, docker, docker-archive, image, registry, local, tar (and the shorthands -o DIR for type=local, -o - for a tar of the file system on stdout)\n",
     );
   });
 });

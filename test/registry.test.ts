@@ -85,6 +85,24 @@ describe("push and pull", () => {
     expect(runMemobuild(["run", ref, "--cache-dir", other, "--", "registry"]).stdout).toBe("hello, registry!\n");
   }, 60_000);
 
+  test("-o type=image,name=REF,push=true names and pushes without -t, as buildx; image push sends an image ID to a name", async () => {
+    const cache = join(work, "image-output-cache");
+    expect(runMemobuild(["image", "import", `oci:${baseOci}:memobuild/busybox:latest`, "--cache-dir", cache]).exitCode).toBe(0);
+    const ref = `${plain.host}/demo/by-name:1`;
+    const metadata = join(work, "image-output.json");
+    const pushed = await memobuild(["build", join(REPO_ROOT, "examples/hello"), "--cache-dir", cache, "--progress", "plain", "-o", `type=image,name=${ref},push=true`, "--metadata-file", metadata]);
+    expect(pushed.exitCode).toBe(0);
+    const digest = JSON.parse(readFileSync(metadata, "utf8"))["containerimage.digest"];
+    expect(JSON.parse(skopeo("inspect", "--tls-verify=false", `docker://${ref}`).stdout).Digest).toBe(digest);
+    expect(pushed.stderr).toContain(`output registry ${ref} manifest ${digest}\n`);
+    expect(runMemobuild(["image", "ls", "--cache-dir", cache]).stdout).toContain(`${ref} `);
+    // The same image by its ID, to another name.
+    const id = JSON.parse(readFileSync(metadata, "utf8"))["containerimage.config.digest"];
+    const copy = `${plain.host}/demo/by-id:2`;
+    const byId = await memobuild(["image", "push", id.slice(7, 19), copy, "--cache-dir", cache]);
+    expect(byId.stdout).toBe(`${copy} ${digest}\n`);
+  }, 60_000);
+
   test("FROM an image skopeo pushed is pulled for the build; a cross-repository push mounts", async () => {
     const copy = skopeo("copy", "--dest-tls-verify=false", `oci:${baseOci}:memobuild/busybox:latest`, `docker://${plain.host}/base/busybox:1`);
     expect(copy.exitCode).toBe(0);

@@ -39,7 +39,7 @@ import { UsageError } from "../errors.ts";
 import { dockerfileOptions, readDockerfileFrom, type DockerfileInput } from "../inputs.ts";
 import { resolveNamedContexts } from "../named-contexts.ts";
 import { checkProjectTags } from "../project-tags.ts";
-import { attestFlagsGiven, buildFlagOptions, checkPlatform, networkFrom, noCacheStages, outputsFrom, parseAnnotations, parseBuildContexts, parseCacheSpec, parseEntitlements, parseLabels, parseSecret, sandboxFrom, usage, type BuildFlags } from "../build-flags.ts";
+import { attestFlagsGiven, buildFlagOptions, checkOutputs, checkPlatform, networkFrom, noCacheStages, outputsFrom, parseAnnotations, parseBuildContexts, parseCacheSpec, parseEntitlements, parseLabels, parseSecret, sandboxFrom, usage, type BuildFlags } from "../build-flags.ts";
 
 // What only some builds use loads when one does: the registry transfer (pulling a missing base
 // image, pushing), the Docker Engine client (--load), filesystem outputs, the build hub reporter.
@@ -76,16 +76,18 @@ export function registerBuild(program: Command) {
       const jobs = value<number | undefined>(settings, "jobs");
       checkPlatform(flags.platform);
       const outputs = outputsFrom(flags);
-      if (outputs.some((o) => o.type === "registry") && value<string[]>(settings, "tags").length === 0) throw new UsageError("--push and --output type=registry push the -t names: give at least one");
       const registry = { insecure: insecureRegistries(flags.insecureRegistry) };
-      const tags = value<string[]>(settings, "tags").map((tag) => usage(() => normalizeReference(tag)));
+      // -t names, and those type=image and type=registry outputs give the image (as buildx's name=).
+      const named = outputs.flatMap((o) => (o.type === "image" || o.type === "registry" ? o.names : []));
+      const tags = [...new Set([...value<string[]>(settings, "tags"), ...named].map((tag) => usage(() => normalizeReference(tag))))];
+      checkOutputs(outputs, tags, progressMode);
       const secrets = new Map(flags.secret.map(parseSecret));
       const cacheFrom = flags.cacheFrom.map((spec) => parseCacheSpec("--cache-from", spec));
       const cacheTo = flags.cacheTo.map((spec) => parseCacheSpec("--cache-to", spec));
       const sshSpecs = flags.ssh.map((spec) => usage(() => parseSshSpec(spec)));
       const sandbox = sandboxFrom(flags);
       const contextSpecs = parseBuildContexts(flags.buildContext);
-      if (flags.load) {
+      if (flags.load || outputs.some((o) => o.type === "docker")) {
         const { dockerEndpoint } = await dockerLoad();
         usage(() => dockerEndpoint()); // a DOCKER_HOST it cannot use is an error before any work
       }
@@ -254,9 +256,11 @@ async function buildOnWorker(builder: string, settings: Settings, flags: BuildFl
 /** Each output in turn; each listed with the digest a user meets there. */
 async function exportOutputs(store: LocalStore, image: StoredImage, outputs: OutputSpec[], tags: string[], registry: RegistryOptions, progress: ProgressSink, attester?: Attester): Promise<OutputResult[]> {
   const exported: OutputResult[] = [];
+  // An output's own name= names the image there; else the build's names.
+  const namesOf = (names: string[]) => (names.length ? names.map(normalizeReference) : tags);
   for (const output of outputs) {
     if (output.type === "registry") {
-      for (const tag of tags) {
+      for (const tag of namesOf(output.names)) {
         const { pushImage, pushTagged } = await registryTransfer();
         const digest = await pushImage(store, image, tag, registry, (line) => progress({ type: "output", line: `push ${tag}: ${line}` }), attester?.registryExtras());
         for (const signature of attester?.registrySignatures(digest, attester.identityOf(tag)) ?? []) {
@@ -267,6 +271,11 @@ async function exportOutputs(store: LocalStore, image: StoredImage, outputs: Out
       }
       continue;
     }
+    if (output.type === "image") continue; // its names are the image's names in the store
+    if (output.type === "docker") {
+      exported.push(await loadImage(store, image, namesOf(output.names), progress));
+      continue;
+    }
     if (output.type === "local" || output.type === "tar") {
       const { exportFilesystem, exportFilesystemTar } = await filesystemExport();
       if (output.type === "local") await exportFilesystem(store, image, output.dest);
@@ -274,7 +283,7 @@ async function exportOutputs(store: LocalStore, image: StoredImage, outputs: Out
       exported.push({ type: output.type, dest: output.dest });
       continue;
     }
-    const result = await exportImage(store, image, output, tags, attester?.layoutExtras());
+    const result = await exportImage(store, image, output, namesOf(output.names), attester?.layoutExtras());
     exported.push({ type: output.type, dest: output.dest, digest: result.manifestDigest });
   }
   return exported;
@@ -298,7 +307,7 @@ async function loadImage(store: LocalStore, image: StoredImage, tags: string[], 
   const staging = store.tempDir("docker-load");
   try {
     const archive = join(staging, "image.tar");
-    await exportImage(store, image, { type: "docker-archive", dest: archive }, tags);
+    await exportImage(store, image, { type: "docker-archive", dest: archive, names: [] }, tags);
     for (const line of await loadIntoDocker(archive)) progress({ type: "output", line: `load: ${line}` });
     // The engine names it by its image ID (build -q prints it), not by a manifest digest.
     return { type: "docker", dest: dockerEndpoint().shown };

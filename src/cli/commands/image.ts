@@ -6,6 +6,7 @@ import { adoptImageLayers, importDockerArchive, importOciArchive, importOciLayou
 import { insecureRegistries } from "../../registry/client.ts";
 import { familiarReference, normalizeReference } from "../../image/reference.ts";
 import { namesOf, requireImage } from "../../image/lookup.ts";
+import { STDOUT } from "../../image/output-spec.ts";
 import { UsageError } from "../errors.ts";
 import { collect } from "../inputs.ts";
 
@@ -96,12 +97,12 @@ export function registerImage(program: Command) {
     .command("export")
     .summary("write an image from the store as an OCI layout, OCI archive or Docker archive")
     .argument("<image>", "image name, or image ID (a unique prefix will do)")
-    .requiredOption("--output <spec>", "type=oci,dest=DIR | type=oci-archive,dest=FILE | type=docker-archive,dest=FILE (oci ones: compression=gzip|uncompressed) | type=local,dest=DIR | type=tar,dest=FILE (the file system)")
+    .requiredOption("--output <spec>", "type=oci,dest=DIR | type=oci-archive,dest=FILE | type=docker[-archive],dest=FILE (oci ones: compression=gzip|uncompressed; archives: name=REF, dest=- for stdout) | type=local,dest=DIR | type=tar,dest=FILE (the file system); DIR alone is type=local, - alone a tar on stdout")
     .option("--cache-dir <dir>", "cache directory")
     .action(async (ref: string, flags: { output: string; cacheDir?: string }) =>
       withStore(flags.cacheDir, async (store) => {
         const output = parseOutputSpec(flags.output, (path) => resolve(path));
-        if (output.type === "registry") throw new UsageError("to send an image to a registry, use memobuild image push");
+        if (output.type === "registry" || output.type === "image" || output.type === "docker") throw new UsageError(`--output type=${output.type}: image export writes files (use memobuild image push to send an image to a registry)`);
         const found = requireImage(store, ref);
         const image = loadImage(store, found.manifestDigest);
         if (output.type === "local" || output.type === "tar") {
@@ -110,8 +111,10 @@ export function registerImage(program: Command) {
           return output.type === "local" ? exportFilesystem(store, image, output.dest) : exportFilesystemTar(store, image, output.dest);
         }
         // By ID, an archive carries the names the store gives the image (none: untagged).
-        const exported = await exportImage(store, image, output, found.ref ? [found.ref] : namesOf(store, found.manifestDigest));
-        process.stdout.write(`${exported.manifestDigest}\n`);
+        const names = output.names.length ? output.names.map(normalized) : found.ref ? [found.ref] : namesOf(store, found.manifestDigest);
+        const exported = await exportImage(store, image, output, names);
+        // With dest=- stdout holds the archive: the digest goes to stderr then.
+        (output.dest === STDOUT ? process.stderr : process.stdout).write(`${exported.manifestDigest}\n`);
       }),
     );
 
