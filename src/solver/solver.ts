@@ -26,7 +26,7 @@ import type { RemoteCache } from "../remote/client.ts";
 import type { ResultSource } from "../remote/result-source.ts";
 import { UserError } from "../errors.ts";
 import { explainStep, type KeyOwner } from "./explain.ts";
-import { imageReferences, imageResolver } from "./images.ts";
+import { imageReferences, imageResolver, similarLocalImage, stepReading } from "./images.ts";
 import { isImageIdText } from "../image/lookup.ts";
 import { stepKey, type StepInputs } from "./keys.ts";
 import { planStep, type BuildSettings, type StepPlan } from "./ops/index.ts";
@@ -147,16 +147,24 @@ async function planBuild(options: BuildOptions, image: ((ref: string) => StoredI
   const platform = hostPlatform();
   const parsed = parseDockerfile(options.dockerfileText, options.dockerfilePath);
   if (options.pull) {
-    for (const ref of imageReferences(planStages(parsed, { buildArgs: options.buildArgs, platform, namedContexts: named }), named)) {
+    const first = planStages(parsed, { buildArgs: options.buildArgs, platform, namedContexts: named });
+    for (const ref of imageReferences(first, named)) {
       const stored = image(ref);
       if (stored && !options.pullAlways) continue;
+      // Where the Dockerfile names it, and a local image it may have meant, for any error.
+      const fail = (message: string): never => {
+        const hint = similarLocalImage(options.store, ref);
+        const text = `${message}${hint ? ` (did you mean ${hint} (local)?)` : ""}`;
+        const step = stepReading(first, ref);
+        throw step ? stepError(step, text) : new UserError(`${options.dockerfilePath}: ${text}`);
+      };
       // An ID names an image of this store only: there is nothing to pull.
       if (isImageIdText(ref)) {
         if (stored) continue;
-        throw new UserError(`${options.dockerfilePath}: no image with ID ${ref} in the local store (\`memobuild image ls\` lists them)`);
+        fail(`no image with ID ${ref} in the local store (\`memobuild image ls\` lists them)`);
       }
       if (!stored) progress({ type: "warning", message: `pulling ${ref}: it is not in the local image store` });
-      await options.pull(ref);
+      await options.pull(ref).catch((error) => (error instanceof UserError ? fail(error.message) : Promise.reject(error)));
       image.forget(ref);
     }
   }

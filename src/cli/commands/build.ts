@@ -88,8 +88,9 @@ export function registerBuild(program: Command) {
       const sandbox = sandboxFrom(flags);
       const contextSpecs = parseBuildContexts(flags.buildContext);
       if (flags.load || outputs.some((o) => o.type === "docker")) {
-        const { dockerEndpoint } = await dockerLoad();
+        const { checkDockerEngine, dockerEndpoint } = await dockerLoad();
         usage(() => dockerEndpoint()); // a DOCKER_HOST it cannot use is an error before any work
+        await checkDockerEngine(); // and so is an engine that is not there
       }
       const allow = parseEntitlements(flags.allow);
       const buildLabels = parseLabels("--build-label", flags.buildLabel);
