@@ -530,7 +530,8 @@ export class LocalStore {
   /** Names an image; `project` when the name came from that project's memobuild.json (else the user's, or a pull's). */
   setImage(ref: string, manifestDigest: string, project?: string) {
     this.db.query("INSERT OR REPLACE INTO images (ref, manifest_digest, created, project) VALUES (?, ?, ?, ?)").run(ref, manifestDigest, new Date().toISOString(), project ?? null);
-    this.recordImageId(this.readJson<{ config: { digest: string } }>(manifestDigest).config.digest, manifestDigest);
+    // Found by its ID too; a name given to a manifest not stored (yet) has no ID to find it by.
+    if (this.hasBlob(manifestDigest)) this.recordImageId(this.readJson<{ config: { digest: string } }>(manifestDigest).config.digest, manifestDigest);
   }
 
   /**

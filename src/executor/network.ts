@@ -19,6 +19,7 @@ import { join } from "node:path";
 import { RuntimeError } from "./runtime.ts";
 import { randomHex } from "../util/random.ts";
 import { umount } from "../sys/libc.ts";
+import { terminalText } from "../util/terminal-text.ts";
 
 export const NETWORK_MODES = ["default", "none", "host"] as const;
 export type NetworkMode = (typeof NETWORK_MODES)[number];
@@ -139,7 +140,8 @@ async function startSlirp(slirp: string, namespace: string, hostLoopback: boolea
   void reader.cancel().catch(() => {});
   if (ready === undefined || ready.done) {
     await stop();
-    const why = ready === undefined ? "it did not get ready in time" : (await new Response(child.stderr).text()).trim().split("\n").slice(-3).join("; ");
+    // Its own words, made safe to print (it is another program, and may say anything).
+    const why = ready === undefined ? "it did not get ready in time" : terminalText((await new Response(child.stderr).text()).trim().split("\n").slice(-3).join("; "), { max: 500 });
     throw new RuntimeError(`slirp4netns could not set up RUN's network (${why}); build with --network none to run without one`);
   }
   return { stop };
