@@ -60,6 +60,9 @@ test("an untagged build runs, exports and is built on by the ID -q prints, in ev
   expect(memobuild("run", childId, "--", "cat", "/copied").stdout).toBe("untagged\n");
   const short = project("child-short", `FROM sha256:${id.slice(7, 19)}\nRUN cat /marker > /copied\n`);
   expect(memobuild("build", short, "-q").stdout.trim()).toBe(childId); // the same base: the same keys
+  // explain reads the base by its ID as the build did: every step hits.
+  const explained = memobuild("explain", short);
+  expect({ exitCode: explained.exitCode, stdout: explained.stdout }).toEqual({ exitCode: 0, stdout: expect.stringContaining("1 of 1 step(s) would come from the cache; 0 would run") });
 }, 60_000);
 
 test("an ID the store lacks is an error, never a pull; image push of an ID needs a destination", () => {
