@@ -107,7 +107,7 @@ export function sandboxResolvConf(host: string): string {
 function createNamespace(): string {
   mkdirSync(BASE, { recursive: true, mode: 0o700 });
   const path = join(BASE, `${process.pid}-${randomHex(6)}`);
-  writeFileSync(path, "", { mode: 0o600 });
+  writeFileSync(path, "", { mode: 0o600, flag: "wx" }); // a new file, never one planted there
   const made = Bun.spawnSync(["unshare", `--net=${path}`, "true"], { stdout: "ignore", stderr: "pipe" });
   if (made.exitCode !== 0) {
     rmSync(path, { force: true });
