@@ -35,6 +35,9 @@ test("a base image that is a typo of a local one: file:line, and the local image
   const error = result.stderr.split("\n").find((l) => l.startsWith("memobuild: "))!;
   expect(error).toStartWith(`memobuild: ${join(dir, "Dockerfile")}:3:1: FROM 127.0.0.1:9/team/ap:1: `);
   expect(error).toEndWith("(did you mean 127.0.0.1:9/team/app:1 (local)?)");
+  // explain pulls nothing: it says the same where it stops.
+  const explained = runMemobuild(["explain", dir, "--cache-dir", cacheDir]);
+  expect(explained.stderr).toBe(`memobuild: ${join(dir, "Dockerfile")}:3:1: FROM 127.0.0.1:9/team/ap:1: image 127.0.0.1:9/team/ap:1 is not in the local image store (did you mean 127.0.0.1:9/team/app:1 (local)? Else pull it with: memobuild image pull 127.0.0.1:9/team/ap:1, or import it)\n`);
   // Far from every local name: no guess.
   const far = project("far", "FROM 127.0.0.1:9/something/else:1\n");
   expect(runMemobuild(["build", far, "--cache-dir", cacheDir]).stderr).not.toContain("did you mean");
