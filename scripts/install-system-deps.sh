@@ -32,9 +32,10 @@ declare -A package_of=(
   [ceph-osd]=ceph-osd
   [radosgw]=radosgw
   [ceph]=ceph-common
+  [slirp4netns]=slirp4netns
 )
 commands=("$@")
-[ ${#commands[@]} -eq 0 ] && commands=(git dot setpriv busybox crun skopeo umoci docker-registry htpasswd openssl dockerd chromium ssh-agent tmux zsh fish rpm pg_ctlcluster ceph-mon ceph-osd radosgw ceph)
+[ ${#commands[@]} -eq 0 ] && commands=(git dot setpriv busybox crun slirp4netns skopeo umoci docker-registry htpasswd openssl dockerd chromium ssh-agent tmux zsh fish rpm pg_ctlcluster ceph-mon ceph-osd radosgw ceph)
 
 missing=()
 for command in "${commands[@]}"; do

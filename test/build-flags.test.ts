@@ -58,9 +58,9 @@ describe("-o type=local and type=tar: the file system itself", () => {
     expect(tree(local)).toEqual(tree(join(bundle, "rootfs")));
     expect(tree(local)).toContain("d/g/x 644 0:0 file " + Buffer.from("new\n").toString("base64"));
     expect(tree(local).some((l) => l.startsWith("d/sub"))).toBe(false);
-    // The summary's digest is the image output's, not a file system's.
+    // The image output's manifest digest is named beside it; a file system has none.
     const index = JSON.parse(readFileSync(join(oci, "index.json"), "utf8"));
-    expect(result.stderr).toContain(`image ${index.manifests[0].digest} (`);
+    expect(result.stderr).toContain(`output oci ${oci} manifest ${index.manifests[0].digest}\n`);
   });
 
   test("type=tar holds the same tree; a non-empty directory is refused, nothing mixed in", () => {
@@ -102,14 +102,14 @@ describe("flags that change what every RUN sees, and its key", () => {
     const cases: [string[], string][] = [
       [["--add-host", "db"], "--add-host db: use NAME:IP"],
       [["--add-host", "db:999.1.1.1"], '"999.1.1.1" is not an IP address'],
-      [["--add-host", "db:host-gateway"], "host-gateway needs a bridge network"],
+      [["--add-host", "db:gateway"], '"gateway" is not an IP address (or host-gateway)'],
       [["--ulimit", "files=1"], 'unknown limit "files"'],
       [["--ulimit", "nofile=10:5"], "the soft limit is above the hard one"],
       [["--shm-size", "lots"], "--shm-size lots: invalid size"],
       [["--platform", "linux/s390x"], `MemoBuild builds for this machine's platform only (${formatPlatform(hostPlatform())})`],
       [["--push"], "--push and --output type=registry push the -t names: give at least one"],
       [["-o", "type=local"], "dest=PATH is required"],
-      [["-o", "type=tar,dest=x,compression=gzip"], "type=tar writes the file system itself; it has no compression option"],
+      [["-o", "type=tar,dest=x,compression=gzip"], 'type=tar takes no "compression" (it takes dest)'],
     ];
     for (const [flags, message] of cases) {
       const result = build(dir, ...flags);
@@ -204,7 +204,7 @@ describe("--annotation", () => {
     expect(manifest.annotations).toEqual({ "org.opencontainers.image.source": "https://example.com/repo", team: "web" });
     const inspected = JSON.parse(Bun.spawnSync(["skopeo", "inspect", `oci:${oci}`]).stdout.toString());
     expect(inspected.Digest).toBe(index.manifests[0].digest);
-    expect(result.stderr).toContain(`image ${index.manifests[0].digest} (`);
+    expect(result.stderr).toContain(`output oci ${oci} manifest ${index.manifests[0].digest}\n`);
     const refused = build(dir, "--annotation", "index:a=b");
     expect(refused.exitCode).toBe(2);
     expect(refused.stderr).toContain("MemoBuild writes a single-platform manifest and no image index");

@@ -49,7 +49,7 @@ async function build(cache: string, dockerfile: string, args: string[], remote: 
   const project = writeProject(join(work, `project-${++count}`), { Dockerfile: `FROM memobuild/busybox\n${dockerfile}\n` });
   const out = join(work, `out-${count}`);
   const child = Bun.spawn(
-    [memobuildBinary(), "build", project, "--cache-dir", cache, "--network", "host", "--remote", remote, "--remote-token", token, "--progress", "plain", "-o", `type=local,dest=${out}`, ...args],
+    [memobuildBinary(), "build", project, "--cache-dir", cache, "--network", "host", "--allow", "network.host", "--remote", remote, "--remote-token", token, "--progress", "plain", "-o", `type=local,dest=${out}`, ...args],
     { stdout: "pipe", stderr: "pipe", env: { ...process.env, ...env } },
   );
   const [stderr, exitCode] = await Promise.all([new Response(child.stderr).text(), child.exited]);
@@ -139,7 +139,7 @@ describe("a cache mount follows the team through the remote cache", () => {
     const server = await startCacheServer(join(work, `data-${++count}`), [], { MEMOBUILD_LOG: "debug" });
     try {
       writeProject(project, { Dockerfile: `FROM memobuild/busybox\n${fetchPackages("gems", 2)}\n`, "memobuild.json": JSON.stringify({ remote: { url: server.url } }) });
-      const child = Bun.spawn([memobuildBinary(), "build", "--cache-dir", machine("project-url"), "--network", "host", "--remote-cache-mounts", "on"], { cwd: project, stdout: "pipe", stderr: "pipe", env: { ...process.env, MEMOBUILD_TOKEN: TOKEN } });
+      const child = Bun.spawn([memobuildBinary(), "build", "--cache-dir", machine("project-url"), "--network", "host", "--allow", "network.host", "--remote-cache-mounts", "on"], { cwd: project, stdout: "pipe", stderr: "pipe", env: { ...process.env, MEMOBUILD_TOKEN: TOKEN } });
       const [projectErr, projectCode] = await Promise.all([new Response(child.stderr).text(), child.exited]);
       expect(projectErr).toContain("warning: not sending the token");
       expect(projectCode).toBe(0);

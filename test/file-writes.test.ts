@@ -43,6 +43,7 @@ const OWN_PATHS: { file: string; line: string; why: string }[] = [
   { file: "src/cache/store.ts", line: "createWriteStream(tarPath)", why: "a layer tar in a store staging directory" },
   { file: "src/cache/store.ts", line: 'openSync(join(dir, "gc.lock")', why: "the store's lock, O_NOFOLLOW" },
   { file: "src/executor/run.ts", line: "writeFileSync(file, content", why: "network files in the RUN's private tmpfs" },
+  { file: "src/executor/network.ts", line: 'writeFileSync(path, "", { mode: 0o600, flag: "wx" })', why: "a network namespace's mount point, new (O_EXCL) in root's /run/memobuild-net" },
   { file: "src/executor/run.ts", line: "writeFileSync(file, value, { mode })", why: "secret files in the RUN's private tmpfs" },
   { file: "src/executor/run.ts", line: "renameSync(upper, layer)", why: "inside the step's staging directory" },
   { file: "src/executor/run.ts", line: 'writeFileSync(point, "")', why: "a bind point in the step's staging directory" },

@@ -49,19 +49,33 @@ describe("memobuild init in a real terminal", () => {
       terminal.send("Down", "Down", "Space", "Enter"); // keep dist in the context
       await terminal.waitFor(/Share results with your team/);
       terminal.send("y", "Enter");
-      await terminal.waitFor(/Cache server URL/);
+      // Offered: where `memobuild serve` listens by default.
+      await terminal.waitFor(/Cache server URL[\s\S]*http:\/\/127\.0\.0\.1:7070/);
       terminal.send("C-u", server.url, "Enter");
       await terminal.waitFor(/Token/);
       terminal.send("wrong-token-000000", "Enter");
       await terminal.waitFor(/the server refused the token[\s\S]*Save it anyway\?/);
-      terminal.send("n", "Enter"); // nothing written: start again with the right token
-      await terminal.waitFor(/nothing written/);
+      terminal.send("n", "Enter"); // asked again, the URL as typed; every earlier answer kept
+      await terminal.waitFor(new RegExp(`Save it anyway\\?[\\s\\S]*Cache server URL[\\s\\S]*${server.url.replaceAll(".", "\\.")}`));
+      terminal.send("Enter");
+      await terminal.waitFor(/Save it anyway\?[\s\S]*Token/);
+      terminal.send(TOKEN, "Enter");
+      await terminal.waitFor(/Sign the results you upload/);
+      terminal.send("Enter"); // no
+      await terminal.waitFor(/wrote memobuild\.json/);
     } finally {
       terminal.stop();
     }
-    expect(existsSync(join(dir, "memobuild.json"))).toBe(false);
+    expect(JSON.parse(readFileSync(join(dir, "memobuild.json"), "utf8"))).toEqual({
+      $schema: "./.memobuild.schema.json",
+      dockerfile: "Dockerfile",
+      target: "base",
+      tags: ["registry.example/team/web:dev", "web:latest"],
+      buildArgs: { VERSION: "1.2" },
+      remote: { url: server.url },
+    });
 
-    const again = openTerminal([memobuildBinary(), "init", "-f", "Dockerfile", "--target", "base", "-t", "web:latest", "--build-arg", "VERSION=1.2"], { columns: 80, rows: 40, cwd: dir, env: { XDG_CONFIG_HOME: xdg } });
+    const again = openTerminal([memobuildBinary(), "init", "--force", "-f", "Dockerfile", "--target", "base", "-t", "web:latest", "--build-arg", "VERSION=1.2"], { columns: 80, rows: 40, cwd: dir, env: { XDG_CONFIG_HOME: xdg } });
     try {
       // The flags answered the first four questions.
       await again.waitFor(/Leave these out of the build context/);
@@ -93,7 +107,8 @@ describe("memobuild init in a real terminal", () => {
     });
     expect(JSON.stringify(config)).not.toContain(TOKEN);
     expect(JSON.parse(readFileSync(join(dir, ".memobuild.schema.json"), "utf8")).properties.remote).toBeDefined();
-    expect(readFileSync(join(dir, ".dockerignore"), "utf8")).toBe("# Left out of the build context (memobuild init)\n.git\n**/node_modules\ndist\n.env*\nvideo.bin\n");
+    // The first run kept dist in the context; the second left it out too (appended).
+    expect(readFileSync(join(dir, ".dockerignore"), "utf8")).toBe("# Left out of the build context (memobuild init)\n.git\n**/node_modules\n.env*\nvideo.bin\ndist\n");
     const userFile = join(xdg, "memobuild/config.json");
     expect(statSync(userFile).mode & 0o777).toBe(0o600);
     expect(JSON.parse(readFileSync(userFile, "utf8"))).toEqual({ remote: { url: server.url, token: TOKEN, signKey: join(xdg, "memobuild/signing.key") } });

@@ -45,6 +45,7 @@ describe("plain, quiet and json", () => {
         "#5 [stage-1 3/3] COPY f /f",
         "#5 DONE X.Xs",
         "image sha256:… (2 step(s) run, 0 cached: 0% hit rate) in X.Xs",
+        "manifest sha256:… (local store)",
         "naming to docker.io/library/pp:1",
         "",
       ].join("\n"),
@@ -52,10 +53,14 @@ describe("plain, quiet and json", () => {
     const again = runMemobuild(["build", dir, "--cache-dir", cache, "--progress", "plain", "--output", `type=oci-archive,dest=${join(work, "pp.tar")}`]);
     const lines = mask(again.stderr).split("\n");
     expect(lines.filter((l) => l.endsWith("CACHED"))).toHaveLength(5);
-    expect(lines.slice(-3)).toEqual(["image sha256:… (0 step(s) run, 2 cached: 100% hit rate, X.Xs saved) in X.Xs", `output oci-archive ${join(work, "pp.tar")} sha256:…`, ""]);
-    // The digest printed is the archive's (compressed layers), not the local store's.
+    expect(lines.slice(-4)).toEqual(["image sha256:… (0 step(s) run, 2 cached: 100% hit rate, X.Xs saved) in X.Xs", "manifest sha256:… (local store)", `output oci-archive ${join(work, "pp.tar")} manifest sha256:…`, ""]);
+    // The image is named by its ID, the same with or without an output (what -q prints); the
+    // archive's manifest digest (compressed layers) is beside it, named as such.
     const index = JSON.parse(Bun.spawnSync(["tar", "-xOf", join(work, "pp.tar"), "index.json"]).stdout.toString());
-    expect(again.stderr).toContain(`image ${index.manifests[0].digest} (`);
+    expect(again.stderr).toContain(`output oci-archive ${join(work, "pp.tar")} manifest ${index.manifests[0].digest}\n`);
+    const imageLine = (stderr: string) => stderr.split("\n").find((l) => l.startsWith("image "))!.split(" ")[1];
+    expect(imageLine(again.stderr)).toBe(imageLine(first.stderr));
+    expect(imageLine(again.stderr)).toBe(runMemobuild(["build", dir, "--cache-dir", cache, "-q"]).stdout.trim());
   });
 
   test("quiet: exactly one line on stdout, the image ID that image ls and --iidfile show", () => {
@@ -89,6 +94,7 @@ describe("plain, quiet and json", () => {
       imageId: expect.stringMatching(/^sha256:[0-9a-f]{64}$/),
       configDigest: result.imageId,
       digest: index.manifests[0].digest,
+      manifestDigest: expect.stringMatching(/^sha256:[0-9a-f]{64}$/),
       outputs: [{ type: "oci", dest: oci, digest: index.manifests[0].digest }],
       tags: ["docker.io/library/j:1"],
       run: 2, // the RUN and the COPY: steps that change only the config never count as run
@@ -102,7 +108,7 @@ describe("plain, quiet and json", () => {
 describe("tty in a real terminal", () => {
   const slow = "FROM memobuild/busybox AS a\nRUN for i in 1 2 3 4 5 6 7 8 9 10; do echo \"step a line $i\"; sleep 0.3; done\nFROM memobuild/busybox AS b\nRUN for i in 1 2 3 4 5 6 7 8 9 10; do echo \"step b line $i\"; sleep 0.3; done\nFROM memobuild/busybox\nCOPY --from=a /etc/passwd /a\nCOPY --from=b /etc/passwd /b\n";
   /** Every line a tty build may show: step lines, output lines, the header, the summary. */
-  const known = [/^=> (CACHED )?\[/, /^=> => step [ab] line \d+$/, /^\[\+\] Building \d+\.\ds \(\d+\/\d+\)$/, /^image sha256:[0-9a-f]{64} \(/, /^naming to /, /^EXIT=0$/];
+  const known = [/^=> (CACHED )?\[/, /^=> => step [ab] line \d+$/, /^\[\+\] Building \d+\.\ds \(\d+\/\d+\)$/, /^image sha256:[0-9a-f]{64} \(/, /^manifest sha256:[0-9a-f]{64} \(local store\)$/, /^naming to /, /^EXIT=0$/];
 
   for (const [columns, resizeTo] of [[80], [200], [200, 60]] as [number, number?][]) {
     const title = resizeTo ? `${columns} columns narrowed to ${resizeTo} mid-build` : `${columns} columns`;
@@ -130,13 +136,13 @@ describe("tty in a real terminal", () => {
         const end = terminal.screen(!!resizeTo);
         const lines = end.split("\n").filter(Boolean);
         expect(lines.filter((line) => !known.some((pattern) => pattern.test(line)))).toEqual([]);
-        // Only the summary may be longer than the terminal (it is never cut: its digest is copied).
-        for (const line of lines.filter((l) => !l.startsWith("image "))) expect(line.length).toBeLessThan(columns);
+        // Only the summary may be longer than the terminal (it is never cut: its digests are copied).
+        for (const line of lines.filter((l) => !/^(image|manifest) /.test(l))) expect(line.length).toBeLessThan(columns);
         if (resizeTo) for (const line of lines.filter((l) => /^=> \[stage-2/.test(l))) expect(line.length).toBe(resizeTo - 1);
         expect(lines.filter((l) => /^\[\+\] Building/.test(l))).toEqual([]); // the live area is gone
         // Each of the 7 steps once: run ones one line each, cached ones collapsed. The summary
         // counts the 4 that do work (RUN, COPY): FROM steps never run anything.
-        const summary = /^image sha256:[0-9a-f]{64} \((\d) step\(s\) run, (\d) cached: \d+% hit rate(, \d+\.\ds saved)?\) in \d+\.\ds$/.exec(lines.at(-3)!);
+        const summary = /^image sha256:[0-9a-f]{64} \((\d) step\(s\) run, (\d) cached: \d+% hit rate(, \d+\.\ds saved)?\) in \d+\.\ds$/.exec(lines.at(-4)!);
         expect(summary).not.toBeNull();
         const [run, cached] = [Number(summary![1]), Number(summary![2])];
         expect(run + cached).toBe(4);

@@ -85,6 +85,24 @@ describe("push and pull", () => {
     expect(runMemobuild(["run", ref, "--cache-dir", other, "--", "registry"]).stdout).toBe("hello, registry!\n");
   }, 60_000);
 
+  test("-o type=image,name=REF,push=true names and pushes without -t, as buildx; image push sends an image ID to a name", async () => {
+    const cache = join(work, "image-output-cache");
+    expect(runMemobuild(["image", "import", `oci:${baseOci}:memobuild/busybox:latest`, "--cache-dir", cache]).exitCode).toBe(0);
+    const ref = `${plain.host}/demo/by-name:1`;
+    const metadata = join(work, "image-output.json");
+    const pushed = await memobuild(["build", join(REPO_ROOT, "examples/hello"), "--cache-dir", cache, "--progress", "plain", "-o", `type=image,name=${ref},push=true`, "--metadata-file", metadata]);
+    expect(pushed.exitCode).toBe(0);
+    const digest = JSON.parse(readFileSync(metadata, "utf8"))["containerimage.digest"];
+    expect(JSON.parse(skopeo("inspect", "--tls-verify=false", `docker://${ref}`).stdout).Digest).toBe(digest);
+    expect(pushed.stderr).toContain(`output registry ${ref} manifest ${digest}\n`);
+    expect(runMemobuild(["image", "ls", "--cache-dir", cache]).stdout).toContain(`${ref} `);
+    // The same image by its ID, to another name.
+    const id = JSON.parse(readFileSync(metadata, "utf8"))["containerimage.config.digest"];
+    const copy = `${plain.host}/demo/by-id:2`;
+    const byId = await memobuild(["image", "push", id.slice(7, 19), copy, "--cache-dir", cache]);
+    expect(byId.stdout).toBe(`${copy} ${digest}\n`);
+  }, 60_000);
+
   test("FROM an image skopeo pushed is pulled for the build; a cross-repository push mounts", async () => {
     const copy = skopeo("copy", "--dest-tls-verify=false", `oci:${baseOci}:memobuild/busybox:latest`, `docker://${plain.host}/base/busybox:1`);
     expect(copy.exitCode).toBe(0);
@@ -121,8 +139,7 @@ describe("push and pull", () => {
     const push = await memobuild(["build", marked, "--cache-dir", join(work, "marked-cache"), "-t", tag, "--push"]);
     expect(push.exitCode).toBe(0);
     const digest = JSON.parse(skopeo("inspect", "--tls-verify=false", `docker://${tag}`).stdout).Digest;
-    expect(push.stderr).toContain(`image ${digest} (`); // the digest the registry has
-    expect(push.stderr).toContain(`output registry ${tag} ${digest}\n`);
+    expect(push.stderr).toContain(`output registry ${tag} manifest ${digest}\n`); // the digest the registry has
     expect(await seen()).toBe("none"); // the store's copy of the tag, as docker build without --pull
     expect(await seen("--pull")).toBe("new");
   }, 60_000);

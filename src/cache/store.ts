@@ -63,6 +63,9 @@ CREATE TABLE IF NOT EXISTS steps (
 CREATE TABLE IF NOT EXISTS images (
   ref TEXT PRIMARY KEY, manifest_digest TEXT NOT NULL, created TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS image_ids (
+  id TEXT PRIMARY KEY, manifest_digest TEXT NOT NULL, created TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS compressed_layers (
   diff_id TEXT NOT NULL, algorithm TEXT NOT NULL, digest TEXT NOT NULL, size INTEGER NOT NULL,
   PRIMARY KEY (diff_id, algorithm)
@@ -527,6 +530,28 @@ export class LocalStore {
   /** Names an image; `project` when the name came from that project's memobuild.json (else the user's, or a pull's). */
   setImage(ref: string, manifestDigest: string, project?: string) {
     this.db.query("INSERT OR REPLACE INTO images (ref, manifest_digest, created, project) VALUES (?, ?, ?, ?)").run(ref, manifestDigest, new Date().toISOString(), project ?? null);
+    // Found by its ID too; a name given to a manifest not stored (yet) has no ID to find it by.
+    if (this.hasBlob(manifestDigest)) this.recordImageId(this.readJson<{ config: { digest: string } }>(manifestDigest).config.digest, manifestDigest);
+  }
+
+  /**
+   * An image by its ID (the config digest, as `build -q` prints it), named or not, so that an
+   * untagged build can be run, exported or built on. The newest manifest for an ID wins.
+   */
+  recordImageId(id: string, manifestDigest: string) {
+    this.db.query("INSERT OR REPLACE INTO image_ids VALUES (?, ?, ?)").run(id, manifestDigest, new Date().toISOString());
+  }
+
+  /** Images whose ID starts with `prefix` (lower-case hex, after "sha256:") and whose manifest is still stored. */
+  imagesById(prefix: string): { id: string; manifestDigest: string; created: string }[] {
+    if (!/^[0-9a-f]{0,64}$/.test(prefix)) return [];
+    const rows = this.db.query("SELECT id, manifest_digest, created FROM image_ids WHERE substr(id, 8, ?) = ? ORDER BY id").all(prefix.length, prefix) as { id: string; manifest_digest: string; created: string }[];
+    return rows.filter((r) => this.hasBlob(r.manifest_digest)).map((r) => ({ id: r.id, manifestDigest: r.manifest_digest, created: r.created }));
+  }
+
+  /** Forgets an image ID (its names are removed with removeImage). */
+  removeImageId(id: string): boolean {
+    return this.db.query("DELETE FROM image_ids WHERE id = ?").run(id).changes > 0;
   }
 
   image(ref: string): ImageRecord | undefined {

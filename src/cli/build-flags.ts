@@ -11,8 +11,9 @@ import { HostFileError, readRegularFile } from "../util/host-file.ts";
 import { formatBytes } from "../util/sizes.ts";
 import { join, resolve } from "node:path";
 import { formatPlatform, hostPlatform } from "../frontend/platform.ts";
-import { parseOutputSpec, type OutputSpec } from "../image/export.ts";
+import { parseOutputSpec, writesToStdout, type OutputSpec } from "../image/output-spec.ts";
 import { parseAddHost, parseShmSize, parseUlimit, type Sandbox } from "../executor/sandbox.ts";
+import { NETWORK_MODES, type NetworkMode } from "../executor/network.ts";
 import { UsageError } from "./errors.ts";
 import { collect } from "./inputs.ts";
 import type { SettingFlags } from "./settings.ts";
@@ -55,7 +56,14 @@ export function buildFlagOptions(command: Command): Command {
     .option("--annotation <[manifest:]key=value>", "an annotation on the image's manifest (repeatable)", collect)
     .option("-q, --quiet", "print only the image ID (its config digest) on stdout; warnings and errors still go to stderr")
     .option("--iidfile <file>", "write the image ID (its config digest) to this file")
-    .option("-o, --output <spec>", "also export: type=oci,dest=DIR | type=oci-archive,dest=FILE | type=docker-archive,dest=FILE (oci ones take compression=gzip|uncompressed) | type=registry (push every -t) | type=local,dest=DIR | type=tar,dest=FILE (the file system) (repeatable)", collect)
+    .option(
+      "-o, --output <spec>",
+      "also export (repeatable): type=oci,dest=DIR | type=oci-archive,dest=FILE (oci ones take compression=gzip|uncompressed) | " +
+        "type=docker[,dest=FILE] (a docker archive; without dest: loaded, as --load) | type=docker-archive,dest=FILE | " +
+        "type=image,name=REF[,push=true] | type=registry[,name=REF] (push the names, else every -t) | type=local,dest=DIR | type=tar,dest=FILE (the file system); " +
+        "archives take name=REF and dest=- (stdout); DIR alone is type=local, - alone a tar of the file system on stdout",
+      collect,
+    )
     .option("--push", "push every -t name (the same as --output type=registry)")
     .option("--load", "load the image (with its -t names) into the Docker Engine at $DOCKER_HOST (default: the local socket)")
     .option("--insecure-registry <host>", "use plain HTTP for this registry (repeatable; also $MEMOBUILD_INSECURE_REGISTRIES)", collect)
@@ -69,8 +77,8 @@ export function buildFlagOptions(command: Command): Command {
     .option("--cache-dir <dir>", "cache directory (default: $MEMOBUILD_CACHE_DIR, the config's cacheDir, or ~/.cache/memobuild)")
     .option("--secret <spec>", "[type=file|env,]id=ID[,src=PATH|,env=VAR]: a secret for RUN --mount=type=secret (repeatable)", collect)
     .option("--ssh <spec>", "ID[=SOCKET|KEY[,KEY]]: an SSH agent for RUN --mount=type=ssh; `default` alone forwards $SSH_AUTH_SOCK (repeatable)", collect)
-    .option("--network <mode>", "network for RUN: none|host", "none")
-    .option("--add-host <name:ip>", "an /etc/hosts entry for every RUN (repeatable)", collect)
+    .option("--network <mode>", "network for RUN: default (its own, with outbound access through slirp4netns) | none | host (needs --allow network.host)", "default")
+    .option("--add-host <name:ip>", "an /etc/hosts entry for every RUN; NAME:host-gateway reaches the host's own loopback (repeatable)", collect)
     .option("--shm-size <size>", "the size of /dev/shm in every RUN, e.g. 256m (default: 64m)")
     .option("--ulimit <name=soft[:hard]>", "a resource limit for every RUN, e.g. nofile=1024:2048 (repeatable)", collect)
     .option("--allow <entitlement>", "let the Dockerfile use network.host (RUN --network=host) or security.insecure (RUN --security=insecure) (repeatable)", collect)
@@ -101,6 +109,14 @@ export function usage<T>(parse: () => T): T {
   } catch (error) {
     throw new UsageError((error as Error).message);
   }
+}
+
+/** --network default|none|host; host only with --allow network.host, as BuildKit's entitlement. */
+export function networkFrom(flags: Pick<BuildFlags, "network" | "allow">): NetworkMode {
+  const mode = flags.network;
+  if (!(NETWORK_MODES as readonly string[]).includes(mode)) throw new UsageError(`--network ${mode}: use ${NETWORK_MODES.join(", ")}`);
+  if (mode === "host" && !flags.allow.includes("network.host")) throw new UsageError("--network host uses the host's network: add --allow network.host to let it");
+  return mode as NetworkMode;
 }
 
 /** --add-host, --shm-size, --ulimit; undefined when none is given. */
@@ -181,8 +197,23 @@ export const attestFlagsGiven = (flags: Pick<BuildFlags, "provenance" | "sbom" |
 /** --output specs, and --push as type=registry. */
 export function outputsFrom(flags: Pick<BuildFlags, "output" | "push">): OutputSpec[] {
   const outputs = flags.output.map((spec) => usage(() => parseOutputSpec(spec, (path) => resolve(path))));
-  if (flags.push && !outputs.some((o) => o.type === "registry")) outputs.push({ type: "registry" });
+  if (flags.push && !outputs.some((o) => o.type === "registry")) outputs.push({ type: "registry", names: [] });
   return outputs;
+}
+
+/**
+ * What the outputs need before any work: a name to push, and stdout to themselves (one output
+ * there, no -q or JSON progress there, and not a terminal, which a tar would garble).
+ */
+export function checkOutputs(outputs: OutputSpec[], tags: string[], progress: string, stdoutIsTty = !!process.stdout.isTTY) {
+  if (outputs.some((o) => o.type === "registry" && o.names.length === 0) && tags.length === 0) {
+    throw new UsageError("--push and --output type=registry push the -t names: give at least one (or name=REF)");
+  }
+  const toStdout = outputs.filter(writesToStdout);
+  if (toStdout.length === 0) return;
+  if (toStdout.length > 1) throw new UsageError("--output: only one output can write to stdout (dest=-)");
+  if (progress === "quiet" || progress === "json") throw new UsageError(`--output dest=- writes the image to stdout, where --progress ${progress} (or -q) prints too: use one of them`);
+  if (stdoutIsTty) throw new UsageError("--output dest=- would write a tar to the terminal: redirect stdout (> image.tar), or give dest=FILE");
 }
 
 /** `--label k=v` (the image's) and `--build-label k=v` (the build's, in the build hub). */

@@ -31,7 +31,7 @@ function entries(program: Command): Entry[] {
 const VALUES: Record<string, string[]> = {
   "--progress": ["auto", "tty", "plain", "json", "quiet"],
   "--output": ["type=oci,dest=", "type=oci-archive,dest=", "type=docker-archive,dest=", "type=registry", "type=local,dest=", "type=tar,dest="],
-  "--network": ["none", "host"],
+  "--network": ["default", "none", "host"],
   "--format": ["text", "dot", "mermaid", "json"],
 };
 

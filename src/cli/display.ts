@@ -23,6 +23,8 @@ export interface BuildOutcome {
   imageId: string;
   /** The digest of the first output that has one (an image), else of the image in the local store. */
   digest: string;
+  /** The manifest digest of the image in the local store (what `image ls` shows as DIGEST). */
+  manifestDigest: string;
   outputs: OutputResult[];
   tags: string[];
   steps: StepResult[];
@@ -58,8 +60,8 @@ export function openDisplay(mode: DisplayMode, start = performance.now()): Displ
       const json = jsonProgress();
       return {
         sink: json,
-        finish: ({ imageId, digest, outputs, tags, steps, checks }) =>
-          void process.stdout.write(jsonLine({ type: "result", imageId, digest, configDigest: imageId, outputs, tags, ...counts(steps), checks: checks ?? [] })),
+        finish: ({ imageId, digest, manifestDigest, outputs, tags, steps, checks }) =>
+          void process.stdout.write(jsonLine({ type: "result", imageId, digest, configDigest: imageId, manifestDigest, outputs, tags, ...counts(steps), checks: checks ?? [] })),
         abort: () => {},
       };
     }
@@ -78,7 +80,11 @@ function counts(steps: StepResult[]) {
   return { run: count("executed"), cached: count("cached-local"), cachedRemote: count("cached-remote") };
 }
 
-/** `image sha256:… (2 step(s) run, 9 cached: 82% hit rate, 12.3s saved) in 4.1s`, each output, each name. */
+/**
+ * `image sha256:… (2 step(s) run, 9 cached: 82% hit rate, 12.3s saved) in 4.1s` with the image
+ * ID (what -q prints, and every command takes), then the manifest digests, each named as such:
+ * the local store's, and each output's (an archive's or a registry's differs: compressed layers).
+ */
 export function summaryLines(outcome: BuildOutcome, savedMs: number, elapsedMs: number): string[] {
   const { run, cached, cachedRemote } = counts(outcome.steps);
   const hits = cached + cachedRemote;
@@ -89,8 +95,9 @@ export function summaryLines(outcome: BuildOutcome, savedMs: number, elapsedMs: 
   return [
     ...(checks.length ? [`${checks.length} warning(s) found (memobuild build --check lists them; # check=skip=RULE turns one off):`] : []),
     ...checks.map((f) => ` - ${f.rule}: ${f.message} (${f.file}:${f.line})`),
-    `image ${outcome.digest} (${run} step(s) run, ${cached} cached${remote}: ${rate}% hit rate${saved}) in ${seconds(elapsedMs)}`,
-    ...outcome.outputs.map((o) => `output ${o.type} ${o.dest}${o.digest ? ` ${o.digest}` : ""}`),
+    `image ${outcome.imageId} (${run} step(s) run, ${cached} cached${remote}: ${rate}% hit rate${saved}) in ${seconds(elapsedMs)}`,
+    `manifest ${outcome.manifestDigest} (local store)`,
+    ...outcome.outputs.map((o) => `output ${o.type} ${o.dest}${o.digest ? ` manifest ${o.digest}` : ""}`),
     ...outcome.tags.map((tag) => `naming to ${tag}`),
   ];
 }

@@ -11,6 +11,7 @@ import type { Instruction } from "../frontend/instructions.ts";
 import type { ImageConfig } from "../image/config.ts";
 import type { CacheMountProvider } from "./cache-mount.ts";
 import type { Download } from "./download.ts";
+import type { NetworkMode } from "./network.ts";
 import type { Sandbox } from "./sandbox.ts";
 import type { SshAgents } from "./ssh.ts";
 
@@ -37,7 +38,8 @@ export interface StepRequest {
   downloads: { url: string; digest: string }[];
   /** SOURCE_DATE_EPOCH: file times in the layer are clamped to it. */
   epoch?: number;
-  network: "none" | "host";
+  /** The build's network mode; the RUN's own --network, when given, wins (network.ts). */
+  network: NetworkMode;
   /** --add-host, --shm-size, --ulimit. */
   sandbox?: Sandbox;
 }

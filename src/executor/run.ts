@@ -5,10 +5,11 @@
  * stage, read-only unless rw), tmpfs, secret (from --secret; never in a layer, key or log).
  * Mount points that did not exist are removed from the layer afterwards.
  */
-import { rlimits } from "./sandbox.ts";
+import { rlimits, wantsHostGateway } from "./sandbox.ts";
+import { effectiveNetwork, HOST_GATEWAY, openNetwork, type RunNetwork } from "./network.ts";
 import { PrivateTmpfs, TMPFS_BYTES } from "./private-tmpfs.ts";
 import { formatBytes } from "../util/sizes.ts";
-import { chownSync, closeSync, mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
+import { chownSync, closeSync, mkdirSync, renameSync, writeFileSync } from "node:fs";
 import { join, posix } from "node:path";
 import type { Instruction } from "../frontend/instructions.ts";
 import type { Mount } from "../frontend/mounts.ts";
@@ -77,6 +78,7 @@ export async function executeRun(request: ResolvedStep, work: string): Promise<s
   const leases: CacheMountLease[] = [];
   const held = new Held(work);
   const relays: { stop(): void }[] = [];
+  let network: RunNetwork | undefined;
   try {
     mountOverlay({ layers: request.lowers, upper, work: join(work, "work"), target: rootfs });
     mounted.push(rootfs);
@@ -107,7 +109,8 @@ export async function executeRun(request: ResolvedStep, work: string): Promise<s
     // would make it 1755) stays; /etc/hosts and /etc/resolv.conf are mounted read-only on empty
     // mount-point files that are removed after, while a new /etc stays.
     if (!root.lstat("/dev")) root.mkdirAll("/dev", { mode: 0o755 });
-    for (const [name, content] of networkFiles(request.network === "host" || instruction.network === "host", request.sandbox?.hosts ?? [])) {
+    network = await openNetwork(effectiveNetwork(instruction.network, request.network), { hostLoopback: wantsHostGateway(request.sandbox) });
+    for (const [name, content] of networkFiles(network, request.sandbox?.hosts ?? [])) {
       const file = join(secure.path, name.replaceAll("/", "_"));
       writeFileSync(file, content, { mode: 0o644 });
       mountPoint(name, "file");
@@ -179,7 +182,7 @@ export async function executeRun(request: ResolvedStep, work: string): Promise<s
         gid: user.gid,
         additionalGids: user.additionalGids,
         mounts: runtimeMounts,
-        network: request.network === "host" || instruction.network === "host" ? "host" : "none",
+        network: network.namespace ? { namespace: network.namespace } : effectiveNetwork(instruction.network, request.network) === "host" ? "host" : "none",
         privileged: instruction.security === "insecure",
         shmBytes: request.sandbox?.shmBytes,
         rlimits: rlimits(request.sandbox?.ulimits ?? []),
@@ -201,24 +204,21 @@ export async function executeRun(request: ResolvedStep, work: string): Promise<s
     for (const target of mounted.reverse()) unmount(target);
     for (const lease of leases) lease.release();
     for (const relay of relays) relay.stop();
+    await network?.close();
     secure.remove();
   }
 }
 
-/** /etc/hosts (with --add-host's entries after BuildKit's own) and /etc/resolv.conf for a RUN. */
-function networkFiles(hostNetwork: boolean, extraHosts: [string, string][]): [string, string][] {
-  const hosts = "127.0.0.1\tlocalhost buildkitsandbox\n::1\tlocalhost ip6-localhost ip6-loopback\n" + extraHosts.map(([name, address]) => `${address}\t${name}\n`).join("");
-  let resolv = "";
-  if (hostNetwork) {
-    try {
-      resolv = readFileSync("/etc/resolv.conf", "utf8").slice(0, 64 * 1024);
-    } catch {
-      // no resolver configured on the host: an empty file, as the container would see
-    }
-  }
+/**
+ * /etc/hosts (with --add-host's entries after BuildKit's own; host-gateway is the host as this
+ * RUN's network reaches it) and /etc/resolv.conf for a RUN.
+ */
+function networkFiles(network: RunNetwork, extraHosts: [string, string][]): [string, string][] {
+  const entries = extraHosts.map(([name, address]) => `${address === HOST_GATEWAY ? network.hostGateway : address}\t${name}\n`);
+  const hosts = "127.0.0.1\tlocalhost buildkitsandbox\n::1\tlocalhost ip6-localhost ip6-loopback\n" + entries.join("");
   return [
     ["/etc/hosts", hosts],
-    ["/etc/resolv.conf", resolv],
+    ["/etc/resolv.conf", network.resolvConf],
   ];
 }
 

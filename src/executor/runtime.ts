@@ -25,8 +25,8 @@ export interface ContainerSpec {
   gid: number;
   additionalGids?: number[];
   mounts: RuntimeMount[];
-  /** "none" (own empty network namespace) or "host". */
-  network: "none" | "host";
+  /** "none" (own empty network namespace), "host", or a namespace made beforehand (see network.ts) to join. */
+  network: "none" | "host" | { namespace: string };
   hostname?: string;
   readonlyRootfs?: boolean;
   /**
@@ -92,8 +92,9 @@ function hybridCgroups(): boolean {
 }
 
 export function runtimeConfig(spec: ContainerSpec): object {
-  const namespaces = [{ type: "pid" }, { type: "ipc" }, { type: "uts" }, { type: "mount" }];
+  const namespaces: { type: string; path?: string }[] = [{ type: "pid" }, { type: "ipc" }, { type: "uts" }, { type: "mount" }];
   if (spec.network === "none") namespaces.push({ type: "network" });
+  else if (spec.network !== "host") namespaces.push({ type: "network", path: spec.network.namespace });
   const capabilities = spec.privileged ? allCapabilities() : CAPABILITIES;
   return {
     ociVersion: "1.0.2",

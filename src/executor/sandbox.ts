@@ -6,6 +6,7 @@
 import { isIP } from "node:net";
 import { parseSize } from "../util/sizes.ts";
 import { UserError } from "../errors.ts";
+import { HOST_GATEWAY } from "./network.ts";
 
 export interface Ulimit {
   /** As docker names it: nofile, nproc, ... */
@@ -25,15 +26,15 @@ export interface Sandbox {
 export const DEFAULT_SHM_BYTES = 64 * 1024 * 1024;
 const ULIMITS = ["core", "cpu", "data", "fsize", "locks", "memlock", "msgqueue", "nice", "nofile", "nproc", "rss", "rtprio", "rttime", "sigpending", "stack"];
 
-/** `--add-host NAME:IP` (or NAME=IP); an IPv6 address may be in brackets. */
+/** `--add-host NAME:IP` (or NAME=IP, or NAME:host-gateway); an IPv6 address may be in brackets. */
 export function parseAddHost(spec: string): [string, string] {
   const separator = /^[^:=]+[:=]/.exec(spec);
   if (!separator) throw new UserError(`--add-host ${spec}: use NAME:IP`);
   const name = spec.slice(0, separator[0].length - 1);
   const address = spec.slice(separator[0].length).replace(/^\[(.*)\]$/, "$1");
-  if (address === "host-gateway") throw new UserError(`--add-host ${spec}: host-gateway needs a bridge network, and RUN has none (give the address)`);
   if (!/^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$/.test(name)) throw new UserError(`--add-host ${spec}: "${name}" is not a host name`);
-  if (!isIP(address)) throw new UserError(`--add-host ${spec}: "${address}" is not an IP address`);
+  // host-gateway stays a name here: its address depends on each RUN's network (network.ts).
+  if (!isIP(address) && address !== HOST_GATEWAY) throw new UserError(`--add-host ${spec}: "${address}" is not an IP address (or host-gateway)`);
   return [name, address];
 }
 
@@ -70,6 +71,11 @@ export function describeSandbox(sandbox: Sandbox | undefined): string | undefine
     ...sandbox.ulimits.map((u) => `ulimit ${u.name}=${u.soft}:${u.hard}`),
   ];
   return parts.length ? parts.join("; ") : undefined;
+}
+
+/** Whether some --add-host names the host itself (its loopback is then reachable from RUN). */
+export function wantsHostGateway(sandbox: Sandbox | undefined): boolean {
+  return sandbox?.hosts.some(([, address]) => address === HOST_GATEWAY) ?? false;
 }
 
 /** The OCI runtime's rlimits for the ulimits. */

@@ -3,6 +3,7 @@
  * Expansion goes through the `Expander` the planner passes in, so the planner decides which
  * variables are in scope and records which ones each instruction used.
  */
+import { closest } from "../util/closest.ts";
 import { DockerfileError, type SourceRange } from "./errors.ts";
 import type { Node } from "./parser.ts";
 import { parseMount, type Mount } from "./mounts.ts";
@@ -453,28 +454,3 @@ function isSignal(value: string): boolean {
   return SIGNALS.has(name) || /^RTM(IN|AX)([+-]\d+)?$/.test(name);
 }
 
-/** The closest known word within two edits, for "did you mean" hints. */
-function closest(word: string, candidates: readonly string[]): string | undefined {
-  let best: string | undefined;
-  let bestDistance = 3;
-  for (const candidate of candidates) {
-    const distance = editDistance(word, candidate);
-    if (distance < bestDistance) {
-      best = candidate;
-      bestDistance = distance;
-    }
-  }
-  return best;
-}
-
-function editDistance(a: string, b: string): number {
-  let previous = Array.from({ length: b.length + 1 }, (_, i) => i);
-  for (let i = 1; i <= a.length; i++) {
-    const current = [i];
-    for (let j = 1; j <= b.length; j++) {
-      current[j] = Math.min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (a[i - 1] === b[j - 1] ? 0 : 1));
-    }
-    previous = current;
-  }
-  return previous[b.length];
-}

@@ -8,6 +8,7 @@
  * - `--build-arg` overrides the value of a declared ARG; undeclared ones are reported unused;
  * - ENV values go into the image config, ARG values only into the build environment.
  */
+import { closest } from "../util/closest.ts";
 import { UsageError } from "../errors.ts";
 import { DockerfileError, type SourceRange } from "./errors.ts";
 import { toInstruction, type Expander, type Instruction } from "./instructions.ts";
@@ -421,8 +422,9 @@ export function targetStage(plan: Plan, target?: string): Stage {
   const stage = plan.stages.find((s) => s.name === lower) ?? (/^\d+$/.test(target) ? plan.stages[Number(target)] : undefined);
   if (!stage) {
     const names = plan.stages.map((s) => s.id).join(", ");
+    const suggestion = closest(lower, plan.stages.flatMap((s) => (s.name ? [s.name] : [])));
     // A flag's value, not a line of the Dockerfile: no line to point at.
-    throw new UsageError(`--target ${target}: ${plan.file} has no such stage (stages: ${names})`);
+    throw new UsageError(`--target ${target}: ${plan.file} has no such stage${suggestion ? ` (did you mean ${suggestion}?)` : ""} (stages: ${names})`);
   }
   return stage;
 }

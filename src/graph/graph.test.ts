@@ -50,6 +50,11 @@ describe("build graph", () => {
     expect(() => graphOf("nope")).toThrow(/--target nope: Dockerfile has no such stage \(stages: deps, tools, build, unused, final\)/);
   });
 
+  test("a mistyped --target suggests the closest stage", () => {
+    expect(() => graphOf("biuld")).toThrow("--target biuld: Dockerfile has no such stage (did you mean build?) (stages: deps, tools, build, unused, final)");
+    expect(() => graphOf("FINL")).toThrow("(did you mean final?)");
+  });
+
   test("json has the contract's fields", () => {
     const json = graphJson(graphOf());
     expect(json.nodes[5]).toEqual({ id: "build/1", stage: "build", instruction: "RUN --mount=type=bind,target=/t,from=tools make", level: 3, deps: ["build/0", "tools/1"] });

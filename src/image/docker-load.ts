@@ -3,6 +3,7 @@
  * its API (`POST /images/load` with a docker archive), as `docker load` does — no docker CLI
  * needed. The engine's answer is a stream of JSON messages; an error in it is the load's error.
  */
+import { statSync } from "node:fs";
 import { UserError } from "../errors.ts";
 import { readBodyBytes } from "../util/network.ts";
 
@@ -14,6 +15,30 @@ export function dockerEndpoint(host = process.env.DOCKER_HOST || "unix:///var/ru
   const tcp = /^tcp:\/\/([^/]+)\/?$/.exec(host);
   if (tcp) return { url: `http://${tcp[1]}/images/load?quiet=1`, shown: host };
   throw new DockerLoadError(`DOCKER_HOST=${host}: use unix:///path/to/docker.sock or tcp://HOST:PORT (TLS and ssh:// are not supported)`);
+}
+
+/**
+ * Whether an engine answers at DOCKER_HOST (`GET /_ping`), asked before the build so that a
+ * missing one costs no build: the error says where it looked and what to do instead.
+ */
+export async function checkDockerEngine(host?: string, timeoutMs = 5_000): Promise<void> {
+  const endpoint = dockerEndpoint(host);
+  const fail = (why: string): never => {
+    throw new DockerLoadError(`--load: no Docker Engine at ${endpoint.shown} (${why}): start one, set DOCKER_HOST, or write an archive with -o type=docker,dest=FILE`);
+  };
+  if (endpoint.unix) {
+    const stat = statSync(endpoint.unix, { throwIfNoEntry: false });
+    if (!stat) fail(`${endpoint.unix} does not exist`);
+    if (!stat!.isSocket()) fail(`${endpoint.unix} is not a socket`);
+  }
+  let response: Response | undefined;
+  try {
+    response = await fetch(endpoint.url.replace(/\/images\/load\?quiet=1$/, "/_ping"), { signal: AbortSignal.timeout(timeoutMs), ...(endpoint.unix ? { unix: endpoint.unix } : {}) } as RequestInit);
+    await response.arrayBuffer();
+  } catch (error) {
+    fail((error as Error).name === "TimeoutError" ? `no answer in ${timeoutMs / 1000} s` : "nothing answers there");
+  }
+  if (!response!.ok) fail(`it answered HTTP ${response!.status} to /_ping`);
 }
 
 /** Streams `archive` to the engine; resolves to what it said it loaded ("Loaded image: app:1"). */

@@ -9,7 +9,7 @@
 import { closeSync, lstatSync, mkdirSync, openSync, readFileSync, readSync, rmSync, statSync } from "node:fs";
 import { join } from "node:path";
 import type { LocalStore } from "../cache/store.ts";
-import { UserError } from "../errors.ts";
+import { OutputError, STDOUT, type Compression, type OutputSpec } from "./output-spec.ts";
 import { gzipLayer } from "../snapshot/pack.ts";
 import { MEDIA, REF_NAME, type Descriptor, type Index, type Manifest, type StoredImage } from "./layout.ts";
 import { familiarReference } from "./reference.ts";
@@ -18,50 +18,7 @@ import { writeAll } from "../util/write-all.ts";
 import { writeFileAtomic } from "../util/host-file.ts";
 import { sha256File } from "../hash/sha256.ts";
 
-export type Compression = "gzip" | "uncompressed";
-
-export type OutputSpec =
-  | { type: "registry" }
-  | { type: "oci"; dest: string; compression: Compression }
-  | { type: "oci-archive"; dest: string; compression: Compression }
-  | { type: "docker-archive"; dest: string }
-  /** The file system itself (filesystem-export.ts): a directory, or one tar. */
-  | { type: "local"; dest: string }
-  | { type: "tar"; dest: string };
-
-export class OutputError extends UserError {}
-
-/** `type=oci,dest=DIR[,compression=gzip|uncompressed]`, `type=oci-archive,dest=FILE`, `type=docker-archive,dest=FILE`. */
-export function parseOutputSpec(spec: string, resolvePath: (path: string) => string): OutputSpec {
-  const fields = new Map<string, string>();
-  for (const part of spec.split(",")) {
-    const eq = part.indexOf("=");
-    fields.set(eq < 0 ? part : part.slice(0, eq), eq < 0 ? "" : part.slice(eq + 1));
-  }
-  const type = fields.get("type") ?? "";
-  const dest = fields.get("dest");
-  const known = ["type", "dest", "compression"];
-  for (const key of fields.keys()) if (!known.includes(key)) throw new OutputError(`--output ${spec}: unknown option "${key}"`);
-  if (!["oci", "oci-archive", "docker-archive", "registry", "local", "tar"].includes(type)) {
-    throw new OutputError(`--output type=${type || "?"} is not supported: use oci, oci-archive, docker-archive, registry, local or tar`);
-  }
-  if (type === "registry") {
-    if (dest !== undefined) throw new OutputError("--output type=registry pushes every -t name; it takes no dest");
-    return { type: "registry" };
-  }
-  if (!dest) throw new OutputError(`--output ${spec}: dest=PATH is required`);
-  const compression = (fields.get("compression") ?? "gzip") as Compression;
-  if (compression !== "gzip" && compression !== "uncompressed") throw new OutputError(`--output ${spec}: compression must be gzip or uncompressed`);
-  if (type === "local" || type === "tar") {
-    if (fields.has("compression")) throw new OutputError(`--output type=${type} writes the file system itself; it has no compression option`);
-    return { type: type as "local" | "tar", dest: resolvePath(dest) } as OutputSpec;
-  }
-  if (type === "docker-archive") {
-    if (fields.has("compression")) throw new OutputError("--output type=docker-archive has no compression option (docker load reads plain layers)");
-    return { type, dest: resolvePath(dest) };
-  }
-  return { type: type as "oci" | "oci-archive", dest: resolvePath(dest), compression };
-}
+export { OutputError, parseOutputSpec, type Compression, type OutputSpec } from "./output-spec.ts";
 
 /** The layer's blob in `compression`, compressing it (once) if needed. */
 async function layerIn(store: LocalStore, layer: Descriptor, diffId: string, compression: Compression): Promise<Descriptor> {
@@ -186,6 +143,7 @@ function copyFileInto(source: string, fd: number) {
 
 /** Writes a tar of named members whose content comes from files or bytes, streaming files; whole or not at all. */
 function writeTar(file: string, members: { name: string; source: string | Buffer }[]) {
+  if (file === STDOUT) return writeTarTo(1, members);
   writeFileAtomic(file, (fd) => writeTarTo(fd, members));
 }
 
@@ -240,12 +198,14 @@ export async function exportDockerArchive(store: LocalStore, image: StoredImage,
   return exported;
 }
 
-export type ImageOutput = Exclude<OutputSpec, { type: "registry" | "local" | "tar" }>;
+export type ImageOutput = Extract<OutputSpec, { type: "oci" | "oci-archive" | "docker-archive" }>;
 
 /** `extras` go into OCI layouts and archives; a docker archive has no index to hold them. */
 export async function exportImage(store: LocalStore, image: StoredImage, output: ImageOutput, tags: string[], extras?: Extras): Promise<ExportedImage> {
   switch (output.type) {
     case "oci":
+      // A directory cannot go to stdout: the layout goes there as its archive, as buildx's does.
+      if (output.dest === STDOUT) return exportOciArchive(store, image, output.dest, tags, output.compression, extras);
       return exportOciLayout(store, image, output.dest, tags, output.compression, extras);
     case "oci-archive":
       return exportOciArchive(store, image, output.dest, tags, output.compression, extras);

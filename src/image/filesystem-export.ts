@@ -13,6 +13,7 @@ import { extractInto } from "../snapshot/extract.ts";
 import { writeLayerTar } from "../snapshot/pack.ts";
 import { writeFileAtomic } from "../util/host-file.ts";
 import type { StoredImage } from "./layout.ts";
+import { STDOUT } from "./output-spec.ts";
 
 /** Unpacks the image into `dest`: a new directory, or an empty one. */
 export async function exportFilesystem(store: LocalStore, image: StoredImage, dest: string): Promise<void> {
@@ -48,14 +49,15 @@ function prepareDirectory(dest: string) {
   if (readdirSync(dest).length > 0) throw problem("the directory is not empty (nothing of the image is mixed with what is there)");
 }
 
-/** The image's file system as one tar file at `dest` (written whole beside it, then renamed into place). */
+/** The image's file system as one tar file at `dest` (written whole beside it, then renamed into place), or on stdout. */
 export async function exportFilesystemTar(store: LocalStore, image: StoredImage, dest: string): Promise<void> {
-  if (!existsSync(dirname(dest))) throw new UserError(`--output type=tar,dest=${dest}: ${dirname(dest)} does not exist`);
+  if (dest !== STDOUT && !existsSync(dirname(dest))) throw new UserError(`--output type=tar,dest=${dest}: ${dirname(dest)} does not exist`);
   const staging = store.tempDir("tar-export");
   try {
     const tree = join(staging, "rootfs");
     await exportFilesystem(store, image, tree);
-    writeFileAtomic(dest, (fd) => void writeLayerTar(tree, fd));
+    if (dest === STDOUT) writeLayerTar(tree, 1);
+    else writeFileAtomic(dest, (fd) => void writeLayerTar(tree, fd));
   } finally {
     removeTree(staging);
   }

@@ -5,6 +5,7 @@
 import { existsSync } from "node:fs";
 import { basename, dirname, join } from "node:path";
 import { PROJECT_FILE, userConfigFile } from "../config/settings.ts";
+import { SERVE_DEFAULT_LISTEN } from "../config/serve-defaults.ts";
 import { UserError } from "../errors.ts";
 import { MAX_DOCKERFILE_BYTES } from "../frontend/parser.ts";
 import { ignoreFileFor, readIgnoreFile } from "../context/context.ts";
@@ -108,19 +109,37 @@ interface UserRemote {
 async function chooseRemote(preset: Preset, ask: Prompter, env: NodeJS.ProcessEnv): Promise<UserRemote> {
   const wanted = preset.remote !== undefined || (await ask.confirm("Share results with your team through a cache server (memobuild serve)?", false));
   if (!wanted) return {};
-  const url = (preset.remote ?? (await ask.text("Cache server URL", "http://127.0.0.1:8080", (v) => (/^https?:\/\/[^/]+/.test(v) ? undefined : "start with http:// or https://")))).replace(/\/+$/, "");
-  const token = preset.remoteToken ?? ((await ask.secret("Token (the server's --token; empty for none)")) || undefined);
-  const check = await checkRemote(url, token);
-  if (!check.ok) {
-    ask.warn(`${url}: ${check.problem}`);
-    if (!(await ask.confirm("Save it anyway?", false))) throw new UserError(`${url}: ${check.problem}; nothing written`);
-  }
+  const server = await askServer(preset, ask);
+  if (!server) return {};
+  const { url, token } = server;
   const sign = preset.sign ?? (await ask.confirm("Sign the results you upload with a key of your own (others can then trust only your results)?", false));
   if (!sign) return { url, token };
   const signKey = join(dirname(userConfigFile(env)), "signing.key");
   const key = existsSync(signKey) ? SigningKey.load(signKey) : newKey(signKey);
   const trust = await ask.confirm(`Use only results signed by this key (${key.publicKey.slice(0, 24)}…) in this project?`, false);
   return { url, token, signKey, trust: trust ? key.publicKey : undefined };
+}
+
+/**
+ * The server's URL (first offered: where `memobuild serve` listens by default) and token,
+ * checked. A server that does not answer as expected may be saved anyway; "no" asks for both
+ * again, the URL as typed, every earlier answer kept; an empty URL goes on without a server.
+ * Answers given as flags cannot be asked again: there, "no" ends init with nothing written.
+ */
+async function askServer(preset: Preset, ask: Prompter): Promise<{ url: string; token?: string } | undefined> {
+  let offered = `http://${SERVE_DEFAULT_LISTEN}`;
+  for (;;) {
+    const typed = preset.remote ?? (await ask.text("Cache server URL (empty: go on without one)", offered, (v) => (v === "" || /^https?:\/\/[^/]+/.test(v) ? undefined : "start with http:// or https://")));
+    if (typed === "") return undefined;
+    const url = typed.replace(/\/+$/, "");
+    const token = preset.remoteToken ?? ((await ask.secret("Token (the server's --token; empty for none)")) || undefined);
+    const check = await checkRemote(url, token);
+    if (check.ok) return { url, token };
+    ask.warn(`${url}: ${check.problem}`);
+    if (await ask.confirm("Save it anyway?", false)) return { url, token };
+    if (preset.remote !== undefined) throw new UserError(`${url}: ${check.problem}; nothing written`);
+    offered = url;
+  }
 }
 
 function newKey(file: string): SigningKey {

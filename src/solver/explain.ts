@@ -81,6 +81,8 @@ export function explainStep(
     const changes = diffRecords(before.context?.files ?? {}, current.context?.files ?? {});
     reasons.push(changes.length ? `files changed: ${list(changes)}` : "the files it reads changed (owner or exclude patterns)");
   }
+  // Keys made before the network entered them had none: no network, as RUN had then.
+  if ((before.network ?? "none") !== (current.network ?? "none")) reasons.push(`the network changed: ${before.network ?? "none"} → ${current.network ?? "none"}`);
   if (before.sandbox !== current.sandbox) reasons.push(`--add-host, --shm-size or --ulimit changed: ${before.sandbox ?? "none"} → ${current.sandbox ?? "none"}`);
   if (before.epoch !== current.epoch) reasons.push(`SOURCE_DATE_EPOCH changed: ${before.epoch ?? "none"} → ${current.epoch ?? "none"}`);
   if (before.owner !== current.owner) reasons.push(`the owner of the directory it makes changed: ${before.owner ?? "none"} → ${current.owner ?? "none"}`);

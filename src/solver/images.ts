@@ -1,21 +1,19 @@
 /** Which images a build reads, and finding them in the local image store. */
 import type { LocalStore } from "../cache/store.ts";
-import type { Plan } from "../frontend/plan.ts";
+import type { Plan, Step } from "../frontend/plan.ts";
+import { familiarReference, normalizeReference } from "../image/reference.ts";
+import { closest } from "../util/closest.ts";
 import { loadImage, type StoredImage } from "../image/layout.ts";
-import { normalizeReference, ReferenceError } from "../image/reference.ts";
+import { findImage } from "../image/lookup.ts";
 
-/** Resolves FROM and --from image references against the local image store. */
+/** Resolves FROM and --from image references (names or image IDs) against the local image store. */
 export function imageResolver(store: LocalStore) {
   const cache = new Map<string, StoredImage | undefined>();
   const resolve = (ref: string): StoredImage | undefined => {
     if (cache.has(ref)) return cache.get(ref);
-    let image: StoredImage | undefined;
-    try {
-      const record = store.image(normalizeReference(ref));
-      image = record ? loadImage(store, record.manifestDigest) : undefined;
-    } catch (error) {
-      if (!(error instanceof ReferenceError)) throw error;
-    }
+    // A name, or an image ID (full or a unique prefix) of a build before this one.
+    const found = findImage(store, ref);
+    const image = found ? loadImage(store, found.manifestDigest) : undefined;
     cache.set(ref, image);
     return image;
   };
@@ -40,4 +38,35 @@ export function imageReferences(plan: Plan, named: ReadonlySet<string> = new Set
     }
   }
   return refs;
+}
+
+/** The first step that reads image `ref` (a FROM, COPY --from or RUN --mount from=), for errors to point at. */
+export function stepReading(plan: Plan, ref: string): Step | undefined {
+  for (const stage of plan.stages) {
+    if (stage.base.kind === "image" && stage.base.ref === ref) return stage.steps[0];
+    for (const step of stage.steps) {
+      const instruction = step.instruction;
+      if (instruction.kind === "COPY" && instruction.from === ref) return step;
+      if (instruction.kind === "RUN" && instruction.mounts.some((m) => "from" in m && m.from === ref)) return step;
+    }
+  }
+  return undefined;
+}
+
+/**
+ * A name in the local store one or two edits from `ref` (a typo of a local image, as
+ * `memobuild/busybx`), in the form the user wrote (`:latest` left out when they left it out).
+ */
+export function similarLocalImage(store: LocalStore, ref: string): string | undefined {
+  let wanted: string;
+  try {
+    wanted = normalizeReference(ref);
+  } catch {
+    return undefined;
+  }
+  const names = store.images().map((record) => record.ref).filter((name) => name !== wanted);
+  const found = closest(wanted, names);
+  if (!found) return undefined;
+  const familiar = familiarReference(found);
+  return /:[^/]+$/.test(ref) ? familiar : familiar.replace(/:latest$/, "");
 }

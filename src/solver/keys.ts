@@ -31,6 +31,8 @@ export interface StepInputs {
    * of older versions, where WORKDIR only changed the config and made no layer.)
    */
   owner?: string;
+  /** RUN: the network it ran with (default or host: its own --network, else the build's); absent: none. */
+  network?: string;
   /** RUN: --add-host, --shm-size and --ulimit, when given (see executor/sandbox.ts). */
   sandbox?: string;
   /** Steps that make a layer: SOURCE_DATE_EPOCH, when set (it clamps the layer's file times). */

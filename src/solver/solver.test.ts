@@ -17,6 +17,7 @@ import { blake3 } from "../hash/blake3.ts";
 
 const hostArchitecture = () => hostPlatform().architecture;
 import type { Sandbox } from "../executor/sandbox.ts";
+import type { NetworkMode } from "../executor/network.ts";
 import { silentProgress } from "./progress.ts";
 import { build, BuildError, type BuildResult, type NamedContext } from "./solver.ts";
 
@@ -68,6 +69,7 @@ interface BuildOverrides {
   buildArgs?: Record<string, string>;
   allow?: string[];
   sandbox?: Sandbox;
+  network?: NetworkMode;
 }
 
 let projects = 0;
@@ -94,7 +96,7 @@ function project(dockerfile: string, files: Record<string, string> = {}) {
           target: options.target,
           store,
           secrets: new Map(),
-          network: "none",
+          network: options.network ?? "none",
           progress: silentProgress,
           executor: (resources) => ((executor.resources = resources), executor),
           namedContexts: options.namedContexts,
@@ -304,6 +306,18 @@ describe("what a step's key is made of (each a protection: a key that missed an 
     await p.build(executor, { dockerfile: dockerfile("2") });
     expect(executor.ran).toEqual(expect.arrayContaining(["make-2", "use-mount", "on-top"]));
     expect(executor.ran.filter((r) => r === "COPY").length).toBe(4); // COPY --from=dep and the three of the last stage
+  });
+
+  test("the network a RUN has: default, none and host key apart; a RUN's own --network wins over the build's", async () => {
+    const p = project("FROM scratch\nRUN fetch\nRUN --network=none offline\n");
+    const keys = async (network: NetworkMode) => (await p.build(new FakeExecutor(), { network, allow: ["network.host"] })).steps.map((s) => s.key);
+    const [none, sandboxed, host] = [await keys("none"), await keys("default"), await keys("host")];
+    expect(new Set([none[1], sandboxed[1], host[1]]).size).toBe(3);
+    expect(await ran(p, { network: "default" })).toEqual([]);
+    // --network=none on the RUN: the same key as a build without any network, whatever the build's.
+    const alone = project("FROM scratch\nRUN --network=none offline\n");
+    const offline = async (network: NetworkMode) => (await alone.build(new FakeExecutor(), { network })).steps[1]!.key;
+    expect(await offline("default")).toBe(await offline("none"));
   });
 
   test("a local --build-context's files, as COPY --from=NAME reads them", async () => {

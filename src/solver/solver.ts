@@ -8,6 +8,7 @@
 import { availableParallelism } from "node:os";
 import type { LocalStore } from "../cache/store.ts";
 import { describeSandbox, type Sandbox } from "../executor/sandbox.ts";
+import type { NetworkMode } from "../executor/network.ts";
 import { directoryCacheMounts, type CacheMountProvider } from "../executor/cache-mount.ts";
 import { LocalExecutor } from "../executor/executor.ts";
 import type { Executor, ExecutorResources, StepRequest } from "../executor/request.ts";
@@ -25,7 +26,8 @@ import type { RemoteCache } from "../remote/client.ts";
 import type { ResultSource } from "../remote/result-source.ts";
 import { UserError } from "../errors.ts";
 import { explainStep, type KeyOwner } from "./explain.ts";
-import { imageReferences, imageResolver } from "./images.ts";
+import { imageReferences, imageResolver, similarLocalImage, stepReading } from "./images.ts";
+import { isImageIdText } from "../image/lookup.ts";
 import { stepKey, type StepInputs } from "./keys.ts";
 import { planStep, type BuildSettings, type StepPlan } from "./ops/index.ts";
 import type { ProgressSink } from "./progress.ts";
@@ -59,7 +61,8 @@ export interface BuildOptions {
   secrets: Map<string, Buffer>;
   /** SSH agents for RUN --mount=type=ssh, by ID. */
   ssh?: SshAgents;
-  network: "none" | "host";
+  /** RUN's network: default (a sandbox with outbound access), none or host (see executor/network.ts). */
+  network: NetworkMode;
   /** --add-host, --shm-size, --ulimit: every RUN's container. */
   sandbox?: Sandbox;
   /** What the person running the build consents to: network.host, security.insecure. */
@@ -144,11 +147,24 @@ async function planBuild(options: BuildOptions, image: ((ref: string) => StoredI
   const platform = hostPlatform();
   const parsed = parseDockerfile(options.dockerfileText, options.dockerfilePath);
   if (options.pull) {
-    for (const ref of imageReferences(planStages(parsed, { buildArgs: options.buildArgs, platform, namedContexts: named }), named)) {
+    const first = planStages(parsed, { buildArgs: options.buildArgs, platform, namedContexts: named });
+    for (const ref of imageReferences(first, named)) {
       const stored = image(ref);
       if (stored && !options.pullAlways) continue;
+      // Where the Dockerfile names it, and a local image it may have meant, for any error.
+      const fail = (message: string): never => {
+        const hint = similarLocalImage(options.store, ref);
+        const text = `${message}${hint ? ` (did you mean ${hint} (local)?)` : ""}`;
+        const step = stepReading(first, ref);
+        throw step ? stepError(step, text) : new UserError(`${options.dockerfilePath}: ${text}`);
+      };
+      // An ID names an image of this store only: there is nothing to pull.
+      if (isImageIdText(ref)) {
+        if (stored) continue;
+        fail(`no image with ID ${ref} in the local store (\`memobuild image ls\` lists them)`);
+      }
       if (!stored) progress({ type: "warning", message: `pulling ${ref}: it is not in the local image store` });
-      await options.pull(ref);
+      await options.pull(ref).catch((error) => (error instanceof UserError ? fail(error.message) : Promise.reject(error)));
       image.forget(ref);
     }
   }
@@ -346,6 +362,9 @@ class Solve {
     // The layer list is the one source of the config's diff IDs.
     config.rootfs.diff_ids = final.layers.map((l) => l.diffId);
     const annotations = options.annotations && Object.keys(options.annotations).length ? options.annotations : undefined;
-    return storeImage(options.store, config, final.layers.map((l) => l.descriptor), annotations);
+    const stored = storeImage(options.store, config, final.layers.map((l) => l.descriptor), annotations);
+    // Named or not, the image can be found by the ID `-q` prints (run, export, FROM it).
+    options.store.recordImageId(stored.manifest.config.digest, stored.manifestDigest);
+    return stored;
   }
 }

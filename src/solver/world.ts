@@ -14,6 +14,7 @@ import type { Plan, Stage } from "../frontend/plan.ts";
 import type { StoredImage } from "../image/layout.ts";
 import { LayerView } from "../snapshot/view.ts";
 import { diffIds, imageLayers, type LayerRef, type StageState } from "./state.ts";
+import { similarLocalImage } from "./images.ts";
 
 /** What a `--build-context` name stands for. */
 export type NamedContext = { kind: "image"; image: StoredImage } | { kind: "local"; dir: string };
@@ -52,6 +53,11 @@ export class BuildWorld {
 
   image(ref: string): StoredImage | undefined {
     return this.options.image(ref);
+  }
+
+  /** A local image name a missing `ref` may be a typo of (for "did you mean"). */
+  similarImage(ref: string): string | undefined {
+    return similarLocalImage(this.options.store, ref);
   }
 
   /** A local --build-context directory the reference names. */

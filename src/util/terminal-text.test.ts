@@ -47,7 +47,7 @@ describe("every site that reads another party's answer makes it safe to print", 
     .filter((file) => READS.test(readFileSync(join(root, file), "utf8")));
 
   test("the readers found are the ones known (a new one is looked at)", () => {
-    expect(sites.sort()).toEqual(["cli/commands/cache.ts", "executor/download.ts", "image/docker-load.ts", "registry/client.ts", "remote/client.ts", "remote/jobs-client.ts", "remote/mount-sync.ts", "util/network.ts", "worker/worker.ts"]);
+    expect(sites.sort()).toEqual(["cli/commands/cache.ts", "executor/download.ts", "executor/network.ts", "image/docker-load.ts", "registry/client.ts", "remote/client.ts", "remote/jobs-client.ts", "remote/mount-sync.ts", "util/network.ts", "worker/worker.ts"]);
   });
 
   test.each(sites.filter((file) => !(file in EXEMPT)))("%s uses terminalText", (file) => {

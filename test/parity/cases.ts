@@ -25,6 +25,8 @@ export interface ParityCase {
   flags?: string[];
   /** Both builders must refuse it. */
   bothFail?: boolean;
+  /** BuildKit's own default network for RUN (the suite otherwise gives it the host's, which MemoBuild's default is not). */
+  defaultNetwork?: boolean;
   /**
    * BuildKit is wrong here (an upstream issue says so): either only `paths` differ (MemoBuild's
    * lines are `expected`), or BuildKit accepts what MemoBuild refuses with `memobuildFails`.
@@ -214,6 +216,13 @@ export const cases: Record<string, ParityCase[]> = {
     { name: "--target stops at a middle stage", dockerfile: "FROM memobuild/busybox AS mid\nRUN echo mid > /mid\nFROM mid AS last\nRUN echo last > /last\n", flags: ["--target", "mid"] },
     // (--ulimit and --shm-size are not compared: Debian's `docker build` does not pass them to BuildKit.)
     { name: "--add-host entries in /etc/hosts", dockerfile: from("RUN cat /etc/hosts > /hosts"), flags: ["--add-host", "db:10.1.2.3", "--add-host", "cache:10.1.2.4"] },
+    // BuildKit's default network is a sandbox of its own with a way out: RUN sees one interface
+    // besides lo (BuildKit's eth0, MemoBuild's tap0), and a resolver in resolv.conf.
+    {
+      name: "RUN's default network: one interface besides lo, and a name server",
+      dockerfile: from("RUN ls /sys/class/net | grep -vxc lo > /interfaces && grep -c '^nameserver ' /etc/resolv.conf > /nameservers"),
+      defaultNetwork: true,
+    },
     { name: "unused stages do not change the result", dockerfile: "FROM memobuild/busybox AS unused\nRUN exit 1\nFROM memobuild/busybox\nRUN echo ok > /ok\n" },
   ],
 };

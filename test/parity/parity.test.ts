@@ -58,7 +58,7 @@ function runCase(c: ParityCase) {
   const dir = materialize(c, join(work, `case-${n}`));
   const flags = caseFlags(c, dir);
   const ours = buildWithMemobuild(dir, flags, join(work, `ours-${n}`));
-  const theirs = buildkit.build(dir, `parity-${n}`, flags);
+  const theirs = buildkit.build(dir, `parity-${n}`, flags, { hostNetwork: !c.defaultNetwork });
   if (c.bothFail) {
     expect({ memobuild: ours.error !== undefined, buildkit: theirs.error !== undefined }).toEqual({ memobuild: true, buildkit: true });
     return;

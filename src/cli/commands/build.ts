@@ -39,7 +39,7 @@ import { UsageError } from "../errors.ts";
 import { dockerfileOptions, readDockerfileFrom, type DockerfileInput } from "../inputs.ts";
 import { resolveNamedContexts } from "../named-contexts.ts";
 import { checkProjectTags } from "../project-tags.ts";
-import { attestFlagsGiven, buildFlagOptions, checkPlatform, noCacheStages, outputsFrom, parseAnnotations, parseBuildContexts, parseCacheSpec, parseEntitlements, parseLabels, parseSecret, sandboxFrom, usage, type BuildFlags } from "../build-flags.ts";
+import { attestFlagsGiven, buildFlagOptions, checkOutputs, checkPlatform, networkFrom, noCacheStages, outputsFrom, parseAnnotations, parseBuildContexts, parseCacheSpec, parseEntitlements, parseLabels, parseSecret, sandboxFrom, usage, type BuildFlags } from "../build-flags.ts";
 
 // What only some builds use loads when one does: the registry transfer (pulling a missing base
 // image, pushing), the Docker Engine client (--load), filesystem outputs, the build hub reporter.
@@ -72,22 +72,25 @@ export function registerBuild(program: Command) {
     .action(async (context: string | undefined, flags: BuildFlags & { builder?: string; cacheMountScope?: string; check?: boolean }) => {
       const settings = commandSettings(flags, context);
       const progressMode = value<string>(settings, "progress");
-      if (!["none", "host"].includes(flags.network)) throw new UsageError(`--network must be none or host`);
+      const network = networkFrom(flags);
       const jobs = value<number | undefined>(settings, "jobs");
       checkPlatform(flags.platform);
       const outputs = outputsFrom(flags);
-      if (outputs.some((o) => o.type === "registry") && value<string[]>(settings, "tags").length === 0) throw new UsageError("--push and --output type=registry push the -t names: give at least one");
       const registry = { insecure: insecureRegistries(flags.insecureRegistry) };
-      const tags = value<string[]>(settings, "tags").map((tag) => usage(() => normalizeReference(tag)));
+      // -t names, and those type=image and type=registry outputs give the image (as buildx's name=).
+      const named = outputs.flatMap((o) => (o.type === "image" || o.type === "registry" ? o.names : []));
+      const tags = [...new Set([...value<string[]>(settings, "tags"), ...named].map((tag) => usage(() => normalizeReference(tag))))];
+      checkOutputs(outputs, tags, progressMode);
       const secrets = new Map(flags.secret.map(parseSecret));
       const cacheFrom = flags.cacheFrom.map((spec) => parseCacheSpec("--cache-from", spec));
       const cacheTo = flags.cacheTo.map((spec) => parseCacheSpec("--cache-to", spec));
       const sshSpecs = flags.ssh.map((spec) => usage(() => parseSshSpec(spec)));
       const sandbox = sandboxFrom(flags);
       const contextSpecs = parseBuildContexts(flags.buildContext);
-      if (flags.load) {
-        const { dockerEndpoint } = await dockerLoad();
+      if (flags.load || outputs.some((o) => o.type === "docker")) {
+        const { checkDockerEngine, dockerEndpoint } = await dockerLoad();
         usage(() => dockerEndpoint()); // a DOCKER_HOST it cannot use is an error before any work
+        await checkDockerEngine(); // and so is an engine that is not there
       }
       const allow = parseEntitlements(flags.allow);
       const buildLabels = parseLabels("--build-label", flags.buildLabel);
@@ -145,7 +148,7 @@ export function registerBuild(program: Command) {
             store,
             statCacheFile: statCacheFile(store.dir, input.contextDir),
             secrets,
-            network: flags.network as "none" | "host",
+            network,
             allow,
             progress,
             jobs,
@@ -178,7 +181,15 @@ export function registerBuild(program: Command) {
         const exported = await exportOutputs(store, image, outputs, tags, registry, progress, attester);
         if (flags.load) exported.push(await loadImage(store, image, tags, progress));
         await mounts?.publish(); // commit on success: any failure above publishes nothing
-        const outcome: BuildOutcome = { imageId: image.manifest.config.digest, digest: exported.find((o) => o.digest)?.digest ?? image.manifestDigest, outputs: exported, tags, steps: result.steps, checks: "checks" in result ? result.checks : [] };
+        const outcome: BuildOutcome = {
+          imageId: image.manifest.config.digest,
+          digest: exported.find((o) => o.digest)?.digest ?? image.manifestDigest,
+          manifestDigest: image.manifestDigest,
+          outputs: exported,
+          tags,
+          steps: result.steps,
+          checks: "checks" in result ? result.checks : [],
+        };
         await reporter?.finish({ result: "success", image: outcome.digest });
         if (flags.metadataFile) writeMetadata(flags.metadataFile, outcome);
         if (flags.iidfile) writeFileAtomic(flags.iidfile, outcome.imageId);
@@ -219,7 +230,7 @@ async function writeBuildCache(spec: CacheSpec, result: { steps: StepResult[]; p
 
 /** `--builder URL`: the build runs on one of the server's workers; the image comes back to this store. */
 async function buildOnWorker(builder: string, settings: Settings, flags: BuildFlags, store: LocalStore, input: DockerfileInput, progress: ProgressSink) {
-  const unsupported = [flags.ssh.length && "--ssh", flags.cacheFrom.length && "--cache-from", flags.cacheTo.length && "--cache-to", flags.buildContext.length && "--build-context", flags.network !== "none" && "--network", flags.allow.length && "--allow (a worker grants entitlements itself)"].filter(Boolean);
+  const unsupported = [flags.ssh.length && "--ssh", flags.cacheFrom.length && "--cache-from", flags.cacheTo.length && "--cache-to", flags.buildContext.length && "--build-context", flags.network !== "default" && "--network (a worker gives RUN the default network)", flags.allow.length && "--allow (a worker grants entitlements itself)"].filter(Boolean);
   if (unsupported.length) throw new UsageError(`--builder: ${unsupported.join(", ")} cannot be used with a remote builder yet`);
   const remote = remoteSettings(settings, (message) => progress({ type: "warning", message }));
   const jobs = new JobsClient({ url: builder, token: remote.token });
@@ -237,7 +248,7 @@ async function buildOnWorker(builder: string, settings: Settings, flags: BuildFl
   };
   // The keys of the build's steps, computed here, let the server send it where they are cached;
   // the plan and inputs behind them are what provenance records of the build.
-  const planned = await build({ ...options, store, secrets: new Map(), network: "none", progress: () => {}, dryRun: true }).catch(() => undefined);
+  const planned = await build({ ...options, store, secrets: new Map(), network: "default", progress: () => {}, dryRun: true }).catch(() => undefined);
   const hints = planned ? planned.steps.map((s) => s.key).filter(Boolean) : [];
   const built = await buildRemotely({ ...options, jobs, remote: cache, store, labels: parseLabels("--label", flags.label), progress, hints, secrets: new Map(flags.secret.map(parseSecret)) });
   return { ...built, plan: planned?.plan, inputs: planned?.inputs };
@@ -246,9 +257,11 @@ async function buildOnWorker(builder: string, settings: Settings, flags: BuildFl
 /** Each output in turn; each listed with the digest a user meets there. */
 async function exportOutputs(store: LocalStore, image: StoredImage, outputs: OutputSpec[], tags: string[], registry: RegistryOptions, progress: ProgressSink, attester?: Attester): Promise<OutputResult[]> {
   const exported: OutputResult[] = [];
+  // An output's own name= names the image there; else the build's names.
+  const namesOf = (names: string[]) => (names.length ? names.map(normalizeReference) : tags);
   for (const output of outputs) {
     if (output.type === "registry") {
-      for (const tag of tags) {
+      for (const tag of namesOf(output.names)) {
         const { pushImage, pushTagged } = await registryTransfer();
         const digest = await pushImage(store, image, tag, registry, (line) => progress({ type: "output", line: `push ${tag}: ${line}` }), attester?.registryExtras());
         for (const signature of attester?.registrySignatures(digest, attester.identityOf(tag)) ?? []) {
@@ -259,6 +272,11 @@ async function exportOutputs(store: LocalStore, image: StoredImage, outputs: Out
       }
       continue;
     }
+    if (output.type === "image") continue; // its names are the image's names in the store
+    if (output.type === "docker") {
+      exported.push(await loadImage(store, image, namesOf(output.names), progress));
+      continue;
+    }
     if (output.type === "local" || output.type === "tar") {
       const { exportFilesystem, exportFilesystemTar } = await filesystemExport();
       if (output.type === "local") await exportFilesystem(store, image, output.dest);
@@ -266,7 +284,7 @@ async function exportOutputs(store: LocalStore, image: StoredImage, outputs: Out
       exported.push({ type: output.type, dest: output.dest });
       continue;
     }
-    const result = await exportImage(store, image, output, tags, attester?.layoutExtras());
+    const result = await exportImage(store, image, output, namesOf(output.names), attester?.layoutExtras());
     exported.push({ type: output.type, dest: output.dest, digest: result.manifestDigest });
   }
   return exported;
@@ -290,7 +308,7 @@ async function loadImage(store: LocalStore, image: StoredImage, tags: string[], 
   const staging = store.tempDir("docker-load");
   try {
     const archive = join(staging, "image.tar");
-    await exportImage(store, image, { type: "docker-archive", dest: archive }, tags);
+    await exportImage(store, image, { type: "docker-archive", dest: archive, names: [] }, tags);
     for (const line of await loadIntoDocker(archive)) progress({ type: "output", line: `load: ${line}` });
     // The engine names it by its image ID (build -q prints it), not by a manifest digest.
     return { type: "docker", dest: dockerEndpoint().shown };

@@ -8,7 +8,7 @@ import { build } from "../../solver/solver.ts";
 import { dockerfileOptions, readDockerfileFrom } from "../inputs.ts";
 import { openRemote, remoteOptions } from "../remote.ts";
 import { commandSettings } from "../settings.ts";
-import { buildFlagOptions, checkPlatform, parseBuildContexts, sandboxFrom, type BuildFlags } from "../build-flags.ts";
+import { buildFlagOptions, checkPlatform, networkFrom, parseBuildContexts, sandboxFrom, type BuildFlags } from "../build-flags.ts";
 import { resolveNamedContexts } from "../named-contexts.ts";
 import { value } from "../../config/settings.ts";
 import type { RemoteCache } from "../../remote/client.ts";
@@ -45,7 +45,7 @@ export function registerExplain(program: Command) {
           store,
           statCacheFile: statCacheFile(store.dir, input.contextDir),
           secrets: new Map(),
-          network: "none",
+          network: networkFrom(flags),
           sandbox: sandboxFrom(flags),
           namedContexts,
           progress: silentProgress,

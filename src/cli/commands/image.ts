@@ -5,6 +5,8 @@ import { exportImage, parseOutputSpec } from "../../image/export.ts";
 import { adoptImageLayers, importDockerArchive, importOciArchive, importOciLayout, loadImage } from "../../image/layout.ts";
 import { insecureRegistries } from "../../registry/client.ts";
 import { familiarReference, normalizeReference } from "../../image/reference.ts";
+import { namesOf, requireImage } from "../../image/lookup.ts";
+import { STDOUT } from "../../image/output-spec.ts";
 import { UsageError } from "../errors.ts";
 import { collect } from "../inputs.ts";
 
@@ -74,42 +76,45 @@ export function registerImage(program: Command) {
   image
     .command("push")
     .summary("send an image from the local store to a registry")
-    .argument("<image>", "the image's name in the store, which is also where it goes")
+    .argument("<image>", "the image's name in the store (also where it goes), or its image ID")
+    .argument("[destination]", "where it goes, when not its own name (needed for an image ID)")
     .option("--insecure-registry <host>", "use plain HTTP for this registry (repeatable; also $MEMOBUILD_INSECURE_REGISTRIES)", collect)
     .option("--cache-dir <dir>", "cache directory")
-    .action(async (ref: string, flags: { insecureRegistry: string[]; cacheDir?: string }) =>
+    .action(async (ref: string, destination: string | undefined, flags: { insecureRegistry: string[]; cacheDir?: string }) =>
       withStore(flags.cacheDir, async (store) => {
-        const record = store.image(normalized(ref));
-        if (!record) throw new UsageError(`no image ${ref} in the local store`);
+        const found = requireImage(store, ref);
+        const target = destination !== undefined ? normalized(destination) : found.ref;
+        if (target === undefined) throw new UsageError(`${ref} is an image ID, which names no repository: say where it goes (memobuild image push ${ref} REGISTRY/NAME:TAG)`);
         const { pushImage } = await import("../../registry/transfer.ts");
-        const digest = await pushImage(store, loadImage(store, record.manifestDigest), normalized(ref), { insecure: insecureRegistries(flags.insecureRegistry) }, (line) =>
+        const digest = await pushImage(store, loadImage(store, found.manifestDigest), target, { insecure: insecureRegistries(flags.insecureRegistry) }, (line) =>
           process.stderr.write(`${line}\n`),
         );
-        process.stdout.write(`${familiarReference(normalized(ref))} ${digest}\n`);
+        process.stdout.write(`${familiarReference(target)} ${digest}\n`);
       }),
     );
 
   image
     .command("export")
     .summary("write an image from the store as an OCI layout, OCI archive or Docker archive")
-    .argument("<image>", "image reference")
-    .requiredOption("--output <spec>", "type=oci,dest=DIR | type=oci-archive,dest=FILE | type=docker-archive,dest=FILE (oci ones: compression=gzip|uncompressed) | type=local,dest=DIR | type=tar,dest=FILE (the file system)")
+    .argument("<image>", "image name, or image ID (a unique prefix will do)")
+    .requiredOption("--output <spec>", "type=oci,dest=DIR | type=oci-archive,dest=FILE | type=docker[-archive],dest=FILE (oci ones: compression=gzip|uncompressed; archives: name=REF, dest=- for stdout) | type=local,dest=DIR | type=tar,dest=FILE (the file system); DIR alone is type=local, - alone a tar on stdout")
     .option("--cache-dir <dir>", "cache directory")
     .action(async (ref: string, flags: { output: string; cacheDir?: string }) =>
       withStore(flags.cacheDir, async (store) => {
         const output = parseOutputSpec(flags.output, (path) => resolve(path));
-        if (output.type === "registry") throw new UsageError("to send an image to a registry, use memobuild image push");
-        const canonical = normalized(ref);
-        const record = store.image(canonical);
-        if (!record) throw new UsageError(`no image ${ref} in the local store`);
-        const image = loadImage(store, record.manifestDigest);
+        if (output.type === "registry" || output.type === "image" || output.type === "docker") throw new UsageError(`--output type=${output.type}: image export writes files (use memobuild image push to send an image to a registry)`);
+        const found = requireImage(store, ref);
+        const image = loadImage(store, found.manifestDigest);
         if (output.type === "local" || output.type === "tar") {
           // Loaded for these outputs only, as the registry transfer is for pull and push.
           const { exportFilesystem, exportFilesystemTar } = await import("../../image/filesystem-export.ts");
           return output.type === "local" ? exportFilesystem(store, image, output.dest) : exportFilesystemTar(store, image, output.dest);
         }
-        const exported = await exportImage(store, image, output, [canonical]);
-        process.stdout.write(`${exported.manifestDigest}\n`);
+        // By ID, an archive carries the names the store gives the image (none: untagged).
+        const names = output.names.length ? output.names.map(normalized) : found.ref ? [found.ref] : namesOf(store, found.manifestDigest);
+        const exported = await exportImage(store, image, output, names);
+        // With dest=- stdout holds the archive: the digest goes to stderr then.
+        (output.dest === STDOUT ? process.stderr : process.stdout).write(`${exported.manifestDigest}\n`);
       }),
     );
 
@@ -119,7 +124,10 @@ export function registerImage(program: Command) {
     .option("--cache-dir <dir>", "cache directory")
     .action((flags: { cacheDir?: string }) =>
       withStore(flags.cacheDir, (store) => {
-        const rows = store.images().map((record) => {
+        const named = store.images();
+        // Untagged builds are listed too, by ID, as `docker images` lists <none>.
+        const untagged = store.imagesById("").filter((r) => !named.some((n) => n.manifestDigest === r.manifestDigest));
+        const rows = [...named, ...untagged.map((r) => ({ ref: "<none>", manifestDigest: r.manifestDigest, created: r.created }))].map((record) => {
           let size = "?";
           let id = "?";
           try {
@@ -141,14 +149,21 @@ export function registerImage(program: Command) {
 
   image
     .command("rm")
-    .summary("remove image names from the local store")
-    .argument("<refs...>", "image references")
+    .summary("remove image names (or, by image ID, an image and all its names) from the local store")
+    .argument("<refs...>", "image names or image IDs (a unique prefix will do)")
     .option("--cache-dir <dir>", "cache directory")
     .action((refs: string[], flags: { cacheDir?: string }) =>
       withStore(flags.cacheDir, (store) => {
         for (const ref of refs) {
-          if (!store.removeImage(normalized(ref))) throw new UsageError(`no image ${ref} in the local store`);
-          process.stdout.write(`untagged ${familiarReference(normalized(ref))}\n`);
+          const found = requireImage(store, ref);
+          const names = found.ref ? [found.ref] : namesOf(store, found.manifestDigest);
+          for (const name of names) {
+            store.removeImage(name);
+            process.stdout.write(`untagged ${familiarReference(name)}\n`);
+          }
+          // As `docker rmi`: by ID, or with its last name, the image goes (its blobs are gc's to collect).
+          const id = found.id ?? store.readJson<{ config: { digest: string } }>(found.manifestDigest).config.digest;
+          if (namesOf(store, found.manifestDigest).length === 0 && store.removeImageId(id)) process.stdout.write(`deleted ${id}\n`);
         }
       }),
     );

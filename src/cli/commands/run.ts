@@ -4,7 +4,7 @@ import { join } from "node:path";
 import { withStore } from "../store.ts";
 import { DEFAULT_PATH } from "../../image/config.ts";
 import { loadImage } from "../../image/layout.ts";
-import { normalizeReference } from "../../image/reference.ts";
+import { requireImage } from "../../image/lookup.ts";
 import { runContainer } from "../../executor/runtime.ts";
 import { mountOverlay, unmount } from "../../snapshot/overlay.ts";
 import { resolveUser } from "../../snapshot/view.ts";
@@ -15,7 +15,7 @@ export function registerRun(program: Command) {
   program
     .command("run")
     .summary("run an image from the local store (with the same OCI runtime as RUN)")
-    .argument("<image>", "image reference")
+    .argument("<image>", "image name, or image ID (as build -q prints it; a unique prefix will do)")
     .argument("[command...]", "command and arguments (after --), replacing the image's CMD")
     .option("--network <mode>", "none|host", "none")
     .option("--cache-dir <dir>", "cache directory")
@@ -26,9 +26,7 @@ export function registerRun(program: Command) {
         const rootfs = join(work, "rootfs");
         let mounted = false;
         try {
-          const record = store.image(normalizeReference(ref));
-          if (!record) throw new UsageError(`no image ${ref} in the local store`);
-          const image = loadImage(store, record.manifestDigest);
+          const image = loadImage(store, requireImage(store, ref).manifestDigest);
           const lowers = await Promise.all(image.config.rootfs.diff_ids.map((diffId) => store.ensureSnapshot(diffId)));
           // `work` is our own staging directory (beside the rootfs mount, never inside an image): plain mkdir is right.
           mkdirSync(join(work, "bundle"));

@@ -1,3 +1,4 @@
+import { SERVE_DEFAULT_LISTEN } from "../../config/serve-defaults.ts";
 import type { Command } from "commander";
 import { homedir } from "node:os";
 import { join, resolve } from "node:path";
@@ -83,7 +84,7 @@ export function registerServe(program: Command) {
       "Serve a remote build cache over HTTP: content-addressed blobs (verified on upload) and step results, " +
         "behind bearer tokens, with Prometheus metrics at /metrics. Refuses a non-loopback address without a token.",
     )
-    .option("--listen <host:port>", "address to listen on", "127.0.0.1:7070")
+    .option("--listen <host:port>", "address to listen on", SERVE_DEFAULT_LISTEN)
     .option("--data <dir>", "where blobs and metadata live (default: ~/.local/share/memobuild/server)")
     .option("--db <url>", "keep metadata in PostgreSQL, postgres://USER@HOST:PORT/DB (also $MEMOBUILD_DB); replicas share it")
     .option("--blobs <url>", "keep blobs in S3, s3://BUCKET[/PREFIX]?endpoint=URL&region=R (credentials: $AWS_ACCESS_KEY_ID, $AWS_SECRET_ACCESS_KEY)")

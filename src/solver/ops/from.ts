@@ -33,7 +33,7 @@ export const fromOperation: Operation<Extract<Instruction, { kind: "FROM" }>> = 
   if (scope.world.localContext(base.ref)) {
     scope.fail(`--build-context ${base.ref} is a directory, and FROM needs an image (docker-image://REF or oci-layout://DIR); COPY --from=${base.ref} and RUN --mount from=${base.ref} read a directory`);
   }
-  const image = scope.world.image(base.ref) ?? scope.fail(`image ${base.ref} is not in the local image store (pull it with: memobuild image pull ${base.ref}, or import it)`);
+  const image = scope.world.image(base.ref) ?? scope.fail(notStored(scope, base.ref));
   if (image.config.architecture !== build.platform.architecture || image.config.os !== build.platform.os) {
     scope.fail(`image ${base.ref} is for ${image.config.os}/${image.config.architecture}, not ${platform}`);
   }
@@ -60,4 +60,10 @@ function checkPlatform(scope: StepScope) {
   if (wanted.os !== build.platform.os || wanted.architecture !== build.platform.architecture) {
     scope.fail(`platform ${stage.platform} is not supported: this machine builds for ${formatPlatform(build.platform)}`);
   }
+}
+
+/** Why a base is missing, and the local image a typo of it may have meant. */
+function notStored(scope: StepScope, ref: string): string {
+  const hint = scope.world.similarImage(ref);
+  return `image ${ref} is not in the local image store (${hint ? `did you mean ${hint} (local)? Else pull` : "pull"} it with: memobuild image pull ${ref}, or import it)`;
 }

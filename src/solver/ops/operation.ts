@@ -5,6 +5,7 @@
  * step is.
  */
 import type { Ownership } from "../../context/digest.ts";
+import type { NetworkMode } from "../../executor/network.ts";
 import type { Sandbox } from "../../executor/sandbox.ts";
 import { resolveUser } from "../../snapshot/view.ts";
 import type { StepRequest } from "../../executor/request.ts";
@@ -30,7 +31,7 @@ export interface StepScope {
 /** Build-wide settings an operation may put in a key or a request. */
 export interface BuildSettings {
   platform: Platform;
-  network: "none" | "host";
+  network: NetworkMode;
   sandbox?: Sandbox;
   /** The sandbox as it enters RUN keys (only when given). */
   sandboxKey?: string;

@@ -1,17 +1,21 @@
 /**
- * RUN: keyed on its command, its environment (ENV and the build args in scope), the sandbox
- * options, and what its mounts read: each context file a bind mount selects, and the key of each
+ * RUN: keyed on its command, its environment (ENV and the build args in scope), its network
+ * mode, the sandbox options, and what its mounts read: each context file a bind mount selects, and the key of each
  * stage (or digest of each image) a bind or cache mount names with `from=`.
  */
 import { blake3Hex } from "../../hash/blake3.ts";
+import { effectiveNetwork, type NetworkMode } from "../../executor/network.ts";
 import type { Instruction } from "../../frontend/instructions.ts";
 import { layerInputs, baseRequest, fileDigests, nextState, type Operation, type StepScope } from "./operation.ts";
 
 type Run = Extract<Instruction, { kind: "RUN" }>;
 
 export const runOperation: Operation<Run> = async (scope, instruction) => {
-  checkEntitlements(instruction, scope);
-  const inputs = { ...layerInputs(scope), env: scope.step.runEnv, ...(scope.build.sandboxKey ? { sandbox: scope.build.sandboxKey } : {}) };
+  const network = effectiveNetwork(instruction.network, scope.build.network);
+  checkEntitlements(instruction, network, scope);
+  // The network a RUN had decides what it could fetch: each mode keys apart. "none" stays out,
+  // so keys made when every RUN was offline still mean what they did.
+  const inputs = { ...layerInputs(scope), env: scope.step.runEnv, ...(network !== "none" ? { network } : {}), ...(scope.build.sandboxKey ? { sandbox: scope.build.sandboxKey } : {}) };
   // Stryker disable next-line LogicalOperator,ArrayDeclaration: the planner gives every RUN its environment
   const request = { ...baseRequest(scope, instruction), env: scope.step.runEnv ?? [] };
   const digests: string[] = [];
@@ -45,10 +49,11 @@ export const runOperation: Operation<Run> = async (scope, instruction) => {
 
 
 /** A step that reaches outside the sandbox needs the consent of whoever runs the build. */
-function checkEntitlements(instruction: Run, scope: StepScope) {
+function checkEntitlements(instruction: Run, network: NetworkMode, scope: StepScope) {
   const { allow } = scope.build;
-  if (instruction.network === "host" && !allow.has("network.host")) {
-    scope.fail("RUN --network=host uses the host's network: run the build with --allow network.host to let it");
+  if (network === "host" && !allow.has("network.host")) {
+    const who = instruction.network === "host" ? "RUN --network=host" : "--network host";
+    scope.fail(`${who} uses the host's network: run the build with --allow network.host to let it`);
   }
   if (instruction.security === "insecure" && !allow.has("security.insecure")) {
     scope.fail("RUN --security=insecure runs a privileged container: run the build with --allow security.insecure to let it");
