@@ -593,7 +593,7 @@ async function decompressVerified(blob: string, digest: string, tarPath: string,
   const { createReadStream, createWriteStream } = await import("node:fs");
   const { pipeline } = await import("node:stream/promises");
   const { Transform } = await import("node:stream");
-  const { createGunzip } = await import("node:zlib");
+  const { createGunzip, createZstdDecompress } = await import("node:zlib");
   const compressed = new Bun.CryptoHasher("sha256");
   const uncompressed = new Bun.CryptoHasher("sha256");
   const maxBytes = limit("unpackedBytes");
@@ -608,8 +608,9 @@ async function decompressVerified(blob: string, digest: string, tarPath: string,
         done(null, chunk);
       },
     });
-  const gzipped = mediaType.endsWith("gzip");
-  if (gzipped) await pipeline(createReadStream(blob), tap(compressed), createGunzip(), tap(uncompressed, true), createWriteStream(tarPath));
+  // gzip and zstd layers (pulled or imported) are unpacked as they stream; a plain tar is one.
+  const decompressor = mediaType.endsWith("gzip") ? createGunzip() : mediaType.endsWith("zstd") ? createZstdDecompress() : undefined;
+  if (decompressor) await pipeline(createReadStream(blob), tap(compressed), decompressor, tap(uncompressed, true), createWriteStream(tarPath));
   else await pipeline(createReadStream(blob), tap(compressed), tap(uncompressed, true), createWriteStream(tarPath));
   const actualDigest = `sha256:${compressed.digest("hex")}`;
   if (actualDigest !== digest) throw new BlobVerificationError(`layer blob ${digest} is corrupt (hashes to ${actualDigest})`);

@@ -9,8 +9,8 @@
 import { closeSync, lstatSync, mkdirSync, openSync, readFileSync, readSync, rmSync, statSync } from "node:fs";
 import { join } from "node:path";
 import type { LocalStore } from "../cache/store.ts";
-import { OutputError, STDOUT, type Compression, type OutputSpec } from "./output-spec.ts";
-import { gzipLayer } from "../snapshot/pack.ts";
+import { OutputError, STDOUT, type Compression, type LayerCompression, type OutputSpec } from "./output-spec.ts";
+import { compressLayer } from "../snapshot/pack.ts";
 import { MEDIA, REF_NAME, type Descriptor, type Index, type Manifest, type StoredImage } from "./layout.ts";
 import { familiarReference } from "./reference.ts";
 import { TarWriter } from "../sys/tar.ts";
@@ -18,10 +18,10 @@ import { writeAll } from "../util/write-all.ts";
 import { writeFileAtomic } from "../util/host-file.ts";
 import { sha256File } from "../hash/sha256.ts";
 
-export { OutputError, parseOutputSpec, type Compression, type OutputSpec } from "./output-spec.ts";
+export { OutputError, parseOutputSpec, type Compression, type LayerCompression, type OutputSpec } from "./output-spec.ts";
 
 /** The layer's blob in `compression`, compressing it (once) if needed. */
-async function layerIn(store: LocalStore, layer: Descriptor, diffId: string, compression: Compression): Promise<Descriptor> {
+async function layerIn(store: LocalStore, layer: Descriptor, diffId: string, compression: LayerCompression): Promise<Descriptor> {
   // Compressing a damaged blob would give a new blob with a valid digest: check the source first.
   await store.checkBlob(layer.digest);
   const out = await exportedLayer(store, layer, diffId, compression);
@@ -29,27 +29,37 @@ async function layerIn(store: LocalStore, layer: Descriptor, diffId: string, com
   return out;
 }
 
-async function exportedLayer(store: LocalStore, layer: Descriptor, diffId: string, compression: Compression): Promise<Descriptor> {
-  const isGzip = layer.mediaType.endsWith("gzip");
-  if (compression === "uncompressed" && isGzip) return plainLayer(store, layer, diffId);
-  if (compression === "uncompressed" || isGzip) {
-    return { mediaType: isGzip ? MEDIA.layerGzip : MEDIA.layerTar, digest: layer.digest, size: layer.size };
-  }
-  const cached = store.compressedLayer(diffId, "gzip");
-  if (cached && store.hasBlob(cached.digest)) return { mediaType: MEDIA.layerGzip, digest: cached.digest, size: cached.size };
+const kindOf = (mediaType: string): Compression => (mediaType.endsWith("gzip") ? "gzip" : mediaType.endsWith("zstd") ? "zstd" : "uncompressed");
+const MEDIA_OF: Record<Compression, string> = { gzip: MEDIA.layerGzip, zstd: MEDIA.layerZstd, uncompressed: MEDIA.layerTar };
+
+/**
+ * Layers made here are plain tars, compressed on export (once per compression and level, then
+ * reused). A layer that came compressed (a pulled or imported base) stays as it is, unless the
+ * output is uncompressed or `force-compression=true` asks for the output's compression, as with
+ * BuildKit.
+ */
+async function exportedLayer(store: LocalStore, layer: Descriptor, diffId: string, { compression, level, force }: LayerCompression): Promise<Descriptor> {
+  const kind = kindOf(layer.mediaType);
+  if (kind === compression) return { mediaType: MEDIA_OF[kind], digest: layer.digest, size: layer.size };
+  if (kind !== "uncompressed" && compression !== "uncompressed" && !force) return { mediaType: MEDIA_OF[kind], digest: layer.digest, size: layer.size };
+  const plain = kind === "uncompressed" ? layer : await plainLayer(store, layer, diffId);
+  if (compression === "uncompressed") return plain;
+  const name = level === undefined ? compression : `${compression}-${level}`;
+  const cached = store.compressedLayer(diffId, name);
+  if (cached && store.hasBlob(cached.digest)) return { mediaType: MEDIA_OF[compression], digest: cached.digest, size: cached.size };
   const staging = store.tempDir("compress");
   try {
-    const file = join(staging, "layer.tar.gz");
-    const { digest, size } = await gzipLayer(store.blobPath(layer.digest), file);
+    const file = join(staging, `layer.tar.${compression}`);
+    const { digest, size } = await compressLayer(store.blobPath(plain.digest), file, compression, level);
     store.adoptBlob(file, digest);
-    store.recordCompressedLayer(diffId, "gzip", digest, size);
-    return { mediaType: MEDIA.layerGzip, digest, size };
+    store.recordCompressedLayer(diffId, name, digest, size);
+    return { mediaType: MEDIA_OF[compression], digest, size };
   } finally {
     rmSync(staging, { recursive: true, force: true });
   }
 }
 
-/** A gzip layer (pulled or imported) as a plain tar: its blob is named by the diff ID. */
+/** A gzip or zstd layer (pulled or imported) as a plain tar: its blob is named by the diff ID. */
 async function plainLayer(store: LocalStore, layer: Descriptor, diffId: string): Promise<Descriptor> {
   if (!store.hasBlob(diffId)) {
     const staging = store.tempDir("decompress");
@@ -57,8 +67,8 @@ async function plainLayer(store: LocalStore, layer: Descriptor, diffId: string):
       const file = join(staging, "layer.tar");
       const { createReadStream, createWriteStream } = await import("node:fs");
       const { pipeline } = await import("node:stream/promises");
-      const { createGunzip } = await import("node:zlib");
-      await pipeline(createReadStream(store.blobPath(layer.digest)), createGunzip(), createWriteStream(file));
+      const { createGunzip, createZstdDecompress } = await import("node:zlib");
+      await pipeline(createReadStream(store.blobPath(layer.digest)), kindOf(layer.mediaType) === "zstd" ? createZstdDecompress() : createGunzip(), createWriteStream(file));
       if ((await sha256File(file)) !== diffId) throw new OutputError(`layer ${layer.digest} does not decompress to its diff ID ${diffId}`);
       store.adoptBlob(file, diffId);
     } finally {
@@ -77,7 +87,8 @@ export interface ExportedImage {
 }
 
 /** Prepares the manifest an export writes (compressing layers as asked). */
-export async function prepareExport(store: LocalStore, image: StoredImage, compression: Compression): Promise<ExportedImage> {
+export async function prepareExport(store: LocalStore, image: StoredImage, compression: LayerCompression | Compression): Promise<ExportedImage> {
+  if (typeof compression === "string") compression = { compression };
   const layers = await Promise.all(image.manifest.layers.map((layer, i) => layerIn(store, layer, image.config.rootfs.diff_ids[i], compression)));
   const manifest: Manifest = { ...image.manifest, layers };
   const { digest, size } = store.putBlob(JSON.stringify(manifest));
@@ -111,7 +122,7 @@ const blobsWith = (exported: ExportedImage, extras: Extra[]) => [...new Set([...
  * over it (writeFileAtomic): a link planted at a blob's name or at index.json is replaced, never
  * written through. A blob already there as a regular file is kept (a layout is content-addressed).
  */
-export async function exportOciLayout(store: LocalStore, image: StoredImage, dest: string, tags: string[], compression: Compression = "gzip", extras?: Extras): Promise<ExportedImage> {
+export async function exportOciLayout(store: LocalStore, image: StoredImage, dest: string, tags: string[], compression: LayerCompression | Compression = "gzip", extras?: Extras): Promise<ExportedImage> {
   const exported = await prepareExport(store, image, compression);
   const extra = (await extras?.(exported)) ?? [];
   mkdirSync(dest, { recursive: true });
@@ -173,7 +184,7 @@ function writeTarTo(fd: number, members: { name: string; source: string | Buffer
 }
 
 /** `type=oci-archive`: the OCI layout, as a tar file. */
-export async function exportOciArchive(store: LocalStore, image: StoredImage, dest: string, tags: string[], compression: Compression = "gzip", extras?: Extras): Promise<ExportedImage> {
+export async function exportOciArchive(store: LocalStore, image: StoredImage, dest: string, tags: string[], compression: LayerCompression | Compression = "gzip", extras?: Extras): Promise<ExportedImage> {
   const exported = await prepareExport(store, image, compression);
   const extra = (await extras?.(exported)) ?? [];
   writeTar(dest, [
@@ -205,10 +216,10 @@ export async function exportImage(store: LocalStore, image: StoredImage, output:
   switch (output.type) {
     case "oci":
       // A directory cannot go to stdout: the layout goes there as its archive, as buildx's does.
-      if (output.dest === STDOUT) return exportOciArchive(store, image, output.dest, tags, output.compression, extras);
-      return exportOciLayout(store, image, output.dest, tags, output.compression, extras);
+      if (output.dest === STDOUT) return exportOciArchive(store, image, output.dest, tags, output, extras);
+      return exportOciLayout(store, image, output.dest, tags, output, extras);
     case "oci-archive":
-      return exportOciArchive(store, image, output.dest, tags, output.compression, extras);
+      return exportOciArchive(store, image, output.dest, tags, output, extras);
     case "docker-archive":
       return exportDockerArchive(store, image, output.dest, tags);
   }

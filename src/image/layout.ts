@@ -21,6 +21,7 @@ export const MEDIA = {
   index: "application/vnd.oci.image.index.v1+json",
   config: "application/vnd.oci.image.config.v1+json",
   layerGzip: "application/vnd.oci.image.layer.v1.tar+gzip",
+  layerZstd: "application/vnd.oci.image.layer.v1.tar+zstd",
   layerTar: "application/vnd.oci.image.layer.v1.tar",
   dockerManifest: "application/vnd.docker.distribution.manifest.v2+json",
   dockerLayerGzip: "application/vnd.docker.image.rootfs.diff.tar.gzip",

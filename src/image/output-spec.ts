@@ -6,19 +6,28 @@
  */
 import { UserError } from "../errors.ts";
 
-export type Compression = "gzip" | "uncompressed";
+export type Compression = "gzip" | "zstd" | "uncompressed";
+
+/** How layers are compressed on export: `compression=`, `compression-level=`, `force-compression=` (buildx's keys). */
+export interface LayerCompression {
+  compression: Compression;
+  /** gzip 0-9 (default 6), zstd 1-22 (default 3). */
+  level?: number;
+  /** Recompress layers already compressed another way (pulled or imported bases). */
+  force?: boolean;
+}
 
 /** `dest=-`: standard output. */
 export const STDOUT = "-";
 
 export type OutputSpec =
   /** Push to a registry: the `name=` names, else every -t name. */
-  | { type: "registry"; names: string[] }
+  | ({ type: "registry"; names: string[] } & Partial<LayerCompression>)
   /** `type=image` without push: the names are given to the image in the local store. */
   | { type: "image"; names: string[] }
   /** An OCI layout directory; with dest=- an OCI archive on stdout. */
-  | { type: "oci"; dest: string; compression: Compression; names: string[] }
-  | { type: "oci-archive"; dest: string; compression: Compression; names: string[] }
+  | ({ type: "oci"; dest: string; names: string[] } & LayerCompression)
+  | ({ type: "oci-archive"; dest: string; names: string[] } & LayerCompression)
   | { type: "docker-archive"; dest: string; names: string[] }
   /** `type=docker` without dest: loaded into the Docker Engine, as --load. */
   | { type: "docker"; names: string[] }
@@ -30,12 +39,12 @@ export class OutputError extends UserError {}
 
 /** The keys each type takes, as buildx names them. */
 const KEYS: Record<string, string[]> = {
-  oci: ["dest", "compression", "name"],
-  "oci-archive": ["dest", "compression", "name"],
+  oci: ["dest", "compression", "compression-level", "force-compression", "name"],
+  "oci-archive": ["dest", "compression", "compression-level", "force-compression", "name"],
   docker: ["dest", "name"],
   "docker-archive": ["dest", "name"],
-  image: ["name", "push"],
-  registry: ["name"],
+  image: ["name", "push", "compression", "compression-level", "force-compression"],
+  registry: ["name", "compression", "compression-level", "force-compression"],
   local: ["dest"],
   tar: ["dest"],
 };
@@ -57,9 +66,9 @@ export function parseOutputSpec(spec: string, resolvePath: (path: string) => str
   const dest = raw === undefined || raw === STDOUT ? raw : resolvePath(raw);
   switch (type) {
     case "registry":
-      return { type, names };
+      return { type, names, ...layerCompression(spec, fields) };
     case "image":
-      return parseBoolean(spec, fields.get("push")) ? { type: "registry", names } : { type, names };
+      return parseBoolean(spec, fields.get("push")) ? { type: "registry", names, ...layerCompression(spec, fields) } : { type, names };
     case "docker":
       return dest === undefined ? { type, names } : { type: "docker-archive", dest, names };
     case "local":
@@ -70,7 +79,7 @@ export function parseOutputSpec(spec: string, resolvePath: (path: string) => str
     case "docker-archive":
       return { type, dest: required(spec, dest), names };
     default:
-      return { type: type as "oci" | "oci-archive", dest: required(spec, dest), compression: parseCompression(spec, fields.get("compression")), names };
+      return { type: type as "oci" | "oci-archive", dest: required(spec, dest), names, ...layerCompression(spec, fields) };
   }
 }
 
@@ -93,16 +102,23 @@ function required(spec: string, dest: string | undefined): string {
   return dest;
 }
 
-function parseCompression(spec: string, value: string | undefined): Compression {
-  const compression = value ?? "gzip";
-  if (compression !== "gzip" && compression !== "uncompressed") throw new OutputError(`--output ${spec}: compression must be gzip or uncompressed`);
-  return compression;
+function layerCompression(spec: string, fields: Map<string, string>): LayerCompression {
+  const compression = fields.get("compression") ?? "gzip";
+  if (compression !== "gzip" && compression !== "zstd" && compression !== "uncompressed") throw new OutputError(`--output ${spec}: compression must be gzip, zstd or uncompressed`);
+  const levelText = fields.get("compression-level");
+  const [low, high] = compression === "zstd" ? [1, 22] : [0, 9];
+  const level = levelText === undefined ? undefined : Number(levelText);
+  if (level !== undefined && (!Number.isInteger(level) || level < low || level > high || compression === "uncompressed")) {
+    throw new OutputError(`--output ${spec}: compression-level must be a whole number from ${low} to ${high} for ${compression}${compression === "uncompressed" ? " (uncompressed has none)" : ""}`);
+  }
+  const force = fields.has("force-compression") ? parseBoolean(spec, fields.get("force-compression"), "force-compression") : undefined;
+  return { compression, ...(level !== undefined ? { level } : {}), ...(force ? { force } : {}) };
 }
 
-function parseBoolean(spec: string, value: string | undefined): boolean {
+function parseBoolean(spec: string, value: string | undefined, key = "push"): boolean {
   if (value === undefined || value === "false") return false;
   if (value === "true" || value === "") return true;
-  throw new OutputError(`--output ${spec}: push must be true or false`);
+  throw new OutputError(`--output ${spec}: ${key} must be true or false`);
 }
 
 /** Whether an output writes to stdout (only one may; nothing else may print there then). */

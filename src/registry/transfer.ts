@@ -9,7 +9,7 @@ import { readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import type { LocalStore } from "../cache/store.ts";
 import { hostPlatform, type Platform } from "../frontend/platform.ts";
-import { prepareExport, type Extra, type Extras } from "../image/export.ts";
+import { prepareExport, type Extra, type Extras, type LayerCompression } from "../image/export.ts";
 import { loadImage, MEDIA, type StoredImage } from "../image/layout.ts";
 import { parseImageConfig, parseImageIndex, parseImageManifest } from "../image/validate.ts";
 import { formatReference, parseReference } from "../image/reference.ts";
@@ -76,10 +76,10 @@ export async function pullImage(store: LocalStore, refText: string, options: Reg
 }
 
 /** Pushes a stored image to `refText` (its tag, or its digest); returns the manifest digest. */
-export async function pushImage(store: LocalStore, image: StoredImage, refText: string, options: RegistryOptions, onProgress: (line: string) => void = () => {}, extras?: Extras): Promise<string> {
+export async function pushImage(store: LocalStore, image: StoredImage, refText: string, options: RegistryOptions, onProgress: (line: string) => void = () => {}, extras?: Extras, compression: LayerCompression = { compression: "gzip" }): Promise<string> {
   const ref = parseReference(refText);
   const client = new RegistryClient(ref.registry, options);
-  const exported = await prepareExport(store, image, "gzip");
+  const exported = await prepareExport(store, image, compression);
   const blobs = [...exported.manifest.layers.map((l) => l.digest), exported.manifest.config.digest];
   for (const digest of blobs) {
     const from = store.layerSources(digest).find((s) => s.registry === ref.registry && s.repository !== ref.repository);

@@ -119,10 +119,15 @@ export function writeLayerTar(directory: string, tarPath: string | number, optio
 
 /** gzip `tarPath` into `blobPath`, hashing the output. Deterministic for the same input. */
 export async function gzipLayer(tarPath: string, blobPath: string): Promise<{ digest: string; size: number }> {
+  return compressLayer(tarPath, blobPath, "gzip");
+}
+
+/** A layer tar compressed with gzip (level 0-9, default 6) or zstd (1-22, default 3), hashed as it is written. */
+export async function compressLayer(tarPath: string, blobPath: string, kind: "gzip" | "zstd", level?: number): Promise<{ digest: string; size: number }> {
   const { createReadStream, createWriteStream } = await import("node:fs");
   const { pipeline } = await import("node:stream/promises");
   const { Transform } = await import("node:stream");
-  const { createGzip } = await import("node:zlib");
+  const zlib = await import("node:zlib");
   const hasher = new Bun.CryptoHasher("sha256");
   let size = 0;
   const hash = new Transform({
@@ -132,6 +137,8 @@ export async function gzipLayer(tarPath: string, blobPath: string): Promise<{ di
       done(null, chunk);
     },
   });
-  await pipeline(createReadStream(tarPath), createGzip({ level: 6 }), hash, createWriteStream(blobPath, { mode: 0o600 }));
+  const compressor =
+    kind === "gzip" ? zlib.createGzip({ level: level ?? 6 }) : zlib.createZstdCompress({ params: { [zlib.constants.ZSTD_c_compressionLevel]: level ?? 3 } });
+  await pipeline(createReadStream(tarPath), compressor, hash, createWriteStream(blobPath, { mode: 0o600 }));
   return { digest: `sha256:${hasher.digest("hex")}`, size };
 }

@@ -263,7 +263,8 @@ async function exportOutputs(store: LocalStore, image: StoredImage, outputs: Out
     if (output.type === "registry") {
       for (const tag of namesOf(output.names)) {
         const { pushImage, pushTagged } = await registryTransfer();
-        const digest = await pushImage(store, image, tag, registry, (line) => progress({ type: "output", line: `push ${tag}: ${line}` }), attester?.registryExtras());
+        const compression = { compression: output.compression ?? "gzip", ...(output.level !== undefined ? { level: output.level } : {}), ...(output.force ? { force: true } : {}) };
+        const digest = await pushImage(store, image, tag, registry, (line) => progress({ type: "output", line: `push ${tag}: ${line}` }), attester?.registryExtras(), compression);
         for (const signature of attester?.registrySignatures(digest, attester.identityOf(tag)) ?? []) {
           await pushTagged(store, tag, signature.tag, signature.extra, registry);
           progress({ type: "output", line: `push ${tag}: signed as ${signature.tag}` });
