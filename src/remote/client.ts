@@ -14,7 +14,7 @@ import { Blake3Hasher, hashFile } from "../hash/blake3.ts";
 import { NetworkError, readBody, readBodyBytes } from "../util/network.ts";
 import { checkSignature, MAX_DATE_MS, parsePublicKey, validateAction, type RemoteAction, type SigningKey } from "./action.ts";
 import { terminalText } from "../util/terminal-text.ts";
-import { redactCredentials } from "../report/redact.ts";
+import { redactCredentials } from "../util/redact.ts";
 import { writeAll } from "../util/write-all.ts";
 
 export type { RemoteAction } from "./action.ts";

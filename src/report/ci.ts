@@ -4,7 +4,7 @@
  * the whole team and must stay a label, not a payload.
  */
 import type { CiMetadata } from "./events.ts";
-import { redactCredentials } from "./redact.ts";
+import { redactCredentials } from "../util/redact.ts";
 
 export type { CiMetadata } from "./events.ts";
 

@@ -19,7 +19,7 @@ import { boundedText, error, sameOrigin, type AppEnv } from "./http.ts";
 import { BUILD_ID, HubError } from "./hub.ts";
 import type { HubEvent } from "./history.ts";
 import { SESSION_COOKIE } from "./sessions.ts";
-import { redactCredentials, urlOrigin } from "../report/redact.ts";
+import { redactCredentials, urlOrigin } from "../util/redact.ts";
 
 const MAX_REPORT_BYTES = 4 * 1024 * 1024;
 /** A watcher this far behind on the socket is cut off; it reconnects with its last id. */

@@ -9,7 +9,7 @@ import type { HistoryStore, HubEvent } from "./history.ts";
 import type { Metrics } from "./metrics.ts";
 import type { Webhooks } from "./webhooks.ts";
 import type { Role } from "./auth.ts";
-import { redactCredentials } from "../report/redact.ts";
+import { redactCredentials } from "../util/redact.ts";
 import { HISTORY_MAX_BYTES, quotaClass, RateBudget, REPORT_QUOTAS, type QuotaClass, type ReportQuota } from "./quotas.ts";
 
 export class HubError extends Error {
