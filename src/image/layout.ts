@@ -29,27 +29,8 @@ export const MEDIA = {
   dockerConfig: "application/vnd.docker.container.image.v1+json",
 } as const;
 
-export interface Descriptor {
-  mediaType: string;
-  digest: string;
-  size: number;
-  annotations?: Record<string, string>;
-  platform?: { architecture: string; os: string; variant?: string };
-}
-
-export interface Manifest {
-  schemaVersion: 2;
-  mediaType: string;
-  config: Descriptor;
-  layers: Descriptor[];
-  annotations?: Record<string, string>;
-}
-
-export interface Index {
-  schemaVersion: 2;
-  mediaType?: string;
-  manifests: Descriptor[];
-}
+export type { Descriptor, Index, Manifest } from "./oci-types.ts";
+import type { Descriptor, Manifest } from "./oci-types.ts";
 
 export const REF_NAME = "org.opencontainers.image.ref.name";
 

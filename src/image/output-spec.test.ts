@@ -22,14 +22,15 @@ test("dest=- is stdout for tar, oci and docker; type=docker without dest is a lo
 
 test("type=image names the image, and pushes it with push=true; type=registry takes name= too", () => {
   expect(parse("type=image,name=reg:5000/app:1")).toEqual({ type: "image", names: ["reg:5000/app:1"] });
-  expect(parse("type=image,name=reg:5000/app:1,push=true")).toEqual({ type: "registry", names: ["reg:5000/app:1"] });
+  expect(parse("type=image,name=reg:5000/app:1,push=true")).toEqual({ type: "registry", names: ["reg:5000/app:1"], compression: "gzip" });
+  expect(parse("type=registry,compression=zstd,compression-level=9,force-compression=true")).toEqual({ type: "registry", names: [], compression: "zstd", level: 9, force: true });
   expect(parse('type=image,"name=a:1,b:2",push=false')).toEqual({ type: "image", names: ["a:1", "b:2"] });
   expect(parse("type=registry")).toEqual({ type: "registry", names: [] });
 });
 
 test("unknown types and keys are errors that list what is supported", () => {
   expect(() => parse("type=s3,dest=x")).toThrow("--output type=s3 is not supported: use oci, oci-archive, docker, docker-archive, image, registry, local, tar (and the shorthands -o DIR for type=local, -o - for a tar of the file system on stdout)");
-  expect(() => parse("type=oci,dest=x,oci-mediatypes=true")).toThrow('type=oci takes no "oci-mediatypes" (it takes dest, compression, name)');
+  expect(() => parse("type=oci,dest=x,oci-mediatypes=true")).toThrow('type=oci takes no "oci-mediatypes" (it takes dest, compression, compression-level, force-compression, name)');
   expect(() => parse("type=tar,dest=x,compression=gzip")).toThrow('type=tar takes no "compression" (it takes dest)');
   expect(() => parse("type=image,name=a,push=maybe")).toThrow("push must be true or false");
   expect(() => parse("type=oci")).toThrow("dest=PATH is required (dest=- writes to stdout)");

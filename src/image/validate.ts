@@ -6,7 +6,7 @@
 import { limit, limitHint } from "../util/limits.ts";
 import { UserError } from "../errors.ts";
 import type { ImageConfig } from "./config.ts";
-import type { Descriptor, Index, Manifest } from "./layout.ts";
+import type { Descriptor, Index, Manifest } from "./oci-types.ts";
 
 export class ImageFormatError extends UserError {}
 
