@@ -25,7 +25,7 @@ test("type=image names the image, and pushes it with push=true; type=registry ta
   expect(parse("type=image,name=reg:5000/app:1,push=true")).toEqual({ type: "registry", names: ["reg:5000/app:1"], compression: "gzip" });
   expect(parse("type=registry,compression=zstd,compression-level=9,force-compression=true")).toEqual({ type: "registry", names: [], compression: "zstd", level: 9, force: true });
   expect(parse('type=image,"name=a:1,b:2",push=false')).toEqual({ type: "image", names: ["a:1", "b:2"] });
-  expect(parse("type=registry")).toEqual({ type: "registry", names: [] });
+  expect(parse("type=registry")).toEqual({ type: "registry", names: [], compression: "gzip" });
 });
 
 test("unknown types and keys are errors that list what is supported", () => {
