@@ -6,7 +6,6 @@
  *   context.digest();                                  // the whole context
  *   context.select(["src/", "*.json"], { owner });     // entries + digest for one COPY
  */
-import { RE2JS } from "re2js";
 import { existsSync, lstatSync, statSync } from "node:fs";
 import { HostFileError, readRegularFile } from "../util/host-file.ts";
 import { join, relative, resolve } from "node:path";
@@ -15,6 +14,7 @@ import { FileHashError, hashFiles, type HashedFile } from "../hash/parallel.ts";
 import { IgnoreMatcher, IgnorePatternError, parseIgnoreFile, type IgnorePattern } from "./dockerignore.ts";
 import { directoryDigests, entryDigest, ROOT_OWNER, type DigestEntry, type Ownership } from "./digest.ts";
 import { ContextError } from "./errors.ts";
+import { BadPatternError, compileGlob, splitWildcards, type Glob } from "./glob.ts";
 import { cleanContextPath, displayPath, fsPath, quotePath, rawFromText, rootBuffer } from "./paths.ts";
 import { StatCache } from "./stat-cache.ts";
 import { walkContext, type EntryType, type ExcludedEntry, type SkippedEntry, type WalkedEntry } from "./walk.ts";
@@ -171,9 +171,9 @@ export class BuildContext {
   }
 
   /**
-   * A COPY source → the context paths it names. Wildcards (`*`, `?`, `[…]`) match within one
-   * path component, as Go's filepath.Match; symlinks on the way are followed inside the
-   * context only.
+   * A COPY source → the context paths it names. Wildcards (`*`, `?`, `[…]`) follow Go's
+   * filepath.Match (see glob.ts), from the first component that has one, as BuildKit's copy;
+   * symlinks on the way are followed inside the context only.
    */
   resolveSource(source: string): string[] {
     return this.resolveSourceNamed(source).map((match) => match.path);
@@ -184,17 +184,19 @@ export class BuildContext {
     const named = (path: string) => ({ path: this.followSymlinks(path, source), name: path.slice(path.lastIndexOf("/") + 1) });
     const cleaned = cleanContextPath(source);
     if (cleaned.outside) throw new ContextError(`source ${JSON.stringify(source)} is outside the build context`);
-    const raw = rawFromText(cleaned.path);
-    if (/[*?[]/.test(cleaned.path)) {
-      const pattern = globToRegExp(cleaned.path, source);
-      const depth = cleaned.path.split("/").length;
+    const { prefix, pattern } = splitWildcards(cleaned.path);
+    if (pattern !== "") {
+      const glob = sourceGlob(pattern, source);
+      // The plain components before the first pattern are a directory, taken as they are.
+      const base = prefix === "" ? "" : rawFromText(prefix) + "/";
       const matches = this.entries
-        .filter((e) => e.path.split("/").length === depth && pattern.matches(e.name))
+        .filter((e) => e.path.startsWith(base) && glob.matches(Buffer.from(e.path.slice(base.length), "latin1")))
         .map((e) => named(e.path));
       // A wildcard that matches nothing copies nothing, as BuildKit's COPY (AllowEmptyWildcard).
       const seen = new Set<string>();
       return matches.filter((m) => !seen.has(`${m.path}\0${m.name}`) && seen.add(`${m.path}\0${m.name}`));
     }
+    const raw = rawFromText(cleaned.path);
     if (raw === "") return [{ path: "", name: "" }];
     return [named(raw)];
   }
@@ -250,30 +252,13 @@ export class BuildContext {
   }
 }
 
-/**
- * Go's filepath.Match pattern as an anchored regular expression, run by RE2JS: the pattern is
- * the Dockerfile's, and `a*a*a*…b` makes a backtracking engine (JS RegExp) take exponential time.
- */
-function globToRegExp(pattern: string, source: string): RE2JS {
-  let out = "^";
-  for (let i = 0; i < pattern.length; i++) {
-    const ch = pattern[i];
-    if (ch === "*") out += "[^/]*";
-    else if (ch === "?") out += "[^/]";
-    else if (ch === "\\" && i + 1 < pattern.length) out += RE2JS.quote(pattern[++i]);
-    else if (ch === "[") {
-      const end = pattern.indexOf("]", i + 2);
-      if (end < 0) throw new ContextError(`invalid wildcard in ${JSON.stringify(source)}: unclosed [`);
-      let body = pattern.slice(i + 1, end);
-      if (body.startsWith("^") || body.startsWith("!")) body = "^" + body.slice(1);
-      out += `[${body.replace(/\\/g, "\\\\")}]`;
-      i = end;
-    } else out += ch.replace(/[.+(){}|$^\]]/g, "\\$&");
-  }
+/** The compiled pattern of a COPY source, or the reason it is malformed, naming the source. */
+function sourceGlob(pattern: string, source: string): Glob {
   try {
-    return RE2JS.compile(out + "$");
-  } catch {
-    throw new ContextError(`invalid wildcard in ${JSON.stringify(source)}`);
+    return compileGlob(pattern);
+  } catch (error) {
+    if (error instanceof BadPatternError) throw new ContextError(`invalid wildcard in ${JSON.stringify(source)}: ${error.message}`);
+    throw error;
   }
 }
 

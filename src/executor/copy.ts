@@ -15,13 +15,13 @@
  * Paths here are byte strings (one character per byte, see context/paths.ts): names that are
  * not ASCII or not UTF-8 land exactly as they were read.
  */
-import { RE2JS } from "re2js";
 import { closeSync, openSync } from "node:fs";
 import { posix } from "node:path";
 import { diskFullError, UserError } from "../errors.ts";
 import type { BuildContext } from "../context/context.ts";
 import type { Ownership } from "../context/digest.ts";
 import { IgnoreMatcher } from "../context/dockerignore.ts";
+import { BadPatternError, compileGlob, hasWildcards, type Glob } from "../context/glob.ts";
 import { displayPath, quotePath, rawFromText } from "../context/paths.ts";
 import type { Instruction } from "../frontend/instructions.ts";
 import { EnsuredDirectories, Root, type Stat } from "../rootfs/root.ts";
@@ -176,58 +176,40 @@ function stageRoots(inputs: CopyInputs, source: Root): SourceRoot[] {
   return roots;
 }
 
-/** A source path or wildcard (matching within one component, as Go's filepath.Match) in `root`. */
+/**
+ * A source path or wildcard in `root`. As BuildKit's copy: the components before the first one
+ * with a wildcard are a plain path; from there each component is a Go filepath.Match pattern
+ * (see context/glob.ts) matched against the names of the directories reached so far.
+ */
 function matchInRoot(root: Root, pattern: string, text: string): string[] {
   const parts = posix.normalize("/" + pattern).split("/").filter(Boolean);
-  if (!parts.some((p) => /[*?[]/.test(p))) {
-    const path = "/" + parts.join("/");
-    if (!root.lstat(raw(path))) throw new CopyError(`${text}: no such file or directory in the source`);
-    return [path];
+  const first = parts.findIndex(hasWildcards);
+  const plain = "/" + (first < 0 ? parts : parts.slice(0, first)).join("/");
+  if (first < 0) {
+    if (!root.lstat(raw(plain))) throw new CopyError(`${text}: no such file or directory in the source`);
+    return [plain];
   }
-  let candidates = ["/"];
-  for (const part of parts) {
-    if (!/[*?[]/.test(part)) {
-      candidates = candidates.map((c) => posix.join(c, part)).filter((c) => root.lstat(raw(c)));
-      continue;
-    }
-    const matcher = componentPattern(part);
+  let candidates = [plain];
+  for (const part of parts.slice(first)) {
+    const glob = componentGlob(part, text);
     candidates = candidates.flatMap((c) => {
       if (!root.stat(raw(c))?.isDirectory()) return [];
-      return root.readdir(raw(c)).map((n) => n.toString("latin1")).filter((n) => matcher.matches(n)).sort().map((n) => posix.join(c, n));
+      return root.readdir(raw(c)).filter((n) => glob.matches(n)).map((n) => n.toString("latin1")).sort().map((n) => posix.join(c, n));
     });
   }
   if (candidates.length === 0) throw new CopyError(`no files match ${text} in the source`);
   return candidates;
 }
 
-/**
- * Go's filepath.Match for one component: `*`, `?`, `[...]` (with `^`/`!`), `\` escapes. Run by
- * RE2JS (linear time, as Go's regexp): the pattern is the Dockerfile's.
- */
-function componentPattern(pattern: string): RE2JS {
-  let out = "";
-  for (let i = 0; i < pattern.length; i++) {
-    const c = pattern[i];
-    if (c === "*") out += "[^/]*";
-    else if (c === "?") out += "[^/]";
-    else if (c === "\\" && i + 1 < pattern.length) out += escapeRegExp(pattern[++i]);
-    else if (c === "[") {
-      const end = pattern.indexOf("]", i + 2);
-      if (end < 0) throw new CopyError(`bad pattern ${JSON.stringify(pattern)}`);
-      let body = pattern.slice(i + 1, end);
-      if (body.startsWith("^") || body.startsWith("!")) body = "^" + body.slice(1);
-      out += `[${body.replace(/[\]\\]/g, "\\$&")}]`;
-      i = end;
-    } else out += escapeRegExp(c);
-  }
+/** One component's pattern (a byte string), or a CopyError naming the source and the reason. */
+function componentGlob(part: string, text: string): Glob {
   try {
-    return RE2JS.compile(`^${out}$`, RE2JS.DOTALL);
-  } catch {
-    throw new CopyError(`bad pattern ${JSON.stringify(pattern)}`);
+    return compileGlob(Buffer.from(part, "latin1"));
+  } catch (error) {
+    if (error instanceof BadPatternError) throw new CopyError(`bad pattern in ${JSON.stringify(text)}: ${error.message}`);
+    throw error;
   }
 }
-
-const escapeRegExp = (text: string) => text.replace(/[.*+?^${}()|[\]\\/]/g, "\\$&");
 
 /**
  * The part of a source path --parents keeps: all of it, or what follows a `/./` pivot

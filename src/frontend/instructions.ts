@@ -337,8 +337,9 @@ function convert(ctx: NodeContext, x: Expander): Instruction {
     case "ADD": {
       const transfer = transferArgs(ctx, x, args);
       const common = { ...transfer, chown: str("chown"), chmod: str("chmod"), link: flags.link === true, excludes: list("exclude") };
-      if (common.chmod !== undefined && !/^[0-7]{3,4}$/.test(common.chmod)) {
-        throw ctx.error(`invalid --chmod value "${common.chmod}": use octal, e.g. 0755`, "--chmod");
+      // BuildKit reads any octal number (strconv.ParseUint base 8: "0", "7", "00000644") up to 7777.
+      if (common.chmod !== undefined && !(/^[0-7]+$/.test(common.chmod) && parseInt(common.chmod, 8) <= 0o7777)) {
+        throw ctx.error(`invalid --chmod value "${common.chmod}": use an octal mode from 0 to 7777, e.g. 0755`, "--chmod");
       }
       if (ctx.kind === "COPY") {
         return { kind: "COPY", location, ...common, from: str("from"), parents: flags.parents === true };

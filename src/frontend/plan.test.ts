@@ -121,6 +121,15 @@ describe("instructions", () => {
     expect(add).toMatchObject({ checksum: "sha256:abc123", keepGitDir: true, sources: ["https://x/y.tar"] });
   });
 
+  test("--chmod takes any octal number up to 7777, as BuildKit's ParseUint base 8", () => {
+    for (const mode of ["0", "7", "644", "0755", "00000644", "7777"]) {
+      expect(instruction(planOf(`FROM a\nCOPY --chmod=${mode} a /a\n`), "0/1", "COPY").chmod).toBe(mode);
+    }
+    for (const mode of ["8", "u+x", "", "-1", "17777", "0x1ff", "7".repeat(40)]) {
+      expect(() => planOf(`FROM a\nCOPY --chmod=${mode} a /a\n`)).toThrow(/invalid --chmod value .*octal mode from 0 to 7777/);
+    }
+  });
+
   test("RUN mounts", () => {
     const plan = planOf(
       "FROM a AS deps\nFROM a\nRUN --mount=type=cache,target=/c,sharing=locked --mount=type=bind,from=deps,source=/x,target=/x --mount=type=secret,id=tok --mount=type=tmpfs,target=/t,size=1m make\n",

@@ -56,6 +56,8 @@ const BASE = "FROM memobuild/busybox\n";
 const from = (lines: string) => BASE + lines.trim() + "\n";
 const scratch = (lines: string) => "FROM scratch\n" + lines.trim() + "\n";
 const fewFiles = { "a.txt": "a\n", "b.txt": "b\n", "c.md": "c\n", "dir/x": "x\n", "dir/sub/y": "y\n" };
+/** Names that are also wildcard syntax, for the class and escape rules. */
+const oddNames = { "a.txt": "a\n", "b.txt": "b\n", "!.txt": "bang\n", "^.txt": "caret\n", "-.txt": "dash\n", "a*b": "star\n" };
 
 const linkedBase = {
   files: { "base/real/keep": "keep\n", "base/real/f": "old\n", "base/opt/app/v1": "1\n", "a.txt": "a\n", "b.txt": "b\n", "conf/app.conf": "x=1\n" },
@@ -100,6 +102,13 @@ export const cases: Record<string, ParityCase[]> = {
     { name: "a wildcard in a subdirectory", dockerfile: scratch("COPY dir/s*/y /w/"), files: fewFiles },
     { name: "a wildcard matching one file to a new name", dockerfile: scratch("COPY c.* /only.md"), files: fewFiles },
     { name: "a wildcard matching nothing", dockerfile: scratch("COPY *.none /w/"), files: fewFiles },
+    { name: "[!a] is a class of ! and a (only ^ negates)", dockerfile: scratch("COPY [!a].txt /w/"), files: oddNames },
+    { name: "[^a] negates", dockerfile: scratch("COPY [^a].txt /w/"), files: oddNames },
+    { name: "a range written backwards matches nothing", dockerfile: scratch("COPY [c-a].txt /w/"), files: oddNames },
+    { name: "components after the first wildcard are patterns, escapes included", dockerfile: scratch("COPY d*/a\\\\b /w/"), files: { "dir/ab": "ab\n", "dir/a\\b": "bs\n" } },
+    { name: "an escaped wildcard is a plain name", dockerfile: scratch("COPY a\\\\*b /w/"), files: oddNames, bothFail: true },
+    { name: "[!a] in a source from a stage", dockerfile: "FROM memobuild/busybox AS s\nRUN mkdir /s && touch '/s/!.txt' /s/a.txt /s/b.txt\nFROM scratch\nCOPY --from=s /s/[!a].txt /w/\n" },
+    { name: "a malformed wildcard", dockerfile: scratch("COPY [a-].txt /w/"), files: oddNames, buildkitBug: { issue: "BuildKit drops Go's ErrBadPattern and copies nothing (seen with dockerd 20.10); MemoBuild names the mistake", memobuildFails: /invalid wildcard in "\[a-\]\.txt"/ } },
   ],
   "context content": [
     { name: "a symlink named as a source is followed", dockerfile: scratch("COPY link.txt /l/"), files: { "target.txt": "t\n" }, links: { "link.txt": "target.txt" } },
@@ -115,6 +124,8 @@ export const cases: Record<string, ParityCase[]> = {
     { name: "COPY --chown with a user only", dockerfile: from("COPY --chown=app dir /o"), files: fewFiles },
     { name: "COPY --chmod on files", dockerfile: scratch("COPY --chmod=0640 a.txt b.txt /m/"), files: fewFiles },
     { name: "COPY --chmod on a directory", dockerfile: scratch("COPY --chmod=700 dir /m"), files: fewFiles },
+    { name: "COPY --chmod=0 (any octal number: mode 0000)", dockerfile: scratch("COPY --chmod=0 a.txt /m/"), files: fewFiles },
+    { name: "COPY --chmod with leading zeros", dockerfile: scratch("COPY --chmod=00000640 a.txt /m/"), files: fewFiles },
     { name: "COPY --chmod with a setuid bit", dockerfile: scratch("COPY --chmod=4755 a.txt /s/"), files: fewFiles, buildkitBug: { issue: "moby/buildkit#3920", paths: ["/s/a.txt"], expected: ["/s/a.txt file 4755 0:0 87428fc522803d31"] } },
     { name: "ADD --chown", dockerfile: scratch("ADD --chown=7:8 a.txt /a/"), files: fewFiles },
     { name: "RUN chmod with setuid, setgid and sticky", dockerfile: from("RUN touch /su /sg && mkdir /st && chmod 4755 /su && chmod 2755 /sg && chmod 1777 /st") },
