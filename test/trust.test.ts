@@ -205,6 +205,17 @@ describe("builds that need consent, and secrets", () => {
     expect(build(host, "--allow", "network.nope").stderr).toContain("--allow network.nope: unknown entitlement");
   }, 60_000);
 
+  test("each entitlement lets only its own kind of RUN: one --allow never stands for another", () => {
+    const host = project("host-net-other", { Dockerfile: "FROM memobuild/busybox\nRUN --network=host true\n" });
+    const hostWithInsecure = build(host, "--allow", "security.insecure");
+    expect(hostWithInsecure.exitCode).toBe(1);
+    expect(hostWithInsecure.stderr).toContain("run the build with --allow network.host to let it");
+    const insecure = project("insecure-other", { Dockerfile: "FROM memobuild/busybox\nRUN --security=insecure true\n" });
+    const insecureWithHost = build(insecure, "--allow", "network.host");
+    expect(insecureWithHost.exitCode).toBe(1);
+    expect(insecureWithHost.stderr).toContain("run the build with --allow security.insecure to let it");
+  }, 60_000);
+
   test("--secret takes type=, id=, src= and env=, and refuses unknown keys", () => {
     const dir = project("secret-kinds", {
       Dockerfile: "FROM memobuild/busybox\nRUN --mount=type=secret,id=a --mount=type=secret,id=b --mount=type=secret,id=C,env=C cat /run/secrets/a /run/secrets/b && test \"$C\" = from-c\n",
