@@ -2,7 +2,7 @@ import { afterAll, expect, test } from "bun:test";
 import { mkdtempSync, rmSync, writeFileSync, mkdirSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { TarFormatError, TarReader, TarWriter, type TarEntry } from "./tar.ts";
+import { MAX_SPECIAL_ENTRY, TarFormatError, TarReader, TarWriter, type TarEntry } from "./tar.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "memobuild-tar-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -132,6 +132,14 @@ test("hostile headers are refused with the offset, never looped on or allocated"
   expect(readAll(Buffer.concat([paxEntry("6 =yz\n"), file]))).toBe("PAX record without a key at offset 512");
   // A PAX header that declares 8 GB is not read into memory.
   expect(readAll(rawHeader({ name: "pax", flag: "x", size: "77777777777\0" }))).toBe("a PAX record of 8589934591 bytes at offset 0 is over the limit of 1048576");
+  // The same limit holds for every record read into memory: GNU long names and links, global PAX.
+  // (Declared just over the limit, with no body: reading it would end in "unexpected end".)
+  const overLimit = (MAX_SPECIAL_ENTRY + 1).toString(8).padStart(11, "0") + "\0";
+  expect(readAll(rawHeader({ name: "././@LongLink", flag: "L", size: overLimit }))).toBe("a GNU long name record of 1048577 bytes at offset 0 is over the limit of 1048576");
+  expect(readAll(rawHeader({ name: "././@LongLink", flag: "K", size: overLimit }))).toBe("a GNU long name record of 1048577 bytes at offset 0 is over the limit of 1048576");
+  expect(readAll(rawHeader({ name: "global", flag: "g", size: overLimit }))).toBe("a PAX record of 1048577 bytes at offset 0 is over the limit of 1048576");
+  const atLimit = Buffer.alloc(MAX_SPECIAL_ENTRY, "n");
+  expect(readAll(Buffer.concat([rawHeader({ name: "././@LongLink", flag: "L", size: MAX_SPECIAL_ENTRY.toString(8).padStart(11, "0") + "\0" }), atLimit, file]))).toBeUndefined();
   expect(readAll(rawHeader({ name: "f", flag: "0", size: "12x4\0" }))).toBe('size "12x4" is not an octal number in the tar header at offset 0');
   expect(readAll(rawHeader({ name: "f", flag: "0", mode: "-000644\0" }))).toBe('mode "-000644" is not an octal number in the tar header at offset 0');
   expect(readAll(rawHeader({ name: "f", flag: "0", raw: (b) => b.fill(0xff, 124, 136) }))).toBe("negative size in the tar header at offset 0");
