@@ -16,7 +16,7 @@ const sha256 = (bytes: Uint8Array | string) => `sha256:${new Bun.CryptoHasher("s
 const MANIFEST = "application/vnd.oci.image.manifest.v1+json";
 
 /** What ADD URLs get, by name under /add/. */
-const addUrls = new Map<string, () => Response>();
+const addUrls = new Map<string, () => Response | Promise<Response>>();
 let flakyRequests = 0;
 
 /** What the registry serves: manifests by repository, blobs by digest (a body or a Response). */
@@ -71,6 +71,8 @@ beforeAll(() => {
     await Bun.sleep(100);
     controller.enqueue(new Uint8Array(1));
   } })));
+  // Accepts the request and never starts an answer: only a deadline on the headers ends it.
+  addUrls.set("silent", () => Bun.sleep(60_000).then(() => new Response("too late")));
   addUrls.set("flaky", () => (++flakyRequests === 1 ? new Response("busy", { status: 503 }) : new Response("finally\n")));
   image("oversized", 100, () => flood(10 * 1024 * 1024));
   image("endless-and-huge", 1024 * 1024 * 1024 * 1024, () => flood());
@@ -166,6 +168,7 @@ describe("a hostile ADD URL", () => {
     ["stall", (n) => `${url(n)}: only 1 bytes received in 2 s, too slow (MEMOBUILD_NETWORK_TIMEOUT)`],
     ["trickle", (n) => new RegExp(`${url(n).replace(/[.]/g, "\\.")}: only \\d+ bytes received in 2 s, too slow \\(MEMOBUILD_NETWORK_TIMEOUT\\)`)],
     ["reset", (n) => `${url(n)}: the connection failed`],
+    ["silent", (n) => `${url(n)}: no answer within 2 s (MEMOBUILD_NETWORK_TIMEOUT)`],
   ];
   for (const [name, message] of cases) {
     test(`${name}: refused with a clear message, in time, nothing left behind`, async () => {
