@@ -7,7 +7,7 @@ import { afterAll, beforeEach, describe, expect, test } from "bun:test";
 import { closeSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { mount, umount } from "../sys/libc.ts";
+import { mount, O_PATH, umount } from "../sys/libc.ts";
 import { EnsuredDirectories, removeTree, Root } from "./root.ts";
 
 const work = mkdtempSync(join(tmpdir(), "memobuild-root-"));
@@ -376,6 +376,16 @@ describe("the edges each protection stands on", () => {
     root.writeFile("/status-copy", { from: fd, size: 20 }, { mode: 0o644 });
     closeSync(fd);
     expect(readFileSync(join(rootDir, "status-copy"), "utf8")).toStartWith("Name:");
+  });
+
+  test("procfs's magic links (/proc/PID/root, exe, cwd, fd/N) are refused as links never to follow (ELOOP)", () => {
+    // Without RESOLVE_NO_MAGICLINKS today's kernel still refuses them, but with EXDEV and only
+    // because the lookup is scoped; ELOOP is the answer only that flag gives.
+    Root.with("/proc/self", (proc) => {
+      for (const path of ["/root/etc/passwd", "/exe", "/cwd", "/fd/0", "/root"]) {
+        expect(() => closeSync(proc.open(path, O_PATH))).toThrow(/ELOOP/);
+      }
+    });
   });
 
   test("openFile follows a final link only when asked; lstat below a file is nothing, not an error", () => {
