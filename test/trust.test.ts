@@ -278,15 +278,18 @@ async function secretRunKilled(child: ReturnType<typeof Bun.spawn>, cache: strin
   expect(findSecret()).toBe("");
   const containers = () => (existsSync("/run/crun") ? readdirSync("/run/crun").filter((n) => n.startsWith(`memobuild-${child.pid}-`)) : []);
   expect(containers()).toHaveLength(1);
+  // The RUN's private tmpfs (the only place the value is) is there while the build lives. It is
+  // looked for now, not after the kill: from the kill on, any memobuild command on the machine
+  // (another test file's, another user's) may be the "next command" that removes it.
+  const leftover = () => readFileSync("/proc/self/mountinfo", "utf8").split("\n").filter((l) => l.includes(`/run/memobuild/${child.pid}-`));
+  expect(leftover()).toHaveLength(1);
   child.kill("SIGKILL");
   await child.exited;
   expect(findSecret()).toBe("");
   // The container died with the build.
   for (let i = 0; i < 50 && containers().length; i++) await Bun.sleep(100);
   expect(containers()).toEqual([]);
-  // The next command removes the killed RUN's private tmpfs (the only place the value was).
-  const leftover = () => readFileSync("/proc/self/mountinfo", "utf8").split("\n").filter((l) => l.includes(`/run/memobuild/${child.pid}-`));
-  expect(leftover()).toHaveLength(1);
+  // The next command removes the killed RUN's private tmpfs.
   mustRun(["image", "ls", "--cache-dir", cache]);
   expect(leftover()).toEqual([]);
   expect(existsSync("/run/memobuild") ? readdirSync("/run/memobuild").filter((n) => n.startsWith(`${child.pid}-`)) : []).toEqual([]);
