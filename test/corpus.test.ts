@@ -4,8 +4,8 @@
  * BuildKit: every one must plan with `memobuild graph`, as BuildKit accepts it. Refresh with
  * the repositories' newer commits by copying the files again and updating origins.json.
  */
-import { describe, expect, test } from "bun:test";
-import { mkdtempSync, readdirSync, readFileSync } from "node:fs";
+import { afterAll, describe, expect, test } from "bun:test";
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { runMemobuild } from "./support/binary.ts";
@@ -13,6 +13,7 @@ import { runMemobuild } from "./support/binary.ts";
 const corpus = join(import.meta.dir, "corpus");
 const origins: { file: string; repository: string; path: string; commit: string; buildArgs?: Record<string, string> }[] = JSON.parse(readFileSync(join(corpus, "origins.json"), "utf8"));
 const emptyContext = mkdtempSync(join(tmpdir(), "memobuild-corpus-"));
+afterAll(() => rmSync(emptyContext, { recursive: true, force: true }));
 
 describe("real-world Dockerfiles plan", () => {
   test("the corpus has at least 50 files, each with its origin", () => {

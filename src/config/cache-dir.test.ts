@@ -1,5 +1,5 @@
 import { expect, test } from "bun:test";
-import { mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { homedir, tmpdir } from "node:os";
 import { join } from "node:path";
 import { resolveCacheDir, statCacheFile } from "./cache-dir.ts";
@@ -11,10 +11,14 @@ test("flag, then MEMOBUILD_CACHE_DIR, then the user config, then XDG_CACHE_HOME,
   expect(resolveCacheDir(undefined, { ...none, XDG_CACHE_HOME: "/xdg" })).toBe("/xdg/memobuild");
   expect(resolveCacheDir(undefined, none)).toBe(`${homedir()}/.cache/memobuild`);
   const config = mkdtempSync(join(tmpdir(), "memobuild-config-"));
-  mkdirSync(join(config, "memobuild"));
-  writeFileSync(join(config, "memobuild/config.json"), JSON.stringify({ cacheDir: "/configured" }));
-  expect(resolveCacheDir(undefined, { XDG_CONFIG_HOME: config, XDG_CACHE_HOME: "/xdg" })).toBe("/configured");
-  expect(resolveCacheDir(undefined, { XDG_CONFIG_HOME: config, MEMOBUILD_CACHE_DIR: "/env" })).toBe("/env");
+  try {
+    mkdirSync(join(config, "memobuild"));
+    writeFileSync(join(config, "memobuild/config.json"), JSON.stringify({ cacheDir: "/configured" }));
+    expect(resolveCacheDir(undefined, { XDG_CONFIG_HOME: config, XDG_CACHE_HOME: "/xdg" })).toBe("/configured");
+    expect(resolveCacheDir(undefined, { XDG_CONFIG_HOME: config, MEMOBUILD_CACHE_DIR: "/env" })).toBe("/env");
+  } finally {
+    rmSync(config, { recursive: true, force: true });
+  }
 });
 
 test("each context directory has its own stat cache file", () => {

@@ -1,11 +1,12 @@
-import { describe, expect, test } from "bun:test";
-import { mkdtempSync, writeFileSync } from "node:fs";
+import { afterAll, describe, expect, test } from "bun:test";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { blake3Hex } from "../hash/blake3.ts";
 import { TokenSet } from "./auth.ts";
 
 const work = mkdtempSync(join(tmpdir(), "memobuild-auth-"));
+afterAll(() => rmSync(work, { recursive: true, force: true }));
 const file = (name: string, text: string) => {
   const path = join(work, name);
   writeFileSync(path, text);
