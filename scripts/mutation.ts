@@ -28,6 +28,20 @@ interface Module {
   tests: string;
 }
 
+/**
+ * `file:start-end` for Stryker: the lines of the function whose first line contains `opening`,
+ * up to the closing brace at its indentation (found by text, so edits above it do not shift it).
+ */
+function span(file: string, opening: string): string {
+  const lines = readFileSync(join(ROOT, file), "utf8").split("\n");
+  const start = lines.findIndex((line) => line.includes(opening));
+  if (start < 0) throw new Error(`${file}: no line contains ${JSON.stringify(opening)}`);
+  const indent = /^\s*/.exec(lines[start])![0];
+  const end = lines.findIndex((line, i) => i > start && (line === `${indent}}` || line === `${indent}};`));
+  if (end < 0) throw new Error(`${file}: the function at line ${start + 1} has no closing brace at its indentation`);
+  return `${file}:${start + 1}-${end + 1}`;
+}
+
 export const MODULES: Module[] = [
   { name: "server-storage-auth", mutate: ["src/server/storage.ts", "src/server/auth.ts"], tests: "src/server/storage.test.ts src/server/auth.test.ts src/server/app.test.ts src/remote/client.test.ts" },
   { name: "remote-client", mutate: ["src/remote/client.ts"], tests: "src/remote/client.test.ts src/server/app.test.ts" },
@@ -38,6 +52,16 @@ export const MODULES: Module[] = [
   { name: "layer-extraction", mutate: ["src/snapshot/extract.ts"], tests: "src/snapshot/snapshot.test.ts" },
   { name: "secrets", mutate: ["src/executor/private-tmpfs.ts"], tests: "src/executor/private-tmpfs.test.ts" },
   { name: "root-resolver", mutate: ["src/rootfs/root.ts"], tests: "src/rootfs/root.test.ts src/snapshot/snapshot.test.ts src/cache/store.test.ts" },
+  // Where a project file (which a pull request can change) may not send the user's token.
+  { name: "config-trust", mutate: ["src/config/remote.ts"], tests: "src/config/settings.test.ts src/config/remote.test.ts src/config/remote-trust.test.ts" },
+  // The hub's same-origin check for browser requests and its login sessions (auth.ts is in server-storage-auth).
+  { name: "hub-http-sessions", mutate: ["src/server/http.ts", "src/server/sessions.ts"], tests: "src/server/app.test.ts src/server/hub.test.ts" },
+  { name: "dashboard-escaping", mutate: [span("src/dashboard/ui/format.ts", "export function esc(")], tests: "src/dashboard/ui/format.test.ts src/dashboard/views.test.ts" },
+  { name: "webhooks", mutate: ["src/server/webhooks.ts"], tests: "src/server/webhooks.test.ts" },
+  { name: "image-validation", mutate: ["src/image/validate.ts"], tests: "src/image/validate.test.ts src/image/layout.test.ts" },
+  { name: "tar", mutate: ["src/sys/tar.ts"], tests: "src/sys/tar.test.ts src/snapshot/snapshot.test.ts" },
+  { name: "downloads", mutate: ["src/executor/download.ts"], tests: "src/executor/download.test.ts" },
+  { name: "network-limits", mutate: ["src/util/network.ts"], tests: "src/util/network.test.ts" },
 ];
 
 interface Counts {

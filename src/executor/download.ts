@@ -46,6 +46,7 @@ export class Downloads {
         return await this.download(url);
       } catch (error) {
         if (!(error instanceof TransientDownloadError) || attempt >= ATTEMPTS) throw error;
+        // Stryker disable next-line ArithmeticOperator: timing only (the back-off between tries)
         await Bun.sleep(200 * 2 ** attempt * (0.5 + Math.random()));
       }
     }
@@ -55,6 +56,7 @@ export class Downloads {
     const what = `ADD ${url}`;
     let response: Response;
     try {
+      // Stryker disable next-line ObjectLiteral: following redirects is fetch's default too; said here because BuildKit's ADD follows them
       response = await fetchWithTimeout(url, { redirect: "follow" }, what);
     } catch (error) {
       throw new TransientDownloadError(error instanceof NetworkError ? error.message : `cannot fetch ${url}: ${(error as Error).message}`);
@@ -63,6 +65,7 @@ export class Downloads {
     const reason = terminalText(response.statusText, { max: 100 });
     if (response.status >= 500 || response.status === 429) throw new TransientDownloadError(`cannot fetch ${url}: HTTP ${response.status} ${reason}`);
     if (!response.ok || !response.body) throw new DownloadError(`cannot fetch ${url}: HTTP ${response.status} ${reason}`);
+    // Stryker disable next-line UpdateOperator: a label only (counting down names each try's file apart as well)
     const file = join(this.directory(), `download-${++this.count}`);
     const fd = openSync(file, "w", 0o600);
     const hashers = { sha256: new Bun.CryptoHasher("sha256"), sha384: new Bun.CryptoHasher("sha384"), sha512: new Bun.CryptoHasher("sha512") };
@@ -73,6 +76,7 @@ export class Downloads {
         writeAll(fd, chunk);
       }
     } catch (error) {
+      // Stryker disable next-line ObjectLiteral,BooleanLiteral: the file was made above, so force never matters
       rmSync(file, { force: true });
       // Too large is final; a stall or a reset is worth another try.
       if (error instanceof NetworkError && !(error instanceof BodyTooLargeError)) throw new TransientDownloadError(error.message);

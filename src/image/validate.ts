@@ -32,7 +32,8 @@ function checkDescriptor(descriptor: Partial<Descriptor> | undefined, name: stri
 /** An image index (or Docker manifest list): a list of descriptors. */
 export function parseImageIndex(bytes: Buffer, what: string): Index {
   const parsed = parseJson(bytes, what) as Index;
-  if (typeof parsed !== "object" || parsed === null || !Array.isArray(parsed.manifests)) throw new ImageFormatError(`${what} has no manifests list`);
+  // JSON that is not an object (null, a number, a string, an array) has no such field either.
+  if (!Array.isArray((parsed as Partial<Index> | null)?.manifests)) throw new ImageFormatError(`${what} has no manifests list`);
   parsed.manifests.forEach((descriptor, i) => checkDescriptor(descriptor, `manifest ${i + 1}`, what));
   return parsed;
 }
@@ -40,7 +41,7 @@ export function parseImageIndex(bytes: Buffer, what: string): Index {
 /** An image manifest. */
 export function parseImageManifest(bytes: Buffer, what: string): Manifest {
   const parsed = parseJson(bytes, `${what}: the manifest`) as Manifest;
-  if (typeof parsed !== "object" || parsed === null || !parsed.config || !Array.isArray(parsed.layers)) {
+  if (!(parsed as Partial<Manifest> | null)?.config || !Array.isArray(parsed.layers)) {
     throw new ImageFormatError(`${what}: not an image manifest (no config and layers)`);
   }
   checkDescriptor(parsed.config, "config", what);
