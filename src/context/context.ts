@@ -190,7 +190,7 @@ export class BuildContext {
       // The plain components before the first pattern are a directory, taken as they are.
       const base = prefix === "" ? "" : rawFromText(prefix) + "/";
       const matches = this.entries
-        .filter((e) => e.path.startsWith(base) && glob.matches(Buffer.from(e.path.slice(base.length), "latin1")))
+        .filter((e) => e.path.startsWith(base) && glob.matchesRaw(e.path.slice(base.length)))
         .map((e) => named(e.path));
       // A wildcard that matches nothing copies nothing, as BuildKit's COPY (AllowEmptyWildcard).
       const seen = new Set<string>();

@@ -194,7 +194,7 @@ function matchInRoot(root: Root, pattern: string, text: string): string[] {
     const glob = componentGlob(part, text);
     candidates = candidates.flatMap((c) => {
       if (!root.stat(raw(c))?.isDirectory()) return [];
-      return root.readdir(raw(c)).filter((n) => glob.matches(n)).map((n) => n.toString("latin1")).sort().map((n) => posix.join(c, n));
+      return root.readdir(raw(c)).map((n) => n.toString("latin1")).filter((n) => glob.matchesRaw(n)).sort().map((n) => posix.join(c, n));
     });
   }
   if (candidates.length === 0) throw new CopyError(`no files match ${text} in the source`);
