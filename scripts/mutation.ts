@@ -54,10 +54,10 @@ export const MODULES: Module[] = [
   { name: "root-resolver", mutate: ["src/rootfs/root.ts"], tests: "src/rootfs/root.test.ts src/snapshot/snapshot.test.ts src/cache/store.test.ts" },
   // Where a project file (which a pull request can change) may not send the user's token.
   { name: "config-trust", mutate: ["src/config/remote.ts"], tests: "src/config/settings.test.ts src/config/remote.test.ts src/config/remote-trust.test.ts" },
-  // The hub's same-origin check for browser requests and its login sessions (auth.ts is in server-storage-auth).
-  { name: "hub-http-sessions", mutate: ["src/server/http.ts", "src/server/sessions.ts"], tests: "src/server/app.test.ts src/server/hub.test.ts" },
+  // The hub's same-origin check for browser requests and its in-memory login sessions (auth.ts is in server-storage-auth).
+  { name: "hub-http-sessions", mutate: ["src/server/http.ts", span("src/server/sessions.ts", "export class Sessions ")], tests: "src/server/app.test.ts src/server/hub.test.ts src/server/session-expiry.test.ts src/server/http-checks.test.ts" },
   { name: "dashboard-escaping", mutate: [span("src/dashboard/ui/format.ts", "export function esc(")], tests: "src/dashboard/ui/format.test.ts src/dashboard/views.test.ts" },
-  { name: "webhooks", mutate: ["src/server/webhooks.ts"], tests: "src/server/webhooks.test.ts" },
+  { name: "webhooks", mutate: ["src/server/webhooks.ts"], tests: "src/server/webhooks.test.ts src/server/webhook-rules.test.ts" },
   { name: "image-validation", mutate: ["src/image/validate.ts"], tests: "src/image/validate.test.ts src/image/layout.test.ts" },
   { name: "tar", mutate: ["src/sys/tar.ts"], tests: "src/sys/tar.test.ts src/snapshot/snapshot.test.ts" },
   { name: "downloads", mutate: ["src/executor/download.ts"], tests: "src/executor/download.test.ts" },

@@ -16,6 +16,7 @@ const FILES = process.env.LEFTOVER_FILES?.split(/\s+/).filter(Boolean) ?? [
   "test/corpus.test.ts",
   "src/image/tar.test.ts",
   "src/context/context.test.ts",
+  "src/executor/download.test.ts",
 ];
 
 /** What `bun test file` leaves in a TMPDIR of its own. */
