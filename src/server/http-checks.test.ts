@@ -38,6 +38,7 @@ describe("boundedText", () => {
 
   test("a body up to the limit is read whole, declared or streamed", async () => {
     expect(await boundedText(post("12345"), 5)).toBe("12345");
+    expect(await boundedText(post("12345", { "content-length": "5" }), 5)).toBe("12345");
     expect(await boundedText(streamed("12345"), 5)).toBe("12345");
   });
 
