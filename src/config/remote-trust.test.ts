@@ -43,6 +43,7 @@ describe("the URL", () => {
     expect(remote({ flags: { "remote.url": "https://cache.example:8443/base" } }).settings.url).toBe("https://cache.example:8443/base");
     expect(remote({ env: { MEMOBUILD_REMOTE_URL: "http://c" } }).settings.url).toBe("http://c");
     expect(remote({}).settings).toEqual({ url: undefined, token: undefined, signKey: undefined, trust: undefined, cacert: undefined, cert: undefined, key: undefined });
+    expect(remote({}).warnings).toEqual([]);
   });
 
   test("anything else is refused, naming where it came from", () => {
@@ -58,15 +59,16 @@ describe("the token and a URL the project file names", () => {
 
   test("a user file naming another URL does not vouch for the project's", () => {
     const { settings, warnings } = remote({ project: { "remote.url": "http://attacker.example" }, user: { ...userToken, "remote.url": "http://cache.example" } });
-    expect(settings).toMatchObject({ url: "http://attacker.example", token: undefined });
+    expect(settings).toMatchObject({ url: "http://attacker.example", token: undefined, readOnly: true });
     expect(warnings).toEqual([
-      `not sending the token from ${USER} to http://attacker.example, which ${PROJECT} names: a repository's file cannot direct credentials (name the same URL in $MEMOBUILD_REMOTE_URL or the user config's remote.url)`,
+      `not sending the token from ${USER} to http://attacker.example, which ${PROJECT} names, nor any result or build report: a repository's file cannot direct credentials or a build's data (name the same URL in $MEMOBUILD_REMOTE_URL or the user config's remote.url)`,
     ]);
   });
 
   test("a user file naming the same URL vouches for it", () => {
     const { settings, warnings } = remote({ project: { "remote.url": "http://cache.example" }, user: { ...userToken, "remote.url": "http://cache.example" } });
     expect(settings.token).toBe("user-token");
+    expect(settings.readOnly).toBeUndefined();
     expect(warnings).toEqual([]);
   });
 
@@ -76,15 +78,20 @@ describe("the token and a URL the project file names", () => {
     expect(warnings[0]).toStartWith("not sending the token from $MEMOBUILD_TOKEN to http://attacker.example");
   });
 
-  test("without any token there is nothing to hold back and nothing to say", () => {
+  test("without any token, the server is still only read from, and that is said", () => {
     const { settings, warnings } = remote({ project: { "remote.url": "http://attacker.example" } });
-    expect(settings).toMatchObject({ url: "http://attacker.example", token: undefined });
-    expect(warnings).toEqual([]);
+    expect(settings).toMatchObject({ url: "http://attacker.example", token: undefined, readOnly: true });
+    expect(warnings).toEqual([
+      `http://attacker.example is named only by ${PROJECT}: results are looked up there, but no result and no build report is sent to it (name the same URL in $MEMOBUILD_REMOTE_URL or the user config's remote.url)`,
+    ]);
   });
 
-  test("a token typed as a flag, or a URL not from the project file, goes with the token", () => {
-    expect(remote({ flags: { "remote.token": "typed" }, project: { "remote.url": "http://p" } }).settings.token).toBe("typed");
-    expect(remote({ env: { MEMOBUILD_REMOTE_URL: "http://e" }, project: { "remote.url": "http://p" }, user: userToken }).settings).toMatchObject({ url: "http://e", token: "user-token" });
+  test("a token typed as a flag goes (the server stays read-only); a URL not from the project file gets the token", () => {
+    expect(remote({ flags: { "remote.token": "typed" }, project: { "remote.url": "http://p" } }).settings).toMatchObject({ token: "typed", readOnly: true });
+    const fromEnv = remote({ env: { MEMOBUILD_REMOTE_URL: "http://e" }, project: { "remote.url": "http://p" }, user: userToken });
+    expect(fromEnv.settings).toMatchObject({ url: "http://e", token: "user-token" });
+    expect(fromEnv.settings.readOnly).toBeUndefined();
+    expect(fromEnv.warnings).toEqual([]);
     expect(remote({ user: { ...userToken, "remote.url": "http://u" } }).settings).toMatchObject({ url: "http://u", token: "user-token" });
   });
 });

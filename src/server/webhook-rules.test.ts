@@ -167,12 +167,11 @@ describe("delivery", () => {
 
   test("settle waits for every attempt in flight, not only the first to end", async () => {
     const target = receiver([{ status: 200, delayMs: 200 }, { status: 200, delayMs: 500 }]);
-    const parts = hub(target.url);
-    publish(parts);
-    publish(parts);
+    const parts = await hub(target.url);
+    await Promise.all([publish(parts), publish(parts)]);
     await until(() => target.received.length === 2, "both attempts to start");
     await parts.webhooks!.settle();
-    expect(parts.history.recentDeliveries(2).map((d) => d.status)).toEqual(["delivered", "delivered"]);
+    expect((await parts.history.recentDeliveries(2)).map((d) => d.status)).toEqual(["delivered", "delivered"]);
   });
 
   test("settle waits for the attempts in flight", async () => {
