@@ -14,7 +14,7 @@ const FILES = process.env.LEFTOVER_FILES?.split(/\s+/).filter(Boolean) ?? [
   "src/config/cache-dir.test.ts",
   "src/server/auth.test.ts",
   "test/corpus.test.ts",
-  "src/image/tar.test.ts",
+  "src/sys/tar.test.ts",
   "src/context/context.test.ts",
   "src/executor/download.test.ts",
 ];
