@@ -94,6 +94,24 @@ describe("Downloads", () => {
     expect(requests.get("/missing")).toBe(1);
   });
 
+  test("a server's reason phrase is shown bounded (Bun's fetch already refuses one with escape sequences)", async () => {
+    // Bun.serve sends the standard phrase only: this peer writes its own status line.
+    const loud = Bun.listen({
+      hostname: "127.0.0.1",
+      port: 0,
+      socket: { data(socket) { socket.write(`HTTP/1.1 404 Gone${"!".repeat(200)}\r\ncontent-length: 0\r\n\r\n`); } },
+    });
+    try {
+      const { downloads: d } = downloads();
+      const address = `http://127.0.0.1:${loud.port}/x`;
+      const error = await d.fetch(address).catch((e) => e);
+      expect(error).toBeInstanceOf(DownloadError);
+      expect(error.message).toBe(`cannot fetch ${address}: HTTP 404 Gone${"!".repeat(96)}…`);
+    } finally {
+      loud.stop(true);
+    }
+  });
+
   test("a 503 is tried again and the download succeeds; a server busy every time fails after three tries", async () => {
     failuresLeft = 2;
     const { downloads: d } = downloads();
