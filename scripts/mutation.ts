@@ -57,7 +57,8 @@ export const MODULES: Module[] = [
   // The hub's same-origin check for browser requests and its in-memory login sessions (auth.ts is in server-storage-auth).
   { name: "hub-http-sessions", mutate: ["src/server/http.ts", span("src/server/sessions.ts", "export class Sessions ")], tests: "src/server/app.test.ts src/server/hub.test.ts src/server/session-expiry.test.ts src/server/http-checks.test.ts" },
   { name: "dashboard-escaping", mutate: [span("src/dashboard/ui/format.ts", "export function esc(")], tests: "src/dashboard/ui/format.test.ts src/dashboard/views.test.ts" },
-  { name: "webhooks", mutate: ["src/server/webhooks.ts"], tests: "src/server/webhooks.test.ts src/server/webhook-rules.test.ts" },
+  // webhooks.test.ts also runs on PostgreSQL, which the jail cannot reach: the rules file is in-process.
+  { name: "webhooks", mutate: ["src/server/webhooks.ts"], tests: "src/server/webhook-rules.test.ts" },
   { name: "image-validation", mutate: ["src/image/validate.ts"], tests: "src/image/validate.test.ts src/image/layout.test.ts" },
   { name: "tar", mutate: ["src/sys/tar.ts"], tests: "src/sys/tar.test.ts src/snapshot/snapshot.test.ts" },
   { name: "downloads", mutate: ["src/executor/download.ts"], tests: "src/executor/download.test.ts" },
