@@ -162,8 +162,10 @@ describe("builds through --builder", () => {
     const left = () => running.filter((name) => existsSync(join("/run/crun", name)));
     for (let i = 0; i < 100 && left().length > 0; i++) await Bun.sleep(100);
     expect(left()).toEqual([]);
-    const { jobs } = await api<{ jobs: { state: string }[] }>("/v1/jobs");
-    expect(jobs[0].state).toBe("cancelled");
+    // The job is marked cancelled when the worker reports back, a moment after its container is gone.
+    const state = async () => (await api<{ jobs: { state: string }[] }>("/v1/jobs")).jobs[0].state;
+    for (let i = 0; i < 100 && (await state()) !== "cancelled"; i++) await Bun.sleep(100);
+    expect(await state()).toBe("cancelled");
     expect(workers.get(worker!)!.log()).toContain("cancelled by its submitter; stopping it");
   }, 120_000);
 
