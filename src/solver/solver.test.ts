@@ -596,6 +596,9 @@ describe("what each operation keys on and asks the executor for", () => {
     await expect(project(insecure).build(new FakeExecutor(), { allow: ["network.host"] })).rejects.toThrow("--allow security.insecure");
     expect((await requestsOf(host, { allow: ["network.host"] })).map((r) => r.instruction.kind)).toEqual(["RUN"]);
     expect((await requestsOf(insecure, { allow: ["security.insecure"] })).map((r) => r.instruction.kind)).toEqual(["RUN"]);
+    // The build's own --network host needs the same consent, and the error names that flag, not the RUN.
+    const plain = "FROM scratch\nRUN x\n";
+    await expect(project(plain).build(new FakeExecutor(), { network: "host" })).rejects.toThrow(/: RUN x: --network host uses the host's network: run the build with --allow network.host to let it/);
   });
 
   test("--add-host, --shm-size and --ulimit key a RUN and reach its request; without them neither changes", async () => {
