@@ -146,3 +146,146 @@ test("hostile headers are refused with the offset, never looped on or allocated"
   // A file whose declared size runs past the end of the archive.
   expect(readAll(rawHeader({ name: "f", flag: "0", size: "00000100000\0" }))).toBe("unexpected end of archive");
 });
+
+/** Every entry of an archive given as bytes, with its content. */
+function entriesOf(bytes: Buffer): [TarEntry, string][] {
+  const file = join(dir, `edges-${Math.random().toString(36).slice(2)}.tar`);
+  writeFileSync(file, bytes);
+  const reader = new TarReader(file);
+  const read: [TarEntry, string][] = [];
+  try {
+    for (let entry = reader.next(); entry; entry = reader.next()) read.push([entry, Buffer.concat([...reader.readContent()]).toString("latin1")]);
+  } finally {
+    reader.close();
+  }
+  return read;
+}
+
+function archiveOf(entries: TarEntry[]): Buffer {
+  const chunks: Uint8Array[] = [];
+  const writer = new TarWriter((chunk) => chunks.push(chunk));
+  for (const entry of entries) writer.add(entry);
+  writer.finish();
+  return Buffer.concat(chunks);
+}
+
+test("the writer adds a PAX record only for a field that does not fit, and ends with two zero blocks", () => {
+  const fits = { ...base, type: "symlink" as const, name: "n".repeat(100), linkname: "l".repeat(100), uid: 0o7777777, gid: 0o7777777 };
+  expect(archiveOf([fits]).length).toBe(512 * 3); // one header, then the 1024-byte end
+  expect(archiveOf([fits]).subarray(512).every((byte) => byte === 0)).toBe(true);
+  for (const wide of [{ name: "n".repeat(101) }, { linkname: "l".repeat(101) }, { uid: 0o7777777 + 1 }, { gid: 0o7777777 + 1 }, { xattrs: { "user.a": "1" } }]) {
+    const bytes = archiveOf([{ ...fits, ...wide }]);
+    expect(bytes.length).toBe(512 * 5); // PAX header, its records, the header, the end
+    expect(bytes.toString("latin1", 156, 157)).toBe("x");
+    expect(entriesOf(bytes).map(([entry]) => entry)).toEqual([{ ...fits, ...wide, size: 0, devmajor: 0, devminor: 0, xattrs: wide.xattrs }]);
+  }
+  // A directory is written with its slash; the PAX header's own name is cut to fit.
+  const dirBytes = archiveOf([{ ...base, type: "dir", name: "d".repeat(120) }]);
+  expect(dirBytes.toString("latin1", 0, 100)).toBe(`PaxHeaders/${"d".repeat(80)}`.padEnd(100, "\0"));
+  expect(dirBytes.toString("latin1", 512, 1024)).toContain(` path=${"d".repeat(120)}/\n`);
+  expect(entriesOf(dirBytes)[0][0]).toMatchObject({ type: "dir", name: "d".repeat(120) });
+  expect(entriesOf(archiveOf([{ ...base, type: "dir", name: "short" }]))[0][0].name).toBe("short");
+  expect(archiveOf([{ ...base, type: "dir", name: "short" }]).toString("latin1", 0, 7)).toBe("short/\0");
+  // Only a file's header carries its size; a link's says 0 even when the entry had one.
+  expect(archiveOf([{ ...base, type: "hardlink", name: "h", linkname: "f", size: 7 }]).toString("latin1", 124, 136)).toBe("00000000000\0");
+});
+
+test("extended attributes go out sorted as SCHILY.xattr records and come back by their names", () => {
+  const xattrs = { "user.b": "2", "security.capability": "\x01\x00\xff", "user.a": "1" };
+  const bytes = archiveOf([{ ...base, type: "file", name: "f", xattrs }]);
+  const records = bytes.toString("latin1", 512, 1024).replace(/\0+$/, "");
+  expect(records).toBe(["security.capability=\x01\x00\xff", "user.a=1", "user.b=2"].map((text) => record("SCHILY.xattr." + text.split("=")[0], text.slice(text.indexOf("=") + 1))).join(""));
+  expect(entriesOf(bytes)[0][0].xattrs).toEqual(xattrs);
+  // Other PAX keys are not attributes; an entry with none has no xattrs field at all.
+  const [[other]] = entriesOf(Buffer.concat([paxEntry(record("comment", "hi") + record("SCHILY.xattr.user.x", "y")), rawHeader({ name: "g", flag: "0" }), Buffer.alloc(1024)]));
+  expect(other.xattrs).toEqual({ "user.x": "y" });
+  expect(entriesOf(Buffer.concat([rawHeader({ name: "g", flag: "0" }), Buffer.alloc(1024)]))[0][0].xattrs).toBeUndefined();
+});
+
+test("PAX numbers override the header's, and mtime may carry a fraction; GNU long names and links are cut at their NULs", () => {
+  const pax = paxEntry(record("uid", "3000000") + record("gid", "3000001") + record("mtime", "1700000000.75") + record("size", "3") + "\0\0\0");
+  const [[entry, content]] = entriesOf(Buffer.concat([pax, rawHeader({ name: "f", flag: "0", size: "00000000077\0" }), padded(Buffer.from("abc")), Buffer.alloc(1024)]));
+  expect(entry).toMatchObject({ uid: 3_000_000, gid: 3_000_001, mtime: 1_700_000_000, size: 3 });
+  expect(content).toBe("abc");
+  expect(readAll(Buffer.concat([paxEntry(record("uid", "1.5")), rawHeader({ name: "f", flag: "0" })]))).toBe('PAX uid="1.5" is not a number (entry at offset 1024)');
+  expect(readAll(Buffer.concat([paxEntry(record("mtime", "1.5x")), rawHeader({ name: "f", flag: "0" })]))).toBe('PAX mtime="1.5x" is not a number (entry at offset 1024)');
+  expect(readAll(Buffer.concat([paxEntry(record("mtime", "x1.5")), rawHeader({ name: "f", flag: "0" })]))).toBe('PAX mtime="x1.5" is not a number (entry at offset 1024)');
+  expect(readAll(Buffer.concat([paxEntry(record("mtime", "1.")), rawHeader({ name: "f", flag: "0" })]))).toBe('PAX mtime="1." is not a number (entry at offset 1024)');
+  expect(readAll(Buffer.concat([paxEntry(record("uid", "9".repeat(60))), rawHeader({ name: "f", flag: "0" })]))).toBe("PAX uid is too large (entry at offset 1024)");
+  const longName = Buffer.from("name-from-L\0\0\0", "latin1");
+  const longLink = Buffer.from("link-from-K\0", "latin1");
+  const size = (body: Buffer) => body.length.toString(8).padStart(11, "0") + "\0";
+  const [[linked]] = entriesOf(Buffer.concat([rawHeader({ name: "././@LongLink", flag: "L", size: size(longName) }), padded(longName), rawHeader({ name: "././@LongLink", flag: "K", size: size(longLink) }), padded(longLink), rawHeader({ name: "short", flag: "2" }), Buffer.alloc(1024)]));
+  expect(linked).toMatchObject({ name: "name-from-L", linkname: "link-from-K", type: "symlink" });
+});
+
+test("PAX records are framed by their lengths exactly", () => {
+  const file = rawHeader({ name: "f", flag: "0" });
+  expect(readAll(Buffer.concat([paxEntry("5 a=\n"), file]))).toBeUndefined(); // the shortest record there is
+  expect(readAll(Buffer.concat([paxEntry("4 a=\n"), file]))).toBe("malformed PAX record at offset 512");
+  expect(readAll(Buffer.concat([paxEntry("2 \n"), file]))).toBe("malformed PAX record at offset 512");
+  expect(readAll(Buffer.concat([paxEntry("6 a=bc"), file]))).toBe("malformed PAX record at offset 512"); // no newline where the length ends
+  expect(readAll(Buffer.concat([paxEntry("7 a=bc"), file]))).toBe("malformed PAX record at offset 512"); // runs past the body
+  expect(readAll(Buffer.concat([paxEntry("5a=b\n"), file]))).toBe("malformed PAX record at offset 512"); // no space after the length
+  expect(readAll(Buffer.concat([paxEntry("x5 a=\n"), file]))).toBe("malformed PAX record at offset 512");
+  expect(readAll(Buffer.concat([paxEntry("12345678 a=b\n"), file]))).toBe("malformed PAX record at offset 512"); // 8 digits
+  // The offset named is the bad record's own, after good ones.
+  expect(readAll(Buffer.concat([paxEntry(record("a", "b") + "9 c=d\n"), file]))).toBe(`malformed PAX record at offset ${512 + record("a", "b").length}`);
+});
+
+test("headers: checksum, type, octal padding, base-256, and names that fill their field", () => {
+  const end = Buffer.alloc(1024);
+  const bad = rawHeader({ name: "f", flag: "0" });
+  bad[0] = "g".charCodeAt(0); // changed after the checksum was computed
+  expect(readAll(Buffer.concat([rawHeader({ name: "ok", flag: "0" }), bad]))).toBe("bad header checksum at offset 512");
+  expect(readAll(rawHeader({ name: "f", flag: "Z" }))).toBe('unsupported tar entry type "Z"');
+  // Leading and trailing spaces or NULs around the digits.
+  const [[spaced]] = entriesOf(Buffer.concat([rawHeader({ name: "f", flag: "0", mode: "  644 \0\0" }), end]));
+  expect(spaced.mode).toBe(0o644);
+  expect(readAll(rawHeader({ name: "f", flag: "0", mode: "6 44\0\0\0\0" }))).toBe('mode "6 44" is not an octal number in the tar header at offset 0');
+  // GNU base-256: the high bit, then big-endian bytes; past a safe integer is refused.
+  const [[wide]] = entriesOf(Buffer.concat([rawHeader({ name: "f", flag: "0", raw: (b) => { b.fill(0, 136, 148); b[136] = 0x80; b[146] = 0x01; b[147] = 0x02; } }), end]));
+  expect(wide.mtime).toBe(0x0102);
+  expect(readAll(rawHeader({ name: "f", flag: "0", raw: (b) => { b.fill(0xff, 136, 148); b[136] = 0x80 | 0x3f; } }))).toBe("mtime too large in the tar header at offset 0");
+  // A name of exactly 100 bytes has no NUL; the link name after it is not read into it.
+  const [[full]] = entriesOf(Buffer.concat([rawHeader({ name: "n".repeat(100), flag: "2", raw: (b) => b.write("target", 157, "latin1") }), end]));
+  expect(full).toMatchObject({ name: "n".repeat(100), linkname: "target" });
+  // The ustar prefix is used only with the ustar magic.
+  const prefixed = (magic: string) => rawHeader({ name: "f", flag: "0", raw: (b) => { b.write(magic, 257, "latin1"); b.write("pre", 345, "latin1"); } });
+  expect(entriesOf(Buffer.concat([prefixed("ustar\x0000"), end]))[0][0].name).toBe("pre/f");
+  expect(entriesOf(Buffer.concat([prefixed("ustar  \0"), end]))[0][0].name).toBe("f");
+});
+
+test("directories: type 5 or an old-style name ending in a slash; content skipped by the header's size", () => {
+  const end = Buffer.alloc(1024);
+  const read = entriesOf(Buffer.concat([
+    rawHeader({ name: "a//", flag: "5" }),
+    rawHeader({ name: "b/", flag: "\0" }),
+    rawHeader({ name: "c/", flag: "7" }),
+    rawHeader({ name: "d/", flag: "0" }),
+    // A hard link whose header declares content (some writers do): skipped, not read as headers.
+    rawHeader({ name: "h", flag: "1", size: "00000001000\0", raw: (b) => b.write("d", 157, "latin1") }),
+    Buffer.alloc(512, 0x41),
+    rawHeader({ name: "e", flag: "0", size: "00000000003\0" }),
+    padded(Buffer.from("xyz")),
+    end,
+  ]));
+  expect(read.map(([entry, content]) => [entry.name, entry.type, entry.size, content])).toEqual([
+    ["a", "dir", 0, ""],
+    ["b", "dir", 0, ""],
+    ["c", "dir", 0, ""],
+    ["d", "file", 0, ""],
+    ["h", "hardlink", 512, "A".repeat(512)], // there for a caller to skip
+    ["e", "file", 3, "xyz"],
+  ]);
+});
+
+test("content comes in chunks of the size asked for", () => {
+  const file = join(dir, "chunks.tar");
+  writeArchive(file, [[{ ...base, type: "file", name: "f", size: 2_500_000 }, Buffer.alloc(2_500_000, 7)]]);
+  const reader = new TarReader(file);
+  reader.next();
+  expect([...reader.readContent()].map((chunk) => chunk.length)).toEqual([1024 * 1024, 1024 * 1024, 2_500_000 - 2 * 1024 * 1024]);
+  expect(reader.next()).toBeUndefined();
+  reader.close();
+});

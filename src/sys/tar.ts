@@ -238,7 +238,8 @@ export class TarReader {
       let sum = 0;
       for (let i = 0; i < BLOCK; i++) sum += block[i];
       if (sum !== stored) throw new TarFormatError(`bad header checksum at offset ${at}`);
-      const flag = String.fromCharCode(block[156] || 0x30);
+      // "\0" stays itself (not "0"): as in Go's archive/tar, an old-style entry ending in "/" is a directory.
+      const flag = String.fromCharCode(block[156]);
       const size = readOctal(block, 124, 12, "size", at);
       const paddedSize = Math.ceil(size / BLOCK) * BLOCK;
       if (flag === "x" || flag === "g" || flag === "L" || flag === "K") {
