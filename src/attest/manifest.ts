@@ -4,7 +4,7 @@
  * a layer of type application/vnd.in-toto+json naming its predicate type.
  */
 import type { LocalStore } from "../cache/store.ts";
-import { MEDIA, type Descriptor, type Manifest } from "../image/layout.ts";
+import { storeManifestBlobs, type Descriptor } from "../image/layout.ts";
 import { IN_TOTO_PAYLOAD_TYPE, type Statement } from "./statement.ts";
 
 export const REFERENCE_TYPE = "vnd.docker.reference.type";
@@ -22,16 +22,8 @@ export interface Attachment {
 
 /** An OCI manifest of `layers` with a config naming them, stored; its descriptor and blobs. */
 export function storeManifest(store: LocalStore, config: object, layers: Descriptor[], annotations?: Record<string, string>): Attachment {
-  const configBlob = store.putBlob(JSON.stringify(config));
-  const manifest: Manifest = {
-    schemaVersion: 2,
-    mediaType: MEDIA.manifest,
-    config: { mediaType: MEDIA.config, digest: configBlob.digest, size: configBlob.size },
-    layers,
-    ...(annotations ? { annotations } : {}),
-  };
-  const stored = store.putBlob(JSON.stringify(manifest));
-  return { descriptor: { mediaType: MEDIA.manifest, digest: stored.digest, size: stored.size }, blobs: [...layers.map((l) => l.digest), configBlob.digest, stored.digest] };
+  const { manifest, descriptor } = storeManifestBlobs(store, JSON.stringify(config), layers, annotations);
+  return { descriptor, blobs: [...layers.map((l) => l.digest), manifest.config.digest, descriptor.digest] };
 }
 
 /** The attestation manifest for the image `imageDigest`, holding `statements`. */

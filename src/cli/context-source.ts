@@ -70,7 +70,11 @@ function readStdin(max: number, write: (chunk: Buffer) => void, tooLarge: () => 
     try {
       n = readSync(0, chunk, 0, chunk.length, null);
     } catch (error) {
-      if ((error as NodeJS.ErrnoException).code === "EAGAIN") continue;
+      // A non-blocking stdin with nothing yet: wait a moment rather than spin a core.
+      if ((error as NodeJS.ErrnoException).code === "EAGAIN") {
+        Bun.sleepSync(5);
+        continue;
+      }
       if ((error as NodeJS.ErrnoException).code === "EOF") break;
       throw error;
     }

@@ -58,7 +58,13 @@ export function loadImage(store: LocalStore, manifestDigest: string): StoredImag
  * `configBytes` keeps an imported config byte for byte (and so its digest).
  */
 export function storeImage(store: LocalStore, config: ImageConfig, layers: Descriptor[], annotations?: Record<string, string>, configBytes?: Buffer): StoredImage {
-  const configBlob = store.putBlob(configBytes ?? JSON.stringify(config));
+  const { manifest, descriptor } = storeManifestBlobs(store, configBytes ?? JSON.stringify(config), layers, annotations);
+  return { manifestDigest: descriptor.digest, manifest, config };
+}
+
+/** Stores a config blob and the OCI manifest naming it and `layers`; the manifest and its descriptor. */
+export function storeManifestBlobs(store: LocalStore, configBytes: string | Buffer, layers: Descriptor[], annotations?: Record<string, string>): { manifest: Manifest; descriptor: Descriptor } {
+  const configBlob = store.putBlob(configBytes);
   const manifest: Manifest = {
     schemaVersion: 2,
     mediaType: MEDIA.manifest,
@@ -67,7 +73,7 @@ export function storeImage(store: LocalStore, config: ImageConfig, layers: Descr
     ...(annotations ? { annotations } : {}),
   };
   const manifestBlob = store.putBlob(JSON.stringify(manifest));
-  return { manifestDigest: manifestBlob.digest, manifest, config };
+  return { manifest, descriptor: { mediaType: MEDIA.manifest, digest: manifestBlob.digest, size: manifestBlob.size } };
 }
 
 export class ImportError extends UserError {}
