@@ -6,6 +6,7 @@
 import { closeSync } from "node:fs";
 import { UserError } from "../errors.ts";
 import { hashFile } from "../hash/blake3.ts";
+import { readBodyBytes } from "../util/network.ts";
 import { terminalText } from "../util/terminal-text.ts";
 
 export class JobsError extends UserError {}
@@ -61,8 +62,8 @@ export class JobsClient {
 
   private async json<T>(response: Response, what: string): Promise<T> {
     if (!response.ok) throw new JobsError(`${what}: HTTP ${response.status} ${await errorText(response)}`);
-    const text = await response.text();
-    if (text.length > MAX_ANSWER_BYTES) throw new JobsError(`${what}: the answer is larger than ${MAX_ANSWER_BYTES} bytes`);
+    // Read with the bound, not checked after: a hostile server could otherwise send gigabytes first.
+    const text = (await readBodyBytes(response, MAX_ANSWER_BYTES, what, (max) => `the answer is larger than ${max} bytes`)).toString("utf8");
     try {
       return JSON.parse(text) as T;
     } catch {
@@ -167,7 +168,7 @@ export class JobsClient {
 
 async function errorText(response: Response): Promise<string> {
   try {
-    const text = (await response.text()).slice(0, 4096);
+    const text = (await readBodyBytes(response, 4096, "an error answer", () => "too large")).toString("utf8");
     const parsed = JSON.parse(text) as { error?: unknown };
     return terminalText(typeof parsed.error === "string" ? parsed.error : text, { max: 300 });
   } catch {

@@ -1,0 +1,31 @@
+import { afterAll, expect, test } from "bun:test";
+import { JobsClient } from "./jobs-client.ts";
+
+// A build server that answers with more than any job answer needs, without saying its length.
+let sent = 0;
+const server = Bun.serve({
+  hostname: "127.0.0.1",
+  port: 0,
+  fetch(request) {
+    const huge = new URL(request.url).pathname === "/v1/jobs";
+    const chunk = new Uint8Array(1 << 20).fill(0x20);
+    let left = huge ? 64 : 0;
+    return new Response(
+      new ReadableStream({
+        pull(controller) {
+          if (left-- <= 0) return controller.close();
+          sent += chunk.length;
+          controller.enqueue(chunk);
+        },
+      }),
+      { status: 200, headers: { "content-type": "application/json" } },
+    );
+  },
+});
+afterAll(() => server.stop(true));
+
+test("an answer over the bound is refused while it is read, not after", async () => {
+  const client = new JobsClient({ url: `http://127.0.0.1:${server.port}` });
+  await expect(client.submit({}, [])).rejects.toThrow("submitting the build: the answer is larger than 8388608 bytes");
+  expect(sent).toBeLessThan(32 << 20); // stopped near the bound, not after all 64 MiB
+});
