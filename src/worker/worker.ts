@@ -162,7 +162,7 @@ export class Worker {
     const child = Bun.spawn([this.options.binary, ...args], { cwd: place.work, env, stdout: "pipe", stderr: "pipe" });
     const job = this.running.get(id);
     if (job) job.child = child;
-    const [stderr] = await Promise.all([new Response(child.stderr).text(), this.forward(id, child.stdout)]);
+    const [stderr] = await Promise.all([lastBytesOf(child.stderr, 64 * 1024), this.forward(id, child.stdout)]);
     const code = await child.exited;
     if (code !== 0) return { error: terminalText(stderr.trim().split("\n").slice(-20).join("\n") || `the build exited with ${code}`, { max: 8000 }) };
     const meta = JSON.parse(readFileSync(metadata, "utf8")) as { "containerimage.digest": string; steps: unknown[] };
@@ -207,4 +207,17 @@ export class Worker {
 /** The worker's environment without MemoBuild's own settings (the job's build sets what it needs). */
 function cleanEnvironment(): Record<string, string> {
   return Object.fromEntries(Object.entries(process.env).filter(([k, v]) => v !== undefined && !k.startsWith("MEMOBUILD_") && !k.startsWith("SSH_AUTH_SOCK"))) as Record<string, string>;
+}
+
+/**
+ * The last `max` bytes a stream carries, as text: the build's stderr ends with its error, and a
+ * build that writes gigabytes there must not hold them in the worker's memory.
+ */
+async function lastBytesOf(stream: ReadableStream<Uint8Array>, max: number): Promise<string> {
+  let kept = Buffer.alloc(0);
+  for await (const chunk of stream) {
+    kept = Buffer.concat([kept, chunk]);
+    if (kept.length > max) kept = kept.subarray(kept.length - max);
+  }
+  return kept.toString("utf8");
 }
