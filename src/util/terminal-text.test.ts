@@ -34,7 +34,7 @@ describe("terminalText", () => {
  */
 describe("every site that reads another party's answer makes it safe to print", () => {
   const root = join(import.meta.dir, "..");
-  const READS = /\.text\(\)|\.json\(\)|readBodyBytes\(|readBody\(|statusText/;
+  const READS = /\.text\(\)|\.json\(\)|readBodyBytes\(|readBody\(|lastBytesOf\(|statusText/;
   const EXEMPT: Record<string, string> = {
     "util/network.ts": "the body reader itself: its messages name only what its caller passes and byte counts",
     "image/docker-load.ts": "quotes the Docker Engine in errors only, which main.ts's reportError sanitizes",
