@@ -289,3 +289,80 @@ test("content comes in chunks of the size asked for", () => {
   expect(reader.next()).toBeUndefined();
   reader.close();
 });
+
+test("an archive may end without its zero blocks, but not inside a header or before the content it declared", () => {
+  const file = rawHeader({ name: "f", flag: "0", size: "00000000003\0" });
+  const content = padded(Buffer.from("abc"));
+  expect(entriesOf(Buffer.concat([file, content])).map(([entry, text]) => [entry.name, text])).toEqual([["f", "abc"]]);
+  // A second header cut short: once read as a clean end, and the entry silently lost.
+  const cut = rawHeader({ name: "g", flag: "0" }).subarray(0, 100);
+  expect(() => entriesOf(Buffer.concat([file, content, cut]))).toThrow("the archive ends inside the header at offset 1024");
+  // Content that is skipped (not read) but not there: the next header lies past the end.
+  const reader = readerOf(Buffer.concat([rawHeader({ name: "big", flag: "0", size: "00000010000\0" }), Buffer.from("x")]));
+  try {
+    expect(reader.next()?.name).toBe("big");
+    expect(() => reader.next()).toThrow("the archive ends at offset 513, inside the content of its last entry");
+  } finally {
+    reader.close();
+  }
+});
+
+test("a global PAX header and a GNU long link padded with NULs give the entries after them nothing else", () => {
+  // git archive writes a global header with the commit id; it is not the next entry's link.
+  const global = Buffer.from(record("comment", "0123abcd"), "latin1");
+  const size = (body: Buffer) => body.length.toString(8).padStart(11, "0") + "\0";
+  const linkHeader = rawHeader({ name: "l", flag: "2", raw: (b) => b.write("target", 157, "latin1") });
+  const [[link]] = entriesOf(Buffer.concat([rawHeader({ name: "pax_global_header", flag: "g", size: size(global) }), padded(global), linkHeader]));
+  expect(link).toMatchObject({ name: "l", type: "symlink", linkname: "target" });
+  const longLink = Buffer.from("link-from-K\0\0\0\0", "latin1");
+  const [[padded4]] = entriesOf(Buffer.concat([rawHeader({ name: "././@LongLink", flag: "K", size: size(longLink) }), padded(longLink), linkHeader]));
+  expect(padded4.linkname).toBe("link-from-K");
+});
+
+test("a name ending in a slash makes a directory only of a plain-file header; other kinds keep their type", () => {
+  const [[hard], [old]] = entriesOf(Buffer.concat([rawHeader({ name: "h/", flag: "1", raw: (b) => b.write("f", 157, "latin1") }), rawHeader({ name: "d/", flag: "\0" })]));
+  expect(hard).toMatchObject({ name: "h", type: "hardlink", linkname: "f" });
+  expect(old).toMatchObject({ name: "d", type: "dir" });
+});
+
+test("a bad number names its header field; octal may carry several trailing spaces", () => {
+  const bad = (offset: number) => rawHeader({ name: "f", flag: "0", raw: (b) => b.write("9\0", offset, "latin1") });
+  expect(readAll(bad(108))).toBe('uid "9" is not an octal number in the tar header at offset 0');
+  expect(readAll(bad(116))).toBe('gid "9" is not an octal number in the tar header at offset 0');
+  expect(readAll(bad(329))).toBe('devmajor "9" is not an octal number in the tar header at offset 0');
+  expect(readAll(bad(337))).toBe('devminor "9" is not an octal number in the tar header at offset 0');
+  const badSum = rawHeader({ name: "f", flag: "0" });
+  badSum.write("9", 148, "latin1");
+  expect(readAll(badSum)).toStartWith('checksum "9');
+  expect(readAll(badSum)).toEndWith('" is not an octal number in the tar header at offset 0');
+  const [[spaced]] = entriesOf(Buffer.concat([rawHeader({ name: "f", flag: "0", mode: "00644  \0" }), Buffer.alloc(1024)]));
+  expect(spaced.mode).toBe(0o644);
+  // A PAX value is quoted in the message, cut to 40 characters.
+  expect(readAll(Buffer.concat([paxEntry(record("uid", "x".repeat(100))), rawHeader({ name: "f", flag: "0" })]))).toBe(`PAX uid=${JSON.stringify("x".repeat(40))} is not a number (entry at offset 1024)`);
+  // The offset of a keyless record is its own, after good ones.
+  expect(readAll(Buffer.concat([paxEntry(record("a", "b") + "6 =yz\n"), rawHeader({ name: "f", flag: "0" })]))).toBe(`PAX record without a key at offset ${512 + record("a", "b").length}`);
+});
+
+test("the writer leaves the link field empty without a link, and sends a size over 8 GiB as a PAX record", () => {
+  const bytes = archiveOf([{ ...base, type: "file", name: "f" }]);
+  expect(bytes.subarray(157, 257).every((byte) => byte === 0)).toBe(true);
+  const huge = 2 ** 34 + 5;
+  const wide = archiveOf([{ ...base, type: "file", name: "huge", size: huge }]);
+  expect(wide.toString("latin1", 512, 1024)).toContain(` size=${huge}\n`);
+  expect(wide.toString("latin1", 1024 + 124, 1024 + 136)).toBe("77777777777\0");
+  const reader = readerOf(wide);
+  try {
+    expect(reader.next()).toMatchObject({ name: "huge", size: huge });
+  } finally {
+    reader.close();
+  }
+  // At the largest size the header holds, no PAX record.
+  expect(archiveOf([{ ...base, type: "file", name: "max", size: 0o77777777777 }]).toString("latin1", 156, 157)).toBe("0");
+});
+
+/** A reader over bytes written to a scratch file; the caller closes it. */
+function readerOf(bytes: Buffer): TarReader {
+  const file = join(dir, `reader-${Math.random().toString(36).slice(2)}.tar`);
+  writeFileSync(file, bytes);
+  return new TarReader(file);
+}

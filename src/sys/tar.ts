@@ -7,7 +7,7 @@
  * `preservePaths`, needed to keep absolute symlinks, also turns its path checks off).
  * Names are byte strings (see context/paths.ts).
  */
-import { closeSync, openSync, readSync } from "node:fs";
+import { closeSync, fstatSync, openSync, readSync } from "node:fs";
 import { UserError } from "../errors.ts";
 
 export type TarEntryType = "file" | "dir" | "symlink" | "hardlink" | "char" | "block" | "fifo";
@@ -211,6 +211,29 @@ export class TarReader {
     return buffer;
   }
 
+  /**
+   * The next header block, or undefined where the archive ends at a block boundary: archives may
+   * end without their zero blocks. Ending inside a header, or before the content just skipped,
+   * is a truncated archive (Go's archive/tar: io.ErrUnexpectedEOF), never a clean end.
+   */
+  private readHeader(): Buffer | undefined {
+    const block = Buffer.alloc(BLOCK);
+    let filled = 0;
+    while (filled < BLOCK) {
+      const n = readSync(this.fd, block, filled, BLOCK - filled, this.position + filled);
+      if (n === 0) break;
+      filled += n;
+    }
+    if (filled === BLOCK) {
+      this.position += BLOCK;
+      return block;
+    }
+    if (filled > 0) throw new TarFormatError(`the archive ends inside the header at offset ${this.position}`);
+    const size = fstatSync(this.fd).size;
+    if (size < this.position) throw new TarFormatError(`the archive ends at offset ${size}, inside the content of its last entry`);
+    return undefined;
+  }
+
   private skipContent() {
     this.position += this.remaining + this.padding;
     this.remaining = 0;
@@ -224,14 +247,8 @@ export class TarReader {
     let longName: string | undefined;
     let longLink: string | undefined;
     for (;;) {
-      let block: Buffer;
-      try {
-        block = this.read(BLOCK);
-      } catch (error) {
-        if (error instanceof TarFormatError) return undefined; // archives may end without zero blocks
-        throw error;
-      }
-      if (block.every((b) => b === 0)) return undefined;
+      const block = this.readHeader();
+      if (!block || block.every((b) => b === 0)) return undefined;
       const at = this.position - BLOCK;
       const stored = readOctal(block, 148, 8, "checksum", at);
       block.fill(0x20, 148, 156);
