@@ -292,7 +292,9 @@ export class TarReader {
         entry.name = name;
         if (entry.type === "file" && flag !== "0") entry.type = "dir";
       }
-      const dataSize = entry.type === "file" ? entry.size : size;
+      // As in Go's archive/tar (BuildKit's reader): links, devices, FIFOs and directories are
+      // header-only whatever size they declare, so the next block is the next header for both.
+      const dataSize = entry.type === "file" ? entry.size : 0;
       this.remaining = dataSize;
       this.padding = Math.ceil(dataSize / BLOCK) * BLOCK - dataSize;
       return entry;
