@@ -83,6 +83,59 @@ describe("builds through --builder", () => {
     expect(put.status).toBe(403);
   }, 120_000);
 
+  test("independent stages run on different workers at once; the build's own job finds them in the shared cache", async () => {
+    const unique = Date.now();
+    const dir = writeProject(join(work, "spread"), {
+      Dockerfile: `FROM memobuild/busybox AS a\nRUN sleep 2 && echo a-${unique} > /a\nFROM memobuild/busybox AS b\nRUN sleep 2 && echo b-${unique} > /b\nFROM memobuild/busybox\nCOPY --from=a /a /a\nCOPY --from=b /b /b\n`,
+    });
+    const local = runMemobuild(["build", dir, "--cache-dir", machineWithBase(join(work, "local-spread"), baseOci), "--metadata-file", join(work, "local-spread.json"), "-q"], { env: { SOURCE_DATE_EPOCH: "1700000000" } });
+    expect(local.exitCode).toBe(0);
+    const localMeta = JSON.parse(readFileSync(join(work, "local-spread.json"), "utf8"));
+    const since = Date.now();
+    const remote = await remoteBuild(dir, machineWithBase(join(work, "client-spread"), baseOci));
+    expect({ exitCode: remote.exitCode, stderr: remote.exitCode ? remote.stderr : "" }).toEqual({ exitCode: 0, stderr: "" });
+    expect(remote.meta["containerimage.digest"]).toBe(localMeta["containerimage.digest"]);
+    // Every step once, in the build's order, each naming the worker that ran it.
+    const steps = remote.meta.steps as { id: string; worker?: string; status: string }[];
+    expect(steps.map((s) => s.id)).toEqual(localMeta.steps.map((s: { id: string }) => s.id));
+    const ran = (id: string) => steps.find((s) => s.id === id)!;
+    expect([ran("a/1").status, ran("b/1").status]).toEqual(["executed", "executed"]);
+    expect(ran("a/1").worker).not.toBe(ran("b/1").worker);
+    expect(["w1", "w2"]).toContain(ran("a/1").worker!);
+    expect(["w1", "w2"]).toContain(ran("b/1").worker!);
+    // The display shows each step once, numbered as in the build's plan.
+    expect(remote.stderr).toMatch(/^#2 \[a 2\/2\] RUN sleep 2/m);
+    expect(remote.stderr).toMatch(/^#4 \[b 2\/2\] RUN sleep 2/m);
+    const shown = (what: string) => [...remote.stderr.matchAll(new RegExp(`^#(\\d+) ${what}`, "gm"))].map((m) => Number(m[1])).sort((a, b) => a - b);
+    expect(shown("\\[")).toEqual([1, 2, 3, 4, 5, 6, 7]);
+    expect(shown("(DONE|CACHED)")).toEqual([1, 2, 3, 4, 5, 6, 7]);
+    // Three jobs: one per stage, at the same time on different workers, then the build's own.
+    type Job = { state: string; worker?: string; created: number; started: number; finished: number };
+    const jobs = (await api<{ jobs: Job[] }>("/v1/jobs")).jobs.filter((j) => j.created >= since).reverse();
+    expect(jobs.map((j) => j.state)).toEqual(["succeeded", "succeeded", "succeeded"]);
+    const [first, second, last] = jobs;
+    expect(new Set([first.worker, second.worker])).toEqual(new Set([ran("a/1").worker, ran("b/1").worker]));
+    expect(first.started < second.finished && second.started < first.finished).toBe(true);
+    expect(last.created).toBeGreaterThanOrEqual(Math.max(first.finished, second.finished));
+  }, 120_000);
+
+  test("a stage that fails fails the build with its error, and the other stage's job is cancelled", async () => {
+    const since = Date.now();
+    const dir = writeProject(join(work, "spread-fail"), {
+      Dockerfile: `FROM memobuild/busybox AS slow\nRUN sleep 30 && echo never-${since} > /s\nFROM memobuild/busybox AS broken\nRUN sleep 1 && echo broken-${since} && exit 7\nFROM memobuild/busybox\nCOPY --from=slow /s /s\nCOPY --from=broken /b /b\n`,
+    });
+    const started = Date.now();
+    const result = await remoteBuild(dir, machineWithBase(join(work, "client-spread-fail"), baseOci));
+    expect(result.exitCode).toBe(1);
+    expect(result.stderr).toMatch(/stage broken: the build failed on worker w[12]: .*exit code 7/s);
+    expect(Date.now() - started).toBeLessThan(25_000); // it did not wait for the slow stage
+    // The slow stage's job was cancelled, and the build's own job was never submitted.
+    type Job = { state: string; created: number };
+    const jobs = async () => (await api<{ jobs: Job[] }>("/v1/jobs")).jobs.filter((j) => j.created >= since);
+    for (let i = 0; i < 100 && (await jobs()).some((j) => j.state === "running"); i++) await Bun.sleep(100);
+    expect((await jobs()).map((j) => j.state).sort()).toEqual(["cancelled", "failed"]);
+  }, 120_000);
+
   test("provenance of a build run on a worker names the worker as the builder and by each step, and the base image", async () => {
     const client = machineWithBase(join(work, "client-provenance"), baseOci);
     const layout = join(work, "provenance-oci");

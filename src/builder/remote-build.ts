@@ -19,6 +19,8 @@ import { JobsClient, JobsError } from "../remote/jobs-client.ts";
 import { parseBlobRef, type BlobRef, type ContextFile, type ImageBlobs, type JobDefinition } from "../remote/job-definition.ts";
 import type { RemoteCache } from "../remote/client.ts";
 import { Root } from "../rootfs/root.ts";
+import type { SpreadJob } from "./spread-plan.ts";
+import { runSpread } from "./spread-run.ts";
 import { imageReferences, imageResolver } from "../solver/images.ts";
 import type { ProgressEvent, ProgressSink } from "../solver/progress.ts";
 import type { StepResult } from "../solver/result.ts";
@@ -43,6 +45,8 @@ export interface RemoteBuildOptions {
   hints?: string[];
   /** `--secret` values: they stay here until the worker's build asks for them, and go only to it. */
   secrets?: ReadonlyMap<string, Buffer>;
+  /** The build cut into jobs for several workers (spread-plan.ts), and the plan the client shows; absent: one job. */
+  spread?: { jobs: SpreadJob[]; plan: ProgressEvent };
 }
 
 export class RemoteBuildError extends UserError {}
@@ -66,12 +70,17 @@ export async function buildRemotely(options: RemoteBuildOptions): Promise<{ imag
     secrets: [...(options.secrets?.keys() ?? [])],
   };
   const secrets = secretTexts(options.secrets); // before anything is submitted
-  const id = await jobs.submit(definition, options.hints ?? []);
+  const outcome = options.spread ? await runSpread({ jobs, definition, spread: options.spread.jobs, plan: options.spread.plan, progress, follow: (id, sink) => follow(jobs, id, sink, secrets) }) : await runOne(jobs, definition, options.hints ?? [], progress, secrets);
+  return { image: await importImage(options, outcome.image), steps: outcome.steps };
+}
+
+/** The whole build as one job; Ctrl-C cancels it. */
+async function runOne(jobs: JobsClient, definition: JobDefinition, hints: string[], progress: ProgressSink, secrets: Record<string, string>): Promise<{ image: ImageBlobs; steps: StepResult[] }> {
+  const id = await jobs.submit(definition, hints);
   const cancel = () => void jobs.cancel(id).finally(() => process.exit(130));
   process.once("SIGINT", cancel);
   try {
-    const outcome = await follow(jobs, id, progress, secrets);
-    return { image: await importImage(options, outcome.image), steps: outcome.steps };
+    return await follow(jobs, id, progress, secrets);
   } finally {
     process.removeListener("SIGINT", cancel);
   }

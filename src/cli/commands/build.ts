@@ -8,7 +8,7 @@ import { exportImage } from "../../image/export.ts";
 import { normalizeReference } from "../../image/reference.ts";
 import { hostname } from "node:os";
 import { formatPlatform, hostPlatform } from "../../frontend/platform.ts";
-import type { ProgressSink } from "../../solver/progress.ts";
+import type { ProgressEvent, ProgressSink } from "../../solver/progress.ts";
 import { displayMode, openDisplay, type BuildOutcome, type Display, type OutputResult } from "../display.ts";
 import type { LocalStore } from "../../cache/store.ts";
 import type { OutputSpec } from "../../image/export.ts";
@@ -17,6 +17,7 @@ import type { StoredImage } from "../../image/layout.ts";
 import type { BuildReporter } from "../../report/reporter.ts";
 import { build, sourceDateEpoch } from "../../solver/solver.ts";
 import { buildRemotely } from "../../builder/remote-build.ts";
+import { spreadJobs } from "../../builder/spread-plan.ts";
 import { runChecks } from "../check.ts";
 import { JobsClient } from "../../remote/jobs-client.ts";
 import { RemoteCache } from "../../remote/client.ts";
@@ -248,10 +249,23 @@ async function buildOnWorker(builder: string, settings: Settings, flags: BuildFl
   };
   // The keys of the build's steps, computed here, let the server send it where they are cached;
   // the plan and inputs behind them are what provenance records of the build.
-  const planned = await build({ ...options, store, secrets: new Map(), network: "default", progress: () => {}, dryRun: true }).catch(() => undefined);
+  let plan: ProgressEvent | undefined;
+  const planned = await build({ ...options, store, secrets: new Map(), network: "default", progress: (e) => void (e.type === "plan" && (plan = e)), dryRun: true }).catch(() => undefined);
   const hints = planned ? planned.steps.map((s) => s.key).filter(Boolean) : [];
-  const built = await buildRemotely({ ...options, jobs, remote: cache, store, labels: parseLabels("--label", flags.label), progress, hints, secrets: new Map(flags.secret.map(parseSecret)) });
+  const spread = await spreadOverWorkers(planned, plan, options.noCache, cache);
+  const built = await buildRemotely({ ...options, jobs, remote: cache, store, labels: parseLabels("--label", flags.label), progress, hints, secrets: new Map(flags.secret.map(parseSecret)), spread });
   return { ...built, plan: planned?.plan, inputs: planned?.inputs };
+}
+
+/**
+ * Independent stages that the shared cache lacks go to jobs of their own, so idle workers build
+ * them at once. Not with --no-cache (the build's own job would run them all again), nor when the
+ * dry run here could not plan the build (the worker then plans it alone, as one job).
+ */
+async function spreadOverWorkers(planned: { graph: BuildGraph; steps: StepResult[] } | undefined, plan: ProgressEvent | undefined, noCache: boolean, cache: RemoteCache) {
+  if (!planned || !plan || noCache) return undefined;
+  const jobs = await spreadJobs(planned.graph, planned.steps, (key) => cache.hasAction(key));
+  return jobs && { jobs, plan };
 }
 
 /** Each output in turn; each listed with the digest a user meets there. */
