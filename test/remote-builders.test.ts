@@ -136,6 +136,22 @@ describe("builds through --builder", () => {
     expect((await jobs()).map((j) => j.state).sort()).toEqual(["cancelled", "failed"]);
   }, 120_000);
 
+  test("Ctrl-C on a build spread over workers cancels every job of it", async () => {
+    const since = Date.now();
+    const dir = writeProject(join(work, "spread-cancel"), {
+      Dockerfile: `FROM memobuild/busybox AS a\nRUN sleep 60 && echo a-${since} > /a\nFROM memobuild/busybox AS b\nRUN sleep 60 && echo b-${since} > /b\nFROM memobuild/busybox\nCOPY --from=a /a /a\nCOPY --from=b /b /b\n`,
+    });
+    const client = Bun.spawn([memobuildBinary(), "build", dir, "--cache-dir", machineWithBase(join(work, "client-spread-cancel"), baseOci), "--builder", server.url, "--remote-token", CLIENT, "--progress", "plain"], { stdout: "ignore", stderr: "pipe" });
+    type Job = { state: string; created: number };
+    const jobs = async () => (await api<{ jobs: Job[] }>("/v1/jobs")).jobs.filter((j) => j.created >= since);
+    for (let i = 0; i < 100 && (await jobs()).filter((j) => j.state === "running").length < 2; i++) await Bun.sleep(100);
+    expect((await jobs()).map((j) => j.state)).toEqual(["running", "running"]);
+    client.kill("SIGINT");
+    expect(await client.exited).toBe(130);
+    for (let i = 0; i < 100 && (await jobs()).some((j) => j.state === "running"); i++) await Bun.sleep(100);
+    expect((await jobs()).map((j) => j.state)).toEqual(["cancelled", "cancelled"]);
+  }, 120_000);
+
   test("provenance of a build run on a worker names the worker as the builder and by each step, and the base image", async () => {
     const client = machineWithBase(join(work, "client-provenance"), baseOci);
     const layout = join(work, "provenance-oci");

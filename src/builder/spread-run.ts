@@ -30,13 +30,14 @@ type Outcome = { image: ImageBlobs; steps: StepResult[] };
 export class SpreadBuildError extends UserError {}
 
 export async function runSpread(run: SpreadRun): Promise<Outcome> {
-  const submitted = new Map<SpreadJob, string>();
+  // Submissions as they go out: one still in flight when the user presses Ctrl-C is cancelled too.
+  const submitted = new Map<SpreadJob, Promise<string>>();
   const ended = new Set<SpreadJob>();
   let stopping = false;
   const cancelAll = async () => {
     stopping = true;
     const open = [...submitted].filter(([job]) => !ended.has(job));
-    await Promise.all(open.map(([, id]) => run.jobs.cancel(id).catch(() => {})));
+    await Promise.all(open.map(([, id]) => id.then((i) => run.jobs.cancel(i)).catch(() => {})));
   };
   const interrupt = () => void cancelAll().finally(() => process.exit(130));
   process.once("SIGINT", interrupt);
@@ -53,8 +54,9 @@ export async function runSpread(run: SpreadRun): Promise<Outcome> {
           await Promise.all(job.after.map((stage) => start(byStage.get(stage)!)));
           if (stopping) throw new SpreadBuildError("the build was stopped");
           const definition = job.stage === undefined ? run.definition : { ...run.definition, target: job.stage };
-          const id = await run.jobs.submit(definition, job.hints);
-          submitted.set(job, id);
+          const submission = run.jobs.submit(definition, job.hints);
+          submitted.set(job, submission);
+          const id = await submission;
           try {
             outcomes.set(job, await run.follow(id, sink(job)));
           } catch (error) {
