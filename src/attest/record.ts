@@ -67,8 +67,11 @@ export function buildRecord(base: RecordBase, result: BuildOutcome): BuildRecord
   return { ...base, dependencies: dependenciesOf(result, base.platform), steps: stepRecords(result) };
 }
 
-/** Who built it: the worker that ran the build (--builder), else this machine. */
+/**
+ * Who built it: the worker that ran the build (--builder), else this machine. A build spread
+ * over workers was put together by the one that ran its last stage, whose steps come last.
+ */
 export function builderIdOf(result: BuildOutcome, host: string): string {
-  const worker = result.steps.find((s) => s.worker)?.worker;
+  const worker = result.steps.findLast((s) => s.worker && s.status !== "skipped")?.worker;
   return worker ? `https://memobuild.dev/builders/worker/${encodeURIComponent(worker)}` : `https://memobuild.dev/builders/local/${encodeURIComponent(host)}`;
 }
