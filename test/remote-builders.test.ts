@@ -4,6 +4,8 @@
  * build runs on a worker, gives the same image as a local build, and its results are shared,
  * written and signed by the worker; the next build of the project goes to the worker that holds
  * it; a worker killed in the middle of a RUN loses the build to the other, and the build succeeds.
+ * Independent stages of one build run as jobs of their own on both workers at once; a failing
+ * stage fails the build and cancels the rest, as Ctrl-C cancels every job of the build.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";

@@ -70,7 +70,9 @@ export async function buildRemotely(options: RemoteBuildOptions): Promise<{ imag
     secrets: [...(options.secrets?.keys() ?? [])],
   };
   const secrets = secretTexts(options.secrets); // before anything is submitted
-  const outcome = options.spread ? await runSpread({ jobs, definition, spread: options.spread.jobs, plan: options.spread.plan, progress, follow: (id, sink) => follow(jobs, id, sink, secrets) }) : await runOne(jobs, definition, options.hints ?? [], progress, secrets);
+  const outcome = options.spread
+    ? await runSpread({ jobs, definition, spread: options.spread.jobs, plan: options.spread.plan, progress, follow: (id, sink) => follow(jobs, id, sink, secrets) })
+    : await runOne(jobs, definition, options.hints ?? [], progress, secrets);
   return { image: await importImage(options, outcome.image), steps: outcome.steps };
 }
 

@@ -30,57 +30,71 @@ type Outcome = { image: ImageBlobs; steps: StepResult[] };
 export class SpreadBuildError extends UserError {}
 
 export async function runSpread(run: SpreadRun): Promise<Outcome> {
-  // Submissions as they go out: one still in flight when the user presses Ctrl-C is cancelled too.
-  const submitted = new Map<SpreadJob, Promise<string>>();
-  const ended = new Set<SpreadJob>();
-  let stopping = false;
-  const cancelAll = async () => {
-    stopping = true;
-    const open = [...submitted].filter(([job]) => !ended.has(job));
-    await Promise.all(open.map(([, id]) => id.then((i) => run.jobs.cancel(i)).catch(() => {})));
-  };
-  const interrupt = () => void cancelAll().finally(() => process.exit(130));
+  const build = new SpreadBuild(run);
+  const interrupt = () => void build.cancelAll().finally(() => process.exit(130));
   process.once("SIGINT", interrupt);
   try {
     run.progress(run.plan);
-    const outcomes = new Map<SpreadJob, Outcome>();
-    const started = new Map<SpreadJob, Promise<void>>();
-    const byStage = new Map(run.spread.filter((job) => job.stage !== undefined).map((job) => [job.stage!, job]));
-    const sink = showing(run);
-    const start = (job: SpreadJob): Promise<void> => {
-      let running = started.get(job);
-      if (!running) {
-        running = (async () => {
-          await Promise.all(job.after.map((stage) => start(byStage.get(stage)!)));
-          if (stopping) throw new SpreadBuildError("the build was stopped");
-          const definition = job.stage === undefined ? run.definition : { ...run.definition, target: job.stage };
-          const submission = run.jobs.submit(definition, job.hints);
-          submitted.set(job, submission);
-          const id = await submission;
-          try {
-            outcomes.set(job, await run.follow(id, sink(job)));
-          } catch (error) {
-            throw job.stage === undefined ? error : new SpreadBuildError(`stage ${job.stage}: ${(error as Error).message}`);
-          } finally {
-            ended.add(job);
-          }
-        })();
-        started.set(job, running);
-      }
-      return running;
-    };
-    const all = run.spread.map(start);
+    const all = run.spread.map((job) => build.start(job));
     try {
       await Promise.all(all);
     } catch (error) {
-      await cancelAll();
+      await build.cancelAll();
       await Promise.allSettled(all);
       throw error;
     }
-    const final = outcomes.get(run.spread.at(-1)!)!;
-    return { image: final.image, steps: mergeSteps(run.spread, outcomes) };
+    return { image: build.outcomes.get(run.spread.at(-1)!)!.image, steps: mergeSteps(run.spread, build.outcomes) };
   } finally {
     process.removeListener("SIGINT", interrupt);
+  }
+}
+
+/** The jobs of one build as they are submitted, followed and (all at once) cancelled. */
+class SpreadBuild {
+  readonly outcomes = new Map<SpreadJob, Outcome>();
+  private readonly started = new Map<SpreadJob, Promise<void>>();
+  /** Submissions as they go out: one still in flight when the build stops is cancelled too. */
+  private readonly submitted = new Map<SpreadJob, Promise<string>>();
+  private readonly ended = new Set<SpreadJob>();
+  private readonly byStage: Map<string, SpreadJob>;
+  private readonly sink: (job: SpreadJob) => ProgressSink;
+  private stopping = false;
+
+  constructor(private readonly run: SpreadRun) {
+    this.byStage = new Map(run.spread.filter((job) => job.stage !== undefined).map((job) => [job.stage!, job]));
+    this.sink = showing(run);
+  }
+
+  /** The job, submitted once the jobs it reads from have succeeded, followed to its end. */
+  start(job: SpreadJob): Promise<void> {
+    let running = this.started.get(job);
+    if (!running) {
+      running = this.submitAfter(job);
+      this.started.set(job, running);
+    }
+    return running;
+  }
+
+  async cancelAll() {
+    this.stopping = true;
+    const open = [...this.submitted].filter(([job]) => !this.ended.has(job));
+    await Promise.all(open.map(([, id]) => id.then((i) => this.run.jobs.cancel(i)).catch(() => {})));
+  }
+
+  private async submitAfter(job: SpreadJob) {
+    await Promise.all(job.after.map((stage) => this.start(this.byStage.get(stage)!)));
+    if (this.stopping) throw new SpreadBuildError("the build was stopped");
+    const definition = job.stage === undefined ? this.run.definition : { ...this.run.definition, target: job.stage };
+    const submission = this.run.jobs.submit(definition, job.hints);
+    this.submitted.set(job, submission);
+    const id = await submission;
+    try {
+      this.outcomes.set(job, await this.run.follow(id, this.sink(job)));
+    } catch (error) {
+      throw job.stage === undefined ? error : new SpreadBuildError(`stage ${job.stage}: ${(error as Error).message}`);
+    } finally {
+      this.ended.add(job);
+    }
   }
 }
 
