@@ -112,9 +112,10 @@ describe("builds through --builder", () => {
     expect(shown("\\[")).toEqual([1, 2, 3, 4, 5, 6, 7]);
     expect(shown("(DONE|CACHED)")).toEqual([1, 2, 3, 4, 5, 6, 7]);
     // Three jobs: one per stage, at the same time on different workers, then the build's own.
-    type Job = { state: string; worker?: string; created: number; started: number; finished: number };
+    type Job = { state: string; worker?: string; created: number; started: number; finished: number; hints: number };
     const jobs = (await api<{ jobs: Job[] }>("/v1/jobs")).jobs.filter((j) => j.created >= since).reverse();
     expect(jobs.map((j) => j.state)).toEqual(["succeeded", "succeeded", "succeeded"]);
+    expect(jobs.map((j) => j.hints)).toEqual([2, 2, 7]); // each job is scheduled by the keys of its own steps
     const [first, second, last] = jobs;
     expect(new Set([first.worker, second.worker])).toEqual(new Set([ran("a/1").worker, ran("b/1").worker]));
     expect(first.started < second.finished && second.started < first.finished).toBe(true);
