@@ -55,6 +55,8 @@ describe("the cache mounts panel", () => {
     versions: 3,
     stored: 4096,
     current: { id: "a".repeat(64), parent: null, signer, author: "0123456789ab", created: 0, published: Date.now(), files: 12, size: 2048, changed: 5 },
+    changes: [5],
+    fetched: { fetches: 0, filesFetched: 0, bytesFetched: 0, filesKept: 0, bytesKept: 0, ms: 0, savedMs: 0 },
   });
 
   test("shows each mount's versions, files changed in its last publish and who published it", () => {

@@ -28,4 +28,26 @@ export interface MountScopeInfo {
   /** Bytes of the distinct files of every version kept. */
   stored: number;
   current: MountVersionInfo;
+  /** Files changed by each of the last versions kept, newest first (at most 10). */
+  changes: number[];
+  /** What fetching this scope's versions downloaded and saved, over every fetch reported. */
+  fetched: MountFetchTotals;
+}
+
+/** What one fetch of a version did, as the client reports it (POST /v1/mounts/{scope}/fetched). */
+export interface MountFetchReport {
+  /** Files (distinct contents) downloaded, and their bytes. */
+  filesFetched: number;
+  bytesFetched: number;
+  /** Files of the version the machine had already: not downloaded. */
+  filesKept: number;
+  bytesKept: number;
+  /** How long the fetch took, listing to last file applied. */
+  ms: number;
+}
+
+/** A scope's fetches added up. `savedMs` estimates the time the kept files would have taken (see mounts.ts). */
+export interface MountFetchTotals extends MountFetchReport {
+  fetches: number;
+  savedMs: number;
 }

@@ -33,7 +33,7 @@ export interface AppParts {
   sessions: SessionStore;
   /** The remote-execution queue (absent: the server runs no builds). */
   jobs?: JobQueue;
-  /** Shared cache mounts (absent with --db: they are kept in the SQLite index only, for now). */
+  /** Shared cache mounts (absent in tests that build an app without them). */
   mounts?: MountStore;
   /** Whether the metadata and blob stores answer (GET /readyz); absent: always ready. */
   ready?: () => Promise<void>;

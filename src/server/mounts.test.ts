@@ -8,22 +8,33 @@ import { canonicalText, MOUNT_FORMAT, mountScope, versionId, type MountManifest 
 import { createLogger } from "../util/log.ts";
 import { createApp } from "./app.ts";
 import { createParts, type ServerParts } from "./parts.ts";
+import { BACKENDS, type Backend } from "../../test/support/backends.ts";
 
 const work = mkdtempSync(join(tmpdir(), "memobuild-mounts-server-"));
 afterAll(() => rmSync(work, { recursive: true, force: true }));
 
 const RW = "read-write-token";
 const RO = "read-only-token";
+let opened: ServerParts[] = [];
 let parts: ServerParts | undefined;
 let n = 0;
-afterEach(() => parts?.close());
+afterEach(async () => {
+  await Promise.all(opened.map((p) => p.close()));
+  opened = [];
+});
 
-async function server(options: { mountBudget?: number; maxSize?: number; pendingGraceMs?: number } = {}) {
-  parts = await createParts({ dataDir: join(work, `data${++n}`), ...options, tokens: [{ token: RW, role: "rw" }, { token: RO, role: "ro" }], log: createLogger({ MEMOBUILD_LOG: "error" }) });
+type ServerOptions = { mountBudget?: number; maxSize?: number; pendingGraceMs?: number; dataDir?: string };
+
+/** A server on `backend`; the same dataDir again is another replica over the same stores. */
+async function serverOn(backend: Backend, options: ServerOptions = {}) {
+  const dataDir = options.dataDir ?? join(work, `data${++n}`);
+  parts = await createParts({ ...options, dataDir, ...(await backend.options(dataDir)), tokens: [{ token: RW, role: "rw" }, { token: RO, role: "ro" }], log: createLogger({ MEMOBUILD_LOG: "error" }) });
+  opened.push(parts);
   const app = createApp(parts);
-  return (method: string, path: string, body?: string, token = RW) => app.fetch(new Request(`http://cache${path}`, { method, body, headers: { authorization: `Bearer ${token}` } }));
+  const call = (method: string, path: string, body?: string, token = RW) => app.fetch(new Request(`http://cache${path}`, { method, body, headers: { authorization: `Bearer ${token}` } }));
+  return Object.assign(call, { dataDir });
 }
-type Call = Awaited<ReturnType<typeof server>>;
+type Call = Awaited<ReturnType<typeof serverOn>>;
 
 const SCOPE = mountScope("npm", undefined);
 
@@ -46,7 +57,8 @@ async function publish(call: Call, files: Record<string, string>, options: { par
 
 const versions = async (call: Call) => ((await (await call("GET", `/v1/mounts/${SCOPE}`)).json()) as { versions: { id: string; parent: string | null; signer: string | null; changed: number }[] }).versions;
 
-describe("shared cache mounts on the server", () => {
+for (const backend of BACKENDS) describe(`shared cache mounts on ${backend.name}`, () => {
+  const server = (options: ServerOptions = {}) => serverOn(backend, options);
   test("a version is published, listed and served; a read-only token fetches but gets 403 publishing", async () => {
     const call = await server();
     const first = await publish(call, { "a.tgz": "A", "b.tgz": "B" });
@@ -72,6 +84,35 @@ describe("shared cache mounts on the server", () => {
     ]);
     const current = JSON.parse(await (await call("GET", `/v1/mounts/${SCOPE}/${right.id}`)).text()) as MountManifest;
     expect(current.files.map((f) => f.path)).toEqual(["a.tgz", "right.tgz"]);
+  });
+
+  test("publishers from one parent at once, on two replicas: every version kept, the last published current, no update lost", async () => {
+    const one = await server();
+    // On PostgreSQL a second replica over the same database and bucket; on SQLite the one process.
+    const two = backend.files ? one : await server({ dataDir: one.dataDir });
+    const parent = await publish(one, { "a.tgz": "A" });
+    const forks = await Promise.all(Array.from({ length: 6 }, (_, i) => publish(i % 2 ? two : one, { "a.tgz": "A", [`f${i}.tgz`]: `F${i}` }, { parent: parent.id, created: 10 + i })));
+    expect(forks.map((f) => f.response.status)).toEqual([201, 201, 201, 201, 201, 201]);
+    const listed = await versions(two);
+    expect(listed.map((v) => v.id).sort()).toEqual([parent.id, ...forks.map((f) => f.id)].sort());
+    expect(listed.filter((v) => v.parent === parent.id).map((v) => v.changed)).toEqual([1, 1, 1, 1, 1, 1]);
+    const { scopes } = (await (await one("GET", "/v1/mounts")).json()) as { scopes: { current: { id: string }; versions: number; changes: number[] }[] };
+    expect(scopes.map((s) => [s.current.id, s.versions])).toEqual([[listed[0].id, 7]]);
+    expect(scopes[0].changes).toEqual([1, 1, 1, 1, 1, 1, 1]);
+  });
+
+  test("a fetch's report is added to its scope: files and bytes downloaded and kept, and the time the kept ones saved", async () => {
+    const call = await server();
+    await publish(call, { "a.tgz": "A" });
+    const report = (body: unknown, token = RO, scope = SCOPE) => call("POST", `/v1/mounts/${scope}/fetched`, JSON.stringify(body), token);
+    // 1000 bytes in 50 ms: the 3000 bytes kept would have taken 150 ms.
+    expect((await report({ filesFetched: 2, bytesFetched: 1000, filesKept: 30, bytesKept: 3000, ms: 50 })).status).toBe(200);
+    expect((await report({ filesFetched: 0, bytesFetched: 0, filesKept: 31, bytesKept: 4000, ms: 9 })).status).toBe(200); // no rate: nothing counted
+    expect((await report({ filesFetched: 1, bytesFetched: 10, filesKept: 1, bytesKept: 10, ms: -1 })).status).toBe(400);
+    expect((await report({ filesFetched: "1" })).status).toBe(400);
+    expect((await report({ filesFetched: 1, bytesFetched: 1, filesKept: 1, bytesKept: 1, ms: 1 }, RO, mountScope("never", undefined))).status).toBe(404);
+    const { scopes } = (await (await call("GET", "/v1/mounts")).json()) as { scopes: { fetched: unknown }[] };
+    expect(scopes[0].fetched).toEqual({ fetches: 2, filesFetched: 2, bytesFetched: 1000, filesKept: 61, bytesKept: 7000, ms: 59, savedMs: 150 });
   });
 
   test("refuses a version naming files not uploaded, a wrong name, another scope, and a bad signature", async () => {

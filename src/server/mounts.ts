@@ -6,54 +6,67 @@
  *   GET  /v1/mounts/{scope}                its versions, newest first (no files)
  *   GET  /v1/mounts/{scope}/{version}      a version's manifest
  *   POST /v1/mounts/missing                { hashes } -> { missing }: which blobs to upload
- *   PUT  /v1/mounts/{scope}/{version}      publish (read-write tokens only: 403 otherwise)
+ *   PUT  /v1/mounts/{scope}/{version}      publish (read-write and worker tokens: 403 otherwise)
+ *   POST /v1/mounts/{scope}/fetched        a client says what one fetch downloaded and kept
  *
  * A version names blobs already stored (400 otherwise), is named by its BLAKE3 (400 otherwise)
  * and, when signed, must verify (400). Two versions from one parent are both kept; the one
  * published last is current; nothing is merged. Each scope keeps to a byte budget: old versions
  * go first, the newest stays (a version larger than the budget is refused, 413).
  *
- * Tables live in the cache's SQLite file. The blobs a kept version needs are listed in the
- * storage's `action_blobs` under the key `mount:VERSION`, so the storage's own eviction never
- * takes them; when a version goes, its rows go, and its blobs are then as any unneeded blob.
+ * The rows live beside the cache index (SQLite in mounts-sqlite.ts, PostgreSQL in mounts-pg.ts,
+ * one shared test suite). The blobs a kept version needs are listed in the index's
+ * `action_blobs` under the key `mount:VERSION`, so the storage's own eviction never takes them;
+ * when a version goes, its rows go, and its blobs are then as any unneeded blob.
  */
 import { Hono } from "hono";
-import type { Database } from "bun:sqlite";
-import { HASH, type Storage } from "./storage.ts";
-import { SqliteCacheIndex } from "./cache-index.ts";
+import { HASH } from "./storage.ts";
 import { boundedText, error, type AppEnv } from "./http.ts";
 import { parseManifest, signerOf, type MountManifest, type MountScopeInfo, type MountVersionInfo } from "../remote/mount-manifest.ts";
-
-const SCHEMA = `
-CREATE TABLE IF NOT EXISTS mount_versions (
-  seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE, scope TEXT NOT NULL, parent TEXT,
-  label_id TEXT NOT NULL, label_scope TEXT, signer TEXT, author TEXT, created INTEGER NOT NULL,
-  published INTEGER NOT NULL, files INTEGER NOT NULL, size INTEGER NOT NULL, changed INTEGER NOT NULL, body TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS mount_versions_scope ON mount_versions (scope, seq);
-`;
+import type { MountFetchReport } from "../remote/mount-types.ts";
 
 /** A manifest of a million files is ~100 MB of JSON; caches that large are not shared file by file. */
 export const MAX_MANIFEST_BYTES = 64 * 1024 * 1024;
 export const DEFAULT_MOUNT_BUDGET = 2 * 1024 * 1024 * 1024;
 
-const blobKey = (version: string) => `mount:${version}`;
-/** Every column but the manifest itself (which may be megabytes): what listings read. */
-const INFO = "seq, id, scope, parent, label_id, label_scope, signer, author, created, published, files, size, changed";
+/** The key under which a version's blobs are kept in the index's action_blobs. */
+export const blobKey = (version: string) => `mount:${version}`;
 
-type Row = { seq: number; id: string; scope: string; parent: string | null; label_id: string; label_scope: string | null; signer: string | null; author: string | null; created: number; published: number; files: number; size: number; changed: number };
+/** A version checked and ready to keep. */
+export interface NewVersion {
+  info: MountVersionInfo;
+  scope: string;
+  label: MountManifest["label"];
+  body: string;
+  /** Its distinct files: BLAKE3 → size. */
+  blobs: Map<string, number>;
+}
 
-const info = (row: Row): MountVersionInfo => ({
-  id: row.id,
-  parent: row.parent,
-  signer: row.signer,
-  author: row.author,
-  created: row.created,
-  published: row.published,
-  files: row.files,
-  size: row.size,
-  changed: row.changed,
-});
+export type InsertOutcome = { stored: true; evicted: number } | { stored: false } | { absent: string[] };
+
+/**
+ * Where versions are kept (mounts-sqlite.ts, mounts-pg.ts). Every method may run on any replica
+ * at any time: insert is one transaction that checks the blobs, writes the version and keeps
+ * the scope's budget, so two publishers never lose each other's version.
+ */
+export interface MountRows {
+  scopes(): Promise<MountScopeInfo[]>;
+  versions(scope: string): Promise<MountVersionInfo[]>;
+  /** A version's manifest text; `scope` undefined: by id alone. */
+  body(id: string, scope?: string): Promise<string | undefined>;
+  exists(id: string): Promise<boolean>;
+  /** The stored size of each hash that is stored. */
+  blobSizes(hashes: string[]): Promise<Map<string, number>>;
+  /**
+   * Keeps the version unless its id is kept already ({ stored: false }), after checking in the
+   * same transaction that every blob is still stored with its size (the hashes absent
+   * otherwise); then evicts the scope's old versions past `budget`.
+   */
+  insert(version: NewVersion, budget: number): Promise<InsertOutcome>;
+  /** Adds one fetch's figures to its scope's totals. */
+  recordFetch(scope: string, report: MountFetchReport, now: number): Promise<void>;
+  close?(): Promise<void>;
+}
 
 export class MountRejected extends Error {
   constructor(
@@ -65,69 +78,74 @@ export class MountRejected extends Error {
 }
 
 export class MountStore {
-  private readonly db: Database;
   /** Versions published since start, and how many versions the budget evicted. */
   published = 0;
   evicted = 0;
 
-  /** The cache's SQLite index: versions keep their files as rows beside the actions' (sync reads). */
-  private readonly index: SqliteCacheIndex;
-
   constructor(
-    private readonly storage: Storage,
+    private readonly rows: MountRows,
     /** Bytes each scope may keep (the distinct files of its versions). */
     readonly budget = DEFAULT_MOUNT_BUDGET,
-  ) {
-    if (!(storage.index instanceof SqliteCacheIndex)) throw new Error("cache mounts are kept in the SQLite cache index");
-    this.index = storage.index;
-    this.db = this.index.db;
-    this.db.exec(SCHEMA);
+  ) {}
+
+  scopes(): Promise<MountScopeInfo[]> {
+    return this.rows.scopes();
   }
 
-  scopes(): MountScopeInfo[] {
-    const rows = this.db.query(`SELECT ${INFO} FROM mount_versions WHERE seq IN (SELECT MAX(seq) FROM mount_versions GROUP BY scope) ORDER BY published DESC`).all() as Row[];
-    return rows.map((row) => ({
-      scope: row.scope,
-      label: { id: row.label_id, scope: row.label_scope },
-      versions: (this.db.query("SELECT COUNT(*) AS n FROM mount_versions WHERE scope = ?").get(row.scope) as { n: number }).n,
-      stored: this.storedBytes(row.scope),
-      current: info(row),
-    }));
+  versions(scope: string): Promise<MountVersionInfo[]> {
+    return this.rows.versions(scope);
   }
 
-  versions(scope: string): MountVersionInfo[] {
-    return (this.db.query(`SELECT ${INFO} FROM mount_versions WHERE scope = ? ORDER BY seq DESC`).all(scope) as Row[]).map(info);
+  manifest(scope: string, id: string): Promise<string | undefined> {
+    return this.rows.body(id, scope);
   }
 
-  manifest(scope: string, id: string): string | undefined {
-    return (this.db.query("SELECT body FROM mount_versions WHERE scope = ? AND id = ?").get(scope, id) as { body: string } | null)?.body;
-  }
-
-  missing(hashes: string[]): string[] {
-    return [...new Set(hashes)].filter((hash) => !this.index.known(hash));
+  async missing(hashes: string[]): Promise<string[]> {
+    const wanted = [...new Set(hashes)];
+    const stored = await this.rows.blobSizes(wanted);
+    return wanted.filter((hash) => !stored.has(hash));
   }
 
   /** Stores a version; "same" when it is stored already. Throws MountRejected. */
-  publish(scope: string, id: string, text: string, author: string): "stored" | "same" {
-    if (this.db.query("SELECT 1 FROM mount_versions WHERE id = ?").get(id)) return "same";
+  async publish(scope: string, id: string, text: string, author: string): Promise<"stored" | "same"> {
+    if (await this.rows.exists(id)) return "same";
     const manifest = this.check(scope, id, text);
     const signer = signerOf(manifest);
     if ("error" in signer) throw new MountRejected(400, `bad signature: ${signer.error}`);
-    const size = manifest.files.reduce((total, file) => total + file.size, 0);
-    const distinct = new Map(manifest.files.map((file) => [file.blake3, file.size]));
-    const parentHashes = new Set(manifest.parent ? this.filesOf(manifest.parent).map((file) => file.blake3) : []);
-    const changed = manifest.files.filter((file) => !parentHashes.has(file.blake3)).length;
-    this.db.transaction(() => {
-      this.db
-        .query("INSERT INTO mount_versions (id, scope, parent, label_id, label_scope, signer, author, created, published, files, size, changed, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
-        .run(id, scope, manifest.parent, manifest.label.id, manifest.label.scope, signer.signer ?? null, author, manifest.created, Date.now(), manifest.files.length, size, changed, text);
-      const needs = this.db.query("INSERT OR IGNORE INTO action_blobs (key, hash) VALUES (?, ?)");
-      for (const hash of distinct.keys()) needs.run(blobKey(id), hash);
-    })();
-    for (const hash of distinct.keys()) this.storage.touchBlob(hash);
+    const blobs = new Map(manifest.files.map((file) => [file.blake3, file.size]));
+    const stored = await this.rows.blobSizes([...blobs.keys()]);
+    const absent = manifest.files.filter((file) => stored.get(file.blake3) !== file.size);
+    if (absent.length) throw notStored(absent.map((file) => file.path));
+    const parentHashes = new Set(manifest.parent ? (await this.filesOf(manifest.parent)).map((file) => file.blake3) : []);
+    const info: MountVersionInfo = {
+      id,
+      parent: manifest.parent,
+      signer: signer.signer ?? null,
+      author,
+      created: manifest.created,
+      published: Date.now(),
+      files: manifest.files.length,
+      size: manifest.files.reduce((total, file) => total + file.size, 0),
+      changed: manifest.files.filter((file) => !parentHashes.has(file.blake3)).length,
+    };
+    const outcome = await this.rows.insert({ info, scope, label: manifest.label, body: text, blobs }, this.budget);
+    if ("absent" in outcome) {
+      // Evicted between the check above and the insert: as if never uploaded.
+      const gone = new Set(outcome.absent);
+      throw notStored(manifest.files.filter((file) => gone.has(file.blake3)).map((file) => file.path));
+    }
+    if (!outcome.stored) return "same";
     this.published++;
-    this.keepBudget(scope);
+    this.evicted += outcome.evicted;
     return "stored";
+  }
+
+  recordFetch(scope: string, report: MountFetchReport): Promise<void> {
+    return this.rows.recordFetch(scope, report, Date.now());
+  }
+
+  async close() {
+    await this.rows.close?.();
   }
 
   private check(scope: string, id: string, text: string): MountManifest {
@@ -142,50 +160,59 @@ export class MountStore {
     if (parsed.manifest.scope !== scope) throw new MountRejected(400, `the manifest is for scope ${parsed.manifest.scope}, not ${scope}`);
     const bytes = [...new Map(parsed.manifest.files.map((file) => [file.blake3, file.size])).values()].reduce((a, b) => a + b, 0);
     if (bytes > this.budget) throw new MountRejected(413, `the version holds ${bytes} bytes; a cache mount may keep at most ${this.budget}`);
-    const absent = parsed.manifest.files.filter((file) => this.index.sizeOf(file.blake3) !== file.size);
-    if (absent.length) {
-      throw new MountRejected(400, `${absent.length} file(s) are not stored with the size the manifest gives (upload them first), e.g. ${absent.slice(0, 3).map((f) => f.path).join(", ")}`);
-    }
     return parsed.manifest;
   }
 
-  private filesOf(id: string): MountManifest["files"] {
-    const row = this.db.query("SELECT body FROM mount_versions WHERE id = ?").get(id) as { body: string } | null;
-    return row ? (JSON.parse(row.body) as MountManifest).files : [];
+  private async filesOf(id: string): Promise<MountManifest["files"]> {
+    const body = await this.rows.body(id);
+    return body ? (JSON.parse(body) as MountManifest).files : [];
   }
+}
 
-  private storedBytes(scope: string): number {
-    const row = this.db
-      .query("SELECT COALESCE(SUM(size), 0) AS bytes FROM blobs WHERE hash IN (SELECT hash FROM action_blobs WHERE key IN (SELECT 'mount:' || id FROM mount_versions WHERE scope = ?))")
-      .get(scope) as { bytes: number };
-    return row.bytes;
-  }
+const notStored = (paths: string[]) =>
+  new MountRejected(400, `${paths.length} file(s) are not stored with the size the manifest gives (upload them first), e.g. ${paths.slice(0, 3).join(", ")}`);
 
-  /** Old versions go until the distinct files of those kept fit the budget; the newest stays. */
-  private keepBudget(scope: string) {
-    const rows = this.db.query("SELECT id FROM mount_versions WHERE scope = ? ORDER BY seq DESC").all(scope) as { id: string }[];
-    const seen = new Set<string>();
-    let bytes = 0;
-    let keep = 0;
-    // Each version's distinct files, from the rows that keep its blobs (no manifest parsed).
-    const files = this.db.query("SELECT b.hash AS hash, b.size AS size FROM action_blobs a JOIN blobs b ON b.hash = a.hash WHERE a.key = ?");
-    for (const row of rows) {
-      for (const file of files.all(blobKey(row.id)) as { hash: string; size: number }[]) {
-        if (seen.has(file.hash)) continue;
-        seen.add(file.hash);
-        bytes += file.size;
-      }
-      if (keep > 0 && bytes > this.budget) break;
-      keep++;
+/**
+ * Which versions a scope keeps: newest first, until the distinct files of those kept pass the
+ * budget; the newest always stays. `files` gives each version's distinct files (hash → size).
+ */
+export function versionsToEvict(newestFirst: string[], files: (id: string) => { hash: string; size: number }[], budget: number): string[] {
+  const seen = new Set<string>();
+  let bytes = 0;
+  let keep = 0;
+  for (const id of newestFirst) {
+    for (const file of files(id)) {
+      if (seen.has(file.hash)) continue;
+      seen.add(file.hash);
+      bytes += file.size;
     }
-    for (const row of rows.slice(keep)) {
-      this.db.transaction(() => {
-        this.db.query("DELETE FROM mount_versions WHERE id = ?").run(row.id);
-        this.db.query("DELETE FROM action_blobs WHERE key = ?").run(blobKey(row.id));
-      })();
-      this.evicted++;
-    }
+    if (keep > 0 && bytes > budget) break;
+    keep++;
   }
+  return newestFirst.slice(keep);
+}
+
+/**
+ * The time a fetch saved by not downloading the files the machine had: the bytes it kept, at
+ * the rate this same fetch downloaded the others. A fetch that downloaded nothing measured no
+ * rate and counts nothing (a machine already at the newest version does not fetch at all).
+ */
+export function savedMs(report: MountFetchReport): number {
+  if (report.bytesFetched === 0 || report.ms === 0) return 0;
+  return Math.round((report.bytesKept * report.ms) / report.bytesFetched);
+}
+
+/** A fetch report as a client sends it: counts and milliseconds, each a bounded whole number. */
+export function parseFetchReport(body: unknown): MountFetchReport | string {
+  const fields = ["filesFetched", "bytesFetched", "filesKept", "bytesKept", "ms"] as const;
+  if (typeof body !== "object" || body === null) return "expected a JSON object";
+  const report: Partial<MountFetchReport> = {};
+  for (const field of fields) {
+    const value = (body as Record<string, unknown>)[field];
+    if (!Number.isSafeInteger(value) || (value as number) < 0 || (value as number) > 2 ** 50) return `${field} must be a whole number from 0 to 2^50`;
+    report[field] = value as number;
+  }
+  return report as MountFetchReport;
 }
 
 const validScope = (text: string | undefined) => HASH.test(text ?? "");
@@ -193,7 +220,7 @@ const validScope = (text: string | undefined) => HASH.test(text ?? "");
 export function mountRoutes(mounts: MountStore): Hono<AppEnv> {
   const app = new Hono<AppEnv>();
 
-  app.get("/v1/mounts", (c) => c.json({ scopes: mounts.scopes() }));
+  app.get("/v1/mounts", async (c) => c.json({ scopes: await mounts.scopes() }));
 
   app.post("/v1/mounts/missing", async (c) => {
     const text = await boundedText(c.req.raw, MAX_MANIFEST_BYTES);
@@ -205,18 +232,36 @@ export function mountRoutes(mounts: MountStore): Hono<AppEnv> {
       return error(c, 400, 'expected JSON { "hashes": [...] }');
     }
     if (!Array.isArray(hashes) || !hashes.every((h) => typeof h === "string" && HASH.test(h))) return error(c, 400, "hashes must be a list of 64-hex-digit BLAKE3 hashes");
-    return c.json({ missing: mounts.missing(hashes as string[]) });
+    return c.json({ missing: await mounts.missing(hashes as string[]) });
   });
 
-  app.get("/v1/mounts/:scope", (c) => {
+  app.get("/v1/mounts/:scope", async (c) => {
     if (!validScope(c.req.param("scope"))) return error(c, 400, "a scope is named by 64 hex digits");
-    return c.json({ versions: mounts.versions(c.req.param("scope")) });
+    return c.json({ versions: await mounts.versions(c.req.param("scope")) });
   });
 
-  app.get("/v1/mounts/:scope/:version", (c) => {
+  // Any token that may read a scope may say what fetching it saved: figures only, added up.
+  app.post("/v1/mounts/:scope/fetched", async (c) => {
+    if (!validScope(c.req.param("scope"))) return error(c, 400, "a scope is named by 64 hex digits");
+    const text = await boundedText(c.req.raw, 4096);
+    if (text === undefined) return error(c, 413, "a fetch report may be at most 4096 bytes");
+    let body: unknown;
+    try {
+      body = JSON.parse(text);
+    } catch {
+      return error(c, 400, "a fetch report is JSON");
+    }
+    const report = parseFetchReport(body);
+    if (typeof report === "string") return error(c, 400, report);
+    if ((await mounts.versions(c.req.param("scope"))).length === 0) return error(c, 404, "no such scope");
+    await mounts.recordFetch(c.req.param("scope"), report);
+    return c.json({ recorded: true });
+  });
+
+  app.get("/v1/mounts/:scope/:version", async (c) => {
     const { scope, version } = c.req.param();
     if (!validScope(scope) || !HASH.test(version)) return error(c, 400, "a scope and a version are named by 64 hex digits");
-    const body = mounts.manifest(scope, version);
+    const body = await mounts.manifest(scope, version);
     if (body === undefined) return error(c, 404, "no such version");
     c.set("bytesOut", body.length);
     return c.body(body, 200, { "content-type": "application/json" });
@@ -225,11 +270,12 @@ export function mountRoutes(mounts: MountStore): Hono<AppEnv> {
   app.put("/v1/mounts/:scope/:version", async (c) => {
     const { scope, version } = c.req.param();
     if (!validScope(scope) || !HASH.test(version)) return error(c, 400, "a scope and a version are named by 64 hex digits");
-    if (c.get("role") !== "rw") return error(c, 403, "this token is read-only");
+    // Workers publish the mounts of the builds they run (which scope is theirs to choose: worker.ts).
+    if (c.get("role") !== "rw" && c.get("role") !== "worker") return error(c, 403, "this token is read-only");
     const text = await boundedText(c.req.raw, MAX_MANIFEST_BYTES);
     if (text === undefined) return error(c, 413, `a manifest may be at most ${MAX_MANIFEST_BYTES} bytes`);
     try {
-      const outcome = mounts.publish(scope, version, text, c.get("token"));
+      const outcome = await mounts.publish(scope, version, text, c.get("token"));
       c.set("bytesIn", text.length);
       return c.json({ version }, outcome === "stored" ? 201 : 200);
     } catch (cause) {

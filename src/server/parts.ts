@@ -12,6 +12,9 @@ import { BuildHub, type HubLimits } from "./hub.ts";
 import { createLogger, type Logger } from "../util/log.ts";
 import { Metrics } from "./metrics.ts";
 import { MountStore } from "./mounts.ts";
+import { PgMountRows } from "./mounts-pg.ts";
+import { SqliteMountRows } from "./mounts-sqlite.ts";
+import { SqliteCacheIndex } from "./cache-index.ts";
 import { migrate, openPostgres } from "./pg.ts";
 import { PgSessions, Sessions } from "./sessions.ts";
 import { Storage, type StorageOptions } from "./storage.ts";
@@ -74,10 +77,10 @@ export async function createParts(options: PartsOptions): Promise<ServerParts> {
   const webhooks = hooks?.targets.length ? new Webhooks({ ...hooks, store: history, metrics, log }) : undefined;
   const hub = new BuildHub(history, metrics, webhooks, hubLimits);
   await hub.start();
-  // The job queue and cache mounts keep their state in SQLite files of this server: shared by
-  // replicas only once they have PostgreSQL stores too, so a --db server runs without them.
+  // The job queue keeps its state in SQLite files of this server: shared by replicas only once
+  // it has a PostgreSQL store too, so a --db server runs without it.
   const jobs = sql ? undefined : new JobQueue(options.dataDir, { leaseMs: jobLeaseMs });
-  const mounts = sql ? undefined : new MountStore(storage, mountBudget);
+  const mounts = new MountStore(sql ? new PgMountRows(sql) : new SqliteMountRows(storage, storage.index as SqliteCacheIndex), mountBudget);
   return {
     storage,
     tokens,

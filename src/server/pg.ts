@@ -11,7 +11,7 @@ import { UserError } from "../errors.ts";
  * Advisory lock ids (one namespace per database): which replica may do what. `blob` is the
  * first half of a two-part key, the second is the hash's hashtext().
  */
-export const LOCKS = { migrate: 7_240_001, evict: 7_240_002, events: 7_240_003, blob: 7_240_004 } as const;
+export const LOCKS = { migrate: 7_240_001, evict: 7_240_002, events: 7_240_003, blob: 7_240_004, mounts: 7_240_005 } as const;
 
 /**
  * Each entry is one schema version, applied in order and never edited once released (a new
@@ -52,6 +52,15 @@ const MIGRATIONS: string[] = [
    CREATE INDEX webhook_deliveries_due ON webhook_deliveries (status, next_attempt);
    CREATE TABLE sessions (id TEXT PRIMARY KEY, role TEXT NOT NULL, token TEXT NOT NULL, expires BIGINT NOT NULL);
    CREATE INDEX sessions_expires ON sessions (expires);`,
+  // Shared cache mounts (mounts.ts): versions, and what fetching them saved.
+  `CREATE TABLE mount_versions (
+     seq BIGSERIAL PRIMARY KEY, id TEXT NOT NULL UNIQUE, scope TEXT NOT NULL, parent TEXT,
+     label_id TEXT NOT NULL, label_scope TEXT, signer TEXT, author TEXT, created BIGINT NOT NULL,
+     published BIGINT NOT NULL, files BIGINT NOT NULL, size BIGINT NOT NULL, changed BIGINT NOT NULL, body TEXT NOT NULL);
+   CREATE INDEX mount_versions_scope ON mount_versions (scope, seq);
+   CREATE TABLE mount_fetches (
+     scope TEXT PRIMARY KEY, fetches BIGINT NOT NULL, files_fetched BIGINT NOT NULL, bytes_fetched BIGINT NOT NULL,
+     files_kept BIGINT NOT NULL, bytes_kept BIGINT NOT NULL, ms BIGINT NOT NULL, saved_ms BIGINT NOT NULL, updated BIGINT NOT NULL);`,
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;
