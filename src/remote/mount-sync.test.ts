@@ -121,3 +121,25 @@ describe("sharing keeps its meaning with a shared cache", () => {
     again.release();
   });
 });
+
+describe("what a fetch saved", () => {
+  test("each fetch reports the files it downloaded and those it already had; the server adds them up for the hub", async () => {
+    const storeA = join(work, `a-${++n}`);
+    const a = machine(storeA, "on");
+    let lease = await a.provider.acquire(mount("locked"));
+    writeFileSync(join(lease.path, "p1.tgz"), "package one");
+    lease.release();
+    await a.mounts.publish();
+    const storeB = join(work, `b-${++n}`);
+    (await machine(storeB, "read").provider.acquire(mount("locked"))).release(); // p1 downloaded
+    const a2 = machine(storeA, "on");
+    lease = await a2.provider.acquire(mount("locked"));
+    writeFileSync(join(lease.path, "p2.tgz"), "package two!");
+    lease.release();
+    await a2.mounts.publish();
+    (await machine(storeB, "read").provider.acquire(mount("locked"))).release(); // p2 downloaded, p1 kept
+    expect(warnings).toEqual([]);
+    const [scope] = (await parts.mounts!.scopes());
+    expect({ ...scope.fetched, ms: 0, savedMs: 0 }).toEqual({ fetches: 2, filesFetched: 2, bytesFetched: 11 + 12, filesKept: 1, bytesKept: 11, ms: 0, savedMs: 0 });
+  });
+});

@@ -30,6 +30,7 @@ import { Root } from "../rootfs/root.ts";
 import type { SigningKey } from "./action.ts";
 import { RemoteCacheError, type RemoteCache } from "./client.ts";
 import { apply, listFiles, manifestFiles, plan, sameFiles, type LocalFile } from "./mount-files.ts";
+import type { MountFetchReport } from "./mount-types.ts";
 import { canonicalText, MOUNT_FORMAT, mountScope, parseManifest, signerOf, versionId, type MountLabel, type MountManifest, type MountVersionInfo } from "./mount-manifest.ts";
 
 export interface RemoteMountsOptions {
@@ -156,6 +157,7 @@ export class RemoteCacheMounts implements CacheMountProvider {
   }
 
   private async fetchInto(path: string, scope: string, label: MountLabel, signal: AbortSignal): Promise<boolean> {
+    const started = performance.now();
     const state = readMountState(path);
     const base = state?.scope === scope ? state : undefined;
     const newest = await this.newestTrusted(scope, signal);
@@ -168,7 +170,6 @@ export class RemoteCacheMounts implements CacheMountProvider {
     // No trusted version, and the local copy came from an untrusted one: it goes empty.
     const manifest = newest ? await this.manifest(scope, newest, signal) : { files: [] };
     if (!manifest) return false;
-    const started = performance.now();
     const local = listFiles(path, new Map(base?.files.map((file) => [file.path, file])));
     const changes = plan(local, manifest.files);
     const staging = this.options.staging();
@@ -181,8 +182,31 @@ export class RemoteCacheMounts implements CacheMountProvider {
     }
     // Files kept keep their hashes; those just written are hashed again (GB/s; they were verified once).
     writeState(path, { scope, label, version: newest?.id ?? null, signer: newest?.signer ?? null, files: [...listFiles(path, local).values()] });
-    log().debug("cache mount synced", { id: label.id, version: newest?.id.slice(0, 12), written: changes.write.length, removed: changes.remove.length, ms: Math.round(performance.now() - started) });
+    const ms = Math.round(performance.now() - started);
+    log().debug("cache mount synced", { id: label.id, version: newest?.id.slice(0, 12), written: changes.write.length, removed: changes.remove.length, ms });
+    if (newest) await this.reportFetch(scope, manifest.files, changes.write, ms);
     return true;
+  }
+
+  /**
+   * Tells the server what this fetch downloaded and what it did not have to (the hub's "time
+   * saved"); figures only, and a report that fails changes nothing.
+   */
+  private async reportFetch(scope: string, files: MountManifest["files"], written: MountManifest["files"], ms: number) {
+    if (!this.options.remote.sends) return;
+    const fetched = new Map(written.map((file) => [file.blake3, file.size]));
+    const kept = files.filter((file) => !fetched.has(file.blake3));
+    const report: MountFetchReport = {
+      filesFetched: fetched.size,
+      bytesFetched: [...fetched.values()].reduce((a, b) => a + b, 0),
+      filesKept: kept.length,
+      bytesKept: kept.reduce((total, file) => total + file.size, 0),
+      ms,
+    };
+    await this.options.remote
+      .request("POST", `/v1/mounts/${scope}/fetched`, { body: JSON.stringify(report), headers: { "content-type": "application/json" }, signal: AbortSignal.timeout(5000) })
+      .then((response) => response?.body?.cancel())
+      .catch(() => {});
   }
 
   /** The newest version signed by a trusted key; null when there is none; undefined when the remote is away. */
