@@ -23,7 +23,7 @@ afterAll(() => rmSync(work, { recursive: true, force: true }));
 /** Where a file is created or renamed, with why that path cannot be one a user or a repository named. */
 const OWN_PATHS: { file: string; line: string; why: string }[] = [
   { file: "src/cli/context-source.ts", line: 'openSync(file, "wx", 0o600)', why: "stdin into a private directory this process made (mkdtemp), O_EXCL" },
-  { file: "src/executor/cache-mount.ts", line: "writeFileSync(file, seed ?", why: "a cache mount's label beside its directory in the store's mounts/" },
+  { file: "src/executor/cache-mount.ts", line: "writeFileSync(file, `${mount.id}", why: "a cache mount's label beside its directory in the store's mounts/" },
   { file: "src/remote/mount-sync.ts", line: "writeFileSync(temporary, JSON.stringify(state))", why: "a cache mount's sync state beside its directory in the store's mounts/" },
   { file: "src/remote/mount-sync.ts", line: "renameSync(temporary, stateFile(path))", why: "a cache mount's sync state beside its directory in the store's mounts/" },
   { file: "src/remote/mount-sync.ts", line: 'openSync(file, "w", 0o600)', why: "a downloaded file in a store staging directory" },

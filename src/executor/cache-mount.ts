@@ -32,12 +32,22 @@ export interface CacheMountSeed {
 
 /** Where RUN's cache mounts come from (the local store's mounts/ directory). */
 export interface CacheMountProvider {
-  acquire(mount: CacheMount, seed?: CacheMountSeed): Promise<CacheMountLease>;
+  /**
+   * `apart` (a --cache-mount-scope) keeps the directory apart from the same mount's under
+   * another name: a worker runs each untrusted submitter's builds under a name of its own, so
+   * no other submitter's build ever sees what theirs wrote.
+   */
+  acquire(mount: CacheMount, seed?: CacheMountSeed, apart?: string): Promise<CacheMountLease>;
 }
 
 /** Cache mounts kept in directories named by `directoryOf(identity)`. */
 export function directoryCacheMounts(directoryOf: (identity: string) => string): CacheMountProvider {
-  return { acquire: (mount, seed) => acquireCacheMount(directoryOf(cacheIdentity(mount, seed)), mount, seed) };
+  return {
+    acquire: (mount, seed, apart) => {
+      const identity = cacheIdentity(mount, seed);
+      return acquireCacheMount(directoryOf(apart === undefined ? identity : `${identity}\0scope\0${apart}`), mount, seed, apart);
+    },
+  };
 }
 
 /** The id alone for a plain mount (so existing caches stay); with what it starts from otherwise. */
@@ -70,15 +80,15 @@ function prepare(path: string, mount: CacheMount, seed?: CacheMountSeed) {
 }
 
 /** DIR.id names the mount for `memobuild cache mounts ls` (a directory's name is a hash of its identity). */
-function labelDirectory(base: string, mount: CacheMount, seed?: CacheMountSeed) {
+function labelDirectory(base: string, mount: CacheMount, seed?: CacheMountSeed, apart?: string) {
   const file = `${base}.id`;
   if (existsSync(file)) return;
   mkdirSync(dirname(base), { recursive: true });
-  writeFileSync(file, seed ? `${mount.id} (from another stage or image)` : mount.id);
+  writeFileSync(file, `${mount.id}${seed ? " (from another stage or image)" : ""}${apart === undefined ? "" : ` (scope ${apart})`}`);
 }
 
-export async function acquireCacheMount(base: string, mount: CacheMount, seed?: CacheMountSeed): Promise<CacheMountLease> {
-  labelDirectory(base, mount, seed);
+export async function acquireCacheMount(base: string, mount: CacheMount, seed?: CacheMountSeed, apart?: string): Promise<CacheMountLease> {
+  labelDirectory(base, mount, seed, apart);
   if (mount.sharing === "shared") {
     prepare(base, mount, seed);
     return { path: base, release: () => {} };

@@ -27,11 +27,23 @@ export interface Followed {
   error?: string;
 }
 
+/**
+ * Who submitted a claimed job, as its worker needs to know: a job of a token that may write
+ * (rw, or a worker's) shares its cache mounts with the team; any other's keeps them to itself.
+ */
+export interface ClaimSubmitter {
+  /** The token's short id (a prefix of its hash), as the server's stats name it. */
+  id: string;
+  trusted: boolean;
+}
+
 export interface Claimed {
   id: string;
   lease: string;
   leaseMs: number;
   definition: unknown;
+  /** Absent from a server older than shared cache mounts on workers: then taken as untrusted. */
+  submitter?: ClaimSubmitter;
 }
 
 const MAX_ANSWER_BYTES = 8 * 1024 * 1024;

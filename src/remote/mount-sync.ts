@@ -110,7 +110,7 @@ export class RemoteCacheMounts implements CacheMountProvider {
   }
 
   async acquire(mount: CacheMount, seed?: CacheMountSeed): Promise<CacheMountLease> {
-    const lease = await this.local!.acquire(mount, seed);
+    const lease = await this.local!.acquire(mount, seed, this.options.scopeName);
     const scope = mountScope(cacheIdentity(mount, seed), this.options.scopeName);
     const label = { id: mount.id, scope: this.options.scopeName ?? null };
     // Once per directory per build; RUNs sharing a directory wait for the same sync.

@@ -246,7 +246,7 @@ export function createApp(parts: AppParts): Hono<AppEnv> {
   });
 
   app.route("/", hubRoutes(parts));
-  if (parts.jobs) app.route("/", jobRoutes(parts.jobs));
+  if (parts.jobs) app.route("/", jobRoutes(parts.jobs, (submitter) => tokens.roleOf(submitter)));
   if (parts.mounts) app.route("/", mountRoutes(parts.mounts));
 
   app.notFound((c) => error(c, 404, `no route for ${c.req.method} ${c.req.path}`));

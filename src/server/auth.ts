@@ -63,6 +63,13 @@ export class TokenSet {
     return result;
   }
 
+  /** The role of the token a request id names (the id is a prefix of the token's hash, as `check` gives it). */
+  roleOf(id: string): Role | undefined {
+    if (!this.enabled) return id === "anonymous" ? "rw" : undefined;
+    for (const [hash, role] of this.roles) if (hash.slice(0, 12) === id) return role;
+    return undefined;
+  }
+
   private verify(authorization: string | null | undefined): AuthResult {
     // Stryker disable next-line StringLiteral: any text that is no "Bearer" header fails the same
     const match = /^Bearer\s+(\S+)$/i.exec(authorization ?? "");

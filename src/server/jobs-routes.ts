@@ -16,6 +16,8 @@ import { BloomFilter } from "../util/bloom.ts";
 import { boundedText, error, type AppEnv } from "./http.ts";
 import type { JobQueue } from "./jobs.ts";
 import { SecretRelay } from "./secret-relay.ts";
+import type { Role } from "./auth.ts";
+import type { ClaimSubmitter } from "../remote/jobs-client.ts";
 
 const MAX_JOB_BYTES = 4 * 1024 * 1024;
 const MAX_EVENTS_BYTES = 4 * 1024 * 1024;
@@ -38,7 +40,7 @@ const isWorker = (c: Context) => c.get("role") === "worker";
 /** How long a worker waits for the submitter to answer for its build's secrets. */
 const SECRET_WAIT_MS = 60_000;
 
-export function jobRoutes(queue: JobQueue, relay = new SecretRelay()): Hono<AppEnv> {
+export function jobRoutes(queue: JobQueue, roleOf: (submitter: string) => Role | undefined = () => undefined, relay = new SecretRelay()): Hono<AppEnv> {
   const app = new Hono<AppEnv>();
 
   app.post("/v1/jobs", async (c) => {
@@ -80,7 +82,13 @@ export function jobRoutes(queue: JobQueue, relay = new SecretRelay()): Hono<AppE
     const deadline = Date.now() + waitOf(c);
     for (;;) {
       const claimed = queue.claim(worker);
-      if (claimed) return c.json(claimed);
+      if (claimed) {
+        // The role now, not at submission: a token taken out of the file since is trusted no more.
+        const id = queue.follow(claimed.id, Number.MAX_SAFE_INTEGER)?.submitter ?? "";
+        const role = roleOf(id);
+        const submitter: ClaimSubmitter = { id, trusted: role === "rw" || role === "worker" };
+        return c.json({ ...claimed, submitter });
+      }
       if (Date.now() >= deadline) return c.body(null, 204);
       await queue.changed(Math.min(1000, deadline - Date.now()));
     }

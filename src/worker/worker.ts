@@ -11,7 +11,7 @@ import { LocalStore } from "../cache/store.ts";
 import { reapAbandoned } from "../executor/reap.ts";
 import { RemoteCache } from "../remote/client.ts";
 import { parseJobDefinition, type JobDefinition } from "../remote/job-definition.ts";
-import { JobsClient, type Claimed } from "../remote/jobs-client.ts";
+import { JobsClient, type ClaimSubmitter, type Claimed } from "../remote/jobs-client.ts";
 import { removeTree } from "../rootfs/root.ts";
 import { BloomFilter } from "../util/bloom.ts";
 import { terminalText } from "../util/terminal-text.ts";
@@ -24,6 +24,8 @@ export interface WorkerOptions {
   jobs: number;
   cacheDir: string;
   signKey?: string;
+  /** Keys whose step results and cache mount versions this worker's builds use (other workers'). */
+  trust: string[];
   labels: Record<string, string>;
   /** Entitlements this worker grants the builds it runs (never the submitter's to give). */
   allow: string[];
@@ -93,7 +95,7 @@ export class Worker {
     const beat = setInterval(() => void this.heartbeat(id, lease), Math.max(200, Math.floor(claimed.leaseMs / 4)));
     try {
       const definition = parseJobDefinition(claimed.definition);
-      const outcome = await this.build(id, definition, { jobs: this.jobs, remote: this.remote, cacheDir: this.options.cacheDir, work });
+      const outcome = await this.build(id, definition, { jobs: this.jobs, remote: this.remote, cacheDir: this.options.cacheDir, work }, claimed.submitter);
       if (!this.running.has(id)) return; // cancelled or lost: someone else answers for it now
       await this.jobs.finish(id, lease, outcome);
       this.options.log(`job ${id}: ${"result" in outcome ? "done" : `failed: ${outcome.error.split("\n")[0]}`}`);
@@ -132,7 +134,7 @@ export class Worker {
   }
 
   /** Runs the build as this program's own `build`, its JSON progress forwarded to the server. */
-  private async build(id: string, definition: JobDefinition, place: JobPlace): Promise<{ result: unknown } | { error: string }> {
+  private async build(id: string, definition: JobDefinition, place: JobPlace, submitter: ClaimSubmitter | undefined): Promise<{ result: unknown } | { error: string }> {
     const contextDir = await materializeContext(place, definition);
     const imageFlags = await layOutImages(place, definition.images);
     const dockerfile = join(place.work, "Dockerfile");
@@ -147,6 +149,8 @@ export class Worker {
       "build", contextDir, "-f", dockerfile, "--cache-dir", this.options.cacheDir, "--progress", "json", "--metadata-file", metadata,
       "--remote", this.options.server, "--remote-upload", "wait", "--remote-report", "off",
       ...(this.options.signKey ? ["--remote-sign-key", this.options.signKey] : []),
+      ...this.options.trust.map((key) => `--remote-trust=${key}`),
+      ...cacheMountFlags(submitter),
       // The submitter's values are joined to their flag (--flag=VALUE), so none can pass for a flag of its own.
       ...Object.entries(definition.buildArgs).map(([k, v]) => `--build-arg=${k}=${v}`),
       ...(definition.target !== undefined ? [`--target=${definition.target}`] : []),
@@ -202,6 +206,18 @@ export class Worker {
       await send();
     }
   }
+}
+
+/**
+ * The job's cache mounts, fetched and published by this worker (it writes, as it writes step
+ * results). A trusted submitter's job shares them with the team's builds; any other's uses a
+ * scope of that submitter's own, on the server and in this worker's directories, so what its
+ * RUN wrote is never seen by another submitter's job (nor published where others fetch).
+ */
+export function cacheMountFlags(submitter: ClaimSubmitter | undefined): string[] {
+  if (submitter?.trusted) return ["--remote-cache-mounts=on"];
+  const id = submitter && /^[0-9a-z]{1,64}$/.test(submitter.id) ? submitter.id : "unknown";
+  return ["--remote-cache-mounts=on", `--cache-mount-scope=job-private/${id}`];
 }
 
 /** The worker's environment without MemoBuild's own settings (the job's build sets what it needs). */

@@ -130,7 +130,7 @@ export function registerBuild(program: Command) {
         const namedContexts = await resolveNamedContexts(contextSpecs, store, pull, flags.pull);
         const ssh = await SshAgents.start(sshSpecs);
         const builder = flags.builder ?? process.env.MEMOBUILD_BUILDER;
-        // A build on a worker (--builder) uses the worker's own local cache mounts; none are shared from here.
+        // A build on a worker (--builder): the worker fetches and publishes its cache mounts (worker.ts).
         const mounts = builder ? undefined : await openCacheMounts(mountChoice, settings, remote, store, (message) => printer({ type: "warning", message }));
         const buildCaches = cacheFrom.length ? await openBuildCaches(cacheFrom, settings, store, registry, progress) : [];
         const result = builder
