@@ -5,7 +5,7 @@
  */
 import { describe, expect, test } from "bun:test";
 import { esc } from "./ui/format.ts";
-import { buildPage, mountsPanel, type Build } from "./ui/views.ts";
+import { buildPage, type Build } from "./ui/views.ts";
 
 const build = (extra: Partial<Build>): Build => ({
   id: "build-0001",
@@ -48,25 +48,3 @@ describe("the CI link", () => {
   });
 });
 
-describe("the cache mounts panel", () => {
-  const scope = (id: string, signer: string | null) => ({
-    scope: "0".repeat(64),
-    label: { id, scope: null },
-    versions: 3,
-    stored: 4096,
-    current: { id: "a".repeat(64), parent: null, signer, author: "0123456789ab", created: 0, published: Date.now(), files: 12, size: 2048, changed: 5 },
-    changes: [5],
-    fetched: { fetches: 0, filesFetched: 0, bytesFetched: 0, filesKept: 0, bytesKept: 0, ms: 0, savedMs: 0 },
-  });
-
-  test("shows each mount's versions, files changed in its last publish and who published it", () => {
-    const html = mountsPanel([scope("npm", null)]);
-    expect(html).toContain('<tr data-mount="npm"><td>npm</td><td>–</td><td class="num">3</td><td class="num">12</td><td class="num">2.0 KiB</td><td class="num">4.0 KiB</td><td class="num">5</td><td>token 0123456789ab</td>');
-  });
-
-  test("a mount id a publisher chose is text, never markup", () => {
-    const html = mountsPanel([scope(`<img src=x onerror="alert(1)">`, "ed25519:key")]);
-    expect(html).not.toContain("<img");
-    expect(html).toContain("&#60;img src=x onerror=&#34;alert(1)&#34;&#62;");
-  });
-});

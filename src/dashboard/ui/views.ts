@@ -3,6 +3,9 @@ import { barChart, lineChart, waterfall } from "./charts.ts";
 import { ago, bytes, duration, esc, percent, short } from "./format.ts";
 import type { BuildStep, BuildSummary } from "../../report/events.ts";
 import type { MountScopeInfo } from "../../remote/mount-types.ts";
+import { mountsPanel } from "./mounts-panel.ts";
+
+export { mountsPanel };
 
 export type Step = BuildStep;
 /** A build as listed; the dashboard fills in its steps when it has them. */
@@ -132,16 +135,6 @@ ${stepGraph(steps)}
 ${timeline.length ? `<h3>Timeline</h3>${waterfall(timeline)}` : ""}
 <table class="steps"><thead><tr><th class="num">#</th><th>Step (and why it ran)</th><th>Status</th><th class="num">Took</th><th class="num">Saved</th><th class="num">Layer</th></tr></thead><tbody>${rows}</tbody></table>
 ${output}`;
-}
-
-/** Shared RUN --mount=type=cache directories (GET /v1/mounts): each one's current version and who published it. */
-export function mountsPanel(scopes: MountScopeInfo[]): string {
-  if (!scopes.length) return '<p class="muted">No shared cache mount yet (see <code>memobuild build --remote-cache-mounts on</code>).</p>';
-  const rows = scopes.map((s) => {
-    const by = s.current.signer ? short(s.current.signer.replace(/^ed25519:/, "")) : `token ${s.current.author ?? "?"}`;
-    return `<tr data-mount="${esc(s.label.id)}"><td>${esc(s.label.id)}</td><td>${esc(s.label.scope ?? "–")}</td><td class="num">${s.versions}</td><td class="num">${s.current.files}</td><td class="num">${esc(bytes(s.current.size))}</td><td class="num">${esc(bytes(s.stored))}</td><td class="num">${s.current.changed}</td><td>${esc(by)}</td><td>${esc(ago(s.current.published))}</td></tr>`;
-  });
-  return `<table><thead><tr><th>Id</th><th>Scope</th><th class="num">Versions</th><th class="num">Files</th><th class="num">Size</th><th class="num">Stored</th><th class="num">Changed in last publish</th><th>Published by</th><th>When</th></tr></thead><tbody>${rows.join("")}</tbody></table>`;
 }
 
 export function cachePage(stats: Stats, mounts: MountScopeInfo[] = []): string {
