@@ -45,7 +45,7 @@ async function build(baseOci: string, dockerfile: string, remote: string, mode: 
   const project = writeProject(join(work, `project-${machines}`), { Dockerfile: dockerfile });
   const before = served;
   const started = performance.now();
-  const child = Bun.spawn([memobuildBinary(), "build", project, "--cache-dir", cache, "--network", "host", "--remote", remote, "--remote-cache-mounts", mode, "--progress", "quiet"], { stdout: "ignore", stderr: "pipe" });
+  const child = Bun.spawn([memobuildBinary(), "build", project, "--cache-dir", cache, "--network", "host", "--allow", "network.host", "--remote", remote, "--remote-cache-mounts", mode, "--progress", "quiet"], { stdout: "ignore", stderr: "pipe" });
   const [stderr, code] = await Promise.all([new Response(child.stderr).text(), child.exited]);
   if (code !== 0) throw new Error(stderr);
   const ms = performance.now() - started;
