@@ -69,3 +69,12 @@ describe("checking a request", () => {
     expect(open.check("Bearer anything-at-all")).toEqual({ ok: true, role: "rw", id: "anonymous" });
   });
 });
+
+describe("the role of a token by its id (a claimed job's submitter)", () => {
+  test("names the role of the token the id came from; an unknown id has none; without tokens, anonymous may write", () => {
+    const tokens = new TokenSet([{ token: "writer-token", role: "rw" }, { token: "reader-token", role: "ro" }]);
+    const id = (token: string) => (tokens.check(`Bearer ${token}`) as { id: string }).id;
+    expect([tokens.roleOf(id("writer-token")), tokens.roleOf(id("reader-token")), tokens.roleOf("0123456789ab"), tokens.roleOf("anonymous")]).toEqual(["rw", "ro", undefined, undefined]);
+    expect(new TokenSet([]).roleOf("anonymous")).toBe("rw");
+  });
+});
