@@ -60,13 +60,13 @@ let count = 0;
  * A build on a worker whose RUN says which of `looks` the npm cache mount holds, then writes
  * `writes` into it; the answers come back in the image (`/seen`).
  */
-async function remoteBuild(token: string, looks: string[], writes: string) {
+async function remoteBuild(token: string, looks: string[], writes: string, ...args: string[]) {
   const checks = looks.map((file) => `[ -f /root/.npm/${file} ] && echo ${file} found || echo ${file} missing`).join("; ");
   const dockerfile = `FROM memobuild/busybox\nRUN --mount=type=cache,id=npm,target=/root/.npm,sharing=locked sh -c '(${checks}) > /seen; echo from-${writes} > /root/.npm/${writes}'\n`;
   const dir = writeProject(join(work, `project-${++count}`), { Dockerfile: dockerfile });
   const out = join(work, `out-${count}`);
   const metadata = join(work, `meta-${count}.json`);
-  const child = Bun.spawn([memobuildBinary(), "build", dir, "--cache-dir", machineWithBase(join(work, `client-${count}`), baseOci), "--builder", server.url, "--remote-token", token, "--metadata-file", metadata, "-o", `type=local,dest=${out}`, "--progress", "plain"], {
+  const child = Bun.spawn([memobuildBinary(), "build", dir, "--cache-dir", machineWithBase(join(work, `client-${count}`), baseOci), "--builder", server.url, "--remote-token", token, "--metadata-file", metadata, "-o", `type=local,dest=${out}`, "--progress", "plain", ...args], {
     stdout: "pipe",
     stderr: "pipe",
   });
@@ -94,6 +94,10 @@ describe("cache mounts of builds on workers", () => {
     expect(second.seen).toEqual(["a.tgz found", "b.tgz missing"]);
     const shared = (await scopes()).filter((s) => s.label.scope === null);
     expect(shared.map((s) => [s.label.id, s.current.files])).toEqual([["npm", 2]]);
+    // The submitter's --cache-mount-scope (a branch) reaches the worker: that scope starts apart.
+    const branch = await remoteBuild(TEAM, ["a.tgz"], "x.tgz", "--cache-mount-scope", "feature/x");
+    expect(branch.seen).toEqual(["a.tgz missing"]);
+    expect((await scopes()).filter((s) => s.label.scope === "feature/x").map((s) => s.current.files)).toEqual([1]);
   }, 180_000);
 
   test("a read-only submitter's job keeps its mount files to itself: another token's jobs never see them, on the same worker or another", async () => {
@@ -113,6 +117,6 @@ describe("cache mounts of builds on workers", () => {
     const teamScope = listed.find((s) => s.label.scope === null)!;
     const manifest = (await (await fetch(`${server.url}/v1/mounts/${teamScope.scope}/${teamScope.current.id}`, { headers: { authorization: `Bearer ${TEAM}` } })).json()) as { files: { path: string }[] };
     expect(manifest.files.map((f) => f.path)).toEqual(["a.tgz", "b.tgz", "c.tgz"]);
-    expect(listed.filter((s) => s.label.scope !== null).map((s) => s.label.scope!.replace(/[0-9a-f]{12}$/, "ID")).sort()).toEqual(["job-private/ID", "job-private/ID"]);
+    expect(listed.filter((s) => s.label.scope?.startsWith("job-private/")).map((s) => s.label.scope!.replace(/[0-9a-f]{12}$/, "ID")).sort()).toEqual(["job-private/ID", "job-private/ID"]);
   }, 240_000);
 });

@@ -47,6 +47,8 @@ export interface RemoteBuildOptions {
   secrets?: ReadonlyMap<string, Buffer>;
   /** The build cut into jobs for several workers (spread-plan.ts), and the plan the client shows; absent: one job. */
   spread?: { jobs: SpreadJob[]; plan: ProgressEvent };
+  /** --cache-mount-scope, for the worker's shared cache mounts. */
+  cacheMountScope?: string;
 }
 
 export class RemoteBuildError extends UserError {}
@@ -68,6 +70,7 @@ export async function buildRemotely(options: RemoteBuildOptions): Promise<{ imag
     images: await uploadImages(options),
     labels: options.labels,
     secrets: [...(options.secrets?.keys() ?? [])],
+    ...(options.cacheMountScope !== undefined ? { cacheMountScope: options.cacheMountScope } : {}),
   };
   const secrets = secretTexts(options.secrets); // before anything is submitted
   const outcome = options.spread

@@ -9,6 +9,7 @@ import type { RemoteCacheMounts } from "../remote/mount-sync.ts";
 import type { LocalStore } from "../cache/store.ts";
 import { collect } from "./inputs.ts";
 import { limit } from "../util/limits.ts";
+import { SCOPE_NAME } from "../remote/mount-manifest.ts";
 
 export function remoteOptions(command: Command): Command {
   return command
@@ -63,7 +64,7 @@ export interface CacheMountChoice {
  * read or off.
  */
 export function cacheMountChoice(settings: Settings, scopeName: string | undefined): CacheMountChoice {
-  if (scopeName !== undefined && !/^[A-Za-z0-9][A-Za-z0-9._\/-]{0,127}$/.test(scopeName)) {
+  if (scopeName !== undefined && !SCOPE_NAME.test(scopeName)) {
     throw new UserError(`--cache-mount-scope "${scopeName}": use up to 128 letters, digits and . _ / -, starting with a letter or digit`);
   }
   const mode = value<"on" | "read" | "off">(settings, "remote.cacheMounts");

@@ -6,6 +6,7 @@
  * Everything here comes from the submitter, so the worker checks it field by field.
  */
 import { UserError } from "../errors.ts";
+import { SCOPE_NAME } from "./mount-manifest.ts";
 
 /** A blob as the server stores it (BLAKE3), with the OCI digest it must also have. */
 export interface BlobRef {
@@ -48,6 +49,8 @@ export interface JobDefinition {
   labels: Record<string, string>;
   /** Ids of the secrets the client holds for the build: the worker asks for their values while it runs. */
   secrets: string[];
+  /** --cache-mount-scope: the worker keeps a trusted submitter's mounts under it (worker.ts). */
+  cacheMountScope?: string;
 }
 
 export class JobDefinitionError extends UserError {}
@@ -100,7 +103,13 @@ export function parseJobDefinition(value: unknown): JobDefinition {
     images,
     labels: strings(value.labels ?? {}, "labels"),
     secrets: secretIds(value.secrets ?? []),
+    ...(value.cacheMountScope !== undefined ? { cacheMountScope: scopeName(value.cacheMountScope) } : {}),
   };
+}
+
+function scopeName(value: unknown): string {
+  if (typeof value !== "string" || !SCOPE_NAME.test(value)) fail("cacheMountScope", "up to 128 letters, digits and . _ / -, starting with a letter or digit");
+  return value;
 }
 
 function secretIds(value: unknown): string[] {

@@ -150,7 +150,7 @@ export class Worker {
       "--remote", this.options.server, "--remote-upload", "wait", "--remote-report", "off",
       ...(this.options.signKey ? ["--remote-sign-key", this.options.signKey] : []),
       ...this.options.trust.map((key) => `--remote-trust=${key}`),
-      ...cacheMountFlags(submitter),
+      ...cacheMountFlags(submitter, definition.cacheMountScope),
       // The submitter's values are joined to their flag (--flag=VALUE), so none can pass for a flag of its own.
       ...Object.entries(definition.buildArgs).map(([k, v]) => `--build-arg=${k}=${v}`),
       ...(definition.target !== undefined ? [`--target=${definition.target}`] : []),
@@ -210,12 +210,13 @@ export class Worker {
 
 /**
  * The job's cache mounts, fetched and published by this worker (it writes, as it writes step
- * results). A trusted submitter's job shares them with the team's builds; any other's uses a
- * scope of that submitter's own, on the server and in this worker's directories, so what its
+ * results). A trusted submitter's job shares them with the team's builds (under its
+ * --cache-mount-scope, if it gave one); any other's uses a scope of that submitter's own, on the server and in this worker's directories, so what its
  * RUN wrote is never seen by another submitter's job (nor published where others fetch).
  */
-export function cacheMountFlags(submitter: ClaimSubmitter | undefined): string[] {
-  if (submitter?.trusted) return ["--remote-cache-mounts=on"];
+export function cacheMountFlags(submitter: ClaimSubmitter | undefined, scopeName: string | undefined): string[] {
+  // The submitter's --cache-mount-scope (checked when the definition was parsed) names a scope of the team's.
+  if (submitter?.trusted) return ["--remote-cache-mounts=on", ...(scopeName !== undefined ? [`--cache-mount-scope=${scopeName}`] : [])];
   const id = submitter && /^[0-9a-z]{1,64}$/.test(submitter.id) ? submitter.id : "unknown";
   return ["--remote-cache-mounts=on", `--cache-mount-scope=job-private/${id}`];
 }

@@ -2,6 +2,7 @@ import type { Command } from "commander";
 import { hostname } from "node:os";
 import { resolveCacheDir } from "../../config/cache-dir.ts";
 import { Worker } from "../../worker/worker.ts";
+import { SigningKey } from "../../remote/action.ts";
 import { UsageError } from "../errors.ts";
 import { collect } from "../inputs.ts";
 import { parseEntitlements, parseLabels } from "../build-flags.ts";
@@ -16,6 +17,12 @@ interface WorkerFlags {
   remoteTrust: string[];
   label: string[];
   allow: string[];
+}
+
+/** The keys the worker's builds trust: those listed and, when there are any, its own (its own results). */
+function trustList(flags: WorkerFlags): string[] {
+  if (flags.remoteTrust.length === 0 || !flags.signKey) return flags.remoteTrust;
+  return [...flags.remoteTrust, SigningKey.load(flags.signKey).publicKey];
 }
 
 export function registerWorker(program: Command) {
@@ -33,7 +40,7 @@ export function registerWorker(program: Command) {
     .option("--jobs <n>", "builds at once", "1")
     .option("--cache-dir <dir>", "this worker's own cache (default: $MEMOBUILD_CACHE_DIR, else ~/.cache/memobuild)")
     .option("--sign-key <file>", "sign every result with this Ed25519 key (from `memobuild key generate`); readers trust its public key")
-    .option("--remote-trust <pubkey>", "its builds use only step results and cache mount versions signed by this key (repeatable: the other workers' keys, CI's)", collect, [])
+    .option("--remote-trust <pubkey>", "its builds use only step results and cache mount versions signed by this key or its own --sign-key (repeatable: the other workers' keys, CI's)", collect, [])
     .option("--label <k=v>", "a label the server shows for this worker (repeatable)", collect, [])
     .option("--allow <entitlement>", "let the builds this worker runs use network.host or security.insecure (a submitter cannot)", collect, [])
     .action(async (flags: WorkerFlags) => {
@@ -52,7 +59,7 @@ export function registerWorker(program: Command) {
         jobs,
         cacheDir: resolveCacheDir(flags.cacheDir),
         signKey: flags.signKey,
-        trust: flags.remoteTrust,
+        trust: trustList(flags),
         labels: parseLabels("--label", flags.label),
         allow,
         binary: process.execPath,
