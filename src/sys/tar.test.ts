@@ -368,3 +368,9 @@ function readerOf(bytes: Buffer): TarReader {
   writeFileSync(file, bytes);
   return new TarReader(file);
 }
+
+test("a ustar prefix that fills its field, with no NUL anywhere after it, is read whole", () => {
+  const prefix = "p".repeat(155);
+  const header = rawHeader({ name: "f", flag: "0", raw: (b) => { b.write(prefix, 345, "latin1"); b.fill(0x41, 500, 512); } });
+  expect(entriesOf(Buffer.concat([header, Buffer.alloc(1024)]))[0][0].name).toBe(`${prefix}/f`);
+});
