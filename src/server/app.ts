@@ -18,6 +18,7 @@ import { SESSION_COOKIE, type SessionStore } from "./sessions.ts";
 import { hubRoutes } from "./hub-routes.ts";
 import type { JobQueue } from "./jobs.ts";
 import { jobRoutes } from "./jobs-routes.ts";
+import type { SecretRelay } from "./secret-relay.ts";
 import { mountRoutes, type MountStore } from "./mounts.ts";
 
 const MAX_ACTION_BYTES = 1024 * 1024;
@@ -33,6 +34,8 @@ export interface AppParts {
   sessions: SessionStore;
   /** The remote-execution queue (absent: the server runs no builds). */
   jobs?: JobQueue;
+  /** How a remote build's secrets reach its worker (default: in this process's memory). */
+  secrets?: SecretRelay;
   /** Shared cache mounts (absent in tests that build an app without them). */
   mounts?: MountStore;
   /** Whether the metadata and blob stores answer (GET /readyz); absent: always ready. */
@@ -137,8 +140,8 @@ export function createApp(parts: AppParts): Hono<AppEnv> {
     metrics.blobs.set(blobs);
     metrics.actions.set(actions);
     if (parts.jobs) {
-      metrics.queueDepth.set(parts.jobs.depth());
-      metrics.workers.set(parts.jobs.workers().filter((w) => w.lastSeen > Date.now() - 60_000).length);
+      metrics.queueDepth.set(await parts.jobs.depth());
+      metrics.workers.set((await parts.jobs.workers()).filter((w) => w.lastSeen > Date.now() - 60_000).length);
     }
     metrics.evictions.inc(storage.evictions - evictionsCounted);
     evictionsCounted = storage.evictions;
@@ -246,7 +249,7 @@ export function createApp(parts: AppParts): Hono<AppEnv> {
   });
 
   app.route("/", hubRoutes(parts));
-  if (parts.jobs) app.route("/", jobRoutes(parts.jobs, (submitter) => tokens.roleOf(submitter)));
+  if (parts.jobs) app.route("/", jobRoutes(parts.jobs, (submitter) => tokens.roleOf(submitter), parts.secrets));
   if (parts.mounts) app.route("/", mountRoutes(parts.mounts));
 
   app.notFound((c) => error(c, 404, `no route for ${c.req.method} ${c.req.path}`));

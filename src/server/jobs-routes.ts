@@ -15,7 +15,7 @@ import { Hono, type Context } from "hono";
 import { BloomFilter } from "../util/bloom.ts";
 import { boundedText, error, type AppEnv } from "./http.ts";
 import type { JobQueue } from "./jobs.ts";
-import { SecretRelay } from "./secret-relay.ts";
+import { MemorySecretRelay, type SecretRelay } from "./secret-relay.ts";
 import type { Role } from "./auth.ts";
 import type { ClaimSubmitter } from "../remote/jobs-client.ts";
 
@@ -40,18 +40,22 @@ const isWorker = (c: Context) => c.get("role") === "worker";
 /** How long a worker waits for the submitter to answer for its build's secrets. */
 const SECRET_WAIT_MS = 60_000;
 
-export function jobRoutes(queue: JobQueue, roleOf: (submitter: string) => Role | undefined = () => undefined, relay = new SecretRelay()): Hono<AppEnv> {
+export function jobRoutes(
+  queue: JobQueue,
+  roleOf: (submitter: string) => Role | undefined = () => undefined,
+  relay: SecretRelay = new MemorySecretRelay(() => queue.notify()),
+): Hono<AppEnv> {
   const app = new Hono<AppEnv>();
 
   app.post("/v1/jobs", async (c) => {
     const body = await jsonBody(c, MAX_JOB_BYTES);
     if (!body || typeof body.definition !== "object" || body.definition === null) return error(c, 400, `a job is JSON { "definition": {...}, "hints": [keys] } of at most ${MAX_JOB_BYTES} bytes`);
     const hints = Array.isArray(body.hints) ? body.hints.filter((h): h is string => typeof h === "string" && /^[0-9a-f]{64}$/.test(h)).slice(0, 10_000) : [];
-    return c.json({ id: queue.submit(c.get("token"), body.definition, hints) }, 201);
+    return c.json({ id: await queue.submit(c.get("token"), body.definition, hints) }, 201);
   });
 
-  app.get("/v1/jobs", (c) => c.json({ jobs: queue.jobs(), depth: queue.depth() }));
-  app.get("/v1/workers", (c) => c.json({ workers: queue.workers() }));
+  app.get("/v1/jobs", async (c) => c.json({ jobs: await queue.jobs(), depth: await queue.depth() }));
+  app.get("/v1/workers", async (c) => c.json({ workers: await queue.workers() }));
 
   app.get("/v1/jobs/:id/events", async (c) => {
     const id = c.req.param("id");
@@ -59,19 +63,19 @@ export function jobRoutes(queue: JobQueue, roleOf: (submitter: string) => Role |
     const wait = waitOf(c);
     const deadline = Date.now() + wait;
     for (;;) {
-      queue.expire();
-      const job = queue.follow(id, since);
+      await queue.expire();
+      const job = await queue.follow(id, since);
       // Another token's job is as absent as one that never was.
       if (!job || job.submitter !== c.get("token")) return error(c, 404, "no such job");
       const { submitter: _, ...shown } = job;
-      const asks = relay.asks(id);
+      const asks = await relay.asks(id);
       const ended = job.state !== "queued" && job.state !== "running";
       if (job.events.length || asks || ended || Date.now() >= deadline) return c.json({ ...shown, ...(asks ? { asks } : {}) });
       await queue.changed(Math.min(1000, deadline - Date.now()));
     }
   });
 
-  app.delete("/v1/jobs/:id", (c) => (queue.cancel(c.req.param("id"), c.get("token")) ? c.json({ cancelled: true }) : error(c, 404, "no such job running")));
+  app.delete("/v1/jobs/:id", async (c) => ((await queue.cancel(c.req.param("id"), c.get("token"))) ? c.json({ cancelled: true }) : error(c, 404, "no such job running")));
 
   app.post("/v1/workers/claim", async (c) => {
     if (!isWorker(c)) return error(c, 403, "only a worker token may claim jobs");
@@ -81,10 +85,10 @@ export function jobRoutes(queue: JobQueue, roleOf: (submitter: string) => Role |
     const worker = { name: body.name, labels, holds: BloomFilter.decode(body.holds) };
     const deadline = Date.now() + waitOf(c);
     for (;;) {
-      const claimed = queue.claim(worker);
+      const claimed = await queue.claim(worker);
       if (claimed) {
         // The role now, not at submission: a token taken out of the file since is trusted no more.
-        const id = queue.follow(claimed.id, Number.MAX_SAFE_INTEGER)?.submitter ?? "";
+        const id = (await queue.follow(claimed.id, Number.MAX_SAFE_INTEGER))?.submitter ?? "";
         const role = roleOf(id);
         const submitter: ClaimSubmitter = { id, trusted: role === "rw" || role === "worker" };
         return c.json({ ...claimed, submitter });
@@ -97,7 +101,7 @@ export function jobRoutes(queue: JobQueue, roleOf: (submitter: string) => Role |
   app.post("/v1/jobs/:id/heartbeat", async (c) => {
     if (!isWorker(c)) return error(c, 403, "only a worker token may hold a job");
     const body = await jsonBody(c, 4096);
-    const state = queue.heartbeat(c.req.param("id"), String(body?.lease ?? ""));
+    const state = await queue.heartbeat(c.req.param("id"), String(body?.lease ?? ""));
     return state === "lost" ? error(c, 409, "the lease on this job is not yours any more") : c.json({ state });
   });
 
@@ -105,7 +109,7 @@ export function jobRoutes(queue: JobQueue, roleOf: (submitter: string) => Role |
     if (!isWorker(c)) return error(c, 403, "only a worker token may report a job's progress");
     const body = await jsonBody(c, MAX_EVENTS_BYTES);
     if (!body || !Array.isArray(body.events)) return error(c, 400, 'events are JSON { "lease": ..., "events": [...] }');
-    return queue.appendEvents(c.req.param("id"), String(body.lease ?? ""), body.events) ? c.json({ ok: true }) : error(c, 409, "the lease on this job is not yours any more");
+    return (await queue.appendEvents(c.req.param("id"), String(body.lease ?? ""), body.events)) ? c.json({ ok: true }) : error(c, 409, "the lease on this job is not yours any more");
   });
 
   // A worker asks for its build's secrets; the request waits until the submitter answers.
@@ -113,24 +117,24 @@ export function jobRoutes(queue: JobQueue, roleOf: (submitter: string) => Role |
     if (!isWorker(c)) return error(c, 403, "only a worker token may ask for a job's secrets");
     const body = await jsonBody(c, 64 * 1024);
     const ids = Array.isArray(body?.ids) ? body.ids.filter((i): i is string => typeof i === "string" && i.length <= 256).slice(0, 64) : [];
-    if (!queue.holds(c.req.param("id"), String(body?.lease ?? ""))) return error(c, 409, "the lease on this job is not yours any more");
-    const values = await relay.ask(c.req.param("id"), ids, SECRET_WAIT_MS, () => queue.notify());
+    if (!(await queue.holds(c.req.param("id"), String(body?.lease ?? "")))) return error(c, 409, "the lease on this job is not yours any more");
+    const values = await relay.ask(c.req.param("id"), ids, SECRET_WAIT_MS);
     // Never logged, never stored: the answer goes from the submitter's request to this one.
     return values ? c.json({ values }) : error(c, 504, "the submitter did not answer for the build's secrets (it must follow its build)");
   });
 
   app.post("/v1/jobs/:id/secrets/answer", async (c) => {
-    const job = queue.follow(c.req.param("id"), Number.MAX_SAFE_INTEGER);
+    const job = await queue.follow(c.req.param("id"), Number.MAX_SAFE_INTEGER);
     if (!job || job.submitter !== c.get("token")) return error(c, 404, "no such job");
     const body = await jsonBody(c, 4 * 1024 * 1024);
     if (!body || typeof body.values !== "object" || body.values === null) return error(c, 400, 'an answer is JSON { "values": { "ID": "value" } }');
-    return relay.answer(c.req.param("id"), body.values as Record<string, unknown>) ? c.json({ ok: true }) : error(c, 409, "the job's worker is not waiting for secrets");
+    return (await relay.answer(c.req.param("id"), body.values as Record<string, unknown>)) ? c.json({ ok: true }) : error(c, 409, "the job's worker is not waiting for secrets");
   });
 
   app.post("/v1/jobs/:id/release", async (c) => {
     if (!isWorker(c)) return error(c, 403, "only a worker token may hand a job back");
     const body = await jsonBody(c, 4096);
-    return queue.release(c.req.param("id"), String(body?.lease ?? "")) ? c.json({ ok: true }) : error(c, 409, "the lease on this job is not yours any more");
+    return (await queue.release(c.req.param("id"), String(body?.lease ?? ""))) ? c.json({ ok: true }) : error(c, 409, "the lease on this job is not yours any more");
   });
 
   app.post("/v1/jobs/:id/finish", async (c) => {
@@ -138,7 +142,7 @@ export function jobRoutes(queue: JobQueue, roleOf: (submitter: string) => Role |
     const body = await jsonBody(c, MAX_JOB_BYTES);
     if (!body || (body.result === undefined && typeof body.error !== "string")) return error(c, 400, 'a job ends with { "lease": ..., "result": {...} } or { "lease": ..., "error": "..." }');
     const outcome = body.result !== undefined ? { result: body.result } : { error: String(body.error) };
-    return queue.finish(c.req.param("id"), String(body.lease ?? ""), outcome) ? c.json({ ok: true }) : error(c, 409, "the lease on this job is not yours any more");
+    return (await queue.finish(c.req.param("id"), String(body.lease ?? ""), outcome)) ? c.json({ ok: true }) : error(c, 409, "the lease on this job is not yours any more");
   });
 
   return app;

@@ -1,79 +1,204 @@
-/** The remote-execution queue: leases, affinity, fair share, cancelling, and answers that come too late. */
-import { afterAll, expect, test } from "bun:test";
+/**
+ * The remote-execution queue and its secret relay, on each back end: leases, affinity, fair
+ * share, cancelling, answers that come too late, and secrets that cross replicas. On PostgreSQL
+ * every test runs against two queues on one database (two replicas): what one does, the other
+ * sees; on SQLite (one server) both names are the same queue.
+ */
+import { afterAll, describe, expect, test } from "bun:test";
+import { generateKeyPairSync } from "node:crypto";
 import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { BACKENDS, type Backend } from "../../test/support/backends.ts";
 import { blake3Hex } from "../hash/blake3.ts";
 import { BloomFilter } from "../util/bloom.ts";
-import { JobQueue } from "./jobs.ts";
+import { PgJobQueue } from "./jobs-pg.ts";
+import { SqliteJobQueue, type JobQueue, type QueueOptions } from "./jobs.ts";
+import { migrate, openPostgres } from "./pg.ts";
+import { open, PgSecretRelay, seal } from "./secret-relay-pg.ts";
+import { MemorySecretRelay, type SecretRelay } from "./secret-relay.ts";
 
 const work = mkdtempSync(join(tmpdir(), "memobuild-jobs-"));
-afterAll(() => rmSync(work, { recursive: true, force: true }));
-let queues = 0;
+const opened: JobQueue[] = [];
+afterAll(async () => {
+  for (const queue of opened) await queue.close();
+  rmSync(work, { recursive: true, force: true });
+});
+let stores = 0;
 const key = (n: number) => blake3Hex(`key ${n}`);
 const worker = (name: string, keys: string[] = []) => ({ name, labels: {}, holds: BloomFilter.of(keys) });
 
-function queueIn(): JobQueue {
-  const dir = join(work, `q${++queues}`);
-  mkdirSync(dir);
-  return new JobQueue(dir, { leaseMs: 1000, maxAttempts: 2 });
+interface Replicas {
+  /** Two replicas of one store (one queue twice on SQLite, which has no replicas). */
+  a: JobQueue;
+  b: JobQueue;
+  relayA: SecretRelay;
+  relayB: SecretRelay;
 }
 
-test("a job goes to the worker that holds most of its steps; among equals, the oldest", () => {
-  const queue = queueIn();
-  const a = queue.submit("alice", { n: 1 }, [key(1), key(2)], 1);
-  const b = queue.submit("alice", { n: 2 }, [key(3), key(4), key(5)], 2);
-  expect(queue.claim(worker("w1", [key(3), key(4)]), 10)!.id).toBe(b);
-  expect(queue.claim(worker("w2"), 10)!.id).toBe(a);
-  expect(queue.claim(worker("w3"), 10)).toBeUndefined();
-  expect(queue.jobs().find((j) => j.id === b)).toMatchObject({ worker: "w1", affinity: 2, hints: 3, state: "running" });
+async function replicasOf(backend: Backend, options: QueueOptions = { leaseMs: 1000, maxAttempts: 2 }): Promise<Replicas> {
+  const dir = join(work, `q${++stores}`);
+  mkdirSync(dir);
+  const url = await backend.db(dir);
+  if (url === undefined) {
+    const queue = new SqliteJobQueue(dir, options);
+    opened.push(queue);
+    const relay = new MemorySecretRelay(() => queue.notify());
+    return { a: queue, b: queue, relayA: relay, relayB: relay };
+  }
+  const replica = async () => {
+    const sql = openPostgres(url, 4);
+    await migrate(sql);
+    const queue = new PgJobQueue(sql, options, true);
+    await queue.ready();
+    opened.push(queue);
+    return { queue, relay: new PgSecretRelay(sql, queue) };
+  };
+  const [one, two] = [await replica(), await replica()];
+  return { a: one.queue, b: two.queue, relayA: one.relay, relayB: two.relay };
+}
+
+for (const backend of BACKENDS) describe(`the job queue on ${backend.name}`, () => {
+  test("a job goes to the worker that holds most of its steps; among equals, the oldest", async () => {
+    const { a: queue, b: other } = await replicasOf(backend);
+    const a = await queue.submit("alice", { n: 1 }, [key(1), key(2)], 1);
+    const b = await queue.submit("alice", { n: 2 }, [key(3), key(4), key(5)], 2);
+    expect((await queue.claim(worker("w1", [key(3), key(4)]), 10))!.id).toBe(b);
+    expect(await other.claim(worker("w2"), 10)).toMatchObject({ id: a, definition: { n: 1 } });
+    expect(await queue.claim(worker("w3"), 10)).toBeUndefined();
+    expect((await other.jobs()).find((j) => j.id === b)).toMatchObject({ worker: "w1", affinity: 2, hints: 3, state: "running", attempts: 1, created: 2, started: 10 });
+    expect((await other.workers()).map((w) => ({ name: w.name, running: w.running }))).toEqual([
+      { name: "w1", running: [b] },
+      { name: "w2", running: [a] },
+      { name: "w3", running: [] },
+    ]);
+  });
+
+  test("a job waits up to 2 s for the idle worker (asking any replica) that holds more of it", async () => {
+    const { a, b } = await replicasOf(backend);
+    expect(await a.claim(worker("holder", [key(7), key(8)]), 0)).toBeUndefined(); // idle, asking again soon
+    const id = await b.submit("alice", {}, [key(7), key(8)], 1);
+    expect(await b.claim(worker("stranger"), 100)).toBeUndefined();
+    expect((await b.claim(worker("stranger"), 2002))!.id).toBe(id);
+    expect(await a.depth()).toBe(0);
+  });
+
+  test("fair share: a submitter with builds running waits behind one with none", async () => {
+    const { a: queue, b: other } = await replicasOf(backend);
+    await queue.submit("flood", {}, [], 1);
+    await queue.claim(worker("w1"), 2);
+    await queue.submit("flood", {}, [], 3);
+    const quiet = await other.submit("quiet", {}, [], 4);
+    expect(await queue.depth()).toBe(2);
+    expect((await other.claim(worker("w2"), 5))!.id).toBe(quiet);
+  });
+
+  test("a worker that stops heartbeating loses the job to another; its late answers change nothing", async () => {
+    const { a: queue, b: other } = await replicasOf(backend);
+    const id = await queue.submit("alice", {}, [], 0);
+    const first = (await queue.claim(worker("w1"), 0))!;
+    expect(await queue.heartbeat(id, first.lease, 500)).toBe("ok");
+    const second = (await other.claim(worker("w2"), 2000))!; // w1's lease ran out at 1500
+    expect(second.id).toBe(id);
+    expect(await queue.heartbeat(id, first.lease, 2100)).toBe("lost");
+    expect(await queue.holds(id, first.lease)).toBe(false);
+    expect(await queue.appendEvents(id, first.lease, [{ type: "late" }])).toBe(false);
+    expect(await queue.finish(id, first.lease, { result: { image: "wrong" } }, 2200)).toBe(false);
+    expect(await other.appendEvents(id, second.lease, [{ type: "step" }])).toBe(true);
+    expect(await queue.finish(id, second.lease, { result: { image: "right" } }, 2300)).toBe(true);
+    expect(await queue.finish(id, second.lease, { result: { image: "twice" } }, 2400)).toBe(false);
+    const followed = (await other.follow(id, 0))!;
+    expect(followed).toMatchObject({ state: "succeeded", result: { image: "right" }, worker: "w2" });
+    expect(followed.events).toEqual([
+      { seq: 1, event: { type: "warning", message: "worker w1 stopped answering; the build goes to another worker" } },
+      { seq: 2, event: { type: "step" } },
+    ]);
+    expect((await other.follow(id, 1))!.events.map((e) => e.seq)).toEqual([2]);
+  });
+
+  test("replicas expiring one lost lease at once tell its follower once and queue it once", async () => {
+    const { a, b } = await replicasOf(backend);
+    const id = await a.submit("alice", {}, [], 0);
+    await a.claim(worker("w1"), 0);
+    await Promise.all([a.expire(5000), b.expire(5000), a.expire(5000), b.expire(5000)]);
+    expect((await b.follow(id, 0))!.events).toHaveLength(1);
+    expect((await a.jobs()).find((j) => j.id === id)).toMatchObject({ state: "queued", attempts: 1 });
+  });
+
+  test("claims at once, on every replica, never take one job twice", async () => {
+    const { a, b } = await replicasOf(backend, { leaseMs: 60_000 });
+    const ids = new Set<string>();
+    for (let i = 0; i < 6; i++) ids.add(await a.submit(`s${i % 3}`, { i }, [], i));
+    const claims = await Promise.all(Array.from({ length: 10 }, (_, i) => (i % 2 ? a : b).claim(worker(`w${i}`), 100)));
+    const taken = claims.filter((c) => c !== undefined).map((c) => c!.id);
+    expect(taken.sort()).toEqual([...ids].sort());
+    expect(await b.depth()).toBe(0);
+  });
+
+  test("a job that outlives every attempt fails, naming why", async () => {
+    const { a: queue, b: other } = await replicasOf(backend);
+    const id = await queue.submit("alice", {}, [], 0);
+    await queue.claim(worker("w1"), 0);
+    await other.claim(worker("w2"), 2000);
+    await other.expire(4000);
+    expect(await queue.follow(id, 0)).toMatchObject({ state: "failed", error: "every worker that took this job stopped answering" });
+  });
+
+  test("a worker that stops hands its job back, for the next claim, without spending an attempt", async () => {
+    const { a, b } = await replicasOf(backend);
+    const id = await a.submit("alice", {}, [], 0);
+    const claimed = (await a.claim(worker("w1"), 1))!;
+    expect(await b.release(id, claimed.lease)).toBe(true);
+    expect(await a.release(id, claimed.lease)).toBe(false);
+    expect((await b.claim(worker("w2"), 2))!.id).toBe(id);
+    expect((await a.jobs())[0]).toMatchObject({ attempts: 1, worker: "w2" });
+  });
+
+  test("the submitter cancels: a queued job at once, a running one when its worker next heartbeats; nobody else can", async () => {
+    const { a: queue, b: other } = await replicasOf(backend);
+    const queued = await queue.submit("alice", {}, [], 0);
+    const running = await queue.submit("alice", {}, [], 1);
+    const claimed = (await queue.claim(worker("w1"), 2))!;
+    expect(claimed.id).toBe(queued);
+    expect(await other.cancel(running, "mallory")).toBe(false);
+    expect(await other.cancel(running, "alice")).toBe(true);
+    expect((await queue.follow(running, 0))!.state).toBe("cancelled");
+    expect(await other.cancel(queued, "alice")).toBe(true);
+    expect(await queue.heartbeat(queued, claimed.lease, 3)).toBe("cancelled");
+    expect(await queue.finish(queued, claimed.lease, { error: "cancelled" }, 4)).toBe(true);
+    expect((await other.follow(queued, 0))!.state).toBe("cancelled");
+  });
+
+  test("a long poll on one replica wakes when another replica's queue changes", async () => {
+    const { a, b } = await replicasOf(backend);
+    const woken = a.changed(60_000).then(() => "woken");
+    await b.submit("alice", {}, []);
+    expect(await Promise.race([woken, Bun.sleep(4000).then(() => "still asleep")])).toBe("woken");
+  });
+
+  test("a secret asked for through one replica is answered through the other: only the ids asked, once", async () => {
+    const { a, relayA, relayB } = await replicasOf(backend);
+    const job = await a.submit("alice", {}, []);
+    expect(await relayA.answer(job, { token: "early" })).toBe(false); // nobody asks yet
+    const asked = relayB.ask(job, ["token"], 10_000);
+    let asks: string[] | undefined;
+    for (let i = 0; i < 100 && !asks; i++) (asks = await relayA.asks(job)) ?? (await Bun.sleep(20));
+    expect(asks).toEqual(["token"]);
+    expect(await relayA.answer(job, { token: "s3cr3t", other: "not asked" })).toBe(true);
+    expect(await asked).toEqual({ token: "s3cr3t" });
+    expect(await relayA.answer(job, { token: "again" })).toBe(false);
+    expect(await relayA.asks(job)).toBeUndefined();
+    // Nobody answers: the worker hears so when its wait ends.
+    expect(await relayB.ask(job, ["token"], 300)).toBeUndefined();
+  });
 });
 
-test("fair share: a submitter with builds running waits behind one with none", () => {
-  const queue = queueIn();
-  queue.submit("flood", {}, [], 1);
-  queue.claim(worker("w1"), 2);
-  queue.submit("flood", {}, [], 3);
-  const other = queue.submit("quiet", {}, [], 4);
-  expect(queue.claim(worker("w2"), 5)!.id).toBe(other);
-});
-
-test("a worker that stops heartbeating loses the job to another; its late answers change nothing", () => {
-  const queue = queueIn();
-  const id = queue.submit("alice", {}, [], 0);
-  const first = queue.claim(worker("w1"), 0)!;
-  expect(queue.heartbeat(id, first.lease, 500)).toBe("ok");
-  const second = queue.claim(worker("w2"), 2000)!; // w1's lease ran out at 1500
-  expect(second.id).toBe(id);
-  expect(queue.heartbeat(id, first.lease, 2100)).toBe("lost");
-  expect(queue.appendEvents(id, first.lease, [{ type: "late" }])).toBe(false);
-  expect(queue.finish(id, first.lease, { result: { image: "wrong" } }, 2200)).toBe(false);
-  expect(queue.finish(id, second.lease, { result: { image: "right" } }, 2300)).toBe(true);
-  const followed = queue.follow(id, 0)!;
-  expect(followed).toMatchObject({ state: "succeeded", result: { image: "right" } });
-  expect(followed.events.map((e) => e.event)).toEqual([{ type: "warning", message: "worker w1 stopped answering; the build goes to another worker" }]);
-});
-
-test("a job that outlives every attempt fails, naming why", () => {
-  const queue = queueIn();
-  const id = queue.submit("alice", {}, [], 0);
-  queue.claim(worker("w1"), 0);
-  queue.claim(worker("w2"), 2000);
-  queue.expire(4000);
-  expect(queue.follow(id, 0)).toMatchObject({ state: "failed", error: "every worker that took this job stopped answering" });
-});
-
-test("the submitter cancels: a queued job at once, a running one when its worker next heartbeats; nobody else can", () => {
-  const queue = queueIn();
-  const queued = queue.submit("alice", {}, [], 0);
-  const running = queue.submit("alice", {}, [], 1);
-  const claimed = queue.claim(worker("w1"), 2)!;
-  expect(claimed.id).toBe(queued);
-  expect(queue.cancel(running, "mallory")).toBe(false);
-  expect(queue.cancel(running, "alice")).toBe(true);
-  expect(queue.follow(running, 0)!.state).toBe("cancelled");
-  expect(queue.cancel(queued, "alice")).toBe(true);
-  expect(queue.heartbeat(queued, claimed.lease, 3)).toBe("cancelled");
-  expect(queue.finish(queued, claimed.lease, { error: "cancelled" }, 4)).toBe(true);
-  expect(queue.follow(queued, 0)!.state).toBe("cancelled");
+test("a relayed secret is sealed to the asking replica's key: no other key opens it, and it is not in the box in the clear", () => {
+  const asker = generateKeyPairSync("x25519");
+  const publicKey = asker.publicKey.export({ type: "spki", format: "der" }).toString("base64");
+  const box = seal({ token: "s3cr3t-value" }, publicKey, "job-1", "ask-1");
+  expect(JSON.stringify(box)).not.toContain("s3cr3t");
+  expect(open(box, asker.privateKey, "job-1", "ask-1")).toEqual({ token: "s3cr3t-value" });
+  expect(() => open(box, generateKeyPairSync("x25519").privateKey, "job-1", "ask-1")).toThrow();
+  expect(() => open(box, asker.privateKey, "job-2", "ask-1")).toThrow(); // bound to its job and ask
 });

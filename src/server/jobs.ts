@@ -6,7 +6,11 @@
  *
  * Which queued job a worker gets: the one whose steps it holds most of (its Bloom filter of
  * keys against the job's key hints), and among equals the job of the submitter with the fewest
- * running jobs, oldest first, so one flood of jobs does not starve the rest.
+ * running jobs, oldest first, so one flood of jobs does not starve the rest (rankJobs, shared by
+ * both stores).
+ *
+ * Two stores behind one interface (JobQueue): this file's SQLite one for a single server, and
+ * jobs-pg.ts for replicas on one PostgreSQL database (`serve --db`). Both pass jobs.test.ts.
  */
 import type { Database } from "bun:sqlite";
 import { randomUUID } from "node:crypto";
@@ -53,6 +57,117 @@ export interface QueueOptions {
   maxAttempts?: number;
 }
 
+/** A worker asking for work: its name, labels, and what its cache holds. */
+export interface ClaimingWorker {
+  name: string;
+  labels: Record<string, string>;
+  holds: BloomFilter;
+}
+
+/** A job as its submitter follows it. */
+export interface Followed {
+  state: JobState;
+  submitter: string;
+  worker?: string;
+  events: { seq: number; event: unknown }[];
+  result?: unknown;
+  error?: string;
+}
+
+export type Outcome = { result: unknown } | { error: string };
+
+/**
+ * The queue's store. Times (`now`) are milliseconds since the epoch, given by tests; every
+ * method is asynchronous because the PostgreSQL store asks its database.
+ */
+export interface JobQueue {
+  submit(submitter: string, definition: unknown, hints: string[], now?: number): Promise<string>;
+  /**
+   * The best queued job for this worker, leased to it; undefined when there is none for it. A
+   * job another idle worker holds more of waits for that worker (for AFFINITY_WAIT_MS at most).
+   */
+  claim(worker: ClaimingWorker, now?: number): Promise<Claimed | undefined>;
+  /** Keeps a lease alive; says whether it is still the job's and whether the submitter cancelled. */
+  heartbeat(id: string, lease: string, now?: number): Promise<"ok" | "lost" | "cancelled">;
+  /** Progress events of a running job, under its current lease; false when the lease is not. */
+  appendEvents(id: string, lease: string, events: unknown[]): Promise<boolean>;
+  /** The end of a job, under its current lease; false (and nothing changed) when the lease is not. */
+  finish(id: string, lease: string, outcome: Outcome, now?: number): Promise<boolean>;
+  /** A worker that stops (SIGTERM) hands its job back at once, for another worker. */
+  release(id: string, lease: string): Promise<boolean>;
+  /** The submitter gives up: a queued job ends at once, a running one when its worker hears of it. */
+  cancel(id: string, submitter: string, now?: number): Promise<boolean>;
+  /** A job as its submitter follows it: its state, the events after `since`, and its outcome. */
+  follow(id: string, since: number): Promise<Followed | undefined>;
+  /** Whether this lease is the job's current one. */
+  holds(id: string, lease: string): Promise<boolean>;
+  /** Leases that ran out go back to the queue (or fail, after too many attempts); old jobs go. */
+  expire(now?: number): Promise<void>;
+  /** Recent jobs, newest first. */
+  jobs(limit?: number): Promise<JobSummary[]>;
+  workers(): Promise<WorkerSummary[]>;
+  /** Jobs waiting for a worker. */
+  depth(): Promise<number>;
+  /** Resolves when something changes, or after `ms` (long polls). */
+  changed(ms: number): Promise<void>;
+  /** Wakes the long polls of this process (something they wait for may have happened). */
+  notify(): void;
+  close(): Promise<void>;
+}
+
+/** A worker counts as idle this long after it last asked for work. */
+export const IDLE_MS = 30_000;
+/** How long a job waits for the idle worker that holds most of it before any worker may take it. */
+export const AFFINITY_WAIT_MS = 2_000;
+/** At most this many events are kept per job (a build's progress; the rest is dropped, said once). */
+export const MAX_EVENTS = 20_000;
+/** Finished jobs and their events are kept this long for followers that reconnect late. */
+export const KEEP_FINISHED_MS = 24 * 3600_000;
+/** What a follower reads when the worker that held its job stopped answering. */
+export const lostWorkerEvent = (worker: string) => ({ type: "warning", message: `worker ${worker} stopped answering; the build goes to another worker` });
+export const GAVE_UP = "every worker that took this job stopped answering";
+
+/**
+ * The queued jobs (oldest first, as read) this worker may take, best first, with how many of
+ * each job's hints it holds. A job that another idle worker holds more of is left for that
+ * worker until it has waited AFFINITY_WAIT_MS.
+ */
+export function rankJobs<J extends { id: string; submitter: string; hints: string; created: number }>(
+  queued: J[],
+  running: Map<string, number>,
+  holds: BloomFilter,
+  others: BloomFilter[],
+  now: number,
+): (J & { affinity: number })[] {
+  const held = (filter: BloomFilter, hints: string[]) => hints.filter((key) => filter.has(key)).length;
+  const scored = queued
+    .map((job, order) => {
+      const hints = JSON.parse(job.hints) as string[];
+      return { ...job, order, affinity: held(holds, hints), best: Math.max(0, ...others.map((filter) => held(filter, hints))) };
+    })
+    .filter((job) => job.affinity >= job.best || job.created < now - AFFINITY_WAIT_MS);
+  scored.sort((a, b) => b.affinity - a.affinity || (running.get(a.submitter) ?? 0) - (running.get(b.submitter) ?? 0) || a.order - b.order);
+  return scored.map(({ order: _o, best: _b, ...job }) => job as unknown as J & { affinity: number });
+}
+
+/** A jobs row (BIGINT columns as numbers) as GET /v1/jobs shows it. */
+export function jobSummary(r: Record<string, unknown>): JobSummary {
+  const n = (value: unknown) => (value === null || value === undefined ? undefined : Number(value));
+  return {
+    id: r.id as string,
+    submitter: r.submitter as string,
+    state: r.state as JobState,
+    created: n(r.created)!,
+    ...(r.started ? { started: n(r.started) } : {}),
+    ...(r.finished ? { finished: n(r.finished) } : {}),
+    ...(r.worker ? { worker: r.worker as string } : {}),
+    attempts: n(r.attempts)!,
+    ...(r.affinity !== null && r.affinity !== undefined ? { affinity: n(r.affinity) } : {}),
+    hints: (JSON.parse(r.hints as string) as unknown[]).length,
+    ...(r.error ? { error: r.error as string } : {}),
+  };
+}
+
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS jobs (
   id TEXT PRIMARY KEY, submitter TEXT NOT NULL, state TEXT NOT NULL, definition TEXT NOT NULL, hints TEXT NOT NULL,
@@ -63,16 +178,8 @@ CREATE TABLE IF NOT EXISTS job_events (job TEXT NOT NULL, seq INTEGER NOT NULL, 
 CREATE TABLE IF NOT EXISTS workers (name TEXT PRIMARY KEY, labels TEXT NOT NULL, last_seen INTEGER NOT NULL);
 `;
 
-/** A worker counts as idle this long after it last asked for work. */
-const IDLE_MS = 30_000;
-/** How long a job waits for the idle worker that holds most of it before any worker may take it. */
-const AFFINITY_WAIT_MS = 2_000;
-/** At most this many events are kept per job (a build's progress; the rest is dropped, said once). */
-const MAX_EVENTS = 20_000;
-/** Finished jobs and their events are kept this long for followers that reconnect late. */
-const KEEP_FINISHED_MS = 24 * 3600_000;
-
-export class JobQueue {
+/** The queue of a single server, in SQLite (jobs.db in its data directory). */
+export class SqliteJobQueue implements JobQueue {
   private readonly db: Database;
   private readonly leaseMs: number;
   private readonly maxAttempts: number;
@@ -87,35 +194,23 @@ export class JobQueue {
     this.maxAttempts = options.maxAttempts ?? 3;
   }
 
-  submit(submitter: string, definition: unknown, hints: string[], now = Date.now()): string {
+  async submit(submitter: string, definition: unknown, hints: string[], now = Date.now()) {
     const id = randomUUID();
     this.db.query("INSERT INTO jobs (id, submitter, state, definition, hints, created) VALUES (?, ?, 'queued', ?, ?, ?)").run(id, submitter, JSON.stringify(definition), JSON.stringify(hints), now);
     this.wake();
     return id;
   }
 
-  /**
-   * The best queued job for this worker, leased to it; undefined when there is none for it. A
-   * job another idle worker holds more of waits for that worker (for AFFINITY_WAIT_MS at most).
-   */
-  claim(worker: { name: string; labels: Record<string, string>; holds: BloomFilter }, now = Date.now()): Claimed | undefined {
-    this.expire(now);
+  async claim(worker: ClaimingWorker, now = Date.now()): Promise<Claimed | undefined> {
+    await this.expire(now);
     this.db.query("INSERT OR REPLACE INTO workers VALUES (?, ?, ?)").run(worker.name, JSON.stringify(worker.labels), now);
     this.idle.set(worker.name, { holds: worker.holds, since: now });
     const claimed = this.db.transaction(() => {
       const queued = this.db.query("SELECT id, submitter, hints, created FROM jobs WHERE state = 'queued' ORDER BY created LIMIT 200").all() as { id: string; submitter: string; hints: string; created: number }[];
       const running = new Map((this.db.query("SELECT submitter, count(*) AS n FROM jobs WHERE state = 'running' GROUP BY submitter").all() as { submitter: string; n: number }[]).map((r) => [r.submitter, r.n]));
-      const held = (holds: BloomFilter, hints: string[]) => hints.filter((key) => holds.has(key)).length;
       const others = [...this.idle].filter(([name, w]) => name !== worker.name && w.since > now - IDLE_MS).map(([, w]) => w.holds);
-      const scored = queued
-        .map((job, order) => {
-          const hints = JSON.parse(job.hints) as string[];
-          return { ...job, order, affinity: held(worker.holds, hints), best: Math.max(0, ...others.map((holds) => held(holds, hints))) };
-        })
-        .filter((job) => job.affinity >= job.best || job.created < now - AFFINITY_WAIT_MS);
-      if (scored.length === 0) return undefined;
-      scored.sort((a, b) => b.affinity - a.affinity || (running.get(a.submitter) ?? 0) - (running.get(b.submitter) ?? 0) || a.order - b.order);
-      const best = scored[0];
+      const best = rankJobs(queued, running, worker.holds, others, now)[0];
+      if (!best) return undefined;
       const lease = randomUUID();
       this.db
         .query("UPDATE jobs SET state = 'running', worker = ?, lease = ?, lease_expires = ?, started = coalesce(started, ?), attempts = attempts + 1, affinity = ? WHERE id = ? AND state = 'queued'")
@@ -127,8 +222,7 @@ export class JobQueue {
     return claimed;
   }
 
-  /** Keeps a lease alive; says whether it is still the job's and whether the submitter cancelled. */
-  heartbeat(id: string, lease: string, now = Date.now()): "ok" | "lost" | "cancelled" {
+  async heartbeat(id: string, lease: string, now = Date.now()): Promise<"ok" | "lost" | "cancelled"> {
     const row = this.db.query("SELECT lease, state, cancel FROM jobs WHERE id = ?").get(id) as { lease: string | null; state: JobState; cancel: number } | null;
     if (!row || row.lease !== lease || row.state !== "running") return "lost";
     if (row.cancel) return "cancelled";
@@ -136,10 +230,9 @@ export class JobQueue {
     return "ok";
   }
 
-  /** Progress events of a running job, under its current lease; false when the lease is not. */
-  appendEvents(id: string, lease: string, events: unknown[]): boolean {
+  async appendEvents(id: string, lease: string, events: unknown[]) {
     const ok = this.db.transaction(() => {
-      if (!this.holds(id, lease)) return false;
+      if (!this.holdsNow(id, lease)) return false;
       const { n } = this.db.query("SELECT count(*) AS n FROM job_events WHERE job = ?").get(id) as { n: number };
       const insert = this.db.query("INSERT INTO job_events VALUES (?, ?, ?)");
       events.slice(0, Math.max(0, MAX_EVENTS - n)).forEach((event, i) => insert.run(id, n + i + 1, JSON.stringify(event)));
@@ -149,8 +242,7 @@ export class JobQueue {
     return ok;
   }
 
-  /** The end of a job, under its current lease; false (and nothing changed) when the lease is not. */
-  finish(id: string, lease: string, outcome: { result: unknown } | { error: string }, now = Date.now()): boolean {
+  async finish(id: string, lease: string, outcome: Outcome, now = Date.now()) {
     const state: JobState = "result" in outcome ? "succeeded" : "failed";
     const changed = this.db
       .query("UPDATE jobs SET state = CASE cancel WHEN 1 THEN 'cancelled' ELSE ? END, finished = ?, lease = NULL, result = ?, error = ? WHERE id = ? AND lease = ? AND state = 'running'")
@@ -159,15 +251,13 @@ export class JobQueue {
     return changed === 1;
   }
 
-  /** A worker that stops (SIGTERM) hands its job back at once, for another worker. */
-  release(id: string, lease: string): boolean {
+  async release(id: string, lease: string) {
     const changed = this.db.query("UPDATE jobs SET state = CASE cancel WHEN 1 THEN 'cancelled' ELSE 'queued' END, lease = NULL, worker = NULL, attempts = attempts - 1 WHERE id = ? AND lease = ? AND state = 'running'").run(id, lease).changes;
     this.wake();
     return changed === 1;
   }
 
-  /** The submitter gives up: a queued job ends at once, a running one when its worker hears of it. */
-  cancel(id: string, submitter: string, now = Date.now()): boolean {
+  async cancel(id: string, submitter: string, now = Date.now()) {
     const changed = this.db
       .query("UPDATE jobs SET cancel = 1, state = CASE state WHEN 'queued' THEN 'cancelled' ELSE state END, finished = CASE state WHEN 'queued' THEN ? ELSE finished END WHERE id = ? AND submitter = ? AND state IN ('queued', 'running')")
       .run(now, id, submitter).changes;
@@ -175,52 +265,22 @@ export class JobQueue {
     return changed === 1;
   }
 
-  /** A job as its submitter follows it: its state, the events after `since`, and its outcome. */
-  follow(id: string, since: number): { state: JobState; submitter: string; worker?: string; events: { seq: number; event: unknown }[]; result?: unknown; error?: string } | undefined {
+  async follow(id: string, since: number): Promise<Followed | undefined> {
     const row = this.db.query("SELECT state, submitter, worker, result, error FROM jobs WHERE id = ?").get(id) as { state: JobState; submitter: string; worker: string | null; result: string | null; error: string | null } | null;
     if (!row) return undefined;
     const events = (this.db.query("SELECT seq, body FROM job_events WHERE job = ? AND seq > ? ORDER BY seq LIMIT 1000").all(id, since) as { seq: number; body: string }[]).map((e) => ({ seq: e.seq, event: JSON.parse(e.body) }));
-    return {
-      state: row.state,
-      submitter: row.submitter,
-      ...(row.worker ? { worker: row.worker } : {}),
-      events,
-      ...(row.result ? { result: JSON.parse(row.result) } : {}),
-      ...(row.error ? { error: row.error } : {}),
-    };
+    return followed(row, events);
   }
 
-  /** Resolves when something changes, or after `ms` (long polls). */
   changed(ms: number): Promise<void> {
-    return new Promise((resolve) => {
-      const done = () => {
-        clearTimeout(timer);
-        this.waiters.delete(done);
-        resolve();
-      };
-      const timer = setTimeout(done, ms);
-      this.waiters.add(done);
-    });
+    return waitFor(this.waiters, ms);
   }
 
-  jobs(limit = 100): JobSummary[] {
-    const rows = this.db.query("SELECT * FROM jobs ORDER BY created DESC LIMIT ?").all(limit) as Record<string, unknown>[];
-    return rows.map((r) => ({
-      id: r.id as string,
-      submitter: r.submitter as string,
-      state: r.state as JobState,
-      created: r.created as number,
-      ...(r.started ? { started: r.started as number } : {}),
-      ...(r.finished ? { finished: r.finished as number } : {}),
-      ...(r.worker ? { worker: r.worker as string } : {}),
-      attempts: r.attempts as number,
-      ...(r.affinity !== null ? { affinity: r.affinity as number } : {}),
-      hints: (JSON.parse(r.hints as string) as unknown[]).length,
-      ...(r.error ? { error: r.error as string } : {}),
-    }));
+  async jobs(limit = 100) {
+    return (this.db.query("SELECT * FROM jobs ORDER BY created DESC LIMIT ?").all(limit) as Record<string, unknown>[]).map(jobSummary);
   }
 
-  workers(): WorkerSummary[] {
+  async workers(): Promise<WorkerSummary[]> {
     const running = this.db.query("SELECT worker, id FROM jobs WHERE state = 'running'").all() as { worker: string; id: string }[];
     return (this.db.query("SELECT * FROM workers ORDER BY name").all() as { name: string; labels: string; last_seen: number }[]).map((w) => ({
       name: w.name,
@@ -230,20 +290,17 @@ export class JobQueue {
     }));
   }
 
-  /** Jobs waiting for a worker. */
-  depth(): number {
+  async depth() {
     return (this.db.query("SELECT count(*) AS n FROM jobs WHERE state = 'queued'").get() as { n: number }).n;
   }
 
-  /** Leases that ran out go back to the queue (or fail, after too many attempts); old jobs go. */
-  expire(now = Date.now()) {
-    this.db.query("UPDATE jobs SET state = 'failed', finished = ?, lease = NULL, error = 'every worker that took this job stopped answering' WHERE state = 'running' AND lease_expires < ? AND attempts >= ?").run(now, now, this.maxAttempts);
+  async expire(now = Date.now()) {
+    this.db.query("UPDATE jobs SET state = 'failed', finished = ?, lease = NULL, error = ? WHERE state = 'running' AND lease_expires < ? AND attempts >= ?").run(now, GAVE_UP, now, this.maxAttempts);
     const lost = this.db.query("SELECT id, worker FROM jobs WHERE state = 'running' AND lease_expires < ?").all(now) as { id: string; worker: string }[];
     for (const job of lost) {
       // The follower hears why its build starts again (steps already done hit the shared cache).
       const { n } = this.db.query("SELECT count(*) AS n FROM job_events WHERE job = ?").get(job.id) as { n: number };
-      const message = `worker ${job.worker} stopped answering; the build goes to another worker`;
-      this.db.query("INSERT INTO job_events VALUES (?, ?, ?)").run(job.id, n + 1, JSON.stringify({ type: "warning", message }));
+      this.db.query("INSERT INTO job_events VALUES (?, ?, ?)").run(job.id, n + 1, JSON.stringify(lostWorkerEvent(job.worker)));
     }
     this.db.query("UPDATE jobs SET state = CASE cancel WHEN 1 THEN 'cancelled' ELSE 'queued' END, lease = NULL, worker = NULL WHERE state = 'running' AND lease_expires < ?").run(now);
     if (lost.length) this.wake();
@@ -251,20 +308,48 @@ export class JobQueue {
     this.db.query("DELETE FROM jobs WHERE finished < ?").run(now - KEEP_FINISHED_MS);
   }
 
-  close() {
+  async close() {
     this.db.close();
   }
 
-  /** Wakes the long polls of this process (something they wait for may have happened). */
   notify() {
     this.wake();
   }
 
-  holds(id: string, lease: string): boolean {
+  async holds(id: string, lease: string) {
+    return this.holdsNow(id, lease);
+  }
+
+  private holdsNow(id: string, lease: string): boolean {
     return !!this.db.query("SELECT 1 FROM jobs WHERE id = ? AND lease = ? AND state = 'running'").get(id, lease);
   }
 
   private wake() {
     for (const waiter of [...this.waiters]) waiter();
   }
+}
+
+/** A job's row and events as its follower sees them. */
+export function followed(row: { state: JobState; submitter: string; worker: string | null; result: string | null; error: string | null }, events: { seq: number; event: unknown }[]): Followed {
+  return {
+    state: row.state,
+    submitter: row.submitter,
+    ...(row.worker ? { worker: row.worker } : {}),
+    events,
+    ...(row.result ? { result: JSON.parse(row.result) } : {}),
+    ...(row.error ? { error: row.error } : {}),
+  };
+}
+
+/** A long poll's wait: resolves when one of `waiters` is called, or after `ms`. */
+export function waitFor(waiters: Set<() => void>, ms: number): Promise<void> {
+  return new Promise((resolve) => {
+    const done = () => {
+      clearTimeout(timer);
+      waiters.delete(done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    waiters.add(done);
+  });
 }

@@ -19,7 +19,10 @@ import { migrate, openPostgres } from "./pg.ts";
 import { PgSessions, Sessions } from "./sessions.ts";
 import { Storage, type StorageOptions } from "./storage.ts";
 import { Webhooks, type WebhookTarget } from "./webhooks.ts";
-import { JobQueue } from "./jobs.ts";
+import { SqliteJobQueue, type JobQueue } from "./jobs.ts";
+import { PgJobQueue } from "./jobs-pg.ts";
+import { MemorySecretRelay, type SecretRelay } from "./secret-relay.ts";
+import { PgSecretRelay } from "./secret-relay-pg.ts";
 
 export interface PartsOptions extends StorageOptions {
   tokens: { token: string; role: Role }[];
@@ -64,12 +67,19 @@ async function metadata(options: PartsOptions) {
   return { sql, index: new PgCacheIndex(sql), history: new PgHistory(sql), sessions: new PgSessions(sql) };
 }
 
+/** The remote-build queue and its secret relay: in this server's files, or shared by replicas. */
+function jobQueue(sql: SQL | undefined, dataDir: string, leaseMs: number | undefined): { jobs: JobQueue; secrets: SecretRelay } {
+  if (!sql) {
+    const jobs = new SqliteJobQueue(dataDir, { leaseMs });
+    return { jobs, secrets: new MemorySecretRelay(() => jobs.notify()) };
+  }
+  const jobs = new PgJobQueue(sql, { leaseMs });
+  return { jobs, secrets: new PgSecretRelay(sql, jobs) };
+}
+
 export async function createParts(options: PartsOptions): Promise<ServerParts> {
   const { tokens: entries, log = createLogger(), webhooks: hooks, hubLimits, jobLeaseMs, mountBudget, db: _db, blobs: blobsUrl, blobsEnv, blobsRedirect, ...storageOptions } = options;
   const tokens = new TokenSet(entries); // a bad token is an error before anything is created
-  if (options.db !== undefined && entries.some((entry) => entry.role === "worker")) {
-    throw new UserError("--worker-token: remote builds are not available with --db yet (their queue is kept in this server's own files)");
-  }
   const blobs = blobsUrl === undefined ? undefined : new S3Blobs(parseS3Url(blobsUrl), blobsEnv);
   const { sql, index, history, sessions } = await metadata(options);
   const storage = new Storage(storageOptions, index, blobs);
@@ -77,9 +87,7 @@ export async function createParts(options: PartsOptions): Promise<ServerParts> {
   const webhooks = hooks?.targets.length ? new Webhooks({ ...hooks, store: history, metrics, log }) : undefined;
   const hub = new BuildHub(history, metrics, webhooks, hubLimits);
   await hub.start();
-  // The job queue keeps its state in SQLite files of this server: shared by replicas only once
-  // it has a PostgreSQL store too, so a --db server runs without it.
-  const jobs = sql ? undefined : new JobQueue(options.dataDir, { leaseMs: jobLeaseMs });
+  const { jobs, secrets } = jobQueue(sql, options.dataDir, jobLeaseMs);
   const mounts = new MountStore(sql ? new PgMountRows(sql) : new SqliteMountRows(storage, storage.index as SqliteCacheIndex), mountBudget);
   return {
     storage,
@@ -92,6 +100,7 @@ export async function createParts(options: PartsOptions): Promise<ServerParts> {
     history,
     webhooks,
     jobs,
+    secrets,
     blobsRedirect,
     async ready() {
       await Promise.all([storage.index.ping(), storage.blobs.ping()]);
@@ -103,7 +112,7 @@ export async function createParts(options: PartsOptions): Promise<ServerParts> {
       await webhooks?.settle();
       await storage.close();
       await history.close();
-      jobs?.close();
+      await jobs.close();
       await sql?.close();
     },
   };

@@ -1,7 +1,7 @@
 /**
  * The server's metadata in PostgreSQL (`serve --db postgres://…`), through Bun's built-in client
  * (a connection pool). One schema for every store (cache index, build history, webhook
- * deliveries, sessions), versioned: each replica migrates it at start under an advisory lock,
+ * deliveries, sessions, the remote-build queue), versioned: each replica migrates it at start under an advisory lock,
  * so replicas starting together take turns and each step runs once.
  */
 import { SQL } from "bun";
@@ -61,6 +61,17 @@ const MIGRATIONS: string[] = [
    CREATE TABLE mount_fetches (
      scope TEXT PRIMARY KEY, fetches BIGINT NOT NULL, files_fetched BIGINT NOT NULL, bytes_fetched BIGINT NOT NULL,
      files_kept BIGINT NOT NULL, bytes_kept BIGINT NOT NULL, ms BIGINT NOT NULL, saved_ms BIGINT NOT NULL, updated BIGINT NOT NULL);`,
+  // Remote execution's queue (jobs-pg.ts) and the secret relay's asks (secret-relay-pg.ts).
+  `CREATE TABLE jobs (
+     seq BIGSERIAL, id TEXT PRIMARY KEY, submitter TEXT NOT NULL, state TEXT NOT NULL, definition TEXT NOT NULL, hints TEXT NOT NULL,
+     created BIGINT NOT NULL, started BIGINT, finished BIGINT, worker TEXT, lease TEXT, lease_expires BIGINT,
+     attempts INTEGER NOT NULL DEFAULT 0, affinity INTEGER, result TEXT, error TEXT, cancel BOOLEAN NOT NULL DEFAULT false,
+     events INTEGER NOT NULL DEFAULT 0);
+   CREATE INDEX jobs_state ON jobs (state, created, seq);
+   CREATE INDEX jobs_finished ON jobs (finished);
+   CREATE TABLE job_events (job TEXT NOT NULL, seq INTEGER NOT NULL, body TEXT NOT NULL, PRIMARY KEY (job, seq));
+   CREATE TABLE job_workers (name TEXT PRIMARY KEY, labels TEXT NOT NULL, last_seen BIGINT NOT NULL, holds TEXT, idle_since BIGINT);
+   CREATE TABLE job_secret_asks (job TEXT PRIMARY KEY, ask TEXT NOT NULL, ids TEXT NOT NULL, public_key TEXT NOT NULL, sealed TEXT, expires BIGINT NOT NULL);`,
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;

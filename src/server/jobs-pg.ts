@@ -1,0 +1,232 @@
+/**
+ * The remote-build queue in PostgreSQL (`serve --db`), shared by every replica; jobs.ts has the
+ * contract and the SQLite store this one must match. What differs is only how replicas agree:
+ *
+ *   - A claim ranks the queued jobs as the SQLite store does (rankJobs), then takes the best one
+ *     it can lock with `FOR UPDATE SKIP LOCKED`: two replicas claiming at once never wait for
+ *     each other and never take the same job (the loser takes its next best).
+ *   - Which workers are idle, and what they hold, is in `job_workers` (a worker may ask any
+ *     replica), so a job still waits for the idle worker that holds most of it.
+ *   - Every change NOTIFYs `memobuild_jobs`; each replica LISTENs and wakes its long polls (a
+ *     follower on replica A hears at once what a worker reported to replica B). A notification
+ *     only wakes: the routes poll every second anyway, so a missed one costs a second.
+ *   - Event numbers come from a counter on the job's row, updated under the row's lock, so a
+ *     worker's report and another replica's expiry never take the same number.
+ */
+import type { SQL } from "bun";
+import { randomUUID } from "node:crypto";
+import { BloomFilter } from "../util/bloom.ts";
+import {
+  GAVE_UP,
+  IDLE_MS,
+  KEEP_FINISHED_MS,
+  MAX_EVENTS,
+  followed,
+  jobSummary,
+  lostWorkerEvent,
+  rankJobs,
+  waitFor,
+  type Claimed,
+  type ClaimingWorker,
+  type Followed,
+  type JobQueue,
+  type JobState,
+  type Outcome,
+  type QueueOptions,
+  type WorkerSummary,
+} from "./jobs.ts";
+import { num } from "./pg.ts";
+
+export const JOBS_CHANNEL = "memobuild_jobs";
+
+export class PgJobQueue implements JobQueue {
+  private readonly leaseMs: number;
+  private readonly maxAttempts: number;
+  private readonly waiters = new Set<() => void>();
+  private readonly listening: Promise<unknown>;
+
+  constructor(
+    readonly sql: SQL,
+    options: QueueOptions = {},
+    /** Set when this queue was given a pool of its own: closing the queue closes it. */
+    private readonly ownsPool = false,
+  ) {
+    this.leaseMs = options.leaseMs ?? 30_000;
+    this.maxAttempts = options.maxAttempts ?? 3;
+    this.listening = sql.listen(JOBS_CHANNEL, () => this.wake());
+  }
+
+  /** Resolves once this replica hears other replicas' changes (tests wait for it). */
+  async ready() {
+    await this.listening;
+  }
+
+  async submit(submitter: string, definition: unknown, hints: string[], now = Date.now()) {
+    const id = randomUUID();
+    await this.sql`INSERT INTO jobs (id, submitter, state, definition, hints, created)
+      VALUES (${id}, ${submitter}, 'queued', ${JSON.stringify(definition)}, ${JSON.stringify(hints)}, ${now})`;
+    await this.announce(id);
+    return id;
+  }
+
+  async claim(worker: ClaimingWorker, now = Date.now()): Promise<Claimed | undefined> {
+    await this.expire(now);
+    return await this.sql.begin(async (tx) => {
+      // This worker is idle (and holds this) until it takes a job: claims on any replica see it.
+      await tx`INSERT INTO job_workers VALUES (${worker.name}, ${JSON.stringify(worker.labels)}, ${now}, ${worker.holds.encode()}, ${now})
+        ON CONFLICT (name) DO UPDATE SET labels = excluded.labels, last_seen = excluded.last_seen, holds = excluded.holds, idle_since = excluded.idle_since`;
+      const queued = (await tx`SELECT id, submitter, hints, created FROM jobs WHERE state = 'queued' ORDER BY created, seq LIMIT 200`).map(
+        (r: { id: string; submitter: string; hints: string; created: string }) => ({ ...r, created: num(r.created) }),
+      );
+      if (queued.length === 0) return undefined;
+      const counts = await tx`SELECT submitter, count(*) AS n FROM jobs WHERE state = 'running' GROUP BY submitter`;
+      const running = new Map<string, number>(counts.map((r: { submitter: string; n: string }) => [r.submitter, num(r.n)]));
+      const idle = await tx`SELECT holds FROM job_workers WHERE name <> ${worker.name} AND idle_since > ${now - IDLE_MS} AND holds IS NOT NULL`;
+      const ranked = rankJobs(queued, running, worker.holds, idle.map((r: { holds: string }) => BloomFilter.decode(r.holds)), now);
+      if (ranked.length === 0) return undefined;
+      // The best job no other claim holds right now; a job another claim took meanwhile is no longer 'queued'.
+      const [job] = await tx`SELECT j.id, j.definition FROM jobs j JOIN unnest(${ranked.map((r) => r.id)}::text[]) WITH ORDINALITY AS r(id, rank) ON j.id = r.id
+        WHERE j.state = 'queued' ORDER BY r.rank LIMIT 1 FOR UPDATE OF j SKIP LOCKED`;
+      if (!job) return undefined;
+      const lease = randomUUID();
+      const affinity = ranked.find((r) => r.id === job.id)!.affinity;
+      await tx`UPDATE jobs SET state = 'running', worker = ${worker.name}, lease = ${lease}, lease_expires = ${now + this.leaseMs},
+        started = coalesce(started, ${now}), attempts = attempts + 1, affinity = ${affinity} WHERE id = ${job.id}`;
+      await tx`UPDATE job_workers SET idle_since = NULL WHERE name = ${worker.name}`;
+      return { id: job.id as string, lease, leaseMs: this.leaseMs, definition: JSON.parse(job.definition) };
+    });
+  }
+
+  async heartbeat(id: string, lease: string, now = Date.now()): Promise<"ok" | "lost" | "cancelled"> {
+    // One statement: an expiry that took the lease first leaves no row here to extend.
+    const [row] = await this.sql`UPDATE jobs SET lease_expires = CASE WHEN cancel THEN lease_expires ELSE ${now + this.leaseMs} END
+      WHERE id = ${id} AND lease = ${lease} AND state = 'running' RETURNING cancel`;
+    if (!row) return "lost";
+    return row.cancel ? "cancelled" : "ok";
+  }
+
+  async appendEvents(id: string, lease: string, events: unknown[]) {
+    const ok = await this.sql.begin(async (tx) => {
+      const [row] = await tx`SELECT events FROM jobs WHERE id = ${id} AND lease = ${lease} AND state = 'running' FOR UPDATE`;
+      if (!row) return false;
+      const first = num(row.events);
+      const kept = events.slice(0, Math.max(0, MAX_EVENTS - first)).map((event) => JSON.stringify(event));
+      if (kept.length) {
+        await tx`INSERT INTO job_events SELECT ${id}, ${first} + ord, body FROM unnest(${kept}::text[]) WITH ORDINALITY AS t(body, ord)`;
+        await tx`UPDATE jobs SET events = ${first + kept.length} WHERE id = ${id}`;
+      }
+      await tx`SELECT pg_notify(${JOBS_CHANNEL}, ${id})`;
+      return true;
+    });
+    if (ok) this.wake();
+    return ok;
+  }
+
+  async finish(id: string, lease: string, outcome: Outcome, now = Date.now()) {
+    const state: JobState = "result" in outcome ? "succeeded" : "failed";
+    const result = "result" in outcome ? JSON.stringify(outcome.result) : null;
+    const error = "error" in outcome ? outcome.error.slice(0, 64 * 1024) : null;
+    return await this.changedRow(this.sql`UPDATE jobs SET state = CASE WHEN cancel THEN 'cancelled' ELSE ${state} END, finished = ${now}, lease = NULL,
+      result = ${result}, error = ${error} WHERE id = ${id} AND lease = ${lease} AND state = 'running' RETURNING id`);
+  }
+
+  async release(id: string, lease: string) {
+    return await this.changedRow(this.sql`UPDATE jobs SET state = CASE WHEN cancel THEN 'cancelled' ELSE 'queued' END, lease = NULL, worker = NULL,
+      attempts = attempts - 1 WHERE id = ${id} AND lease = ${lease} AND state = 'running' RETURNING id`);
+  }
+
+  async cancel(id: string, submitter: string, now = Date.now()) {
+    return await this.changedRow(this.sql`UPDATE jobs SET cancel = true, state = CASE state WHEN 'queued' THEN 'cancelled' ELSE state END,
+      finished = CASE state WHEN 'queued' THEN ${now}::bigint ELSE finished END
+      WHERE id = ${id} AND submitter = ${submitter} AND state IN ('queued', 'running') RETURNING id`);
+  }
+
+  async follow(id: string, since: number): Promise<Followed | undefined> {
+    const [row] = await this.sql`SELECT state, submitter, worker, result, error FROM jobs WHERE id = ${id}`;
+    if (!row) return undefined;
+    const events = await this.sql`SELECT seq, body FROM job_events WHERE job = ${id} AND seq > ${since} ORDER BY seq LIMIT 1000`;
+    return followed(row, events.map((e: { seq: number; body: string }) => ({ seq: num(e.seq), event: JSON.parse(e.body) })));
+  }
+
+  async holds(id: string, lease: string) {
+    return (await this.sql`SELECT 1 FROM jobs WHERE id = ${id} AND lease = ${lease} AND state = 'running'`).length > 0;
+  }
+
+  /**
+   * Each lost lease is handled by the replica that locks its row first (the others skip it), so
+   * its follower is told once and the job is queued once.
+   */
+  async expire(now = Date.now()) {
+    const lost = await this.sql.begin(async (tx) => {
+      const rows = await tx`SELECT id, worker, attempts, events FROM jobs WHERE state = 'running' AND lease_expires < ${now} FOR UPDATE SKIP LOCKED`;
+      for (const job of rows) {
+        if (job.attempts >= this.maxAttempts) {
+          await tx`UPDATE jobs SET state = 'failed', finished = ${now}, lease = NULL, error = ${GAVE_UP} WHERE id = ${job.id}`;
+          continue;
+        }
+        // The follower hears why its build starts again (steps already done hit the shared cache).
+        const seq = num(job.events) + 1;
+        await tx`INSERT INTO job_events VALUES (${job.id}, ${seq}, ${JSON.stringify(lostWorkerEvent(job.worker))})`;
+        await tx`UPDATE jobs SET state = CASE WHEN cancel THEN 'cancelled' ELSE 'queued' END, lease = NULL, worker = NULL, events = ${seq} WHERE id = ${job.id}`;
+      }
+      if (rows.length) await tx`SELECT pg_notify(${JOBS_CHANNEL}, 'expired')`;
+      return rows.length;
+    });
+    if (lost) this.wake();
+    await this.sql`WITH gone AS (DELETE FROM jobs WHERE finished < ${now - KEEP_FINISHED_MS} RETURNING id)
+      DELETE FROM job_events WHERE job IN (SELECT id FROM gone)`;
+  }
+
+  async jobs(limit = 100) {
+    const rows = await this.sql`SELECT * FROM jobs ORDER BY created DESC, seq DESC LIMIT ${limit}`;
+    return rows.map((r: Record<string, unknown>) => jobSummary(r));
+  }
+
+  async workers(): Promise<WorkerSummary[]> {
+    const running = await this.sql`SELECT worker, id FROM jobs WHERE state = 'running'`;
+    const rows = await this.sql`SELECT name, labels, last_seen FROM job_workers ORDER BY name`;
+    return rows.map((w: { name: string; labels: string; last_seen: string }) => ({
+      name: w.name,
+      labels: JSON.parse(w.labels),
+      lastSeen: num(w.last_seen),
+      running: running.filter((r: { worker: string }) => r.worker === w.name).map((r: { id: string }) => r.id),
+    }));
+  }
+
+  async depth() {
+    const [row] = await this.sql`SELECT count(*) AS n FROM jobs WHERE state = 'queued'`;
+    return num(row.n);
+  }
+
+  changed(ms: number): Promise<void> {
+    return waitFor(this.waiters, ms);
+  }
+
+  notify() {
+    this.wake();
+  }
+
+  async close() {
+    const listener = (await this.listening.catch(() => undefined)) as { unlisten?: () => Promise<void> } | undefined;
+    await listener?.unlisten?.();
+    for (const waiter of [...this.waiters]) waiter();
+    if (this.ownsPool) await this.sql.close();
+  }
+
+  /** Runs an UPDATE … RETURNING; when it changed a row, every replica's long polls wake. */
+  private async changedRow(update: Promise<unknown[]>): Promise<boolean> {
+    const rows = await update;
+    if (rows.length) await this.announce((rows[0] as { id: string }).id);
+    return rows.length > 0;
+  }
+
+  /** Wakes this replica's long polls now, and the other replicas' through NOTIFY. */
+  private async announce(id: string) {
+    this.wake();
+    await this.sql`SELECT pg_notify(${JOBS_CHANNEL}, ${id})`;
+  }
+
+  private wake() {
+    for (const waiter of [...this.waiters]) waiter();
+  }
+}
