@@ -144,6 +144,19 @@ for (const backend of BACKENDS) describe(`the job queue on ${backend.name}`, () 
     expect(await queue.follow(id, 0)).toMatchObject({ state: "failed", error: "every worker that took this job stopped answering" });
   });
 
+  test("a finished job and its events are kept a day for late followers, then forgotten", async () => {
+    const { a, b } = await replicasOf(backend);
+    const id = await a.submit("alice", {}, [], 0);
+    const claimed = (await a.claim(worker("w1"), 0))!;
+    await a.appendEvents(id, claimed.lease, [{ type: "step" }]);
+    await a.finish(id, claimed.lease, { result: {} }, 10);
+    await b.expire(10 + 23 * 3600_000);
+    expect((await a.follow(id, 0))!.events).toHaveLength(1);
+    await b.expire(11 + 24 * 3600_000);
+    expect(await a.follow(id, 0)).toBeUndefined();
+    expect(await a.jobs()).toEqual([]);
+  });
+
   test("a worker that stops hands its job back, for the next claim, without spending an attempt", async () => {
     const { a, b } = await replicasOf(backend);
     const id = await a.submit("alice", {}, [], 0);
