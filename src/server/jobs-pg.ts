@@ -25,6 +25,7 @@ import {
   jobSummary,
   lostWorkerEvent,
   rankJobs,
+  SUMMARY_COLUMNS,
   waitFor,
   type Claimed,
   type ClaimingWorker,
@@ -58,6 +59,9 @@ export class PgJobQueue implements JobQueue {
     this.leaseMs = options.leaseMs ?? 30_000;
     this.maxAttempts = options.maxAttempts ?? 3;
     this.listening = sql.listen(JOBS_CHANNEL, () => this.wake());
+    // Without LISTEN the long polls still look again every second (see the routes): a replica
+    // that could not listen is slower to hear, never wrong, so the failure is not fatal here.
+    this.listening.catch(() => {});
   }
 
   /** Resolves once this replica hears other replicas' changes (tests wait for it). */
@@ -188,7 +192,7 @@ export class PgJobQueue implements JobQueue {
   }
 
   async jobs(limit = 100) {
-    const rows = await this.sql`SELECT * FROM jobs ORDER BY created DESC, seq DESC LIMIT ${limit}`;
+    const rows = await this.sql`SELECT ${this.sql.unsafe(SUMMARY_COLUMNS)} FROM jobs ORDER BY created DESC, seq DESC LIMIT ${limit}`;
     return rows.map((r: Record<string, unknown>) => jobSummary(r));
   }
 

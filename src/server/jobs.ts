@@ -150,6 +150,9 @@ export function rankJobs<J extends { id: string; submitter: string; hints: strin
   return scored.map(({ order: _o, best: _b, ...job }) => job as unknown as J & { affinity: number });
 }
 
+/** The columns jobSummary reads (not a job's definition or result, which may be megabytes). */
+export const SUMMARY_COLUMNS = "id, submitter, state, created, started, finished, worker, attempts, affinity, hints, error";
+
 /** A jobs row (BIGINT columns as numbers) as GET /v1/jobs shows it. */
 export function jobSummary(r: Record<string, unknown>): JobSummary {
   const n = (value: unknown) => (value === null || value === undefined ? undefined : Number(value));
@@ -277,7 +280,7 @@ export class SqliteJobQueue implements JobQueue {
   }
 
   async jobs(limit = 100) {
-    return (this.db.query("SELECT * FROM jobs ORDER BY created DESC LIMIT ?").all(limit) as Record<string, unknown>[]).map(jobSummary);
+    return (this.db.query(`SELECT ${SUMMARY_COLUMNS} FROM jobs ORDER BY created DESC LIMIT ?`).all(limit) as Record<string, unknown>[]).map(jobSummary);
   }
 
   async workers(): Promise<WorkerSummary[]> {
