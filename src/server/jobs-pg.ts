@@ -42,8 +42,21 @@ export const JOBS_CHANNEL = "memobuild_jobs";
 /** Finished jobs older than KEEP_FINISHED_MS are deleted at most this often per replica. */
 const SWEEP_MS = 60_000;
 
+/** How often a replica measures its clock against the database's. */
+const CLOCK_SYNC_MS = 60_000;
+
+export interface PgQueueOptions extends QueueOptions {
+  /** This host's clock (tests give replicas clocks that disagree). */
+  clock?: () => number;
+}
+
 export class PgJobQueue implements JobQueue {
   private readonly leaseMs: number;
+  private readonly clock: () => number;
+  /** The database's clock minus this host's: leases set by one replica are judged by another. */
+  private offset = 0;
+  private readonly synced: Promise<void>;
+  private readonly syncTimer: ReturnType<typeof setInterval>;
   private readonly maxAttempts: number;
   private readonly waiters = new Set<() => void>();
   private readonly listening: Promise<unknown>;
@@ -52,11 +65,17 @@ export class PgJobQueue implements JobQueue {
 
   constructor(
     readonly sql: SQL,
-    options: QueueOptions = {},
+    options: PgQueueOptions = {},
     /** Set when this queue was given a pool of its own: closing the queue closes it. */
     private readonly ownsPool = false,
   ) {
     this.leaseMs = options.leaseMs ?? 30_000;
+    this.clock = options.clock ?? Date.now;
+    // Replicas on different hosts whose clocks disagree by more than a lease would take leases
+    // from live workers (or keep dead ones): every time here is the database's clock.
+    this.synced = this.syncClock();
+    this.syncTimer = setInterval(() => void this.syncClock(), CLOCK_SYNC_MS);
+    this.syncTimer.unref();
     this.maxAttempts = options.maxAttempts ?? 3;
     this.listening = sql.listen(JOBS_CHANNEL, () => this.wake());
     // Without LISTEN the long polls still look again every second (see the routes): a replica
@@ -64,12 +83,25 @@ export class PgJobQueue implements JobQueue {
     this.listening.catch(() => {});
   }
 
-  /** Resolves once this replica hears other replicas' changes (tests wait for it). */
+  /** Resolves once this replica hears other replicas' changes and knows the database's clock. */
   async ready() {
-    await this.listening;
+    await Promise.all([this.listening, this.synced]);
   }
 
-  async submit(submitter: string, definition: unknown, hints: string[], now = Date.now()) {
+  /** Now, by the database's clock (as last measured), in milliseconds since the epoch. */
+  time(): number {
+    return Math.round(this.clock() + this.offset);
+  }
+
+  private async syncClock() {
+    try {
+      const before = this.clock();
+      const [row] = await this.sql`SELECT (extract(epoch FROM clock_timestamp()) * 1000)::bigint AS now`;
+      this.offset = num(row.now) - (before + this.clock()) / 2;
+    } catch {} // kept as it was; the next measurement may reach the database
+  }
+
+  async submit(submitter: string, definition: unknown, hints: string[], now = this.time()) {
     const id = randomUUID();
     await this.sql`INSERT INTO jobs (id, submitter, state, definition, hints, created)
       VALUES (${id}, ${submitter}, 'queued', ${JSON.stringify(definition)}, ${JSON.stringify(hints)}, ${now})`;
@@ -77,7 +109,7 @@ export class PgJobQueue implements JobQueue {
     return id;
   }
 
-  async claim(worker: ClaimingWorker, now = Date.now()): Promise<Claimed | undefined> {
+  async claim(worker: ClaimingWorker, now = this.time()): Promise<Claimed | undefined> {
     await this.expire(now);
     return await this.sql.begin(async (tx) => {
       // This worker is idle (and holds this) until it takes a job: claims on any replica see it.
@@ -105,7 +137,7 @@ export class PgJobQueue implements JobQueue {
     });
   }
 
-  async heartbeat(id: string, lease: string, now = Date.now()): Promise<"ok" | "lost" | "cancelled"> {
+  async heartbeat(id: string, lease: string, now = this.time()): Promise<"ok" | "lost" | "cancelled"> {
     // One statement: an expiry that took the lease first leaves no row here to extend.
     const [row] = await this.sql`UPDATE jobs SET lease_expires = CASE WHEN cancel THEN lease_expires ELSE ${now + this.leaseMs} END
       WHERE id = ${id} AND lease = ${lease} AND state = 'running' RETURNING cancel`;
@@ -126,7 +158,7 @@ export class PgJobQueue implements JobQueue {
     return row !== undefined;
   }
 
-  async finish(id: string, lease: string, outcome: Outcome, now = Date.now()) {
+  async finish(id: string, lease: string, outcome: Outcome, now = this.time()) {
     const state: JobState = "result" in outcome ? "succeeded" : "failed";
     const result = "result" in outcome ? JSON.stringify(outcome.result) : null;
     const error = "error" in outcome ? outcome.error.slice(0, 64 * 1024) : null;
@@ -139,7 +171,7 @@ export class PgJobQueue implements JobQueue {
       attempts = attempts - 1 WHERE id = ${id} AND lease = ${lease} AND state = 'running' RETURNING id`);
   }
 
-  async cancel(id: string, submitter: string, now = Date.now()) {
+  async cancel(id: string, submitter: string, now = this.time()) {
     return await this.changedRow(this.sql`UPDATE jobs SET cancel = true, state = CASE state WHEN 'queued' THEN 'cancelled' ELSE state END,
       finished = CASE state WHEN 'queued' THEN ${now}::bigint ELSE finished END
       WHERE id = ${id} AND submitter = ${submitter} AND state IN ('queued', 'running') RETURNING id`);
@@ -160,7 +192,7 @@ export class PgJobQueue implements JobQueue {
    * Each lost lease is handled by the replica that locks its row first (the others skip it), so
    * its follower is told once and the job is queued once.
    */
-  async expire(now = Date.now()) {
+  async expire(now = this.time()) {
     // Every follower's poll and every claim come here: a lease that ran out is rare, so the
     // usual answer is one indexed read, not a transaction.
     const [due] = await this.sql`SELECT 1 AS due FROM jobs WHERE state = 'running' AND lease_expires < ${now} LIMIT 1`;
@@ -221,6 +253,7 @@ export class PgJobQueue implements JobQueue {
   }
 
   async close() {
+    clearInterval(this.syncTimer);
     const listener = (await this.listening.catch(() => undefined)) as { unlisten?: () => Promise<void> } | undefined;
     await listener?.unlisten?.();
     for (const waiter of [...this.waiters]) waiter();

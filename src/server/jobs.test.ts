@@ -36,7 +36,7 @@ interface Replicas {
   relayB: SecretRelay;
 }
 
-async function replicasOf(backend: Backend, options: QueueOptions = { leaseMs: 1000, maxAttempts: 2 }): Promise<Replicas> {
+async function replicasOf(backend: Backend, options: QueueOptions = { leaseMs: 1000, maxAttempts: 2 }, clocks: (() => number)[] = []): Promise<Replicas> {
   const dir = join(work, `q${++stores}`);
   mkdirSync(dir);
   const url = await backend.db(dir);
@@ -46,15 +46,15 @@ async function replicasOf(backend: Backend, options: QueueOptions = { leaseMs: 1
     const relay = new MemorySecretRelay(() => queue.notify());
     return { a: queue, b: queue, relayA: relay, relayB: relay };
   }
-  const replica = async () => {
+  const replica = async (clock?: () => number) => {
     const sql = openPostgres(url, 4);
     await migrate(sql);
-    const queue = new PgJobQueue(sql, options, true);
+    const queue = new PgJobQueue(sql, { ...options, ...(clock ? { clock } : {}) }, true);
     await queue.ready();
     opened.push(queue);
     return { queue, relay: new PgSecretRelay(sql, queue) };
   };
-  const [one, two] = [await replica(), await replica()];
+  const [one, two] = [await replica(clocks[0]), await replica(clocks[1])];
   return { a: one.queue, b: two.queue, relayA: one.relay, relayB: two.relay };
 }
 
@@ -205,6 +205,26 @@ for (const backend of BACKENDS) describe(`the job queue on ${backend.name}`, () 
     expect(await relayB.ask(job, ["token"], 300)).toBeUndefined();
   });
 });
+
+// Replicas on hosts whose clocks disagree: only PostgreSQL has replicas (SQLite is one process).
+for (const backend of BACKENDS.filter((b) => b.name === "postgres+s3")) {
+  test(`replicas whose clocks disagree by an hour agree on leases and asks: they keep ${backend.name}'s time`, async () => {
+    const hour = 3600_000;
+    const { a: ahead, b: behind, relayA: relayAhead, relayB: relayBehind } = await replicasOf(backend, { leaseMs: 5000 }, [() => Date.now() + hour, () => Date.now() - hour]);
+    const id = await behind.submit("alice", {}, []);
+    const claimed = (await behind.claim(worker("w1")))!;
+    await ahead.expire(); // an hour ahead, this replica would see the lease long gone
+    expect(await behind.heartbeat(id, claimed.lease)).toBe("ok");
+    expect((await ahead.jobs())[0]).toMatchObject({ state: "running", worker: "w1", attempts: 1 });
+    // An ask made through the replica behind is still open for the one ahead.
+    const asked = relayBehind.ask(id, ["token"], 10_000);
+    let asks: string[] | undefined;
+    for (let i = 0; i < 100 && !asks; i++) (asks = await relayAhead.asks(id)) ?? (await Bun.sleep(20));
+    expect(asks).toEqual(["token"]);
+    expect(await relayAhead.answer(id, { token: "v" })).toBe(true);
+    expect(await asked).toEqual({ token: "v" });
+  });
+}
 
 test("a relayed secret is sealed to the asking replica's key: no other key opens it, and it is not in the box in the clear", () => {
   const asker = generateKeyPairSync("x25519");

@@ -74,11 +74,13 @@ export class PgSecretRelay implements SecretRelay {
     const ask = randomUUID();
     const { publicKey, privateKey } = generateKeyPairSync("x25519");
     const spki = publicKey.export({ type: "spki", format: "der" }).toString("base64");
+    // Times in the row are the database's (another replica reads them), the wait is this process's.
     const deadline = Date.now() + timeoutMs;
+    const expires = this.queue.time() + timeoutMs;
     // Asks whose askers are gone (a replica killed while it waited) go first.
-    await this.sql`DELETE FROM job_secret_asks WHERE expires < ${Date.now()}`;
+    await this.sql`DELETE FROM job_secret_asks WHERE expires < ${this.queue.time()}`;
     // A newer ask replaces an older one (the older one's asker then finds its ask gone).
-    await this.sql`INSERT INTO job_secret_asks VALUES (${job}, ${ask}, ${JSON.stringify(ids)}, ${spki}, NULL, ${deadline})
+    await this.sql`INSERT INTO job_secret_asks VALUES (${job}, ${ask}, ${JSON.stringify(ids)}, ${spki}, NULL, ${expires})
       ON CONFLICT (job) DO UPDATE SET ask = excluded.ask, ids = excluded.ids, public_key = excluded.public_key, sealed = NULL, expires = excluded.expires`;
     await this.sql`SELECT pg_notify(${JOBS_CHANNEL}, ${job})`;
     try {
@@ -95,12 +97,12 @@ export class PgSecretRelay implements SecretRelay {
   }
 
   async asks(job: string) {
-    const [row] = await this.sql`SELECT ids FROM job_secret_asks WHERE job = ${job} AND sealed IS NULL AND expires > ${Date.now()}`;
+    const [row] = await this.sql`SELECT ids FROM job_secret_asks WHERE job = ${job} AND sealed IS NULL AND expires > ${this.queue.time()}`;
     return row ? (JSON.parse(row.ids) as string[]) : undefined;
   }
 
   async answer(job: string, values: Record<string, unknown>) {
-    const [row] = await this.sql`SELECT ask, ids, public_key FROM job_secret_asks WHERE job = ${job} AND sealed IS NULL AND expires > ${Date.now()}`;
+    const [row] = await this.sql`SELECT ask, ids, public_key FROM job_secret_asks WHERE job = ${job} AND sealed IS NULL AND expires > ${this.queue.time()}`;
     if (!row) return false;
     const sealed = seal(askedValues(JSON.parse(row.ids) as string[], values), row.public_key, job, row.ask);
     // Only that ask, and only once: a replaced or already answered ask is left alone.
