@@ -83,7 +83,7 @@ async function measure(name: string, queue: JobQueue, relay: SecretRelay, server
 const dir = mkdtempSync(join(tmpdir(), "memobuild-bench-queue-"));
 try {
   const sqlite = new SqliteJobQueue(dir);
-  await measure("SQLite", sqlite, new MemorySecretRelay(() => sqlite.notify()), async () => []);
+  await measure("SQLite", sqlite, new MemorySecretRelay((job) => sqlite.notify(job)), async () => []);
   await sqlite.close();
   const sql = openPostgres(await postgres(), 4);
   await migrate(sql);

@@ -7,9 +7,11 @@
  *     each other and never take the same job (the loser takes its next best).
  *   - Which workers are idle, and what they hold, is in `job_workers` (a worker may ask any
  *     replica), so a job still waits for the idle worker that holds most of it.
- *   - Every change NOTIFYs `memobuild_jobs`; each replica LISTENs and wakes its long polls (a
- *     follower on replica A hears at once what a worker reported to replica B). A notification
- *     only wakes: the routes poll every second anyway, so a missed one costs a second.
+ *   - Every change NOTIFYs `memobuild_jobs` with what changed (`queue`, a job's id, or both);
+ *     each replica LISTENs and wakes the long polls waiting for that (a follower on replica A
+ *     hears at once what a worker reported to replica B; idle workers wake for new work, not for
+ *     every job's progress). A notification only wakes: the routes look again every second
+ *     anyway, so a missed one costs a second.
  *   - Event numbers come from a counter on the job's row, updated under the row's lock, so a
  *     worker's report and another replica's expiry never take the same number.
  */
@@ -24,9 +26,10 @@ import {
   followed,
   jobSummary,
   lostWorkerEvent,
+  QUEUE,
   rankJobs,
   SUMMARY_COLUMNS,
-  waitFor,
+  Wakeups,
   type Claimed,
   type ClaimingWorker,
   type Followed,
@@ -58,7 +61,7 @@ export class PgJobQueue implements JobQueue {
   private readonly synced: Promise<void>;
   private readonly syncTimer: ReturnType<typeof setInterval>;
   private readonly maxAttempts: number;
-  private readonly waiters = new Set<() => void>();
+  private readonly wakeups = new Wakeups();
   private readonly listening: Promise<unknown>;
   /** When this replica last deleted the jobs kept long enough. */
   private swept = Number.NEGATIVE_INFINITY;
@@ -77,7 +80,7 @@ export class PgJobQueue implements JobQueue {
     this.syncTimer = setInterval(() => void this.syncClock(), CLOCK_SYNC_MS);
     this.syncTimer.unref();
     this.maxAttempts = options.maxAttempts ?? 3;
-    this.listening = sql.listen(JOBS_CHANNEL, () => this.wake());
+    this.listening = sql.listen(JOBS_CHANNEL, (payload: unknown) => this.heard(String(payload ?? "")));
     // Without LISTEN the long polls still look again every second (see the routes): a replica
     // that could not listen is slower to hear, never wrong, so the failure is not fatal here.
     this.listening.catch(() => {});
@@ -105,7 +108,7 @@ export class PgJobQueue implements JobQueue {
     const id = randomUUID();
     await this.sql`INSERT INTO jobs (id, submitter, state, definition, hints, created)
       VALUES (${id}, ${submitter}, 'queued', ${JSON.stringify(definition)}, ${JSON.stringify(hints)}, ${now})`;
-    await this.announce(id);
+    await this.announce(QUEUE);
     return id;
   }
 
@@ -154,7 +157,7 @@ export class PgJobQueue implements JobQueue {
         WHERE job.events + t.ord <= ${MAX_EVENTS}),
       counted AS (UPDATE jobs SET events = LEAST(job.events + ${bodies.length}, ${MAX_EVENTS}) FROM job WHERE jobs.id = ${id})
       SELECT pg_notify(${JOBS_CHANNEL}, ${id}) FROM job`;
-    if (row) this.wake();
+    if (row) this.wakeups.wake(id);
     return row !== undefined;
   }
 
@@ -163,18 +166,18 @@ export class PgJobQueue implements JobQueue {
     const result = "result" in outcome ? JSON.stringify(outcome.result) : null;
     const error = "error" in outcome ? outcome.error.slice(0, 64 * 1024) : null;
     return await this.changedRow(this.sql`UPDATE jobs SET state = CASE WHEN cancel THEN 'cancelled' ELSE ${state} END, finished = ${now}, lease = NULL,
-      result = ${result}, error = ${error} WHERE id = ${id} AND lease = ${lease} AND state = 'running' RETURNING id`);
+      result = ${result}, error = ${error} WHERE id = ${id} AND lease = ${lease} AND state = 'running' RETURNING id`, id);
   }
 
   async release(id: string, lease: string) {
     return await this.changedRow(this.sql`UPDATE jobs SET state = CASE WHEN cancel THEN 'cancelled' ELSE 'queued' END, lease = NULL, worker = NULL,
-      attempts = attempts - 1 WHERE id = ${id} AND lease = ${lease} AND state = 'running' RETURNING id`);
+      attempts = attempts - 1 WHERE id = ${id} AND lease = ${lease} AND state = 'running' RETURNING id`, QUEUE, id);
   }
 
   async cancel(id: string, submitter: string, now = this.time()) {
     return await this.changedRow(this.sql`UPDATE jobs SET cancel = true, state = CASE state WHEN 'queued' THEN 'cancelled' ELSE state END,
       finished = CASE state WHEN 'queued' THEN ${now}::bigint ELSE finished END
-      WHERE id = ${id} AND submitter = ${submitter} AND state IN ('queued', 'running') RETURNING id`);
+      WHERE id = ${id} AND submitter = ${submitter} AND state IN ('queued', 'running') RETURNING id`, id);
   }
 
   async follow(id: string, since: number): Promise<Followed | undefined> {
@@ -210,17 +213,18 @@ export class PgJobQueue implements JobQueue {
       for (const job of rows) {
         if (job.attempts >= this.maxAttempts) {
           await tx`UPDATE jobs SET state = 'failed', finished = ${now}, lease = NULL, error = ${GAVE_UP} WHERE id = ${job.id}`;
+          await tx`SELECT pg_notify(${JOBS_CHANNEL}, ${job.id})`;
           continue;
         }
         // The follower hears why its build starts again (steps already done hit the shared cache).
         const seq = num(job.events) + 1;
         await tx`INSERT INTO job_events VALUES (${job.id}, ${seq}, ${JSON.stringify(lostWorkerEvent(job.worker))})`;
         await tx`UPDATE jobs SET state = CASE WHEN cancel THEN 'cancelled' ELSE 'queued' END, lease = NULL, worker = NULL, events = ${seq} WHERE id = ${job.id}`;
+        await tx`SELECT pg_notify(${JOBS_CHANNEL}, ${`${QUEUE} ${job.id}`})`;
       }
-      if (rows.length) await tx`SELECT pg_notify(${JOBS_CHANNEL}, 'expired')`;
-      return rows.length;
+      return rows.map((job: { id: string }) => job.id);
     });
-    if (lost) this.wake();
+    this.wakeups.wake(QUEUE, ...lost);
   }
 
   async jobs(limit = 100) {
@@ -244,36 +248,39 @@ export class PgJobQueue implements JobQueue {
     return num(row.n);
   }
 
-  changed(ms: number): Promise<void> {
-    return waitFor(this.waiters, ms);
+  changed(ms: number, job?: string): Promise<void> {
+    return this.wakeups.wait(job ?? QUEUE, ms);
   }
 
-  notify() {
-    this.wake();
+  notify(job?: string) {
+    this.wakeups.wake(job ?? QUEUE);
   }
 
   async close() {
     clearInterval(this.syncTimer);
     const listener = (await this.listening.catch(() => undefined)) as { unlisten?: () => Promise<void> } | undefined;
     await listener?.unlisten?.();
-    for (const waiter of [...this.waiters]) waiter();
+    this.wakeups.wakeAll();
     if (this.ownsPool) await this.sql.close();
   }
 
-  /** Runs an UPDATE … RETURNING; when it changed a row, every replica's long polls wake. */
-  private async changedRow(update: Promise<unknown[]>): Promise<boolean> {
+  /** Runs an UPDATE … RETURNING; when it changed a row, every replica's long polls for `topics` wake. */
+  private async changedRow(update: Promise<unknown[]>, ...topics: string[]): Promise<boolean> {
     const rows = await update;
-    if (rows.length) await this.announce((rows[0] as { id: string }).id);
+    if (rows.length) await this.announce(...topics);
     return rows.length > 0;
   }
 
-  /** Wakes this replica's long polls now, and the other replicas' through NOTIFY. */
-  private async announce(id: string) {
-    this.wake();
-    await this.sql`SELECT pg_notify(${JOBS_CHANNEL}, ${id})`;
+  /** Wakes this replica's long polls for `topics` now, and the other replicas' through NOTIFY. */
+  async announce(...topics: string[]) {
+    this.wakeups.wake(...topics);
+    await this.sql`SELECT pg_notify(${JOBS_CHANNEL}, ${topics.join(" ")})`;
   }
 
-  private wake() {
-    for (const waiter of [...this.waiters]) waiter();
+  /** A notification from any replica (this one's too): its topics, or every poll when it names none. */
+  private heard(payload: string) {
+    const topics = payload.split(" ").filter(Boolean);
+    if (topics.length) this.wakeups.wake(...topics);
+    else this.wakeups.wakeAll();
   }
 }

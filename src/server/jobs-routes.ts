@@ -43,7 +43,7 @@ const SECRET_WAIT_MS = 60_000;
 export function jobRoutes(
   queue: JobQueue,
   roleOf: (submitter: string) => Role | undefined = () => undefined,
-  relay: SecretRelay = new MemorySecretRelay(() => queue.notify()),
+  relay: SecretRelay = new MemorySecretRelay((job) => queue.notify(job)),
 ): Hono<AppEnv> {
   const app = new Hono<AppEnv>();
 
@@ -71,7 +71,7 @@ export function jobRoutes(
       const asks = await relay.asks(id);
       const ended = job.state !== "queued" && job.state !== "running";
       if (job.events.length || asks || ended || Date.now() >= deadline) return c.json({ ...shown, ...(asks ? { asks } : {}) });
-      await queue.changed(Math.min(1000, deadline - Date.now()));
+      await queue.changed(Math.min(1000, deadline - Date.now()), id);
     }
   });
 

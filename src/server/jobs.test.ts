@@ -43,7 +43,7 @@ async function replicasOf(backend: Backend, options: QueueOptions = { leaseMs: 1
   if (url === undefined) {
     const queue = new SqliteJobQueue(dir, options);
     opened.push(queue);
-    const relay = new MemorySecretRelay(() => queue.notify());
+    const relay = new MemorySecretRelay((job) => queue.notify(job));
     return { a: queue, b: queue, relayA: relay, relayB: relay };
   }
   const replica = async (clock?: () => number) => {
@@ -182,11 +182,19 @@ for (const backend of BACKENDS) describe(`the job queue on ${backend.name}`, () 
     expect((await other.follow(queued, 0))!.state).toBe("cancelled");
   });
 
-  test("a long poll on one replica wakes when another replica's queue changes", async () => {
+  test("long polls on one replica wake for what they wait for when another replica changes it: work to claim, or their job", async () => {
     const { a, b } = await replicasOf(backend);
-    const woken = a.changed(60_000).then(() => "woken");
-    await b.submit("alice", {}, []);
-    expect(await Promise.race([woken, Bun.sleep(4000).then(() => "still asleep")])).toBe("woken");
+    const id = await b.submit("alice", {}, []);
+    const claimed = (await b.claim(worker("w1")))!;
+    let idleWoken = false;
+    const idle = a.changed(60_000).then(() => (idleWoken = true));
+    const follower = a.changed(60_000, id).then(() => "woken");
+    await b.appendEvents(id, claimed.lease, [{ type: "step" }]);
+    expect(await Promise.race([follower, Bun.sleep(4000).then(() => "still asleep")])).toBe("woken");
+    await Bun.sleep(50);
+    expect(idleWoken).toBe(false); // a job's progress is no work for an idle worker
+    await b.submit("bob", {}, []);
+    expect(await Promise.race([idle.then(() => "woken"), Bun.sleep(4000).then(() => "still asleep")])).toBe("woken");
   });
 
   test("a secret asked for through one replica is answered through the other: only the ids asked, once", async () => {

@@ -108,10 +108,15 @@ export interface JobQueue {
   workers(): Promise<WorkerSummary[]>;
   /** Jobs waiting for a worker. */
   depth(): Promise<number>;
-  /** Resolves when something changes, or after `ms` (long polls). */
-  changed(ms: number): Promise<void>;
-  /** Wakes the long polls of this process (something they wait for may have happened). */
-  notify(): void;
+  /**
+   * Long polls: resolves when the queue changes (a job to claim may be there), or with `job`
+   * when that job does (events, its end, an ask for its secrets); at the latest after `ms`.
+   * Waiting for one job, a follower is not woken by every other job's progress, nor an idle
+   * worker by it.
+   */
+  changed(ms: number, job?: string): Promise<void>;
+  /** Wakes this process's long polls for that job (the queue's, without one). */
+  notify(job?: string): void;
   close(): Promise<void>;
 }
 
@@ -186,8 +191,7 @@ export class SqliteJobQueue implements JobQueue {
   private readonly db: Database;
   private readonly leaseMs: number;
   private readonly maxAttempts: number;
-  /** Wakes long polls in this process when something they wait for may have happened. */
-  private readonly waiters = new Set<() => void>();
+  private readonly wakeups = new Wakeups();
   /** Workers waiting for work now (name → what they hold, when they last asked). */
   private readonly idle = new Map<string, { holds: BloomFilter; since: number }>();
 
@@ -200,7 +204,7 @@ export class SqliteJobQueue implements JobQueue {
   async submit(submitter: string, definition: unknown, hints: string[], now = Date.now()) {
     const id = randomUUID();
     this.db.query("INSERT INTO jobs (id, submitter, state, definition, hints, created) VALUES (?, ?, 'queued', ?, ?, ?)").run(id, submitter, JSON.stringify(definition), JSON.stringify(hints), now);
-    this.wake();
+    this.wakeups.wake(QUEUE);
     return id;
   }
 
@@ -241,7 +245,7 @@ export class SqliteJobQueue implements JobQueue {
       events.slice(0, Math.max(0, MAX_EVENTS - n)).forEach((event, i) => insert.run(id, n + i + 1, JSON.stringify(event)));
       return true;
     })();
-    if (ok) this.wake();
+    if (ok) this.wakeups.wake(id);
     return ok;
   }
 
@@ -250,13 +254,13 @@ export class SqliteJobQueue implements JobQueue {
     const changed = this.db
       .query("UPDATE jobs SET state = CASE cancel WHEN 1 THEN 'cancelled' ELSE ? END, finished = ?, lease = NULL, result = ?, error = ? WHERE id = ? AND lease = ? AND state = 'running'")
       .run(state, now, "result" in outcome ? JSON.stringify(outcome.result) : null, "error" in outcome ? outcome.error.slice(0, 64 * 1024) : null, id, lease).changes;
-    this.wake();
+    this.wakeups.wake(id);
     return changed === 1;
   }
 
   async release(id: string, lease: string) {
     const changed = this.db.query("UPDATE jobs SET state = CASE cancel WHEN 1 THEN 'cancelled' ELSE 'queued' END, lease = NULL, worker = NULL, attempts = attempts - 1 WHERE id = ? AND lease = ? AND state = 'running'").run(id, lease).changes;
-    this.wake();
+    this.wakeups.wake(QUEUE, id);
     return changed === 1;
   }
 
@@ -264,7 +268,7 @@ export class SqliteJobQueue implements JobQueue {
     const changed = this.db
       .query("UPDATE jobs SET cancel = 1, state = CASE state WHEN 'queued' THEN 'cancelled' ELSE state END, finished = CASE state WHEN 'queued' THEN ? ELSE finished END WHERE id = ? AND submitter = ? AND state IN ('queued', 'running')")
       .run(now, id, submitter).changes;
-    this.wake();
+    this.wakeups.wake(id);
     return changed === 1;
   }
 
@@ -275,8 +279,8 @@ export class SqliteJobQueue implements JobQueue {
     return followed(row, events);
   }
 
-  changed(ms: number): Promise<void> {
-    return waitFor(this.waiters, ms);
+  changed(ms: number, job?: string): Promise<void> {
+    return this.wakeups.wait(job ?? QUEUE, ms);
   }
 
   async jobs(limit = 100) {
@@ -306,7 +310,7 @@ export class SqliteJobQueue implements JobQueue {
       this.db.query("INSERT INTO job_events VALUES (?, ?, ?)").run(job.id, n + 1, JSON.stringify(lostWorkerEvent(job.worker)));
     }
     this.db.query("UPDATE jobs SET state = CASE cancel WHEN 1 THEN 'cancelled' ELSE 'queued' END, lease = NULL, worker = NULL WHERE state = 'running' AND lease_expires < ?").run(now);
-    if (lost.length) this.wake();
+    if (lost.length) this.wakeups.wake(QUEUE, ...lost.map((job) => job.id));
     this.db.query("DELETE FROM job_events WHERE job IN (SELECT id FROM jobs WHERE finished < ?)").run(now - KEEP_FINISHED_MS);
     this.db.query("DELETE FROM jobs WHERE finished < ?").run(now - KEEP_FINISHED_MS);
   }
@@ -315,8 +319,8 @@ export class SqliteJobQueue implements JobQueue {
     this.db.close();
   }
 
-  notify() {
-    this.wake();
+  notify(job?: string) {
+    this.wakeups.wake(job ?? QUEUE);
   }
 
   async holds(id: string, lease: string) {
@@ -327,9 +331,6 @@ export class SqliteJobQueue implements JobQueue {
     return !!this.db.query("SELECT 1 FROM jobs WHERE id = ? AND lease = ? AND state = 'running'").get(id, lease);
   }
 
-  private wake() {
-    for (const waiter of [...this.waiters]) waiter();
-  }
 }
 
 /** A job's row and events as its follower sees them. */
@@ -344,15 +345,35 @@ export function followed(row: { state: JobState; submitter: string; worker: stri
   };
 }
 
-/** A long poll's wait: resolves when one of `waiters` is called, or after `ms`. */
-export function waitFor(waiters: Set<() => void>, ms: number): Promise<void> {
-  return new Promise((resolve) => {
-    const done = () => {
-      clearTimeout(timer);
-      waiters.delete(done);
-      resolve();
-    };
-    const timer = setTimeout(done, ms);
-    waiters.add(done);
-  });
+/** The topic of long polls that wait for a job to claim (the others wait for one job, by its id). */
+export const QUEUE = "queue";
+
+/** This process's long polls, each waiting for one topic (QUEUE or a job's id). */
+export class Wakeups {
+  private readonly waiting = new Map<string, Set<() => void>>();
+
+  /** Resolves when `topic` is woken, or after `ms`. */
+  wait(topic: string, ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const waiters = this.waiting.get(topic) ?? new Set();
+      this.waiting.set(topic, waiters);
+      const done = () => {
+        clearTimeout(timer);
+        waiters.delete(done);
+        if (waiters.size === 0 && this.waiting.get(topic) === waiters) this.waiting.delete(topic);
+        resolve();
+      };
+      const timer = setTimeout(done, ms);
+      waiters.add(done);
+    });
+  }
+
+  wake(...topics: string[]) {
+    for (const topic of topics) for (const waiter of [...(this.waiting.get(topic) ?? [])]) waiter();
+  }
+
+  /** Every long poll (a notification that names nothing, or a queue that closes). */
+  wakeAll() {
+    this.wake(...this.waiting.keys());
+  }
 }

@@ -71,7 +71,7 @@ async function metadata(options: PartsOptions) {
 function jobQueue(sql: SQL | undefined, dataDir: string, leaseMs: number | undefined): { jobs: JobQueue; secrets: SecretRelay } {
   if (!sql) {
     const jobs = new SqliteJobQueue(dataDir, { leaseMs });
-    return { jobs, secrets: new MemorySecretRelay(() => jobs.notify()) };
+    return { jobs, secrets: new MemorySecretRelay((job) => jobs.notify(job)) };
   }
   const jobs = new PgJobQueue(sql, { leaseMs });
   return { jobs, secrets: new PgSecretRelay(sql, jobs) };

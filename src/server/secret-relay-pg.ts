@@ -22,7 +22,7 @@
  */
 import type { SQL } from "bun";
 import { createCipheriv, createDecipheriv, createPublicKey, diffieHellman, generateKeyPairSync, hkdfSync, randomBytes, randomUUID, type KeyObject } from "node:crypto";
-import { JOBS_CHANNEL, type PgJobQueue } from "./jobs-pg.ts";
+import type { PgJobQueue } from "./jobs-pg.ts";
 import { askedValues, type SecretRelay } from "./secret-relay.ts";
 
 interface Sealed {
@@ -82,13 +82,13 @@ export class PgSecretRelay implements SecretRelay {
     // A newer ask replaces an older one (the older one's asker then finds its ask gone).
     await this.sql`INSERT INTO job_secret_asks VALUES (${job}, ${ask}, ${JSON.stringify(ids)}, ${spki}, NULL, ${expires})
       ON CONFLICT (job) DO UPDATE SET ask = excluded.ask, ids = excluded.ids, public_key = excluded.public_key, sealed = NULL, expires = excluded.expires`;
-    await this.sql`SELECT pg_notify(${JOBS_CHANNEL}, ${job})`;
+    await this.queue.announce(job);
     try {
       while (Date.now() < deadline) {
         const [row] = await this.sql`SELECT ask, sealed FROM job_secret_asks WHERE job = ${job}`;
         if (!row || row.ask !== ask) return undefined;
         if (row.sealed) return open(JSON.parse(row.sealed) as Sealed, privateKey, job, ask);
-        await this.queue.changed(Math.min(1000, deadline - Date.now()));
+        await this.queue.changed(Math.min(1000, deadline - Date.now()), job);
       }
       return undefined;
     } finally {
@@ -107,7 +107,7 @@ export class PgSecretRelay implements SecretRelay {
     const sealed = seal(askedValues(JSON.parse(row.ids) as string[], values), row.public_key, job, row.ask);
     // Only that ask, and only once: a replaced or already answered ask is left alone.
     const changed = await this.sql`UPDATE job_secret_asks SET sealed = ${JSON.stringify(sealed)} WHERE job = ${job} AND ask = ${row.ask} AND sealed IS NULL RETURNING job`;
-    if (changed.length) await this.sql`SELECT pg_notify(${JOBS_CHANNEL}, ${job})`;
+    if (changed.length) await this.queue.announce(job);
     return changed.length > 0;
   }
 

@@ -29,8 +29,8 @@ export function askedValues(ids: string[], values: Record<string, unknown>): Rec
 export class MemorySecretRelay implements SecretRelay {
   private readonly pending = new Map<string, { ids: string[]; deliver: (values: Record<string, string> | undefined) => void }>();
 
-  /** `wake` tells the followers' long polls that an ask is waiting. */
-  constructor(private readonly wake: () => void = () => {}) {}
+  /** `wake` tells the job's follower (its long poll) that an ask is waiting. */
+  constructor(private readonly wake: (job: string) => void = () => {}) {}
 
   ask(job: string, ids: string[], timeoutMs: number): Promise<Record<string, string> | undefined> {
     this.pending.get(job)?.deliver(undefined); // a newer ask replaces an older one
@@ -42,7 +42,7 @@ export class MemorySecretRelay implements SecretRelay {
         resolve(values);
       };
       this.pending.set(job, { ids, deliver });
-      this.wake();
+      this.wake(job);
     });
   }
 
