@@ -55,12 +55,12 @@ export interface PgQueueOptions extends QueueOptions {
 
 export class PgJobQueue implements JobQueue {
   private readonly leaseMs: number;
+  private readonly maxAttempts: number;
   private readonly clock: () => number;
   /** The database's clock minus this host's: leases set by one replica are judged by another. */
   private offset = 0;
   private readonly synced: Promise<void>;
   private readonly syncTimer: ReturnType<typeof setInterval>;
-  private readonly maxAttempts: number;
   private readonly wakeups = new Wakeups();
   private readonly listening: Promise<unknown>;
   /** When this replica last deleted the jobs kept long enough. */
@@ -73,13 +73,13 @@ export class PgJobQueue implements JobQueue {
     private readonly ownsPool = false,
   ) {
     this.leaseMs = options.leaseMs ?? 30_000;
+    this.maxAttempts = options.maxAttempts ?? 3;
     this.clock = options.clock ?? Date.now;
     // Replicas on different hosts whose clocks disagree by more than a lease would take leases
     // from live workers (or keep dead ones): every time here is the database's clock.
     this.synced = this.syncClock();
     this.syncTimer = setInterval(() => void this.syncClock(), CLOCK_SYNC_MS);
     this.syncTimer.unref();
-    this.maxAttempts = options.maxAttempts ?? 3;
     this.listening = sql.listen(JOBS_CHANNEL, (payload: unknown) => this.heard(String(payload ?? "")));
     // Without LISTEN the long polls still look again every second (see the routes): a replica
     // that could not listen is slower to hear, never wrong, so the failure is not fatal here.
@@ -118,14 +118,7 @@ export class PgJobQueue implements JobQueue {
       // This worker is idle (and holds this) until it takes a job: claims on any replica see it.
       await tx`INSERT INTO job_workers VALUES (${worker.name}, ${JSON.stringify(worker.labels)}, ${now}, ${worker.holds.encode()}, ${now})
         ON CONFLICT (name) DO UPDATE SET labels = excluded.labels, last_seen = excluded.last_seen, holds = excluded.holds, idle_since = excluded.idle_since`;
-      const queued = (await tx`SELECT id, submitter, hints, created FROM jobs WHERE state = 'queued' ORDER BY created, seq LIMIT 200`).map(
-        (r: { id: string; submitter: string; hints: string; created: string }) => ({ ...r, created: num(r.created) }),
-      );
-      if (queued.length === 0) return undefined;
-      const counts = await tx`SELECT submitter, count(*) AS n FROM jobs WHERE state = 'running' GROUP BY submitter`;
-      const running = new Map<string, number>(counts.map((r: { submitter: string; n: string }) => [r.submitter, num(r.n)]));
-      const idle = await tx`SELECT holds FROM job_workers WHERE name <> ${worker.name} AND idle_since > ${now - IDLE_MS} AND holds IS NOT NULL`;
-      const ranked = rankJobs(queued, running, worker.holds, idle.map((r: { holds: string }) => BloomFilter.decode(r.holds)), now);
+      const ranked = await this.ranked(tx, worker, now);
       if (ranked.length === 0) return undefined;
       // The best job no other claim holds right now; a job another claim took meanwhile is no longer 'queued'.
       const [job] = await tx`SELECT j.id, j.definition FROM jobs j JOIN unnest(${ranked.map((r) => r.id)}::text[]) WITH ORDINALITY AS r(id, rank) ON j.id = r.id
@@ -138,6 +131,17 @@ export class PgJobQueue implements JobQueue {
       await tx`UPDATE job_workers SET idle_since = NULL WHERE name = ${worker.name}`;
       return { id: job.id as string, lease, leaseMs: this.leaseMs, definition: JSON.parse(job.definition) };
     });
+  }
+
+  /** The queued jobs this worker may take, best first (rankJobs, from what every replica sees). */
+  private async ranked(tx: SQL, worker: ClaimingWorker, now: number) {
+    const queued = await tx`SELECT id, submitter, hints, created FROM jobs WHERE state = 'queued' ORDER BY created, seq LIMIT 200`;
+    if (queued.length === 0) return [];
+    const counts = await tx`SELECT submitter, count(*) AS n FROM jobs WHERE state = 'running' GROUP BY submitter`;
+    const running = new Map<string, number>(counts.map((r: { submitter: string; n: string }) => [r.submitter, num(r.n)]));
+    const idle = await tx`SELECT holds FROM job_workers WHERE name <> ${worker.name} AND idle_since > ${now - IDLE_MS} AND holds IS NOT NULL`;
+    const jobs = queued.map((r: { id: string; submitter: string; hints: string; created: string }) => ({ ...r, created: num(r.created) }));
+    return rankJobs(jobs, running, worker.holds, idle.map((r: { holds: string }) => BloomFilter.decode(r.holds)), now);
   }
 
   async heartbeat(id: string, lease: string, now = this.time()): Promise<"ok" | "lost" | "cancelled"> {
@@ -169,8 +173,9 @@ export class PgJobQueue implements JobQueue {
       result = ${result}, error = ${error} WHERE id = ${id} AND lease = ${lease} AND state = 'running' RETURNING id`, id);
   }
 
-  async release(id: string, lease: string) {
-    return await this.changedRow(this.sql`UPDATE jobs SET state = CASE WHEN cancel THEN 'cancelled' ELSE 'queued' END, lease = NULL, worker = NULL,
+  async release(id: string, lease: string, now = this.time()) {
+    return await this.changedRow(this.sql`UPDATE jobs SET state = CASE WHEN cancel THEN 'cancelled' ELSE 'queued' END,
+      finished = CASE WHEN cancel THEN ${now}::bigint ELSE finished END, lease = NULL, worker = NULL,
       attempts = attempts - 1 WHERE id = ${id} AND lease = ${lease} AND state = 'running' RETURNING id`, QUEUE, id);
   }
 
@@ -219,7 +224,8 @@ export class PgJobQueue implements JobQueue {
         // The follower hears why its build starts again (steps already done hit the shared cache).
         const seq = num(job.events) + 1;
         await tx`INSERT INTO job_events VALUES (${job.id}, ${seq}, ${JSON.stringify(lostWorkerEvent(job.worker))})`;
-        await tx`UPDATE jobs SET state = CASE WHEN cancel THEN 'cancelled' ELSE 'queued' END, lease = NULL, worker = NULL, events = ${seq} WHERE id = ${job.id}`;
+        await tx`UPDATE jobs SET state = CASE WHEN cancel THEN 'cancelled' ELSE 'queued' END, finished = CASE WHEN cancel THEN ${now}::bigint ELSE finished END,
+          lease = NULL, worker = NULL, events = ${seq} WHERE id = ${job.id}`;
         await tx`SELECT pg_notify(${JOBS_CHANNEL}, ${`${QUEUE} ${job.id}`})`;
       }
       return rows.map((job: { id: string }) => job.id);

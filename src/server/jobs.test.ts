@@ -157,6 +157,26 @@ for (const backend of BACKENDS) describe(`the job queue on ${backend.name}`, () 
     expect(await a.jobs()).toEqual([]);
   });
 
+  test("a cancelled job its worker hands back, or stops answering for, ends cancelled and is forgotten a day later", async () => {
+    const { a, b } = await replicasOf(backend);
+    const handed = await a.submit("alice", {}, [], 0);
+    const lost = await a.submit("alice", {}, [], 1);
+    const first = (await a.claim(worker("w1"), 2))!;
+    const second = (await b.claim(worker("w2"), 2))!;
+    expect([first.id, second.id].sort()).toEqual([handed, lost].sort());
+    const leaseOf = (id: string) => (first.id === id ? first : second).lease;
+    await b.cancel(handed, "alice", 3);
+    await b.cancel(lost, "alice", 3);
+    expect(await a.release(handed, leaseOf(handed), 4)).toBe(true);
+    await b.expire(5000); // the other lease ran out at 1002
+    expect((await a.jobs()).map((j) => [j.state, j.finished])).toEqual([
+      ["cancelled", 5000],
+      ["cancelled", 4],
+    ]);
+    await b.expire(5001 + 24 * 3600_000);
+    expect(await a.jobs()).toEqual([]);
+  });
+
   test("a worker that stops hands its job back, for the next claim, without spending an attempt", async () => {
     const { a, b } = await replicasOf(backend);
     const id = await a.submit("alice", {}, [], 0);

@@ -94,7 +94,7 @@ export interface JobQueue {
   /** The end of a job, under its current lease; false (and nothing changed) when the lease is not. */
   finish(id: string, lease: string, outcome: Outcome, now?: number): Promise<boolean>;
   /** A worker that stops (SIGTERM) hands its job back at once, for another worker. */
-  release(id: string, lease: string): Promise<boolean>;
+  release(id: string, lease: string, now?: number): Promise<boolean>;
   /** The submitter gives up: a queued job ends at once, a running one when its worker hears of it. */
   cancel(id: string, submitter: string, now?: number): Promise<boolean>;
   /** A job as its submitter follows it: its state, the events after `since`, and its outcome. */
@@ -258,8 +258,11 @@ export class SqliteJobQueue implements JobQueue {
     return changed === 1;
   }
 
-  async release(id: string, lease: string) {
-    const changed = this.db.query("UPDATE jobs SET state = CASE cancel WHEN 1 THEN 'cancelled' ELSE 'queued' END, lease = NULL, worker = NULL, attempts = attempts - 1 WHERE id = ? AND lease = ? AND state = 'running'").run(id, lease).changes;
+  async release(id: string, lease: string, now = Date.now()) {
+    // A cancelled job handed back ends here (finished: it is forgotten in time like any other).
+    const changed = this.db
+      .query("UPDATE jobs SET state = CASE cancel WHEN 1 THEN 'cancelled' ELSE 'queued' END, finished = CASE cancel WHEN 1 THEN ? ELSE finished END, lease = NULL, worker = NULL, attempts = attempts - 1 WHERE id = ? AND lease = ? AND state = 'running'")
+      .run(now, id, lease).changes;
     this.wakeups.wake(QUEUE, id);
     return changed === 1;
   }
@@ -309,7 +312,9 @@ export class SqliteJobQueue implements JobQueue {
       const { n } = this.db.query("SELECT count(*) AS n FROM job_events WHERE job = ?").get(job.id) as { n: number };
       this.db.query("INSERT INTO job_events VALUES (?, ?, ?)").run(job.id, n + 1, JSON.stringify(lostWorkerEvent(job.worker)));
     }
-    this.db.query("UPDATE jobs SET state = CASE cancel WHEN 1 THEN 'cancelled' ELSE 'queued' END, lease = NULL, worker = NULL WHERE state = 'running' AND lease_expires < ?").run(now);
+    this.db
+      .query("UPDATE jobs SET state = CASE cancel WHEN 1 THEN 'cancelled' ELSE 'queued' END, finished = CASE cancel WHEN 1 THEN ? ELSE finished END, lease = NULL, worker = NULL WHERE state = 'running' AND lease_expires < ?")
+      .run(now, now);
     if (lost.length) this.wakeups.wake(QUEUE, ...lost.map((job) => job.id));
     this.db.query("DELETE FROM job_events WHERE job IN (SELECT id FROM jobs WHERE finished < ?)").run(now - KEEP_FINISHED_MS);
     this.db.query("DELETE FROM jobs WHERE finished < ?").run(now - KEEP_FINISHED_MS);
