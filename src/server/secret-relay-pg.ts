@@ -110,5 +110,4 @@ export class PgSecretRelay implements SecretRelay {
     if (changed.length) await this.queue.announce(job);
     return changed.length > 0;
   }
-
 }
