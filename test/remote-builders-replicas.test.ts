@@ -78,6 +78,22 @@ test("a build submitted to replica A runs on a worker of replica B and gives the
   expect((await api<{ workers: { name: string }[] }>(a, "/v1/workers")).workers.map((w) => w.name)).toEqual(["w1", "w2"]);
 }, 180_000);
 
+test("the next build of a project, submitted to replica A, goes to the worker of replica B that holds its steps (affinity in /v1/jobs)", async () => {
+  const dir = writeProject(join(work, "affinity"), { Dockerfile: `FROM memobuild/busybox\nCOPY a.txt /a\nRUN cat /a > /b-${Date.now()}\n`, "a.txt": "1\n" });
+  const client = machineWithBase(join(work, "client-affinity"), baseOci);
+  const first = await buildThroughA(dir, client);
+  expect({ exitCode: first.exitCode, stderr: first.exitCode ? first.stderr : "" }).toEqual({ exitCode: 0, stderr: "" });
+  const owner = first.meta.steps[0].worker as string;
+  for (let i = 0; i < 2; i++) {
+    const again = await buildThroughA(dir, client);
+    expect(again.exitCode).toBe(0);
+    expect(again.meta.steps[0].worker).toBe(owner);
+  }
+  const { jobs } = await api<{ jobs: { worker?: string; affinity?: number }[] }>(a, "/v1/jobs");
+  expect(jobs[0]).toMatchObject({ worker: owner });
+  expect(jobs[0].affinity).toBeGreaterThan(0);
+}, 180_000);
+
 test("a worker killed with -9 in the middle of a RUN loses the build to the other worker, and the build succeeds", async () => {
   const dir = writeProject(join(work, "killed"), { Dockerfile: `FROM memobuild/busybox\nRUN sleep 3 && echo survived-${Date.now()} > /s\n` });
   const building = buildThroughA(dir, machineWithBase(join(work, "client-killed"), baseOci));
