@@ -69,7 +69,25 @@ export interface BuildFinished {
   savedMs: number;
 }
 
-export type BuildEvent = BuildStarted | StepUpdated | BuildFinished;
+/**
+ * What a step printed since its last `step.log`: lines, each ending in a newline, secrets'
+ * values masked by the client (it holds them). Over a step's bound the client sends the tail,
+ * after a line saying how much it left out; the hub keeps the last STEP_LOG_MAX characters.
+ */
+export interface StepLog {
+  type: "step.log";
+  seq: number;
+  time: number;
+  step: string;
+  text: string;
+}
+
+/** Characters of one step's log the hub keeps (the tail, when there was more). */
+export const STEP_LOG_MAX = 128 * 1024;
+/** Characters one step.log event may carry. */
+export const LOG_CHUNK_MAX = 64 * 1024;
+
+export type BuildEvent = BuildStarted | StepUpdated | StepLog | BuildFinished;
 
 // ---- builds as the hub gives them back (GET /v1/builds, the dashboard)
 

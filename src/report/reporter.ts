@@ -7,6 +7,7 @@
 import { randomUUID } from "node:crypto";
 import type { ProgressEvent, ProgressSink } from "../solver/progress.ts";
 import type { BuildEvent, BuildFinished, BuildInfo, StepUpdated } from "./events.ts";
+import { StepLogBuffer, type StepLogLimits } from "./step-log.ts";
 
 type Send = (buildId: string, events: BuildEvent[]) => Promise<boolean>;
 type Unsent<T> = T extends BuildEvent ? Omit<T, "seq" | "time"> : never;
@@ -19,9 +20,16 @@ export interface ReporterOptions {
   /** How long close() waits for the last batches. */
   closeTimeoutMs?: number;
   warn?: (message: string) => void;
+  /** Values masked in every step's output before it leaves (the build's --secret values). */
+  secrets?: Iterable<Uint8Array | string>;
+  logLimits?: StepLogLimits;
 }
 
 const BATCH = 200;
+/** Bytes of events per request: well under what the hub takes in one (hub-routes.ts). */
+const BATCH_BYTES = 1024 * 1024;
+
+const eventSize = (event: BuildEvent) => (event.type === "step.log" ? event.text.length + 100 : 200);
 
 /** A wait that never keeps the process alive by itself. */
 const pause = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, Math.max(1, ms)).unref?.());
@@ -38,6 +46,7 @@ export class BuildReporter {
   private readonly totals = { executed: 0, cached: 0, savedMs: 0 };
   private context: string | undefined;
   private dropped = false;
+  private readonly logs: StepLogBuffer;
 
   constructor(
     private readonly send: Send,
@@ -45,6 +54,7 @@ export class BuildReporter {
     private readonly info: Omit<BuildInfo, "target">,
     private readonly options: ReporterOptions = {},
   ) {
+    this.logs = new StepLogBuffer(options.secrets, options.logLimits);
     this.timer = setInterval(() => this.pump(), options.intervalMs ?? 200);
     this.timer.unref?.();
   }
@@ -61,11 +71,17 @@ export class BuildReporter {
       case "start":
         if (event.step) this.step({ step: event.step, state: "running" });
         break;
+      case "output":
+        if (event.step && event.line !== undefined) this.logs.add(event.step, event.line);
+        break;
       case "done":
+        if (event.step) this.queueLogs(event.step);
         if (event.step && event.status && event.status !== "skipped") this.done(event);
         break;
       case "error":
-        if (event.step) this.step({ step: event.step, state: "failed", tail: event.tail, reasons: event.message ? [event.message] : undefined });
+        if (!event.step) break;
+        this.queueLogs(event.step);
+        this.step({ step: event.step, state: "failed", tail: event.tail?.map((line) => this.logs.mask(line)), reasons: event.message ? [this.logs.mask(event.message)] : undefined });
         break;
     }
   };
@@ -103,6 +119,11 @@ export class BuildReporter {
     this.push({ type: "step.updated", ...update });
   }
 
+  /** A step's output so far (all of it, tail included, when the step has `ended`), before its next state. */
+  private queueLogs(ended?: string) {
+    for (const chunk of this.logs.take(ended)) this.push({ type: "step.log", ...chunk });
+  }
+
   /** The end of the build: its result, then the last batches (bounded wait). */
   async finish(outcome: { result: BuildFinished["result"]; image?: string; error?: string }): Promise<void> {
     if (!this.started) this.push({ type: "build.started", ...this.info, steps: [] });
@@ -116,8 +137,12 @@ export class BuildReporter {
   }
 
   private pump() {
-    if (this.sending || this.stopped || this.queue.length === 0) return;
-    const batch = this.queue.splice(0, BATCH);
+    if (this.sending || this.stopped) return;
+    this.queueLogs();
+    if (this.queue.length === 0) return;
+    let count = 0;
+    for (let bytes = 0; count < Math.min(BATCH, this.queue.length) && (count === 0 || bytes + eventSize(this.queue[count]) <= BATCH_BYTES); count++) bytes += eventSize(this.queue[count]);
+    const batch = this.queue.splice(0, count);
     this.sending = this.send(this.id, batch)
       .catch(() => false)
       .then((taken) => {

@@ -6,9 +6,9 @@
  * wakes the other replicas; what they send their watchers they read from the table.
  */
 import type { SQL } from "bun";
-import type { BuildEvent } from "../report/events.ts";
+import { STEP_LOG_MAX, type BuildEvent } from "../report/events.ts";
 import type { Role } from "./auth.ts";
-import { toDelivery, toStep, toSummary, type BuildFilter, type BuildStep, type BuildSummary, type HistoryStats, type HistoryStore, type HubEvent } from "./history.ts";
+import { toDelivery, toStep, toSummary, type BuildFilter, type BuildStep, type BuildSummary, type HistoryStats, type HistoryStore, type HubEvent, type StepLogRecord } from "./history.ts";
 import { LOCKS, num } from "./pg.ts";
 import type { Delivery } from "./webhooks.ts";
 
@@ -105,6 +105,16 @@ export class PgHistory implements HistoryStore {
         break;
       }
     }
+    if (event.type === "step.log") {
+      // The event's id comes from the same statement that adds the output (pipelined, in order).
+      const logged = tx`WITH e AS (INSERT INTO events (build, body) VALUES (${build}, ${JSON.stringify(event)}) RETURNING id)
+        INSERT INTO step_logs (build, step, text, cut, last_event) SELECT ${build}, ${event.step}, right(${event.text}, ${STEP_LOG_MAX}), greatest(0, length(${event.text}) - ${STEP_LOG_MAX}), e.id FROM e
+        ON CONFLICT (build, step) DO UPDATE SET text = right(step_logs.text || ${event.text}, ${STEP_LOG_MAX}),
+          cut = step_logs.cut + greatest(0, length(step_logs.text) + length(${event.text}) - ${STEP_LOG_MAX}), last_event = excluded.last_event
+        RETURNING last_event`;
+      pending.push(logged);
+      return logged.then(([row]: { last_event: string }[]) => num(row.last_event));
+    }
     const inserted = tx`INSERT INTO events (build, body) VALUES (${build}, ${JSON.stringify(event)}) RETURNING id`;
     pending.push(inserted);
     return inserted.then(([row]: { id: string }[]) => num(row.id));
@@ -151,6 +161,7 @@ export class PgHistory implements HistoryStore {
     await tx`DELETE FROM events WHERE build IN ${tx(ids)}`;
     await tx`DELETE FROM build_steps WHERE build IN ${tx(ids)}`;
     await tx`DELETE FROM build_labels WHERE build IN ${tx(ids)}`;
+    await tx`DELETE FROM step_logs WHERE build IN ${tx(ids)}`;
     await tx`DELETE FROM builds WHERE id IN ${tx(ids)}`;
   }
 
@@ -172,6 +183,11 @@ export class PgHistory implements HistoryStore {
     if (!row) return undefined;
     const steps = await this.sql`SELECT * FROM build_steps WHERE build = ${build} ORDER BY number`;
     return { ...toSummary(numbers(row, BUILD_NUMBERS)), steps: steps.map((s: Row) => toStep(numbers(s, STEP_NUMBERS))) };
+  }
+
+  async stepLog(build: string, step: string): Promise<StepLogRecord | undefined> {
+    const [row] = await this.sql`SELECT text, cut, last_event FROM step_logs WHERE build = ${build} AND step = ${step}`;
+    return row ? { text: row.text as string, cut: num(row.cut), lastEvent: num(row.last_event) } : undefined;
   }
 
   async eventsSince(since: number, limit: number): Promise<HubEvent[]> {

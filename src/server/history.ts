@@ -7,7 +7,7 @@
 import type { Database } from "bun:sqlite";
 import { join } from "node:path";
 import { addMissingColumns, openDatabase } from "../util/sqlite.ts";
-import type { BuildEvent, BuildStep, BuildSummary, StepState } from "../report/events.ts";
+import { STEP_LOG_MAX, type BuildEvent, type BuildStep, type BuildSummary, type StepState } from "../report/events.ts";
 
 export type { BuildStep, BuildSummary } from "../report/events.ts";
 import type { Delivery, DeliveryStore } from "./webhooks.ts";
@@ -32,6 +32,15 @@ export interface HistoryStats {
   topSavers: { name: string; hits: number; savedMs: number }[];
 }
 
+/** A step's output as the hub keeps it: the last STEP_LOG_MAX characters, and how many went before. */
+export interface StepLogRecord {
+  text: string;
+  /** Characters of earlier output not kept. */
+  cut: number;
+  /** The id of the last step.log event in it (a watcher appends only later ones). */
+  lastEvent: number;
+}
+
 export interface HistoryStore extends DeliveryStore {
   /** The token that started a build, or undefined for a build not seen yet. */
   owner(build: string): Promise<string | undefined>;
@@ -50,6 +59,8 @@ export interface HistoryStore extends DeliveryStore {
   shrink(options: { maxBytes: number; token?: string; except?: string }): Promise<number>;
   list(filter: BuildFilter): Promise<{ builds: BuildSummary[]; total: number }>;
   get(build: string): Promise<(BuildSummary & { steps: BuildStep[] }) | undefined>;
+  /** What a step of a build printed (undefined: nothing, or no such step). */
+  stepLog(build: string, step: string): Promise<StepLogRecord | undefined>;
   /** Events after `since`, oldest first, at most `limit`. */
   eventsSince(since: number, limit: number): Promise<HubEvent[]>;
   lastEventId(): Promise<number>;
@@ -79,6 +90,7 @@ CREATE TABLE IF NOT EXISTS build_steps (
   state TEXT NOT NULL, started INTEGER, duration_ms INTEGER, saved_ms INTEGER, layer_size INTEGER, reasons TEXT, tail TEXT,
   PRIMARY KEY (build, step)
 );
+CREATE TABLE IF NOT EXISTS step_logs (build TEXT NOT NULL, step TEXT NOT NULL, text TEXT NOT NULL, cut INTEGER NOT NULL, last_event INTEGER NOT NULL, PRIMARY KEY (build, step));
 CREATE TABLE IF NOT EXISTS events (id INTEGER PRIMARY KEY AUTOINCREMENT, build TEXT NOT NULL, body TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS events_build ON events (build);
 CREATE TABLE IF NOT EXISTS webhook_deliveries (
@@ -165,7 +177,7 @@ export class SqliteHistory implements HistoryStore {
   }
 
   private drop(id: string) {
-    for (const table of ["events", "build_steps", "build_labels"]) this.db.query(`DELETE FROM ${table} WHERE build = ?`).run(id);
+    for (const table of ["events", "build_steps", "build_labels", "step_logs"]) this.db.query(`DELETE FROM ${table} WHERE build = ?`).run(id);
     this.db.query("DELETE FROM builds WHERE id = ?").run(id);
   }
 
@@ -213,7 +225,19 @@ export class SqliteHistory implements HistoryStore {
     const body = JSON.stringify(event);
     this.db.query("UPDATE builds SET last_seq = ?, events = events + 1, updated = ?, bytes = bytes + ? WHERE id = ?").run(event.seq, Date.now(), Buffer.byteLength(body), build);
     const { id } = this.db.query("INSERT INTO events (build, body) VALUES (?, ?) RETURNING id").get(build, body) as { id: number };
+    if (event.type === "step.log") this.appendLog(build, event.step, event.text, id);
     return { ...event, id, build };
+  }
+
+  /** Adds output to a step's log, keeping its last STEP_LOG_MAX characters (both in SQL: one statement). */
+  private appendLog(build: string, step: string, text: string, id: number) {
+    this.db
+      .query(
+        `INSERT INTO step_logs (build, step, text, cut, last_event) VALUES ($build, $step, substr($text, -$max), max(0, length($text) - $max), $id)
+         ON CONFLICT (build, step) DO UPDATE SET text = substr(step_logs.text || $text, -$max),
+           cut = step_logs.cut + max(0, length(step_logs.text) + length($text) - $max), last_event = $id`,
+      )
+      .run({ build, step, text, max: STEP_LOG_MAX, id });
   }
 
   async list(filter: BuildFilter): Promise<{ builds: BuildSummary[]; total: number }> {
@@ -238,6 +262,11 @@ export class SqliteHistory implements HistoryStore {
     if (!row) return undefined;
     const steps = (this.db.query("SELECT * FROM build_steps WHERE build = ? ORDER BY number").all(build) as Row[]).map(toStep);
     return { ...toSummary(row), steps };
+  }
+
+  async stepLog(build: string, step: string): Promise<StepLogRecord | undefined> {
+    const row = this.db.query("SELECT text, cut, last_event AS lastEvent FROM step_logs WHERE build = ? AND step = ?").get(build, step) as StepLogRecord | null;
+    return row ?? undefined;
   }
 
   async eventsSince(since: number, limit: number): Promise<HubEvent[]> {

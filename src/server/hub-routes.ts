@@ -3,6 +3,7 @@
  *   POST /v1/builds/{id}/events   a build reports a batch of its events
  *   GET  /v1/builds[?label=K=V&result=&branch=&page=&per_page=]   newest first
  *   GET  /v1/builds/{id}          a build and its steps
+ *   GET  /v1/builds/{id}/steps/{n}/log   what step n (as numbered in the build) printed, as text
  *   GET  /v1/events[?since=ID]    WebSocket: every event after ID, then live ones
  *   GET  /v1/stats                the dashboard's cache panels
  *   GET  /   POST /login   POST /logout   GET /assets/…   the dashboard
@@ -20,6 +21,7 @@ import { BUILD_ID, HubError } from "./hub.ts";
 import type { HubEvent } from "./history.ts";
 import { SESSION_COOKIE } from "./sessions.ts";
 import { redactCredentials, urlOrigin } from "../util/redact.ts";
+import { terminalText } from "../util/terminal-text.ts";
 
 const MAX_REPORT_BYTES = 4 * 1024 * 1024;
 /** A watcher this far behind on the socket is cut off; it reconnects with its last id. */
@@ -74,6 +76,23 @@ export function hubRoutes(parts: AppParts): Hono<AppEnv> {
     const id = c.req.param("id");
     const build = BUILD_ID.test(id) ? await hub.store.get(id) : undefined;
     return build ? c.json(build) : error(c, 404, "no such build");
+  });
+
+  app.get("/v1/builds/:id/steps/:n/log", async (c) => {
+    const id = c.req.param("id");
+    const build = BUILD_ID.test(id) ? await hub.store.get(id) : undefined;
+    if (!build) return error(c, 404, "no such build");
+    const step = build.steps.find((s) => String(s.number) === c.req.param("n"));
+    if (!step) return error(c, 404, `build ${id} has no step ${c.req.param("n")} (its steps are numbered 1 to ${build.steps.length})`);
+    const log = await hub.store.stepLog(id, step.id);
+    const note = log?.cut ? `[… ${log.cut} characters of earlier output not kept …]\n` : "";
+    // Read in a terminal as often as in the dashboard: no escape sequence of the build's gets through.
+    return c.text(note + terminalText(log?.text ?? "", { multiline: true }), 200, {
+      "content-type": "text/plain; charset=utf-8",
+      "x-content-type-options": "nosniff",
+      "memobuild-step": encodeURIComponent(step.name),
+      "memobuild-last-event": String(log?.lastEvent ?? 0),
+    });
   });
 
   app.get(

@@ -4,7 +4,7 @@
  * order they were stored. A build belongs to the token that started it; its events are taken
  * once each (by `seq`), so a batch sent again changes nothing.
  */
-import { STEP_STATES, type BuildEvent, type BuildFinished, type BuildStarted, type StepUpdated } from "../report/events.ts";
+import { LOG_CHUNK_MAX, STEP_STATES, type BuildEvent, type BuildFinished, type BuildStarted, type StepUpdated } from "../report/events.ts";
 import type { HistoryStore, HubEvent } from "./history.ts";
 import type { Metrics } from "./metrics.ts";
 import type { Webhooks } from "./webhooks.ts";
@@ -138,7 +138,8 @@ export class BuildHub {
     const used = await this.store.buildBytes(build);
     const bytes = events.reduce((sum, event) => sum + eventBytes(event), 0);
     if (used + bytes <= perBuild) return events;
-    const lean = events.map((event) => {
+    // Output goes first: what it says is kept only while the build is within its budget.
+    const lean = events.filter((event) => event.type !== "step.log").map((event) => {
       if (event.type !== "step.updated") return event;
       const { tail: _tail, reasons: _reasons, ...rest } = event;
       return rest;
@@ -312,6 +313,15 @@ function text(value: unknown, where: string, maxBytes: number, optional = false)
   return clipBytes(redactCredentials(value.length > 4 * maxBytes ? value.slice(0, 4 * maxBytes) : value), maxBytes);
 }
 
+/**
+ * A chunk of a step's output: its last LOG_CHUNK_MAX characters (the end of what a step printed
+ * says most), credentials taken out. Escape sequences stay: whoever shows it sanitizes it.
+ */
+function logText(value: unknown, where: string): string {
+  if (typeof value !== "string") return fail(where, "must be a string");
+  return redactCredentials(value.length > LOG_CHUNK_MAX ? value.slice(-LOG_CHUNK_MAX) : value);
+}
+
 function count(value: unknown, where: string, optional = false): number | undefined {
   if (value === undefined && optional) return undefined;
   if (!Number.isSafeInteger(value) || (value as number) < 0) return fail(where, "must be a whole number, 0 or more");
@@ -398,6 +408,8 @@ function parseEvent(raw: unknown, where: string): BuildEvent {
       const tail = lines(e.tail, `${where}.tail`, 50, 8192);
       return { ...update, ...defined({ durationMs, savedMs, layerSize, reasons, tail }) };
     }
+    case "step.log":
+      return { type: "step.log", ...base, step: text(e.step, `${where}.step`, 256)!, text: logText(e.text, `${where}.text`) };
     case "build.finished": {
       if (e.result !== "success" && e.result !== "failed") fail(`${where}.result`, "must be success or failed");
       const finished: BuildFinished = {
@@ -415,7 +427,7 @@ function parseEvent(raw: unknown, where: string): BuildEvent {
       return { ...finished, ...defined({ image, context, error }) };
     }
     default:
-      return fail(`${where}.type`, "must be build.started, step.updated or build.finished");
+      return fail(`${where}.type`, "must be build.started, step.updated, step.log or build.finished");
   }
 }
 

@@ -72,6 +72,15 @@ const MIGRATIONS: string[] = [
    CREATE TABLE job_events (job TEXT NOT NULL, seq INTEGER NOT NULL, body TEXT NOT NULL, PRIMARY KEY (job, seq));
    CREATE TABLE job_workers (name TEXT PRIMARY KEY, labels TEXT NOT NULL, last_seen BIGINT NOT NULL, holds TEXT, idle_since BIGINT);
    CREATE TABLE job_secret_asks (job TEXT PRIMARY KEY, ask TEXT NOT NULL, ids TEXT NOT NULL, public_key TEXT NOT NULL, sealed TEXT, expires BIGINT NOT NULL);`,
+  // Every step's output (the build hub); who wrote a result, from which build and step; results
+  // that changed when their own writer made them again (not reproducible, apart from conflicts).
+  `CREATE TABLE step_logs (build TEXT NOT NULL, step TEXT NOT NULL, text TEXT NOT NULL, cut BIGINT NOT NULL, last_event BIGINT NOT NULL, PRIMARY KEY (build, step));
+   ALTER TABLE actions ADD COLUMN build TEXT, ADD COLUMN step TEXT;
+   ALTER TABLE conflicts ADD COLUMN first_build TEXT, ADD COLUMN second_build TEXT, ADD COLUMN step TEXT;
+   CREATE TABLE unreproducible (
+     id BIGSERIAL PRIMARY KEY, key TEXT NOT NULL, time BIGINT NOT NULL, author TEXT, signer TEXT, step TEXT,
+     first_result TEXT NOT NULL, first_build TEXT, second_result TEXT NOT NULL, second_build TEXT, differences TEXT NOT NULL);
+   CREATE INDEX unreproducible_time ON unreproducible (time);`,
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;
