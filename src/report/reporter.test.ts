@@ -48,8 +48,9 @@ test("a build's progress reaches the hub as one build with its steps, totals and
     ["app/1", "executed", 700],
   ]);
   expect(build.steps[1].reasons).toEqual(["files changed: a (content)"]);
-  // Output lines are not sent live; a failed step's tail is.
-  expect((await server.hub.store.eventsSince(0, 100)).map((e) => e.type)).toEqual(["build.started", ...Array(4).fill("step.updated"), "build.finished"]);
+  // Output goes as step.log events, before the state that ends its step.
+  expect((await server.hub.store.eventsSince(0, 100)).map((e) => e.type)).toEqual(["build.started", ...Array(3).fill("step.updated"), "step.log", "step.updated", "build.finished"]);
+  expect(await server.hub.store.stepLog(reporter.id, "app/1")).toMatchObject({ text: "compiling\n", cut: 0 });
 });
 
 test("steps that change only the config are reported but count neither as run nor as cached", async () => {

@@ -121,7 +121,7 @@ export function registerBuild(program: Command) {
               host: hostname(),
               labels: buildLabels,
               ci: (await import("../../report/ci.ts")).ciMetadata(),
-            }, { warn: (message) => printer({ type: "warning", message }) })
+            }, { warn: (message) => printer({ type: "warning", message }), secrets: secrets.values() })
           : undefined;
       const progress: ProgressSink = reporter ? (event) => (printer(event), reporter.sink(event)) : printer;
       await reported(reporter, display, () => withStore(value(settings, "cacheDir"), async (store) => {

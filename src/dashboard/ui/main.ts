@@ -7,6 +7,7 @@
 import { esc } from "./format.ts";
 import { buildPage, buildsPage, cachePage, workersPage, type Build, type Job, type Stats, type Step, type Worker } from "./views.ts";
 import type { MountScopeInfo } from "../../remote/mount-types.ts";
+import { appendLog, stepLogPage, type StepLogView } from "./logs.ts";
 
 interface HubEvent {
   id: number;
@@ -24,6 +25,10 @@ let statsLoaded = 0;
 let connected = false;
 let queue: { jobs: Job[]; depth: number; workers: Worker[] } | undefined;
 let queueLoaded = 0;
+
+/** Step logs opened in this page, by "build step-id": kept live from the WebSocket. */
+const logs = new Map<string, StepLogView>();
+const logKey = (build: string, step: string) => `${build} ${step}`;
 
 const app = document.getElementById("app")!;
 
@@ -50,6 +55,23 @@ async function loadBuild(id: string) {
   redraw();
 }
 
+/** Reads a step's log once; step.log events keep it up to date from then on. */
+async function loadLog(build: Build, number: number) {
+  const step = build.steps?.find((s) => s.number === number);
+  if (!step || logs.has(logKey(build.id, step.id))) return;
+  const view: StepLogView = { text: "", lastEvent: Number.MAX_SAFE_INTEGER }; // events wait for the read
+  logs.set(logKey(build.id, step.id), view);
+  const response = await fetch(`/v1/builds/${encodeURIComponent(build.id)}/steps/${number}/log`, { credentials: "same-origin" });
+  if (!response.ok) throw new Error(`step ${number}'s log: HTTP ${response.status}`);
+  view.text = await response.text();
+  view.lastEvent = Number(response.headers.get("memobuild-last-event") ?? 0);
+  // Output that came while the log was read, and that the read did not include.
+  for (const event of early.splice(0)) if (event.build === build.id && event.step === step.id) appendLog(view, String(event.text), event.id);
+  redraw();
+}
+/** step.log events for logs being read, held until the read says which ones it had. */
+const early: HubEvent[] = [];
+
 function apply(event: HubEvent) {
   lastEvent = Math.max(lastEvent, event.id);
   const build = builds.get(event.build);
@@ -72,6 +94,13 @@ function apply(event: HubEvent) {
         build.savedMs += (change.savedMs as number | undefined) ?? 0;
       }
       build.hitRate = build.cached / Math.max(1, build.executed + build.cached);
+      break;
+    }
+    case "step.log": {
+      const view = logs.get(logKey(event.build, String(event.step)));
+      if (!view) return;
+      if (view.lastEvent === Number.MAX_SAFE_INTEGER) early.push(event);
+      else appendLog(view, String(event.text), event.id);
       break;
     }
     case "build.finished": {
@@ -123,7 +152,21 @@ function render() {
 <form method="post" action="/logout"><button type="submit" class="link">Log out</button></form></header>`;
   let body: string;
   const match = /^\/builds\/([^/]+)$/.exec(route);
-  if (match) {
+  const stepMatch = /^\/builds\/([^/]+)\/steps\/(\d+)$/.exec(route);
+  if (stepMatch) {
+    const id = decodeURIComponent(stepMatch[1]);
+    const number = Number(stepMatch[2]);
+    const build = builds.get(id);
+    if (build?.steps) {
+      const step = build.steps.find((s) => s.number === number);
+      const view = step && logs.get(logKey(id, step.id));
+      body = stepLogPage(build, number, view && view.lastEvent !== Number.MAX_SAFE_INTEGER ? view : undefined);
+      if (step && !view) void loadLog(build, number).catch((e) => (app.innerHTML = `${header}<p class="error">${esc((e as Error).message)}</p>`));
+    } else {
+      body = '<p class="muted">Loading…</p>';
+      void loadBuild(id).catch((e) => (app.innerHTML = `${header}<p class="error">${esc((e as Error).message)}</p>`));
+    }
+  } else if (match) {
     const build = builds.get(decodeURIComponent(match[1]));
     if (build?.steps) body = buildPage(build, now);
     else {
