@@ -248,6 +248,7 @@ export class RemoteCache implements ResultSource {
     key: string,
     action: { diffId: string | null; created: number; duration_ms?: number },
     layer?: { file: string; digest: string; size: number; mediaType: string },
+    step?: string,
   ): Promise<void> {
     // Stryker disable next-line ConditionalExpression: a disabled remote answers no request anyway; this only skips hashing the layer
     if (this.disabled || !this.sends) return;
@@ -273,11 +274,34 @@ export class RemoteCache implements ResultSource {
     const unsigned: RemoteAction = { ...action, ...(described ? { layer: described } : {}), blobs };
     const body = this.options.signer ? this.options.signer.sign(key, unsigned) : unsigned;
     // Stryker disable next-line ObjectLiteral,StringLiteral: the server reads bodies by route, not by content type
-    const put = await this.request("PUT", `/v1/actions/${key}`, { body: JSON.stringify(body), headers: { "content-type": "application/json" } });
+    const origin = { ...(this.buildId ? { "memobuild-build": this.buildId } : {}), ...(step ? { "memobuild-step": encodeURIComponent(step) } : {}) };
+    const put = await this.request("PUT", `/v1/actions/${key}`, { body: JSON.stringify(body), headers: { "content-type": "application/json", ...origin } });
+    const named = step ?? `step ${key.slice(0, 12)}`;
     if (put?.status === 409) {
-      this.options.warn(`the remote cache already holds a different result for step ${key.slice(0, 12)} and kept it: the step is not deterministic (or someone else's result is there); see GET /v1/conflicts`);
+      const first = (await answerOf(put))?.firstBuild;
+      const from = typeof first === "string" ? `, from build ${terminalText(first, { max: 80 })}` : "";
+      this.options.warn(`${named}: the remote cache holds another writer's result for this step${from}; yours was refused and recorded as a conflict (${this.base}/#/cache)`);
     } else if (put && !put.ok) this.options.warn(`remote cache refused a result (HTTP ${put.status}: ${await safeError(put)})`);
-    else if (put && this.options.signer) await this.checkKeptSigner(key, put);
+    else if (put) {
+      const answer = await answerOf(put);
+      if (answer?.outcome === "not-reproducible") this.sayNotReproducible(named, answer);
+      else if (this.options.signer) this.checkKeptSigner(key, answer);
+    }
+  }
+
+  /** The build this client reports (the hub links the results it uploads to it). */
+  buildId: string | undefined;
+
+  /**
+   * The remote kept an earlier result of this writer's for the step, and this one differs: the
+   * step is not reproducible. Said with the files that differ; the result kept stays in use.
+   */
+  private sayNotReproducible(step: string, answer: Answer) {
+    const files = Array.isArray(answer.differences?.files) ? answer.differences.files.slice(0, 5).map((f) => `${terminalText(f.path, { max: 120 })} (${Array.isArray(f.how) ? terminalText(f.how.join(", "), { max: 60 }) : "?"})`) : [];
+    const more = Number(answer.differences?.more) || 0;
+    const what = files.length ? `${files.join(", ")}${more || (answer.differences?.files?.length ?? 0) > 5 ? " and more" : ""}` : terminalText(answer.differences?.note ?? "no file differs", { max: 120 });
+    const first = typeof answer.firstBuild === "string" ? ` than build ${terminalText(answer.firstBuild, { max: 80 })}` : "";
+    this.options.warn(`${step} is not reproducible: it made another result${first}; differs: ${what} (the remote keeps the first)`);
   }
 
   /**
@@ -285,13 +309,8 @@ export class RemoteCache implements ResultSource {
    * may be signed by another key, and readers who trust only this one never hit that key. The
    * server names the signer it kept; anything else than this client's key is said once per step.
    */
-  private async checkKeptSigner(key: string, put: Response) {
-    let kept: unknown;
-    try {
-      kept = (JSON.parse((await readBodyBytes(put, 64 * 1024, "the remote's answer", (max) => `larger than ${max} bytes`)).toString("utf8")) as { signer?: unknown } | null)?.signer;
-    } catch {
-      return; // an older server says nothing about the signer
-    }
+  private checkKeptSigner(key: string, answer: Answer | undefined) {
+    const kept = answer?.signer; // an older server says nothing about the signer
     if (kept === undefined || kept === this.options.signer!.publicKey) return;
     const who = typeof kept === "string" ? `signed by another key (${terminalText(kept, { max: 80 })})` : "unsigned";
     this.options.warn(`the remote cache kept an earlier copy of step ${key.slice(0, 12)}'s result, ${who}: readers who trust only your key will not use it (see SECURITY.md, "write-once")`);
@@ -368,6 +387,23 @@ export interface RemoteConflict {
 }
 
 const HEX64 = /^[0-9a-f]{64}$/;
+
+/** What the server answers to an upload (every field unchecked until used). */
+interface Answer {
+  outcome?: unknown;
+  signer?: unknown;
+  firstBuild?: unknown;
+  differences?: { files?: { path?: unknown; how?: unknown }[]; more?: unknown; note?: unknown };
+}
+
+async function answerOf(response: Response): Promise<Answer | undefined> {
+  try {
+    const answer: unknown = JSON.parse((await readBodyBytes(response, 256 * 1024, "the remote's answer", (max) => `larger than ${max} bytes`)).toString("utf8"));
+    return typeof answer === "object" && answer !== null ? (answer as Answer) : undefined;
+  } catch {
+    return undefined; // an older server, or an error as text
+  }
+}
 
 /** One conflict as the server lists it, checked, with the text it holds safe to print. */
 function parseConflict(value: unknown): RemoteConflict | undefined {

@@ -1,19 +1,23 @@
 /**
  * The cache server's HTTP API (Hono, web-standard Request/Response):
- *   HEAD|GET|PUT /v1/blobs/{blake3}   HEAD|GET|PUT /v1/actions/{key}   GET /v1/conflicts
+ *   HEAD|GET|PUT /v1/blobs/{blake3}   HEAD|GET|PUT /v1/actions/{key}   GET /v1/conflicts   GET /v1/unreproducible
  *   GET /healthz   GET /metrics   and the build hub (hub-routes.ts): builds, events, the dashboard
  * Errors are JSON `{ "error": "..." }`: 400 bad input, a hash mismatch or a bad signature,
  * 401 no valid token, 403 a read-only token writing, 404 a miss, 409 a different result for a
- * key that has one (actions are write-once), 413 over the size limit.
+ * key that has one from another writer (actions are write-once), 413 over the size limit. A
+ * different result from the writer of the one kept is not a conflict: it is answered 200
+ * "not-reproducible" with the files that differ, and recorded apart (GET /v1/unreproducible).
  */
 import { Hono, type Context } from "hono";
 import { getCookie } from "hono/cookie";
-import { ActionConflict, HASH, Storage, UploadRejected } from "./storage.ts";
+import { ActionConflict, HASH, Storage, UploadRejected, type ResultOrigin } from "./storage.ts";
+import { terminalText } from "../util/terminal-text.ts";
+import { redactCredentials } from "../util/redact.ts";
 import type { AuthResult, TokenSet } from "./auth.ts";
 import { boundedText, error, sameOrigin, type AppEnv } from "./http.ts";
 import type { Metrics } from "./metrics.ts";
 import type { Logger } from "../util/log.ts";
-import type { BuildHub } from "./hub.ts";
+import { BUILD_ID, type BuildHub } from "./hub.ts";
 import { SESSION_COOKIE, type SessionStore } from "./sessions.ts";
 import { hubRoutes } from "./hub-routes.ts";
 import type { JobQueue } from "./jobs.ts";
@@ -44,6 +48,24 @@ export interface AppParts {
   blobsRedirect?: boolean;
 }
 
+/**
+ * The build and step an upload says it comes from (headers `memobuild-build`, `memobuild-step`,
+ * the latter URI-encoded). A build id is kept only when it is this token's build (or one not
+ * reported yet): nobody can make a result look like it came from another team's build.
+ */
+async function resultOrigin(c: Context<AppEnv>, hub: BuildHub): Promise<ResultOrigin> {
+  const build = c.req.header("memobuild-build");
+  const stepHeader = c.req.header("memobuild-step");
+  let step: string | undefined;
+  try {
+    step = stepHeader === undefined ? undefined : terminalText(redactCredentials(decodeURIComponent(stepHeader)), { max: 300 });
+  } catch {
+    step = undefined; // not URI-encoded: said nothing usable
+  }
+  const owner = build !== undefined && BUILD_ID.test(build) ? await hub.store.owner(build) : null;
+  return { ...(owner !== null && (owner === undefined || owner === c.get("token")) ? { build } : {}), ...(step ? { step } : {}) };
+}
+
 /** The route a request counts under in metrics: a fixed set, never a client's path. */
 function routeOf(path: string): string {
   if (path.startsWith("/v1/blobs/")) return "blobs";
@@ -51,7 +73,7 @@ function routeOf(path: string): string {
   if (path.startsWith("/v1/builds")) return "builds";
   if (path.startsWith("/v1/mounts")) return "mounts";
   if (path.startsWith("/assets/")) return "assets";
-  const known = ["/v1/events", "/v1/conflicts", "/v1/stats", "/healthz", "/readyz", "/metrics", "/login", "/logout", "/"];
+  const known = ["/v1/events", "/v1/conflicts", "/v1/unreproducible", "/v1/stats", "/healthz", "/readyz", "/metrics", "/login", "/logout", "/"];
   return known.includes(path) ? path.slice(1).replace("v1/", "") || "dashboard" : "other";
 }
 
@@ -222,9 +244,9 @@ export function createApp(parts: AppParts): Hono<AppEnv> {
       metrics.uploadRejections.inc({ reason: "too-large" });
       return error(c, 413, `an action may be at most ${MAX_ACTION_BYTES} bytes`);
     }
-    let outcome: "stored" | "same" | "signed";
+    let outcome: Awaited<ReturnType<Storage["putAction"]>>;
     try {
-      outcome = await storage.putAction(c.req.param("key"), text, c.get("token"));
+      outcome = await storage.putAction(c.req.param("key"), text, c.get("token"), await resultOrigin(c, hub));
     } catch (cause) {
       if (!(cause instanceof UploadRejected)) throw cause;
       metrics.uploadRejections.inc({ reason: cause.reason });
@@ -232,14 +254,26 @@ export function createApp(parts: AppParts): Hono<AppEnv> {
         metrics.conflicts.inc();
         log.warn("conflicting result refused", { ...cause.conflict });
         await hub.conflict(cause.conflict);
+        return c.json({ error: cause.message, step: cause.conflict.step ?? null, firstBuild: cause.conflict.first.build ?? null }, 409);
       }
       return error(c, cause.status, cause.message);
     }
     c.set("bytesIn", text.length);
     metrics.bytesIn.inc(text.length);
+    if (typeof outcome !== "string") {
+      // Not a conflict: the writer of the result kept made another one. Kept apart, and said.
+      log.info("step not reproducible", { key: outcome.key, step: outcome.step, firstBuild: outcome.first.build, build: outcome.second.build });
+      return c.json({ key: outcome.key, outcome: "not-reproducible", step: outcome.step, firstBuild: outcome.first.build, differences: outcome.differences }, 200);
+    }
     // The signer kept: an uploader whose signature was not the one kept ("same" as a copy
     // stored unsigned-then-signed by someone else) learns it here.
     return c.json({ key: c.req.param("key"), outcome, signer: await storage.signerOf(c.req.param("key")) }, outcome === "same" ? 200 : 201);
+  });
+
+  app.get("/v1/unreproducible", async (c) => {
+    const key = c.req.query("key");
+    if (key !== undefined && !HASH.test(key)) return error(c, 400, "key must be a 64-hex-digit step key");
+    return c.json({ unreproducible: await storage.unreproducible({ key, limit: 1000 }) });
   });
 
   app.get("/v1/conflicts", async (c) => {

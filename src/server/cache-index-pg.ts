@@ -3,7 +3,7 @@
  * Nothing is cached in a replica's memory: another replica may add or evict at any moment.
  */
 import type { SQL } from "bun";
-import { conflictFromRow, type ActionEntry, type CacheIndex, type Conflict, type Evicted, type PutActionOutcome, type TokenStat, type TokenUse } from "./cache-index.ts";
+import { conflictFromRow, sameWriter, unreproducibleFromRow, type ActionEntry, type CacheIndex, type Conflict, type Evicted, type Nondeterministic, type PutActionOutcome, type TokenStat, type TokenUse, type Unreproducible } from "./cache-index.ts";
 import { LOCKS, num } from "./pg.ts";
 
 export class PgCacheIndex implements CacheIndex {
@@ -51,6 +51,8 @@ export class PgCacheIndex implements CacheIndex {
 
   private async putActionOnce(entry: ActionEntry): Promise<PutActionOutcome | "evicted meanwhile"> {
     const { key, body, author, signer, result, blobs, now } = entry;
+    const build = entry.build ?? null;
+    const step = entry.step ?? null;
     return await this.sql.begin(async (tx): Promise<PutActionOutcome | "evicted meanwhile"> => {
       if (blobs.length) {
         // Marking the blobs used locks their rows: an eviction deciding about them waits, then
@@ -60,13 +62,13 @@ export class PgCacheIndex implements CacheIndex {
         const missing = blobs.filter((b) => !have.has(b));
         if (missing.length) return { missing };
       }
-      const inserted = await tx`INSERT INTO actions (key, body, size, last_access, author, signer, result)
-        VALUES (${key}, ${body}, ${body.length}, ${now}, ${author}, ${signer}, ${result}) ON CONFLICT (key) DO NOTHING RETURNING key`;
+      const inserted = await tx`INSERT INTO actions (key, body, size, last_access, author, signer, result, build, step)
+        VALUES (${key}, ${body}, ${body.length}, ${now}, ${author}, ${signer}, ${result}, ${build}, ${step}) ON CONFLICT (key) DO NOTHING RETURNING key`;
       if (inserted.length) {
         for (const blob of blobs) await tx`INSERT INTO action_blobs VALUES (${key}, ${blob}) ON CONFLICT DO NOTHING`;
         return "stored";
       }
-      const [existing] = await tx`SELECT author, signer, result FROM actions WHERE key = ${key} FOR UPDATE`;
+      const [existing] = await tx`SELECT author, signer, result, build FROM actions WHERE key = ${key} FOR UPDATE`;
       if (!existing) return "evicted meanwhile";
       if (existing.result === result) {
         if (existing.signer !== null || signer === null) return "same";
@@ -74,9 +76,10 @@ export class PgCacheIndex implements CacheIndex {
           WHERE key = ${key} AND signer IS NULL RETURNING key`;
         return changed.length ? "signed" : "same";
       }
-      const conflict: Conflict = { key, time: now, first: { author: existing.author, signer: existing.signer, result: existing.result }, second: { author, signer, result } };
-      await tx`INSERT INTO conflicts (key, time, first_author, first_signer, first_result, second_author, second_signer, second_result)
-        VALUES (${key}, ${now}, ${existing.author}, ${existing.signer}, ${existing.result}, ${author}, ${signer}, ${result})`;
+      const conflict: Conflict = { key, time: now, first: { author: existing.author, signer: existing.signer, result: existing.result, build: existing.build }, second: { author, signer, result, build }, step };
+      if (sameWriter(conflict)) return { differs: conflict };
+      await tx`INSERT INTO conflicts (key, time, first_author, first_signer, first_result, second_author, second_signer, second_result, first_build, second_build, step)
+        VALUES (${key}, ${now}, ${existing.author}, ${existing.signer}, ${existing.result}, ${author}, ${signer}, ${result}, ${existing.build}, ${build}, ${step})`;
       return { conflict };
     });
   }
@@ -96,6 +99,25 @@ export class PgCacheIndex implements CacheIndex {
   async conflictCount() {
     const [row] = await this.sql`SELECT count(*) AS n FROM conflicts`;
     return num(row.n);
+  }
+
+  async addUnreproducible(u: Unreproducible) {
+    await this.sql`INSERT INTO unreproducible (key, time, author, signer, step, first_result, first_build, second_result, second_build, differences)
+      VALUES (${u.key}, ${u.time}, ${u.author}, ${u.signer}, ${u.step}, ${u.first.result}, ${u.first.build}, ${u.second.result}, ${u.second.build}, ${JSON.stringify(u.differences)})`;
+  }
+
+  async unreproducible(options: { key?: string; limit: number }) {
+    const rows = options.key
+      ? await this.sql`SELECT * FROM unreproducible WHERE key = ${options.key} ORDER BY id DESC LIMIT ${options.limit}`
+      : await this.sql`SELECT * FROM unreproducible ORDER BY id DESC LIMIT ${options.limit}`;
+    return rows.map(unreproducibleFromRow);
+  }
+
+  async nondeterministic(since: number, limit: number): Promise<Nondeterministic[]> {
+    const rows = await this.sql`SELECT coalesce(step, key) AS step, count(*) AS count, max(time) AS last,
+        (SELECT second_build FROM unreproducible u2 WHERE coalesce(u2.step, u2.key) = coalesce(u.step, u.key) ORDER BY id DESC LIMIT 1) AS last_build
+      FROM unreproducible u WHERE time >= ${since} GROUP BY coalesce(step, key) ORDER BY count DESC, last DESC LIMIT ${limit}`;
+    return rows.map((r: Record<string, unknown>) => ({ step: r.step as string, count: num(r.count), last: num(r.last), lastBuild: (r.last_build ?? null) as string | null }));
   }
 
   async tokenStats(): Promise<TokenStat[]> {

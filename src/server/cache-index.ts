@@ -11,11 +11,46 @@ import type { Database } from "bun:sqlite";
 import { join } from "node:path";
 import { addMissingColumns, openDatabase } from "../util/sqlite.ts";
 
+import type { LayerDiff } from "./layer-diff.ts";
+
+/** Who wrote one of two results for a key: token, signer, and the build it came from (when it said). */
+export interface ResultSide {
+  author: string | null;
+  signer: string | null;
+  result: string;
+  build?: string | null;
+}
+
 export interface Conflict {
   key: string;
   time: number;
-  first: { author: string | null; signer: string | null; result: string };
-  second: { author: string | null; signer: string | null; result: string };
+  first: ResultSide;
+  second: ResultSide;
+  /** The step as the second writer's build named it (`[build 5/6] RUN make`). */
+  step?: string | null;
+}
+
+/**
+ * A result that changed when the writer of the one kept made it again: the step is not
+ * reproducible. Not a conflict (nobody else tried to replace it), and kept apart from them.
+ */
+export interface Unreproducible {
+  key: string;
+  time: number;
+  author: string | null;
+  signer: string | null;
+  step: string | null;
+  first: { result: string; build: string | null };
+  second: { result: string; build: string | null };
+  differences: LayerDiff;
+}
+
+/** A step that was not reproducible, and how often (the dashboard's non-deterministic steps). */
+export interface Nondeterministic {
+  step: string;
+  count: number;
+  last: number;
+  lastBuild: string | null;
 }
 
 /** An action checked and ready to keep: its normalized body and what identifies its result. */
@@ -29,9 +64,16 @@ export interface ActionEntry {
   now: number;
   /** The result digest of a body stored before results were recorded with it. */
   resultOf?: (body: string) => string;
+  /** The build and step that made it (as the uploader said; shown, never trusted for access). */
+  build?: string | null;
+  step?: string | null;
 }
 
-export type PutActionOutcome = "stored" | "same" | "signed" | { conflict: Conflict } | { missing: string[] };
+/**
+ * `differs`: another result from the writer of the one kept (token and signer), not recorded as
+ * a conflict; the caller compares the two and records what it finds (addUnreproducible).
+ */
+export type PutActionOutcome = "stored" | "same" | "signed" | { conflict: Conflict } | { differs: Conflict } | { missing: string[] };
 
 export interface TokenUse {
   requests: number;
@@ -70,6 +112,11 @@ export interface CacheIndex {
   signerOf(key: string): Promise<string | null>;
   conflicts(options: { key?: string; limit: number }): Promise<Conflict[]>;
   conflictCount(): Promise<number>;
+  addUnreproducible(record: Unreproducible): Promise<void>;
+  /** Newest first. */
+  unreproducible(options: { key?: string; limit: number }): Promise<Unreproducible[]>;
+  /** The steps not reproducible most often since `since`, most first. */
+  nondeterministic(since: number, limit: number): Promise<Nondeterministic[]>;
   tokenStats(): Promise<TokenStat[]>;
   counts(): Promise<{ blobs: number; actions: number; bytes: number }>;
   /** Writes access times and token use gathered since the last flush. */
@@ -97,6 +144,11 @@ CREATE TABLE IF NOT EXISTS conflicts (
   second_author TEXT, second_signer TEXT, second_result TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS conflicts_key ON conflicts (key);
+CREATE TABLE IF NOT EXISTS unreproducible (
+  id INTEGER PRIMARY KEY AUTOINCREMENT, key TEXT NOT NULL, time INTEGER NOT NULL, author TEXT, signer TEXT, step TEXT,
+  first_result TEXT NOT NULL, first_build TEXT, second_result TEXT NOT NULL, second_build TEXT, differences TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS unreproducible_time ON unreproducible (time);
 CREATE TABLE IF NOT EXISTS token_stats (token TEXT PRIMARY KEY, requests INTEGER NOT NULL, bytes_in INTEGER NOT NULL, bytes_out INTEGER NOT NULL);
 `;
 
@@ -106,10 +158,27 @@ export function conflictFromRow(r: ConflictRow): Conflict {
   return {
     key: r.key as string,
     time: Number(r.time),
-    first: { author: r.first_author as string | null, signer: r.first_signer as string | null, result: r.first_result as string },
-    second: { author: r.second_author as string | null, signer: r.second_signer as string | null, result: r.second_result as string },
+    first: { author: r.first_author as string | null, signer: r.first_signer as string | null, result: r.first_result as string, build: (r.first_build ?? null) as string | null },
+    second: { author: r.second_author as string | null, signer: r.second_signer as string | null, result: r.second_result as string, build: (r.second_build ?? null) as string | null },
+    step: (r.step ?? null) as string | null,
   };
 }
+
+export function unreproducibleFromRow(r: ConflictRow): Unreproducible {
+  return {
+    key: r.key as string,
+    time: Number(r.time),
+    author: r.author as string | null,
+    signer: r.signer as string | null,
+    step: r.step as string | null,
+    first: { result: r.first_result as string, build: r.first_build as string | null },
+    second: { result: r.second_result as string, build: r.second_build as string | null },
+    differences: JSON.parse(r.differences as string) as LayerDiff,
+  };
+}
+
+/** Two results for one key from the same writer: the same token, and the same signer (or none). */
+export const sameWriter = (conflict: Conflict) => conflict.first.author === conflict.second.author && conflict.first.signer === conflict.second.signer;
 
 /**
  * The default index, in one SQLite file. Blob sizes are also kept in memory (loaded at start):
@@ -121,7 +190,8 @@ export class SqliteCacheIndex implements CacheIndex {
 
   constructor(dataDir: string) {
     this.db = openDatabase(join(dataDir, "cache.db"), SCHEMA);
-    addMissingColumns(this.db, "actions", ["author TEXT", "signer TEXT", "result TEXT"]);
+    addMissingColumns(this.db, "actions", ["author TEXT", "signer TEXT", "result TEXT", "build TEXT", "step TEXT"]);
+    addMissingColumns(this.db, "conflicts", ["first_build TEXT", "second_build TEXT", "step TEXT"]);
     for (const row of this.db.query("SELECT hash, size FROM blobs").all() as { hash: string; size: number }[]) this.sizes.set(row.hash, row.size);
   }
 
@@ -149,12 +219,14 @@ export class SqliteCacheIndex implements CacheIndex {
 
   async putAction(entry: ActionEntry): Promise<PutActionOutcome> {
     const { key, body, author, signer, result, blobs, now } = entry;
+    const build = entry.build ?? null;
+    const step = entry.step ?? null;
     const missing = blobs.filter((b) => !this.sizes.has(b));
     if (missing.length) return { missing };
     return this.db.transaction((): PutActionOutcome => {
       const inserted = this.db
-        .query("INSERT INTO actions (key, body, size, last_access, author, signer, result) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (key) DO NOTHING")
-        .run(key, body, body.length, now, author, signer, result).changes;
+        .query("INSERT INTO actions (key, body, size, last_access, author, signer, result, build, step) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (key) DO NOTHING")
+        .run(key, body, body.length, now, author, signer, result, build, step).changes;
       if (inserted) {
         for (const blob of blobs) {
           this.db.query("INSERT OR IGNORE INTO action_blobs VALUES (?, ?)").run(key, blob);
@@ -162,7 +234,7 @@ export class SqliteCacheIndex implements CacheIndex {
         }
         return "stored";
       }
-      const existing = this.db.query("SELECT author, signer, result, body FROM actions WHERE key = ?").get(key) as { author: string | null; signer: string | null; result: string | null; body: string };
+      const existing = this.db.query("SELECT author, signer, result, body, build FROM actions WHERE key = ?").get(key) as { author: string | null; signer: string | null; result: string | null; body: string; build: string | null };
       // Rows from before results were recorded carry none: the caller's digest of the same body decides.
       const first = existing.result ?? entry.resultOf?.(existing.body) ?? "";
       if (first === result) {
@@ -173,10 +245,11 @@ export class SqliteCacheIndex implements CacheIndex {
           .run(body, body.length, author, signer, result, key).changes;
         return changed ? "signed" : "same";
       }
-      const conflict: Conflict = { key, time: now, first: { author: existing.author, signer: existing.signer, result: first }, second: { author, signer, result } };
+      const conflict: Conflict = { key, time: now, first: { author: existing.author, signer: existing.signer, result: first, build: existing.build }, second: { author, signer, result, build }, step };
+      if (sameWriter(conflict)) return { differs: conflict };
       this.db
-        .query("INSERT INTO conflicts (key, time, first_author, first_signer, first_result, second_author, second_signer, second_result) VALUES (?, ?, ?, ?, ?, ?, ?, ?)")
-        .run(key, now, existing.author, existing.signer, first, author, signer, result);
+        .query("INSERT INTO conflicts (key, time, first_author, first_signer, first_result, second_author, second_signer, second_result, first_build, second_build, step) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+        .run(key, now, existing.author, existing.signer, first, author, signer, result, existing.build, build, step);
       return { conflict };
     })();
   }
@@ -194,6 +267,29 @@ export class SqliteCacheIndex implements CacheIndex {
 
   async conflictCount() {
     return (this.db.query("SELECT COUNT(*) AS n FROM conflicts").get() as { n: number }).n;
+  }
+
+  async addUnreproducible(u: Unreproducible) {
+    this.db
+      .query("INSERT INTO unreproducible (key, time, author, signer, step, first_result, first_build, second_result, second_build, differences) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+      .run(u.key, u.time, u.author, u.signer, u.step, u.first.result, u.first.build, u.second.result, u.second.build, JSON.stringify(u.differences));
+  }
+
+  async unreproducible(options: { key?: string; limit: number }) {
+    const rows = this.db
+      .query(`SELECT * FROM unreproducible ${options.key ? "WHERE key = $key" : ""} ORDER BY id DESC LIMIT $limit`)
+      .all({ ...(options.key ? { key: options.key } : {}), limit: options.limit }) as ConflictRow[];
+    return rows.map(unreproducibleFromRow);
+  }
+
+  async nondeterministic(since: number, limit: number) {
+    return this.db
+      .query(
+        `SELECT coalesce(step, key) AS step, count(*) AS count, max(time) AS last,
+           (SELECT second_build FROM unreproducible u2 WHERE coalesce(u2.step, u2.key) = coalesce(u.step, u.key) ORDER BY id DESC LIMIT 1) AS lastBuild
+         FROM unreproducible u WHERE time >= ? GROUP BY coalesce(step, key) ORDER BY count DESC, last DESC LIMIT ?`,
+      )
+      .all(since, limit) as Nondeterministic[];
   }
 
   async tokenStats() {

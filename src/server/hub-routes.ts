@@ -138,6 +138,8 @@ export function hubRoutes(parts: AppParts): Hono<AppEnv> {
       ...(await hub.store.stats(Date.now() - STATS_WINDOW_MS)),
       tokens: await storage.tokenStats(),
       conflicts: await storage.conflicts({ limit: 20 }),
+      unreproducible: await storage.unreproducible({ limit: 20 }),
+      nondeterministic: await storage.nondeterministic(Date.now() - STATS_WINDOW_MS, 10),
       // A webhook URL is a credential (Slack's and Teams' carry their secret in the path): the
       // API shows where deliveries go (scheme and host) and never the URL, to any role.
       webhooks: (await hub.store.recentDeliveries(50)).map(({ body: _body, url, lastError, ...delivery }) => ({

@@ -12,10 +12,17 @@
  */
 import { DirectoryBlobs, type BlobStore, type BlobUpload } from "./blobs.ts";
 import { Blake3Hasher } from "../hash/blake3.ts";
-import { SqliteCacheIndex, type CacheIndex, type Conflict, type TokenStat, type TokenUse } from "./cache-index.ts";
+import { SqliteCacheIndex, type CacheIndex, type Conflict, type Nondeterministic, type TokenStat, type TokenUse, type Unreproducible } from "./cache-index.ts";
+import { diffLayers, layerTar, MAX_COMPARED_BYTES, type LayerDiff } from "./layer-diff.ts";
 import { checkSignature, resultDigest, validateAction, type RemoteAction } from "../remote/action.ts";
 
-export type { Conflict } from "./cache-index.ts";
+export type { Conflict, Nondeterministic, Unreproducible } from "./cache-index.ts";
+
+/** Where an uploaded result comes from, as its uploader says: shown to people, never trusted for access. */
+export interface ResultOrigin {
+  build?: string;
+  step?: string;
+}
 
 export const HASH = /^[0-9a-f]{64}$/;
 
@@ -220,7 +227,7 @@ export class Storage {
    * would never hit that key. A copy signed by another key is kept (first signer wins); the
    * answer names the signer kept (`signerOf`), so the uploader can see and say it.
    */
-  async putAction(key: string, body: string, author: string): Promise<"stored" | "same" | "signed"> {
+  async putAction(key: string, body: string, author: string, origin: ResultOrigin = {}): Promise<"stored" | "same" | "signed" | Unreproducible> {
     const action = parseAction(body);
     const signature = checkSignature(key, action);
     if (signature && "error" in signature) throw new UploadRejected(400, "bad-signature", signature.error);
@@ -236,10 +243,53 @@ export class Storage {
       blobs: action.blobs,
       now: Date.now(),
       resultOf: (stored) => resultDigest(key, parseAction(stored)),
+      build: origin.build ?? null,
+      step: origin.step ?? null,
     });
     if (typeof outcome === "string") return outcome;
     if ("missing" in outcome) throw new UploadRejected(400, "missing-blobs", `the action names blobs that are not stored: ${outcome.missing.join(", ")}`);
-    throw new ActionConflict(outcome.conflict);
+    if ("conflict" in outcome) throw new ActionConflict(outcome.conflict);
+    // Its own writer made it again and got another result: the step is not reproducible. The
+    // result kept stays (write-once); what differs is found and recorded.
+    const { differs } = outcome;
+    const record: Unreproducible = {
+      key,
+      time: differs.time,
+      author: differs.second.author,
+      signer: differs.second.signer,
+      step: differs.step ?? null,
+      first: { result: differs.first.result, build: differs.first.build ?? null },
+      second: { result: differs.second.result, build: differs.second.build ?? null },
+      differences: await this.compareLayers(key, action),
+    };
+    await this.index.addUnreproducible(record);
+    return record;
+  }
+
+  /** Which files differ between the layer kept for a key and another one for it (both stored here). */
+  private async compareLayers(key: string, second: RemoteAction): Promise<LayerDiff> {
+    const keptBody = await this.index.getAction(key);
+    const first = keptBody === undefined ? undefined : parseAction(keptBody);
+    if (!first) return { files: [], more: 0, note: "the result kept was evicted meanwhile" };
+    if (!first.layer || !second.layer) return { files: [], more: 0, note: first.layer || second.layer ? "one result has a layer, the other none" : "neither result has a layer (the image config differs)" };
+    if (Math.max(first.layer.size, second.layer.size) > MAX_COMPARED_BYTES) return { files: [], more: 0, note: `layers over ${MAX_COMPARED_BYTES} bytes are not compared` };
+    try {
+      const a = layerTar(await this.blobs.read(first.layer.blake3), first.layer.mediaType);
+      const b = layerTar(await this.blobs.read(second.layer.blake3), second.layer.mediaType);
+      if (typeof a === "string" || typeof b === "string") return { files: [], more: 0, note: typeof a === "string" ? a : (b as string) };
+      return diffLayers(a, b);
+    } catch (cause) {
+      return { files: [], more: 0, note: `the layers could not be compared: ${(cause as Error).message}` };
+    }
+  }
+
+  /** Results not reproducible, newest first; the steps that were so most often. */
+  unreproducible(options: { key?: string; limit?: number } = {}): Promise<Unreproducible[]> {
+    return this.index.unreproducible({ key: options.key, limit: options.limit ?? 100 });
+  }
+
+  nondeterministic(since: number, limit = 10): Promise<Nondeterministic[]> {
+    return this.index.nondeterministic(since, limit);
   }
 
   /** Who signed the result kept for a key (null: unsigned or no result). */
@@ -322,7 +372,7 @@ export class Storage {
 
 export class ActionConflict extends UploadRejected {
   constructor(readonly conflict: Conflict) {
-    super(409, "conflict", `step ${conflict.key} already has a different result (${conflict.first.result.slice(0, 12)}); results are write-once, so this one (${conflict.second.result.slice(0, 12)}) was refused and recorded as a conflict`);
+    super(409, "conflict", `${conflict.step ? `${conflict.step}: ` : ""}step ${conflict.key} already has a different result (${conflict.first.result.slice(0, 12)}) from another writer${conflict.first.build ? ` (build ${conflict.first.build})` : ""}; results are write-once, so this one (${conflict.second.result.slice(0, 12)}) was refused and recorded as a conflict`);
   }
 }
 

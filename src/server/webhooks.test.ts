@@ -44,12 +44,12 @@ function receiver(answers: number[]) {
 }
 
 for (const backend of BACKENDS) describe(`webhooks on ${backend.name}`, () => {
-  async function hub(url: string, events = "build.finished,build.failed,cache.conflict", maxAttempts = 10): Promise<ServerParts> {
+  async function hub(url: string, events = "build.finished,build.failed,cache.conflict", maxAttempts = 10, tokens: { token: string; role: "rw" }[] = []): Promise<ServerParts> {
     const dataDir = join(work, `d${Math.random().toString(36).slice(2)}`);
     const parts = await createParts({
       dataDir,
       ...(await backend.options(dataDir)),
-      tokens: [],
+      tokens,
       log: quiet,
       webhooks: { targets: [{ url, events: parseWebhookEvents(events) }], key: parseWebhookSecret(SECRET), retryBaseMs: 50, maxAttempts, pollMs: 20 },
     });
@@ -164,20 +164,29 @@ for (const backend of BACKENDS) describe(`webhooks on ${backend.name}`, () => {
     expect(target.received.length).toBe(1);
   }, 20_000);
 
-  test("a conflicting result offered for a step key fires cache.conflict with both sides", async () => {
+  test("another token's different result for a step key fires cache.conflict with both sides; the same token's does not", async () => {
     const target = receiver([]);
-    const parts = await hub(target.url, "cache.conflict");
+    const tokens = [{ token: "first-writer-token", role: "rw" as const }, { token: "other-writer-token", role: "rw" as const }];
+    const parts = await hub(target.url, "cache.conflict", 10, tokens);
     const app = createApp(parts);
-    const put = (path: string, body: string) => app.fetch(new Request(`http://hub${path}`, { method: "PUT", body }));
-    for (const blob of ["honest", "evil"]) await put(`/v1/blobs/${blake3Hex(blob)}`, blob);
+    const put = (path: string, body: string, token: string) => app.fetch(new Request(`http://hub${path}`, { method: "PUT", body, headers: { authorization: `Bearer ${token}` } }));
+    for (const blob of ["honest", "rebuilt", "evil"]) await put(`/v1/blobs/${blake3Hex(blob)}`, blob, tokens[0].token);
     const key = blake3Hex("step");
-    expect((await put(`/v1/actions/${key}`, JSON.stringify({ blobs: [blake3Hex("honest")], diffId: null, created: 1 }))).status).toBe(201);
-    expect((await put(`/v1/actions/${key}`, JSON.stringify({ blobs: [blake3Hex("evil")], diffId: null, created: 2 }))).status).toBe(409);
+    expect((await put(`/v1/actions/${key}`, JSON.stringify({ blobs: [blake3Hex("honest")], diffId: null, created: 1 }), tokens[0].token)).status).toBe(201);
+    // Its own writer again, with another result: not reproducible, not a conflict.
+    const again = await put(`/v1/actions/${key}`, JSON.stringify({ blobs: [blake3Hex("rebuilt")], diffId: null, created: 2 }), tokens[0].token);
+    expect(again.status).toBe(200);
+    expect(await again.json()).toMatchObject({ outcome: "not-reproducible" });
+    expect((await put(`/v1/actions/${key}`, JSON.stringify({ blobs: [blake3Hex("evil")], diffId: null, created: 3 }), tokens[1].token)).status).toBe(409);
     await until(() => target.received.length === 1, "the conflict webhook");
-    const payload = new Webhook(SECRET).verify(target.received[0].body, target.received[0].headers) as { type: string; data: { key: string; first: { result: string }; second: { result: string } } };
+    const payload = new Webhook(SECRET).verify(target.received[0].body, target.received[0].headers) as { type: string; data: { key: string; first: { author: string; result: string }; second: { author: string; result: string } } };
     expect(payload.type).toBe("cache.conflict");
     expect(payload.data.key).toBe(key);
     expect(payload.data.first.result).not.toBe(payload.data.second.result);
+    expect(payload.data.first.author).not.toBe(payload.data.second.author);
+    expect((await parts.history.recentDeliveries(10)).map((d) => d.type)).toEqual(["cache.conflict"]);
+    expect(await parts.storage.conflictCount()).toBe(1);
+    expect((await parts.storage.unreproducible()).map((u) => u.key)).toEqual([key]);
   });
 });
 

@@ -271,7 +271,7 @@ class Solve {
       const key = stepKey(planned.inputs);
       this.options.progress({ type: "start", number, step: step.id, name });
       const request = planned.request;
-      const satisfied = await this.cache.satisfy(key, step.text, noCache, request && (() => this.execute(request, step, number, started)));
+      const satisfied = await this.cache.satisfy(key, step.text, noCache, request && (() => this.execute(request, step, number, started)), name);
       const state = this.advance(planned, key, satisfied, step);
       this.record(stage, step, { key, name, planned, satisfied, started, number });
       return state;

@@ -51,11 +51,14 @@ export class StepCache {
     this.sources = [...(remote ? [remote] : []), ...cacheFrom];
   }
 
-  /** Local hit → remote hit → execute (`execute` is absent for config-only steps). */
-  async satisfy(key: string, text: string, noCache: boolean, execute?: Execute): Promise<Satisfied> {
+  /**
+   * Local hit → remote hit → execute (`execute` is absent for config-only steps). `label` names
+   * the step to the remote (`[build 5/6] RUN make`) for what it says about the result.
+   */
+  async satisfy(key: string, text: string, noCache: boolean, execute?: Execute, label?: string): Promise<Satisfied> {
     if (!noCache) {
       const makesLayer = execute !== undefined;
-      const hit = this.localHit(key, makesLayer) ?? (await this.remoteHit(key, text, makesLayer));
+      const hit = this.localHit(key, makesLayer, label) ?? (await this.remoteHit(key, text, makesLayer));
       if (hit) return hit;
     }
     if (this.options.dryRun) return { status: "executed", diffId: null, created: Date.now() };
@@ -64,12 +67,12 @@ export class StepCache {
       // rebuild keeps the first date, so the image stays the same.
       const isNew = !this.store.lookupStep(key);
       const record = this.store.recordStep(key, null, 0, text);
-      this.share(key, null, record.created, 0, isNew);
+      this.share(key, null, record.created, 0, isNew, label);
       return { status: "executed", diffId: null, created: record.created };
     }
     const { diffId, durationMs } = await execute();
     const created = this.store.recordStep(key, diffId, durationMs, text).created;
-    this.share(key, diffId, created, durationMs, true);
+    this.share(key, diffId, created, durationMs, true, label);
     return { status: "executed", diffId, created };
   }
 
@@ -79,10 +82,10 @@ export class StepCache {
     return refused ? { remote_refused: refused } : {};
   }
 
-  private localHit(key: string, makesLayer: boolean): Satisfied | undefined {
+  private localHit(key: string, makesLayer: boolean, label?: string): Satisfied | undefined {
     const local = this.store.lookupStep(key);
     if (!local || (local.diffId === null) === makesLayer) return undefined;
-    this.share(key, local.diffId, local.created, local.durationMs);
+    this.share(key, local.diffId, local.created, local.durationMs, false, label);
     return { status: "cached-local", diffId: local.diffId, created: local.created, savedMs: local.durationMs };
   }
 
@@ -104,14 +107,14 @@ export class StepCache {
   }
 
   /** Uploads a result the remote may not have (new ones always; cached ones if it lacks them). */
-  private share(key: string, diffId: string | null, created: number, durationMs: number | undefined, isNew = false) {
+  private share(key: string, diffId: string | null, created: number, durationMs: number | undefined, isNew = false, label?: string) {
     const { remote, store } = this;
     if (!remote || this.options.upload === "off" || this.options.dryRun) return;
     remote.enqueue(async () => {
       if (!isNew && (await remote.hasAction(key))) return;
       const layer = diffId ? store.layer(diffId) : undefined;
       const action = { diffId, created, ...(durationMs !== undefined ? { duration_ms: durationMs } : {}) };
-      await remote.upload(key, action, layer && { file: store.blobPath(layer.digest), digest: layer.digest, size: layer.size, mediaType: layer.mediaType });
+      await remote.upload(key, action, layer && { file: store.blobPath(layer.digest), digest: layer.digest, size: layer.size, mediaType: layer.mediaType }, label);
     });
   }
 

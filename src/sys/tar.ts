@@ -184,26 +184,38 @@ function parsePax(body: string, at: number): Record<string, string> {
   return records;
 }
 
-/** Reads a tar file entry by entry; `readContent` streams the current file's data. */
+/**
+ * Reads a tar file entry by entry; `readContent` streams the current file's data. A tar already
+ * in memory (a layer the cache server compares) is read the same way.
+ */
 export class TarReader {
-  private readonly fd: number;
+  private readonly fd: number | undefined;
+  private readonly bytes: Uint8Array | undefined;
   private position = 0;
   private remaining = 0;
   private padding = 0;
 
-  constructor(path: string) {
-    this.fd = openSync(path, "r");
+  constructor(source: string | Uint8Array) {
+    if (typeof source === "string") this.fd = openSync(source, "r");
+    else this.bytes = source;
   }
 
   close() {
-    closeSync(this.fd);
+    if (this.fd !== undefined) closeSync(this.fd);
+  }
+
+  private readAt(buffer: Buffer, offset: number, length: number): number {
+    if (this.fd !== undefined) return readSync(this.fd, buffer, offset, length, this.position);
+    const end = Math.min(this.bytes!.length, this.position + length);
+    buffer.set(this.bytes!.subarray(this.position, end), offset);
+    return Math.max(0, end - this.position);
   }
 
   private read(length: number): Buffer {
     const buffer = Buffer.alloc(length);
     let offset = 0;
     while (offset < length) {
-      const n = readSync(this.fd, buffer, offset, length - offset, this.position);
+      const n = this.readAt(buffer, offset, length - offset);
       if (n === 0) throw new TarFormatError("unexpected end of archive");
       offset += n;
       this.position += n;

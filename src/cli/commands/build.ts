@@ -123,6 +123,7 @@ export function registerBuild(program: Command) {
               ci: (await import("../../report/ci.ts")).ciMetadata(),
             }, { warn: (message) => printer({ type: "warning", message }), secrets: secrets.values() })
           : undefined;
+      if (remote && reporter) remote.buildId = reporter.id; // results it uploads name the build they came from
       const progress: ProgressSink = reporter ? (event) => (printer(event), reporter.sink(event)) : printer;
       await reported(reporter, display, () => withStore(value(settings, "cacheDir"), async (store) => {
         const pull = async (ref: string) => void (await (await registryTransfer()).pullImage(store, ref, registry, (line) => progress({ type: "output", line })));
