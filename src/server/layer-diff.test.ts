@@ -53,8 +53,8 @@ describe("which files differ between two layers of one step", () => {
         { path: "/link", how: ["link"] },
         { path: "/new", how: ["added"] },
         { path: "/owned", how: ["owner"] },
-        { path: "/stamp", how: ["mtime only"] },
         { path: "/thing", how: ["type"] },
+        { path: "/stamp", how: ["mtime only"] },
       ],
       more: 0,
     });

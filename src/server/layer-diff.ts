@@ -78,7 +78,10 @@ export function diffLayers(first: Uint8Array, second: Uint8Array): LayerDiff {
     if (how.length) differences.push({ path, how });
   }
   for (const path of after.keys()) if (!before.has(path)) differences.push({ path, how: ["added"] });
-  differences.sort((x, y) => (x.path < y.path ? -1 : x.path > y.path ? 1 : 0));
+  // What changed in content or metadata first; files whose only change is their date (a
+  // directory a RUN touched) after, as they rarely say why a step is not reproducible.
+  const datesOnly = (d: FileDifference) => (d.how[0] === "mtime only" ? 1 : 0);
+  differences.sort((x, y) => datesOnly(x) - datesOnly(y) || (x.path < y.path ? -1 : x.path > y.path ? 1 : 0));
   return { files: differences.slice(0, MAX_LISTED), more: Math.max(0, differences.length - MAX_LISTED) };
 }
 
