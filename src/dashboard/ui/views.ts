@@ -6,6 +6,7 @@ import type { MountScopeInfo } from "../../remote/mount-types.ts";
 import { mountsPanel } from "./mounts-panel.ts";
 
 export { mountsPanel };
+import { conflictsPanel, nondeterministicPanel, type ConflictView, type Nondeterministic, type Unreproducible } from "./reproducibility.ts";
 
 export type Step = BuildStep;
 /** A build as listed; the dashboard fills in its steps when it has them. */
@@ -17,7 +18,10 @@ export interface Stats {
   topMissed: { name: string; misses: number }[];
   topSavers: { name: string; hits: number; savedMs: number }[];
   tokens: { token: string; requests: number; bytesIn: number; bytesOut: number }[];
-  conflicts: { key: string; time: number; first: { author: string | null; signer: string | null }; second: { author: string | null; signer: string | null } }[];
+  conflicts: ConflictView[];
+  /** Absent from an older server. */
+  unreproducible?: Unreproducible[];
+  nondeterministic?: Nondeterministic[];
   webhooks: { messageId: string; url: string; type: string; status: string; attempts: number; lastStatus?: number; lastError?: string; created: number }[];
 }
 
@@ -151,13 +155,8 @@ export function cachePage(stats: Stats, mounts: MountScopeInfo[] = []): string {
 <section class="card"><h3>Steps that save the most time</h3>${barChart(stats.topSavers.map((m) => ({ label: m.name, value: m.savedMs, text: `${duration(m.savedMs)} (${m.hits} hits)` })), "No hits recorded.")}</section>
 <section class="card"><h3>Use by token</h3>${barChart(tokens, "No requests yet.")}</section>
 <section class="card wide"><h3>Cache mounts</h3>${mountsPanel(mounts)}</section>
-<section class="card"><h3>Conflicts</h3>${
-    stats.conflicts.length
-      ? `<table><thead><tr><th>Step key</th><th>When</th><th>First by</th><th>Refused from</th></tr></thead><tbody>${stats.conflicts
-          .map((c) => `<tr><td><code>${esc(short(c.key))}</code></td><td>${esc(ago(c.time))}</td><td>${esc(c.first.signer ?? c.first.author ?? "?")}</td><td>${esc(c.second.signer ?? c.second.author ?? "?")}</td></tr>`)
-          .join("")}</tbody></table>`
-      : '<p class="muted">None: every step key has had one result.</p>'
-  }</section>
+${nondeterministicPanel(stats.nondeterministic ?? [], stats.unreproducible ?? [])}
+${conflictsPanel(stats.conflicts)}
 <section class="card wide"><h3>Webhook deliveries</h3>${
     stats.webhooks.length
       ? `<table><thead><tr><th>Event</th><th>To</th><th>Status</th><th class="num">Attempts</th><th>Last answer</th><th>When</th></tr></thead><tbody>${stats.webhooks

@@ -1,0 +1,75 @@
+/**
+ * The cache page's reproducibility panels: steps that made another result when their own writer
+ * ran them again (not reproducible: which files differ, and both builds), the steps that were so
+ * most often, and real conflicts (another writer), each with links to the builds involved.
+ */
+import { ago, esc, short } from "./format.ts";
+
+interface FileDifference {
+  path: string;
+  how: string[];
+}
+
+export interface Unreproducible {
+  key: string;
+  time: number;
+  step: string | null;
+  first: { build: string | null };
+  second: { build: string | null };
+  differences: { files: FileDifference[]; more: number; note?: string };
+}
+
+export interface Nondeterministic {
+  step: string;
+  count: number;
+  last: number;
+  lastBuild: string | null;
+}
+
+export interface ConflictView {
+  key: string;
+  time: number;
+  step?: string | null;
+  first: { author: string | null; signer: string | null; build?: string | null };
+  second: { author: string | null; signer: string | null; build?: string | null };
+}
+
+/** A link to a build's page, or a dash when the upload named none. */
+export function buildLink(id: string | null | undefined): string {
+  return id ? `<a class="build-link" href="#/builds/${esc(encodeURIComponent(id))}">${esc(short(id))}</a>` : "–";
+}
+
+const stepText = (step: string | null | undefined, key: string) => (step ? `<code>${esc(step)}</code>` : `step <code>${esc(short(key))}</code>`);
+
+function differences(d: Unreproducible["differences"]): string {
+  if (d.note) return `<span class="muted">${esc(d.note)}</span>`;
+  if (!d.files.length) return '<span class="muted">no file differs (packed differently)</span>';
+  const listed = d.files.slice(0, 4).map((f) => `<code>${esc(f.path)}</code> <span class="muted">${esc(f.how.join(", "))}</span>`);
+  const rest = d.files.length - listed.length + d.more;
+  return listed.join("<br>") + (rest ? `<br><span class="muted">and ${rest} more</span>` : "");
+}
+
+export function nondeterministicPanel(steps: Nondeterministic[], recent: Unreproducible[]): string {
+  if (!steps.length) return '<section class="card wide" data-panel="nondeterministic"><h3>Non-deterministic steps</h3><p class="muted">None: every step rebuilt by its writer made the same result.</p></section>';
+  const top = steps
+    .map((s) => `<tr data-nondeterministic="${esc(s.step)}"><td><code>${esc(s.step)}</code></td><td class="num">${s.count}×</td><td>${esc(ago(s.last))}</td><td>${buildLink(s.lastBuild)}</td></tr>`)
+    .join("");
+  const rows = recent
+    .map((u) => `<tr data-unreproducible="${esc(u.key)}"><td>${stepText(u.step, u.key)}</td><td>${differences(u.differences)}</td><td>${buildLink(u.first.build)} → ${buildLink(u.second.build)}</td><td>${esc(ago(u.time))}</td></tr>`)
+    .join("");
+  return `<section class="card wide" data-panel="nondeterministic"><h3>Non-deterministic steps</h3>
+<p class="muted">Steps whose own writer (same token and signer) made another result when it ran them again. The cache keeps the first result; these are not conflicts.</p>
+<table><thead><tr><th>Step</th><th class="num">Times</th><th>Last</th><th>Last build</th></tr></thead><tbody>${top}</tbody></table>
+<h4>Latest, with the files that differed</h4>
+<table><thead><tr><th>Step</th><th>Files that differ</th><th>First build → rebuild</th><th>When</th></tr></thead><tbody>${rows}</tbody></table></section>`;
+}
+
+export function conflictsPanel(conflicts: ConflictView[]): string {
+  const by = (side: ConflictView["first"]) => esc(side.signer ? short(side.signer.replace(/^ed25519:/, "")) : `token ${side.author ?? "?"}`);
+  const body = conflicts.length
+    ? `<div class="scroll"><table><thead><tr><th>Step</th><th>When</th><th>Kept, from</th><th>Refused, from</th></tr></thead><tbody>${conflicts
+        .map((c) => `<tr data-conflict="${esc(c.key)}"><td>${stepText(c.step, c.key)}</td><td>${esc(ago(c.time))}</td><td>${by(c.first)} · ${buildLink(c.first.build)}</td><td>${by(c.second)} · ${buildLink(c.second.build)}</td></tr>`)
+        .join("")}</tbody></table></div>`
+    : '<p class="muted">None: no writer offered a result for a step another writer had made.</p>';
+  return `<section class="card wide" data-panel="conflicts"><h3>Conflicts</h3><p class="muted">Another writer offered a different result for a step: refused, and kept here.</p>${body}</section>`;
+}
