@@ -52,7 +52,7 @@ const OWN_PATHS: { file: string; line: string; why: string }[] = [
   { file: "src/executor/archive.ts", line: "Bun.file(self)", why: "an ADD archive staged in the store" },
   { file: "src/executor/runtime.ts", line: 'readFileSync("/proc/self/status"', why: "procfs" },
   { file: "src/executor/runtime.ts", line: 'readFileSync("/proc/self/mountinfo"', why: "procfs" },
-  { file: "src/sys/tar.ts", line: 'openSync(path, "r")', why: "archives the user names (image import, ADD staged in the store)" },
+  { file: "src/sys/tar.ts", line: 'openSync(source, "r")', why: "archives the user names (image import, ADD staged in the store)" },
   { file: "src/image/docker-load.ts", line: "Bun.file(archive)", why: "a docker archive in a store staging directory" },
   { file: "src/image/export.ts", line: "createReadStream(store.blobPath", why: "a store blob" },
   { file: "src/image/export.ts", line: 'openSync(source, "r")', why: "a store blob" },

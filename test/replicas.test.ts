@@ -19,6 +19,7 @@ const work = mkdtempSync(join(tmpdir(), "memobuild-replicas-"));
 afterAll(() => rmSync(work, { recursive: true, force: true }));
 const RW = "replica-rw-token";
 const RO = "replica-ro-token";
+const OTHER_RW = "replica-other-rw-token";
 const SECRET = `whsec_${randomBytes(32).toString("base64")}`;
 let n = 0;
 
@@ -36,7 +37,7 @@ async function replicas(count: number, args: string[] = []): Promise<CacheServer
   const servers: CacheServer[] = [];
   for (let i = 0; i < count; i++) {
     const dbArgs = i === 0 ? [] : ["--db", db];
-    const server = await startCacheServer(join(work, `r${++n}`), [...dbArgs, "--blobs", blobs, "--token", RW, "--read-only-token", RO, ...args], {
+    const server = await startCacheServer(join(work, `r${++n}`), [...dbArgs, "--blobs", blobs, "--token", RW, "--token", OTHER_RW, "--read-only-token", RO, ...args], {
       ...env,
       ...(i === 0 ? { MEMOBUILD_DB: db } : {}),
       ...(args.includes("--webhook") ? { MEMOBUILD_WEBHOOK_SECRET: SECRET } : {}),
@@ -62,12 +63,13 @@ test("a result stored through one replica is a hit through the other; another re
   // The same blob again through the other replica: already stored, nothing written.
   expect((await call(two, "PUT", `/v1/blobs/${blake3Hex("layer")}`, "layer")).status).toBe(200);
   expect((await call(two, "PUT", `/v1/blobs/${blake3Hex("evil")}`, "evil")).status).toBe(201);
-  expect((await call(two, "PUT", `/v1/actions/${key}`, action("evil"))).status).toBe(409);
+  // Another writer's (its own writer's would be "not reproducible", not a conflict).
+  expect((await call(two, "PUT", `/v1/actions/${key}`, action("evil"), OTHER_RW)).status).toBe(409);
   const conflicts = (await (await call(one, "GET", "/v1/conflicts", undefined, RO)).json()) as { conflicts: { key: string }[] };
   expect(conflicts.conflicts.map((c) => c.key)).toEqual([key]);
   // Two different results for a new key, one through each replica at once: one wins, one is refused.
   const fresh = blake3Hex("raced step");
-  const statuses = await Promise.all([call(one, "PUT", `/v1/actions/${fresh}`, action("layer")), call(two, "PUT", `/v1/actions/${fresh}`, action("evil"))]);
+  const statuses = await Promise.all([call(one, "PUT", `/v1/actions/${fresh}`, action("layer")), call(two, "PUT", `/v1/actions/${fresh}`, action("evil"), OTHER_RW)]);
   expect(statuses.map((r) => r.status).sort()).toEqual([201, 409]);
 }, 60_000);
 

@@ -116,12 +116,13 @@ function machine(name: string) {
 
 describe("signed results and a trust policy", () => {
   const TOKEN = "ci-and-laptops-token";
+  const OTHER_TOKEN = "another-team-s-token";
   let server: CacheServer;
   let ciKey: string;
   let ciPublic: string;
   let otherKey: string;
   beforeAll(async () => {
-    server = await startCacheServer(join(work, "server"), ["--token", TOKEN]);
+    server = await startCacheServer(join(work, "server"), ["--token", TOKEN, "--token", OTHER_TOKEN]);
     ciKey = join(work, "ci.key");
     ciPublic = mustRun(["key", "generate", "--out", ciKey]).stdout.trim();
     otherKey = join(work, "other.key");
@@ -158,16 +159,17 @@ describe("signed results and a trust policy", () => {
     expect((await machine("trusting-anyone").build(fromOther, remote)).map((s) => s.status)).toEqual(["cached-remote", "cached-remote"]);
   }, 120_000);
 
-  test("a second, different result for a key is refused and recorded; explain shows the conflict", async () => {
+  test("another writer's different result for a key is refused and recorded; explain shows the conflict", async () => {
     const remote = ["--remote", server.url, "--remote-token", TOKEN];
     // Not deterministic: each run writes another time stamp.
     const dir = project("racy", { Dockerfile: "FROM memobuild/busybox\nRUN cat /proc/uptime /proc/loadavg > /stamp\n" });
     const first = await machine("first").build(dir, remote);
     expect(first[1].status).toBe("executed");
+    // Another writer (its own token): a conflict. (The same token's would be "not reproducible".)
     const second = machine("second");
-    const result = await memobuild(["build", dir, "--cache-dir", second.cache, "--progress", "plain", "--no-cache", ...remote]);
+    const result = await memobuild(["build", dir, "--cache-dir", second.cache, "--progress", "plain", "--no-cache", "--remote", server.url, "--remote-token", OTHER_TOKEN]);
     expect(result.exitCode).toBe(0);
-    expect(result.stderr).toContain("the remote cache already holds a different result for step");
+    expect(result.stderr).toContain("[stage-0 2/2] RUN cat /proc/uptime /proc/loadavg > /stamp: the remote cache holds another writer's result for this step");
     const conflicts = (await (await fetch(`${server.url}/v1/conflicts`, { headers: { authorization: `Bearer ${TOKEN}` } })).json()) as { conflicts: { key: string }[] };
     expect(conflicts.conflicts.filter((c) => c.key === first[1].key).length).toBe(1);
     const explained = await memobuild(["explain", dir, "--cache-dir", machine("third").cache, ...remote]);

@@ -20,6 +20,7 @@ afterAll(() => rmSync(work, { recursive: true, force: true }));
 
 const RW = "client-test-rw-token";
 const RO = "client-test-ro-token";
+const OTHER_RW = "client-test-other-rw-token";
 const KEY = "a".repeat(64);
 let parts: ServerParts;
 let server: ReturnType<typeof Bun.serve>;
@@ -31,7 +32,7 @@ let seen: string[];
 let hook: ((request: Request) => Response | undefined) | undefined;
 
 beforeEach(async () => {
-  parts = await createParts({ dataDir: join(work, `data${++n}`), tokens: [{ token: RW, role: "rw" }, { token: RO, role: "ro" }], log: createLogger({ MEMOBUILD_LOG: "error" }), maxBlob: 1000 });
+  parts = await createParts({ dataDir: join(work, `data${++n}`), tokens: [{ token: RW, role: "rw" }, { token: RO, role: "ro" }, { token: OTHER_RW, role: "rw" }], log: createLogger({ MEMOBUILD_LOG: "error" }), maxBlob: 1000 });
   const app = createApp(parts);
   seen = [];
   hook = undefined;
@@ -93,13 +94,18 @@ describe("results round trip", () => {
     expect(warnings.join("\n")).toContain("the remote cache sent more than the 5 bytes its result declares");
   });
 
-  test("a second, different result for a key is refused by the server and the client says so", async () => {
+  test("another writer's different result for a key is refused and the client names the step and the first build; its own writer's is not reproducible", async () => {
     const remote = client();
-    await remote.upload(KEY, { diffId: null, created: 1 });
-    await remote.upload(KEY, { diffId: null, created: 2 }); // the same result, another time: no conflict
+    remote.buildId = "build-first-0001";
+    await remote.upload(KEY, { diffId: null, created: 1 }, undefined, "[app 2/2] RUN make");
+    await remote.upload(KEY, { diffId: null, created: 2 }, undefined, "[app 2/2] RUN make"); // the same result, another time: no conflict
     expect(warnings).toEqual([]);
-    await remote.upload(KEY, { diffId: `sha256:${"3".repeat(64)}`, created: 3 });
-    expect(warnings).toEqual([expect.stringContaining(`already holds a different result for step ${KEY.slice(0, 12)} and kept it`)]);
+    await remote.upload(KEY, { diffId: `sha256:${"3".repeat(64)}`, created: 3 }, undefined, "[app 2/2] RUN make");
+    expect(warnings).toEqual(["[app 2/2] RUN make is not reproducible: it made another result than build build-first-0001; differs: neither result has a layer (the image config differs) (the remote keeps the first)"]);
+    expect(await remote.conflicts()).toEqual([]);
+    const other = client({ token: OTHER_RW });
+    await other.upload(KEY, { diffId: `sha256:${"4".repeat(64)}`, created: 4 }, undefined, "[app 2/2] RUN make");
+    expect(warnings[1]).toBe(`[app 2/2] RUN make: the remote cache holds another writer's result for this step, from build build-first-0001; yours was refused and recorded as a conflict (${url}/#/cache)`);
     const conflicts = await remote.conflicts();
     expect(conflicts.map((c) => c.key)).toEqual([KEY]);
   });

@@ -15,6 +15,7 @@ afterAll(() => rmSync(work, { recursive: true, force: true }));
 
 const RW = "read-write-token";
 const RO = "read-only-token";
+const OTHER_RW = "another-read-write-token";
 let n = 0;
 for (const backend of BACKENDS) describe(`the cache server on ${backend.name}`, () => {
   let storage: Storage;
@@ -24,7 +25,7 @@ for (const backend of BACKENDS) describe(`the cache server on ${backend.name}`, 
 
   async function setup(options: { maxSize?: number; maxBlob?: number; blobsRedirect?: boolean } = {}) {
     await parts?.close();
-    const tokens = [{ token: RW, role: "rw" as const }, { token: RO, role: "ro" as const }];
+    const tokens = [{ token: RW, role: "rw" as const }, { token: RO, role: "ro" as const }, { token: OTHER_RW, role: "rw" as const }];
     const dataDir = join(work, `data${++n}`);
     parts = await createParts({ dataDir, ...options, tokens, log: createLogger({ MEMOBUILD_LOG: "error" }), ...(await backend.options(dataDir)) });
     storage = parts.storage;
@@ -33,12 +34,12 @@ for (const backend of BACKENDS) describe(`the cache server on ${backend.name}`, 
   beforeEach(() => setup());
   afterAll(() => parts?.close());
 
-  const call = (method: string, path: string, options: { token?: string; body?: string | Uint8Array } = {}) =>
+  const call = (method: string, path: string, options: { token?: string; body?: string | Uint8Array; headers?: Record<string, string> } = {}) =>
     app.fetch(
       new Request(`http://cache${path}`, {
         method,
         body: options.body,
-        headers: options.token === undefined ? {} : { authorization: `Bearer ${options.token}` },
+        headers: { ...(options.token === undefined ? {} : { authorization: `Bearer ${options.token}` }), ...options.headers },
       }),
     );
   const json = async (response: Response) => (await response.json()) as Record<string, unknown>;
@@ -140,16 +141,22 @@ for (const backend of BACKENDS) describe(`the cache server on ${backend.name}`, 
       expect((await call("HEAD", `/v1/actions/${key}`, { token: RO })).status).toBe(404);
     });
 
-    test("write-once: the same result again is 200, a different one is 409, kept, listed and counted", async () => {
+    test("write-once: the same result again is 200, another writer's different one is 409, kept, listed and counted", async () => {
       await put("honest");
       await put("evil");
+      await put("rebuilt");
       const honest = JSON.stringify({ blobs: [blake3Hex("honest")], diffId: null, created: 1 });
       expect((await call("PUT", `/v1/actions/${key}`, { token: RW, body: honest })).status).toBe(201);
       // The same result made at another time is the same result.
       const again = JSON.stringify({ blobs: [blake3Hex("honest")], diffId: null, created: 2 });
       expect((await call("PUT", `/v1/actions/${key}`, { token: RW, body: again })).status).toBe(200);
+      // Its own writer with another result: not reproducible, neither a conflict nor a replacement.
+      const rebuilt = JSON.stringify({ blobs: [blake3Hex("rebuilt")], diffId: null, created: 3 });
+      const unreproducible = await call("PUT", `/v1/actions/${key}`, { token: RW, body: rebuilt, headers: { "memobuild-step": encodeURIComponent("[app 2/2] RUN date > /d") } });
+      expect(unreproducible.status).toBe(200);
+      expect(await json(unreproducible)).toMatchObject({ outcome: "not-reproducible", step: "[app 2/2] RUN date > /d", differences: { files: [], note: "neither result has a layer (the image config differs)" } });
       const evil = JSON.stringify({ blobs: [blake3Hex("evil")], diffId: null, created: 3 });
-      const refused = await call("PUT", `/v1/actions/${key}`, { token: RW, body: evil });
+      const refused = await call("PUT", `/v1/actions/${key}`, { token: OTHER_RW, body: evil });
       expect(refused.status).toBe(409);
       expect(String((await json(refused)).error)).toContain("already has a different result");
       expect(await (await call("GET", `/v1/actions/${key}`, { token: RO })).text()).toBe(honest);
@@ -159,6 +166,8 @@ for (const backend of BACKENDS) describe(`the cache server on ${backend.name}`, 
       expect(listed[0].first.author).toBe(blake3Hex(RW).slice(0, 12));
       expect(await json(await call("GET", `/v1/conflicts?key=${blake3Hex("other")}`, { token: RO }))).toEqual({ conflicts: [] });
       expect(await (await call("GET", "/metrics", { token: RO })).text()).toContain("memobuild_action_conflicts_total 1");
+      const { unreproducible: recorded } = (await json(await call("GET", "/v1/unreproducible", { token: RO }))) as { unreproducible: { key: string; author: string; step: string }[] };
+      expect(recorded).toMatchObject([{ key, author: blake3Hex(RW).slice(0, 12), step: "[app 2/2] RUN date > /d" }]);
     });
 
     test("a signature that does not verify is refused; a good one is stored with its signer", async () => {

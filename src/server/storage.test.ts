@@ -451,7 +451,7 @@ for (const backend of BACKENDS) describe(`storage on ${backend.name}`, () => {
       }
       const conflict = (error as { conflict: { first: { result: string }; second: { result: string } }; reason: string; message: string });
       expect(conflict.reason).toBe("conflict");
-      expect(conflict.message).toBe(`step ${KEY} already has a different result (${conflict.conflict.first.result.slice(0, 12)}); results are write-once, so this one (${conflict.conflict.second.result.slice(0, 12)}) was refused and recorded as a conflict`);
+      expect(conflict.message).toBe(`step ${KEY} already has a different result (${conflict.conflict.first.result.slice(0, 12)}) from another writer; results are write-once, so this one (${conflict.conflict.second.result.slice(0, 12)}) was refused and recorded as a conflict`);
       await s.close();
     });
 
