@@ -100,6 +100,13 @@ test("a running step's output shows as it is printed, secrets masked, and stays 
   await page.goto(url);
   await page.waitForSelector("pre.log >> text=linking");
   expect(await page.textContent("pre.log")).toBe("compiling with ****\nlinking\ndone\n");
+  expect(await screenshot(page, "dashboard-step-log-after.png")).toBeGreaterThan(20);
+  // The text endpoint says the same, the secret masked there too.
+  const text = await page.evaluate(async (path) => (await fetch(path)).text(), (await page.getAttribute('a[href$="/log"]', "href"))!);
+  expect(text).toBe("compiling with ****\nlinking\ndone\n");
+  await page.click("text=← the build");
+  await page.waitForSelector('table.steps tr[data-step="0/1"] a.log-link');
+  expect(await screenshot(page, "dashboard-build-outputs.png")).toBeGreaterThan(20);
   await page.close();
 }, 120_000);
 

@@ -114,9 +114,10 @@ export class PgCacheIndex implements CacheIndex {
   }
 
   async nondeterministic(since: number, limit: number): Promise<Nondeterministic[]> {
-    const rows = await this.sql`SELECT coalesce(step, key) AS step, count(*) AS count, max(time) AS last,
-        (SELECT second_build FROM unreproducible u2 WHERE coalesce(u2.step, u2.key) = coalesce(u.step, u.key) ORDER BY id DESC LIMIT 1) AS last_build
-      FROM unreproducible u WHERE time >= ${since} GROUP BY coalesce(step, key) ORDER BY count DESC, last DESC LIMIT ${limit}`;
+    const rows = await this.sql`SELECT g.step, g.count, g.last,
+        (SELECT second_build FROM unreproducible u WHERE coalesce(u.step, u.key) = g.step ORDER BY id DESC LIMIT 1) AS last_build
+      FROM (SELECT coalesce(step, key) AS step, count(*) AS count, max(time) AS last FROM unreproducible WHERE time >= ${since} GROUP BY coalesce(step, key)) g
+      ORDER BY g.count DESC, g.last DESC LIMIT ${limit}`;
     return rows.map((r: Record<string, unknown>) => ({ step: r.step as string, count: num(r.count), last: num(r.last), lastBuild: (r.last_build ?? null) as string | null }));
   }
 

@@ -285,9 +285,10 @@ export class SqliteCacheIndex implements CacheIndex {
   async nondeterministic(since: number, limit: number) {
     return this.db
       .query(
-        `SELECT coalesce(step, key) AS step, count(*) AS count, max(time) AS last,
-           (SELECT second_build FROM unreproducible u2 WHERE coalesce(u2.step, u2.key) = coalesce(u.step, u.key) ORDER BY id DESC LIMIT 1) AS lastBuild
-         FROM unreproducible u WHERE time >= ? GROUP BY coalesce(step, key) ORDER BY count DESC, last DESC LIMIT ?`,
+        `SELECT g.step, g.count, g.last,
+           (SELECT second_build FROM unreproducible u WHERE coalesce(u.step, u.key) = g.step ORDER BY id DESC LIMIT 1) AS lastBuild
+         FROM (SELECT coalesce(step, key) AS step, count(*) AS count, max(time) AS last FROM unreproducible WHERE time >= ? GROUP BY coalesce(step, key)) g
+         ORDER BY g.count DESC, g.last DESC LIMIT ?`,
       )
       .all(since, limit) as Nondeterministic[];
   }

@@ -187,6 +187,8 @@ for (const backend of BACKENDS) describe(`webhooks on ${backend.name}`, () => {
     expect((await parts.history.recentDeliveries(10)).map((d) => d.type)).toEqual(["cache.conflict"]);
     expect(await parts.storage.conflictCount()).toBe(1);
     expect((await parts.storage.unreproducible()).map((u) => u.key)).toEqual([key]);
+    // The non-deterministic steps panel: a step the upload did not name is shown by its key.
+    expect(await parts.storage.nondeterministic(0)).toMatchObject([{ step: key, count: 1, lastBuild: null }]);
   });
 });
 
