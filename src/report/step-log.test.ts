@@ -1,7 +1,7 @@
 import { describe, expect, test } from "bun:test";
 import { StepLogBuffer } from "./step-log.ts";
 
-const limits = { stepLive: 100, stepTail: 60, buildLive: 250, lateTail: 20 };
+const limits = { stepLive: 100, stepTail: 60, buildLive: 250, lateTail: 20, liveChunks: 1000 };
 const text = (chunks: { step: string; text: string }[]) => chunks.map((c) => c.text).join("");
 
 describe("a build's output on its way to the hub", () => {
@@ -33,5 +33,16 @@ describe("a build's output on its way to the hub", () => {
     const whole = new StepLogBuffer(["hunter2\nline-two-of-secret"], limits);
     whole.add("a", "pass=hunter2 then line-two-of-secret");
     expect(text(whole.take())).toBe("pass=**** then ****\n");
+  });
+
+  test("past a number of chunks streamed, steps keep a short tail only (a slow printer cannot use up a build's events)", () => {
+    const logs = new StepLogBuffer([], { ...limits, liveChunks: 3 });
+    for (let i = 0; i < 3; i++) {
+      logs.add("a", `tick ${i}`);
+      expect(logs.take()).toEqual([{ step: "a", text: `tick ${i}\n` }]);
+    }
+    for (let i = 3; i < 10; i++) logs.add("a", `tick ${i}`);
+    expect(logs.take()).toEqual([]);
+    expect(text(logs.take("a"))).toBe("[… 35 bytes of output left out …]\ntick 8\ntick 9\n");
   });
 });

@@ -15,12 +15,17 @@ export interface StepLogLimits {
   buildLive: number;
   /** Bytes of a step's tail kept once the build is past its live bound. */
   lateTail: number;
+  /**
+   * Chunks of output streamed live, in all: a build that prints a short line now and then for
+   * hours would otherwise spend the hub's limit on a build's events (hub.ts) on its output.
+   */
+  liveChunks: number;
 }
 
 // A step's live part and its tail fit in what the hub keeps (STEP_LOG_MAX characters; a
 // character is at least a byte), with room for the line that says what was left out. The
 // build's bound stays under a read-only token's build budget (quotas.ts), which also holds states.
-export const STEP_LOG_LIMITS: StepLogLimits = { stepLive: STEP_LOG_MAX / 2, stepTail: STEP_LOG_MAX / 2 - 1024, buildLive: 1024 * 1024, lateTail: 8 * 1024 };
+export const STEP_LOG_LIMITS: StepLogLimits = { stepLive: STEP_LOG_MAX / 2, stepTail: STEP_LOG_MAX / 2 - 1024, buildLive: 1024 * 1024, lateTail: 8 * 1024, liveChunks: 20_000 };
 
 const MASK = "****";
 
@@ -47,6 +52,8 @@ export class StepLogBuffer {
   private readonly steps = new Map<string, StepOutput>();
   private readonly secrets: string[];
   private buildSent = 0;
+  /** Chunks taken so far while streaming live. */
+  private chunks = 0;
 
   constructor(secrets: Iterable<Uint8Array | string> = [], private readonly limits: StepLogLimits = STEP_LOG_LIMITS) {
     this.secrets = secretPatterns(secrets);
@@ -65,7 +72,7 @@ export class StepLogBuffer {
     const bytes = Buffer.byteLength(text);
     let output = this.steps.get(step);
     if (!output) this.steps.set(step, (output = { ready: [], sent: 0, tailOnly: false, tail: [], tailBytes: 0, tailMax: 0, leftOut: 0 }));
-    if (!output.tailOnly && output.sent + bytes <= this.limits.stepLive && this.buildSent + bytes <= this.limits.buildLive) {
+    if (!output.tailOnly && output.sent + bytes <= this.limits.stepLive && this.buildSent + bytes <= this.limits.buildLive && this.chunks < this.limits.liveChunks) {
       output.ready.push(text);
       output.sent += bytes;
       this.buildSent += bytes;
@@ -73,7 +80,7 @@ export class StepLogBuffer {
     }
     if (!output.tailOnly) {
       output.tailOnly = true;
-      output.tailMax = this.buildSent + bytes > this.limits.buildLive ? this.limits.lateTail : this.limits.stepTail;
+      output.tailMax = this.buildSent + bytes > this.limits.buildLive || this.chunks >= this.limits.liveChunks ? this.limits.lateTail : this.limits.stepTail;
     }
     output.tail.push(text);
     output.tailBytes += bytes;
@@ -109,6 +116,7 @@ export class StepLogBuffer {
       if (output.tail.length || note) chunks.push(...chunked(step, note + output.tail.join("")));
       this.steps.delete(step);
     }
+    this.chunks += chunks.length;
     return chunks;
   }
 }
