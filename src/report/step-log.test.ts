@@ -45,4 +45,11 @@ describe("a build's output on its way to the hub", () => {
     expect(logs.take()).toEqual([]);
     expect(text(logs.take("a"))).toBe("[… 35 bytes of output left out …]\ntick 8\ntick 9\n");
   });
+
+  test("a line redrawn with carriage returns (a progress bar) keeps what a terminal shows last", () => {
+    const logs = new StepLogBuffer(["hunter2"], limits);
+    logs.add("a", "fetching 10%\rfetching 50%\rfetching 100% as hunter2\r");
+    logs.add("a", "done\r");
+    expect(text(logs.take())).toBe("fetching 100% as ****\ndone\n");
+  });
 });

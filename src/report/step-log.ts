@@ -66,9 +66,14 @@ export class StepLogBuffer {
     return masked;
   }
 
-  /** A line a step printed. */
+  /**
+   * A line a step printed. A progress bar redraws its line after carriage returns: what a
+   * terminal would show, the text after the last one, is kept (masked whole first, so a secret
+   * cannot be split by one).
+   */
   add(step: string, line: string) {
-    const text = `${this.mask(line)}\n`;
+    const masked = this.mask(line).replace(/\r+$/, "");
+    const text = `${masked.slice(masked.lastIndexOf("\r") + 1)}\n`;
     const bytes = Buffer.byteLength(text);
     let output = this.steps.get(step);
     if (!output) this.steps.set(step, (output = { ready: [], sent: 0, tailOnly: false, tail: [], tailBytes: 0, tailMax: 0, leftOut: 0 }));

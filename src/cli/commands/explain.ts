@@ -78,7 +78,7 @@ async function addConflicts(remote: RemoteCache, steps: { id: string; key: strin
   const byKey = new Map<string, string[]>();
   for (const c of await remote.conflicts()) {
     const who = (side: { author: string | null; signer: string | null }) => [side.signer ? `signer ${side.signer}` : "unsigned", side.author ? `token ${side.author}` : undefined].filter(Boolean).join(", ");
-    const line = `${new Date(c.time).toISOString()}: the remote kept result ${c.first.result.slice(0, 12)} (${who(c.first)}) and refused ${c.second.result.slice(0, 12)} (${who(c.second)}): the step is not deterministic, or someone tried to replace its result`;
+    const line = `${new Date(c.time).toISOString()}: the remote kept result ${c.first.result.slice(0, 12)} (${who(c.first)}) and refused ${c.second.result.slice(0, 12)} (${who(c.second)}): another writer offered another result (a step that is not deterministic, or someone trying to replace its result)`;
     byKey.set(c.key, [...(byKey.get(c.key) ?? []), line]);
   }
   const keyOf = new Map(steps.map((s) => [s.id, s.key]));
