@@ -204,18 +204,24 @@ export class TarReader {
     if (this.fd !== undefined) closeSync(this.fd);
   }
 
-  private readAt(buffer: Buffer, offset: number, length: number): number {
-    if (this.fd !== undefined) return readSync(this.fd, buffer, offset, length, this.position);
-    const end = Math.min(this.bytes!.length, this.position + length);
-    buffer.set(this.bytes!.subarray(this.position, end), offset);
-    return Math.max(0, end - this.position);
+  /** Reads at most `length` bytes at `position` into `buffer` at `offset`; 0 at the end. */
+  private readAt(buffer: Buffer, offset: number, length: number, position: number): number {
+    if (this.fd !== undefined) return readSync(this.fd, buffer, offset, length, position);
+    const end = Math.min(this.bytes!.length, position + length);
+    if (end <= position) return 0;
+    buffer.set(this.bytes!.subarray(position, end), offset);
+    return end - position;
+  }
+
+  private archiveSize(): number {
+    return this.fd !== undefined ? fstatSync(this.fd).size : this.bytes!.length;
   }
 
   private read(length: number): Buffer {
     const buffer = Buffer.alloc(length);
     let offset = 0;
     while (offset < length) {
-      const n = this.readAt(buffer, offset, length - offset);
+      const n = this.readAt(buffer, offset, length - offset, this.position);
       if (n === 0) throw new TarFormatError("unexpected end of archive");
       offset += n;
       this.position += n;
@@ -232,7 +238,7 @@ export class TarReader {
     const block = Buffer.alloc(BLOCK);
     let filled = 0;
     while (filled < BLOCK) {
-      const n = readSync(this.fd, block, filled, BLOCK - filled, this.position + filled);
+      const n = this.readAt(block, filled, BLOCK - filled, this.position + filled);
       if (n === 0) break;
       filled += n;
     }
@@ -241,7 +247,7 @@ export class TarReader {
       return block;
     }
     if (filled > 0) throw new TarFormatError(`the archive ends inside the header at offset ${this.position}`);
-    const size = fstatSync(this.fd).size;
+    const size = this.archiveSize();
     if (size < this.position) throw new TarFormatError(`the archive ends at offset ${size}, inside the content of its last entry`);
     return undefined;
   }
