@@ -165,7 +165,9 @@ for (const backend of BACKENDS) describe(`the cache server on ${backend.name}`, 
       expect(listed[0].key).toBe(key);
       expect(listed[0].first.author).toBe(blake3Hex(RW).slice(0, 12));
       expect(await json(await call("GET", `/v1/conflicts?key=${blake3Hex("other")}`, { token: RO }))).toEqual({ conflicts: [] });
-      expect(await (await call("GET", "/metrics", { token: RO })).text()).toContain("memobuild_action_conflicts_total 1");
+      const metrics = await (await call("GET", "/metrics", { token: RO })).text();
+      expect(metrics).toContain("memobuild_action_conflicts_total 1");
+      expect(metrics).toContain("memobuild_unreproducible_steps_total 1");
       const { unreproducible: recorded } = (await json(await call("GET", "/v1/unreproducible", { token: RO }))) as { unreproducible: { key: string; author: string; step: string }[] };
       expect(recorded).toMatchObject([{ key, author: blake3Hex(RW).slice(0, 12), step: "[app 2/2] RUN date > /d" }]);
     });

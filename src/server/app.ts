@@ -262,6 +262,7 @@ export function createApp(parts: AppParts): Hono<AppEnv> {
     metrics.bytesIn.inc(text.length);
     if (typeof outcome !== "string") {
       // Not a conflict: the writer of the result kept made another one. Kept apart, and said.
+      metrics.unreproducible.inc();
       log.info("step not reproducible", { key: outcome.key, step: outcome.step, firstBuild: outcome.first.build, build: outcome.second.build });
       return c.json({ key: outcome.key, outcome: "not-reproducible", step: outcome.step, firstBuild: outcome.first.build, differences: outcome.differences }, 200);
     }

@@ -24,7 +24,8 @@ export class Metrics {
   readonly bytesIn = new Counter({ name: "memobuild_bytes_in_total", help: "Bytes received in uploads", registers: this.registers });
   readonly bytesOut = new Counter({ name: "memobuild_bytes_out_total", help: "Bytes sent in blob and action bodies", registers: this.registers });
   readonly uploadRejections = new Counter({ name: "memobuild_upload_rejections_total", help: "Uploads refused, by reason", labelNames: ["reason"], registers: this.registers });
-  readonly conflicts = new Counter({ name: "memobuild_action_conflicts_total", help: "Action uploads refused because the key already had a different result", registers: this.registers });
+  readonly conflicts = new Counter({ name: "memobuild_action_conflicts_total", help: "Action uploads refused because the key already had another writer's different result", registers: this.registers });
+  readonly unreproducible = new Counter({ name: "memobuild_unreproducible_steps_total", help: "Action uploads whose result differed from the one their own writer stored for the key (a step not reproducible)", registers: this.registers });
   readonly evictions = new Counter({ name: "memobuild_evictions_total", help: "Blobs and actions evicted to stay under --max-size", registers: this.registers });
   readonly builds = new Counter({ name: "memobuild_builds_total", help: "Builds reported as finished, by result", labelNames: ["result"], registers: this.registers });
   readonly buildSeconds = new Histogram({
@@ -57,6 +58,7 @@ export class Metrics {
   constructor() {
     // Present from the start at zero, so an alert can watch them before the first event.
     this.conflicts.inc(0);
+    this.unreproducible.inc(0);
     this.evictions.inc(0);
     for (const result of ["success", "failed"]) this.builds.inc({ result }, 0);
   }
