@@ -61,12 +61,19 @@ async function loadLog(build: Build, number: number) {
   if (!step || logs.has(logKey(build.id, step.id))) return;
   const view: StepLogView = { text: "", lastEvent: Number.MAX_SAFE_INTEGER }; // events wait for the read
   logs.set(logKey(build.id, step.id), view);
-  const response = await fetch(`/v1/builds/${encodeURIComponent(build.id)}/steps/${number}/log`, { credentials: "same-origin" });
-  if (!response.ok) throw new Error(`step ${number}'s log: HTTP ${response.status}`);
-  view.text = await response.text();
-  view.lastEvent = Number(response.headers.get("memobuild-last-event") ?? 0);
-  // Output that came while the log was read, and that the read did not include.
-  for (const event of early.splice(0)) if (event.build === build.id && event.step === step.id) appendLog(view, String(event.text), event.id);
+  const response = await fetch(`/v1/builds/${encodeURIComponent(build.id)}/steps/${number}/log`, { credentials: "same-origin" }).catch(() => undefined);
+  const text = response?.ok ? await response.text().catch(() => undefined) : undefined;
+  // Output that came while the log was read: appended below when the read did not include it.
+  const mine = (event: HubEvent) => event.build === build.id && event.step === step.id;
+  const waited = early.filter(mine);
+  early.splice(0, early.length, ...early.filter((event) => !mine(event)));
+  if (text === undefined) {
+    logs.delete(logKey(build.id, step.id)); // read again when the page is drawn next
+    throw new Error(`step ${number}'s output: ${response ? `HTTP ${response.status}` : "the server did not answer"}`);
+  }
+  view.text = text;
+  view.lastEvent = Number(response!.headers.get("memobuild-last-event") ?? 0);
+  for (const event of waited) appendLog(view, String(event.text), event.id);
   redraw();
 }
 /** step.log events for logs being read, held until the read says which ones it had. */
