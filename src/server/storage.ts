@@ -272,7 +272,9 @@ export class Storage {
     const first = keptBody === undefined ? undefined : parseAction(keptBody);
     if (!first) return { files: [], more: 0, note: "the result kept was evicted meanwhile" };
     if (!first.layer || !second.layer) return { files: [], more: 0, note: first.layer || second.layer ? "one result has a layer, the other none" : "neither result has a layer (the image config differs)" };
-    if (Math.max(first.layer.size, second.layer.size) > MAX_COMPARED_BYTES) return { files: [], more: 0, note: `layers over ${MAX_COMPARED_BYTES} bytes are not compared` };
+    // The sizes stored, not the ones the actions declare: only what is really read is bounded.
+    const sizes = await Promise.all([first.layer.blake3, second.layer.blake3].map((hash) => this.index.blobSize(hash)));
+    if (sizes.some((size) => size === undefined || size > MAX_COMPARED_BYTES)) return { files: [], more: 0, note: `layers over ${MAX_COMPARED_BYTES} bytes (or evicted) are not compared` };
     try {
       const a = layerTar(await this.blobs.read(first.layer.blake3), first.layer.mediaType);
       const b = layerTar(await this.blobs.read(second.layer.blake3), second.layer.mediaType);
