@@ -12,6 +12,7 @@ import { join, relative } from "node:path";
 import { parseSecret } from "../src/cli/build-flags.ts";
 import { readDockerfile } from "../src/cli/inputs.ts";
 import { loadContext } from "../src/context/context.ts";
+import { gitInfo } from "../src/report/git.ts";
 import { REPO_ROOT } from "./support/binary.ts";
 
 const work = mkdtempSync(join(tmpdir(), "memobuild-file-reads-"));
@@ -150,5 +151,64 @@ describe("--secret src=", () => {
     writeFileSync(join(dir, "token"), "s3cr3t");
     symlinkSync(join(dir, "token"), join(dir, "link"));
     expect(parseSecret(`id=ok,src=${join(dir, "link")}`)).toEqual(["ok", Buffer.from("s3cr3t")]); // the user named it
+  });
+});
+
+describe("a project's .git (read for the build hub without running git)", () => {
+  /** A repository made by git, with a commit; returns its directory. */
+  function repository(): string {
+    const dir = join(project(), "ctx");
+    const git = (...args: string[]) => expect(Bun.spawnSync(["git", "-C", dir, "-c", "user.email=t@e", "-c", "user.name=t", ...args], { env: { ...process.env, GIT_CONFIG_GLOBAL: "/dev/null" } }).exitCode).toBe(0);
+    git("init", "-q", "-b", "main");
+    writeFileSync(join(dir, "Dockerfile"), "FROM scratch\n");
+    git("add", ".");
+    git("commit", "-qm", "one");
+    return dir;
+  }
+
+  test("HEAD, config, a ref or the index linked out of .git, to /dev/zero or a FIFO are not read", () => {
+    const dir = repository();
+    const outside = join(dir, "..", "outside");
+    mkdirSync(outside);
+    writeFileSync(join(outside, "HEAD"), "ref: refs/heads/stolen\n");
+    writeFileSync(join(outside, "config"), '[remote "origin"]\n\turl = https://attacker.example/leak.git\n');
+    writeFileSync(join(outside, "main"), `${"e".repeat(40)}\n`);
+    for (const [name, target] of [["HEAD", join(outside, "HEAD")], ["config", join(outside, "config")], ["refs/heads/main", join(outside, "main")], ["index", "/dev/zero"]]) {
+      rmSync(join(dir, ".git", name));
+      symlinkSync(target, join(dir, ".git", name));
+    }
+    expect(gitInfo(dir)).toEqual({});
+    rmSync(join(dir, ".git", "HEAD"));
+    mkfifo(join(dir, ".git", "HEAD"));
+    expect(gitInfo(dir)).toEqual({}); // returns: a FIFO is not waited on
+    // .git itself a link to another repository: not followed
+    const other = repository();
+    rmSync(join(dir, ".git"), { recursive: true });
+    symlinkSync(join(other, ".git"), join(dir, ".git"));
+    expect(gitInfo(dir)).toBeUndefined();
+  });
+
+  test("a gitdir file naming a git directory that does not name this checkout back is not used", () => {
+    const dir = repository();
+    const other = repository();
+    rmSync(join(dir, ".git"), { recursive: true });
+    writeFileSync(join(dir, ".git"), `gitdir: ${join(other, ".git")}\n`);
+    expect(gitInfo(dir)).toBeUndefined();
+  });
+
+  test("a huge index leaves dirty unknown; an index naming paths out of the checkout is not followed", () => {
+    const dir = repository();
+    const index = join(dir, ".git", "index");
+    expect(Bun.spawnSync(["truncate", "-s", "70M", index]).exitCode).toBe(0);
+    const info = gitInfo(dir)!;
+    expect(info.commit).toMatch(/^[0-9a-f]{40}$/);
+    expect(info.dirty).toBeUndefined();
+    // An index whose one entry is ../secret (git never writes one): not a path to stat.
+    const entry = Buffer.alloc(62 + 16);
+    entry.writeUInt32BE(0o100644, 24);
+    entry.writeUInt16BE("../secret".length, 60);
+    entry.write("../secret", 62);
+    writeFileSync(index, Buffer.concat([Buffer.from("DIRC\0\0\0\x02\0\0\0\x01", "latin1"), entry]));
+    expect(gitInfo(dir)!.dirty).toBeUndefined();
   });
 });
