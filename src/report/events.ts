@@ -12,8 +12,24 @@ export interface CiMetadata {
   url?: string;
 }
 
-export const STEP_STATES = ["queued", "running", "executed", "cached-local", "cached-remote", "failed"] as const;
+/** The git checkout a build's context is in (read by git.ts, never by running git). */
+export interface GitMetadata {
+  /** The remote's URL, without credentials. */
+  repository?: string;
+  branch?: string;
+  commit?: string;
+  /** A tracked file differs from the commit's; undefined when it could not be told. */
+  dirty?: boolean;
+}
+
+/**
+ * queued and running are states of a build in progress; the others are final: when a build
+ * ends each of its steps is executed, cached, failed, skipped (an earlier step failed, so it
+ * never started) or cancelled (it was running when another step failed).
+ */
+export const STEP_STATES = ["queued", "running", "executed", "cached-local", "cached-remote", "failed", "skipped", "cancelled"] as const;
 export type StepState = (typeof STEP_STATES)[number];
+export const FINAL_STATES: readonly StepState[] = ["executed", "cached-local", "cached-remote", "failed", "skipped", "cancelled"];
 
 export interface ReportedStep {
   id: string;
@@ -22,14 +38,26 @@ export interface ReportedStep {
   name: string;
 }
 
-/** What a build is: where it came from and what it builds. */
+/** What a build is: where it came from, what it builds, and who built it. */
 export interface BuildInfo {
   dockerfile: string;
+  /** The target stage's name (undefined for the last, unnamed stage). */
   target?: string;
   platform: string;
   host: string;
   labels: Record<string, string>;
   ci?: CiMetadata;
+  /** The repository's name (from its remote), else the context directory's name. */
+  project?: string;
+  git?: GitMetadata;
+  /** Who ran it: the local user (SUDO_USER under sudo), or the CI's actor. */
+  user?: string;
+  /** The names given with -t. */
+  tags?: string[];
+  /** The command line, secret values and tokens masked: what reruns the build. */
+  command?: string[];
+  /** The name of the token that reported it (`TOKEN rw name=ci`): set by the hub, never by a client. */
+  tokenName?: string;
 }
 
 export interface BuildStarted extends BuildInfo {
@@ -103,8 +131,10 @@ export interface BuildSummary extends BuildInfo {
   durationMs?: number;
   executed: number;
   cached: number;
-  /** cached / (cached + executed); undefined before any step finished. */
+  /** cached / (cached + executed + failed): steps the cache decided; undefined before any was. */
   hitRate?: number;
+  /** A failed build: the step that failed (its number in the step list and its name). */
+  failedStep?: { number: number; name: string; output?: string[] };
   savedMs: number;
 }
 

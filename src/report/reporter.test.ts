@@ -103,3 +103,22 @@ test("a server that takes the connection and never answers costs at most the clo
     silent.stop(true);
   }
 });
+
+test("when a build fails, every step ends final: the failed one failed, one running cancelled, the rest skipped; the failure is a miss in the hit rate", async () => {
+  const server = await startServer({ listen: "127.0.0.1:0", dataDir: join(work, "final"), tokens: [{ token: TOKEN, role: "rw" }], log: createLogger({ MEMOBUILD_LOG: "error" }) });
+  servers.push(server);
+  const reporter = client(server.url, []);
+  const steps = ["RUN cached", "COPY missing .", "RUN other-stage", "RUN later"].map((name, i) => ({ id: `s/${i}`, stage: i === 2 ? "b" : "a", number: i + 1, name }));
+  reporter.sink({ type: "plan", steps });
+  reporter.sink({ type: "start", step: "s/0", number: 1 });
+  reporter.sink({ type: "done", step: "s/0", number: 1, status: "cached-local", durationMs: 1, savedMs: 50 });
+  reporter.sink({ type: "start", step: "s/1", number: 2 });
+  reporter.sink({ type: "start", step: "s/2", number: 3 });
+  // A COPY fails without output of its own: the message is what it has.
+  reporter.sink({ type: "error", step: "s/1", number: 2, message: "Dockerfile:3:1: COPY missing .: missing: not found in the build context" });
+  await reporter.finish({ result: "failed", error: "Dockerfile:3:1: COPY missing .: missing: not found in the build context" });
+  const build = (await server.hub.store.get(reporter.id))!;
+  expect(build.steps.map((s) => s.state)).toEqual(["cached-local", "failed", "cancelled", "skipped"]);
+  expect(build.hitRate).toBe(0.5);
+  expect(build.failedStep).toEqual({ number: 2, name: "COPY missing .", output: ["Dockerfile:3:1: COPY missing .: missing: not found in the build context"] });
+});

@@ -6,7 +6,7 @@
  */
 import { randomUUID } from "node:crypto";
 import type { ProgressEvent, ProgressSink } from "../solver/progress.ts";
-import type { BuildEvent, BuildFinished, BuildInfo, StepUpdated } from "./events.ts";
+import { FINAL_STATES, type BuildEvent, type BuildFinished, type BuildInfo, type StepState, type StepUpdated } from "./events.ts";
 import { StepLogBuffer, type StepLogLimits } from "./step-log.ts";
 
 type Send = (buildId: string, events: BuildEvent[]) => Promise<boolean>;
@@ -47,6 +47,8 @@ export class BuildReporter {
   private context: string | undefined;
   private dropped = false;
   private readonly logs: StepLogBuffer;
+  /** Each planned step's last state sent: at the end, none is left queued or running. */
+  private readonly states = new Map<string, StepState>();
 
   constructor(
     private readonly send: Send,
@@ -89,6 +91,7 @@ export class BuildReporter {
   private start(plan: ProgressEvent) {
     if (this.started) return;
     this.started = true;
+    for (const step of plan.steps ?? []) this.states.set(step.id, "queued");
     this.push({ type: "build.started", ...this.info, target: plan.target, steps: plan.steps ?? [] });
   }
 
@@ -112,6 +115,7 @@ export class BuildReporter {
   }
 
   private step(update: Omit<StepUpdated, "type" | "seq" | "time">) {
+    if (this.states.has(update.step)) this.states.set(update.step, update.state);
     if (this.queue.length >= (this.options.maxQueued ?? 10_000)) {
       this.dropped = true;
       return;
@@ -127,6 +131,12 @@ export class BuildReporter {
   /** The end of the build: its result, then the last batches (bounded wait). */
   async finish(outcome: { result: BuildFinished["result"]; image?: string; error?: string }): Promise<void> {
     if (!this.started) this.push({ type: "build.started", ...this.info, steps: [] });
+    // Every step ends in a final state: one still running was cut short by another's failure,
+    // one still queued never started (sent even past maxQueued: the end must be right).
+    for (const [step, state] of this.states) {
+      if (FINAL_STATES.includes(state)) continue;
+      this.push({ type: "step.updated", step, state: state === "running" ? "cancelled" : "skipped" });
+    }
     this.push({ type: "build.finished", ...outcome, context: this.context, durationMs: Date.now() - this.begin, ...this.totals });
     await this.close();
   }

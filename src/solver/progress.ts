@@ -22,7 +22,7 @@ export interface ProgressEvent {
   line?: string;
   durationMs?: number;
   message?: string;
-  /** plan: every step the target needs, in the graph's order; and the Dockerfile's target stage. */
+  /** plan: every step the target needs, in the graph's order; and the target stage's name (none for the last, unnamed one). */
   steps?: PlannedStep[];
   target?: string;
   /** done: the step's key; for a hit, how long the step took when it ran; for a miss, why. */

@@ -18,7 +18,7 @@ import { blake3 } from "../hash/blake3.ts";
 const hostArchitecture = () => hostPlatform().architecture;
 import type { Sandbox } from "../executor/sandbox.ts";
 import type { NetworkMode } from "../executor/network.ts";
-import { silentProgress } from "./progress.ts";
+import { silentProgress, type ProgressEvent, type ProgressSink } from "./progress.ts";
 import { build, BuildError, type BuildResult, type NamedContext } from "./solver.ts";
 
 const work = mkdtempSync(join(tmpdir(), "memobuild-solver-"));
@@ -70,6 +70,7 @@ interface BuildOverrides {
   allow?: string[];
   sandbox?: Sandbox;
   network?: NetworkMode;
+  progress?: ProgressSink;
 }
 
 let projects = 0;
@@ -97,7 +98,7 @@ function project(dockerfile: string, files: Record<string, string> = {}) {
           store,
           secrets: new Map(),
           network: options.network ?? "none",
-          progress: silentProgress,
+          progress: options.progress ?? silentProgress,
           executor: (resources) => ((executor.resources = resources), executor),
           namedContexts: options.namedContexts,
         });
@@ -242,6 +243,21 @@ describe("solver with a fake executor", () => {
     const again = new FakeExecutor();
     await p.build(again);
     expect(again.ran).toEqual(["broken", "never"]);
+  });
+
+  test("a step that fails without running (a COPY of a missing file) says so as an error event, like a failed RUN; the plan names the target stage", async () => {
+    const p = project("FROM scratch AS build\nCOPY missing.txt /m\nRUN never\nFROM scratch\nRUN last\n");
+    const events: ProgressEvent[] = [];
+    await expect(p.build(new FakeExecutor(), { target: "build", progress: (e) => events.push(e) })).rejects.toThrow("missing.txt");
+    const errors = events.filter((e) => e.type === "error");
+    expect(errors).toEqual([{ type: "error", number: 2, step: "build/1", message: expect.stringContaining("missing.txt") }]);
+    expect(events.find((e) => e.type === "plan")!.target).toBe("build");
+    const unnamed: ProgressEvent[] = [];
+    await p.build(new FakeExecutor(), { dockerfile: "FROM scratch\nRUN a\nFROM scratch\nRUN b\n", progress: (e) => unnamed.push(e) });
+    expect(unnamed.find((e) => e.type === "plan")!.target).toBeUndefined(); // the default target goes unsaid
+    const first: ProgressEvent[] = [];
+    await p.build(new FakeExecutor(), { dockerfile: "FROM scratch\nRUN a\nFROM scratch\nRUN b\n", target: "0", progress: (e) => first.push(e) });
+    expect(first.find((e) => e.type === "plan")!.target).toBe("stage-0");
   });
 
   test("--target prunes stages the target does not need; their steps are skipped", async () => {

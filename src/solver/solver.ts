@@ -223,7 +223,8 @@ class Solve {
     const { graph, plan, options } = this;
     options.progress({
       type: "plan",
-      target: graph.target.id,
+      // By name: the last stage, unnamed, is the default target and goes unsaid; another is stage-N.
+      target: graph.target.name ?? (graph.target.index === plan.stages.length - 1 ? undefined : `stage-${graph.target.index}`),
       steps: graph.nodes.map((node, i) => ({ id: node.id, stage: plan.stages[node.step.stage].id, number: i + 1, name: stepName(plan.stages[node.step.stage], node.step) })),
     });
     await scheduleStages(graph.stages, Math.max(1, options.jobs ?? availableParallelism()), async (stage) => {
@@ -331,7 +332,10 @@ class Solve {
       return await solve();
     } catch (error) {
       const failure = stepFailure(step, error);
-      if (failure.run) this.options.progress({ type: "error", number, step: step.id, message: failure.run.message, tail: failure.run.tail.slice(-20) });
+      // Every failed step says so (a COPY whose source is missing too), so what follows the
+      // build (the hub) never shows it running; a RUN's last lines of output come with it.
+      const message = failure.run?.message ?? (failure.error instanceof Error ? failure.error.message : String(failure.error));
+      this.options.progress({ type: "error", number, step: step.id, message, ...(failure.run ? { tail: failure.run.tail.slice(-20) } : {}) });
       throw failure.error;
     }
   }

@@ -49,6 +49,30 @@ const attestations = () => import("../attestations.ts");
 const dockerLoad = () => import("../../image/docker-load.ts");
 const filesystemExport = () => import("../../image/filesystem-export.ts");
 
+/**
+ * What the build hub shows of who built what: the project and its git checkout (read without
+ * running git), the user, the tags and the command line (every secret value and the token masked).
+ */
+async function whoBuilt(contextDir: string, tags: string[], secrets: string[], token: string | undefined) {
+  const { gitInfo, projectName } = await import("../../report/git.ts");
+  const { buildUser, reportedCommand } = await import("../../report/invocation.ts");
+  // A context that is not a directory (a Git URL's checkout, stdin's tar) has no .git of its own here.
+  const git = (() => {
+    try {
+      return gitInfo(contextDir);
+    } catch {
+      return undefined;
+    }
+  })();
+  return {
+    project: projectName(contextDir, git),
+    ...(git && Object.keys(git).length ? { git } : {}),
+    user: buildUser(),
+    tags,
+    command: reportedCommand(process.argv.slice(2), [...secrets, ...(token ? [token] : [])]),
+  };
+}
+
 /** Runs the build; a failure ends the display and is reported (when reporting) before it propagates. */
 async function reported<T>(reporter: BuildReporter | undefined, display: Display, run: () => Promise<T>): Promise<T> {
   try {
@@ -121,6 +145,7 @@ export function registerBuild(program: Command) {
               host: hostname(),
               labels: buildLabels,
               ci: (await import("../../report/ci.ts")).ciMetadata(),
+              ...(await whoBuilt(input.contextDir, tags, [...secrets.values()].filter((b) => b.length <= 4096).flatMap((b) => [b.toString(), b.toString().trim()]), value<string | undefined>(settings, "remote.token"))),
             }, { warn: (message) => printer({ type: "warning", message }), secrets: secrets.values() })
           : undefined;
       if (remote && reporter) remote.buildId = reporter.id; // results it uploads name the build they came from
