@@ -24,9 +24,23 @@ describe("token files", () => {
   });
 
   test("a bad line is an error naming the file and the line", () => {
-    expect(() => TokenSet.parseFile(file("bad-role", "ok-token-1234\nsome-token-1234 admin\n"))).toThrow(`${join(work, "bad-role")}:2: expected "TOKEN [rw|ro|worker]"`);
-    expect(() => TokenSet.parseFile(file("extra", "\n\nsome-token-1234 ro extra\n"))).toThrow(`${join(work, "extra")}:3: expected "TOKEN [rw|ro|worker]"`);
+    expect(() => TokenSet.parseFile(file("bad-role", "ok-token-1234\nsome-token-1234 admin\n"))).toThrow(`${join(work, "bad-role")}:2: expected "TOKEN [rw|ro|worker] [name=NAME]"`);
+    expect(() => TokenSet.parseFile(file("extra", "\n\nsome-token-1234 ro extra\n"))).toThrow(`${join(work, "extra")}:3: expected "TOKEN [rw|ro|worker] [name=NAME]"`);
+    expect(() => TokenSet.parseFile(file("more", "some-token-1234 ro name=ci extra\n"))).toThrow(`${join(work, "more")}:1: expected "TOKEN [rw|ro|worker] [name=NAME]"`);
+    expect(() => TokenSet.parseFile(file("bad-name", "some-token-1234 ro name=<b>\n"))).toThrow(`${join(work, "bad-name")}:1: a token's name is 1 to 64 letters`);
     expect(() => TokenSet.parseFile(join(work, "missing"))).toThrow(`cannot read token file ${join(work, "missing")}: `);
+  });
+
+  test("a line may name its token; the name is found by the id requests carry (never by the token)", () => {
+    const entries = TokenSet.parseFile(file("named", "ci-token-12345 rw name=ci\nlaptop-token-123 ro\n"));
+    expect(entries).toEqual([
+      { token: "ci-token-12345", role: "rw", name: "ci" },
+      { token: "laptop-token-123", role: "ro" },
+    ]);
+    const tokens = new TokenSet(entries);
+    const id = (tokens.check("Bearer ci-token-12345") as { id: string }).id;
+    expect(tokens.nameOf(id)).toBe("ci");
+    expect(tokens.nameOf((tokens.check("Bearer laptop-token-123") as { id: string }).id)).toBeUndefined();
   });
 
   test("a token shorter than 8 characters is refused; 8 is enough", () => {

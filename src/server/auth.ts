@@ -11,18 +11,37 @@ export type Role = "rw" | "ro" | "worker";
 
 export type AuthResult = { ok: true; role: Role; id: string } | { ok: false; status: 401; message: string };
 
+export interface TokenEntry {
+  token: string;
+  role: Role;
+  /** What the dashboard and webhooks call it, instead of its hash's prefix. */
+  name?: string;
+}
+
+/** A token's name: a label (letters, digits, . _ - @), short, never mistaken for a hash. */
+const TOKEN_NAME = /^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$/;
+
 export class TokenSet {
   private readonly roles = new Map<string, Role>();
+  /** Names by the id a request carries (the hash's prefix). */
+  private readonly names = new Map<string, string>();
 
-  constructor(entries: { token: string; role: Role }[]) {
-    for (const { token, role } of entries) {
+  constructor(entries: TokenEntry[]) {
+    for (const { token, role, name } of entries) {
       if (token.length < 8) throw new UserError("a token must be at least 8 characters long");
-      this.roles.set(blake3Hex(token), role);
+      const hash = blake3Hex(token);
+      this.roles.set(hash, role);
+      if (name !== undefined) this.names.set(hash.slice(0, 12), name);
     }
   }
 
-  /** A file of `TOKEN [rw|ro|worker]` lines; `#` starts a comment; the role defaults to rw. */
-  static parseFile(path: string): { token: string; role: Role }[] {
+  /** The name a token id (as requests carry it) was given, if any. */
+  nameOf(id: string | undefined): string | undefined {
+    return id === undefined ? undefined : this.names.get(id);
+  }
+
+  /** A file of `TOKEN [rw|ro|worker] [name=NAME]` lines; `#` starts a comment; the role defaults to rw. */
+  static parseFile(path: string): TokenEntry[] {
     let text: string;
     try {
       text = readFileSync(path, "utf8");
@@ -32,11 +51,13 @@ export class TokenSet {
     return text.split("\n").flatMap((raw, index) => {
       const line = raw.replace(/#.*/, "").trim();
       if (!line) return [];
-      const [token, role = "rw", extra] = line.split(/\s+/);
-      if (extra !== undefined || (role !== "rw" && role !== "ro" && role !== "worker")) {
-        throw new UserError(`${path}:${index + 1}: expected "TOKEN [rw|ro|worker]"`);
+      const [token, role = "rw", named, extra] = line.split(/\s+/);
+      if (extra !== undefined || (role !== "rw" && role !== "ro" && role !== "worker") || (named !== undefined && !named.startsWith("name="))) {
+        throw new UserError(`${path}:${index + 1}: expected "TOKEN [rw|ro|worker] [name=NAME]"`);
       }
-      return [{ token, role: role as Role }];
+      const name = named?.slice("name=".length);
+      if (name !== undefined && !TOKEN_NAME.test(name)) throw new UserError(`${path}:${index + 1}: a token's name is 1 to 64 letters, digits, . _ @ or -, starting with a letter or digit`);
+      return [{ token, role: role as Role, ...(name !== undefined ? { name } : {}) }];
     });
   }
 

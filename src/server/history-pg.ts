@@ -8,7 +8,7 @@
 import type { SQL } from "bun";
 import { STEP_LOG_MAX, type BuildEvent } from "../report/events.ts";
 import type { Role } from "./auth.ts";
-import { toDelivery, toStep, toSummary, type BuildFilter, type BuildStep, type BuildSummary, type HistoryStats, type HistoryStore, type HubEvent, type StepLogRecord } from "./history.ts";
+import { branchOf, FAILED_STEPS_SQL, FINAL_STATES_SQL, jsonInner, toDelivery, toStep, toSummary, withSteps, type BuildFilter, type BuildStep, type BuildSummary, type HistoryStats, type HistoryStore, type HubEvent, type StepLogRecord } from "./history.ts";
 import { LOCKS, num } from "./pg.ts";
 import type { Delivery } from "./webhooks.ts";
 
@@ -84,7 +84,7 @@ export class PgHistory implements HistoryStore {
       case "build.started": {
         const { type: _t, seq: _s, time, steps, labels, ...info } = event;
         pending.push(tx`INSERT INTO builds (id, token, result, started, branch, last_seq, events, info, role)
-          VALUES (${build}, ${token}, 'running', ${time}, ${info.ci?.branch ?? null}, 0, 0, ${JSON.stringify({ ...info, labels })}, ${role}) ON CONFLICT DO NOTHING`);
+          VALUES (${build}, ${token}, 'running', ${time}, ${branchOf(info)}, 0, 0, ${JSON.stringify({ ...info, labels })}, ${role}) ON CONFLICT DO NOTHING`);
         for (const [name, value] of Object.entries(labels)) {
           pending.push(tx`INSERT INTO build_labels VALUES (${build}, ${name}, ${value}) ON CONFLICT (build, name) DO UPDATE SET value = excluded.value`);
         }
@@ -101,6 +101,7 @@ export class PgHistory implements HistoryStore {
         break;
       case "build.finished": {
         const { type: _t, seq: _s, time, result, executed, cached, savedMs, ...outcome } = event;
+        pending.push(tx.unsafe(FINAL_STATES_SQL, [build]));
         pending.push(tx`UPDATE builds SET result = ${result}, finished = ${time}, executed = ${executed}, cached = ${cached}, saved_ms = ${savedMs}, outcome = ${JSON.stringify(outcome)} WHERE id = ${build}`);
         break;
       }
@@ -171,18 +172,22 @@ export class PgHistory implements HistoryStore {
       filter.result ? sql`result = ${filter.result}` : sql`TRUE`,
       filter.branch ? sql`branch = ${filter.branch}` : sql`TRUE`,
       filter.label ? sql`id IN (SELECT build FROM build_labels WHERE name = ${filter.label.name} AND value = ${filter.label.value})` : sql`TRUE`,
+      filter.project ? sql`info::json->>'project' = ${filter.project}` : sql`TRUE`,
+      filter.user ? sql`(info::json->>'user' = ${filter.user} OR info::json->>'tokenName' = ${filter.user})` : sql`TRUE`,
+      // In the JSON as stored (see the SQLite store).
+      filter.text ? sql`strpos(lower(id || ' ' || info || ' ' || coalesce(outcome, '')), ${jsonInner(filter.text.toLowerCase())}) > 0` : sql`TRUE`,
     ];
-    const where = sql`WHERE ${conditions[0]} AND ${conditions[1]} AND ${conditions[2]}`;
+    const where = sql`WHERE ${conditions[0]} AND ${conditions[1]} AND ${conditions[2]} AND ${conditions[3]} AND ${conditions[4]} AND ${conditions[5]}`;
     const [count] = await sql`SELECT count(*) AS n FROM builds ${where}`;
-    const rows = await sql`SELECT * FROM builds ${where} ORDER BY started DESC, seq DESC LIMIT ${filter.perPage} OFFSET ${(filter.page - 1) * filter.perPage}`;
+    const rows = await sql`SELECT *, ${sql.unsafe(FAILED_STEPS_SQL)} FROM builds ${where} ORDER BY started DESC, seq DESC LIMIT ${filter.perPage} OFFSET ${(filter.page - 1) * filter.perPage}`;
     return { builds: rows.map((r: Row) => toSummary(numbers(r, BUILD_NUMBERS))), total: num(count.n) };
   }
 
   async get(build: string): Promise<(BuildSummary & { steps: BuildStep[] }) | undefined> {
-    const [row] = await this.sql`SELECT * FROM builds WHERE id = ${build}`;
+    const [row] = await this.sql`SELECT *, ${this.sql.unsafe(FAILED_STEPS_SQL)} FROM builds WHERE id = ${build}`;
     if (!row) return undefined;
     const steps = await this.sql`SELECT * FROM build_steps WHERE build = ${build} ORDER BY number`;
-    return { ...toSummary(numbers(row, BUILD_NUMBERS)), steps: steps.map((s: Row) => toStep(numbers(s, STEP_NUMBERS))) };
+    return withSteps(toSummary(numbers(row, BUILD_NUMBERS)), steps.map((s: Row) => toStep(numbers(s, STEP_NUMBERS))));
   }
 
   async stepLog(build: string, step: string): Promise<StepLogRecord | undefined> {

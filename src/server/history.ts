@@ -7,7 +7,7 @@
 import type { Database } from "bun:sqlite";
 import { join } from "node:path";
 import { addMissingColumns, openDatabase } from "../util/sqlite.ts";
-import { STEP_LOG_MAX, type BuildEvent, type BuildStep, type BuildSummary, type StepState } from "../report/events.ts";
+import { STEP_LOG_MAX, type BuildEvent, type BuildInfo, type BuildStep, type BuildSummary, type StepState } from "../report/events.ts";
 
 export type { BuildStep, BuildSummary } from "../report/events.ts";
 import type { Delivery, DeliveryStore } from "./webhooks.ts";
@@ -20,6 +20,11 @@ export interface BuildFilter {
   label?: { name: string; value: string };
   result?: BuildSummary["result"];
   branch?: string;
+  project?: string;
+  /** The build's user, or the name of the token that reported it. */
+  user?: string;
+  /** Text anywhere in what the build is (its Dockerfile, project, target, tags, command, commit...), any case. */
+  text?: string;
   /** From 1. */
   page: number;
   perPage: number;
@@ -187,7 +192,7 @@ export class SqliteHistory implements HistoryStore {
         const { type: _t, seq: _s, time, steps, labels, ...info } = event;
         this.db
           .query("INSERT OR IGNORE INTO builds (id, token, result, started, branch, last_seq, events, info, role) VALUES (?, ?, 'running', ?, ?, 0, 0, ?, ?)")
-          .run(build, token, time, info.ci?.branch ?? null, JSON.stringify({ ...info, labels }), role);
+          .run(build, token, time, branchOf(info), JSON.stringify({ ...info, labels }), role);
         const label = this.db.query("INSERT OR REPLACE INTO build_labels VALUES (?, ?, ?)");
         for (const [name, value] of Object.entries(labels)) label.run(build, name, value);
         const step = this.db.query("INSERT OR IGNORE INTO build_steps (build, step, number, stage, name, state) VALUES (?, ?, ?, ?, ?, 'queued')");
@@ -216,6 +221,7 @@ export class SqliteHistory implements HistoryStore {
         break;
       case "build.finished": {
         const { type: _t, seq: _s, time, result, executed, cached, savedMs, ...outcome } = event;
+        this.db.query(FINAL_STATES_SQL).run(build);
         this.db
           .query("UPDATE builds SET result = ?, finished = ?, executed = ?, cached = ?, saved_ms = ?, outcome = ? WHERE id = ?")
           .run(result, time, executed, cached, savedMs, JSON.stringify(outcome), build);
@@ -245,6 +251,10 @@ export class SqliteHistory implements HistoryStore {
     const params: Record<string, string | number> = {};
     if (filter.result) (where.push("result = $result"), (params.result = filter.result));
     if (filter.branch) (where.push("branch = $branch"), (params.branch = filter.branch));
+    if (filter.project) (where.push("json_extract(info, '$.project') = $project"), (params.project = filter.project));
+    if (filter.user) (where.push("(json_extract(info, '$.user') = $user OR json_extract(info, '$.tokenName') = $user)"), (params.user = filter.user));
+    // In the JSON as stored: quotes and backslashes escaped there as in the JSON of the text.
+    if (filter.text) (where.push("instr(lower(id || ' ' || info || ' ' || coalesce(outcome, '')), $text) > 0"), (params.text = jsonInner(filter.text.toLowerCase())));
     if (filter.label) {
       where.push("id IN (SELECT build FROM build_labels WHERE name = $labelName AND value = $labelValue)");
       Object.assign(params, { labelName: filter.label.name, labelValue: filter.label.value });
@@ -252,16 +262,16 @@ export class SqliteHistory implements HistoryStore {
     const clause = where.length ? `WHERE ${where.join(" AND ")}` : "";
     const total = (this.db.query(`SELECT count(*) AS n FROM builds ${clause}`).get(params) as { n: number }).n;
     const rows = this.db
-      .query(`SELECT * FROM builds ${clause} ORDER BY started DESC, rowid DESC LIMIT $limit OFFSET $offset`)
+      .query(`SELECT *, ${FAILED_STEPS_SQL} FROM builds ${clause} ORDER BY started DESC, rowid DESC LIMIT $limit OFFSET $offset`)
       .all({ ...params, limit: filter.perPage, offset: (filter.page - 1) * filter.perPage }) as Row[];
     return { builds: rows.map(toSummary), total };
   }
 
   async get(build: string): Promise<(BuildSummary & { steps: BuildStep[] }) | undefined> {
-    const row = this.db.query("SELECT * FROM builds WHERE id = ?").get(build) as Row | null;
+    const row = this.db.query(`SELECT *, ${FAILED_STEPS_SQL} FROM builds WHERE id = ?`).get(build) as Row | null;
     if (!row) return undefined;
     const steps = (this.db.query("SELECT * FROM build_steps WHERE build = ? ORDER BY number").all(build) as Row[]).map(toStep);
-    return { ...toSummary(row), steps };
+    return withSteps(toSummary(row), steps);
   }
 
   async stepLog(build: string, step: string): Promise<StepLogRecord | undefined> {
@@ -361,6 +371,26 @@ export class SqliteHistory implements HistoryStore {
   }
 }
 
+/**
+ * When a build ends, no step of it stays in progress: one still running was cancelled (another
+ * step failed, or the client went away), one still queued was skipped. One statement, both back ends.
+ */
+export const FINAL_STATES_SQL = "UPDATE build_steps SET state = CASE state WHEN 'running' THEN 'cancelled' ELSE 'skipped' END WHERE build = $1 AND state IN ('running', 'queued')";
+/** The failed steps of each build listed: they count as misses in its hit rate. */
+export const FAILED_STEPS_SQL = "(SELECT count(*) FROM build_steps s WHERE s.build = builds.id AND s.state = 'failed') AS failed_steps";
+
+/** The branch a build is listed under: its CI's, else its checkout's. */
+export const branchOf = (info: Pick<BuildInfo, "ci" | "git">) => info.ci?.branch ?? info.git?.branch ?? null;
+
+/** Text as it appears inside a JSON string (what a search of the stored JSON must look for). */
+export const jsonInner = (text: string) => JSON.stringify(text).slice(1, -1);
+
+/** A build with its steps, and the step that failed named (with its output) when one did. */
+export function withSteps(summary: BuildSummary, steps: BuildStep[]): BuildSummary & { steps: BuildStep[] } {
+  const failed = steps.find((s) => s.state === "failed");
+  return { ...summary, ...(failed ? { failedStep: { number: failed.number, name: failed.name, ...(failed.tail?.length || failed.reasons?.length ? { output: failed.tail?.length ? failed.tail : failed.reasons } : {}) } } : {}), steps };
+}
+
 export function toDelivery(row: Row): Delivery {
   return {
     id: row.id as number,
@@ -382,6 +412,8 @@ export function toSummary(row: Row): BuildSummary {
   const outcome = row.outcome ? (JSON.parse(row.outcome as string) as Pick<BuildSummary, "image" | "context" | "error" | "durationMs">) : {};
   const executed = row.executed as number;
   const cached = row.cached as number;
+  // A step that failed had to run: a miss (a failed build is not "100% cached").
+  const failed = Number(row.failed_steps ?? 0);
   return {
     id: row.id as string,
     token: row.token as string,
@@ -392,7 +424,7 @@ export function toSummary(row: Row): BuildSummary {
     ...outcome,
     executed,
     cached,
-    ...(executed + cached > 0 ? { hitRate: cached / (executed + cached) } : {}),
+    ...(executed + cached + failed > 0 ? { hitRate: cached / (executed + cached + failed) } : {}),
     savedMs: row.saved_ms as number,
   };
 }

@@ -1,7 +1,7 @@
 /**
  * The build hub's routes:
  *   POST /v1/builds/{id}/events   a build reports a batch of its events
- *   GET  /v1/builds[?label=K=V&result=&branch=&page=&per_page=]   newest first
+ *   GET  /v1/builds[?label=K=V&result=&branch=&project=&user=&q=&page=&per_page=]   newest first
  *   GET  /v1/builds/{id}          a build and its steps
  *   GET  /v1/builds/{id}/steps/{n}/log   what step n (as numbered in the build) printed, as text
  *   GET  /v1/events[?since=ID]    WebSocket: every event after ID, then live ones
@@ -45,7 +45,7 @@ export function hubRoutes(parts: AppParts): Hono<AppEnv> {
       } catch {
         return error(c, 400, "the report is not JSON");
       }
-      return c.json({ accepted: await hub.report(c.req.param("id"), c.get("token"), body, c.get("role")) });
+      return c.json({ accepted: await hub.report(c.req.param("id"), c.get("token"), body, c.get("role"), tokens.nameOf(c.get("token"))) });
     } catch (cause) {
       if (cause instanceof HubError) return error(c, cause.status, cause.message);
       throw cause;
@@ -67,6 +67,9 @@ export function hubRoutes(parts: AppParts): Hono<AppEnv> {
       perPage,
       result: result as "running" | "success" | "failed" | undefined,
       branch: c.req.query("branch") || undefined,
+      project: c.req.query("project") || undefined,
+      user: c.req.query("user") || undefined,
+      text: c.req.query("q")?.slice(0, 200) || undefined,
       label: label ? { name: label.slice(0, eq), value: label.slice(eq + 1) } : undefined,
     });
     return c.json({ builds, total, page, perPage, lastEvent });
@@ -136,7 +139,8 @@ export function hubRoutes(parts: AppParts): Hono<AppEnv> {
     return c.json({
       cache: { bytes, maxBytes: storage.options.maxSize ?? null, blobs, actions },
       ...(await hub.store.stats(Date.now() - STATS_WINDOW_MS)),
-      tokens: await storage.tokenStats(),
+      // A named token is shown by its name, not by its hash.
+      tokens: (await storage.tokenStats()).map((t) => ({ ...t, ...(tokens.nameOf(t.token) ? { name: tokens.nameOf(t.token) } : {}) })),
       conflicts: await storage.conflicts({ limit: 20 }),
       unreproducible: await storage.unreproducible({ limit: 20 }),
       nondeterministic: await storage.nondeterministic(Date.now() - STATS_WINDOW_MS, 10),

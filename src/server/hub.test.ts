@@ -90,7 +90,8 @@ for (const backend of BACKENDS) describe(`the build hub on ${backend.name}`, () 
       const list = (await (await call("GET", "/v1/builds", { token: RO })).json()) as { builds: Record<string, unknown>[]; total: number; lastEvent: number };
       expect(list.total).toBe(1);
       expect(list.lastEvent).toBe(8);
-      expect(list.builds[0]).toMatchObject({ id: BUILD, result: "failed", executed: 1, cached: 1, hitRate: 0.5, savedMs: 4000, host: "ci-7", labels: { team: "web" }, error: "RUN make failed" });
+      // The failed step counts as a miss: 1 cached of 3 decided.
+      expect(list.builds[0]).toMatchObject({ id: BUILD, result: "failed", executed: 1, cached: 1, hitRate: 1 / 3, savedMs: 4000, host: "ci-7", labels: { team: "web" }, error: "RUN make failed" });
       const build = (await (await call("GET", `/v1/builds/${BUILD}`, { token: RO })).json()) as { steps: Record<string, unknown>[] };
       expect(build.steps.map((s) => s.state)).toEqual(["cached-remote", "executed", "failed"]);
       expect(build.steps[0]).toMatchObject({ savedMs: 4000, started: 1_000_100 });
@@ -113,6 +114,48 @@ for (const backend of BACKENDS) describe(`the build hub on ${backend.name}`, () 
       expect(await ids("?label=n=2")).toEqual(["2"]);
       expect(await ids("?label=n=2&result=failed")).toEqual([]);
       expect((await call("GET", "/v1/builds?result=maybe", { token: RO })).status).toBe(400);
+    });
+
+    test("filtered by project, user (or the token's name) and text; who built what is stored as reported", async () => {
+      const { call } = await hubApp();
+      const who = [
+        { ci: undefined, project: "widget", user: "ana", git: { repository: "https://github.com/acme/widget.git", branch: "feature/x", commit: "1".repeat(40), dirty: true }, tags: ["widget:dev"], command: ["memobuild", "build", ".", "-t", "widget:dev"] },
+        { ci: undefined, project: "gadget", user: "bo", command: ["memobuild", "build", "--target", "Test-Stage", "."] },
+        { project: "widget", ci: { provider: "github-actions", branch: "main" } },
+      ];
+      for (const [i, extra] of who.entries()) {
+        const events = wholeBuild("success", { time: 3_000_000 + i, ...extra } as Partial<BuildEvent>);
+        expect((await call("POST", `/v1/builds/build-000${i}-who/events`, { token: i === 2 ? OTHER : RW, body: { events } })).status).toBe(200);
+      }
+      const ids = async (query: string) => ((await (await call("GET", `/v1/builds${query}`, { token: RO })).json()) as { builds: { id: string }[] }).builds.map((b) => b.id.slice(9, 10));
+      expect(await ids("?project=widget")).toEqual(["2", "0"]);
+      expect(await ids("?user=bo")).toEqual(["1"]);
+      expect(await ids("?q=test-stage")).toEqual(["1"]);
+      expect(await ids("?q=WIDGET:DEV")).toEqual(["0"]);
+      expect(await ids("?branch=feature/x")).toEqual(["0"]); // a local build's branch is its checkout's
+      expect(await ids("?branch=main&project=widget")).toEqual(["2"]);
+      expect(await ids('?q="')).toEqual([]);
+      const build = (await (await call("GET", "/v1/builds/build-0000-who", { token: RO })).json()) as Record<string, unknown>;
+      const { ci: _ci, ...reported } = who[0];
+      expect(build).toMatchObject(reported);
+      // A client cannot name its token: only the server's token file does.
+      const forged = wholeBuild("success", { tokenName: "admin" } as Partial<BuildEvent>);
+      expect((await call("POST", "/v1/builds/build-forged-01/events", { token: RW, body: { events: forged } })).status).toBe(200);
+      expect(((await (await call("GET", "/v1/builds/build-forged-01", { token: RO })).json()) as Record<string, unknown>).tokenName).toBeUndefined();
+      const bad = wholeBuild("success", { git: { dirty: "yes" } } as unknown as Partial<BuildEvent>);
+      const refused = await call("POST", "/v1/builds/build-bad-git-1/events", { token: RW, body: { events: bad } });
+      expect(refused.status).toBe(400);
+      expect(((await refused.json()) as { error: string }).error).toBe("events[0].git.dirty: must be true or false");
+    });
+
+    test("a build that ends leaves no step in progress, whatever the client sent: running ones were cancelled, queued ones skipped", async () => {
+      const { call } = await hubApp();
+      const events = wholeBuild("failed").filter((e) => !(e.type === "step.updated" && e.seq >= 4)).map((e, i) => ({ ...e, seq: i + 1 }));
+      events.splice(2, 0, { type: "step.updated", seq: 0, time: 1_000_106, step: "app/1", state: "running" });
+      const numbered = events.map((e, i) => ({ ...e, seq: i + 1 }));
+      expect((await call("POST", `/v1/builds/${BUILD}/events`, { token: RW, body: { events: numbered } })).status).toBe(200);
+      const build = (await (await call("GET", `/v1/builds/${BUILD}`, { token: RO })).json()) as { steps: { state: string }[] };
+      expect(build.steps.map((s) => s.state)).toEqual(["cached-remote", "cancelled", "skipped"]);
     });
 
     test("a batch sent twice is taken once; a build's events come from the token that started it", async () => {

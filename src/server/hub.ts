@@ -5,7 +5,7 @@
  * once each (by `seq`), so a batch sent again changes nothing.
  */
 import { LOG_CHUNK_MAX, STEP_STATES, type BuildEvent, type BuildFinished, type BuildStarted, type StepUpdated } from "../report/events.ts";
-import type { HistoryStore, HubEvent } from "./history.ts";
+import type { BuildStep, BuildSummary, HistoryStore, HubEvent } from "./history.ts";
 import type { Metrics } from "./metrics.ts";
 import type { Webhooks } from "./webhooks.ts";
 import type { Role } from "./auth.ts";
@@ -99,12 +99,13 @@ export class BuildHub {
    * a build over its budget is refused (413); a token over its budget loses its oldest builds;
    * a history over its size loses its oldest builds, read-only tokens' first.
    */
-  async report(build: string, token: string, body: unknown, role: Role = "rw"): Promise<number> {
+  async report(build: string, token: string, body: unknown, role: Role = "rw", tokenName?: string): Promise<number> {
     if (!BUILD_ID.test(build)) throw new HubError(400, "a build id is 8 to 64 letters, digits, - or _");
     const list = (body as { events?: unknown } | null)?.events;
     if (!Array.isArray(list)) throw new HubError(400, 'the body must be {"events": [...]}');
     if (list.length > MAX_BATCH) throw new HubError(413, `at most ${MAX_BATCH} events per request`);
-    const events = list.map((raw, i) => parseEvent(raw, `events[${i}]`));
+    // The token's name is the server's word, never the client's (parseEvent drops a tokenName sent).
+    const events = list.map((raw, i) => parseEvent(raw, `events[${i}]`)).map((event) => (event.type === "build.started" && tokenName ? { ...event, tokenName } : event));
     const owner = await this.store.owner(build);
     if (owner !== undefined && owner !== token) throw new HubError(403, "this build was started with another token");
     let last = await this.store.lastSeq(build);
@@ -177,9 +178,27 @@ export class BuildHub {
     this.metrics.buildSeconds.observe({ result: event.result }, event.durationMs / 1000);
     if (!this.webhooks) return;
     const build = await this.store.get(event.build);
-    const { steps: _steps, token: _token, ...summary } = build ?? { steps: [], token: "" };
-    await this.webhooks.publish("build.finished", summary);
-    if (event.result === "failed") await this.webhooks.publish("build.failed", summary);
+    if (build) await this.webhooks.publishBuildEnd(event.result === "failed", this.webhookBuild(build));
+  }
+
+  /** Where the dashboard is (`serve --public-url`, else the address it listens on): webhooks link builds there. */
+  publicUrl?: string;
+
+  /**
+   * A build as a webhook tells it: as listed, with its dashboard page and, up front, what a
+   * chat message shows (project, branch, commit, tags, and the failed step with its output).
+   */
+  private webhookBuild(build: BuildSummary & { steps: BuildStep[] }) {
+    const { steps: _steps, token: _token, ...summary } = build;
+    const url = this.publicUrl ? `${this.publicUrl.replace(/\/+$/, "")}/#/builds/${encodeURIComponent(build.id)}` : undefined;
+    return defined({
+      ...summary,
+      url,
+      project: build.project,
+      branch: build.ci?.branch ?? build.git?.branch,
+      commit: build.ci?.commit ?? build.git?.commit,
+      tags: build.tags ?? [],
+    });
   }
 
   /**
@@ -359,6 +378,37 @@ function record(value: unknown, where: string, maxEntries: number): Record<strin
   return Object.fromEntries(parsed);
 }
 
+/**
+ * A list of strings kept whole and in order (a command line, tags): at most `maxItems`, each
+ * at most 1 KiB, `maxBytes` in all (what is past the bound is dropped, and the list says so).
+ */
+function strings(value: unknown, where: string, maxItems: number, maxBytes: number): string[] | undefined {
+  if (value === undefined) return undefined;
+  if (!Array.isArray(value)) return fail(where, "must be a list of strings");
+  const kept: string[] = [];
+  let bytes = 0;
+  for (const [i, item] of value.slice(0, maxItems).entries()) {
+    const clipped = text(item, `${where}[${i}]`, 1024)!;
+    bytes += Buffer.byteLength(clipped) + 4;
+    if (bytes > maxBytes) return [...kept, "…"];
+    kept.push(clipped);
+  }
+  return value.length > maxItems ? [...kept, "…"] : kept;
+}
+
+function gitMetadata(value: unknown, where: string): BuildStarted["git"] {
+  if (value === undefined) return undefined;
+  if (typeof value !== "object" || value === null || Array.isArray(value)) return fail(where, "must be an object");
+  const g = value as Record<string, unknown>;
+  if (g.dirty !== undefined && typeof g.dirty !== "boolean") fail(`${where}.dirty`, "must be true or false");
+  return defined({
+    repository: text(g.repository, `${where}.repository`, 1024, true),
+    branch: text(g.branch, `${where}.branch`, 256, true),
+    commit: text(g.commit, `${where}.commit`, 64, true),
+    dirty: g.dirty as boolean | undefined,
+  });
+}
+
 function parseEvent(raw: unknown, where: string): BuildEvent {
   if (typeof raw !== "object" || raw === null) return fail(where, "must be an object");
   const e = raw as Record<string, unknown>;
@@ -372,6 +422,13 @@ function parseEvent(raw: unknown, where: string): BuildEvent {
       if (steps.length > MAX_STEPS) fail(`${where}.steps`, `at most ${MAX_STEPS}`);
       const ci = e.ci === undefined ? undefined : record(e.ci, `${where}.ci`, 8);
       if (ci && typeof ci.provider !== "string") fail(`${where}.ci.provider`, "must be a string");
+      const who = {
+        project: text(e.project, `${where}.project`, 200, true),
+        git: gitMetadata(e.git, `${where}.git`),
+        user: text(e.user, `${where}.user`, 128, true),
+        tags: strings(e.tags, `${where}.tags`, 50, 512),
+        command: strings(e.command, `${where}.command`, 200, 4096),
+      };
       const started: BuildStarted = {
         type: "build.started",
         ...base,
@@ -381,6 +438,7 @@ function parseEvent(raw: unknown, where: string): BuildEvent {
         host: text(e.host, `${where}.host`, 256)!,
         labels: record(e.labels, `${where}.labels`, 64),
         ...(ci ? { ci: ci as unknown as BuildStarted["ci"] } : {}),
+        ...defined(who),
         steps: steps.map((s, i) => {
           const step = (typeof s === "object" && s !== null ? s : fail(`${where}.steps[${i}]`, "must be an object")) as Record<string, unknown>;
           return {

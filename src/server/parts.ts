@@ -3,7 +3,7 @@ import type { SQL } from "bun";
 import { mkdirSync } from "node:fs";
 import { UserError } from "../errors.ts";
 import type { AppParts } from "./app.ts";
-import { TokenSet, type Role } from "./auth.ts";
+import { TokenSet, type TokenEntry } from "./auth.ts";
 import { PgCacheIndex } from "./cache-index-pg.ts";
 import { S3Blobs, parseS3Url } from "./blobs-s3.ts";
 import { SqliteHistory, type HistoryStore } from "./history.ts";
@@ -25,7 +25,7 @@ import { MemorySecretRelay, type SecretRelay } from "./secret-relay.ts";
 import { PgSecretRelay } from "./secret-relay-pg.ts";
 
 export interface PartsOptions extends StorageOptions {
-  tokens: { token: string; role: Role }[];
+  tokens: TokenEntry[];
   log?: Logger;
   /** Bytes each shared cache mount may keep (mounts.ts). */
   mountBudget?: number;

@@ -2,7 +2,7 @@
 import { existsSync } from "node:fs";
 import { UserError } from "../errors.ts";
 import { createApp } from "./app.ts";
-import type { Role } from "./auth.ts";
+import type { TokenEntry } from "./auth.ts";
 import { createLogger, type Logger } from "../util/log.ts";
 import type { Storage } from "./storage.ts";
 import { websocket } from "hono/bun";
@@ -13,7 +13,9 @@ import { redactUrl } from "./pg.ts";
 export interface ServeOptions {
   listen: string;
   dataDir: string;
-  tokens: { token: string; role: Role }[];
+  tokens: TokenEntry[];
+  /** The address people open the dashboard at (behind a proxy), for links in webhooks; default: where it listens. */
+  publicUrl?: string;
   tlsCert?: string;
   tlsKey?: string;
   /** Mutual TLS: only clients with a certificate signed by this CA complete the handshake. */
@@ -106,6 +108,7 @@ export async function startServer(options: ServeOptions): Promise<RunningServer>
   const scheme = options.tlsCert ? "https" : "http";
   const url = `${scheme}://${hostname.includes(":") ? `[${hostname}]` : hostname}:${server.port}`;
   const stores = { db: options.db === undefined ? undefined : redactUrl(options.db), blobs: options.blobs };
+  hub.publicUrl = options.publicUrl ?? url;
   log.info("listening", { url, data: options.dataDir, ...stores, auth: tokens.enabled ? "tokens" : "none", clientCertificates: options.tlsClientCa ? "required" : undefined });
   return {
     url,

@@ -106,11 +106,46 @@ for (const backend of BACKENDS) describe(`webhooks on ${backend.name}`, () => {
   test("a tampered body or another secret does not verify", async () => {
     const target = receiver([]);
     (await hub(target.url)).hub.report("build-hook-0002", "t", { events: finished("failed") });
-    await until(() => target.received.length === 2, "build.finished and build.failed");
-    expect(target.received.map((r) => JSON.parse(r.body).type).sort()).toEqual(["build.failed", "build.finished"]);
+    await until(() => target.received.length === 1, "build.failed");
     const [first] = target.received;
     expect(() => new Webhook(SECRET).verify(first.body.replace("failed", "success"), first.headers)).toThrow();
     expect(() => new Webhook(`whsec_${randomBytes(32).toString("base64")}`).verify(first.body, first.headers)).toThrow();
+  });
+
+  test("a build's end is one message: a failed build is build.failed, not also build.finished; it says where the build is, who built what, and which step failed with its output", async () => {
+    const target = receiver([]);
+    const parts = await hub(target.url);
+    parts.hub.publicUrl = "https://hub.example/";
+    const started = {
+      ...finished("failed")[0],
+      project: "widget",
+      git: { repository: "https://github.com/acme/widget.git", branch: "feature/x", commit: "c".repeat(40), dirty: true },
+      tags: ["registry.example/widget:pr-7"],
+      steps: [{ id: "0/1", stage: "0", number: 1, name: "[1/1] RUN make" }],
+    } as BuildEvent;
+    const failedStep: BuildEvent = { type: "step.updated", seq: 2, time: 2, step: "0/1", state: "failed", tail: ["cc: error", "make: *** Error 1"] };
+    await parts.hub.report("build-hook-0005", "t", { events: [started, failedStep, { ...finished("failed")[1], seq: 3 }] });
+    await parts.hub.report("build-hook-0006", "t", { events: finished("success") });
+    await until(() => target.received.length === 2, "two messages");
+    await Bun.sleep(200); // and no third
+    const bodies = target.received.map((r) => JSON.parse(r.body) as { type: string; data: Record<string, unknown> });
+    expect(bodies.map((b) => b.type).sort()).toEqual(["build.failed", "build.finished"]);
+    const failed = bodies.find((b) => b.type === "build.failed")!.data;
+    expect(failed).toMatchObject({
+      id: "build-hook-0005",
+      url: "https://hub.example/#/builds/build-hook-0005",
+      project: "widget",
+      branch: "feature/x",
+      commit: "c".repeat(40),
+      tags: ["registry.example/widget:pr-7"],
+      failedStep: { number: 1, name: "[1/1] RUN make", output: ["cc: error", "make: *** Error 1"] },
+    });
+    // A receiver that takes only build.finished still hears of the failed build, once.
+    const only = receiver([]);
+    const other = await hub(only.url, "build.finished");
+    await other.hub.report("build-hook-0007", "t", { events: finished("failed") });
+    await until(() => only.received.length === 1, "build.finished");
+    expect(JSON.parse(only.received[0].body)).toMatchObject({ type: "build.finished", data: { result: "failed" } });
   });
 
   test("only the chosen events are sent; a receiver that never answers 2xx is given up on after the last attempt", async () => {

@@ -15,6 +15,7 @@ import { readFileSync } from "node:fs";
 import { UserError } from "../errors.ts";
 import type { Logger } from "../util/log.ts";
 import type { Metrics } from "./metrics.ts";
+import { urlOrigin } from "../util/redact.ts";
 
 export const WEBHOOK_EVENTS = ["build.finished", "build.failed", "cache.conflict"] as const;
 export type WebhookEvent = (typeof WEBHOOK_EVENTS)[number];
@@ -107,11 +108,25 @@ export class Webhooks {
 
   /** Writes the message down for every target that wants it; delivery follows. */
   async publish(type: WebhookEvent, data: unknown) {
-    const targets = this.options.targets.filter((t) => t.events.has(type));
-    if (targets.length === 0) return;
-    const body = JSON.stringify({ type, timestamp: new Date().toISOString(), data });
-    for (const target of targets) {
+    await this.queue(this.options.targets.filter((t) => t.events.has(type)).map((target) => ({ target, type })), data);
+  }
+
+  /**
+   * A build's end: one message per target, never two. A failed build is `build.failed` to a
+   * target that takes those, else `build.finished`; a successful one is `build.finished`.
+   */
+  async publishBuildEnd(failed: boolean, data: unknown) {
+    const typeFor = (target: WebhookTarget): WebhookEvent | undefined =>
+      failed && target.events.has("build.failed") ? "build.failed" : target.events.has("build.finished") ? "build.finished" : undefined;
+    await this.queue(this.options.targets.flatMap((target) => (typeFor(target) ? [{ target, type: typeFor(target)! }] : [])), data);
+  }
+
+  private async queue(messages: { target: WebhookTarget; type: WebhookEvent }[], data: unknown) {
+    if (messages.length === 0) return;
+    const timestamp = new Date().toISOString();
+    for (const { target, type } of messages) {
       const messageId = `msg_${randomBytes(16).toString("hex")}`;
+      const body = JSON.stringify({ type, timestamp, data });
       await this.options.store.queueDelivery({ messageId, url: target.url, type, body, attempts: 0, nextAttempt: 0, status: "pending", created: Date.now() });
     }
     this.deliverDue();
@@ -177,13 +192,13 @@ export class Webhooks {
     if (attempts >= (this.options.maxAttempts ?? 10)) {
       await store.updateDelivery(delivery.id, { attempts, nextAttempt: 0, status: "failed", lastStatus: status, lastError: why });
       metrics.webhookDeliveries.inc({ outcome: "failed" });
-      log.warn("webhook delivery failed for good", { url: delivery.url, id: delivery.messageId, attempts, error: why });
+      log.warn("webhook delivery failed for good", { url: urlOrigin(delivery.url), id: delivery.messageId, attempts, error: why });
       return;
     }
     const wait = Math.min(3_600_000, (this.options.retryBaseMs ?? 5_000) * 2 ** (attempts - 1));
     await store.updateDelivery(delivery.id, { attempts, nextAttempt: Date.now() + wait, status: "pending", lastStatus: status, lastError: why });
     metrics.webhookDeliveries.inc({ outcome: "retry" });
-    log.info("webhook delivery will be retried", { url: delivery.url, id: delivery.messageId, attempts, inMs: wait, error: why });
+    log.info("webhook delivery will be retried", { url: urlOrigin(delivery.url), id: delivery.messageId, attempts, inMs: wait, error: why });
   }
 
   /** Waits for the attempts in flight (for a clean stop). */

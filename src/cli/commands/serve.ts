@@ -4,7 +4,7 @@ import { homedir } from "node:os";
 import { join, resolve } from "node:path";
 import { parsePeriod, parseSize } from "../../util/sizes.ts";
 import { parseWebhookEvents, parseWebhookSecret, readWebhookSecret, WEBHOOK_EVENTS } from "../../server/webhooks.ts";
-import { TokenSet, type Role } from "../../server/auth.ts";
+import { TokenSet, type Role, type TokenEntry } from "../../server/auth.ts";
 import { createLogger } from "../../util/log.ts";
 import { startServer } from "../../server/server.ts";
 import { UsageError } from "../errors.ts";
@@ -26,6 +26,7 @@ interface ServeFlags {
   insecureNoAuth?: boolean;
   webhook: string[];
   webhookEvents: string;
+  publicUrl?: string;
   webhookSecret?: string;
   webhookSecretFile?: string;
   historyMaxAge: string;
@@ -58,6 +59,11 @@ const seconds = (flag: string, value: string) => {
   if (!(number > 0) || !Number.isFinite(number)) throw new UsageError(`${flag}: give a number of seconds above 0, not "${value}"`);
   return number;
 };
+
+function publicUrl(url: string | undefined): string | undefined {
+  if (url !== undefined && (!/^https?:\/\/[^\s]+$/.test(url) || !URL.canParse(url))) throw new UsageError(`--public-url ${url}: use an http:// or https:// URL`);
+  return url;
+}
 
 function webhookOptions(flags: ServeFlags) {
   const secretText = flags.webhookSecret ?? process.env.MEMOBUILD_WEBHOOK_SECRET;
@@ -92,7 +98,7 @@ export function registerServe(program: Command) {
     .option("--token <token>", "a read-write token (repeatable)", collect)
     .option("--read-only-token <token>", "a read-only token (repeatable)", collect)
     .option("--worker-token <token>", "a token for `memobuild worker`: runs queued builds and writes their results (repeatable)", collect)
-    .option("--token-file <file>", 'tokens, one "TOKEN [rw|ro|worker]" per line')
+    .option("--token-file <file>", 'tokens, one "TOKEN [rw|ro|worker] [name=NAME]" per line')
     .option("--job-lease <seconds>", "remote builds: a worker silent this long loses its job to another", "30")
     .option("--tls-cert <file>", "serve HTTPS with this certificate (PEM)")
     .option("--tls-key <file>", "and this key (PEM)")
@@ -103,12 +109,13 @@ export function registerServe(program: Command) {
     .option("--insecure-no-auth", "allow a non-loopback address without tokens")
     .option("--history-max-age <period>", "keep reported builds this long (e.g. 30d, 12h)", "30d")
     .option("--history-max-builds <n>", "keep at most this many reported builds", "10000")
+    .option("--public-url <url>", "where people open the dashboard (behind a proxy): webhooks link each build's page there (default: the --listen address)")
     .option("--webhook <url>", "POST build and cache events here, signed as Standard Webhooks (repeatable)", collect)
     .option("--webhook-events <list>", `which events the webhooks get: ${WEBHOOK_EVENTS.join(",")}`, WEBHOOK_EVENTS.join(","))
     .option("--webhook-secret <whsec>", "the signing secret, whsec_<base64> (also $MEMOBUILD_WEBHOOK_SECRET)")
     .option("--webhook-secret-file <file>", "read the signing secret from this file")
     .action(async (flags: ServeFlags) => {
-      const tokens: { token: string; role: Role }[] = [
+      const tokens: TokenEntry[] = [
         ...flags.token.map((token) => ({ token, role: "rw" as Role })),
         ...flags.readOnlyToken.map((token) => ({ token, role: "ro" as Role })),
         ...flags.workerToken.map((token) => ({ token, role: "worker" as Role })),
@@ -133,6 +140,7 @@ export function registerServe(program: Command) {
         historyMaxAgeMs,
         historyMaxBuilds,
         webhooks: webhookOptions(flags),
+        publicUrl: publicUrl(flags.publicUrl),
         jobLeaseMs: seconds("--job-lease", flags.jobLease) * 1000,
         db: flags.db ?? (process.env.MEMOBUILD_DB || undefined),
         blobs: flags.blobs,
