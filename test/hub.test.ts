@@ -117,3 +117,88 @@ test("a build whose cache server stops mid-build finishes, with one warning", as
   expect(warnings.length).toBe(1);
   expect(warnings[0]).toContain("not answering");
 }, 60_000);
+
+/** Runs git in `dir` as a test's own tool (the builds under test never run git). */
+function git(dir: string, ...args: string[]): string {
+  const run = Bun.spawnSync(["git", "-C", dir, "-c", "user.email=t@example.com", "-c", "user.name=t", ...args], { env: { ...process.env, GIT_CONFIG_GLOBAL: "/dev/null" } });
+  if (run.exitCode !== 0) throw new Error(`git ${args.join(" ")}: ${run.stderr.toString()}`);
+  return run.stdout.toString().trim();
+}
+
+interface Who extends Detail {
+  project?: string;
+  git?: { repository?: string; branch?: string; commit?: string; dirty?: boolean };
+  user?: string;
+  tags?: string[];
+  target?: string;
+  command?: string[];
+  tokenName?: string;
+  hitRate?: number;
+  failedStep?: { number: number; name: string; output?: string[] };
+  ci?: { provider: string; branch?: string; url?: string };
+}
+
+test("who built what: the project and its git checkout (branch, commit, dirty), the user, tags, target, a masked command line, the token's name; CI runs link their page", async () => {
+  const tokens = join(work, "tokens");
+  writeFileSync(tokens, `${TOKEN} rw name=ci-bot\n`);
+  const server = await startCacheServer(join(work, "data-who"), ["--token-file", tokens]);
+  try {
+    const dir = project("who", {
+      Dockerfile: "FROM memobuild/busybox AS app\nCOPY a.txt /a.txt\nRUN --mount=type=secret,id=npm cat /run/secrets/npm > /dev/null\nFROM app AS test\nRUN true\n",
+      "a.txt": "one\n",
+    });
+    git(dir, "init", "-q", "-b", "feature/login");
+    git(dir, "add", ".");
+    git(dir, "commit", "-qm", "first");
+    git(dir, "remote", "add", "origin", "https://bot:ghp_abcdefghijklmnopqrstuvwxyz0123456789@github.com/acme/widget.git");
+    const commit = git(dir, "rev-parse", "HEAD");
+    writeFileSync(join(dir, "a.txt"), "two\n"); // dirty
+    const secret = join(work, "npm-secret");
+    writeFileSync(secret, "npm-secret-value-123\n");
+    const args = ["build", dir, "--cache-dir", machine("who"), "--remote", server.url, "--remote-token", TOKEN, "-t", "widget:dev", "--target", "app", "--build-arg", "NPM_TOKEN=abc-build-arg-secret", "--secret", `id=npm,src=${secret}`];
+    const built = await runMemobuildAsync(args, { USER: "root", SUDO_USER: "ana" });
+    expect(built.exitCode).toBe(0);
+    const { builds } = await api<{ builds: Who[] }>(server.url, "/v1/builds");
+    const build = await api<Who>(server.url, `/v1/builds/${builds[0].id}`);
+    expect(build).toMatchObject({ project: "widget", git: { repository: "https://github.com/acme/widget.git", branch: "feature/login", commit, dirty: true }, user: "ana", target: "app", tokenName: "ci-bot" });
+    expect(build.tags!.join()).toContain("widget:dev");
+    expect(build.command).toContain("NPM_TOKEN=***");
+    expect(build.command).toContain("--target");
+    const everything = JSON.stringify(build);
+    for (const secretText of [TOKEN, "abc-build-arg-secret", "npm-secret-value-123", "ghp_abcdefghijklmnopqrstuvwxyz0123456789"]) expect(everything).not.toContain(secretText);
+
+    // Committed: clean. In GitHub Actions: the run's page and the actor.
+    git(dir, "commit", "-qam", "second");
+    const ci = { GITHUB_ACTIONS: "true", GITHUB_REPOSITORY: "acme/widget", GITHUB_REF_NAME: "main", GITHUB_SHA: "f".repeat(40), GITHUB_SERVER_URL: "https://github.com", GITHUB_RUN_ID: "4242", GITHUB_ACTOR: "octocat" };
+    expect((await runMemobuildAsync(["build", dir, "--cache-dir", machine("who"), "--remote", server.url, "--remote-token", TOKEN], ci)).exitCode).toBe(0);
+    const ciBuild = (await api<{ builds: Who[] }>(server.url, "/v1/builds?user=octocat")).builds[0];
+    expect(ciBuild).toMatchObject({ project: "widget", git: { branch: "feature/login", dirty: false }, user: "octocat", ci: { provider: "github-actions", branch: "main", url: "https://github.com/acme/widget/actions/runs/4242" } });
+    expect(ciBuild.target).toBe("test"); // by its name
+    expect((await api<{ builds: Who[] }>(server.url, "/v1/builds?branch=feature/login")).builds.map((b) => b.id)).toEqual([builds[0].id]);
+    expect((await api<{ builds: Who[] }>(server.url, "/v1/builds?project=widget")).builds.length).toBe(2);
+  } finally {
+    await server.stop();
+  }
+}, 120_000);
+
+test("a build whose COPY fails ends with every step final: the COPY failed (with why), the rest skipped; its hit rate counts the failure as a miss", async () => {
+  const server = await startCacheServer(join(work, "data-copy"), ["--token", TOKEN]);
+  try {
+    const dir = project("copy-fails", { Dockerfile: "FROM memobuild/busybox\nRUN echo one > /1\nCOPY missing.txt /m\nRUN echo never\n" });
+    const cache = machine("copy");
+    const remote = ["--remote", server.url, "--remote-token", TOKEN];
+    // The first RUN is cached the second time: a failed build is then 1 hit and 1 miss, not "100%".
+    writeFileSync(join(dir, "missing.txt"), "x");
+    expect((await runMemobuildAsync(["build", dir, "--cache-dir", cache, ...remote])).exitCode).toBe(0);
+    rmSync(join(dir, "missing.txt"));
+    expect((await runMemobuildAsync(["build", dir, "--cache-dir", cache, ...remote])).exitCode).toBe(1);
+    const { builds } = await api<{ builds: Who[] }>(server.url, "/v1/builds?result=failed");
+    const detail = await api<Who>(server.url, `/v1/builds/${builds[0].id}`);
+    expect(detail.steps.map((s) => s.state)).toEqual(["cached-local", "cached-local", "failed", "skipped"]);
+    expect(detail.hitRate).toBe(0.5);
+    expect(detail.failedStep).toMatchObject({ number: 3, name: expect.stringContaining("COPY missing.txt /m") });
+    expect(detail.failedStep!.output!.join("\n")).toContain("missing.txt");
+  } finally {
+    await server.stop();
+  }
+}, 120_000);

@@ -5,7 +5,8 @@
  */
 import { describe, expect, test } from "bun:test";
 import { esc } from "./ui/format.ts";
-import { buildPage, type Build } from "./ui/views.ts";
+
+import { buildPage, matches, projectsPage, type Build } from "./ui/views.ts";
 
 const build = (extra: Partial<Build>): Build => ({
   id: "build-0001",
@@ -37,7 +38,7 @@ describe("escaping", () => {
 });
 
 describe("the CI link", () => {
-  const link = (url: string) => /<a href="([^"]*)"[^>]*>job<\/a>/.exec(buildPage(build({ ci: { provider: "jenkins", url } }), 0))?.[1];
+  const link = (url: string) => /<a href="([^"]*)"[^>]*>run<\/a>/.exec(buildPage(build({ ci: { provider: "jenkins", url } }), 0))?.[1];
 
   test("a web URL is a link", () => {
     expect(link("https://ci.example/job/1/")).toBe("https://ci.example/job/1/");
@@ -48,3 +49,64 @@ describe("the CI link", () => {
   });
 });
 
+describe("a failed build's page", () => {
+  const failed = build({
+    started: 1000,
+    finished: 5000,
+    project: "widget",
+    git: { repository: "https://github.com/acme/widget.git", branch: "feature/x", commit: "0123456789abcdef0123456789abcdef01234567", dirty: true },
+    user: "ana",
+    tags: ["widget:dev"],
+    command: ["memobuild", "build", ".", "--build-arg", "NPM_TOKEN=***", "--label", "note=two words"],
+    steps: [
+      { id: "0/0", stage: "0", number: 1, name: "[1/3] FROM base", state: "cached-local", started: 1000, durationMs: 3 },
+      { id: "0/1", stage: "0", number: 2, name: "[2/3] RUN make", state: "failed", started: 1100, tail: ["cc: error: x.c", "make: *** Error 1"] },
+      { id: "0/2", stage: "0", number: 3, name: "[3/3] RUN never", state: "skipped" },
+    ],
+  });
+
+  test("says first which step failed, with its output; then who built what and the command that reruns it", () => {
+    const html = buildPage(failed, 6000);
+    const failure = html.indexOf('data-failed-step="0/1"');
+    expect(failure).toBeGreaterThan(0);
+    expect(failure).toBeLessThan(html.indexOf('class="facts"'));
+    expect(html).toContain("Failed at step 2: <code>[2/3] RUN make</code>");
+    expect(html).toContain("cc: error: x.c\nmake: *** Error 1");
+    expect(html).toContain("widget");
+    expect(html).toContain("feature/x");
+    expect(html).toContain("0123456789abcdef0123456789abcdef01234567</code> <span class=\"tag dirty\">");
+    expect(html).toContain("widget:dev");
+    expect(html).toContain("memobuild build . --build-arg &#39;NPM_TOKEN=***&#39; --label &#39;note=two words&#39;");
+  });
+
+  test("the timeline names each step, has a time axis, and draws the failed step to when the build ended", () => {
+    const html = buildPage(failed, 6000);
+    const svg = /<svg class="chart waterfall"[^]*?<\/svg>/.exec(html)![0];
+    expect(svg).toContain(">[1/3] FROM base</text>");
+    expect(svg).toContain(">[2/3] RUN make</text>");
+    expect(svg).toMatch(/<text class="axis"[^>]*>0 ms<\/text>/);
+    const bar = /<g class="row" data-state="failed">[^]*?<rect class="state-failed" x="[\d.]+" y="[\d.]+" width="([\d.]+)"/.exec(svg)!;
+    expect(Number(bar[1])).toBeGreaterThan(500); // 3.9 s of a 4 s build, not a sliver
+  });
+});
+
+describe("the list's filters", () => {
+  const b = build({ result: "failed", project: "widget", git: { branch: "main" }, user: "ana", tokenName: "ci", labels: { team: "web" }, tags: ["widget:pr-7"] });
+  test("keep a build by project, branch, result, label, user or token name, and text in any case", () => {
+    expect(matches(b, {})).toBe(true);
+    expect(matches(b, { project: "widget", branch: "main", result: "failed", label: "team=web", user: "ana", q: "PR-7" })).toBe(true);
+    expect(matches(b, { user: "ci" })).toBe(true);
+    for (const f of [{ project: "gadget" }, { branch: "dev" }, { result: "success" }, { label: "team=ops" }, { label: "team" }, { user: "bo" }, { q: "nothing-like-it" }]) expect(matches(b, f)).toBe(false);
+  });
+});
+
+describe("the projects page", () => {
+  test("draws each project's duration and hit rate over time", () => {
+    const html = projectsPage([{ project: "widget", builds: [{ finished: 0, durationMs: 1000, result: "success", executed: 1, cached: 1, failed: 0 }, { finished: 3_600_000, durationMs: 4000, result: "failed", executed: 0, cached: 1, failed: 1 }] }]);
+    expect(html).toContain('data-project="widget"');
+    expect(html).toContain('aria-label="duration over time"');
+    expect(html).toContain('aria-label="hit rate over time"');
+    expect(html).toContain("2 build(s), 1 failed");
+    expect((html.match(/<circle/g) ?? []).length).toBe(4);
+  });
+});

@@ -49,6 +49,8 @@ export class BuildReporter {
   private readonly logs: StepLogBuffer;
   /** Each planned step's last state sent: at the end, none is left queued or running. */
   private readonly states = new Map<string, StepState>();
+  /** When each step started running: a failed or cancelled step's bar on the timeline ends when it did. */
+  private readonly startTimes = new Map<string, number>();
 
   constructor(
     private readonly send: Send,
@@ -71,6 +73,7 @@ export class BuildReporter {
         this.context = event.digest;
         break;
       case "start":
+        if (event.step) this.startTimes.set(event.step, Date.now());
         if (event.step) this.step({ step: event.step, state: "running" });
         break;
       case "output":
@@ -83,7 +86,7 @@ export class BuildReporter {
       case "error":
         if (!event.step) break;
         this.queueLogs(event.step);
-        this.step({ step: event.step, state: "failed", tail: event.tail?.map((line) => this.logs.mask(line)), reasons: event.message ? [this.logs.mask(event.message)] : undefined });
+        this.step({ step: event.step, state: "failed", durationMs: this.runningFor(event.step), tail: event.tail?.map((line) => this.logs.mask(line)), reasons: event.message ? [this.logs.mask(event.message)] : undefined });
         break;
     }
   };
@@ -114,6 +117,11 @@ export class BuildReporter {
     });
   }
 
+  private runningFor(step: string): number | undefined {
+    const started = this.startTimes.get(step);
+    return started === undefined ? undefined : Date.now() - started;
+  }
+
   private step(update: Omit<StepUpdated, "type" | "seq" | "time">) {
     if (this.states.has(update.step)) this.states.set(update.step, update.state);
     if (this.queue.length >= (this.options.maxQueued ?? 10_000)) {
@@ -135,7 +143,7 @@ export class BuildReporter {
     // one still queued never started (sent even past maxQueued: the end must be right).
     for (const [step, state] of this.states) {
       if (FINAL_STATES.includes(state)) continue;
-      this.push({ type: "step.updated", step, state: state === "running" ? "cancelled" : "skipped" });
+      this.push({ type: "step.updated", step, ...(state === "running" ? { state: "cancelled", durationMs: this.runningFor(step) } : { state: "skipped" }) });
     }
     this.push({ type: "build.finished", ...outcome, context: this.context, durationMs: Date.now() - this.begin, ...this.totals });
     await this.close();

@@ -8,7 +8,7 @@
 import type { SQL } from "bun";
 import { STEP_LOG_MAX, type BuildEvent } from "../report/events.ts";
 import type { Role } from "./auth.ts";
-import { branchOf, FAILED_STEPS_SQL, FINAL_STATES_SQL, jsonInner, toDelivery, toStep, toSummary, withSteps, type BuildFilter, type BuildStep, type BuildSummary, type HistoryStats, type HistoryStore, type HubEvent, type StepLogRecord } from "./history.ts";
+import { branchOf, FAILED_STEPS_SQL, FINAL_STATES_SQL, jsonInner, toTrendPoint, type TrendPoint, toDelivery, toStep, toSummary, withSteps, type BuildFilter, type BuildStep, type BuildSummary, type HistoryStats, type HistoryStore, type HubEvent, type StepLogRecord } from "./history.ts";
 import { LOCKS, num } from "./pg.ts";
 import type { Delivery } from "./webhooks.ts";
 
@@ -239,6 +239,12 @@ export class PgHistory implements HistoryStore {
       topMissed: topMissed.map((r: Row) => ({ name: r.name as string, misses: num(r.misses) })),
       topSavers: topSavers.map((r: Row) => ({ name: r.name as string, hits: num(r.hits), savedMs: num(r.saved) })),
     };
+  }
+
+  async trends(since: number, limit: number): Promise<TrendPoint[]> {
+    const rows = await this.sql`SELECT info::json->>'project' AS project, finished, finished - started AS duration_ms, result, executed, cached, ${this.sql.unsafe(FAILED_STEPS_SQL)}
+      FROM builds WHERE finished >= ${since} AND info::json->>'project' IS NOT NULL ORDER BY finished DESC LIMIT ${limit}`;
+    return rows.map((r: Row) => toTrendPoint({ ...r, durationMs: r.duration_ms }));
   }
 
   async queueDelivery(d: Omit<Delivery, "id">) {

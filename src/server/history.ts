@@ -46,6 +46,17 @@ export interface StepLogRecord {
   lastEvent: number;
 }
 
+/** One finished build of a project, for its trends (duration, hit rate) over time. */
+export interface TrendPoint {
+  project: string;
+  finished: number;
+  durationMs: number;
+  result: "success" | "failed";
+  executed: number;
+  cached: number;
+  failed: number;
+}
+
 export interface HistoryStore extends DeliveryStore {
   /** The token that started a build, or undefined for a build not seen yet. */
   owner(build: string): Promise<string | undefined>;
@@ -74,6 +85,8 @@ export interface HistoryStore extends DeliveryStore {
   /** Drops builds finished (or started) before `before`, all but the newest `keep`, and the oldest past `maxBytes`. */
   prune(options: { before: number; keep: number; maxBytes?: number }): Promise<number>;
   stats(since: number): Promise<HistoryStats>;
+  /** Builds of named projects finished since `since`, newest first, at most `limit`. */
+  trends(since: number, limit: number): Promise<TrendPoint[]>;
   /** Calls `listener` when another process may have stored events (a store shared by replicas). */
   onEvents?(listener: () => void): void;
   close(): Promise<void>;
@@ -334,6 +347,16 @@ export class SqliteHistory implements HistoryStore {
     return { hourly, topMissed, topSavers };
   }
 
+  async trends(since: number, limit: number): Promise<TrendPoint[]> {
+    const rows = this.db
+      .query(
+        `SELECT json_extract(info, '$.project') AS project, finished, finished - started AS durationMs, result, executed, cached, ${FAILED_STEPS_SQL}
+         FROM builds WHERE finished >= ? AND json_extract(info, '$.project') IS NOT NULL ORDER BY finished DESC LIMIT ?`,
+      )
+      .all(since, limit) as Row[];
+    return rows.map(toTrendPoint);
+  }
+
   async queueDelivery(d: Omit<Delivery, "id">) {
     this.db
       .query("INSERT INTO webhook_deliveries (message_id, url, type, body, attempts, next_attempt, status, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?)")
@@ -389,6 +412,18 @@ export const jsonInner = (text: string) => JSON.stringify(text).slice(1, -1);
 export function withSteps(summary: BuildSummary, steps: BuildStep[]): BuildSummary & { steps: BuildStep[] } {
   const failed = steps.find((s) => s.state === "failed");
   return { ...summary, ...(failed ? { failedStep: { number: failed.number, name: failed.name, ...(failed.tail?.length || failed.reasons?.length ? { output: failed.tail?.length ? failed.tail : failed.reasons } : {}) } } : {}), steps };
+}
+
+export function toTrendPoint(row: Row): TrendPoint {
+  return {
+    project: String(row.project),
+    finished: Number(row.finished),
+    durationMs: Number(row.durationMs ?? row.durationms),
+    result: row.result as TrendPoint["result"],
+    executed: Number(row.executed),
+    cached: Number(row.cached),
+    failed: Number(row.failed_steps),
+  };
 }
 
 export function toDelivery(row: Row): Delivery {

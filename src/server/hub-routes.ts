@@ -6,6 +6,7 @@
  *   GET  /v1/builds/{id}/steps/{n}/log   what step n (as numbered in the build) printed, as text
  *   GET  /v1/events[?since=ID]    WebSocket: every event after ID, then live ones
  *   GET  /v1/stats                the dashboard's cache panels
+ *   GET  /v1/projects             each project's finished builds of the last 30 days (its trends)
  *   GET  /   POST /login   POST /logout   GET /assets/…   the dashboard
  * A read-only token may report builds (a pull request's CI should be seen too) and watch; it
  * still never writes the cache.
@@ -18,7 +19,7 @@ import { dashboardAssets } from "../dashboard/assets.ts";
 import type { AppParts } from "./app.ts";
 import { boundedText, error, sameOrigin, type AppEnv } from "./http.ts";
 import { BUILD_ID, HubError } from "./hub.ts";
-import type { HubEvent } from "./history.ts";
+import type { HubEvent, TrendPoint } from "./history.ts";
 import { SESSION_COOKIE } from "./sessions.ts";
 import { redactCredentials, urlOrigin } from "../util/redact.ts";
 import { terminalText } from "../util/terminal-text.ts";
@@ -27,6 +28,7 @@ const MAX_REPORT_BYTES = 4 * 1024 * 1024;
 /** A watcher this far behind on the socket is cut off; it reconnects with its last id. */
 const MAX_SOCKET_BUFFER = 4 * 1024 * 1024;
 const STATS_WINDOW_MS = 7 * 24 * 3600_000;
+const TRENDS_WINDOW_MS = 30 * 24 * 3600_000;
 
 export function hubRoutes(parts: AppParts): Hono<AppEnv> {
   const { hub, storage, tokens, sessions } = parts;
@@ -133,6 +135,16 @@ export function hubRoutes(parts: AppParts): Hono<AppEnv> {
     }),
   );
   app.get("/v1/events", (c) => error(c, 426, "GET /v1/events is a WebSocket: send Upgrade: websocket"));
+
+  app.get("/v1/projects", async (c) => {
+    const points = await hub.store.trends(Date.now() - TRENDS_WINDOW_MS, 5000);
+    const projects = new Map<string, Omit<TrendPoint, "project">[]>();
+    for (const { project, ...point } of points.reverse()) {
+      if (!projects.has(project)) projects.set(project, []);
+      projects.get(project)!.push(point);
+    }
+    return c.json({ projects: [...projects].map(([project, builds]) => ({ project, builds })).sort((a, b) => a.project.localeCompare(b.project)) });
+  });
 
   app.get("/v1/stats", async (c) => {
     const { blobs, actions, bytes } = await storage.counts();

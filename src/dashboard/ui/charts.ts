@@ -7,20 +7,40 @@ export interface Point {
   label: string;
 }
 
-/** A line over time (y from 0 to 1, e.g. a hit rate), with a dot and a tooltip per point. */
-export function lineChart(points: Point[], options: { width?: number; height?: number; empty?: string } = {}): string {
+export interface LineOptions {
+  width?: number;
+  height?: number;
+  empty?: string;
+  /** The top of the y axis (default 1: a rate, shown in %). */
+  max?: number;
+  format?: (value: number) => string;
+  aria?: string;
+}
+
+/** Dates on an x axis: the day when they span days, else the time of day. */
+function timeLabel(t: number, span: number): string {
+  const iso = new Date(t).toISOString();
+  return span > 2 * 86_400_000 ? iso.slice(5, 10) : iso.slice(11, 16);
+}
+
+/** A line over time (y from 0 to `max`), a dot and a tooltip per point, the y axis and the first and last times. */
+export function lineChart(points: Point[], options: LineOptions = {}): string {
   const width = options.width ?? 1100;
   const height = options.height ?? 200;
   const pad = 28;
+  const left = options.format ? 56 : pad;
+  const top = options.max ?? 1;
+  const format = options.format ?? ((v: number) => `${Math.round(v * 100)}%`);
   if (points.length === 0) return `<p class="muted">${esc(options.empty ?? "No data yet.")}</p>`;
   const xs = points.map((p) => p.x);
   const [min, max] = [Math.min(...xs), Math.max(...xs)];
-  const x = (v: number) => pad + (max === min ? (width - 2 * pad) / 2 : ((v - min) / (max - min)) * (width - 2 * pad));
-  const y = (v: number) => height - pad - v * (height - 2 * pad);
+  const x = (v: number) => left + (max === min ? (width - left - pad) / 2 : ((v - min) / (max - min)) * (width - left - pad));
+  const y = (v: number) => height - pad - (v / top) * (height - 2 * pad);
   const path = points.map((p, i) => `${i ? "L" : "M"}${x(p.x).toFixed(1)},${y(p.y).toFixed(1)}`).join(" ");
-  const grid = [0, 0.5, 1].map((v) => `<line class="grid" x1="${pad}" x2="${width - pad}" y1="${y(v)}" y2="${y(v)}"/><text class="axis" x="2" y="${y(v) + 4}">${v * 100}%</text>`).join("");
+  const grid = [0, 0.5, 1].map((f) => `<line class="grid" x1="${left}" x2="${width - pad}" y1="${y(f * top)}" y2="${y(f * top)}"/><text class="axis" x="2" y="${y(f * top) + 4}">${esc(format(f * top))}</text>`).join("");
+  const times = [...new Set([min, max])].map((t, i, all) => `<text class="axis" x="${x(t).toFixed(1)}" y="${height - 6}" text-anchor="${all.length === 1 ? "middle" : i === 0 ? "start" : "end"}">${esc(timeLabel(t, max - min))}</text>`).join("");
   const dots = points.map((p) => `<circle cx="${x(p.x).toFixed(1)}" cy="${y(p.y).toFixed(1)}" r="3"><title>${esc(p.label)}</title></circle>`).join("");
-  return `<svg class="chart line" viewBox="0 0 ${width} ${height}" role="img" aria-label="hit rate over time">${grid}<path d="${path}"/>${dots}</svg>`;
+  return `<svg class="chart line" viewBox="0 0 ${width} ${height}" role="img" aria-label="${esc(options.aria ?? "hit rate over time")}">${grid}${times}<path d="${path}"/>${dots}</svg>`;
 }
 
 /** Horizontal bars (SVG: the page's CSP allows no inline styles): the longest is the largest value. */
@@ -40,19 +60,42 @@ export function barChart(rows: { label: string; value: number; text: string }[],
   return `<svg class="chart bars" viewBox="0 0 ${width} ${rows.length * rowHeight}" role="img">${body}</svg>`;
 }
 
-/** A build's steps on one time axis: where each started and how long it took (or saved). */
-export function waterfall(rows: { label: string; start: number; length: number; state: string }[]): string {
+/** A tick every 1, 2 or 5 × 10ⁿ ms, about six across. */
+function tickStep(end: number): number {
+  const rough = end / 6;
+  const power = 10 ** Math.floor(Math.log10(Math.max(rough, 1)));
+  return [1, 2, 5, 10].map((m) => m * power).find((step) => step >= rough) ?? power * 10;
+}
+
+const clock = (ms: number) => (ms < 1000 ? `${ms} ms` : ms < 60_000 ? `${+(ms / 1000).toFixed(1)} s` : `${Math.floor(ms / 60_000)}:${String(Math.round((ms % 60_000) / 1000)).padStart(2, "0")}`);
+
+/**
+ * A build's steps on one time axis: each row the step's name, then a bar from when it started
+ * for as long as it took (a failed step's bar drawn in full, to when it failed), with a time
+ * axis of ticks along the top.
+ */
+export function waterfall(rows: { label: string; text: string; start: number; length: number; state: string }[]): string {
   if (rows.length === 0) return "";
   const end = Math.max(...rows.map((r) => r.start + r.length), 1);
-  const rowHeight = 14;
+  const rowHeight = 20;
+  const axis = 20;
   const width = 1100;
-  const labelWidth = 0;
+  const labelWidth = 330;
+  const plot = width - labelWidth - 70; // room for the text after the longest bar
+  const at = (ms: number) => labelWidth + (ms / end) * plot;
+  const step = tickStep(end);
+  const ticks: string[] = [];
+  for (let t = 0; t <= end; t += step) {
+    ticks.push(`<line class="grid" x1="${at(t).toFixed(1)}" x2="${at(t).toFixed(1)}" y1="${axis - 4}" y2="${axis + rows.length * rowHeight}"/><text class="axis" x="${at(t).toFixed(1)}" y="12" text-anchor="middle">${esc(clock(t))}</text>`);
+  }
   const bars = rows
     .map((r, i) => {
-      const x = labelWidth + (r.start / end) * (width - labelWidth);
-      const w = Math.max(2, (r.length / end) * (width - labelWidth));
-      return `<rect class="state-${esc(r.state)}" x="${x.toFixed(1)}" y="${i * rowHeight + 2}" width="${w.toFixed(1)}" height="${rowHeight - 4}" rx="2"><title>${esc(r.label)}</title></rect>`;
+      const y = axis + i * rowHeight;
+      const x = at(r.start);
+      const w = Math.max(3, (r.length / end) * plot);
+      const name = r.label.length > 48 ? `${r.label.slice(0, 47)}…` : r.label;
+      return `<g class="row" data-state="${esc(r.state)}"><title>${esc(`${r.label}: ${r.text}`)}</title><text class="step-label" x="${labelWidth - 8}" y="${y + 14}" text-anchor="end">${esc(name)}</text><rect class="state-${esc(r.state)}" x="${x.toFixed(1)}" y="${y + 4}" width="${w.toFixed(1)}" height="${rowHeight - 8}" rx="2"/><text class="bar-value" x="${(x + w + 5).toFixed(1)}" y="${y + 14}">${esc(r.text)}</text></g>`;
     })
     .join("");
-  return `<svg class="chart waterfall" viewBox="0 0 ${width} ${rows.length * rowHeight}" role="img" aria-label="step timeline">${bars}</svg>`;
+  return `<svg class="chart waterfall" viewBox="0 0 ${width} ${axis + rows.length * rowHeight + 4}" role="img" aria-label="step timeline">${ticks.join("")}${bars}</svg>`;
 }

@@ -36,3 +36,8 @@ export function ago(time: number, now = Date.now()): string {
 }
 
 export const short = (digest: string | undefined) => (digest ? digest.replace(/^sha256:/, "").slice(0, 12) : "–");
+
+/** A command line as a shell takes it back: each word quoted when it has to be. */
+export function shellWords(words: string[]): string {
+  return words.map((w) => (/^[A-Za-z0-9_@%+=:,./-]+$/.test(w) ? w : `'${w.replaceAll("'", `'\\''`)}'`)).join(" ");
+}

@@ -5,7 +5,7 @@
  * download from elsewhere, quick on a slow laptop.
  */
 import { esc } from "./format.ts";
-import { buildPage, buildsPage, cachePage, workersPage, type Build, type Job, type Stats, type Step, type Worker } from "./views.ts";
+import { buildPage, buildsPage, cachePage, FILTER_NAMES, filterBar, filterChoices, matches, projectsPage, workersPage, type Build, type Filters, type Job, type ProjectTrend, type Stats, type Step, type Worker } from "./views.ts";
 import type { MountScopeInfo } from "../../remote/mount-types.ts";
 import { appendLog, stepLogPage, type StepLogView } from "./logs.ts";
 
@@ -25,12 +25,21 @@ let statsLoaded = 0;
 let connected = false;
 let queue: { jobs: Job[]; depth: number; workers: Worker[] } | undefined;
 let queueLoaded = 0;
+let projects: ProjectTrend[] | undefined;
+let projectsLoaded = 0;
 
 /** Step logs opened in this page, by "build step-id": kept live from the WebSocket. */
 const logs = new Map<string, StepLogView>();
 const logKey = (build: string, step: string) => `${build} ${step}`;
 
 const app = document.getElementById("app")!;
+// Three parts, drawn apart: the filter bar is drawn once per visit of the list, so the page
+// redrawing every second never takes the text field someone is typing in.
+app.innerHTML = '<div id="top"></div><div id="filter-slot"></div><main id="page"></main>';
+const top = document.getElementById("top")!;
+const filterSlot = document.getElementById("filter-slot")!;
+const pageEl = document.getElementById("page")!;
+let filterShown: string | undefined;
 
 async function api<T>(path: string): Promise<T> {
   const response = await fetch(path, { credentials: "same-origin" });
@@ -47,6 +56,29 @@ async function loadBuilds() {
   for (const build of list.builds) builds.set(build.id, { ...builds.get(build.id), ...build });
   lastEvent = Math.max(lastEvent, list.lastEvent);
   await Promise.all(list.builds.filter((b) => b.result === "running").map((b) => loadBuild(b.id)));
+}
+
+/** The route (#/path) and the list's filters (#/?project=…&result=…). */
+function location2(): { route: string; filters: Filters } {
+  const hash = location.hash.replace(/^#/, "") || "/";
+  const [route, query = ""] = hash.split("?");
+  const params = new URLSearchParams(query);
+  const filters: Filters = {};
+  for (const name of FILTER_NAMES) if (params.get(name)) filters[name] = params.get(name)!;
+  return { route: route || "/", filters };
+}
+
+const active = (f: Filters) => Object.keys(f).length > 0;
+
+/** The builds the server finds for the filters (older ones the page has not loaded too). */
+let filteredLoaded = "";
+const filterQuery = (f: Filters) => new URLSearchParams({ ...(f as Record<string, string>), per_page: "100" }).toString();
+async function loadFiltered(f: Filters) {
+  const query = filterQuery(f);
+  filteredLoaded = query;
+  const list = await api<{ builds: Build[] }>(`/v1/builds?${query}`);
+  for (const build of list.builds) builds.set(build.id, { ...builds.get(build.id), ...build });
+  redraw();
 }
 
 async function loadBuild(id: string) {
@@ -114,7 +146,12 @@ function apply(event: HubEvent) {
       if (!build) return void loadBuild(event.build).catch(() => {});
       const { id: _id, type: _type, seq: _seq, time, build: _build, ...outcome } = event;
       Object.assign(build, outcome, { finished: time });
-      build.hitRate = build.executed + build.cached > 0 ? build.cached / (build.executed + build.cached) : undefined;
+      // As the server does: nothing stays in progress, and a failed step is a miss.
+      for (const step of build.steps ?? []) if (step.state === "running" || step.state === "queued") step.state = step.state === "running" ? "cancelled" : "skipped";
+      const failed = (build.steps ?? []).filter((s) => s.state === "failed").length;
+      build.hitRate = build.executed + build.cached + failed > 0 ? build.cached / (build.executed + build.cached + failed) : undefined;
+      const failedStep = build.steps?.find((s) => s.state === "failed");
+      if (failedStep) build.failedStep = { number: failedStep.number, name: failedStep.name };
       break;
     }
     case "resync":
@@ -152,11 +189,12 @@ function redraw() {
 
 function render() {
   const now = Date.now();
-  const route = location.hash.replace(/^#/, "") || "/";
+  const { route, filters } = location2();
   const nav = (path: string, text: string, active: boolean) => `<a href="#${path}"${active ? ' class="active"' : ""}>${text}</a>`;
-  const header = `<header class="top"><h1>MemoBuild</h1><nav>${nav("/", "Builds", route === "/" || route.startsWith("/builds/"))}${nav("/cache", "Cache", route === "/cache")}${nav("/workers", "Workers", route === "/workers")}</nav>
+  top.innerHTML = `<header class="top"><h1>MemoBuild</h1><nav>${nav("/", "Builds", route === "/" || route.startsWith("/builds/"))}${nav("/projects", "Projects", route === "/projects")}${nav("/cache", "Cache", route === "/cache")}${nav("/workers", "Workers", route === "/workers")}</nav>
 <span class="live-state ${connected ? "on" : "off"}" data-live="${connected}">${connected ? "live" : "reconnecting…"}</span>
 <form method="post" action="/logout"><button type="submit" class="link">Log out</button></form></header>`;
+  showFilters(route === "/" ? filters : undefined);
   let body: string;
   const match = /^\/builds\/([^/]+)$/.exec(route);
   const stepMatch = /^\/builds\/([^/]+)\/steps\/(\d+)$/.exec(route);
@@ -178,7 +216,13 @@ function render() {
     if (build?.steps) body = buildPage(build, now);
     else {
       body = '<p class="muted">Loading…</p>';
-      void loadBuild(decodeURIComponent(match[1])).catch((e) => (app.innerHTML = `${header}<p class="error">${esc((e as Error).message)}</p>`));
+      void loadBuild(decodeURIComponent(match[1])).catch((e) => (pageEl.innerHTML = `<p class="error">${esc((e as Error).message)}</p>`));
+    }
+  } else if (route === "/projects") {
+    body = projects ? projectsPage(projects) : '<p class="muted">Loading…</p>';
+    if (now - projectsLoaded > 10_000) {
+      projectsLoaded = now;
+      void api<{ projects: ProjectTrend[] }>("/v1/projects").then((p) => ((projects = p.projects), redraw()));
     }
   } else if (route === "/workers") {
     body = queue ? workersPage(queue.jobs, queue.depth, queue.workers, now) : '<p class="muted">Loading…</p>';
@@ -196,16 +240,69 @@ function render() {
     }
   } else {
     const all = [...builds.values()].sort((a, b) => b.started - a.started);
+    const kept = all.filter((b) => matches(b, filters));
+    // Once per set of filters: later builds that match come as events.
+    if (active(filters) && filterQuery(filters) !== filteredLoaded) void loadFiltered(filters).catch(() => {});
+    fillChoices(all);
     body = buildsPage(
-      all.filter((b) => b.result === "running"),
-      all.slice(0, 50),
+      kept.filter((b) => b.result === "running"),
+      kept.slice(0, 100),
       now,
+      active(filters),
     );
   }
-  app.innerHTML = `${header}<main>${body}</main>`;
+  pageEl.innerHTML = body;
 }
 
-addEventListener("hashchange", redraw);
+/** Draws the filter bar when the list is shown (once per visit), removes it elsewhere. */
+function showFilters(filters: Filters | undefined) {
+  const key = filters ? JSON.stringify(filters) : undefined;
+  if (key === undefined) {
+    filterSlot.innerHTML = "";
+    filterShown = undefined;
+    return;
+  }
+  if (filterShown !== undefined) return; // drawn: what is in it is the user's (the URL follows it)
+  filterShown = key;
+  filterSlot.innerHTML = filterBar(filters!);
+  const form = filterSlot.querySelector("form")!;
+  let typing: ReturnType<typeof setTimeout> | undefined;
+  const changed = () => {
+    clearTimeout(typing);
+    typing = setTimeout(() => {
+      const params = new URLSearchParams();
+      for (const name of FILTER_NAMES) {
+        const value = (form.elements.namedItem(name) as HTMLInputElement | null)?.value.trim();
+        if (value) params.set(name, value);
+      }
+      const query = params.toString();
+      // The URL holds the filters (a link to share) without a hashchange that would redraw the bar.
+      history.replaceState(null, "", `#/${query ? `?${query}` : ""}`);
+      filterShown = JSON.stringify(location2().filters);
+      redraw();
+    }, 250);
+  };
+  form.addEventListener("input", changed);
+  form.addEventListener("change", changed);
+  form.addEventListener("submit", (event) => event.preventDefault());
+  form.addEventListener("reset", () => setTimeout(changed));
+}
+
+/** The values each filter suggests, from the builds loaded. */
+function fillChoices(all: Build[]) {
+  const choices = filterChoices(all);
+  for (const [name, values] of Object.entries(choices)) {
+    const list = filterSlot.querySelector(`#known-${name}`);
+    const html = values.map((v) => `<option value="${esc(v)}"></option>`).join("");
+    if (list && list.innerHTML !== html) list.innerHTML = html;
+  }
+}
+
+addEventListener("hashchange", () => {
+  // A link to another filtered list (a project's name) draws the bar again with its filters.
+  filterShown = undefined;
+  redraw();
+});
 // Durations of running builds tick; the cache page refreshes its panels.
 setInterval(redraw, 1000);
 

@@ -1,6 +1,6 @@
 /** The dashboard's pages as HTML strings; every reported value goes through esc(). */
 import { barChart, lineChart, waterfall } from "./charts.ts";
-import { ago, bytes, duration, esc, percent, short } from "./format.ts";
+import { ago, bytes, duration, esc, percent, shellWords, short } from "./format.ts";
 import type { BuildStep, BuildSummary } from "../../report/events.ts";
 import type { MountScopeInfo } from "../../remote/mount-types.ts";
 import { mountsPanel } from "./mounts-panel.ts";
@@ -32,21 +32,94 @@ const STATE_TEXT: Record<string, string> = {
   "cached-local": "cached",
   "cached-remote": "cached (remote)",
   failed: "failed",
+  skipped: "skipped",
+  cancelled: "cancelled",
 };
 
 /** Unnamed stages are shown as BuildKit shows them: stage-N. */
 const stageName = (stage: string) => (/^\d+$/.test(stage) ? `stage-${stage}` : stage);
-const title = (b: Build) => `${b.dockerfile}${b.target ? ` → ${stageName(b.target)}` : ""}`;
+/** A build's name: its project (else its Dockerfile) and the stage it built when that is not the last one. */
+const title = (b: Build) => `${b.project ?? b.dockerfile}${b.target ? ` → ${stageName(b.target)}` : ""}`;
 const isHit = (state: string) => state === "cached-local" || state === "cached-remote";
+/** The branch a build is listed under: its CI's, else its checkout's (as the server files it). */
+export const branchOf = (b: Build) => b.ci?.branch ?? b.git?.branch;
+const commitOf = (b: Build) => b.ci?.commit ?? b.git?.commit;
+/** Who built it: the user, else the name of the token it reported with. */
+const whoOf = (b: Build) => b.user ?? b.tokenName;
+
+/** What a lead scans a list for: branch and commit (dirty or not), who, tags, token, CI. */
+function who(b: Build): string {
+  const commit = commitOf(b);
+  const parts = [
+    branchOf(b) && `<span class="tag branch" title="branch">⎇ ${esc(branchOf(b))}</span>`,
+    commit && `<code class="commit" title="${esc(commit)}">${esc(commit.slice(0, 8))}</code>${b.git?.dirty ? ' <span class="tag dirty" title="files changed since this commit">dirty</span>' : ""}`,
+    whoOf(b) && `<span class="user" title="${b.user ? "user" : "token"}">${esc(whoOf(b))}${b.user ? ` @ ${esc(b.host)}` : ""}</span>`,
+    b.tokenName && b.user && `<span class="tag token" title="token">🔑 ${esc(b.tokenName)}</span>`,
+    b.ci && `<span class="tag ci">${esc(b.ci.provider)}</span>`,
+    ...(b.tags ?? []).map((t) => `<span class="tag image-tag" title="-t">${esc(t)}</span>`),
+  ];
+  return parts.filter(Boolean).join(" ");
+}
 
 function badge(result: string): string {
   return `<span class="badge result-${esc(result)}">${esc(result === "success" ? "done" : result)}</span>`;
 }
 
 function labels(b: Build): string {
-  const ci = b.ci ? [b.ci.repository, b.ci.branch && `⎇ ${b.ci.branch}`, b.ci.commit && short(b.ci.commit)].filter(Boolean) : [];
-  const pairs = Object.entries(b.labels ?? {}).map(([k, v]) => `${k}=${v}`);
-  return [...ci, ...pairs].map((t) => `<span class="tag">${esc(t)}</span>`).join(" ");
+  return Object.entries(b.labels ?? {})
+    .map(([k, v]) => `<span class="tag">${esc(`${k}=${v}`)}</span>`)
+    .join(" ");
+}
+
+/** The list's filters, as the URL after #/? holds them (so a filtered list is a link to share). */
+export interface Filters {
+  project?: string;
+  branch?: string;
+  result?: string;
+  label?: string;
+  user?: string;
+  q?: string;
+}
+export const FILTER_NAMES = ["project", "branch", "result", "label", "user", "q"] as const;
+
+/** Whether a build is one the filters keep (as the server's filters do: GET /v1/builds). */
+export function matches(b: Build, f: Filters): boolean {
+  if (f.project && b.project !== f.project) return false;
+  if (f.branch && branchOf(b) !== f.branch) return false;
+  if (f.result && b.result !== f.result) return false;
+  if (f.label) {
+    const eq = f.label.indexOf("=");
+    if (eq < 1 || b.labels?.[f.label.slice(0, eq)] !== f.label.slice(eq + 1)) return false;
+  }
+  if (f.user && b.user !== f.user && b.tokenName !== f.user) return false;
+  if (f.q) {
+    const { steps: _steps, ...rest } = b;
+    if (!JSON.stringify(rest).toLowerCase().includes(f.q.toLowerCase())) return false;
+  }
+  return true;
+}
+
+/** The filter bar: drawn once per visit of the list (the page redraws around it, never under the cursor). */
+export function filterBar(f: Filters): string {
+  const input = (name: keyof Filters, label: string, placeholder: string) =>
+    `<label>${label}<input name="${name}" list="known-${name}" value="${esc(f[name] ?? "")}" placeholder="${esc(placeholder)}" autocomplete="off"></label><datalist id="known-${name}"></datalist>`;
+  const results = ["", "running", "success", "failed"].map((r) => `<option value="${r}"${f.result === r ? " selected" : ""}>${r === "" ? "any" : r === "success" ? "done" : r}</option>`).join("");
+  return `<form class="filters card" role="search">
+${input("project", "Project", "all")}${input("branch", "Branch", "all")}
+<label>Result<select name="result">${results}</select></label>
+${input("label", "Label", "name=value")}${input("user", "User", "anyone")}${input("q", "Search", "text, tag, commit…")}
+<button type="reset" class="link">clear</button></form>`;
+}
+
+/** The values the filter inputs suggest, from the builds loaded. */
+export function filterChoices(builds: Build[]): Record<"project" | "branch" | "label" | "user", string[]> {
+  const distinct = (values: (string | undefined)[]) => [...new Set(values.filter((v): v is string => !!v))].sort().slice(0, 100);
+  return {
+    project: distinct(builds.map((b) => b.project)),
+    branch: distinct(builds.map(branchOf)),
+    label: distinct(builds.flatMap((b) => Object.entries(b.labels ?? {}).map(([k, v]) => `${k}=${v}`))),
+    user: distinct(builds.flatMap((b) => [b.user, b.tokenName])),
+  };
 }
 
 /** Stages side by side, each a column of its steps, coloured by state as they change. */
@@ -68,12 +141,12 @@ export function stepGraph(steps: Step[]): string {
   return `<div class="graph">${columns.join("")}</div>`;
 }
 
-export function buildsPage(running: Build[], recent: Build[], now: number): string {
+export function buildsPage(running: Build[], recent: Build[], now: number, filtered = false): string {
   const live = running.length
     ? running
         .map(
           (b) => `<section class="card live" data-build="${esc(b.id)}">
-  <header><a href="#/builds/${esc(b.id)}">${esc(title(b))}</a> ${badge(b.result)} <span class="muted">${esc(b.host)} · started ${esc(ago(b.started, now))}</span> ${labels(b)}</header>
+  <header><a href="#/builds/${esc(b.id)}">${esc(title(b))}</a> ${badge(b.result)} <span class="muted">started ${esc(ago(b.started, now))}</span> ${who(b)} ${labels(b)}</header>
   ${b.steps ? stepGraph(b.steps) : '<p class="muted">Loading steps…</p>'}
 </section>`,
         )
@@ -83,7 +156,7 @@ export function buildsPage(running: Build[], recent: Build[], now: number): stri
     .map(
       (b) => `<tr data-build="${esc(b.id)}" data-result="${esc(b.result)}">
   <td>${badge(b.result)}</td>
-  <td><a href="#/builds/${esc(b.id)}">${esc(title(b))}</a><div>${labels(b)}</div></td>
+  <td><a href="#/builds/${esc(b.id)}">${esc(title(b))}</a>${b.failedStep ? ` <span class="error">failed at ${esc(b.failedStep.name)}</span>` : ""}<div class="who">${who(b)} ${labels(b)}</div></td>
   <td>${esc(ago(b.started, now))}</td>
   <td class="num">${esc(b.result === "running" ? duration(now - b.started) : duration(b.durationMs))}</td>
   <td class="num">${esc(percent(b.hitRate))}</td>
@@ -93,15 +166,42 @@ export function buildsPage(running: Build[], recent: Build[], now: number): stri
     .join("");
   return `<h2>Building now</h2>${live}
 <h2>Recent builds</h2>
-${recent.length ? `<table class="builds"><thead><tr><th></th><th>Build</th><th>Started</th><th class="num">Duration</th><th class="num">Hit rate</th><th class="num">Time saved</th></tr></thead><tbody>${rows}</tbody></table>` : '<p class="muted">No build has reported yet. Builds with <code>--remote</code> pointing here show up as they start.</p>'}`;
+${recent.length ? `<table class="builds" data-count="${recent.length}"><thead><tr><th></th><th>Build</th><th>Started</th><th class="num">Duration</th><th class="num">Hit rate</th><th class="num">Time saved</th></tr></thead><tbody>${rows}</tbody></table>` : filtered
+      ? '<p class="muted" data-empty="filtered">No build matches these filters.</p>'
+      : '<p class="muted">No build has reported yet. Builds with <code>--remote</code> pointing here show up as they start.</p>'}`;
+}
+
+/** Where a step's bar on the timeline ends: its duration, else (failed, cancelled, running) the build's end or now. */
+function stepLength(s: Step, b: Build, now: number): number {
+  if (s.durationMs !== undefined) return s.durationMs;
+  if (s.state === "running") return now - s.started!;
+  return Math.max(0, (b.finished ?? now) - s.started!);
+}
+
+/** The command that reruns the build, as its client reported it (secret values masked there). */
+function invocation(b: Build): string {
+  if (!b.command?.length) return "";
+  const masked = b.command.some((w) => w.includes("***"));
+  return `<h3>Invocation</h3><pre class="invocation" data-invocation>${esc(shellWords(b.command))}</pre>${
+    masked ? '<p class="muted">Secret values and tokens are shown as <code>***</code>: put yours back to rerun it.</p>' : ""
+  }`;
+}
+
+/** A failed build says first which step failed and what it printed. */
+function failure(b: Build, steps: Step[]): string {
+  if (b.result !== "failed") return "";
+  const failed = steps.find((s) => s.state === "failed");
+  if (!failed) return b.error ? `<section class="card failure"><h3>The build failed</h3><pre class="output error">${esc(b.error)}</pre></section>` : "";
+  const output = failed.tail?.length ? failed.tail : failed.reasons;
+  return `<section class="card failure" data-failed-step="${esc(failed.id)}"><h3>Failed at step ${failed.number}: <code>${esc(failed.name)}</code></h3>
+${output?.length ? `<pre class="output">${esc(output.join("\n"))}</pre>` : ""}${b.error ? `<pre class="output error">${esc(b.error)}</pre>` : ""}</section>`;
 }
 
 export function buildPage(b: Build, now: number): string {
   const steps = b.steps ?? [];
-  const failed = steps.filter((s) => s.state === "failed");
   const timeline = steps
     .filter((s) => s.started !== undefined)
-    .map((s) => ({ label: `${s.name}: ${STATE_TEXT[s.state] ?? s.state} ${duration(s.durationMs)}`, start: s.started! - b.started, length: s.durationMs ?? (s.state === "running" ? now - s.started! : 0), state: s.state }));
+    .map((s) => ({ label: s.name, text: `${STATE_TEXT[s.state] ?? s.state} ${duration(stepLength(s, b, now))}`, start: s.started! - b.started, length: stepLength(s, b, now), state: s.state }));
   const rows = steps
     .map(
       (s) => `<tr class="state-${esc(s.state)}" data-step="${esc(s.id)}" data-state="${esc(s.state)}">
@@ -114,31 +214,60 @@ export function buildPage(b: Build, now: number): string {
 </tr>`,
     )
     .join("");
-  const output = failed
-    .filter((s) => s.tail?.length)
-    .map((s) => `<h3>Output of the failed step ${esc(s.name)}</h3><pre class="output">${esc(s.tail!.join("\n"))}</pre>`)
-    .join("");
+  const repository = b.git?.repository ?? b.ci?.repository;
+  const commit = commitOf(b);
   const facts = [
     ["Result", badge(b.result)],
+    ["Project", b.project ? `<a href="#/?project=${esc(encodeURIComponent(b.project))}">${esc(b.project)}</a>` : "–"],
+    ["Repository", repository ? `<code>${esc(repository)}</code>` : "–"],
+    ["Branch", branchOf(b) ? esc(branchOf(b)) : "–"],
+    ["Commit", commit ? `<code>${esc(commit)}</code>${b.git?.dirty ? ' <span class="tag dirty">dirty: files changed since this commit</span>' : b.git?.dirty === false ? ' <span class="muted">clean</span>' : ""}` : "–"],
+    ["Built by", whoOf(b) ? `${esc(whoOf(b))}${b.user ? ` on ${esc(b.host)}` : ""}${b.tokenName ? ` <span class="tag token">token ${esc(b.tokenName)}</span>` : ""}` : esc(b.host)],
+    ["Target", esc(b.target ? stageName(b.target) : "the last stage")],
+    ["Dockerfile", `<code>${esc(b.dockerfile)}</code>`],
+    ["Tags", b.tags?.length ? b.tags.map((t) => `<code>${esc(t)}</code>`).join(" ") : "–"],
     ["Started", esc(new Date(b.started).toISOString().replace("T", " ").slice(0, 19))],
     ["Duration", esc(b.result === "running" ? duration(now - b.started) : duration(b.durationMs))],
     ["Hit rate", esc(percent(b.hitRate))],
     ["Time saved", esc(duration(b.savedMs))],
     ["Image", b.image ? `<code>${esc(b.image)}</code>` : "–"],
     ["Context", b.context ? `<code>${esc(short(b.context))}</code>` : "–"],
-    ["Host", esc(`${b.host} (${b.platform})`)],
-    ["CI", b.ci ? `${esc(b.ci.provider)} ${b.ci.url && /^https?:\/\//.test(b.ci.url) ? `<a href="${esc(b.ci.url)}" rel="noreferrer noopener" target="_blank">job</a>` : ""}` : "–"],
+    ["Platform", esc(b.platform)],
+    ["CI", b.ci ? `${esc(b.ci.provider)} ${b.ci.url && /^https?:\/\//.test(b.ci.url) ? `<a href="${esc(b.ci.url)}" rel="noreferrer noopener" target="_blank">run</a>` : ""}` : "–"],
     ["Labels", labels(b) || "–"],
   ];
   return `<p><a href="#/">← all builds</a></p>
 <h2>${esc(title(b))}</h2>
+${failure(b, steps)}
 <dl class="facts">${facts.map(([k, v]) => `<dt>${k}</dt><dd>${v}</dd>`).join("")}</dl>
-${b.error ? `<pre class="output error">${esc(b.error)}</pre>` : ""}
+${invocation(b)}
 <h3>Steps</h3>
 ${stepGraph(steps)}
 ${timeline.length ? `<h3>Timeline</h3>${waterfall(timeline)}` : ""}
-<table class="steps"><thead><tr><th class="num">#</th><th>Step (and why it ran)</th><th>Status</th><th class="num">Took</th><th class="num">Saved</th><th class="num">Layer</th></tr></thead><tbody>${rows}</tbody></table>
-${output}`;
+<table class="steps"><thead><tr><th class="num">#</th><th>Step (and why it ran)</th><th>Status</th><th class="num">Took</th><th class="num">Saved</th><th class="num">Layer</th></tr></thead><tbody>${rows}</tbody></table>`;
+}
+
+/** Per project, each finished build of the last 30 days: how long it took and how much hit (GET /v1/projects). */
+export interface ProjectTrend {
+  project: string;
+  builds: { finished: number; durationMs: number; result: string; executed: number; cached: number; failed: number }[];
+}
+
+export function projectsPage(projects: ProjectTrend[]): string {
+  if (!projects.length) return '<p class="muted">No project has finished a build in the last 30 days. A build names its project after its repository (or its context directory).</p>';
+  const day = (t: number) => new Date(t).toISOString().slice(0, 16).replace("T", " ");
+  return projects
+    .map((p) => {
+      const durations = p.builds.map((b) => ({ x: b.finished, y: b.durationMs, label: `${day(b.finished)}: ${duration(b.durationMs)} (${b.result === "success" ? "done" : b.result})` }));
+      const rated = p.builds.filter((b) => b.executed + b.cached + b.failed > 0);
+      const rates = rated.map((b) => ({ x: b.finished, y: b.cached / (b.executed + b.cached + b.failed), label: `${day(b.finished)}: ${percent(b.cached / (b.executed + b.cached + b.failed))} of ${b.executed + b.cached + b.failed} steps` }));
+      const top = Math.max(...durations.map((d) => d.y), 1);
+      const failed = p.builds.filter((b) => b.result === "failed").length;
+      return `<section class="card project" data-project="${esc(p.project)}"><header><a href="#/?project=${esc(encodeURIComponent(p.project))}"><b>${esc(p.project)}</b></a> <span class="muted">${p.builds.length} build(s), ${failed} failed, last ${esc(ago(p.builds.at(-1)!.finished))}</span></header>
+<div class="panels"><div><h3>Duration</h3>${lineChart(durations, { height: 160, max: top, format: (v) => duration(v), aria: "duration over time" })}</div>
+<div><h3>Hit rate</h3>${lineChart(rates, { height: 160, empty: "No step decided yet.", aria: "hit rate over time" })}</div></div></section>`;
+    })
+    .join("");
 }
 
 export function cachePage(stats: Stats, mounts: MountScopeInfo[] = []): string {
