@@ -160,3 +160,101 @@ test("the Workers page shows the queue, where each remote build runs, and the wo
   expect(await screenshot(page, "dashboard-workers.png")).toBeGreaterThan(20);
   await page.close();
 }, 60_000);
+
+/** Logs a new page in with the token; returns it at the list. */
+async function loggedIn(viewport = { width: 1280, height: 900 }): Promise<Page> {
+  const page = await browser.newPage({ viewport });
+  await page.goto(server.url);
+  await page.fill("#token", TOKEN);
+  await page.click("button[type=submit]");
+  await page.waitForSelector('[data-live="true"]');
+  return page;
+}
+
+test("a failed build's page: which step failed and what it printed first, who built what from which commit, the command to rerun it, the timeline with the failed step drawn", async () => {
+  const dir = writeProject(join(work, "widget"), { Dockerfile: "FROM memobuild/busybox AS app\nRUN echo preparing > /p\nRUN sleep 0.4 && echo 'cc: error: main.c:3: expected ;' && exit 2\nRUN echo never\n" });
+  const git = (...args: string[]) => expect(Bun.spawnSync(["git", "-C", dir, "-c", "user.email=t@e", "-c", "user.name=t", ...args], { env: { ...process.env, GIT_CONFIG_GLOBAL: "/dev/null" } }).exitCode).toBe(0);
+  git("init", "-q", "-b", "fix/parser");
+  git("add", ".");
+  git("commit", "-qm", "one");
+  git("remote", "add", "origin", "https://github.com/acme/widget.git");
+  const build = Bun.spawn([memobuildBinary(), "build", dir, "--cache-dir", machineWithBase(join(work, "cache-widget"), baseOci), "--remote", server.url, "--remote-token", TOKEN, "-t", "widget:fix", "--build-arg", "API_KEY=do-not-show-me"], { stdout: "ignore", stderr: "pipe", env: { ...process.env, SUDO_USER: "ana" } });
+  expect(await build.exited).toBe(1);
+
+  const page = await loggedIn();
+  await page.waitForSelector('tr[data-result="failed"] >> text=widget');
+  await page.click('tr[data-result="failed"] a >> text=widget');
+  await page.waitForSelector("section.failure");
+  const failure = (await page.textContent("section.failure"))!;
+  expect(failure).toContain("Failed at step 3");
+  expect(failure).toContain("cc: error: main.c:3: expected ;");
+  const facts = (await page.textContent("dl.facts"))!;
+  for (const fact of ["widget", "https://github.com/acme/widget.git", "fix/parser", "ana", "app", "widget:fix"]) expect(facts).toContain(fact);
+  const invocation = (await page.textContent("pre.invocation"))!;
+  expect(invocation).toContain(`memobuild build ${dir}`);
+  expect(invocation).toContain("API_KEY=***");
+  expect(await page.textContent("main")).not.toContain("do-not-show-me");
+  // Every step final, drawn: the failed one named on the timeline with its bar.
+  expect((await page.$$eval("table.steps tr[data-state]", (rows) => rows.map((r) => r.getAttribute("data-state")))).slice(1)).toEqual(["executed", "failed", "skipped"]);
+  expect(await page.textContent('svg.waterfall g.row[data-state="failed"]')).toContain("RUN sleep 0.4");
+  expect(await page.$$("svg.waterfall text.axis")).not.toHaveLength(0);
+  expect(await screenshot(page, "dashboard-failed-build.png")).toBeGreaterThan(20);
+  await page.close();
+}, 120_000);
+
+test("the list filters by project, branch, result, label, user and text; the filters are in the URL, and typing survives the live redraws", async () => {
+  const report = (id: string, started: Record<string, unknown>, result: "success" | "failed") =>
+    fetch(`${server.url}/v1/builds/${id}/events`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${TOKEN}` },
+      body: JSON.stringify({
+        events: [
+          { type: "build.started", seq: 1, time: Date.now(), dockerfile: "Dockerfile", platform: "linux/amd64", host: "laptop", labels: {}, steps: [], ...started },
+          { type: "build.finished", seq: 2, time: Date.now() + 500, result, durationMs: 500, executed: 1, cached: 1, savedMs: 10 },
+        ],
+      }),
+    });
+  expect((await report("build-filter-a1", { project: "gadget", user: "bo", git: { branch: "main", commit: "a".repeat(40) }, labels: { team: "ops" }, tags: ["gadget:1"] }, "success")).status).toBe(200);
+  expect((await report("build-filter-a2", { project: "gadget", user: "cy", git: { branch: "release", commit: "b".repeat(40), dirty: true }, labels: { team: "web" } }, "failed")).status).toBe(200);
+  expect((await report("build-filter-a3", { project: "sprocket", user: "bo", git: { branch: "main" } }, "success")).status).toBe(200);
+
+  const page = await loggedIn();
+  await page.waitForSelector('tr[data-build="build-filter-a3"]');
+  expect(await screenshot(page, "dashboard-list.png")).toBeGreaterThan(20);
+  const listed = () => page.$$eval("table.builds tbody tr", (rows) => rows.map((r) => r.getAttribute("data-build")));
+  await page.fill('form.filters input[name="project"]', "gadget");
+  await page.waitForFunction(() => (globalThis as unknown as { location: { hash: string } }).location.hash.includes("project=gadget"));
+  await page.waitForSelector('tr[data-build="build-filter-a3"]', { state: "detached" });
+  expect((await listed()).sort()).toEqual(["build-filter-a1", "build-filter-a2"]);
+  await page.selectOption('form.filters select[name="result"]', "failed");
+  await page.waitForSelector('tr[data-build="build-filter-a1"]', { state: "detached" });
+  expect(await listed()).toEqual(["build-filter-a2"]);
+  await page.selectOption('form.filters select[name="result"]', "");
+  // Typing across a redraw (the list redraws every second): every key lands.
+  await page.type('form.filters input[name="q"]', "gadget:1", { delay: 150 });
+  expect(await page.inputValue('form.filters input[name="q"]')).toBe("gadget:1");
+  await page.waitForSelector('tr[data-build="build-filter-a2"]', { state: "detached" });
+  expect(await listed()).toEqual(["build-filter-a1"]);
+  expect(await screenshot(page, "dashboard-filters.png")).toBeGreaterThan(20);
+  await page.fill('form.filters input[name="q"]', "");
+  await page.fill('form.filters input[name="project"]', "");
+  for (const [name, value, expected] of [["branch", "release", ["build-filter-a2"]], ["label", "team=ops", ["build-filter-a1"]], ["user", "bo", ["build-filter-a3", "build-filter-a1"]]] as const) {
+    await page.fill(`form.filters input[name="${name}"]`, value);
+    await page.waitForFunction((n) => (globalThis as unknown as { location: { hash: string } }).location.hash.includes(`${n}=`), name);
+    await page.waitForFunction((want) => JSON.stringify([...(globalThis as unknown as { document: { querySelectorAll(s: string): { getAttribute(a: string): string }[] } }).document.querySelectorAll("table.builds tbody tr")].map((r) => r.getAttribute("data-build"))) === want, JSON.stringify(expected));
+    await page.fill(`form.filters input[name="${name}"]`, "");
+  }
+  // A filtered list is a link: opened afresh, the same builds and the same fields.
+  const shared = await loggedIn();
+  await shared.goto(`${server.url}/#/?project=gadget&result=failed`);
+  await shared.reload();
+  await shared.waitForSelector('tr[data-build="build-filter-a2"]');
+  expect(await shared.$$eval("table.builds tbody tr", (rows) => rows.map((r) => r.getAttribute("data-build")))).toEqual(["build-filter-a2"]);
+  expect(await shared.inputValue('form.filters input[name="project"]')).toBe("gadget");
+  // The projects page: each project's duration and hit rate over time.
+  await shared.click('nav a[href="#/projects"]');
+  await shared.waitForSelector('section.project[data-project="gadget"] svg[aria-label="duration over time"]');
+  expect(await screenshot(shared, "dashboard-projects.png")).toBeGreaterThan(20);
+  await shared.close();
+  await page.close();
+}, 120_000);

@@ -148,6 +148,30 @@ for (const backend of BACKENDS) describe(`the build hub on ${backend.name}`, () 
       expect(((await refused.json()) as { error: string }).error).toBe("events[0].git.dirty: must be true or false");
     });
 
+    test("each project's finished builds of the last 30 days, oldest first: their trends (GET /v1/projects)", async () => {
+      const { call } = await hubApp();
+      const now = Date.now();
+      const reports: [string, string | undefined, "success" | "failed", number][] = [
+        ["build-0001-trend", "widget", "success", now - 3 * 3600_000],
+        ["build-0002-trend", "widget", "failed", now - 2 * 3600_000],
+        ["build-0003-trend", "gadget", "success", now - 3600_000],
+        ["build-0004-trend", undefined, "success", now - 1000],
+        ["build-0005-trend", "widget", "success", now - 40 * 86_400_000],
+      ];
+      for (const [id, project, result, time] of reports) {
+        const events = wholeBuild(result, { time, ...(project ? { project } : {}) } as Partial<BuildEvent>).map((e) => (e.type === "build.finished" ? { ...e, time: time + 1001 } : e));
+        expect((await call("POST", `/v1/builds/${id}/events`, { token: RW, body: { events } })).status).toBe(200);
+      }
+      const { projects } = (await (await call("GET", "/v1/projects", { token: RO })).json()) as { projects: { project: string; builds: { finished: number; durationMs: number; result: string; cached: number; failed: number }[] }[] };
+      expect(projects.map((p) => p.project)).toEqual(["gadget", "widget"]);
+      const widget = projects[1].builds;
+      expect(widget.map((b) => [b.result, b.durationMs, b.failed])).toEqual([
+        ["success", 1001, 0],
+        ["failed", 1001, 1],
+      ]);
+      expect(widget[0].finished).toBeLessThan(widget[1].finished);
+    });
+
     test("a build that ends leaves no step in progress, whatever the client sent: running ones were cancelled, queued ones skipped", async () => {
       const { call } = await hubApp();
       const events = wholeBuild("failed").filter((e) => !(e.type === "step.updated" && e.seq >= 4)).map((e, i) => ({ ...e, seq: i + 1 }));

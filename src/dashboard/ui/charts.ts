@@ -5,6 +5,8 @@ export interface Point {
   x: number;
   y: number;
   label: string;
+  /** A class for its dot (e.g. a failed build's). */
+  kind?: string;
 }
 
 export interface LineOptions {
@@ -39,7 +41,7 @@ export function lineChart(points: Point[], options: LineOptions = {}): string {
   const path = points.map((p, i) => `${i ? "L" : "M"}${x(p.x).toFixed(1)},${y(p.y).toFixed(1)}`).join(" ");
   const grid = [0, 0.5, 1].map((f) => `<line class="grid" x1="${left}" x2="${width - pad}" y1="${y(f * top)}" y2="${y(f * top)}"/><text class="axis" x="2" y="${y(f * top) + 4}">${esc(format(f * top))}</text>`).join("");
   const times = [...new Set([min, max])].map((t, i, all) => `<text class="axis" x="${x(t).toFixed(1)}" y="${height - 6}" text-anchor="${all.length === 1 ? "middle" : i === 0 ? "start" : "end"}">${esc(timeLabel(t, max - min))}</text>`).join("");
-  const dots = points.map((p) => `<circle cx="${x(p.x).toFixed(1)}" cy="${y(p.y).toFixed(1)}" r="3"><title>${esc(p.label)}</title></circle>`).join("");
+  const dots = points.map((p) => `<circle${p.kind ? ` class="${esc(p.kind)}"` : ""} cx="${x(p.x).toFixed(1)}" cy="${y(p.y).toFixed(1)}" r="3"><title>${esc(p.label)}</title></circle>`).join("");
   return `<svg class="chart line" viewBox="0 0 ${width} ${height}" role="img" aria-label="${esc(options.aria ?? "hit rate over time")}">${grid}${times}<path d="${path}"/>${dots}</svg>`;
 }
 
@@ -94,7 +96,10 @@ export function waterfall(rows: { label: string; text: string; start: number; le
       const x = at(r.start);
       const w = Math.max(3, (r.length / end) * plot);
       const name = r.label.length > 48 ? `${r.label.slice(0, 47)}…` : r.label;
-      return `<g class="row" data-state="${esc(r.state)}"><title>${esc(`${r.label}: ${r.text}`)}</title><text class="step-label" x="${labelWidth - 8}" y="${y + 14}" text-anchor="end">${esc(name)}</text><rect class="state-${esc(r.state)}" x="${x.toFixed(1)}" y="${y + 4}" width="${w.toFixed(1)}" height="${rowHeight - 8}" rx="2"/><text class="bar-value" x="${(x + w + 5).toFixed(1)}" y="${y + 14}">${esc(r.text)}</text></g>`;
+      // The text after the bar, or before it when the bar reaches the right edge.
+      const after = x + w + 5 + 7 * r.text.length <= width;
+      const text = after ? `x="${(x + w + 5).toFixed(1)}"` : `x="${(x - 5).toFixed(1)}" text-anchor="end"`;
+      return `<g class="row" data-state="${esc(r.state)}"><title>${esc(`${r.label}: ${r.text}`)}</title><text class="step-label" x="${labelWidth - 8}" y="${y + 14}" text-anchor="end">${esc(name)}</text><rect class="state-${esc(r.state)}" x="${x.toFixed(1)}" y="${y + 4}" width="${w.toFixed(1)}" height="${rowHeight - 8}" rx="2"/><text class="bar-value" ${text} y="${y + 14}">${esc(r.text)}</text></g>`;
     })
     .join("");
   return `<svg class="chart waterfall" viewBox="0 0 ${width} ${axis + rows.length * rowHeight + 4}" role="img" aria-label="step timeline">${ticks.join("")}${bars}</svg>`;

@@ -258,14 +258,15 @@ export function projectsPage(projects: ProjectTrend[]): string {
   const day = (t: number) => new Date(t).toISOString().slice(0, 16).replace("T", " ");
   return projects
     .map((p) => {
-      const durations = p.builds.map((b) => ({ x: b.finished, y: b.durationMs, label: `${day(b.finished)}: ${duration(b.durationMs)} (${b.result === "success" ? "done" : b.result})` }));
+      const kind = (b: { result: string }) => (b.result === "failed" ? "failed" : undefined);
+      const durations = p.builds.map((b) => ({ x: b.finished, y: b.durationMs, kind: kind(b), label: `${day(b.finished)}: ${duration(b.durationMs)} (${b.result === "success" ? "done" : b.result})` }));
       const rated = p.builds.filter((b) => b.executed + b.cached + b.failed > 0);
-      const rates = rated.map((b) => ({ x: b.finished, y: b.cached / (b.executed + b.cached + b.failed), label: `${day(b.finished)}: ${percent(b.cached / (b.executed + b.cached + b.failed))} of ${b.executed + b.cached + b.failed} steps` }));
+      const rates = rated.map((b) => ({ x: b.finished, kind: kind(b), y: b.cached / (b.executed + b.cached + b.failed), label: `${day(b.finished)}: ${percent(b.cached / (b.executed + b.cached + b.failed))} of ${b.executed + b.cached + b.failed} steps` }));
       const top = Math.max(...durations.map((d) => d.y), 1);
       const failed = p.builds.filter((b) => b.result === "failed").length;
       return `<section class="card project" data-project="${esc(p.project)}"><header><a href="#/?project=${esc(encodeURIComponent(p.project))}"><b>${esc(p.project)}</b></a> <span class="muted">${p.builds.length} build(s), ${failed} failed, last ${esc(ago(p.builds.at(-1)!.finished))}</span></header>
-<div class="panels"><div><h3>Duration</h3>${lineChart(durations, { height: 160, max: top, format: (v) => duration(v), aria: "duration over time" })}</div>
-<div><h3>Hit rate</h3>${lineChart(rates, { height: 160, empty: "No step decided yet.", aria: "hit rate over time" })}</div></div></section>`;
+<div class="panels"><div><h3>Duration</h3>${lineChart(durations, { width: 560, height: 170, max: top, format: (v) => duration(v), aria: "duration over time" })}</div>
+<div><h3>Hit rate</h3>${lineChart(rates, { width: 560, height: 170, empty: "No step decided yet.", aria: "hit rate over time" })}</div></div></section>`;
     })
     .join("");
 }
