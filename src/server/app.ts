@@ -208,7 +208,8 @@ export function createApp(parts: AppParts): Hono<AppEnv> {
       const result = await storage.putBlob(c.req.param("hash")!, body, length ? Number(length) : undefined);
       c.set("bytesIn", result.size);
       metrics.bytesIn.inc(result.size);
-      await storage.evict();
+      const evicted = await storage.evict();
+      if (evicted) log.info("evicted to stay under --max-size", { entries: evicted });
       return c.json({ hash: c.req.param("hash"), size: result.size }, result.existed ? 200 : 201);
     } catch (cause) {
       if (!(cause instanceof UploadRejected)) throw cause;

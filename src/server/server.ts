@@ -122,6 +122,7 @@ export async function startServer(options: ServeOptions): Promise<RunningServer>
       clearInterval(pruner);
       clearInterval(traffic);
       await parts.close();
+      log.info("stopped", { url });
     },
   };
 }
