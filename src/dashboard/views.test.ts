@@ -110,3 +110,14 @@ describe("the projects page", () => {
     expect((html.match(/<circle/g) ?? []).length).toBe(4);
   });
 });
+
+describe("use by token", () => {
+  test("a named token is shown by its name, an unnamed one by its hash's prefix", async () => {
+    const { cachePage } = await import("./ui/views.ts");
+    const stats = { cache: { bytes: 0, maxBytes: null, blobs: 0, actions: 0 }, hourly: [], topMissed: [], topSavers: [], conflicts: [], webhooks: [], tokens: [{ token: "0123456789ab", name: "ci", requests: 3, bytesIn: 1, bytesOut: 2 }, { token: "ba9876543210", requests: 1, bytesIn: 0, bytesOut: 0 }] };
+    const html = cachePage(stats);
+    expect(html).toContain(">ci</text>");
+    expect(html).not.toContain("0123456789ab");
+    expect(html).toContain(">token ba9876543210</text>");
+  });
+});

@@ -17,7 +17,8 @@ export interface Stats {
   hourly: { hour: number; builds: number; executed: number; cached: number; savedMs: number }[];
   topMissed: { name: string; misses: number }[];
   topSavers: { name: string; hits: number; savedMs: number }[];
-  tokens: { token: string; requests: number; bytesIn: number; bytesOut: number }[];
+  /** `name` when the token file names the token (`TOKEN rw name=ci`). */
+  tokens: { token: string; name?: string; requests: number; bytesIn: number; bytesOut: number }[];
   conflicts: ConflictView[];
   /** Absent from an older server. */
   unreproducible?: Unreproducible[];
@@ -277,7 +278,7 @@ export function cachePage(stats: Stats, mounts: MountScopeInfo[] = []): string {
   const points = stats.hourly
     .filter((h) => h.executed + h.cached > 0)
     .map((h) => ({ x: h.hour, y: h.cached / (h.executed + h.cached), label: `${new Date(h.hour).toISOString().slice(0, 13)}h: ${percent(h.cached / (h.executed + h.cached))} of ${h.executed + h.cached} steps, ${h.builds} builds` }));
-  const tokens = stats.tokens.map((t) => ({ label: `token ${t.token}`, value: t.bytesIn + t.bytesOut, text: `${t.requests} req · ↑${bytes(t.bytesIn)} ↓${bytes(t.bytesOut)}` }));
+  const tokens = stats.tokens.map((t) => ({ label: t.name ?? `token ${t.token}`, value: t.bytesIn + t.bytesOut, text: `${t.requests} req · ↑${bytes(t.bytesIn)} ↓${bytes(t.bytesOut)}` }));
   return `<div class="panels">
 <section class="card"><h3>Cache size</h3><p class="big">${esc(bytes(cache.bytes))}${cache.maxBytes ? ` <span class="muted">of ${esc(bytes(cache.maxBytes))} (${esc(percent(used))})</span>` : ""}</p><p class="muted">${cache.blobs} blobs · ${cache.actions} step results</p></section>
 <section class="card wide"><h3>Hit rate over time (per hour, last 7 days)</h3>${lineChart(points, { empty: "No finished build in the last 7 days." })}</section>
