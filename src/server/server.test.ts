@@ -61,3 +61,16 @@ test("info says what an operator acts on: start, evictions, webhook failures (wh
   expect(lines.join("")).not.toContain("secret-path");
   expect(lines.at(-1)).toStartWith("info stopped url=");
 });
+
+test("webhooks link builds at --public-url, else at the address the server listens on", async () => {
+  const quiet = createLogger({ MEMOBUILD_LOG: "error" });
+  const behindProxy = await startServer({ listen: "127.0.0.1:0", dataDir: join(work, "data-public"), tokens: [], log: quiet, publicUrl: "https://builds.example.com" });
+  const direct = await startServer({ listen: "127.0.0.1:0", dataDir: join(work, "data-direct"), tokens: [], log: quiet });
+  try {
+    expect(behindProxy.hub.publicUrl).toBe("https://builds.example.com");
+    expect(direct.hub.publicUrl).toBe(direct.url);
+  } finally {
+    await behindProxy.stop();
+    await direct.stop();
+  }
+});
