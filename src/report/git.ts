@@ -19,8 +19,10 @@
  * `git describe --dirty` says it, without staged-but-uncommitted changes, which would need the
  * object database; untracked files do not count). Each index entry is compared by type, size
  * and mtime seconds; an entry that differs (or whose mtime is not older than the index, git's
- * "racily clean" case) has its content hashed as git does, so touching a file is not a change.
- * An index larger than INDEX_LIMIT, or one that does not parse, leaves `dirty` unknown.
+ * "racily clean" case, to the nanosecond when git recorded them) has its content hashed as git
+ * does, so touching a file is not a change. An index larger than INDEX_LIMIT, one that does not
+ * parse, or more than HASH_BUDGET bytes to hash leaves `dirty` unknown: the build never waits
+ * long on it.
  */
 import { closeSync, constants, readSync } from "node:fs";
 import { basename, dirname, isAbsolute, join, resolve } from "node:path";
@@ -42,6 +44,8 @@ const SMALL_LIMIT = 4096;
 const CONFIG_LIMIT = 1024 * 1024;
 const PACKED_REFS_LIMIT = 16 * 1024 * 1024;
 export const INDEX_LIMIT = 64 * 1024 * 1024;
+/** Bytes of tracked files hashed at most (those whose stat data does not settle it). */
+export const HASH_BUDGET = 256 * 1024 * 1024;
 /** Directories above the context looked at for a .git (a context is often a repository's subdirectory). */
 const MAX_DEPTH = 64;
 
@@ -221,7 +225,7 @@ function resolveRef(repo: Repository, ref: string, depth = 0): string | undefine
 }
 
 /** The repository, branch, commit and dirty flag of the checkout `dir` is in; undefined outside a repository. */
-export function gitInfo(dir: string): GitInfo | undefined {
+export function gitInfo(dir: string, options: { hashBudget?: number } = {}): GitInfo | undefined {
   const repo = findRepository(dir);
   if (!repo) return undefined;
   try {
@@ -237,7 +241,7 @@ export function gitInfo(dir: string): GitInfo | undefined {
     const url = config.get(`remote.${remote}`)?.get("url") ?? [...config].find(([name, keys]) => name.startsWith("remote.") && keys.has("url"))?.[1].get("url");
     if (url) info.repository = redactCredentials(url).slice(0, 1024);
     const sha256 = config.get("extensions")?.get("objectformat")?.toLowerCase() === "sha256";
-    const dirty = checkoutChanged(repo, sha256 ? "sha256" : "sha1");
+    const dirty = checkoutChanged(repo, sha256 ? "sha256" : "sha1", options.hashBudget ?? HASH_BUDGET);
     if (dirty !== undefined) info.dirty = dirty;
     return info;
   } finally {
@@ -263,6 +267,8 @@ interface IndexEntry {
   mode: number;
   size: number;
   mtime: number;
+  /** 0 when git did not record nanoseconds. */
+  mtimeNs: number;
   oid: string;
   stage: number;
   /** assume-unchanged or skip-worktree: git does not look at the file either. */
@@ -304,6 +310,7 @@ export function parseIndex(data: Buffer, hashBytes: 20 | 32): IndexEntry[] | und
       mode: data.readUInt32BE(offset + 24),
       size: data.readUInt32BE(offset + 36),
       mtime: data.readUInt32BE(offset + 8),
+      mtimeNs: data.readUInt32BE(offset + 12),
       oid: data.toString("hex", offset + 40, offset + 40 + hashBytes),
       stage: (flags >> 12) & 3,
       ignored: (flags & 0x8000) !== 0 || (extended & 0x4000) !== 0,
@@ -331,24 +338,48 @@ function readVarint(data: Buffer, at: number): { value: number; next: number } |
 const safePath = (path: string) => path !== "" && !path.startsWith("/") && !path.includes("\0") && path.split("/").every((part) => part !== "" && part !== "." && part !== ".." && part.toLowerCase() !== ".git");
 
 /** Whether a tracked file differs from the index; undefined when that cannot be told. */
-function checkoutChanged(repo: Repository, algorithm: "sha1" | "sha256"): boolean | undefined {
+function checkoutChanged(repo: Repository, algorithm: "sha1" | "sha256", budget: number): boolean | undefined {
   const data = readBelow(repo.gitFd, "index", INDEX_LIMIT);
   if (!data) return undefined;
   const entries = parseIndex(data, algorithm === "sha1" ? 20 : 32);
   if (!entries || entries.some((e) => !safePath(e.path))) return undefined;
-  const indexTime = statxAt(repo.gitFd, "index", AT_SYMLINK_NOFOLLOW)?.mtime[0] ?? 0;
+  const indexTime = statxAt(repo.gitFd, "index", AT_SYMLINK_NOFOLLOW)?.mtime ?? [0, 0];
   const root = openDir(AT_FDCWD, repo.worktree, 0);
   if (root === undefined) return undefined;
   const dirs = new Map<string, number | undefined>();
+  const check: Check = { root, dirs, indexTime, algorithm, budget };
   try {
-    return entries.some((entry) => !entry.ignored && entryChanged(root, dirs, entry, indexTime, algorithm));
+    return entries.some((entry) => !entry.ignored && entryChanged(check, entry));
+  } catch (error) {
+    if (error instanceof OverBudget) return undefined;
+    throw error;
   } finally {
     for (const fd of dirs.values()) if (fd !== undefined) closeFd(fd);
     closeFd(root);
   }
 }
 
-function entryChanged(root: number, dirs: Map<string, number | undefined>, entry: IndexEntry, indexTime: number, algorithm: "sha1" | "sha256"): boolean {
+class OverBudget extends Error {}
+
+interface Check {
+  root: number;
+  /** Parent directories opened so far (undefined: gone, or below a link). */
+  dirs: Map<string, number | undefined>;
+  indexTime: [number, number];
+  algorithm: "sha1" | "sha256";
+  /** Bytes that may still be hashed. */
+  budget: number;
+}
+
+/** Whether git would call the entry racily clean: changed in the same instant the index was written. */
+function racy(entry: IndexEntry, [seconds, nanoseconds]: [number, number]): boolean {
+  const indexSeconds = seconds % 2 ** 32;
+  if (entry.mtime !== indexSeconds) return entry.mtime > indexSeconds;
+  return entry.mtimeNs === 0 || entry.mtimeNs >= nanoseconds;
+}
+
+function entryChanged(check: Check, entry: IndexEntry): boolean {
+  const { root, dirs } = check;
   if (entry.stage !== 0) return true; // a merge conflict
   const type = entry.mode & S_IFMT;
   if (type === S_IFGITLINK || type === S_IFDIR) return false; // a submodule, a sparse directory: their own checkouts
@@ -360,8 +391,10 @@ function entryChanged(root: number, dirs: Map<string, number | undefined>, entry
   const stat = statxAt(dirFd, name, AT_SYMLINK_NOFOLLOW);
   if (!stat || (stat.mode & S_IFMT) !== type) return true;
   const sameStat = stat.size % 2 ** 32 === entry.size && stat.mtime[0] % 2 ** 32 === entry.mtime;
-  if (sameStat && entry.mtime < indexTime) return false;
-  return contentId(dirFd, name, type, stat.size, algorithm) !== entry.oid;
+  if (sameStat && !racy(entry, check.indexTime)) return false;
+  check.budget -= stat.size;
+  if (check.budget < 0) throw new OverBudget();
+  return contentId(dirFd, name, type, stat.size, check.algorithm) !== entry.oid;
 }
 
 /** The object id git gives the file's content (a blob of the bytes, or of a link's target). */
