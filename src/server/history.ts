@@ -400,7 +400,12 @@ export class SqliteHistory implements HistoryStore {
  */
 export const FINAL_STATES_SQL = "UPDATE build_steps SET state = CASE state WHEN 'running' THEN 'cancelled' ELSE 'skipped' END WHERE build = $1 AND state IN ('running', 'queued')";
 /** The failed steps of each build listed: they count as misses in its hit rate. */
-export const FAILED_STEPS_SQL = "(SELECT count(*) FROM build_steps s WHERE s.build = builds.id AND s.state = 'failed') AS failed_steps";
+export const FAILED_STEPS_SQL = [
+  "(SELECT count(*) FROM build_steps s WHERE s.build = builds.id AND s.state = 'failed') AS failed_steps",
+  // The first that failed, named in the list: what a lead looks for first.
+  "(SELECT min(number) FROM build_steps s WHERE s.build = builds.id AND s.state = 'failed') AS failed_number",
+  "(SELECT name FROM build_steps s WHERE s.build = builds.id AND s.state = 'failed' ORDER BY number LIMIT 1) AS failed_name",
+].join(", ");
 
 /** The branch a build is listed under: its CI's, else its checkout's. */
 export const branchOf = (info: Pick<BuildInfo, "ci" | "git">) => info.ci?.branch ?? info.git?.branch ?? null;
@@ -460,6 +465,7 @@ export function toSummary(row: Row): BuildSummary {
     executed,
     cached,
     ...(executed + cached + failed > 0 ? { hitRate: cached / (executed + cached + failed) } : {}),
+    ...(row.failed_name !== null && row.failed_name !== undefined ? { failedStep: { number: Number(row.failed_number), name: row.failed_name as string } } : {}),
     savedMs: row.saved_ms as number,
   };
 }

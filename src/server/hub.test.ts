@@ -91,7 +91,7 @@ for (const backend of BACKENDS) describe(`the build hub on ${backend.name}`, () 
       expect(list.total).toBe(1);
       expect(list.lastEvent).toBe(8);
       // The failed step counts as a miss: 1 cached of 3 decided.
-      expect(list.builds[0]).toMatchObject({ id: BUILD, result: "failed", executed: 1, cached: 1, hitRate: 1 / 3, savedMs: 4000, host: "ci-7", labels: { team: "web" }, error: "RUN make failed" });
+      expect(list.builds[0]).toMatchObject({ id: BUILD, result: "failed", failedStep: { number: 3, name: "[app 3/3] RUN make" }, executed: 1, cached: 1, hitRate: 1 / 3, savedMs: 4000, host: "ci-7", labels: { team: "web" }, error: "RUN make failed" });
       const build = (await (await call("GET", `/v1/builds/${BUILD}`, { token: RO })).json()) as { steps: Record<string, unknown>[] };
       expect(build.steps.map((s) => s.state)).toEqual(["cached-remote", "executed", "failed"]);
       expect(build.steps[0]).toMatchObject({ savedMs: 4000, started: 1_000_100 });

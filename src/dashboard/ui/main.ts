@@ -132,7 +132,9 @@ function apply(event: HubEvent) {
         build.cached++;
         build.savedMs += (change.savedMs as number | undefined) ?? 0;
       }
-      build.hitRate = build.cached / Math.max(1, build.executed + build.cached);
+      // A failed step is a miss (as the server counts it); the totals are the client's at the end.
+      const failed = (build.steps ?? []).filter((s) => s.state === "failed").length;
+      build.hitRate = build.cached / Math.max(1, build.executed + build.cached + failed);
       break;
     }
     case "step.log": {
