@@ -48,6 +48,8 @@ const commitOf = (b: Build) => b.ci?.commit ?? b.git?.commit;
 /** Who built it: the user, else the name of the token it reported with. */
 const whoOf = (b: Build) => b.user ?? b.tokenName;
 
+const clip = (text: string, max: number) => (text.length > max ? `${text.slice(0, max - 1)}…` : text);
+
 /** What a lead scans a list for: branch and commit (dirty or not), who, tags, token, CI. */
 function who(b: Build): string {
   const commit = commitOf(b);
@@ -157,7 +159,7 @@ export function buildsPage(running: Build[], recent: Build[], now: number, filte
     .map(
       (b) => `<tr data-build="${esc(b.id)}" data-result="${esc(b.result)}">
   <td>${badge(b.result)}</td>
-  <td><a href="#/builds/${esc(b.id)}">${esc(title(b))}</a>${b.failedStep ? ` <span class="error">failed at ${esc(b.failedStep.name)}</span>` : ""}<div class="who">${who(b)} ${labels(b)}</div></td>
+  <td><a href="#/builds/${esc(b.id)}">${esc(title(b))}</a>${b.failedStep ? ` <span class="failed-at" title="${esc(b.failedStep.name)}">failed at step ${b.failedStep.number}: <code>${esc(clip(b.failedStep.name.replace(/^\[[^\]]*\]\s*/, ""), 60))}</code></span>` : ""}<div class="who">${who(b)} ${labels(b)}</div></td>
   <td>${esc(ago(b.started, now))}</td>
   <td class="num">${esc(b.result === "running" ? duration(now - b.started) : duration(b.durationMs))}</td>
   <td class="num">${esc(percent(b.hitRate))}</td>
