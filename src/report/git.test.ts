@@ -13,6 +13,9 @@ function git(dir: string, ...args: string[]): string {
   return run.stdout.toString().trim();
 }
 
+/** Ten seconds ago, a quarter into its second. */
+const PAST = Math.floor(Date.now() / 1000) - 10 + 0.25;
+
 /** A repository with a commit on branch `feature/x`, a remote with a credential, and a subdirectory. */
 function repository(name: string): { dir: string; commit: string } {
   const dir = join(work, name);
@@ -25,8 +28,7 @@ function repository(name: string): { dir: string; commit: string } {
   git(dir, "commit", "-qm", "first");
   git(dir, "remote", "add", "origin", "https://ci-bot:ghp_abcdefghijklmnopqrstuvwxyz0123456789@github.com/acme/widget.git");
   // Older than now: the files are not "racily clean" (a rewrite within the index's second).
-  const past = new Date(Date.now() - 10_000);
-  for (const file of ["app/main.c", "README"]) utimesSync(join(dir, file), past, past);
+  for (const file of ["app/main.c", "README"]) utimesSync(join(dir, file), PAST, PAST);
   git(dir, "update-index", "--refresh");
   return { dir, commit: git(dir, "rev-parse", "HEAD") };
 }
@@ -56,6 +58,13 @@ describe("gitInfo (without running git)", () => {
     git(dir, "update-index", "--index-version", "4");
     expect(gitInfo(dir)?.dirty).toBe(false);
     writeFileSync(join(dir, "README"), "HELLO\n"); // same size
+    expect(gitInfo(dir)?.dirty).toBe(true);
+  });
+
+  test("dirty: a same-size edit within the same second (told by its nanoseconds, when git recorded them)", () => {
+    const { dir } = repository("same-second");
+    writeFileSync(join(dir, "README"), "HELLO\n");
+    utimesSync(join(dir, "README"), PAST + 0.25, PAST + 0.25);
     expect(gitInfo(dir)?.dirty).toBe(true);
   });
 

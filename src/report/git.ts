@@ -390,7 +390,8 @@ function entryChanged(check: Check, entry: IndexEntry): boolean {
   const name = basename(entry.path);
   const stat = statxAt(dirFd, name, AT_SYMLINK_NOFOLLOW);
   if (!stat || (stat.mode & S_IFMT) !== type) return true;
-  const sameStat = stat.size % 2 ** 32 === entry.size && stat.mtime[0] % 2 ** 32 === entry.mtime;
+  // Nanoseconds compared when git recorded them (a same-size edit within the second is a change).
+  const sameStat = stat.size % 2 ** 32 === entry.size && stat.mtime[0] % 2 ** 32 === entry.mtime && (entry.mtimeNs === 0 || stat.mtime[1] === entry.mtimeNs);
   if (sameStat && !racy(entry, check.indexTime)) return false;
   check.budget -= stat.size;
   if (check.budget < 0) throw new OverBudget();
