@@ -87,6 +87,9 @@ describe("gitInfo (without running git)", () => {
     const linked = join(work, "linked");
     git(dir, "worktree", "add", "-q", "-b", "other", linked);
     expect(gitInfo(linked)).toMatchObject({ branch: "other", commit, repository: "https://github.com/acme/widget.git", dirty: false });
+    // Named through a link (as /tmp often is): the same checkout.
+    symlinkSync(linked, join(work, "linked-by-link"));
+    expect(gitInfo(join(work, "linked-by-link"))).toMatchObject({ branch: "other", commit });
   });
 
   test("outside a repository: nothing", () => {

@@ -24,7 +24,7 @@
  * parse, or more than HASH_BUDGET bytes to hash leaves `dirty` unknown: the build never waits
  * long on it.
  */
-import { closeSync, constants, readSync } from "node:fs";
+import { closeSync, constants, readSync, realpathSync } from "node:fs";
 import { basename, dirname, isAbsolute, join, resolve } from "node:path";
 import { AT_EMPTY_PATH, AT_FDCWD, AT_SYMLINK_NOFOLLOW, closeFd, O_CLOEXEC, O_PATH, openat2, readlinkat, RESOLVE_BENEATH, RESOLVE_NO_SYMLINKS, statxAt } from "../sys/libc.ts";
 import { checkRegular, readBounded } from "../util/host-file.ts";
@@ -113,7 +113,13 @@ function close(repo: Repository) {
 
 /** The repository `dir` is in: the nearest `.git` at it or above, or undefined. */
 function findRepository(dir: string): Repository | undefined {
-  let current = resolve(dir);
+  // The context as the user named it, links resolved (the user's own path, not the project's).
+  let current: string;
+  try {
+    current = realpathSync(dir);
+  } catch {
+    return undefined;
+  }
   for (let depth = 0; depth < MAX_DEPTH; depth++) {
     const stat = statxAt(AT_FDCWD, join(current, ".git"), AT_SYMLINK_NOFOLLOW);
     if (stat) return openRepository(current, stat.mode & S_IFMT);
@@ -160,17 +166,26 @@ function openRepository(worktree: string, type: number): Repository | undefined 
 function linkedGitDirectory(gitFd: number, gitDir: string, worktree: string): number | undefined {
   const back = textBelow(gitFd, "gitdir")?.trim();
   if (back !== undefined) {
-    if (resolve(gitDir, back) !== join(worktree, ".git")) return undefined;
+    if (!samePath(resolve(gitDir, back), join(worktree, ".git"))) return undefined;
     const commondir = textBelow(gitFd, "commondir")?.trim();
     if (commondir === undefined) return gitFd;
     // A worktree's git directory is COMMON/worktrees/NAME: anywhere else is not git's layout.
     const common = isAbsolute(commondir) ? commondir : resolve(gitDir, commondir);
-    if (dirname(gitDir) !== join(common, "worktrees")) return undefined;
+    if (!samePath(dirname(gitDir), join(common, "worktrees"))) return undefined;
     return openDir(AT_FDCWD, common, 0);
   }
   const config = parseConfig(textBelow(gitFd, "config", CONFIG_LIMIT) ?? "");
   const core = config.get("core")?.get("worktree");
-  return core !== undefined && resolve(gitDir, core) === worktree ? gitFd : undefined;
+  return core !== undefined && samePath(resolve(gitDir, core), worktree) ? gitFd : undefined;
+}
+
+/** Whether two paths lead to the same place (git writes real paths; a context may be named through a link). */
+function samePath(a: string, b: string): boolean {
+  try {
+    return realpathSync(a) === realpathSync(b);
+  } catch {
+    return false;
+  }
 }
 
 /** Sections of a git config (`remote.origin` for `[remote "origin"]`), each its keys (lower case) and last values. */
