@@ -25,6 +25,12 @@ describe("the cache mounts panel", () => {
     expect(html).toContain(esc(SAVED_NOTE));
   });
 
+  test("a token the token file names is shown by that name", () => {
+    const named = scope("npm", null);
+    named.current.authorName = "ci-bot";
+    expect(mountsPanel([named])).toContain("<td>ci-bot · ");
+  });
+
   test("a mount nobody fetched yet shows no fetch figures", () => {
     expect(mountsPanel([scope("npm", null)])).toContain('<td class="num">0</td><td class="num">–</td><td class="num">–</td><td class="num saved">–</td></tr>');
   });

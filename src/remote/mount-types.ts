@@ -13,6 +13,8 @@ export interface MountVersionInfo {
   signer: string | null;
   /** The token that published it (a short hash prefix, as in the server's stats). */
   author: string | null;
+  /** The name the server's token file gives that token (`TOKEN rw name=ci`), shown instead of the prefix. */
+  authorName?: string;
   created: number;
   published: number;
   files: number;

@@ -286,7 +286,7 @@ export function createApp(parts: AppParts): Hono<AppEnv> {
 
   app.route("/", hubRoutes(parts));
   if (parts.jobs) app.route("/", jobRoutes(parts.jobs, (submitter) => tokens.roleOf(submitter), parts.secrets));
-  if (parts.mounts) app.route("/", mountRoutes(parts.mounts));
+  if (parts.mounts) app.route("/", mountRoutes(parts.mounts, (id) => tokens.nameOf(id)));
 
   app.notFound((c) => error(c, 404, `no route for ${c.req.method} ${c.req.path}`));
   app.onError((cause, c) => {

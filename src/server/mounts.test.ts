@@ -15,6 +15,8 @@ afterAll(() => rmSync(work, { recursive: true, force: true }));
 
 const RW = "read-write-token";
 const RO = "read-only-token";
+/** A token the token file names (`TOKEN rw name=ci-bot`). */
+const NAMED = "named-ci-token";
 let opened: ServerParts[] = [];
 let parts: ServerParts | undefined;
 let n = 0;
@@ -28,7 +30,7 @@ type ServerOptions = { mountBudget?: number; maxSize?: number; pendingGraceMs?: 
 /** A server on `backend`; the same dataDir again is another replica over the same stores. */
 async function serverOn(backend: Backend, options: ServerOptions = {}) {
   const dataDir = options.dataDir ?? join(work, `data${++n}`);
-  parts = await createParts({ ...options, dataDir, ...(await backend.options(dataDir)), tokens: [{ token: RW, role: "rw" }, { token: RO, role: "ro" }], log: createLogger({ MEMOBUILD_LOG: "error" }) });
+  parts = await createParts({ ...options, dataDir, ...(await backend.options(dataDir)), tokens: [{ token: RW, role: "rw" }, { token: RO, role: "ro" }, { token: NAMED, role: "rw", name: "ci-bot" }], log: createLogger({ MEMOBUILD_LOG: "error" }) });
   opened.push(parts);
   const app = createApp(parts);
   const call = (method: string, path: string, body?: string, token = RW) => app.fetch(new Request(`http://cache${path}`, { method, body, headers: { authorization: `Bearer ${token}` } }));
@@ -99,6 +101,15 @@ for (const backend of BACKENDS) describe(`shared cache mounts on ${backend.name}
     const { scopes } = (await (await one("GET", "/v1/mounts")).json()) as { scopes: { current: { id: string }; versions: number; changes: number[] }[] };
     expect(scopes.map((s) => [s.current.id, s.versions])).toEqual([[listed[0].id, 7]]);
     expect(scopes[0].changes).toEqual([1, 1, 1, 1, 1, 1, 1]);
+  });
+
+  test("a named token's publish is shown by the token's name; an unnamed one's by its hash prefix", async () => {
+    const call = await server();
+    expect((await publish(call, { "a.tgz": "A" }, { token: NAMED })).response.status).toBe(201);
+    const listed = async () => ((await (await call("GET", "/v1/mounts")).json()) as { scopes: { current: { author: string; authorName?: string } }[] }).scopes[0].current;
+    expect(await listed()).toMatchObject({ author: blake3Hex(NAMED).slice(0, 12), authorName: "ci-bot" });
+    expect((await publish(call, { "b.tgz": "B" }, { parent: (await versions(call))[0].id, created: 2 })).response.status).toBe(201);
+    expect((await listed()).authorName).toBeUndefined();
   });
 
   test("a fetch's report is added to its scope: files and bytes downloaded and kept, and the time the kept ones saved", async () => {

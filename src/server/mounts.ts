@@ -217,10 +217,17 @@ export function parseFetchReport(body: unknown): MountFetchReport | string {
 
 const validScope = (text: string | undefined) => HASH.test(text ?? "");
 
-export function mountRoutes(mounts: MountStore): Hono<AppEnv> {
+/** `nameOf`: a token's name from its id (the token file's `name=`), shown instead of the hash prefix. */
+export function mountRoutes(mounts: MountStore, nameOf: (id: string) => string | undefined = () => undefined): Hono<AppEnv> {
   const app = new Hono<AppEnv>();
 
-  app.get("/v1/mounts", async (c) => c.json({ scopes: await mounts.scopes() }));
+  app.get("/v1/mounts", async (c) => {
+    const scopes = (await mounts.scopes()).map((s) => {
+      const name = s.current.author === null ? undefined : nameOf(s.current.author);
+      return name ? { ...s, current: { ...s.current, authorName: name } } : s;
+    });
+    return c.json({ scopes });
+  });
 
   app.post("/v1/mounts/missing", async (c) => {
     const text = await boundedText(c.req.raw, MAX_MANIFEST_BYTES);

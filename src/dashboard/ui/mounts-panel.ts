@@ -15,7 +15,7 @@ export const SAVED_NOTE =
 const files = (n: number, size: number) => `${n} file${n === 1 ? "" : "s"}, ${bytes(size)}`;
 
 function row(s: MountScopeInfo): string {
-  const by = s.current.signer ? short(s.current.signer.replace(/^ed25519:/, "")) : `token ${s.current.author ?? "?"}`;
+  const by = s.current.signer ? short(s.current.signer.replace(/^ed25519:/, "")) : (s.current.authorName ?? `token ${s.current.author ?? "?"}`);
   const f = s.fetched;
   const cells = [
     `<td>${esc(s.label.id)}</td>`,
