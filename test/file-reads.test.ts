@@ -196,6 +196,21 @@ describe("a project's .git (read for the build hub without running git)", () => 
     expect(gitInfo(dir)).toBeUndefined();
   });
 
+  test("a config or packed-refs past its bound is not read (the rest still is)", () => {
+    const dir = repository();
+    const config = join(dir, ".git", "config");
+    writeFileSync(config, `[remote "origin"]\n\turl = https://example.com/acme/big.git\n`);
+    expect(Bun.spawnSync(["truncate", "-s", "2M", config]).exitCode).toBe(0);
+    expect(gitInfo(dir)).toMatchObject({ branch: "main", commit: expect.stringMatching(/^[0-9a-f]{40}$/) });
+    expect(gitInfo(dir)!.repository).toBeUndefined();
+    rmSync(join(dir, ".git", "refs", "heads", "main"));
+    const packed = join(dir, ".git", "packed-refs");
+    writeFileSync(packed, `${"d".repeat(40)} refs/heads/main\n`);
+    expect(gitInfo(dir)!.commit).toBe("d".repeat(40));
+    expect(Bun.spawnSync(["truncate", "-s", "17M", packed]).exitCode).toBe(0);
+    expect(gitInfo(dir)!.commit).toBeUndefined();
+  });
+
   test("a huge index leaves dirty unknown; an index naming paths out of the checkout is not followed", () => {
     const dir = repository();
     const index = join(dir, ".git", "index");
