@@ -59,7 +59,7 @@ async function loadBuilds() {
 }
 
 /** The route (#/path) and the list's filters (#/?project=…&result=…). */
-function location2(): { route: string; filters: Filters } {
+function currentView(): { route: string; filters: Filters } {
   const hash = location.hash.replace(/^#/, "") || "/";
   const [route, query = ""] = hash.split("?");
   const params = new URLSearchParams(query);
@@ -191,7 +191,7 @@ function redraw() {
 
 function render() {
   const now = Date.now();
-  const { route, filters } = location2();
+  const { route, filters } = currentView();
   const nav = (path: string, text: string, active: boolean) => `<a href="#${path}"${active ? ' class="active"' : ""}>${text}</a>`;
   top.innerHTML = `<header class="top"><h1>MemoBuild</h1><nav>${nav("/", "Builds", route === "/" || route.startsWith("/builds/"))}${nav("/projects", "Projects", route === "/projects")}${nav("/cache", "Cache", route === "/cache")}${nav("/workers", "Workers", route === "/workers")}</nav>
 <span class="live-state ${connected ? "on" : "off"}" data-live="${connected}">${connected ? "live" : "reconnecting…"}</span>
@@ -280,7 +280,7 @@ function showFilters(filters: Filters | undefined) {
       const query = params.toString();
       // The URL holds the filters (a link to share) without a hashchange that would redraw the bar.
       history.replaceState(null, "", `#/${query ? `?${query}` : ""}`);
-      filterShown = JSON.stringify(location2().filters);
+      filterShown = JSON.stringify(currentView().filters);
       redraw();
     }, 250);
   };
