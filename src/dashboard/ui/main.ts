@@ -208,10 +208,10 @@ function render() {
       const step = build.steps.find((s) => s.number === number);
       const view = step && logs.get(logKey(id, step.id));
       body = stepLogPage(build, number, view && view.lastEvent !== Number.MAX_SAFE_INTEGER ? view : undefined);
-      if (step && !view) void loadLog(build, number).catch((e) => (app.innerHTML = `${header}<p class="error">${esc((e as Error).message)}</p>`));
+      if (step && !view) void loadLog(build, number).catch((e) => (pageEl.innerHTML = `<p class="error">${esc((e as Error).message)}</p>`));
     } else {
       body = '<p class="muted">Loading…</p>';
-      void loadBuild(id).catch((e) => (app.innerHTML = `${header}<p class="error">${esc((e as Error).message)}</p>`));
+      void loadBuild(id).catch((e) => (pageEl.innerHTML = `<p class="error">${esc((e as Error).message)}</p>`));
     }
   } else if (match) {
     const build = builds.get(decodeURIComponent(match[1]));
@@ -309,7 +309,7 @@ addEventListener("hashchange", () => {
 setInterval(redraw, 1000);
 
 loadBuilds()
-  .catch((e) => (app.innerHTML = `<p class="error">${esc((e as Error).message)}</p>`))
+  .catch((e) => (pageEl.innerHTML = `<p class="error">${esc((e as Error).message)}</p>`))
   .finally(() => {
     render();
     connect();

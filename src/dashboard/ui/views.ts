@@ -196,7 +196,7 @@ function failure(b: Build, steps: Step[]): string {
   const failed = steps.find((s) => s.state === "failed");
   if (!failed) return b.error ? `<section class="card failure"><h3>The build failed</h3><pre class="output error">${esc(b.error)}</pre></section>` : "";
   const output = failed.tail?.length ? failed.tail : failed.reasons;
-  return `<section class="card failure" data-failed-step="${esc(failed.id)}"><h3>Failed at step ${failed.number}: <code>${esc(failed.name)}</code></h3>
+  return `<section class="card failure" data-failed-step="${esc(failed.id)}"><h3>Failed at step ${failed.number}: <code>${esc(failed.name)}</code> <a class="log-link" href="#/builds/${esc(encodeURIComponent(b.id))}/steps/${failed.number}">all its output</a></h3>
 ${output?.length ? `<pre class="output">${esc(output.join("\n"))}</pre>` : ""}${b.error ? `<pre class="output error">${esc(b.error)}</pre>` : ""}</section>`;
 }
 
