@@ -143,6 +143,7 @@ export class BuildReporter {
     // one still queued never started (sent even past maxQueued: the end must be right).
     for (const [step, state] of this.states) {
       if (FINAL_STATES.includes(state)) continue;
+      if (state === "running") this.queueLogs(step); // what it printed before it was cut short, tail included
       this.push({ type: "step.updated", step, ...(state === "running" ? { state: "cancelled", durationMs: this.runningFor(step) } : { state: "skipped" }) });
     }
     this.push({ type: "build.finished", ...outcome, context: this.context, durationMs: Date.now() - this.begin, ...this.totals });
