@@ -8,9 +8,9 @@
  * stage fails the build and cancels the rest, as Ctrl-C cancels every job of the build.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { basename, join } from "node:path";
 import { REPO_ROOT, memobuildBinary, runMemobuild } from "./support/binary.ts";
 import { buildBaseImage, machineWithBase, writeProject } from "./support/base-image.ts";
 import { startCacheServer, type CacheServer } from "./support/server.ts";
@@ -262,6 +262,52 @@ describe("builds through --builder", () => {
     const without = await remoteBuild(dir, client, "--no-cache");
     expect(without.exitCode).toBe(1);
     expect(without.stderr).toContain('secret \"token\" is required but was not given');
+  }, 120_000);
+
+  test("--ssh reaches the worker's RUN from the client's agents (ssh-add -l in the container lists their keys); no key at rest", async () => {
+    const key = (name: string) => {
+      const file = join(work, name);
+      expect(Bun.spawnSync(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", name, "-f", file]).exitCode).toBe(0);
+      return { file, fingerprint: Bun.spawnSync(["ssh-keygen", "-l", "-f", file]).stdout.toString().split(" ")[1], body: readFileSync(file, "utf8").split("\n")[1] };
+    };
+    const held = key("agent-key");
+    const deploy = key("deploy-key");
+    // A real agent, as a user's: started by the test, the key added to it.
+    const socket = join(work, "agent.sock");
+    const agent = Bun.spawn(["ssh-agent", "-D", "-a", socket], { stdout: "ignore", stderr: "ignore" });
+    try {
+      for (let i = 0; i < 100 && !existsSync(socket); i++) await Bun.sleep(20);
+      expect(Bun.spawnSync(["ssh-add", "-q", held.file], { env: { SSH_AUTH_SOCK: socket, PATH: process.env.PATH } }).exitCode).toBe(0);
+      // The container gets OpenSSH's own ssh-add (with its loader and libraries) by a bind mount of the context.
+      const dir = writeProject(join(work, "ssh"), {
+        Dockerfile:
+          "FROM memobuild/busybox\n" +
+          `RUN --mount=type=bind,source=tools,target=/tools --mount=type=ssh,required=true --mount=type=ssh,id=deploy,target=/deploy.sock,required=true echo ${Date.now()} && ` +
+          "/tools/ld.so --library-path /tools /tools/ssh-add -l > /keys && SSH_AUTH_SOCK=/deploy.sock /tools/ld.so --library-path /tools /tools/ssh-add -l >> /keys\n",
+      });
+      mkdirSync(join(dir, "tools"));
+      const libraries = Bun.spawnSync(["ldd", "/usr/bin/ssh-add"]).stdout.toString().match(/\/\S+\.so[.\d]*/g)!;
+      for (const library of libraries) copyFileSync(library, join(dir, "tools", library.includes("ld-linux") ? "ld.so" : basename(library)));
+      copyFileSync("/usr/bin/ssh-add", join(dir, "tools/ssh-add"));
+      const out = join(work, "ssh-out");
+      const child = Bun.spawn([memobuildBinary(), "build", dir, "--cache-dir", machineWithBase(join(work, "client-ssh"), baseOci), "--builder", server.url, "--remote-token", CLIENT, "--ssh", "default", "--ssh", `deploy=${deploy.file}`, "-o", `type=local,dest=${out}`], {
+        stdout: "pipe",
+        stderr: "pipe",
+        env: { ...process.env, SSH_AUTH_SOCK: socket },
+      });
+      const [stderr, code] = await Promise.all([new Response(child.stderr).text(), child.exited]);
+      expect({ code, stderr: code ? stderr : "" }).toEqual({ code: 0, stderr: "" });
+      const keys = readFileSync(join(out, "keys"), "utf8");
+      expect(keys).toContain(`${held.fingerprint} agent-key (ED25519)`);
+      expect(keys).toContain(`${deploy.fingerprint} deploy-key (ED25519)`);
+      // Neither private key is on the server's or the workers' disks.
+      for (const body of [held.body, deploy.body]) {
+        const grep = Bun.spawnSync(["grep", "-rlF", "--binary-files=text", body, join(work, "server"), join(work, "cache-w1"), join(work, "cache-w2")], { stdout: "pipe" });
+        expect(grep.stdout.toString()).toBe("");
+      }
+    } finally {
+      agent.kill("SIGKILL");
+    }
   }, 120_000);
 
   test("what a remote builder cannot do yet is refused before anything is sent", async () => {

@@ -15,7 +15,7 @@ import { plan as planStages } from "../frontend/plan.ts";
 import { hostPlatform } from "../frontend/platform.ts";
 import { sha256File } from "../hash/sha256.ts";
 import { loadImage, type StoredImage } from "../image/layout.ts";
-import { JobsClient, JobsError } from "../remote/jobs-client.ts";
+import { JobsClient, JobsError, type AgentAsk } from "../remote/jobs-client.ts";
 import { parseBlobRef, type BlobRef, type ContextFile, type ImageBlobs, type JobDefinition } from "../remote/job-definition.ts";
 import type { RemoteCache } from "../remote/client.ts";
 import { Root } from "../rootfs/root.ts";
@@ -25,6 +25,9 @@ import { imageReferences, imageResolver } from "../solver/images.ts";
 import type { ProgressEvent, ProgressSink } from "../solver/progress.ts";
 import type { StepResult } from "../solver/result.ts";
 import { terminalText } from "../util/terminal-text.ts";
+import { AGENT_FAILURE } from "../util/agent-frames.ts";
+import type { SshAgents } from "../executor/ssh.ts";
+import { RemoteAgents } from "./remote-agents.ts";
 
 export interface RemoteBuildOptions {
   jobs: JobsClient;
@@ -49,6 +52,8 @@ export interface RemoteBuildOptions {
   spread?: { jobs: SpreadJob[]; plan: ProgressEvent };
   /** --cache-mount-scope, for the worker's shared cache mounts. */
   cacheMountScope?: string;
+  /** `--ssh` agents: they stay here, and answer the worker's build for as long as it runs. */
+  ssh?: { ids: string[]; agents: SshAgents };
 }
 
 export class RemoteBuildError extends UserError {}
@@ -71,21 +76,28 @@ export async function buildRemotely(options: RemoteBuildOptions): Promise<{ imag
     labels: options.labels,
     secrets: [...(options.secrets?.keys() ?? [])],
     ...(options.cacheMountScope !== undefined ? { cacheMountScope: options.cacheMountScope } : {}),
+    ssh: options.ssh?.ids ?? [],
   };
   const secrets = secretTexts(options.secrets); // before anything is submitted
-  const outcome = options.spread
-    ? await runSpread({ jobs, definition, spread: options.spread.jobs, plan: options.spread.plan, progress, follow: (id, sink) => follow(jobs, id, sink, secrets) })
-    : await runOne(jobs, definition, options.hints ?? [], progress, secrets);
-  return { image: await importImage(options, outcome.image), steps: outcome.steps };
+  const agents = options.ssh ? new RemoteAgents(options.ssh.agents) : undefined;
+  const followJob = (id: string, sink: ProgressSink) => follow(jobs, id, sink, secrets, agents);
+  try {
+    const outcome = options.spread
+      ? await runSpread({ jobs, definition, spread: options.spread.jobs, plan: options.spread.plan, progress, follow: followJob })
+      : await runOne(jobs, definition, options.hints ?? [], progress, followJob);
+    return { image: await importImage(options, outcome.image), steps: outcome.steps };
+  } finally {
+    agents?.close();
+  }
 }
 
 /** The whole build as one job; Ctrl-C cancels it. */
-async function runOne(jobs: JobsClient, definition: JobDefinition, hints: string[], progress: ProgressSink, secrets: Record<string, string>): Promise<{ image: ImageBlobs; steps: StepResult[] }> {
+async function runOne(jobs: JobsClient, definition: JobDefinition, hints: string[], progress: ProgressSink, followJob: (id: string, sink: ProgressSink) => Promise<{ image: ImageBlobs; steps: StepResult[] }>): Promise<{ image: ImageBlobs; steps: StepResult[] }> {
   const id = await jobs.submit(definition, hints);
   const cancel = () => void jobs.cancel(id).finally(() => process.exit(130));
   process.once("SIGINT", cancel);
   try {
-    return await follow(jobs, id, progress, secrets);
+    return await followJob(id, progress);
   } finally {
     process.removeListener("SIGINT", cancel);
   }
@@ -169,11 +181,12 @@ function secretTexts(secrets: ReadonlyMap<string, Buffer> | undefined): Record<s
 }
 
 /** The worker's progress, shown as it comes; the job's outcome, checked. */
-async function follow(jobs: JobsClient, id: string, progress: ProgressSink, secrets: Record<string, string>): Promise<{ image: ImageBlobs; steps: StepResult[] }> {
+async function follow(jobs: JobsClient, id: string, progress: ProgressSink, secrets: Record<string, string>, agents?: RemoteAgents): Promise<{ image: ImageBlobs; steps: StepResult[] }> {
   let since = 0;
   for (;;) {
     const followed = await jobs.follow(id, since);
     if (followed.asks) await jobs.answerSecrets(id, Object.fromEntries(followed.asks.filter((s) => s in secrets).map((s) => [s, secrets[s]])));
+    await answerAgents(jobs, id, followed.agentAsks, agents);
     for (const { seq, event } of followed.events) {
       since = Math.max(since, seq);
       const shown = progressEvent(event);
@@ -183,6 +196,13 @@ async function follow(jobs: JobsClient, id: string, progress: ProgressSink, secr
     if (followed.state !== "succeeded") throw new RemoteBuildError(`the build ${followed.state === "cancelled" ? "was cancelled" : "failed"} on worker ${terminalText(followed.worker ?? "(none)", { max: 64 })}: ${terminalText(followed.error ?? "no reason given", { max: 4000 })}`);
     return parseOutcome(followed.result, followed.worker);
   }
+}
+
+/** The worker's build talks to this machine's ssh agents; a build given none gets failures. */
+async function answerAgents(jobs: JobsClient, id: string, asks: AgentAsk[] | undefined, agents: RemoteAgents | undefined) {
+  if (!asks?.length) return;
+  const failure = AGENT_FAILURE.toString("base64");
+  await jobs.answerAgent(id, agents ? await agents.answer(asks) : Object.fromEntries(asks.map((ask) => [ask.id, ask.close ? "" : failure])));
 }
 
 const EVENT_TYPES = new Set(["plan", "context", "start", "output", "done", "error", "warning"]);

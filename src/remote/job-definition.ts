@@ -51,6 +51,8 @@ export interface JobDefinition {
   secrets: string[];
   /** --cache-mount-scope: the worker keeps a trusted submitter's mounts under it (worker.ts). */
   cacheMountScope?: string;
+  /** Ids of the ssh agents the client holds for the build (`--ssh ID`): the worker's RUNs reach them through the server. */
+  ssh: string[];
 }
 
 export class JobDefinitionError extends UserError {}
@@ -102,7 +104,8 @@ export function parseJobDefinition(value: unknown): JobDefinition {
     context: { manifest: context.manifest as string, digest: context.digest as string },
     images,
     labels: strings(value.labels ?? {}, "labels"),
-    secrets: secretIds(value.secrets ?? []),
+    secrets: secretIds(value.secrets ?? [], "secrets"),
+    ssh: secretIds(value.ssh ?? [], "ssh"),
     ...(value.cacheMountScope !== undefined ? { cacheMountScope: scopeName(value.cacheMountScope) } : {}),
   };
 }
@@ -112,8 +115,9 @@ function scopeName(value: unknown): string {
   return value;
 }
 
-function secretIds(value: unknown): string[] {
-  if (!Array.isArray(value) || value.length > 64 || value.some((id) => typeof id !== "string" || !/^[\w.-]{1,256}$/.test(id))) fail("secrets", "at most 64 ids (letters, digits, . _ -)");
+function secretIds(value: unknown, field: string): string[] {
+  if (!Array.isArray(value) || value.length > 64 || value.some((id) => typeof id !== "string" || !/^[\w.-]{1,256}$/.test(id))) fail(field, "at most 64 ids (letters, digits, . _ -)");
+  if (new Set(value).size !== value.length) fail(field, "ids given once each");
   return value as string[];
 }
 

@@ -21,6 +21,8 @@ export interface Followed {
   state: "queued" | "running" | "succeeded" | "failed" | "cancelled";
   /** The ids of secrets the job's worker waits for. */
   asks?: string[];
+  /** Messages of the job's build to the submitter's ssh agents, waiting for their replies. */
+  agentAsks?: AgentAsk[];
   worker?: string;
   events: { seq: number; event: unknown }[];
   result?: unknown;
@@ -35,6 +37,16 @@ export interface ClaimSubmitter {
   /** The token's short id (a prefix of its hash), as the server's stats name it. */
   id: string;
   trusted: boolean;
+}
+
+/** One message of a remote build to an ssh agent the submitter holds (see server/secret-relay.ts). */
+export interface AgentAsk {
+  id: string;
+  agent: string;
+  conn: string;
+  /** base64; absent when the build closed its connection. */
+  data?: string;
+  close?: true;
 }
 
 export interface Claimed {
@@ -107,6 +119,24 @@ export class JobsClient {
     const { values } = await this.json<{ values?: unknown }>(response, "asking for the build's secrets");
     if (typeof values !== "object" || values === null) throw new JobsError("asking for the build's secrets: the answer holds no values");
     return Object.fromEntries(Object.entries(values).filter(([k, v]) => ids.includes(k) && typeof v === "string")) as Record<string, string>;
+  }
+
+  /** The submitter passes its agents' replies (base64, by ask id) back to the worker's build. */
+  async answerAgent(id: string, replies: Record<string, string>): Promise<void> {
+    const response = await this.call("POST", `/v1/jobs/${id}/ssh/answer`, { replies });
+    if (!response.ok) throw new JobsError(`answering for the build's ssh agent: HTTP ${response.status} ${await errorText(response)}`);
+  }
+
+  /**
+   * The worker's side: one message to the submitter's agent `agent` on connection `conn`, and
+   * its reply (undefined when the submitter did not answer); `undefined` data closes the connection.
+   */
+  async askAgent(id: string, lease: string, message: { agent: string; conn: string; data?: Buffer }): Promise<Buffer | undefined> {
+    const { agent, conn, data } = message;
+    const response = await this.call("POST", `/v1/jobs/${id}/ssh`, { lease, agent, conn, ...(data ? { data: data.toString("base64") } : { close: true }) }, 60_000);
+    if (response.status === 504 || response.status === 409) return undefined;
+    const reply = await this.json<{ data?: unknown }>(response, "reaching the submitter's ssh agent");
+    return typeof reply.data === "string" ? Buffer.from(reply.data, "base64") : undefined;
   }
 
   async cancel(id: string): Promise<void> {

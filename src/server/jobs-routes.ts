@@ -9,13 +9,15 @@
  *   POST   /v1/jobs/{id}/heartbeat | /events | /finish | /release   worker role, under the job's lease
  *   POST   /v1/jobs/{id}/secrets        worker role: waits for the submitter's answer (secret-relay.ts)
  *   POST   /v1/jobs/{id}/secrets/answer the submitter answers (it sees `asks` while it follows)
+ *   POST   /v1/jobs/{id}/ssh            worker role: one message to the submitter's ssh agent; waits for its reply
+ *   POST   /v1/jobs/{id}/ssh/answer     the submitter answers with its agent's replies (it sees `agentAsks`)
  *   GET    /v1/workers                  registered workers and what they run
  */
 import { Hono, type Context } from "hono";
 import { BloomFilter } from "../util/bloom.ts";
 import { boundedText, error, type AppEnv } from "./http.ts";
 import type { JobQueue } from "./jobs.ts";
-import { MemorySecretRelay, type SecretRelay } from "./secret-relay.ts";
+import { AgentRelay, MemorySecretRelay, type SecretRelay } from "./secret-relay.ts";
 import type { Role } from "./auth.ts";
 import type { ClaimSubmitter } from "../remote/jobs-client.ts";
 
@@ -40,10 +42,16 @@ const isWorker = (c: Context) => c.get("role") === "worker";
 /** How long a worker waits for the submitter to answer for its build's secrets. */
 const SECRET_WAIT_MS = 60_000;
 
+/** How long a message to the submitter's ssh agent waits for its reply. */
+const AGENT_WAIT_MS = 30_000;
+/** An ssh agent message is at most 256 KiB (OpenSSH's limit), base64 a third more. */
+const MAX_AGENT_MESSAGE = 256 * 1024;
+
 export function jobRoutes(
   queue: JobQueue,
   roleOf: (submitter: string) => Role | undefined = () => undefined,
   relay: SecretRelay = new MemorySecretRelay((job) => queue.notify(job)),
+  agents = new AgentRelay(),
 ): Hono<AppEnv> {
   const app = new Hono<AppEnv>();
 
@@ -69,8 +77,9 @@ export function jobRoutes(
       if (!job || job.submitter !== c.get("token")) return error(c, 404, "no such job");
       const { submitter: _, ...shown } = job;
       const asks = await relay.asks(id);
+      const agentAsks = agents.asks(id);
       const ended = job.state !== "queued" && job.state !== "running";
-      if (job.events.length || asks || ended || Date.now() >= deadline) return c.json({ ...shown, ...(asks ? { asks } : {}) });
+      if (job.events.length || asks || agentAsks || ended || Date.now() >= deadline) return c.json({ ...shown, ...(asks ? { asks } : {}), ...(agentAsks ? { agentAsks } : {}) });
       await queue.changed(Math.min(1000, deadline - Date.now()), id);
     }
   });
@@ -129,6 +138,27 @@ export function jobRoutes(
     const body = await jsonBody(c, 4 * 1024 * 1024);
     if (!body || typeof body.values !== "object" || body.values === null) return error(c, 400, 'an answer is JSON { "values": { "ID": "value" } }');
     return (await relay.answer(c.req.param("id"), body.values as Record<string, unknown>)) ? c.json({ ok: true }) : error(c, 409, "the job's worker is not waiting for secrets");
+  });
+
+  // A RUN on the worker talks to the submitter's ssh agent, one message at a time (never stored).
+  app.post("/v1/jobs/:id/ssh", async (c) => {
+    if (!isWorker(c)) return error(c, 403, "only a worker token may reach a job's ssh agent");
+    const body = await jsonBody(c, MAX_AGENT_MESSAGE * 2);
+    const agent = body?.agent, conn = body?.conn, data = body?.data;
+    if (typeof agent !== "string" || !/^[\w.-]{1,256}$/.test(agent) || typeof conn !== "string" || !/^[\w-]{1,64}$/.test(conn)) return error(c, 400, 'an agent message is JSON { "lease", "agent": ID, "conn": ID, "data": base64 } or { ..., "close": true }');
+    if (body?.close !== true && (typeof data !== "string" || data.length === 0 || data.length > (MAX_AGENT_MESSAGE * 4) / 3 + 4)) return error(c, 400, "an agent message is base64 of at most 256 KiB");
+    if (!(await queue.holds(c.req.param("id"), String(body?.lease ?? "")))) return error(c, 409, "the lease on this job is not yours any more");
+    const ask = body?.close === true ? { agent, conn, close: true as const } : { agent, conn, data: data as string };
+    const reply = await agents.ask(c.req.param("id"), ask, AGENT_WAIT_MS, () => queue.notify(c.req.param("id")));
+    return reply !== undefined ? c.json({ data: reply }) : error(c, 504, "the submitter's ssh agent did not answer (the client must follow its build)");
+  });
+
+  app.post("/v1/jobs/:id/ssh/answer", async (c) => {
+    const job = await queue.follow(c.req.param("id"), Number.MAX_SAFE_INTEGER);
+    if (!job || job.submitter !== c.get("token")) return error(c, 404, "no such job");
+    const body = await jsonBody(c, MAX_AGENT_MESSAGE * 2 * 8);
+    if (!body || typeof body.replies !== "object" || body.replies === null) return error(c, 400, 'an answer is JSON { "replies": { "ASK ID": base64 } }');
+    return c.json({ taken: agents.answer(c.req.param("id"), body.replies as Record<string, unknown>) });
   });
 
   app.post("/v1/jobs/:id/release", async (c) => {

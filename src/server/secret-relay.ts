@@ -57,3 +57,62 @@ export class MemorySecretRelay implements SecretRelay {
     return true;
   }
 }
+
+/** One message of a worker's build to the submitter's ssh agent, waiting for the agent's reply. */
+export interface AgentAsk {
+  id: string;
+  /** The agent's id (`--ssh ID`). */
+  agent: string;
+  /** The build's connection to the agent: the submitter keeps one connection to its agent per conn. */
+  conn: string;
+  /** The request, base64 (a whole agent message); absent when the build closed the connection. */
+  data?: string;
+  close?: true;
+}
+
+/** At most this many messages of one job wait for the submitter at once. */
+const MAX_AGENT_ASKS = 64;
+
+/**
+ * `--ssh` of a remote build, as the secrets: each message a RUN sends to its agent socket on the
+ * worker comes here, waits in memory for the submitter (which follows its build and holds the
+ * agent) to pass it to its agent, and the agent's reply goes back to the worker's request. The
+ * keys never leave the submitter's agent; no message is written anywhere.
+ */
+export class AgentRelay {
+  private readonly pending = new Map<string, { job: string; ask: AgentAsk; deliver: (reply: string | undefined) => void }>();
+
+  /** The worker's side: the agent's reply (base64), or undefined when none came in time. */
+  ask(job: string, ask: Omit<AgentAsk, "id">, timeoutMs: number, notify: () => void): Promise<string | undefined> {
+    if ([...this.pending.values()].filter((p) => p.job === job).length >= MAX_AGENT_ASKS) return Promise.resolve(undefined);
+    const id = crypto.randomUUID();
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => deliver(undefined), timeoutMs);
+      const deliver = (reply: string | undefined) => {
+        clearTimeout(timer);
+        this.pending.delete(id);
+        resolve(reply);
+      };
+      this.pending.set(id, { job, ask: { id, ...ask }, deliver });
+      notify();
+    });
+  }
+
+  /** The messages a job's build waits on, if any. */
+  asks(job: string): AgentAsk[] | undefined {
+    const asks = [...this.pending.values()].filter((p) => p.job === job).map((p) => p.ask);
+    return asks.length ? asks : undefined;
+  }
+
+  /** The submitter's side: replies to the asks of its own job only. */
+  answer(job: string, replies: Record<string, unknown>): number {
+    let taken = 0;
+    for (const [id, reply] of Object.entries(replies)) {
+      const waiting = this.pending.get(id);
+      if (!waiting || waiting.job !== job || typeof reply !== "string") continue;
+      waiting.deliver(reply);
+      taken++;
+    }
+    return taken;
+  }
+}

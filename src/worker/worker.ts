@@ -16,6 +16,7 @@ import { removeTree } from "../rootfs/root.ts";
 import { BloomFilter } from "../util/bloom.ts";
 import { terminalText } from "../util/terminal-text.ts";
 import { layOutImages, materializeContext, publishImage, type JobPlace } from "./job.ts";
+import { serveAgents } from "./agent-socket.ts";
 
 export interface WorkerOptions {
   server: string;
@@ -145,20 +146,32 @@ export class Worker {
     const secretValues = definition.secrets.length ? await this.jobs.askSecrets(id, this.running.get(id)!.lease, definition.secrets) : {};
     const secretEnv = Object.fromEntries(Object.entries(secretValues).map(([, value], i) => [`JOB_SECRET_${i}`, value]));
     const secretFlags = Object.keys(secretValues).map((secretId, i) => `--secret=id=${secretId},env=JOB_SECRET_${i}`);
+    // The submitter's ssh agents, as sockets of this job that relay to them while the build runs.
+    const lease = this.running.get(id)!.lease;
+    const agents = serveAgents(definition.ssh, (agent, message) => this.jobs.askAgent(id, lease, { agent, ...message }));
+    try {
+      const jobFlags = [...cacheMountFlags(submitter, definition.cacheMountScope), ...imageFlags, ...secretFlags, ...agents.flags];
+      return await this.runBuild(id, place, definition, jobFlags, { dockerfile, metadata, secretEnv, contextDir });
+    } finally {
+      agents.stop();
+    }
+  }
+
+  /** This program's `build` of the job, with the flags made for it. */
+  private async runBuild(id: string, place: JobPlace, definition: JobDefinition, jobFlags: string[], files: { dockerfile: string; metadata: string; secretEnv: Record<string, string>; contextDir: string }): Promise<{ result: unknown } | { error: string }> {
+    const { dockerfile, metadata, secretEnv, contextDir } = files;
     const args = [
       "build", contextDir, "-f", dockerfile, "--cache-dir", this.options.cacheDir, "--progress", "json", "--metadata-file", metadata,
       "--remote", this.options.server, "--remote-upload", "wait", "--remote-report", "off",
       ...(this.options.signKey ? ["--remote-sign-key", this.options.signKey] : []),
       ...this.options.trust.map((key) => `--remote-trust=${key}`),
-      ...cacheMountFlags(submitter, definition.cacheMountScope),
       // The submitter's values are joined to their flag (--flag=VALUE), so none can pass for a flag of its own.
       ...Object.entries(definition.buildArgs).map(([k, v]) => `--build-arg=${k}=${v}`),
       ...(definition.target !== undefined ? [`--target=${definition.target}`] : []),
       ...(definition.noCache ? ["--no-cache"] : []),
       ...Object.entries(definition.labels).map(([k, v]) => `--label=${k}=${v}`),
       ...this.options.allow.flatMap((a) => ["--allow", a]),
-      ...imageFlags,
-      ...secretFlags,
+      ...jobFlags,
     ];
     // The token by environment (not on a command line others can read); no settings of this
     // machine's user, and no project file: the working directory is the job's own.

@@ -160,7 +160,7 @@ export function registerBuild(program: Command) {
         const mounts = builder ? undefined : await openCacheMounts(mountChoice, settings, remote, store, (message) => printer({ type: "warning", message }));
         const buildCaches = cacheFrom.length ? await openBuildCaches(cacheFrom, settings, store, registry, progress) : [];
         const result = builder
-          ? await buildOnWorker(builder, settings, flags, store, input, progress, mountChoice.scopeName).finally(() => ssh.stop())
+          ? await buildOnWorker(builder, settings, flags, store, input, progress, { cacheMountScope: mountChoice.scopeName, ssh: { ids: sshSpecs.map((s) => s.id), agents: ssh } }).finally(() => ssh.stop())
           : await build({
             contextDir: input.contextDir,
             dockerfileText: input.text,
@@ -256,8 +256,9 @@ async function writeBuildCache(spec: CacheSpec, result: { steps: StepResult[]; p
 }
 
 /** `--builder URL`: the build runs on one of the server's workers; the image comes back to this store. */
-async function buildOnWorker(builder: string, settings: Settings, flags: BuildFlags, store: LocalStore, input: DockerfileInput, progress: ProgressSink, cacheMountScope: string | undefined) {
-  const unsupported = [flags.ssh.length && "--ssh", flags.cacheFrom.length && "--cache-from", flags.cacheTo.length && "--cache-to", flags.buildContext.length && "--build-context", flags.network !== "default" && "--network (a worker gives RUN the default network)", flags.allow.length && "--allow (a worker grants entitlements itself)"].filter(Boolean);
+async function buildOnWorker(builder: string, settings: Settings, flags: BuildFlags, store: LocalStore, input: DockerfileInput, progress: ProgressSink, given: { cacheMountScope: string | undefined; ssh: { ids: string[]; agents: SshAgents } }) {
+  const { cacheMountScope, ssh } = given;
+  const unsupported = [flags.cacheFrom.length && "--cache-from", flags.cacheTo.length && "--cache-to", flags.buildContext.length && "--build-context", flags.network !== "default" && "--network (a worker gives RUN the default network)", flags.allow.length && "--allow (a worker grants entitlements itself)"].filter(Boolean);
   if (unsupported.length) throw new UsageError(`--builder: ${unsupported.join(", ")} cannot be used with a remote builder yet`);
   const remote = remoteSettings(settings, (message) => progress({ type: "warning", message }));
   const jobs = new JobsClient({ url: builder, token: remote.token });
@@ -279,7 +280,7 @@ async function buildOnWorker(builder: string, settings: Settings, flags: BuildFl
   const planned = await build({ ...options, store, secrets: new Map(), network: "default", progress: (e) => void (e.type === "plan" && (plan = e)), dryRun: true }).catch(() => undefined);
   const hints = planned ? planned.steps.map((s) => s.key).filter(Boolean) : [];
   const spread = await spreadOverWorkers(planned, plan, options.noCache, cache);
-  const built = await buildRemotely({ ...options, jobs, remote: cache, store, labels: parseLabels("--label", flags.label), progress, hints, secrets: new Map(flags.secret.map(parseSecret)), spread, cacheMountScope });
+  const built = await buildRemotely({ ...options, jobs, remote: cache, store, labels: parseLabels("--label", flags.label), progress, hints, secrets: new Map(flags.secret.map(parseSecret)), spread, cacheMountScope, ...(ssh.ids.length ? { ssh } : {}) });
   return { ...built, plan: planned?.plan, inputs: planned?.inputs };
 }
 
