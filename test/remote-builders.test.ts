@@ -8,7 +8,8 @@
  * stage fails the build and cancels the rest, as Ctrl-C cancels every job of the build.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { randomBytes } from "node:crypto";
 import { tmpdir } from "node:os";
 import { basename, join } from "node:path";
 import { REPO_ROOT, memobuildBinary, runMemobuild } from "./support/binary.ts";
@@ -310,11 +311,39 @@ describe("builds through --builder", () => {
     }
   }, 120_000);
 
+  test("--build-context DIR, docker-image:// and oci-layout:// with --builder: the same image as a local build; a directory's files go up once", async () => {
+    const docs = writeProject(join(work, "named-docs"), { "guide.txt": "read me\n" });
+    writeFileSync(join(docs, "big.bin"), randomBytes(2 * 1024 * 1024));
+    const dir = writeProject(join(work, "named"), {
+      Dockerfile: "FROM base\nCOPY --from=docs guide.txt big.bin /docs/\nCOPY --from=layout /etc/passwd /layout-passwd\nRUN wc -c < /docs/big.bin > /size && cat /docs/guide.txt >> /size\nCOPY note.txt /note\n",
+      "note.txt": "1\n",
+    });
+    const contexts = ["--build-context", `docs=${docs}`, "--build-context", "base=docker-image://memobuild/busybox:latest", "--build-context", `layout=oci-layout://${baseOci}:memobuild/busybox:latest`];
+    const localMeta = join(work, "named-local.json");
+    const local = runMemobuild(["build", dir, "--cache-dir", machineWithBase(join(work, "named-local"), baseOci), "--metadata-file", localMeta, "-q", ...contexts], { env: { SOURCE_DATE_EPOCH: "1700000000" } });
+    expect(local.exitCode).toBe(0);
+    const client = machineWithBase(join(work, "client-named"), baseOci);
+    const out = join(work, "named-out");
+    const remote = await remoteBuild(dir, client, ...contexts, "-o", `type=local,dest=${out}`);
+    expect({ code: remote.exitCode, stderr: remote.exitCode ? remote.stderr : "" }).toEqual({ code: 0, stderr: "" });
+    expect(remote.meta["containerimage.digest"]).toBe(JSON.parse(readFileSync(localMeta, "utf8"))["containerimage.digest"]);
+    expect(readFileSync(join(out, "size"), "utf8")).toBe(`${2 * 1024 * 1024}\nread me\n`);
+    expect(readFileSync(join(out, "layout-passwd"), "utf8")).toStartWith("root:x:0:0:");
+    // Again with the main context changed: the named directory's 2 MiB are on the server already.
+    const bytesIn = async () => Number(/^memobuild_bytes_in_total (\d+)/m.exec(await (await fetch(`${server.url}/metrics`, { headers: { authorization: `Bearer ${CLIENT}` } })).text())![1]);
+    const before = await bytesIn();
+    writeFileSync(join(dir, "note.txt"), "2\n");
+    const again = await remoteBuild(dir, client, ...contexts);
+    expect(again.exitCode).toBe(0);
+    expect(again.meta.steps.find((s: { instruction: string }) => s.instruction.startsWith("RUN")).status).not.toBe("executed");
+    expect((await bytesIn()) - before).toBeLessThan(256 * 1024);
+  }, 120_000);
+
   test("what a remote builder cannot do yet is refused before anything is sent", async () => {
     const dir = writeProject(join(work, "refused"), { Dockerfile: "FROM memobuild/busybox\n" });
-    const result = await remoteBuild(dir, machineWithBase(join(work, "client-refused"), baseOci), "--build-context", `docs=${dir}`);
+    const result = await remoteBuild(dir, machineWithBase(join(work, "client-refused"), baseOci), "--allow", "network.host");
     expect(result.exitCode).toBe(2);
-    expect(result.stderr).toContain("--builder: --build-context cannot be used with a remote builder yet");
+    expect(result.stderr).toContain("--builder: --allow (a worker grants entitlements itself) cannot be used with a remote builder yet");
   });
 });
 

@@ -22,6 +22,8 @@ import { Root } from "../rootfs/root.ts";
 import type { SpreadJob } from "./spread-plan.ts";
 import { runSpread } from "./spread-run.ts";
 import { imageReferences, imageResolver } from "../solver/images.ts";
+import type { NamedContext } from "../solver/solver.ts";
+import { statCacheFile } from "../config/cache-dir.ts";
 import type { ProgressEvent, ProgressSink } from "../solver/progress.ts";
 import type { StepResult } from "../solver/result.ts";
 import { terminalText } from "../util/terminal-text.ts";
@@ -52,6 +54,8 @@ export interface RemoteBuildOptions {
   spread?: { jobs: SpreadJob[]; plan: ProgressEvent };
   /** --cache-mount-scope, for the worker's shared cache mounts. */
   cacheMountScope?: string;
+  /** `--build-context` names: directories go up as the main context does, images as base images. */
+  namedContexts?: ReadonlyMap<string, NamedContext>;
   /** `--ssh` agents: they stay here, and answer the worker's build for as long as it runs. */
   ssh?: { ids: string[]; agents: SshAgents };
 }
@@ -72,7 +76,8 @@ export async function buildRemotely(options: RemoteBuildOptions): Promise<{ imag
     ...(options.target !== undefined ? { target: options.target } : {}),
     noCache: options.noCache,
     context: { manifest: await uploadContext(options, context), digest: context.digest() },
-    images: await uploadImages(options),
+    contexts: await uploadNamedDirectories(options),
+    images: { ...(await uploadImages(options)), ...(await uploadNamedImages(options)) },
     labels: options.labels,
     secrets: [...(options.secrets?.keys() ?? [])],
     ...(options.cacheMountScope !== undefined ? { cacheMountScope: options.cacheMountScope } : {}),
@@ -135,27 +140,49 @@ async function uploadContext(options: RemoteBuildOptions, context: BuildContext)
   return putJson(options, { entries });
 }
 
-/** Base images the Dockerfile reads that are in this machine's store: their blobs go up. */
+/** Base images the Dockerfile reads that are in this machine's store (and no --build-context names): their blobs go up. */
 async function uploadImages(options: RemoteBuildOptions): Promise<Record<string, ImageBlobs>> {
-  const plan = planStages(parseDockerfile(options.dockerfileText, options.dockerfilePath), { buildArgs: options.buildArgs, platform: hostPlatform() });
+  const named = new Set(options.namedContexts?.keys() ?? []);
+  const plan = planStages(parseDockerfile(options.dockerfileText, options.dockerfilePath), { buildArgs: options.buildArgs, platform: hostPlatform(), namedContexts: named });
   const resolve = imageResolver(options.store);
   const images: Record<string, ImageBlobs> = {};
-  for (const ref of imageReferences(plan)) {
+  for (const ref of imageReferences(plan, named)) {
     const image = resolve(ref);
-    if (!image) continue; // the worker pulls it from its registry
-    const blob = async (digest: string, mediaType?: string): Promise<BlobRef> => ({
-      blake3: await options.jobs.putBlob(options.store.blobPath(digest)),
-      digest,
-      size: options.store.blobSize(digest),
-      ...(mediaType ? { mediaType } : {}),
-    });
-    images[ref] = {
-      manifest: await blob(image.manifestDigest, image.manifest.mediaType),
-      config: await blob(image.manifest.config.digest, image.manifest.config.mediaType),
-      layers: await Promise.all(image.manifest.layers.map((l) => blob(l.digest, l.mediaType))),
-    };
+    if (image) images[ref] = await uploadImage(options, image); // else the worker pulls it from its registry
   }
   return images;
+}
+
+/** `--build-context NAME=docker-image://…|oci-layout://…`, resolved here as for a local build: the image goes up under NAME. */
+async function uploadNamedImages(options: RemoteBuildOptions): Promise<Record<string, ImageBlobs>> {
+  const images: Record<string, ImageBlobs> = {};
+  for (const [name, context] of options.namedContexts ?? []) if (context.kind === "image") images[name] = await uploadImage(options, context.image);
+  return images;
+}
+
+/** `--build-context NAME=DIR`: each directory's files the server lacks go up, as the main context's. */
+async function uploadNamedDirectories(options: RemoteBuildOptions): Promise<Record<string, { manifest: string; digest: string }>> {
+  const contexts: Record<string, { manifest: string; digest: string }> = {};
+  for (const [name, named] of options.namedContexts ?? []) {
+    if (named.kind !== "local") continue;
+    const context = await loadContext({ contextDir: named.dir, statCacheFile: statCacheFile(options.store.dir, named.dir) });
+    contexts[name] = { manifest: await uploadContext(options, context), digest: context.digest() };
+  }
+  return contexts;
+}
+
+async function uploadImage(options: RemoteBuildOptions, image: StoredImage): Promise<ImageBlobs> {
+  const blob = async (digest: string, mediaType?: string): Promise<BlobRef> => ({
+    blake3: await options.jobs.putBlob(options.store.blobPath(digest)),
+    digest,
+    size: options.store.blobSize(digest),
+    ...(mediaType ? { mediaType } : {}),
+  });
+  return {
+    manifest: await blob(image.manifestDigest, image.manifest.mediaType),
+    config: await blob(image.manifest.config.digest, image.manifest.config.mediaType),
+    layers: await Promise.all(image.manifest.layers.map((l) => blob(l.digest, l.mediaType))),
+  };
 }
 
 async function putJson(options: RemoteBuildOptions, value: unknown): Promise<string> {

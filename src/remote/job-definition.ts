@@ -44,7 +44,9 @@ export interface JobDefinition {
   noCache: boolean;
   /** The BLAKE3 name of the context manifest blob, and the context's digest the worker must get from it. */
   context: { manifest: string; digest: string };
-  /** Base images the client has and the registry may not, by the reference the Dockerfile uses. */
+  /** `--build-context NAME=DIR` directories, each as a manifest blob and the digest the worker must get from it. */
+  contexts: Record<string, { manifest: string; digest: string }>;
+  /** Base images the client has and the registry may not, by the reference the Dockerfile uses (or a `--build-context` name). */
   images: Record<string, ImageBlobs>;
   labels: Record<string, string>;
   /** Ids of the secrets the client holds for the build: the worker asks for their values while it runs. */
@@ -86,8 +88,14 @@ export function parseJobDefinition(value: unknown): JobDefinition {
   if (!isRecord(value) || value.version !== 1) fail("version", "1");
   const dockerfile = value.dockerfile;
   if (!isRecord(dockerfile) || typeof dockerfile.text !== "string" || typeof dockerfile.path !== "string" || dockerfile.path.length > 4096) fail("dockerfile", "{ text, path }");
-  const context = value.context;
-  if (!isRecord(context) || typeof context.manifest !== "string" || !HASH.test(context.manifest) || typeof context.digest !== "string" || !HASH.test(context.digest)) fail("context", "{ manifest: BLAKE3, digest: 64 hex }");
+  const context = treeRef(value.context, "context");
+  const contexts: Record<string, { manifest: string; digest: string }> = {};
+  const named = value.contexts ?? {};
+  if (!isRecord(named) || Object.keys(named).length > 64) fail("contexts", "at most 64 named contexts");
+  for (const [name, tree] of Object.entries(named)) {
+    if (!/^[a-z0-9][\w.:@\/-]{0,255}$/.test(name)) fail(`contexts.${name}`, "a context name (lowercase letters, digits, . _ - / : @)");
+    contexts[name] = treeRef(tree, `contexts.${name}`);
+  }
   if (value.target !== undefined && typeof value.target !== "string") fail("target", "a stage name");
   if (!isRecord(value.images)) fail("images", "an object");
   const images: Record<string, ImageBlobs> = {};
@@ -101,7 +109,8 @@ export function parseJobDefinition(value: unknown): JobDefinition {
     buildArgs: strings(value.buildArgs ?? {}, "buildArgs"),
     ...(value.target !== undefined ? { target: value.target as string } : {}),
     noCache: value.noCache === true,
-    context: { manifest: context.manifest as string, digest: context.digest as string },
+    context,
+    contexts,
     images,
     labels: strings(value.labels ?? {}, "labels"),
     secrets: secretIds(value.secrets ?? [], "secrets"),
@@ -113,6 +122,12 @@ export function parseJobDefinition(value: unknown): JobDefinition {
 function scopeName(value: unknown): string {
   if (typeof value !== "string" || !SCOPE_NAME.test(value)) fail("cacheMountScope", "up to 128 letters, digits and . _ / -, starting with a letter or digit");
   return value;
+}
+
+/** A directory sent as a manifest blob, with the digest it must have once rebuilt. */
+function treeRef(value: unknown, field: string): { manifest: string; digest: string } {
+  if (!isRecord(value) || typeof value.manifest !== "string" || !HASH.test(value.manifest) || typeof value.digest !== "string" || !HASH.test(value.digest)) fail(field, "{ manifest: BLAKE3, digest: 64 hex }");
+  return { manifest: value.manifest, digest: value.digest };
 }
 
 function secretIds(value: unknown, field: string): string[] {

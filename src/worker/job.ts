@@ -34,11 +34,24 @@ async function fetchChecked(place: JobPlace, blob: { blake3: string; size: numbe
 
 /** The build context, rebuilt in `work/context`; its digest must be the one the submitter stated. */
 export async function materializeContext(place: JobPlace, definition: JobDefinition): Promise<string> {
-  const manifestFile = join(place.work, "context.json");
-  await fetchChecked(place, { blake3: definition.context.manifest, size: 256 * 1024 * 1024 }, manifestFile);
+  return materializeTree(place, definition.context, "context", "the build context");
+}
+
+/** Each `--build-context NAME=DIR` the submitter sent, rebuilt as the main context is: `--build-context` flags. */
+export async function materializeNamedContexts(place: JobPlace, contexts: JobDefinition["contexts"]): Promise<string[]> {
+  const flags: string[] = [];
+  let n = 0;
+  for (const [name, tree] of Object.entries(contexts)) flags.push(`--build-context=${name}=${await materializeTree(place, tree, `context-${++n}`, `the build context ${name}`)}`);
+  return flags;
+}
+
+/** A directory sent as a manifest of blobs, rebuilt in `work/NAME`; its digest must be the one stated. */
+async function materializeTree(place: JobPlace, tree: { manifest: string; digest: string }, name: string, what: string): Promise<string> {
+  const manifestFile = join(place.work, `${name}.json`);
+  await fetchChecked(place, { blake3: tree.manifest, size: 256 * 1024 * 1024 }, manifestFile);
   const manifest = parseContextManifest(JSON.parse(readFileSync(manifestFile, "utf8")));
-  const dir = join(place.work, "context");
-  const blobs = join(place.work, "blobs");
+  const dir = join(place.work, name);
+  const blobs = join(place.work, `${name}-blobs`);
   mkdirSync(dir);
   mkdirSync(blobs);
   const fetched = new Set<string>();
@@ -68,7 +81,7 @@ export async function materializeContext(place: JobPlace, definition: JobDefinit
     root.close();
   }
   const context = await loadContext({ contextDir: dir });
-  if (context.digest() !== definition.context.digest) throw new JobsError(`the build context did not arrive as it was sent (digest ${context.digest().slice(0, 12)}, stated ${definition.context.digest.slice(0, 12)})`);
+  if (context.digest() !== tree.digest) throw new JobsError(`${what} did not arrive as it was sent (digest ${context.digest().slice(0, 12)}, stated ${tree.digest.slice(0, 12)})`);
   return dir;
 }
 

@@ -15,7 +15,7 @@ import { JobsClient, type ClaimSubmitter, type Claimed } from "../remote/jobs-cl
 import { removeTree } from "../rootfs/root.ts";
 import { BloomFilter } from "../util/bloom.ts";
 import { terminalText } from "../util/terminal-text.ts";
-import { layOutImages, materializeContext, publishImage, type JobPlace } from "./job.ts";
+import { layOutImages, materializeContext, materializeNamedContexts, publishImage, type JobPlace } from "./job.ts";
 import { serveAgents } from "./agent-socket.ts";
 
 export interface WorkerOptions {
@@ -137,7 +137,7 @@ export class Worker {
   /** Runs the build as this program's own `build`, its JSON progress forwarded to the server. */
   private async build(id: string, definition: JobDefinition, place: JobPlace, submitter: ClaimSubmitter | undefined): Promise<{ result: unknown } | { error: string }> {
     const contextDir = await materializeContext(place, definition);
-    const imageFlags = await layOutImages(place, definition.images);
+    const imageFlags = [...(await layOutImages(place, definition.images)), ...(await materializeNamedContexts(place, definition.contexts))];
     const dockerfile = join(place.work, "Dockerfile");
     await Bun.write(dockerfile, definition.dockerfile.text);
     const metadata = join(place.work, "metadata.json");

@@ -15,7 +15,7 @@ import type { OutputSpec } from "../../image/export.ts";
 import type { RegistryOptions } from "../../registry/client.ts";
 import type { StoredImage } from "../../image/layout.ts";
 import type { BuildReporter } from "../../report/reporter.ts";
-import { build, sourceDateEpoch } from "../../solver/solver.ts";
+import { build, sourceDateEpoch, type NamedContext } from "../../solver/solver.ts";
 import { buildRemotely } from "../../builder/remote-build.ts";
 import { spreadJobs } from "../../builder/spread-plan.ts";
 import { runChecks } from "../check.ts";
@@ -160,7 +160,7 @@ export function registerBuild(program: Command) {
         const mounts = builder ? undefined : await openCacheMounts(mountChoice, settings, remote, store, (message) => printer({ type: "warning", message }));
         const buildCaches = cacheFrom.length ? await openBuildCaches(cacheFrom, settings, store, registry, progress) : [];
         const result = builder
-          ? await buildOnWorker(builder, settings, flags, store, input, progress, { cacheMountScope: mountChoice.scopeName, ssh: { ids: sshSpecs.map((s) => s.id), agents: ssh } }).finally(() => ssh.stop())
+          ? await buildOnWorker(builder, settings, flags, store, input, progress, { cacheMountScope: mountChoice.scopeName, ssh: { ids: sshSpecs.map((s) => s.id), agents: ssh }, namedContexts }).finally(() => ssh.stop())
           : await build({
             contextDir: input.contextDir,
             dockerfileText: input.text,
@@ -256,9 +256,9 @@ async function writeBuildCache(spec: CacheSpec, result: { steps: StepResult[]; p
 }
 
 /** `--builder URL`: the build runs on one of the server's workers; the image comes back to this store. */
-async function buildOnWorker(builder: string, settings: Settings, flags: BuildFlags, store: LocalStore, input: DockerfileInput, progress: ProgressSink, given: { cacheMountScope: string | undefined; ssh: { ids: string[]; agents: SshAgents } }) {
-  const { cacheMountScope, ssh } = given;
-  const unsupported = [flags.cacheFrom.length && "--cache-from", flags.cacheTo.length && "--cache-to", flags.buildContext.length && "--build-context", flags.network !== "default" && "--network (a worker gives RUN the default network)", flags.allow.length && "--allow (a worker grants entitlements itself)"].filter(Boolean);
+async function buildOnWorker(builder: string, settings: Settings, flags: BuildFlags, store: LocalStore, input: DockerfileInput, progress: ProgressSink, given: { cacheMountScope: string | undefined; ssh: { ids: string[]; agents: SshAgents }; namedContexts: Map<string, NamedContext> }) {
+  const { cacheMountScope, ssh, namedContexts } = given;
+  const unsupported = [flags.cacheFrom.length && "--cache-from", flags.cacheTo.length && "--cache-to", flags.network !== "default" && "--network (a worker gives RUN the default network)", flags.allow.length && "--allow (a worker grants entitlements itself)"].filter(Boolean);
   if (unsupported.length) throw new UsageError(`--builder: ${unsupported.join(", ")} cannot be used with a remote builder yet`);
   const remote = remoteSettings(settings, (message) => progress({ type: "warning", message }));
   const jobs = new JobsClient({ url: builder, token: remote.token });
@@ -277,10 +277,10 @@ async function buildOnWorker(builder: string, settings: Settings, flags: BuildFl
   // The keys of the build's steps, computed here, let the server send it where they are cached;
   // the plan and inputs behind them are what provenance records of the build.
   let plan: ProgressEvent | undefined;
-  const planned = await build({ ...options, store, secrets: new Map(), network: "default", progress: (e) => void (e.type === "plan" && (plan = e)), dryRun: true }).catch(() => undefined);
+  const planned = await build({ ...options, store, secrets: new Map(), network: "default", progress: (e) => void (e.type === "plan" && (plan = e)), dryRun: true, namedContexts }).catch(() => undefined);
   const hints = planned ? planned.steps.map((s) => s.key).filter(Boolean) : [];
   const spread = await spreadOverWorkers(planned, plan, options.noCache, cache);
-  const built = await buildRemotely({ ...options, jobs, remote: cache, store, labels: parseLabels("--label", flags.label), progress, hints, secrets: new Map(flags.secret.map(parseSecret)), spread, cacheMountScope, ...(ssh.ids.length ? { ssh } : {}) });
+  const built = await buildRemotely({ ...options, jobs, remote: cache, store, labels: parseLabels("--label", flags.label), progress, hints, secrets: new Map(flags.secret.map(parseSecret)), spread, cacheMountScope, ...(ssh.ids.length ? { ssh } : {}), namedContexts });
   return { ...built, plan: planned?.plan, inputs: planned?.inputs };
 }
 
