@@ -161,6 +161,23 @@ test("the Workers page shows the queue, where each remote build runs, and the wo
   await page.close();
 }, 60_000);
 
+test("the Workers page shows each worker's steps run and cached, and its hit rate", async () => {
+  const post = (path: string, token: string, body: unknown) => fetch(`${server.url}${path}`, { method: "POST", headers: { authorization: `Bearer ${token}`, "content-type": "application/json" }, body: JSON.stringify(body) });
+  await post("/v1/jobs", TOKEN, { definition: { version: 1 }, hints: [] });
+  const claimed = (await (await post("/v1/workers/claim", WORKER_TOKEN, { name: "runner-2", labels: {} })).json()) as { id: string; lease: string };
+  const steps = ["executed", "cached-local", "cached-local", "cached-remote"].map((status, i) => ({ id: `s/${i}`, status }));
+  expect((await post(`/v1/jobs/${claimed.id}/finish`, WORKER_TOKEN, { lease: claimed.lease, result: { steps } })).status).toBe(200);
+  const page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
+  await page.goto(server.url);
+  await page.fill("#token", TOKEN);
+  await page.click("button[type=submit]");
+  await page.click('nav a[href="#/workers"]');
+  await page.waitForSelector('tr[data-worker="runner-2"]');
+  const cell = (name: string) => page.textContent(`tr[data-worker="runner-2"] td.${name}`);
+  expect([await cell("steps-run"), await cell("steps-cached"), await cell("hit-rate")]).toEqual(["1", "3", "75%"]);
+  await page.close();
+}, 60_000);
+
 /** Logs a new page in with the token; returns it at the list. */
 async function loggedIn(viewport = { width: 1280, height: 900 }): Promise<Page> {
   const page = await browser.newPage({ viewport });

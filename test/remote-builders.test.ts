@@ -339,6 +339,29 @@ describe("builds through --builder", () => {
     expect((await bytesIn()) - before).toBeLessThan(256 * 1024);
   }, 120_000);
 
+  test("the server keeps each worker's steps run and cached: its hit rate in /v1/workers and /metrics", async () => {
+    type Counted = { name: string; steps: { executed: number; cachedLocal: number; cachedRemote: number }; hitRate?: number };
+    const counted = async (name: string) => (await api<{ workers: Counted[] }>("/v1/workers")).workers.find((w) => w.name === name)!;
+    const dir = writeProject(join(work, "hits"), { Dockerfile: `FROM memobuild/busybox\nCOPY a.txt /a\nRUN echo ${Date.now()} > /b\n`, "a.txt": "hits\n" });
+    const client = machineWithBase(join(work, "client-hits"), baseOci);
+    const first = await remoteBuild(dir, client);
+    expect(first.exitCode).toBe(0);
+    const worker = first.meta.steps[0].worker as string;
+    const after1 = await counted(worker);
+    const second = await remoteBuild(dir, client);
+    expect(second.exitCode).toBe(0);
+    expect(second.meta.steps[0].worker).toBe(worker); // affinity: the worker that holds it
+    const after2 = await counted(worker);
+    // The second build ran nothing: its two steps (COPY, RUN) came from the worker's own cache.
+    expect(after2.steps.executed).toBe(after1.steps.executed);
+    expect(after2.steps.cachedLocal - after1.steps.cachedLocal).toBe(2);
+    const total = after2.steps.executed + after2.steps.cachedLocal + after2.steps.cachedRemote;
+    expect(after2.hitRate).toBeCloseTo((after2.steps.cachedLocal + after2.steps.cachedRemote) / total, 6);
+    const metrics = await (await fetch(`${server.url}/metrics`, { headers: { authorization: `Bearer ${CLIENT}` } })).text();
+    expect(metrics).toContain(`memobuild_worker_steps{worker="${worker}",status="cached-local"} ${after2.steps.cachedLocal}`);
+    expect(metrics).toMatch(new RegExp(`memobuild_worker_hit_ratio\\{worker="${worker}"\\} 0\\.\\d+`));
+  }, 120_000);
+
   test("what a remote builder cannot do yet is refused before anything is sent", async () => {
     const dir = writeProject(join(work, "refused"), { Dockerfile: "FROM memobuild/busybox\n" });
     const result = await remoteBuild(dir, machineWithBase(join(work, "client-refused"), baseOci), "--allow", "network.host");

@@ -21,7 +21,7 @@ import { BUILD_ID, type BuildHub } from "./hub.ts";
 import { SESSION_COOKIE, type SessionStore } from "./sessions.ts";
 import { hubRoutes } from "./hub-routes.ts";
 import type { JobQueue } from "./jobs.ts";
-import { jobRoutes } from "./jobs-routes.ts";
+import { jobRoutes, workersWithHits } from "./jobs-routes.ts";
 import type { SecretRelay } from "./secret-relay.ts";
 import { mountRoutes, type MountStore } from "./mounts.ts";
 
@@ -164,6 +164,7 @@ export function createApp(parts: AppParts): Hono<AppEnv> {
     if (parts.jobs) {
       metrics.queueDepth.set(await parts.jobs.depth());
       metrics.workers.set((await parts.jobs.workers()).filter((w) => w.lastSeen > Date.now() - 60_000).length);
+      metrics.setWorkerHits(await workersWithHits(parts.jobs));
     }
     metrics.evictions.inc(storage.evictions - evictionsCounted);
     evictionsCounted = storage.evictions;

@@ -28,6 +28,7 @@ import {
   lostWorkerEvent,
   QUEUE,
   rankJobs,
+  stepCountsOf,
   SUMMARY_COLUMNS,
   Wakeups,
   type Claimed,
@@ -247,6 +248,14 @@ export class PgJobQueue implements JobQueue {
       lastSeen: num(w.last_seen),
       running: running.filter((r: { worker: string }) => r.worker === w.name).map((r: { id: string }) => r.id),
     }));
+  }
+
+  async stepCounts() {
+    // Results are kept as text (as in SQLite); one that holds no array of steps counts none.
+    const rows = await this.sql`SELECT j.worker, step->>'status' AS status, count(*) AS n
+      FROM jobs j, jsonb_array_elements(CASE WHEN jsonb_typeof(j.result::jsonb->'steps') = 'array' THEN j.result::jsonb->'steps' ELSE '[]'::jsonb END) AS step
+      WHERE j.state = 'succeeded' AND j.worker IS NOT NULL AND step->>'config_only' IS NULL GROUP BY 1, 2`;
+    return stepCountsOf(rows);
   }
 
   async depth() {

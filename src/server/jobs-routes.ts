@@ -11,7 +11,7 @@
  *   POST   /v1/jobs/{id}/secrets/answer the submitter answers (it sees `asks` while it follows)
  *   POST   /v1/jobs/{id}/ssh            worker role: one message to the submitter's ssh agent; waits for its reply
  *   POST   /v1/jobs/{id}/ssh/answer     the submitter answers with its agent's replies (it sees `agentAsks`)
- *   GET    /v1/workers                  registered workers and what they run
+ *   GET    /v1/workers                  registered workers, what they run, their steps run and cached (hit rate)
  */
 import { Hono, type Context } from "hono";
 import { BloomFilter } from "../util/bloom.ts";
@@ -47,6 +47,16 @@ const AGENT_WAIT_MS = 30_000;
 /** An ssh agent message is at most 256 KiB (OpenSSH's limit), base64 a third more. */
 const MAX_AGENT_MESSAGE = 256 * 1024;
 
+/** Each worker with how the steps of its finished builds were satisfied, and its hit rate (cached / counted). */
+export async function workersWithHits(queue: JobQueue) {
+  const counts = await queue.stepCounts();
+  return (await queue.workers()).map((worker) => {
+    const steps = counts.get(worker.name) ?? { executed: 0, cachedLocal: 0, cachedRemote: 0 };
+    const total = steps.executed + steps.cachedLocal + steps.cachedRemote;
+    return { ...worker, steps, ...(total ? { hitRate: (steps.cachedLocal + steps.cachedRemote) / total } : {}) };
+  });
+}
+
 export function jobRoutes(
   queue: JobQueue,
   roleOf: (submitter: string) => Role | undefined = () => undefined,
@@ -63,7 +73,7 @@ export function jobRoutes(
   });
 
   app.get("/v1/jobs", async (c) => c.json({ jobs: await queue.jobs(), depth: await queue.depth() }));
-  app.get("/v1/workers", async (c) => c.json({ workers: await queue.workers() }));
+  app.get("/v1/workers", async (c) => c.json({ workers: await workersWithHits(queue) }));
 
   app.get("/v1/jobs/:id/events", async (c) => {
     const id = c.req.param("id");

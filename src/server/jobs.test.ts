@@ -232,6 +232,21 @@ for (const backend of BACKENDS) describe(`the job queue on ${backend.name}`, () 
     // Nobody answers: the worker hears so when its wait ends.
     expect(await relayB.ask(job, ["token"], 300)).toBeUndefined();
   });
+  test("each worker's steps run and cached, from the builds it finished on any replica (config-only and skipped steps not counted)", async () => {
+    const { a, b } = await replicasOf(backend);
+    const steps = (...statuses: string[]) => statuses.map((status, i) => ({ id: `s/${i}`, status, ...(status === "config" ? { status: "cached-local", config_only: true } : {}) }));
+    const finished = async (name: string, outcome: { result: unknown } | { error: string }) => {
+      await a.submit("alice", {}, [], 1);
+      const claimed = (await b.claim(worker(name), 2))!;
+      expect(await b.finish(claimed.id, claimed.lease, outcome, 3)).toBe(true);
+    };
+    await finished("w1", { result: { steps: steps("config", "executed", "cached-local", "cached-remote", "skipped") } });
+    await finished("w1", { result: { steps: steps("executed", "executed") } });
+    await finished("w2", { result: { steps: steps("cached-remote") } });
+    await finished("w2", { error: "the build failed" });
+    await finished("w3", { result: { note: "a result without steps counts none" } });
+    expect(Object.fromEntries(await a.stepCounts())).toEqual({ w1: { executed: 3, cachedLocal: 1, cachedRemote: 1 }, w2: { executed: 0, cachedLocal: 0, cachedRemote: 1 } });
+  });
 });
 
 // Replicas on hosts whose clocks disagree: only PostgreSQL has replicas (SQLite is one process).
@@ -263,3 +278,4 @@ test("a relayed secret is sealed to the asking replica's key: no other key opens
   expect(() => open(box, generateKeyPairSync("x25519").privateKey, "job-1", "ask-1")).toThrow();
   expect(() => open(box, asker.privateKey, "job-2", "ask-1")).toThrow(); // bound to its job and ask
 });
+

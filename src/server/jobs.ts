@@ -42,6 +42,13 @@ export interface WorkerSummary {
   running: string[];
 }
 
+/** How the steps of the builds a worker finished were satisfied (steps that do work only). */
+export interface StepCounts {
+  executed: number;
+  cachedLocal: number;
+  cachedRemote: number;
+}
+
 export interface Claimed {
   id: string;
   lease: string;
@@ -106,6 +113,12 @@ export interface JobQueue {
   /** Recent jobs, newest first. */
   jobs(limit?: number): Promise<JobSummary[]>;
   workers(): Promise<WorkerSummary[]>;
+  /**
+   * Per worker, its finished builds' steps by how each was satisfied (read from the results kept,
+   * so: the builds of the last KEEP_FINISHED_MS). Config-only and skipped steps do no work and
+   * are not counted, as in a build's own summary.
+   */
+  stepCounts(): Promise<Map<string, StepCounts>>;
   /** Jobs waiting for a worker. */
   depth(): Promise<number>;
   /**
@@ -130,6 +143,19 @@ export const MAX_EVENTS = 20_000;
 export const KEEP_FINISHED_MS = 24 * 3600_000;
 /** What a follower reads when the worker that held its job stopped answering. */
 export const lostWorkerEvent = (worker: string) => ({ type: "warning", message: `worker ${worker} stopped answering; the build goes to another worker` });
+/** Both stores count steps per (worker, status) in SQL; this adds them up per worker. */
+export function stepCountsOf(rows: { worker: string; status: string; n: number | string }[]): Map<string, StepCounts> {
+  const counts = new Map<string, StepCounts>();
+  for (const { worker, status, n } of rows) {
+    const count = counts.get(worker) ?? { executed: 0, cachedLocal: 0, cachedRemote: 0 };
+    if (status === "executed") count.executed += Number(n);
+    else if (status === "cached-local") count.cachedLocal += Number(n);
+    else if (status === "cached-remote") count.cachedRemote += Number(n);
+    counts.set(worker, count);
+  }
+  return counts;
+}
+
 export const GAVE_UP = "every worker that took this job stopped answering";
 
 /**
@@ -298,6 +324,16 @@ export class SqliteJobQueue implements JobQueue {
       lastSeen: w.last_seen,
       running: running.filter((r) => r.worker === w.name).map((r) => r.id),
     }));
+  }
+
+  async stepCounts() {
+    const rows = this.db
+      .query(
+        `SELECT jobs.worker AS worker, json_extract(step.value, '$.status') AS status, count(*) AS n FROM jobs, json_each(jobs.result, '$.steps') AS step
+         WHERE jobs.state = 'succeeded' AND jobs.worker IS NOT NULL AND json_extract(step.value, '$.config_only') IS NULL GROUP BY 1, 2`,
+      )
+      .all() as { worker: string; status: string; n: number }[];
+    return stepCountsOf(rows);
   }
 
   async depth() {

@@ -53,6 +53,8 @@ export class Metrics {
   readonly watchers = new Gauge({ name: "memobuild_event_watchers", help: "WebSocket clients watching build events", registers: this.registers });
   readonly queueDepth = new Gauge({ name: "memobuild_queue_depth", help: "Builds waiting for a worker (remote execution)", registers: this.registers });
   readonly workers = new Gauge({ name: "memobuild_workers", help: "Workers that asked for work in the last minute", registers: this.registers });
+  readonly workerSteps = new Gauge({ name: "memobuild_worker_steps", help: "Steps of the builds each worker finished in the last 24 hours, by how they were satisfied (executed, cached-local, cached-remote)", labelNames: ["worker", "status"], registers: this.registers });
+  readonly workerHitRatio = new Gauge({ name: "memobuild_worker_hit_ratio", help: "Share of the steps of each worker's builds in the last 24 hours that came from a cache", labelNames: ["worker"], registers: this.registers });
   readonly webhookQueue = new Gauge({ name: "memobuild_webhook_pending", help: "Webhook deliveries waiting to be sent or retried", registers: this.registers });
 
   constructor() {
@@ -61,6 +63,18 @@ export class Metrics {
     this.unreproducible.inc(0);
     this.evictions.inc(0);
     for (const result of ["success", "failed"]) this.builds.inc({ result }, 0);
+  }
+
+  /** Each worker's steps and hit rate, as now (a worker no longer known drops out). */
+  setWorkerHits(workers: { name: string; steps: { executed: number; cachedLocal: number; cachedRemote: number }; hitRate?: number }[]) {
+    this.workerSteps.reset();
+    this.workerHitRatio.reset();
+    for (const { name, steps, hitRate } of workers) {
+      this.workerSteps.set({ worker: name, status: "executed" }, steps.executed);
+      this.workerSteps.set({ worker: name, status: "cached-local" }, steps.cachedLocal);
+      this.workerSteps.set({ worker: name, status: "cached-remote" }, steps.cachedRemote);
+      if (hitRate !== undefined) this.workerHitRatio.set({ worker: name }, hitRate);
+    }
   }
 
   render(): Promise<string> {

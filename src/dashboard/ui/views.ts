@@ -322,12 +322,22 @@ export interface Worker {
   labels: Record<string, string>;
   lastSeen: number;
   running: string[];
+  /** Its finished builds' steps (last 24 h): run, and cached here or in the shared cache. */
+  steps?: { executed: number; cachedLocal: number; cachedRemote: number };
+  hitRate?: number;
+}
+
+/** A worker's steps run and cached (here and in the shared cache) in its finished builds, and the share cached. */
+function workerHits(w: Worker): string {
+  const steps = w.steps ?? { executed: 0, cachedLocal: 0, cachedRemote: 0 };
+  const cached = steps.cachedLocal + steps.cachedRemote;
+  return `<td class="num steps-run">${steps.executed}</td><td class="num steps-cached" title="${esc(`${steps.cachedLocal} from its own cache, ${steps.cachedRemote} from the shared cache`)}">${cached}</td><td class="num hit-rate">${esc(w.hitRate !== undefined ? percent(w.hitRate) : "")}</td>`;
 }
 
 export function workersPage(jobs: Job[], depth: number, workers: Worker[], now: number): string {
   const seen = (w: Worker) => (now - w.lastSeen < 60_000 ? (w.running.length ? "busy" : "idle") : "gone");
   const workerRows = workers
-    .map((w) => `<tr data-worker="${esc(w.name)}"><td>${esc(w.name)}</td><td>${esc(seen(w))}</td><td>${w.running.map((id) => `<code>${esc(short(id))}</code>`).join(" ")}</td><td>${Object.entries(w.labels).map(([k, v]) => `<span class="tag">${esc(`${k}=${v}`)}</span>`).join(" ")}</td><td>${esc(ago(w.lastSeen, now))}</td></tr>`)
+    .map((w) => `<tr data-worker="${esc(w.name)}"><td>${esc(w.name)}</td><td>${esc(seen(w))}</td><td>${w.running.map((id) => `<code>${esc(short(id))}</code>`).join(" ")}</td><td>${Object.entries(w.labels).map(([k, v]) => `<span class="tag">${esc(`${k}=${v}`)}</span>`).join(" ")}</td><td>${esc(ago(w.lastSeen, now))}</td>${workerHits(w)}</tr>`)
     .join("");
   const jobRows = jobs
     .map((j) => {
@@ -338,5 +348,5 @@ export function workersPage(jobs: Job[], depth: number, workers: Worker[], now: 
     .join("");
   return `<section class="card"><h3>Queue</h3><p>${depth} build(s) waiting for a worker</p>
 <table class="jobs"><thead><tr><th>Build</th><th>State</th><th>Worker</th><th>Steps it held</th><th>Attempts</th><th>Submitted</th><th>Took</th><th>Error</th></tr></thead><tbody>${jobRows || '<tr><td colspan="8" class="muted">No remote builds yet.</td></tr>'}</tbody></table></section>
-<section class="card"><h3>Workers</h3><table class="workers"><thead><tr><th>Name</th><th>State</th><th>Running</th><th>Labels</th><th>Last seen</th></tr></thead><tbody>${workerRows || '<tr><td colspan="5" class="muted">No worker has asked for work yet.</td></tr>'}</tbody></table></section>`;
+<section class="card"><h3>Workers</h3><table class="workers"><thead><tr><th>Name</th><th>State</th><th>Running</th><th>Labels</th><th>Last seen</th><th>Steps run</th><th>Cached</th><th>Hit rate</th></tr></thead><tbody>${workerRows || '<tr><td colspan="8" class="muted">No worker has asked for work yet.</td></tr>'}</tbody></table></section>`;
 }
