@@ -178,6 +178,24 @@ test("the Workers page shows each worker's steps run and cached, and its hit rat
   await page.close();
 }, 60_000);
 
+test("a build's page names the worker of each step of a build run on a worker", async () => {
+  const now = Date.now();
+  const events = [
+    { type: "build.started", seq: 1, time: now, dockerfile: "Dockerfile", platform: "linux/amd64", host: "laptop", labels: {}, steps: [{ id: "s/0", stage: "s", number: 1, name: "[s 1/1] RUN make" }] },
+    { type: "step.updated", seq: 2, time: now, step: "s/0", state: "executed", durationMs: 5, worker: "ci-runner-7" },
+    { type: "build.finished", seq: 3, time: now, result: "success", durationMs: 5, executed: 1, cached: 0, savedMs: 0 },
+  ];
+  expect((await fetch(`${server.url}/v1/builds/build-on-worker-1/events`, { method: "POST", headers: { authorization: `Bearer ${TOKEN}` }, body: JSON.stringify({ events }) })).status).toBe(200);
+  const page = await browser.newPage();
+  await page.goto(server.url);
+  await page.fill("#token", TOKEN);
+  await page.click("button[type=submit]");
+  await page.goto(`${server.url}/#/builds/build-on-worker-1`);
+  await page.waitForSelector('tr[data-step="s/0"]');
+  expect(await page.textContent('tr[data-step="s/0"] .worker')).toBe("worker ci-runner-7");
+  await page.close();
+}, 60_000);
+
 /** Logs a new page in with the token; returns it at the list. */
 async function loggedIn(viewport = { width: 1280, height: 900 }): Promise<Page> {
   const page = await browser.newPage({ viewport });

@@ -362,6 +362,17 @@ describe("builds through --builder", () => {
     expect(metrics).toMatch(new RegExp(`memobuild_worker_hit_ratio\\{worker="${worker}"\\} 0\\.\\d+`));
   }, 120_000);
 
+  test("the build is reported to the builder's hub, each step with the worker that ran or reused it", async () => {
+    const dir = writeProject(join(work, "hub"), { Dockerfile: `FROM memobuild/busybox\nRUN echo ${Date.now()} > /h\n` });
+    const built = await remoteBuild(dir, machineWithBase(join(work, "client-hub"), baseOci), "--build-label", "suite=remote-hub");
+    expect(built.exitCode).toBe(0);
+    const worker = built.meta.steps[0].worker as string;
+    const { builds } = await api<{ builds: { id: string }[] }>("/v1/builds?label=suite=remote-hub");
+    expect(builds).toHaveLength(1);
+    const { steps } = await api<{ steps: { name: string; state: string; worker?: string }[] }>(`/v1/builds/${builds[0].id}`);
+    expect(steps.map((s) => s.worker)).toEqual([worker, worker]);
+  }, 120_000);
+
   test("what a remote builder cannot do yet is refused before anything is sent", async () => {
     const dir = writeProject(join(work, "refused"), { Dockerfile: "FROM memobuild/busybox\n" });
     const result = await remoteBuild(dir, machineWithBase(join(work, "client-refused"), baseOci), "--allow", "network.host");

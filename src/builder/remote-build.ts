@@ -217,7 +217,7 @@ async function follow(jobs: JobsClient, id: string, progress: ProgressSink, secr
     for (const { seq, event } of followed.events) {
       since = Math.max(since, seq);
       const shown = progressEvent(event);
-      if (shown) progress(shown);
+      if (shown) progress(withWorker(shown, followed.worker));
     }
     if (followed.state === "queued" || followed.state === "running") continue;
     if (followed.state !== "succeeded") throw new RemoteBuildError(`the build ${followed.state === "cancelled" ? "was cancelled" : "failed"} on worker ${terminalText(followed.worker ?? "(none)", { max: 64 })}: ${terminalText(followed.error ?? "no reason given", { max: 4000 })}`);
@@ -238,6 +238,11 @@ const EVENT_TYPES = new Set(["plan", "context", "start", "output", "done", "erro
 function progressEvent(raw: unknown): ProgressEvent | undefined {
   if (typeof raw !== "object" || raw === null || !EVENT_TYPES.has((raw as { type?: unknown }).type as string)) return undefined;
   return JSON.parse(JSON.stringify(raw, (_, value) => (typeof value === "string" ? terminalText(value, { max: 16 * 1024 }) : value))) as ProgressEvent;
+}
+
+/** A step's end names the worker it ended on (the display, the hub and explain show it). */
+function withWorker(event: ProgressEvent, worker: string | undefined): ProgressEvent {
+  return event.type === "done" && worker ? { ...event, worker } : event;
 }
 
 function parseOutcome(result: unknown, worker: string | undefined): { image: ImageBlobs; steps: StepResult[] } {

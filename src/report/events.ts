@@ -81,6 +81,8 @@ export interface StepUpdated {
   reasons?: string[];
   /** A failure: the last lines of the step's output. */
   tail?: string[];
+  /** The worker that ran or reused the step (a build run with --builder). */
+  worker?: string;
 }
 
 export interface BuildFinished {
@@ -147,4 +149,6 @@ export interface BuildStep extends ReportedStep {
   layerSize?: number;
   reasons?: string[];
   tail?: string[];
+  /** The worker that ran or reused it (a build run with --builder). */
+  worker?: string;
 }

@@ -114,6 +114,7 @@ export class BuildReporter {
       savedMs: cached ? event.savedMs : undefined,
       layerSize: event.layerSize,
       reasons: event.reasons,
+      worker: event.worker,
     });
   }
 

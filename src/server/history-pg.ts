@@ -97,7 +97,7 @@ export class PgHistory implements HistoryStore {
         pending.push(tx`UPDATE build_steps SET state = ${event.state}, started = CASE WHEN ${event.state} = 'running' THEN ${event.time}::bigint ELSE started END,
           duration_ms = coalesce(${event.durationMs ?? null}::bigint, duration_ms), saved_ms = coalesce(${event.savedMs ?? null}::bigint, saved_ms),
           layer_size = coalesce(${event.layerSize ?? null}::bigint, layer_size), reasons = coalesce(${event.reasons ? JSON.stringify(event.reasons) : null}::text, reasons),
-          tail = coalesce(${event.tail ? JSON.stringify(event.tail) : null}::text, tail) WHERE build = ${build} AND step = ${event.step}`);
+          tail = coalesce(${event.tail ? JSON.stringify(event.tail) : null}::text, tail), worker = coalesce(${event.worker ?? null}::text, worker) WHERE build = ${build} AND step = ${event.step}`);
         break;
       case "build.finished": {
         const { type: _t, seq: _s, time, result, executed, cached, savedMs, ...outcome } = event;

@@ -128,6 +128,7 @@ export class SqliteHistory implements HistoryStore {
     const counted = (this.db.query("PRAGMA table_info(builds)").all() as { name: string }[]).some((c) => c.name === "bytes");
     addMissingColumns(this.db, "builds", ["updated INTEGER", "bytes INTEGER NOT NULL DEFAULT 0", "role TEXT"]);
     addMissingColumns(this.db, "webhook_deliveries", ["lease_until INTEGER NOT NULL DEFAULT 0"]);
+    addMissingColumns(this.db, "build_steps", ["worker TEXT"]);
     // A history from before byte budgets: its builds count what their events hold, so size
     // pruning and token budgets see them too.
     if (!counted) this.db.exec("UPDATE builds SET bytes = (SELECT coalesce(sum(length(CAST(body AS BLOB))), 0) FROM events WHERE events.build = builds.id)");
@@ -217,7 +218,7 @@ export class SqliteHistory implements HistoryStore {
           .query(
             `UPDATE build_steps SET state = ?, started = CASE WHEN ? = 'running' THEN ? ELSE started END,
              duration_ms = coalesce(?, duration_ms), saved_ms = coalesce(?, saved_ms),
-             layer_size = coalesce(?, layer_size), reasons = coalesce(?, reasons), tail = coalesce(?, tail) WHERE build = ? AND step = ?`,
+             layer_size = coalesce(?, layer_size), reasons = coalesce(?, reasons), tail = coalesce(?, tail), worker = coalesce(?, worker) WHERE build = ? AND step = ?`,
           )
           .run(
             event.state,
@@ -228,6 +229,7 @@ export class SqliteHistory implements HistoryStore {
             event.layerSize ?? null,
             event.reasons ? JSON.stringify(event.reasons) : null,
             event.tail ? JSON.stringify(event.tail) : null,
+            event.worker ?? null,
             build,
             event.step,
           );
@@ -484,5 +486,6 @@ export function toStep(row: Row): BuildStep {
     layerSize: optional(row.layer_size, Number),
     reasons: optional(row.reasons, (v) => JSON.parse(v as string) as string[]),
     tail: optional(row.tail, (v) => JSON.parse(v as string) as string[]),
+    worker: optional(row.worker ?? null, String),
   };
 }

@@ -100,6 +100,14 @@ for (const backend of BACKENDS) describe(`the build hub on ${backend.name}`, () 
       expect((await call("GET", "/v1/builds/no-such-build", { token: RO })).status).toBe(404);
     });
 
+    test("each step of a build run on a worker is read back with its worker", async () => {
+      const { call } = await hubApp();
+      const events = wholeBuild("success").map((e) => (e.type === "step.updated" && e.state !== "running" ? { ...e, worker: e.step === "app/2" ? "ci-2" : "ci-1" } : e));
+      expect(await (await call("POST", `/v1/builds/${BUILD}/events`, { token: RO, body: { events } })).json()).toEqual({ accepted: 8 });
+      const build = (await (await call("GET", `/v1/builds/${BUILD}`, { token: RO })).json()) as { steps: Record<string, unknown>[] };
+      expect(build.steps.map((s) => s.worker)).toEqual(["ci-1", "ci-1", "ci-2"]);
+    });
+
     test("newest first, paged, and filtered by label, result and branch", async () => {
       const { call } = await hubApp();
       for (let i = 0; i < 5; i++) {

@@ -464,7 +464,8 @@ function parseEvent(raw: unknown, where: string): BuildEvent {
       const layerSize = count(e.layerSize, `${where}.layerSize`, true);
       const reasons = lines(e.reasons, `${where}.reasons`, 20, 4096);
       const tail = lines(e.tail, `${where}.tail`, 50, 8192);
-      return { ...update, ...defined({ durationMs, savedMs, layerSize, reasons, tail }) };
+      const worker = text(e.worker, `${where}.worker`, 64, true);
+      return { ...update, ...defined({ durationMs, savedMs, layerSize, reasons, tail, worker }) };
     }
     case "step.log":
       return { type: "step.log", ...base, step: text(e.step, `${where}.step`, 256)!, text: logText(e.text, `${where}.text`) };

@@ -81,6 +81,8 @@ const MIGRATIONS: string[] = [
      id BIGSERIAL PRIMARY KEY, key TEXT NOT NULL, time BIGINT NOT NULL, author TEXT, signer TEXT, step TEXT,
      first_result TEXT NOT NULL, first_build TEXT, second_result TEXT NOT NULL, second_build TEXT, differences TEXT NOT NULL);
    CREATE INDEX unreproducible_time ON unreproducible (time);`,
+  // The worker that ran or reused each step of a build run with --builder.
+  `ALTER TABLE build_steps ADD COLUMN worker TEXT;`,
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;

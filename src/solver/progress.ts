@@ -36,6 +36,8 @@ export interface ProgressEvent {
   digest?: string;
   /** error: the failed command's last lines of output. */
   tail?: string[];
+  /** done: the worker that ran or reused the step (a build run with --builder). */
+  worker?: string;
 }
 
 export type ProgressSink = (event: ProgressEvent) => void;

@@ -137,9 +137,12 @@ export function registerBuild(program: Command) {
       const printer = display.sink;
       const remote = await openRemote(settings, (message) => printer({ type: "warning", message }));
       await remote?.probe(); // a wrong token is an error before any work
+      const builder = flags.builder ?? process.env.MEMOBUILD_BUILDER;
+      // A build on a worker is reported to the builder's hub when no other remote is given.
+      const hub = remote ?? (builder ? builderCache(builder, settings, (message) => printer({ type: "warning", message })) : undefined);
       const reporter =
-        remote?.sends && value(settings, "remote.report") === "on"
-          ? new (await import("../../report/reporter.ts")).BuildReporter((id, events) => remote.report(id, events), {
+        hub?.sends && value(settings, "remote.report") === "on"
+          ? new (await import("../../report/reporter.ts")).BuildReporter((id, events) => hub.report(id, events), {
               dockerfile: input.displayPath,
               platform: formatPlatform(hostPlatform()),
               host: hostname(),
@@ -155,7 +158,6 @@ export function registerBuild(program: Command) {
         const tagOwner = checkProjectTags(store, tags, settings); // before any work
         const namedContexts = await resolveNamedContexts(contextSpecs, store, pull, flags.pull);
         const ssh = await SshAgents.start(sshSpecs);
-        const builder = flags.builder ?? process.env.MEMOBUILD_BUILDER;
         // A build on a worker (--builder): the worker fetches and publishes its cache mounts (worker.ts).
         const mounts = builder ? undefined : await openCacheMounts(mountChoice, settings, remote, store, (message) => printer({ type: "warning", message }));
         const buildCaches = cacheFrom.length ? await openBuildCaches(cacheFrom, settings, store, registry, progress) : [];
@@ -255,6 +257,11 @@ async function writeBuildCache(spec: CacheSpec, result: { steps: StepResult[]; p
   }
 }
 
+/** The builder's own cache and hub, with the remote token: where a remote build's image and report go. */
+function builderCache(builder: string, settings: Settings, warn: (message: string) => void): RemoteCache {
+  return new RemoteCache({ url: builder, token: remoteSettings(settings, warn).token, warn, required: true });
+}
+
 /** `--builder URL`: the build runs on one of the server's workers; the image comes back to this store. */
 async function buildOnWorker(builder: string, settings: Settings, flags: BuildFlags, store: LocalStore, input: DockerfileInput, progress: ProgressSink, given: { cacheMountScope: string | undefined; ssh: { ids: string[]; agents: SshAgents }; namedContexts: Map<string, NamedContext> }) {
   const { cacheMountScope, ssh, namedContexts } = given;
@@ -262,7 +269,7 @@ async function buildOnWorker(builder: string, settings: Settings, flags: BuildFl
   if (unsupported.length) throw new UsageError(`--builder: ${unsupported.join(", ")} cannot be used with a remote builder yet`);
   const remote = remoteSettings(settings, (message) => progress({ type: "warning", message }));
   const jobs = new JobsClient({ url: builder, token: remote.token });
-  const cache = new RemoteCache({ url: builder, token: remote.token, warn: (message) => progress({ type: "warning", message }), required: true });
+  const cache = builderCache(builder, settings, (message) => progress({ type: "warning", message }));
   const options = {
     contextDir: input.contextDir,
     dockerfileText: input.text,

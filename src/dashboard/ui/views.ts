@@ -209,7 +209,7 @@ export function buildPage(b: Build, now: number): string {
     .map(
       (s) => `<tr class="state-${esc(s.state)}" data-step="${esc(s.id)}" data-state="${esc(s.state)}">
   <td class="num">${s.number}</td>
-  <td><code>${esc(s.name)}</code> <a class="log-link" href="#/builds/${esc(encodeURIComponent(b.id))}/steps/${s.number}">output</a>${s.reasons?.length ? `<ul class="reasons">${s.reasons.map((r) => `<li>${esc(r)}</li>`).join("")}</ul>` : ""}</td>
+  <td><code>${esc(s.name)}</code>${s.worker ? ` <span class="tag worker" title="the worker that ran or reused it">${esc(`worker ${s.worker}`)}</span>` : ""} <a class="log-link" href="#/builds/${esc(encodeURIComponent(b.id))}/steps/${s.number}">output</a>${s.reasons?.length ? `<ul class="reasons">${s.reasons.map((r) => `<li>${esc(r)}</li>`).join("")}</ul>` : ""}</td>
   <td><span class="dot state-${esc(s.state)}"></span>${esc(STATE_TEXT[s.state] ?? s.state)}</td>
   <td class="num">${esc(duration(s.durationMs))}</td>
   <td class="num">${esc(isHit(s.state) ? duration(s.savedMs) : "")}</td>
