@@ -373,6 +373,25 @@ describe("builds through --builder", () => {
     expect(steps.map((s) => s.worker)).toEqual([worker, worker]);
   }, 120_000);
 
+  test("explain after a build on a worker: every step hits in the builder's cache and names the worker of the last build", async () => {
+    const dir = writeProject(join(work, "explained"), { Dockerfile: `FROM memobuild/busybox\nCOPY a.txt /a\nRUN echo ${Date.now()} > /e\n`, "a.txt": "1\n" });
+    const client = machineWithBase(join(work, "client-explained"), baseOci);
+    const built = await remoteBuild(dir, client);
+    expect(built.exitCode).toBe(0);
+    const worker = built.meta.steps[0].worker as string;
+    const explain = (...args: string[]) => runMemobuild(["explain", dir, "--cache-dir", client, "--builder", server.url, "--remote-token", CLIENT, ...args], { env: { SOURCE_DATE_EPOCH: "1700000000" } });
+    const explained = JSON.parse(explain("--json").stdout) as { name: string; hit: boolean; worker?: string; configOnly: boolean }[];
+    expect(explained.filter((e) => !e.configOnly).map((e) => [e.hit, e.worker])).toEqual([[true, worker], [true, worker]]);
+    expect(explain().stdout).toContain(`hit   [stage-0 3/3] RUN echo`);
+    expect(explain().stdout).toMatch(new RegExp(`RUN echo \\d+ > /e  \\(last build: worker ${worker}\\)`));
+    // A file changed: the miss says which, and still which worker built the step last.
+    writeFileSync(join(dir, "a.txt"), "2\n");
+    const changed = JSON.parse(explain("--json").stdout) as { name: string; hit: boolean; worker?: string; reasons: string[] }[];
+    const copy = changed.find((e) => e.name.includes("COPY"))!;
+    expect(copy).toMatchObject({ hit: false, worker });
+    expect(copy.reasons.join("\n")).toContain("a.txt (content)");
+  }, 120_000);
+
   test("what a remote builder cannot do yet is refused before anything is sent", async () => {
     const dir = writeProject(join(work, "refused"), { Dockerfile: "FROM memobuild/busybox\n" });
     const result = await remoteBuild(dir, machineWithBase(join(work, "client-refused"), baseOci), "--allow", "network.host");

@@ -274,6 +274,9 @@ describe("records a command reads back", () => {
     store.recordBuildInputs("/p/Dockerfile", "final", [{ id: "0/2", key: "k2", inputs: { b: 2 } }]);
     expect([...store.lastBuildInputs("/p/Dockerfile", "final")]).toEqual([["0/2", { key: "k2", inputs: { b: 2 } }]]);
     expect(store.lastBuildInputs("/p/Dockerfile", "other").size).toBe(0);
+    // A build run on a worker keeps each step's worker beside its inputs, and gives them back apart.
+    store.recordBuildInputs("/p/Dockerfile", "final", [{ id: "0/2", key: "k2", inputs: { b: 2 }, worker: "ci-1" }]);
+    expect([...store.lastBuildInputs("/p/Dockerfile", "final")]).toEqual([["0/2", { key: "k2", inputs: { b: 2 }, worker: "ci-1" }]]);
     expect(store.mountDir("go-cache")).toBe(store.mountDir("go-cache"));
     expect(store.mountDir("go-cache")).not.toBe(store.mountDir("npm-cache"));
     expect(store.mountDir("../../etc")).toMatch(new RegExp(`^${join(store.dir, "mounts")}/[0-9a-f]{32}$`));

@@ -89,6 +89,9 @@ const hexOf = (digest: string) => {
 };
 
 
+/** The field of a recorded step's inputs that names its worker (no step input has this name). */
+const WORKER_FIELD = "@worker";
+
 export class LocalStore {
   /** Private: callers ask the store, never its tables (tests read it as store["db"]). */
   private readonly db: Database;
@@ -508,21 +511,27 @@ export class LocalStore {
 
   // ---- what each step of the last build read (for `explain`)
 
-  recordBuildInputs(dockerfile: string, target: string, steps: { id: string; key: string; inputs: unknown }[]) {
+  /** `worker`: the worker that ran or reused the step, for a build run with --builder (kept beside its inputs). */
+  recordBuildInputs(dockerfile: string, target: string, steps: { id: string; key: string; inputs: unknown; worker?: string }[]) {
     const insert = this.db.query("INSERT OR REPLACE INTO builds VALUES (?, ?, ?, ?, ?)");
     this.db.transaction(() => {
       this.db.query("DELETE FROM builds WHERE dockerfile = ? AND target = ?").run(dockerfile, target);
-      for (const step of steps) insert.run(dockerfile, target, step.id, step.key, JSON.stringify(step.inputs));
+      for (const step of steps) insert.run(dockerfile, target, step.id, step.key, JSON.stringify(step.worker ? { ...(step.inputs as object), [WORKER_FIELD]: step.worker } : step.inputs));
     })();
   }
 
-  lastBuildInputs(dockerfile: string, target: string): Map<string, { key: string; inputs: unknown }> {
+  lastBuildInputs(dockerfile: string, target: string): Map<string, { key: string; inputs: unknown; worker?: string }> {
     const rows = this.db.query("SELECT step_id, key, inputs FROM builds WHERE dockerfile = ? AND target = ?").all(dockerfile, target) as {
       step_id: string;
       key: string;
       inputs: string;
     }[];
-    return new Map(rows.map((r) => [r.step_id, { key: r.key, inputs: JSON.parse(r.inputs) }]));
+    return new Map(
+      rows.map((r) => {
+        const { [WORKER_FIELD]: worker, ...inputs } = JSON.parse(r.inputs) as Record<string, unknown>;
+        return [r.step_id, { key: r.key, inputs, ...(typeof worker === "string" ? { worker } : {}) }];
+      }),
+    );
   }
 
   // ---- image references

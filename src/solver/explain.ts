@@ -18,6 +18,8 @@ export interface Explanation {
   reasons: string[];
   /** Conflicts the remote cache recorded for this step's key (non-determinism, or an attack). */
   conflicts?: string[];
+  /** The worker that ran or reused the step in the last build, when that build ran with --builder. */
+  worker?: string;
 }
 
 function diffRecords(before: Record<string, string>, after: Record<string, string>): string[] {
@@ -42,7 +44,7 @@ function list(items: string[], limit = 8): string {
 export function explainSteps(
   steps: StepResult[],
   now: Map<string, StepInputs>,
-  last: Map<string, { key: string; inputs: unknown }>,
+  last: Map<string, { key: string; inputs: unknown; worker?: string }>,
 ): Explanation[] {
   const keyOwner = new Map<string, KeyOwner>();
   for (const step of steps) keyOwner.set(step.key, step);
@@ -56,13 +58,13 @@ export type KeyOwner = Pick<StepResult, "stage" | "name">;
 export function explainStep(
   step: StepResult,
   current: StepInputs,
-  last: Map<string, { key: string; inputs: unknown }>,
+  last: Map<string, { key: string; inputs: unknown; worker?: string }>,
   keyOwner: Map<string, KeyOwner>,
 ): Explanation {
   const hit = step.status !== "executed";
   const previous = last.get(step.id);
   const reasons: string[] = [];
-  const about = { id: step.id, name: step.name, instruction: step.instruction, configOnly: step.config_only === true, hit };
+  const about = { id: step.id, name: step.name, instruction: step.instruction, configOnly: step.config_only === true, hit, ...(previous?.worker ? { worker: previous.worker } : {}) };
   if (hit) return { ...about, reasons: [step.status === "cached-remote" ? "cached in the remote cache" : "cached"] };
   if (step.remote_refused) reasons.push(step.remote_refused);
   if (!previous) {

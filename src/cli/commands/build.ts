@@ -257,6 +257,16 @@ async function writeBuildCache(spec: CacheSpec, result: { steps: StepResult[]; p
   }
 }
 
+/**
+ * What each step of a build run on a worker read (keyed here) and the worker that ran or reused
+ * it, as a local build records its own: `explain` compares the next build with it and names the worker.
+ */
+function recordRemoteBuild(store: LocalStore, dockerfile: string, planned: { steps: StepResult[]; inputs: Map<string, unknown>; graph: BuildGraph }, ran: StepResult[]) {
+  const workers = new Map(ran.map((s) => [s.id, s.worker]));
+  const steps = planned.steps.filter((s) => planned.inputs.has(s.id)).map((s) => ({ id: s.id, key: s.key, inputs: planned.inputs.get(s.id), worker: workers.get(s.id) }));
+  store.recordBuildInputs(dockerfile, planned.graph.target.id, steps);
+}
+
 /** The builder's own cache and hub, with the remote token: where a remote build's image and report go. */
 function builderCache(builder: string, settings: Settings, warn: (message: string) => void): RemoteCache {
   return new RemoteCache({ url: builder, token: remoteSettings(settings, warn).token, warn, required: true });
@@ -288,6 +298,7 @@ async function buildOnWorker(builder: string, settings: Settings, flags: BuildFl
   const hints = planned ? planned.steps.map((s) => s.key).filter(Boolean) : [];
   const spread = await spreadOverWorkers(planned, plan, options.noCache, cache);
   const built = await buildRemotely({ ...options, jobs, remote: cache, store, labels: parseLabels("--label", flags.label), progress, hints, secrets: new Map(flags.secret.map(parseSecret)), spread, cacheMountScope, ...(ssh.ids.length ? { ssh } : {}), namedContexts });
+  if (planned) recordRemoteBuild(store, options.dockerfileAbsolute ?? options.dockerfilePath, planned, built.steps);
   return { ...built, plan: planned?.plan, inputs: planned?.inputs };
 }
 

@@ -12,6 +12,7 @@ import { buildFlagOptions, checkPlatform, networkFrom, parseBuildContexts, sandb
 import { resolveNamedContexts } from "../named-contexts.ts";
 import { value } from "../../config/settings.ts";
 import type { RemoteCache } from "../../remote/client.ts";
+import { remoteSettings } from "../../config/remote.ts";
 import { terminalText } from "../../util/terminal-text.ts";
 
 export function registerExplain(program: Command) {
@@ -23,13 +24,17 @@ export function registerExplain(program: Command) {
         "digest, which stage, or only the parent step.",
     )
     .option("--json", "print JSON")
-    .action(async (context: string | undefined, flags: BuildFlags & { json?: boolean }) => {
+    .option("--builder <url>", "a build server whose workers ran the last build (also $MEMOBUILD_BUILDER): its cache is checked for hits when no --remote is given")
+    .action(async (context: string | undefined, flags: BuildFlags & { json?: boolean; builder?: string }) => {
       // The flags of build are taken, so a build command line works with the verb changed;
       // those that change a key (args, target, --add-host, --shm-size, --ulimit) are used.
       const settings = commandSettings(flags, context);
       checkPlatform(flags.platform);
       const input = readDockerfileFrom(settings);
-      const remote = await openRemote(settings, (message) => process.stderr.write(`warning: ${message}\n`));
+      const warn = (message: string) => process.stderr.write(`warning: ${message}\n`);
+      const builder = flags.builder ?? process.env.MEMOBUILD_BUILDER;
+      // Results of builds run on workers are in the builder's cache, written by the workers.
+      const remote = (await openRemote(settings, warn)) ?? (builder ? new (await import("../../remote/client.ts")).RemoteCache({ url: builder, token: remoteSettings(settings, warn).token, warn }) : undefined);
       const contextSpecs = parseBuildContexts(flags.buildContext);
       await withStore(value(settings, "cacheDir"), async (store) => {
         const namedContexts = await resolveNamedContexts(contextSpecs, store, undefined);
@@ -63,7 +68,7 @@ export function registerExplain(program: Command) {
         const work = explanations.filter((e) => !e.configOnly);
         const misses = work.filter((e) => !e.hit).length;
         for (const e of explanations) {
-          process.stdout.write(`${e.hit ? "hit " : "MISS"}  ${e.name}\n`);
+          process.stdout.write(`${e.hit ? "hit " : "MISS"}  ${e.name}${e.worker ? `  (last build: worker ${terminalText(e.worker, { max: 64 })})` : ""}\n`);
           // Reasons quote the context's file names (a pull request's) and conflicts the server's words.
           if (!e.hit) for (const reason of e.reasons) process.stdout.write(`        ${terminalText(reason)}\n`);
           for (const conflict of e.conflicts ?? []) process.stdout.write(`        CONFLICT ${terminalText(conflict)}\n`);
