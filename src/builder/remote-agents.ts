@@ -14,7 +14,12 @@ interface Upstream {
   reader: FrameReader;
   /** Who waits for the next whole reply. */
   waiting?: (reply: Buffer | undefined) => void;
+  /** The agent hung up: every later message gets a failure at once, never a wait. */
+  closed?: true;
 }
+
+/** The relay on the server gives up on a reply after 30 s; so does this end. */
+const REPLY_TIMEOUT_MS = 30_000;
 
 /** One connection to a local agent: a message in, its reply out, one at a time. */
 class AgentConnection {
@@ -43,10 +48,10 @@ class AgentConnection {
           }
         },
         close(socket) {
-          socket.data?.waiting?.(undefined);
+          hangUp(socket.data);
         },
         error(socket) {
-          socket.data?.waiting?.(undefined);
+          hangUp(socket.data);
         },
       },
     });
@@ -55,9 +60,19 @@ class AgentConnection {
   request(message: Buffer): Promise<Buffer> {
     const next = this.chain.then(async () => {
       const socket = await this.socket;
-      const reply = new Promise<Buffer | undefined>((resolve) => (socket.data.waiting = resolve));
+      if (socket.data.closed) return AGENT_FAILURE;
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const reply = new Promise<Buffer | undefined>((resolve) => {
+        socket.data.waiting = resolve;
+        timer = setTimeout(() => {
+          socket.end(); // a reply that comes later would answer the next message
+          hangUp(socket.data);
+        }, REPLY_TIMEOUT_MS);
+      });
       socket.write(message);
-      return (await reply) ?? AGENT_FAILURE;
+      const answered = await reply;
+      clearTimeout(timer);
+      return answered ?? AGENT_FAILURE;
     });
     this.chain = next.catch(() => {});
     return next.catch(() => AGENT_FAILURE);
@@ -66,6 +81,14 @@ class AgentConnection {
   close() {
     void this.chain.then(async () => (await this.socket).end()).catch(() => {});
   }
+}
+
+function hangUp(upstream: Upstream | undefined) {
+  if (!upstream) return;
+  upstream.closed = true;
+  const waiting = upstream.waiting;
+  upstream.waiting = undefined;
+  waiting?.(undefined);
 }
 
 export class RemoteAgents {
