@@ -1,4 +1,4 @@
-/** A job definition comes from the submitter: its --cache-mount-scope is checked before a worker passes it on as a flag. */
+/** A job definition comes from the submitter: what a worker passes on as flags (--cache-mount-scope, --build-context names, --ssh ids) is checked first. */
 import { expect, test } from "bun:test";
 import { parseJobDefinition } from "./job-definition.ts";
 
@@ -20,4 +20,18 @@ test("a cache mount scope is kept when it is a scope name, and refused otherwise
   for (const bad of ["--allow=security.insecure", "", "x".repeat(129), 7, "a b"]) {
     expect(() => parseJobDefinition(definition({ cacheMountScope: bad }))).toThrow("job definition: cacheMountScope: expected up to 128 letters");
   }
+});
+
+test("named contexts and ssh ids: kept when well formed (absent in an older client's job: none), refused otherwise, naming the field", () => {
+  const tree = { manifest: "c".repeat(64), digest: "d".repeat(64) };
+  const parsed = parseJobDefinition(definition({ contexts: { docs: tree, "team/lib:1": tree }, ssh: ["default", "deploy"] }));
+  expect(parsed.contexts).toEqual({ docs: tree, "team/lib:1": tree });
+  expect(parsed.ssh).toEqual(["default", "deploy"]);
+  expect(parseJobDefinition(definition({}))).toMatchObject({ contexts: {}, ssh: [] });
+  // A name the worker puts in --build-context=NAME=DIR must not carry an "=" or look like a flag.
+  expect(() => parseJobDefinition(definition({ contexts: { "a=b": tree } }))).toThrow("job definition: contexts.a=b: expected a context name");
+  expect(() => parseJobDefinition(definition({ contexts: { "-x": tree } }))).toThrow("job definition: contexts.-x: expected a context name");
+  expect(() => parseJobDefinition(definition({ contexts: { docs: { manifest: "x", digest: "d".repeat(64) } } }))).toThrow("job definition: contexts.docs: expected { manifest");
+  expect(() => parseJobDefinition(definition({ ssh: ["default", "default"] }))).toThrow("job definition: ssh: expected ids given once each");
+  expect(() => parseJobDefinition(definition({ ssh: ["a=b"] }))).toThrow("job definition: ssh: expected at most 64 ids");
 });
