@@ -1,14 +1,14 @@
 /**
  * Remote execution across replicas: two `memobuild serve` processes on one PostgreSQL (--db) and
  * one S3 bucket (--blobs), two `memobuild worker` processes that talk only to replica B, and
- * clients that build with `--builder` replica A. The queue, its wake-ups and the secret relay
- * all have to cross from one replica to the other through the database. Real engines
- * (test/support/engines.ts), the real binary, loopback only.
+ * clients that build with `--builder` replica A. The queue, its wake-ups, and the secret and ssh
+ * agent relays all have to cross from one replica to the other through the database. Real
+ * engines (test/support/engines.ts), the real binary, loopback only.
  */
 import { afterAll, beforeAll, expect, test } from "bun:test";
-import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { basename, join } from "node:path";
 import { REPO_ROOT, memobuildBinary, runMemobuild } from "./support/binary.ts";
 import { buildBaseImage, machineWithBase, writeProject } from "./support/base-image.ts";
 import { postgres, s3, startPostgres } from "./support/engines.ts";
@@ -139,5 +139,49 @@ test("a secret given to replica A reaches the RUN on a worker of replica B, and 
   for (const where of [work, dataDirectory]) {
     const grep = Bun.spawnSync(["grep", "-rl", "--binary-files=text", secret, where], { stdout: "pipe" });
     expect({ where, found: grep.stdout.toString() }).toEqual({ where, found: "" });
+  }
+}, 180_000);
+
+test("--ssh given to replica A answers the RUN on a worker of replica B; its messages are in the database's files only sealed", async () => {
+  const comment = `replica-agent-key-${Date.now()}`;
+  const keyFile = join(work, "agent-key");
+  expect(Bun.spawnSync(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", comment, "-f", keyFile]).exitCode).toBe(0);
+  const fingerprint = Bun.spawnSync(["ssh-keygen", "-l", "-f", keyFile]).stdout.toString().split(" ")[1];
+  const socket = join(work, "agent.sock");
+  const agent = Bun.spawn(["ssh-agent", "-D", "-a", socket], { stdout: "ignore", stderr: "ignore" });
+  try {
+    for (let i = 0; i < 100 && !existsSync(socket); i++) await Bun.sleep(20);
+    expect(Bun.spawnSync(["ssh-add", "-q", keyFile], { env: { SSH_AUTH_SOCK: socket, PATH: process.env.PATH } }).exitCode).toBe(0);
+    // OpenSSH's own ssh-add (with its loader and libraries) reaches the container by a bind mount of the context.
+    const dir = writeProject(join(work, "ssh"), {
+      Dockerfile: `FROM memobuild/busybox\nRUN --mount=type=bind,source=tools,target=/tools --mount=type=ssh,required=true echo ${Date.now()} && /tools/ld.so --library-path /tools /tools/ssh-add -l > /keys\n`,
+    });
+    mkdirSync(join(dir, "tools"));
+    const libraries = Bun.spawnSync(["ldd", "/usr/bin/ssh-add"]).stdout.toString().match(/\/\S+\.so[.\d]*/g)!;
+    for (const library of libraries) copyFileSync(library, join(dir, "tools", library.includes("ld-linux") ? "ld.so" : basename(library)));
+    copyFileSync("/usr/bin/ssh-add", join(dir, "tools/ssh-add"));
+    const out = join(work, "ssh-out");
+    const child = Bun.spawn([memobuildBinary(), "build", dir, "--cache-dir", machineWithBase(join(work, "client-ssh"), baseOci), "--builder", a.url, "--remote-token", CLIENT, "--ssh", "default", "-o", `type=local,dest=${out}`], {
+      stdout: "pipe",
+      stderr: "pipe",
+      env: { ...process.env, SSH_AUTH_SOCK: socket },
+    });
+    const [stderr, code] = await Promise.all([new Response(child.stderr).text(), child.exited]);
+    expect({ code, stderr: code ? stderr : "" }).toEqual({ code: 0, stderr: "" });
+    expect(readFileSync(join(out, "keys"), "utf8")).toContain(`${fingerprint} ${comment} (ED25519)`);
+    // The agent's answer (it names the key's comment) crossed the database: its files never held it in the clear.
+    const sql = new Bun.SQL(db);
+    let dataDirectory: string;
+    try {
+      await sql`CHECKPOINT`;
+      dataDirectory = (await sql`SHOW data_directory`)[0].data_directory;
+      expect(await sql`SELECT * FROM job_agent_asks`).toEqual([]);
+    } finally {
+      await sql.close();
+    }
+    const grep = Bun.spawnSync(["grep", "-rl", "--binary-files=text", comment, dataDirectory], { stdout: "pipe" });
+    expect(grep.stdout.toString()).toBe("");
+  } finally {
+    agent.kill("SIGKILL");
   }
 }, 180_000);

@@ -22,7 +22,7 @@ import { SESSION_COOKIE, type SessionStore } from "./sessions.ts";
 import { hubRoutes } from "./hub-routes.ts";
 import type { JobQueue } from "./jobs.ts";
 import { jobRoutes, workersWithHits } from "./jobs-routes.ts";
-import type { SecretRelay } from "./secret-relay.ts";
+import type { AgentRelay, SecretRelay } from "./secret-relay.ts";
 import { mountRoutes, type MountStore } from "./mounts.ts";
 
 const MAX_ACTION_BYTES = 1024 * 1024;
@@ -40,6 +40,8 @@ export interface AppParts {
   jobs?: JobQueue;
   /** How a remote build's secrets reach its worker (default: in this process's memory). */
   secrets?: SecretRelay;
+  /** How a remote build's messages to the submitter's ssh agents reach it (default: in memory). */
+  agents?: AgentRelay;
   /** Shared cache mounts (absent in tests that build an app without them). */
   mounts?: MountStore;
   /** Whether the metadata and blob stores answer (GET /readyz); absent: always ready. */
@@ -286,7 +288,7 @@ export function createApp(parts: AppParts): Hono<AppEnv> {
   });
 
   app.route("/", hubRoutes(parts));
-  if (parts.jobs) app.route("/", jobRoutes(parts.jobs, (submitter) => tokens.roleOf(submitter), parts.secrets));
+  if (parts.jobs) app.route("/", jobRoutes(parts.jobs, (submitter) => tokens.roleOf(submitter), parts.secrets, parts.agents));
   if (parts.mounts) app.route("/", mountRoutes(parts.mounts, (id) => tokens.nameOf(id)));
 
   app.notFound((c) => error(c, 404, `no route for ${c.req.method} ${c.req.path}`));

@@ -17,7 +17,7 @@ import { Hono, type Context } from "hono";
 import { BloomFilter } from "../util/bloom.ts";
 import { boundedText, error, type AppEnv } from "./http.ts";
 import type { JobQueue } from "./jobs.ts";
-import { AgentRelay, MemorySecretRelay, type SecretRelay } from "./secret-relay.ts";
+import { MemoryAgentRelay, MemorySecretRelay, type AgentRelay, type SecretRelay } from "./secret-relay.ts";
 import type { Role } from "./auth.ts";
 import type { ClaimSubmitter } from "../remote/jobs-client.ts";
 
@@ -61,7 +61,7 @@ export function jobRoutes(
   queue: JobQueue,
   roleOf: (submitter: string) => Role | undefined = () => undefined,
   relay: SecretRelay = new MemorySecretRelay((job) => queue.notify(job)),
-  agents = new AgentRelay(),
+  agents: AgentRelay = new MemoryAgentRelay((job) => queue.notify(job)),
 ): Hono<AppEnv> {
   const app = new Hono<AppEnv>();
 
@@ -87,7 +87,7 @@ export function jobRoutes(
       if (!job || job.submitter !== c.get("token")) return error(c, 404, "no such job");
       const { submitter: _, ...shown } = job;
       const asks = await relay.asks(id);
-      const agentAsks = agents.asks(id);
+      const agentAsks = await agents.asks(id);
       const ended = job.state !== "queued" && job.state !== "running";
       if (job.events.length || asks || agentAsks || ended || Date.now() >= deadline) return c.json({ ...shown, ...(asks ? { asks } : {}), ...(agentAsks ? { agentAsks } : {}) });
       await queue.changed(Math.min(1000, deadline - Date.now()), id);
@@ -159,7 +159,7 @@ export function jobRoutes(
     if (body?.close !== true && (typeof data !== "string" || data.length === 0 || data.length > (MAX_AGENT_MESSAGE * 4) / 3 + 4)) return error(c, 400, "an agent message is base64 of at most 256 KiB");
     if (!(await queue.holds(c.req.param("id"), String(body?.lease ?? "")))) return error(c, 409, "the lease on this job is not yours any more");
     const ask = body?.close === true ? { agent, conn, close: true as const } : { agent, conn, data: data as string };
-    const reply = await agents.ask(c.req.param("id"), ask, AGENT_WAIT_MS, () => queue.notify(c.req.param("id")));
+    const reply = await agents.ask(c.req.param("id"), ask, AGENT_WAIT_MS);
     return reply !== undefined ? c.json({ data: reply }) : error(c, 504, "the submitter's ssh agent did not answer (the client must follow its build)");
   });
 
@@ -168,7 +168,7 @@ export function jobRoutes(
     if (!job || job.submitter !== c.get("token")) return error(c, 404, "no such job");
     const body = await jsonBody(c, MAX_AGENT_MESSAGE * 2 * 8);
     if (!body || typeof body.replies !== "object" || body.replies === null) return error(c, 400, 'an answer is JSON { "replies": { "ASK ID": base64 } }');
-    return c.json({ taken: agents.answer(c.req.param("id"), body.replies as Record<string, unknown>) });
+    return c.json({ taken: await agents.answer(c.req.param("id"), body.replies as Record<string, unknown>) });
   });
 
   app.post("/v1/jobs/:id/release", async (c) => {

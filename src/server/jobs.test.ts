@@ -16,7 +16,8 @@ import { PgJobQueue } from "./jobs-pg.ts";
 import { SqliteJobQueue, type JobQueue, type QueueOptions } from "./jobs.ts";
 import { migrate, openPostgres } from "./pg.ts";
 import { open, PgSecretRelay, seal } from "./secret-relay-pg.ts";
-import { MemorySecretRelay, type SecretRelay } from "./secret-relay.ts";
+import { MemoryAgentRelay, MemorySecretRelay, type AgentAsk, type AgentRelay, type SecretRelay } from "./secret-relay.ts";
+import { PgAgentRelay } from "./agent-relay-pg.ts";
 
 const work = mkdtempSync(join(tmpdir(), "memobuild-jobs-"));
 const opened: JobQueue[] = [];
@@ -34,6 +35,8 @@ interface Replicas {
   b: JobQueue;
   relayA: SecretRelay;
   relayB: SecretRelay;
+  agentsA: AgentRelay;
+  agentsB: AgentRelay;
 }
 
 async function replicasOf(backend: Backend, options: QueueOptions = { leaseMs: 1000, maxAttempts: 2 }, clocks: (() => number)[] = []): Promise<Replicas> {
@@ -44,7 +47,8 @@ async function replicasOf(backend: Backend, options: QueueOptions = { leaseMs: 1
     const queue = new SqliteJobQueue(dir, options);
     opened.push(queue);
     const relay = new MemorySecretRelay((job) => queue.notify(job));
-    return { a: queue, b: queue, relayA: relay, relayB: relay };
+    const agents = new MemoryAgentRelay((job) => queue.notify(job));
+    return { a: queue, b: queue, relayA: relay, relayB: relay, agentsA: agents, agentsB: agents };
   }
   const replica = async (clock?: () => number) => {
     const sql = openPostgres(url, 4);
@@ -52,10 +56,10 @@ async function replicasOf(backend: Backend, options: QueueOptions = { leaseMs: 1
     const queue = new PgJobQueue(sql, { ...options, ...(clock ? { clock } : {}) }, true);
     await queue.ready();
     opened.push(queue);
-    return { queue, relay: new PgSecretRelay(sql, queue) };
+    return { queue, relay: new PgSecretRelay(sql, queue), agents: new PgAgentRelay(sql, queue) };
   };
   const [one, two] = [await replica(clocks[0]), await replica(clocks[1])];
-  return { a: one.queue, b: two.queue, relayA: one.relay, relayB: two.relay };
+  return { a: one.queue, b: two.queue, relayA: one.relay, relayB: two.relay, agentsA: one.agents, agentsB: two.agents };
 }
 
 for (const backend of BACKENDS) describe(`the job queue on ${backend.name}`, () => {
@@ -246,6 +250,36 @@ for (const backend of BACKENDS) describe(`the job queue on ${backend.name}`, () 
     await finished("w2", { error: "the build failed" });
     await finished("w3", { result: { note: "a result without steps counts none" } });
     expect(Object.fromEntries(await a.stepCounts())).toEqual({ w1: { executed: 3, cachedLocal: 1, cachedRemote: 1 }, w2: { executed: 0, cachedLocal: 0, cachedRemote: 1 } });
+  });
+  test("an ssh agent message asked through one replica is answered through the other, once; in the database only sealed, and gone once read", async () => {
+    const { a, agentsA, agentsB } = await replicasOf(backend);
+    const job = await a.submit("alice", {}, []);
+    const request = Buffer.from("\0\0\0\x05\x11agent-request-bytes").toString("base64");
+    const replied = agentsB.ask(job, { agent: "default", conn: "c1", data: request }, 10_000);
+    const waitForAsks = async (relay: AgentRelay) => {
+      let asks: AgentAsk[] | undefined;
+      for (let i = 0; i < 200 && !asks; i++) (asks = await relay.asks(job)) ?? (await Bun.sleep(20));
+      return asks;
+    };
+    const [ask] = (await waitForAsks(agentsA))!;
+    expect(ask).toMatchObject({ agent: "default", conn: "c1", data: request });
+    // A replica that starts serving the follower later sees the same message.
+    expect((await waitForAsks(agentsB))!.map((m) => m.id)).toEqual([ask.id]);
+    const sql = a instanceof PgJobQueue ? a.sql : undefined;
+    if (sql) {
+      const rows = JSON.stringify(await sql`SELECT * FROM job_agent_asks`);
+      expect(rows).toContain(ask.id);
+      expect(rows).not.toContain(request);
+      expect(rows).not.toContain("agent-request-bytes");
+    }
+    expect(await agentsA.answer("another-job", { [ask.id]: "cmVwbHk=" })).toBe(0);
+    expect(await agentsB.answer(job, { [ask.id]: "cmVwbHk=" })).toBe(1);
+    expect(await agentsA.answer(job, { [ask.id]: "YWdhaW4=" })).toBe(0);
+    expect(await replied).toBe("cmVwbHk=");
+    expect(await agentsA.asks(job)).toBeUndefined();
+    if (sql) expect(await sql`SELECT * FROM job_agent_asks`).toEqual([]);
+    // Nobody answers: the worker hears so when its wait ends.
+    expect(await agentsB.ask(job, { agent: "default", conn: "c2", close: true }, 300)).toBeUndefined();
   });
 });
 

@@ -21,8 +21,9 @@ import { Storage, type StorageOptions } from "./storage.ts";
 import { Webhooks, type WebhookTarget } from "./webhooks.ts";
 import { SqliteJobQueue, type JobQueue } from "./jobs.ts";
 import { PgJobQueue } from "./jobs-pg.ts";
-import { MemorySecretRelay, type SecretRelay } from "./secret-relay.ts";
+import { MemoryAgentRelay, MemorySecretRelay, type AgentRelay, type SecretRelay } from "./secret-relay.ts";
 import { PgSecretRelay } from "./secret-relay-pg.ts";
+import { PgAgentRelay } from "./agent-relay-pg.ts";
 
 export interface PartsOptions extends StorageOptions {
   tokens: TokenEntry[];
@@ -67,14 +68,14 @@ async function metadata(options: PartsOptions) {
   return { sql, index: new PgCacheIndex(sql), history: new PgHistory(sql), sessions: new PgSessions(sql) };
 }
 
-/** The remote-build queue and its secret relay: in this server's files, or shared by replicas. */
-function jobQueue(sql: SQL | undefined, dataDir: string, leaseMs: number | undefined): { jobs: JobQueue; secrets: SecretRelay } {
+/** The remote-build queue and its secret and ssh agent relays: in this server's files, or shared by replicas. */
+function jobQueue(sql: SQL | undefined, dataDir: string, leaseMs: number | undefined): { jobs: JobQueue; secrets: SecretRelay; agents: AgentRelay } {
   if (!sql) {
     const jobs = new SqliteJobQueue(dataDir, { leaseMs });
-    return { jobs, secrets: new MemorySecretRelay((job) => jobs.notify(job)) };
+    return { jobs, secrets: new MemorySecretRelay((job) => jobs.notify(job)), agents: new MemoryAgentRelay((job) => jobs.notify(job)) };
   }
   const jobs = new PgJobQueue(sql, { leaseMs });
-  return { jobs, secrets: new PgSecretRelay(sql, jobs) };
+  return { jobs, secrets: new PgSecretRelay(sql, jobs), agents: new PgAgentRelay(sql, jobs) };
 }
 
 export async function createParts(options: PartsOptions): Promise<ServerParts> {
@@ -87,7 +88,7 @@ export async function createParts(options: PartsOptions): Promise<ServerParts> {
   const webhooks = hooks?.targets.length ? new Webhooks({ ...hooks, store: history, metrics, log }) : undefined;
   const hub = new BuildHub(history, metrics, webhooks, hubLimits);
   await hub.start();
-  const { jobs, secrets } = jobQueue(sql, options.dataDir, jobLeaseMs);
+  const { jobs, secrets, agents } = jobQueue(sql, options.dataDir, jobLeaseMs);
   const mounts = new MountStore(sql ? new PgMountRows(sql) : new SqliteMountRows(storage, storage.index as SqliteCacheIndex), mountBudget);
   return {
     storage,
@@ -101,6 +102,7 @@ export async function createParts(options: PartsOptions): Promise<ServerParts> {
     webhooks,
     jobs,
     secrets,
+    agents,
     blobsRedirect,
     async ready() {
       await Promise.all([storage.index.ping(), storage.blobs.ping()]);

@@ -83,6 +83,11 @@ const MIGRATIONS: string[] = [
    CREATE INDEX unreproducible_time ON unreproducible (time);`,
   // The worker that ran or reused each step of a build run with --builder.
   `ALTER TABLE build_steps ADD COLUMN worker TEXT;`,
+  // The ssh agent relay's sealed messages, and the keys of the replicas that serve followers (agent-relay-pg.ts).
+  `CREATE TABLE job_agent_keys (job TEXT NOT NULL, key_id TEXT NOT NULL, public_key TEXT NOT NULL, expires BIGINT NOT NULL, PRIMARY KEY (job, key_id));
+   CREATE TABLE job_agent_asks (
+     seq BIGSERIAL, id TEXT PRIMARY KEY, job TEXT NOT NULL, public_key TEXT NOT NULL, requests TEXT NOT NULL, reply TEXT, expires BIGINT NOT NULL);
+   CREATE INDEX job_agent_asks_job ON job_agent_asks (job, seq);`,
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;

@@ -25,7 +25,7 @@ import { createCipheriv, createDecipheriv, createPublicKey, diffieHellman, gener
 import type { PgJobQueue } from "./jobs-pg.ts";
 import { askedValues, type SecretRelay } from "./secret-relay.ts";
 
-interface Sealed {
+export interface Sealed {
   /** The sealer's ephemeral X25519 public key (SPKI DER, base64). */
   epk: string;
   iv: string;
@@ -39,8 +39,11 @@ function keyFor(secret: Buffer, job: string, ask: string): Buffer {
   return Buffer.from(hkdfSync("sha256", secret, Buffer.from(ask), `${INFO} ${job}`, 32));
 }
 
-/** The values, readable only by the holder of the private half of `publicKey` (base64 SPKI DER). */
-export function seal(values: Record<string, string>, publicKey: string, job: string, ask: string): Sealed {
+/**
+ * The values (any JSON: the agent relay seals its messages the same way), readable only by the
+ * holder of the private half of `publicKey` (base64 SPKI DER).
+ */
+export function seal(values: unknown, publicKey: string, job: string, ask: string): Sealed {
   const ephemeral = generateKeyPairSync("x25519");
   const theirs = createPublicKey({ key: Buffer.from(publicKey, "base64"), format: "der", type: "spki" });
   const key = keyFor(diffieHellman({ privateKey: ephemeral.privateKey, publicKey: theirs }), job, ask);
@@ -53,14 +56,14 @@ export function seal(values: Record<string, string>, publicKey: string, job: str
 }
 
 /** The values in a box sealed to `privateKey`; throws when the box was not (or was altered). */
-export function open(sealed: Sealed, privateKey: KeyObject, job: string, ask: string): Record<string, string> {
+export function open<T = Record<string, string>>(sealed: Sealed, privateKey: KeyObject, job: string, ask: string): T {
   const theirs = createPublicKey({ key: Buffer.from(sealed.epk, "base64"), format: "der", type: "spki" });
   const key = keyFor(diffieHellman({ privateKey, publicKey: theirs }), job, ask);
   const decipher = createDecipheriv("aes-256-gcm", key, Buffer.from(sealed.iv, "base64"));
   decipher.setAAD(Buffer.from(`${job} ${ask}`));
   decipher.setAuthTag(Buffer.from(sealed.tag, "base64"));
   const text = Buffer.concat([decipher.update(Buffer.from(sealed.data, "base64")), decipher.final()]).toString("utf8");
-  return JSON.parse(text) as Record<string, string>;
+  return JSON.parse(text) as T;
 }
 
 export class PgSecretRelay implements SecretRelay {

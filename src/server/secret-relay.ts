@@ -71,19 +71,32 @@ export interface AgentAsk {
 }
 
 /** At most this many messages of one job wait for the submitter at once. */
-const MAX_AGENT_ASKS = 64;
+export const MAX_AGENT_ASKS = 64;
 
 /**
  * `--ssh` of a remote build, as the secrets: each message a RUN sends to its agent socket on the
- * worker comes here, waits in memory for the submitter (which follows its build and holds the
- * agent) to pass it to its agent, and the agent's reply goes back to the worker's request. The
- * keys never leave the submitter's agent; no message is written anywhere.
+ * worker comes to a relay and waits for the submitter (which follows its build and holds the
+ * agent) to pass it to its agent; the agent's reply goes back to the worker's request. The keys
+ * never leave the submitter's agent. MemoryAgentRelay (here) for a single server; PgAgentRelay
+ * (secret-relay-pg.ts) for replicas, where messages cross the database sealed.
  */
-export class AgentRelay {
+export interface AgentRelay {
+  /** The worker's side: the agent's reply (base64), or undefined when none came in time. */
+  ask(job: string, ask: Omit<AgentAsk, "id">, timeoutMs: number): Promise<string | undefined>;
+  /** The messages a job's build waits on, if any. */
+  asks(job: string): Promise<AgentAsk[] | undefined>;
+  /** The submitter's side: replies to the asks of its own job only; how many were taken. */
+  answer(job: string, replies: Record<string, unknown>): Promise<number>;
+}
+
+/** Both requests meet in this process's memory: no message is written anywhere. */
+export class MemoryAgentRelay implements AgentRelay {
   private readonly pending = new Map<string, { job: string; ask: AgentAsk; deliver: (reply: string | undefined) => void }>();
 
-  /** The worker's side: the agent's reply (base64), or undefined when none came in time. */
-  ask(job: string, ask: Omit<AgentAsk, "id">, timeoutMs: number, notify: () => void): Promise<string | undefined> {
+  /** `wake` tells the job's follower (its long poll) that a message is waiting. */
+  constructor(private readonly wake: (job: string) => void = () => {}) {}
+
+  ask(job: string, ask: Omit<AgentAsk, "id">, timeoutMs: number): Promise<string | undefined> {
     if ([...this.pending.values()].filter((p) => p.job === job).length >= MAX_AGENT_ASKS) return Promise.resolve(undefined);
     const id = crypto.randomUUID();
     return new Promise((resolve) => {
@@ -94,18 +107,16 @@ export class AgentRelay {
         resolve(reply);
       };
       this.pending.set(id, { job, ask: { id, ...ask }, deliver });
-      notify();
+      this.wake(job);
     });
   }
 
-  /** The messages a job's build waits on, if any. */
-  asks(job: string): AgentAsk[] | undefined {
+  async asks(job: string) {
     const asks = [...this.pending.values()].filter((p) => p.job === job).map((p) => p.ask);
     return asks.length ? asks : undefined;
   }
 
-  /** The submitter's side: replies to the asks of its own job only. */
-  answer(job: string, replies: Record<string, unknown>): number {
+  async answer(job: string, replies: Record<string, unknown>) {
     let taken = 0;
     for (const [id, reply] of Object.entries(replies)) {
       const waiting = this.pending.get(id);
