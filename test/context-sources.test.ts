@@ -99,6 +99,29 @@ describe("git contexts", () => {
     expect(existsSync(join(out, ".git"))).toBe(false);
   });
 
+  test("--build-context NAME=GIT-URL#ref:subdir: COPY --from=NAME reads the fetched commit, and its steps are keyed by it", () => {
+    const dir = join(work, "named-git");
+    mkdirSync(dir);
+    writeFileSync(join(dir, "Dockerfile"), "FROM memobuild/busybox\nCOPY --from=src greeting /from-git\n");
+    const named = (ref: string, n: number) => {
+      const out = join(work, `named-git-out-${n}`);
+      const meta = join(work, `named-git-meta-${n}.json`);
+      const result = build([dir, "--build-context", `src=git://127.0.0.1:${port}/repo#${ref}:app`, "-o", `type=local,dest=${out}`, "--metadata-file", meta]);
+      expect(result.exitCode).toBe(0);
+      expect(result.stderr).toMatch(new RegExp(`--build-context src: git git://127\\.0\\.0\\.1:\\d+/repo#${ref}:app at commit [0-9a-f]{40}`));
+      const copy = JSON.parse(readFileSync(meta, "utf8")).steps.find((s: { instruction: string }) => s.instruction.startsWith("COPY"));
+      return { text: readFileSync(join(out, "from-git"), "utf8"), key: copy.key as string, status: copy.status as string };
+    };
+    const feature = named("feature", 1);
+    expect(feature.text).toBe("from feature\n");
+    const main = named("main", 2);
+    expect(main.text).toBe("from main\n");
+    expect(main.key).not.toBe(feature.key);
+    const again = named("feature", 3);
+    expect(again).toEqual({ ...feature, status: "cached-local" });
+    expect(build([dir, "--build-context", `src=git://127.0.0.1:${port}/repo#nope`]).stderr).toContain("--build-context src git://");
+  });
+
   test("a ref that is not there, or a subdirectory that climbs out, is an error naming it", () => {
     expect(build([`git://127.0.0.1:${port}/repo#nope:app`]).stderr).toContain("couldn't find remote ref nope");
     expect(build([`git://127.0.0.1:${port}/repo#main:../..`]).stderr).toContain("../.. is not a directory of the repository");

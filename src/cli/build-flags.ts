@@ -16,6 +16,7 @@ import { parseAddHost, parseShmSize, parseUlimit, type Sandbox } from "../execut
 import { NETWORK_MODES, type NetworkMode } from "../executor/network.ts";
 import { UsageError } from "./errors.ts";
 import { collect } from "./inputs.ts";
+import { isGitUrl } from "./context-source.ts";
 import type { SettingFlags } from "./settings.ts";
 
 export interface BuildFlags extends SettingFlags {
@@ -70,7 +71,7 @@ export function buildFlagOptions(command: Command): Command {
     .option("--metadata-file <file>", "write the image digest and every step's status as JSON")
     .option("--no-cache", "run every step, ignoring cached results")
     .addOption(valueOption("--no-cache-filter <stage>", "run the steps of these stages (names or indexes, comma-separated; repeatable) without the cache"))
-    .option("--build-context <name=value>", "a named context for FROM/COPY --from/RUN --mount from=NAME: a directory, docker-image://REF or oci-layout://DIR[:TAG] (repeatable)", collect)
+    .option("--build-context <name=value>", "a named context for FROM/COPY --from/RUN --mount from=NAME: a directory, a git URL (https://…/r.git#ref:dir, git@host:o/r.git, git://…), docker-image://REF or oci-layout://DIR[:TAG] (repeatable)", collect)
     .option("--pull", "look every base image up in its registry, even when the local store has it")
     .option("--platform <os/arch>", "the platform to build for: this machine's (other platforms need emulation, which MemoBuild does not do)")
     .option("--progress <mode>", "auto|tty|plain|json|quiet (default: auto: tty on a terminal, else plain)")
@@ -164,13 +165,13 @@ export function parseAnnotations(values: string[]): Record<string, string> {
 }
 
 /** A `--build-context` value, parsed (nothing read yet). */
-export type NamedContextSpec = { name: string } & ({ kind: "local"; dir: string } | { kind: "docker-image"; ref: string } | { kind: "oci-layout"; dir: string; tag?: string });
+export type NamedContextSpec = { name: string } & ({ kind: "local"; dir: string } | { kind: "docker-image"; ref: string } | { kind: "oci-layout"; dir: string; tag?: string } | { kind: "git"; url: string });
 
-/** `--build-context NAME=DIR|docker-image://REF|oci-layout://DIR[:TAG]`, as buildx reads it. */
+/** `--build-context NAME=DIR|docker-image://REF|oci-layout://DIR[:TAG]|GIT-URL`, as buildx reads it. */
 export function parseBuildContexts(values: string[]): NamedContextSpec[] {
   return values.map((spec) => {
     const eq = spec.indexOf("=");
-    if (eq < 1) throw new UsageError(`--build-context ${spec}: use NAME=DIR, NAME=docker-image://REF or NAME=oci-layout://DIR[:TAG]`);
+    if (eq < 1) throw new UsageError(`--build-context ${spec}: use NAME=DIR, NAME=GIT-URL, NAME=docker-image://REF or NAME=oci-layout://DIR[:TAG]`);
     const name = spec.slice(0, eq).toLowerCase();
     const value = spec.slice(eq + 1);
     if (value.startsWith("docker-image://")) return { name, kind: "docker-image", ref: value.slice("docker-image://".length) };
@@ -184,7 +185,9 @@ export function parseBuildContexts(values: string[]): NamedContextSpec[] {
       }
       return { name, kind: "oci-layout", dir: resolve(rest) };
     }
-    if (/^[a-z][a-z0-9+.-]*:\/\//i.test(value)) throw new UsageError(`--build-context ${spec}: ${value.split(":")[0]} sources are not supported (use a directory, docker-image:// or oci-layout://)`);
+    // A git URL is fetched when the build starts (resolveNamedContexts), as the main context is.
+    if (isGitUrl(value)) return { name, kind: "git", url: value };
+    if (/^[a-z][a-z0-9+.-]*:\/\//i.test(value)) throw new UsageError(`--build-context ${spec}: ${value.split(":")[0]} sources are not supported (use a directory, a git URL, docker-image:// or oci-layout://)`);
     const dir = resolve(value);
     if (!existsSync(dir) || !statSync(dir).isDirectory()) throw new UsageError(`--build-context ${spec}: ${value} is not a directory`);
     return { name, kind: "local", dir };

@@ -108,7 +108,7 @@ export function stdinDockerfile(): string {
  * the subdirectory after `:` as the context. Git asks nothing (no prompt), runs no hook of the
  * repository, and fetches no submodule; `.git` is not part of the context, as in BuildKit.
  */
-export function gitContext(spec: string): PreparedContext & { commit: string } {
+export function gitContext(spec: string, what = "git context"): PreparedContext & { commit: string } {
   const hash = spec.indexOf("#", spec.indexOf("://") + 3);
   const url = hash < 0 ? spec : spec.slice(0, hash);
   const [ref = "", subdir = ""] = hash < 0 ? [] : spec.slice(hash + 1).split(":", 2);
@@ -120,7 +120,7 @@ export function gitContext(spec: string): PreparedContext & { commit: string } {
       stderr: "pipe",
       env: { ...process.env, GIT_TERMINAL_PROMPT: "0", GIT_CONFIG_NOSYSTEM: "1" },
     });
-    if (result.exitCode !== 0) throw new UsageError(`git context ${spec}: git ${args[0]} failed: ${terminalText(result.stderr.toString().trim().split("\n").slice(-3).join(" "), { max: 500 })}`);
+    if (result.exitCode !== 0) throw new UsageError(`${what} ${spec}: git ${args[0]} failed: ${terminalText(result.stderr.toString().trim().split("\n").slice(-3).join(" "), { max: 500 })}`);
     return result.stdout.toString().trim();
   };
   git("init", "--quiet");
@@ -129,6 +129,6 @@ export function gitContext(spec: string): PreparedContext & { commit: string } {
   const commit = git("rev-parse", "HEAD");
   rmSync(join(dir, ".git"), { recursive: true, force: true });
   const context = resolve(dir, subdir || ".");
-  if (!existsSync(context) || !isInside(realpathSync(context), realpathSync(dir))) throw new UsageError(`git context ${spec}: ${subdir} is not a directory of the repository`);
+  if (!existsSync(context) || !isInside(realpathSync(context), realpathSync(dir))) throw new UsageError(`${what} ${spec}: ${subdir} is not a directory of the repository`);
   return { dir: context, shown: `${url}${ref ? `#${ref}` : ""}${subdir ? `:${subdir}` : ""}`, commit };
 }

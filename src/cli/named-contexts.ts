@@ -1,4 +1,4 @@
-/** `--build-context` values made concrete before a build: images found (or pulled, or imported), directories kept. */
+/** `--build-context` values made concrete before a build: images found (or pulled, or imported), git URLs fetched, directories kept. */
 import type { LocalStore } from "../cache/store.ts";
 import { adoptImageLayers, importOciLayout, loadImage } from "../image/layout.ts";
 import { normalizeReference } from "../image/reference.ts";
@@ -6,6 +6,7 @@ import type { NamedContext } from "../solver/solver.ts";
 import { UserError } from "../errors.ts";
 import type { NamedContextSpec } from "./build-flags.ts";
 import { usage } from "./build-flags.ts";
+import { gitContext } from "./context-source.ts";
 
 export async function resolveNamedContexts(
   specs: NamedContextSpec[],
@@ -17,6 +18,13 @@ export async function resolveNamedContexts(
   for (const spec of specs) {
     if (spec.kind === "local") {
       contexts.set(spec.name, { kind: "local", dir: spec.dir });
+      continue;
+    }
+    if (spec.kind === "git") {
+      // A scratch clone at the commit the ref names; its files key the steps that read it.
+      const fetched = gitContext(spec.url, `--build-context ${spec.name}`);
+      process.stderr.write(`memobuild: --build-context ${spec.name}: git ${fetched.shown} at commit ${fetched.commit}\n`);
+      contexts.set(spec.name, { kind: "local", dir: fetched.dir });
       continue;
     }
     if (spec.kind === "oci-layout") {
