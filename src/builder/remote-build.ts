@@ -147,7 +147,7 @@ async function uploadImages(options: RemoteBuildOptions): Promise<Record<string,
   const resolve = imageResolver(options.store);
   const images: Record<string, ImageBlobs> = {};
   for (const ref of imageReferences(plan, named)) {
-    const image = resolve(ref);
+    const image = resolve(ref, hostPlatform());
     if (image) images[ref] = await uploadImage(options, image); // else the worker pulls it from its registry
   }
   return images;

@@ -540,7 +540,8 @@ export class LocalStore {
   setImage(ref: string, manifestDigest: string, project?: string) {
     this.db.query("INSERT OR REPLACE INTO images (ref, manifest_digest, created, project) VALUES (?, ?, ?, ?)").run(ref, manifestDigest, new Date().toISOString(), project ?? null);
     // Found by its ID too; a name given to a manifest not stored (yet) has no ID to find it by.
-    if (this.hasBlob(manifestDigest)) this.recordImageId(this.readJson<{ config: { digest: string } }>(manifestDigest).config.digest, manifestDigest);
+    // A multi-platform image (an index) has no one config: its ID is its own digest, as with buildx.
+    if (this.hasBlob(manifestDigest)) this.recordImageId(this.readJson<{ config?: { digest: string } }>(manifestDigest).config?.digest ?? manifestDigest, manifestDigest);
   }
 
   /**

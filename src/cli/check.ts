@@ -16,7 +16,7 @@ export function runChecks(input: DockerfileInput, buildArgs: Record<string, stri
     buildArgs,
     platform: hostPlatform(),
     images: (ref) => {
-      const image = images(ref);
+      const image = images(ref, hostPlatform());
       return image ? { env: image.config.config.Env ?? [], onbuild: image.config.config.OnBuild ?? [] } : undefined;
     },
   });

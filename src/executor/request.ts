@@ -42,6 +42,8 @@ export interface StepRequest {
   network: NetworkMode;
   /** --add-host, --shm-size, --ulimit. */
   sandbox?: Sandbox;
+  /** The stage's platform (`os/arch[/variant]`), when RUN needs emulation for it (another architecture). */
+  platform?: string;
 }
 
 /** The channel beside a request: not data about the step, so not part of it. */

@@ -23,6 +23,8 @@ import { relayAgent } from "./ssh.ts";
 import type { CacheMount, CacheMountLease, CacheMountSeed } from "./cache-mount.ts";
 import type { ResolvedStep } from "./request.ts";
 import { runContainer, type RuntimeMount } from "./runtime.ts";
+import { ensureEmulation } from "./emulation.ts";
+import { parsePlatform } from "../frontend/platform.ts";
 
 type Run = Extract<Instruction, { kind: "RUN" }>;
 
@@ -69,6 +71,8 @@ export function runArgs(instruction: Run, shell: string[] | undefined): string[]
 export async function executeRun(request: ResolvedStep, work: string): Promise<string> {
   const { instruction, config } = request;
   if (instruction.kind !== "RUN") throw new Error("not a RUN step");
+  // Another architecture's programs run through QEMU: checked (and registered) before any work.
+  if (request.platform) ensureEmulation(parsePlatform(request.platform));
   const upper = join(work, "upper");
   const rootfs = join(work, "rootfs");
   // The bundle (its config.json holds env secrets) and secret files live in memory only.

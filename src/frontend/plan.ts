@@ -79,24 +79,31 @@ export interface PlanOptions {
   /** The Dockerfile path as the user named it: it prefixes every error. */
   file?: string;
   buildArgs?: Record<string, string>;
+  /** The platform the image is for (TARGETPLATFORM; default: this machine's). */
   platform?: Platform;
+  /** The platform the build runs on (BUILDPLATFORM; default: this machine's). */
+  buildPlatform?: Platform;
   /** Config of base images, when known; expansion then sees their ENV like BuildKit does. */
-  images?: (ref: string) => ImageInfo | undefined;
+  images?: (ref: string, platform?: string) => ImageInfo | undefined;
   /** `--build-context` names (lower case): FROM/--from NAME means the context, even over a stage of that name. */
   namedContexts?: ReadonlySet<string>;
 }
 
-/** ARGs BuildKit defines without a declaration (global scope; a stage must `ARG` them). */
-function platformArgs(platform: Platform): Record<string, string> {
+/**
+ * ARGs BuildKit defines without a declaration (global scope; a stage must `ARG` them): BUILD*
+ * the machine the build runs on, TARGET* the platform the image is for (`--platform`), also in
+ * a stage whose FROM names another (`FROM --platform=$BUILDPLATFORM` cross-compiles for TARGET*).
+ */
+function platformArgs(build: Platform, target: Platform): Record<string, string> {
   return {
-    BUILDPLATFORM: formatPlatform(platform),
-    BUILDOS: platform.os,
-    BUILDARCH: platform.architecture,
-    BUILDVARIANT: platform.variant ?? "",
-    TARGETPLATFORM: formatPlatform(platform),
-    TARGETOS: platform.os,
-    TARGETARCH: platform.architecture,
-    TARGETVARIANT: platform.variant ?? "",
+    BUILDPLATFORM: formatPlatform(build),
+    BUILDOS: build.os,
+    BUILDARCH: build.architecture,
+    BUILDVARIANT: build.variant ?? "",
+    TARGETPLATFORM: formatPlatform(target),
+    TARGETOS: target.os,
+    TARGETARCH: target.architecture,
+    TARGETVARIANT: target.variant ?? "",
   };
 }
 
@@ -135,6 +142,7 @@ export function plan(parsed: ParseResult, options: PlanOptions = {}): Plan {
   const nodes = parsed.children;
   const buildArgs = options.buildArgs ?? {};
   const platform = options.platform ?? hostPlatform();
+  const predefinedArgs = platformArgs(options.buildPlatform ?? hostPlatform(), platform);
   const escapeToken = parsed.escapeToken;
   const warnings: Plan["warnings"] = parsed.warnings.map((w) => ({ message: w.message, location: { file, line: w.line } }));
   const consumedBuildArgs = new Set<string>();
@@ -172,7 +180,7 @@ export function plan(parsed: ParseResult, options: PlanOptions = {}): Plan {
 
   // Meta args: the ARGs before the first FROM, plus BuildKit's automatic platform args.
   const metaScope = new Scope();
-  for (const [name, value] of Object.entries(platformArgs(platform))) metaScope.vars.set(name, value);
+  for (const [name, value] of Object.entries(predefinedArgs)) metaScope.vars.set(name, value);
   const metaArgs: Plan["metaArgs"] = [];
   let position = 0;
   for (; position < nodes.length && nodes[position].value.toUpperCase() !== "FROM"; position++) {
@@ -344,8 +352,9 @@ export function plan(parsed: ParseResult, options: PlanOptions = {}): Plan {
         }
         base = { kind: "image", ref: fromInstruction.image };
         scope = new Scope();
-        if (options.images && !options.images(fromInstruction.image)) scope.unknownBase = fromInstruction.image;
-        for (const entry of options.images?.(fromInstruction.image)?.env ?? []) {
+        const info = options.images?.(fromInstruction.image, fromInstruction.platform);
+        if (options.images && !info) scope.unknownBase = fromInstruction.image;
+        for (const entry of info?.env ?? []) {
           const eq = entry.indexOf("=");
           if (eq > 0) scope.vars.set(entry.slice(0, eq), entry.slice(eq + 1));
         }
@@ -374,7 +383,7 @@ export function plan(parsed: ParseResult, options: PlanOptions = {}): Plan {
       });
       // ONBUILD triggers of a base stage run first in the stage built FROM it.
       const triggers =
-        base.kind === "stage" ? stages[base.index].onbuild : base.kind === "image" ? (options.images?.(base.ref)?.onbuild ?? []) : [];
+        base.kind === "stage" ? stages[base.index].onbuild : base.kind === "image" ? (options.images?.(base.ref, fromInstruction.platform)?.onbuild ?? []) : [];
       for (const trigger of triggers) {
         const triggerNode = parseDockerfile(trigger, file).children[0];
         triggerNode.startLine = node.startLine;
@@ -388,7 +397,7 @@ export function plan(parsed: ParseResult, options: PlanOptions = {}): Plan {
   }
   finishStage();
 
-  const predefined = (name: string) => name in platformArgs(platform) || PREDEFINED_ARGS.has(name);
+  const predefined = (name: string) => name in predefinedArgs || PREDEFINED_ARGS.has(name);
   const unusedBuildArgs = Object.keys(buildArgs).filter((name) => !consumedBuildArgs.has(name) && !predefined(name));
   return {
     file,

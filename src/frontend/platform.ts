@@ -13,6 +13,40 @@ export function hostPlatform(): Platform {
   return { os: "linux", architecture, variant: architecture === "arm" ? "v7" : undefined };
 }
 
+/** Whether `candidate` (an index entry's platform) serves `wanted`: same OS and architecture, and variant when both name one. */
+export function platformMatches(wanted: Platform, candidate?: { os?: string; architecture?: string; variant?: string }): boolean {
+  if (!candidate) return false;
+  return candidate.os === wanted.os && candidate.architecture === wanted.architecture && (!wanted.variant || !candidate.variant || candidate.variant === wanted.variant);
+}
+
+/** Whether a Linux binary of `p` runs on this machine natively (else RUN needs emulation). */
+export function runsNatively(p: Platform): boolean {
+  const host = hostPlatform();
+  // An amd64 kernel runs 386 code, an arm64 one (mostly) arm code: BuildKit treats them as native too.
+  return p.architecture === host.architecture || (host.architecture === "amd64" && p.architecture === "386");
+}
+
+/**
+ * `--platform` as buildx reads it: a comma-separated list, each `os/arch[/variant]`, duplicates
+ * dropped; `local` is this machine's. Variants are written as BuildKit normalizes them (arm64's
+ * v8 is left out, arm without one is v7).
+ */
+export function parsePlatformList(text: string): Platform[] {
+  const seen = new Map<string, Platform>();
+  for (const item of text.split(",").map((p) => p.trim()).filter(Boolean)) {
+    const platform = item === "local" ? hostPlatform() : normalizePlatform(parsePlatform(item));
+    seen.set(formatPlatform(platform), platform);
+  }
+  if (!seen.size) throw new Error(`invalid platform list "${text}": name at least one, e.g. linux/amd64`);
+  return [...seen.values()];
+}
+
+function normalizePlatform(p: Platform): Platform {
+  if (p.architecture === "arm64" && p.variant === "v8") return { os: p.os, architecture: p.architecture };
+  if (p.architecture === "arm" && !p.variant) return { ...p, variant: "v7" };
+  return p;
+}
+
 export function formatPlatform(p: Platform): string {
   return [p.os, p.architecture, p.variant].filter(Boolean).join("/");
 }

@@ -30,7 +30,8 @@ export const MEDIA = {
 } as const;
 
 export type { Descriptor, Index, Manifest } from "./oci-types.ts";
-import type { Descriptor, Manifest } from "./oci-types.ts";
+import type { Descriptor, Index, Manifest } from "./oci-types.ts";
+import { formatPlatform, hostPlatform, platformMatches, type Platform } from "../frontend/platform.ts";
 
 export const REF_NAME = "org.opencontainers.image.ref.name";
 
@@ -41,16 +42,51 @@ export interface StoredImage {
   config: ImageConfig;
 }
 
-export function loadImage(store: LocalStore, manifestDigest: string): StoredImage {
-  const manifest = store.readJson<Manifest>(manifestDigest);
-  if (manifest.mediaType === MEDIA.index || !manifest.layers) {
-    throw new Error(`${manifestDigest} is an image index; MemoBuild expects a single-platform manifest here`);
-  }
+/**
+ * The image a digest names. A multi-platform image (an index) stands for its manifest for
+ * `platform`, this machine's by default, as `docker run` picks one.
+ */
+export function loadImage(store: LocalStore, manifestDigest: string, platform: Platform = hostPlatform()): StoredImage {
+  const manifest = store.readJson<Manifest | Index>(manifestDigest);
+  if ("manifests" in manifest) return loadImage(store, platformManifest(store, manifestDigest, manifest, platform), platform);
+  if (manifest.mediaType === MEDIA.index || !manifest.layers) throw new Error(`${manifestDigest} is not an image manifest`);
   const config = store.readJson<ImageConfig>(manifest.config.digest);
   if (config.rootfs.diff_ids.length !== manifest.layers.length) {
     throw new Error(`image ${manifestDigest}: the config lists ${config.rootfs.diff_ids.length} layers, the manifest ${manifest.layers.length}`);
   }
   return { manifestDigest, manifest, config };
+}
+
+/** The manifest of `index` for `platform`, which the store must hold; an error names the platforms it has. */
+function platformManifest(store: LocalStore, digest: string, index: Index, platform: Platform): string {
+  const chosen = index.manifests.find((m) => m.mediaType !== MEDIA.index && platformMatches(platform, m.platform));
+  if (!chosen) {
+    const offered = index.manifests.flatMap((m) => (m.platform ? [formatPlatform(m.platform)] : [])).join(", ") || "none";
+    throw new UserError(`image ${digest} has no image for ${formatPlatform(platform)} (it has: ${offered})`);
+  }
+  if (!store.hasBlob(chosen.digest)) throw new UserError(`image ${digest}: its ${formatPlatform(platform)} image ${chosen.digest} is not in the local store (pull it for that platform)`);
+  return chosen.digest;
+}
+
+/** The platforms a stored image (a manifest or an index) has an image for. */
+export function imagePlatforms(store: LocalStore, digest: string): Platform[] {
+  const blob = store.readJson<Manifest | Index>(digest);
+  if (!("manifests" in blob)) {
+    const config = store.readJson<ImageConfig>(blob.config.digest);
+    return [{ os: config.os, architecture: config.architecture, ...(config.variant ? { variant: config.variant } : {}) }];
+  }
+  return blob.manifests.flatMap((m) => (m.platform && m.mediaType !== MEDIA.index && store.hasBlob(m.digest) ? [m.platform] : []));
+}
+
+/** A multi-platform image: an OCI index of stored images, one per platform; its digest. */
+export function storeImageIndex(store: LocalStore, images: StoredImage[]): string {
+  const manifests: Descriptor[] = images.map((image) => ({
+    mediaType: MEDIA.manifest,
+    digest: image.manifestDigest,
+    size: store.blobSize(image.manifestDigest),
+    platform: { architecture: image.config.architecture, os: image.config.os, ...(image.config.variant ? { variant: image.config.variant } : {}) },
+  }));
+  return store.putBlob(JSON.stringify({ schemaVersion: 2, mediaType: MEDIA.index, manifests } satisfies Index)).digest;
 }
 
 /**

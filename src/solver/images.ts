@@ -4,28 +4,61 @@ import type { Plan, Step } from "../frontend/plan.ts";
 import { familiarReference, normalizeReference } from "../image/reference.ts";
 import { closest } from "../util/closest.ts";
 import { loadImage, type StoredImage } from "../image/layout.ts";
+import { formatPlatform, parsePlatform, type Platform } from "../frontend/platform.ts";
+import type { Stage } from "../frontend/plan.ts";
 import { findImage } from "../image/lookup.ts";
 
-/** Resolves FROM and --from image references (names or image IDs) against the local image store. */
+/**
+ * Resolves FROM and --from image references (names or image IDs) against the local image store,
+ * for a platform: a multi-platform image stands for its image of that platform.
+ */
 export function imageResolver(store: LocalStore) {
   const cache = new Map<string, StoredImage | undefined>();
-  const resolve = (ref: string): StoredImage | undefined => {
-    if (cache.has(ref)) return cache.get(ref);
+  const resolve = (ref: string, platform: Platform): StoredImage | undefined => {
+    const key = `${ref}\n${formatPlatform(platform)}`;
+    if (cache.has(key)) return cache.get(key);
     // A name, or an image ID (full or a unique prefix) of a build before this one.
     const found = findImage(store, ref);
-    const image = found ? loadImage(store, found.manifestDigest) : undefined;
-    cache.set(ref, image);
+    const image = found ? loadImage(store, found.manifestDigest, platform) : undefined;
+    cache.set(key, image);
     return image;
   };
-  return Object.assign(resolve, { forget: (ref: string) => cache.delete(ref) });
+  const forget = (ref: string) => {
+    for (const key of cache.keys()) if (key.startsWith(`${ref}\n`)) cache.delete(key);
+  };
+  return Object.assign(resolve, { forget });
+}
+
+/**
+ * The platform a stage's steps are for: its FROM's `--platform` (expanded), else the build's
+ * target. A stage's steps are keyed, run and based on images of that platform.
+ */
+export function stagePlatform(stage: Stage, target: Platform): Platform {
+  return stage.platform === undefined ? target : parsePlatform(stage.platform);
+}
+
+/** The images each stage reads, with the platform it reads them for (what a pull must fetch). */
+export function imageReadsByPlatform(plan: Plan, named: ReadonlySet<string>, target: Platform): { ref: string; platform: Platform }[] {
+  const reads = new Map<string, { ref: string; platform: Platform }>();
+  for (const stage of plan.stages) {
+    let platform: Platform;
+    try {
+      platform = stagePlatform(stage, target);
+    } catch {
+      continue; // an invalid --platform is the FROM step's error, with its line
+    }
+    for (const ref of imageReferences({ ...plan, stages: plan.stages.slice(0, stage.index + 1) }, named, stage.index)) reads.set(`${ref}\n${formatPlatform(platform)}`, { ref, platform });
+  }
+  return [...reads.values()];
 }
 
 /** Image references a plan reads that are not stages (nor `named` contexts): bases, COPY --from, RUN --mount from. */
-export function imageReferences(plan: Plan, named: ReadonlySet<string> = new Set()): Set<string> {
+export function imageReferences(plan: Plan, named: ReadonlySet<string> = new Set(), only?: number): Set<string> {
   const refs = new Set<string>();
   const isStage = (reference: string, before: number) =>
     named.has(reference.toLowerCase()) || plan.stages.some((s, i) => i < before && (s.name === reference.toLowerCase() || String(s.index) === reference));
   for (const stage of plan.stages) {
+    if (only !== undefined && stage.index !== only) continue;
     if (stage.base.kind === "image" && !named.has(stage.base.ref.toLowerCase())) refs.add(stage.base.ref);
     for (const step of stage.steps) {
       const instruction = step.instruction;

@@ -11,8 +11,8 @@ import { join } from "node:path";
 import { LocalStore } from "../cache/store.ts";
 import type { Executor, ExecutorResources, StepIO, StepLayer, StepRequest } from "../executor/request.ts";
 import { writeLayerTar } from "../snapshot/pack.ts";
-import { storeImage } from "../image/layout.ts";
-import { hostPlatform } from "../frontend/platform.ts";
+import { storeImage, storeImageIndex } from "../image/layout.ts";
+import { formatPlatform, hostPlatform, type Platform } from "../frontend/platform.ts";
 import { blake3 } from "../hash/blake3.ts";
 
 const hostArchitecture = () => hostPlatform().architecture;
@@ -71,6 +71,7 @@ interface BuildOverrides {
   sandbox?: Sandbox;
   network?: NetworkMode;
   progress?: ProgressSink;
+  platform?: Platform;
 }
 
 let projects = 0;
@@ -101,6 +102,7 @@ function project(dockerfile: string, files: Record<string, string> = {}) {
           progress: options.progress ?? silentProgress,
           executor: (resources) => ((executor.resources = resources), executor),
           namedContexts: options.namedContexts,
+          platform: options.platform,
         });
       } finally {
         store.close();
@@ -415,7 +417,8 @@ describe("what a step's key is made of (each a protection: a key that missed an 
       ["FROM scratch\nUSER ghost\nWORKDIR /w\n", /USER=ghost: /],
       ["FROM scratch\nCOPY --chown=ghost a /a\n", /--chown=ghost: unable to find user ghost/],
       ["FROM no-such-image\n", /image no-such-image is not in the local image store/],
-      ["FROM --platform=linux/s390x scratch\n", /platform linux\/s390x is not supported: this machine builds for/],
+      ["FROM --platform=windows/amd64 scratch\n", /platform windows\/amd64 is not supported: MemoBuild builds Linux images/],
+      ["FROM --platform=linux scratch\n", /invalid platform "linux"/],
     ];
     for (const [dockerfile, message] of cases) {
       await expect(project(dockerfile).build(new FakeExecutor())).rejects.toThrow(message);
@@ -506,13 +509,67 @@ describe("base images and what steps are given to read", () => {
     expect(result.inputs.get("0/2")!.owner).toBe("1000:1001");
   });
 
-  test("FROM --platform: this machine's platform builds; another OS or architecture is refused", async () => {
+  test("FROM --platform: the stage's steps are keyed for it, and a RUN for another architecture asks for emulation", async () => {
     const host = `linux/${hostArchitecture()}`;
-    const built = await project(`FROM --platform=${host} scratch\nRUN x\n`).build(new FakeExecutor());
+    const other = hostArchitecture() === "s390x" ? "linux/arm64" : "linux/s390x";
+    const p = project(`FROM --platform=${host} scratch\nRUN x\n`);
+    const executor = new FakeExecutor((request) => void requests.push(request));
+    const requests: StepRequest[] = [];
+    const built = await p.build(executor);
     expect(built.inputs.get("0/0")!.platform).toBe(host);
-    for (const other of [`windows/${hostArchitecture()}`, "linux/s390x"]) {
-      await expect(project(`FROM --platform=${other} scratch\n`).build(new FakeExecutor())).rejects.toThrow(`platform ${other} is not supported: this machine builds for ${host}`);
-    }
+    expect(requests[0]!.platform).toBeUndefined(); // this machine's runs natively: requests are as they were
+    const foreign = await p.build(executor, { dockerfile: `FROM --platform=${other} scratch\nRUN x\n` });
+    expect(foreign.inputs.get("0/1")!.platform).toBe(other);
+    expect(foreign.steps[1]!.key).not.toBe(built.steps[1]!.key);
+    expect(requests[1]!.platform).toBe(other);
+    expect(foreign.image!.config.architecture).toBe(other.split("/")[1]);
+  });
+
+  test("--platform: the target's steps are keyed apart, TARGET* and BUILD* are BuildKit's, and FROM --platform=$BUILDPLATFORM stays on this machine", async () => {
+    const host = hostPlatform();
+    const target: Platform = { os: "linux", architecture: host.architecture === "arm64" ? "amd64" : "arm64" };
+    const dockerfile =
+      "FROM --platform=$BUILDPLATFORM scratch AS tools\nRUN native-only\nARG TARGETARCH\nRUN make\n" +
+      "FROM scratch\nARG TARGETPLATFORM TARGETOS TARGETARCH TARGETVARIANT BUILDPLATFORM BUILDOS BUILDARCH\nRUN env\nCOPY --from=tools /step /tools\n";
+    const p = project(dockerfile);
+    const requests: StepRequest[] = [];
+    const executor = new FakeExecutor((request) => void requests.push(request));
+    const native = await p.build(executor);
+    const crossed = await p.build(executor, { platform: target });
+    const ran = (r: StepRequest) => (r.instruction.kind === "RUN" && r.instruction.command.form === "shell" ? `${r.instruction.command.text} ${r.env.map(([k, v]) => `${k}=${v}`).join(" ")}`.trim() : r.instruction.kind);
+    const args = (t: Platform) => `BUILDARCH=${host.architecture} BUILDOS=linux BUILDPLATFORM=${formatPlatform(host)} TARGETARCH=${t.architecture} TARGETOS=linux TARGETPLATFORM=${formatPlatform(t)} TARGETVARIANT=`;
+    expect(requests.map(ran)).toEqual([
+      "native-only",
+      `make TARGETARCH=${host.architecture}`,
+      `env ${args(host)}`,
+      "COPY",
+      // "native-only" reads no TARGET* value: the same key, from the cache (BuildKit shares it too)
+      `make TARGETARCH=${target.architecture}`,
+      `env ${args(target)}`,
+      "COPY",
+    ]);
+    // The tools stage runs on this machine (no emulation); the target's steps ask for it.
+    expect(requests.slice(4).map((r) => r.platform)).toEqual([undefined, formatPlatform(target), formatPlatform(target)]);
+    expect(crossed.inputs.get("tools/1")!.platform).toBe(formatPlatform(host));
+    expect(crossed.steps.find((s) => s.id === "tools/1")!.key).toBe(native.steps.find((s) => s.id === "tools/1")!.key);
+    expect(crossed.image!.config.architecture).toBe(target.architecture);
+    expect(native.image!.config.architecture).toBe(host.architecture);
+  });
+
+  test("a multi-platform base image: each platform's build starts from its own image; a platform it lacks is named", async () => {
+    const p = project("FROM docker.io/library/multi:1\nRUN on-top\n");
+    const host = hostPlatform();
+    const other = { os: "linux", architecture: host.architecture === "arm64" ? "amd64" : "arm64" };
+    const mine = await addImage(p, "docker.io/library/multi:1", "host's", host);
+    const theirs = await addImage(p, "docker.io/library/multi:1", "other's", other);
+    const store = LocalStore.open(join(p.dir, ".cache"));
+    store.setImage("docker.io/library/multi:1", storeImageIndex(store, [mine, theirs]));
+    store.close();
+    const native = await p.build(new FakeExecutor());
+    expect(native.inputs.get("0/0")!.base).toBe(mine.manifestDigest);
+    const crossed = await p.build(new FakeExecutor(), { platform: other });
+    expect(crossed.inputs.get("0/0")!.base).toBe(theirs.manifestDigest);
+    await expect(p.build(new FakeExecutor(), { platform: { os: "linux", architecture: "riscv64" } })).rejects.toThrow(`has no image for linux/riscv64 (it has: ${formatPlatform(host)}, ${formatPlatform(other)})`);
   });
 
   test("an image for another OS is refused, as one for another architecture is", async () => {

@@ -17,16 +17,16 @@ import { parseDockerfile } from "../frontend/parser.ts";
 import { checkPolicy, lintDockerfile, type Finding } from "../frontend/lint.ts";
 import { DockerfileError } from "../frontend/errors.ts";
 import { plan as planStages, type Plan, type Stage, type Step } from "../frontend/plan.ts";
-import { hostPlatform } from "../frontend/platform.ts";
+import { formatPlatform, hostPlatform, parsePlatform, type Platform } from "../frontend/platform.ts";
 import { buildGraph, type BuildGraph } from "../graph/graph.ts";
 import { cloneConfig, historyEntry } from "../image/config.ts";
-import { MEDIA, storeImage, type StoredImage } from "../image/layout.ts";
+import { loadImage, MEDIA, storeImage, type StoredImage } from "../image/layout.ts";
 import { removeTree } from "../rootfs/root.ts";
 import type { RemoteCache } from "../remote/client.ts";
 import type { ResultSource } from "../remote/result-source.ts";
 import { UserError } from "../errors.ts";
 import { explainStep, type KeyOwner } from "./explain.ts";
-import { imageReferences, imageResolver, similarLocalImage, stepReading } from "./images.ts";
+import { imageReadsByPlatform, imageResolver, similarLocalImage, stagePlatform, stepReading } from "./images.ts";
 import { isImageIdText } from "../image/lookup.ts";
 import { stepKey, type StepInputs } from "./keys.ts";
 import { planStep, type BuildSettings, type StepPlan } from "./ops/index.ts";
@@ -80,8 +80,15 @@ export interface BuildOptions {
   remoteUpload?: "wait" | "background" | "off";
   /** Wraps the local RUN --mount=type=cache directories (to share them through the remote, say). */
   cacheMounts?: (local: CacheMountProvider) => CacheMountProvider;
-  /** Fetches an image the local store lacks (from its registry). */
-  pull?: (ref: string) => Promise<void>;
+  /** Fetches an image the local store lacks (from its registry), for a platform. */
+  pull?: (ref: string, platform: Platform) => Promise<void>;
+  /**
+   * The platform the image is for (TARGETPLATFORM; default: this machine's). Another
+   * architecture's RUN steps run emulated (executor/emulation.ts). A multi-platform build is
+   * one build per platform; `platformLabel` then names the platform in step names.
+   */
+  platform?: Platform;
+  platformLabel?: boolean;
   /** `--label`: labels added to the final image's config (after the Dockerfile's own). */
   labels?: Record<string, string>;
   /** `--build-context NAME=…`, by lower-case name: an image, or a local directory. */
@@ -117,16 +124,17 @@ export function sourceDateEpoch(buildArgs: Record<string, string>, env: NodeJS.P
 }
 
 /** As BuildKit shows steps: `[build 5/6] RUN make` (unnamed stages are `stage-N`). */
-export const stepName = (stage: Stage, step: Step) => `[${stage.name ?? `stage-${stage.index}`} ${step.index + 1}/${stage.steps.length}] ${step.text.split("\n")[0]}`;
+export const stepName = (stage: Stage, step: Step, platform?: string) => `[${platform ? `${platform} ` : ""}${stage.name ?? `stage-${stage.index}`} ${step.index + 1}/${stage.steps.length}] ${step.text.split("\n")[0]}`;
 
 export async function build(options: BuildOptions): Promise<BuildResult> {
   const named = options.namedContexts ?? new Map<string, NamedContext>();
   const storeImages = imageResolver(options.store);
   // A name given an image by --build-context resolves to that image wherever an image is read.
   const image = Object.assign(
-    (ref: string) => {
+    (ref: string, platform: Platform) => {
       const context = named.get(ref.toLowerCase());
-      return context?.kind === "image" ? context.image : context ? undefined : storeImages(ref);
+      if (context?.kind === "image") return context.digest ? loadImage(options.store, context.digest, platform) : context.image;
+      return context ? undefined : storeImages(ref, platform);
     },
     { forget: storeImages.forget },
   );
@@ -142,15 +150,24 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
 }
 
 /** Parses and plans; images the store lacks are pulled first, so planning sees their ENV and ONBUILD. */
-async function planBuild(options: BuildOptions, image: ((ref: string) => StoredImage | undefined) & { forget(ref: string): void }, named: Set<string>): Promise<Plan & { checks: Finding[] }> {
+async function planBuild(options: BuildOptions, image: ((ref: string, platform: Platform) => StoredImage | undefined) & { forget(ref: string): void }, named: Set<string>): Promise<Plan & { checks: Finding[] }> {
   const { progress } = options;
-  const platform = hostPlatform();
+  const platform = options.platform ?? hostPlatform();
+  // An image stored without this platform (an index lacking it) counts as missing here: pulled if it can be.
+  const stored = (ref: string, wanted: Platform) => {
+    try {
+      return image(ref, wanted);
+    } catch (error) {
+      if (error instanceof UserError) return undefined;
+      throw error;
+    }
+  };
   const parsed = parseDockerfile(options.dockerfileText, options.dockerfilePath);
   if (options.pull) {
     const first = planStages(parsed, { buildArgs: options.buildArgs, platform, namedContexts: named });
-    for (const ref of imageReferences(first, named)) {
-      const stored = image(ref);
-      if (stored && !options.pullAlways) continue;
+    for (const { ref, platform: wanted } of imageReadsByPlatform(first, named, platform)) {
+      const found = stored(ref, wanted);
+      if (found && !options.pullAlways) continue;
       // Where the Dockerfile names it, and a local image it may have meant, for any error.
       const fail = (message: string): never => {
         const hint = similarLocalImage(options.store, ref);
@@ -160,11 +177,11 @@ async function planBuild(options: BuildOptions, image: ((ref: string) => StoredI
       };
       // An ID names an image of this store only: there is nothing to pull.
       if (isImageIdText(ref)) {
-        if (stored) continue;
+        if (found) continue;
         fail(`no image with ID ${ref} in the local store (\`memobuild image ls\` lists them)`);
       }
-      if (!stored) progress({ type: "warning", message: `pulling ${ref}: it is not in the local image store` });
-      await options.pull(ref).catch((error) => (error instanceof UserError ? fail(error.message) : Promise.reject(error)));
+      if (!found) progress({ type: "warning", message: `pulling ${ref}${wanted === platform && !options.platform ? "" : ` for ${formatPlatform(wanted)}`}: it is not in the local image store` });
+      await options.pull(ref, wanted).catch((error) => (error instanceof UserError ? fail(error.message) : Promise.reject(error)));
       image.forget(ref);
     }
   }
@@ -172,8 +189,14 @@ async function planBuild(options: BuildOptions, image: ((ref: string) => StoredI
     buildArgs: options.buildArgs,
     platform,
     namedContexts: named,
-    images: (ref) => {
-      const found = image(ref);
+    images: (ref, from) => {
+      let wanted = platform;
+      try {
+        if (from !== undefined) wanted = parsePlatform(from);
+      } catch {
+        return undefined; // an invalid --platform is the FROM step's error, with its line
+      }
+      const found = stored(ref, wanted);
       return found ? { env: found.config.config.Env ?? [], onbuild: found.config.config.OnBuild ?? [] } : undefined;
     },
   });
@@ -210,7 +233,7 @@ class Solve {
   ) {
     this.epoch = sourceDateEpoch(options.buildArgs);
     const sandboxKey = describeSandbox(options.sandbox);
-    this.settings = { platform: hostPlatform(), network: options.network, sandbox: options.sandbox, sandboxKey, epoch: this.epoch, allow: options.allow ?? new Set() };
+    this.settings = { platform: options.platform ?? hostPlatform(), network: options.network, sandbox: options.sandbox, sandboxKey, epoch: this.epoch, allow: options.allow ?? new Set() };
     this.cache = new StepCache(options.store, options.remote, { dryRun: options.dryRun === true, upload: options.remoteUpload ?? "wait" }, options.cacheFrom);
     const localMounts = directoryCacheMounts((identity) => options.store.mountDir(identity));
     const resources = world.resources({ secrets: options.secrets, ssh: options.ssh, cacheMounts: options.cacheMounts ? options.cacheMounts(localMounts) : localMounts });
@@ -225,7 +248,7 @@ class Solve {
       type: "plan",
       // By name: the last stage, unnamed, is the default target and goes unsaid; another is stage-N.
       target: graph.target.name ?? (graph.target.index === plan.stages.length - 1 ? undefined : `stage-${graph.target.index}`),
-      steps: graph.nodes.map((node, i) => ({ id: node.id, stage: plan.stages[node.step.stage].id, number: i + 1, name: stepName(plan.stages[node.step.stage], node.step) })),
+      steps: graph.nodes.map((node, i) => ({ id: node.id, stage: plan.stages[node.step.stage].id, number: i + 1, name: stepName(plan.stages[node.step.stage], node.step, this.label()) })),
     });
     await scheduleStages(graph.stages, Math.max(1, options.jobs ?? availableParallelism()), async (stage) => {
       try {
@@ -245,8 +268,26 @@ class Solve {
     return { image, steps, inputs, plan, graph, checks };
   }
 
+  /** The target platform in step names, in a multi-platform build. */
+  private label() {
+    return this.options.platformLabel ? formatPlatform(this.settings.platform) : undefined;
+  }
+
+  /** Builds of one Dockerfile for another platform are remembered apart (for "what changed since"). */
   private buildName() {
-    return this.options.dockerfileAbsolute ?? this.options.dockerfilePath;
+    const name = this.options.dockerfileAbsolute ?? this.options.dockerfilePath;
+    const platform = formatPlatform(this.settings.platform);
+    return platform === formatPlatform(hostPlatform()) ? name : `${name} (${platform})`;
+  }
+
+  /** The settings a stage's steps see: its own platform (FROM --platform), else the target's. */
+  private settingsFor(stage: Stage): BuildSettings {
+    if (stage.platform === undefined) return this.settings;
+    try {
+      return { ...this.settings, platform: stagePlatform(stage, this.settings.platform) };
+    } catch (error) {
+      throw stepError(stage.steps[0], (error as Error).message);
+    }
   }
 
   private async buildStage(stage: Stage) {
@@ -263,12 +304,12 @@ class Solve {
   private async solveStep(stage: Stage, step: Step, parent: StageState | undefined, noCache: boolean): Promise<StageState> {
     const started = performance.now();
     const number = this.numbers.get(step.id)!;
-    const name = stepName(stage, step);
+    const name = stepName(stage, step, this.label());
     const fail = (message: string): never => {
       throw stepError(step, message);
     };
     return await this.reportingFailures(step, number, async () => {
-      const planned = await planStep({ step, stage, parent, world: this.world, build: this.settings, fail });
+      const planned = await planStep({ step, stage, parent, world: this.world, build: this.settingsFor(stage), fail });
       const key = stepKey(planned.inputs);
       this.options.progress({ type: "start", number, step: step.id, name });
       const request = planned.request;
@@ -352,7 +393,7 @@ class Solve {
     this.inputs.sort((a, b) => order(a.id) - order(b.id));
     const skipped = this.graph.pruned.map((step): StepResult => {
       const stage = this.plan.stages[step.stage];
-      return { id: step.id, stage: stage.id, name: stepName(stage, step), instruction: step.text, key: "", status: "skipped", duration_ms: 0 };
+      return { id: step.id, stage: stage.id, name: stepName(stage, step, this.label()), instruction: step.text, key: "", status: "skipped", duration_ms: 0 };
     });
     return [...this.results, ...skipped];
   }

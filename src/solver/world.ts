@@ -11,13 +11,14 @@ import { loadContext, type BuildContext } from "../context/context.ts";
 import { Downloads } from "../executor/download.ts";
 import type { ExecutorResources } from "../executor/request.ts";
 import type { Plan, Stage } from "../frontend/plan.ts";
+import type { Platform } from "../frontend/platform.ts";
 import type { StoredImage } from "../image/layout.ts";
 import { LayerView } from "../snapshot/view.ts";
 import { diffIds, imageLayers, type LayerRef, type StageState } from "./state.ts";
 import { similarLocalImage } from "./images.ts";
 
 /** What a `--build-context` name stands for. */
-export type NamedContext = { kind: "image"; image: StoredImage } | { kind: "local"; dir: string };
+export type NamedContext = { kind: "image"; image: StoredImage; /** The stored digest (a multi-platform index, maybe): another platform's image comes from it. */ digest?: string } | { kind: "local"; dir: string };
 
 export interface WorldOptions {
   store: LocalStore;
@@ -26,8 +27,8 @@ export interface WorldOptions {
   dockerfileAbsolute?: string;
   statCacheFile?: string;
   namedContexts: Map<string, NamedContext>;
-  /** Images by reference, --build-context images first. */
-  image: (ref: string) => StoredImage | undefined;
+  /** Images by reference and platform, --build-context images first. */
+  image: (ref: string, platform: Platform) => StoredImage | undefined;
   /** Told the context's digest once it is read. */
   onContext: (digest: string) => void;
 }
@@ -51,8 +52,8 @@ export class BuildWorld {
     this.downloads = new Downloads(() => (this.downloadDir ??= options.store.tempDir("downloads")));
   }
 
-  image(ref: string): StoredImage | undefined {
-    return this.options.image(ref);
+  image(ref: string, platform: Platform): StoredImage | undefined {
+    return this.options.image(ref, platform);
   }
 
   /** A local image name a missing `ref` may be a typo of (for "did you mean"). */
@@ -72,14 +73,14 @@ export class BuildWorld {
     return this.options.plan.stages.find((s, i) => i < before && (s.name === lower || String(s.index) === reference));
   }
 
-  /** A stage built earlier (its key) or an image (its manifest digest); undefined when neither. */
-  source(reference: string, before: number): Source | undefined {
+  /** A stage built earlier (its key) or an image for `platform` (its manifest digest); undefined when neither. */
+  source(reference: string, before: number, platform: Platform): Source | undefined {
     const stage = this.stageBefore(reference, before);
     if (stage) {
       const built = this.stages.get(stage.index)!;
       return { identity: built.key, layers: built.layers };
     }
-    const image = this.image(reference);
+    const image = this.image(reference, platform);
     return image && { identity: image.manifestDigest, layers: imageLayers(image) };
   }
 

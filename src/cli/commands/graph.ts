@@ -1,3 +1,4 @@
+import { hostPlatform } from "../../frontend/platform.ts";
 import type { Command } from "commander";
 import { planDockerfile } from "../../frontend/plan.ts";
 import { existsSync } from "node:fs";
@@ -57,7 +58,7 @@ async function withBaseImages<T>(cacheDir: string, use: (images: ImageEnv) => T)
   return withStore(cacheDir, (store) => {
     const resolve = imageResolver(store);
     return use((ref) => {
-      const image = resolve(ref);
+      const image = resolve(ref, hostPlatform());
       return image ? { env: image.config.config.Env ?? [], onbuild: image.config.config.OnBuild ?? [] } : undefined;
     });
   });

@@ -1,10 +1,11 @@
 /**
  * FROM: the stage starts from scratch, an image (keyed by its manifest digest) or a stage built
  * earlier (keyed by that stage's key). Neither the stage's own name nor how the base is spelled
- * enters the key.
+ * enters the key. The stage's platform (`--platform`, else the build's target; the solver puts it
+ * in `build.platform`) picks the image of a multi-platform base and keys every step of the stage.
  */
 import { cloneConfig, emptyConfig } from "../../image/config.ts";
-import { formatPlatform, parsePlatform } from "../../frontend/platform.ts";
+import { formatPlatform } from "../../frontend/platform.ts";
 import { keyText } from "../keys.ts";
 import type { Instruction } from "../../frontend/instructions.ts";
 import { imageLayers, type StageState } from "../state.ts";
@@ -33,7 +34,7 @@ export const fromOperation: Operation<Extract<Instruction, { kind: "FROM" }>> = 
   if (scope.world.localContext(base.ref)) {
     scope.fail(`--build-context ${base.ref} is a directory, and FROM needs an image (docker-image://REF or oci-layout://DIR); COPY --from=${base.ref} and RUN --mount from=${base.ref} read a directory`);
   }
-  const image = scope.world.image(base.ref) ?? scope.fail(notStored(scope, base.ref));
+  const image = scope.world.image(base.ref, build.platform) ?? scope.fail(notStored(scope, base.ref));
   if (image.config.architecture !== build.platform.architecture || image.config.os !== build.platform.os) {
     scope.fail(`image ${base.ref} is for ${image.config.os}/${image.config.architecture}, not ${platform}`);
   }
@@ -53,13 +54,10 @@ function finish(inputs: { instruction: string; platform: string; base?: string; 
   return { inputs, next: { ...state, config }, history: false };
 }
 
+/** Images are built for Linux (RUN needs its kernel); another architecture runs emulated. */
 function checkPlatform(scope: StepScope) {
-  const { stage, build } = scope;
-  if (stage.platform === undefined) return;
-  const wanted = parsePlatform(stage.platform);
-  if (wanted.os !== build.platform.os || wanted.architecture !== build.platform.architecture) {
-    scope.fail(`platform ${stage.platform} is not supported: this machine builds for ${formatPlatform(build.platform)}`);
-  }
+  const { build } = scope;
+  if (build.platform.os !== "linux") scope.fail(`platform ${formatPlatform(build.platform)} is not supported: MemoBuild builds Linux images`);
 }
 
 /** Why a base is missing, and the local image a typo of it may have meant. */

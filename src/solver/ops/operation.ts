@@ -11,7 +11,7 @@ import { resolveUser } from "../../snapshot/view.ts";
 import type { StepRequest } from "../../executor/request.ts";
 import type { Instruction } from "../../frontend/instructions.ts";
 import type { Stage, Step } from "../../frontend/plan.ts";
-import { formatPlatform, type Platform } from "../../frontend/platform.ts";
+import { formatPlatform, runsNatively, type Platform } from "../../frontend/platform.ts";
 import { keyText, type StepInputs } from "../keys.ts";
 import { copyState, diffIds, type StageState } from "../state.ts";
 import type { BuildWorld } from "../world.ts";
@@ -82,6 +82,8 @@ export function baseRequest(scope: StepScope, instruction: StepRequest["instruct
     ...(scope.build.epoch !== undefined ? { epoch: scope.build.epoch } : {}),
     network: scope.build.network,
     ...(scope.build.sandbox ? { sandbox: scope.build.sandbox } : {}),
+    // Named only when the executor must emulate it, so requests for this machine stay as they were.
+    ...(runsNatively(scope.build.platform) ? {} : { platform: formatPlatform(scope.build.platform) }),
   };
 }
 

@@ -25,7 +25,7 @@ export const runOperation: Operation<Run> = async (scope, instruction) => {
     if (mount.type !== "bind" && mount.type !== "cache") continue;
     const named = mount.from !== undefined ? scope.world.localContext(mount.from) : undefined;
     if (mount.from !== undefined && !named) {
-      const source = scope.world.source(mount.from, scope.stage.index) ?? scope.fail(`--mount from=${mount.from}: no such stage, and no image ${mount.from} in the local store`);
+      const source = scope.world.source(mount.from, scope.stage.index, scope.build.platform) ?? scope.fail(`--mount from=${mount.from}: no such stage, and no image ${mount.from} in the local store`);
       request.sources[mount.from] = source.layers.map((l) => l.diffId);
       sourceKeys.push(source.identity);
       continue;

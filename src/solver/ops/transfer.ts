@@ -32,7 +32,7 @@ async function readFrom(scope: StepScope, from: string, instruction: Transfer, i
     inputs.context = { digest: selection.digest, files: fileDigests(selection.entries) };
     return;
   }
-  const source = scope.world.source(from, scope.stage.index) ?? scope.fail(`--from=${from}: no such stage, and no image ${from} in the local store`);
+  const source = scope.world.source(from, scope.stage.index, scope.build.platform) ?? scope.fail(`--from=${from}: no such stage, and no image ${from} in the local store`);
   request.sources[from] = source.layers.map((l) => l.diffId);
   inputs.fromStage = source.identity;
 }
