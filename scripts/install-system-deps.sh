@@ -33,9 +33,10 @@ declare -A package_of=(
   [radosgw]=radosgw
   [ceph]=ceph-common
   [slirp4netns]=slirp4netns
+  [qemu-aarch64-static]=qemu-user-static
 )
 commands=("$@")
-[ ${#commands[@]} -eq 0 ] && commands=(git dot setpriv busybox crun slirp4netns skopeo umoci docker-registry htpasswd openssl dockerd chromium ssh-agent tmux zsh fish rpm pg_ctlcluster ceph-mon ceph-osd radosgw ceph)
+[ ${#commands[@]} -eq 0 ] && commands=(git dot setpriv busybox crun slirp4netns qemu-aarch64-static skopeo umoci docker-registry htpasswd openssl dockerd chromium ssh-agent tmux zsh fish rpm pg_ctlcluster ceph-mon ceph-osd radosgw ceph)
 
 missing=()
 for command in "${commands[@]}"; do

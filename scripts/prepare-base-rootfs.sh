@@ -1,13 +1,40 @@
 #!/usr/bin/env bash
 # Prepares examples/base/rootfs for the base image: Debian's busybox-static (installed when
 # missing) plus the minimal files a Unix userland expects.
+#   scripts/prepare-base-rootfs.sh           this machine's: examples/base/rootfs
+#   scripts/prepare-base-rootfs.sh arm64     another Debian architecture's busybox-static,
+#                                            downloaded (never committed): examples/base/rootfs-arm64
 set -euo pipefail
-root="$(cd "$(dirname "$0")/.." && pwd)/examples/base/rootfs"
-bash "$(dirname "$0")/install-system-deps.sh" busybox
-busybox="$(command -v busybox)"
-if ldd "$busybox" >/dev/null 2>&1; then
-  echo "$busybox is dynamically linked; the base image needs Debian's busybox-static (apt-get install busybox-static)" >&2
-  exit 1
+arch="${1:-}"
+base="$(cd "$(dirname "$0")/.." && pwd)/examples/base"
+if [ -z "$arch" ] || [ "$arch" = "$(dpkg --print-architecture)" ]; then
+  root="$base/rootfs"
+  bash "$(dirname "$0")/install-system-deps.sh" busybox
+  busybox="$(command -v busybox)"
+  if ldd "$busybox" >/dev/null 2>&1; then
+    echo "$busybox is dynamically linked; the base image needs Debian's busybox-static (apt-get install busybox-static)" >&2
+    exit 1
+  fi
+else
+  root="$base/rootfs-$arch"
+  # The package of another architecture, unpacked (not installed): apt-get download needs the
+  # architecture added to dpkg and its package lists.
+  downloads="${TMPDIR:-/tmp}/memobuild-busybox-$arch"
+  mkdir -p "$downloads"
+  if ! ls "$downloads"/busybox-static_*_"$arch".deb >/dev/null 2>&1; then
+    if ! dpkg --print-foreign-architectures | grep -qx "$arch"; then
+      dpkg --add-architecture "$arch"
+      apt-get update -qq >/dev/null
+    fi
+    (cd "$downloads" && apt-get download -qq "busybox-static:$arch" >/dev/null 2>&1) || {
+      apt-get update -qq >/dev/null
+      (cd "$downloads" && apt-get download -qq "busybox-static:$arch" >/dev/null)
+    }
+  fi
+  unpacked="$downloads/unpacked"
+  rm -rf "$unpacked"
+  dpkg-deb -x "$(ls "$downloads"/busybox-static_*_"$arch".deb | head -1)" "$unpacked"
+  busybox="$unpacked/bin/busybox"
 fi
 rm -rf "$root"
 mkdir -p "$root"/{bin,etc,root,tmp,proc,sys,dev,home/app,usr/bin,usr/sbin,sbin,var/tmp}

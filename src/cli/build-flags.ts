@@ -10,7 +10,7 @@ import { TMPFS_BYTES } from "../executor/private-tmpfs.ts";
 import { HostFileError, readRegularFile } from "../util/host-file.ts";
 import { formatBytes } from "../util/sizes.ts";
 import { join, resolve } from "node:path";
-import { formatPlatform, hostPlatform } from "../frontend/platform.ts";
+import { parsePlatformList, type Platform } from "../frontend/platform.ts";
 import { parseOutputSpec, writesToStdout, type OutputSpec } from "../image/output-spec.ts";
 import { parseAddHost, parseShmSize, parseUlimit, type Sandbox } from "../executor/sandbox.ts";
 import { NETWORK_MODES, type NetworkMode } from "../executor/network.ts";
@@ -73,7 +73,7 @@ export function buildFlagOptions(command: Command): Command {
     .addOption(valueOption("--no-cache-filter <stage>", "run the steps of these stages (names or indexes, comma-separated; repeatable) without the cache"))
     .option("--build-context <name=value>", "a named context for FROM/COPY --from/RUN --mount from=NAME: a directory, a git URL (https://…/r.git#ref:dir, git@host:o/r.git, git://…), docker-image://REF or oci-layout://DIR[:TAG] (repeatable)", collect)
     .option("--pull", "look every base image up in its registry, even when the local store has it")
-    .option("--platform <os/arch>", "the platform to build for: this machine's (other platforms need emulation, which MemoBuild does not do)")
+    .option("--platform <os/arch[,...]>", "the platforms to build for (default: this machine's); several make one image index; another architecture's RUN runs under QEMU (Debian's qemu-user-static)")
     .option("--progress <mode>", "auto|tty|plain|json|quiet (default: auto: tty on a terminal, else plain)")
     .option("--cache-dir <dir>", "cache directory (default: $MEMOBUILD_CACHE_DIR, the config's cacheDir, or ~/.cache/memobuild)")
     .option("--secret <spec>", "[type=file|env,]id=ID[,src=PATH|,env=VAR]: a secret for RUN --mount=type=secret (repeatable)", collect)
@@ -130,14 +130,16 @@ export function sandboxFrom(flags: Pick<BuildFlags, "addHost" | "shmSize" | "uli
   }));
 }
 
-/** --platform: this machine's is the only one MemoBuild builds for. */
-export function checkPlatform(flag: string | undefined) {
-  if (flag === undefined) return;
-  const host = formatPlatform(hostPlatform());
-  const given = flag.toLowerCase().replace(/^linux\/x86_64$/, "linux/amd64").replace(/^linux\/aarch64$/, "linux/arm64");
-  if (given.split(",").some((p) => p !== host)) {
-    throw new UsageError(`--platform ${flag}: MemoBuild builds for this machine's platform only (${host}); another needs emulation, which it does not do`);
-  }
+/**
+ * --platform P[,P...]: the platforms to build for (undefined: this machine's). Linux only: RUN
+ * needs its kernel; another architecture's RUN is emulated (executor/emulation.ts).
+ */
+export function platformsFrom(flag: string | undefined): Platform[] | undefined {
+  if (flag === undefined) return undefined;
+  const platforms = usage(() => parsePlatformList(flag));
+  const other = platforms.find((p) => p.os !== "linux");
+  if (other) throw new UsageError(`--platform ${flag}: ${other.os} images are not supported (MemoBuild builds Linux images)`);
+  return platforms;
 }
 
 /** --no-cache-filter a,b --no-cache-filter c → {a, b, c}. */
@@ -217,6 +219,21 @@ export function checkOutputs(outputs: OutputSpec[], tags: string[], progress: st
   if (toStdout.length > 1) throw new UsageError("--output: only one output can write to stdout (dest=-)");
   if (progress === "quiet" || progress === "json") throw new UsageError(`--output dest=- writes the image to stdout, where --progress ${progress} (or -q) prints too: use one of them`);
   if (stdoutIsTty) throw new UsageError("--output dest=- would write a tar to the terminal: redirect stdout (> image.tar), or give dest=FILE");
+}
+
+/**
+ * What a multi-platform build (one image index) cannot do, refused before any work. The Docker
+ * Engine loads one image, not an index (buildx refuses too: "docker exporter does not currently
+ * support exporting manifest lists"); the others are not made for an index yet.
+ */
+export function checkMultiPlatform(flags: Pick<BuildFlags, "platform" | "load">, outputs: OutputSpec[], other: { attest: boolean; builder: boolean }) {
+  const what = `--platform ${flags.platform} makes an image index (one image per platform)`;
+  if (flags.load || outputs.some((o) => o.type === "docker" || o.type === "docker-archive")) {
+    throw new UsageError(`${what}, which the Docker Engine cannot load (--load, type=docker, type=docker-archive): build one platform to load it, or write -o type=oci,dest=DIR`);
+  }
+  if (outputs.some((o) => o.type === "tar")) throw new UsageError(`${what}: type=tar is not written for several platforms; use -o type=local,dest=DIR (a directory per platform) or type=oci`);
+  if (other.attest) throw new UsageError(`${what}: attestations and signatures are not made for an index yet; build each platform apart to attest it`);
+  if (other.builder) throw new UsageError(`${what}: a remote builder (--builder) builds one platform, this machine's`);
 }
 
 /** `--label k=v` (the image's) and `--build-label k=v` (the build's, in the build hub). */

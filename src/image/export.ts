@@ -125,6 +125,12 @@ const blobsWith = (exported: ExportedImage, extras: Extra[]) => [...new Set([...
 export async function exportOciLayout(store: LocalStore, image: StoredImage, dest: string, tags: string[], compression: LayerCompression | Compression = "gzip", extras?: Extras): Promise<ExportedImage> {
   const exported = await prepareExport(store, image, compression);
   const extra = (await extras?.(exported)) ?? [];
+  writeLayout(store, dest, indexFor(image, exported, tags, extra), blobsWith(exported, extra));
+  return exported;
+}
+
+/** An OCI layout at `dest` whose index.json is `index`, holding `blobs` from the store. */
+function writeLayout(store: LocalStore, dest: string, index: Index, blobs: string[]) {
   mkdirSync(dest, { recursive: true });
   // Files are renamed into these directories: a link committed in their place (`blobs -> /etc/cron.d`) would take them elsewhere.
   for (const dir of ["blobs", "blobs/sha256"]) {
@@ -132,12 +138,55 @@ export async function exportOciLayout(store: LocalStore, image: StoredImage, des
     if (!stat) mkdirSync(join(dest, dir));
     else if (!stat.isDirectory()) throw new OutputError(`--output type=oci,dest=${dest}: ${dir} is not a directory (a symbolic link is not followed)`);
   }
-  for (const digest of blobsWith(exported, extra)) {
+  for (const digest of blobs) {
     const target = join(dest, "blobs/sha256", digest.slice(7));
     if (!lstatSync(target, { throwIfNoEntry: false })?.isFile()) writeFileAtomic(target, (fd) => copyFileInto(store.blobPath(digest), fd));
   }
   writeFileAtomic(join(dest, "oci-layout"), JSON.stringify({ imageLayoutVersion: "1.0.0" }));
-  writeFileAtomic(join(dest, "index.json"), JSON.stringify(indexFor(image, exported, tags, extra)));
+  writeFileAtomic(join(dest, "index.json"), JSON.stringify(index));
+}
+
+/** An OCI archive: the layout whose index.json is `index`, as one tar. */
+function writeLayoutTar(store: LocalStore, dest: string, index: Index, blobs: string[]) {
+  writeTar(dest, [
+    { name: "oci-layout", source: Buffer.from(JSON.stringify({ imageLayoutVersion: "1.0.0" })) },
+    { name: "index.json", source: Buffer.from(JSON.stringify(index)) },
+    ...blobs.map((digest) => ({ name: `blobs/sha256/${digest.slice(7)}`, source: store.blobPath(digest) })),
+  ]);
+}
+
+export interface ExportedIndex {
+  /** The digest of the image index as written (its manifests name the exported, compressed layers). */
+  indexDigest: string;
+  indexSize: number;
+  /** The exported manifest of each platform's image, in the order given. */
+  manifests: ExportedImage[];
+  blobs: string[];
+}
+
+/** The image index an export writes for a multi-platform image: one exported manifest per platform. */
+export async function prepareIndexExport(store: LocalStore, images: StoredImage[], compression: LayerCompression | Compression): Promise<ExportedIndex> {
+  const manifests = await Promise.all(images.map((image) => prepareExport(store, image, compression)));
+  const index: Index = {
+    schemaVersion: 2,
+    mediaType: MEDIA.index,
+    manifests: manifests.map((m, i) => ({ mediaType: MEDIA.manifest, digest: m.manifestDigest, size: m.manifestSize, platform: platformOf(images[i]!) })),
+  };
+  const { digest, size } = store.putBlob(JSON.stringify(index));
+  return { indexDigest: digest, indexSize: size, manifests, blobs: [...new Set([...manifests.flatMap((m) => m.blobs), digest])] };
+}
+
+/**
+ * `type=oci` and `type=oci-archive` of a multi-platform image, as BuildKit writes them: the
+ * layout's index.json names the image index (once per name), which names each platform's manifest.
+ */
+export async function exportImageIndex(store: LocalStore, images: StoredImage[], output: Extract<OutputSpec, { type: "oci" | "oci-archive" }>, tags: string[]): Promise<ExportedIndex> {
+  const exported = await prepareIndexExport(store, images, output);
+  const descriptor: Descriptor = { mediaType: MEDIA.index, digest: exported.indexDigest, size: exported.indexSize };
+  const entries = tags.length ? tags.map((tag) => ({ ...descriptor, annotations: { [REF_NAME]: familiarReference(tag) } })) : [descriptor];
+  const top: Index = { schemaVersion: 2, mediaType: MEDIA.index, manifests: entries };
+  if (output.type === "oci" && output.dest !== STDOUT) writeLayout(store, output.dest, top, exported.blobs);
+  else writeLayoutTar(store, output.dest, top, exported.blobs);
   return exported;
 }
 
@@ -187,11 +236,7 @@ function writeTarTo(fd: number, members: { name: string; source: string | Buffer
 export async function exportOciArchive(store: LocalStore, image: StoredImage, dest: string, tags: string[], compression: LayerCompression | Compression = "gzip", extras?: Extras): Promise<ExportedImage> {
   const exported = await prepareExport(store, image, compression);
   const extra = (await extras?.(exported)) ?? [];
-  writeTar(dest, [
-    { name: "oci-layout", source: Buffer.from(JSON.stringify({ imageLayoutVersion: "1.0.0" })) },
-    { name: "index.json", source: Buffer.from(JSON.stringify(indexFor(image, exported, tags, extra))) },
-    ...blobsWith(exported, extra).map((digest) => ({ name: `blobs/sha256/${digest.slice(7)}`, source: store.blobPath(digest) })),
-  ]);
+  writeLayoutTar(store, dest, indexFor(image, exported, tags, extra), blobsWith(exported, extra));
   return exported;
 }
 

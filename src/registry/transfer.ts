@@ -8,8 +8,8 @@
 import { readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import type { LocalStore } from "../cache/store.ts";
-import { hostPlatform, type Platform } from "../frontend/platform.ts";
-import { prepareExport, type Extra, type Extras, type LayerCompression } from "../image/export.ts";
+import { formatPlatform, hostPlatform, platformMatches, type Platform } from "../frontend/platform.ts";
+import { prepareExport, prepareIndexExport, type Extra, type Extras, type LayerCompression } from "../image/export.ts";
 import { loadImage, MEDIA, type StoredImage } from "../image/layout.ts";
 import { parseImageConfig, parseImageIndex, parseImageManifest } from "../image/validate.ts";
 import { formatReference, parseReference } from "../image/reference.ts";
@@ -18,24 +18,26 @@ import { limit, limitHint } from "../util/limits.ts";
 
 const INDEX_TYPES = new Set(["application/vnd.oci.image.index.v1+json", "application/vnd.docker.distribution.manifest.list.v2+json"]);
 
-function matches(platform: Platform, candidate?: { os?: string; architecture?: string; variant?: string }): boolean {
-  if (!candidate) return false;
-  return candidate.os === platform.os && candidate.architecture === platform.architecture && (!platform.variant || !candidate.variant || candidate.variant === platform.variant);
-}
-
-/** Pulls `refText` into the store and names it there; returns the stored image. */
-export async function pullImage(store: LocalStore, refText: string, options: RegistryOptions, onProgress: (line: string) => void = () => {}): Promise<StoredImage> {
+/**
+ * Pulls `refText` into the store and names it there; returns the stored image. From an index,
+ * the image of `platform` (this machine's by default) is pulled; when a platform is asked for
+ * (a build for other platforms), the name goes to the registry's index, so each platform's
+ * build finds its own image there (pulled as it is needed).
+ */
+export async function pullImage(store: LocalStore, refText: string, options: RegistryOptions, onProgress: (line: string) => void = () => {}, asked?: Platform): Promise<StoredImage> {
   const ref = parseReference(refText);
   const client = new RegistryClient(ref.registry, options);
-  const platform = hostPlatform();
+  const platform = asked ?? hostPlatform();
   let manifest = await client.getManifest(ref.repository, ref.digest ?? ref.tag!);
+  let index: typeof manifest | undefined;
   if (INDEX_TYPES.has(manifest.mediaType)) {
-    const index = parseImageIndex(manifest.bytes, `${refText}: the image index`);
-    const chosen = index.manifests.find((m) => matches(platform, m.platform));
+    const parsed = parseImageIndex(manifest.bytes, `${refText}: the image index`);
+    const chosen = parsed.manifests.find((m) => !INDEX_TYPES.has(m.mediaType) && platformMatches(platform, m.platform));
     if (!chosen) {
-      const offered = index.manifests.map((m) => [m.platform?.os, m.platform?.architecture, m.platform?.variant].filter(Boolean).join("/")).join(", ");
-      throw new RegistryError(`${refText} has no image for ${platform.os}/${platform.architecture} (it has: ${offered})`);
+      const offered = parsed.manifests.flatMap((m) => (m.platform ? [formatPlatform(m.platform)] : [])).join(", ");
+      throw new RegistryError(`${refText} has no image for ${formatPlatform(platform)} (it has: ${offered})`);
     }
+    if (asked) index = manifest;
     manifest = await client.getManifest(ref.repository, chosen.digest);
   }
   const parsed = parseImageManifest(manifest.bytes, refText);
@@ -68,7 +70,8 @@ export async function pullImage(store: LocalStore, refText: string, options: Reg
     const stored = store.putBlob(manifest.bytes);
     if (stored.digest !== manifest.digest) throw new RegistryError("internal error: the stored manifest changed");
     const name = formatReference(ref);
-    store.setImage(name, manifest.digest);
+    if (index && store.putBlob(index.bytes).digest !== index.digest) throw new RegistryError("internal error: the stored index changed");
+    store.setImage(name, index?.digest ?? manifest.digest);
     return loadImage(store, manifest.digest);
   } finally {
     rmSync(staging, { recursive: true, force: true });
@@ -97,6 +100,26 @@ export async function pushImage(store: LocalStore, image: StoredImage, refText: 
   const imageDescriptor = { mediaType: MEDIA.manifest, digest: exported.manifestDigest, size: exported.manifestSize, platform: { architecture, os, ...(variant ? { variant } : {}) } };
   const index = { schemaVersion: 2, mediaType: MEDIA.index, manifests: [imageDescriptor, ...extra.map((e) => e.descriptor)] };
   return client.putManifest(ref.repository, ref.digest ?? ref.tag!, Buffer.from(JSON.stringify(index)), MEDIA.index);
+}
+
+/**
+ * Pushes a multi-platform image: each platform's blobs and manifest (by digest), then the image
+ * index under `refText`'s tag, as buildx pushes one; returns the index digest.
+ */
+export async function pushImageIndex(store: LocalStore, images: StoredImage[], refText: string, options: RegistryOptions, onProgress: (line: string) => void = () => {}, compression: LayerCompression = { compression: "gzip" }): Promise<string> {
+  const ref = parseReference(refText);
+  const client = new RegistryClient(ref.registry, options);
+  const exported = await prepareIndexExport(store, images, compression);
+  for (const manifest of exported.manifests) {
+    for (const digest of [...manifest.manifest.layers.map((l) => l.digest), manifest.manifest.config.digest]) {
+      const from = store.layerSources(digest).find((s) => s.registry === ref.registry && s.repository !== ref.repository);
+      const result = await client.putBlob(ref.repository, digest, store.blobPath(digest), from?.repository);
+      onProgress(`${digest.slice(0, 19)}: ${result}`);
+      store.recordLayerSource(digest, ref.registry, ref.repository);
+    }
+    await client.putManifest(ref.repository, manifest.manifestDigest, store.readBlob(manifest.manifestDigest), MEDIA.manifest);
+  }
+  return client.putManifest(ref.repository, ref.digest ?? ref.tag!, store.readBlob(exported.indexDigest), MEDIA.index);
 }
 
 /** Pushes a stored manifest and its blobs to `repository`, naming it `reference` (a tag or its digest). */

@@ -16,6 +16,8 @@ export interface StepResult {
   remote_refused?: string;
   /** A result reused from the remote: the key that signed it (its signature verified here). */
   signer?: string;
+  /** A multi-platform build: the platform this step was built for (each platform's steps are listed). */
+  platform?: string;
   /** A build run on a worker (--builder): the worker's name. */
   worker?: string;
 }

@@ -123,6 +123,12 @@ export function sourceDateEpoch(buildArgs: Record<string, string>, env: NodeJS.P
   return Number(text);
 }
 
+/** Builds of one Dockerfile for another platform are remembered apart (for "what changed since"). */
+export function buildRecordName(dockerfile: string, platform: Platform = hostPlatform()): string {
+  const name = formatPlatform(platform);
+  return name === formatPlatform(hostPlatform()) ? dockerfile : `${dockerfile} (${name})`;
+}
+
 /** As BuildKit shows steps: `[build 5/6] RUN make` (unnamed stages are `stage-N`). */
 export const stepName = (stage: Stage, step: Step, platform?: string) => `[${platform ? `${platform} ` : ""}${stage.name ?? `stage-${stage.index}`} ${step.index + 1}/${stage.steps.length}] ${step.text.split("\n")[0]}`;
 
@@ -153,13 +159,16 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
 async function planBuild(options: BuildOptions, image: ((ref: string, platform: Platform) => StoredImage | undefined) & { forget(ref: string): void }, named: Set<string>): Promise<Plan & { checks: Finding[] }> {
   const { progress } = options;
   const platform = options.platform ?? hostPlatform();
-  // An image stored without this platform (an index lacking it) counts as missing here: pulled if it can be.
+  // An image stored without this platform (an index lacking it) counts as missing here: pulled
+  // if it can be; why it did not serve is kept for the error when the pull fails too.
+  const lacking = new Map<string, string>();
   const stored = (ref: string, wanted: Platform) => {
     try {
       return image(ref, wanted);
     } catch (error) {
-      if (error instanceof UserError) return undefined;
-      throw error;
+      if (!(error instanceof UserError)) throw error;
+      lacking.set(ref, error.message);
+      return undefined;
     }
   };
   const parsed = parseDockerfile(options.dockerfileText, options.dockerfilePath);
@@ -181,7 +190,8 @@ async function planBuild(options: BuildOptions, image: ((ref: string, platform: 
         fail(`no image with ID ${ref} in the local store (\`memobuild image ls\` lists them)`);
       }
       if (!found) progress({ type: "warning", message: `pulling ${ref}${wanted === platform && !options.platform ? "" : ` for ${formatPlatform(wanted)}`}: it is not in the local image store` });
-      await options.pull(ref, wanted).catch((error) => (error instanceof UserError ? fail(error.message) : Promise.reject(error)));
+      const why = (error: UserError) => (lacking.has(ref) ? `${ref} in the local store: ${lacking.get(ref)}, and pulling it failed: ${error.message}` : error.message);
+      await options.pull(ref, wanted).catch((error) => (error instanceof UserError ? fail(why(error)) : Promise.reject(error)));
       image.forget(ref);
     }
   }
@@ -273,11 +283,8 @@ class Solve {
     return this.options.platformLabel ? formatPlatform(this.settings.platform) : undefined;
   }
 
-  /** Builds of one Dockerfile for another platform are remembered apart (for "what changed since"). */
   private buildName() {
-    const name = this.options.dockerfileAbsolute ?? this.options.dockerfilePath;
-    const platform = formatPlatform(this.settings.platform);
-    return platform === formatPlatform(hostPlatform()) ? name : `${name} (${platform})`;
+    return buildRecordName(this.options.dockerfileAbsolute ?? this.options.dockerfilePath, this.settings.platform);
   }
 
   /** The settings a stage's steps see: its own platform (FROM --platform), else the target's. */

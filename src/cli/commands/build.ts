@@ -7,15 +7,15 @@ import { withStore } from "../store.ts";
 import { exportImage } from "../../image/export.ts";
 import { normalizeReference } from "../../image/reference.ts";
 import { hostname } from "node:os";
-import { formatPlatform, hostPlatform } from "../../frontend/platform.ts";
+import { formatPlatform, hostPlatform, runsNatively, type Platform } from "../../frontend/platform.ts";
 import type { ProgressEvent, ProgressSink } from "../../solver/progress.ts";
 import { displayMode, openDisplay, type BuildOutcome, type Display, type OutputResult } from "../display.ts";
 import type { LocalStore } from "../../cache/store.ts";
 import type { OutputSpec } from "../../image/export.ts";
 import type { RegistryOptions } from "../../registry/client.ts";
-import type { StoredImage } from "../../image/layout.ts";
+import { storeImageIndex, type StoredImage } from "../../image/layout.ts";
 import type { BuildReporter } from "../../report/reporter.ts";
-import { build, sourceDateEpoch, type NamedContext } from "../../solver/solver.ts";
+import { build, sourceDateEpoch, type BuildOptions, type BuildResult, type NamedContext } from "../../solver/solver.ts";
 import { buildRemotely } from "../../builder/remote-build.ts";
 import { spreadJobs } from "../../builder/spread-plan.ts";
 import { runChecks } from "../check.ts";
@@ -40,7 +40,7 @@ import { UsageError } from "../errors.ts";
 import { dockerfileOptions, readDockerfileFrom, type DockerfileInput } from "../inputs.ts";
 import { resolveNamedContexts } from "../named-contexts.ts";
 import { checkProjectTags } from "../project-tags.ts";
-import { attestFlagsGiven, buildFlagOptions, checkOutputs, checkPlatform, networkFrom, noCacheStages, outputsFrom, parseAnnotations, parseBuildContexts, parseCacheSpec, parseEntitlements, parseLabels, parseSecret, sandboxFrom, usage, type BuildFlags } from "../build-flags.ts";
+import { attestFlagsGiven, buildFlagOptions, checkMultiPlatform, checkOutputs, platformsFrom, networkFrom, noCacheStages, outputsFrom, parseAnnotations, parseBuildContexts, parseCacheSpec, parseEntitlements, parseLabels, parseSecret, sandboxFrom, usage, type BuildFlags } from "../build-flags.ts";
 
 // What only some builds use loads when one does: the registry transfer (pulling a missing base
 // image, pushing), the Docker Engine client (--load), filesystem outputs, the build hub reporter.
@@ -99,13 +99,19 @@ export function registerBuild(program: Command) {
       const progressMode = value<string>(settings, "progress");
       const network = networkFrom(flags);
       const jobs = value<number | undefined>(settings, "jobs");
-      checkPlatform(flags.platform);
+      const platforms = platformsFrom(flags.platform);
+      const multi = platforms !== undefined && platforms.length > 1;
       const outputs = outputsFrom(flags);
       const registry = { insecure: insecureRegistries(flags.insecureRegistry) };
       // -t names, and those type=image and type=registry outputs give the image (as buildx's name=).
       const named = outputs.flatMap((o) => (o.type === "image" || o.type === "registry" ? o.names : []));
       const tags = [...new Set([...value<string[]>(settings, "tags"), ...named].map((tag) => usage(() => normalizeReference(tag))))];
       checkOutputs(outputs, tags, progressMode);
+      // --sign-key, else the signKey setting (environment or user config; never a project file's).
+      const signing = { ...flags, signKey: value<string | undefined>(settings, "signKey") };
+      const builderUrl = flags.builder ?? process.env.MEMOBUILD_BUILDER;
+      if (multi) checkMultiPlatform(flags, outputs, { attest: attestFlagsGiven(signing), builder: Boolean(builderUrl) });
+      if (builderUrl && platforms?.some((p) => !runsNatively(p))) throw new UsageError(`--builder: a remote builder builds for its own platform; --platform ${flags.platform} needs a local build`);
       const secrets = new Map(flags.secret.map(parseSecret));
       const cacheFrom = flags.cacheFrom.map((spec) => parseCacheSpec("--cache-from", spec));
       const cacheTo = flags.cacheTo.map((spec) => parseCacheSpec("--cache-to", spec));
@@ -121,8 +127,6 @@ export function registerBuild(program: Command) {
       const buildLabels = parseLabels("--build-label", flags.buildLabel);
       const imageLabels = parseLabels("--label", flags.label);
       const annotations = parseAnnotations(flags.annotation);
-      // --sign-key, else the signKey setting (environment or user config; never a project file's).
-      const signing = { ...flags, signKey: value<string | undefined>(settings, "signKey") };
       const attesting = attestFlagsGiven(signing) ? (await attestations()).attestPlan(signing, outputs, tags) : undefined;
       if (flags.check) {
         const input = readDockerfileFrom(settings);
@@ -137,7 +141,7 @@ export function registerBuild(program: Command) {
       const printer = display.sink;
       const remote = await openRemote(settings, (message) => printer({ type: "warning", message }));
       await remote?.probe(); // a wrong token is an error before any work
-      const builder = flags.builder ?? process.env.MEMOBUILD_BUILDER;
+      const builder = builderUrl;
       // A build on a worker is reported to the builder's hub when no other remote is given.
       const hub = remote ?? (builder ? builderCache(builder, settings, (message) => printer({ type: "warning", message })) : undefined);
       const reporter =
@@ -154,16 +158,15 @@ export function registerBuild(program: Command) {
       if (remote && reporter) remote.buildId = reporter.id; // results it uploads name the build they came from
       const progress: ProgressSink = reporter ? (event) => (printer(event), reporter.sink(event)) : printer;
       await reported(reporter, display, () => withStore(value(settings, "cacheDir"), async (store) => {
-        const pull = async (ref: string) => void (await (await registryTransfer()).pullImage(store, ref, registry, (line) => progress({ type: "output", line })));
+        // With --platform, a base is pulled for the platform a stage needs, and named by its index.
+        const pull = async (ref: string, platform?: Platform) => void (await (await registryTransfer()).pullImage(store, ref, registry, (line) => progress({ type: "output", line }), platforms ? platform : undefined));
         const tagOwner = checkProjectTags(store, tags, settings); // before any work
         const namedContexts = await resolveNamedContexts(contextSpecs, store, pull, flags.pull);
         const ssh = await SshAgents.start(sshSpecs);
         // A build on a worker (--builder): the worker fetches and publishes its cache mounts (worker.ts).
         const mounts = builder ? undefined : await openCacheMounts(mountChoice, settings, remote, store, (message) => printer({ type: "warning", message }));
         const buildCaches = cacheFrom.length ? await openBuildCaches(cacheFrom, settings, store, registry, progress) : [];
-        const result = builder
-          ? await buildOnWorker(builder, settings, flags, store, input, progress, { cacheMountScope: mountChoice.scopeName, ssh: { ids: sshSpecs.map((s) => s.id), agents: ssh }, namedContexts }).finally(() => ssh.stop())
-          : await build({
+        const local: Omit<BuildOptions, "platform"> = {
             contextDir: input.contextDir,
             dockerfileText: input.text,
             dockerfilePath: input.displayPath,
@@ -190,10 +193,21 @@ export function registerBuild(program: Command) {
             ssh,
             cacheMounts: mounts && ((local) => mounts.wrap(local)),
             cacheFrom: buildCaches,
-          }).finally(() => ssh.stop());
+            platformLabel: multi,
+          };
+        // Several platforms: one build each, in turn (what they share, a FROM --platform=$BUILDPLATFORM
+        // stage say, has the same keys and comes from the cache the second time), then one index.
+        const results = builder
+          ? [await buildOnWorker(builder, settings, flags, store, input, progress, { cacheMountScope: mountChoice.scopeName, ssh: { ids: sshSpecs.map((s) => s.id), agents: ssh }, namedContexts }).finally(() => ssh.stop())]
+          : await buildPlatforms(local, platforms).finally(() => ssh.stop());
+        const result = results[0]!;
         const image = result.image!;
-        for (const tag of tags) store.setImage(tag, image.manifestDigest, tagOwner);
-        if ("graph" in result) for (const spec of cacheTo) await writeBuildCache(spec, result, settings, store, registry, progress);
+        const images = results.map((r) => r.image!);
+        const indexDigest = multi ? storeImageIndex(store, images) : undefined;
+        for (const tag of tags) store.setImage(tag, indexDigest ?? image.manifestDigest, tagOwner);
+        // An index's ID is its own digest (buildx's --iidfile of a multi-platform build is too).
+        if (indexDigest) store.recordImageId(indexDigest, indexDigest);
+        for (const done of results) if ("graph" in done) for (const spec of cacheTo) await writeBuildCache(spec, done, settings, store, registry, progress);
         const attester = attesting
           ? await (await attestations()).attesterFor(attesting, store, image, result, {
               dockerfileText: input.text,
@@ -207,16 +221,17 @@ export function registerBuild(program: Command) {
               sourceDateEpoch: sourceDateEpoch(value(settings, "buildArgs")),
             }, tags)
           : undefined;
-        const exported = await exportOutputs(store, image, outputs, tags, registry, progress, attester);
+        const exported = multi ? await exportIndexOutputs(store, images, outputs, tags, registry, progress) : await exportOutputs(store, image, outputs, tags, registry, progress, attester);
         if (flags.load) exported.push(await loadImage(store, image, tags, progress));
         await mounts?.publish(); // commit on success: any failure above publishes nothing
         const outcome: BuildOutcome = {
-          imageId: image.manifest.config.digest,
-          digest: exported.find((o) => o.digest)?.digest ?? image.manifestDigest,
-          manifestDigest: image.manifestDigest,
+          imageId: indexDigest ?? image.manifest.config.digest,
+          digest: exported.find((o) => o.digest)?.digest ?? indexDigest ?? image.manifestDigest,
+          manifestDigest: indexDigest ?? image.manifestDigest,
           outputs: exported,
           tags,
-          steps: result.steps,
+          // Each platform's steps, named by it (as the build output shows them) in a multi-platform build.
+          steps: multi ? results.flatMap((r, i) => r.steps.map((s) => ({ ...s, platform: formatPlatform(platforms[i]!) }))) : result.steps,
           checks: "checks" in result ? result.checks : [],
         };
         await reporter?.finish({ result: "success", image: outcome.digest });
@@ -226,6 +241,38 @@ export function registerBuild(program: Command) {
         await remote?.flush(); // background uploads finish after the report
       }));
     });
+}
+
+/** One build per platform (one build for this machine's when none is given). */
+async function buildPlatforms(options: Omit<BuildOptions, "platform">, platforms: Platform[] | undefined): Promise<BuildResult[]> {
+  const results: BuildResult[] = [];
+  for (const platform of platforms ?? [undefined]) results.push(await build({ ...options, platform }));
+  return results;
+}
+
+/**
+ * The outputs of a multi-platform image: OCI layouts and archives hold the index, a registry gets
+ * every platform's manifest and the index, type=local a directory per platform (linux_arm64/, as
+ * buildx writes it). What cannot hold an index was refused before the build (checkMultiPlatform).
+ */
+async function exportIndexOutputs(store: LocalStore, images: StoredImage[], outputs: OutputSpec[], tags: string[], registry: RegistryOptions, progress: ProgressSink): Promise<OutputResult[]> {
+  const exported: OutputResult[] = [];
+  const namesOf = (names: string[]) => (names.length ? names.map(normalizeReference) : tags);
+  for (const output of outputs) {
+    if (output.type === "registry") {
+      const { pushImageIndex } = await registryTransfer();
+      const compression = { compression: output.compression ?? "gzip", ...(output.level !== undefined ? { level: output.level } : {}), ...(output.force ? { force: true } : {}) };
+      for (const tag of namesOf(output.names)) exported.push({ type: "registry", dest: tag, digest: await pushImageIndex(store, images, tag, registry, (line) => progress({ type: "output", line: `push ${tag}: ${line}` }), compression) });
+    } else if (output.type === "local") {
+      const { exportFilesystem } = await filesystemExport();
+      for (const image of images) await exportFilesystem(store, image, join(output.dest, `${image.config.os}_${image.config.architecture}${image.config.variant ? `_${image.config.variant}` : ""}`));
+      exported.push({ type: "local", dest: output.dest });
+    } else if (output.type === "oci" || output.type === "oci-archive") {
+      const { exportImageIndex } = await import("../../image/export.ts");
+      exported.push({ type: output.type, dest: output.dest, digest: (await exportImageIndex(store, images, output, namesOf(output.names))).indexDigest });
+    } else if (output.type !== "image") throw new UsageError(`--output type=${output.type} cannot hold a multi-platform image`);
+  }
+  return exported;
 }
 
 /** `--cache-from`: each build cache that can be read, in order (one that cannot costs a warning). */

@@ -4,11 +4,12 @@ import { statCacheFile } from "../../config/cache-dir.ts";
 import { withStore } from "../store.ts";
 import { explainSteps, type Explanation } from "../../solver/explain.ts";
 import { silentProgress } from "../../solver/progress.ts";
-import { build } from "../../solver/solver.ts";
+import { build, buildRecordName } from "../../solver/solver.ts";
 import { dockerfileOptions, readDockerfileFrom } from "../inputs.ts";
 import { openRemote, remoteOptions } from "../remote.ts";
 import { commandSettings } from "../settings.ts";
-import { buildFlagOptions, checkPlatform, networkFrom, parseBuildContexts, sandboxFrom, type BuildFlags } from "../build-flags.ts";
+import { UsageError } from "../errors.ts";
+import { buildFlagOptions, platformsFrom, networkFrom, parseBuildContexts, sandboxFrom, type BuildFlags } from "../build-flags.ts";
 import { resolveNamedContexts } from "../named-contexts.ts";
 import { value } from "../../config/settings.ts";
 import type { RemoteCache } from "../../remote/client.ts";
@@ -29,7 +30,9 @@ export function registerExplain(program: Command) {
       // The flags of build are taken, so a build command line works with the verb changed;
       // those that change a key (args, target, --add-host, --shm-size, --ulimit) are used.
       const settings = commandSettings(flags, context);
-      checkPlatform(flags.platform);
+      const platforms = platformsFrom(flags.platform);
+      if (platforms && platforms.length > 1) throw new UsageError(`--platform ${flags.platform}: explain one platform at a time (each is built, and keyed, apart)`);
+      const platform = platforms?.[0];
       const input = readDockerfileFrom(settings);
       const warn = (message: string) => process.stderr.write(`warning: ${message}\n`);
       const builder = flags.builder ?? process.env.MEMOBUILD_BUILDER;
@@ -56,8 +59,9 @@ export function registerExplain(program: Command) {
           progress: silentProgress,
           dryRun: true,
           remote,
+          platform,
         });
-        const last = store.lastBuildInputs(dockerfileAbsolute ?? input.displayPath, result.graph.target.id);
+        const last = store.lastBuildInputs(buildRecordName(dockerfileAbsolute ?? input.displayPath, platform), result.graph.target.id);
         const explanations = explainSteps(result.steps, result.inputs, last);
         if (remote) await addConflicts(remote, result.steps, explanations);
         if (flags.json) {

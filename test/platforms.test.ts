@@ -1,0 +1,121 @@
+/**
+ * Multi-platform builds, end to end: a busybox base for this machine and for another
+ * architecture (Debian's busybox-static of that architecture, downloaded by
+ * scripts/prepare-base-rootfs.sh), built into one image index by one `--platform a,b` build whose
+ * other-architecture RUN runs under QEMU (qemu-user-static through binfmt_misc); then a project
+ * on it with a `FROM --platform=$BUILDPLATFORM` stage, its outputs, and `run` picking this
+ * machine's image.
+ */
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { cpSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { REPO_ROOT, runMemobuild } from "./support/binary.ts";
+import { writeProject } from "./support/base-image.ts";
+
+const work = mkdtempSync(join(tmpdir(), "memobuild-platforms-"));
+const cache = join(work, "cache");
+const hostArch = Bun.spawnSync(["dpkg", "--print-architecture"]).stdout.toString().trim();
+const otherArch = hostArch === "arm64" ? "amd64" : "arm64";
+const uname: Record<string, string> = { amd64: "x86_64", arm64: "aarch64" };
+const both = `linux/${hostArch},linux/${otherArch}`;
+
+function prepare(arch?: string) {
+  const result = Bun.spawnSync(["bash", join(REPO_ROOT, "scripts/prepare-base-rootfs.sh"), ...(arch ? [arch] : [])], { stderr: "pipe" });
+  if (result.exitCode !== 0) throw new Error(result.stderr.toString());
+}
+
+const build = (...args: string[]) => runMemobuild(["build", ...args, "--cache-dir", cache, "--progress", "plain"]);
+const json = (file: string) => JSON.parse(readFileSync(file, "utf8"));
+
+beforeAll(() => {
+  prepare();
+  prepare(otherArch);
+  // One Dockerfile for both: each platform copies its own architecture's busybox.
+  const base = writeProject(join(work, "base"), {
+    Dockerfile: 'FROM scratch\nARG TARGETARCH\nCOPY rootfs-${TARGETARCH}/ /\nRUN ["/bin/busybox", "--install", "-s", "/bin"]\nENV PATH=/usr/sbin:/usr/bin:/sbin:/bin\nCMD ["/bin/sh"]\n',
+  });
+  cpSync(join(REPO_ROOT, "examples/base/rootfs"), join(base, `rootfs-${hostArch}`), { recursive: true });
+  cpSync(join(REPO_ROOT, `examples/base/rootfs-${otherArch}`), join(base, `rootfs-${otherArch}`), { recursive: true });
+  const result = build(base, "--platform", both, "-t", "memobuild/busybox-multi", "-o", `type=oci,dest=${join(work, "base-oci")}`);
+  if (result.exitCode !== 0) throw new Error(result.stderr);
+}, 300_000);
+
+afterAll(() => rmSync(work, { recursive: true, force: true }));
+
+describe("--platform with two platforms", () => {
+  test("the base: one OCI index, a manifest per platform with its platform, each config of its architecture", () => {
+    const layout = join(work, "base-oci");
+    const top = json(join(layout, "index.json"));
+    expect(top.manifests).toHaveLength(1);
+    expect(top.manifests[0].mediaType).toBe("application/vnd.oci.image.index.v1+json");
+    expect(top.manifests[0].annotations["org.opencontainers.image.ref.name"]).toBe("memobuild/busybox-multi:latest");
+    const blob = (digest: string) => json(join(layout, "blobs/sha256", digest.slice(7)));
+    const index = blob(top.manifests[0].digest);
+    expect(index.manifests.map((m: { platform: unknown }) => m.platform)).toEqual([
+      { os: "linux", architecture: hostArch },
+      { os: "linux", architecture: otherArch },
+    ]);
+    for (const entry of index.manifests) {
+      expect(entry.mediaType).toBe("application/vnd.oci.image.manifest.v1+json");
+      expect(blob(blob(entry.digest).config.digest).architecture).toBe(entry.platform.architecture);
+    }
+  });
+
+  test("a project on it: the other architecture's RUN ran under QEMU, TARGET*/BUILD* as BuildKit's, a $BUILDPLATFORM stage ran natively", () => {
+    const dir = writeProject(join(work, "app"), {
+      Dockerfile:
+        "FROM --platform=$BUILDPLATFORM memobuild/busybox-multi AS tools\nARG TARGETARCH\nRUN uname -m > /built-on && echo $TARGETARCH > /built-for\n" +
+        'FROM memobuild/busybox-multi\nARG TARGETPLATFORM TARGETOS TARGETARCH TARGETVARIANT BUILDPLATFORM BUILDOS BUILDARCH\nRUN uname -m > /arch && echo "$TARGETPLATFORM $TARGETOS $TARGETARCH [$TARGETVARIANT] $BUILDPLATFORM $BUILDOS $BUILDARCH" > /args\nCOPY --from=tools /built-on /built-for /\n',
+    });
+    const out = join(work, "app-out");
+    const meta = join(work, "app-meta.json");
+    const result = build(dir, "--platform", both, "-t", "app-multi", "-o", `type=local,dest=${out}`, "--metadata-file", meta);
+    expect(result.stderr).toContain(`[linux/${otherArch} stage-1 3/4] RUN uname -m`);
+    expect(result.exitCode).toBe(0);
+    for (const arch of [hostArch, otherArch]) {
+      const root = join(out, `linux_${arch}`);
+      expect(readFileSync(join(root, "arch"), "utf8")).toBe(`${uname[arch]}\n`);
+      expect(readFileSync(join(root, "args"), "utf8")).toBe(`linux/${arch} linux ${arch} [] linux/${hostArch} linux ${hostArch}\n`);
+      expect(readFileSync(join(root, "built-on"), "utf8")).toBe(`${uname[hostArch]}\n`);
+      expect(readFileSync(join(root, "built-for"), "utf8")).toBe(`${arch}\n`);
+    }
+    const metadata = json(meta);
+    const runs = metadata.steps.filter((s: { instruction: string }) => s.instruction.startsWith("RUN uname -m > /arch"));
+    expect(runs.map((s: { platform: string }) => s.platform)).toEqual([`linux/${hostArch}`, `linux/${otherArch}`]);
+    expect(runs[0].key).not.toBe(runs[1].key); // each platform keyed apart
+    // The image ID of an index is the index's digest; the summary names it.
+    expect(metadata["containerimage.config.digest"]).toBe(metadata["containerimage.digest"]);
+    expect(result.stderr).toContain(`image ${metadata["containerimage.digest"]}`);
+
+    const again = build(dir, "--platform", both, "--metadata-file", meta);
+    expect(again.exitCode).toBe(0);
+    expect(json(meta).steps.filter((s: { status: string }) => s.status === "executed")).toEqual([]);
+  });
+
+  test("run and image ls pick this machine's image of the index", () => {
+    const run = runMemobuild(["run", "app-multi", "--cache-dir", cache, "--", "cat", "/arch"]);
+    expect(run.stderr).toBe("");
+    expect(run.stdout).toBe(`${uname[hostArch]}\n`);
+    const ls = runMemobuild(["image", "ls", "--cache-dir", cache]);
+    expect(ls.exitCode).toBe(0);
+    expect(ls.stdout).toContain("app-multi");
+  });
+
+  test("one other platform alone is one image of it; --load and type=tar of an index are refused before any work", () => {
+    const dir = writeProject(join(work, "single"), { Dockerfile: "FROM memobuild/busybox-multi\nRUN uname -m > /arch\n" });
+    const out = join(work, "single-out");
+    const single = build(dir, "--platform", `linux/${otherArch}`, "-o", `type=local,dest=${out}`);
+    expect(single.exitCode).toBe(0);
+    expect(readFileSync(join(out, "arch"), "utf8")).toBe(`${uname[otherArch]}\n`);
+    const load = build(dir, "--platform", both, "--load");
+    expect(load.exitCode).toBe(2);
+    expect(load.stderr).toContain("which the Docker Engine cannot load");
+    const tar = build(dir, "--platform", both, "-o", `type=tar,dest=${join(work, "x.tar")}`);
+    expect(tar.exitCode).toBe(2);
+    expect(existsSync(join(work, "x.tar"))).toBe(false);
+    expect(build(dir, "--platform", "windows/amd64").stderr).toContain("windows images are not supported");
+    writeFileSync(join(dir, "Dockerfile"), "FROM memobuild/busybox-multi\n");
+    expect(build(dir, "--platform", "linux/riscv64").stderr).toContain("has no image for linux/riscv64");
+  });
+});
