@@ -125,16 +125,26 @@ export function registerImage(program: Command) {
     .action((flags: { cacheDir?: string }) =>
       withStore(flags.cacheDir, (store) => {
         const named = store.images();
-        // Untagged builds are listed too, by ID, as `docker images` lists <none>.
-        const untagged = store.imagesById("").filter((r) => !named.some((n) => n.manifestDigest === r.manifestDigest));
+        // Untagged builds are listed too, by ID, as `docker images` lists <none>; a platform's image
+        // of a listed multi-platform image (an index) is part of that one.
+        const membersOf = (digest: string) => {
+          try {
+            return store.readJson<{ manifests?: { digest: string }[] }>(digest).manifests?.map((m) => m.digest) ?? [];
+          } catch {
+            return []; // a damaged entry is listed as such below
+          }
+        };
+        const members = new Set(named.flatMap((n) => membersOf(n.manifestDigest)));
+        const untagged = store.imagesById("").filter((r) => !named.some((n) => n.manifestDigest === r.manifestDigest) && !members.has(r.manifestDigest));
         const rows = [...named, ...untagged.map((r) => ({ ref: "<none>", manifestDigest: r.manifestDigest, created: r.created }))].map((record) => {
           let size = "?";
           let id = "?";
           try {
+            // An index: its own digest is its ID; the size is of this machine's image in it.
             const img = loadImage(store, record.manifestDigest);
             const bytes = img.manifest.layers.reduce((sum, l) => sum + l.size, 0);
             size = `${(bytes / 1024 / 1024).toFixed(1)} MiB`;
-            id = img.manifest.config.digest.slice(7, 19);
+            id = (img.manifestDigest === record.manifestDigest ? img.manifest.config.digest : record.manifestDigest).slice(7, 19);
           } catch {
             size = "damaged";
           }
@@ -162,7 +172,7 @@ export function registerImage(program: Command) {
             process.stdout.write(`untagged ${familiarReference(name)}\n`);
           }
           // As `docker rmi`: by ID, or with its last name, the image goes (its blobs are gc's to collect).
-          const id = found.id ?? store.readJson<{ config: { digest: string } }>(found.manifestDigest).config.digest;
+          const id = found.id ?? store.readJson<{ config?: { digest: string } }>(found.manifestDigest).config?.digest ?? found.manifestDigest;
           if (namesOf(store, found.manifestDigest).length === 0 && store.removeImageId(id)) process.stdout.write(`deleted ${id}\n`);
         }
       }),
