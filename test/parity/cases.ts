@@ -53,6 +53,8 @@ export function materialize(c: ParityCase, dir: string): string {
 }
 
 const BASE = "FROM memobuild/busybox\n";
+/** This machine's platform, as both builders name it. */
+const HOST_PLATFORM = `linux/${process.arch === "arm64" ? "arm64" : "amd64"}`;
 const from = (lines: string) => BASE + lines.trim() + "\n";
 const scratch = (lines: string) => "FROM scratch\n" + lines.trim() + "\n";
 const fewFiles = { "a.txt": "a\n", "b.txt": "b\n", "c.md": "c\n", "dir/x": "x\n", "dir/sub/y": "y\n" };
@@ -214,6 +216,13 @@ export const cases: Record<string, ParityCase[]> = {
     { name: "ARG without default takes the flag", dockerfile: from("ARG NODEF\nRUN echo \"$NODEF\" > /v"), flags: ["--build-arg", "NODEF=from-flag"] },
     { name: "ARG in COPY and WORKDIR", dockerfile: from("ARG DIR=dir\nARG DEST=/dest\nWORKDIR $DEST\nCOPY $DIR ./"), files: fewFiles },
     { name: "predefined TARGETARCH and friends", dockerfile: from("ARG TARGETARCH\nARG TARGETOS\nARG TARGETPLATFORM\nRUN echo $TARGETOS/$TARGETARCH $TARGETPLATFORM > /plat") },
+    {
+      name: "--platform (this machine's): every predefined platform ARG, and a FROM --platform=$BUILDPLATFORM stage",
+      dockerfile:
+        "FROM --platform=$BUILDPLATFORM memobuild/busybox AS tools\nARG TARGETARCH BUILDARCH\nRUN echo $BUILDARCH for $TARGETARCH > /cross\n" +
+        'FROM memobuild/busybox\nARG TARGETPLATFORM TARGETOS TARGETARCH TARGETVARIANT BUILDPLATFORM BUILDOS BUILDARCH BUILDVARIANT\nRUN echo "$TARGETPLATFORM $TARGETOS $TARGETARCH [$TARGETVARIANT] $BUILDPLATFORM $BUILDOS $BUILDARCH [$BUILDVARIANT]" > /plat\nCOPY --from=tools /cross /cross\n',
+      flags: ["--platform", HOST_PLATFORM],
+    },
   ],
   "multi-stage": [
     { name: "COPY --from a named stage", dockerfile: "FROM memobuild/busybox AS build\nRUN mkdir /out && echo artefact > /out/a\nFROM scratch\nCOPY --from=build /out /\n" },
