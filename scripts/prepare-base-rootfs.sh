@@ -19,21 +19,19 @@ else
   root="$base/rootfs-$arch"
   # The package of another architecture, unpacked (not installed): apt-get download needs the
   # architecture added to dpkg and its package lists.
-  downloads="${TMPDIR:-/tmp}/memobuild-busybox-$arch"
-  mkdir -p "$downloads"
-  if ! ls "$downloads"/busybox-static_*_"$arch".deb >/dev/null 2>&1; then
-    if ! dpkg --print-foreign-architectures | grep -qx "$arch"; then
-      dpkg --add-architecture "$arch"
-      apt-get update -qq >/dev/null
-    fi
-    (cd "$downloads" && apt-get download -qq "busybox-static:$arch" >/dev/null 2>&1) || {
-      apt-get update -qq >/dev/null
-      (cd "$downloads" && apt-get download -qq "busybox-static:$arch" >/dev/null)
-    }
+  downloads="$(mktemp -d)"
+  trap 'rm -rf "$downloads"' EXIT
+  if ! dpkg --print-foreign-architectures | grep -qx "$arch"; then
+    dpkg --add-architecture "$arch"
+    apt-get update -qq >/dev/null
   fi
+  # An old package list may name a version the mirror no longer has: update once and try again.
+  (cd "$downloads" && apt-get download -qq "busybox-static:$arch" >/dev/null 2>&1) || {
+    apt-get update -qq >/dev/null
+    (cd "$downloads" && apt-get download -qq "busybox-static:$arch" >/dev/null)
+  }
   unpacked="$downloads/unpacked"
-  rm -rf "$unpacked"
-  dpkg-deb -x "$(ls "$downloads"/busybox-static_*_"$arch".deb | head -1)" "$unpacked"
+  dpkg-deb -x "$downloads"/busybox-static_*_"$arch".deb "$unpacked"
   busybox="$unpacked/bin/busybox"
 fi
 rm -rf "$root"

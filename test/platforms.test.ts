@@ -11,6 +11,7 @@ import { cpSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } 
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { REPO_ROOT, runMemobuild } from "./support/binary.ts";
+import { freePort } from "./support/engines.ts";
 import { writeProject } from "./support/base-image.ts";
 
 const work = mkdtempSync(join(tmpdir(), "memobuild-platforms-"));
@@ -43,7 +44,25 @@ beforeAll(() => {
   if (result.exitCode !== 0) throw new Error(result.stderr);
 }, 300_000);
 
-afterAll(() => rmSync(work, { recursive: true, force: true }));
+let registry: ReturnType<typeof Bun.spawn> | undefined;
+afterAll(async () => {
+  registry?.kill();
+  await registry?.exited;
+  rmSync(work, { recursive: true, force: true });
+});
+
+/** Debian's docker-registry on 127.0.0.1 (plain HTTP, as MemoBuild uses for loopback), with its own storage. */
+async function startRegistry(): Promise<string> {
+  const port = await freePort();
+  const config = join(work, "registry.yml");
+  writeFileSync(config, `version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: ${join(work, "registry")}\nhttp:\n  addr: 127.0.0.1:${port}\n`);
+  registry = Bun.spawn(["docker-registry", "serve", config], { stdout: "ignore", stderr: "ignore" });
+  for (let i = 0; i < 100; i++) {
+    if (await fetch(`http://127.0.0.1:${port}/v2/`).then((r) => r.ok, () => false)) return `127.0.0.1:${port}`;
+    await Bun.sleep(100);
+  }
+  throw new Error("docker-registry did not come up");
+}
 
 describe("--platform with two platforms", () => {
   test("the base: one OCI index, a manifest per platform with its platform, each config of its architecture", () => {
@@ -94,7 +113,7 @@ describe("--platform with two platforms", () => {
     const again = build(dir, "--platform", both, "--metadata-file", meta);
     expect(again.exitCode).toBe(0);
     expect(json(meta).steps.filter((s: { status: string }) => s.status === "executed")).toEqual([]);
-  });
+  }, 120_000);
 
   test("run and image ls pick this machine's image of the index", () => {
     const run = runMemobuild(["run", "app-multi", "--cache-dir", cache, "--", "cat", "/arch"]);
@@ -105,7 +124,7 @@ describe("--platform with two platforms", () => {
     // One line: the index, by its ID (its platforms' images are part of it, not <none> lines).
     expect(ls.stdout).toMatch(new RegExp(`app-multi:latest +${appId.slice(7, 19)} `));
     expect(ls.stdout).not.toContain("<none>");
-  });
+  }, 120_000);
 
   test("one other platform alone is one image of it; --load and type=tar of an index are refused before any work", () => {
     const dir = writeProject(join(work, "single"), { Dockerfile: "FROM memobuild/busybox-multi\nRUN uname -m > /arch\n" });
@@ -122,5 +141,20 @@ describe("--platform with two platforms", () => {
     expect(build(dir, "--platform", "windows/amd64").stderr).toContain("windows images are not supported");
     writeFileSync(join(dir, "Dockerfile"), "FROM memobuild/busybox-multi\n");
     expect(build(dir, "--platform", "linux/riscv64").stderr).toContain("has no image for linux/riscv64");
-  });
+  }, 120_000);
+
+  test("pushed as an index (each platform's manifest, then the index); a fresh machine builds FROM it for both, pulling each platform", async () => {
+    const host = await startRegistry();
+    const pushed = build(join(work, "base"), "--platform", both, "-t", `${host}/base:1`, "--push");
+    expect(pushed.exitCode).toBe(0);
+    const index = await (await fetch(`http://${host}/v2/base/manifests/1`, { headers: { accept: "application/vnd.oci.image.index.v1+json" } })).json();
+    expect(index.mediaType).toBe("application/vnd.oci.image.index.v1+json");
+    expect(index.manifests.map((m: { platform: { architecture: string } }) => m.platform.architecture)).toEqual([hostArch, otherArch]);
+    const dir = writeProject(join(work, "from-registry"), { Dockerfile: `FROM ${host}/base:1\nRUN uname -m > /arch\n` });
+    const out = join(work, "from-registry-out");
+    const fresh = runMemobuild(["build", dir, "--platform", both, "--cache-dir", join(work, "fresh-cache"), "--progress", "plain", "-o", `type=local,dest=${out}`]);
+    expect(fresh.stderr).toContain(`pulling ${host}/base:1 for linux/${otherArch}`);
+    expect(fresh.exitCode).toBe(0);
+    for (const arch of [hostArch, otherArch]) expect(readFileSync(join(out, `linux_${arch}`, "arch"), "utf8")).toBe(`${uname[arch]}\n`);
+  }, 120_000);
 });
