@@ -147,9 +147,16 @@ describe("--platform with two platforms", () => {
     const host = await startRegistry();
     const pushed = build(join(work, "base"), "--platform", both, "-t", `${host}/base:1`, "--push");
     expect(pushed.exitCode).toBe(0);
-    const index = await (await fetch(`http://${host}/v2/base/manifests/1`, { headers: { accept: "application/vnd.oci.image.index.v1+json" } })).json();
-    expect(index.mediaType).toBe("application/vnd.oci.image.index.v1+json");
-    expect(index.manifests.map((m: { platform: { architecture: string } }) => m.platform.architecture)).toEqual([hostArch, otherArch]);
+    const architectures = async (ref: string) => {
+      const index = (await (await fetch(`http://${host}/v2/${ref.replace(":", "/manifests/")}`, { headers: { accept: "application/vnd.oci.image.index.v1+json" } })).json()) as { mediaType: string; manifests: { platform: { architecture: string } }[] };
+      expect(index.mediaType).toBe("application/vnd.oci.image.index.v1+json");
+      return index.manifests.map((m) => m.platform.architecture);
+    };
+    expect(await architectures("base:1")).toEqual([hostArch, otherArch]);
+    // image push sends a multi-platform image of the store as it is too.
+    const push = runMemobuild(["image", "push", "app-multi", `${host}/app:2`, "--cache-dir", cache]);
+    expect(push.exitCode).toBe(0);
+    expect(await architectures("app:2")).toEqual([hostArch, otherArch]);
     const dir = writeProject(join(work, "from-registry"), { Dockerfile: `FROM ${host}/base:1\nRUN uname -m > /arch\n` });
     const out = join(work, "from-registry-out");
     const fresh = runMemobuild(["build", dir, "--platform", both, "--cache-dir", join(work, "fresh-cache"), "--progress", "plain", "-o", `type=local,dest=${out}`]);

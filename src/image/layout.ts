@@ -68,6 +68,9 @@ function platformManifest(store: LocalStore, digest: string, index: Index, platf
   return chosen.digest;
 }
 
+/** Whether a stored image is a multi-platform one (an index). */
+export const isIndex = (store: LocalStore, digest: string) => "manifests" in store.readJson<object>(digest);
+
 /** The platforms a stored image (a manifest or an index) has an image for. */
 export function imagePlatforms(store: LocalStore, digest: string): Platform[] {
   const blob = store.readJson<Manifest | Index>(digest);

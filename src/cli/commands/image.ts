@@ -2,7 +2,7 @@ import type { Command } from "commander";
 import { resolve } from "node:path";
 import { withStore } from "../store.ts";
 import { exportImage, parseOutputSpec } from "../../image/export.ts";
-import { adoptImageLayers, importDockerArchive, importOciArchive, importOciLayout, loadImage } from "../../image/layout.ts";
+import { adoptImageLayers, importDockerArchive, importOciArchive, importOciLayout, imagePlatforms, isIndex, loadImage } from "../../image/layout.ts";
 import { insecureRegistries } from "../../registry/client.ts";
 import { familiarReference, normalizeReference } from "../../image/reference.ts";
 import { namesOf, requireImage } from "../../image/lookup.ts";
@@ -85,10 +85,14 @@ export function registerImage(program: Command) {
         const found = requireImage(store, ref);
         const target = destination !== undefined ? normalized(destination) : found.ref;
         if (target === undefined) throw new UsageError(`${ref} is an image ID, which names no repository: say where it goes (memobuild image push ${ref} REGISTRY/NAME:TAG)`);
-        const { pushImage } = await import("../../registry/transfer.ts");
-        const digest = await pushImage(store, loadImage(store, found.manifestDigest), target, { insecure: insecureRegistries(flags.insecureRegistry) }, (line) =>
-          process.stderr.write(`${line}\n`),
-        );
+        const { pushImage, pushImageIndex } = await import("../../registry/transfer.ts");
+        const options = { insecure: insecureRegistries(flags.insecureRegistry) };
+        const progress = (line: string) => void process.stderr.write(`${line}\n`);
+        // A multi-platform image goes as it is: every platform's image, then the index.
+        const platforms = imagePlatforms(store, found.manifestDigest);
+        const digest = isIndex(store, found.manifestDigest)
+          ? await pushImageIndex(store, platforms.map((p) => loadImage(store, found.manifestDigest, p)), target, options, progress)
+          : await pushImage(store, loadImage(store, found.manifestDigest), target, options, progress);
         process.stdout.write(`${familiarReference(target)} ${digest}\n`);
       }),
     );
