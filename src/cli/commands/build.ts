@@ -148,7 +148,7 @@ export function registerBuild(program: Command) {
         hub?.sends && value(settings, "remote.report") === "on"
           ? new (await import("../../report/reporter.ts")).BuildReporter((id, events) => hub.report(id, events), {
               dockerfile: input.displayPath,
-              platform: formatPlatform(hostPlatform()),
+              platform: (platforms ?? [hostPlatform()]).map(formatPlatform).join(","),
               host: hostname(),
               labels: buildLabels,
               ci: (await import("../../report/ci.ts")).ciMetadata(),
