@@ -108,6 +108,7 @@ describe("--platform with two platforms", () => {
     // The image ID of an index is the index's digest; the summary names it.
     expect(metadata["containerimage.config.digest"]).toBe(metadata["containerimage.digest"]);
     expect(result.stderr).toContain(`image ${metadata["containerimage.digest"]}`);
+    expect(result.stderr).toContain(`index ${metadata["containerimage.digest"]} (local store: ${both.replace(",", ", ")})`);
     appId = metadata["containerimage.digest"];
 
     const again = build(dir, "--platform", both, "--metadata-file", meta);
@@ -153,15 +154,25 @@ describe("--platform with two platforms", () => {
       return index.manifests.map((m) => m.platform.architecture);
     };
     expect(await architectures("base:1")).toEqual([hostArch, otherArch]);
-    // image push sends a multi-platform image of the store as it is too.
+    // image push sends a multi-platform image of the store (app-multi, built above) as it is too.
     const push = runMemobuild(["image", "push", "app-multi", `${host}/app:2`, "--cache-dir", cache]);
     expect(push.exitCode).toBe(0);
     expect(await architectures("app:2")).toEqual([hostArch, otherArch]);
     const dir = writeProject(join(work, "from-registry"), { Dockerfile: `FROM ${host}/base:1\nRUN uname -m > /arch\n` });
     const out = join(work, "from-registry-out");
-    const fresh = runMemobuild(["build", dir, "--platform", both, "--cache-dir", join(work, "fresh-cache"), "--progress", "plain", "-o", `type=local,dest=${out}`]);
+    const buildCache = join(work, "build-cache");
+    const fresh = runMemobuild(["build", dir, "--platform", both, "--cache-dir", join(work, "fresh-cache"), "--progress", "plain", "-o", `type=local,dest=${out}`, "--cache-to", `type=local,dest=${buildCache},mode=max`]);
     expect(fresh.stderr).toContain(`pulling ${host}/base:1 for linux/${otherArch}`);
     expect(fresh.exitCode).toBe(0);
     for (const arch of [hostArch, otherArch]) expect(readFileSync(join(out, `linux_${arch}`, "arch"), "utf8")).toBe(`${uname[arch]}\n`);
+    // One build cache holds both platforms' steps: another machine runs neither RUN.
+    const meta = join(work, "from-cache.json");
+    const again = runMemobuild(["build", dir, "--platform", both, "--cache-dir", join(work, "fresh-cache-2"), "--progress", "plain", "--cache-from", `type=local,src=${buildCache}`, "--metadata-file", meta]);
+    expect(again.exitCode).toBe(0);
+    const runs = json(meta).steps.filter((s: { instruction: string }) => s.instruction.startsWith("RUN"));
+    expect(runs.map((s: { platform: string; status: string }) => [s.platform, s.status])).toEqual([
+      [`linux/${hostArch}`, "cached-remote"],
+      [`linux/${otherArch}`, "cached-remote"],
+    ]);
   }, 120_000);
 });

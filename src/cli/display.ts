@@ -25,6 +25,8 @@ export interface BuildOutcome {
   digest: string;
   /** The manifest digest of the image in the local store (what `image ls` shows as DIGEST). */
   manifestDigest: string;
+  /** A multi-platform image: its platforms (manifestDigest is then the digest of its index). */
+  platforms?: string[];
   outputs: OutputResult[];
   tags: string[];
   steps: StepResult[];
@@ -96,8 +98,8 @@ export function summaryLines(outcome: BuildOutcome, savedMs: number, elapsedMs: 
     ...(checks.length ? [`${checks.length} warning(s) found (memobuild build --check lists them; # check=skip=RULE turns one off):`] : []),
     ...checks.map((f) => ` - ${f.rule}: ${f.message} (${f.file}:${f.line})`),
     `image ${outcome.imageId} (${run} step(s) run, ${cached} cached${remote}: ${rate}% hit rate${saved}) in ${seconds(elapsedMs)}`,
-    `manifest ${outcome.manifestDigest} (local store)`,
-    ...outcome.outputs.map((o) => `output ${o.type} ${o.dest}${o.digest ? ` manifest ${o.digest}` : ""}`),
+    outcome.platforms ? `index ${outcome.manifestDigest} (local store: ${outcome.platforms.join(", ")})` : `manifest ${outcome.manifestDigest} (local store)`,
+    ...outcome.outputs.map((o) => `output ${o.type} ${o.dest}${o.digest ? ` ${outcome.platforms ? "index" : "manifest"} ${o.digest}` : ""}`),
     ...outcome.tags.map((tag) => `naming to ${tag}`),
   ];
 }

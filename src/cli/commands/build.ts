@@ -207,7 +207,9 @@ export function registerBuild(program: Command) {
         for (const tag of tags) store.setImage(tag, indexDigest ?? image.manifestDigest, tagOwner);
         // An index's ID is its own digest (buildx's --iidfile of a multi-platform build is too).
         if (indexDigest) store.recordImageId(indexDigest, indexDigest);
-        for (const done of results) if ("graph" in done) for (const spec of cacheTo) await writeBuildCache(spec, done, settings, store, registry, progress);
+        // One build cache for every platform's steps (a second write to the same place would replace the first).
+        const solved = results.filter((done) => "graph" in done);
+        if (solved.length) for (const spec of cacheTo) await writeBuildCache(spec, solved, settings, store, registry, progress);
         const attester = attesting
           ? await (await attestations()).attesterFor(attesting, store, image, result, {
               dockerfileText: input.text,
@@ -228,6 +230,7 @@ export function registerBuild(program: Command) {
           imageId: indexDigest ?? image.manifest.config.digest,
           digest: exported.find((o) => o.digest)?.digest ?? indexDigest ?? image.manifestDigest,
           manifestDigest: indexDigest ?? image.manifestDigest,
+          ...(multi ? { platforms: platforms.map(formatPlatform) } : {}),
           outputs: exported,
           tags,
           // Each platform's steps, named by it (as the build output shows them) in a multi-platform build.
@@ -288,11 +291,9 @@ async function openBuildCaches(specs: CacheSpec[], settings: Settings, store: Lo
  * `--cache-to`: the build's results as a build cache. mode=max: every step the build ran or
  * reused; min: the target stage and the stages it is built FROM (what the image is made of).
  */
-async function writeBuildCache(spec: CacheSpec, result: { steps: StepResult[]; plan: Plan; graph: BuildGraph }, settings: Settings, store: LocalStore, registry: RegistryOptions, progress: ProgressSink) {
+async function writeBuildCache(spec: CacheSpec, results: { steps: StepResult[]; plan: Plan; graph: BuildGraph }[], settings: Settings, store: LocalStore, registry: RegistryOptions, progress: ProgressSink) {
   const { exportBuildCache } = await import("../../registry/build-cache.ts");
-  const chain = new Set<string>();
-  for (let stage: Stage | undefined = result.graph.target; stage; stage = stage.base.kind === "stage" ? result.plan.stages[stage.base.index] : undefined) chain.add(stage.id);
-  const keys = result.steps.filter((s) => s.key && s.status !== "skipped" && (spec.mode === "max" || chain.has(s.stage))).map((s) => s.key);
+  const keys = [...new Set(results.flatMap((result) => cachedKeys(spec, result)))];
   const signKey = remoteSettings(settings, () => {}).signKey;
   const where = spec.type === "registry" ? spec.ref : spec.dir;
   try {
@@ -317,6 +318,13 @@ function recordRemoteBuild(store: LocalStore, dockerfile: string, planned: { ste
 /** The builder's own cache and hub, with the remote token: where a remote build's image and report go. */
 function builderCache(builder: string, settings: Settings, warn: (message: string) => void): RemoteCache {
   return new RemoteCache({ url: builder, token: remoteSettings(settings, warn).token, warn, required: true });
+}
+
+/** The keys of one build's steps a build cache holds (see writeBuildCache). */
+function cachedKeys(spec: CacheSpec, result: { steps: StepResult[]; plan: Plan; graph: BuildGraph }): string[] {
+  const chain = new Set<string>();
+  for (let stage: Stage | undefined = result.graph.target; stage; stage = stage.base.kind === "stage" ? result.plan.stages[stage.base.index] : undefined) chain.add(stage.id);
+  return result.steps.filter((s) => s.key && s.status !== "skipped" && (spec.mode === "max" || chain.has(s.stage))).map((s) => s.key);
 }
 
 /** `--builder URL`: the build runs on one of the server's workers; the image comes back to this store. */
