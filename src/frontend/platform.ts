@@ -41,7 +41,7 @@ export function parsePlatformList(text: string): Platform[] {
   return [...seen.values()];
 }
 
-function normalizePlatform(p: Platform): Platform {
+export function normalizePlatform(p: Platform): Platform {
   if (p.architecture === "arm64" && p.variant === "v8") return { os: p.os, architecture: p.architecture };
   if (p.architecture === "arm" && !p.variant) return { ...p, variant: "v7" };
   return p;

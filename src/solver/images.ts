@@ -4,7 +4,7 @@ import type { Plan, Step } from "../frontend/plan.ts";
 import { familiarReference, normalizeReference } from "../image/reference.ts";
 import { closest } from "../util/closest.ts";
 import { loadImage, type StoredImage } from "../image/layout.ts";
-import { formatPlatform, parsePlatform, type Platform } from "../frontend/platform.ts";
+import { formatPlatform, normalizePlatform, parsePlatform, type Platform } from "../frontend/platform.ts";
 import type { Stage } from "../frontend/plan.ts";
 import { findImage } from "../image/lookup.ts";
 
@@ -34,7 +34,8 @@ export function imageResolver(store: LocalStore) {
  * target. A stage's steps are keyed, run and based on images of that platform.
  */
 export function stagePlatform(stage: Stage, target: Platform): Platform {
-  return stage.platform === undefined ? target : parsePlatform(stage.platform);
+  // Spelled as --platform is (linux/arm64/v8 is linux/arm64): one platform, one key.
+  return stage.platform === undefined ? target : normalizePlatform(parsePlatform(stage.platform));
 }
 
 /** The images each stage reads, with the platform it reads them for (what a pull must fetch). */
