@@ -116,6 +116,22 @@ describe("--platform with two platforms", () => {
     expect(json(meta).steps.filter((s: { status: string }) => s.status === "executed")).toEqual([]);
   }, 120_000);
 
+  test("a multi-platform OCI layout imports with every platform: image import, and --build-context NAME=oci-layout://", () => {
+    const layout = join(work, "base-oci");
+    const fresh = join(work, "imported-cache");
+    const imported = runMemobuild(["image", "import", `oci:${layout}:memobuild/busybox-multi:latest`, "--cache-dir", fresh]);
+    expect(imported.exitCode).toBe(0);
+    const dir = writeProject(join(work, "on-imported"), { Dockerfile: "FROM memobuild/busybox-multi\nRUN uname -m > /arch\nFROM base\nCOPY --from=0 /arch /arch\n" });
+    const out = join(work, "on-imported-out");
+    const result = runMemobuild(["build", dir, "--platform", both, "--cache-dir", fresh, "--build-context", `base=oci-layout://${layout}:memobuild/busybox-multi:latest`, "-o", `type=local,dest=${out}`]);
+    expect(result.stderr).not.toContain("pulling");
+    expect(result.exitCode).toBe(0);
+    for (const arch of [hostArch, otherArch]) {
+      expect(readFileSync(join(out, `linux_${arch}`, "arch"), "utf8")).toBe(`${uname[arch]}\n`);
+      expect(readFileSync(join(out, `linux_${arch}`, "bin/busybox")).equals(readFileSync(join(REPO_ROOT, arch === hostArch ? "examples/base/rootfs" : `examples/base/rootfs-${arch}`, "bin/busybox")))).toBe(true);
+    }
+  }, 120_000);
+
   test("run and image ls pick this machine's image of the index", () => {
     const run = runMemobuild(["run", "app-multi", "--cache-dir", cache, "--", "cat", "/arch"]);
     expect(run.stderr).toBe("");

@@ -1,6 +1,7 @@
 /** `--build-context` values made concrete before a build: images found (or pulled, or imported), git URLs fetched, directories kept. */
 import type { LocalStore } from "../cache/store.ts";
 import { adoptImageLayers, importOciLayout, loadImage } from "../image/layout.ts";
+import { hostPlatform, platformMatches } from "../frontend/platform.ts";
 import { normalizeReference } from "../image/reference.ts";
 import type { NamedContext } from "../solver/solver.ts";
 import { UserError } from "../errors.ts";
@@ -28,10 +29,12 @@ export async function resolveNamedContexts(
       continue;
     }
     if (spec.kind === "oci-layout") {
-      const image = importOciLayout(store, spec.dir, spec.tag);
+      const imported = importOciLayout(store, spec.dir, spec.tag);
       // Unpacked now, as `image import` does: a base image's layers must be in the cache to mount.
-      await adoptImageLayers(store, image.manifest, image.config);
-      contexts.set(spec.name, { kind: "image", image });
+      for (const image of imported.images) await adoptImageLayers(store, image.manifest, image.config);
+      // A multi-platform layout serves each platform's build its own image (from `digest`).
+      const host = imported.images.find((image) => platformMatches(hostPlatform(), image.config)) ?? imported.images[0]!;
+      contexts.set(spec.name, { kind: "image", image: host, digest: imported.digest });
       continue;
     }
     const ref = usage(() => normalizeReference(spec.ref));
@@ -41,7 +44,7 @@ export async function resolveNamedContexts(
       record = store.image(ref);
     }
     if (!record) throw new UserError(`--build-context ${spec.name}=docker-image://${spec.ref}: the image is not in the local image store (memobuild image pull ${spec.ref})`);
-    contexts.set(spec.name, { kind: "image", image: loadImage(store, record.manifestDigest) });
+    contexts.set(spec.name, { kind: "image", image: loadImage(store, record.manifestDigest), digest: record.manifestDigest });
   }
   return contexts;
 }

@@ -72,7 +72,7 @@ describe("importing an OCI layout that lies", () => {
   });
 
   test("an honest layout imports", () => {
-    withStore((store) => expect(importOciLayout(store, layout({})).manifest.layers).toEqual([]));
+    withStore((store) => expect(importOciLayout(store, layout({})).images.map((image) => image.manifest.layers)).toEqual([[]]));
   });
 });
 

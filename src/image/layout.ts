@@ -217,16 +217,28 @@ export async function adoptImageLayers(store: LocalStore, manifest: Manifest, co
 }
 
 /**
+ * What an import brought in: one image, or a multi-platform one (`digest` names its index in the
+ * store) with an image per platform.
+ */
+export interface ImportedImage {
+  digest: string;
+  images: StoredImage[];
+  refName?: string;
+}
+
+/**
  * Imports one image from an OCI layout directory. `refName` selects the manifest by its
  * `org.opencontainers.image.ref.name` (needed when the layout holds several). Every JSON file is
- * validated (and every blob checked against its digest) before anything enters the store.
+ * validated (and every blob checked against its digest) before anything enters the store. An
+ * image index is imported with each platform's image (attestation manifests, platform
+ * unknown/unknown, are left out, as everywhere here).
  */
-export function importOciLayout(store: LocalStore, dir: string, refName?: string): StoredImage & { refName?: string } {
+export function importOciLayout(store: LocalStore, dir: string, refName?: string): ImportedImage {
   if (!lstatSync(join(dir, "index.json"), { throwIfNoEntry: false })) throw new ImportError(`${dir} is not an OCI image layout (no index.json)`);
   return Root.with(dir, (layout) => importFromLayout(store, layout, dir, refName), { symlinks: "none" });
 }
 
-function importFromLayout(store: LocalStore, layout: Root, dir: string, refName?: string): StoredImage & { refName?: string } {
+function importFromLayout(store: LocalStore, layout: Root, dir: string, refName?: string): ImportedImage {
   const indexPath = join(dir, "index.json");
   const index = parseImageIndex(readLayoutFile(layout, "index.json", indexPath, "manifestBytes"), indexPath);
   // Attestation manifests and cosign signatures beside an image are not images to import.
@@ -239,17 +251,28 @@ function importFromLayout(store: LocalStore, layout: Root, dir: string, refName?
   const digests = new Set(candidates.map((m) => m.digest));
   if (digests.size > 1) throw new ImportError(`${dir} holds several images; name one: oci:${dir}:NAME`);
   const chosen = candidates[0];
-  if (chosen.mediaType === MEDIA.index) throw new ImportError(`${chosen.digest} is a multi-platform index; import a single-platform image`);
-  const manifest = layoutJson(layout, chosen.digest, `${dir}: manifest`, "manifestBytes", parseImageManifest);
+  const named = chosen.annotations?.[REF_NAME];
+  if (chosen.mediaType !== MEDIA.index) return { digest: chosen.digest, images: [importManifest(store, layout, dir, chosen)], refName: named };
+  const nested = layoutJson(layout, chosen.digest, `${dir}: image index`, "manifestBytes", parseImageIndex);
+  const platforms = nested.manifests.filter((m) => m.mediaType !== MEDIA.index && m.platform && m.platform.os !== "unknown");
+  if (!platforms.length) throw new ImportError(`${dir}: the image index ${chosen.digest} names no platform's image`);
+  const members = platforms.map((entry) => importManifest(store, layout, dir, entry));
+  importBlob(store, layout, dir, chosen.digest, chosen.size);
+  return { digest: chosen.digest, images: members, refName: named };
+}
+
+/** One image manifest of a layout, with its config and layers, into the store. */
+function importManifest(store: LocalStore, layout: Root, dir: string, entry: Descriptor): StoredImage {
+  const manifest = layoutJson(layout, entry.digest, `${dir}: manifest`, "manifestBytes", parseImageManifest);
   const config = layoutJson(layout, manifest.config.digest, `${dir}: config`, "configBytes", (bytes, what) => parseImageConfig(bytes, what, manifest.layers.length));
   for (const layer of manifest.layers) importBlob(store, layout, dir, layer.digest, layer.size);
   importBlob(store, layout, dir, manifest.config.digest, manifest.config.size);
-  importBlob(store, layout, dir, chosen.digest, chosen.size);
-  return { manifestDigest: chosen.digest, manifest, config, refName: chosen.annotations?.[REF_NAME] };
+  importBlob(store, layout, dir, entry.digest, entry.size);
+  return { manifestDigest: entry.digest, manifest, config };
 }
 
 /** Imports one image from an OCI archive (an OCI layout in a tar). */
-export function importOciArchive(store: LocalStore, file: string, refName?: string): StoredImage & { refName?: string } {
+export function importOciArchive(store: LocalStore, file: string, refName?: string): ImportedImage {
   const staging = store.tempDir("oci-archive");
   try {
     const reader = new TarReader(file);

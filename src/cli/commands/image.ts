@@ -35,11 +35,11 @@ export function registerImage(program: Command) {
         if (oci) {
           const [, kind, path, refName] = oci;
           const imported = (kind === "oci" ? importOciLayout : importOciArchive)(store, resolve(path), refName);
-          manifestDigest = imported.manifestDigest;
+          manifestDigest = imported.digest;
           // A layout's ref.name is often just a tag ("latest"), which names no image; a name with a
           // repository has a ":", "/" or "@" (a tag can hold none of them): `pp:2`, as MemoBuild writes it.
           names = imported.refName && /[:/@]/.test(imported.refName) ? [imported.refName] : [];
-          if (!names.length && imported.refName && !flags.tag.length) throw new UsageError(`the image is named only by its tag "${imported.refName}": give a name with --tag NAME (it is ${imported.manifestDigest})`);
+          if (!names.length && imported.refName && !flags.tag.length) throw new UsageError(`the image is named only by its tag "${imported.refName}": give a name with --tag NAME (it is ${imported.digest})`);
         } else if (source.startsWith("docker-archive:")) {
           const imported = importDockerArchive(store, resolve(source.slice("docker-archive:".length)));
           manifestDigest = imported.manifestDigest;
@@ -49,9 +49,11 @@ export function registerImage(program: Command) {
         }
         const refs = (flags.tag.length ? flags.tag : names).map(normalized);
         if (refs.length === 0) throw new UsageError(`the image has no name: give one with --tag NAME (it is ${manifestDigest})`);
-        // Unpack (and verify) the layers now, as docker import does, so builds start at once.
-        const image = loadImage(store, manifestDigest);
-        await adoptImageLayers(store, image.manifest, image.config);
+        // Unpack (and verify) the layers now, as docker import does, so builds start at once (every platform's).
+        for (const platform of imagePlatforms(store, manifestDigest)) {
+          const image = loadImage(store, manifestDigest, platform);
+          await adoptImageLayers(store, image.manifest, image.config);
+        }
         for (const ref of refs) {
           store.setImage(ref, manifestDigest);
           process.stdout.write(`${familiarReference(ref)} ${manifestDigest}\n`);
