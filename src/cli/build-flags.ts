@@ -231,7 +231,6 @@ export function checkMultiPlatform(flags: Pick<BuildFlags, "platform" | "load">,
   if (flags.load || outputs.some((o) => o.type === "docker" || o.type === "docker-archive")) {
     throw new UsageError(`${what}, which the Docker Engine cannot load (--load, type=docker, type=docker-archive): build one platform to load it, or write -o type=oci,dest=DIR`);
   }
-  if (outputs.some((o) => o.type === "tar")) throw new UsageError(`${what}: type=tar is not written for several platforms; use -o type=local,dest=DIR (a directory per platform) or type=oci`);
   if (other.attest) throw new UsageError(`${what}: attestations and signatures are not made for an index yet; build each platform apart to attest it`);
   if (other.builder) throw new UsageError(`${what}: a remote builder (--builder) builds one platform, this machine's`);
 }

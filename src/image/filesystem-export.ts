@@ -49,13 +49,26 @@ function prepareDirectory(dest: string) {
   if (readdirSync(dest).length > 0) throw problem("the directory is not empty (nothing of the image is mixed with what is there)");
 }
 
-/** The image's file system as one tar file at `dest` (written whole beside it, then renamed into place), or on stdout. */
-export async function exportFilesystemTar(store: LocalStore, image: StoredImage, dest: string): Promise<void> {
+/** A platform's directory in the file system outputs of a multi-platform image, as buildx names it: linux_arm64, linux_arm_v7. */
+export const platformDirectory = (image: StoredImage) => [image.config.os, image.config.architecture, image.config.variant].filter(Boolean).join("_");
+
+/** A multi-platform image's file systems, each in its platform's directory of `dest` (type=local). */
+export async function exportPlatforms(store: LocalStore, images: StoredImage[], dest: string): Promise<void> {
+  prepareDirectory(dest);
+  for (const image of images) await exportFilesystem(store, image, join(dest, platformDirectory(image)));
+}
+
+/**
+ * The image's file system as one tar file at `dest` (written whole beside it, then renamed into
+ * place), or on stdout; several images (a multi-platform one) each under its platform's directory.
+ */
+export async function exportFilesystemTar(store: LocalStore, image: StoredImage | StoredImage[], dest: string): Promise<void> {
   if (dest !== STDOUT && !existsSync(dirname(dest))) throw new UserError(`--output type=tar,dest=${dest}: ${dirname(dest)} does not exist`);
   const staging = store.tempDir("tar-export");
   try {
     const tree = join(staging, "rootfs");
-    await exportFilesystem(store, image, tree);
+    if (Array.isArray(image)) await exportPlatforms(store, image, tree);
+    else await exportFilesystem(store, image, tree);
     if (dest === STDOUT) writeLayerTar(tree, 1);
     else writeFileAtomic(dest, (fd) => void writeLayerTar(tree, fd));
   } finally {

@@ -255,8 +255,9 @@ async function buildPlatforms(options: Omit<BuildOptions, "platform">, platforms
 
 /**
  * The outputs of a multi-platform image: OCI layouts and archives hold the index, a registry gets
- * every platform's manifest and the index, type=local a directory per platform (linux_arm64/, as
- * buildx writes it). What cannot hold an index was refused before the build (checkMultiPlatform).
+ * every platform's manifest and the index, type=local and type=tar a directory per platform
+ * (linux_arm64/, as buildx writes them). What cannot hold an index was refused before the build
+ * (checkMultiPlatform).
  */
 async function exportIndexOutputs(store: LocalStore, images: StoredImage[], outputs: OutputSpec[], tags: string[], registry: RegistryOptions, progress: ProgressSink): Promise<OutputResult[]> {
   const exported: OutputResult[] = [];
@@ -266,10 +267,11 @@ async function exportIndexOutputs(store: LocalStore, images: StoredImage[], outp
       const { pushImageIndex } = await registryTransfer();
       const compression = { compression: output.compression ?? "gzip", ...(output.level !== undefined ? { level: output.level } : {}), ...(output.force ? { force: true } : {}) };
       for (const tag of namesOf(output.names)) exported.push({ type: "registry", dest: tag, digest: await pushImageIndex(store, images, tag, registry, (line) => progress({ type: "output", line: `push ${tag}: ${line}` }), compression) });
-    } else if (output.type === "local") {
-      const { exportFilesystem } = await filesystemExport();
-      for (const image of images) await exportFilesystem(store, image, join(output.dest, `${image.config.os}_${image.config.architecture}${image.config.variant ? `_${image.config.variant}` : ""}`));
-      exported.push({ type: "local", dest: output.dest });
+    } else if (output.type === "local" || output.type === "tar") {
+      const { exportPlatforms, exportFilesystemTar } = await filesystemExport();
+      if (output.type === "local") await exportPlatforms(store, images, output.dest);
+      else await exportFilesystemTar(store, images, output.dest);
+      exported.push({ type: output.type, dest: output.dest });
     } else if (output.type === "oci" || output.type === "oci-archive") {
       const { exportImageIndex } = await import("../../image/export.ts");
       exported.push({ type: output.type, dest: output.dest, digest: (await exportImageIndex(store, images, output, namesOf(output.names))).indexDigest });
