@@ -152,6 +152,9 @@ describe("--platform with two platforms", () => {
     const load = build(dir, "--platform", both, "--load");
     expect(load.exitCode).toBe(2);
     expect(load.stderr).toContain("which the Docker Engine cannot load");
+    const attested = build(dir, "--platform", both, "--provenance", "mode=min", "-o", `type=oci,dest=${join(work, "attested")}`);
+    expect(attested.exitCode).toBe(2);
+    expect(attested.stderr).toContain("attestations and signatures are not made for an index yet");
     // A tar of an index holds each platform's file system under its directory, as buildx writes it.
     const tarFile = join(work, "index.tar");
     expect(build(dir, "--platform", both, "-o", `type=tar,dest=${tarFile}`).exitCode).toBe(0);
