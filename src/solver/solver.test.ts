@@ -72,6 +72,7 @@ interface BuildOverrides {
   network?: NetworkMode;
   progress?: ProgressSink;
   platform?: Platform;
+  pull?: (ref: string, platform: Platform) => Promise<void>;
 }
 
 let projects = 0;
@@ -103,6 +104,7 @@ function project(dockerfile: string, files: Record<string, string> = {}) {
           executor: (resources) => ((executor.resources = resources), executor),
           namedContexts: options.namedContexts,
           platform: options.platform,
+          pull: options.pull,
         });
       } finally {
         store.close();
@@ -554,6 +556,19 @@ describe("base images and what steps are given to read", () => {
     expect(crossed.steps.find((s) => s.id === "tools/1")!.key).toBe(native.steps.find((s) => s.id === "tools/1")!.key);
     expect(crossed.image!.config.architecture).toBe(target.architecture);
     expect(native.image!.config.architecture).toBe(host.architecture);
+  });
+
+  test("a base stored for this machine only is pulled again for the platform a build is for", async () => {
+    const p = project("FROM docker.io/library/one:1\n");
+    await addImage(p, "docker.io/library/one:1", "x");
+    const other = { os: "linux", architecture: hostArchitecture() === "arm64" ? "amd64" : "arm64" };
+    const asked: string[] = [];
+    const pull = async (ref: string, platform: Platform) => void asked.push(`${ref} ${formatPlatform(platform)}`);
+    await p.build(new FakeExecutor(), { pull });
+    expect(asked).toEqual([]); // this machine's is there
+    // The fake pull brings nothing: the FROM then names the mismatch.
+    await expect(p.build(new FakeExecutor(), { platform: other, pull })).rejects.toThrow(`is for linux/${hostArchitecture()}, not ${formatPlatform(other)}`);
+    expect(asked).toEqual([`docker.io/library/one:1 ${formatPlatform(other)}`]);
   });
 
   test("a multi-platform base image: each platform's build starts from its own image; a platform it lacks is named", async () => {

@@ -17,7 +17,7 @@ import { parseDockerfile } from "../frontend/parser.ts";
 import { checkPolicy, lintDockerfile, type Finding } from "../frontend/lint.ts";
 import { DockerfileError } from "../frontend/errors.ts";
 import { plan as planStages, type Plan, type Stage, type Step } from "../frontend/plan.ts";
-import { formatPlatform, hostPlatform, parsePlatform, type Platform } from "../frontend/platform.ts";
+import { formatPlatform, hostPlatform, parsePlatform, platformMatches, type Platform } from "../frontend/platform.ts";
 import { buildGraph, type BuildGraph } from "../graph/graph.ts";
 import { cloneConfig, historyEntry } from "../image/config.ts";
 import { loadImage, MEDIA, storeImage, type StoredImage } from "../image/layout.ts";
@@ -175,7 +175,12 @@ async function planBuild(options: BuildOptions, image: ((ref: string, platform: 
   if (options.pull) {
     const first = planStages(parsed, { buildArgs: options.buildArgs, platform, namedContexts: named });
     for (const { ref, platform: wanted } of imageReadsByPlatform(first, named, platform)) {
-      const found = stored(ref, wanted);
+      let found = stored(ref, wanted);
+      // A single-platform image of another platform (pulled for this machine, say) is pulled again for this one.
+      if (found && !platformMatches(wanted, found.config)) {
+        lacking.set(ref, `it is for ${formatPlatform(found.config)}`);
+        found = undefined;
+      }
       if (found && !options.pullAlways) continue;
       // Where the Dockerfile names it, and a local image it may have meant, for any error.
       const fail = (message: string): never => {
