@@ -149,6 +149,13 @@ describe("--platform with two platforms", () => {
     const single = build(dir, "--platform", `linux/${otherArch}`, "-o", `type=local,dest=${out}`);
     expect(single.exitCode).toBe(0);
     expect(readFileSync(join(out, "arch"), "utf8")).toBe(`${uname[otherArch]}\n`);
+    // Its provenance names the platform it is for (what verify --rebuild builds for again).
+    const attestedOne = join(work, "single-attested");
+    expect(build(dir, "--platform", `linux/${otherArch}`, "--provenance", "mode=min", "-o", `type=oci,dest=${attestedOne}`).exitCode).toBe(0);
+    const blob = (digest: string) => readFileSync(join(attestedOne, "blobs/sha256", digest.slice(7)), "utf8");
+    const attestation = json(join(attestedOne, "index.json")).manifests.find((m: { platform?: { os: string } }) => m.platform?.os === "unknown");
+    const provenance = JSON.parse(blob(JSON.parse(blob(attestation.digest)).layers[0].digest));
+    expect(provenance.predicate.buildDefinition.externalParameters.platform).toBe(`linux/${otherArch}`);
     const load = build(dir, "--platform", both, "--load");
     expect(load.exitCode).toBe(2);
     expect(load.stderr).toContain("which the Docker Engine cannot load");

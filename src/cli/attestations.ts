@@ -14,7 +14,7 @@ import { loadSigningKey, signatureIdentity } from "../attest/sign.ts";
 import { sha256Hex } from "../attest/statement.ts";
 import type { LocalStore } from "../cache/store.ts";
 import { loadContext } from "../context/context.ts";
-import { formatPlatform, hostPlatform } from "../frontend/platform.ts";
+import { formatPlatform } from "../frontend/platform.ts";
 import type { OutputSpec } from "../image/export.ts";
 import type { StoredImage } from "../image/layout.ts";
 import { usage, type BuildFlags } from "./build-flags.ts";
@@ -54,7 +54,9 @@ export async function attesterFor(plan: AttestPlan, store: LocalStore, image: St
   const context = plan.options.provenance
     ? await loadContext({ contextDir: facts.contextDir, dockerfile: facts.dockerfileAbsolute, statCacheFile: facts.statCacheFile })
     : undefined;
-  const platform = formatPlatform(hostPlatform());
+  // The platform the image is for (--platform), which a rebuild must build for again.
+  const { os, architecture, variant } = image.config;
+  const platform = formatPlatform({ os, architecture, variant });
   const record = buildRecord(
     {
       version: packageJson.version,

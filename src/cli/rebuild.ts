@@ -12,6 +12,7 @@ import type { SlsaProvenance } from "../attest/provenance.ts";
 import { sha256Hex, type Statement } from "../attest/statement.ts";
 import { loadContext } from "../context/context.ts";
 import { UserError } from "../errors.ts";
+import { formatPlatform, hostPlatform } from "../frontend/platform.ts";
 
 export class RebuildError extends UserError {}
 
@@ -22,6 +23,7 @@ interface Recorded {
   buildArgs?: Record<string, string>;
   labels?: Record<string, string>;
   sourceDateEpoch?: number;
+  platform?: string;
 }
 
 /** This program, as a command line (the compiled binary, or bun running the entry point). */
@@ -47,6 +49,8 @@ export async function rebuildCommand(provenance: Statement<SlsaProvenance>, cont
   }
   const argv = [...self(), "build", context, "-f", dockerfile, "--no-cache", "--progress", "quiet", "-o", `type=oci,dest=${dest}`, ...extra];
   if (recorded.target) argv.push("--target", recorded.target);
+  // An image for another platform is rebuilt for it (this machine's needs no flag, as when it was built).
+  if (recorded.platform && recorded.platform !== formatPlatform(hostPlatform())) argv.push("--platform", recorded.platform);
   for (const [name, value] of Object.entries(recorded.buildArgs ?? {})) argv.push("--build-arg", `${name}=${value}`);
   for (const [name, value] of Object.entries(recorded.labels ?? {})) argv.push("--label", `${name}=${value}`);
   const env: Record<string, string> = {};
