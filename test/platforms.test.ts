@@ -132,15 +132,32 @@ describe("--platform with two platforms", () => {
     }
   }, 120_000);
 
+  test("with --provenance each platform's image has its own attestation manifest in the index, naming its platform", () => {
+    const dir = writeProject(join(work, "attested"), { Dockerfile: "FROM memobuild/busybox-multi\nRUN uname -m > /arch\n" });
+    const layout = join(work, "attested-oci");
+    const result = build(dir, "--platform", both, "--provenance", "mode=min", "-o", `type=oci,dest=${layout}`);
+    expect(result.exitCode).toBe(0);
+    const blob = (digest: string) => JSON.parse(readFileSync(join(layout, "blobs/sha256", digest.slice(7)), "utf8"));
+    const index = blob(json(join(layout, "index.json")).manifests[0].digest);
+    type Entry = { digest: string; platform: { os: string; architecture: string }; annotations?: Record<string, string> };
+    const images = index.manifests.filter((m: Entry) => m.platform.os !== "unknown");
+    const attestations = index.manifests.filter((m: Entry) => m.platform.os === "unknown");
+    expect(images.map((m: Entry) => m.platform.architecture)).toEqual([hostArch, otherArch]);
+    expect(attestations.map((m: Entry) => m.annotations?.["vnd.docker.reference.digest"])).toEqual(images.map((m: Entry) => m.digest));
+    const platforms = attestations.map((m: Entry) => blob(blob(m.digest).layers[0].digest).predicate.buildDefinition.externalParameters.platform);
+    expect(platforms).toEqual([`linux/${hostArch}`, `linux/${otherArch}`]);
+  }, 120_000);
+
   test("run and image ls pick this machine's image of the index", () => {
     const run = runMemobuild(["run", "app-multi", "--cache-dir", cache, "--", "cat", "/arch"]);
     expect(run.stderr).toBe("");
     expect(run.stdout).toBe(`${uname[hostArch]}\n`);
     const ls = runMemobuild(["image", "ls", "--cache-dir", cache]);
     expect(ls.exitCode).toBe(0);
-    // One line: the index, by its ID (its platforms' images are part of it, not <none> lines).
+    // One line: the index, by its ID (its platforms' images are part of it, not <none> lines);
+    // the untagged multi-platform build above is one <none> line, by its index's digest.
     expect(ls.stdout).toMatch(new RegExp(`app-multi:latest +${appId.slice(7, 19)} `));
-    expect(ls.stdout).not.toContain("<none>");
+    expect(ls.stdout.split("\n").filter((line) => line.startsWith("<none>"))).toEqual([expect.stringMatching(/^<none> +([0-9a-f]{12}) +sha256:\1 /)]);
   }, 120_000);
 
   test("one other platform alone is one image of it; a tar of an index has a directory per platform; --load of an index is refused before any work", () => {
@@ -159,9 +176,9 @@ describe("--platform with two platforms", () => {
     const load = build(dir, "--platform", both, "--load");
     expect(load.exitCode).toBe(2);
     expect(load.stderr).toContain("which the Docker Engine cannot load");
-    const attested = build(dir, "--platform", both, "--provenance", "mode=min", "-o", `type=oci,dest=${join(work, "attested")}`);
-    expect(attested.exitCode).toBe(2);
-    expect(attested.stderr).toContain("attestations and signatures are not made for an index yet");
+    const signed = build(dir, "--platform", both, "-t", "signed", "--sign-key", join(work, "no-key.pem"), "-o", `type=oci,dest=${join(work, "signed")}`);
+    expect(signed.exitCode).toBe(2);
+    expect(signed.stderr).toContain("--sign-key does not sign an index yet");
     // A tar of an index holds each platform's file system under its directory, as buildx writes it.
     const tarFile = join(work, "index.tar");
     expect(build(dir, "--platform", both, "-o", `type=tar,dest=${tarFile}`).exitCode).toBe(0);
@@ -173,16 +190,17 @@ describe("--platform with two platforms", () => {
     expect(build(dir, "--platform", "linux/riscv64").stderr).toContain("has no image for linux/riscv64");
   }, 120_000);
 
-  test("pushed as an index (each platform's manifest, then the index); a fresh machine builds FROM it for both, pulling each platform", async () => {
+  test("pushed as an index (each platform's manifest and attestations, then the index); a fresh machine builds FROM it for both, pulling each platform", async () => {
     const host = await startRegistry();
-    const pushed = build(join(work, "base"), "--platform", both, "-t", `${host}/base:1`, "--push");
+    const pushed = build(join(work, "base"), "--platform", both, "-t", `${host}/base:1`, "--push", "--provenance", "mode=min");
     expect(pushed.exitCode).toBe(0);
     const architectures = async (ref: string) => {
       const index = (await (await fetch(`http://${host}/v2/${ref.replace(":", "/manifests/")}`, { headers: { accept: "application/vnd.oci.image.index.v1+json" } })).json()) as { mediaType: string; manifests: { platform: { architecture: string } }[] };
       expect(index.mediaType).toBe("application/vnd.oci.image.index.v1+json");
       return index.manifests.map((m) => m.platform.architecture);
     };
-    expect(await architectures("base:1")).toEqual([hostArch, otherArch]);
+    // With --provenance, each platform's attestation manifest follows the images (unknown/unknown).
+    expect(await architectures("base:1")).toEqual([hostArch, otherArch, "unknown", "unknown"]);
     // image push sends a multi-platform image of the store (app-multi, built above) as it is too.
     const push = runMemobuild(["image", "push", "app-multi", `${host}/app:2`, "--cache-dir", cache]);
     expect(push.exitCode).toBe(0);

@@ -164,24 +164,29 @@ export interface ExportedIndex {
   blobs: string[];
 }
 
-/** The image index an export writes for a multi-platform image: one exported manifest per platform. */
-export async function prepareIndexExport(store: LocalStore, images: StoredImage[], compression: LayerCompression | Compression): Promise<ExportedIndex> {
+/**
+ * The image index an export writes for a multi-platform image: one exported manifest per
+ * platform, then what `extras` (one per image: its attestations) add about each, as BuildKit
+ * lays them out.
+ */
+export async function prepareIndexExport(store: LocalStore, images: StoredImage[], compression: LayerCompression | Compression, extras?: Extras[]): Promise<ExportedIndex & { extras: Extra[] }> {
   const manifests = await Promise.all(images.map((image) => prepareExport(store, image, compression)));
+  const added = (await Promise.all(manifests.map(async (m, i) => (await extras?.[i]?.(m)) ?? []))).flat();
   const index: Index = {
     schemaVersion: 2,
     mediaType: MEDIA.index,
-    manifests: manifests.map((m, i) => ({ mediaType: MEDIA.manifest, digest: m.manifestDigest, size: m.manifestSize, platform: platformOf(images[i]!) })),
+    manifests: [...manifests.map((m, i) => ({ mediaType: MEDIA.manifest, digest: m.manifestDigest, size: m.manifestSize, platform: platformOf(images[i]!) })), ...added.map((e) => e.descriptor)],
   };
   const { digest, size } = store.putBlob(JSON.stringify(index));
-  return { indexDigest: digest, indexSize: size, manifests, blobs: [...new Set([...manifests.flatMap((m) => m.blobs), digest])] };
+  return { indexDigest: digest, indexSize: size, manifests, extras: added, blobs: [...new Set([...manifests.flatMap((m) => m.blobs), ...added.flatMap((e) => e.blobs), digest])] };
 }
 
 /**
  * `type=oci` and `type=oci-archive` of a multi-platform image, as BuildKit writes them: the
  * layout's index.json names the image index (once per name), which names each platform's manifest.
  */
-export async function exportImageIndex(store: LocalStore, images: StoredImage[], output: Extract<OutputSpec, { type: "oci" | "oci-archive" }>, tags: string[]): Promise<ExportedIndex> {
-  const exported = await prepareIndexExport(store, images, output);
+export async function exportImageIndex(store: LocalStore, images: StoredImage[], output: Extract<OutputSpec, { type: "oci" | "oci-archive" }>, tags: string[], extras?: Extras[]): Promise<ExportedIndex> {
+  const exported = await prepareIndexExport(store, images, output, extras);
   const descriptor: Descriptor = { mediaType: MEDIA.index, digest: exported.indexDigest, size: exported.indexSize };
   const entries = tags.length ? tags.map((tag) => ({ ...descriptor, annotations: { [REF_NAME]: familiarReference(tag) } })) : [descriptor];
   const top: Index = { schemaVersion: 2, mediaType: MEDIA.index, manifests: entries };

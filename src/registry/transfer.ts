@@ -106,10 +106,10 @@ export async function pushImage(store: LocalStore, image: StoredImage, refText: 
  * Pushes a multi-platform image: each platform's blobs and manifest (by digest), then the image
  * index under `refText`'s tag, as buildx pushes one; returns the index digest.
  */
-export async function pushImageIndex(store: LocalStore, images: StoredImage[], refText: string, options: RegistryOptions, onProgress: (line: string) => void = () => {}, compression: LayerCompression = { compression: "gzip" }): Promise<string> {
+export async function pushImageIndex(store: LocalStore, images: StoredImage[], refText: string, options: RegistryOptions, onProgress: (line: string) => void = () => {}, compression: LayerCompression = { compression: "gzip" }, extras?: Extras[]): Promise<string> {
   const ref = parseReference(refText);
   const client = new RegistryClient(ref.registry, options);
-  const exported = await prepareIndexExport(store, images, compression);
+  const exported = await prepareIndexExport(store, images, compression, extras);
   for (const manifest of exported.manifests) {
     for (const digest of [...manifest.manifest.layers.map((l) => l.digest), manifest.manifest.config.digest]) {
       const from = store.layerSources(digest).find((s) => s.registry === ref.registry && s.repository !== ref.repository);
@@ -119,6 +119,8 @@ export async function pushImageIndex(store: LocalStore, images: StoredImage[], r
     }
     await client.putManifest(ref.repository, manifest.manifestDigest, store.readBlob(manifest.manifestDigest), MEDIA.manifest);
   }
+  // Each platform's attestations, by digest, before the index that names them.
+  for (const attachment of exported.extras) await pushExtra(store, client, ref.repository, attachment.descriptor.digest, attachment);
   return client.putManifest(ref.repository, ref.digest ?? ref.tag!, store.readBlob(exported.indexDigest), MEDIA.index);
 }
 

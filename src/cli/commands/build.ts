@@ -110,7 +110,7 @@ export function registerBuild(program: Command) {
       // --sign-key, else the signKey setting (environment or user config; never a project file's).
       const signing = { ...flags, signKey: value<string | undefined>(settings, "signKey") };
       const builderUrl = flags.builder ?? process.env.MEMOBUILD_BUILDER;
-      if (multi) checkMultiPlatform(flags, outputs, { attest: attestFlagsGiven(signing), builder: Boolean(builderUrl) });
+      if (multi) checkMultiPlatform(flags, outputs, { sign: Boolean(signing.signKey), builder: Boolean(builderUrl) });
       if (builderUrl && platforms?.some((p) => !runsNatively(p))) throw new UsageError(`--builder: a remote builder builds for its own platform; --platform ${flags.platform} needs a local build`);
       const secrets = new Map(flags.secret.map(parseSecret));
       const cacheFrom = flags.cacheFrom.map((spec) => parseCacheSpec("--cache-from", spec));
@@ -210,20 +210,21 @@ export function registerBuild(program: Command) {
         // One build cache for every platform's steps (a second write to the same place would replace the first).
         const solved = results.filter((done) => "graph" in done);
         if (solved.length) for (const spec of cacheTo) await writeBuildCache(spec, solved, settings, store, registry, progress);
-        const attester = attesting
-          ? await (await attestations()).attesterFor(attesting, store, image, result, {
-              dockerfileText: input.text,
-              dockerfilePath: input.displayPath,
-              contextDir: input.contextDir,
-              dockerfileAbsolute: input.displayPath === "<stdin>" ? undefined : resolve(input.displayPath),
-              statCacheFile: statCacheFile(store.dir, input.contextDir),
-              target: value(settings, "target"),
-              buildArgs: value(settings, "buildArgs"),
-              labels: imageLabels,
-              sourceDateEpoch: sourceDateEpoch(value(settings, "buildArgs")),
-            }, tags)
-          : undefined;
-        const exported = multi ? await exportIndexOutputs(store, images, outputs, tags, registry, progress) : await exportOutputs(store, image, outputs, tags, registry, progress, attester);
+        const facts = {
+          dockerfileText: input.text,
+          dockerfilePath: input.displayPath,
+          contextDir: input.contextDir,
+          dockerfileAbsolute: input.displayPath === "<stdin>" ? undefined : resolve(input.displayPath),
+          statCacheFile: statCacheFile(store.dir, input.contextDir),
+          target: value<string | undefined>(settings, "target"),
+          buildArgs: value<Record<string, string>>(settings, "buildArgs"),
+          labels: imageLabels,
+          sourceDateEpoch: sourceDateEpoch(value(settings, "buildArgs")),
+        };
+        // Each platform's image is attested apart (its own provenance and SBOM), as BuildKit does.
+        const attesters = attesting ? await Promise.all(results.map(async (done) => (await attestations()).attesterFor(attesting, store, done.image!, done, facts, tags))) : undefined;
+        const attester = attesters?.[0];
+        const exported = multi ? await exportIndexOutputs(store, images, outputs, tags, registry, progress, attesters) : await exportOutputs(store, image, outputs, tags, registry, progress, attester);
         if (flags.load) exported.push(await loadImage(store, image, tags, progress));
         await mounts?.publish(); // commit on success: any failure above publishes nothing
         const outcome: BuildOutcome = {
@@ -259,14 +260,15 @@ async function buildPlatforms(options: Omit<BuildOptions, "platform">, platforms
  * (linux_arm64/, as buildx writes them). What cannot hold an index was refused before the build
  * (checkMultiPlatform).
  */
-async function exportIndexOutputs(store: LocalStore, images: StoredImage[], outputs: OutputSpec[], tags: string[], registry: RegistryOptions, progress: ProgressSink): Promise<OutputResult[]> {
+async function exportIndexOutputs(store: LocalStore, images: StoredImage[], outputs: OutputSpec[], tags: string[], registry: RegistryOptions, progress: ProgressSink, attesters?: Attester[]): Promise<OutputResult[]> {
   const exported: OutputResult[] = [];
+  const extras = (kind: "layout" | "registry") => attesters?.map((a) => (kind === "layout" ? a.layoutExtras() : a.registryExtras()));
   const namesOf = (names: string[]) => (names.length ? names.map(normalizeReference) : tags);
   for (const output of outputs) {
     if (output.type === "registry") {
       const { pushImageIndex } = await registryTransfer();
       const compression = { compression: output.compression ?? "gzip", ...(output.level !== undefined ? { level: output.level } : {}), ...(output.force ? { force: true } : {}) };
-      for (const tag of namesOf(output.names)) exported.push({ type: "registry", dest: tag, digest: await pushImageIndex(store, images, tag, registry, (line) => progress({ type: "output", line: `push ${tag}: ${line}` }), compression) });
+      for (const tag of namesOf(output.names)) exported.push({ type: "registry", dest: tag, digest: await pushImageIndex(store, images, tag, registry, (line) => progress({ type: "output", line: `push ${tag}: ${line}` }), compression, extras("registry")) });
     } else if (output.type === "local" || output.type === "tar") {
       const { exportPlatforms, exportFilesystemTar } = await filesystemExport();
       if (output.type === "local") await exportPlatforms(store, images, output.dest);
@@ -274,7 +276,7 @@ async function exportIndexOutputs(store: LocalStore, images: StoredImage[], outp
       exported.push({ type: output.type, dest: output.dest });
     } else if (output.type === "oci" || output.type === "oci-archive") {
       const { exportImageIndex } = await import("../../image/export.ts");
-      exported.push({ type: output.type, dest: output.dest, digest: (await exportImageIndex(store, images, output, namesOf(output.names))).indexDigest });
+      exported.push({ type: output.type, dest: output.dest, digest: (await exportImageIndex(store, images, output, namesOf(output.names), extras("layout"))).indexDigest });
     } else if (output.type !== "image") throw new UsageError(`--output type=${output.type} cannot hold a multi-platform image`);
   }
   return exported;

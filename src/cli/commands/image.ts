@@ -132,7 +132,7 @@ export function registerImage(program: Command) {
       withStore(flags.cacheDir, (store) => {
         const named = store.images();
         // Untagged builds are listed too, by ID, as `docker images` lists <none>; a platform's image
-        // of a listed multi-platform image (an index) is part of that one.
+        // of a multi-platform image (an index, named or not) is part of that one.
         const membersOf = (digest: string) => {
           try {
             return store.readJson<{ manifests?: { digest: string }[] }>(digest).manifests?.map((m) => m.digest) ?? [];
@@ -140,8 +140,9 @@ export function registerImage(program: Command) {
             return []; // a damaged entry is listed as such below
           }
         };
-        const members = new Set(named.flatMap((n) => membersOf(n.manifestDigest)));
-        const untagged = store.imagesById("").filter((r) => !named.some((n) => n.manifestDigest === r.manifestDigest) && !members.has(r.manifestDigest));
+        const byId = store.imagesById("");
+        const members = new Set([...named, ...byId].flatMap((n) => membersOf(n.manifestDigest)));
+        const untagged = byId.filter((r) => !named.some((n) => n.manifestDigest === r.manifestDigest) && !members.has(r.manifestDigest));
         const rows = [...named, ...untagged.map((r) => ({ ref: "<none>", manifestDigest: r.manifestDigest, created: r.created }))].map((record) => {
           let size = "?";
           let id = "?";
