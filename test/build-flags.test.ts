@@ -208,7 +208,7 @@ describe("--annotation", () => {
     expect(result.stderr).toContain(`output oci ${oci} manifest ${index.manifests[0].digest}\n`);
     const refused = build(dir, "--annotation", "index:a=b");
     expect(refused.exitCode).toBe(2);
-    expect(refused.stderr).toContain("MemoBuild writes a single-platform manifest and no image index");
+    expect(refused.stderr).toContain("MemoBuild annotates image manifests, not an index or its descriptors");
   });
 });
 

@@ -148,16 +148,17 @@ export function noCacheStages(values: string[]): Set<string> {
 }
 
 /**
- * `--annotation [TYPE:]KEY=VALUE` as buildx reads it. MemoBuild writes one single-platform
- * manifest, so TYPE is `manifest` (the default); the index types have nothing to annotate.
+ * `--annotation [TYPE:]KEY=VALUE` as buildx reads it. MemoBuild annotates image manifests (each
+ * platform's, in a multi-platform build), so TYPE is `manifest` (the default); annotations of the
+ * index and platform selectors are not made yet.
  */
 export function parseAnnotations(values: string[]): Record<string, string> {
   const annotations: Record<string, string> = {};
   for (const spec of values) {
     const typed = /^([a-z-]+)(\[[^\]]*\])?:(.*)$/.exec(spec);
     const type = typed && ["manifest", "index", "manifest-descriptor", "index-descriptor"].includes(typed[1]!) ? typed[1]! : "manifest";
-    if (typed?.[2]) throw new UsageError(`--annotation ${spec}: a platform selector needs a multi-platform build, and MemoBuild builds one platform`);
-    if (type !== "manifest") throw new UsageError(`--annotation ${spec}: MemoBuild writes a single-platform manifest and no image index; annotate the manifest (manifest:KEY=VALUE, the default)`);
+    if (typed?.[2]) throw new UsageError(`--annotation ${spec}: platform selectors are not supported; an annotation goes on every platform's manifest`);
+    if (type !== "manifest") throw new UsageError(`--annotation ${spec}: MemoBuild annotates image manifests, not an index or its descriptors; annotate the manifest (manifest:KEY=VALUE, the default)`);
     const pair = typed && type === typed[1] ? typed[3]! : spec;
     const eq = pair.indexOf("=");
     if (eq < 1) throw new UsageError(`--annotation ${spec}: use [manifest:]KEY=VALUE`);
