@@ -22,7 +22,8 @@ export function platformMatches(wanted: Platform, candidate?: { os?: string; arc
 /** Whether a Linux binary of `p` runs on this machine natively (else RUN needs emulation). */
 export function runsNatively(p: Platform): boolean {
   const host = hostPlatform();
-  // An amd64 kernel runs 386 code, an arm64 one (mostly) arm code: BuildKit treats them as native too.
+  // An amd64 kernel runs 386 code itself (BuildKit counts it native too); arm on arm64 is emulated,
+  // since not every arm64 CPU runs 32-bit code.
   return p.architecture === host.architecture || (host.architecture === "amd64" && p.architecture === "386");
 }
 
@@ -41,6 +42,7 @@ export function parsePlatformList(text: string): Platform[] {
   return [...seen.values()];
 }
 
+/** A platform as BuildKit spells it: arm64's default variant (v8) left out, arm's (v7) written. */
 export function normalizePlatform(p: Platform): Platform {
   if (p.architecture === "arm64" && p.variant === "v8") return { os: p.os, architecture: p.architecture };
   if (p.architecture === "arm" && !p.variant) return { ...p, variant: "v7" };

@@ -48,7 +48,7 @@ export function imageReadsByPlatform(plan: Plan, named: ReadonlySet<string>, tar
     } catch {
       continue; // an invalid --platform is the FROM step's error, with its line
     }
-    for (const ref of imageReferences({ ...plan, stages: plan.stages.slice(0, stage.index + 1) }, named, stage.index)) reads.set(`${ref}\n${formatPlatform(platform)}`, { ref, platform });
+    for (const ref of imageReferences(plan, named, stage.index)) reads.set(`${ref}\n${formatPlatform(platform)}`, { ref, platform });
   }
   return [...reads.values()];
 }

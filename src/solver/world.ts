@@ -18,7 +18,14 @@ import { diffIds, imageLayers, type LayerRef, type StageState } from "./state.ts
 import { similarLocalImage } from "./images.ts";
 
 /** What a `--build-context` name stands for. */
-export type NamedContext = { kind: "image"; image: StoredImage; /** The stored digest (a multi-platform index, maybe): another platform's image comes from it. */ digest?: string } | { kind: "local"; dir: string };
+export type NamedContext =
+  | {
+      kind: "image";
+      image: StoredImage;
+      /** The stored digest (a multi-platform index, maybe): another platform's image comes from it. */
+      digest?: string;
+    }
+  | { kind: "local"; dir: string };
 
 export interface WorldOptions {
   store: LocalStore;
