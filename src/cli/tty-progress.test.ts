@@ -63,6 +63,20 @@ const plan = {
 };
 
 describe("the tty display", () => {
+  test("a multi-platform build's plans (one per platform) add up to the total it counts to", () => {
+    const { screen, tty } = display(60);
+    const platform = (name: string) => ({ type: "plan" as const, steps: plan.steps.slice(0, 2).map((s) => ({ ...s, name: `[${name} ${s.name.slice(1)}` })) });
+    tty.sink(platform("linux/amd64"));
+    for (const number of [1, 2]) {
+      tty.sink({ type: "start", step: `a/${number - 1}`, number, name: "x" });
+      tty.sink({ type: "done", step: `a/${number - 1}`, number, status: "cached-local" });
+    }
+    tty.sink(platform("linux/arm64"));
+    tty.sink({ type: "start", step: "a/0", number: 1, name: "[linux/arm64 a 1/2] FROM busybox AS a" });
+    tty.redraw();
+    expect(screen.text()).toContain("(2/4)");
+  });
+
   test("running steps of parallel stages side by side with their last output lines, finished ones above", () => {
     const { screen, tty, tick } = display(60);
     tty.sink(plan);

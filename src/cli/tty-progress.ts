@@ -97,7 +97,8 @@ export class TtyProgress {
     const id = event.step ?? "";
     switch (event.type) {
       case "plan":
-        this.plan = event.steps ?? [];
+        // A multi-platform build plans once per platform: the total counts every platform's steps.
+        this.plan = [...this.plan, ...(event.steps ?? [])];
         break;
       case "start":
         this.running.set(id, { number: event.number ?? 0, name: event.name ?? id, started: this.now(), output: [] });
