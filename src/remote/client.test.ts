@@ -351,6 +351,17 @@ describe("retries, refusals and the build hub", () => {
     expect(warnings.at(-1)).toBe("remote cache upload failed: refused too");
   });
 
+  test("a read-only token's uploads: one warning for the whole build, and none tried after the first refusal", async () => {
+    const remote = client({ token: RO });
+    remote.enqueue(() => remote.upload("b".repeat(64), { diffId: null, created: 1 }, layerFile("one")));
+    await remote.flush();
+    const puts = seen.filter((r) => r.startsWith("PUT")).length;
+    for (const key of ["c", "d"]) remote.enqueue(() => remote.upload(key.repeat(64), { diffId: null, created: 1 }, layerFile(key)));
+    await remote.flush();
+    expect(warnings).toEqual([`the remote cache at ${url} refused the token (HTTP 403: this token is read-only): this build's results are not uploaded (--remote-upload off says so for a read-only token)`]);
+    expect(seen.filter((r) => r.startsWith("PUT")).length).toBe(puts);
+  });
+
   test("build reports: taken, refused with a warning, or dropped when the remote is away", async () => {
     const remote = client();
     expect(await remote.report("build-0001", [])).toBe(true);

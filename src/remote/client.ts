@@ -22,6 +22,13 @@ import type { ResultSource } from "./result-source.ts";
 
 export class RemoteCacheError extends UserError {}
 
+/** The server answered 401 or 403: the token is wrong, or (403) it may not write. */
+export class TokenRefused extends RemoteCacheError {
+  constructor(message: string, readonly status: number) {
+    super(message);
+  }
+}
+
 export interface RemoteOptions {
   url: string;
   token?: string;
@@ -124,7 +131,7 @@ export class RemoteCache implements ResultSource {
         } as RequestInit);
         if (response.status === 401 || response.status === 403) {
           const detail = await safeError(response);
-          throw new RemoteCacheError(`the remote cache at ${this.base} refused the token (HTTP ${response.status}${detail ? `: ${detail}` : ""})`);
+          throw new TokenRefused(`the remote cache at ${this.base} refused the token (HTTP ${response.status}${detail ? `: ${detail}` : ""})`, response.status);
         }
         // Stryker disable next-line all: debug log text (the CLI tests read it end to end)
         log().debug("remote cache", { method, path, status: response.status, ms: Math.round(performance.now() - started), attempt });
@@ -251,7 +258,7 @@ export class RemoteCache implements ResultSource {
     step?: string,
   ): Promise<void> {
     // Stryker disable next-line ConditionalExpression: a disabled remote answers no request anyway; this only skips hashing the layer
-    if (this.disabled || !this.sends) return;
+    if (this.disabled || !this.sends || this.writesRefused) return;
     const blobs: string[] = [];
     let described: RemoteAction["layer"];
     if (layer) {
@@ -316,14 +323,27 @@ export class RemoteCache implements ResultSource {
     this.options.warn(`the remote cache kept an earlier copy of step ${key.slice(0, 12)}'s result, ${who}: readers who trust only your key will not use it (see SECURITY.md, "write-once")`);
   }
 
+  /** Set once the server refused an upload with 403 (a read-only token): no more are tried. */
+  private writesRefused = false;
+
   /** Starts an upload that runs alongside the build. */
   enqueue(upload: () => Promise<void>) {
     this.uploads.push(
       upload().catch((error) => {
         if (error instanceof RemoteCacheError && this.options.required) throw error;
+        if (error instanceof TokenRefused && error.status === 403) return this.refuseWrites(error);
         this.options.warn(`remote cache upload failed: ${(error as Error).message}`);
       }),
     );
+  }
+
+  /**
+   * A token that may read but not write (a pull request's read-only one, as the README's set-up
+   * gives it): one warning for the build, not one per step, and no further upload is tried.
+   */
+  private refuseWrites(error: TokenRefused) {
+    if (!this.writesRefused) this.options.warn(`${error.message}: this build's results are not uploaded (--remote-upload off says so for a read-only token)`);
+    this.writesRefused = true;
   }
 
   /** Waits for every upload started so far. */
