@@ -128,6 +128,16 @@ describe("memobuild binary", () => {
     expect(noFile.exitCode).toBe(2);
   });
 
+  test("a worker whose --sign-key cannot be read stops at start, naming the file (not at its first job)", async () => {
+    const child = Bun.spawn([memobuildBinary(), "worker", "--server", "http://127.0.0.1:9", "--token", "worker-token-0123", "--sign-key", "no-such.key"], { cwd: work, stdout: "ignore", stderr: "pipe" });
+    const timer = setTimeout(() => child.kill("SIGKILL"), 3_000); // a worker that started would wait for work
+    const [stderr, exitCode] = await Promise.all([new Response(child.stderr).text(), child.exited]);
+    clearTimeout(timer);
+    expect(stderr).toStartWith(`memobuild: cannot read signing key ${join(work, "no-such.key")}: `);
+    expect(exitCode).not.toBe(0);
+    expect(child.signalCode).toBeNull();
+  });
+
   test("the binary works when copied alone to another directory", () => {
     const alone = mkdtempSync(join(tmpdir(), "memobuild-alone-"));
     try {

@@ -27,7 +27,9 @@ const workers = new Map<string, { process: ReturnType<typeof Bun.spawn>; log: ()
 function startWorker(name: string) {
   const key = join(work, `${name}.key`);
   const publicKey = runMemobuild(["key", "generate", "--out", key]).stdout.trim();
-  const child = Bun.spawn([memobuildBinary(), "worker", "--server", server.url, "--token", WORKER, "--name", name, "--cache-dir", join(work, `cache-${name}`), "--sign-key", key], { stdout: "ignore", stderr: "pipe" });
+  // As the README starts one: the key named relative to the directory the worker starts in
+  // (each build runs in a job directory of its own, where that relative path names nothing).
+  const child = Bun.spawn([memobuildBinary(), "worker", "--server", server.url, "--token", WORKER, "--name", name, "--cache-dir", join(work, `cache-${name}`), "--sign-key", `${name}.key`], { cwd: work, stdout: "ignore", stderr: "pipe" });
   let log = "";
   void (async () => {
     const decoder = new TextDecoder();

@@ -1,5 +1,6 @@
 import type { Command } from "commander";
 import { hostname } from "node:os";
+import { resolve } from "node:path";
 import { resolveCacheDir } from "../../config/cache-dir.ts";
 import { Worker } from "../../worker/worker.ts";
 import { SigningKey } from "../../remote/action.ts";
@@ -20,9 +21,20 @@ interface WorkerFlags {
 }
 
 /** The keys the worker's builds trust: those listed and, when there are any, its own (its own results). */
-function trustList(flags: WorkerFlags): string[] {
-  if (flags.remoteTrust.length === 0 || !flags.signKey) return flags.remoteTrust;
-  return [...flags.remoteTrust, SigningKey.load(flags.signKey).publicKey];
+function trustList(flags: WorkerFlags, key: SigningKey | undefined): string[] {
+  if (flags.remoteTrust.length === 0 || !key) return flags.remoteTrust;
+  return [...flags.remoteTrust, key.publicKey];
+}
+
+/**
+ * The signing key's absolute path, read once now: each build runs in a job directory of its own,
+ * where a path relative to where the worker started names nothing, and a wrong path should stop
+ * the worker at start rather than fail every job it takes.
+ */
+function signingKey(file: string | undefined): { path?: string; key?: SigningKey } {
+  if (!file) return {};
+  const path = resolve(file);
+  return { path, key: SigningKey.load(path) };
 }
 
 export function registerWorker(program: Command) {
@@ -52,14 +64,15 @@ export function registerWorker(program: Command) {
       if (!Number.isSafeInteger(jobs) || jobs < 1) throw new UsageError("--jobs must be a whole number of at least 1");
       if (process.getuid?.() !== 0) throw new UsageError("memobuild worker needs root (its builds mount overlayfs and run the OCI runtime)");
       const allow = [...parseEntitlements(flags.allow)];
+      const sign = signingKey(flags.signKey);
       const worker = new Worker({
         server,
         token,
         name: flags.name ?? hostname(),
         jobs,
         cacheDir: resolveCacheDir(flags.cacheDir),
-        signKey: flags.signKey,
-        trust: trustList(flags),
+        signKey: sign.path,
+        trust: trustList(flags, sign.key),
         labels: parseLabels("--label", flags.label),
         allow,
         binary: process.execPath,
