@@ -331,10 +331,27 @@ function cachedKeys(spec: CacheSpec, result: { steps: StepResult[]; plan: Plan; 
   return result.steps.filter((s) => s.key && s.status !== "skipped" && (spec.mode === "max" || chain.has(s.stage))).map((s) => s.key);
 }
 
+/**
+ * Flags that a job does not carry to its worker yet: refused rather than dropped, since the
+ * worker's build would differ from the one asked for (its RUN without the hosts, limits or
+ * /dev/shm size; every stage from the cache; the base image from the client's store; an image
+ * without its annotations).
+ */
+function notSentToWorkers(flags: BuildFlags): (string | false)[] {
+  return [
+    flags.addHost?.length > 0 && "--add-host",
+    flags.shmSize !== undefined && "--shm-size",
+    flags.ulimit?.length > 0 && "--ulimit",
+    flags.noCacheFilter?.length > 0 && "--no-cache-filter",
+    flags.pull === true && "--pull",
+    flags.annotation?.length > 0 && "--annotation",
+  ];
+}
+
 /** `--builder URL`: the build runs on one of the server's workers; the image comes back to this store. */
 async function buildOnWorker(builder: string, settings: Settings, flags: BuildFlags, store: LocalStore, input: DockerfileInput, progress: ProgressSink, given: { cacheMountScope: string | undefined; ssh: { ids: string[]; agents: SshAgents }; namedContexts: Map<string, NamedContext> }) {
   const { cacheMountScope, ssh, namedContexts } = given;
-  const unsupported = [flags.cacheFrom.length && "--cache-from", flags.cacheTo.length && "--cache-to", flags.network !== "default" && "--network (a worker gives RUN the default network)", flags.allow.length && "--allow (a worker grants entitlements itself)"].filter(Boolean);
+  const unsupported = [flags.cacheFrom.length && "--cache-from", flags.cacheTo.length && "--cache-to", flags.network !== "default" && "--network (a worker gives RUN the default network)", flags.allow.length && "--allow (a worker grants entitlements itself)", ...notSentToWorkers(flags)].filter(Boolean);
   if (unsupported.length) throw new UsageError(`--builder: ${unsupported.join(", ")} cannot be used with a remote builder yet`);
   const remote = remoteSettings(settings, (message) => progress({ type: "warning", message }));
   const jobs = new JobsClient({ url: builder, token: remote.token });
