@@ -3,7 +3,7 @@ import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSy
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import packageJson from "../package.json" with { type: "json" };
-import { memobuildBinary, runMemobuild } from "./support/binary.ts";
+import { REPO_ROOT, memobuildBinary, runMemobuild } from "./support/binary.ts";
 
 const work = mkdtempSync(join(tmpdir(), "memobuild-cli-"));
 afterAll(() => rmSync(work, { recursive: true, force: true }));
@@ -47,6 +47,25 @@ describe("memobuild binary", () => {
     const commands = [...result.stdout.matchAll(/^  (\w+) /gm)].map((m) => m[1]);
     expect(commands).toEqual(["init", "build", "graph", "explain", "context", "image", "run", "cache", "serve", "worker", "key", "verify", "config", "completion", "help"]);
     expect(runMemobuild(["graph", "--help"]).stdout).toContain("--format <format>");
+  });
+
+  test("the README's synopses of build, serve and worker name exactly the flags of their --help", () => {
+    const readme = readFileSync(join(REPO_ROOT, "README.md"), "utf8");
+    const synopses: Record<string, string> = {
+      build: readme.match(/^### `memobuild build .*$/m)![0],
+      serve: readme.match(/^### `memobuild serve .*$/m)![0],
+      worker: readme.match(/^`memobuild worker \[[^`]*`/m)![0],
+    };
+    for (const [command, synopsis] of Object.entries(synopses)) {
+      const help = runMemobuild([command, "--help"]).stdout;
+      const options = [...help.matchAll(/^  (?:-([a-zA-Z]), )?--([a-z0-9-]+)/gm)].filter((m) => m[2] !== "help");
+      const long = new Map(options.filter((m) => m[1]).map((m) => [m[1], m[2]]));
+      const named = new Set([
+        ...[...synopsis.matchAll(/(?<![\w-])--([a-z][a-z0-9-]*)/g)].map((m) => m[1]),
+        ...[...synopsis.matchAll(/(?<![\w-])-([a-zA-Z])(?![\w-])/g)].map((m) => long.get(m[1]) ?? `-${m[1]}`),
+      ]);
+      expect({ command, flags: [...named].sort() }).toEqual({ command, flags: options.map((m) => m[2]).sort() });
+    }
   });
 
   test("an unknown command or option fails with a usage message and exit code 2", () => {

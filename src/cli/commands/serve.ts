@@ -93,7 +93,7 @@ export function registerServe(program: Command) {
     .option("--listen <host:port>", "address to listen on", SERVE_DEFAULT_LISTEN)
     .option("--data <dir>", "where blobs and metadata live (default: ~/.local/share/memobuild/server)")
     .option("--db <url>", "keep metadata in PostgreSQL, postgres://USER@HOST:PORT/DB (also $MEMOBUILD_DB); replicas share it")
-    .option("--blobs <url>", "keep blobs in S3, s3://BUCKET[/PREFIX]?endpoint=URL&region=R (credentials: $AWS_ACCESS_KEY_ID, $AWS_SECRET_ACCESS_KEY)")
+    .option("--blobs <url>", "keep blobs in S3, s3://BUCKET[/PREFIX]?endpoint=URL&region=R (credentials: $AWS_ACCESS_KEY_ID, $AWS_SECRET_ACCESS_KEY, $AWS_SESSION_TOKEN)")
     .option("--blobs-redirect", "answer large blob downloads with a short-lived URL of the S3 store")
     .option("--token <token>", "a read-write token (repeatable)", collect)
     .option("--read-only-token <token>", "a read-only token (repeatable)", collect)
