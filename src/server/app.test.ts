@@ -250,6 +250,16 @@ for (const backend of BACKENDS) describe(`the cache server on ${backend.name}`, 
       await setup();
     });
 
+    test.if(backend.files)("a replica that is not ready logs which store does not answer, and why", async () => {
+      const lines: string[] = [];
+      const dir = join(work, `not-ready-${Math.random().toString(36).slice(2)}`);
+      const down = await createParts({ dataDir: dir, tokens: [], log: createLogger({ MEMOBUILD_LOG: "warn" }, (line) => lines.push(line)) });
+      const app = createApp(down);
+      await down.close(); // the SQLite file is closed: the metadata store no longer answers
+      expect((await app.fetch(new Request("http://127.0.0.1/readyz"))).status).toBe(503);
+      expect(lines).toEqual([expect.stringMatching(/^warn not ready error=Error: the metadata store does not answer: \S/)]);
+    });
+
     // Only an object store can hand out URLs (the directory store refuses the flag: parts.ts).
     test.if(!backend.files)("--blobs-redirect: a large blob is a 307 to a presigned URL the client follows and verifies; small ones are served", async () => {
       await setup({ blobsRedirect: true });

@@ -105,7 +105,7 @@ export async function createParts(options: PartsOptions): Promise<ServerParts> {
     agents,
     blobsRedirect,
     async ready() {
-      await Promise.all([storage.index.ping(), storage.blobs.ping()]);
+      await Promise.all([storage.index.ping().catch(notAnswering("the metadata store")), storage.blobs.ping().catch(notAnswering("the blob store"))]);
     },
     async close() {
       hub.disconnectAll();
@@ -117,5 +117,18 @@ export async function createParts(options: PartsOptions): Promise<ServerParts> {
       await jobs.close();
       await sql?.close();
     },
+  };
+}
+
+/**
+ * Why a replica is not ready, for the operator reading its log: which store, and the error's
+ * code besides its text (Bun's S3 client says only "an unexpected error has occurred" for a
+ * refused connection; its code says ConnectionRefused).
+ */
+function notAnswering(store: string) {
+  return (cause: unknown): never => {
+    const text = String(cause);
+    const code = (cause as { code?: unknown } | null)?.code;
+    throw new Error(`${store} does not answer: ${text}${typeof code === "string" && !text.includes(code) ? ` (${code})` : ""}`);
   };
 }
