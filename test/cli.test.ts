@@ -49,12 +49,13 @@ describe("memobuild binary", () => {
     expect(runMemobuild(["graph", "--help"]).stdout).toContain("--format <format>");
   });
 
-  test("the README's synopses of build, serve and worker name exactly the flags of their --help", () => {
+  test("the README's synopses of build, serve, worker and init name exactly the flags of their --help", () => {
     const readme = readFileSync(join(REPO_ROOT, "README.md"), "utf8");
     const synopses: Record<string, string> = {
       build: readme.match(/^### `memobuild build .*$/m)![0],
       serve: readme.match(/^### `memobuild serve .*$/m)![0],
       worker: readme.match(/^`memobuild worker \[[^`]*`/m)![0],
+      init: readme.match(/`memobuild init --yes [^`]*`/)![0],
     };
     for (const [command, synopsis] of Object.entries(synopses)) {
       const help = runMemobuild([command, "--help"]).stdout;
