@@ -105,20 +105,28 @@ const record = (key: string, value: string) => {
   return `${length}${text}`;
 };
 
-/** Reads every entry (and content) of an archive; returns the error message, if any. */
+/**
+ * Reads every entry (and content) of an archive; returns the error message, if any. Read twice,
+ * from a file and from memory (the cache server compares layers it holds in memory): both agree.
+ */
 function readAll(bytes: Buffer): string | undefined {
+  const whole = Buffer.concat([bytes, Buffer.alloc(1024)]);
   const file = join(dir, `hostile-${Math.random().toString(36).slice(2)}.tar`);
-  writeFileSync(file, Buffer.concat([bytes, Buffer.alloc(1024)]));
-  const reader = new TarReader(file);
-  try {
-    for (let entry = reader.next(); entry; entry = reader.next()) for (const _ of reader.readContent());
-    return undefined;
-  } catch (error) {
-    expect(error).toBeInstanceOf(TarFormatError);
-    return (error as Error).message;
-  } finally {
-    reader.close();
-  }
+  writeFileSync(file, whole);
+  const [fromFile, fromMemory] = [file, new Uint8Array(whole)].map((source) => {
+    const reader = new TarReader(source);
+    try {
+      for (let entry = reader.next(); entry; entry = reader.next()) for (const _ of reader.readContent());
+      return undefined;
+    } catch (error) {
+      expect(error).toBeInstanceOf(TarFormatError);
+      return (error as Error).message;
+    } finally {
+      reader.close();
+    }
+  });
+  expect(fromMemory).toBe(fromFile);
+  return fromFile;
 }
 
 test("hostile headers are refused with the offset, never looped on or allocated", () => {
@@ -151,14 +159,18 @@ test("hostile headers are refused with the offset, never looped on or allocated"
 function entriesOf(bytes: Buffer): [TarEntry, string][] {
   const file = join(dir, `edges-${Math.random().toString(36).slice(2)}.tar`);
   writeFileSync(file, bytes);
-  const reader = new TarReader(file);
-  const read: [TarEntry, string][] = [];
-  try {
-    for (let entry = reader.next(); entry; entry = reader.next()) read.push([entry, Buffer.concat([...reader.readContent()]).toString("latin1")]);
-  } finally {
-    reader.close();
-  }
-  return read;
+  const [fromFile, fromMemory] = [file, new Uint8Array(bytes)].map((source) => {
+    const reader = new TarReader(source);
+    const read: [TarEntry, string][] = [];
+    try {
+      for (let entry = reader.next(); entry; entry = reader.next()) read.push([entry, Buffer.concat([...reader.readContent(3000)]).toString("latin1")]);
+    } finally {
+      reader.close();
+    }
+    return read;
+  });
+  expect(fromMemory).toEqual(fromFile);
+  return fromFile;
 }
 
 function archiveOf(entries: TarEntry[]): Buffer {
@@ -299,6 +311,9 @@ test("an archive may end without its zero blocks, but not inside a header or bef
   // A second header cut short: once read as a clean end, and the entry silently lost.
   const cut = rawHeader({ name: "g", flag: "0" }).subarray(0, 100);
   expect(() => entriesOf(Buffer.concat([file, content, cut]))).toThrow("the archive ends inside the header at offset 1024");
+  expect(() => drain(new TarReader(new Uint8Array(Buffer.concat([file, content, cut]))))).toThrow("the archive ends inside the header at offset 1024");
+  expect(() => drain(new TarReader(new Uint8Array(Buffer.concat([file, Buffer.from("ab")]))))).toThrow("unexpected end of archive");
+  expect(() => drain(new TarReader(new Uint8Array(Buffer.concat([rawHeader({ name: "big", flag: "0", size: "00000010000\0" }), Buffer.from("x")]))), true)).toThrow("the archive ends at offset 513, inside the content of its last entry");
   // Content that is skipped (not read) but not there: the next header lies past the end.
   const reader = readerOf(Buffer.concat([rawHeader({ name: "big", flag: "0", size: "00000010000\0" }), Buffer.from("x")]));
   try {
@@ -374,3 +389,12 @@ test("a ustar prefix that fills its field, with no NUL anywhere after it, is rea
   const header = rawHeader({ name: "f", flag: "0", raw: (b) => { b.write(prefix, 345, "latin1"); b.fill(0x41, 500, 512); } });
   expect(entriesOf(Buffer.concat([header, Buffer.alloc(1024)]))[0][0].name).toBe(`${prefix}/f`);
 });
+
+/** Reads a reader to its end (skipping content when asked), then closes it. */
+function drain(reader: TarReader, skipContent = false) {
+  try {
+    for (let entry = reader.next(); entry; entry = reader.next()) if (!skipContent) for (const _ of reader.readContent());
+  } finally {
+    reader.close();
+  }
+}
