@@ -119,4 +119,15 @@ describe("cache mounts of builds on workers", () => {
     expect(manifest.files.map((f) => f.path)).toEqual(["a.tgz", "b.tgz", "c.tgz"]);
     expect(listed.filter((s) => s.label.scope?.startsWith("job-private/")).map((s) => s.label.scope!.replace(/[0-9a-f]{12}$/, "ID")).sort()).toEqual(["job-private/ID", "job-private/ID"]);
   }, 240_000);
+
+  test("a read-only submitter cannot launder its mount's files into the team's step results: a RUN that read them keys apart", async () => {
+    // The pull request plants a file in its own mount, then runs the team's exact step (same
+    // Dockerfile, same key but for the mount's contents) on top of it.
+    await remoteBuild(PR_ONE, ["nothing"], "evil.tgz");
+    const laundered = await remoteBuild(PR_ONE, ["evil.tgz"], "team.tgz");
+    expect(laundered.seen).toEqual(["evil.tgz found"]);
+    // The team's build of that step runs it on the team's mount: no result of the pull request's is a hit.
+    const team = await remoteBuild(TEAM, ["evil.tgz"], "team.tgz");
+    expect(team.seen).toEqual(["evil.tgz missing"]);
+  }, 240_000);
 });

@@ -35,3 +35,7 @@ test("named contexts and ssh ids: kept when well formed (absent in an older clie
   expect(() => parseJobDefinition(definition({ ssh: ["default", "default"] }))).toThrow("job definition: ssh: expected ids given once each");
   expect(() => parseJobDefinition(definition({ ssh: ["a=b"] }))).toThrow("job definition: ssh: expected at most 64 ids");
 });
+
+test("a job cannot name a worker's private scope: it would share that submitter's files and results", () => {
+  expect(() => parseJobDefinition(definition({ cacheMountScope: "job-private/0123456789ab" }))).toThrow("job definition: cacheMountScope: expected a scope not named job-private/…");
+});

@@ -6,7 +6,7 @@
  * Everything here comes from the submitter, so the worker checks it field by field.
  */
 import { UserError } from "../errors.ts";
-import { SCOPE_NAME } from "./mount-manifest.ts";
+import { isPrivateScope, privateScope, SCOPE_NAME } from "./mount-manifest.ts";
 
 /** A blob as the server stores it (BLAKE3), with the OCI digest it must also have. */
 export interface BlobRef {
@@ -121,6 +121,9 @@ export function parseJobDefinition(value: unknown): JobDefinition {
 
 function scopeName(value: unknown): string {
   if (typeof value !== "string" || !SCOPE_NAME.test(value)) fail("cacheMountScope", "up to 128 letters, digits and . _ / -, starting with a letter or digit");
+  // A worker names those itself, for submitters it does not trust: a job naming one would share
+  // that submitter's files and results.
+  if (isPrivateScope(value)) fail("cacheMountScope", `a scope not named ${privateScope("…")} (the worker gives those to untrusted submitters)`);
   return value;
 }
 

@@ -43,6 +43,15 @@ const HEX64 = /^[0-9a-f]{64}$/;
 /** What a --cache-mount-scope may be: up to 128 letters, digits and . _ / -, starting with a letter or digit. */
 export const SCOPE_NAME = /^[A-Za-z0-9][A-Za-z0-9._\/-]{0,127}$/;
 
+const PRIVATE_SCOPE = "job-private/";
+
+/**
+ * The scope a worker gives the job of a submitter it does not trust (a read-only token's):
+ * what is in such a scope's mounts, that submitter put there.
+ */
+export const privateScope = (submitter: string) => `${PRIVATE_SCOPE}${submitter}`;
+export const isPrivateScope = (name: string | undefined) => name?.startsWith(PRIVATE_SCOPE) === true;
+
 /** The one text a version's name and signature cover. */
 export function canonicalText(manifest: Omit<MountManifest, "signature">): string {
   const lines = [manifest.format, `scope ${manifest.scope}`, `label ${JSON.stringify([manifest.label.id, manifest.label.scope])}`, `parent ${manifest.parent ?? "-"}`, `created ${manifest.created}`];

@@ -37,6 +37,8 @@ export interface StepInputs {
   sandbox?: string;
   /** Steps that make a layer: SOURCE_DATE_EPOCH, when set (it clamps the layer's file times). */
   epoch?: number;
+  /** RUN of an untrusted submitter's build that reads a cache mount, a secret or an SSH agent: that submitter (ops/run.ts). */
+  untrusted?: string;
 }
 
 export function stepKey(inputs: StepInputs): string {

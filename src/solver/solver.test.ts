@@ -73,6 +73,7 @@ interface BuildOverrides {
   progress?: ProgressSink;
   platform?: Platform;
   pull?: (ref: string, platform: Platform) => Promise<void>;
+  untrusted?: string;
 }
 
 let projects = 0;
@@ -96,6 +97,7 @@ function project(dockerfile: string, files: Record<string, string> = {}) {
           noCache: options.noCache ?? false,
           allow: new Set(options.allow ?? []),
           sandbox: options.sandbox,
+          untrusted: options.untrusted,
           target: options.target,
           store,
           secrets: new Map(),
@@ -702,6 +704,17 @@ describe("what each operation keys on and asks the executor for", () => {
     expect(run.env).toEqual([["A", "1"]]);
     const [unsandboxed] = await requestsOf(dockerfile);
     expect("sandbox" in unsandboxed).toBe(false);
+  });
+
+  test("an untrusted submitter's RUN that reads a cache mount, a secret or an SSH agent keys apart by it (and so does what follows); other steps keep their keys", async () => {
+    const dockerfile = "FROM scratch\nENV A=1\nRUN --mount=type=cache,target=/c x\nRUN --mount=type=tmpfs,target=/t y\nRUN --mount=type=secret,id=s z\nRUN --mount=type=ssh w\n";
+    const trusted = await project(dockerfile).build(new FakeExecutor());
+    const untrusted = await project(dockerfile).build(new FakeExecutor(), { untrusted: "job-private/abc" });
+    expect(untrusted.steps.map((s, i) => s.key === trusted.steps[i].key)).toEqual([true, true, false, false, false, false]);
+    expect([2, 3, 4, 5].map((n) => untrusted.inputs.get(`0/${n}`)!.untrusted)).toEqual(["job-private/abc", undefined, "job-private/abc", "job-private/abc"]);
+    expect(trusted.inputs.get("0/2")!.untrusted).toBeUndefined();
+    const plain = "FROM scratch\nRUN --mount=type=tmpfs,target=/t y\n";
+    expect((await project(plain).build(new FakeExecutor(), { untrusted: "job-private/abc" })).steps[1].key).toBe((await project(plain).build(new FakeExecutor())).steps[1].key);
   });
 
   test("SOURCE_DATE_EPOCH keys every step that makes a layer (its file times are clamped to it), and no other", async () => {

@@ -67,6 +67,11 @@ export interface BuildOptions {
   sandbox?: Sandbox;
   /** What the person running the build consents to: network.host, security.insecure. */
   allow?: ReadonlySet<string>;
+  /**
+   * A build for a submitter its machine does not trust (a worker's job of a read-only token),
+   * named by that job's private cache mount scope: see BuildSettings.untrusted.
+   */
+  untrusted?: string;
   progress: ProgressSink;
   /** Compute every step's key and whether it hits, but run nothing and store nothing. */
   dryRun?: boolean;
@@ -248,7 +253,7 @@ class Solve {
   ) {
     this.epoch = sourceDateEpoch(options.buildArgs);
     const sandboxKey = describeSandbox(options.sandbox);
-    this.settings = { platform: options.platform ?? hostPlatform(), network: options.network, sandbox: options.sandbox, sandboxKey, epoch: this.epoch, allow: options.allow ?? new Set() };
+    this.settings = { platform: options.platform ?? hostPlatform(), network: options.network, sandbox: options.sandbox, sandboxKey, epoch: this.epoch, allow: options.allow ?? new Set(), untrusted: options.untrusted };
     this.cache = new StepCache(options.store, options.remote, { dryRun: options.dryRun === true, upload: options.remoteUpload ?? "wait" }, options.cacheFrom);
     const localMounts = directoryCacheMounts((identity) => options.store.mountDir(identity));
     const resources = world.resources({ secrets: options.secrets, ssh: options.ssh, cacheMounts: options.cacheMounts ? options.cacheMounts(localMounts) : localMounts });

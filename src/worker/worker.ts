@@ -11,6 +11,7 @@ import { LocalStore } from "../cache/store.ts";
 import { reapAbandoned } from "../executor/reap.ts";
 import { RemoteCache } from "../remote/client.ts";
 import { parseJobDefinition, type JobDefinition } from "../remote/job-definition.ts";
+import { privateScope } from "../remote/mount-manifest.ts";
 import { JobsClient, type ClaimSubmitter, type Claimed } from "../remote/jobs-client.ts";
 import { removeTree } from "../rootfs/root.ts";
 import { BloomFilter } from "../util/bloom.ts";
@@ -231,7 +232,8 @@ export function cacheMountFlags(submitter: ClaimSubmitter | undefined, scopeName
   // The submitter's --cache-mount-scope (checked when the definition was parsed) names a scope of the team's.
   if (submitter?.trusted) return ["--remote-cache-mounts=on", ...(scopeName !== undefined ? [`--cache-mount-scope=${scopeName}`] : [])];
   const id = submitter && /^[0-9a-z]{1,64}$/.test(submitter.id) ? submitter.id : "unknown";
-  return ["--remote-cache-mounts=on", `--cache-mount-scope=job-private/${id}`];
+  // The private scope also keys apart its RUNs that read a mount or secret (solver/ops/run.ts).
+  return ["--remote-cache-mounts=on", `--cache-mount-scope=${privateScope(id)}`];
 }
 
 /** The worker's environment without MemoBuild's own settings (the job's build sets what it needs). */

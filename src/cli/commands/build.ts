@@ -18,6 +18,7 @@ import type { BuildReporter } from "../../report/reporter.ts";
 import { build, sourceDateEpoch, type BuildOptions, type BuildResult, type NamedContext } from "../../solver/solver.ts";
 import { buildRemotely } from "../../builder/remote-build.ts";
 import { spreadJobs } from "../../builder/spread-plan.ts";
+import { isPrivateScope } from "../../remote/mount-manifest.ts";
 import { runChecks } from "../check.ts";
 import { JobsClient } from "../../remote/jobs-client.ts";
 import { RemoteCache } from "../../remote/client.ts";
@@ -182,6 +183,8 @@ export function registerBuild(program: Command) {
             secrets,
             network,
             allow,
+            // A worker runs an untrusted submitter's job with that submitter's private scope (worker.ts).
+            untrusted: isPrivateScope(mountChoice.scopeName) ? mountChoice.scopeName : undefined,
             progress,
             jobs,
             remote,

@@ -38,6 +38,12 @@ export interface BuildSettings {
   epoch?: number;
   /** What the person running the build consents to: network.host, security.insecure. */
   allow: ReadonlySet<string>;
+  /**
+   * The submitter of a build its machine does not trust. Its cache mounts, secrets and SSH
+   * agents are its own to fill, and no key covers them: a RUN that reads one keys apart by this,
+   * so its result is never a hit of anyone else's build with the same key otherwise.
+   */
+  untrusted?: string;
 }
 
 export interface StepPlan {

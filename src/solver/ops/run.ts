@@ -44,8 +44,20 @@ export const runOperation: Operation<Run> = async (scope, instruction) => {
     ...(digests.length ? { context: { digest: digests.length === 1 ? digests[0] : blake3Hex(digests.join(",")), files } } : {}),
     ...(sourceKeys.length ? { fromStage: sourceKeys.join(",") } : {}),
   };
-  return { inputs: { ...inputs, ...read }, request, next: nextState(scope), history: true };
+  return { inputs: { ...inputs, ...read, ...untrustedReads(instruction, scope) }, request, next: nextState(scope), history: true };
 };
+
+/**
+ * A cache mount's contents, a secret's and an SSH agent's answers are in no key. An untrusted
+ * submitter fills them as it likes (an earlier RUN of its own writes the mount), so a RUN of
+ * its build that reads one keys apart by that submitter: else its result, written by a trusted
+ * worker, would be the team's hit for the same step.
+ */
+function untrustedReads(instruction: Run, scope: StepScope): { untrusted?: string } {
+  const { untrusted } = scope.build;
+  if (untrusted === undefined || !instruction.mounts.some((mount) => mount.type === "cache" || mount.type === "secret" || mount.type === "ssh")) return {};
+  return { untrusted };
+}
 
 
 /** A step that reaches outside the sandbox needs the consent of whoever runs the build. */
