@@ -84,10 +84,13 @@ export class PgMountRows implements MountRows {
 
   async recordFetch(scope: string, report: MountFetchReport, now: number) {
     const saved = savedMs(report);
+    // Each total stops at 2^53 - 1, as in SQLite: reports cannot overflow it (nor a JS number).
+    const max = Number.MAX_SAFE_INTEGER;
     await this.sql`INSERT INTO mount_fetches VALUES (${scope}, 1, ${report.filesFetched}, ${report.bytesFetched}, ${report.filesKept}, ${report.bytesKept}, ${report.ms}, ${saved}, ${now})
-      ON CONFLICT (scope) DO UPDATE SET fetches = mount_fetches.fetches + 1, files_fetched = mount_fetches.files_fetched + excluded.files_fetched,
-      bytes_fetched = mount_fetches.bytes_fetched + excluded.bytes_fetched, files_kept = mount_fetches.files_kept + excluded.files_kept,
-      bytes_kept = mount_fetches.bytes_kept + excluded.bytes_kept, ms = mount_fetches.ms + excluded.ms, saved_ms = mount_fetches.saved_ms + excluded.saved_ms, updated = excluded.updated`;
+      ON CONFLICT (scope) DO UPDATE SET fetches = LEAST(mount_fetches.fetches + 1, ${max}), files_fetched = LEAST(mount_fetches.files_fetched + excluded.files_fetched, ${max}),
+      bytes_fetched = LEAST(mount_fetches.bytes_fetched + excluded.bytes_fetched, ${max}), files_kept = LEAST(mount_fetches.files_kept + excluded.files_kept, ${max}),
+      bytes_kept = LEAST(mount_fetches.bytes_kept + excluded.bytes_kept, ${max}), ms = LEAST(mount_fetches.ms + excluded.ms, ${max}),
+      saved_ms = LEAST(mount_fetches.saved_ms + excluded.saved_ms, ${max}), updated = excluded.updated`;
   }
 
   private async keepBudget(tx: SQL, scope: string, budget: number): Promise<number> {

@@ -117,10 +117,12 @@ export class SqliteMountRows implements MountRows {
   async recordFetch(scope: string, report: MountFetchReport, now: number) {
     this.db
       .query(
-        `INSERT INTO mount_fetches VALUES (?1, 1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT (scope) DO UPDATE SET fetches = fetches + 1,
-         files_fetched = files_fetched + ?2, bytes_fetched = bytes_fetched + ?3, files_kept = files_kept + ?4, bytes_kept = bytes_kept + ?5, ms = ms + ?6, saved_ms = saved_ms + ?7, updated = ?8`,
+        // Each total stops at 2^53 - 1 (mounts.ts: MAX_FETCH_MS): reports cannot overflow it.
+        `INSERT INTO mount_fetches VALUES (?1, 1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT (scope) DO UPDATE SET fetches = MIN(fetches + 1, ?9),
+         files_fetched = MIN(files_fetched + ?2, ?9), bytes_fetched = MIN(bytes_fetched + ?3, ?9), files_kept = MIN(files_kept + ?4, ?9),
+         bytes_kept = MIN(bytes_kept + ?5, ?9), ms = MIN(ms + ?6, ?9), saved_ms = MIN(saved_ms + ?7, ?9), updated = ?8`,
       )
-      .run(scope, report.filesFetched, report.bytesFetched, report.filesKept, report.bytesKept, report.ms, savedMs(report), now);
+      .run(scope, report.filesFetched, report.bytesFetched, report.filesKept, report.bytesKept, report.ms, savedMs(report), now, Number.MAX_SAFE_INTEGER);
   }
 
   private storedBytes(scope: string): number {

@@ -114,7 +114,8 @@ for (const backend of BACKENDS) describe(`shared cache mounts on ${backend.name}
 
   test("a fetch's report is added to its scope: files and bytes downloaded and kept, and the time the kept ones saved", async () => {
     const call = await server();
-    await publish(call, { "a.tgz": "A" });
+    // 32 files of 4000 bytes in all: as much as each report below says it fetched and kept.
+    await publish(call, Object.fromEntries(Array.from({ length: 32 }, (_, i) => [`f${String(i).padStart(2, "0")}`, String(i).padEnd(i === 31 ? 280 : 120, "x")])));
     const report = (body: unknown, token = RO, scope = SCOPE) => call("POST", `/v1/mounts/${scope}/fetched`, JSON.stringify(body), token);
     // 1000 bytes in 50 ms: the 3000 bytes kept would have taken 150 ms.
     expect((await report({ filesFetched: 2, bytesFetched: 1000, filesKept: 30, bytesKept: 3000, ms: 50 })).status).toBe(200);
@@ -124,6 +125,23 @@ for (const backend of BACKENDS) describe(`shared cache mounts on ${backend.name}
     expect((await report({ filesFetched: 1, bytesFetched: 1, filesKept: 1, bytesKept: 1, ms: 1 }, RO, mountScope("never", undefined))).status).toBe(404);
     const { scopes } = (await (await call("GET", "/v1/mounts")).json()) as { scopes: { fetched: unknown }[] };
     expect(scopes[0].fetched).toEqual({ fetches: 2, filesFetched: 2, bytesFetched: 1000, filesKept: 61, bytesKept: 7000, ms: 59, savedMs: 150 });
+  });
+
+  test("a fetch report cannot say more than fetching the scope could have: more files or bytes than a version holds, or a fetch longer than a day, is refused and counts nothing", async () => {
+    const call = await server();
+    await publish(call, { "a.tgz": "A".repeat(100), "b.tgz": "B".repeat(50) });
+    const report = (body: Record<string, number>) => call("POST", `/v1/mounts/${SCOPE}/fetched`, JSON.stringify({ filesFetched: 1, bytesFetched: 1, filesKept: 1, bytesKept: 149, ms: 10, ...body }), RO);
+    const refusals: Record<string, number>[] = [{ bytesKept: 2 ** 50, ms: 2 ** 50 }, { filesKept: 2 }, { bytesKept: 150 }, { ms: 86_400_001 }];
+    const answers = await Promise.all(refusals.map(async (body) => { const r = await report(body); return [r.status, ((await r.json()) as { error: string }).error]; }));
+    expect(answers).toEqual([
+      [400, "ms must be a whole number from 0 to 86400000 (a day)"],
+      [400, "the report names 3 files and this scope's largest version holds 2"],
+      [400, "the report names 151 bytes and this scope's largest version holds 150"],
+      [400, "ms must be a whole number from 0 to 86400000 (a day)"],
+    ]);
+    expect((await report({})).status).toBe(200); // all a version holds: 149 bytes kept at 1 byte in 10 ms
+    const { scopes } = (await (await call("GET", "/v1/mounts")).json()) as { scopes: { fetched: { fetches: number; savedMs: number } }[] };
+    expect([scopes[0].fetched.fetches, scopes[0].fetched.savedMs]).toEqual([1, 1490]);
   });
 
   test("refuses a version naming files not uploaded, a wrong name, another scope, and a bad signature", async () => {

@@ -199,8 +199,15 @@ export function versionsToEvict(newestFirst: string[], files: (id: string) => { 
  */
 export function savedMs(report: MountFetchReport): number {
   if (report.bytesFetched === 0 || report.ms === 0) return 0;
-  return Math.round((report.bytesKept * report.ms) / report.bytesFetched);
+  return Math.min(MAX_FETCH_MS, Math.round((report.bytesKept * report.ms) / report.bytesFetched));
 }
+
+/**
+ * The longest a fetch may say it took, and saved: a day (a fetch is abandoned after
+ * MEMOBUILD_CACHE_MOUNT_TIMEOUT, a minute by default). So no report, however many, can make
+ * a total leave the whole numbers both stores add up (the totals also stop at 2^53 - 1).
+ */
+const MAX_FETCH_MS = 86_400_000;
 
 /** A fetch report as a client sends it: counts and milliseconds, each a bounded whole number. */
 export function parseFetchReport(body: unknown): MountFetchReport | string {
@@ -209,10 +216,23 @@ export function parseFetchReport(body: unknown): MountFetchReport | string {
   const report: Partial<MountFetchReport> = {};
   for (const field of fields) {
     const value = (body as Record<string, unknown>)[field];
-    if (!Number.isSafeInteger(value) || (value as number) < 0 || (value as number) > 2 ** 50) return `${field} must be a whole number from 0 to 2^50`;
+    const max = field === "ms" ? MAX_FETCH_MS : 2 ** 50;
+    if (!Number.isSafeInteger(value) || (value as number) < 0 || (value as number) > max) return `${field} must be a whole number from 0 to ${field === "ms" ? `${max} (a day)` : "2^50"}`;
     report[field] = value as number;
   }
   return report as MountFetchReport;
+}
+
+/**
+ * Why a report says more than fetching a version of the scope could have (any token may send
+ * one, a read-only one too): a fetch downloads and keeps at most the files of one version.
+ */
+function beyondScope(report: MountFetchReport, versions: MountVersionInfo[]): string | undefined {
+  const files = Math.max(...versions.map((v) => v.files));
+  const size = Math.max(...versions.map((v) => v.size));
+  if (report.filesFetched + report.filesKept > files) return `the report names ${report.filesFetched + report.filesKept} files and this scope's largest version holds ${files}`;
+  if (report.bytesFetched + report.bytesKept > size) return `the report names ${report.bytesFetched + report.bytesKept} bytes and this scope's largest version holds ${size}`;
+  return undefined;
 }
 
 const validScope = (text: string | undefined) => HASH.test(text ?? "");
@@ -260,7 +280,10 @@ export function mountRoutes(mounts: MountStore, nameOf: (id: string) => string |
     }
     const report = parseFetchReport(body);
     if (typeof report === "string") return error(c, 400, report);
-    if ((await mounts.versions(c.req.param("scope"))).length === 0) return error(c, 404, "no such scope");
+    const versions = await mounts.versions(c.req.param("scope"));
+    if (versions.length === 0) return error(c, 404, "no such scope");
+    const beyond = beyondScope(report, versions);
+    if (beyond) return error(c, 400, beyond);
     await mounts.recordFetch(c.req.param("scope"), report);
     return c.json({ recorded: true });
   });
