@@ -12,6 +12,7 @@ import { join } from "node:path";
 import { memobuildBinary, runMemobuild } from "./support/binary.ts";
 import { buildBaseImage, machineWithBase, writeProject } from "./support/base-image.ts";
 import { startCacheServer, type CacheServer } from "./support/server.ts";
+import { spawnWorker, type WorkerProcess } from "./support/worker.ts";
 
 const work = mkdtempSync(join(tmpdir(), "memobuild-builder-mounts-"));
 const baseOci = join(work, "base-oci");
@@ -20,21 +21,12 @@ const PR_ONE = "pull-request-token-1";
 const PR_TWO = "pull-request-token-2";
 const WORKER = "worker-token-0123";
 let server: CacheServer;
-const workers = new Map<string, { process: ReturnType<typeof Bun.spawn>; log: () => string }>();
+const workers = new Map<string, WorkerProcess>();
 const keys = new Map<string, { file: string; publicKey: string }>();
 
 function startWorker(name: string) {
   const trust = [...keys].filter(([other]) => other !== name).flatMap(([, key]) => ["--remote-trust", key.publicKey]);
-  const child = Bun.spawn([memobuildBinary(), "worker", "--server", server.url, "--token", WORKER, "--name", name, "--cache-dir", join(work, `cache-${name}`), "--sign-key", keys.get(name)!.file, ...trust], {
-    stdout: "ignore",
-    stderr: "pipe",
-  });
-  let log = "";
-  void (async () => {
-    const decoder = new TextDecoder();
-    for await (const chunk of child.stderr as ReadableStream<Uint8Array>) log += decoder.decode(chunk, { stream: true });
-  })();
-  workers.set(name, { process: child, log: () => log });
+  workers.set(name, spawnWorker(server.url, WORKER, ["--name", name, "--cache-dir", join(work, `cache-${name}`), "--sign-key", keys.get(name)!.file, ...trust]));
 }
 
 beforeAll(async () => {

@@ -15,6 +15,7 @@ import { basename, join } from "node:path";
 import { REPO_ROOT, memobuildBinary, runMemobuild } from "./support/binary.ts";
 import { buildBaseImage, machineWithBase, writeProject } from "./support/base-image.ts";
 import { startCacheServer, type CacheServer } from "./support/server.ts";
+import { spawnWorker, type WorkerProcess } from "./support/worker.ts";
 import { attestSchemaErrors } from "./support/attest-schema.ts";
 
 const work = mkdtempSync(join(tmpdir(), "memobuild-builders-"));
@@ -22,20 +23,14 @@ const baseOci = join(work, "base-oci");
 const CLIENT = "read-only-submitter";
 const WORKER = "worker-token-0123";
 let server: CacheServer;
-const workers = new Map<string, { process: ReturnType<typeof Bun.spawn>; log: () => string; publicKey: string }>();
+const workers = new Map<string, WorkerProcess & { publicKey: string }>();
 
 function startWorker(name: string) {
   const key = join(work, `${name}.key`);
   const publicKey = runMemobuild(["key", "generate", "--out", key]).stdout.trim();
   // As the README starts one: the key named relative to the directory the worker starts in
   // (each build runs in a job directory of its own, where that relative path names nothing).
-  const child = Bun.spawn([memobuildBinary(), "worker", "--server", server.url, "--token", WORKER, "--name", name, "--cache-dir", join(work, `cache-${name}`), "--sign-key", `${name}.key`], { cwd: work, stdout: "ignore", stderr: "pipe" });
-  let log = "";
-  void (async () => {
-    const decoder = new TextDecoder();
-    for await (const chunk of child.stderr as ReadableStream<Uint8Array>) log += decoder.decode(chunk, { stream: true });
-  })();
-  workers.set(name, { process: child, log: () => log, publicKey });
+  workers.set(name, { ...spawnWorker(server.url, WORKER, ["--name", name, "--cache-dir", join(work, `cache-${name}`), "--sign-key", `${name}.key`], work), publicKey });
 }
 
 beforeAll(async () => {
