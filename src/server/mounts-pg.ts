@@ -44,6 +44,11 @@ export class PgMountRows implements MountRows {
     return (rows as VersionRow[]).map(versionInfo);
   }
 
+  async labelOf(scope: string) {
+    const [row] = await this.sql`SELECT label_id, label_scope FROM mount_versions WHERE scope = ${scope} ORDER BY seq DESC LIMIT 1`;
+    return row ? { id: row.label_id as string, scope: row.label_scope as string | null } : undefined;
+  }
+
   async body(id: string, scope?: string) {
     const [row] = scope === undefined ? await this.sql`SELECT body FROM mount_versions WHERE id = ${id}` : await this.sql`SELECT body FROM mount_versions WHERE scope = ${scope} AND id = ${id}`;
     return row?.body as string | undefined;

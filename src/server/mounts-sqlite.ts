@@ -77,6 +77,11 @@ export class SqliteMountRows implements MountRows {
     return (this.db.query(`SELECT ${INFO} FROM mount_versions WHERE scope = ? ORDER BY seq DESC`).all(scope) as VersionRow[]).map(versionInfo);
   }
 
+  async labelOf(scope: string) {
+    const row = this.db.query("SELECT label_id, label_scope FROM mount_versions WHERE scope = ? ORDER BY seq DESC LIMIT 1").get(scope) as { label_id: string; label_scope: string | null } | null;
+    return row ? { id: row.label_id, scope: row.label_scope } : undefined;
+  }
+
   async body(id: string, scope?: string) {
     const row = scope === undefined ? this.db.query("SELECT body FROM mount_versions WHERE id = ?").get(id) : this.db.query("SELECT body FROM mount_versions WHERE scope = ? AND id = ?").get(scope, id);
     return (row as { body: string } | null)?.body;

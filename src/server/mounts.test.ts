@@ -41,12 +41,12 @@ type Call = Awaited<ReturnType<typeof serverOn>>;
 const SCOPE = mountScope("npm", undefined);
 
 /** A version of `files` (name → content), its blobs uploaded first. */
-async function publish(call: Call, files: Record<string, string>, options: { parent?: string | null; key?: SigningKey; created?: number; token?: string; scope?: string } = {}) {
+async function publish(call: Call, files: Record<string, string>, options: { parent?: string | null; key?: SigningKey; created?: number; token?: string; scope?: string; label?: MountManifest["label"] } = {}) {
   for (const content of Object.values(files)) await call("PUT", `/v1/blobs/${blake3Hex(content)}`, content);
   const unsigned: MountManifest = {
     format: MOUNT_FORMAT,
     scope: options.scope ?? SCOPE,
-    label: { id: "npm", scope: null },
+    label: options.label ?? { id: "npm", scope: null },
     parent: options.parent ?? null,
     created: options.created ?? 1,
     files: Object.entries(files).sort().map(([path, content]) => ({ path, mode: 0o644, blake3: blake3Hex(content), size: content.length })),
@@ -165,6 +165,24 @@ for (const backend of BACKENDS) describe(`shared cache mounts on ${backend.name}
     const both = { ...good.manifest, created: 9, files: [good.manifest.files[0], { ...good.manifest.files[0], path: "a.tgz-x" }, { ...good.manifest.files[0], path: "a.tgz/inside" }] };
     const bothResponse = await call("PUT", `/v1/mounts/${SCOPE}/${versionId(both)}`, JSON.stringify(both));
     expect(((await bothResponse.json()) as { error: string }).error).toBe('files[2]: "a.tgz/inside" is below "a.tgz", which is a file');
+  });
+
+  test("a worker's private scope (a read-only submitter's job) is not listed, read or reported on by read-only tokens; read-write tokens see it", async () => {
+    const call = await server();
+    await publish(call, { "a.tgz": "A" });
+    const label = { id: "npm", scope: "job-private/0123456789ab" };
+    const scope = mountScope("npm", label.scope);
+    const secret = await publish(call, { "token.txt": "what one pull request's RUN wrote" }, { scope, label });
+    expect(secret.response.status).toBe(201);
+    const listed = async (token: string) => ((await (await call("GET", "/v1/mounts", undefined, token)).json()) as { scopes: { scope: string }[] }).scopes.map((s) => s.scope).sort();
+    expect(await listed(RW)).toEqual([SCOPE, scope].sort());
+    expect(await listed(RO)).toEqual([SCOPE]);
+    const report = JSON.stringify({ filesFetched: 1, bytesFetched: 1, filesKept: 0, bytesKept: 0, ms: 1 });
+    // As if it did not exist: no versions, no manifest, no scope to report on.
+    expect(await (await call("GET", `/v1/mounts/${scope}`, undefined, RO)).json()).toEqual({ versions: [] });
+    const asRo = [await call("GET", `/v1/mounts/${scope}/${secret.id}`, undefined, RO), await call("POST", `/v1/mounts/${scope}/fetched`, report, RO)];
+    expect(await Promise.all(asRo.map(async (r) => [r.status, ((await r.json()) as { error: string }).error]))).toEqual([[404, "no such version"], [404, "no such scope"]]);
+    expect((await call("GET", `/v1/mounts/${scope}/${secret.id}`, undefined, RW)).status).toBe(200);
   });
 
   test("a signed version records its signer", async () => {

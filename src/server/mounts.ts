@@ -22,7 +22,7 @@
 import { Hono } from "hono";
 import { HASH } from "./storage.ts";
 import { boundedText, error, type AppEnv } from "./http.ts";
-import { parseManifest, signerOf, type MountManifest, type MountScopeInfo, type MountVersionInfo } from "../remote/mount-manifest.ts";
+import { isPrivateScope, parseManifest, signerOf, type MountManifest, type MountScopeInfo, type MountVersionInfo } from "../remote/mount-manifest.ts";
 import type { MountFetchReport } from "../remote/mount-types.ts";
 
 /** A manifest of a million files is ~100 MB of JSON; caches that large are not shared file by file. */
@@ -52,6 +52,8 @@ export type InsertOutcome = { stored: true; evicted: number } | { stored: false 
 export interface MountRows {
   scopes(): Promise<MountScopeInfo[]>;
   versions(scope: string): Promise<MountVersionInfo[]>;
+  /** The label of a scope's newest version; undefined when it has none. */
+  labelOf(scope: string): Promise<MountManifest["label"] | undefined>;
   /** A version's manifest text; `scope` undefined: by id alone. */
   body(id: string, scope?: string): Promise<string | undefined>;
   exists(id: string): Promise<boolean>;
@@ -94,6 +96,16 @@ export class MountStore {
 
   versions(scope: string): Promise<MountVersionInfo[]> {
     return this.rows.versions(scope);
+  }
+
+  /**
+   * Whether a token of `role` may see the scope: a worker's private scope holds what a
+   * read-only submitter's RUN wrote (its secrets, perhaps), so no read-only token sees one (a
+   * worker's token fetches it for the job). A scope without versions is not visible either.
+   */
+  async visible(scope: string, role: string | undefined): Promise<boolean> {
+    const label = await this.rows.labelOf(scope);
+    return label !== undefined && (role !== "ro" || !isPrivateScope(label.scope ?? undefined));
   }
 
   manifest(scope: string, id: string): Promise<string | undefined> {
@@ -242,7 +254,8 @@ export function mountRoutes(mounts: MountStore, nameOf: (id: string) => string |
   const app = new Hono<AppEnv>();
 
   app.get("/v1/mounts", async (c) => {
-    const scopes = (await mounts.scopes()).map((s) => {
+    const visible = (await mounts.scopes()).filter((s) => c.get("role") !== "ro" || !isPrivateScope(s.label.scope ?? undefined));
+    const scopes = visible.map((s) => {
       const name = s.current.author === null ? undefined : nameOf(s.current.author);
       return name ? { ...s, current: { ...s.current, authorName: name } } : s;
     });
@@ -264,6 +277,8 @@ export function mountRoutes(mounts: MountStore, nameOf: (id: string) => string |
 
   app.get("/v1/mounts/:scope", async (c) => {
     if (!validScope(c.req.param("scope"))) return error(c, 400, "a scope is named by 64 hex digits");
+    // A scope hidden from this token answers as one that does not exist.
+    if (!(await mounts.visible(c.req.param("scope"), c.get("role")))) return c.json({ versions: [] });
     return c.json({ versions: await mounts.versions(c.req.param("scope")) });
   });
 
@@ -280,8 +295,8 @@ export function mountRoutes(mounts: MountStore, nameOf: (id: string) => string |
     }
     const report = parseFetchReport(body);
     if (typeof report === "string") return error(c, 400, report);
+    if (!(await mounts.visible(c.req.param("scope"), c.get("role")))) return error(c, 404, "no such scope");
     const versions = await mounts.versions(c.req.param("scope"));
-    if (versions.length === 0) return error(c, 404, "no such scope");
     const beyond = beyondScope(report, versions);
     if (beyond) return error(c, 400, beyond);
     await mounts.recordFetch(c.req.param("scope"), report);
@@ -291,6 +306,7 @@ export function mountRoutes(mounts: MountStore, nameOf: (id: string) => string |
   app.get("/v1/mounts/:scope/:version", async (c) => {
     const { scope, version } = c.req.param();
     if (!validScope(scope) || !HASH.test(version)) return error(c, 400, "a scope and a version are named by 64 hex digits");
+    if (!(await mounts.visible(scope, c.get("role")))) return error(c, 404, "no such version");
     const body = await mounts.manifest(scope, version);
     if (body === undefined) return error(c, 404, "no such version");
     c.set("bytesOut", body.length);
