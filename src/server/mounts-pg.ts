@@ -8,7 +8,7 @@
  */
 import type { SQL } from "bun";
 import type { MountFetchReport, MountScopeInfo } from "../remote/mount-types.ts";
-import { blobKey, savedMs, versionsToEvict, type InsertOutcome, type MountRows, type NewVersion } from "./mounts.ts";
+import { blobKey, budgetGroup, savedMs, versionsToEvict, type InsertOutcome, type MountRows, type NewVersion } from "./mounts.ts";
 import { fetchTotals, versionInfo, type FetchRow, type VersionRow } from "./mounts-sqlite.ts";
 import { LOCKS, num } from "./pg.ts";
 
@@ -76,14 +76,15 @@ export class PgMountRows implements MountRows {
         const absent = hashes.filter((hash) => have.get(hash) !== blobs.get(hash));
         if (absent.length) return { absent };
       }
-      // The scope's lock first: the budget below decides over every version of it at once.
-      await tx`SELECT pg_advisory_xact_lock(${LOCKS.mounts}, hashtext(${scope}))`;
+      // The budget group's lock first: the budget below decides over every version of it at once.
+      const group = budgetGroup(scope, label);
+      await tx`SELECT pg_advisory_xact_lock(${LOCKS.mounts}, hashtext(${group.key}))`;
       const inserted = await tx`INSERT INTO mount_versions (id, scope, parent, label_id, label_scope, signer, author, created, published, files, size, changed, body)
         VALUES (${info.id}, ${scope}, ${info.parent}, ${label.id}, ${label.scope}, ${info.signer}, ${info.author}, ${info.created}, ${info.published}, ${info.files}, ${info.size}, ${info.changed}, ${body})
         ON CONFLICT (id) DO NOTHING RETURNING id`;
       if (!inserted.length) return { stored: false };
       if (hashes.length) await tx`INSERT INTO action_blobs SELECT ${blobKey(info.id)}, unnest(${hashes}::text[]) ON CONFLICT DO NOTHING`;
-      return { stored: true, evicted: await this.keepBudget(tx, scope, budget) };
+      return { stored: true, evicted: await this.keepBudget(tx, group, budget) };
     });
   }
 
@@ -98,10 +99,13 @@ export class PgMountRows implements MountRows {
       saved_ms = LEAST(mount_fetches.saved_ms + excluded.saved_ms, ${max}), updated = excluded.updated`;
   }
 
-  private async keepBudget(tx: SQL, scope: string, budget: number): Promise<number> {
-    const ids = (await tx`SELECT id FROM mount_versions WHERE scope = ${scope} ORDER BY seq DESC`).map((r: { id: string }) => r.id);
+  private async keepBudget(tx: SQL, group: ReturnType<typeof budgetGroup>, budget: number): Promise<number> {
+    const versions = group.by === "scope"
+      ? await tx`SELECT id FROM mount_versions WHERE scope = ${group.key} ORDER BY seq DESC`
+      : await tx`SELECT id FROM mount_versions WHERE label_scope = ${group.key} ORDER BY seq DESC`;
+    const ids = versions.map((r: { id: string }) => r.id);
     const rows = await tx`SELECT a.key AS key, b.hash AS hash, b.size AS size FROM action_blobs a JOIN blobs b ON b.hash = a.hash
-      WHERE a.key IN (SELECT 'mount:' || id FROM mount_versions WHERE scope = ${scope})`;
+      WHERE a.key = ANY(${ids.map(blobKey)}::text[])`;
     const byVersion = new Map<string, { hash: string; size: number }[]>();
     for (const row of rows as { key: string; hash: string; size: string }[]) {
       const list = byVersion.get(row.key) ?? [];

@@ -6,7 +6,7 @@ import type { Database } from "bun:sqlite";
 import type { MountFetchReport, MountFetchTotals, MountScopeInfo, MountVersionInfo } from "../remote/mount-types.ts";
 import type { SqliteCacheIndex } from "./cache-index.ts";
 import type { Storage } from "./storage.ts";
-import { blobKey, savedMs, versionsToEvict, type InsertOutcome, type MountRows, type NewVersion } from "./mounts.ts";
+import { blobKey, budgetGroup, savedMs, versionsToEvict, type InsertOutcome, type MountRows, type NewVersion } from "./mounts.ts";
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS mount_versions (
@@ -116,7 +116,7 @@ export class SqliteMountRows implements MountRows {
     })();
     if (!stored) return { stored: false };
     for (const hash of version.blobs.keys()) this.storage.touchBlob(hash);
-    return { stored: true, evicted: this.keepBudget(scope, budget) };
+    return { stored: true, evicted: this.keepBudget(budgetGroup(scope, label), budget) };
   }
 
   async recordFetch(scope: string, report: MountFetchReport, now: number) {
@@ -137,8 +137,9 @@ export class SqliteMountRows implements MountRows {
     return row.bytes;
   }
 
-  private keepBudget(scope: string, budget: number): number {
-    const ids = (this.db.query("SELECT id FROM mount_versions WHERE scope = ? ORDER BY seq DESC").all(scope) as { id: string }[]).map((row) => row.id);
+  private keepBudget(group: ReturnType<typeof budgetGroup>, budget: number): number {
+    // `by` is one of two column names (budgetGroup), never text from a request.
+    const ids = (this.db.query(`SELECT id FROM mount_versions WHERE ${group.by} = ? ORDER BY seq DESC`).all(group.key) as { id: string }[]).map((row) => row.id);
     // Each version's distinct files, from the rows that keep its blobs (no manifest parsed).
     const files = this.db.query("SELECT b.hash AS hash, b.size AS size FROM action_blobs a JOIN blobs b ON b.hash = a.hash WHERE a.key = ?");
     const evict = versionsToEvict(ids, (id) => files.all(blobKey(id)) as { hash: string; size: number }[], budget);

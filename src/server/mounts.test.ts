@@ -209,6 +209,25 @@ for (const backend of BACKENDS) describe(`shared cache mounts on ${backend.name}
     expect(tooBig.response.status).toBe(413);
   });
 
+  test("a read-only submitter's private scopes share one budget: more mount ids do not buy it more of the server's storage", async () => {
+    const call = await server({ mountBudget: 100 });
+    const big = (c: string) => c.repeat(60);
+    const privately = (id: string, files: Record<string, string>, created: number) => {
+      const label = { id, scope: "job-private/0123456789ab" };
+      return publish(call, files, { scope: mountScope(id, label.scope), label, created });
+    };
+    const team = await publish(call, { t: big("t") });
+    const npm = await privately("npm", { a: big("a") }, 1);
+    const pip = await privately("pip", { b: big("b") }, 2);
+    expect([team.response.status, npm.response.status, pip.response.status]).toEqual([201, 201, 201]);
+    // 120 bytes in that submitter's scopes: its older version goes; the team's scope is its own.
+    const listed = (await (await call("GET", "/v1/mounts")).json()) as { scopes: { label: { id: string; scope: string | null }; current: { id: string } }[] };
+    expect(listed.scopes.map((s) => [s.label.id, s.label.scope, s.current.id]).sort()).toEqual([
+      ["npm", null, team.id],
+      ["pip", "job-private/0123456789ab", pip.id],
+    ]);
+  });
+
   test("the same files in two mounts are stored once", async () => {
     const call = await server();
     await publish(call, { "a.tgz": "same content" });

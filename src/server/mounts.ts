@@ -185,6 +185,16 @@ const notStored = (paths: string[]) =>
   new MountRejected(400, `${paths.length} file(s) are not stored with the size the manifest gives (upload them first), e.g. ${paths.slice(0, 3).join(", ")}`);
 
 /**
+ * The versions that keep to one budget together: a scope's own, except that every private scope
+ * of one read-only submitter (label scope job-private/ID, published by workers) shares one.
+ * Its jobs may name as many mount ids as they like, and a worker publishes each: one budget per
+ * id would give a read-only token as much of the server's storage as it asked for.
+ */
+export function budgetGroup(scope: string, label: MountManifest["label"]): { by: "scope" | "label_scope"; key: string } {
+  return isPrivateScope(label.scope ?? undefined) ? { by: "label_scope", key: label.scope! } : { by: "scope", key: scope };
+}
+
+/**
  * Which versions a scope keeps: newest first, until the distinct files of those kept pass the
  * budget; the newest always stays. `files` gives each version's distinct files (hash → size).
  */
