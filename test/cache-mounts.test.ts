@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { memobuildBinary, runMemobuild } from "./support/binary.ts";
+import { memobuildBinary, runMemobuild, runMemobuildAsync } from "./support/binary.ts";
 import { startCacheServer, type CacheServer } from "./support/server.ts";
 import { buildBaseImage, machineWithBase, writeProject } from "./support/base-image.ts";
 
@@ -266,4 +266,31 @@ describe("a cache mount follows the team through the remote cache", () => {
       await server.stop();
     }
   }, 120_000);
+});
+
+test("cache mounts ls --remote refuses a server's list whose figures are not numbers, naming the field: no escape sequence reaches the terminal", async () => {
+  const current = { id: "a".repeat(64), parent: null, signer: null, author: "0123456789ab", created: 1, published: 1, files: 1, size: 1, changed: 1 };
+  const listing = (override: Record<string, unknown>) => ({ scope: "b".repeat(64), label: { id: "npm", scope: null }, versions: 1, stored: 1, changes: [1], fetched: {}, ...override, current: { ...current, ...(override.current as object) } });
+  let scopes: unknown[] = [];
+  const hostile = Bun.serve({ hostname: "127.0.0.1", port: 0, fetch: () => Response.json({ scopes }) });
+  try {
+    const list = () => runMemobuildAsync(["cache", "mounts", "ls", "--remote"], { MEMOBUILD_REMOTE_URL: `http://127.0.0.1:${hostile.port}`, MEMOBUILD_TOKEN: READER });
+    scopes = [listing({})];
+    expect((await list()).exitCode).toBe(0);
+    for (const [override, field] of [
+      [{ versions: "\x1b]0;owned\x07" }, "scopes[0].versions"],
+      [{ current: { files: "\x1b[2J" } }, "scopes[0].current.files"],
+      [{ current: { published: "never" } }, "scopes[0].current.published"],
+    ] as const) {
+      scopes = [listing(override)];
+      const result = await list();
+      expect({ exitCode: result.exitCode, stdout: result.stdout.includes("\x1b"), stderr: result.stderr.trim() }).toEqual({
+        exitCode: 1,
+        stdout: false,
+        stderr: `memobuild: the remote cache at http://127.0.0.1:${hostile.port} sent a list of cache mounts that is not valid: ${field} is not a whole number`,
+      });
+    }
+  } finally {
+    hostile.stop(true);
+  }
 });

@@ -10,6 +10,7 @@ import { openRemote } from "../remote.ts";
 import { commandSettings } from "../settings.ts";
 import { withExclusiveStore, withStore } from "../store.ts";
 import { UsageError } from "../errors.ts";
+import { UserError } from "../../errors.ts";
 
 
 export function registerCache(program: Command) {
@@ -116,6 +117,17 @@ export function registerCacheMounts(cache: Command) {
     });
 }
 
+/** The first figure the listing prints that is not a whole number (texts are made safe where printed). */
+function notWholeNumber(scopes: MountScopeInfo[]): string | undefined {
+  if (!Array.isArray(scopes)) return "scopes";
+  for (const [i, s] of scopes.entries()) {
+    const figures: [string, unknown][] = [["versions", s?.versions], ["stored", s?.stored], ["current.files", s?.current?.files], ["current.size", s?.current?.size], ["current.published", s?.current?.published]];
+    const bad = figures.find(([, value]) => !Number.isSafeInteger(value) || (value as number) < 0);
+    if (bad) return `scopes[${i}].${bad[0]}`;
+  }
+  return undefined;
+}
+
 const shortKey = (key: string | null) => (key ? `${key.slice(0, 20)}…` : "-");
 
 async function listRemoteMounts() {
@@ -126,6 +138,8 @@ async function listRemoteMounts() {
   if (!response?.ok) throw new UsageError(`the remote cache at ${remote.base} did not list its cache mounts${response ? ` (HTTP ${response.status})` : ""}`);
   // The server's answer is bounded, and every text in it made safe for a terminal before it is printed.
   const { scopes } = JSON.parse((await readBodyBytes(response, 16 * 1024 * 1024, "the list of cache mounts", (max) => `larger than ${max} bytes`)).toString("utf8")) as { scopes: MountScopeInfo[] };
+  const bad = notWholeNumber(scopes);
+  if (bad) throw new UserError(`the remote cache at ${remote.base} sent a list of cache mounts that is not valid: ${bad} is not a whole number`);
   process.stdout.write("ID                    SCOPE         VERSIONS  FILES        SIZE      STORED  CURRENT       PUBLISHED BY             WHEN\n");
   for (const s of scopes) {
     const by = terminalText(s.current.signer ? shortKey(s.current.signer) : `token ${s.current.author ?? "-"}`, { max: 40 });
