@@ -29,3 +29,20 @@ test("an answer over the bound is refused while it is read, not after", async ()
   await expect(client.submit({}, [])).rejects.toThrow("submitting the build: the answer is larger than 8388608 bytes");
   expect(sent).toBeLessThan(32 << 20); // stopped near the bound, not after all 64 MiB
 });
+
+test("a claimed job whose id could be a path (or is no job at all) is refused, naming what is missing", async () => {
+  let answer: unknown;
+  const hostile = Bun.serve({ hostname: "127.0.0.1", port: 0, fetch: () => Response.json(answer) });
+  try {
+    const client = new JobsClient({ url: `http://127.0.0.1:${hostile.port}` });
+    const job = { id: "0f8fad5b-d9cb-469f-a165-70867728950e", lease: "l", leaseMs: 30_000, definition: {} };
+    answer = job;
+    expect((await client.claim({ name: "w", labels: {}, holds: "" }))?.id).toBe(job.id);
+    for (const bad of [{ ...job, id: "/../../x" }, { ...job, lease: 7 }, { ...job, leaseMs: "1" }, null]) {
+      answer = bad;
+      await expect(client.claim({ name: "w", labels: {}, holds: "" })).rejects.toThrow("claiming a job: the server's answer is not a job (an id, a lease and its length)");
+    }
+  } finally {
+    hostile.stop(true);
+  }
+});

@@ -59,6 +59,8 @@ export interface Claimed {
 }
 
 const MAX_ANSWER_BYTES = 8 * 1024 * 1024;
+/** A job id as the server makes them (a UUID). */
+const JOB_ID = /^[0-9a-f-]{36}$/;
 
 export class JobsClient {
   readonly base: string;
@@ -97,7 +99,7 @@ export class JobsClient {
 
   async submit(definition: unknown, hints: string[]): Promise<string> {
     const { id } = await this.json<{ id: unknown }>(await this.call("POST", "/v1/jobs", { definition, hints }), "submitting the build");
-    if (typeof id !== "string" || !/^[0-9a-f-]{36}$/.test(id)) throw new JobsError("submitting the build: the server answered no job id");
+    if (typeof id !== "string" || !JOB_ID.test(id)) throw new JobsError("submitting the build: the server answered no job id");
     return id;
   }
 
@@ -147,7 +149,12 @@ export class JobsClient {
   async claim(worker: { name: string; labels: Record<string, string>; holds: string }, waitMs = 20_000): Promise<Claimed | undefined> {
     const response = await this.call("POST", `/v1/workers/claim?wait=${waitMs}`, worker, waitMs + 30_000);
     if (response.status === 204) return undefined;
-    return this.json<Claimed>(response, "claiming a job");
+    const claimed = await this.json<Claimed>(response, "claiming a job");
+    // The id names the job's work directory and goes into URLs and the log: a job id, or nothing.
+    if (typeof claimed?.id !== "string" || !JOB_ID.test(claimed.id) || typeof claimed.lease !== "string" || !Number.isSafeInteger(claimed.leaseMs)) {
+      throw new JobsError("claiming a job: the server's answer is not a job (an id, a lease and its length)");
+    }
+    return claimed;
   }
 
   /** "ok", "cancelled" (the submitter gave up), or "lost" (the lease went to another worker). */
