@@ -142,6 +142,11 @@ for (const backend of BACKENDS) describe(`shared cache mounts on ${backend.name}
     expect((await report({})).status).toBe(200); // all a version holds: 149 bytes kept at 1 byte in 10 ms
     const { scopes } = (await (await call("GET", "/v1/mounts")).json()) as { scopes: { fetched: { fetches: number; savedMs: number } }[] };
     expect([scopes[0].fetched.fetches, scopes[0].fetched.savedMs]).toEqual([1, 1490]);
+    // Totals as many reports would leave them: they stop at 2^53 - 1 (a JS number's whole numbers) and never overflow.
+    await backend.exec(parts!.storage, "UPDATE mount_fetches SET bytes_kept = $1, saved_ms = $1", [String(Number.MAX_SAFE_INTEGER - 1)]);
+    expect((await report({})).status).toBe(200);
+    const after = (await (await call("GET", "/v1/mounts")).json()) as { scopes: { fetched: { bytesKept: number; savedMs: number } }[] };
+    expect([after.scopes[0].fetched.bytesKept, after.scopes[0].fetched.savedMs]).toEqual([Number.MAX_SAFE_INTEGER, Number.MAX_SAFE_INTEGER]);
   });
 
   test("refuses a version naming files not uploaded, a wrong name, another scope, and a bad signature", async () => {
