@@ -86,7 +86,9 @@ export function explainStep(
   // Keys made before the network entered them had none: no network, as RUN had then.
   if ((before.network ?? "none") !== (current.network ?? "none")) reasons.push(`the network changed: ${before.network ?? "none"} → ${current.network ?? "none"}`);
   if (before.sandbox !== current.sandbox) reasons.push(`--add-host, --shm-size or --ulimit changed: ${before.sandbox ?? "none"} → ${current.sandbox ?? "none"}`);
-  if (before.untrusted !== current.untrusted) reasons.push(`it reads a cache mount, secret or SSH agent of ${current.untrusted ? `an untrusted submitter's (${current.untrusted})` : "the build's own"}, keyed apart`);
+  if (before.untrusted !== current.untrusted) {
+    reasons.push(`the untrusted submitter it reads a cache mount, secret or SSH agent of (keyed apart) changed: ${before.untrusted ?? "none"} → ${current.untrusted ?? "none"}`);
+  }
   if (before.epoch !== current.epoch) reasons.push(`SOURCE_DATE_EPOCH changed: ${before.epoch ?? "none"} → ${current.epoch ?? "none"}`);
   if (before.owner !== current.owner) reasons.push(`the owner of the directory it makes changed: ${before.owner ?? "none"} → ${current.owner ?? "none"}`);
   if (JSON.stringify(before.urls ?? []) !== JSON.stringify(current.urls ?? [])) reasons.push("a URL it adds served different content (or its --checksum changed)");
