@@ -69,7 +69,7 @@ export function mountScope(identity: string, scopeName: string | undefined): str
 /** Why a path may not be in a manifest; undefined when it may. */
 export function badPath(path: unknown): string | undefined {
   if (typeof path !== "string" || path === "") return "a path must be a non-empty string";
-  if (path.length > 4096 || path.includes("\0")) return `path ${JSON.stringify(path.slice(0, 80))} is too long or holds a NUL`;
+  if (path.length > 4096 || path.includes("\0") || !path.isWellFormed()) return `path ${JSON.stringify(path.slice(0, 80))} is too long, holds a NUL or is not well-formed text`;
   if (path.startsWith("/") || path.split("/").some((part) => part === "" || part === "." || part === "..")) return `path ${JSON.stringify(path)} is not a clean relative path`;
   return undefined;
 }
@@ -84,7 +84,10 @@ export function parseManifest(body: unknown, id: string): { manifest: MountManif
   if (m.format !== MOUNT_FORMAT) return { error: `format must be "${MOUNT_FORMAT}"` };
   if (typeof m.scope !== "string" || !HEX64.test(m.scope)) return { error: "scope must be 64 hex digits" };
   if (typeof m.label !== "object" || m.label === null || typeof m.label.id !== "string" || !(m.label.scope === null || typeof m.label.scope === "string")) return { error: "label must be { id: string, scope: string | null }" };
-  if (m.label.id.length > 256 || (m.label.scope?.length ?? 0) > 128) return { error: "label: an id is at most 256 characters, a scope 128" };
+  // A NUL or a lone surrogate is text no database column (nor file name) keeps as it was signed.
+  if (m.label.id.length > 256 || (m.label.scope?.length ?? 0) > 128 || [m.label.id, m.label.scope ?? ""].some((text) => text.includes("\0") || !text.isWellFormed())) {
+    return { error: "label: an id is at most 256 characters, a scope 128, each well-formed text without a NUL" };
+  }
   if (!(m.parent === null || (typeof m.parent === "string" && HEX64.test(m.parent)))) return { error: "parent must be null or a version id" };
   if (!Number.isSafeInteger(m.created) || m.created < 0) return { error: "created must be a time in milliseconds" };
   if (!Array.isArray(m.files)) return { error: "files must be a list" };

@@ -190,6 +190,17 @@ for (const backend of BACKENDS) describe(`shared cache mounts on ${backend.name}
     expect((await call("GET", `/v1/mounts/${scope}/${secret.id}`, undefined, RW)).status).toBe(200);
   });
 
+  test("a label holding a NUL or a lone surrogate (no text column can keep it), or such a path, is refused with a 400 naming it", async () => {
+    const call = await server();
+    for (const label of [{ id: "a\u0000b", scope: null }, { id: "npm", scope: "x\u0000" }, { id: "\ud800", scope: null }]) {
+      const { response } = await publish(call, { "a.tgz": "A" }, { label });
+      expect([response.status, ((await response.json()) as { error: string }).error]).toEqual([400, "label: an id is at most 256 characters, a scope 128, each well-formed text without a NUL"]);
+    }
+    // Nor a path: a file name written as UTF-8 would not be the name the manifest lists.
+    const { response } = await publish(call, { "a\ud800": "A" });
+    expect([response.status, ((await response.json()) as { error: string }).error]).toEqual([400, 'files[0]: path "a\\ud800" is too long, holds a NUL or is not well-formed text']);
+  });
+
   test("a signed version records its signer", async () => {
     const call = await server();
     const key = SigningKey.generate().key;
