@@ -98,14 +98,10 @@ export class MountStore {
     return this.rows.versions(scope);
   }
 
-  /**
-   * Whether a token of `role` may see the scope: a worker's private scope holds what a
-   * read-only submitter's RUN wrote (its secrets, perhaps), so no read-only token sees one (a
-   * worker's token fetches it for the job). A scope without versions is not visible either.
-   */
+  /** Whether a token of `role` may see the scope (readableBy); one without versions is not visible. */
   async visible(scope: string, role: string | undefined): Promise<boolean> {
     const label = await this.rows.labelOf(scope);
-    return label !== undefined && (role !== "ro" || !isPrivateScope(label.scope ?? undefined));
+    return label !== undefined && readableBy(role, label);
   }
 
   manifest(scope: string, id: string): Promise<string | undefined> {
@@ -180,6 +176,12 @@ export class MountStore {
     return body ? (JSON.parse(body) as MountManifest).files : [];
   }
 }
+
+/**
+ * A worker's private scope holds what a read-only submitter's RUN wrote (its secrets, perhaps),
+ * so no read-only token sees one (a worker's token fetches it for the job).
+ */
+const readableBy = (role: string | undefined, label: MountManifest["label"]) => role !== "ro" || !isPrivateScope(label.scope ?? undefined);
 
 const notStored = (paths: string[]) =>
   new MountRejected(400, `${paths.length} file(s) are not stored with the size the manifest gives (upload them first), e.g. ${paths.slice(0, 3).join(", ")}`);
@@ -264,7 +266,7 @@ export function mountRoutes(mounts: MountStore, nameOf: (id: string) => string |
   const app = new Hono<AppEnv>();
 
   app.get("/v1/mounts", async (c) => {
-    const visible = (await mounts.scopes()).filter((s) => c.get("role") !== "ro" || !isPrivateScope(s.label.scope ?? undefined));
+    const visible = (await mounts.scopes()).filter((s) => readableBy(c.get("role"), s.label));
     const scopes = visible.map((s) => {
       const name = s.current.author === null ? undefined : nameOf(s.current.author);
       return name ? { ...s, current: { ...s.current, authorName: name } } : s;
