@@ -60,6 +60,7 @@ const OWN_PATHS: { file: string; line: string; why: string }[] = [
   { file: "src/server/blobs.ts", line: "await rename(temp, this.blobPath(hash))", why: "from the data directory's tmp/ into its blobs/" },
   { file: "src/snapshot/overlay.ts", line: "symlinkSync(lower,", why: "the lower-directory links beside a mount point in the store" },
   { file: "src/cli/main.ts", line: "Bun.write(Bun.stdout,", why: "the version, to standard output (descriptor 1): no path at all" },
+  { file: "src/executor/emulation.ts", line: 'writeFileSync(join(paths.binfmt, "register")', why: "binfmt_misc's register file: a kernel interface in its own file system (mounted there by MemoBuild when missing), not a file anyone names" },
   { file: "src/attest/packages.ts", line: 'writeFileSync(join(dir, "rpmdb.sqlite"), database)', why: "an image's RPM database, copied into a directory mkdtemp just made for it" },
   { file: "src/attest/packages.ts", line: 'writeFileSync(join(dir, "rpmdb.sqlite-wal"), wal)', why: "its write-ahead log, beside it in that directory" },
 ];

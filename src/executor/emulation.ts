@@ -7,9 +7,10 @@
  * or OPF); when no handler is registered, MemoBuild registers that line itself, as
  * `update-binfmts`/`systemd-binfmt` would, since the build runs as root.
  */
-import { existsSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { UserError } from "../errors.ts";
+import { readRegularFile } from "../util/host-file.ts";
 import { formatPlatform, type Platform } from "../frontend/platform.ts";
 import { mount } from "../sys/libc.ts";
 
@@ -59,9 +60,14 @@ function mountBinfmt(dir: string, wanted: string) {
   }
 }
 
+/** A binfmt_misc entry or a package's binfmt line: small text files of the host's own, read bounded. */
+function readSystemFile(path: string): string {
+  return readRegularFile(path, { limit: 64 * 1024, follow: true }).toString("utf8");
+}
+
 /** A handler someone registered: it must be on, and carry F to work inside a container root. */
 function checkEntry(entry: string, wanted: string) {
-  const text = readFileSync(entry, "utf8");
+  const text = readSystemFile(entry);
   if (!/^enabled$/m.test(text)) throw new UserError(`RUN for ${wanted}: the binfmt_misc handler ${entry} is disabled (echo 1 > ${entry})`);
   const flags = /^flags: *(\S*)$/m.exec(text)?.[1] ?? "";
   if (!flags.includes("F")) {
@@ -75,7 +81,7 @@ function register(paths: EmulationPaths, arch: string, wanted: string) {
   if (!conf) {
     throw new UserError(`RUN for ${wanted} needs QEMU user-mode emulation: install Debian's qemu-user-static (apt-get install qemu-user-static), which provides qemu-${arch}-static and its binfmt_misc line (no qemu-${arch}.conf in ${paths.confDirs.join(" or ")})`);
   }
-  const line = readFileSync(conf, "utf8").split("\n").find((l) => l.startsWith(":"));
+  const line = readSystemFile(conf).split("\n").find((l) => l.startsWith(":"));
   const fields = line?.split(":");
   // :name:type:offset:magic:mask:interpreter:flags
   if (!fields || fields.length !== 8) throw new UserError(`${conf}: not a binfmt_misc line (:name:type:offset:magic:mask:interpreter:flags)`);
