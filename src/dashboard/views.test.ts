@@ -121,3 +121,16 @@ describe("use by token", () => {
     expect(html).toContain(">token ba9876543210</text>");
   });
 });
+
+describe("conflicts", () => {
+  test("each writer is shown by its token's name when it has one, with its key when it signed", async () => {
+    const { conflictsPanel } = await import("./ui/reproducibility.ts");
+    const html = conflictsPanel([
+      { key: "a".repeat(64), time: 0, step: "[app 2/2] RUN make", first: { author: "0123456789ab", authorName: "ci", signer: "ed25519:" + "f".repeat(64), build: "b1" }, second: { author: "ba9876543210", signer: null, build: null } },
+    ]);
+    expect(html).toContain("ci <span");
+    expect(html).not.toContain("0123456789ab");
+    expect(html).toContain("key ffff");
+    expect(html).toContain("token <code>ba9876543210</code>");
+  });
+});

@@ -25,7 +25,7 @@ for (const backend of BACKENDS) describe(`the cache server on ${backend.name}`, 
 
   async function setup(options: { maxSize?: number; maxBlob?: number; blobsRedirect?: boolean } = {}) {
     await parts?.close();
-    const tokens = [{ token: RW, role: "rw" as const }, { token: RO, role: "ro" as const }, { token: OTHER_RW, role: "rw" as const }];
+    const tokens = [{ token: RW, role: "rw" as const }, { token: RO, role: "ro" as const }, { token: OTHER_RW, role: "rw" as const, name: "other-team" }];
     const dataDir = join(work, `data${++n}`);
     parts = await createParts({ dataDir, ...options, tokens, log: createLogger({ MEMOBUILD_LOG: "error" }), ...(await backend.options(dataDir)) });
     storage = parts.storage;
@@ -164,6 +164,10 @@ for (const backend of BACKENDS) describe(`the cache server on ${backend.name}`, 
       expect(listed).toHaveLength(1);
       expect(listed[0].key).toBe(key);
       expect(listed[0].first.author).toBe(blake3Hex(RW).slice(0, 12));
+      // A named token is shown by its name (the id stays: two tokens may share a name).
+      expect(listed[0].second).toMatchObject({ author: blake3Hex(OTHER_RW).slice(0, 12), authorName: "other-team" });
+      expect(listed[0].first).not.toHaveProperty("authorName");
+      expect((await json(await call("GET", "/v1/stats", { token: RO }))).conflicts).toMatchObject([{ second: { authorName: "other-team" } }]);
       expect(await json(await call("GET", `/v1/conflicts?key=${blake3Hex("other")}`, { token: RO }))).toEqual({ conflicts: [] });
       const metrics = await (await call("GET", "/metrics", { token: RO })).text();
       expect(metrics).toContain("memobuild_action_conflicts_total 1");

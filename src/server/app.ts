@@ -256,8 +256,9 @@ export function createApp(parts: AppParts): Hono<AppEnv> {
       metrics.uploadRejections.inc({ reason: cause.reason });
       if (cause instanceof ActionConflict) {
         metrics.conflicts.inc();
-        log.warn("conflicting result refused", { ...cause.conflict });
-        await hub.conflict(cause.conflict);
+        const conflict = tokens.namedSides(cause.conflict);
+        log.warn("conflicting result refused", { ...conflict });
+        await hub.conflict(conflict);
         return c.json({ error: cause.message, step: cause.conflict.step ?? null, firstBuild: cause.conflict.first.build ?? null }, 409);
       }
       return error(c, cause.status, cause.message);
@@ -284,7 +285,7 @@ export function createApp(parts: AppParts): Hono<AppEnv> {
   app.get("/v1/conflicts", async (c) => {
     const key = c.req.query("key");
     if (key !== undefined && !HASH.test(key)) return error(c, 400, "key must be a 64-hex-digit step key");
-    return c.json({ conflicts: await storage.conflicts({ key, limit: 1000 }) });
+    return c.json({ conflicts: (await storage.conflicts({ key, limit: 1000 })).map((conflict) => tokens.namedSides(conflict)) });
   });
 
   app.route("/", hubRoutes(parts));

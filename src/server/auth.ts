@@ -40,6 +40,18 @@ export class TokenSet {
     return id === undefined ? undefined : this.names.get(id);
   }
 
+  /**
+   * A conflict as people read it: each side's token by its name too (`authorName`), when the
+   * token file gives one; the id stays (two tokens may share a name).
+   */
+  namedSides<T extends { first: { author: string | null }; second: { author: string | null } }>(conflict: T): T {
+    const side = <S extends { author: string | null }>(s: S): S => {
+      const name = s.author === null ? undefined : this.nameOf(s.author);
+      return name ? { ...s, authorName: name } : s;
+    };
+    return { ...conflict, first: side(conflict.first), second: side(conflict.second) };
+  }
+
   /** A file of `TOKEN [rw|ro|worker] [name=NAME]` lines; `#` starts a comment; the role defaults to rw. */
   static parseFile(path: string): TokenEntry[] {
     let text: string;

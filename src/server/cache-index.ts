@@ -16,6 +16,8 @@ import type { LayerDiff } from "./layer-diff.ts";
 /** Who wrote one of two results for a key: token, signer, and the build it came from (when it said). */
 export interface ResultSide {
   author: string | null;
+  /** The author token's name (`TOKEN rw name=ci`), added where the result is shown. */
+  authorName?: string;
   signer: string | null;
   result: string;
   build?: string | null;

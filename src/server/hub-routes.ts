@@ -153,7 +153,7 @@ export function hubRoutes(parts: AppParts): Hono<AppEnv> {
       ...(await hub.store.stats(Date.now() - STATS_WINDOW_MS)),
       // A named token is shown by its name, not by its hash.
       tokens: (await storage.tokenStats()).map((t) => ({ ...t, ...(tokens.nameOf(t.token) ? { name: tokens.nameOf(t.token) } : {}) })),
-      conflicts: await storage.conflicts({ limit: 20 }),
+      conflicts: (await storage.conflicts({ limit: 20 })).map((conflict) => tokens.namedSides(conflict)),
       unreproducible: await storage.unreproducible({ limit: 20 }),
       nondeterministic: await storage.nondeterministic(Date.now() - STATS_WINDOW_MS, 10),
       // A webhook URL is a credential (Slack's and Teams' carry their secret in the path): the

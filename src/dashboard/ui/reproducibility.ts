@@ -30,8 +30,22 @@ export interface ConflictView {
   key: string;
   time: number;
   step?: string | null;
-  first: { author: string | null; signer: string | null; build?: string | null };
-  second: { author: string | null; signer: string | null; build?: string | null };
+  first: ConflictSide;
+  second: ConflictSide;
+}
+
+/** `authorName` when the token file names the author's token (`TOKEN rw name=ci`). */
+interface ConflictSide {
+  author: string | null;
+  authorName?: string;
+  signer: string | null;
+  build?: string | null;
+}
+
+/** A writer: its token by name (else by id), and its signing key when it signed. */
+function writer(side: ConflictSide): string {
+  const token = side.authorName ? esc(side.authorName) : `token <code>${esc(side.author ?? "?")}</code>`;
+  return side.signer ? `${token} <span class="muted">key ${esc(short(side.signer.replace(/^ed25519:/, "")))}</span>` : token;
 }
 
 /** A link to a build's page, or a dash when the upload named none. */
@@ -65,10 +79,9 @@ export function nondeterministicPanel(steps: Nondeterministic[], recent: Unrepro
 }
 
 export function conflictsPanel(conflicts: ConflictView[]): string {
-  const by = (side: ConflictView["first"]) => esc(side.signer ? short(side.signer.replace(/^ed25519:/, "")) : `token ${side.author ?? "?"}`);
   const body = conflicts.length
     ? `<div class="scroll"><table><thead><tr><th>Step</th><th>When</th><th>Kept, from</th><th>Refused, from</th></tr></thead><tbody>${conflicts
-        .map((c) => `<tr data-conflict="${esc(c.key)}"><td>${stepText(c.step, c.key)}</td><td>${esc(ago(c.time))}</td><td>${by(c.first)} · ${buildLink(c.first.build)}</td><td>${by(c.second)} · ${buildLink(c.second.build)}</td></tr>`)
+        .map((c) => `<tr data-conflict="${esc(c.key)}"><td>${stepText(c.step, c.key)}</td><td>${esc(ago(c.time))}</td><td>${writer(c.first)} · ${buildLink(c.first.build)}</td><td>${writer(c.second)} · ${buildLink(c.second.build)}</td></tr>`)
         .join("")}</tbody></table></div>`
     : '<p class="muted">None: no writer offered a result for a step another writer had made.</p>';
   return `<section class="card wide" data-panel="conflicts"><h3>Conflicts</h3><p class="muted">Another writer offered a different result for a step: refused, and kept here.</p>${body}</section>`;
