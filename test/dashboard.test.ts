@@ -293,3 +293,20 @@ test("the list filters by project, branch, result, label, user and text; the fil
   await shared.close();
   await page.close();
 }, 120_000);
+
+test("a running build's hit rate leaves out config-only steps (FROM, ENV…), as its final one does", async () => {
+  const page = await loggedIn();
+  const post = (events: unknown[]) => fetch(`${server.url}/v1/builds/build-config-only-1/events`, { method: "POST", headers: { authorization: `Bearer ${TOKEN}` }, body: JSON.stringify({ events }) });
+  const now = Date.now();
+  const steps = [{ id: "0/0", stage: "0", number: 1, name: "[1/3] FROM base" }, { id: "0/1", stage: "0", number: 2, name: "[2/3] RUN make" }, { id: "0/2", stage: "0", number: 3, name: "[3/3] RUN test" }];
+  expect((await post([{ type: "build.started", seq: 1, time: now, dockerfile: "Dockerfile", platform: "linux/amd64", host: "laptop", labels: {}, project: "config-only", steps }])).status).toBe(200);
+  await page.waitForSelector('tr[data-build="build-config-only-1"]');
+  expect((await post([
+    { type: "step.updated", seq: 2, time: now + 1, step: "0/0", state: "executed", durationMs: 0, configOnly: true },
+    { type: "step.updated", seq: 3, time: now + 2, step: "0/1", state: "cached-local", durationMs: 1, savedMs: 900 },
+  ])).status).toBe(200);
+  // One step decided, a hit: 100% (not one run and one hit, 50%); the FROM reads "config".
+  await page.waitForFunction(() => (globalThis as unknown as { document: { querySelector(s: string): { textContent: string } | null } }).document.querySelector('tr[data-build="build-config-only-1"] td:nth-child(5)')?.textContent === "100%");
+  expect(await page.textContent('.live[data-build="build-config-only-1"] [data-step="0/0"] .step-meta')).toBe("config");
+  await page.close();
+}, 60_000);

@@ -83,6 +83,8 @@ export interface StepUpdated {
   tail?: string[];
   /** The worker that ran or reused the step (a build run with --builder). */
   worker?: string;
+  /** FROM, ENV, ARG…: nothing ran, so the step is neither a hit nor a miss (nor a run). */
+  configOnly?: true;
 }
 
 export interface BuildFinished {
@@ -151,4 +153,6 @@ export interface BuildStep extends ReportedStep {
   tail?: string[];
   /** The worker that ran or reused it (a build run with --builder). */
   worker?: string;
+  /** Changes only the image's config (FROM, ENV…): never counted as a hit, a miss or a run. */
+  configOnly?: true;
 }

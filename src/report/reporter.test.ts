@@ -61,7 +61,13 @@ test("steps that change only the config are reported but count neither as run no
   reporter.sink({ type: "done", step: "app/0", number: 1, status: "executed", durationMs: 0, configOnly: true });
   reporter.sink({ type: "done", step: "app/1", number: 2, status: "cached-local", durationMs: 1, savedMs: 10 });
   await reporter.finish({ result: "success" });
-  expect((await server.hub.store.get(reporter.id))!).toMatchObject({ executed: 0, cached: 1, hitRate: 1 });
+  const build = (await server.hub.store.get(reporter.id))!;
+  expect(build).toMatchObject({ executed: 0, cached: 1, hitRate: 1 });
+  // The step says so (the dashboard's live hit rate skips it), and no panel counts it as a miss.
+  expect(build.steps.map((s) => [s.id, s.configOnly])).toEqual([["app/0", true], ["app/1", undefined]]);
+  const events = await server.hub.store.eventsSince(0, 100);
+  expect(events.find((e) => e.type === "step.updated" && e.step === "app/0")).toMatchObject({ state: "executed", configOnly: true });
+  expect((await server.hub.store.stats(0)).topMissed).toEqual([]);
 });
 
 test("a failed build is reported with the failed step's output", async () => {

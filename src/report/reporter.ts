@@ -115,6 +115,7 @@ export class BuildReporter {
       layerSize: event.layerSize,
       reasons: event.reasons,
       worker: event.worker,
+      ...(event.configOnly ? { configOnly: true as const } : {}),
     });
   }
 

@@ -97,7 +97,8 @@ export class PgHistory implements HistoryStore {
         pending.push(tx`UPDATE build_steps SET state = ${event.state}, started = CASE WHEN ${event.state} = 'running' THEN ${event.time}::bigint ELSE started END,
           duration_ms = coalesce(${event.durationMs ?? null}::bigint, duration_ms), saved_ms = coalesce(${event.savedMs ?? null}::bigint, saved_ms),
           layer_size = coalesce(${event.layerSize ?? null}::bigint, layer_size), reasons = coalesce(${event.reasons ? JSON.stringify(event.reasons) : null}::text, reasons),
-          tail = coalesce(${event.tail ? JSON.stringify(event.tail) : null}::text, tail), worker = coalesce(${event.worker ?? null}::text, worker) WHERE build = ${build} AND step = ${event.step}`);
+          tail = coalesce(${event.tail ? JSON.stringify(event.tail) : null}::text, tail), worker = coalesce(${event.worker ?? null}::text, worker),
+          config_only = config_only OR ${event.configOnly === true} WHERE build = ${build} AND step = ${event.step}`);
         break;
       case "build.finished": {
         const { type: _t, seq: _s, time, result, executed, cached, savedMs, ...outcome } = event;
@@ -207,8 +208,8 @@ export class PgHistory implements HistoryStore {
 
   async stale(before: number) {
     const rows = await this.sql`SELECT b.id, b.token, b.last_seq, b.started,
-        (SELECT count(*) FROM build_steps s WHERE s.build = b.id AND s.state = 'executed') AS executed,
-        (SELECT count(*) FROM build_steps s WHERE s.build = b.id AND s.state IN ('cached-local', 'cached-remote')) AS cached,
+        (SELECT count(*) FROM build_steps s WHERE s.build = b.id AND s.state = 'executed' AND NOT s.config_only) AS executed,
+        (SELECT count(*) FROM build_steps s WHERE s.build = b.id AND s.state IN ('cached-local', 'cached-remote') AND NOT s.config_only) AS cached,
         (SELECT coalesce(sum(saved_ms), 0) FROM build_steps s WHERE s.build = b.id AND s.state IN ('cached-local', 'cached-remote')) AS saved
       FROM builds b WHERE b.result = 'running' AND coalesce(b.updated, 0) < ${before}`;
     return rows.map((r: Row) => ({ id: r.id as string, token: r.token as string, lastSeq: num(r.last_seq), started: num(r.started), executed: num(r.executed), cached: num(r.cached), savedMs: num(r.saved) }));
@@ -230,10 +231,10 @@ export class PgHistory implements HistoryStore {
   async stats(since: number): Promise<HistoryStats> {
     const hourly = await this.sql`SELECT finished / 3600000 * 3600000 AS hour, count(*) AS builds, sum(executed) AS executed, sum(cached) AS cached, sum(saved_ms) AS saved
       FROM builds WHERE finished >= ${since} GROUP BY hour ORDER BY hour`;
-    const topMissed = await this.sql`SELECT name, count(*) AS misses FROM build_steps WHERE state = 'executed'
+    const topMissed = await this.sql`SELECT name, count(*) AS misses FROM build_steps WHERE state = 'executed' AND NOT config_only
       AND build IN (SELECT id FROM builds WHERE started >= ${since}) GROUP BY name ORDER BY misses DESC, name LIMIT 10`;
     const topSavers = await this.sql`SELECT name, count(*) AS hits, sum(saved_ms) AS saved FROM build_steps
-      WHERE state IN ('cached-local', 'cached-remote') AND build IN (SELECT id FROM builds WHERE started >= ${since}) GROUP BY name ORDER BY saved DESC, name LIMIT 10`;
+      WHERE state IN ('cached-local', 'cached-remote') AND NOT config_only AND build IN (SELECT id FROM builds WHERE started >= ${since}) GROUP BY name ORDER BY saved DESC, name LIMIT 10`;
     return {
       hourly: hourly.map((r: Row) => ({ hour: num(r.hour), builds: num(r.builds), executed: num(r.executed), cached: num(r.cached), savedMs: num(r.saved) })),
       topMissed: topMissed.map((r: Row) => ({ name: r.name as string, misses: num(r.misses) })),

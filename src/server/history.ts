@@ -129,6 +129,7 @@ export class SqliteHistory implements HistoryStore {
     addMissingColumns(this.db, "builds", ["updated INTEGER", "bytes INTEGER NOT NULL DEFAULT 0", "role TEXT"]);
     addMissingColumns(this.db, "webhook_deliveries", ["lease_until INTEGER NOT NULL DEFAULT 0"]);
     addMissingColumns(this.db, "build_steps", ["worker TEXT"]);
+    addMissingColumns(this.db, "build_steps", ["config_only INTEGER NOT NULL DEFAULT 0"]);
     // A history from before byte budgets: its builds count what their events hold, so size
     // pruning and token budgets see them too.
     if (!counted) this.db.exec("UPDATE builds SET bytes = (SELECT coalesce(sum(length(CAST(body AS BLOB))), 0) FROM events WHERE events.build = builds.id)");
@@ -218,7 +219,7 @@ export class SqliteHistory implements HistoryStore {
           .query(
             `UPDATE build_steps SET state = ?, started = CASE WHEN ? = 'running' THEN ? ELSE started END,
              duration_ms = coalesce(?, duration_ms), saved_ms = coalesce(?, saved_ms),
-             layer_size = coalesce(?, layer_size), reasons = coalesce(?, reasons), tail = coalesce(?, tail), worker = coalesce(?, worker) WHERE build = ? AND step = ?`,
+             layer_size = coalesce(?, layer_size), reasons = coalesce(?, reasons), tail = coalesce(?, tail), worker = coalesce(?, worker), config_only = max(config_only, ?) WHERE build = ? AND step = ?`,
           )
           .run(
             event.state,
@@ -230,6 +231,7 @@ export class SqliteHistory implements HistoryStore {
             event.reasons ? JSON.stringify(event.reasons) : null,
             event.tail ? JSON.stringify(event.tail) : null,
             event.worker ?? null,
+            event.configOnly ? 1 : 0,
             build,
             event.step,
           );
@@ -307,8 +309,8 @@ export class SqliteHistory implements HistoryStore {
     return this.db
       .query(
         `SELECT b.id, b.token, b.last_seq AS lastSeq, b.started,
-           (SELECT count(*) FROM build_steps s WHERE s.build = b.id AND s.state = 'executed') AS executed,
-           (SELECT count(*) FROM build_steps s WHERE s.build = b.id AND s.state IN ('cached-local', 'cached-remote')) AS cached,
+           (SELECT count(*) FROM build_steps s WHERE s.build = b.id AND s.state = 'executed' AND s.config_only = 0) AS executed,
+           (SELECT count(*) FROM build_steps s WHERE s.build = b.id AND s.state IN ('cached-local', 'cached-remote') AND s.config_only = 0) AS cached,
            (SELECT coalesce(sum(saved_ms), 0) FROM build_steps s WHERE s.build = b.id AND s.state IN ('cached-local', 'cached-remote')) AS savedMs
          FROM builds b WHERE b.result = 'running' AND coalesce(b.updated, 0) < ?`,
       )
@@ -338,12 +340,12 @@ export class SqliteHistory implements HistoryStore {
       .all(since) as HistoryStats["hourly"];
     const recent = "build IN (SELECT id FROM builds WHERE started >= $since)";
     const topMissed = this.db
-      .query(`SELECT name, count(*) AS misses FROM build_steps WHERE state = 'executed' AND ${recent} GROUP BY name ORDER BY misses DESC, name LIMIT 10`)
+      .query(`SELECT name, count(*) AS misses FROM build_steps WHERE state = 'executed' AND config_only = 0 AND ${recent} GROUP BY name ORDER BY misses DESC, name LIMIT 10`)
       .all({ since }) as HistoryStats["topMissed"];
     const topSavers = this.db
       .query(
         `SELECT name, count(*) AS hits, sum(saved_ms) AS savedMs FROM build_steps
-         WHERE state IN ('cached-local', 'cached-remote') AND ${recent} GROUP BY name ORDER BY savedMs DESC, name LIMIT 10`,
+         WHERE state IN ('cached-local', 'cached-remote') AND config_only = 0 AND ${recent} GROUP BY name ORDER BY savedMs DESC, name LIMIT 10`,
       )
       .all({ since }) as HistoryStats["topSavers"];
     return { hourly, topMissed, topSavers };
@@ -487,5 +489,6 @@ export function toStep(row: Row): BuildStep {
     reasons: optional(row.reasons, (v) => JSON.parse(v as string) as string[]),
     tail: optional(row.tail, (v) => JSON.parse(v as string) as string[]),
     worker: optional(row.worker ?? null, String),
+    ...(Number(row.config_only) ? { configOnly: true as const } : {}),
   };
 }

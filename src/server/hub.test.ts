@@ -108,6 +108,19 @@ for (const backend of BACKENDS) describe(`the build hub on ${backend.name}`, () 
       expect(build.steps.map((s) => s.worker)).toEqual(["ci-1", "ci-1", "ci-2"]);
     });
 
+    test("a config-only step (FROM, ENV…) is shown as such and never counts as a miss or a hit", async () => {
+      const { call } = await hubApp();
+      // Started now: the panels look at the last 7 days.
+      const events = wholeBuild("success", { time: Date.now() } as Partial<BuildEvent>).map((e) => (e.type === "step.updated" && e.step === "app/0" && e.state !== "running" ? { ...e, state: "executed", savedMs: undefined, configOnly: true } : e)) as BuildEvent[];
+      expect((await call("POST", `/v1/builds/${BUILD}/events`, { token: RW, body: { events } })).status).toBe(200);
+      const build = (await (await call("GET", `/v1/builds/${BUILD}`, { token: RO })).json()) as { steps: Record<string, unknown>[] };
+      expect(build.steps.map((s) => [s.state, s.configOnly])).toEqual([["executed", true], ["executed", undefined], ["executed", undefined]]);
+      const stats = (await (await call("GET", "/v1/stats", { token: RO })).json()) as { topMissed: { name: string }[]; topSavers: { name: string }[] };
+      expect(stats.topMissed.map((m) => m.name).sort()).toEqual(["[app 2/3] COPY . /src", "[app 3/3] RUN make"]);
+      const bad = { type: "step.updated", seq: 9, time: 1, step: "app/0", state: "executed", configOnly: "yes" };
+      expect((await call("POST", `/v1/builds/${BUILD}/events`, { token: RW, body: { events: [bad] } })).status).toBe(400);
+    });
+
     test("newest first, paged, and filtered by label, result and branch", async () => {
       const { call } = await hubApp();
       for (let i = 0; i < 5; i++) {

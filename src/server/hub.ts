@@ -465,7 +465,8 @@ function parseEvent(raw: unknown, where: string): BuildEvent {
       const reasons = lines(e.reasons, `${where}.reasons`, 20, 4096);
       const tail = lines(e.tail, `${where}.tail`, 50, 8192);
       const worker = text(e.worker, `${where}.worker`, 64, true);
-      return { ...update, ...defined({ durationMs, savedMs, layerSize, reasons, tail, worker }) };
+      if (e.configOnly !== undefined && e.configOnly !== true) fail(`${where}.configOnly`, "must be true when given");
+      return { ...update, ...defined({ durationMs, savedMs, layerSize, reasons, tail, worker }), ...(e.configOnly ? { configOnly: true as const } : {}) };
     }
     case "step.log":
       return { type: "step.log", ...base, step: text(e.step, `${where}.step`, 256)!, text: logText(e.text, `${where}.text`) };

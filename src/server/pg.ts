@@ -88,6 +88,8 @@ const MIGRATIONS: string[] = [
    CREATE TABLE job_agent_asks (
      seq BIGSERIAL, id TEXT PRIMARY KEY, job TEXT NOT NULL, public_key TEXT NOT NULL, requests TEXT NOT NULL, reply TEXT, expires BIGINT NOT NULL);
    CREATE INDEX job_agent_asks_job ON job_agent_asks (job, seq);`,
+  // Steps that only change the image's config (FROM, ENV…): never a hit, a miss or a run.
+  `ALTER TABLE build_steps ADD COLUMN config_only BOOLEAN NOT NULL DEFAULT false;`,
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;

@@ -127,8 +127,11 @@ function apply(event: HubEvent) {
       const { id: _id, type: _type, seq: _seq, time, build: _build, step: _step, ...change } = event;
       Object.assign(step, change);
       if (change.state === "running") step.started = time;
-      if (change.state === "executed") build.executed++;
-      if (change.state === "cached-local" || change.state === "cached-remote") {
+      // A config-only step (FROM, ENV…) ran nothing: neither a hit nor a miss, as in the client's totals.
+      if (change.configOnly) {
+        // counted nowhere
+      } else if (change.state === "executed") build.executed++;
+      else if (change.state === "cached-local" || change.state === "cached-remote") {
         build.cached++;
         build.savedMs += (change.savedMs as number | undefined) ?? 0;
       }

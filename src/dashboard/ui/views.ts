@@ -37,6 +37,9 @@ const STATE_TEXT: Record<string, string> = {
   cancelled: "cancelled",
 };
 
+/** What a step's state says; a config-only step (FROM, ENV…) ran nothing, hit or not. */
+const stateText = (s: Step) => (s.configOnly && (s.state === "executed" || isHit(s.state)) ? "config" : (STATE_TEXT[s.state] ?? s.state));
+
 /** Unnamed stages are shown as BuildKit shows them: stage-N. */
 const stageName = (stage: string) => (/^\d+$/.test(stage) ? `stage-${stage}` : stage);
 /** A build's name: its project (else its Dockerfile) and the stage it built when that is not the last one. */
@@ -137,7 +140,7 @@ export function stepGraph(steps: Step[]): string {
       `<div class="stage"><div class="stage-name">${esc(stageName(stage))}</div>${list
         .map(
           (s) =>
-            `<div class="step state-${esc(s.state)}" data-step="${esc(s.id)}" data-state="${esc(s.state)}" title="${esc(s.name)}"><span class="step-name">${esc(s.name.replace(/^\[[^\]]*\]\s*/, ""))}</span><span class="step-meta">${esc(STATE_TEXT[s.state] ?? s.state)}${s.durationMs !== undefined && !isHit(s.state) ? ` · ${duration(s.durationMs)}` : ""}</span></div>`,
+            `<div class="step state-${esc(s.state)}${s.configOnly ? " config-only" : ""}" data-step="${esc(s.id)}" data-state="${esc(s.state)}" title="${esc(s.name)}"><span class="step-name">${esc(s.name.replace(/^\[[^\]]*\]\s*/, ""))}</span><span class="step-meta">${esc(stateText(s))}${s.durationMs !== undefined && !isHit(s.state) && !s.configOnly ? ` · ${duration(s.durationMs)}` : ""}</span></div>`,
         )
         .join("")}</div>`,
   );
@@ -204,13 +207,13 @@ export function buildPage(b: Build, now: number): string {
   const steps = b.steps ?? [];
   const timeline = steps
     .filter((s) => s.started !== undefined)
-    .map((s) => ({ label: s.name, text: `${STATE_TEXT[s.state] ?? s.state} ${duration(stepLength(s, b, now))}`, start: s.started! - b.started, length: stepLength(s, b, now), state: s.state }));
+    .map((s) => ({ label: s.name, text: `${stateText(s)} ${duration(stepLength(s, b, now))}`, start: s.started! - b.started, length: stepLength(s, b, now), state: s.configOnly ? "config-only" : s.state }));
   const rows = steps
     .map(
       (s) => `<tr class="state-${esc(s.state)}" data-step="${esc(s.id)}" data-state="${esc(s.state)}">
   <td class="num">${s.number}</td>
   <td><code>${esc(s.name)}</code>${s.worker ? ` <span class="tag worker" title="the worker that ran or reused it">${esc(`worker ${s.worker}`)}</span>` : ""} <a class="log-link" href="#/builds/${esc(encodeURIComponent(b.id))}/steps/${s.number}">output</a>${s.reasons?.length ? `<ul class="reasons">${s.reasons.map((r) => `<li>${esc(r)}</li>`).join("")}</ul>` : ""}</td>
-  <td><span class="dot state-${esc(s.state)}"></span>${esc(STATE_TEXT[s.state] ?? s.state)}</td>
+  <td><span class="dot state-${esc(s.state)}${s.configOnly ? " config-only" : ""}"></span>${esc(stateText(s))}</td>
   <td class="num">${esc(duration(s.durationMs))}</td>
   <td class="num">${esc(isHit(s.state) ? duration(s.savedMs) : "")}</td>
   <td class="num">${esc(s.layerSize !== undefined ? bytes(s.layerSize) : "")}</td>
