@@ -295,8 +295,11 @@ describe("solver with a fake executor", () => {
     expect(first.steps.map((s) => s.config_only ?? false)).toEqual([true, true, false, true]);
     expect(first.steps.map((s) => s.name)).toEqual(["[stage-0 1/4] FROM scratch", "[stage-0 2/4] ENV A=1", "[stage-0 3/4] RUN once", "[stage-0 4/4] LABEL b=2"]);
     const again = new FakeExecutor();
-    const rebuilt = await p.build(again, { noCache: true });
+    const events: ProgressEvent[] = [];
+    const rebuilt = await p.build(again, { noCache: true, progress: (e) => events.push(e) });
     expect(again.ran).toEqual(["once"]);
+    // Why each ran, as the hub shows it: --no-cache (not "no longer in the cache"); a config-only step has no why.
+    expect(events.filter((e) => e.type === "done").map((e) => e.reasons)).toEqual([undefined, undefined, ["--no-cache: run without looking in the cache"], undefined]);
     expect(rebuilt.steps.map((s) => s.status)).toEqual(["executed", "executed", "executed", "executed"]);
     expect(rebuilt.image!.manifest.config.digest).toBe(first.image!.manifest.config.digest);
   });

@@ -135,6 +135,9 @@ export function buildRecordName(dockerfile: string, platform: Platform = hostPla
 }
 
 /** As BuildKit shows steps: `[build 5/6] RUN make` (unnamed stages are `stage-N`). */
+/** Why a step ran when the build (or its stage, --no-cache-filter) was told not to use the cache. */
+export const NO_CACHE_REASON = "--no-cache: run without looking in the cache";
+
 export const stepName = (stage: Stage, step: Step, platform?: string) => `[${platform ? `${platform} ` : ""}${stage.name ?? `stage-${stage.index}`} ${step.index + 1}/${stage.steps.length}] ${step.text.split("\n")[0]}`;
 
 export async function build(options: BuildOptions): Promise<BuildResult> {
@@ -332,7 +335,7 @@ class Solve {
       const request = planned.request;
       const satisfied = await this.cache.satisfy(key, step.text, noCache, request && (() => this.execute(request, step, number, started)), name);
       const state = this.advance(planned, key, satisfied, step);
-      this.record(stage, step, { key, name, planned, satisfied, started, number });
+      this.record(stage, step, { key, name, planned, satisfied, started, number, noCache });
       return state;
     });
   }
@@ -351,7 +354,7 @@ class Solve {
     return next;
   }
 
-  private record(stage: Stage, step: Step, done: { key: string; name: string; planned: StepPlan; satisfied: Satisfied; started: number; number: number }) {
+  private record(stage: Stage, step: Step, done: { key: string; name: string; planned: StepPlan; satisfied: Satisfied; started: number; number: number; noCache: boolean }) {
     const { key, name, planned, satisfied } = done;
     const { status } = satisfied;
     const duration = this.options.dryRun ? 0 : Math.round(performance.now() - done.started);
@@ -360,7 +363,8 @@ class Solve {
     this.inputs.push({ id: step.id, key, inputs: planned.inputs });
     this.keyOwner.set(key, result);
     // Why it ran, against the last build, while later steps still run (one step, not all again).
-    const reasons = status === "executed" && this.previous ? explainStep(result, planned.inputs, this.previous, this.keyOwner).reasons : undefined;
+    // A config-only step ran nothing, so there is no "why"; under --no-cache the cache was not asked.
+    const reasons = status !== "executed" || !planned.request ? undefined : done.noCache ? [NO_CACHE_REASON] : this.previous ? explainStep(result, planned.inputs, this.previous, this.keyOwner).reasons : undefined;
     const savedMs = status === "cached-local" || status === "cached-remote" ? satisfied.savedMs : undefined;
     const layerSize = satisfied.diffId ? this.options.store.layer(satisfied.diffId)?.size : undefined;
     const configOnly = planned.request ? undefined : true;
