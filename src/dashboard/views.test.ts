@@ -134,3 +134,45 @@ describe("conflicts", () => {
     expect(html).toContain("token <code>ba9876543210</code>");
   });
 });
+
+describe("what a team lead reads on a build's page", () => {
+  test("a failed step's output is shown once: the build's error keeps its first line, not the same tail again", () => {
+    const html = buildPage(
+      build({ error: "Dockerfile:3: RUN make: exit code 2\n  last output:\n    cc: error: x.c", steps: [{ id: "0/0", stage: "0", number: 1, name: "[1/1] RUN make", state: "failed", started: 0, tail: ["cc: error: x.c"] }] }),
+      10,
+    );
+    expect(html.split("cc: error: x.c")).toHaveLength(2);
+    expect(html).toContain(">Dockerfile:3: RUN make: exit code 2</pre>");
+  });
+
+  test("a config-only step (FROM, ENV…) reads \"config\", greyed, with no time saved, and its status stays on one line", () => {
+    const html = buildPage(build({ result: "success", steps: [{ id: "0/0", stage: "0", number: 1, name: "[1/2] FROM base", state: "cached-local", configOnly: true, started: 0, durationMs: 2, savedMs: 0 }] }), 10);
+    const row = /<tr class="state-cached-local"[^]*?<\/tr>/.exec(html)![0];
+    expect(row).toContain('<td class="status"><span class="dot state-cached-local config-only"></span>config</td>');
+    expect(row).not.toContain("0 ms</td>");
+    expect(html).toContain('class="step state-cached-local config-only"');
+  });
+
+  test("a timeline bar across the whole plot carries its text inside, never over the step's name", async () => {
+    const { waterfall } = await import("./ui/charts.ts");
+    const svg = waterfall([{ label: "[1/2] RUN sleep 30", text: "running 43 s", start: 0, length: 43_000, state: "running" }]);
+    expect(svg).toContain('<text class="bar-value inside"');
+  });
+});
+
+describe("bar charts", () => {
+  test("a long label is cut to the chart's width and the longest bar leaves room for its value", async () => {
+    const { barChart } = await import("./ui/charts.ts");
+    const svg = barChart([
+      { label: `[build 5/7] RUN ${"x".repeat(120)}`, value: 225, text: "225 req · ↑1.2 MiB ↓14.2 KiB" },
+      { label: "lead", value: 13, text: "13 req" },
+    ]);
+    const label = />([^<]*)<\/text><rect/.exec(svg)![1];
+    expect(label.length).toBeLessThanOrEqual(Math.floor(360 / 6.2));
+    expect(label.endsWith("…")).toBe(true);
+    const [, width, x] = /<rect class="bar" x="0" y="16" width="([\d.]+)"[^>]*\/><text class="bar-value" x="([\d.]+)"/.exec(svg)!;
+    // ~6.2px a character of 11px text: the value ends within the 360 the SVG shows.
+    expect(Number(x) + 6.2 * "225 req · ↑1.2 MiB ↓14.2 KiB".length).toBeLessThanOrEqual(360);
+    expect(Number(width)).toBeGreaterThan(100);
+  });
+});

@@ -45,17 +45,24 @@ export function lineChart(points: Point[], options: LineOptions = {}): string {
   return `<svg class="chart line" viewBox="0 0 ${width} ${height}" role="img" aria-label="${esc(options.aria ?? "hit rate over time")}">${grid}${times}<path d="${path}"/>${dots}</svg>`;
 }
 
+/** About how wide a character of the charts' 11px text is. */
+const CHAR = 6.2;
+
 /** Horizontal bars (SVG: the page's CSP allows no inline styles): the longest is the largest value. */
 export function barChart(rows: { label: string; value: number; text: string }[], empty = "No data yet."): string {
   if (rows.length === 0) return `<p class="muted">${esc(empty)}</p>`;
   const top = Math.max(...rows.map((r) => r.value), 1);
   const width = 360;
   const rowHeight = 34;
+  // The SVG clips what passes its right edge: the longest bar leaves room for the longest
+  // value after it, and a label is cut (with …) to the width (11px text: ~6px a character).
+  const room = Math.max(120, width - 6 - CHAR * Math.max(...rows.map((r) => r.text.length)));
+  const fits = Math.floor(width / CHAR);
   const body = rows
     .map((r, i) => {
       const y = i * rowHeight;
-      const w = Math.max(1, (r.value / top) * (width - 90));
-      const label = r.label.length > 80 ? `${r.label.slice(0, 79)}…` : r.label;
+      const w = Math.max(1, (r.value / top) * room);
+      const label = r.label.length > fits ? `${r.label.slice(0, fits - 1)}…` : r.label;
       return `<g><title>${esc(r.label)}</title><text class="bar-label" x="0" y="${y + 12}">${esc(label)}</text><rect class="bar" x="0" y="${y + 16}" width="${w.toFixed(1)}" height="12" rx="2"/><text class="bar-value" x="${(w + 6).toFixed(1)}" y="${y + 27}">${esc(r.text)}</text></g>`;
     })
     .join("");
@@ -96,10 +103,12 @@ export function waterfall(rows: { label: string; text: string; start: number; le
       const x = at(r.start);
       const w = Math.max(3, (r.length / end) * plot);
       const name = r.label.length > 48 ? `${r.label.slice(0, 47)}…` : r.label;
-      // The text after the bar, or before it when the bar reaches the right edge.
-      const after = x + w + 5 + 7 * r.text.length <= width;
-      const text = after ? `x="${(x + w + 5).toFixed(1)}"` : `x="${(x - 5).toFixed(1)}" text-anchor="end"`;
-      return `<g class="row" data-state="${esc(r.state)}"><title>${esc(`${r.label}: ${r.text}`)}</title><text class="step-label" x="${labelWidth - 8}" y="${y + 14}" text-anchor="end">${esc(name)}</text><rect class="state-${esc(r.state)}" x="${x.toFixed(1)}" y="${y + 4}" width="${w.toFixed(1)}" height="${rowHeight - 8}" rx="2"/><text class="bar-value" ${text} y="${y + 14}">${esc(r.text)}</text></g>`;
+      // The text after the bar, else before it, else (a bar across the whole plot) inside it:
+      // never over the step's name.
+      const room = 7 * r.text.length;
+      const text =
+        x + w + 5 + room <= width ? `class="bar-value" x="${(x + w + 5).toFixed(1)}"` : x - 5 - room >= labelWidth ? `class="bar-value" x="${(x - 5).toFixed(1)}" text-anchor="end"` : `class="bar-value inside" x="${(x + 5).toFixed(1)}"`;
+      return `<g class="row" data-state="${esc(r.state)}"><title>${esc(`${r.label}: ${r.text}`)}</title><text class="step-label" x="${labelWidth - 8}" y="${y + 14}" text-anchor="end">${esc(name)}</text><rect class="state-${esc(r.state)}" x="${x.toFixed(1)}" y="${y + 4}" width="${w.toFixed(1)}" height="${rowHeight - 8}" rx="2"/><text ${text} y="${y + 14}">${esc(r.text)}</text></g>`;
     })
     .join("");
   return `<svg class="chart waterfall" viewBox="0 0 ${width} ${axis + rows.length * rowHeight + 4}" role="img" aria-label="step timeline">${ticks.join("")}${bars}</svg>`;

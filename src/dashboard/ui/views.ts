@@ -60,7 +60,7 @@ function who(b: Build): string {
     branchOf(b) && `<span class="tag branch" title="branch">⎇ ${esc(branchOf(b))}</span>`,
     commit && `<code class="commit" title="${esc(commit)}">${esc(commit.slice(0, 8))}</code>${b.git?.dirty ? ' <span class="tag dirty" title="files changed since this commit">dirty</span>' : ""}`,
     whoOf(b) && `<span class="user" title="${b.user ? "user" : "token"}">${esc(whoOf(b))}${b.user ? ` @ ${esc(b.host)}` : ""}</span>`,
-    b.tokenName && b.user && `<span class="tag token" title="token">🔑 ${esc(b.tokenName)}</span>`,
+    b.tokenName && b.user && `<span class="tag token" title="the token it reported with">token ${esc(b.tokenName)}</span>`,
     b.ci && `<span class="tag ci">${esc(b.ci.provider)}</span>`,
     ...(b.tags ?? []).map((t) => `<span class="tag image-tag" title="-t">${esc(t)}</span>`),
   ];
@@ -199,8 +199,10 @@ function failure(b: Build, steps: Step[]): string {
   const failed = steps.find((s) => s.state === "failed");
   if (!failed) return b.error ? `<section class="card failure"><h3>The build failed</h3><pre class="output error">${esc(b.error)}</pre></section>` : "";
   const output = failed.tail?.length ? failed.tail : failed.reasons;
+  // The build's error repeats the tail after "last output:": shown once, above it.
+  const error = output?.length ? b.error?.replace(/\n\s*last output:\n[\s\S]*$/, "") : b.error;
   return `<section class="card failure" data-failed-step="${esc(failed.id)}"><h3>Failed at step ${failed.number}: <code>${esc(failed.name)}</code> <a class="log-link" href="#/builds/${esc(encodeURIComponent(b.id))}/steps/${failed.number}">all its output</a></h3>
-${output?.length ? `<pre class="output">${esc(output.join("\n"))}</pre>` : ""}${b.error ? `<pre class="output error">${esc(b.error)}</pre>` : ""}</section>`;
+${output?.length ? `<pre class="output">${esc(output.join("\n"))}</pre>` : ""}${error ? `<pre class="output error">${esc(error)}</pre>` : ""}</section>`;
 }
 
 export function buildPage(b: Build, now: number): string {
@@ -213,9 +215,9 @@ export function buildPage(b: Build, now: number): string {
       (s) => `<tr class="state-${esc(s.state)}" data-step="${esc(s.id)}" data-state="${esc(s.state)}">
   <td class="num">${s.number}</td>
   <td><code>${esc(s.name)}</code>${s.worker ? ` <span class="tag worker" title="the worker that ran or reused it">${esc(`worker ${s.worker}`)}</span>` : ""} <a class="log-link" href="#/builds/${esc(encodeURIComponent(b.id))}/steps/${s.number}">output</a>${s.reasons?.length ? `<ul class="reasons">${s.reasons.map((r) => `<li>${esc(r)}</li>`).join("")}</ul>` : ""}</td>
-  <td><span class="dot state-${esc(s.state)}${s.configOnly ? " config-only" : ""}"></span>${esc(stateText(s))}</td>
+  <td class="status"><span class="dot state-${esc(s.state)}${s.configOnly ? " config-only" : ""}"></span>${esc(stateText(s))}</td>
   <td class="num">${esc(duration(s.durationMs))}</td>
-  <td class="num">${esc(isHit(s.state) ? duration(s.savedMs) : "")}</td>
+  <td class="num">${esc(isHit(s.state) && !s.configOnly ? duration(s.savedMs) : "")}</td>
   <td class="num">${esc(s.layerSize !== undefined ? bytes(s.layerSize) : "")}</td>
 </tr>`,
     )
