@@ -202,3 +202,30 @@ test("a build whose COPY fails ends with every step final: the COPY failed (with
     await server.stop();
   }
 }, 120_000);
+
+test("a build interrupted (Ctrl-C, a CI's SIGTERM) is reported as it ends: failed, the running step cancelled, the rest skipped; not running until the stale sweep", async () => {
+  const server = await startCacheServer(join(work, "data-interrupted"), ["--token", TOKEN]);
+  try {
+    const dir = project("interrupted", { Dockerfile: "FROM memobuild/busybox\nRUN echo started && sleep 30\nRUN echo never\n" });
+    for (const [signal, code] of [["SIGINT", 130], ["SIGTERM", 143]] as const) {
+      const child = Bun.spawn([memobuildBinary(), "build", dir, "--no-cache", "--cache-dir", machine(`interrupted-${signal}`), "--remote", server.url, "--remote-token", TOKEN, "--progress", "plain"], { stdout: "ignore", stderr: "pipe" });
+      // Interrupted once its RUN is running (the hub has heard so).
+      let id: string | undefined;
+      for (let i = 0; i < 200 && !id; i++) {
+        await Bun.sleep(100);
+        const { builds } = await api<{ builds: { id: string; result: string }[] }>(server.url, "/v1/builds?result=running");
+        const running = builds[0] && (await api<Who>(server.url, `/v1/builds/${builds[0].id}`));
+        if (running?.steps.some((s) => s.state === "running")) id = running.id;
+      }
+      expect(id).toBeDefined();
+      child.kill(signal);
+      expect(await child.exited).toBe(code);
+      const detail = await api<Who & { error?: string }>(server.url, `/v1/builds/${id}`);
+      expect(detail.result).toBe("failed");
+      expect(detail.error).toBe(`interrupted (${signal}) before the build finished`);
+      expect(detail.steps.map((s) => s.state)).toEqual(["executed", "cancelled", "skipped"]);
+    }
+  } finally {
+    await server.stop();
+  }
+}, 120_000);

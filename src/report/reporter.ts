@@ -138,8 +138,14 @@ export class BuildReporter {
     for (const chunk of this.logs.take(ended)) this.push({ type: "step.log", ...chunk });
   }
 
-  /** The end of the build: its result, then the last batches (bounded wait). */
-  async finish(outcome: { result: BuildFinished["result"]; image?: string; error?: string }): Promise<void> {
+  /** The end of the build: its result, then the last batches (bounded wait). Once: a second call (an interrupted build also failing) waits for the first. */
+  finish(outcome: { result: BuildFinished["result"]; image?: string; error?: string }, closeTimeoutMs?: number): Promise<void> {
+    this.finishing ??= this.end(outcome, closeTimeoutMs);
+    return this.finishing;
+  }
+  private finishing: Promise<void> | undefined;
+
+  private async end(outcome: { result: BuildFinished["result"]; image?: string; error?: string }, closeTimeoutMs?: number): Promise<void> {
     if (!this.started) this.push({ type: "build.started", ...this.info, steps: [] });
     // Every step ends in a final state: one still running was cut short by another's failure,
     // one still queued never started (sent even past maxQueued: the end must be right).
@@ -149,7 +155,7 @@ export class BuildReporter {
       this.push({ type: "step.updated", step, ...(state === "running" ? { state: "cancelled", durationMs: this.runningFor(step) } : { state: "skipped" }) });
     }
     this.push({ type: "build.finished", ...outcome, context: this.context, durationMs: Date.now() - this.begin, ...this.totals });
-    await this.close();
+    await this.close(closeTimeoutMs);
   }
 
   private push(event: Unsent<BuildEvent>) {
@@ -179,8 +185,8 @@ export class BuildReporter {
   }
 
   /** Sends what is queued; gives up after closeTimeoutMs (the build is done, the report is late). */
-  async close(): Promise<void> {
-    const deadline = Date.now() + (this.options.closeTimeoutMs ?? 15_000);
+  async close(timeoutMs = this.options.closeTimeoutMs ?? 15_000): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
     while (!this.stopped && (this.queue.length > 0 || this.sending)) {
       if (Date.now() > deadline) {
         this.options.warn?.("the build report did not reach the remote cache in time; its history for this build is incomplete");
