@@ -243,7 +243,7 @@ export class PgHistory implements HistoryStore {
   }
 
   async trends(since: number, limit: number): Promise<TrendPoint[]> {
-    const rows = await this.sql`SELECT info::json->>'project' AS project, finished, finished - started AS duration_ms, result, executed, cached, ${this.sql.unsafe(FAILED_STEPS_SQL)}
+    const rows = await this.sql`SELECT info::json->>'project' AS project, finished, coalesce((outcome::json->>'durationMs')::bigint, finished - started) AS duration_ms, result, executed, cached, ${this.sql.unsafe(FAILED_STEPS_SQL)}
       FROM builds WHERE finished >= ${since} AND info::json->>'project' IS NOT NULL ORDER BY finished DESC LIMIT ${limit}`;
     return rows.map((r: Row) => toTrendPoint({ ...r, durationMs: r.duration_ms }));
   }

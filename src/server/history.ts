@@ -354,7 +354,9 @@ export class SqliteHistory implements HistoryStore {
   async trends(since: number, limit: number): Promise<TrendPoint[]> {
     const rows = this.db
       .query(
-        `SELECT json_extract(info, '$.project') AS project, finished, finished - started AS durationMs, result, executed, cached, ${FAILED_STEPS_SQL}
+        // The duration the build reported (as the list shows it), else the span of its events:
+        // a remote build's first event comes only once its job is planned.
+        `SELECT json_extract(info, '$.project') AS project, finished, coalesce(json_extract(outcome, '$.durationMs'), finished - started) AS durationMs, result, executed, cached, ${FAILED_STEPS_SQL}
          FROM builds WHERE finished >= ? AND json_extract(info, '$.project') IS NOT NULL ORDER BY finished DESC LIMIT ?`,
       )
       .all(since, limit) as Row[];
