@@ -176,3 +176,13 @@ describe("bar charts", () => {
     expect(Number(width)).toBeGreaterThan(100);
   });
 });
+
+describe("line charts", () => {
+  test("the two ends of the time axis never read the same: builds minutes apart are told to the second", async () => {
+    const { lineChart } = await import("./ui/charts.ts");
+    const t = Date.UTC(2026, 11, 7, 21, 19, 5);
+    const svg = lineChart([{ x: t, y: 0.5, label: "a" }, { x: t + 40_000, y: 1, label: "b" }]);
+    expect(svg).toContain(">21:19:05</text>");
+    expect(svg).toContain(">21:19:45</text>");
+  });
+});

@@ -19,10 +19,10 @@ export interface LineOptions {
   aria?: string;
 }
 
-/** Dates on an x axis: the day when they span days, else the time of day. */
+/** Dates on an x axis: the day when they span days, else the time of day (to the second within minutes: two ends never read the same). */
 function timeLabel(t: number, span: number): string {
   const iso = new Date(t).toISOString();
-  return span > 2 * 86_400_000 ? iso.slice(5, 10) : iso.slice(11, 16);
+  return span > 2 * 86_400_000 ? iso.slice(5, 10) : span < 10 * 60_000 ? iso.slice(11, 19) : iso.slice(11, 16);
 }
 
 /** A line over time (y from 0 to `max`), a dot and a tooltip per point, the y axis and the first and last times. */
