@@ -59,6 +59,12 @@ async function remoteBuild(dir: string, cache: string, ...args: string[]) {
   return { stderr, exitCode, meta: existsSync(metadata) ? JSON.parse(readFileSync(metadata, "utf8")) : undefined };
 }
 
+interface Linked {
+  step?: string | null;
+  first: { build?: string | null };
+  second: { build?: string | null };
+}
+
 describe("builds through --builder", () => {
   test("a read-only submitter's build runs on a worker: the same image as a local build, results written and signed by the worker", async () => {
     const local = runMemobuild(["build", join(REPO_ROOT, "examples/hello"), "--cache-dir", machineWithBase(join(work, "local"), baseOci), "--metadata-file", join(work, "local.json"), "-q"], { env: { SOURCE_DATE_EPOCH: "1700000000" } });
@@ -260,6 +266,18 @@ describe("builds through --builder", () => {
     const without = await remoteBuild(dir, client, "--no-cache");
     expect(without.exitCode).toBe(1);
     expect(without.stderr).toContain('secret \"token\" is required but was not given');
+  }, 120_000);
+
+  test("a --no-cache rebuild on a worker is recorded against the client's build: the hub links both builds", async () => {
+    const dir = writeProject(join(work, "linked"), { Dockerfile: "FROM memobuild/busybox\nRUN cat /proc/sys/kernel/random/uuid > /id\n" });
+    const reporting = ["--remote", server.url];
+    expect((await remoteBuild(dir, machineWithBase(join(work, "client-linked-1"), baseOci), ...reporting)).exitCode).toBe(0);
+    expect((await remoteBuild(dir, machineWithBase(join(work, "client-linked-2"), baseOci), "--no-cache", ...reporting)).exitCode).toBe(0);
+    const { builds } = await api<{ builds: { id: string }[] }>("/v1/builds?per_page=2");
+    // The other worker (another signer) makes it a conflict, the same one not reproducible: both name the builds.
+    const [{ unreproducible }, { conflicts }] = await Promise.all([api<{ unreproducible: Linked[] }>("/v1/unreproducible"), api<{ conflicts: Linked[] }>("/v1/conflicts")]);
+    const record = [...unreproducible, ...conflicts].find((r) => r.step?.includes("random/uuid"));
+    expect(record).toMatchObject({ first: { build: builds[1].id }, second: { build: builds[0].id } });
   }, 120_000);
 
   test("--ssh reaches the worker's RUN from the client's agents (ssh-add -l in the container lists their keys); no key at rest", async () => {

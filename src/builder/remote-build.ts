@@ -58,6 +58,8 @@ export interface RemoteBuildOptions {
   namedContexts?: ReadonlyMap<string, NamedContext>;
   /** `--ssh` agents: they stay here, and answer the worker's build for as long as it runs. */
   ssh?: { ids: string[]; agents: SshAgents };
+  /** The hub's id of this build (its reporter's): the worker's uploads name it. */
+  build?: string;
 }
 
 export class RemoteBuildError extends UserError {}
@@ -82,6 +84,7 @@ export async function buildRemotely(options: RemoteBuildOptions): Promise<{ imag
     secrets: [...(options.secrets?.keys() ?? [])],
     ...(options.cacheMountScope !== undefined ? { cacheMountScope: options.cacheMountScope } : {}),
     ssh: options.ssh?.ids ?? [],
+    ...(options.build !== undefined ? { build: options.build } : {}),
   };
   const secrets = secretTexts(options.secrets); // before anything is submitted
   const agents = options.ssh ? new RemoteAgents(options.ssh.agents) : undefined;

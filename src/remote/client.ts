@@ -281,7 +281,11 @@ export class RemoteCache implements ResultSource {
     const unsigned: RemoteAction = { ...action, ...(described ? { layer: described } : {}), blobs };
     const body = this.options.signer ? this.options.signer.sign(key, unsigned) : unsigned;
     // Stryker disable next-line ObjectLiteral,StringLiteral: the server reads bodies by route, not by content type
-    const origin = { ...(this.buildId ? { "memobuild-build": this.buildId } : {}), ...(step ? { "memobuild-step": encodeURIComponent(step) } : {}) };
+    const origin = {
+      ...(this.buildId ? { "memobuild-build": this.buildId } : {}),
+      ...(this.buildId && this.job ? { "memobuild-job": this.job.id, "memobuild-lease": this.job.lease } : {}),
+      ...(step ? { "memobuild-step": encodeURIComponent(step) } : {}),
+    };
     const put = await this.request("PUT", `/v1/actions/${key}`, { body: JSON.stringify(body), headers: { "content-type": "application/json", ...origin } });
     const named = step ?? `step ${key.slice(0, 12)}`;
     if (put?.status === 409) {
@@ -298,6 +302,8 @@ export class RemoteCache implements ResultSource {
 
   /** The build this client reports (the hub links the results it uploads to it). */
   buildId: string | undefined;
+  /** On a worker: the job it runs for the build, and its lease, which prove the build is the job's. */
+  job: { id: string; lease: string } | undefined;
 
   /**
    * The remote kept an earlier result of this writer's for the step, and this one differs: the

@@ -22,6 +22,12 @@ test("a cache mount scope is kept when it is a scope name, and refused otherwise
   }
 });
 
+test("the submitter's build id is kept when it is one (it goes into the worker's environment), and refused otherwise", () => {
+  expect(parseJobDefinition(definition({ build: "3f0c9a52-1b7e-4d5c-9a0e-2b8f6c1d7e4a" })).build).toBe("3f0c9a52-1b7e-4d5c-9a0e-2b8f6c1d7e4a");
+  expect(parseJobDefinition(definition({})).build).toBeUndefined();
+  for (const bad of ["short", "x".repeat(65), "a b c d e f", "../../etc", 7]) expect(() => parseJobDefinition(definition({ build: bad }))).toThrow("job definition: build: expected a build id");
+});
+
 test("named contexts and ssh ids: kept when well formed (absent in an older client's job: none), refused otherwise, naming the field", () => {
   const tree = { manifest: "c".repeat(64), digest: "d".repeat(64) };
   const parsed = parseJobDefinition(definition({ contexts: { docs: tree, "team/lib:1": tree }, ssh: ["default", "deploy"] }));

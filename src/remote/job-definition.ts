@@ -55,6 +55,12 @@ export interface JobDefinition {
   cacheMountScope?: string;
   /** Ids of the ssh agents the client holds for the build (`--ssh ID`): the worker's RUNs reach them through the server. */
   ssh: string[];
+  /**
+   * The hub's id of the build the submitter reports: the results the worker uploads name it, so
+   * a step not reproducible (or a conflict) links the build. The server takes the claim only
+   * from the worker holding the job, for a build of the job's submitter (app.ts).
+   */
+  build?: string;
 }
 
 export class JobDefinitionError extends UserError {}
@@ -116,7 +122,13 @@ export function parseJobDefinition(value: unknown): JobDefinition {
     secrets: secretIds(value.secrets ?? [], "secrets"),
     ssh: secretIds(value.ssh ?? [], "ssh"),
     ...(value.cacheMountScope !== undefined ? { cacheMountScope: scopeName(value.cacheMountScope) } : {}),
+    ...(value.build !== undefined ? { build: buildId(value.build) } : {}),
   };
+}
+
+function buildId(value: unknown): string {
+  if (typeof value !== "string" || !/^[A-Za-z0-9_-]{8,64}$/.test(value)) fail("build", "a build id: 8 to 64 letters, digits, _ or -");
+  return value;
 }
 
 function scopeName(value: unknown): string {

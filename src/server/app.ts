@@ -53,9 +53,11 @@ export interface AppParts {
 /**
  * The build and step an upload says it comes from (headers `memobuild-build`, `memobuild-step`,
  * the latter URI-encoded). A build id is kept only when it is this token's build (or one not
- * reported yet): nobody can make a result look like it came from another team's build.
+ * reported yet), or a worker uploads for the job it holds (`memobuild-job`, `memobuild-lease`)
+ * and the build is that job's submitter's: nobody can make a result look like it came from
+ * another team's build.
  */
-async function resultOrigin(c: Context<AppEnv>, hub: BuildHub): Promise<ResultOrigin> {
+async function resultOrigin(c: Context<AppEnv>, hub: BuildHub, jobs?: JobQueue): Promise<ResultOrigin> {
   const build = c.req.header("memobuild-build");
   const stepHeader = c.req.header("memobuild-step");
   let step: string | undefined;
@@ -65,7 +67,15 @@ async function resultOrigin(c: Context<AppEnv>, hub: BuildHub): Promise<ResultOr
     step = undefined; // not URI-encoded: said nothing usable
   }
   const owner = build !== undefined && BUILD_ID.test(build) ? await hub.store.owner(build) : null;
-  return { ...(owner !== null && (owner === undefined || owner === c.get("token")) ? { build } : {}), ...(step ? { step } : {}) };
+  const ours = owner !== null && (owner === undefined || owner === c.get("token") || (await heldJobOf(c, jobs)) === owner);
+  return { ...(ours ? { build } : {}), ...(step ? { step } : {}) };
+}
+
+/** The submitter of the job a worker's upload says it is for, when that worker holds it now. */
+async function heldJobOf(c: Context<AppEnv>, jobs: JobQueue | undefined): Promise<string | undefined> {
+  const [job, lease] = [c.req.header("memobuild-job"), c.req.header("memobuild-lease")];
+  if (c.get("role") !== "worker" || !jobs || !job || !lease || job.length > 128 || lease.length > 128 || !(await jobs.holds(job, lease))) return undefined;
+  return (await jobs.follow(job, 2 ** 31 - 1))?.submitter; // no events wanted: past any job's last
 }
 
 /** The route a request counts under in metrics: a fixed set, never a client's path. */
@@ -250,7 +260,7 @@ export function createApp(parts: AppParts): Hono<AppEnv> {
     }
     let outcome: Awaited<ReturnType<Storage["putAction"]>>;
     try {
-      outcome = await storage.putAction(c.req.param("key"), text, c.get("token"), await resultOrigin(c, hub));
+      outcome = await storage.putAction(c.req.param("key"), text, c.get("token"), await resultOrigin(c, hub, parts.jobs));
     } catch (cause) {
       if (!(cause instanceof UploadRejected)) throw cause;
       metrics.uploadRejections.inc({ reason: cause.reason });

@@ -19,6 +19,7 @@ const work = mkdtempSync(join(tmpdir(), "memobuild-unreproducible-"));
 afterAll(() => rmSync(work, { recursive: true, force: true }));
 const RW = "unreproducible-rw-token";
 const OTHER = "unreproducible-other-token";
+const WORKER = "unreproducible-worker-token";
 const KEY = blake3Hex("a step");
 
 /** A layer with one file /d holding `date`. */
@@ -42,7 +43,7 @@ for (const backend of BACKENDS) describe(`results not reproducible on ${backend.
 
   async function server() {
     const dataDir = join(work, `s${++n}`);
-    const parts = await createParts({ dataDir, tokens: [{ token: RW, role: "rw" }, { token: OTHER, role: "rw" }], log: createLogger({ MEMOBUILD_LOG: "error" }), ...(await backend.options(dataDir)) });
+    const parts = await createParts({ dataDir, tokens: [{ token: RW, role: "rw" }, { token: OTHER, role: "rw" }, { token: WORKER, role: "worker" }], log: createLogger({ MEMOBUILD_LOG: "error" }), ...(await backend.options(dataDir)) });
     open.push(parts);
     const app = createApp(parts);
     const call = (method: string, path: string, token: string, body?: string | Uint8Array, headers: Record<string, string> = {}) =>
@@ -88,5 +89,20 @@ for (const backend of BACKENDS) describe(`results not reproducible on ${backend.
     expect(await conflict.json()).toMatchObject({ firstBuild: null });
     const { conflicts } = (await (await call("GET", "/v1/conflicts", RW)).json()) as { conflicts: { first: { build: string | null }; second: { build: string | null } }[] };
     expect(conflicts).toMatchObject([{ first: { build: null }, second: { build: "build-of-other-1" } }]);
+  });
+
+  test("a worker's upload names the build of the job it holds (its lease the proof), and no other", async () => {
+    const { call, upload } = await server();
+    const started = { type: "build.started", seq: 1, time: 1, dockerfile: "Dockerfile", platform: "linux/amd64", host: "h", labels: {}, steps: [] };
+    for (const [token, build] of [[RW, "build-of-rw-1"], [OTHER, "build-of-other-2"]]) expect((await call("POST", `/v1/builds/${build}/events`, token, JSON.stringify({ events: [started] }))).status).toBe(200);
+    expect((await call("POST", "/v1/jobs", RW, JSON.stringify({ definition: { version: 1 }, hints: [] }))).status).toBe(201);
+    const job = (await (await call("POST", "/v1/workers/claim", WORKER, JSON.stringify({ name: "runner-1" }))).json()) as { id: string; lease: string };
+    const held = { "memobuild-job": job.id, "memobuild-lease": job.lease };
+    expect((await upload(WORKER, "Mon 10:00:00", { "memobuild-build": "build-of-rw-1", ...held })).status).toBe(201);
+    // Another build (not the job's submitter's), or the job without its lease: not named.
+    expect(await (await upload(WORKER, "Mon 10:00:01", { "memobuild-build": "build-of-other-2", ...held })).json()).toMatchObject({ outcome: "not-reproducible", firstBuild: "build-of-rw-1" });
+    await upload(WORKER, "Mon 10:00:02", { "memobuild-build": "build-of-rw-1", "memobuild-job": job.id, "memobuild-lease": "not-the-lease" });
+    const { unreproducible } = (await (await call("GET", "/v1/unreproducible", RW)).json()) as { unreproducible: { first: { build: string | null }; second: { build: string | null } }[] };
+    expect(unreproducible.map((u) => u.second.build)).toEqual([null, null]);
   });
 });

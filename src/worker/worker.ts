@@ -176,7 +176,9 @@ export class Worker {
     ];
     // The token by environment (not on a command line others can read); no settings of this
     // machine's user, and no project file: the working directory is the job's own.
-    const env = { ...cleanEnvironment(), ...secretEnv, MEMOBUILD_TOKEN: this.options.token, XDG_CONFIG_HOME: join(place.work, "config") };
+    // The submitter's build (its hub id) for the results it uploads, with the lease that proves the job is this worker's.
+    const reportedAs = definition.build ? { MEMOBUILD_JOB_BUILD: definition.build, MEMOBUILD_JOB_ID: id, MEMOBUILD_JOB_LEASE: this.running.get(id)!.lease } : {};
+    const env = { ...cleanEnvironment(), ...secretEnv, ...reportedAs, MEMOBUILD_TOKEN: this.options.token, XDG_CONFIG_HOME: join(place.work, "config") };
     const child = Bun.spawn([this.options.binary, ...args], { cwd: place.work, env, stdout: "pipe", stderr: "pipe" });
     const job = this.running.get(id);
     if (job) job.child = child;

@@ -74,6 +74,15 @@ async function whoBuilt(contextDir: string, tags: string[], secrets: string[], t
   };
 }
 
+/**
+ * A build a worker runs for a job (worker.ts) names the submitter's build in its uploads, with
+ * the job and its lease as the proof the server checks (app.ts); by environment, as the token.
+ */
+function forJob(remote: RemoteCache) {
+  const { MEMOBUILD_JOB_BUILD: build, MEMOBUILD_JOB_ID: id, MEMOBUILD_JOB_LEASE: lease } = process.env;
+  if (build && id && lease) [remote.buildId, remote.job] = [build, { id, lease }];
+}
+
 /** Runs the build; a failure ends the display and is reported (when reporting) before it propagates. */
 async function reported<T>(reporter: BuildReporter | undefined, display: Display, run: () => Promise<T>): Promise<T> {
   const stop = reporter && reportInterruption(reporter, display);
@@ -182,6 +191,7 @@ export function registerBuild(program: Command) {
             }, { warn: (message) => printer({ type: "warning", message }), secrets: secrets.values() })
           : undefined;
       if (remote && reporter) remote.buildId = reporter.id; // results it uploads name the build they came from
+      else if (remote) forJob(remote);
       const progress: ProgressSink = reporter ? (event) => (printer(event), reporter.sink(event)) : printer;
       await reported(reporter, display, () => withStore(value(settings, "cacheDir"), async (store) => {
         // With --platform, a base is pulled for the platform a stage needs, and named by its index.
@@ -226,7 +236,7 @@ export function registerBuild(program: Command) {
         // Several platforms: one build each, in turn (what they share, a FROM --platform=$BUILDPLATFORM
         // stage say, has the same keys and comes from the cache the second time), then one index.
         const results = builder
-          ? [await buildOnWorker(builder, settings, flags, store, input, progress, { cacheMountScope: mountChoice.scopeName, ssh: { ids: sshSpecs.map((s) => s.id), agents: ssh }, namedContexts }).finally(() => ssh.stop())]
+          ? [await buildOnWorker(builder, settings, flags, store, input, progress, { cacheMountScope: mountChoice.scopeName, ssh: { ids: sshSpecs.map((s) => s.id), agents: ssh }, namedContexts, reportedAs: reporter?.id }).finally(() => ssh.stop())]
           : await buildPlatforms(local, platforms).finally(() => ssh.stop());
         const result = results[0]!;
         const image = result.image!;
@@ -377,8 +387,8 @@ function notSentToWorkers(flags: BuildFlags): (string | false)[] {
 }
 
 /** `--builder URL`: the build runs on one of the server's workers; the image comes back to this store. */
-async function buildOnWorker(builder: string, settings: Settings, flags: BuildFlags, store: LocalStore, input: DockerfileInput, progress: ProgressSink, given: { cacheMountScope: string | undefined; ssh: { ids: string[]; agents: SshAgents }; namedContexts: Map<string, NamedContext> }) {
-  const { cacheMountScope, ssh, namedContexts } = given;
+async function buildOnWorker(builder: string, settings: Settings, flags: BuildFlags, store: LocalStore, input: DockerfileInput, progress: ProgressSink, given: { cacheMountScope: string | undefined; ssh: { ids: string[]; agents: SshAgents }; namedContexts: Map<string, NamedContext>; reportedAs?: string }) {
+  const { cacheMountScope, ssh, namedContexts, reportedAs } = given;
   const unsupported = [flags.cacheFrom.length && "--cache-from", flags.cacheTo.length && "--cache-to", flags.network !== "default" && "--network (a worker gives RUN the default network)", flags.allow.length && "--allow (a worker grants entitlements itself)", ...notSentToWorkers(flags)].filter(Boolean);
   if (unsupported.length) throw new UsageError(`--builder: ${unsupported.join(", ")} cannot be used with a remote builder yet`);
   const remote = remoteSettings(settings, (message) => progress({ type: "warning", message }));
@@ -401,7 +411,7 @@ async function buildOnWorker(builder: string, settings: Settings, flags: BuildFl
   const planned = await build({ ...options, store, secrets: new Map(), network: "default", progress: (e) => void (e.type === "plan" && (plan = e)), dryRun: true, namedContexts }).catch(() => undefined);
   const hints = planned ? planned.steps.map((s) => s.key).filter(Boolean) : [];
   const spread = await spreadOverWorkers(planned, plan, options.noCache, cache);
-  const built = await buildRemotely({ ...options, jobs, remote: cache, store, labels: parseLabels("--label", flags.label), progress, hints, secrets: new Map(flags.secret.map(parseSecret)), spread, cacheMountScope, ...(ssh.ids.length ? { ssh } : {}), namedContexts });
+  const built = await buildRemotely({ ...options, jobs, remote: cache, store, labels: parseLabels("--label", flags.label), progress, hints, secrets: new Map(flags.secret.map(parseSecret)), spread, cacheMountScope, ...(ssh.ids.length ? { ssh } : {}), namedContexts, build: reportedAs });
   if (planned) recordRemoteBuild(store, options.dockerfileAbsolute ?? options.dockerfilePath, planned, built.steps);
   return { ...built, plan: planned?.plan, inputs: planned?.inputs };
 }
