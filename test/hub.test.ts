@@ -9,6 +9,7 @@ import { join } from "node:path";
 import { memobuildBinary, runMemobuildAsync } from "./support/binary.ts";
 import { buildBaseImage, machineWithBase, writeProject } from "./support/base-image.ts";
 import { startCacheServer } from "./support/server.ts";
+import { unmountBelow } from "../src/cache/store.ts";
 
 const work = mkdtempSync(join(tmpdir(), "memobuild-hub-e2e-"));
 afterAll(() => rmSync(work, { recursive: true, force: true }));
@@ -227,5 +228,8 @@ test("a build interrupted (Ctrl-C, a CI's SIGTERM) is reported as it ends: faile
     }
   } finally {
     await server.stop();
+    // A build killed mid-RUN leaves its step's overlay mounted (the next build with that cache
+    // sweeps it, as after kill -9): unmounted here so the test leaves nothing behind.
+    for (const signal of ["SIGINT", "SIGTERM"]) unmountBelow(join(work, `machine-interrupted-${signal}`));
   }
 }, 120_000);
