@@ -186,3 +186,19 @@ describe("line charts", () => {
     expect(svg).toContain(">21:19:45</text>");
   });
 });
+
+describe("the list", () => {
+  test("a failed build without a failed step (interrupted, cut off) says why: its error's first line", async () => {
+    const { buildsPage } = await import("./ui/views.ts");
+    const html = buildsPage([], [build({ id: "build-int-1", result: "failed", error: "interrupted (SIGINT) before the build finished\nmore" })], 0);
+    expect(html).toContain('<span class="failed-at" title="interrupted (SIGINT) before the build finished">interrupted (SIGINT) before the build finished</span>');
+  });
+
+  test("one hit is \"1 hit\"; a single hour's point keeps its hour on the axis", async () => {
+    const { cachePage } = await import("./ui/views.ts");
+    const hour = Date.UTC(2026, 11, 7, 21);
+    const html = cachePage({ cache: { bytes: 0, maxBytes: null, blobs: 0, actions: 0 }, hourly: [{ hour, builds: 1, executed: 1, cached: 1, savedMs: 5 }], topMissed: [], topSavers: [{ name: "RUN a", hits: 1, savedMs: 12 }], conflicts: [], webhooks: [], tokens: [] });
+    expect(html).toContain("(1 hit)</text>");
+    expect(html).toContain(">21:00</text>");
+  });
+});

@@ -22,7 +22,7 @@ export interface LineOptions {
 /** Dates on an x axis: the day when they span days, else the time of day (to the second within minutes: two ends never read the same). */
 function timeLabel(t: number, span: number): string {
   const iso = new Date(t).toISOString();
-  return span > 2 * 86_400_000 ? iso.slice(5, 10) : span < 10 * 60_000 ? iso.slice(11, 19) : iso.slice(11, 16);
+  return span > 2 * 86_400_000 ? iso.slice(5, 10) : span > 0 && span < 10 * 60_000 ? iso.slice(11, 19) : iso.slice(11, 16);
 }
 
 /** A line over time (y from 0 to `max`), a dot and a tooltip per point, the y axis and the first and last times. */
@@ -56,7 +56,7 @@ export function barChart(rows: { label: string; value: number; text: string }[],
   const rowHeight = 34;
   // The SVG clips what passes its right edge: the longest bar leaves room for the longest
   // value after it, and a label is cut (with …) to the width (11px text: ~6px a character).
-  const room = Math.max(120, width - 6 - CHAR * Math.max(...rows.map((r) => r.text.length)));
+  const room = Math.max(120, width - 16 - CHAR * Math.max(...rows.map((r) => r.text.length)));
   const fits = Math.floor(width / CHAR);
   const body = rows
     .map((r, i) => {

@@ -66,10 +66,10 @@ function differences(d: Unreproducible["differences"]): string {
 export function nondeterministicPanel(steps: Nondeterministic[], recent: Unreproducible[]): string {
   if (!steps.length) return '<section class="card wide" data-panel="nondeterministic"><h3>Non-deterministic steps</h3><p class="muted">None: every step rebuilt by its writer made the same result.</p></section>';
   const top = steps
-    .map((s) => `<tr data-nondeterministic="${esc(s.step)}"><td><code>${esc(s.step)}</code></td><td class="num">${s.count}×</td><td>${esc(ago(s.last))}</td><td>${buildLink(s.lastBuild)}</td></tr>`)
+    .map((s) => `<tr data-nondeterministic="${esc(s.step)}"><td><code>${esc(s.step)}</code></td><td class="num">${s.count}×</td><td class="when">${esc(ago(s.last))}</td><td>${buildLink(s.lastBuild)}</td></tr>`)
     .join("");
   const rows = recent
-    .map((u) => `<tr data-unreproducible="${esc(u.key)}"><td>${stepText(u.step, u.key)}</td><td>${differences(u.differences)}</td><td>${buildLink(u.first.build)} → ${buildLink(u.second.build)}</td><td>${esc(ago(u.time))}</td></tr>`)
+    .map((u) => `<tr data-unreproducible="${esc(u.key)}"><td>${stepText(u.step, u.key)}</td><td>${differences(u.differences)}</td><td>${buildLink(u.first.build)} → ${buildLink(u.second.build)}</td><td class="when">${esc(ago(u.time))}</td></tr>`)
     .join("");
   return `<section class="card wide" data-panel="nondeterministic"><h3>Non-deterministic steps</h3>
 <p class="muted">Steps whose own writer (same token and signer) made another result when it ran them again. The cache keeps the first result; these are not conflicts.</p>
@@ -81,7 +81,7 @@ export function nondeterministicPanel(steps: Nondeterministic[], recent: Unrepro
 export function conflictsPanel(conflicts: ConflictView[]): string {
   const body = conflicts.length
     ? `<div class="scroll"><table><thead><tr><th>Step</th><th>When</th><th>Kept, from</th><th>Refused, from</th></tr></thead><tbody>${conflicts
-        .map((c) => `<tr data-conflict="${esc(c.key)}"><td>${stepText(c.step, c.key)}</td><td>${esc(ago(c.time))}</td><td>${writer(c.first)} · ${buildLink(c.first.build)}</td><td>${writer(c.second)} · ${buildLink(c.second.build)}</td></tr>`)
+        .map((c) => `<tr data-conflict="${esc(c.key)}"><td>${stepText(c.step, c.key)}</td><td class="when">${esc(ago(c.time))}</td><td>${writer(c.first)} · ${buildLink(c.first.build)}</td><td>${writer(c.second)} · ${buildLink(c.second.build)}</td></tr>`)
         .join("")}</tbody></table></div>`
     : '<p class="muted">None: no writer offered a result for a step another writer had made.</p>';
   return `<section class="card wide" data-panel="conflicts"><h3>Conflicts</h3><p class="muted">Another writer offered a different result for a step: refused, and kept here.</p>${body}</section>`;

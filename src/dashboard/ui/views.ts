@@ -147,6 +147,13 @@ export function stepGraph(steps: Step[]): string {
   return `<div class="graph">${columns.join("")}</div>`;
 }
 
+/** Why a failed build failed, in the list: its failed step, else (interrupted, cut off) its error's first line. */
+function failedAt(b: Build): string {
+  if (b.failedStep) return ` <span class="failed-at" title="${esc(b.failedStep.name)}">failed at step ${b.failedStep.number}: <code>${esc(clip(b.failedStep.name.replace(/^\[[^\]]*\]\s*/, ""), 60))}</code></span>`;
+  const first = b.result === "failed" ? b.error?.split("\n")[0] : undefined;
+  return first ? ` <span class="failed-at" title="${esc(first)}">${esc(clip(first, 80))}</span>` : "";
+}
+
 export function buildsPage(running: Build[], recent: Build[], now: number, filtered = false): string {
   const live = running.length
     ? running
@@ -162,7 +169,7 @@ export function buildsPage(running: Build[], recent: Build[], now: number, filte
     .map(
       (b) => `<tr data-build="${esc(b.id)}" data-result="${esc(b.result)}">
   <td>${badge(b.result)}</td>
-  <td><a href="#/builds/${esc(b.id)}">${esc(title(b))}</a>${b.failedStep ? ` <span class="failed-at" title="${esc(b.failedStep.name)}">failed at step ${b.failedStep.number}: <code>${esc(clip(b.failedStep.name.replace(/^\[[^\]]*\]\s*/, ""), 60))}</code></span>` : ""}<div class="who">${who(b)} ${labels(b)}</div></td>
+  <td><a href="#/builds/${esc(b.id)}">${esc(title(b))}</a>${failedAt(b)}<div class="who">${who(b)} ${labels(b)}</div></td>
   <td>${esc(ago(b.started, now))}</td>
   <td class="num">${esc(b.result === "running" ? duration(now - b.started) : duration(b.durationMs))}</td>
   <td class="num">${esc(percent(b.hitRate))}</td>
@@ -290,7 +297,7 @@ export function cachePage(stats: Stats, mounts: MountScopeInfo[] = []): string {
 <section class="card"><h3>Cache size</h3><p class="big">${esc(bytes(cache.bytes))}${cache.maxBytes ? ` <span class="muted">of ${esc(bytes(cache.maxBytes))} (${esc(percent(used))})</span>` : ""}</p><p class="muted">${cache.blobs} blobs · ${cache.actions} step results</p></section>
 <section class="card wide"><h3>Hit rate over time (per hour, last 7 days)</h3>${lineChart(points, { empty: "No finished build in the last 7 days." })}</section>
 <section class="card"><h3>Steps that miss most</h3>${barChart(stats.topMissed.map((m) => ({ label: m.name, value: m.misses, text: `${m.misses}×` })), "No misses recorded.")}</section>
-<section class="card"><h3>Steps that save the most time</h3>${barChart(stats.topSavers.map((m) => ({ label: m.name, value: m.savedMs, text: `${duration(m.savedMs)} (${m.hits} hits)` })), "No hits recorded.")}</section>
+<section class="card"><h3>Steps that save the most time</h3>${barChart(stats.topSavers.map((m) => ({ label: m.name, value: m.savedMs, text: `${duration(m.savedMs)} (${m.hits} ${m.hits === 1 ? "hit" : "hits"})` })), "No hits recorded.")}</section>
 <section class="card"><h3>Use by token</h3>${barChart(tokens, "No requests yet.")}</section>
 <section class="card wide"><h3>Cache mounts</h3>${mountsPanel(mounts)}</section>
 ${nondeterministicPanel(stats.nondeterministic ?? [], stats.unreproducible ?? [])}
