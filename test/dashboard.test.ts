@@ -310,3 +310,21 @@ test("a running build's hit rate leaves out config-only steps (FROM, ENV…), as
   expect(await page.textContent('.live[data-build="build-config-only-1"] [data-step="0/0"] .step-meta')).toBe("config");
   await page.close();
 }, 60_000);
+
+test("every page opens without an error in the browser's console (no request answered 404: not even an icon)", async () => {
+  const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
+  const errors: string[] = [];
+  page.on("console", (message) => void (message.type() === "error" && errors.push(message.text())));
+  page.on("pageerror", (error) => void errors.push(String(error)));
+  await page.goto(server.url);
+  await page.fill("#token", TOKEN);
+  await page.click("button[type=submit]");
+  await page.waitForSelector('[data-live="true"]');
+  for (const route of ["projects", "cache", "workers"]) {
+    await page.click(`nav a[href="#/${route}"]`);
+    await page.waitForSelector("main section, main p.muted");
+  }
+  await Bun.sleep(500);
+  expect(errors).toEqual([]);
+  await page.close();
+}, 60_000);

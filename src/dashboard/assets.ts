@@ -10,6 +10,8 @@ const shell = (body: string) => `<!doctype html>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>MemoBuild</title>
+<!-- No icon to fetch: a browser asks for /favicon.ico otherwise, and logs its 404 on every page. -->
+<link rel="icon" href="data:,">
 <link rel="stylesheet" href="/assets/dashboard.css">
 </head>
 <body>${body}</body>
