@@ -202,3 +202,12 @@ describe("the list", () => {
     expect(html).toContain(">21:00</text>");
   });
 });
+
+describe("a step's output page", () => {
+  test("a config-only step reads \"config\" and says nothing ran (not \"ran\", nor \"printed nothing\")", async () => {
+    const { stepLogPage } = await import("./ui/logs.ts");
+    const html = stepLogPage(build({ steps: [{ id: "0/0", stage: "0", number: 1, name: "[1/2] FROM base", state: "executed", configOnly: true }] }), 1, { text: "", lastEvent: 0 });
+    expect(html).toContain('<span data-log-state="executed">config</span>');
+    expect(html).toContain("Nothing ran: this step changes only the image's config.");
+  });
+});

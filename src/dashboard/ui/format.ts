@@ -41,3 +41,20 @@ export const short = (digest: string | undefined) => (digest ? digest.replace(/^
 export function shellWords(words: string[]): string {
   return words.map((w) => (/^[A-Za-z0-9_@%+=:,./-]+$/.test(w) ? w : `'${w.replaceAll("'", `'\\''`)}'`)).join(" ");
 }
+
+const STATE_TEXT: Record<string, string> = {
+  queued: "queued",
+  running: "running",
+  executed: "ran",
+  "cached-local": "cached",
+  "cached-remote": "cached (remote)",
+  failed: "failed",
+  skipped: "skipped",
+  cancelled: "cancelled",
+};
+
+/** What a step's state says; a config-only step (FROM, ENV…) ran nothing, hit or not: "config". */
+export function stateText(step: { state: string; configOnly?: true }): string {
+  const decided = step.state === "executed" || step.state === "cached-local" || step.state === "cached-remote";
+  return step.configOnly && decided ? "config" : (STATE_TEXT[step.state] ?? step.state);
+}

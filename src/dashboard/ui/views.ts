@@ -1,6 +1,6 @@
 /** The dashboard's pages as HTML strings; every reported value goes through esc(). */
 import { barChart, lineChart, waterfall } from "./charts.ts";
-import { ago, bytes, duration, esc, percent, shellWords, short } from "./format.ts";
+import { ago, bytes, duration, esc, percent, shellWords, short, stateText } from "./format.ts";
 import type { BuildStep, BuildSummary } from "../../report/events.ts";
 import type { MountScopeInfo } from "../../remote/mount-types.ts";
 import { mountsPanel } from "./mounts-panel.ts";
@@ -26,19 +26,6 @@ export interface Stats {
   webhooks: { messageId: string; url: string; type: string; status: string; attempts: number; lastStatus?: number; lastError?: string; created: number }[];
 }
 
-const STATE_TEXT: Record<string, string> = {
-  queued: "queued",
-  running: "running",
-  executed: "ran",
-  "cached-local": "cached",
-  "cached-remote": "cached (remote)",
-  failed: "failed",
-  skipped: "skipped",
-  cancelled: "cancelled",
-};
-
-/** What a step's state says; a config-only step (FROM, ENV…) ran nothing, hit or not. */
-const stateText = (s: Step) => (s.configOnly && (s.state === "executed" || isHit(s.state)) ? "config" : (STATE_TEXT[s.state] ?? s.state));
 
 /** Unnamed stages are shown as BuildKit shows them: stage-N. */
 const stageName = (stage: string) => (/^\d+$/.test(stage) ? `stage-${stage}` : stage);
