@@ -211,3 +211,26 @@ describe("a step's output page", () => {
     expect(html).toContain("Nothing ran: this step changes only the image's config.");
   });
 });
+
+describe("a build's own conflicts and steps not reproducible", () => {
+  const key = "a".repeat(64);
+  const records = {
+    conflicts: [{ key, time: 0, step: "[app 2/2] RUN make", first: { author: "0123456789ab", authorName: "ci", signer: null, build: "build-first-1" }, second: { author: "ba9876543210", authorName: "bo-laptop", signer: null, build: "build-0001" } }],
+    unreproducible: [
+      { key, time: 0, step: "[app 3/3] RUN date > /d", first: { build: "build-0001" }, second: { build: "build-later-2" }, differences: { files: [{ path: "/d", how: ["content"] }], more: 0 } },
+      { key, time: 0, step: "[other 1/1] RUN x", first: { build: "build-x" }, second: { build: "build-y" }, differences: { files: [], more: 0 } },
+    ],
+  };
+
+  test("are listed on its page with the other build linked and this one named so; none, no panel", () => {
+    const html = buildPage(build({ result: "success" }), 0, records);
+    const panel = /<section class="card" data-panel="build-records">[^]*?<\/section>/.exec(html)![0];
+    expect(panel).toContain("[app 2/2] RUN make");
+    expect(panel).toContain("kept ci, refused bo-laptop");
+    expect(panel).toContain('<a class="build-link" href="#/builds/build-first-1">');
+    expect(panel).toContain("this build → ");
+    expect(panel).toContain('<a class="build-link" href="#/builds/build-later-2">');
+    expect(panel).not.toContain("[other 1/1] RUN x");
+    expect(buildPage(build({ id: "build-none-3", result: "success" }), 0, records)).not.toContain("build-records");
+  });
+});

@@ -8,6 +8,7 @@ import { esc } from "./format.ts";
 import { buildPage, buildsPage, cachePage, FILTER_NAMES, filterBar, filterChoices, matches, projectsPage, workersPage, type Build, type Filters, type Job, type ProjectTrend, type Stats, type Step, type Worker } from "./views.ts";
 import type { MountScopeInfo } from "../../remote/mount-types.ts";
 import { appendLog, stepLogPage, type StepLogView } from "./logs.ts";
+import type { ConflictView, Unreproducible } from "./reproducibility.ts";
 
 interface HubEvent {
   id: number;
@@ -26,6 +27,9 @@ let connected = false;
 let queue: { jobs: Job[]; depth: number; workers: Worker[] } | undefined;
 let queueLoaded = 0;
 let projects: ProjectTrend[] | undefined;
+/** Conflicts and steps not reproducible, for a build's page (read again after 10 s). */
+let records: { conflicts: ConflictView[]; unreproducible: Unreproducible[] } | undefined;
+let recordsLoaded = 0;
 let projectsLoaded = 0;
 
 /** Step logs opened in this page, by "build step-id": kept live from the WebSocket. */
@@ -218,7 +222,14 @@ function render() {
     }
   } else if (match) {
     const build = builds.get(decodeURIComponent(match[1]));
-    if (build?.steps) body = buildPage(build, now);
+    if (now - recordsLoaded > 10_000) {
+      recordsLoaded = now;
+      // An older server without GET /v1/unreproducible: the panel is then left out.
+      void Promise.all([api<{ conflicts: ConflictView[] }>("/v1/conflicts"), api<{ unreproducible: Unreproducible[] }>("/v1/unreproducible")])
+        .then(([c, u]) => ((records = { conflicts: c.conflicts, unreproducible: u.unreproducible }), redraw()))
+        .catch(() => {});
+    }
+    if (build?.steps) body = buildPage(build, now, records);
     else {
       body = '<p class="muted">Loading…</p>';
       void loadBuild(decodeURIComponent(match[1])).catch((e) => (pageEl.innerHTML = `<p class="error">${esc((e as Error).message)}</p>`));

@@ -78,6 +78,26 @@ export function nondeterministicPanel(steps: Nondeterministic[], recent: Unrepro
 <table><thead><tr><th>Step</th><th>Files that differ</th><th>First build → rebuild</th><th>When</th></tr></thead><tbody>${rows}</tbody></table></section>`;
 }
 
+/** A build's link, or "this build" for the page's own. */
+const buildOrThis = (id: string | null | undefined, self: string) => (id === self ? "this build" : buildLink(id));
+
+/**
+ * On a build's page: the results it made that differ from ones the cache already held (or that
+ * a later build's differ from), as not reproducible (the same writer) or conflicts (another),
+ * with the other build linked. Nothing when there are none.
+ */
+export function buildRecordsPanel(id: string, conflicts: ConflictView[], unreproducible: Unreproducible[]): string {
+  const mine = <T extends { first: { build?: string | null }; second: { build?: string | null } }>(r: T) => r.first.build === id || r.second.build === id;
+  const rows = [
+    ...unreproducible.filter(mine).map((u) => `<tr data-unreproducible="${esc(u.key)}"><td>not reproducible</td><td>${stepText(u.step, u.key)}</td><td>${differences(u.differences)}</td><td class="when">${buildOrThis(u.first.build, id)} → ${buildOrThis(u.second.build, id)}</td></tr>`),
+    ...conflicts.filter(mine).map((c) => `<tr data-conflict="${esc(c.key)}"><td>conflict</td><td>${stepText(c.step, c.key)}</td><td>kept ${writer(c.first)}, refused ${writer(c.second)}</td><td class="when">${buildOrThis(c.first.build, id)} → ${buildOrThis(c.second.build, id)}</td></tr>`),
+  ];
+  if (!rows.length) return "";
+  return `<section class="card" data-panel="build-records"><h3>Results that differ from the cache's</h3>
+<p class="muted">Steps of this build whose result differed from the one stored for the same inputs: by the same writer (not reproducible), or by another (a conflict, refused). The first result stays in use. <a href="#/cache">All of them</a></p>
+<div class="scroll"><table><thead><tr><th></th><th>Step</th><th>What differs</th><th>Kept from → offered by</th></tr></thead><tbody>${rows.join("")}</tbody></table></div></section>`;
+}
+
 export function conflictsPanel(conflicts: ConflictView[]): string {
   const body = conflicts.length
     ? `<div class="scroll"><table><thead><tr><th>Step</th><th>When</th><th>Kept, from</th><th>Refused, from</th></tr></thead><tbody>${conflicts

@@ -6,7 +6,7 @@ import type { MountScopeInfo } from "../../remote/mount-types.ts";
 import { mountsPanel } from "./mounts-panel.ts";
 
 export { mountsPanel };
-import { conflictsPanel, nondeterministicPanel, type ConflictView, type Nondeterministic, type Unreproducible } from "./reproducibility.ts";
+import { buildRecordsPanel, conflictsPanel, nondeterministicPanel, type ConflictView, type Nondeterministic, type Unreproducible } from "./reproducibility.ts";
 
 export type Step = BuildStep;
 /** A build as listed; the dashboard fills in its steps when it has them. */
@@ -199,7 +199,8 @@ function failure(b: Build, steps: Step[]): string {
 ${output?.length ? `<pre class="output">${esc(output.join("\n"))}</pre>` : ""}${error ? `<pre class="output error">${esc(error)}</pre>` : ""}</section>`;
 }
 
-export function buildPage(b: Build, now: number): string {
+/** `records`: the hub's conflicts and steps not reproducible, for the ones this build took part in. */
+export function buildPage(b: Build, now: number, records?: { conflicts: ConflictView[]; unreproducible: Unreproducible[] }): string {
   const steps = b.steps ?? [];
   const timeline = steps
     .filter((s) => s.started !== undefined)
@@ -243,6 +244,7 @@ export function buildPage(b: Build, now: number): string {
 ${failure(b, steps)}
 <dl class="facts">${facts.map(([k, v]) => `<dt>${k}</dt><dd>${v}</dd>`).join("")}</dl>
 ${invocation(b)}
+${records ? buildRecordsPanel(b.id, records.conflicts, records.unreproducible) : ""}
 <h3>Steps</h3>
 ${stepGraph(steps)}
 ${timeline.length ? `<h3>Timeline</h3>${waterfall(timeline)}` : ""}
