@@ -234,3 +234,12 @@ describe("a build's own conflicts and steps not reproducible", () => {
     expect(buildPage(build({ id: "build-none-3", result: "success" }), 0, records)).not.toContain("build-records");
   });
 });
+
+describe("the Workers page, empty", () => {
+  test("says how to send a build and how to start a worker", async () => {
+    const { workersPage } = await import("./ui/views.ts");
+    const html = workersPage([], 0, [], 0);
+    expect(html).toContain("<code>memobuild build --builder URL</code>");
+    expect(html).toContain("<code>memobuild worker --server URL --token TOKEN</code>");
+  });
+});

@@ -348,6 +348,6 @@ export function workersPage(jobs: Job[], depth: number, workers: Worker[], now: 
     })
     .join("");
   return `<section class="card"><h3>Queue</h3><p>${depth} build(s) waiting for a worker</p>
-<table class="jobs"><thead><tr><th>Build</th><th>State</th><th>Worker</th><th>Steps it held</th><th>Attempts</th><th>Submitted</th><th>Took</th><th>Error</th></tr></thead><tbody>${jobRows || '<tr><td colspan="8" class="muted">No remote builds yet.</td></tr>'}</tbody></table></section>
-<section class="card"><h3>Workers</h3><table class="workers"><thead><tr><th>Name</th><th>State</th><th>Running</th><th>Labels</th><th>Last seen</th><th>Steps run</th><th>Cached</th><th>Hit rate</th></tr></thead><tbody>${workerRows || '<tr><td colspan="8" class="muted">No worker has asked for work yet.</td></tr>'}</tbody></table></section>`;
+<table class="jobs"><thead><tr><th>Build</th><th>State</th><th>Worker</th><th>Steps it held</th><th>Attempts</th><th>Submitted</th><th>Took</th><th>Error</th></tr></thead><tbody>${jobRows || '<tr><td colspan="8" class="muted">No remote builds yet: <code>memobuild build --builder URL</code> queues one here.</td></tr>'}</tbody></table></section>
+<section class="card"><h3>Workers</h3><table class="workers"><thead><tr><th>Name</th><th>State</th><th>Running</th><th>Labels</th><th>Last seen</th><th>Steps run</th><th>Cached</th><th>Hit rate</th></tr></thead><tbody>${workerRows || '<tr><td colspan="8" class="muted">No worker has asked for work yet: start one with <code>memobuild worker --server URL --token TOKEN</code> (a <code>worker</code> token).</td></tr>'}</tbody></table></section>`;
 }
