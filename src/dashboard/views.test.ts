@@ -243,3 +243,23 @@ describe("the Workers page, empty", () => {
     expect(html).toContain("<code>memobuild worker --server URL --token TOKEN</code>");
   });
 });
+
+describe("a step that failed before it ran (a COPY of a missing file)", () => {
+  const copy = build({
+    started: 0,
+    finished: 30,
+    error: 'Dockerfile:2:1: COPY missing.txt /: source "missing.txt" not found in the build context',
+    steps: [
+      { id: "0/0", stage: "0", number: 1, name: "[1/3] FROM base", state: "executed", configOnly: true, started: 1, durationMs: 2 },
+      { id: "0/1", stage: "0", number: 2, name: "[2/3] COPY missing.txt /", state: "failed", reasons: ['Dockerfile:2:1: COPY missing.txt /: source "missing.txt" not found in the build context'] },
+      { id: "0/2", stage: "0", number: 3, name: "[3/3] RUN echo x", state: "skipped" },
+    ],
+  });
+
+  test("is on the timeline, and its error is said once", () => {
+    const html = buildPage(copy, 40);
+    expect(html).toMatch(/<g class="row" data-state="failed">[^]*?\[2\/3\] COPY missing.txt \/<\/text>/);
+    const failure = /<section class="card failure"[^]*?<\/section>/.exec(html)![0];
+    expect(failure.split("not found in the build context")).toHaveLength(2);
+  });
+});

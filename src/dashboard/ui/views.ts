@@ -194,7 +194,9 @@ function failure(b: Build, steps: Step[]): string {
   if (!failed) return b.error ? `<section class="card failure"><h3>The build failed</h3><pre class="output error">${esc(b.error)}</pre></section>` : "";
   const output = failed.tail?.length ? failed.tail : failed.reasons;
   // The build's error repeats the tail after "last output:": shown once, above it.
-  const error = output?.length ? b.error?.replace(/\n\s*last output:\n[\s\S]*$/, "") : b.error;
+  // A step that failed without running (a COPY of a missing file) has the error as its reason.
+  const trimmed = output?.length ? b.error?.replace(/\n\s*last output:\n[\s\S]*$/, "") : b.error;
+  const error = trimmed && output?.join("\n").includes(trimmed) ? undefined : trimmed;
   return `<section class="card failure" data-failed-step="${esc(failed.id)}"><h3>Failed at step ${failed.number}: <code>${esc(failed.name)}</code> <a class="log-link" href="#/builds/${esc(encodeURIComponent(b.id))}/steps/${failed.number}">all its output</a></h3>
 ${output?.length ? `<pre class="output">${esc(output.join("\n"))}</pre>` : ""}${error ? `<pre class="output error">${esc(error)}</pre>` : ""}</section>`;
 }
@@ -202,9 +204,13 @@ ${output?.length ? `<pre class="output">${esc(output.join("\n"))}</pre>` : ""}${
 /** `records`: the hub's conflicts and steps not reproducible, for the ones this build took part in. */
 export function buildPage(b: Build, now: number, records?: { conflicts: ConflictView[]; unreproducible: Unreproducible[] }): string {
   const steps = b.steps ?? [];
-  const timeline = steps
-    .filter((s) => s.started !== undefined)
-    .map((s) => ({ label: s.name, text: `${stateText(s)} ${duration(stepLength(s, b, now))}`, start: s.started! - b.started, length: stepLength(s, b, now), state: s.configOnly ? "config-only" : s.state }));
+  const drawn = steps.filter((s) => s.started !== undefined);
+  const lastEnd = Math.max(0, ...drawn.map((s) => s.started! - b.started + stepLength(s, b, now)));
+  const timeline = [
+    ...drawn.map((s) => ({ label: s.name, text: `${stateText(s)} ${duration(stepLength(s, b, now))}`, start: s.started! - b.started, length: stepLength(s, b, now), state: s.configOnly ? "config-only" : s.state })),
+    // A step that failed before it ran (a COPY of a missing file) is a mark where the others ended.
+    ...steps.filter((s) => s.started === undefined && s.state === "failed").map((s) => ({ label: s.name, text: "failed before it ran", start: lastEnd, length: 0, state: s.state })),
+  ];
   const rows = steps
     .map(
       (s) => `<tr class="state-${esc(s.state)}" data-step="${esc(s.id)}" data-state="${esc(s.state)}">
