@@ -13,42 +13,19 @@ import { getCookie } from "hono/cookie";
 import { ActionConflict, HASH, Storage, UploadRejected, type ResultOrigin } from "./storage.ts";
 import { terminalText } from "../util/terminal-text.ts";
 import { redactCredentials } from "../util/redact.ts";
-import type { AuthResult, TokenSet } from "./auth.ts";
+import type { AuthResult } from "./auth.ts";
 import { boundedText, error, sameOrigin, type AppEnv } from "./http.ts";
-import type { Metrics } from "./metrics.ts";
-import type { Logger } from "../util/log.ts";
 import { BUILD_ID, type BuildHub } from "./hub.ts";
-import { SESSION_COOKIE, type SessionStore } from "./sessions.ts";
+import { SESSION_COOKIE } from "./sessions.ts";
 import { hubRoutes } from "./hub-routes.ts";
 import type { JobQueue } from "./jobs.ts";
 import { jobRoutes, workersWithHits } from "./jobs-routes.ts";
-import type { AgentRelay, SecretRelay } from "./secret-relay.ts";
-import { mountRoutes, type MountStore } from "./mounts.ts";
+import { mountRoutes } from "./mounts.ts";
+import type { AppParts } from "./app-parts.ts";
 
 const MAX_ACTION_BYTES = 1024 * 1024;
 
 
-/** What the server is made of; each part is built (and tested) on its own. */
-export interface AppParts {
-  storage: Storage;
-  tokens: TokenSet;
-  metrics: Metrics;
-  log: Logger;
-  hub: BuildHub;
-  sessions: SessionStore;
-  /** The remote-execution queue (absent: the server runs no builds). */
-  jobs?: JobQueue;
-  /** How a remote build's secrets reach its worker (default: in this process's memory). */
-  secrets?: SecretRelay;
-  /** How a remote build's messages to the submitter's ssh agents reach it (default: in memory). */
-  agents?: AgentRelay;
-  /** Shared cache mounts (absent in tests that build an app without them). */
-  mounts?: MountStore;
-  /** Whether the metadata and blob stores answer (GET /readyz); absent: always ready. */
-  ready?: () => Promise<void>;
-  /** Large blob GETs answered with a short-lived URL of the blob store (when it has them). */
-  blobsRedirect?: boolean;
-}
 
 /**
  * The build and step an upload says it comes from (headers `memobuild-build`, `memobuild-step`,

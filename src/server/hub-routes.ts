@@ -16,7 +16,7 @@ import { upgradeWebSocket } from "hono/bun";
 import { deleteCookie, getCookie, setCookie } from "hono/cookie";
 import type { ServerWebSocket } from "bun";
 import { dashboardAssets } from "../dashboard/assets.ts";
-import type { AppParts } from "./app.ts";
+import type { AppParts } from "./app-parts.ts";
 import { boundedText, error, sameOrigin, type AppEnv } from "./http.ts";
 import { BUILD_ID, HubError } from "./hub.ts";
 import type { HubEvent, TrendPoint } from "./history.ts";

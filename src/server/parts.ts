@@ -2,7 +2,7 @@
 import type { SQL } from "bun";
 import { mkdirSync } from "node:fs";
 import { UserError } from "../errors.ts";
-import type { AppParts } from "./app.ts";
+import type { AppParts } from "./app-parts.ts";
 import { TokenSet, type TokenEntry } from "./auth.ts";
 import { PgCacheIndex } from "./cache-index-pg.ts";
 import { S3Blobs, parseS3Url } from "./blobs-s3.ts";
