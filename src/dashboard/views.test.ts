@@ -235,6 +235,16 @@ describe("a build's own conflicts and steps not reproducible", () => {
   });
 });
 
+describe("a step whose results differ only in file times", () => {
+  test("is named with the cure (SOURCE_DATE_EPOCH); one that differs in content is not", async () => {
+    const { nondeterministicPanel } = await import("./ui/reproducibility.ts");
+    const record = (how: string[]) => ({ key: "k", time: 0, step: "[build 3/7] WORKDIR /src", first: { build: "b1" }, second: { build: "b2" }, differences: { files: [{ path: "/src", how }], more: 0 } });
+    const steps = [{ step: "[build 3/7] WORKDIR /src", count: 1, last: 0, lastBuild: "b2" }];
+    expect(nondeterministicPanel(steps, [record(["mtime only"])])).toContain('data-hint="times-only"');
+    expect(nondeterministicPanel(steps, [record(["content"])])).not.toContain('data-hint="times-only"');
+  });
+});
+
 describe("the Workers page, empty", () => {
   test("says how to send a build and how to start a worker", async () => {
     const { workersPage } = await import("./ui/views.ts");

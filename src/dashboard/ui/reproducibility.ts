@@ -60,7 +60,10 @@ function differences(d: Unreproducible["differences"]): string {
   if (!d.files.length) return '<span class="muted">no file differs (packed differently)</span>';
   const listed = d.files.slice(0, 4).map((f) => `<code>${esc(f.path)}</code> <span class="muted">${esc(f.how.join(", "))}</span>`);
   const rest = d.files.length - listed.length + d.more;
-  return listed.join("<br>") + (rest ? `<br><span class="muted">and ${rest} more</span>` : "");
+  // Only file times differ (a WORKDIR made now, a COPY's directory): the usual cause, and its cure.
+  const timesOnly = d.more === 0 && d.files.every((f) => f.how.length === 1 && f.how[0] === "mtime only");
+  const hint = timesOnly ? '<br><span class="muted" data-hint="times-only">only file times differ: building with SOURCE_DATE_EPOCH makes them the same</span>' : "";
+  return listed.join("<br>") + (rest ? `<br><span class="muted">and ${rest} more</span>` : "") + hint;
 }
 
 export function nondeterministicPanel(steps: Nondeterministic[], recent: Unreproducible[]): string {
