@@ -1,10 +1,11 @@
 import { afterAll, beforeEach, describe, expect, test } from "bun:test";
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, renameSync, rmSync, symlinkSync, utimesSync, writeFileSync } from "node:fs";
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, renameSync, rmSync, statSync, symlinkSync, utimesSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { loadContext } from "./context.ts";
 import { ContextError } from "./errors.ts";
-import { StatCache } from "./stat-cache.ts";
+import { blake3Hex } from "../hash/blake3.ts";
+import { directoryDigests, walkOrderDigests } from "./digest.ts";
 
 const work = mkdtempSync(join(tmpdir(), "memobuild-context-"));
 afterAll(() => rmSync(work, { recursive: true, force: true }));
@@ -211,34 +212,53 @@ describe("stat cache", () => {
     expect(edited.digest()).not.toBe(cold.digest());
   });
 
-  test("rows older than the racy window are trusted", async () => {
-    const cache = StatCache.open(join(work, `unit${counter}.db`));
-    const stat = { size: 3n, mtimeNs: 1_000_000_000_000n, ctimeNs: 1_000_000_000_000n, ino: 7n, mode: 0o100644n, uid: 0n, gid: 0n } as never;
-    // Whole-second timestamps: a 1 s-granular file system, so a two-second window.
-    cache.record("old", stat, Buffer.alloc(32, 1), 1_000_000_000_000n + 5_000_000_000n);
-    cache.record("racy", stat, Buffer.alloc(32, 2), 1_000_000_000_000n + 1_500_000_000n);
-    expect(cache.lookup("old", stat)).toEqual(Buffer.alloc(32, 1));
-    expect(cache.lookup("racy", stat)).toBeUndefined();
-    expect(cache.lookup("old", { ...(stat as object), size: 4n } as never)).toBeUndefined();
-    cache.flush();
-    cache.close();
-    // And the rows persist.
-    const reopened = StatCache.open(join(work, `unit${counter}.db`));
-    expect(reopened.lookup("old", stat)).toEqual(Buffer.alloc(32, 1));
-    reopened.close();
+  test("a file rewritten with the same size and its mtime set back is read again (its ctime moved)", async () => {
+    write("f", "AAAA");
+    write("g", "same");
+    utimesSync(join(dir, "f"), new Date("2020-01-01T00:00:00Z"), new Date("2020-01-01T00:00:00Z"));
+    Bun.sleepSync(150); // past the racy window: the cache trusts what it stores now
+    const first = await load();
+    expect(first.stats).toMatchObject({ hashed: 2 });
+    expect((await load()).stats).toMatchObject({ hashed: 0, fromCache: 2 });
+    write("f", "BBBB");
+    utimesSync(join(dir, "f"), new Date("2020-01-01T00:00:00Z"), new Date("2020-01-01T00:00:00Z"));
+    const after = await load();
+    expect(after.stats).toMatchObject({ hashed: 1, fromCache: 1 });
+    expect(Buffer.from(after.byPath.get("f")!.contentDigest!).toString("hex")).toBe(blake3Hex(Buffer.from("BBBB")));
   });
 
-  test("racy rows are re-hashed until they age past the window", async () => {
-    const cache = StatCache.inMemory();
-    const mtime = 1_700_000_000_123_456_789n; // nanosecond timestamps: a 100 ms window
-    const stat = { size: 4n, mtimeNs: mtime, ctimeNs: mtime, ino: 9n, mode: 0o100644n, uid: 0n, gid: 0n } as never;
-    // Hashed 1 ms after the write: the file could change again with the same stat.
-    cache.record("f", stat, Buffer.alloc(32, 1), mtime + 1_000_000n);
-    expect(cache.lookup("f", stat)).toBeUndefined();
-    // Re-hashed once the tick is long past: now the row is trusted.
-    cache.record("f", stat, Buffer.alloc(32, 2), mtime + 150_000_000n);
-    expect(cache.lookup("f", stat)).toEqual(Buffer.alloc(32, 2));
-    cache.close();
+  test("a file replaced by another of the same size and times (a new inode) is read again", async () => {
+    write("f", "AAAA");
+    Bun.sleepSync(150);
+    await load();
+    const stat = statSync(join(dir, "f"));
+    write("f.new", "BBBB");
+    utimesSync(join(dir, "f.new"), stat.atime, stat.mtime);
+    renameSync(join(dir, "f.new"), join(dir, "f"));
+    const after = await load();
+    expect(Buffer.from(after.byPath.get("f")!.contentDigest!).toString("hex")).toBe(blake3Hex(Buffer.from("BBBB")));
+  });
+});
+
+describe("directory digests in one pass over the walk's order", () => {
+  test("equal directoryDigests' for every directory and owner, and decline entries in another order", async () => {
+    for (const path of ["a/b/c.txt", "a/b-c", "a/b.d/e", "a/ba", "z", "m/n/o/p/q", "m/n2", "vendor/keep/k", "vendor/drop/d"]) write(path);
+    mkdirSync(join(dir, "empty"));
+    symlinkSync("a/b", join(dir, "link"));
+    writeFileSync(Buffer.concat([Buffer.from(dir + "/a/"), Buffer.from([0xff, 0x41])]), "odd");
+    write(".dockerignore", "vendor\n!vendor/keep\n");
+    const ctx = await load();
+    for (const owner of [{ uid: 0, gid: 0 }, { uid: 1000, gid: 50 }]) {
+      const fast = walkOrderDigests(ctx.entries, owner)!;
+      const slow = directoryDigests(ctx.entries, owner);
+      expect([...fast.keys()].sort()).toEqual([...slow.keys()].sort());
+      for (const [path, digest] of slow) expect({ path, digest: fast.get(path)!.toString("hex") }).toEqual({ path, digest: digest.toString("hex") });
+    }
+    expect(walkOrderDigests([...ctx.entries].reverse())).toBeUndefined();
+    const swapped = [...ctx.entries];
+    const [first, second] = [swapped.findIndex((e) => e.path === "a/b-c"), swapped.findIndex((e) => e.path === "a/b.d")];
+    [swapped[first], swapped[second]] = [swapped[second], swapped[first]];
+    expect(walkOrderDigests(swapped)).toBeUndefined();
   });
 });
 

@@ -12,7 +12,7 @@ import { join, relative, resolve } from "node:path";
 import { blake3Hex } from "../hash/blake3.ts";
 import { FileHashError, hashFiles, type HashedFile } from "../hash/parallel.ts";
 import { IgnoreMatcher, IgnorePatternError, parseIgnoreFile, type IgnorePattern } from "./dockerignore.ts";
-import { directoryDigests, entryDigest, ROOT_OWNER, type DigestEntry, type Ownership } from "./digest.ts";
+import { directoryDigests, entryDigest, walkOrderDigests, ROOT_OWNER, type DigestEntry, type Ownership } from "./digest.ts";
 import { ContextError } from "./errors.ts";
 import { BadPatternError, compileGlob, splitWildcards, type Glob } from "./glob.ts";
 import { cleanContextPath, displayPath, fsPath, quotePath, rawFromText, rootBuffer } from "./paths.ts";
@@ -118,8 +118,9 @@ export class BuildContext {
   /** Every directory's digest for files landing with `owner`; computed once for root. */
   private directoryDigests(owner: Ownership): Map<string, Buffer> {
     const isRoot = owner.uid === ROOT_OWNER.uid && owner.gid === ROOT_OWNER.gid;
-    if (!isRoot) return directoryDigests(this.entries, owner);
-    return (this.rootOwnedDigests ??= directoryDigests(this.entries, ROOT_OWNER));
+    const all = () => walkOrderDigests(this.entries, owner) ?? directoryDigests(this.entries, owner);
+    if (!isRoot) return all();
+    return (this.rootOwnedDigests ??= all());
   }
 
   /** Digest of the whole context as `COPY . /dst` would land it. */
@@ -285,18 +286,21 @@ export function hardLinkGroups(entries: ContextEntry[]): Map<string, string> {
 }
 
 function toEntry(walked: WalkedEntry, contentDigest?: Uint8Array): ContextEntry {
-  return {
+  const { stats, at } = walked;
+  const file = walked.type === "file";
+  const entry: ContextEntry = {
     path: walked.path,
     name: displayPath(walked.path),
     type: walked.type,
-    mode: Number(walked.stat.mode & 0o7777n),
-    size: walked.type === "file" ? Number(walked.stat.size) : 0,
-    uid: Number(walked.stat.uid),
-    gid: Number(walked.stat.gid),
+    mode: stats.mode(at) & 0o7777,
+    size: file ? stats.size(at) : 0,
+    uid: stats.uid(at),
+    gid: stats.gid(at),
     contentDigest,
     linkTarget: walked.linkTarget,
-    ...(walked.type === "file" && walked.stat.nlink > 1n ? { inode: `${walked.stat.dev}:${walked.stat.ino}` } : {}),
   };
+  if (file && stats.nlink(at) > 1) entry.inode = stats.inode(at);
+  return entry;
 }
 
 /** Walks the context, hashes what changed since the last load, and returns it. */
@@ -321,9 +325,8 @@ export async function loadContext(options: LoadOptions): Promise<BuildContext> {
   const ownsCache = !options.statCache;
   const cache = options.statCache ?? (options.statCacheFile ? StatCache.open(options.statCacheFile) : StatCache.inMemory());
   const stats: LoadStats = { files: 0, hashed: 0, bytesHashed: 0, fromCache: 0 };
-  const seen = new Set<string>();
   try {
-    const hashedAtNs = BigInt(Date.now()) * 1_000_000n;
+    const hashedAtMs = Date.now();
     const entries: ContextEntry[] = new Array(walked.entries.length);
     const toHash: number[] = [];
     walked.entries.forEach((entry, index) => {
@@ -332,8 +335,7 @@ export async function loadContext(options: LoadOptions): Promise<BuildContext> {
         return;
       }
       stats.files++;
-      seen.add(entry.path);
-      const cached = cache.lookup(entry.path, entry.stat);
+      const cached = cache.lookup(entry.parent, entry.base, entry.stats, entry.at);
       if (cached) {
         stats.fromCache++;
         entries[index] = toEntry(entry, cached);
@@ -346,9 +348,10 @@ export async function loadContext(options: LoadOptions): Promise<BuildContext> {
     let hashed: HashedFile[];
     try {
       hashed = await hashFiles(
-        toHash.map((index) => ({ path: fsPath(root, walked.entries[index].path, rootText), size: Number(walked.entries[index].stat.size) })),
+        toHash.map((index) => ({ path: fsPath(root, walked.entries[index].path, rootText), size: walked.entries[index].stats.size(walked.entries[index].at) })),
       );
     } catch (error) {
+      cache.discard();
       if (!(error instanceof FileHashError)) throw error;
       const reason = error.code === "EACCES" ? "permission denied" : error.code === "ENOENT" ? "it disappeared during the build" : error.message;
       throw new ContextError(`cannot read ${quotePath(walked.entries[toHash[error.index]].path)} in the build context: ${reason}`);
@@ -357,10 +360,10 @@ export async function loadContext(options: LoadOptions): Promise<BuildContext> {
       const entry = walked.entries[index];
       stats.hashed++;
       stats.bytesHashed += hashed[i].size;
-      cache.record(entry.path, entry.stat, hashed[i].digest, hashedAtNs);
+      cache.record(entry.parent, entry.base, entry.stats, entry.at, hashed[i].digest, hashedAtMs);
       entries[index] = toEntry(entry, hashed[i].digest);
     });
-    cache.flush(seen);
+    cache.flush();
     return new BuildContext(contextDir, entries, walked.excluded, walked.skipped, walked.warnings, ignoreFile, stats);
   } finally {
     if (ownsCache) cache.close();

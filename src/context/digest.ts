@@ -149,3 +149,49 @@ export function entryDigest(name: string, entry: DigestEntry, owner: Ownership, 
   writeChild(writer, name, entry, owner, dirDigest);
   return writer.digest();
 }
+
+/**
+ * directoryDigests for entries in the walk's order (each directory before its contents,
+ * siblings sorted by name bytes), in one pass with a writer per open directory: no grouping
+ * map, no sorts (those were ~35 ms of a warm 20,000-file digest). Undefined when the entries
+ * are not in that order; then directoryDigests is the answer.
+ */
+export function walkOrderDigests(entries: readonly DigestEntry[], owner: Ownership = ROOT_OWNER): Map<string, Buffer> | undefined {
+  const digests = new Map<string, Buffer>();
+  const writers: RecordWriter[] = [new RecordWriter()];
+  const open: DigestEntry[] = []; // the open directories below the root; depth = open.length
+  const openPaths: string[] = [""];
+  const lastNames: string[] = [""]; // per depth: the last child written, to check the order
+  writers[0].bytes(TREE_HEADER);
+
+  const write = (name: string, entry: DigestEntry, dirDigest?: Buffer): boolean => {
+    const depth = open.length;
+    if (lastNames[depth] !== "" && name <= lastNames[depth]) return false;
+    lastNames[depth] = name;
+    writeChild(writers[depth], name, entry, owner, dirDigest);
+    return true;
+  };
+  const close = (): boolean => {
+    const dir = open.pop()!;
+    openPaths.pop();
+    const digest = writers[open.length + 1].digest();
+    digests.set(dir.path, digest);
+    return write(dir.path.slice(dir.path.lastIndexOf("/") + 1), dir, digest);
+  };
+
+  for (const entry of entries) {
+    const parent = parentOf(entry.path);
+    while (openPaths[openPaths.length - 1] !== parent) if (open.length === 0 || !close()) return undefined;
+    if (entry.type !== "dir") {
+      if (!write(entry.path.slice(parent === "" ? 0 : parent.length + 1), entry)) return undefined;
+      continue;
+    }
+    open.push(entry);
+    openPaths.push(entry.path);
+    lastNames[open.length] = "";
+    (writers[open.length] ??= new RecordWriter()).bytes(TREE_HEADER);
+  }
+  while (open.length > 0) if (!close()) return undefined;
+  digests.set("", writers[0].digest());
+  return digests;
+}

@@ -8,7 +8,8 @@ import { existsSync, mkdirSync, mkdtempSync, rmSync, statSync, utimesSync, write
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { loadContext } from "./context.ts";
-import { racyWindowNs, StatCache } from "./stat-cache.ts";
+import { isRacy, racyWindowNs, StatCache } from "./stat-cache.ts";
+import { statTableOf, type StatFields } from "./scan.ts";
 
 const work = mkdtempSync(join(tmpdir(), "memobuild-coarse-"));
 const mountPoint = join(work, "fs");
@@ -81,82 +82,137 @@ describe("the stat cache on a file system with whole-second timestamps", () => {
 });
 
 describe("the stat cache's rules, on stat values made up to isolate each one", () => {
-  const HOUR = 3_600_000_000_000n;
-  const base = { size: 10n, mtimeNs: 1_700_000_000_123_456_789n, ctimeNs: 1_700_000_000_223_456_789n, ino: 42n, mode: 0o100644n, uid: 1000n, gid: 1000n };
-  const stat = (changes: Partial<typeof base> = {}) => ({ ...base, ...changes }) as unknown as import("node:fs").BigIntStats;
-  const digest = new Uint8Array([1, 2, 3]);
-  const later = base.ctimeNs + HOUR;
+  const HOUR_MS = 3_600_000;
+  const base: StatFields = { size: 10, mtime: [1_700_000_000, 123_456_789], ctime: [1_700_000_000, 223_456_789], ino: 42, dev: [8, 1], mode: 0o100644, uid: 1000, gid: 1000, nlink: 1 };
+  const table = (changes: Partial<StatFields> = {}) => statTableOf([{ ...base, ...changes }]);
+  const digest = new Uint8Array(32).fill(7);
+  const later = 1_700_000_000_000 + HOUR_MS;
 
-  test("a row is used only when size, mtime, ctime, inode, mode, owner and group are all unchanged", () => {
+  /** One load of file `name` in each of `dirs`: looked up, and when missed, recorded as hashed at `hashedAtMs`. */
+  function loadIn(cache: StatCache, dirs: string[], name: string, stats = table(), hashedAtMs = later): (Uint8Array | undefined)[] {
+    const hits = dirs.map((dir) => {
+      const hit = cache.lookup(dir, name, stats, 0);
+      if (!hit) cache.record(dir, name, stats, 0, digest, hashedAtMs);
+      return hit;
+    });
+    cache.flush();
+    return hits;
+  }
+  const load = (cache: StatCache, name: string, stats = table(), hashedAtMs = later, dir = "d") => loadIn(cache, [dir], name, stats, hashedAtMs)[0];
+
+  test("a digest is used only when size, mtime, ctime (seconds and nanoseconds), inode, device, mode, owner, group and links are unchanged", () => {
+    const changes: Partial<StatFields>[] = [
+      { size: 11 }, { mtime: [base.mtime[0] + 1, base.mtime[1]] }, { mtime: [base.mtime[0], base.mtime[1] + 1] },
+      { ctime: [base.ctime[0] + 1, base.ctime[1]] }, { ctime: [base.ctime[0], base.ctime[1] + 1] }, { ino: 43 }, { ino: 42 + 2 ** 32 },
+      { dev: [8, 2] }, { dev: [9, 1] }, { mode: 0o100755 }, { uid: 0 }, { gid: 0 }, { nlink: 2 }, { size: 10 + 2 ** 32 },
+    ];
+    for (const change of changes) {
+      const cache = StatCache.inMemory();
+      load(cache, "f");
+      expect(load(cache, "f")).toEqual(digest);
+      expect({ change, hit: load(cache, "f", table(change)) }).toEqual({ change, hit: undefined });
+    }
     const cache = StatCache.inMemory();
-    cache.record("f", stat(), digest, later);
-    expect(cache.lookup("f", stat())).toEqual(digest);
-    const changes: Partial<typeof base>[] = [{ size: 11n }, { mtimeNs: base.mtimeNs + 1n }, { ctimeNs: base.ctimeNs + 1n }, { ino: 43n }, { mode: 0o100755n }, { uid: 0n }, { gid: 0n }];
-    for (const change of changes) expect({ change, hit: cache.lookup("f", stat(change)) }).toEqual({ change, hit: undefined });
-    expect(cache.lookup("other", stat())).toBeUndefined();
+    load(cache, "f");
+    expect(load(cache, "other")).toBeUndefined();
+    expect(load(cache, "f", table(), later, "elsewhere")).toBeUndefined();
   });
 
-  test("racy: a change within the window of the hash (by mtime or by ctime alone) is never trusted", () => {
-    const cache = StatCache.inMemory();
-    const window = 100_000_000n;
-    cache.record("by-mtime", stat({ mtimeNs: later - window + 1n, ctimeNs: later - HOUR }), digest, later);
-    cache.record("by-ctime", stat({ mtimeNs: later - HOUR, ctimeNs: later - window + 1n }), digest, later);
-    cache.record("at-the-edge", stat({ mtimeNs: later - window, ctimeNs: later - window }), digest, later);
-    expect(cache.lookup("by-mtime", stat({ mtimeNs: later - window + 1n, ctimeNs: later - HOUR }))).toBeUndefined();
-    expect(cache.lookup("by-ctime", stat({ mtimeNs: later - HOUR, ctimeNs: later - window + 1n }))).toBeUndefined();
-    expect(cache.lookup("at-the-edge", stat({ mtimeNs: later - window, ctimeNs: later - window }))).toEqual(digest);
+  test("racy: a change within the window of the hash (by mtime or by ctime alone), or after it began, is never trusted", () => {
+    const at = (ms: number, ns = 0): [number, number] => [Math.floor(ms / 1000), (ms % 1000) * 1e6 + ns];
+    const cases: [string, Partial<StatFields>, boolean][] = [
+      ["by-mtime", { mtime: at(later - 100, 1), ctime: at(later - HOUR_MS) }, false],
+      ["by-ctime", { mtime: at(later - HOUR_MS), ctime: at(later - 100, 1) }, false],
+      ["ctime-after-the-hash-began", { mtime: at(later - HOUR_MS), ctime: at(later + 5) }, false],
+      ["at-the-edge", { mtime: at(later - 100, 0), ctime: at(later - 100, 0) }, true],
+    ];
+    for (const [name, change, trusted] of cases) {
+      const cache = StatCache.inMemory();
+      load(cache, name, table(change));
+      expect({ name, hit: load(cache, name, table(change), later + HOUR_MS) !== undefined }).toEqual({ name, hit: trusted });
+      // Re-hashed once the tick is long past: now the entry is trusted.
+      expect({ name, hit: load(cache, name, table(change)) !== undefined }).toEqual({ name, hit: true });
+    }
   });
 
   test("the window is two seconds when both times are whole seconds (a coarse file system), else 100 ms", () => {
-    expect(racyWindowNs(5_000_000_000n, 6_000_000_000n)).toBe(2_000_000_000n);
-    expect(racyWindowNs(5_000_000_000n, 6_000_000_001n)).toBe(100_000_000n);
-    expect(racyWindowNs(5_000_000_001n, 6_000_000_000n)).toBe(100_000_000n);
+    expect(racyWindowNs(0, 0)).toBe(2e9);
+    expect(racyWindowNs(0, 1)).toBe(1e8);
+    expect(racyWindowNs(1, 0)).toBe(1e8);
+    const whole = { mtime: [1_700_000_000, 0], ctime: [1_700_000_000, 0] } as Partial<StatFields>;
+    expect(isRacy(table(whole), 0, 1_700_000_001_999)).toBe(true);
+    expect(isRacy(table(whole), 0, 1_700_000_002_000)).toBe(false);
   });
 
-  test("rows survive a reopen; rows of paths no longer seen are dropped once they outnumber the live ones", () => {
-    const file = join(mkdtempSync(join(tmpdir(), "memobuild-statcache-")), "c.db");
-    const cache = StatCache.open(file);
-    for (let i = 0; i < 1200; i++) cache.record(`gone-${i}`, stat(), digest, later);
-    cache.record("kept", stat(), digest, later);
-    cache.flush(new Set(["kept"]));
-    cache.close();
-    const reopened = StatCache.open(file);
-    expect(reopened.size).toBe(1);
-    expect(reopened.lookup("kept", stat())).toEqual(digest);
-    reopened.close();
-    const small = StatCache.open(file);
-    for (let i = 0; i < 10; i++) small.record(`few-${i}`, stat(), digest, later);
-    small.flush(new Set(["kept"])); // 11 rows for 1 live path: under the threshold, nothing dropped
-    small.close();
-    expect(StatCache.open(file).size).toBe(11);
+  test("files of a directory are found wherever they moved in it; one edited file leaves its neighbours cached", () => {
+    const cache = StatCache.inMemory();
+    const names = ["a", "b", "c"];
+    const tables = names.map((_, i) => table({ ino: 100 + i }));
+    names.forEach((name, i) => cache.lookup("d", name, tables[i], 0) ?? cache.record("d", name, tables[i], 0, Buffer.alloc(32, i), later));
+    cache.flush();
+    // "a" is gone and "0" is new: "b" and "c" are at other positions now.
+    expect(cache.lookup("d", "0", table({ ino: 99 }), 0)).toBeUndefined();
+    cache.record("d", "0", table({ ino: 99 }), 0, Buffer.alloc(32, 9), later);
+    expect(cache.lookup("d", "b", tables[1], 0)).toEqual(Buffer.alloc(32, 1));
+    expect(cache.lookup("d", "c", table({ ino: 102, size: 99 }), 0)).toBeUndefined();
+    cache.record("d", "c", table({ ino: 102, size: 99 }), 0, Buffer.alloc(32, 3), later);
+    cache.flush();
+    expect(cache.size).toBe(3);
+    expect(cache.lookup("d", "0", table({ ino: 99 }), 0)).toEqual(Buffer.alloc(32, 9));
+    expect(cache.lookup("d", "a", tables[0], 0)).toBeUndefined();
+    expect(cache.lookup("d", "c", table({ ino: 102, size: 99 }), 0)).toEqual(Buffer.alloc(32, 3));
   });
 
-  test("pruning starts past twice the live paths plus 1,000, and what it drops is gone from memory too", () => {
-    const file = join(mkdtempSync(join(tmpdir(), "memobuild-statcache-")), "c.db");
-    const cache = StatCache.open(file);
-    const live = new Set<string>();
-    for (let i = 0; i < 10; i++) live.add(`live-${i}`);
-    for (const path of live) cache.record(path, stat(), digest, later);
-    // 2 × 10 + 1000 rows in all: at the threshold, nothing is dropped.
-    for (let i = 0; i < 1010; i++) cache.record(`gone-${i}`, stat(), digest, later);
-    cache.flush(live);
-    expect(cache.size).toBe(1020);
-    cache.record("gone-one-more", stat(), digest, later);
-    cache.flush(live);
-    expect(cache.size).toBe(10);
-    expect(cache.lookup("gone-0", stat())).toBeUndefined();
-    cache.close();
-    expect(StatCache.open(file).size).toBe(10);
+  test("rows survive a reopen; rows of directories no longer looked into are dropped once they outnumber the live ones", () => {
+    const folder = mkdtempSync(join(tmpdir(), "memobuild-statcache-"));
+    const file = join(folder, "c.db");
+    try {
+      const cache = StatCache.open(file);
+      const gone = Array.from({ length: 120 }, (_, i) => `gone-${i}`);
+      loadIn(cache, gone, "f");
+      cache.close();
+      const reopened = StatCache.open(file);
+      expect(reopened.size).toBe(120);
+      // 121 rows for 1 live directory: past 2 × 1 + 100, the others go.
+      expect(load(reopened, "f", table(), later, "kept")).toBeUndefined();
+      expect(reopened.size).toBe(1);
+      reopened.close();
+      const again = StatCache.open(file);
+      expect(again.size).toBe(1);
+      expect(load(again, "f", table(), later, "kept")).toEqual(digest);
+      // Under the threshold, rows of directories not looked into stay.
+      loadIn(again, Array.from({ length: 50 }, (_, i) => `few-${i}`), "f");
+      expect(load(again, "f", table(), later, "kept")).toEqual(digest);
+      expect(again.size).toBe(51);
+      again.close();
+    } finally {
+      rmSync(folder, { recursive: true, force: true });
+    }
   });
 
   test("a new cache file is created, and closing checkpoints it (no write-ahead log left behind)", () => {
-    const file = join(mkdtempSync(join(tmpdir(), "memobuild-statcache-")), "new", "c.db");
-    const cache = StatCache.open(file);
-    cache.record("f", stat(), digest, later);
-    cache.flush();
-    expect(existsSync(`${file}-wal`)).toBe(true);
-    cache.close();
-    expect(existsSync(`${file}-wal`)).toBe(false);
-    expect(StatCache.open(file).lookup("f", stat())).toEqual(digest);
+    const folder = mkdtempSync(join(tmpdir(), "memobuild-statcache-"));
+    const file = join(folder, "new", "c.db");
+    try {
+      const cache = StatCache.open(file);
+      load(cache, "f");
+      expect(existsSync(`${file}-wal`)).toBe(true);
+      cache.close();
+      expect(existsSync(`${file}-wal`)).toBe(false);
+      const reopened = StatCache.open(file);
+      expect(load(reopened, "f")).toEqual(digest);
+      reopened.close();
+    } finally {
+      rmSync(folder, { recursive: true, force: true });
+    }
+  });
+
+  test("a load that failed half-way leaves nothing behind for the next one", () => {
+    const cache = StatCache.inMemory();
+    load(cache, "f");
+    expect(cache.lookup("d", "g", table({ ino: 5 }), 0)).toBeUndefined();
+    cache.discard();
+    expect(load(cache, "f")).toEqual(digest);
+    expect(cache.size).toBe(1);
   });
 });

@@ -1,77 +1,158 @@
 /**
- * A persistent stat cache per build context (bun:sqlite): path → (size, mtime_ns, ctime_ns,
- * inode, mode, uid, gid, content digest). A file whose stat is unchanged is not read again.
+ * A persistent stat cache per build context (bun:sqlite): for each file, its stat key (see
+ * KEY_WORDS in scan.ts: size, mtime and ctime to the nanosecond, inode, device, mode, owner,
+ * links) → its content digest. A file whose key is unchanged is not read again.
+ *
+ * One row per directory, not per file: a warm load of 20,000 files read 20,000 rows (~45 ms)
+ * and compared BigInts; now it reads ~1,000 rows of packed keys and digests and compares
+ * numbers, and writes back only the directories where something changed.
  *
  * The racy case: a file written in the same timestamp tick as the moment we hashed it can
  * change again without its stat changing (same size, same mtime, same ctime). Like git's
- * "racily clean" entries, a row whose mtime or ctime is within the racy window of the time it
- * was hashed is kept but not trusted: the next lookup re-hashes it, and only then (once the
+ * "racily clean" entries, an entry whose mtime or ctime is within the racy window of the time
+ * it was hashed is kept but not trusted: the next lookup re-hashes it, and only then (once the
  * tick has passed) stores it as trusted.
  */
 import { Database } from "bun:sqlite";
 import { mkdirSync } from "node:fs";
 import { dirname } from "node:path";
-import type { BigIntStats } from "node:fs";
+import { KEY_WORDS, type StatTable } from "./scan.ts";
 
-const SECOND_NS = 1_000_000_000n;
+const DIGEST_BYTES = 32;
 
 /**
- * How close to the hash time a change must be to make a row racy. File systems with
+ * How close to the hash time (ns) a change must be to make an entry racy. File systems with
  * nanosecond timestamps still stamp from the kernel's coarse clock (one tick: at most 10 ms),
  * so 100 ms is a wide margin; timestamps that are whole seconds mean a 1 s- (or 2 s-) granular
  * file system, which gets two seconds.
  */
-export function racyWindowNs(mtimeNs: bigint, ctimeNs: bigint): bigint {
-  return mtimeNs % SECOND_NS === 0n && ctimeNs % SECOND_NS === 0n ? 2n * SECOND_NS : 100_000_000n;
+export function racyWindowNs(mtimeNsec: number, ctimeNsec: number): number {
+  return mtimeNsec === 0 && ctimeNsec === 0 ? 2e9 : 1e8;
 }
 
-export interface CachedDigest {
-  digest: Uint8Array;
+/** Nanoseconds from a stat time to a wall-clock time in ms: exact when they are close, which is what matters. */
+function nsBetween([seconds, nanoseconds]: [number, number], laterMs: number): number {
+  return (laterMs - seconds * 1000) * 1e6 - nanoseconds;
 }
 
-interface Row {
-  path: Uint8Array;
-  size: bigint;
-  mtime_ns: bigint;
-  ctime_ns: bigint;
-  ino: bigint;
-  mode: bigint;
-  uid: bigint;
-  gid: bigint;
-  digest: Uint8Array;
-  racy: bigint;
+/** Whether a file hashed at `hashedAtMs` (taken before reading it) could have changed since, unseen by its stat. */
+export function isRacy(stats: StatTable, at: number, hashedAtMs: number): boolean {
+  const mtime = stats.mtime(at);
+  const ctime = stats.ctime(at);
+  const window = racyWindowNs(mtime[1], ctime[1]);
+  return nsBetween(mtime, hashedAtMs) < window || nsBetween(ctime, hashedAtMs) < window;
+}
+
+/** The files of one directory as stored: names sorted by bytes, and per name its key, digest and racy flag. */
+interface DirectoryRow {
+  names: string[];
+  keys: Uint32Array;
+  digests: Uint8Array;
+  racy: Uint8Array;
+}
+
+/**
+ * A directory's files as this load found them, in the order they were looked up (sorted: the
+ * walk's order). Keys stay in the walk's stat tables until a row is written: a warm load
+ * copies nothing per file.
+ */
+class DirectoryState {
+  readonly names: string[] = [];
+  readonly tables: StatTable[] = [];
+  readonly ats: number[] = [];
+  readonly digests: (Uint8Array | undefined)[] = [];
+  readonly racy: number[] = [];
+  changed = false;
+
+  add(name: string, stats: StatTable, at: number, digest: Uint8Array | undefined, racy: number) {
+    this.names.push(name);
+    this.tables.push(stats);
+    this.ats.push(at);
+    this.digests.push(digest);
+    this.racy.push(racy);
+  }
+
+  /** The row to store: the files that have a digest (a file looked up but never recorded has none). */
+  toRow(): DirectoryRow {
+    const kept = this.names.map((_, i) => i).filter((i) => this.digests[i] !== undefined);
+    const keys = new Uint32Array(kept.length * KEY_WORDS);
+    const digests = new Uint8Array(kept.length * DIGEST_BYTES);
+    kept.forEach((i, to) => {
+      this.tables[i].copyKey(this.ats[i], keys, to * KEY_WORDS);
+      digests.set(this.digests[i]!, to * DIGEST_BYTES);
+    });
+    return { names: kept.map((i) => this.names[i]), keys, digests, racy: Uint8Array.from(kept, (i) => this.racy[i]) };
+  }
 }
 
 const SCHEMA = `
-CREATE TABLE IF NOT EXISTS files (
+DROP TABLE IF EXISTS files;
+CREATE TABLE IF NOT EXISTS directories (
   path BLOB PRIMARY KEY,
-  size INTEGER NOT NULL,
-  mtime_ns INTEGER NOT NULL,
-  ctime_ns INTEGER NOT NULL,
-  ino INTEGER NOT NULL,
-  mode INTEGER NOT NULL,
-  uid INTEGER NOT NULL,
-  gid INTEGER NOT NULL,
-  digest BLOB NOT NULL,
-  racy INTEGER NOT NULL
+  names BLOB NOT NULL,
+  keys BLOB NOT NULL,
+  digests BLOB NOT NULL,
+  racy BLOB NOT NULL
 ) WITHOUT ROWID;
 `;
 
+interface StoredRow {
+  path: Uint8Array;
+  names: Uint8Array;
+  keys: Uint8Array;
+  digests: Uint8Array;
+  racy: Uint8Array;
+}
+
+const latin1 = (bytes: Uint8Array) => Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString("latin1");
+
+/** Names can hold neither "/" nor NUL, so "/" joins them into one column. */
+function decodeRow(row: StoredRow): DirectoryRow {
+  const names = row.names.byteLength === 0 ? [] : latin1(row.names).split("/");
+  // Copied: a BLOB's bytes need not be 4-byte aligned for a Uint32Array view.
+  const keys = new Uint32Array(row.keys.slice().buffer);
+  return { names, keys, digests: row.digests, racy: row.racy };
+}
+
+/**
+ * Index of `name` in sorted `names`, or -1; `hint` is where it would be if nothing was added or
+ * removed before it (the usual case: one comparison).
+ */
+function indexIn(names: string[], name: string, hint: number): number {
+  return names[hint] === name ? hint : find(names, name);
+}
+
+/** Index of `name` in sorted `names`, or -1. */
+function find(names: string[], name: string): number {
+  let low = 0;
+  let high = names.length - 1;
+  while (low <= high) {
+    const middle = (low + high) >>> 1;
+    const probe = names[middle];
+    if (probe === name) return middle;
+    if (probe < name) low = middle + 1;
+    else high = middle - 1;
+  }
+  return -1;
+}
+
 export class StatCache {
-  private readonly rows = new Map<string, Row>();
-  private readonly pending: Row[] = [];
+  private readonly rows = new Map<string, DirectoryRow>();
+  private readonly current = new Map<string, DirectoryState>();
+  private lastDir?: string;
+  private lastState?: DirectoryState;
 
   private constructor(private readonly db: Database | undefined) {
     if (!db) return;
-    for (const row of db.query("SELECT * FROM files").all() as Row[]) {
-      this.rows.set(Buffer.from(row.path.buffer, row.path.byteOffset, row.path.byteLength).toString("latin1"), row);
+    for (const row of db.query("SELECT path, names, keys, digests, racy FROM directories").all() as StoredRow[]) {
+      this.rows.set(latin1(row.path), decodeRow(row));
     }
   }
 
   /** Opens (creating) the cache file; concurrent builds share it safely through WAL. */
   static open(file: string): StatCache {
     mkdirSync(dirname(file), { recursive: true });
-    const db = new Database(file, { create: true, safeIntegers: true, strict: true });
+    const db = new Database(file, { create: true, strict: true });
     db.exec("PRAGMA busy_timeout = 10000");
     db.exec("PRAGMA journal_mode = WAL");
     db.exec("PRAGMA synchronous = NORMAL");
@@ -84,73 +165,90 @@ export class StatCache {
     return new StatCache(undefined);
   }
 
+  /** How many files have a stored digest. */
   get size(): number {
-    return this.rows.size;
+    let files = 0;
+    for (const row of this.rows.values()) files += row.names.length;
+    return files;
   }
 
-  /** The digest recorded for `path`, when its stat is unchanged and the row is not racy. */
-  lookup(path: string, stat: BigIntStats): Uint8Array | undefined {
-    const row = this.rows.get(path);
-    if (!row || row.racy !== 0n) return undefined;
-    if (
-      row.size !== stat.size ||
-      row.mtime_ns !== stat.mtimeNs ||
-      row.ctime_ns !== stat.ctimeNs ||
-      row.ino !== stat.ino ||
-      row.mode !== stat.mode ||
-      row.uid !== stat.uid ||
-      row.gid !== stat.gid
-    ) {
+  /**
+   * The digest recorded for file `name` of directory `dir` (entry `at` of `stats`) when its
+   * stat key is unchanged and the entry is not racy. Files must be looked up in the walk's
+   * order (by name within a directory); each lookup also notes the file as present.
+   */
+  lookup(dir: string, name: string, stats: StatTable, at: number): Uint8Array | undefined {
+    const state = this.stateOf(dir);
+    const row = this.rows.get(dir);
+    const i = row ? indexIn(row.names, name, state.names.length) : -1;
+    if (i < 0 || row!.racy[i] !== 0 || !stats.keyEquals(at, row!.keys, i * KEY_WORDS)) {
+      state.add(name, stats, at, undefined, 1);
+      state.changed = true;
       return undefined;
     }
-    return row.digest;
+    const digest = row!.digests.subarray(i * DIGEST_BYTES, (i + 1) * DIGEST_BYTES);
+    state.add(name, stats, at, digest, 0);
+    return digest;
   }
 
   /**
-   * Records a digest computed from content read at `hashedAtNs` (wall clock, taken before the
-   * read). The row is racy when the file changed too close to that moment to be trusted.
+   * Records the digest of a file looked up and missed, computed from content read at
+   * `hashedAtMs` (wall clock, taken before the read). The entry is racy when the file changed
+   * too close to that moment to be trusted.
    */
-  record(path: string, stat: BigIntStats, digest: Uint8Array, hashedAtNs: bigint) {
-    const window = racyWindowNs(stat.mtimeNs, stat.ctimeNs);
-    const racy = hashedAtNs - stat.mtimeNs < window || hashedAtNs - stat.ctimeNs < window;
-    const row: Row = {
-      path: Buffer.from(path, "latin1"),
-      size: stat.size,
-      mtime_ns: stat.mtimeNs,
-      ctime_ns: stat.ctimeNs,
-      ino: stat.ino,
-      mode: stat.mode,
-      uid: stat.uid,
-      gid: stat.gid,
-      digest,
-      racy: racy ? 1n : 0n,
-    };
-    this.rows.set(path, row);
-    this.pending.push(row);
+  record(dir: string, name: string, stats: StatTable, at: number, digest: Uint8Array, hashedAtMs: number) {
+    const state = this.stateOf(dir);
+    const i = find(state.names, name);
+    if (i < 0) throw new Error(`stat cache: ${JSON.stringify(name)} in ${JSON.stringify(dir)} was recorded without a lookup`);
+    state.digests[i] = digest;
+    state.racy[i] = isRacy(stats, at, hashedAtMs) ? 1 : 0;
+  }
+
+  private stateOf(dir: string): DirectoryState {
+    // Files of one directory mostly come one after another: skip the map for them.
+    if (dir === this.lastDir && this.lastState) return this.lastState;
+    let state = this.current.get(dir);
+    if (!state) this.current.set(dir, (state = new DirectoryState()));
+    this.lastDir = dir;
+    this.lastState = state;
+    return state;
   }
 
   /**
-   * Writes recorded rows in one transaction. Rows of paths not in `seen` are dropped once they
-   * outnumber the live ones (files deleted or now excluded), so the cache cannot grow forever.
+   * Writes, in one transaction, each directory where a file was hashed or is gone, as this load
+   * found it. Rows of directories this load did not look into are dropped once they outnumber
+   * the live ones (directories deleted or now excluded), so the cache cannot grow forever.
    */
-  flush(seen?: Set<string>) {
-    if (!this.db) return;
+  flush() {
+    const written: [string, DirectoryRow][] = [];
+    for (const [dir, state] of this.current) {
+      const stored = this.rows.get(dir);
+      if (!state.changed && stored?.names.length === state.names.length) continue;
+      const row = state.toRow();
+      this.rows.set(dir, row);
+      written.push([dir, row]);
+    }
     // Stryker disable next-line ArrayDeclaration: removing a path that has no row removes nothing
-    const stale = seen && this.rows.size > 2 * seen.size + 1000 ? [...this.rows.keys()].filter((p) => !seen.has(p)) : [];
+    const stale = this.rows.size > 2 * this.current.size + 100 ? [...this.rows.keys()].filter((dir) => !this.current.has(dir)) : [];
+    this.discard();
+    for (const dir of stale) this.rows.delete(dir);
     // Stryker disable next-line ConditionalExpression,EqualityOperator: an empty transaction writes nothing
-    if (this.pending.length === 0 && stale.length === 0) return;
-    const upsert = this.db.query(
-      "INSERT OR REPLACE INTO files VALUES ($path, $size, $mtime_ns, $ctime_ns, $ino, $mode, $uid, $gid, $digest, $racy)",
-    );
-    const remove = this.db.query("DELETE FROM files WHERE path = ?");
+    if (!this.db || (written.length === 0 && stale.length === 0)) return;
+    const upsert = this.db.query("INSERT OR REPLACE INTO directories VALUES (?, ?, ?, ?, ?)");
+    const remove = this.db.query("DELETE FROM directories WHERE path = ?");
     this.db.transaction(() => {
-      for (const row of this.pending) upsert.run(row as unknown as Record<string, never>);
-      for (const path of stale) {
-        remove.run(Buffer.from(path, "latin1"));
-        this.rows.delete(path);
+      for (const [dir, row] of written) {
+        const keys = new Uint8Array(row.keys.buffer, row.keys.byteOffset, row.keys.byteLength);
+        upsert.run(Buffer.from(dir, "latin1"), Buffer.from(row.names.join("/"), "latin1"), keys, row.digests, row.racy);
       }
+      for (const dir of stale) remove.run(Buffer.from(dir, "latin1"));
     })();
-    this.pending.length = 0;
+  }
+
+  /** Forgets what a load that failed half-way looked up, so the next load starts clean. */
+  discard() {
+    this.current.clear();
+    this.lastDir = this.lastState = undefined;
   }
 
   close() {

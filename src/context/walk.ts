@@ -4,10 +4,11 @@
  * and links out of the context cannot make the walk escape or spin. Sockets, FIFOs and devices
  * are skipped with a warning; an unreadable directory is an error naming it.
  */
-import { lstatSync, readdirSync, readlinkSync, type BigIntStats, type Dirent } from "node:fs";
 import type { IgnoreMatcher, IgnorePattern } from "./dockerignore.ts";
 import { ContextError } from "./errors.ts";
-import { displayPath, fsPath, quotePath } from "./paths.ts";
+import { displayPath, quotePath } from "./paths.ts";
+import { closeFd, ENOENT, linkTargetAt, openSubdirectory, scanDirectory, type ScannedDirectory, type StatTable } from "./scan.ts";
+import { AT_FDCWD, SystemError } from "../sys/libc.ts";
 
 export type EntryType = "file" | "dir" | "symlink";
 
@@ -15,7 +16,12 @@ export interface WalkedEntry {
   /** Relative path as a byte string (see paths.ts), slash-separated, no leading "./". */
   path: string;
   type: EntryType;
-  stat: BigIntStats;
+  /** The directory it is in ("" for the root) and its own name: the stat cache's key. */
+  parent: string;
+  base: string;
+  /** Its lstat: entry `at` of its directory's table. */
+  stats: StatTable;
+  at: number;
   /** Symlink target as a byte string. */
   linkTarget?: string;
 }
@@ -41,67 +47,63 @@ export interface WalkResult {
   warnings: string[];
 }
 
-function typeOf(dirent: Dirent): EntryType | "special" {
-  if (dirent.isDirectory()) return "dir";
-  if (dirent.isFile()) return "file";
-  if (dirent.isSymbolicLink()) return "symlink";
-  return "special";
-}
-
-function specialKind(dirent: Dirent): string {
-  if (dirent.isSocket()) return "socket";
-  if (dirent.isFIFO()) return "named pipe";
-  if (dirent.isBlockDevice()) return "block device";
-  if (dirent.isCharacterDevice()) return "character device";
-  return "special file";
-}
-
 function ioError(action: string, raw: string, error: unknown): ContextError {
-  const code = (error as NodeJS.ErrnoException).code;
+  const code = error instanceof SystemError ? error.code : (error as NodeJS.ErrnoException).code;
   const reason = code === "EACCES" ? "permission denied" : code === "ENOENT" ? "no such file or directory" : (error as Error).message;
   return new ContextError(`cannot ${action} ${quotePath(raw) || "."} in the build context: ${reason}`);
 }
 
-const byName = (a: Dirent, b: Dirent) => {
-  const x = a.name as unknown as string;
-  const y = b.name as unknown as string;
-  return x < y ? -1 : x > y ? 1 : 0;
-};
+/** Lists and stats the directory `name` of the open directory `parentFd`, keeping it open for its children. */
+function openAndScan(parentFd: number, name: string, path: string, follow = false): { fd: number; scanned: ScannedDirectory } {
+  let fd: number;
+  try {
+    fd = openSubdirectory(parentFd, name, follow);
+  } catch (error) {
+    throw ioError("read directory", path, error);
+  }
+  try {
+    return { fd, scanned: scanDirectory(fd, path) };
+  } catch (error) {
+    closeFd(fd);
+    throw ioError("read directory", path, error);
+  }
+}
 
+/**
+ * Walks the context from `root` (an absolute path, as bytes). Each directory is opened relative
+ * to its parent's descriptor (O_NOFOLLOW) and scanned once; children are stated by name
+ * inside it, so no path is resolved from the root again.
+ */
 export function walkContext(root: Buffer, matcher: IgnoreMatcher): WalkResult {
-  const rootText = root.toString("latin1");
   const entries: WalkedEntry[] = [];
   const excluded: ExcludedEntry[] = [];
   const skipped: SkippedEntry[] = [];
   const warnings: string[] = [];
 
-  /** Walks `dir`; returns whether anything below it was included. */
-  const walk = (dir: string): boolean => {
-    let children: Dirent[];
-    try {
-      children = readdirSync(fsPath(root, dir, rootText), { encoding: "latin1", withFileTypes: true }) as Dirent[];
-    } catch (error) {
-      throw ioError("read directory", dir, error);
-    }
+  /** Walks the directory `dir` (open as `fd`); returns whether anything below it was included. */
+  const walk = (fd: number, dir: string, { names, stats }: ScannedDirectory): boolean => {
     let includedAny = false;
-    children.sort(byName);
-    for (const child of children) {
-      const name = child.name as unknown as string;
+    for (let at = 0; at < names.length; at++) {
+      const name = names[at];
       const path = dir === "" ? name : `${dir}/${name}`;
-      const type = typeOf(child);
+      // Gone between the listing and its stat: as if never listed, as a later listing would be.
+      if (stats.error(at) === ENOENT) continue;
+      if (stats.error(at) !== 0) throw ioError("stat", path, new SystemError("stat", path, stats.error(at)));
+      const type = stats.kind(at);
       if (type === "special") {
-        skipped.push({ path, kind: specialKind(child) });
-        warnings.push(`skipping ${specialKind(child)} ${quotePath(path)}: only files, directories and symlinks are sent`);
+        skipped.push({ path, kind: stats.specialKind(at) });
+        warnings.push(`skipping ${stats.specialKind(at)} ${quotePath(path)}: only files, directories and symlinks are sent`);
         continue;
       }
+      const entry = (): WalkedEntry => ({ path, parent: dir, base: name, type, stats, at, linkTarget: type === "symlink" ? readLink(fd, name, path) : undefined });
       const verdict = matcher.empty ? { excluded: false } : matcher.match(displayPath(path));
       if (verdict.excluded) {
         // An excluded directory is still searched when an exception could re-include below it;
         // it is then sent too (as the parent of what was re-included).
         if (type === "dir" && matcher.hasExclusions && matcher.exceptionCouldMatchBelow(displayPath(path))) {
           const position = entries.length;
-          if (walk(path)) {
-            entries.splice(position, 0, statEntry(root, rootText, path, type));
+          if (descend(fd, name, path)) {
+            entries.splice(position, 0, entry());
             includedAny = true;
             continue;
           }
@@ -109,31 +111,34 @@ export function walkContext(root: Buffer, matcher: IgnoreMatcher): WalkResult {
         excluded.push({ path, type, decidedBy: verdict.decidedBy });
         continue;
       }
-      entries.push(statEntry(root, rootText, path, type));
+      entries.push(entry());
       includedAny = true;
-      if (type === "dir") walk(path);
+      if (type === "dir") descend(fd, name, path);
     }
     return includedAny;
   };
+  const descend = (parentFd: number, name: string, path: string): boolean => {
+    const { fd, scanned } = openAndScan(parentFd, name, path);
+    try {
+      return walk(fd, path, scanned);
+    } finally {
+      closeFd(fd);
+    }
+  };
 
-  walk("");
+  const { fd, scanned } = openAndScan(AT_FDCWD, root.toString("latin1"), "", true);
+  try {
+    walk(fd, "", scanned);
+  } finally {
+    closeFd(fd);
+  }
   return { entries, excluded, skipped, warnings };
 }
 
-function statEntry(root: Buffer, rootText: string, path: string, type: EntryType): WalkedEntry {
-  const full = fsPath(root, path, rootText);
-  let stat: BigIntStats;
+function readLink(fd: number, name: string, path: string): string {
   try {
-    stat = lstatSync(full, { bigint: true });
-  } catch (error) {
-    throw ioError("stat", path, error);
-  }
-  if (type !== "symlink") return { path, type, stat };
-  let linkTarget: string;
-  try {
-    linkTarget = readlinkSync(full, { encoding: "latin1" }) as string;
+    return linkTargetAt(fd, name);
   } catch (error) {
     throw ioError("read symlink", path, error);
   }
-  return { path, type, stat, linkTarget };
 }

@@ -4,7 +4,8 @@
  * directory marker), and the *at() family with openat2(2), on which the root-confined file
  * system (src/rootfs) is built. Through bun:ffi, which works inside the compiled binary.
  */
-import { dlopen, FFIType, ptr, read } from "bun:ffi";
+import { dlopen, FFIType, ptr, read, type Pointer } from "bun:ffi";
+import { constants as fsConstants } from "node:fs";
 import { constants as osConstants } from "node:os";
 
 let libc: ReturnType<typeof open> | undefined;
@@ -32,6 +33,8 @@ function open() {
     statx: { args: [FFIType.i32, FFIType.ptr, FFIType.i32, FFIType.u32, FFIType.ptr], returns: FFIType.i32 },
     copy_file_range: { args: [FFIType.i32, FFIType.ptr, FFIType.i32, FFIType.ptr, FFIType.u64, FFIType.u32], returns: FFIType.i64 },
     close: { args: [FFIType.i32], returns: FFIType.i32 },
+    openat: { args: [FFIType.i32, FFIType.ptr, FFIType.i32, FFIType.u32], returns: FFIType.i32 },
+    getdents64: { args: [FFIType.i32, FFIType.ptr, FFIType.u64], returns: FFIType.i32 },
     __errno_location: { args: [], returns: FFIType.ptr },
     strerror: { args: [FFIType.i32], returns: FFIType.cstring },
   });
@@ -181,6 +184,30 @@ export function statxAt(dirFd: number, name: string | Buffer, flags: number): Ra
     rdevMinor: v.getUint32(132, true),
     dev: `${v.getUint32(136, true)}:${v.getUint32(140, true)}`,
   };
+}
+
+/** openat(2) of a directory by name, following a link there only when `follow`; throws SystemError. */
+export function openDirectoryAt(dirFd: number, name: string | Buffer, follow = false): number {
+  const flags = fsConstants.O_DIRECTORY | O_CLOEXEC | (follow ? 0 : fsConstants.O_NOFOLLOW);
+  return check(symbols().openat(dirFd, cString(name), flags, 0), "open", name);
+}
+
+/**
+ * getdents64(2): fills `buffer` with the next records of the directory (linux_dirent64: u64 ino,
+ * i64 off, u16 reclen, u8 type, NUL-terminated name); 0 at the end. `buffer` must stay alive
+ * while the caller reads it, so it is passed itself, not as a pointer.
+ */
+export function readDirectoryRecords(fd: number, buffer: Buffer, shown: string): number {
+  return check(symbols().getdents64(fd, buffer, buffer.length), "read directory", shown);
+}
+
+/**
+ * statx(2) with the name given as a raw address (a NUL-terminated name inside a buffer the
+ * caller keeps alive, e.g. a getdents64 record): no Buffer per call, for walks of many files.
+ * Returns 0, or the errno.
+ */
+export function statxAtAddress(dirFd: number, nameAddress: number, flags: number, out: Buffer): number {
+  return symbols().statx(dirFd, nameAddress as Pointer, flags, STATX_BASIC_STATS, out) === 0 ? 0 : errno();
 }
 
 /** Copies `length` bytes between two open files in the kernel; false when it cannot (then copy by hand). */
