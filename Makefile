@@ -70,12 +70,16 @@ mutation: install
 # against BuildKit where dockerd is installed; interleaved in one run, one table of ratios
 # (start-up, the example project and a generated COPY context: cold, no-op, one file edited;
 # context digest beside b3sum). As root. E.g. make bench BASELINE=v0.1.0 BENCH_ARGS="--runs 5 --files 20000 --mb 500".
-# Each peer's own benchmark runs alone: bun run bench/{parse-plan,context-digest,build-vs-buildkit,server,server-mixed-load,registry}.ts
+# Each peer's own benchmark runs alone: bun run bench/{parse-plan,context-digest,build-vs-buildkit,server,server-mixed-load,registry,run-overhead}.ts
 BASELINE ?=
 BENCH_ARGS ?=
+# Then, each beside its peer tool on this machine: per-RUN overhead against `crun run` of the
+# same bundle, and a registry pull against `skopeo copy` + `umoci unpack` (a 50 MB image).
 bench: build
-	@bash scripts/install-system-deps.sh b3sum umoci
+	@bash scripts/install-system-deps.sh b3sum umoci crun skopeo docker-registry
 	$(BUN) run bench/ab-binaries.ts $(if $(BASELINE),--baseline $(BASELINE)) $(BENCH_ARGS)
+	$(BUN) run bench/run-overhead.ts
+	$(BUN) run bench/registry.ts --mb 50
 
 clean:
 	rm -rf dist .tools node_modules

@@ -1,17 +1,22 @@
 /**
  * Pull and push throughput of a ~200 MB image over loopback (Debian's docker-registry on
- * 127.0.0.1), MemoBuild beside `skopeo copy` of the same image, in one run.
+ * 127.0.0.1), MemoBuild beside `skopeo copy` of the same image, in one run. The pull is also
+ * compared with what gives the same result, a root filesystem ready to use: `skopeo copy` to
+ * an OCI layout then `umoci unpack` (goal: MemoBuild <= 1.5x), interleaved over --runs runs,
+ * CPU time (user + system, children included) and wall time, medians.
  *
- *   bun run bench/registry.ts [--mb 200]
+ *   bun run bench/registry.ts [--mb 200] [--runs 3]
  */
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { memobuildBinary, REPO_ROOT } from "../test/support/binary.ts";
+import { median, timed, type Timing } from "./support.ts";
 
-const { values } = parseArgs({ options: { mb: { type: "string", default: "200" } } });
+const { values } = parseArgs({ options: { mb: { type: "string", default: "200" }, runs: { type: "string", default: "3" } } });
 const mb = Number(values.mb);
+const runs = Number(values.runs);
 const work = mkdtempSync(join(tmpdir(), "memobuild-bench-registry-"));
 const binary = memobuildBinary();
 let registry: ReturnType<typeof Bun.spawn> | undefined;
@@ -24,7 +29,7 @@ function run(command: string[]): number {
 }
 
 try {
-  for (const tool of ["docker-registry", "skopeo"]) {
+  for (const tool of ["docker-registry", "skopeo", "umoci"]) {
     if (!Bun.which(tool)) run(["bash", join(REPO_ROOT, "scripts/install-system-deps.sh"), tool]);
   }
   run(["bash", join(REPO_ROOT, "scripts/prepare-base-rootfs.sh")]);
@@ -62,13 +67,29 @@ try {
   console.log(`  ratio (memobuild / skopeo): ${(mbPush / skPush).toFixed(2)}x`);
 
   // Pull: MemoBuild into an empty store (verified and unpacked, ready to build on);
-  // skopeo into an OCI layout (verified, not unpacked).
-  const mbPull = run([binary, "image", "pull", `${host}/sk/big:1`, "--cache-dir", join(work, "pull-cache")]);
-  const skPull = run(["skopeo", "copy", "--src-tls-verify=false", `docker://${host}/sk/big:1`, `oci:${join(work, "skopeo-pull")}:big`]);
-  console.log("pull");
-  line("memobuild image pull (verified + unpacked)", mbPull);
-  line("skopeo copy docker:// -> oci:", skPull);
-  console.log(`  ratio (memobuild / skopeo): ${(mbPull / skPull).toFixed(2)}x`);
+  // skopeo into an OCI layout (verified, not unpacked), then umoci unpack (the same result).
+  const mbPulls: Timing[] = [];
+  const skPulls: Timing[] = [];
+  const skUnpacks: Timing[] = [];
+  for (let i = 0; i < runs; i++) {
+    const pullCache = join(work, "pull-cache");
+    const layout = join(work, "skopeo-pull");
+    const bundle = join(work, "umoci-bundle");
+    for (const dir of [pullCache, layout, bundle]) rmSync(dir, { recursive: true, force: true });
+    mbPulls.push(timed([binary, "image", "pull", `${host}/sk/big:1`, "--cache-dir", pullCache]));
+    skPulls.push(timed(["skopeo", "copy", "--src-tls-verify=false", `docker://${host}/sk/big:1`, `oci:${layout}:big`]));
+    skUnpacks.push(timed(["umoci", "unpack", "--image", `${layout}:big`, bundle]));
+  }
+  const both = skPulls.map((t, i) => ({ cpuMs: t.cpuMs + skUnpacks[i].cpuMs, wallMs: t.wallMs + skUnpacks[i].wallMs }));
+  const cell = (xs: Timing[]) => `${median(xs.map((x) => x.cpuMs)).toFixed(0).padStart(6)} ms CPU ${(median(xs.map((x) => x.wallMs)) / 1000).toFixed(2).padStart(6)} s wall   ${rate(median(xs.map((x) => x.wallMs)))}`;
+  console.log(`pull (medians of ${runs})`);
+  console.log(`  ${"memobuild image pull (verified + unpacked)".padEnd(42)} ${cell(mbPulls)}`);
+  console.log(`  ${"skopeo copy docker:// -> oci:".padEnd(42)} ${cell(skPulls)}`);
+  console.log(`  ${"umoci unpack of that layout".padEnd(42)} ${cell(skUnpacks)}`);
+  console.log(`  ${"skopeo copy + umoci unpack".padEnd(42)} ${cell(both)}`);
+  const ratio = (of: keyof Timing) => (median(mbPulls.map((x) => x[of])) / median(both.map((x) => x[of]))).toFixed(2);
+  console.log(`  ratio (memobuild / skopeo + umoci): ${ratio("cpuMs")}x CPU, ${ratio("wallMs")}x wall (goal <= 1.5x)`);
+  console.log(`  load average ${(await Bun.file("/proc/loadavg").text()).split(" ").slice(0, 3).join(" ")}`);
 } finally {
   if (registry) {
     registry.kill("SIGTERM");
