@@ -141,6 +141,8 @@ export class StatCache {
   private readonly current = new Map<string, DirectoryState>();
   private lastDir?: string;
   private lastState?: DirectoryState;
+  /** The stored row of lastDir. */
+  private lastRow?: DirectoryRow;
 
   private constructor(private readonly db: Database | undefined) {
     if (!db) return;
@@ -179,7 +181,7 @@ export class StatCache {
    */
   lookup(dir: string, name: string, stats: StatTable, at: number): Uint8Array | undefined {
     const state = this.stateOf(dir);
-    const row = this.rows.get(dir);
+    const row = this.lastRow;
     const i = row ? indexIn(row.names, name, state.names.length) : -1;
     if (i < 0 || row!.racy[i] !== 0 || !stats.keyEquals(at, row!.keys, i * KEY_WORDS)) {
       state.add(name, stats, at, undefined, 1);
@@ -211,6 +213,7 @@ export class StatCache {
     if (!state) this.current.set(dir, (state = new DirectoryState()));
     this.lastDir = dir;
     this.lastState = state;
+    this.lastRow = this.rows.get(dir);
     return state;
   }
 
@@ -248,7 +251,7 @@ export class StatCache {
   /** Forgets what a load that failed half-way looked up, so the next load starts clean. */
   discard() {
     this.current.clear();
-    this.lastDir = this.lastState = undefined;
+    this.lastDir = this.lastState = this.lastRow = undefined;
   }
 
   close() {

@@ -95,15 +95,14 @@ export function walkContext(root: Buffer, matcher: IgnoreMatcher): WalkResult {
         warnings.push(`skipping ${stats.specialKind(at)} ${quotePath(path)}: only files, directories and symlinks are sent`);
         continue;
       }
-      const entry = (): WalkedEntry => ({ path, parent: dir, base: name, type, stats, at, linkTarget: type === "symlink" ? readLink(fd, name, path) : undefined });
-      const verdict = matcher.empty ? { excluded: false } : matcher.match(displayPath(path));
-      if (verdict.excluded) {
+      const verdict = matcher.empty ? undefined : matcher.match(displayPath(path));
+      if (verdict?.excluded) {
         // An excluded directory is still searched when an exception could re-include below it;
         // it is then sent too (as the parent of what was re-included).
         if (type === "dir" && matcher.hasExclusions && matcher.exceptionCouldMatchBelow(displayPath(path))) {
           const position = entries.length;
           if (descend(fd, name, path)) {
-            entries.splice(position, 0, entry());
+            entries.splice(position, 0, walked(fd, dir, name, path, type, stats, at));
             includedAny = true;
             continue;
           }
@@ -111,7 +110,7 @@ export function walkContext(root: Buffer, matcher: IgnoreMatcher): WalkResult {
         excluded.push({ path, type, decidedBy: verdict.decidedBy });
         continue;
       }
-      entries.push(entry());
+      entries.push(walked(fd, dir, name, path, type, stats, at));
       includedAny = true;
       if (type === "dir") descend(fd, name, path);
     }
@@ -133,6 +132,10 @@ export function walkContext(root: Buffer, matcher: IgnoreMatcher): WalkResult {
     closeFd(fd);
   }
   return { entries, excluded, skipped, warnings };
+}
+
+function walked(fd: number, parent: string, base: string, path: string, type: EntryType, stats: StatTable, at: number): WalkedEntry {
+  return { path, parent, base, type, stats, at, linkTarget: type === "symlink" ? readLink(fd, base, path) : undefined };
 }
 
 function readLink(fd: number, name: string, path: string): string {
