@@ -297,6 +297,33 @@ describe("records a command reads back", () => {
     third.close();
   });
 
+  test("doing again what a build did (a no-op rebuild) writes nothing to the database", () => {
+    const dir = join(work, `store${++n}`);
+    const session = () => {
+      const store = LocalStore.open(dir);
+      const image = storeImage(store, { architecture: "amd64", os: "linux", rootfs: { type: "layers", diff_ids: [] }, config: {} } as never, []);
+      store.recordStep("r".repeat(64), null, 1);
+      store.recordBuildInputs("/p/Dockerfile", "stage", [{ id: "stage/1", key: "r".repeat(64), inputs: { files: ["a"], n: 1 } }]);
+      store.recordImageId(image.manifest.config.digest, image.manifestDigest);
+      store.setImage("example:latest", image.manifestDigest, "/p");
+      store.close();
+    };
+    const database = () => Bun.hash(readFileSync(join(dir, "memobuild.db"))).toString();
+    session();
+    const before = database();
+    Bun.sleepSync(5); // so that a row written again would carry another time
+    session();
+    expect(database()).toBe(before);
+    // A different manifest for the name, or other inputs, is written.
+    const store = LocalStore.open(dir);
+    store.recordBuildInputs("/p/Dockerfile", "stage", [{ id: "stage/1", key: "r".repeat(64), inputs: { files: ["b"], n: 1 } }]);
+    store.setImage("example:latest", "sha256:" + "0".repeat(64), "/p");
+    expect(store.lastBuildInputs("/p/Dockerfile", "stage").get("stage/1")!.inputs).toEqual({ files: ["b"], n: 1 });
+    expect(store.image("example:latest")!.manifestDigest).toBe("sha256:" + "0".repeat(64));
+    store.close();
+    expect(database()).not.toBe(before);
+  });
+
   test("gc waits for the builds that hold the store, and says so once", async () => {
     const dir = join(work, `store${++n}`);
     const build = LocalStore.open(dir);

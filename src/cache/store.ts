@@ -92,6 +92,9 @@ const hexOf = (digest: string) => {
 /** The field of a recorded step's inputs that names its worker (no step input has this name). */
 const WORKER_FIELD = "@worker";
 
+/** How stale a step's last use may get before a build that uses it writes it again. */
+const LAST_USE_GRANULARITY_MS = 60 * 60 * 1000;
+
 export class LocalStore {
   /** Private: callers ask the store, never its tables (tests read it as store["db"]). */
   private readonly db: Database;
@@ -146,9 +149,12 @@ export class LocalStore {
 
   close() {
     const now = Date.now();
-    const touch = this.db.query("UPDATE steps SET last_used = ? WHERE key = ?");
+    // Only uses older than LAST_USE_GRANULARITY_MS move last_used: LRU eviction does not need
+    // it finer, and a rebuild right after a build then writes nothing to the database (each
+    // write meant WAL frames, a checkpoint and three fsyncs on close, on every no-op build).
+    const touch = this.db.query("UPDATE steps SET last_used = ? WHERE key = ? AND last_used < ?");
     this.db.transaction(() => {
-      for (const key of this.usedSteps) touch.run(now, key);
+      for (const key of this.usedSteps) touch.run(now, key, now - LAST_USE_GRANULARITY_MS);
     })();
     this.db.close();
     closeSync(this.lockFd);
@@ -513,10 +519,16 @@ export class LocalStore {
 
   /** `worker`: the worker that ran or reused the step, for a build run with --builder (kept beside its inputs). */
   recordBuildInputs(dockerfile: string, target: string, steps: { id: string; key: string; inputs: unknown; worker?: string }[]) {
+    const stored = (step: (typeof steps)[number]) => JSON.stringify(step.worker ? { ...(step.inputs as object), [WORKER_FIELD]: step.worker } : step.inputs);
+    // The same as last time (a rebuild that changed nothing): nothing to write.
+    const rows = this.db.query("SELECT step_id, key, inputs FROM builds WHERE dockerfile = ? AND target = ?").all(dockerfile, target) as { step_id: string; key: string; inputs: string }[];
+    const last = new Map(rows.map((r) => [r.step_id, r]));
+    const same = (step: (typeof steps)[number]) => last.get(step.id)?.key === step.key && last.get(step.id)!.inputs === stored(step);
+    if (rows.length === steps.length && steps.every(same)) return;
     const insert = this.db.query("INSERT OR REPLACE INTO builds VALUES (?, ?, ?, ?, ?)");
     this.db.transaction(() => {
       this.db.query("DELETE FROM builds WHERE dockerfile = ? AND target = ?").run(dockerfile, target);
-      for (const step of steps) insert.run(dockerfile, target, step.id, step.key, JSON.stringify(step.worker ? { ...(step.inputs as object), [WORKER_FIELD]: step.worker } : step.inputs));
+      for (const step of steps) insert.run(dockerfile, target, step.id, step.key, stored(step));
     })();
   }
 
@@ -538,7 +550,13 @@ export class LocalStore {
 
   /** Names an image; `project` when the name came from that project's memobuild.json (else the user's, or a pull's). */
   setImage(ref: string, manifestDigest: string, project?: string) {
-    this.db.query("INSERT OR REPLACE INTO images (ref, manifest_digest, created, project) VALUES (?, ?, ?, ?)").run(ref, manifestDigest, new Date().toISOString(), project ?? null);
+    // A name already on this manifest for the same project keeps its row (and its date): no write.
+    this.db
+      .query(
+        "INSERT INTO images (ref, manifest_digest, created, project) VALUES (?1, ?2, ?3, ?4) ON CONFLICT (ref) DO UPDATE SET " +
+          "manifest_digest = ?2, created = ?3, project = ?4 WHERE manifest_digest != ?2 OR project IS NOT ?4",
+      )
+      .run(ref, manifestDigest, new Date().toISOString(), project ?? null);
     // Found by its ID too; a name given to a manifest not stored (yet) has no ID to find it by.
     // A multi-platform image (an index) has no one config: its ID is its own digest, as with buildx.
     if (this.hasBlob(manifestDigest)) this.recordImageId(this.readJson<{ config?: { digest: string } }>(manifestDigest).config?.digest ?? manifestDigest, manifestDigest);
@@ -549,7 +567,10 @@ export class LocalStore {
    * untagged build can be run, exported or built on. The newest manifest for an ID wins.
    */
   recordImageId(id: string, manifestDigest: string) {
-    this.db.query("INSERT OR REPLACE INTO image_ids VALUES (?, ?, ?)").run(id, manifestDigest, new Date().toISOString());
+    // Already recorded for this manifest (every rebuild of the same image): no write.
+    this.db
+      .query("INSERT INTO image_ids VALUES (?1, ?2, ?3) ON CONFLICT (id) DO UPDATE SET manifest_digest = ?2, created = ?3 WHERE manifest_digest != ?2")
+      .run(id, manifestDigest, new Date().toISOString());
   }
 
   /** Images whose ID starts with `prefix` (lower-case hex, after "sha256:") and whose manifest is still stored. */
