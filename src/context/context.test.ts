@@ -1,8 +1,8 @@
 import { afterAll, beforeEach, describe, expect, test } from "bun:test";
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, renameSync, rmSync, statSync, symlinkSync, utimesSync, writeFileSync } from "node:fs";
+import { chmodSync, existsSync, linkSync, mkdirSync, mkdtempSync, renameSync, rmSync, statSync, symlinkSync, utimesSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { loadContext } from "./context.ts";
+import { hardLinkGroups, loadContext } from "./context.ts";
 import { ContextError } from "./errors.ts";
 import { blake3Hex } from "../hash/blake3.ts";
 import { directoryDigests, walkOrderDigests } from "./digest.ts";
@@ -144,6 +144,26 @@ describe("symlinks", () => {
     expect(names(ctx)).toEqual(["a", "abs", "b", "real", "real/file", "real/up"]);
     expect(ctx.byPath.get("abs")).toMatchObject({ type: "symlink", linkTarget: "/etc/passwd" });
     expect(() => ctx.select(["a"])).toThrow('source "a": too many levels of symbolic links');
+  });
+
+  test("a context directory named through a symlink is walked (the root's link is followed, no other)", async () => {
+    write("real/file", "content");
+    symlinkSync("real", join(dir, "alias"));
+    const direct = await loadContext({ contextDir: join(dir, "real") });
+    const throughLink = await loadContext({ contextDir: join(dir, "alias") });
+    expect(throughLink.entries.map((e) => e.path)).toEqual(["file"]);
+    expect(throughLink.digest()).toBe(direct.digest());
+  });
+
+  test("files hard-linked to each other share an inode key; others have none", async () => {
+    write("a", "same");
+    write("c", "other");
+    linkSync(join(dir, "a"), join(dir, "b"));
+    const ctx = await load();
+    expect(ctx.byPath.get("a")!.inode).toBeDefined();
+    expect(ctx.byPath.get("b")!.inode).toBe(ctx.byPath.get("a")!.inode);
+    expect(ctx.byPath.get("c")!.inode).toBeUndefined();
+    expect([...hardLinkGroups(ctx.entries)]).toEqual([["b", "a"]]);
   });
 
   test("a source through a symlink resolves inside the context only", async () => {
