@@ -4,7 +4,7 @@
  * images need.
  */
 import { afterAll, describe, expect, test } from "bun:test";
-import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, symlinkSync, utimesSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { TarWriter } from "../sys/tar.ts";
@@ -295,6 +295,44 @@ describe("records a command reads back", () => {
     const third = LocalStore.open(dir);
     expect((third["db"].query("SELECT last_used FROM steps").get() as { last_used: number }).last_used).toBeGreaterThan(5);
     third.close();
+  });
+
+  test("a blob hashed by an earlier process is trusted while its file is unchanged; a rewrite, even with its times set back, is hashed again", async () => {
+    const dir = join(work, `store${++n}`);
+    const first = LocalStore.open(dir);
+    const blob = first.putBlob("layer bytes");
+    const path = first.blobPath(blob.digest);
+    const old = new Date("2020-01-01T00:00:00Z");
+    utimesSync(path, old, old);
+    Bun.sleepSync(150); // past the racy window of its ctime
+    await first.checkBlob(blob.digest);
+    expect(first.verification).toEqual({ hashed: 1, trusted: 0 });
+    first.close();
+
+    const second = LocalStore.open(dir);
+    await second.checkBlob(blob.digest);
+    expect(second.verification).toEqual({ hashed: 0, trusted: 1 });
+    second.close();
+
+    // Same size, same mtime: only the ctime (and the content) moved.
+    writeFileSync(path, "LAYER BYTES");
+    utimesSync(path, old, old);
+    const third = LocalStore.open(dir);
+    await expect(third.checkBlob(blob.digest)).rejects.toThrow("is corrupt in the cache");
+    expect(third.verification).toEqual({ hashed: 1, trusted: 0 });
+    third.close();
+  });
+
+  test("a blob checked right after it was written (within the racy window) is hashed again next time", async () => {
+    const dir = join(work, `store${++n}`);
+    const first = LocalStore.open(dir);
+    const blob = first.putBlob("fresh bytes");
+    await first.checkBlob(blob.digest);
+    first.close();
+    const second = LocalStore.open(dir);
+    await second.checkBlob(blob.digest);
+    expect(second.verification).toEqual({ hashed: 1, trusted: 0 });
+    second.close();
   });
 
   test("doing again what a build did (a no-op rebuild) writes nothing to the database", () => {
