@@ -207,6 +207,124 @@ describe("the stat cache's rules, on stat values made up to isolate each one", (
     }
   });
 
+  /** Looks up (and records when missed) each of `names` in `dir`, in order; the hits. */
+  function loadFiles(cache: StatCache, dir: string, names: string[], tables: ReturnType<typeof table>[], hashedAtMs = later): boolean[] {
+    return names.map((name, i) => {
+      const hit = cache.lookup(dir, name, tables[i], 0);
+      if (!hit) cache.record(dir, name, tables[i], 0, Buffer.alloc(32, i + 1), hashedAtMs);
+      return hit !== undefined;
+    });
+  }
+
+  test("a warm load writes no directory; an edited or deleted file rewrites its own directory only", () => {
+    const cache = StatCache.inMemory();
+    const tables = [table({ ino: 1 }), table({ ino: 2 }), table({ ino: 3 })];
+    loadFiles(cache, "a", ["x", "y", "z"], tables);
+    loadFiles(cache, "b", ["x"], tables);
+    expect(cache.flush()).toBe(2);
+    expect(loadFiles(cache, "a", ["x", "y", "z"], tables)).toEqual([true, true, true]);
+    loadFiles(cache, "b", ["x"], tables);
+    expect(cache.flush()).toBe(0);
+    // y deleted from a: a is written again without it.
+    expect(loadFiles(cache, "a", ["x", "z"], [tables[0], tables[2]])).toEqual([true, true]);
+    loadFiles(cache, "b", ["x"], tables);
+    expect(cache.flush()).toBe(1);
+    expect(cache.size).toBe(3);
+    // x edited in b: only b.
+    loadFiles(cache, "a", ["x", "z"], [tables[0], tables[2]]);
+    expect(loadFiles(cache, "b", ["x"], [table({ ino: 1, size: 99 })])).toEqual([false]);
+    expect(cache.flush()).toBe(1);
+  });
+
+  test("only the file that was racy is re-hashed; its trusted neighbours stay cached", () => {
+    const cache = StatCache.inMemory();
+    const recent = table({ ino: 1, mtime: [Math.floor(later / 1000), (later % 1000) * 1e6] });
+    const tables = [recent, table({ ino: 2 }), table({ ino: 3 })];
+    expect(loadFiles(cache, "d", ["a", "b", "c"], tables)).toEqual([false, false, false]);
+    cache.flush();
+    expect(loadFiles(cache, "d", ["a", "b", "c"], tables, later + HOUR_MS)).toEqual([false, true, true]);
+    cache.flush();
+    expect(loadFiles(cache, "d", ["a", "b", "c"], tables)).toEqual([true, true, true]);
+  });
+
+  test("a name not in the directory is never given another file's digest, even with the same stat", () => {
+    const cache = StatCache.inMemory();
+    const same = [table(), table(), table()];
+    loadFiles(cache, "d", ["a", "c", "e"], same);
+    cache.flush();
+    for (const name of ["0", "b", "d", "f"]) expect({ name, hit: cache.lookup("d", name, table(), 0) }).toEqual({ name, hit: undefined });
+    cache.discard();
+    // Found by search when earlier files are gone (the position hint misses).
+    expect(loadFiles(cache, "d", ["c", "e"], same)).toEqual([true, true]);
+    cache.discard();
+    expect(loadFiles(cache, "d", ["e"], same)).toEqual([true]);
+    const five = StatCache.inMemory();
+    loadFiles(five, "d", ["a", "b", "c", "d", "e"], [table(), table(), table(), table(), table()]);
+    five.flush();
+    // "a" gone: "b" is left of the middle of the stored names.
+    expect(loadFiles(five, "d", ["b"], [table()])).toEqual([true]);
+  });
+
+  test("a directory's files before and after one of its subdirectories all stay in its row", () => {
+    const cache = StatCache.inMemory();
+    const tables = [table({ ino: 1 }), table({ ino: 2 }), table({ ino: 3 })];
+    const walk = () => [...loadFiles(cache, "d", ["a"], tables), ...loadFiles(cache, "d/sub", ["x"], [tables[1]]), ...loadFiles(cache, "d", ["z"], [tables[2]])];
+    expect(walk()).toEqual([false, false, false]);
+    cache.flush();
+    expect(walk()).toEqual([true, true, true]);
+  });
+
+  test("a file looked up but never recorded is not stored; recording one never looked up is an error naming it", () => {
+    const folder = mkdtempSync(join(tmpdir(), "memobuild-statcache-"));
+    try {
+      const cache = StatCache.open(join(folder, "c.db"));
+      expect(cache.lookup("d", "unread", table(), 0)).toBeUndefined();
+      cache.flush();
+      expect(cache.size).toBe(0);
+      expect(() => cache.record("d", "other", table(), 0, digest, later)).toThrow('stat cache: "other" in "d" was recorded without a lookup');
+      cache.close();
+      const reopened = StatCache.open(join(folder, "c.db"));
+      expect(reopened.size).toBe(0);
+      reopened.close();
+    } finally {
+      rmSync(folder, { recursive: true, force: true });
+    }
+  });
+
+  test("several files per directory survive a reopen under their own names", () => {
+    const folder = mkdtempSync(join(tmpdir(), "memobuild-statcache-"));
+    try {
+      const names = ["alpha.txt", "beta", "gamma.dat"];
+      const tables = names.map((_, i) => table({ ino: 10 + i }));
+      const cache = StatCache.open(join(folder, "c.db"));
+      loadFiles(cache, "src/lib", names, tables);
+      cache.flush();
+      cache.close();
+      const reopened = StatCache.open(join(folder, "c.db"));
+      expect(reopened.size).toBe(3);
+      expect(names.map((name, i) => Buffer.from(reopened.lookup("src/lib", name, tables[i], 0) ?? []).toString("hex"))).toEqual(names.map((_, i) => Buffer.alloc(32, i + 1).toString("hex")));
+      reopened.close();
+    } finally {
+      rmSync(folder, { recursive: true, force: true });
+    }
+  });
+
+  test("rows of directories not looked into are pruned past exactly twice the live ones plus 100", () => {
+    const cache = StatCache.inMemory();
+    const live = ["live-1", "live-2"];
+    const stale = (count: number) => Array.from({ length: count }, (_, i) => `gone-${i}`);
+    loadIn(cache, [...live, ...stale(100)], "f");
+    // 102 rows for 2 live directories: 2 × 2 + 100 = 104 is the limit.
+    loadIn(cache, live, "f");
+    expect(cache.size).toBe(102);
+    loadIn(cache, [...live, ...stale(102)], "f");
+    loadIn(cache, live, "f");
+    expect(cache.size).toBe(104);
+    loadIn(cache, [...live, ...stale(103)], "f");
+    loadIn(cache, live, "f");
+    expect(cache.size).toBe(2);
+  });
+
   test("a load that failed half-way leaves nothing behind for the next one", () => {
     const cache = StatCache.inMemory();
     load(cache, "f");
