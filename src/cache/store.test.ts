@@ -9,7 +9,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { TarWriter } from "../sys/tar.ts";
 import { storeImage } from "../image/layout.ts";
-import { BlobVerificationError, LocalStore, unmountBelow } from "./store.ts";
+import { BlobVerificationError, changedTooRecently, LocalStore, unmountBelow } from "./store.ts";
 import { collectGarbage, directorySize, prune, usage } from "./gc.ts";
 
 const work = mkdtempSync(join(tmpdir(), "memobuild-store-"));
@@ -283,6 +283,28 @@ describe("records a command reads back", () => {
     store.close();
   });
 
+  test("a last use under an hour old is left as it is (a rebuild right after writes nothing)", () => {
+    const dir = join(work, `store${++n}`);
+    const store = LocalStore.open(dir);
+    store.recordStep("h".repeat(64), null, 1);
+    const halfAnHourAgo = Date.now() - 30 * 60 * 1000;
+    store["db"].query("UPDATE steps SET last_used = ?").run(halfAnHourAgo);
+    store.close();
+    const again = LocalStore.open(dir);
+    expect(again.lookupStep("h".repeat(64))).toBeDefined();
+    again.close();
+    const third = LocalStore.open(dir);
+    expect((third["db"].query("SELECT last_used FROM steps").get() as { last_used: number }).last_used).toBe(halfAnHourAgo);
+    third["db"].query("UPDATE steps SET last_used = ?").run(Date.now() - 61 * 60 * 1000);
+    third.close();
+    const fourth = LocalStore.open(dir);
+    fourth.lookupStep("h".repeat(64));
+    fourth.close();
+    const fifth = LocalStore.open(dir);
+    expect((fifth["db"].query("SELECT last_used FROM steps").get() as { last_used: number }).last_used).toBeGreaterThan(Date.now() - 60_000);
+    fifth.close();
+  });
+
   test("a used result's last use is written when the store closes", () => {
     const dir = join(work, `store${++n}`);
     const store = LocalStore.open(dir);
@@ -323,6 +345,21 @@ describe("records a command reads back", () => {
     third.close();
   });
 
+  test("a blob file changed within a timestamp tick of the check is not trusted later (by mtime or ctime; 2 s for whole-second times)", () => {
+    const s = 1_700_000_000_000_000_000n;
+    const ms = 1_000_000n;
+    const fine = (mtimeNs: bigint, ctimeNs: bigint) => ({ mtimeNs: mtimeNs + 7n, ctimeNs: ctimeNs + 7n });
+    expect(changedTooRecently(fine(s, s - 3600_000n * ms), s + 99n * ms)).toBe(true); // by mtime
+    expect(changedTooRecently(fine(s - 3600_000n * ms, s), s + 99n * ms)).toBe(true); // by ctime
+    expect(changedTooRecently(fine(s, s), s + 100n * ms + 7n)).toBe(false); // at the edge
+    expect(changedTooRecently(fine(s, s), s + 100n * ms + 6n)).toBe(true);
+    // Whole seconds: a 1- or 2-second file system.
+    expect(changedTooRecently({ mtimeNs: s, ctimeNs: s }, s + 1_999n * ms)).toBe(true);
+    expect(changedTooRecently({ mtimeNs: s, ctimeNs: s }, s + 2_000n * ms)).toBe(false);
+    expect(changedTooRecently({ mtimeNs: s, ctimeNs: s + 7n }, s + 1_000n * ms)).toBe(false);
+    expect(changedTooRecently({ mtimeNs: s + 7n, ctimeNs: s }, s + 1_000n * ms)).toBe(false);
+  });
+
   test("a blob checked right after it was written (within the racy window) is hashed again next time", async () => {
     const dir = join(work, `store${++n}`);
     const first = LocalStore.open(dir);
@@ -352,12 +389,38 @@ describe("records a command reads back", () => {
     Bun.sleepSync(5); // so that a row written again would carry another time
     session();
     expect(database()).toBe(before);
+    // Not even a row written again the same: nothing changed in the second session.
+    const store0 = LocalStore.open(dir);
+    const image0 = storeImage(store0, { architecture: "amd64", os: "linux", rootfs: { type: "layers", diff_ids: [] }, config: {} } as never, []);
+    const changesBefore = (store0["db"].query("SELECT total_changes() AS n").get() as { n: number }).n;
+    store0.lookupStep("r".repeat(64));
+    store0.recordBuildInputs("/p/Dockerfile", "stage", [{ id: "stage/1", key: "r".repeat(64), inputs: { files: ["a"], n: 1 } }]);
+    store0.recordImageId(image0.manifest.config.digest, image0.manifestDigest);
+    store0.setImage("example:latest", image0.manifestDigest, "/p");
+    expect((store0["db"].query("SELECT total_changes() AS n").get() as { n: number }).n).toBe(changesBefore);
+    store0.close();
+    // Fewer steps than last time, or one of several changed, is written.
+    const fewer = LocalStore.open(dir);
+    const two = [{ id: "s/1", key: "k1", inputs: 1 }, { id: "s/2", key: "k2", inputs: 2 }];
+    fewer.recordBuildInputs("/q/Dockerfile", "t", two);
+    fewer.recordBuildInputs("/q/Dockerfile", "t", [two[0]]);
+    expect([...fewer.lastBuildInputs("/q/Dockerfile", "t").keys()]).toEqual(["s/1"]);
+    fewer.recordBuildInputs("/q/Dockerfile", "t", two);
+    fewer.recordBuildInputs("/q/Dockerfile", "t", [two[0], { ...two[1], inputs: 3 }]);
+    expect(fewer.lastBuildInputs("/q/Dockerfile", "t").get("s/2")!.inputs).toBe(3);
+    fewer.close();
     // A different manifest for the name, or other inputs, is written.
     const store = LocalStore.open(dir);
     store.recordBuildInputs("/p/Dockerfile", "stage", [{ id: "stage/1", key: "r".repeat(64), inputs: { files: ["b"], n: 1 } }]);
     store.setImage("example:latest", "sha256:" + "0".repeat(64), "/p");
     expect(store.lastBuildInputs("/p/Dockerfile", "stage").get("stage/1")!.inputs).toEqual({ files: ["b"], n: 1 });
     expect(store.image("example:latest")!.manifestDigest).toBe("sha256:" + "0".repeat(64));
+    expect(store.image("example:latest")!.project).toBe("/p");
+    // The name of a stored manifest finds it by its image ID too.
+    const named = storeImage(store, { architecture: "arm64", os: "linux", rootfs: { type: "layers", diff_ids: [] }, config: {} } as never, []);
+    store.setImage("other:1", named.manifestDigest);
+    expect(store.image("other:1")!.project).toBeUndefined();
+    expect(store.imagesById(named.manifest.config.digest.slice(7, 19)).map((i) => i.manifestDigest)).toEqual([named.manifestDigest]);
     store.close();
     expect(database()).not.toBe(before);
   });
