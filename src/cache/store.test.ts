@@ -401,13 +401,16 @@ describe("records a command reads back", () => {
     store0.close();
     // Fewer steps than last time, or one of several changed, is written.
     const fewer = LocalStore.open(dir);
-    const two = [{ id: "s/1", key: "k1", inputs: 1 }, { id: "s/2", key: "k2", inputs: 2 }];
+    const two = [{ id: "s/1", key: "k1", inputs: { n: 1 } }, { id: "s/2", key: "k2", inputs: { n: 2 } }];
     fewer.recordBuildInputs("/q/Dockerfile", "t", two);
     fewer.recordBuildInputs("/q/Dockerfile", "t", [two[0]]);
     expect([...fewer.lastBuildInputs("/q/Dockerfile", "t").keys()]).toEqual(["s/1"]);
     fewer.recordBuildInputs("/q/Dockerfile", "t", two);
-    fewer.recordBuildInputs("/q/Dockerfile", "t", [two[0], { ...two[1], inputs: 3 }]);
-    expect(fewer.lastBuildInputs("/q/Dockerfile", "t").get("s/2")!.inputs).toBe(3);
+    fewer.recordBuildInputs("/q/Dockerfile", "t", [two[0], { ...two[1], inputs: { n: 3 } }]);
+    expect(fewer.lastBuildInputs("/q/Dockerfile", "t").get("s/2")!.inputs).toEqual({ n: 3 });
+    // The same inputs run on another worker (a --builder build) are written: explain names it.
+    fewer.recordBuildInputs("/q/Dockerfile", "t", [two[0], { ...two[1], inputs: { n: 3 }, worker: "w1" }]);
+    expect(fewer.lastBuildInputs("/q/Dockerfile", "t").get("s/2")).toEqual({ key: "k2", inputs: { n: 3 }, worker: "w1" });
     fewer.close();
     // A different manifest for the name, or other inputs, is written.
     const store = LocalStore.open(dir);
