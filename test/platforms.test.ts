@@ -51,8 +51,12 @@ afterAll(async () => {
   rmSync(work, { recursive: true, force: true });
 });
 
+/** The registry the tests push to, started by the first that needs it. */
+let registryHost: Promise<string> | undefined;
+const startRegistry = () => (registryHost ??= startDockerRegistry());
+
 /** Debian's docker-registry on 127.0.0.1 (plain HTTP, as MemoBuild uses for loopback), with its own storage. */
-async function startRegistry(): Promise<string> {
+async function startDockerRegistry(): Promise<string> {
   const port = await freePort();
   const config = join(work, "registry.yml");
   writeFileSync(config, `version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: ${join(work, "registry")}\nhttp:\n  addr: 127.0.0.1:${port}\n`);
@@ -176,9 +180,6 @@ describe("--platform with two platforms", () => {
     const load = build(dir, "--platform", both, "--load");
     expect(load.exitCode).toBe(2);
     expect(load.stderr).toContain("which the Docker Engine cannot load");
-    const signed = build(dir, "--platform", both, "-t", "signed", "--sign-key", join(work, "no-key.pem"), "-o", `type=oci,dest=${join(work, "signed")}`);
-    expect(signed.exitCode).toBe(2);
-    expect(signed.stderr).toContain("--sign-key does not sign an index yet");
     // A tar of an index holds each platform's file system under its directory, as buildx writes it.
     const tarFile = join(work, "index.tar");
     expect(build(dir, "--platform", both, "-o", `type=tar,dest=${tarFile}`).exitCode).toBe(0);
@@ -221,5 +222,69 @@ describe("--platform with two platforms", () => {
       [`linux/${hostArch}`, "cached-remote"],
       [`linux/${otherArch}`, "cached-remote"],
     ]);
+  }, 120_000);
+  test("--sign-key signs every platform's manifest and the index; verify checks them all, and names a platform whose manifest was swapped", () => {
+    const key = join(work, "release.key");
+    expect(runMemobuild(["key", "generate", "--type", "ecdsa-p256", "--out", key]).exitCode).toBe(0);
+    const dir = writeProject(join(work, "signed"), { Dockerfile: "FROM memobuild/busybox-multi\nRUN uname -m > /arch\n" });
+    const layout = join(work, "signed-oci");
+    const result = build(dir, "--platform", both, "-t", "registry.test/app:1", "--sign-key", key, "--provenance", "mode=min", "-o", `type=oci,dest=${layout}`);
+    if (result.exitCode !== 0) throw new Error(result.stderr);
+    const top = json(join(layout, "index.json"));
+    const blob = (digest: string) => JSON.parse(readFileSync(join(layout, "blobs/sha256", digest.slice(7)), "utf8"));
+    const indexEntry = top.manifests[0];
+    const index = blob(indexEntry.digest);
+    type Entry = { digest: string; size: number; platform: { os: string; architecture: string }; annotations?: Record<string, string> };
+    const images: Entry[] = index.manifests.filter((m: Entry) => m.platform.os !== "unknown");
+    // index.json: the index by its name, then each platform's .sig and .att, then the index's .sig.
+    const tags = top.manifests.slice(1).map((m: Entry) => m.annotations?.["org.opencontainers.image.ref.name"]);
+    const tagOf = (digest: string, kind: string) => `${digest.replace(":", "-")}.${kind}`;
+    expect(tags).toEqual([...images.flatMap((m) => [tagOf(m.digest, "sig"), tagOf(m.digest, "att")]), tagOf(indexEntry.digest, "sig")]);
+    // Each platform's signature payload names that platform's manifest, in the build's repository.
+    const payload = (digest: string) => blob(blob(top.manifests.find((m: Entry) => m.annotations?.["org.opencontainers.image.ref.name"] === tagOf(digest, "sig")).digest).layers[0].digest);
+    for (const image of images) expect(payload(image.digest).critical).toMatchObject({ identity: { "docker-reference": "registry.test/app" }, image: { "docker-manifest-digest": image.digest } });
+
+    const verify = runMemobuild(["verify", `oci:${layout}:registry.test/app:1`, "--key", `${key}.pub`]);
+    expect(verify.stderr).toBe("");
+    expect(verify.exitCode).toBe(0);
+    expect(verify.stdout).toContain(`signature verified: ${indexEntry.digest}`);
+    for (const image of images) expect(verify.stdout).toContain(`linux/${image.platform.architecture}: signature verified: ${image.digest}`);
+
+    // The other platform's manifest altered (an annotation added), the index rewritten to name it.
+    const tampered = join(work, "signed-tampered");
+    cpSync(layout, tampered, { recursive: true });
+    const put = (value: object) => {
+      const bytes = Buffer.from(JSON.stringify(value));
+      const digest = `sha256:${new Bun.CryptoHasher("sha256").update(bytes).digest("hex")}`;
+      writeFileSync(join(tampered, "blobs/sha256", digest.slice(7)), bytes);
+      return { digest, size: bytes.length };
+    };
+    const victim = images.find((m) => m.platform.architecture === otherArch)!;
+    const altered = put({ ...blob(victim.digest), annotations: { injected: "yes" } });
+    const newIndex = put({ ...index, manifests: index.manifests.map((m: Entry) => (m.digest === victim.digest ? { ...m, ...altered } : m)) });
+    writeFileSync(join(tampered, "index.json"), JSON.stringify({ ...top, manifests: top.manifests.map((m: Entry, i: number) => (i === 0 ? { ...m, ...newIndex } : m)) }));
+    const failed = runMemobuild(["verify", `oci:${tampered}:registry.test/app:1`, "--key", `${key}.pub`]);
+    expect(failed.exitCode).not.toBe(0);
+    expect(failed.stderr).toContain(`the linux/${otherArch} image ${altered.digest}: no signature (no ${tagOf(altered.digest, "sig")} beside ${altered.digest})`);
+  }, 120_000);
+
+  test("a signed multi-platform push: verify checks the index by its tag and one platform's manifest pulled alone by its digest", async () => {
+    const host = await startRegistry();
+    const key = join(work, "release.key"); // made by the test above
+    const dir = join(work, "signed");
+    const meta = join(work, "signed-push.json");
+    const pushed = build(dir, "--platform", both, "-t", `${host}/signed:1`, "--push", "--sign-key", key, "--metadata-file", meta);
+    expect(pushed.exitCode).toBe(0);
+    const verify = (ref: string) => runMemobuild(["verify", ref, "--key", `${key}.pub`, "--insecure-registry", host]);
+    const whole = verify(`${host}/signed:1`);
+    expect(whole.stderr).toBe("");
+    expect(whole.stdout).toContain(`signature verified: ${json(meta)["containerimage.digest"]} of ${host}/signed`);
+    expect(whole.stdout).toContain(`linux/${otherArch}: signature verified: sha256:`);
+    const other = /linux\/\S+: signature verified: (sha256:[0-9a-f]{64})/g;
+    const digests = [...whole.stdout.matchAll(other)].map((m) => m[1]!);
+    expect(digests).toHaveLength(2);
+    const alone = verify(`${host}/signed@${digests[1]}`);
+    expect(alone.stderr).toBe("");
+    expect(alone.stdout).toBe(`${host}/signed@${digests[1]}: signature verified: ${digests[1]} of ${host}/signed\n`);
   }, 120_000);
 });

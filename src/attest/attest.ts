@@ -71,7 +71,10 @@ export class Attester {
     };
   }
 
-  /** For a registry push: the attestation manifest in the pushed index (signatures come after). */
+  /**
+   * For a registry push, and for each platform of a multi-platform image in any output: the
+   * attestation manifest in the index (signatures come after, outside it).
+   */
   registryExtras(): Extras {
     return async (exported) => {
       const statements = await this.statements(exported.manifestDigest);
@@ -89,11 +92,32 @@ export class Attester {
    * After a push whose name now points to `topDigest`: the signature of that digest (what `cosign
    * verify NAME` looks up) and the signed attestations of the image manifest, with their tags.
    */
-  registrySignatures(topDigest: string, identity: string): { tag: string; extra: Extra }[] {
+  registrySignatures(topDigest: string, identity: string): Signature[] {
     const { signKey } = this.request;
     if (!signKey) return [];
     const signatures = [{ tag: signatureTag(topDigest, "sig"), extra: imageSignature(this.store, signKey, identity, topDigest) }];
     if (this.pushed?.statements.length) signatures.push({ tag: signatureTag(this.pushed.digest, "att"), extra: signedAttestations(this.store, signKey, this.pushed.statements) });
     return signatures;
   }
+
+  /**
+   * A multi-platform image's signatures once its index `indexDigest` is exported (each attester's
+   * indexExtras having run): every platform's manifest signed as a single-platform image's is
+   * (so it verifies when pulled alone, by digest), its attestations signed, then the index.
+   * `identity` is the repository pushed to; a layout's is the build's first name. Called on any
+   * one of `platforms` (they share the key).
+   */
+  indexSignatures(platforms: Attester[], indexDigest: string, identity?: string): Signature[] {
+    const { signKey } = this.request;
+    const named = identity ?? this.request.identity;
+    if (!signKey || !named) return [];
+    const signed = platforms.flatMap((a) => (a.pushed ? a.registrySignatures(a.pushed.digest, named) : []));
+    return [...signed, { tag: signatureTag(indexDigest, "sig"), extra: imageSignature(this.store, signKey, named, indexDigest) }];
+  }
+}
+
+/** A signature manifest and the cosign tag it goes under. */
+export interface Signature {
+  tag: string;
+  extra: Extra;
 }

@@ -41,16 +41,22 @@ export interface Verified {
   digest: string;
   identity: string;
   imageDigest: string;
+  /** For a multi-platform image: each platform's manifest, its signature verified too. */
+  platforms: { platform: string; digest: string }[];
   provenance?: Statement<SlsaProvenance>;
 }
 
 const json = <T>(bytes: Buffer): T => JSON.parse(bytes.toString("utf8")) as T;
 
-/** The signature of `digest`: a layer whose signature verifies and whose payload names it. */
-async function checkSignature(source: ImageSource, key: KeyObject, digest: string): Promise<string> {
+/**
+ * The signature of `digest`: a layer whose signature verifies and whose payload names it.
+ * `what` names the manifest in errors when it is not the one IMAGE points to (a platform's).
+ */
+async function checkSignature(source: ImageSource, key: KeyObject, digest: string, what?: string): Promise<string> {
   const tag = signatureTag(digest, "sig");
   const signatures = await source.manifest(tag);
-  if (!signatures) throw new VerifyError(`${source.name}: no signature (no ${tag} beside ${digest})`);
+  const where = what ? `${source.name}: ${what}` : source.name;
+  if (!signatures) throw new VerifyError(`${where}: no signature (no ${tag} beside ${digest})`);
   const problems: string[] = [];
   for (const layer of json<Manifest>(signatures.bytes).layers) {
     const signature = layer.annotations?.[SIGNATURE_ANNOTATION];
@@ -64,11 +70,36 @@ async function checkSignature(source: ImageSource, key: KeyObject, digest: strin
     const named = claims?.image?.["docker-manifest-digest"];
     const identity = claims?.identity?.["docker-reference"] ?? "";
     if (claims?.type !== COSIGN_SIGNATURE_TYPE) problems.push(`the payload in ${tag} is not a cosign image signature`);
-    else if (named !== digest) problems.push(`the signature is for ${named}, but ${source.name} is ${digest} (the manifest was replaced)`);
+    else if (named !== digest) problems.push(`the signature is for ${named}, but ${what ?? source.name} is ${digest} (the manifest was replaced)`);
     else if (source.identity && identity !== source.identity) problems.push(`the signature names the repository ${identity}, not ${source.identity}`);
     else return identity;
   }
-  throw new VerifyError(`${source.name}: ${problems.join("; ") || `${tag} holds no signature`}`);
+  throw new VerifyError(`${where}: ${problems.join("; ") || `${tag} holds no signature`}`);
+}
+
+/** The platform images an index lists (its attestation manifests, platform unknown/unknown, left out). */
+function platformImages(top: Fetched): Descriptor[] {
+  if (top.mediaType !== MEDIA.index) return [];
+  return json<Index>(top.bytes).manifests.filter((m) => m.platform && m.platform.os !== "unknown");
+}
+
+const platformName = (d: Descriptor) => [d.platform!.os, d.platform!.architecture, d.platform!.variant].filter(Boolean).join("/");
+
+/**
+ * A multi-platform image is signed manifest by manifest (so each verifies pulled alone) and as an
+ * index: each platform's signature is checked first, so a manifest swapped in the index is named
+ * by its platform rather than only as an index whose signature is missing.
+ */
+async function checkPlatformSignatures(source: ImageSource, key: KeyObject, top: Fetched): Promise<{ platform: string; digest: string }[]> {
+  const images = platformImages(top);
+  if (images.length < 2) return []; // one image and its attestations: the index's signature covers it
+  const checked = [];
+  for (const image of images) {
+    const platform = platformName(image);
+    await checkSignature(source, key, image.digest, `the ${platform} image ${image.digest}`);
+    checked.push({ platform, digest: image.digest });
+  }
+  return checked;
 }
 
 /** The image manifest a signed digest stands for, and the attestation manifests listed beside it. */
@@ -106,9 +137,10 @@ async function signedProvenance(source: ImageSource, key: KeyObject, imageDigest
 
 export async function verifyImage(source: ImageSource, key: KeyObject, options: { provenance: boolean }): Promise<Verified> {
   const top = await source.top();
+  const platforms = await checkPlatformSignatures(source, key, top);
   const identity = await checkSignature(source, key, top.digest);
   const { imageDigest, attestations, signedIndex } = await imageAndAttestations(source, top);
-  if (!options.provenance) return { digest: top.digest, identity, imageDigest };
+  if (!options.provenance) return { digest: top.digest, identity, imageDigest, platforms };
   const provenance = await inIndexProvenance(source, imageDigest, attestations);
   const subject = provenance.subject?.[0]?.digest?.sha256;
   if (`sha256:${subject}` !== imageDigest) throw new VerifyError(`${source.name}: the provenance's subject is sha256:${subject}, not the image ${imageDigest}`);
@@ -118,7 +150,7 @@ export async function verifyImage(source: ImageSource, key: KeyObject, options: 
   }
   // Covered either by the signed index that lists it (digests all the way down) or by the DSSE signature.
   if (!signed && !signedIndex) throw new VerifyError(`${source.name}: the provenance is not signed (no ${signatureTag(imageDigest, "att")})`);
-  return { digest: top.digest, identity, imageDigest, provenance };
+  return { digest: top.digest, identity, imageDigest, platforms, provenance };
 }
 
 /** What a provenance says, for people: base images, context, and each step with who produced it. */

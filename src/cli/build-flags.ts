@@ -225,15 +225,13 @@ export function checkOutputs(outputs: OutputSpec[], tags: string[], progress: st
 /**
  * What a multi-platform build (one image index) cannot do, refused before any work. The Docker
  * Engine loads one image, not an index (buildx refuses too: "docker exporter does not currently
- * support exporting manifest lists"); a signature of an index and a remote builder's build for
- * several platforms are not made yet.
+ * support exporting manifest lists"); a remote builder's build for several platforms is not made yet.
  */
-export function checkMultiPlatform(flags: Pick<BuildFlags, "platform" | "load">, outputs: OutputSpec[], other: { sign: boolean; builder: boolean }) {
+export function checkMultiPlatform(flags: Pick<BuildFlags, "platform" | "load">, outputs: OutputSpec[], other: { builder: boolean }) {
   const what = `--platform ${flags.platform} makes an image index (one image per platform)`;
   if (flags.load || outputs.some((o) => o.type === "docker" || o.type === "docker-archive")) {
     throw new UsageError(`${what}, which the Docker Engine cannot load (--load, type=docker, type=docker-archive): build one platform to load it, or write -o type=oci,dest=DIR`);
   }
-  if (other.sign) throw new UsageError(`${what}: --sign-key does not sign an index yet (attestations are made for each platform); build each platform apart to sign it`);
   if (other.builder) throw new UsageError(`${what}: a remote builder (--builder) builds one platform, this machine's`);
 }
 

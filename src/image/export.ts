@@ -184,14 +184,18 @@ export async function prepareIndexExport(store: LocalStore, images: StoredImage[
 /**
  * `type=oci` and `type=oci-archive` of a multi-platform image, as BuildKit writes them: the
  * layout's index.json names the image index (once per name), which names each platform's manifest.
+ * `beside` adds entries to index.json once the index's digest is known (signatures, named by
+ * their cosign tags: they are about the index and its manifests, so they cannot be in it).
  */
-export async function exportImageIndex(store: LocalStore, images: StoredImage[], output: Extract<OutputSpec, { type: "oci" | "oci-archive" }>, tags: string[], extras?: Extras[]): Promise<ExportedIndex> {
+export async function exportImageIndex(store: LocalStore, images: StoredImage[], output: Extract<OutputSpec, { type: "oci" | "oci-archive" }>, tags: string[], extras?: Extras[], beside?: (indexDigest: string) => Extra[]): Promise<ExportedIndex> {
   const exported = await prepareIndexExport(store, images, output, extras);
   const descriptor: Descriptor = { mediaType: MEDIA.index, digest: exported.indexDigest, size: exported.indexSize };
   const entries = tags.length ? tags.map((tag) => ({ ...descriptor, annotations: { [REF_NAME]: familiarReference(tag) } })) : [descriptor];
-  const top: Index = { schemaVersion: 2, mediaType: MEDIA.index, manifests: entries };
-  if (output.type === "oci" && output.dest !== STDOUT) writeLayout(store, output.dest, top, exported.blobs);
-  else writeLayoutTar(store, output.dest, top, exported.blobs);
+  const added = beside?.(exported.indexDigest) ?? [];
+  const top: Index = { schemaVersion: 2, mediaType: MEDIA.index, manifests: [...entries, ...added.map((e) => e.descriptor)] };
+  const blobs = [...new Set([...exported.blobs, ...added.flatMap((e) => e.blobs)])];
+  if (output.type === "oci" && output.dest !== STDOUT) writeLayout(store, output.dest, top, blobs);
+  else writeLayoutTar(store, output.dest, top, blobs);
   return exported;
 }
 

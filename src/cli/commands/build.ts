@@ -13,7 +13,7 @@ import { displayMode, openDisplay, type BuildOutcome, type Display, type OutputR
 import type { LocalStore } from "../../cache/store.ts";
 import type { OutputSpec } from "../../image/export.ts";
 import type { RegistryOptions } from "../../registry/client.ts";
-import { storeImageIndex, type StoredImage } from "../../image/layout.ts";
+import { REF_NAME, storeImageIndex, type StoredImage } from "../../image/layout.ts";
 import type { BuildReporter } from "../../report/reporter.ts";
 import { build, sourceDateEpoch, type BuildOptions, type BuildResult, type NamedContext } from "../../solver/solver.ts";
 import { buildRemotely } from "../../builder/remote-build.ts";
@@ -32,7 +32,7 @@ import { SigningKey } from "../../remote/action.ts";
 import { UserError } from "../../errors.ts";
 import type { Settings } from "../../config/settings.ts";
 import { insecureRegistries } from "../../registry/client.ts";
-import type { Attester } from "../../attest/attest.ts";
+import type { Attester, Signature } from "../../attest/attest.ts";
 import { cacheMountChoice, cacheMountOptions, openCacheMounts, openRemote, remoteOptions } from "../remote.ts";
 import { commandSettings } from "../settings.ts";
 import { value } from "../../config/settings.ts";
@@ -145,7 +145,7 @@ export function registerBuild(program: Command) {
       // --sign-key, else the signKey setting (environment or user config; never a project file's).
       const signing = { ...flags, signKey: value<string | undefined>(settings, "signKey") };
       const builderUrl = flags.builder ?? process.env.MEMOBUILD_BUILDER;
-      if (multi) checkMultiPlatform(flags, outputs, { sign: Boolean(signing.signKey), builder: Boolean(builderUrl) });
+      if (multi) checkMultiPlatform(flags, outputs, { builder: Boolean(builderUrl) });
       if (builderUrl && platforms?.some((p) => !runsNatively(p))) throw new UsageError(`--builder: a remote builder builds for its own platform; --platform ${flags.platform} needs a local build`);
       const secrets = new Map(flags.secret.map(parseSecret));
       const cacheFrom = flags.cacheFrom.map((spec) => parseCacheSpec("--cache-from", spec));
@@ -300,13 +300,21 @@ async function buildPlatforms(options: Omit<BuildOptions, "platform">, platforms
  */
 async function exportIndexOutputs(store: LocalStore, images: StoredImage[], outputs: OutputSpec[], tags: string[], registry: RegistryOptions, progress: ProgressSink, attesters?: Attester[]): Promise<OutputResult[]> {
   const exported: OutputResult[] = [];
-  const extras = (kind: "layout" | "registry") => attesters?.map((a) => (kind === "layout" ? a.layoutExtras() : a.registryExtras()));
+  // Each platform's attestation manifest goes in the index; signatures go beside it (signIndex).
+  const extras = attesters?.map((a) => a.registryExtras());
   const namesOf = (names: string[]) => (names.length ? names.map(normalizeReference) : tags);
   for (const output of outputs) {
     if (output.type === "registry") {
-      const { pushImageIndex } = await registryTransfer();
+      const { pushImageIndex, pushTagged } = await registryTransfer();
       const compression = { compression: output.compression ?? "gzip", ...(output.level !== undefined ? { level: output.level } : {}), ...(output.force ? { force: true } : {}) };
-      for (const tag of namesOf(output.names)) exported.push({ type: "registry", dest: tag, digest: await pushImageIndex(store, images, tag, registry, (line) => progress({ type: "output", line: `push ${tag}: ${line}` }), compression, extras("registry")) });
+      for (const tag of namesOf(output.names)) {
+        const digest = await pushImageIndex(store, images, tag, registry, (line) => progress({ type: "output", line: `push ${tag}: ${line}` }), compression, extras);
+        for (const signature of attesters ? signIndex(attesters, digest, attesters[0]!.identityOf(tag)) : []) {
+          await pushTagged(store, tag, signature.tag, signature.extra, registry);
+          progress({ type: "output", line: `push ${tag}: signed as ${signature.tag}` });
+        }
+        exported.push({ type: "registry", dest: tag, digest });
+      }
     } else if (output.type === "local" || output.type === "tar") {
       const { exportPlatforms, exportFilesystemTar } = await filesystemExport();
       if (output.type === "local") await exportPlatforms(store, images, output.dest);
@@ -314,10 +322,17 @@ async function exportIndexOutputs(store: LocalStore, images: StoredImage[], outp
       exported.push({ type: output.type, dest: output.dest });
     } else if (output.type === "oci" || output.type === "oci-archive") {
       const { exportImageIndex } = await import("../../image/export.ts");
-      exported.push({ type: output.type, dest: output.dest, digest: (await exportImageIndex(store, images, output, namesOf(output.names), extras("layout"))).indexDigest });
+      // A layout keeps the signatures in its index.json, named by their tags, as a single image's layout does.
+      const beside = (indexDigest: string) => (attesters ? signIndex(attesters, indexDigest).map((s) => ({ ...s.extra, descriptor: { ...s.extra.descriptor, annotations: { [REF_NAME]: s.tag } } })) : []);
+      exported.push({ type: output.type, dest: output.dest, digest: (await exportImageIndex(store, images, output, namesOf(output.names), extras, beside)).indexDigest });
     } else if (output.type !== "image") throw new UsageError(`--output type=${output.type} cannot hold a multi-platform image`);
   }
   return exported;
+}
+
+/** A multi-platform image's signatures (none without --sign-key): see Attester.indexSignatures. */
+function signIndex(attesters: Attester[], indexDigest: string, identity?: string): Signature[] {
+  return attesters[0]!.indexSignatures(attesters, indexDigest, identity);
 }
 
 /** `--cache-from`: each build cache that can be read, in order (one that cannot costs a warning). */

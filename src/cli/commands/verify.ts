@@ -27,6 +27,7 @@ export function registerVerify(program: Command) {
       const source = image.startsWith("oci:") ? layoutSource(image) : registrySource(image, { insecure: insecureRegistries(flags.insecureRegistry ?? []) });
       const verified = await verifyImage(source, key, { provenance: !!flags.provenance || flags.rebuild !== undefined });
       const lines = [`${image}: signature verified: ${verified.digest} of ${verified.identity || "(no repository)"}`];
+      for (const { platform, digest } of verified.platforms) lines.push(`  ${platform}: signature verified: ${digest}`);
       if (verified.provenance) lines.push(`provenance verified for ${verified.imageDigest}:`, ...describeProvenance(verified.provenance).map((l) => `  ${l}`));
       process.stdout.write(lines.join("\n") + "\n");
       if (flags.rebuild === undefined || !verified.provenance) return;
