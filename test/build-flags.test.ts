@@ -208,7 +208,7 @@ describe("--annotation", () => {
     expect(result.stderr).toContain(`output oci ${oci} manifest ${index.manifests[0].digest}\n`);
     const refused = build(dir, "--annotation", "index:a=b");
     expect(refused.exitCode).toBe(2);
-    expect(refused.stderr).toContain("MemoBuild annotates image manifests, not an index or its descriptors");
+    expect(refused.stderr).toContain("--annotation index: a build of one platform makes no image index to annotate");
   });
 });
 

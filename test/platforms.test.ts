@@ -287,4 +287,32 @@ describe("--platform with two platforms", () => {
     expect(alone.stderr).toBe("");
     expect(alone.stdout).toBe(`${host}/signed@${digests[1]}: signature verified: ${digests[1]} of ${host}/signed\n`);
   }, 120_000);
+  test("--annotation of each type, with platform selectors: manifests, their entries in the index, the index, and its entry in index.json (and a push keeps the index's)", async () => {
+    const dir = join(work, "signed"); // the Dockerfile of the test above: only the annotations differ
+    const layout = join(work, "annotated-oci");
+    const annotations = [`org.opencontainers.image.title=app`, `manifest[linux/${otherArch}]:note=emulated`, `manifest-descriptor[linux/${hostArch}]:desc=native`, "index:idx=1", "index-descriptor:top=1"];
+    const result = build(dir, "--platform", both, "-t", "annotated:1", ...annotations.flatMap((a) => ["--annotation", a]), "-o", `type=oci,dest=${layout}`);
+    if (result.exitCode !== 0) throw new Error(result.stderr);
+    const blob = (digest: string) => JSON.parse(readFileSync(join(layout, "blobs/sha256", digest.slice(7)), "utf8"));
+    const entry = json(join(layout, "index.json")).manifests[0];
+    expect(entry.annotations).toEqual({ top: "1", "org.opencontainers.image.ref.name": "annotated:1" });
+    const index = blob(entry.digest);
+    expect(index.annotations).toEqual({ idx: "1" });
+    type Entry = { digest: string; platform: { architecture: string }; annotations?: Record<string, string> };
+    const byArch = Object.fromEntries(index.manifests.map((m: Entry) => [m.platform.architecture, m]));
+    expect(byArch[hostArch].annotations).toEqual({ desc: "native" });
+    expect(byArch[otherArch].annotations).toBeUndefined();
+    expect(blob(byArch[hostArch].digest).annotations).toEqual({ "org.opencontainers.image.title": "app" });
+    expect(blob(byArch[otherArch].digest).annotations).toEqual({ "org.opencontainers.image.title": "app", note: "emulated" });
+
+    const host = await startRegistry();
+    const pushed = build(dir, "--platform", both, "-t", `${host}/annotated:1`, "--push", "--annotation", "index:idx=2", "--annotation", `manifest-descriptor[linux/${otherArch}]:desc=emulated`);
+    expect(pushed.exitCode).toBe(0);
+    const fetched = (await (await fetch(`http://${host}/v2/annotated/manifests/1`, { headers: { accept: "application/vnd.oci.image.index.v1+json" } })).json()) as { annotations: Record<string, string>; manifests: Entry[] };
+    expect(fetched.annotations).toEqual({ idx: "2" });
+    expect(fetched.manifests.map((m) => m.annotations)).toEqual([undefined, { desc: "emulated" }]);
+    // A selector for a platform not built, and index-descriptor with no layout, refused before any work.
+    expect(build(dir, "--platform", both, "--annotation", "manifest[linux/s390x]:a=1").stderr).toContain("linux/s390x (for a) is not a platform of this build");
+    expect(build(dir, "--platform", both, "-t", `${host}/annotated:2`, "--push", "--annotation", "index-descriptor:a=1").stderr).toContain("no output writes one");
+  }, 120_000);
 });

@@ -10,7 +10,7 @@ import { TMPFS_BYTES } from "../executor/private-tmpfs.ts";
 import { HostFileError, readRegularFile } from "../util/host-file.ts";
 import { formatBytes } from "../util/sizes.ts";
 import { join, resolve } from "node:path";
-import { parsePlatformList, type Platform } from "../frontend/platform.ts";
+import { formatPlatform, normalizePlatform, parsePlatform, parsePlatformList, type Platform } from "../frontend/platform.ts";
 import { parseOutputSpec, writesToStdout, type OutputSpec } from "../image/output-spec.ts";
 import { parseAddHost, parseShmSize, parseUlimit, type Sandbox } from "../executor/sandbox.ts";
 import { NETWORK_MODES, type NetworkMode } from "../executor/network.ts";
@@ -54,7 +54,7 @@ export function buildFlagOptions(command: Command): Command {
   return command
     .option("-t, --tag <ref>", "name the image in the local store (repeatable)", collect)
     .option("--label <name=value>", "set a label on the image, as LABEL would (repeatable)", collect)
-    .option("--annotation <[manifest:]key=value>", "an annotation on the image's manifest (repeatable)", collect)
+    .option("--annotation <[type][[platform]]:key=value>", "an annotation on the image's manifest (default), or with a type on manifest-descriptor, index or index-descriptor; [os/arch] picks one platform (repeatable)", collect)
     .option("-q, --quiet", "print only the image ID (its config digest) on stdout; warnings and errors still go to stderr")
     .option("--iidfile <file>", "write the image ID (its config digest) to this file")
     .option(
@@ -147,24 +147,76 @@ export function noCacheStages(values: string[]): Set<string> {
   return new Set(values.flatMap((v) => v.split(",")).map((v) => v.trim().toLowerCase()).filter(Boolean));
 }
 
+/** One `--annotation` of a manifest or its descriptor: for every platform, or for one (`manifest[linux/arm64]:`). */
+export interface PlatformAnnotation {
+  platform?: string;
+  key: string;
+  value: string;
+}
+
+/** `--annotation`, by where each goes (buildx's four types). */
+export interface AnnotationSpec {
+  /** On each platform's image manifest. */
+  manifest: PlatformAnnotation[];
+  /** On each platform's entry in the image index. */
+  manifestDescriptor: PlatformAnnotation[];
+  /** On the image index. */
+  index: Record<string, string>;
+  /** On the index's entry in an OCI layout's index.json. */
+  indexDescriptor: Record<string, string>;
+}
+
+const ANNOTATION_TYPES = { manifest: "manifest", "manifest-descriptor": "manifestDescriptor", index: "index", "index-descriptor": "indexDescriptor" } as const;
+const ANNOTATION_FORM = "[TYPE[,TYPE...]][[OS/ARCH]]:KEY=VALUE, TYPE one of manifest (the default), manifest-descriptor, index, index-descriptor";
+
 /**
- * `--annotation [TYPE:]KEY=VALUE` as buildx reads it. MemoBuild annotates image manifests (each
- * platform's, in a multi-platform build), so TYPE is `manifest` (the default); annotations of the
- * index and platform selectors are not made yet.
+ * `--annotation [TYPE[,TYPE...]][[PLATFORM]]:KEY=VALUE` as buildx reads it: the text before the
+ * first `=` names where it goes and the key, the rest is the value. Without a type it annotates
+ * the manifest; a platform selector picks one platform's manifest (or its descriptor).
  */
-export function parseAnnotations(values: string[]): Record<string, string> {
-  const annotations: Record<string, string> = {};
-  for (const spec of values) {
-    const typed = /^([a-z-]+)(\[[^\]]*\])?:(.*)$/.exec(spec);
-    const type = typed && ["manifest", "index", "manifest-descriptor", "index-descriptor"].includes(typed[1]!) ? typed[1]! : "manifest";
-    if (typed?.[2]) throw new UsageError(`--annotation ${spec}: platform selectors are not supported; an annotation goes on every platform's manifest`);
-    if (type !== "manifest") throw new UsageError(`--annotation ${spec}: MemoBuild annotates image manifests, not an index or its descriptors; annotate the manifest (manifest:KEY=VALUE, the default)`);
-    const pair = typed && type === typed[1] ? typed[3]! : spec;
-    const eq = pair.indexOf("=");
-    if (eq < 1) throw new UsageError(`--annotation ${spec}: use [manifest:]KEY=VALUE`);
-    annotations[pair.slice(0, eq)] = pair.slice(eq + 1);
+export function parseAnnotations(values: string[]): AnnotationSpec {
+  const spec: AnnotationSpec = { manifest: [], manifestDescriptor: [], index: {}, indexDescriptor: {} };
+  for (const text of values) {
+    const eq = text.indexOf("=");
+    const parsed = eq < 0 ? null : /^(?:([a-z-]+(?:,[a-z-]+)*)(?:\[([^\]]*)\])?:)?(\S+)$/.exec(text.slice(0, eq));
+    if (!parsed) throw new UsageError(`--annotation ${text}: use ${ANNOTATION_FORM}`);
+    const [, typeList, selector, key] = parsed as unknown as [string, string | undefined, string | undefined, string];
+    const platform = selector === undefined ? undefined : usage(() => formatPlatform(normalizePlatform(parsePlatform(selector))));
+    for (const type of (typeList ?? "manifest").split(",")) {
+      const field = ANNOTATION_TYPES[type as keyof typeof ANNOTATION_TYPES];
+      if (!field) throw new UsageError(`--annotation ${text}: unknown type ${type}; use ${ANNOTATION_FORM}`);
+      if (field === "index" || field === "indexDescriptor") {
+        if (platform) throw new UsageError(`--annotation ${text}: the index is every platform's; a platform selector goes with manifest or manifest-descriptor`);
+        spec[field][key] = text.slice(eq + 1);
+      } else spec[field].push({ platform, key, value: text.slice(eq + 1) });
+    }
   }
-  return annotations;
+  return spec;
+}
+
+/** The annotations of `platform`'s manifest (or descriptor): those for every platform, then its own over them. */
+export function annotationsFor(annotations: PlatformAnnotation[], platform: Platform): Record<string, string> | undefined {
+  const name = formatPlatform(platform);
+  const chosen = [...annotations.filter((a) => !a.platform), ...annotations.filter((a) => a.platform === name)];
+  return chosen.length ? Object.fromEntries(chosen.map((a) => [a.key, a.value])) : undefined;
+}
+
+/**
+ * What --annotation asks of this build, checked before any work: a platform selector names a
+ * platform built; the index and descriptor types need an image index (several platforms), and
+ * index-descriptor a layout whose index.json holds the index's entry.
+ */
+export function checkAnnotations(spec: AnnotationSpec, platforms: Platform[], outputs: OutputSpec[]) {
+  const built = platforms.map(formatPlatform);
+  const selected = [...spec.manifest, ...spec.manifestDescriptor].find((a) => a.platform && !built.includes(a.platform));
+  if (selected) throw new UsageError(`--annotation: ${selected.platform} (for ${selected.key}) is not a platform of this build (${built.join(", ")})`);
+  const indexTypes = [spec.manifestDescriptor.length && "manifest-descriptor", Object.keys(spec.index).length && "index", Object.keys(spec.indexDescriptor).length && "index-descriptor"].filter(Boolean);
+  if (indexTypes.length && built.length < 2) {
+    throw new UsageError(`--annotation ${indexTypes.join(", ")}: a build of one platform makes no image index to annotate; build several (--platform a,b) or annotate the manifest (manifest:KEY=VALUE)`);
+  }
+  if (Object.keys(spec.indexDescriptor).length && !outputs.some((o) => o.type === "oci" || o.type === "oci-archive")) {
+    throw new UsageError("--annotation index-descriptor: annotates the index's entry in an OCI layout's index.json, and no output writes one: add -o type=oci or type=oci-archive (a registry has no such entry)");
+  }
 }
 
 /** A `--build-context` value, parsed (nothing read yet). */

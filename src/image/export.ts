@@ -164,18 +164,30 @@ export interface ExportedIndex {
   blobs: string[];
 }
 
+/** `--annotation` of an image index (buildx's index, manifest-descriptor and index-descriptor types). */
+export interface IndexAnnotations {
+  index?: Record<string, string>;
+  /** Each platform's entry in the index, in the order of the images. */
+  manifests?: (Record<string, string> | undefined)[];
+  /** The index's entry in an OCI layout's index.json. */
+  descriptor?: Record<string, string>;
+}
+
+const some = (annotations?: Record<string, string>) => (annotations && Object.keys(annotations).length ? { annotations } : {});
+
 /**
  * The image index an export writes for a multi-platform image: one exported manifest per
  * platform, then what `extras` (one per image: its attestations) add about each, as BuildKit
  * lays them out.
  */
-export async function prepareIndexExport(store: LocalStore, images: StoredImage[], compression: LayerCompression | Compression, extras?: Extras[]): Promise<ExportedIndex & { extras: Extra[] }> {
+export async function prepareIndexExport(store: LocalStore, images: StoredImage[], compression: LayerCompression | Compression, extras?: Extras[], annotations: IndexAnnotations = {}): Promise<ExportedIndex & { extras: Extra[] }> {
   const manifests = await Promise.all(images.map((image) => prepareExport(store, image, compression)));
   const added = (await Promise.all(manifests.map(async (m, i) => (await extras?.[i]?.(m)) ?? []))).flat();
   const index: Index = {
     schemaVersion: 2,
     mediaType: MEDIA.index,
-    manifests: [...manifests.map((m, i) => ({ mediaType: MEDIA.manifest, digest: m.manifestDigest, size: m.manifestSize, platform: platformOf(images[i]!) })), ...added.map((e) => e.descriptor)],
+    manifests: [...manifests.map((m, i) => ({ mediaType: MEDIA.manifest, digest: m.manifestDigest, size: m.manifestSize, platform: platformOf(images[i]!), ...some(annotations.manifests?.[i]) })), ...added.map((e) => e.descriptor)],
+    ...some(annotations.index),
   };
   const { digest, size } = store.putBlob(JSON.stringify(index));
   return { indexDigest: digest, indexSize: size, manifests, extras: added, blobs: [...new Set([...manifests.flatMap((m) => m.blobs), ...added.flatMap((e) => e.blobs), digest])] };
@@ -187,10 +199,10 @@ export async function prepareIndexExport(store: LocalStore, images: StoredImage[
  * `beside` adds entries to index.json once the index's digest is known (signatures, named by
  * their cosign tags: they are about the index and its manifests, so they cannot be in it).
  */
-export async function exportImageIndex(store: LocalStore, images: StoredImage[], output: Extract<OutputSpec, { type: "oci" | "oci-archive" }>, tags: string[], extras?: Extras[], beside?: (indexDigest: string) => Extra[]): Promise<ExportedIndex> {
-  const exported = await prepareIndexExport(store, images, output, extras);
-  const descriptor: Descriptor = { mediaType: MEDIA.index, digest: exported.indexDigest, size: exported.indexSize };
-  const entries = tags.length ? tags.map((tag) => ({ ...descriptor, annotations: { [REF_NAME]: familiarReference(tag) } })) : [descriptor];
+export async function exportImageIndex(store: LocalStore, images: StoredImage[], output: Extract<OutputSpec, { type: "oci" | "oci-archive" }>, tags: string[], extras?: Extras[], beside?: (indexDigest: string) => Extra[], annotations: IndexAnnotations = {}): Promise<ExportedIndex> {
+  const exported = await prepareIndexExport(store, images, output, extras, annotations);
+  const descriptor: Descriptor = { mediaType: MEDIA.index, digest: exported.indexDigest, size: exported.indexSize, ...some(annotations.descriptor) };
+  const entries = tags.length ? tags.map((tag) => ({ ...descriptor, annotations: { ...annotations.descriptor, [REF_NAME]: familiarReference(tag) } })) : [descriptor];
   const added = beside?.(exported.indexDigest) ?? [];
   const top: Index = { schemaVersion: 2, mediaType: MEDIA.index, manifests: [...entries, ...added.map((e) => e.descriptor)] };
   const blobs = [...new Set([...exported.blobs, ...added.flatMap((e) => e.blobs)])];

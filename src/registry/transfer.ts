@@ -9,7 +9,7 @@ import { readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import type { LocalStore } from "../cache/store.ts";
 import { formatPlatform, hostPlatform, platformMatches, type Platform } from "../frontend/platform.ts";
-import { prepareExport, prepareIndexExport, type Extra, type Extras, type LayerCompression } from "../image/export.ts";
+import { prepareExport, prepareIndexExport, type Extra, type Extras, type IndexAnnotations, type LayerCompression } from "../image/export.ts";
 import { loadImage, MEDIA, type StoredImage } from "../image/layout.ts";
 import { parseImageConfig, parseImageIndex, parseImageManifest } from "../image/validate.ts";
 import { formatReference, parseReference } from "../image/reference.ts";
@@ -106,10 +106,10 @@ export async function pushImage(store: LocalStore, image: StoredImage, refText: 
  * Pushes a multi-platform image: each platform's blobs and manifest (by digest), then the image
  * index under `refText`'s tag, as buildx pushes one; returns the index digest.
  */
-export async function pushImageIndex(store: LocalStore, images: StoredImage[], refText: string, options: RegistryOptions, onProgress: (line: string) => void = () => {}, compression: LayerCompression = { compression: "gzip" }, extras?: Extras[]): Promise<string> {
+export async function pushImageIndex(store: LocalStore, images: StoredImage[], refText: string, options: RegistryOptions, onProgress: (line: string) => void = () => {}, compression: LayerCompression = { compression: "gzip" }, extras?: Extras[], annotations?: IndexAnnotations): Promise<string> {
   const ref = parseReference(refText);
   const client = new RegistryClient(ref.registry, options);
-  const exported = await prepareIndexExport(store, images, compression, extras);
+  const exported = await prepareIndexExport(store, images, compression, extras, annotations);
   for (const manifest of exported.manifests) {
     for (const digest of [...manifest.manifest.layers.map((l) => l.digest), manifest.manifest.config.digest]) {
       const from = store.layerSources(digest).find((s) => s.registry === ref.registry && s.repository !== ref.repository);

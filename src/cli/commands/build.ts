@@ -11,7 +11,7 @@ import { formatPlatform, hostPlatform, runsNatively, type Platform } from "../..
 import type { ProgressEvent, ProgressSink } from "../../solver/progress.ts";
 import { displayMode, openDisplay, type BuildOutcome, type Display, type OutputResult } from "../display.ts";
 import type { LocalStore } from "../../cache/store.ts";
-import type { OutputSpec } from "../../image/export.ts";
+import type { IndexAnnotations, OutputSpec } from "../../image/export.ts";
 import type { RegistryOptions } from "../../registry/client.ts";
 import { REF_NAME, storeImageIndex, type StoredImage } from "../../image/layout.ts";
 import type { BuildReporter } from "../../report/reporter.ts";
@@ -41,7 +41,7 @@ import { UsageError } from "../errors.ts";
 import { dockerfileOptions, readDockerfileFrom, type DockerfileInput } from "../inputs.ts";
 import { resolveNamedContexts } from "../named-contexts.ts";
 import { checkProjectTags } from "../project-tags.ts";
-import { attestFlagsGiven, buildFlagOptions, checkMultiPlatform, checkOutputs, platformsFrom, networkFrom, noCacheStages, outputsFrom, parseAnnotations, parseBuildContexts, parseCacheSpec, parseEntitlements, parseLabels, parseSecret, sandboxFrom, usage, type BuildFlags } from "../build-flags.ts";
+import { attestFlagsGiven, buildFlagOptions, annotationsFor, checkAnnotations, checkMultiPlatform, checkOutputs, platformsFrom, networkFrom, noCacheStages, outputsFrom, parseAnnotations, parseBuildContexts, parseCacheSpec, parseEntitlements, parseLabels, parseSecret, sandboxFrom, usage, type AnnotationSpec, type BuildFlags } from "../build-flags.ts";
 
 // What only some builds use loads when one does: the registry transfer (pulling a missing base
 // image, pushing), the Docker Engine client (--load), filesystem outputs, the build hub reporter.
@@ -162,6 +162,7 @@ export function registerBuild(program: Command) {
       const buildLabels = parseLabels("--build-label", flags.buildLabel);
       const imageLabels = parseLabels("--label", flags.label);
       const annotations = parseAnnotations(flags.annotation);
+      checkAnnotations(annotations, platforms ?? [hostPlatform()], outputs);
       const attesting = attestFlagsGiven(signing) ? (await attestations()).attestPlan(signing, outputs, tags) : undefined;
       if (flags.check) {
         const input = readDockerfileFrom(settings);
@@ -225,7 +226,6 @@ export function registerBuild(program: Command) {
             remote,
             remoteUpload: value(settings, "remote.upload"),
             labels: imageLabels,
-            annotations,
             pull,
             namedContexts,
             ssh,
@@ -237,7 +237,7 @@ export function registerBuild(program: Command) {
         // stage say, has the same keys and comes from the cache the second time), then one index.
         const results = builder
           ? [await buildOnWorker(builder, settings, flags, store, input, progress, { cacheMountScope: mountChoice.scopeName, ssh: { ids: sshSpecs.map((s) => s.id), agents: ssh }, namedContexts, reportedAs: reporter?.id }).finally(() => ssh.stop())]
-          : await buildPlatforms(local, platforms).finally(() => ssh.stop());
+          : await buildPlatforms(local, platforms, annotations).finally(() => ssh.stop());
         const result = results[0]!;
         const image = result.image!;
         const images = results.map((r) => r.image!);
@@ -262,7 +262,7 @@ export function registerBuild(program: Command) {
         // Each platform's image is attested apart (its own provenance and SBOM), as BuildKit does.
         const attesters = attesting ? await Promise.all(results.map(async (done) => (await attestations()).attesterFor(attesting, store, done.image!, done, facts, tags))) : undefined;
         const attester = attesters?.[0];
-        const exported = multi ? await exportIndexOutputs(store, images, outputs, tags, registry, progress, attesters) : await exportOutputs(store, image, outputs, tags, registry, progress, attester);
+        const exported = multi ? await exportIndexOutputs(store, images, outputs, tags, registry, progress, attesters, indexAnnotations(annotations, platforms)) : await exportOutputs(store, image, outputs, tags, registry, progress, attester);
         if (flags.load) exported.push(await loadImage(store, image, tags, progress));
         await mounts?.publish(); // commit on success: any failure above publishes nothing
         const outcome: BuildOutcome = {
@@ -285,11 +285,16 @@ export function registerBuild(program: Command) {
     });
 }
 
-/** One build per platform (one build for this machine's when none is given). */
-async function buildPlatforms(options: Omit<BuildOptions, "platform">, platforms: Platform[] | undefined): Promise<BuildResult[]> {
+/** One build per platform (one build for this machine's when none is given), each manifest with its annotations. */
+async function buildPlatforms(options: Omit<BuildOptions, "platform">, platforms: Platform[] | undefined, annotations: AnnotationSpec): Promise<BuildResult[]> {
   const results: BuildResult[] = [];
-  for (const platform of platforms ?? [undefined]) results.push(await build({ ...options, platform }));
+  for (const platform of platforms ?? [undefined]) results.push(await build({ ...options, platform, annotations: annotationsFor(annotations.manifest, platform ?? hostPlatform()) }));
   return results;
+}
+
+/** The index's own --annotation types, for its outputs (each platform's descriptor in the images' order). */
+function indexAnnotations(spec: AnnotationSpec, platforms: Platform[]): IndexAnnotations {
+  return { index: spec.index, manifests: platforms.map((p) => annotationsFor(spec.manifestDescriptor, p)), descriptor: spec.indexDescriptor };
 }
 
 /**
@@ -298,7 +303,7 @@ async function buildPlatforms(options: Omit<BuildOptions, "platform">, platforms
  * (linux_arm64/, as buildx writes them). What cannot hold an index was refused before the build
  * (checkMultiPlatform).
  */
-async function exportIndexOutputs(store: LocalStore, images: StoredImage[], outputs: OutputSpec[], tags: string[], registry: RegistryOptions, progress: ProgressSink, attesters?: Attester[]): Promise<OutputResult[]> {
+async function exportIndexOutputs(store: LocalStore, images: StoredImage[], outputs: OutputSpec[], tags: string[], registry: RegistryOptions, progress: ProgressSink, attesters: Attester[] | undefined, annotations: IndexAnnotations): Promise<OutputResult[]> {
   const exported: OutputResult[] = [];
   // Each platform's attestation manifest goes in the index; signatures go beside it (signIndex).
   const extras = attesters?.map((a) => a.registryExtras());
@@ -308,7 +313,7 @@ async function exportIndexOutputs(store: LocalStore, images: StoredImage[], outp
       const { pushImageIndex, pushTagged } = await registryTransfer();
       const compression = { compression: output.compression ?? "gzip", ...(output.level !== undefined ? { level: output.level } : {}), ...(output.force ? { force: true } : {}) };
       for (const tag of namesOf(output.names)) {
-        const digest = await pushImageIndex(store, images, tag, registry, (line) => progress({ type: "output", line: `push ${tag}: ${line}` }), compression, extras);
+        const digest = await pushImageIndex(store, images, tag, registry, (line) => progress({ type: "output", line: `push ${tag}: ${line}` }), compression, extras, annotations);
         for (const signature of attesters ? signIndex(attesters, digest, attesters[0]!.identityOf(tag)) : []) {
           await pushTagged(store, tag, signature.tag, signature.extra, registry);
           progress({ type: "output", line: `push ${tag}: signed as ${signature.tag}` });
@@ -324,7 +329,7 @@ async function exportIndexOutputs(store: LocalStore, images: StoredImage[], outp
       const { exportImageIndex } = await import("../../image/export.ts");
       // A layout keeps the signatures in its index.json, named by their tags, as a single image's layout does.
       const beside = (indexDigest: string) => (attesters ? signIndex(attesters, indexDigest).map((s) => ({ ...s.extra, descriptor: { ...s.extra.descriptor, annotations: { [REF_NAME]: s.tag } } })) : []);
-      exported.push({ type: output.type, dest: output.dest, digest: (await exportImageIndex(store, images, output, namesOf(output.names), extras, beside)).indexDigest });
+      exported.push({ type: output.type, dest: output.dest, digest: (await exportImageIndex(store, images, output, namesOf(output.names), extras, beside, annotations)).indexDigest });
     } else if (output.type !== "image") throw new UsageError(`--output type=${output.type} cannot hold a multi-platform image`);
   }
   return exported;
