@@ -249,6 +249,17 @@ describe("--platform with two platforms", () => {
     expect(verify.exitCode).toBe(0);
     expect(verify.stdout).toContain(`signature verified: ${indexEntry.digest}`);
     for (const image of images) expect(verify.stdout).toContain(`linux/${image.platform.architecture}: signature verified: ${image.digest}`);
+    // --provenance: each platform's provenance, beside its image in the index, names it and is signed.
+    const withProvenance = runMemobuild(["verify", `oci:${layout}:registry.test/app:1`, "--key", `${key}.pub`, "--provenance"]);
+    expect(withProvenance.stderr).toBe("");
+    for (const image of images) {
+      const arch = image.platform.architecture;
+      expect(withProvenance.stdout).toContain(`provenance verified for ${image.digest} (linux/${arch}):\n  builder: `);
+      expect(withProvenance.stdout).toContain(`platform linux/${arch}\n`);
+    }
+    const rebuild = runMemobuild(["verify", `oci:${layout}:registry.test/app:1`, "--key", `${key}.pub`, "--rebuild", dir]);
+    expect(rebuild.exitCode).not.toBe(0);
+    expect(rebuild.stderr).toContain("is an index of 2 platforms: rebuilding a multi-platform image is not supported yet");
 
     // The other platform's manifest altered (an annotation added), the index rewritten to name it.
     const tampered = join(work, "signed-tampered");

@@ -67,7 +67,11 @@ export function layoutSource(spec: string): ImageSource {
     },
     async manifest(reference) {
       const entry = index.manifests.find((d) => d.annotations?.[REF_NAME] === reference || d.digest === reference);
-      return entry ? fetched(entry) : undefined;
+      if (entry) return fetched(entry);
+      // A manifest an image index lists (a platform's attestations), not index.json: by its digest, from the blobs.
+      if (!/^sha256:[0-9a-f]{64}$/.test(reference) || !existsSync(join(dir, "blobs", reference.replace(":", "/")))) return undefined;
+      const bytes = read(reference, "manifest");
+      return { digest: reference, mediaType: (JSON.parse(bytes.toString("utf8")) as { mediaType?: string }).mediaType ?? "", bytes };
     },
     blob: async (descriptor) => read(descriptor.digest, "blob"),
     siblings: async () => index.manifests,

@@ -36,13 +36,20 @@ export interface ImageSource {
   siblings(): Promise<Descriptor[]>;
 }
 
+export interface VerifiedPlatform {
+  platform: string;
+  digest: string;
+  provenance?: Statement<SlsaProvenance>;
+}
+
 export interface Verified {
   /** The digest the signature covers (what the name points to). */
   digest: string;
   identity: string;
   imageDigest: string;
-  /** For a multi-platform image: each platform's manifest, its signature verified too. */
-  platforms: { platform: string; digest: string }[];
+  /** For a multi-platform image: each platform's manifest, its signature (and provenance) verified too. */
+  platforms: VerifiedPlatform[];
+  /** A single image's provenance (a multi-platform image's are in `platforms`). */
   provenance?: Statement<SlsaProvenance>;
 }
 
@@ -90,10 +97,10 @@ const platformName = (d: Descriptor) => [d.platform!.os, d.platform!.architectur
  * index: each platform's signature is checked first, so a manifest swapped in the index is named
  * by its platform rather than only as an index whose signature is missing.
  */
-async function checkPlatformSignatures(source: ImageSource, key: KeyObject, top: Fetched): Promise<{ platform: string; digest: string }[]> {
+async function checkPlatformSignatures(source: ImageSource, key: KeyObject, top: Fetched): Promise<VerifiedPlatform[]> {
   const images = platformImages(top);
   if (images.length < 2) return []; // one image and its attestations: the index's signature covers it
-  const checked = [];
+  const checked: VerifiedPlatform[] = [];
   for (const image of images) {
     const platform = platformName(image);
     await checkSignature(source, key, image.digest, `the ${platform} image ${image.digest}`);
@@ -135,22 +142,34 @@ async function signedProvenance(source: ImageSource, key: KeyObject, imageDigest
   return undefined;
 }
 
+/**
+ * The provenance of the image `imageDigest`, attested beside it: its subject must be the image,
+ * and it must equal the copy signed in the image's .att, or be covered by a signed index that
+ * lists it (digests all the way down). `what` names a platform's image in errors.
+ */
+async function checkedProvenance(source: ImageSource, key: KeyObject, imageDigest: string, attestations: Descriptor[], signedIndex: boolean, what?: string): Promise<Statement<SlsaProvenance>> {
+  const where = what ? `${source.name}: ${what}` : source.name;
+  const provenance = await inIndexProvenance(source, imageDigest, attestations);
+  const subject = provenance.subject?.[0]?.digest?.sha256;
+  if (`sha256:${subject}` !== imageDigest) throw new VerifyError(`${where}: the provenance's subject is sha256:${subject}, not the image ${imageDigest}`);
+  const signed = await signedProvenance(source, key, imageDigest);
+  if (signed && JSON.stringify(signed) !== JSON.stringify(provenance)) {
+    throw new VerifyError(`${where}: the provenance in the attestation manifest differs from the one signed in ${signatureTag(imageDigest, "att")} (it was altered)`);
+  }
+  if (!signed && !signedIndex) throw new VerifyError(`${where}: the provenance is not signed (no ${signatureTag(imageDigest, "att")})`);
+  return provenance;
+}
+
 export async function verifyImage(source: ImageSource, key: KeyObject, options: { provenance: boolean }): Promise<Verified> {
   const top = await source.top();
   const platforms = await checkPlatformSignatures(source, key, top);
   const identity = await checkSignature(source, key, top.digest);
   const { imageDigest, attestations, signedIndex } = await imageAndAttestations(source, top);
   if (!options.provenance) return { digest: top.digest, identity, imageDigest, platforms };
-  const provenance = await inIndexProvenance(source, imageDigest, attestations);
-  const subject = provenance.subject?.[0]?.digest?.sha256;
-  if (`sha256:${subject}` !== imageDigest) throw new VerifyError(`${source.name}: the provenance's subject is sha256:${subject}, not the image ${imageDigest}`);
-  const signed = await signedProvenance(source, key, imageDigest);
-  if (signed && JSON.stringify(signed) !== JSON.stringify(provenance)) {
-    throw new VerifyError(`${source.name}: the provenance in the attestation manifest differs from the one signed in ${signatureTag(imageDigest, "att")} (it was altered)`);
-  }
-  // Covered either by the signed index that lists it (digests all the way down) or by the DSSE signature.
-  if (!signed && !signedIndex) throw new VerifyError(`${source.name}: the provenance is not signed (no ${signatureTag(imageDigest, "att")})`);
-  return { digest: top.digest, identity, imageDigest, platforms, provenance };
+  if (!platforms.length) return { digest: top.digest, identity, imageDigest, platforms, provenance: await checkedProvenance(source, key, imageDigest, attestations, signedIndex) };
+  // Several platforms: each image has its own provenance beside it in the index.
+  for (const platform of platforms) platform.provenance = await checkedProvenance(source, key, platform.digest, attestations, signedIndex, `the ${platform.platform} image ${platform.digest}`);
+  return { digest: top.digest, identity, imageDigest, platforms };
 }
 
 /** What a provenance says, for people: base images, context, and each step with who produced it. */

@@ -29,7 +29,13 @@ export function registerVerify(program: Command) {
       const lines = [`${image}: signature verified: ${verified.digest} of ${verified.identity || "(no repository)"}`];
       for (const { platform, digest } of verified.platforms) lines.push(`  ${platform}: signature verified: ${digest}`);
       if (verified.provenance) lines.push(`provenance verified for ${verified.imageDigest}:`, ...describeProvenance(verified.provenance).map((l) => `  ${l}`));
+      for (const { platform, digest, provenance } of verified.platforms) {
+        if (provenance) lines.push(`provenance verified for ${digest} (${platform}):`, ...describeProvenance(provenance).map((l) => `  ${l}`));
+      }
       process.stdout.write(lines.join("\n") + "\n");
+      if (flags.rebuild !== undefined && verified.platforms.length) {
+        throw new RebuildError(`--rebuild rebuilds one image, and ${image} is an index of ${verified.platforms.length} platforms: rebuilding a multi-platform image is not supported yet`);
+      }
       if (flags.rebuild === undefined || !verified.provenance) return;
       const extra = [...(flags.secret ?? []).flatMap((s) => ["--secret", s]), ...(flags.cacheDir ? ["--cache-dir", flags.cacheDir] : [])];
       const rebuilt = await rebuild(verified.provenance, flags.rebuild, extra);
