@@ -7,7 +7,7 @@
  * machine's image.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { cpSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { REPO_ROOT, runMemobuild } from "./support/binary.ts";
@@ -50,6 +50,13 @@ afterAll(async () => {
   await registry?.exited;
   rmSync(work, { recursive: true, force: true });
 });
+
+/** The signing key and the project the signing and annotation tests build, made by the first that needs them. */
+function signedProject(): { key: string; dir: string } {
+  const key = join(work, "release.key");
+  if (!existsSync(key)) expect(runMemobuild(["key", "generate", "--type", "ecdsa-p256", "--out", key]).exitCode).toBe(0);
+  return { key, dir: writeProject(join(work, "signed"), { Dockerfile: "FROM memobuild/busybox-multi\nRUN uname -m > /arch\n" }) };
+}
 
 /** The registry the tests push to, started by the first that needs it. */
 let registryHost: Promise<string> | undefined;
@@ -224,9 +231,7 @@ describe("--platform with two platforms", () => {
     ]);
   }, 120_000);
   test("--sign-key signs every platform's manifest and the index; verify checks them all, and names a platform whose manifest was swapped", () => {
-    const key = join(work, "release.key");
-    expect(runMemobuild(["key", "generate", "--type", "ecdsa-p256", "--out", key]).exitCode).toBe(0);
-    const dir = writeProject(join(work, "signed"), { Dockerfile: "FROM memobuild/busybox-multi\nRUN uname -m > /arch\n" });
+    const { key, dir } = signedProject();
     const layout = join(work, "signed-oci");
     const result = build(dir, "--platform", both, "-t", "registry.test/app:1", "--sign-key", key, "--provenance", "mode=min", "-o", `type=oci,dest=${layout}`);
     if (result.exitCode !== 0) throw new Error(result.stderr);
@@ -281,8 +286,7 @@ describe("--platform with two platforms", () => {
 
   test("a signed multi-platform push: verify checks the index by its tag and one platform's manifest pulled alone by its digest", async () => {
     const host = await startRegistry();
-    const key = join(work, "release.key"); // made by the test above
-    const dir = join(work, "signed");
+    const { key, dir } = signedProject();
     const meta = join(work, "signed-push.json");
     const pushed = build(dir, "--platform", both, "-t", `${host}/signed:1`, "--push", "--sign-key", key, "--metadata-file", meta);
     expect(pushed.exitCode).toBe(0);
@@ -299,7 +303,7 @@ describe("--platform with two platforms", () => {
     expect(alone.stdout).toBe(`${host}/signed@${digests[1]}: signature verified: ${digests[1]} of ${host}/signed\n`);
   }, 120_000);
   test("--annotation of each type, with platform selectors: manifests, their entries in the index, the index, and its entry in index.json (and a push keeps the index's)", async () => {
-    const dir = join(work, "signed"); // the Dockerfile of the test above: only the annotations differ
+    const { dir } = signedProject(); // the signing tests' project: only the annotations differ
     const layout = join(work, "annotated-oci");
     const annotations = [`org.opencontainers.image.title=app`, `manifest[linux/${otherArch}]:note=emulated`, `manifest-descriptor[linux/${hostArch}]:desc=native`, "index:idx=1", "index-descriptor:top=1"];
     const result = build(dir, "--platform", both, "-t", "annotated:1", ...annotations.flatMap((a) => ["--annotation", a]), "-o", `type=oci,dest=${layout}`);
