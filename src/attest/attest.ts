@@ -102,7 +102,7 @@ export class Attester {
 
   /**
    * A multi-platform image's signatures once its index `indexDigest` is exported (each attester's
-   * indexExtras having run): every platform's manifest signed as a single-platform image's is
+   * registryExtras having run): every platform's manifest signed as a single-platform image's is
    * (so it verifies when pulled alone, by digest), its attestations signed, then the index.
    * `identity` is the repository pushed to; a layout's is the build's first name. Called on any
    * one of `platforms` (they share the key).
