@@ -1,6 +1,6 @@
 import { describe, expect, test } from "bun:test";
 import { join, relative } from "node:path";
-import { commandsFor } from "./program.ts";
+import { allCommands, commandsFor, createProgram } from "./program.ts";
 
 const ALL = ["init", "build", "graph", "explain", "context", "image", "run", "cache", "serve", "worker", "key", "verify", "config", "completion"];
 
@@ -62,5 +62,19 @@ describe("start-up loads what the command needs", () => {
     }
     // graph declares the remote flags (a user copies a build command) without the client.
     expect(loads(closures.get("src/cli/commands/graph.ts")!, "src/remote/client.ts")).toBe(false);
+  });
+});
+
+describe("help text", () => {
+  test("no option's help ends in an empty default such as (default: [])", async () => {
+    const program = await createProgram("0", "-v");
+    const noisy = allCommands(program).flatMap((command) =>
+      command
+        .helpInformation()
+        .split("\n")
+        .filter((line) => /\(default: (\[\]|\{\}|""|'')\)/.test(line))
+        .map((line) => `${command.name()}: ${line.trim()}`),
+    );
+    expect(noisy).toEqual([]);
   });
 });

@@ -52,9 +52,9 @@ export function registerWorker(program: Command) {
     .option("--jobs <n>", "builds at once", "1")
     .option("--cache-dir <dir>", "this worker's own cache (default: $MEMOBUILD_CACHE_DIR, else ~/.cache/memobuild)")
     .option("--sign-key <file>", "sign every result with this Ed25519 key (from `memobuild key generate`); readers trust its public key")
-    .option("--remote-trust <pubkey>", "its builds use only step results and cache mount versions signed by this key or its own --sign-key (repeatable: the other workers' keys, CI's)", collect, [])
-    .option("--label <k=v>", "a label the server shows for this worker (repeatable)", collect, [])
-    .option("--allow <entitlement>", "let the builds this worker runs use network.host or security.insecure (a submitter cannot)", collect, [])
+    .option("--remote-trust <pubkey>", "its builds use only step results and cache mount versions signed by this key or its own --sign-key (repeatable: the other workers' keys, CI's)", collect)
+    .option("--label <k=v>", "a label the server shows for this worker (repeatable)", collect)
+    .option("--allow <entitlement>", "let the builds this worker runs use network.host or security.insecure (a submitter cannot)", collect)
     .action(async (flags: WorkerFlags) => {
       const server = flags.server ?? process.env.MEMOBUILD_REMOTE_URL;
       const token = flags.token ?? process.env.MEMOBUILD_TOKEN;
