@@ -294,3 +294,22 @@ test("cache mounts ls --remote refuses a server's list whose figures are not num
     hostile.stop(true);
   }
 });
+
+test("cache mounts ls --remote keeps its columns in line when a scope name is long (a job-private/… scope)", async () => {
+  const current = { id: "a".repeat(64), parent: null, signer: null, author: "0123456789ab", created: 1, published: 1, files: 3, size: 1, changed: 1 };
+  const scope = (label: { id: string; scope: string | null }) => ({ scope: "b".repeat(64), label, versions: 1, stored: 1, changes: [1], fetched: {}, current });
+  const scopes = [scope({ id: "npm", scope: null }), scope({ id: "npm", scope: `job-private/${"c".repeat(64)}` })];
+  const server = Bun.serve({ hostname: "127.0.0.1", port: 0, fetch: () => Response.json({ scopes }) });
+  try {
+    const result = await runMemobuildAsync(["cache", "mounts", "ls", "--remote"], { MEMOBUILD_REMOTE_URL: `http://127.0.0.1:${server.port}`, MEMOBUILD_TOKEN: READER });
+    expect(result.exitCode).toBe(0);
+    const [header, ...rows] = result.stdout.trimEnd().split("\n");
+    // Each row's CURRENT (the version id) and WHEN start under their headers.
+    for (const row of rows) {
+      expect(row.indexOf("aaaaaaaaaaaa")).toBe(header.indexOf("CURRENT"));
+      expect(row.indexOf("1970-")).toBe(header.indexOf("WHEN"));
+    }
+  } finally {
+    server.stop(true);
+  }
+});

@@ -11,6 +11,7 @@ import { commandSettings } from "../settings.ts";
 import { withExclusiveStore, withStore } from "../store.ts";
 import { UsageError } from "../errors.ts";
 import { UserError } from "../../errors.ts";
+import { formatTable } from "../table.ts";
 
 
 export function registerCache(program: Command) {
@@ -103,16 +104,16 @@ export function registerCacheMounts(cache: Command) {
       withStore(flags.cacheDir, (store) => {
         const dir = join(store.dir, "mounts");
         const names = existsSync(dir) ? readdirSync(dir, { withFileTypes: true }).filter((e) => e.isDirectory() && !e.name.includes(".")).map((e) => e.name).sort() : [];
-        process.stdout.write("ID                    DIRECTORY                           SIZE  VERSION       SIGNER\n");
-        for (const name of names) {
+        const rows = names.map((name) => {
           const path = join(dir, name);
           const base = join(dir, name.replace(/-\d+$/, ""));
           // A mount's id comes from a Dockerfile: shown as text only.
           const id = existsSync(`${base}.id`) ? terminalText(readFileSync(`${base}.id`, "utf8"), { max: 200 }) : "-";
           const state = readMountState(path);
           const version = state?.version ? state.version.slice(0, 12) : "-";
-          process.stdout.write(`${id.padEnd(20)}  ${name.padEnd(32)}  ${formatBytes(directorySize(path)).padStart(9)}  ${version.padEnd(12)}  ${shortKey(state?.signer ?? null)}\n`);
-        }
+          return [id, name, formatBytes(directorySize(path)), version, shortKey(state?.signer ?? null)];
+        });
+        process.stdout.write(formatTable(["ID", "DIRECTORY", "SIZE", "VERSION", "SIGNER"], rows, new Set([2])));
       });
     });
 }
@@ -140,12 +141,17 @@ async function listRemoteMounts() {
   const { scopes } = JSON.parse((await readBodyBytes(response, 16 * 1024 * 1024, "the list of cache mounts", (max) => `larger than ${max} bytes`)).toString("utf8")) as { scopes: MountScopeInfo[] };
   const bad = notWholeNumber(scopes);
   if (bad) throw new UserError(`the remote cache at ${remote.base} sent a list of cache mounts that is not valid: ${bad} is not a whole number`);
-  process.stdout.write("ID                    SCOPE         VERSIONS  FILES        SIZE      STORED  CURRENT       PUBLISHED BY             WHEN\n");
-  for (const s of scopes) {
-    const by = terminalText(s.current.signer ? shortKey(s.current.signer) : `token ${s.current.author ?? "-"}`, { max: 40 });
-    const when = new Date(s.current.published).toISOString().slice(0, 19).replace("T", " ");
-    process.stdout.write(
-      `${terminalText(s.label.id, { max: 200 }).padEnd(20)}  ${terminalText(s.label.scope ?? "-", { max: 100 }).padEnd(12)}  ${String(s.versions).padStart(8)}  ${String(s.current.files).padStart(5)}  ${formatBytes(s.current.size).padStart(10)}  ${formatBytes(s.stored).padStart(10)}  ${terminalText(s.current.id, { max: 12 }).slice(0, 12)}  ${by.padEnd(23)}  ${when}\n`,
-    );
-  }
+  const rows = scopes.map((s) => [
+    terminalText(s.label.id, { max: 200 }),
+    terminalText(s.label.scope ?? "-", { max: 100 }),
+    String(s.versions),
+    String(s.current.files),
+    formatBytes(s.current.size),
+    formatBytes(s.stored),
+    terminalText(s.current.id, { max: 12 }).slice(0, 12),
+    terminalText(s.current.signer ? shortKey(s.current.signer) : `token ${s.current.author ?? "-"}`, { max: 40 }),
+    new Date(s.current.published).toISOString().slice(0, 19).replace("T", " "),
+  ]);
+  const header = ["ID", "SCOPE", "VERSIONS", "FILES", "SIZE", "STORED", "CURRENT", "PUBLISHED BY", "WHEN"];
+  process.stdout.write(formatTable(header, rows, new Set([2, 3, 4, 5])));
 }
