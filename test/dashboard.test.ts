@@ -142,7 +142,8 @@ test("what builds report is shown as text, never run as markup", async () => {
 test("the Workers page shows the queue, where each remote build runs, and the workers, as text", async () => {
   const hostile = `<img src=x onerror="window.pwned=1">`;
   const post = (path: string, token: string, body: unknown) => fetch(`${server.url}${path}`, { method: "POST", headers: { authorization: `Bearer ${token}`, "content-type": "application/json" }, body: JSON.stringify(body) });
-  const running = (await (await post("/v1/jobs", TOKEN, { definition: { version: 1 }, hints: [] })).json()) as { id: string };
+  // One stage of a build spread over workers: the job names its hub build and its stage.
+  const running = (await (await post("/v1/jobs", TOKEN, { definition: { version: 1, build: "build-hostile-1", target: "deps" }, hints: [] })).json()) as { id: string };
   const claimed = (await (await post("/v1/workers/claim", WORKER_TOKEN, { name: "runner-1", labels: { zone: hostile } })).json()) as { id: string };
   expect(claimed.id).toBe(running.id);
   const waiting = (await (await post("/v1/jobs", TOKEN, { definition: { version: 1 }, hints: [] })).json()) as { id: string };
@@ -156,6 +157,12 @@ test("the Workers page shows the queue, where each remote build runs, and the wo
   const text = await page.textContent("main");
   expect(text).toContain("1 build(s) waiting for a worker");
   expect(await page.textContent('tr[data-worker="runner-1"]')).toContain(`zone=${hostile}`);
+  // The job, in the queue and as what the worker runs, links its build on the hub and names its stage.
+  for (const row of [`tr[data-job="${running.id}"]`, 'tr[data-worker="runner-1"]']) {
+    expect(await page.getAttribute(`${row} a.job-build`, "href")).toBe("#/builds/build-hostile-1");
+    expect(await page.textContent(`${row} .stage`)).toBe("stage deps");
+  }
+  expect(await page.$(`tr[data-job="${waiting.id}"] a.job-build`)).toBeNull();
   expect(await page.evaluate(() => window.pwned)).toBeUndefined();
   expect(await screenshot(page, "dashboard-workers.png")).toBeGreaterThan(20);
   await page.close();

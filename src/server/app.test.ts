@@ -3,6 +3,7 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, wri
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { blake3Hex } from "../hash/blake3.ts";
+import { BloomFilter } from "../util/bloom.ts";
 import { createApp } from "./app.ts";
 import { createLogger } from "../util/log.ts";
 import { createParts, type ServerParts } from "./parts.ts";
@@ -303,6 +304,18 @@ for (const backend of BACKENDS) describe(`the cache server on ${backend.name}`, 
   });
 
   describe("health and metrics", () => {
+    test("memobuild_workers counts the workers heard from within the lease time, as the Workers page's idle and busy", async () => {
+      const now = Date.now();
+      const claimant = (name: string) => ({ name, labels: {}, holds: BloomFilter.of([]) });
+      // Two ask for work now; one stopped 45 s ago (within the old one-minute window, past the 30 s lease).
+      for (const name of ["w1", "w2"]) await parts!.jobs!.claim(claimant(name), now);
+      await parts!.jobs!.claim(claimant("stopped"), now - 45_000);
+      const text = await (await call("GET", "/metrics", { token: RO })).text();
+      expect(text).toMatch(/^memobuild_workers 2$/m);
+      const { workers } = (await json(await call("GET", "/v1/workers", { token: RO }))) as { workers: { name: string; state: string }[] };
+      expect(workers.map((w) => [w.name, w.state])).toEqual([["stopped", "gone"], ["w1", "idle"], ["w2", "idle"]]);
+    });
+
     test("/healthz is open; /metrics needs a token and uses memobuild_ names", async () => {
       expect(await json(await call("GET", "/healthz"))).toEqual({ status: "ok" });
       expect((await call("GET", "/metrics")).status).toBe(401);

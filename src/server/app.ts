@@ -152,8 +152,9 @@ export function createApp(parts: AppParts): Hono<AppEnv> {
     metrics.actions.set(actions);
     if (parts.jobs) {
       metrics.queueDepth.set(await parts.jobs.depth());
-      metrics.workers.set((await parts.jobs.workers()).filter((w) => w.lastSeen > Date.now() - 60_000).length);
-      metrics.setWorkerHits(await workersWithHits(parts.jobs));
+      const workers = await workersWithHits(parts.jobs);
+      metrics.workers.set(workers.filter((w) => w.state !== "gone").length);
+      metrics.setWorkerHits(workers);
     }
     metrics.evictions.inc(storage.evictions - evictionsCounted);
     evictionsCounted = storage.evictions;

@@ -39,7 +39,11 @@ import {
   type Outcome,
   type QueueOptions,
   type WorkerSummary,
+  workerState,
 } from "./jobs.ts";
+
+/** The summary's columns, and the hub build and the stage its definition names (picked out here, not the whole definition sent). */
+const PG_SUMMARY = `${SUMMARY_COLUMNS}, definition::json->>'build' AS build, definition::json->>'target' AS stage`;
 import { num } from "./pg.ts";
 
 export const JOBS_CHANNEL = "memobuild_jobs";
@@ -150,6 +154,8 @@ export class PgJobQueue implements JobQueue {
     const [row] = await this.sql`UPDATE jobs SET lease_expires = CASE WHEN cancel THEN lease_expires ELSE ${now + this.leaseMs} END
       WHERE id = ${id} AND lease = ${lease} AND state = 'running' RETURNING cancel`;
     if (!row) return "lost";
+    // A busy worker is heard from through its job's heartbeats (it does not claim meanwhile).
+    await this.sql`UPDATE job_workers SET last_seen = ${now} WHERE name = (SELECT worker FROM jobs WHERE id = ${id})`;
     return row.cancel ? "cancelled" : "ok";
   }
 
@@ -235,19 +241,17 @@ export class PgJobQueue implements JobQueue {
   }
 
   async jobs(limit = 100) {
-    const rows = await this.sql`SELECT ${this.sql.unsafe(SUMMARY_COLUMNS)} FROM jobs ORDER BY created DESC, seq DESC LIMIT ${limit}`;
+    const rows = await this.sql`SELECT ${this.sql.unsafe(PG_SUMMARY)} FROM jobs ORDER BY created DESC, seq DESC LIMIT ${limit}`;
     return rows.map((r: Record<string, unknown>) => jobSummary(r));
   }
 
-  async workers(): Promise<WorkerSummary[]> {
+  async workers(now = this.time()): Promise<WorkerSummary[]> {
     const running = await this.sql`SELECT worker, id FROM jobs WHERE state = 'running'`;
     const rows = await this.sql`SELECT name, labels, last_seen FROM job_workers ORDER BY name`;
-    return rows.map((w: { name: string; labels: string; last_seen: string }) => ({
-      name: w.name,
-      labels: JSON.parse(w.labels),
-      lastSeen: num(w.last_seen),
-      running: running.filter((r: { worker: string }) => r.worker === w.name).map((r: { id: string }) => r.id),
-    }));
+    return rows.map((w: { name: string; labels: string; last_seen: string }) => {
+      const ids = running.filter((r: { worker: string }) => r.worker === w.name).map((r: { id: string }) => r.id);
+      return { name: w.name, labels: JSON.parse(w.labels), lastSeen: num(w.last_seen), running: ids, state: workerState(num(w.last_seen), ids, now, this.leaseMs) };
+    });
   }
 
   async stepCounts() {

@@ -191,6 +191,29 @@ for (const backend of BACKENDS) describe(`the job queue on ${backend.name}`, () 
     expect((await a.jobs())[0]).toMatchObject({ attempts: 1, worker: "w2" });
   });
 
+  test("a worker is idle or busy while heard from within the lease time (its claims, or its job's heartbeats), gone after", async () => {
+    const { a, b } = await replicasOf(backend); // leases of 1 s
+    await a.submit("alice", {}, [], 0);
+    const claimed = (await a.claim(worker("busy"), 10))!;
+    await a.claim(worker("idle"), 10);
+    const states = async (now: number) => Object.fromEntries((await b.workers(now)).map((w) => [w.name, w.state]));
+    expect(await states(500)).toEqual({ busy: "busy", idle: "idle" });
+    // Running its job, a worker does not claim: its heartbeats say it is there.
+    expect(await b.heartbeat(claimed.id, claimed.lease, 900)).toBe("ok");
+    expect(await states(1500)).toEqual({ busy: "busy", idle: "gone" });
+    expect(await states(1900)).toEqual({ busy: "gone", idle: "gone" });
+  });
+
+  test("a job names the hub build it is and the stage it builds", async () => {
+    const { a, b } = await replicasOf(backend);
+    const spread = await a.submit("alice", { version: 1, build: "build-spread-1", target: "deps" }, [], 0);
+    const whole = await a.submit("alice", { version: 1 }, [], 1);
+    const listed = new Map((await b.jobs()).map((j) => [j.id, j]));
+    expect(listed.get(spread)).toMatchObject({ build: "build-spread-1", stage: "deps" });
+    expect(listed.get(whole)!.build).toBeUndefined();
+    expect(listed.get(whole)!.stage).toBeUndefined();
+  });
+
   test("the submitter cancels: a queued job at once, a running one when its worker next heartbeats; nobody else can", async () => {
     const { a: queue, b: other } = await replicasOf(backend);
     const queued = await queue.submit("alice", {}, [], 0);

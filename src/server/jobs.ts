@@ -33,6 +33,10 @@ export interface JobSummary {
   affinity?: number;
   hints: number;
   error?: string;
+  /** The hub's id of the build this job is (or is part of): the dashboard links it. */
+  build?: string;
+  /** The stage it builds (its definition's target): one of a build's stages spread over workers. */
+  stage?: string;
 }
 
 export interface WorkerSummary {
@@ -40,6 +44,18 @@ export interface WorkerSummary {
   labels: Record<string, string>;
   lastSeen: number;
   running: string[];
+  /** gone: not heard from (a claim, or a heartbeat of its job) within the lease time. */
+  state: "idle" | "busy" | "gone";
+}
+
+/**
+ * A worker is live while it was heard from within the lease time: an idle one asks for work
+ * every second of its long poll, a busy one heartbeats its job several times per lease. Past
+ * that, its lease would be taken from it too, so the Workers page and memobuild_workers drop it.
+ */
+export function workerState(lastSeen: number, running: string[], now: number, leaseMs: number): WorkerSummary["state"] {
+  if (now - lastSeen >= leaseMs) return "gone";
+  return running.length ? "busy" : "idle";
 }
 
 /** How the steps of the builds a worker finished were satisfied (steps that do work only). */
@@ -112,7 +128,8 @@ export interface JobQueue {
   expire(now?: number): Promise<void>;
   /** Recent jobs, newest first. */
   jobs(limit?: number): Promise<JobSummary[]>;
-  workers(): Promise<WorkerSummary[]>;
+  /** Every worker ever seen (until it is forgotten), with its state by the store's clock. */
+  workers(now?: number): Promise<WorkerSummary[]>;
   /**
    * Per worker, its finished builds' steps by how each was satisfied (read from the results kept,
    * so: the builds of the last KEEP_FINISHED_MS). Config-only and skipped steps do no work and
@@ -183,6 +200,8 @@ export function rankJobs<J extends { id: string; submitter: string; hints: strin
 
 /** The columns jobSummary reads (not a job's definition or result, which may be megabytes). */
 export const SUMMARY_COLUMNS = "id, submitter, state, created, started, finished, worker, attempts, affinity, hints, error";
+/** And the hub build and the stage its definition names, picked out by the database (SQLite's JSON functions). */
+const SQLITE_SUMMARY = `${SUMMARY_COLUMNS}, json_extract(definition, '$.build') AS build, json_extract(definition, '$.target') AS stage`;
 
 /** A jobs row (BIGINT columns as numbers) as GET /v1/jobs shows it. */
 export function jobSummary(r: Record<string, unknown>): JobSummary {
@@ -199,6 +218,9 @@ export function jobSummary(r: Record<string, unknown>): JobSummary {
     ...(r.affinity !== null && r.affinity !== undefined ? { affinity: n(r.affinity) } : {}),
     hints: (JSON.parse(r.hints as string) as unknown[]).length,
     ...(r.error ? { error: r.error as string } : {}),
+    // The server does not parse definitions (the worker does): only a well-formed build id is shown as one.
+    ...(typeof r.build === "string" && /^[A-Za-z0-9_-]{8,64}$/.test(r.build) ? { build: r.build } : {}),
+    ...(typeof r.stage === "string" ? { stage: r.stage } : {}),
   };
 }
 
@@ -260,6 +282,8 @@ export class SqliteJobQueue implements JobQueue {
     if (!row || row.lease !== lease || row.state !== "running") return "lost";
     if (row.cancel) return "cancelled";
     this.db.query("UPDATE jobs SET lease_expires = ? WHERE id = ? AND lease = ?").run(now + this.leaseMs, id, lease);
+    // A busy worker is heard from through its job's heartbeats (it does not claim meanwhile).
+    this.db.query("UPDATE workers SET last_seen = ? WHERE name = (SELECT worker FROM jobs WHERE id = ?)").run(now, id);
     return "ok";
   }
 
@@ -313,17 +337,15 @@ export class SqliteJobQueue implements JobQueue {
   }
 
   async jobs(limit = 100) {
-    return (this.db.query(`SELECT ${SUMMARY_COLUMNS} FROM jobs ORDER BY created DESC LIMIT ?`).all(limit) as Record<string, unknown>[]).map(jobSummary);
+    return (this.db.query(`SELECT ${SQLITE_SUMMARY} FROM jobs ORDER BY created DESC LIMIT ?`).all(limit) as Record<string, unknown>[]).map(jobSummary);
   }
 
-  async workers(): Promise<WorkerSummary[]> {
+  async workers(now = Date.now()): Promise<WorkerSummary[]> {
     const running = this.db.query("SELECT worker, id FROM jobs WHERE state = 'running'").all() as { worker: string; id: string }[];
-    return (this.db.query("SELECT * FROM workers ORDER BY name").all() as { name: string; labels: string; last_seen: number }[]).map((w) => ({
-      name: w.name,
-      labels: JSON.parse(w.labels),
-      lastSeen: w.last_seen,
-      running: running.filter((r) => r.worker === w.name).map((r) => r.id),
-    }));
+    return (this.db.query("SELECT * FROM workers ORDER BY name").all() as { name: string; labels: string; last_seen: number }[]).map((w) => {
+      const ids = running.filter((r) => r.worker === w.name).map((r) => r.id);
+      return { name: w.name, labels: JSON.parse(w.labels), lastSeen: w.last_seen, running: ids, state: workerState(w.last_seen, ids, now, this.leaseMs) };
+    });
   }
 
   async stepCounts() {

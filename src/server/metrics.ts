@@ -52,7 +52,7 @@ export class Metrics {
   readonly actions = new Gauge({ name: "memobuild_actions", help: "Actions stored", registers: this.registers });
   readonly watchers = new Gauge({ name: "memobuild_event_watchers", help: "WebSocket clients watching build events", registers: this.registers });
   readonly queueDepth = new Gauge({ name: "memobuild_queue_depth", help: "Builds waiting for a worker (remote execution)", registers: this.registers });
-  readonly workers = new Gauge({ name: "memobuild_workers", help: "Workers that asked for work in the last minute", registers: this.registers });
+  readonly workers = new Gauge({ name: "memobuild_workers", help: "Workers heard from (asking for work, or heartbeating a job) within the lease time: idle or busy on the Workers page", registers: this.registers });
   readonly workerSteps = new Gauge({ name: "memobuild_worker_steps", help: "Steps of the builds each worker finished in the last 24 hours, by how they were satisfied (executed, cached-local, cached-remote)", labelNames: ["worker", "status"], registers: this.registers });
   readonly workerHitRatio = new Gauge({ name: "memobuild_worker_hit_ratio", help: "Share of the steps of each worker's builds in the last 24 hours that came from a cache", labelNames: ["worker"], registers: this.registers });
   readonly webhookQueue = new Gauge({ name: "memobuild_webhook_pending", help: "Webhook deliveries waiting to be sent or retried", registers: this.registers });

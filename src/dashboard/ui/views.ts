@@ -322,6 +322,9 @@ export interface Job {
   affinity?: number;
   hints: number;
   error?: string;
+  /** The hub build it is (or is part of), and the stage it builds when the build is spread over workers. */
+  build?: string;
+  stage?: string;
 }
 
 export interface Worker {
@@ -329,6 +332,8 @@ export interface Worker {
   labels: Record<string, string>;
   lastSeen: number;
   running: string[];
+  /** Heard from within the lease time (idle, busy) or not (gone), as memobuild_workers counts them. */
+  state: "idle" | "busy" | "gone";
   /** Its finished builds' steps (last 24 h): run, and cached here or in the shared cache. */
   steps?: { executed: number; cachedLocal: number; cachedRemote: number };
   hitRate?: number;
@@ -341,16 +346,23 @@ function workerHits(w: Worker): string {
   return `<td class="num steps-run">${steps.executed}</td><td class="num steps-cached" title="${esc(`${steps.cachedLocal} from its own cache, ${steps.cachedRemote} from the shared cache`)}">${cached}</td><td class="num hit-rate">${esc(w.hitRate !== undefined ? percent(w.hitRate) : "")}</td>`;
 }
 
+/** A job's short id, linked to its hub build when it reports one, with the stage it builds. */
+function jobLink(id: string, job: Job | undefined): string {
+  const code = `<code>${esc(short(id))}</code>`;
+  const linked = job?.build ? `<a class="job-build" href="#/builds/${esc(encodeURIComponent(job.build))}">${code}</a>` : code;
+  return job?.stage ? `${linked} <span class="tag stage">${esc(`stage ${job.stage}`)}</span>` : linked;
+}
+
 export function workersPage(jobs: Job[], depth: number, workers: Worker[], now: number): string {
-  const seen = (w: Worker) => (now - w.lastSeen < 60_000 ? (w.running.length ? "busy" : "idle") : "gone");
+  const byId = new Map(jobs.map((j) => [j.id, j]));
   const workerRows = workers
-    .map((w) => `<tr data-worker="${esc(w.name)}"><td>${esc(w.name)}</td><td>${esc(seen(w))}</td><td>${w.running.map((id) => `<code>${esc(short(id))}</code>`).join(" ")}</td><td>${Object.entries(w.labels).map(([k, v]) => `<span class="tag">${esc(`${k}=${v}`)}</span>`).join(" ")}</td><td>${esc(ago(w.lastSeen, now))}</td>${workerHits(w)}</tr>`)
+    .map((w) => `<tr data-worker="${esc(w.name)}"><td>${esc(w.name)}</td><td>${esc(w.state)}</td><td>${w.running.map((id) => jobLink(id, byId.get(id))).join(" ")}</td><td>${Object.entries(w.labels).map(([k, v]) => `<span class="tag">${esc(`${k}=${v}`)}</span>`).join(" ")}</td><td>${esc(ago(w.lastSeen, now))}</td>${workerHits(w)}</tr>`)
     .join("");
   const jobRows = jobs
     .map((j) => {
       const took = j.started ? duration((j.finished ?? now) - j.started) : "";
       const affinity = j.affinity !== undefined && j.hints ? `${j.affinity} of ${j.hints}` : "";
-      return `<tr data-job="${esc(j.id)}" data-state="${esc(j.state)}"><td><code>${esc(short(j.id))}</code></td><td>${badge(j.state === "succeeded" ? "success" : j.state)}</td><td>${esc(j.worker ?? "")}</td><td>${esc(affinity)}</td><td>${j.attempts}</td><td>${esc(ago(j.created, now))}</td><td>${esc(took)}</td><td class="error">${esc(j.error?.split("\n")[0] ?? "")}</td></tr>`;
+      return `<tr data-job="${esc(j.id)}" data-state="${esc(j.state)}"><td>${jobLink(j.id, j)}</td><td>${badge(j.state === "succeeded" ? "success" : j.state)}</td><td>${esc(j.worker ?? "")}</td><td>${esc(affinity)}</td><td>${j.attempts}</td><td>${esc(ago(j.created, now))}</td><td>${esc(took)}</td><td class="error">${esc(j.error?.split("\n")[0] ?? "")}</td></tr>`;
     })
     .join("");
   return `<section class="card"><h3>Queue</h3><p>${depth} build(s) waiting for a worker</p>
