@@ -592,6 +592,35 @@ describe("the cache survives kill -9", () => {
   }, 60_000);
 });
 
+describe("a build interrupted mid-RUN (Ctrl-C, SIGTERM)", () => {
+  for (const signal of ["SIGINT", "SIGTERM"] as const) {
+    test(`${signal}: exits with no overlay left mounted under the cache dir, and its container goes`, async () => {
+      const dir = project({ Dockerfile: `FROM memobuild/busybox\nRUN echo ${signal} > /one\nRUN sleep 30\n` });
+      const child = Bun.spawn([memobuildBinary(), "build", dir, "--cache-dir", cacheDir, "--progress", "plain"], { stderr: "pipe", stdout: "ignore" });
+      const reader = child.stderr.getReader();
+      let seen = "";
+      while (!seen.includes("RUN sleep 30")) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        seen += new TextDecoder().decode(value);
+      }
+      // The step's overlay is mounted before its container starts: wait for the container.
+      const containers = () => (existsSync("/run/crun") ? readdirSync("/run/crun").filter((n) => n.startsWith(`memobuild-${child.pid}-`)) : []);
+      for (let i = 0; i < 100 && containers().length === 0; i++) await Bun.sleep(50);
+      expect(containers()).not.toEqual([]);
+      child.kill(signal);
+      expect(await child.exited).toBe(signal === "SIGINT" ? 130 : 143);
+      // Read at once, before any other build could clean up after it.
+      // Nor the RUN's private tmpfs (its secrets' files) under /run/memobuild.
+      const mounted = readFileSync("/proc/self/mountinfo", "utf8").split("\n").filter((line) => line.includes(cacheDir) || line.includes(`/run/memobuild/${child.pid}-`));
+      expect(mounted).toEqual([]);
+      // Its container is killed by the watchdog that outlives the build (runtime.ts), a moment after.
+      for (let i = 0; i < 50 && containers().length > 0; i++) await Bun.sleep(100);
+      expect(containers()).toEqual([]);
+    }, 60_000);
+  }
+});
+
 describe("deep images", () => {
   test("a RUN on 130 layers mounts them all (64-digit names would overflow the mount options at 63)", () => {
     const files: Record<string, string> = {};

@@ -12,6 +12,7 @@ import { mkdirSync, readdirSync, rmdirSync } from "node:fs";
 import { join } from "node:path";
 import { randomHex } from "../util/random.ts";
 import { mount, umount } from "../sys/libc.ts";
+import { undoOnExit } from "../sys/exit-undo.ts";
 
 const BASE = "/run/memobuild";
 /** The size of each RUN's tmpfs: every secret file of the RUN, and the runtime's config, must fit. */
@@ -21,6 +22,9 @@ const MS_NODEV = 4;
 const MS_NOEXEC = 8;
 
 export class PrivateTmpfs {
+  /** Detaches it if the process exits (Ctrl-C mid-RUN) before `remove`. */
+  private readonly release = undoOnExit(() => umount(this.path, true));
+
   private constructor(readonly path: string) {}
 
   static create(base = BASE): PrivateTmpfs {
@@ -40,6 +44,7 @@ export class PrivateTmpfs {
   /** Lazily: a process of the RUN that still holds a file open there must not keep it mounted. */
   remove() {
     umount(this.path, true);
+    this.release();
     rmdirSync(this.path);
   }
 }

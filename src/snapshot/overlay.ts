@@ -6,6 +6,10 @@
 import { UserError } from "../errors.ts";
 import { mkdirSync, rmSync, symlinkSync } from "node:fs";
 import { mount, umount } from "../sys/libc.ts";
+import { undoOnExit } from "../sys/exit-undo.ts";
+
+/** The overlays this process has mounted and not yet unmounted: detached if it exits first. */
+const mounted = new Map<string, () => void>();
 
 /** overlayfs's own limit on lower layers (OVL_MAX_STACK in the kernel). */
 export const MAX_OVERLAY_LAYERS = 500;
@@ -59,6 +63,8 @@ export function mountOverlay(spec: OverlaySpec) {
   try {
     process.chdir(names);
     mount("overlay", spec.target, "overlay", 0, options);
+    const target = spec.target;
+    mounted.set(target, undoOnExit(() => umount(target, true)));
   } catch (error) {
     throw new MountError(`mounting overlay at ${spec.target} failed: ${(error as Error).message}`);
   } finally {
@@ -71,4 +77,6 @@ export function mountOverlay(spec: OverlaySpec) {
 export function unmount(target: string) {
   // Something may still hold it (a process that has not exited yet): then detach it lazily.
   if (!umount(target)) umount(target, true);
+  mounted.get(target)?.();
+  mounted.delete(target);
 }

@@ -85,7 +85,7 @@ function forJob(remote: RemoteCache) {
 
 /** Runs the build; a failure ends the display and is reported (when reporting) before it propagates. */
 async function reported<T>(reporter: BuildReporter | undefined, display: Display, run: () => Promise<T>): Promise<T> {
-  const stop = reporter && reportInterruption(reporter, display);
+  const stop = reportInterruption(reporter, display);
   try {
     return await run();
   } catch (error) {
@@ -93,21 +93,25 @@ async function reported<T>(reporter: BuildReporter | undefined, display: Display
     await reporter?.finish({ result: "failed", error: (error as Error).message });
     throw error;
   } finally {
-    stop?.();
+    stop();
   }
 }
 
 /**
  * Ctrl-C (or a CI's SIGTERM) ends the build as before, but reported first, within a few seconds:
- * else the hub shows it running until its stale sweep a day later. A part that ends the build
- * on the signal itself (a remote build cancels its job) is left to: the build then fails and is
+ * else the hub shows it running until its stale sweep a day later. It ends in process.exit, not
+ * the signal's default death, so the exit undos run (sys/exit-undo.ts: a RUN's overlay and tmpfs
+ * are unmounted, not left for the next build to clean up). A part that ends the build on the
+ * signal itself (a remote build cancels its job) is left to: the build then fails and is
  * reported as any failure. A second signal ends the process at once (the handler is gone).
  */
-function reportInterruption(reporter: BuildReporter, display: Display): () => void {
+function reportInterruption(reporter: BuildReporter | undefined, display: Display): () => void {
   const interrupted = (signal: "SIGINT" | "SIGTERM") => {
     if (process.listenerCount(signal) > 0) return;
     display.abort();
-    void reporter.finish({ result: "failed", error: `interrupted (${signal}) before the build finished` }, 3000).finally(() => process.exit(signal === "SIGINT" ? 130 : 143));
+    const exit = () => process.exit(signal === "SIGINT" ? 130 : 143);
+    if (!reporter) return exit();
+    void reporter.finish({ result: "failed", error: `interrupted (${signal}) before the build finished` }, 3000).finally(exit);
   };
   const onInt = () => interrupted("SIGINT");
   const onTerm = () => interrupted("SIGTERM");
