@@ -25,6 +25,7 @@ import { imageReferences, imageResolver } from "../solver/images.ts";
 import type { NamedContext } from "../solver/solver.ts";
 import { statCacheFile } from "../config/cache-dir.ts";
 import type { ProgressEvent, ProgressSink } from "../solver/progress.ts";
+import { WorkerClock } from "./worker-clock.ts";
 import type { StepResult } from "../solver/result.ts";
 import { terminalText } from "../util/terminal-text.ts";
 import { AGENT_FAILURE } from "../util/agent-frames.ts";
@@ -213,13 +214,15 @@ function secretTexts(secrets: ReadonlyMap<string, Buffer> | undefined): Record<s
 /** The worker's progress, shown as it comes; the job's outcome, checked. */
 async function follow(jobs: JobsClient, id: string, progress: ProgressSink, secrets: Record<string, string>, agents?: RemoteAgents): Promise<{ image: ImageBlobs; steps: StepResult[] }> {
   let since = 0;
+  const clock = new WorkerClock();
   for (;;) {
     const followed = await jobs.follow(id, since);
     if (followed.asks) await jobs.answerSecrets(id, Object.fromEntries(followed.asks.filter((s) => s in secrets).map((s) => [s, secrets[s]])));
     await answerAgents(jobs, id, followed.agentAsks, agents);
-    for (const { seq, event } of followed.events) {
+    const times = clock.place(followed.events.map(({ event }) => (event as { time?: unknown } | null)?.time), Date.now());
+    for (const [i, { seq, event }] of followed.events.entries()) {
       since = Math.max(since, seq);
-      const shown = progressEvent(event);
+      const shown = progressEvent(event, times[i]);
       if (shown) progress(withWorker(shown, followed.worker));
     }
     if (followed.state === "queued" || followed.state === "running") continue;
@@ -237,10 +240,14 @@ async function answerAgents(jobs: JobsClient, id: string, asks: AgentAsk[] | und
 
 const EVENT_TYPES = new Set(["plan", "context", "start", "output", "done", "error", "warning"]);
 
-/** A worker's event as this display shows it: known types only, every text made safe for a terminal. */
-function progressEvent(raw: unknown): ProgressEvent | undefined {
+/**
+ * A worker's event as this display shows it: known types only, every text made safe for a
+ * terminal, and its time the one the worker stamped, on this machine's clock (or none).
+ */
+function progressEvent(raw: unknown, time: number | undefined): ProgressEvent | undefined {
   if (typeof raw !== "object" || raw === null || !EVENT_TYPES.has((raw as { type?: unknown }).type as string)) return undefined;
-  return JSON.parse(JSON.stringify(raw, (_, value) => (typeof value === "string" ? terminalText(value, { max: 16 * 1024 }) : value))) as ProgressEvent;
+  const { time: _stamped, ...event } = JSON.parse(JSON.stringify(raw, (_, value) => (typeof value === "string" ? terminalText(value, { max: 16 * 1024 }) : value))) as ProgressEvent;
+  return time === undefined ? event : { ...event, time };
 }
 
 /** A step's end names the worker it ended on (the display, the hub and explain show it). */

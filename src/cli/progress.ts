@@ -35,7 +35,9 @@ export function jsonProgress(write: (text: string) => void = (t) => process.stdo
 
 /** One JSON event per line, with its time first. */
 export function jsonLine(event: object): string {
-  return JSON.stringify({ time: new Date().toISOString(), ...event }) + "\n";
+  // A worker's relayed event keeps the time it happened (ProgressEvent.time, ms): shown the same way.
+  const { time, ...rest } = event as { time?: unknown };
+  return JSON.stringify({ time: new Date(typeof time === "number" ? time : Date.now()).toISOString(), ...rest }) + "\n";
 }
 
 /** `-q`: nothing but warnings (on stderr), so stdout holds only the image ID. */

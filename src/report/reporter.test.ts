@@ -53,6 +53,27 @@ test("a build's progress reaches the hub as one build with its steps, totals and
   expect(await server.hub.store.stepLog(reporter.id, "app/1")).toMatchObject({ text: "compiling\n", cut: 0 });
 });
 
+test("a worker's relayed events (--builder) place the build and each step on the timeline when they happened, not when their batch arrived", async () => {
+  const server = await startServer({ listen: "127.0.0.1:0", dataDir: join(work, "relayed"), tokens: [{ token: TOKEN, role: "rw" }], log: createLogger({ MEMOBUILD_LOG: "error" }) });
+  servers.push(server);
+  const reporter = client(server.url, []);
+  // One batch, received now: the worker planned 10 s ago, its RUNs started 1 s and 3 s after that.
+  const planned = Date.now() - 10_000;
+  const steps = [1, 2].map((n) => ({ id: `app/${n}`, stage: "app", number: n, name: `RUN step ${n}` }));
+  reporter.sink({ type: "plan", target: "app", steps, time: planned });
+  reporter.sink({ type: "start", step: "app/1", number: 1, time: planned + 1000 });
+  reporter.sink({ type: "done", step: "app/1", number: 1, status: "executed", durationMs: 2000, time: planned + 3000 });
+  reporter.sink({ type: "start", step: "app/2", number: 2, time: planned + 3000 });
+  reporter.sink({ type: "error", step: "app/2", number: 2, message: "exit code 1", time: planned + 3500 });
+  await reporter.finish({ result: "failed", error: "exit code 1" });
+  const build = (await server.hub.store.get(reporter.id))!;
+  // The timeline's bars: each step's offset from the build's start, and its length.
+  expect(build.steps.map((s) => [s.started! - build.started, s.durationMs])).toEqual([
+    [1000, 2000],
+    [3000, 500],
+  ]);
+});
+
 test("steps that change only the config are reported but count neither as run nor as cached", async () => {
   const server = await startServer({ listen: "127.0.0.1:0", dataDir: join(work, "config-only"), tokens: [{ token: TOKEN, role: "rw" }], log: createLogger({ MEMOBUILD_LOG: "error" }) });
   servers.push(server);

@@ -72,10 +72,14 @@ export class BuildReporter {
       case "context":
         this.context = event.digest;
         break;
-      case "start":
-        if (event.step) this.startTimes.set(event.step, Date.now());
-        if (event.step) this.step({ step: event.step, state: "running" });
+      case "start": {
+        if (!event.step) break;
+        // A worker's step started when the worker says, not when its batch of events arrived.
+        const at = Math.max(event.time ?? Date.now(), this.startedAt);
+        this.startTimes.set(event.step, at);
+        this.step({ step: event.step, state: "running" }, at);
         break;
+      }
       case "output":
         if (event.step && event.line !== undefined) this.logs.add(event.step, event.line);
         break;
@@ -86,7 +90,7 @@ export class BuildReporter {
       case "error":
         if (!event.step) break;
         this.queueLogs(event.step);
-        this.step({ step: event.step, state: "failed", durationMs: this.runningFor(event.step), tail: event.tail?.map((line) => this.logs.mask(line)), reasons: event.message ? [this.logs.mask(event.message)] : undefined });
+        this.step({ step: event.step, state: "failed", durationMs: this.runningFor(event.step, event.time), tail: event.tail?.map((line) => this.logs.mask(line)), reasons: event.message ? [this.logs.mask(event.message)] : undefined });
         break;
     }
   };
@@ -95,8 +99,12 @@ export class BuildReporter {
     if (this.started) return;
     this.started = true;
     for (const step of plan.steps ?? []) this.states.set(step.id, "queued");
-    this.push({ type: "build.started", ...this.info, target: plan.target, steps: plan.steps ?? [] });
+    // A worker's plan (--builder) started the build's timeline when the worker made it.
+    this.startedAt = plan.time ?? Date.now();
+    this.push({ type: "build.started", ...this.info, target: plan.target, steps: plan.steps ?? [] }, this.startedAt);
   }
+  /** When the build.started event says the build started: no step starts before it on the timeline. */
+  private startedAt = 0;
 
   private done(event: ProgressEvent) {
     const cached = event.status !== "executed";
@@ -119,18 +127,19 @@ export class BuildReporter {
     });
   }
 
-  private runningFor(step: string): number | undefined {
+  private runningFor(step: string, until = Date.now()): number | undefined {
     const started = this.startTimes.get(step);
-    return started === undefined ? undefined : Date.now() - started;
+    return started === undefined ? undefined : Math.max(0, until - started);
   }
 
-  private step(update: Omit<StepUpdated, "type" | "seq" | "time">) {
+  /** A step's new state, as of `time` (a relayed event's own time; the hub takes a running step's as its start). */
+  private step(update: Omit<StepUpdated, "type" | "seq" | "time">, time?: number) {
     if (this.states.has(update.step)) this.states.set(update.step, update.state);
     if (this.queue.length >= (this.options.maxQueued ?? 10_000)) {
       this.dropped = true;
       return;
     }
-    this.push({ type: "step.updated", ...update });
+    this.push({ type: "step.updated", ...update }, time);
   }
 
   /** A step's output so far (all of it, tail included, when the step has `ended`), before its next state. */
@@ -158,9 +167,9 @@ export class BuildReporter {
     await this.close(closeTimeoutMs);
   }
 
-  private push(event: Unsent<BuildEvent>) {
+  private push(event: Unsent<BuildEvent>, time = Date.now()) {
     if (this.stopped) return;
-    this.queue.push({ ...event, seq: ++this.seq, time: Date.now() } as BuildEvent);
+    this.queue.push({ ...event, seq: ++this.seq, time } as BuildEvent);
   }
 
   private pump() {

@@ -38,6 +38,8 @@ export interface ProgressEvent {
   tail?: string[];
   /** done: the worker that ran or reused the step (a build run with --builder). */
   worker?: string;
+  /** When it happened (ms, this machine's clock), for an event relayed from a worker; else it happened as it is received. */
+  time?: number;
 }
 
 export type ProgressSink = (event: ProgressEvent) => void;
