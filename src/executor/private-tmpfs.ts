@@ -45,7 +45,12 @@ export class PrivateTmpfs {
   remove() {
     umount(this.path, true);
     this.release();
-    rmdirSync(this.path);
+    try {
+      rmdirSync(this.path);
+    } catch (error) {
+      // Gone already: only an empty, unmounted directory is ever taken by another command's reaper.
+      if ((error as NodeJS.ErrnoException).code !== "ENOENT") throw error;
+    }
   }
 }
 
