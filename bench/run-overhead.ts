@@ -6,11 +6,14 @@
  * MemoBuild's share is measured as a difference, so start-up and the rest of a build cancel
  * out: `build --no-cache` of FROM + N × `RUN ["/bin/true"]` minus the same Dockerfile with no
  * RUN, divided by N. Both sides run `/bin/true` directly (exec form: no shell) in a container
- * without network (as `--network=none`), wrapped like MemoBuild wraps crun on hosts with hybrid
- * cgroups. Times are CPU (user + system of the process and the children it waited for),
+ * without network (as `--network=none`). On hosts with hybrid cgroups crun needs a private mount
+ * namespace without the v2 hierarchy: crun's side gets it from `unshare`, `sh` and `umount`
+ * (what a shell needs), MemoBuild makes it by system calls (src/sys/namespace.ts). Times are CPU (user + system of the process and the children it waited for),
  * medians; wall time in brackets (the machine may be shared). Goal: ≤ 25 ms over crun.
+ * `--network default` runs the RUN steps with the build's default network instead (their own
+ * namespace behind slirp4netns), which crun's side does not have: the difference is that cost.
  *
- *   bun run bench/run-overhead.ts [--runs 7] [--steps 10]
+ *   bun run bench/run-overhead.ts [--runs 7] [--steps 10] [--network none|default]
  */
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -19,7 +22,9 @@ import { parseArgs } from "node:util";
 import { memobuildBinary } from "../test/support/binary.ts";
 import { baseImageOci, ensureTools, median, timed, type Timing } from "./support.ts";
 
-const { values } = parseArgs({ options: { runs: { type: "string", default: "7" }, steps: { type: "string", default: "10" } } });
+const { values } = parseArgs({ options: { runs: { type: "string", default: "7" }, steps: { type: "string", default: "10" }, network: { type: "string", default: "none" } } });
+if (values.network !== "none" && values.network !== "default") throw new Error(`--network ${values.network}: use none or default`);
+const runFlag = values.network === "none" ? "RUN --network=none" : "RUN";
 const runs = Number(values.runs);
 const steps = Number(values.steps);
 const work = mkdtempSync(join(tmpdir(), "memobuild-bench-run-"));
@@ -29,7 +34,7 @@ function project(name: string, count: number): string {
   const dir = join(work, name);
   mkdirSync(dir);
   const lines = ["FROM memobuild/busybox:latest"];
-  for (let i = 0; i < count; i++) lines.push(`ENV STEP=${i}`, 'RUN --network=none ["/bin/true"]');
+  for (let i = 0; i < count; i++) lines.push(`ENV STEP=${i}`, `${runFlag} ["/bin/true"]`);
   if (count === 0) for (let i = 0; i < steps; i++) lines.push(`ENV STEP=${i}`);
   writeFileSync(join(dir, "Dockerfile"), lines.join("\n") + "\n");
   return dir;
@@ -47,7 +52,7 @@ function crunBundle(oci: string): string {
   return bundle;
 }
 
-/** `crun run`, in a private mount namespace without the v2 hierarchy when cgroups are hybrid (as runtime.ts does). */
+/** `crun run`, in a private mount namespace without the v2 hierarchy when cgroups are hybrid. */
 function crunRun(bundle: string, id: string): Timing {
   const hybrid = readFileSync("/proc/self/mountinfo", "utf8").includes(" /sys/fs/cgroup/unified ");
   const command = hybrid
@@ -82,7 +87,7 @@ try {
   const noneStat = stat(samples.none);
   const crun = stat(samples.crun);
   const perRun = { cpu: (withStat.cpu - noneStat.cpu) / steps, wall: (withStat.wall - noneStat.wall) / steps };
-  console.log(`\nper RUN ["/bin/true"], medians of ${runs} builds of ${steps} RUN steps and ${runs * steps} crun runs: CPU ms (wall ms)`);
+  console.log(`\nper ${runFlag} ["/bin/true"], medians of ${runs} builds of ${steps} RUN steps and ${runs * steps} crun runs: CPU ms (wall ms)`);
   console.log(`  memobuild build --no-cache, ${steps} RUN      ${ms(withStat.cpu)} (${ms(withStat.wall)})`);
   console.log(`  memobuild build --no-cache, no RUN      ${ms(noneStat.cpu)} (${ms(noneStat.wall)})`);
   console.log(`  memobuild, one RUN (the difference / ${steps}) ${ms(perRun.cpu)} (${ms(perRun.wall)})`);

@@ -2,12 +2,15 @@
  * Runs a process in a container through a real OCI runtime: crun, or runc when crun is missing.
  * We write the bundle's config.json (namespaces, mounts, user, environment); the runtime does
  * the rest. On hosts that mix cgroup v1 and v2 (hybrid mode) crun refuses to start, so the
- * runtime is started in a private mount namespace with /sys/fs/cgroup/unified unmounted there.
+ * runtime is started in a private mount namespace with /sys/fs/cgroup/unified unmounted there
+ * (made by system calls, src/sys/namespace.ts: no wrapper processes).
  */
 import { randomHex } from "../util/random.ts";
 import { UserError } from "../errors.ts";
 import { existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { spawnInNewMountNamespace } from "../sys/namespace.ts";
+import { umount } from "../sys/libc.ts";
 
 export interface RuntimeMount {
   destination: string;
@@ -135,11 +138,12 @@ export async function runContainer(spec: ContainerSpec, bundleDir: string, onOut
   const runtime = findRuntime();
   writeFileSync(join(bundleDir, "config.json"), JSON.stringify(runtimeConfig(spec)));
   const id = `memobuild-${process.pid}-${randomHex(4)}`;
-  const command = hybridCgroups()
-    ? ["unshare", "--mount", "--propagation", "private", "sh", "-c", 'umount /sys/fs/cgroup/unified 2>/dev/null; exec "$@"', "sh", runtime, "run", "--bundle", bundleDir, id]
-    : [runtime, "run", "--bundle", bundleDir, id];
-  const child = Bun.spawn(command, { stdin: "ignore", stdout: "pipe", stderr: "pipe" });
-  const watchdog = killWithThisProcess(runtime, id);
+  const start = () => ({
+    child: Bun.spawn([runtime, "run", "--bundle", bundleDir, id], { stdin: "ignore", stdout: "pipe", stderr: "pipe" }),
+    // In the same namespace as the runtime: `crun kill`/`delete` refuse hybrid cgroups too.
+    watchdog: killWithThisProcess(runtime, id),
+  });
+  const { child, watchdog } = hybridCgroups() ? spawnInNewMountNamespace(() => umount("/sys/fs/cgroup/unified", true), start) : start();
   const tail: string[] = [];
   const pump = async (stream: ReadableStream<Uint8Array>, name: "stdout" | "stderr") => {
     const decoder = new TextDecoder();

@@ -35,6 +35,9 @@ function open() {
     close: { args: [FFIType.i32], returns: FFIType.i32 },
     openat: { args: [FFIType.i32, FFIType.ptr, FFIType.i32, FFIType.u32], returns: FFIType.i32 },
     getdents64: { args: [FFIType.i32, FFIType.ptr, FFIType.u64], returns: FFIType.i32 },
+    unshare: { args: [FFIType.i32], returns: FFIType.i32 },
+    setns: { args: [FFIType.i32, FFIType.i32], returns: FFIType.i32 },
+    fchdir: { args: [FFIType.i32], returns: FFIType.i32 },
     __errno_location: { args: [], returns: FFIType.ptr },
     strerror: { args: [FFIType.i32], returns: FFIType.cstring },
   });
@@ -298,6 +301,34 @@ export function mount(source: string, target: string, type: string | null, flags
     data === null ? null : cString(data),
   );
   if (rc !== 0) fail("mount", target);
+}
+
+// ---- namespaces, for the executor (a RUN's runtime and network)
+
+export const CLONE_NEWNS = 0x00020000;
+export const CLONE_NEWNET = 0x40000000;
+export const MS_BIND = 4096;
+export const MS_REC = 16384;
+export const MS_PRIVATE = 1 << 18;
+
+/** unshare(2): the calling thread, and only it, moves to new namespaces of the kinds in `flags`. */
+export function unshare(flags: number) {
+  check(symbols().unshare(flags), "unshare", "");
+}
+
+/** setns(2): the calling thread joins the namespace open as `fd` (of kind `type`). */
+export function setns(fd: number, type: number) {
+  check(symbols().setns(fd, type), "setns", "");
+}
+
+/** fchdir(2): the calling thread's working directory becomes the directory open as `fd`. */
+export function fchdir(fd: number) {
+  check(symbols().fchdir(fd), "fchdir", "");
+}
+
+/** open(2) of a host path of our own (a namespace file, a directory), close-on-exec. */
+export function openPath(path: string, flags: number): number {
+  return check(symbols().openat(AT_FDCWD, cString(path), flags | O_CLOEXEC, 0), "open", path);
 }
 
 /** umount2(2); `lazy` detaches a mount that is still busy. Returns false on failure. */

@@ -1,0 +1,82 @@
+/**
+ * Namespaces made by system calls on this (the JavaScript) thread instead of by `unshare`
+ * processes: a RUN used to start `unshare`, `sh` and `umount` before its runtime, and one more
+ * `unshare` for its network namespace. unshare(2) and setns(2) move only the calling thread
+ * (CLONE_NEWNS also gives it a filesystem context of its own, so other threads keep theirs);
+ * Bun.spawn forks from the calling thread, so a child started while the thread is in a new
+ * namespace starts there, and the thread then returns to where it was. No JavaScript runs in
+ * between: these functions are synchronous.
+ */
+import { constants } from "node:fs";
+import {
+  CLONE_NEWNET,
+  CLONE_NEWNS,
+  closeFd,
+  fchdir,
+  mount,
+  MS_BIND,
+  MS_PRIVATE,
+  MS_REC,
+  openPath,
+  setns,
+  unshare,
+} from "./libc.ts";
+
+/**
+ * Calls `spawn` with this thread in a new, private copy of its mount namespace, after `prepare`
+ * changed that copy (e.g. unmounted something), and returns what it returned. The processes it
+ * started stay in that namespace (it goes away with them); this thread comes back to its own,
+ * with its working directory as before (setns(2) resets it to the root).
+ */
+export function spawnInNewMountNamespace<T>(prepare: () => void, spawn: () => T): T {
+  const home = openPath("/proc/thread-self/ns/mnt", constants.O_RDONLY);
+  let cwd: number | undefined;
+  try {
+    cwd = openPath(".", constants.O_RDONLY | constants.O_DIRECTORY);
+    unshare(CLONE_NEWNS);
+    try {
+      // Private first: on hosts whose mounts are shared (systemd), what `prepare` unmounts
+      // would otherwise be unmounted on the host too.
+      mount("none", "/", null, MS_REC | MS_PRIVATE, null);
+      prepare();
+      return spawn();
+    } finally {
+      comeHome(home, CLONE_NEWNS, cwd);
+    }
+  } finally {
+    closeFd(home);
+    if (cwd !== undefined) closeFd(cwd);
+  }
+}
+
+/**
+ * A new network namespace, kept alive by a bind mount on `file` (an existing empty file) as
+ * `unshare --net=FILE` makes it, but without a process.
+ */
+export function createNetworkNamespace(file: string) {
+  const home = openPath("/proc/thread-self/ns/net", constants.O_RDONLY);
+  try {
+    unshare(CLONE_NEWNET);
+    try {
+      mount("/proc/thread-self/ns/net", file, null, MS_BIND, null);
+    } finally {
+      comeHome(home, CLONE_NEWNET);
+    }
+  } finally {
+    closeFd(home);
+  }
+}
+
+/**
+ * Back to the namespace open as `home`. Failing that, this thread would go on in the wrong
+ * namespace (its mounts, or its sockets, where the host does not see them): the process stops.
+ */
+function comeHome(home: number, type: number, cwd?: number) {
+  try {
+    setns(home, type);
+    if (cwd !== undefined) fchdir(cwd);
+  } catch (error) {
+    process.stderr.write(`memobuild: internal error: could not return to its own namespace (${(error as Error).message}); stopping\n`);
+    process.exit(70);
+  }
+}
