@@ -14,12 +14,17 @@ import { writeLayerTar } from "../snapshot/pack.ts";
 import { executeCopy } from "./copy.ts";
 import type { Executor, ExecutorResources, ResolvedStep, StepIO, StepInstruction, StepLayer, StepRequest } from "./request.ts";
 import { executeRun } from "./run.ts";
+import { networksStopped } from "./network.ts";
 
 export type { Executor, StepInstruction, StepIO, StepLayer, StepRequest } from "./request.ts";
 
 /** Runs steps for real on this machine: overlayfs, the OCI runtime, the root-confined copier. */
 export class LocalExecutor implements Executor {
   constructor(private readonly resources: ExecutorResources) {}
+
+  settle(): Promise<void> {
+    return networksStopped();
+  }
 
   async execute(request: StepRequest, io: StepIO): Promise<StepLayer> {
     const step = await this.resolve(request, io);

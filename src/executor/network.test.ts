@@ -1,6 +1,18 @@
 import { expect, test } from "bun:test";
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
-import { effectiveNetwork, reapAbandonedNetworks, sandboxResolvConf } from "./network.ts";
+import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { effectiveNetwork, networksStopped, openNetwork, reapAbandonedNetworks, sandboxResolvConf } from "./network.ts";
+
+/** The processes whose command line names `path`. */
+const processesOn = (path: string) =>
+  readdirSync("/proc")
+    .filter((entry) => /^\d+$/.test(entry))
+    .filter((entry) => {
+      try {
+        return readFileSync(`/proc/${entry}/cmdline`, "utf8").split("\0").includes(path);
+      } catch {
+        return false;
+      }
+    });
 
 test("the RUN's own --network wins, except default, which is the build's", () => {
   expect(effectiveNetwork(undefined, "default")).toBe("default");
@@ -47,5 +59,26 @@ test("the namespaces of live builds are left alone", () => {
     expect(existsSync(namespace)).toBe(true);
   } finally {
     Bun.spawnSync(["rm", "-rf", base]);
+  }
+});
+
+test("a default network is usable once ready; closed, its namespace is gone at once and its slirp4netns has exited when networksStopped settles", async () => {
+  const network = openNetwork("default", { hostLoopback: false });
+  const namespace = network.namespace!;
+  try {
+    await network.ready;
+    const tap = Bun.spawnSync(["nsenter", `--net=${namespace}`, "ip", "-o", "addr", "show", "tap0"], { stdout: "pipe", stderr: "pipe" });
+    expect(tap.stdout.toString()).toContain("10.0.2.100/24");
+    const slirps = processesOn(namespace);
+    expect(slirps.length).toBe(1);
+    await network.close();
+    expect(readFileSync("/proc/self/mountinfo", "utf8")).not.toContain(namespace);
+    expect(existsSync(namespace)).toBe(false);
+    // A RUN does not wait for slirp4netns to exit (that takes the kernel a while); the build does.
+    await networksStopped();
+    expect(existsSync(`/proc/${slirps[0]}`)).toBe(false);
+  } finally {
+    await network.close();
+    await networksStopped();
   }
 });

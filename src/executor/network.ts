@@ -10,7 +10,13 @@
  * cannot reach services the host keeps on 127.0.0.1 (as BuildKit's rootless network).
  *
  * Each RUN has its own namespace, bound to a file under /run/memobuild-net/PID-RANDOM so the
- * runtime can join it and slirp4netns can find it. slirp4netns exits when the pipe on its stdin
+ * runtime can join it and slirp4netns can find it. One namespace per build, shared by its RUNs,
+ * would save starting slirp4netns again for each, but RUNs of a build may run at the same time
+ * and would then reach each other's loopback services and abstract Unix sockets (those belong
+ * to the network namespace), and a RUN --security=insecure (CAP_NET_ADMIN) could change routes
+ * or filters for the RUNs after it; BuildKit gives each RUN its own, and so do we. What is made
+ * cheaper instead: the namespace by system calls (no `unshare` process), and slirp4netns started
+ * while the RUN's file system is set up, waited for only just before the container starts. slirp4netns exits when the pipe on its stdin
  * closes, which the kernel does when the build dies, even by kill -9; the next command unmounts
  * what such a build left (`reapAbandonedNetworks`).
  */
@@ -19,6 +25,7 @@ import { join } from "node:path";
 import { RuntimeError } from "./runtime.ts";
 import { randomHex } from "../util/random.ts";
 import { umount } from "../sys/libc.ts";
+import { createNetworkNamespace } from "../sys/namespace.ts";
 import { terminalText } from "../util/terminal-text.ts";
 
 export const NETWORK_MODES = ["default", "none", "host"] as const;
@@ -34,6 +41,18 @@ const BASE = "/run/memobuild-net";
 /** How long slirp4netns may take to set the namespace up (it takes milliseconds). */
 const READY_TIMEOUT_MS = 10_000;
 
+/**
+ * slirp4netns processes told to stop that have not exited yet. Exiting takes one ~15-20 ms
+ * (the kernel unregisters its tap device, waiting for RCU, inside exit_group): a RUN does not
+ * wait for that, the build waits for all of them once, at its end (`networksStopped`).
+ */
+const exiting = new Set<Promise<void>>();
+
+/** Settles once every slirp4netns stopped so far has exited. */
+export async function networksStopped() {
+  while (exiting.size > 0) await Promise.all(exiting);
+}
+
 /** The network a RUN's container gets. */
 export interface RunNetwork {
   /** A network namespace for the runtime to join (default mode); none: the runtime's own choice. */
@@ -42,7 +61,9 @@ export interface RunNetwork {
   resolvConf: string;
   /** The address `host-gateway` stands for in /etc/hosts. */
   hostGateway: string;
-  /** Stops the user-mode stack and removes the namespace. */
+  /** Settles when the network is usable (slirp4netns has configured it); rejects if it cannot be. */
+  ready: Promise<void>;
+  /** Stops the user-mode stack (its exit is awaited by `networksStopped`) and removes the namespace. */
   close(): Promise<void>;
 }
 
@@ -52,31 +73,38 @@ export function effectiveNetwork(instruction: NetworkMode | undefined, build: Ne
 }
 
 /**
- * The RUN's network. `hostLoopback`: whether the gateway address reaches the host's loopback
- * (only when the build asked for host-gateway).
+ * The RUN's network, being set up: its container may start once `ready` settles. `hostLoopback`:
+ * whether the gateway address reaches the host's loopback (only when the build asked for
+ * host-gateway). The caller must `close()` it, ready or not.
  */
-export async function openNetwork(mode: NetworkMode, options: { hostLoopback: boolean }): Promise<RunNetwork> {
+export function openNetwork(mode: NetworkMode, options: { hostLoopback: boolean }): RunNetwork {
   const hostResolv = readHostResolvConf();
-  if (mode === "host") return { resolvConf: hostResolv, hostGateway: "127.0.0.1", close: async () => {} };
+  const nothing = { ready: Promise.resolve(), close: async () => {} };
+  if (mode === "host") return { resolvConf: hostResolv, hostGateway: "127.0.0.1", ...nothing };
   // An empty namespace has no resolver to name; host-gateway stays unreachable there.
-  if (mode === "none") return { resolvConf: "", hostGateway: SLIRP_GATEWAY, close: async () => {} };
+  if (mode === "none") return { resolvConf: "", hostGateway: SLIRP_GATEWAY, ...nothing };
   const slirp = findSlirp();
   const namespace = createNamespace();
+  let stack: ReturnType<typeof startSlirp>;
   try {
-    const stack = await startSlirp(slirp, namespace, options.hostLoopback);
-    return {
-      namespace,
-      resolvConf: sandboxResolvConf(hostResolv),
-      hostGateway: SLIRP_GATEWAY,
-      close: async () => {
-        await stack.stop();
-        removeNamespace(namespace);
-      },
-    };
+    stack = startSlirp(slirp, namespace, options.hostLoopback);
   } catch (error) {
     removeNamespace(namespace);
     throw error;
   }
+  return {
+    namespace,
+    resolvConf: sandboxResolvConf(hostResolv),
+    hostGateway: SLIRP_GATEWAY,
+    ready: stack.ready,
+    close: async () => {
+      const stopping = stack.stop();
+      exiting.add(stopping);
+      void stopping.finally(() => exiting.delete(stopping));
+      // Lazily: slirp4netns still holds the namespace (by descriptor) until it has exited.
+      removeNamespace(namespace);
+    },
+  };
 }
 
 function findSlirp(): string {
@@ -108,10 +136,11 @@ function createNamespace(): string {
   mkdirSync(BASE, { recursive: true, mode: 0o700 });
   const path = join(BASE, `${process.pid}-${randomHex(6)}`);
   writeFileSync(path, "", { mode: 0o600, flag: "wx" }); // a new file, never one planted there
-  const made = Bun.spawnSync(["unshare", `--net=${path}`, "true"], { stdout: "ignore", stderr: "pipe" });
-  if (made.exitCode !== 0) {
+  try {
+    createNetworkNamespace(path);
+  } catch (error) {
     rmSync(path, { force: true });
-    throw new RuntimeError(`could not create a network namespace for RUN: ${made.stderr.toString().trim()}`);
+    throw new RuntimeError(`could not create a network namespace for RUN: ${(error as Error).message}`);
   }
   return path;
 }
@@ -124,27 +153,33 @@ function removeNamespace(path: string) {
 /**
  * slirp4netns on the namespace. Its stdin is a pipe only we hold (--exit-fd=0): when it closes,
  * because we stop it or because this process died, slirp4netns exits. It writes "1" on fd 3
- * once tap0 is configured; the RUN starts only then.
+ * once tap0 is configured: `ready` settles then, and the RUN starts only after it.
  */
-async function startSlirp(slirp: string, namespace: string, hostLoopback: boolean): Promise<{ stop(): Promise<void> }> {
+function startSlirp(slirp: string, namespace: string, hostLoopback: boolean): { ready: Promise<void>; stop(): Promise<void> } {
   const args = [slirp, "--configure", "--mtu=65520", "--enable-sandbox", "--enable-seccomp", "--exit-fd=0", "--ready-fd=3", "--netns-type=path"];
   if (!hostLoopback) args.push("--disable-host-loopback");
   const child = Bun.spawn([...args, namespace, "tap0"], { stdio: ["pipe", "ignore", "pipe", "pipe"] });
-  const stop = async () => {
-    child.stdin.end();
-    if ((await within(child.exited, 5_000)) === undefined) child.kill("SIGKILL");
-    await child.exited;
-  };
-  const reader = Bun.file(child.stdio[3] as number).stream().getReader();
-  const ready = await within(reader.read(), READY_TIMEOUT_MS);
-  void reader.cancel().catch(() => {});
-  if (ready === undefined || ready.done) {
+  let stopped: Promise<void> | undefined;
+  // Once, whoever asks first (a failed start, then the RUN's close).
+  const stop = () =>
+    (stopped ??= (async () => {
+      child.stdin.end();
+      if ((await within(child.exited, 5_000)) === undefined) child.kill("SIGKILL");
+      await child.exited;
+    })());
+  const ready = (async () => {
+    const reader = Bun.file(child.stdio[3] as number).stream().getReader();
+    const answer = await within(reader.read(), READY_TIMEOUT_MS);
+    void reader.cancel().catch(() => {});
+    if (answer !== undefined && !answer.done) return;
     await stop();
     // Its own words, made safe to print (it is another program, and may say anything).
-    const why = ready === undefined ? "it did not get ready in time" : terminalText((await new Response(child.stderr).text()).trim().split("\n").slice(-3).join("; "), { max: 500 });
+    const why = answer === undefined ? "it did not get ready in time" : terminalText((await new Response(child.stderr).text()).trim().split("\n").slice(-3).join("; "), { max: 500 });
     throw new RuntimeError(`slirp4netns could not set up RUN's network (${why}); build with --network none to run without one`);
-  }
-  return { stop };
+  })();
+  // A RUN that fails before it would start never awaits this; its close() stops slirp4netns.
+  ready.catch(() => {});
+  return { ready, stop };
 }
 
 /** What `promise` gives, or undefined after `ms` (the timer never outlives the answer). */

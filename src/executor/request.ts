@@ -64,6 +64,8 @@ export interface StepLayer {
 
 export interface Executor {
   execute(request: StepRequest, io: StepIO): Promise<StepLayer>;
+  /** Waits for what finished steps left exiting in the background (a RUN's slirp4netns). */
+  settle?(): Promise<void>;
 }
 
 /** How the local executor finds what a request names. */

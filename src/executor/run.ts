@@ -84,6 +84,8 @@ export async function executeRun(request: ResolvedStep, work: string): Promise<s
   const relays: { stop(): void }[] = [];
   let network: RunNetwork | undefined;
   try {
+    // Started first: slirp4netns sets the network up while the file system below is prepared.
+    network = openNetwork(effectiveNetwork(instruction.network, request.network), { hostLoopback: wantsHostGateway(request.sandbox) });
     mountOverlay({ layers: request.lowers, upper, work: join(work, "work"), target: rootfs });
     mounted.push(rootfs);
     const root = held.root(rootfs);
@@ -113,7 +115,6 @@ export async function executeRun(request: ResolvedStep, work: string): Promise<s
     // would make it 1755) stays; /etc/hosts and /etc/resolv.conf are mounted read-only on empty
     // mount-point files that are removed after, while a new /etc stays.
     if (!root.lstat("/dev")) root.mkdirAll("/dev", { mode: 0o755 });
-    network = await openNetwork(effectiveNetwork(instruction.network, request.network), { hostLoopback: wantsHostGateway(request.sandbox) });
     for (const [name, content] of networkFiles(network, request.sandbox?.hosts ?? [])) {
       const file = join(secure.path, name.replaceAll("/", "_"));
       writeFileSync(file, content, { mode: 0o644 });
@@ -176,6 +177,7 @@ export async function executeRun(request: ResolvedStep, work: string): Promise<s
       }
     }
 
+    await network.ready;
     const result = await runContainer(
       {
         rootfs,

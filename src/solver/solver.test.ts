@@ -251,6 +251,25 @@ describe("solver with a fake executor", () => {
     expect(again.ran).toEqual(["broken", "never"]);
   });
 
+  test("a build returns, finished or failed, only once the executor has settled what its steps left exiting", async () => {
+    class Settling extends FakeExecutor {
+      settled = 0;
+      async settle() {
+        await Bun.sleep(1); // still exiting when the last step returned
+        this.settled++;
+      }
+    }
+    const p = project("FROM scratch\nRUN ok\nRUN broken\n");
+    const fine = new Settling();
+    await p.build(fine, { dockerfile: "FROM scratch\nRUN ok\n" });
+    expect(fine.settled).toBe(1);
+    const failing = new Settling((r) => {
+      if (r.instruction.kind === "RUN" && r.instruction.command.form === "shell" && r.instruction.command.text === "broken") throw new BuildError("broken: exit code 2", 2);
+    });
+    await expect(p.build(failing)).rejects.toThrow("broken");
+    expect(failing.settled).toBe(1);
+  });
+
   test("a step that fails without running (a COPY of a missing file) says so as an error event, like a failed RUN; the plan names the target stage", async () => {
     const p = project("FROM scratch AS build\nCOPY missing.txt /m\nRUN never\nFROM scratch\nRUN last\n");
     const events: ProgressEvent[] = [];

@@ -160,6 +160,7 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
     return await solve.run();
   } finally {
     world.close();
+    await solve.settle();
   }
 }
 
@@ -263,6 +264,11 @@ class Solve {
     this.executor = options.executor ? options.executor(resources) : new LocalExecutor(resources);
     this.numbers = new Map(graph.nodes.map((node, i) => [node.id, i + 1]));
     this.previous = options.dryRun ? undefined : options.store.lastBuildInputs(this.buildName(), graph.target.id);
+  }
+
+  /** Nothing a step started is left running when the build returns (see Executor.settle). */
+  async settle() {
+    await this.executor.settle?.();
   }
 
   async run(): Promise<BuildResult> {
