@@ -138,12 +138,19 @@ export async function runContainer(spec: ContainerSpec, bundleDir: string, onOut
   const runtime = findRuntime();
   writeFileSync(join(bundleDir, "config.json"), JSON.stringify(runtimeConfig(spec)));
   const id = `memobuild-${process.pid}-${randomHex(4)}`;
-  const start = () => ({
-    child: Bun.spawn([runtime, "run", "--bundle", bundleDir, id], { stdin: "ignore", stdout: "pipe", stderr: "pipe" }),
-    // In the same namespace as the runtime: `crun kill`/`delete` refuse hybrid cgroups too.
-    watchdog: killWithThisProcess(runtime, id),
-  });
-  const { child, watchdog } = hybridCgroups() ? spawnInNewMountNamespace(() => umount("/sys/fs/cgroup/unified", true), start) : start();
+  const start = () => {
+    // Known to the watchdog before the container exists, so no moment is left uncovered.
+    // Started with the first RUN, in its namespace: `crun kill`/`delete` refuse hybrid cgroups too.
+    watchdogOf(runtime).watch(id);
+    return Bun.spawn([runtime, "run", "--bundle", bundleDir, id], { stdin: "ignore", stdout: "pipe", stderr: "pipe" });
+  };
+  let child: ReturnType<typeof start>;
+  try {
+    child = hybridCgroups() ? spawnInNewMountNamespace(() => umount("/sys/fs/cgroup/unified", true), start) : start();
+  } catch (error) {
+    watchdog?.forget(id);
+    throw error;
+  }
   const tail: string[] = [];
   const pump = async (stream: ReadableStream<Uint8Array>, name: "stdout" | "stderr") => {
     const decoder = new TextDecoder();
@@ -171,17 +178,60 @@ export async function runContainer(spec: ContainerSpec, bundleDir: string, onOut
     await Promise.all([pump(child.stdout, "stdout"), pump(child.stderr, "stderr")]);
     return { exitCode: await child.exited, tail };
   } finally {
-    watchdog.kill();
+    watchdog?.forget(id);
   }
 }
 
 /**
  * A container outlives its runtime process (its init is reparented when `crun run` dies), so
- * a build killed with -9 would leave it running. This watchdog holds a pipe from us: when we
- * die, the kernel closes it, `read` returns, and the container is killed and deleted.
+ * a build killed with -9 would leave it running. The watchdog, one shell per process (it was one
+ * per RUN: a process more for every RUN), reads a pipe from us: "+ID" when a container starts,
+ * "-ID" once its runtime has returned. When we die, the kernel closes the pipe, its loop ends,
+ * and the containers it still knows are killed and deleted. When we exit normally it knows none
+ * and just exits. Ids are ours (memobuild-PID-HEX): no quoting is needed.
  */
-function killWithThisProcess(runtime: string, id: string) {
-  return Bun.spawn(["sh", "-c", 'read _; "$0" kill "$1" KILL 2>/dev/null; "$0" delete -f "$1" 2>/dev/null', runtime, id], { stdin: "pipe", stdout: "ignore", stderr: "ignore" });
+const WATCHDOG = `
+ids=
+while IFS= read -r line; do
+  case $line in
+    +*) ids="$ids \${line#+}" ;;
+    -*) kept=; for id in $ids; do [ "$id" = "\${line#-}" ] || kept="$kept $id"; done; ids=$kept ;;
+  esac
+done
+for id in $ids; do "$0" kill "$id" KILL 2>/dev/null; "$0" delete -f "$id" 2>/dev/null; done
+`;
+
+let watchdog: Watchdog | undefined;
+
+interface Watchdog {
+  watch(id: string): void;
+  forget(id: string): void;
+}
+
+function watchdogOf(runtime: string): Watchdog {
+  if (watchdog) return watchdog;
+  const current = startWatchdog(runtime);
+  watchdog = current;
+  void current.exited.then(() => {
+    if (watchdog === current) watchdog = undefined; // killed by someone: the next RUN starts another
+  });
+  return current;
+}
+
+/** A watchdog (see WATCHDOG) calling `runtime` to kill and delete what it still knows when this process dies. */
+export function startWatchdog(runtime: string): Watchdog & { exited: Promise<number> } {
+  const shell = Bun.spawn(["sh", "-c", WATCHDOG, runtime], { stdin: "pipe", stdout: "ignore", stderr: "ignore" });
+  shell.unref(); // it must not keep this process alive: its end is this process's end
+  shell.stdin.unref();
+  const say = (line: string) => {
+    try {
+      shell.stdin.write(`${line}\n`);
+      void Promise.resolve(shell.stdin.flush()).catch(() => {});
+    } catch {
+      // it is gone: watchdogOf starts another for the next RUN
+    }
+  };
+  return { watch: (id) => say(`+${id}`), forget: (id) => say(`-${id}`), exited: shell.exited };
 }
 
 /**
