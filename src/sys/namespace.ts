@@ -5,7 +5,9 @@
  * (CLONE_NEWNS also gives it a filesystem context of its own, so other threads keep theirs);
  * Bun.spawn forks from the calling thread, so a child started while the thread is in a new
  * namespace starts there, and the thread then returns to where it was. No JavaScript runs in
- * between: these functions are synchronous.
+ * between: these functions are synchronous. Since this thread's filesystem context is its own
+ * after the first call, a later process.chdir moves this thread only: MemoBuild changes directory
+ * only around a mount (snapshot/overlay.ts) and comes back, so other threads never differ.
  */
 import { constants } from "node:fs";
 import {
