@@ -737,6 +737,9 @@ describe("what each operation keys on and asks the executor for", () => {
     expect(trusted.inputs.get("0/2")!.untrusted).toBeUndefined();
     const plain = "FROM scratch\nRUN --mount=type=tmpfs,target=/t y\n";
     expect((await project(plain).build(new FakeExecutor(), { untrusted: "job-private/abc" })).steps[1].key).toBe((await project(plain).build(new FakeExecutor())).steps[1].key);
+    // One such mount among others is enough.
+    const mixed = "FROM scratch\nRUN --mount=type=tmpfs,target=/t --mount=type=cache,target=/c v\n";
+    expect((await project(mixed).build(new FakeExecutor(), { untrusted: "job-private/abc" })).steps[1].key).not.toBe((await project(mixed).build(new FakeExecutor())).steps[1].key);
   });
 
   test("SOURCE_DATE_EPOCH keys every step that makes a layer (its file times are clamped to it), and no other", async () => {
