@@ -225,6 +225,23 @@ for (const backend of BACKENDS) describe(`webhooks on ${backend.name}`, () => {
     // The non-deterministic steps panel: a step the upload did not name is shown by its key.
     expect(await parts.storage.nondeterministic(0)).toMatchObject([{ step: key, count: 1, lastBuild: null }]);
   });
+
+  test("a receiver whose events leave out cache.conflict is not sent one", async () => {
+    const target = receiver([]);
+    const tokens = [{ token: "first-writer-token", role: "rw" as const }, { token: "other-writer-token", role: "rw" as const }];
+    const parts = await hub(target.url, "build.failed", 10, tokens);
+    const app = createApp(parts);
+    const put = (path: string, body: string, token: string) => app.fetch(new Request(`http://hub${path}`, { method: "PUT", body, headers: { authorization: `Bearer ${token}` } }));
+    for (const blob of ["honest", "evil"]) await put(`/v1/blobs/${blake3Hex(blob)}`, blob, tokens[0].token);
+    const key = blake3Hex("step-unwatched");
+    await put(`/v1/actions/${key}`, JSON.stringify({ blobs: [blake3Hex("honest")], diffId: null, created: 1 }), tokens[0].token);
+    expect((await put(`/v1/actions/${key}`, JSON.stringify({ blobs: [blake3Hex("evil")], diffId: null, created: 2 }), tokens[1].token)).status).toBe(409);
+    // A build end it does take arrives, and is the only thing it was sent.
+    await parts.hub.report("build-hook-0010", "t", { events: finished("failed") });
+    await until(() => target.received.length === 1, "the build.failed webhook");
+    await Bun.sleep(100);
+    expect(target.received.map((r) => JSON.parse(r.body).type)).toEqual(["build.failed"]);
+  });
 });
 
 test("the signature is the spec's: base64 HMAC-SHA256 of id.timestamp.body under the decoded secret", async () => {
