@@ -15,6 +15,16 @@ export interface DockerfileInput {
   text: string;
 }
 
+/** The Dockerfile as a build takes it: its text, where it is (absolute, unless it came from stdin) and its context. */
+export function dockerfileFacts(input: DockerfileInput) {
+  return {
+    contextDir: input.contextDir,
+    dockerfileText: input.text,
+    dockerfilePath: input.displayPath,
+    dockerfileAbsolute: input.displayPath === "<stdin>" ? undefined : resolve(input.displayPath),
+  };
+}
+
 /** The inputs `build`, `graph` and `explain` share: [context], -f, --target, --build-arg. */
 export function dockerfileOptions(command: Command): Command {
   return command

@@ -1,6 +1,6 @@
 import type { Command } from "commander";
 import { writeFileAtomic } from "../../util/host-file.ts";
-import { join, resolve } from "node:path";
+import { join } from "node:path";
 import { removeTree } from "../../rootfs/root.ts";
 import { statCacheFile } from "../../config/cache-dir.ts";
 import { withStore } from "../store.ts";
@@ -38,7 +38,7 @@ import { commandSettings } from "../settings.ts";
 import { value } from "../../config/settings.ts";
 import { parseSshSpec, SshAgents } from "../../executor/ssh.ts";
 import { UsageError } from "../errors.ts";
-import { dockerfileOptions, readDockerfileFrom, type DockerfileInput } from "../inputs.ts";
+import { dockerfileFacts, dockerfileOptions, readDockerfileFrom, type DockerfileInput } from "../inputs.ts";
 import { resolveNamedContexts } from "../named-contexts.ts";
 import { checkProjectTags } from "../project-tags.ts";
 import { attestFlagsGiven, buildFlagOptions, annotationsFor, checkAnnotations, checkMultiPlatform, checkOutputs, platformsFrom, networkFrom, noCacheStages, outputsFrom, parseAnnotations, parseBuildContexts, parseCacheSpec, parseEntitlements, parseLabels, parseSecret, sandboxFrom, usage, type AnnotationSpec, type BuildFlags } from "../build-flags.ts";
@@ -208,10 +208,7 @@ export function registerBuild(program: Command) {
         const mounts = builder ? undefined : await openCacheMounts(mountChoice, settings, remote, store, (message) => printer({ type: "warning", message }));
         const buildCaches = cacheFrom.length ? await openBuildCaches(cacheFrom, settings, store, registry, progress) : [];
         const local: Omit<BuildOptions, "platform"> = {
-            contextDir: input.contextDir,
-            dockerfileText: input.text,
-            dockerfilePath: input.displayPath,
-            dockerfileAbsolute: input.displayPath === "<stdin>" ? undefined : resolve(input.displayPath),
+            ...dockerfileFacts(input),
             buildArgs: value(settings, "buildArgs"),
             target: value(settings, "target"),
             noCache: !flags.cache,
@@ -253,10 +250,7 @@ export function registerBuild(program: Command) {
         const solved = results.filter((done) => "graph" in done);
         if (solved.length) for (const spec of cacheTo) await writeBuildCache(spec, solved, settings, store, registry, progress);
         const facts = {
-          dockerfileText: input.text,
-          dockerfilePath: input.displayPath,
-          contextDir: input.contextDir,
-          dockerfileAbsolute: input.displayPath === "<stdin>" ? undefined : resolve(input.displayPath),
+          ...dockerfileFacts(input),
           statCacheFile: statCacheFile(store.dir, input.contextDir),
           target: value<string | undefined>(settings, "target"),
           buildArgs: value<Record<string, string>>(settings, "buildArgs"),
@@ -419,10 +413,7 @@ async function buildOnWorker(builder: string, settings: Settings, flags: BuildFl
   const jobs = new JobsClient({ url: builder, token: remote.token });
   const cache = builderCache(builder, settings, (message) => progress({ type: "warning", message }));
   const options = {
-    contextDir: input.contextDir,
-    dockerfileText: input.text,
-    dockerfilePath: input.displayPath,
-    dockerfileAbsolute: input.displayPath === "<stdin>" ? undefined : resolve(input.displayPath),
+    ...dockerfileFacts(input),
     statCacheFile: statCacheFile(store.dir, input.contextDir),
     // SOURCE_DATE_EPOCH from this environment reaches the worker as the build arg BuildKit also reads.
     buildArgs: { ...(process.env.SOURCE_DATE_EPOCH ? { SOURCE_DATE_EPOCH: process.env.SOURCE_DATE_EPOCH } : {}), ...value<Record<string, string>>(settings, "buildArgs") },

@@ -1,11 +1,10 @@
 import type { Command } from "commander";
-import { resolve } from "node:path";
 import { statCacheFile } from "../../config/cache-dir.ts";
 import { withStore } from "../store.ts";
 import { explainSteps, type Explanation } from "../../solver/explain.ts";
 import { silentProgress } from "../../solver/progress.ts";
 import { build, buildRecordName } from "../../solver/solver.ts";
-import { dockerfileOptions, readDockerfileFrom } from "../inputs.ts";
+import { dockerfileFacts, dockerfileOptions, readDockerfileFrom } from "../inputs.ts";
 import { openRemote, remoteOptions } from "../remote.ts";
 import { commandSettings } from "../settings.ts";
 import { UsageError } from "../errors.ts";
@@ -41,12 +40,9 @@ export function registerExplain(program: Command) {
       const contextSpecs = parseBuildContexts(flags.buildContext);
       await withStore(value(settings, "cacheDir"), async (store) => {
         const namedContexts = await resolveNamedContexts(contextSpecs, store, undefined);
-        const dockerfileAbsolute = input.displayPath === "<stdin>" ? undefined : resolve(input.displayPath);
+        const facts = dockerfileFacts(input);
         const result = await build({
-          contextDir: input.contextDir,
-          dockerfileText: input.text,
-          dockerfilePath: input.displayPath,
-          dockerfileAbsolute,
+          ...facts,
           buildArgs: value(settings, "buildArgs"),
           target: value(settings, "target"),
           noCache: false,
@@ -61,7 +57,7 @@ export function registerExplain(program: Command) {
           remote,
           platform,
         });
-        const last = store.lastBuildInputs(buildRecordName(dockerfileAbsolute ?? input.displayPath, platform), result.graph.target.id);
+        const last = store.lastBuildInputs(buildRecordName(facts.dockerfileAbsolute ?? input.displayPath, platform), result.graph.target.id);
         const explanations = explainSteps(result.steps, result.inputs, last);
         if (remote) await addConflicts(remote, result.steps, explanations);
         if (flags.json) {
