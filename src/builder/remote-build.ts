@@ -61,6 +61,12 @@ export interface RemoteBuildOptions {
   ssh?: { ids: string[]; agents: SshAgents };
   /** The hub's id of this build (its reporter's): the worker's uploads name it. */
   build?: string;
+  /**
+   * What the submitter asks of the worker's RUNs and image, as a local build would take them
+   * (--network, --allow, --add-host, --shm-size, --ulimit, --no-cache-filter, --pull, --annotation):
+   * checked here first, and again by the worker, which grants entitlements only as it was started to.
+   */
+  asked?: Pick<JobDefinition, "network" | "allow" | "sandbox" | "noCacheFilter" | "pull" | "annotations">;
 }
 
 export class RemoteBuildError extends UserError {}
@@ -80,12 +86,19 @@ export async function buildRemotely(options: RemoteBuildOptions): Promise<{ imag
     noCache: options.noCache,
     context: { manifest: await uploadContext(options, context), digest: context.digest() },
     contexts: await uploadNamedDirectories(options),
-    images: { ...(await uploadImages(options)), ...(await uploadNamedImages(options)) },
+    // With --pull the worker looks every base image up in its registry: none goes from this store.
+    images: { ...(options.asked?.pull ? {} : await uploadImages(options)), ...(await uploadNamedImages(options)) },
     labels: options.labels,
     secrets: [...(options.secrets?.keys() ?? [])],
     ...(options.cacheMountScope !== undefined ? { cacheMountScope: options.cacheMountScope } : {}),
     ssh: options.ssh?.ids ?? [],
     ...(options.build !== undefined ? { build: options.build } : {}),
+    allow: [],
+    sandbox: { addHost: [], ulimit: [] },
+    noCacheFilter: [],
+    pull: false,
+    annotations: {},
+    ...options.asked,
   };
   const secrets = secretTexts(options.secrets); // before anything is submitted
   const agents = options.ssh ? new RemoteAgents(options.ssh.agents) : undefined;

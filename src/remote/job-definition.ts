@@ -61,7 +61,22 @@ export interface JobDefinition {
    * from the worker holding the job, for a build of the job's submitter (app.ts).
    */
   build?: string;
+  /** `--network`: the RUN network asked for (absent: default). host needs network.host in `allow`. */
+  network?: "none" | "host";
+  /** `--allow`: entitlements asked for; the worker grants them only if it was started with them, and only to a trusted submitter. */
+  allow: JobEntitlement[];
+  /** `--add-host`, `--shm-size`, `--ulimit` as the submitter wrote them: the worker's build parses them again. */
+  sandbox: { addHost: string[]; shmSize?: string; ulimit: string[] };
+  /** `--no-cache-filter`: the stages (names or indexes) run without the cache. */
+  noCacheFilter: string[];
+  /** `--pull`: base images are looked up in their registries, none sent from the client's store. */
+  pull: boolean;
+  /** `--annotation` of the image's manifest (the only kind one platform's build has). */
+  annotations: Record<string, string>;
 }
+
+export const JOB_ENTITLEMENTS = ["network.host", "security.insecure"] as const;
+export type JobEntitlement = (typeof JOB_ENTITLEMENTS)[number];
 
 export class JobDefinitionError extends UserError {}
 
@@ -123,7 +138,47 @@ export function parseJobDefinition(value: unknown): JobDefinition {
     ssh: secretIds(value.ssh ?? [], "ssh"),
     ...(value.cacheMountScope !== undefined ? { cacheMountScope: scopeName(value.cacheMountScope) } : {}),
     ...(value.build !== undefined ? { build: buildId(value.build) } : {}),
+    ...(value.network !== undefined && value.network !== "default" ? { network: networkMode(value.network) } : {}),
+    allow: entitlements(value.allow ?? []),
+    sandbox: sandboxFlags(value.sandbox ?? {}),
+    noCacheFilter: flagValues(value.noCacheFilter ?? [], "noCacheFilter", /^[\w.,-]{1,256}$/),
+    pull: value.pull === true,
+    annotations: annotations(value.annotations ?? {}),
   };
+}
+
+function networkMode(value: unknown): "none" | "host" {
+  if (value !== "none" && value !== "host") fail("network", "default, none or host");
+  return value;
+}
+
+function entitlements(value: unknown): JobEntitlement[] {
+  if (!Array.isArray(value) || value.some((e) => !(JOB_ENTITLEMENTS as readonly unknown[]).includes(e))) fail("allow", `a list of ${JOB_ENTITLEMENTS.join(", ")}`);
+  return [...new Set(value as JobEntitlement[])];
+}
+
+/** Values the worker hands its build joined to their flag (--flag=VALUE): bounded, one line each. */
+function flagValues(value: unknown, field: string, shape: RegExp): string[] {
+  if (!Array.isArray(value) || value.length > 64 || value.some((v) => typeof v !== "string" || !shape.test(v))) fail(field, `at most 64 values matching ${shape}`);
+  return value as string[];
+}
+
+function sandboxFlags(value: unknown): JobDefinition["sandbox"] {
+  if (!isRecord(value)) fail("sandbox", "{ addHost, shmSize, ulimit }");
+  if (value.shmSize !== undefined && (typeof value.shmSize !== "string" || !/^[\w.]{1,32}$/.test(value.shmSize))) fail("sandbox.shmSize", "a size such as 256m");
+  return {
+    addHost: flagValues(value.addHost ?? [], "sandbox.addHost", /^[\w.:=\[\]-]{1,300}$/),
+    ...(value.shmSize !== undefined ? { shmSize: value.shmSize as string } : {}),
+    ulimit: flagValues(value.ulimit ?? [], "sandbox.ulimit", /^[a-z]{1,16}=-?\d{1,20}(:-?\d{1,20})?$/),
+  };
+}
+
+/** Manifest annotations: a key is what `--annotation manifest:KEY=VALUE` can carry (no space, no =). */
+function annotations(value: unknown): Record<string, string> {
+  const found = strings(value, "annotations");
+  if (Object.keys(found).length > 256) fail("annotations", "at most 256 annotations");
+  for (const key of Object.keys(found)) if (!/^[^\s=]{1,1024}$/.test(key)) fail(`annotations.${key}`, "a key without spaces or =");
+  return found;
 }
 
 function buildId(value: unknown): string {

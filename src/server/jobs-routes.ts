@@ -1,7 +1,8 @@
 /**
  * Remote execution's routes (see jobs.ts):
  *   POST   /v1/jobs                    any token: submit a build (a read-only token too: the
- *                                      results are written by the worker, never the submitter)
+ *                                      results are written by the worker, never the submitter;
+ *                                      one asking for an entitlement, --allow, only a read-write token)
  *   GET    /v1/jobs                    recent jobs: state, worker, attempts, cache affinity
  *   GET    /v1/jobs/{id}/events?since=N&wait=MS   the submitter follows its job (long poll)
  *   DELETE /v1/jobs/{id}                the submitter cancels
@@ -68,6 +69,10 @@ export function jobRoutes(
   app.post("/v1/jobs", async (c) => {
     const body = await jsonBody(c, MAX_JOB_BYTES);
     if (!body || typeof body.definition !== "object" || body.definition === null) return error(c, 400, `a job is JSON { "definition": {...}, "hints": [keys] } of at most ${MAX_JOB_BYTES} bytes`);
+    // Entitlements go to trusted submitters only; the worker checks again at claim (the role may change since).
+    const asks = (body.definition as { allow?: unknown }).allow;
+    const role = roleOf(c.get("token"));
+    if (Array.isArray(asks) && asks.length > 0 && role !== "rw" && role !== "worker") return error(c, 403, `--allow ${asks.join(", ")}: a read-only token's build is never granted an entitlement (submit it with a read-write token)`);
     const hints = Array.isArray(body.hints) ? body.hints.filter((h): h is string => typeof h === "string" && /^[0-9a-f]{64}$/.test(h)).slice(0, 10_000) : [];
     return c.json({ id: await queue.submit(c.get("token"), body.definition, hints) }, 201);
   });

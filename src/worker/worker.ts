@@ -12,7 +12,7 @@ import { reapAbandoned } from "../executor/reap.ts";
 import { RemoteCache } from "../remote/client.ts";
 import { parseJobDefinition, type JobDefinition } from "../remote/job-definition.ts";
 import { privateScope } from "../remote/mount-manifest.ts";
-import { JobsClient, type ClaimSubmitter, type Claimed } from "../remote/jobs-client.ts";
+import { JobsClient, JobsError, type ClaimSubmitter, type Claimed } from "../remote/jobs-client.ts";
 import { removeTree } from "../rootfs/root.ts";
 import { BloomFilter } from "../util/bloom.ts";
 import { terminalText } from "../util/terminal-text.ts";
@@ -137,6 +137,7 @@ export class Worker {
 
   /** Runs the build as this program's own `build`, its JSON progress forwarded to the server. */
   private async build(id: string, definition: JobDefinition, place: JobPlace, submitter: ClaimSubmitter | undefined): Promise<{ result: unknown } | { error: string }> {
+    const granted = grantedEntitlements(definition, submitter, this.options);
     const contextDir = await materializeContext(place, definition);
     const imageFlags = [...(await layOutImages(place, definition.images)), ...(await materializeNamedContexts(place, definition.contexts))];
     const dockerfile = join(place.work, "Dockerfile");
@@ -151,7 +152,7 @@ export class Worker {
     const lease = this.running.get(id)!.lease;
     const agents = serveAgents(definition.ssh, (agent, message) => this.jobs.askAgent(id, lease, { agent, ...message }));
     try {
-      const jobFlags = [...cacheMountFlags(submitter, definition.cacheMountScope), ...imageFlags, ...secretFlags, ...agents.flags];
+      const jobFlags = [...cacheMountFlags(submitter, definition.cacheMountScope), ...granted.map((a) => `--allow=${a}`), ...askedFlags(definition), ...imageFlags, ...secretFlags, ...agents.flags];
       return await this.runBuild(id, place, definition, jobFlags, { dockerfile, metadata, secretEnv, contextDir });
     } finally {
       agents.stop();
@@ -171,7 +172,6 @@ export class Worker {
       ...(definition.target !== undefined ? [`--target=${definition.target}`] : []),
       ...(definition.noCache ? ["--no-cache"] : []),
       ...Object.entries(definition.labels).map(([k, v]) => `--label=${k}=${v}`),
-      ...this.options.allow.flatMap((a) => ["--allow", a]),
       ...jobFlags,
     ];
     // The token by environment (not on a command line others can read); no settings of this
@@ -236,6 +236,37 @@ export function cacheMountFlags(submitter: ClaimSubmitter | undefined, scopeName
   const id = submitter && /^[0-9a-z]{1,64}$/.test(submitter.id) ? submitter.id : "unknown";
   // The private scope also keys apart its RUNs that read a mount or secret (solver/ops/run.ts).
   return ["--remote-cache-mounts=on", `--cache-mount-scope=${privateScope(id)}`];
+}
+
+/**
+ * The entitlements a job gets: those it asks for (the submitter's --allow, as a local build
+ * needs them), if this worker was started with them (`memobuild worker --allow`) and the
+ * submitter's token is trusted (read-write): a read-only token's job, a pull request's, never
+ * gets one. `--add-host NAME:host-gateway` reaches this machine's loopback, so it needs
+ * network.host as granted. A job asking for more than it may have fails before it runs, saying why.
+ */
+export function grantedEntitlements(definition: JobDefinition, submitter: ClaimSubmitter | undefined, worker: Pick<WorkerOptions, "allow" | "name">): string[] {
+  const hostGateway = definition.sandbox.addHost.some((spec) => /^[^:=]+[:=]host-gateway$/.test(spec));
+  if (hostGateway && !definition.allow.includes("network.host")) throw new JobsError("--add-host NAME:host-gateway reaches the worker's loopback: the job must ask for --allow network.host");
+  for (const entitlement of definition.allow) {
+    if (!submitter?.trusted) throw new JobsError(`--allow ${entitlement}: a job of a read-only token is never granted an entitlement (submit it with a read-write token)`);
+    if (!worker.allow.includes(entitlement)) throw new JobsError(`--allow ${entitlement}: worker ${worker.name} does not grant it (start it with memobuild worker --allow ${entitlement})`);
+  }
+  return definition.allow;
+}
+
+/** The build's own flags the job carries (--network, --add-host, …), each value joined to its flag. */
+export function askedFlags(definition: JobDefinition): string[] {
+  const { sandbox } = definition;
+  return [
+    ...(definition.network ? [`--network=${definition.network}`] : []),
+    ...sandbox.addHost.map((spec) => `--add-host=${spec}`),
+    ...(sandbox.shmSize !== undefined ? [`--shm-size=${sandbox.shmSize}`] : []),
+    ...sandbox.ulimit.map((spec) => `--ulimit=${spec}`),
+    ...definition.noCacheFilter.map((stages) => `--no-cache-filter=${stages}`),
+    ...(definition.pull ? ["--pull"] : []),
+    ...Object.entries(definition.annotations).map(([key, value]) => `--annotation=manifest:${key}=${value}`),
+  ];
 }
 
 /** The worker's environment without MemoBuild's own settings (the job's build sets what it needs). */

@@ -16,7 +16,9 @@ import type { RegistryOptions } from "../../registry/client.ts";
 import { REF_NAME, storeImageIndex, type StoredImage } from "../../image/layout.ts";
 import type { BuildReporter } from "../../report/reporter.ts";
 import { build, sourceDateEpoch, type BuildOptions, type BuildResult, type NamedContext } from "../../solver/solver.ts";
-import { buildRemotely } from "../../builder/remote-build.ts";
+import { buildRemotely, type RemoteBuildOptions } from "../../builder/remote-build.ts";
+import type { NetworkMode } from "../../executor/network.ts";
+import { wantsHostGateway } from "../../executor/sandbox.ts";
 import { spreadJobs } from "../../builder/spread-plan.ts";
 import { isPrivateScope } from "../../remote/mount-manifest.ts";
 import { runChecks } from "../check.ts";
@@ -388,27 +390,44 @@ function cachedKeys(spec: CacheSpec, result: { steps: StepResult[]; plan: Plan; 
 }
 
 /**
- * Flags that a job does not carry to its worker yet: refused rather than dropped, since the
- * worker's build would differ from the one asked for (its RUN without the hosts, limits or
- * /dev/shm size; every stage from the cache; the base image from the client's store; an image
- * without its annotations).
+ * `--cache-from` and `--cache-to` stay refused with --builder: the worker would read and write
+ * where the submitter says — a directory of the worker's own disk (type=local), or any host its
+ * network reaches (type=registry: the worker's internal network, a cloud's metadata address),
+ * with the worker's credentials — and a build cache read there is a result no worker computed.
  */
-function notSentToWorkers(flags: BuildFlags): (string | false)[] {
+function refusedWithBuilder(flags: BuildFlags): string[] {
   return [
-    flags.addHost?.length > 0 && "--add-host",
-    flags.shmSize !== undefined && "--shm-size",
-    flags.ulimit?.length > 0 && "--ulimit",
-    flags.noCacheFilter?.length > 0 && "--no-cache-filter",
-    flags.pull === true && "--pull",
-    flags.annotation?.length > 0 && "--annotation",
-  ];
+    flags.cacheFrom.length > 0 && "--cache-from (the worker would read a build cache from wherever the submitter names: its own disk, any host it reaches)",
+    flags.cacheTo.length > 0 && "--cache-to (the worker would write a build cache wherever the submitter names)",
+  ].filter((x): x is string => Boolean(x));
+}
+
+/**
+ * What a job carries of the build's flags to its worker, so the worker's build is the one asked
+ * for. The flags were checked as for a local build (networkFrom, sandboxFrom, parseAnnotations);
+ * one more rule holds remotely: `--add-host NAME:host-gateway` on a worker reaches the worker's
+ * own loopback, so it is asked for as network.host is, and granted only as that is (worker.ts).
+ */
+function carriedToWorker(flags: BuildFlags, network: NetworkMode, annotations: AnnotationSpec): NonNullable<RemoteBuildOptions["asked"]> {
+  const sandbox = sandboxFrom(flags);
+  if (wantsHostGateway(sandbox) && !flags.allow.includes("network.host")) throw new UsageError("--add-host NAME:host-gateway on a remote builder reaches the worker's own loopback: add --allow network.host (and the worker must grant it: memobuild worker --allow network.host)");
+  return {
+    ...(network !== "default" ? { network } : {}),
+    allow: [...parseEntitlements(flags.allow)],
+    sandbox: { addHost: flags.addHost, ...(flags.shmSize !== undefined ? { shmSize: flags.shmSize } : {}), ulimit: flags.ulimit },
+    noCacheFilter: flags.noCacheFilter,
+    pull: flags.pull === true,
+    annotations: annotationsFor(annotations.manifest, hostPlatform()) ?? {},
+  };
 }
 
 /** `--builder URL`: the build runs on one of the server's workers; the image comes back to this store. */
 async function buildOnWorker(builder: string, settings: Settings, flags: BuildFlags, store: LocalStore, input: DockerfileInput, progress: ProgressSink, given: { cacheMountScope: string | undefined; ssh: { ids: string[]; agents: SshAgents }; namedContexts: Map<string, NamedContext>; reportedAs?: string }) {
   const { cacheMountScope, ssh, namedContexts, reportedAs } = given;
-  const unsupported = [flags.cacheFrom.length && "--cache-from", flags.cacheTo.length && "--cache-to", flags.network !== "default" && "--network (a worker gives RUN the default network)", flags.allow.length && "--allow (a worker grants entitlements itself)", ...notSentToWorkers(flags)].filter(Boolean);
-  if (unsupported.length) throw new UsageError(`--builder: ${unsupported.join(", ")} cannot be used with a remote builder yet`);
+  const unsupported = refusedWithBuilder(flags);
+  if (unsupported.length) throw new UsageError(`--builder: ${unsupported.join("; ")}: not with a remote builder`);
+  const network = networkFrom(flags);
+  const asked = carriedToWorker(flags, network, parseAnnotations(flags.annotation));
   const remote = remoteSettings(settings, (message) => progress({ type: "warning", message }));
   const jobs = new JobsClient({ url: builder, token: remote.token });
   const cache = builderCache(builder, settings, (message) => progress({ type: "warning", message }));
@@ -423,10 +442,13 @@ async function buildOnWorker(builder: string, settings: Settings, flags: BuildFl
   // The keys of the build's steps, computed here, let the server send it where they are cached;
   // the plan and inputs behind them are what provenance records of the build.
   let plan: ProgressEvent | undefined;
-  const planned = await build({ ...options, store, secrets: new Map(), network: "default", progress: (e) => void (e.type === "plan" && (plan = e)), dryRun: true, namedContexts }).catch(() => undefined);
+  // Keyed with the network and sandbox the worker's build will have, as a local build keys them.
+  const keyed = { network, allow: new Set(asked.allow), sandbox: sandboxFrom(flags), noCacheStages: noCacheStages(flags.noCacheFilter) };
+  const planned = await build({ ...options, ...keyed, store, secrets: new Map(), progress: (e) => void (e.type === "plan" && (plan = e)), dryRun: true, namedContexts }).catch(() => undefined);
   const hints = planned ? planned.steps.map((s) => s.key).filter(Boolean) : [];
-  const spread = await spreadOverWorkers(planned, plan, options.noCache, cache);
-  const built = await buildRemotely({ ...options, jobs, remote: cache, store, labels: parseLabels("--label", flags.label), progress, hints, secrets: new Map(flags.secret.map(parseSecret)), spread, cacheMountScope, ...(ssh.ids.length ? { ssh } : {}), namedContexts, build: reportedAs });
+  // A stage run without the cache (--no-cache-filter) would be run again by the job built on it: one job.
+  const spread = await spreadOverWorkers(planned, plan, options.noCache || keyed.noCacheStages.size > 0, cache);
+  const built = await buildRemotely({ ...options, jobs, remote: cache, store, labels: parseLabels("--label", flags.label), progress, hints, secrets: new Map(flags.secret.map(parseSecret)), spread, cacheMountScope, ...(ssh.ids.length ? { ssh } : {}), namedContexts, build: reportedAs, asked });
   if (planned) recordRemoteBuild(store, options.dockerfileAbsolute ?? options.dockerfilePath, planned, built.steps);
   return { ...built, plan: planned?.plan, inputs: planned?.inputs };
 }
