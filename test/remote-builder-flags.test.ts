@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { memobuildBinary, runMemobuild } from "./support/binary.ts";
+import { memobuildBinary } from "./support/binary.ts";
 import { buildBaseImage, machineWithBase, writeProject } from "./support/base-image.ts";
 import { startCacheServer, type CacheServer } from "./support/server.ts";
 import { spawnWorker, type WorkerProcess } from "./support/worker.ts";

@@ -406,18 +406,6 @@ describe("builds through --builder", () => {
     expect(copy).toMatchObject({ hit: false, worker });
     expect(copy.reasons.join("\n")).toContain("a.txt (content)");
   }, 120_000);
-
-  test("what a remote builder cannot do yet is refused before anything is sent", async () => {
-    const dir = writeProject(join(work, "refused"), { Dockerfile: "FROM memobuild/busybox\n" });
-    const result = await remoteBuild(dir, machineWithBase(join(work, "client-refused"), baseOci), "--allow", "network.host");
-    expect(result.exitCode).toBe(2);
-    expect(result.stderr).toContain("--builder: --allow (a worker grants entitlements itself) cannot be used with a remote builder yet");
-    // Flags a job does not carry to its worker are refused too, never dropped: the worker's RUN
-    // would run without them and the build would still succeed.
-    const sandbox = await remoteBuild(dir, machineWithBase(join(work, "client-refused"), baseOci), "--add-host", "db:10.1.2.3", "--shm-size", "8m", "--ulimit", "nofile=777:777", "--no-cache-filter", "0", "--pull", "--annotation", "a=b");
-    expect(sandbox.exitCode).toBe(2);
-    expect(sandbox.stderr).toContain("--builder: --add-host, --shm-size, --ulimit, --no-cache-filter, --pull, --annotation cannot be used with a remote builder yet");
-  });
 });
 
 test("a submitter's values cannot pass for flags of the worker's build (a target that looks like one is a stage name)", async () => {

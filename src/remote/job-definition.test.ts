@@ -45,3 +45,20 @@ test("named contexts and ssh ids: kept when well formed (absent in an older clie
 test("a job cannot name a worker's private scope: it would share that submitter's files and results", () => {
   expect(() => parseJobDefinition(definition({ cacheMountScope: "job-private/0123456789ab" }))).toThrow("job definition: cacheMountScope: expected a scope not named job-private/…");
 });
+
+test("the build flags a job carries: kept when well formed (absent in an older client's job: the defaults), refused otherwise, naming the field", () => {
+  const carried = { network: "none", allow: ["network.host"], sandbox: { addHost: ["db:10.1.2.3", "v6=[::1]"], shmSize: "8m", ulimit: ["nofile=777:777", "core=-1"] }, noCacheFilter: ["a,1"], pull: true, annotations: { "org.example.k": "a value = with spaces" } };
+  expect(parseJobDefinition(definition(carried))).toMatchObject(carried);
+  expect(parseJobDefinition(definition({}))).toMatchObject({ allow: [], sandbox: { addHost: [], ulimit: [] }, noCacheFilter: [], pull: false, annotations: {} });
+  expect(parseJobDefinition(definition({ network: "default" })).network).toBeUndefined();
+  const refused: [Record<string, unknown>, string][] = [
+    [{ network: "bridge" }, "network: expected default, none or host"],
+    [{ allow: ["device"] }, "allow: expected a list of network.host, security.insecure"],
+    [{ sandbox: { addHost: ["db:1.2.3.4 --privileged"] } }, "sandbox.addHost: expected at most 64 values"],
+    [{ sandbox: { shmSize: "8m --x" } }, "sandbox.shmSize: expected a size"],
+    [{ sandbox: { ulimit: ["nofile=1 2"] } }, "sandbox.ulimit: expected at most 64 values"],
+    [{ noCacheFilter: ["a b"] }, "noCacheFilter: expected at most 64 values"],
+    [{ annotations: { "a=b": "c" } }, "annotations.a=b: expected a key without spaces or ="],
+  ];
+  for (const [extra, message] of refused) expect(() => parseJobDefinition(definition(extra))).toThrow(`job definition: ${message}`);
+});

@@ -54,7 +54,7 @@ export function registerWorker(program: Command) {
     .option("--sign-key <file>", "sign every result with this Ed25519 key (from `memobuild key generate`); readers trust its public key")
     .option("--remote-trust <pubkey>", "its builds use only step results and cache mount versions signed by this key or its own --sign-key (repeatable: the other workers' keys, CI's)", collect)
     .option("--label <k=v>", "a label the server shows for this worker (repeatable)", collect)
-    .option("--allow <entitlement>", "let the builds this worker runs use network.host or security.insecure (a submitter cannot)", collect)
+    .option("--allow <entitlement>", "grant network.host or security.insecure to a build that asks for it (build --allow) and was submitted with a read-write token; without it, such a job fails (repeatable)", collect)
     .action(async (flags: WorkerFlags) => {
       const server = flags.server ?? process.env.MEMOBUILD_REMOTE_URL;
       const token = flags.token ?? process.env.MEMOBUILD_TOKEN;

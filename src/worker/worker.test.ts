@@ -1,0 +1,38 @@
+/**
+ * What a worker grants a job and the build flags it makes of the job's definition: entitlements
+ * only those the job asks for, the worker was started with and a trusted (read-write) submitter
+ * may have; every value joined to its flag.
+ */
+import { expect, test } from "bun:test";
+import { parseJobDefinition } from "../remote/job-definition.ts";
+import { askedFlags, grantedEntitlements } from "./worker.ts";
+
+const job = (extra: Record<string, unknown>) =>
+  parseJobDefinition({ version: 1, dockerfile: { text: "FROM scratch\n", path: "Dockerfile" }, buildArgs: {}, noCache: false, context: { manifest: "a".repeat(64), digest: "b".repeat(64) }, images: {}, labels: {}, secrets: [], ...extra });
+const trusted = { id: "0123456789ab", trusted: true };
+const untrusted = { id: "0123456789ab", trusted: false };
+const granting = { name: "w1", allow: ["network.host", "security.insecure"] };
+
+test("a job gets the entitlements it asks for, not every one its worker may grant", () => {
+  expect(grantedEntitlements(job({}), trusted, granting)).toEqual([]);
+  expect(grantedEntitlements(job({ allow: ["security.insecure"] }), trusted, granting)).toEqual(["security.insecure"]);
+});
+
+test("an untrusted submitter's job, or one asking what the worker does not grant, fails saying why", () => {
+  expect(() => grantedEntitlements(job({ allow: ["network.host"] }), untrusted, granting)).toThrow("--allow network.host: a job of a read-only token is never granted an entitlement");
+  expect(() => grantedEntitlements(job({ allow: ["network.host"] }), undefined, granting)).toThrow("never granted an entitlement");
+  expect(() => grantedEntitlements(job({ allow: ["network.host"] }), trusted, { name: "w2", allow: ["security.insecure"] })).toThrow("--allow network.host: worker w2 does not grant it (start it with memobuild worker --allow network.host)");
+});
+
+test("--add-host NAME:host-gateway needs network.host asked for and granted: it reaches the worker's loopback", () => {
+  const gateway = { sandbox: { addHost: ["gw:host-gateway"] } };
+  expect(() => grantedEntitlements(job(gateway), trusted, granting)).toThrow("--add-host NAME:host-gateway reaches the worker's loopback");
+  expect(() => grantedEntitlements(job({ ...gateway, allow: ["network.host"] }), untrusted, granting)).toThrow("never granted an entitlement");
+  expect(grantedEntitlements(job({ ...gateway, allow: ["network.host"] }), trusted, granting)).toEqual(["network.host"]);
+});
+
+test("the carried flags become the build's own, each value joined to its flag", () => {
+  const definition = job({ network: "none", sandbox: { addHost: ["db:10.1.2.3"], shmSize: "8m", ulimit: ["nofile=777:777"] }, noCacheFilter: ["a"], pull: true, annotations: { "org.example.k": "v=w" } });
+  expect(askedFlags(definition)).toEqual(["--network=none", "--add-host=db:10.1.2.3", "--shm-size=8m", "--ulimit=nofile=777:777", "--no-cache-filter=a", "--pull", "--annotation=manifest:org.example.k=v=w"]);
+  expect(askedFlags(job({}))).toEqual([]);
+});
