@@ -76,7 +76,8 @@ describe("build flags carried to the worker", () => {
     const dir = project("sandbox", "{ grep -w db /etc/hosts; df -k /dev/shm | tail -n 1; ulimit -n; } > /out");
     const flags = ["--add-host", "db:10.1.2.3", "--shm-size", "8m", "--ulimit", "nofile=777:777"];
     const remoteOut = join(work, "sandbox-remote");
-    const remote = await remoteBuild(dir, granting, RO, ...flags, "-o", `type=local,dest=${remoteOut}`);
+    const client = machine();
+    const remote = await memobuild(["build", dir, "--cache-dir", client, "--builder", granting.url, "--remote-token", RO, ...flags, "-o", `type=local,dest=${remoteOut}`]);
     expect(remote.stderr).not.toContain("error");
     expect(remote.exitCode).toBe(0);
     const seen = outOf(remoteOut).split("\n");
@@ -87,6 +88,15 @@ describe("build flags carried to the worker", () => {
     expect(local.exitCode).toBe(0);
     expect(runKeys(remote)).toEqual(runKeys(local));
     expect(remote.meta!["containerimage.digest"]).toBe(local.meta!["containerimage.digest"]);
+    // The client keyed the build as the worker did (its hints to the server, explain): every step hits.
+    const explain = Bun.spawnSync([memobuildBinary(), "explain", dir, "--cache-dir", client, "--builder", granting.url, "--remote-token", RO, ...flags, "--json"], { env: { ...process.env, SOURCE_DATE_EPOCH: "1700000000" } });
+    const explained = JSON.parse(explain.stdout.toString()) as { hit: boolean; configOnly: boolean }[];
+    expect(explained.filter((e) => !e.configOnly).map((e) => e.hit)).toEqual([true]);
+    // And sent the server those keys: the worker that ran the build holds every one of them.
+    expect((await memobuild(["build", dir, "--cache-dir", client, "--builder", granting.url, "--remote-token", RO, ...flags])).exitCode).toBe(0);
+    const { jobs } = (await (await fetch(`${granting.url}/v1/jobs`, { headers: { authorization: `Bearer ${RO}` } })).json()) as { jobs: { affinity?: number; hints: number }[] };
+    expect(jobs[0]!.hints).toBeGreaterThan(0);
+    expect(jobs[0]!.affinity).toBe(jobs[0]!.hints);
   }, 120_000);
 
   test("--network none: the worker's RUN has only its loopback, keyed as a local build keys it", async () => {
