@@ -79,7 +79,8 @@ export async function buildRemotely(options: RemoteBuildOptions): Promise<{ imag
   const context = await loadContext({ contextDir: options.contextDir, dockerfile: options.dockerfileAbsolute, statCacheFile: options.statCacheFile });
   progress({ type: "context", digest: context.digest() });
   const definition: JobDefinition = {
-    version: 1,
+    // A worker that cannot take the flags asked for refuses the job instead of dropping them.
+    version: carriesFlags(options.asked) ? 2 : 1,
     dockerfile: { text: options.dockerfileText, path: options.dockerfilePath },
     buildArgs: options.buildArgs,
     ...(options.target !== undefined ? { target: options.target } : {}),
@@ -111,6 +112,13 @@ export async function buildRemotely(options: RemoteBuildOptions): Promise<{ imag
   } finally {
     agents?.close();
   }
+}
+
+/** Whether the job asks its worker for anything a version-1 definition cannot say. */
+function carriesFlags(asked: RemoteBuildOptions["asked"]): boolean {
+  if (!asked) return false;
+  const { network, allow, sandbox, noCacheFilter, pull, annotations } = asked;
+  return network !== undefined || allow.length > 0 || sandbox.addHost.length > 0 || sandbox.shmSize !== undefined || sandbox.ulimit.length > 0 || noCacheFilter.length > 0 || pull || Object.keys(annotations).length > 0;
 }
 
 /** The whole build as one job; Ctrl-C cancels it. */

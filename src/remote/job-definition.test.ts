@@ -62,3 +62,9 @@ test("the build flags a job carries: kept when well formed (absent in an older c
   ];
   for (const [extra, message] of refused) expect(() => parseJobDefinition(definition(extra))).toThrow(`job definition: ${message}`);
 });
+
+test("a definition that carries build flags is version 2 (a worker from before them refuses it); 1 and 2 are taken, nothing else", () => {
+  expect(parseJobDefinition(definition({ version: 2, pull: true })).version).toBe(2);
+  expect(parseJobDefinition(definition({})).version).toBe(1);
+  expect(() => parseJobDefinition(definition({ version: 3 }))).toThrow("job definition: version: expected 1 or 2");
+});

@@ -37,7 +37,11 @@ export interface ContextManifest {
 }
 
 export interface JobDefinition {
-  version: 1;
+  /**
+   * 2 when the job carries build flags (network … annotations below): a worker from before them
+   * refuses the job ("version: expected 1") rather than build without them. 1 otherwise.
+   */
+  version: 1 | 2;
   dockerfile: { text: string; path: string };
   buildArgs: Record<string, string>;
   target?: string;
@@ -106,7 +110,7 @@ export function parseBlobRef(value: unknown, field: string): BlobRef {
 }
 
 export function parseJobDefinition(value: unknown): JobDefinition {
-  if (!isRecord(value) || value.version !== 1) fail("version", "1");
+  if (!isRecord(value) || (value.version !== 1 && value.version !== 2)) fail("version", "1 or 2");
   const dockerfile = value.dockerfile;
   if (!isRecord(dockerfile) || typeof dockerfile.text !== "string" || typeof dockerfile.path !== "string" || dockerfile.path.length > 4096) fail("dockerfile", "{ text, path }");
   const context = treeRef(value.context, "context");
@@ -125,7 +129,7 @@ export function parseJobDefinition(value: unknown): JobDefinition {
     images[ref] = { manifest: parseBlobRef(image.manifest, `images.${ref}.manifest`), config: parseBlobRef(image.config, `images.${ref}.config`), layers: image.layers.map((l, i) => parseBlobRef(l, `images.${ref}.layers[${i}]`)) };
   }
   return {
-    version: 1,
+    version: value.version,
     dockerfile: { text: dockerfile.text as string, path: dockerfile.path as string },
     buildArgs: strings(value.buildArgs ?? {}, "buildArgs"),
     ...(value.target !== undefined ? { target: value.target as string } : {}),
