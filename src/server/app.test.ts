@@ -97,6 +97,40 @@ for (const backend of BACKENDS) describe(`the cache server on ${backend.name}`, 
       expect(await json(readOnly)).toEqual({ error: "this token is read-only" });
     });
 
+    test("blob reads answered before Hono (blob-reads.ts) check, count and record as every request: 401 words, metrics, token use, access times", async () => {
+      const large = "L".repeat(Storage.SMALL_BLOB + 1);
+      for (const body of ["small", large]) await put(body);
+      const [small, big] = [`/v1/blobs/${blake3Hex("small")}`, `/v1/blobs/${blake3Hex(large)}`];
+      // Stored blobs, asked for without a valid token.
+      expect(await json(await call("GET", small))).toEqual({ error: "a bearer token is required (Authorization: Bearer TOKEN)" });
+      expect((await call("HEAD", big, { token: "wrong-token" })).status).toBe(401);
+      expect(await json(await call("GET", small, { token: "wrong-token" }))).toEqual({ error: "the token is not valid" });
+      const touched = spyOn(storage, "touchBlob");
+      // From the store, then from memory; a large one from the store; a query goes the Hono way.
+      for (const path of [small, small, big, `${small}?x=1`]) {
+        const response = await call("GET", path, { token: RO });
+        expect([response.status, response.headers.get("content-type")]).toEqual([200, "application/octet-stream"]);
+        expect(await response.text()).toBe(path === big ? large : "small");
+      }
+      const head = await call("HEAD", big, { token: RO });
+      expect([head.status, head.headers.get("content-length")]).toEqual([200, String(large.length)]);
+      const text = await (await call("GET", "/metrics", { token: RO })).text();
+      for (const line of [
+        'memobuild_requests_total{method="GET",route="blobs",status="200"} 4',
+        'memobuild_requests_total{method="HEAD",route="blobs",status="200"} 1',
+        'memobuild_requests_total{method="GET",route="blobs",status="401"} 2',
+        'memobuild_http_request_duration_seconds_count{method="GET",route="blobs"} 6',
+        'memobuild_cache_hits_total{kind="blob"} 5',
+        `memobuild_bytes_out_total ${3 * "small".length + large.length}`,
+      ]) {
+        expect(text).toContain(line);
+      }
+      expect(touched.mock.calls.map(([hash]) => hash)).toEqual([...[small, small, big, small, big].map((path) => path.slice("/v1/blobs/".length))]);
+      await storage.flush();
+      const ro = (await storage.tokenStats()).find((stat) => stat.token === blake3Hex(RO).slice(0, 12));
+      expect(ro).toMatchObject({ requests: 5, bytesIn: 0, bytesOut: 3 * "small".length + large.length });
+    });
+
     test("413 over --max-blob, and nothing kept", async () => {
       await setup({ maxBlob: 10 });
       const response = await put("this body is longer than ten bytes");

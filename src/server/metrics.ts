@@ -3,21 +3,94 @@
  * binary, and gets histograms and escaping right). Every metric the server exports is declared
  * here, once, with its type: counters only go up, gauges are read from storage at scrape time.
  */
-import { Counter, Gauge, Histogram, Registry } from "prom-client";
+import { Counter, Gauge, Histogram, Registry, type Metric } from "prom-client";
+
+/** One method and route's observations: counts per bucket (not cumulative), their sum and count. */
+interface Observations {
+  labels: { method: string; route: string };
+  buckets: number[];
+  sum: number;
+  count: number;
+}
+
+/**
+ * Request durations by method and route, rendered by the registry exactly as a prom-client
+ * Histogram is. It is its own class for one reason: prom-client's `observe` checks and hashes
+ * its labels on every call (about 0.4 µs, a sixth of the JavaScript time of a 4 KiB blob hit
+ * in a CPU profile), while `series` here resolves them once and an observation is then a
+ * bucket search and two additions.
+ */
+export class RequestHistogram {
+  readonly type = "histogram";
+  readonly aggregator = "sum";
+  readonly name: string;
+  readonly help: string;
+  private readonly bounds: number[];
+  private readonly all = new Map<string, Observations>();
+
+  constructor(options: { name: string; help: string; buckets: number[]; registry: Registry }) {
+    this.name = options.name;
+    this.help = options.help;
+    this.bounds = options.buckets;
+    options.registry.registerMetric(this as unknown as Metric);
+  }
+
+  observe(labels: { method: string; route: string }, seconds: number) {
+    this.series(labels.method, labels.route).observe(seconds);
+  }
+
+  /** The observer of one method and route, to keep where the same pair is observed again and again. */
+  series(method: string, route: string): { observe(seconds: number): void } {
+    const key = `${method} ${route}`;
+    let entry = this.all.get(key);
+    if (!entry) this.all.set(key, (entry = { labels: { method, route }, buckets: this.bounds.map(() => 0), sum: 0, count: 0 }));
+    const { bounds } = this;
+    const into = entry;
+    return {
+      observe(seconds) {
+        let i = 0;
+        while (i < bounds.length && seconds > bounds[i]) i++;
+        if (i < bounds.length) into.buckets[i]++;
+        into.sum += seconds;
+        into.count++;
+      },
+    };
+  }
+
+  reset() {
+    this.all.clear();
+  }
+
+  /** What prom-client's Histogram gives the registry: cumulative buckets, +Inf, _sum and _count per series. */
+  async get() {
+    const values = [...this.all.values()].flatMap(({ labels, buckets, sum, count }) => {
+      let below = 0;
+      const bucket = (le: number | string, value: number) => ({ labels: { le }, sharedLabels: labels, value, metricName: `${this.name}_bucket` });
+      return [
+        ...this.bounds.map((le, i) => bucket(le, (below += buckets[i]))),
+        bucket("+Inf", count),
+        { labels: {}, sharedLabels: labels, value: sum, metricName: `${this.name}_sum` },
+        { labels: {}, sharedLabels: labels, value: count, metricName: `${this.name}_count` },
+      ];
+    });
+    return { name: this.name, help: this.help, type: this.type, values, aggregator: this.aggregator };
+  }
+}
 
 export class Metrics {
   readonly registry = new Registry();
   /** Requests since the last traffic line (server.ts logs one a minute, then resets these). */
   readonly traffic = { requests: 0, errors: 0 };
   private readonly registers = [this.registry];
+  /** Fixed-label counts of hot paths, added to their counters when /metrics is read (series()). */
+  private readonly pending: { counter: Counter<string>; labels?: Record<string, string>; count: number }[] = [];
 
   readonly requests = new Counter({ name: "memobuild_requests_total", help: "HTTP requests by method, route and status", labelNames: ["method", "route", "status"], registers: this.registers });
-  readonly requestSeconds = new Histogram({
+  readonly requestSeconds = new RequestHistogram({
     name: "memobuild_http_request_duration_seconds",
     help: "Time to answer an HTTP request (to its headers), by method and route",
-    labelNames: ["method", "route"],
     buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10, 60],
-    registers: this.registers,
+    registry: this.registry,
   });
   readonly hits = new Counter({ name: "memobuild_cache_hits_total", help: "Lookups that found what they asked for, by kind (blob, action)", labelNames: ["kind"], registers: this.registers });
   readonly misses = new Counter({ name: "memobuild_cache_misses_total", help: "Lookups that found nothing, by kind (blob, action)", labelNames: ["kind"], registers: this.registers });
@@ -77,7 +150,25 @@ export class Metrics {
     }
   }
 
+  /**
+   * One series of a counter, with labels fixed here, for a path taken tens of thousands of
+   * times a second (blob hits): `add` is a plain addition, where the counter's own `inc` hashes
+   * and checks its labels each time (a few hundred ns, a measurable share of a 4 KiB hit). The
+   * count reaches the counter whenever /metrics is rendered, so every reading includes it.
+   */
+  series(counter: Counter<string>, labels?: Record<string, string>): { add(n?: number): void } {
+    const entry = { counter, labels, count: 0 };
+    this.pending.push(entry);
+    return { add: (n = 1) => void (entry.count += n) };
+  }
+
   render(): Promise<string> {
+    for (const entry of this.pending) {
+      if (entry.count === 0) continue;
+      if (entry.labels) entry.counter.inc(entry.labels, entry.count);
+      else entry.counter.inc(entry.count);
+      entry.count = 0;
+    }
     return this.registry.metrics();
   }
 

@@ -92,7 +92,7 @@ for (const backend of BACKENDS) describe(`storage on ${backend.name}`, () => {
     test("small blobs are served from memory, only while they exist", async () => {
       const s = await storage({ maxSize: 1, pendingGraceMs: -1000 });
       await put(s, "small");
-      expect(new TextDecoder().decode(await s.smallBlob(blake3Hex("small")))).toBe("small");
+      expect(await (await s.smallBlob(blake3Hex("small")))?.text()).toBe("small");
       expect(await s.smallBlob(blake3Hex("never stored"))).toBeUndefined();
       const large = "x".repeat(Storage.SMALL_BLOB + 1);
       await put(s, large);
@@ -381,7 +381,7 @@ for (const backend of BACKENDS) describe(`storage on ${backend.name}`, () => {
 
     test("the small-blob cache stays within its memory, keeps the most recently read, and lets evicted blobs go", async () => {
       const s = await open({ dataDir: join(work, `d${++n}`), smallBlobCacheBytes: 8, maxSize: 100, pendingGraceMs: -1000 });
-      const text = async (body: string) => new TextDecoder().decode(await s.smallBlob(blake3Hex(body)));
+      const text = async (body: string) => (await s.smallBlob(blake3Hex(body)))?.text();
       for (const body of ["aaaa", "bbbb", "cccc"]) await put(s, body);
       for (const body of ["aaaa", "bbbb", "cccc"]) await s.smallBlob(blake3Hex(body));
       expect(s.smallBlobCacheUsed).toBe(8); // exactly the limit: two of the three
