@@ -63,8 +63,19 @@ test("the build flags a job carries: kept when well formed (absent in an older c
   for (const [extra, message] of refused) expect(() => parseJobDefinition(definition(extra))).toThrow(`job definition: ${message}`);
 });
 
-test("a definition that carries build flags is version 2 (a worker from before them refuses it); 1 and 2 are taken, nothing else", () => {
+test("a definition that carries build flags is version 2, one that names a platform 3 (a worker from before them refuses it); 1 to 3 are taken, nothing else", () => {
   expect(parseJobDefinition(definition({ version: 2, pull: true })).version).toBe(2);
+  expect(parseJobDefinition(definition({ version: 3, platform: "linux/arm64" })).version).toBe(3);
   expect(parseJobDefinition(definition({})).version).toBe(1);
-  expect(() => parseJobDefinition(definition({ version: 3 }))).toThrow("job definition: version: expected 1 or 2");
+  expect(() => parseJobDefinition(definition({ version: 4 }))).toThrow("job definition: version: expected 1, 2 or 3");
+});
+
+test("a job's platform is os/arch[/variant] (the worker passes it as --platform=VALUE), and an index of a base image is blobs", () => {
+  expect(parseJobDefinition(definition({ version: 3, platform: "linux/arm/v7" })).platform).toBe("linux/arm/v7");
+  expect(parseJobDefinition(definition({})).platform).toBeUndefined();
+  for (const bad of ["linux", "linux/arm64 --push", "--allow=x/y", "linux/arm64/v8/x", 7]) expect(() => parseJobDefinition(definition({ version: 3, platform: bad }))).toThrow("job definition: platform: expected os/arch[/variant]");
+  const blob = { blake3: "c".repeat(64), digest: `sha256:${"d".repeat(64)}`, size: 10 };
+  const image = { manifest: blob, config: blob, layers: [blob] };
+  expect(parseJobDefinition(definition({ version: 3, imageIndexes: { base: { index: blob, images: [image] } } })).imageIndexes).toEqual({ base: { index: blob, images: [image] } });
+  expect(() => parseJobDefinition(definition({ version: 3, imageIndexes: { base: { index: blob, images: [{ manifest: blob }] } } }))).toThrow("job definition: imageIndexes.base.images[0]: expected { manifest, config, layers }");
 });

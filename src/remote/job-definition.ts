@@ -22,6 +22,11 @@ export interface ImageBlobs {
   layers: BlobRef[];
 }
 
+export interface ImageIndexBlobs {
+  index: BlobRef;
+  images: ImageBlobs[];
+}
+
 export interface ContextFile {
   /** The path in the context ("/"-separated, no "." or ".." parts), as latin1 bytes. */
   path: string;
@@ -39,9 +44,11 @@ export interface ContextManifest {
 export interface JobDefinition {
   /**
    * 2 when the job carries build flags (network … annotations below): a worker from before them
-   * refuses the job ("version: expected 1") rather than build without them. 1 otherwise.
+   * refuses the job ("version: expected 1") rather than build without them. 3 when it names a
+   * platform (or sends a base image as an index): a worker from before that would build for its
+   * own platform. 1 otherwise.
    */
-  version: 1 | 2;
+  version: 1 | 2 | 3;
   dockerfile: { text: string; path: string };
   buildArgs: Record<string, string>;
   target?: string;
@@ -52,6 +59,14 @@ export interface JobDefinition {
   contexts: Record<string, { manifest: string; digest: string }>;
   /** Base images the client has and the registry may not, by the reference the Dockerfile uses (or a `--build-context` name). */
   images: Record<string, ImageBlobs>;
+  /**
+   * Base images the client holds as an index, for a job with a `platform` whose stages read one
+   * of them for more than one platform (a `FROM --platform=$BUILDPLATFORM` stage beside the
+   * target's): the index blob and each platform's image the client has.
+   */
+  imageIndexes?: Record<string, ImageIndexBlobs>;
+  /** `--platform`: the one platform the job builds for (absent: the worker's own); another architecture's RUN runs under QEMU there. */
+  platform?: string;
   labels: Record<string, string>;
   /** Ids of the secrets the client holds for the build: the worker asks for their values while it runs. */
   secrets: string[];
@@ -110,7 +125,7 @@ export function parseBlobRef(value: unknown, field: string): BlobRef {
 }
 
 export function parseJobDefinition(value: unknown): JobDefinition {
-  if (!isRecord(value) || (value.version !== 1 && value.version !== 2)) fail("version", "1 or 2");
+  if (!isRecord(value) || (value.version !== 1 && value.version !== 2 && value.version !== 3)) fail("version", "1, 2 or 3");
   const dockerfile = value.dockerfile;
   if (!isRecord(dockerfile) || typeof dockerfile.text !== "string" || typeof dockerfile.path !== "string" || dockerfile.path.length > 4096) fail("dockerfile", "{ text, path }");
   const context = treeRef(value.context, "context");
@@ -125,9 +140,10 @@ export function parseJobDefinition(value: unknown): JobDefinition {
   if (!isRecord(value.images)) fail("images", "an object");
   const images: Record<string, ImageBlobs> = {};
   for (const [ref, image] of Object.entries(value.images)) {
-    if (!isRecord(image) || !Array.isArray(image.layers) || ref.length > 512) fail(`images.${ref}`, "{ manifest, config, layers }");
-    images[ref] = { manifest: parseBlobRef(image.manifest, `images.${ref}.manifest`), config: parseBlobRef(image.config, `images.${ref}.config`), layers: image.layers.map((l, i) => parseBlobRef(l, `images.${ref}.layers[${i}]`)) };
+    if (ref.length > 512) fail(`images.${ref}`, "a reference of at most 512 characters");
+    images[ref] = imageBlobs(image, `images.${ref}`);
   }
+  const imageIndexes = value.imageIndexes === undefined ? undefined : indexBlobs(value.imageIndexes);
   return {
     version: value.version,
     dockerfile: { text: dockerfile.text as string, path: dockerfile.path as string },
@@ -137,6 +153,8 @@ export function parseJobDefinition(value: unknown): JobDefinition {
     context,
     contexts,
     images,
+    ...(imageIndexes ? { imageIndexes } : {}),
+    ...(value.platform !== undefined ? { platform: platformName(value.platform) } : {}),
     labels: strings(value.labels ?? {}, "labels"),
     secrets: secretIds(value.secrets ?? [], "secrets"),
     ssh: secretIds(value.ssh ?? [], "ssh"),
@@ -149,6 +167,28 @@ export function parseJobDefinition(value: unknown): JobDefinition {
     pull: value.pull === true,
     annotations: annotations(value.annotations ?? {}),
   };
+}
+
+function imageBlobs(value: unknown, field: string): ImageBlobs {
+  if (!isRecord(value) || !Array.isArray(value.layers)) fail(field, "{ manifest, config, layers }");
+  return { manifest: parseBlobRef(value.manifest, `${field}.manifest`), config: parseBlobRef(value.config, `${field}.config`), layers: value.layers.map((l, i) => parseBlobRef(l, `${field}.layers[${i}]`)) };
+}
+
+function indexBlobs(value: unknown): Record<string, ImageIndexBlobs> {
+  if (!isRecord(value) || Object.keys(value).length > 64) fail("imageIndexes", "at most 64 indexes");
+  const indexes: Record<string, ImageIndexBlobs> = {};
+  for (const [ref, entry] of Object.entries(value)) {
+    const field = `imageIndexes.${ref}`;
+    if (ref.length > 512 || !isRecord(entry) || !Array.isArray(entry.images) || entry.images.length > 64) fail(field, "{ index, images: at most 64 }");
+    indexes[ref] = { index: parseBlobRef(entry.index, `${field}.index`), images: entry.images.map((image, i) => imageBlobs(image, `${field}.images[${i}]`)) };
+  }
+  return indexes;
+}
+
+/** The worker hands it to its build as --platform=VALUE: os/arch[/variant], nothing else. */
+function platformName(value: unknown): string {
+  if (typeof value !== "string" || !/^[a-z0-9]{1,32}\/[a-z0-9_]{1,32}(\/[a-z0-9]{1,32})?$/.test(value)) fail("platform", "os/arch[/variant], e.g. linux/arm64");
+  return value;
 }
 
 function networkMode(value: unknown): "none" | "host" {
