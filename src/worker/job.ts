@@ -14,7 +14,7 @@ import { loadContext } from "../context/context.ts";
 import { sha256File } from "../hash/sha256.ts";
 import { loadImage } from "../image/layout.ts";
 import type { RemoteCache } from "../remote/client.ts";
-import { parseContextManifest, type BlobRef, type ImageBlobs, type JobDefinition } from "../remote/job-definition.ts";
+import { parseContextManifest, type BlobRef, type ImageBlobs, type ImageIndexBlobs, type JobDefinition } from "../remote/job-definition.ts";
 import { JobsError, type JobsClient } from "../remote/jobs-client.ts";
 import { Root } from "../rootfs/root.ts";
 
@@ -85,20 +85,25 @@ async function materializeTree(place: JobPlace, tree: { manifest: string; digest
   return dir;
 }
 
-/** Each base image the submitter sent, as an OCI layout of its checked blobs: `--build-context` flags. */
-export async function layOutImages(place: JobPlace, images: Record<string, ImageBlobs>): Promise<string[]> {
+/**
+ * Each base image the submitter sent, as an OCI layout of its checked blobs: `--build-context`
+ * flags. An index goes with every platform's image it names, so the build picks each stage's
+ * platform from it as from its own store.
+ */
+export async function layOutImages(place: JobPlace, images: Record<string, ImageBlobs>, indexes: Record<string, ImageIndexBlobs> = {}): Promise<string[]> {
   const flags: string[] = [];
   let n = 0;
-  for (const [ref, image] of Object.entries(images)) {
+  const layOut = async (ref: string, blobs: BlobRef[], top: BlobRef, mediaType: string) => {
     const dir = join(place.work, `image-${++n}`);
     mkdirSync(join(dir, "blobs/sha256"), { recursive: true });
-    const put = (blob: BlobRef) => fetchChecked(place, blob, join(dir, "blobs/sha256", blob.digest.slice("sha256:".length)));
-    for (const blob of [image.manifest, image.config, ...image.layers]) await put(blob);
+    for (const blob of blobs) await fetchChecked(place, blob, join(dir, "blobs/sha256", blob.digest.slice("sha256:".length)));
     writeFileSync(join(dir, "oci-layout"), JSON.stringify({ imageLayoutVersion: "1.0.0" }));
-    const descriptor = { mediaType: image.manifest.mediaType ?? "application/vnd.oci.image.manifest.v1+json", digest: image.manifest.digest, size: image.manifest.size };
-    writeFileSync(join(dir, "index.json"), JSON.stringify({ schemaVersion: 2, manifests: [descriptor] }));
+    writeFileSync(join(dir, "index.json"), JSON.stringify({ schemaVersion: 2, manifests: [{ mediaType, digest: top.digest, size: top.size }] }));
     flags.push(`--build-context=${ref}=oci-layout://${dir}`);
-  }
+  };
+  const imageBlobs = (image: ImageBlobs) => [image.manifest, image.config, ...image.layers];
+  for (const [ref, image] of Object.entries(images)) await layOut(ref, imageBlobs(image), image.manifest, image.manifest.mediaType ?? "application/vnd.oci.image.manifest.v1+json");
+  for (const [ref, { index, images: members }] of Object.entries(indexes)) await layOut(ref, [...members.flatMap(imageBlobs), index], index, "application/vnd.oci.image.index.v1+json");
   return flags;
 }
 

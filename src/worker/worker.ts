@@ -139,7 +139,7 @@ export class Worker {
   private async build(id: string, definition: JobDefinition, place: JobPlace, submitter: ClaimSubmitter | undefined): Promise<{ result: unknown } | { error: string }> {
     const granted = grantedEntitlements(definition, submitter, this.options);
     const contextDir = await materializeContext(place, definition);
-    const imageFlags = [...(await layOutImages(place, definition.images)), ...(await materializeNamedContexts(place, definition.contexts))];
+    const imageFlags = [...(await layOutImages(place, definition.images, definition.imageIndexes)), ...(await materializeNamedContexts(place, definition.contexts))];
     const dockerfile = join(place.work, "Dockerfile");
     await Bun.write(dockerfile, definition.dockerfile.text);
     const metadata = join(place.work, "metadata.json");
@@ -259,6 +259,7 @@ export function grantedEntitlements(definition: JobDefinition, submitter: ClaimS
 export function askedFlags(definition: JobDefinition): string[] {
   const { sandbox } = definition;
   return [
+    ...(definition.platform ? [`--platform=${definition.platform}`] : []),
     ...(definition.network ? [`--network=${definition.network}`] : []),
     ...sandbox.addHost.map((spec) => `--add-host=${spec}`),
     ...(sandbox.shmSize !== undefined ? [`--shm-size=${sandbox.shmSize}`] : []),
