@@ -12,11 +12,13 @@ import { loadContext, type BuildContext } from "../context/context.ts";
 import { UserError } from "../errors.ts";
 import { parseDockerfile } from "../frontend/parser.ts";
 import { plan as planStages } from "../frontend/plan.ts";
-import { hostPlatform } from "../frontend/platform.ts";
+import { formatPlatform, hostPlatform, type Platform } from "../frontend/platform.ts";
 import { sha256File } from "../hash/sha256.ts";
-import { loadImage, type StoredImage } from "../image/layout.ts";
+import { isIndex, loadImage, MEDIA, type StoredImage } from "../image/layout.ts";
+import type { Index } from "../image/oci-types.ts";
+import { findImage } from "../image/lookup.ts";
 import { JobsClient, JobsError, type AgentAsk } from "../remote/jobs-client.ts";
-import { parseBlobRef, type BlobRef, type ContextFile, type ImageBlobs, type JobDefinition } from "../remote/job-definition.ts";
+import { parseBlobRef, type BlobRef, type ContextFile, type ImageBlobs, type ImageIndexBlobs, type JobDefinition } from "../remote/job-definition.ts";
 import type { RemoteCache } from "../remote/client.ts";
 import { Root } from "../rootfs/root.ts";
 import type { SpreadJob } from "./spread-plan.ts";
@@ -67,6 +69,8 @@ export interface RemoteBuildOptions {
    * checked here first, and again by the worker, which grants entitlements only as it was started to.
    */
   asked?: Pick<JobDefinition, "network" | "allow" | "sandbox" | "noCacheFilter" | "pull" | "annotations">;
+  /** `--platform`: the one platform this job builds for (absent: the worker's own). */
+  platform?: Platform;
 }
 
 export class RemoteBuildError extends UserError {}
@@ -78,17 +82,20 @@ export async function buildRemotely(options: RemoteBuildOptions): Promise<{ imag
   const { jobs, progress } = options;
   const context = await loadContext({ contextDir: options.contextDir, dockerfile: options.dockerfileAbsolute, statCacheFile: options.statCacheFile });
   progress({ type: "context", digest: context.digest() });
+  // With --pull the worker looks every base image up in its registry: none goes from this store.
+  const bases = options.asked?.pull ? { images: {}, indexes: {} } : await uploadImages(options);
   const definition: JobDefinition = {
-    // A worker that cannot take the flags asked for refuses the job instead of dropping them.
-    version: carriesFlags(options.asked) ? 2 : 1,
+    // A worker that cannot take the flags or the platform asked for refuses the job instead of dropping them.
+    version: options.platform ? 3 : carriesFlags(options.asked) ? 2 : 1,
     dockerfile: { text: options.dockerfileText, path: options.dockerfilePath },
     buildArgs: options.buildArgs,
     ...(options.target !== undefined ? { target: options.target } : {}),
     noCache: options.noCache,
     context: { manifest: await uploadContext(options, context), digest: context.digest() },
     contexts: await uploadNamedDirectories(options),
-    // With --pull the worker looks every base image up in its registry: none goes from this store.
-    images: { ...(options.asked?.pull ? {} : await uploadImages(options)), ...(await uploadNamedImages(options)) },
+    images: { ...bases.images, ...(await uploadNamedImages(options)) },
+    ...(Object.keys(bases.indexes).length ? { imageIndexes: bases.indexes } : {}),
+    ...(options.platform ? { platform: formatPlatform(options.platform) } : {}),
     labels: options.labels,
     secrets: [...(options.secrets?.keys() ?? [])],
     ...(options.cacheMountScope !== undefined ? { cacheMountScope: options.cacheMountScope } : {}),
@@ -165,17 +172,41 @@ async function uploadContext(options: RemoteBuildOptions, context: BuildContext)
   return putJson(options, { entries });
 }
 
-/** Base images the Dockerfile reads that are in this machine's store (and no --build-context names): their blobs go up. */
-async function uploadImages(options: RemoteBuildOptions): Promise<Record<string, ImageBlobs>> {
+/**
+ * Base images the Dockerfile reads that are in this machine's store (and no --build-context
+ * names): their blobs go up. A job for a given platform gets an image this store holds as an
+ * index whole (every platform's image, when the store has them all): its stages may read it for
+ * more than one platform (FROM --platform=$BUILDPLATFORM beside the target's), as a local build would.
+ */
+async function uploadImages(options: RemoteBuildOptions): Promise<{ images: Record<string, ImageBlobs>; indexes: Record<string, ImageIndexBlobs> }> {
   const named = new Set(options.namedContexts?.keys() ?? []);
-  const plan = planStages(parseDockerfile(options.dockerfileText, options.dockerfilePath), { buildArgs: options.buildArgs, platform: hostPlatform(), namedContexts: named });
+  const target = options.platform ?? hostPlatform();
+  const plan = planStages(parseDockerfile(options.dockerfileText, options.dockerfilePath), { buildArgs: options.buildArgs, platform: target, namedContexts: named });
   const resolve = imageResolver(options.store);
   const images: Record<string, ImageBlobs> = {};
+  const indexes: Record<string, ImageIndexBlobs> = {};
   for (const ref of imageReferences(plan, named)) {
-    const image = resolve(ref, hostPlatform());
+    const whole = options.platform ? wholeIndex(options.store, ref) : undefined;
+    if (whole) {
+      indexes[ref] = { index: await uploadBlob(options, whole.digest), images: await Promise.all(whole.images.map((image) => uploadImage(options, image))) };
+      continue;
+    }
+    const image = resolve(ref, target);
     if (image) images[ref] = await uploadImage(options, image); // else the worker pulls it from its registry
   }
-  return images;
+  return { images, indexes };
+}
+
+/**
+ * An index this store holds with every platform's image it names (else undefined: the target's
+ * image goes alone). Attestation manifests (platform unknown/unknown) are no platform's image.
+ */
+function wholeIndex(store: LocalStore, ref: string): { digest: string; images: StoredImage[] } | undefined {
+  const found = findImage(store, ref);
+  if (!found || !isIndex(store, found.manifestDigest)) return undefined;
+  const entries = store.readJson<Index>(found.manifestDigest).manifests.filter((m) => m.platform && m.platform.os !== "unknown");
+  if (!entries.length || entries.some((m) => m.mediaType === MEDIA.index || !store.hasBlob(m.digest))) return undefined;
+  return { digest: found.manifestDigest, images: entries.map((m) => loadImage(store, m.digest)) };
 }
 
 /** `--build-context NAME=docker-image://…|oci-layout://…`, resolved here as for a local build: the image goes up under NAME. */
@@ -196,13 +227,12 @@ async function uploadNamedDirectories(options: RemoteBuildOptions): Promise<Reco
   return contexts;
 }
 
+async function uploadBlob(options: RemoteBuildOptions, digest: string, mediaType?: string): Promise<BlobRef> {
+  return { blake3: await options.jobs.putBlob(options.store.blobPath(digest)), digest, size: options.store.blobSize(digest), ...(mediaType ? { mediaType } : {}) };
+}
+
 async function uploadImage(options: RemoteBuildOptions, image: StoredImage): Promise<ImageBlobs> {
-  const blob = async (digest: string, mediaType?: string): Promise<BlobRef> => ({
-    blake3: await options.jobs.putBlob(options.store.blobPath(digest)),
-    digest,
-    size: options.store.blobSize(digest),
-    ...(mediaType ? { mediaType } : {}),
-  });
+  const blob = (digest: string, mediaType?: string) => uploadBlob(options, digest, mediaType);
   return {
     manifest: await blob(image.manifestDigest, image.manifest.mediaType),
     config: await blob(image.manifest.config.digest, image.manifest.config.mediaType),

@@ -279,12 +279,11 @@ export function checkOutputs(outputs: OutputSpec[], tags: string[], progress: st
  * Engine loads one image, not an index (buildx refuses too: "docker exporter does not currently
  * support exporting manifest lists"); a remote builder's build for several platforms is not made yet.
  */
-export function checkMultiPlatform(flags: Pick<BuildFlags, "platform" | "load">, outputs: OutputSpec[], other: { builder: boolean }) {
+export function checkMultiPlatform(flags: Pick<BuildFlags, "platform" | "load">, outputs: OutputSpec[]) {
   const what = `--platform ${flags.platform} makes an image index (one image per platform)`;
   if (flags.load || outputs.some((o) => o.type === "docker" || o.type === "docker-archive")) {
     throw new UsageError(`${what}, which the Docker Engine cannot load (--load, type=docker, type=docker-archive): build one platform to load it, or write -o type=oci,dest=DIR`);
   }
-  if (other.builder) throw new UsageError(`${what}: a remote builder (--builder) builds one platform, this machine's`);
 }
 
 /** `--label k=v` (the image's) and `--build-label k=v` (the build's, in the build hub). */

@@ -7,7 +7,7 @@ import { withStore } from "../store.ts";
 import { exportImage } from "../../image/export.ts";
 import { normalizeReference } from "../../image/reference.ts";
 import { hostname } from "node:os";
-import { formatPlatform, hostPlatform, runsNatively, type Platform } from "../../frontend/platform.ts";
+import { formatPlatform, hostPlatform, type Platform } from "../../frontend/platform.ts";
 import type { ProgressEvent, ProgressSink } from "../../solver/progress.ts";
 import { displayMode, openDisplay, type BuildOutcome, type Display, type OutputResult } from "../display.ts";
 import type { LocalStore } from "../../cache/store.ts";
@@ -15,7 +15,7 @@ import type { IndexAnnotations, OutputSpec } from "../../image/export.ts";
 import type { RegistryOptions } from "../../registry/client.ts";
 import { REF_NAME, storeImageIndex, type StoredImage } from "../../image/layout.ts";
 import type { BuildReporter } from "../../report/reporter.ts";
-import { build, sourceDateEpoch, type BuildOptions, type BuildResult, type NamedContext } from "../../solver/solver.ts";
+import { build, buildRecordName, sourceDateEpoch, type BuildOptions, type BuildResult, type NamedContext } from "../../solver/solver.ts";
 import { buildRemotely, type RemoteBuildOptions } from "../../builder/remote-build.ts";
 import type { NetworkMode } from "../../executor/network.ts";
 import { wantsHostGateway } from "../../executor/sandbox.ts";
@@ -151,8 +151,7 @@ export function registerBuild(program: Command) {
       // --sign-key, else the signKey setting (environment or user config; never a project file's).
       const signing = { ...flags, signKey: value<string | undefined>(settings, "signKey") };
       const builderUrl = flags.builder ?? process.env.MEMOBUILD_BUILDER;
-      if (multi) checkMultiPlatform(flags, outputs, { builder: Boolean(builderUrl) });
-      if (builderUrl && platforms?.some((p) => !runsNatively(p))) throw new UsageError(`--builder: a remote builder builds for its own platform; --platform ${flags.platform} needs a local build`);
+      if (multi) checkMultiPlatform(flags, outputs);
       const secrets = new Map(flags.secret.map(parseSecret));
       const cacheFrom = flags.cacheFrom.map((spec) => parseCacheSpec("--cache-from", spec));
       const cacheTo = flags.cacheTo.map((spec) => parseCacheSpec("--cache-to", spec));
@@ -238,9 +237,9 @@ export function registerBuild(program: Command) {
           };
         // Several platforms: one build each, in turn (what they share, a FROM --platform=$BUILDPLATFORM
         // stage say, has the same keys and comes from the cache the second time), then one index.
-        const results = builder
-          ? [await buildOnWorker(builder, settings, flags, store, input, progress, { cacheMountScope: mountChoice.scopeName, ssh: { ids: sshSpecs.map((s) => s.id), agents: ssh }, namedContexts, reportedAs: reporter?.id }).finally(() => ssh.stop())]
-          : await buildPlatforms(local, platforms, annotations).finally(() => ssh.stop());
+        // On workers: one job per platform, in turn, as here (the second finds what they share in the server's cache).
+        const onWorker = (platform: Platform | undefined) => buildOnWorker(builder!, settings, flags, store, input, progress, { cacheMountScope: mountChoice.scopeName, ssh: { ids: sshSpecs.map((s) => s.id), agents: ssh }, namedContexts, reportedAs: reporter?.id, platform, multi });
+        const results = await (builder ? inTurn(platforms ?? [undefined], onWorker) : buildPlatforms(local, platforms, annotations)).finally(() => ssh.stop());
         const result = results[0]!;
         const image = result.image!;
         const images = results.map((r) => r.image!);
@@ -289,6 +288,13 @@ export function registerBuild(program: Command) {
 async function buildPlatforms(options: Omit<BuildOptions, "platform">, platforms: Platform[] | undefined, annotations: AnnotationSpec): Promise<BuildResult[]> {
   const results: BuildResult[] = [];
   for (const platform of platforms ?? [undefined]) results.push(await build({ ...options, platform, annotations: annotationsFor(annotations.manifest, platform ?? hostPlatform()) }));
+  return results;
+}
+
+/** `run` for each item, one after the other; the results in order. */
+async function inTurn<T, R>(items: T[], run: (item: T) => Promise<R>): Promise<R[]> {
+  const results: R[] = [];
+  for (const item of items) results.push(await run(item));
   return results;
 }
 
@@ -408,7 +414,7 @@ function refusedWithBuilder(flags: BuildFlags): string[] {
  * one more rule holds remotely: `--add-host NAME:host-gateway` on a worker reaches the worker's
  * own loopback, so it is asked for as network.host is, and granted only as that is (worker.ts).
  */
-function carriedToWorker(flags: BuildFlags, network: NetworkMode, annotations: AnnotationSpec): NonNullable<RemoteBuildOptions["asked"]> {
+function carriedToWorker(flags: BuildFlags, network: NetworkMode, annotations: AnnotationSpec, platform: Platform): NonNullable<RemoteBuildOptions["asked"]> {
   const sandbox = sandboxFrom(flags);
   if (wantsHostGateway(sandbox) && !flags.allow.includes("network.host")) throw new UsageError("--add-host NAME:host-gateway on a remote builder reaches the worker's own loopback: add --allow network.host (and the worker must grant it: memobuild worker --allow network.host)");
   return {
@@ -417,17 +423,23 @@ function carriedToWorker(flags: BuildFlags, network: NetworkMode, annotations: A
     sandbox: { addHost: flags.addHost, ...(flags.shmSize !== undefined ? { shmSize: flags.shmSize } : {}), ulimit: flags.ulimit },
     noCacheFilter: flags.noCacheFilter,
     pull: flags.pull === true,
-    annotations: annotationsFor(annotations.manifest, hostPlatform()) ?? {},
+    // The manifest's own, as a local build of this platform annotates it (selectors included).
+    annotations: annotationsFor(annotations.manifest, platform) ?? {},
   };
 }
 
-/** `--builder URL`: the build runs on one of the server's workers; the image comes back to this store. */
-async function buildOnWorker(builder: string, settings: Settings, flags: BuildFlags, store: LocalStore, input: DockerfileInput, progress: ProgressSink, given: { cacheMountScope: string | undefined; ssh: { ids: string[]; agents: SshAgents }; namedContexts: Map<string, NamedContext>; reportedAs?: string }) {
-  const { cacheMountScope, ssh, namedContexts, reportedAs } = given;
+/**
+ * `--builder URL`: the build runs on one of the server's workers; the image comes back to this
+ * store. With --platform, the build of that one platform (the worker runs another architecture's
+ * RUN under QEMU, as a local build does); in a multi-platform build its steps are named with it.
+ */
+async function buildOnWorker(builder: string, settings: Settings, flags: BuildFlags, store: LocalStore, input: DockerfileInput, shown: ProgressSink, given: { cacheMountScope: string | undefined; ssh: { ids: string[]; agents: SshAgents }; namedContexts: Map<string, NamedContext>; reportedAs?: string; platform?: Platform; multi: boolean }) {
+  const { cacheMountScope, ssh, namedContexts, reportedAs, platform, multi } = given;
+  const progress = multi && platform ? namedForPlatform(shown, formatPlatform(platform)) : shown;
   const unsupported = refusedWithBuilder(flags);
   if (unsupported.length) throw new UsageError(`--builder: ${unsupported.join("; ")}: not with a remote builder`);
   const network = networkFrom(flags);
-  const asked = carriedToWorker(flags, network, parseAnnotations(flags.annotation));
+  const asked = carriedToWorker(flags, network, parseAnnotations(flags.annotation), platform ?? hostPlatform());
   const remote = remoteSettings(settings, (message) => progress({ type: "warning", message }));
   const jobs = new JobsClient({ url: builder, token: remote.token });
   const cache = builderCache(builder, settings, (message) => progress({ type: "warning", message }));
@@ -444,13 +456,27 @@ async function buildOnWorker(builder: string, settings: Settings, flags: BuildFl
   let plan: ProgressEvent | undefined;
   // Keyed with the network and sandbox the worker's build will have, as a local build keys them.
   const keyed = { network, allow: new Set(asked.allow), sandbox: sandboxFrom(flags), noCacheStages: noCacheStages(flags.noCacheFilter) };
-  const planned = await build({ ...options, ...keyed, store, secrets: new Map(), progress: (e) => void (e.type === "plan" && (plan = e)), dryRun: true, namedContexts }).catch(() => undefined);
+  const planned = await build({ ...options, ...keyed, platform, platformLabel: multi, store, secrets: new Map(), progress: (e) => void (e.type === "plan" && (plan = e)), dryRun: true, namedContexts }).catch(() => undefined);
   const hints = planned ? planned.steps.map((s) => s.key).filter(Boolean) : [];
   // A stage run without the cache (--no-cache-filter) would be run again by the job built on it: one job.
   const spread = await spreadOverWorkers(planned, plan, options.noCache || keyed.noCacheStages.size > 0, cache);
-  const built = await buildRemotely({ ...options, jobs, remote: cache, store, labels: parseLabels("--label", flags.label), progress, hints, secrets: new Map(flags.secret.map(parseSecret)), spread, cacheMountScope, ...(ssh.ids.length ? { ssh } : {}), namedContexts, build: reportedAs, asked });
-  if (planned) recordRemoteBuild(store, options.dockerfileAbsolute ?? options.dockerfilePath, planned, built.steps);
+  const built = await buildRemotely({ ...options, jobs, remote: cache, store, labels: parseLabels("--label", flags.label), progress, hints, secrets: new Map(flags.secret.map(parseSecret)), spread, cacheMountScope, ...(ssh.ids.length ? { ssh } : {}), namedContexts, build: reportedAs, asked, ...(platform ? { platform } : {}) });
+  if (planned) recordRemoteBuild(store, buildRecordName(options.dockerfileAbsolute ?? options.dockerfilePath, platform), planned, built.steps);
   return { ...built, plan: planned?.plan, inputs: planned?.inputs };
+}
+
+/**
+ * A worker builds one platform, so its step names do not say which: in a multi-platform build
+ * they are named with it here, as a local build names them (`[linux/arm64 stage-1 2/3] RUN …`).
+ */
+function namedForPlatform(progress: ProgressSink, platform: string): ProgressSink {
+  const named = (name: string) => (name.startsWith(`[${platform} `) ? name : name.replace(/^\[/, `[${platform} `));
+  return (event) =>
+    progress({
+      ...event,
+      ...(event.name !== undefined ? { name: named(event.name) } : {}),
+      ...(event.steps ? { steps: event.steps.map((step) => ({ ...step, name: named(step.name) })) } : {}),
+    });
 }
 
 /**
