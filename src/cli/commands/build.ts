@@ -134,7 +134,7 @@ export function registerBuild(program: Command) {
         "and, with --remote, shared through a cache server. Base images come from the local image store, or are pulled.",
     )
     .option("--check", "run the build checks (BuildKit's rules) on the Dockerfile and build nothing: each finding with its rule, file and line; exit code 1 when there are any")
-    .option("--builder <url>", "run the build on a worker of this cache server (remote execution; also $MEMOBUILD_BUILDER); the image and outputs end up here; --allow is granted only by a worker started with it, --cache-from and --cache-to are refused")
+    .option("--builder <url>", "run the build on a worker of this cache server (remote execution; also $MEMOBUILD_BUILDER); the image and outputs end up here; with --platform, one job per platform (another architecture's RUN under QEMU on the worker); --allow is granted only by a worker started with it, --cache-from and --cache-to are refused")
     .action(async (context: string | undefined, flags: BuildFlags & { builder?: string; cacheMountScope?: string; check?: boolean }) => {
       const settings = commandSettings(flags, context);
       const progressMode = value<string>(settings, "progress");
