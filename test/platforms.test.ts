@@ -262,9 +262,6 @@ describe("--platform with two platforms", () => {
       expect(withProvenance.stdout).toContain(`provenance verified for ${image.digest} (linux/${arch}):\n  builder: `);
       expect(withProvenance.stdout).toContain(`platform linux/${arch}\n`);
     }
-    const rebuild = runMemobuild(["verify", `oci:${layout}:registry.test/app:1`, "--key", `${key}.pub`, "--rebuild", dir]);
-    expect(rebuild.exitCode).not.toBe(0);
-    expect(rebuild.stderr).toContain("is an index of 2 platforms: rebuilding a multi-platform image is not supported yet");
 
     // The other platform's manifest altered (an annotation added), the index rewritten to name it.
     const tampered = join(work, "signed-tampered");
@@ -283,6 +280,35 @@ describe("--platform with two platforms", () => {
     expect(failed.exitCode).not.toBe(0);
     expect(failed.stderr).toContain(`the linux/${otherArch} image ${altered.digest}: no signature (no ${tagOf(altered.digest, "sig")} beside ${altered.digest})`);
   }, 120_000);
+
+  test("verify --rebuild of an index rebuilds each platform from its provenance, and names the platform whose image differs", () => {
+    const { key } = signedProject();
+    const epoch = { SOURCE_DATE_EPOCH: "1700000000" };
+    // The other architecture's RUN writes a fresh random value: only its image cannot be reproduced.
+    const dir = writeProject(join(work, "rebuilt"), {
+      Dockerfile: `FROM memobuild/busybox-multi\nRUN uname -m > /arch && if [ "$(uname -m)" = ${uname[otherArch]} ]; then cat /proc/sys/kernel/random/uuid > /nonce; fi\n`,
+    });
+    const layout = join(work, "rebuilt-oci");
+    const built = runMemobuild(["build", dir, "--platform", both, "--cache-dir", cache, "--sign-key", key, "--provenance", "mode=min", "-t", "registry.test/rebuilt:1", "-o", `type=oci,dest=${layout}`], { env: epoch });
+    if (built.exitCode !== 0) throw new Error(built.stderr);
+    const index = json(join(layout, "blobs/sha256", json(join(layout, "index.json")).manifests[0].digest.slice(7)));
+    const digestOf = (arch: string) => index.manifests.find((m: { platform: { architecture: string } }) => m.platform.architecture === arch).digest;
+    const verify = runMemobuild(["verify", `oci:${layout}:registry.test/rebuilt:1`, "--key", `${key}.pub`, "--rebuild", dir, "--cache-dir", cache], { env: epoch });
+    expect(verify.stdout).toContain(`linux/${hostArch}: rebuilt ${digestOf(hostArch)}: the same image, reproduced`);
+    expect(verify.stdout).toMatch(new RegExp(`linux/${otherArch}: rebuilt sha256:[0-9a-f]{64}, not ${digestOf(otherArch)}`));
+    expect(verify.stderr).toContain(`the build did not reproduce for linux/${otherArch} (rebuilt sha256:`);
+    expect(verify.stderr).not.toContain(`linux/${hostArch} (`);
+    expect(verify.exitCode).toBe(1);
+    // Made reproducible, every platform's image is rebuilt the same.
+    writeFileSync(join(dir, "Dockerfile"), "FROM memobuild/busybox-multi\nRUN uname -m > /arch\n");
+    const again = runMemobuild(["build", dir, "--platform", both, "--cache-dir", cache, "--sign-key", key, "--provenance", "mode=min", "-t", "registry.test/rebuilt:1", "-o", `type=oci,dest=${layout}`], { env: epoch });
+    if (again.exitCode !== 0) throw new Error(again.stderr);
+    const same = runMemobuild(["verify", `oci:${layout}:registry.test/rebuilt:1`, "--key", `${key}.pub`, "--rebuild", dir, "--cache-dir", cache], { env: epoch });
+    expect(same.stderr).toBe("");
+    expect(same.exitCode).toBe(0);
+    for (const arch of [hostArch, otherArch]) expect(same.stdout).toContain(`linux/${arch}: rebuilt `);
+    expect(same.stdout.match(/the same image, reproduced/g)).toHaveLength(2);
+  }, 300_000);
 
   test("a signed multi-platform push: verify checks the index by its tag and one platform's manifest pulled alone by its digest", async () => {
     const host = await startRegistry();
