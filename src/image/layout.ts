@@ -81,15 +81,31 @@ export function imagePlatforms(store: LocalStore, digest: string): Platform[] {
   return blob.manifests.flatMap((m) => (m.platform && m.mediaType !== MEDIA.index && store.hasBlob(m.digest) ? [m.platform] : []));
 }
 
-/** A multi-platform image: an OCI index of stored images, one per platform; its digest. */
-export function storeImageIndex(store: LocalStore, images: StoredImage[]): string {
-  const manifests: Descriptor[] = images.map((image) => ({
+/**
+ * A multi-platform image: an OCI index of stored images, one per platform; its digest. The
+ * build's `--annotation index:` and `manifest-descriptor:` go in it, so what is exported or
+ * pushed from the store later carries them as the build's own outputs did.
+ */
+export function storeImageIndex(store: LocalStore, images: StoredImage[], annotations: { index?: Record<string, string>; manifests?: (Record<string, string> | undefined)[] } = {}): string {
+  const some = (found?: Record<string, string>) => (found && Object.keys(found).length ? { annotations: found } : {});
+  const manifests: Descriptor[] = images.map((image, i) => ({
     mediaType: MEDIA.manifest,
     digest: image.manifestDigest,
     size: store.blobSize(image.manifestDigest),
     platform: { architecture: image.config.architecture, os: image.config.os, ...(image.config.variant ? { variant: image.config.variant } : {}) },
+    ...some(annotations.manifests?.[i]),
   }));
-  return store.putBlob(JSON.stringify({ schemaVersion: 2, mediaType: MEDIA.index, manifests } satisfies Index)).digest;
+  return store.putBlob(JSON.stringify({ schemaVersion: 2, mediaType: MEDIA.index, manifests, ...some(annotations.index) } satisfies Index)).digest;
+}
+
+/**
+ * A stored index's platform images (those the store holds, in its order) and its annotations
+ * (the index's, and each of those images' entry's), for an export or push of it as it is.
+ */
+export function storedIndex(store: LocalStore, digest: string): { images: StoredImage[]; annotations: { index?: Record<string, string>; manifests: (Record<string, string> | undefined)[] } } {
+  const index = store.readJson<Index>(digest);
+  const entries = index.manifests.filter((m) => m.platform && m.mediaType !== MEDIA.index && store.hasBlob(m.digest));
+  return { images: entries.map((m) => loadImage(store, digest, m.platform!)), annotations: { ...(index.annotations ? { index: index.annotations } : {}), manifests: entries.map((m) => m.annotations) } };
 }
 
 /**

@@ -19,4 +19,5 @@ export interface Index {
   schemaVersion: 2;
   mediaType?: string;
   manifests: Descriptor[];
+  annotations?: Record<string, string>;
 }

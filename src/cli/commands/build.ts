@@ -243,7 +243,8 @@ export function registerBuild(program: Command) {
         const result = results[0]!;
         const image = result.image!;
         const images = results.map((r) => r.image!);
-        const indexDigest = multi ? storeImageIndex(store, images) : undefined;
+        // The store's index carries the index's annotations, as the build's outputs do (image push of it, later).
+        const indexDigest = multi ? storeImageIndex(store, images, indexAnnotations(annotations, platforms)) : undefined;
         for (const tag of tags) store.setImage(tag, indexDigest ?? image.manifestDigest, tagOwner);
         // An index's ID is its own digest (buildx's --iidfile of a multi-platform build is too).
         if (indexDigest) store.recordImageId(indexDigest, indexDigest);

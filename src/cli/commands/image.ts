@@ -2,7 +2,7 @@ import type { Command } from "commander";
 import { resolve } from "node:path";
 import { withStore } from "../store.ts";
 import { exportImage, parseOutputSpec } from "../../image/export.ts";
-import { adoptImageLayers, importDockerArchive, importOciArchive, importOciLayout, imagePlatforms, isIndex, loadImage } from "../../image/layout.ts";
+import { adoptImageLayers, importDockerArchive, importOciArchive, importOciLayout, imagePlatforms, isIndex, loadImage, storedIndex } from "../../image/layout.ts";
 import { insecureRegistries } from "../../registry/client.ts";
 import { familiarReference, normalizeReference } from "../../image/reference.ts";
 import { namesOf, requireImage } from "../../image/lookup.ts";
@@ -90,10 +90,10 @@ export function registerImage(program: Command) {
         const { pushImage, pushImageIndex } = await import("../../registry/transfer.ts");
         const options = { insecure: insecureRegistries(flags.insecureRegistry) };
         const progress = (line: string) => void process.stderr.write(`${line}\n`);
-        // A multi-platform image goes as it is: every platform's image, then the index.
-        const platforms = imagePlatforms(store, found.manifestDigest);
-        const digest = isIndex(store, found.manifestDigest)
-          ? await pushImageIndex(store, platforms.map((p) => loadImage(store, found.manifestDigest, p)), target, options, progress)
+        // A multi-platform image goes as it is: every platform's image, then the index, with its annotations.
+        const indexed = isIndex(store, found.manifestDigest) ? storedIndex(store, found.manifestDigest) : undefined;
+        const digest = indexed
+          ? await pushImageIndex(store, indexed.images, target, options, progress, undefined, undefined, indexed.annotations)
           : await pushImage(store, loadImage(store, found.manifestDigest), target, options, progress);
         process.stdout.write(`${familiarReference(target)} ${digest}\n`);
       }),
