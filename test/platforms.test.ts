@@ -328,7 +328,7 @@ describe("--platform with two platforms", () => {
     expect(alone.stderr).toBe("");
     expect(alone.stdout).toBe(`${host}/signed@${digests[1]}: signature verified: ${digests[1]} of ${host}/signed\n`);
   }, 120_000);
-  test("--annotation of each type, with platform selectors: manifests, their entries in the index, the index, and its entry in index.json (a push keeps the index's, and so does the store's index, pushed later)", async () => {
+  test("--annotation of each type, with platform selectors: manifests, their entries in the index, the index, and its entry in index.json (a push keeps the index's, and so does the store's index, pushed or exported later)", async () => {
     const { dir } = signedProject(); // the signing tests' project: only the annotations differ
     const layout = join(work, "annotated-oci");
     const annotations = [`org.opencontainers.image.title=app`, `manifest[linux/${otherArch}]:note=emulated`, `manifest-descriptor[linux/${hostArch}]:desc=native`, "index:idx=1", "index-descriptor:top=1"];
@@ -358,6 +358,13 @@ describe("--platform with two platforms", () => {
     const storedIndex = (await (await fetch(`http://${host}/v2/annotated-stored/manifests/1`, { headers: { accept: "application/vnd.oci.image.index.v1+json" } })).json()) as { annotations: Record<string, string>; manifests: Entry[] };
     expect(storedIndex.annotations).toEqual({ idx: "1" });
     expect(Object.fromEntries(storedIndex.manifests.map((m) => [m.platform.architecture, m.annotations]))).toEqual({ [hostArch]: { desc: "native" }, [otherArch]: undefined });
+    // image export to an OCI layout writes the stored index as it is: the build's layout's index, annotations and all.
+    const exportedLayout = join(work, "annotated-exported");
+    const exported = runMemobuild(["image", "export", "annotated:1", "--output", `type=oci,dest=${exportedLayout},compression=gzip`, "--cache-dir", cache]);
+    expect(exported.exitCode).toBe(0);
+    const exportedEntry = json(join(exportedLayout, "index.json")).manifests[0];
+    expect(exported.stdout).toBe(`${exportedEntry.digest}\n`);
+    expect(JSON.parse(readFileSync(join(exportedLayout, "blobs/sha256", exportedEntry.digest.slice(7)), "utf8"))).toEqual(index);
     // A selector for a platform not built, and index-descriptor with no layout, refused before any work.
     expect(build(dir, "--platform", both, "--annotation", "manifest[linux/s390x]:a=1").stderr).toContain("linux/s390x (for a) is not a platform of this build");
     expect(build(dir, "--platform", both, "-t", `${host}/annotated:2`, "--push", "--annotation", "index-descriptor:a=1").stderr).toContain("no output writes one");

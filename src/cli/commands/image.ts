@@ -1,7 +1,7 @@
 import type { Command } from "commander";
 import { resolve } from "node:path";
 import { withStore } from "../store.ts";
-import { exportImage, parseOutputSpec } from "../../image/export.ts";
+import { exportImage, exportImageIndex, parseOutputSpec } from "../../image/export.ts";
 import { adoptImageLayers, importDockerArchive, importOciArchive, importOciLayout, imagePlatforms, isIndex, loadImage, storedIndex } from "../../image/layout.ts";
 import { insecureRegistries } from "../../registry/client.ts";
 import { familiarReference, normalizeReference } from "../../image/reference.ts";
@@ -118,9 +118,14 @@ export function registerImage(program: Command) {
         }
         // By ID, an archive carries the names the store gives the image (none: untagged).
         const names = output.names.length ? output.names.map(normalized) : found.ref ? [found.ref] : namesOf(store, found.manifestDigest);
-        const exported = await exportImage(store, image, output, names);
+        // An OCI layout holds an index as it is (every platform's image, its annotations), as import reads it back.
+        const indexed = isIndex(store, found.manifestDigest) ? storedIndex(store, found.manifestDigest) : undefined;
+        const digest =
+          indexed && output.type !== "docker-archive"
+            ? (await exportImageIndex(store, indexed.images, output, names, undefined, undefined, indexed.annotations)).indexDigest
+            : (await exportImage(store, image, output, names)).manifestDigest;
         // With dest=- stdout holds the archive: the digest goes to stderr then.
-        (output.dest === STDOUT ? process.stderr : process.stdout).write(`${exported.manifestDigest}\n`);
+        (output.dest === STDOUT ? process.stderr : process.stdout).write(`${digest}\n`);
       }),
     );
 
