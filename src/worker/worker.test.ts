@@ -4,6 +4,7 @@
  * may have; every value joined to its flag.
  */
 import { expect, test } from "bun:test";
+import { parseAddHost } from "../executor/sandbox.ts";
 import { parseJobDefinition } from "../remote/job-definition.ts";
 import { askedFlags, grantedEntitlements } from "./worker.ts";
 
@@ -29,6 +30,18 @@ test("--add-host NAME:host-gateway needs network.host asked for and granted: it 
   expect(() => grantedEntitlements(job(gateway), trusted, granting)).toThrow("--add-host NAME:host-gateway reaches the worker's loopback");
   expect(() => grantedEntitlements(job({ ...gateway, allow: ["network.host"] }), untrusted, granting)).toThrow("never granted an entitlement");
   expect(grantedEntitlements(job({ ...gateway, allow: ["network.host"] }), trusted, granting)).toEqual(["network.host"]);
+});
+
+test("host-gateway in brackets (as an IPv6 address may be written) is host-gateway too: it needs network.host", () => {
+  // The attack: a read-only token's job (no --allow, so no 403) sent by hand with this spelling,
+  // which the build reads as host-gateway and so opens the worker's loopback to its RUN.
+  expect(parseAddHost("gw:[host-gateway]")).toEqual(["gw", "host-gateway"]);
+  for (const spec of ["gw:[host-gateway]", "gw=[host-gateway]"]) {
+    expect(() => grantedEntitlements(job({ sandbox: { addHost: [spec] } }), untrusted, granting)).toThrow("--add-host NAME:host-gateway reaches the worker's loopback");
+    expect(() => grantedEntitlements(job({ sandbox: { addHost: [spec] }, allow: ["network.host"] }), untrusted, granting)).toThrow("never granted an entitlement");
+  }
+  // An address is still no gateway, bracketed or not.
+  expect(grantedEntitlements(job({ sandbox: { addHost: ["db:[::1]", "db2:10.0.2.2"] } }), untrusted, granting)).toEqual([]);
 });
 
 test("the carried flags become the build's own, each value joined to its flag", () => {

@@ -9,6 +9,8 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { LocalStore } from "../cache/store.ts";
 import { reapAbandoned } from "../executor/reap.ts";
+import { HOST_GATEWAY } from "../executor/network.ts";
+import { parseAddHost } from "../executor/sandbox.ts";
 import { RemoteCache } from "../remote/client.ts";
 import { parseJobDefinition, type JobDefinition } from "../remote/job-definition.ts";
 import { privateScope } from "../remote/mount-manifest.ts";
@@ -246,13 +248,26 @@ export function cacheMountFlags(submitter: ClaimSubmitter | undefined, scopeName
  * network.host as granted. A job asking for more than it may have fails before it runs, saying why.
  */
 export function grantedEntitlements(definition: JobDefinition, submitter: ClaimSubmitter | undefined, worker: Pick<WorkerOptions, "allow" | "name">): string[] {
-  const hostGateway = definition.sandbox.addHost.some((spec) => /^[^:=]+[:=]host-gateway$/.test(spec));
+  const hostGateway = definition.sandbox.addHost.some(namesHostGateway);
   if (hostGateway && !definition.allow.includes("network.host")) throw new JobsError("--add-host NAME:host-gateway reaches the worker's loopback: the job must ask for --allow network.host");
   for (const entitlement of definition.allow) {
     if (!submitter?.trusted) throw new JobsError(`--allow ${entitlement}: a job of a read-only token is never granted an entitlement (submit it with a read-write token)`);
     if (!worker.allow.includes(entitlement)) throw new JobsError(`--allow ${entitlement}: worker ${worker.name} does not grant it (start it with memobuild worker --allow ${entitlement})`);
   }
   return definition.allow;
+}
+
+/**
+ * Whether the build will read `spec` as NAME:host-gateway: asked of the build's own parser, as
+ * any other spelling it takes (`gw:[host-gateway]`, brackets being for IPv6) opens the worker's
+ * loopback just the same. One it cannot parse fails the build before any RUN.
+ */
+function namesHostGateway(spec: string): boolean {
+  try {
+    return parseAddHost(spec)[1] === HOST_GATEWAY;
+  } catch {
+    return false;
+  }
 }
 
 /** The build's own flags the job carries (--network, --add-host, …), each value joined to its flag. */
