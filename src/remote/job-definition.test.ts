@@ -1,5 +1,6 @@
 /** A job definition comes from the submitter: what a worker passes on as flags (--cache-mount-scope, --build-context names, --ssh ids) is checked first. */
 import { expect, test } from "bun:test";
+import { parseBuildContexts } from "../cli/build-flags.ts";
 import { parseJobDefinition } from "./job-definition.ts";
 
 const definition = (extra: Record<string, unknown>) => ({
@@ -78,4 +79,22 @@ test("a job's platform is os/arch[/variant] (the worker passes it as --platform=
   const image = { manifest: blob, config: blob, layers: [blob] };
   expect(parseJobDefinition(definition({ version: 3, imageIndexes: { base: { index: blob, images: [image] } } })).imageIndexes).toEqual({ base: { index: blob, images: [image] } });
   expect(() => parseJobDefinition(definition({ version: 3, imageIndexes: { base: { index: blob, images: [{ manifest: blob }] } } }))).toThrow("job definition: imageIndexes.base.images[0]: expected { manifest, config, layers }");
+});
+
+test("a base image's reference (images, imageIndexes) cannot carry an '=': the worker puts it in --build-context=REF=oci-layout://DIR", () => {
+  const blob = { blake3: "c".repeat(64), digest: `sha256:${"d".repeat(64)}`, size: 10 };
+  const image = { manifest: blob, config: blob, layers: [blob] };
+  // The attack: a read-only token's job names its base "x=https://internal/secret.git#main::";
+  // the build splits the flag at its first "=", and reads a git context "x" that the worker
+  // fetches with its own network and credentials (the "::" leaves the whole repository as the
+  // context, dropping the layout path), which `COPY --from=x` puts in the submitter's image.
+  const injected = "x=https://git.internal/secret.git#main::";
+  expect(parseBuildContexts([`${injected}=oci-layout:///work/job/image-1`])[0]).toMatchObject({ name: "x", kind: "git" });
+  expect(() => parseJobDefinition(definition({ images: { [injected]: image } }))).toThrow(`job definition: images.${injected}: expected a reference`);
+  expect(() => parseJobDefinition(definition({ version: 3, imageIndexes: { [injected]: { index: blob, images: [image] } } }))).toThrow(`job definition: imageIndexes.${injected}: expected a reference`);
+  for (const bad of ["a b", "a\nb", ""]) expect(() => parseJobDefinition(definition({ images: { [bad]: image } }))).toThrow("expected a reference");
+  // What a Dockerfile's FROM names is kept.
+  for (const ref of ["busybox", "registry.local:5000/team/app:1.2", "memobuild/busybox@sha256:" + "e".repeat(64), "[::1]:5000/x"]) {
+    expect(Object.keys(parseJobDefinition(definition({ images: { [ref]: image } })).images)).toEqual([ref]);
+  }
 });

@@ -140,7 +140,7 @@ export function parseJobDefinition(value: unknown): JobDefinition {
   if (!isRecord(value.images)) fail("images", "an object");
   const images: Record<string, ImageBlobs> = {};
   for (const [ref, image] of Object.entries(value.images)) {
-    if (ref.length > 512) fail(`images.${ref}`, "a reference of at most 512 characters");
+    imageRef(ref, `images.${ref}`);
     images[ref] = imageBlobs(image, `images.${ref}`);
   }
   const imageIndexes = value.imageIndexes === undefined ? undefined : indexBlobs(value.imageIndexes);
@@ -174,12 +174,23 @@ function imageBlobs(value: unknown, field: string): ImageBlobs {
   return { manifest: parseBlobRef(value.manifest, `${field}.manifest`), config: parseBlobRef(value.config, `${field}.config`), layers: value.layers.map((l, i) => parseBlobRef(l, `${field}.layers[${i}]`)) };
 }
 
+/**
+ * A base image's reference, which the worker passes as --build-context=REF=oci-layout://DIR: the
+ * build splits that at its first "=", so an "=" in REF would let the job choose the context's
+ * source (a git URL the worker fetches with its own credentials, say). No image reference has
+ * one, nor a space or control character.
+ */
+function imageRef(ref: string, field: string) {
+  if (!/^[^=\s\x00-\x1f\x7f]{1,512}$/.test(ref)) fail(field, "a reference of at most 512 characters, without =, spaces or control characters");
+}
+
 function indexBlobs(value: unknown): Record<string, ImageIndexBlobs> {
   if (!isRecord(value) || Object.keys(value).length > 64) fail("imageIndexes", "at most 64 indexes");
   const indexes: Record<string, ImageIndexBlobs> = {};
   for (const [ref, entry] of Object.entries(value)) {
     const field = `imageIndexes.${ref}`;
-    if (ref.length > 512 || !isRecord(entry) || !Array.isArray(entry.images) || entry.images.length > 64) fail(field, "{ index, images: at most 64 }");
+    imageRef(ref, field);
+    if (!isRecord(entry) || !Array.isArray(entry.images) || entry.images.length > 64) fail(field, "{ index, images: at most 64 }");
     indexes[ref] = { index: parseBlobRef(entry.index, `${field}.index`), images: entry.images.map((image, i) => imageBlobs(image, `${field}.images[${i}]`)) };
   }
   return indexes;
