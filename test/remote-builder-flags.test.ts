@@ -13,6 +13,10 @@ import { memobuildBinary } from "./support/binary.ts";
 import { buildBaseImage, machineWithBase, writeProject } from "./support/base-image.ts";
 import { startCacheServer, type CacheServer } from "./support/server.ts";
 import { spawnWorker, type WorkerProcess } from "./support/worker.ts";
+import { buildRemotely } from "../src/builder/remote-build.ts";
+import { LocalStore } from "../src/cache/store.ts";
+import { RemoteCache } from "../src/remote/client.ts";
+import { JobsClient } from "../src/remote/jobs-client.ts";
 
 const work = mkdtempSync(join(tmpdir(), "memobuild-builder-flags-"));
 const baseOci = join(work, "base-oci");
@@ -163,6 +167,35 @@ describe("build flags carried to the worker", () => {
     const granted = await remoteBuild(dir, granting, RW, "--add-host", "gw:host-gateway", "--allow", "network.host", "-o", `type=local,dest=${out}`);
     expect(granted.exitCode).toBe(0);
     expect(outOf(out)).toMatch(/\sgw\n$/);
+  }, 120_000);
+
+  test("a job sent by hand with --add-host gw:[host-gateway] (brackets, as for IPv6) is refused too: no read-only token's RUN reaches the worker's loopback", async () => {
+    // What only the worker's machine serves, on its loopback.
+    const secret = `loopback-only-${Date.now()}`;
+    const service = Bun.serve({ hostname: "127.0.0.1", port: 0, fetch: () => new Response(secret) });
+    const dir = project("gateway-bracketed", `{ wget -q -O - http://gw:${service.port}/ || echo unreachable; } > /out`);
+    const store = LocalStore.open(machine());
+    try {
+      // The client's own check (build --add-host) is skipped: the job goes up as a hostile submitter would send it.
+      const sent = buildRemotely({
+        jobs: new JobsClient({ url: granting.url, token: RO }),
+        remote: new RemoteCache({ url: granting.url, token: RO }),
+        store,
+        contextDir: dir,
+        dockerfileText: readFileSync(join(dir, "Dockerfile"), "utf8"),
+        dockerfilePath: "Dockerfile",
+        dockerfileAbsolute: join(dir, "Dockerfile"),
+        buildArgs: {},
+        noCache: false,
+        labels: {},
+        progress: () => {},
+        asked: { allow: [], sandbox: { addHost: ["gw:[host-gateway]"], ulimit: [] }, noCacheFilter: [], pull: false, annotations: {} },
+      });
+      await expect(sent).rejects.toThrow("--add-host NAME:host-gateway reaches the worker's loopback: the job must ask for --allow network.host");
+    } finally {
+      store.close();
+      service.stop(true);
+    }
   }, 120_000);
 
   test("--no-cache-filter STAGE runs that stage's steps again on the worker; the other stage comes from the cache", async () => {
