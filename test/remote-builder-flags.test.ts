@@ -6,7 +6,7 @@
  * and --cache-to stay refused (the worker would reach wherever the submitter names).
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { memobuildBinary } from "./support/binary.ts";
@@ -15,6 +15,8 @@ import { startCacheServer, type CacheServer } from "./support/server.ts";
 import { spawnWorker, type WorkerProcess } from "./support/worker.ts";
 import { buildRemotely } from "../src/builder/remote-build.ts";
 import { LocalStore } from "../src/cache/store.ts";
+import { loadImage } from "../src/image/layout.ts";
+import { requireImage } from "../src/image/lookup.ts";
 import { RemoteCache } from "../src/remote/client.ts";
 import { JobsClient } from "../src/remote/jobs-client.ts";
 
@@ -263,4 +265,54 @@ describe("--pull with --builder", () => {
     expect(await build()).toBe("client\n");
     expect(await build("--pull")).toBe("registry\n");
   }, 180_000);
+});
+
+describe("a base image's reference sent by hand", () => {
+  const port = 20000 + Math.floor(Math.random() * 20000);
+  let daemon: ReturnType<typeof Bun.spawn> | undefined;
+
+  beforeAll(async () => {
+    // A repository only the worker's machine reaches (its loopback): what a hostile job wants.
+    const repo = join(work, "git", "secret");
+    mkdirSync(repo, { recursive: true });
+    writeFileSync(join(repo, "secret.txt"), "the worker's private repository\n");
+    const git = (...args: string[]) => expect(Bun.spawnSync(["git", "-C", repo, "-c", "user.name=t", "-c", "user.email=t@example.com", ...args], { stderr: "pipe" }).exitCode).toBe(0);
+    git("init", "-q", "-b", "main");
+    git("add", "-A");
+    git("commit", "-qm", "secret");
+    daemon = Bun.spawn(["git", "daemon", `--base-path=${join(work, "git")}`, "--export-all", "--reuseaddr", "--listen=127.0.0.1", `--port=${port}`, join(work, "git")], { stdout: "ignore", stderr: "ignore" });
+    await Bun.sleep(500);
+  }, 30_000);
+
+  afterAll(async () => {
+    daemon?.kill();
+    await daemon?.exited;
+  });
+
+  test("cannot carry an '=': the worker would read the rest of its --build-context flag as a git URL and fetch it itself", async () => {
+    const dir = writeProject(join(work, "ref-injection"), { Dockerfile: `FROM memobuild/busybox\nCOPY --from=x /secret.txt /loot-${Date.now()}\n` });
+    const store = LocalStore.open(machine());
+    try {
+      const base = loadImage(store, requireImage(store, "memobuild/busybox").manifestDigest);
+      // A read-only token's job whose base image is named "x=git://…#main::": the worker would pass
+      // --build-context=x=git://…#main::=oci-layout://DIR, a git context x of the whole repository.
+      const sent = buildRemotely({
+        jobs: new JobsClient({ url: granting.url, token: RO }),
+        remote: new RemoteCache({ url: granting.url, token: RO }),
+        store,
+        contextDir: dir,
+        dockerfileText: readFileSync(join(dir, "Dockerfile"), "utf8"),
+        dockerfilePath: "Dockerfile",
+        dockerfileAbsolute: join(dir, "Dockerfile"),
+        buildArgs: {},
+        noCache: false,
+        labels: {},
+        progress: () => {},
+        namedContexts: new Map([[`x=git://127.0.0.1:${port}/secret#main::`, { kind: "image", image: base, digest: base.manifestDigest }]]),
+      });
+      await expect(sent).rejects.toThrow(`images.x=git://127.0.0.1:${port}/secret#main::: expected a reference`);
+    } finally {
+      store.close();
+    }
+  }, 120_000);
 });
