@@ -181,7 +181,7 @@ describe("build flags carried to the worker", () => {
       // The client's own check (build --add-host) is skipped: the job goes up as a hostile submitter would send it.
       const sent = buildRemotely({
         jobs: new JobsClient({ url: granting.url, token: RO }),
-        remote: new RemoteCache({ url: granting.url, token: RO }),
+        remote: new RemoteCache({ url: granting.url, token: RO, warn: () => {} }),
         store,
         contextDir: dir,
         dockerfileText: readFileSync(join(dir, "Dockerfile"), "utf8"),
@@ -298,7 +298,7 @@ describe("a base image's reference sent by hand", () => {
       // --build-context=x=git://…#main::=oci-layout://DIR, a git context x of the whole repository.
       const sent = buildRemotely({
         jobs: new JobsClient({ url: granting.url, token: RO }),
-        remote: new RemoteCache({ url: granting.url, token: RO }),
+        remote: new RemoteCache({ url: granting.url, token: RO, warn: () => {} }),
         store,
         contextDir: dir,
         dockerfileText: readFileSync(join(dir, "Dockerfile"), "utf8"),
