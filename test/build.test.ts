@@ -310,6 +310,16 @@ describe("RUN", () => {
     expect(out).toBe("hello builder /work/dir 1000:1000 4\n");
   });
 
+  test("a RUN stays in the builder's own cgroups, so limits put on the builder hold for it too", () => {
+    // crun made a cgroup per container at the root of each hierarchy: a RUN left the builder's
+    // memory or pids limit behind (and moving into it cost an RCU grace period per RUN).
+    const dir = project({ Dockerfile: "FROM memobuild/busybox\nRUN cat /proc/self/cgroup\n" });
+    const result = build(dir, "--no-cache");
+    expect(result.exitCode).toBe(0);
+    const shown = result.stderr.split("\n").filter((line) => /^#2 \d+:[^:]*:\//.test(line)).map((line) => line.slice(3));
+    expect(shown).toEqual(readFileSync("/proc/self/cgroup", "utf8").trim().split("\n"));
+  });
+
   test("RUN output without newlines is passed on in bounded lines, every byte of it", () => {
     const dir = project({ Dockerfile: "FROM memobuild/busybox\nRUN head -c 3000000 /dev/zero | tr '\\0' x\n" });
     const result = build(dir);
