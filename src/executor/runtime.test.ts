@@ -1,8 +1,9 @@
 /** The container watchdog: one per process, and what it does when that process dies. */
 import { expect, test } from "bun:test";
-import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { chmodSync, closeSync, ftruncateSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync, writeSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { findRuntime, sealedCopy } from "./runtime.ts";
 
 test("when its process is killed with -9, the watchdog kills and deletes the containers still running, and only those", async () => {
   const dir = mkdtempSync(join(tmpdir(), "memobuild-watchdog-"));
@@ -54,4 +55,21 @@ test("a watchdog told of no running container does nothing when its process exit
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
+});
+
+test("crun starts from a sealed copy in memory: the same bytes, runnable, and no one can write to it", () => {
+  const runtime = findRuntime();
+  if (!runtime.endsWith("/crun")) return; // runc starts from its path
+  const copy = sealedCopy(runtime)!;
+  expect(copy).toMatch(new RegExp(`^/proc/${process.pid}/fd/\\d+$`));
+  expect(readFileSync(copy).equals(readFileSync(runtime))).toBe(true);
+  const fd = openSync(copy, "r+");
+  try {
+    expect(() => writeSync(fd, "x")).toThrow(/EPERM/);
+    expect(() => ftruncateSync(fd, 0)).toThrow(/EPERM/);
+  } finally {
+    closeSync(fd);
+  }
+  const version = Bun.spawnSync([copy, "--version"], { stdout: "pipe" });
+  expect(version.stdout.toString()).toStartWith("crun version");
 });

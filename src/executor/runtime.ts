@@ -10,7 +10,8 @@ import { UserError } from "../errors.ts";
 import { existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { spawnInNewMountNamespace } from "../sys/namespace.ts";
-import { umount } from "../sys/libc.ts";
+import { addSeals, ALL_SEALS, closeFd, memfdCreate, umount } from "../sys/libc.ts";
+import { writeAll } from "../util/write-all.ts";
 
 export interface RuntimeMount {
   destination: string;
@@ -97,7 +98,52 @@ export function findRuntime(): string {
  * runc has no such option and keeps its default.
  */
 export function globalOptions(runtime: string): string[] {
-  return runtime.endsWith("/crun") || runtime === "crun" ? ["--cgroup-manager=disabled"] : [];
+  return isCrun(runtime) ? ["--cgroup-manager=disabled"] : [];
+}
+
+const isCrun = (runtime: string) => runtime.endsWith("/crun") || runtime === "crun";
+
+/**
+ * crun guards the binary it runs from against a container writing to it through /proc/self/exe
+ * (CVE-2019-5736): unless that binary is a sealed in-memory file, it bind-mounts itself
+ * read-only onto a new file in /tmp and executes itself again from there, each RUN (a second
+ * exec and dynamic link, a file made and removed on disk, a mount and an unmount). Started from
+ * a sealed copy, made once per process, it skips all that and is guarded the same way: the
+ * copy can never be written (crun's own test is that every seal is set). `crun run` of
+ * /bin/true, 20 runs: 9.2-10.5 ms median from its path, 7.6-8.0 ms from the copy. runc starts
+ * from its path. Undefined when no copy can be made (then the runtime's own path is used).
+ */
+let sealed: { runtime: string; path: string } | null | undefined;
+
+export function sealedCopy(runtime: string): string | undefined {
+  if (!isCrun(runtime)) return undefined;
+  if (sealed === undefined) {
+    let fd: number | undefined;
+    try {
+      fd = memfdCreate("crun");
+      writeAll(fd, readFileSync(runtime));
+      addSeals(fd, ALL_SEALS);
+      // Open as long as this process lives; its children reach it through our /proc entry.
+      sealed = { runtime, path: `/proc/${process.pid}/fd/${fd}` };
+    } catch {
+      if (fd !== undefined) closeFd(fd);
+      sealed = null;
+    }
+  }
+  return sealed?.runtime === runtime ? sealed.path : undefined;
+}
+
+/** The runtime with `args`, from its sealed `copy` when there is one (see sealedCopy). */
+function spawnRuntime(runtime: string, copy: string | undefined, args: string[]) {
+  const options = { stdin: "ignore", stdout: "pipe", stderr: "pipe" } as const;
+  if (copy !== undefined) {
+    try {
+      return Bun.spawn([copy, ...args], { ...options, argv0: runtime });
+    } catch {
+      sealed = null; // not executable here (a noexec policy on in-memory files): as before
+    }
+  }
+  return Bun.spawn([runtime, ...args], options);
 }
 
 function hybridCgroups(): boolean {
@@ -150,13 +196,17 @@ export function runtimeConfig(spec: ContainerSpec): object {
  */
 export async function runContainer(spec: ContainerSpec, bundleDir: string, onOutput: (line: string, stream: "stdout" | "stderr") => void): Promise<RunOutput> {
   const runtime = findRuntime();
+  // Made here, not in the namespace window below: that thread must create no other thread
+  // (a thread sharing its file system context could not return), and reading and copying
+  // the binary allocates enough to start the garbage collector's helpers.
+  const copy = sealedCopy(runtime);
   writeFileSync(join(bundleDir, "config.json"), JSON.stringify(runtimeConfig(spec)));
   const id = `memobuild-${process.pid}-${randomHex(4)}`;
   const start = () => {
     // Known to the watchdog before the container exists, so no moment is left uncovered.
     // Started with the first RUN, in its namespace: `crun kill`/`delete` refuse hybrid cgroups too.
     watchdogOf(runtime).watch(id);
-    return Bun.spawn([runtime, ...globalOptions(runtime), "run", "--bundle", bundleDir, id], { stdin: "ignore", stdout: "pipe", stderr: "pipe" });
+    return spawnRuntime(runtime, copy, [...globalOptions(runtime), "run", "--bundle", bundleDir, id]);
   };
   let child: ReturnType<typeof start>;
   try {
