@@ -40,6 +40,7 @@ function open() {
     fchdir: { args: [FFIType.i32], returns: FFIType.i32 },
     memfd_create: { args: [FFIType.ptr, FFIType.u32], returns: FFIType.i32 },
     fcntl: { args: [FFIType.i32, FFIType.i32, FFIType.i32], returns: FFIType.i32 },
+    sendfile: { args: [FFIType.i32, FFIType.i32, FFIType.ptr, FFIType.u64], returns: FFIType.i64 },
     __errno_location: { args: [], returns: FFIType.ptr },
     strerror: { args: [FFIType.i32], returns: FFIType.cstring },
   });
@@ -353,6 +354,11 @@ export function memfdCreate(name: string): number {
   const rc = symbols().memfd_create(cString(name), MFD_CLOEXEC | MFD_ALLOW_SEALING | MFD_EXEC);
   if (rc >= 0 || errno() !== osConstants.errno.EINVAL) return check(rc, "memfd_create", name);
   return check(symbols().memfd_create(cString(name), MFD_CLOEXEC | MFD_ALLOW_SEALING), "memfd_create", name);
+}
+
+/** Copies all of the file open as `from` (from its current offset) to `to`, inside the kernel (sendfile(2)). */
+export function sendAll(to: number, from: number) {
+  while (check(symbols().sendfile(to, from, null, 1 << 30), "sendfile", "") > 0);
 }
 
 /** fcntl(F_ADD_SEALS). */
