@@ -4,7 +4,7 @@ import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync,
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { LocalStore } from "../cache/store.ts";
-import { importDockerArchive, importOciArchive, importOciLayout, MEDIA } from "./layout.ts";
+import { importDockerArchive, importOciArchive, importOciLayout, MEDIA, storeImage, storedIndex } from "./layout.ts";
 import { tarBytes } from "../../test/support/tar.ts";
 
 const work = mkdtempSync(join(tmpdir(), "memobuild-layout-"));
@@ -155,6 +155,23 @@ describe("a layout's files are read as bounded regular files, never through a li
     withStore((store) => {
       expect(() => importOciLayout(store, dir)).toThrow(`${dir}: blob ${sha256(layer)} is larger than the ${layer.length - 1} bytes its descriptor declares`);
       expect(storedBlobs(store)).not.toContain(sha256(layer).slice(7));
+    });
+  });
+});
+
+describe("storedIndex", () => {
+  test("two entries for the same platform: each is its own image, with its own annotations", () => {
+    withStore((store) => {
+      // Two images of one platform (say an image and its debug variant), told apart only by digest.
+      const config = (cmd: string) => ({ architecture: "amd64", os: "linux", config: { Cmd: [cmd] }, rootfs: { type: "layers", diff_ids: [] } }) as never;
+      const first = storeImage(store, config("first"), []);
+      const second = storeImage(store, config("second"), []);
+      const entry = (image: { manifestDigest: string }, flavour: string) => ({ mediaType: MEDIA.manifest, digest: image.manifestDigest, size: store.blobSize(image.manifestDigest), platform: { os: "linux", architecture: "amd64" }, annotations: { flavour } });
+      const index = store.putBlob(JSON.stringify({ schemaVersion: 2, mediaType: MEDIA.index, manifests: [entry(first, "first"), entry(second, "second")] }));
+      const stored = storedIndex(store, index.digest);
+      expect(stored.images.map((image) => image.manifestDigest)).toEqual([first.manifestDigest, second.manifestDigest]);
+      expect(stored.images.map((image) => (image.config.config as { Cmd: string[] }).Cmd[0])).toEqual(["first", "second"]);
+      expect(stored.annotations.manifests).toEqual([{ flavour: "first" }, { flavour: "second" }]);
     });
   });
 });

@@ -105,7 +105,8 @@ export function storeImageIndex(store: LocalStore, images: StoredImage[], annota
 export function storedIndex(store: LocalStore, digest: string): { images: StoredImage[]; annotations: { index?: Record<string, string>; manifests: (Record<string, string> | undefined)[] } } {
   const index = store.readJson<Index>(digest);
   const entries = index.manifests.filter((m) => m.platform && m.mediaType !== MEDIA.index && store.hasBlob(m.digest));
-  return { images: entries.map((m) => loadImage(store, digest, m.platform!)), annotations: { ...(index.annotations ? { index: index.annotations } : {}), manifests: entries.map((m) => m.annotations) } };
+  // Each entry by its own digest: two entries may share a platform (an image and its variant).
+  return { images: entries.map((m) => loadImage(store, m.digest, m.platform!)), annotations: { ...(index.annotations ? { index: index.annotations } : {}), manifests: entries.map((m) => m.annotations) } };
 }
 
 /**
