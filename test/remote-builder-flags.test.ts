@@ -157,6 +157,21 @@ describe("build flags carried to the worker", () => {
     expect(readOnly.stderr).toContain("--allow security.insecure: a read-only token's build is never granted an entitlement");
   }, 120_000);
 
+  test("a read-only token's build may not raise --ulimit rtprio, rttime, memlock or nice on the shared worker; a read-write token's may", async () => {
+    const dir = project("ulimit-policy", "grep -i 'realtime priority' /proc/self/limits > /out");
+    // The attack: a pull request's RUN with real-time scheduling (it can starve the worker) or pinned memory.
+    for (const spec of ["rtprio=99", "memlock=-1"]) {
+      const readOnly = await remoteBuild(dir, granting, RO, "--ulimit", spec);
+      expect(readOnly.exitCode).not.toBe(0);
+      expect(readOnly.stderr).toContain(`--ulimit ${spec}: a read-only token's build may set only limits that bound its own RUNs (core, cpu`);
+    }
+    const out = join(work, "ulimit-policy-remote");
+    // (0: raising it needs a privilege this test's machine may lack; the worker takes the limit all the same.)
+    const trusted = await remoteBuild(dir, granting, RW, "--ulimit", "rtprio=0", "-o", `type=local,dest=${out}`);
+    expect(trusted.exitCode).toBe(0);
+    expect(outOf(out)).toMatch(/^Max realtime priority\s+0\s+0\s/);
+  }, 120_000);
+
   test("--add-host NAME:host-gateway reaches the worker's loopback, so it is asked for and granted as network.host", async () => {
     const dir = project("gateway", "grep gw /etc/hosts > /out");
     const unasked = await remoteBuild(dir, granting, RW, "--add-host", "gw:host-gateway");

@@ -99,6 +99,33 @@ export type JobEntitlement = (typeof JOB_ENTITLEMENTS)[number];
 
 export class JobDefinitionError extends UserError {}
 
+/**
+ * The `--ulimit`s a job of an untrusted submitter (any token but a read-write one) may set: only
+ * limits that bound its own RUNs, each up to a value that costs the worker nothing new. Never
+ * rtprio or rttime (real-time scheduling starves the worker's other work), memlock (memory
+ * pinned where the worker cannot reclaim it) or nice (priority over the other jobs). Limits
+ * that hold kernel memory are capped: nofile at the kernel's default nr_open, msgqueue at
+ * Linux's default, sigpending at 65536. -1 (unlimited) counts as above any cap.
+ */
+export const UNTRUSTED_ULIMITS: Readonly<Record<string, number>> = {
+  core: Infinity, cpu: Infinity, data: Infinity, fsize: Infinity, locks: Infinity, nproc: Infinity, rss: Infinity, stack: Infinity,
+  nofile: 1_048_576, msgqueue: 819_200, sigpending: 65_536,
+};
+
+/** Why an untrusted submitter's job may not carry these `--ulimit` specs: one line each (none: it may). */
+export function untrustedUlimitProblems(specs: readonly string[]): string[] {
+  const allowed = Object.entries(UNTRUSTED_ULIMITS).map(([name, cap]) => (cap === Infinity ? name : `${name} up to ${cap}`)).join(", ");
+  const problems: string[] = [];
+  for (const spec of specs) {
+    const match = /^([a-z]+)=(-?\d+)(?::(-?\d+))?$/.exec(spec);
+    const cap = match && Object.hasOwn(UNTRUSTED_ULIMITS, match[1]!) ? UNTRUSTED_ULIMITS[match[1]!] : undefined;
+    const value = (text: string | undefined) => (text === undefined ? 0 : Number(text) === -1 ? Infinity : Number(text));
+    const within = cap !== undefined && value(match![2]) <= cap && value(match![3]) <= cap;
+    if (!within) problems.push(`--ulimit ${spec}: a read-only token's build may set only limits that bound its own RUNs (${allowed}) (submit it with a read-write token)`);
+  }
+  return problems;
+}
+
 const HASH = /^[0-9a-f]{64}$/;
 const DIGEST = /^sha256:[0-9a-f]{64}$/;
 const MAX_ENTRIES = 1_000_000;

@@ -2,7 +2,8 @@
  * Remote execution's routes (see jobs.ts):
  *   POST   /v1/jobs                    any token: submit a build (a read-only token too: the
  *                                      results are written by the worker, never the submitter;
- *                                      one asking for an entitlement, --allow, only a read-write token)
+ *                                      one asking for an entitlement, --allow, or setting a --ulimit
+ *                                      beyond UNTRUSTED_ULIMITS, only a read-write token)
  *   GET    /v1/jobs                    recent jobs: state, worker, attempts, cache affinity
  *   GET    /v1/jobs/{id}/events?since=N&wait=MS   the submitter follows its job (long poll)
  *   DELETE /v1/jobs/{id}                the submitter cancels
@@ -21,6 +22,7 @@ import type { JobQueue } from "./jobs.ts";
 import { MemoryAgentRelay, MemorySecretRelay, type AgentRelay, type SecretRelay } from "./secret-relay.ts";
 import type { Role } from "./auth.ts";
 import type { ClaimSubmitter } from "../remote/jobs-client.ts";
+import { untrustedUlimitProblems } from "../remote/job-definition.ts";
 
 const MAX_JOB_BYTES = 4 * 1024 * 1024;
 const MAX_EVENTS_BYTES = 4 * 1024 * 1024;
@@ -73,6 +75,10 @@ export function jobRoutes(
     const asks = (body.definition as { allow?: unknown }).allow;
     const role = roleOf(c.get("token"));
     if (Array.isArray(asks) && asks.length > 0 && role !== "rw" && role !== "worker") return error(c, 403, `--allow ${asks.join(", ")}: a read-only token's build is never granted an entitlement (submit it with a read-write token)`);
+    // So are limits that give a RUN power over the shared worker (rtprio, memlock…); the worker checks again at claim too.
+    const ulimits = (body.definition as { sandbox?: { ulimit?: unknown } }).sandbox?.ulimit;
+    const limitProblems = Array.isArray(ulimits) ? untrustedUlimitProblems(ulimits.map(String)) : [];
+    if (limitProblems.length && role !== "rw" && role !== "worker") return error(c, 403, limitProblems.join("; "));
     const hints = Array.isArray(body.hints) ? body.hints.filter((h): h is string => typeof h === "string" && /^[0-9a-f]{64}$/.test(h)).slice(0, 10_000) : [];
     return c.json({ id: await queue.submit(c.get("token"), body.definition, hints) }, 201);
   });

@@ -6,7 +6,7 @@
 import { expect, test } from "bun:test";
 import { parseAddHost } from "../executor/sandbox.ts";
 import { parseJobDefinition } from "../remote/job-definition.ts";
-import { askedFlags, grantedEntitlements } from "./worker.ts";
+import { askedFlags, grantedEntitlements, refuseUntrustedLimits } from "./worker.ts";
 
 const job = (extra: Record<string, unknown>) =>
   parseJobDefinition({ version: 1, dockerfile: { text: "FROM scratch\n", path: "Dockerfile" }, buildArgs: {}, noCache: false, context: { manifest: "a".repeat(64), digest: "b".repeat(64) }, images: {}, labels: {}, secrets: [], ...extra });
@@ -48,4 +48,18 @@ test("the carried flags become the build's own, each value joined to its flag", 
   const definition = job({ network: "none", sandbox: { addHost: ["db:10.1.2.3"], shmSize: "8m", ulimit: ["nofile=777:777"] }, noCacheFilter: ["a"], pull: true, annotations: { "org.example.k": "v=w" } });
   expect(askedFlags(definition)).toEqual(["--network=none", "--add-host=db:10.1.2.3", "--shm-size=8m", "--ulimit=nofile=777:777", "--no-cache-filter=a", "--pull", "--annotation=manifest:org.example.k=v=w"]);
   expect(askedFlags(job({}))).toEqual([]);
+});
+
+test("an untrusted submitter's job sets only limits that bound its own RUNs: the worker refuses the rest at claim", () => {
+  // The attack: limits that give the RUN power over the shared worker (real-time scheduling that
+  // starves it, pinned memory, a better nice), by a read-only token's job.
+  for (const spec of ["rtprio=99", "rttime=-1", "memlock=-1", "nice=40", "nofile=-1", "nofile=1024:2000000", "msgqueue=100000000", "sigpending=-1", "bogus=1"]) {
+    const definition = job({ sandbox: { addHost: [], ulimit: ["nofile=777:777", spec] } });
+    expect(() => refuseUntrustedLimits(definition, untrusted)).toThrow(`--ulimit ${spec}: a read-only token's build may set only limits that bound its own RUNs (core, cpu, data, fsize, locks, nproc, rss, stack, nofile up to 1048576, msgqueue up to 819200, sigpending up to 65536)`);
+    expect(() => refuseUntrustedLimits(definition, undefined)).toThrow(`--ulimit ${spec}`);
+    // A read-write token's job keeps every limit.
+    expect(() => refuseUntrustedLimits(definition, trusted)).not.toThrow();
+  }
+  const bounded = job({ sandbox: { addHost: [], ulimit: ["nofile=777:777", "nproc=-1", "core=0", "stack=8388608", "fsize=-1", "cpu=60:120", "msgqueue=819200", "sigpending=1024"] } });
+  expect(() => refuseUntrustedLimits(bounded, untrusted)).not.toThrow();
 });

@@ -12,7 +12,7 @@ import { reapAbandoned } from "../executor/reap.ts";
 import { HOST_GATEWAY } from "../executor/network.ts";
 import { parseAddHost } from "../executor/sandbox.ts";
 import { RemoteCache } from "../remote/client.ts";
-import { parseJobDefinition, type JobDefinition } from "../remote/job-definition.ts";
+import { parseJobDefinition, untrustedUlimitProblems, type JobDefinition } from "../remote/job-definition.ts";
 import { privateScope } from "../remote/mount-manifest.ts";
 import { JobsClient, JobsError, type ClaimSubmitter, type Claimed } from "../remote/jobs-client.ts";
 import { removeTree } from "../rootfs/root.ts";
@@ -140,6 +140,7 @@ export class Worker {
   /** Runs the build as this program's own `build`, its JSON progress forwarded to the server. */
   private async build(id: string, definition: JobDefinition, place: JobPlace, submitter: ClaimSubmitter | undefined): Promise<{ result: unknown } | { error: string }> {
     const granted = grantedEntitlements(definition, submitter, this.options);
+    refuseUntrustedLimits(definition, submitter);
     const contextDir = await materializeContext(place, definition);
     const imageFlags = [...(await layOutImages(place, definition.images, definition.imageIndexes)), ...(await materializeNamedContexts(place, definition.contexts))];
     const dockerfile = join(place.work, "Dockerfile");
@@ -255,6 +256,16 @@ export function grantedEntitlements(definition: JobDefinition, submitter: ClaimS
     if (!worker.allow.includes(entitlement)) throw new JobsError(`--allow ${entitlement}: worker ${worker.name} does not grant it (start it with memobuild worker --allow ${entitlement})`);
   }
   return definition.allow;
+}
+
+/**
+ * An untrusted submitter's job sets only `--ulimit`s that bound its own RUNs (UNTRUSTED_ULIMITS):
+ * the server refuses the others at submission, and this worker again, with the token's role now.
+ */
+export function refuseUntrustedLimits(definition: JobDefinition, submitter: ClaimSubmitter | undefined) {
+  if (submitter?.trusted) return;
+  const problems = untrustedUlimitProblems(definition.sandbox.ulimit);
+  if (problems.length) throw new JobsError(problems.join("; "));
 }
 
 /**
