@@ -248,6 +248,43 @@ describe("build flags carried to the worker", () => {
   }, 60_000);
 });
 
+describe("ADD from a URL on a worker", () => {
+  // What only the worker's machine serves, on its loopback (the RUN's network never reaches it).
+  const secret = `loopback-only-${Date.now()}\n`;
+  let service: ReturnType<typeof Bun.serve>;
+  beforeAll(() => {
+    service = Bun.serve({ hostname: "127.0.0.1", port: 0, fetch: () => new Response(secret) });
+  });
+  afterAll(() => service.stop(true));
+
+  test("never reaches the worker's loopback unless the job was granted network.host; a local build's ADD still may", async () => {
+    // The attack: a read-only token's job ADDs the loopback service and gets its answer back in the image.
+    for (const host of ["127.0.0.1", "localhost"]) {
+      const address = `http://${host}:${service.port}/secret.txt`;
+      const dir = writeProject(join(work, `add-loopback-${host}`), { Dockerfile: `FROM memobuild/busybox\nADD ${address} /loot-${Date.now()}\n` });
+      const refused = await remoteBuild(dir, granting, RO, "-o", `type=local,dest=${join(work, `add-loopback-${host}-out`)}`);
+      expect(refused.exitCode).not.toBe(0);
+      expect(refused.stderr).toContain(`Dockerfile:2:1: ADD ${address}`);
+      expect(refused.stderr).toContain(`ADD ${address}: ${host}:${service.port}${host === "localhost" ? " (127.0.0.1)" : ""} is on this worker's loopback, which a job reaches only with network.host granted`);
+      expect(existsSync(join(work, `add-loopback-${host}-out`))).toBe(false);
+    }
+    const dir = writeProject(join(work, "add-loopback-granted"), { Dockerfile: `FROM memobuild/busybox\nADD http://127.0.0.1:${service.port}/secret.txt /loot\n` });
+    // A read-write token's job granted network.host may, as its RUN may reach the loopback then.
+    const out = join(work, "add-loopback-granted-out");
+    const granted = await remoteBuild(dir, granting, RW, "--allow", "network.host", "-o", `type=local,dest=${out}`);
+    expect(granted.exitCode).toBe(0);
+    expect(readFileSync(join(out, "loot"), "utf8")).toBe(secret);
+    // Not granted (the worker does not give it): refused as a read-only token's job is.
+    const plainWorker = await remoteBuild(dir, plain, RW);
+    expect(plainWorker.exitCode).not.toBe(0);
+    expect(plainWorker.stderr).toContain("is on this worker's loopback");
+    // A local build fetches from its user's own network, loopback included, as BuildKit's daemon does.
+    const local = join(work, "add-loopback-local");
+    expect((await localBuild(dir, "-o", `type=local,dest=${local}`)).exitCode).toBe(0);
+    expect(readFileSync(join(local, "loot"), "utf8")).toBe(secret);
+  }, 180_000);
+});
+
 describe("--pull with --builder", () => {
   const port = 20000 + Math.floor(Math.random() * 20000);
   const registry = `127.0.0.1:${port}`;

@@ -1,8 +1,9 @@
 import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test";
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { networkInterfaces, tmpdir } from "node:os";
 import { join } from "node:path";
 import { DownloadError, Downloads, isUrl, urlFileName } from "./download.ts";
+import type { Resolver } from "../util/loopback-guard.ts";
 
 const work = mkdtempSync(join(tmpdir(), "memobuild-download-"));
 afterAll(() => rmSync(work, { recursive: true, force: true }));
@@ -172,6 +173,87 @@ describe("Downloads", () => {
     expect(error).toBeInstanceOf(DownloadError);
     expect(error.message).toStartWith(`cannot fetch http://127.0.0.1:${port}/x: `);
   }, 20_000);
+});
+
+/** An address of this machine off its loopback (what a worker's job may reach), if it has one. */
+const outside = Object.values(networkInterfaces()).flat().find((a) => a && !a.internal && a.family === "IPv4")?.address;
+
+describe.skipIf(!outside)("a worker's job: ADD never reaches the worker's loopback", () => {
+  // The attack: a job's `ADD http://127.0.0.1:PORT/…` reads a service that listens only on the
+  // worker's loopback (which the job's RUN cannot reach), and the layer hands it to the submitter.
+  let exposed: ReturnType<typeof Bun.serve>;
+  beforeAll(() => {
+    exposed = Bun.serve({
+      port: 0,
+      hostname: outside,
+      fetch(request) {
+        const path = new URL(request.url).pathname;
+        if (path === "/to-loopback") return Response.redirect(url("/file.txt"), 302);
+        if (path === "/to-localhost") return Response.redirect(`http://localhost:${server.port}/file.txt`, 301);
+        if (path === "/to-outside") return Response.redirect("/public.txt", 307);
+        if (path === "/public.txt") return new Response("public\n", { headers: { "last-modified": "Wed, 02 Dec 2026 10:00:00 GMT" } });
+        if (path === "/big") return new Response("x".repeat(1000));
+        return new Response("", { status: 404 });
+      },
+    });
+  });
+  afterAll(() => exposed.stop(true));
+  const public_ = (path: string) => `http://${outside}:${exposed.port}${path}`;
+  const guarded = (resolver?: Resolver) => {
+    const dir = join(work, `d${++dirs}`);
+    mkdirSync(dir);
+    return new Downloads(() => dir, { refuseLoopback: true, resolver });
+  };
+  const refusal = async (d: Downloads, address: string) => {
+    const error = await d.fetch(address).catch((e) => e);
+    expect(error).toBeInstanceOf(DownloadError);
+    return error.message as string;
+  };
+
+  test("a loopback address in any spelling is refused before any request: 127.0.0.0/8, 0.0.0.0, ::1, ::ffff:127.0.0.1", async () => {
+    requests.delete("/file.txt");
+    const port = server.port;
+    expect(await refusal(guarded(), url("/file.txt"))).toBe(`ADD ${url("/file.txt")}: 127.0.0.1:${port} is on this worker's loopback, which a job reaches only with network.host granted (build --allow network.host, on a worker started with it)`);
+    for (const host of ["127.1", "2130706433", "127.9.9.9", "0.0.0.0", "[::1]", "[::ffff:127.0.0.1]", "[::]"]) {
+      expect(await refusal(guarded(), `http://${host}:${port}/file.txt`)).toContain("is on this worker's loopback");
+    }
+    expect(requests.get("/file.txt")).toBeUndefined();
+  });
+
+  test("a name that resolves to the loopback is refused: localhost, or any name whose answer holds a loopback address", async () => {
+    expect(await refusal(guarded(), `http://localhost:${server.port}/file.txt`)).toBe(`ADD http://localhost:${server.port}/file.txt: localhost:${server.port} (127.0.0.1) is on this worker's loopback, which a job reaches only with network.host granted (build --allow network.host, on a worker started with it)`);
+    const mixed: Resolver = async () => [{ address: outside!, family: 4 }, { address: "::1", family: 6 }];
+    expect(await refusal(guarded(mixed), `http://mixed.test:${exposed.port}/public.txt`)).toContain("mixed.test:");
+    expect(requests.get("/file.txt")).toBeUndefined();
+  });
+
+  test("every redirect is checked: one to the loopback is refused, one elsewhere is followed", async () => {
+    expect(await refusal(guarded(), public_("/to-loopback"))).toBe(`ADD ${public_("/to-loopback")}: 127.0.0.1:${server.port} is on this worker's loopback, which a job reaches only with network.host granted (build --allow network.host, on a worker started with it)`);
+    expect(await refusal(guarded(), public_("/to-localhost"))).toContain(`localhost:${server.port} (127.0.0.1) is on this worker's loopback`);
+    expect(requests.get("/file.txt")).toBeUndefined();
+    const followed = await guarded().fetch(public_("/to-outside"));
+    expect(readFileSync(followed.file, "utf8")).toBe("public\n");
+  });
+
+  test("DNS rebinding: the name is resolved once per connection, and the connection goes to the address checked", async () => {
+    // The first answer passes the check; a rebinding DNS then answers the loopback to whoever asks next.
+    let asked = 0;
+    const rebinding: Resolver = async () => (++asked === 1 ? [{ address: outside!, family: 4 }] : [{ address: "127.0.0.1", family: 4 }]);
+    const got = await guarded(rebinding).fetch(`http://rebind.test:${exposed.port}/public.txt`);
+    expect(readFileSync(got.file, "utf8")).toBe("public\n");
+    expect(asked).toBe(1);
+    // Answering the loopback first is refused at once.
+    asked = 1;
+    expect(await refusal(guarded(rebinding), `http://rebind.test:${exposed.port}/public.txt`)).toContain("rebind.test:");
+  });
+
+  test("off the loopback, a download is what it is without the guard: content, Last-Modified, a 404, the size limit", async () => {
+    const got = await guarded().fetch(public_("/public.txt"));
+    expect([readFileSync(got.file, "utf8"), got.digest, got.mtime]).toEqual(["public\n", sha("sha256", "public\n"), Date.UTC(2026, 11, 2, 10) / 1000]);
+    expect(await refusal(guarded(), public_("/missing"))).toBe(`cannot fetch ${public_("/missing")}: HTTP 404 Not Found`);
+    process.env.MEMOBUILD_MAX_DOWNLOAD_SIZE = "100";
+    expect((await guarded().fetch(public_("/big")).catch((e) => e)).message).toBe(`ADD ${public_("/big")}: larger than 100 bytes (the limit is MEMOBUILD_MAX_DOWNLOAD_SIZE=100)`);
+  });
 });
 
 describe("names", () => {

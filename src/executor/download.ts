@@ -8,6 +8,7 @@ import { join } from "node:path";
 import { UserError } from "../errors.ts";
 import { writeAll } from "../util/write-all.ts";
 import { BodyTooLargeError, fetchWithTimeout, NetworkError, readBody } from "../util/network.ts";
+import { fetchAvoidingLoopback, FetchRefusedError, type Resolver } from "../util/loopback-guard.ts";
 import { limit, limitHint } from "../util/limits.ts";
 import { terminalText } from "../util/terminal-text.ts";
 
@@ -24,11 +25,22 @@ export class DownloadError extends UserError {}
 
 export const isUrl = (source: string) => /^https?:\/\//i.test(source);
 
+export interface DownloadOptions {
+  /**
+   * A worker's build for a job not granted network.host: no URL (nor a redirect) may reach this
+   * machine's loopback, which the job's RUN cannot reach either (executor/network.ts). A local
+   * build fetches from its user's network as BuildKit's daemon does, loopback included.
+   */
+  refuseLoopback?: boolean;
+  /** How host names are resolved when refusing the loopback (tests answer as a rebinding DNS would). */
+  resolver?: Resolver;
+}
+
 export class Downloads {
   private readonly pending = new Map<string, Promise<Download>>();
   private count = 0;
 
-  constructor(private readonly directory: () => string) {}
+  constructor(private readonly directory: () => string, private readonly options: DownloadOptions = {}) {}
 
   fetch(url: string, checksum?: string): Promise<Download> {
     let download = this.pending.get(url);
@@ -56,9 +68,12 @@ export class Downloads {
     const what = `ADD ${url}`;
     let response: Response;
     try {
-      // Stryker disable next-line ObjectLiteral: following redirects is fetch's default too; said here because BuildKit's ADD follows them
-      response = await fetchWithTimeout(url, { redirect: "follow" }, what);
+      response = this.options.refuseLoopback
+        ? await fetchAvoidingLoopback(url, what, this.options.resolver)
+        : // Stryker disable next-line ObjectLiteral: following redirects is fetch's default too; said here because BuildKit's ADD follows them
+          await fetchWithTimeout(url, { redirect: "follow" }, what);
     } catch (error) {
+      if (error instanceof FetchRefusedError) throw new DownloadError(error.message);
       throw new TransientDownloadError(error instanceof NetworkError ? error.message : `cannot fetch ${url}: ${(error as Error).message}`);
     }
     // The server's reason phrase reaches the terminal: as text, never as escape sequences.

@@ -72,6 +72,11 @@ export interface BuildOptions {
    * named by that job's private cache mount scope: see BuildSettings.untrusted.
    */
   untrusted?: string;
+  /**
+   * A worker's build for a job not granted network.host: ADD's URLs may not reach this
+   * machine's loopback, as the job's RUN cannot (worker.ts sets it; a local build's ADD may).
+   */
+  refuseLoopbackUrls?: boolean;
   progress: ProgressSink;
   /** Compute every step's key and whether it hits, but run nothing and store nothing. */
   dryRun?: boolean;

@@ -38,6 +38,8 @@ export interface WorldOptions {
   image: (ref: string, platform: Platform) => StoredImage | undefined;
   /** Told the context's digest once it is read. */
   onContext: (digest: string) => void;
+  /** ADD's URLs may not reach this machine's loopback (a worker's job without network.host). */
+  refuseLoopbackUrls?: boolean;
 }
 
 /** A stage or image a step reads: what it stands for (in keys) and its layers (for the executor). */
@@ -56,7 +58,7 @@ export class BuildWorld {
   private downloadDir?: string;
 
   constructor(private readonly options: WorldOptions) {
-    this.downloads = new Downloads(() => (this.downloadDir ??= options.store.tempDir("downloads")));
+    this.downloads = new Downloads(() => (this.downloadDir ??= options.store.tempDir("downloads")), { refuseLoopback: options.refuseLoopbackUrls });
   }
 
   image(ref: string, platform: Platform): StoredImage | undefined {

@@ -156,15 +156,17 @@ export class Worker {
     const agents = serveAgents(definition.ssh, (agent, message) => this.jobs.askAgent(id, lease, { agent, ...message }));
     try {
       const jobFlags = [...cacheMountFlags(submitter, definition.cacheMountScope), ...granted.map((a) => `--allow=${a}`), ...askedFlags(definition), ...imageFlags, ...secretFlags, ...agents.flags];
-      return await this.runBuild(id, place, definition, jobFlags, { dockerfile, metadata, secretEnv, contextDir });
+      // Its ADD fetches from this machine's network: never its loopback, unless granted as RUN's host network is.
+      const loopback: Record<string, string> = granted.includes("network.host") ? {} : { MEMOBUILD_JOB_LOOPBACK: "refuse" };
+      return await this.runBuild(id, place, definition, jobFlags, { dockerfile, metadata, secretEnv, contextDir, jobEnv: loopback });
     } finally {
       agents.stop();
     }
   }
 
   /** This program's `build` of the job, with the flags made for it. */
-  private async runBuild(id: string, place: JobPlace, definition: JobDefinition, jobFlags: string[], files: { dockerfile: string; metadata: string; secretEnv: Record<string, string>; contextDir: string }): Promise<{ result: unknown } | { error: string }> {
-    const { dockerfile, metadata, secretEnv, contextDir } = files;
+  private async runBuild(id: string, place: JobPlace, definition: JobDefinition, jobFlags: string[], files: { dockerfile: string; metadata: string; secretEnv: Record<string, string>; contextDir: string; jobEnv: Record<string, string> }): Promise<{ result: unknown } | { error: string }> {
+    const { dockerfile, metadata, secretEnv, contextDir, jobEnv } = files;
     const args = [
       "build", contextDir, "-f", dockerfile, "--cache-dir", this.options.cacheDir, "--progress", "json", "--metadata-file", metadata,
       "--remote", this.options.server, "--remote-upload", "wait", "--remote-report", "off",
@@ -181,7 +183,7 @@ export class Worker {
     // machine's user, and no project file: the working directory is the job's own.
     // The submitter's build (its hub id) for the results it uploads, with the lease that proves the job is this worker's.
     const reportedAs = definition.build ? { MEMOBUILD_JOB_BUILD: definition.build, MEMOBUILD_JOB_ID: id, MEMOBUILD_JOB_LEASE: this.running.get(id)!.lease } : {};
-    const env = { ...cleanEnvironment(), ...secretEnv, ...reportedAs, MEMOBUILD_TOKEN: this.options.token, XDG_CONFIG_HOME: join(place.work, "config") };
+    const env = { ...cleanEnvironment(), ...secretEnv, ...reportedAs, ...jobEnv, MEMOBUILD_TOKEN: this.options.token, XDG_CONFIG_HOME: join(place.work, "config") };
     const child = Bun.spawn([this.options.binary, ...args], { cwd: place.work, env, stdout: "pipe", stderr: "pipe" });
     const job = this.running.get(id);
     if (job) job.child = child;

@@ -223,6 +223,8 @@ export function registerBuild(program: Command) {
             allow,
             // A worker runs an untrusted submitter's job with that submitter's private scope (worker.ts).
             untrusted: isPrivateScope(mountChoice.scopeName) ? mountChoice.scopeName : undefined,
+            // A worker's job without network.host: ADD's URLs keep off the worker's loopback (worker.ts).
+            refuseLoopbackUrls: process.env.MEMOBUILD_JOB_LOOPBACK === "refuse",
             progress,
             jobs,
             remote,
