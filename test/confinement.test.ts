@@ -209,6 +209,68 @@ describe("layer stacks and mount sources the overlay used to refuse", () => {
   });
 });
 
+/** Each path opened for writing: "PATH opened" or "PATH refused" (the shell's error kept aside). */
+const tryOpen = (paths: string[]) => `for n in ${paths.join(" ")}; do if (echo x > $n) 2>/dev/null; then echo "$n opened"; else echo "$n refused"; fi; done`;
+
+/** The char and block device entries of every layer of an image exported to `oci` (uncompressed). */
+function layerDevices(oci: string): string[] {
+  const index = JSON.parse(readFileSync(join(oci, "index.json"), "utf8"));
+  const blob = (digest: string) => join(oci, "blobs", ...digest.split(":"));
+  const manifest = JSON.parse(readFileSync(blob(index.manifests[0].digest), "utf8"));
+  return manifest.layers.flatMap((layer: { digest: string }) => {
+    const listing = Bun.spawnSync(["tar", "-tvf", blob(layer.digest)], { stdout: "pipe" }).stdout.toString();
+    return listing.split("\n").filter((line) => /^[cb]/.test(line)).map((line) => `${line.slice(0, 10)} ${line.split(/\s+/)[2]} ${line.split(/\s+/).at(-1)}`);
+  });
+}
+
+describe("device nodes: a RUN is root with CAP_MKNOD and no device cgroup", () => {
+  test("a node a RUN makes, in the root, /dev, a cache or a rw bind mount, cannot be opened (nor remounted openable)", () => {
+    const dir = project({
+      Dockerfile: [
+        "FROM memobuild/busybox",
+        "RUN --mount=type=cache,target=/cache --mount=type=bind,target=/ctx,rw sh -c 'for n in /tmp/n /dev/n /cache/n /ctx/n; do mknod $n c 1 3; done; mount -o remount,dev / 2>/dev/null; " + tryOpen(["/tmp/n", "/dev/n", "/cache/n", "/ctx/n"]) + " > /result'",
+      ].join("\n"),
+    });
+    expect(build(dir, "-t", "mknod-run:test").exitCode).toBe(0);
+    expect(run("mknod-run:test", "cat", "/result").stdout).toBe("/tmp/n refused\n/dev/n refused\n/cache/n refused\n/ctx/n refused\n");
+  });
+
+  test("a char device an image's layer carries cannot be opened in a RUN", () => {
+    const base = project({ Dockerfile: "FROM memobuild/busybox\nADD dev.tar /\n" });
+    writeFileSync(join(base, "dev.tar"), tar([[{ name: "n", type: "char", mode: 0o666, devmajor: 1, devminor: 3 }]]));
+    expect(build(base, "-t", "devbase:test").exitCode).toBe(0);
+    const dir = project({ Dockerfile: `FROM devbase:test\nRUN ls -l /n > /result; ${tryOpen(["/n"])} >> /result\n` });
+    expect(build(dir, "-t", "devlayer:test").exitCode).toBe(0);
+    const result = run("devlayer:test", "cat", "/result").stdout;
+    expect(result).toMatch(/^crw-rw-rw- .* 1, +3 .*\/n\n/);
+    expect(result).toEndWith("/n refused\n");
+  });
+
+  test("the standard devices still work", () => {
+    const dir = project({
+      Dockerfile: [
+        "FROM memobuild/busybox",
+        `RUN (echo x > /dev/null && head -c1 /dev/zero | od -An -tx1 && head -c1 /dev/urandom | wc -c && head -c1 /dev/random | wc -c; ` +
+          `echo x > /dev/full || echo full refused; true > /dev/tty; (exec 3<>/dev/ptmx && ls /dev/pts)) > /result 2>&1`,
+      ].join("\n"),
+    });
+    expect(build(dir, "-t", "stddev:test").exitCode).toBe(0);
+    const result = run("stddev:test", "cat", "/result").stdout;
+    // /dev/full: ENOSPC on write; /dev/tty: ENXIO without a terminal, as in Docker; a pts appears.
+    expect(result.replace(/[ \t]+/g, " ")).toMatch(/^ 00\n1\n1\n.*No space left on device\nfull refused\n.*No such device or address\n0\nptmx\n$/);
+  });
+
+  test("mknod in a RUN and a node in a base layer are kept in the image's layers, as in BuildKit", () => {
+    const base = project({ Dockerfile: "FROM memobuild/busybox\nADD dev.tar /\n" });
+    writeFileSync(join(base, "dev.tar"), tar([[{ name: "n", type: "char", mode: 0o666, devmajor: 1, devminor: 3 }]]));
+    expect(build(base, "-t", "devbase2:test").exitCode).toBe(0);
+    const dir = project({ Dockerfile: "FROM devbase2:test\nRUN mknod /made c 1 5 && mknod /blk b 7 0\n" });
+    const oci = join(work, "devices-oci");
+    expect(build(dir, "-o", `type=oci,dest=${oci},compression=uncompressed`).exitCode).toBe(0);
+    expect(layerDevices(oci)).toEqual(["crw-rw-rw- 1,3 n", "brw-r--r-- 7,0 blk", "crw-r--r-- 1,5 made"]);
+  });
+});
+
 function tar(entries: [Partial<TarEntry> & { name: string }, string?][]): Buffer {
   const chunks: Uint8Array[] = [];
   const writer = new TarWriter((c) => chunks.push(c));

@@ -31,7 +31,6 @@ export interface ContainerSpec {
   /** "none" (own empty network namespace), "host", or a namespace made beforehand (see network.ts) to join. */
   network: "none" | "host" | { namespace: string };
   hostname?: string;
-  readonlyRootfs?: boolean;
   /**
    * RUN --security=insecure: every capability, /proc and /sys writable and unmasked, as
    * BuildKit's privileged mode (the host's devices are not added: /dev stays the container's).
@@ -165,7 +164,33 @@ function hybridCgroups(): boolean {
   return hybrid;
 }
 
-export function runtimeConfig(spec: ContainerSpec): object {
+/**
+ * The devices a container can open. A RUN is root with CAP_MKNOD and no device cgroup (crun
+ * makes no cgroup, see globalOptions; a device cgroup's rules would cost a cgroup per RUN), so
+ * the rule is kept by mounts instead: every place a RUN can make or find a device node is nodev
+ * (the root overlay, /dev, /dev/shm, every --mount; /proc, /sys and devpts make none), and these,
+ * BuildKit's allowed devices less the terminal ones no RUN has, are bind mounts of the host's
+ * nodes: each its own mount, without nodev, over the node crun makes in /dev. mknod still works
+ * and its node is kept in the layer, as in BuildKit; only opening it fails (EACCES).
+ *
+ * A privileged RUN keeps all of this, so /dev stays the container's as documented. It is no
+ * boundary there: with CAP_SYS_ADMIN it can remount without nodev or mount devtmpfs, as it can
+ * mount the host's disks by other ways; that is what --allow security.insecure consents to.
+ */
+const DEVICES = ["/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom", "/dev/tty"];
+
+/** A mount's options with nodev: a bind keeps its source's device nodes openable without it. */
+function withNodev(options: string[]): string[] {
+  return options.includes("nodev") ? options : [...options, "nodev"];
+}
+
+/**
+ * crun bind-mounts the root onto itself and remounts that bind with no flags, which drops the
+ * overlay's nodev; this mount entry remounts the root again, nodev, before anything runs in it.
+ * "/." and not "/": crun 1.8 resolves an empty target (what "/" becomes) to no file and fails.
+ * runc binds the root without a remount, so the overlay's nodev stays.
+ */
+export function runtimeConfig(spec: ContainerSpec, runtime: string): object {
   const namespaces: { type: string; path?: string }[] = [{ type: "pid" }, { type: "ipc" }, { type: "uts" }, { type: "mount" }];
   if (spec.network === "none") namespaces.push({ type: "network" });
   else if (spec.network !== "host") namespaces.push({ type: "network", path: spec.network.namespace });
@@ -182,16 +207,18 @@ export function runtimeConfig(spec: ContainerSpec): object {
       noNewPrivileges: false,
       ...(spec.rlimits?.length ? { rlimits: spec.rlimits } : {}),
     },
-    root: { path: spec.rootfs, readonly: spec.readonlyRootfs ?? false },
+    root: { path: spec.rootfs, readonly: false },
     hostname: spec.hostname ?? "memobuild",
     mounts: [
+      ...(isCrun(runtime) ? [{ destination: "/.", type: "bind", source: spec.rootfs, options: ["bind", "remount", "nodev"] }] : []),
       { destination: "/proc", type: "proc", source: "proc" },
-      { destination: "/dev", type: "tmpfs", source: "tmpfs", options: ["nosuid", "strictatime", "mode=755", "size=65536k"] },
+      { destination: "/dev", type: "tmpfs", source: "tmpfs", options: ["nosuid", "nodev", "strictatime", "mode=755", "size=65536k"] },
+      ...DEVICES.map((device) => ({ destination: device, type: "bind", source: device, options: ["bind", "rw", "nosuid", "noexec"] })),
       { destination: "/dev/pts", type: "devpts", source: "devpts", options: ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620"] },
       { destination: "/dev/shm", type: "tmpfs", source: "shm", options: ["nosuid", "noexec", "nodev", "mode=1777", `size=${Math.ceil((spec.shmBytes ?? 64 * 1024 * 1024) / 1024)}k`] },
       { destination: "/dev/mqueue", type: "mqueue", source: "mqueue", options: ["nosuid", "noexec", "nodev"] },
       { destination: "/sys", type: "sysfs", source: "sysfs", options: ["nosuid", "noexec", "nodev", spec.privileged ? "rw" : "ro"] },
-      ...spec.mounts.map((m) => ({ destination: m.destination, type: m.type, source: m.source, options: m.options })),
+      ...spec.mounts.map((m) => ({ destination: m.destination, type: m.type, source: m.source, options: withNodev(m.options) })),
     ],
     linux: {
       namespaces,
@@ -211,7 +238,7 @@ export async function runContainer(spec: ContainerSpec, bundleDir: string, onOut
   // (a thread sharing its file system context could not return), and reading and copying
   // the binary allocates enough to start the garbage collector's helpers.
   const copy = sealedCopy(runtime);
-  writeFileSync(join(bundleDir, "config.json"), JSON.stringify(runtimeConfig(spec)));
+  writeFileSync(join(bundleDir, "config.json"), JSON.stringify(runtimeConfig(spec, runtime)));
   const id = `memobuild-${process.pid}-${randomHex(4)}`;
   const start = () => {
     // Known to the watchdog before the container exists, so no moment is left uncovered.

@@ -8,7 +8,7 @@
  */
 import { UserError } from "../errors.ts";
 import { mkdirSync, rmSync, symlinkSync } from "node:fs";
-import { mount, umount } from "../sys/libc.ts";
+import { mount, MS_NODEV, umount } from "../sys/libc.ts";
 import { undoOnExit } from "../sys/exit-undo.ts";
 
 /** The overlays this process has mounted and not yet unmounted: detached if it exits first. */
@@ -88,9 +88,15 @@ export function mountOverlay(spec: OverlaySpec) {
   }
 }
 
-/** The mount, registered to be detached if this process exits before `unmount` (exit-undo.ts). */
+/**
+ * The mount, registered to be detached if this process exits before `unmount` (exit-undo.ts).
+ * nodev: a device node in a layer (shipped in an image, or made by an earlier RUN's mknod) stays
+ * in the tree as an entry but cannot be opened through this mount, so a RUN, which runs as root
+ * with CAP_MKNOD and no device cgroup, cannot reach the host's disks through it. The builder's
+ * own reads (COPY --from, bind and cache-seed sources) never open a device: they are refused.
+ */
 function mountAndRemember(target: string, options: string) {
-  mount("overlay", target, "overlay", 0, options);
+  mount("overlay", target, "overlay", MS_NODEV, options);
   mounted.set(target, undoOnExit(() => umount(target, true)));
 }
 

@@ -310,6 +310,7 @@ export function mount(source: string, target: string, type: string | null, flags
 
 export const CLONE_NEWNS = 0x00020000;
 export const CLONE_NEWNET = 0x40000000;
+export const MS_NODEV = 4;
 export const MS_BIND = 4096;
 export const MS_REC = 16384;
 export const MS_PRIVATE = 1 << 18;
