@@ -49,3 +49,17 @@ test("large files stream in chunks and hash like the whole buffer", () => {
   writeFileSync(file, data);
   expect(hashFile(file)).toEqual({ digest: Buffer.from(blake3Hex(data), "hex"), size: data.length });
 });
+
+test("with the size a caller's stat found, a file is read up to that size (it is not stated again); grown past it, to its end once large", () => {
+  const file = join(work, "sized");
+  const data = Buffer.from("0123456789abcdef");
+  writeFileSync(file, data);
+  // Grown after the caller's stat: the content that stat described is what is hashed.
+  expect(hashFile(file, 10)).toEqual({ digest: Buffer.from(blake3Hex(data.subarray(0, 10)), "hex"), size: 10 });
+  // Shrunk: what is there.
+  expect(hashFile(file, 100)).toEqual({ digest: Buffer.from(blake3Hex(data), "hex"), size: data.length });
+  expect(hashFile(file, 0)).toEqual({ digest: Buffer.from(blake3Hex(Buffer.alloc(0)), "hex"), size: 0 });
+  const large = Buffer.alloc(5 * 1024 * 1024, 7);
+  writeFileSync(file, large);
+  expect(hashFile(file, 4 * 1024 * 1024 + 1)).toEqual({ digest: Buffer.from(blake3Hex(large), "hex"), size: large.length });
+});

@@ -8,6 +8,8 @@ declare const self: Worker;
 
 export interface HashRequest {
   paths: (string | Uint8Array)[];
+  /** Each file's size as the caller's stat found it (see hashFile). */
+  sizes: number[];
 }
 
 export interface HashResponse {
@@ -17,14 +19,14 @@ export interface HashResponse {
 }
 
 self.onmessage = (event: MessageEvent<HashRequest>) => {
-  const { paths } = event.data;
+  const { paths, sizes: expected } = event.data;
   const digests = new Uint8Array(paths.length * 32);
   const sizes = new Float64Array(paths.length);
   let error: HashResponse["error"];
   for (let i = 0; i < paths.length; i++) {
     try {
       const path = paths[i];
-      const result = hashFile(typeof path === "string" ? path : Buffer.from(path));
+      const result = hashFile(typeof path === "string" ? path : Buffer.from(path), expected[i]);
       digests.set(result.digest, i * 32);
       sizes[i] = result.size;
     } catch (cause) {

@@ -5,12 +5,12 @@
  */
 import { availableParallelism } from "node:os";
 import { hashFile } from "./blake3.ts";
-import type { HashResponse } from "./hash-worker.ts";
+import type { HashRequest, HashResponse } from "./hash-worker.ts";
 
 export interface FileToHash {
   /** What fs calls take: a string, or a Buffer for names that are not UTF-8. */
   path: string | Buffer;
-  /** Expected size, for balancing the shares. */
+  /** Its size as the caller's stat found it: for balancing the shares, and read up to (see hashFile). */
   size: number;
 }
 
@@ -68,7 +68,7 @@ export async function hashFiles(files: FileToHash[], threads = availableParallel
 function hashShare(files: FileToHash[], share: number[]): HashedFile[] {
   return share.map((index) => {
     try {
-      return hashFile(files[index].path);
+      return hashFile(files[index].path, files[index].size);
     } catch (error) {
       throw new FileHashError(index, (error as NodeJS.ErrnoException).code, (error as Error).message);
     }
@@ -99,6 +99,6 @@ function runWorker(files: FileToHash[], share: number[], results: HashedFile[]):
       worker.terminate();
       reject(new Error(`hash worker failed: ${event.message}`));
     };
-    worker.postMessage({ paths: share.map((index) => files[index].path) });
+    worker.postMessage({ paths: share.map((index) => files[index].path), sizes: share.map((index) => files[index].size) } satisfies HashRequest);
   });
 }
