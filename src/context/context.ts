@@ -18,6 +18,7 @@ import { BadPatternError, compileGlob, splitWildcards, type Glob } from "./glob.
 import { cleanContextPath, displayPath, fsPath, quotePath, rawFromText, rootBuffer } from "./paths.ts";
 import { StatCache } from "./stat-cache.ts";
 import { walkContext, type EntryType, type ExcludedEntry, type SkippedEntry, type WalkedEntry } from "./walk.ts";
+import { keepOutOfFTL } from "../util/jit.ts";
 
 export interface ContextEntry extends DigestEntry {
   /** Relative path as a byte string. */
@@ -332,7 +333,7 @@ export async function loadContext(options: LoadOptions): Promise<BuildContext> {
     const hashedAtMs = Date.now();
     const entries: ContextEntry[] = new Array(walked.entries.length);
     const toHash: number[] = [];
-    walked.entries.forEach((entry, index) => {
+    const each = (entry: WalkedEntry, index: number) => {
       if (entry.type !== "file") {
         entries[index] = toEntry(entry);
         return;
@@ -345,7 +346,9 @@ export async function loadContext(options: LoadOptions): Promise<BuildContext> {
       } else {
         toHash.push(index);
       }
-    });
+    };
+    keepOutOfFTL(each); // once per entry (see util/jit.ts)
+    walked.entries.forEach(each);
 
     const rootText = root.toString("latin1");
     let hashed: HashedFile[];
@@ -372,3 +375,6 @@ export async function loadContext(options: LoadOptions): Promise<BuildContext> {
     if (ownsCache) cache.close();
   }
 }
+
+// Called once per entry of a context (see util/jit.ts).
+keepOutOfFTL(toEntry);

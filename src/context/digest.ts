@@ -12,6 +12,7 @@
  */
 import { blake3 } from "../hash/blake3.ts";
 import type { EntryType } from "./walk.ts";
+import { keepOutOfFTL } from "../util/jit.ts";
 
 export interface DigestEntry {
   /** Relative byte-string path. */
@@ -41,6 +42,11 @@ const TREE_HEADER = Buffer.from("memobuild-tree-v1\0");
  * one by one: for names of a few dozen bytes that beats a native Buffer.write per call.
  */
 class RecordWriter {
+  // Called once per entry of a context (see util/jit.ts).
+  static {
+    keepOutOfFTL(this.prototype.raw, this.prototype.header, this.prototype.bytes, this.prototype.put32, this.prototype.ensure, this.prototype.digest);
+  }
+
   private buffer = Buffer.allocUnsafe(4096);
   length = 0;
 
@@ -209,3 +215,6 @@ export function walkOrderDigests(entries: readonly DigestEntry[], owner: Ownersh
   digests.set("", writers[0].digest());
   return digests;
 }
+
+// Called once per entry of a context (see util/jit.ts).
+keepOutOfFTL(writeChild, parentOf, walkOrderDigests);

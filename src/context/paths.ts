@@ -4,6 +4,7 @@
  * Buffers for file-system calls and decoded as UTF-8 only for display and pattern matching.
  */
 import { posix } from "node:path";
+import { keepOutOfFTL } from "../util/jit.ts";
 
 /**
  * Joins a root directory and a relative byte-string path for fs calls: a plain string when
@@ -50,3 +51,6 @@ export function cleanContextPath(path: string): { path: string; outside: boolean
   const outside = relative === ".." || relative.startsWith("../");
   return { path: withoutRoot, outside };
 }
+
+// Called once per entry of a context (see util/jit.ts).
+keepOutOfFTL(displayPath);

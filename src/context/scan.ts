@@ -10,6 +10,7 @@
 import { constants as osConstants } from "node:os";
 import { AT_SYMLINK_NOFOLLOW, closeFd, openDirectoryAt, readDirectoryRecords, readlinkat, statxAtAddress } from "../sys/libc.ts";
 import { ptr } from "bun:ffi";
+import { keepOutOfFTL } from "../util/jit.ts";
 
 /**
  * Words of an entry's stat, in this order (statx's fields, little-endian halves for 64 bits):
@@ -207,3 +208,8 @@ export function linkTargetAt(fd: number, name: string): string {
 
 export { closeFd };
 export const ENOENT = osConstants.errno.ENOENT;
+
+// Called once per entry of a context (see util/jit.ts).
+keepOutOfFTL(copyStat, sortByName, scanDirectory);
+const table = StatTable.prototype;
+keepOutOfFTL(table.error, table.kind, table.mode, table.keyEquals, table.size, table.uid, table.gid, table.nlink);

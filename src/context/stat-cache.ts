@@ -17,6 +17,7 @@ import { Database } from "bun:sqlite";
 import { mkdirSync } from "node:fs";
 import { dirname } from "node:path";
 import { KEY_WORDS, type StatTable } from "./scan.ts";
+import { keepOutOfFTL } from "../util/jit.ts";
 
 const DIGEST_BYTES = 32;
 
@@ -142,6 +143,11 @@ function find(names: string[], name: string): number {
 }
 
 export class StatCache {
+  // Called once per file of a context (see util/jit.ts).
+  static {
+    keepOutOfFTL(this.prototype.lookup, this.prototype.stateOf, indexIn, DirectoryState.prototype.add);
+  }
+
   private readonly rows = new Map<string, DirectoryRow>();
   private readonly current = new Map<string, DirectoryState>();
   private lastDir?: string;
@@ -268,3 +274,4 @@ export class StatCache {
     this.db?.close();
   }
 }
+

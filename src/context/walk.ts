@@ -9,6 +9,7 @@ import { ContextError } from "./errors.ts";
 import { displayPath, quotePath } from "./paths.ts";
 import { closeFd, ENOENT, linkTargetAt, openSubdirectory, scanDirectory, type ScannedDirectory, type StatTable } from "./scan.ts";
 import { AT_FDCWD, SystemError } from "../sys/libc.ts";
+import { keepOutOfFTL } from "../util/jit.ts";
 
 export type EntryType = "file" | "dir" | "symlink";
 
@@ -116,6 +117,7 @@ export function walkContext(root: Buffer, matcher: IgnoreMatcher): WalkResult {
     }
     return includedAny;
   };
+  keepOutOfFTL(walk); // once per entry (see util/jit.ts)
   const descend = (parentFd: number, name: string, path: string): boolean => {
     const { fd, scanned } = openAndScan(parentFd, name, path);
     try {
@@ -145,3 +147,6 @@ function readLink(fd: number, name: string, path: string): string {
     throw ioError("read symlink", path, error);
   }
 }
+
+// Called once per entry of a context (see util/jit.ts).
+keepOutOfFTL(walked, openAndScan);
