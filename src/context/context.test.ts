@@ -6,6 +6,9 @@ import { hardLinkGroups, loadContext } from "./context.ts";
 import { ContextError } from "./errors.ts";
 import { blake3Hex } from "../hash/blake3.ts";
 import { directoryDigests, walkOrderDigests } from "./digest.ts";
+import { IgnoreMatcher, parseIgnoreFile } from "./dockerignore.ts";
+import { rootBuffer } from "./paths.ts";
+import { walkContext, type WalkedEntry } from "./walk.ts";
 
 const work = mkdtempSync(join(tmpdir(), "memobuild-context-"));
 afterAll(() => rmSync(work, { recursive: true, force: true }));
@@ -40,6 +43,30 @@ describe(".dockerignore in the walk", () => {
     expect(names(ctx)).toEqual([".dockerignore", "src", "src/a.ts", "vendor", "vendor/keep", "vendor/keep/k.go"]);
     const excluded = Object.fromEntries(ctx.excluded.map((e) => [e.path, e.decidedBy?.source?.line]));
     expect(excluded).toEqual({ "node_modules": 1, "vendor/drop": 2, "notes.md": 4 });
+  });
+
+  test("the walk tells of each included file as it finds it, in the order of its entries (a re-included one too)", () => {
+    write("b/2.txt");
+    write("a.txt");
+    write("vendor/keep/k.go");
+    write("vendor/drop/d.go");
+    write("b/1.txt");
+    const matcher = new IgnoreMatcher(parseIgnoreFile("vendor\n!vendor/keep\n"));
+    const told: WalkedEntry[] = [];
+    const walked = walkContext(rootBuffer(dir), matcher, (entry) => told.push(entry));
+    expect(told.map((e) => e.path)).toEqual(["a.txt", "b/1.txt", "b/2.txt", "vendor/keep/k.go"]);
+    expect(told).toEqual(walked.entries.filter((e) => e.type === "file"));
+  });
+
+  test("hashed while the walk goes on (past the size where workers start), every file's digest is its content's", async () => {
+    const count = 2800; // 2,400 files sent: past PARALLEL_MIN_FILES (2,000) in parallel.ts
+    for (let i = 0; i < count; i++) write(`d${i % 7}/f${i}`, `content ${i}`);
+    write(".dockerignore", "d6\n!d6/f6\n");
+    const ctx = await load({ cache: false });
+    const files = ctx.entries.filter((e) => e.type === "file" && e.path !== ".dockerignore");
+    expect(files.length).toBe(count - count / 7 + 1);
+    for (const file of files) expect(Buffer.from(file.contentDigest!).toString("hex")).toBe(blake3Hex(`content ${file.path.split("/f")[1]}`));
+    expect(ctx.stats).toMatchObject({ files: files.length + 1, hashed: files.length + 1, fromCache: 0 });
   });
 
   test("<Dockerfile>.dockerignore beside the Dockerfile wins over the root .dockerignore", async () => {

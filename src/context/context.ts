@@ -10,14 +10,14 @@ import { existsSync, lstatSync, statSync } from "node:fs";
 import { HostFileError, readRegularFile } from "../util/host-file.ts";
 import { join, relative, resolve } from "node:path";
 import { blake3Hex } from "../hash/blake3.ts";
-import { FileHashError, hashFiles, type HashedFile } from "../hash/parallel.ts";
+import { FileHashError, HashPool, type HashedFile } from "../hash/parallel.ts";
 import { IgnoreMatcher, IgnorePatternError, parseIgnoreFile, type IgnorePattern } from "./dockerignore.ts";
 import { directoryDigests, entryDigest, walkOrderDigests, ROOT_OWNER, type DigestEntry, type Ownership } from "./digest.ts";
 import { ContextError } from "./errors.ts";
 import { BadPatternError, compileGlob, splitWildcards, type Glob } from "./glob.ts";
 import { cleanContextPath, displayPath, fsPath, quotePath, rawFromText, rootBuffer } from "./paths.ts";
 import { StatCache } from "./stat-cache.ts";
-import { walkContext, type EntryType, type ExcludedEntry, type SkippedEntry, type WalkedEntry } from "./walk.ts";
+import { walkContext, type EntryType, type ExcludedEntry, type SkippedEntry, type WalkedEntry, type WalkResult } from "./walk.ts";
 import { keepOutOfFTL } from "../util/jit.ts";
 
 export interface ContextEntry extends DigestEntry {
@@ -325,50 +325,58 @@ export async function loadContext(options: LoadOptions): Promise<BuildContext> {
   }
 
   const root = rootBuffer(contextDir);
-  const walked = walkContext(root, matcher);
+  const rootText = root.toString("latin1");
   const ownsCache = !options.statCache;
   const cache = options.statCache ?? (options.statCacheFile ? StatCache.open(options.statCacheFile) : StatCache.inMemory());
   const stats: LoadStats = { files: 0, hashed: 0, bytesHashed: 0, fromCache: 0 };
+  // Files are looked up as the walk finds them, and those the cache cannot vouch for are hashed
+  // from then on, by workers, while the walk goes on. Taken before any file is read.
+  const hashedAtMs = Date.now();
+  const pool = new HashPool();
+  /** Per file, in the walk's order: its cached digest, or its index in the pool. */
+  const found: (Uint8Array | number)[] = [];
+  const toHash: WalkedEntry[] = [];
+  const onFile = (entry: WalkedEntry) => {
+    const cached = cache.lookup(entry.parent, entry.base, entry.stats, entry.at);
+    if (cached) return void found.push(cached);
+    toHash.push(entry);
+    found.push(pool.add({ path: fsPath(root, entry.path, rootText), size: entry.stats.size(entry.at) }));
+  };
+  keepOutOfFTL(onFile); // once per file (see util/jit.ts)
   try {
-    const hashedAtMs = Date.now();
+    let walked: WalkResult;
+    let hashed: HashedFile[];
+    try {
+      walked = walkContext(root, matcher, onFile);
+      hashed = await pool.finish();
+    } catch (error) {
+      pool.abandon();
+      cache.discard();
+      if (!(error instanceof FileHashError)) throw error;
+      const reason = error.code === "EACCES" ? "permission denied" : error.code === "ENOENT" ? "it disappeared during the build" : error.message;
+      throw new ContextError(`cannot read ${quotePath(toHash[error.index].path)} in the build context: ${reason}`);
+    }
     const entries: ContextEntry[] = new Array(walked.entries.length);
-    const toHash: number[] = [];
+    let file = 0;
     const each = (entry: WalkedEntry, index: number) => {
       if (entry.type !== "file") {
         entries[index] = toEntry(entry);
         return;
       }
       stats.files++;
-      const cached = cache.lookup(entry.parent, entry.base, entry.stats, entry.at);
-      if (cached) {
+      const digest = found[file++];
+      if (typeof digest !== "number") {
         stats.fromCache++;
-        entries[index] = toEntry(entry, cached);
-      } else {
-        toHash.push(index);
+        entries[index] = toEntry(entry, digest);
+        return;
       }
+      stats.hashed++;
+      stats.bytesHashed += hashed[digest].size;
+      cache.record(entry.parent, entry.base, entry.stats, entry.at, hashed[digest].digest, hashedAtMs);
+      entries[index] = toEntry(entry, hashed[digest].digest);
     };
     keepOutOfFTL(each); // once per entry (see util/jit.ts)
     walked.entries.forEach(each);
-
-    const rootText = root.toString("latin1");
-    let hashed: HashedFile[];
-    try {
-      hashed = await hashFiles(
-        toHash.map((index) => ({ path: fsPath(root, walked.entries[index].path, rootText), size: walked.entries[index].stats.size(walked.entries[index].at) })),
-      );
-    } catch (error) {
-      cache.discard();
-      if (!(error instanceof FileHashError)) throw error;
-      const reason = error.code === "EACCES" ? "permission denied" : error.code === "ENOENT" ? "it disappeared during the build" : error.message;
-      throw new ContextError(`cannot read ${quotePath(walked.entries[toHash[error.index]].path)} in the build context: ${reason}`);
-    }
-    toHash.forEach((index, i) => {
-      const entry = walked.entries[index];
-      stats.hashed++;
-      stats.bytesHashed += hashed[i].size;
-      cache.record(entry.parent, entry.base, entry.stats, entry.at, hashed[i].digest, hashedAtMs);
-      entries[index] = toEntry(entry, hashed[i].digest);
-    });
     cache.flush();
     return new BuildContext(contextDir, entries, walked.excluded, walked.skipped, walked.warnings, ignoreFile, stats);
   } finally {

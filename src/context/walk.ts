@@ -73,9 +73,10 @@ function openAndScan(parentFd: number, name: string, path: string, follow = fals
 /**
  * Walks the context from `root` (an absolute path, as bytes). Each directory is opened relative
  * to its parent's descriptor (O_NOFOLLOW) and scanned once; children are stated by name
- * inside it, so no path is resolved from the root again.
+ * inside it, so no path is resolved from the root again. `onFile` is told of each included
+ * file as it is found, in the order of `entries`.
  */
-export function walkContext(root: Buffer, matcher: IgnoreMatcher): WalkResult {
+export function walkContext(root: Buffer, matcher: IgnoreMatcher, onFile?: (entry: WalkedEntry) => void): WalkResult {
   const entries: WalkedEntry[] = [];
   const excluded: ExcludedEntry[] = [];
   const skipped: SkippedEntry[] = [];
@@ -111,9 +112,11 @@ export function walkContext(root: Buffer, matcher: IgnoreMatcher): WalkResult {
         excluded.push({ path, type, decidedBy: verdict.decidedBy });
         continue;
       }
-      entries.push(walked(fd, dir, name, path, type, stats, at));
+      const entry = walked(fd, dir, name, path, type, stats, at);
+      entries.push(entry);
       includedAny = true;
       if (type === "dir") descend(fd, name, path);
+      else if (type === "file") onFile?.(entry);
     }
     return includedAny;
   };

@@ -1,25 +1,34 @@
 /**
- * Worker side of the parallel file hasher: hashes the files it is sent and posts back their
- * digests (packed, transferred) and sizes, or the first error with its index.
+ * Worker side of the parallel file hasher (parallel.ts): hashes each batch it is sent and posts
+ * back its digests (packed, transferred) and sizes, or the first error with its index; then
+ * counts the batch in the shared `finished` counter, which the main thread reads while it is
+ * busy to know when this worker needs more.
  */
 import { hashFile } from "./blake3.ts";
 
 declare const self: Worker;
 
 export interface HashRequest {
+  batch: number;
   paths: (string | Uint8Array)[];
   /** Each file's size as the caller's stat found it (see hashFile). */
   sizes: number[];
+  /** Sent with the first batch: one Int32 of shared memory, the number of batches finished. */
+  finished?: Int32Array;
 }
 
 export interface HashResponse {
+  batch: number;
   digests: ArrayBuffer;
   sizes: Float64Array;
   error?: { index: number; code?: string; message: string };
 }
 
+let finished: Int32Array | undefined;
+
 self.onmessage = (event: MessageEvent<HashRequest>) => {
-  const { paths, sizes: expected } = event.data;
+  const { batch, paths, sizes: expected } = event.data;
+  finished ??= event.data.finished;
   const digests = new Uint8Array(paths.length * 32);
   const sizes = new Float64Array(paths.length);
   let error: HashResponse["error"];
@@ -34,6 +43,7 @@ self.onmessage = (event: MessageEvent<HashRequest>) => {
       break;
     }
   }
-  const response: HashResponse = { digests: digests.buffer, sizes, error };
+  const response: HashResponse = { batch, digests: digests.buffer, sizes, error };
   self.postMessage(response, [digests.buffer, sizes.buffer]);
+  if (finished) Atomics.add(finished, 0, 1);
 };

@@ -3,7 +3,7 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { hashFile } from "./blake3.ts";
-import { FileHashError, hashFiles } from "./parallel.ts";
+import { FileHashError, HashPool, hashFiles } from "./parallel.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "memobuild-parallel-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -32,4 +32,16 @@ test("a file that cannot be read is reported with its index, from any thread", a
     expect(error).toBeInstanceOf(FileHashError);
     expect(error).toMatchObject({ index: missing, code: "ENOENT" });
   }
+});
+
+test("a pool fed one file at a time hands batches to workers as it goes; digests come back in the order added, errors with their index", async () => {
+  const pool = new HashPool(2);
+  // Past PARALLEL_MIN_FILES the worker starts and takes batches from the end of the queue.
+  files.forEach((file) => pool.add(file));
+  const results = await pool.finish();
+  results.forEach((result, i) => expect(result.digest.equals(hashFile(files[i].path).digest)).toBe(true));
+
+  const failing = new HashPool(2);
+  files.forEach((file, i) => failing.add(i === files.length - 1 ? { path: join(dir, "gone"), size: 1 } : file));
+  expect(await failing.finish().catch((e) => e)).toMatchObject({ index: files.length - 1, code: "ENOENT" });
 });
