@@ -85,7 +85,10 @@ export class StatTable {
   }
   /** Copies entry `i`'s key into `out` at `offset`. */
   copyKey(i: number, out: Uint32Array, offset: number) {
-    out.set(this.words.subarray(i * STRIDE, i * STRIDE + KEY_WORDS), offset);
+    // A plain loop: a subarray per entry cost more than the copy itself.
+    const w = this.words;
+    const o = i * STRIDE;
+    for (let k = 0; k < KEY_WORDS; k++) out[offset + k] = w[o + k];
   }
 }
 

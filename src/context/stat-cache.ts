@@ -76,14 +76,24 @@ class DirectoryState {
 
   /** The row to store: the files that have a digest (a file looked up but never recorded has none). */
   toRow(): DirectoryRow {
-    const kept = this.names.map((_, i) => i).filter((i) => this.digests[i] !== undefined);
-    const keys = new Uint32Array(kept.length * KEY_WORDS);
-    const digests = new Uint8Array(kept.length * DIGEST_BYTES);
-    kept.forEach((i, to) => {
+    // Plain loops: with a closure per file (map, filter, forEach) this was most of a cold
+    // digest's flush (~20-30 ms of 20,000 files), run once per process, never optimized.
+    let count = 0;
+    for (const digest of this.digests) if (digest !== undefined) count++;
+    const names: string[] = new Array(count);
+    const keys = new Uint32Array(count * KEY_WORDS);
+    const digests = new Uint8Array(count * DIGEST_BYTES);
+    const racy = new Uint8Array(count);
+    for (let i = 0, to = 0; i < this.names.length; i++) {
+      const digest = this.digests[i];
+      if (digest === undefined) continue;
+      names[to] = this.names[i];
       this.tables[i].copyKey(this.ats[i], keys, to * KEY_WORDS);
-      digests.set(this.digests[i]!, to * DIGEST_BYTES);
-    });
-    return { names: kept.map((i) => this.names[i]), keys, digests, racy: Uint8Array.from(kept, (i) => this.racy[i]) };
+      digests.set(digest, to * DIGEST_BYTES);
+      racy[to] = this.racy[i];
+      to++;
+    }
+    return { names, keys, digests, racy };
   }
 }
 
