@@ -2,7 +2,7 @@
  * Context digest benchmark, all in one run over the same generated context (20,000 files,
  * 500 MB): b3sum over every file, then `memobuild context digest` (the compiled binary, a
  * fresh process each time, as a user runs it) cold, warm (stat-cached) and after editing one
- * file. Goals: cold within 2x of b3sum, warm under 50 ms.
+ * file. Goals (issue 28): cold within 1.2x of b3sum's wall time, warm at most 50 ms.
  *
  *   bun run bench/context-digest.ts [--files N] [--mb M] [--dir DIR]
  */
@@ -64,8 +64,8 @@ try {
   console.log(`\ncontext: ${files} files, ${mb.toFixed(0)} MB (median of runs)`);
   line("b3sum (all threads)", b3sum, `   ${(mb / (b3sum / 1000)).toFixed(0)} MB/s`);
   line("b3sum --num-threads 1", b3sumOne, `   ${(mb / (b3sumOne / 1000)).toFixed(0)} MB/s`);
-  line("memobuild context digest, cold", cold, `   ${(mb / (cold / 1000)).toFixed(0)} MB/s   ${(cold / b3sum).toFixed(2)}x b3sum (goal <= 2x)`);
-  line("memobuild context digest, warm (stat cache)", warm, `   goal < 50 ms`);
+  line("memobuild context digest, cold", cold, `   ${(mb / (cold / 1000)).toFixed(0)} MB/s   ${(cold / b3sum).toFixed(2)}x b3sum (goal <= 1.2x)`);
+  line("memobuild context digest, warm (stat cache)", warm, `   goal <= 50 ms`);
   line("memobuild context digest, one file edited", edited);
   line("memobuild --version (process start alone)", start);
   if (existsSync("/proc/loadavg")) console.log(`(load average: ${(await Bun.file("/proc/loadavg").text()).trim()})`);
