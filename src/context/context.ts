@@ -302,6 +302,8 @@ function toEntry(walked: WalkedEntry, contentDigest?: Uint8Array): ContextEntry 
     gid: stats.gid(at),
     contentDigest,
     linkTarget: walked.linkTarget,
+    parent: walked.parent,
+    base: walked.base,
   };
   if (file && stats.nlink(at) > 1) entry.inode = stats.inode(at);
   return entry;
