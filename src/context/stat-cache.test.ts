@@ -4,6 +4,7 @@
  * mtime and ctime unchanged and only the racy guard can notice it.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { Database } from "bun:sqlite";
 import { existsSync, mkdirSync, mkdtempSync, rmSync, statSync, utimesSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -185,6 +186,64 @@ describe("the stat cache's rules, on stat values made up to isolate each one", (
       expect(load(again, "f", table(), later, "kept")).toEqual(digest);
       expect(again.size).toBe(51);
       again.close();
+    } finally {
+      rmSync(folder, { recursive: true, force: true });
+    }
+  });
+
+  test("a new cache file has 16 KiB pages; one of the layout before (4 KiB pages, rows in `directories`) is emptied into them", () => {
+    const folder = mkdtempSync(join(tmpdir(), "memobuild-statcache-"));
+    const pageSize = (file: string) => {
+      const db = new Database(file, { readonly: true });
+      try {
+        return (db.query("PRAGMA page_size").get() as { page_size: number }).page_size;
+      } finally {
+        db.close();
+      }
+    };
+    try {
+      const fresh = join(folder, "new.db");
+      const cache = StatCache.open(fresh);
+      load(cache, "f");
+      cache.close();
+      expect(pageSize(fresh)).toBe(16384);
+
+      const old = join(folder, "old.db");
+      const before = new Database(old, { create: true });
+      before.exec("PRAGMA journal_mode = WAL");
+      before.exec("CREATE TABLE directories (path BLOB PRIMARY KEY, names BLOB NOT NULL, keys BLOB NOT NULL, digests BLOB NOT NULL, racy BLOB NOT NULL) WITHOUT ROWID");
+      before.query("INSERT INTO directories VALUES (?, ?, ?, ?, ?)").run(Buffer.from("d"), Buffer.from("f"), new Uint8Array(72), digest, new Uint8Array(1));
+      before.close();
+      expect(pageSize(old)).toBe(4096);
+      const converted = StatCache.open(old);
+      expect(converted.size).toBe(0);
+      expect(load(converted, "f")).toBeUndefined();
+      converted.close();
+      expect(pageSize(old)).toBe(16384);
+      const reopened = StatCache.open(old);
+      expect(load(reopened, "f")).toEqual(digest);
+      reopened.close();
+    } finally {
+      rmSync(folder, { recursive: true, force: true });
+    }
+  });
+
+  test("an old-layout file that another connection (another process) has open is emptied all the same and keeps its pages", () => {
+    const folder = mkdtempSync(join(tmpdir(), "memobuild-statcache-"));
+    const old = join(folder, "old.db");
+    try {
+      const other = new Database(old, { create: true });
+      other.exec("PRAGMA journal_mode = WAL");
+      other.exec("CREATE TABLE directories (path BLOB PRIMARY KEY, names BLOB NOT NULL, keys BLOB NOT NULL, digests BLOB NOT NULL, racy BLOB NOT NULL) WITHOUT ROWID");
+      const cache = StatCache.open(old);
+      expect(cache.size).toBe(0);
+      expect(load(cache, "f")).toBeUndefined();
+      cache.close();
+      expect((other.query("PRAGMA page_size").get() as { page_size: number }).page_size).toBe(4096);
+      other.close();
+      const reopened = StatCache.open(old);
+      expect(load(reopened, "f")).toEqual(digest);
+      reopened.close();
     } finally {
       rmSync(folder, { recursive: true, force: true });
     }
