@@ -67,7 +67,7 @@ function withLayerRoot<T>(request: ResolvedStep, overlay: boolean, use: (root: R
   let target = layer;
   if (overlay && request.lowers.length > 0) {
     target = join(request.work, "rootfs");
-    mountOverlay({ layers: request.lowers, upper: layer, work: join(request.work, "overlay-work"), target });
+    mountOverlay({ layers: request.lowers, upper: layer, work: join(request.work, "overlay-work"), target, volatile: true });
   }
   try {
     return Root.with(target, (root) => use(root, layer));

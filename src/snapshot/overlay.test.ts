@@ -10,6 +10,9 @@ const lowerdirOf = (target: string) => {
   return /lowerdir=([^,]*)/.exec(line ?? "")?.[1];
 };
 
+/** The mount's super options the kernel shows for `target` (fsync=volatile, say). */
+const superOptionsOf = (target: string) => readFileSync("/proc/self/mountinfo", "utf8").split("\n").find((l) => l.split(" ")[4] === target)?.split(" - ")[1]?.split(" ")[2] ?? "";
+
 /** `count` layers under `dir` (named by `name`), layer i holding file i, mounted at dir/merged. */
 function mountLayers(dir: string, count: number, name: (i: number) => string): string {
   const layers = Array.from({ length: count }, (_, i) => {
@@ -35,6 +38,28 @@ describe("overlay", () => {
     expect(overlayLowers(["c", "b", "c", "a"], false, (n) => `e${n}`)).toEqual(["c", "b", "a"]);
     expect(overlayLowers([], true, (n) => `e${n}`)).toEqual(["e0", "e1"]);
     expect(overlayLowers(["a"], true, (n) => `e${n}`)).toEqual(["a", "e0"]);
+  });
+
+  test("a volatile mount (a layer's upper directory) skips the sync at unmount; others keep it", () => {
+    const dir = mkdtempSync(join(tmpdir(), "memobuild-overlay-"));
+    try {
+      const lower = join(dir, "lower");
+      mkdirSync(lower);
+      for (const volatile of [true, false]) {
+        const sub = join(dir, String(volatile));
+        const target = join(sub, "merged");
+        mountOverlay({ layers: [lower], upper: join(sub, "upper"), work: join(sub, "work"), target, volatile });
+        try {
+          expect(superOptionsOf(target).split(",").includes("fsync=volatile")).toBe(volatile);
+          writeFileSync(join(target, "f"), "x");
+        } finally {
+          unmount(target);
+        }
+        expect(readFileSync(join(sub, "upper", "f"), "utf8")).toBe("x");
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   test("lower directories go to the kernel as they are when they fit; through short names when too long or holding a separator", () => {

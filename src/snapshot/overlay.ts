@@ -28,6 +28,19 @@ export interface OverlaySpec {
   upper?: string;
   work?: string;
   target: string;
+  /**
+   * Mount with `volatile` (Linux 5.10+; plain where the kernel lacks it): unmounting a writable
+   * overlay otherwise syncs the whole upper file system (overlayfs's sync_fs), which on this
+   * VM's shared disk cost each COPY and WORKDIR 1-130 ms of writing back other processes' dirty
+   * pages. For mounts whose upper directory becomes a layer: what makes a layer durable is its
+   * blob (fsynced before it is renamed into the store and before its row is written); the
+   * snapshot directory is a copy that is never synced on its own (nor are those unpacked from
+   * blobs), so the sync at unmount made nothing durable that the store promises. The cost, on
+   * an ext4 without a journal (this VM's): the sync also cleaned inode tables that deletions
+   * dirtied, and later creations pass over recently freed inodes instead (more system time;
+   * measured both ways in the README's Performance section). RUN keeps the sync.
+   */
+  volatile?: boolean;
 }
 
 /**
@@ -44,7 +57,25 @@ export function overlayLowers(lowers: string[], readOnly: boolean, empty: (n: nu
   return unique;
 }
 
+/** Whether the kernel takes overlayfs's `volatile` option: unknown until a volatile mount is tried. */
+let volatileSupported: boolean | undefined;
+
 export function mountOverlay(spec: OverlaySpec) {
+  const volatile = spec.volatile === true && volatileSupported !== false;
+  try {
+    mountOverlayWith(spec, volatile);
+  } catch (error) {
+    // A kernel before 5.10 refuses the unknown option: tried again without it, as is every later
+    // mount; when that fails too, its own error is the one reported.
+    if (!volatile || volatileSupported !== undefined) throw error;
+    volatileSupported = false;
+    mountOverlayWith(spec, false);
+    return;
+  }
+  if (volatile) volatileSupported = true;
+}
+
+function mountOverlayWith(spec: OverlaySpec, volatile: boolean) {
   if (spec.layers.length > MAX_OVERLAY_LAYERS) {
     throw new MountError(`${spec.layers.length} layers are more than overlayfs can stack (${MAX_OVERLAY_LAYERS}); squash some of the image's layers`);
   }
@@ -57,7 +88,7 @@ export function mountOverlay(spec: OverlaySpec) {
     mkdirSync(empty, { recursive: true });
     return empty;
   });
-  const upperOptions = spec.upper && spec.work ? `,upperdir=${spec.upper},workdir=${spec.work}` : "";
+  const upperOptions = spec.upper && spec.work ? `,upperdir=${spec.upper},workdir=${spec.work}${volatile ? ",volatile" : ""}` : "";
   const direct = `lowerdir=${specLowers.join(":")}${upperOptions}`;
   // The kernel copies mount options into one page, its terminating NUL included; ',' ':' and
   // '\' are separators or escapes in them, so such paths go through the short names.
