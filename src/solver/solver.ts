@@ -21,7 +21,6 @@ import { formatPlatform, hostPlatform, parsePlatform, platformMatches, type Plat
 import { buildGraph, type BuildGraph } from "../graph/graph.ts";
 import { cloneConfig, historyEntry } from "../image/config.ts";
 import { loadImage, MEDIA, storeImage, type StoredImage } from "../image/layout.ts";
-import { removeTree } from "../rootfs/root.ts";
 import type { RemoteCache } from "../remote/client.ts";
 import type { ResultSource } from "../remote/result-source.ts";
 import { UserError } from "../errors.ts";
@@ -34,6 +33,7 @@ import type { ProgressSink } from "./progress.ts";
 import type { StepResult } from "./result.ts";
 import { scheduleStages } from "./schedule.ts";
 import { stepError, stepFailure } from "./failure.ts";
+import { IdleRemovals } from "./idle-removals.ts";
 import { StepCache, type Satisfied } from "./step-cache.ts";
 import type { StageState } from "./state.ts";
 import { BuildWorld, type NamedContext } from "./world.ts";
@@ -253,6 +253,8 @@ class Solve {
   private readonly previous?: Map<string, { key: string; inputs: unknown }>;
   private latest = 0;
   private aborted = false;
+  /** Steps' staging directories, removed while the build waits (see IdleRemovals). */
+  private readonly removals = new IdleRemovals();
 
   constructor(
     private readonly options: BuildOptions,
@@ -271,9 +273,16 @@ class Solve {
     this.previous = options.dryRun ? undefined : options.store.lastBuildInputs(this.buildName(), graph.target.id);
   }
 
-  /** Nothing a step started is left running when the build returns (see Executor.settle). */
+  /**
+   * Nothing a step started is left running when the build returns (see Executor.settle), and no
+   * staging directory is left: those still pending are removed while the executor settles.
+   */
   async settle() {
-    await this.executor.settle?.();
+    try {
+      await this.executor.settle?.();
+    } finally {
+      this.removals.flush();
+    }
   }
 
   async run(): Promise<BuildResult> {
@@ -395,7 +404,7 @@ class Solve {
       store.recordLayer({ diffId: layer.diffId, digest: layer.diffId, size: layer.size, uncompressedSize: layer.size, mediaType: MEDIA.layerTar });
       return { diffId: layer.diffId, durationMs: Math.round(performance.now() - started) };
     } finally {
-      removeTree(work);
+      this.removals.add(work);
     }
   }
 
