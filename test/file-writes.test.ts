@@ -38,6 +38,7 @@ const OWN_PATHS: { file: string; line: string; why: string }[] = [
   { file: "src/snapshot/pack.ts", line: "createWriteStream(blobPath", why: "a gzip blob in a store staging directory" },
   { file: "src/cache/store.ts", line: "renameSync(file, this.blobPath(digest))", why: "from the store's tmp/ into blobs/" },
   { file: "src/cache/store.ts", line: 'openSync(file, "w"', why: "a blob in the store's tmp/ under a random name" },
+  { file: "src/cache/store.ts", line: 'const handle = await open(file, "r")', why: "read-only: a layer tar staged in the store, fsynced before it is renamed into blobs/" },
   { file: "src/cache/store.ts", line: "renameSync(this.snapshotPath(diffId), doomed)", why: "a snapshot into the store's tmp/" },
   { file: "src/cache/store.ts", line: "renameSync(directory, target)", why: "a staged snapshot into snapshots/" },
   { file: "src/cache/store.ts", line: "createWriteStream(tarPath)", why: "a layer tar in a store staging directory" },

@@ -260,6 +260,20 @@ describe("layers in the store", () => {
     expect(() => store.blobPath("md5:abc")).toThrow("not a sha256 digest: md5:abc");
     store.close();
   });
+
+  test("adoptBlobInBackground moves a file in once it is synced; a file that is not there fails it and stores nothing", async () => {
+    const store = fresh();
+    const file = join(work, `blob-${++n}`);
+    writeFileSync(file, "in the background");
+    const digest = `sha256:${new Bun.CryptoHasher("sha256").update("in the background").digest("hex")}`;
+    await store.adoptBlobInBackground(file, digest);
+    expect(existsSync(file)).toBe(false);
+    expect(store.readBlob(digest).toString()).toBe("in the background");
+    const other = `sha256:${"6".repeat(64)}`;
+    await expect(store.adoptBlobInBackground(file, other)).rejects.toThrow("ENOENT");
+    expect(store.hasBlob(other)).toBe(false);
+    store.close();
+  });
 });
 
 describe("records a command reads back", () => {

@@ -5,7 +5,7 @@
  * are real.
  */
 import { afterAll, describe, expect, test } from "bun:test";
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { LocalStore } from "../cache/store.ts";
@@ -249,6 +249,25 @@ describe("solver with a fake executor", () => {
     const again = new FakeExecutor();
     await p.build(again);
     expect(again.ran).toEqual(["broken", "never"]);
+  });
+
+  test("a layer whose blob cannot be stored fails the build; no step result names it, and no staging is left", async () => {
+    class LosingTar extends FakeExecutor {
+      override async execute(request: StepRequest, io: StepIO): Promise<StepLayer> {
+        const layer = await super.execute(request, io);
+        rmSync(layer.tar); // gone before the store syncs it
+        return layer;
+      }
+    }
+    const p = project("FROM scratch\nRUN lost\nRUN after\n");
+    await expect(p.build(new LosingTar())).rejects.toThrow("ENOENT");
+    const store = LocalStore.open(join(p.dir, ".cache"));
+    try {
+      expect(store.stepResults().filter((s) => s.diffId !== null)).toEqual([]);
+      expect(readdirSync(store.tmpRoot)).toEqual([]);
+    } finally {
+      store.close();
+    }
   });
 
   test("a build returns, finished or failed, only once the executor has settled what its steps left exiting", async () => {

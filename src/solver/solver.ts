@@ -34,7 +34,7 @@ import type { StepResult } from "./result.ts";
 import { scheduleStages } from "./schedule.ts";
 import { stepError, stepFailure } from "./failure.ts";
 import { IdleRemovals } from "./idle-removals.ts";
-import { StepCache, type Satisfied } from "./step-cache.ts";
+import { StepCache, type Executed, type Satisfied } from "./step-cache.ts";
 import type { StageState } from "./state.ts";
 import { BuildWorld, type NamedContext } from "./world.ts";
 
@@ -279,7 +279,8 @@ class Solve {
    */
   async settle() {
     try {
-      await this.executor.settle?.();
+      // A failed build too: no blob is renamed into the store after it returns.
+      await Promise.all([this.executor.settle?.(), this.cache.written().catch(() => {})]);
     } finally {
       this.removals.flush();
     }
@@ -305,6 +306,7 @@ class Solve {
     const inputs = new Map(this.inputs.map((i) => [i.id, i.inputs]));
     const checks = (plan as Plan & { checks?: Finding[] }).checks ?? [];
     if (options.dryRun) return { steps, inputs, plan, graph, checks };
+    await this.cache.written(); // the image's layers are in the store
     const image = this.storeFinalImage();
     options.store.recordBuildInputs(this.buildName(), graph.target.id, this.inputs);
     if (options.remote && options.remoteUpload !== "background") await options.remote.flush();
@@ -364,7 +366,7 @@ class Solve {
   private advance(planned: StepPlan, key: string, satisfied: Satisfied, step: Step): StageState {
     const next: StageState = { ...planned.next, key };
     if (satisfied.diffId) {
-      const layer = this.options.store.layer(satisfied.diffId)!;
+      const layer = satisfied.layer ?? this.options.store.layer(satisfied.diffId)!;
       next.layers = [...next.layers, { diffId: satisfied.diffId, descriptor: { mediaType: layer.mediaType, digest: layer.digest, size: layer.size } }];
     }
     if (planned.history && !(planned.request && this.options.dryRun)) {
@@ -386,25 +388,33 @@ class Solve {
     // A config-only step ran nothing, so there is no "why"; under --no-cache the cache was not asked.
     const reasons = status !== "executed" || !planned.request ? undefined : done.noCache ? [NO_CACHE_REASON] : this.previous ? explainStep(result, planned.inputs, this.previous, this.keyOwner).reasons : undefined;
     const savedMs = status === "cached-local" || status === "cached-remote" ? satisfied.savedMs : undefined;
-    const layerSize = satisfied.diffId ? this.options.store.layer(satisfied.diffId)?.size : undefined;
+    const layerSize = satisfied.diffId ? (satisfied.layer ?? this.options.store.layer(satisfied.diffId))?.size : undefined;
     const configOnly = planned.request ? undefined : true;
     this.options.progress({ type: "done", number: done.number, step: step.id, status, durationMs: duration, key, savedMs, layerSize, reasons, configOnly });
   }
 
-  /** Runs a step through the executor and stores its layer. */
-  private async execute(request: StepRequest, step: Step, number: number, started: number): Promise<{ diffId: string; durationMs: number }> {
+  /**
+   * Runs a step through the executor and stores its layer: the snapshot at once (the next step
+   * mounts it); the blob is fsynced on another thread while the next step runs, then renamed
+   * into place, then its row and the step's are written (StepCache), as before in that order.
+   */
+  private async execute(request: StepRequest, step: Step, number: number, started: number): Promise<Executed> {
     const { store, progress } = this.options;
     const work = store.tempDir("step");
+    let stored: Promise<void> | undefined;
     try {
-      const layer = await this.executor.execute(request, { work, onOutput: (line) => progress({ type: "output", number, step: step.id, line }) });
+      const made = await this.executor.execute(request, { work, onOutput: (line) => progress({ type: "output", number, step: step.id, line }) });
       // Layers stay uncompressed in the cache (the blob is the tar; its digest is the diff ID), as
       // in BuildKit: compressing every layer at build time cost seconds on large contexts.
-      store.adoptBlob(layer.tar, layer.diffId);
-      store.adoptSnapshot(layer.diffId, layer.directory);
-      store.recordLayer({ diffId: layer.diffId, digest: layer.diffId, size: layer.size, uncompressedSize: layer.size, mediaType: MEDIA.layerTar });
-      return { diffId: layer.diffId, durationMs: Math.round(performance.now() - started) };
+      const layer = { diffId: made.diffId, digest: made.diffId, size: made.size, uncompressedSize: made.size, mediaType: MEDIA.layerTar };
+      store.adoptSnapshot(made.diffId, made.directory);
+      stored = store.adoptBlobInBackground(made.tar, made.diffId).then(() => store.recordLayer(layer));
+      return { diffId: made.diffId, durationMs: Math.round(performance.now() - started), layer, stored };
     } finally {
-      this.removals.add(work);
+      // The blob is renamed out of the staging directory first.
+      const remove = () => this.removals.add(work);
+      if (stored) void stored.then(remove, remove);
+      else remove();
     }
   }
 

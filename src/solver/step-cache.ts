@@ -6,7 +6,7 @@
  */
 import { rmSync } from "node:fs";
 import { join } from "node:path";
-import type { LocalStore } from "../cache/store.ts";
+import type { LayerRecord, LocalStore } from "../cache/store.ts";
 import { RemoteCacheError, type RemoteAction, type RemoteCache } from "../remote/client.ts";
 import type { ResultSource } from "../remote/result-source.ts";
 import { checkSignature } from "../remote/action.ts";
@@ -33,10 +33,24 @@ export interface Satisfied {
   savedMs?: number;
   /** For a remote hit: the key whose signature on the result verifies here (provenance says who made it). */
   signer?: string;
+  /** The layer, for one just made whose row the store may not hold yet (see Executed.stored). */
+  layer?: LayerRecord;
 }
 
-/** Runs a layer step that missed; the layer is in the local store when it resolves. */
-export type Execute = () => Promise<{ diffId: string; durationMs: number }>;
+/** What a layer step that ran made: its layer's snapshot is in the store. */
+export interface Executed {
+  diffId: string;
+  durationMs: number;
+  layer?: LayerRecord;
+  /**
+   * Settles once the layer's blob and row are in the store, when that is still under way (its
+   * fsync runs while the next step does): the step's own row is written after it.
+   */
+  stored?: Promise<void>;
+}
+
+/** Runs a layer step that missed; the layer's snapshot is in the local store when it resolves. */
+export type Execute = () => Promise<Executed>;
 
 export class StepCache {
   /** Where results may come from besides the local store: the remote cache first, then each --cache-from. */
@@ -70,10 +84,44 @@ export class StepCache {
       this.share(key, null, record.created, 0, isNew, label);
       return { status: "executed", diffId: null, created: record.created };
     }
-    const { diffId, durationMs } = await execute();
-    const created = this.store.recordStep(key, diffId, durationMs, text).created;
-    this.share(key, diffId, created, durationMs, true, label);
-    return { status: "executed", diffId, created };
+    const { diffId, durationMs, layer, stored } = await execute();
+    // The date the result the store keeps will have (an existing one's under --no-cache, or the
+    // one this build made first, its row still being written), known now: the row may come later.
+    const created = this.pending.get(key)?.created ?? this.store.lookupStep(key)?.created ?? Date.now();
+    const record = () => {
+      this.store.recordStep(key, diffId, durationMs, text, created);
+      this.share(key, diffId, created, durationMs, true, label);
+    };
+    if (stored) this.recordAfter(stored, key, { status: "cached-local", diffId, created, savedMs: durationMs, ...(layer ? { layer } : {}) }, record);
+    else record();
+    return { status: "executed", diffId, created, ...(layer ? { layer } : {}) };
+  }
+
+  /**
+   * `record` once `stored` settles; meanwhile the result is this build's for its key: the same
+   * step in another stage is a hit with the same date, as it was when the row came at once.
+   */
+  private recordAfter(stored: Promise<void>, key: string, result: Satisfied, record: () => void) {
+    if (!this.pending.has(key)) this.pending.set(key, result);
+    const writing = stored.then(record);
+    // Not unhandled meanwhile: written() reports a failure.
+    void writing.catch(() => {}).finally(() => {
+      if (this.pending.get(key) === result) this.pending.delete(key);
+    });
+    this.writing.push(writing);
+  }
+
+  /** Rows still being written after their blobs (see Executed.stored). */
+  private readonly writing: Promise<void>[] = [];
+
+  /** Layer results of this build whose rows are still being written, by key (see recordAfter). */
+  private readonly pending = new Map<string, Satisfied>();
+
+  /** Waits for every row still being written; throws the first failure (a blob's fsync, say). */
+  async written(): Promise<void> {
+    const results = await Promise.allSettled(this.writing.splice(0));
+    const failed = results.find((r) => r.status === "rejected");
+    if (failed) throw failed.reason;
   }
 
   /** What to tell the user about a result for a key it did not use (the first source's reason). */
@@ -83,6 +131,8 @@ export class StepCache {
   }
 
   private localHit(key: string, makesLayer: boolean, label?: string): Satisfied | undefined {
+    const pending = this.pending.get(key);
+    if (pending && makesLayer) return pending;
     const local = this.store.lookupStep(key);
     if (!local || (local.diffId === null) === makesLayer) return undefined;
     this.share(key, local.diffId, local.created, local.durationMs, false, label);
