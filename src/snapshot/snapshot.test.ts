@@ -71,6 +71,22 @@ describe("pack then extract", () => {
     expect(writeLayerTar(lower, join(work, "again.tar")).diffId).toBe(layer.diffId);
   });
 
+  test("files around the 1 MiB the packer gathers its output in come back whole, and the tar is what tar(1) reads", () => {
+    const upper = fresh();
+    const mib = 1024 * 1024;
+    const sizes = [0, 1, 511, 512, 513, mib - 512, mib - 1, mib, mib + 1, 3 * mib + 5, 100];
+    sizes.forEach((size, i) => writeFileSync(join(upper, `f${String(i).padStart(2, "0")}`), Buffer.alloc(size, i + 1)));
+    const tar = join(work, "sizes.tar");
+    const layer = writeLayerTar(upper, tar);
+    expect(layer.size).toBe(readFileSync(tar).length);
+    expect(layer.diffId).toBe(`sha256:${new Bun.CryptoHasher("sha256").update(readFileSync(tar)).digest("hex")}`);
+    const listed = Bun.spawnSync(["tar", "-tvf", tar], { stdout: "pipe" }).stdout.toString().trim().split("\n");
+    expect(listed.map((line) => Number(line.split(/ +/)[2]))).toEqual(sizes);
+    const lower = fresh();
+    extractLayer(tar, lower);
+    sizes.forEach((size, i) => expect(readFileSync(join(lower, `f${String(i).padStart(2, "0")}`)).equals(Buffer.alloc(size, i + 1))).toBe(true));
+  });
+
   test("gzip output is deterministic", async () => {
     const dir = fresh();
     writeFileSync(join(dir, "f"), "x".repeat(10_000));
