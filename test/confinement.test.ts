@@ -271,6 +271,92 @@ describe("device nodes: a RUN is root with CAP_MKNOD and no device cgroup", () =
   });
 });
 
+/**
+ * A static x86_64 program that makes one system call and exits with its errno (0 when it
+ * succeeded): the base's busybox has no keyctl, io_uring or userfaultfd applet.
+ */
+function syscallProbe(nr: number, ...args: number[]): Buffer {
+  const code = Buffer.concat([
+    Buffer.from([0x48, 0xc7, 0xc0]), imm32(nr), // mov rax, nr
+    ...[0xc7, 0xc6, 0xc2].map((reg, i) => Buffer.concat([Buffer.from([0x48, 0xc7, reg]), imm32(args[i] ?? 0)])), // mov rdi/rsi/rdx, arg
+    Buffer.from([0x0f, 0x05]), // syscall
+    Buffer.from([0x48, 0x89, 0xc7, 0x48, 0xf7, 0xdf, 0x48, 0x85, 0xc0, 0x78, 0x02, 0x31, 0xff]), // rdi = -rax; if rax >= 0, rdi = 0
+    Buffer.from([0xb8, 0x3c, 0, 0, 0, 0x0f, 0x05]), // exit(rdi)
+  ]);
+  const base = 0x400000;
+  const header = Buffer.alloc(120);
+  header.set([0x7f, 0x45, 0x4c, 0x46, 2, 1, 1]); // ELF, 64-bit, little-endian, version 1
+  header.writeUInt16LE(2, 16); // executable
+  header.writeUInt16LE(0x3e, 18); // x86_64
+  header.writeUInt32LE(1, 20);
+  header.writeBigUInt64LE(BigInt(base + 120), 24); // entry: the code after the headers
+  header.writeBigUInt64LE(64n, 32); // program headers right after this one
+  header.writeUInt16LE(64, 52);
+  header.writeUInt16LE(56, 54);
+  header.writeUInt16LE(1, 56);
+  header.writeUInt32LE(1, 64); // PT_LOAD of the whole file, read and execute
+  header.writeUInt32LE(5, 68);
+  header.writeBigUInt64LE(BigInt(base), 80);
+  header.writeBigUInt64LE(BigInt(base), 88);
+  header.writeBigUInt64LE(BigInt(120 + code.length), 96);
+  header.writeBigUInt64LE(BigInt(120 + code.length), 104);
+  header.writeBigUInt64LE(0x1000n, 112);
+  return Buffer.concat([header, code]);
+}
+
+function imm32(value: number): Buffer {
+  const bytes = Buffer.alloc(4);
+  bytes.writeInt32LE(value);
+  return bytes;
+}
+
+describe("system calls: every RUN but an insecure one is under a seccomp filter, as in BuildKit", () => {
+  test("a user namespace, new namespaces by clone, and personalities off the usual ones are refused; ordinary work goes on", () => {
+    const dir = project({
+      Dockerfile: [
+        "FROM memobuild/busybox",
+        "RUN (grep ^Seccomp /proc/self/status; unshare -U true || echo userns refused; unshare -U -r -m true || echo userns mount refused; " +
+          "linux32 -R true || echo no-randomize refused; linux32 uname -m; " +
+          "mkdir /d && chown 1:2 /d && stat -c '%u:%g' /d && mknod /n c 1 3 && echo mknod; echo x | sh -c 'cat' & wait) > /result 2>&1",
+      ].join("\n"),
+    });
+    expect(build(dir, "-t", "seccomp:test").exitCode).toBe(0);
+    const result = run("seccomp:test", "cat", "/result").stdout;
+    expect(result).toStartWith("Seccomp:\t2\nSeccomp_filters:\t1\n");
+    expect(result).toContain("unshare(0x10000000): Operation not permitted\nuserns refused\n");
+    expect(result).toContain("userns mount refused\n");
+    expect(result).toContain("personality(0x40008): Operation not permitted\nno-randomize refused\n");
+    expect(result).toEndWith("1:2\nmknod\nx\n");
+  });
+
+  test.skipIf(process.arch !== "x64")("keyrings, io_uring, userfaultfd and bpf are refused (EPERM), clone3 is not implemented (ENOSYS)", () => {
+    const probes: Record<string, Buffer> = {
+      keyctl: syscallProbe(250, 0, -3, 0), // KEYCTL_GET_KEYRING_ID of the session keyring
+      io_uring_setup: syscallProbe(425, 1, 0), // EFAULT unfiltered: no parameters
+      userfaultfd: syscallProbe(323, 1), // UFFD_USER_MODE_ONLY: allowed to anyone unfiltered
+      bpf: syscallProbe(321, 0, 0, 0), // EPERM unfiltered too here (no CAP_BPF): kept for the record
+      clone3: syscallProbe(435, 0, 0), // EINVAL unfiltered: size 0
+    };
+    const dir = project({ Dockerfile: "FROM memobuild/busybox\nCOPY probes/ /probes/\nRUN for p in keyctl io_uring_setup userfaultfd bpf clone3; do /probes/$p; echo $p $?; done > /result\n" });
+    mkdirSync(join(dir, "probes"));
+    for (const [name, binary] of Object.entries(probes)) writeFileSync(join(dir, "probes", name), binary, { mode: 0o755 });
+    expect(build(dir, "-t", "seccomp-probes:test").exitCode).toBe(0);
+    expect(run("seccomp-probes:test", "cat", "/result").stdout).toBe("keyctl 1\nio_uring_setup 1\nuserfaultfd 1\nbpf 1\nclone3 38\n");
+  });
+
+  test("an insecure RUN is unfiltered, as in BuildKit's insecure mode; the next ordinary RUN is filtered again", () => {
+    const dir = project({
+      Dockerfile: [
+        "FROM memobuild/busybox",
+        "RUN --security=insecure grep ^Seccomp /proc/self/status > /result && unshare -U true && echo userns >> /result",
+        "RUN grep ^Seccomp: /proc/self/status >> /result",
+      ].join("\n"),
+    });
+    expect(build(dir, "-t", "seccomp-insecure:test", "--allow", "security.insecure").exitCode).toBe(0);
+    expect(run("seccomp-insecure:test", "cat", "/result").stdout).toBe("Seccomp:\t0\nSeccomp_filters:\t0\nuserns\nSeccomp:\t2\n");
+  });
+});
+
 function tar(entries: [Partial<TarEntry> & { name: string }, string?][]): Buffer {
   const chunks: Uint8Array[] = [];
   const writer = new TarWriter((c) => chunks.push(c));

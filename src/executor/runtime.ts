@@ -10,6 +10,7 @@ import { UserError } from "../errors.ts";
 import { constants, existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { spawnInNewMountNamespace } from "../sys/namespace.ts";
+import { seccompProfile } from "./seccomp.ts";
 import { addSeals, ALL_SEALS, closeFd, memfdCreate, openPath, sendAll, umount } from "../sys/libc.ts";
 
 export interface RuntimeMount {
@@ -32,7 +33,7 @@ export interface ContainerSpec {
   network: "none" | "host" | { namespace: string };
   hostname?: string;
   /**
-   * RUN --security=insecure: every capability, /proc and /sys writable and unmasked, as
+   * RUN --security=insecure: every capability, /proc and /sys writable and unmasked, no seccomp filter, as
    * BuildKit's privileged mode (the host's devices are not added: /dev stays the container's).
    */
   privileged?: boolean;
@@ -224,6 +225,8 @@ export function runtimeConfig(spec: ContainerSpec, runtime: string): object {
       namespaces,
       maskedPaths: spec.privileged ? [] : ["/proc/acpi", "/proc/kcore", "/proc/keys", "/proc/latency_stats", "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/sys/firmware", "/proc/scsi"],
       readonlyPaths: spec.privileged ? [] : ["/proc/asound", "/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"],
+      // A privileged RUN is unfiltered, as in BuildKit's insecure mode.
+      ...(spec.privileged ? {} : { seccomp: seccompProfile() }),
     },
   };
 }
