@@ -283,24 +283,43 @@ function syscallProbe(nr: number, ...args: number[]): Buffer {
     Buffer.from([0x48, 0x89, 0xc7, 0x48, 0xf7, 0xdf, 0x48, 0x85, 0xc0, 0x78, 0x02, 0x31, 0xff]), // rdi = -rax; if rax >= 0, rdi = 0
     Buffer.from([0xb8, 0x3c, 0, 0, 0, 0x0f, 0x05]), // exit(rdi)
   ]);
-  const base = 0x400000;
-  const header = Buffer.alloc(120);
-  header.set([0x7f, 0x45, 0x4c, 0x46, 2, 1, 1]); // ELF, 64-bit, little-endian, version 1
-  header.writeUInt16LE(2, 16); // executable
-  header.writeUInt16LE(0x3e, 18); // x86_64
+  return elf(64, code);
+}
+
+/** The same through the i386 ABI (int 0x80, i386 numbers), which a filter must cover too. */
+function syscallProbe32(nr: number, arg: number): Buffer {
+  const code = Buffer.concat([
+    Buffer.from([0xb8]), imm32(nr), Buffer.from([0xbb]), imm32(arg), // mov eax, nr; mov ebx, arg
+    Buffer.from([0x31, 0xc9, 0x31, 0xd2, 0xcd, 0x80]), // ecx = edx = 0; int 0x80
+    Buffer.from([0x89, 0xc3, 0xf7, 0xdb, 0x85, 0xc0, 0x78, 0x02, 0x31, 0xdb]), // ebx = -eax; if eax >= 0, ebx = 0
+    Buffer.from([0xb8, 1, 0, 0, 0, 0xcd, 0x80]), // exit(ebx)
+  ]);
+  return elf(32, code);
+}
+
+/** An executable of one loaded segment: the headers, then `code`, its entry point. */
+function elf(bits: 32 | 64, code: Buffer): Buffer {
+  const wide = bits === 64;
+  const [ehsize, phsize, base] = wide ? [64, 56, 0x400000] : [52, 32, 0x8048000];
+  const header = Buffer.alloc(ehsize + phsize);
+  const word = (value: number, at: number) => (wide ? header.writeBigUInt64LE(BigInt(value), at) : header.writeUInt32LE(value, at));
+  header.set([0x7f, 0x45, 0x4c, 0x46, wide ? 2 : 1, 1, 1]); // ELF, its class, little-endian, version 1
+  header.writeUInt16LE(2, 16); // an executable
+  header.writeUInt16LE(wide ? 0x3e : 3, 18); // x86_64 or i386
   header.writeUInt32LE(1, 20);
-  header.writeBigUInt64LE(BigInt(base + 120), 24); // entry: the code after the headers
-  header.writeBigUInt64LE(64n, 32); // program headers right after this one
-  header.writeUInt16LE(64, 52);
-  header.writeUInt16LE(56, 54);
-  header.writeUInt16LE(1, 56);
-  header.writeUInt32LE(1, 64); // PT_LOAD of the whole file, read and execute
-  header.writeUInt32LE(5, 68);
-  header.writeBigUInt64LE(BigInt(base), 80);
-  header.writeBigUInt64LE(BigInt(base), 88);
-  header.writeBigUInt64LE(BigInt(120 + code.length), 96);
-  header.writeBigUInt64LE(BigInt(120 + code.length), 104);
-  header.writeBigUInt64LE(0x1000n, 112);
+  word(base + header.length, 24); // entry: the code after the headers
+  word(ehsize, wide ? 32 : 28); // the program header follows this one
+  header.writeUInt16LE(ehsize, wide ? 52 : 40);
+  header.writeUInt16LE(phsize, wide ? 54 : 42);
+  header.writeUInt16LE(1, wide ? 56 : 44);
+  const size = header.length + code.length;
+  header.writeUInt32LE(1, ehsize); // PT_LOAD of the whole file, readable and executable
+  if (wide) {
+    header.writeUInt32LE(5, ehsize + 4);
+    [0, base, base, size, size, 0x1000].forEach((value, i) => word(value, ehsize + 8 + 8 * i));
+  } else {
+    [0, base, base, size, size, 5, 0x1000].forEach((value, i) => word(value, ehsize + 4 + 4 * i));
+  }
   return Buffer.concat([header, code]);
 }
 
@@ -329,19 +348,21 @@ describe("system calls: every RUN but an insecure one is under a seccomp filter,
     expect(result).toEndWith("1:2\nmknod\nx\n");
   });
 
-  test.skipIf(process.arch !== "x64")("keyrings, io_uring, userfaultfd and bpf are refused (EPERM), clone3 is not implemented (ENOSYS)", () => {
+  test.skipIf(process.arch !== "x64")("keyrings, io_uring, userfaultfd and bpf are refused (EPERM), clone3 is not implemented (ENOSYS), through the i386 ABI too", () => {
     const probes: Record<string, Buffer> = {
       keyctl: syscallProbe(250, 0, -3, 0), // KEYCTL_GET_KEYRING_ID of the session keyring
       io_uring_setup: syscallProbe(425, 1, 0), // EFAULT unfiltered: no parameters
       userfaultfd: syscallProbe(323, 1), // UFFD_USER_MODE_ONLY: allowed to anyone unfiltered
       bpf: syscallProbe(321, 0, 0, 0), // EPERM unfiltered too here (no CAP_BPF): kept for the record
       clone3: syscallProbe(435, 0, 0), // EINVAL unfiltered: size 0
+      request_key32: syscallProbe32(287, 0), // EFAULT unfiltered: no type
+      unshare32: syscallProbe32(310, 0x10000000), // CLONE_NEWUSER: allowed to anyone unfiltered
     };
-    const dir = project({ Dockerfile: "FROM memobuild/busybox\nCOPY probes/ /probes/\nRUN for p in keyctl io_uring_setup userfaultfd bpf clone3; do /probes/$p; echo $p $?; done > /result\n" });
+    const dir = project({ Dockerfile: "FROM memobuild/busybox\nCOPY probes/ /probes/\nRUN for p in keyctl io_uring_setup userfaultfd bpf clone3 request_key32 unshare32; do /probes/$p; echo $p $?; done > /result\n" });
     mkdirSync(join(dir, "probes"));
     for (const [name, binary] of Object.entries(probes)) writeFileSync(join(dir, "probes", name), binary, { mode: 0o755 });
     expect(build(dir, "-t", "seccomp-probes:test").exitCode).toBe(0);
-    expect(run("seccomp-probes:test", "cat", "/result").stdout).toBe("keyctl 1\nio_uring_setup 1\nuserfaultfd 1\nbpf 1\nclone3 38\n");
+    expect(run("seccomp-probes:test", "cat", "/result").stdout).toBe("keyctl 1\nio_uring_setup 1\nuserfaultfd 1\nbpf 1\nclone3 38\nrequest_key32 1\nunshare32 1\n");
   });
 
   test("an insecure RUN is unfiltered, as in BuildKit's insecure mode; the next ordinary RUN is filtered again", () => {
