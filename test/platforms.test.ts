@@ -127,6 +127,15 @@ describe("--platform with two platforms", () => {
     expect(json(meta).steps.filter((s: { status: string }) => s.status === "executed")).toEqual([]);
   }, 120_000);
 
+  test("the other architecture's RUN is under the seccomp filter too: QEMU makes its calls as a native process", () => {
+    const dir = writeProject(join(work, "filtered"), {
+      Dockerfile: "FROM memobuild/busybox-multi\nRUN (uname -m; grep ^Seccomp: /proc/self/status; unshare -U true || echo userns refused) > /result 2>&1\n",
+    });
+    const out = join(work, "filtered-out");
+    expect(build(dir, "--platform", `linux/${otherArch}`, "-o", `type=local,dest=${out}`).exitCode).toBe(0);
+    expect(readFileSync(join(out, "result"), "utf8")).toBe(`${uname[otherArch]}\nSeccomp:\t2\nunshare: unshare(0x10000000): Operation not permitted\nuserns refused\n`);
+  }, 120_000);
+
   test("a multi-platform OCI layout imports with every platform: image import, and --build-context NAME=oci-layout://", () => {
     const layout = join(work, "base-oci");
     const fresh = join(work, "imported-cache");
