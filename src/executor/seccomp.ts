@@ -16,7 +16,7 @@
  * program's. Listing the guest's ABI would add nothing (the kernel never reports it here).
  */
 
-type Rule = { names: string[]; action: "SCMP_ACT_ERRNO"; errnoRet: number; args?: Condition[] };
+export type Rule = { names: string[]; action: "SCMP_ACT_ERRNO"; errnoRet: number; args?: Condition[] };
 type Condition = { index: number; value: number; valueTwo: number; op: "SCMP_CMP_MASKED_EQ" | "SCMP_CMP_GT" };
 
 const EPERM = 1;
@@ -35,12 +35,8 @@ const CLONE_NEWNET = 0x40000000;
 const CLONE_NEWTIME = 0x00000080;
 const CLONE_NAMESPACES = [CLONE_NEWNS, CLONE_NEWCGROUP, CLONE_NEWUTS, CLONE_NEWIPC, CLONE_NEWUSER, CLONE_NEWPID, CLONE_NEWNET];
 
-/**
- * personality() values that are refused: all but those programs use (Linux, Linux32, each with
- * UNAME26, and 0xffffffff, the query), as inclusive ranges of the 32-bit values the kernel
- * reads, plus anything above 32 bits (glibc passes the query as 0xffffffff, as Docker expects).
- */
-const REFUSED_PERSONALITIES: [number, number][] = [[0x1, 0x7], [0x9, 0x1ffff], [0x20001, 0x20007], [0x20009, 0xfffffffe]];
+/** The personality() bits programs use: PER_LINUX32 and UNAME26 (the rest is 0, PER_LINUX). */
+const USUAL_PERSONALITY_BITS = [3, 17];
 
 /** The native ABIs by Node's name of this machine's architecture (libseccomp's names). */
 const ARCHITECTURES: Record<string, string[]> = {
@@ -55,26 +51,27 @@ const refuseFlags = (name: string, flags: number[]): Rule[] =>
   flags.map((flag) => refuse([name], EPERM, [{ index: 0, value: flag, valueTwo: flag, op: "SCMP_CMP_MASKED_EQ" }]));
 
 /**
- * The aligned blocks that make up [low, high], each as (value & mask) == value: a rule's
- * comparisons of one argument are ORed by the runtimes (as runc does), not ANDed, so a range can
- * only be refused as a union of single comparisons.
+ * personality() is refused unless its value is one programs use: 0 (Linux), 0x8 (Linux32), each
+ * with 0x20000 (UNAME26), and 0xffffffff, the query (Docker's list). The runtimes OR a rule's
+ * comparisons of one argument (as runc does), so "none of these values" cannot be one rule; it
+ * is a union of single comparisons instead, each refusing values that have bit k clear and bit
+ * next(k) set, where next() runs through the other bits in a cycle (and from bits 3 and 17 into
+ * it). No usual value matches one (they have no other bit set, or no bit clear); any other value
+ * below 2^32 has a clear bit k where next(k) is set, else its clear bits would be closed under
+ * next() and so hold every other bit or none of them. Above 2^32 all are refused (the kernel
+ * reads 32 bits; glibc passes the query as 0xffffffff, as Docker's rule expects).
  */
-export function rangeBlocks(low: number, high: number): { mask: number; value: number }[] {
-  const blocks: { mask: number; value: number }[] = [];
-  while (low <= high) {
-    let size = 1;
-    while (low % (size * 2) === 0 && low + size * 2 - 1 <= high) size *= 2;
-    blocks.push({ mask: 0x100000000 - size, value: low });
-    low += size;
-  }
-  return blocks;
+export function personalityRules(): Rule[] {
+  const others = [...Array(32).keys()].filter((bit) => !USUAL_PERSONALITY_BITS.includes(bit));
+  const next = (bit: number) => others[(others.indexOf(bit) + 1) % others.length]!;
+  return [
+    refuse(["personality"], EPERM, [{ index: 0, value: 0xffffffff, valueTwo: 0, op: "SCMP_CMP_GT" }]),
+    ...[...Array(32).keys()].map((bit) => {
+      const set = 2 ** next(bit);
+      return refuse(["personality"], EPERM, [{ index: 0, value: 2 ** bit + set, valueTwo: set, op: "SCMP_CMP_MASKED_EQ" }]);
+    }),
+  ];
 }
-
-const refusePersonalities = (): Rule[] => [
-  refuse(["personality"], EPERM, [{ index: 0, value: 0xffffffff, valueTwo: 0, op: "SCMP_CMP_GT" }]),
-  ...REFUSED_PERSONALITIES.flatMap(([low, high]) => rangeBlocks(low, high)).map(({ mask, value }) =>
-    refuse(["personality"], EPERM, [{ index: 0, value: mask, valueTwo: value, op: "SCMP_CMP_MASKED_EQ" }])),
-];
 
 const RULES: Rule[] = [
   // New namespaces. Without a user namespace the others need CAP_SYS_ADMIN, which a RUN lacks;
@@ -111,7 +108,7 @@ const RULES: Rule[] = [
   refuse(["uselib", "ustat", "sysfs", "_sysctl", "vm86", "vm86old"]),
   // Other personalities turn off address randomization (ADDR_NO_RANDOMIZE), map page zero or
   // make readable memory executable, helping exploits; only the ordinary ones pass.
-  ...refusePersonalities(),
+  ...personalityRules(),
 ];
 
 /**
