@@ -157,6 +157,10 @@ export const cases: Record<string, ParityCase[]> = {
     { name: "a command that leaves /tmp files", dockerfile: from("RUN echo t > /tmp/t && mkdir /tmp/d") },
     { name: "on an image without /dev, /proc, /sys or /etc", dockerfile: "FROM memobuild/busybox AS b\nFROM scratch\nCOPY --from=b /bin/busybox /bin/busybox\nRUN [\"/bin/busybox\", \"touch\", \"/made\"]\n" },
     { name: "a command that changes nothing", dockerfile: from("RUN true") },
+    {
+      name: "under a seccomp filter: a user namespace and a personality without address randomization are refused",
+      dockerfile: from("RUN (grep ^Seccomp: /proc/self/status; unshare -U true || echo userns refused; linux32 -R true || echo refused; linux32 uname -m) > /out 2>&1"),
+    },
     { name: "a failing command", dockerfile: from("RUN exit 3"), bothFail: true },
     { name: "line continuations and comments", dockerfile: from("RUN echo one \\\n# a comment inside\n    two > /cont") },
     { name: "the escape directive", dockerfile: "# escape=`\nFROM memobuild/busybox\nRUN echo a `\n  b > /esc\n" },
