@@ -36,15 +36,17 @@ export const HOST_GATEWAY = "host-gateway";
 /** slirp4netns's fixed addresses (with --configure and its default 10.0.2.0/24). */
 export const SLIRP_GATEWAY = "10.0.2.2";
 const SLIRP_DNS = "10.0.2.3";
+/** The tap device slirp4netns serves in a RUN's namespace. */
+const TAP = "tap0";
 
 const BASE = "/run/memobuild-net";
 /** How long slirp4netns may take to set the namespace up (it takes milliseconds). */
 const READY_TIMEOUT_MS = 10_000;
 
 /**
- * slirp4netns processes told to stop that have not exited yet. Exiting takes one ~15-20 ms
- * (the kernel unregisters its tap device, waiting for RCU, inside exit_group): a RUN does not
- * wait for that, the build waits for all of them once, at its end (`networksStopped`).
+ * slirp4netns processes told to stop that have not exited yet: a RUN does not wait for that, the
+ * build waits for all of them once, at its end (`networksStopped`), so none outlives it. (Each
+ * took ~20-30 ms to exit while it unregistered its own tap device; see `createNamespace`.)
  */
 const exiting = new Set<Promise<void>>();
 
@@ -131,13 +133,19 @@ export function sandboxResolvConf(host: string): string {
   return [`nameserver ${SLIRP_DNS}`, ...kept].join("\n") + "\n";
 }
 
-/** A new network namespace, kept alive by a bind mount on a file of our own. */
+/**
+ * A new network namespace, kept alive by a bind mount on a file of our own, with slirp4netns's
+ * tap device already in it, persistent: a tap its own process made is unregistered when that
+ * process exits, inside its exit, waiting ~20-30 ms for the kernel (RCU); the build waited for
+ * that after its last RUN. A persistent one goes with the namespace, in the kernel's own worker,
+ * and slirp4netns exits in under a millisecond.
+ */
 function createNamespace(): string {
   mkdirSync(BASE, { recursive: true, mode: 0o700 });
   const path = join(BASE, `${process.pid}-${randomHex(6)}`);
   writeFileSync(path, "", { mode: 0o600, flag: "wx" }); // a new file, never one planted there
   try {
-    createNetworkNamespace(path);
+    createNetworkNamespace(path, TAP);
   } catch (error) {
     rmSync(path, { force: true });
     throw new RuntimeError(`could not create a network namespace for RUN: ${(error as Error).message}`);
@@ -158,7 +166,7 @@ function removeNamespace(path: string) {
 function startSlirp(slirp: string, namespace: string, hostLoopback: boolean): { ready: Promise<void>; stop(): Promise<void> } {
   const args = [slirp, "--configure", "--mtu=65520", "--enable-sandbox", "--enable-seccomp", "--exit-fd=0", "--ready-fd=3", "--netns-type=path"];
   if (!hostLoopback) args.push("--disable-host-loopback");
-  const child = Bun.spawn([...args, namespace, "tap0"], { stdio: ["pipe", "ignore", "pipe", "pipe"] });
+  const child = Bun.spawn([...args, namespace, TAP], { stdio: ["pipe", "ignore", "pipe", "pipe"] });
   let stopped: Promise<void> | undefined;
   // Once, whoever asks first (a failed start, then the RUN's close).
   const stop = () =>

@@ -41,6 +41,7 @@ function open() {
     memfd_create: { args: [FFIType.ptr, FFIType.u32], returns: FFIType.i32 },
     fcntl: { args: [FFIType.i32, FFIType.i32, FFIType.i32], returns: FFIType.i32 },
     sendfile: { args: [FFIType.i32, FFIType.i32, FFIType.ptr, FFIType.u64], returns: FFIType.i64 },
+    ioctl: { args: [FFIType.i32, FFIType.u64, FFIType.u64], returns: FFIType.i32 },
     __errno_location: { args: [], returns: FFIType.ptr },
     strerror: { args: [FFIType.i32], returns: FFIType.cstring },
   });
@@ -338,6 +339,34 @@ export function openPath(path: string, flags: number): number {
 /** umount2(2); `lazy` detaches a mount that is still busy. Returns false on failure. */
 export function umount(target: string, lazy = false): boolean {
   return symbols().umount2(cString(target), lazy ? MNT_DETACH : 0) === 0;
+}
+
+/** _IOW('T', 202, int) and _IOW('T', 203, int) of linux/if_tun.h. */
+const TUNSETIFF = 0x400454ca;
+const TUNSETPERSIST = 0x400454cb;
+const IFF_TAP = 0x0002;
+const IFF_NO_PI = 0x1000;
+
+/**
+ * Makes a persistent tap device `name` (no packet-information header, as slirp4netns opens its
+ * own) in the calling thread's network namespace. Persistent, so the process that later
+ * attaches to it does not unregister it when it closes it: the kernel then removes the device
+ * with its namespace, in its own worker.
+ */
+export function createPersistentTap(name: string) {
+  const fd = openPath("/dev/net/tun", fsConstants.O_RDWR);
+  try {
+    // struct ifreq: the name in the first 16 bytes (NUL-terminated), the flags (a short) at 16.
+    const request = Buffer.alloc(40);
+    request.write(name, 0, 15, "latin1");
+    request.writeUInt16LE(IFF_TAP | IFF_NO_PI, 16);
+    // The third argument is a pointer for one request and a plain value for the other.
+    check(symbols().ioctl(fd, TUNSETIFF, ptr(request)), "ioctl(TUNSETIFF)", name);
+    check(symbols().ioctl(fd, TUNSETPERSIST, 1), "ioctl(TUNSETPERSIST)", name);
+    void request.length; // kept alive (and so its memory) until both calls are done
+  } finally {
+    closeFd(fd);
+  }
 }
 
 // ---- sealed in-memory files, for the executor (the runtime started from a copy in memory)

@@ -66,3 +66,20 @@ test("createNetworkNamespace binds a new network namespace to the file, and this
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test("createNetworkNamespace with a tap name makes that tap device in it, persistent (so the process that attaches to it does not unregister it when it exits)", () => {
+  const dir = mkdtempSync(join(tmpdir(), "memobuild-netns-"));
+  const file = join(dir, "ns");
+  writeFileSync(file, "");
+  try {
+    createNetworkNamespace(file, "tap0");
+    const link = Bun.spawnSync(["nsenter", `--net=${file}`, "ip", "-d", "link", "show", "tap0"], { stdout: "pipe", stderr: "pipe" });
+    expect(link.stderr.toString()).toBe("");
+    expect(link.stdout.toString()).toMatch(/tun type tap pi off .*persist on/);
+    // The host has no such device from it.
+    expect(Bun.spawnSync(["ip", "link", "show", "tap0"], { stderr: "pipe" }).exitCode).not.toBe(0);
+  } finally {
+    umount(file, true);
+    rmSync(dir, { recursive: true, force: true });
+  }
+});

@@ -14,6 +14,7 @@ import {
   CLONE_NEWNET,
   CLONE_NEWNS,
   closeFd,
+  createPersistentTap,
   fchdir,
   mount,
   MS_BIND,
@@ -53,13 +54,15 @@ export function spawnInNewMountNamespace<T>(prepare: () => void, spawn: () => T)
 
 /**
  * A new network namespace, kept alive by a bind mount on `file` (an existing empty file) as
- * `unshare --net=FILE` makes it, but without a process.
+ * `unshare --net=FILE` makes it, but without a process; with `tap`, a persistent tap device of
+ * that name in it.
  */
-export function createNetworkNamespace(file: string) {
+export function createNetworkNamespace(file: string, tap?: string) {
   const home = openPath("/proc/thread-self/ns/net", constants.O_RDONLY);
   try {
     unshare(CLONE_NEWNET);
     try {
+      if (tap) createPersistentTap(tap);
       mount("/proc/thread-self/ns/net", file, null, MS_BIND, null);
     } finally {
       comeHome(home, CLONE_NEWNET);
