@@ -15,7 +15,7 @@ import { parseOutputSpec, writesToStdout, type OutputSpec } from "../image/outpu
 import { parseAddHost, parseShmSize, parseUlimit, type Sandbox } from "../executor/sandbox.ts";
 import { NETWORK_MODES, type NetworkMode } from "../executor/network.ts";
 import { UsageError } from "./errors.ts";
-import { collect } from "./inputs.ts";
+import { collect } from "./collect.ts";
 import { isGitUrl } from "./context-source.ts";
 import type { SettingFlags } from "./settings.ts";
 

@@ -6,6 +6,7 @@ import { isAbsolute, join, relative, resolve } from "node:path";
 import { value, type Settings } from "../config/settings.ts";
 import type { Command } from "commander";
 import { UsageError } from "./errors.ts";
+import { collect } from "./collect.ts";
 import { gitContext, isGitUrl, stdinContext, stdinDockerfile } from "./context-source.ts";
 
 export interface DockerfileInput {
@@ -100,8 +101,3 @@ export function parseBuildArgs(values: string[], env: NodeJS.ProcessEnv = proces
   return args;
 }
 
-/**
- * Commander collector for repeatable options. They have no declared default (Commander would
- * print "(default: [])" in the help); createProgram fills in [] for those not given.
- */
-export const collect = (value: string, previous?: string[]) => [...(previous ?? []), value];

@@ -5,7 +5,7 @@
  * `completion` need every command's definition, so they load them all.
  */
 import { Command } from "commander";
-import { collect } from "./inputs.ts";
+import { collect } from "./collect.ts";
 
 type Register = (program: Command) => void;
 

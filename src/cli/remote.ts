@@ -7,7 +7,7 @@ import { value, type Settings } from "../config/settings.ts";
 import type { RemoteCache } from "../remote/client.ts";
 import type { RemoteCacheMounts } from "../remote/mount-sync.ts";
 import type { LocalStore } from "../cache/store.ts";
-import { collect } from "./inputs.ts";
+import { collect } from "./collect.ts";
 import { limit } from "../util/limits.ts";
 import { SCOPE_NAME } from "../remote/mount-manifest.ts";
 

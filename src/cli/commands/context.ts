@@ -7,7 +7,7 @@ import { loadContext, ignoreFileFor, readIgnoreFile, type BuildContext, type Con
 import { IgnoreMatcher, parseIgnoreFile } from "../../context/dockerignore.ts";
 import { displayPath, quotePath } from "../../context/paths.ts";
 import { UsageError } from "../errors.ts";
-import { collect } from "../inputs.ts";
+import { collect } from "../collect.ts";
 
 interface CommonOptions {
   file?: string;

@@ -8,7 +8,7 @@ import { familiarReference, normalizeReference } from "../../image/reference.ts"
 import { namesOf, requireImage } from "../../image/lookup.ts";
 import { STDOUT } from "../../image/output-spec.ts";
 import { UsageError } from "../errors.ts";
-import { collect } from "../inputs.ts";
+import { collect } from "../collect.ts";
 
 function normalized(text: string): string {
   try {

@@ -2,7 +2,7 @@ import type { Command } from "commander";
 import { defaultAnswers, runInit } from "../../init/init.ts";
 import { Cancelled, clackPrompter, intro, outro } from "../../init/wizard.ts";
 import { UsageError } from "../errors.ts";
-import { collect } from "../inputs.ts";
+import { collect } from "../collect.ts";
 
 interface InitFlags {
   yes?: boolean;

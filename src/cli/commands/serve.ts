@@ -8,7 +8,7 @@ import { TokenSet, type Role, type TokenEntry } from "../../server/auth.ts";
 import { createLogger } from "../../util/log.ts";
 import { startServer } from "../../server/server.ts";
 import { UsageError } from "../errors.ts";
-import { collect } from "../inputs.ts";
+import { collect } from "../collect.ts";
 
 interface ServeFlags {
   listen: string;

@@ -4,7 +4,7 @@ import { layoutSource, registrySource } from "../../attest/sources.ts";
 import { describeProvenance, verifyImage, type VerifiedPlatform } from "../../attest/verify.ts";
 import { insecureRegistries } from "../../registry/client.ts";
 import { usage } from "../build-flags.ts";
-import { collect } from "../inputs.ts";
+import { collect } from "../collect.ts";
 import { rebuild, RebuildError } from "../rebuild.ts";
 
 export function registerVerify(program: Command) {

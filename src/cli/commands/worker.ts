@@ -5,7 +5,7 @@ import { resolveCacheDir } from "../../config/cache-dir.ts";
 import { Worker } from "../../worker/worker.ts";
 import { SigningKey } from "../../remote/action.ts";
 import { UsageError } from "../errors.ts";
-import { collect } from "../inputs.ts";
+import { collect } from "../collect.ts";
 import { parseEntitlements, parseLabels } from "../build-flags.ts";
 
 interface WorkerFlags {
