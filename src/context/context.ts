@@ -289,26 +289,6 @@ export function hardLinkGroups(entries: ContextEntry[]): Map<string, string> {
   return links;
 }
 
-function toEntry(walked: WalkedEntry, contentDigest?: Uint8Array): ContextEntry {
-  const { stats, at } = walked;
-  const file = walked.type === "file";
-  const entry: ContextEntry = {
-    path: walked.path,
-    name: displayPath(walked.path),
-    type: walked.type,
-    mode: stats.mode(at) & 0o7777,
-    size: file ? stats.size(at) : 0,
-    uid: stats.uid(at),
-    gid: stats.gid(at),
-    contentDigest,
-    linkTarget: walked.linkTarget,
-    parent: walked.parent,
-    base: walked.base,
-  };
-  if (file && stats.nlink(at) > 1) entry.inode = stats.inode(at);
-  return entry;
-}
-
 /** Walks the context, hashes what changed since the last load, and returns it. */
 export async function loadContext(options: LoadOptions): Promise<BuildContext> {
   const contextDir = resolve(options.contextDir);
@@ -358,33 +338,27 @@ export async function loadContext(options: LoadOptions): Promise<BuildContext> {
       const reason = error.code === "EACCES" ? "permission denied" : error.code === "ENOENT" ? "it disappeared during the build" : error.message;
       throw new ContextError(`cannot read ${quotePath(toHash[error.index].path)} in the build context: ${reason}`);
     }
-    const entries: ContextEntry[] = new Array(walked.entries.length);
+    // The walk's entries are the context's: a file only gains its digest.
     let file = 0;
-    const each = (entry: WalkedEntry, index: number) => {
-      if (entry.type !== "file") {
-        entries[index] = toEntry(entry);
-        return;
-      }
+    const each = (entry: WalkedEntry) => {
+      if (entry.type !== "file") return;
       stats.files++;
       const digest = found[file++];
       if (typeof digest !== "number") {
         stats.fromCache++;
-        entries[index] = toEntry(entry, digest);
+        entry.contentDigest = digest;
         return;
       }
       stats.hashed++;
       stats.bytesHashed += hashed[digest].size;
       cache.record(entry.parent, entry.base, entry.stats, entry.at, hashed[digest].digest, hashedAtMs);
-      entries[index] = toEntry(entry, hashed[digest].digest);
+      entry.contentDigest = hashed[digest].digest;
     };
     keepOutOfFTL(each); // once per entry (see util/jit.ts)
     walked.entries.forEach(each);
     cache.flush();
-    return new BuildContext(contextDir, entries, walked.excluded, walked.skipped, walked.warnings, ignoreFile, stats);
+    return new BuildContext(contextDir, walked.entries, walked.excluded, walked.skipped, walked.warnings, ignoreFile, stats);
   } finally {
     if (ownsCache) cache.close();
   }
 }
-
-// Called once per entry of a context (see util/jit.ts).
-keepOutOfFTL(toEntry);
