@@ -3,6 +3,7 @@ import { chmodSync, existsSync, linkSync, mkdirSync, mkdtempSync, renameSync, rm
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { hardLinkGroups, loadContext } from "./context.ts";
+import { StatCache } from "./stat-cache.ts";
 import { ContextError } from "./errors.ts";
 import { blake3Hex } from "../hash/blake3.ts";
 import { directoryDigests, walkOrderDigests } from "./digest.ts";
@@ -327,3 +328,92 @@ test("a tree of 100,000 entries", async () => {
   expect(ctx.select(["big/d7"]).entries).toHaveLength(1000);
   rmSync(base, { recursive: true, force: true });
 }, 120_000);
+
+describe("directory digests kept in the stat cache", () => {
+  const dockerfile = () => join(work, `Dockerfile${counter}`); // its .dockerignore lies outside the context
+  /** Counts the stored directory digests a load took (those the cache offered and the directory matched). */
+  async function loadCounting(): Promise<{ digest: string; reused: number }> {
+    const offered = StatCache.prototype.storedTree;
+    let reused = 0;
+    StatCache.prototype.storedTree = function (this: StatCache, dir: string) {
+      const tree = offered.call(this, dir);
+      if (tree) reused += 0.5; // asked when a directory opens and when it closes
+      return tree;
+    };
+    try {
+      const ctx = await loadContext({ contextDir: dir, dockerfile: dockerfile(), statCacheFile: cacheFile });
+      return { digest: ctx.digest(), reused: Math.floor(reused) };
+    } finally {
+      StatCache.prototype.storedTree = offered;
+    }
+  }
+  const truth = async () => (await loadContext({ contextDir: dir, dockerfile: dockerfile() })).digest();
+
+  /** A tree whose files and directory digests are all stored and trusted (past the racy window). */
+  async function settled(ignore = "nothing-matches\n") {
+    write("top.txt");
+    write("a/one.txt", "one!");
+    write("a/two.txt");
+    write("a/sub/three.txt");
+    write("a/sub/deeper/four.txt");
+    symlinkSync("one.txt", join(dir, "a/link"));
+    writeFileSync(`${dockerfile()}.dockerignore`, ignore);
+    await Bun.sleep(150);
+    await loadCounting();
+    const warm = await loadCounting();
+    // a, a/sub, a/sub/deeper and the root: every directory with files.
+    expect(warm.reused).toBe(4);
+    expect(warm.digest).toBe(await truth());
+    return warm.digest;
+  }
+
+  const changes: [string, () => void, boolean?][] = [
+    ["a file's content (same size, its mtime set back)", () => {
+      const { mtime } = statSync(join(dir, "a/one.txt"));
+      writeFileSync(join(dir, "a/one.txt"), "ONE!");
+      utimesSync(join(dir, "a/one.txt"), mtime, mtime);
+    }],
+    ["a file added", () => write("a/new.txt")],
+    ["a file removed", () => rmSync(join(dir, "a/two.txt"))],
+    ["a file renamed", () => renameSync(join(dir, "a/two.txt"), join(dir, "a/zwo.txt"))],
+    ["a file's mode", () => chmodSync(join(dir, "a/one.txt"), 0o755)],
+    ["a file deep below", () => write("a/sub/deeper/four.txt", "longer than before")],
+    ["a symlink's target", () => (rmSync(join(dir, "a/link")), symlinkSync("two.txt", join(dir, "a/link")))],
+    ["a symlink added", () => symlinkSync("two.txt", join(dir, "a/link2"))],
+    ["a symlink replaced by a file of the same name", () => (rmSync(join(dir, "a/link")), write("a/link", "one.txt"))],
+    ["an empty subdirectory added", () => mkdirSync(join(dir, "a/empty"))],
+    ["a subdirectory removed", () => rmSync(join(dir, "a/sub"), { recursive: true })],
+    ["a subdirectory renamed", () => renameSync(join(dir, "a/sub"), join(dir, "a/sub2"))],
+    ["a subdirectory's mode", () => chmodSync(join(dir, "a/sub"), 0o700)],
+    [".dockerignore now excluding a file", () => writeFileSync(`${dockerfile()}.dockerignore`, "a/two.txt\n")],
+    [".dockerignore now excluding a subdirectory", () => writeFileSync(`${dockerfile()}.dockerignore`, "a/sub\n")],
+    [".dockerignore now excluding a symlink", () => writeFileSync(`${dockerfile()}.dockerignore`, "a/link\n")],
+    // Owners are not part of a whole context's digest (files land as root): still the truth.
+    ["a file's owner", () => Bun.spawnSync(["chown", "1234:1234", join(dir, "a/one.txt")]), false],
+  ];
+  for (const [what, change, changesDigest = true] of changes) {
+    test(`${what}: the next load's digest is the truth, never a stored one`, async () => {
+      const before = await settled();
+      change();
+      const after = await loadCounting();
+      expect(after.digest).toBe(await truth());
+      if (changesDigest) expect(after.digest).not.toBe(before);
+    });
+  }
+
+  test(".dockerignore no longer excluding a file: it is in the digest again", async () => {
+    const before = await settled("a/two.txt\n");
+    writeFileSync(`${dockerfile()}.dockerignore`, "nothing-matches\n");
+    const after = await loadCounting();
+    expect(after.digest).toBe(await truth());
+    expect(after.digest).not.toBe(before);
+  });
+
+  test("a COPY of a subdirectory, with and without --chown, gets the same digests as without a cache", async () => {
+    await settled();
+    write("a/sub/five.txt");
+    const cached = await loadContext({ contextDir: dir, dockerfile: dockerfile(), statCacheFile: cacheFile });
+    const fresh = await loadContext({ contextDir: dir, dockerfile: dockerfile() });
+    for (const options of [{}, { owner: { uid: 7, gid: 7 } }]) expect(cached.select(["a/"], options).digest).toBe(fresh.select(["a/"], options).digest);
+  });
+});

@@ -12,7 +12,7 @@ import { join, relative, resolve } from "node:path";
 import { blake3Hex } from "../hash/blake3.ts";
 import { FileHashError, HashPool, type HashedFile } from "../hash/parallel.ts";
 import { IgnoreMatcher, IgnorePatternError, parseIgnoreFile, type IgnorePattern } from "./dockerignore.ts";
-import { directoryDigests, entryDigest, walkOrderDigests, ROOT_OWNER, type DigestEntry, type Ownership } from "./digest.ts";
+import { directoryDigests, entryDigest, walkOrderDigests, ROOT_OWNER, type DigestEntry, type Ownership, type TreeReuse } from "./digest.ts";
 import { ContextError } from "./errors.ts";
 import { BadPatternError, compileGlob, splitWildcards, type Glob } from "./glob.ts";
 import { cleanContextPath, displayPath, fsPath, quotePath, rawFromText, rootBuffer } from "./paths.ts";
@@ -102,7 +102,6 @@ export function readIgnoreFile(path: string, shown: string): string {
 
 export class BuildContext {
   private pathIndex?: Map<string, ContextEntry>;
-  private rootOwnedDigests?: Map<string, Buffer>;
 
   constructor(
     readonly root: string,
@@ -112,6 +111,8 @@ export class BuildContext {
     readonly warnings: string[],
     readonly ignoreFile: string | undefined,
     readonly stats: LoadStats,
+    /** Every directory's digest for files landing as root, when loadContext made them already. */
+    private rootOwnedDigests?: Map<string, Buffer>,
   ) {}
 
   /** Entries by path, made on first use: a whole-context digest never needs it (~10 ms of a warm 20,000-file digest). */
@@ -289,6 +290,10 @@ export function hardLinkGroups(entries: ContextEntry[]): Map<string, string> {
   return links;
 }
 
+function treeReuse(cache: StatCache): TreeReuse {
+  return { stored: (dir) => cache.storedTree(dir), record: (dir, tree) => cache.recordTree(dir, tree) };
+}
+
 /** Walks the context, hashes what changed since the last load, and returns it. */
 export async function loadContext(options: LoadOptions): Promise<BuildContext> {
   const contextDir = resolve(options.contextDir);
@@ -356,8 +361,11 @@ export async function loadContext(options: LoadOptions): Promise<BuildContext> {
     };
     keepOutOfFTL(each); // once per entry (see util/jit.ts)
     walked.entries.forEach(each);
+    // With a cache that outlives this load, the directory digests are made now, so the cache
+    // stores them (and gives back those still valid) in the same flush as the files they cover.
+    const rootOwned = ownsCache && !options.statCacheFile ? undefined : walkOrderDigests(walked.entries, ROOT_OWNER, treeReuse(cache));
     cache.flush();
-    return new BuildContext(contextDir, walked.entries, walked.excluded, walked.skipped, walked.warnings, ignoreFile, stats);
+    return new BuildContext(contextDir, walked.entries, walked.excluded, walked.skipped, walked.warnings, ignoreFile, stats, rootOwned);
   } finally {
     if (ownsCache) cache.close();
   }

@@ -12,6 +12,12 @@
  * "racily clean" entries, an entry whose mtime or ctime is within the racy window of the time
  * it was hashed is kept but not trusted: the next lookup re-hashes it, and only then (once the
  * tick has passed) stores it as trusted.
+ *
+ * A row also keeps its directory's tree digest (see digest.ts; files owned by root, as a whole
+ * context's digest lands them) with what it was made of besides the files: the directories' and
+ * symlinks' names, modes, digests and targets. It is reused only when every file of the row was
+ * found unchanged and trusted by this load, no other file was looked up there, and the rest is
+ * the same (see storedTree); a row written without one drops the one before.
  */
 import { Database } from "bun:sqlite";
 import { mkdirSync } from "node:fs";
@@ -44,12 +50,22 @@ export function isRacy(stats: StatTable, at: number, hashedAtMs: number): boolea
   return nsBetween(mtime, hashedAtMs) < window || nsBetween(ctime, hashedAtMs) < window;
 }
 
+/**
+ * A directory's digest as digest.ts made it from the files of its row and `others`: its other
+ * children (directories, symlinks) as walkOrderDigests describes them.
+ */
+export interface StoredTree {
+  digest: Uint8Array;
+  others: string;
+}
+
 /** The files of one directory as stored: names sorted by bytes, and per name its key, digest and racy flag. */
 interface DirectoryRow {
   names: string[];
   keys: Uint32Array;
   digests: Uint8Array;
   racy: Uint8Array;
+  tree?: StoredTree;
 }
 
 /**
@@ -64,6 +80,8 @@ class DirectoryState {
   readonly digests: (Uint8Array | undefined)[] = [];
   readonly racy: number[] = [];
   changed = false;
+  /** The directory's tree digest as this load made it (from these files). */
+  tree?: StoredTree;
 
   add(name: string, stats: StatTable, at: number, digest: Uint8Array | undefined, racy: number) {
     this.names.push(name);
@@ -92,18 +110,25 @@ class DirectoryState {
       digests.set(this.digests[i]!, to * DIGEST_BYTES);
       racy[to] = this.racy[i];
     }
-    return { names, keys, digests, racy };
+    return { names, keys, digests, racy, tree: this.tree };
   }
 }
 
+/**
+ * A table of its own for rows with a tree digest: a binary from before writes its rows (in
+ * directory_rows) without one, and a tree digest beside a row written by it could be stale.
+ */
 const SCHEMA = `
 DROP TABLE IF EXISTS files;
-CREATE TABLE IF NOT EXISTS directory_rows (
+DROP TABLE IF EXISTS directory_rows;
+CREATE TABLE IF NOT EXISTS directory_trees (
   path BLOB PRIMARY KEY,
   names BLOB NOT NULL,
   keys BLOB NOT NULL,
   digests BLOB NOT NULL,
-  racy BLOB NOT NULL
+  racy BLOB NOT NULL,
+  tree BLOB,
+  others BLOB
 );
 `;
 
@@ -147,6 +172,8 @@ interface StoredRow {
   keys: Uint8Array;
   digests: Uint8Array;
   racy: Uint8Array;
+  tree: Uint8Array | null;
+  others: Uint8Array | null;
 }
 
 const latin1 = (bytes: Uint8Array) => Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString("latin1");
@@ -157,7 +184,8 @@ function decodeRow(row: StoredRow): DirectoryRow {
   // Copied: a BLOB's bytes need not be 4-byte aligned for a Uint32Array view.
   // Stryker disable next-line MethodExpression: bun:sqlite gives each BLOB a buffer of its own today; the copy keeps that from mattering
   const keys = new Uint32Array(row.keys.slice().buffer);
-  return { names, keys, digests: row.digests, racy: row.racy };
+  const tree = row.tree?.byteLength === DIGEST_BYTES && row.others ? { digest: row.tree, others: latin1(row.others) } : undefined;
+  return { names, keys, digests: row.digests, racy: row.racy, tree };
 }
 
 /**
@@ -185,6 +213,11 @@ function find(names: string[], name: string): number {
   return -1;
 }
 
+function sameTree(a: StoredTree | undefined, b: StoredTree | undefined): boolean {
+  if (!a || !b) return a === b;
+  return a.others === b.others && Buffer.from(a.digest).equals(b.digest);
+}
+
 export class StatCache {
   // Called once per file of a context (see util/jit.ts).
   static {
@@ -201,7 +234,7 @@ export class StatCache {
 
   private constructor(private readonly db: Database | undefined) {
     if (!db) return;
-    for (const row of db.query("SELECT path, names, keys, digests, racy FROM directory_rows").all() as StoredRow[]) {
+    for (const row of db.query("SELECT path, names, keys, digests, racy, tree, others FROM directory_trees").all() as StoredRow[]) {
       this.rows.set(latin1(row.path), decodeRow(row));
     }
   }
@@ -263,6 +296,25 @@ export class StatCache {
     state.racy[i] = isRacy(stats, at, hashedAtMs) ? 1 : 0;
   }
 
+  /**
+   * The stored tree digest of `dir`, when this load looked up every file the row has, found each
+   * unchanged and trusted, and looked up no other: then the row's files are the directory's
+   * files now, with the digests the tree was made from. Ask after the directory's lookups; the
+   * caller still compares `others` with what it found.
+   */
+  storedTree(dir: string): StoredTree | undefined {
+    const state = this.current.get(dir);
+    const row = this.rows.get(dir);
+    if (!state || !row?.tree || state.changed || state.names.length !== row.names.length) return undefined;
+    return row.tree;
+  }
+
+  /** Notes the tree digest this load made for `dir` from its files (a directory without files has no row, and none is kept). */
+  recordTree(dir: string, tree: StoredTree) {
+    const state = this.current.get(dir);
+    if (state) state.tree = tree;
+  }
+
   private stateOf(dir: string): DirectoryState {
     // Files of one directory mostly come one after another: skip the map for them.
     // Stryker disable next-line ConditionalExpression: the map holds the same state
@@ -286,7 +338,7 @@ export class StatCache {
     for (const [dir, state] of this.current) {
       const stored = this.rows.get(dir);
       // Stryker disable next-line OptionalChaining: a directory with no row has only misses, so it is changed
-      if (!state.changed && stored?.names.length === state.names.length) continue;
+      if (!state.changed && stored?.names.length === state.names.length && sameTree(stored.tree, state.tree)) continue;
       const row = state.toRow();
       this.rows.set(dir, row);
       written.push([dir, row]);
@@ -297,12 +349,13 @@ export class StatCache {
     for (const dir of stale) this.rows.delete(dir);
     // Stryker disable next-line ConditionalExpression,EqualityOperator: an empty transaction writes nothing
     if (!this.db || (written.length === 0 && stale.length === 0)) return written.length;
-    const upsert = this.db.query("INSERT OR REPLACE INTO directory_rows VALUES (?, ?, ?, ?, ?)");
-    const remove = this.db.query("DELETE FROM directory_rows WHERE path = ?");
+    const upsert = this.db.query("INSERT OR REPLACE INTO directory_trees VALUES (?, ?, ?, ?, ?, ?, ?)");
+    const remove = this.db.query("DELETE FROM directory_trees WHERE path = ?");
     this.db.transaction(() => {
       for (const [dir, row] of written) {
         const keys = new Uint8Array(row.keys.buffer, row.keys.byteOffset, row.keys.byteLength);
-        upsert.run(Buffer.from(dir, "latin1"), Buffer.from(row.names.join("/"), "latin1"), keys, row.digests, row.racy);
+        const others = row.tree ? Buffer.from(row.tree.others, "latin1") : null;
+        upsert.run(Buffer.from(dir, "latin1"), Buffer.from(row.names.join("/"), "latin1"), keys, row.digests, row.racy, row.tree?.digest ?? null, others);
       }
       for (const dir of stale) remove.run(Buffer.from(dir, "latin1"));
     })();
