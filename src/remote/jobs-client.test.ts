@@ -46,3 +46,19 @@ test("a claimed job whose id could be a path (or is no job at all) is refused, n
     hostile.stop(true);
   }
 });
+
+test("a job the server forbids is said to be refused, not its token (which the server accepted)", async () => {
+  const server = Bun.serve({
+    hostname: "127.0.0.1",
+    port: 0,
+    fetch: (request) => new URL(request.url).pathname === "/v1/jobs" ? Response.json({ error: "--ulimit rtprio=99: not for this token" }, { status: 403 }) : Response.json({ error: "no token" }, { status: 401 }),
+  });
+  try {
+    const client = new JobsClient({ url: `http://127.0.0.1:${server.port}`, token: "read-only-token" });
+    const url = `http://127.0.0.1:${server.port}`;
+    await expect(client.submit({}, [])).rejects.toThrow(`the build server at ${url} refused the build (HTTP 403: --ulimit rtprio=99: not for this token)`);
+    await expect(client.follow("0f8fad5b-d9cb-469f-a165-70867728950e", 0)).rejects.toThrow(`the build server at ${url} refused the token (HTTP 401: no token)`);
+  } finally {
+    server.stop(true);
+  }
+});

@@ -82,7 +82,10 @@ export class JobsClient {
     } catch (error) {
       throw new JobsError(`the build server at ${this.base} does not answer (${method} ${path}: ${(error as Error).message})`);
     }
-    if (response.status === 401 || response.status === 403) throw new JobsError(`the build server at ${this.base} refused the token (HTTP ${response.status}: ${await errorText(response)})`);
+    if (response.status === 401) throw new JobsError(`the build server at ${this.base} refused the token (HTTP 401: ${await errorText(response)})`);
+    // 403 is a token the server knows asking for what its role may not have (a read-only
+    // token's job with an entitlement, say): the answer says what, and it is not the token.
+    if (response.status === 403) throw new JobsError(`the build server at ${this.base} refused ${method === "POST" && path === "/v1/jobs" ? "the build" : `${method} ${path.split("?")[0]}`} (HTTP 403: ${await errorText(response)})`);
     return response;
   }
 
