@@ -66,6 +66,12 @@ async function memobuild(args: string[]): Promise<Built> {
 const remoteBuild = (dir: string, server: CacheServer, token: string, ...args: string[]) => memobuild(["build", dir, "--cache-dir", machine(), "--builder", server.url, "--remote-token", token, ...args]);
 const localBuild = (dir: string, ...args: string[]) => memobuild(["build", dir, "--cache-dir", machine(), ...args]);
 
+/** How many builds the server's hub has recorded. */
+async function hubBuilds(server: CacheServer): Promise<number> {
+  const answer = (await (await fetch(`${server.url}/v1/builds`, { headers: { authorization: `Bearer ${RW}` } })).json()) as { builds: unknown[] };
+  return answer.builds.length;
+}
+
 /** The RUN steps' keys of a build, in order. */
 const runKeys = (built: Built) => built.meta!.steps.filter((s) => s.instruction.startsWith("RUN")).map((s) => s.key);
 
@@ -174,9 +180,11 @@ describe("build flags carried to the worker", () => {
 
   test("--add-host NAME:host-gateway reaches the worker's loopback, so it is asked for and granted as network.host", async () => {
     const dir = project("gateway", "grep gw /etc/hosts > /out");
+    const before = await hubBuilds(granting);
     const unasked = await remoteBuild(dir, granting, RW, "--add-host", "gw:host-gateway");
     expect(unasked.exitCode).toBe(2);
     expect(unasked.stderr).toContain("--add-host NAME:host-gateway on a remote builder reaches the worker's own loopback: add --allow network.host");
+    expect(await hubBuilds(granting)).toBe(before); // a usage error, before anything is sent
     const readOnly = await remoteBuild(dir, granting, RO, "--add-host", "gw:host-gateway", "--allow", "network.host");
     expect(readOnly.exitCode).not.toBe(0);
     expect(readOnly.stderr).toContain("never granted an entitlement");
@@ -242,9 +250,13 @@ describe("build flags carried to the worker", () => {
 
   test("--cache-from and --cache-to stay refused with a reason, before anything is sent", async () => {
     const dir = project("cache-flags", "true");
+    const before = await hubBuilds(granting);
     const result = await remoteBuild(dir, granting, RW, "--cache-from", "type=local,src=/etc", "--cache-to", "type=registry,ref=10.0.0.1/x:cache");
     expect(result.exitCode).toBe(2);
-    expect(result.stderr).toContain("--builder: --cache-from (the worker would read a build cache from wherever the submitter names: its own disk, any host it reaches); --cache-to (the worker would write a build cache wherever the submitter names): not with a remote builder");
+    expect(result.stderr).toBe("memobuild: --builder: --cache-from (the worker would read a build cache from wherever the submitter names: its own disk, any host it reaches); --cache-to (the worker would write a build cache wherever the submitter names): not with a remote builder\n");
+    // Nothing sent: no build on the builder's hub (it was reported there as a failed build), and
+    // the cache named was not opened (it warned that /etc holds no build cache).
+    expect(await hubBuilds(granting)).toBe(before);
   }, 60_000);
 });
 

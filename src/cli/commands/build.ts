@@ -18,7 +18,7 @@ import type { BuildReporter } from "../../report/reporter.ts";
 import { build, buildRecordName, sourceDateEpoch, type BuildOptions, type BuildResult, type NamedContext } from "../../solver/solver.ts";
 import { buildRemotely, type RemoteBuildOptions } from "../../builder/remote-build.ts";
 import type { NetworkMode } from "../../executor/network.ts";
-import { wantsHostGateway } from "../../executor/sandbox.ts";
+import { wantsHostGateway, type Sandbox } from "../../executor/sandbox.ts";
 import { spreadJobs } from "../../builder/spread-plan.ts";
 import { isPrivateScope } from "../../remote/mount-manifest.ts";
 import { runChecks } from "../check.ts";
@@ -157,6 +157,7 @@ export function registerBuild(program: Command) {
       const cacheTo = flags.cacheTo.map((spec) => parseCacheSpec("--cache-to", spec));
       const sshSpecs = flags.ssh.map((spec) => usage(() => parseSshSpec(spec)));
       const sandbox = sandboxFrom(flags);
+      if (builderUrl) checkForBuilder(flags, sandbox);
       const contextSpecs = parseBuildContexts(flags.buildContext);
       if (flags.load || outputs.some((o) => o.type === "docker")) {
         const { checkDockerEngine, dockerEndpoint } = await dockerLoad();
@@ -412,14 +413,22 @@ function refusedWithBuilder(flags: BuildFlags): string[] {
 }
 
 /**
+ * The flags a remote build refuses, checked with the other flags: before the build is reported
+ * to the builder's hub or any cache named is opened, as the README promises ("before anything is sent").
+ */
+function checkForBuilder(flags: BuildFlags, sandbox: Sandbox | undefined): void {
+  const unsupported = refusedWithBuilder(flags);
+  if (unsupported.length) throw new UsageError(`--builder: ${unsupported.join("; ")}: not with a remote builder`);
+  if (wantsHostGateway(sandbox) && !flags.allow.includes("network.host")) throw new UsageError("--add-host NAME:host-gateway on a remote builder reaches the worker's own loopback: add --allow network.host (and the worker must grant it: memobuild worker --allow network.host)");
+}
+
+/**
  * What a job carries of the build's flags to its worker, so the worker's build is the one asked
  * for. The flags were checked as for a local build (networkFrom, sandboxFrom, parseAnnotations);
- * one more rule holds remotely: `--add-host NAME:host-gateway` on a worker reaches the worker's
- * own loopback, so it is asked for as network.host is, and granted only as that is (worker.ts).
+ * one more rule holds remotely (checkForBuilder): `--add-host NAME:host-gateway` on a worker reaches
+ * the worker's own loopback, so it is asked for as network.host is, and granted only as that is (worker.ts).
  */
 function carriedToWorker(flags: BuildFlags, network: NetworkMode, annotations: AnnotationSpec, platform: Platform): NonNullable<RemoteBuildOptions["asked"]> {
-  const sandbox = sandboxFrom(flags);
-  if (wantsHostGateway(sandbox) && !flags.allow.includes("network.host")) throw new UsageError("--add-host NAME:host-gateway on a remote builder reaches the worker's own loopback: add --allow network.host (and the worker must grant it: memobuild worker --allow network.host)");
   return {
     ...(network !== "default" ? { network } : {}),
     allow: [...parseEntitlements(flags.allow)],
@@ -439,8 +448,6 @@ function carriedToWorker(flags: BuildFlags, network: NetworkMode, annotations: A
 async function buildOnWorker(builder: string, settings: Settings, flags: BuildFlags, store: LocalStore, input: DockerfileInput, shown: ProgressSink, given: { cacheMountScope: string | undefined; ssh: { ids: string[]; agents: SshAgents }; namedContexts: Map<string, NamedContext>; reportedAs?: string; platform?: Platform; multi: boolean }) {
   const { cacheMountScope, ssh, namedContexts, reportedAs, platform, multi } = given;
   const progress = multi && platform ? namedForPlatform(shown, formatPlatform(platform)) : shown;
-  const unsupported = refusedWithBuilder(flags);
-  if (unsupported.length) throw new UsageError(`--builder: ${unsupported.join("; ")}: not with a remote builder`);
   const network = networkFrom(flags);
   const asked = carriedToWorker(flags, network, parseAnnotations(flags.annotation), platform ?? hostPlatform());
   const remote = remoteSettings(settings, (message) => progress({ type: "warning", message }));
