@@ -52,3 +52,11 @@ test("a DSSE envelope: the signature over the pre-authentication encoding verifi
   expect(openEnvelope(loadPublicKey(keys.pub), envelope)).toMatchObject({ predicate: { a: 1 } });
   expect(openEnvelope(loadPublicKey(keys.pub), { ...envelope, payload: Buffer.from('{"x":1}').toString("base64") })).toBeUndefined();
 });
+
+test("a key file that is not there is said to be missing, not to be something else than PEM", () => {
+  const missing = join(dir, "no-such.key");
+  expect(() => loadSigningKey(missing)).toThrow(`${missing}: cannot be read (ENOENT: no such file or directory`);
+  expect(() => loadPublicKey(missing)).toThrow(`${missing}: cannot be read (ENOENT: no such file or directory`);
+  writeFileSync(join(dir, "garbage.key"), "not a key\n");
+  expect(() => loadSigningKey(join(dir, "garbage.key"))).toThrow(`${join(dir, "garbage.key")}: not a PEM private key`);
+});

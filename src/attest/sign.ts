@@ -40,10 +40,20 @@ function checkCurve(key: KeyObject, file: string) {
   }
 }
 
+/** A key file's bytes: a file that cannot be read is said so, apart from one that is not a key. */
+function readKeyFile(file: string): Buffer {
+  try {
+    return readFileSync(file);
+  } catch (error) {
+    throw new SignError(`${file}: cannot be read (${(error as Error).message})`);
+  }
+}
+
 export function loadSigningKey(file: string): KeyObject {
   let key: KeyObject;
+  const pem = readKeyFile(file);
   try {
-    key = createPrivateKey(readFileSync(file));
+    key = createPrivateKey(pem);
   } catch (error) {
     throw new SignError(`${file}: not a PEM private key (${(error as Error).message})`);
   }
@@ -54,8 +64,9 @@ export function loadSigningKey(file: string): KeyObject {
 /** A public key file: SPKI PEM, or the private key's file (its public half). */
 export function loadPublicKey(file: string): KeyObject {
   let key: KeyObject;
+  const pem = readKeyFile(file);
   try {
-    key = createPublicKey(readFileSync(file));
+    key = createPublicKey(pem);
   } catch (error) {
     throw new SignError(`${file}: not a PEM public key (${(error as Error).message})`);
   }
