@@ -6,7 +6,7 @@
 import { expect, test } from "bun:test";
 import { parseAddHost } from "../executor/sandbox.ts";
 import { parseJobDefinition } from "../remote/job-definition.ts";
-import { askedFlags, grantedEntitlements, refuseUntrustedLimits } from "./worker.ts";
+import { askedFlags, buildFailure, grantedEntitlements, refuseUntrustedLimits } from "./worker.ts";
 
 const job = (extra: Record<string, unknown>) =>
   parseJobDefinition({ version: 1, dockerfile: { text: "FROM scratch\n", path: "Dockerfile" }, buildArgs: {}, noCache: false, context: { manifest: "a".repeat(64), digest: "b".repeat(64) }, images: {}, labels: {}, secrets: [], ...extra });
@@ -62,4 +62,11 @@ test("an untrusted submitter's job sets only limits that bound its own RUNs: the
   }
   const bounded = job({ sandbox: { addHost: [], ulimit: ["nofile=777:777", "nproc=-1", "core=0", "stack=8388608", "fsize=-1", "cpu=60:120", "msgqueue=819200", "sigpending=1024"] } });
   expect(() => refuseUntrustedLimits(bounded, untrusted)).not.toThrow();
+});
+
+test("a failed build's error is its stderr's last lines without the build's own 'memobuild: ' prefix (the client prints its own before it)", () => {
+  const stderr = "warning: pulling x: it is not in the local image store\nmemobuild: Dockerfile:1:1: FROM x: cannot reach registry\n";
+  expect(buildFailure(stderr, 1)).toBe("warning: pulling x: it is not in the local image store Dockerfile:1:1: FROM x: cannot reach registry");
+  expect(buildFailure("", 3)).toBe("the build exited with 3");
+  expect(buildFailure(Array.from({ length: 30 }, (_, i) => `line ${i}`).join("\n"), 1)).toStartWith("line 10 line 11");
 });

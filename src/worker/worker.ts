@@ -189,7 +189,7 @@ export class Worker {
     if (job) job.child = child;
     const [stderr] = await Promise.all([lastBytesOf(child.stderr, 64 * 1024), this.forward(id, child.stdout)]);
     const code = await child.exited;
-    if (code !== 0) return { error: terminalText(stderr.trim().split("\n").slice(-20).join("\n") || `the build exited with ${code}`, { max: 8000 }) };
+    if (code !== 0) return { error: buildFailure(stderr, code) };
     const meta = JSON.parse(readFileSync(metadata, "utf8")) as { "containerimage.digest": string; steps: unknown[] };
     const image = await publishImage(place, meta["containerimage.digest"]);
     return { result: { image, steps: meta.steps } };
@@ -235,6 +235,16 @@ export class Worker {
  * --cache-mount-scope, if it gave one); any other's uses a scope of that submitter's own, on the server and in this worker's directories, so what its
  * RUN wrote is never seen by another submitter's job (nor published where others fetch).
  */
+/**
+ * What a job that failed reports: the last lines of its build's stderr, where the error is. The
+ * build's "memobuild: " before its error goes: the client prints "memobuild: the build failed on
+ * worker W: " before this, and the prefix twice on one line read as a fault of its own.
+ */
+export function buildFailure(stderr: string, code: number | null): string {
+  const lines = stderr.trim().split("\n").slice(-20).map((line) => line.replace(/^memobuild: /, ""));
+  return terminalText(lines.join("\n") || `the build exited with ${code}`, { max: 8000 });
+}
+
 export function cacheMountFlags(submitter: ClaimSubmitter | undefined, scopeName: string | undefined): string[] {
   // The submitter's --cache-mount-scope (checked when the definition was parsed) names a scope of the team's.
   if (submitter?.trusted) return ["--remote-cache-mounts=on", ...(scopeName !== undefined ? [`--cache-mount-scope=${scopeName}`] : [])];
