@@ -62,3 +62,13 @@ test("a job the server forbids is said to be refused, not its token (which the s
     server.stop(true);
   }
 });
+
+test("an error answer that is not JSON (a proxy's, say) is shown as its text, not dropped", async () => {
+  const proxy = Bun.serve({ hostname: "127.0.0.1", port: 0, fetch: () => new Response("blocked by the corporate proxy", { status: 502 }) });
+  try {
+    const client = new JobsClient({ url: `http://127.0.0.1:${proxy.port}` });
+    await expect(client.submit({}, [])).rejects.toThrow("submitting the build: HTTP 502 blocked by the corporate proxy");
+  } finally {
+    proxy.stop(true);
+  }
+});

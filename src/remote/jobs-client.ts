@@ -219,11 +219,19 @@ export class JobsClient {
 }
 
 async function errorText(response: Response): Promise<string> {
+  let text: string;
   try {
-    const text = (await readBodyBytes(response, 4096, "an error answer", () => "too large")).toString("utf8");
-    const parsed = JSON.parse(text) as { error?: unknown };
-    return terminalText(typeof parsed.error === "string" ? parsed.error : text, { max: 300 });
+    text = (await readBodyBytes(response, 4096, "an error answer", () => "too large")).toString("utf8");
   } catch {
     return "";
   }
+  // The server answers {"error": …}; a proxy in between answers text, which is shown as it is.
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch {
+    parsed = undefined;
+  }
+  const error = (parsed as { error?: unknown } | undefined)?.error;
+  return terminalText(typeof error === "string" ? error : text.trim(), { max: 300 });
 }
