@@ -73,6 +73,7 @@ interface BuildOverrides {
   progress?: ProgressSink;
   platform?: Platform;
   pull?: (ref: string, platform: Platform) => Promise<void>;
+  pullAlways?: boolean;
   untrusted?: string;
 }
 
@@ -107,6 +108,7 @@ function project(dockerfile: string, files: Record<string, string> = {}) {
           namedContexts: options.namedContexts,
           platform: options.platform,
           pull: options.pull,
+          pullAlways: options.pullAlways,
         });
       } finally {
         store.close();
@@ -469,6 +471,18 @@ describe("what a step's key is made of (each a protection: a key that missed an 
       await expect(project(dockerfile).build(new FakeExecutor())).rejects.toThrow(message);
     }
   });
+});
+
+test("a base image is said to be missing from the store only when that is why it is pulled: with --pull (a worker's job too) it is asked for", async () => {
+  for (const pullAlways of [false, true]) {
+    const warnings: string[] = [];
+    const progress: ProgressSink = (event: ProgressEvent) => void (event.type === "warning" && warnings.push(event.message ?? ""));
+    const pulled: string[] = [];
+    const pull = async (ref: string) => void pulled.push(ref);
+    await project("FROM elsewhere/base:1\n").build(new FakeExecutor(), { pull, pullAlways, progress }).catch(() => {});
+    expect(pulled).toEqual(["elsewhere/base:1"]);
+    expect(warnings.some((w) => w.includes("it is not in the local image store"))).toBe(!pullAlways);
+  }
 });
 
 describe("base images and what steps are given to read", () => {

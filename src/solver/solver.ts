@@ -208,7 +208,8 @@ async function planBuild(options: BuildOptions, image: ((ref: string, platform: 
         if (found) continue;
         fail(`no image with ID ${ref} in the local store (\`memobuild image ls\` lists them)`);
       }
-      if (!found) progress({ type: "warning", message: `pulling ${ref}${wanted === platform && !options.platform ? "" : ` for ${formatPlatform(wanted)}`}: it is not in the local image store` });
+      // With --pull the pull is asked for: "not in the store" would be a reason it does not have (a worker's store, say).
+      if (!found && !options.pullAlways) progress({ type: "warning", message: `pulling ${ref}${wanted === platform && !options.platform ? "" : ` for ${formatPlatform(wanted)}`}: it is not in the local image store` });
       const why = (error: UserError) => (lacking.has(ref) ? `${ref} in the local store: ${lacking.get(ref)}, and pulling it failed: ${error.message}` : error.message);
       await options.pull(ref, wanted).catch((error) => (error instanceof UserError ? fail(why(error)) : Promise.reject(error)));
       image.forget(ref);
