@@ -69,14 +69,14 @@ export class JobsClient {
     this.base = options.url.replace(/\/+$/, "");
   }
 
-  private async call(method: string, path: string, body?: unknown, timeoutMs = 60_000): Promise<Response> {
+  private async call(method: string, path: string, body?: unknown, timeoutMs = 60_000, cancel?: AbortSignal): Promise<Response> {
     let response: Response;
     try {
       response = await fetch(`${this.base}${path}`, {
         method,
         headers: { ...(this.options.token ? { authorization: `Bearer ${this.options.token}` } : {}), ...(body !== undefined ? { "content-type": "application/json" } : {}) },
         body: body === undefined ? undefined : JSON.stringify(body),
-        signal: AbortSignal.timeout(timeoutMs),
+        signal: cancel ? AbortSignal.any([AbortSignal.timeout(timeoutMs), cancel]) : AbortSignal.timeout(timeoutMs),
         tls: this.options.tls,
       } as RequestInit);
     } catch (error) {
@@ -149,8 +149,9 @@ export class JobsClient {
   }
 
   /** The next job for this worker, or undefined when none came within the wait. */
-  async claim(worker: { name: string; labels: Record<string, string>; holds: string }, waitMs = 20_000): Promise<Claimed | undefined> {
-    const response = await this.call("POST", `/v1/workers/claim?wait=${waitMs}`, worker, waitMs + 30_000);
+  /** `cancel` abandons the long poll (a worker told to stop does not wait it out). */
+  async claim(worker: { name: string; labels: Record<string, string>; holds: string }, waitMs = 20_000, cancel?: AbortSignal): Promise<Claimed | undefined> {
+    const response = await this.call("POST", `/v1/workers/claim?wait=${waitMs}`, worker, waitMs + 30_000, cancel);
     if (response.status === 204) return undefined;
     const claimed = await this.json<Claimed>(response, "claiming a job");
     // The id names the job's work directory and goes into URLs and the log: a job id, or nothing.

@@ -6,7 +6,10 @@
 import { expect, test } from "bun:test";
 import { parseAddHost } from "../executor/sandbox.ts";
 import { parseJobDefinition } from "../remote/job-definition.ts";
-import { askedFlags, buildFailure, grantedEntitlements, refuseUntrustedLimits } from "./worker.ts";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { askedFlags, buildFailure, grantedEntitlements, refuseUntrustedLimits, Worker } from "./worker.ts";
 
 const job = (extra: Record<string, unknown>) =>
   parseJobDefinition({ version: 1, dockerfile: { text: "FROM scratch\n", path: "Dockerfile" }, buildArgs: {}, noCache: false, context: { manifest: "a".repeat(64), digest: "b".repeat(64) }, images: {}, labels: {}, secrets: [], ...extra });
@@ -69,4 +72,26 @@ test("a failed build's error is its stderr's last lines without the build's own 
   expect(buildFailure(stderr, 1)).toBe("warning: pulling x: it is not in the local image store Dockerfile:1:1: FROM x: cannot reach registry");
   expect(buildFailure("", 3)).toBe("the build exited with 3");
   expect(buildFailure(Array.from({ length: 30 }, (_, i) => `line ${i}`).join("\n"), 1)).toStartWith("line 10 line 11");
+});
+
+test("stop() ends an idle worker at once: its pending claim (a long poll) is abandoned, not waited out", async () => {
+  let claimed!: () => void;
+  const claimSeen = new Promise<void>((resolve) => (claimed = resolve));
+  let release!: () => void;
+  const released = new Promise<void>((resolve) => (release = resolve));
+  // A server that holds every claim until the test ends, as a queue with no work holds it for seconds.
+  const server = Bun.serve({ hostname: "127.0.0.1", port: 0, fetch: async () => (claimed(), await released, new Response(null, { status: 204 })) });
+  const cacheDir = mkdtempSync(join(tmpdir(), "memobuild-worker-stop-"));
+  try {
+    const worker = new Worker({ server: `http://127.0.0.1:${server.port}`, token: "worker-token-0123", name: "w", jobs: 1, cacheDir, trust: [], labels: {}, allow: [], binary: "/bin/false", log: () => {} });
+    const running = worker.run();
+    await claimSeen;
+    await worker.stop();
+    const ended = await Promise.race([running.then(() => "stopped"), Bun.sleep(3_000).then(() => "still claiming")]);
+    expect(ended).toBe("stopped");
+  } finally {
+    release();
+    server.stop(true);
+    rmSync(cacheDir, { recursive: true, force: true });
+  }
 });

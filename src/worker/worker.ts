@@ -43,6 +43,9 @@ export class Worker {
   private readonly jobs: JobsClient;
   private readonly remote: RemoteCache;
   private stopping = false;
+  /** Aborted by stop(): an idle worker's claim is a long poll of up to 10 s, which a stop does not wait out
+   * (a job the server handed out in that instant goes to another worker when its lease runs out). */
+  private readonly stopped = new AbortController();
   private readonly running = new Map<string, { lease: string; child?: ReturnType<typeof Bun.spawn> }>();
 
   constructor(private readonly options: WorkerOptions) {
@@ -60,6 +63,7 @@ export class Worker {
   /** No more claims; running builds are killed and handed back to the queue for another worker. */
   async stop() {
     this.stopping = true;
+    this.stopped.abort();
     for (const [id, job] of this.running) {
       job.child?.kill("SIGKILL");
       await this.jobs.release(id, job.lease).catch(() => {});
@@ -70,8 +74,9 @@ export class Worker {
     while (!this.stopping) {
       let claimed: Claimed | undefined;
       try {
-        claimed = await this.jobs.claim({ name: this.options.name, labels: this.options.labels, holds: this.holdings() }, 10_000);
+        claimed = await this.jobs.claim({ name: this.options.name, labels: this.options.labels, holds: this.holdings() }, 10_000, this.stopped.signal);
       } catch (error) {
+        if (this.stopping) break;
         this.options.log(`cannot reach ${this.options.server}: ${(error as Error).message}; trying again`);
         await Bun.sleep(2000);
         continue;
