@@ -332,7 +332,7 @@ test("a tree of 100,000 entries", async () => {
 describe("directory digests kept in the stat cache", () => {
   const dockerfile = () => join(work, `Dockerfile${counter}`); // its .dockerignore lies outside the context
   /** Counts the stored directory digests a load took (those the cache offered and the directory matched). */
-  async function loadCounting(): Promise<{ digest: string; reused: number }> {
+  async function loadCounting(contextDir = dir): Promise<{ digest: string; reused: number }> {
     const offered = StatCache.prototype.storedTree;
     let reused = 0;
     StatCache.prototype.storedTree = function (this: StatCache, dir: string) {
@@ -341,7 +341,7 @@ describe("directory digests kept in the stat cache", () => {
       return tree;
     };
     try {
-      const ctx = await loadContext({ contextDir: dir, dockerfile: dockerfile(), statCacheFile: cacheFile });
+      const ctx = await loadContext({ contextDir, dockerfile: dockerfile(), statCacheFile: cacheFile });
       return { digest: ctx.digest(), reused: Math.floor(reused) };
     } finally {
       StatCache.prototype.storedTree = offered;
@@ -388,6 +388,20 @@ describe("directory digests kept in the stat cache", () => {
     [".dockerignore now excluding a file", () => writeFileSync(`${dockerfile()}.dockerignore`, "a/two.txt\n")],
     [".dockerignore now excluding a subdirectory", () => writeFileSync(`${dockerfile()}.dockerignore`, "a/sub\n")],
     [".dockerignore now excluding a symlink", () => writeFileSync(`${dockerfile()}.dockerignore`, "a/link\n")],
+    // Adversarial review (ec4c30b): type swaps keeping a name, specials, and hard links.
+    ["a file replaced by a directory of the same name", () => (rmSync(join(dir, "a/two.txt")), write("a/two.txt/inner", "a/two.txt"))],
+    ["a subdirectory replaced by a symlink of the same name", () => (rmSync(join(dir, "a/sub"), { recursive: true }), symlinkSync("sub", join(dir, "a/sub")))],
+    ["a symlink replaced by an empty directory of the same name", () => (rmSync(join(dir, "a/link")), mkdirSync(join(dir, "a/link")))],
+    ["a FIFO added (skipped, so the digest stays)", () => Bun.spawnSync(["mkfifo", join(dir, "a/fifo")]), false],
+    ["a file's content edited through a hard link elsewhere", () => {
+      linkSync(join(dir, "a/two.txt"), join(dir, "elsewhere"));
+      const { mtime } = statSync(join(dir, "a/two.txt"));
+      writeFileSync(join(dir, "elsewhere"), "a/TWO.txt");
+      utimesSync(join(dir, "a/two.txt"), mtime, mtime);
+    }],
+    ["a deep file edited below a directory with no files of its own", () => (renameSync(join(dir, "a/sub/three.txt"), join(dir, "a/sub/deeper/three.txt")), write("a/sub/deeper/four.txt", "FOUR"))],
+    ["a subdirectory renamed to a name that is not UTF-8", () => renameSync(join(dir, "a/sub"), Buffer.concat([Buffer.from(join(dir, "a/")), Buffer.from([0x73, 0xff, 0x0a])]) as unknown as string)],
+    ["the setgid bit on a subdirectory", () => chmodSync(join(dir, "a/sub"), 0o2755)],
     // Owners are not part of a whole context's digest (files land as root): still the truth.
     ["a file's owner", () => Bun.spawnSync(["chown", "1234:1234", join(dir, "a/one.txt")]), false],
   ];
@@ -400,6 +414,24 @@ describe("directory digests kept in the stat cache", () => {
       if (changesDigest) expect(after.digest).not.toBe(before);
     });
   }
+
+  test("another context sharing the cache file, hard-linked file by file (cp -al), differing in its other children: its own truth", async () => {
+    await settled();
+    const copy = `${dir}-copy`;
+    Bun.spawnSync(["cp", "-al", dir, copy]);
+    await Bun.sleep(150); // linking moved every file's ctime: let it settle, then store the trees again
+    await loadCounting();
+    // The copy's files are the same inodes with the same stats, so the stored trees are offered.
+    expect((await loadCounting(copy)).reused).toBe(4);
+    await loadCounting();
+    rmSync(join(copy, "a/link"));
+    symlinkSync("two.txt", join(copy, "a/link"));
+    chmodSync(join(copy, "a/sub/deeper"), 0o700);
+    const shared = await loadCounting(copy);
+    const own = await loadContext({ contextDir: copy, dockerfile: dockerfile() });
+    rmSync(copy, { recursive: true, force: true });
+    expect(shared.digest).toBe(own.digest());
+  });
 
   test(".dockerignore no longer excluding a file: it is in the digest again", async () => {
     const before = await settled("a/two.txt\n");
