@@ -4,6 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { hardLinkGroups, loadContext } from "./context.ts";
 import { StatCache } from "./stat-cache.ts";
+import { Database } from "bun:sqlite";
 import { ContextError } from "./errors.ts";
 import { blake3Hex } from "../hash/blake3.ts";
 import { directoryDigests, walkOrderDigests } from "./digest.ts";
@@ -431,6 +432,19 @@ describe("directory digests kept in the stat cache", () => {
     const own = await loadContext({ contextDir: copy, dockerfile: dockerfile() });
     rmSync(copy, { recursive: true, force: true });
     expect(shared.digest).toBe(own.digest());
+  });
+
+  test("trees stored by a binary with another digest format are never reused", async () => {
+    await settled();
+    // What a binary whose format differs (only its header, so its `others` read alike) leaves.
+    const db = new Database(cacheFile);
+    const format = Buffer.from("memobuild-tree-v1\0");
+    for (const { path, others } of db.query("SELECT path, others FROM directory_trees").all() as { path: Uint8Array; others: Uint8Array }[]) {
+      const theirs = Buffer.from(others).subarray(Buffer.from(others).subarray(0, format.length).equals(format) ? format.length : 0);
+      db.query("UPDATE directory_trees SET tree = randomblob(32), others = ? WHERE path = ?").run(theirs, path);
+    }
+    db.close();
+    expect((await loadCounting()).digest).toBe(await truth());
   });
 
   test(".dockerignore no longer excluding a file: it is in the digest again", async () => {

@@ -188,6 +188,13 @@ export interface TreeReuse {
 }
 
 /**
+ * What every stored `others` begins with: the digest format. A stored digest is reused only
+ * when the binary that made it made digests the way this one does, so a binary with another
+ * format (which has another header) sharing the cache file can never lend this one a digest.
+ */
+const TREE_FORMAT = TREE_HEADER.toString("latin1");
+
+/**
  * A directory's or a symlink's part of what its parent's digest is made of, as one string:
  * type, name, mode, then a directory's 32-byte digest or a symlink's target. Names hold no NUL,
  * targets neither, and a digest has a fixed length, so no two lists read the same.
@@ -221,7 +228,7 @@ export function walkOrderDigests(entries: readonly DigestEntry[], owner: Ownersh
 
   const begin = (depth: number, path: string, first: number) => {
     lastNames[depth] = "";
-    others[depth] = "";
+    others[depth] = reuse ? TREE_FORMAT : "";
     held[depth] = reuse?.stored(path) ? first : -1;
     (writers[depth] ??= new RecordWriter()).bytes(TREE_HEADER);
   };
