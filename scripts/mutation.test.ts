@@ -14,6 +14,8 @@ test("every module's files, line spans and test files exist", () => {
       if (!span) continue;
       const [start, end] = span.split("-").map(Number);
       const lines = readFileSync(join(ROOT, file), "utf8").split("\n");
+      // One line: a check inside a longer function (line() found it by its text).
+      if (start === end) continue;
       // A span is one whole function: it opens a block on its first line and closes it on its last.
       expect(lines[start - 1]).toMatch(/[{(]$/);
       expect(lines[end - 1]).toMatch(/^\s*};?$/);

@@ -44,6 +44,15 @@ function span(file: string, opening: string): string {
   return `${file}:${start + 1}-${end + 1}`;
 }
 
+/** `file:N-N` for Stryker: the one line that contains `text` (a check inside a longer function). */
+function line(file: string, text: string): string {
+  const lines = readFileSync(join(ROOT, file), "utf8").split("\n");
+  const found = lines.filter((l) => l.includes(text)).length;
+  if (found !== 1) throw new Error(`${file}: ${found} lines contain ${JSON.stringify(text)}, not one`);
+  const at = lines.findIndex((l) => l.includes(text)) + 1;
+  return `${file}:${at}-${at}`;
+}
+
 export const MODULES: Module[] = [
   { name: "server-storage-auth", mutate: ["src/server/storage.ts", "src/server/auth.ts"], tests: "src/server/storage.test.ts src/server/auth.test.ts src/server/app.test.ts src/remote/client.test.ts" },
   { name: "remote-client", mutate: ["src/remote/client.ts"], tests: "src/remote/client.test.ts src/server/app.test.ts" },
@@ -67,6 +76,18 @@ export const MODULES: Module[] = [
   { name: "entitlements", mutate: [span("src/solver/ops/run.ts", "function checkEntitlements(")], tests: "src/solver/solver.test.ts" },
   { name: "downloads", mutate: ["src/executor/download.ts"], tests: "src/executor/download.test.ts" },
   { name: "network-limits", mutate: ["src/util/network.ts"], tests: "src/util/network.test.ts" },
+  // RUN's seccomp deny list (the end-to-end tests in test/confinement.test.ts need crun, outside the jail's reach).
+  { name: "seccomp", mutate: ["src/executor/seccomp.ts"], tests: "src/executor/seccomp.test.ts" },
+  // ADD on a worker: no hop of a job's download reaches the worker's loopback.
+  { name: "loopback-guard", mutate: ["src/util/loopback-guard.ts"], tests: "src/util/loopback-guard.test.ts src/executor/download.test.ts" },
+  // What an untrusted submitter's job may ask for: its --ulimits, its entitlements, its version.
+  {
+    name: "job-rules",
+    mutate: [span("src/remote/job-definition.ts", "export const UNTRUSTED_ULIMITS"), span("src/remote/job-definition.ts", "export function untrustedUlimitProblems("), span("src/remote/job-definition.ts", "function entitlements("), line("src/remote/job-definition.ts", "value.version !== 1")],
+    tests: "src/remote/job-definition.test.ts src/worker/worker.test.ts src/server/jobs.test.ts",
+  },
+  // serve's fast path for blob reads: a token is checked before any byte is served.
+  { name: "blob-reads", mutate: ["src/server/blob-reads.ts"], tests: "src/server/app.test.ts" },
 ];
 
 interface Counts {
