@@ -1,7 +1,7 @@
 /** A job definition comes from the submitter: what a worker passes on as flags (--cache-mount-scope, --build-context names, --ssh ids) is checked first. */
 import { expect, test } from "bun:test";
 import { parseBuildContexts } from "../cli/build-flags.ts";
-import { parseJobDefinition } from "./job-definition.ts";
+import { parseJobDefinition, untrustedUlimitProblems } from "./job-definition.ts";
 
 const definition = (extra: Record<string, unknown>) => ({
   version: 1,
@@ -97,4 +97,15 @@ test("a base image's reference (images, imageIndexes) cannot carry an '=': the w
   for (const ref of ["busybox", "registry.local:5000/team/app:1.2", "memobuild/busybox@sha256:" + "e".repeat(64), "[::1]:5000/x"]) {
     expect(Object.keys(parseJobDefinition(definition({ images: { [ref]: image } })).images)).toEqual([ref]);
   }
+});
+
+test("an untrusted submitter's --ulimit: each limit that bounds its own RUNs up to its cap, soft and hard; -1 is above every cap; anything else is one problem per spec", () => {
+  const atCaps = ["nofile=1048576:1048576", "msgqueue=819200:819200", "sigpending=65536:65536", "core=-1:-1", "stack=8388608:-1", "cpu=0", "rss=-1", "locks=1", "data=-1", "fsize=1:2", "nproc=-1"];
+  expect(untrustedUlimitProblems(atCaps)).toEqual([]);
+  const overCaps = ["nofile=1048577", "nofile=1:1048577", "msgqueue=819201", "msgqueue=1:-1", "sigpending=65537", "sigpending=-1:-1", "nofile=-1:1"];
+  // Not a limit this shape names: the worker's own parse would refuse it, or it is no limit the list allows.
+  const malformed = ["memlock=1", "rtprio=0", "NOFILE=1", "nofile", "nofile=", "nofile=1:", "nofile=1x", " nofile=1", "nofile=1 ", "xnofile=1", "toString=1", "constructor=1", "nofile=1:2:3"];
+  const problems = untrustedUlimitProblems([...overCaps, ...malformed]);
+  expect(problems).toHaveLength(overCaps.length + malformed.length);
+  [...overCaps, ...malformed].forEach((spec, i) => expect(problems[i]).toBe(`--ulimit ${spec}: a read-only token's build may set only limits that bound its own RUNs (core, cpu, data, fsize, locks, nproc, rss, stack, nofile up to 1048576, msgqueue up to 819200, sigpending up to 65536) (submit it with a read-write token)`));
 });
