@@ -4,13 +4,8 @@ import { runtimeConfig, type ContainerSpec } from "./runtime.ts";
 
 type Rule = { names: string[]; errnoRet: number; args?: { index: number; value: number; valueTwo: number; op: string }[] };
 
-/** Whether the filter refuses personality(value), evaluated as the kernel's filter would. */
-function personalityRefused(value: bigint): boolean {
-  const rules = (seccompProfile("x64") as { syscalls: Rule[] }).syscalls.filter((rule) => rule.names.includes("personality"));
-  return rules.some((rule) =>
-    (rule.args ?? []).every((arg) => (arg.op === "SCMP_CMP_GT" ? value > BigInt(arg.value) : (value & BigInt(arg.value)) === BigInt(arg.valueTwo))),
-  );
-}
+/** Whether the filter refuses personality(value). */
+const personalityRefused = (value: bigint): boolean => verdict("personality", value) !== undefined;
 
 /**
  * What the filter answers a call with, as the kernel would run it: the errno of the first rule
