@@ -131,6 +131,17 @@ for (const backend of BACKENDS) describe(`the cache server on ${backend.name}`, 
       expect(ro).toMatchObject({ requests: 5, bytesIn: 0, bytesOut: 3 * "small".length + large.length });
     });
 
+    test("blob reads answered before Hono: only /v1/blobs/{hash} is one (a look-alike path is Hono's 404), and each counts once in the traffic and HEAD timings", async () => {
+      await put("x");
+      const hash = blake3Hex("x");
+      for (const path of [`/v1/blobx/${hash}`, `/v2/blobs/${hash}`, `/x/v1/blobs/${hash}`]) expect([path, (await call("GET", path, { token: RO })).status]).toEqual([path, 404]);
+      const before = parts!.metrics.traffic.requests;
+      expect((await call("GET", `/v1/blobs/${hash}`, { token: RO })).status).toBe(200);
+      expect((await call("HEAD", `/v1/blobs/${hash}`, { token: RO })).status).toBe(200);
+      expect(parts!.metrics.traffic.requests - before).toBe(2);
+      expect(await (await call("GET", "/metrics", { token: RO })).text()).toContain('memobuild_http_request_duration_seconds_count{method="HEAD",route="blobs"} 1');
+    });
+
     test("413 over --max-blob, and nothing kept", async () => {
       await setup({ maxBlob: 10 });
       const response = await put("this body is longer than ten bytes");
