@@ -18,7 +18,7 @@ test("any other address, and anything that is no address, is not", () => {
     expect([address, isLoopbackAddress(address)]).toEqual([address, false]);
   }
   // Near the mapped form but another address (a download from one is not refused); text that only looks like one.
-  for (const address of ["::ff:7f00:1", "::ff00:7f00:1", "1::ffff:7f00:1", ":::1", "::[1]"]) {
+  for (const address of ["::ff:7f00:1", "::ff00:7f00:1", "1::ffff:7f00:1", ":::1", "::[1]", "0::2", "0:0:0::ffff:8.8.8.8"]) {
     expect([address, isLoopbackAddress(address)]).toEqual([address, false]);
   }
 });
