@@ -309,6 +309,7 @@ export function mount(source: string, target: string, type: string | null, flags
 
 // ---- namespaces, for the executor (a RUN's runtime and network)
 
+export const CLONE_FS = 0x00000200;
 export const CLONE_NEWNS = 0x00020000;
 export const CLONE_NEWNET = 0x40000000;
 export const MS_NODEV = 4;

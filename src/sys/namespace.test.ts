@@ -83,3 +83,32 @@ test("createNetworkNamespace with a tap name makes that tap device in it, persis
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test("a thread the runtime starts inside the mount-namespace window (here a Worker) does not stop the process: this thread still comes home", () => {
+  // In a process of its own: without the fix, comeHome ends the process (exit 70).
+  const dir = mkdtempSync(join(tmpdir(), "memobuild-ns-thread-"));
+  try {
+    const script = join(dir, "window.ts");
+    writeFileSync(
+      script,
+      `import { readlinkSync } from "node:fs";
+import { spawnInNewMountNamespace } from ${JSON.stringify(join(import.meta.dir, "namespace.ts"))};
+const before = readlinkSync("/proc/thread-self/ns/mnt");
+let worker;
+const child = spawnInNewMountNamespace(
+  () => { worker = new Worker(URL.createObjectURL(new Blob(["self.onmessage = () => {}"]))); },
+  () => Bun.spawn(["true"]),
+);
+await child.exited;
+worker.terminate();
+console.log(readlinkSync("/proc/thread-self/ns/mnt") === before ? "home" : "lost");
+`,
+    );
+    const run = Bun.spawnSync([process.execPath, script], { stdout: "pipe", stderr: "pipe" });
+    expect(run.stderr.toString()).toBe("");
+    expect(run.exitCode).toBe(0);
+    expect(run.stdout.toString().trim()).toBe("home");
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});

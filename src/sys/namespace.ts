@@ -11,6 +11,7 @@
  */
 import { constants } from "node:fs";
 import {
+  CLONE_FS,
   CLONE_NEWNET,
   CLONE_NEWNS,
   closeFd,
@@ -73,12 +74,31 @@ export function createNetworkNamespace(file: string, tap?: string) {
 }
 
 /**
+ * setns(2) refuses to move a thread into a mount namespace while it shares its filesystem
+ * context (EINVAL), and a thread the runtime starts from this one (a garbage collector's or the
+ * JIT's helper, started lazily when the JavaScript in the window allocates or gets hot) shares
+ * it: seen as a build dying on its first RUN now and then. Then this thread takes a copy of its
+ * own (unshare CLONE_FS) and goes back; the helper stays in the private copy, which differs from
+ * ours only by what the window unmounted and by mounts made later, and those helpers never
+ * open files.
+ */
+function setnsBack(home: number, type: number) {
+  try {
+    setns(home, type);
+  } catch (error) {
+    if (type !== CLONE_NEWNS || (error as { code?: string }).code !== "EINVAL") throw error;
+    unshare(CLONE_FS);
+    setns(home, type);
+  }
+}
+
+/**
  * Back to the namespace open as `home`. Failing that, this thread would go on in the wrong
  * namespace (its mounts, or its sockets, where the host does not see them): the process stops.
  */
 function comeHome(home: number, type: number, cwd?: number) {
   try {
-    setns(home, type);
+    setnsBack(home, type);
     if (cwd !== undefined) fchdir(cwd);
   } catch (error) {
     process.stderr.write(`memobuild: internal error: could not return to its own namespace (${(error as Error).message}); stopping\n`);
