@@ -13,18 +13,11 @@ import { join } from "node:path";
 import { REPO_ROOT, runMemobuild } from "./support/binary.ts";
 import { freePort } from "./support/engines.ts";
 import { writeProject } from "./support/base-image.ts";
+import { bothPlatforms, hostArch, multiArchBaseProject, otherArch, uname } from "./support/platforms.ts";
 
 const work = mkdtempSync(join(tmpdir(), "memobuild-platforms-"));
 const cache = join(work, "cache");
-const hostArch = Bun.spawnSync(["dpkg", "--print-architecture"]).stdout.toString().trim();
-const otherArch = hostArch === "arm64" ? "amd64" : "arm64";
-const uname: Record<string, string> = { amd64: "x86_64", arm64: "aarch64" };
-const both = `linux/${hostArch},linux/${otherArch}`;
-
-function prepare(arch?: string) {
-  const result = Bun.spawnSync(["bash", join(REPO_ROOT, "scripts/prepare-base-rootfs.sh"), ...(arch ? [arch] : [])], { stderr: "pipe" });
-  if (result.exitCode !== 0) throw new Error(result.stderr.toString());
-}
+const both = bothPlatforms;
 
 const build = (...args: string[]) => runMemobuild(["build", ...args, "--cache-dir", cache, "--progress", "plain"]);
 const json = (file: string) => JSON.parse(readFileSync(file, "utf8"));
@@ -32,14 +25,7 @@ const json = (file: string) => JSON.parse(readFileSync(file, "utf8"));
 let appId = "";
 
 beforeAll(() => {
-  prepare();
-  prepare(otherArch);
-  // One Dockerfile for both: each platform copies its own architecture's busybox.
-  const base = writeProject(join(work, "base"), {
-    Dockerfile: 'FROM scratch\nARG TARGETARCH\nCOPY rootfs-${TARGETARCH}/ /\nRUN ["/bin/busybox", "--install", "-s", "/bin"]\nENV PATH=/usr/sbin:/usr/bin:/sbin:/bin\nCMD ["/bin/sh"]\n',
-  });
-  cpSync(join(REPO_ROOT, "examples/base/rootfs"), join(base, `rootfs-${hostArch}`), { recursive: true });
-  cpSync(join(REPO_ROOT, `examples/base/rootfs-${otherArch}`), join(base, `rootfs-${otherArch}`), { recursive: true });
+  const base = multiArchBaseProject(join(work, "base"));
   const result = build(base, "--platform", both, "-t", "memobuild/busybox-multi", "-o", `type=oci,dest=${join(work, "base-oci")}`);
   if (result.exitCode !== 0) throw new Error(result.stderr);
 }, 300_000);

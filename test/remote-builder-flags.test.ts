@@ -83,6 +83,26 @@ function project(name: string, run: string): string {
 /** The built image's /out, written by -o type=local. */
 const outOf = (dest: string) => readFileSync(join(dest, "out"), "utf8");
 
+/**
+ * What a job sent by hand needs, as a read-only token's submitter on the granting server sends it:
+ * the client's own flag checks are skipped, so only the server and the worker stand in the way.
+ */
+function readOnlyJob(dir: string, store: LocalStore) {
+  return {
+    jobs: new JobsClient({ url: granting.url, token: RO }),
+    remote: new RemoteCache({ url: granting.url, token: RO, warn: () => {} }),
+    store,
+    contextDir: dir,
+    dockerfileText: readFileSync(join(dir, "Dockerfile"), "utf8"),
+    dockerfilePath: "Dockerfile",
+    dockerfileAbsolute: join(dir, "Dockerfile"),
+    buildArgs: {},
+    noCache: false,
+    labels: {},
+    progress: () => {},
+  };
+}
+
 describe("build flags carried to the worker", () => {
   test("--add-host, --shm-size and --ulimit reach the worker's RUN: the same step keys and image as a local build", async () => {
     const dir = project("sandbox", "{ grep -w db /etc/hosts; df -k /dev/shm | tail -n 1; ulimit -n; } > /out");
@@ -203,17 +223,7 @@ describe("build flags carried to the worker", () => {
     try {
       // The client's own check (build --add-host) is skipped: the job goes up as a hostile submitter would send it.
       const sent = buildRemotely({
-        jobs: new JobsClient({ url: granting.url, token: RO }),
-        remote: new RemoteCache({ url: granting.url, token: RO, warn: () => {} }),
-        store,
-        contextDir: dir,
-        dockerfileText: readFileSync(join(dir, "Dockerfile"), "utf8"),
-        dockerfilePath: "Dockerfile",
-        dockerfileAbsolute: join(dir, "Dockerfile"),
-        buildArgs: {},
-        noCache: false,
-        labels: {},
-        progress: () => {},
+        ...readOnlyJob(dir, store),
         asked: { allow: [], sandbox: { addHost: ["gw:[host-gateway]"], ulimit: [] }, noCacheFilter: [], pull: false, annotations: {} },
       });
       await expect(sent).rejects.toThrow("--add-host NAME:host-gateway reaches the worker's loopback: the job must ask for --allow network.host");
@@ -361,17 +371,7 @@ describe("a base image's reference sent by hand", () => {
       // A read-only token's job whose base image is named "x=git://…#main::": the worker would pass
       // --build-context=x=git://…#main::=oci-layout://DIR, a git context x of the whole repository.
       const sent = buildRemotely({
-        jobs: new JobsClient({ url: granting.url, token: RO }),
-        remote: new RemoteCache({ url: granting.url, token: RO, warn: () => {} }),
-        store,
-        contextDir: dir,
-        dockerfileText: readFileSync(join(dir, "Dockerfile"), "utf8"),
-        dockerfilePath: "Dockerfile",
-        dockerfileAbsolute: join(dir, "Dockerfile"),
-        buildArgs: {},
-        noCache: false,
-        labels: {},
-        progress: () => {},
+        ...readOnlyJob(dir, store),
         namedContexts: new Map([[`x=git://127.0.0.1:${port}/secret#main::`, { kind: "image", image: base, digest: base.manifestDigest }]]),
       });
       await expect(sent).rejects.toThrow(`images.x=git://127.0.0.1:${port}/secret#main::: expected a reference`);

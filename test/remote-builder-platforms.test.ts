@@ -6,20 +6,18 @@
  * platforms. A platform the worker cannot emulate fails the job with a local build's error.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { cpSync, existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { REPO_ROOT, memobuildBinary, runMemobuild } from "./support/binary.ts";
+import { memobuildBinary, runMemobuild } from "./support/binary.ts";
 import { writeProject } from "./support/base-image.ts";
+import { bothPlatforms, hostArch, multiArchBaseProject, otherArch, uname } from "./support/platforms.ts";
 import { startCacheServer, type CacheServer } from "./support/server.ts";
 import { spawnWorker, type WorkerProcess } from "./support/worker.ts";
 
 const work = mkdtempSync(join(tmpdir(), "memobuild-builder-platforms-"));
 const baseOci = join(work, "base-oci");
-const hostArch = Bun.spawnSync(["dpkg", "--print-architecture"]).stdout.toString().trim();
-const otherArch = hostArch === "arm64" ? "amd64" : "arm64";
-const uname: Record<string, string> = { amd64: "x86_64", arm64: "aarch64" };
-const both = `linux/${hostArch},linux/${otherArch}`;
+const both = bothPlatforms;
 const TOKEN = "platforms-submitter";
 const WORKER = "platforms-worker-token";
 const EPOCH = { SOURCE_DATE_EPOCH: "1700000000" };
@@ -27,20 +25,8 @@ let server: CacheServer;
 let worker: WorkerProcess;
 let machines = 0;
 
-function prepare(arch?: string) {
-  const result = Bun.spawnSync(["bash", join(REPO_ROOT, "scripts/prepare-base-rootfs.sh"), ...(arch ? [arch] : [])], { stderr: "pipe" });
-  if (result.exitCode !== 0) throw new Error(result.stderr.toString());
-}
-
 beforeAll(async () => {
-  prepare();
-  prepare(otherArch);
-  // The base as an index of both architectures' busybox, as test/platforms.test.ts makes it.
-  const base = writeProject(join(work, "base"), {
-    Dockerfile: 'FROM scratch\nARG TARGETARCH\nCOPY rootfs-${TARGETARCH}/ /\nRUN ["/bin/busybox", "--install", "-s", "/bin"]\nENV PATH=/usr/sbin:/usr/bin:/sbin:/bin\nCMD ["/bin/sh"]\n',
-  });
-  cpSync(join(REPO_ROOT, "examples/base/rootfs"), join(base, `rootfs-${hostArch}`), { recursive: true });
-  cpSync(join(REPO_ROOT, `examples/base/rootfs-${otherArch}`), join(base, `rootfs-${otherArch}`), { recursive: true });
+  const base = multiArchBaseProject(join(work, "base"));
   const built = runMemobuild(["build", base, "--platform", both, "--cache-dir", join(work, "base-cache"), "-t", "memobuild/busybox-multi", "-o", `type=oci,dest=${baseOci}`, "--progress", "plain"]);
   if (built.exitCode !== 0) throw new Error(built.stderr);
   server = await startCacheServer(join(work, "server"), ["--token", TOKEN, "--worker-token", WORKER]);

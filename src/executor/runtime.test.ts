@@ -5,23 +5,32 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { findRuntime, sealedCopy } from "./runtime.ts";
 
+/**
+ * A process that starts a watchdog (as `dog`) over a runtime that only writes down how it was
+ * called, into `calls`, then runs `lines`.
+ */
+function watchdogOwner(dir: string, lines: string[]) {
+  const runtime = join(dir, "runtime");
+  const calls = join(dir, "calls");
+  writeFileSync(runtime, `#!/bin/sh\necho "$*" >> ${calls}\n`);
+  chmodSync(runtime, 0o755);
+  const script = [
+    `import { startWatchdog } from ${JSON.stringify(join(import.meta.dir, "runtime.ts"))};`,
+    `const dog = startWatchdog(${JSON.stringify(runtime)});`,
+    ...lines,
+  ].join("\n");
+  return { calls, owner: Bun.spawn([process.execPath, "-e", script], { stdout: "ignore", stderr: "pipe" }) };
+}
+
 test("when its process is killed with -9, the watchdog kills and deletes the containers still running, and only those", async () => {
   const dir = mkdtempSync(join(tmpdir(), "memobuild-watchdog-"));
   try {
-    // A runtime that only writes down how it was called.
-    const runtime = join(dir, "runtime");
-    const calls = join(dir, "calls");
-    writeFileSync(runtime, `#!/bin/sh\necho "$*" >> ${calls}\n`);
-    chmodSync(runtime, 0o755);
-    const script = [
-      `import { startWatchdog } from ${JSON.stringify(join(import.meta.dir, "runtime.ts"))};`,
-      `const dog = startWatchdog(${JSON.stringify(runtime)});`,
+    const { calls, owner } = watchdogOwner(dir, [
       `for (const id of ["memobuild-1-aa", "memobuild-1-bb", "memobuild-1-cc"]) dog.watch(id);`,
       `dog.forget("memobuild-1-bb");`,
       // Give the pipe a moment, then die as a build killed by -9 does.
       `setTimeout(() => process.kill(process.pid, "SIGKILL"), 100);`,
-    ].join("\n");
-    const owner = Bun.spawn([process.execPath, "-e", script], { stdout: "ignore", stderr: "pipe" });
+    ]);
     expect(await owner.exited).not.toBe(0);
     let logged = "";
     for (let i = 0; i < 60 && logged.split("\n").length < 5; i++) {
@@ -37,17 +46,10 @@ test("when its process is killed with -9, the watchdog kills and deletes the con
 test("a watchdog told of no running container does nothing when its process exits", async () => {
   const dir = mkdtempSync(join(tmpdir(), "memobuild-watchdog-"));
   try {
-    const runtime = join(dir, "runtime");
-    const calls = join(dir, "calls");
-    writeFileSync(runtime, `#!/bin/sh\necho "$*" >> ${calls}\n`);
-    chmodSync(runtime, 0o755);
-    const script = [
-      `import { startWatchdog } from ${JSON.stringify(join(import.meta.dir, "runtime.ts"))};`,
-      `const dog = startWatchdog(${JSON.stringify(runtime)});`,
+    const { calls, owner } = watchdogOwner(dir, [
       `dog.watch("memobuild-1-aa"); dog.forget("memobuild-1-aa");`,
       `await Bun.sleep(100);`, // then the script ends: nothing else keeps the process alive
-    ].join("\n");
-    const owner = Bun.spawn([process.execPath, "-e", script], { stdout: "ignore", stderr: "pipe" });
+    ]);
     // It exits although the watchdog still runs: the watchdog does not hold it.
     expect(await owner.exited).toBe(0);
     await Bun.sleep(300);
